@@ -1,0 +1,243 @@
+"""HTTP plumbing shared by every blueprint: input extraction, auth, and the one
+place where domain errors become HTTP responses.
+
+A view is ``def view(req: ApiRequest, **path_params)``: it extracts its input
+from ``req``, calls one service and returns a dict (200) or :func:`respond`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import uuid
+from collections.abc import Callable
+from functools import cached_property, wraps
+from typing import Any
+
+from chalice import Blueprint, Response
+from chalice.app import Request
+
+from chalicelib.api.openapi_registry import Operation, register
+from chalicelib.domain.errors import BadRequest, DomainError, PayloadTooLarge, RateLimited, UnsupportedMediaType
+from chalicelib.logs import get_logger, request_id_var
+from chalicelib.services.auth import Principal, authenticate
+
+MAX_BODY_BYTES = 256 * 1024
+JSON_HEADERS = {"Content-Type": "application/json"}
+log = get_logger("sarafan.http")
+
+
+def respond(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        status_code=status,
+        headers={**JSON_HEADERS, **(headers or {})},
+    )
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details if details is not None else {}}}
+
+
+def error_response(err: DomainError) -> Response:
+    headers = {}
+    if isinstance(err, RateLimited):
+        headers["Retry-After"] = str(err.retry_after_seconds)
+    return respond(error_body(err.code, err.message, err.details), err.status, headers)
+
+
+class ApiRequest:
+    """What a view may read from the request. Parsing is lazy and errors are domain errors."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    @cached_property
+    def headers(self) -> dict[str, str]:
+        return {k.lower(): v for k, v in (self._request.headers or {}).items()}
+
+    @cached_property
+    def principal(self) -> Principal:
+        return authenticate(self.headers)
+
+    @property
+    def raw_body(self) -> bytes:
+        body = self._request.raw_body or b""
+        if len(body) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"Request body exceeds {MAX_BODY_BYTES} bytes", details={"limit": MAX_BODY_BYTES})
+        return body
+
+    def json(self) -> Any:
+        """The JSON body (must be an object); empty body means ``{}``."""
+        raw = self.raw_body
+        content_type = self.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if raw and content_type != "application/json":
+            raise UnsupportedMediaType("Send the body as application/json", details={"content_type": content_type})
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadRequest("Body is not valid JSON", code="malformed_json", details={"reason": str(exc)}) from None
+        if not isinstance(data, dict):
+            raise BadRequest("Body must be a JSON object", code="malformed_json")
+        return data
+
+    def query(self, name: str, default: str | None = None) -> str | None:
+        return (self._request.query_params or {}).get(name, default)
+
+    def int_query(self, name: str, default: int, minimum: int, maximum: int) -> int:
+        raw = self.query(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = minimum - 1
+        if not minimum <= value <= maximum:
+            raise BadRequest(f"'{name}' must be an integer from {minimum} to {maximum}", code="invalid_query",
+                             details={"parameter": name})
+        return value
+
+    @property
+    def source_ip(self) -> str:
+        identity = (self._request.context or {}).get("identity") or {}
+        return str(identity.get("sourceIp") or "0.0.0.0")
+
+    @property
+    def request(self) -> Request:
+        return self._request
+
+
+def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
+    if not last_key:
+        return None
+    flat = {k: (v.get("S") if isinstance(v, dict) else v) for k, v in last_key.items()}
+    return base64.urlsafe_b64encode(json.dumps(flat, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str | None, partition: tuple[str, str]) -> dict[str, Any] | None:
+    """Decode a paging cursor, refusing one that points outside ``partition`` (``(attribute, value)``).
+
+    Without the check a crafted cursor could page through another tenant's
+    partition, or make DynamoDB reject the query (a 500 caused by client input).
+    """
+    if not raw:
+        return None
+    try:
+        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (binascii.Error, ValueError):
+        data = None
+    attribute, value = partition
+    if (
+        not isinstance(data, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items())
+        or data.get(attribute) != value
+        or not set(data) <= {"PK", "SK", "GSI1PK", "GSI1SK"}
+    ):
+        raise BadRequest("Invalid cursor", code="invalid_cursor")
+    return {k: {"S": v} for k, v in data.items()}
+
+
+def _handle_errors(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def handler(req: ApiRequest, **params: Any) -> Response:
+        try:
+            result = view(req, **params)
+        except DomainError as err:
+            return error_response(err)
+        except Exception as exc:  # the one place an unexpected failure becomes a 500
+            from pynamodb.exceptions import PynamoDBException
+
+            if isinstance(exc, PynamoDBException):
+                from chalicelib.store.transact import map_store_error
+
+                mapped = map_store_error(exc)
+                if isinstance(mapped, DomainError):
+                    return error_response(mapped)
+            log.exception("unhandled error", extra={"error_type": type(exc).__name__})
+            return respond(error_body("internal_error", "An internal error occurred",
+                                      {"request_id": request_id_var.get()}), 500)
+        return result if isinstance(result, Response) else respond(result)
+
+    return handler
+
+
+class ApiBlueprint(Blueprint):
+    """A Chalice blueprint whose routes are documented and error-mapped by construction."""
+
+    def endpoint(
+        self,
+        path: str,
+        method: str,
+        *,
+        summary: str,
+        tag: str,
+        auth: str = "key",
+        request_schema: dict[str, Any] | None = None,
+        content_types: list[str] | None = None,
+        success_status: int = 200,
+        description: str = "",
+        query_params: tuple[tuple[str, str], ...] = (),
+        cors: Any = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+            register(Operation(path, method, summary, tag, auth, request_schema,
+                               (content_types or ["application/json"])[0], success_status, description, query_params))
+            handler = _handle_errors(view)
+
+            @wraps(view)
+            def route_view(**params: Any) -> Response:
+                return handler(ApiRequest(self.current_request), **params)
+
+            options: dict[str, Any] = {"methods": [method]}
+            if content_types:
+                options["content_types"] = content_types
+            if cors is not None:
+                options["cors"] = cors
+            self.route(path, **options)(route_view)
+            return view
+
+        return decorator
+
+
+def http_middleware(event: Request, get_response: Callable[[Request], Response]) -> Response:
+    """Request id, access log, and Chalice's own error bodies rewritten to our error format."""
+    context = event.context or {}
+    request_id = str(context.get("requestId") or uuid.uuid4())
+    token = request_id_var.set(request_id)
+    started = time.perf_counter()
+    try:
+        response = get_response(event)
+        response = _normalise_framework_error(response)
+        response.headers["X-Request-Id"] = request_id
+        log.info(
+            "request",
+            extra={
+                "method": event.method,
+                "route": context.get("resourcePath"),
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        return response
+    finally:
+        request_id_var.reset(token)
+
+
+_FRAMEWORK_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                    413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+def _normalise_framework_error(response: Response) -> Response:
+    """Chalice answers some requests itself (unsupported content type, bad JSON) as ``{"Code", "Message"}``."""
+    body = response.body
+    if response.status_code < 400 or not isinstance(body, dict) or "Code" not in body:
+        return response
+    code = _FRAMEWORK_CODES.get(response.status_code, "internal_error" if response.status_code >= 500 else "bad_request")
+    message = str(body.get("Message") or code)
+    if response.status_code >= 500:
+        message = "An internal error occurred"
+    return respond(error_body(code, message), response.status_code)

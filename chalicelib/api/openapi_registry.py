@@ -1,0 +1,34 @@
+"""Route documentation collected as routes are declared (see ``ApiBlueprint.endpoint``).
+
+Keeping the description next to the route means a route cannot exist without an
+OpenAPI entry; a test checks ``app.routes`` against the generated document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Operation:
+    path: str
+    method: str
+    summary: str
+    tag: str
+    auth: str  # "operator" | "key" | "publishable" | "signature" | "none"
+    request_schema: dict[str, Any] | None = None
+    request_content_type: str = "application/json"
+    success_status: int = 200
+    description: str = ""
+    query_params: tuple[tuple[str, str], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+OPERATIONS: list[Operation] = []
+#: Extra named schemas (``components.schemas``), e.g. the canonical event types.
+SCHEMAS: dict[str, dict[str, Any]] = {}
+
+
+def register(op: Operation) -> None:
+    OPERATIONS.append(op)

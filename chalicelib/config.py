@@ -1,0 +1,60 @@
+"""Settings, read from the environment lazily (never at import time).
+
+Chalice imports ``app.py`` for ``package``/``deploy``/``local``; reading required
+settings at import would break those commands and slow every cold start, so all
+access goes through :func:`get_settings`, which reads once and caches.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    table_name: str
+    region: str
+    #: Base URL of the public API (used to build invite links such as ``{base}/r/{code}``).
+    public_base_url: str
+    #: SHA-256 hex digests of accepted operator keys (comma-separated in the env).
+    operator_key_hashes: tuple[str, ...]
+    #: Master secret from which webhook signing secrets are derived (never stored in the table).
+    secret_key: str | None
+    #: Name of an SSM SecureString parameter holding the master secret (production).
+    secret_key_parameter: str | None
+    ses_sender: str
+    #: How long an old webhook secret keeps verifying after a rotation.
+    secret_rotation_overlap_hours: int
+    #: In-process cache lifetime of program/partner/key records (revocation delay).
+    config_cache_seconds: int
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    stage = os.environ.get("SARAFAN_STAGE", "dev")
+    hashes = tuple(h.strip().lower() for h in os.environ.get("SARAFAN_OPERATOR_KEY_SHA256", "").split(",") if h.strip())
+    return Settings(
+        stage=stage,
+        table_name=os.environ.get("SARAFAN_TABLE", f"sarafan-{stage}"),
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-central-1",
+        public_base_url=os.environ.get("SARAFAN_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+        operator_key_hashes=hashes,
+        secret_key=os.environ.get("SARAFAN_SECRET_KEY") or None,
+        secret_key_parameter=os.environ.get("SARAFAN_SECRET_KEY_PARAMETER") or None,
+        ses_sender=os.environ.get("SARAFAN_SES_SENDER", "no-reply@sarafan.local"),
+        secret_rotation_overlap_hours=_int_env("SARAFAN_SECRET_OVERLAP_HOURS", 24),
+        config_cache_seconds=_int_env("SARAFAN_CONFIG_CACHE_SECONDS", 30),
+    )
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and the local runner change the env)."""
+    get_settings.cache_clear()

@@ -1,0 +1,299 @@
+"""Value types of the rewards engine: the parsed rules document and the engine's input/output.
+
+Everything is a frozen dataclass of plain values (str/int/datetime/tuples) so results can be
+compared in tests, logged, and turned into DynamoDB items without surprises. Points are always
+``int``; money is always ``int`` minor units (kopecks, cents). There are no floats anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+# --------------------------------------------------------------------------- rules document
+
+TRIGGER_EVENTS = ("member.signup", "lead.created", "deal.won", "order.paid")
+CUSTOM_PREFIX = "custom:"
+AMOUNT_BASES = ("total", "subtotal", "subtotal_minus_discount", "total_minus_shipping")
+RecipientType = Literal["self", "friend", "referrer"]
+OrderSelector = Literal["every", "first", "nth"]
+AmountBase = Literal["total", "subtotal", "subtotal_minus_discount", "total_minus_shipping"]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    event: str  # "order.paid", "member.signup", ..., or "custom:<name>"
+    order: OrderSelector = "every"  # only meaningful for order.paid
+    n: int | None = None  # the n-th order (1-based) when order == "nth"
+    partners: tuple[str, ...] = ()  # empty = events at any partner
+
+    def order_number_matches(self, orders_before: int) -> bool:
+        """``orders_before`` paid orders came before this one, so this is order #orders_before+1."""
+        if self.order == "every":
+            return True
+        if self.order == "first":
+            return orders_before == 0
+        return self.n is not None and orders_before + 1 == self.n
+
+
+@dataclass(frozen=True)
+class Recipient:
+    type: RecipientType
+    level: int = 0  # 0 for self/friend, 1..max_depth for referrer
+
+
+@dataclass(frozen=True)
+class Tier:
+    min_converted: int
+    points: int | None = None
+    rate_bp: int | None = None
+
+
+@dataclass(frozen=True)
+class Amount:
+    """Exactly one of ``points`` / ``rate_bp`` / ``tiers`` is set (enforced by the schema)."""
+
+    points: int | None = None
+    rate_bp: int | None = None  # basis points: 500 = 5.00 %
+    tiers: tuple[Tier, ...] = ()
+    base: AmountBase = "total"
+    max_points: int | None = None
+    min_order_amount: int | None = None  # minor units, compared with ``base``
+
+    @property
+    def needs_order_amount(self) -> bool:
+        return (
+            self.rate_bp is not None
+            or any(t.rate_bp is not None for t in self.tiers)
+            or self.min_order_amount is not None
+        )
+
+
+@dataclass(frozen=True)
+class Recurring:
+    months: int | None = None  # window [attributed_at, attributed_at + months)
+    orders: int | None = None  # only the subject's first N paid orders
+    max_points_per_friend: int | None = None  # lifetime total of this rule per subject
+
+
+@dataclass(frozen=True)
+class PartnerOverride:
+    enabled: bool = True
+    amount: Amount | None = None  # already merged over the rule's base amount
+    funded_by: str | None = None
+    hold_days: int | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    trigger: Trigger
+    recipient: Recipient
+    amount: Amount
+    name: str | None = None
+    enabled: bool = True
+    member_monthly_cap_points: int | None = None  # ``caps.member_monthly_points``
+    hold_days: int | None = None  # None = program default
+    recurring: Recurring | None = None
+    funded_by: str | None = None  # None = partner where the event happened
+    partners: Mapping[str, PartnerOverride] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RulesDoc:
+    rules: tuple[Rule, ...]
+    version: int = 0  # 0 = not stored yet; the server assigns 1, 2, ...
+    max_depth: int = 3
+    hold_days: int = 14
+    point_value_minor: int = 100
+    budget_points: int | None = None
+    member_monthly_cap_points: int | None = None
+    currency: str | None = None
+
+    @property
+    def depth_needed(self) -> int:
+        """Deepest referrer level any enabled rule pays: how many ancestors the reader must load."""
+        levels = [r.recipient.level for r in self.rules if r.enabled and r.recipient.type == "referrer"]
+        return max(levels, default=0)
+
+
+# --------------------------------------------------------------------------- engine input
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    business_key: str  # idempotency key of the business event (e.g. "order:shop1:A-1001")
+    type: str  # "order.paid", "member.signup", ..., "custom:review.posted"
+    occurred_at: datetime  # timezone-aware; the engine never reads a clock
+    partner_id: str | None = None  # where the event happened (coalition partner / the shop)
+    total: int | None = None  # minor units; None for events without an amount
+    subtotal: int | None = None  # goods net of shipping; None = total - shipping
+    shipping: int | None = None
+    discount: int | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The member whose event it is (the buyer; the "friend" for referral rules)."""
+
+    member_id: str
+    referrer_id: str | None = None  # direct referrer, None if the member was not referred
+    attributed_at: datetime | None = None  # when the referral attribution happened
+    orders_before: int = 0  # this member's paid orders before this event
+    month_earned_points: int = 0  # points this member earned in the event's calendar month
+    recurring_paid: Mapping[str, int] = field(default_factory=dict)  # rule_id -> points paid so far
+
+
+@dataclass(frozen=True)
+class Ancestor:
+    member_id: str
+    level: int  # 1 = direct referrer of the subject
+    converted_referrals: int = 0  # referrals of this ancestor that converted before this event
+    month_earned_points: int = 0  # points earned in the event's calendar month
+
+
+@dataclass(frozen=True)
+class ProgramCounters:
+    budget_used_points: int = 0
+
+
+# --------------------------------------------------------------------------- engine output
+
+PostingStatus = Literal["pending", "available"]
+
+
+@dataclass(frozen=True)
+class Posting:
+    member_id: str
+    points: int  # > 0, after every cap
+    rule_id: str
+    rule_version: int
+    level: int  # 0 = self/friend, 1..N = upline level
+    recipient: RecipientType
+    funding_partner_id: str | None
+    reason: str  # plain-language English sentence for statements and support
+    reason_code: str  # "self_reward" | "friend_reward" | "referral_reward" | "recurring_reward"
+    available_at: datetime  # occurred_at + hold days
+    status: PostingStatus  # "available" iff hold is 0 days
+    business_key: str
+    partner_id: str | None  # where the event happened
+    requested_points: int  # before caps; > points when a cap trimmed it
+
+    @property
+    def key(self) -> str:
+        """Deterministic idempotency key: one event pays a (rule, level, member) at most once."""
+        return f"{self.business_key}#{self.rule_id}#{self.level}#{self.member_id}"
+
+
+SkipCode = Literal[
+    "trigger_not_matched",
+    "disabled_for_partner",
+    "no_referrer",
+    "ancestry_cycle",
+    "no_amount",
+    "currency_mismatch",
+    "below_min_order",
+    "recurring_not_attributed",
+    "recurring_expired",
+    "zero_points",
+    "cap_reward",
+    "cap_recurring",
+    "cap_monthly",
+    "cap_budget",
+]
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A rule that matched the event type but paid nothing, or paid less (a trim)."""
+
+    rule_id: str
+    member_id: str | None  # None when no recipient could be determined
+    reason_code: SkipCode
+    detail: str
+    requested_points: int = 0  # points before this cap (0 when not computed)
+    granted_points: int = 0  # points still posted after this cap (> 0 means "trimmed")
+
+    @property
+    def trimmed(self) -> bool:
+        return self.granted_points > 0
+
+
+CounterKind = Literal["member_month", "budget", "recurring"]
+
+
+@dataclass(frozen=True)
+class CounterDelta:
+    """One counter increment for the writer's transaction (one per counter item).
+
+    ``max_before`` (when not None) is the largest value the stored counter may have *before*
+    the increment for every posting behind this delta to stay within its cap. The engine only
+    produces deltas where the value it was given satisfies this, so the writer adds
+    ``ConditionExpression: attribute_not_exists(v) OR v <= :max_before`` and a concurrent writer
+    can never push a counter over a cap (the transaction fails; re-read and re-evaluate).
+    ``None`` = no cap applies; the increment is unconditional.
+    """
+
+    kind: CounterKind
+    points: int  # > 0, amount to ADD
+    member_id: str | None = None  # member_month: the recipient; recurring: the subject (friend)
+    month: str | None = None  # member_month only: "YYYY-MM" (UTC)
+    rule_id: str | None = None  # recurring only
+    max_before: int | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    postings: tuple[Posting, ...]
+    skipped: tuple[Skip, ...]
+    counter_deltas: tuple[CounterDelta, ...]
+    month: str  # "YYYY-MM" of the event (UTC): the month counters read and written
+
+    @property
+    def total_points(self) -> int:
+        return sum(p.points for p in self.postings)
+
+
+# --------------------------------------------------------------------------- refunds
+
+
+class PostedEntry(Protocol):
+    """What ``reverse`` needs from a stored posting (``Posting`` satisfies it)."""
+
+    @property
+    def member_id(self) -> str: ...
+    @property
+    def points(self) -> int: ...
+    @property
+    def rule_id(self) -> str: ...
+    @property
+    def rule_version(self) -> int: ...
+    @property
+    def level(self) -> int: ...
+    @property
+    def funding_partner_id(self) -> str | None: ...
+
+
+PostedEntryLike = PostedEntry | Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Reversal:
+    member_id: str
+    points: int  # > 0: points to take back now
+    rule_id: str
+    rule_version: int
+    level: int
+    funding_partner_id: str | None
+    original_points: int
+    reversed_total: int  # points reversed for this posting including this reversal
+    reason: str
+    reason_code: str = "refund_clawback"
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        """Matches ``posting_key`` of the posting it reverses."""
+        return (self.rule_id, self.level, self.member_id)

@@ -1,0 +1,262 @@
+"""Operator administration: programs, partners, keys and webhook secrets.
+
+Every function takes the caller's :class:`Principal` first and checks the tenant
+before reading anything else. Secrets and keys are returned once, at creation.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from chalicelib.config import get_settings
+from chalicelib.domain import clock
+from chalicelib.domain.errors import NotFound
+from chalicelib.domain.ids import new_id
+from chalicelib.domain.validation import validate
+from chalicelib.services import secrets
+from chalicelib.services.auth import PARTNER_PREFIX, PUBLISHABLE_PREFIX, Principal, hash_key, new_key
+from chalicelib.store import cache, keys, tenancy_repo
+from chalicelib.store.db import Entity
+from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, ProgramItem
+from chalicelib.store.transact import Transaction
+
+#: Where signed webhooks come from. ``events`` is the canonical Standard Webhooks
+#: intake; platform adapters add their own sources.
+WEBHOOK_SOURCES = ["events"]
+
+_ORIGIN = {"type": "string", "pattern": r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$", "maxLength": 200}
+_URL = {"type": "string", "pattern": r"^https?://\S+$", "maxLength": 2000}
+
+PROGRAM_SETTINGS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "attribution_window_days": {"type": "integer", "minimum": 1, "maximum": 365},
+        "attribution_model": {"enum": ["first_touch", "last_touch"]},
+        "auto_enrol": {"type": "boolean"},
+        "max_depth": {"type": "integer", "minimum": 1, "maximum": 5},
+        "offer": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "friend_reward": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 200}},
+                "partner_reward": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 200}},
+            },
+        },
+        "redemption_max_share_percent": {"type": "integer", "minimum": 1, "maximum": 100},
+    },
+}
+
+PROGRAM_CREATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 120},
+        "points_unit": {"type": "string", "minLength": 1, "maxLength": 40, "default": "points"},
+        "point_value_minor": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 100},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "default": "RUB"},
+        "default_locale": {"enum": ["ru", "en"], "default": "ru"},
+        "allowed_origins": {"type": "array", "items": _ORIGIN, "maxItems": 20, "default": []},
+        "landing_url": _URL,
+        "settings": PROGRAM_SETTINGS_SCHEMA,
+    },
+}
+
+PARTNER_CREATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 120},
+        "landing_url": _URL,
+        "webhook_sources": {
+            "type": "array",
+            "items": {"enum": WEBHOOK_SOURCES},
+            "uniqueItems": True,
+            "minItems": 1,
+            "default": ["events"],
+        },
+    },
+}
+
+
+def program_view(item: ProgramItem) -> dict[str, Any]:
+    return {
+        "program_id": item.program_id,
+        "name": item.name,
+        "points_unit": item.points_unit,
+        "point_value_minor": int(item.point_value_minor),
+        "currency": item.currency,
+        "default_locale": item.default_locale,
+        "allowed_origins": list(item.allowed_origins or []),
+        "landing_url": item.landing_url,
+        "settings": item.settings or {},
+        "rules_version": int(item.rules_version or 0),
+        "created_at": clock.iso(item.created_at),
+    }
+
+
+def partner_view(item: PartnerItem) -> dict[str, Any]:
+    return {
+        "partner_id": item.partner_id,
+        "program_id": item.program_id,
+        "name": item.name,
+        "landing_url": item.landing_url,
+        "webhook_sources": {
+            source: [{k: v for k, v in ver.items()} for ver in versions]
+            for source, versions in (item.webhook_secrets or {}).items()
+        },
+        "created_at": clock.iso(item.created_at),
+    }
+
+
+def key_view(ref: ApiKeyRefItem) -> dict[str, Any]:
+    return {
+        "key_id": ref.key_id,
+        "kind": ref.kind,
+        "program_id": ref.program_id,
+        "partner_id": ref.partner_id,
+        "display_prefix": ref.display_prefix,
+        "revoked": bool(ref.revoked),
+        "created_at": clock.iso(ref.created_at),
+    }
+
+
+def _stage_key(tx: Transaction, kind: str, program_id: str, partner_id: str | None) -> tuple[str, dict[str, Any]]:
+    """Add a new key's items to ``tx``; return the clear key (shown once) and its public view."""
+    prefix = PARTNER_PREFIX if kind == "partner" else PUBLISHABLE_PREFIX
+    key = new_key(prefix)
+    now = clock.utcnow()
+    key_id = new_id("key")
+    common = {"key_id": key_id, "kind": kind, "program_id": program_id, "partner_id": partner_id, "created_at": now}
+    ref = ApiKeyRefItem(key_hash=hash_key(key), display_prefix=key[: len(prefix) + 4], **common)
+    tenancy_repo.add_key(tx, ApiKeyItem(**common), ref)
+    return key, key_view(ref)
+
+
+def create_program(principal: Principal, body: Any) -> dict[str, Any]:
+    principal.require_operator()
+    data = validate(PROGRAM_CREATE_SCHEMA, body)
+    program = ProgramItem.new(
+        program_id=new_id("prg"),
+        name=data["name"],
+        points_unit=data["points_unit"],
+        point_value_minor=data["point_value_minor"],
+        currency=data["currency"],
+        default_locale=data["default_locale"],
+        allowed_origins=data["allowed_origins"],
+        landing_url=data.get("landing_url"),
+        settings=data.get("settings", {}),
+        created_at=clock.utcnow(),
+    )
+    tx = Transaction()
+    tx.create(program)
+    publishable_key, key_info = _stage_key(tx, "publishable", program.program_id, None)
+    tx.commit()
+    return {**program_view(program), "publishable_key": publishable_key, "publishable_key_info": key_info}
+
+
+def list_programs(principal: Principal, limit: int, cursor: dict[str, str] | None) -> dict[str, Any]:
+    if not principal.is_operator:
+        # A partner sees exactly its own program.
+        program = tenancy_repo.get_program(principal.program_id or "")
+        return {"items": [program_view(program)], "next_cursor": None}
+    items, next_cursor = tenancy_repo.list_programs(limit, cursor)
+    return {"items": [program_view(i) for i in items], "next_cursor": next_cursor}
+
+
+def get_program(principal: Principal, program_id: str) -> dict[str, Any]:
+    principal.require_program(program_id)
+    return program_view(tenancy_repo.get_program(program_id))
+
+
+def create_partner(principal: Principal, program_id: str, body: Any) -> dict[str, Any]:
+    principal.require_program(program_id)
+    principal.require_operator()
+    data = validate(PARTNER_CREATE_SCHEMA, body)
+    tenancy_repo.get_program(program_id)
+    now = clock.utcnow()
+    partner_id = new_id("ptn")
+    webhook_secrets = {s: [{"version": 1, "created_at": clock.iso(now), "expires_at": None}] for s in data["webhook_sources"]}
+    partner = PartnerItem.new(
+        program_id=program_id,
+        partner_id=partner_id,
+        name=data["name"],
+        landing_url=data.get("landing_url"),
+        webhook_secrets=webhook_secrets,
+        created_at=now,
+    )
+    tx = Transaction()
+    tx.create(partner)
+    key, key_info = _stage_key(tx, "partner", program_id, partner_id)
+    tx.commit()
+    shown_once = {s: secrets.derive_secret(program_id, partner_id, s, 1) for s in data["webhook_sources"]}
+    return {**partner_view(partner), "api_key": key, "api_key_info": key_info, "webhook_secrets": shown_once}
+
+
+def list_partners(principal: Principal, program_id: str) -> dict[str, Any]:
+    principal.require_program(program_id)
+    tenancy_repo.get_program(program_id)
+    return {"items": [partner_view(p) for p in tenancy_repo.list_partners(program_id)]}
+
+
+def get_partner(principal: Principal, program_id: str, partner_id: str) -> dict[str, Any]:
+    principal.require_program(program_id)
+    return partner_view(tenancy_repo.get_partner(program_id, partner_id))
+
+
+def rotate_webhook_secret(principal: Principal, program_id: str, partner_id: str, source: str) -> dict[str, Any]:
+    principal.require_partner_scope(program_id, partner_id)
+    partner = tenancy_repo.get_partner(program_id, partner_id, fresh=True)
+    if source not in (partner.webhook_secrets or {}):
+        raise NotFound("This partner has no webhook secret for that source", details={"source": source})
+    now = clock.utcnow()
+    overlap = timedelta(hours=get_settings().secret_rotation_overlap_hours)
+    updated, version = secrets.rotated(partner.webhook_secrets, source, now, overlap)
+    tx = Transaction()
+    # Optimistic concurrency: two rotations at once must not both succeed from the same state.
+    tx.update(
+        partner,
+        [PartnerItem.webhook_secrets.set(updated)],
+        PartnerItem.webhook_secrets == partner.webhook_secrets,
+        on_fail=NotFound("Partner changed concurrently; retry", code="concurrent_update"),
+    )
+    tx.commit()
+    cache.invalidate("partner", f"{program_id}/{partner_id}")
+    previous = [v for v in updated[source] if v["version"] != version]
+    return {
+        "source": source,
+        "version": version,
+        "secret": secrets.derive_secret(program_id, partner_id, source, version),
+        "previous_versions_valid_until": max((v["expires_at"] for v in previous), default=None),
+    }
+
+
+def create_partner_key(principal: Principal, program_id: str, partner_id: str) -> dict[str, Any]:
+    principal.require_partner_scope(program_id, partner_id)
+    principal.require_server_key()
+    tenancy_repo.get_partner(program_id, partner_id)
+    tx = Transaction()
+    # The partner must still exist when the key is written, not just when it was read.
+    tx.check(PartnerItem, keys.partner(program_id, partner_id), Entity.PK.exists(), NotFound("Partner not found"))
+    key, info = _stage_key(tx, "partner", program_id, partner_id)
+    tx.commit()
+    return {"api_key": key, "api_key_info": info}
+
+
+def list_keys(principal: Principal, program_id: str) -> dict[str, Any]:
+    principal.require_program(program_id)
+    principal.require_operator()
+    return {"items": [key_view(r) for r in tenancy_repo.list_key_refs(program_id)]}
+
+
+def revoke_key(principal: Principal, program_id: str, key_id: str) -> dict[str, Any]:
+    principal.require_program(program_id)
+    ref = tenancy_repo.get_key_ref(program_id, key_id)
+    if not principal.is_operator and (ref.partner_id is None or ref.partner_id != principal.partner_id):
+        raise NotFound("API key not found", details={"key_id": key_id})
+    tenancy_repo.revoke_key(ref)
+    ref.revoked = True
+    return key_view(ref)

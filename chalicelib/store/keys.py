@@ -1,0 +1,135 @@
+"""Key builders for the single table: the only place that spells a PK/SK/GSI1 value.
+
+Prefixes are readable so an operator browsing the table sees what an item is.
+Every builder returns ``(PK, SK)``; ``gsi1_*`` builders return ``(GSI1PK, GSI1SK)``.
+Personal identifiers never appear in keys: callers pass the salted hash from
+``chalicelib.domain.identity``. See README "Data model" for the access-pattern chart.
+"""
+
+from __future__ import annotations
+
+Key = tuple[str, str]
+
+# --- tenancy (service foundation) -------------------------------------------
+
+
+def program(program_id: str) -> Key:
+    return f"PROGRAM#{program_id}", "PROGRAM"
+
+
+def gsi1_program_listing(created_at: str, program_id: str) -> Key:
+    # One listing partition is fine: only the operator lists programs, rarely.
+    return "PROGRAMS", f"CREATED#{created_at}#{program_id}"
+
+
+def partner(program_id: str, partner_id: str) -> Key:
+    return f"PROGRAM#{program_id}", f"PARTNER#{partner_id}"
+
+
+def partners_prefix(program_id: str) -> Key:
+    return f"PROGRAM#{program_id}", "PARTNER#"
+
+
+def api_key(key_hash: str) -> Key:
+    # Looked up by the SHA-256 of the presented key: one GetItem per auth.
+    return f"APIKEY#{key_hash}", "APIKEY"
+
+
+def api_key_ref(program_id: str, key_id: str) -> Key:
+    # Lets the operator list and revoke keys by id without knowing the key.
+    return f"PROGRAM#{program_id}", f"APIKEYREF#{key_id}"
+
+
+def api_key_refs_prefix(program_id: str) -> Key:
+    return f"PROGRAM#{program_id}", "APIKEYREF#"
+
+
+# --- referral core -----------------------------------------------------------
+
+
+def member(program_id: str, member_id: str) -> Key:
+    return f"MEMBER#{program_id}#{member_id}", "PROFILE"
+
+
+def member_partition(program_id: str, member_id: str) -> str:
+    """PK shared by everything owned by one member (profile, balance, ledger, attribution records)."""
+    return f"MEMBER#{program_id}#{member_id}"
+
+
+def gsi1_referrals_of(program_id: str, referrer_id: str, joined_at: str, member_id: str) -> Key:
+    return f"REFERRER#{program_id}#{referrer_id}", f"JOINED#{joined_at}#{member_id}"
+
+
+def identity(program_id: str, kind: str, value_hash: str) -> Key:
+    """Pointer from an identifier (``email``, ``phone``, ``ext:<partner_id>``) to a member."""
+    return f"IDENT#{program_id}#{kind}#{value_hash}", "IDENT"
+
+
+def referral_code(program_id: str, code: str) -> Key:
+    return f"CODE#{program_id}#{code}", "CODE"
+
+
+def coupon(program_id: str, coupon_code: str) -> Key:
+    return f"COUPON#{program_id}#{coupon_code}", "COUPON"
+
+
+def event(program_id: str, business_key_hash: str) -> Key:
+    """Permanent dedupe record of one business fact (see ``domain.events.business_key``)."""
+    return f"EVENT#{program_id}#{business_key_hash}", "EVENT"
+
+
+def attribution_record(program_id: str, member_id: str, at: str, record_id: str) -> Key:
+    return member_partition(program_id, member_id), f"ATTR#{at}#{record_id}"
+
+
+def gsi1_attribution_by_code(program_id: str, code: str, at: str, record_id: str) -> Key:
+    return f"ATTRCODE#{program_id}#{code}", f"ATTR#{at}#{record_id}"
+
+
+def click_counter(program_id: str, code: str, day: str, utm_source: str) -> Key:
+    return f"CLICKS#{program_id}#{code}", f"DAY#{day}#SRC#{utm_source}"
+
+
+def rate_limit(scope: str, window: str) -> Key:
+    return f"RATE#{scope}", f"WINDOW#{window}"
+
+
+# --- rewards and ledger --------------------------------------------------------
+
+
+def rules_version(program_id: str, version: int) -> Key:
+    return f"PROGRAM#{program_id}", f"RULES#{version:06d}"
+
+
+def balance(program_id: str, member_id: str) -> Key:
+    return member_partition(program_id, member_id), "BALANCE"
+
+
+def member_stats(program_id: str, member_id: str) -> Key:
+    return member_partition(program_id, member_id), "STATS"
+
+
+def member_month(program_id: str, member_id: str, month: str) -> Key:
+    return member_partition(program_id, member_id), f"MONTH#{month}"
+
+
+def ledger_entry(program_id: str, member_id: str, created_at: str, entry_id: str) -> Key:
+    return member_partition(program_id, member_id), f"LEDGER#{created_at}#{entry_id}"
+
+
+def gsi1_pending_release(available_day: str, available_at: str, entry_id: str) -> Key:
+    # Sparse: only pending entries carry it, so the release job queries a day
+    # bucket instead of scanning the ledger.
+    return f"PENDING#{available_day}", f"{available_at}#{entry_id}"
+
+
+def program_counters(program_id: str) -> Key:
+    return f"PROGRAM#{program_id}", "COUNTERS"
+
+
+def redemption(program_id: str, redemption_id: str) -> Key:
+    return f"REDEMPTION#{program_id}#{redemption_id}", "REDEMPTION"
+
+
+def outbox_message(program_id: str, message_id: str) -> Key:
+    return f"OUTBOX#{program_id}#{message_id}", "OUTBOX"

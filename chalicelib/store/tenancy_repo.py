@@ -1,0 +1,100 @@
+"""Reads and atomic writes of programs, partners and keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.config import get_settings
+from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.store import cache, keys
+from chalicelib.store.db import Entity
+from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, ProgramItem
+from chalicelib.store.transact import Transaction
+
+
+def _get(model: type[Entity], key: tuple[str, str]) -> Entity | None:
+    try:
+        return model.get(*key)
+    except DoesNotExist:
+        return None
+
+
+def find_api_key(key_hash: str) -> ApiKeyItem | None:
+    ttl = get_settings().config_cache_seconds
+    item = cache.cached("api_key", key_hash, ttl, lambda: _get(ApiKeyItem, keys.api_key(key_hash)))
+    return item if isinstance(item, ApiKeyItem) else None
+
+
+def get_program(program_id: str, *, fresh: bool = False) -> ProgramItem:
+    def load() -> ProgramItem | None:
+        item = _get(ProgramItem, keys.program(program_id))
+        return item if isinstance(item, ProgramItem) else None
+
+    if fresh:
+        cache.invalidate("program", program_id)
+    item = cache.cached("program", program_id, get_settings().config_cache_seconds, load)
+    if item is None:
+        cache.invalidate("program", program_id)
+        raise NotFound("Program not found", details={"program_id": program_id})
+    return item
+
+
+def list_programs(limit: int, cursor: dict[str, str] | None) -> tuple[list[ProgramItem], dict[str, str] | None]:
+    result = ProgramItem.gsi1.query("PROGRAMS", limit=limit, last_evaluated_key=cursor, scan_index_forward=False)
+    items = [i for i in result if isinstance(i, ProgramItem)]
+    return items, result.last_evaluated_key
+
+
+def get_partner(program_id: str, partner_id: str, *, fresh: bool = False) -> PartnerItem:
+    cache_key = f"{program_id}/{partner_id}"
+
+    def load() -> PartnerItem | None:
+        item = _get(PartnerItem, keys.partner(program_id, partner_id))
+        return item if isinstance(item, PartnerItem) else None
+
+    if fresh:
+        cache.invalidate("partner", cache_key)
+    item = cache.cached("partner", cache_key, get_settings().config_cache_seconds, load)
+    if item is None:
+        cache.invalidate("partner", cache_key)
+        raise NotFound("Partner not found", details={"program_id": program_id, "partner_id": partner_id})
+    return item
+
+
+def list_partners(program_id: str) -> list[PartnerItem]:
+    pk, prefix = keys.partners_prefix(program_id)
+    return [i for i in PartnerItem.query(pk, PartnerItem.SK.startswith(prefix)) if isinstance(i, PartnerItem)]
+
+
+def list_key_refs(program_id: str) -> Iterator[ApiKeyRefItem]:
+    pk, prefix = keys.api_key_refs_prefix(program_id)
+    for item in ApiKeyRefItem.query(pk, ApiKeyRefItem.SK.startswith(prefix)):
+        if isinstance(item, ApiKeyRefItem):
+            yield item
+
+
+def get_key_ref(program_id: str, key_id: str) -> ApiKeyRefItem:
+    item = _get(ApiKeyRefItem, keys.api_key_ref(program_id, key_id))
+    if not isinstance(item, ApiKeyRefItem):
+        raise NotFound("API key not found", details={"key_id": key_id})
+    return item
+
+
+def add_key(tx: Transaction, key: ApiKeyItem, ref: ApiKeyRefItem) -> None:
+    """Both items of a key in the caller's transaction; a (astronomically unlikely) clash fails it."""
+    key.PK, key.SK = keys.api_key(ref.key_hash)
+    ref.PK, ref.SK = keys.api_key_ref(ref.program_id, ref.key_id)
+    clash = Conflict("API key collision; retry", code="key_collision")
+    tx.create(key, on_fail=clash)
+    tx.create(ref, on_fail=clash)
+
+
+def revoke_key(ref: ApiKeyRefItem) -> None:
+    tx = Transaction()
+    gone = NotFound("API key not found", details={"key_id": ref.key_id})
+    tx.update(ApiKeyItem(*keys.api_key(ref.key_hash)), [ApiKeyItem.revoked.set(True)], Entity.PK.exists(), gone)
+    tx.update(ref, [ApiKeyRefItem.revoked.set(True)], Entity.PK.exists(), gone)
+    tx.commit()
+    cache.invalidate("api_key", ref.key_hash)

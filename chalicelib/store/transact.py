@@ -1,0 +1,130 @@
+"""One atomic write: a DynamoDB transaction whose failed conditions become domain errors.
+
+Every state change in Sarafan is one ``TransactWriteItems`` with conditions (never
+check-then-write). Callers attach to each operation the domain error that its
+condition failing means (e.g. "code already taken" → Conflict); PynamoDB's
+``cancellation_reasons`` tell which operation failed, in order. Contention
+between concurrent transactions (``TransactionConflict``) is retried with
+jittered backoff; anything else is raised, never swallowed.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.domain.errors import Conflict, DomainError, ServiceUnavailable
+from chalicelib.store.db import Entity, shared_connection
+
+#: DynamoDB's limit on the number of items in one transaction.
+MAX_TRANSACTION_ITEMS = 100
+_RETRYABLE = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+_THROTTLED = {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
+
+OnFail = DomainError | Callable[[dict[str, Any] | None], DomainError] | None
+
+
+@dataclass
+class _Op:
+    kind: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    on_fail: OnFail
+
+
+@dataclass
+class Transaction:
+    """Collects operations, then commits them atomically with :meth:`commit`."""
+
+    ops: list[_Op] = field(default_factory=list)
+
+    def put(self, item: Entity, condition: Condition | None = None, on_fail: OnFail = None) -> None:
+        self.ops.append(_Op("save", (item,), {"condition": condition}, on_fail))
+
+    def create(self, item: Entity, on_fail: OnFail = None) -> None:
+        """Put that fails (with ``on_fail``) if an item with the same key exists."""
+        self.put(item, Entity.PK.does_not_exist(), on_fail)
+
+    def update(
+        self, item: Entity, actions: list[Action], condition: Condition | None = None, on_fail: OnFail = None
+    ) -> None:
+        self.ops.append(_Op("update", (item, actions), {"condition": condition}, on_fail))
+
+    def delete(self, item: Entity, condition: Condition | None = None, on_fail: OnFail = None) -> None:
+        self.ops.append(_Op("delete", (item,), {"condition": condition}, on_fail))
+
+    def check(
+        self, model: type[Entity], key: tuple[str, str], condition: Condition, on_fail: OnFail = None
+    ) -> None:
+        self.ops.append(_Op("condition_check", (model, key[0], key[1]), {"condition": condition}, on_fail))
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def commit(self, *, attempts: int = 6, token: str | None = None) -> None:
+        if not self.ops:
+            return
+        if len(self.ops) > MAX_TRANSACTION_ITEMS:
+            raise ValueError(f"transaction has {len(self.ops)} items; DynamoDB allows {MAX_TRANSACTION_ITEMS}")
+        for attempt in range(attempts):
+            try:
+                self._commit_once(token)
+                return
+            except TransactWriteError as exc:
+                error = self._failed_condition(exc)
+                if error is not None:
+                    raise error from None
+                if not self._retryable(exc) or attempt == attempts - 1:
+                    raise map_store_error(exc) from exc
+                # Full jitter: concurrent writers to the same items spread out.
+                time.sleep(random.uniform(0, 0.02 * (2**attempt)))
+
+    def _commit_once(self, token: str | None) -> None:
+        connection: Connection = shared_connection().connection
+        with TransactWrite(connection=connection, client_request_token=token) as tx:
+            for op in self.ops:
+                if op.kind == "save":
+                    tx.save(op.args[0], condition=op.kwargs["condition"], return_values="ALL_OLD")
+                elif op.kind == "update":
+                    tx.update(op.args[0], op.args[1], condition=op.kwargs["condition"], return_values="ALL_OLD")
+                elif op.kind == "delete":
+                    tx.delete(op.args[0], condition=op.kwargs["condition"])
+                else:
+                    tx.condition_check(*op.args, condition=op.kwargs["condition"])
+
+    def _failed_condition(self, exc: TransactWriteError) -> DomainError | None:
+        if exc.cause_response_code != "TransactionCanceledException":
+            return None
+        reasons = exc.cancellation_reasons or []
+        for op, reason in zip(self.ops, reasons, strict=False):
+            if reason is not None and reason.code == "ConditionalCheckFailed":
+                if op.on_fail is None:
+                    return Conflict("The request conflicts with the current state", code="conflict")
+                if isinstance(op.on_fail, DomainError):
+                    return op.on_fail
+                return op.on_fail(reason.raw_item)
+        return None
+
+    @staticmethod
+    def _retryable(exc: TransactWriteError) -> bool:
+        if exc.cause_response_code == "TransactionCanceledException":
+            codes = {r.code for r in (exc.cancellation_reasons or []) if r is not None}
+            return bool(codes) and codes <= _RETRYABLE
+        return exc.cause_response_code in _THROTTLED or exc.cause_response_code == "TransactionInProgressException"
+
+
+def map_store_error(exc: PynamoDBException) -> DomainError | PynamoDBException:
+    """Transient capacity/contention problems become 503; anything else stays a bug (500)."""
+    code = exc.cause_response_code or ""
+    if code in _THROTTLED or code in {"TransactionCanceledException", "TransactionInProgressException"}:
+        return ServiceUnavailable("The data store is busy; retry the request", details={"store_code": code})
+    return exc

@@ -1,0 +1,74 @@
+"""Shared fixtures: an in-process moto AWS, a fresh table per test, and an API client."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import ApiClient
+
+OPERATOR_KEY = "srf_op_test-operator-key-0123456789abcdefghijkl"
+TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "eu-central-1",
+    "AWS_REGION": "eu-central-1",
+    "SARAFAN_STAGE": "test",
+    "SARAFAN_TABLE": "sarafan-test",
+    "SARAFAN_SECRET_KEY": "test-master-secret",
+    "SARAFAN_OPERATOR_KEY_SHA256": hashlib.sha256(OPERATOR_KEY.encode()).hexdigest(),
+    "SARAFAN_PUBLIC_BASE_URL": "https://srf.test",
+    "SARAFAN_SES_SENDER": "no-reply@sarafan.test",
+}
+
+
+def reset_process_state() -> None:
+    """Everything cached per process (settings, connections, clients, config cache, clock)."""
+    from chalicelib import aws, config
+    from chalicelib.domain import clock
+    from chalicelib.services import secrets
+    from chalicelib.store import cache, db
+
+    config.reset_settings()
+    db.reset()
+    aws.reset_clients()
+    cache.clear()
+    secrets.reset_master_key()
+    clock.freeze(None)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for name, value in TEST_ENV.items():
+        monkeypatch.setenv(name, value)
+    reset_process_state()
+    yield
+    reset_process_state()
+
+
+@pytest.fixture
+def aws(aws_env: None) -> Iterator[None]:
+    """moto's in-process AWS with the Sarafan table created."""
+    from moto import mock_aws
+
+    from chalicelib.store.tables import create_table
+
+    with mock_aws():
+        create_table()
+        from chalicelib import aws as aws_clients
+
+        aws_clients.client("ses").verify_email_identity(EmailAddress=TEST_ENV["SARAFAN_SES_SENDER"])
+        yield
+
+
+@pytest.fixture
+def api(aws: None) -> ApiClient:
+    from app import app
+
+    return ApiClient(app, OPERATOR_KEY)

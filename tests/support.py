@@ -1,0 +1,63 @@
+"""Test helpers: a JSON client over ``chalice.test.Client`` and tenant factories."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from chalice.test import Client
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+    @property
+    def error_code(self) -> str | None:
+        return self.body.get("error", {}).get("code") if isinstance(self.body, dict) else None
+
+
+class ApiClient:
+    def __init__(self, app: Any, operator_key: str) -> None:
+        self.client = Client(app)
+        self.operator_key = operator_key
+
+    def call(self, method: str, path: str, *, json_body: Any = None, key: str | None = "operator",
+             headers: dict[str, str] | None = None, raw: bytes | str | None = None) -> Reply:
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if key == "operator":
+            key = self.operator_key
+        if key:
+            all_headers["Authorization"] = f"Bearer {key}"
+        body = raw if raw is not None else (json.dumps(json_body) if json_body is not None else None)
+        response = getattr(self.client.http, method.lower())(path, headers=all_headers, body=body)
+        text = response.body.decode("utf-8") if isinstance(response.body, bytes) else response.body
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return Reply(response.status_code, parsed, {k.lower(): v for k, v in response.headers.items()})
+
+    def get(self, path: str, **kw: Any) -> Reply:
+        return self.call("GET", path, **kw)
+
+    def post(self, path: str, json_body: Any = None, **kw: Any) -> Reply:
+        return self.call("POST", path, json_body=json_body, **kw)
+
+    def put(self, path: str, json_body: Any = None, **kw: Any) -> Reply:
+        return self.call("PUT", path, json_body=json_body, **kw)
+
+    # -- factories --------------------------------------------------------------
+
+    def create_program(self, **fields: Any) -> dict[str, Any]:
+        reply = self.post("/v1/programs", {"name": "Demo", "allowed_origins": ["https://shop.test"], **fields})
+        assert reply.status == 201, reply.body
+        return reply.body  # type: ignore[no-any-return]
+
+    def create_partner(self, program_id: str, **fields: Any) -> dict[str, Any]:
+        reply = self.post(f"/v1/programs/{program_id}/partners", {"name": "Shop", **fields})
+        assert reply.status == 201, reply.body
+        return reply.body  # type: ignore[no-any-return]
