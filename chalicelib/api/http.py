@@ -51,8 +51,9 @@ def error_response(err: DomainError) -> Response:
 class ApiRequest:
     """What a view may read from the request. Parsing is lazy and errors are domain errors."""
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, auth: str = "key") -> None:
         self._request = request
+        self._auth = auth
 
     @cached_property
     def headers(self) -> dict[str, str]:
@@ -60,7 +61,11 @@ class ApiRequest:
 
     @cached_property
     def principal(self) -> Principal:
-        return authenticate(self.headers)
+        principal = authenticate(self.headers)
+        if principal.kind == "publishable" and self._auth != "publishable":
+            # Publishable keys are embedded in web pages: only the landing endpoints accept them.
+            principal.require_server_key()
+        return principal
 
     @property
     def raw_body(self) -> bytes:
@@ -190,7 +195,7 @@ class ApiBlueprint(Blueprint):
 
             @wraps(view)
             def route_view(**params: Any) -> Response:
-                return handler(ApiRequest(self.current_request), **params)
+                return handler(ApiRequest(self.current_request, auth), **params)
 
             options: dict[str, Any] = {"methods": [method]}
             if content_types:

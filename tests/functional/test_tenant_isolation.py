@@ -1,0 +1,69 @@
+"""Every admin route × every kind of caller.
+
+Callers: the operator key, a partner key of the program, a partner key of
+another program, no key, and a bad key. A key never reaches another program's
+data (404, so ids cannot be probed); a partner key cannot do operator work (403).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support import ApiClient
+
+OK, CREATED = 200, 201
+
+# (method, path template, body, expected status per caller)
+# callers: operator, own partner, other program's partner, no key, bad key
+ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, int]]] = [
+    ("GET", "/v1/programs", None, (OK, OK, OK, 401, 401)),
+    ("POST", "/v1/programs", {"name": "X"}, (CREATED, 403, 403, 401, 401)),
+    ("GET", "/v1/programs/{program}", None, (OK, OK, 404, 401, 401)),
+    ("GET", "/v1/programs/{program}/partners", None, (OK, OK, 404, 401, 401)),
+    ("POST", "/v1/programs/{program}/partners", {"name": "Y"}, (CREATED, 403, 404, 401, 401)),
+    ("GET", "/v1/programs/{program}/partners/{partner}", None, (OK, OK, 404, 401, 401)),
+    ("POST", "/v1/programs/{program}/partners/{partner}/webhook-secrets/events/rotate", None, (OK, OK, 404, 401, 401)),
+    ("POST", "/v1/programs/{program}/partners/{partner}/keys", None, (CREATED, CREATED, 404, 401, 401)),
+    ("GET", "/v1/programs/{program}/keys", None, (OK, 403, 404, 401, 401)),
+    ("POST", "/v1/programs/{program}/keys/{key}/revoke", None, (OK, OK, 404, 401, 401)),
+]
+CALLERS = ["operator", "own_partner", "other_partner", "no_key", "bad_key"]
+
+
+@pytest.mark.parametrize(("method", "template", "body", "expected"), ROUTES, ids=[f"{r[0]} {r[1]}" for r in ROUTES])
+@pytest.mark.parametrize("caller", CALLERS)
+def test_isolation(api: ApiClient, method: str, template: str, body: dict | None, expected: tuple, caller: str) -> None:
+    program = api.create_program(name="A")
+    partner = api.create_partner(program["program_id"])
+    other_program = api.create_program(name="B")
+    other_partner = api.create_partner(other_program["program_id"])
+    # A spare key of the partner, so revoking it leaves the caller's own key intact.
+    spare = api.post(f"/v1/programs/{program['program_id']}/partners/{partner['partner_id']}/keys").body
+    keys = {
+        "operator": "operator",
+        "own_partner": partner["api_key"],
+        "other_partner": other_partner["api_key"],
+        "no_key": None,
+        "bad_key": "srf_pk_not-a-real-key",
+    }
+    path = template.format(program=program["program_id"], partner=partner["partner_id"],
+                           key=spare["api_key_info"]["key_id"])
+    reply = api.call(method, path, json_body=body, key=keys[caller])
+    want = expected[CALLERS.index(caller)]
+    assert reply.status == want, (caller, reply.body)
+    if want >= 400:
+        assert set(reply.body["error"]) == {"code", "message", "details"}
+    if caller == "other_partner" and method == "GET" and template == "/v1/programs":
+        assert [p["program_id"] for p in reply.body["items"]] == [other_program["program_id"]]
+
+
+def test_publishable_key_cannot_administer(api: ApiClient) -> None:
+    program = api.create_program()
+    partner = api.create_partner(program["program_id"])
+    pub = program["publishable_key"]
+    assert api.post(f"/v1/programs/{program['program_id']}/partners/{partner['partner_id']}/keys", key=pub).status in (403, 404)
+    assert api.get(f"/v1/programs/{program['program_id']}/keys", key=pub).status == 403
+    assert api.get("/v1/programs", key=pub).status == 403
+    assert api.get(f"/v1/programs/{program['program_id']}", key=pub).status == 403
