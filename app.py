@@ -9,8 +9,10 @@ from chalice import Chalice
 from chalicelib.api.admin import admin
 from chalicelib.api.http import http_middleware
 from chalicelib.api.meta import meta
+from chalicelib.api.webhooks import webhooks
 
 app = Chalice(app_name="sarafan")
 app.register_middleware(http_middleware, "http")
 app.register_blueprint(meta)
 app.register_blueprint(admin)
+app.register_blueprint(webhooks)

@@ -22,8 +22,6 @@ import json
 import re
 from typing import Final
 
-import phonenumbers
-
 from chalicelib.domain.errors import ValidationFailed, field_error
 
 MAX_EMAIL_LENGTH: Final = 254  # RFC 5321 forward-path limit minus the angle brackets
@@ -194,6 +192,10 @@ def normalize_phone(raw: object, default_region: str = "RU", *, path: str = "$.p
         raise _invalid(path, "must not be empty")
     if len(value) > MAX_PHONE_INPUT_LENGTH:
         raise _invalid(path, "is not a valid phone number")
+    # Imported on use: phonenumbers costs ~20 ms of cold start that the redirect and
+    # read-only endpoints never need.
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(value, default_region)
     except phonenumbers.NumberParseException as exc:
@@ -270,6 +272,8 @@ def mask_phone(value: str) -> str:
     digits = "".join(ch for ch in value if ch.isdigit())
     if len(digits) < 4:
         return "***"
+    import phonenumbers
+
     country_len = 1
     try:
         number = phonenumbers.parse(value if value.strip().startswith("+") else "+" + digits, None)

@@ -157,26 +157,8 @@ def _parse_signatures(header: str) -> list[bytes]:
     return found
 
 
-def verify(
-    secrets: str | bytes | Sequence[str | bytes],
-    headers: Mapping[str, str],
-    body: bytes | str,
-    *,
-    now: float | None = None,
-    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
-) -> VerifiedWebhook:
-    """Check a Standard Webhooks signature over the raw ``body``.
-
-    ``secrets``: every currently valid secret (rotation overlap), newest first.
-    ``now``: Unix seconds; defaults to the wall clock, tests pass a fixed value.
-    Raises ``Unauthorized`` with code ``signature_missing_headers``,
-    ``signature_stale_timestamp`` or ``signature_invalid``.
-    """
-    secret_list = [secrets] if isinstance(secrets, (str, bytes)) else list(secrets)
-    if not secret_list:
-        raise ValueError("at least one webhook secret is required")
-    keys = [decode_secret(s) for s in secret_list]
-
+def _check_headers(headers: Mapping[str, str], now: float | None, tolerance_seconds: int) -> tuple[str, int, str]:
+    """(msg_id, timestamp, signature header) once presence, format and freshness pass."""
     msg_id = _header(headers, HEADER_ID)
     timestamp_raw = _header(headers, HEADER_TIMESTAMP)
     signature_raw = _header(headers, HEADER_SIGNATURE)
@@ -219,6 +201,41 @@ def verify(
             code=CODE_STALE_TIMESTAMP,
             details={"tolerance_seconds": tolerance_seconds},
         )
+    return msg_id, timestamp, signature_raw
+
+
+def check_headers(
+    headers: Mapping[str, str], *, now: float | None = None, tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
+) -> None:
+    """The checks that need no secret (headers present and well-formed, timestamp fresh).
+
+    Run before anything is read, so a stale or unsigned request costs no database read.
+    ``verify`` repeats them; they are cheap. Raises like ``verify``.
+    """
+    _check_headers(headers, now, tolerance_seconds)
+
+
+def verify(
+    secrets: str | bytes | Sequence[str | bytes],
+    headers: Mapping[str, str],
+    body: bytes | str,
+    *,
+    now: float | None = None,
+    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
+) -> VerifiedWebhook:
+    """Check a Standard Webhooks signature over the raw ``body``.
+
+    ``secrets``: every currently valid secret (rotation overlap), newest first.
+    ``now``: Unix seconds; defaults to the wall clock, tests pass a fixed value.
+    Raises ``Unauthorized`` with code ``signature_missing_headers``,
+    ``signature_stale_timestamp`` or ``signature_invalid``; ``ValueError`` if
+    ``secrets`` is empty or malformed (our configuration, not the caller's fault).
+    """
+    secret_list = [secrets] if isinstance(secrets, (str, bytes)) else list(secrets)
+    if not secret_list:
+        raise ValueError("at least one webhook secret is required")
+    keys = [decode_secret(s) for s in secret_list]
+    msg_id, timestamp, signature_raw = _check_headers(headers, now, tolerance_seconds)
 
     if len(signature_raw) <= MAX_SIGNATURE_HEADER_LENGTH:
         candidates = _parse_signatures(signature_raw)

@@ -189,7 +189,7 @@ def create_partner(principal: Principal, program_id: str, body: Any) -> dict[str
         created_at=now,
     )
     tx = Transaction()
-    tx.create(partner)
+    tenancy_repo.stage_partner(tx, partner)
     key, key_info = _stage_key(tx, "partner", program_id, partner_id)
     tx.commit()
     shown_once = {s: secrets.derive_secret(program_id, partner_id, s, 1) for s in data["webhook_sources"]}

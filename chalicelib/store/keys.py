@@ -26,6 +26,11 @@ def partner(program_id: str, partner_id: str) -> Key:
     return f"PROGRAM#{program_id}", f"PARTNER#{partner_id}"
 
 
+def partner_locator(partner_id: str) -> Key:
+    """Partner id → program: webhook URLs carry only the partner id."""
+    return f"PARTNER#{partner_id}", "LOCATOR"
+
+
 def partners_prefix(program_id: str) -> Key:
     return f"PROGRAM#{program_id}", "PARTNER#"
 
@@ -63,6 +68,11 @@ def gsi1_referrals_of(program_id: str, referrer_id: str, joined_at: str, member_
 def identity(program_id: str, kind: str, value_hash: str) -> Key:
     """Pointer from an identifier (``email``, ``phone``, ``ext:<partner_id>``) to a member."""
     return f"IDENT#{program_id}#{kind}#{value_hash}", "IDENT"
+
+
+def pending_invite(program_id: str, kind: str, value_hash: str) -> Key:
+    """A friend's identifier left on a referrer's landing page, waiting for their signup/order."""
+    return f"INVITE#{program_id}#{kind}#{value_hash}", "INVITE"
 
 
 def referral_code(program_id: str, code: str) -> Key:

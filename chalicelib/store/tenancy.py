@@ -57,6 +57,13 @@ class PartnerItem(Entity, discriminator="partner"):
         return cls(PK=pk, SK=sk, **fields)
 
 
+class PartnerLocatorItem(Entity, discriminator="partner_locator"):
+    """Immutable partner id → program id mapping (cached forever in-process)."""
+
+    program_id = UnicodeAttribute()
+    partner_id = UnicodeAttribute()
+
+
 class ApiKeyItem(Entity, discriminator="api_key"):
     """Looked up by the SHA-256 of the presented key; the key itself is never stored."""
 

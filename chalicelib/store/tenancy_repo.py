@@ -10,7 +10,7 @@ from chalicelib.config import get_settings
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.store import cache, keys
 from chalicelib.store.db import Entity
-from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, ProgramItem
+from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
 from chalicelib.store.transact import Transaction
 
 
@@ -61,6 +61,26 @@ def get_partner(program_id: str, partner_id: str, *, fresh: bool = False) -> Par
         cache.invalidate("partner", cache_key)
         raise NotFound("Partner not found", details={"program_id": program_id, "partner_id": partner_id})
     return item
+
+
+def locate_partner(partner_id: str) -> str:
+    """The program a partner belongs to (the mapping never changes, so it is cached for a long time)."""
+
+    def load() -> str | None:
+        item = _get(PartnerLocatorItem, keys.partner_locator(partner_id))
+        return item.program_id if isinstance(item, PartnerLocatorItem) else None
+
+    program_id = cache.cached("partner_locator", partner_id, 3600, load)
+    if program_id is None:
+        cache.invalidate("partner_locator", partner_id)
+        raise NotFound("Unknown partner", details={"partner_id": partner_id})
+    return program_id
+
+
+def stage_partner(tx: Transaction, partner: PartnerItem) -> None:
+    tx.create(partner)
+    pk, sk = keys.partner_locator(partner.partner_id)
+    tx.create(PartnerLocatorItem(PK=pk, SK=sk, program_id=partner.program_id, partner_id=partner.partner_id))
 
 
 def list_partners(program_id: str) -> list[PartnerItem]:

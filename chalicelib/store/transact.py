@@ -30,7 +30,7 @@ MAX_TRANSACTION_ITEMS = 100
 _RETRYABLE = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
 _THROTTLED = {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
 
-OnFail = DomainError | Callable[[dict[str, Any] | None], DomainError] | None
+OnFail = Exception | Callable[[dict[str, Any] | None], Exception] | None
 
 
 @dataclass
@@ -57,7 +57,26 @@ class Transaction:
     def update(
         self, item: Entity, actions: list[Action], condition: Condition | None = None, on_fail: OnFail = None
     ) -> None:
-        self.ops.append(_Op("update", (item, actions), {"condition": condition}, on_fail))
+        """Update ``item``; a second update of the same item in this transaction is merged into the first,
+        because DynamoDB rejects a transaction that touches one item twice."""
+        for op in self.ops:
+            if op.kind == "update" and (op.args[0].PK, op.args[0].SK) == (item.PK, item.SK):
+                op.args[1].extend(actions)
+                if condition is not None:
+                    previous = op.kwargs["condition"]
+                    op.kwargs["condition"] = condition if previous is None else previous & condition
+                op.on_fail = op.on_fail or on_fail
+                return
+        self.ops.append(_Op("update", (item, list(actions)), {"condition": condition}, on_fail))
+
+    def touches(self, key: tuple[str, str]) -> bool:
+        return any(self._key(op) == key for op in self.ops)
+
+    @staticmethod
+    def _key(op: _Op) -> tuple[str, str]:
+        if op.kind == "condition_check":
+            return op.args[1], op.args[2]
+        return op.args[0].PK, op.args[0].SK
 
     def delete(self, item: Entity, condition: Condition | None = None, on_fail: OnFail = None) -> None:
         self.ops.append(_Op("delete", (item,), {"condition": condition}, on_fail))
@@ -101,7 +120,7 @@ class Transaction:
                 else:
                     tx.condition_check(*op.args, condition=op.kwargs["condition"])
 
-    def _failed_condition(self, exc: TransactWriteError) -> DomainError | None:
+    def _failed_condition(self, exc: TransactWriteError) -> Exception | None:
         if exc.cause_response_code != "TransactionCanceledException":
             return None
         reasons = exc.cancellation_reasons or []
@@ -109,7 +128,7 @@ class Transaction:
             if reason is not None and reason.code == "ConditionalCheckFailed":
                 if op.on_fail is None:
                     return Conflict("The request conflicts with the current state", code="conflict")
-                if isinstance(op.on_fail, DomainError):
+                if isinstance(op.on_fail, Exception):
                     return op.on_fail
                 return op.on_fail(reason.raw_item)
         return None

@@ -295,5 +295,5 @@ class Reversal:
 
     @property
     def key(self) -> tuple[str, int, str]:
-        """Matches ``posting_key`` of the posting it reverses."""
+        """The key ``reverse`` uses for ``already_reversed``: (rule_id, level, member_id)."""
         return (self.rule_id, self.level, self.member_id)

@@ -51,20 +51,26 @@ _RATE_BP = {
 }
 _NULLABLE_CAP = {"type": ["integer", "null"], "minimum": 0, "maximum": _BIG}
 
+# Checks run property-first (allOf order): a typo like "percent" is reported as an unknown
+# property at its own path, not as the vaguer "must set exactly one of".
 _TIER = {
     "type": "object",
-    "additionalProperties": False,
     "required": ["min_converted"],
-    "oneOf": [{"required": ["points"]}, {"required": ["rate_bp"]}],
-    "properties": {
-        "min_converted": {
-            "type": "integer",
-            "minimum": 0,
-            "description": "Tier applies once the recipient has at least this many converted referrals.",
+    "allOf": [
+        {
+            "additionalProperties": False,
+            "properties": {
+                "min_converted": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Tier applies once the recipient has at least this many converted referrals.",
+                },
+                "points": _POINTS,
+                "rate_bp": _RATE_BP,
+            },
         },
-        "points": _POINTS,
-        "rate_bp": _RATE_BP,
-    },
+        {"oneOf": [{"required": ["points"]}, {"required": ["rate_bp"]}]},
+    ],
 }
 
 # Shared by a rule's ``amount`` and a partner override's ``amount``; the rule's version also
@@ -95,9 +101,10 @@ _AMOUNT_PROPERTIES: dict[str, Any] = {
 
 _AMOUNT = {
     "type": "object",
-    "additionalProperties": False,
-    "oneOf": [{"required": ["points"]}, {"required": ["rate_bp"]}, {"required": ["tiers"]}],
-    "properties": _AMOUNT_PROPERTIES,
+    "allOf": [
+        {"additionalProperties": False, "properties": _AMOUNT_PROPERTIES},
+        {"oneOf": [{"required": ["points"]}, {"required": ["rate_bp"]}, {"required": ["tiers"]}]},
+    ],
 }
 
 _PARTNER_OVERRIDE = {
@@ -239,41 +246,48 @@ def parse_rules(doc: Any) -> RulesDoc:
     try:
         _validator()(doc)
     except fastjsonschema.JsonSchemaValueException as exc:
-        path, message = _schema_error(exc)
-        raise ValidationFailed(
-            f"rules document is invalid: {path} {message}",
-            details={"errors": [field_error(path, message)]},
-        ) from None
+        _fail(_schema_errors(exc))
 
-    errors = list(_float_errors(doc, "$")) + _semantic_errors(doc)
-    if errors:
-        raise ValidationFailed(
-            f"rules document is invalid: {errors[0]['path']} {errors[0]['message']}",
-            details={"errors": errors},
-        )
+    _fail(list(_float_errors(doc, "$")) + _semantic_errors(doc))
     return _build(doc)
+
+
+def _fail(errors: list[dict[str, str]]) -> None:
+    if errors:
+        first = errors[0]
+        raise ValidationFailed(
+            f"Rules document is invalid: {first['path']} {first['message']}", details={"errors": errors}
+        ) from None
 
 
 # --------------------------------------------------------------------------- error mapping
 
 
-def _schema_error(exc: Any) -> tuple[str, str]:
-    """fastjsonschema's ``data.rules[2].amount`` → ``$.rules[2].amount`` plus a clean message."""
+def _schema_errors(exc: Any) -> list[dict[str, str]]:
+    """fastjsonschema's ``data.rules[2].amount`` → ``$.rules[2].amount`` plus a clean message.
+
+    Errors about a whole object (missing / unknown properties) point at the property itself,
+    which is what an operator needs to find the typo.
+    """
     name: str = exc.name or "data"
     path = "$" + name[len("data") :]
     message: str = exc.message
     if message.startswith(name + " "):
         message = message[len(name) + 1 :]
+    definition = exc.definition if isinstance(exc.definition, dict) else {}
+    if exc.rule == "required" and isinstance(exc.value, dict):
+        missing = [k for k in definition.get("required", []) if k not in exc.value]
+        return [field_error(_key_path(path, k), "is required") for k in missing]
     if exc.rule == "additionalProperties" and isinstance(exc.value, dict):
-        extra = sorted(set(exc.value) - set(exc.definition.get("properties", {})))
+        extra = sorted(set(exc.value) - set(definition.get("properties", {})))
         if extra:
-            return f"{path}.{extra[0]}", f"unknown property '{extra[0]}'"
+            return [field_error(_key_path(path, k), f"unknown property '{k}'") for k in extra]
     if exc.rule == "oneOf":
-        options = [", ".join(o.get("required", [])) for o in exc.definition.get("oneOf", [])]
-        return path, "must set exactly one of: " + " | ".join(options)
+        options = [", ".join(o.get("required", [])) for o in definition.get("oneOf", [])]
+        return [field_error(path, "must set exactly one of: " + " | ".join(options))]
     if exc.rule == "propertyNames":
-        return path, f"keys must match {_PARTNER_ID}"
-    return path, message
+        return [field_error(path, f"keys must match {_PARTNER_ID}")]
+    return [field_error(path, message)]
 
 
 def _float_errors(value: Any, path: str) -> Iterator[dict[str, str]]:
@@ -337,14 +351,13 @@ def _semantic_errors(doc: Mapping[str, Any]) -> list[dict[str, str]]:
             if event != "order.paid":
                 err(f"{p}.recurring", "recurring rewards need trigger event 'order.paid'")
             if rtype == "self":
-                err(f"{p}.recurring", "recurring rewards pay for a referred member's orders; use 'referrer' "
-                    "or 'friend'")
+                err(
+                    f"{p}.recurring", "recurring rewards pay for a referred member's orders; use 'referrer' or 'friend'"
+                )
     return errors
 
 
-def _amount_errors(
-    amount: Mapping[str, Any], p: str, event: str, rtype: str, err: Callable[[str, str], None]
-) -> None:
+def _amount_errors(amount: Mapping[str, Any], p: str, event: str, rtype: str, err: Callable[[str, str], None]) -> None:
     if event == "member.signup":
         for key in ("rate_bp", "min_order_amount"):
             if key in amount:

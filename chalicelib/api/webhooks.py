@@ -1,0 +1,22 @@
+"""Incoming webhooks. Canonical events follow the Standard Webhooks spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.api.http import ApiBlueprint, ApiRequest
+from chalicelib.services import intake
+
+webhooks = ApiBlueprint(__name__)
+
+
+@webhooks.endpoint(
+    "/v1/webhooks/{partner_id}/events", "POST", tag="Webhooks", auth="signature",
+    summary="Receive a signed canonical event (Standard Webhooks)",
+    description="Signed with the partner's `events` secret: headers `webhook-id`, `webhook-timestamp`, "
+                "`webhook-signature` over `{id}.{timestamp}.{raw body}`. The same business fact "
+                "(program, partner, object type, object id, event type) is processed once; repeats answer 200 "
+                'with `"status": "duplicate"`. Body: one of the `Event*` schemas.',
+)
+def receive_event(req: ApiRequest, partner_id: str) -> Any:
+    return intake.receive(partner_id, req.headers, req.raw_body)

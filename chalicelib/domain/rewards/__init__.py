@@ -1,0 +1,69 @@
+"""Pure rewards engine: a versioned declarative rules document in, postings out.
+
+No boto3/pynamodb/chalice here, no clocks, no randomness, integers only. The pipeline reads
+state in one batch, calls ``evaluate`` (or ``reverse`` for refunds) and writes the result in one
+DynamoDB transaction.
+"""
+
+from chalicelib.domain.rewards.engine import (
+    add_months,
+    base_amount,
+    evaluate,
+    format_money,
+    format_rate,
+    month_key,
+    percent_points,
+    reverse,
+)
+from chalicelib.domain.rewards.models import (
+    Amount,
+    Ancestor,
+    CounterDelta,
+    EngineEvent,
+    Evaluation,
+    PartnerOverride,
+    PostedEntry,
+    Posting,
+    ProgramCounters,
+    Recipient,
+    Recurring,
+    Reversal,
+    Rule,
+    RulesDoc,
+    Skip,
+    Subject,
+    Tier,
+    Trigger,
+)
+from chalicelib.domain.rewards.schema import RULES_SCHEMA, parse_rules
+
+__all__ = [
+    "RULES_SCHEMA",
+    "Amount",
+    "Ancestor",
+    "CounterDelta",
+    "EngineEvent",
+    "Evaluation",
+    "PartnerOverride",
+    "PostedEntry",
+    "Posting",
+    "ProgramCounters",
+    "Recipient",
+    "Recurring",
+    "Reversal",
+    "Rule",
+    "RulesDoc",
+    "Skip",
+    "Subject",
+    "Tier",
+    "Trigger",
+    "add_months",
+    "base_amount",
+    "evaluate",
+    "format_money",
+    "format_rate",
+    "month_key",
+    "parse_rules",
+    "percent_points",
+    "reverse",
+]

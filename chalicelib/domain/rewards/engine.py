@@ -1,0 +1,523 @@
+"""The rewards engine: state in → postings + counter deltas + skip reasons out. Pure.
+
+No I/O, no clock (``event.occurred_at`` is the only "now"), no randomness, integers only.
+The caller reads the subject, its upline and the counters in one batch, calls ``evaluate`` and
+writes postings and ``counter_deltas`` in one transaction (conditions from ``max_before``).
+
+Rounding: every conversion is a floor. A percentage reward is
+``floor(base_minor * rate_bp / (10_000 * point_value_minor))`` points, so a member never gets a
+point the program did not fund in money; a refund claws back ``floor`` of the proportional
+share until the refunds reach the order total, when the exact remainder is reversed.
+
+Caps are applied per reward in a fixed order, narrowest first, so the recorded reason names the
+most specific limit that bit:
+  1. ``amount.max_points``                (cap_reward)
+  2. ``recurring.max_points_per_friend``  (cap_recurring)
+  3. member monthly cap                   (cap_monthly: min of rule and program cap)
+  4. program ``budget_points``            (cap_budget)
+The result is min() of all of them whatever the order; a trimmed reward posts the remainder and
+records a Skip with ``granted_points > 0``. Rules run in document order and each posting
+consumes headroom before the next rule is looked at, so earlier rules win when a cap is tight.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chalicelib.domain.errors import ValidationFailed, field_error
+from chalicelib.domain.rewards.models import (
+    Amount,
+    Ancestor,
+    CounterDelta,
+    EngineEvent,
+    Evaluation,
+    PostedEntryLike,
+    Posting,
+    ProgramCounters,
+    Reversal,
+    Rule,
+    RulesDoc,
+    Skip,
+    SkipCode,
+    Subject,
+)
+
+BP_DENOMINATOR = 10_000  # rate_bp is in basis points: 10_000 bp = 100 %
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def month_key(at: datetime) -> str:
+    """Calendar month (UTC) a counter belongs to, e.g. ``"2025-03"``."""
+    at = _utc(at)
+    return f"{at.year:04d}-{at.month:02d}"
+
+
+def add_months(at: datetime, months: int) -> datetime:
+    """Same day-of-month ``months`` later, clamped to the month's last day (Jan 31 + 1 = Feb 28)."""
+    y, m = divmod(at.month - 1 + months, 12)
+    year, month = at.year + y, m + 1
+    return at.replace(year=year, month=month, day=min(at.day, calendar.monthrange(year, month)[1]))
+
+
+def percent_points(base_minor: int, rate_bp: int, point_value_minor: int) -> int:
+    """``floor(base_minor * rate_bp / 10_000 / point_value_minor)`` with integers only.
+
+    One division at the end so there is exactly one rounding step (floor), not two.
+    """
+    if base_minor <= 0:
+        return 0
+    return (base_minor * rate_bp) // (BP_DENOMINATOR * point_value_minor)
+
+
+def base_amount(event: EngineEvent, base: str) -> int | None:
+    """The order amount a rule measures, in minor units, never negative; None if the event has none.
+
+    ``subtotal`` is goods before discount, net of shipping (derived as total - shipping when the
+    event does not send it); ``total`` is what the customer paid.
+    """
+    total, shipping, discount = event.total, event.shipping or 0, event.discount or 0
+    subtotal = event.subtotal if event.subtotal is not None else (None if total is None else total - shipping)
+    value: int | None
+    if base == "total":
+        value = total
+    elif base == "total_minus_shipping":
+        value = None if total is None else total - shipping
+    elif base == "subtotal":
+        value = subtotal
+    else:  # subtotal_minus_discount
+        value = None if subtotal is None else subtotal - discount
+    return None if value is None else max(value, 0)
+
+
+def _utc(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValidationFailed(
+            "occurred_at must be timezone-aware",
+            details={"errors": [field_error("$.occurred_at", "must be timezone-aware (UTC)")]},
+        )
+    return at.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@dataclass
+class _Running:
+    """Counter values as the evaluation goes: what was read plus what earlier rules consumed."""
+
+    month_points: dict[str, int]
+    budget_used: int
+    recurring_paid: dict[str, int]
+    # member_id -> tightest "max value before the write" over the postings behind its delta
+    month_max_before: dict[str, int] = field(default_factory=dict)
+    month_delta: dict[str, int] = field(default_factory=dict)
+    recurring_delta: dict[str, int] = field(default_factory=dict)
+    recurring_max_before: dict[str, int] = field(default_factory=dict)
+    budget_delta: int = 0
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    member_id: str
+    level: int
+    converted_referrals: int
+
+
+def evaluate(
+    rules: RulesDoc,
+    event: EngineEvent,
+    subject: Subject,
+    ancestors: Sequence[Ancestor],
+    counters: ProgramCounters | None = None,
+) -> Evaluation:
+    """Apply every enabled rule whose trigger event equals ``event.type``, in document order.
+
+    ``ancestors`` is the subject's upline (level 1 = direct referrer); levels deeper than
+    ``rules.max_depth`` are ignored. Rules for other event types are ignored silently; rules for
+    this event type that pay nothing are reported in ``skipped``.
+    """
+    counters = counters or ProgramCounters()
+    at = _utc(event.occurred_at)
+    upline, cycles = _upline(subject, ancestors, rules.max_depth)
+    month_points = {subject.member_id: subject.month_earned_points}
+    for a in upline.values():
+        month_points[a.member_id] = a.month_earned_points
+    run = _Running(month_points, counters.budget_used_points, dict(subject.recurring_paid))
+    postings: list[Posting] = []
+    skipped: list[Skip] = []
+
+    for rule in rules.rules:
+        if not rule.enabled or rule.trigger.event != event.type:
+            continue
+        outcome = _evaluate_rule(rules, rule, event, at, subject, upline, cycles, run, skipped)
+        if outcome is not None:
+            postings.append(outcome)
+
+    return Evaluation(
+        postings=tuple(postings),
+        skipped=tuple(skipped),
+        counter_deltas=_deltas(run, subject, rules, month_key(at)),
+        month=month_key(at),
+    )
+
+
+def _upline(subject: Subject, ancestors: Iterable[Ancestor], max_depth: int) -> tuple[dict[int, Ancestor], set[int]]:
+    """Level -> ancestor. A member seen twice (or the subject itself) is a referral cycle: such a
+    level is never paid, otherwise a member could earn from their own purchases."""
+    upline: dict[int, Ancestor] = {}
+    cycles: set[int] = set()
+    seen = {subject.member_id}
+    for a in sorted(ancestors, key=lambda a: a.level):
+        if not 1 <= a.level <= max_depth or a.level in upline or a.level in cycles:
+            continue
+        if a.member_id in seen:
+            cycles.add(a.level)
+            continue
+        seen.add(a.member_id)
+        upline[a.level] = a
+    return upline, cycles
+
+
+def _evaluate_rule(
+    rules: RulesDoc,
+    rule: Rule,
+    event: EngineEvent,
+    at: datetime,
+    subject: Subject,
+    upline: Mapping[int, Ancestor],
+    cycles: set[int],
+    run: _Running,
+    skipped: list[Skip],
+) -> Posting | None:
+    def skip(code: SkipCode, detail: str, member_id: str | None = None) -> Posting | None:
+        """Record why the rule pays nothing; returns None so callers can ``return skip(...)``."""
+        skipped.append(Skip(rule.id, member_id, code, detail))
+        return None
+
+    trigger = rule.trigger
+    if trigger.partners and event.partner_id not in trigger.partners:
+        return skip("trigger_not_matched", f"event at partner {event.partner_id!r}, rule is for {trigger.partners}")
+    override = rule.partners.get(event.partner_id) if event.partner_id is not None else None
+    if override is not None and not override.enabled:
+        return skip("disabled_for_partner", f"rule is disabled for partner {event.partner_id!r}")
+    if event.type == "order.paid" and not trigger.order_number_matches(subject.orders_before):
+        return skip(
+            "trigger_not_matched",
+            f"this is order #{subject.orders_before + 1}, rule wants order={trigger.order}"
+            + (f" n={trigger.n}" if trigger.n else ""),
+        )
+
+    # Who gets it. A "friend" reward exists only because somebody referred the subject.
+    recipient: _Recipient
+    if rule.recipient.type == "self":
+        recipient = _Recipient(subject.member_id, 0, 0)
+    elif rule.recipient.type == "friend":
+        if subject.referrer_id is None:
+            return skip("no_referrer", "the member was not referred", subject.member_id)
+        recipient = _Recipient(subject.member_id, 0, 0)
+    else:
+        level = rule.recipient.level
+        if level in cycles:
+            return skip("ancestry_cycle", f"level {level} would pay a member already in the chain")
+        ancestor = upline.get(level)
+        if ancestor is None:
+            return skip("no_referrer", f"the member has no level-{level} referrer")
+        recipient = _Recipient(ancestor.member_id, level, ancestor.converted_referrals)
+    mid = recipient.member_id
+
+    amount = override.amount if override is not None and override.amount is not None else rule.amount
+    base: int | None = None
+    if amount.needs_order_amount:
+        if rules.currency and event.currency and event.currency != rules.currency:
+            return skip("currency_mismatch", f"event in {event.currency}, program in {rules.currency}", mid)
+        base = base_amount(event, amount.base)
+        if base is None:
+            return skip("no_amount", "the event carries no order amount", mid)
+        if amount.min_order_amount is not None and base < amount.min_order_amount:
+            return skip("below_min_order", f"{amount.base} {base} < min_order_amount {amount.min_order_amount}", mid)
+
+    recurring = rule.recurring
+    if recurring is not None:
+        if subject.attributed_at is None or at < _utc(subject.attributed_at):
+            return skip("recurring_not_attributed", "the member has no referral attribution before this order", mid)
+        if recurring.months is not None and at >= add_months(_utc(subject.attributed_at), recurring.months):
+            return skip("recurring_expired", f"more than {recurring.months} months since attribution", mid)
+        if recurring.orders is not None and subject.orders_before >= recurring.orders:
+            return skip("recurring_expired", f"only the first {recurring.orders} orders count", mid)
+
+    requested, how = _points(amount, base, recipient.converted_referrals, rules.point_value_minor, event.currency)
+    if requested <= 0:
+        return skip("zero_points", f"{how} rounds down to 0 points", mid)
+
+    points = requested
+    trims: list[str] = []
+
+    def cap(code: SkipCode, remaining: int | None, what: str) -> bool:
+        """Trim ``points`` to ``remaining``; False when nothing is left to post."""
+        nonlocal points
+        if remaining is None or points <= remaining:
+            return True
+        granted = max(remaining, 0)
+        skipped.append(Skip(rule.id, mid, code, f"{what}: {points} -> {granted}", points, granted))
+        points = granted
+        trims.append(what)
+        return granted > 0
+
+    month_cap = _min_cap(rule.member_monthly_cap_points, rules.member_monthly_cap_points)
+    recurring_max = recurring.max_points_per_friend if recurring is not None else None
+    paid = run.recurring_paid.get(rule.id, 0)
+    if not (
+        cap("cap_reward", amount.max_points, "per-reward max_points")
+        and cap("cap_recurring", None if recurring_max is None else recurring_max - paid, "per-friend recurring cap")
+        and cap("cap_monthly", None if month_cap is None else month_cap - run.month_points[mid], "monthly cap")
+        and cap(
+            "cap_budget",
+            None if rules.budget_points is None else rules.budget_points - run.budget_used,
+            "program budget",
+        )
+    ):
+        return None
+
+    # Consume headroom now so the next rule sees it, and remember the write conditions.
+    if month_cap is not None:
+        run.month_max_before[mid] = min(
+            run.month_max_before.get(mid, month_cap), month_cap - run.month_delta.get(mid, 0) - points
+        )
+    run.month_points[mid] += points
+    run.month_delta[mid] = run.month_delta.get(mid, 0) + points
+    if rules.budget_points is not None:
+        run.budget_used += points
+        run.budget_delta += points
+    if recurring is not None:
+        run.recurring_paid[rule.id] = paid + points
+        run.recurring_delta[rule.id] = run.recurring_delta.get(rule.id, 0) + points
+        if recurring_max is not None:
+            run.recurring_max_before[rule.id] = recurring_max - run.recurring_delta[rule.id]
+
+    hold = _first_set(override.hold_days if override else None, rule.hold_days, rules.hold_days)
+    funder = _first_set(override.funded_by if override else None, rule.funded_by, event.partner_id)
+    kind = rule.recipient.type
+    return Posting(
+        member_id=mid,
+        points=points,
+        rule_id=rule.id,
+        rule_version=rules.version,
+        level=recipient.level,
+        recipient=kind,
+        funding_partner_id=funder,
+        reason=_reason(rule, event, subject, recipient.level, points, requested, how, trims),
+        reason_code="recurring_reward"
+        if recurring is not None
+        else {"self": "self_reward", "friend": "friend_reward", "referrer": "referral_reward"}[kind],
+        available_at=at + timedelta(days=hold),
+        status="available" if hold == 0 else "pending",
+        business_key=event.business_key,
+        partner_id=event.partner_id,
+        requested_points=requested,
+    )
+
+
+def _points(
+    amount: Amount, base: int | None, converted: int, point_value_minor: int, currency: str | None
+) -> tuple[int, str]:
+    """Points before caps, and a short phrase saying how they were computed."""
+    points, rate_bp, tier_note = amount.points, amount.rate_bp, ""
+    if amount.tiers:
+        # Highest tier whose threshold the recipient reached; tiers start at 0 (schema check).
+        tier = [t for t in amount.tiers if t.min_converted <= converted][-1]
+        points, rate_bp = tier.points, tier.rate_bp
+        tier_note = f" (tier for {tier.min_converted}+ converted referrals)"
+    if points is not None:
+        return points, f"fixed reward{tier_note}"
+    assert rate_bp is not None and base is not None  # schema guarantees one kind; caller checked base
+    return (
+        percent_points(base, rate_bp, point_value_minor),
+        f"{format_rate(rate_bp)} of the order {amount.base.replace('_', ' ')} "
+        f"{format_money(base, currency)}{tier_note}",
+    )
+
+
+def _deltas(run: _Running, subject: Subject, rules: RulesDoc, month: str) -> tuple[CounterDelta, ...]:
+    out = [
+        CounterDelta("member_month", pts, member_id=mid, month=month, max_before=run.month_max_before.get(mid))
+        for mid, pts in run.month_delta.items()
+    ]
+    if run.budget_delta:
+        # Only programs with a budget write the (hot, shared) budget item.
+        assert rules.budget_points is not None
+        out.append(CounterDelta("budget", run.budget_delta, max_before=rules.budget_points - run.budget_delta))
+    out.extend(
+        CounterDelta(
+            "recurring", pts, member_id=subject.member_id, rule_id=rid, max_before=run.recurring_max_before.get(rid)
+        )
+        for rid, pts in run.recurring_delta.items()
+    )
+    return tuple(out)
+
+
+def _min_cap(*caps: int | None) -> int | None:
+    set_caps = [c for c in caps if c is not None]
+    return min(set_caps) if set_caps else None
+
+
+def _first_set(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+# --------------------------------------------------------------------------- wording
+
+
+def format_rate(rate_bp: int) -> str:
+    """500 -> "5%", 250 -> "2.5%", 1 -> "0.01%"."""
+    whole, frac = divmod(rate_bp, 100)
+    return f"{whole}%" if frac == 0 else f"{whole}.{frac:02d}".rstrip("0") + "%"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+# ISO 4217 currencies whose minor unit is not 1/100; anything else is shown with 2 decimals.
+_EXPONENT = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "UGX": 0, "XAF": 0, "XOF": 0,
+             "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3}  # fmt: skip
+
+
+def format_money(minor: int, currency: str | None) -> str:
+    """12345, "RUB" -> "123.45 RUB"; without a currency the minor units are shown as they are."""
+    if not currency:
+        return f"{minor} (minor units)"
+    exp = _EXPONENT.get(currency, 2)
+    if exp == 0:
+        return f"{minor} {currency}"
+    whole, frac = divmod(minor, 10**exp)
+    return f"{whole}.{frac:0{exp}d} {currency}"
+
+
+def _event_phrase(rule: Rule, event: EngineEvent, subject: Subject) -> str:
+    if event.type == "order.paid":
+        # Name the order's position only when the rule cares about it.
+        if rule.trigger.order == "every":
+            return "order"
+        return "first order" if subject.orders_before == 0 else f"{_ordinal(subject.orders_before + 1)} order"
+    return {
+        "member.signup": "signup",
+        "lead.created": "new lead",
+        "deal.won": "won deal",
+    }.get(event.type, f"'{event.type.removeprefix('custom:')}' event")
+
+
+def _reason(
+    rule: Rule,
+    event: EngineEvent,
+    subject: Subject,
+    level: int,
+    points: int,
+    requested: int,
+    how: str,
+    trims: list[str],
+) -> str:
+    what = _event_phrase(rule, event, subject)
+    if rule.recipient.type == "self":
+        whose = f"your {what}"
+    elif rule.recipient.type == "friend":
+        whose = f"your {what} as a referred member"
+    else:
+        who = "your referral" if level == 1 else f"your level-{level} referral"
+        whose = f"{who} {subject.member_id}'s {what}"
+    text = f"{points} points for {whose} ({rule.name or rule.id}): {how}."
+    if trims:
+        text += f" Reduced from {requested} by the {' and '.join(trims)}."
+    return text
+
+
+# --------------------------------------------------------------------------- refunds
+
+
+def reverse(
+    original_postings: Sequence[PostedEntryLike],
+    already_reversed: Mapping[tuple[str, int, str], int] | Iterable[Any],
+    refunded_minor: int,
+    order_total_minor: int,
+    *,
+    previously_refunded_minor: int,
+) -> list[Reversal]:
+    """Proportional clawback of an order's postings, at every level, for one refund.
+
+    ``refunded_minor`` is THIS refund; ``previously_refunded_minor`` is the sum of earlier refunds
+    of the same order (the caller keeps it on the order). ``already_reversed`` is what earlier
+    reversals took back, either ``{(rule_id, level, member_id): points}`` or an iterable of
+    Reversal-like entries (attributes or mapping keys member_id, rule_id, level, points).
+
+    Policy: after refunds totalling R of order total T, a posting of P points must have had
+    ``floor(P * min(R, T) / T)`` points reversed. Each call reverses the difference to what is
+    already reversed. Because the target is computed from the cumulative refund, any split into
+    partial refunds ends at the same place, never exceeds P, and the refund that reaches T
+    reverses exactly the remainder (floor(P * T / T) = P). A zero-total order is reversed in full
+    on any refund. Rewards not tied to the order (signup, leads) are simply not passed in.
+    Counters (monthly caps, budget, recurring) are *not* given back: see the docs.
+    """
+    for name, value in (
+        ("refunded_minor", refunded_minor),
+        ("order_total_minor", order_total_minor),
+        ("previously_refunded_minor", previously_refunded_minor),
+    ):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValidationFailed(
+                f"{name} must be a non-negative integer",
+                details={"errors": [field_error(f"$.{name}", "must be a non-negative integer")]},
+            )
+    done = _reversed_so_far(already_reversed)
+    cumulative = min(previously_refunded_minor + refunded_minor, order_total_minor)
+    full = order_total_minor == 0 or cumulative == order_total_minor
+    if order_total_minor == 0 and refunded_minor == 0:
+        return []  # nothing refunded, nothing to take back
+
+    seen: set[tuple[str, int, str]] = set()
+    out: list[Reversal] = []
+    for entry in original_postings:
+        member_id, points = str(_get(entry, "member_id")), int(_get(entry, "points"))
+        rule_id, level = str(_get(entry, "rule_id")), int(_get(entry, "level"))
+        key = (rule_id, level, member_id)
+        if key in seen:
+            raise ValueError(f"duplicate posting {key}: one event pays a (rule, level, member) once")
+        seen.add(key)
+        target = points if full else points * cumulative // order_total_minor
+        now = min(target, points) - done.get(key, 0)
+        if now <= 0:
+            continue  # already reversed at least this much (e.g. a retried refund)
+        share = "in full" if full else f"{cumulative * 100 // order_total_minor}% of the order amount"
+        out.append(
+            Reversal(
+                member_id=member_id,
+                points=now,
+                rule_id=rule_id,
+                rule_version=int(_get(entry, "rule_version")),
+                level=level,
+                funding_partner_id=_get(entry, "funding_partner_id"),
+                original_points=points,
+                reversed_total=done.get(key, 0) + now,
+                reason=f"{now} of {points} points from '{rule_id}' taken back: the order was refunded {share}.",
+            )
+        )
+    return out
+
+
+def _get(entry: Any, name: str) -> Any:
+    return entry[name] if isinstance(entry, Mapping) else getattr(entry, name)
+
+
+def _reversed_so_far(already: Mapping[tuple[str, int, str], int] | Iterable[Any]) -> dict[tuple[str, int, str], int]:
+    if isinstance(already, Mapping):
+        return {(str(k[0]), int(k[1]), str(k[2])): int(v) for k, v in already.items()}
+    done: dict[tuple[str, int, str], int] = {}
+    for r in already:
+        key = (str(_get(r, "rule_id")), int(_get(r, "level")), str(_get(r, "member_id")))
+        done[key] = done.get(key, 0) + int(_get(r, "points"))
+    return done

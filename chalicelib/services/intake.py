@@ -1,0 +1,44 @@
+"""Canonical event intake: verify the Standard Webhooks signature, parse, run the pipeline.
+
+Order matters: nothing about the event is read or written before the signature
+checks out. The only read before verification is the partner record (cached),
+which holds the secret versions needed to verify.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from chalicelib.domain import webhook_signature
+from chalicelib.domain.errors import BadRequest, NotFound
+from chalicelib.domain.events import parse_event
+from chalicelib.services import pipeline, secrets
+from chalicelib.store import tenancy_repo
+
+SOURCE = "events"
+
+
+def receive(partner_id: str, headers: dict[str, str], raw_body: bytes) -> dict[str, Any]:
+    # A stale or unsigned request is refused before any read at all.
+    webhook_signature.check_headers(headers, now=time.time())
+    program_id = tenancy_repo.locate_partner(partner_id)
+    partner = tenancy_repo.get_partner(program_id, partner_id)
+    from chalicelib.domain import clock
+
+    valid = secrets.valid_secrets(program_id, partner_id, partner.webhook_secrets or {}, SOURCE, clock.utcnow())
+    if not valid:
+        raise NotFound("This partner has no secret for canonical events", details={"source": SOURCE})
+    verified = webhook_signature.verify(valid, headers, raw_body)
+    body = _json(raw_body)
+    program = tenancy_repo.get_program(program_id)
+    event = parse_event(body, default_region="RU" if program.default_locale == "ru" else "US")
+    return pipeline.process(program, partner_id, event, delivery_id=verified.msg_id)
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest("Body is not valid JSON", code="malformed_json", details={"reason": str(exc)}) from None

@@ -1,0 +1,211 @@
+"""Members and everything that points at them: identifiers, referral codes, coupons, invites.
+
+One person is one member of a program across all its partners. They are found in
+O(1) by code, email, phone or a partner's customer id through pointer items whose
+keys hold only salted hashes of the identifier. Pointers also carry the member's
+ancestry (referrer chain, nearest first), so one batched read of the pointers
+tells the event pipeline every member whose state it must load next: multi-level
+rewards never walk the chain item by item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
+
+from chalicelib.domain import identity as ident
+from chalicelib.domain.clock import iso
+from chalicelib.store import keys
+from chalicelib.store.db import Entity, IsoDateTimeAttribute
+
+
+class MemberItem(Entity, discriminator="member"):
+    program_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    code = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+    locale = UnicodeAttribute(null=True)
+    email = UnicodeAttribute(null=True)  # canonical form, for notifications; never logged
+    phone = UnicodeAttribute(null=True)  # E.164
+    birthday = UnicodeAttribute(null=True)  # YYYY-MM-DD
+    birthday_set_at = IsoDateTimeAttribute(null=True)
+    customer_ids = MapAttribute(default=dict)  # {partner_id: partner's customer id}
+    push_endpoints = ListAttribute(of=UnicodeAttribute, default=list)
+    #: Keys of this member's identity pointers, so ancestry changes update them all.
+    pointer_keys = ListAttribute(of=UnicodeAttribute, default=list)
+    referrer_id = UnicodeAttribute(null=True)
+    ancestors = ListAttribute(of=UnicodeAttribute, default=list)  # nearest first, ≤ max depth
+    attributed_at = IsoDateTimeAttribute(null=True)
+    attribution_source = UnicodeAttribute(null=True)
+    attribution_final = BooleanAttribute(default=False)
+    acquisition = JSONAttribute(default=dict)  # {"channel": ..., "utm": {...}}
+    tier = UnicodeAttribute(default="base")
+    joined_at = IsoDateTimeAttribute()
+    joined_via = UnicodeAttribute()  # "invite" | "signup" | "order" | "lead" | "api"
+    #: Referral counters (the member as a referrer), updated in the transactions that change them.
+    referral_signups = NumberAttribute(default=0)
+    converted_referrals = NumberAttribute(default=0)
+    #: The member's own paid orders (order.paid minus full cancellations is not tracked here).
+    orders_count = NumberAttribute(default=0)
+    #: Optimistic-concurrency version: every transaction that rewrites the profile checks it.
+    revision = NumberAttribute(default=0)
+
+    @property
+    def has_referees(self) -> bool:
+        return int(self.referral_signups or 0) > 0
+
+
+class PointerBase(Entity, discriminator="pointer_base"):
+    program_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    ancestors = ListAttribute(of=UnicodeAttribute, default=list)
+
+
+class IdentityItem(PointerBase, discriminator="identity"):
+    kind = UnicodeAttribute()  # "email" | "phone" | "customer_id"
+
+
+class CodeItem(PointerBase, discriminator="code"):
+    code = UnicodeAttribute()
+    first_name = UnicodeAttribute(null=True)  # shown on landing pages ("Olga invites you")
+    vanity = BooleanAttribute(default=False)
+
+
+class CouponItem(PointerBase, discriminator="coupon"):
+    coupon = UnicodeAttribute()
+
+
+class PendingInviteItem(Entity, discriminator="pending_invite"):
+    """"This friend was invited by that referrer": matched when the friend signs up or buys."""
+
+    program_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    referrer_id = UnicodeAttribute()
+    code = UnicodeAttribute()
+    invited_at = IsoDateTimeAttribute()
+    expires_at_epoch = NumberAttribute(null=True)  # DynamoDB TTL removes stale invites
+
+
+@dataclass(frozen=True)
+class IdentityRef:
+    kind: str  # "email" | "phone" | "customer_id"
+    value_hash: str
+
+    def pointer_key(self, program_id: str) -> tuple[str, str]:
+        return keys.identity(program_id, self.kind, self.value_hash)
+
+    def invite_key(self, program_id: str) -> tuple[str, str]:
+        return keys.pending_invite(program_id, self.kind, self.value_hash)
+
+
+def identity_refs(
+    program_id: str,
+    *,
+    email: str | None = None,
+    phone: str | None = None,
+    customer_id: tuple[str, str] | None = None,
+) -> list[IdentityRef]:
+    """Hashed identifiers of a person, strongest first (customer id, email, phone).
+
+    ``email`` is canonical (``normalize_email``); matching uses the provider-aware
+    match key so ``o.lga+shop@gmail.com`` and ``olga@googlemail.com`` are one person.
+    ``customer_id`` is ``(partner_id, partner's customer id)``.
+    """
+    refs: list[IdentityRef] = []
+    if customer_id is not None:
+        value = ident.customer_id_value(*customer_id)
+        refs.append(IdentityRef("customer_id", ident.identity_hash(program_id, "customer_id", value)))
+    if email:
+        refs.append(IdentityRef("email", ident.identity_hash(program_id, "email", ident.email_match_key(email))))
+    if phone:
+        refs.append(IdentityRef("phone", ident.identity_hash(program_id, "phone", phone)))
+    return refs
+
+
+def key_str(key: tuple[str, str]) -> str:
+    return f"{key[0]}|{key[1]}"
+
+
+def key_from_str(text: str) -> tuple[str, str]:
+    pk, _, sk = text.partition("|")
+    return pk, sk
+
+
+def batch_get(item_keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Entity]:
+    """Read any mix of entities in one ``BatchGetItem`` per 100 keys (PynamoDB retries unprocessed keys)."""
+    unique = list(dict.fromkeys(item_keys))
+    if not unique:
+        return {}
+    return {(item.PK, item.SK): item for item in Entity.batch_get(unique)}
+
+
+def new_member(
+    program_id: str,
+    member_id: str,
+    code: str,
+    *,
+    joined_at: Any,
+    joined_via: str,
+    name: str | None = None,
+    locale: str | None = None,
+    email: str | None = None,
+    phone: str | None = None,
+    birthday: str | None = None,
+    customer_ids: dict[str, str] | None = None,
+    acquisition: dict[str, Any] | None = None,
+    refs: Sequence[IdentityRef] = (),
+) -> MemberItem:
+    pk, sk = keys.member(program_id, member_id)
+    return MemberItem(
+        PK=pk,
+        SK=sk,
+        program_id=program_id,
+        member_id=member_id,
+        code=code,
+        name=name,
+        locale=locale,
+        email=email,
+        phone=phone,
+        birthday=birthday,
+        birthday_set_at=joined_at if birthday else None,
+        customer_ids=customer_ids or {},
+        pointer_keys=[key_str(r.pointer_key(program_id)) for r in refs],
+        joined_at=joined_at,
+        joined_via=joined_via,
+        acquisition=acquisition or {},
+    )
+
+
+def pointer_items(member: MemberItem, refs: Sequence[IdentityRef]) -> list[IdentityItem]:
+    items = []
+    for ref in refs:
+        pk, sk = ref.pointer_key(member.program_id)
+        items.append(IdentityItem(PK=pk, SK=sk, program_id=member.program_id, member_id=member.member_id,
+                                  kind=ref.kind, ancestors=list(member.ancestors or [])))
+    return items
+
+
+def code_item(member: MemberItem, *, vanity: bool = False) -> CodeItem:
+    pk, sk = keys.referral_code(member.program_id, member.code)
+    first_name = (member.name or "").split(" ")[0] or None
+    return CodeItem(PK=pk, SK=sk, program_id=member.program_id, member_id=member.member_id, code=member.code,
+                    first_name=first_name, vanity=vanity, ancestors=list(member.ancestors or []))
+
+
+def referrals_index(member: MemberItem) -> None:
+    """Put the member on its referrer's referral list (GSI1), or take it off."""
+    if member.referrer_id:
+        member.GSI1PK, member.GSI1SK = keys.gsi1_referrals_of(
+            member.program_id, member.referrer_id, iso(member.joined_at), member.member_id)
+    else:
+        member.GSI1PK = member.GSI1SK = None

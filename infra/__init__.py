@@ -1,0 +1,1 @@
+"""Operations tooling (local run, deployment templates). Never shipped to Lambda."""
