@@ -41,9 +41,13 @@ _ERRORS = {
 }
 
 
-def _strip_defaults(schema: Any) -> Any:
-    """Our schemas carry fastjsonschema ``default``s; they are valid OpenAPI too, so keep them as is."""
-    return schema
+def event_schemas() -> dict[str, dict[str, Any]]:
+    """The canonical event types as named components (``Event.order.paid``...)."""
+    from chalicelib.domain.events import CUSTOM_SCHEMA_KEY, EVENT_SCHEMAS
+
+    return {
+        "Event." + ("custom" if key == CUSTOM_SCHEMA_KEY else key): schema for key, schema in EVENT_SCHEMAS.items()
+    }
 
 
 def build_document(base_url: str) -> dict[str, Any]:
@@ -72,12 +76,12 @@ def build_document(base_url: str) -> dict[str, Any]:
         if op.request_schema is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {op.request_content_type: {"schema": _strip_defaults(op.request_schema)}},
+                "content": {op.request_content_type: {"schema": op.request_schema}},
             }
         operation.update(op.extra)
         paths.setdefault(op.path, {})[op.method.lower()] = operation
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "Sarafan",
             "version": "0.1.0",
@@ -93,6 +97,6 @@ def build_document(base_url: str) -> dict[str, Any]:
                 "publishableKey": {"type": "apiKey", "in": "header", "name": "X-Publishable-Key",
                                    "description": "Browser-safe program key (srf_pub_…)"},
             },
-            "schemas": {"Error": ERROR_SCHEMA, **SCHEMAS},
+            "schemas": {"Error": ERROR_SCHEMA, **event_schemas(), **SCHEMAS},
         },
     }

@@ -16,7 +16,9 @@ webhooks = ApiBlueprint(__name__)
     description="Signed with the partner's `events` secret: headers `webhook-id`, `webhook-timestamp`, "
                 "`webhook-signature` over `{id}.{timestamp}.{raw body}`. The same business fact "
                 "(program, partner, object type, object id, event type) is processed once; repeats answer 200 "
-                'with `"status": "duplicate"`. Body: one of the `Event*` schemas.',
+                'with `"status": "duplicate"`. Body: one of the `Event.*` schemas.',
+    request_schema={"oneOf": [{"$ref": f"#/components/schemas/Event.{name}"} for name in (
+        "member.signup", "lead.created", "deal.won", "order.paid", "order.refunded", "order.cancelled", "custom")]},
 )
 def receive_event(req: ApiRequest, partner_id: str) -> Any:
     return intake.receive(partner_id, req.headers, req.raw_body)

@@ -23,3 +23,13 @@ def test_operations_have_unique_ids_and_error_schema(api: ApiClient) -> None:
     ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
     assert len(ids) == len(set(ids))
     assert "Error" in document["components"]["schemas"]
+
+
+def test_canonical_event_schemas_are_published(api: ApiClient) -> None:
+    document = api.get("/openapi.json", key=None).body
+    schemas = document["components"]["schemas"]
+    for name in ("member.signup", "lead.created", "deal.won", "order.paid", "order.refunded", "order.cancelled", "custom"):
+        assert f"Event.{name}" in schemas
+    body = document["paths"]["/v1/webhooks/{partner_id}/events"]["post"]["requestBody"]
+    refs = [s["$ref"] for s in body["content"]["application/json"]["schema"]["oneOf"]]
+    assert all(ref.removeprefix("#/components/schemas/") in schemas for ref in refs)
