@@ -129,7 +129,7 @@ def configure_environment(mode: str, base_url: str, moto_endpoint: str | None) -
     if mode == "moto":
         assert moto_endpoint is not None
         env["AWS_ENDPOINT_URL"] = moto_endpoint
-        for name in CREDENTIAL_VARS + ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        for name in (*CREDENTIAL_VARS, "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             env.pop(name, None)
         env.update(DUMMY_CREDENTIALS)
     elif mode == "endpoint" and not any(env.get(name) for name in CREDENTIAL_VARS):
@@ -183,7 +183,8 @@ def seed_demo(base_url: str) -> dict[str, Any]:
     Against a persistent store (DynamoDB Local, AWS) an existing demo is reused and
     its partners get fresh keys; its publishable key cannot be shown again.
     """
-    from chalicelib.services import programs, secrets as webhook_secrets
+    from chalicelib.services import programs
+    from chalicelib.services import secrets as webhook_secrets
     from chalicelib.services.auth import Principal
 
     operator = Principal(kind="operator")

@@ -70,6 +70,8 @@ class ApiRequest:
     @property
     def raw_body(self) -> bytes:
         body = self._request.raw_body or b""
+        if isinstance(body, str):
+            body = body.encode("utf-8")
         if len(body) > MAX_BODY_BYTES:
             raise PayloadTooLarge(f"Request body exceeds {MAX_BODY_BYTES} bytes", details={"limit": MAX_BODY_BYTES})
         return body
@@ -91,7 +93,9 @@ class ApiRequest:
         return data
 
     def query(self, name: str, default: str | None = None) -> str | None:
-        return (self._request.query_params or {}).get(name, default)
+        params: dict[str, Any] = dict(self._request.query_params or {})
+        value = params.get(name)
+        return default if value is None else str(value)
 
     def int_query(self, name: str, default: int, minimum: int, maximum: int) -> int:
         raw = self.query(name)
@@ -108,7 +112,8 @@ class ApiRequest:
 
     @property
     def source_ip(self) -> str:
-        identity = (self._request.context or {}).get("identity") or {}
+        context: dict[str, Any] = dict(self._request.context or {})
+        identity = context.get("identity") or {}
         return str(identity.get("sourceIp") or "0.0.0.0")
 
     @property

@@ -23,7 +23,7 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 
-_SECURITY = {
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "operator": [{"bearerAuth": []}],
     "key": [{"bearerAuth": []}],
     "publishable": [{"publishableKey": []}],

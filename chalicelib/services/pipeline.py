@@ -346,7 +346,7 @@ def _add_missing_identifiers(ctx: EventContext, tx: Transaction, first: dict[Key
     changes.set(member, MemberItem.pointer_keys,
                 list(member.pointer_keys or []) + [key_str(r.pointer_key(ctx.program_id)) for r in missing])
     if customer.id and ctx.partner_id not in (member.customer_ids or {}):
-        changes.set(member, MemberItem.customer_ids, {**(member.customer_ids or {}), ctx.partner_id: customer.id})
+        changes.set(member, MemberItem.customer_ids, {**dict(member.customer_ids or {}), ctx.partner_id: customer.id})
     if customer.email and not member.email:
         changes.set(member, MemberItem.email, customer.email)
     if customer.phone and not member.phone:

@@ -130,7 +130,7 @@ def _stage_key(tx: Transaction, kind: str, program_id: str, partner_id: str | No
     key = new_key(prefix)
     now = clock.utcnow()
     key_id = new_id("key")
-    common = {"key_id": key_id, "kind": kind, "program_id": program_id, "partner_id": partner_id, "created_at": now}
+    common: dict[str, Any] = {"key_id": key_id, "kind": kind, "program_id": program_id, "partner_id": partner_id, "created_at": now}
     ref = ApiKeyRefItem(key_hash=hash_key(key), display_prefix=key[: len(prefix) + 4], **common)
     tenancy_repo.add_key(tx, ApiKeyItem(**common), ref)
     return key, key_view(ref)

@@ -39,12 +39,12 @@ class MemberItem(Entity, discriminator="member"):
     phone = UnicodeAttribute(null=True)  # E.164
     birthday = UnicodeAttribute(null=True)  # YYYY-MM-DD
     birthday_set_at = IsoDateTimeAttribute(null=True)
-    customer_ids = MapAttribute(default=dict)  # {partner_id: partner's customer id}
-    push_endpoints = ListAttribute(of=UnicodeAttribute, default=list)
+    customer_ids: MapAttribute[str, str] = MapAttribute(default=dict)  # {partner_id: partner's customer id}
+    push_endpoints: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
     #: Keys of this member's identity pointers, so ancestry changes update them all.
-    pointer_keys = ListAttribute(of=UnicodeAttribute, default=list)
+    pointer_keys: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
     referrer_id = UnicodeAttribute(null=True)
-    ancestors = ListAttribute(of=UnicodeAttribute, default=list)  # nearest first, ≤ max depth
+    ancestors: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, default=list)  # type: ignore[arg-type]  # nearest first, ≤ max depth
     attributed_at = IsoDateTimeAttribute(null=True)
     attribution_source = UnicodeAttribute(null=True)
     attribution_final = BooleanAttribute(default=False)
@@ -68,7 +68,7 @@ class MemberItem(Entity, discriminator="member"):
 class PointerBase(Entity, discriminator="pointer_base"):
     program_id = UnicodeAttribute()
     member_id = UnicodeAttribute()
-    ancestors = ListAttribute(of=UnicodeAttribute, default=list)
+    ancestors: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
 
 
 class IdentityItem(PointerBase, discriminator="identity"):
@@ -93,6 +93,8 @@ class PendingInviteItem(Entity, discriminator="pending_invite"):
     referrer_id = UnicodeAttribute()
     code = UnicodeAttribute()
     invited_at = IsoDateTimeAttribute()
+    #: The referrer's ancestry when invited, so the pipeline knows the chain after one read.
+    ancestors: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
     expires_at_epoch = NumberAttribute(null=True)  # DynamoDB TTL removes stale invites
 
 

@@ -26,7 +26,7 @@ class ProgramItem(Entity, discriminator="program"):
     point_value_minor = NumberAttribute()
     currency = UnicodeAttribute()
     default_locale = UnicodeAttribute()
-    allowed_origins = ListAttribute(of=UnicodeAttribute, default=list)
+    allowed_origins: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
     landing_url = UnicodeAttribute(null=True)
     #: Program-level settings owned by later features (attribution window, auto-enrolment, offer texts...).
     settings = JSONAttribute(default=dict)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
@@ -41,7 +42,7 @@ def get_program(program_id: str, *, fresh: bool = False) -> ProgramItem:
     return item
 
 
-def list_programs(limit: int, cursor: dict[str, str] | None) -> tuple[list[ProgramItem], dict[str, str] | None]:
+def list_programs(limit: int, cursor: dict[str, Any] | None) -> tuple[list[ProgramItem], dict[str, Any] | None]:
     result = ProgramItem.gsi1.query("PROGRAMS", limit=limit, last_evaluated_key=cursor, scan_index_forward=False)
     items = [i for i in result if isinstance(i, ProgramItem)]
     return items, result.last_evaluated_key

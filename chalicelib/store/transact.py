@@ -118,7 +118,8 @@ class Transaction:
                 elif op.kind == "delete":
                     tx.delete(op.args[0], condition=op.kwargs["condition"])
                 else:
-                    tx.condition_check(*op.args, condition=op.kwargs["condition"])
+                    model, hash_key, range_key = op.args
+                    tx.condition_check(model, hash_key, range_key, condition=op.kwargs["condition"])
 
     def _failed_condition(self, exc: TransactWriteError) -> Exception | None:
         if exc.cause_response_code != "TransactionCanceledException":
