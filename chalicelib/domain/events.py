@@ -40,6 +40,7 @@ from typing import Any, Final
 from chalicelib.domain.codes import normalize_code, normalize_coupon_code
 from chalicelib.domain.errors import ValidationFailed, field_error
 from chalicelib.domain.identity import normalize_email, normalize_phone
+from chalicelib.domain.validation import schema_errors
 
 MEMBER_SIGNUP: Final = "member.signup"
 LEAD_CREATED: Final = "lead.created"
@@ -352,57 +353,11 @@ def _fail(errors: list[dict[str, str]]) -> ValidationFailed:
     return ValidationFailed(f"Invalid event: {summary}", details={"errors": errors})
 
 
-_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _child_path(path: str, node: Any, key: str) -> str:
-    if isinstance(node, list) and key.isdigit():
-        return f"{path}[{key}]"
-    if _IDENT_RE.match(key):
-        return f"{path}.{key}"
-    return f"{path}[{key!r}]"
-
-
-def _schema_errors(exc: Any, body: Any) -> list[dict[str, str]]:
-    """fastjsonschema's single error -> our ``[{"path": "$.a.b", "message"}]``.
-
-    Its ``path`` is ``["data", "order", "total"]``; we walk the document alongside so
-    list indexes become ``[0]``. For ``required`` it only reports the *object*; the
-    useful path is the missing property itself, computed here from the rule.
-    """
-    path = "$"
-    node = body
-    for part in list(exc.path)[1:]:
-        path = _child_path(path, node, str(part))
-        if isinstance(node, list) and str(part).isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict):
-            node = node.get(str(part))
-        else:
-            node = None
-    name = str(exc.name)
-    message = str(exc.message)
-    message = message[len(name) :].strip() if message.startswith(name) else message
-
-    if exc.rule == "required" and isinstance(node, dict):
-        missing = [key for key in exc.rule_definition if key not in node]
-        if missing:
-            return [field_error(_child_path(path, node, key), "is required") for key in missing]
-    if exc.rule == "additionalProperties" and isinstance(node, dict):
-        import ast  # error path only
-
-        match = re.search(r"must not contain (\{.*\}) properties", message)
-        extra: list[str] = []
-        if match:
-            try:
-                extra = sorted(str(k) for k in ast.literal_eval(match.group(1)))
-            except (ValueError, SyntaxError):
-                extra = []
-        if extra:
-            return [field_error(_child_path(path, node, key), "is not an allowed property") for key in extra]
-    if exc.rule == "pattern" and path == "$.occurred_at":
-        message = "must be an RFC 3339 timestamp like 2026-11-23T10:00:00Z"
-    return [field_error(path, message)]
+def _schema_errors(exc: Any) -> list[dict[str, str]]:
+    errors = schema_errors(exc)
+    if exc.rule == "pattern" and errors[0]["path"] == "$.occurred_at":
+        return [field_error("$.occurred_at", "must be an RFC 3339 timestamp like 2026-11-23T10:00:00Z")]
+    return errors
 
 
 def _parse_timestamp(value: str, path: str) -> datetime:
@@ -512,7 +467,7 @@ def parse_event(body: Any, *, default_region: str = "RU", lenient_identifiers: b
     try:
         _validator(key)(body)
     except fastjsonschema.JsonSchemaValueException as exc:
-        raise _fail(_schema_errors(exc, body)) from None
+        raise _fail(_schema_errors(exc)) from None
 
     warnings: list[dict[str, str]] = []
     occurred_at = _parse_timestamp(body["occurred_at"], "$.occurred_at")

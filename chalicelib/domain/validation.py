@@ -1,9 +1,10 @@
-"""JSON Schema validation with JSONPath error locations.
+"""JSON Schema validation with JSONPath error locations, shared by every schema in Sarafan.
 
 fastjsonschema compiles a schema to Python once (lazily, on first use) and is a
 25 kB pure-Python dependency, unlike ``jsonschema`` which pulls a native
-extension. It stops at the first error; for a missing property it names all the
-properties missing at that level, which is what a client needs to fix a request.
+extension. It stops at the first error; for a missing or unknown property we
+report every missing/unknown property of that object, which is what a client
+needs to fix a request in one go.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from chalicelib.domain.errors import ValidationFailed, field_error
 
 _compiled: dict[int, Callable[[Any], Any]] = {}
-_REQUIRED = re.compile(r"must contain \[(.*)\] properties")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _validator(schema: dict[str, Any]) -> Callable[[Any], Any]:
@@ -30,9 +31,43 @@ def _validator(schema: dict[str, Any]) -> Callable[[Any], Any]:
     return fn
 
 
+def child_path(parent: str, key: str | int) -> str:
+    """``$.a`` + ``b`` → ``$.a.b``; ``$.a`` + ``0`` → ``$.a[0]``; odd keys are quoted: ``$.a['x-y']``."""
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if _IDENTIFIER.match(key) else f"{parent}[{key!r}]"
+
+
 def to_jsonpath(name: str) -> str:
-    """``data.order.total`` / ``data.items[2]`` → ``$.order.total`` / ``$.items[2]``."""
+    """fastjsonschema's ``data.order.total`` / ``data.items[2]`` → ``$.order.total`` / ``$.items[2]``."""
     return "$" + name[len("data") :] if name.startswith("data") else "$." + name
+
+
+def schema_errors(exc: Any) -> list[dict[str, str]]:
+    """fastjsonschema's single ``JsonSchemaValueException`` → ``[{"path", "message"}]``.
+
+    Errors about a whole object (missing / unknown properties) point at each property
+    itself, which is what a client needs to find the typo.
+    """
+    name: str = exc.name or "data"
+    path = to_jsonpath(name)
+    message: str = exc.message or "is invalid"
+    if message.startswith(name + " "):
+        message = message[len(name) + 1 :]
+    definition = exc.definition if isinstance(exc.definition, dict) else {}
+    value = exc.value
+    if exc.rule == "required" and isinstance(value, dict):
+        missing = [k for k in definition.get("required", []) if k not in value]
+        if missing:
+            return [field_error(child_path(path, k), "is required") for k in missing]
+    if exc.rule == "additionalProperties" and isinstance(value, dict):
+        extra = sorted(set(value) - set(definition.get("properties", {})))
+        if extra:
+            return [field_error(child_path(path, k), "is not an allowed property") for k in extra]
+    if exc.rule == "oneOf" and all("required" in o for o in definition.get("oneOf", [])):
+        options = [", ".join(o["required"]) for o in definition["oneOf"]]
+        return [field_error(path, "must set exactly one of: " + " | ".join(options))]
+    return [field_error(path, message)]
 
 
 def validate(schema: dict[str, Any], data: Any, *, message: str = "Request body is invalid") -> Any:
@@ -42,12 +77,4 @@ def validate(schema: dict[str, Any], data: Any, *, message: str = "Request body 
     try:
         return _validator(schema)(data)
     except JsonSchemaValueException as exc:
-        path = to_jsonpath(exc.name or "data")
-        missing = _REQUIRED.search(exc.message or "")
-        if missing:
-            names = [n.strip().strip("'\"") for n in missing.group(1).split(",") if n.strip()]
-            errors = [field_error(f"{path}.{n}", "is required") for n in names]
-        else:
-            detail = (exc.message or "is invalid").removeprefix(exc.name or "").strip()
-            errors = [field_error(path, detail)]
-        raise ValidationFailed(message, details={"errors": errors}) from None
+        raise ValidationFailed(message, details={"errors": schema_errors(exc)}) from None

@@ -35,12 +35,12 @@ from chalicelib.domain.rewards.models import (
     Tier,
     Trigger,
 )
+from chalicelib.domain.validation import child_path, schema_errors, to_jsonpath
 
 MAX_DEPTH_LIMIT = 5
 _BIG = 10**12  # sanity bound for money/points so products stay small and nobody types 1e30
 _ID = "^[a-z0-9][a-z0-9_.-]{0,63}$"
 _PARTNER_ID = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
-_IDENT = re.compile("^[A-Za-z_][A-Za-z0-9_]*$")
 
 _POINTS = {"type": "integer", "minimum": 1, "maximum": _BIG}
 _RATE_BP = {
@@ -264,30 +264,9 @@ def _fail(errors: list[dict[str, str]]) -> None:
 
 
 def _schema_errors(exc: Any) -> list[dict[str, str]]:
-    """fastjsonschema's ``data.rules[2].amount`` → ``$.rules[2].amount`` plus a clean message.
-
-    Errors about a whole object (missing / unknown properties) point at the property itself,
-    which is what an operator needs to find the typo.
-    """
-    name: str = exc.name or "data"
-    path = "$" + name[len("data") :]
-    message: str = exc.message
-    if message.startswith(name + " "):
-        message = message[len(name) + 1 :]
-    definition = exc.definition if isinstance(exc.definition, dict) else {}
-    if exc.rule == "required" and isinstance(exc.value, dict):
-        missing = [k for k in definition.get("required", []) if k not in exc.value]
-        return [field_error(_key_path(path, k), "is required") for k in missing]
-    if exc.rule == "additionalProperties" and isinstance(exc.value, dict):
-        extra = sorted(set(exc.value) - set(definition.get("properties", {})))
-        if extra:
-            return [field_error(_key_path(path, k), f"unknown property '{k}'") for k in extra]
-    if exc.rule == "oneOf":
-        options = [", ".join(o.get("required", [])) for o in definition.get("oneOf", [])]
-        return [field_error(path, "must set exactly one of: " + " | ".join(options))]
     if exc.rule == "propertyNames":
-        return [field_error(path, f"keys must match {_PARTNER_ID}")]
-    return [field_error(path, message)]
+        return [field_error(to_jsonpath(exc.name or "data"), f"keys must match {_PARTNER_ID}")]
+    return schema_errors(exc)
 
 
 def _float_errors(value: Any, path: str) -> Iterator[dict[str, str]]:
@@ -296,7 +275,7 @@ def _float_errors(value: Any, path: str) -> Iterator[dict[str, str]]:
         yield field_error(path, "must be an integer (floats are not allowed)")
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from _float_errors(v, _key_path(path, str(k)))
+            yield from _float_errors(v, child_path(path, str(k)))
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from _float_errors(v, f"{path}[{i}]")
@@ -340,7 +319,7 @@ def _semantic_errors(doc: Mapping[str, Any]) -> list[dict[str, str]]:
             o_amount = override.get("amount")
             if o_amount is None:
                 continue
-            op = _key_path(f"{p}.partners", partner) + ".amount"
+            op = child_path(f"{p}.partners", partner) + ".amount"
             kinds = [k for k in ("points", "rate_bp", "tiers") if k in o_amount]
             if len(kinds) > 1:
                 err(op, "must set at most one of: points | rate_bp | tiers")
@@ -454,6 +433,3 @@ def _build(doc: Mapping[str, Any]) -> RulesDoc:
     )
 
 
-def _key_path(parent: str, key: str) -> str:
-    """``$.a.b`` for identifier-like keys, ``$.a['x.y']`` otherwise (partner ids may hold dots)."""
-    return f"{parent}.{key}" if _IDENT.match(key) else f"{parent}[{key!r}]"
