@@ -17,7 +17,6 @@ dataclasses, not written back into the document).
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
