@@ -8,7 +8,11 @@ from chalice import Chalice
 
 from chalicelib.api.admin import admin
 from chalicelib.api.http import http_middleware
+from chalicelib.api.jobs import jobs
+from chalicelib.api.landing import landing
+from chalicelib.api.members import members
 from chalicelib.api.meta import meta
+from chalicelib.api.rewards import rewards
 from chalicelib.api.webhooks import webhooks
 
 app = Chalice(app_name="sarafan")
@@ -16,3 +20,7 @@ app.register_middleware(http_middleware, "http")
 app.register_blueprint(meta)
 app.register_blueprint(admin)
 app.register_blueprint(webhooks)
+app.register_blueprint(rewards)
+app.register_blueprint(jobs)
+app.register_blueprint(landing)
+app.register_blueprint(members)

@@ -4,6 +4,8 @@
     python3 infra/dev.py run [--port 8000]   # embedded AWS (moto) + API on http://127.0.0.1:8000
     python3 infra/dev.py test [pytest args]  # ruff + pytest (parallel when it pays off)
     python3 infra/dev.py operator-key        # a new operator key and the SHA-256 to deploy
+    python3 infra/dev.py package --stage prod [out]  # Lambda zip + SAM template (infra merged)
+    python3 infra/dev.py deploy --stage prod          # chalice deploy of the same slim bundle
 
 Standard library only: this file bootstraps ``.venv`` (created when missing,
 re-synced when the requirements files change; their hash is kept in
@@ -179,6 +181,19 @@ def cmd_run(args: list[str]) -> int:
     return 0  # not reached
 
 
+def _in_venv(script: str, args: list[str]) -> int:
+    python = str(ensure_venv())
+    return subprocess.call([python, str(ROOT / "infra" / script), *args], cwd=ROOT)
+
+
+def cmd_package(args: list[str]) -> int:
+    return _in_venv("package.py", ["package", *args])
+
+
+def cmd_deploy(args: list[str]) -> int:
+    return _in_venv("package.py", ["deploy", *args])
+
+
 def cmd_operator_key(_: list[str]) -> int:
     import secrets
 
@@ -188,7 +203,8 @@ def cmd_operator_key(_: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "test": cmd_test, "operator-key": cmd_operator_key}
+COMMANDS = {"run": cmd_run, "test": cmd_test, "operator-key": cmd_operator_key, "package": cmd_package,
+            "deploy": cmd_deploy}
 
 
 def main(argv: list[str]) -> int:

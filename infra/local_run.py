@@ -111,6 +111,7 @@ class EmbeddedMoto:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per AWS call
         self._server.start()
         if self._error is not None:
             raise RuntimeError(f"moto server could not start on {self.host}:{self.port}: {self._error}")
@@ -348,7 +349,6 @@ def stop_signals() -> Iterator[threading.Event]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
     mode = choose_aws_mode(os.environ)
     base_url = f"http://{args.host}:{args.port}"
     with stop_signals() as stop, contextlib.ExitStack() as cleanup:

@@ -64,7 +64,8 @@ def key_from_headers(headers: dict[str, str]) -> str | None:
     auth = headers.get("authorization") or ""
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
-    return (headers.get("x-api-key") or "").strip() or None
+    # Landing pages send their browser-safe key as ``X-Publishable-Key``.
+    return (headers.get("x-api-key") or headers.get("x-publishable-key") or "").strip() or None
 
 
 def authenticate(headers: dict[str, str]) -> Principal:

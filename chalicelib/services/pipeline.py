@@ -49,6 +49,7 @@ from chalicelib.store.members import (
     identity_refs,
     key_from_str,
     key_str,
+    link_item,
     new_member,
     pointer_items,
     referrals_index,
@@ -332,6 +333,7 @@ def _stage_new_member(ctx: EventContext, tx: Transaction, member: MemberItem) ->
     for pointer in pointer_items(member, ctx.refs):
         tx.create(pointer, on_fail=_Retry())
     tx.create(code_item(member), on_fail=_Retry())
+    tx.create(link_item(member), on_fail=_Retry())  # /r/{code}; also makes the code unique deployment-wide
 
 
 def _add_missing_identifiers(ctx: EventContext, tx: Transaction, first: dict[Key, Entity],
@@ -346,7 +348,7 @@ def _add_missing_identifiers(ctx: EventContext, tx: Transaction, first: dict[Key
     changes.set(member, MemberItem.pointer_keys,
                 list(member.pointer_keys or []) + [key_str(r.pointer_key(ctx.program_id)) for r in missing])
     if customer.id and ctx.partner_id not in (member.customer_ids or {}):
-        changes.set(member, MemberItem.customer_ids, {**dict(member.customer_ids or {}), ctx.partner_id: customer.id})
+        changes.set(member, MemberItem.customer_ids, {**(member.customer_ids.as_dict() if member.customer_ids else {}), ctx.partner_id: customer.id})
     if customer.email and not member.email:
         changes.set(member, MemberItem.email, customer.email)
     if customer.phone and not member.phone:

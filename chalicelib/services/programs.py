@@ -45,6 +45,15 @@ PROGRAM_SETTINGS_SCHEMA: dict[str, Any] = {
             },
         },
         "redemption_max_share_percent": {"type": "integer", "minimum": 1, "maximum": 100},
+        # Per client IP per minute on the public landing endpoints (see services/invites).
+        "landing_rate_limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "invites_per_minute": {"type": "integer", "minimum": 1, "maximum": 10000},
+                "offer_per_minute": {"type": "integer", "minimum": 1, "maximum": 10000},
+            },
+        },
     },
 }
 

@@ -71,6 +71,11 @@ def versions(webhook_secrets: dict[str, Any], source: str) -> list[SecretVersion
     return [SecretVersion(**v) for v in webhook_secrets.get(source, [])]
 
 
+def derive_key(purpose: str) -> bytes:
+    """A 32-byte key for one purpose (e.g. salting hashed client IPs), derived from the master key."""
+    return hmac.new(_master_key(), f"sarafan-key|{purpose}".encode(), hashlib.sha256).digest()
+
+
 def valid_secrets(program_id: str, partner_id: str, webhook_secrets: dict[str, Any], source: str, now: datetime) -> list[str]:
     """Secrets that verify right now: the current one plus any old one still in its overlap period."""
     return [

@@ -104,6 +104,28 @@ def rate_limit(scope: str, window: str) -> Key:
     return f"RATE#{scope}", f"WINDOW#{window}"
 
 
+def short_link(code: str) -> Key:
+    """Code → program for ``/r/{code}``. One short domain serves every program, so this pointer
+    (created with the code pointer, in the same transaction) makes link codes unique deployment-wide."""
+    return f"LINK#{code}", "LINK"
+
+
+def click_counters_prefix(program_id: str, code: str) -> Key:
+    return f"CLICKS#{program_id}#{code}", "DAY#"
+
+
+def attribution_records_prefix(program_id: str, member_id: str) -> Key:
+    return member_partition(program_id, member_id), "ATTR#"
+
+
+def gsi1_referrals_partition(program_id: str, referrer_id: str) -> str:
+    return f"REFERRER#{program_id}#{referrer_id}"
+
+
+def gsi1_attribution_code_partition(program_id: str, code: str) -> str:
+    return f"ATTRCODE#{program_id}#{code}"
+
+
 # --- rewards and ledger --------------------------------------------------------
 
 
@@ -143,3 +165,33 @@ def redemption(program_id: str, redemption_id: str) -> Key:
 
 def outbox_message(program_id: str, message_id: str) -> Key:
     return f"OUTBOX#{program_id}#{message_id}", "OUTBOX"
+
+
+# --- rewards and ledger (ledger issue) -----------------------------------------
+
+
+def rules_versions_prefix(program_id: str) -> Key:
+    return f"PROGRAM#{program_id}", "RULES#"
+
+
+def ledger_prefix(program_id: str, member_id: str) -> Key:
+    return member_partition(program_id, member_id), "LEDGER#"
+
+
+def recurring_counter(program_id: str, friend_id: str, rule_id: str) -> Key:
+    """Points a recurring rule has paid for one referred member (per-friend lifetime cap)."""
+    return member_partition(program_id, friend_id), f"RECUR#{rule_id}"
+
+
+def order_ledger(program_id: str, order_hash: str) -> Key:
+    """Per-order ledger state: what the order posted, refunded so far, refunds parked before it."""
+    return f"ORDER#{program_id}#{order_hash}", "LEDGER"
+
+
+def gsi1_outbox_pending(day: str, created_at: str, message_id: str) -> Key:
+    # Sparse like the release buckets: the notification consumer reads a day bucket.
+    return f"OUTBOX#PENDING#{day}", f"{created_at}#{message_id}"
+
+
+def release_job_state() -> Key:
+    return "JOBS", "RELEASE"

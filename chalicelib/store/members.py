@@ -98,6 +98,14 @@ class PendingInviteItem(Entity, discriminator="pending_invite"):
     expires_at_epoch = NumberAttribute(null=True)  # DynamoDB TTL removes stale invites
 
 
+class LinkItem(Entity, discriminator="link"):
+    """Short-link code → program and member, for ``/r/{code}`` (see ``keys.short_link``)."""
+
+    program_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    code = UnicodeAttribute()
+
+
 @dataclass(frozen=True)
 class IdentityRef:
     kind: str  # "email" | "phone" | "customer_id"
@@ -202,6 +210,11 @@ def code_item(member: MemberItem, *, vanity: bool = False) -> CodeItem:
     first_name = (member.name or "").split(" ")[0] or None
     return CodeItem(PK=pk, SK=sk, program_id=member.program_id, member_id=member.member_id, code=member.code,
                     first_name=first_name, vanity=vanity, ancestors=list(member.ancestors or []))
+
+
+def link_item(member: MemberItem) -> LinkItem:
+    pk, sk = keys.short_link(member.code)
+    return LinkItem(PK=pk, SK=sk, program_id=member.program_id, member_id=member.member_id, code=member.code)
 
 
 def referrals_index(member: MemberItem) -> None:

@@ -30,6 +30,8 @@ MAX_TRANSACTION_ITEMS = 100
 _RETRYABLE = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
 _THROTTLED = {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
 
+_SENT_ORDER = {"condition_check": 0, "delete": 1, "save": 2, "update": 3}
+
 OnFail = Exception | Callable[[dict[str, Any] | None], Exception] | None
 
 
@@ -125,7 +127,9 @@ class Transaction:
         if exc.cause_response_code != "TransactionCanceledException":
             return None
         reasons = exc.cancellation_reasons or []
-        for op, reason in zip(self.ops, reasons, strict=False):
+        # PynamoDB sends condition checks, then deletes, puts and updates (its reasons follow that order).
+        sent = sorted(self.ops, key=lambda op: _SENT_ORDER[op.kind])
+        for op, reason in zip(sent, reasons, strict=False):
             if reason is not None and reason.code == "ConditionalCheckFailed":
                 if op.on_fail is None:
                     return Conflict("The request conflicts with the current state", code="conflict")

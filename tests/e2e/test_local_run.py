@@ -51,6 +51,7 @@ def _clean_env() -> dict[str, str]:
     """The environment of a newcomer: no AWS endpoint/credentials, no Sarafan settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SARAFAN_"))}
     env["PYTHONUNBUFFERED"] = "1"
+    env["SARAFAN_LOCAL_SCHEDULE_SPEEDUP"] = "1200"  # rate(10 minutes) → every 0.5 s
     env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
     return env
 
@@ -123,10 +124,17 @@ def test_local_run_serves_the_seeded_demo_and_stops_cleanly(running: Running) ->
     assert document["openapi"].startswith("3.")
     assert "/v1/programs" in document["paths"]
 
+    # Every @app.schedule handler is driven locally, and the ones that fired did not fail.
+    from app import app
+
+    scheduled = sorted(source.name for source in app.event_sources if hasattr(source, "schedule_expression"))
+    assert sorted(line.split(":", 1)[0] for line in info["schedules"] if not line.startswith("skipped")) == scheduled
+
     running.process.send_signal(signal.SIGTERM)
     assert running.process.wait(15) == 0, running.output.read_text()
     log = running.output.read_text()
     assert "stopped" in log
     assert "Traceback" not in log
+    assert not [line for line in log.splitlines() if line.startswith("schedule ") and " failed:" in line]
     assert _port_is_free(info["moto_port"])
     assert _port_is_free(int(info["base_url"].rsplit(":", 1)[1]))

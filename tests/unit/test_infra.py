@@ -398,7 +398,7 @@ def test_runner_invokes_rate_schedules_periodically_as_lambda_would() -> None:
     assert event.source == "aws.events"
     assert event.region == "eu-central-1"
     assert event.resources == ["arn:aws:events:eu-central-1:123456789012:rule/release_held_rewards"]
-    assert event.context.function_name == "release_held_rewards"
+    assert getattr(event.context, "function_name", None) == "release_held_rewards"
     assert "CloudWatchEvent" in middleware_saw
     count = len(seen)
     time.sleep(0.15)
@@ -506,3 +506,12 @@ def test_local_run_chooses_where_aws_is() -> None:
     assert choose_aws_mode({"SARAFAN_LOCAL_AWS": "aws", "AWS_PROFILE": "me"}) == "aws"
     with pytest.raises(SystemExit):
         choose_aws_mode({"SARAFAN_LOCAL_AWS": "prod"})
+
+
+def test_package_vendors_what_only_needs_the_runtime_sdk() -> None:
+    """PynamoDB needs only botocore (shipped by the Lambda runtime): vendored without it, not resolved."""
+    from infra.package import split_requirements
+
+    keep, vendor = split_requirements(["# comment", "pynamodb==6.1.0", "segno==1.6.6", "fastjsonschema==2.22.3"])
+    assert vendor == ["pynamodb==6.1.0"]
+    assert keep == ["# comment", "segno==1.6.6", "fastjsonschema==2.22.3"]

@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""DynamoDB round trips per event type, counted (not a test). Run: ``.venv/bin/python bench/round_trips.py``.
+
+Every DynamoDB API call the app makes goes through one botocore client (PynamoDB's shared
+connection); a ``before-call.dynamodb`` hook counts them by operation. The configuration cache
+(partner, program, rules) is warmed first, as on a warm Lambda, then each measured request is
+sent through ``chalice.test.Client`` against moto in-process.
+
+The headline case: ``order.paid`` by a referred member's first order with cashback, a
+double-sided friend/referrer bonus, one commission per upline level (chain depth 1..5) and the
+outbox messages, with the level-1 referrer having 1 or 10,000 referrals. Target: at most 3 round
+trips (BatchGetItem, BatchGetItem, TransactWriteItems), independent of depth and referral count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+OPERATOR_KEY = "srf_op_bench-operator-key-0123456789abcdefghijkl"
+ENV = {
+    "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "eu-central-1",
+    "AWS_REGION": "eu-central-1", "SARAFAN_STAGE": "test", "SARAFAN_TABLE": "sarafan-bench",
+    "SARAFAN_SECRET_KEY": "bench-master-secret", "SARAFAN_OPERATOR_KEY_SHA256":
+        hashlib.sha256(OPERATOR_KEY.encode()).hexdigest(),
+    "SARAFAN_PUBLIC_BASE_URL": "https://srf.bench", "SARAFAN_SES_SENDER": "no-reply@sarafan.bench",
+}
+MAX_DEPTH = 5
+
+
+def rules_doc(depth: int) -> dict[str, Any]:
+    rules: list[dict[str, Any]] = [
+        {"id": "cashback", "trigger": {"event": "order.paid"}, "recipient": {"type": "self"},
+         "amount": {"rate_bp": 500}},
+        {"id": "friend-bonus", "trigger": {"event": "order.paid", "order": "first"}, "recipient": {"type": "friend"},
+         "amount": {"points": 300}},
+        {"id": "referrer-bonus", "trigger": {"event": "order.paid", "order": "first"},
+         "recipient": {"type": "referrer", "level": 1}, "amount": {"points": 500}},
+    ]
+    rules += [{"id": f"level-{n}", "trigger": {"event": "order.paid"}, "recipient": {"type": "referrer", "level": n},
+               "amount": {"rate_bp": 100 * (MAX_DEPTH + 1 - n)}} for n in range(1, depth + 1)]
+    rules.append({"id": "signup-bonus", "trigger": {"event": "member.signup"}, "recipient": {"type": "self"},
+                  "amount": {"points": 100}, "hold_days": 0})
+    return {"max_depth": MAX_DEPTH, "hold_days": 14, "member_monthly_cap_points": 1_000_000, "rules": rules}
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.largest_transaction = 0
+
+    def __call__(self, model: Any = None, **_: Any) -> None:
+        self.calls[model.name] += 1
+
+    def transaction(self, params: Any = None, **_: Any) -> None:
+        self.largest_transaction = max(self.largest_transaction, len(params["TransactItems"]))
+
+    def take(self) -> Counter[str]:
+        out, self.calls = self.calls, Counter()
+        return out
+
+
+class Bench:
+    def __init__(self) -> None:
+        from chalice.test import Client
+
+        from app import app
+        from chalicelib.store.db import raw_client
+
+        self.client = Client(app)
+        self.counter = Counting()
+        raw_client().meta.events.register("before-call.dynamodb", self.counter)
+        raw_client().meta.events.register("before-parameter-build.dynamodb.TransactWriteItems",
+                                          self.counter.transaction)
+        self._seq = 0
+
+    def call(self, method: str, path: str, body: Any = None, key: str = OPERATOR_KEY,
+             headers: dict[str, str] | None = None) -> Any:
+        all_headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}", **(headers or {})}
+        reply = getattr(self.client.http, method.lower())(path, headers=all_headers,
+                                                            body=json.dumps(body) if body is not None else None)
+        data = json.loads(reply.body) if reply.body else None
+        assert reply.status_code < 300, (reply.status_code, data)
+        return data
+
+    def send(self, partner: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+        from chalicelib.domain.webhook_signature import sign
+
+        raw = json.dumps(event)
+        self._seq += 1
+        msg_id, ts = f"bench_{self._seq}", int(time.time())
+        reply = self.client.http.post(f"/v1/webhooks/{partner['partner_id']}/events", body=raw, headers={
+            "Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
+            "webhook-signature": sign(partner["webhook_secrets"]["events"], msg_id, ts, raw.encode())})
+        data = json.loads(reply.body)
+        assert reply.status_code == 200, data
+        return data  # type: ignore[no-any-return]
+
+    def measured(self, fn: Any) -> tuple[Any, Counter[str]]:
+        self.counter.take()
+        result = fn()
+        return result, self.counter.take()
+
+
+def signup(customer: str, code: str | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": "member.signup", "occurred_at": "2026-01-10T10:00:00Z",
+                             "object": {"type": "customer", "id": customer}, "customer": {"id": customer}}
+    if code:
+        event["referral"] = {"code": code}
+    return event
+
+
+def order(customer: str, order_id: str, total: int = 1_000_000) -> dict[str, Any]:
+    return {"type": "order.paid", "occurred_at": "2026-01-15T10:00:00Z", "object": {"type": "order", "id": order_id},
+            "customer": {"id": customer}, "order": {"total": total, "currency": "RUB"}}
+
+
+def add_referrals(program_id: str, referrer: dict[str, Any], n: int, prefix: str) -> None:
+    """Give ``referrer`` n referred members by writing profile items directly (cheap setup)."""
+    from chalicelib.domain import clock
+    from chalicelib.store.members import MemberItem, new_member, referrals_index
+
+    with MemberItem.batch_write() as batch:
+        for i in range(n):
+            m = new_member(program_id, f"mbr_{prefix}bulk{i:06d}", f"{prefix}BULK{i:06d}", joined_at=clock.utcnow(), joined_via="api")
+            m.referrer_id = referrer["member_id"]
+            m.ancestors = [referrer["member_id"]]
+            referrals_index(m)
+            batch.save(m)
+
+
+def fmt(calls: Counter[str]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(calls.items())) or "-"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--referrals", type=int, default=10_000, help="referrals of the big referrer")
+    args = parser.parse_args(argv)
+    os.environ.update(ENV)
+    from moto import mock_aws
+
+    from chalicelib.domain import clock
+
+    # Events happen on 2026-01-15; rewards stay pending (14 days) until the holding job runs.
+    clock.freeze(clock.parse_iso("2026-01-15T12:00:00Z"))
+
+    with mock_aws():
+        from chalicelib.store.tables import create_table
+
+        create_table()
+        bench = Bench()
+        rows: list[tuple[str, Counter[str]]] = []
+        program = bench.call("POST", "/v1/programs", {"name": "Bench", "settings": {"max_depth": MAX_DEPTH}})
+        pid = program["program_id"]
+        partner = bench.call("POST", f"/v1/programs/{pid}/partners", {"name": "Shop"})
+        bench.call("PUT", f"/v1/programs/{pid}/rules", rules_doc(MAX_DEPTH))
+        bench.send(partner, signup("warmup"))  # warm config caches (partner, program, rules)
+
+        # Chains: root(level depth) ... leaf(level 1) <- buyer. Build the deepest once and hang buyers off it.
+        chain = [bench.send(partner, signup("chain0"))["member"]]
+        for i in range(1, MAX_DEPTH):
+            chain.append(bench.send(partner, signup(f"chain{i}", chain[-1]["code"]))["member"])
+        buyers = 0
+        cases = [(d, "few") for d in range(1, MAX_DEPTH + 1)] + [(1, "big"), (MAX_DEPTH, "big")]
+        for depth, size in cases:
+            # The buyer's referrer is the chain member with depth-1 ancestors, so the buyer has ``depth``.
+            referrer = chain[depth - 1]
+            if size == "big":
+                add_referrals(pid, referrer, args.referrals, prefix=f"d{depth}")
+            buyers += 1
+            buyer = f"buyer{buyers}"
+            bench.send(partner, signup(buyer, referrer["code"]))
+            reply, calls = bench.measured(lambda b=buyer, n=buyers: bench.send(partner, order(b, f"o-{n}")))
+            paid = reply["rewards"]["postings"]
+            referrals = f"{args.referrals:,}" if size == "big" else "<= 3"
+            label = (f"order.paid, chain depth {depth}, {len(paid)} postings, level-1 referrer has "
+                     f"{referrals} referrals")
+            rows.append((label, calls))
+
+        # Other event types, measured once each (warm).
+        _, calls = bench.measured(lambda: bench.send(partner, signup("newbie", chain[-1]["code"])))
+        rows.append(("member.signup with a referral code (+ signup bonus)", calls))
+        refund = {"type": "order.refunded", "occurred_at": "2026-01-16T10:00:00Z", "object": {"type": "refund", "id": "r1"},
+                  "refund": {"amount": 100_000, "currency": "RUB", "order_id": f"o-{buyers}"}}
+        _, calls = bench.measured(lambda: bench.send(partner, refund))
+        rows.append(("order.refunded (partial, all levels clawed back)", calls))
+        _, calls = bench.measured(lambda: bench.send(partner, refund))
+        rows.append(("order.refunded delivered again (duplicate)", calls))
+        parked = {**refund, "object": {"type": "refund", "id": "r2"}, "refund": {**refund["refund"], "order_id": "late"}}
+        _, calls = bench.measured(lambda: bench.send(partner, parked))
+        rows.append(("order.refunded before its order (parked)", calls))
+        _, calls = bench.measured(lambda: bench.send(partner, order("buyer1", "late")))
+        rows.append(("order.paid with a parked refund applied", calls))
+        cancel = {"type": "order.cancelled", "occurred_at": "2026-01-16T10:00:00Z", "object": {"type": "order", "id": "o-1"}}
+        _, calls = bench.measured(lambda: bench.send(partner, cancel))
+        rows.append(("order.cancelled (full clawback)", calls))
+
+        member = chain[0]["member_id"]
+        base = f"/v1/programs/{pid}/members/{member}"
+        key = partner["api_key"]
+        bench.call("GET", f"{base}/balance", key=key)  # warm the API key cache
+        _, calls = bench.measured(lambda: bench.call("GET", f"{base}/balance", key=key))
+        rows.append(("GET balance", calls))
+        _, calls = bench.measured(lambda: bench.call("GET", f"{base}/ledger?limit=20", key=key))
+        rows.append(("GET ledger page", calls))
+        _, calls = bench.measured(lambda: bench.call("GET", f"{base}/redemptions/quote?order_amount=100000", key=key))
+        rows.append(("GET redemption quote", calls))
+        red, calls = bench.measured(lambda: bench.call("POST", f"{base}/redemptions", {"points": 10}, key=key,
+                                                       headers={"Idempotency-Key": "k1"}))
+        rows.append(("POST redemption", calls))
+        _, calls = bench.measured(lambda: bench.call("POST", f"{base}/redemptions/{red['redemption_id']}/confirm",
+                                                     key=key))
+        rows.append(("POST redemption confirm", calls))
+        _, calls = bench.measured(lambda: bench.call("POST", f"{base}/redemptions/{red['redemption_id']}/cancel",
+                                                     key=key))
+        rows.append(("POST redemption cancel", calls))
+
+        from chalicelib.jobs import release
+
+        result, calls = bench.measured(lambda: release.run(clock.parse_iso("2026-02-01T00:00:00Z")))
+        rows.append((f"holding job: {result['released']} entries released", calls))
+
+    width = max(len(label) for label, _ in rows)
+    print(f"{'request':<{width}}  round trips  calls")
+    print(f"{'-' * width}  -----------  -----")
+    for label, calls in rows:
+        print(f"{label:<{width}}  {sum(calls.values()):>11}  {fmt(calls)}")
+    print(f"\nlargest transaction: {bench.counter.largest_transaction} items (DynamoDB limit 100)")
+    headline = [sum(c.values()) for label, c in rows if label.startswith("order.paid, chain")]
+    print(f"\norder.paid round trips: min {min(headline)}, max {max(headline)} (target <= 3)")
+    return 0 if max(headline) <= 3 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

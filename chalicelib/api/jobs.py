@@ -1,0 +1,17 @@
+"""Scheduled jobs (EventBridge in AWS; ``infra/local_run.py`` drives them locally)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint, Rate
+
+jobs = Blueprint(__name__)
+
+
+@jobs.schedule(Rate(10, unit=Rate.MINUTES), name="release_pending_points",
+               description="Pending ledger entries whose holding period ended become available")
+def release_pending_points(event: Any) -> dict[str, Any]:
+    from chalicelib.jobs import release
+
+    return release.run()

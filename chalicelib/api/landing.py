@@ -1,0 +1,109 @@
+"""Public landing-page routes: invite links, the short-link redirect, offer info, CORS preflights.
+
+CORS is answered here, per program (Chalice's static ``CORSConfig`` cannot vary the
+allowed origin by tenant): the ``OPTIONS`` routes are declared explicitly, so both
+API Gateway and ``chalice local`` pass preflights to these views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Response
+
+from chalicelib.api.http import ApiBlueprint, ApiRequest, error_response, respond
+from chalicelib.domain.errors import DomainError, RateLimited
+from chalicelib.logs import get_logger
+from chalicelib.services import invites
+from chalicelib.store.tenancy import ProgramItem
+
+landing = ApiBlueprint(__name__)
+TAG = "Landing pages"
+INVITES = "/v1/landing/invites"
+OFFER = "/v1/landing/offer/{code}"
+log = get_logger("sarafan.landing")
+
+
+def _with_cors(req: ApiRequest, action: Callable[[ProgramItem], Any]) -> Response:
+    """Run ``action`` for the key's program; CORS headers on success and on errors alike,
+    so a page on an allowed origin can read a 422 or 429 too."""
+    origin = req.headers.get("origin")
+    allowed = False
+    try:
+        program = invites.landing_program(req.principal)
+        allowed = invites.origin_allowed(program, origin)
+        invites.check_origin(program, origin)
+        result = action(program)
+        response = result if isinstance(result, Response) else respond(result)
+    except DomainError as err:
+        response = error_response(err)
+    response.headers.update(invites.cors_headers(origin, allowed))
+    return response
+
+
+def _preflight(methods: str) -> Response:
+    origin = landing.current_request.headers.get("origin")
+    try:
+        headers = invites.preflight_headers(origin, methods)
+    except Exception:  # a preflight must never become a 500 page
+        log.exception("preflight failed")
+        headers = {"Vary": "Origin"}
+    return Response(body="", status_code=204, headers=headers)
+
+
+@landing.endpoint(
+    INVITES, "POST", summary="Create (or find) a visitor's invite link", tag=TAG, auth="publishable",
+    request_schema=invites.INVITE_SCHEMA,
+    description="Called from a landing page with the program's publishable key (`X-Publishable-Key`). "
+                "Finds or creates the visitor's member record by e-mail or phone and returns their code, short "
+                "link, share texts (ru, en) and a QR code (SVG). `ref` is the code of the member whose link "
+                "brought the visitor: it is recorded as a pending invite, credited when the visitor signs up "
+                "or buys. CORS: only the program's `allowed_origins`. Rate limited per client IP "
+                "(`settings.landing_rate_limits.invites_per_minute`, default 20).",
+)
+def create_invite(req: ApiRequest) -> Any:
+    return _with_cors(req, lambda program: invites.create_invite(program, req.json(), req.source_ip))
+
+
+@landing.route(INVITES, methods=["OPTIONS"])
+def create_invite_preflight() -> Response:
+    return _preflight("POST, OPTIONS")
+
+
+@landing.endpoint(
+    OFFER, "GET", summary="Public offer for a referral code (referrer's first name only)", tag=TAG,
+    auth="publishable", query_params=(("locale", "string"),),
+    description="What a landing page needs to say \"Olga invites you\": the program's offer and the first name "
+                "of the code's owner. 404 for a code that is not the program's. Rate limited per client IP.",
+)
+def get_offer(req: ApiRequest, code: str) -> Any:
+    return _with_cors(req, lambda program: invites.offer(program, code, req.source_ip, req.query("locale")))
+
+
+@landing.route(OFFER, methods=["OPTIONS"])
+def get_offer_preflight(code: str) -> Response:
+    return _preflight("GET, OPTIONS")
+
+
+@landing.endpoint(
+    "/r/{code}", "GET", summary="Short link: redirect to the landing page and count the click", tag=TAG,
+    auth="none", success_status=302, query_params=(("p", "string"), *((k, "string") for k in invites.UTM_PARAMS)),
+    description="302 to the landing page of the code's program (of partner `p` if given and valid) with "
+                "`ref=<code>` and the incoming `utm_*` parameters. The click is counted per code, day and "
+                "`utm_source`; no IP is stored. An unknown code redirects to the default landing page, never "
+                "to an error page. Over the per-IP limit: 429 with `Retry-After`.",
+)
+def follow_link(req: ApiRequest, code: str) -> Any:
+    query = dict(req.request.query_params or {})
+    try:
+        invites.redirect_rate_limit(req.source_ip)
+    except RateLimited as err:
+        return error_response(err)
+    try:
+        target = invites.redirect_target(code, query)
+    except Exception:  # the visitor still gets somewhere useful
+        log.exception("redirect failed")
+        target = invites.default_landing_url()
+    return Response(body="", status_code=302, headers={
+        "Location": target, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})

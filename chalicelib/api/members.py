@@ -1,0 +1,79 @@
+"""Member API: find a member, their referral counts, referrals and attribution records; vanity codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor
+from chalicelib.services import members_query
+from chalicelib.store import keys
+
+members = ApiBlueprint(__name__)
+TAG = "Members"
+BASE = "/v1/programs/{program_id}"
+PAGING = (("limit", "integer"), ("cursor", "string"))
+
+
+def _page(result: dict[str, Any]) -> dict[str, Any]:
+    return {**result, "next_cursor": encode_cursor(result["next_cursor"])}
+
+
+@members.endpoint(
+    f"{BASE}/members/lookup", "GET", tag=TAG,
+    summary="Find a member by code, e-mail, phone or the partner's customer id",
+    query_params=(("code", "string"), ("email", "string"), ("phone", "string"), ("customer_id", "string"),
+                  ("partner_id", "string")),
+    description="Exactly one of `code`, `email`, `phone`, `customer_id`. A customer id is the partner's own: "
+                "a partner key looks up its own customers; the operator passes `partner_id`. Invalid e-mail or "
+                "phone: 422. No such member: 404.",
+)
+def lookup(req: ApiRequest, program_id: str) -> Any:
+    params = {name: req.query(name) for name in (*members_query.LOOKUP_PARAMS, "partner_id")}
+    return members_query.lookup(req.principal, program_id, params)
+
+
+@members.endpoint(
+    f"{BASE}/members/{{member_id}}", "GET", tag=TAG,
+    summary="A member: code, link, referrer, counts (clicks, signups, purchasers); e-mail and phone masked",
+)
+def get_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    return members_query.get_member(req.principal, program_id, member_id)
+
+
+@members.endpoint(f"{BASE}/members/{{member_id}}/referrals", "GET", tag=TAG, query_params=PAGING,
+                  summary="Members this member referred, newest first (paged)")
+def list_referrals(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    cursor = decode_cursor(req.query("cursor"), ("GSI1PK", keys.gsi1_referrals_partition(program_id, member_id)))
+    return _page(members_query.referrals(req.principal, program_id, member_id,
+                                         req.int_query("limit", 50, 1, 100), cursor))
+
+
+@members.endpoint(f"{BASE}/members/{{member_id}}/attributions", "GET", tag=TAG, query_params=PAGING,
+                  summary="Attribution records of a member as the friend, with reasons, newest first (paged)")
+def list_member_attributions(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    cursor = decode_cursor(req.query("cursor"), ("PK", keys.member_partition(program_id, member_id)))
+    return _page(members_query.member_attributions(req.principal, program_id, member_id,
+                                                   req.int_query("limit", 50, 1, 100), cursor))
+
+
+@members.endpoint(f"{BASE}/codes/{{code}}/attributions", "GET", tag=TAG, query_params=PAGING,
+                  summary="Attribution records naming a referral code, with reasons, newest first (paged)")
+def list_code_attributions(req: ApiRequest, program_id: str, code: str) -> Any:
+    from chalicelib.domain.codes import normalize_code
+
+    partition = keys.gsi1_attribution_code_partition(program_id, normalize_code(code) or "")
+    cursor = decode_cursor(req.query("cursor"), ("GSI1PK", partition))
+    return _page(members_query.code_attributions(req.principal, program_id, code,
+                                                 req.int_query("limit", 50, 1, 100), cursor))
+
+
+@members.endpoint(
+    f"{BASE}/members/{{member_id}}/code", "PUT", tag=TAG, auth="operator",
+    request_schema=members_query.VANITY_SCHEMA,
+    summary="Give a member a vanity code (operator); the old code and link keep working",
+    description="4–24 Latin letters/digits with single inner dashes, case-insensitive (`ANNA-2024` = `anna2024`); "
+                "reserved words refused (422). Codes are unique across the deployment (links share one short "
+                "domain): a code someone else holds is a 409 `code_taken`.",
+)
+def set_code(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    return members_query.set_vanity_code(req.principal, program_id, member_id, req.json())

@@ -1,0 +1,146 @@
+"""Holding job: pending rewards become available when their holding period ends.
+
+Pending reward entries carry a sparse GSI1 key ``PENDING#<day of available_at>`` (removed when
+they are released or fully reversed), so the job queries day buckets, never scans. A
+watermark item records the first day that may still hold pending entries; past days are
+drained and skipped next time, and a run after an outage catches up from the watermark.
+
+Each entry is released in its own small transaction: the entry (``pending`` → ``available``,
+conditioned on still being pending with the same ``reversed_points`` as read) and the member's
+balance (pending → available, repaying owed points first). A concurrent refund makes the
+condition fail; the entry is read again and released with what is left. Running the job
+twice, or two instances at once, releases every entry once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.domain import clock
+from chalicelib.domain.errors import Conflict
+from chalicelib.logs import get_logger
+from chalicelib.store import keys
+from chalicelib.store.db import Entity
+from chalicelib.store.ledger import (
+    STATUS_AVAILABLE,
+    STATUS_PENDING,
+    STATUS_REVERSED,
+    BalanceDelta,
+    BalanceItem,
+    LedgerEntryItem,
+    ReleaseStateItem,
+    day_of,
+)
+from chalicelib.store.ledger import stage_balance as _stage_balance
+from chalicelib.store.members import batch_get
+from chalicelib.store.transact import Transaction
+
+log = get_logger("sarafan.release")
+#: Where a first run (no watermark yet) starts looking.
+FIRST_RUN_LOOKBACK_DAYS = 31
+ATTEMPTS = 4
+
+
+class _Changed(Exception):
+    pass
+
+
+def run(now: datetime | None = None) -> dict[str, Any]:
+    now = now or clock.utcnow()
+    today = day_of(now)
+    state = _state()
+    start = state.done_through if state else day_of(now - timedelta(days=FIRST_RUN_LOOKBACK_DAYS))
+    released = reversed_ = left = 0
+    watermark = start
+    day = start
+    drained = True
+    while day <= today:
+        r, v, remaining = _release_day(day, now)
+        released, reversed_, left = released + r, reversed_ + v, left + remaining
+        drained = drained and remaining == 0
+        nxt = day_of(clock.parse_iso(day + "T00:00:00Z") + timedelta(days=1))
+        if drained and day < today:
+            watermark = nxt
+        day = nxt
+    if watermark != start:
+        pk, sk = keys.release_job_state()
+        ReleaseStateItem(PK=pk, SK=sk, done_through=watermark).save()
+    result = {"released": released, "fully_reversed": reversed_, "left_pending": left, "watermark": watermark}
+    log.info("pending points released", extra={"released": released, "fully_reversed": reversed_,
+                                                "left_pending": left})
+    return result
+
+
+def _state() -> ReleaseStateItem | None:
+    try:
+        item = ReleaseStateItem.get(*keys.release_job_state())
+    except DoesNotExist:
+        return None
+    return item if isinstance(item, ReleaseStateItem) else None
+
+
+def _release_day(day: str, now: datetime) -> tuple[int, int, int]:
+    """Release every due entry of one bucket; returns (released, fully reversed, failed)."""
+    bucket = keys.gsi1_pending_release(day, "", "")[0]
+    due = [e for e in LedgerEntryItem.gsi1.query(bucket, Entity.GSI1SK < f"{clock.iso(now)}#~")  # noqa: SIM300
+           if isinstance(e, LedgerEntryItem)]
+    released = reversed_ = failed = 0
+    balances = _balances(due)
+    for entry in due:
+        for _ in range(ATTEMPTS):
+            try:
+                outcome = _release(entry, balances.get((entry.program_id, entry.member_id)), now)
+                released += outcome == STATUS_AVAILABLE
+                reversed_ += outcome == STATUS_REVERSED
+                break
+            except _Changed:
+                fresh = _reread(entry)
+                if fresh is None or fresh.status != STATUS_PENDING:
+                    break  # somebody else released or reversed it
+                entry = fresh
+                balances.update(_balances([entry]))
+        else:
+            failed += 1
+    return released, reversed_, failed
+
+
+def _balances(entries: list[LedgerEntryItem]) -> dict[tuple[str, str], BalanceItem]:
+    wanted = {keys.balance(e.program_id, e.member_id): (e.program_id, e.member_id) for e in entries}
+    out: dict[tuple[str, str], BalanceItem] = {}
+    for chunk_start in range(0, len(wanted), 100):
+        chunk = list(wanted)[chunk_start: chunk_start + 100]
+        for key, item in batch_get(chunk).items():
+            if isinstance(item, BalanceItem):
+                out[wanted[key]] = item
+    return out
+
+
+def _reread(entry: LedgerEntryItem) -> LedgerEntryItem | None:
+    try:
+        item = LedgerEntryItem.get(entry.PK, entry.SK, consistent_read=True)
+    except DoesNotExist:
+        return None
+    return item if isinstance(item, LedgerEntryItem) else None
+
+
+def _release(entry: LedgerEntryItem, balance: BalanceItem | None, now: datetime) -> str:
+    net = entry.net_points
+    status = STATUS_AVAILABLE if net > 0 else STATUS_REVERSED
+    read_reversed = int(entry.reversed_points or 0)
+    same_reversed = (LedgerEntryItem.reversed_points == read_reversed) if read_reversed else (
+        LedgerEntryItem.reversed_points.does_not_exist() | (LedgerEntryItem.reversed_points == 0))
+    tx = Transaction()
+    tx.update(entry, [LedgerEntryItem.status.set(status), LedgerEntryItem.released_at.set(now),
+                      LedgerEntryItem.GSI1PK.remove(), LedgerEntryItem.GSI1SK.remove()],
+              (LedgerEntryItem.status == STATUS_PENDING) & same_reversed, on_fail=_Changed())
+    if net > 0:
+        _stage_balance(tx, entry.program_id, entry.member_id, balance, BalanceDelta(pending=-net, available=net),
+                       on_fail=_Changed())
+    try:
+        tx.commit()
+    except Conflict:
+        raise _Changed() from None
+    return status

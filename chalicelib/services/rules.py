@@ -1,0 +1,146 @@
+"""Program rules documents: validate, store as a new immutable version, read (cached).
+
+A program's current version is ``ProgramItem.rules_version``; each version is its own item
+(``keys.rules_version``), created with ``attribute_not_exists`` and never rewritten, so every
+posting's ``rule_version`` can always be looked up. Versions are immutable, so the parsed
+document is cached per (program, version) for long; only the program record (30 s config
+cache) decides which version is current.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.domain import clock
+from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed, field_error
+from chalicelib.domain.rewards import RULES_SCHEMA, RulesDoc, parse_rules
+from chalicelib.services.auth import Principal
+from chalicelib.store import cache, keys, tenancy_repo
+from chalicelib.store.db import Entity
+from chalicelib.store.ledger import RulesVersionItem
+from chalicelib.store.tenancy import ProgramItem
+from chalicelib.store.transact import Transaction
+
+DEFAULT_MAX_DEPTH = 3
+
+
+def rules_key(program: ProgramItem) -> tuple[str, str] | None:
+    version = int(program.rules_version or 0)
+    return keys.rules_version(program.program_id, version) if version else None
+
+
+#: Parsed documents by (program id, version): versions are immutable, so this never goes stale.
+_parsed: dict[tuple[str, int], RulesDoc] = {}
+
+
+def remember(program_id: str, item: RulesVersionItem) -> RulesDoc:
+    doc = parse_rules(item.document)
+    _parsed[(program_id, int(item.version))] = doc
+    return doc
+
+
+def current_rules(program: ProgramItem, items: dict[tuple[str, str], Any] | None = None) -> RulesDoc | None:
+    """The program's current rules: from the in-process cache, the given batch-read items, or a GetItem."""
+    version = int(program.rules_version or 0)
+    if not version:
+        return None
+    hit = _parsed.get((program.program_id, version))
+    if hit is not None:
+        return hit
+    key = keys.rules_version(program.program_id, version)
+    item = (items or {}).get(key)
+    if not isinstance(item, RulesVersionItem):
+        item = _get_version(program.program_id, version)
+    if item is None:
+        return None
+    return remember(program.program_id, item)
+
+
+def reset_cache() -> None:
+    _parsed.clear()
+
+
+def _get_version(program_id: str, version: int) -> RulesVersionItem | None:
+    try:
+        item = RulesVersionItem.get(*keys.rules_version(program_id, version))
+    except DoesNotExist:
+        return None
+    return item if isinstance(item, RulesVersionItem) else None
+
+
+def _prepare(program: ProgramItem, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValidationFailed("The rules document must be a JSON object",
+                               details={"errors": [field_error("$", "must be a JSON object")]})
+    doc = {k: v for k, v in body.items() if k != "version"}  # the server numbers versions
+    errors = []
+    for name, program_value in (("point_value_minor", int(program.point_value_minor)), ("currency", program.currency)):
+        if name not in doc:
+            doc[name] = program_value
+        elif doc[name] != program_value:
+            errors.append(field_error(f"$.{name}", f"must equal the program's {name} ({program_value!r})"))
+    if errors:
+        raise ValidationFailed("Invalid rules document", details={"errors": errors})
+    parsed = parse_rules(doc)  # 422 with the JSON path on any problem
+    max_depth = int((program.settings or {}).get("max_depth", DEFAULT_MAX_DEPTH))
+    depth_errors = [
+        field_error(f"$.rules[{i}].recipient.level",
+                    f"level {rule.recipient.level} is deeper than the program's settings.max_depth ({max_depth})")
+        for i, rule in enumerate(parsed.rules)
+        if rule.recipient.type == "referrer" and rule.recipient.level > max_depth
+    ]
+    if depth_errors:
+        raise ValidationFailed("Invalid rules document", details={"errors": depth_errors})
+    return doc
+
+
+def version_view(item: RulesVersionItem, current: int) -> dict[str, Any]:
+    return {
+        "program_id": item.program_id,
+        "version": int(item.version),
+        "current": int(item.version) == current,
+        "created_at": clock.iso(item.created_at),
+        "document": item.document,
+    }
+
+
+def put_rules(principal: Principal, program_id: str, body: Any) -> dict[str, Any]:
+    principal.require_program(program_id)
+    principal.require_operator()
+    program = tenancy_repo.get_program(program_id, fresh=True)
+    doc = _prepare(program, body)
+    old = int(program.rules_version or 0)
+    version = old + 1
+    doc["version"] = version
+    pk, sk = keys.rules_version(program_id, version)
+    item = RulesVersionItem(PK=pk, SK=sk, program_id=program_id, version=version, document=doc,
+                            created_at=clock.utcnow())
+    concurrent = Conflict("The rules were changed concurrently; read them and retry", code="concurrent_update")
+    tx = Transaction()
+    tx.create(item, on_fail=concurrent)
+    same = ProgramItem.rules_version == old
+    if old == 0:
+        same = same | ProgramItem.rules_version.does_not_exist()
+    tx.update(program, [ProgramItem.rules_version.set(version)], Entity.PK.exists() & same, on_fail=concurrent)
+    tx.commit()
+    cache.invalidate("program", program_id)
+    remember(program_id, item)
+    return version_view(item, version)
+
+
+def get_rules(principal: Principal, program_id: str, version: int | None) -> dict[str, Any]:
+    principal.require_program(program_id)
+    program = tenancy_repo.get_program(program_id, fresh=True)
+    current = int(program.rules_version or 0)
+    wanted = version if version is not None else current
+    item = _get_version(program_id, wanted) if wanted else None
+    if item is None:
+        raise NotFound("No rules document with that version" if version else "The program has no rules yet",
+                       details={"program_id": program_id, "version": version})
+    return version_view(item, current)
+
+
+def schema() -> dict[str, Any]:
+    return RULES_SCHEMA

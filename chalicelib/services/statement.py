@@ -1,0 +1,73 @@
+"""The member statement for the partner's app: balances and the paged ledger with reasons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.domain import clock
+from chalicelib.services.auth import Principal
+from chalicelib.services.redemption import _member_and_balance
+from chalicelib.store import keys, tenancy_repo
+from chalicelib.store.ledger import LedgerEntryItem
+
+
+def balance(principal: Principal, program_id: str, member_id: str) -> dict[str, Any]:
+    principal.require_program(program_id)
+    program = tenancy_repo.get_program(program_id)
+    _, item = _member_and_balance(program_id, member_id)
+    available = int(item.available or 0) if item else 0
+    pvm = int(program.point_value_minor)
+    return {
+        "member_id": member_id,
+        "available": available,
+        "pending": int(item.pending or 0) if item else 0,
+        "owed": int(item.owed or 0) if item else 0,
+        "lifetime_earned": int(item.lifetime_earned or 0) if item else 0,
+        "lifetime_spent": int(item.lifetime_spent or 0) if item else 0,
+        "points_unit": program.points_unit,
+        "point_value_minor": pvm,
+        "currency": program.currency,
+        "available_value_minor": available * pvm,
+    }
+
+
+def entry_view(e: LedgerEntryItem) -> dict[str, Any]:
+    return {
+        "entry_id": e.entry_id,
+        "kind": e.kind,
+        "status": e.status,
+        "points": int(e.points),
+        "reversed_points": int(e.reversed_points or 0),
+        "reason": e.reason,
+        "reason_code": e.reason_code,
+        "effective_at": clock.iso(e.effective_at),
+        "created_at": clock.iso(e.created_at),
+        "available_at": clock.iso(e.available_at) if e.available_at else None,
+        "rule_id": e.rule_id,
+        "rule_version": None if e.rule_version is None else int(e.rule_version),
+        "level": None if e.level is None else int(e.level),
+        "funding_partner_id": e.funding_partner_id,
+        "partner_id": e.partner_id,
+        "business_key": e.business_key,
+        "reverses_entry_id": e.reverses_entry_id,
+        "redemption_id": e.redemption_id,
+    }
+
+
+def ledger(principal: Principal, program_id: str, member_id: str, limit: int,
+           cursor: dict[str, Any] | None) -> dict[str, Any]:
+    """Newest first. ``cursor`` was checked by the view to stay inside this member's partition."""
+    principal.require_program(program_id)
+    _member_and_balance(program_id, member_id)  # 404 for an unknown member
+    pk, prefix = keys.ledger_prefix(program_id, member_id)
+    result = LedgerEntryItem.query(pk, LedgerEntryItem.SK.startswith(prefix), scan_index_forward=False,
+                                   limit=limit, last_evaluated_key=cursor)
+    items = [entry_view(e) for e in result if isinstance(e, LedgerEntryItem)]
+    return {"items": items, "next_cursor": result.last_evaluated_key}
+
+
+def all_entries(program_id: str, member_id: str) -> list[LedgerEntryItem]:
+    """Every entry of a member (tests, support tooling; the API pages)."""
+    pk, prefix = keys.ledger_prefix(program_id, member_id)
+    return [e for e in LedgerEntryItem.query(pk, LedgerEntryItem.SK.startswith(prefix))
+            if isinstance(e, LedgerEntryItem)]
