@@ -44,8 +44,9 @@ def _with_cors(req: ApiRequest, action: Callable[[ProgramItem], Any]) -> Respons
 
 def _preflight(methods: str) -> Response:
     origin = landing.current_request.headers.get("origin")
+    headers: dict[str, str | list[str]]
     try:
-        headers = invites.preflight_headers(origin, methods)
+        headers = {**invites.preflight_headers(origin, methods)}
     except Exception:  # a preflight must never become a 500 page
         log.exception("preflight failed")
         headers = {"Vary": "Origin"}
@@ -91,7 +92,7 @@ def get_offer_preflight(code: str) -> Response:
     auth="none", success_status=302, query_params=(("p", "string"), *((k, "string") for k in invites.UTM_PARAMS)),
     description="302 to the landing page of the code's program (of partner `p` if given and valid) with "
                 "`ref=<code>` and the incoming `utm_*` parameters. The click is counted per code, day and "
-                "`utm_source`; no IP is stored. An unknown code redirects to the default landing page, never "
+                "`utm_source` (messenger link-preview fetches are not counted); no IP is stored. An unknown code redirects to the default landing page, never "
                 "to an error page. Over the per-IP limit: 429 with `Retry-After`.",
 )
 def follow_link(req: ApiRequest, code: str) -> Any:
@@ -101,7 +102,7 @@ def follow_link(req: ApiRequest, code: str) -> Any:
     except RateLimited as err:
         return error_response(err)
     try:
-        target = invites.redirect_target(code, query)
+        target = invites.redirect_target(code, query, req.headers.get("user-agent"))
     except Exception:  # the visitor still gets somewhere useful
         log.exception("redirect failed")
         target = invites.default_landing_url()

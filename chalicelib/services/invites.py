@@ -78,6 +78,10 @@ INVITE_TTL_MARGIN = timedelta(days=7)
 UTM_PARAMS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
 MAX_ATTEMPTS = 6
 _SOURCE_RE = re.compile(r"[^a-z0-9._\-]+")
+#: Messengers fetch a shared link to draw its preview; those fetches are not clicks.
+_PREVIEW_BOT_RE = re.compile(
+    r"TelegramBot|WhatsApp|facebookexternalhit|Facebot|vkShare|Slackbot|Twitterbot|Discordbot|"
+    r"LinkedInBot|Viber|SkypeUriPreview|YandexBot|Googlebot|bingbot", re.IGNORECASE)
 
 _UTM_SCHEMA = {
     "type": "object",
@@ -344,8 +348,13 @@ def with_params(url: str, params: dict[str, str]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
-def redirect_target(raw_code: str, query: dict[str, str]) -> str:
-    """Where ``/r/{code}`` sends the visitor; counts the click. Never raises for a bad code."""
+def is_preview_bot(user_agent: str | None) -> bool:
+    return bool(user_agent and _PREVIEW_BOT_RE.search(user_agent))
+
+
+def redirect_target(raw_code: str, query: dict[str, str], user_agent: str | None = None) -> str:
+    """Where ``/r/{code}`` sends the visitor; counts the click (not link-preview fetches).
+    Never raises for a bad code."""
     code = normalize_code(raw_code)
     if code is None:
         return default_landing_url()
@@ -370,8 +379,9 @@ def redirect_target(raw_code: str, query: dict[str, str]) -> str:
             landing = partner.landing_url
     utm = {k: query[k][:256] for k in UTM_PARAMS if query.get(k)}
     try:
-        counters.count_click(program.program_id, link.code, clock.utcnow().strftime("%Y-%m-%d"),
-                             _utm_source(utm.get("utm_source")))
+        if not is_preview_bot(user_agent):
+            counters.count_click(program.program_id, link.code, clock.utcnow().strftime("%Y-%m-%d"),
+                                 _utm_source(utm.get("utm_source")))
     except Exception:  # a lost click must not cost the visitor the redirect
         log.exception("click not counted", extra={"program_id": program.program_id})
     return with_params(landing, {"ref": link.code, **utm})

@@ -40,6 +40,8 @@ import hashlib
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from pynamodb.expressions.update import Action
+
 from chalicelib.domain import clock
 from chalicelib.domain.events import ORDER_CANCELLED, ORDER_PAID, ORDER_REFUNDED
 from chalicelib.domain.rewards import (
@@ -146,7 +148,7 @@ def first_read_keys(ctx: EventContext) -> list[Key]:
     if not int(ctx.program.rules_version or 0):
         return []  # a program without rules has no ledger
     wanted: list[Key] = []
-    if (ctx.program_id, int(ctx.program.rules_version)) not in rules_service._parsed:
+    if not rules_service.is_cached(ctx.program):
         key = rules_service.rules_key(ctx.program)
         if key:
             wanted.append(key)  # cold instance: the rules come with the first batch, not a GetItem
@@ -162,7 +164,8 @@ def second_read_keys(ctx: EventContext, first: dict[Key, Any], chains: list[list
         return []
     pid = ctx.program_id
     if ctx.event.type in REFUND_EVENTS:
-        order = first.get(_order_key(ctx)) if _order_key(ctx) else None
+        order_key = _order_key(ctx)
+        order = first.get(order_key) if order_key else None
         wanted: list[Key] = []
         if isinstance(order, OrderLedgerItem) and order.paid_business_key:
             for posting in order.postings or []:
@@ -514,7 +517,7 @@ def _apply_refund(plan: _Plan, state: OrderLedgerItem, refund: dict[str, Any], l
         fully = reversed_before + r.points >= int(entry.points)
         if stored is not None and tx is not None:
             E = LedgerEntryItem
-            actions = [E.reversed_points.add(r.points)]
+            actions: list[Action] = [E.reversed_points.add(r.points)]
             if fully:
                 actions += [E.status.set(STATUS_REVERSED), E.GSI1PK.remove(), E.GSI1SK.remove()]
             condition = (E.status == from_status) & (

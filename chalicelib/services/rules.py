@@ -35,6 +35,10 @@ def rules_key(program: ProgramItem) -> tuple[str, str] | None:
 _parsed: dict[tuple[str, int], RulesDoc] = {}
 
 
+def is_cached(program: ProgramItem) -> bool:
+    return (program.program_id, int(program.rules_version or 0)) in _parsed
+
+
 def remember(program_id: str, item: RulesVersionItem) -> RulesDoc:
     doc = parse_rules(item.document)
     _parsed[(program_id, int(item.version))] = doc

@@ -320,6 +320,17 @@ def test_redirect_passes_code_and_utm_and_counts_the_click(api: ApiClient) -> No
     assert "127.0.0.1" not in repr(table_items())
 
 
+def test_link_previews_are_not_clicks(api: ApiClient) -> None:
+    program = program_with(api)
+    code = invite(api, program, {"email": "olga@example.com"}).body["code"]
+    for agent in ("TelegramBot (like TwitterBot)", "WhatsApp/2.23.20.0", "facebookexternalhit/1.1"):
+        reply = api.get(f"/r/{code}", key=None, headers={"User-Agent": agent})
+        assert reply.status == 302 and f"ref={code}" in reply.headers["location"]
+    assert list(click_counters(program["program_id"], code)) == []
+    api.get(f"/r/{code}", key=None, headers={"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0)"})
+    assert [int(c.clicks) for c in click_counters(program["program_id"], code)] == [1]
+
+
 def test_redirect_to_a_partners_landing_page(api: ApiClient) -> None:
     program = program_with(api)
     partner = api.create_partner(program["program_id"], landing_url="https://fitlab.test/join")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -46,6 +47,7 @@ def test_parallel_invites_for_one_email_make_one_member_and_one_code(
 
     def counting_new_member(*args: Any, **kwargs: Any) -> Any:
         attempts.append(args[1])
+        time.sleep(0.3)  # widen the read → write gap so the other requests read "nobody" too
         return original(*args, **kwargs)
 
     monkeypatch.setattr(invites, "new_member", counting_new_member)
