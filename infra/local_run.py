@@ -233,11 +233,36 @@ def chalice_config(app: Any) -> Any:
                          config_from_disk=from_disk, chalice_app=app)
 
 
+_dispatch_lock = threading.Lock()
+
+
+def serialize_dispatch() -> None:
+    """Run one request at a time through the app, as one Lambda container does.
+
+    Chalice keeps ``app.current_request`` in a single attribute shared by all threads,
+    so two requests handled at once by the threaded local server could read each
+    other's request. Connections are still accepted concurrently; only dispatch is serial.
+    """
+    from chalice.local import LocalGateway
+
+    if getattr(LocalGateway.handle_request, "_sarafan_serialized", False):
+        return
+    original = LocalGateway.handle_request
+
+    def handle_request(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _dispatch_lock:
+            return original(self, *args, **kwargs)
+
+    handle_request._sarafan_serialized = True  # type: ignore[attr-defined]
+    LocalGateway.handle_request = handle_request  # type: ignore[method-assign]
+
+
 def start_http(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
     from chalice.deploy.validate import validate_routes
     from chalice.local import create_local_server
 
     validate_routes(app.routes)  # what `chalice deploy` would refuse, refuse here too
+    serialize_dispatch()
     server = create_local_server(app, chalice_config(app), host, port)
     thread = threading.Thread(target=server.server.serve_forever, name="sarafan-http", daemon=True)
     thread.start()
