@@ -138,13 +138,17 @@ def test_jepsen_style_random_history_keeps_the_ledger_invariants(api: ApiClient)
         parallel(batch)  # type: ignore[arg-type]
     shop.release(utc("2026-02-28T00:00:00Z"))
     total_available = 0
+    kinds: Counter[str] = Counter()
     for member_id in all_member_ids(shop.pid):
         bal = check_invariants(shop.pid, member_id)
         total_available += bal["available"]
         api_entries = shop.ledger(member_id)
+        kinds.update(e["kind"] for e in api_entries)
         assert sum(e["points"] for e in api_entries) == bal["available"] + bal["pending"] - bal["owed"]
         assert bal["pending"] == 0  # everything was released at the end
     assert total_available > 0
+    # The history exercised every kind of entry.
+    assert set(kinds) == {"reward", "reversal", "redemption", "redemption_return"}, kinds
     # moto deep-copies the whole table on every transaction, so keep the history short enough (~10 s
     # on a quiet machine); the invariants are what matters, the bound only catches a runaway loop.
     assert time.monotonic() - started < 60
