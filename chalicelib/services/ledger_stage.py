@@ -56,6 +56,7 @@ from chalicelib.domain.rewards import (
     reverse,
 )
 from chalicelib.services import rules as rules_service
+from chalicelib.services.outcomes import AlreadyProcessed, RetryEvent
 from chalicelib.store import keys
 from chalicelib.store.ledger import (
     KIND_REVERSAL,
@@ -85,29 +86,9 @@ if TYPE_CHECKING:
 
 Key = tuple[str, str]
 REFUND_EVENTS = (ORDER_REFUNDED, ORDER_CANCELLED)
-ENGINE_CUSTOM_PREFIX = "custom:"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _retry() -> Exception:
-    from chalicelib.services.pipeline import _Retry
-
-    return _Retry()
-
-
-def _already() -> Exception:
-    from chalicelib.services.pipeline import _AlreadyProcessed
-
-    return _AlreadyProcessed()
-
-
-def engine_type(event_type: str) -> str:
-    """``custom.review.posted`` (canonical events) -> ``custom:review.posted`` (rules documents)."""
-    if event_type.startswith("custom."):
-        return ENGINE_CUSTOM_PREFIX + event_type[len("custom."):]
-    return event_type
 
 
 def order_hash(partner_id: str, order_id: str) -> str:
@@ -129,7 +110,7 @@ def _order_key(ctx: EventContext) -> Key | None:
 
 
 def _has_rules_for(rules: RulesDoc, event_type: str) -> bool:
-    wanted = engine_type(event_type)
+    wanted = event_type
     return any(r.enabled and r.trigger.event == wanted for r in rules.rules)
 
 
@@ -219,9 +200,9 @@ class _Plan:
     def stage(self, tx: Transaction) -> None:
         for entry in self.new_entries:
             # Deterministic key: a replay of this fact targets the same item and is refused.
-            tx.create(entry, on_fail=_already())
+            tx.create(entry, on_fail=AlreadyProcessed())
         for member_id, delta in self.deltas.items():
-            stage_balance(tx, self.ctx.program_id, member_id, self.balance(member_id), delta, on_fail=_retry())
+            stage_balance(tx, self.ctx.program_id, member_id, self.balance(member_id), delta, on_fail=RetryEvent())
         for member_id, entries in self.earned.items():
             self._outbox(tx, member_id, "points_earned", entries)
         for member_id, entries in self.reversed.items():
@@ -258,7 +239,7 @@ class _Plan:
             channels={"email": bool(profile and profile.email), "sms": bool(profile and profile.phone),
                       "push": bool(profile and profile.push_endpoints)},
             status="pending", created_at=now,
-        ), on_fail=_already())
+        ), on_fail=AlreadyProcessed())
 
 
 def stage(ctx: EventContext, tx: Transaction, view: StageView) -> dict[str, Any]:
@@ -303,7 +284,7 @@ def _engine_event(ctx: EventContext) -> EngineEvent:
     event, order = ctx.event, ctx.event.order
     return EngineEvent(
         business_key=ctx.business_key,
-        type=engine_type(event.type),
+        type=event.type,
         occurred_at=event.occurred_at,
         partner_id=ctx.partner_id,
         total=order.total if order else None,
@@ -360,13 +341,13 @@ def _stage_counter_deltas(ctx: EventContext, tx: Transaction, deltas: Any) -> No
     for d in deltas:
         if d.kind == "member_month":
             stage_counter(tx, MonthCounterItem, keys.member_month(pid, d.member_id, d.month), d.points,
-                          d.max_before, on_fail=_retry())
+                          d.max_before, on_fail=RetryEvent())
         elif d.kind == "budget":
             stage_counter(tx, ProgramCountersItem, keys.program_counters(pid), d.points, d.max_before,
-                          on_fail=_retry())
+                          on_fail=RetryEvent())
         else:
             stage_counter(tx, RecurringCounterItem, keys.recurring_counter(pid, d.member_id, d.rule_id), d.points,
-                          d.max_before, on_fail=_retry())
+                          d.max_before, on_fail=RetryEvent())
 
 
 def _post(plan: _Plan, posting: Posting) -> dict[str, Any]:
@@ -424,9 +405,9 @@ def _order_item(ctx: EventContext, items: dict[Key, Any]) -> tuple[OrderLedgerIt
 
 def _write_order(tx: Transaction, state: OrderLedgerItem, read: OrderLedgerItem | None) -> None:
     if read is None:
-        tx.create(state, on_fail=_retry())  # a refund parked it concurrently: re-read
+        tx.create(state, on_fail=RetryEvent())  # a refund parked it concurrently: re-read
     else:
-        tx.put(state, OrderLedgerItem.revision == int(read.revision or 0), on_fail=_retry())
+        tx.put(state, OrderLedgerItem.revision == int(read.revision or 0), on_fail=RetryEvent())
 
 
 def _stage_paid_order(ctx: EventContext, tx: Transaction, plan: _Plan, postings: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -469,7 +450,7 @@ def _stage_refund(ctx: EventContext, tx: Transaction, view: StageView, rules: Ru
             return None, None
         item = view.items.get(_entry_key(ctx.program_id, posting))
         if not isinstance(item, LedgerEntryItem):
-            raise _retry()  # written by a transaction we cannot see yet
+            raise RetryEvent()  # written by a transaction we cannot see yet
         return item, item
 
     reversals = _apply_refund(plan, state, refund, lookup, tx)
@@ -523,7 +504,7 @@ def _apply_refund(plan: _Plan, state: OrderLedgerItem, refund: dict[str, Any], l
             condition = (E.status == from_status) & (
                 (E.reversed_points == reversed_before) if reversed_before else
                 (E.reversed_points.does_not_exist() | (E.reversed_points == 0)))
-            tx.update(stored, actions, condition, on_fail=_retry())
+            tx.update(stored, actions, condition, on_fail=RetryEvent())
         else:
             entry.reversed_points = reversed_before + r.points
             if fully:

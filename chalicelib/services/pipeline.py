@@ -34,6 +34,7 @@ from chalicelib.domain.events import CanonicalEvent, business_key
 from chalicelib.domain.ids import new_id
 from chalicelib.logs import get_logger
 from chalicelib.services import ledger_stage
+from chalicelib.services.outcomes import AlreadyProcessed, RetryEvent
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
 from chalicelib.store.events import AttributionRecordItem, EventItem
@@ -66,14 +67,6 @@ ATTRIBUTING_EVENTS = frozenset({"member.signup", "lead.created", "deal.won", "or
 ENROLLING_EVENTS = frozenset({"member.signup", "lead.created", "deal.won"})
 PURCHASE_EVENTS = attribution.FINALISING_EVENTS
 MAX_ATTEMPTS = 6
-
-
-class _Retry(Exception):
-    """A concurrent writer changed what we read; read again and re-decide."""
-
-
-class _AlreadyProcessed(Exception):
-    """Another delivery of the same business fact committed first."""
 
 
 @dataclass(frozen=True)
@@ -133,11 +126,11 @@ def process(program: ProgramItem, partner_id: str, event: CanonicalEvent, delive
     for _ in range(MAX_ATTEMPTS):
         try:
             return _attempt(ctx)
-        except _AlreadyProcessed:
+        except AlreadyProcessed:
             record = batch_get([ctx.event_key]).get(ctx.event_key)
             if isinstance(record, EventItem):
                 return _duplicate_reply(record)
-        except _Retry:
+        except RetryEvent:
             continue
     raise ServiceUnavailable("The event could not be processed because of concurrent updates; retry it")
 
@@ -245,7 +238,7 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
     tx = Transaction()
     subject_item = items.get(keys.member(ctx.program_id, subject_id)) if subject_id else None
     if subject_id and not isinstance(subject_item, MemberItem):
-        raise _Retry()  # pointer seen before its member: a concurrent creation is in flight
+        raise RetryEvent()  # pointer seen before its member: a concurrent creation is in flight
     subject = subject_item if isinstance(subject_item, MemberItem) else None
     changes = _ProfileChanges()
     created = False
@@ -286,7 +279,7 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
         "attribution": decision_reply or None,
         **rewards,
     }
-    tx.create(_event_record(ctx, subject, reply, rewards), on_fail=_AlreadyProcessed())
+    tx.create(_event_record(ctx, subject, reply, rewards), on_fail=AlreadyProcessed())
     tx.commit()  # round trip 3
     log.info("event processed", extra={"event_type": ctx.event.type, "program_id": ctx.program_id,
                                        "created_member": created, "attribution": decision_reply.get("outcome")})
@@ -329,11 +322,11 @@ def _enrol(ctx: EventContext) -> MemberItem:
 def _stage_new_member(ctx: EventContext, tx: Transaction, member: MemberItem) -> None:
     referrals_index(member)
     # Another delivery creating the same person, or a code collision: read again.
-    tx.create(member, on_fail=_Retry())
+    tx.create(member, on_fail=RetryEvent())
     for pointer in pointer_items(member, ctx.refs):
-        tx.create(pointer, on_fail=_Retry())
-    tx.create(code_item(member), on_fail=_Retry())
-    tx.create(link_item(member), on_fail=_Retry())  # /r/{code}; also makes the code unique deployment-wide
+        tx.create(pointer, on_fail=RetryEvent())
+    tx.create(code_item(member), on_fail=RetryEvent())
+    tx.create(link_item(member), on_fail=RetryEvent())  # /r/{code}; also makes the code unique deployment-wide
 
 
 def _add_missing_identifiers(ctx: EventContext, tx: Transaction, first: dict[Key, Entity],
@@ -344,7 +337,7 @@ def _add_missing_identifiers(ctx: EventContext, tx: Transaction, first: dict[Key
     if not missing or customer is None:
         return
     for pointer in pointer_items(member, missing):
-        tx.create(pointer, on_fail=_Retry())
+        tx.create(pointer, on_fail=RetryEvent())
     changes.set(member, MemberItem.pointer_keys,
                 list(member.pointer_keys or []) + [key_str(r.pointer_key(ctx.program_id)) for r in missing])
     if customer.id and ctx.partner_id not in (member.customer_ids or {}):
@@ -463,10 +456,10 @@ def _update_pointer_ancestry(ctx: EventContext, tx: Transaction, member: MemberI
         pk, sk = key_from_str(text)
         if not tx.touches((pk, sk)):
             tx.update(IdentityItem(PK=pk, SK=sk), [IdentityItem.ancestors.set(list(member.ancestors))],
-                      Entity.PK.exists(), on_fail=_Retry())
+                      Entity.PK.exists(), on_fail=RetryEvent())
     pk, sk = keys.referral_code(ctx.program_id, member.code)
     tx.update(CodeItem(PK=pk, SK=sk), [CodeItem.ancestors.set(list(member.ancestors))], Entity.PK.exists(),
-              on_fail=_Retry())
+              on_fail=RetryEvent())
 
 
 def _stage_attribution_record(ctx: EventContext, tx: Transaction, subject: MemberItem,
@@ -538,4 +531,4 @@ class _ProfileChanges:
                 revision = int(member.revision or 0)
                 actions = [*actions, MemberItem.revision.set(revision + 1)]
                 condition = condition & (MemberItem.revision == revision) if member.revision is not None else condition
-            tx.update(member, actions, condition, on_fail=_Retry())
+            tx.update(member, actions, condition, on_fail=RetryEvent())

@@ -160,7 +160,7 @@ def test_coalition_partner_overrides_funding_and_custom_events(api: ApiClient) -
     fuel_earn = next(p for p in fuel_reply["rewards"]["postings"] if p["rule_id"] == "earn")
     assert fuel_earn["points"] == 300 and fuel_earn["status"] == "available"
     assert shop.order("fr", "o-3", 100_000, partner=pharmacy, by_email=True)["rewards"]["postings"] == []
-    # Custom events are custom.<name> on the wire, custom:<name> in the rules.
+    # Custom events are custom.<name> on the wire, custom.<name> in the rules.
     review = shop.send({"type": "custom.review.posted", "occurred_at": "2026-01-15T11:00:00Z",
                         "object": {"type": "review", "id": "rv-1"}, "customer": {"email": "fr@example.com"}}, cafe)
     assert review["rewards"]["postings"][0]["points"] == 20

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.services.ledger_stage import engine_type, order_hash
+from chalicelib.services.ledger_stage import order_hash
 from chalicelib.store.ledger import BalanceDelta, BalanceItem, balance_actions, stable_id
 
 
@@ -64,5 +64,3 @@ def test_pending_moves_are_unconditional() -> None:
 def test_ids_and_keys_are_deterministic() -> None:
     assert stable_id("le", "a", "b") == stable_id("le", "a", "b") != stable_id("le", "ab")
     assert order_hash("ptn_1", "A-1") == order_hash("ptn_1", "A-1") != order_hash("ptn_2", "A-1")
-    assert engine_type("custom.review.posted") == "custom:review.posted"
-    assert engine_type("order.paid") == "order.paid"

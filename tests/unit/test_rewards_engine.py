@@ -345,7 +345,7 @@ def test_coalition_partner_overrides_and_funding() -> None:
 
 def test_coalition_custom_event_and_currency_mismatch() -> None:
     rules = load_example("coalition")
-    review = evaluate(rules, event("custom:review.posted", partner_id="cafe"), referred(), upline(2))
+    review = evaluate(rules, event("custom.review.posted", partner_id="cafe"), referred(), upline(2))
     assert summary(review) == [("review", FRIEND, 0, 20)]
     assert "'review.posted' event" in review.postings[0].reason
 

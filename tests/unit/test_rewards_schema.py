@@ -92,7 +92,7 @@ def test_unknown_example_name() -> None:
         ({"rules": [rule(amount={"points": 5, "rate_bp": 5})]}, "$.rules[0].amount"),
         ({"rules": [rule(amount={"rate_bp": 5, "base": "gross"})]}, "$.rules[0].amount.base"),
         ({"rules": [rule(trigger={"event": "order.refunded"})]}, "$.rules[0].trigger.event"),
-        ({"rules": [rule(trigger={"event": "custom:"})]}, "$.rules[0].trigger.event"),
+        ({"rules": [rule(trigger={"event": "custom."})]}, "$.rules[0].trigger.event"),
         ({"rules": [rule(trigger={"event": "order.paid", "order": "second"})]}, "$.rules[0].trigger.order"),
         ({"rules": [rule(recipient={"type": "parent"})]}, "$.rules[0].recipient.type"),
         ({"rules": [rule(recipient={"type": "referrer", "level": 6})]}, "$.rules[0].recipient.level"),
@@ -224,12 +224,12 @@ def test_custom_event_and_nth_order_parse() -> None:
     doc = parse_rules(
         {
             "rules": [
-                rule(id="review", trigger={"event": "custom:review.posted"}, amount={"points": 10}),
+                rule(id="review", trigger={"event": "custom.review.posted"}, amount={"points": 10}),
                 rule(id="third", trigger={"event": "order.paid", "order": "nth", "n": 3}, amount={"points": 10}),
             ]
         }
     )
-    assert doc.rules[0].trigger.event == "custom:review.posted"
+    assert doc.rules[0].trigger.event == "custom.review.posted"
     assert (doc.rules[1].trigger.order, doc.rules[1].trigger.n) == ("nth", 3)
 
 

@@ -410,7 +410,7 @@ def _event_phrase(rule: Rule, event: EngineEvent, subject: Subject) -> str:
         "member.signup": "signup",
         "lead.created": "new lead",
         "deal.won": "won deal",
-    }.get(event.type, f"'{event.type.removeprefix('custom:')}' event")
+    }.get(event.type, f"'{event.type.removeprefix('custom.')}' event")
 
 
 def _reason(

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 # --------------------------------------------------------------------------- rules document
 
 TRIGGER_EVENTS = ("member.signup", "lead.created", "deal.won", "order.paid")
-CUSTOM_PREFIX = "custom:"
+CUSTOM_PREFIX = "custom."
 AMOUNT_BASES = ("total", "subtotal", "subtotal_minus_discount", "total_minus_shipping")
 RecipientType = Literal["self", "friend", "referrer"]
 OrderSelector = Literal["every", "first", "nth"]
@@ -24,7 +24,7 @@ AmountBase = Literal["total", "subtotal", "subtotal_minus_discount", "total_minu
 
 @dataclass(frozen=True)
 class Trigger:
-    event: str  # "order.paid", "member.signup", ..., or "custom:<name>"
+    event: str  # "order.paid", "member.signup", ..., or "custom.<name>"
     order: OrderSelector = "every"  # only meaningful for order.paid
     n: int | None = None  # the n-th order (1-based) when order == "nth"
     partners: tuple[str, ...] = ()  # empty = events at any partner
@@ -125,7 +125,7 @@ class RulesDoc:
 @dataclass(frozen=True)
 class EngineEvent:
     business_key: str  # idempotency key of the business event (e.g. "order:shop1:A-1001")
-    type: str  # "order.paid", "member.signup", ..., "custom:review.posted"
+    type: str  # "order.paid", "member.signup", ..., "custom.review.posted"
     occurred_at: datetime  # timezone-aware; the engine never reads a clock
     partner_id: str | None = None  # where the event happened (coalition partner / the shop)
     total: int | None = None  # minor units; None for events without an amount

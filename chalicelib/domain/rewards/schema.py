@@ -138,8 +138,8 @@ _RULE = {
                 "event": {
                     "type": "string",
                     "pattern": "^(member\\.signup|lead\\.created|deal\\.won|order\\.paid"
-                    "|custom:[a-z0-9][a-z0-9_.-]{0,63})$",
-                    "description": "member.signup | lead.created | deal.won | order.paid | custom:<name>",
+                    "|custom\\.[a-z0-9][a-z0-9_.-]{0,63})$",
+                    "description": "member.signup | lead.created | deal.won | order.paid | custom.<name>",
                 },
                 "order": {
                     "enum": ["every", "first", "nth"],
