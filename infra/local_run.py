@@ -178,13 +178,31 @@ def prepare_store() -> list[str]:
 # --- demo data ------------------------------------------------------------------------
 
 
+#: The demo's rules: cashback, a double-sided "bring a friend" reward and a second level.
+#: No holding period, so a demo order shows available points at once.
+DEMO_RULES: dict[str, Any] = {
+    "max_depth": 2,
+    "hold_days": 0,
+    "rules": [
+        {"id": "cashback", "name": "5% cashback", "trigger": {"event": "order.paid"},
+         "recipient": {"type": "self"}, "amount": {"rate_bp": 500, "max_points": 5000}},
+        {"id": "bring-a-friend", "name": "Bring a friend", "trigger": {"event": "order.paid", "order": "first"},
+         "recipient": {"type": "referrer", "level": 1}, "amount": {"points": 500}},
+        {"id": "friend-welcome", "name": "Welcome bonus", "trigger": {"event": "order.paid", "order": "first"},
+         "recipient": {"type": "friend"}, "amount": {"points": 300}},
+        {"id": "level-2", "name": "Friend of a friend", "trigger": {"event": "order.paid", "order": "first"},
+         "recipient": {"type": "referrer", "level": 2}, "amount": {"points": 100}},
+    ],
+}
+
+
 def seed_demo(base_url: str) -> dict[str, Any]:
     """The demo program and its partners, through the service layer (as the admin API does).
 
     Against a persistent store (DynamoDB Local, AWS) an existing demo is reused and
     its partners get fresh keys; its publishable key cannot be shown again.
     """
-    from chalicelib.services import programs
+    from chalicelib.services import programs, rules
     from chalicelib.services import secrets as webhook_secrets
     from chalicelib.services.auth import Principal
 
@@ -197,6 +215,7 @@ def seed_demo(base_url: str) -> dict[str, Any]:
             operator, {"name": DEMO_PROGRAM, "points_unit": "баллы", "allowed_origins": origins}
         )
         partners = [programs.create_partner(operator, program["program_id"], {"name": n}) for n in DEMO_PARTNERS]
+        rules.put_rules(operator, program["program_id"], DEMO_RULES)
         return {
             "program_id": program["program_id"],
             "name": program["name"],

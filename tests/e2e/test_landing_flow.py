@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from chalicelib.domain.webhook_signature import sign
+from infra.local_run import DEMO_RULES
 from tests.e2e.test_local_run import Running, running  # noqa: F401  (the local-run fixture)
 
 pytestmark = pytest.mark.e2e
@@ -57,6 +58,8 @@ def test_landing_flow_ends_with_the_friend_attributed(running: Running) -> None:
     pid, pub = program["program_id"], program["publishable_key"]
     status, _, partner = http(base, "POST", f"/v1/programs/{pid}/partners", headers=operator, body={"name": "Shop"})
     assert status == 201, partner
+    status, _, rules = http(base, "PUT", f"/v1/programs/{pid}/rules", headers=operator, body=DEMO_RULES)
+    assert status == 200, rules
 
     # 1. Olga asks the landing page for her link (browser: preflight, then the call).
     status, preflight, _ = http(base, "OPTIONS", "/v1/landing/invites", headers={
@@ -118,6 +121,15 @@ def test_landing_flow_ends_with_the_friend_attributed(running: Running) -> None:
     assert [(r["outcome"], r["reason_code"], r["code"]) for r in records["items"]] == [("credited", "credited", code)]
     status, _, by_code = http(base, "GET", f"/v1/programs/{pid}/codes/{code}/attributions", headers=key)
     assert [r["member_id"] for r in by_code["items"]] == [friend_id]
+
+    # 5. The rules paid both sides at once (no holding period in these rules): Olga 500,
+    #    Ivan 300 welcome + 5 % cashback of 2 500 ₽ = 125.
+    status, _, olga_balance = http(base, "GET", f"/v1/programs/{pid}/members/{olga_profile['member_id']}/balance",
+                                   headers=key)
+    assert status == 200, olga_balance
+    assert (olga_balance["available"], olga_balance["pending"]) == (500, 0)
+    status, _, ivan_balance = http(base, "GET", f"/v1/programs/{pid}/members/{friend_id}/balance", headers=key)
+    assert (ivan_balance["available"], ivan_balance["pending"]) == (425, 0)
 
     # An unknown code still lands somewhere, never on an error page.
     status, headers, _ = http(base, "GET", "/r/NOPE-NOPE-NOP")
