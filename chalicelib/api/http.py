@@ -186,7 +186,7 @@ class ApiBlueprint(Blueprint):
         summary: str,
         tag: str,
         auth: str = "key",
-        request_schema: dict[str, Any] | None = None,
+        request_schema: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
         content_types: list[str] | None = None,
         success_status: int = 200,
         description: str = "",

@@ -76,7 +76,7 @@ def build_document(base_url: str) -> dict[str, Any]:
         if op.request_schema is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {op.request_content_type: {"schema": op.request_schema}},
+                "content": {op.request_content_type: {"schema": op.request_schema() if callable(op.request_schema) else op.request_schema}},
             }
         operation.update(op.extra)
         paths.setdefault(op.path, {})[op.method.lower()] = operation

@@ -6,6 +6,7 @@ OpenAPI entry; a test checks ``app.routes`` against the generated document.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,8 @@ class Operation:
     summary: str
     tag: str
     auth: str  # "operator" | "key" | "publishable" | "signature" | "none"
-    request_schema: dict[str, Any] | None = None
+    #: The schema, or a function returning it (so a blueprint need not import a heavy module at cold start).
+    request_schema: dict[str, Any] | Callable[[], dict[str, Any]] | None = None
     request_content_type: str = "application/json"
     success_status: int = 200
     description: str = ""

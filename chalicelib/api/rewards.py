@@ -5,9 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, respond
-from chalicelib.domain.rewards import RULES_SCHEMA
-from chalicelib.services import redemption, rules, statement
 from chalicelib.store import keys
+
+# Services are imported inside the views: they pull in the rules engine, which only the
+# routes that use it should pay for at cold start.
+
+
+def _redeem_schema() -> dict[str, Any]:
+    from chalicelib.services.redemption import REDEEM_SCHEMA
+
+    return REDEEM_SCHEMA
+
+
+def _rules_schema() -> dict[str, Any]:
+    from chalicelib.domain.rewards import RULES_SCHEMA
+
+    return RULES_SCHEMA
 
 rewards = ApiBlueprint(__name__)
 RULES_TAG = "Rewards rules"
@@ -16,17 +29,21 @@ MEMBER = "/v1/programs/{program_id}/members/{member_id}"
 
 
 @rewards.endpoint("/v1/programs/{program_id}/rules", "PUT", tag=RULES_TAG, auth="operator",
-                  request_schema=RULES_SCHEMA, summary="Store a new version of the program's rules document",
+                  request_schema=_rules_schema, summary="Store a new version of the program's rules document",
                   description="Validated against the published JSON Schema (GET .../rules/schema) and semantic "
                               "checks; problems are a 422 whose `details.errors[*].path` names the JSON path. "
                               "Each PUT creates version n+1; earlier versions are never rewritten.")
 def put_rules(req: ApiRequest, program_id: str) -> Any:
+    from chalicelib.services import rules
+
     return rules.put_rules(req.principal, program_id, req.json())
 
 
 @rewards.endpoint("/v1/programs/{program_id}/rules", "GET", tag=RULES_TAG, query_params=(("version", "integer"),),
                   summary="The current rules document, or a given `version`")
 def get_rules(req: ApiRequest, program_id: str) -> Any:
+    from chalicelib.services import rules
+
     version = req.int_query("version", 0, 1, 10**6) if req.query("version") is not None else None
     return rules.get_rules(req.principal, program_id, version)
 
@@ -34,6 +51,8 @@ def get_rules(req: ApiRequest, program_id: str) -> Any:
 @rewards.endpoint("/v1/programs/{program_id}/rules/schema", "GET", tag=RULES_TAG,
                   summary="The JSON Schema of rules documents")
 def get_rules_schema(req: ApiRequest, program_id: str) -> Any:
+    from chalicelib.services import rules
+
     req.principal.require_program(program_id)
     return rules.schema()
 
@@ -41,12 +60,16 @@ def get_rules_schema(req: ApiRequest, program_id: str) -> Any:
 @rewards.endpoint(f"{MEMBER}/balance", "GET", tag=MEMBER_TAG,
                   summary="A member's balances: available, pending, owed, lifetime earned and spent")
 def get_balance(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    from chalicelib.services import statement
+
     return statement.balance(req.principal, program_id, member_id)
 
 
 @rewards.endpoint(f"{MEMBER}/ledger", "GET", tag=MEMBER_TAG, query_params=(("limit", "integer"), ("cursor", "string")),
                   summary="A member's ledger entries with plain-language reasons, newest first")
 def get_ledger(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    from chalicelib.services import statement
+
     cursor = decode_cursor(req.query("cursor"), ("PK", keys.member_partition(program_id, member_id)))
     result = statement.ledger(req.principal, program_id, member_id, req.int_query("limit", 50, 1, 200), cursor)
     return {**result, "next_cursor": encode_cursor(result["next_cursor"])}
@@ -55,15 +78,19 @@ def get_ledger(req: ApiRequest, program_id: str, member_id: str) -> Any:
 @rewards.endpoint(f"{MEMBER}/redemptions/quote", "GET", tag=MEMBER_TAG, query_params=(("order_amount", "integer"),),
                   summary="How many points may pay for an order of `order_amount` (minor units)")
 def quote(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    from chalicelib.services import redemption
+
     amount = req.int_query("order_amount", -1, 0, 10**14) if req.query("order_amount") is not None else None
     return redemption.quote(req.principal, program_id, member_id, amount)
 
 
 @rewards.endpoint(f"{MEMBER}/redemptions", "POST", tag=MEMBER_TAG, success_status=201,
-                  request_schema=redemption.REDEEM_SCHEMA,
+                  request_schema=_redeem_schema,
                   summary="Redeem points (needs an `Idempotency-Key` header); 409 `insufficient_points` "
                           "with `details.available` when the balance is too low")
 def redeem(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    from chalicelib.services import redemption
+
     result, created = redemption.redeem(req.principal, program_id, member_id, req.headers.get("idempotency-key"),
                                         req.json())
     return respond(result, 201 if created else 200)
@@ -71,16 +98,22 @@ def redeem(req: ApiRequest, program_id: str, member_id: str) -> Any:
 
 @rewards.endpoint(f"{MEMBER}/redemptions/{{redemption_id}}", "GET", tag=MEMBER_TAG, summary="Get a redemption")
 def get_redemption(req: ApiRequest, program_id: str, member_id: str, redemption_id: str) -> Any:
+    from chalicelib.services import redemption
+
     return redemption.get(req.principal, program_id, member_id, redemption_id)
 
 
 @rewards.endpoint(f"{MEMBER}/redemptions/{{redemption_id}}/confirm", "POST", tag=MEMBER_TAG,
                   summary="Confirm a held redemption (the order went through)")
 def confirm_redemption(req: ApiRequest, program_id: str, member_id: str, redemption_id: str) -> Any:
+    from chalicelib.services import redemption
+
     return redemption.confirm(req.principal, program_id, member_id, redemption_id)
 
 
 @rewards.endpoint(f"{MEMBER}/redemptions/{{redemption_id}}/cancel", "POST", tag=MEMBER_TAG,
                   summary="Cancel a redemption (the order was cancelled): the points are returned")
 def cancel_redemption(req: ApiRequest, program_id: str, member_id: str, redemption_id: str) -> Any:
+    from chalicelib.services import redemption
+
     return redemption.cancel(req.principal, program_id, member_id, redemption_id)

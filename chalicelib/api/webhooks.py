@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.api.http import ApiBlueprint, ApiRequest
-from chalicelib.services import intake
 
 webhooks = ApiBlueprint(__name__)
 
@@ -21,4 +20,8 @@ webhooks = ApiBlueprint(__name__)
         "member.signup", "lead.created", "deal.won", "order.paid", "order.refunded", "order.cancelled", "custom")]},
 )
 def receive_event(req: ApiRequest, partner_id: str) -> Any:
+    # Imported on first use: the pipeline, rules engine and ledger are the bulk of the app's
+    # import time, and a cold start for any other route should not pay for them.
+    from chalicelib.services import intake
+
     return intake.receive(partner_id, req.headers, req.raw_body)
