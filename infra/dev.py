@@ -2,7 +2,7 @@
 """Sarafan developer entry point: two commands on a machine with only Python 3.11+.
 
     python3 infra/dev.py run [--port 8000]   # embedded AWS (moto) + API on http://127.0.0.1:8000
-    python3 infra/dev.py test [pytest args]  # ruff + pytest (parallel when it pays off)
+    python3 infra/dev.py test [pytest args]  # ruff + mypy + pytest (parallel when it pays off)
     python3 infra/dev.py operator-key        # a new operator key and the SHA-256 to deploy
     python3 infra/dev.py package --stage prod [out]  # Lambda zip + SAM template (infra merged)
     python3 infra/dev.py deploy --stage prod          # chalice deploy of the same slim bundle
@@ -155,15 +155,17 @@ def cmd_test(args: list[str]) -> int:
     python = str(ensure_venv())
     say("ruff check .")
     lint = subprocess.call([python, "-m", "ruff", "check", "."], cwd=ROOT)
+    say("mypy chalicelib app.py")
+    types = subprocess.call([python, "-m", "mypy", "chalicelib", "app.py"], cwd=ROOT)
     pytest_args = list(args)
     if use_xdist(pytest_args):
         workers = os.environ.get("SARAFAN_TEST_WORKERS") or str(DEFAULT_WORKERS)
         pytest_args = ["-n", workers, *pytest_args]
     say("pytest " + " ".join(pytest_args))
     tests = subprocess.call([python, "-m", "pytest", *pytest_args], cwd=ROOT)
-    if lint or tests:
-        say(f"FAILED (ruff exit {lint}, pytest exit {tests})")
-        return tests or lint
+    if lint or types or tests:
+        say(f"FAILED (ruff exit {lint}, mypy exit {types}, pytest exit {tests})")
+        return tests or lint or types
     say("all checks passed")
     return 0
 
