@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -72,3 +74,47 @@ def api(aws: None) -> ApiClient:
     from app import app
 
     return ApiClient(app, OPERATOR_KEY)
+
+
+@pytest.fixture
+def serialized_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's in-memory DynamoDB apply one request at a time, as real DynamoDB does.
+
+    moto's conditional writes are check-then-write in Python and not thread-safe; real
+    DynamoDB applies each request atomically. With one lock around moto's request handler,
+    threads in a concurrency test can only race in our code, which is what the test is about.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock = threading.RLock()
+    original = DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    monkeypatch.setattr(DynamoHandler, "call_action", call_action)
+
+
+@pytest.fixture
+def threadsafe_chalice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chalice keeps ``current_request`` on the shared app object; give each test thread its own.
+
+    (Lambda runs one request per container at a time, so production never shares it.)
+    """
+    from chalice import Chalice
+
+    local = threading.local()
+
+    def getter(self: Any) -> Any:
+        return getattr(local, "request", None)
+
+    def setter(self: Any, value: Any) -> None:
+        local.request = value
+
+    monkeypatch.setattr(Chalice, "current_request", property(getter, setter), raising=False)
+
+
+@pytest.fixture
+def concurrent_requests(serialized_dynamodb: None, threadsafe_chalice: None) -> None:
+    """Both of the above: what a test sending requests from several threads needs."""

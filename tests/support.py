@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
+from itertools import count
 from typing import Any
 
 from chalice.test import Client
@@ -18,6 +20,9 @@ class Reply:
     @property
     def error_code(self) -> str | None:
         return self.body.get("error", {}).get("code") if isinstance(self.body, dict) else None
+
+
+_message_ids = count(1)
 
 
 class ApiClient:
@@ -49,6 +54,22 @@ class ApiClient:
 
     def put(self, path: str, json_body: Any = None, **kw: Any) -> Reply:
         return self.call("PUT", path, json_body=json_body, **kw)
+
+    def send_event(self, partner: dict[str, Any], event: dict[str, Any]) -> Reply:
+        """POST a canonical event signed with the partner's current secret (Standard Webhooks)."""
+        from chalicelib.domain.webhook_signature import sign
+
+        raw = json.dumps(event)
+        msg_id, ts = f"msg_{next(_message_ids)}", int(time.time())
+        return self.post(f"/v1/webhooks/{partner['partner_id']}/events", raw=raw, key=None, headers={
+            "webhook-id": msg_id, "webhook-timestamp": str(ts),
+            "webhook-signature": sign(partner["webhook_secrets"]["events"], msg_id, ts, raw.encode())})
+
+    def processed(self, partner: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+        """``send_event`` that must succeed; returns the reply body."""
+        reply = self.send_event(partner, event)
+        assert reply.status == 200, reply.body
+        return reply.body  # type: ignore[no-any-return]
 
     # -- factories --------------------------------------------------------------
 

@@ -15,21 +15,6 @@ from tests.support import ApiClient, Reply
 PARALLEL = 12
 
 
-@pytest.fixture
-def serialized_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto's in-memory DynamoDB is not thread-safe (its conditional writes are check-then-write in
-    Python); real DynamoDB applies each request atomically. A lock around moto's request handler
-    gives the threads DynamoDB's semantics, so only our own code can race."""
-    from moto.dynamodb.responses import DynamoHandler
-
-    lock = threading.Lock()
-    original = DynamoHandler.call_action
-
-    def call_action(self: Any) -> Any:
-        with lock:
-            return original(self)
-
-    monkeypatch.setattr(DynamoHandler, "call_action", call_action)
 
 
 def entity_count(kind: str) -> int:
@@ -39,7 +24,7 @@ def entity_count(kind: str) -> int:
 
 
 def test_parallel_invites_for_one_email_make_one_member_and_one_code(
-        api: ApiClient, serialized_dynamodb: None, monkeypatch: pytest.MonkeyPatch) -> None:
+        api: ApiClient, concurrent_requests: None, monkeypatch: pytest.MonkeyPatch) -> None:
     program = api.create_program(settings={"landing_rate_limits": {"invites_per_minute": 1000}})
     referrer = api.post("/v1/landing/invites", {"email": "olga@example.com"}, key=program["publishable_key"]).body
     attempts: list[str] = []

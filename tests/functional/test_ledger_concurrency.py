@@ -1,7 +1,7 @@
 """Concurrency: parallel deliveries and redemptions through chalice.test.Client, and a Jepsen-style
 random history checked against the ledger invariants.
 
-moto serialises each request (``serialized_moto``) like DynamoDB's per-request atomicity; our own
+moto serialises each request (``concurrent_requests`` in conftest) like DynamoDB's per-request atomicity; our own
 read → decide → conditional write sequences interleave freely between requests, which is what
 these tests exercise.
 """
@@ -15,18 +15,16 @@ from collections import Counter
 import pytest
 
 from chalicelib.domain import clock
-from tests.functional.test_ledger_support import (  # noqa: F401  (fixtures)
+from tests.functional.test_ledger_support import (
     Shop,
     all_member_ids,
     check_invariants,
     parallel,
-    serialized_moto,
-    threadsafe_chalice,
     utc,
 )
 from tests.support import ApiClient
 
-pytestmark = pytest.mark.usefixtures("serialized_moto", "threadsafe_chalice")
+pytestmark = pytest.mark.usefixtures("concurrent_requests")
 
 BATCHES = 16  # x 4 parallel operations
 SIGNUP_1000 = {"hold_days": 0, "rules": [

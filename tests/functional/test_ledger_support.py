@@ -1,7 +1,7 @@
 """Helpers for the ledger/rewards/redemption tests (no tests here).
 
 * ``Shop``: a program with a partner and a rules document, sending signed canonical events.
-* ``serialized_moto`` / ``threadsafe_chalice``: make concurrency tests meaningful in-process.
+* Concurrency tests use ``concurrent_requests`` (tests/conftest.py) to be meaningful in-process.
   moto's DynamoDB backend has no locking (``transact_write_items`` even restores a deep copy of
   the whole table on failure), so two threads can interleave inside one request, which real
   DynamoDB never does. Serialising each moto *request* gives DynamoDB's per-request atomicity
@@ -13,19 +13,13 @@
 
 from __future__ import annotations
 
-import json
 import threading
-import time
-from collections.abc import Iterator
 from datetime import datetime
 from itertools import count
 from typing import Any
 
-import pytest
-
 from chalicelib.domain import clock
 from chalicelib.domain.rewards.examples import load_example_doc
-from chalicelib.domain.webhook_signature import sign
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
 from chalicelib.store.ledger import BalanceItem, LedgerEntryItem
@@ -57,12 +51,7 @@ class Shop:
     # -- events -------------------------------------------------------------------
 
     def send_raw(self, event: dict[str, Any], partner: dict[str, Any] | None = None) -> Reply:
-        partner = partner or self.partner
-        raw = json.dumps(event)
-        msg_id, ts = f"msg_{next_id()}", int(time.time())
-        return self.api.post(f"/v1/webhooks/{partner['partner_id']}/events", raw=raw, key=None, headers={
-            "webhook-id": msg_id, "webhook-timestamp": str(ts),
-            "webhook-signature": sign(partner["webhook_secrets"]["events"], msg_id, ts, raw.encode())})
+        return self.api.send_event(partner or self.partner, event)
 
     def send(self, event: dict[str, Any], partner: dict[str, Any] | None = None) -> dict[str, Any]:
         reply = self.send_raw(event, partner)
@@ -189,34 +178,8 @@ def utc(text: str) -> datetime:
 # --------------------------------------------------------------------------- concurrency fixtures
 
 
-@pytest.fixture
-def serialized_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    from moto.dynamodb.responses import DynamoHandler
-
-    lock = threading.RLock()
-    original = DynamoHandler.call_action
-
-    def call_action(self: Any) -> Any:
-        with lock:
-            return original(self)
-
-    monkeypatch.setattr(DynamoHandler, "call_action", call_action)
 
 
-@pytest.fixture
-def threadsafe_chalice(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from chalice import Chalice
-
-    local = threading.local()
-
-    def getter(self: Any) -> Any:
-        return getattr(local, "request", None)
-
-    def setter(self: Any, value: Any) -> None:
-        local.request = value
-
-    monkeypatch.setattr(Chalice, "current_request", property(getter, setter), raising=False)
-    yield
 
 
 def parallel(calls: list[Any]) -> list[Any]:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from itertools import count
 from typing import Any
 
 import pytest
 
-from chalicelib.domain.webhook_signature import sign
 from chalicelib.store import keys
 from chalicelib.store.members import CodeItem, LinkItem
 from tests.support import ApiClient, Reply
@@ -19,13 +17,7 @@ ORIGIN = "https://shop.test"
 
 
 def send(api: ApiClient, partner: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-    raw = json.dumps(event)
-    msg_id, ts = f"msg_m{next(_ids)}", int(time.time())
-    reply = api.post(f"/v1/webhooks/{partner['partner_id']}/events", raw=raw, key=None, headers={
-        "webhook-id": msg_id, "webhook-timestamp": str(ts),
-        "webhook-signature": sign(partner["webhook_secrets"]["events"], msg_id, ts, raw.encode())})
-    assert reply.status == 200, reply.body
-    return reply.body  # type: ignore[no-any-return]
+    return api.processed(partner, event)
 
 
 def signup(customer: dict[str, Any], code: str | None = None, at: str = "2026-11-20T10:00:00Z") -> dict[str, Any]:

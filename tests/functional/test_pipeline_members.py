@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import time
 from itertools import count
 from typing import Any
 
-from chalicelib.domain.webhook_signature import sign
 from chalicelib.store import keys
 from chalicelib.store.members import CodeItem, IdentityItem, MemberItem, identity_refs
 from tests.support import ApiClient
@@ -16,13 +13,7 @@ _ids = count(1)
 
 
 def send(api: ApiClient, partner: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-    raw = json.dumps(event)
-    msg_id, ts = f"msg_{next(_ids)}", int(time.time())
-    reply = api.post(f"/v1/webhooks/{partner['partner_id']}/events", raw=raw, key=None, headers={
-        "webhook-id": msg_id, "webhook-timestamp": str(ts),
-        "webhook-signature": sign(partner["webhook_secrets"]["events"], msg_id, ts, raw.encode())})
-    assert reply.status == 200, reply.body
-    return reply.body  # type: ignore[no-any-return]
+    return api.processed(partner, event)
 
 
 def signup(customer: dict[str, Any], code: str | None = None, object_id: str | None = None) -> dict[str, Any]:

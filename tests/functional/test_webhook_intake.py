@@ -77,21 +77,6 @@ def shop(api: ApiClient) -> tuple[dict[str, Any], dict[str, Any]]:
     return program, api.create_partner(program["program_id"])
 
 
-@pytest.fixture
-def serialized_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto's in-memory DynamoDB is not thread-safe (a conditional write is check-then-write in
-    Python); real DynamoDB applies each request atomically. One lock around moto's request
-    handler gives the threads below DynamoDB's semantics, so only our own code can race."""
-    from moto.dynamodb.responses import DynamoHandler
-
-    lock = threading.Lock()
-    original = DynamoHandler.call_action
-
-    def call_action(self: Any) -> Any:
-        with lock:
-            return original(self)
-
-    monkeypatch.setattr(DynamoHandler, "call_action", call_action)
 
 
 # --------------------------------------------------------------------------- signatures
@@ -212,7 +197,7 @@ def test_unknown_partner_is_404(api: ApiClient, shop: tuple) -> None:
 
 
 def test_the_same_event_five_times_in_parallel_is_processed_once(api: ApiClient, shop: tuple,
-                                                                serialized_dynamodb: None) -> None:
+                                                                concurrent_requests: None) -> None:
     program, partner = shop
     olga = processed(api, partner, signup({"email": "olga@example.com"}))["member"]
     raw = json.dumps(order({"id": "c-77", "email": "friend@example.com"}, code=olga["code"]))
