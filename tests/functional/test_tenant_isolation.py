@@ -67,3 +67,37 @@ def test_publishable_key_cannot_administer(api: ApiClient) -> None:
     assert api.get(f"/v1/programs/{program['program_id']}/keys", key=pub).status == 403
     assert api.get("/v1/programs", key=pub).status == 403
     assert api.get(f"/v1/programs/{program['program_id']}", key=pub).status == 403
+
+
+def test_every_program_route_hides_the_program_from_other_tenants(api: ApiClient) -> None:
+    """Beyond the admin matrix: every route under /v1/programs/{program_id}, whatever it does,
+    answers 404 to another program's partner key, 401 without a key and 403 to a publishable key."""
+    from app import app
+
+    program = api.create_program(name="A")
+    pid = program["program_id"]
+    partner = api.create_partner(pid)
+    member = api.processed(partner, {"type": "member.signup", "occurred_at": "2026-11-23T10:00:00Z",
+                                     "object": {"type": "customer", "id": "c-1"},
+                                     "customer": {"id": "c-1", "email": "a@example.com"}})["member"]
+    stranger = api.create_partner(api.create_program(name="B")["program_id"])
+    values = {"program_id": pid, "partner_id": partner["partner_id"], "member_id": member["member_id"],
+              "code": member["code"], "key_id": partner["api_key_info"]["key_id"], "source": "events",
+              "redemption_id": "rdm_x"}
+    checked = 0
+    for path, methods in app.routes.items():
+        if not path.startswith("/v1/programs/{program_id}"):
+            continue
+        url = path.format(**values) + "?email=a@example.com&order_amount=100"
+        for method in methods:
+            if method == "OPTIONS":
+                continue
+            body = {} if method in ("POST", "PUT") else None
+            headers = {"Idempotency-Key": "k-1"}
+            other = api.call(method, url, json_body=body, key=stranger["api_key"], headers=headers)
+            assert other.status == 404, (method, path, other.body)
+            assert api.call(method, url, json_body=body, key=None, headers=headers).status == 401, (method, path)
+            published = api.call(method, url, json_body=body, key=program["publishable_key"], headers=headers)
+            assert published.status == 403, (method, path, published.body)
+            checked += 1
+    assert checked >= 20
