@@ -52,6 +52,9 @@ class ApiClient:
     def post(self, path: str, json_body: Any = None, **kw: Any) -> Reply:
         return self.call("POST", path, json_body=json_body, **kw)
 
+    def patch(self, path: str, json_body: Any = None, **kw: Any) -> Reply:
+        return self.call("PATCH", path, json_body=json_body, **kw)
+
     def put(self, path: str, json_body: Any = None, **kw: Any) -> Reply:
         return self.call("PUT", path, json_body=json_body, **kw)
 

@@ -30,6 +30,15 @@ def get_program(req: ApiRequest, program_id: str) -> Any:
     return programs.get_program(req.principal, program_id)
 
 
+@admin.endpoint("/v1/programs/{program_id}", "PATCH", tag=TAG, auth="operator",
+                request_schema=programs.PROGRAM_UPDATE_SCHEMA,
+                summary="Change a program's name, locale, origins, landing page or settings (merged)",
+                description="Currency and point value are fixed once ledger entries exist in them; "
+                            "`settings.max_depth` is fixed because members' stored ancestry is cut to it.")
+def update_program(req: ApiRequest, program_id: str) -> Any:
+    return programs.update_program(req.principal, program_id, req.json())
+
+
 @admin.endpoint("/v1/programs/{program_id}/partners", "POST", tag=TAG, auth="operator", success_status=201,
                 summary="Add a partner (returns its API key and webhook secrets once)",
                 request_schema=programs.PARTNER_CREATE_SCHEMA)

@@ -11,7 +11,7 @@ from typing import Any
 
 from chalicelib.config import get_settings
 from chalicelib.domain import clock
-from chalicelib.domain.errors import NotFound
+from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed, field_error
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.validation import validate
 from chalicelib.services import secrets
@@ -72,6 +72,23 @@ PROGRAM_CREATE_SCHEMA: dict[str, Any] = {
         "settings": PROGRAM_SETTINGS_SCHEMA,
     },
 }
+
+PROGRAM_UPDATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "name": PROGRAM_CREATE_SCHEMA["properties"]["name"],
+        "points_unit": {"type": "string", "minLength": 1, "maxLength": 40},
+        "default_locale": {"enum": ["ru", "en"]},
+        "allowed_origins": {"type": "array", "items": _ORIGIN, "maxItems": 20},
+        "landing_url": {"anyOf": [_URL, {"type": "null"}]},
+        # Keys given here replace the stored ones; keys not given are kept.
+        "settings": PROGRAM_SETTINGS_SCHEMA,
+    },
+}
+#: Settings that cannot change once the program exists (see ``update_program``).
+IMMUTABLE_SETTINGS = {"max_depth": (3, "members' stored ancestry is cut to this depth when they are attributed")}
 
 PARTNER_CREATE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -179,6 +196,37 @@ def list_programs(principal: Principal, limit: int, cursor: dict[str, str] | Non
 def get_program(principal: Principal, program_id: str) -> dict[str, Any]:
     principal.require_program(program_id)
     return program_view(tenancy_repo.get_program(program_id))
+
+
+def update_program(principal: Principal, program_id: str, body: Any) -> dict[str, Any]:
+    """Change a program's presentation and settings. Currency and point value never change:
+    every ledger entry already posted is denominated in them."""
+    principal.require_program(program_id)
+    principal.require_operator()
+    data = validate(PROGRAM_UPDATE_SCHEMA, body)
+    program = tenancy_repo.get_program(program_id, fresh=True)
+    current = dict(program.settings or {})
+    changes = data.get("settings", {})
+    for name, (default, reason) in IMMUTABLE_SETTINGS.items():
+        if changes.get(name, current.get(name, default)) != current.get(name, default):
+            raise ValidationFailed("This setting cannot change once the program exists",
+                                   details={"errors": [field_error(f"$.settings.{name}", f"is fixed: {reason}")]})
+    actions = [getattr(ProgramItem, field).set(data[field]) for field in
+               ("name", "points_unit", "default_locale", "allowed_origins") if field in data]
+    if "landing_url" in data:
+        actions.append(ProgramItem.landing_url.set(data["landing_url"]) if data["landing_url"]
+                       else ProgramItem.landing_url.remove())
+    if changes:
+        actions.append(ProgramItem.settings.set({**current, **changes}))
+    revision = int(program.revision or 0)
+    tx = Transaction()
+    tx.update(program, [*actions, ProgramItem.revision.set(revision + 1)],
+              Entity.PK.exists() & (ProgramItem.revision == revision) if program.revision is not None
+              else Entity.PK.exists(),
+              on_fail=Conflict("The program changed concurrently; retry", code="concurrent_update"))
+    tx.commit()
+    cache.invalidate("program", program_id)
+    return program_view(tenancy_repo.get_program(program_id, fresh=True))
 
 
 def create_partner(principal: Principal, program_id: str, body: Any) -> dict[str, Any]:

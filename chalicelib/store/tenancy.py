@@ -32,6 +32,8 @@ class ProgramItem(Entity, discriminator="program"):
     settings = JSONAttribute(default=dict)
     #: Current rules version (0 = no rules yet).
     rules_version = NumberAttribute(default=0)
+    #: Bumped by every settings update; updates are conditioned on the revision they read.
+    revision = NumberAttribute(default=0)
     created_at = IsoDateTimeAttribute()
 
     @classmethod

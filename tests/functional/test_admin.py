@@ -151,3 +151,39 @@ def test_bad_query_parameter_is_400(api: ApiClient) -> None:
 def test_unknown_program_is_404(api: ApiClient) -> None:
     reply = api.get("/v1/programs/prg_missing")
     assert reply.status == 404 and reply.error_code == "not_found"
+
+
+def test_program_settings_can_be_changed_and_are_merged(api: ApiClient) -> None:
+    program = api.create_program(settings={"attribution_window_days": 30, "auto_enrol": True})
+    path = f"/v1/programs/{program['program_id']}"
+    reply = api.patch(path, {"name": "Renamed", "landing_url": "https://shop.test/join",
+                             "settings": {"attribution_model": "last_touch"}})
+    assert reply.status == 200, reply.body
+    assert reply.body["name"] == "Renamed" and reply.body["landing_url"] == "https://shop.test/join"
+    assert reply.body["settings"] == {"attribution_window_days": 30, "auto_enrol": True,
+                                      "attribution_model": "last_touch"}
+    assert api.get(path).body == reply.body
+    assert api.patch(path, {"landing_url": None}).body["landing_url"] is None
+
+
+@pytest.mark.parametrize(("body", "path"), [
+    ({}, "$"),
+    ({"currency": "EUR"}, "$.currency"),
+    ({"point_value_minor": 1}, "$.point_value_minor"),
+    ({"settings": {"max_depth": 5}}, "$.settings.max_depth"),
+])
+def test_program_update_rejections_write_nothing(api: ApiClient, body: dict, path: str) -> None:
+    program = api.create_program()
+    url = f"/v1/programs/{program['program_id']}"
+    before = api.get(url).body
+    reply = api.patch(url, body)
+    assert reply.status == 422, reply.body
+    assert reply.body["error"]["details"]["errors"][0]["path"] == path
+    assert api.get(url).body == before
+
+
+def test_only_the_operator_updates_a_program(api: ApiClient) -> None:
+    program = api.create_program()
+    partner = api.create_partner(program["program_id"])
+    reply = api.patch(f"/v1/programs/{program['program_id']}", {"name": "X"}, key=partner["api_key"])
+    assert reply.status == 403

@@ -21,6 +21,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ("GET", "/v1/programs", None, (OK, OK, OK, 401, 401)),
     ("POST", "/v1/programs", {"name": "X"}, (CREATED, 403, 403, 401, 401)),
     ("GET", "/v1/programs/{program}", None, (OK, OK, 404, 401, 401)),
+    ("PATCH", "/v1/programs/{program}", {"name": "Z"}, (OK, 403, 404, 401, 401)),
     ("GET", "/v1/programs/{program}/partners", None, (OK, OK, 404, 401, 401)),
     ("POST", "/v1/programs/{program}/partners", {"name": "Y"}, (CREATED, 403, 404, 401, 401)),
     ("GET", "/v1/programs/{program}/partners/{partner}", None, (OK, OK, 404, 401, 401)),
