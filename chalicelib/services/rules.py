@@ -16,6 +16,7 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed, field_error
 from chalicelib.domain.rewards import RULES_SCHEMA, RulesDoc, parse_rules
+from chalicelib.domain.validation import child_path
 from chalicelib.services.auth import Principal
 from chalicelib.store import cache, keys, tenancy_repo
 from chalicelib.store.db import Entity
@@ -97,7 +98,24 @@ def _prepare(program: ProgramItem, body: Any) -> dict[str, Any]:
     ]
     if depth_errors:
         raise ValidationFailed("Invalid rules document", details={"errors": depth_errors})
+    unknown = _unknown_partner_errors(parsed, {p.partner_id for p in tenancy_repo.list_partners(program.program_id)})
+    if unknown:
+        raise ValidationFailed("The rules name partners that are not in this program", details={"errors": unknown})
     return doc
+
+
+def _unknown_partner_errors(parsed: Any, partner_ids: set[str]) -> list[dict[str, str]]:
+    """A typo in a partner id would silently turn a reward off (or fund it from nobody): refuse it."""
+    errors = []
+    for i, rule in enumerate(parsed.rules):
+        named = [(f"$.rules[{i}].trigger.partners[{j}]", p) for j, p in enumerate(rule.trigger.partners)]
+        named.append((f"$.rules[{i}].funded_by", rule.funded_by))
+        for partner_id, override in rule.partners.items():
+            named.append((child_path(f"$.rules[{i}].partners", partner_id), partner_id))
+            named.append((child_path(f"$.rules[{i}].partners", partner_id) + ".funded_by", override.funded_by))
+        errors += [field_error(path, f"'{pid}' is not a partner of this program")
+                   for path, pid in named if pid is not None and pid not in partner_ids]
+    return errors
 
 
 def version_view(item: RulesVersionItem, current: int) -> dict[str, Any]:

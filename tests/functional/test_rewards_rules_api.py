@@ -57,6 +57,12 @@ def test_invalid_documents_are_422_with_the_json_path_and_store_nothing(api: Api
     reply = api.put(f"/v1/programs/{pid}/rules", other_value)
     assert reply.status == 422 and reply.body["error"]["details"]["errors"][0]["path"] == "$.point_value_minor"
 
+    # The coalition example as shipped names partners "bank", "cafe"... that this program lacks.
+    reply = api.put(f"/v1/programs/{pid}/rules", load_example_doc("coalition"))
+    assert reply.status == 422
+    paths = {e["path"] for e in reply.body["error"]["details"]["errors"]}
+    assert "$.rules[0].partners.cafe" in paths and "$.rules[1].funded_by" in paths
+
     assert api.put(f"/v1/programs/{pid}/rules", raw="[1]").status in (400, 422)
     assert api.get(f"/v1/programs/{pid}/rules").status == 404
     assert api.get(f"/v1/programs/{pid}").body["rules_version"] == 0
