@@ -267,6 +267,8 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
         attribution=decision_reply,
     )
     rewards = ledger_stage.stage(ctx, tx, view)
+    # The entries themselves are kept on the event record (audit), not sent back to the partner.
+    ledger_postings = rewards.pop("ledger_postings", [])
 
     if created and subject is not None:
         _stage_new_member(ctx, tx, subject)
@@ -279,7 +281,7 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
         "attribution": decision_reply or None,
         **rewards,
     }
-    tx.create(_event_record(ctx, subject, reply, rewards), on_fail=AlreadyProcessed())
+    tx.create(_event_record(ctx, subject, reply, ledger_postings), on_fail=AlreadyProcessed())
     tx.commit()  # round trip 3
     log.info("event processed", extra={"event_type": ctx.event.type, "program_id": ctx.program_id,
                                        "created_member": created, "attribution": decision_reply.get("outcome")})
@@ -479,14 +481,14 @@ def _stage_attribution_record(ctx: EventContext, tx: Transaction, subject: Membe
 
 
 def _event_record(ctx: EventContext, subject: MemberItem | None, reply: dict[str, Any],
-                  rewards: dict[str, Any]) -> EventItem:
+                  ledger_postings: list[dict[str, Any]]) -> EventItem:
     pk, sk = ctx.event_key
     event = ctx.event
     return EventItem(
         PK=pk, SK=sk, program_id=ctx.program_id, partner_id=ctx.partner_id, business_key=ctx.business_key,
         type=event.type, object_type=event.object_type, object_id=event.object_id, occurred_at=event.occurred_at,
         received_at=ctx.now, delivery_id=ctx.delivery_id, member_id=subject.member_id if subject else None,
-        result=reply, postings=rewards.get("ledger_postings", []),
+        result=reply, postings=ledger_postings,
     )
 
 

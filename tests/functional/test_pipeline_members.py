@@ -100,3 +100,11 @@ def test_last_touch_reattribution_moves_counts_and_pointer_ancestry(api: ApiClie
     # The first purchase made it final: a later code changes nothing.
     late = send(api, partner, order({"id": "f"}, "o-2", code=a["code"]))
     assert late["attribution"]["reason_code"] == "attribution_final"
+
+
+def test_the_webhook_reply_carries_no_storage_details(api: ApiClient) -> None:
+    program = api.create_program()
+    partner = api.create_partner(program["program_id"])
+    reply = send(api, partner, order({"email": "x@example.com"}, "o-1"))
+    assert set(reply) == {"status", "business_key", "type", "member", "attribution", "rewards"}
+    assert "LEDGER#" not in repr(reply)
