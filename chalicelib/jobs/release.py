@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, PutError
 
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict
@@ -67,7 +67,13 @@ def run(now: datetime | None = None) -> dict[str, Any]:
         day = nxt
     if watermark != start:
         pk, sk = keys.release_job_state()
-        ReleaseStateItem(PK=pk, SK=sk, done_through=watermark).save()
+        # Two overlapping runs must not move the watermark backwards: only ever advance it.
+        try:
+            ReleaseStateItem(PK=pk, SK=sk, done_through=watermark).save(
+                condition=Entity.PK.does_not_exist() | (ReleaseStateItem.done_through < watermark))
+        except PutError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
     result = {"released": released, "fully_reversed": reversed_, "left_pending": left, "watermark": watermark}
     log.info("pending points released", extra={"released": released, "fully_reversed": reversed_,
                                                 "left_pending": left})
