@@ -8,6 +8,7 @@ these tests exercise.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections import Counter
@@ -86,7 +87,8 @@ def test_jepsen_style_random_history_keeps_the_ledger_invariants(api: ApiClient)
     """Orders, partial refunds (some before their order), cancellations, duplicate deliveries,
     redemptions (some too large, some cancelled) and holding-job runs, in parallel batches."""
     started = time.monotonic()
-    rng = random.Random(20260115)
+    # A fixed seed keeps CI deterministic; SARAFAN_JEPSEN_SEED explores other histories.
+    rng = random.Random(int(os.environ.get("SARAFAN_JEPSEN_SEED", "20260115")))
     shop = Shop(api, "uds_3_level")
     customers = [f"c{i}" for i in range(4)]
     shop.chain(3)  # c0 <- c1 <- c2 <- c3, 100 points each
@@ -127,6 +129,7 @@ def test_jepsen_style_random_history_keeps_the_ledger_invariants(api: ApiClient)
         else:
             day = min(day + 1, 28)
             at = utc(f"2026-01-{day:02d}T00:00:00Z")
+            clock.freeze(at)  # time moves on for everything, not only for the job
             return lambda: shop.release(at)
         sent_events.append(event)
         return lambda: _ok(shop.send_raw(event))

@@ -72,6 +72,20 @@ def test_the_holding_job_releases_due_entries_once_and_keeps_a_watermark(api: Ap
     assert list(LedgerEntryItem.gsi1.query("PENDING#2026-01-21")) == []
 
 
+def test_a_reward_delivered_after_its_holding_period_is_still_released(api: ApiClient) -> None:
+    """The job never looks back before its watermark; a late webhook must not hide behind it."""
+    shop = Shop(api, "uds_3_level")  # held 7 days
+    member = shop.member("a")["member_id"]
+    clock.freeze(utc("2026-01-30T12:00:00Z"))
+    shop.release(utc("2026-01-30T12:00:00Z"))  # watermark moves to 2026-01-30
+    # The order happened on the 10th (due on the 17th) but its webhook arrives only now: its
+    # holding period is over, so the reward is available at once instead of pending in a day
+    # bucket the job has already passed.
+    reply = shop.order("a", "o-late", 100_000, at="2026-01-10T10:00:00Z")
+    assert [p["status"] for p in reply["rewards"]["postings"]] == ["available"]
+    assert (shop.balance(member)["available"], shop.balance(member)["pending"]) == (150, 0)
+
+
 def test_the_release_job_is_a_scheduled_chalice_function(api: ApiClient) -> None:
     from app import app
 
