@@ -149,7 +149,8 @@ def test_jepsen_style_random_history_keeps_the_ledger_invariants(api: ApiClient)
         assert bal["pending"] == 0  # everything was released at the end
     assert total_available > 0
     # The history exercised every kind of entry.
-    assert set(kinds) == {"reward", "reversal", "redemption", "redemption_return"}, kinds
+    if "SARAFAN_JEPSEN_SEED" not in os.environ:  # the default history exercises every kind of entry
+        assert set(kinds) == {"reward", "reversal", "redemption", "redemption_return"}, kinds
     # moto deep-copies the whole table on every transaction, so keep the history short enough (~10 s
     # on a quiet machine); the invariants are what matters, the bound only catches a runaway loop.
     assert time.monotonic() - started < 60
