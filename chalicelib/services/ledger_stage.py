@@ -81,7 +81,7 @@ from chalicelib.store.ledger import (
 from chalicelib.store.members import MemberItem
 
 if TYPE_CHECKING:
-    from chalicelib.services.pipeline import EventContext, StageView
+    from chalicelib.services.event_context import EventContext, StageView
     from chalicelib.store.transact import Transaction
 
 Key = tuple[str, str]

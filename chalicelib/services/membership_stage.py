@@ -1,0 +1,134 @@
+"""Membership stage of the event pipeline: enrolment, identifiers, and profile updates.
+
+A person is one member of a program; an unknown customer becomes one (signups, leads,
+and orders when auto-enrolment is on) with pointers from every identifier and a code,
+all created with ``attribute_not_exists`` so a concurrent delivery cannot create twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import Attribute
+
+from chalicelib.domain.codes import generate_code
+from chalicelib.domain.ids import new_id
+from chalicelib.services.event_context import ENROLLING_EVENTS, EventContext, Key
+from chalicelib.services.outcomes import RetryEvent
+from chalicelib.store.db import Entity
+from chalicelib.store.members import (
+    MemberItem,
+    code_item,
+    key_str,
+    link_item,
+    new_member,
+    pointer_items,
+    referrals_index,
+)
+from chalicelib.store.transact import Transaction
+
+
+def should_enrol(ctx: EventContext) -> bool:
+    if not ctx.refs:
+        return False
+    if ctx.event.type in ENROLLING_EVENTS:
+        return True
+    return ctx.event.type == "order.paid" and bool(ctx.setting("auto_enrol", True))
+
+
+def enrol(ctx: EventContext) -> MemberItem:
+    customer = ctx.event.customer
+    assert customer is not None
+    referral = ctx.event.referral
+    utm = referral.utm if referral else None
+    acquisition: dict[str, Any] = {"channel": ctx.event.type, "partner_id": ctx.partner_id}
+    if utm is not None:
+        acquisition["utm"] = {k: v for k, v in vars(utm).items() if v}
+    return new_member(
+        ctx.program_id,
+        new_id("mbr"),
+        generate_code(),
+        joined_at=ctx.event.occurred_at,
+        joined_via={"member.signup": "signup", "order.paid": "order"}.get(ctx.event.type, "lead"),
+        name=customer.name,
+        locale=customer.locale or ctx.program.default_locale,
+        email=customer.email,
+        phone=customer.phone,
+        birthday=customer.birthday.isoformat() if customer.birthday else None,
+        customer_ids={ctx.partner_id: customer.id} if customer.id else {},
+        acquisition=acquisition,
+        refs=ctx.refs,
+    )
+
+
+def stage_new_member(ctx: EventContext, tx: Transaction, member: MemberItem) -> None:
+    referrals_index(member)
+    # Another delivery creating the same person, or a code collision: read again.
+    tx.create(member, on_fail=RetryEvent())
+    for pointer in pointer_items(member, ctx.refs):
+        tx.create(pointer, on_fail=RetryEvent())
+    tx.create(code_item(member), on_fail=RetryEvent())
+    tx.create(link_item(member), on_fail=RetryEvent())  # /r/{code}; also makes the code unique deployment-wide
+
+
+def add_missing_identifiers(ctx: EventContext, tx: Transaction, first: dict[Key, Entity],
+                             member: MemberItem, changes: ProfileChanges) -> None:
+    """An existing member seen with a new identifier (a phone, another shop's customer id) gains a pointer."""
+    customer = ctx.event.customer
+    missing = [r for r in ctx.refs if r.pointer_key(ctx.program_id) not in first]
+    if not missing or customer is None:
+        return
+    for pointer in pointer_items(member, missing):
+        tx.create(pointer, on_fail=RetryEvent())
+    changes.set(member, MemberItem.pointer_keys,
+                list(member.pointer_keys or []) + [key_str(r.pointer_key(ctx.program_id)) for r in missing])
+    if customer.id and ctx.partner_id not in (member.customer_ids or {}):
+        changes.set(member, MemberItem.customer_ids, {**(member.customer_ids.as_dict() if member.customer_ids else {}), ctx.partner_id: customer.id})
+    if customer.email and not member.email:
+        changes.set(member, MemberItem.email, customer.email)
+    if customer.phone and not member.phone:
+        changes.set(member, MemberItem.phone, customer.phone)
+
+
+class ProfileChanges:
+    """Collects updates per member profile and stages one conditioned update per profile.
+
+    Every profile this event changes is updated once (DynamoDB refuses two operations on
+    one item in a transaction) and only if its ``revision`` is still the one read, so two
+    events racing on the same member cannot both apply decisions made from stale state.
+    Counter-only changes to other members (a referrer's counts) use ADD and need no revision.
+    """
+
+    def __init__(self) -> None:
+        self._members: dict[Key, MemberItem] = {}
+        self._actions: dict[Key, list[Any]] = {}
+        self._rewrites: set[Key] = set()
+
+    def _slot(self, member: MemberItem) -> Key:
+        key = (member.PK, member.SK)
+        self._members.setdefault(key, member)
+        self._actions.setdefault(key, [])
+        return key
+
+    def set(self, member: MemberItem, attribute: Attribute[Any], value: Any) -> None:
+        key = self._slot(member)
+        self._rewrites.add(key)
+        self._actions[key].append(attribute.remove() if value is None else attribute.set(value))
+
+    def add(self, member: MemberItem, attribute: Attribute[Any], amount: int) -> None:
+        key = self._slot(member)
+        self._actions[key].append(attribute.add(amount))
+
+    def stage(self, tx: Transaction) -> None:
+        for key, actions in self._actions.items():
+            if not actions:
+                continue
+            member = self._members[key]
+            if tx.touches(key):  # created in this transaction: its fields were set before creation
+                continue
+            condition = Entity.PK.exists()
+            if key in self._rewrites:
+                revision = int(member.revision or 0)
+                actions = [*actions, MemberItem.revision.set(revision + 1)]
+                condition = condition & (MemberItem.revision == revision) if member.revision is not None else condition
+            tx.update(member, actions, condition, on_fail=RetryEvent())
