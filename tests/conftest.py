@@ -32,7 +32,7 @@ def reset_process_state() -> None:
     """Everything cached per process (settings, connections, clients, config cache, clock)."""
     from chalicelib import aws, config
     from chalicelib.domain import clock
-    from chalicelib.services import secrets
+    from chalicelib.services import rules, secrets
     from chalicelib.store import cache, db
 
     config.reset_settings()
@@ -40,6 +40,7 @@ def reset_process_state() -> None:
     aws.reset_clients()
     cache.clear()
     secrets.reset_master_key()
+    rules.reset_cache()
     clock.freeze(None)
 
 

@@ -11,7 +11,7 @@ import json
 import time
 from typing import Any
 
-from chalicelib.domain import webhook_signature
+from chalicelib.domain import clock, webhook_signature
 from chalicelib.domain.errors import BadRequest, NotFound
 from chalicelib.domain.events import parse_event
 from chalicelib.services import pipeline, secrets
@@ -25,8 +25,6 @@ def receive(partner_id: str, headers: dict[str, str], raw_body: bytes) -> dict[s
     webhook_signature.check_headers(headers, now=time.time())
     program_id = tenancy_repo.locate_partner(partner_id)
     partner = tenancy_repo.get_partner(program_id, partner_id)
-    from chalicelib.domain import clock
-
     valid = secrets.valid_secrets(program_id, partner_id, partner.webhook_secrets or {}, SOURCE, clock.utcnow())
     if not valid:
         raise NotFound("This partner has no secret for canonical events", details={"source": SOURCE})

@@ -47,6 +47,7 @@ from chalicelib.domain.validation import validate
 from chalicelib.logs import get_logger
 from chalicelib.services import secrets
 from chalicelib.services.auth import Principal
+from chalicelib.services.outcomes import RetryEvent
 from chalicelib.store import cache, counters, keys, tenancy_repo
 from chalicelib.store.db import Entity
 from chalicelib.store.members import (
@@ -56,11 +57,9 @@ from chalicelib.store.members import (
     LinkItem,
     MemberItem,
     PendingInviteItem,
-    code_item,
     identity_refs,
-    link_item,
     new_member,
-    pointer_items,
+    stage_member_creation,
 )
 from chalicelib.store.tenancy import PartnerItem, ProgramItem
 from chalicelib.store.transact import Transaction
@@ -102,10 +101,6 @@ INVITE_SCHEMA: dict[str, Any] = {
 }
 PREFLIGHT_ALLOW_HEADERS = "Content-Type, X-Publishable-Key, Authorization"
 EXPOSE_HEADERS = "Retry-After, X-Request-Id"
-
-
-class _Retry(Exception):
-    """A concurrent creation won a conditional write: read again."""
 
 
 # --------------------------------------------------------------------------- program, CORS
@@ -272,16 +267,10 @@ def _find_or_create(program: ProgramItem, refs: list[IdentityRef], *, email: str
         member = new_member(pid, new_id("mbr"), generate_code(), joined_at=clock.utcnow(), joined_via="invite",
                             name=name, locale=locale, email=email, phone=phone, acquisition=acquisition, refs=refs)
         tx = Transaction()
-        # Each create is conditional: a parallel request for the same person (pointer taken)
-        # or a code collision (code or link taken) fails the whole transaction; read again.
-        tx.create(member, on_fail=_Retry())
-        for pointer in pointer_items(member, refs):
-            tx.create(pointer, on_fail=_Retry())
-        tx.create(code_item(member), on_fail=_Retry())
-        tx.create(link_item(member), on_fail=_Retry())
+        stage_member_creation(tx, member, refs, RetryEvent())
         try:
             tx.commit()
-        except _Retry:
+        except RetryEvent:
             continue
         log.info("member created from landing", extra={"program_id": pid, "member_id": member.member_id})
         return member

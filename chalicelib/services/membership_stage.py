@@ -18,12 +18,10 @@ from chalicelib.services.outcomes import RetryEvent
 from chalicelib.store.db import Entity
 from chalicelib.store.members import (
     MemberItem,
-    code_item,
     key_str,
-    link_item,
     new_member,
     pointer_items,
-    referrals_index,
+    stage_member_creation,
 )
 from chalicelib.store.transact import Transaction
 
@@ -62,13 +60,8 @@ def enrol(ctx: EventContext) -> MemberItem:
 
 
 def stage_new_member(ctx: EventContext, tx: Transaction, member: MemberItem) -> None:
-    referrals_index(member)
     # Another delivery creating the same person, or a code collision: read again.
-    tx.create(member, on_fail=RetryEvent())
-    for pointer in pointer_items(member, ctx.refs):
-        tx.create(pointer, on_fail=RetryEvent())
-    tx.create(code_item(member), on_fail=RetryEvent())
-    tx.create(link_item(member), on_fail=RetryEvent())  # /r/{code}; also makes the code unique deployment-wide
+    stage_member_creation(tx, member, ctx.refs, RetryEvent())
 
 
 def add_missing_identifiers(ctx: EventContext, tx: Transaction, first: dict[Key, Entity],

@@ -64,10 +64,3 @@ def ledger(principal: Principal, program_id: str, member_id: str, limit: int,
                                    limit=limit, last_evaluated_key=cursor)
     items = [entry_view(e) for e in result if isinstance(e, LedgerEntryItem)]
     return {"items": items, "next_cursor": result.last_evaluated_key}
-
-
-def all_entries(program_id: str, member_id: str) -> list[LedgerEntryItem]:
-    """Every entry of a member (tests, support tooling; the API pages)."""
-    pk, prefix = keys.ledger_prefix(program_id, member_id)
-    return [e for e in LedgerEntryItem.query(pk, LedgerEntryItem.SK.startswith(prefix))
-            if isinstance(e, LedgerEntryItem)]

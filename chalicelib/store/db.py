@@ -11,7 +11,7 @@ settings on first use, never at import time.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pynamodb.attributes import Attribute, DiscriminatorAttribute, UnicodeAttribute
@@ -100,10 +100,6 @@ def reset() -> None:
         Entity.Meta.table_name = "sarafan-unbound"
         Entity._connection = None
         _connection = None
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 def raw_client() -> Any:

@@ -137,10 +137,6 @@ def balance(program_id: str, member_id: str) -> Key:
     return member_partition(program_id, member_id), "BALANCE"
 
 
-def member_stats(program_id: str, member_id: str) -> Key:
-    return member_partition(program_id, member_id), "STATS"
-
-
 def member_month(program_id: str, member_id: str, month: str) -> Key:
     return member_partition(program_id, member_id), f"MONTH#{month}"
 
@@ -168,10 +164,6 @@ def outbox_message(program_id: str, message_id: str) -> Key:
 
 
 # --- rewards and ledger (ledger issue) -----------------------------------------
-
-
-def rules_versions_prefix(program_id: str) -> Key:
-    return f"PROGRAM#{program_id}", "RULES#"
 
 
 def ledger_prefix(program_id: str, member_id: str) -> Key:

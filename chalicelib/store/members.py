@@ -224,3 +224,18 @@ def referrals_index(member: MemberItem) -> None:
             member.program_id, member.referrer_id, iso(member.joined_at), member.member_id)
     else:
         member.GSI1PK = member.GSI1SK = None
+
+
+def stage_member_creation(tx: Any, member: MemberItem, refs: Sequence[IdentityRef], on_conflict: Exception) -> None:
+    """Create a member with its identity pointers, code and short link in ``tx``.
+
+    Every item is created with ``attribute_not_exists``: a concurrent creation of the same
+    person (a pointer taken) or a code collision (code or link taken) fails the whole
+    transaction with ``on_conflict``, and the caller reads again.
+    """
+    referrals_index(member)
+    tx.create(member, on_fail=on_conflict)
+    for pointer in pointer_items(member, refs):
+        tx.create(pointer, on_fail=on_conflict)
+    tx.create(code_item(member), on_fail=on_conflict)
+    tx.create(link_item(member), on_fail=on_conflict)  # /r/{code}; also makes the code unique deployment-wide

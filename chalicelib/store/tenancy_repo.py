@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from pynamodb.exceptions import DoesNotExist
 
@@ -13,6 +13,8 @@ from chalicelib.store import cache, keys
 from chalicelib.store.db import Entity
 from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
 from chalicelib.store.transact import Transaction
+
+E = TypeVar("E", bound=Entity)
 
 
 def _get(model: type[Entity], key: tuple[str, str]) -> Entity | None:
@@ -28,16 +30,24 @@ def find_api_key(key_hash: str) -> ApiKeyItem | None:
     return item if isinstance(item, ApiKeyItem) else None
 
 
-def get_program(program_id: str, *, fresh: bool = False) -> ProgramItem:
-    def load() -> ProgramItem | None:
-        item = _get(ProgramItem, keys.program(program_id))
-        return item if isinstance(item, ProgramItem) else None
+def _cached(model: type[E], namespace: str, cache_key: str, key: tuple[str, str], fresh: bool) -> E | None:
+    """A configuration record through the in-process cache; a miss is not remembered."""
+
+    def load() -> E | None:
+        item = _get(model, key)
+        return item if isinstance(item, model) else None
 
     if fresh:
-        cache.invalidate("program", program_id)
-    item = cache.cached("program", program_id, get_settings().config_cache_seconds, load)
+        cache.invalidate(namespace, cache_key)
+    item = cache.cached(namespace, cache_key, get_settings().config_cache_seconds, load)
     if item is None:
-        cache.invalidate("program", program_id)
+        cache.invalidate(namespace, cache_key)
+    return item
+
+
+def get_program(program_id: str, *, fresh: bool = False) -> ProgramItem:
+    item = _cached(ProgramItem, "program", program_id, keys.program(program_id), fresh)
+    if item is None:
         raise NotFound("Program not found", details={"program_id": program_id})
     return item
 
@@ -49,17 +59,8 @@ def list_programs(limit: int, cursor: dict[str, Any] | None) -> tuple[list[Progr
 
 
 def get_partner(program_id: str, partner_id: str, *, fresh: bool = False) -> PartnerItem:
-    cache_key = f"{program_id}/{partner_id}"
-
-    def load() -> PartnerItem | None:
-        item = _get(PartnerItem, keys.partner(program_id, partner_id))
-        return item if isinstance(item, PartnerItem) else None
-
-    if fresh:
-        cache.invalidate("partner", cache_key)
-    item = cache.cached("partner", cache_key, get_settings().config_cache_seconds, load)
+    item = _cached(PartnerItem, "partner", f"{program_id}/{partner_id}", keys.partner(program_id, partner_id), fresh)
     if item is None:
-        cache.invalidate("partner", cache_key)
         raise NotFound("Partner not found", details={"program_id": program_id, "partner_id": partner_id})
     return item
 
