@@ -84,7 +84,13 @@ def _codes_of(member: MemberItem) -> list[str]:
 def _clicks(member: MemberItem) -> dict[str, Any]:
     total = 0
     by_source: dict[str, int] = {}
-    for code in _codes_of(member):
+    codes = _codes_of(member)
+    if member.erased_at is not None:  # the profile lost its codes; the erasure record keeps them for the counts
+        from chalicelib.services.erasure import get_record
+
+        record = get_record(member.program_id, member.member_id)
+        codes = list(record.codes or []) if record is not None else []
+    for code in codes:
         for item in counters.click_counters(member.program_id, code):
             count = int(item.clicks or 0)
             total += count

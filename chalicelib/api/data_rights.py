@@ -1,0 +1,41 @@
+"""Data rights and operator data tools: member erasure and export, member import, ledger CSV export.
+
+All operator-only (see docs/data-rights.md for why partners get none of them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.api.http import ApiBlueprint, ApiRequest, respond
+from chalicelib.services import erasure, member_export
+
+data_rights = ApiBlueprint(__name__)
+TAG = "Data rights"
+BASE = "/v1/programs/{program_id}"
+
+
+@data_rights.endpoint(
+    f"{BASE}/members/{{member_id}}/erase", "POST", tag=TAG, auth="operator",
+    summary="Erase a member's personal data (operator); ledger, balances and counters stay",
+    description="Removes the profile's name, e-mail, phone, birthday, customer ids and push endpoints, every "
+                "identifier pointer, code and link (the code stops resolving) and the personal fields of related "
+                "records, in bounded transactions. Answers 200 with `status: erased` when done, or 202 with "
+                "`status: in_progress` when the call's budget ran out (call again: it resumes). Idempotent.",
+)
+def erase_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    result = erasure.erase(req.principal, program_id, member_id)
+    return respond(result, 200 if result["status"] == "erased" else 202)
+
+
+@data_rights.endpoint(
+    f"{BASE}/members/{{member_id}}/export", "GET", tag=TAG, auth="operator",
+    query_params=(("limit", "integer"), ("cursor", "string")),
+    summary="Everything stored about a member, as JSON (operator; paged)",
+    description="The first page carries `summary` (profile, balance, codes and clicks, erasure record); every page "
+                "carries up to `limit` stored items (ledger entries, attribution records, counters...). Follow "
+                "`next_cursor` until it is null.",
+)
+def export_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    return member_export.export(req.principal, program_id, member_id, req.int_query("limit", 100, 1, 500),
+                                req.query("cursor"))
