@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.api.http import ApiBlueprint, ApiRequest, respond
-from chalicelib.services import erasure, member_export
+from chalicelib.services import erasure, importer, member_export
 
 data_rights = ApiBlueprint(__name__)
 TAG = "Data rights"
@@ -39,3 +39,15 @@ def erase_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
 def export_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
     return member_export.export(req.principal, program_id, member_id, req.int_query("limit", 100, 1, 500),
                                 req.query("cursor"))
+
+
+@data_rights.endpoint(
+    f"{BASE}/imports/members", "POST", tag=TAG, auth="operator", request_schema=importer.CHUNK_SCHEMA,
+    summary="Import members from a CSV chunk (operator): identifiers, opening balances, referrers",
+    description="Send the file in chunks of up to 1000 rows, each starting with the header row, with `first_line` "
+                "the file line of the chunk's first row (`python3 infra/dev.py import` does this). Each row is written "
+                "whole or not at all; re-sending a row changes nothing. Bad rows are listed with their line numbers "
+                "in `errors`; `dry_run` checks without writing.",
+)
+def import_members(req: ApiRequest, program_id: str) -> Any:
+    return importer.import_chunk(req.principal, program_id, req.json())
