@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalice import Response
+
 from chalicelib.api.http import ApiBlueprint, ApiRequest, respond
-from chalicelib.services import erasure, importer, member_export
+from chalicelib.services import erasure, importer, ledger_export, member_export
 
 data_rights = ApiBlueprint(__name__)
 TAG = "Data rights"
@@ -51,3 +53,21 @@ def export_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
 )
 def import_members(req: ApiRequest, program_id: str) -> Any:
     return importer.import_chunk(req.principal, program_id, req.json())
+
+
+@data_rights.endpoint(
+    f"{BASE}/ledger/export", "GET", tag=TAG, auth="operator",
+    query_params=(("from", "string"), ("to", "string"), ("limit", "integer"), ("cursor", "string")),
+    summary="The program's ledger for a period as CSV (operator; paged)",
+    description="Entries booked (`created_at`, UTC) from `from` to `to` (dates, inclusive, at most 366 days), in "
+                "booking order. `text/csv`; the first page starts with the header row. While more remains, the "
+                "`X-Next-Cursor` header carries the cursor for the next page (`python3 infra/dev.py export-ledger` "
+                "follows it).",
+)
+def export_ledger(req: ApiRequest, program_id: str) -> Any:
+    text, cursor = ledger_export.export_page(req.principal, program_id, req.query("from"), req.query("to"),
+                                             req.int_query("limit", 1000, 1, 5000), req.query("cursor"))
+    headers: dict[str, str | list[str]] = {"Content-Type": "text/csv; charset=utf-8"}
+    if cursor:
+        headers["X-Next-Cursor"] = cursor
+    return Response(body=text, status_code=200, headers=headers)

@@ -32,6 +32,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     # Data rights: operator only (docs/data-rights.md); another program's key learns nothing (404).
     ("POST", "/v1/programs/{program}/members/{member}/erase", None, (OK, 403, 404, 401, 401)),
     ("GET", "/v1/programs/{program}/members/{member}/export", None, (OK, 403, 404, 401, 401)),
+    ("POST", "/v1/programs/{program}/imports/members", {"csv": "email\nb@example.com\n"}, (OK, 403, 404, 401, 401)),
+    ("GET", "/v1/programs/{program}/ledger/export?from=2026-01-01&to=2026-01-02", None, (OK, 403, 404, 401, 401)),
 ]
 CALLERS = ["operator", "own_partner", "other_partner", "no_key", "bad_key"]
 
