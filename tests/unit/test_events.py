@@ -7,7 +7,6 @@ from typing import Any
 import fastjsonschema
 import pytest
 
-from chalicelib.domain.events import schemas as event_schemas
 from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.events import (
     EVENT_SCHEMAS,
@@ -17,6 +16,7 @@ from chalicelib.domain.events import (
     parse_event,
     schema_key,
 )
+from chalicelib.domain.events import schemas as event_schemas
 
 # Realistic payloads, shaped like what our adapters produce from e.g. an InSales /
 # Tilda order webhook and an amoCRM deal, and what a partner sends by hand.
