@@ -114,7 +114,7 @@ class _Chunk:
         self.pid = program.program_id
         self.partner_id = partner_id
         self.result = result
-        self.max_depth = int((program.settings or {}).get("max_depth", 3))
+        self.max_depth = program.program_settings.max_depth
         self.items: dict[tuple[str, str], Entity] = {}
         self.now = clock.utcnow()
 
