@@ -35,7 +35,7 @@ from chalicelib.domain.rewards.models import (
     Tier,
     Trigger,
 )
-from chalicelib.domain.rewards.schema import RULES_SCHEMA, parse_rules
+from chalicelib.domain.rewards.schema import RULES_SCHEMA, load_rules, parse_rules
 
 __all__ = [
     "RULES_SCHEMA",
@@ -63,6 +63,7 @@ __all__ = [
     "format_money",
     "format_rate",
     "month_key",
+    "load_rules",
     "parse_rules",
     "percent_points",
     "reverse",
