@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import UpdateError
@@ -22,7 +23,6 @@ from pynamodb.expressions.condition import size
 
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
-
 
 #: How long the per-day click detail is kept (the totals are kept for good).
 CLICK_DETAIL_RETENTION_DAYS = 400
@@ -80,8 +80,8 @@ def _count_total(program_id: str, code: str, utm_source: str) -> None:
     T = ClickTotalItem
     item = T(*keys.click_total(program_id, code))
     for _ in range(3):
-        counted = T.by_source[utm_source]
-        other = T.by_source[OTHER_SOURCE]
+        counted: Any = T.by_source[utm_source]  # a document path (typed as the map's value type)
+        other: Any = T.by_source[OTHER_SOURCE]
         attempts = [
             # a known source, or a new one while the map has room
             ([T.clicks.add(1), counted.set((counted | 0) + 1)],
