@@ -2,7 +2,7 @@
 
 All are ``ADD``-style updates, so concurrent requests never lose a count and no read
 precedes the write. Neither stores a raw IP: rate-limit scopes carry a salted hash
-(``services.invites.client_fingerprint``) and windows expire by DynamoDB TTL.
+(``services.landing.rate_limits.client_fingerprint``) and windows expire by DynamoDB TTL.
 
 Clicks are kept twice: a pre-aggregated total per code (``ClickTotalItem``: all clicks and
 per-``utm_source`` counts for at most ``MAX_SOURCES`` sources, later ones under ``OTHER_SOURCE``),
