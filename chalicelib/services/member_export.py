@@ -109,12 +109,12 @@ def _summary(member: MemberItem) -> dict[str, Any]:
     balance = found.get(keys.balance(pid, mid))
     record = found.get(keys.erasure_record(pid, mid))
     codes = _codes(member, record if isinstance(record, ErasureItem) else None)
+    totals = {t.code: item_data(t) for t in counters.click_totals(pid, codes) if t.code}
     return {
         "profile": item_data(member),
         "balance": item_data(balance) if isinstance(balance, BalanceItem) else None,
         "erasure": erasure.erasure_view(record) if isinstance(record, ErasureItem) else None,
-        "codes": [{"code": code, "clicks": [item_data(c) for c in counters.click_counters(pid, code)]}
-                  for code in codes],
+        "codes": [{"code": code, "clicks": totals.get(code)} for code in codes],
         "identifiers": _identifier_kinds(member.pointer_keys or []),
         "pending_invites": [item_data(i) for i in _invites(pid, member.pointer_keys or [])],
     }
