@@ -27,15 +27,27 @@ local run uses. Nothing here ships to Lambda (Chalice packages ``app.py``, ``cha
   :data:`ENGINE_LOCK` serialises its requests, as real DynamoDB applies each request
   atomically, whichever client sends it (the app, the scheduler, ``aws --endpoint-url``).
 
+The rest is CPU per request (each webhook is two ``BatchGetItem`` and one
+``TransactWriteItems``): :func:`plain_json_responses` writes data-plane answers with
+``json.dumps`` instead of moto's generic serializer (a quarter of the run's CPU);
+:func:`parse_each_expression_once` parses each distinct condition/update expression once;
+:func:`size_items_once` checks the 400 KB item limit once per item instead of once per
+attribute (n²); :func:`cache_action_lookup` stops ``inspect.getmembers`` on every request;
+``update_item`` no longer deep-copies the old item for a stream record when the table has
+no stream.
+
 :func:`apply` installs all of them once per process (idempotent).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 #: One DynamoDB request at a time across every thread (also taken by the local run's snapshot).
@@ -53,6 +65,10 @@ def apply() -> None:
         ("query", query_one_partition),
         ("get_item", no_partition_on_miss),
         ("lock", serialize_requests),
+        ("responses", plain_json_responses),
+        ("expressions", parse_each_expression_once),
+        ("items", size_items_once),
+        ("actions", cache_action_lookup),
     ):
         if name not in _applied:
             install()
@@ -103,17 +119,21 @@ class _NoTableCopy:
 
     @staticmethod
     def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+        from moto.dynamodb.models.dynamo_type import Item
         from moto.dynamodb.models.table import Table
 
         if getattr(_local, "in_transaction", False) and isinstance(value, Table):
             return value
+        if getattr(_local, "update_without_stream", False) and isinstance(value, Item):
+            return value  # update_item copies the old item only for a stream record; there is no stream
         return copy.deepcopy(value, memo)
 
 
 _Snapshot = tuple[dict[tuple[str, Any, Any], Any], dict[str, int]]
 
 
-def _transaction_keys(backend: Any, transact_items: list[dict[str, Any]]) -> Iterator[tuple[str, Any, Any]]:
+def _transaction_keys(backend: Any,
+                      transact_items: list[dict[str, Any]]) -> Iterator[tuple[tuple[str, Any, Any], str]]:
     from moto.dynamodb.models.dynamo_type import DynamoType
 
     for entry in transact_items:
@@ -131,20 +151,22 @@ def _transaction_keys(backend: Any, transact_items: list[dict[str, Any]]) -> Ite
                 range_value = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
             except (KeyError, TypeError, AttributeError):
                 continue  # malformed: moto rejects it before writing anything for it
-            yield table.name, hash_value, range_value
+            yield (table.name, hash_value, range_value), op_type
 
 
 def _snapshot(backend: Any, transact_items: list[dict[str, Any]]) -> _Snapshot:
     items: dict[tuple[str, Any, Any], Any] = {}
     streams: dict[str, int] = {}
-    for key in _transaction_keys(backend, transact_items):
+    updated = {key for key, op_type in _transaction_keys(backend, transact_items) if op_type == "Update"}
+    for key, _ in _transaction_keys(backend, transact_items):
         if key in items:
             continue
         table_name, hash_value, range_value = key
         table = backend.tables[table_name]
         partition = table.items.get(hash_value)
         current = partition if range_value is None else (partition or {}).get(range_value)
-        items[key] = copy.deepcopy(current)  # update_item changes items in place
+        # update_item changes the item in place; put and delete replace or drop the object.
+        items[key] = copy.deepcopy(current) if key in updated else current
         if table.stream_shard is not None:
             streams.setdefault(table_name, len(table.stream_shard.items))
     return items, streams
@@ -199,6 +221,18 @@ def rollback_touched_items_only() -> None:
     transact_write_items.__wrapped__ = original  # type: ignore[attr-defined]
     backend_class.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
+    original_update: Callable[..., Any] = backend_class.update_item
+
+    def update_item(self: Any, table_name: str, *args: Any, **kwargs: Any) -> Any:
+        table = self.tables.get(table_name)
+        _local.update_without_stream = table is not None and table.stream_shard is None
+        try:
+            return original_update(self, table_name, *args, **kwargs)
+        finally:
+            _local.update_without_stream = False
+
+    backend_class.update_item = update_item  # type: ignore[method-assign]
+
 
 # --- reads -------------------------------------------------------------------------------------
 
@@ -243,6 +277,174 @@ def no_partition_on_miss() -> None:
         return original(self, hash_key, range_key, projection_expression)
 
     Table.get_item = get_item  # type: ignore[method-assign]
+
+
+# --- expressions and items ------------------------------------------------------------------------
+
+_EXPRESSION_CACHE_SIZE = 1024
+
+
+def parse_each_expression_once() -> None:
+    """Parse each distinct condition / update expression once, not on every request.
+
+    The app sends a handful of expression shapes (``attribute_not_exists (#0)``,
+    ``SET #0 = :0 ADD #1 :1``...). A condition's syntax tree depends on the expression, its
+    names and its values, and is never changed after parsing (evaluation only reads it), so
+    it is reused along with the names/values the parser reports as found; an update
+    expression's tree is changed by moto's validator, so each use gets a fresh copy.
+    """
+    import pickle
+
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    conditions: dict[tuple[Any, str, str], tuple[Any, list[str], list[str]]] = {}
+    original_parse: Callable[..., Any] = ConditionExpressionParser.parse
+
+    def parse(self: Any) -> Any:
+        try:
+            key = (self.condition_expression,
+                   json.dumps(self.expression_attribute_names, sort_keys=True, default=repr),
+                   json.dumps(self.expression_attribute_values, sort_keys=True, default=repr))
+        except (TypeError, ValueError):
+            return original_parse(self)
+        hit = conditions.get(key)
+        if hit is None:
+            op = original_parse(self)
+            if len(conditions) >= _EXPRESSION_CACHE_SIZE:
+                conditions.clear()
+            conditions[key] = hit = (op, list(self.expr_attr_names_found), list(self.expr_attr_values_found))
+        op, self.expr_attr_names_found, self.expr_attr_values_found = hit[0], list(hit[1]), list(hit[2])
+        return op
+
+    ConditionExpressionParser.parse = parse  # type: ignore[method-assign]
+
+    trees: dict[str, Any] = {}
+    original_make: Callable[..., Any] = UpdateExpressionParser.make
+
+    def make(cls: Any, expression_str: str) -> Any:
+        tree = trees.get(expression_str)
+        if tree is None:
+            tree = original_make(expression_str)
+            if len(trees) >= _EXPRESSION_CACHE_SIZE:
+                trees.clear()
+            trees[expression_str] = tree
+        return tree
+
+    UpdateExpressionParser.make = classmethod(make)  # type: ignore[method-assign, assignment]
+
+    # The one place that changes a tree works on a copy (``Validator.__init__`` deep-copies
+    # the expression); a pickle round trip copies moto's syntax nodes about 7x faster.
+    import moto.dynamodb.parsing.validators as validators
+    from moto.dynamodb.parsing.ast_nodes import Node
+
+    def copy_tree(value: Any, memo: Any = None) -> Any:
+        if isinstance(value, Node):
+            try:
+                return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))  # noqa: S301 - our own bytes
+            except (pickle.PicklingError, TypeError, AttributeError):
+                pass
+        return copy.deepcopy(value, memo)
+
+    validators.deepcopy = copy_tree  # type: ignore[attr-defined]
+
+
+def cache_action_lookup() -> None:
+    """moto lists a handler class's methods (``inspect.getmembers``) on every request; once is enough."""
+    import functools
+
+    import moto.core.responses as responses
+
+    responses.method_names_from_class = functools.lru_cache(maxsize=None)(responses.method_names_from_class)  # type: ignore[attr-defined]
+
+
+def size_items_once() -> None:
+    """Check an item's 400 KB limit once when it is built, not once per attribute.
+
+    ``LimitedSizeDict.__setitem__`` sums the size of every attribute already present, so
+    building an item of n attributes cost n² size computations. The limit and the error
+    (``ItemSizeTooLarge``) stay; later ``__setitem__`` calls (updates) keep moto's check.
+    """
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+    from moto.dynamodb.models.utilities import bytesize
+
+    def __init__(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+        self.hash_key = hash_key
+        self.range_key = range_key
+        converted = {key: DynamoType(value) for key, value in attrs.items()}
+        if sum(bytesize(key) + value.size() for key, value in converted.items()) > 405000:
+            raise ItemSizeTooLarge
+        self.attrs = LimitedSizeDict()
+        dict.update(self.attrs, converted)
+
+    Item.__init__ = __init__  # type: ignore[method-assign]
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+#: Data-plane actions whose successful result is already DynamoDB's JSON shape.
+PLAIN_JSON_ACTIONS = frozenset({
+    "GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
+    "TransactWriteItems", "TransactGetItems",
+})
+JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: bytes as base64 (as DynamoDB sends ``B``), no ``None`` members, datetimes as epoch."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return value
+
+
+_OUTPUT_MEMBERS: dict[str, frozenset[str]] = {}
+
+
+def _output_members(action: str) -> frozenset[str]:
+    members = _OUTPUT_MEMBERS.get(action)
+    if members is None:
+        from moto.core.responses import get_service_model
+
+        shape = get_service_model("dynamodb").operation_model(action).output_shape
+        members = _OUTPUT_MEMBERS[action] = frozenset(shape.members if shape is not None else ())
+    return members
+
+
+def plain_json_body(action: str, result: dict[str, Any]) -> str:
+    """The response body moto's serializer would produce (top-level members of the output shape only)."""
+    members = _output_members(action)
+    return json.dumps(_plain({k: v for k, v in result.items() if k in members}), separators=(",", ":"))
+
+
+def plain_json_responses() -> None:
+    """Serialise successful data-plane results with ``json.dumps`` instead of moto's generic serializer.
+
+    moto 5.2 walks every response through the botocore service model (name aliasing, shape
+    checks); for DynamoDB's JSON protocol the result dict already is the wire shape, and that
+    walk was a quarter of the local run's CPU. Errors and control-plane calls keep moto's path;
+    ``tests/functional/test_moto_engine.py`` compares both paths' output.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    original: Callable[..., Any] = DynamoHandler.serialized
+
+    def serialized(self: Any, action_result: Any) -> Any:
+        result, action = action_result.result, self._get_action()
+        if isinstance(result, dict) and action in PLAIN_JSON_ACTIONS:
+            headers = {"Content-Type": JSON_CONTENT_TYPE}
+            headers.update(self.response_headers)
+            return 200, headers, plain_json_body(action, result)
+        return original(self, action_result)
+
+    serialized.__wrapped__ = original  # type: ignore[attr-defined]
+    DynamoHandler.serialized = serialized  # type: ignore[method-assign]
 
 
 # --- concurrency -------------------------------------------------------------------------------

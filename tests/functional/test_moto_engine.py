@@ -51,7 +51,7 @@ def _all(client: Any) -> list[dict[str, Any]]:
 
 
 def test_the_suite_and_the_local_run_use_the_adjusted_engine(ddb: Any) -> None:
-    assert moto_tuning.applied() == {"tracking", "rollback", "query", "get_item", "lock"}
+    assert moto_tuning.applied() == {"tracking", "rollback", "query", "get_item", "lock", "responses", "expressions", "items", "actions"}
 
 
 def test_a_cancelled_transaction_leaves_every_item_as_it_was(ddb: Any) -> None:
@@ -144,3 +144,54 @@ def test_model_objects_are_not_kept_for_the_dashboard(ddb: Any) -> None:
         ddb.query(TableName=TABLE, KeyConditionExpression="PK = :p", ExpressionAttributeValues={":p": {"S": f"p{i}"}})
     assert Item.instances_tracked == [] and Table.instances_tracked == []
     assert len(_all(ddb)) == 200
+
+
+def test_data_plane_answers_are_what_motos_own_serializer_writes(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from moto.dynamodb.responses import DynamoHandler
+
+    fast = DynamoHandler.serialized
+    moto_own = fast.__wrapped__  # type: ignore[attr-defined]
+    compared: list[str] = []
+
+    def both(self: Any, action_result: Any) -> Any:
+        ours, theirs = fast(self, action_result), moto_own(self, action_result)
+        if self._get_action() in moto_tuning.PLAIN_JSON_ACTIONS and isinstance(action_result.result, dict):
+            assert (ours[0], json.loads(ours[2])) == (theirs[0], json.loads(theirs[2])), self._get_action()
+            assert ours[1]["Content-Type"] == theirs[1]["Content-Type"]
+            compared.append(self._get_action())
+        return ours
+
+    monkeypatch.setattr(DynamoHandler, "serialized", both)
+    key = _item("a", "1")
+    item = {**key, "n": {"N": "1.50"}, "b": {"B": b"\x00\xff"}, "ss": {"SS": ["x", "y"]}, "ns": {"NS": ["1", "2"]},
+            "bs": {"BS": [b"1", b"2"]}, "e": {"S": ""},
+            "m": {"M": {"k": {"L": [{"S": "v"}, {"NULL": True}, {"BOOL": False}, {"B": b"zz"}]}}}}
+    one = {":one": {"N": "1"}}
+    ddb.put_item(TableName=TABLE, Item=item, ReturnConsumedCapacity="TOTAL")
+    ddb.put_item(TableName=TABLE, Item=item, ReturnValues="ALL_OLD")
+    assert ddb.get_item(TableName=TABLE, Key=key)["Item"]["b"] == {"B": b"\x00\xff"}
+    ddb.get_item(TableName=TABLE, Key=_item("a", "2"))
+    ddb.get_item(TableName=TABLE, Key=key, ProjectionExpression="m.k[0], n")
+    for returns in ("ALL_NEW", "UPDATED_OLD", "NONE"):
+        ddb.update_item(TableName=TABLE, Key=key, UpdateExpression="ADD n :one", ExpressionAttributeValues=one,
+                        ReturnValues=returns)
+    for sk in range(5):
+        ddb.put_item(TableName=TABLE, Item=_item("q", str(sk)))
+    page = ddb.query(TableName=TABLE, KeyConditionExpression="PK = :p", ExpressionAttributeValues={":p": {"S": "q"}},
+                     Limit=2, ReturnConsumedCapacity="TOTAL")
+    assert page["LastEvaluatedKey"] == _item("q", "1")
+    ddb.query(TableName=TABLE, KeyConditionExpression="PK = :p", ExpressionAttributeValues={":p": {"S": "q"}},
+              Select="COUNT")
+    ddb.scan(TableName=TABLE, Limit=3)
+    ddb.batch_get_item(RequestItems={TABLE: {"Keys": [key, _item("q", "1"), _item("none", "1")]}})
+    ddb.batch_write_item(RequestItems={TABLE: [{"PutRequest": {"Item": _item("w", "1")}},
+                                               {"DeleteRequest": {"Key": _item("q", "0")}}]},
+                         ReturnConsumedCapacity="TOTAL")
+    ddb.transact_write_items(TransactItems=[{"Put": {"TableName": TABLE, "Item": _item("tx", "1")}}],
+                             ReturnConsumedCapacity="TOTAL")
+    ddb.transact_get_items(TransactItems=[{"Get": {"TableName": TABLE, "Key": key}},
+                                          {"Get": {"TableName": TABLE, "Key": _item("nx", "1")}}])
+    ddb.delete_item(TableName=TABLE, Key=key, ReturnValues="ALL_OLD")
+    assert set(compared) == moto_tuning.PLAIN_JSON_ACTIONS
