@@ -15,7 +15,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed, field_error
-from chalicelib.domain.rewards import RULES_SCHEMA, RulesDoc, parse_rules
+from chalicelib.domain.rewards import RULES_SCHEMA, RulesDoc, load_rules, parse_rules
 from chalicelib.domain.validation import child_path
 from chalicelib.services.auth import Principal
 from chalicelib.store import cache, keys, tenancy_repo
@@ -23,8 +23,6 @@ from chalicelib.store.db import Entity
 from chalicelib.store.ledger import RulesVersionItem
 from chalicelib.store.tenancy import ProgramItem
 from chalicelib.store.transact import Transaction
-
-DEFAULT_MAX_DEPTH = 3
 
 
 def rules_key(program: ProgramItem) -> tuple[str, str] | None:
@@ -41,7 +39,8 @@ def is_cached(program: ProgramItem) -> bool:
 
 
 def remember(program_id: str, item: RulesVersionItem) -> RulesDoc:
-    doc = parse_rules(item.document)
+    # Validated by put_rules when stored: built without validating again (cold-start cost).
+    doc = load_rules(item.document)
     _parsed[(program_id, int(item.version))] = doc
     return doc
 
@@ -89,7 +88,7 @@ def _prepare(program: ProgramItem, body: Any) -> dict[str, Any]:
     if errors:
         raise ValidationFailed("Invalid rules document", details={"errors": errors})
     parsed = parse_rules(doc)  # 422 with the JSON path on any problem
-    max_depth = int((program.settings or {}).get("max_depth", DEFAULT_MAX_DEPTH))
+    max_depth = program.program_settings.max_depth
     depth_errors = [
         field_error(f"$.rules[{i}].recipient.level",
                     f"level {rule.recipient.level} is deeper than the program's settings.max_depth ({max_depth})")

@@ -3,7 +3,7 @@
 A warm Lambda serves many requests; re-reading the same program and partner on
 every webhook would add a DynamoDB round trip per request. Entries live for
 ``config_cache_seconds`` (default 30 s), which bounds how long a revoked key or
-a changed program setting can still be seen by a warm instance (documented in the README).
+a changed program setting can still be seen by a warm instance (documented in docs/tenancy.md).
 """
 
 from __future__ import annotations
@@ -38,3 +38,14 @@ def invalidate(namespace: str, key: str) -> None:
 def clear() -> None:
     with _lock:
         _entries.clear()
+
+
+def peek(namespace: str, key: str) -> Any:
+    """The live cached value, or None (nothing is loaded)."""
+    hit = _entries.get((namespace, key))
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
+def put(namespace: str, key: str, ttl_seconds: float, value: Any) -> None:
+    with _lock:
+        _entries[(namespace, key)] = (time.monotonic() + ttl_seconds, value)

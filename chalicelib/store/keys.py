@@ -3,7 +3,7 @@
 Prefixes are readable so an operator browsing the table sees what an item is.
 Every builder returns ``(PK, SK)``; ``gsi1_*`` builders return ``(GSI1PK, GSI1SK)``.
 Personal identifiers never appear in keys: callers pass the salted hash from
-``chalicelib.domain.identity``. See README "Data model" for the access-pattern chart.
+``chalicelib.domain.identity``. See docs/data-model.md for the access-pattern chart.
 """
 
 from __future__ import annotations
@@ -98,6 +98,11 @@ def gsi1_attribution_by_code(program_id: str, code: str, at: str, record_id: str
 
 def click_counter(program_id: str, code: str, day: str, utm_source: str) -> Key:
     return f"CLICKS#{program_id}#{code}", f"DAY#{day}#SRC#{utm_source}"
+
+
+def click_total(program_id: str, code: str) -> Key:
+    """All clicks on one code (pre-aggregated: the member profile reads this, not the days)."""
+    return f"CLICKS#{program_id}#{code}", "TOTAL"
 
 
 def rate_limit(scope: str, window: str) -> Key:
