@@ -18,7 +18,9 @@ Limits: what happened after the last snapshot is lost if the process is killed (
 out of memory, power cut); a DynamoDB stream starts empty after a restart (records not yet
 consumed are not kept); SNS, SES, SQS and the other services start empty (the run recreates
 what it needs); asymmetric KMS keys are not kept; the files hold plain secrets for this machine
-only; the format belongs to this version of the local run (delete the directory to start over).
+only; the format belongs to this version of the local run (a snapshot written by another is
+refused: move the directory away to start over). Writing or loading takes about 4 s of CPU per
+100,000 items.
 """
 
 from __future__ import annotations
@@ -93,8 +95,12 @@ def _dynamodb_tables() -> Iterator[tuple[str, str, Any]]:
                 yield account, region, table
 
 
+def _item_rows(table: Any) -> list[dict[str, Any]]:
+    return [item.to_json()["Attributes"] for item in table.all_items()]
+
+
 def dump_dynamodb() -> list[dict[str, Any]]:
-    """Every table as plain JSON (call with moto paused: ``moto_tuning.engine_paused()``)."""
+    """Every table's settings and items (call with moto paused: ``moto_tuning.engine_paused()``)."""
     tables = []
     for account, region, table in _dynamodb_tables():
         description = table.describe()["TableDescription"]
@@ -110,7 +116,7 @@ def dump_dynamodb() -> list[dict[str, Any]]:
                               for i in description.get("LocalSecondaryIndexes", [])],
             "stream": description.get("StreamSpecification"),
             "ttl": dict(table.ttl),
-            "items": [item.to_json()["Attributes"] for item in table.all_items()],
+            "items": _item_rows(table),
         })
     return tables
 
@@ -118,6 +124,7 @@ def dump_dynamodb() -> list[dict[str, Any]]:
 def load_dynamodb(tables: list[dict[str, Any]]) -> int:
     """Recreate the tables in moto and put their items back (no stream records); return the item count."""
     from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
 
     count = 0
     for saved in tables:
@@ -137,13 +144,18 @@ def load_dynamodb(tables: list[dict[str, Any]]) -> int:
         }
         table = backend.create_table(saved["name"], **params)
         table.ttl.update(saved.get("ttl") or {})
-        shard, table.stream_shard = table.stream_shard, None  # loading is not a change to stream
-        try:
-            for attrs in saved["items"]:
-                table.put_item(attrs)
-                count += 1
-        finally:
-            table.stream_shard = shard
+        # Straight into the table: these items were valid when moto stored them, and loading
+        # is not a change to stream.
+        hash_attr, range_attr = table.hash_key_attr, table.range_key_attr
+        for attrs in saved["items"]:
+            hash_key = DynamoType(attrs[hash_attr])
+            range_key = DynamoType(attrs[range_attr]) if range_attr else None
+            item = Item(hash_key, range_key, attrs)
+            if range_key is None:
+                table.items[hash_key] = item  # type: ignore[assignment]
+            else:
+                table.items[hash_key][range_key] = item
+            count += 1
     return count
 
 
@@ -235,7 +247,8 @@ class LocalState:
         with gzip.open(self._path(AWS_FILE), "rt", encoding="utf-8") as src:
             data = json.load(src)
         if data.get("format") != FORMAT:
-            raise SystemExit(f"{self._path(AWS_FILE)} was written by another version of the local run")
+            raise SystemExit(f"{self._path(AWS_FILE)} was written by another version of the local run; "
+                             f"move {self.directory} away to start over")
         loaded = {"items": load_dynamodb(data["dynamodb"]), "tables": len(data["dynamodb"]),
                   "kms_keys": load_kms(data.get("kms", []))}
         self.saved_writes = WRITES.count
@@ -259,9 +272,10 @@ class LocalState:
                 tables = dump_dynamodb()
                 data = {"format": FORMAT, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                         "dynamodb": tables, "kms": dump_kms()}
-                text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+            # Plain JSON values from here on: serialised outside the pause.
+            blob = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
             self.directory.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
-            _write_atomically(self._path(AWS_FILE), gzip.compress(text.encode(), compresslevel=1))
+            _write_atomically(self._path(AWS_FILE), gzip.compress(blob, compresslevel=1))
             self.saved_writes = writes
             self.last_save_seconds = time.monotonic() - started
             items = sum(len(t["items"]) for t in tables)

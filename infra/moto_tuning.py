@@ -296,7 +296,7 @@ def parse_each_expression_once() -> None:
     import pickle
 
     from moto.dynamodb.comparisons import ConditionExpressionParser
-    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 
     conditions: dict[tuple[Any, str, str], tuple[Any, list[str], list[str]]] = {}
     original_parse: Callable[..., Any] = ConditionExpressionParser.parse
@@ -336,17 +336,17 @@ def parse_each_expression_once() -> None:
     # The one place that changes a tree works on a copy (``Validator.__init__`` deep-copies
     # the expression); a pickle round trip copies moto's syntax nodes about 7x faster.
     import moto.dynamodb.parsing.validators as validators
-    from moto.dynamodb.parsing.ast_nodes import Node
+    from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
 
     def copy_tree(value: Any, memo: Any = None) -> Any:
         if isinstance(value, Node):
             try:
-                return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))  # noqa: S301 - our own bytes
+                return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
             except (pickle.PicklingError, TypeError, AttributeError):
                 pass
         return copy.deepcopy(value, memo)
 
-    validators.deepcopy = copy_tree  # type: ignore[attr-defined]
+    validators.deepcopy = copy_tree  # type: ignore[attr-defined, assignment]
 
 
 def cache_action_lookup() -> None:
