@@ -514,8 +514,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, metavar="DIR",
                         help="keep the embedded AWS state and the keys in DIR across restarts "
                              "(default: in memory, gone when you stop)")
-    parser.add_argument("--save-every", type=float, default=60.0, metavar="SECONDS",
-                        help="with --data: also snapshot every SECONDS while data changes (default 60; 0 = only on stop)")
+    parser.add_argument("--save-every", type=float, default=10.0, metavar="SECONDS",
+                        help="with --data: also save what changed every SECONDS (default 10; 0 = only on stop)")
     parser.add_argument("--ready-file", type=Path, help="write URLs and keys as JSON here once the API answers")
     parser.add_argument("--no-seed", action="store_true", help="do not create the demo program")
     parser.add_argument("--no-schedules", action="store_true", help="do not run @app.schedule handlers")

@@ -4,23 +4,31 @@ How: the embedded moto keeps everything in memory, so the run takes **snapshots*
 On a clean stop (Ctrl-C, SIGTERM; after the API has stopped taking requests and the last
 one finished) and every ``--save-every`` seconds while something changed, it writes
 
-* ``DIR/aws-state.json.gz``: every DynamoDB table of the embedded moto (its key schema,
-  indexes, stream and TTL settings, and every item as DynamoDB JSON) and every symmetric KMS
-  key with its key material and aliases (so what was encrypted before a restart still decrypts);
+* the first time (and after a table is created or changed): ``DIR/aws-state.json.gz``, every
+  DynamoDB table of the embedded moto (its key schema, indexes, stream and TTL settings, and
+  every item as DynamoDB JSON) and every symmetric KMS key with its key material and aliases
+  (so what was encrypted before a restart still decrypts);
+* after that: a **journal segment** ``DIR/aws-journal-NNNNNN.json.gz`` with only the items
+  written since the previous snapshot (their state now, or their deletion) and the KMS keys,
+  so a snapshot costs what changed, not the size of the tables (moto's item writes are
+  hooked to note which items changed, whoever wrote them);
 * ``DIR/keys.json`` (mode 0600): the master secret the webhook secrets derive from, the operator
   key, the demo program's keys and the ``SARAFAN_*`` settings the run chose, so the next start
   prints and accepts the same keys and secrets.
 
-Each file is written to a temporary name and renamed, so a snapshot is whole or absent. The
-next ``run --data DIR`` loads the snapshot into moto before anything else starts.
+Each file is written to a temporary name and renamed, so a snapshot is whole or absent, and
+each is taken with moto paused (no DynamoDB request runs meanwhile): one consistent state. The
+next ``run --data DIR`` loads the full snapshot and then the journal, in order, into moto
+before anything else starts; after :data:`MAX_JOURNAL` segments the next snapshot is a full one
+again and the journal is dropped.
 
 Limits: what happened after the last snapshot is lost if the process is killed (``kill -9``,
 out of memory, power cut); a DynamoDB stream starts empty after a restart (records not yet
 consumed are not kept); SNS, SES, SQS and the other services start empty (the run recreates
 what it needs); asymmetric KMS keys are not kept; the files hold plain secrets for this machine
 only; the format belongs to this version of the local run (a snapshot written by another is
-refused: move the directory away to start over). Writing or loading takes about 4 s of CPU per
-100,000 items.
+refused: move the directory away to start over). A full snapshot takes about 4 s of CPU per
+100,000 items to write or to load.
 """
 
 from __future__ import annotations
@@ -39,11 +47,11 @@ FORMAT = 1
 AWS_FILE = "aws-state.json.gz"
 KEYS_FILE = "keys.json"
 
-#: DynamoDB actions that change data (what makes an autosave due).
-WRITE_ACTIONS = frozenset({
-    "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems", "CreateTable", "DeleteTable",
-    "UpdateTable", "UpdateTimeToLive", "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
-})
+#: DynamoDB actions that change tables rather than items (a full snapshot follows).
+SCHEMA_ACTIONS = frozenset({"CreateTable", "DeleteTable", "UpdateTable", "UpdateTimeToLive"})
+JOURNAL_GLOB = "aws-journal-*.json.gz"
+#: Journal segments before the next snapshot is a full one again (which drops them).
+MAX_JOURNAL = 200
 
 
 def _write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -56,31 +64,75 @@ def _write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     os.replace(tmp, path)
 
 
-class _WriteCounter:
-    """Counts DynamoDB write requests, whoever sends them (app, jobs, ``aws --endpoint-url``)."""
+TableId = tuple[str, str, str]  # account, region, table name
+
+
+class _Changes:
+    """Which DynamoDB items changed since the last snapshot, whoever changed them.
+
+    Hooks moto's item writes (``Table.put_item``/``delete_item``, ``update_item``), so a
+    snapshot writes only those items (a journal segment) instead of the whole table. Every
+    hook runs inside a DynamoDB request, i.e. under ``moto_tuning.ENGINE_LOCK``, as does
+    :meth:`take`.
+    """
 
     def __init__(self) -> None:
-        self.count = 0
+        self.items: set[tuple[TableId, Any, Any]] = set()
+        self.schema = False
         self._installed = False
+
+    def take(self) -> tuple[set[tuple[TableId, Any, Any]], bool]:
+        items, schema = self.items, self.schema
+        self.items, self.schema = set(), False
+        return items, schema
 
     def install(self) -> None:
         if self._installed:
             return
+        from moto.dynamodb.models import DynamoDBBackend
+        from moto.dynamodb.models.dynamo_type import DynamoType
+        from moto.dynamodb.models.table import Table
         from moto.dynamodb.responses import DynamoHandler
 
-        original = DynamoHandler.call_action
-        counter = self
+        changes = self
+        call_action, put_item, delete_item = DynamoHandler.call_action, Table.put_item, Table.delete_item
+        update_item = DynamoDBBackend.update_item
 
-        def call_action(handler: Any) -> Any:
-            if handler._get_action() in WRITE_ACTIONS:
-                counter.count += 1
-            return original(handler)
+        def table_id(table: Any) -> TableId:
+            return (table.account_id, table.region_name, table.name)
 
-        DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+        def handler_call_action(handler: Any) -> Any:
+            if handler._get_action() in SCHEMA_ACTIONS:
+                changes.schema = True
+            return call_action(handler)
+
+        def table_put_item(table: Any, item_attrs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            item = put_item(table, item_attrs, *args, **kwargs)
+            changes.items.add((table_id(table), item.hash_key, item.range_key))
+            return item
+
+        def table_delete_item(table: Any, hash_key: Any, range_key: Any) -> Any:
+            changes.items.add((table_id(table), hash_key, range_key))
+            return delete_item(table, hash_key, range_key)
+
+        def backend_update_item(backend: Any, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            try:
+                return update_item(backend, table_name, key, *args, **kwargs)
+            finally:
+                table = backend.tables.get(table_name)
+                if table is not None and table.hash_key_attr in key:
+                    range_value = key.get(table.range_key_attr) if table.range_key_attr else None
+                    changes.items.add((table_id(table), DynamoType(key[table.hash_key_attr]),
+                                       DynamoType(range_value) if range_value is not None else None))
+
+        DynamoHandler.call_action = handler_call_action  # type: ignore[method-assign]
+        Table.put_item = table_put_item  # type: ignore[method-assign, assignment]
+        Table.delete_item = table_delete_item  # type: ignore[method-assign, assignment]
+        DynamoDBBackend.update_item = backend_update_item  # type: ignore[method-assign, assignment]
         self._installed = True
 
 
-WRITES = _WriteCounter()
+CHANGES = _Changes()
 
 
 # --- DynamoDB -----------------------------------------------------------------------------
@@ -159,6 +211,58 @@ def load_dynamodb(tables: list[dict[str, Any]]) -> int:
     return count
 
 
+def _key_json(table: Any, hash_key: Any, range_key: Any) -> dict[str, Any]:
+    key = {table.hash_key_attr: hash_key.to_json()}
+    if range_key is not None:
+        key[table.range_key_attr] = range_key.to_json()
+    return key
+
+
+def dump_changes(changed: set[tuple[TableId, Any, Any]]) -> list[dict[str, Any]]:
+    """The current state of each changed item: ``{"table", "key", "item"}`` (``item`` None: deleted)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    out = []
+    for (account, region, name), hash_key, range_key in changed:
+        table = dynamodb_backends[account][region].tables.get(name)
+        if table is None:
+            continue
+        partition: Any = table.items.get(hash_key)
+        item: Any = partition if range_key is None else (partition or {}).get(range_key)
+        out.append({"table": [account, region, name], "key": _key_json(table, hash_key, range_key),
+                    "item": item.to_json()["Attributes"] if item is not None else None})
+    return out
+
+
+def apply_changes(changes: list[dict[str, Any]]) -> None:
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    for change in changes:
+        account, region, name = change["table"]
+        table = dynamodb_backends[account][region].tables[name]
+        hash_key = DynamoType(change["key"][table.hash_key_attr])
+        range_key = DynamoType(change["key"][table.range_key_attr]) if table.range_key_attr else None
+        if change["item"] is None:
+            if range_key is None:
+                table.items.pop(hash_key, None)
+            elif hash_key in table.items:
+                table.items[hash_key].pop(range_key, None)
+        elif range_key is None:
+            table.items[hash_key] = Item(hash_key, None, change["item"])  # type: ignore[assignment]
+        else:
+            table.items[hash_key][range_key] = Item(hash_key, range_key, change["item"])
+
+
+def _read(path: Path) -> dict[str, Any]:
+    with gzip.open(path, "rt", encoding="utf-8") as src:
+        data = json.load(src)
+    if data.get("format") != FORMAT:
+        raise SystemExit(f"{path} was written by another version of the local run; "
+                         f"move {path.parent} away to start over")
+    return data  # type: ignore[no-any-return]
+
+
 # --- KMS ------------------------------------------------------------------------------------
 
 
@@ -205,8 +309,9 @@ class LocalState:
     def __init__(self, directory: Path | None, log: Callable[[str], None] = print) -> None:
         self.directory = directory.expanduser().resolve() if directory else None
         self.log = log
-        self.saved_writes = 0
         self.last_save_seconds: float | None = None
+        self._saved_kms: list[dict[str, Any]] | None = None
+        self._sequence = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._save_lock = threading.Lock()
@@ -238,48 +343,80 @@ class LocalState:
         _write_atomically(self._path(KEYS_FILE), json.dumps(payload, ensure_ascii=False, indent=2).encode())
 
     # AWS state
+    def _journal(self) -> list[Path]:
+        assert self.directory is not None
+        return sorted(self.directory.glob(JOURNAL_GLOB))
+
     def restore(self) -> dict[str, int] | None:
-        """Load the last snapshot into moto (before anything else talks to it)."""
-        WRITES.install()
+        """Load the last snapshot and its journal into moto (before anything else talks to it)."""
+        CHANGES.install()
         if not self.persistent or not self._path(AWS_FILE).exists():
             return None
         started = time.monotonic()
-        with gzip.open(self._path(AWS_FILE), "rt", encoding="utf-8") as src:
-            data = json.load(src)
-        if data.get("format") != FORMAT:
-            raise SystemExit(f"{self._path(AWS_FILE)} was written by another version of the local run; "
-                             f"move {self.directory} away to start over")
-        loaded = {"items": load_dynamodb(data["dynamodb"]), "tables": len(data["dynamodb"]),
-                  "kms_keys": load_kms(data.get("kms", []))}
-        self.saved_writes = WRITES.count
-        self.log(f"restored {loaded['items']} items in {loaded['tables']} table(s) and {loaded['kms_keys']} KMS "
-                 f"key(s) from {self._path(AWS_FILE)} in {time.monotonic() - started:.1f} s")
+        data = _read(self._path(AWS_FILE))
+        loaded = {"items": load_dynamodb(data["dynamodb"]), "tables": len(data["dynamodb"])}
+        kms = data.get("kms", [])
+        segments = self._journal()
+        for segment in segments:
+            changes = _read(segment)
+            apply_changes(changes["items"])
+            kms = changes.get("kms", kms)
+        loaded["kms_keys"] = load_kms(kms)
+        loaded["journal"] = len(segments)
+        CHANGES.take()  # what was just loaded is what is on disk
+        self.log(f"restored {loaded['items']} items in {loaded['tables']} table(s), {len(segments)} journal "
+                 f"segment(s) and {loaded['kms_keys']} KMS key(s) from {self.directory} in "
+                 f"{time.monotonic() - started:.1f} s")
+        self._saved_kms = kms
+        self._sequence = int(segments[-1].name.split("-")[-1].split(".")[0]) if segments else 0
         return loaded
 
-    def save(self, reason: str = "snapshot") -> bool:
-        """Write a snapshot if anything changed since the last one; True if written."""
+    def save(self, reason: str = "snapshot", full: bool = False) -> bool:
+        """Write what changed since the last snapshot (a journal segment), or everything; True if written.
+
+        A full snapshot replaces ``aws-state.json.gz`` and drops the journal; it is taken when
+        there is none yet, when a table was created or changed, or with ``full``.
+        """
         if not self.persistent:
             return False
         from infra import moto_tuning
 
+        assert self.directory is not None
         with self._save_lock:
-            writes = WRITES.count
-            if writes == self.saved_writes and self._path(AWS_FILE).exists():
-                return False
             started = time.monotonic()
             with moto_tuning.engine_paused():  # one consistent state: no DynamoDB request runs meanwhile
-                writes = WRITES.count
-                tables = dump_dynamodb()
-                data = {"format": FORMAT, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                        "dynamodb": tables, "kms": dump_kms()}
+                changed, schema = CHANGES.take()
+                kms = dump_kms()
+                full = (full or schema or not self._path(AWS_FILE).exists()
+                        or (bool(changed) and self._sequence >= MAX_JOURNAL))
+                if not full and not changed and kms == self._saved_kms:
+                    return False
+                if full:
+                    tables = dump_dynamodb()
+                    data: dict[str, Any] = {"format": FORMAT, "dynamodb": tables, "kms": kms}
+                    count = sum(len(t["items"]) for t in tables)
+                else:
+                    items = dump_changes(changed)
+                    data = {"format": FORMAT, "items": items, "kms": kms}
+                    count = len(items)
             # Plain JSON values from here on: serialised outside the pause.
-            blob = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-            self.directory.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
-            _write_atomically(self._path(AWS_FILE), gzip.compress(blob, compresslevel=1))
-            self.saved_writes = writes
+            data["saved_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            blob = gzip.compress(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(), compresslevel=1)
+            self.directory.mkdir(parents=True, exist_ok=True)
+            if full:
+                _write_atomically(self._path(AWS_FILE), blob)
+                for segment in self._journal():
+                    segment.unlink()
+                self._sequence = 0
+                where = self._path(AWS_FILE)
+            else:
+                self._sequence += 1
+                where = self._path(JOURNAL_GLOB.replace("*", f"{self._sequence:06d}"))
+                _write_atomically(where, blob)
+            self._saved_kms = kms
             self.last_save_seconds = time.monotonic() - started
-            items = sum(len(t["items"]) for t in tables)
-            self.log(f"{reason}: saved {items} items to {self._path(AWS_FILE)} in {self.last_save_seconds:.1f} s")
+            self.log(f"{reason}: saved {count} {'items' if full else 'changed items'} to {where.name} "
+                     f"in {self.last_save_seconds:.1f} s")
             return True
 
     def start_autosave(self, every: float) -> None:
