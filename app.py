@@ -8,6 +8,7 @@ from chalice import Chalice
 
 from chalicelib.api.admin import admin
 from chalicelib.api.http import http_middleware
+from chalicelib.api.integrations import integrations
 from chalicelib.api.jobs import jobs
 from chalicelib.api.landing import landing
 from chalicelib.api.members import members
@@ -24,3 +25,4 @@ app.register_blueprint(rewards)
 app.register_blueprint(jobs)
 app.register_blueprint(landing)
 app.register_blueprint(members)
+app.register_blueprint(integrations)

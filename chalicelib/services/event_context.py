@@ -18,6 +18,8 @@ ATTRIBUTING_EVENTS = frozenset({"member.signup", "lead.created", "deal.won", "or
 #: Events that make the customer a member when unknown (orders only with auto-enrolment on).
 ENROLLING_EVENTS = frozenset({"member.signup", "lead.created", "deal.won"})
 PURCHASE_EVENTS = attribution.FINALISING_EVENTS
+#: Program setting: whether a won CRM deal counts as one of the customer's orders (default no).
+DEALS_COUNT_AS_ORDERS = "deals_count_as_orders"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,18 @@ class EventContext:
 
     def setting(self, name: str, default: Any) -> Any:
         return (self.program.settings or {}).get(name, default)
+
+    @property
+    def is_purchase(self) -> bool:
+        """Whether this event is one of the customer's orders (counts, ``trigger.order``, recurring caps).
+
+        ``order.paid`` always is. A won CRM deal is not a shop order unless the program says so
+        (``settings.deals_count_as_orders``): otherwise a deal would make the friend's first real
+        order their second, and use up a recurring rule's ``orders`` cap.
+        """
+        if self.event.type == "order.paid":
+            return True
+        return self.event.type == "deal.won" and bool(self.setting(DEALS_COUNT_AS_ORDERS, False))
 
 
 @dataclass

@@ -35,6 +35,8 @@ PROGRAM_SETTINGS_SCHEMA: dict[str, Any] = {
         "attribution_window_days": {"type": "integer", "minimum": 1, "maximum": 365},
         "attribution_model": {"enum": ["first_touch", "last_touch"]},
         "auto_enrol": {"type": "boolean"},
+        # Whether a won CRM deal (deal.won) counts as one of the customer's orders; default false.
+        "deals_count_as_orders": {"type": "boolean"},
         "max_depth": {"type": "integer", "minimum": 1, "maximum": 5},
         "offer": {
             "type": "object",
