@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 #: Platform name in URLs → module. Imported on first use (cold start).
 PLATFORMS: dict[str, str] = {
     "shopify": "chalicelib.adapters.shopify",
+    "woocommerce": "chalicelib.adapters.woocommerce",
 }
 
 

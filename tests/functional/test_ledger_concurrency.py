@@ -152,8 +152,10 @@ def test_jepsen_style_random_history_keeps_the_ledger_invariants(api: ApiClient)
     if "SARAFAN_JEPSEN_SEED" not in os.environ:  # the default history exercises every kind of entry
         assert set(kinds) == {"reward", "reversal", "redemption", "redemption_return"}, kinds
     # moto deep-copies the whole table on every transaction, so keep the history short enough (~10 s
-    # on a quiet machine); the invariants are what matters, the bound only catches a runaway loop.
-    assert time.monotonic() - started < 60
+    # on a quiet machine). No timed assertion (the brief: speed is measured in bench/ only): on a
+    # loaded machine a 60 s bound failed a correct history; a runaway loop is caught by pytest's
+    # own timeout of the CI job instead. The duration is printed for whoever watches.
+    print(f"jepsen history took {time.monotonic() - started:.1f} s")
 
 
 def _ok(reply: object) -> object:
