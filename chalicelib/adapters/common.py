@@ -8,7 +8,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from chalicelib.adapters import money
 from chalicelib.adapters.base import malformed
-from chalicelib.domain.events import format_timestamp
 
 UTM_KEYS = ("source", "medium", "campaign", "content", "term")
 
@@ -36,7 +35,7 @@ def timestamp(value: Any, fallback: datetime | None = None, what: str = "timesta
         if fallback is None:
             raise malformed(f"{what} is missing or not a timestamp")
         parsed = fallback
-    return format_timestamp(parsed.astimezone(UTC).replace(microsecond=0))
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def amount(value: Any, currency: str, what: str, *, required: bool = True) -> int | None:

@@ -118,7 +118,7 @@ def _referral(order: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
     url = common.absolute_url(landing, None)
     if url:
         referral["landing_url"] = url
-    coupons = []
+    coupons: list[str] = []
     lines = order.get("coupon_lines")
     for line in lines if isinstance(lines, list) else []:
         code = text(line.get("code"), 64) if isinstance(line, dict) else None

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain import attribution
 from chalicelib.domain.events import CanonicalEvent
+from chalicelib.domain.settings import ProgramSettings
 from chalicelib.store.db import Entity
 from chalicelib.store.members import IdentityRef, MemberItem
 from chalicelib.store.tenancy import ProgramItem
+
+if TYPE_CHECKING:
+    from chalicelib.services.stages import StageOutcome
 
 Key = tuple[str, str]
 #: Events that may link a friend to a referrer.
@@ -18,8 +22,6 @@ ATTRIBUTING_EVENTS = frozenset({"member.signup", "lead.created", "deal.won", "or
 #: Events that make the customer a member when unknown (orders only with auto-enrolment on).
 ENROLLING_EVENTS = frozenset({"member.signup", "lead.created", "deal.won"})
 PURCHASE_EVENTS = attribution.FINALISING_EVENTS
-#: Program setting: whether a won CRM deal counts as one of the customer's orders (default no).
-DEALS_COUNT_AS_ORDERS = "deals_count_as_orders"
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,9 @@ class EventContext:
     def program_id(self) -> str:
         return self.program.program_id
 
-    def setting(self, name: str, default: Any) -> Any:
-        return (self.program.settings or {}).get(name, default)
+    @property
+    def settings(self) -> ProgramSettings:
+        return self.program.program_settings
 
     @property
     def is_purchase(self) -> bool:
@@ -50,12 +53,12 @@ class EventContext:
         """
         if self.event.type == "order.paid":
             return True
-        return self.event.type == "deal.won" and bool(self.setting(DEALS_COUNT_AS_ORDERS, False))
+        return self.event.type == "deal.won" and self.settings.deals_count_as_orders
 
 
 @dataclass
 class StageView:
-    """What the ledger stage sees after membership and attribution were decided."""
+    """What the registered stages see after membership and attribution were decided."""
 
     items: dict[Key, Entity]
     subject: MemberItem | None
@@ -67,3 +70,5 @@ class StageView:
     #: Whether this event is the subject's first purchase as a referred member.
     converts_referral: bool
     attribution: dict[str, Any] = field(default_factory=dict)
+    #: What the stages that ran before returned, by stage name.
+    outcomes: dict[str, StageOutcome] = field(default_factory=dict)
