@@ -76,3 +76,69 @@ class PlatformShop(Shop):
             if entry["kind"] in ("reward", "reversal") and entry.get("rule_id"):
                 out[entry["rule_id"]] = out.get(entry["rule_id"], 0) + int(entry["points"])
         return out
+
+
+class FakeCrm:
+    """A local HTTP server answering recorded CRM API responses (``{path: (status, json)}``)."""
+
+    def __init__(self, routes: dict[str, tuple[int, Any]], token: str | None = None) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.routes = routes
+        self.calls: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake.calls.append(self.path)
+                path = self.path.split("?")[0]
+                if token and self.headers.get("Authorization") != f"Bearer {token}":
+                    status, body = 401, {"status": "error", "message": "Authentication credentials not found"}
+                else:
+                    status, body = fake.routes.get(path, (404, {"status": "error", "message": "not found"}))
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def crm_queue(monkeypatch: Any) -> str:
+    """An SQS queue for the CRM fetch in moto (the ``aws`` fixture must be active)."""
+    from chalicelib import aws, config
+
+    url: str = aws.client("sqs").create_queue(QueueName="sarafan-test-crm-fetch")["QueueUrl"]
+    monkeypatch.setenv("SARAFAN_CRM_FETCH_QUEUE_URL", url)
+    config.reset_settings()
+    config.get_settings()
+    return url
+
+
+def drain(queue_url: str) -> list[dict[str, Any]]:
+    """Run the consumer on every queued message, as the SQS-triggered Lambda would."""
+    from chalicelib import aws
+    from chalicelib.api.crm_consumer import consume
+
+    sqs = aws.client("sqs")
+    results = []
+    while True:
+        reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        messages = reply.get("Messages", [])
+        if not messages:
+            return results
+        for message in messages:
+            results.append(consume(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

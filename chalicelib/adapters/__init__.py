@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 PLATFORMS: dict[str, str] = {
     "shopify": "chalicelib.adapters.shopify",
     "woocommerce": "chalicelib.adapters.woocommerce",
+    "hubspot": "chalicelib.adapters.hubspot",
+    "tilda": "chalicelib.adapters.tilda",
+    "amocrm": "chalicelib.adapters.amocrm",
+    "bitrix24": "chalicelib.adapters.bitrix24",
+    "insales": "chalicelib.adapters.insales",
 }
 
 

@@ -47,8 +47,20 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class Fetch:
+    """A CRM event that carries only ids: what is missing is fetched from the CRM's API asynchronously."""
+
+    label: str
+    object_type: str  # "deal" | "contact" | "lead"
+    object_id: str
+    occurred_at: str
+    #: The platform's id of the event (HubSpot ``eventId``), logged with the fetch.
+    event_id: str
+
+
+@dataclass(frozen=True)
 class Translation:
-    items: list[Mapped | Skipped] = field(default_factory=list)
+    items: Sequence[Mapped | Skipped | Fetch] = field(default_factory=list)
     #: Set when the whole delivery is irrelevant (a topic we do not use, a ping): answered 200.
     ignored: str | None = None
     #: The platform's id of this delivery/event (logged and stored with the event record).
@@ -63,6 +75,8 @@ class Context:
     #: The program's currency (platforms that send amounts without one).
     currency: str
     now: datetime
+    #: Whether the partner gave an API token, so ids-only CRM events can be completed asynchronously.
+    can_fetch: bool = False
 
 
 class Adapter(Protocol):

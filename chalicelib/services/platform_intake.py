@@ -16,7 +16,7 @@ import hmac
 from typing import Any
 
 from chalicelib.adapters import base
-from chalicelib.adapters.base import Adapter, Context, Inbound, Mapped
+from chalicelib.adapters.base import Adapter, Context, Fetch, Inbound, Mapped
 from chalicelib.domain import clock
 from chalicelib.domain.errors import DomainError, NotFound, ValidationFailed
 from chalicelib.domain.events import parse_event
@@ -74,7 +74,7 @@ def _authenticate(adapter: Adapter, item: IntegrationItem, inbound: Inbound, tok
     adapter.verify(inbound, secrets, ctx)
 
 
-def _clean_identifiers(body: dict[str, Any], region: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+def clean_identifiers(body: dict[str, Any], region: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """A platform relays what shoppers typed: an unusable e-mail or phone is dropped with a warning,
     not a reason to lose the order (the other identifiers may still attribute it)."""
     customer = body.get("customer")
@@ -97,7 +97,11 @@ def _clean_identifiers(body: dict[str, Any], region: str) -> tuple[dict[str, Any
 def receive(partner_id: str, platform: str, inbound: Inbound, token: str | None) -> dict[str, Any]:
     adapter, item = _integration(partner_id, platform)
     program = tenancy_repo.get_program(item.program_id)
-    ctx = Context(settings=dict(item.settings or {}), currency=program.currency, now=clock.utcnow())
+    from chalicelib.services import crm_fetch
+
+    can_fetch = item.api_token is not None and platform in crm_fetch.FETCHING_PLATFORMS and bool(crm_fetch.queue_url())
+    ctx = Context(settings=dict(item.settings or {}), currency=program.currency, now=clock.utcnow(),
+                  can_fetch=can_fetch)
     _authenticate(adapter, item, inbound, token, ctx)
 
     translation = adapter.translate(inbound, ctx)
@@ -109,10 +113,16 @@ def receive(partner_id: str, platform: str, inbound: Inbound, token: str | None)
     mapped = [i for i in translation.items if isinstance(i, Mapped)]
     events: list[dict[str, Any]] = []
     for item_ in translation.items:
+        if isinstance(item_, Fetch):
+            # Acknowledged now; the CRM is asked for what the event lacks by the queue's consumer.
+            crm_fetch.enqueue(item, item_)
+            events.append({"label": item_.label, "status": "queued",
+                           "reason": f"the {item_.object_type} is fetched from the CRM before processing"})
+            continue
         if not isinstance(item_, Mapped):
             events.append({"label": item_.label, "status": "skipped", "reason": item_.reason})
             continue
-        body, warnings = _clean_identifiers(item_.body, region)
+        body, warnings = clean_identifiers(item_.body, region)
         try:
             event = parse_event(body, default_region=region)
         except ValidationFailed as exc:
@@ -140,6 +150,8 @@ def receive(partner_id: str, platform: str, inbound: Inbound, token: str | None)
     statuses = {e["status"] for e in events}
     if "processed" in statuses:
         status = "processed"
+    elif "queued" in statuses:
+        status = "queued"
     elif statuses == {"duplicate"} or statuses == {"duplicate", "skipped"}:
         status = "duplicate"
     elif "rejected" in statuses:
