@@ -7,6 +7,7 @@ not read required settings or create AWS clients at import time.
 from chalice import Chalice
 
 from chalicelib.api.admin import admin
+from chalicelib.api.crm_consumer import crm_consumer
 from chalicelib.api.http import http_middleware
 from chalicelib.api.integrations import integrations
 from chalicelib.api.jobs import jobs
@@ -26,3 +27,4 @@ app.register_blueprint(jobs)
 app.register_blueprint(landing)
 app.register_blueprint(members)
 app.register_blueprint(integrations)
+app.register_blueprint(crm_consumer)

@@ -40,11 +40,26 @@ def queue_url() -> str | None:
     return get_settings().crm_fetch_queue_url
 
 
+_resolved: dict[str, str] = {}
+
+
+def _resolve_queue(name_or_url: str) -> str:
+    """``SARAFAN_CRM_FETCH_QUEUE_URL`` may be the queue's URL or its name (resolved once per container)."""
+    from chalicelib import aws
+
+    if name_or_url.startswith(("https://", "http://")):
+        return name_or_url
+    if name_or_url not in _resolved:
+        _resolved[name_or_url] = aws.client("sqs").get_queue_url(QueueName=name_or_url)["QueueUrl"]
+    return _resolved[name_or_url]
+
+
 def enqueue(item: IntegrationItem, fetch: Fetch) -> None:
     from chalicelib import aws
 
-    url = queue_url()
-    assert url is not None
+    configured = queue_url()
+    assert configured is not None
+    url = _resolve_queue(configured)
     message = {"v": 1, "program_id": item.program_id, "partner_id": item.partner_id, "platform": item.platform,
                "label": fetch.label, "object_type": fetch.object_type, "object_id": fetch.object_id,
                "occurred_at": fetch.occurred_at, "event_id": fetch.event_id}

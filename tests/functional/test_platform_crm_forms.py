@@ -112,7 +112,7 @@ def test_amocrm_lead_then_won_status_pays_the_deal_commission(api: ApiClient) ->
 
 
 def test_amocrm_won_status_per_pipeline(api: ApiClient) -> None:
-    shop, anna = program(api)
+    shop, _ = program(api)
     url = shop.connected("amocrm", won_status_ids={"3104455": [29512008]})["webhook_url"]
     post(shop, url, "amocrm", "lead_add.json")
     assert post(shop, url, "amocrm", "lead_status_won.json").body["status"] == "ignored"  # 142 not won here
