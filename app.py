@@ -8,6 +8,7 @@ from chalice import Chalice
 
 from chalicelib.api.admin import admin
 from chalicelib.api.crm_consumer import crm_consumer
+from chalicelib.api.data_rights import data_rights
 from chalicelib.api.http import http_middleware
 from chalicelib.api.integrations import integrations
 from chalicelib.api.jobs import jobs
@@ -28,3 +29,4 @@ app.register_blueprint(landing)
 app.register_blueprint(members)
 app.register_blueprint(integrations)
 app.register_blueprint(crm_consumer)
+app.register_blueprint(data_rights)
