@@ -83,14 +83,14 @@ def load_config(overrides: dict[str, str] | None = None) -> dict[str, Any]:
     return config
 
 
-def stage(stage_name: str, overrides: dict[str, str] | None = None) -> Path:
+def stage(stage_name: str, overrides: dict[str, str] | None = None, build: Path | None = None) -> Path:
     config = load_config(overrides)
     if stage_name not in config.get("stages", {}):
         raise SystemExit(f"no stage {stage_name!r} in .chalice/config.json")
     problems = check_settings(stage_name, stage_environment(config, stage_name))
     if problems:
         raise SystemExit(f"refusing to build stage {stage_name!r}:\n" + "\n".join(f"  - {p}" for p in problems))
-    target = BUILD / f"lambda-{stage_name}"
+    target = (build or BUILD) / f"lambda-{stage_name}"
     shutil.rmtree(target, ignore_errors=True)
     (target / ".chalice").mkdir(parents=True)
     shutil.copy2(ROOT / "app.py", target / "app.py")
@@ -238,6 +238,16 @@ def finish_template(template: dict[str, Any], stage_name: str, api_stage: str, l
             match = re.fullmatch(r"/aws/lambda/\$\{(\w+)\}", name["Fn::Sub"])
             if match and match.group(1) not in resources and match.group(1).lower() in by_lower:
                 name["Fn::Sub"] = f"/aws/lambda/${{{by_lower[match.group(1).lower()]}}}"
+    # Chalice names an SQS event source's queue by an ARN string: when the queue is in this stack,
+    # refer to it (GetAtt) so CloudFormation creates the queue before the event source mapping.
+    queues = {r["Properties"].get("QueueName"): k for k, r in resources.items()
+              if r["Type"] == "AWS::SQS::Queue" and isinstance(r.get("Properties", {}).get("QueueName"), str)}
+    for resource in resources.values():
+        for event in (resource.get("Properties", {}).get("Events") or {}).values():
+            queue = event.get("Properties", {}).get("Queue") if event.get("Type") == "SQS" else None
+            arn = queue.get("Fn::Sub") if isinstance(queue, dict) else None
+            if isinstance(arn, str) and arn.rsplit(":", 1)[-1] in queues:
+                event["Properties"]["Queue"] = {"Fn::GetAtt": [queues[arn.rsplit(":", 1)[-1]], "Arn"]}
     # In one stack the alarms watch the real functions; the name-based alarm of the standalone
     # data stack (chalice deploy) and its parameter do not apply.
     resources.pop("ApiErrorsAlarm", None)
@@ -306,8 +316,9 @@ def chalice(project: Path, *args: str) -> int:
     return subprocess.call([str(executable), "--project-dir", str(project), *args], env=env)
 
 
-def package(stage_name: str, out: Path, merge_template: bool = True, overrides: dict[str, str] | None = None) -> int:
-    project = stage(stage_name, overrides)
+def package(stage_name: str, out: Path, merge_template: bool = True, overrides: dict[str, str] | None = None,
+            build: Path | None = None) -> int:
+    project = stage(stage_name, overrides, build)
     args = ["package", "--stage", stage_name]
     if merge_template:
         args += ["--merge-template", str(ROOT / "infra" / "resources.yaml")]

@@ -28,7 +28,9 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for stage in STAGES:
         target = tmp_path_factory.mktemp(f"package-{stage}")
-        code = packaging.package(stage, target, overrides={"SARAFAN_OPERATOR_KEY_SHA256": OPERATOR_HASH})
+        # Own staging dir: two test workers may package at once.
+        code = packaging.package(stage, target, overrides={"SARAFAN_OPERATOR_KEY_SHA256": OPERATOR_HASH},
+                                 build=tmp_path_factory.mktemp(f"build-{stage}"))
         assert code == 0, f"chalice package --stage {stage} failed"
         out[stage] = target
     return out
