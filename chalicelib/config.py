@@ -23,8 +23,8 @@ class Settings:
     operator_key_hashes: tuple[str, ...]
     #: Master secret from which webhook signing secrets are derived (never stored in the table).
     secret_key: str | None
-    #: Name of an SSM SecureString parameter holding the master secret (production).
-    secret_key_parameter: str | None
+    #: Id (name or ARN) of the Secrets Manager secret holding the master secret (deployed stages).
+    secret_key_secret_id: str | None
     ses_sender: str
     #: How long an old webhook secret keeps verifying after a rotation.
     secret_rotation_overlap_hours: int
@@ -52,7 +52,7 @@ def get_settings() -> Settings:
         public_base_url=os.environ.get("SARAFAN_PUBLIC_BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
         operator_key_hashes=hashes,
         secret_key=os.environ.get("SARAFAN_SECRET_KEY") or None,
-        secret_key_parameter=os.environ.get("SARAFAN_SECRET_KEY_PARAMETER") or None,
+        secret_key_secret_id=os.environ.get("SARAFAN_SECRET_KEY_SECRET_ID") or None,
         ses_sender=os.environ.get("SARAFAN_SES_SENDER", "no-reply@sarafan.local"),
         secret_rotation_overlap_hours=_int_env("SARAFAN_SECRET_OVERLAP_HOURS", 24),
         config_cache_seconds=_int_env("SARAFAN_CONFIG_CACHE_SECONDS", 30),

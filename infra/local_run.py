@@ -174,7 +174,7 @@ def configure_environment(mode: str, base_url: str, kept: dict[str, Any] | None 
     env.setdefault("SARAFAN_TABLE", "sarafan-local")
     env.setdefault("SARAFAN_PUBLIC_BASE_URL", base_url)
     env.setdefault("SARAFAN_SES_SENDER", "no-reply@sarafan.local")
-    if not env.get("SARAFAN_SECRET_KEY") and not env.get("SARAFAN_SECRET_KEY_PARAMETER"):
+    if not env.get("SARAFAN_SECRET_KEY") and not env.get("SARAFAN_SECRET_KEY_SECRET_ID"):
         env["SARAFAN_SECRET_KEY"] = secrets.token_urlsafe(32)  # webhook secrets change every run
     operator_key = kept.get("operator_key") or "srf_op_" + secrets.token_urlsafe(32)
     digest = hashlib.sha256(operator_key.encode()).hexdigest()

@@ -13,6 +13,13 @@ the project in ``build/lambda-<stage>/`` with:
 
 then runs Chalice there. Used by ``python3 infra/dev.py package|deploy`` and the
 benchmark. Run inside ``.venv``.
+
+Before anything is built, the stage's settings are checked (:func:`check_settings`):
+placeholders such as ``REPLACE_ME`` or an empty operator hash stop the build with a
+message saying how to fix them. After ``chalice package``, :func:`finish_template`
+completes the SAM template: the ``Stage`` parameter follows the stage, Chalice's
+log-group names point at the real functions, API access logs are on, and every
+function, queue, the API and the table get alarms (helpers below) on one SNS topic.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -67,17 +75,29 @@ def split_requirements(lines: list[str]) -> tuple[list[str], list[str]]:
     return keep, vendor
 
 
-def stage(stage_name: str) -> Path:
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text(encoding="utf-8"))
+def load_config(overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    """``.chalice/config.json`` with ``overrides`` (``--set NAME=VALUE``) put into every stage's environment."""
+    config: dict[str, Any] = json.loads((ROOT / ".chalice" / "config.json").read_text(encoding="utf-8"))
+    for stage_config in config.get("stages", {}).values():
+        stage_config.setdefault("environment_variables", {}).update(overrides or {})
+    return config
+
+
+def stage(stage_name: str, overrides: dict[str, str] | None = None, build: Path | None = None) -> Path:
+    config = load_config(overrides)
     if stage_name not in config.get("stages", {}):
         raise SystemExit(f"no stage {stage_name!r} in .chalice/config.json")
-    target = BUILD / f"lambda-{stage_name}"
+    problems = check_settings(stage_name, stage_environment(config, stage_name))
+    if problems:
+        raise SystemExit(f"refusing to build stage {stage_name!r}:\n" + "\n".join(f"  - {p}" for p in problems))
+    target = (build or BUILD) / f"lambda-{stage_name}"
     shutil.rmtree(target, ignore_errors=True)
     (target / ".chalice").mkdir(parents=True)
     shutil.copy2(ROOT / "app.py", target / "app.py")
     shutil.copytree(ROOT / "chalicelib", target / "chalicelib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for file in (ROOT / ".chalice").glob("*.json"):
         shutil.copy2(file, target / ".chalice" / file.name)
+    (target / ".chalice" / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     if (ROOT / "vendor").is_dir():
         shutil.copytree(ROOT / "vendor", target / "vendor")
     keep, vendor = split_requirements((ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines())
@@ -95,6 +115,200 @@ def stage(stage_name: str) -> Path:
     return target
 
 
+#: Environment variables a stage must set to a real value before it is packaged or deployed.
+_OPERATOR_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+def stage_environment(config: dict[str, Any], stage_name: str) -> dict[str, str]:
+    return {**config.get("environment_variables", {}),
+            **config["stages"][stage_name].get("environment_variables", {})}
+
+
+def check_settings(stage_name: str, env: dict[str, str]) -> list[str]:
+    """What is wrong with a stage's settings, each with how to fix it (empty = fine)."""
+    where = f".chalice/config.json, stages.{stage_name}.environment_variables"
+    fix_hash = f"run `python3 infra/dev.py operator-key`, keep the key, and put the printed SHA-256 in {where}"
+    problems = [f"{name} is a placeholder ({value!r}): set it in {where}" for name, value in sorted(env.items())
+                if "REPLACE_ME" in value.upper() and name != "SARAFAN_OPERATOR_KEY_SHA256"]
+    raw = env.get("SARAFAN_OPERATOR_KEY_SHA256", "")
+    hashes = [h.strip() for h in raw.split(",") if h.strip()]
+    if "REPLACE_ME" in raw.upper():
+        problems.append(f"SARAFAN_OPERATOR_KEY_SHA256 is a placeholder: {fix_hash}")
+    elif not hashes:
+        problems.append(f"SARAFAN_OPERATOR_KEY_SHA256 is empty: {fix_hash}")
+    elif not all(_OPERATOR_HASH.match(h.lower()) for h in hashes):
+        problems.append(f"SARAFAN_OPERATOR_KEY_SHA256 must be 64-character hex SHA-256 digests, comma-separated: {fix_hash}")
+    for name in ("SARAFAN_TABLE", "SARAFAN_PUBLIC_BASE_URL", "SARAFAN_SES_SENDER", "SARAFAN_SECRET_KEY_SECRET_ID"):
+        if not env.get(name, "").strip():
+            problems.append(f"{name} is empty: set it in {where}")
+    if env.get("SARAFAN_SECRET_KEY"):
+        problems.append("SARAFAN_SECRET_KEY must not be in a deployed stage's config (it would sit in plain text in "
+                        f"the template): remove it from {where}; the stack generates the master secret")
+    return problems
+
+
+# --- the template ---------------------------------------------------------------------------------
+
+#: ``"Ref"`` of the operators' SNS topic (infra/resources.yaml).
+ALARMS_TOPIC = {"Ref": "AlarmsTopic"}
+
+
+def alarm(name: str, description: str, *, namespace: str, metric: str, dimensions: dict[str, Any],
+          statistic: str = "Sum", threshold: float = 1, periods: int = 1, period: int = 300,
+          extended_statistic: str | None = None) -> dict[str, Any]:
+    """One CloudWatch alarm on one metric, notifying the operators' topic on ALARM and OK."""
+    properties: dict[str, Any] = {
+        "AlarmName": {"Fn::Sub": f"sarafan-${{Stage}}-{name}"},
+        "AlarmDescription": description,
+        "Namespace": namespace,
+        "MetricName": metric,
+        "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
+        "Period": period,
+        "EvaluationPeriods": periods,
+        "Threshold": threshold,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "TreatMissingData": "notBreaching",
+        "AlarmActions": [ALARMS_TOPIC],
+        "OKActions": [ALARMS_TOPIC],
+    }
+    if extended_statistic:
+        properties["ExtendedStatistic"] = extended_statistic
+    else:
+        properties["Statistic"] = statistic
+    return {"Type": "AWS::CloudWatch::Alarm", "Properties": properties}
+
+
+def _kebab(logical_id: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", logical_id).lower()
+
+
+def function_alarms(function_id: str) -> dict[str, dict[str, Any]]:
+    """Errors (crashes, timeouts: not the 4xx/5xx a view returns) and throttles of one Lambda function."""
+    ref = {"Ref": function_id}
+    name = _kebab(function_id)
+    return {
+        f"{function_id}ErrorsAlarm": alarm(
+            f"{name}-errors", f"Lambda {function_id} raised errors (crashes or timeouts).",
+            namespace="AWS/Lambda", metric="Errors", dimensions={"FunctionName": ref}, threshold=1),
+        f"{function_id}ThrottlesAlarm": alarm(
+            f"{name}-throttles", f"Lambda {function_id} was throttled (account or reserved concurrency).",
+            namespace="AWS/Lambda", metric="Throttles", dimensions={"FunctionName": ref}, threshold=1),
+    }
+
+
+def queue_depth_alarm(queue_id: str, threshold: int = 1) -> dict[str, dict[str, Any]]:
+    """Messages waiting in a queue, e.g. a dead-letter queue: anything there needs an operator."""
+    return {f"{queue_id}DepthAlarm": alarm(
+        f"{_kebab(queue_id)}-depth", f"Messages are waiting in {queue_id}.",
+        namespace="AWS/SQS", metric="ApproximateNumberOfMessagesVisible", statistic="Maximum",
+        dimensions={"QueueName": {"Fn::GetAtt": [queue_id, "QueueName"]}}, threshold=threshold)}
+
+
+def api_alarms(api_name: str, api_stage: str) -> dict[str, dict[str, Any]]:
+    """API Gateway 5xx answers and p99 latency of the REST API."""
+    dimensions = {"ApiName": api_name, "Stage": api_stage}
+    return {
+        "Api5xxAlarm": alarm(
+            "api-5xx", "API Gateway answered 5xx (the API must not answer 5xx to any client input).",
+            namespace="AWS/ApiGateway", metric="5XXError", dimensions=dimensions, threshold=5),
+        "ApiLatencyP99Alarm": alarm(
+            "api-latency-p99", "API Gateway p99 latency above 3 s for 15 minutes.",
+            namespace="AWS/ApiGateway", metric="Latency", dimensions=dimensions, extended_statistic="p99",
+            threshold=3000, periods=3),
+    }
+
+
+#: Queue logical ids that are dead-letter queues (they get a depth alarm automatically).
+_DLQ = re.compile(r"(?:DLQ|Dlq|DeadLetterQueue)$")
+
+
+def finish_template(template: dict[str, Any], stage_name: str, api_stage: str, log_retention_days: int,
+                    api_name: str = "sarafan") -> dict[str, Any]:
+    """Complete what ``chalice package --merge-template`` leaves out or gets wrong (in place)."""
+    resources = template["Resources"]
+    template.setdefault("Parameters", {}).setdefault("Stage", {})["Default"] = stage_name
+    # Chalice names a function's log group ``/aws/lambda/${ApiHandler}`` while the function is
+    # ``APIHandler`` (a Chalice bug with log_retention_in_days): point each one at its function.
+    by_lower = {logical_id.lower(): logical_id for logical_id in resources}
+    for resource in resources.values():
+        if resource["Type"] != "AWS::Logs::LogGroup":
+            continue
+        name = resource["Properties"].get("LogGroupName")
+        if isinstance(name, dict) and isinstance(name.get("Fn::Sub"), str):
+            match = re.fullmatch(r"/aws/lambda/\$\{(\w+)\}", name["Fn::Sub"])
+            if match and match.group(1) not in resources and match.group(1).lower() in by_lower:
+                name["Fn::Sub"] = f"/aws/lambda/${{{by_lower[match.group(1).lower()]}}}"
+    # Chalice names an SQS event source's queue by an ARN string: when the queue is in this stack,
+    # refer to it (GetAtt) so CloudFormation creates the queue before the event source mapping.
+    queues = {r["Properties"].get("QueueName"): k for k, r in resources.items()
+              if r["Type"] == "AWS::SQS::Queue" and isinstance(r.get("Properties", {}).get("QueueName"), str)}
+    for resource in resources.values():
+        for event in (resource.get("Properties", {}).get("Events") or {}).values():
+            queue = event.get("Properties", {}).get("Queue") if event.get("Type") == "SQS" else None
+            arn = queue.get("Fn::Sub") if isinstance(queue, dict) else None
+            if isinstance(arn, str) and arn.rsplit(":", 1)[-1] in queues:
+                event["Properties"]["Queue"] = {"Fn::GetAtt": [queues[arn.rsplit(":", 1)[-1]], "Arn"]}
+    # In one stack the alarms watch the real functions; the name-based alarm of the standalone
+    # data stack (chalice deploy) and its parameter do not apply.
+    resources.pop("ApiErrorsAlarm", None)
+    template["Parameters"].pop("ApiFunctionName", None)
+    template.get("Conditions", {}).pop("HasApiFunctionName", None)
+    added: dict[str, dict[str, Any]] = {}
+    for logical_id, resource in sorted(resources.items()):
+        if resource["Type"] in {"AWS::Serverless::Function", "AWS::Lambda::Function"}:
+            added.update(function_alarms(logical_id))
+        elif resource["Type"] == "AWS::SQS::Queue" and _DLQ.search(logical_id):
+            added.update(queue_depth_alarm(logical_id))
+    api = resources.get("RestAPI")
+    if api is not None:
+        # One name in the API's own definition, its Name and the alarms' ApiName dimension.
+        api_name = f"{api_name}-{stage_name}"
+        api["Properties"]["Name"] = api_name
+        api["Properties"].get("DefinitionBody", {}).setdefault("info", {})["title"] = api_name
+        added.update(api_alarms(api_name, api_stage))
+        added["ApiAccessLogGroup"] = {"Type": "AWS::Logs::LogGroup", "Properties": {
+            "LogGroupName": {"Fn::Sub": "/aws/apigateway/sarafan-${Stage}-access"},
+            "RetentionInDays": log_retention_days}}
+        # One JSON line per request; no IP, no user agent (personal data stays out of logs).
+        api["Properties"]["AccessLogSetting"] = {
+            "DestinationArn": {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]},
+            "Format": json.dumps({
+                "requestId": "$context.requestId", "time": "$context.requestTime",
+                "method": "$context.httpMethod", "resource": "$context.resourcePath",
+                "status": "$context.status", "latencyMs": "$context.responseLatency",
+                "integrationLatencyMs": "$context.integrationLatency", "bytes": "$context.responseLength",
+                "error": "$context.error.messageString"}, separators=(",", ":")),
+        }
+        # API Gateway writes logs with an account-wide role (one per account and region).
+        added["ApiGatewayLogsRole"] = {"Type": "AWS::IAM::Role", "Properties": {
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "apigateway.amazonaws.com"},
+                "Action": "sts:AssumeRole"}]},
+            "ManagedPolicyArns": [
+                {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"}],
+        }}
+        added["ApiGatewayAccount"] = {"Type": "AWS::ApiGateway::Account", "Properties": {
+            "CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]}}}
+        api["DependsOn"] = sorted({*api.get("DependsOn", []), "ApiGatewayAccount"})
+    resources.update(added)
+    return template
+
+
+def _finish_package(out: Path, stage_name: str, config: dict[str, Any]) -> None:
+    from chalice.package import YAMLTemplateSerializer
+
+    serializer = YAMLTemplateSerializer()
+    path = out / "sam.yaml"
+    template = serializer.load_template(path.read_text(encoding="utf-8"))
+    stage_config = config["stages"][stage_name]
+    finish_template(
+        template, stage_name,
+        api_stage=stage_config.get("api_gateway_stage", config.get("api_gateway_stage", "api")),
+        log_retention_days=stage_config.get("log_retention_in_days", config.get("log_retention_in_days", 14)),
+        api_name=config["app_name"])
+    path.write_text(serializer.serialize_template(template), encoding="utf-8")
+
+
 def chalice(project: Path, *args: str) -> int:
     env = dict(os.environ)
     env.setdefault("AWS_DEFAULT_REGION", env.get("AWS_REGION", "eu-central-1"))
@@ -102,17 +316,21 @@ def chalice(project: Path, *args: str) -> int:
     return subprocess.call([str(executable), "--project-dir", str(project), *args], env=env)
 
 
-def package(stage_name: str, out: Path, merge_template: bool = True) -> int:
-    project = stage(stage_name)
+def package(stage_name: str, out: Path, merge_template: bool = True, overrides: dict[str, str] | None = None,
+            build: Path | None = None) -> int:
+    project = stage(stage_name, overrides, build)
     args = ["package", "--stage", stage_name]
     if merge_template:
         args += ["--merge-template", str(ROOT / "infra" / "resources.yaml")]
-    return chalice(project, *args, str(out.resolve()))
+    code = chalice(project, *args, str(out.resolve()))
+    if code == 0 and merge_template:
+        _finish_package(out, stage_name, load_config(overrides))
+    return code
 
 
-def deploy(stage_name: str) -> int:
+def deploy(stage_name: str, overrides: dict[str, str] | None = None) -> int:
     """``chalice deploy`` from the staged project; its state lives on in ``.chalice/deployed/``."""
-    project = stage(stage_name)
+    project = stage(stage_name, overrides)
     state = ROOT / ".chalice" / "deployed"
     if state.is_dir():
         shutil.copytree(state, project / ".chalice" / "deployed")
@@ -127,12 +345,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("command", choices=["package", "deploy"])
     parser.add_argument("--stage", default="dev")
     parser.add_argument("--no-merge-template", action="store_true", help="package without infra/resources.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override an environment variable of the stage (e.g. from CI secrets)")
     parser.add_argument("out", nargs="?", type=Path, help="package output directory (default build/package-<stage>)")
     args = parser.parse_intermixed_args(argv)
+    overrides = dict(item.split("=", 1) for item in args.set if "=" in item)
     if args.command == "deploy":
-        return deploy(args.stage)
+        return deploy(args.stage, overrides)
     out = args.out or BUILD / f"package-{args.stage}"
-    code = package(args.stage, out, merge_template=not args.no_merge_template)
+    code = package(args.stage, out, merge_template=not args.no_merge_template, overrides=overrides)
     if code == 0:
         print(f"packaged {args.stage}: {out}/deployment.zip + {out}/sam.yaml")
     return code

@@ -101,6 +101,8 @@ def follow_link(req: ApiRequest, code: str) -> Any:
         rate_limits.redirect_rate_limit(req.source_ip)
     except RateLimited as err:
         return error_response(err)
+    except Exception:  # e.g. the master secret (which keys the IP hash) is unreadable: still redirect
+        log.exception("redirect rate limit unavailable")
     try:
         target = redirect.redirect_target(code, query, req.headers.get("user-agent"))
     except Exception:  # the visitor still gets somewhere useful

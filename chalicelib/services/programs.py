@@ -219,8 +219,9 @@ def create_partner(principal: Principal, program_id: str, body: Any) -> dict[str
     tx = Transaction()
     tenancy_repo.stage_partner(tx, partner)
     key, key_info = _stage_key(tx, "partner", program_id, partner_id)
-    tx.commit()
+    # Derived before the commit: without the master secret (503) nothing is written.
     shown_once = {s: secrets.derive_secret(program_id, partner_id, s, 1) for s in data["webhook_sources"]}
+    tx.commit()
     return {**partner_view(partner), "api_key": key, "api_key_info": key_info, "webhook_secrets": shown_once}
 
 
@@ -251,13 +252,14 @@ def rotate_webhook_secret(principal: Principal, program_id: str, partner_id: str
         PartnerItem.webhook_secrets == partner.webhook_secrets,
         on_fail=NotFound("Partner changed concurrently; retry", code="concurrent_update"),
     )
+    secret = secrets.derive_secret(program_id, partner_id, source, version)  # before the commit (see above)
     tx.commit()
     cache.invalidate("partner", f"{program_id}/{partner_id}")
     previous = [v for v in updated[source] if v["version"] != version]
     return {
         "source": source,
         "version": version,
-        "secret": secrets.derive_secret(program_id, partner_id, source, version),
+        "secret": secret,
         "previous_versions_valid_until": max((v["expires_at"] for v in previous), default=None),
     }
 

@@ -4,8 +4,10 @@ A partner's secret for a source is ``HMAC-SHA256(master_key, program|partner|sou
 encoded as a Standard Webhooks ``whsec_`` secret. The table stores only version
 numbers and their validity, so a leaked table dump reveals no secret; rotating
 bumps the version. The master key comes from ``SARAFAN_SECRET_KEY`` or, in
-production, an SSM SecureString named by ``SARAFAN_SECRET_KEY_PARAMETER``
-(read once per container, lazily).
+production, the Secrets Manager secret named by ``SARAFAN_SECRET_KEY_SECRET_ID``
+(created by the stack; read once per container, lazily). When it cannot be read,
+:class:`MasterSecretUnavailable` (503 ``master_secret_unavailable``) is raised and
+the next request tries again.
 """
 
 from __future__ import annotations
@@ -19,9 +21,52 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.domain.clock import iso, parse_iso
+from chalicelib.domain.errors import ServiceUnavailable
+from chalicelib.logs import get_logger
 
+log = get_logger("sarafan.secrets")
 _lock = threading.Lock()
 _master: bytes | None = None
+
+
+class MasterSecretUnavailable(ServiceUnavailable):
+    """The master secret is not configured or cannot be read (a deployment problem, not the caller's)."""
+
+    code = "master_secret_unavailable"
+
+
+def _secret_string(reply: dict[str, Any]) -> str:
+    return str(reply.get("SecretString") or "")
+
+
+def _read_master_key() -> str:
+    from chalicelib.config import get_settings
+
+    settings = get_settings()
+    if settings.secret_key:
+        return settings.secret_key
+    if not settings.secret_key_secret_id:
+        raise MasterSecretUnavailable(
+            "The master secret is not configured: set SARAFAN_SECRET_KEY_SECRET_ID (or SARAFAN_SECRET_KEY locally).")
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from chalicelib import aws
+
+    try:
+        value = _secret_string(aws.client("secretsmanager").get_secret_value(SecretId=settings.secret_key_secret_id))
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "ClientError")
+        log.error("master secret unreadable", extra={"secret_id": settings.secret_key_secret_id, "aws_error": code})
+        raise MasterSecretUnavailable("The master secret cannot be read; the operator must check the deployment.",
+                                      details={"reason": code}) from err
+    except BotoCoreError as err:
+        log.error("master secret unreadable", extra={"secret_id": settings.secret_key_secret_id,
+                                                     "aws_error": type(err).__name__})
+        raise MasterSecretUnavailable("The master secret cannot be read; try again later.") from err
+    if len(value) < 32:
+        log.error("master secret too short", extra={"secret_id": settings.secret_key_secret_id})
+        raise MasterSecretUnavailable("The master secret is shorter than 32 characters; the operator must replace it.")
+    return value
 
 
 def _master_key() -> bytes:
@@ -29,19 +74,7 @@ def _master_key() -> bytes:
     if _master is None:
         with _lock:
             if _master is None:
-                from chalicelib.config import get_settings
-
-                settings = get_settings()
-                if settings.secret_key:
-                    raw = settings.secret_key
-                elif settings.secret_key_parameter:
-                    from chalicelib import aws
-
-                    reply = aws.client("ssm").get_parameter(Name=settings.secret_key_parameter, WithDecryption=True)
-                    raw = reply["Parameter"]["Value"]
-                else:
-                    raise RuntimeError("Set SARAFAN_SECRET_KEY or SARAFAN_SECRET_KEY_PARAMETER")
-                _master = raw.encode("utf-8")
+                _master = _read_master_key().encode("utf-8")
     return _master
 
 

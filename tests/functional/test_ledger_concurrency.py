@@ -26,7 +26,7 @@ from tests.support import ApiClient
 
 pytestmark = pytest.mark.usefixtures("concurrent_requests")
 
-BATCHES = 16  # x 4 parallel operations
+BATCHES = 16  # x 4 parallel operations: the size bound of the random history (no time limit: speed is for bench/)
 SIGNUP_1000 = {"hold_days": 0, "rules": [
     {"id": "welcome", "trigger": {"event": "member.signup"}, "recipient": {"type": "self"}, "amount": {"points": 1000}},
 ]}
@@ -85,7 +85,6 @@ def test_a_refund_delivered_three_times_in_parallel_is_reversed_once(api: ApiCli
 def test_jepsen_style_random_history_keeps_the_ledger_invariants(api: ApiClient) -> None:
     """Orders, partial refunds (some before their order), cancellations, duplicate deliveries,
     redemptions (some too large, some cancelled) and holding-job runs, in parallel batches."""
-
     # A fixed seed keeps CI deterministic; SARAFAN_JEPSEN_SEED explores other histories.
     rng = random.Random(int(os.environ.get("SARAFAN_JEPSEN_SEED", "20260115")))
     shop = Shop(api, "uds_3_level")
