@@ -86,6 +86,8 @@ class Usage:
     #: WRU by what was written (the item's ``entity`` discriminator, or "gsi").
     wru_by_entity: Counter[str] = field(default_factory=Counter)
     bytes_by_entity: Counter[str] = field(default_factory=Counter)
+    #: Wall time of the request, moto in-process included (an upper bound of the app's own time).
+    seconds: float = 0.0
 
     @property
     def round_trips(self) -> int:

@@ -88,7 +88,9 @@ def _hash(text: str) -> str:
 
 
 def _duplicate_reply(record: EventItem) -> dict[str, Any]:
-    return {**(record.result or {}), "status": "duplicate"}
+    stored = record.stored_reply()
+    # Rebuilt from the record: the stored reply leaves out what the record already says.
+    return {"business_key": record.business_key, **stored, "status": "duplicate"}
 
 
 # --------------------------------------------------------------------------- reads
@@ -185,13 +187,10 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
         attribution=decision_reply,
     )
     stage_replies: dict[str, Any] = {}
-    audit: dict[str, Any] = {}
     for stage in stages.registered():
         outcome = stage.stage(ctx, tx, view)
         view.outcomes[stage.name] = outcome
         stage_replies.update(outcome.reply)
-        # e.g. the ledger entries: kept on the event record (audit), not sent back to the partner.
-        audit.update(outcome.audit)
 
     if created and subject is not None:
         membership_stage.stage_new_member(ctx, tx, subject)
@@ -204,20 +203,19 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
         "attribution": decision_reply or None,
         **stage_replies,
     }
-    tx.create(_event_record(ctx, subject, reply, audit.get("postings", [])), on_fail=AlreadyProcessed())
+    tx.create(_event_record(ctx, subject, reply), on_fail=AlreadyProcessed())
     tx.commit()  # round trip 3
     log.info("event processed", extra={"event_type": ctx.event.type, "program_id": ctx.program_id,
                                        "created_member": created, "attribution": decision_reply.get("outcome")})
     return reply
 
 
-def _event_record(ctx: EventContext, subject: MemberItem | None, reply: dict[str, Any],
-                  ledger_postings: list[dict[str, Any]]) -> EventItem:
+def _event_record(ctx: EventContext, subject: MemberItem | None, reply: dict[str, Any]) -> EventItem:
+    """Only what dedupe and the duplicate reply need (the business key names program, partner,
+    object and type; the postings are in the ledger entries)."""
     pk, sk = ctx.event_key
-    event = ctx.event
     return EventItem(
-        PK=pk, SK=sk, program_id=ctx.program_id, partner_id=ctx.partner_id, business_key=ctx.business_key,
-        type=event.type, object_type=event.object_type, object_id=event.object_id, occurred_at=event.occurred_at,
-        received_at=ctx.now, delivery_id=ctx.delivery_id, member_id=subject.member_id if subject else None,
-        result=reply, postings=ledger_postings,
+        PK=pk, SK=sk, business_key=ctx.business_key, received_at=ctx.now, delivery_id=ctx.delivery_id,
+        member_id=subject.member_id if subject else None,
+        reply={k: v for k, v in reply.items() if k not in ("status", "business_key")},
     )
