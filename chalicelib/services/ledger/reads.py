@@ -77,7 +77,7 @@ def second_read_keys(ctx: EventContext, first: dict[Key, Any], chains: list[list
         order = first.get(okey) if okey else None
         wanted: list[Key] = []
         if isinstance(order, OrderLedgerItem) and order.paid_business_key:
-            for posting in order.postings or []:
+            for posting in order.stored_postings():
                 wanted += [entry_key(pid, posting), keys.balance(pid, posting["member_id"]),
                            keys.member(pid, posting["member_id"])]
         return wanted

@@ -46,7 +46,7 @@ def order_item(ctx: EventContext, items: dict[Key, Any]) -> tuple[OrderLedgerIte
         state = OrderLedgerItem(
             PK=key[0], SK=key[1], program_id=read.program_id, partner_id=read.partner_id, order_id=read.order_id,
             paid_business_key=read.paid_business_key, total=read.total, currency=read.currency,
-            postings=list(read.postings or []), refunded_minor=int(read.refunded_minor or 0),
+            postings=read.stored_postings(), refunded_minor=int(read.refunded_minor or 0),
             reversed=dict(read.reversed or {}), parked=list(read.parked or []), cancelled=int(read.cancelled or 0),
             revision=int(read.revision or 0) + 1,
         )
