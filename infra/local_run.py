@@ -111,6 +111,9 @@ class EmbeddedMoto:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
+        from infra import moto_transactions
+
+        moto_transactions.install()  # transactions cost O(items), not O(table) (see the module)
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per AWS call
         self._server.start()
         if self._error is not None:
