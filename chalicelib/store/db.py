@@ -53,6 +53,16 @@ class CompressedJSONAttribute(Attribute[Any]):
         return json.loads(zlib.decompress(value).decode("utf-8"))
 
 
+def plain_binary(value: bytes) -> Any:
+    """A binary attribute as JSON-able data: a compressed JSON document decoded, anything else base64."""
+    try:
+        return json.loads(zlib.decompress(value).decode("utf-8"))
+    except (zlib.error, UnicodeDecodeError, ValueError):
+        import base64
+
+        return base64.b64encode(value).decode("ascii")
+
+
 class Gsi1(GlobalSecondaryIndex["Entity"]):
     class Meta:
         index_name = "GSI1"
