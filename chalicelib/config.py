@@ -30,6 +30,10 @@ class Settings:
     secret_rotation_overlap_hours: int
     #: In-process cache lifetime of program/partner/key records (revocation delay).
     config_cache_seconds: int
+    #: KMS key (id, ARN or alias) that wraps the data keys of platform-issued secrets (envelope encryption).
+    kms_key_id: str | None = None
+    #: SQS queue URL of the asynchronous CRM fetch (HubSpot, Bitrix24, amoCRM send only ids).
+    crm_fetch_queue_url: str | None = None
 
 
 def _int_env(name: str, default: int) -> int:
@@ -52,6 +56,8 @@ def get_settings() -> Settings:
         ses_sender=os.environ.get("SARAFAN_SES_SENDER", "no-reply@sarafan.local"),
         secret_rotation_overlap_hours=_int_env("SARAFAN_SECRET_OVERLAP_HOURS", 24),
         config_cache_seconds=_int_env("SARAFAN_CONFIG_CACHE_SECONDS", 30),
+        kms_key_id=os.environ.get("SARAFAN_KMS_KEY_ID") or None,
+        crm_fetch_queue_url=os.environ.get("SARAFAN_CRM_FETCH_QUEUE_URL") or None,
     )
 
 

@@ -39,6 +39,9 @@ class EventItem(Entity, discriminator="event"):
     def stored_reply(self) -> dict[str, Any]:
         reply = self.reply if self.reply is not None else self.result
         return dict(reply) if isinstance(reply, dict) else {}
+    #: The fact's content as first seen (amounts, currency, customer id; e-mail/phone only hashed),
+    #: so a repeat with different content is reported as a conflict (see ``domain.events.fingerprint``).
+    fingerprint = JSONAttribute(null=True)
 
 
 class AttributionRecordItem(Entity, discriminator="attribution"):
