@@ -22,6 +22,7 @@ states of written items are read through a second client, unhooked and uncounted
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -86,6 +87,16 @@ class Usage:
     #: WRU by what was written (the item's ``entity`` discriminator, or "gsi").
     wru_by_entity: Counter[str] = field(default_factory=Counter)
     bytes_by_entity: Counter[str] = field(default_factory=Counter)
+    #: Wall time of the request, moto in-process included (an upper bound of the app's own time).
+    seconds: float = 0.0
+    #: Time inside DynamoDB calls (moto's work, in process) and inside the meter's own hooks.
+    store_seconds: float = 0.0
+    meter_seconds: float = 0.0
+
+    @property
+    def app_seconds(self) -> float:
+        """The app's own time: the request minus the store's and the meter's."""
+        return max(self.seconds - self.store_seconds - self.meter_seconds, 0.0)
 
     @property
     def round_trips(self) -> int:
@@ -120,6 +131,22 @@ class Meter:
         return self.side.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")  # type: ignore[no-any-return]
 
     def _before(self, model: Any = None, params: Any = None, **_: Any) -> None:
+        started = time.perf_counter()
+        try:
+            self._before_call(model, params)
+        finally:
+            self._sent = time.perf_counter()
+            self.usage.meter_seconds += self._sent - started
+
+    def _after(self, model: Any = None, parsed: Any = None, http_response: Any = None, **_: Any) -> None:
+        started = time.perf_counter()
+        self.usage.store_seconds += started - getattr(self, "_sent", started)
+        try:
+            self._after_call(model, parsed, http_response)
+        finally:
+            self.usage.meter_seconds += time.perf_counter() - started
+
+    def _before_call(self, model: Any, params: Any) -> None:
         name = model.name
         self.usage.calls[name] += 1
         body = params.get("body") if isinstance(params, dict) else None
@@ -147,7 +174,7 @@ class Meter:
                         self._pending.append(("Delete", table, key, self._current(table, key), 1))
         self._request = request
 
-    def _after(self, model: Any = None, parsed: Any = None, http_response: Any = None, **_: Any) -> None:
+    def _after_call(self, model: Any, parsed: Any, http_response: Any) -> None:
         name = model.name
         request = getattr(self, "_request", {})
         status = getattr(http_response, "status_code", 200)

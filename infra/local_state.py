@@ -147,6 +147,13 @@ def _dynamodb_tables() -> Iterator[tuple[str, str, Any]]:
                 yield account, region, table
 
 
+def _binary_as_base64(value: Any) -> str:
+    """Binary attribute values (``{"B": ...}``) as DynamoDB JSON writes them: base64 text."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def _item_rows(table: Any) -> list[dict[str, Any]]:
     return [item.to_json()["Attributes"] for item in table.all_items()]
 
@@ -401,7 +408,8 @@ class LocalState:
                     count = len(items)
             # Plain JSON values from here on: serialised outside the pause.
             data["saved_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            blob = gzip.compress(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode(), compresslevel=1)
+            blob = gzip.compress(json.dumps(data, separators=(",", ":"), ensure_ascii=False,
+                                            default=_binary_as_base64).encode(), compresslevel=1)
             self.directory.mkdir(parents=True, exist_ok=True)
             if full:
                 _write_atomically(self._path(AWS_FILE), blob)

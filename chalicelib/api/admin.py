@@ -6,6 +6,7 @@ from typing import Any
 
 from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, respond
 from chalicelib.services import programs
+from chalicelib.store import keys
 
 admin = ApiBlueprint(__name__)
 TAG = "Administration"
@@ -46,9 +47,12 @@ def create_partner(req: ApiRequest, program_id: str) -> Any:
     return respond(programs.create_partner(req.principal, program_id, req.json()), 201)
 
 
-@admin.endpoint("/v1/programs/{program_id}/partners", "GET", summary="List the partners of a program", tag=TAG)
+@admin.endpoint("/v1/programs/{program_id}/partners", "GET", summary="List the partners of a program (paged)",
+                tag=TAG, query_params=(("limit", "integer"), ("cursor", "string")))
 def list_partners(req: ApiRequest, program_id: str) -> Any:
-    return programs.list_partners(req.principal, program_id)
+    cursor = decode_cursor(req.query("cursor"), ("PK", keys.program(program_id)[0]))
+    result = programs.list_partners(req.principal, program_id, req.int_query("limit", 100, 1, 100), cursor)
+    return {**result, "next_cursor": encode_cursor(result["next_cursor"])}
 
 
 @admin.endpoint("/v1/programs/{program_id}/partners/{partner_id}", "GET", summary="Get a partner", tag=TAG)
@@ -68,10 +72,12 @@ def create_partner_key(req: ApiRequest, program_id: str, partner_id: str) -> Any
     return respond(programs.create_partner_key(req.principal, program_id, partner_id), 201)
 
 
-@admin.endpoint("/v1/programs/{program_id}/keys", "GET", summary="List a program's API keys (never the keys)",
-                tag=TAG, auth="operator")
+@admin.endpoint("/v1/programs/{program_id}/keys", "GET", summary="List a program's API keys (never the keys; paged)",
+                tag=TAG, auth="operator", query_params=(("limit", "integer"), ("cursor", "string")))
 def list_keys(req: ApiRequest, program_id: str) -> Any:
-    return programs.list_keys(req.principal, program_id)
+    cursor = decode_cursor(req.query("cursor"), ("PK", keys.program(program_id)[0]))
+    result = programs.list_keys(req.principal, program_id, req.int_query("limit", 100, 1, 100), cursor)
+    return {**result, "next_cursor": encode_cursor(result["next_cursor"])}
 
 
 @admin.endpoint("/v1/programs/{program_id}/keys/{key_id}/revoke", "POST", tag=TAG,

@@ -24,7 +24,7 @@ from chalicelib.services import erasure, signed_cursor
 from chalicelib.services.auth import Principal
 from chalicelib.store import counters, keys, tenancy_repo
 from chalicelib.store.data_rights import ErasureItem
-from chalicelib.store.db import Entity
+from chalicelib.store.db import Entity, plain_binary
 from chalicelib.store.ledger import BalanceItem
 from chalicelib.store.members import MemberItem, PendingInviteItem, batch_get, key_from_str
 
@@ -49,6 +49,8 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | set | tuple):
         return [_plain(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return plain_binary(bytes(value))  # e.g. an event record's compressed reply
     return value
 
 

@@ -92,8 +92,9 @@ def _fingerprint(ctx: EventContext) -> dict[str, Any]:
 
 
 def _duplicate_reply(ctx: EventContext, record: EventItem) -> dict[str, Any]:
-    """The stored answer; plus a ``conflict`` block when the repeat's content differs."""
-    reply = {**(record.result or {}), "status": "duplicate"}
+    """The stored answer (rebuilt: the stored reply leaves out what the record already says);
+    plus a ``conflict`` block when the repeat's content differs."""
+    reply = {"business_key": record.business_key, **record.stored_reply(), "status": "duplicate"}
     conflict = fingerprint_conflict(record.fingerprint, _fingerprint(ctx))
     if conflict is not None:
         reply["conflict"] = conflict
@@ -198,13 +199,10 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
         attribution=decision_reply,
     )
     stage_replies: dict[str, Any] = {}
-    audit: dict[str, Any] = {}
     for stage in stages.registered():
         outcome = stage.stage(ctx, tx, view)
         view.outcomes[stage.name] = outcome
         stage_replies.update(outcome.reply)
-        # e.g. the ledger entries: kept on the event record (audit), not sent back to the partner.
-        audit.update(outcome.audit)
 
     if created and subject is not None:
         membership_stage.stage_new_member(ctx, tx, subject)
@@ -217,20 +215,20 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
         "attribution": decision_reply or None,
         **stage_replies,
     }
-    tx.create(_event_record(ctx, subject, reply, audit.get("postings", [])), on_fail=AlreadyProcessed())
+    tx.create(_event_record(ctx, subject, reply), on_fail=AlreadyProcessed())
     tx.commit()  # round trip 3
     log.info("event processed", extra={"event_type": ctx.event.type, "program_id": ctx.program_id,
                                        "created_member": created, "attribution": decision_reply.get("outcome")})
     return reply
 
 
-def _event_record(ctx: EventContext, subject: MemberItem | None, reply: dict[str, Any],
-                  ledger_postings: list[dict[str, Any]]) -> EventItem:
+def _event_record(ctx: EventContext, subject: MemberItem | None, reply: dict[str, Any]) -> EventItem:
+    """Only what dedupe and the duplicate reply need (the business key names program, partner,
+    object and type; the postings are in the ledger entries)."""
     pk, sk = ctx.event_key
-    event = ctx.event
     return EventItem(
-        PK=pk, SK=sk, program_id=ctx.program_id, partner_id=ctx.partner_id, business_key=ctx.business_key,
-        type=event.type, object_type=event.object_type, object_id=event.object_id, occurred_at=event.occurred_at,
-        received_at=ctx.now, delivery_id=ctx.delivery_id, member_id=subject.member_id if subject else None,
-        result=reply, postings=ledger_postings, fingerprint=_fingerprint(ctx),
+        PK=pk, SK=sk, business_key=ctx.business_key, received_at=ctx.now, delivery_id=ctx.delivery_id,
+        member_id=subject.member_id if subject else None,
+        reply={k: v for k, v in reply.items() if k not in ("status", "business_key")},
+        fingerprint=_fingerprint(ctx),
     )

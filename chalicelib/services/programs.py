@@ -225,10 +225,12 @@ def create_partner(principal: Principal, program_id: str, body: Any) -> dict[str
     return {**partner_view(partner), "api_key": key, "api_key_info": key_info, "webhook_secrets": shown_once}
 
 
-def list_partners(principal: Principal, program_id: str) -> dict[str, Any]:
+def list_partners(principal: Principal, program_id: str, limit: int = 100,
+                  cursor: dict[str, Any] | None = None) -> dict[str, Any]:
     principal.require_program(program_id)
     tenancy_repo.get_program(program_id)
-    return {"items": [partner_view(p) for p in tenancy_repo.list_partners(program_id)]}
+    items, next_cursor = tenancy_repo.list_partners(program_id, limit, cursor)
+    return {"items": [partner_view(p) for p in items], "next_cursor": next_cursor}
 
 
 def get_partner(principal: Principal, program_id: str, partner_id: str) -> dict[str, Any]:
@@ -276,10 +278,12 @@ def create_partner_key(principal: Principal, program_id: str, partner_id: str) -
     return {"api_key": key, "api_key_info": info}
 
 
-def list_keys(principal: Principal, program_id: str) -> dict[str, Any]:
+def list_keys(principal: Principal, program_id: str, limit: int = 100,
+              cursor: dict[str, Any] | None = None) -> dict[str, Any]:
     principal.require_program(program_id)
     principal.require_operator()
-    return {"items": [key_view(r) for r in tenancy_repo.list_key_refs(program_id)]}
+    items, next_cursor = tenancy_repo.list_key_refs(program_id, limit, cursor)
+    return {"items": [key_view(r) for r in items], "next_cursor": next_cursor}
 
 
 def revoke_key(principal: Principal, program_id: str, key_id: str) -> dict[str, Any]:

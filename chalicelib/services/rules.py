@@ -97,10 +97,21 @@ def _prepare(program: ProgramItem, body: Any) -> dict[str, Any]:
     ]
     if depth_errors:
         raise ValidationFailed("Invalid rules document", details={"errors": depth_errors})
-    unknown = _unknown_partner_errors(parsed, {p.partner_id for p in tenancy_repo.list_partners(program.program_id)})
+    # Only the partners the document names are read (bounded by the document, not by the program).
+    unknown = _unknown_partner_errors(
+        parsed, tenancy_repo.existing_partners(program.program_id, _named_partners(parsed)))
     if unknown:
         raise ValidationFailed("The rules name partners that are not in this program", details={"errors": unknown})
     return doc
+
+
+def _named_partners(parsed: Any) -> set[str]:
+    named: set[str] = set()
+    for rule in parsed.rules:
+        named.update(rule.trigger.partners)
+        named.update(p for p in (rule.funded_by, *rule.partners) if p is not None)
+        named.update(o.funded_by for o in rule.partners.values() if o.funded_by is not None)
+    return named
 
 
 def _unknown_partner_errors(parsed: Any, partner_ids: set[str]) -> list[dict[str, str]]:

@@ -8,7 +8,8 @@ of the pipeline's two batched reads and adds its writes to the event's one trans
   may matter (``chains`` lists candidate ``[subject, level-1, level-2, ...]`` member-id chains);
 * ``stage(ctx, tx, view)``: add items to ``tx`` (conditions included) and return a
   :class:`StageOutcome`: ``reply`` is merged into the webhook reply (and kept on the event record,
-  so a duplicate delivery gets the same answer); ``audit`` is kept on the event record only.
+  so a duplicate delivery gets the same answer); ``audit`` is for later stages only (``view.outcomes``),
+  never stored: the event record stays small (the ledger entries hold the postings).
 
 A condition that fails because of a concurrent writer raises ``RetryEvent`` (re-read, re-decide)
 or ``AlreadyProcessed`` (the fact was processed by someone else) through the transaction's
@@ -35,7 +36,7 @@ Key = tuple[str, str]
 class StageOutcome:
     #: Merged into the webhook reply (JSON-able).
     reply: dict[str, Any] = field(default_factory=dict)
-    #: Kept on the event record only (e.g. ``postings``: the ledger entries, for audit).
+    #: For later stages (``view.outcomes``), not stored (e.g. ``postings``: the ledger entries written).
     audit: dict[str, Any] = field(default_factory=dict)
 
 

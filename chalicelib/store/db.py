@@ -10,13 +10,15 @@ settings on first use, never at import time.
 
 from __future__ import annotations
 
+import json
 import threading
+import zlib
 from datetime import datetime
 from typing import Any
 
 from pynamodb.attributes import Attribute, DiscriminatorAttribute, UnicodeAttribute
 from pynamodb.connection import TableConnection
-from pynamodb.constants import STRING
+from pynamodb.constants import BINARY, STRING
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -36,6 +38,29 @@ class IsoDateTimeAttribute(Attribute[datetime]):
 
     def deserialize(self, value: str) -> datetime:
         return parse_iso(value)
+
+
+class CompressedJSONAttribute(Attribute[Any]):
+    """JSON kept compact and zlib-compressed in a binary attribute: for write-once documents that are
+    only ever read back whole (an event's reply), where every started KB is a write unit."""
+
+    attr_type = BINARY
+
+    def serialize(self, value: Any) -> bytes:
+        return zlib.compress(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), 9)
+
+    def deserialize(self, value: bytes) -> Any:
+        return json.loads(zlib.decompress(value).decode("utf-8"))
+
+
+def plain_binary(value: bytes) -> Any:
+    """A binary attribute as JSON-able data: a compressed JSON document decoded, anything else base64."""
+    try:
+        return json.loads(zlib.decompress(value).decode("utf-8"))
+    except (zlib.error, UnicodeDecodeError, ValueError):
+        import base64
+
+        return base64.b64encode(value).decode("ascii")
 
 
 class Gsi1(GlobalSecondaryIndex["Entity"]):

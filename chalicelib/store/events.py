@@ -2,29 +2,43 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pynamodb.attributes import JSONAttribute, UnicodeAttribute
 
-from chalicelib.store.db import Entity, IsoDateTimeAttribute
+from chalicelib.store.db import CompressedJSONAttribute, Entity, IsoDateTimeAttribute
 
 
 class EventItem(Entity, discriminator="event"):
     """One per business fact. Created with ``attribute_not_exists`` in the event's transaction,
-    so a fact delivered twice, concurrently or under another delivery id, is processed once."""
+    so a fact delivered twice, concurrently or under another delivery id, is processed once.
 
-    program_id = UnicodeAttribute()
-    partner_id = UnicodeAttribute()
+    Lean on purpose (every started KB is 2 write units in the transaction): the business key
+    (which names program, partner, object and event type), when it was received, by which
+    delivery, about which member, and the reply compressed. The postings live in the ledger
+    entries and the order's ledger item, not here. Kept for good: dedupe on the business key
+    is permanent (see docs/cost.md).
+    """
+
     business_key = UnicodeAttribute()
-    type = UnicodeAttribute()
-    object_type = UnicodeAttribute()
-    object_id = UnicodeAttribute()
-    occurred_at = IsoDateTimeAttribute()
     received_at = IsoDateTimeAttribute()
     delivery_id = UnicodeAttribute(null=True)
     member_id = UnicodeAttribute(null=True)
-    #: What the first processing answered; duplicates get the same answer.
-    result = JSONAttribute(default=dict)
-    #: Ledger entries this event posted (for refunds to reverse): owned by the ledger.
-    postings = JSONAttribute(default=list)
+    #: What the first processing answered (compact JSON, zlib): duplicates get the same answer.
+    reply = CompressedJSONAttribute(null=True)
+    #: Records written before the reply was compressed (read only).
+    result = JSONAttribute(null=True)
+    program_id = UnicodeAttribute(null=True)
+    partner_id = UnicodeAttribute(null=True)
+    type = UnicodeAttribute(null=True)
+    object_type = UnicodeAttribute(null=True)
+    object_id = UnicodeAttribute(null=True)
+    occurred_at = IsoDateTimeAttribute(null=True)
+    postings = JSONAttribute(null=True)
+
+    def stored_reply(self) -> dict[str, Any]:
+        reply = self.reply if self.reply is not None else self.result
+        return dict(reply) if isinstance(reply, dict) else {}
     #: The fact's content as first seen (amounts, currency, customer id; e-mail/phone only hashed),
     #: so a repeat with different content is reported as a conflict (see ``domain.events.fingerprint``).
     fingerprint = JSONAttribute(null=True)

@@ -36,7 +36,7 @@ from pynamodb.expressions.update import Action
 
 from chalicelib.domain.clock import iso
 from chalicelib.store import keys
-from chalicelib.store.db import Entity, IsoDateTimeAttribute
+from chalicelib.store.db import CompressedJSONAttribute, Entity, IsoDateTimeAttribute
 from chalicelib.store.transact import OnFail, Transaction
 
 # Entry kinds and statuses.
@@ -147,8 +147,11 @@ class OrderLedgerItem(Entity, discriminator="order_ledger"):
     paid_business_key = UnicodeAttribute(null=True)  # None until order.paid was processed
     total = NumberAttribute(null=True)
     currency = UnicodeAttribute(null=True)
-    #: [{"key", "entry_id", "sk", "member_id", "points", "rule_id", "rule_version", "level", "funding_partner_id"}]
-    postings = JSONAttribute(default=list)
+    #: [{"member_id", "sk", "points", "rule_id", "rule_version", "level", "funding_partner_id"}]: what a refund
+    #: needs; compact JSON, compressed (written with every order, read only by its refunds).
+    postings = CompressedJSONAttribute(attr_name="postings_z", default=list)
+    #: Items written before the postings were compressed (read only).
+    legacy_postings = JSONAttribute(attr_name="postings", null=True)
     refunded_minor = NumberAttribute(default=0)
     #: {posting key: points reversed so far}
     reversed = JSONAttribute(default=dict)
@@ -156,6 +159,9 @@ class OrderLedgerItem(Entity, discriminator="order_ledger"):
     parked = JSONAttribute(default=list)
     cancelled = NumberAttribute(default=0)
     revision = NumberAttribute(default=0)
+
+    def stored_postings(self) -> list[dict[str, Any]]:
+        return list(self.postings or self.legacy_postings or [])
 
 
 class RedemptionItem(Entity, discriminator="redemption"):

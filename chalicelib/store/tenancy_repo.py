@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from pynamodb.exceptions import DoesNotExist
@@ -107,16 +106,26 @@ def stage_partner(tx: Transaction, partner: PartnerItem) -> None:
     tx.create(PartnerLocatorItem(PK=pk, SK=sk, program_id=partner.program_id, partner_id=partner.partner_id))
 
 
-def list_partners(program_id: str) -> list[PartnerItem]:
+def list_partners(program_id: str, limit: int = 100, cursor: dict[str, Any] | None = None
+                  ) -> tuple[list[PartnerItem], dict[str, Any] | None]:
+    """One page of a program's partners (one ``Query``, at most ``limit`` items) and the next cursor."""
     pk, prefix = keys.partners_prefix(program_id)
-    return [i for i in PartnerItem.query(pk, PartnerItem.SK.startswith(prefix)) if isinstance(i, PartnerItem)]
+    result = PartnerItem.query(pk, PartnerItem.SK.startswith(prefix), limit=limit, last_evaluated_key=cursor)
+    return [i for i in result if isinstance(i, PartnerItem)], result.last_evaluated_key
 
 
-def list_key_refs(program_id: str) -> Iterator[ApiKeyRefItem]:
+def existing_partners(program_id: str, partner_ids: set[str]) -> set[str]:
+    """Which of ``partner_ids`` are partners of the program: one ``BatchGetItem`` per 100 ids."""
+    wanted = [keys.partner(program_id, p) for p in sorted(partner_ids)]
+    return {i.partner_id for i in PartnerItem.batch_get(wanted) if isinstance(i, PartnerItem)} if wanted else set()
+
+
+def list_key_refs(program_id: str, limit: int = 100, cursor: dict[str, Any] | None = None
+                  ) -> tuple[list[ApiKeyRefItem], dict[str, Any] | None]:
+    """One page of a program's key references and the next cursor."""
     pk, prefix = keys.api_key_refs_prefix(program_id)
-    for item in ApiKeyRefItem.query(pk, ApiKeyRefItem.SK.startswith(prefix)):
-        if isinstance(item, ApiKeyRefItem):
-            yield item
+    result = ApiKeyRefItem.query(pk, ApiKeyRefItem.SK.startswith(prefix), limit=limit, last_evaluated_key=cursor)
+    return [i for i in result if isinstance(i, ApiKeyRefItem)], result.last_evaluated_key
 
 
 def get_key_ref(program_id: str, key_id: str) -> ApiKeyRefItem:

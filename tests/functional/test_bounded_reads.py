@@ -103,3 +103,41 @@ def test_click_detail_expires_and_totals_do_not(api: ApiClient) -> None:
     assert day.expires_at_epoch is not None
     total = counters.ClickTotalItem.get(*keys.click_total(pid, member["code"]))
     assert int(total.clicks) == 1 and getattr(total, "expires_at_epoch", None) is None
+
+
+def test_partner_and_key_lists_page(api: ApiClient) -> None:
+    program = api.create_program()
+    pid = program["program_id"]
+    made = {api.create_partner(pid, name=f"Shop {i}")["partner_id"] for i in range(5)}
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        reply = api.get(f"/v1/programs/{pid}/partners?limit=2" + (f"&cursor={cursor}" if cursor else ""))
+        assert reply.status == 200, reply.body
+        assert len(reply.body["items"]) <= 2
+        seen += [p["partner_id"] for p in reply.body["items"]]
+        pages += 1
+        cursor = reply.body["next_cursor"]
+        if not cursor:
+            break
+    assert set(seen) == made and len(seen) == 5 and pages >= 3
+    keys_page = api.get(f"/v1/programs/{pid}/keys?limit=1")
+    assert keys_page.status == 200 and len(keys_page.body["items"]) == 1 and keys_page.body["next_cursor"]
+    other = api.create_program()
+    foreign = api.get(f"/v1/programs/{other['program_id']}/partners?cursor={keys_page.body['next_cursor']}")
+    assert foreign.status == 400 and foreign.error_code == "invalid_cursor"
+
+
+def test_rules_naming_partners_read_only_those_partners(api: ApiClient, reads: ItemsRead) -> None:
+    program = api.create_program()
+    pid = program["program_id"]
+    partners = [api.create_partner(pid, name=f"Shop {i}") for i in range(4)]
+    doc = {"rules": [{"id": "cashback", "trigger": {"event": "order.paid", "partners": [partners[0]["partner_id"]]},
+                      "recipient": {"type": "self"}, "amount": {"rate_bp": 500}}]}
+    reads.items, reads.calls = 0, []
+    assert api.put(f"/v1/programs/{pid}/rules", doc).status == 200
+    assert "Query" not in reads.calls
+    bad = {"rules": [{**doc["rules"][0], "trigger": {"event": "order.paid", "partners": ["ptn_nobody"]}}]}
+    reply = api.put(f"/v1/programs/{pid}/rules", bad)
+    assert reply.status == 422 and "ptn_nobody" in reply.body["error"]["details"]["errors"][0]["message"]

@@ -98,3 +98,39 @@ def test_unknown_partner_is_404_on_a_cold_container(api: ApiClient) -> None:
     reply = api.send_event({"partner_id": "prt_missing", "webhook_secrets": {"events": "whsec_" + "A" * 32}},
                            order("x", "o-1"))
     assert reply.status in (401, 404), reply.body
+
+
+def test_event_record_is_lean_and_a_duplicate_gets_the_same_reply(api: ApiClient) -> None:
+    from chalicelib.store.db import Entity
+    from chalicelib.store.events import EventItem
+
+    program = api.create_program()
+    partner = api.create_partner(program["program_id"])
+    assert api.put(f"/v1/programs/{program['program_id']}/rules", RULES).status == 200
+    referrer = api.processed(partner, signup("ann"))["member"]
+    api.processed(partner, signup("bob", referrer["code"]))
+    first = api.processed(partner, order("bob", "o-1"))
+    again = api.processed(partner, order("bob", "o-1"))
+    assert again == {**first, "status": "duplicate"}
+
+    (record,) = [i for i in Entity.scan() if isinstance(i, EventItem) and i.business_key == first["business_key"]]
+    stored = record.serialize()
+    assert "postings" not in stored and "result" not in stored  # the entries hold the postings
+    # DynamoDB's item size: attribute names plus values (strings and binaries by length): under 1 KB,
+    # so one write unit (two in the transaction)
+    size = sum(len(name) + len(next(iter(value.values()))) for name, value in stored.items())
+    assert size < 1024, size
+
+
+def test_event_records_written_before_compression_still_answer_duplicates(api: ApiClient) -> None:
+    from chalicelib.store.db import Entity
+    from chalicelib.store.events import EventItem
+
+    program = api.create_program()
+    partner = api.create_partner(program["program_id"])
+    first = api.processed(partner, signup("ann"))
+    (record,) = [i for i in Entity.scan() if isinstance(i, EventItem)]
+    legacy = EventItem(PK=record.PK, SK=record.SK, business_key=record.business_key, received_at=record.received_at,
+                       result={k: v for k, v in first.items()})
+    legacy.save()
+    assert api.processed(partner, signup("ann")) == {**first, "status": "duplicate"}

@@ -34,10 +34,21 @@ def scan_test_table() -> list[dict[str, Any]]:
     kwargs: dict[str, Any] = {"TableName": Entity.Meta.table_name}
     while True:
         page = client.scan(**kwargs)
-        items += page["Items"]
+        # Compressed binaries (an event's reply, an order's postings) decoded, so the scan sees their text.
+        items += [_readable(i) for i in page["Items"]]
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _readable(value: Any) -> Any:
+    from chalicelib.store.db import plain_binary
+
+    if isinstance(value, dict):
+        return {k: (plain_binary(bytes(v)) if k == "B" else _readable(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_readable(v) for v in value]
+    return value
 
 
 def amounts_snapshot() -> dict[tuple[str, str], dict[str, Any]]:
@@ -190,7 +201,7 @@ def test_export_holds_everything_stored_about_the_member(api: ApiClient) -> None
     assert {c["code"] for c in summary["codes"]} == {olga["code"], "OLGA2026"}
     assert sum(code["clicks"]["clicks"] for code in summary["codes"] if code["clicks"]) == 1
     kinds = {i["item_type"] for i in items}
-    assert {"ledger_entry", "member_month"} <= kinds
+    assert "ledger_entry" in kinds  # (month counters exist only when the rules set a monthly cap)
     ledger = [i for i in items if i["item_type"] == "ledger_entry"]
     assert sorted(e["entry_id"] for e in ledger) == sorted(e["entry_id"] for e in shop.ledger(mid))
     # Same content whatever the page size; a tampered cursor is a 400.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -203,7 +204,13 @@ def test_uds_three_levels() -> None:
     ]
     assert all(p.available_at == AT + timedelta(days=7) for p in result.postings)
     assert "your level-2 referral m-friend's order" in result.postings[2].reason
-    assert all(d.max_before is None for d in result.counter_deltas)  # no caps in this program
+    # No monthly cap in this program: no month counter is written (nothing would read it).
+    assert not rules.counts_months and result.counter_deltas == ()
+    capped = dataclasses.replace(rules, member_monthly_cap_points=10_000)
+    months = evaluate(capped, order(total=1_000_000), referred(), upline(3)).counter_deltas
+    assert {(d.kind, d.member_id, d.points) for d in months} == {
+        ("member_month", FRIEND, 500), ("member_month", REF1, 300), ("member_month", REF2, 200),
+        ("member_month", REF3, 100)}
 
 
 def test_uds_missing_levels_and_cycles_are_skipped() -> None:

@@ -348,6 +348,7 @@ def _deltas(run: _Running, subject: Subject, rules: RulesDoc, month: str) -> tup
     out = [
         CounterDelta("member_month", pts, member_id=mid, month=month, max_before=run.month_max_before.get(mid))
         for mid, pts in run.month_delta.items()
+        if rules.counts_months  # no monthly cap anywhere: nothing would ever read the counter
     ]
     if run.budget_delta:
         # Only programs with a budget write the (hot, shared) budget item.
@@ -458,7 +459,8 @@ def reverse(
 
 
 def _get(entry: Any, name: str) -> Any:
-    return entry[name] if isinstance(entry, Mapping) else getattr(entry, name)
+    # Stored postings leave out what is None (e.g. no funding partner): a missing key is None.
+    return entry.get(name) if isinstance(entry, Mapping) else getattr(entry, name)
 
 
 def _reversed_so_far(already: Mapping[tuple[str, int, str], int] | Iterable[Any]) -> dict[tuple[str, int, str], int]:

@@ -118,6 +118,16 @@ class RulesDoc:
         levels = [r.recipient.level for r in self.rules if r.enabled and r.recipient.type == "referrer"]
         return max(levels, default=0)
 
+    @property
+    def counts_months(self) -> bool:
+        """Whether members' monthly points are counted: only when the program or a rule caps them.
+
+        Without a monthly cap nothing reads the counter, so it is neither read nor written (2 write
+        units per member paid, per event). A cap added by a later rules version counts from then on.
+        """
+        return self.member_monthly_cap_points is not None or any(
+            r.member_monthly_cap_points is not None for r in self.rules)
+
 
 # --------------------------------------------------------------------------- engine input
 

@@ -3,7 +3,8 @@
 1. first read: the current rules version when this instance has not parsed it yet, and the
    order's ledger item for ``order.*`` events (postings, refunds so far, parked refunds);
 2. second read: for every member of every candidate chain up to the rules' deepest level,
-   their balance, this month's counter and profile (tier counts, locale); the subject's
+   their balance, profile (tier counts, locale) and, when a monthly cap exists, this month's
+   counter; the subject's
    recurring counters; the program's budget counter. For refunds: the order's entries and the
    balances of the members they paid.
 """
@@ -76,7 +77,7 @@ def second_read_keys(ctx: EventContext, first: dict[Key, Any], chains: list[list
         order = first.get(okey) if okey else None
         wanted: list[Key] = []
         if isinstance(order, OrderLedgerItem) and order.paid_business_key:
-            for posting in order.postings or []:
+            for posting in order.stored_postings():
                 wanted += [entry_key(pid, posting), keys.balance(pid, posting["member_id"]),
                            keys.member(pid, posting["member_id"])]
         return wanted
@@ -89,7 +90,9 @@ def second_read_keys(ctx: EventContext, first: dict[Key, Any], chains: list[list
             members[member_id] = None
     wanted = []
     for member_id in members:
-        wanted += [keys.balance(pid, member_id), keys.member_month(pid, member_id, month), keys.member(pid, member_id)]
+        wanted += [keys.balance(pid, member_id), keys.member(pid, member_id)]
+        if rules.counts_months:
+            wanted.append(keys.member_month(pid, member_id, month))
     subjects = {chain[0] for chain in chains if chain}
     for rule in rules.rules:
         if rule.recurring is not None:

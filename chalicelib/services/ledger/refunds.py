@@ -46,7 +46,7 @@ def order_item(ctx: EventContext, items: dict[Key, Any]) -> tuple[OrderLedgerIte
         state = OrderLedgerItem(
             PK=key[0], SK=key[1], program_id=read.program_id, partner_id=read.partner_id, order_id=read.order_id,
             paid_business_key=read.paid_business_key, total=read.total, currency=read.currency,
-            postings=list(read.postings or []), refunded_minor=int(read.refunded_minor or 0),
+            postings=read.stored_postings(), refunded_minor=int(read.refunded_minor or 0),
             reversed=dict(read.reversed or {}), parked=list(read.parked or []), cancelled=int(read.cancelled or 0),
             revision=int(read.revision or 0) + 1,
         )
@@ -65,6 +65,19 @@ def write_order(tx: Transaction, state: OrderLedgerItem, read: OrderLedgerItem |
         tx.put(state, OrderLedgerItem.revision == int(read.revision or 0), on_fail=RetryEvent())
 
 
+#: What a refund needs of each posting of the order (the entry's key and what ``reverse`` weighs);
+#: the rest (reason, status, ids derivable from these) lives in the entry itself.
+_STORED = ("member_id", "sk", "points", "rule_id", "rule_version", "level", "funding_partner_id")
+
+
+def _stored_posting(posting: dict[str, Any]) -> dict[str, Any]:
+    return {k: posting[k] for k in _STORED if posting.get(k) is not None}
+
+
+def _key_of(posting: dict[str, Any]) -> str:
+    return posting.get("key") or posting_key(posting["rule_id"], int(posting["level"]), posting["member_id"])
+
+
 def stage_paid_order(ctx: EventContext, tx: Transaction, plan: LedgerPlan,
                      postings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Record what the order posted; apply refunds that arrived before it (as reversal entries)."""
@@ -73,7 +86,7 @@ def stage_paid_order(ctx: EventContext, tx: Transaction, plan: LedgerPlan,
     state.paid_business_key = ctx.business_key
     state.total = order.total if order else 0
     state.currency = order.currency if order else None
-    state.postings = [{k: v for k, v in p.items() if k not in ("_entry", "reason", "status")} for p in postings]
+    state.postings = [_stored_posting(p) for p in postings]
     parked, state.parked = list(state.parked or []), []
     applied: list[dict[str, Any]] = []
     entries = {p["key"]: p["_entry"] for p in postings}
@@ -102,7 +115,7 @@ def stage_refund(ctx: EventContext, tx: Transaction, view: StageView) -> tuple[d
     plan = LedgerPlan(ctx, view.items, view.subject)
 
     def lookup(key: str) -> tuple[LedgerEntryItem | None, LedgerEntryItem | None]:
-        posting = next((p for p in state.postings if p["key"] == key), None)
+        posting = next((p for p in state.postings if _key_of(p) == key), None)
         if posting is None:
             return None, None
         item = view.items.get(entry_key(ctx.program_id, posting))
