@@ -12,7 +12,9 @@ from chalicelib.api.jobs import jobs
 from chalicelib.api.landing import landing
 from chalicelib.api.members import members
 from chalicelib.api.meta import meta
+from chalicelib.api.notifications import notifications
 from chalicelib.api.rewards import rewards
+from chalicelib.api.streams import streams
 from chalicelib.api.webhooks import webhooks
 
 app = Chalice(app_name="sarafan")
@@ -24,3 +26,5 @@ app.register_blueprint(rewards)
 app.register_blueprint(jobs)
 app.register_blueprint(landing)
 app.register_blueprint(members)
+app.register_blueprint(notifications)
+app.register_blueprint(streams)

@@ -14,6 +14,7 @@ from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed, field_error
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.validation import validate
+from chalicelib.notify.settings import SCHEMA as NOTIFY_SETTINGS_SCHEMA
 from chalicelib.services import secrets
 from chalicelib.services.auth import PARTNER_PREFIX, PUBLISHABLE_PREFIX, Principal, hash_key, new_key
 from chalicelib.store import cache, keys, tenancy_repo
@@ -45,6 +46,8 @@ PROGRAM_SETTINGS_SCHEMA: dict[str, Any] = {
             },
         },
         "redemption_max_share_percent": {"type": "integer", "minimum": 1, "maximum": 100},
+        # Channels' limits, quiet hours and reminders (chalicelib/notify/settings.py).
+        "notifications": NOTIFY_SETTINGS_SCHEMA,
         # Per client IP per minute on the public landing endpoints (see services/invites).
         "landing_rate_limits": {
             "type": "object",
