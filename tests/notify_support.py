@@ -48,7 +48,7 @@ def ses_sent() -> list[SentEmail]:
                 text = _decoded(part)
             elif part.get_content_type() == "text/html":
                 html = _decoded(part)
-        out.append(SentEmail(to=list(message.destinations), subject=str(make_header(decode_header(parsed["Subject"]))),
+        out.append(SentEmail(to=sorted(set(message.destinations)), subject=str(make_header(decode_header(parsed["Subject"]))),
                              text=text, html=html, headers=parsed))
     return out
 

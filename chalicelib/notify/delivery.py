@@ -37,7 +37,7 @@ from pynamodb.exceptions import PynamoDBException, UpdateError
 
 from chalicelib.config import get_settings
 from chalicelib.domain import clock
-from chalicelib.domain.identity import identity_hash, mask_email, mask_phone
+from chalicelib.domain.identity import email_match_key, identity_hash, mask_email, mask_phone
 from chalicelib.notify import kinds, preview, settings as program_settings
 from chalicelib.notify.port import Email, Notifier, PermanentSendError, SendError, TransientSendError
 from chalicelib.notify.render import Rendered, render
@@ -274,7 +274,7 @@ class Delivery:
         if channel == "push":
             result["target"] = target
         if channel == "email":
-            hashed = identity_hash(program.program_id, "email", target.lower())
+            hashed = identity_hash(program.program_id, "email", email_match_key(target))
             if state is not None and hashed in (state.suppressed or []):
                 return result | {"status": FAILED, "error": "suppressed"}
         if channel == "sms" and not self._take_sms_budget(program.program_id, config, now):
@@ -318,7 +318,7 @@ class Delivery:
             return True
         item = SmsMonthItem(*keys.sms_budget(pid, clock.iso(now)[:7]))
         try:
-            item.update(actions=[SmsMonthItem.count.add(1)],
+            item.update(actions=[SmsMonthItem.entity.set(SmsMonthItem), SmsMonthItem.count.add(1)],  # type: ignore[arg-type]
                         condition=SmsMonthItem.count.does_not_exist() | (SmsMonthItem.count < config.sms_monthly_budget))
         except UpdateError as exc:
             if _conditional_failed(exc):
@@ -358,7 +358,7 @@ class Delivery:
         if status == SENT:
             config_day = _day_for(pid, now)
             day = NotifyDayItem(*keys.notify_day(pid, mid, config_day))
-            tx.update(day, [NotifyDayItem.count.add(1),
+            tx.update(day, [NotifyDayItem.entity.set(NotifyDayItem), NotifyDayItem.count.add(1),  # type: ignore[arg-type]
                             NotifyDayItem.expires_at_epoch.set(int(now.timestamp()) + 3 * 86400)])
         try:
             tx.commit()

@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from chalicelib.domain.identity import identity_hash
+from chalicelib.domain.identity import email_match_key, identity_hash
 
 log = logging.getLogger("sarafan.notify")
 
@@ -53,7 +53,7 @@ def handle(message: str) -> dict[str, Any]:
     for address in recipients:
         if isinstance(address, str) and "@" in address:
             bare = address.rpartition("<")[2].rstrip(">").strip().lower()
-            members.suppress(program_id, member_id, identity_hash(program_id, "email", bare))
+            members.suppress(program_id, member_id, identity_hash(program_id, "email", email_match_key(bare)))
             count += 1
     log.info("ses feedback applied", extra={"type": kind, "suppressed": count})
     return {"suppressed": count}

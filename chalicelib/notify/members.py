@@ -57,7 +57,8 @@ def _state_item(program_id: str, member_id: str) -> NotifyStateItem:
 
 def _ensure_ids(program_id: str, member_id: str) -> list[Any]:
     S = NotifyStateItem
-    return [S.program_id.set(program_id), S.member_id.set(member_id), S.updated_at.set(clock.utcnow())]
+    return [S.entity.set(S),  # type: ignore[arg-type]  # upserted: the discriminator too
+            S.program_id.set(program_id), S.member_id.set(member_id), S.updated_at.set(clock.utcnow())]
 
 
 def _read_state(program_id: str, member_id: str) -> NotifyStateItem | None:

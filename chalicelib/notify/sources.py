@@ -32,6 +32,8 @@ log = logging.getLogger("sarafan.notify")
 #: Called with every delivery outcome (the local run prints them); set by the runner, not in Lambda.
 outcome_listeners: list[Callable[[Outcome], None]] = []
 _delivery: Delivery | None = None
+#: Groups (members) delivered at once within one batch.
+MAX_PARALLEL = 8
 
 
 def delivery() -> Delivery:
@@ -65,8 +67,16 @@ def deliver_items(items: list[OutboxItem]) -> list[Outcome]:
         group_key = (item.program_id, item.member_id, item.business_key or item.message_id)
         groups.setdefault(group_key, []).append(item)
     outcomes: list[Outcome] = []
-    for group in groups.values():
-        for outcome in delivery().deliver_group(group):
+    if len(groups) <= 1:
+        results = [delivery().deliver_group(group) for group in groups.values()]
+    else:
+        # Members are independent: deliver them concurrently (each call waits on DynamoDB and SES).
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(groups))) as pool:
+            results = list(pool.map(delivery().deliver_group, groups.values()))
+    for group_outcomes in results:
+        for outcome in group_outcomes:
             _report(outcome)
             outcomes.append(outcome)
     return outcomes
@@ -163,7 +173,8 @@ def _touch_activity(pid: str, mid: str, day: str) -> None:
     gpk, gsk = keys.gsi1_activity_day(day, pid, mid)
     item = ActivityItem(*keys.activity(pid, mid))
     try:
-        item.update(actions=[ActivityItem.program_id.set(pid), ActivityItem.member_id.set(mid),
+        item.update(actions=[ActivityItem.entity.set(ActivityItem),  # type: ignore[arg-type]
+                             ActivityItem.program_id.set(pid), ActivityItem.member_id.set(mid),
                              ActivityItem.day.set(day), ActivityItem.GSI1PK.set(gpk), ActivityItem.GSI1SK.set(gsk)],
                     condition=ActivityItem.day.does_not_exist() | (ActivityItem.day < day))
     except UpdateError as exc:

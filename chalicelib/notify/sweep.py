@@ -18,7 +18,7 @@ from chalicelib.store import keys
 from chalicelib.store.ledger import BalanceItem, OutboxItem, stable_id
 from chalicelib.store.notify import ActivityItem
 
-SWEEP_DAYS = 7
+SWEEP_DAYS = 3
 GRACE_SECONDS = 60
 MAX_PER_RUN = 500
 

@@ -1,0 +1,78 @@
+"""The local run delivers notifications through the stream, over real HTTP and the moto server.
+
+A signed ``order.paid`` for a two-level chain (Masha ← Olga ← Vera): within 5 s moto's SES holds
+the buyer's, the referrer's and the level-2 referrer's messages, the local run printed one line per
+message, and ``GET /dev/outbox`` shows them rendered.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_local_run import Running, running  # noqa: F401  (the shared local-run fixture)
+
+pytestmark = pytest.mark.e2e
+
+
+def send(run: Running, event: dict[str, Any]) -> Any:
+    from chalicelib.domain.webhook_signature import sign
+
+    partner = run.info["demo"]["partners"][0]
+    raw = json.dumps(event)
+    msg_id, ts = f"msg_{time.time_ns()}", int(time.time())
+    request = urllib.request.Request(
+        f"{run.info['base_url']}/v1/webhooks/{partner['partner_id']}/events", data=raw.encode(), method="POST",
+        headers={"Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
+                 "webhook-signature": sign(partner["webhook_secrets"]["events"], msg_id, ts, raw.encode())})
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return json.loads(reply.read())
+
+
+def signup(run: Running, who: str, code: str | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": "member.signup", "occurred_at": "2026-01-10T10:00:00Z",
+                             "object": {"type": "customer", "id": who},
+                             "customer": {"id": who, "email": f"{who}@example.com"}}
+    if code:
+        event["referral"] = {"code": code}
+    return send(run, event)["member"]  # type: ignore[no-any-return]
+
+
+def ses_recipients(run: Running) -> set[str]:
+    """Who moto's SES accepted mail for (its inspection endpoint: what the API actually received)."""
+    with urllib.request.urlopen(f"{run.info['aws_endpoint']}/moto-api/data.json", timeout=10) as reply:
+        data = json.loads(reply.read())
+    text = json.dumps(data.get("ses", {}))
+    return {who for who in ("vera@example.com", "olga@example.com", "masha@example.com") if who in text}
+
+
+def test_an_order_in_a_two_level_chain_is_in_ses_within_five_seconds(running: Running) -> None:  # noqa: F811
+    masha = signup(running, "masha")
+    olga = signup(running, "olga", masha["code"])
+    signup(running, "vera", olga["code"])
+    start = time.monotonic()
+    send(running, {"type": "order.paid", "occurred_at": "2026-01-15T10:00:00Z",
+                   "object": {"type": "order", "id": "o-1"}, "customer": {"id": "vera", "email": "vera@example.com"},
+                   "order": {"total": 300_000, "currency": "RUB"}})
+    subjects: dict[str, str] = {}
+    while time.monotonic() - start < 5.0:
+        status, body = running.call("GET", "/dev/outbox")
+        assert status == 200
+        subjects = {m["deliveries"][0]["recipient"]: m["subject"] for m in body["items"]
+                    if m["template"] in ("friend_welcome", "friend_purchase_rewarded", "upline_purchase")}
+        if len(subjects) == 3:
+            break
+        time.sleep(0.2)
+    assert len(subjects) == 3, (subjects, [line for line in running.output.read_text(encoding="utf-8").splitlines() if "notify" in line or "stream" in line])
+    assert ses_recipients(running) == {"vera@example.com", "olga@example.com", "masha@example.com"}
+    status, body = running.call("GET", "/dev/outbox")
+    first = body["items"][0]
+    with urllib.request.urlopen(running.info["base_url"] + first["html_url"], timeout=10) as reply:
+        assert reply.headers["Content-Type"].startswith("text/html") and b"<html" in reply.read()
+    output = running.output.read_text(encoding="utf-8")
+    assert output.count("notify sent: upline_purchase") == 1
+    assert "masha@example.com" not in output  # recipients are masked in the lines it prints
