@@ -35,8 +35,7 @@ def streams_client() -> Any:
 
 
 def table_stream_arn() -> str:
-    from chalicelib.store.db import raw_client
-    from chalicelib.store.db import Entity
+    from chalicelib.store.db import Entity, raw_client
 
     return str(raw_client().describe_table(TableName=Entity.Meta.table_name)["Table"]["LatestStreamArn"])
 

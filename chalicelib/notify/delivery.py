@@ -34,11 +34,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import PynamoDBException, UpdateError
+from pynamodb.expressions.update import Action
 
 from chalicelib.config import get_settings
 from chalicelib.domain import clock
 from chalicelib.domain.identity import email_match_key, identity_hash, mask_email, mask_phone
-from chalicelib.notify import kinds, preview, settings as program_settings
+from chalicelib.notify import kinds, preview
+from chalicelib.notify import settings as program_settings
 from chalicelib.notify.port import Email, Notifier, PermanentSendError, SendError, TransientSendError
 from chalicelib.notify.render import Rendered, render
 from chalicelib.store import keys
@@ -98,13 +100,13 @@ class Delivery:
     def claim(self, item: OutboxItem, now: datetime, token: str) -> OutboxItem | None:
         now_iso = clock.iso(now)
         lease = clock.iso(now + timedelta(seconds=get_settings().notify_lease_seconds))
-        O = OutboxItem
-        due = O.not_before.does_not_exist() | (O.not_before <= now_iso)
-        condition = (O.status.is_in(PENDING, HELD) & due) | ((O.status == SENDING) & (O.lease_until < now_iso))
+        Ob = OutboxItem
+        due = Ob.not_before.does_not_exist() | (Ob.not_before <= now_iso)
+        condition = (Ob.status.is_in(PENDING, HELD) & due) | ((Ob.status == SENDING) & (Ob.lease_until < now_iso))
         target = OutboxItem(item.PK, item.SK)
         try:
-            target.update(actions=[O.status.set(SENDING), O.lease_until.set(lease), O.lease_token.set(token),
-                                   O.attempts.add(1)], condition=condition)
+            target.update(actions=[Ob.status.set(SENDING), Ob.lease_until.set(lease), Ob.lease_token.set(token),
+                                   Ob.attempts.add(1)], condition=condition)
         except UpdateError as exc:
             if _conditional_failed(exc):
                 return None
@@ -114,20 +116,21 @@ class Delivery:
     def _release(self, items: list[OutboxItem], token: str, error: str, deliveries: dict[str, list[dict[str, Any]]],
                  *, held_until: datetime | None = None) -> None:
         """Give claimed messages back (pending again, or held until a time)."""
-        O = OutboxItem
+        Ob = OutboxItem
         for item in items:
-            actions = [O.status.set(HELD if held_until else PENDING), O.lease_until.remove(), O.lease_token.remove()]
+            actions: list[Action] = [Ob.status.set(HELD if held_until else PENDING), Ob.lease_until.remove(),
+                                     Ob.lease_token.remove()]
             if held_until is not None:
                 due = clock.iso(held_until)
-                actions += [O.not_before.set(due), O.attempts.add(-1),
-                            O.GSI1PK.set(keys.outbox_pending_partition(due[:10])),
-                            O.GSI1SK.set(f"{due}#{item.message_id}")]
+                actions += [Ob.not_before.set(due), Ob.attempts.add(-1),
+                            Ob.GSI1PK.set(keys.outbox_pending_partition(due[:10])),
+                            Ob.GSI1SK.set(f"{due}#{item.message_id}")]
             if error:
-                actions.append(O.last_error.set(error[:500]))
+                actions.append(Ob.last_error.set(error[:500]))
             if deliveries.get(item.message_id):
-                actions.append(O.deliveries.set(deliveries[item.message_id]))
+                actions.append(Ob.deliveries.set(deliveries[item.message_id]))
             try:
-                OutboxItem(item.PK, item.SK).update(actions=actions, condition=O.lease_token == token)
+                OutboxItem(item.PK, item.SK).update(actions=actions, condition=Ob.lease_token == token)
             except UpdateError as exc:
                 if not _conditional_failed(exc):
                     raise
@@ -231,7 +234,7 @@ class Delivery:
         day = found.get(wanted[2])
         return (profile if isinstance(profile, MemberItem) else None,
                 state if isinstance(state, NotifyStateItem) else None,
-                int(day.count or 0) if isinstance(day, NotifyDayItem) else 0)
+                int(day.total or 0) if isinstance(day, NotifyDayItem) else 0)
 
     def _render(self, program: ProgramItem, profile: MemberItem, claimed: list[OutboxItem], locale: str) -> Rendered:
         from chalicelib.notify.tokens import unsubscribe_url
@@ -318,8 +321,8 @@ class Delivery:
             return True
         item = SmsMonthItem(*keys.sms_budget(pid, clock.iso(now)[:7]))
         try:
-            item.update(actions=[SmsMonthItem.entity.set(SmsMonthItem), SmsMonthItem.count.add(1)],  # type: ignore[arg-type]
-                        condition=SmsMonthItem.count.does_not_exist() | (SmsMonthItem.count < config.sms_monthly_budget))
+            item.update(actions=[SmsMonthItem.entity.set(SmsMonthItem), SmsMonthItem.total.add(1)],  # type: ignore[arg-type]
+                        condition=SmsMonthItem.total.does_not_exist() | (SmsMonthItem.total < config.sms_monthly_budget))
         except UpdateError as exc:
             if _conditional_failed(exc):
                 return False
@@ -333,20 +336,20 @@ class Delivery:
         lead = claimed[0]
         pid, mid = lead.program_id, lead.member_id
         now_iso = clock.iso(now)
-        O = OutboxItem
+        Ob = OutboxItem
         tx = Transaction()
         for item in claimed:
-            actions = [O.status.set(status), O.finished_at.set(now_iso), O.lease_until.remove(),
-                       O.lease_token.remove(), O.GSI1PK.remove(), O.GSI1SK.remove(),
-                       O.deliveries.set([{k: v for k, v in d.items() if k != "target"} for d in deliveries]
+            actions: list[Action] = [Ob.status.set(status), Ob.finished_at.set(now_iso), Ob.lease_until.remove(),
+                       Ob.lease_token.remove(), Ob.GSI1PK.remove(), Ob.GSI1SK.remove(),
+                       Ob.deliveries.set([{k: v for k, v in d.items() if k != "target"} for d in deliveries]
                                         if item is lead else [])]
             if kind:
-                actions.append(O.kind.set(kind))
+                actions.append(Ob.kind.set(kind))
             if error:
-                actions.append(O.last_error.set(error[:500]))
+                actions.append(Ob.last_error.set(error[:500]))
             if item is not lead:
-                actions.append(O.merged_into.set(lead.message_id))
-            tx.update(item, actions, O.lease_token == token, on_fail=LeaseLost())
+                actions.append(Ob.merged_into.set(lead.message_id))
+            tx.update(item, actions, Ob.lease_token == token, on_fail=LeaseLost())
         pk, sk = keys.notification_log(pid, mid, clock.iso(lead.created_at), lead.message_id)
         tx.put(NotificationLogItem(
             pk, sk, program_id=pid, member_id=mid, message_id=lead.message_id, template=kind or lead.template,
@@ -358,7 +361,7 @@ class Delivery:
         if status == SENT:
             config_day = _day_for(pid, now)
             day = NotifyDayItem(*keys.notify_day(pid, mid, config_day))
-            tx.update(day, [NotifyDayItem.entity.set(NotifyDayItem), NotifyDayItem.count.add(1),  # type: ignore[arg-type]
+            tx.update(day, [NotifyDayItem.entity.set(NotifyDayItem), NotifyDayItem.total.add(1),  # type: ignore[arg-type]
                             NotifyDayItem.expires_at_epoch.set(int(now.timestamp()) + 3 * 86400)])
         try:
             tx.commit()

@@ -120,7 +120,7 @@ def register_device(principal: Principal, program_id: str, member_id: str, body:
         raise ServiceUnavailable("Push registration is unavailable; retry", details={"code": exc.code}) from exc
     entry = {"device_id": device_id, "platform": data["platform"], "endpoint_arn": arn, "token_hash": token_hash,
              "enabled": True, "updated_at": clock.iso(clock.utcnow())}
-    devices = [d for d in devices if d is not existing][-(MAX_DEVICES - 1):] + [entry]
+    devices = [*[d for d in devices if d is not existing][-(MAX_DEVICES - 1):], entry]
     _state_item(program_id, member_id).update(actions=[*_ensure_ids(program_id, member_id),
                                                        NotifyStateItem.devices.set(devices)])
     return {"device": {k: entry[k] for k in ("device_id", "platform", "enabled", "updated_at")}}

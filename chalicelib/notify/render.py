@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -102,7 +103,7 @@ def _paragraphs_html(text: str) -> str:
     return "\n".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in text.split("\n\n") if p.strip())
 
 
-def render(kind: str, locale: str, values: dict[str, Any], *, extra_parts: list[tuple[str, dict[str, Any]]] = (),
+def render(kind: str, locale: str, values: dict[str, Any], *, extra_parts: Sequence[tuple[str, dict[str, Any]]] = (),
            link: str = "", unsubscribe_url: str = "", offer: str = "") -> Rendered:
     """Render ``kind`` in ``locale`` (falls back to ``en`` for an unknown locale).
 

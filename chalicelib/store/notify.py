@@ -39,12 +39,12 @@ class NotifyStateItem(Entity, discriminator="notify_state"):
 
 
 class NotifyDayItem(Entity, discriminator="notify_day"):
-    count = NumberAttribute(default=0)
+    total = NumberAttribute(default=0)
     expires_at_epoch = NumberAttribute(null=True)
 
 
 class SmsMonthItem(Entity, discriminator="sms_month"):
-    count = NumberAttribute(default=0)
+    total = NumberAttribute(default=0)
 
 
 class NotificationLogItem(Entity, discriminator="notification_log"):
