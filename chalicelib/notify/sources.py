@@ -66,17 +66,25 @@ def deliver_items(items: list[OutboxItem]) -> list[Outcome]:
     for item in items:
         group_key = (item.program_id, item.member_id, item.business_key or item.message_id)
         groups.setdefault(group_key, []).append(item)
-    outcomes: list[Outcome] = []
-    if len(groups) <= 1:
-        results = [delivery().deliver_group(group) for group in groups.values()]
+    # One member's groups run one after the other (they share the member's daily counter item, and
+    # concurrent transactions on one item conflict); members are independent and run concurrently.
+    per_member: dict[tuple[str, str], list[list[OutboxItem]]] = {}
+    for (pid, mid, _event), group in groups.items():
+        per_member.setdefault((pid, mid), []).append(group)
+
+    def run(member_groups: list[list[OutboxItem]]) -> list[Outcome]:
+        return [outcome for group in member_groups for outcome in delivery().deliver_group(group)]
+
+    if len(per_member) <= 1 or MAX_PARALLEL <= 1:
+        results = [run(member_groups) for member_groups in per_member.values()]
     else:
-        # Members are independent: deliver them concurrently (each call waits on DynamoDB and SES).
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(groups))) as pool:
-            results = list(pool.map(delivery().deliver_group, groups.values()))
-    for group_outcomes in results:
-        for outcome in group_outcomes:
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(per_member))) as pool:
+            results = list(pool.map(run, per_member.values()))
+    outcomes: list[Outcome] = []
+    for member_outcomes in results:
+        for outcome in member_outcomes:
             _report(outcome)
             outcomes.append(outcome)
     return outcomes
