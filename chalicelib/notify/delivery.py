@@ -238,7 +238,7 @@ class Delivery:
 
     def _render(self, program: ProgramItem, profile: MemberItem, claimed: list[OutboxItem], locale: str) -> Rendered:
         from chalicelib.notify.tokens import unsubscribe_url
-        from chalicelib.services.invites import public_link
+        from chalicelib.services.landing.invites import public_link
 
         lead = claimed[0]
         base = {"program": program.name, "points_unit": program.points_unit,

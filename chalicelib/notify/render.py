@@ -139,8 +139,20 @@ def render(kind: str, locale: str, values: dict[str, Any], *, extra_parts: Seque
     return Rendered(kind=kind, locale=locale, subject=subject, short=short, text=text, html=page)
 
 
+def _unit(unit: str, n: int, locale: str) -> str:
+    """The program's points unit; the default "points" is declined in Russian (1 балл, 2 балла, 5 баллов)."""
+    from chalicelib.domain.l10n import plural_ru
+
+    if unit == "points" and locale == "ru":
+        return plural_ru(n, "балл", "балла", "баллов")
+    return unit
+
+
 def _text_values(values: dict[str, Any], locale: str) -> dict[str, str]:
     out: dict[str, str] = {}
+    amount = values.get("points") if values.get("points") else values.get("balance")
+    if isinstance(values.get("points_unit"), str) and isinstance(amount, int):
+        values = {**values, "points_unit": _unit(values["points_unit"], amount, locale)}
     for name, value in values.items():
         if value is None:
             continue

@@ -10,29 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from typing import Any
 
+from chalicelib.domain.settings import PROGRAM_SETTINGS_SCHEMA
 from chalicelib.store.tenancy import ProgramItem
 
 DEFAULT_DAILY_CAP = 10
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "time_zone": {"type": "string", "pattern": r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+){0,2}$", "maxLength": 64},
-        "quiet_hours": {
-            "type": "object", "additionalProperties": False, "required": ["start", "end"],
-            "properties": {"start": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$"},
-                           "end": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$"}},
-        },
-        "daily_cap": {"type": "integer", "minimum": 1, "maximum": 100},
-        "sms": {
-            "type": "object", "additionalProperties": False,
-            "properties": {"enabled": {"type": "boolean"},
-                           "monthly_budget": {"type": "integer", "minimum": 0, "maximum": 10_000_000}},
-        },
-        "sleeping_reminder_days": {"anyOf": [{"type": "integer", "minimum": 7, "maximum": 365}, {"type": "null"}]},
-    },
-}
+#: The accepted shape (validated by the program API): ``domain.settings.PROGRAM_SETTINGS_SCHEMA``.
+SCHEMA: dict[str, Any] = PROGRAM_SETTINGS_SCHEMA["properties"]["notifications"]
 
 
 def _zone(name: str | None) -> tzinfo:

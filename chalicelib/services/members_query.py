@@ -17,7 +17,7 @@ from chalicelib.domain.errors import BadRequest, Conflict, NotFound, ServiceUnav
 from chalicelib.domain.identity import mask_email, mask_phone, normalize_email, normalize_phone
 from chalicelib.domain.validation import validate
 from chalicelib.services.auth import Principal
-from chalicelib.services.invites import display_code, public_link
+from chalicelib.services.landing.invites import display_code, public_link
 from chalicelib.store import counters, keys, tenancy_repo
 from chalicelib.store.db import Entity
 from chalicelib.store.events import AttributionRecordItem

@@ -80,8 +80,8 @@ def test_two_level_chain_order_notifies_buyer_referrer_and_level_two_in_their_la
     got = {m.to[0]: m for m in ses_sent()[before:]}
     assert set(got) == {"vera@example.com", "olga@example.com", "masha@example.com"}
     # Vera: cashback (150) + welcome bonus (300) from one event = one message, the welcome leads.
-    assert got["vera@example.com"].subject == "Добро пожаловать: +450 points"
-    assert got["olga@example.com"].subject == "Ваш друг сделал покупку: +500 points"
+    assert got["vera@example.com"].subject == "Добро пожаловать: +450 баллов"
+    assert got["olga@example.com"].subject == "Ваш друг сделал покупку: +500 баллов"
     assert got["masha@example.com"].subject == "Your friend's friend bought: +100 points"
     assert got["masha@example.com"].language == "en" and got["olga@example.com"].language == "ru"
     assert "Hello Masha," in got["masha@example.com"].text and "(level 2)" in got["masha@example.com"].text
