@@ -85,8 +85,8 @@ def set_channel(program_id: str, member_id: str, changes: dict[str, bool]) -> No
 
 
 def update_preferences(principal: Principal, program_id: str, member_id: str, body: Any) -> dict[str, Any]:
+    _member(principal, program_id, member_id)  # the tenant first: another program's member is a 404
     data = validate(PREFERENCES_SCHEMA, body)
-    _member(principal, program_id, member_id)
     return preferences_view(set_channel(program_id, member_id, data))
 
 
@@ -102,8 +102,8 @@ def _token_hash(token: str) -> str:
 def register_device(principal: Principal, program_id: str, member_id: str, body: Any,
                     notifier: Notifier) -> dict[str, Any]:
     """Create or refresh the member's SNS endpoint for a push token (re-enabled if it was disabled)."""
-    data = validate(DEVICE_SCHEMA, body)
     _member(principal, program_id, member_id)
+    data = validate(DEVICE_SCHEMA, body)
     token_hash = _token_hash(data["token"])
     device_id = data.get("device_id") or token_hash[:16]
     state = _read_state(program_id, member_id)
