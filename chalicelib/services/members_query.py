@@ -82,14 +82,19 @@ def _codes_of(member: MemberItem) -> list[str]:
 
 
 def _clicks(member: MemberItem) -> dict[str, Any]:
+    """From the pre-aggregated totals: one item per code, however long the click history."""
     total = 0
     by_source: dict[str, int] = {}
-    for code in _codes_of(member):
-        for item in counters.click_counters(member.program_id, code):
-            count = int(item.clicks or 0)
-            total += count
-            source = item.utm_source or "-"
-            by_source[source] = by_source.get(source, 0) + count
+    codes = _codes_of(member)
+    if member.erased_at is not None:  # the profile lost its codes; the erasure record keeps them for the counts
+        from chalicelib.services.erasure import get_record
+
+        record = get_record(member.program_id, member.member_id)
+        codes = list(record.codes or []) if record is not None else []
+    for item in counters.click_totals(member.program_id, codes):
+        total += int(item.clicks or 0)
+        for source, count in (item.by_source.as_dict() if item.by_source else {}).items():
+            by_source[source] = by_source.get(source, 0) + int(count)
     return {"total": total, "by_utm_source": by_source}
 
 
