@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_local_run import Running, running  # noqa: F401  (the shared local-run fixture)
+from tests.e2e.test_local_run import Running, running, start  # noqa: F401  (the shared local-run fixtures)
 
 pytestmark = pytest.mark.e2e
 
@@ -42,26 +42,27 @@ def signup(run: Running, who: str, code: str | None = None) -> dict[str, Any]:
     return send(run, event)["member"]  # type: ignore[no-any-return]
 
 
-def ses_recipients(run: Running) -> set[str]:
-    """Who moto's SES accepted mail for (its inspection endpoint: what the API actually received)."""
-    with urllib.request.urlopen(f"{run.info['aws_endpoint']}/moto-api/data.json", timeout=10) as reply:
-        data = json.loads(reply.read())
-    text = json.dumps(data.get("ses", {}))
-    return {who for who in ("vera@example.com", "olga@example.com", "masha@example.com") if who in text}
+def ses_sent_count(run: Running) -> int:
+    """How many messages moto's SES accepted (what the SES API actually received)."""
+    import boto3
+
+    ses = boto3.client("ses", endpoint_url=run.info["aws_endpoint"], region_name=run.info["region"],
+                       aws_access_key_id="local", aws_secret_access_key="local")
+    return int(ses.get_send_quota()["SentLast24Hours"])
 
 
 def test_an_order_in_a_two_level_chain_reaches_ses_through_the_stream(running: Running) -> None:  # noqa: F811
     masha = signup(running, "masha")
     olga = signup(running, "olga", masha["code"])
     signup(running, "vera", olga["code"])
-    start = time.monotonic()
+    started = time.monotonic()
     send(running, {"type": "order.paid", "occurred_at": "2026-01-15T10:00:00Z",
                    "object": {"type": "order", "id": "o-1"}, "customer": {"id": "vera", "email": "vera@example.com"},
                    "order": {"total": 300_000, "currency": "RUB"}})
     subjects: dict[str, str] = {}
     # Delivery takes about a second on an idle machine (the local run polls the stream every 0.2 s);
     # speed is measured in bench/, not asserted here, so a loaded CI machine gets a generous deadline.
-    while time.monotonic() - start < 60.0:
+    while time.monotonic() - started < 60.0:
         status, body = running.call("GET", "/dev/outbox")
         assert status == 200
         subjects = {m["deliveries"][0]["recipient"]: m["subject"] for m in body["items"]
@@ -69,9 +70,9 @@ def test_an_order_in_a_two_level_chain_reaches_ses_through_the_stream(running: R
         if len(subjects) == 3:
             break
         time.sleep(0.2)
-    print(f"delivered {len(subjects)} messages {time.monotonic() - start:.1f} s after the webhook")
+    print(f"delivered {len(subjects)} messages {time.monotonic() - started:.1f} s after the webhook")
     assert len(subjects) == 3, (subjects, [line for line in running.output.read_text(encoding="utf-8").splitlines() if "notify" in line or "stream" in line])
-    assert ses_recipients(running) == {"vera@example.com", "olga@example.com", "masha@example.com"}
+    assert ses_sent_count(running) >= 5  # two "friend joined", then the buyer's, referrer's and level 2's
     status, body = running.call("GET", "/dev/outbox")
     first = body["items"][0]
     with urllib.request.urlopen(running.info["base_url"] + first["html_url"], timeout=10) as reply:
