@@ -7,8 +7,10 @@ not read required settings or create AWS clients at import time.
 from chalice import Chalice
 
 from chalicelib.api.admin import admin
+from chalicelib.api.crm_consumer import crm_consumer
 from chalicelib.api.data_rights import data_rights
 from chalicelib.api.http import http_middleware
+from chalicelib.api.integrations import integrations
 from chalicelib.api.jobs import jobs
 from chalicelib.api.landing import landing
 from chalicelib.api.members import members
@@ -29,4 +31,6 @@ app.register_blueprint(landing)
 app.register_blueprint(members)
 app.register_blueprint(notifications)
 app.register_blueprint(streams)
+app.register_blueprint(integrations)
+app.register_blueprint(crm_consumer)
 app.register_blueprint(data_rights)

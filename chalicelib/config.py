@@ -35,6 +35,10 @@ class Settings:
     sns_platform_app_apns: str | None = None
     #: How long a notification may stay "sending" before another consumer takes it over.
     notify_lease_seconds: int = 60
+    #: KMS key (id, ARN or alias) that wraps the data keys of platform-issued secrets (envelope encryption).
+    kms_key_id: str | None = None
+    #: SQS queue URL of the asynchronous CRM fetch (HubSpot, Bitrix24, amoCRM send only ids).
+    crm_fetch_queue_url: str | None = None
 
 
 def _int_env(name: str, default: int) -> int:
@@ -60,6 +64,8 @@ def get_settings() -> Settings:
         sns_platform_app_fcm=os.environ.get("SARAFAN_SNS_PLATFORM_APP_FCM") or None,
         sns_platform_app_apns=os.environ.get("SARAFAN_SNS_PLATFORM_APP_APNS") or None,
         notify_lease_seconds=_int_env("SARAFAN_NOTIFY_LEASE_SECONDS", 60),
+        kms_key_id=os.environ.get("SARAFAN_KMS_KEY_ID") or None,
+        crm_fetch_queue_url=os.environ.get("SARAFAN_CRM_FETCH_QUEUE_URL") or None,
     )
 
 

@@ -208,6 +208,70 @@ def prepare_store() -> list[str]:
     return warnings
 
 
+def prepare_integrations() -> list[str]:
+    """The KMS key for platform secrets and the CRM fetch queue, unless the environment names real ones."""
+    from chalicelib import aws, config
+
+    warnings = []
+    env = os.environ
+    try:
+        if not env.get("SARAFAN_KMS_KEY_ID"):
+            key = aws.client("kms").create_key(Description="sarafan local: platform secrets")
+            env["SARAFAN_KMS_KEY_ID"] = key["KeyMetadata"]["KeyId"]
+        if not env.get("SARAFAN_CRM_FETCH_QUEUE_URL"):
+            from chalicelib.api.crm_consumer import QUEUE
+
+            env["SARAFAN_CRM_FETCH_QUEUE_URL"] = aws.client("sqs").create_queue(QueueName=QUEUE)["QueueUrl"]
+    except Exception as exc:  # DynamoDB Local has no KMS/SQS: shop and CRM integrations will not work
+        warnings.append(f"integrations unavailable (KMS key / SQS queue): {type(exc).__name__}: {exc}")
+    config.reset_settings()
+    return warnings
+
+
+class CrmFetchPoller:
+    """Drives ``@on_sqs_message`` consumers locally: polls their queue, calls the Lambda handler per message."""
+
+    def __init__(self, runner: Any, source: Any) -> None:
+        self.runner, self.source = runner, source
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"sqs-{self.source.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        from chalicelib import aws
+        from chalicelib.config import get_settings
+
+        url = get_settings().crm_fetch_queue_url
+        handler = self.runner.app.handler_map[self.source.name]
+        sqs = aws.client("sqs")
+        while url and not self._stop.is_set():
+            try:
+                messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, WaitTimeSeconds=1)
+                for message in messages.get("Messages", []):
+                    event = {"Records": [{"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
+                                          "body": message["Body"], "attributes": {}, "messageAttributes": {},
+                                          "eventSource": "aws:sqs", "eventSourceARN": f"arn:aws:sqs:::{self.source.queue}",
+                                          "awsRegion": get_settings().region}]}
+                    try:
+                        from infra.local_events import lambda_context
+
+                        handler(event, lambda_context(self.source.name))
+                        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                    except Exception as exc:  # left on the queue: retried after the visibility timeout
+                        say(f"{self.source.name} failed: {type(exc).__name__}: {exc}")
+            except Exception as exc:
+                say(f"{self.source.name} poll failed: {type(exc).__name__}")
+                self._stop.wait(2)
+
+
 # --- demo data ------------------------------------------------------------------------
 
 
@@ -613,14 +677,16 @@ def main(argv: list[str]) -> int:
         # Registered after moto's stop, so it runs before it: the last snapshot on the way out.
         cleanup.callback(state.save, "stopped")
         operator_key = configure_environment(mode, base_url, kept)
-        warnings = prepare_store()
+        warnings = prepare_store() + prepare_integrations()
         demo = None if args.no_seed else seed_demo(base_url, kept.get("demo"))
         state.save_keys({"operator_key": operator_key, "demo": demo,
                          "settings": {name: os.environ[name] for name in KEPT_SETTINGS if os.environ.get(name)}})
 
         from app import app
         from chalicelib.config import get_settings
-        from infra.local_events import EventSourceRunner
+        from infra.local_events import EventSourceRunner, register_consumer
+
+        register_consumer("SQSEventConfig", CrmFetchPoller)
 
         drive_notifications(say)
         speedup = float(os.environ.get("SARAFAN_LOCAL_SCHEDULE_SPEEDUP", "1") or 1)

@@ -32,7 +32,7 @@ def reset_process_state() -> None:
     """Everything cached per process (settings, connections, clients, config cache, clock)."""
     from chalicelib import aws, config
     from chalicelib.domain import clock
-    from chalicelib.services import rules, secrets
+    from chalicelib.services import envelope, rules, secrets
     from chalicelib.store import cache, db
 
     config.reset_settings()
@@ -41,6 +41,7 @@ def reset_process_state() -> None:
     cache.clear()
     secrets.reset_master_key()
     rules.reset_cache()
+    envelope.reset_cache()
     clock.freeze(None)
 
 
@@ -56,8 +57,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def aws(aws_env: None) -> Iterator[None]:
-    """moto's in-process AWS with the Sarafan table created.
+def aws(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's in-process AWS with the Sarafan table and the KMS key for platform secrets.
 
     moto runs with the local run's adjustments (``infra/moto_tuning.py``), so the suite
     exercises the DynamoDB engine ``python3 infra/dev.py run`` uses.
@@ -71,8 +72,14 @@ def aws(aws_env: None) -> Iterator[None]:
         moto_tuning.apply()
         create_table()
         from chalicelib import aws as aws_clients
+        from chalicelib import config
 
         aws_clients.client("ses").verify_email_identity(EmailAddress=TEST_ENV["SARAFAN_SES_SENDER"])
+        key = aws_clients.client("kms").create_key(Description="sarafan test: platform secrets")
+        monkeypatch.setenv("SARAFAN_KMS_KEY_ID", key["KeyMetadata"]["KeyId"])
+        config.reset_settings()
+        # Read now: chalice.test.Client swaps in .chalice/config.json's environment while it runs.
+        config.get_settings()
         yield
 
 

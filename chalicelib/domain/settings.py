@@ -23,6 +23,8 @@ DEFAULT_MODEL: Final[AttributionModel] = "first_touch"
 DEFAULT_MAX_DEPTH: Final = 3
 MAX_DEPTH_RANGE: Final = (1, 5)
 DEFAULT_AUTO_ENROL: Final = True
+#: A won CRM deal is not a shop order unless the program says so.
+DEFAULT_DEALS_COUNT_AS_ORDERS: Final = False
 DEFAULT_REDEMPTION_MAX_SHARE_PERCENT: Final = 100
 REDEMPTION_SHARE_RANGE: Final = (1, 100)
 DEFAULT_INVITES_PER_MINUTE: Final = 20
@@ -45,6 +47,8 @@ PROGRAM_SETTINGS_SCHEMA: Final[dict[str, Any]] = {
         "attribution_window_days": _int_range(WINDOW_DAYS_RANGE),
         "attribution_model": {"enum": list(ATTRIBUTION_MODELS)},
         "auto_enrol": {"type": "boolean"},
+        # Whether a won CRM deal (deal.won) counts as one of the customer's orders (docs/integrations.md).
+        "deals_count_as_orders": {"type": "boolean"},
         "max_depth": _int_range(MAX_DEPTH_RANGE),
         "offer": {
             "type": "object",
@@ -109,6 +113,9 @@ class ProgramSettings:
     attribution_window_days: int = DEFAULT_WINDOW_DAYS
     attribution_model: AttributionModel = DEFAULT_MODEL
     auto_enrol: bool = DEFAULT_AUTO_ENROL
+    #: Whether ``deal.won`` counts as one of the customer's orders (order counts, ``trigger.order``,
+    #: recurring ``orders`` caps, converted referrals).
+    deals_count_as_orders: bool = DEFAULT_DEALS_COUNT_AS_ORDERS
     max_depth: int = DEFAULT_MAX_DEPTH
     #: ``{"friend_reward": {"ru": ..., "en": ...}, "partner_reward": {...}}`` as stored (read-only).
     offer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -124,11 +131,13 @@ class ProgramSettings:
         limits = limits if isinstance(limits, Mapping) else {}
         offer = raw.get("offer")
         auto = raw.get("auto_enrol")
+        deals = raw.get("deals_count_as_orders")
         return cls(
             attribution_window_days=_bounded(raw.get("attribution_window_days"), WINDOW_DAYS_RANGE,
                                              DEFAULT_WINDOW_DAYS),
             attribution_model=model if model in ATTRIBUTION_MODELS else DEFAULT_MODEL,
             auto_enrol=auto if isinstance(auto, bool) else DEFAULT_AUTO_ENROL,
+            deals_count_as_orders=deals if isinstance(deals, bool) else DEFAULT_DEALS_COUNT_AS_ORDERS,
             max_depth=_bounded(raw.get("max_depth"), MAX_DEPTH_RANGE, DEFAULT_MAX_DEPTH),
             offer=MappingProxyType(dict(offer)) if isinstance(offer, Mapping) else MappingProxyType({}),
             redemption_max_share_percent=_bounded(raw.get("redemption_max_share_percent"), REDEMPTION_SHARE_RANGE,

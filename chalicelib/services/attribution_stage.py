@@ -14,7 +14,7 @@ from typing import Any
 
 from chalicelib.domain import attribution, clock
 from chalicelib.domain.ids import new_id
-from chalicelib.services.event_context import ATTRIBUTING_EVENTS, PURCHASE_EVENTS, EventContext, Key
+from chalicelib.services.event_context import ATTRIBUTING_EVENTS, EventContext, Key
 from chalicelib.services.membership_stage import ProfileChanges
 from chalicelib.services.outcomes import RetryEvent
 from chalicelib.store import keys
@@ -132,7 +132,7 @@ def attribute(ctx: EventContext, tx: Transaction, items: dict[Key, Entity], subj
         subject.attribution_final = True
         if not created:
             changes.set(subject, MemberItem.attribution_final, True)
-    converts = ctx.event.type in PURCHASE_EVENTS and orders_before == 0 and subject.referrer_id is not None
+    converts = ctx.is_purchase and orders_before == 0 and subject.referrer_id is not None
     if converts:
         assert subject.referrer_id is not None
         changes.add(_profile_ref(ctx, subject.referrer_id, items), MemberItem.converted_referrals, 1)

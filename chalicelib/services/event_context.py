@@ -43,6 +43,18 @@ class EventContext:
     def settings(self) -> ProgramSettings:
         return self.program.program_settings
 
+    @property
+    def is_purchase(self) -> bool:
+        """Whether this event is one of the customer's orders (counts, ``trigger.order``, recurring caps).
+
+        ``order.paid`` always is. A won CRM deal is not a shop order unless the program says so
+        (``settings.deals_count_as_orders``): otherwise a deal would make the friend's first real
+        order their second, and use up a recurring rule's ``orders`` cap.
+        """
+        if self.event.type == "order.paid":
+            return True
+        return self.event.type == "deal.won" and self.settings.deals_count_as_orders
+
 
 @dataclass
 class StageView:

@@ -30,11 +30,11 @@ from typing import Any
 from chalicelib.domain import clock
 from chalicelib.domain.errors import ServiceUnavailable
 from chalicelib.domain.events import CanonicalEvent, business_key
+from chalicelib.domain.fingerprint import fingerprint, fingerprint_conflict
 from chalicelib.logs import get_logger
 from chalicelib.services import attribution_stage, membership_stage, stages
 from chalicelib.services.event_context import (
     ATTRIBUTING_EVENTS,
-    PURCHASE_EVENTS,
     EventContext,
     Key,
     StageView,
@@ -77,7 +77,7 @@ def process(program: ProgramItem, partner_id: str, event: CanonicalEvent, delive
         except AlreadyProcessed:
             record = batch_get([ctx.event_key]).get(ctx.event_key)
             if isinstance(record, EventItem):
-                return _duplicate_reply(record)
+                return _duplicate_reply(ctx, record)
         except RetryEvent:
             continue
     raise ServiceUnavailable("The event could not be processed because of concurrent updates; retry it")
@@ -87,8 +87,20 @@ def _hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
 
 
-def _duplicate_reply(record: EventItem) -> dict[str, Any]:
-    return {**(record.result or {}), "status": "duplicate"}
+def _fingerprint(ctx: EventContext) -> dict[str, Any]:
+    return fingerprint(ctx.event, {ref.kind: ref.value_hash for ref in ctx.refs})
+
+
+def _duplicate_reply(ctx: EventContext, record: EventItem) -> dict[str, Any]:
+    """The stored answer; plus a ``conflict`` block when the repeat's content differs."""
+    reply = {**(record.result or {}), "status": "duplicate"}
+    conflict = fingerprint_conflict(record.fingerprint, _fingerprint(ctx))
+    if conflict is not None:
+        reply["conflict"] = conflict
+        log.warning("duplicate fact with different content", extra={
+            "program_id": ctx.program_id, "event_type": ctx.event.type,
+            "fields": [f["field"] for f in conflict["fields"]]})
+    return reply
 
 
 # --------------------------------------------------------------------------- reads
@@ -143,7 +155,7 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
     first = batch_get(_first_read_keys(ctx))  # round trip 1
     record = first.get(ctx.event_key)
     if isinstance(record, EventItem):
-        return _duplicate_reply(record)
+        return _duplicate_reply(ctx, record)
 
     subject_id = _subject_id(ctx, first)
     candidates = attribution_stage.candidate_pointers(ctx, first)
@@ -172,7 +184,7 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
     if subject is not None and ctx.event.type in ATTRIBUTING_EVENTS:
         decision_reply, converts = attribution_stage.attribute(
             ctx, tx, items, subject, candidates, changes, created, orders_before)
-    if subject is not None and ctx.event.type in PURCHASE_EVENTS:
+    if subject is not None and ctx.is_purchase:
         changes.add(subject, MemberItem.orders_count, 1)
         subject.orders_count = orders_before + 1
 
@@ -220,5 +232,5 @@ def _event_record(ctx: EventContext, subject: MemberItem | None, reply: dict[str
         PK=pk, SK=sk, program_id=ctx.program_id, partner_id=ctx.partner_id, business_key=ctx.business_key,
         type=event.type, object_type=event.object_type, object_id=event.object_id, occurred_at=event.occurred_at,
         received_at=ctx.now, delivery_id=ctx.delivery_id, member_id=subject.member_id if subject else None,
-        result=reply, postings=ledger_postings,
+        result=reply, postings=ledger_postings, fingerprint=_fingerprint(ctx),
     )

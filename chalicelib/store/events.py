@@ -25,6 +25,9 @@ class EventItem(Entity, discriminator="event"):
     result = JSONAttribute(default=dict)
     #: Ledger entries this event posted (for refunds to reverse): owned by the ledger.
     postings = JSONAttribute(default=list)
+    #: The fact's content as first seen (amounts, currency, customer id; e-mail/phone only hashed),
+    #: so a repeat with different content is reported as a conflict (see ``domain.events.fingerprint``).
+    fingerprint = JSONAttribute(null=True)
 
 
 class AttributionRecordItem(Entity, discriminator="attribution"):

@@ -49,6 +49,24 @@ def api_key_refs_prefix(program_id: str) -> Key:
     return f"PROGRAM#{program_id}", "APIKEYREF#"
 
 
+def integration(program_id: str, partner_id: str, platform: str) -> Key:
+    """A partner's connection to a shop/CRM platform (settings, sealed secrets, token hashes)."""
+    return f"PROGRAM#{program_id}", f"INTEGRATION#{partner_id}#{platform}"
+
+
+def integrations_prefix(program_id: str, partner_id: str) -> Key:
+    return f"PROGRAM#{program_id}", f"INTEGRATION#{partner_id}#"
+
+
+def integration_log(program_id: str, partner_id: str, at: str, entry_id: str) -> Key:
+    """Per-partner integration log (permanent failures of the asynchronous CRM fetch)."""
+    return f"INTEGRATIONLOG#{program_id}#{partner_id}", f"AT#{at}#{entry_id}"
+
+
+def integration_log_partition(program_id: str, partner_id: str) -> str:
+    return f"INTEGRATIONLOG#{program_id}#{partner_id}"
+
+
 # --- referral core -----------------------------------------------------------
 
 

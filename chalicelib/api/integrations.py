@@ -1,0 +1,66 @@
+"""Shop and CRM integrations: connecting a platform, and the platforms' webhooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.api.http import ApiBlueprint, ApiRequest
+
+integrations = ApiBlueprint(__name__)
+TAG = "Integrations"
+_PATH = "/v1/programs/{program_id}/partners/{partner_id}/integrations/{platform}"
+#: Every content type a supported platform sends (form-encoded: Tilda, amoCRM, Bitrix24, Woo's ping).
+WEBHOOK_CONTENT_TYPES = ["application/json", "application/x-www-form-urlencoded"]
+
+
+def _schema() -> dict[str, Any]:
+    from chalicelib.services import integrations as service
+
+    return service.request_schema()
+
+
+@integrations.endpoint(_PATH, "PUT", tag=TAG, request_schema=_schema,
+                       summary="Connect a shop or CRM (answers the webhook URL and the topics to subscribe)",
+                       description="Operator or that partner. `settings.secret` is the signing secret the platform "
+                                   "issued (Shopify, WooCommerce, HubSpot, Bitrix24): sealed with KMS, never shown "
+                                   "again; a new one keeps the old one valid for the rotation overlap. Platforms that "
+                                   "cannot sign (Tilda, amoCRM, InSales) get a URL with a token, shown once. "
+                                   "See docs/integrations.md.")
+def connect(req: ApiRequest, program_id: str, partner_id: str, platform: str) -> Any:
+    from chalicelib.services import integrations as service
+
+    return service.connect(req.principal, program_id, partner_id, platform, req.json())
+
+
+@integrations.endpoint(_PATH, "GET", tag=TAG, summary="Show a platform connection (no secrets)")
+def get_integration(req: ApiRequest, program_id: str, partner_id: str, platform: str) -> Any:
+    from chalicelib.services import integrations as service
+
+    return service.get(req.principal, program_id, partner_id, platform)
+
+
+@integrations.endpoint(_PATH, "DELETE", tag=TAG, summary="Disconnect a platform")
+def disconnect(req: ApiRequest, program_id: str, partner_id: str, platform: str) -> Any:
+    from chalicelib.services import integrations as service
+
+    return service.disconnect(req.principal, program_id, partner_id, platform)
+
+
+@integrations.endpoint(
+    "/v1/webhooks/{partner_id}/{platform}", "POST", tag="Webhooks", auth="signature",
+    content_types=WEBHOOK_CONTENT_TYPES,
+    summary="Receive a shop's or CRM's own webhook (Shopify, WooCommerce, HubSpot, Tilda, amoCRM, Bitrix24, InSales)",
+    description="Authenticated the platform's way (its HMAC signature, or the token in the URL) before anything "
+                "is read; translated into canonical events processed like `/events`. Irrelevant topics answer 200 "
+                '`"status": "ignored"`; repeats of a fact answer `"status": "duplicate"` (with `conflict` when '
+                "the content differs). Unknown partner, platform or a platform not connected: 404.",
+)
+def receive_platform_webhook(req: ApiRequest, partner_id: str, platform: str) -> Any:
+    from chalicelib.adapters.base import Inbound
+    from chalicelib.config import get_settings
+    from chalicelib.services import platform_intake
+
+    path = f"/v1/webhooks/{partner_id}/{platform}"
+    inbound = Inbound(method=req.request.method, url=get_settings().public_base_url + path,
+                      headers=req.headers, raw_body=req.raw_body)
+    return platform_intake.receive(partner_id, platform, inbound, req.query("token"))

@@ -1,0 +1,160 @@
+"""The asynchronous CRM fetch: complete ids-only CRM events from the CRM's own API, then run the pipeline.
+
+HubSpot's ``deal.propertyChange`` carries the deal id and stage but not the amount or the contact;
+Bitrix24's events carry only ``data[FIELDS][ID]``. The webhook is acknowledged at once (verified,
+enqueued, ``200 "queued"``); this consumer — ``@on_sqs_message`` in AWS (``api/crm_consumer.py``,
+a dead-letter queue in ``infra/resources.yaml``), the same function driven by the local run —
+fetches what is missing (``services.crm_http``: short timeouts, retries with backoff, documented
+hosts only) and hands the canonical event to the pipeline, which dedupes on the business fact.
+
+A permanent failure (the CRM refused the token, the object is gone) is written to the partner's
+integration log and the message is dropped; a transient one raises, so SQS retries and finally
+moves the message to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalicelib.adapters.base import Context, Fetch, Mapped
+from chalicelib.domain import clock
+from chalicelib.domain.clock import iso
+from chalicelib.domain.errors import ValidationFailed
+from chalicelib.domain.events import parse_event
+from chalicelib.domain.ids import new_id
+from chalicelib.logs import get_logger
+from chalicelib.services import envelope, integrations, pipeline
+from chalicelib.services.crm_http import PermanentFailure, Target, get_json
+from chalicelib.store import integrations as store
+from chalicelib.store import keys, tenancy_repo
+from chalicelib.store.integrations import IntegrationItem, IntegrationLogItem
+
+log = get_logger("sarafan.crm_fetch")
+FETCHING_PLATFORMS = ("hubspot", "bitrix24")
+
+
+def queue_url() -> str | None:
+    from chalicelib.config import get_settings
+
+    return get_settings().crm_fetch_queue_url
+
+
+_resolved: dict[str, str] = {}
+
+
+def _resolve_queue(name_or_url: str) -> str:
+    """``SARAFAN_CRM_FETCH_QUEUE_URL`` may be the queue's URL or its name (resolved once per container)."""
+    from chalicelib import aws
+
+    if name_or_url.startswith(("https://", "http://")):
+        return name_or_url
+    if name_or_url not in _resolved:
+        _resolved[name_or_url] = aws.client("sqs").get_queue_url(QueueName=name_or_url)["QueueUrl"]
+    return _resolved[name_or_url]
+
+
+def enqueue(item: IntegrationItem, fetch: Fetch) -> None:
+    from chalicelib import aws
+
+    configured = queue_url()
+    assert configured is not None
+    url = _resolve_queue(configured)
+    message = {"v": 1, "program_id": item.program_id, "partner_id": item.partner_id, "platform": item.platform,
+               "label": fetch.label, "object_type": fetch.object_type, "object_id": fetch.object_id,
+               "occurred_at": fetch.occurred_at, "event_id": fetch.event_id}
+    aws.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(message))
+
+
+def _token(item: IntegrationItem) -> str:
+    assert item.api_token is not None
+    context = integrations.seal_context(item.program_id, item.partner_id, item.platform, "api_token")
+    return envelope.open_sealed(item.api_token, context).decode("utf-8")
+
+
+def _hubspot(fetch: Fetch, token: str, ctx: Context) -> Mapped | Any:
+    from chalicelib.adapters import hubspot
+
+    auth = {"Authorization": f"Bearer {token}"}
+    responses: dict[str, Any] = {}
+    if fetch.object_type == "deal":
+        (_, url), = hubspot.fetch_plan(fetch, ctx)
+        responses["deal"] = get_json(Target("hubspot", url, auth))
+        contact_id = hubspot.deal_contact_id(responses["deal"])
+        if contact_id:
+            responses["contact"] = get_json(Target("hubspot", hubspot.contact_url(contact_id, ctx), auth))
+    else:
+        responses["contact"] = get_json(Target("hubspot", hubspot.contact_url(fetch.object_id, ctx), auth))
+    return hubspot.fetched_event(fetch, responses, ctx)
+
+
+def _bitrix24(fetch: Fetch, webhook_url: str, ctx: Context) -> Any:
+    from chalicelib.adapters import bitrix24
+
+    base = webhook_url.rstrip("/") + "/"
+    deal = get_json(Target("bitrix24", f"{base}crm.deal.get.json?id={fetch.object_id}", {}))
+    fields = deal.get("result") if isinstance(deal, dict) else None
+    if not isinstance(fields, dict):
+        raise PermanentFailure("crm_bad_response", "crm.deal.get answered without a result")
+    contact = None
+    contact_id = fields.get("CONTACT_ID")
+    if contact_id:
+        reply = get_json(Target("bitrix24", f"{base}crm.contact.get.json?id={contact_id}", {}))
+        contact = reply.get("result") if isinstance(reply, dict) else None
+    return bitrix24.deal_event(fetch.object_id, fields, fetch.occurred_at, fetch.label, ctx, contact)
+
+
+def _log_failure(item: IntegrationItem, fetch: Fetch, code: str, message: str) -> None:
+    now = clock.utcnow()
+    entry_id = new_id("ilog")
+    pk, sk = keys.integration_log(item.program_id, item.partner_id, iso(now), entry_id)
+    IntegrationLogItem(PK=pk, SK=sk, program_id=item.program_id, partner_id=item.partner_id, platform=item.platform,
+                       code=code, message=message[:500], object_id=fetch.object_id, at=now).save()
+    log.warning("crm fetch failed permanently", extra={"platform": item.platform, "program_id": item.program_id,
+                                                       "code": code})
+
+
+def handle(message: dict[str, Any]) -> dict[str, Any]:
+    """Process one queued fetch. Raises ``TransientFailure`` (or a store error) for SQS to retry."""
+    platform = str(message.get("platform"))
+    item = store.get(str(message.get("program_id")), str(message.get("partner_id")), platform)
+    if item is None or item.api_token is None or platform not in FETCHING_PLATFORMS:
+        log.info("crm fetch dropped: integration gone", extra={"platform": platform})
+        return {"status": "dropped"}
+    fetch = Fetch(label=str(message["label"]), object_type=str(message["object_type"]),
+                  object_id=str(message["object_id"]), occurred_at=str(message["occurred_at"]),
+                  event_id=str(message.get("event_id", "")))
+    program = tenancy_repo.get_program(item.program_id)
+    ctx = Context(settings=dict(item.settings or {}), currency=program.currency, now=clock.utcnow(), can_fetch=True)
+    try:
+        token = _token(item)
+        result = _hubspot(fetch, token, ctx) if platform == "hubspot" else _bitrix24(fetch, token, ctx)
+    except PermanentFailure as exc:
+        _log_failure(item, fetch, exc.code, exc.message)
+        return {"status": "failed", "code": exc.code}
+    except Exception as exc:  # a malformed CRM answer is permanent too (not our input to retry)
+        from chalicelib.domain.errors import BadRequest
+
+        if isinstance(exc, BadRequest):
+            _log_failure(item, fetch, "crm_bad_response", exc.message)
+            return {"status": "failed", "code": "crm_bad_response"}
+        raise
+    if not isinstance(result, Mapped):
+        log.info("crm fetch: nothing to do", extra={"platform": platform, "reason": getattr(result, "reason", "")})
+        return {"status": "skipped", "reason": getattr(result, "reason", "")}
+    from chalicelib.services.platform_intake import clean_identifiers
+
+    body, _ = clean_identifiers(result.body, "RU" if program.default_locale == "ru" else "US")
+    try:
+        event = parse_event(body, default_region="RU" if program.default_locale == "ru" else "US")
+    except ValidationFailed as exc:
+        _log_failure(item, fetch, "invalid_event", exc.message)
+        return {"status": "failed", "code": "invalid_event"}
+    return pipeline.process(program, item.partner_id, event, delivery_id=f"crm-fetch:{fetch.event_id}")
+
+
+def list_log(program_id: str, partner_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    pk = keys.integration_log_partition(program_id, partner_id)
+    items = IntegrationLogItem.query(pk, scan_index_forward=False, limit=limit)
+    return [{"platform": i.platform, "code": i.code, "message": i.message, "object_id": i.object_id,
+             "at": iso(i.at)} for i in items if isinstance(i, IntegrationLogItem)]
