@@ -15,7 +15,9 @@ from chalicelib.api.jobs import jobs
 from chalicelib.api.landing import landing
 from chalicelib.api.members import members
 from chalicelib.api.meta import meta
+from chalicelib.api.notifications import notifications
 from chalicelib.api.rewards import rewards
+from chalicelib.api.streams import streams
 from chalicelib.api.webhooks import webhooks
 
 app = Chalice(app_name="sarafan")
@@ -27,6 +29,8 @@ app.register_blueprint(rewards)
 app.register_blueprint(jobs)
 app.register_blueprint(landing)
 app.register_blueprint(members)
+app.register_blueprint(notifications)
+app.register_blueprint(streams)
 app.register_blueprint(integrations)
 app.register_blueprint(crm_consumer)
 app.register_blueprint(data_rights)

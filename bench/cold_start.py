@@ -294,6 +294,28 @@ def import_profile(top: int = 12) -> tuple[float, list[tuple[str, float]]]:
     return total, sorted(per_package.items(), key=lambda kv: -kv[1])[:top]
 
 
+def template_engine_cost(reps: int = 5) -> list[tuple[str, float]]:
+    """Import (+ first render) cost of the notification templates vs. a template engine we did not adopt."""
+    snippets = {
+        "chalicelib.notify.render (string.Template)":
+            "from chalicelib.notify.render import render; render('points_pending', 'ru', {'points': 5})",
+        "jinja2 (not adopted)": "import jinja2; jinja2.Environment(autoescape=True).from_string('{{ x }}').render(x=1)",
+    }
+    out = []
+    for label, code in snippets.items():
+        timing = f"import time; t0 = time.perf_counter(); {code}; print(time.perf_counter() - t0)"
+        runs = []
+        for _ in range(reps):
+            done = subprocess.run([sys.executable, "-c", timing], cwd=ROOT, capture_output=True, text=True,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+            if done.returncode != 0:
+                break
+            runs.append(float(done.stdout.strip().splitlines()[-1]))
+        if runs:
+            out.append((label, statistics.median(runs)))
+    return out
+
+
 def _zip_facts(out: Path) -> tuple[int, list[tuple[str, int]], list[str], bool]:
     path = out / "deployment.zip"
     with zipfile.ZipFile(path) as archive:
@@ -352,6 +374,10 @@ def main() -> int:
     print(f"\nimport app: {total * 1000:.1f} ms (-X importtime, one run); self time by top-level package:")
     for name, seconds in packages:
         print(f"  {name:<28} {seconds * 1000:7.1f} ms")
+
+    print("\nnotification templates, import + first render (median of 5 fresh processes):")
+    for label, seconds in template_engine_cost():
+        print(f"  {label:<47} {seconds * 1000:7.1f} ms")
 
     if not args.skip_zip:
         for label, (size, largest, unexpected, merged) in package_zips().items():

@@ -30,6 +30,11 @@ class Settings:
     secret_rotation_overlap_hours: int
     #: In-process cache lifetime of program/partner/key records (revocation delay).
     config_cache_seconds: int
+    #: SNS platform applications for push (``fcm`` / ``apns``); empty = push not configured.
+    sns_platform_app_fcm: str | None = None
+    sns_platform_app_apns: str | None = None
+    #: How long a notification may stay "sending" before another consumer takes it over.
+    notify_lease_seconds: int = 60
     #: KMS key (id, ARN or alias) that wraps the data keys of platform-issued secrets (envelope encryption).
     kms_key_id: str | None = None
     #: SQS queue URL of the asynchronous CRM fetch (HubSpot, Bitrix24, amoCRM send only ids).
@@ -56,6 +61,9 @@ def get_settings() -> Settings:
         ses_sender=os.environ.get("SARAFAN_SES_SENDER", "no-reply@sarafan.local"),
         secret_rotation_overlap_hours=_int_env("SARAFAN_SECRET_OVERLAP_HOURS", 24),
         config_cache_seconds=_int_env("SARAFAN_CONFIG_CACHE_SECONDS", 30),
+        sns_platform_app_fcm=os.environ.get("SARAFAN_SNS_PLATFORM_APP_FCM") or None,
+        sns_platform_app_apns=os.environ.get("SARAFAN_SNS_PLATFORM_APP_APNS") or None,
+        notify_lease_seconds=_int_env("SARAFAN_NOTIFY_LEASE_SECONDS", 60),
         kms_key_id=os.environ.get("SARAFAN_KMS_KEY_ID") or None,
         crm_fetch_queue_url=os.environ.get("SARAFAN_CRM_FETCH_QUEUE_URL") or None,
     )

@@ -508,6 +508,22 @@ def wait_until_healthy(base_url: str, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+# --- notifications ----------------------------------------------------------------------------
+
+
+def drive_notifications(log: Any) -> None:
+    """Read the table's stream as Lambda would (infra/local_stream.py) and print one line per message.
+
+    The stream poller is registered for ``@on_dynamodb_record``, so the EventSourceRunner starts it
+    with the schedules; rendered messages stay viewable at ``GET /dev/outbox`` (local stage only).
+    """
+    from chalicelib.notify import sources
+    from infra.local_stream import register
+
+    register()
+    sources.outcome_listeners.append(lambda outcome: log(outcome.line()))
+
+
 # --- output -------------------------------------------------------------------------------
 
 
@@ -548,6 +564,7 @@ def banner(info: dict[str, Any]) -> str:
         f"  curl -s -X POST -H 'Authorization: Bearer {op}' -H 'Content-Type: application/json' \\",
         f"       -d '{{\"name\": \"My program\"}}' {base}/v1/programs",
         f"  curl -s {base}/openapi.json",
+        f"  curl -s {base}/dev/outbox   # the notifications the local run delivered (rendered)",
     ]
     if info["aws_mode"] == "moto":
         lines.append(f"  aws --endpoint-url {info['aws_endpoint']} dynamodb scan --table-name {info['table']}"
@@ -671,6 +688,7 @@ def main(argv: list[str]) -> int:
 
         register_consumer("SQSEventConfig", CrmFetchPoller)
 
+        drive_notifications(say)
         speedup = float(os.environ.get("SARAFAN_LOCAL_SCHEDULE_SPEEDUP", "1") or 1)
         runner = EventSourceRunner(app, region=get_settings().region, speedup=speedup, log=say)
         try:

@@ -26,6 +26,7 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -102,11 +103,35 @@ def chalice(project: Path, *args: str) -> int:
     return subprocess.call([str(executable), "--project-dir", str(project), *args], env=env)
 
 
+#: Merged over Chalice's template, in order: the data plane, then settings of generated functions.
+MERGE_TEMPLATES = ("resources.yaml", "notify-functions.yaml")
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def merged_template(project: Path) -> Path:
+    """infra/resources.yaml + infra/notify-functions.yaml as one JSON template (Chalice merges one file)."""
+    from chalice.package import YAMLTemplateSerializer
+
+    merged: dict[str, Any] = {}
+    for name in MERGE_TEMPLATES:
+        text = (ROOT / "infra" / name).read_text(encoding="utf-8")
+        merged = _deep_merge(merged, YAMLTemplateSerializer().load_template(text))
+    target = project / "merge-template.json"
+    target.write_text(json.dumps(merged, indent=1), encoding="utf-8")
+    return target
+
+
 def package(stage_name: str, out: Path, merge_template: bool = True) -> int:
     project = stage(stage_name)
-    args = ["package", "--stage", stage_name]
+    args = ["package", "--stage", stage_name, "--template-format", "yaml"]
     if merge_template:
-        args += ["--merge-template", str(ROOT / "infra" / "resources.yaml")]
+        args += ["--merge-template", str(merged_template(project))]
     return chalice(project, *args, str(out.resolve()))
 
 

@@ -61,6 +61,27 @@ PROGRAM_SETTINGS_SCHEMA: Final[dict[str, Any]] = {
             },
         },
         "redemption_max_share_percent": _int_range(REDEMPTION_SHARE_RANGE),
+        # Channels' limits, quiet hours and reminders (read by chalicelib/notify/settings.py).
+        "notifications": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "time_zone": {"type": "string", "pattern": r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+){0,2}$", "maxLength": 64},
+                "quiet_hours": {
+                    "type": "object", "additionalProperties": False, "required": ["start", "end"],
+                    "properties": {"start": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+                                   "end": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$"}},
+                },
+                "daily_cap": {"type": "integer", "minimum": 1, "maximum": 100},
+                "sms": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {"enabled": {"type": "boolean"},
+                                   "monthly_budget": {"type": "integer", "minimum": 0, "maximum": 10_000_000}},
+                },
+                "sleeping_reminder_days": {"anyOf": [{"type": "integer", "minimum": 7, "maximum": 365},
+                                                     {"type": "null"}]},
+            },
+        },
         # Per client IP per minute on the public landing endpoints (see services/landing).
         "landing_rate_limits": {
             "type": "object",

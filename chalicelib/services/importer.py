@@ -10,7 +10,9 @@ only the opening balance; their profile and referrer stay as they are.
 
 Reads are batched: one ``BatchGetItem`` for every marker, pointer and referrer of the chunk, one
 for the balances of existing members. Rows are written in file order, so a referrer imported
-earlier in the same file is found.
+earlier in the same file is found, and several rows share one transaction (up to ``GROUP_ITEMS``
+items) while they touch different items: still all or nothing for each row, since a group whose
+transaction fails is written again one row per transaction.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ CHUNK_SCHEMA: dict[str, Any] = {
     },
 }
 _ATTEMPTS = 3
+#: Items per transaction when rows are written together (DynamoDB allows 100).
+GROUP_ITEMS = 90
 
 
 class _AlreadyImported(Exception):
@@ -71,6 +75,15 @@ class _Retry(Exception):
 class _Referrer:
     member_id: str
     ancestors: list[str]
+
+
+@dataclass
+class _Staged:
+    row: ImportRow
+    tx: Transaction
+    marker: ImportRowItem
+    created: MemberItem | None
+    refs: list[IdentityRef]
 
 
 @dataclass
@@ -165,26 +178,82 @@ class _Chunk:
     # -- writes --------------------------------------------------------------------
 
     def write(self, rows: list[ImportRow]) -> None:
+        """Write rows in file order, several rows per transaction (``GROUP_ITEMS``) when they touch
+        different items; a group that fails is written again row by row, each row on its own."""
         self.read(rows)
+        group: list[_Staged] = []
+        combined = Transaction()
         for row in rows:
-            for attempt in range(_ATTEMPTS):
-                try:
-                    self.write_row(row)
-                    break
-                except _AlreadyImported:
-                    self.result.skipped += 1
-                    break
-                except _RowFailed as failed:
-                    self.result.errors.append(RowError(row.line, [failed.problem]))
-                    break
-                except _Retry:
-                    if attempt == _ATTEMPTS - 1:
-                        self.result.errors.append(RowError(row.line, [{
-                            "column": "", "message": "changed concurrently while importing; run the import again"}]))
-                    else:
-                        self.read([row])
+            staged = self.try_stage(row)
+            if staged is None:
+                continue
+            keys_of_row = {Transaction._key(op) for op in staged.tx.ops}
+            if group and (len(combined) + len(staged.tx) > GROUP_ITEMS
+                          or any(combined.touches(k) for k in keys_of_row)):
+                self.flush(group, combined)
+                group, combined = [], Transaction()
+                staged = self.try_stage(row)  # again: the flushed rows may be its referrer or its member
+                if staged is None:
+                    continue
+            combined.ops.extend(staged.tx.ops)
+            group.append(staged)
+            self.remember(staged)
+        self.flush(group, combined)
 
-    def write_row(self, row: ImportRow) -> None:
+    def try_stage(self, row: ImportRow) -> _Staged | None:
+        try:
+            return self.stage_row(row)
+        except _AlreadyImported:
+            self.result.skipped += 1
+        except _RowFailed as failed:
+            self.result.errors.append(RowError(row.line, [failed.problem]))
+        return None
+
+    def flush(self, group: list[_Staged], combined: Transaction) -> None:
+        if not group:
+            return
+        try:
+            combined.commit()
+        except (_CodeOrPointerTaken, _Retry, _AlreadyImported):
+            # Someone else wrote one of these items meanwhile (or a generated code collided): row by row.
+            for staged in group:
+                self.forget(staged)
+            self.read([s.row for s in group])
+            for staged in group:
+                self.write_alone(staged.row)
+            return
+        for staged in group:
+            self.count(staged)
+
+    def write_alone(self, row: ImportRow) -> None:
+        for attempt in range(_ATTEMPTS):
+            try:
+                staged = self.stage_row(row)
+                try:
+                    staged.tx.commit()
+                except _CodeOrPointerTaken:
+                    self.read([row])
+                    if row.code and isinstance(self.items.get(keys.referral_code(self.pid, row.code)), CodeItem):
+                        raise _RowFailed("code", "this code is already taken") from None
+                    raise _Retry() from None
+                self.remember(staged)
+                self.count(staged)
+                return
+            except _AlreadyImported:
+                self.result.skipped += 1
+                return
+            except _RowFailed as failed:
+                self.result.errors.append(RowError(row.line, [failed.problem]))
+                return
+            except _Retry:
+                if attempt == _ATTEMPTS - 1:
+                    self.result.errors.append(RowError(row.line, [{
+                        "column": "", "message": "changed concurrently while importing; run the import again"}]))
+                else:
+                    self.read([row])
+
+    def stage_row(self, row: ImportRow) -> _Staged:
+        """The row's transaction (not committed). Raises ``_AlreadyImported`` or ``_RowFailed``."""
         refs = self.refs(row)
         marker_key = self.marker_key(refs)
         if isinstance(self.items.get(marker_key), ImportRowItem):
@@ -219,20 +288,14 @@ class _Chunk:
         marker = ImportRowItem(PK=marker_key[0], SK=marker_key[1], program_id=self.pid, member_id=member_id,
                                entry_id=entry_id, opening_balance=row.opening_balance, imported_at=self.now)
         tx.create(marker, on_fail=_AlreadyImported())
-        try:
-            tx.commit()
-        except _CodeOrPointerTaken:
-            self.read([row])
-            if row.code and isinstance(self.items.get(keys.referral_code(self.pid, row.code)), CodeItem):
-                raise _RowFailed("code", "this code is already taken") from None
-            raise _Retry() from None
-        self.items[marker_key] = marker
-        if created is not None:
+        return _Staged(row, tx, marker, created, refs)
+
+    def count(self, staged: _Staged) -> None:
+        if staged.created is not None:
             self.result.imported += 1
-            self.remember(created, refs)
         else:
             self.result.existing += 1
-        self.result.points += row.opening_balance
+        self.result.points += staged.row.opening_balance
 
     def new_member(self, row: ImportRow, refs: list[IdentityRef], referrer: _Referrer | None) -> MemberItem:
         customer_ids = {self.partner_id: row.customer_id} if row.customer_id and self.partner_id else {}
@@ -250,16 +313,27 @@ class _Chunk:
             member.attribution_final = True
         return member
 
-    def remember(self, member: MemberItem, refs: list[IdentityRef]) -> None:
-        """Pointers just written, so later rows of the chunk find this member as a referrer or existing."""
+    def remember(self, staged: _Staged) -> None:
+        """What the row writes, so later rows of the chunk find it (as their referrer, member or duplicate)."""
+        self.items[(staged.marker.PK, staged.marker.SK)] = staged.marker
+        member = staged.created
+        if member is None:
+            return
         ancestors = list(member.ancestors or [])
-        for ref in refs:
+        for ref in staged.refs:
             pk, sk = ref.pointer_key(self.pid)
             self.items[(pk, sk)] = IdentityItem(PK=pk, SK=sk, program_id=self.pid, member_id=member.member_id,
                                                 kind=ref.kind, ancestors=ancestors)
         pk, sk = keys.referral_code(self.pid, member.code)
         self.items[(pk, sk)] = CodeItem(PK=pk, SK=sk, program_id=self.pid, member_id=member.member_id,
                                         code=member.code, ancestors=ancestors)
+
+    def forget(self, staged: _Staged) -> None:
+        self.items.pop((staged.marker.PK, staged.marker.SK), None)
+        if staged.created is not None:
+            for ref in staged.refs:
+                self.items.pop(ref.pointer_key(self.pid), None)
+            self.items.pop(keys.referral_code(self.pid, staged.created.code), None)
 
 
 class _CodeOrPointerTaken(Exception):

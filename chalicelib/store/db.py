@@ -91,6 +91,8 @@ class Entity(Model):
         region: str | None = None
         host: str | None = None
         max_retry_attempts = 3
+        # The notification consumer reads the table's stream (infra/resources.yaml: StreamSpecification).
+        stream_view_type = "NEW_IMAGE"
 
     PK = UnicodeAttribute(hash_key=True)
     SK = UnicodeAttribute(range_key=True)

@@ -212,6 +212,47 @@ def release_job_state() -> Key:
     return "JOBS", "RELEASE"
 
 
+# --- notifications (notify/) ----------------------------------------------------
+
+
+def outbox_pending_partition(day: str) -> str:
+    return f"OUTBOX#PENDING#{day}"
+
+
+def notify_state(program_id: str, member_id: str) -> Key:
+    """A member's channel preferences, push devices and suppressed addresses (read with the profile)."""
+    return member_partition(program_id, member_id), "NOTIFY"
+
+
+def notify_day(program_id: str, member_id: str, day: str) -> Key:
+    """Messages sent to a member on one day (the daily cap); expires by TTL."""
+    return member_partition(program_id, member_id), f"NOTIFYDAY#{day}"
+
+
+def notification_log(program_id: str, member_id: str, created_at: str, message_id: str) -> Key:
+    """The delivery log: one item per delivered (or finally failed) message, in the member's partition."""
+    return member_partition(program_id, member_id), f"NOTIF#{created_at}#{message_id}"
+
+
+def notification_log_prefix(program_id: str, member_id: str) -> Key:
+    return member_partition(program_id, member_id), "NOTIF#"
+
+
+def sms_budget(program_id: str, month: str) -> Key:
+    """SMS sent by a program in one month (the monthly SMS budget)."""
+    return f"PROGRAM#{program_id}", f"SMSMONTH#{month}"
+
+
+def activity(program_id: str, member_id: str) -> Key:
+    """A member's last activity day and last reminder (sleeping-member reminders)."""
+    return member_partition(program_id, member_id), "ACTIVITY"
+
+
+def gsi1_activity_day(day: str, program_id: str, member_id: str) -> Key:
+    # Sparse, one bucket per day: the reminder job reads the bucket of N days ago, no Scan.
+    return f"ACTIVE#{day}", f"{program_id}#{member_id}"
+
+
 # --- data rights: erasure, import, ledger export --------------------------------
 
 

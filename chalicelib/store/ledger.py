@@ -190,9 +190,23 @@ class OutboxItem(Entity, discriminator="outbox"):
     template = UnicodeAttribute()  # points_earned | points_reversed
     locale = UnicodeAttribute()
     params = JSONAttribute(default=dict)
-    channels = JSONAttribute(default=dict)  # {"email": bool, "sms": bool, "push": bool}
+    #: Legacy: channels are decided at delivery from the current profile (chalicelib/notify), not here.
+    channels = JSONAttribute(null=True)
+    #: pending → sending (leased) → sent | failed; ``held`` waits for quiet hours / the daily cap.
     status = UnicodeAttribute(default="pending")
     created_at = IsoDateTimeAttribute()
+    #: The event that caused it (messages of one member from one event are sent as one).
+    business_key = UnicodeAttribute(null=True)
+    # Delivery state, written by chalicelib/notify/delivery.py only.
+    attempts = NumberAttribute(null=True)
+    lease_until = UnicodeAttribute(null=True)  # ISO time; a lease past it may be taken over
+    lease_token = UnicodeAttribute(null=True)
+    not_before = UnicodeAttribute(null=True)  # held until (ISO)
+    last_error = UnicodeAttribute(null=True)
+    kind = UnicodeAttribute(null=True)  # the template actually rendered (see notify/kinds.py)
+    deliveries = JSONAttribute(null=True)  # [{"channel", "status", "recipient" (masked), "provider_id", "error"}]
+    finished_at = UnicodeAttribute(null=True)
+    merged_into = UnicodeAttribute(null=True)  # sent as part of another message of the same event
 
 
 class ReleaseStateItem(Entity, discriminator="release_state"):

@@ -130,3 +130,29 @@ def test_bad_points(raw: str) -> None:
 def test_parse_reports_multiline_records_by_their_first_line() -> None:
     rows, errors = parse('email,name\n"a@example.com","two\nlines"\nbad,x\n', first_line=2)
     assert [r.line for r in rows] == [2] and [e.line for e in errors] == [4]
+
+
+def test_a_group_whose_transaction_fails_is_written_row_by_row(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows share transactions; when one fails (here a generated code collides with an existing one),
+    the group is written again one row per transaction and every good row still lands, once."""
+    from chalicelib.domain import codes
+    from chalicelib.services import importer
+
+    shop = Shop(api, None)
+    taken = shop.member("someone")["code"]
+    calls = {"n": 0}
+    real = codes.generate_code
+
+    def colliding() -> str:
+        calls["n"] += 1
+        return taken if calls["n"] == 3 else real()
+
+    monkeypatch.setattr(importer, "generate_code", colliding)
+    rows = "email,opening_balance\n" + "".join(f"g{i}@example.com,{i + 1}\n" for i in range(8))
+    result = send(api, shop.pid, rows)
+    assert (result["imported"], result["errors"], result["opening_points"]) == (8, [], 36)
+    assert calls["n"] > 8  # the group was staged again, row by row
+    for i in range(8):
+        member = lookup(api, shop.pid, email=f"g{i}@example.com")
+        assert member["code"] != taken
+        assert shop.balance(member["member_id"])["available"] == i + 1

@@ -37,6 +37,9 @@ def stage_points_message(ctx: EventContext, tx: Transaction, member_id: str, pro
         "event_type": ctx.event.type,
         "business_key": ctx.business_key,
         "reasons": [e.reason for e in entries],
+        # What chalicelib/notify/kinds.py needs to pick the template (welcome, upline level...).
+        "levels": sorted({int(e.level or 0) for e in entries}),
+        "reason_codes": sorted({str(e.reason_code) for e in entries if e.reason_code}),
     }
     if template == POINTS_EARNED:
         params["pending_points"] = sum(int(e.points) for e in pending)
@@ -45,12 +48,11 @@ def stage_points_message(ctx: EventContext, tx: Transaction, member_id: str, pro
             params["available_at"] = clock.iso(min(e.available_at for e in pending if e.available_at))
     pk, sk = keys.outbox_message(ctx.program_id, message_id)
     gpk, gsk = keys.gsi1_outbox_pending(day_of(now), clock.iso(now), message_id)
+    # Channels (and the final locale) are decided at delivery from the then-current profile
+    # (chalicelib/notify): an e-mail arriving with this very event is used.
     tx.create(OutboxItem(
         PK=pk, SK=sk, GSI1PK=gpk, GSI1SK=gsk, program_id=ctx.program_id, message_id=message_id,
         member_id=member_id, template=template,
         locale=(profile.locale if profile and profile.locale else ctx.program.default_locale),
-        params=params,
-        channels={"email": bool(profile and profile.email), "sms": bool(profile and profile.phone),
-                  "push": bool(profile and profile.push_endpoints)},
-        status="pending", created_at=now,
+        params=params, business_key=ctx.business_key, status="pending", created_at=now,
     ), on_fail=AlreadyProcessed())

@@ -1,0 +1,52 @@
+"""Which template an outbox message becomes, decided at delivery (pure).
+
+The ledger stage writes one ``points_earned`` / ``points_reversed`` message per member and
+event, with the levels and reason codes of the entries it announces; other sources (the stream
+handlers in ``notify/sources.py``) write the kind directly. Precedence for ``points_earned``:
+
+* a ``friend_reward`` entry (the welcome reward of a double-sided offer) → ``friend_welcome``;
+* an entry at level 2 or deeper → ``upline_purchase`` ("your friend's friend bought");
+* a level-1 entry → ``friend_joined`` on a signup, ``friend_purchase_rewarded`` otherwise;
+* the member's own reward → ``points_pending`` while held, ``points_available`` otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Kinds a source may write directly into ``OutboxItem.template``.
+DIRECT = {"points_available", "points_spent", "friend_joined", "sleeping_reminder", "points_reversed"}
+#: When several messages of one event are merged, the first kind in this order leads.
+PRIORITY = ("friend_welcome", "points_pending", "points_available", "friend_purchase_rewarded", "upline_purchase",
+            "friend_joined", "points_reversed", "points_spent", "sleeping_reminder")
+
+
+def kind_of(template: str, params: dict[str, Any]) -> str:
+    if template in DIRECT:
+        return template
+    if template != "points_earned":
+        return template  # unknown: rendering fails and the message is marked failed
+    codes = set(params.get("reason_codes") or [])
+    levels = [int(x) for x in params.get("levels") or [0]]
+    if "friend_reward" in codes:
+        return "friend_welcome"
+    if max(levels) >= 2:
+        return "upline_purchase"
+    if max(levels) == 1:
+        return "friend_joined" if str(params.get("event_type", "")).startswith("member.") else "friend_purchase_rewarded"
+    return "points_pending" if int(params.get("pending_points") or 0) > 0 else "points_available"
+
+
+def values_of(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Template values carried by the message itself (the profile and program add the rest)."""
+    levels = [int(x) for x in params.get("levels") or [0]]
+    return {
+        "points": int(params.get("points") or 0),
+        "available_at": params.get("available_at"),
+        "level": max(levels) if levels else 0,
+        "balance": int(params["balance"]) if params.get("balance") is not None else None,
+    }
+
+
+def rank(kind: str) -> int:
+    return PRIORITY.index(kind) if kind in PRIORITY else len(PRIORITY)

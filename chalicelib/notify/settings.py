@@ -1,0 +1,98 @@
+"""A program's notification settings (``settings.notifications`` on the program), with defaults.
+
+``{"time_zone": "Europe/Moscow", "quiet_hours": {"start": "22:00", "end": "08:00"},
+"daily_cap": 5, "sms": {"enabled": false, "monthly_budget": 0}, "sleeping_reminder_days": null}``
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, tzinfo
+from typing import Any
+
+from chalicelib.domain.settings import PROGRAM_SETTINGS_SCHEMA
+from chalicelib.store.tenancy import ProgramItem
+
+DEFAULT_DAILY_CAP = 10
+
+#: The accepted shape (validated by the program API): ``domain.settings.PROGRAM_SETTINGS_SCHEMA``.
+SCHEMA: dict[str, Any] = PROGRAM_SETTINGS_SCHEMA["properties"]["notifications"]
+
+
+def _zone(name: str | None) -> tzinfo:
+    from datetime import UTC
+
+    if not name:
+        return UTC
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(name)
+    except Exception:  # unknown zone or no tz database: UTC rather than failing deliveries
+        return UTC
+
+
+def _clock(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    zone: tzinfo
+    quiet_start: time | None
+    quiet_end: time | None
+    daily_cap: int
+    sms_enabled: bool
+    sms_monthly_budget: int | None
+    sleeping_reminder_days: int | None
+    local_preview: bool
+
+    def local_day(self, now: datetime) -> str:
+        return now.astimezone(self.zone).strftime("%Y-%m-%d")
+
+    def hold_until(self, now: datetime, sent_today: int) -> datetime | None:
+        """When a message due ``now`` may go out: ``None`` = now; else the UTC time it is held until."""
+        local = now.astimezone(self.zone)
+        if self.quiet_start is not None and self.quiet_end is not None and self.quiet_start != self.quiet_end:
+            t = local.time()
+            start, end = self.quiet_start, self.quiet_end
+            quiet = (start <= t < end) if start < end else (t >= start or t < end)
+            if quiet:
+                opens = local.replace(hour=end.hour, minute=end.minute, second=0, microsecond=0)
+                if opens <= local:
+                    opens += timedelta(days=1)
+                return opens.astimezone(now.tzinfo)
+        if sent_today >= self.daily_cap:
+            tomorrow = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+            if self.quiet_end is not None and self.quiet_start is not None and self.quiet_start > self.quiet_end:
+                tomorrow = tomorrow.replace(hour=self.quiet_end.hour, minute=self.quiet_end.minute)
+            return tomorrow.astimezone(now.tzinfo)
+        return None
+
+
+def of(program: ProgramItem) -> NotifySettings:
+    from chalicelib.config import get_settings
+
+    raw: dict[str, Any] = dict((program.settings or {}).get("notifications") or {})
+    quiet = raw.get("quiet_hours") or {}
+    sms = raw.get("sms") or {}
+    return NotifySettings(
+        zone=_zone(raw.get("time_zone")),
+        quiet_start=_clock(quiet["start"]) if quiet.get("start") else None,
+        quiet_end=_clock(quiet["end"]) if quiet.get("end") else None,
+        daily_cap=int(raw.get("daily_cap") or DEFAULT_DAILY_CAP),
+        sms_enabled=bool(sms.get("enabled")),
+        sms_monthly_budget=int(sms["monthly_budget"]) if sms.get("monthly_budget") is not None else None,
+        sleeping_reminder_days=int(raw["sleeping_reminder_days"]) if raw.get("sleeping_reminder_days") else None,
+        local_preview=get_settings().stage == "local",
+    )
+
+
+def offer_text(program: ProgramItem, locale: str) -> str:
+    """The program's referral offer for the footer ("Invite a friend: ..."), in ``locale`` if given."""
+    offer = (program.settings or {}).get("offer") or {}
+    texts = offer.get("partner_reward") or {}
+    if not isinstance(texts, dict):
+        return ""
+    return str(texts.get(locale) or texts.get(program.default_locale) or next(iter(texts.values()), ""))

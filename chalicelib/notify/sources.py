@@ -1,0 +1,202 @@
+"""This capability's stream handlers (registered with ``notify.dispatcher``).
+
+* ``outbox`` INSERT → deliver (messages of one member from one event are delivered as one);
+* ``member`` INSERT with a referrer → a ``friend_joined`` message for the referrer;
+* ``ledger_entry`` MODIFY to ``available`` by the holding job (``released_at``) → ``points_available``;
+  any ledger INSERT → the member's last-activity day (sleeping-member reminders), when enabled;
+* ``redemption`` MODIFY to ``confirmed`` → ``points_spent``.
+
+Derived messages are written as outbox items with deterministic ids (``attribute_not_exists``),
+so a replayed record creates nothing new; their own INSERT comes back through the stream and is
+delivered by the first handler, the one delivery path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pynamodb.exceptions import PutError, UpdateError
+
+from chalicelib.domain import clock
+from chalicelib.notify import dispatcher
+from chalicelib.notify.delivery import Delivery, Outcome
+from chalicelib.store import keys
+from chalicelib.store.ledger import LedgerEntryItem, OutboxItem, RedemptionItem, day_of, stable_id
+from chalicelib.store.members import MemberItem
+from chalicelib.store.notify import ActivityItem
+
+log = logging.getLogger("sarafan.notify")
+
+#: Called with every delivery outcome (the local run prints them); set by the runner, not in Lambda.
+outcome_listeners: list[Callable[[Outcome], None]] = []
+_delivery: Delivery | None = None
+#: Groups (members) delivered at once within one batch.
+MAX_PARALLEL = 8
+
+
+def delivery() -> Delivery:
+    global _delivery
+    if _delivery is None:
+        from chalicelib.notify.port import default_notifier
+
+        _delivery = Delivery(default_notifier())
+    return _delivery
+
+
+def use_delivery(value: Delivery | None) -> None:
+    """Tests and benchmarks inject a delivery with another notifier (``None`` = the AWS one)."""
+    global _delivery
+    _delivery = value
+
+
+def _report(outcome: Outcome) -> None:
+    level = logging.INFO if outcome.status in ("sent", "held", "skipped") else logging.WARNING
+    log.log(level, "notification", extra={"message_id": outcome.message_id, "status": outcome.status,
+                                          "template": outcome.kind, "error": outcome.error,
+                                          "channels": [d["channel"] for d in outcome.deliveries]})
+    for listener in list(outcome_listeners):
+        listener(outcome)
+
+
+def deliver_items(items: list[OutboxItem]) -> list[Outcome]:
+    """Group by (program, member, event) and deliver each group; used by the stream and the sweep."""
+    groups: dict[tuple[str, str, str], list[OutboxItem]] = {}
+    for item in items:
+        group_key = (item.program_id, item.member_id, item.business_key or item.message_id)
+        groups.setdefault(group_key, []).append(item)
+    # One member's groups run one after the other (they share the member's daily counter item, and
+    # concurrent transactions on one item conflict); members are independent and run concurrently.
+    per_member: dict[tuple[str, str], list[list[OutboxItem]]] = {}
+    for (pid, mid, _event), group in groups.items():
+        per_member.setdefault((pid, mid), []).append(group)
+
+    def run(member_groups: list[list[OutboxItem]]) -> list[Outcome]:
+        return [outcome for group in member_groups for outcome in delivery().deliver_group(group)]
+
+    if len(per_member) <= 1 or MAX_PARALLEL <= 1:
+        results = [run(member_groups) for member_groups in per_member.values()]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(per_member))) as pool:
+            results = list(pool.map(run, per_member.values()))
+    outcomes: list[Outcome] = []
+    for member_outcomes in results:
+        for outcome in member_outcomes:
+            _report(outcome)
+            outcomes.append(outcome)
+    return outcomes
+
+
+@dispatcher.handles("outbox")
+def on_outbox(records: list[dispatcher.StreamRecord]) -> set[str]:
+    failed: set[str] = set()
+    items: list[tuple[dispatcher.StreamRecord, OutboxItem]] = []
+    for record in records:
+        if record.event_name != "INSERT":
+            continue  # our own status changes
+        try:
+            item = record.item()
+        except Exception:
+            log.warning("unreadable outbox record", extra={"sequence_number": record.sequence_number})
+            failed.add(record.sequence_number)
+            continue
+        if isinstance(item, OutboxItem):
+            items.append((record, item))
+    by_id = {item.message_id: record.sequence_number for record, item in items}
+    outcomes = deliver_items([item for _, item in items])
+    for outcome in outcomes:
+        if outcome.status == "retry":
+            failed.add(by_id.get(outcome.message_id, ""))
+    failed.discard("")
+    return failed
+
+
+def new_outbox(program_id: str, member_id: str, template: str, params: dict[str, Any], locale: str | None,
+               business_key: str, message_id: str) -> bool:
+    """Create a derived outbox message once (``False`` if it already exists)."""
+    now = clock.utcnow()
+    pk, sk = keys.outbox_message(program_id, message_id)
+    gpk, gsk = keys.gsi1_outbox_pending(day_of(now), clock.iso(now), message_id)
+    item = OutboxItem(PK=pk, SK=sk, GSI1PK=gpk, GSI1SK=gsk, program_id=program_id, message_id=message_id,
+                      member_id=member_id, template=template, locale=locale or "", params=params,
+                      business_key=business_key, status="pending", created_at=now)
+    try:
+        item.save(condition=OutboxItem.PK.does_not_exist())
+    except PutError as exc:
+        if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+@dispatcher.handles("member")
+def on_member(records: list[dispatcher.StreamRecord]) -> set[str]:
+    for record in records:
+        if record.event_name != "INSERT":
+            continue
+        member = record.item()
+        if not isinstance(member, MemberItem) or not member.referrer_id:
+            continue
+        new_outbox(member.program_id, member.referrer_id, "friend_joined", {"event_type": "member.joined"},
+                   None, f"joined|{member.member_id}", stable_id("msg", "friend_joined", member.program_id,
+                                                                 member.member_id))
+    return set()
+
+
+@dispatcher.handles("ledger_entry")
+def on_ledger_entry(records: list[dispatcher.StreamRecord]) -> set[str]:
+    released: dict[tuple[str, str], list[LedgerEntryItem]] = {}
+    active: dict[tuple[str, str], str] = {}
+    for record in records:
+        entry = record.item()
+        if not isinstance(entry, LedgerEntryItem):
+            continue
+        if record.event_name == "INSERT":
+            active[(entry.program_id, entry.member_id)] = day_of(entry.created_at)
+        elif (record.event_name == "MODIFY" and entry.kind == "reward" and entry.status == "available"
+              and entry.released_at is not None):
+            released.setdefault((entry.program_id, entry.member_id), []).append(entry)
+    for (pid, mid), entries in released.items():
+        ids = sorted(e.entry_id for e in entries)
+        new_outbox(pid, mid, "points_available", {"points": sum(e.net_points for e in entries), "entries": ids},
+                   None, "released|" + "|".join(ids), stable_id("msg", "released", pid, mid, *ids))
+    for (pid, mid), day in active.items():
+        _touch_activity(pid, mid, day)
+    return set()
+
+
+def _touch_activity(pid: str, mid: str, day: str) -> None:
+    from chalicelib.notify import settings as program_settings
+    from chalicelib.store import tenancy_repo
+
+    try:
+        program = tenancy_repo.get_program(pid)
+    except Exception:  # the program is gone: nothing to remind about
+        return
+    if program_settings.of(program).sleeping_reminder_days is None:
+        return
+    gpk, gsk = keys.gsi1_activity_day(day, pid, mid)
+    item = ActivityItem(*keys.activity(pid, mid))
+    try:
+        item.update(actions=[ActivityItem.entity.set(ActivityItem),  # type: ignore[arg-type]
+                             ActivityItem.program_id.set(pid), ActivityItem.member_id.set(mid),
+                             ActivityItem.day.set(day), ActivityItem.GSI1PK.set(gpk), ActivityItem.GSI1SK.set(gsk)],
+                    condition=ActivityItem.day.does_not_exist() | (ActivityItem.day < day))
+    except UpdateError as exc:
+        if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
+            raise
+
+
+@dispatcher.handles("redemption")
+def on_redemption(records: list[dispatcher.StreamRecord]) -> set[str]:
+    for record in records:
+        if record.event_name != "MODIFY":
+            continue
+        item = record.item()
+        if isinstance(item, RedemptionItem) and item.status == "confirmed":
+            new_outbox(item.program_id, item.member_id, "points_spent", {"points": int(item.points)}, None,
+                       f"spent|{item.redemption_id}", stable_id("msg", "spent", item.program_id, item.redemption_id))
+    return set()

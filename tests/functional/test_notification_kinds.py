@@ -1,0 +1,131 @@
+"""The member's own notifications under moto, in English and Russian: points pending, available when
+the holding job releases them, reversed after a refund, spent on a confirmed redemption, the
+sleeping-member reminder; quiet hours hold a message; push through an SNS endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chalicelib.domain import clock
+from chalicelib.store import keys
+from chalicelib.store.members import MemberItem
+from tests.functional.test_ledger_support import Shop, utc
+from tests.notify_support import ses_sent, stream_poller
+from tests.support import ApiClient
+
+HELD = {"max_depth": 1, "hold_days": 7, "rules": [
+    {"id": "cashback", "name": "10%", "trigger": {"event": "order.paid"}, "recipient": {"type": "self"},
+     "amount": {"rate_bp": 1000}},
+]}
+
+
+@pytest.fixture(autouse=True)
+def setup(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.notify import delivery, preview, sources
+
+    monkeypatch.setattr(delivery, "BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(sources, "MAX_PARALLEL", 1)  # moto's in-process DynamoDB is not thread-safe
+    sources.use_delivery(None)
+    preview.clear()
+    clock.freeze(utc("2026-01-15T12:00:00Z"))
+
+
+def subjects(since: int = 0) -> list[str]:
+    return [m.subject for m in ses_sent()[since:]]
+
+
+@pytest.mark.parametrize(("locale", "expected"), [
+    ("en", ["+100 points on their way", "100 points are ready to spend", "50 points taken back after a refund",
+            "You spent 20 points"]),
+    ("ru", ["+100 баллов ждут подтверждения", "100 баллов доступны", "50 баллов списаны после возврата",
+            "Вы потратили 20 баллов"]),
+])
+def test_pending_available_reversed_and_spent(api: ApiClient, locale: str, expected: list[str]) -> None:
+    shop = Shop(api, HELD, default_locale=locale)
+    member = shop.member("ann")
+    poller = stream_poller()
+    shop.order("ann", "o-1", 100_000)  # 10 % of 1 000.00 = 100 points, held 7 days
+    poller.drain()
+    clock.freeze(utc("2026-01-23T12:00:00Z"))
+    shop.release(utc("2026-01-23T12:00:00Z"))
+    poller.drain()
+    shop.refund("o-1", 50_000, at="2026-01-23T13:00:00Z")
+    poller.drain()
+    redeemed = shop.redeem(member["member_id"], 20, "k-1", order_id="A-1", order_amount=100_000)
+    assert redeemed.status == 201, redeemed.body
+    rid = redeemed.body["redemption_id"]
+    assert api.post(f"/v1/programs/{shop.pid}/members/{member['member_id']}/redemptions/{rid}/confirm",
+                    key=shop.partner["api_key"]).status == 200
+    poller.drain()
+    assert subjects() == expected
+    assert all(m.to == ["ann@example.com"] for m in ses_sent())
+    pending = ses_sent()[0]
+    assert ("22.01.2026" if locale == "ru" else "22 Jan 2026") in pending.text
+
+
+def test_sleeping_member_reminder_once_after_n_days(api: ApiClient) -> None:
+    from chalicelib.notify import sweep
+
+    shop = Shop(api, {**HELD, "hold_days": 0}, default_locale="en",
+                settings={"notifications": {"sleeping_reminder_days": 30}})
+    shop.member("sam")
+    shop.member("idle")  # no points: never reminded
+    poller = stream_poller()
+    shop.order("sam", "o-1", 100_000)
+    poller.drain()
+    before = len(ses_sent())
+    assert sweep.run_reminders(utc("2026-02-10T09:00:00Z")) == {"reminders": 0}  # not yet 30 days
+    assert sweep.run_reminders(utc("2026-02-14T09:00:00Z")) == {"reminders": 1}
+    assert sweep.run_reminders(utc("2026-02-14T10:00:00Z")) == {"reminders": 0}  # once per inactivity period
+    poller.drain()
+    assert subjects(before) == ["You have 100 points"]
+
+
+def test_quiet_hours_hold_a_message_until_the_window_opens(api: ApiClient) -> None:
+    from chalicelib.notify import sources, sweep
+    from chalicelib.store.ledger import OutboxItem
+
+    shop = Shop(api, HELD, settings={"notifications": {"time_zone": "Europe/Moscow",
+                                                       "quiet_hours": {"start": "22:00", "end": "08:00"}}})
+    member = shop.member("night")
+    clock.freeze(utc("2026-01-15T20:30:00Z"))  # 23:30 in Moscow
+    sources.new_outbox(shop.pid, member["member_id"], "points_available", {"points": 5}, None, "q", "msg_q")
+    stream_poller().drain()
+    held = OutboxItem.get(*keys.outbox_message(shop.pid, "msg_q"))
+    assert held.status == "held" and held.not_before == "2026-01-16T05:00:00.000000Z"
+    assert ses_sent() == []
+    assert sweep.run_sweep(utc("2026-01-16T04:00:00Z")).get("sent", 0) == 0  # still quiet: found, not due
+    clock.freeze(utc("2026-01-16T05:02:00Z"))
+    assert sweep.run_sweep(utc("2026-01-16T05:02:00Z"))["sent"] == 1
+    assert [m.to[0] for m in ses_sent()] == ["night@example.com"]
+
+
+def test_push_through_the_members_sns_endpoint(api: ApiClient) -> None:
+    from chalicelib import aws
+    from chalicelib.notify import sources
+    from chalicelib.notify.delivery import Delivery
+    from chalicelib.notify.port import AwsNotifier
+
+    arn = aws.client("sns").create_platform_application(
+        Name="sarafan-test-fcm", Platform="GCM", Attributes={"PlatformCredential": "key"})["PlatformApplicationArn"]
+    # What SARAFAN_SNS_PLATFORM_APP_FCM configures (only FCM: APNs is refused below).
+    sources.use_delivery(Delivery(AwsNotifier({"fcm": arn})))
+    shop = Shop(api, HELD)
+    member = shop.member("pat")
+    MemberItem(*keys.member(shop.pid, member["member_id"])).update(actions=[MemberItem.email.remove()])
+    path = f"/v1/programs/{shop.pid}/members/{member['member_id']}/devices"
+    assert api.post(path, {"platform": "apns", "token": "abcdefgh1234"}).error_code == "push_token_refused"
+    reply = api.post(path, {"platform": "fcm", "token": "fcm-token-123456", "device_id": "phone-1"})
+    assert reply.status == 200 and reply.body["device"]["enabled"] is True, reply.body
+    sources.new_outbox(shop.pid, member["member_id"], "points_available", {"points": 9}, None, "p", "msg_p")
+    stream_poller().drain()
+    from moto.sns.models import sns_backends
+
+    endpoints = sns_backends["123456789012"]["eu-central-1"].platform_endpoints
+    messages: list[Any] = [m for e in endpoints.values() for m in getattr(e, "messages", {}).values()]
+    assert len(messages) == 1 and "9 баллов доступны" in str(messages[0])  # the program default (ru)
+    log = api.get(f"/v1/programs/{shop.pid}/members/{member['member_id']}/notifications").body["items"]
+    assert log[0]["channels"][0]["channel"] == "push" and log[0]["status"] == "sent"
+    assert "fcm-token" not in str(log)

@@ -1,0 +1,245 @@
+"""Notifications end to end under moto: signed events → outbox → the stream handler → SES/SNS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chalicelib.domain import clock
+from chalicelib.store import keys
+from chalicelib.store.members import MemberItem
+from tests.functional.test_ledger_support import Shop, utc
+from tests.notify_support import ses_sent, sms_sent, stream_poller
+from tests.support import ApiClient
+
+NOW = "2026-01-15T12:00:00Z"
+RULES: dict[str, Any] = {
+    "max_depth": 2,
+    "hold_days": 0,
+    "rules": [
+        {"id": "cashback", "name": "5% cashback", "trigger": {"event": "order.paid"},
+         "recipient": {"type": "self"}, "amount": {"rate_bp": 500, "max_points": 5000}},
+        {"id": "bring-a-friend", "name": "Bring a friend", "trigger": {"event": "order.paid", "order": "first"},
+         "recipient": {"type": "referrer", "level": 1}, "amount": {"points": 500}},
+        {"id": "friend-welcome", "name": "Welcome bonus", "trigger": {"event": "order.paid", "order": "first"},
+         "recipient": {"type": "friend"}, "amount": {"points": 300}},
+        {"id": "level-2", "name": "Friend of a friend", "trigger": {"event": "order.paid", "order": "first"},
+         "recipient": {"type": "referrer", "level": 2}, "amount": {"points": 100}},
+    ],
+}
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.notify import delivery, preview, sources
+
+    monkeypatch.setattr(delivery, "BACKOFF_SECONDS", 0.0)
+    # moto's in-process DynamoDB is not thread-safe (a failed transaction restores a table copy).
+    monkeypatch.setattr(sources, "MAX_PARALLEL", 1)
+    sources.use_delivery(None)
+    preview.clear()
+    clock.freeze(utc(NOW))
+
+
+def set_locale(pid: str, member_id: str, locale: str, name: str | None = None) -> None:
+    actions = [MemberItem.locale.set(locale)]
+    if name is not None:
+        actions.append(MemberItem.name.set(name))
+    MemberItem(*keys.member(pid, member_id)).update(actions=actions)
+
+
+def chain(shop: Shop) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    masha = shop.member("masha")
+    olga = shop.member("olga", masha["code"])
+    vera = shop.member("vera", olga["code"])
+    return masha, olga, vera
+
+
+def by_recipient() -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for sent in ses_sent():
+        out.setdefault(sent.to[0], []).append(sent)
+    return out
+
+
+def test_two_level_chain_order_notifies_buyer_referrer_and_level_two_in_their_languages(api: ApiClient) -> None:
+    shop = Shop(api, RULES, default_locale="ru")
+    masha, _olga, _vera = chain(shop)
+    set_locale(shop.pid, masha["member_id"], "en", "Masha Ivanova")
+    poller = stream_poller()
+    poller.drain()
+    joined = by_recipient()
+    # Signups through a link: the referrer hears "friend joined" (Masha in English, Olga in Russian).
+    assert [m.subject for m in joined["masha@example.com"]] == ["Your friend joined Demo"]
+    assert [m.subject for m in joined["olga@example.com"]] == ["Ваш друг присоединился к «Demo»"]
+    assert "vera@example.com" not in joined
+    before = len(ses_sent())
+    shop.order("vera", "o-1", 300_000)
+    poller.drain()
+    got = {m.to[0]: m for m in ses_sent()[before:]}
+    assert set(got) == {"vera@example.com", "olga@example.com", "masha@example.com"}
+    # Vera: cashback (150) + welcome bonus (300) from one event = one message, the welcome leads.
+    assert got["vera@example.com"].subject == "Добро пожаловать: +450 баллов"
+    assert got["olga@example.com"].subject == "Ваш друг сделал покупку: +500 баллов"
+    assert got["masha@example.com"].subject == "Your friend's friend bought: +100 points"
+    assert got["masha@example.com"].language == "en" and got["olga@example.com"].language == "ru"
+    assert "Hello Masha," in got["masha@example.com"].text and "(level 2)" in got["masha@example.com"].text
+    # RFC 8058 headers, the sender from config, the referral link in the footer.
+    mail = got["masha@example.com"]
+    assert mail.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mail.headers["List-Unsubscribe"].startswith("<https://srf.test/u/")
+    assert mail.headers["From"] == "Demo <no-reply@sarafan.test>"
+    assert "https://srf.test/r/" in mail.text and 'href="https://srf.test/r/' in mail.html
+    # The same stream read again (a second consumer from the start) sends nothing new.
+    stream_poller().drain()
+    assert len(ses_sent()) == before + 3
+
+
+def test_consumer_invoked_three_times_on_the_same_batch_sends_once(api: ApiClient) -> None:
+    shop = Shop(api, RULES)
+    shop.member("solo")
+    from infra.local_stream import lambda_record
+
+    poller = stream_poller()
+    records = poller._new_records()
+    assert records
+    from app import app
+
+    batch = {"Records": [lambda_record(r, "arn:stream", "eu-central-1") for r in records]}
+    for _ in range(3):
+        assert app.handler_map["table_stream"](batch, None) == {"batchItemFailures": []}
+    shop.order("solo", "o-1", 100_000)
+    records = poller._new_records()
+    batch = {"Records": [lambda_record(r, "arn:stream", "eu-central-1") for r in records]}
+    for _ in range(3):
+        app.handler_map["table_stream"](batch, None)
+    assert [m.to[0] for m in ses_sent()] == ["solo@example.com"]
+
+
+class Flaky:
+    """The real SES adapter, throttled for the first ``failures`` calls (then SES is back)."""
+
+    def __init__(self, failures: int) -> None:
+        from chalicelib.notify.port import AwsNotifier
+
+        self.real = AwsNotifier()
+        self.failures = failures
+        self.calls = 0
+
+    def send_email(self, email: Any) -> str:
+        from chalicelib.notify.port import TransientSendError
+
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise TransientSendError("Throttling", "Maximum sending rate exceeded.")
+        return self.real.send_email(email)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_ses_throttling_then_recovery_delivers_every_message_exactly_once(api: ApiClient) -> None:
+    from chalicelib.notify import delivery, sources, sweep
+
+    shop = Shop(api, RULES)
+    masha, _olga, _vera = chain(shop)
+    flaky = Flaky(failures=10_000)
+    sources.use_delivery(delivery.Delivery(flaky, sleep=lambda _s: None))  # type: ignore[arg-type]
+    poller = stream_poller(max_retries=2)
+    poller.drain()
+    shop.order("vera", "o-1", 300_000)
+    poller.drain()
+    assert ses_sent() == []  # SES down: nothing sent, nothing lost
+    assert poller.dead_letters  # Lambda gave up on those batches (the on-failure queue in AWS)
+    flaky.failures = 0  # SES is back; the scheduled sweep finds what is still pending
+    result = sweep.run_sweep(utc(NOW).replace(hour=13))
+    assert result["sent"] == 5, result
+    assert sweep.run_sweep(utc(NOW).replace(hour=14))["found"] == 0
+    recipients = sorted(m.to[0] for m in ses_sent())
+    assert recipients == sorted(["masha@example.com", "olga@example.com", "masha@example.com",
+                                 "olga@example.com", "vera@example.com"])
+    log = api.get(f"/v1/programs/{shop.pid}/members/{masha['member_id']}/notifications").body["items"]
+    assert {entry["template"] for entry in log} == {"friend_joined", "upline_purchase"}
+    assert all(entry["attempts"] > 1 and entry["status"] == "sent" for entry in log)
+    assert log[0]["channels"][0]["recipient"] == "m***@ex***.com" and log[0]["channels"][0]["provider_id"]
+
+
+def test_a_poison_message_fails_after_bounded_retries_and_the_rest_are_delivered(api: ApiClient) -> None:
+    from chalicelib.notify import sources
+
+    shop = Shop(api, RULES)
+    alice = shop.member("alice")
+    bob = shop.member("bob")
+    sources.new_outbox(shop.pid, alice["member_id"], "no_such_template", {}, None, "poison", "msg_poison")
+    poller = stream_poller(max_retries=10)
+    poller.drain()
+    assert {m.to[0] for m in ses_sent()} == set()  # nobody referred anybody: no message yet
+    sources.new_outbox(shop.pid, bob["member_id"], "points_available", {"points": 7}, None, "ok", "msg_ok")
+    poller.drain()
+    from chalicelib.store.ledger import OutboxItem
+
+    poison = OutboxItem.get(*keys.outbox_message(shop.pid, "msg_poison"))
+    assert poison.status == "failed" and "TemplateMissing" in (poison.last_error or "")
+    assert int(poison.attempts) == 5
+    assert [m.to[0] for m in ses_sent()] == ["bob@example.com"]
+
+
+def test_suppressed_address_and_opted_out_channel_are_not_sent_and_logged_why(api: ApiClient) -> None:
+    import json
+
+    from chalicelib.notify import feedback, sources
+
+    shop = Shop(api, RULES)
+    alice = shop.member("alice")
+    bob = shop.member("bob")
+    # Alice's address bounced (SES feedback through SNS, tagged with program and member at send time).
+    assert feedback.handle(json.dumps({
+        "notificationType": "Bounce", "bounce": {"bounceType": "Permanent",
+                                                 "bouncedRecipients": [{"emailAddress": "alice@example.com"}]},
+        "mail": {"tags": {"program_id": [shop.pid], "member_id": [alice["member_id"]]}}})) == {"suppressed": 1}
+    # Bob opted out of e-mail.
+    reply = api.patch(f"/v1/programs/{shop.pid}/members/{bob['member_id']}/preferences", {"email": False})
+    assert reply.status == 200 and reply.body["preferences"] == {"email": False, "sms": True, "push": True}
+    for who in (alice, bob):
+        sources.new_outbox(shop.pid, who["member_id"], "points_available", {"points": 7}, None, "x", f"m_{who['code']}")
+    stream_poller().drain()
+    assert ses_sent() == []
+    for who, why in ((alice, "suppressed"), (bob, "opted_out")):
+        log = api.get(f"/v1/programs/{shop.pid}/members/{who['member_id']}/notifications").body["items"]
+        assert log[0]["status"] == "failed" and log[0]["last_error"] == why
+        assert log[0]["channels"] == [{"channel": "email", "status": "failed", "recipient": log[0]["channels"][0]["recipient"],
+                                       "provider_id": None, "error": why}]
+
+
+def test_one_click_unsubscribe_from_the_email_turns_email_off(api: ApiClient) -> None:
+    shop = Shop(api, RULES)
+    masha = shop.member("masha")
+    shop.member("olga", masha["code"])
+    stream_poller().drain()
+    mail = ses_sent()[0]
+    url = mail.headers["List-Unsubscribe"].strip("<>")
+    path = url.removeprefix("https://srf.test")
+    page = api.call("GET", path, key=None)
+    assert page.status == 200
+    assert api.call("GET", path[:-3] + "abc", key=None).status == 404  # a forged token
+    done = api.call("POST", path, key=None, raw="List-Unsubscribe=One-Click",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert done.status == 200
+    prefs = api.get(f"/v1/programs/{shop.pid}/members/{masha['member_id']}/preferences").body
+    assert prefs["preferences"]["email"] is False
+
+
+def test_sms_only_where_enabled_and_within_the_monthly_budget(api: ApiClient) -> None:
+    from chalicelib.notify import sources
+
+    shop = Shop(api, RULES, settings={"notifications": {"sms": {"enabled": True, "monthly_budget": 1}}})
+    event = {"type": "member.signup", "occurred_at": "2026-01-10T10:00:00Z", "object": {"type": "customer", "id": "p"},
+             "customer": {"id": "p", "phone": "+79161234567"}}
+    member = shop.send(event)["member"]
+    for n in (1, 2):
+        sources.new_outbox(shop.pid, member["member_id"], "points_available", {"points": n}, None, f"b{n}", f"sms{n}")
+    stream_poller().drain()
+    assert [phone for phone, _ in sms_sent()] == ["+79161234567"]
+    log = api.get(f"/v1/programs/{shop.pid}/members/{member['member_id']}/notifications").body["items"]
+    assert sorted(e["last_error"] or "sent" for e in log) == ["sent", "sms_budget"]

@@ -1,0 +1,52 @@
+"""Templates: every kind in ru and en renders, values are escaped in HTML, kinds are picked right."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.notify import kinds
+from chalicelib.notify.render import KINDS, LOCALES, render
+
+VALUES = {"program": "Кофейня", "points_unit": "баллы", "points": 1490, "balance": 2500, "level": 2,
+          "available_at": "2026-01-22T10:00:00.000000Z", "name": "Olga"}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_renders_in_both_languages(kind: str, locale: str) -> None:
+    out = render(kind, locale, VALUES, link="https://srf.test/r/ABC", unsubscribe_url="https://srf.test/u/t")
+    assert out.subject and out.short and "$" not in out.subject + out.short + out.text
+    cyrillic = any("\u0400" <= c <= "\u04ff" for c in out.text.replace("Кофейня", "").replace("баллы", ""))
+    assert cyrillic == (locale == "ru")
+    assert "https://srf.test/r/ABC" in out.text and 'href="https://srf.test/u/t"' in out.html
+    assert f'<html lang="{locale}">' in out.html
+
+
+def test_a_member_name_with_markup_is_text_in_html() -> None:
+    out = render("points_available", "en", {**VALUES, "name": "<script>alert(1)</script>"})
+    assert "<script>" not in out.html and "&lt;script&gt;alert(1)&lt;/script&gt;" in out.html
+    assert "<script>alert(1)</script>" in out.text  # plain text stays as typed
+
+
+def test_numbers_and_dates_follow_the_language() -> None:
+    assert "1\u00a0490" in render("points_pending", "ru", VALUES).subject
+    assert "22.01.2026" in render("points_pending", "ru", VALUES).text
+    assert "1,490" in render("points_pending", "en", VALUES).subject
+    assert "22 Jan 2026" in render("points_pending", "en", VALUES).text
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    ({"levels": [0], "reason_codes": ["self_reward", "friend_reward"]}, "friend_welcome"),
+    ({"levels": [2], "reason_codes": ["referral_reward"]}, "upline_purchase"),
+    ({"levels": [1], "event_type": "order.paid"}, "friend_purchase_rewarded"),
+    ({"levels": [1], "event_type": "member.signup"}, "friend_joined"),
+    ({"levels": [0], "pending_points": 5}, "points_pending"),
+    ({"levels": [0], "pending_points": 0}, "points_available"),
+])
+def test_kind_of_an_earned_message(params: dict[str, object], expected: str) -> None:
+    assert kinds.kind_of("points_earned", params) == expected
+
+
+def test_merged_parts_of_one_event_make_one_message() -> None:
+    out = render("friend_welcome", "en", VALUES, extra_parts=[("points_reversed", {**VALUES, "points": 10})])
+    assert out.text.count("Also from this event:") == 1 and "10 баллы" in out.text
