@@ -32,14 +32,17 @@ import copy
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from types import MappingProxyType
 from typing import Any, Final
 
+from chalicelib.domain import safe_json, urls
 from chalicelib.domain.codes import normalize_code, normalize_coupon_code
 from chalicelib.domain.errors import ValidationFailed, field_error
 from chalicelib.domain.identity import normalize_email, normalize_phone
+from chalicelib.domain.safe_json import SINGLE_LINE
+from chalicelib.domain.urls import HTTP_URL
 from chalicelib.domain.validation import schema_errors
 
 MEMBER_SIGNUP: Final = "member.signup"
@@ -69,13 +72,17 @@ OBJECT_TYPES: Final = {
 # a unit mistake (e.g. sending kopecks of kopecks), not a sale.
 MAX_AMOUNT: Final = 10**14
 
+#: Birthdays before this are typos (and would not round-trip through every system).
+EARLIEST_BIRTHDAY: Final = date(1900, 1, 1)
+
 # --------------------------------------------------------------------------- schemas
 
 _RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
-_ID = {"type": "string", "minLength": 1, "maxLength": 256}
+_ID = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": SINGLE_LINE}
 _AMOUNT = {"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT}
 _CURRENCY = {"type": "string", "pattern": "^[A-Z]{3}$"}
 _OPT_STR = {"type": ["string", "null"], "maxLength": 256}
+_OPT_LINE = {"type": ["string", "null"], "maxLength": 256, "pattern": SINGLE_LINE}
 
 
 def _object_schema(object_type: str | None) -> dict[str, Any]:
@@ -93,10 +100,10 @@ def _object_schema(object_type: str | None) -> dict[str, Any]:
 _CUSTOMER: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "id": {"type": ["string", "null"], "minLength": 1, "maxLength": 256},
+        "id": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": SINGLE_LINE},
         "email": {"type": ["string", "null"], "maxLength": 320},
         "phone": {"type": ["string", "null"], "maxLength": 64},
-        "name": {"type": ["string", "null"], "maxLength": 200},
+        "name": {"type": ["string", "null"], "maxLength": 200, "pattern": SINGLE_LINE},
         "locale": {"enum": [*SUPPORTED_LOCALES, None]},
         "birthday": {"type": ["string", "null"], "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
     },
@@ -132,18 +139,19 @@ _REFUND: dict[str, Any] = {
 _REFERRAL: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "code": {"type": ["string", "null"], "maxLength": 64},
+        "code": {"type": ["string", "null"], "maxLength": 64, "pattern": SINGLE_LINE},
         "coupon_codes": {
             "type": "array",
             "maxItems": 20,
-            "items": {"type": "string", "maxLength": 64},
+            "items": {"type": "string", "maxLength": 64, "pattern": SINGLE_LINE},
         },
         "utm": {
             "type": "object",
-            "properties": {key: _OPT_STR for key in ("source", "medium", "campaign", "content", "term")},
+            "properties": {key: _OPT_LINE for key in ("source", "medium", "campaign", "content", "term")},
             "additionalProperties": False,
         },
-        "landing_url": {"type": ["string", "null"], "maxLength": 2048, "pattern": "^https?://"},
+        # Any http(s) URL without control characters; stored normalised (see domain/urls.py).
+        "landing_url": {"type": ["string", "null"], "maxLength": 2048, "pattern": HTTP_URL},
     },
     "additionalProperties": False,
 }
@@ -342,7 +350,8 @@ class CanonicalEvent:
 def format_timestamp(value: datetime) -> str:
     """RFC 3339 UTC with ``Z`` (microseconds only when present)."""
     value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    # isoformat pads the year to four digits; strftime("%Y") does not below 1000.
+    text = value.replace(microsecond=0, tzinfo=None).isoformat()
     if value.microsecond:
         text += f".{value.microsecond:06d}".rstrip("0")
     return text + "Z"
@@ -360,14 +369,9 @@ def _schema_errors(exc: Any) -> list[dict[str, str]]:
     return errors
 
 
-def _parse_timestamp(value: str, path: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise _fail([field_error(path, "is not a valid RFC 3339 timestamp")])
-    return parsed.astimezone(UTC)
+def _parse_timestamp(value: str, path: str, now: datetime | None) -> datetime:
+    # Not before 2000-01-01, at most safe_json.MAX_AHEAD after the server clock (documented limits).
+    return safe_json.timestamp(value, path, now=now)
 
 
 def _optional_str(value: Any) -> str | None:
@@ -405,6 +409,9 @@ def _parse_customer(
             birthday = date.fromisoformat(birthday_raw)
         except ValueError:
             raise _fail([field_error("$.customer.birthday", "is not a valid date")]) from None
+        if not EARLIEST_BIRTHDAY <= birthday <= date.today() + timedelta(days=1):
+            raise _fail([field_error("$.customer.birthday",
+                                     f"must be between {EARLIEST_BIRTHDAY.isoformat()} and today")])
     return Customer(
         id=_optional_str(raw.get("id")),
         email=email,
@@ -439,16 +446,22 @@ def _parse_referral(raw: Mapping[str, Any]) -> Referral:
         code_raw=code_raw if code_raw else None,
         coupon_codes=tuple(coupons),
         utm=utm,
-        landing_url=_optional_str(raw.get("landing_url")),
+        # Stored normalised (punycode host, percent-encoded path); one that cannot be is dropped.
+        landing_url=urls.to_header_url(raw.get("landing_url")),
     )
 
 
-def parse_event(body: Any, *, default_region: str = "RU", lenient_identifiers: bool = False) -> CanonicalEvent:
+def parse_event(
+    body: Any, *, default_region: str = "RU", lenient_identifiers: bool = False, now: datetime | None = None
+) -> CanonicalEvent:
     """Validate and normalise one canonical event.
 
     Raises ``ValidationFailed`` with ``details.errors[*].path`` in JSONPath
     (``$.order.total``); unknown types fail on ``$.type``. ``default_region`` resolves
-    national phone formats. ``lenient_identifiers=True`` (for adapters relaying
+    national phone formats. ``occurred_at`` must lie in ``safe_json.timestamp``'s window
+    (2000-01-01 to ``now`` + 5 minutes; ``now`` defaults to ``clock.utcnow()``). ``body``
+    should come from ``safe_json.loads`` (nesting, numbers, strings, duplicate keys).
+    ``lenient_identifiers=True`` (for adapters relaying
     third-party data they cannot fix) drops an invalid e-mail/phone into
     ``warnings`` instead of rejecting the whole event.
     """
@@ -470,7 +483,7 @@ def parse_event(body: Any, *, default_region: str = "RU", lenient_identifiers: b
         raise _fail(_schema_errors(exc)) from None
 
     warnings: list[dict[str, str]] = []
-    occurred_at = _parse_timestamp(body["occurred_at"], "$.occurred_at")
+    occurred_at = _parse_timestamp(body["occurred_at"], "$.occurred_at", now)
 
     customer = None
     if body.get("customer") is not None:

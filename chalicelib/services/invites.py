@@ -37,11 +37,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pynamodb.exceptions import DoesNotExist, PutError
 
 from chalicelib.config import get_settings
-from chalicelib.domain import clock
+from chalicelib.domain import clock, urls
 from chalicelib.domain.codes import format_code, generate_code, has_valid_check_symbol, normalize_code
 from chalicelib.domain.errors import Forbidden, NotFound, RateLimited, ServiceUnavailable, ValidationFailed, field_error
 from chalicelib.domain.identity import normalize_email, normalize_phone
 from chalicelib.domain.ids import new_id
+from chalicelib.domain.safe_json import SINGLE_LINE
 from chalicelib.domain.share import qr_svg, resolve_locale, share_links, share_texts
 from chalicelib.domain.validation import validate
 from chalicelib.logs import get_logger
@@ -85,7 +86,8 @@ _PREVIEW_BOT_RE = re.compile(
 _UTM_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {k: {"type": "string", "maxLength": 256} for k in ("source", "medium", "campaign", "content", "term")},
+    "properties": {k: {"type": "string", "maxLength": 256, "pattern": SINGLE_LINE}
+                   for k in ("source", "medium", "campaign", "content", "term")},
 }
 INVITE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -93,9 +95,9 @@ INVITE_SCHEMA: dict[str, Any] = {
     "properties": {
         "email": {"type": "string", "maxLength": 320},
         "phone": {"type": "string", "maxLength": 64},
-        "name": {"type": "string", "maxLength": 120},
-        "locale": {"type": "string", "maxLength": 16},
-        "ref": {"type": "string", "maxLength": 64},
+        "name": {"type": "string", "maxLength": 120, "pattern": SINGLE_LINE},
+        "locale": {"type": "string", "maxLength": 16, "pattern": SINGLE_LINE},
+        "ref": {"type": "string", "maxLength": 64, "pattern": SINGLE_LINE},
         "utm": _UTM_SCHEMA,
     },
 }
@@ -318,7 +320,7 @@ def _record_invite(program: ProgramItem, member: MemberItem, refs: list[Identity
 
 
 def default_landing_url() -> str:
-    return os.environ.get("SARAFAN_DEFAULT_LANDING_URL", "").strip() or FALLBACK_LANDING_URL
+    return urls.to_header_url(os.environ.get("SARAFAN_DEFAULT_LANDING_URL", "").strip()) or FALLBACK_LANDING_URL
 
 
 def redirect_rate_limit(source_ip: str) -> None:
@@ -357,15 +359,16 @@ def redirect_target(raw_code: str, query: dict[str, str], user_agent: str | None
         program = tenancy_repo.get_program(link.program_id)
     except NotFound:
         return default_landing_url()
-    landing = program.landing_url or default_landing_url()
+    # Stored URLs are normalised on the way in; older ones are normalised here (or skipped).
+    landing = urls.to_header_url(program.landing_url) or default_landing_url()
     partner_id = (query.get("p") or "").strip()
     if partner_id and len(partner_id) <= 64:
         try:
             partner = tenancy_repo.get_partner(program.program_id, partner_id)
         except NotFound:
             partner = None
-        if isinstance(partner, PartnerItem) and partner.landing_url:
-            landing = partner.landing_url
+        if isinstance(partner, PartnerItem) and urls.to_header_url(partner.landing_url):
+            landing = urls.to_header_url(partner.landing_url) or landing
     utm = {k: query[k][:256] for k in UTM_PARAMS if query.get(k)}
     try:
         if not is_preview_bot(user_agent):
