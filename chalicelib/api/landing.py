@@ -16,7 +16,7 @@ from chalicelib.api.http import ApiBlueprint, ApiRequest, error_response, respon
 from chalicelib.domain import urls
 from chalicelib.domain.errors import DomainError, RateLimited
 from chalicelib.logs import get_logger
-from chalicelib.services import invites
+from chalicelib.services.landing import cors, invites, offer, rate_limits, redirect
 from chalicelib.store.tenancy import ProgramItem
 
 landing = ApiBlueprint(__name__)
@@ -32,14 +32,14 @@ def _with_cors(req: ApiRequest, action: Callable[[ProgramItem], Any]) -> Respons
     origin = req.headers.get("origin")
     allowed = False
     try:
-        program = invites.landing_program(req.principal)
-        allowed = invites.origin_allowed(program, origin)
-        invites.check_origin(program, origin)
+        program = cors.landing_program(req.principal)
+        allowed = cors.origin_allowed(program, origin)
+        cors.check_origin(program, origin)
         result = action(program)
         response = result if isinstance(result, Response) else respond(result)
     except DomainError as err:
         response = error_response(err)
-    response.headers.update(invites.cors_headers(origin, allowed))
+    response.headers.update(cors.cors_headers(origin, allowed))
     return response
 
 
@@ -47,7 +47,7 @@ def _preflight(methods: str) -> Response:
     origin = landing.current_request.headers.get("origin")
     headers: dict[str, str | list[str]]
     try:
-        headers = {**invites.preflight_headers(origin, methods)}
+        headers = {**cors.preflight_headers(origin, methods)}
     except Exception:  # a preflight must never become a 500 page
         log.exception("preflight failed")
         headers = {"Vary": "Origin"}
@@ -80,7 +80,7 @@ def create_invite_preflight() -> Response:
                 "of the code's owner. 404 for a code that is not the program's. Rate limited per client IP.",
 )
 def get_offer(req: ApiRequest, code: str) -> Any:
-    return _with_cors(req, lambda program: invites.offer(program, code, req.source_ip, req.query("locale")))
+    return _with_cors(req, lambda program: offer.offer(program, code, req.source_ip, req.query("locale")))
 
 
 @landing.route(OFFER, methods=["OPTIONS"])
@@ -90,7 +90,8 @@ def get_offer_preflight(code: str) -> Response:
 
 @landing.endpoint(
     "/r/{code}", "GET", summary="Short link: redirect to the landing page and count the click", tag=TAG,
-    auth="none", success_status=302, strict_path=False, query_params=(("p", "string"), *((k, "string") for k in invites.UTM_PARAMS)),
+    auth="none", success_status=302, strict_path=False,
+    query_params=(("p", "string"), *((k, "string") for k in redirect.UTM_PARAMS)),
     description="302 to the landing page of the code's program (of partner `p` if given and valid) with "
                 "`ref=<code>` and the incoming `utm_*` parameters. The click is counted per code, day and "
                 "`utm_source` (messenger link-preview fetches are not counted); no IP is stored. An unknown code redirects to the default landing page, never "
@@ -99,15 +100,15 @@ def get_offer_preflight(code: str) -> Response:
 def follow_link(req: ApiRequest, code: str) -> Any:
     query = dict(req.request.query_params or {})
     try:
-        invites.redirect_rate_limit(req.source_ip)
+        rate_limits.redirect_rate_limit(req.source_ip)
     except RateLimited as err:
         return error_response(err)
     try:
-        target = invites.redirect_target(code, query, req.headers.get("user-agent"))
+        target = redirect.redirect_target(code, query, req.headers.get("user-agent"))
     except Exception:  # the visitor still gets somewhere useful
         log.exception("redirect failed")
-        target = invites.default_landing_url()
+        target = redirect.default_landing_url()
     # The Location header must be ASCII (raw IDN or control characters drop the connection).
-    location = urls.to_header_url(target) or invites.FALLBACK_LANDING_URL
+    location = urls.to_header_url(target) or redirect.FALLBACK_LANDING_URL
     return Response(body="", status_code=302, headers={
         "Location": location, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
+from chalicelib.domain import settings as defaults
 from chalicelib.domain.errors import ValidationFailed, field_error
 
 Source = Literal["ref_code", "coupon", "invite_match"]
@@ -146,22 +147,31 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class ProgramSettings:
-    window_days: int = 30
-    model: Model = "first_touch"
-    max_depth: int = 3
+class AttributionSettings:
+    """The part of a program's settings attribution needs (see :meth:`of`)."""
+
+    window_days: int = defaults.DEFAULT_WINDOW_DAYS
+    model: Model = defaults.DEFAULT_MODEL
+    max_depth: int = defaults.DEFAULT_MAX_DEPTH
 
     def __post_init__(self) -> None:
-        # Settings come from the program API; report them as field errors there.
+        # The limits are domain.settings' (one place); reported as field errors.
         errors = []
-        if not 1 <= self.window_days <= 365:
-            errors.append(field_error("$.window_days", "must be between 1 and 365"))
-        if self.model not in ("first_touch", "last_touch"):
+        low, high = defaults.WINDOW_DAYS_RANGE
+        if not low <= self.window_days <= high:
+            errors.append(field_error("$.window_days", f"must be between {low} and {high}"))
+        if self.model not in defaults.ATTRIBUTION_MODELS:
             errors.append(field_error("$.model", "must be first_touch or last_touch"))
-        if not 1 <= self.max_depth <= 10:
-            errors.append(field_error("$.max_depth", "must be between 1 and 10"))
+        low, high = defaults.MAX_DEPTH_RANGE
+        if not low <= self.max_depth <= high:
+            errors.append(field_error("$.max_depth", f"must be between {low} and {high}"))
         if errors:
             raise ValidationFailed("Invalid attribution settings", details={"errors": errors})
+
+    @classmethod
+    def of(cls, program: defaults.ProgramSettings) -> AttributionSettings:
+        return cls(window_days=program.attribution_window_days, model=program.attribution_model,
+                   max_depth=program.max_depth)
 
 
 @dataclass(frozen=True)
@@ -207,7 +217,7 @@ def _require_aware(value: datetime | None, name: str) -> None:
 
 
 def _check_candidate(
-    friend: Friend, candidate: Candidate, occurred_at: datetime, settings: ProgramSettings
+    friend: Friend, candidate: Candidate, occurred_at: datetime, settings: AttributionSettings
 ) -> tuple[str, str] | None:
     """(reason_code, reason) if the candidate is invalid on its own, else None."""
     if candidate.referrer_id is None:
@@ -244,10 +254,10 @@ def decide(
     event_type: str,
     occurred_at: datetime,
     candidates: Sequence[Candidate],
-    settings: ProgramSettings | None = None,
+    settings: AttributionSettings | None = None,
 ) -> AttributionDecision:
     """Decide attribution for one event (see the module docstring for the rules)."""
-    settings = settings or ProgramSettings()
+    settings = settings or AttributionSettings()
     _require_aware(occurred_at, "occurred_at")
     _require_aware(friend.attributed_at, "friend.attributed_at")
     for c in candidates:

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Final
 from urllib.parse import quote, urlencode
 
-SUPPORTED_LOCALES: Final = ("ru", "en")
-DEFAULT_LOCALE: Final = "ru"
+from chalicelib.domain.l10n import DEFAULT_LOCALE, SUPPORTED_LOCALES, resolve_locale
+
 MAX_REWARD_LENGTH: Final = 200
 MAX_URL_LENGTH: Final = 2048
 
@@ -39,14 +39,6 @@ _TEMPLATES: Final[dict[str, dict[tuple[bool, bool], str]]] = {
 }
 
 _WS_RE: Final = re.compile(r"\s+")
-
-
-def resolve_locale(locale: str | None) -> str:
-    """``"ru-RU"``/``"ru_RU"``/``"RU"`` -> ``"ru"``; anything unsupported -> ``"en"``."""
-    if not locale:
-        return DEFAULT_LOCALE
-    base = locale.replace("_", "-").split("-", 1)[0].lower()
-    return base if base in SUPPORTED_LOCALES else "en"
 
 
 def _check_link(link: str) -> str:

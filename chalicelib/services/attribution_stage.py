@@ -105,11 +105,7 @@ def attribute(ctx: EventContext, tx: Transaction, items: dict[Key, Entity], subj
             touched_at=p.touched_at,
             code=p.code,
         ))
-    settings = attribution.ProgramSettings(
-        window_days=int(ctx.setting("attribution_window_days", 30)),
-        model=ctx.setting("attribution_model", "first_touch"),
-        max_depth=int(ctx.setting("max_depth", 3)),
-    )
+    settings = attribution.AttributionSettings.of(ctx.settings)
     decision = attribution.decide(friend, ctx.event.type, ctx.event.occurred_at, candidates, settings)
     previous_referrer = subject.referrer_id
 

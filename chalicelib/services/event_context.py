@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain import attribution
 from chalicelib.domain.events import CanonicalEvent
+from chalicelib.domain.settings import ProgramSettings
 from chalicelib.store.db import Entity
 from chalicelib.store.members import IdentityRef, MemberItem
 from chalicelib.store.tenancy import ProgramItem
+
+if TYPE_CHECKING:
+    from chalicelib.services.stages import StageOutcome
 
 Key = tuple[str, str]
 #: Events that may link a friend to a referrer.
@@ -35,13 +39,14 @@ class EventContext:
     def program_id(self) -> str:
         return self.program.program_id
 
-    def setting(self, name: str, default: Any) -> Any:
-        return (self.program.settings or {}).get(name, default)
+    @property
+    def settings(self) -> ProgramSettings:
+        return self.program.program_settings
 
 
 @dataclass
 class StageView:
-    """What the ledger stage sees after membership and attribution were decided."""
+    """What the registered stages see after membership and attribution were decided."""
 
     items: dict[Key, Entity]
     subject: MemberItem | None
@@ -53,3 +58,5 @@ class StageView:
     #: Whether this event is the subject's first purchase as a referred member.
     converts_referral: bool
     attribution: dict[str, Any] = field(default_factory=dict)
+    #: What the stages that ran before returned, by stage name.
+    outcomes: dict[str, StageOutcome] = field(default_factory=dict)

@@ -18,7 +18,7 @@ from chalicelib.domain.identity import mask_email, mask_phone, normalize_email, 
 from chalicelib.domain.safe_json import SINGLE_LINE
 from chalicelib.domain.validation import validate
 from chalicelib.services.auth import Principal
-from chalicelib.services.invites import display_code, public_link
+from chalicelib.services.landing.invites import display_code, public_link
 from chalicelib.store import counters, keys, tenancy_repo
 from chalicelib.store.db import Entity
 from chalicelib.store.events import AttributionRecordItem

@@ -31,7 +31,7 @@ def should_enrol(ctx: EventContext) -> bool:
         return False
     if ctx.event.type in ENROLLING_EVENTS:
         return True
-    return ctx.event.type == "order.paid" and bool(ctx.setting("auto_enrol", True))
+    return ctx.event.type == "order.paid" and ctx.settings.auto_enrol
 
 
 def enrol(ctx: EventContext) -> MemberItem:

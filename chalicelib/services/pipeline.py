@@ -3,14 +3,15 @@
 1. First read (one ``BatchGetItem``): the event's dedupe record, the pointers of
    every identifier the event carries (customer id, email, phone), the referral
    code and coupons it mentions, pending invites for the customer, plus what the
-   ledger stage asks for. Pointers carry member ids *and ancestry*, so after this
+   registered stages ask for. Pointers carry member ids *and ancestry*, so after this
    read every member whose state may matter is known.
 2. Second read (one ``BatchGetItem``): the subject's profile, candidate referrers'
-   profiles, and the ledger stage's state for every chain (balances, counters).
+   profiles, and what the registered stages ask for (the ledger: balances, counters per chain).
 3. Decide, stage by stage: membership (``membership_stage``: auto-enrolment, new
-   identifiers), attribution (``attribution_stage`` → ``domain.attribution``) and rewards
-   (``ledger_stage`` → ``domain.rewards``). The decisions are pure; each stage adds its
-   writes to the one transaction.
+   identifiers), attribution (``attribution_stage`` → ``domain.attribution``),
+   and then every registered stage (``services.stages``: the ledger → ``domain.rewards``, and
+   whatever plugs in after it). The decisions are pure; each stage adds its writes to the one
+   transaction.
 4. Write (one ``TransactWriteItems``): the dedupe record created with
    ``attribute_not_exists``, profile changes conditioned on the revision read,
    pointers created with ``attribute_not_exists``, attribution records, ledger.
@@ -30,7 +31,7 @@ from chalicelib.domain import clock
 from chalicelib.domain.errors import ServiceUnavailable
 from chalicelib.domain.events import CanonicalEvent, business_key
 from chalicelib.logs import get_logger
-from chalicelib.services import attribution_stage, ledger_stage, membership_stage
+from chalicelib.services import attribution_stage, membership_stage, stages
 from chalicelib.services.event_context import (
     ATTRIBUTING_EVENTS,
     PURCHASE_EVENTS,
@@ -103,7 +104,9 @@ def _first_read_keys(ctx: EventContext) -> list[Key]:
         for coupon in referral.coupon_codes if referral else ():
             wanted.append(keys.coupon(ctx.program_id, coupon))
         wanted += [r.invite_key(ctx.program_id) for r in ctx.refs]
-    return wanted + ledger_stage.first_read_keys(ctx)
+    for stage in stages.registered():
+        wanted += stage.first_read_keys(ctx)
+    return wanted
 
 
 def _subject_id(ctx: EventContext, first: dict[Key, Entity]) -> str | None:
@@ -145,7 +148,8 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
     candidates = attribution_stage.candidate_pointers(ctx, first)
     chains = _chains(subject_id, first, ctx, candidates)
     profile_keys = [keys.member(ctx.program_id, m) for m in {subject_id, *(c.member_id for c in candidates)} if m]
-    second = batch_get(profile_keys + ledger_stage.second_read_keys(ctx, first, chains))  # round trip 2
+    stage_keys = [k for stage in stages.registered() for k in stage.second_read_keys(ctx, first, chains)]
+    second = batch_get(profile_keys + stage_keys)  # round trip 2
     items = {**first, **second}
 
     tx = Transaction()
@@ -180,9 +184,14 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
         converts_referral=converts,
         attribution=decision_reply,
     )
-    rewards = ledger_stage.stage(ctx, tx, view)
-    # The entries themselves are kept on the event record (audit), not sent back to the partner.
-    ledger_postings = rewards.pop("ledger_postings", [])
+    stage_replies: dict[str, Any] = {}
+    audit: dict[str, Any] = {}
+    for stage in stages.registered():
+        outcome = stage.stage(ctx, tx, view)
+        view.outcomes[stage.name] = outcome
+        stage_replies.update(outcome.reply)
+        # e.g. the ledger entries: kept on the event record (audit), not sent back to the partner.
+        audit.update(outcome.audit)
 
     if created and subject is not None:
         membership_stage.stage_new_member(ctx, tx, subject)
@@ -193,9 +202,9 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
         "type": ctx.event.type,
         "member": {"member_id": subject.member_id, "code": subject.code, "created": created} if subject else None,
         "attribution": decision_reply or None,
-        **rewards,
+        **stage_replies,
     }
-    tx.create(_event_record(ctx, subject, reply, ledger_postings), on_fail=AlreadyProcessed())
+    tx.create(_event_record(ctx, subject, reply, audit.get("postings", [])), on_fail=AlreadyProcessed())
     tx.commit()  # round trip 3
     log.info("event processed", extra={"event_type": ctx.event.type, "program_id": ctx.program_id,
                                        "created_member": created, "attribution": decision_reply.get("outcome")})

@@ -14,6 +14,7 @@ from chalicelib.domain import clock, urls
 from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed, field_error
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.safe_json import SINGLE_LINE
+from chalicelib.domain.settings import IMMUTABLE_SETTINGS, PROGRAM_SETTINGS_SCHEMA
 from chalicelib.domain.urls import HTTP_URL
 from chalicelib.domain.validation import validate
 from chalicelib.services import secrets
@@ -31,35 +32,6 @@ _ORIGIN = {"type": "string", "pattern": r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})
 # Stored normalised (IDN host as punycode, path percent-encoded): it goes into Location headers.
 _URL = {"type": "string", "pattern": HTTP_URL, "maxLength": 2000}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 120, "pattern": SINGLE_LINE}
-
-PROGRAM_SETTINGS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "attribution_window_days": {"type": "integer", "minimum": 1, "maximum": 365},
-        "attribution_model": {"enum": ["first_touch", "last_touch"]},
-        "auto_enrol": {"type": "boolean"},
-        "max_depth": {"type": "integer", "minimum": 1, "maximum": 5},
-        "offer": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "friend_reward": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 200}},
-                "partner_reward": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 200}},
-            },
-        },
-        "redemption_max_share_percent": {"type": "integer", "minimum": 1, "maximum": 100},
-        # Per client IP per minute on the public landing endpoints (see services/invites).
-        "landing_rate_limits": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "invites_per_minute": {"type": "integer", "minimum": 1, "maximum": 10000},
-                "offer_per_minute": {"type": "integer", "minimum": 1, "maximum": 10000},
-            },
-        },
-    },
-}
 
 PROGRAM_CREATE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -91,8 +63,6 @@ PROGRAM_UPDATE_SCHEMA: dict[str, Any] = {
         "settings": PROGRAM_SETTINGS_SCHEMA,
     },
 }
-#: Settings that cannot change once the program exists (see ``update_program``).
-IMMUTABLE_SETTINGS = {"max_depth": (3, "members' stored ancestry is cut to this depth when they are attributed")}
 
 PARTNER_CREATE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -211,8 +181,9 @@ def update_program(principal: Principal, program_id: str, body: Any) -> dict[str
     program = tenancy_repo.get_program(program_id, fresh=True)
     current = dict(program.settings or {})
     changes = data.get("settings", {})
-    for name, (default, reason) in IMMUTABLE_SETTINGS.items():
-        if changes.get(name, current.get(name, default)) != current.get(name, default):
+    for name, reason in IMMUTABLE_SETTINGS.items():
+        fixed = getattr(program.program_settings, name)
+        if changes.get(name, fixed) != fixed:
             raise ValidationFailed("This setting cannot change once the program exists",
                                    details={"errors": [field_error(f"$.settings.{name}", f"is fixed: {reason}")]})
     actions = [getattr(ProgramItem, field).set(data[field]) for field in

@@ -63,7 +63,7 @@ class _Replay(Exception):
 
 
 def max_share_percent(program: ProgramItem) -> int:
-    return int((program.settings or {}).get("redemption_max_share_percent", 100))
+    return program.program_settings.redemption_max_share_percent
 
 
 def _member_and_balance(program_id: str, member_id: str) -> tuple[MemberItem, BalanceItem | None]:

@@ -24,8 +24,6 @@ from chalicelib.store.ledger import RulesVersionItem
 from chalicelib.store.tenancy import ProgramItem
 from chalicelib.store.transact import Transaction
 
-DEFAULT_MAX_DEPTH = 3
-
 
 def rules_key(program: ProgramItem) -> tuple[str, str] | None:
     version = int(program.rules_version or 0)
@@ -89,7 +87,7 @@ def _prepare(program: ProgramItem, body: Any) -> dict[str, Any]:
     if errors:
         raise ValidationFailed("Invalid rules document", details={"errors": errors})
     parsed = parse_rules(doc)  # 422 with the JSON path on any problem
-    max_depth = int((program.settings or {}).get("max_depth", DEFAULT_MAX_DEPTH))
+    max_depth = program.program_settings.max_depth
     depth_errors = [
         field_error(f"$.rules[{i}].recipient.level",
                     f"level {rule.recipient.level} is deeper than the program's settings.max_depth ({max_depth})")

@@ -3,7 +3,7 @@
 A warm Lambda serves many requests; re-reading the same program and partner on
 every webhook would add a DynamoDB round trip per request. Entries live for
 ``config_cache_seconds`` (default 30 s), which bounds how long a revoked key or
-a changed program setting can still be seen by a warm instance (documented in the README).
+a changed program setting can still be seen by a warm instance (documented in docs/tenancy.md).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Both are plain ``ADD`` updates, so concurrent requests never lose a count and no
 read precedes the write. Neither stores a raw IP: rate-limit scopes carry a salted
-hash (``services.invites.client_fingerprint``) and windows expire by DynamoDB TTL.
+hash (``services.landing.rate_limits.client_fingerprint``) and windows expire by DynamoDB TTL.
 """
 
 from __future__ import annotations

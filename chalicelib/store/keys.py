@@ -3,7 +3,7 @@
 Prefixes are readable so an operator browsing the table sees what an item is.
 Every builder returns ``(PK, SK)``; ``gsi1_*`` builders return ``(GSI1PK, GSI1SK)``.
 Personal identifiers never appear in keys: callers pass the salted hash from
-``chalicelib.domain.identity``. See README "Data model" for the access-pattern chart.
+``chalicelib.domain.identity``. See docs/data-model.md for the access-pattern chart.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from pynamodb.attributes import (
 )
 
 from chalicelib.domain.clock import iso
+from chalicelib.domain.settings import ProgramSettings
 from chalicelib.store import keys
 from chalicelib.store.db import Entity, IsoDateTimeAttribute
 
@@ -35,6 +36,16 @@ class ProgramItem(Entity, discriminator="program"):
     #: Bumped by every settings update; updates are conditioned on the revision they read.
     revision = NumberAttribute(default=0)
     created_at = IsoDateTimeAttribute()
+
+    @property
+    def program_settings(self) -> ProgramSettings:
+        """The typed settings (defaults applied), parsed once per loaded item."""
+        raw = self.settings or {}
+        cached = self.__dict__.get("_program_settings")
+        if cached is None or cached[0] is not raw:
+            cached = (raw, ProgramSettings.from_stored(raw))
+            self.__dict__["_program_settings"] = cached
+        return cached[1]
 
     @classmethod
     def new(cls, **fields: Any) -> ProgramItem:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.services import invites
+from chalicelib.services.landing import invites
 from tests.support import ApiClient, Reply
 
 PARALLEL = 12

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import time
 from collections import Counter
 
 import pytest
@@ -86,7 +85,7 @@ def test_a_refund_delivered_three_times_in_parallel_is_reversed_once(api: ApiCli
 def test_jepsen_style_random_history_keeps_the_ledger_invariants(api: ApiClient) -> None:
     """Orders, partial refunds (some before their order), cancellations, duplicate deliveries,
     redemptions (some too large, some cancelled) and holding-job runs, in parallel batches."""
-    started = time.monotonic()
+
     # A fixed seed keeps CI deterministic; SARAFAN_JEPSEN_SEED explores other histories.
     rng = random.Random(int(os.environ.get("SARAFAN_JEPSEN_SEED", "20260115")))
     shop = Shop(api, "uds_3_level")
@@ -151,9 +150,6 @@ def test_jepsen_style_random_history_keeps_the_ledger_invariants(api: ApiClient)
     # The history exercised every kind of entry.
     if "SARAFAN_JEPSEN_SEED" not in os.environ:  # the default history exercises every kind of entry
         assert set(kinds) == {"reward", "reversal", "redemption", "redemption_return"}, kinds
-    # moto deep-copies the whole table on every transaction, so keep the history short enough (~10 s
-    # on a quiet machine); the invariants are what matters, the bound only catches a runaway loop.
-    assert time.monotonic() - started < 60
 
 
 def _ok(reply: object) -> object:

@@ -135,6 +135,6 @@ def test_a_refund_in_another_currency_is_ignored(api: ApiClient) -> None:
 
 
 def _order_hash(shop: Shop, order_id: str) -> str:
-    from chalicelib.services.ledger_stage import order_hash
+    from chalicelib.services.ledger import order_hash
 
     return order_hash(shop.partner["partner_id"], order_id)

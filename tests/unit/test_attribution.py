@@ -7,10 +7,10 @@ import pytest
 from chalicelib.domain.attribution import (
     REASONS,
     AttributionDecision,
+    AttributionSettings,
     Candidate,
     Friend,
     Identifiers,
-    ProgramSettings,
     decide,
 )
 from chalicelib.domain.errors import ValidationFailed
@@ -36,7 +36,7 @@ def invite(referrer: str = "m_inv", *, at: datetime = T0 - timedelta(days=3), **
 def run(
     friend: Friend, *candidates: Candidate, event_type: str = "order.paid", **settings: object
 ) -> AttributionDecision:
-    return decide(friend, event_type, T0, candidates, ProgramSettings(**settings))  # type: ignore[arg-type]
+    return decide(friend, event_type, T0, candidates, AttributionSettings(**settings))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- credited
@@ -253,12 +253,12 @@ def test_every_reason_code_has_plain_english_text() -> None:
 )
 def test_settings_validated(kwargs: dict[str, object], path: str) -> None:
     with pytest.raises(ValidationFailed) as excinfo:
-        ProgramSettings(**kwargs)  # type: ignore[arg-type]
+        AttributionSettings(**kwargs)  # type: ignore[arg-type]
     assert excinfo.value.details["errors"][0]["path"] == path
 
 
 def test_defaults() -> None:
-    s = ProgramSettings()
+    s = AttributionSettings()
     assert (s.window_days, s.model) == (30, "first_touch")
     assert decide(NEW_FRIEND, "order.paid", T0, [ref()]).outcome == "credited"
 

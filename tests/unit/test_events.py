@@ -7,7 +7,6 @@ from typing import Any
 import fastjsonschema
 import pytest
 
-from chalicelib.domain import events
 from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.events import (
     EVENT_SCHEMAS,
@@ -17,6 +16,7 @@ from chalicelib.domain.events import (
     parse_event,
     schema_key,
 )
+from chalicelib.domain.events import schemas as event_schemas
 
 # Realistic payloads, shaped like what our adapters produce from e.g. an InSales /
 # Tilda order webhook and an amoCRM deal, and what a partner sends by hand.
@@ -137,11 +137,11 @@ def test_realistic_payloads_validate_against_raw_schema(body: dict[str, Any]) ->
 
 
 def test_validators_are_compiled_lazily_and_cached() -> None:
-    events._validator.cache_clear()
-    assert events._validator.cache_info().currsize == 0
+    event_schemas._validator.cache_clear()
+    assert event_schemas._validator.cache_info().currsize == 0
     parse_event(ORDER_PAID)
     parse_event(ORDER_PAID)
-    info = events._validator.cache_info()
+    info = event_schemas._validator.cache_info()
     assert info.currsize == 1 and info.hits == 1
 
 
@@ -169,7 +169,6 @@ def test_parse_order_paid_normalises() -> None:
     assert event.referral.utm.content is None
     assert event.data["items"][0]["sku"] == "MAT-01"
     assert not event.is_custom and event.custom_name is None
-    assert event.warnings == ()
 
 
 def test_event_is_frozen_and_detached_from_input() -> None:
@@ -192,10 +191,12 @@ def test_parse_refund_with_offset_timestamp_is_stored_in_utc() -> None:
 
 
 @pytest.mark.parametrize("body", ALL, ids=lambda b: b["type"])
-def test_every_example_parses_and_round_trips(body: dict[str, Any]) -> None:
+def test_every_example_parses_without_changing_the_body(body: dict[str, Any]) -> None:
+    before = copy.deepcopy(body)
     event = parse_event(body)
-    again = parse_event(event.to_dict())
-    assert again == event
+    assert (event.type, event.object_type, event.object_id) == (body["type"], body["object"]["type"],
+                                                                 body["object"]["id"])
+    assert parse_event(body) == event and body == before
 
 
 def test_custom_event() -> None:
@@ -219,14 +220,6 @@ def test_unusable_referral_code_does_not_reject_the_order() -> None:
     event = parse_event(with_changes(ORDER_PAID, referral__code="промо!"))
     assert event.referral is not None
     assert event.referral.code is None and event.referral.code_raw == "промо!"
-
-
-def test_lenient_identifiers_turn_bad_email_into_warning() -> None:
-    body = with_changes(ORDER_PAID, customer__email="n/a", customer__phone="000")
-    assert paths_of(body) == ["$.customer.email"]
-    event = parse_event(body, lenient_identifiers=True)
-    assert event.customer is not None and event.customer.email is None and event.customer.phone is None
-    assert [w["path"] for w in event.warnings] == ["$.customer.email", "$.customer.phone"]
 
 
 def test_default_region_for_phones() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.services.ledger_stage import order_hash
+from chalicelib.services.ledger import order_hash
 from chalicelib.store.ledger import BalanceDelta, BalanceItem, balance_actions, stable_id
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chalicelib.domain import l10n
 from chalicelib.domain.errors import ValidationFailed, field_error
 from chalicelib.domain.rewards.models import (
     Amount,
@@ -253,34 +254,31 @@ def _evaluate_rule(
 
     requested, how = _points(amount, base, recipient.converted_referrals, rules.point_value_minor, event.currency)
     if requested <= 0:
-        return skip("zero_points", f"{how} rounds down to 0 points", mid)
+        return skip("zero_points", f"{l10n.how_phrase(how, LEDGER_LOCALE)} rounds down to 0 points", mid)
 
     points = requested
     trims: list[str] = []
 
-    def cap(code: SkipCode, remaining: int | None, what: str) -> bool:
+    def cap(code: SkipCode, remaining: int | None) -> bool:
         """Trim ``points`` to ``remaining``; False when nothing is left to post."""
         nonlocal points
         if remaining is None or points <= remaining:
             return True
         granted = max(remaining, 0)
+        what = l10n.cap_name(code, LEDGER_LOCALE)
         skipped.append(Skip(rule.id, mid, code, f"{what}: {points} -> {granted}", points, granted))
         points = granted
-        trims.append(what)
+        trims.append(code)
         return granted > 0
 
     month_cap = _min_cap(rule.member_monthly_cap_points, rules.member_monthly_cap_points)
     recurring_max = recurring.max_points_per_friend if recurring is not None else None
     paid = run.recurring_paid.get(rule.id, 0)
     if not (
-        cap("cap_reward", amount.max_points, "per-reward max_points")
-        and cap("cap_recurring", None if recurring_max is None else recurring_max - paid, "per-friend recurring cap")
-        and cap("cap_monthly", None if month_cap is None else month_cap - run.month_points[mid], "monthly cap")
-        and cap(
-            "cap_budget",
-            None if rules.budget_points is None else rules.budget_points - run.budget_used,
-            "program budget",
-        )
+        cap("cap_reward", amount.max_points)
+        and cap("cap_recurring", None if recurring_max is None else recurring_max - paid)
+        and cap("cap_monthly", None if month_cap is None else month_cap - run.month_points[mid])
+        and cap("cap_budget", None if rules.budget_points is None else rules.budget_points - run.budget_used)
     ):
         return None
 
@@ -311,7 +309,10 @@ def _evaluate_rule(
         level=recipient.level,
         recipient=kind,
         funding_partner_id=funder,
-        reason=_reason(rule, event, subject, recipient.level, points, requested, how, trims),
+        reason=l10n.reward_reason(
+            LEDGER_LOCALE, recipient=kind, what=_event_phrase(rule, event, subject), level=recipient.level,
+            subject_id=subject.member_id, points_granted=points, points_requested=requested,
+            rule_name=rule.name or rule.id, how=how, trims=trims),
         reason_code="recurring_reward"
         if recurring is not None
         else {"self": "self_reward", "friend": "friend_reward", "referrer": "referral_reward"}[kind],
@@ -325,21 +326,21 @@ def _evaluate_rule(
 
 def _points(
     amount: Amount, base: int | None, converted: int, point_value_minor: int, currency: str | None
-) -> tuple[int, str]:
-    """Points before caps, and a short phrase saying how they were computed."""
-    points, rate_bp, tier_note = amount.points, amount.rate_bp, ""
+) -> tuple[int, l10n.HowComputed]:
+    """Points before caps, and how they were computed (for the reason text)."""
+    points, rate_bp, tier_min = amount.points, amount.rate_bp, None
     if amount.tiers:
         # Highest tier whose threshold the recipient reached; tiers start at 0 (schema check).
         tier = [t for t in amount.tiers if t.min_converted <= converted][-1]
         points, rate_bp = tier.points, tier.rate_bp
-        tier_note = f" (tier for {tier.min_converted}+ converted referrals)"
+        tier_min = tier.min_converted
     if points is not None:
-        return points, f"fixed reward{tier_note}"
+        return points, l10n.HowComputed(tier_min_converted=tier_min)
     assert rate_bp is not None and base is not None  # schema guarantees one kind; caller checked base
     return (
         percent_points(base, rate_bp, point_value_minor),
-        f"{format_rate(rate_bp)} of the order {amount.base.replace('_', ' ')} "
-        f"{format_money(base, currency)}{tier_note}",
+        l10n.HowComputed(rate_bp=rate_bp, base=amount.base, base_minor=base, currency=currency,
+                         tier_min_converted=tier_min),
     )
 
 
@@ -370,71 +371,18 @@ def _first_set(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-# --------------------------------------------------------------------------- wording
+# --------------------------------------------------------------------------- wording (see domain.l10n)
 
-
-def format_rate(rate_bp: int) -> str:
-    """500 -> "5%", 250 -> "2.5%", 1 -> "0.01%"."""
-    whole, frac = divmod(rate_bp, 100)
-    return f"{whole}%" if frac == 0 else f"{whole}.{frac:02d}".rstrip("0") + "%"
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
-# ISO 4217 currencies whose minor unit is not 1/100; anything else is shown with 2 decimals.
-_EXPONENT = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "UGX": 0, "XAF": 0, "XOF": 0,
-             "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3}  # fmt: skip
-
-
-def format_money(minor: int, currency: str | None) -> str:
-    """12345, "RUB" -> "123.45 RUB"; without a currency the minor units are shown as they are."""
-    if not currency:
-        return f"{minor} (minor units)"
-    exp = _EXPONENT.get(currency, 2)
-    if exp == 0:
-        return f"{minor} {currency}"
-    whole, frac = divmod(minor, 10**exp)
-    return f"{whole}.{frac:0{exp}d} {currency}"
+#: The ledger's stored language; notifications render the same phrases in the member's locale.
+LEDGER_LOCALE = "en"
+format_rate = l10n.format_rate
+format_money = l10n.format_money
 
 
 def _event_phrase(rule: Rule, event: EngineEvent, subject: Subject) -> str:
-    if event.type == "order.paid":
-        # Name the order's position only when the rule cares about it.
-        if rule.trigger.order == "every":
-            return "order"
-        return "first order" if subject.orders_before == 0 else f"{_ordinal(subject.orders_before + 1)} order"
-    return {
-        "member.signup": "signup",
-        "lead.created": "new lead",
-        "deal.won": "won deal",
-    }.get(event.type, f"'{event.type.removeprefix('custom.')}' event")
-
-
-def _reason(
-    rule: Rule,
-    event: EngineEvent,
-    subject: Subject,
-    level: int,
-    points: int,
-    requested: int,
-    how: str,
-    trims: list[str],
-) -> str:
-    what = _event_phrase(rule, event, subject)
-    if rule.recipient.type == "self":
-        whose = f"your {what}"
-    elif rule.recipient.type == "friend":
-        whose = f"your {what} as a referred member"
-    else:
-        who = "your referral" if level == 1 else f"your level-{level} referral"
-        whose = f"{who} {subject.member_id}'s {what}"
-    text = f"{points} points for {whose} ({rule.name or rule.id}): {how}."
-    if trims:
-        text += f" Reduced from {requested} by the {' and '.join(trims)}."
-    return text
+    # Name the order's position only when the rule cares about it.
+    position = None if rule.trigger.order == "every" else subject.orders_before + 1
+    return l10n.event_phrase(event.type, LEDGER_LOCALE, order_position=position)
 
 
 # --------------------------------------------------------------------------- refunds
@@ -492,7 +440,6 @@ def reverse(
         now = min(target, points) - done.get(key, 0)
         if now <= 0:
             continue  # already reversed at least this much (e.g. a retried refund)
-        share = "in full" if full else f"{cumulative * 100 // order_total_minor}% of the order amount"
         out.append(
             Reversal(
                 member_id=member_id,
@@ -503,7 +450,8 @@ def reverse(
                 funding_partner_id=_get(entry, "funding_partner_id"),
                 original_points=points,
                 reversed_total=done.get(key, 0) + now,
-                reason=f"{now} of {points} points from '{rule_id}' taken back: the order was refunded {share}.",
+                reason=l10n.reversal_reason(LEDGER_LOCALE, taken=now, of_points=points, rule_id=rule_id,
+                                            share_percent=None if full else cumulative * 100 // order_total_minor),
             )
         )
     return out

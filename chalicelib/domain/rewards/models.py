@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from chalicelib.domain.settings import DEFAULT_MAX_DEPTH
+
 # --------------------------------------------------------------------------- rules document
 
-TRIGGER_EVENTS = ("member.signup", "lead.created", "deal.won", "order.paid")
 CUSTOM_PREFIX = "custom."
-AMOUNT_BASES = ("total", "subtotal", "subtotal_minus_discount", "total_minus_shipping")
 RecipientType = Literal["self", "friend", "referrer"]
 OrderSelector = Literal["every", "first", "nth"]
 AmountBase = Literal["total", "subtotal", "subtotal_minus_discount", "total_minus_shipping"]
@@ -105,7 +105,7 @@ class Rule:
 class RulesDoc:
     rules: tuple[Rule, ...]
     version: int = 0  # 0 = not stored yet; the server assigns 1, 2, ...
-    max_depth: int = 3
+    max_depth: int = DEFAULT_MAX_DEPTH
     hold_days: int = 14
     point_value_minor: int = 100
     budget_points: int | None = None

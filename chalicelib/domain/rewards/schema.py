@@ -34,9 +34,10 @@ from chalicelib.domain.rewards.models import (
     Tier,
     Trigger,
 )
+from chalicelib.domain.settings import DEFAULT_MAX_DEPTH, MAX_DEPTH_RANGE
 from chalicelib.domain.validation import child_path, schema_errors, to_jsonpath
 
-MAX_DEPTH_LIMIT = 5
+MAX_DEPTH_LIMIT = MAX_DEPTH_RANGE[1]
 _BIG = 10**12  # sanity bound for money/points so products stay small and nobody types 1e30
 _ID = "^[a-z0-9][a-z0-9_.-]{0,63}$"
 _PARTNER_ID = "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
@@ -207,7 +208,7 @@ RULES_SCHEMA: dict[str, Any] = {
         "version": {"type": "integer", "minimum": 1, "description": "Assigned by the server."},
         "name": {"type": "string", "maxLength": 120},
         "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-        "max_depth": {"type": "integer", "minimum": 1, "maximum": MAX_DEPTH_LIMIT, "default": 3},
+        "max_depth": {"type": "integer", "minimum": MAX_DEPTH_RANGE[0], "maximum": MAX_DEPTH_LIMIT, "default": DEFAULT_MAX_DEPTH},
         "hold_days": {"type": "integer", "minimum": 0, "maximum": 365, "default": 14},
         "point_value_minor": {
             "type": "integer",
@@ -286,7 +287,7 @@ def _semantic_errors(doc: Mapping[str, Any]) -> list[dict[str, str]]:
     def err(path: str, msg: str) -> None:
         errors.append(field_error(path, msg))
 
-    max_depth = doc.get("max_depth", 3)
+    max_depth = doc.get("max_depth", DEFAULT_MAX_DEPTH)
     seen: dict[str, int] = {}
     for i, rule in enumerate(doc["rules"]):
         p = f"$.rules[{i}]"
@@ -423,7 +424,7 @@ def _build(doc: Mapping[str, Any]) -> RulesDoc:
     return RulesDoc(
         rules=tuple(_build_rule(r) for r in doc["rules"]),
         version=doc.get("version", 0),
-        max_depth=doc.get("max_depth", 3),
+        max_depth=doc.get("max_depth", DEFAULT_MAX_DEPTH),
         hold_days=doc.get("hold_days", 14),
         point_value_minor=doc.get("point_value_minor", 100),
         budget_points=doc.get("budget_points"),

@@ -1,0 +1,25 @@
+"""The business key: identity of a business fact, whatever the delivery."""
+
+from __future__ import annotations
+
+from chalicelib.domain.events.model import CanonicalEvent
+
+
+def _key_part(value: str) -> str:
+    # Escape the separator (and the escape char) so no id can forge another key.
+    return value.replace("%", "%25").replace("|", "%7C")
+
+
+def business_key(program_id: str, partner_id: str, event: CanonicalEvent) -> str:
+    """``program|partner|object type|object id|event type``: identity of a business fact.
+
+    Deduplicating on the delivery id (``webhook-id``) is not enough: a partner's
+    retry queue, a re-sync job or two adapters may deliver the *same* payment under
+    different delivery ids. Keyed on what happened (this partner's order 1001 was
+    paid), the fact counts once whatever the delivery. The event type is part of the
+    key because "order 1001 paid" and "order 1001 cancelled" are different facts.
+    Contains partner object ids only, no personal data.
+    """
+    return "|".join(
+        _key_part(part) for part in (program_id, partner_id, event.object_type, event.object_id, event.type)
+    )

@@ -1,0 +1,121 @@
+"""A program's settings, typed: defaults and limits written once, here.
+
+``PROGRAM_SETTINGS_SCHEMA`` validates what the program API accepts; :meth:`ProgramSettings.from_stored`
+turns what the table holds into the typed value, once, at the store boundary (``ProgramItem.program_settings``).
+A stored value outside its limits (written before a limit existed, or by hand) falls back to the
+default instead of failing later reads: nothing stored may make a read fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+AttributionModel = Literal["first_touch", "last_touch"]
+
+ATTRIBUTION_MODELS: Final = ("first_touch", "last_touch")
+DEFAULT_WINDOW_DAYS: Final = 30
+WINDOW_DAYS_RANGE: Final = (1, 365)
+DEFAULT_MODEL: Final[AttributionModel] = "first_touch"
+#: How many referrer levels a program keeps (stored ancestry is cut to it; rules may pay up to it).
+DEFAULT_MAX_DEPTH: Final = 3
+MAX_DEPTH_RANGE: Final = (1, 5)
+DEFAULT_AUTO_ENROL: Final = True
+DEFAULT_REDEMPTION_MAX_SHARE_PERCENT: Final = 100
+REDEMPTION_SHARE_RANGE: Final = (1, 100)
+DEFAULT_INVITES_PER_MINUTE: Final = 20
+DEFAULT_OFFER_PER_MINUTE: Final = 60
+RATE_LIMIT_RANGE: Final = (1, 10_000)
+OFFER_TEXT_MAX: Final = 200
+
+#: Settings that cannot change once the program exists: name -> why.
+IMMUTABLE_SETTINGS: Final = {"max_depth": "members' stored ancestry is cut to this depth when they are attributed"}
+
+
+def _int_range(bounds: tuple[int, int]) -> dict[str, Any]:
+    return {"type": "integer", "minimum": bounds[0], "maximum": bounds[1]}
+
+
+PROGRAM_SETTINGS_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "attribution_window_days": _int_range(WINDOW_DAYS_RANGE),
+        "attribution_model": {"enum": list(ATTRIBUTION_MODELS)},
+        "auto_enrol": {"type": "boolean"},
+        "max_depth": _int_range(MAX_DEPTH_RANGE),
+        "offer": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "friend_reward": {"type": "object",
+                                  "additionalProperties": {"type": "string", "maxLength": OFFER_TEXT_MAX}},
+                "partner_reward": {"type": "object",
+                                   "additionalProperties": {"type": "string", "maxLength": OFFER_TEXT_MAX}},
+            },
+        },
+        "redemption_max_share_percent": _int_range(REDEMPTION_SHARE_RANGE),
+        # Per client IP per minute on the public landing endpoints (see services/landing).
+        "landing_rate_limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "invites_per_minute": _int_range(RATE_LIMIT_RANGE),
+                "offer_per_minute": _int_range(RATE_LIMIT_RANGE),
+            },
+        },
+    },
+}
+
+
+def _bounded(raw: Any, bounds: tuple[int, int], default: int) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or int(raw) != raw:
+        return default
+    value = int(raw)
+    return value if bounds[0] <= value <= bounds[1] else default
+
+
+@dataclass(frozen=True)
+class LandingRateLimits:
+    invites_per_minute: int = DEFAULT_INVITES_PER_MINUTE
+    offer_per_minute: int = DEFAULT_OFFER_PER_MINUTE
+
+
+@dataclass(frozen=True)
+class ProgramSettings:
+    attribution_window_days: int = DEFAULT_WINDOW_DAYS
+    attribution_model: AttributionModel = DEFAULT_MODEL
+    auto_enrol: bool = DEFAULT_AUTO_ENROL
+    max_depth: int = DEFAULT_MAX_DEPTH
+    #: ``{"friend_reward": {"ru": ..., "en": ...}, "partner_reward": {...}}`` as stored (read-only).
+    offer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    redemption_max_share_percent: int = DEFAULT_REDEMPTION_MAX_SHARE_PERCENT
+    landing_rate_limits: LandingRateLimits = field(default_factory=LandingRateLimits)
+
+    @classmethod
+    def from_stored(cls, raw: Mapping[str, Any] | None) -> ProgramSettings:
+        """The typed settings of a stored ``settings`` map; anything unusable is the default."""
+        raw = raw if isinstance(raw, Mapping) else {}
+        model = raw.get("attribution_model")
+        limits = raw.get("landing_rate_limits")
+        limits = limits if isinstance(limits, Mapping) else {}
+        offer = raw.get("offer")
+        auto = raw.get("auto_enrol")
+        return cls(
+            attribution_window_days=_bounded(raw.get("attribution_window_days"), WINDOW_DAYS_RANGE,
+                                             DEFAULT_WINDOW_DAYS),
+            attribution_model=model if model in ATTRIBUTION_MODELS else DEFAULT_MODEL,
+            auto_enrol=auto if isinstance(auto, bool) else DEFAULT_AUTO_ENROL,
+            max_depth=_bounded(raw.get("max_depth"), MAX_DEPTH_RANGE, DEFAULT_MAX_DEPTH),
+            offer=MappingProxyType(dict(offer)) if isinstance(offer, Mapping) else MappingProxyType({}),
+            redemption_max_share_percent=_bounded(raw.get("redemption_max_share_percent"), REDEMPTION_SHARE_RANGE,
+                                                  DEFAULT_REDEMPTION_MAX_SHARE_PERCENT),
+            landing_rate_limits=LandingRateLimits(
+                invites_per_minute=_bounded(limits.get("invites_per_minute"), RATE_LIMIT_RANGE,
+                                            DEFAULT_INVITES_PER_MINUTE),
+                offer_per_minute=_bounded(limits.get("offer_per_minute"), RATE_LIMIT_RANGE,
+                                          DEFAULT_OFFER_PER_MINUTE),
+            ),
+        )

@@ -1,0 +1,181 @@
+"""Invites: find or create the visitor's member record with conditional writes only (never
+check-then-insert): N parallel requests for one e-mail make one member and one code. A visitor's
+identifiers are *not* attached to an existing member (anyone can type anyone's e-mail into a
+landing page); only events signed by a partner do that. ``ref`` (the code whose link brought the
+visitor) becomes a pending invite per identifier, matched later by the event pipeline."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from pynamodb.exceptions import PutError
+
+from chalicelib.config import get_settings
+from chalicelib.domain import clock
+from chalicelib.domain.codes import format_code, generate_code, has_valid_check_symbol, normalize_code
+from chalicelib.domain.errors import ServiceUnavailable, ValidationFailed, field_error
+from chalicelib.domain.identity import normalize_email, normalize_phone
+from chalicelib.domain.ids import new_id
+from chalicelib.domain.safe_json import SINGLE_LINE
+from chalicelib.domain.share import qr_svg, resolve_locale, share_links, share_texts
+from chalicelib.domain.validation import validate
+from chalicelib.logs import get_logger
+from chalicelib.services.landing.rate_limits import rate_limit
+from chalicelib.services.outcomes import RetryEvent
+from chalicelib.store import keys
+from chalicelib.store.db import Entity
+from chalicelib.store.members import (
+    CodeItem,
+    IdentityItem,
+    IdentityRef,
+    MemberItem,
+    PendingInviteItem,
+    identity_refs,
+    new_member,
+    stage_member_creation,
+)
+from chalicelib.store.tenancy import ProgramItem
+from chalicelib.store.transact import Transaction
+
+log = get_logger("sarafan.landing")
+
+#: Pending invites outlive the attribution window by this much, so a late order still gets
+#: an ``outside_window`` record instead of silence; then DynamoDB's TTL removes them.
+INVITE_TTL_MARGIN = timedelta(days=7)
+MAX_ATTEMPTS = 6
+
+_UTM_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {k: {"type": "string", "maxLength": 256, "pattern": SINGLE_LINE}
+                   for k in ("source", "medium", "campaign", "content", "term")},
+}
+INVITE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "email": {"type": "string", "maxLength": 320},
+        "phone": {"type": "string", "maxLength": 64},
+        "name": {"type": "string", "maxLength": 120, "pattern": SINGLE_LINE},
+        "locale": {"type": "string", "maxLength": 16, "pattern": SINGLE_LINE},
+        "ref": {"type": "string", "maxLength": 64, "pattern": SINGLE_LINE},
+        "utm": _UTM_SCHEMA,
+    },
+}
+
+
+def public_link(code: str) -> str:
+    return f"{get_settings().public_base_url}/r/{code}"
+
+
+def display_code(code: str) -> str:
+    """Generated codes are shown grouped (``ABCD-EFGH-JKM``); vanity codes as they are."""
+    return format_code(code) if len(code) == 11 and has_valid_check_symbol(code) else code
+
+
+def _consistent_get(item_keys: list[tuple[str, str]]) -> dict[tuple[str, str], Entity]:
+    unique = list(dict.fromkeys(item_keys))
+    if not unique:
+        return {}
+    return {(i.PK, i.SK): i for i in Entity.batch_get(unique, consistent_read=True)}
+
+
+def create_invite(program: ProgramItem, body: Any, source_ip: str) -> dict[str, Any]:
+    rate_limit(f"invite#{program.program_id}", source_ip,
+               program.program_settings.landing_rate_limits.invites_per_minute)
+    data = validate(INVITE_SCHEMA, body)
+    if not data.get("email") and not data.get("phone"):
+        message = "an e-mail or a phone is required"
+        raise ValidationFailed("Request body is invalid", details={"errors": [
+            field_error("$.email", message), field_error("$.phone", message)]})
+    region = "RU" if program.default_locale == "ru" else "US"
+    email = normalize_email(data["email"], path="$.email") if data.get("email") else None
+    phone = normalize_phone(data["phone"], region, path="$.phone") if data.get("phone") else None
+    name = " ".join((data.get("name") or "").split()) or None
+    locale = resolve_locale(data.get("locale") or program.default_locale)
+    refs = identity_refs(program.program_id, email=email, phone=phone)
+    utm = {k: v for k, v in (data.get("utm") or {}).items() if v}
+
+    member = _find_or_create(program, refs, email=email, phone=phone, name=name, locale=locale, utm=utm,
+                             ref=data.get("ref"))
+    recorded = _record_invite(program, member, refs, data.get("ref"))
+    link = public_link(member.code)
+    texts = share_texts(program.program_settings.offer, link)
+    return {
+        "code": member.code,
+        "code_display": display_code(member.code),
+        "link": link,
+        "locale": locale,
+        "share_texts": texts,
+        "share_links": share_links(texts[locale], link),
+        "qr_svg": qr_svg(link),
+        "referral_recorded": recorded,
+    }
+def _find_or_create(program: ProgramItem, refs: list[IdentityRef], *, email: str | None, phone: str | None,
+                    name: str | None, locale: str, utm: dict[str, str], ref: str | None) -> MemberItem:
+    pid = program.program_id
+    for attempt in range(MAX_ATTEMPTS):
+        pointers = _consistent_get([r.pointer_key(pid) for r in refs])
+        owner = next((p.member_id for r in refs
+                      if isinstance(p := pointers.get(r.pointer_key(pid)), IdentityItem)), None)
+        if owner is not None:
+            found = _consistent_get([keys.member(pid, owner)]).get(keys.member(pid, owner))
+            if isinstance(found, MemberItem):
+                return found
+            time.sleep(0.01 * (attempt + 1))  # pointer without member: should not happen, read again
+            continue
+        acquisition: dict[str, Any] = {"channel": "landing"}
+        if utm:
+            acquisition["utm"] = utm
+        if ref and normalize_code(ref):
+            acquisition["ref"] = normalize_code(ref)
+        member = new_member(pid, new_id("mbr"), generate_code(), joined_at=clock.utcnow(), joined_via="invite",
+                            name=name, locale=locale, email=email, phone=phone, acquisition=acquisition, refs=refs)
+        tx = Transaction()
+        stage_member_creation(tx, member, refs, RetryEvent())
+        try:
+            tx.commit()
+        except RetryEvent:
+            continue
+        log.info("member created from landing", extra={"program_id": pid, "member_id": member.member_id})
+        return member
+    raise ServiceUnavailable("The invite could not be created because of concurrent updates; retry")
+
+
+def _record_invite(program: ProgramItem, member: MemberItem, refs: list[IdentityRef], ref: str | None) -> bool:
+    """"The visitor was brought by this referrer": a pending invite per identifier, matched by the pipeline.
+
+    ``first_touch`` keeps an earlier invite by someone else while it is inside the window;
+    ``last_touch`` replaces it. Self-invites (own link) are not recorded.
+    """
+    code = normalize_code(ref) if ref else None
+    if not code:
+        return False
+    pid = program.program_id
+    pointer = _consistent_get([keys.referral_code(pid, code)]).get(keys.referral_code(pid, code))
+    if not isinstance(pointer, CodeItem) or pointer.member_id == member.member_id:
+        return False
+    settings = program.program_settings
+    window = timedelta(days=settings.attribution_window_days)
+    now = clock.utcnow()
+    recorded = False
+    for ref_id in refs:
+        pk, sk = ref_id.invite_key(pid)
+        invite = PendingInviteItem(
+            PK=pk, SK=sk, program_id=pid, kind=ref_id.kind, referrer_id=pointer.member_id, code=pointer.code,
+            invited_at=now, ancestors=list(pointer.ancestors or []),
+            expires_at_epoch=int((now + window + INVITE_TTL_MARGIN).timestamp()),
+        )
+        condition = None
+        if settings.attribution_model == "first_touch":
+            condition = (Entity.PK.does_not_exist() | (PendingInviteItem.referrer_id == pointer.member_id)
+                         | (PendingInviteItem.invited_at < now - window))
+        try:
+            invite.save(condition=condition)
+            recorded = True
+        except PutError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+    return recorded

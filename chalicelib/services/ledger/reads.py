@@ -1,0 +1,99 @@
+"""What the ledger stage reads: keys for the pipeline's two batched reads (computed, never queried).
+
+1. first read: the current rules version when this instance has not parsed it yet, and the
+   order's ledger item for ``order.*`` events (postings, refunds so far, parked refunds);
+2. second read: for every member of every candidate chain up to the rules' deepest level,
+   their balance, this month's counter and profile (tier counts, locale); the subject's
+   recurring counters; the program's budget counter. For refunds: the order's entries and the
+   balances of the members they paid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.domain.events import ORDER_CANCELLED, ORDER_PAID, ORDER_REFUNDED
+from chalicelib.domain.rewards import RulesDoc, month_key
+from chalicelib.services import rules as rules_service
+from chalicelib.store import keys
+from chalicelib.store.ledger import OrderLedgerItem
+
+if TYPE_CHECKING:
+    from chalicelib.services.event_context import EventContext
+
+Key = tuple[str, str]
+REFUND_EVENTS = (ORDER_REFUNDED, ORDER_CANCELLED)
+
+
+def order_hash(partner_id: str, order_id: str) -> str:
+    return hashlib.sha256(f"{partner_id}|{order_id}".encode()).hexdigest()[:40]
+
+
+def order_id_of(ctx: EventContext) -> str | None:
+    event = ctx.event
+    if event.type == ORDER_REFUNDED and event.refund is not None:
+        return event.refund.order_id
+    if event.type in (ORDER_PAID, ORDER_CANCELLED):
+        return event.object_id
+    return None
+
+
+def order_key(ctx: EventContext) -> Key | None:
+    order_id = order_id_of(ctx)
+    return keys.order_ledger(ctx.program_id, order_hash(ctx.partner_id, order_id)) if order_id else None
+
+
+def has_rules_for(rules: RulesDoc, event_type: str) -> bool:
+    return any(r.enabled and r.trigger.event == event_type for r in rules.rules)
+
+
+def entry_key(program_id: str, posting: dict[str, Any]) -> Key:
+    return keys.member_partition(program_id, posting["member_id"]), posting["sk"]
+
+
+def first_read_keys(ctx: EventContext) -> list[Key]:
+    if not int(ctx.program.rules_version or 0):
+        return []  # a program without rules has no ledger
+    wanted: list[Key] = []
+    if not rules_service.is_cached(ctx.program):
+        key = rules_service.rules_key(ctx.program)
+        if key:
+            wanted.append(key)  # cold instance: the rules come with the first batch, not a GetItem
+    okey = order_key(ctx)
+    if okey:
+        wanted.append(okey)
+    return wanted
+
+
+def second_read_keys(ctx: EventContext, first: dict[Key, Any], chains: list[list[str]]) -> list[Key]:
+    rules = rules_service.current_rules(ctx.program, first)
+    if rules is None:
+        return []
+    pid = ctx.program_id
+    if ctx.event.type in REFUND_EVENTS:
+        okey = order_key(ctx)
+        order = first.get(okey) if okey else None
+        wanted: list[Key] = []
+        if isinstance(order, OrderLedgerItem) and order.paid_business_key:
+            for posting in order.postings or []:
+                wanted += [entry_key(pid, posting), keys.balance(pid, posting["member_id"]),
+                           keys.member(pid, posting["member_id"])]
+        return wanted
+    if not has_rules_for(rules, ctx.event.type):
+        return []
+    month = month_key(ctx.event.occurred_at)
+    members: dict[str, None] = {}
+    for chain in chains:
+        for member_id in chain[: rules.depth_needed + 1]:
+            members[member_id] = None
+    wanted = []
+    for member_id in members:
+        wanted += [keys.balance(pid, member_id), keys.member_month(pid, member_id, month), keys.member(pid, member_id)]
+    subjects = {chain[0] for chain in chains if chain}
+    for rule in rules.rules:
+        if rule.recurring is not None:
+            wanted += [keys.recurring_counter(pid, s, rule.id) for s in subjects]
+    if rules.budget_points is not None:
+        wanted.append(keys.program_counters(pid))
+    return wanted

@@ -1,0 +1,62 @@
+"""The ledger stage: rewards, refunds and the points messages of one event, as a pipeline stage.
+
+What is written (in the event's one transaction): one entry per posting (created with
+``attribute_not_exists`` under a key derived from ``Posting.key``), one balance update per member,
+one update per counter (conditioned on the engine's ``max_before``), the order's ledger item
+(conditioned on its revision) and one outbox message per member notified. A failed cap/revision
+condition re-runs the whole event from a fresh read (the pipeline's retry).
+
+Jobs: ``reads`` (what to read), ``rewards`` (engine in, entries and counters out), ``refunds``
+(orders, parked refunds, reversals), ``plan`` (entries and balances), ``outbox`` (messages).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.domain.events import ORDER_PAID
+from chalicelib.services import rules as rules_service
+from chalicelib.services.ledger import reads, refunds
+from chalicelib.services.ledger.plan import LedgerPlan, public
+from chalicelib.services.ledger.rewards import stage_rewards
+from chalicelib.services.stages import StageOutcome
+
+if TYPE_CHECKING:
+    from chalicelib.services.event_context import EventContext, StageView
+    from chalicelib.store.transact import Transaction
+
+Key = tuple[str, str]
+
+
+class LedgerStage:
+    name = "ledger"
+
+    def first_read_keys(self, ctx: EventContext) -> list[Key]:
+        return reads.first_read_keys(ctx)
+
+    def second_read_keys(self, ctx: EventContext, first: dict[Key, Any], chains: list[list[str]]) -> list[Key]:
+        return reads.second_read_keys(ctx, first, chains)
+
+    def stage(self, ctx: EventContext, tx: Transaction, view: StageView) -> StageOutcome:
+        rules = rules_service.current_rules(ctx.program, view.items)
+        if rules is None:
+            return StageOutcome(reply={"rewards": None})
+        if ctx.event.type in reads.REFUND_EVENTS:
+            summary, reversals = refunds.stage_refund(ctx, tx, view)
+            return StageOutcome(reply={"rewards": summary}, audit={"postings": reversals})
+        plan = LedgerPlan(ctx, view.items, view.subject)
+        reply: dict[str, Any] = {"points": 0, "postings": [], "skipped": []}
+        postings: list[dict[str, Any]] = []
+        if view.subject is not None and reads.has_rules_for(rules, ctx.event.type):
+            postings = stage_rewards(ctx, tx, plan, view, rules, reply)
+        applied: list[dict[str, Any]] = []
+        if ctx.event.type == ORDER_PAID:
+            applied = refunds.stage_paid_order(ctx, tx, plan, postings)
+        for p in postings:
+            p.pop("_entry", None)
+        plan.stage(tx)
+        reply["points"] = sum(p["points"] for p in postings)
+        reply["postings"] = [public(p) for p in postings]
+        if applied:
+            reply["parked_refunds_applied"] = applied
+        return StageOutcome(reply={"rewards": reply}, audit={"postings": postings + applied})
