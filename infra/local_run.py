@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -276,6 +277,26 @@ def serialize_dispatch() -> None:
     LocalGateway.handle_request = handle_request  # type: ignore[method-assign]
 
 
+def _handler_class() -> Any:
+    """Chalice's request handler, answering methods it does not know (TRACE, CONNECT, PROPFIND...)
+    with a JSON 405 as API Gateway answers with a 4xx, instead of BaseHTTPServer's HTML 501."""
+    from chalice.local import ChaliceRequestHandler
+
+    class Handler(ChaliceRequestHandler):  # type: ignore[misc]
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("do_"):
+                return self._unsupported_method
+            raise AttributeError(name)
+
+        def _unsupported_method(self) -> None:
+            self._parse_payload()  # drain the body so the connection stays usable
+            body = json.dumps({"error": {"code": "method_not_allowed", "message": "Method not allowed",
+                                         "details": {}}}).encode()
+            self._send_http_response(405, {"Content-Type": "application/json"}, body)
+
+    return Handler
+
+
 def start_http(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
     from chalice.deploy.validate import validate_routes
     from chalice.local import create_local_server
@@ -283,6 +304,8 @@ def start_http(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
     validate_routes(app.routes)  # what `chalice deploy` would refuse, refuse here too
     serialize_dispatch()
     server = create_local_server(app, chalice_config(app), host, port)
+    server.server.RequestHandlerClass = functools.partial(  # type: ignore[assignment]
+        _handler_class(), app_object=app, config=chalice_config(app))
     thread = threading.Thread(target=server.server.serve_forever, name="sarafan-http", daemon=True)
     thread.start()
     return server, thread

@@ -75,9 +75,11 @@ EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
 #: How far ahead of the server clock an event time may be (clock skew between systems).
 MAX_AHEAD: Final = timedelta(minutes=5)
 
-#: JSON Schema ``pattern`` for ids, codes, names and URLs: no C0/C1 control characters,
-#: no line or paragraph separators, no lone surrogates (ECMA 262 and Python ``re`` alike).
-SINGLE_LINE: Final = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\ud800-\\udfff]*$"
+#: JSON Schema ``pattern`` for ids, codes, names and URLs: no C0/C1 control characters, no line
+#: or paragraph separators. The characters themselves, not ``\\uXXXX`` regex escapes, so every
+#: regex engine (ECMA 262, Python, Rust: schemathesis) reads it alike. Lone surrogates never get
+#: this far (:func:`loads` refuses them everywhere).
+SINGLE_LINE: Final = "^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 _CONTROL_RE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 

@@ -18,7 +18,7 @@ from chalicelib.domain.errors import ValidationFailed, field_error
 
 MAX_URL_LENGTH: Final = 2048
 #: JSON Schema ``pattern`` for an http(s) URL without whitespace or control characters.
-HTTP_URL: Final = "^[Hh][Tt][Tt][Pp][Ss]?://[^\\u0000-\\u0020\\u007f-\\u009f\\u2028\\u2029\\ud800-\\udfff]+$"
+HTTP_URL: Final = "^[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x20\x7f-\x9f\u2028\u2029]+$"
 
 _BAD_CHARS: Final = re.compile("[\x00-\x20\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _LABEL: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
