@@ -20,12 +20,14 @@ import json
 import os
 import sys
 import time
-from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from bench.capacity import Usage
 
 OPERATOR_KEY = "srf_op_bench-operator-key-0123456789abcdefghijkl"
 ENV = {
@@ -57,34 +59,17 @@ def rules_doc(depth: int) -> dict[str, Any]:
     return {"max_depth": MAX_DEPTH, "hold_days": 14, "member_monthly_cap_points": 1_000_000, "rules": rules}
 
 
-class Counting:
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-        self.largest_transaction = 0
-
-    def __call__(self, model: Any = None, **_: Any) -> None:
-        self.calls[model.name] += 1
-
-    def transaction(self, params: Any = None, **_: Any) -> None:
-        self.largest_transaction = max(self.largest_transaction, len(params["TransactItems"]))
-
-    def take(self) -> Counter[str]:
-        out, self.calls = self.calls, Counter()
-        return out
-
-
 class Bench:
     def __init__(self) -> None:
+        import boto3
         from chalice.test import Client
 
         from app import app
+        from bench.capacity import Meter
         from chalicelib.store.db import raw_client
 
         self.client = Client(app)
-        self.counter = Counting()
-        raw_client().meta.events.register("before-call.dynamodb", self.counter)
-        raw_client().meta.events.register("before-parameter-build.dynamodb.TransactWriteItems",
-                                          self.counter.transaction)
+        self.meter = Meter(raw_client(), boto3.client("dynamodb"))
         self._seq = 0
 
     def call(self, method: str, path: str, body: Any = None, key: str = OPERATOR_KEY,
@@ -109,10 +94,10 @@ class Bench:
         assert reply.status_code == 200, data
         return data  # type: ignore[no-any-return]
 
-    def measured(self, fn: Any) -> tuple[Any, Counter[str]]:
-        self.counter.take()
+    def measured(self, fn: Any) -> tuple[Any, Usage]:
+        self.meter.take()
         result = fn()
-        return result, self.counter.take()
+        return result, self.meter.take()
 
 
 def signup(customer: str, code: str | None = None) -> dict[str, Any]:
@@ -142,8 +127,14 @@ def add_referrals(program_id: str, referrer: dict[str, Any], n: int, prefix: str
             batch.save(m)
 
 
-def fmt(calls: Counter[str]) -> str:
-    return ", ".join(f"{name} {count}" for name, count in sorted(calls.items())) or "-"
+def fmt(usage: Usage) -> str:
+    return ", ".join(f"{name} {count}" for name, count in sorted(usage.calls.items())) or "-"
+
+
+#: The headline rows the goals are about (issue #10): a 3-level chain, first and repeat order.
+FIRST_ORDER_ROW = "order.paid, chain depth 3, first order"
+REPEAT_ORDER_ROW = "order.paid, chain depth 3, repeat order"
+WRU_TARGETS = {FIRST_ORDER_ROW: 30, REPEAT_ORDER_ROW: 20}
 
 
 def main(argv: list[str]) -> int:
@@ -157,13 +148,14 @@ def main(argv: list[str]) -> int:
 
     # Events happen on 2026-01-15; rewards stay pending (14 days) until the holding job runs.
     clock.freeze(clock.parse_iso("2026-01-15T12:00:00Z"))
+    started = time.perf_counter()
 
     with mock_aws():
         from chalicelib.store.tables import create_table
 
         create_table()
         bench = Bench()
-        rows: list[tuple[str, Counter[str]]] = []
+        rows: list[tuple[str, Usage]] = []
         program = bench.call("POST", "/v1/programs", {"name": "Bench", "settings": {"max_depth": MAX_DEPTH}})
         pid = program["program_id"]
         partner = bench.call("POST", f"/v1/programs/{pid}/partners", {"name": "Shop"})
@@ -184,65 +176,100 @@ def main(argv: list[str]) -> int:
             buyers += 1
             buyer = f"buyer{buyers}"
             bench.send(partner, signup(buyer, referrer["code"]))
-            reply, calls = bench.measured(lambda b=buyer, n=buyers: bench.send(partner, order(b, f"o-{n}")))
+            reply, usage = bench.measured(lambda b=buyer, n=buyers: bench.send(partner, order(b, f"o-{n}")))
             paid = reply["rewards"]["postings"]
-            referrals = f"{args.referrals:,}" if size == "big" else "<= 3"
-            label = (f"order.paid, chain depth {depth}, {len(paid)} postings, level-1 referrer has "
-                     f"{referrals} referrals")
-            rows.append((label, calls))
+            if size == "few" and depth == 3:
+                label = FIRST_ORDER_ROW
+            else:
+                referrals = f"{args.referrals:,}" if size == "big" else "<= 3"
+                label = f"order.paid, chain depth {depth}, first order, level-1 referrer has {referrals} referrals"
+            rows.append((f"{label} ({len(paid)} postings)", usage))
+            if size == "few" and depth == 3:
+                reply, usage = bench.measured(lambda b=buyer, n=buyers: bench.send(partner, order(b, f"o-{n}-2")))
+                rows.append((f"{REPEAT_ORDER_ROW} ({len(reply['rewards']['postings'])} postings)", usage))
 
         # Other event types, measured once each (warm).
-        _, calls = bench.measured(lambda: bench.send(partner, signup("newbie", chain[-1]["code"])))
-        rows.append(("member.signup with a referral code (+ signup bonus)", calls))
+        _, usage = bench.measured(lambda: bench.send(partner, signup("newbie", chain[-1]["code"])))
+        rows.append(("member.signup with a referral code (+ signup bonus)", usage))
         refund: dict[str, Any] = {"type": "order.refunded", "occurred_at": "2026-01-16T10:00:00Z", "object": {"type": "refund", "id": "r1"},
                   "refund": {"amount": 100_000, "currency": "RUB", "order_id": f"o-{buyers}"}}
-        _, calls = bench.measured(lambda: bench.send(partner, refund))
-        rows.append(("order.refunded (partial, all levels clawed back)", calls))
-        _, calls = bench.measured(lambda: bench.send(partner, refund))
-        rows.append(("order.refunded delivered again (duplicate)", calls))
+        _, usage = bench.measured(lambda: bench.send(partner, refund))
+        rows.append(("order.refunded (partial, all levels clawed back)", usage))
+        _, usage = bench.measured(lambda: bench.send(partner, refund))
+        rows.append(("order.refunded delivered again (duplicate)", usage))
+        _, usage = bench.measured(lambda: bench.send(partner, order("buyer3", "o-3")))
+        rows.append(("order.paid delivered again (duplicate)", usage))
         parked = {**refund, "object": {"type": "refund", "id": "r2"}, "refund": {**refund["refund"], "order_id": "late"}}
-        _, calls = bench.measured(lambda: bench.send(partner, parked))
-        rows.append(("order.refunded before its order (parked)", calls))
-        _, calls = bench.measured(lambda: bench.send(partner, order("buyer1", "late")))
-        rows.append(("order.paid with a parked refund applied", calls))
+        _, usage = bench.measured(lambda: bench.send(partner, parked))
+        rows.append(("order.refunded before its order (parked)", usage))
+        _, usage = bench.measured(lambda: bench.send(partner, order("buyer1", "late")))
+        rows.append(("order.paid with a parked refund applied", usage))
         cancel = {"type": "order.cancelled", "occurred_at": "2026-01-16T10:00:00Z", "object": {"type": "order", "id": "o-1"}}
-        _, calls = bench.measured(lambda: bench.send(partner, cancel))
-        rows.append(("order.cancelled (full clawback)", calls))
+        _, usage = bench.measured(lambda: bench.send(partner, cancel))
+        rows.append(("order.cancelled (full clawback)", usage))
 
         member = chain[0]["member_id"]
         base = f"/v1/programs/{pid}/members/{member}"
         key = partner["api_key"]
         bench.call("GET", f"{base}/balance", key=key)  # warm the API key cache
-        _, calls = bench.measured(lambda: bench.call("GET", f"{base}/balance", key=key))
-        rows.append(("GET balance", calls))
-        _, calls = bench.measured(lambda: bench.call("GET", f"{base}/ledger?limit=20", key=key))
-        rows.append(("GET ledger page", calls))
-        _, calls = bench.measured(lambda: bench.call("GET", f"{base}/redemptions/quote?order_amount=100000", key=key))
-        rows.append(("GET redemption quote", calls))
-        red, calls = bench.measured(lambda: bench.call("POST", f"{base}/redemptions", {"points": 10}, key=key,
+        _, usage = bench.measured(lambda: bench.call("GET", base, key=key))
+        rows.append(("GET member profile", usage))
+        _, usage = bench.measured(lambda: bench.call("GET", f"{base}/balance", key=key))
+        rows.append(("GET balance", usage))
+        _, usage = bench.measured(lambda: bench.call("GET", f"{base}/ledger?limit=20", key=key))
+        rows.append(("GET ledger page", usage))
+        _, usage = bench.measured(lambda: bench.call("GET", f"{base}/redemptions/quote?order_amount=100000", key=key))
+        rows.append(("GET redemption quote", usage))
+        red, usage = bench.measured(lambda: bench.call("POST", f"{base}/redemptions", {"points": 10}, key=key,
                                                        headers={"Idempotency-Key": "k1"}))
-        rows.append(("POST redemption", calls))
-        _, calls = bench.measured(lambda: bench.call("POST", f"{base}/redemptions/{red['redemption_id']}/confirm",
+        rows.append(("POST redemption", usage))
+        _, usage = bench.measured(lambda: bench.call("POST", f"{base}/redemptions/{red['redemption_id']}/confirm",
                                                      key=key))
-        rows.append(("POST redemption confirm", calls))
-        _, calls = bench.measured(lambda: bench.call("POST", f"{base}/redemptions/{red['redemption_id']}/cancel",
+        rows.append(("POST redemption confirm", usage))
+        _, usage = bench.measured(lambda: bench.call("POST", f"{base}/redemptions/{red['redemption_id']}/cancel",
                                                      key=key))
-        rows.append(("POST redemption cancel", calls))
+        rows.append(("POST redemption cancel", usage))
 
         from chalicelib.jobs import release
 
-        result, calls = bench.measured(lambda: release.run(clock.parse_iso("2026-02-01T00:00:00Z")))
-        rows.append((f"holding job, first run (32 day buckets), {result['released']} entries released", calls))
+        result, usage = bench.measured(lambda: release.run(clock.parse_iso("2026-02-01T00:00:00Z")))
+        rows.append((f"holding job, first run (32 day buckets), {result['released']} entries released", usage))
 
+    elapsed = time.perf_counter() - started
+    report(rows, bench.meter.largest_transaction)
+    return verdict(rows, args.referrals, elapsed)
+
+
+def report(rows: list[tuple[str, Usage]], largest_transaction: int) -> None:
     width = max(len(label) for label, _ in rows)
-    print(f"{'request':<{width}}  round trips  calls")
-    print(f"{'-' * width}  -----------  -----")
-    for label, calls in rows:
-        print(f"{label:<{width}}  {sum(calls.values()):>11}  {fmt(calls)}")
-    print(f"\nlargest transaction: {bench.counter.largest_transaction} items (DynamoDB limit 100)")
-    headline = [sum(c.values()) for label, c in rows if label.startswith("order.paid, chain")]
+    print(f"{'request':<{width}}  round trips    WRU    RRU  items written  KB written  calls")
+    print(f"{'-' * width}  -----------  -----  -----  -------------  ----------  -----")
+    for label, u in rows:
+        print(f"{label:<{width}}  {u.round_trips:>11}  {u.wru:>5g}  {u.rru:>5g}  {u.items_written:>13}  "
+              f"{u.bytes_written / 1024:>10.1f}  {fmt(u)}")
+    print(f"\nlargest transaction: {largest_transaction} items (DynamoDB limit 100)")
+    for label, u in rows:
+        if label.startswith((FIRST_ORDER_ROW, REPEAT_ORDER_ROW)):
+            parts = ", ".join(f"{name} {units:g}" for name, units in u.wru_by_entity.most_common())
+            sizes = ", ".join(f"{name} {size / 1024:.1f} KB" for name, size in u.bytes_by_entity.most_common())
+            print(f"\n{label}: WRU by item: {parts}\n  bytes by item: {sizes}")
+
+
+def verdict(rows: list[tuple[str, Usage]], referrals: int, elapsed: float) -> int:
+    import resource
+
+    headline = [u.round_trips for label, u in rows if label.startswith("order.paid, chain")]
+    ok = max(headline) <= 3
     print(f"\norder.paid round trips: min {min(headline)}, max {max(headline)} (target <= 3)")
-    return 0 if max(headline) <= 3 else 1
+    for label, u in rows:
+        for row, target in WRU_TARGETS.items():
+            if label.startswith(row):
+                ok &= u.wru <= target
+                print(f"{row}: {u.wru:g} WRU, {u.rru:g} RRU (target WRU <= {target}: "
+                      f"{'ok' if u.wru <= target else 'MISSED'})")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\nrun: {elapsed:.0f} s, peak memory {peak_mb:,.0f} MB, {referrals:,} referrals seeded per big referrer")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

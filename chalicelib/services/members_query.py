@@ -83,14 +83,13 @@ def _codes_of(member: MemberItem) -> list[str]:
 
 
 def _clicks(member: MemberItem) -> dict[str, Any]:
+    """From the pre-aggregated totals: one item per code, however long the click history."""
     total = 0
     by_source: dict[str, int] = {}
-    for code in _codes_of(member):
-        for item in counters.click_counters(member.program_id, code):
-            count = int(item.clicks or 0)
-            total += count
-            source = item.utm_source or "-"
-            by_source[source] = by_source.get(source, 0) + count
+    for item in counters.click_totals(member.program_id, _codes_of(member)):
+        total += int(item.clicks or 0)
+        for source, count in (item.by_source.as_dict() if item.by_source else {}).items():
+            by_source[source] = by_source.get(source, 0) + int(count)
     return {"total": total, "by_utm_source": by_source}
 
 

@@ -15,7 +15,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed, field_error
-from chalicelib.domain.rewards import RULES_SCHEMA, RulesDoc, parse_rules
+from chalicelib.domain.rewards import RULES_SCHEMA, RulesDoc, load_rules, parse_rules
 from chalicelib.domain.validation import child_path
 from chalicelib.services.auth import Principal
 from chalicelib.store import cache, keys, tenancy_repo
@@ -39,7 +39,8 @@ def is_cached(program: ProgramItem) -> bool:
 
 
 def remember(program_id: str, item: RulesVersionItem) -> RulesDoc:
-    doc = parse_rules(item.document)
+    # Validated by put_rules when stored: built without validating again (cold-start cost).
+    doc = load_rules(item.document)
     _parsed[(program_id, int(item.version))] = doc
     return doc
 

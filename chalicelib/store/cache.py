@@ -38,3 +38,14 @@ def invalidate(namespace: str, key: str) -> None:
 def clear() -> None:
     with _lock:
         _entries.clear()
+
+
+def peek(namespace: str, key: str) -> Any:
+    """The live cached value, or None (nothing is loaded)."""
+    hit = _entries.get((namespace, key))
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
+def put(namespace: str, key: str, ttl_seconds: float, value: Any) -> None:
+    with _lock:
+        _entries[(namespace, key)] = (time.monotonic() + ttl_seconds, value)

@@ -1,29 +1,54 @@
-"""Counters written with one ``UpdateItem`` each: link clicks and per-IP rate-limit windows.
+"""Counters written with single ``UpdateItem`` calls: link clicks and per-IP rate-limit windows.
 
-Both are plain ``ADD`` updates, so concurrent requests never lose a count and no
-read precedes the write. Neither stores a raw IP: rate-limit scopes carry a salted
-hash (``services.landing.rate_limits.client_fingerprint``) and windows expire by DynamoDB TTL.
+All are ``ADD``-style updates, so concurrent requests never lose a count and no read
+precedes the write. Neither stores a raw IP: rate-limit scopes carry a salted hash
+(``services.landing.rate_limits.client_fingerprint``) and windows expire by DynamoDB TTL.
+
+Clicks are kept twice: a pre-aggregated total per code (``ClickTotalItem``: all clicks and
+per-``utm_source`` counts for at most ``MAX_SOURCES`` sources, later ones under ``OTHER_SOURCE``),
+which is what the member profile reads (one item per code, whatever the history), and the
+detail per UTC day and source (``ClickCounterItem``), which expires after
+``CLICK_DETAIL_RETENTION_DAYS`` by DynamoDB TTL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import UpdateError
+from pynamodb.expressions.condition import size
 
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
 
+#: How long the per-day click detail is kept (the totals are kept for good).
+CLICK_DETAIL_RETENTION_DAYS = 400
+#: Distinct ``utm_source`` values counted one by one per code; clicks from later ones count as OTHER_SOURCE.
+MAX_SOURCES = 50
+OTHER_SOURCE = "(other)"
+
 
 class ClickCounterItem(Entity, discriminator="click_counter"):
-    """Clicks on one code's link, per UTC day and ``utm_source`` (``-`` when absent)."""
+    """Clicks on one code's link, per UTC day and ``utm_source`` (``-`` when absent); expires by TTL."""
 
     program_id = UnicodeAttribute(null=True)
     code = UnicodeAttribute(null=True)
     day = UnicodeAttribute(null=True)
     utm_source = UnicodeAttribute(null=True)
     clicks = NumberAttribute(default=0)
+    expires_at_epoch = NumberAttribute(null=True)
+
+
+class ClickTotalItem(Entity, discriminator="click_total"):
+    """All clicks on one code's link: the total and a bounded map of per-source counts."""
+
+    program_id = UnicodeAttribute(null=True)
+    code = UnicodeAttribute(null=True)
+    clicks = NumberAttribute(default=0)
+    by_source = MapAttribute[str, int](null=True)
 
 
 class RateWindowItem(Entity, discriminator="rate_window"):
@@ -35,6 +60,7 @@ class RateWindowItem(Entity, discriminator="rate_window"):
 
 def count_click(program_id: str, code: str, day: str, utm_source: str) -> None:
     pk, sk = keys.click_counter(program_id, code, day, utm_source)
+    expires = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC) + timedelta(days=CLICK_DETAIL_RETENTION_DAYS)
     ClickCounterItem(PK=pk, SK=sk).update(actions=[
         ClickCounterItem.clicks.add(1),
         # Written on every click (idempotent), so the first ADD also creates a typed item.
@@ -43,7 +69,43 @@ def count_click(program_id: str, code: str, day: str, utm_source: str) -> None:
         ClickCounterItem.code.set(code),
         ClickCounterItem.day.set(day),
         ClickCounterItem.utm_source.set(utm_source),
+        ClickCounterItem.expires_at_epoch.set(int(expires.timestamp())),
     ])
+    _count_total(program_id, code, utm_source)
+
+
+def _count_total(program_id: str, code: str, utm_source: str) -> None:
+    """One ``UpdateItem`` when the source is known (the usual case); a new source or a new code's
+    first click takes one or two more, each conditioned, so concurrent clicks are never lost."""
+    T = ClickTotalItem
+    item = T(*keys.click_total(program_id, code))
+    for _ in range(3):
+        counted: Any = T.by_source[utm_source]  # a document path (typed as the map's value type)
+        other: Any = T.by_source[OTHER_SOURCE]
+        attempts = [
+            # a known source, or a new one while the map has room
+            ([T.clicks.add(1), counted.set((counted | 0) + 1)],
+             T.by_source.exists() & (counted.exists() | (size(T.by_source) < MAX_SOURCES))),
+            # the code's first click creates the typed item and its map
+            ([T.clicks.add(1), T.by_source.set({utm_source: 1}), T.entity.set(T),  # type: ignore[arg-type]
+              T.program_id.set(program_id), T.code.set(code)], T.by_source.does_not_exist()),
+            # the map is full: counted as another source
+            ([T.clicks.add(1), other.set((other | 0) + 1)], T.by_source.exists()),
+        ]
+        for actions, condition in attempts:
+            try:
+                item.update(actions=actions, condition=condition)
+                return
+            except UpdateError as exc:
+                if exc.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+    raise RuntimeError("click total not counted after retries")  # caller logs it; the redirect goes on
+
+
+def click_totals(program_id: str, codes: list[str]) -> list[ClickTotalItem]:
+    """The totals of a member's codes: one ``BatchGetItem`` (codes are few: the current one and earlier vanity changes)."""
+    wanted = [keys.click_total(program_id, c) for c in dict.fromkeys(codes)]
+    return [i for i in ClickTotalItem.batch_get(wanted) if isinstance(i, ClickTotalItem)] if wanted else []
 
 
 def click_counters(program_id: str, code: str) -> Iterator[ClickCounterItem]:

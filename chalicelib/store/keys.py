@@ -100,6 +100,11 @@ def click_counter(program_id: str, code: str, day: str, utm_source: str) -> Key:
     return f"CLICKS#{program_id}#{code}", f"DAY#{day}#SRC#{utm_source}"
 
 
+def click_total(program_id: str, code: str) -> Key:
+    """All clicks on one code (pre-aggregated: the member profile reads this, not the days)."""
+    return f"CLICKS#{program_id}#{code}", "TOTAL"
+
+
 def rate_limit(scope: str, window: str) -> Key:
     return f"RATE#{scope}", f"WINDOW#{window}"
 

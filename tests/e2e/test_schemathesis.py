@@ -83,7 +83,7 @@ def test_schemathesis_finds_no_server_error_and_no_contradiction_with_the_docume
                    "--checks", CHECKS, "--phases", "examples,fuzzing", "--max-examples", str(EXAMPLES),
                    "--seed", str(SEED), "--workers", "1", "--no-shrink", "--request-timeout", "30",
                    "--suppress-health-check", "all", "--warnings", "off", "--output-truncate", "false"]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
                                 env={**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"})
         if result.returncode != 0:
             failures.append(f"--- schemathesis as {who} (exit {result.returncode}):\n{result.stdout[-12000:]}"

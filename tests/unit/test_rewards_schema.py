@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chalicelib.domain.errors import ValidationFailed
-from chalicelib.domain.rewards import RULES_SCHEMA, parse_rules
+from chalicelib.domain.rewards import RULES_SCHEMA, load_rules, parse_rules
 from chalicelib.domain.rewards.examples import EXAMPLES, load_example, load_example_doc
 
 
@@ -238,3 +238,14 @@ def test_validator_is_compiled_lazily_once() -> None:
 
     parse_rules({"rules": []})
     assert schema._validator() is schema._validator()
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_stored_documents_load_without_validation_as_parsed(name: str) -> None:
+    doc = load_example_doc(name)
+    assert load_rules(doc) == parse_rules(doc)
+
+
+def test_a_stored_document_the_builder_cannot_read_is_a_422_not_a_crash() -> None:
+    with pytest.raises(ValidationFailed):
+        load_rules({"rules": [{"id": "x"}]})

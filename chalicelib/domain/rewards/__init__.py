@@ -35,7 +35,7 @@ from chalicelib.domain.rewards.models import (
     Tier,
     Trigger,
 )
-from chalicelib.domain.rewards.schema import RULES_SCHEMA, parse_rules
+from chalicelib.domain.rewards.schema import RULES_SCHEMA, load_rules, parse_rules
 
 __all__ = [
     "RULES_SCHEMA",
@@ -62,6 +62,7 @@ __all__ = [
     "evaluate",
     "format_money",
     "format_rate",
+    "load_rules",
     "month_key",
     "parse_rules",
     "percent_points",

@@ -252,6 +252,20 @@ def parse_rules(doc: Any) -> RulesDoc:
     return _build(doc)
 
 
+def load_rules(doc: Any) -> RulesDoc:
+    """Build a ``RulesDoc`` from a *stored* document, which ``parse_rules`` validated when it was stored.
+
+    Validating again on every cold read would cost a cold container tens of milliseconds
+    (compiling the schema) for nothing; a stored document the builder cannot read (written by
+    an older release, edited by hand) falls back to full validation, so it is a clear 422, never
+    a crash.
+    """
+    try:
+        return _build(doc)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return parse_rules(doc)
+
+
 def _fail(errors: list[dict[str, str]]) -> None:
     if errors:
         first = errors[0]
