@@ -10,6 +10,7 @@ and, because an older version may have stored a raw one, again when they go out
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Final
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -35,10 +36,11 @@ def _host_to_ascii(host: str) -> str:
     host = host.rstrip(".").lower()
     if not host:
         raise InvalidUrl("has no host")
-    if host.startswith("[") and host.endswith("]"):  # IPv6 literal
-        if not re.fullmatch(r"\[[0-9a-f:.]+\]", host):
-            raise InvalidUrl("has an invalid host")
-        return host
+    if ":" in host:  # an IPv6 literal (urlsplit drops its brackets)
+        try:
+            return f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            raise InvalidUrl("has an invalid host") from None
     try:
         # Python's "idna" codec (IDNA 2003) is stdlib: fine for real shop domains.
         ascii_host = host.encode("idna").decode("ascii")
