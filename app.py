@@ -7,6 +7,7 @@ not read required settings or create AWS clients at import time.
 from chalice import Chalice
 
 from chalicelib.api.admin import admin
+from chalicelib.api.data_rights import data_rights
 from chalicelib.api.http import http_middleware
 from chalicelib.api.jobs import jobs
 from chalicelib.api.landing import landing
@@ -24,3 +25,4 @@ app.register_blueprint(rewards)
 app.register_blueprint(jobs)
 app.register_blueprint(landing)
 app.register_blueprint(members)
+app.register_blueprint(data_rights)

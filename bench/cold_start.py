@@ -147,7 +147,8 @@ def start_store() -> tuple[object, dict[str, str], dict[str, Any]]:
         del os.environ[name]
     moto = EmbeddedMoto("127.0.0.1", free_port())
     moto.start()
-    configure_environment("moto", "http://127.0.0.1:8000", moto.endpoint)
+    configure_environment("moto", "http://127.0.0.1:8000")
+    os.environ["AWS_ENDPOINT_URL"] = moto.endpoint  # the children reach moto over HTTP, as a Lambda would AWS
     os.environ["SARAFAN_STAGE"] = "dev"
     prepare_store()
     demo = seed_demo("http://127.0.0.1:8000")

@@ -152,7 +152,9 @@ def main(argv: list[str]) -> int:
 
     with mock_aws():
         from chalicelib.store.tables import create_table
+        from infra import moto_tuning
 
+        moto_tuning.apply()  # the engine of the local run and the tests
         create_table()
         bench = Bench()
         rows: list[tuple[str, Usage]] = []

@@ -6,6 +6,8 @@
     python3 infra/dev.py operator-key        # a new operator key and the SHA-256 to deploy
     python3 infra/dev.py package --stage prod [out]  # Lambda zip + SAM template (infra merged)
     python3 infra/dev.py deploy --stage prod          # chalice deploy of the same slim bundle
+    python3 infra/dev.py import members.csv --program prg_…   # members from another system (CSV)
+    python3 infra/dev.py export-ledger --program prg_… --from 2026-01-01 --to 2026-01-31
 
 Standard library only: this file bootstraps ``.venv`` (created when missing,
 re-synced when the requirements files change; their hash is kept in
@@ -183,9 +185,9 @@ def cmd_run(args: list[str]) -> int:
     return 0  # not reached
 
 
-def _in_venv(script: str, args: list[str]) -> int:
+def _in_venv(script: str, args: list[str], cwd: Path = ROOT) -> int:
     python = str(ensure_venv())
-    return subprocess.call([python, str(ROOT / "infra" / script), *args], cwd=ROOT)
+    return subprocess.call([python, str(ROOT / "infra" / script), *args], cwd=cwd)
 
 
 def cmd_package(args: list[str]) -> int:
@@ -194,6 +196,14 @@ def cmd_package(args: list[str]) -> int:
 
 def cmd_deploy(args: list[str]) -> int:
     return _in_venv("package.py", ["deploy", *args])
+
+
+def cmd_import(args: list[str]) -> int:
+    return _in_venv("data_tools.py", ["import", *args], cwd=Path.cwd())  # file paths are the caller's
+
+
+def cmd_export_ledger(args: list[str]) -> int:
+    return _in_venv("data_tools.py", ["export-ledger", *args], cwd=Path.cwd())
 
 
 def cmd_operator_key(_: list[str]) -> int:
@@ -206,7 +216,7 @@ def cmd_operator_key(_: list[str]) -> int:
 
 
 COMMANDS = {"run": cmd_run, "test": cmd_test, "operator-key": cmd_operator_key, "package": cmd_package,
-            "deploy": cmd_deploy}
+            "deploy": cmd_deploy, "import": cmd_import, "export-ledger": cmd_export_ledger}
 
 
 def main(argv: list[str]) -> int:

@@ -3,8 +3,10 @@
 
 Runs inside ``.venv`` (``infra/dev.py`` creates it and execs this file):
 
-1. AWS: an embedded moto server (DynamoDB, SNS, SES...) on a free loopback port
-   (5001 unless busy; ``--moto-port``), with dummy credentials. If you set
+1. AWS: moto, embedded. The app's own AWS calls go to it in-process (as in the test
+   suite: no HTTP hop), and a moto server on a free loopback port (5001 unless busy;
+   ``--moto-port``) serves the same state to any AWS tool. moto runs with the
+   adjustments of ``infra/moto_tuning.py`` (bounded memory in a long run). If you set
    ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_DYNAMODB``...) the same code talks
    to that endpoint instead (DynamoDB Local, LocalStack) and no moto is started;
    ``SARAFAN_LOCAL_AWS=aws`` uses real AWS with your credentials (explicit opt-in,
@@ -16,14 +18,16 @@ Runs inside ``.venv`` (``infra/dev.py`` creates it and execs this file):
    ``infra/local_events.py``), as EventBridge would in AWS.
 
 It prints the URLs and keys (and with ``--ready-file`` writes them as JSON once
-the API answers). Ctrl-C or SIGTERM stops everything it started.
+the API answers). Ctrl-C or SIGTERM stops everything it started within
+:data:`STOP_DEADLINE` seconds. ``--data DIR`` keeps moto's state and the keys across
+restarts (``infra/local_state.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -46,6 +50,10 @@ DEMO_PARTNERS = ("Кофейня Зерно", "FitLab")
 DEFAULT_MOTO_PORT = 5001
 DEFAULT_REGION = "eu-central-1"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+#: Seconds from Ctrl-C/SIGTERM to exit, under any load (the rest is cut short).
+STOP_DEADLINE = 9.0
+#: Listen backlog of the API socket: connections beyond the ones being served wait here.
+LISTEN_BACKLOG = 1024
 CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
                    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
 
@@ -88,7 +96,12 @@ def choose_aws_mode(environ: dict[str, str] | os._Environ[str]) -> str:
 
 
 class EmbeddedMoto:
-    """moto's ThreadedMotoServer, failing loudly (instead of hanging) if it cannot bind."""
+    """moto for the app (in-process, like the tests) and for AWS tools (a server on ``port``).
+
+    ``mock_aws`` routes the app's botocore calls to moto's backends without HTTP; the
+    ThreadedMotoServer serves the same backends over HTTP (``aws --endpoint-url``). It fails
+    loudly (instead of hanging) if it cannot bind.
+    """
 
     def __init__(self, host: str, port: int) -> None:
         from moto.server import ThreadedMotoServer
@@ -112,7 +125,14 @@ class EmbeddedMoto:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
+        from moto import mock_aws
+
+        from infra import moto_tuning
+
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per AWS call
+        self._mock = mock_aws()
+        self._mock.start()
+        moto_tuning.apply()
         self._server.start()
         if self._error is not None:
             raise RuntimeError(f"moto server could not start on {self.host}:{self.port}: {self._error}")
@@ -123,14 +143,26 @@ class EmbeddedMoto:
         self._server.stop()
         if server is not None:
             server.server_close()  # ThreadedMotoServer.stop() leaves the socket bound
+        self._mock.stop()
 
 
-def configure_environment(mode: str, base_url: str, moto_endpoint: str | None) -> str:
-    """Set what the app reads from the environment; return a fresh operator key."""
+#: Settings the run picks when unset; ``--data`` keeps them for the next start.
+KEPT_SETTINGS = ("SARAFAN_SECRET_KEY",)
+
+
+def configure_environment(mode: str, base_url: str, kept: dict[str, Any] | None = None) -> str:
+    """Set what the app reads from the environment; return the operator key.
+
+    ``kept`` is what a previous start saved in ``--data`` (``settings``, ``operator_key``):
+    the same master secret (so the same webhook secrets) and operator key again.
+    """
     env = os.environ
+    kept = kept or {}
+    for name, value in (kept.get("settings") or {}).items():
+        if not env.get(name):
+            env[name] = value
     if mode == "moto":
-        assert moto_endpoint is not None
-        env["AWS_ENDPOINT_URL"] = moto_endpoint
+        env.pop("AWS_ENDPOINT_URL", None)  # the app reaches moto in-process
         for name in (*CREDENTIAL_VARS, "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             env.pop(name, None)
         env.update(DUMMY_CREDENTIALS)
@@ -144,7 +176,7 @@ def configure_environment(mode: str, base_url: str, moto_endpoint: str | None) -
     env.setdefault("SARAFAN_SES_SENDER", "no-reply@sarafan.local")
     if not env.get("SARAFAN_SECRET_KEY") and not env.get("SARAFAN_SECRET_KEY_PARAMETER"):
         env["SARAFAN_SECRET_KEY"] = secrets.token_urlsafe(32)  # webhook secrets change every run
-    operator_key = "srf_op_" + secrets.token_urlsafe(32)
+    operator_key = kept.get("operator_key") or "srf_op_" + secrets.token_urlsafe(32)
     digest = hashlib.sha256(operator_key.encode()).hexdigest()
     existing = [h for h in env.get("SARAFAN_OPERATOR_KEY_SHA256", "").split(",") if h.strip()]
     env["SARAFAN_OPERATOR_KEY_SHA256"] = ",".join([*existing, digest])
@@ -197,11 +229,12 @@ DEMO_RULES: dict[str, Any] = {
 }
 
 
-def seed_demo(base_url: str) -> dict[str, Any]:
+def seed_demo(base_url: str, saved: dict[str, Any] | None = None) -> dict[str, Any]:
     """The demo program and its partners, through the service layer (as the admin API does).
 
-    Against a persistent store (DynamoDB Local, AWS) an existing demo is reused and
-    its partners get fresh keys; its publishable key cannot be shown again.
+    Against a persistent store an existing demo is reused: with the keys ``--data`` saved
+    when it was created (``saved``), or else (DynamoDB Local, AWS) its partners get fresh
+    keys and its publishable key cannot be shown again.
     """
     from chalicelib.services import programs, rules
     from chalicelib.services import secrets as webhook_secrets
@@ -228,6 +261,8 @@ def seed_demo(base_url: str) -> dict[str, Any]:
             ],
         }
     program_id = existing["program_id"]
+    if saved and saved.get("program_id") == program_id:
+        return saved
     partners = []
     for partner in programs.list_partners(operator, program_id)["items"]:
         key = programs.create_partner_key(operator, program_id, partner["partner_id"])["api_key"]
@@ -253,16 +288,93 @@ def chalice_config(app: Any) -> Any:
                          config_from_disk=from_disk, chalice_app=app)
 
 
-_dispatch_lock = threading.Lock()
+class FairLock:
+    """A lock handed to waiters in arrival order (``threading.Lock`` lets one thread barge ahead,
+    which under a queue of senders turns into multi-second tail latencies)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiters: collections.deque[threading.Lock] = collections.deque()
+        self._held = False
+
+    def acquire(self) -> None:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        turn.acquire()  # released by the holder handing the lock over
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().release()  # still held: ownership passes on
+            else:
+                self._held = False
+
+    def __enter__(self) -> FairLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
-def serialize_dispatch() -> None:
-    """Run one request at a time through the app, as one Lambda container does.
+class Dispatcher:
+    """Runs one request at a time through the app, in arrival order, as one Lambda container does.
 
-    Chalice keeps ``app.current_request`` in a single attribute shared by all threads,
-    so two requests handled at once by the threaded local server could read each
-    other's request. Connections are still accepted concurrently; only dispatch is serial.
+    Chalice's local server already gives each thread its own ``app.current_request``
+    (``chalice.local.LocalChalice``); dispatch stays serial because the app is CPU-bound in one
+    process (the GIL) and a Lambda container never runs two requests at once. Connections are
+    accepted concurrently and queue here. Once :meth:`stop` is called, waiting requests are
+    answered ``503`` with ``Retry-After`` at once (nothing of them was processed; a sender
+    retries) and :meth:`drain` waits for the one in progress.
     """
+
+    def __init__(self) -> None:
+        self.lock = FairLock()
+        self.stopping = threading.Event()
+        self.handled = 0
+
+    def handle(self, original: Any, gateway: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.stopping.is_set():
+            return self.unavailable()
+        with self.lock:
+            if self.stopping.is_set():
+                return self.unavailable()
+            self.handled += 1
+            return original(gateway, *args, **kwargs)
+
+    @staticmethod
+    def unavailable() -> dict[str, Any]:
+        body = {"error": {"code": "service_unavailable", "message": "The local run is stopping; retry later.",
+                          "details": {}}}
+        return {"statusCode": 503, "headers": {"Content-Type": "application/json", "Retry-After": "5",
+                                               "Connection": "close"},
+                "multiValueHeaders": {}, "body": json.dumps(body)}
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until the request in progress is done (True) or ``timeout`` passes (False)."""
+        done = threading.Event()
+
+        def wait() -> None:
+            with self.lock:
+                done.set()
+
+        threading.Thread(target=wait, name="sarafan-drain", daemon=True).start()
+        return done.wait(timeout)
+
+
+DISPATCHER = Dispatcher()
+
+
+def serialize_dispatch(dispatcher: Dispatcher = DISPATCHER) -> None:
+    """Route every request of Chalice's local gateway through ``dispatcher`` (once per process)."""
     from chalice.local import LocalGateway
 
     if getattr(LocalGateway.handle_request, "_sarafan_serialized", False):
@@ -270,20 +382,22 @@ def serialize_dispatch() -> None:
     original = LocalGateway.handle_request
 
     def handle_request(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with _dispatch_lock:
-            return original(self, *args, **kwargs)
+        return dispatcher.handle(original, self, args, kwargs)
 
     handle_request._sarafan_serialized = True  # type: ignore[attr-defined]
     LocalGateway.handle_request = handle_request  # type: ignore[method-assign]
 
 
-def _handler_class() -> Any:
-    """Chalice's request handler, answering methods it does not know (TRACE, CONNECT, PROPFIND...)
-    with a JSON 405 as API Gateway answers with a 4xx, instead of BaseHTTPServer's HTML 501."""
+def _handler_class() -> type:
     from chalice.local import ChaliceRequestHandler
 
-    class Handler(ChaliceRequestHandler):  # type: ignore[misc]
+    class LocalRequestHandler(ChaliceRequestHandler):  # type: ignore[misc]
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            """No access-log line: the app logs every request itself (``sarafan.http``)."""
+
         def __getattr__(self, name: str) -> Any:
+            # Methods Chalice local does not know (TRACE, CONNECT, PROPFIND...) get a JSON 405,
+            # as API Gateway answers with a 4xx, instead of BaseHTTPServer's HTML 501.
             if name.startswith("do_"):
                 return self._unsupported_method
             raise AttributeError(name)
@@ -294,19 +408,35 @@ def _handler_class() -> Any:
                                          "details": {}}}).encode()
             self._send_http_response(405, {"Content-Type": "application/json"}, body)
 
-    return Handler
+    return LocalRequestHandler
+
+
+def _server_class() -> type:
+    from chalice.local import ThreadedHTTPServer
+
+    class LocalHTTPServer(ThreadedHTTPServer):  # type: ignore[misc]
+        #: socketserver's default backlog is 5: the sixth simultaneous sender got a reset.
+        request_queue_size = LISTEN_BACKLOG
+        allow_reuse_address = True
+        daemon_threads = True
+
+    return LocalHTTPServer
 
 
 def start_http(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
+    """Chalice's local server (``chalice local``) with a deep listen backlog and serial dispatch."""
     from chalice.deploy.validate import validate_routes
-    from chalice.local import create_local_server
+    from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer
 
     validate_routes(app.routes)  # what `chalice deploy` would refuse, refuse here too
     serialize_dispatch()
-    server = create_local_server(app, chalice_config(app), host, port)
-    server.server.RequestHandlerClass = functools.partial(  # type: ignore[assignment]
-        _handler_class(), app_object=app, config=chalice_config(app))
-    thread = threading.Thread(target=server.server.serve_forever, name="sarafan-http", daemon=True)
+    if not isinstance(app, LocalChalice):  # what chalice.local.create_local_server does
+        CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
+        app.__class__ = CustomLocalChalice
+    server = LocalDevServer(app, chalice_config(app), host, port, handler_cls=_handler_class(),
+                            server_cls=_server_class())
+    thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.2},
+                              name="sarafan-http", daemon=True)
     thread.start()
     return server, thread
 
@@ -333,7 +463,8 @@ def wait_until_healthy(base_url: str, timeout: float = 10.0) -> None:
 def banner(info: dict[str, Any]) -> str:
     base, op, demo = info["base_url"], info["operator_key"], info["demo"]
     aws_line = {
-        "moto": f"embedded moto server at {info['aws_endpoint']} (in-memory; gone when you stop)",
+        "moto": f"embedded moto server at {info['aws_endpoint']} "
+                + (f"(kept in {info['data_dir']})" if info.get("data_dir") else "(in-memory; gone when you stop)"),
         "endpoint": f"your endpoint {info['aws_endpoint']} (AWS_ENDPOINT_URL)",
         "aws": f"real AWS, region {info['region']} (SARAFAN_LOCAL_AWS=aws)",
     }[info["aws_mode"]]
@@ -393,6 +524,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
     parser.add_argument("--moto-port", type=int, default=int(os.environ.get("SARAFAN_MOTO_PORT", DEFAULT_MOTO_PORT)),
                         help="embedded moto port (default 5001, or a free one if taken; 0 = any free port)")
+    parser.add_argument("--data", type=Path, metavar="DIR",
+                        help="keep the embedded AWS state and the keys in DIR across restarts "
+                             "(default: in memory, gone when you stop)")
+    parser.add_argument("--save-every", type=float, default=10.0, metavar="SECONDS",
+                        help="with --data: also save what changed every SECONDS (default 10; 0 = only on stop)")
     parser.add_argument("--ready-file", type=Path, help="write URLs and keys as JSON here once the API answers")
     parser.add_argument("--no-seed", action="store_true", help="do not create the demo program")
     parser.add_argument("--no-schedules", action="store_true", help="do not run @app.schedule handlers")
@@ -402,11 +538,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 @contextlib.contextmanager
 def stop_signals() -> Iterator[threading.Event]:
-    """An event set by SIGINT/SIGTERM (restoring the previous handlers afterwards)."""
+    """An event set by SIGINT/SIGTERM (restoring the previous handlers afterwards).
+
+    The first signal starts an orderly stop with a watchdog: if it has not finished within
+    :data:`STOP_DEADLINE` seconds the process exits anyway. A second signal exits at once.
+    """
     stop = threading.Event()
     previous = {}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)
+        stop.set()
+        watchdog = threading.Timer(STOP_DEADLINE, _stop_took_too_long)
+        watchdog.daemon = True
+        watchdog.start()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, lambda *_: stop.set())
+        previous[sig] = signal.signal(sig, on_signal)
     try:
         yield stop
     finally:
@@ -414,38 +563,82 @@ def stop_signals() -> Iterator[threading.Event]:
             signal.signal(sig, handler)
 
 
+def _stop_took_too_long() -> None:
+    print(f"stopping took over {STOP_DEADLINE:g} s; exiting now", flush=True)
+    os._exit(1)
+
+
+def start_aws(mode: str, moto_port: int, state: Any, cleanup: contextlib.ExitStack) -> EmbeddedMoto | None:
+    """The embedded moto (``moto`` mode only), loaded from ``--data`` when there is a snapshot."""
+    if mode != "moto":
+        if state.persistent:
+            say("--data keeps the embedded moto's state; with your own endpoint or AWS it is ignored")
+        return None
+    port = moto_port if moto_port and port_is_free("127.0.0.1", moto_port) else 0
+    moto = EmbeddedMoto("127.0.0.1", port)
+    moto.start()
+    cleanup.callback(moto.stop)
+    state.restore()
+    return moto
+
+
+def stop_http(server: Any, thread: threading.Thread, deadline: float) -> None:
+    """Stop accepting, answer queued requests 503, let the request in progress finish."""
+    import time
+
+    DISPATCHER.stop()
+    server.server.shutdown()  # serve_forever returns within its poll interval
+    server.server.server_close()  # new connections are refused from here on
+    if not DISPATCHER.drain(max(0.1, deadline - time.monotonic())):
+        say("a request was still running at the stop deadline")
+    thread.join(1)
+
+
 def main(argv: list[str]) -> int:
+    import time
+
+    from infra.local_state import LocalState
+
     args = parse_args(argv)
     mode = choose_aws_mode(os.environ)
     base_url = f"http://{args.host}:{args.port}"
+    state = LocalState(args.data if mode == "moto" else None, log=say)
     with stop_signals() as stop, contextlib.ExitStack() as cleanup:
-        moto = None
-        if mode == "moto":
-            port = args.moto_port if args.moto_port and port_is_free("127.0.0.1", args.moto_port) else 0
-            moto = EmbeddedMoto("127.0.0.1", port)
-            moto.start()
-            cleanup.callback(moto.stop)
-        operator_key = configure_environment(mode, base_url, moto.endpoint if moto else None)
+        kept = state.load_keys()
+        moto = start_aws(mode, args.moto_port, state, cleanup)
+        # Registered after moto's stop, so it runs before it: the last snapshot on the way out.
+        cleanup.callback(state.save, "stopped")
+        operator_key = configure_environment(mode, base_url, kept)
         warnings = prepare_store()
-        demo = None if args.no_seed else seed_demo(base_url)
+        demo = None if args.no_seed else seed_demo(base_url, kept.get("demo"))
+        state.save_keys({"operator_key": operator_key, "demo": demo,
+                         "settings": {name: os.environ[name] for name in KEPT_SETTINGS if os.environ.get(name)}})
 
         from app import app
         from chalicelib.config import get_settings
         from infra.local_events import EventSourceRunner
 
+        speedup = float(os.environ.get("SARAFAN_LOCAL_SCHEDULE_SPEEDUP", "1") or 1)
+        runner = EventSourceRunner(app, region=get_settings().region, speedup=speedup, log=say)
         try:
-            server, _thread = start_http(app, args.host, args.port)
+            server, thread = start_http(app, args.host, args.port)
         except OSError as exc:
             say(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another with --port")
             return 1
-        cleanup.callback(server.server.server_close)
-        cleanup.callback(server.shutdown)
-
-        speedup = float(os.environ.get("SARAFAN_LOCAL_SCHEDULE_SPEEDUP", "1") or 1)
-        runner = EventSourceRunner(app, region=get_settings().region, speedup=speedup, log=say)
         if not args.no_schedules:
             runner.start()
-            cleanup.callback(runner.stop)
+        state.start_autosave(args.save_every)
+        stopped_at: list[float] = []
+
+        def shutdown() -> None:
+            """In order: the API (nothing new gets in), the event sources, autosave; then the
+            snapshot and moto (registered before, so they run after this)."""
+            deadline = (stopped_at[0] if stopped_at else time.monotonic()) + STOP_DEADLINE
+            stop_http(server, thread, deadline - 4)
+            runner.stop(max(0.1, min(3.0, deadline - 4 - time.monotonic())))
+            state.stop_autosave()
+
+        cleanup.callback(shutdown)
         wait_until_healthy(base_url)
 
         info = {
@@ -456,6 +649,7 @@ def main(argv: list[str]) -> int:
             "aws_mode": mode,
             "aws_endpoint": moto.endpoint if moto else os.environ.get("AWS_ENDPOINT_URL"),
             "moto_port": moto.port if moto else None,
+            "data_dir": str(state.directory) if state.persistent else None,
             "region": get_settings().region,
             "table": get_settings().table_name,
             "demo": demo,
@@ -468,9 +662,10 @@ def main(argv: list[str]) -> int:
         if not args.quiet:
             say(banner(info) if demo else f"Sarafan is running on {base_url}; operator key {operator_key}")
         while not stop.wait(0.5):
-            if not _thread.is_alive():
+            if not thread.is_alive():
                 say("HTTP server stopped unexpectedly")
                 return 1
+        stopped_at.append(time.monotonic())
         say("stopping…")
     say("stopped")
     return 0

@@ -57,12 +57,18 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def aws(aws_env: None) -> Iterator[None]:
-    """moto's in-process AWS with the Sarafan table created."""
+    """moto's in-process AWS with the Sarafan table created.
+
+    moto runs with the local run's adjustments (``infra/moto_tuning.py``), so the suite
+    exercises the DynamoDB engine ``python3 infra/dev.py run`` uses.
+    """
     from moto import mock_aws
 
     from chalicelib.store.tables import create_table
+    from infra import moto_tuning
 
     with mock_aws():
+        moto_tuning.apply()
         create_table()
         from chalicelib import aws as aws_clients
 

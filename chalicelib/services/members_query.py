@@ -86,7 +86,13 @@ def _clicks(member: MemberItem) -> dict[str, Any]:
     """From the pre-aggregated totals: one item per code, however long the click history."""
     total = 0
     by_source: dict[str, int] = {}
-    for item in counters.click_totals(member.program_id, _codes_of(member)):
+    codes = _codes_of(member)
+    if member.erased_at is not None:  # the profile lost its codes; the erasure record keeps them for the counts
+        from chalicelib.services.erasure import get_record
+
+        record = get_record(member.program_id, member.member_id)
+        codes = list(record.codes or []) if record is not None else []
+    for item in counters.click_totals(member.program_id, codes):
         total += int(item.clicks or 0)
         for source, count in (item.by_source.as_dict() if item.by_source else {}).items():
             by_source[source] = by_source.get(source, 0) + int(count)

@@ -15,6 +15,8 @@ from chalicelib.domain.codes import generate_code
 from chalicelib.domain.ids import new_id
 from chalicelib.services.event_context import ENROLLING_EVENTS, EventContext, Key
 from chalicelib.services.outcomes import RetryEvent
+from chalicelib.store import keys
+from chalicelib.store.data_rights import ErasedIdentityItem
 from chalicelib.store.db import Entity
 from chalicelib.store.members import (
     MemberItem,
@@ -26,8 +28,18 @@ from chalicelib.store.members import (
 from chalicelib.store.transact import Transaction
 
 
-def should_enrol(ctx: EventContext) -> bool:
+def erased_identity_keys(ctx: EventContext) -> list[Key]:
+    """Tombstones of erased members' identifiers (``services.erasure``), read with the pointers."""
+    if ctx.event.type == "member.signup":
+        return []  # a new signup enrols whoever it names, erased before or not
+    return [keys.erased_identity(ctx.program_id, r.kind, r.value_hash) for r in ctx.refs]
+
+
+def should_enrol(ctx: EventContext, first: dict[Key, Entity] | None = None) -> bool:
     if not ctx.refs:
+        return False
+    if first and any(isinstance(first.get(k), ErasedIdentityItem) for k in erased_identity_keys(ctx)):
+        # The person asked to be forgotten: only their own new signup brings them back.
         return False
     if ctx.event.type in ENROLLING_EVENTS:
         return True

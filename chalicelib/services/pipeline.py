@@ -97,6 +97,7 @@ def _duplicate_reply(record: EventItem) -> dict[str, Any]:
 def _first_read_keys(ctx: EventContext) -> list[Key]:
     wanted = [ctx.event_key]
     wanted += [r.pointer_key(ctx.program_id) for r in ctx.refs]
+    wanted += membership_stage.erased_identity_keys(ctx)
     referral = ctx.event.referral
     if ctx.event.type in ATTRIBUTING_EVENTS:
         if referral and referral.code:
@@ -159,7 +160,7 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
     subject = subject_item if isinstance(subject_item, MemberItem) else None
     changes = membership_stage.ProfileChanges()
     created = False
-    if subject is None and membership_stage.should_enrol(ctx):
+    if subject is None and membership_stage.should_enrol(ctx, first):
         subject = membership_stage.enrol(ctx)
         created = True
     elif subject is not None:

@@ -51,6 +51,17 @@ class Gsi1(GlobalSecondaryIndex["Entity"]):
     GSI1SK = UnicodeAttribute(range_key=True)
 
 
+class Gsi2(GlobalSecondaryIndex["Entity"]):
+    """Ledger entries by program and booking day (the ledger CSV export); see ``keys.gsi2_ledger_day``."""
+
+    class Meta:
+        index_name = "GSI2"
+        projection = AllProjection()
+
+    GSI2PK = UnicodeAttribute(hash_key=True)
+    GSI2SK = UnicodeAttribute(range_key=True)
+
+
 class Entity(Model):
     class Meta:
         # Placeholder until bind(): settings are read on first use, not at import.
@@ -64,8 +75,11 @@ class Entity(Model):
     SK = UnicodeAttribute(range_key=True)
     GSI1PK = UnicodeAttribute(null=True)
     GSI1SK = UnicodeAttribute(null=True)
+    GSI2PK = UnicodeAttribute(null=True)
+    GSI2SK = UnicodeAttribute(null=True)
     entity = DiscriminatorAttribute()
     gsi1 = Gsi1()
+    gsi2 = Gsi2()
 
     @classmethod
     def _get_connection(cls) -> TableConnection:

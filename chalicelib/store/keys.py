@@ -192,3 +192,27 @@ def gsi1_outbox_pending(day: str, created_at: str, message_id: str) -> Key:
 
 def release_job_state() -> Key:
     return "JOBS", "RELEASE"
+
+
+# --- data rights: erasure, import, ledger export --------------------------------
+
+
+def erasure_record(program_id: str, member_id: str) -> Key:
+    """Audit record and progress of one member's erasure (who, when, how far; no personal data)."""
+    return member_partition(program_id, member_id), "ERASURE"
+
+
+def erased_identity(program_id: str, kind: str, value_hash: str) -> Key:
+    """Tombstone of an erased member's identifier: only the salted hash is kept, so events about the
+    erased person do not re-enrol them (a new signup still does)."""
+    return f"ERASED#{program_id}#{kind}#{value_hash}", "ERASED"
+
+
+def import_row(program_id: str, person_hash: str) -> Key:
+    """One imported person (by the salted hash of their strongest identifier): makes an import idempotent."""
+    return f"IMPORT#{program_id}#{person_hash}", "IMPORT"
+
+
+def gsi2_ledger_day(program_id: str, day: str, created_at: str, entry_id: str) -> Key:
+    """Every ledger entry by program and booking day (``created_at``), for the ledger CSV export."""
+    return f"LEDGERDAY#{program_id}#{day}", f"{created_at}#{entry_id}"

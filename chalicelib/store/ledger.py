@@ -106,6 +106,9 @@ def new_entry(program_id: str, member_id: str, entry_id: str, effective_at: date
     if item.status == STATUS_PENDING and item.available_at is not None:
         item.GSI1PK, item.GSI1SK = keys.gsi1_pending_release(day_of(item.available_at), iso(item.available_at),
                                                              entry_id)
+    if item.created_at is not None:
+        item.GSI2PK, item.GSI2SK = keys.gsi2_ledger_day(program_id, day_of(item.created_at), iso(item.created_at),
+                                                        entry_id)
     return item
 
 

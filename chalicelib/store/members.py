@@ -59,6 +59,8 @@ class MemberItem(Entity, discriminator="member"):
     orders_count = NumberAttribute(default=0)
     #: Optimistic-concurrency version: every transaction that rewrites the profile checks it.
     revision = NumberAttribute(default=0)
+    #: Set when the member's personal data was erased (``services.erasure``); the profile keeps ids and counts.
+    erased_at = IsoDateTimeAttribute(null=True)
 
     @property
     def has_referees(self) -> bool:

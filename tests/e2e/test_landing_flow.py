@@ -18,7 +18,7 @@ import pytest
 
 from chalicelib.domain.webhook_signature import sign
 from infra.local_run import DEMO_RULES
-from tests.e2e.test_local_run import Running, running  # noqa: F401  (the local-run fixture)
+from tests.e2e.test_local_run import Running, running, start  # noqa: F401  (the local-run fixtures)
 
 pytestmark = pytest.mark.e2e
 ORIGIN = "https://shop.test"

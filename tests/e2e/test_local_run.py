@@ -1,7 +1,7 @@
 """The real ``run`` path: moto server + Chalice local server in a subprocess, over real HTTP.
 
-One test on purpose: the steps share one server process (about a second to
-start) and must run in order on one xdist worker, ending with SIGTERM.
+Each test's steps share one server process (about a second to start) and run in
+order, ending with SIGTERM; the ``--data`` test restarts it once.
 """
 
 from __future__ import annotations
@@ -73,25 +73,62 @@ class Running:
             return err.code, json.loads(err.read() or b"null")
 
 
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[Running]:
-    ready = tmp_path / "ready.json"
-    output = tmp_path / "output.log"
+    def webhook(self, partner_id: str, secret: str, event: dict[str, Any]) -> tuple[int, Any]:
+        from chalicelib.domain.webhook_signature import sign
+
+        raw = json.dumps(event).encode()
+        msg_id, ts = f"msg_{time.monotonic_ns()}", int(time.time())
+        request = urllib.request.Request(
+            f"{self.info['base_url']}/v1/webhooks/{partner_id}/events", data=raw, method="POST",
+            headers={"Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
+                     "webhook-signature": sign(secret, msg_id, ts, raw)})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    def stop(self) -> str:
+        """SIGTERM; the run must exit 0 well within its 10 s budget. Returns its output."""
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(15) == 0, self.output.read_text()
+        return self.output.read_text()
+
+
+def _start(tmp_path: Path, name: str, *extra: str) -> Running:
+    ready = tmp_path / f"{name}-ready.json"
+    output = tmp_path / f"{name}-output.log"
     command = [sys.executable, str(ROOT / "infra" / "local_run.py"), "--port", str(_free_port()),
-               "--moto-port", str(_free_port()), "--ready-file", str(ready), "--quiet"]
+               "--moto-port", str(_free_port()), "--ready-file", str(ready), "--quiet", *extra]
     with output.open("w") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=_clean_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not ready.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"local run did not become ready (exit {process.poll()}):\n{output.read_text()}")
-            time.sleep(0.05)
-        yield Running(process, json.loads(ready.read_text(encoding="utf-8")), output)
-    finally:
-        if process.poll() is None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            process.wait(10)
+            pytest.fail(f"local run did not become ready (exit {process.poll()}):\n{output.read_text()}")
+        time.sleep(0.05)
+    return Running(process, json.loads(ready.read_text(encoding="utf-8")), output)
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Any]:
+    started: list[Running] = []
+
+    def run(name: str, *extra: str) -> Running:
+        started.append(_start(tmp_path, name, *extra))
+        return started[-1]
+
+    yield run
+    for each in started:
+        if each.process.poll() is None:
+            each.process.kill()
+            each.process.wait(10)
+
+
+@pytest.fixture
+def running(start: Any) -> Running:
+    return start("run")  # type: ignore[no-any-return]
 
 
 def test_local_run_serves_the_seeded_demo_and_stops_cleanly(running: Running) -> None:
@@ -138,3 +175,69 @@ def test_local_run_serves_the_seeded_demo_and_stops_cleanly(running: Running) ->
     assert not [line for line in log.splitlines() if line.startswith("schedule ") and " failed:" in line]
     assert _port_is_free(info["moto_port"])
     assert _port_is_free(int(info["base_url"].rsplit(":", 1)[1]))
+
+
+def _order(customer: str, order_id: str, total: int) -> dict[str, Any]:
+    return {"type": "order.paid", "occurred_at": "2026-01-15T10:00:00Z", "object": {"type": "order", "id": order_id},
+            "customer": {"id": customer, "email": f"{customer}@example.com"},
+            "order": {"total": total, "currency": "RUB"}}
+
+
+def test_data_dir_keeps_programs_members_balances_and_keys_across_a_restart(start: Any, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = start("first", "--data", str(data))
+    info, demo = first.info, first.info["demo"]
+    assert info["data_dir"] == str(data.resolve())
+    op = info["operator_key"]
+    shop = demo["partners"][0]
+    status, paid = first.webhook(shop["partner_id"], shop["webhook_secrets"]["events"], _order("c-1", "o-1", 149_000))
+    assert status == 200 and paid["status"] == "processed", paid
+    member_id = paid["member"]["member_id"]
+    balance_path = f"/v1/programs/{demo['program_id']}/members/{member_id}/balance"
+    status, balance = first.call("GET", balance_path, key=op)
+    assert status == 200 and balance["available"] == 74, balance
+    # A program made through the API, with its own partner key and webhook secret.
+    status, other = first.call("POST", "/v1/programs", key=op, body={"name": "Вторая"})
+    assert status == 201, other
+    status, partner = first.call("POST", f"/v1/programs/{other['program_id']}/partners", key=op, body={"name": "Shop"})
+    assert status == 201, partner
+    status, listed = first.call("GET", "/v1/programs", key=op)
+    programs_before = sorted((p["program_id"], p["name"]) for p in listed["items"])
+    log = first.stop()
+    assert "saved" in log and (data / "aws-state.json.gz").exists()
+    assert oct((data / "keys.json").stat().st_mode & 0o777) == "0o600"
+
+    second = start("second", "--data", str(data))
+    assert second.info["operator_key"] == op
+    assert second.info["demo"] == demo  # same program, same keys and secrets
+    status, listed = second.call("GET", "/v1/programs", key=op)
+    assert status == 200 and sorted((p["program_id"], p["name"]) for p in listed["items"]) == programs_before
+    assert second.call("GET", balance_path, key=op) == (200, balance)
+    status, profile = second.call("GET", f"/v1/programs/{demo['program_id']}/members/{member_id}", key=op)
+    assert status == 200 and profile["member_id"] == member_id, profile
+    status, found = second.call("GET", f"/v1/programs/{demo['program_id']}/members/lookup?email=c-1%40example.com",
+                                key=op)
+    assert status == 200 and found["member_id"] == member_id, found
+    # Keys issued before the restart still open their own program only.
+    status, own = second.call("GET", "/v1/programs", key=partner["api_key"])
+    assert status == 200 and [p["program_id"] for p in own["items"]] == [other["program_id"]]
+    assert second.call("GET", "/v1/programs", key=shop["api_key"])[1]["items"][0]["program_id"] == demo["program_id"]
+    # The old webhook secret still verifies, and the event already processed is recognised as such.
+    status, again = second.webhook(shop["partner_id"], shop["webhook_secrets"]["events"], _order("c-1", "o-1", 149_000))
+    assert status == 200 and again["status"] == "duplicate", again
+    status, fresh = second.webhook(partner["partner_id"], partner["webhook_secrets"]["events"],
+                                   _order("c-9", "o-9", 20_000))
+    assert status == 200 and fresh["status"] == "processed", fresh
+    assert "restored" in second.stop()
+
+
+def test_without_data_every_run_starts_empty(start: Any) -> None:
+    first = start("mem-first")
+    op = first.info["operator_key"]
+    assert first.call("POST", "/v1/programs", key=op, body={"name": "Временная"})[0] == 201
+    first.stop()
+    second = start("mem-second")
+    status, listed = second.call("GET", "/v1/programs", key=second.info["operator_key"])
+    assert status == 200 and [p["name"] for p in listed["items"]] == ["Демо-коалиция"]
+    assert second.info["operator_key"] != op
+    second.stop()

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_local_run import Running, running  # noqa: F401 -- the server fixture
+from tests.e2e.test_local_run import Running, running, start  # noqa: F401 -- the server fixtures
 
 pytestmark = pytest.mark.e2e
 

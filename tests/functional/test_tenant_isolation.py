@@ -29,6 +29,11 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ("POST", "/v1/programs/{program}/partners/{partner}/keys", None, (CREATED, CREATED, 404, 401, 401)),
     ("GET", "/v1/programs/{program}/keys", None, (OK, 403, 404, 401, 401)),
     ("POST", "/v1/programs/{program}/keys/{key}/revoke", None, (OK, OK, 404, 401, 401)),
+    # Data rights: operator only (docs/data-rights.md); another program's key learns nothing (404).
+    ("POST", "/v1/programs/{program}/members/{member}/erase", None, (OK, 403, 404, 401, 401)),
+    ("GET", "/v1/programs/{program}/members/{member}/export", None, (OK, 403, 404, 401, 401)),
+    ("POST", "/v1/programs/{program}/imports/members", {"csv": "email\nb@example.com\n"}, (OK, 403, 404, 401, 401)),
+    ("GET", "/v1/programs/{program}/ledger/export?from=2026-01-01&to=2026-01-02", None, (OK, 403, 404, 401, 401)),
 ]
 CALLERS = ["operator", "own_partner", "other_partner", "no_key", "bad_key"]
 
@@ -49,8 +54,13 @@ def test_isolation(api: ApiClient, method: str, template: str, body: dict | None
         "no_key": None,
         "bad_key": "srf_pk_not-a-real-key",
     }
+    member = ""
+    if "{member}" in template:
+        member = api.processed(partner, {"type": "member.signup", "occurred_at": "2026-11-23T10:00:00Z",
+                                         "object": {"type": "customer", "id": "c-1"},
+                                         "customer": {"id": "c-1", "email": "a@example.com"}})["member"]["member_id"]
     path = template.format(program=program["program_id"], partner=partner["partner_id"],
-                           key=spare["api_key_info"]["key_id"])
+                           key=spare["api_key_info"]["key_id"], member=member)
     reply = api.call(method, path, json_body=body, key=keys[caller])
     want = expected[CALLERS.index(caller)]
     assert reply.status == want, (caller, reply.body)

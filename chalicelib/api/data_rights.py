@@ -1,0 +1,73 @@
+"""Data rights and operator data tools: member erasure and export, member import, ledger CSV export.
+
+All operator-only (see docs/data-rights.md for why partners get none of them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Response
+
+from chalicelib.api.http import ApiBlueprint, ApiRequest, respond
+from chalicelib.services import erasure, importer, ledger_export, member_export
+
+data_rights = ApiBlueprint(__name__)
+TAG = "Data rights"
+BASE = "/v1/programs/{program_id}"
+
+
+@data_rights.endpoint(
+    f"{BASE}/members/{{member_id}}/erase", "POST", tag=TAG, auth="operator",
+    summary="Erase a member's personal data (operator); ledger, balances and counters stay",
+    description="Removes the profile's name, e-mail, phone, birthday, customer ids and push endpoints, every "
+                "identifier pointer, code and link (the code stops resolving) and the personal fields of related "
+                "records, in bounded transactions. Answers 200 with `status: erased` when done, or 202 with "
+                "`status: in_progress` when the call's budget ran out (call again: it resumes). Idempotent.",
+)
+def erase_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    result = erasure.erase(req.principal, program_id, member_id)
+    return respond(result, 200 if result["status"] == "erased" else 202)
+
+
+@data_rights.endpoint(
+    f"{BASE}/members/{{member_id}}/export", "GET", tag=TAG, auth="operator",
+    query_params=(("limit", "integer"), ("cursor", "string")),
+    summary="Everything stored about a member, as JSON (operator; paged)",
+    description="The first page carries `summary` (profile, balance, codes and clicks, erasure record); every page "
+                "carries up to `limit` stored items (ledger entries, attribution records, counters...). Follow "
+                "`next_cursor` until it is null.",
+)
+def export_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    return member_export.export(req.principal, program_id, member_id, req.int_query("limit", 100, 1, 500),
+                                req.query("cursor"))
+
+
+@data_rights.endpoint(
+    f"{BASE}/imports/members", "POST", tag=TAG, auth="operator", request_schema=importer.CHUNK_SCHEMA,
+    summary="Import members from a CSV chunk (operator): identifiers, opening balances, referrers",
+    description="Send the file in chunks of up to 1000 rows, each starting with the header row, with `first_line` "
+                "the file line of the chunk's first row (`python3 infra/dev.py import` does this). Each row is written "
+                "whole or not at all; re-sending a row changes nothing. Bad rows are listed with their line numbers "
+                "in `errors`; `dry_run` checks without writing.",
+)
+def import_members(req: ApiRequest, program_id: str) -> Any:
+    return importer.import_chunk(req.principal, program_id, req.json())
+
+
+@data_rights.endpoint(
+    f"{BASE}/ledger/export", "GET", tag=TAG, auth="operator",
+    query_params=(("from", "string"), ("to", "string"), ("limit", "integer"), ("cursor", "string")),
+    summary="The program's ledger for a period as CSV (operator; paged)",
+    description="Entries booked (`created_at`, UTC) from `from` to `to` (dates, inclusive, at most 366 days), in "
+                "booking order. `text/csv`; the first page starts with the header row. While more remains, the "
+                "`X-Next-Cursor` header carries the cursor for the next page (`python3 infra/dev.py export-ledger` "
+                "follows it).",
+)
+def export_ledger(req: ApiRequest, program_id: str) -> Any:
+    text, cursor = ledger_export.export_page(req.principal, program_id, req.query("from"), req.query("to"),
+                                             req.int_query("limit", 1000, 1, 5000), req.query("cursor"))
+    headers: dict[str, str | list[str]] = {"Content-Type": "text/csv; charset=utf-8"}
+    if cursor:
+        headers["X-Next-Cursor"] = cursor
+    return Response(body=text, status_code=200, headers=headers)

@@ -1,0 +1,272 @@
+"""Member import from another loyalty system: a CSV chunk → members, opening balances, referrers.
+
+Operator only. Each row is one transaction: the import marker (keyed by the salted hash of the
+row's strongest identifier, created with ``attribute_not_exists``), the member with its pointers,
+code and link (``store.members.stage_member_creation``), the referrer's signup counter, and the
+opening balance as an ``import`` ledger entry with the balance update. So a row is written whole
+or not at all, and re-running an import (or a chunk) changes nothing: imported people are
+skipped. A person who is already a member (a pointer for one of their identifiers exists) gets
+only the opening balance; their profile and referrer stay as they are.
+
+Reads are batched: one ``BatchGetItem`` for every marker, pointer and referrer of the chunk, one
+for the balances of existing members. Rows are written in file order, so a referrer imported
+earlier in the same file is found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.domain import clock
+from chalicelib.domain.codes import generate_code
+from chalicelib.domain.ids import new_id
+from chalicelib.domain.member_import import ImportRow, RowError, parse
+from chalicelib.domain.validation import validate
+from chalicelib.logs import get_logger
+from chalicelib.services.auth import Principal
+from chalicelib.store import keys, tenancy_repo
+from chalicelib.store.data_rights import ImportRowItem
+from chalicelib.store.db import Entity
+from chalicelib.store.ledger import BalanceDelta, BalanceItem, new_entry, stable_id, stage_balance
+from chalicelib.store.members import (
+    CodeItem,
+    IdentityItem,
+    IdentityRef,
+    MemberItem,
+    batch_get,
+    identity_refs,
+    new_member,
+    stage_member_creation,
+)
+from chalicelib.store.tenancy import ProgramItem
+from chalicelib.store.transact import Transaction
+
+log = get_logger("sarafan.import")
+
+KIND_IMPORT = "import"
+CHUNK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["csv"],
+    "properties": {
+        "csv": {"type": "string", "description": "A chunk of the file: the header row, then up to 1000 rows"},
+        "first_line": {"type": "integer", "minimum": 2, "description": "File line number of the first data row"},
+        "partner_id": {"type": "string", "maxLength": 64, "description": "Whose customer ids the file holds"},
+        "dry_run": {"type": "boolean", "description": "Check the rows, write nothing"},
+    },
+}
+_ATTEMPTS = 3
+
+
+class _AlreadyImported(Exception):
+    pass
+
+
+class _Retry(Exception):
+    """A pointer, code or balance changed since read (or a generated code collided): read the row again."""
+
+
+@dataclass
+class _Referrer:
+    member_id: str
+    ancestors: list[str]
+
+
+@dataclass
+class ChunkResult:
+    rows: int = 0
+    imported: int = 0
+    existing: int = 0
+    skipped: int = 0
+    points: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def view(self) -> dict[str, Any]:
+        return {"rows": self.rows, "imported": self.imported, "existing_members": self.existing,
+                "already_imported": self.skipped, "opening_points": self.points,
+                "errors": [e.view() for e in sorted(self.errors, key=lambda e: e.line)]}
+
+
+def import_chunk(principal: Principal, program_id: str, body: Any) -> dict[str, Any]:
+    principal.require_server_key()
+    principal.require_program(program_id)
+    principal.require_operator()
+    program = tenancy_repo.get_program(program_id)
+    data = validate(CHUNK_SCHEMA, body)
+    partner_id = data.get("partner_id")
+    if partner_id:
+        tenancy_repo.get_partner(program_id, partner_id)
+    rows, errors = parse(data["csv"], first_line=int(data.get("first_line", 2)),
+                         phone_region="RU" if program.default_locale == "ru" else "US", has_partner=bool(partner_id))
+    result = ChunkResult(rows=len(rows) + len(errors), errors=list(errors))
+    if data.get("dry_run"):
+        return {**result.view(), "dry_run": True}
+    _Chunk(program, partner_id, result).write(rows)
+    log.info("import chunk", extra={"program_id": program_id, "rows": result.rows, "imported": result.imported,
+                                    "errors": len(result.errors)})
+    return {**result.view(), "dry_run": False}
+
+
+class _Chunk:
+    def __init__(self, program: ProgramItem, partner_id: str | None, result: ChunkResult) -> None:
+        self.program = program
+        self.pid = program.program_id
+        self.partner_id = partner_id
+        self.result = result
+        self.max_depth = program.program_settings.max_depth
+        self.items: dict[tuple[str, str], Entity] = {}
+        self.now = clock.utcnow()
+
+    # -- reads ---------------------------------------------------------------------
+
+    def refs(self, row: ImportRow) -> list[IdentityRef]:
+        customer = (self.partner_id, row.customer_id) if row.customer_id and self.partner_id else None
+        return identity_refs(self.pid, email=row.email, phone=row.phone, customer_id=customer)
+
+    def marker_key(self, refs: list[IdentityRef]) -> tuple[str, str]:
+        return keys.import_row(self.pid, f"{refs[0].kind}#{refs[0].value_hash}")
+
+    def referrer_key(self, row: ImportRow) -> tuple[str, str] | None:
+        if row.referrer_code:
+            return keys.referral_code(self.pid, row.referrer_code)
+        if row.referrer_customer_id and self.partner_id:
+            return identity_refs(self.pid, customer_id=(self.partner_id, row.referrer_customer_id))[0].pointer_key(
+                self.pid)
+        return None
+
+    def read(self, rows: list[ImportRow]) -> None:
+        wanted: list[tuple[str, str]] = []
+        for row in rows:
+            refs = self.refs(row)
+            wanted.append(self.marker_key(refs))
+            wanted += [r.pointer_key(self.pid) for r in refs]
+            referrer = self.referrer_key(row)
+            if referrer:
+                wanted.append(referrer)
+        self.items = batch_get(wanted)
+        existing = {p.member_id for p in self.items.values() if isinstance(p, IdentityItem)}
+        self.items.update(batch_get([keys.balance(self.pid, m) for m in existing]))
+
+    def existing_member(self, refs: list[IdentityRef]) -> str | None:
+        for ref in refs:
+            pointer = self.items.get(ref.pointer_key(self.pid))
+            if isinstance(pointer, IdentityItem):
+                return pointer.member_id
+        return None
+
+    def referrer(self, row: ImportRow) -> _Referrer | None:
+        key = self.referrer_key(row)
+        pointer = self.items.get(key) if key else None
+        if isinstance(pointer, CodeItem | IdentityItem):
+            return _Referrer(pointer.member_id, list(pointer.ancestors or []))
+        return None
+
+    # -- writes --------------------------------------------------------------------
+
+    def write(self, rows: list[ImportRow]) -> None:
+        self.read(rows)
+        for row in rows:
+            for attempt in range(_ATTEMPTS):
+                try:
+                    self.write_row(row)
+                    break
+                except _AlreadyImported:
+                    self.result.skipped += 1
+                    break
+                except _RowFailed as failed:
+                    self.result.errors.append(RowError(row.line, [failed.problem]))
+                    break
+                except _Retry:
+                    if attempt == _ATTEMPTS - 1:
+                        self.result.errors.append(RowError(row.line, [{
+                            "column": "", "message": "changed concurrently while importing; run the import again"}]))
+                    else:
+                        self.read([row])
+
+    def write_row(self, row: ImportRow) -> None:
+        refs = self.refs(row)
+        marker_key = self.marker_key(refs)
+        if isinstance(self.items.get(marker_key), ImportRowItem):
+            raise _AlreadyImported()
+        wants_referrer = bool(row.referrer_code or row.referrer_customer_id)
+        referrer = self.referrer(row) if wants_referrer else None
+        tx = Transaction()
+        member_id = self.existing_member(refs)
+        created: MemberItem | None = None
+        if member_id is None:
+            if wants_referrer and referrer is None:
+                column = "referrer_code" if row.referrer_code else "referrer_customer_id"
+                raise _RowFailed(column, "no such member (import referrers before the members they referred)")
+            if row.code and isinstance(self.items.get(keys.referral_code(self.pid, row.code)), CodeItem):
+                raise _RowFailed("code", "this code is already taken")
+            created = self.new_member(row, refs, referrer)
+            member_id = created.member_id
+            stage_member_creation(tx, created, refs, _CodeOrPointerTaken())
+            if referrer is not None:
+                ref_member = MemberItem(*keys.member(self.pid, referrer.member_id))
+                tx.update(ref_member, [MemberItem.referral_signups.add(1)], Entity.PK.exists(), on_fail=_Retry())
+        entry_id = None
+        if row.opening_balance:
+            entry_id = stable_id("le", KIND_IMPORT, *marker_key)
+            tx.create(new_entry(self.pid, member_id, entry_id, self.now, kind=KIND_IMPORT, status="available",
+                                points=row.opening_balance, reason="Opening balance imported from another program",
+                                reason_code="import_opening_balance", created_at=self.now,
+                                partner_id=self.partner_id, reversed_points=0), on_fail=_AlreadyImported())
+            balance = self.items.get(keys.balance(self.pid, member_id))
+            stage_balance(tx, self.pid, member_id, balance if isinstance(balance, BalanceItem) else None,
+                          BalanceDelta(available=row.opening_balance, earned=row.opening_balance), on_fail=_Retry())
+        marker = ImportRowItem(PK=marker_key[0], SK=marker_key[1], program_id=self.pid, member_id=member_id,
+                               entry_id=entry_id, opening_balance=row.opening_balance, imported_at=self.now)
+        tx.create(marker, on_fail=_AlreadyImported())
+        try:
+            tx.commit()
+        except _CodeOrPointerTaken:
+            self.read([row])
+            if row.code and isinstance(self.items.get(keys.referral_code(self.pid, row.code)), CodeItem):
+                raise _RowFailed("code", "this code is already taken") from None
+            raise _Retry() from None
+        self.items[marker_key] = marker
+        if created is not None:
+            self.result.imported += 1
+            self.remember(created, refs)
+        else:
+            self.result.existing += 1
+        self.result.points += row.opening_balance
+
+    def new_member(self, row: ImportRow, refs: list[IdentityRef], referrer: _Referrer | None) -> MemberItem:
+        customer_ids = {self.partner_id: row.customer_id} if row.customer_id and self.partner_id else {}
+        member = new_member(
+            self.pid, new_id("mbr"), row.code or generate_code(), joined_at=row.joined_at or self.now,
+            joined_via=KIND_IMPORT, name=row.name or None, locale=row.locale or self.program.default_locale,
+            email=row.email, phone=row.phone, birthday=row.birthday, customer_ids=customer_ids,
+            acquisition={"channel": KIND_IMPORT}, refs=refs,
+        )
+        if referrer is not None:
+            member.referrer_id = referrer.member_id
+            member.ancestors = [referrer.member_id, *referrer.ancestors][: self.max_depth]
+            member.attributed_at = self.now
+            member.attribution_source = KIND_IMPORT
+            member.attribution_final = True
+        return member
+
+    def remember(self, member: MemberItem, refs: list[IdentityRef]) -> None:
+        """Pointers just written, so later rows of the chunk find this member as a referrer or existing."""
+        ancestors = list(member.ancestors or [])
+        for ref in refs:
+            pk, sk = ref.pointer_key(self.pid)
+            self.items[(pk, sk)] = IdentityItem(PK=pk, SK=sk, program_id=self.pid, member_id=member.member_id,
+                                                kind=ref.kind, ancestors=ancestors)
+        pk, sk = keys.referral_code(self.pid, member.code)
+        self.items[(pk, sk)] = CodeItem(PK=pk, SK=sk, program_id=self.pid, member_id=member.member_id,
+                                        code=member.code, ancestors=ancestors)
+
+
+class _CodeOrPointerTaken(Exception):
+    pass
+
+
+class _RowFailed(Exception):
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.problem = {"column": column, "message": message}

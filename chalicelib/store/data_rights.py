@@ -1,0 +1,70 @@
+"""Items of the data-rights features: erasure audit records, identifier tombstones, import markers.
+
+None of them holds personal data: identifiers appear only as the salted hashes that the
+identity pointers already use as keys (``chalicelib.domain.identity.identity_hash``).
+"""
+
+from __future__ import annotations
+
+from pynamodb.attributes import JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
+
+from chalicelib.store import keys
+from chalicelib.store.db import Entity, IsoDateTimeAttribute
+
+#: Erasure statuses. ``requested`` is reserved for the member-initiated flow (wallet page):
+#: the member asks, the record waits there, and the operator's confirmation runs the erasure.
+ERASURE_REQUESTED = "requested"
+ERASURE_IN_PROGRESS = "in_progress"
+ERASURE_DONE = "erased"
+
+
+class ErasureItem(Entity, discriminator="erasure"):
+    """Audit record and progress of one member's erasure.
+
+    ``step`` and ``cursor`` say where an interrupted erasure resumes; ``counts`` how many items
+    of each kind were scrubbed. ``codes`` and ``identities`` (``kind:hash``) are what the erasure
+    needs after the profile is scrubbed (codes to find records naming them, hashes for tombstones).
+    """
+
+    program_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    status = UnicodeAttribute()
+    requested_by = UnicodeAttribute()  # "operator" or "member" (a key kind, never a person's identifier)
+    requested_at = IsoDateTimeAttribute()
+    confirmed_by = UnicodeAttribute(null=True)
+    started_at = IsoDateTimeAttribute(null=True)
+    completed_at = IsoDateTimeAttribute(null=True)
+    step = UnicodeAttribute(default="pointers")
+    cursor = JSONAttribute(null=True)
+    codes: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
+    identities: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
+    counts = JSONAttribute(default=dict)
+    revision = NumberAttribute(default=0)
+
+
+class ErasedIdentityItem(Entity, discriminator="erased_identity"):
+    """Tombstone: an identifier (by hash only) whose member was erased. Non-signup events about it
+    enrol nobody; a new ``member.signup`` creates a new member as usual."""
+
+    program_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    erased_at = IsoDateTimeAttribute()
+
+
+class ImportRowItem(Entity, discriminator="import_row"):
+    """One person imported (keyed by the hash of their strongest identifier): a re-run skips them."""
+
+    program_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    entry_id = UnicodeAttribute(null=True)
+    opening_balance = NumberAttribute(default=0)
+    imported_at = IsoDateTimeAttribute()
+
+
+def erased_identity_keys(program_id: str, identities: list[str]) -> list[tuple[str, str]]:
+    """Tombstone keys for ``kind:hash`` strings."""
+    out = []
+    for text in identities:
+        kind, _, value_hash = text.partition(":")
+        out.append(keys.erased_identity(program_id, kind, value_hash))
+    return out

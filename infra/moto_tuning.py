@@ -1,0 +1,469 @@
+"""Make moto's in-memory DynamoDB hold a long local run: bounded memory, cost per request not per table.
+
+Applied by ``infra/local_run.py`` (the embedded moto of ``python3 infra/dev.py run``), by
+``bench/`` and by the test suite (``tests/conftest.py``), so the tests exercise the engine the
+local run uses. Nothing here ships to Lambda (Chalice packages ``app.py``, ``chalicelib/`` and
+``vendor/`` only), and nothing changes what a DynamoDB call returns. Measured with moto 5.2.5
+(``bench/local_run.py --moto-only``; figures in ``docs/local-run.md``):
+
+* **Every model object ever created stays referenced.** ``moto.core.BaseModel.__new__`` appends
+  each instance to ``cls.instances_tracked`` (for the moto dashboard's ``/moto-api/data.json``),
+  and only ``mock_aws`` / ``/moto-api/reset`` empties those lists. DynamoDB creates ``Item``
+  objects for every write, every deep copy and every query result, so none of them was ever
+  freed. :func:`stop_instance_tracking` stops it (S3 is left alone: it uses the list to dispose
+  of its temporary files). The dashboard then shows no instances; every AWS API still works.
+* **A transaction deep-copies whole tables.** ``transact_write_items`` takes
+  ``copy.deepcopy(table)`` *once per item* for its rollback: a ten-item transaction on a table
+  of N items copied 10·N items (and, with the tracking above, kept them all: 300 ten-item
+  transactions reached 3.85 GB). :func:`rollback_touched_items_only` snapshots just the items
+  the transaction names (and the stream shard's length) and restores those on failure, which is
+  what the full copy restored too: a transaction only ever writes the items it names.
+* **A query reads the whole table.** ``Table.query`` on the base table walks ``all_items()`` and
+  keeps the partition's items; :func:`query_one_partition` hands it that partition only.
+  A GSI query still walks the table (as moto does; see :func:`index_queries`).
+* **A ``get_item`` miss leaves an empty partition behind** (``items`` is a ``defaultdict``);
+  :func:`no_partition_on_miss` answers a miss without creating one.
+* **moto's DynamoDB is not thread-safe** (conditional writes are check-then-write in Python):
+  :data:`ENGINE_LOCK` serialises its requests, as real DynamoDB applies each request
+  atomically, whichever client sends it (the app, the scheduler, ``aws --endpoint-url``).
+
+The rest is CPU per request (each webhook is two ``BatchGetItem`` and one
+``TransactWriteItems``): :func:`plain_json_responses` writes data-plane answers with
+``json.dumps`` instead of moto's generic serializer (a quarter of the run's CPU);
+:func:`parse_each_expression_once` parses each distinct condition/update expression once;
+:func:`size_items_once` checks the 400 KB item limit once per item instead of once per
+attribute (n²); :func:`cache_action_lookup` stops ``inspect.getmembers`` on every request;
+``update_item`` no longer deep-copies the old item for a stream record when the table has
+no stream.
+
+:func:`apply` installs all of them once per process (idempotent).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+#: One DynamoDB request at a time across every thread (also taken by the local run's snapshot).
+ENGINE_LOCK = threading.RLock()
+
+_applied: set[str] = set()
+_local = threading.local()
+
+
+def apply() -> None:
+    """Install every adjustment (safe to call more than once)."""
+    for name, install in (
+        ("tracking", stop_instance_tracking),
+        ("rollback", rollback_touched_items_only),
+        ("query", query_one_partition),
+        ("get_item", no_partition_on_miss),
+        ("lock", serialize_requests),
+        ("responses", plain_json_responses),
+        ("expressions", parse_each_expression_once),
+        ("items", size_items_once),
+        ("actions", cache_action_lookup),
+    ):
+        if name not in _applied:
+            install()
+            _applied.add(name)
+
+
+def applied() -> frozenset[str]:
+    return frozenset(_applied)
+
+
+# --- instance tracking -----------------------------------------------------------------------
+
+
+def _keeps_tracking(cls: type) -> bool:
+    return cls.__module__.startswith("moto.s3")
+
+
+def stop_instance_tracking() -> None:
+    from moto.core.common_models import BaseModel
+    from moto.core.model_instances import model_data
+
+    def __new__(cls: type, *args: Any, **kwargs: Any) -> Any:
+        instance: Any = object.__new__(cls)
+        if _keeps_tracking(cls):
+            cls.instances_tracked.append(instance)  # type: ignore[attr-defined]
+        return instance
+
+    BaseModel.__new__ = __new__  # type: ignore[assignment, method-assign]
+    for models in model_data.values():  # drop what was tracked before this call
+        for model in models.values():
+            if isinstance(model, type) and not _keeps_tracking(model):
+                model.instances_tracked = []  # type: ignore[attr-defined]
+
+
+# --- transactions ----------------------------------------------------------------------------
+
+
+class _NoTableCopy:
+    """Stands in for the ``copy`` module inside moto's DynamoDB backend module.
+
+    During :func:`rollback_touched_items_only`'s wrapper a table "copy" is the table itself,
+    so moto's own restore (``self.tables[name] = backup``) changes nothing; the wrapper
+    restores the touched items instead. Every other deep copy is the real one.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+        from moto.dynamodb.models.dynamo_type import Item
+        from moto.dynamodb.models.table import Table
+
+        if getattr(_local, "in_transaction", False) and isinstance(value, Table):
+            return value
+        if getattr(_local, "update_without_stream", False) and isinstance(value, Item):
+            return value  # update_item copies the old item only for a stream record; there is no stream
+        return copy.deepcopy(value, memo)
+
+
+_Snapshot = tuple[dict[tuple[str, Any, Any], Any], dict[str, int]]
+
+
+def _transaction_keys(backend: Any,
+                      transact_items: list[dict[str, Any]]) -> Iterator[tuple[tuple[str, Any, Any], str]]:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    for entry in transact_items:
+        for op_type, op in entry.items():
+            if not isinstance(op, dict):
+                continue
+            table = backend.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            attrs = op.get("Item") if op_type == "Put" else op.get("Key")
+            if not isinstance(attrs, dict) or table.hash_key_attr not in attrs:
+                continue
+            try:
+                hash_value = DynamoType(attrs[table.hash_key_attr])
+                range_value = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
+            except (KeyError, TypeError, AttributeError):
+                continue  # malformed: moto rejects it before writing anything for it
+            yield (table.name, hash_value, range_value), op_type
+
+
+def _snapshot(backend: Any, transact_items: list[dict[str, Any]]) -> _Snapshot:
+    items: dict[tuple[str, Any, Any], Any] = {}
+    streams: dict[str, int] = {}
+    updated = {key for key, op_type in _transaction_keys(backend, transact_items) if op_type == "Update"}
+    for key, _ in _transaction_keys(backend, transact_items):
+        if key in items:
+            continue
+        table_name, hash_value, range_value = key
+        table = backend.tables[table_name]
+        partition = table.items.get(hash_value)
+        current = partition if range_value is None else (partition or {}).get(range_value)
+        # update_item changes the item in place; put and delete replace or drop the object.
+        items[key] = copy.deepcopy(current) if key in updated else current
+        if table.stream_shard is not None:
+            streams.setdefault(table_name, len(table.stream_shard.items))
+    return items, streams
+
+
+def _restore(backend: Any, snapshot: _Snapshot) -> None:
+    items, streams = snapshot
+    for (table_name, hash_value, range_value), original in items.items():
+        table = backend.tables.get(table_name)
+        if table is None:
+            continue
+        if range_value is None:
+            if original is None:
+                table.items.pop(hash_value, None)
+            else:
+                table.items[hash_value] = original
+            continue
+        partition = table.items.get(hash_value)
+        if original is not None:
+            table.items[hash_value][range_value] = original
+        elif partition is not None:
+            partition.pop(range_value, None)
+            if not partition:
+                del table.items[hash_value]
+    for table_name, length in streams.items():
+        table = backend.tables.get(table_name)
+        shard = table.stream_shard if table is not None else None
+        if shard is not None and len(shard.items) >= length:
+            del shard.items[length:]  # records of the cancelled writes, as the full copy dropped them
+
+
+def rollback_touched_items_only() -> None:
+    import moto.dynamodb.models as models
+
+    backend_class = models.DynamoDBBackend
+    original: Callable[..., Any] = backend_class.transact_write_items
+    models.copy = _NoTableCopy()  # type: ignore[assignment]
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
+        if len(transact_items) > 100:  # moto raises before touching anything
+            return original(self, transact_items)
+        snapshot = _snapshot(self, transact_items)
+        _local.in_transaction = True
+        try:
+            return original(self, transact_items)
+        except BaseException:
+            _restore(self, snapshot)
+            raise
+        finally:
+            _local.in_transaction = False
+
+    transact_write_items.__wrapped__ = original  # type: ignore[attr-defined]
+    backend_class.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+    original_update: Callable[..., Any] = backend_class.update_item
+
+    def update_item(self: Any, table_name: str, *args: Any, **kwargs: Any) -> Any:
+        table = self.tables.get(table_name)
+        _local.update_without_stream = table is not None and table.stream_shard is None
+        try:
+            return original_update(self, table_name, *args, **kwargs)
+        finally:
+            _local.update_without_stream = False
+
+    backend_class.update_item = update_item  # type: ignore[method-assign]
+
+
+# --- reads -------------------------------------------------------------------------------------
+
+
+def query_one_partition() -> None:
+    from moto.dynamodb.models.table import Table
+
+    original_query: Callable[..., Any] = Table.query
+    original_all_items: Callable[..., Any] = Table.all_items
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if index_name or hash_key is None:
+            return original_query(self, hash_key, *args, **kwargs)
+        _local.partition = (self, hash_key)
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            _local.partition = None
+
+    def all_items(self: Any) -> Any:
+        hint = getattr(_local, "partition", None)
+        if hint is None or hint[0] is not self:
+            return original_all_items(self)
+        partition = self.items.get(hint[1])
+        if partition is None:
+            return []
+        return list(partition.values()) if self.range_key_attr else [partition]
+
+    Table.query = query  # type: ignore[method-assign]
+    Table.all_items = all_items  # type: ignore[method-assign]
+
+
+def no_partition_on_miss() -> None:
+    from moto.dynamodb.models.table import Table
+
+    original: Callable[..., Any] = Table.get_item
+
+    def get_item(self: Any, hash_key: Any, range_key: Any = None, projection_expression: Any = None) -> Any:
+        if range_key and self.has_range_key and hash_key not in self.items:
+            return None
+        return original(self, hash_key, range_key, projection_expression)
+
+    Table.get_item = get_item  # type: ignore[method-assign]
+
+
+# --- expressions and items ------------------------------------------------------------------------
+
+_EXPRESSION_CACHE_SIZE = 1024
+
+
+def parse_each_expression_once() -> None:
+    """Parse each distinct condition / update expression once, not on every request.
+
+    The app sends a handful of expression shapes (``attribute_not_exists (#0)``,
+    ``SET #0 = :0 ADD #1 :1``...). A condition's syntax tree depends on the expression, its
+    names and its values, and is never changed after parsing (evaluation only reads it), so
+    it is reused along with the names/values the parser reports as found; an update
+    expression's tree is changed by moto's validator, so each use gets a fresh copy.
+    """
+    import pickle
+
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    conditions: dict[tuple[Any, str, str], tuple[Any, list[str], list[str]]] = {}
+    original_parse: Callable[..., Any] = ConditionExpressionParser.parse
+
+    def parse(self: Any) -> Any:
+        try:
+            key = (self.condition_expression,
+                   json.dumps(self.expression_attribute_names, sort_keys=True, default=repr),
+                   json.dumps(self.expression_attribute_values, sort_keys=True, default=repr))
+        except (TypeError, ValueError):
+            return original_parse(self)
+        hit = conditions.get(key)
+        if hit is None:
+            op = original_parse(self)
+            if len(conditions) >= _EXPRESSION_CACHE_SIZE:
+                conditions.clear()
+            conditions[key] = hit = (op, list(self.expr_attr_names_found), list(self.expr_attr_values_found))
+        op, self.expr_attr_names_found, self.expr_attr_values_found = hit[0], list(hit[1]), list(hit[2])
+        return op
+
+    ConditionExpressionParser.parse = parse  # type: ignore[method-assign]
+
+    trees: dict[str, Any] = {}
+    original_make: Callable[..., Any] = UpdateExpressionParser.make
+
+    def make(cls: Any, expression_str: str) -> Any:
+        tree = trees.get(expression_str)
+        if tree is None:
+            tree = original_make(expression_str)
+            if len(trees) >= _EXPRESSION_CACHE_SIZE:
+                trees.clear()
+            trees[expression_str] = tree
+        return tree
+
+    UpdateExpressionParser.make = classmethod(make)  # type: ignore[method-assign, assignment]
+
+    # The one place that changes a tree works on a copy (``Validator.__init__`` deep-copies
+    # the expression); a pickle round trip copies moto's syntax nodes about 7x faster.
+    import moto.dynamodb.parsing.validators as validators
+    from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
+
+    def copy_tree(value: Any, memo: Any = None) -> Any:
+        if isinstance(value, Node):
+            try:
+                return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+            except (pickle.PicklingError, TypeError, AttributeError):
+                pass
+        return copy.deepcopy(value, memo)
+
+    validators.deepcopy = copy_tree  # type: ignore[attr-defined, assignment]
+
+
+def cache_action_lookup() -> None:
+    """moto lists a handler class's methods (``inspect.getmembers``) on every request; once is enough."""
+    import functools
+
+    import moto.core.responses as responses
+
+    responses.method_names_from_class = functools.lru_cache(maxsize=None)(responses.method_names_from_class)  # type: ignore[attr-defined]
+
+
+def size_items_once() -> None:
+    """Check an item's 400 KB limit once when it is built, not once per attribute.
+
+    ``LimitedSizeDict.__setitem__`` sums the size of every attribute already present, so
+    building an item of n attributes cost n² size computations. The limit and the error
+    (``ItemSizeTooLarge``) stay; later ``__setitem__`` calls (updates) keep moto's check.
+    """
+    from moto.dynamodb.exceptions import ItemSizeTooLarge
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+    from moto.dynamodb.models.utilities import bytesize
+
+    def __init__(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
+        self.hash_key = hash_key
+        self.range_key = range_key
+        converted = {key: DynamoType(value) for key, value in attrs.items()}
+        if sum(bytesize(key) + value.size() for key, value in converted.items()) > 405000:
+            raise ItemSizeTooLarge
+        self.attrs = LimitedSizeDict()
+        dict.update(self.attrs, converted)
+
+    Item.__init__ = __init__  # type: ignore[method-assign]
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+#: Data-plane actions whose successful result is already DynamoDB's JSON shape.
+PLAIN_JSON_ACTIONS = frozenset({
+    "GetItem", "BatchGetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
+    "TransactWriteItems", "TransactGetItems",
+})
+JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: bytes as base64 (as DynamoDB sends ``B``), no ``None`` members, datetimes as epoch."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return value
+
+
+_OUTPUT_MEMBERS: dict[str, frozenset[str]] = {}
+
+
+def _output_members(action: str) -> frozenset[str]:
+    members = _OUTPUT_MEMBERS.get(action)
+    if members is None:
+        from moto.core.responses import get_service_model
+
+        shape = get_service_model("dynamodb").operation_model(action).output_shape
+        members = _OUTPUT_MEMBERS[action] = frozenset(shape.members if shape is not None else ())
+    return members
+
+
+def plain_json_body(action: str, result: dict[str, Any]) -> str:
+    """The response body moto's serializer would produce (top-level members of the output shape only)."""
+    members = _output_members(action)
+    return json.dumps(_plain({k: v for k, v in result.items() if k in members}), separators=(",", ":"))
+
+
+def plain_json_responses() -> None:
+    """Serialise successful data-plane results with ``json.dumps`` instead of moto's generic serializer.
+
+    moto 5.2 walks every response through the botocore service model (name aliasing, shape
+    checks); for DynamoDB's JSON protocol the result dict already is the wire shape, and that
+    walk was a quarter of the local run's CPU. Errors and control-plane calls keep moto's path;
+    ``tests/functional/test_moto_engine.py`` compares both paths' output.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    original: Callable[..., Any] = DynamoHandler.serialized
+
+    def serialized(self: Any, action_result: Any) -> Any:
+        result, action = action_result.result, self._get_action()
+        if isinstance(result, dict) and action in PLAIN_JSON_ACTIONS:
+            headers = {"Content-Type": JSON_CONTENT_TYPE}
+            headers.update(self.response_headers)
+            return 200, headers, plain_json_body(action, result)
+        return original(self, action_result)
+
+    serialized.__wrapped__ = original  # type: ignore[attr-defined]
+    DynamoHandler.serialized = serialized  # type: ignore[method-assign]
+
+
+# --- concurrency -------------------------------------------------------------------------------
+
+
+def serialize_requests() -> None:
+    from moto.dynamodb.responses import DynamoHandler
+
+    original: Callable[..., Any] = DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with ENGINE_LOCK:
+            return original(self)
+
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+@contextmanager
+def engine_paused() -> Iterator[None]:
+    """No DynamoDB request runs inside this block (a consistent snapshot)."""
+    with ENGINE_LOCK:
+        yield

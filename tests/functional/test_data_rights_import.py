@@ -1,0 +1,132 @@
+"""Member import: members, opening balances and referrers from a CSV, idempotent per row."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from chalicelib.domain import clock
+from chalicelib.domain.member_import import parse, parse_points
+from tests.functional.test_ledger_support import Shop, check_invariants, utc
+from tests.support import ApiClient
+
+CSV = """email,phone,customer_id,name,birthday,code,opening_balance,referrer_code,referrer_customer_id
+anna@example.com,+79161112233,c-1,Анна,1991-02-03,ANNA-2020,1490.00,,
+boris@example.com,,c-2,Борис,,,300,ANNA-2020,
+,+79162223344,c-3,,,,0,,c-2
+not-an-email,,c-4,,,,12.5,,
+dora@example.com,,c-5,,,,10,NOSUCHCODE,
+"""
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(api: ApiClient) -> None:
+    clock.freeze(utc("2026-01-15T12:00:00Z"))
+
+
+def send(api: ApiClient, pid: str, text: str, **extra: Any) -> dict[str, Any]:
+    reply = api.post(f"/v1/programs/{pid}/imports/members", {"csv": text, **extra})
+    assert reply.status == 200, reply.body
+    return reply.body  # type: ignore[no-any-return]
+
+
+def lookup(api: ApiClient, pid: str, **query: str) -> dict[str, Any]:
+    q = "&".join(f"{k}={v}" for k, v in query.items()).replace("+", "%2B")
+    reply = api.get(f"/v1/programs/{pid}/members/lookup?{q}")
+    assert reply.status == 200, reply.body
+    return reply.body  # type: ignore[no-any-return]
+
+
+def test_import_creates_members_balances_and_referrers_and_reports_bad_rows(api: ApiClient) -> None:
+    shop = Shop(api, "uds_3_level")
+    pid, partner = shop.pid, shop.partner["partner_id"]
+    result = send(api, pid, CSV, partner_id=partner)
+    assert (result["rows"], result["imported"], result["already_imported"]) == (5, 3, 0)
+    assert result["opening_points"] == 1790
+    lines = {e["line"]: e["errors"] for e in result["errors"]}
+    assert set(lines) == {5, 6}
+    assert {e["column"] for e in lines[5]} == {"email", "opening_balance"}
+    assert lines[6][0]["column"] == "referrer_code"
+    anna = lookup(api, pid, code="ANNA-2020")
+    assert anna["code"] == "ANNA2020" and anna["counts"]["signups"] == 1
+    boris = lookup(api, pid, email="boris@example.com")
+    assert boris["referrer_id"] == anna["member_id"] and boris["attribution"]["source"] == "import"
+    carl = lookup(api, pid, phone="+79162223344")
+    assert carl["referrer_id"] == boris["member_id"]
+    assert shop.balance(anna["member_id"])["available"] == 1490
+    assert shop.balance(boris["member_id"])["available"] == 300
+    entries = shop.ledger(anna["member_id"])
+    assert [(e["kind"], e["points"]) for e in entries] == [("import", 1490)]
+    check_invariants(pid, anna["member_id"])
+    # Nothing of the bad rows was written.
+    assert api.get(f"/v1/programs/{pid}/members/lookup?email=dora@example.com").status == 404
+    # An imported member's later order earns as usual, and their referrer too.
+    shop.order("c-2", "o-1", 100_000)
+    boris_after, anna_after = shop.balance(boris["member_id"]), shop.balance(anna["member_id"])
+    assert boris_after["available"] + boris_after["pending"] > 300
+    assert anna_after["available"] + anna_after["pending"] > 1490
+
+
+def test_reimporting_changes_nothing(api: ApiClient) -> None:
+    from tests.functional.test_data_rights_erasure import scan_test_table
+
+    shop = Shop(api, None)
+    pid, partner = shop.pid, shop.partner["partner_id"]
+    send(api, pid, CSV, partner_id=partner)
+    before = sorted(json.dumps(i, sort_keys=True) for i in scan_test_table())
+    again = send(api, pid, CSV, partner_id=partner)
+    assert (again["imported"], again["already_imported"], again["opening_points"]) == (0, 3, 0)
+    assert [e["line"] for e in again["errors"]] == [5, 6]
+    assert sorted(json.dumps(i, sort_keys=True) for i in scan_test_table()) == before
+
+
+def test_chunks_report_file_line_numbers_and_a_dry_run_writes_nothing(api: ApiClient) -> None:
+    from tests.functional.test_data_rights_erasure import scan_test_table
+
+    shop = Shop(api, None)
+    pid = shop.pid
+    before = len(scan_test_table())
+    header = "email,opening_balance\n"
+    dry = send(api, pid, header + "a@example.com,5\nbroken,5\n", first_line=1001, dry_run=True)
+    assert dry["dry_run"] is True and [e["line"] for e in dry["errors"]] == [1002]
+    assert len(scan_test_table()) == before
+    done = send(api, pid, header + "a@example.com,5\n", first_line=1001)
+    assert done["imported"] == 1
+
+
+def test_an_existing_member_gets_only_the_opening_balance(api: ApiClient) -> None:
+    shop = Shop(api, None)
+    member = shop.member("c-9")  # email c-9@example.com
+    result = send(api, shop.pid, "email,name,opening_balance\nc-9@example.com,Someone Else,250\n")
+    assert (result["imported"], result["existing_members"]) == (0, 1)
+    assert shop.balance(member["member_id"])["available"] == 250
+    assert lookup(api, shop.pid, email="c-9@example.com")["first_name"] is None
+
+
+def test_bad_requests(api: ApiClient) -> None:
+    shop = Shop(api, None)
+    url = f"/v1/programs/{shop.pid}/imports/members"
+    assert api.post(url, {"csv": "nickname\nx\n"}).status == 422
+    assert api.post(url, {"csv": "email\n", "partner_id": "ptn_nobody"}).status == 404
+    assert api.post(url, {}).status == 422
+    assert api.post(url, {"csv": "email\na@example.com\n"}, key=shop.partner["api_key"]).status == 403
+    rows = "customer_id\nc-1\n"
+    assert send(api, shop.pid, rows)["errors"][0]["errors"][0]["column"] == "customer_id"
+
+
+@pytest.mark.parametrize(("raw", "points"), [("1490", 1490), ("1490.00", 1490), (" 1 490 ", 1490), ("0", 0)])
+def test_points_are_parsed_without_floats(raw: str, points: int) -> None:
+    assert parse_points(raw) == points
+
+
+@pytest.mark.parametrize("raw", ["1490.5", "-1", "1e400", "NaN", "abc", "0.1"])
+def test_bad_points(raw: str) -> None:
+    with pytest.raises(ValueError):
+        parse_points(raw)
+
+
+def test_parse_reports_multiline_records_by_their_first_line() -> None:
+    rows, errors = parse('email,name\n"a@example.com","two\nlines"\nbad,x\n', first_line=2)
+    assert [r.line for r in rows] == [2] and [e.line for e in errors] == [4]

@@ -1,0 +1,91 @@
+"""``run --data``: snapshots and their journal bring moto's DynamoDB and KMS back exactly (``infra/local_state.py``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from infra import local_state, moto_tuning
+
+TABLE = "state-test"
+
+
+def _items() -> list[str]:
+    from moto.dynamodb.models import dynamodb_backends
+
+    table = dynamodb_backends["123456789012"]["eu-central-1"].tables[TABLE]
+    return sorted(json.dumps(item.to_json(), sort_keys=True) for item in table.all_items())
+
+
+def _reset_moto() -> None:
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.kms.models import kms_backends
+
+    dynamodb_backends["123456789012"]["eu-central-1"].reset()
+    kms_backends["123456789012"]["eu-central-1"].reset()
+
+
+def test_full_snapshot_then_journal_restore_every_item_and_kms_key(aws_env: None, tmp_path: Path) -> None:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        moto_tuning.apply()
+        state = local_state.LocalState(tmp_path / "data", log=lambda _: None)
+        assert state.restore() is None  # nothing saved yet
+        ddb = boto3.client("dynamodb", region_name="eu-central-1")
+        kms = boto3.client("kms", region_name="eu-central-1")
+        ddb.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
+                                    {"AttributeName": "SK", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
+                                               {"AttributeName": "SK", "AttributeType": "S"}])
+        for i in range(20):
+            ddb.put_item(TableName=TABLE, Item={"PK": {"S": f"p{i % 4}"}, "SK": {"S": str(i)}, "n": {"N": str(i)},
+                                                "m": {"M": {"l": {"L": [{"S": "x"}, {"N": "1"}]}}}})
+        key_id = kms.create_key(Description="local secrets")["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName="alias/sarafan-local", TargetKeyId=key_id)
+        sealed = kms.encrypt(KeyId=key_id, Plaintext=b"platform secret")["CiphertextBlob"]
+        assert state.save("first")
+        assert not state.save("again")  # nothing changed
+
+        # Changes after the full snapshot go to journal segments.
+        ddb.update_item(TableName=TABLE, Key={"PK": {"S": "p0"}, "SK": {"S": "0"}}, UpdateExpression="ADD n :one",
+                        ExpressionAttributeValues={":one": {"N": "1"}})
+        ddb.delete_item(TableName=TABLE, Key={"PK": {"S": "p1"}, "SK": {"S": "1"}})
+        assert state.save("second")
+        ddb.transact_write_items(TransactItems=[{"Put": {"TableName": TABLE, "Item": {"PK": {"S": "tx"},
+                                                                                        "SK": {"S": "1"}}}}])
+        with pytest.raises(ClientError):  # cancelled: leaves nothing to save but its rollback
+            ddb.transact_write_items(TransactItems=[
+                {"Put": {"TableName": TABLE, "Item": {"PK": {"S": "ghost"}, "SK": {"S": "1"}}}},
+                {"Delete": {"TableName": TABLE, "Key": {"PK": {"S": "p2"}, "SK": {"S": "2"}},
+                            "ConditionExpression": "attribute_not_exists(PK)"}}])
+        assert state.save("third")
+        assert len(list((tmp_path / "data").glob(local_state.JOURNAL_GLOB))) == 2
+        expected = _items()
+
+        _reset_moto()
+        restored = local_state.LocalState(tmp_path / "data", log=lambda _: None).restore()
+        assert restored is not None and restored["journal"] == 2 and restored["kms_keys"] == 1
+        assert _items() == expected
+        assert any(json.loads(i)["Attributes"]["PK"] == {"S": "tx"} for i in expected)
+        assert not any(json.loads(i)["Attributes"]["PK"] == {"S": "ghost"} for i in expected)
+        assert kms.decrypt(CiphertextBlob=sealed)["Plaintext"] == b"platform secret"
+        assert [a["TargetKeyId"] for a in kms.list_aliases()["Aliases"]
+                if a["AliasName"] == "alias/sarafan-local"] == [key_id]
+
+
+def test_keys_file_is_private_and_without_data_nothing_is_written(tmp_path: Path) -> None:
+    state = local_state.LocalState(tmp_path / "data", log=lambda _: None)
+    state.save_keys({"operator_key": "srf_op_x", "settings": {"SARAFAN_SECRET_KEY": "s"}})
+    path = tmp_path / "data" / local_state.KEYS_FILE
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert state.load_keys()["operator_key"] == "srf_op_x"
+    memory: Any = local_state.LocalState(None)
+    memory.save_keys({"operator_key": "srf_op_y"})
+    assert memory.load_keys() == {} and not memory.save()

@@ -1,0 +1,197 @@
+"""The local run's adjustments to moto's DynamoDB (``infra/moto_tuning.py``) keep DynamoDB's answers.
+
+The whole suite runs on the adjusted engine (``tests/conftest.py``); these tests pin the
+behaviours the adjustments touch: transaction rollback, partition queries, misses, and that
+model objects are no longer kept alive for moto's dashboard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from infra import moto_tuning
+
+TABLE = "engine-test"
+
+
+@pytest.fixture
+def ddb(aws_env: None) -> Iterator[Any]:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        moto_tuning.apply()
+        client = boto3.client("dynamodb", region_name="eu-central-1")
+        client.create_table(
+            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK", "G")],
+            GlobalSecondaryIndexes=[{"IndexName": "ByG", "KeySchema": [{"AttributeName": "G", "KeyType": "HASH"}],
+                                     "Projection": {"ProjectionType": "ALL"}}],
+        )
+        yield client
+
+
+def _backend_table() -> Any:
+    from moto.dynamodb.models import dynamodb_backends
+
+    return dynamodb_backends["123456789012"]["eu-central-1"].tables[TABLE]
+
+
+def _item(pk: str, sk: str, **attrs: Any) -> dict[str, Any]:
+    return {"PK": {"S": pk}, "SK": {"S": sk}, **attrs}
+
+
+def _all(client: Any) -> list[dict[str, Any]]:
+    return sorted(client.scan(TableName=TABLE)["Items"], key=lambda i: (i["PK"]["S"], i["SK"]["S"]))
+
+
+def test_the_suite_and_the_local_run_use_the_adjusted_engine(ddb: Any) -> None:
+    assert moto_tuning.applied() == {"tracking", "rollback", "query", "get_item", "lock", "responses", "expressions", "items", "actions"}
+
+
+def test_a_cancelled_transaction_leaves_every_item_as_it_was(ddb: Any) -> None:
+    ddb.put_item(TableName=TABLE, Item=_item("a", "1", n={"N": "1"}, m={"M": {"x": {"N": "1"}}}))
+    ddb.put_item(TableName=TABLE, Item=_item("b", "1"))
+    ddb.put_item(TableName=TABLE, Item=_item("c", "1", n={"N": "5"}))
+    before = _all(ddb)
+    table = _backend_table()
+    with pytest.raises(ClientError) as caught:
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": TABLE, "Item": _item("new", "1")}},
+            {"Update": {"TableName": TABLE, "Key": _item("a", "1"), "UpdateExpression": "ADD n :one SET m.x = :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+            {"Delete": {"TableName": TABLE, "Key": _item("b", "1")}},
+            {"ConditionCheck": {"TableName": TABLE, "Key": _item("c", "1"), "ConditionExpression": "n = :six",
+                                "ExpressionAttributeValues": {":six": {"N": "6"}}}},
+            {"Update": {"TableName": TABLE, "Key": _item("fresh", "1"), "UpdateExpression": "SET v = :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+        ])
+    error = caught.value.response
+    assert error["Error"]["Code"] == "TransactionCanceledException"
+    assert [r["Code"] for r in error["CancellationReasons"]] == ["None", "None", "None", "ConditionalCheckFailed", "None"]
+    assert _all(ddb) == before
+    assert _backend_table() is table  # restored in place: no copy of the table was taken
+    assert "new" not in {str(k.value) for k in table.items}  # no empty partition left behind either
+
+
+def test_a_transaction_naming_one_item_twice_is_rejected_and_rolled_back(ddb: Any) -> None:
+    ddb.put_item(TableName=TABLE, Item=_item("a", "1", n={"N": "1"}))
+    before = _all(ddb)
+    with pytest.raises(ClientError) as caught:
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": TABLE, "Item": _item("x", "1")}},
+            {"Update": {"TableName": TABLE, "Key": _item("a", "1"), "UpdateExpression": "ADD n :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+            {"Delete": {"TableName": TABLE, "Key": _item("a", "1")}},
+        ])
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    assert _all(ddb) == before
+
+
+def test_a_successful_transaction_applies_every_item(ddb: Any) -> None:
+    ddb.put_item(TableName=TABLE, Item=_item("a", "1", n={"N": "1"}))
+    ddb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": TABLE, "Item": _item("b", "1"), "ConditionExpression": "attribute_not_exists(PK)"}},
+        {"Update": {"TableName": TABLE, "Key": _item("a", "1"), "UpdateExpression": "ADD n :one",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+    ])
+    assert [(i["PK"]["S"], i.get("n")) for i in _all(ddb)] == [("a", {"N": "2"}), ("b", None)]
+
+
+def test_queries_read_their_partition_in_order_with_pages(ddb: Any) -> None:
+    for pk in ("p", "q"):
+        for sk in ("3", "1", "2", "4"):
+            ddb.put_item(TableName=TABLE, Item=_item(pk, sk, G={"S": f"g-{sk}"}))
+
+    def query(**kw: Any) -> dict[str, Any]:
+        return ddb.query(TableName=TABLE, KeyConditionExpression="PK = :p", ExpressionAttributeValues={":p": {"S": "p"}},
+                         **kw)
+
+    assert [i["SK"]["S"] for i in query()["Items"]] == ["1", "2", "3", "4"]
+    first = query(Limit=3, ScanIndexForward=False)
+    assert [i["SK"]["S"] for i in first["Items"]] == ["4", "3", "2"]
+    rest = query(Limit=3, ScanIndexForward=False, ExclusiveStartKey=first["LastEvaluatedKey"])
+    assert [i["SK"]["S"] for i in rest["Items"]] == ["1"]
+    assert ddb.query(TableName=TABLE, KeyConditionExpression="PK = :p AND SK > :s",
+                     ExpressionAttributeValues={":p": {"S": "q"}, ":s": {"S": "2"}})["Count"] == 2
+    assert ddb.query(TableName=TABLE, KeyConditionExpression="PK = :p",
+                     ExpressionAttributeValues={":p": {"S": "none"}})["Items"] == []
+    by_index = ddb.query(TableName=TABLE, IndexName="ByG", KeyConditionExpression="G = :g",
+                         ExpressionAttributeValues={":g": {"S": "g-2"}})["Items"]
+    assert sorted(i["PK"]["S"] for i in by_index) == ["p", "q"]
+
+
+def test_a_miss_answers_nothing_and_leaves_no_partition(ddb: Any) -> None:
+    assert "Item" not in ddb.get_item(TableName=TABLE, Key=_item("ghost", "1"))
+    assert _backend_table().items == {}
+    ddb.put_item(TableName=TABLE, Item=_item("real", "1"))
+    assert ddb.get_item(TableName=TABLE, Key=_item("real", "1"))["Item"] == _item("real", "1")
+
+
+def test_model_objects_are_not_kept_for_the_dashboard(ddb: Any) -> None:
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.table import Table
+
+    for i in range(20):
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": TABLE, "Item": _item(f"p{i}", str(j))}} for j in range(10)
+        ])
+        ddb.query(TableName=TABLE, KeyConditionExpression="PK = :p", ExpressionAttributeValues={":p": {"S": f"p{i}"}})
+    assert Item.instances_tracked == [] and Table.instances_tracked == []
+    assert len(_all(ddb)) == 200
+
+
+def test_data_plane_answers_are_what_motos_own_serializer_writes(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from moto.dynamodb.responses import DynamoHandler
+
+    fast = DynamoHandler.serialized
+    moto_own = fast.__wrapped__  # type: ignore[attr-defined]
+    compared: list[str] = []
+
+    def both(self: Any, action_result: Any) -> Any:
+        ours, theirs = fast(self, action_result), moto_own(self, action_result)
+        if self._get_action() in moto_tuning.PLAIN_JSON_ACTIONS and isinstance(action_result.result, dict):
+            assert (ours[0], json.loads(ours[2])) == (theirs[0], json.loads(theirs[2])), self._get_action()
+            assert ours[1]["Content-Type"] == theirs[1]["Content-Type"]
+            compared.append(self._get_action())
+        return ours
+
+    monkeypatch.setattr(DynamoHandler, "serialized", both)
+    key = _item("a", "1")
+    item = {**key, "n": {"N": "1.50"}, "b": {"B": b"\x00\xff"}, "ss": {"SS": ["x", "y"]}, "ns": {"NS": ["1", "2"]},
+            "bs": {"BS": [b"1", b"2"]}, "e": {"S": ""},
+            "m": {"M": {"k": {"L": [{"S": "v"}, {"NULL": True}, {"BOOL": False}, {"B": b"zz"}]}}}}
+    one = {":one": {"N": "1"}}
+    ddb.put_item(TableName=TABLE, Item=item, ReturnConsumedCapacity="TOTAL")
+    ddb.put_item(TableName=TABLE, Item=item, ReturnValues="ALL_OLD")
+    assert ddb.get_item(TableName=TABLE, Key=key)["Item"]["b"] == {"B": b"\x00\xff"}
+    ddb.get_item(TableName=TABLE, Key=_item("a", "2"))
+    ddb.get_item(TableName=TABLE, Key=key, ProjectionExpression="m.k[0], n")
+    for returns in ("ALL_NEW", "UPDATED_OLD", "NONE"):
+        ddb.update_item(TableName=TABLE, Key=key, UpdateExpression="ADD n :one", ExpressionAttributeValues=one,
+                        ReturnValues=returns)
+    for sk in range(5):
+        ddb.put_item(TableName=TABLE, Item=_item("q", str(sk)))
+    page = ddb.query(TableName=TABLE, KeyConditionExpression="PK = :p", ExpressionAttributeValues={":p": {"S": "q"}},
+                     Limit=2, ReturnConsumedCapacity="TOTAL")
+    assert page["LastEvaluatedKey"] == _item("q", "1")
+    ddb.query(TableName=TABLE, KeyConditionExpression="PK = :p", ExpressionAttributeValues={":p": {"S": "q"}},
+              Select="COUNT")
+    ddb.scan(TableName=TABLE, Limit=3)
+    ddb.batch_get_item(RequestItems={TABLE: {"Keys": [key, _item("q", "1"), _item("none", "1")]}})
+    ddb.batch_write_item(RequestItems={TABLE: [{"PutRequest": {"Item": _item("w", "1")}},
+                                               {"DeleteRequest": {"Key": _item("q", "0")}}]},
+                         ReturnConsumedCapacity="TOTAL")
+    ddb.transact_write_items(TransactItems=[{"Put": {"TableName": TABLE, "Item": _item("tx", "1")}}],
+                             ReturnConsumedCapacity="TOTAL")
+    ddb.transact_get_items(TransactItems=[{"Get": {"TableName": TABLE, "Key": key}},
+                                          {"Get": {"TableName": TABLE, "Key": _item("nx", "1")}}])
+    ddb.delete_item(TableName=TABLE, Key=key, ReturnValues="ALL_OLD")
+    assert set(compared) == moto_tuning.PLAIN_JSON_ACTIONS
