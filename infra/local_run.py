@@ -459,6 +459,19 @@ def _handler_class() -> type:
         def log_request(self, code: Any = "-", size: Any = "-") -> None:
             """No access-log line: the app logs every request itself (``sarafan.http``)."""
 
+        def __getattr__(self, name: str) -> Any:
+            # Methods Chalice local does not know (TRACE, CONNECT, PROPFIND...) get a JSON 405,
+            # as API Gateway answers with a 4xx, instead of BaseHTTPServer's HTML 501.
+            if name.startswith("do_"):
+                return self._unsupported_method
+            raise AttributeError(name)
+
+        def _unsupported_method(self) -> None:
+            self._parse_payload()  # drain the body so the connection stays usable
+            body = json.dumps({"error": {"code": "method_not_allowed", "message": "Method not allowed",
+                                         "details": {}}}).encode()
+            self._send_http_response(405, {"Content-Type": "application/json"}, body)
+
     return LocalRequestHandler
 
 

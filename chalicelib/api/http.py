@@ -10,28 +10,39 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
 from functools import cached_property, wraps
 from typing import Any
+from urllib.parse import quote
 
 from chalice import Blueprint, Response
 from chalice.app import Request
 
 from chalicelib.api.openapi_registry import Operation, register
+from chalicelib.domain import safe_json
 from chalicelib.domain.errors import BadRequest, DomainError, PayloadTooLarge, RateLimited, UnsupportedMediaType
 from chalicelib.logs import get_logger, request_id_var
 from chalicelib.services.auth import Principal, authenticate
 
 MAX_BODY_BYTES = 256 * 1024
+#: Longest query parameter value and path parameter accepted (longer: 400, never a store error).
+MAX_QUERY_CHARS = 1024
+MAX_PATH_PARAM_CHARS = 256
 JSON_HEADERS = {"Content-Type": "application/json"}
 log = get_logger("sarafan.http")
 
 
 def respond(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate stored by an older version: escape it, never a 500
+        text = json.dumps(body, separators=(",", ":"))
     return Response(
-        body=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        body=text,
         status_code=status,
         headers={**JSON_HEADERS, **(headers or {})},
     )
@@ -77,25 +88,39 @@ class ApiRequest:
         return body
 
     def json(self) -> Any:
-        """The JSON body (must be an object); empty body means ``{}``."""
+        """The JSON body (must be an object); empty body means ``{}``.
+
+        Read once through :func:`chalicelib.domain.safe_json.loads`: nesting, number,
+        string and duplicate-key limits are answered here with a 400 naming the path.
+        """
+        return self._json
+
+    @cached_property
+    def _json(self) -> Any:
         raw = self.raw_body
         content_type = self.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if raw and content_type != "application/json":
-            raise UnsupportedMediaType("Send the body as application/json", details={"content_type": content_type})
+            raise UnsupportedMediaType("Send the body as application/json",
+                                       details={"content_type": content_type[:100]})
         if not raw.strip():
             return {}
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadRequest("Body is not valid JSON", code="malformed_json", details={"reason": str(exc)}) from None
-        if not isinstance(data, dict):
-            raise BadRequest("Body must be a JSON object", code="malformed_json")
-        return data
+        return safe_json.loads(raw)
+
+    def form(self, *, multi: bool = False) -> Any:
+        """An ``application/x-www-form-urlencoded`` body through :func:`safe_json.read_form`."""
+        return safe_json.read_form(self.raw_body, multi=multi)
 
     def query(self, name: str, default: str | None = None) -> str | None:
+        """A query parameter: at most ``MAX_QUERY_CHARS`` characters, no control characters (else 400)."""
         params: dict[str, Any] = dict(self._request.query_params or {})
         value = params.get(name)
-        return default if value is None else str(value)
+        if value is None:
+            return default
+        text = str(value)
+        if len(text) > MAX_QUERY_CHARS or safe_json.has_control_characters(text):
+            raise BadRequest(f"Query parameter '{name}' is too long or contains control characters",
+                             code="invalid_query", details={"parameter": name, "max_length": MAX_QUERY_CHARS})
+        return text
 
     def int_query(self, name: str, default: int, minimum: int, maximum: int) -> int:
         raw = self.query(name)
@@ -137,8 +162,8 @@ def decode_cursor(raw: str | None, partition: tuple[str, str]) -> dict[str, Any]
     if not raw:
         return None
     try:
-        data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (binascii.Error, ValueError):
+        data = safe_json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (binascii.Error, ValueError, BadRequest):
         data = None
     attribute, value = partition
     if (
@@ -151,10 +176,20 @@ def decode_cursor(raw: str | None, partition: tuple[str, str]) -> dict[str, Any]
     return {k: {"S": v} for k, v in data.items()}
 
 
-def _handle_errors(view: Callable[..., Any]) -> Callable[..., Any]:
+def check_path_params(params: dict[str, Any]) -> None:
+    """Path parameters are ids and codes: bounded and single-line, else a 400 naming the parameter."""
+    for name, value in params.items():
+        if isinstance(value, str) and (len(value) > MAX_PATH_PARAM_CHARS or safe_json.has_control_characters(value)):
+            raise BadRequest(f"Path parameter '{name}' is too long or contains control characters",
+                             code="invalid_path", details={"parameter": name, "max_length": MAX_PATH_PARAM_CHARS})
+
+
+def _handle_errors(view: Callable[..., Any], check_path: bool = True) -> Callable[..., Any]:
     @wraps(view)
     def handler(req: ApiRequest, **params: Any) -> Response:
         try:
+            if check_path:
+                check_path_params(params)
             result = view(req, **params)
         except DomainError as err:
             return error_response(err)
@@ -192,11 +227,13 @@ class ApiBlueprint(Blueprint):
         description: str = "",
         query_params: tuple[tuple[str, str], ...] = (),
         cors: Any = None,
+        strict_path: bool = True,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """``strict_path=False`` lets a view take odd path parameters itself (``/r/{code}`` redirects)."""
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
             register(Operation(path, method, summary, tag, auth, request_schema,
                                (content_types or ["application/json"])[0], success_status, description, query_params))
-            handler = _handle_errors(view)
+            handler = _handle_errors(view, strict_path)
 
             @wraps(view)
             def route_view(**params: Any) -> Response:
@@ -223,6 +260,7 @@ def http_middleware(event: Request, get_response: Callable[[Request], Response])
         response = get_response(event)
         response = _normalise_framework_error(response)
         response.headers["X-Request-Id"] = request_id
+        _ascii_headers(response)
         log.info(
             "request",
             extra={
@@ -235,6 +273,21 @@ def http_middleware(event: Request, get_response: Callable[[Request], Response])
         return response
     finally:
         request_id_var.reset(token)
+
+
+_HEADER_SAFE = re.compile(r"^[\x20-\x7e]*$")
+
+
+def _ascii_headers(response: Response) -> None:
+    """Every header value written is printable ASCII: anything else is percent-encoded (and logged),
+    so no stored or echoed value can split a header or make the server drop the connection."""
+    for name, value in list(response.headers.items()):
+        values = value if isinstance(value, list) else [value]
+        if all(isinstance(v, str) and _HEADER_SAFE.match(v) for v in values):
+            continue
+        log.warning("non-ASCII header value encoded", extra={"header": name})
+        fixed = [quote(str(v), safe="".join(chr(c) for c in range(0x21, 0x7F))) for v in values]
+        response.headers[name] = fixed if isinstance(value, list) else fixed[0]
 
 
 _FRAMEWORK_CODES = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",

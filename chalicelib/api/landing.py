@@ -13,6 +13,7 @@ from typing import Any
 from chalice import Response
 
 from chalicelib.api.http import ApiBlueprint, ApiRequest, error_response, respond
+from chalicelib.domain import urls
 from chalicelib.domain.errors import DomainError, RateLimited
 from chalicelib.logs import get_logger
 from chalicelib.services.landing import cors, invites, offer, rate_limits, redirect
@@ -89,7 +90,8 @@ def get_offer_preflight(code: str) -> Response:
 
 @landing.endpoint(
     "/r/{code}", "GET", summary="Short link: redirect to the landing page and count the click", tag=TAG,
-    auth="none", success_status=302, query_params=(("p", "string"), *((k, "string") for k in redirect.UTM_PARAMS)),
+    auth="none", success_status=302, strict_path=False,
+    query_params=(("p", "string"), *((k, "string") for k in redirect.UTM_PARAMS)),
     description="302 to the landing page of the code's program (of partner `p` if given and valid) with "
                 "`ref=<code>` and the incoming `utm_*` parameters. The click is counted per code, day and "
                 "`utm_source` (messenger link-preview fetches are not counted); no IP is stored. An unknown code redirects to the default landing page, never "
@@ -108,5 +110,7 @@ def follow_link(req: ApiRequest, code: str) -> Any:
     except Exception:  # the visitor still gets somewhere useful
         log.exception("redirect failed")
         target = redirect.default_landing_url()
+    # The Location header must be ASCII (raw IDN or control characters drop the connection).
+    location = urls.to_header_url(target) or redirect.FALLBACK_LANDING_URL
     return Response(body="", status_code=302, headers={
-        "Location": target, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        "Location": location, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})

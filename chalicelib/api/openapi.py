@@ -33,11 +33,14 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
 _ERRORS = {
     "400": "Malformed request",
     "401": "Missing or invalid credentials",
+    "403": "This key may not do this (e.g. a partner key on an operator route, a publishable key elsewhere)",
     "404": "Not found (or not visible to this key)",
+    "409": "Conflicts with the current state (e.g. a code taken, a concurrent change)",
     "413": "Body too large",
     "415": "Unsupported content type",
     "422": "Validation failed; `details.errors` lists the JSON paths",
     "429": "Rate limited; see Retry-After",
+    "503": "The data store is busy (throttling or contention); safe to retry",
 }
 
 

@@ -19,8 +19,15 @@ def freeze(at: datetime | None) -> None:
 
 def iso(at: datetime) -> str:
     """ISO-8601 UTC with a ``Z`` suffix and microseconds, which sorts lexicographically."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime("%Y"): strftime does not zero-pad years below 1000, and
+    # "1-01-01T…" neither sorts nor parses back.
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+    """Inverse of :func:`iso`; also reads the unpadded years (``1-01-01T…``) older versions wrote."""
+    text = text.strip().replace("Z", "+00:00")
+    year, dash, rest = text.partition("-")
+    if dash and year.isdigit() and len(year) < 4:
+        text = year.zfill(4) + "-" + rest
+    return datetime.fromisoformat(text).astimezone(UTC)

@@ -8,12 +8,11 @@ which holds the secret versions needed to verify, and its program's record in th
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
-from chalicelib.domain import clock, webhook_signature
-from chalicelib.domain.errors import BadRequest, NotFound
+from chalicelib.domain import clock, safe_json, webhook_signature
+from chalicelib.domain.errors import NotFound
 from chalicelib.domain.events import parse_event
 from chalicelib.services import pipeline, secrets
 from chalicelib.store import tenancy_repo
@@ -31,13 +30,7 @@ def receive(partner_id: str, headers: dict[str, str], raw_body: bytes) -> dict[s
     if not valid:
         raise NotFound("This partner has no secret for canonical events", details={"source": SOURCE})
     verified = webhook_signature.verify(valid, headers, raw_body)
-    body = _json(raw_body)
+    body = safe_json.loads(raw_body, require_object=False)
     event = parse_event(body, default_region="RU" if program.default_locale == "ru" else "US")
     return pipeline.process(program, partner_id, event, delivery_id=verified.msg_id)
 
-
-def _json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest("Body is not valid JSON", code="malformed_json", details={"reason": str(exc)}) from None

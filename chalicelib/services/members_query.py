@@ -15,6 +15,7 @@ from chalicelib.domain import clock
 from chalicelib.domain.codes import normalize_code, validate_vanity_code
 from chalicelib.domain.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from chalicelib.domain.identity import mask_email, mask_phone, normalize_email, normalize_phone
+from chalicelib.domain.safe_json import SINGLE_LINE
 from chalicelib.domain.validation import validate
 from chalicelib.services.auth import Principal
 from chalicelib.services.landing.invites import display_code, public_link
@@ -38,7 +39,7 @@ VANITY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["code"],
-    "properties": {"code": {"type": "string", "maxLength": 64}},
+    "properties": {"code": {"type": "string", "maxLength": 64, "pattern": SINGLE_LINE}},
 }
 MAX_ATTEMPTS = 4
 

@@ -10,10 +10,12 @@ from datetime import timedelta
 from typing import Any
 
 from chalicelib.config import get_settings
-from chalicelib.domain import clock
+from chalicelib.domain import clock, urls
 from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed, field_error
 from chalicelib.domain.ids import new_id
+from chalicelib.domain.safe_json import SINGLE_LINE
 from chalicelib.domain.settings import IMMUTABLE_SETTINGS, PROGRAM_SETTINGS_SCHEMA
+from chalicelib.domain.urls import HTTP_URL
 from chalicelib.domain.validation import validate
 from chalicelib.services import secrets
 from chalicelib.services.auth import PARTNER_PREFIX, PUBLISHABLE_PREFIX, Principal, hash_key, new_key
@@ -27,15 +29,17 @@ from chalicelib.store.transact import Transaction
 WEBHOOK_SOURCES = ["events"]
 
 _ORIGIN = {"type": "string", "pattern": r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$", "maxLength": 200}
-_URL = {"type": "string", "pattern": r"^https?://\S+$", "maxLength": 2000}
+# Stored normalised (IDN host as punycode, path percent-encoded): it goes into Location headers.
+_URL = {"type": "string", "pattern": HTTP_URL, "maxLength": 2000}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 120, "pattern": SINGLE_LINE}
 
 PROGRAM_CREATE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["name"],
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 120},
-        "points_unit": {"type": "string", "minLength": 1, "maxLength": 40, "default": "points"},
+        "name": _NAME,
+        "points_unit": {"type": "string", "minLength": 1, "maxLength": 40, "default": "points", "pattern": SINGLE_LINE},
         "point_value_minor": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 100},
         "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "default": "RUB"},
         "default_locale": {"enum": ["ru", "en"], "default": "ru"},
@@ -51,7 +55,7 @@ PROGRAM_UPDATE_SCHEMA: dict[str, Any] = {
     "minProperties": 1,
     "properties": {
         "name": PROGRAM_CREATE_SCHEMA["properties"]["name"],
-        "points_unit": {"type": "string", "minLength": 1, "maxLength": 40},
+        "points_unit": {"type": "string", "minLength": 1, "maxLength": 40, "pattern": SINGLE_LINE},
         "default_locale": {"enum": ["ru", "en"]},
         "allowed_origins": {"type": "array", "items": _ORIGIN, "maxItems": 20},
         "landing_url": {"anyOf": [_URL, {"type": "null"}]},
@@ -65,7 +69,7 @@ PARTNER_CREATE_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["name"],
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 120},
+        "name": _NAME,
         "landing_url": _URL,
         "webhook_sources": {
             "type": "array",
@@ -143,7 +147,7 @@ def create_program(principal: Principal, body: Any) -> dict[str, Any]:
         currency=data["currency"],
         default_locale=data["default_locale"],
         allowed_origins=data["allowed_origins"],
-        landing_url=data.get("landing_url"),
+        landing_url=urls.normalize_field(data.get("landing_url"), "$.landing_url"),
         settings=data.get("settings", {}),
         created_at=clock.utcnow(),
     )
@@ -185,7 +189,8 @@ def update_program(principal: Principal, program_id: str, body: Any) -> dict[str
     actions = [getattr(ProgramItem, field).set(data[field]) for field in
                ("name", "points_unit", "default_locale", "allowed_origins") if field in data]
     if "landing_url" in data:
-        actions.append(ProgramItem.landing_url.set(data["landing_url"]) if data["landing_url"]
+        landing_url = urls.normalize_field(data["landing_url"], "$.landing_url")
+        actions.append(ProgramItem.landing_url.set(landing_url) if landing_url
                        else ProgramItem.landing_url.remove())
     if changes:
         actions.append(ProgramItem.settings.set({**current, **changes}))
@@ -212,7 +217,7 @@ def create_partner(principal: Principal, program_id: str, body: Any) -> dict[str
         program_id=program_id,
         partner_id=partner_id,
         name=data["name"],
-        landing_url=data.get("landing_url"),
+        landing_url=urls.normalize_field(data.get("landing_url"), "$.landing_url"),
         webhook_secrets=webhook_secrets,
         created_at=now,
     )

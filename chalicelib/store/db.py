@@ -14,15 +14,19 @@ import json
 import threading
 import zlib
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pynamodb.attributes import Attribute, DiscriminatorAttribute, UnicodeAttribute
 from pynamodb.connection import TableConnection
-from pynamodb.constants import BINARY, STRING
+from pynamodb.constants import BINARY, NULL, STRING
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from chalicelib.domain.clock import iso, parse_iso
+from chalicelib.logs import get_logger
+
+_E = TypeVar("_E", bound="Entity")
+log = get_logger("sarafan.store")
 
 _lock = threading.Lock()
 _connection: TableConnection | None = None
@@ -107,6 +111,65 @@ class Entity(Model):
     @classmethod
     def _get_connection(cls) -> TableConnection:
         return shared_connection()
+
+    @classmethod
+    def _instantiate(cls: type[_E], attribute_values: dict[str, dict[str, Any]]) -> _E:
+        """Decode a stored item, never letting one bad item break a read.
+
+        Nothing stored may make a later read fail (an older version or a bug may have
+        written it). An attribute that cannot be decoded is logged (entity and attribute
+        name only: values may be personal data) and, if it is nullable or has a default,
+        left at that; otherwise the whole item decodes to an :class:`UnreadableItem`, which
+        read paths skip like any item of another type (they filter with ``isinstance``).
+        Same steps as PynamoDB's own ``_instantiate`` (pinned version), one attribute at a time.
+        """
+        try:
+            stored_cls = cls._get_discriminator_class(attribute_values)
+        except (ValueError, TypeError):
+            return _unreadable(cls, attribute_values, "entity")  # type: ignore[return-value]
+        if stored_cls and not issubclass(stored_cls, cls):
+            return _unreadable(cls, attribute_values, "entity")  # type: ignore[return-value]
+        instance = (stored_cls or cls)(_user_instantiated=False)
+        instance.attribute_values = {}
+        instance._set_discriminator()
+        instance._set_defaults(_user_instantiated=False)
+        broken: list[str] = []
+        for name, attr in instance.get_attributes().items():
+            raw = attribute_values.get(attr.attr_name)
+            if not raw or NULL in raw:
+                continue
+            try:
+                setattr(instance, name, attr.deserialize(attr.get_value(raw)))
+            except Exception:  # any decoding failure of stored data
+                broken.append(name)
+        if broken:
+            required = [n for n in broken if not _tolerable(instance.get_attributes()[n])]
+            log.warning("stored item has unreadable attributes",
+                        extra={"entity": type(instance).__name__, "attributes": broken, "skipped": bool(required)})
+            if required:
+                return _unreadable(cls, attribute_values, ",".join(required))  # type: ignore[return-value]
+        return instance  # type: ignore[return-value]
+
+
+class UnreadableItem(Entity, discriminator="unreadable"):
+    """Stands in for a stored item that cannot be decoded (only ``PK``/``SK`` are set)."""
+
+    broken = UnicodeAttribute(null=True)
+
+
+def _tolerable(attr: Attribute[Any]) -> bool:
+    return bool(getattr(attr, "null", False)) or getattr(attr, "default", None) is not None
+
+
+def _unreadable(cls: type[Entity], values: dict[str, dict[str, Any]], what: str) -> UnreadableItem:
+    if what == "entity":
+        log.warning("stored item of unknown type", extra={"entity": cls.__name__})
+    item = UnreadableItem(_user_instantiated=False)
+    for name in ("PK", "SK"):
+        raw = values.get(name) or {}
+        setattr(item, name, raw.get(STRING) if isinstance(raw.get(STRING), str) else "")
+    item.broken = what
+    return item
 
 
 def bind(table_name: str | None = None) -> None:

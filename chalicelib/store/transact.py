@@ -22,12 +22,16 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
-from chalicelib.domain.errors import Conflict, DomainError, ServiceUnavailable
+from chalicelib.domain.errors import BadRequest, Conflict, DomainError, ServiceUnavailable
+from chalicelib.logs import get_logger
 from chalicelib.store.db import Entity, shared_connection
+
+_log = get_logger("sarafan.store")
 
 #: DynamoDB's limit on the number of items in one transaction.
 MAX_TRANSACTION_ITEMS = 100
 _RETRYABLE = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+_INVALID = {"ValidationError", "ItemCollectionSizeLimitExceeded"}
 _THROTTLED = {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
 
 _SENT_ORDER = {"condition_check": 0, "delete": 1, "save": 2, "update": 3}
@@ -147,8 +151,22 @@ class Transaction:
 
 
 def map_store_error(exc: PynamoDBException) -> DomainError | PynamoDBException:
-    """Transient capacity/contention problems become 503; anything else stays a bug (500)."""
+    """Store errors a client can cause or fix by retrying become domain errors; the rest stay bugs (500).
+
+    * throttling, and transactions cancelled only by contention or throttling: 503 (retry);
+    * DynamoDB refusing a value (``ValidationException``, a ``ValidationError`` cancellation
+      reason: a key too long, an item over 400 KB, ...): 400 ``invalid_input``. Input that
+      reaches the store should have been refused at the edge, so this is also logged; it is
+      never a 503, which well-behaved senders would retry forever.
+    """
     code = exc.cause_response_code or ""
-    if code in _THROTTLED or code in {"TransactionCanceledException", "TransactionInProgressException"}:
+    reasons = {r.code for r in (getattr(exc, "cancellation_reasons", None) or []) if r is not None and r.code}
+    if code == "ValidationException" or (code == "TransactionCanceledException" and reasons & _INVALID):
+        _log.warning("store refused a value", extra={"store_code": code, "reasons": sorted(reasons)})
+        return BadRequest("The data store refused a value in the request", code="invalid_input",
+                          details={"store_code": code})
+    if code in _THROTTLED or code == "TransactionInProgressException" or (
+        code == "TransactionCanceledException" and (not reasons or reasons <= _RETRYABLE | {"None"})
+    ):
         return ServiceUnavailable("The data store is busy; retry the request", details={"store_code": code})
     return exc

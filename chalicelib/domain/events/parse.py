@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
+from chalicelib.domain import safe_json, urls
 from chalicelib.domain.codes import normalize_code, normalize_coupon_code
 from chalicelib.domain.errors import ValidationFailed, field_error
 from chalicelib.domain.events.model import CanonicalEvent, Customer, OrderAmounts, Referral, Refund, Utm
@@ -15,6 +16,9 @@ from chalicelib.domain.events.schemas import _NEEDS_IDENTIFIER, _validator, sche
 from chalicelib.domain.events.types import EVENT_TYPES
 from chalicelib.domain.identity import normalize_email, normalize_phone
 from chalicelib.domain.validation import schema_errors
+
+#: Birthdays before this are typos (and would not round-trip through every system).
+EARLIEST_BIRTHDAY: Final = date(1900, 1, 1)
 
 
 def _fail(errors: list[dict[str, str]]) -> ValidationFailed:
@@ -29,14 +33,9 @@ def _schema_errors(exc: Any) -> list[dict[str, str]]:
     return errors
 
 
-def _parse_timestamp(value: str, path: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise _fail([field_error(path, "is not a valid RFC 3339 timestamp")])
-    return parsed.astimezone(UTC)
+def _parse_timestamp(value: str, path: str, now: datetime | None) -> datetime:
+    # Not before 2000-01-01, at most safe_json.MAX_AHEAD after the server clock (documented limits).
+    return safe_json.timestamp(value, path, now=now)
 
 
 def _optional_str(value: Any) -> str | None:
@@ -60,6 +59,9 @@ def _parse_customer(raw: Mapping[str, Any], default_region: str) -> Customer:
             birthday = date.fromisoformat(birthday_raw)
         except ValueError:
             raise _fail([field_error("$.customer.birthday", "is not a valid date")]) from None
+        if not EARLIEST_BIRTHDAY <= birthday <= date.today() + timedelta(days=1):
+            raise _fail([field_error("$.customer.birthday",
+                                     f"must be between {EARLIEST_BIRTHDAY.isoformat()} and today")])
     return Customer(
         id=_optional_str(raw.get("id")),
         email=email,
@@ -94,16 +96,19 @@ def _parse_referral(raw: Mapping[str, Any]) -> Referral:
         code_raw=code_raw if code_raw else None,
         coupon_codes=tuple(coupons),
         utm=utm,
-        landing_url=_optional_str(raw.get("landing_url")),
+        # Stored normalised (punycode host, percent-encoded path); one that cannot be is dropped.
+        landing_url=urls.to_header_url(raw.get("landing_url")),
     )
 
 
-def parse_event(body: Any, *, default_region: str = "RU") -> CanonicalEvent:
+def parse_event(body: Any, *, default_region: str = "RU", now: datetime | None = None) -> CanonicalEvent:
     """Validate and normalise one canonical event.
 
     Raises ``ValidationFailed`` with ``details.errors[*].path`` in JSONPath
     (``$.order.total``); unknown types fail on ``$.type``. ``default_region`` resolves
-    national phone formats.
+    national phone formats. ``occurred_at`` must lie in ``safe_json.timestamp``'s window
+    (2000-01-01 to ``now`` + 5 minutes; ``now`` defaults to ``clock.utcnow()``). ``body``
+    should come from ``safe_json.loads`` (nesting, numbers, strings, duplicate keys).
     """
     if not isinstance(body, dict):
         raise _fail([field_error("$", "must be a JSON object")])
@@ -122,7 +127,7 @@ def parse_event(body: Any, *, default_region: str = "RU") -> CanonicalEvent:
     except fastjsonschema.JsonSchemaValueException as exc:
         raise _fail(_schema_errors(exc)) from None
 
-    occurred_at = _parse_timestamp(body["occurred_at"], "$.occurred_at")
+    occurred_at = _parse_timestamp(body["occurred_at"], "$.occurred_at", now)
 
     customer = None
     if body.get("customer") is not None:

@@ -19,12 +19,15 @@ from chalicelib.domain.events.types import (
     ORDER_REFUNDED,
     SUPPORTED_LOCALES,
 )
+from chalicelib.domain.safe_json import SINGLE_LINE
+from chalicelib.domain.urls import HTTP_URL
 
 _RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
-_ID = {"type": "string", "minLength": 1, "maxLength": 256}
+_ID = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": SINGLE_LINE}
 _AMOUNT = {"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT}
 _CURRENCY = {"type": "string", "pattern": "^[A-Z]{3}$"}
 _OPT_STR = {"type": ["string", "null"], "maxLength": 256}
+_OPT_LINE = {"type": ["string", "null"], "maxLength": 256, "pattern": SINGLE_LINE}
 
 
 def _object_schema(object_type: str | None) -> dict[str, Any]:
@@ -42,10 +45,10 @@ def _object_schema(object_type: str | None) -> dict[str, Any]:
 _CUSTOMER: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "id": {"type": ["string", "null"], "minLength": 1, "maxLength": 256},
+        "id": {"type": ["string", "null"], "minLength": 1, "maxLength": 256, "pattern": SINGLE_LINE},
         "email": {"type": ["string", "null"], "maxLength": 320},
         "phone": {"type": ["string", "null"], "maxLength": 64},
-        "name": {"type": ["string", "null"], "maxLength": 200},
+        "name": {"type": ["string", "null"], "maxLength": 200, "pattern": SINGLE_LINE},
         "locale": {"enum": [*SUPPORTED_LOCALES, None]},
         "birthday": {"type": ["string", "null"], "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
     },
@@ -81,18 +84,19 @@ _REFUND: dict[str, Any] = {
 _REFERRAL: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "code": {"type": ["string", "null"], "maxLength": 64},
+        "code": {"type": ["string", "null"], "maxLength": 64, "pattern": SINGLE_LINE},
         "coupon_codes": {
             "type": "array",
             "maxItems": 20,
-            "items": {"type": "string", "maxLength": 64},
+            "items": {"type": "string", "maxLength": 64, "pattern": SINGLE_LINE},
         },
         "utm": {
             "type": "object",
-            "properties": {key: _OPT_STR for key in ("source", "medium", "campaign", "content", "term")},
+            "properties": {key: _OPT_LINE for key in ("source", "medium", "campaign", "content", "term")},
             "additionalProperties": False,
         },
-        "landing_url": {"type": ["string", "null"], "maxLength": 2048, "pattern": "^https?://"},
+        # Any http(s) URL without control characters; stored normalised (see domain/urls.py).
+        "landing_url": {"type": ["string", "null"], "maxLength": 2048, "pattern": HTTP_URL},
     },
     "additionalProperties": False,
 }

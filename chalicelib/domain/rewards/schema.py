@@ -34,6 +34,7 @@ from chalicelib.domain.rewards.models import (
     Tier,
     Trigger,
 )
+from chalicelib.domain.safe_json import SINGLE_LINE
 from chalicelib.domain.settings import DEFAULT_MAX_DEPTH, MAX_DEPTH_RANGE
 from chalicelib.domain.validation import child_path, schema_errors, to_jsonpath
 
@@ -129,7 +130,7 @@ _RULE = {
     "required": ["id", "trigger", "recipient", "amount"],
     "properties": {
         "id": {"type": "string", "pattern": _ID, "description": "Stable id, shown on postings."},
-        "name": {"type": "string", "minLength": 1, "maxLength": 120},
+        "name": {"type": "string", "minLength": 1, "maxLength": 120, "pattern": SINGLE_LINE},
         "enabled": {"type": "boolean", "default": True},
         "trigger": {
             "type": "object",
@@ -206,7 +207,7 @@ RULES_SCHEMA: dict[str, Any] = {
     "required": ["rules"],
     "properties": {
         "version": {"type": "integer", "minimum": 1, "description": "Assigned by the server."},
-        "name": {"type": "string", "maxLength": 120},
+        "name": {"type": "string", "maxLength": 120, "pattern": SINGLE_LINE},
         "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
         "max_depth": {"type": "integer", "minimum": MAX_DEPTH_RANGE[0], "maximum": MAX_DEPTH_LIMIT, "default": DEFAULT_MAX_DEPTH},
         "hold_days": {"type": "integer", "minimum": 0, "maximum": 365, "default": 14},

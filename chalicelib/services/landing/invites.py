@@ -18,6 +18,7 @@ from chalicelib.domain.codes import format_code, generate_code, has_valid_check_
 from chalicelib.domain.errors import ServiceUnavailable, ValidationFailed, field_error
 from chalicelib.domain.identity import normalize_email, normalize_phone
 from chalicelib.domain.ids import new_id
+from chalicelib.domain.safe_json import SINGLE_LINE
 from chalicelib.domain.share import qr_svg, resolve_locale, share_links, share_texts
 from chalicelib.domain.validation import validate
 from chalicelib.logs import get_logger
@@ -48,7 +49,8 @@ MAX_ATTEMPTS = 6
 _UTM_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {k: {"type": "string", "maxLength": 256} for k in ("source", "medium", "campaign", "content", "term")},
+    "properties": {k: {"type": "string", "maxLength": 256, "pattern": SINGLE_LINE}
+                   for k in ("source", "medium", "campaign", "content", "term")},
 }
 INVITE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -56,9 +58,9 @@ INVITE_SCHEMA: dict[str, Any] = {
     "properties": {
         "email": {"type": "string", "maxLength": 320},
         "phone": {"type": "string", "maxLength": 64},
-        "name": {"type": "string", "maxLength": 120},
-        "locale": {"type": "string", "maxLength": 16},
-        "ref": {"type": "string", "maxLength": 64},
+        "name": {"type": "string", "maxLength": 120, "pattern": SINGLE_LINE},
+        "locale": {"type": "string", "maxLength": 16, "pattern": SINGLE_LINE},
+        "ref": {"type": "string", "maxLength": 64, "pattern": SINGLE_LINE},
         "utm": _UTM_SCHEMA,
     },
 }

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.domain import clock
+from chalicelib.domain import clock, urls
 from chalicelib.domain.codes import normalize_code
 from chalicelib.domain.errors import NotFound
 from chalicelib.logs import get_logger
@@ -29,7 +29,7 @@ _PREVIEW_BOT_RE = re.compile(
 
 
 def default_landing_url() -> str:
-    return os.environ.get("SARAFAN_DEFAULT_LANDING_URL", "").strip() or FALLBACK_LANDING_URL
+    return urls.to_header_url(os.environ.get("SARAFAN_DEFAULT_LANDING_URL", "").strip()) or FALLBACK_LANDING_URL
 
 
 def _utm_source(value: str | None) -> str:
@@ -63,15 +63,16 @@ def redirect_target(raw_code: str, query: dict[str, str], user_agent: str | None
         program = tenancy_repo.get_program(link.program_id)
     except NotFound:
         return default_landing_url()
-    landing = program.landing_url or default_landing_url()
+    # Stored URLs are normalised on the way in; older ones are normalised here (or skipped).
+    landing = urls.to_header_url(program.landing_url) or default_landing_url()
     partner_id = (query.get("p") or "").strip()
     if partner_id and len(partner_id) <= 64:
         try:
             partner = tenancy_repo.get_partner(program.program_id, partner_id)
         except NotFound:
             partner = None
-        if isinstance(partner, PartnerItem) and partner.landing_url:
-            landing = partner.landing_url
+        if isinstance(partner, PartnerItem) and urls.to_header_url(partner.landing_url):
+            landing = urls.to_header_url(partner.landing_url) or landing
     utm = {k: query[k][:256] for k in UTM_PARAMS if query.get(k)}
     try:
         if not is_preview_bot(user_agent):
