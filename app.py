@@ -19,7 +19,10 @@ from chalicelib.api.notifications import notifications
 from chalicelib.api.rewards import rewards
 from chalicelib.api.streams import streams
 from chalicelib.api.webhooks import webhooks
+from chalicelib.services import ports
 
+# The service ports (stores, rate limiter, secrets, clock), built once on first use: no AWS client now.
+ports.wire(ports.production)
 app = Chalice(app_name="sarafan")
 app.register_middleware(http_middleware, "http")
 app.register_blueprint(meta)

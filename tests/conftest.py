@@ -32,7 +32,7 @@ def reset_process_state() -> None:
     """Everything cached per process (settings, connections, clients, config cache, clock)."""
     from chalicelib import aws, config
     from chalicelib.domain import clock
-    from chalicelib.services import envelope, rules, secrets
+    from chalicelib.services import envelope, ports, rules, secrets
     from chalicelib.store import cache, db
 
     config.reset_settings()
@@ -43,6 +43,7 @@ def reset_process_state() -> None:
     rules.reset_cache()
     envelope.reset_cache()
     clock.freeze(None)
+    ports.use(None)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import count
@@ -81,7 +80,9 @@ class ApiClient:
 
         _catch_up(clock, event)
         raw = json.dumps(event)
-        msg_id, ts = f"msg_{next(_message_ids)}", int(time.time())
+        from chalicelib.domain import clock
+
+        msg_id, ts = f"msg_{next(_message_ids)}", int(clock.utcnow().timestamp())  # the service's one clock
         return self.post(f"/v1/webhooks/{partner['partner_id']}/events", raw=raw, key=None, headers={
             "webhook-id": msg_id, "webhook-timestamp": str(ts),
             "webhook-signature": sign(partner["webhook_secrets"]["events"], msg_id, ts, raw.encode())})

@@ -25,7 +25,9 @@ from chalicelib.api.openapi_registry import Operation, register
 from chalicelib.domain import safe_json
 from chalicelib.domain.errors import BadRequest, DomainError, PayloadTooLarge, RateLimited, UnsupportedMediaType
 from chalicelib.logs import get_logger, request_id_var
+from chalicelib.services import ports
 from chalicelib.services.auth import Principal, authenticate
+from chalicelib.services.ports import Ports
 
 MAX_BODY_BYTES = 256 * 1024
 #: Longest query parameter value and path parameter accepted (longer: 400, never a store error).
@@ -144,6 +146,11 @@ class ApiRequest:
     @property
     def request(self) -> Request:
         return self._request
+
+    @property
+    def ports(self) -> Ports:
+        """The ports the app was wired with (``app.py``); services take them as an argument."""
+        return ports.current()
 
 
 def encode_cursor(last_key: dict[str, Any] | None) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor
-from chalicelib.services import members_query
+from chalicelib.services import coupons, members_query
 from chalicelib.store import keys
 
 members = ApiBlueprint(__name__)
@@ -77,3 +77,34 @@ def list_code_attributions(req: ApiRequest, program_id: str, code: str) -> Any:
 )
 def set_code(req: ApiRequest, program_id: str, member_id: str) -> Any:
     return members_query.set_vanity_code(req.principal, program_id, member_id, req.json())
+
+
+COUPON_DOC = ("A member's personal promo code (one the shop created in its platform, e.g. `ANNA-500`): an order "
+              "naming it in `referral.coupon_codes` is attributed to the member (source `coupon`). Unique per "
+              "program: a code another member holds is a 409 `coupon_taken`; at most 20 per member. Codes compare "
+              "case-insensitively (stored upper-cased). Partner key or operator.")
+
+
+@members.endpoint(f"{BASE}/members/{{member_id}}/coupons", "GET", tag=TAG,
+                  summary="A member's personal coupon codes", description=COUPON_DOC)
+def list_coupons(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    return coupons.list_coupons(req.ports, req.principal, program_id, member_id)
+
+
+@members.endpoint(f"{BASE}/members/{{member_id}}/coupons/{{code}}", "PUT", tag=TAG,
+                  summary="Register a personal coupon code for a member (idempotent)", description=COUPON_DOC)
+def put_coupon(req: ApiRequest, program_id: str, member_id: str, code: str) -> Any:
+    return coupons.register(req.ports, req.principal, program_id, member_id, code)
+
+
+@members.endpoint(f"{BASE}/members/{{member_id}}/coupons/{{code}}", "GET", tag=TAG,
+                  summary="One of a member's coupon codes (404 when not theirs)", description=COUPON_DOC)
+def get_coupon(req: ApiRequest, program_id: str, member_id: str, code: str) -> Any:
+    return coupons.get_coupon(req.ports, req.principal, program_id, member_id, code)
+
+
+@members.endpoint(f"{BASE}/members/{{member_id}}/coupons/{{code}}", "DELETE", tag=TAG,
+                  summary="Remove a member's coupon code; orders naming it are no longer attributed by it",
+                  description=COUPON_DOC)
+def delete_coupon(req: ApiRequest, program_id: str, member_id: str, code: str) -> Any:
+    return coupons.remove(req.ports, req.principal, program_id, member_id, code)

@@ -22,6 +22,7 @@ from pynamodb.exceptions import DoesNotExist, PutError
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict
 from chalicelib.logs import get_logger
+from chalicelib.services import ports
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
 from chalicelib.store.ledger import (
@@ -49,7 +50,7 @@ class _Changed(Exception):
 
 
 def run(now: datetime | None = None) -> dict[str, Any]:
-    now = now or clock.utcnow()
+    now = now or ports.current().clock.now()
     today = day_of(now)
     state = _state()
     start = state.done_through if state else day_of(now - timedelta(days=FIRST_RUN_LOOKBACK_DAYS))

@@ -27,12 +27,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from chalicelib.domain import clock
 from chalicelib.domain.errors import ServiceUnavailable
 from chalicelib.domain.events import CanonicalEvent, business_key
 from chalicelib.domain.fingerprint import fingerprint, fingerprint_conflict
 from chalicelib.logs import get_logger
-from chalicelib.services import attribution_stage, membership_stage, stages
+from chalicelib.services import attribution_stage, membership_stage, ports, stages
 from chalicelib.services.event_context import (
     ATTRIBUTING_EVENTS,
     EventContext,
@@ -69,7 +68,7 @@ def process(program: ProgramItem, partner_id: str, event: CanonicalEvent, delive
         event_key=keys.event(program.program_id, _hash(bkey)),
         refs=tuple(refs),
         delivery_id=delivery_id,
-        now=clock.utcnow(),
+        now=ports.current().clock.now(),
     )
     for _ in range(MAX_ATTEMPTS):
         try:

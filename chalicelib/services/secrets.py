@@ -130,3 +130,13 @@ def rotated(webhook_secrets: dict[str, Any], source: str, now: datetime, overlap
     ]
     kept.append({"version": new_version, "created_at": iso(now), "expires_at": None})
     return {**webhook_secrets, source: kept}, new_version
+
+
+class MasterKeySecrets:
+    """The ``Secrets`` port over the deployment's master key (``services.ports``)."""
+
+    def derive_key(self, purpose: str) -> bytes:
+        return derive_key(purpose)
+
+    def webhook_secret(self, program_id: str, partner_id: str, source: str, version: int) -> str:
+        return derive_secret(program_id, partner_id, source, version)

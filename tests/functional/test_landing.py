@@ -279,15 +279,20 @@ def test_invites_are_rate_limited_per_ip_per_program(api: ApiClient) -> None:
 
 
 def test_the_limit_is_per_client_ip(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.api.http import ApiRequest
+    """The client IP comes from where API Gateway puts it (``requestContext.identity.sourceIp``):
+    the test changes the gateway's event, not our extraction of it."""
+    from chalice.local import LambdaEventConverter
 
     program = program_with(api, settings={"landing_rate_limits": {"invites_per_minute": 1}})
-    ip = {"value": "203.0.113.1"}
-    monkeypatch.setattr(ApiRequest, "source_ip", property(lambda self: ip["value"]))
+    monkeypatch.setattr(LambdaEventConverter, "LOCAL_SOURCE_IP", "203.0.113.1")
     assert invite(api, program, {"email": "a@example.com"}).status == 200
     assert invite(api, program, {"email": "a@example.com"}).status == 429
-    ip["value"] = "203.0.113.2"
+    monkeypatch.setattr(LambdaEventConverter, "LOCAL_SOURCE_IP", "203.0.113.2")
     assert invite(api, program, {"email": "a@example.com"}).status == 200
+    # A spoofed forwarding header does not make a new client.
+    spoofed = api.post("/v1/landing/invites", {"email": "a@example.com"}, key=None, headers={
+        "X-Publishable-Key": program["publishable_key"], "Origin": ORIGIN, "X-Forwarded-For": "198.51.100.7"})
+    assert spoofed.status == 429
 
 
 # --------------------------------------------------------------------------- redirect

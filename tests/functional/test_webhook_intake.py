@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,7 @@ _ids = count(1)
 def headers_for(secrets: list[str], raw: str | bytes, msg_id: str | None = None, ts: int | None = None) -> dict[str, str]:
     body = raw.encode() if isinstance(raw, str) else raw
     msg_id = msg_id or f"msg_w{next(_ids)}"
-    ts = int(time.time()) if ts is None else ts
+    ts = int(clock.utcnow().timestamp()) if ts is None else ts
     return {"webhook-id": msg_id, "webhook-timestamp": str(ts),
             "webhook-signature": " ".join(sign(s, msg_id, ts, body) for s in secrets)}
 
@@ -115,7 +114,7 @@ def test_wrong_secret_is_refused(api: ApiClient, shop: tuple) -> None:
 def test_stale_timestamp_is_refused(api: ApiClient, shop: tuple, offset: int) -> None:
     _, partner = shop
     raw = json.dumps(signup({"email": "anna@example.com"}))
-    headers = headers_for([partner["webhook_secrets"]["events"]], raw, ts=int(time.time()) + offset)
+    headers = headers_for([partner["webhook_secrets"]["events"]], raw, ts=int(clock.utcnow().timestamp()) + offset)
     reply = post(api, partner["partner_id"], raw, headers)
     assert (reply.status, reply.error_code) == (401, "signature_stale_timestamp")
 

@@ -9,24 +9,25 @@ import hmac
 import os
 import time
 
-from chalicelib.domain import clock
 from chalicelib.domain.errors import RateLimited
-from chalicelib.services import secrets
-from chalicelib.store import counters
+from chalicelib.services import ports
 
 DEFAULT_REDIRECTS_PER_MINUTE = 120
 
 
-def client_fingerprint(source_ip: str) -> str:
+def client_fingerprint(source_ip: str, deps: ports.Ports | None = None) -> str:
     """Salted (HMAC with a key derived from the master secret) hash of a client IP: never the IP."""
-    return hmac.new(secrets.derive_key("client-ip"), source_ip.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    key = (deps or ports.current()).secrets.derive_key("client-ip")
+    return hmac.new(key, source_ip.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 
-def rate_limit(scope: str, source_ip: str, per_minute: int) -> None:
-    now = clock.utcnow().timestamp()
+def rate_limit(scope: str, source_ip: str, per_minute: int, deps: ports.Ports | None = None) -> None:
+    deps = deps or ports.current()
+    now = deps.clock.now().timestamp()
     window_start = int(now // 60) * 60
     window = time.strftime("%Y%m%d%H%M", time.gmtime(window_start))
-    if not counters.take(f"{scope}#{client_fingerprint(source_ip)}", window, per_minute, window_start + 120):
+    fingerprint = client_fingerprint(source_ip, deps)
+    if not deps.rate_limiter.take(f"{scope}#{fingerprint}", window, per_minute, window_start + 120):
         retry_after = max(1, int(window_start + 60 - now + 0.999))
         raise RateLimited("Too many requests; retry later", retry_after_seconds=retry_after,
                           details={"limit_per_minute": per_minute})

@@ -1,0 +1,182 @@
+"""In-memory fakes of the service ports, beside their DynamoDB implementations (``store.dynamo_ports``).
+
+Same interfaces, same observable behaviour: ``tests/contract/`` runs one suite against both, so a
+service test on ``services.ports.fakes()`` (milliseconds, no moto) means the same as one on DynamoDB.
+Items are the same PynamoDB entity classes, held in dicts (no connection is ever opened).
+Thread-safe, so the fakes also serve concurrency tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.store import keys
+from chalicelib.store.dynamo_ports import MAX_COUPONS_PER_MEMBER, StaleMember, coupons_from_pointer_keys
+from chalicelib.store.events import EventItem
+from chalicelib.store.ledger import BalanceItem, OutboxItem
+from chalicelib.store.members import MemberItem, key_str
+
+
+class ManualClock:
+    """A clock tests move by hand (``set``/``advance``)."""
+
+    def __init__(self, at: datetime) -> None:
+        self._at = at
+
+    def now(self) -> datetime:
+        return self._at
+
+    def set(self, at: datetime) -> None:
+        self._at = at
+
+    def advance(self, **delta: float) -> None:
+        self._at += timedelta(**delta)
+
+
+class FakeRateLimiter:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.hits: dict[tuple[str, str], int] = {}
+
+    def take(self, scope: str, window: str, limit: int, expires_at_epoch: int) -> bool:
+        with self._lock:
+            used = self.hits.get((scope, window), 0)
+            if used >= limit:
+                return False
+            self.hits[(scope, window)] = used + 1
+            return True
+
+
+class FakeSecrets:
+    """Deterministic keys from a fixed master secret (the real derivation, a different master)."""
+
+    def __init__(self, master: bytes = b"fake-master-key") -> None:
+        self.master = master
+
+    def derive_key(self, purpose: str) -> bytes:
+        import hashlib
+        import hmac
+
+        return hmac.new(self.master, f"sarafan-key|{purpose}".encode(), hashlib.sha256).digest()
+
+    def webhook_secret(self, program_id: str, partner_id: str, source: str, version: int) -> str:
+        import base64
+        import hashlib
+        import hmac
+
+        message = f"sarafan-webhook-secret|{program_id}|{partner_id}|{source}|{version}".encode()
+        return "whsec_" + base64.b64encode(hmac.new(self.master, message, hashlib.sha256).digest()).decode("ascii")
+
+
+def _copy_member(member: MemberItem) -> MemberItem:
+    return MemberItem.from_raw_data(member.serialize())
+
+
+class FakeMemberStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.members: dict[tuple[str, str], MemberItem] = {}
+        self.coupons: dict[tuple[str, str], str] = {}
+
+    def put(self, member: MemberItem) -> None:
+        """Test setup: store a member as it is."""
+        with self._lock:
+            self.members[(member.program_id, member.member_id)] = _copy_member(member)
+
+    def get(self, program_id: str, member_id: str) -> MemberItem | None:
+        with self._lock:
+            found = self.members.get((program_id, member_id))
+            return _copy_member(found) if found is not None else None
+
+    def coupon_owner(self, program_id: str, code: str) -> str | None:
+        with self._lock:
+            return self.coupons.get((program_id, code))
+
+    def coupons_of(self, member: MemberItem) -> list[str]:
+        return coupons_from_pointer_keys(member)
+
+    def _stored(self, member: MemberItem) -> MemberItem:
+        stored = self.members.get((member.program_id, member.member_id))
+        if stored is None or int(stored.revision or 0) != int(member.revision or 0):
+            raise StaleMember()
+        return stored
+
+    def add_coupon(self, member: MemberItem, code: str) -> bool:
+        pid = member.program_id
+        with self._lock:
+            owner = self.coupons.get((pid, code))
+            if owner == member.member_id:
+                return False
+            if owner is not None:
+                raise Conflict("This coupon code belongs to another member", code="coupon_taken",
+                               details={"code": code})
+            if len(coupons_from_pointer_keys(member)) >= MAX_COUPONS_PER_MEMBER:
+                raise Conflict(f"A member has at most {MAX_COUPONS_PER_MEMBER} coupon codes",
+                               code="too_many_coupons", details={"limit": MAX_COUPONS_PER_MEMBER})
+            stored = self._stored(member)
+            stored.pointer_keys = [*(stored.pointer_keys or []), key_str(keys.coupon(pid, code))]
+            stored.revision = int(stored.revision or 0) + 1
+            self.coupons[(pid, code)] = member.member_id
+            return True
+
+    def remove_coupon(self, member: MemberItem, code: str) -> None:
+        pid = member.program_id
+        key = key_str(keys.coupon(pid, code))
+        with self._lock:
+            if key not in (member.pointer_keys or []):
+                raise NotFound("The member has no such coupon code", code="coupon_not_found", details={"code": code})
+            stored = self._stored(member)
+            if self.coupons.get((pid, code)) != member.member_id:
+                raise StaleMember()
+            stored.pointer_keys = [k for k in stored.pointer_keys or [] if k != key]
+            stored.revision = int(stored.revision or 0) + 1
+            del self.coupons[(pid, code)]
+
+
+class FakeLedgerStore:
+    def __init__(self) -> None:
+        self.balances: dict[tuple[str, str], BalanceItem] = {}
+
+    def balance(self, program_id: str, member_id: str) -> BalanceItem | None:
+        return self.balances.get((program_id, member_id))
+
+
+class FakeEventStore:
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], EventItem] = {}
+
+    def put(self, record: EventItem) -> None:
+        self.records[(record.program_id, record.business_key)] = record
+
+    def get(self, program_id: str, business_key: str) -> EventItem | None:
+        return self.records.get((program_id, business_key))
+
+
+class FakeOutbox:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.messages: dict[str, OutboxItem] = {}
+
+    def put(self, message: OutboxItem) -> None:
+        with self._lock:
+            self.messages[message.message_id] = message
+
+    def pending(self, day: str, limit: int) -> Sequence[OutboxItem]:
+        bucket = keys.gsi1_outbox_pending(day, "", "")[0]
+        with self._lock:
+            due = [m for m in self.messages.values() if bucket == m.GSI1PK and m.status == "pending"]
+        return sorted(due, key=lambda m: m.GSI1SK or "")[:limit]
+
+    def mark_sent(self, message: OutboxItem, at: datetime) -> bool:
+        with self._lock:
+            stored = self.messages.get(message.message_id)
+            if stored is None or stored.status != "pending":
+                return False
+            stored.status = "sent"
+            stored.GSI1PK = stored.GSI1SK = None
+        message.status = "sent"
+        message.GSI1PK = message.GSI1SK = None
+        return True
