@@ -24,7 +24,6 @@ by check-then-write.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from chalicelib.domain.errors import ServiceUnavailable
@@ -41,6 +40,7 @@ from chalicelib.services.event_context import (
 from chalicelib.services.outcomes import AlreadyProcessed, RetryEvent
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
+from chalicelib.store.dynamo_ports import event_key_hash
 from chalicelib.store.events import EventItem
 from chalicelib.store.members import IdentityItem, MemberItem, batch_get, identity_refs
 from chalicelib.store.tenancy import ProgramItem
@@ -65,7 +65,7 @@ def process(program: ProgramItem, partner_id: str, event: CanonicalEvent, delive
         partner_id=partner_id,
         event=event,
         business_key=bkey,
-        event_key=keys.event(program.program_id, _hash(bkey)),
+        event_key=keys.event(program.program_id, event_key_hash(bkey)),
         refs=tuple(refs),
         delivery_id=delivery_id,
         now=ports.current().clock.now(),
@@ -80,10 +80,6 @@ def process(program: ProgramItem, partner_id: str, event: CanonicalEvent, delive
         except RetryEvent:
             continue
     raise ServiceUnavailable("The event could not be processed because of concurrent updates; retry it")
-
-
-def _hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
 
 
 def _fingerprint(ctx: EventContext) -> dict[str, Any]:

@@ -74,7 +74,7 @@ def test_coupons_are_unique_per_program_listed_and_removable(api: ApiClient) -> 
 
 
 def test_an_unknown_coupon_attributes_nothing(api: ApiClient) -> None:
-    pid, partner, _ = setup(api)
+    _, partner, _ = setup(api)
     reply = api.processed(partner, order("friend-3", "o-3", ["NOBODY"]))
     assert reply["attribution"]["outcome"] != "credited"
     assert reply["attribution"]["referrer_id"] is None
@@ -95,7 +95,7 @@ def test_the_coupon_pointer_follows_its_members_ancestry(api: ApiClient) -> None
 
 
 def test_who_may_manage_coupons(api: ApiClient) -> None:
-    pid, partner, anna = setup(api)
+    pid, _, anna = setup(api)
     other = api.create_program()
     other_partner = api.create_partner(other["program_id"])
     # Another tenant's key: the program does not exist for it.

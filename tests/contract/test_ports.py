@@ -1,0 +1,220 @@
+"""One contract per port, run against the in-memory fake and the DynamoDB implementation (moto).
+
+If a fake passes here, a service test on it means the same as one on DynamoDB. Each test gets a
+``impl`` fixture parametrised ``fake`` / ``dynamo``; the dynamo side runs under moto with a fresh
+table (the ``aws`` fixture), the fake side needs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.services import ports
+from chalicelib.store import keys
+from chalicelib.store.dynamo_ports import MAX_COUPONS_PER_MEMBER, StaleMember
+from chalicelib.store.events import EventItem
+from chalicelib.store.ledger import BalanceItem, OutboxItem
+from chalicelib.store.members import MemberItem, new_member
+
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+PID = "prg_contract"
+
+
+@dataclass
+class Impl:
+    kind: str
+    ports: ports.Ports
+
+    def seed_member(self, member_id: str, **fields: Any) -> MemberItem:
+        member = new_member(PID, member_id, f"CODE{member_id.upper()}", joined_at=NOW, joined_via="api",
+                            refs=[], **fields)
+        if self.kind == "fake":
+            self.ports.members.put(member)  # type: ignore[attr-defined]
+        else:
+            member.save()
+        found = self.ports.members.get(PID, member_id)
+        assert found is not None
+        return found
+
+    def seed(self, item: Any) -> None:
+        if self.kind == "fake":
+            if isinstance(item, BalanceItem):
+                self.ports.ledger.balances[(item.program_id, item.member_id)] = item  # type: ignore[attr-defined]
+            elif isinstance(item, EventItem):
+                self.ports.events.put(item)  # type: ignore[attr-defined]
+            elif isinstance(item, OutboxItem):
+                self.ports.outbox.put(item)  # type: ignore[attr-defined]
+        else:
+            item.save()
+
+
+@pytest.fixture(params=["fake", "dynamo"])
+def impl(request: pytest.FixtureRequest) -> Iterator[Impl]:
+    if request.param == "fake":
+        yield Impl("fake", ports.fakes(NOW))
+    else:
+        request.getfixturevalue("aws")
+        yield Impl("dynamo", ports.production())
+
+
+# --------------------------------------------------------------------------- members and coupons
+
+
+def test_an_unknown_member_is_none(impl: Impl) -> None:
+    assert impl.ports.members.get(PID, "mbr_nobody") is None
+
+
+def test_a_coupon_is_registered_once_and_listed(impl: Impl) -> None:
+    anna = impl.seed_member("anna")
+    assert impl.ports.members.add_coupon(anna, "ANNA-500") is True
+    anna = impl.ports.members.get(PID, "anna")  # type: ignore[assignment]
+    assert impl.ports.members.coupons_of(anna) == ["ANNA-500"]
+    assert impl.ports.members.coupon_owner(PID, "ANNA-500") == "anna"
+    assert impl.ports.members.add_coupon(anna, "ANNA-500") is False  # already hers: no change
+    assert impl.ports.members.coupon_owner(PID, "OTHER") is None
+
+
+def test_a_coupon_belongs_to_one_member_per_program(impl: Impl) -> None:
+    anna, boris = impl.seed_member("anna"), impl.seed_member("boris")
+    impl.ports.members.add_coupon(anna, "SPRING")
+    with pytest.raises(Conflict) as taken:
+        impl.ports.members.add_coupon(boris, "SPRING")
+    assert taken.value.code == "coupon_taken"
+    boris = impl.ports.members.get(PID, "boris")  # type: ignore[assignment]
+    assert impl.ports.members.coupons_of(boris) == []
+
+
+def test_a_stale_member_is_refused(impl: Impl) -> None:
+    anna = impl.seed_member("anna")
+    impl.ports.members.add_coupon(anna, "ONE")
+    with pytest.raises(StaleMember):  # ``anna`` was read before the first coupon changed her
+        impl.ports.members.add_coupon(anna, "TWO")
+    assert impl.ports.members.coupon_owner(PID, "TWO") is None
+
+
+def test_removal_frees_the_code(impl: Impl) -> None:
+    anna, boris = impl.seed_member("anna"), impl.seed_member("boris")
+    impl.ports.members.add_coupon(anna, "SPRING")
+    anna = impl.ports.members.get(PID, "anna")  # type: ignore[assignment]
+    with pytest.raises(NotFound):
+        impl.ports.members.remove_coupon(boris, "SPRING")
+    impl.ports.members.remove_coupon(anna, "SPRING")
+    assert impl.ports.members.coupon_owner(PID, "SPRING") is None
+    anna = impl.ports.members.get(PID, "anna")  # type: ignore[assignment]
+    assert impl.ports.members.coupons_of(anna) == []
+    with pytest.raises(NotFound):
+        impl.ports.members.remove_coupon(anna, "SPRING")
+    assert impl.ports.members.add_coupon(boris, "SPRING") is True
+
+
+def test_a_member_has_a_bounded_number_of_coupons(impl: Impl) -> None:
+    impl.seed_member("anna")
+    for n in range(MAX_COUPONS_PER_MEMBER):
+        member = impl.ports.members.get(PID, "anna")
+        assert member is not None and impl.ports.members.add_coupon(member, f"C{n}")
+    member = impl.ports.members.get(PID, "anna")
+    assert member is not None
+    with pytest.raises(Conflict) as full:
+        impl.ports.members.add_coupon(member, "ONE-MORE")
+    assert full.value.code == "too_many_coupons"
+
+
+def test_concurrent_registrations_of_one_code_have_one_winner(impl: Impl) -> None:
+    members = [impl.seed_member(f"m{n}") for n in range(4)]
+
+    def attempt(member: MemberItem) -> str:
+        try:
+            return "won" if impl.ports.members.add_coupon(member, "HOT") else "noop"
+        except Conflict:
+            return "taken"
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(attempt, members))
+    assert outcomes.count("won") == 1 and outcomes.count("taken") == 3
+    owner = impl.ports.members.coupon_owner(PID, "HOT")
+    assert owner == members[outcomes.index("won")].member_id
+
+
+# --------------------------------------------------------------------------- rate limiter
+
+
+def test_the_rate_limiter_counts_up_to_the_limit_per_scope_and_window(impl: Impl) -> None:
+    take = impl.ports.rate_limiter.take
+    assert [take("s", "w1", 2, 0) for _ in range(3)] == [True, True, False]
+    assert take("s", "w2", 2, 0) is True  # next window
+    assert take("other", "w1", 2, 0) is True  # other scope
+
+
+def test_the_rate_limiter_holds_under_concurrency(impl: Impl) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: impl.ports.rate_limiter.take("c", "w", 5, 0), range(12)))
+    assert results.count(True) == 5
+
+
+# --------------------------------------------------------------------------- secrets, clock
+
+
+def test_secrets_are_stable_per_purpose_and_distinct(impl: Impl) -> None:
+    s = impl.ports.secrets
+    assert s.derive_key("a") == s.derive_key("a") != s.derive_key("b")
+    assert len(s.derive_key("a")) == 32
+    secret = s.webhook_secret(PID, "ptn", "events", 1)
+    assert secret.startswith("whsec_") and secret != s.webhook_secret(PID, "ptn", "events", 2)
+
+
+def test_the_clock_is_timezone_aware_utc(impl: Impl) -> None:
+    now = impl.ports.clock.now()
+    assert now.tzinfo is not None and now.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- ledger, events, outbox
+
+
+def test_balances_are_read_back(impl: Impl) -> None:
+    assert impl.ports.ledger.balance(PID, "anna") is None
+    pk, sk = keys.balance(PID, "anna")
+    impl.seed(BalanceItem(PK=pk, SK=sk, program_id=PID, member_id="anna", available=30, pending=10, lifetime_earned=40))
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and (int(balance.available), int(balance.pending)) == (30, 10)
+
+
+def test_an_event_record_is_found_by_its_business_key(impl: Impl) -> None:
+    from chalicelib.store.dynamo_ports import event_key_hash
+
+    bkey = f"{PID}|ptn|order|o-1|order.paid"
+    assert impl.ports.events.get(PID, bkey) is None
+    pk, sk = keys.event(PID, event_key_hash(bkey))
+    impl.seed(EventItem(PK=pk, SK=sk, program_id=PID, partner_id="ptn", business_key=bkey, type="order.paid",
+                        object_type="order", object_id="o-1", occurred_at=NOW, received_at=NOW,
+                        result={"status": "processed"}))
+    record = impl.ports.events.get(PID, bkey)
+    assert record is not None and record.result == {"status": "processed"}
+
+
+def _message(n: int, day: str = "2026-11-23") -> OutboxItem:
+    from chalicelib.domain import clock
+
+    at = NOW.replace(minute=n)
+    pk, sk = keys.outbox_message(PID, f"msg{n}")
+    gpk, gsk = keys.gsi1_outbox_pending(day, clock.iso(at), f"msg{n}")
+    return OutboxItem(PK=pk, SK=sk, GSI1PK=gpk, GSI1SK=gsk, program_id=PID, message_id=f"msg{n}", member_id="anna",
+                      template="points_earned", locale="ru", params={}, channels={}, status="pending", created_at=at)
+
+
+def test_the_outbox_lists_a_days_pending_messages_oldest_first_and_sends_each_once(impl: Impl) -> None:
+    for n in (3, 1, 2):
+        impl.seed(_message(n))
+    impl.seed(_message(4, day="2026-11-24"))
+    pending = impl.ports.outbox.pending("2026-11-23", 10)
+    assert [m.message_id for m in pending] == ["msg1", "msg2", "msg3"]
+    assert [m.message_id for m in impl.ports.outbox.pending("2026-11-23", 2)] == ["msg1", "msg2"]
+    assert impl.ports.outbox.mark_sent(pending[0], NOW) is True
+    assert impl.ports.outbox.mark_sent(_message(1), NOW) is False  # someone already sent it
+    assert [m.message_id for m in impl.ports.outbox.pending("2026-11-23", 10)] == ["msg2", "msg3"]
