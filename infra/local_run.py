@@ -309,10 +309,13 @@ def seed_demo(base_url: str, saved: dict[str, Any] | None = None) -> dict[str, A
     existing = next((p for p in listed if p["name"] == DEMO_PROGRAM), None)
     if existing is None:
         origins = sorted({base_url, base_url.replace("127.0.0.1", "localhost")})
-        program = programs.create_program(
-            operator, {"name": DEMO_PROGRAM, "points_unit": "баллы", "allowed_origins": origins}
-        )
-        partners = [programs.create_partner(operator, program["program_id"], {"name": n}) for n in DEMO_PARTNERS]
+        from chalicelib.domain.validation import validate
+
+        program = programs.create_program(operator, validate(
+            programs.PROGRAM_CREATE_SCHEMA, {"name": DEMO_PROGRAM, "points_unit": "баллы", "allowed_origins": origins}))
+        partners = [programs.create_partner(operator, program["program_id"],
+                                            validate(programs.PARTNER_CREATE_SCHEMA, {"name": n}))
+                    for n in DEMO_PARTNERS]
         rules.put_rules(operator, program["program_id"], DEMO_RULES)
         return {
             "program_id": program["program_id"],

@@ -15,7 +15,7 @@ TAG = "Administration"
 @admin.endpoint("/v1/programs", "POST", summary="Create a program (returns its publishable key once)", tag=TAG,
                 auth="operator", request_schema=programs.PROGRAM_CREATE_SCHEMA, success_status=201)
 def create_program(req: ApiRequest) -> Any:
-    return respond(programs.create_program(req.principal, req.json()), 201)
+    return respond(programs.create_program(req.principal, req.body), 201)
 
 
 @admin.endpoint("/v1/programs", "GET", summary="List programs (a partner key sees its own program)", tag=TAG,
@@ -37,14 +37,14 @@ def get_program(req: ApiRequest, program_id: str) -> Any:
                 description="Currency and point value are fixed once ledger entries exist in them; "
                             "`settings.max_depth` is fixed because members' stored ancestry is cut to it.")
 def update_program(req: ApiRequest, program_id: str) -> Any:
-    return programs.update_program(req.principal, program_id, req.json())
+    return programs.update_program(req.principal, program_id, req.body)
 
 
 @admin.endpoint("/v1/programs/{program_id}/partners", "POST", tag=TAG, auth="operator", success_status=201,
                 summary="Add a partner (returns its API key and webhook secrets once)",
                 request_schema=programs.PARTNER_CREATE_SCHEMA)
 def create_partner(req: ApiRequest, program_id: str) -> Any:
-    return respond(programs.create_partner(req.principal, program_id, req.json()), 201)
+    return respond(programs.create_partner(req.principal, program_id, req.body), 201)
 
 
 @admin.endpoint("/v1/programs/{program_id}/partners", "GET", summary="List the partners of a program (paged)",

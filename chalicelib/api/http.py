@@ -3,6 +3,14 @@ place where domain errors become HTTP responses.
 
 A view is ``def view(req: ApiRequest, **path_params)``: it extracts its input
 from ``req``, calls one service and returns a dict (200) or :func:`respond`.
+
+One contract per route: what ``ApiBlueprint.endpoint`` declares is what runs. Before the view,
+``auth=`` is enforced (``key``/``operator``/``publishable``: the caller's key is checked, a
+``{program_id}`` in the path must be the caller's program, ``operator`` needs the operator key)
+and a ``request_schema=`` is validated (``req.body`` is the validated JSON; ``body="raw"`` for the
+few routes whose body a domain parser reads after another check, e.g. the webhook signature). A
+route that declares no schema cannot read a body. ``tests/functional/test_route_contracts.py``
+checks every route against its declaration.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from chalice.app import Request
 from chalicelib.api.openapi_registry import Operation, register
 from chalicelib.domain import safe_json
 from chalicelib.domain.errors import BadRequest, DomainError, PayloadTooLarge, RateLimited, UnsupportedMediaType
+from chalicelib.domain.validation import validate
 from chalicelib.logs import get_logger, request_id_var
 from chalicelib.services import ports
 from chalicelib.services.auth import Principal, authenticate
@@ -61,12 +70,29 @@ def error_response(err: DomainError) -> Response:
     return respond(error_body(err.code, err.message, err.details), err.status, headers)
 
 
+#: ``(method, route)`` of every route that read a body it does not declare (``request_schema=``): a
+#: programming error, kept working for compatibility but logged, and failed by the route contract test.
+UNDECLARED_BODY_READS: set[tuple[str, str]] = set()
+
+
+def _undeclared_read(req: ApiRequest) -> None:
+    route = (str(req.request.method), str(req.request.path))  # the route template, e.g. /v1/programs/{program_id}
+    if route not in UNDECLARED_BODY_READS:
+        log.warning("route read a body it does not declare", extra={"method": route[0], "route": route[1]})
+    UNDECLARED_BODY_READS.add(route)
+
+
 class ApiRequest:
     """What a view may read from the request. Parsing is lazy and errors are domain errors."""
 
-    def __init__(self, request: Request, auth: str = "key") -> None:
+    def __init__(self, request: Request, auth: str = "key", body_mode: str = "raw") -> None:
         self._request = request
         self._auth = auth
+        self._body_mode = body_mode
+        #: The body validated against the route's ``request_schema`` (``body="validate"`` routes).
+        self.body: Any = None
+        #: Per-request state a blueprint's response hook may use (e.g. the landing page's program).
+        self.context: dict[str, Any] = {}
 
     @cached_property
     def headers(self) -> dict[str, str]:
@@ -94,7 +120,12 @@ class ApiRequest:
 
         Read once through :func:`chalicelib.domain.safe_json.loads`: nesting, number,
         string and duplicate-key limits are answered here with a 400 naming the path.
+        A route that declares no ``request_schema`` should not read a body: the read still works
+        (so an undeclared route keeps working) but is recorded in :data:`UNDECLARED_BODY_READS`,
+        which ``tests/functional/test_route_contracts.py`` requires to stay empty.
         """
+        if self._body_mode == "none":
+            _undeclared_read(self)
         return self._json
 
     @cached_property
@@ -110,6 +141,8 @@ class ApiRequest:
 
     def form(self, *, multi: bool = False) -> Any:
         """An ``application/x-www-form-urlencoded`` body through :func:`safe_json.read_form`."""
+        if self._body_mode == "none":
+            _undeclared_read(self)
         return safe_json.read_form(self.raw_body, multi=multi)
 
     def query(self, name: str, default: str | None = None) -> str | None:
@@ -191,12 +224,34 @@ def check_path_params(params: dict[str, Any]) -> None:
                              code="invalid_path", details={"parameter": name, "max_length": MAX_PATH_PARAM_CHARS})
 
 
-def _handle_errors(view: Callable[..., Any], check_path: bool = True) -> Callable[..., Any]:
+def _enforce(req: ApiRequest, op: Operation, params: dict[str, Any]) -> None:
+    """The route's declared contract, before the view runs: auth first, then the body."""
+    if op.auth in ("key", "operator", "publishable"):
+        principal = req.principal  # 401 without a valid key; 403 for a publishable key off the landing routes
+        if "program_id" in params:
+            principal.require_program(params["program_id"])  # another tenant's program does not exist (404)
+        if op.auth == "operator":
+            principal.require_operator()
+    if op.request_schema is not None and op.body_mode == "validate":
+        schema = op.request_schema() if callable(op.request_schema) else op.request_schema
+        req.body = validate(schema, req.json())
+
+
+def _handle_errors(view: Callable[..., Any], op: Operation,
+                   finish: Callable[[ApiRequest, Response], None] | None = None,
+                   check_path: bool = True) -> Callable[..., Any]:
     @wraps(view)
     def handler(req: ApiRequest, **params: Any) -> Response:
+        response = _run(req, params)
+        if finish is not None:
+            finish(req, response)  # e.g. landing CORS headers, on successes and errors alike
+        return response
+
+    def _run(req: ApiRequest, params: dict[str, Any]) -> Response:
         try:
             if check_path:
                 check_path_params(params)
+            _enforce(req, op, params)
             result = view(req, **params)
         except DomainError as err:
             return error_response(err)
@@ -229,22 +284,33 @@ class ApiBlueprint(Blueprint):
         tag: str,
         auth: str = "key",
         request_schema: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+        body: str | None = None,
         content_types: list[str] | None = None,
         success_status: int = 200,
         description: str = "",
         query_params: tuple[tuple[str, str], ...] = (),
         cors: Any = None,
+        finish: Callable[[ApiRequest, Response], None] | None = None,
         strict_path: bool = True,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """``strict_path=False`` lets a view take odd path parameters itself (``/r/{code}`` redirects)."""
+        """``body``: ``"validate"`` (default with a schema), ``"raw"`` (documented; a domain parser reads it
+        after another check) or ``"none"`` (default without a schema: the view cannot read a body).
+        ``finish(req, response)`` runs on every response of the route, errors included.
+        ``strict_path=False`` lets a view take odd path parameters itself (``/r/{code}`` redirects)."""
+        body_mode = body or ("validate" if request_schema is not None else "none")
+        if body_mode not in ("validate", "raw", "none") or (body_mode != "none") != (request_schema is not None):
+            raise ValueError(f"{method} {path}: body={body_mode!r} does not match its request_schema")
+
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
-            register(Operation(path, method, summary, tag, auth, request_schema,
-                               (content_types or ["application/json"])[0], success_status, description, query_params))
-            handler = _handle_errors(view, strict_path)
+            op = Operation(path, method, summary, tag, auth, request_schema,
+                           (content_types or ["application/json"])[0], success_status, description, query_params,
+                           body_mode=body_mode)
+            register(op)
+            handler = _handle_errors(view, op, finish, strict_path)
 
             @wraps(view)
             def route_view(**params: Any) -> Response:
-                return handler(ApiRequest(self.current_request, auth), **params)
+                return handler(ApiRequest(self.current_request, auth, body_mode), **params)
 
             options: dict[str, Any] = {"methods": [method]}
             if content_types:

@@ -7,12 +7,11 @@ API Gateway and ``chalice local`` pass preflights to these views.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from chalice import Response
 
-from chalicelib.api.http import ApiBlueprint, ApiRequest, error_response, respond
+from chalicelib.api.http import ApiBlueprint, ApiRequest
 from chalicelib.domain import urls
 from chalicelib.domain.errors import DomainError, RateLimited
 from chalicelib.logs import get_logger
@@ -26,21 +25,26 @@ OFFER = "/v1/landing/offer/{code}"
 log = get_logger("sarafan.landing")
 
 
-def _with_cors(req: ApiRequest, action: Callable[[ProgramItem], Any]) -> Response:
-    """Run ``action`` for the key's program; CORS headers on success and on errors alike,
-    so a page on an allowed origin can read a 422 or 429 too."""
+def _program(req: ApiRequest) -> ProgramItem:
+    """The key's program, its origin checked; remembered for the CORS headers of the response."""
+    program = cors.landing_program(req.principal)
+    req.context["program"] = program
+    cors.check_origin(program, req.headers.get("origin"))
+    return program
+
+
+def _cors(req: ApiRequest, response: Response) -> None:
+    """CORS headers on success and on errors alike (through the one error mapper), so a page on an
+    allowed origin can read a 422 or 429 too."""
     origin = req.headers.get("origin")
-    allowed = False
-    try:
-        program = cors.landing_program(req.principal)
-        allowed = cors.origin_allowed(program, origin)
-        cors.check_origin(program, origin)
-        result = action(program)
-        response = result if isinstance(result, Response) else respond(result)
-    except DomainError as err:
-        response = error_response(err)
+    program = req.context.get("program")
+    if program is None and origin:
+        try:  # the request failed before the view (e.g. a 422 from the route's schema)
+            program = cors.landing_program(req.principal)
+        except DomainError:
+            program = None
+    allowed = isinstance(program, ProgramItem) and cors.origin_allowed(program, origin)
     response.headers.update(cors.cors_headers(origin, allowed))
-    return response
 
 
 def _preflight(methods: str) -> Response:
@@ -56,7 +60,7 @@ def _preflight(methods: str) -> Response:
 
 @landing.endpoint(
     INVITES, "POST", summary="Create (or find) a visitor's invite link", tag=TAG, auth="publishable",
-    request_schema=invites.INVITE_SCHEMA,
+    request_schema=invites.INVITE_SCHEMA, finish=_cors,
     description="Called from a landing page with the program's publishable key (`X-Publishable-Key`). "
                 "Finds or creates the visitor's member record by e-mail or phone and returns their code, short "
                 "link, share texts (ru, en) and a QR code (SVG). `ref` is the code of the member whose link "
@@ -65,7 +69,7 @@ def _preflight(methods: str) -> Response:
                 "(`settings.landing_rate_limits.invites_per_minute`, default 20).",
 )
 def create_invite(req: ApiRequest) -> Any:
-    return _with_cors(req, lambda program: invites.create_invite(program, req.json(), req.source_ip))
+    return invites.create_invite(_program(req), req.body, req.source_ip)
 
 
 @landing.route(INVITES, methods=["OPTIONS"])
@@ -75,12 +79,12 @@ def create_invite_preflight() -> Response:
 
 @landing.endpoint(
     OFFER, "GET", summary="Public offer for a referral code (referrer's first name only)", tag=TAG,
-    auth="publishable", query_params=(("locale", "string"),),
+    auth="publishable", query_params=(("locale", "string"),), finish=_cors,
     description="What a landing page needs to say \"Olga invites you\": the program's offer and the first name "
                 "of the code's owner. 404 for a code that is not the program's. Rate limited per client IP.",
 )
 def get_offer(req: ApiRequest, code: str) -> Any:
-    return _with_cors(req, lambda program: offer.offer(program, code, req.source_ip, req.query("locale")))
+    return offer.offer(_program(req), code, req.source_ip, req.query("locale"))
 
 
 @landing.route(OFFER, methods=["OPTIONS"])
@@ -101,8 +105,8 @@ def follow_link(req: ApiRequest, code: str) -> Any:
     query = dict(req.request.query_params or {})
     try:
         rate_limits.redirect_rate_limit(req.source_ip)
-    except RateLimited as err:
-        return error_response(err)
+    except RateLimited:
+        raise  # 429 through the one error mapper
     except Exception:  # e.g. the master secret (which keys the IP hash) is unreadable: still redirect
         log.exception("redirect rate limit unavailable")
     try:

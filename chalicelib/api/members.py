@@ -76,7 +76,7 @@ def list_code_attributions(req: ApiRequest, program_id: str, code: str) -> Any:
                 "domain): a code someone else holds is a 409 `code_taken`.",
 )
 def set_code(req: ApiRequest, program_id: str, member_id: str) -> Any:
-    return members_query.set_vanity_code(req.principal, program_id, member_id, req.json())
+    return members_query.set_vanity_code(req.principal, program_id, member_id, req.body)
 
 
 COUPON_DOC = ("A member's personal promo code (one the shop created in its platform, e.g. `ANNA-500`): an order "

@@ -25,6 +25,8 @@ class Operation:
     description: str = ""
     query_params: tuple[tuple[str, str], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    #: "validate" (the decorator validates the body against ``request_schema``), "raw" or "none".
+    body_mode: str = "none"
 
 
 OPERATIONS: list[Operation] = []

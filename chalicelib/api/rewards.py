@@ -29,7 +29,7 @@ MEMBER = "/v1/programs/{program_id}/members/{member_id}"
 
 
 @rewards.endpoint("/v1/programs/{program_id}/rules", "PUT", tag=RULES_TAG, auth="operator",
-                  request_schema=_rules_schema, summary="Store a new version of the program's rules document",
+                  request_schema=_rules_schema, body="raw", summary="Store a new version of the program's rules document",
                   description="Validated against the published JSON Schema (GET .../rules/schema) and semantic "
                               "checks; problems are a 422 whose `details.errors[*].path` names the JSON path. "
                               "Each PUT creates version n+1; earlier versions are never rewritten.")
@@ -85,7 +85,8 @@ def quote(req: ApiRequest, program_id: str, member_id: str) -> Any:
 
 
 @rewards.endpoint(f"{MEMBER}/redemptions", "POST", tag=MEMBER_TAG, success_status=201,
-                  request_schema=_redeem_schema,
+                  # raw: the Idempotency-Key header is checked before the body (services.redemption).
+                  request_schema=_redeem_schema, body="raw",
                   summary="Redeem points (needs an `Idempotency-Key` header); 409 `insufficient_points` "
                           "with `details.available` when the balance is too low")
 def redeem(req: ApiRequest, program_id: str, member_id: str) -> Any:

@@ -18,6 +18,7 @@ webhooks = ApiBlueprint(__name__)
                 'with `"status": "duplicate"`. Body: one of the `Event.*` schemas.',
     request_schema={"oneOf": [{"$ref": f"#/components/schemas/Event.{name}"} for name in (
         "member.signup", "lead.created", "deal.won", "order.paid", "order.refunded", "order.cancelled", "custom")]},
+    body="raw",  # read only after the signature is verified, then parsed by domain.events
 )
 def receive_event(req: ApiRequest, partner_id: str) -> Any:
     # Imported on first use: the pipeline, rules engine and ledger are the bulk of the app's

@@ -7,6 +7,7 @@ ids (other partners' ids are their business data).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
@@ -16,7 +17,6 @@ from chalicelib.domain.codes import normalize_code, validate_vanity_code
 from chalicelib.domain.errors import BadRequest, Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from chalicelib.domain.identity import mask_email, mask_phone, normalize_email, normalize_phone
 from chalicelib.domain.safe_json import SINGLE_LINE
-from chalicelib.domain.validation import validate
 from chalicelib.services.auth import Principal
 from chalicelib.services.landing.invites import display_code, public_link
 from chalicelib.store import counters, keys, tenancy_repo
@@ -248,16 +248,14 @@ def code_attributions(principal: Principal, program_id: str, raw_code: str, limi
 # --------------------------------------------------------------------------- vanity codes
 
 
-def set_vanity_code(principal: Principal, program_id: str, member_id: str, body: Any) -> dict[str, Any]:
+def set_vanity_code(principal: Principal, program_id: str, member_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """Give a member an operator-chosen code. The old code keeps working (printed QR codes, shared links).
 
     Reserved by conditional creates of the new code pointer and the deployment-wide link
     pointer, in one transaction with the profile update (conditioned on its revision):
     a code another member holds, in any program, is a 409.
     """
-    _program(principal, program_id)
-    principal.require_operator()
-    data = validate(VANITY_SCHEMA, body)
+    _program(principal, program_id)  # the route requires the operator; ``data`` is valid VANITY_SCHEMA
     code = validate_vanity_code(data["code"], path="$.code")
     for _ in range(MAX_ATTEMPTS):
         member = _member(program_id, member_id, consistent=True)

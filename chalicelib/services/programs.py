@@ -6,6 +6,7 @@ before reading anything else. Secrets and keys are returned once, at creation.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +17,6 @@ from chalicelib.domain.ids import new_id
 from chalicelib.domain.safe_json import SINGLE_LINE
 from chalicelib.domain.settings import IMMUTABLE_SETTINGS, PROGRAM_SETTINGS_SCHEMA
 from chalicelib.domain.urls import HTTP_URL
-from chalicelib.domain.validation import validate
 from chalicelib.services import secrets
 from chalicelib.services.auth import PARTNER_PREFIX, PUBLISHABLE_PREFIX, Principal, hash_key, new_key
 from chalicelib.store import cache, keys, tenancy_repo
@@ -136,9 +136,8 @@ def _stage_key(tx: Transaction, kind: str, program_id: str, partner_id: str | No
     return key, key_view(ref)
 
 
-def create_program(principal: Principal, body: Any) -> dict[str, Any]:
-    principal.require_operator()
-    data = validate(PROGRAM_CREATE_SCHEMA, body)
+def create_program(principal: Principal, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` is valid against ``PROGRAM_CREATE_SCHEMA`` (defaults filled); the caller is the operator."""
     program = ProgramItem.new(
         program_id=new_id("prg"),
         name=data["name"],
@@ -172,12 +171,10 @@ def get_program(principal: Principal, program_id: str) -> dict[str, Any]:
     return program_view(tenancy_repo.get_program(program_id))
 
 
-def update_program(principal: Principal, program_id: str, body: Any) -> dict[str, Any]:
+def update_program(principal: Principal, program_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """Change a program's presentation and settings. Currency and point value never change:
-    every ledger entry already posted is denominated in them."""
-    principal.require_program(program_id)
-    principal.require_operator()
-    data = validate(PROGRAM_UPDATE_SCHEMA, body)
+    every ledger entry already posted is denominated in them. ``data``: valid ``PROGRAM_UPDATE_SCHEMA``;
+    the caller is the operator (the route's contract)."""
     program = tenancy_repo.get_program(program_id, fresh=True)
     current = dict(program.settings or {})
     changes = data.get("settings", {})
@@ -205,10 +202,8 @@ def update_program(principal: Principal, program_id: str, body: Any) -> dict[str
     return program_view(tenancy_repo.get_program(program_id, fresh=True))
 
 
-def create_partner(principal: Principal, program_id: str, body: Any) -> dict[str, Any]:
-    principal.require_program(program_id)
-    principal.require_operator()
-    data = validate(PARTNER_CREATE_SCHEMA, body)
+def create_partner(principal: Principal, program_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data``: valid ``PARTNER_CREATE_SCHEMA`` (defaults filled); the caller is the operator."""
     tenancy_repo.get_program(program_id)
     now = clock.utcnow()
     partner_id = new_id("ptn")
@@ -285,8 +280,7 @@ def create_partner_key(principal: Principal, program_id: str, partner_id: str) -
 
 def list_keys(principal: Principal, program_id: str, limit: int = 100,
               cursor: dict[str, Any] | None = None) -> dict[str, Any]:
-    principal.require_program(program_id)
-    principal.require_operator()
+    """The route requires the operator, in the program."""
     items, next_cursor = tenancy_repo.list_key_refs(program_id, limit, cursor)
     return {"items": [key_view(r) for r in items], "next_cursor": next_cursor}
 

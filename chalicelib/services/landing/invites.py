@@ -7,6 +7,7 @@ visitor) becomes a pending invite per identifier, matched later by the event pip
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +21,6 @@ from chalicelib.domain.identity import normalize_email, normalize_phone
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.safe_json import SINGLE_LINE
 from chalicelib.domain.share import qr_svg, resolve_locale, share_links, share_texts
-from chalicelib.domain.validation import validate
 from chalicelib.logs import get_logger
 from chalicelib.services.landing.rate_limits import rate_limit
 from chalicelib.services.outcomes import RetryEvent
@@ -82,10 +82,10 @@ def _consistent_get(item_keys: list[tuple[str, str]]) -> dict[tuple[str, str], E
     return {(i.PK, i.SK): i for i in Entity.batch_get(unique, consistent_read=True)}
 
 
-def create_invite(program: ProgramItem, body: Any, source_ip: str) -> dict[str, Any]:
+def create_invite(program: ProgramItem, data: Mapping[str, Any], source_ip: str) -> dict[str, Any]:
+    """``data``: valid ``INVITE_SCHEMA`` (the route validates it)."""
     rate_limit(f"invite#{program.program_id}", source_ip,
                program.program_settings.landing_rate_limits.invites_per_minute)
-    data = validate(INVITE_SCHEMA, body)
     if not data.get("email") and not data.get("phone"):
         message = "an e-mail or a phone is required"
         raise ValidationFailed("Request body is invalid", details={"errors": [

@@ -1,0 +1,95 @@
+"""One contract per route: every declared ``auth=`` and ``request_schema=`` is what the route accepts.
+
+For each documented operation (``api.openapi_registry.OPERATIONS``, i.e. every route the app
+serves), requests that the declaration says must be refused are sent through the real app under
+moto, and the route must refuse them *before* its view runs. A route whose service checks more
+(or less) than it declares, or reads a body it does not declare, fails here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from chalicelib.api.openapi_registry import OPERATIONS, Operation
+from tests.support import ApiClient
+
+
+def _operations() -> list[Operation]:
+    import app  # noqa: F401  (declaring the routes registers them)
+
+    return sorted({(o.method, o.path): o for o in OPERATIONS}.values(), key=lambda o: (o.path, o.method))
+
+
+OPS = _operations()
+
+
+@pytest.fixture
+def tenants(api: ApiClient) -> dict[str, Any]:
+    program = api.create_program()
+    partner = api.create_partner(program["program_id"])
+    other = api.create_program()
+    other_partner = api.create_partner(other["program_id"])
+    return {"program": program, "partner": partner, "other_partner": other_partner}
+
+
+def _path(op: Operation, tenants: dict[str, Any]) -> str:
+    """Path parameters: the caller's own program and partner (scope checks are not auth), else a dummy."""
+    own = {"program_id": tenants["program"]["program_id"], "partner_id": tenants["partner"]["partner_id"]}
+    return re.sub(r"\{([a-z_]+)\}", lambda m: own.get(m.group(1), "X1"), op.path)
+
+
+def _call(api: ApiClient, op: Operation, path: str, key: str | None, body: Any = None) -> Any:
+    raw = None if body is None else __import__("json").dumps(body)
+    return api.call(op.method, path, key=key, raw=raw)
+
+
+def test_every_served_route_is_declared() -> None:
+    from app import app
+
+    served = {(path, method) for path, entry in app.routes.items() for method in entry if method != "OPTIONS"}
+    declared = {(o.path, o.method) for o in OPS}
+    assert served == declared
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda o: f"{o.method} {o.path}")
+def test_declared_auth_is_enforced(api: ApiClient, tenants: dict[str, Any], op: Operation) -> None:
+    path = _path(op, tenants)
+    anonymous = _call(api, op, path, key=None)
+    if op.auth in ("key", "operator", "publishable"):
+        assert anonymous.status == 401 and anonymous.error_code == "missing_api_key", anonymous.body
+    else:  # "none" or "signature": no API key is asked for
+        assert anonymous.error_code != "missing_api_key", anonymous.body
+        return
+    if op.auth != "publishable":
+        pub = _call(api, op, path, key=tenants["program"]["publishable_key"])
+        assert pub.status == 403, (pub.status, pub.body)  # browser keys only on the landing routes
+    if "{program_id}" in op.path:
+        stranger = _call(api, op, path, key=tenants["other_partner"]["api_key"])
+        assert stranger.status == 404, (stranger.status, stranger.body)  # another tenant's program does not exist
+    partner = _call(api, op, path, key=tenants["partner"]["api_key"])
+    if op.auth == "operator":
+        assert partner.status == 403, (partner.status, partner.body)
+    else:
+        assert partner.status not in (401, 403) or partner.error_code not in ("forbidden", "invalid_api_key"), \
+            (partner.status, partner.body)
+
+
+@pytest.mark.parametrize("op", [o for o in OPS if o.auth != "signature"], ids=lambda o: f"{o.method} {o.path}")
+def test_declared_body_is_what_the_route_reads(api: ApiClient, tenants: dict[str, Any], op: Operation) -> None:
+    path = _path(op, tenants)
+    key = tenants["program"]["publishable_key"] if op.auth == "publishable" else "operator"
+    if op.body_mode == "validate":
+        schema = op.request_schema() if callable(op.request_schema) else op.request_schema
+        assert isinstance(schema, dict)
+        wrong = _call(api, op, path, key=key, body=[1, 2])
+        assert wrong.status == 400 and wrong.error_code == "malformed_json", wrong.body
+        if schema.get("additionalProperties") is False:
+            extra = _call(api, op, path, key=key, body={"undeclared_field": 1})
+            assert extra.status == 422 and extra.error_code == "validation_failed", (extra.status, extra.body)
+    elif op.body_mode == "none" and op.method in ("POST", "PUT", "PATCH", "DELETE"):
+        # A route without a declared body never reads one: junk is ignored, never a 500.
+        junk = _call(api, op, path, key=key, body={"anything": "at all"})
+        assert junk.status < 500, (junk.status, junk.body)
