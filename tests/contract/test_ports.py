@@ -61,6 +61,7 @@ def impl(request: pytest.FixtureRequest) -> Iterator[Impl]:
         yield Impl("fake", ports.fakes(NOW))
     else:
         request.getfixturevalue("aws")
+        request.getfixturevalue("serialized_dynamodb")  # one request at a time, as DynamoDB applies them
         yield Impl("dynamo", ports.production())
 
 

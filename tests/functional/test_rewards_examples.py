@@ -106,12 +106,15 @@ def test_b2b_crm_leads_deals_tiers_and_budget(api: ApiClient) -> None:
     assert deal("acme", 10_000_000)["rewards"]["postings"][0]["points"] == 5000
     lead("tiny")
     assert deal("tiny", 1_000_000)["rewards"]["skipped"][0]["reason_code"] == "below_min_order"
-    # From 10 converted referrals the agent earns 7 %.
-    MemberItem(*keys.member(shop.pid, agent["member_id"])).update(actions=[MemberItem.converted_referrals.set(10)])
+    # From 10 converted referrals the agent earns 7 %: eight more leads become customers (small deals).
+    for n in range(8):
+        lead(f"small-{n}")
+        assert deal(f"small-{n}", 1_000_000)["rewards"]["points"] == 0
+    assert MemberItem.get(*keys.member(shop.pid, agent["member_id"])).converted_referrals == 10
     lead("big")
     assert deal("big", 10_000_000)["rewards"]["postings"][0]["points"] == 7000
     budget = ProgramCountersItem.get(*keys.program_counters(shop.pid))
-    assert budget.points == 200 * 3 + 5000 + 7000
+    assert budget.points == 200 * 11 + 5000 + 7000
     assert shop.balance(agent["member_id"])["pending"] == 12000
     check_invariants(shop.pid, agent["member_id"])
 
