@@ -52,7 +52,7 @@ def export_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
                 "in `errors`; `dry_run` checks without writing.",
 )
 def import_members(req: ApiRequest, program_id: str) -> Any:
-    return importer.import_chunk(req.principal, program_id, req.json())
+    return importer.import_chunk(req.principal, program_id, req.body)
 
 
 @data_rights.endpoint(

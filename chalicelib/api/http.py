@@ -304,7 +304,7 @@ class ApiBlueprint(Blueprint):
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
             op = Operation(path, method, summary, tag, auth, request_schema,
                            (content_types or ["application/json"])[0], success_status, description, query_params,
-                           body_mode=body_mode)
+                           body_mode=body_mode, view=view)
             register(op)
             handler = _handle_errors(view, op, finish, strict_path)
 

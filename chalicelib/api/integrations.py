@@ -11,6 +11,9 @@ TAG = "Integrations"
 _PATH = "/v1/programs/{program_id}/partners/{partner_id}/integrations/{platform}"
 #: Every content type a supported platform sends (form-encoded: Tilda, amoCRM, Bitrix24, Woo's ping).
 WEBHOOK_CONTENT_TYPES = ["application/json", "application/x-www-form-urlencoded"]
+#: The platform's own payload (JSON, or form fields for the form-posting platforms); each adapter reads it.
+PLATFORM_WEBHOOK_SCHEMA: dict[str, Any] = {
+    "type": "object", "description": "The platform's own webhook payload, as it sends it (see docs/integrations.md)."}
 
 
 def _schema() -> dict[str, Any]:
@@ -19,7 +22,7 @@ def _schema() -> dict[str, Any]:
     return service.request_schema()
 
 
-@integrations.endpoint(_PATH, "PUT", tag=TAG, request_schema=_schema,
+@integrations.endpoint(_PATH, "PUT", tag=TAG, auth="key", request_schema=_schema,
                        summary="Connect a shop or CRM (answers the webhook URL and the topics to subscribe)",
                        description="Operator or that partner. `settings.secret` is the signing secret the platform "
                                    "issued (Shopify, WooCommerce, HubSpot, Bitrix24): sealed with KMS, never shown "
@@ -29,17 +32,17 @@ def _schema() -> dict[str, Any]:
 def connect(req: ApiRequest, program_id: str, partner_id: str, platform: str) -> Any:
     from chalicelib.services import integrations as service
 
-    return service.connect(req.principal, program_id, partner_id, platform, req.json())
+    return service.connect(req.principal, program_id, partner_id, platform, req.body)
 
 
-@integrations.endpoint(_PATH, "GET", tag=TAG, summary="Show a platform connection (no secrets)")
+@integrations.endpoint(_PATH, "GET", tag=TAG, auth="key", summary="Show a platform connection (no secrets)")
 def get_integration(req: ApiRequest, program_id: str, partner_id: str, platform: str) -> Any:
     from chalicelib.services import integrations as service
 
     return service.get(req.principal, program_id, partner_id, platform)
 
 
-@integrations.endpoint(_PATH, "DELETE", tag=TAG, summary="Disconnect a platform")
+@integrations.endpoint(_PATH, "DELETE", tag=TAG, auth="key", summary="Disconnect a platform")
 def disconnect(req: ApiRequest, program_id: str, partner_id: str, platform: str) -> Any:
     from chalicelib.services import integrations as service
 
@@ -48,7 +51,8 @@ def disconnect(req: ApiRequest, program_id: str, partner_id: str, platform: str)
 
 @integrations.endpoint(
     "/v1/webhooks/{partner_id}/{platform}", "POST", tag="Webhooks", auth="signature",
-    content_types=WEBHOOK_CONTENT_TYPES,
+    content_types=WEBHOOK_CONTENT_TYPES, request_schema=PLATFORM_WEBHOOK_SCHEMA,
+    body="raw",  # read only after the platform's authentication, then parsed by its adapter (adapters.body)
     summary="Receive a shop's or CRM's own webhook (Shopify, WooCommerce, HubSpot, Tilda, amoCRM, Bitrix24, InSales)",
     description="Authenticated the platform's way (its HMAC signature, or the token in the URL) before anything "
                 "is read; translated into canonical events processed like `/events`. Irrelevant topics answer 200 "

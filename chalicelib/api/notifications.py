@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 from typing import Any
-from urllib.parse import parse_qs
 
 from chalice import Response
 
@@ -19,23 +18,23 @@ BASE = "/v1/programs/{program_id}/members/{member_id}"
 FORM = "application/x-www-form-urlencoded"
 
 
-@notifications.endpoint(f"{BASE}/preferences", "GET", tag=TAG,
+@notifications.endpoint(f"{BASE}/preferences", "GET", tag=TAG, auth="key",
                         summary="A member's notification channels (true = on)")
 def get_preferences(req: ApiRequest, program_id: str, member_id: str) -> Any:
     return notify_members.get_preferences(req.principal, program_id, member_id)
 
 
 @notifications.endpoint(
-    f"{BASE}/preferences", "PATCH", tag=TAG, request_schema=notify_members.PREFERENCES_SCHEMA,
+    f"{BASE}/preferences", "PATCH", tag=TAG, auth="key", request_schema=notify_members.PREFERENCES_SCHEMA,
     summary="Turn notification channels on or off (`email`, `sms`, `push`); honoured at delivery",
     description="Channels not named keep their setting. The unsubscribe link in e-mails sets `email` to false.",
 )
 def patch_preferences(req: ApiRequest, program_id: str, member_id: str) -> Any:
-    return notify_members.update_preferences(req.principal, program_id, member_id, req.json())
+    return notify_members.update_preferences(req.principal, program_id, member_id, req.body)
 
 
 @notifications.endpoint(
-    f"{BASE}/devices", "POST", tag=TAG, request_schema=notify_members.DEVICE_SCHEMA,
+    f"{BASE}/devices", "POST", tag=TAG, auth="key", request_schema=notify_members.DEVICE_SCHEMA,
     summary="Register a push token (`fcm` or `apns`): creates or refreshes and re-enables the SNS endpoint",
     description="The raw token is not stored (only the SNS endpoint and a hash). A token the provider refuses "
                 "is a 422; push not configured for the platform is a 422 `push_token_refused` too.",
@@ -43,11 +42,11 @@ def patch_preferences(req: ApiRequest, program_id: str, member_id: str) -> Any:
 def register_device(req: ApiRequest, program_id: str, member_id: str) -> Any:
     from chalicelib.notify.sources import delivery
 
-    return notify_members.register_device(req.principal, program_id, member_id, req.json(), delivery().notifier)
+    return notify_members.register_device(req.principal, program_id, member_id, req.body, delivery().notifier)
 
 
 @notifications.endpoint(
-    f"{BASE}/notifications", "GET", tag=TAG, query_params=(("limit", "integer"), ("cursor", "string")),
+    f"{BASE}/notifications", "GET", tag=TAG, auth="key", query_params=(("limit", "integer"), ("cursor", "string")),
     summary="Delivery log: template, channel, status, attempts, last error, masked recipient, provider id (paged)",
 )
 def list_notifications(req: ApiRequest, program_id: str, member_id: str) -> Any:
@@ -94,13 +93,18 @@ def unsubscribe_page(req: ApiRequest, token: str) -> Any:
     return _page(program.default_locale, text, f"/u/{token}", words["unsubscribe_button"])
 
 
+#: RFC 8058's one-click body. Documented, never parsed: the signed token in the path says everything, and
+#: an unsubscribe must not fail on whatever a mail provider's client posts (``body="raw"``, unread).
+ONE_CLICK_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
+    "List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}}}
+
+
 @notifications.endpoint("/u/{token}", "POST", tag=TAG, auth="none", content_types=[FORM, "application/json"],
+                        request_schema=ONE_CLICK_SCHEMA, body="raw",
                         summary="One-click unsubscribe (RFC 8058 `List-Unsubscribe=One-Click`)")
 def unsubscribe(req: ApiRequest, token: str) -> Any:
     from string import Template
 
-    if req.headers.get("content-type", "").startswith(FORM):
-        parse_qs(req.raw_body.decode("utf-8", "replace"))  # body is "List-Unsubscribe=One-Click"; nothing else needed
     done = notify_members.unsubscribe(token)
     text = Template(_words(done["locale"])["unsubscribed"]).safe_substitute(program=done["program"])
     return _page(done["locale"], text)

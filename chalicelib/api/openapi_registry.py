@@ -27,6 +27,8 @@ class Operation:
     extra: dict[str, Any] = field(default_factory=dict)
     #: "validate" (the decorator validates the body against ``request_schema``), "raw" or "none".
     body_mode: str = "none"
+    #: The view function (for the route contract test, which reads what the view reads); not documented.
+    view: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
 
 
 OPERATIONS: list[Operation] = []

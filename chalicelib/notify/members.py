@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.domain import clock
 from chalicelib.domain.errors import NotFound, ValidationFailed, field_error
-from chalicelib.domain.validation import validate
 from chalicelib.notify import tokens
 from chalicelib.notify.port import Notifier, PermanentSendError, TransientSendError
 from chalicelib.services.auth import Principal
@@ -84,10 +84,11 @@ def set_channel(program_id: str, member_id: str, changes: dict[str, bool]) -> No
     return item
 
 
-def update_preferences(principal: Principal, program_id: str, member_id: str, body: Any) -> dict[str, Any]:
-    _member(principal, program_id, member_id)  # the tenant first: another program's member is a 404
-    data = validate(PREFERENCES_SCHEMA, body)
-    return preferences_view(set_channel(program_id, member_id, data))
+def update_preferences(principal: Principal, program_id: str, member_id: str,
+                       data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data``: valid ``PREFERENCES_SCHEMA`` (the route validates it)."""
+    _member(principal, program_id, member_id)
+    return preferences_view(set_channel(program_id, member_id, dict(data)))
 
 
 def get_preferences(principal: Principal, program_id: str, member_id: str) -> dict[str, Any]:
@@ -99,11 +100,11 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
-def register_device(principal: Principal, program_id: str, member_id: str, body: Any,
+def register_device(principal: Principal, program_id: str, member_id: str, data: Mapping[str, Any],
                     notifier: Notifier) -> dict[str, Any]:
-    """Create or refresh the member's SNS endpoint for a push token (re-enabled if it was disabled)."""
+    """Create or refresh the member's SNS endpoint for a push token (re-enabled if it was disabled).
+    ``data``: valid ``DEVICE_SCHEMA`` (the route validates it)."""
     _member(principal, program_id, member_id)
-    data = validate(DEVICE_SCHEMA, body)
     token_hash = _token_hash(data["token"])
     device_id = data.get("device_id") or token_hash[:16]
     state = _read_state(program_id, member_id)

@@ -67,9 +67,7 @@ def row(entry: LedgerEntryItem) -> list[str]:
 def export_page(principal: Principal, program_id: str, raw_from: str | None, raw_to: str | None, limit: int,
                 raw_cursor: str | None) -> tuple[str, str | None]:
     """One CSV page (with the header row on the first page) and the next cursor (None: done)."""
-    principal.require_server_key()
-    principal.require_program(program_id)
-    principal.require_operator()
+    # The route's contract (auth="operator", api.http) has checked the key, the program and the operator.
     tenancy_repo.get_program(program_id)
     start, end = period(raw_from, raw_to)
     scope = f"ledger-export|{program_id}|{start}|{end}"

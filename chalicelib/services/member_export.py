@@ -62,9 +62,7 @@ def _get(model: type[Entity], key: tuple[str, str]) -> Entity | None:
 
 
 def export(principal: Principal, program_id: str, member_id: str, limit: int, raw_cursor: str | None) -> dict[str, Any]:
-    principal.require_server_key()
-    principal.require_program(program_id)
-    principal.require_operator()
+    # The route's contract (auth="operator", api.http) has checked the key, the program and the operator.
     tenancy_repo.get_program(program_id)
     scope = f"member-export|{program_id}|{member_id}"
     cursor = signed_cursor.decode(scope, raw_cursor)

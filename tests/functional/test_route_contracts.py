@@ -93,3 +93,39 @@ def test_declared_body_is_what_the_route_reads(api: ApiClient, tenants: dict[str
         # A route without a declared body never reads one: junk is ignored, never a 500.
         junk = _call(api, op, path, key=key, body={"anything": "at all"})
         assert junk.status < 500, (junk.status, junk.body)
+        from chalicelib.api.http import UNDECLARED_BODY_READS
+
+        assert (op.method, op.path) not in UNDECLARED_BODY_READS, "the route read a body it does not declare"
+
+
+_BODY_READS = ("req.json(", "req.body", "req.form(", "req.raw_body")
+
+
+@pytest.mark.parametrize("op", [o for o in OPS if o.body_mode == "none"], ids=lambda o: f"{o.method} {o.path}")
+def test_a_route_without_a_declared_body_never_reads_one(op: Operation) -> None:
+    """Statically: what the view reads, not just what one request happened to reach (a view may fail on
+    its path parameters before the read). Declare ``request_schema=`` (and ``body="raw"`` when a domain
+    parser reads it after another check) for a route that takes a body."""
+    import inspect
+
+    assert op.view is not None
+    source = inspect.getsource(op.view)
+    assert not [r for r in _BODY_READS if r in source], f"{op.method} {op.path} reads a body it does not declare"
+
+
+def test_a_body_read_without_a_declaration_keeps_working_but_is_recorded(api: ApiClient) -> None:
+    """Backwards compatible for a route someone adds without ``request_schema=``: the read works (no 500)
+    and is recorded, so the contract tests above fail for it."""
+    from chalice.app import Request
+
+    from chalicelib.api.http import UNDECLARED_BODY_READS, ApiRequest
+
+    event = {"multiValueQueryStringParameters": None, "headers": {"content-type": "application/json"},
+             "pathParameters": None, "requestContext": {"httpMethod": "POST", "resourcePath": "/v1/undeclared"},
+             "body": '{"a": 1}', "stageVariables": None}
+    req = ApiRequest(Request(event), "key", body_mode="none")
+    try:
+        assert req.json() == {"a": 1}
+        assert ("POST", "/v1/undeclared") in UNDECLARED_BODY_READS
+    finally:
+        UNDECLARED_BODY_READS.discard(("POST", "/v1/undeclared"))
