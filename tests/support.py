@@ -40,6 +40,8 @@ class ApiClient:
     def __init__(self, app: Any, operator_key: str) -> None:
         self.client = Client(app)
         self.operator_key = operator_key
+        #: Check every reply against the OpenAPI document (tests/openapi_check.py).
+        self.check_openapi = True
 
     def call(self, method: str, path: str, *, json_body: Any = None, key: str | None = "operator",
              headers: dict[str, str] | None = None, raw: bytes | str | None = None) -> Reply:
@@ -55,7 +57,12 @@ class ApiClient:
             parsed = json.loads(text) if text else None
         except ValueError:
             parsed = text
-        return Reply(response.status_code, parsed, {k.lower(): v for k, v in response.headers.items()})
+        reply = Reply(response.status_code, parsed, {k.lower(): v for k, v in response.headers.items()})
+        if self.check_openapi:
+            from tests.openapi_check import check_response
+
+            check_response(method, path, reply.status, reply.headers, reply.body)
+        return reply
 
     def get(self, path: str, **kw: Any) -> Reply:
         return self.call("GET", path, **kw)

@@ -292,11 +292,26 @@ class ApiBlueprint(Blueprint):
         cors: Any = None,
         finish: Callable[[ApiRequest, Response], None] | None = None,
         strict_path: bool = True,
+        response_schema: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+        responses: dict[int, str] | None = None,
+        request_example: Any = None,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """``body``: ``"validate"`` (default with a schema), ``"raw"`` (documented; a domain parser reads it
-        after another check) or ``"none"`` (default without a schema: the view cannot read a body).
+        """Declare a route and its contract (all keyword arguments but ``summary`` and ``tag`` optional).
+
+        ``auth``: ``"key"`` (default: a partner or operator key; a ``{program_id}`` in the path must be the
+        caller's), ``"operator"``, ``"publishable"``, ``"signature"`` or ``"none"``; enforced before the view.
+        ``body``: ``"validate"`` (default with a ``request_schema``: ``req.body`` is the validated JSON),
+        ``"raw"`` (documented; a domain parser reads it after another check) or ``"none"`` (default without a
+        schema: the view should not read a body; a read still works but fails the route contract test).
         ``finish(req, response)`` runs on every response of the route, errors included.
-        ``strict_path=False`` lets a view take odd path parameters itself (``/r/{code}`` redirects)."""
+        ``strict_path=False`` lets a view take odd path parameters itself (``/r/{code}`` redirects).
+        ``response_schema``: the JSON Schema of the success body (or a function returning it); without it
+        the document falls back to ``api.response_schemas.BY_ROUTE``, and a route with neither still works
+        (``tests/functional/test_openapi.py`` lists it). ``responses`` adds route-specific statuses
+        (``{202: "…", 409: "…"}``) to the common ones (``api.openapi``); ``request_example`` and ``headers``
+        (required request headers, ``(name, description)``) go into the document. The functional suite
+        fails on any status or body the document does not declare (``tests/openapi_check.py``)."""
         body_mode = body or ("validate" if request_schema is not None else "none")
         if body_mode not in ("validate", "raw", "none") or (body_mode != "none") != (request_schema is not None):
             raise ValueError(f"{method} {path}: body={body_mode!r} does not match its request_schema")
@@ -304,7 +319,8 @@ class ApiBlueprint(Blueprint):
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
             op = Operation(path, method, summary, tag, auth, request_schema,
                            (content_types or ["application/json"])[0], success_status, description, query_params,
-                           body_mode=body_mode, view=view)
+                           body_mode=body_mode, view=view, response_schema=response_schema,
+                           responses=dict(responses or {}), request_example=request_example, headers=headers)
             register(op)
             handler = _handle_errors(view, op, finish, strict_path)
 

@@ -30,9 +30,11 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "signature": [],
     "none": [],
 }
-_ERRORS = {
-    "400": "Malformed request",
-    "401": "Missing or invalid credentials",
+#: Error statuses every operation can answer (401 and the meaning of 403 depend on the caller's auth, below).
+#: 409 stays common: any state change can meet a concurrent one, and a route without its own entry must
+#: not fail the suite's response check for it.
+_COMMON_ERRORS = {
+    "400": "Malformed request (JSON, query parameter, path parameter, cursor)",
     "403": "This key may not do this (e.g. a partner key on an operator route, a publishable key elsewhere)",
     "404": "Not found (or not visible to this key)",
     "409": "Conflicts with the current state (e.g. a code taken, a concurrent change)",
@@ -40,8 +42,39 @@ _ERRORS = {
     "415": "Unsupported content type",
     "422": "Validation failed; `details.errors` lists the JSON paths",
     "429": "Rate limited; see Retry-After",
-    "503": "The data store is busy (throttling or contention); safe to retry",
+    "503": "The data store is busy (throttling or contention), or the master secret cannot be read "
+           "(`master_secret_unavailable`); safe to retry",
 }
+_AUTH_ERRORS = {
+    "operator": {"401": "Missing or invalid key", "403": "This key may not do this (operator only)"},
+    "key": {"401": "Missing or invalid key", "403": "This key may not do this (e.g. a publishable key, or "
+                                                   "another partner's resource)"},
+    "publishable": {"401": "Missing or invalid key", "403": "This key may not be used here"},
+    "signature": {"401": "Missing, forged or stale signature"},
+    "none": {},
+}
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+def _schema(value: dict[str, Any] | Any) -> dict[str, Any]:
+    return value() if callable(value) else value  # type: ignore[no-any-return]
+
+
+def _responses(op: Any) -> dict[str, Any]:
+    from chalicelib.api.response_schemas import BY_ROUTE, EXTRA_STATUSES
+
+    route = (op.method.upper(), op.path)
+    schema = op.response_schema if op.response_schema is not None else BY_ROUTE.get(route)
+    content = {"application/json": {"schema": _schema(schema)}} if schema is not None else None
+    success: dict[str, Any] = {"description": "Success", **({"content": content} if content else {})}
+    if op.success_status in (301, 302, 303, 307):
+        success["headers"] = {"Location": {"schema": {"type": "string"}, "description": "Where to go"}}
+    extra = {**EXTRA_STATUSES.get(route, {}), **op.responses}
+    errors = {**_COMMON_ERRORS, **_AUTH_ERRORS[op.auth], **{str(k): v for k, v in extra.items() if k >= 400}}
+    also_success = {str(k): {"description": v, **({"content": content} if content else {})}
+                    for k, v in extra.items() if k < 400}
+    return {str(op.success_status): success, **also_success,
+            **{code: {"description": text, "content": _ERROR_CONTENT} for code, text in sorted(errors.items())}}
 
 
 def event_schemas() -> dict[str, dict[str, Any]]:
@@ -62,25 +95,29 @@ def build_document(base_url: str) -> dict[str, Any]:
         ]
         params += [{"name": name, "in": "query", "required": False, "schema": {"type": kind}}
                    for name, kind in op.query_params]
+        params += [{"name": name, "in": "header", "required": True, "schema": {"type": "string"},
+                    "description": text} for name, text in op.headers]
         operation: dict[str, Any] = {
             "summary": op.summary,
             "tags": [op.tag],
             "operationId": f"{op.method.lower()}_{re.sub(r'[^a-z0-9]+', '_', op.path.lower()).strip('_')}",
             "parameters": params,
             "security": _SECURITY[op.auth],
-            "responses": {
-                str(op.success_status): {"description": "Success"},
-                **{code: {"description": text, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/Error"}}}} for code, text in _ERRORS.items()},
-            },
+            "responses": _responses(op),
         }
         if op.description:
             operation["description"] = op.description
         if op.request_schema is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {op.request_content_type: {"schema": op.request_schema() if callable(op.request_schema) else op.request_schema}},
+                "content": {op.request_content_type: {"schema": _schema(op.request_schema)}},
             }
+            from chalicelib.api.response_schemas import REQUEST_EXAMPLES
+
+            example = op.request_example if op.request_example is not None else REQUEST_EXAMPLES.get(
+                (op.method.upper(), op.path))
+            if example is not None:
+                operation["requestBody"]["content"][op.request_content_type]["example"] = example
         operation.update(op.extra)
         paths.setdefault(op.path, {})[op.method.lower()] = operation
     return {

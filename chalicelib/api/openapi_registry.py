@@ -29,6 +29,14 @@ class Operation:
     body_mode: str = "none"
     #: The view function (for the route contract test, which reads what the view reads); not documented.
     view: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    #: JSON Schema of the success body (or a function returning it); ``None`` = no body (e.g. a 302).
+    response_schema: dict[str, Any] | Callable[[], dict[str, Any]] | None = None
+    #: Route-specific error statuses beyond the common ones, with what they mean (e.g. ``{409: "Code taken"}``).
+    responses: dict[int, str] = field(default_factory=dict)
+    #: An example request body (shown in the document).
+    request_example: Any = None
+    #: Required request headers, ``(name, description)`` (e.g. the webhook signature headers).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 OPERATIONS: list[Operation] = []

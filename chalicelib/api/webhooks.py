@@ -19,6 +19,10 @@ webhooks = ApiBlueprint(__name__)
     request_schema={"oneOf": [{"$ref": f"#/components/schemas/Event.{name}"} for name in (
         "member.signup", "lead.created", "deal.won", "order.paid", "order.refunded", "order.cancelled", "custom")]},
     body="raw",  # read only after the signature is verified, then parsed by domain.events
+    headers=(("webhook-id", "Unique message id (reused on retries), printable ASCII, at most 256 characters"),
+             ("webhook-timestamp", "Unix seconds when sent; within 5 minutes of the server's clock"),
+             ("webhook-signature", "`v1,<base64 HMAC-SHA256 of {id}.{timestamp}.{raw body}>`, space-separated "
+                                   "for several secrets")),
 )
 def receive_event(req: ApiRequest, partner_id: str) -> Any:
     # Imported on first use: the pipeline, rules engine and ledger are the bulk of the app's

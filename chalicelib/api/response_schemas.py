@@ -1,0 +1,160 @@
+"""JSON Schemas of success bodies, for the OpenAPI document and the suite's response checks.
+
+A route declares its success schema with ``response_schema=`` on ``ApiBlueprint.endpoint``;
+routes declared before that argument existed are mapped in :data:`BY_ROUTE`. Schemas name
+the fields clients rely on (``required``) and their types; objects stay open to additions.
+``tests/openapi_check.py`` validates every response the functional suite sees against them,
+and ``tests/functional/test_openapi.py`` fails if a route has no success schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STR: dict[str, Any] = {"type": "string"}
+INT: dict[str, Any] = {"type": "integer"}
+BOOL: dict[str, Any] = {"type": "boolean"}
+OBJ: dict[str, Any] = {"type": "object"}
+TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An object with these required properties (and these optional ones); other keys allowed."""
+    return {"type": "object", "required": sorted(required), "properties": {**required, **(optional or {})}}
+
+
+def page(item: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """``{"items": [...], "next_cursor": "..." | null}``."""
+    return obj({"items": {"type": "array", "items": item}, "next_cursor": nullable(STR), **extra})
+
+
+PROGRAM = obj({
+    "program_id": STR, "name": STR, "points_unit": STR, "point_value_minor": INT, "currency": STR,
+    "default_locale": STR, "allowed_origins": {"type": "array", "items": STR}, "landing_url": nullable(STR),
+    "settings": OBJ, "rules_version": INT, "created_at": TIME})
+KEY_INFO = obj({"key_id": STR, "kind": {"enum": ["partner", "publishable"]}, "program_id": STR,
+                "partner_id": nullable(STR), "display_prefix": STR, "revoked": BOOL, "created_at": TIME})
+PROGRAM_CREATED = {"allOf": [PROGRAM, obj({"publishable_key": {"type": "string", "pattern": "^srf_pub_"},
+                                           "publishable_key_info": KEY_INFO})]}
+PARTNER = obj({"partner_id": STR, "program_id": STR, "name": STR, "landing_url": nullable(STR),
+               "webhook_sources": {"type": "object", "additionalProperties": {"type": "array", "items": obj(
+                   {"version": INT, "created_at": TIME, "expires_at": nullable(TIME)})}},
+               "created_at": TIME})
+PARTNER_CREATED = {"allOf": [PARTNER, obj({
+    "api_key": {"type": "string", "pattern": "^srf_pk_"}, "api_key_info": KEY_INFO,
+    "webhook_secrets": {"type": "object", "additionalProperties": {"type": "string", "pattern": "^whsec_"}}})]}
+KEY_CREATED = obj({"api_key": {"type": "string", "pattern": "^srf_pk_"}, "api_key_info": KEY_INFO})
+ROTATED = obj({"source": STR, "version": INT, "secret": {"type": "string", "pattern": "^whsec_"},
+               "previous_versions_valid_until": nullable(TIME)})
+
+INVITE = obj({"code": STR, "code_display": STR, "link": STR, "locale": STR,
+              "share_texts": obj({"ru": STR, "en": STR}), "share_links": OBJ, "qr_svg": STR,
+              "referral_recorded": BOOL})
+OFFER = obj({"code": STR, "program": obj({"name": STR, "default_locale": STR}),
+             "referrer": obj({"first_name": nullable(STR)}), "offer": OBJ, "locale": STR})
+
+ATTRIBUTION_STATE = obj({"referrer_id": nullable(STR), "source": nullable(STR), "attributed_at": nullable(TIME),
+                         "final": BOOL})
+MEMBER = obj({
+    "member_id": STR, "program_id": STR, "code": STR, "code_display": STR,
+    "previous_codes": {"type": "array", "items": STR}, "link": STR, "first_name": nullable(STR),
+    "email": nullable(STR), "phone": nullable(STR), "customer_ids": {"type": "object", "additionalProperties": STR},
+    "locale": nullable(STR), "tier": nullable(STR), "joined_at": TIME, "joined_via": nullable(STR),
+    "referrer_id": nullable(STR), "attribution": ATTRIBUTION_STATE,
+    "counts": obj({"clicks": INT, "clicks_by_utm_source": {"type": "object", "additionalProperties": INT},
+                   "signups": INT, "purchasers": INT, "orders": INT})})
+REFERRAL = obj({"member_id": STR, "first_name": nullable(STR), "code": STR, "joined_at": TIME,
+                "joined_via": nullable(STR), "attributed_at": nullable(TIME), "attribution_source": nullable(STR),
+                "purchased": BOOL})
+ATTRIBUTION_RECORD = obj({"record_id": STR, "at": TIME, "member_id": nullable(STR), "referrer_id": nullable(STR),
+                          "code": nullable(STR), "source": nullable(STR), "outcome": STR, "reason_code": STR,
+                          "reason": nullable(STR), "event_type": nullable(STR)})
+
+RULES_VERSION = obj({"program_id": STR, "version": INT, "current": BOOL, "created_at": TIME, "document": OBJ})
+BALANCE = obj({"member_id": STR, "available": INT, "pending": INT, "owed": INT, "lifetime_earned": INT,
+               "lifetime_spent": INT, "points_unit": STR, "point_value_minor": INT, "currency": STR,
+               "available_value_minor": INT})
+LEDGER_ENTRY = obj({"entry_id": STR, "kind": STR, "status": STR, "points": INT, "reversed_points": INT,
+                    "reason": nullable(STR), "reason_code": nullable(STR), "effective_at": TIME, "created_at": TIME,
+                    "available_at": nullable(TIME), "rule_id": nullable(STR), "rule_version": nullable(INT),
+                    "level": nullable(INT), "funding_partner_id": nullable(STR), "partner_id": nullable(STR)})
+QUOTE = obj({"member_id": STR, "available": INT, "order_amount": nullable(INT), "currency": STR,
+             "point_value_minor": INT, "max_share_percent": INT, "max_points": INT, "max_value_minor": INT})
+REDEMPTION = obj({"redemption_id": STR, "member_id": STR, "partner_id": nullable(STR), "points": INT,
+                  "value_minor": INT, "currency": STR, "order_id": nullable(STR), "order_amount": nullable(INT),
+                  "status": {"enum": ["held", "confirmed", "cancelled"]}, "created_at": TIME, "updated_at": TIME})
+EVENT_RESULT = obj({"status": {"enum": ["processed", "duplicate", "parked"]}, "business_key": STR, "type": STR},
+                   {"member": nullable(obj({"member_id": STR, "code": nullable(STR), "created": BOOL})),
+                    "attribution": nullable(obj({"outcome": STR})), "rewards": OBJ})
+HEALTH = obj({"status": {"const": "ok"}, "stage": STR})
+
+_P = "/v1/programs/{program_id}"
+_M = _P + "/members/{member_id}"
+#: Success schemas of routes that do not pass ``response_schema=`` themselves.
+BY_ROUTE: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/v1/programs"): PROGRAM_CREATED,
+    ("GET", "/v1/programs"): page(PROGRAM),
+    ("GET", _P): PROGRAM,
+    ("PATCH", _P): PROGRAM,
+    ("POST", _P + "/partners"): PARTNER_CREATED,
+    ("GET", _P + "/partners"): obj({"items": {"type": "array", "items": PARTNER}}),
+    ("GET", _P + "/partners/{partner_id}"): PARTNER,
+    ("POST", _P + "/partners/{partner_id}/webhook-secrets/{source}/rotate"): ROTATED,
+    ("POST", _P + "/partners/{partner_id}/keys"): KEY_CREATED,
+    ("GET", _P + "/keys"): obj({"items": {"type": "array", "items": KEY_INFO}}),
+    ("POST", _P + "/keys/{key_id}/revoke"): KEY_INFO,
+    ("POST", "/v1/landing/invites"): INVITE,
+    ("GET", "/v1/landing/offer/{code}"): OFFER,
+    ("GET", _P + "/members/lookup"): MEMBER,
+    ("GET", _M): MEMBER,
+    ("GET", _M + "/referrals"): page(REFERRAL),
+    ("GET", _M + "/attributions"): page(ATTRIBUTION_RECORD),
+    ("GET", _P + "/codes/{code}/attributions"): page(ATTRIBUTION_RECORD, code=STR, member_id=nullable(STR)),
+    ("PUT", _M + "/code"): MEMBER,
+    ("GET", "/health"): HEALTH,
+    ("GET", "/openapi.json"): obj({"openapi": STR, "info": OBJ, "paths": OBJ, "components": OBJ}),
+    ("PUT", _P + "/rules"): RULES_VERSION,
+    ("GET", _P + "/rules"): RULES_VERSION,
+    ("GET", _P + "/rules/schema"): obj({"$schema": STR}),
+    ("GET", _M + "/balance"): BALANCE,
+    ("GET", _M + "/ledger"): page(LEDGER_ENTRY),
+    ("GET", _M + "/redemptions/quote"): QUOTE,
+    ("POST", _M + "/redemptions"): REDEMPTION,
+    ("GET", _M + "/redemptions/{redemption_id}"): REDEMPTION,
+    ("POST", _M + "/redemptions/{redemption_id}/confirm"): REDEMPTION,
+    ("POST", _M + "/redemptions/{redemption_id}/cancel"): REDEMPTION,
+    ("POST", "/v1/webhooks/{partner_id}/events"): EVENT_RESULT,
+}
+#: Route-specific statuses beyond the common ones (``chalicelib.api.openapi``), for the same routes.
+EXTRA_STATUSES: dict[tuple[str, str], dict[int, str]] = {
+    ("PATCH", _P): {409: "The program changed concurrently (`concurrent_update`); retry"},
+    ("POST", _P + "/partners/{partner_id}/webhook-secrets/{source}/rotate"): {
+        409: "Rotated concurrently; retry"},
+    ("PUT", _M + "/code"): {409: "The code belongs to someone else (`code_taken`)"},
+    ("POST", _M + "/redemptions"): {
+        200: "The same redemption again (a retried `Idempotency-Key`)",
+        409: "Not enough available points (`insufficient_points`, `details.available`) or the "
+             "`Idempotency-Key` was used with another body"},
+    ("POST", _M + "/redemptions/{redemption_id}/confirm"): {409: "The redemption is not held any more"},
+    ("POST", _M + "/redemptions/{redemption_id}/cancel"): {409: "The redemption is not held any more"},
+    ("POST", "/v1/webhooks/{partner_id}/events"): {409: "A conflicting state change (retry the delivery)"},
+}
+
+#: Example request bodies of the main requests (shown in the document).
+REQUEST_EXAMPLES: dict[tuple[str, str], Any] = {
+    ("POST", "/v1/programs"): {
+        "name": "Кофейня Зерно", "currency": "RUB", "point_value_minor": 100, "default_locale": "ru",
+        "allowed_origins": ["https://zerno.example"], "landing_url": "https://zerno.example/invite"},
+    ("POST", _P + "/partners"): {"name": "FitLab", "landing_url": "https://fitlab.example/friends"},
+    ("POST", "/v1/webhooks/{partner_id}/events"): {
+        "type": "order.paid", "occurred_at": "2026-11-23T10:00:00Z", "object": {"type": "order", "id": "100234"},
+        "customer": {"id": "cust_8841", "email": "anna.petrova@example.com"},
+        "order": {"total": 249000, "currency": "RUB"}, "referral": {"code": "T838WMF5F44"}},
+    ("POST", "/v1/landing/invites"): {"email": "olga@example.com", "name": "Olga", "locale": "ru",
+                                      "ref": "T838-WMF5-F44", "utm": {"source": "telegram"}},
+    ("POST", _M + "/redemptions"): {"points": 300, "order_id": "100235", "order_amount": 100000},
+}
