@@ -15,15 +15,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 
 @lru_cache(maxsize=1)
 def _document() -> dict[str, Any]:
-    from chalicelib.api.openapi import build_document
-
     import app  # noqa: F401  (registers every route)
+    from chalicelib.api.openapi import build_document
 
     return build_document("https://srf.test")
 
@@ -44,7 +43,7 @@ def route_of(method: str, url: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(schema_json: str) -> Any:
     from jsonschema import Draft202012Validator
     from referencing import Registry, Resource

@@ -9,6 +9,7 @@ from typing import Any
 
 from chalice import Response
 
+from chalicelib.api import response_schemas as rs
 from chalicelib.api.http import ApiBlueprint, ApiRequest, respond
 from chalicelib.services import erasure, importer, ledger_export, member_export
 
@@ -18,7 +19,8 @@ BASE = "/v1/programs/{program_id}"
 
 
 @data_rights.endpoint(
-    f"{BASE}/members/{{member_id}}/erase", "POST", tag=TAG, auth="operator",
+    f"{BASE}/members/{{member_id}}/erase", "POST", tag=TAG, auth="operator", response_schema=rs.ERASURE,
+    responses={202: "Erasure in progress (`status: in_progress`): call again to resume"},
     summary="Erase a member's personal data (operator); ledger, balances and counters stay",
     description="Removes the profile's name, e-mail, phone, birthday, customer ids and push endpoints, every "
                 "identifier pointer, code and link (the code stops resolving) and the personal fields of related "
@@ -31,7 +33,7 @@ def erase_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
 
 
 @data_rights.endpoint(
-    f"{BASE}/members/{{member_id}}/export", "GET", tag=TAG, auth="operator",
+    f"{BASE}/members/{{member_id}}/export", "GET", tag=TAG, auth="operator", response_schema=rs.MEMBER_EXPORT,
     query_params=(("limit", "integer"), ("cursor", "string")),
     summary="Everything stored about a member, as JSON (operator; paged)",
     description="The first page carries `summary` (profile, balance, codes and clicks, erasure record); every page "
@@ -45,6 +47,9 @@ def export_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
 
 @data_rights.endpoint(
     f"{BASE}/imports/members", "POST", tag=TAG, auth="operator", request_schema=importer.CHUNK_SCHEMA,
+    response_schema=rs.IMPORT_RESULT,
+    request_example={"csv": "email,phone,customer_id,opening_balance,referrer_code\nanna@example.com,,c-1,500,\n",
+                     "first_line": 2, "dry_run": False},
     summary="Import members from a CSV chunk (operator): identifiers, opening balances, referrers",
     description="Send the file in chunks of up to 1000 rows, each starting with the header row, with `first_line` "
                 "the file line of the chunk's first row (`python3 infra/dev.py import` does this). Each row is written "
@@ -56,7 +61,8 @@ def import_members(req: ApiRequest, program_id: str) -> Any:
 
 
 @data_rights.endpoint(
-    f"{BASE}/ledger/export", "GET", tag=TAG, auth="operator",
+    f"{BASE}/ledger/export", "GET", tag=TAG, auth="operator", response_schema=rs.LEDGER_CSV,
+    response_content_types=("text/csv",),
     query_params=(("from", "string"), ("to", "string"), ("limit", "integer"), ("cursor", "string")),
     summary="The program's ledger for a period as CSV (operator; paged)",
     description="Entries booked (`created_at`, UTC) from `from` to `to` (dates, inclusive, at most 366 days), in "

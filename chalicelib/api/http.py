@@ -296,6 +296,7 @@ class ApiBlueprint(Blueprint):
         responses: dict[int, str] | None = None,
         request_example: Any = None,
         headers: tuple[tuple[str, str], ...] = (),
+        response_content_types: tuple[str, ...] = ("application/json",),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Declare a route and its contract (all keyword arguments but ``summary`` and ``tag`` optional).
 
@@ -310,7 +311,8 @@ class ApiBlueprint(Blueprint):
         the document falls back to ``api.response_schemas.BY_ROUTE``, and a route with neither still works
         (``tests/functional/test_openapi.py`` lists it). ``responses`` adds route-specific statuses
         (``{202: "…", 409: "…"}``) to the common ones (``api.openapi``); ``request_example`` and ``headers``
-        (required request headers, ``(name, description)``) go into the document. The functional suite
+        (required request headers, ``(name, description)``) go into the document; ``response_content_types``
+        names the success body's media types when it is not (only) JSON (``text/csv``, ``text/html``). The functional suite
         fails on any status or body the document does not declare (``tests/openapi_check.py``)."""
         body_mode = body or ("validate" if request_schema is not None else "none")
         if body_mode not in ("validate", "raw", "none") or (body_mode != "none") != (request_schema is not None):
@@ -320,7 +322,8 @@ class ApiBlueprint(Blueprint):
             op = Operation(path, method, summary, tag, auth, request_schema,
                            (content_types or ["application/json"])[0], success_status, description, query_params,
                            body_mode=body_mode, view=view, response_schema=response_schema,
-                           responses=dict(responses or {}), request_example=request_example, headers=headers)
+                           responses=dict(responses or {}), request_example=request_example, headers=headers,
+                           response_content_types=response_content_types)
             register(op)
             handler = _handle_errors(view, op, finish, strict_path)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.api import response_schemas as rs
 from chalicelib.api.http import ApiBlueprint, ApiRequest
 
 integrations = ApiBlueprint(__name__)
@@ -22,7 +23,9 @@ def _schema() -> dict[str, Any]:
     return service.request_schema()
 
 
-@integrations.endpoint(_PATH, "PUT", tag=TAG, auth="key", request_schema=_schema,
+@integrations.endpoint(_PATH, "PUT", tag=TAG, auth="key", request_schema=_schema, response_schema=rs.INTEGRATION,
+                       responses={409: "Changed concurrently (`concurrent_update`); retry"},
+                       request_example={"settings": {"secret": "shpss_0f3c…", "shop_domain": "zerno.myshopify.com"}},
                        summary="Connect a shop or CRM (answers the webhook URL and the topics to subscribe)",
                        description="Operator or that partner. `settings.secret` is the signing secret the platform "
                                    "issued (Shopify, WooCommerce, HubSpot, Bitrix24): sealed with KMS, never shown "
@@ -35,14 +38,14 @@ def connect(req: ApiRequest, program_id: str, partner_id: str, platform: str) ->
     return service.connect(req.principal, program_id, partner_id, platform, req.body)
 
 
-@integrations.endpoint(_PATH, "GET", tag=TAG, auth="key", summary="Show a platform connection (no secrets)")
+@integrations.endpoint(_PATH, "GET", tag=TAG, auth="key", response_schema=rs.INTEGRATION, summary="Show a platform connection (no secrets)")
 def get_integration(req: ApiRequest, program_id: str, partner_id: str, platform: str) -> Any:
     from chalicelib.services import integrations as service
 
     return service.get(req.principal, program_id, partner_id, platform)
 
 
-@integrations.endpoint(_PATH, "DELETE", tag=TAG, auth="key", summary="Disconnect a platform")
+@integrations.endpoint(_PATH, "DELETE", tag=TAG, auth="key", response_schema=rs.DISCONNECTED, summary="Disconnect a platform")
 def disconnect(req: ApiRequest, program_id: str, partner_id: str, platform: str) -> Any:
     from chalicelib.services import integrations as service
 
@@ -52,6 +55,7 @@ def disconnect(req: ApiRequest, program_id: str, partner_id: str, platform: str)
 @integrations.endpoint(
     "/v1/webhooks/{partner_id}/{platform}", "POST", tag="Webhooks", auth="signature",
     content_types=WEBHOOK_CONTENT_TYPES, request_schema=PLATFORM_WEBHOOK_SCHEMA,
+    response_schema=rs.PLATFORM_RESULT,
     body="raw",  # read only after the platform's authentication, then parsed by its adapter (adapters.body)
     summary="Receive a shop's or CRM's own webhook (Shopify, WooCommerce, HubSpot, Tilda, amoCRM, Bitrix24, InSales)",
     description="Authenticated the platform's way (its HMAC signature, or the token in the URL) before anything "

@@ -7,6 +7,7 @@ from typing import Any
 
 from chalice import Response
 
+from chalicelib.api import response_schemas as rs
 from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor
 from chalicelib.domain.errors import NotFound
 from chalicelib.notify import members as notify_members
@@ -18,7 +19,7 @@ BASE = "/v1/programs/{program_id}/members/{member_id}"
 FORM = "application/x-www-form-urlencoded"
 
 
-@notifications.endpoint(f"{BASE}/preferences", "GET", tag=TAG, auth="key",
+@notifications.endpoint(f"{BASE}/preferences", "GET", tag=TAG, auth="key", response_schema=rs.PREFERENCES,
                         summary="A member's notification channels (true = on)")
 def get_preferences(req: ApiRequest, program_id: str, member_id: str) -> Any:
     return notify_members.get_preferences(req.principal, program_id, member_id)
@@ -26,6 +27,7 @@ def get_preferences(req: ApiRequest, program_id: str, member_id: str) -> Any:
 
 @notifications.endpoint(
     f"{BASE}/preferences", "PATCH", tag=TAG, auth="key", request_schema=notify_members.PREFERENCES_SCHEMA,
+    response_schema=rs.PREFERENCES, request_example={"email": False},
     summary="Turn notification channels on or off (`email`, `sms`, `push`); honoured at delivery",
     description="Channels not named keep their setting. The unsubscribe link in e-mails sets `email` to false.",
 )
@@ -35,6 +37,7 @@ def patch_preferences(req: ApiRequest, program_id: str, member_id: str) -> Any:
 
 @notifications.endpoint(
     f"{BASE}/devices", "POST", tag=TAG, auth="key", request_schema=notify_members.DEVICE_SCHEMA,
+    response_schema=rs.DEVICE,
     summary="Register a push token (`fcm` or `apns`): creates or refreshes and re-enables the SNS endpoint",
     description="The raw token is not stored (only the SNS endpoint and a hash). A token the provider refuses "
                 "is a 422; push not configured for the platform is a 422 `push_token_refused` too.",
@@ -47,6 +50,7 @@ def register_device(req: ApiRequest, program_id: str, member_id: str) -> Any:
 
 @notifications.endpoint(
     f"{BASE}/notifications", "GET", tag=TAG, auth="key", query_params=(("limit", "integer"), ("cursor", "string")),
+    response_schema=rs.page(rs.NOTIFICATION),
     summary="Delivery log: template, channel, status, attempts, last error, masked recipient, provider id (paged)",
 )
 def list_notifications(req: ApiRequest, program_id: str, member_id: str) -> Any:
@@ -76,7 +80,8 @@ def _words(locale: str) -> dict[str, str]:
     return strings().get(locale, strings()["en"])
 
 
-@notifications.endpoint("/u/{token}", "GET", tag=TAG, auth="none",
+@notifications.endpoint("/u/{token}", "GET", tag=TAG, auth="none", response_schema=rs.HTML_PAGE,
+                        response_content_types=("text/html",),
                         summary="Unsubscribe page (asks for a click; link scanners never unsubscribe anyone)")
 def unsubscribe_page(req: ApiRequest, token: str) -> Any:
     from string import Template
@@ -100,7 +105,8 @@ ONE_CLICK_SCHEMA: dict[str, Any] = {"type": "object", "properties": {
 
 
 @notifications.endpoint("/u/{token}", "POST", tag=TAG, auth="none", content_types=[FORM, "application/json"],
-                        request_schema=ONE_CLICK_SCHEMA, body="raw",
+                        request_schema=ONE_CLICK_SCHEMA, body="raw", response_schema=rs.HTML_PAGE,
+                        response_content_types=("text/html",),
                         summary="One-click unsubscribe (RFC 8058 `List-Unsubscribe=One-Click`)")
 def unsubscribe(req: ApiRequest, token: str) -> Any:
     from string import Template
@@ -110,7 +116,8 @@ def unsubscribe(req: ApiRequest, token: str) -> Any:
     return _page(done["locale"], text)
 
 
-@notifications.endpoint("/dev/outbox", "GET", tag=TAG, auth="none",
+@notifications.endpoint("/dev/outbox", "GET", tag=TAG, auth="none", query_params=(("id", "string"),),
+                        response_schema=rs.DEV_OUTBOX, response_content_types=("application/json", "text/html"),
                         summary="Local stage only: the messages the local run delivered, rendered (404 elsewhere)")
 def dev_outbox(req: ApiRequest) -> Any:
     from chalicelib.config import get_settings

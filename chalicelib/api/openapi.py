@@ -65,7 +65,10 @@ def _responses(op: Any) -> dict[str, Any]:
 
     route = (op.method.upper(), op.path)
     schema = op.response_schema if op.response_schema is not None else BY_ROUTE.get(route)
-    content = {"application/json": {"schema": _schema(schema)}} if schema is not None else None
+    content: dict[str, Any] | None = None
+    if schema is not None:
+        content = {media: {"schema": _schema(schema) if media.endswith("json") else {"type": "string"}}
+                   for media in op.response_content_types}
     success: dict[str, Any] = {"description": "Success", **({"content": content} if content else {})}
     if op.success_status in (301, 302, 303, 307):
         success["headers"] = {"Location": {"schema": {"type": "string"}, "description": "Where to go"}}

@@ -89,8 +89,56 @@ REDEMPTION = obj({"redemption_id": STR, "member_id": STR, "partner_id": nullable
                   "status": {"enum": ["held", "confirmed", "cancelled"]}, "created_at": TIME, "updated_at": TIME})
 EVENT_RESULT = obj({"status": {"enum": ["processed", "duplicate", "parked"]}, "business_key": STR, "type": STR},
                    {"member": nullable(obj({"member_id": STR, "code": nullable(STR), "created": BOOL})),
-                    "attribution": nullable(obj({"outcome": STR})), "rewards": OBJ})
+                    "attribution": nullable(obj({"outcome": STR})), "rewards": nullable(OBJ)})
 HEALTH = obj({"status": {"const": "ok"}, "stage": STR})
+
+COUPONS = obj({"member_id": STR, "coupons": {"type": "array", "items": STR}})
+COUPON_PUT = {"allOf": [COUPONS, obj({"code": STR, "created": BOOL})]}
+COUPON = obj({"code": STR, "member_id": STR})
+COUPON_REMOVED = {"allOf": [COUPONS, obj({"code": STR, "removed": {"const": True}})]}
+
+PREFERENCES = obj({"preferences": obj({"email": BOOL, "sms": BOOL, "push": BOOL})})
+DEVICE = obj({"device": obj({"device_id": STR, "platform": {"enum": ["fcm", "apns"]}, "enabled": BOOL,
+                             "updated_at": TIME})})
+NOTIFICATION = obj({"message_id": STR, "template": STR, "status": STR, "attempts": INT,
+                    "channels": {"type": "array", "items": obj({"channel": nullable(STR), "status": nullable(STR)}, {
+                        "recipient": nullable(STR), "provider_id": nullable(STR), "error": nullable(STR)})},
+                    "merged": {"type": "array"}},
+                   {"locale": nullable(STR), "last_error": nullable(STR), "subject": nullable(STR),
+                    "created_at": nullable(STR), "finished_at": nullable(STR)})
+#: The local run's outbox (``/dev/outbox``); with ``?id=`` the message itself, as HTML.
+DEV_OUTBOX = obj({"items": {"type": "array", "items": obj({"id": STR, "html_url": STR})}})
+#: ``/u/{token}``: an HTML page (the unsubscribe question, or its confirmation).
+HTML_PAGE = STR
+
+_VERSIONS = obj({"versions_valid": INT, "previous_valid_until": nullable(STR)})
+INTEGRATION = obj({
+    "platform": STR, "program_id": STR, "partner_id": STR, "webhook_url": STR,
+    "topics": {"type": "array", "items": STR}, "content_types": {"type": "array", "items": STR},
+    "auth": {"enum": ["secret", "token"]}, "settings": OBJ, "revision": INT, "created_at": TIME,
+    "updated_at": TIME, "api_token_set": BOOL},
+    {"docs_url": nullable(STR), "secret": _VERSIONS, "token": _VERSIONS, "token_issued": BOOL})
+DISCONNECTED = obj({"platform": STR, "partner_id": STR, "disconnected": {"const": True}})
+PLATFORM_EVENT = obj({"status": STR}, {"label": nullable(STR), "reason": nullable(STR), "error": OBJ})
+PLATFORM_RESULT = obj({
+    "status": {"enum": ["processed", "queued", "duplicate", "partial", "ignored"]}, "platform": STR,
+    "delivery_id": nullable(STR), "events": {"type": "array", "items": PLATFORM_EVENT}},
+    {"reason": nullable(STR), "conflict": OBJ})
+
+ERASURE = obj({"member_id": STR, "program_id": STR, "status": STR, "requested_by": nullable(STR),
+               "requested_at": nullable(TIME), "confirmed_by": nullable(STR), "started_at": nullable(TIME),
+               "completed_at": nullable(TIME), "step": nullable(STR), "counts": OBJ})
+MEMBER_EXPORT = obj({"format_version": INT, "program_id": STR, "member_id": STR, "exported_at": TIME,
+                     "items": {"type": "array", "items": OBJ}, "next_cursor": nullable(STR)},
+                    {"summary": obj({"profile": OBJ, "balance": nullable(OBJ), "erasure": nullable(ERASURE),
+                                     "codes": {"type": "array", "items": obj({"code": STR})},
+                                     "identifiers": {"type": "array", "items": STR},
+                                     "pending_invites": {"type": "array", "items": OBJ}})})
+IMPORT_RESULT = obj({"rows": INT, "imported": INT, "existing_members": INT, "already_imported": INT,
+                     "opening_points": INT, "dry_run": BOOL,
+                     "errors": {"type": "array", "items": obj({"line": INT})}})
+#: ``text/csv``: the ledger page (header row first on the first page); ``X-Next-Cursor`` while more remains.
+LEDGER_CSV = STR
 
 _P = "/v1/programs/{program_id}"
 _M = _P + "/members/{member_id}"
@@ -128,6 +176,10 @@ BY_ROUTE: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", _M + "/redemptions/{redemption_id}/confirm"): REDEMPTION,
     ("POST", _M + "/redemptions/{redemption_id}/cancel"): REDEMPTION,
     ("POST", "/v1/webhooks/{partner_id}/events"): EVENT_RESULT,
+    ("GET", _M + "/coupons"): COUPONS,
+    ("PUT", _M + "/coupons/{code}"): COUPON_PUT,
+    ("GET", _M + "/coupons/{code}"): COUPON,
+    ("DELETE", _M + "/coupons/{code}"): COUPON_REMOVED,
 }
 #: Route-specific statuses beyond the common ones (``chalicelib.api.openapi``), for the same routes.
 EXTRA_STATUSES: dict[tuple[str, str], dict[int, str]] = {
@@ -135,6 +187,8 @@ EXTRA_STATUSES: dict[tuple[str, str], dict[int, str]] = {
     ("POST", _P + "/partners/{partner_id}/webhook-secrets/{source}/rotate"): {
         409: "Rotated concurrently; retry"},
     ("PUT", _M + "/code"): {409: "The code belongs to someone else (`code_taken`)"},
+    ("PUT", _M + "/coupons/{code}"): {409: "Another member holds the code (`coupon_taken`) or the member has "
+                                           "the maximum (`too_many_coupons`)"},
     ("POST", _M + "/redemptions"): {
         200: "The same redemption again (a retried `Idempotency-Key`)",
         409: "Not enough available points (`insufficient_points`, `details.available`) or the "

@@ -156,7 +156,8 @@ def test_a_crash_inside_a_step_leaves_the_erasure_resumable(api: ApiClient, monk
     pid, mid = shop.pid, olga["member_id"]
     original = erasure._advance_profile
     monkeypatch.setattr(erasure, "_advance_profile", lambda record: (_ for _ in ()).throw(RuntimeError("crash")))
-    assert api.post(f"/v1/programs/{pid}/members/{mid}/erase").status == 500
+    with api.unchecked():  # the injected crash is the one 500 no document declares
+        assert api.post(f"/v1/programs/{pid}/members/{mid}/erase").status == 500
     monkeypatch.setattr(erasure, "_advance_profile", original)
     reply = api.post(f"/v1/programs/{pid}/members/{mid}/erase")
     assert reply.status == 200 and reply.body["status"] == "erased"
