@@ -1,71 +1,46 @@
-"""Reading webhook bodies: JSON and form-encoded, bounded.
+"""Reading webhook bodies: JSON and form-encoded, through the one defensive reader.
 
-The one place adapters parse bodies (a defensive reader shared with the canonical intake
-is planned; switching is a change here only). Form bodies use PHP's bracket notation
+Every platform body is parsed by ``chalicelib.domain.safe_json`` (the same reader as the
+canonical intake and every API body: nesting, number, string and duplicate-key limits, each a
+400 naming the JSON path); this module only adapts its limits to what platforms send and
+gives form bodies their structure. Form bodies use PHP's bracket notation
 (``leads[status][0][id]=1``), which amoCRM, Bitrix24 and Tilda send; they become nested
 dicts, with numeric keys kept as string keys (``{"leads": {"status": {"0": {"id": "1"}}}}``).
 """
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
-from urllib.parse import parse_qsl
+from typing import Any, Final
 
 from chalicelib.adapters.base import malformed
+from chalicelib.domain import safe_json
 
-MAX_FIELDS = 2000
-MAX_DEPTH = 8
-MAX_JSON_DEPTH = 32
+#: A CRM's form webhook lists many fields per lead (amoCRM: custom fields of every lead in the batch).
+MAX_FIELDS: Final = 2000
+#: Bracket levels in a form field name (``leads[status][0][custom_fields][0][values][0][value]``).
+MAX_DEPTH: Final = 8
+MAX_JSON_DEPTH: Final = safe_json.MAX_DEPTH
+#: Platforms send 64-bit integer ids (Shopify's line and shipping ids are above 2**53), so their bodies
+#: may hold any signed 64-bit integer; amounts are strings or small numbers, bounded by each adapter.
+MAX_PLATFORM_INT: Final = 2**63 - 1
+PLATFORM_LIMITS: Final = safe_json.Limits(max_depth=MAX_JSON_DEPTH, max_int=MAX_PLATFORM_INT,
+                                          max_form_fields=MAX_FIELDS)
 _SEGMENT = re.compile(r"\[([^\[\]]*)\]")
 
 
-def _depth_ok(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        current, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(current, dict):
-            stack.extend((v, depth + 1) for v in current.values())
-        elif isinstance(current, list):
-            stack.extend((v, depth + 1) for v in current)
-    return True
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key[:40]!r}")
-        out[key] = value
-    return out
-
-
 def json_body(raw: bytes) -> Any:
-    """Parsed JSON; duplicate keys, huge numbers and deep nesting are malformed (400)."""
-    try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                           parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"{c} is not JSON")))
-    except RecursionError:
-        raise malformed("JSON nested too deeply") from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise malformed("body is not valid JSON", error=str(exc)[:200]) from None
-    if not _depth_ok(value, MAX_JSON_DEPTH):
-        raise malformed("JSON nested too deeply")
-    return value
+    """Parsed JSON (any JSON value; the adapter checks it is the object it expects).
+
+    Duplicate keys, huge numbers, deep nesting, lone surrogates and NUL are a 400 from
+    ``safe_json`` (``code`` names the limit, ``details.path`` where)."""
+    return safe_json.loads(raw, limits=PLATFORM_LIMITS, require_object=False)
 
 
 def form_body(raw: bytes) -> dict[str, Any]:
     """``application/x-www-form-urlencoded`` with bracket notation → nested dicts of strings."""
-    try:
-        text = raw.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=MAX_FIELDS)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise malformed("body is not valid form data", error=str(exc)[:200]) from None
     out: dict[str, Any] = {}
-    for name, value in pairs:
+    for name, value in safe_json.read_form_pairs(raw, limits=PLATFORM_LIMITS):
         head, _, rest = name.partition("[")
         path = [head] + (_SEGMENT.findall("[" + rest) if rest else [])
         if not head or len(path) > MAX_DEPTH:

@@ -300,15 +300,19 @@ def loads(raw: bytes | str, *, limits: Limits = DEFAULT_LIMITS, require_object: 
 # --------------------------------------------------------------------------- forms
 
 
-def read_form(raw: bytes | str, *, multi: bool = False, limits: Limits = DEFAULT_LIMITS) -> Any:
-    """Parse an untrusted ``application/x-www-form-urlencoded`` body (strict UTF-8).
+def read_form_pairs(raw: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> list[tuple[str, str]]:
+    """Every ``(name, value)`` of an untrusted form body, in body order (repeats kept), checked
+    like :func:`read_form`: for readers that give the names a structure themselves (the platform
+    adapters' bracket notation, ``chalicelib.adapters.body``)."""
+    pairs = _form_pairs(raw, limits)
+    for key, value in pairs:
+        if _CONTROL_RE.search(key):
+            raise _bad("malformed_form", "field name contains control characters", (key,))
+        _check_string(value, (key,))
+    return pairs
 
-    ``multi=False`` (default): ``dict[str, str]``; a repeated field is a 400
-    ``duplicate_key`` (same parser-differential reason as for JSON). ``multi=True``:
-    ``dict[str, list[str]]`` in body order, for platforms that repeat fields on purpose.
-    Keys must be single-line; values may hold newlines (addresses, comments) but no
-    NUL. Empty values are kept (``a=&b=1`` -> ``{"a": "", "b": "1"}``).
-    """
+
+def _form_pairs(raw: bytes | str, limits: Limits) -> list[tuple[str, str]]:
     text = raw.decode("latin-1") if isinstance(raw, bytes | bytearray) else raw
     if not text.isascii():
         # A form body is percent-encoded ASCII; raw 8-bit bytes are a client bug or a trick.
@@ -320,11 +324,20 @@ def read_form(raw: bytes | str, *, multi: bool = False, limits: Limits = DEFAULT
         raise BadRequest("Form body is not valid UTF-8", code="malformed_form") from None
     except ValueError as exc:
         raise BadRequest("Form body is not valid", code="malformed_form", details={"reason": str(exc)}) from None
+    return pairs
+
+
+def read_form(raw: bytes | str, *, multi: bool = False, limits: Limits = DEFAULT_LIMITS) -> Any:
+    """Parse an untrusted ``application/x-www-form-urlencoded`` body (strict UTF-8).
+
+    ``multi=False`` (default): ``dict[str, str]``; a repeated field is a 400
+    ``duplicate_key`` (same parser-differential reason as for JSON). ``multi=True``:
+    ``dict[str, list[str]]`` in body order, for platforms that repeat fields on purpose.
+    Keys must be single-line; values may hold newlines (addresses, comments) but no
+    NUL. Empty values are kept (``a=&b=1`` -> ``{"a": "", "b": "1"}``).
+    """
     result: dict[str, Any] = {}
-    for key, value in pairs:
-        if _CONTROL_RE.search(key):
-            raise _bad("malformed_form", "field name contains control characters", (key,))
-        _check_string(value, (key,))
+    for key, value in read_form_pairs(raw, limits=limits):
         if multi:
             result.setdefault(key, []).append(value)
         elif key in result:

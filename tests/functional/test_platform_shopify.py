@@ -252,3 +252,36 @@ def test_money_in_zero_and_three_decimal_currencies(api: ApiClient) -> None:
         from chalicelib.adapters.money import to_minor
 
         assert to_minor(total, currency) == expected
+
+
+# --------------------------------------------------------------------------- hostile bodies
+
+
+def _item_count() -> int:
+    from tests.functional.test_data_rights_erasure import scan_test_table
+
+    return len(scan_test_table())
+
+
+@pytest.mark.parametrize(("raw", "code", "path"), [
+    (b'{"id": ' + b"[" * 1000 + b"]" * 1000 + b"}", "too_deep", None),
+    (b'{"id": 820982911946154508, "total_price": ' + b"9" * 5000 + b"}", "number_out_of_range", "$.total_price"),
+    (b'{"id": 820982911946154508, "customer": {"first_name": "\\ud800"}}', "invalid_string",
+     "$.customer.first_name"),
+    (b'{"id": 820982911946154508, "total_price": "1.00", "total_price": "99999.00"}', "duplicate_key",
+     "$.total_price"),
+    (b'{"id": 820982911946154508, "note": "a\\u0000b"}', "invalid_string", "$.note"),
+])
+def test_a_hostile_signed_platform_body_is_a_400_naming_the_limit_and_writes_nothing(
+        shop: PlatformShop, raw: bytes, code: str, path: str | None) -> None:
+    """A correctly signed Shopify delivery (the sender has the secret) with a hostile body: read by the
+    one defensive reader (``domain.safe_json`` via ``adapters.body``), refused before any write."""
+    before = _item_count()
+    reply = send(shop, "orders_paid.json", raw=raw)
+    assert reply.status == 400, reply.body
+    assert reply.error_code == code, reply.body
+    if path is not None:
+        assert reply.body["error"]["details"]["path"] == path, reply.body
+    assert _item_count() == before
+    # The program still works: the real sample order is processed after the hostile ones.
+    assert send(shop, "orders_paid.json").status == 200

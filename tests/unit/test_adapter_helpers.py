@@ -49,6 +49,23 @@ def test_form_body_brackets_and_limits() -> None:
             form_body(bad)
 
 
+def test_form_body_goes_through_the_defensive_reader() -> None:
+    """The same reader (``domain.safe_json``) as every other body: its codes, the adapters' limits."""
+    cases = {
+        b"name=a%00b": "invalid_string",                 # NUL in a value
+        b"name=%ED%A0%80": "malformed_form",             # a UTF-8-encoded lone surrogate
+        "name=Анна".encode(): "malformed_form",          # raw 8-bit bytes: not percent-encoded
+        b"na%0Ame=1": "malformed_form",                  # a control character in a field name
+        b"&".join(b"f%d=1" % i for i in range(2001)): "malformed_form",  # over the 2000 fields
+    }
+    for raw, code in cases.items():
+        with pytest.raises(BadRequest) as refused:
+            form_body(raw)
+        assert refused.value.code == code, raw[:40]
+    assert form_body(b"&".join(b"f%d=1" % i for i in range(2000)))["f1999"] == "1"
+    assert form_body(b"name=%D0%90%D0%BD%D0%BD%D0%B0") == {"name": "Анна"}
+
+
 def test_json_body_refuses_duplicates_depth_and_constants() -> None:
     assert json_body(b'{"a": [1, {"b": "c"}]}') == {"a": [1, {"b": "c"}]}
     for bad in (b'{"a": 1, "a": 2}', b"[" * 40 + b"]" * 40, b'{"a": NaN}', b"\xff", b"{"):
