@@ -208,6 +208,20 @@ def prepare_store() -> list[str]:
     return warnings
 
 
+LOCAL_KMS_ALIAS = "alias/sarafan-local-integrations"
+
+
+def local_kms_key(kms: Any) -> str:
+    """The local run's key for platform secrets: the one a ``--data`` restart brought back (found by its
+    alias), else a new one with that alias. One key across restarts, not a new key per start."""
+    try:
+        return str(kms.describe_key(KeyId=LOCAL_KMS_ALIAS)["KeyMetadata"]["KeyId"])
+    except kms.exceptions.NotFoundException:
+        key_id = str(kms.create_key(Description="sarafan local: platform secrets")["KeyMetadata"]["KeyId"])
+        kms.create_alias(AliasName=LOCAL_KMS_ALIAS, TargetKeyId=key_id)
+        return key_id
+
+
 def prepare_integrations() -> list[str]:
     """The KMS key for platform secrets and the CRM fetch queue, unless the environment names real ones."""
     from chalicelib import aws, config
@@ -216,8 +230,7 @@ def prepare_integrations() -> list[str]:
     env = os.environ
     try:
         if not env.get("SARAFAN_KMS_KEY_ID"):
-            key = aws.client("kms").create_key(Description="sarafan local: platform secrets")
-            env["SARAFAN_KMS_KEY_ID"] = key["KeyMetadata"]["KeyId"]
+            env["SARAFAN_KMS_KEY_ID"] = local_kms_key(aws.client("kms"))
         if not env.get("SARAFAN_CRM_FETCH_QUEUE_URL"):
             from chalicelib.api.crm_consumer import QUEUE
 

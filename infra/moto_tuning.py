@@ -66,6 +66,7 @@ def apply() -> None:
         ("get_item", no_partition_on_miss),
         ("lock", serialize_requests),
         ("responses", plain_json_responses),
+        ("streams", plain_json_stream_records),
         ("expressions", parse_each_expression_once),
         ("items", size_items_once),
         ("actions", cache_action_lookup),
@@ -392,7 +393,8 @@ JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
 
 
 def _plain(value: Any) -> Any:
-    """JSON-ready: bytes as base64 (as DynamoDB sends ``B``), no ``None`` members, datetimes as epoch."""
+    """JSON-ready: bytes as base64 (as DynamoDB sends ``B``), no ``None`` members, datetimes as epoch
+    seconds with millisecond precision (what moto's serializer writes)."""
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
@@ -400,26 +402,26 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, datetime):
-        return value.timestamp()
+        return int(value.timestamp() * 1000) / 1000
     return value
 
 
 _OUTPUT_MEMBERS: dict[str, frozenset[str]] = {}
 
 
-def _output_members(action: str) -> frozenset[str]:
-    members = _OUTPUT_MEMBERS.get(action)
+def _output_members(action: str, service: str = "dynamodb") -> frozenset[str]:
+    members = _OUTPUT_MEMBERS.get(f"{service}:{action}")
     if members is None:
         from moto.core.responses import get_service_model
 
-        shape = get_service_model("dynamodb").operation_model(action).output_shape
-        members = _OUTPUT_MEMBERS[action] = frozenset(shape.members if shape is not None else ())
+        shape = get_service_model(service).operation_model(action).output_shape
+        members = _OUTPUT_MEMBERS[f"{service}:{action}"] = frozenset(shape.members if shape is not None else ())
     return members
 
 
-def plain_json_body(action: str, result: dict[str, Any]) -> str:
+def plain_json_body(action: str, result: dict[str, Any], service: str = "dynamodb") -> str:
     """The response body moto's serializer would produce (top-level members of the output shape only)."""
-    members = _output_members(action)
+    members = _output_members(action, service)
     return json.dumps(_plain({k: v for k, v in result.items() if k in members}), separators=(",", ":"))
 
 
@@ -445,6 +447,46 @@ def plain_json_responses() -> None:
 
     serialized.__wrapped__ = original  # type: ignore[attr-defined]
     DynamoHandler.serialized = serialized  # type: ignore[method-assign]
+
+
+#: Shard iterators a stream backend keeps (moto keeps every one it ever issued: the local run's
+#: poller asks for five a second, so the dict grew without bound). Real iterators expire after 15 min.
+MAX_SHARD_ITERATORS = 256
+
+
+def plain_json_stream_records() -> None:
+    """``GetRecords`` of DynamoDB Streams through ``json.dumps`` too, and a bounded iterator registry.
+
+    The local run polls the table's stream every 0.2 s (``infra/local_stream.py``); moto's generic
+    serializer walking every record's images was about a fifth of the run's CPU under load
+    (py-spy, ``bench/local_run.py``). ``tests/functional/test_moto_engine.py`` compares the output
+    with moto's own serializer.
+    """
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    original: Callable[..., Any] = DynamoDBStreamsHandler.serialized
+
+    def serialized(self: Any, action_result: Any) -> Any:
+        result, action = action_result.result, self._get_action()
+        if isinstance(result, dict) and action == "GetRecords":
+            headers = {"Content-Type": JSON_CONTENT_TYPE}
+            headers.update(self.response_headers)
+            return 200, headers, plain_json_body(action, result, "dynamodbstreams")
+        return original(self, action_result)
+
+    serialized.__wrapped__ = original  # type: ignore[attr-defined]
+    DynamoDBStreamsHandler.serialized = serialized  # type: ignore[method-assign]
+
+    get_records: Callable[..., Any] = DynamoDBStreamsBackend.get_records
+
+    def bounded_get_records(self: Any, iterator_arn: str, limit: int) -> Any:
+        result = get_records(self, iterator_arn, limit)
+        while len(self.shard_iterators) > MAX_SHARD_ITERATORS:  # oldest first (insertion order)
+            del self.shard_iterators[next(iter(self.shard_iterators))]
+        return result
+
+    DynamoDBStreamsBackend.get_records = bounded_get_records  # type: ignore[method-assign]
 
 
 # --- concurrency -------------------------------------------------------------------------------

@@ -13,8 +13,13 @@ Docs: https://www.amocrm.ru/developers/content/crm_platform/webhooks-format (for
   the ref code captured at ``leads[add]`` (a custom field named ``ref`` or ``settings.ref_field``)
   attributes the won deal of the same lead. A ``contacts[add]`` / ``contacts[update]`` payload's
   e-mail and phone (``custom_fields`` with ``code`` EMAIL / PHONE) become a ``member.signup``.
-* Limitations: the status hook carries no contact e-mail or phone (the lead id links it); with
-  ``settings.api_token`` the contact can be fetched from API v4 (asynchronous step).
+* The status hook carries no contact e-mail or phone (the lead id links it). With
+  ``settings.api_token`` (a long-lived token of an amoCRM integration) and ``settings.subdomain``,
+  a won lead is acknowledged at once and completed asynchronously from API v4
+  (https://www.amocrm.ru/developers/content/crm_platform/leads-api, ``GET /api/v4/leads/{id}?with=contacts``;
+  https://www.amocrm.ru/developers/content/crm_platform/contacts-api, ``GET /api/v4/contacts/{id}``):
+  the lead's current price and ref field, and the main contact's e-mail and phone
+  (``custom_fields_values`` with ``field_code`` EMAIL / PHONE), so the member is identified by them too.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 from chalicelib.adapters import common
 from chalicelib.adapters.base import (
     Context,
+    Fetch,
     Inbound,
     Mapped,
     Skipped,
@@ -37,6 +43,7 @@ from chalicelib.adapters.base import (
 from chalicelib.adapters.body import form_body
 
 DEFAULT_WON = {"*": [142]}
+API_DOMAINS = ("amocrm.ru", "amocrm.com", "kommo.com")
 MAX_ITEMS = 50
 
 
@@ -95,7 +102,11 @@ class AmoCRM:
                           "description": "Lead custom field (name, id or code) with the ref code (default ref)"},
             "subdomain": {"type": "string", "pattern": "^[a-z0-9-]{1,63}$",
                           "description": "The account's subdomain; deliveries from another account are refused"},
+            "api_domain": {"enum": list(API_DOMAINS),
+                           "description": "Where the account's API lives: amocrm.ru (default), amocrm.com or kommo.com"},
         },
+        # The API host is <subdomain>.<api_domain>: a token alone cannot be used.
+        "dependencies": {"api_token": ["subdomain"]},
     }
 
     def verify(self, inbound: Inbound, secrets: Sequence[bytes], ctx: Context) -> None:
@@ -111,7 +122,7 @@ class AmoCRM:
         leads = body.get("leads") if isinstance(body.get("leads"), dict) else {}
         contacts = body.get("contacts") if isinstance(body.get("contacts"), dict) else {}
         assert isinstance(leads, dict) and isinstance(contacts, dict)
-        items: list[Mapped | Skipped] = []
+        items: list[Mapped | Skipped | Fetch] = []
         for lead in _entries(leads.get("add")):
             items.append(_lead_added(lead, ctx))
         for lead in _entries(leads.get("status")):
@@ -136,16 +147,17 @@ def _lead_added(lead: dict[str, Any], ctx: Context) -> Mapped:
     return Mapped(event, f"leads.add#{lead_id}")
 
 
-def _status(lead: dict[str, Any], ctx: Context) -> Mapped | Skipped:
+def _status(lead: dict[str, Any], ctx: Context) -> Mapped | Skipped | Fetch:
     lead_id = text(lead.get("id"), 32)
     if lead_id is None:
         raise malformed("leads[status][…][id] is missing")
     label = f"leads.status#{lead_id}"
     if not _won(text(lead.get("status_id"), 20), text(lead.get("pipeline_id"), 20), ctx):
         return Skipped(label, "the lead moved to a status that is not won")
-    event: dict[str, Any] = {"type": "deal.won",
-                             "occurred_at": common.timestamp(lead.get("updated_at") or lead.get("last_modified"),
-                                                             ctx.now),
+    occurred = common.timestamp(lead.get("updated_at") or lead.get("last_modified"), ctx.now)
+    if ctx.can_fetch and ctx.settings.get("subdomain"):
+        return Fetch(label, "deal", lead_id, occurred, lead_id)
+    event: dict[str, Any] = {"type": "deal.won", "occurred_at": occurred,
                              "object": {"type": "deal", "id": lead_id}, "customer": _lead_customer(lead_id)}
     price = common.amount(lead.get("price"), ctx.currency, "price", required=False)
     if price is not None and price >= 0:
@@ -174,6 +186,79 @@ def _contact(contact: dict[str, Any], ctx: Context) -> Mapped | Skipped:
     return Mapped({"type": "member.signup",
                    "occurred_at": common.timestamp(contact.get("created_at") or contact.get("date_create"), ctx.now),
                    "object": {"type": "customer", "id": f"amo-contact-{contact_id}"}, "customer": customer}, label)
+
+
+def _api_base(ctx: Context) -> str:
+    domain = ctx.settings.get("api_domain") or API_DOMAINS[0]
+    return f"https://{ctx.settings['subdomain']}.{domain}/api/v4"
+
+
+def lead_url(lead_id: str, ctx: Context) -> str:
+    return f"{_api_base(ctx)}/leads/{lead_id}?with=contacts"
+
+
+def contact_url(contact_id: str, ctx: Context) -> str:
+    return f"{_api_base(ctx)}/contacts/{contact_id}"
+
+
+def _embedded_contacts(lead: Any) -> list[dict[str, Any]]:
+    embedded = lead.get("_embedded") if isinstance(lead, dict) else None
+    contacts = embedded.get("contacts") if isinstance(embedded, dict) else None
+    return [c for c in contacts[:MAX_ITEMS] if isinstance(c, dict)] if isinstance(contacts, list) else []
+
+
+def main_contact_id(lead: Any) -> str | None:
+    """The lead's main contact (``is_main``), else its first one; ``None`` when it has none."""
+    contacts = _embedded_contacts(lead)
+    chosen = next((c for c in contacts if c.get("is_main") is True), contacts[0] if contacts else None)
+    return text(chosen.get("id"), 32) if chosen else None
+
+
+def _v4_fields(entity: Any) -> list[dict[str, Any]]:
+    fields = entity.get("custom_fields_values") if isinstance(entity, dict) else None
+    return [f for f in fields[:200] if isinstance(f, dict)] if isinstance(fields, list) else []
+
+
+def _v4_values(field: dict[str, Any]) -> list[str]:
+    values = field.get("values")
+    if not isinstance(values, list):
+        return []
+    return [v for e in values[:20] if isinstance(e, dict) and (v := text(e.get("value"), 320))]
+
+
+def _v4_ref_code(lead: dict[str, Any], ctx: Context) -> str | None:
+    wanted = str(ctx.settings.get("ref_field") or "ref").lower()
+    for field in _v4_fields(lead):
+        names = (str(field.get("field_name", "")).lower(), str(field.get("field_id", "")),
+                 str(field.get("field_code") or "").lower())
+        if wanted in names and (values := _v4_values(field)):
+            return values[0][:64]
+    return None
+
+
+def fetched_event(fetch: Fetch, lead: Any, contact: Any, ctx: Context) -> Mapped:
+    """The won deal once API v4 answered: the lead's price and ref, the main contact's e-mail and phone."""
+    if not isinstance(lead, dict) or text(lead.get("id"), 32) != fetch.object_id:
+        raise malformed("the amoCRM API answered with another or no lead")
+    customer: dict[str, Any] = _lead_customer(fetch.object_id)
+    if isinstance(contact, dict):
+        found: dict[str, str] = {}
+        for field in _v4_fields(contact):
+            code = str(field.get("field_code") or "").upper()
+            values = _v4_values(field)
+            if code in ("EMAIL", "PHONE") and values:
+                found.setdefault(code.lower(), values[0])
+        customer = customer_block(id=customer["id"], email=found.get("email"), phone=found.get("phone"),
+                                  name=contact.get("name"))
+    event: dict[str, Any] = {"type": "deal.won", "occurred_at": fetch.occurred_at,
+                             "object": {"type": "deal", "id": fetch.object_id}, "customer": customer}
+    price = common.amount(lead.get("price"), ctx.currency, "price", required=False)
+    if price is not None and price >= 0:
+        event["order"] = {"total": price, "currency": ctx.currency}
+    ref = _v4_ref_code(lead, ctx)
+    if ref:
+        event["referral"] = {"code": ref}
+    return Mapped(event, fetch.label)
 
 
 ADAPTER = AmoCRM()

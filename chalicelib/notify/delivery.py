@@ -15,8 +15,11 @@ Per group of outbox messages (one member, one event):
 4. **send** on each channel; throttling/5xx are retried with backoff, then the claim is
    released (``pending`` again) and the batch item reported as failed (Lambda retries it,
    and the sweep picks up whatever is still pending). Permanent errors fail that channel.
+   Before sending, one slot of the member's daily cap is *reserved* with a conditional counter
+   update (``total < cap``), and given back when nothing went out, so concurrent consumers never
+   exceed the cap.
 5. **finish** in one transaction: every claimed message ``sent``/``failed`` with the provider
-   ids (conditioned on our lease token), the delivery-log item, the daily counter.
+   ids (conditioned on our lease token), the delivery-log item.
 
 The at-least-once window is between the provider accepting a message and step 5 committing:
 a crash there leaves the message ``sending``; after the lease (60 s) it is sent again. SES has
@@ -182,9 +185,26 @@ class Delivery:
                                 lead_kind)
         config = program_settings.of(program)
         hold = config.hold_until(now, day_count)
+        if hold is None and not self._reserve_daily_slot(pid, mid, config, now):
+            # Another consumer took the last slot of the day between our read and now.
+            hold = config.hold_until(now, config.daily_cap)
         if hold is not None:
             self._release(claimed, token, "", {}, held_until=hold)
             return Outcome(lead.message_id, mid, HELD, kind=lead_kind, error=f"held until {clock.iso(hold)}")
+        try:
+            outcome = self._send_reserved(claimed, now, token, program, profile, state, config)
+        except BaseException:
+            self._return_daily_slot(pid, mid, config, now)
+            raise
+        if outcome.status != SENT:
+            self._return_daily_slot(pid, mid, config, now)
+        return outcome
+
+    def _send_reserved(self, claimed: list[OutboxItem], now: datetime, token: str, program: ProgramItem,
+                       profile: MemberItem, state: NotifyStateItem | None,
+                       config: program_settings.NotifySettings) -> Outcome:
+        lead = claimed[0]
+        pid, mid = lead.program_id, lead.member_id
         locale = profile.locale or lead.locale or program.default_locale
         rendered = self._render(program, profile, claimed, locale)
         deliveries: list[dict[str, Any]] = list(lead.deliveries or [])
@@ -316,6 +336,32 @@ class Delivery:
                 return result | {"status": FAILED, "error": exc.code}
         return result | {"status": FAILED, "error": "unreachable"}  # pragma: no cover
 
+    def _reserve_daily_slot(self, pid: str, mid: str, config: program_settings.NotifySettings,
+                            now: datetime) -> bool:
+        """Take one of the member's messages of the day *before* sending: a conditional counter, so two
+        consumers delivering to one member at once cannot both take the last slot (no check-then-write)."""
+        day = NotifyDayItem(*keys.notify_day(pid, mid, config.local_day(now)))
+        try:
+            day.update(actions=[NotifyDayItem.entity.set(NotifyDayItem), NotifyDayItem.total.add(1),  # type: ignore[arg-type]
+                                NotifyDayItem.expires_at_epoch.set(int(now.timestamp()) + 3 * 86400)],
+                       condition=NotifyDayItem.total.does_not_exist() | (NotifyDayItem.total < config.daily_cap))
+        except UpdateError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def _return_daily_slot(self, pid: str, mid: str, config: program_settings.NotifySettings,
+                           now: datetime) -> None:
+        """Nothing went out (failed, retried later): give the slot back."""
+        day = NotifyDayItem(*keys.notify_day(pid, mid, config.local_day(now)))
+        try:
+            day.update(actions=[NotifyDayItem.total.add(-1)], condition=NotifyDayItem.total > 0)
+        except UpdateError as exc:
+            if not _conditional_failed(exc):
+                raise
+            log.warning("daily slot already returned", extra={"program_id": pid})
+
     def _take_sms_budget(self, pid: str, config: program_settings.NotifySettings, now: datetime) -> bool:
         if config.sms_monthly_budget is None:
             return True
@@ -358,11 +404,6 @@ class Delivery:
             deliveries=[{k: v for k, v in d.items() if k != "target"} for d in deliveries],
             merged=[i.message_id for i in claimed[1:]], created_at=clock.iso(lead.created_at), finished_at=now_iso,
         ))
-        if status == SENT:
-            config_day = _day_for(pid, now)
-            day = NotifyDayItem(*keys.notify_day(pid, mid, config_day))
-            tx.update(day, [NotifyDayItem.entity.set(NotifyDayItem), NotifyDayItem.total.add(1),  # type: ignore[arg-type]
-                            NotifyDayItem.expires_at_epoch.set(int(now.timestamp()) + 3 * 86400)])
         try:
             tx.commit()
         except LeaseLost:
@@ -370,12 +411,6 @@ class Delivery:
             return Outcome(lead.message_id, mid, "skipped", kind=kind, error="lease_lost")
         return Outcome(lead.message_id, mid, status, kind=kind, subject=rendered.subject if rendered else None,
                        deliveries=deliveries, error=error, merged=[i.message_id for i in claimed[1:]])
-
-
-def _day_for(pid: str, now: datetime) -> str:
-    from chalicelib.store import tenancy_repo
-
-    return program_settings.of(tenancy_repo.get_program(pid)).local_day(now)
 
 
 def _tag(value: str) -> str:

@@ -31,7 +31,7 @@ from chalicelib.store import keys, tenancy_repo
 from chalicelib.store.integrations import IntegrationItem, IntegrationLogItem
 
 log = get_logger("sarafan.crm_fetch")
-FETCHING_PLATFORMS = ("hubspot", "bitrix24")
+FETCHING_PLATFORMS = ("hubspot", "bitrix24", "amocrm")
 
 
 def queue_url() -> str | None:
@@ -104,6 +104,21 @@ def _bitrix24(fetch: Fetch, webhook_url: str, ctx: Context) -> Any:
     return bitrix24.deal_event(fetch.object_id, fields, fetch.occurred_at, fetch.label, ctx, contact)
 
 
+def _amocrm(fetch: Fetch, token: str, ctx: Context) -> Any:
+    from chalicelib.adapters import amocrm
+
+    auth = {"Authorization": f"Bearer {token}"}
+    lead = get_json(Target("amocrm", amocrm.lead_url(fetch.object_id, ctx), auth))
+    contact = None
+    contact_id = amocrm.main_contact_id(lead)
+    if contact_id:
+        contact = get_json(Target("amocrm", amocrm.contact_url(contact_id, ctx), auth))
+    return amocrm.fetched_event(fetch, lead, contact, ctx)
+
+
+_FETCHERS = {"hubspot": _hubspot, "bitrix24": _bitrix24, "amocrm": _amocrm}
+
+
 def _log_failure(item: IntegrationItem, fetch: Fetch, code: str, message: str) -> None:
     now = clock.utcnow()
     entry_id = new_id("ilog")
@@ -128,7 +143,7 @@ def handle(message: dict[str, Any]) -> dict[str, Any]:
     ctx = Context(settings=dict(item.settings or {}), currency=program.currency, now=clock.utcnow(), can_fetch=True)
     try:
         token = _token(item)
-        result = _hubspot(fetch, token, ctx) if platform == "hubspot" else _bitrix24(fetch, token, ctx)
+        result = _FETCHERS[platform](fetch, token, ctx)
     except PermanentFailure as exc:
         _log_failure(item, fetch, exc.code, exc.message)
         return {"status": "failed", "code": exc.code}

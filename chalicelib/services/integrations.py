@@ -54,12 +54,15 @@ def adapter_for(platform: str) -> Adapter:
 
 def settings_schema(adapter: Adapter) -> dict[str, Any]:
     own = adapter.settings_schema
-    return {
+    schema: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "required": list(own.get("required", [])),
         "properties": {**COMMON_PROPERTIES, **own.get("properties", {})},
     }
+    if own.get("dependencies"):  # e.g. amoCRM: an API token is useless without the account's subdomain
+        schema["dependencies"] = own["dependencies"]
+    return schema
 
 
 def request_schema() -> dict[str, Any]:

@@ -89,3 +89,24 @@ def test_keys_file_is_private_and_without_data_nothing_is_written(tmp_path: Path
     memory: Any = local_state.LocalState(None)
     memory.save_keys({"operator_key": "srf_op_y"})
     assert memory.load_keys() == {} and not memory.save()
+
+
+def test_the_local_run_keeps_one_kms_key_across_data_restarts(aws_env: None, tmp_path: Path) -> None:
+    """Secrets sealed before a ``--data`` restart are sealed with the key the run uses after it."""
+    import boto3
+    from moto import mock_aws
+
+    from infra.local_run import LOCAL_KMS_ALIAS, local_kms_key
+
+    with mock_aws():
+        moto_tuning.apply()
+        kms = boto3.client("kms", region_name="eu-central-1")
+        first = local_kms_key(kms)
+        assert local_kms_key(kms) == first  # a second start in the same emulator: the same key
+        state = local_state.LocalState(tmp_path / "data", log=lambda _: None)
+        assert state.save("before restart")
+        _reset_moto()
+        assert local_state.LocalState(tmp_path / "data", log=lambda _: None).restore() is not None
+        assert local_kms_key(kms) == first
+        assert [k["KeyId"] for k in kms.list_keys()["Keys"]] == [first]
+        assert LOCAL_KMS_ALIAS in [a["AliasName"] for a in kms.list_aliases()["Aliases"]]

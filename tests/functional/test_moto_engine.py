@@ -51,7 +51,8 @@ def _all(client: Any) -> list[dict[str, Any]]:
 
 
 def test_the_suite_and_the_local_run_use_the_adjusted_engine(ddb: Any) -> None:
-    assert moto_tuning.applied() == {"tracking", "rollback", "query", "get_item", "lock", "responses", "expressions", "items", "actions"}
+    assert moto_tuning.applied() == {"tracking", "rollback", "query", "get_item", "lock", "responses", "streams",
+                                     "expressions", "items", "actions"}
 
 
 def test_a_cancelled_transaction_leaves_every_item_as_it_was(ddb: Any) -> None:
@@ -195,3 +196,57 @@ def test_data_plane_answers_are_what_motos_own_serializer_writes(ddb: Any, monke
                                           {"Get": {"TableName": TABLE, "Key": _item("nx", "1")}}])
     ddb.delete_item(TableName=TABLE, Key=key, ReturnValues="ALL_OLD")
     assert set(compared) == moto_tuning.PLAIN_JSON_ACTIONS
+
+
+def test_stream_records_are_what_motos_own_serializer_writes(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local run's stream poller reads records through the fast path: same answer, bounded iterators."""
+    import json
+
+    import boto3
+    from moto import mock_aws
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    with mock_aws():
+        moto_tuning.apply()
+        fast = DynamoDBStreamsHandler.serialized
+        moto_own = fast.__wrapped__  # type: ignore[attr-defined]
+        compared: list[int] = []
+
+        def both(self: Any, action_result: Any) -> Any:
+            ours, theirs = fast(self, action_result), moto_own(self, action_result)
+            assert (ours[0], json.loads(ours[2])) == (theirs[0], json.loads(theirs[2])), self._get_action()
+            if self._get_action() == "GetRecords":
+                compared.append(len(json.loads(ours[2])["Records"]))
+            return ours
+
+        monkeypatch.setattr(DynamoDBStreamsHandler, "serialized", both)
+        ddb = boto3.client("dynamodb", region_name="eu-central-1")
+        arn = ddb.create_table(
+            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK")],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )["TableDescription"]["LatestStreamArn"]
+        item = {**_item("a", "1"), "n": {"N": "1.50"}, "b": {"B": b"\x00\xff"},
+                "m": {"M": {"k": {"L": [{"S": "v"}, {"NULL": True}, {"BOOL": False}]}}}}
+        ddb.put_item(TableName=TABLE, Item=item)
+        ddb.update_item(TableName=TABLE, Key=_item("a", "1"), UpdateExpression="ADD n :one",
+                        ExpressionAttributeValues={":one": {"N": "1"}})
+        ddb.delete_item(TableName=TABLE, Key=_item("a", "1"))
+        from botocore.config import Config
+
+        # moto serves the classic host only (as infra/local_stream.py's client does).
+        streams = boto3.client("dynamodbstreams", region_name="eu-central-1",
+                               config=Config(account_id_endpoint_mode="disabled"))
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard,
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        reply = streams.get_records(ShardIterator=iterator)
+        assert [r["eventName"] for r in reply["Records"]] == ["INSERT", "MODIFY", "REMOVE"]
+        assert reply["Records"][0]["dynamodb"]["NewImage"]["b"] == {"B": b"\x00\xff"}
+        for _ in range(moto_tuning.MAX_SHARD_ITERATORS + 50):  # a long-polling consumer
+            reply = streams.get_records(ShardIterator=reply["NextShardIterator"])
+        assert compared[0] == 3 and len(compared) == moto_tuning.MAX_SHARD_ITERATORS + 51
+        backend = dynamodbstreams_backends["123456789012"]["eu-central-1"]
+        assert len(backend.shard_iterators) <= moto_tuning.MAX_SHARD_ITERATORS

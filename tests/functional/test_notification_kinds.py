@@ -129,3 +129,44 @@ def test_push_through_the_members_sns_endpoint(api: ApiClient) -> None:
     log = api.get(f"/v1/programs/{shop.pid}/members/{member['member_id']}/notifications").body["items"]
     assert log[0]["channels"][0]["channel"] == "push" and log[0]["status"] == "sent"
     assert "fcm-token" not in str(log)
+
+
+def test_the_daily_cap_holds_under_concurrent_consumers(api: ApiClient) -> None:
+    """Six messages for one member delivered by four consumers at once, cap 3: exactly 3 go out today.
+
+    The slot is reserved with a conditional counter before sending, so no two consumers can both
+    take the last one after reading the same count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib.notify import sources
+    from chalicelib.store.ledger import OutboxItem
+
+    shop = Shop(api, HELD, settings={"notifications": {"daily_cap": 3}})
+    member = shop.member("busy")
+    ids = [f"msg_cap{i}" for i in range(6)]
+    for i, message_id in enumerate(ids):
+        sources.new_outbox(shop.pid, member["member_id"], "points_available", {"points": 5 + i}, None,
+                           f"cap-{i}", message_id)
+    items = [OutboxItem.get(*keys.outbox_message(shop.pid, m)) for m in ids]
+    delivery = sources.delivery()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = [o for group in pool.map(lambda item: delivery.deliver_group([item]), items) for o in group]
+    assert sorted(o.status for o in outcomes) == ["held"] * 3 + ["sent"] * 3
+    assert len(ses_sent()) == 3
+    statuses = sorted(OutboxItem.get(*keys.outbox_message(shop.pid, m)).status for m in ids)
+    assert statuses == ["held"] * 3 + ["sent"] * 3
+
+
+def test_a_failed_send_gives_its_daily_slot_back(api: ApiClient) -> None:
+    from chalicelib.notify import sources
+    from chalicelib.store.ledger import OutboxItem
+    from chalicelib.store.notify import NotifyDayItem
+
+    shop = Shop(api, HELD, settings={"notifications": {"daily_cap": 1}})
+    mute = shop.member("mute")
+    MemberItem.get(*keys.member(shop.pid, mute["member_id"])).update(actions=[MemberItem.email.remove()])
+    sources.new_outbox(shop.pid, mute["member_id"], "points_available", {"points": 5}, None, "nochan", "msg_nochan")
+    (outcome,) = sources.delivery().deliver_group([OutboxItem.get(*keys.outbox_message(shop.pid, "msg_nochan"))])
+    assert outcome.status == "failed"  # no channel: nothing went out, so the day's slot is free again
+    day = NotifyDayItem.get(*keys.notify_day(shop.pid, mute["member_id"], "2026-01-15"))
+    assert int(day.total or 0) == 0

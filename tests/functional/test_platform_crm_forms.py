@@ -119,6 +119,83 @@ def test_amocrm_won_status_per_pipeline(api: ApiClient) -> None:
     assert post(shop, url, "amocrm", "lead_status_other.json").body["events"][0]["type"] == "deal.won"
 
 
+AMO_TOKEN = "amo-long-lived-token-7f3c2a1b9e8d"
+
+
+@pytest.fixture
+def amo_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeCrm]:
+    answers = fixture("amocrm", "api_v4_responses.json")["body"]
+    fake = FakeCrm({"/amocrm/api/v4/leads/25399013": (200, answers["lead"]),
+                    "/amocrm/api/v4/contacts/3": (200, answers["contact"])}, token=AMO_TOKEN)
+    monkeypatch.setenv("SARAFAN_CRM_FAKE_BASE_URL", fake.base_url)
+    yield fake
+    fake.close()
+
+
+def test_amocrm_won_lead_is_completed_from_api_v4(api: ApiClient, amo_api: FakeCrm,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = crm_queue(monkeypatch)
+    shop, anna = program(api)
+    url = shop.connected("amocrm", subdomain="zerno", api_token=AMO_TOKEN)["webhook_url"]
+    assert post(shop, url, "amocrm", "lead_add.json").status == 200
+    won = post(shop, url, "amocrm", "lead_status_won.json")
+    assert won.status == 200 and won.body["status"] == "queued", won.body
+    assert amo_api.calls == []  # acknowledged before any CRM call
+    (result,) = drain(queue)
+    assert result["status"] == "processed" and result["type"] == "deal.won", result
+    assert result["attribution"]["referrer_id"] == anna
+    # The main contact (is_main), not the first one, is fetched.
+    assert [c.split("?")[0] for c in amo_api.calls] == ["/amocrm/api/v4/leads/25399013", "/amocrm/api/v4/contacts/3"]
+    assert amo_api.calls[0].endswith("?with=contacts")
+    # The API's current price (7000 RUB), not the webhook's 5000: 5 % of 700000 kopecks = 350 points.
+    assert shop.rewards(anna) == {"lead-bonus": 200, "deal-commission": 350}
+    # The lead's member is now found by the main contact's e-mail and phone.
+    lead_member = shop.member_id_of("amo-lead-25399013")
+    by_email = api.get(f"/v1/programs/{shop.pid}/members/lookup?email=ivan@example.ru")
+    by_phone = api.get(f"/v1/programs/{shop.pid}/members/lookup?phone=%2B79123456789")
+    assert by_email.status == 200 and by_email.body["member_id"] == lead_member
+    assert by_phone.status == 200 and by_phone.body["member_id"] == lead_member
+    # A redelivery is fetched again but pays once (dedupe on the lead).
+    post(shop, url, "amocrm", "lead_status_won.json")
+    (again,) = drain(queue)
+    assert again["status"] == "duplicate"
+    assert shop.rewards(anna) == {"lead-bonus": 200, "deal-commission": 350}
+
+
+def test_amocrm_refused_token_is_logged_and_pays_nothing(api: ApiClient, amo_api: FakeCrm,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.services import crm_fetch
+
+    queue = crm_queue(monkeypatch)
+    shop, anna = program(api)
+    url = shop.connected("amocrm", subdomain="zerno", api_token="amo-revoked-token-000000")["webhook_url"]
+    post(shop, url, "amocrm", "lead_add.json")
+    post(shop, url, "amocrm", "lead_status_won.json")
+    (result,) = drain(queue)
+    assert result == {"status": "failed", "code": "crm_auth_failed"}
+    (entry,) = crm_fetch.list_log(shop.pid, shop.partner["partner_id"])
+    assert entry["object_id"] == "25399013" and "amo-revoked" not in json.dumps(entry)
+    assert shop.rewards(anna) == {"lead-bonus": 200}
+
+
+def test_amocrm_api_token_needs_the_subdomain(api: ApiClient) -> None:
+    shop, _ = program(api)
+    reply = shop.connect("amocrm", api_token=AMO_TOKEN)
+    assert reply.status == 422, reply.body
+    assert "subdomain" in json.dumps(reply.body["error"]["details"])
+
+
+def test_amocrm_api_hosts_are_the_documented_ones() -> None:
+    from chalicelib.services.crm_http import PermanentFailure, resolve
+
+    assert resolve("amocrm", "https://zerno.amocrm.ru/api/v4/leads/1") == "https://zerno.amocrm.ru/api/v4/leads/1"
+    assert resolve("amocrm", "https://zerno.kommo.com/api/v4/leads/1").startswith("https://zerno.kommo.com/")
+    for bad in ("https://zerno.amocrm.ru.evil.test/api/v4/leads/1", "http://zerno.amocrm.ru/api/v4/leads/1",
+                "https://169.254.169.254/latest/meta-data"):
+        with pytest.raises(PermanentFailure):
+            resolve("amocrm", bad)
+
+
 # --------------------------------------------------------------------------- Bitrix24
 
 
