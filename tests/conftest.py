@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -66,22 +68,82 @@ def aws(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """
     from moto import mock_aws
 
+    with mock_aws():
+        monkeypatch.setenv("SARAFAN_KMS_KEY_ID", _provision())
+        _read_settings()
+        yield
+
+
+def _provision() -> str:
+    """Inside ``mock_aws``: the adjusted engine, the table, the SES sender; returns a new KMS key's id."""
+    from chalicelib import aws as aws_clients
     from chalicelib.store.tables import create_table
     from infra import moto_tuning
 
-    with mock_aws():
-        moto_tuning.apply()
-        create_table()
-        from chalicelib import aws as aws_clients
-        from chalicelib import config
+    moto_tuning.apply()
+    create_table()
+    aws_clients.client("ses").verify_email_identity(EmailAddress=TEST_ENV["SARAFAN_SES_SENDER"])
+    return str(aws_clients.client("kms").create_key(Description="sarafan test: platform secrets")
+               ["KeyMetadata"]["KeyId"])
 
-        aws_clients.client("ses").verify_email_identity(EmailAddress=TEST_ENV["SARAFAN_SES_SENDER"])
-        key = aws_clients.client("kms").create_key(Description="sarafan test: platform secrets")
-        monkeypatch.setenv("SARAFAN_KMS_KEY_ID", key["KeyMetadata"]["KeyId"])
-        config.reset_settings()
-        # Read now: chalice.test.Client swaps in .chalice/config.json's environment while it runs.
-        config.get_settings()
-        yield
+
+def _read_settings() -> None:
+    from chalicelib import config
+
+    config.reset_settings()
+    # Read now: chalice.test.Client swaps in .chalice/config.json's environment while it runs.
+    config.get_settings()
+
+
+@contextmanager
+def moto_aws() -> Iterator[None]:
+    """What the ``aws_env`` and ``aws`` fixtures give a test, as a context manager (no function-scoped
+    fixture): the test environment set and restored, a new moto AWS with the table and a KMS key.
+    For a module-scoped fixture under a property test, with :func:`fresh_table` per example."""
+    from moto import mock_aws
+
+    names = [*TEST_ENV, "AWS_ENDPOINT_URL", "AWS_PROFILE", "SARAFAN_KMS_KEY_ID"]
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.update(TEST_ENV)
+        reset_process_state()
+        with mock_aws():
+            os.environ["SARAFAN_KMS_KEY_ID"] = _provision()
+            _read_settings()
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        reset_process_state()
+
+
+@contextmanager
+def fresh_table() -> Iterator[ApiClient]:
+    """Inside :func:`moto_aws`: the table dropped and created again, every process cache emptied, and
+    an API client. One per Hypothesis example, so no example sees another's data (a function-scoped
+    fixture would be shared by every example of the test); a few milliseconds, not a new moto."""
+    from app import app
+    from chalicelib.store.db import Entity
+    from chalicelib.store.tables import create_table
+
+    if Entity.exists():
+        Entity.delete_table()
+    reset_process_state()
+    create_table()
+    _read_settings()
+    yield ApiClient(app, OPERATOR_KEY)
+
+
+@contextmanager
+def fresh_api() -> Iterator[ApiClient]:
+    """:func:`moto_aws` and :func:`fresh_table` in one (a whole new moto: about half a second)."""
+    with moto_aws(), fresh_table() as api:
+        yield api
 
 
 @pytest.fixture
