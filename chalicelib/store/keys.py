@@ -275,3 +275,11 @@ def import_row(program_id: str, person_hash: str) -> Key:
 def gsi2_ledger_day(program_id: str, day: str, created_at: str, entry_id: str) -> Key:
     """Every ledger entry by program and booking day (``created_at``), for the ledger CSV export."""
     return f"LEDGERDAY#{program_id}#{day}", f"{created_at}#{entry_id}"
+
+
+# --- fraud signals and review (docs/fraud.md) -------------------------------------
+
+
+def signal(program_id: str, kind: str, value_hash: str) -> Key:
+    """Pointer from a fraud signal's salted hash (device, payment, shipping, ip_ua, ip) to the members seen with it."""
+    return f"SIGNAL#{program_id}#{kind}#{value_hash}", "SIGNAL"
