@@ -160,7 +160,9 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
     subject_id = _subject_id(ctx, first)
     candidates = attribution_stage.candidate_pointers(ctx, first)
     chains = _chains(subject_id, first, ctx, candidates)
-    profile_keys = [keys.member(ctx.program_id, m) for m in {subject_id, *(c.member_id for c in candidates)} if m]
+    # Candidates' uplines too: the self-referral checks compare the friend with every member above the referrer.
+    wanted_profiles = {subject_id, *(c.member_id for c in candidates), *(a for c in candidates for a in c.ancestors)}
+    profile_keys = [keys.member(ctx.program_id, m) for m in wanted_profiles if m]
     stage_keys = [k for stage in stages.registered() for k in stage.second_read_keys(ctx, first, chains)]
     second = batch_get(profile_keys + stage_keys)  # round trip 2
     items = {**first, **second}
