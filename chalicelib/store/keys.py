@@ -321,3 +321,11 @@ def vouchers_prefix(program_id: str, member_id: str) -> Key:
 def pool_alert(program_id: str, offer_id: str, epoch: int) -> Key:
     """The low-pool alert of one threshold crossing (``epoch`` counts refills above the threshold)."""
     return f"POOLALERT#{program_id}#{offer_id}", f"EPOCH#{epoch:06d}"
+
+
+# --- fraud signals and review (docs/fraud.md) -------------------------------------
+
+
+def signal(program_id: str, kind: str, value_hash: str) -> Key:
+    """Pointer from a fraud signal's salted hash (device, payment, shipping, ip_ua, ip) to the members seen with it."""
+    return f"SIGNAL#{program_id}#{kind}#{value_hash}", "SIGNAL"
