@@ -31,7 +31,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 LOCALES = ("ru", "en")
 KINDS = (
     "points_pending", "points_available", "points_reversed", "points_spent", "friend_joined",
-    "friend_purchase_rewarded", "upline_purchase", "friend_welcome", "sleeping_reminder",
+    "friend_purchase_rewarded", "upline_purchase", "friend_welcome", "sleeping_reminder", "voucher_issued",
 )
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
