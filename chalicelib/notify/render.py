@@ -115,6 +115,9 @@ def render(kind: str, locale: str, values: dict[str, Any], *, extra_parts: Seque
     words = strings()[locale]
     text_values = _text_values(values, locale)
     text_values.setdefault("name", words["friend"])
+    if kind == "voucher_issued":
+        for name in ("offer_name", "code", "value", "valid_until"):
+            text_values.setdefault(name, "—")
     if kind == "friend_joined":
         text_values["points_line"] = _fill(words["friend_points_line"], text_values) if values.get("points") else ""
     subject = _fill(source.subject, text_values)
