@@ -94,3 +94,24 @@ def upload_codes(req: ApiRequest, program_id: str, partner_id: str, offer_id: st
     else:
         codes = validate(CODES_JSON_SCHEMA, req.json())["codes"]
     return offers.upload_codes(req.principal, program_id, partner_id, offer_id, codes)
+
+
+VOUCHER = rs.obj({
+    "voucher_id": rs.STR, "member_id": rs.STR, "offer_id": rs.STR, "partner_id": rs.STR, "name": rs.STR,
+    "kind": rs.STR, "code": rs.STR, "status": rs.STR, "reason": rs.STR, "reason_code": rs.STR,
+    "rule_id": rs.nullable(rs.STR), "event_partner_id": rs.nullable(rs.STR), "issued_at": rs.TIME,
+    "expires_at": rs.nullable(rs.TIME)}, _VALUE)
+
+
+@offers_api.endpoint("/v1/programs/{program_id}/members/{member_id}/vouchers", "GET", tag=TAG,
+                     query_params=(("limit", "integer"), ("cursor", "string")), response_schema=rs.page(VOUCHER),
+                     summary="A member's vouchers (partner offers issued to them), newest first (paged)",
+                     description="The operator sees every voucher; a partner key sees the vouchers of its own offers "
+                                 "and those its events earned (never another partner's codes otherwise).")
+def list_member_vouchers(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    from chalicelib.services import vouchers
+
+    cursor = decode_cursor(req.query("cursor"), ("PK", keys.member_partition(program_id, member_id)))
+    result = vouchers.member_vouchers(req.principal, program_id, member_id, req.int_query("limit", 50, 1, 100),
+                                      cursor)
+    return {**result, "next_cursor": encode_cursor(result["next_cursor"])}
