@@ -37,6 +37,9 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     # Fraud review: the operator and the program's partners (their own items, tests/functional/test_fraud_review.py).
     ("GET", "/v1/programs/{program}/review", None, (OK, OK, 404, 401, 401)),
     ("POST", "/v1/programs/{program}/review/rev_unknown/approve", {}, (404, 404, 404, 401, 401)),
+    # Analytics: operator and partner keys (a partner sees its own rows; docs/analytics.md).
+    *[("GET", f"/v1/programs/{{program}}/analytics/{panel}", None, (OK, OK, 404, 401, 401))
+      for panel in ("funnel", "kfactor", "cohorts", "roi", "leaderboard", "channels")],
 ]
 CALLERS = ["operator", "own_partner", "other_partner", "no_key", "bad_key"]
 
