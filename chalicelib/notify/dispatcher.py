@@ -27,7 +27,11 @@ from typing import Any
 log = logging.getLogger("sarafan.stream")
 
 #: Modules whose import registers handlers (loaded on the first batch, not at cold start).
+<<<<<<< HEAD
 HANDLER_MODULES = ["chalicelib.notify.sources", "chalicelib.notify.pool_alerts"]
+=======
+HANDLER_MODULES = ["chalicelib.notify.sources", "chalicelib.analytics.consumer"]
+>>>>>>> main
 
 Handler = Callable[[list["StreamRecord"]], set[str]]
 _handlers: dict[str, list[Handler]] = {}

@@ -43,6 +43,9 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
      {"name": "Tea", "kind": "free_item", "item": "Tea", "code_source": "static", "static_code": "TEA"},
      (CREATED, CREATED, 404, 401, 401)),
     ("GET", "/v1/programs/{program}/members/{member}/vouchers", None, (OK, OK, 404, 401, 401)),
+    # Analytics: operator and partner keys (a partner sees its own rows; docs/analytics.md).
+    *[("GET", f"/v1/programs/{{program}}/analytics/{panel}", None, (OK, OK, 404, 401, 401))
+      for panel in ("funnel", "kfactor", "cohorts", "roi", "leaderboard", "channels")],
 ]
 CALLERS = ["operator", "own_partner", "other_partner", "no_key", "bad_key"]
 
