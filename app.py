@@ -16,6 +16,7 @@ from chalicelib.api.landing import landing
 from chalicelib.api.members import members
 from chalicelib.api.meta import meta
 from chalicelib.api.notifications import notifications
+from chalicelib.api.offers import offers_api
 from chalicelib.api.rewards import rewards
 from chalicelib.api.streams import streams
 from chalicelib.api.webhooks import webhooks
@@ -37,3 +38,4 @@ app.register_blueprint(streams)
 app.register_blueprint(integrations)
 app.register_blueprint(crm_consumer)
 app.register_blueprint(data_rights)
+app.register_blueprint(offers_api)

@@ -87,7 +87,9 @@ class Bench:
 
         raw = json.dumps(event)
         self._seq += 1
-        msg_id, ts = f"bench_{self._seq}", int(time.time())
+        from chalicelib.domain import clock
+
+        msg_id, ts = f"bench_{self._seq}", int(clock.utcnow().timestamp())  # the service's (frozen) clock
         reply = self.client.http.post(f"/v1/webhooks/{partner['partner_id']}/events", body=raw, headers={
             "Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
             "webhook-signature": sign(partner["webhook_secrets"]["events"], msg_id, ts, raw.encode())})
@@ -138,6 +140,7 @@ def fmt(usage: Usage) -> str:
 #: The headline rows the goals are about (issue #10): a 3-level chain, first and repeat order.
 FIRST_ORDER_ROW = "order.paid, chain depth 3, first order"
 REPEAT_ORDER_ROW = "order.paid, chain depth 3, repeat order"
+SIGNALS_ROW = "order.paid with context signals (5 kinds), chain depth 3, first order"
 WRU_TARGETS = {FIRST_ORDER_ROW: 30, REPEAT_ORDER_ROW: 20}
 
 
@@ -151,7 +154,7 @@ def main(argv: list[str]) -> int:
     from chalicelib.domain import clock
 
     # Events happen on 2026-01-15; rewards stay pending (14 days) until the holding job runs.
-    clock.freeze(clock.parse_iso("2026-01-15T12:00:00Z"))
+    clock.freeze(clock.parse_iso("2026-01-16T12:00:00Z"))
     started = time.perf_counter()
 
     with mock_aws():
@@ -200,6 +203,15 @@ def main(argv: list[str]) -> int:
             if size == "few" and depth == 3:
                 reply, usage = bench.measured(lambda b=buyer, n=buyers: bench.send(partner, order(b, f"o-{n}-2")))
                 rows.append((f"{REPEAT_ORDER_ROW} ({len(reply['rewards']['postings'])} postings)", usage))
+
+        # The same first order carrying every fraud signal (issue #13): their pointers come in the first read.
+        buyers += 1
+        bench.send(partner, signup(f"buyer{buyers}", chain[2]["code"]))
+        signals = {"ip": "203.0.113.7", "user_agent": "Mozilla/5.0 (bench)", "device_id": "dev-bench-1",
+                   "payment_fingerprint": "pm_fp_bench", "shipping_address": {"city": "Moscow", "address1": "Lenina 1"}}
+        reply, usage = bench.measured(lambda b=f"buyer{buyers}", n=buyers: bench.send(
+            partner, {**order(b, f"o-{n}"), "context": signals}))
+        rows.append((f"{SIGNALS_ROW} ({len(reply['rewards']['postings'])} postings)", usage))
 
         # Other event types, measured once each (warm).
         _, usage = bench.measured(lambda: bench.send(partner, signup("newbie", chain[-1]["code"])))
@@ -330,6 +342,9 @@ def verdict(rows: list[tuple[str, Usage]], referrals: int, elapsed: float) -> in
     print(f"Shopify orders/paid: {cold} round trips cold, {warm} warm; canonical order.paid {canonical} "
           f"(target: same + at most 1 for the integration settings: {'ok' if shopify_ok else 'MISSED'})")
     print(f"\norder.paid round trips: min {min(headline)}, max {max(headline)} (target <= 3)")
+    signals = next(u for label, u in rows if label.startswith(SIGNALS_ROW))
+    print(f"order.paid with context signals: {signals.round_trips} round trips, {signals.wru:g} WRU, "
+          f"{signals.rru:g} RRU (target <= 3 round trips: {'ok' if signals.round_trips <= 3 else 'MISSED'})")
     for label, u in rows:
         for row, target in WRU_TARGETS.items():
             if label.startswith(row):

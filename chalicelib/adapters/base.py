@@ -155,3 +155,32 @@ def customer_block(*, id: Any = None, email: Any = None, phone: Any = None, name
 
 def has_identifier(customer: Mapping[str, Any]) -> bool:
     return any(customer.get(k) for k in ("id", "email", "phone"))
+
+
+def context_block(*, ip: Any = None, user_agent: Any = None, device_id: Any = None,
+                  payment_fingerprint: Any = None, shipping_address: Any = None) -> dict[str, Any] | None:
+    """The canonical ``context`` block (fraud signals) from what a platform sends, or ``None``.
+
+    Tolerant like ``customer_block``: an IP that is not one, an over-long value or an address
+    without usable fields is left out (the order itself is real), never a rejection.
+    """
+    from chalicelib.domain.signals import normalize_ip
+
+    ip_text = text(ip, 64)
+    address: Any = None
+    if isinstance(shipping_address, dict):
+        fields: dict[str, str] = {}
+        for name, raw in shipping_address.items():
+            value = text(raw)
+            if isinstance(name, str) and value and "\n" not in value and len(fields) < 20:
+                fields[name[:64]] = value
+        address = fields or None
+    else:
+        address = text(shipping_address, 512)
+    single = {"user_agent": text(user_agent, 512), "device_id": text(device_id), "payment_fingerprint":
+              text(payment_fingerprint)}
+    block: dict[str, Any] = {"ip": normalize_ip(ip_text) if ip_text else None,
+                             **{k: v for k, v in single.items() if v and "\n" not in v and "\r" not in v},
+                             "shipping_address": address}
+    block = {k: v for k, v in block.items() if v}
+    return block or None

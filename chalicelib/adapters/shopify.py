@@ -17,6 +17,10 @@ and https://shopify.dev/docs/api/webhooks?reference=toml (topics and their sampl
 * Ref code: a cart/note attribute (``ref``, ``sarafan_ref``, ``referral_code``, or the names in
   ``settings.ref_attributes``), else the ``ref`` query parameter of ``landing_site``; every
   discount code is passed as a coupon code (a member's coupon attributes the order).
+* Fraud signals (``context``, docs/fraud.md): ``browser_ip`` / ``client_details.browser_ip``,
+  ``client_details.user_agent`` and the ``shipping_address`` (location fields only). Shopify sends
+  no customer device id or card fingerprint in order webhooks (the order's ``device_id`` is the
+  shop's POS register, not the buyer's): those come only with canonical events.
 * Money: ``total_price`` etc. are decimal strings in the shop currency (``currency``); they become
   minor units by the currency's exponent without floats.
 """
@@ -35,6 +39,7 @@ from chalicelib.adapters.base import (
     Translation,
     as_dict,
     b64_hmac_matches,
+    context_block,
     customer_block,
     has_identifier,
     malformed,
@@ -172,7 +177,24 @@ def _order(topic: str, order: dict[str, Any], ctx: Context) -> Mapped | Skipped:
     referral = _referral(order, ctx)
     if referral:
         event["referral"] = referral
+    signals = _context(order)
+    if signals:
+        event["context"] = signals
     return Mapped(event, label)
+
+
+_ADDRESS_KEYS = ("address1", "address2", "city", "zip", "province_code", "province", "country_code", "country")
+
+
+def _context(order: dict[str, Any]) -> dict[str, Any] | None:
+    """Fraud signals: ``browser_ip`` (or ``client_details.browser_ip``), ``client_details.user_agent``,
+    the shipping address's location fields (names and phone left out)."""
+    details = order.get("client_details") if isinstance(order.get("client_details"), dict) else {}
+    assert isinstance(details, dict)
+    shipping = order.get("shipping_address")
+    address = {k: shipping.get(k) for k in _ADDRESS_KEYS} if isinstance(shipping, dict) else None
+    return context_block(ip=order.get("browser_ip") or details.get("browser_ip"),
+                         user_agent=details.get("user_agent"), shipping_address=address)
 
 
 def _refund(refund: dict[str, Any], ctx: Context) -> Mapped | Skipped:

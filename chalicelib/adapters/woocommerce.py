@@ -19,6 +19,8 @@ the signature) and https://woocommerce.github.io/woocommerce-rest-api-docs/#orde
   ``settings.ref_meta_keys``), else the ``ref`` parameter of WooCommerce's order attribution
   landing page (``_wc_order_attribution_session_entry``, WooCommerce 8.5+); coupon codes
   (``coupon_lines[].code``) are passed as coupon codes; UTM from ``_wc_order_attribution_utm_*``.
+* Fraud signals (``context``, docs/fraud.md): ``customer_ip_address``, ``customer_user_agent`` and
+  the ``shipping`` address (location fields only); WooCommerce sends no device or card fingerprint.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from chalicelib.adapters.base import (
     Translation,
     as_dict,
     b64_hmac_matches,
+    context_block,
     customer_block,
     has_identifier,
     malformed,
@@ -129,6 +132,18 @@ def _referral(order: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
     return referral or None
 
 
+_ADDRESS_KEYS = ("address_1", "address_2", "city", "postcode", "state", "country")
+
+
+def _context(order: dict[str, Any]) -> dict[str, Any] | None:
+    """Fraud signals: ``customer_ip_address``, ``customer_user_agent``, the ``shipping`` address's
+    location fields (names, company and phone left out)."""
+    shipping = order.get("shipping")
+    address = {k: shipping.get(k) for k in _ADDRESS_KEYS} if isinstance(shipping, dict) else None
+    return context_block(ip=order.get("customer_ip_address"), user_agent=order.get("customer_user_agent"),
+                         shipping_address=address)
+
+
 def _customer(order: dict[str, Any]) -> dict[str, Any]:
     billing = order.get("billing") if isinstance(order.get("billing"), dict) else {}
     assert isinstance(billing, dict)
@@ -172,6 +187,9 @@ def _order(topic: str, order: dict[str, Any], ctx: Context) -> list[Mapped | Ski
             referral = _referral(order, ctx)
             if referral:
                 paid["referral"] = referral
+            signals = _context(order)
+            if signals:
+                paid["context"] = signals
             items.append(Mapped(paid, label))
         else:
             items.append(Skipped(label, "the order has no customer, e-mail or phone to attribute it to"))

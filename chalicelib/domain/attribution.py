@@ -16,9 +16,14 @@ stably by source so the rule holds whatever order they arrive in):
 Each candidate is first checked on its own (reason codes in order of checking):
 ``unknown_code`` (the code maps to nobody), ``self_referral_same_member``,
 ``self_referral_email``, ``self_referral_phone``, ``self_referral_customer_id``
-(the friend and referrer share an identifier), ``loop_in_chain`` (the friend is in
-the referrer's ancestry: crediting would create a cycle), ``outside_window`` (the
-click/invite is older than ``window_days`` before the event, or after it).
+(the friend and referrer share an identifier), ``self_referral_device``,
+``self_referral_payment``, ``self_referral_shipping`` (the event's device, payment
+fingerprint or shipping address was seen with the referrer: ``Friend.signal_members``),
+``self_referral_upline`` (the friend shares any of those with a member *above* the
+referrer), ``loop_in_chain`` (the friend is in the referrer's ancestry: crediting would
+create a cycle), ``loop_in_upline`` (the referrer's stored ancestry names the referrer or
+repeats a member: a corrupt or forged chain), ``outside_window`` (the click/invite is
+older than ``window_days`` before the event, or after it). See docs/fraud.md.
 
 Then the policy, against the friend's existing attribution:
 
@@ -48,7 +53,7 @@ seen here; it cannot matter either, since rewards never look further than that.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Literal
@@ -77,7 +82,12 @@ REASONS: Final[dict[str, str]] = {
     "self_referral_email": "The referrer and the friend share an e-mail address.",
     "self_referral_phone": "The referrer and the friend share a phone number.",
     "self_referral_customer_id": "The referrer and the friend are the same customer of the shop.",
+    "self_referral_device": "The friend's device was seen with the referrer.",
+    "self_referral_payment": "The friend paid with a payment method seen with the referrer.",
+    "self_referral_shipping": "The friend's shipping address was seen with the referrer.",
+    "self_referral_upline": "The friend shares an identifier or signal with a member above the referrer.",
     "loop_in_chain": "The friend is already above the referrer in the referral chain.",
+    "loop_in_upline": "The referrer's chain repeats a member, so it cannot be extended.",
     "outside_window": "The click or invite is outside the program's attribution window.",
     "already_attributed": "The friend already has a referrer and the program keeps the first one.",
     "attribution_final": "The friend has already made a purchase; the referrer can no longer change.",
@@ -111,6 +121,13 @@ class Identifiers:
         return cls(frozenset(email_keys), frozenset(phones), frozenset(customer_ids))
 
 
+#: Signals that reject a candidate when shared with the referrer or their upline (``domain.signals``
+#: kinds; an IP, alone or with the user agent, is shared by honest people too: those only hold for review).
+REJECTING_SIGNALS: Final = ("device", "payment", "shipping")
+SIGNAL_LABELS: Final = {"device": "device", "payment": "payment method", "shipping": "shipping address",
+                        "email": "e-mail address", "phone": "phone number", "customer_id": "customer account"}
+
+
 @dataclass(frozen=True)
 class Friend:
     """The person the event is about.
@@ -126,6 +143,8 @@ class Friend:
     attributed_at: datetime | None = None
     attribution_final: bool = False
     has_referees: bool = False
+    #: signal kind → other members seen with the event's signal of that kind (signal pointers).
+    signal_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,6 +163,8 @@ class Candidate:
     ancestors: tuple[str, ...] = ()
     touched_at: datetime | None = None
     code: str | None = None
+    #: Identifiers of the members in ``ancestors`` whose profiles were read (nearest first).
+    upline_identifiers: tuple[Identifiers, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -231,8 +252,17 @@ def _check_candidate(
         return "self_referral_phone", REASONS["self_referral_phone"]
     if mine.customer_ids & theirs.customer_ids:
         return "self_referral_customer_id", REASONS["self_referral_customer_id"]
+    for kind in REJECTING_SIGNALS:
+        if candidate.referrer_id in friend.signal_members.get(kind, frozenset()):
+            return f"self_referral_{kind}", REASONS[f"self_referral_{kind}"]
+    upline = _shared_with_upline(friend, candidate)
+    if upline is not None:
+        return "self_referral_upline", (
+            f"The friend has the same {SIGNAL_LABELS[upline]} as a member above the referrer in the chain.")
     if friend.member_id is not None and friend.member_id in candidate.ancestors:
         return "loop_in_chain", REASONS["loop_in_chain"]
+    if candidate.referrer_id in candidate.ancestors or len(set(candidate.ancestors)) != len(candidate.ancestors):
+        return "loop_in_upline", REASONS["loop_in_upline"]
     if candidate.touched_at is not None:
         age = occurred_at - candidate.touched_at
         if age > timedelta(days=settings.window_days):
@@ -246,6 +276,21 @@ def _check_candidate(
                 f"The {'invite' if candidate.source == 'invite_match' else 'click'} happened after "
                 "the event, so it cannot have caused it."
             )
+    return None
+
+
+def _shared_with_upline(friend: Friend, candidate: Candidate) -> str | None:
+    """The kind of identifier or signal the friend shares with a member above the referrer, if any."""
+    upline = set(candidate.ancestors) - {friend.member_id}
+    for kind in REJECTING_SIGNALS:
+        if upline & friend.signal_members.get(kind, frozenset()):
+            return kind
+    mine = friend.identifiers
+    for theirs in candidate.upline_identifiers:
+        for kind, a, b in (("email", mine.email_keys, theirs.email_keys), ("phone", mine.phones, theirs.phones),
+                           ("customer_id", mine.customer_ids, theirs.customer_ids)):
+            if a & b:
+                return kind
     return None
 
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 #: Kinds a source may write directly into ``OutboxItem.template``.
-DIRECT = {"points_available", "points_spent", "friend_joined", "sleeping_reminder", "points_reversed"}
+DIRECT = {"points_available", "points_spent", "friend_joined", "sleeping_reminder", "points_reversed", "voucher_issued"}
 #: When several messages of one event are merged, the first kind in this order leads.
-PRIORITY = ("friend_welcome", "points_pending", "points_available", "friend_purchase_rewarded", "upline_purchase",
+PRIORITY = ("voucher_issued", "friend_welcome", "points_pending", "points_available", "friend_purchase_rewarded", "upline_purchase",
             "friend_joined", "points_reversed", "points_spent", "sleeping_reminder")
 
 
@@ -40,6 +40,10 @@ def kind_of(template: str, params: dict[str, Any]) -> str:
 def values_of(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     """Template values carried by the message itself (the profile and program add the rest)."""
     levels = [int(x) for x in params.get("levels") or [0]]
+    if kind == "voucher_issued":
+        return {"offer_name": params.get("offer_name") or "", "code": params.get("code") or "",
+                "value": _voucher_value(params),
+                "valid_until": str(params["expires_at"])[:10] if params.get("expires_at") else "—"}
     return {
         "points": int(params.get("points") or 0),
         "available_at": params.get("available_at"),
@@ -50,3 +54,14 @@ def values_of(kind: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def rank(kind: str) -> int:
     return PRIORITY.index(kind) if kind in PRIORITY else len(PRIORITY)
+
+
+def _voucher_value(params: dict[str, Any]) -> str:
+    """The offer's value, language-neutral (the template words it)."""
+    kind = params.get("offer_kind")
+    if kind == "percent_off" and params.get("percent") is not None:
+        return f"{int(params['percent'])} %"
+    if kind == "fixed_discount" and params.get("amount_minor") is not None:
+        amount = int(params["amount_minor"])
+        return f"{amount // 100}.{amount % 100:02d} {params.get('currency') or ''}".strip()
+    return str(params.get("item") or params.get("subscription") or params.get("offer_name") or "")

@@ -31,7 +31,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 LOCALES = ("ru", "en")
 KINDS = (
     "points_pending", "points_available", "points_reversed", "points_spent", "friend_joined",
-    "friend_purchase_rewarded", "upline_purchase", "friend_welcome", "sleeping_reminder",
+    "friend_purchase_rewarded", "upline_purchase", "friend_welcome", "sleeping_reminder", "voucher_issued",
 )
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -115,6 +115,9 @@ def render(kind: str, locale: str, values: dict[str, Any], *, extra_parts: Seque
     words = strings()[locale]
     text_values = _text_values(values, locale)
     text_values.setdefault("name", words["friend"])
+    if kind == "voucher_issued":
+        for name in ("offer_name", "code", "value", "valid_until"):
+            text_values.setdefault(name, "—")
     if kind == "friend_joined":
         text_values["points_line"] = _fill(words["friend_points_line"], text_values) if values.get("points") else ""
     subject = _fill(source.subject, text_values)

@@ -82,6 +82,13 @@ def _identifiers(program_id: str, member: MemberItem | None, refs: tuple[Identit
     )
 
 
+def _signal_members(ctx: EventContext, items: dict[Key, Entity], subject_id: str) -> dict[str, frozenset[str]]:
+    """signal kind → the other members the event's signal pointers list (read in the first batch)."""
+    from chalicelib.services.risk_stage import signal_items
+
+    return {kind: frozenset(item.seen()) - {subject_id} for kind, item in signal_items(ctx, items).items()}
+
+
 def attribute(ctx: EventContext, tx: Transaction, items: dict[Key, Entity], subject: MemberItem,
                pointers: list[CandidatePointer], changes: ProfileChanges, created: bool,
                orders_before: int) -> tuple[dict[str, Any], bool]:
@@ -92,18 +99,22 @@ def attribute(ctx: EventContext, tx: Transaction, items: dict[Key, Entity], subj
         attributed_at=subject.attributed_at,
         attribution_final=bool(subject.attribution_final) or (orders_before > 0 and not created),
         has_referees=subject.has_referees,
+        signal_members=_signal_members(ctx, items, subject.member_id),
     )
     candidates = []
     for p in pointers:
         profile = items.get(keys.member(ctx.program_id, p.member_id)) if p.member_id else None
         referrer = profile if isinstance(profile, MemberItem) else None
+        ancestors = tuple(referrer.ancestors or ()) if referrer else p.ancestors
+        upline = [items.get(keys.member(ctx.program_id, a)) for a in ancestors if a != subject.member_id]
         candidates.append(attribution.Candidate(
             source=p.source,
             referrer_id=referrer.member_id if referrer else None,
             identifiers=_identifiers(ctx.program_id, referrer),
-            ancestors=tuple(referrer.ancestors or ()) if referrer else p.ancestors,
+            ancestors=ancestors,
             touched_at=p.touched_at,
             code=p.code,
+            upline_identifiers=tuple(_identifiers(ctx.program_id, m) for m in upline if isinstance(m, MemberItem)),
         ))
     settings = attribution.AttributionSettings.of(ctx.settings)
     decision = attribution.decide(friend, ctx.event.type, ctx.event.occurred_at, candidates, settings)

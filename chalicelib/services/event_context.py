@@ -11,6 +11,7 @@ from chalicelib.domain.events import CanonicalEvent
 from chalicelib.domain.settings import ProgramSettings
 from chalicelib.store.db import Entity
 from chalicelib.store.members import IdentityRef, MemberItem
+from chalicelib.store.signals import SignalRef
 from chalicelib.store.tenancy import ProgramItem
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class EventContext:
     refs: tuple[IdentityRef, ...]
     delivery_id: str | None
     now: datetime
+    #: The event's fraud signals as salted hashes (``domain.signals``), strongest kind first.
+    signals: tuple[SignalRef, ...] = ()
 
     @property
     def program_id(self) -> str:

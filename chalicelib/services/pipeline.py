@@ -1,7 +1,8 @@
 """The event pipeline: read in two batched round trips, decide in pure code, write in one transaction.
 
 1. First read (one ``BatchGetItem``): the event's dedupe record, the pointers of
-   every identifier the event carries (customer id, email, phone), the referral
+   every identifier the event carries (customer id, email, phone) and of its fraud
+   signals (``risk_stage``: device, payment, shipping, IP), the referral
    code and coupons it mentions, pending invites for the customer, plus what the
    registered stages ask for. Pointers carry member ids *and ancestry*, so after this
    read every member whose state may matter is known.
@@ -30,7 +31,7 @@ from chalicelib.domain.errors import ServiceUnavailable
 from chalicelib.domain.events import CanonicalEvent, business_key
 from chalicelib.domain.fingerprint import fingerprint, fingerprint_conflict
 from chalicelib.logs import get_logger
-from chalicelib.services import attribution_stage, membership_stage, ports, stages
+from chalicelib.services import attribution_stage, membership_stage, ports, risk_stage, stages
 from chalicelib.services.event_context import (
     ATTRIBUTING_EVENTS,
     EventContext,
@@ -60,6 +61,7 @@ def process(program: ProgramItem, partner_id: str, event: CanonicalEvent, delive
         phone=customer.phone if customer else None,
         customer_id=(partner_id, customer.id) if customer and customer.id else None,
     )
+    deps = ports.current()
     ctx = EventContext(
         program=program,
         partner_id=partner_id,
@@ -68,7 +70,8 @@ def process(program: ProgramItem, partner_id: str, event: CanonicalEvent, delive
         event_key=keys.event(program.program_id, event_key_hash(bkey)),
         refs=tuple(refs),
         delivery_id=delivery_id,
-        now=ports.current().clock.now(),
+        now=deps.clock.now(),
+        signals=tuple(risk_stage.signal_refs(program.program_id, event, deps)),
     )
     for _ in range(MAX_ATTEMPTS):
         try:
@@ -106,6 +109,7 @@ def _first_read_keys(ctx: EventContext) -> list[Key]:
     wanted = [ctx.event_key]
     wanted += [r.pointer_key(ctx.program_id) for r in ctx.refs]
     wanted += membership_stage.erased_identity_keys(ctx)
+    wanted += [s.pointer_key(ctx.program_id) for s in ctx.signals]  # fraud signals (risk_stage)
     referral = ctx.event.referral
     if ctx.event.type in ATTRIBUTING_EVENTS:
         if referral and referral.code:
@@ -156,7 +160,9 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
     subject_id = _subject_id(ctx, first)
     candidates = attribution_stage.candidate_pointers(ctx, first)
     chains = _chains(subject_id, first, ctx, candidates)
-    profile_keys = [keys.member(ctx.program_id, m) for m in {subject_id, *(c.member_id for c in candidates)} if m]
+    # Candidates' uplines too: the self-referral checks compare the friend with every member above the referrer.
+    wanted_profiles = {subject_id, *(c.member_id for c in candidates), *(a for c in candidates for a in c.ancestors)}
+    profile_keys = [keys.member(ctx.program_id, m) for m in wanted_profiles if m]
     stage_keys = [k for stage in stages.registered() for k in stage.second_read_keys(ctx, first, chains)]
     second = batch_get(profile_keys + stage_keys)  # round trip 2
     items = {**first, **second}

@@ -57,8 +57,9 @@ _extra: list[Stage] = []
 def builtin_stages() -> list[Stage]:
     """The stages every event goes through, in order (imported on first use: cold start)."""
     from chalicelib.services.ledger import LedgerStage
+    from chalicelib.services.risk_stage import RiskStage
 
-    return [LedgerStage()]
+    return [RiskStage(), LedgerStage()]
 
 
 _builtin: list[Stage] | None = None

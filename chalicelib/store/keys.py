@@ -294,3 +294,56 @@ def settlement_row(program_id: str, day: str, row: str) -> Key:
 def settled_marker(program_id: str, entry_id: str) -> Key:
     """A ledger entry already counted in the settlement aggregates (idempotency of the stream handler)."""
     return f"SETTLED#{program_id}#{entry_id}", "SETTLED"
+
+# --- coalition: partner offers and voucher pools (docs/coalition.md) --------------
+
+
+def offer(program_id: str, partner_id: str, offer_id: str) -> Key:
+    """A partner's offer (definition, alert epoch), in the program's partition next to the partner."""
+    return f"PROGRAM#{program_id}", f"OFFER#{partner_id}#{offer_id}"
+
+
+def offers_prefix(program_id: str, partner_id: str) -> Key:
+    return f"PROGRAM#{program_id}", f"OFFER#{partner_id}#"
+
+
+def pool_partition(program_id: str, offer_id: str, shard: int) -> str:
+    """One of an offer's code-pool partitions (codes are spread over ``domain.offers.SHARDS``)."""
+    return f"POOL#{program_id}#{offer_id}#{shard}"
+
+
+def pool_head(program_id: str, offer_id: str, shard: int) -> Key:
+    """A pool shard's cursor: ``size`` codes appended so far, ``next`` the position issued next."""
+    return pool_partition(program_id, offer_id, shard), "HEAD"
+
+
+def pool_slot(program_id: str, offer_id: str, shard: int, position: int) -> Key:
+    """The code at one position of a pool shard (free until issued)."""
+    return pool_partition(program_id, offer_id, shard), f"SLOT#{position:07d}"
+
+
+def pool_code(program_id: str, offer_id: str, code_hash: str) -> Key:
+    """Uniqueness of a code within its pool (created with the slot, ``attribute_not_exists``)."""
+    return f"POOLCODE#{program_id}#{offer_id}#{code_hash}", "CODE"
+
+
+def voucher(program_id: str, member_id: str, issued_at: str, voucher_id: str) -> Key:
+    """A voucher issued to a member, in the member's partition (the statement lists them)."""
+    return member_partition(program_id, member_id), f"VOUCHER#{issued_at}#{voucher_id}"
+
+
+def vouchers_prefix(program_id: str, member_id: str) -> Key:
+    return member_partition(program_id, member_id), "VOUCHER#"
+
+
+def pool_alert(program_id: str, offer_id: str, epoch: int) -> Key:
+    """The low-pool alert of one threshold crossing (``epoch`` counts refills above the threshold)."""
+    return f"POOLALERT#{program_id}#{offer_id}", f"EPOCH#{epoch:06d}"
+
+
+# --- fraud signals and review (docs/fraud.md) -------------------------------------
+
+
+def signal(program_id: str, kind: str, value_hash: str) -> Key:
+    """Pointer from a fraud signal's salted hash (device, payment, shipping, ip_ua, ip) to the members seen with it."""
+    return f"SIGNAL#{program_id}#{kind}#{value_hash}", "SIGNAL"

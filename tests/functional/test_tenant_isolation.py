@@ -98,7 +98,7 @@ def test_every_program_route_hides_the_program_from_other_tenants(api: ApiClient
     stranger = api.create_partner(api.create_program(name="B")["program_id"])
     values = {"program_id": pid, "partner_id": partner["partner_id"], "member_id": member["member_id"],
               "code": member["code"], "key_id": partner["api_key_info"]["key_id"], "source": "events",
-              "redemption_id": "rdm_x", "platform": "shopify"}
+              "redemption_id": "rdm_x", "platform": "shopify", "offer_id": "off_x"}
     checked = 0
     for path, methods in app.routes.items():
         if not path.startswith("/v1/programs/{program_id}"):

@@ -268,3 +268,39 @@ def test_naive_datetimes_refused() -> None:
         decide(NEW_FRIEND, "order.paid", datetime(2026, 11, 23), [ref()])
     with pytest.raises(ValueError):
         decide(NEW_FRIEND, "order.paid", T0, [ref(touched_at=datetime(2026, 11, 22))])
+
+
+# --------------------------------------------------------------------------- fraud checks (docs/fraud.md)
+
+
+def signalled(**members: frozenset[str]) -> Friend:
+    return Friend(member_id="m_friend", identifiers=FRIEND_IDS, signal_members=members)
+
+
+@pytest.mark.parametrize(
+    ("friend", "candidate", "reason_code"),
+    [
+        (signalled(device=frozenset({"m_ref"})), ref(), "self_referral_device"),
+        (signalled(payment=frozenset({"m_other", "m_ref"})), ref(), "self_referral_payment"),
+        (signalled(shipping=frozenset({"m_ref"})), ref(), "self_referral_shipping"),
+        (signalled(device=frozenset({"m_a2"})), ref(), "self_referral_upline"),
+        (NEW_FRIEND, ref(upline_identifiers=(Identifiers(), Identifiers.of(phones=["+79123456789"]))),
+         "self_referral_upline"),
+        (NEW_FRIEND, ref(ancestors=("m_a1", "m_ref")), "loop_in_upline"),
+        (NEW_FRIEND, ref(ancestors=("m_a1", "m_a2", "m_a1")), "loop_in_upline"),
+    ],
+)
+def test_fraud_rejections(friend: Friend, candidate: Candidate, reason_code: str) -> None:
+    d = run(friend, candidate)
+    assert (d.outcome, d.reason_code, d.referrer_id) == ("rejected", reason_code, None)
+    assert d.reason and "+7912" not in d.reason
+
+
+def test_signals_of_strangers_and_ip_alone_do_not_reject() -> None:
+    friend = signalled(device=frozenset({"m_stranger"}), ip=frozenset({"m_ref"}), ip_ua=frozenset({"m_ref"}))
+    assert run(friend, ref()).outcome == "credited"
+
+
+def test_upline_reason_names_the_kind_not_the_value() -> None:
+    d = run(NEW_FRIEND, ref(upline_identifiers=(Identifiers.of(email_keys=["anna@gmail.com"]),)))
+    assert "e-mail address" in d.reason and "anna" not in d.reason

@@ -10,6 +10,7 @@ Envelope (all types)::
       "order": {"total", "subtotal", "shipping", "discount", "currency"},
       "refund": {"amount", "currency", "order_id", "reason"},   # order.refunded only
       "referral": {"code", "coupon_codes", "utm": {...}, "landing_url"},
+      "context": {"ip", "user_agent", "device_id", "payment_fingerprint", "shipping_address"},  # fraud signals
       "data": {...}                              # free-form partner metadata
     }
 
@@ -31,7 +32,7 @@ Import from the package: the names below are its public surface.
 """
 
 from chalicelib.domain.events.keys import business_key
-from chalicelib.domain.events.model import CanonicalEvent, Customer, OrderAmounts, Referral, Refund, Utm
+from chalicelib.domain.events.model import CanonicalEvent, Context, Customer, OrderAmounts, Referral, Refund, Utm
 from chalicelib.domain.events.parse import parse_event
 from chalicelib.domain.events.schemas import EVENT_SCHEMAS, schema_key
 from chalicelib.domain.events.types import (
@@ -53,6 +54,6 @@ from chalicelib.domain.events.types import (
 __all__ = [
     "CUSTOM_PREFIX", "CUSTOM_SCHEMA_KEY", "CUSTOM_TYPE_RE", "DEAL_WON", "EVENT_SCHEMAS", "EVENT_TYPES",
     "LEAD_CREATED", "MAX_AMOUNT", "MEMBER_SIGNUP", "OBJECT_TYPES", "ORDER_CANCELLED", "ORDER_PAID",
-    "ORDER_REFUNDED", "SUPPORTED_LOCALES", "CanonicalEvent", "Customer", "OrderAmounts", "Referral", "Refund",
+    "ORDER_REFUNDED", "SUPPORTED_LOCALES", "CanonicalEvent", "Context", "Customer", "OrderAmounts", "Referral", "Refund",
     "Utm", "business_key", "parse_event", "schema_key",
 ]

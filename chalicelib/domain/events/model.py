@@ -57,6 +57,17 @@ class Referral:
 
 
 @dataclass(frozen=True)
+class Context:
+    """Fraud signals of the event (``domain.signals``), normalised; only their salted hashes are stored."""
+
+    ip: str | None = None  # ipaddress' compressed form
+    user_agent: str | None = None  # whitespace collapsed
+    device_id: str | None = None
+    payment_fingerprint: str | None = None
+    shipping_address: str | None = None  # domain.signals.normalize_address form
+
+
+@dataclass(frozen=True)
 class CanonicalEvent:
     type: str
     occurred_at: datetime  # timezone-aware, UTC
@@ -66,6 +77,7 @@ class CanonicalEvent:
     order: OrderAmounts | None = None
     refund: Refund | None = None
     referral: Referral | None = None
+    context: Context | None = None
     data: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property

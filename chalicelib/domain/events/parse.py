@@ -11,7 +11,7 @@ from typing import Any, Final
 from chalicelib.domain import safe_json, urls
 from chalicelib.domain.codes import normalize_code, normalize_coupon_code
 from chalicelib.domain.errors import ValidationFailed, field_error
-from chalicelib.domain.events.model import CanonicalEvent, Customer, OrderAmounts, Referral, Refund, Utm
+from chalicelib.domain.events.model import CanonicalEvent, Context, Customer, OrderAmounts, Referral, Refund, Utm
 from chalicelib.domain.events.schemas import _NEEDS_IDENTIFIER, _validator, schema_key
 from chalicelib.domain.events.types import EVENT_TYPES
 from chalicelib.domain.identity import normalize_email, normalize_phone
@@ -101,6 +101,24 @@ def _parse_referral(raw: Mapping[str, Any]) -> Referral:
     )
 
 
+def _parse_context(raw: Mapping[str, Any]) -> Context | None:
+    from chalicelib.domain import signals
+
+    ip = _optional_str(raw.get("ip"))
+    if ip is not None:
+        ip = signals.normalize_ip(ip)
+        if ip is None:
+            raise _fail([field_error("$.context.ip", "is not an IPv4 or IPv6 address")])
+    context = Context(
+        ip=ip,
+        user_agent=signals.normalize_text(raw.get("user_agent")),
+        device_id=signals.normalize_text(raw.get("device_id")),
+        payment_fingerprint=signals.normalize_text(raw.get("payment_fingerprint")),
+        shipping_address=signals.normalize_address(raw.get("shipping_address")),
+    )
+    return context if any(vars(context).values()) else None
+
+
 def parse_event(body: Any, *, default_region: str = "RU", now: datetime | None = None) -> CanonicalEvent:
     """Validate and normalise one canonical event.
 
@@ -155,6 +173,7 @@ def parse_event(body: Any, *, default_region: str = "RU", now: datetime | None =
             reason=_optional_str(r.get("reason")),
         )
     referral = _parse_referral(body["referral"]) if body.get("referral") is not None else None
+    context = _parse_context(body["context"]) if body.get("context") is not None else None
 
     return CanonicalEvent(
         type=event_type,
@@ -165,6 +184,7 @@ def parse_event(body: Any, *, default_region: str = "RU", now: datetime | None =
         order=order,
         refund=refund,
         referral=referral,
+        context=context,
         # Deep copy + read-only view: the frozen event must not change under the caller.
         data=MappingProxyType(copy.deepcopy(body.get("data") or {})),
     )

@@ -101,6 +101,25 @@ _REFERRAL: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+# Fraud signals (docs/fraud.md): only their salted hashes are stored, never the values.
+_SIGNAL_TEXT = {"type": ["string", "null"], "maxLength": 256, "pattern": SINGLE_LINE}
+_CONTEXT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "ip": {"type": ["string", "null"], "maxLength": 64, "pattern": SINGLE_LINE},
+        "user_agent": {"type": ["string", "null"], "maxLength": 512, "pattern": SINGLE_LINE},
+        "device_id": _SIGNAL_TEXT,
+        "payment_fingerprint": _SIGNAL_TEXT,
+        "shipping_address": {"anyOf": [
+            {"type": "null"},
+            {"type": "string", "maxLength": 512},
+            {"type": "object", "maxProperties": 20,
+             "additionalProperties": {"type": ["string", "null"], "maxLength": 256, "pattern": SINGLE_LINE}},
+        ]},
+    },
+    "additionalProperties": False,
+}
+
 # Free-form, but bounded: it is stored with the event.
 _DATA: dict[str, Any] = {"type": "object", "maxProperties": 50}
 
@@ -117,7 +136,8 @@ def _event_schema(
         "object": _object_schema(OBJECT_TYPES.get(event_type or "")),
         "data": _DATA,
     }
-    blocks = {"customer": _CUSTOMER, "order": _ORDER, "refund": _REFUND, "referral": _REFERRAL}
+    blocks = {"customer": _CUSTOMER, "order": _ORDER, "refund": _REFUND, "referral": _REFERRAL,
+              "context": _CONTEXT}
     for name in (*requires, *allows):
         properties[name] = blocks[name]
     return {
@@ -131,13 +151,13 @@ def _event_schema(
 
 
 EVENT_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
-    MEMBER_SIGNUP: _event_schema(MEMBER_SIGNUP, requires=("customer",), allows=("referral",)),
-    LEAD_CREATED: _event_schema(LEAD_CREATED, requires=("customer",), allows=("referral",)),
-    DEAL_WON: _event_schema(DEAL_WON, requires=("customer",), allows=("order", "referral")),
-    ORDER_PAID: _event_schema(ORDER_PAID, requires=("customer", "order"), allows=("referral",)),
+    MEMBER_SIGNUP: _event_schema(MEMBER_SIGNUP, requires=("customer",), allows=("referral", "context")),
+    LEAD_CREATED: _event_schema(LEAD_CREATED, requires=("customer",), allows=("referral", "context")),
+    DEAL_WON: _event_schema(DEAL_WON, requires=("customer",), allows=("order", "referral", "context")),
+    ORDER_PAID: _event_schema(ORDER_PAID, requires=("customer", "order"), allows=("referral", "context")),
     ORDER_REFUNDED: _event_schema(ORDER_REFUNDED, requires=("refund",), allows=("customer",)),
     ORDER_CANCELLED: _event_schema(ORDER_CANCELLED, allows=("customer", "order")),
-    CUSTOM_SCHEMA_KEY: _event_schema(None, allows=("customer", "order", "referral")),
+    CUSTOM_SCHEMA_KEY: _event_schema(None, allows=("customer", "order", "referral", "context")),
 }
 
 # Events whose ``customer`` must carry at least one identifier (id, email or phone):

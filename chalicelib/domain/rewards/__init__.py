@@ -21,6 +21,7 @@ from chalicelib.domain.rewards.models import (
     CounterDelta,
     EngineEvent,
     Evaluation,
+    OfferRef,
     PartnerOverride,
     PostedEntry,
     Posting,
@@ -34,6 +35,7 @@ from chalicelib.domain.rewards.models import (
     Subject,
     Tier,
     Trigger,
+    VoucherGrant,
 )
 from chalicelib.domain.rewards.schema import RULES_SCHEMA, load_rules, parse_rules
 
@@ -44,6 +46,7 @@ __all__ = [
     "CounterDelta",
     "EngineEvent",
     "Evaluation",
+    "OfferRef",
     "PartnerOverride",
     "PostedEntry",
     "Posting",
@@ -57,6 +60,7 @@ __all__ = [
     "Subject",
     "Tier",
     "Trigger",
+    "VoucherGrant",
     "add_months",
     "base_amount",
     "evaluate",

@@ -45,6 +45,7 @@ from chalicelib.domain.rewards.models import (
     Skip,
     SkipCode,
     Subject,
+    VoucherGrant,
 )
 
 BP_DENOMINATOR = 10_000  # rate_bp is in basis points: 10_000 bp = 100 %
@@ -121,6 +122,8 @@ class _Running:
     recurring_delta: dict[str, int] = field(default_factory=dict)
     recurring_max_before: dict[str, int] = field(default_factory=dict)
     budget_delta: int = 0
+    offers_left: dict[str, int] = field(default_factory=dict)
+    vouchers: list[VoucherGrant] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -136,8 +139,14 @@ def evaluate(
     subject: Subject,
     ancestors: Sequence[Ancestor],
     counters: ProgramCounters | None = None,
+    offers: Mapping[str, int] | None = None,
 ) -> Evaluation:
     """Apply every enabled rule whose trigger event equals ``event.type``, in document order.
+
+    ``offers``: for each offer id, how many codes this event can still be given (the writer read the
+    pool; a static code counts as plenty). An ``offer`` reward takes one and becomes a
+    :class:`VoucherGrant`; when none is left it records ``pool_empty`` and, when the rule sets
+    ``fallback_points``, posts those points instead (through every cap, like any reward).
 
     ``ancestors`` is the subject's upline (level 1 = direct referrer); levels deeper than
     ``rules.max_depth`` are ignored. Rules for other event types are ignored silently; rules for
@@ -149,7 +158,8 @@ def evaluate(
     month_points = {subject.member_id: subject.month_earned_points}
     for a in upline.values():
         month_points[a.member_id] = a.month_earned_points
-    run = _Running(month_points, counters.budget_used_points, dict(subject.recurring_paid))
+    run = _Running(month_points, counters.budget_used_points, dict(subject.recurring_paid),
+                   offers_left=dict(offers or {}))
     postings: list[Posting] = []
     skipped: list[Skip] = []
 
@@ -165,6 +175,7 @@ def evaluate(
         skipped=tuple(skipped),
         counter_deltas=_deltas(run, subject, rules, month_key(at)),
         month=month_key(at),
+        vouchers=tuple(run.vouchers),
     )
 
 
@@ -252,6 +263,25 @@ def _evaluate_rule(
         if recurring.orders is not None and subject.orders_before >= recurring.orders:
             return skip("recurring_expired", f"only the first {recurring.orders} orders count", mid)
 
+    reason_code: str | None = None
+    if amount.offer is not None:
+        ref = amount.offer
+        if run.offers_left.get(ref.offer_id, 0) > 0:
+            run.offers_left[ref.offer_id] -= 1
+            run.vouchers.append(VoucherGrant(
+                member_id=mid, partner_id=ref.partner_id, offer_id=ref.offer_id, rule_id=rule.id,
+                rule_version=rules.version, level=recipient.level, recipient=rule.recipient.type,
+                business_key=event.business_key, event_partner_id=event.partner_id,
+                reason=f"{rule.name or rule.id}: offer {ref.offer_id} of partner {ref.partner_id} "
+                       f"({_event_phrase(rule, event, subject)})"))
+            return None
+        detail = f"no code left for offer {ref.offer_id}" + (
+            f"; {ref.fallback_points} fallback points instead" if ref.fallback_points else "")
+        skipped.append(Skip(rule.id, mid, "pool_empty", detail, ref.fallback_points or 0, ref.fallback_points or 0))
+        if not ref.fallback_points:
+            return None
+        reason_code = "offer_fallback"
+
     requested, how = _points(amount, base, recipient.converted_referrals, rules.point_value_minor, event.currency)
     if requested <= 0:
         return skip("zero_points", f"{l10n.how_phrase(how, LEDGER_LOCALE)} rounds down to 0 points", mid)
@@ -313,9 +343,9 @@ def _evaluate_rule(
             LEDGER_LOCALE, recipient=kind, what=_event_phrase(rule, event, subject), level=recipient.level,
             subject_id=subject.member_id, points_granted=points, points_requested=requested,
             rule_name=rule.name or rule.id, how=how, trims=trims),
-        reason_code="recurring_reward"
-        if recurring is not None
-        else {"self": "self_reward", "friend": "friend_reward", "referrer": "referral_reward"}[kind],
+        reason_code=reason_code or (
+            "recurring_reward" if recurring is not None
+            else {"self": "self_reward", "friend": "friend_reward", "referrer": "referral_reward"}[kind]),
         available_at=at + timedelta(days=hold),
         status="available" if hold == 0 else "pending",
         business_key=event.business_key,
@@ -329,6 +359,8 @@ def _points(
 ) -> tuple[int, l10n.HowComputed]:
     """Points before caps, and how they were computed (for the reason text)."""
     points, rate_bp, tier_min = amount.points, amount.rate_bp, None
+    if amount.offer is not None:
+        return int(amount.offer.fallback_points or 0), l10n.HowComputed()
     if amount.tiers:
         # Highest tier whose threshold the recipient reached; tiers start at 0 (schema check).
         tier = [t for t in amount.tiers if t.min_converted <= converted][-1]

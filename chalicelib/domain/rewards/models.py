@@ -52,8 +52,18 @@ class Tier:
 
 
 @dataclass(frozen=True)
+class OfferRef:
+    """A partner offer granted as the reward (a voucher from its pool, or its static code)."""
+
+    partner_id: str
+    offer_id: str
+    #: Points given instead when no code can be issued (pool empty, offer disabled); None = nothing.
+    fallback_points: int | None = None
+
+
+@dataclass(frozen=True)
 class Amount:
-    """Exactly one of ``points`` / ``rate_bp`` / ``tiers`` is set (enforced by the schema)."""
+    """Exactly one of ``points`` / ``rate_bp`` / ``tiers`` / ``offer`` is set (enforced by the schema)."""
 
     points: int | None = None
     rate_bp: int | None = None  # basis points: 500 = 5.00 %
@@ -61,6 +71,7 @@ class Amount:
     base: AmountBase = "total"
     max_points: int | None = None
     min_order_amount: int | None = None  # minor units, compared with ``base``
+    offer: OfferRef | None = None
 
     @property
     def needs_order_amount(self) -> bool:
@@ -213,6 +224,7 @@ SkipCode = Literal[
     "cap_recurring",
     "cap_monthly",
     "cap_budget",
+    "pool_empty",
 ]
 
 
@@ -256,11 +268,33 @@ class CounterDelta:
 
 
 @dataclass(frozen=True)
+class VoucherGrant:
+    """An offer to issue to a member (the writer takes one code from the offer's pool for it)."""
+
+    member_id: str
+    partner_id: str  # whose offer it is
+    offer_id: str
+    rule_id: str
+    rule_version: int
+    level: int
+    recipient: RecipientType
+    business_key: str
+    reason: str
+    event_partner_id: str | None
+
+    @property
+    def key(self) -> str:
+        """One event grants a (rule, level, member) at most once."""
+        return f"{self.business_key}#{self.rule_id}#{self.level}#{self.member_id}"
+
+
+@dataclass(frozen=True)
 class Evaluation:
     postings: tuple[Posting, ...]
     skipped: tuple[Skip, ...]
     counter_deltas: tuple[CounterDelta, ...]
     month: str  # "YYYY-MM" of the event (UTC): the month counters read and written
+    vouchers: tuple[VoucherGrant, ...] = ()
 
     @property
     def total_points(self) -> int:

@@ -24,6 +24,7 @@ from chalicelib.domain.errors import ValidationFailed, field_error
 from chalicelib.domain.rewards.models import (
     Amount,
     AmountBase,
+    OfferRef,
     OrderSelector,
     PartnerOverride,
     Recipient,
@@ -91,6 +92,17 @@ _AMOUNT_PROPERTIES: dict[str, Any] = {
         "default": "total",
         "description": "Which order amount percentages and min_order_amount use.",
     },
+    "offer": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["partner_id", "offer_id"],
+        "properties": {
+            "partner_id": {"type": "string", "pattern": _PARTNER_ID},
+            "offer_id": {"type": "string", "pattern": _PARTNER_ID},
+            "fallback_points": {**_POINTS, "description": "Points given instead when no code can be issued."},
+        },
+        "description": "A partner offer as the reward: a voucher from its pool (or its static code).",
+    },
     "max_points": {**_POINTS, "description": "Per-reward cap in points."},
     "min_order_amount": {
         "type": "integer",
@@ -104,7 +116,8 @@ _AMOUNT = {
     "type": "object",
     "allOf": [
         {"additionalProperties": False, "properties": _AMOUNT_PROPERTIES},
-        {"oneOf": [{"required": ["points"]}, {"required": ["rate_bp"]}, {"required": ["tiers"]}]},
+        {"oneOf": [{"required": ["points"]}, {"required": ["rate_bp"]}, {"required": ["tiers"]},
+                   {"required": ["offer"]}]},
     ],
 }
 
@@ -335,9 +348,9 @@ def _semantic_errors(doc: Mapping[str, Any]) -> list[dict[str, str]]:
             if o_amount is None:
                 continue
             op = child_path(f"{p}.partners", partner) + ".amount"
-            kinds = [k for k in ("points", "rate_bp", "tiers") if k in o_amount]
+            kinds = [k for k in _KINDS if k in o_amount]
             if len(kinds) > 1:
-                err(op, "must set at most one of: points | rate_bp | tiers")
+                err(op, "must set at most one of: points | rate_bp | tiers | offer")
             else:
                 _amount_errors(_merge_amount(amount, o_amount), op, event, rtype, err)
 
@@ -351,7 +364,12 @@ def _semantic_errors(doc: Mapping[str, Any]) -> list[dict[str, str]]:
     return errors
 
 
+_KINDS = ("points", "rate_bp", "tiers", "offer")
+
+
 def _amount_errors(amount: Mapping[str, Any], p: str, event: str, rtype: str, err: Callable[[str, str], None]) -> None:
+    if "offer" in amount and "max_points" in amount and "fallback_points" not in amount["offer"]:
+        err(f"{p}.max_points", "an offer reward has no points to cap (set offer.fallback_points)")
     if event == "member.signup":
         for key in ("rate_bp", "min_order_amount"):
             if key in amount:
@@ -375,8 +393,8 @@ def _amount_errors(amount: Mapping[str, Any], p: str, event: str, rtype: str, er
 def _merge_amount(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """A partner override changes only what it names; naming a kind replaces the base's kind."""
     merged = dict(base)
-    if any(k in override for k in ("points", "rate_bp", "tiers")):
-        for k in ("points", "rate_bp", "tiers"):
+    if any(k in override for k in _KINDS):
+        for k in _KINDS:
             merged.pop(k, None)
     merged.update(override)
     return merged
@@ -396,6 +414,9 @@ def _build_amount(a: Mapping[str, Any]) -> Amount:
         base=cast(AmountBase, a.get("base", "total")),
         max_points=a.get("max_points"),
         min_order_amount=a.get("min_order_amount"),
+        offer=None if "offer" not in a else OfferRef(
+            partner_id=a["offer"]["partner_id"], offer_id=a["offer"]["offer_id"],
+            fallback_points=a["offer"].get("fallback_points")),
     )
 
 

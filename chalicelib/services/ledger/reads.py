@@ -61,10 +61,35 @@ def first_read_keys(ctx: EventContext) -> list[Key]:
         key = rules_service.rules_key(ctx.program)
         if key:
             wanted.append(key)  # cold instance: the rules come with the first batch, not a GetItem
+    else:
+        wanted += _pool_keys(ctx, rules_service.current_rules(ctx.program))
     okey = order_key(ctx)
     if okey:
         wanted.append(okey)
     return wanted
+
+
+def _pool_keys(ctx: EventContext, rules: RulesDoc | None) -> list[Key]:
+    """Offer rewards (services.vouchers): each granted offer's item and its pool's shard heads."""
+    from chalicelib.services import vouchers
+
+    if rules is None or ctx.event.type in REFUND_EVENTS:
+        return []
+    return [k for ref in vouchers.offer_refs(rules, ctx.event.type) for k in vouchers.pool_keys(ctx.program_id, ref)]
+
+
+def _slot_keys(ctx: EventContext, rules: RulesDoc, first: dict[Key, Any]) -> list[Key]:
+    """The candidate code of every non-empty shard (heads came in the first read); on a cold instance
+    the rules came in the first read, so the heads come now (and an issue re-reads: ``RetryEvent``)."""
+    from chalicelib.services import vouchers
+
+    refs = vouchers.offer_refs(rules, ctx.event.type)
+    if not refs:
+        return []
+    key = rules_service.rules_key(ctx.program)
+    if key is not None and key in first:
+        return _pool_keys(ctx, rules)
+    return [k for ref in refs for k in vouchers.slot_keys(ctx.program_id, ref, first)]
 
 
 def second_read_keys(ctx: EventContext, first: dict[Key, Any], chains: list[list[str]]) -> list[Key]:
@@ -83,12 +108,12 @@ def second_read_keys(ctx: EventContext, first: dict[Key, Any], chains: list[list
         return wanted
     if not has_rules_for(rules, ctx.event.type):
         return []
+    wanted = _slot_keys(ctx, rules, first)
     month = month_key(ctx.event.occurred_at)
     members: dict[str, None] = {}
     for chain in chains:
         for member_id in chain[: rules.depth_needed + 1]:
             members[member_id] = None
-    wanted = []
     for member_id in members:
         wanted += [keys.balance(pid, member_id), keys.member(pid, member_id)]
         if rules.counts_months:

@@ -46,11 +46,33 @@ Key = tuple[str, str]
 
 def stage_rewards(ctx: EventContext, tx: Transaction, plan: LedgerPlan, view: StageView, rules: RulesDoc,
                   summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Evaluate the rules for the event, add entries to ``plan`` and counters to ``tx``; the postings."""
+    """Evaluate the rules for the event, add entries to ``plan`` and counters to ``tx``; the postings.
+
+    Offer rewards: the engine is told how many codes each granted offer's pool can give this event
+    (``services.vouchers``); the vouchers it grants are issued in ``tx`` and listed in
+    ``summary["vouchers"]``; an empty pool is a ``pool_empty`` skip (and its fallback points a posting).
+    """
+    from chalicelib.services import vouchers
+
+    pools = {ref.offer_id: vouchers.pool_view(ctx.program_id, ref, view.items)
+             for ref in vouchers.offer_refs(rules, ctx.event.type)}
     evaluation = evaluate(rules, engine_event(ctx), subject_of(ctx, view, rules), ancestors_of(ctx, view, rules),
-                          counters_of(ctx, view.items, rules))
+                          counters_of(ctx, view.items, rules),
+                          offers={offer_id: pool.available() for offer_id, pool in pools.items()})
     postings = [post(plan, posting) for posting in evaluation.postings]
     stage_counter_deltas(ctx, tx, evaluation.counter_deltas)
+    if evaluation.vouchers:
+        def locale_of(member_id: str) -> str | None:
+            profile = plan.profile(member_id)
+            return profile.locale if profile is not None and profile.locale else None
+
+        summary["vouchers"] = vouchers.stage_grants(tx, ctx.program, view.items, list(evaluation.vouchers), pools,
+                                                    ctx.now, locale_of)
+    elif any(pool.unread for pool in pools.values()) and any(
+            s.reason_code == "pool_empty" for s in evaluation.skipped):
+        from chalicelib.services.outcomes import RetryEvent
+
+        raise RetryEvent()  # a cold read saw codes but not their slots: read again (the rules are cached now)
     summary["skipped"] = [
         {"rule_id": s.rule_id, "member_id": s.member_id, "reason_code": s.reason_code, "detail": s.detail,
          "requested_points": s.requested_points, "granted_points": s.granted_points}

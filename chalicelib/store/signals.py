@@ -1,0 +1,64 @@
+"""Fraud-signal pointers: a signal's salted hash → the members recently seen with it.
+
+One item per (program, kind, hash) (``keys.signal``), read in the event pipeline's first batched
+read. ``members`` is bounded (``MAX_MEMBERS`` most recent ``[member_id, last seen ISO]`` pairs) and
+rewritten only when a new member appears or a member's last sighting is older than
+``REFRESH``; the write is conditioned on the revision read, so concurrent events re-read.
+No raw value is stored anywhere (the hash is keyed: ``domain.signals``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
+
+from chalicelib.domain import clock
+from chalicelib.store import keys
+from chalicelib.store.db import Entity, IsoDateTimeAttribute
+
+MAX_MEMBERS: Final = 20
+REFRESH: Final = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class SignalRef:
+    kind: str
+    value_hash: str
+
+    def pointer_key(self, program_id: str) -> tuple[str, str]:
+        return keys.signal(program_id, self.kind, self.value_hash)
+
+
+class SignalItem(Entity, discriminator="signal"):
+    program_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    #: [[member_id, last seen ISO]], oldest first, at most MAX_MEMBERS.
+    members = JSONAttribute(default=list)
+    first_seen_at = IsoDateTimeAttribute()
+    last_seen_at = IsoDateTimeAttribute()
+    revision = NumberAttribute(default=0)
+
+    def seen(self) -> dict[str, datetime]:
+        """member id → last sighting."""
+        out: dict[str, datetime] = {}
+        for pair in self.members or []:
+            if isinstance(pair, list) and len(pair) == 2:
+                try:
+                    out[str(pair[0])] = clock.parse_iso(str(pair[1]))
+                except ValueError:
+                    continue
+        return out
+
+
+def updated_members(read: SignalItem | None, member_id: str, now: datetime) -> list[list[str]] | None:
+    """The new ``members`` list after seeing ``member_id`` now, or ``None`` when nothing needs writing."""
+    seen = read.seen() if read is not None else {}
+    last = seen.get(member_id)
+    if last is not None and now - last < REFRESH:
+        return None
+    seen.pop(member_id, None)
+    ordered = sorted(seen.items(), key=lambda kv: kv[1])[-(MAX_MEMBERS - 1):]
+    return [[m, clock.iso(at)] for m, at in ordered] + [[member_id, clock.iso(now)]]
