@@ -295,6 +295,7 @@ def settled_marker(program_id: str, entry_id: str) -> Key:
     """A ledger entry already counted in the settlement aggregates (idempotency of the stream handler)."""
     return f"SETTLED#{program_id}#{entry_id}", "SETTLED"
 
+
 # --- coalition: partner offers and voucher pools (docs/coalition.md) --------------
 
 
