@@ -7,6 +7,7 @@ not read required settings or create AWS clients at import time.
 from chalice import Chalice
 
 from chalicelib.api.admin import admin
+from chalicelib.api.analytics import analytics_api
 from chalicelib.api.crm_consumer import crm_consumer
 from chalicelib.api.data_rights import data_rights
 from chalicelib.api.http import http_middleware
@@ -39,3 +40,4 @@ app.register_blueprint(integrations)
 app.register_blueprint(crm_consumer)
 app.register_blueprint(data_rights)
 app.register_blueprint(offers_api)
+app.register_blueprint(analytics_api)

@@ -216,14 +216,16 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
         "attribution": decision_reply or None,
         **stage_replies,
     }
-    tx.create(_event_record(ctx, subject, reply), on_fail=AlreadyProcessed())
+    order_number = orders_before + 1 if subject is not None and ctx.is_purchase else None
+    tx.create(_event_record(ctx, subject, reply, order_number), on_fail=AlreadyProcessed())
     tx.commit()  # round trip 3
     log.info("event processed", extra={"event_type": ctx.event.type, "program_id": ctx.program_id,
                                        "created_member": created, "attribution": decision_reply.get("outcome")})
     return reply
 
 
-def _event_record(ctx: EventContext, subject: MemberItem | None, reply: dict[str, Any]) -> EventItem:
+def _event_record(ctx: EventContext, subject: MemberItem | None, reply: dict[str, Any],
+                  order_number: int | None = None) -> EventItem:
     """Only what dedupe and the duplicate reply need (the business key names program, partner,
     object and type; the postings are in the ledger entries)."""
     pk, sk = ctx.event_key
@@ -232,4 +234,5 @@ def _event_record(ctx: EventContext, subject: MemberItem | None, reply: dict[str
         member_id=subject.member_id if subject else None,
         reply={k: v for k, v in reply.items() if k not in ("status", "business_key")},
         fingerprint=_fingerprint(ctx),
+        order_number=order_number,  # the member's n-th purchase: analytics tells first from repeat purchases
     )

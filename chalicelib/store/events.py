@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pynamodb.attributes import JSONAttribute, UnicodeAttribute
+from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
 
 from chalicelib.store.db import CompressedJSONAttribute, Entity, IsoDateTimeAttribute
 
@@ -35,6 +35,8 @@ class EventItem(Entity, discriminator="event"):
     object_id = UnicodeAttribute(null=True)
     occurred_at = IsoDateTimeAttribute(null=True)
     postings = JSONAttribute(null=True)
+    #: For a member's purchase: which of their purchases it is (1 = first); read by the analytics consumer.
+    order_number = NumberAttribute(null=True)
 
     def stored_reply(self) -> dict[str, Any]:
         reply = self.reply if self.reply is not None else self.result

@@ -38,6 +38,9 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ("GET", "/v1/programs/{program}/settlement?from=2026-01-01&to=2026-01-02", None, (OK, OK, 404, 401, 401)),
     ("POST", "/v1/programs/{program}/members/{member}/adjustments", {"points": 5, "reason": "isolation"},
      (CREATED, 403, 404, 401, 401)),
+    # Analytics: operator and partner keys (a partner sees its own rows; docs/analytics.md).
+    *[("GET", f"/v1/programs/{{program}}/analytics/{panel}", None, (OK, OK, 404, 401, 401))
+      for panel in ("funnel", "kfactor", "cohorts", "roi", "leaderboard", "channels")],
 ]
 CALLERS = ["operator", "own_partner", "other_partner", "no_key", "bad_key"]
 

@@ -18,7 +18,7 @@ LAYERS = {
     "domain": 0,
     "config": 1, "logs": 1, "aws": 1,
     "store": 2,
-    "services": 3, "notify": 3, "adapters": 3,
+    "services": 3, "notify": 3, "adapters": 3, "analytics": 3,
     "jobs": 4, "api": 4, "web": 4,
 }
 FORBIDDEN_IN_DOMAIN = ("boto3", "botocore", "pynamodb", "chalice")

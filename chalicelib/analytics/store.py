@@ -1,0 +1,205 @@
+"""Analytics items in the single table: idempotent counter writes and the panels' bounded reads.
+
+Keys (all in ``store.keys`` style, readable prefixes; see docs/data-model.md):
+
+* ``AGG#<program>#DAY`` / ``<yyyy-mm-dd>``: coalition totals of a day;
+* ``AGG#<program>#PARTNERDAY`` / ``<yyyy-mm-dd>#<partner>``: a partner's row of a day;
+* ``AGG#<program>#CHDAY`` / ``<yyyy-mm-dd>#<ch|utm>#<value>``: a channel's or UTM triple's row;
+* ``AGG#<program>#RULEDAY`` / ``<yyyy-mm-dd>#<rule>#<funding partner>``: reward cost per rule;
+* ``AGG#<program>#COHORT`` / ``<yyyy-mm>#<referred|other>``: customers' value by join month;
+* ``AGG#<program>#TOTAL`` / ``TOTAL``: members so far;
+* ``AGG#<program>#LEADER#<metric>#<period>`` / ``MEMBER#<member>``, GSI1 ``LEADERBOARD#<program>#<metric>#<period>``
+  / zero-padded score: the leaderboard, read with one Query;
+* ``AGG#SEEN#<source key>`` / ``SEEN``: "this source item was counted" (TTL 7 days; the stream keeps 24 h).
+
+A source item's increments and its marker go into ONE transaction whose marker is created with
+``attribute_not_exists``: a redelivered record cancels the transaction and counts nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from chalicelib.domain import analytics as fig
+from chalicelib.store.db import shared_connection
+
+SEEN_TTL_SECONDS = 7 * 86400
+MAX_ATTEMPTS = 6
+
+
+def partition(program_id: str, kind: str) -> str:
+    return f"AGG#{program_id}#{kind}"
+
+
+def leader_partition(program_id: str, metric: str, period: str) -> str:
+    return partition(program_id, f"LEADER#{metric}#{period}")
+
+
+def gsi1_leaderboard(program_id: str, metric: str, period: str) -> str:
+    return f"LEADERBOARD#{program_id}#{metric}#{period}"
+
+
+@dataclass
+class Increment:
+    pk: str
+    sk: str
+    add: dict[str, int]
+    entity: str = "agg"
+
+
+@dataclass
+class LeaderDelta:
+    program_id: str
+    metric: str
+    period: str
+    member_id: str
+    delta: int
+    at: datetime
+    label: dict[str, str] = field(default_factory=dict)  # code, masked name
+
+
+def _client() -> tuple[Any, str]:
+    conn = shared_connection()
+    return conn.connection.client, conn.table_name
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(int(value))}
+
+
+def _merge(increments: Iterable[Increment]) -> list[Increment]:
+    merged: dict[tuple[str, str], Increment] = {}
+    for inc in increments:
+        target = merged.setdefault((inc.pk, inc.sk), Increment(inc.pk, inc.sk, {}, inc.entity))
+        for name, value in inc.add.items():
+            if value:
+                target.add[name] = target.add.get(name, 0) + int(value)
+    return [m for m in merged.values() if m.add]
+
+
+def _update(table: str, inc: Increment) -> dict[str, Any]:
+    names = {f"#a{i}": name for i, name in enumerate(sorted(inc.add))}
+    values = {f":a{i}": _n(inc.add[name]) for i, name in enumerate(sorted(inc.add))}
+    names["#e"], values[":e"] = "entity", {"S": inc.entity}
+    return {"Update": {"TableName": table, "Key": {"PK": {"S": inc.pk}, "SK": {"S": inc.sk}},
+                       "UpdateExpression": "SET #e = :e ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(inc.add))),
+                       "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
+
+
+def _leader_keys(d: LeaderDelta) -> dict[str, Any]:
+    return {"PK": {"S": leader_partition(d.program_id, d.metric, d.period)}, "SK": {"S": f"MEMBER#{d.member_id}"}}
+
+
+def _leader_update(table: str, d: LeaderDelta, old: int | None) -> dict[str, Any]:
+    new = (old or 0) + d.delta
+    values: dict[str, Any] = {":s": _n(new), ":e": {"S": "leaderboard"}, ":m": {"S": d.member_id},
+                              ":g": {"S": gsi1_leaderboard(d.program_id, d.metric, d.period)},
+                              ":k": {"S": fig.leaderboard_sort_key(new, d.at, d.member_id)},
+                              ":code": {"S": d.label.get("code", "")}, ":name": {"S": d.label.get("name", "")}}
+    update = {"TableName": table, "Key": _leader_keys(d),
+              "UpdateExpression": "SET score = :s, entity = :e, member_id = :m, GSI1PK = :g, GSI1SK = :k, "
+                                  "code = :code, masked_name = :name",
+              "ExpressionAttributeValues": values}
+    if old is None:
+        update["ConditionExpression"] = "attribute_not_exists(score)"
+    else:
+        update["ConditionExpression"] = "score = :old"
+        values[":old"] = _n(old)
+    return {"Update": update}
+
+
+def _scores(deltas: list[LeaderDelta]) -> dict[tuple[str, str], int]:
+    if not deltas:
+        return {}
+    client, table = _client()
+    wanted = {(k["PK"]["S"], k["SK"]["S"]): k for k in (_leader_keys(d) for d in deltas)}
+    out: dict[tuple[str, str], int] = {}
+    response = client.batch_get_item(RequestItems={table: {"Keys": list(wanted.values()), "ConsistentRead": True,
+                                                           "ProjectionExpression": "PK, SK, score"}})
+    for item in response.get("Responses", {}).get(table, []):
+        if "score" in item:
+            out[(item["PK"]["S"], item["SK"]["S"])] = int(item["score"]["N"])
+    return out
+
+
+def apply(source_key: str, increments: Iterable[Increment], leaders: Iterable[LeaderDelta] = (),
+          now: float | None = None) -> bool:
+    """Count one source item once: its marker, counters and leaderboard scores in one transaction.
+    ``False`` when it was already counted. Leaderboard scores are optimistic (read, then a conditioned
+    write); a concurrent change of the same score retries the whole transaction."""
+    client, table = _client()
+    merged = _merge(increments)
+    deltas = [d for d in leaders if d.delta]
+    if not merged and not deltas:
+        return True
+    expires = int((now if now is not None else time.time()) + SEEN_TTL_SECONDS)
+    marker = {"Put": {"TableName": table, "ConditionExpression": "attribute_not_exists(PK)",
+                      "Item": {"PK": {"S": f"AGG#SEEN#{source_key}"}, "SK": {"S": "SEEN"},
+                               "entity": {"S": "agg_seen"}, "expires_at_epoch": _n(expires)}}}
+    for attempt in range(MAX_ATTEMPTS):
+        scores = _scores(deltas)
+        items = [marker, *(_update(table, inc) for inc in merged)]
+        for d in deltas:
+            keys = _leader_keys(d)
+            items.append(_leader_update(table, d, scores.get((keys["PK"]["S"], keys["SK"]["S"]))))
+        try:
+            client.transact_write_items(TransactItems=items)
+            return True
+        except client.exceptions.TransactionCanceledException as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False  # counted before (a redelivered record)
+            if attempt == MAX_ATTEMPTS - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    return False
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def query_range(pk: str, low: str, high: str, index: str | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Every item of ``pk`` with ``low <= SK <= high`` (all pages); returns items and round trips."""
+    client, table = _client()
+    kwargs: dict[str, Any] = {"TableName": table, "KeyConditionExpression": "PK = :p AND SK BETWEEN :lo AND :hi",
+                              "ExpressionAttributeValues": {":p": {"S": pk}, ":lo": {"S": low}, ":hi": {"S": high}}}
+    items: list[dict[str, Any]] = []
+    trips = 0
+    while True:
+        response = client.query(**kwargs)
+        trips += 1
+        items += [plain(i) for i in response.get("Items", [])]
+        if "LastEvaluatedKey" not in response:
+            return items, trips
+        kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def get(pk: str, sk: str) -> dict[str, Any] | None:
+    client, table = _client()
+    item = client.get_item(TableName=table, Key={"PK": {"S": pk}, "SK": {"S": sk}}).get("Item")
+    return plain(item) if item else None
+
+
+def leaderboard(program_id: str, metric: str, period: str, limit: int) -> list[dict[str, Any]]:
+    """The top ``limit`` entries: ONE Query on GSI1, highest score first."""
+    client, table = _client()
+    response = client.query(TableName=table, IndexName="GSI1", KeyConditionExpression="GSI1PK = :g",
+                            ExpressionAttributeValues={":g": {"S": gsi1_leaderboard(program_id, metric, period)}},
+                            ScanIndexForward=False, Limit=limit)
+    return [plain(i) for i in response.get("Items", [])]
+
+
+def plain(item: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in item.items():
+        if "N" in value:
+            out[name] = int(float(value["N"]))
+        elif "S" in value:
+            out[name] = value["S"]
+        elif "BOOL" in value:
+            out[name] = value["BOOL"]
+    return out
