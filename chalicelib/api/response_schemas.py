@@ -78,7 +78,7 @@ ATTRIBUTION_RECORD = obj({"record_id": STR, "at": TIME, "member_id": nullable(ST
 RULES_VERSION = obj({"program_id": STR, "version": INT, "current": BOOL, "created_at": TIME, "document": OBJ})
 BALANCE = obj({"member_id": STR, "available": INT, "pending": INT, "owed": INT, "lifetime_earned": INT,
                "lifetime_spent": INT, "points_unit": STR, "point_value_minor": INT, "currency": STR,
-               "available_value_minor": INT})
+               "available_value_minor": INT}, {"held": INT})
 LEDGER_ENTRY = obj({"entry_id": STR, "kind": STR, "status": STR, "points": INT, "reversed_points": INT,
                     "reason": nullable(STR), "reason_code": nullable(STR), "effective_at": TIME, "created_at": TIME,
                     "available_at": nullable(TIME), "rule_id": nullable(STR), "rule_version": nullable(INT),
@@ -88,9 +88,24 @@ QUOTE = obj({"member_id": STR, "available": INT, "order_amount": nullable(INT), 
 REDEMPTION = obj({"redemption_id": STR, "member_id": STR, "partner_id": nullable(STR), "points": INT,
                   "value_minor": INT, "currency": STR, "order_id": nullable(STR), "order_amount": nullable(INT),
                   "status": {"enum": ["held", "confirmed", "cancelled"]}, "created_at": TIME, "updated_at": TIME})
+ADJUSTMENT = obj({"adjustment_id": STR, "member_id": STR, "points": INT, "reason": STR, "partner_id": nullable(STR),
+                  "entry_id": STR, "created_by": STR, "created_at": TIME})
+_SETTLE_COLUMNS = ("funded", "adjusted", "redeemed", "expired")
+SETTLEMENT_PARTNER = obj({"partner_id": STR, "net_points": INT, "net_value_minor": INT,
+                          **{c: INT for c in _SETTLE_COLUMNS}, **{f"{c}_value_minor": INT for c in _SETTLE_COLUMNS}})
+#: JSON; the same statement is ``text/csv`` with ``Accept: text/csv``.
+SETTLEMENT = obj({
+    "program_id": STR, "from": STR, "to": STR, "currency": STR, "point_value_minor": INT,
+    "partners": {"type": "array", "items": SETTLEMENT_PARTNER},
+    "pairs": {"type": "array", "items": obj({"funding_partner_id": STR, "at_partner_id": STR, "points": INT,
+                                             "value_minor": INT})},
+    "transfers": {"type": "array", "items": obj({"from": STR, "to": STR, "value_minor": INT})}},
+    {"liability_change_points": INT, "liability_change_value_minor": INT})
 EVENT_RESULT = obj({"status": {"enum": ["processed", "duplicate", "parked"]}, "business_key": STR, "type": STR},
                    {"member": nullable(obj({"member_id": STR, "code": nullable(STR), "created": BOOL})),
-                    "attribution": nullable(obj({"outcome": STR})), "rewards": nullable(OBJ)})
+                    "attribution": nullable(obj({"outcome": STR})), "rewards": nullable(OBJ),
+                    "risk": obj({"held": BOOL, "reasons": {"type": "array", "items": STR},
+                                 "matched": {"type": "array", "items": STR}})})
 HEALTH = obj({"status": {"const": "ok"}, "stage": STR})
 
 COUPONS = obj({"member_id": STR, "coupons": {"type": "array", "items": STR}})

@@ -182,6 +182,11 @@ def redemption(program_id: str, redemption_id: str) -> Key:
     return f"REDEMPTION#{program_id}#{redemption_id}", "REDEMPTION"
 
 
+def adjustment(program_id: str, adjustment_id: str) -> Key:
+    """A manual adjustment's record (idempotency by the operator's ``Idempotency-Key``, audit)."""
+    return f"ADJUSTMENT#{program_id}#{adjustment_id}", "ADJUSTMENT"
+
+
 def outbox_message(program_id: str, message_id: str) -> Key:
     return f"OUTBOX#{program_id}#{message_id}", "OUTBOX"
 
@@ -277,6 +282,20 @@ def gsi2_ledger_day(program_id: str, day: str, created_at: str, entry_id: str) -
     return f"LEDGERDAY#{program_id}#{day}", f"{created_at}#{entry_id}"
 
 
+# --- coalition settlement (aggregates fed from the stream) -----------------------
+
+
+def settlement_row(program_id: str, day: str, row: str) -> Key:
+    """A settlement aggregate of one booking day: ``row`` is ``PARTNER#<partner>`` or ``PAIR#<funder>#<at>``
+    (``""`` gives the day's prefix)."""
+    return f"SETTLE#{program_id}", f"DAY#{day}#{row}" if row else f"DAY#{day}#"
+
+
+def settled_marker(program_id: str, entry_id: str) -> Key:
+    """A ledger entry already counted in the settlement aggregates (idempotency of the stream handler)."""
+    return f"SETTLED#{program_id}#{entry_id}", "SETTLED"
+
+
 # --- coalition: partner offers and voucher pools (docs/coalition.md) --------------
 
 
@@ -329,3 +348,22 @@ def pool_alert(program_id: str, offer_id: str, epoch: int) -> Key:
 def signal(program_id: str, kind: str, value_hash: str) -> Key:
     """Pointer from a fraud signal's salted hash (device, payment, shipping, ip_ua, ip) to the members seen with it."""
     return f"SIGNAL#{program_id}#{kind}#{value_hash}", "SIGNAL"
+
+
+def velocity(program_id: str, scope: str, window: str) -> Key:
+    """A bounded velocity counter (``scope``: ``ref#<member>`` or ``sig#<kind>#<hash>``; one item per window, TTL)."""
+    return f"VEL#{program_id}#{scope}", f"W#{window}"
+
+
+def review_item(program_id: str, item_id: str) -> Key:
+    return f"REVIEW#{program_id}#{item_id}", "REVIEW"
+
+
+def gsi1_review_open(program_id: str, created_at: str, item_id: str) -> Key:
+    # Sparse: only open items carry it, so the queue is a Query, oldest first.
+    return f"REVIEWQ#{program_id}", f"{created_at}#{item_id}"
+
+
+def gsi2_review_open_partner(program_id: str, partner_id: str, created_at: str, item_id: str) -> Key:
+    """The same queue per partner (a partner sees the items of its own events)."""
+    return f"REVIEWQ#{program_id}#{partner_id}", f"{created_at}#{item_id}"

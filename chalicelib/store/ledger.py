@@ -11,7 +11,7 @@ Ledger model (see docs_ledger_section.md):
   clawbacks), ``lifetime_spent`` (net of cancelled redemptions). Invariants, kept by every
   transaction that writes entries:
 
-      available + pending - owed == sum(entry.points)
+      available + pending + held - owed == sum(entry.points)
       pending == sum(reward.points - reward.reversed_points for rewards still pending)
       available >= 0, pending >= 0, owed >= 0
 
@@ -44,10 +44,15 @@ KIND_REWARD = "reward"
 KIND_REVERSAL = "reversal"
 KIND_REDEMPTION = "redemption"
 KIND_REDEMPTION_RETURN = "redemption_return"
+KIND_ADJUSTMENT = "adjustment"  # manual, by the operator (± points, a required reason)
+KIND_EXPIRY = "expiry"  # points that expired unused (negative)
 STATUS_PENDING = "pending"
 STATUS_AVAILABLE = "available"
 STATUS_REVERSED = "reversed"
 STATUS_SPENT = "spent"
+#: A reward held for fraud review (docs/fraud.md): never released by the holding job; a reviewer
+#: approves it (→ pending/available) or voids it (→ a reversal).
+STATUS_HELD = "held"
 
 
 def stable_id(prefix: str, *parts: str) -> str:
@@ -73,7 +78,7 @@ class LedgerEntryItem(Entity, discriminator="ledger_entry"):
     member_id = UnicodeAttribute()
     entry_id = UnicodeAttribute()
     kind = UnicodeAttribute()  # reward | reversal | redemption | redemption_return
-    status = UnicodeAttribute()  # pending | available | reversed | spent
+    status = UnicodeAttribute()  # pending | available | held | reversed | spent
     points = NumberAttribute()  # signed
     reason = UnicodeAttribute()
     reason_code = UnicodeAttribute()
@@ -93,6 +98,8 @@ class LedgerEntryItem(Entity, discriminator="ledger_entry"):
     from_status = UnicodeAttribute(null=True)
     redemption_id = UnicodeAttribute(null=True)
     released_at = IsoDateTimeAttribute(null=True)
+    #: Who wrote the entry when a person did (manual adjustments: ``operator`` or the key id).
+    created_by = UnicodeAttribute(null=True)
 
     @property
     def net_points(self) -> int:
@@ -118,6 +125,8 @@ class BalanceItem(Entity, discriminator="balance"):
     available = NumberAttribute(default=0)
     pending = NumberAttribute(default=0)
     owed = NumberAttribute(default=0)
+    #: Rewards held for fraud review (not spendable, not released by the holding job).
+    held = NumberAttribute(default=0)
     lifetime_earned = NumberAttribute(default=0)
     lifetime_spent = NumberAttribute(default=0)
 
@@ -181,6 +190,22 @@ class RedemptionItem(Entity, discriminator="redemption"):
     updated_at = IsoDateTimeAttribute()
 
 
+class AdjustmentItem(Entity, discriminator="adjustment"):
+    """A manual adjustment's idempotency and audit record (who, when, why); its entry is in the ledger."""
+
+    program_id = UnicodeAttribute()
+    adjustment_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    points = NumberAttribute()
+    reason = UnicodeAttribute()
+    partner_id = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute()
+    request_hash = UnicodeAttribute()
+    entry_id = UnicodeAttribute()
+    entry_sk = UnicodeAttribute()
+    created_at = IsoDateTimeAttribute()
+
+
 class OutboxItem(Entity, discriminator="outbox"):
     """A notification to send, written in the same transaction as the ledger change it announces."""
 
@@ -226,9 +251,10 @@ class BalanceDelta:
     available: int = 0  # signed: credits > 0, debits < 0 (owed handling is applied on staging)
     earned: int = 0
     spent: int = 0
+    held: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.pending or self.available or self.earned or self.spent)
+        return bool(self.pending or self.available or self.earned or self.spent or self.held)
 
 
 def balance_actions(read: BalanceItem | None, delta: BalanceDelta) -> tuple[list[Action], Condition | None]:
@@ -264,6 +290,8 @@ def balance_actions(read: BalanceItem | None, delta: BalanceDelta) -> tuple[list
                               else BalanceItem.available.does_not_exist() | (BalanceItem.available == 0))
     if delta.pending:
         actions.append(BalanceItem.pending.add(delta.pending))
+    if delta.held:
+        actions.append(BalanceItem.held.add(delta.held))
     if delta.earned:
         actions.append(BalanceItem.lifetime_earned.add(delta.earned))
     if delta.spent:

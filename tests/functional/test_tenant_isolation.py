@@ -43,6 +43,13 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
      {"name": "Tea", "kind": "free_item", "item": "Tea", "code_source": "static", "static_code": "TEA"},
      (CREATED, CREATED, 404, 401, 401)),
     ("GET", "/v1/programs/{program}/members/{member}/vouchers", None, (OK, OK, 404, 401, 401)),
+    # Coalition (docs/coalition.md): a partner sees its own settlement rows; adjustments are the operator's.
+    ("GET", "/v1/programs/{program}/settlement?from=2026-01-01&to=2026-01-02", None, (OK, OK, 404, 401, 401)),
+    ("POST", "/v1/programs/{program}/members/{member}/adjustments", {"points": 5, "reason": "isolation"},
+     (CREATED, 403, 404, 401, 401)),
+    # Fraud review: the operator and the program's partners (their own items, tests/functional/test_fraud_review.py).
+    ("GET", "/v1/programs/{program}/review", None, (OK, OK, 404, 401, 401)),
+    ("POST", "/v1/programs/{program}/review/rev_unknown/approve", {}, (404, 404, 404, 401, 401)),
     # Analytics: operator and partner keys (a partner sees its own rows; docs/analytics.md).
     *[("GET", f"/v1/programs/{{program}}/analytics/{panel}", None, (OK, OK, 404, 401, 401))
       for panel in ("funnel", "kfactor", "cohorts", "roi", "leaderboard", "channels")],
@@ -73,7 +80,7 @@ def test_isolation(api: ApiClient, method: str, template: str, body: dict | None
                                          "customer": {"id": "c-1", "email": "a@example.com"}})["member"]["member_id"]
     path = template.format(program=program["program_id"], partner=partner["partner_id"],
                            key=spare["api_key_info"]["key_id"], member=member)
-    reply = api.call(method, path, json_body=body, key=keys[caller])
+    reply = api.call(method, path, json_body=body, key=keys[caller], headers={"Idempotency-Key": "isolation-1"})
     want = expected[CALLERS.index(caller)]
     assert reply.status == want, (caller, reply.body)
     if want >= 400:
@@ -106,7 +113,7 @@ def test_every_program_route_hides_the_program_from_other_tenants(api: ApiClient
     stranger = api.create_partner(api.create_program(name="B")["program_id"])
     values = {"program_id": pid, "partner_id": partner["partner_id"], "member_id": member["member_id"],
               "code": member["code"], "key_id": partner["api_key_info"]["key_id"], "source": "events",
-              "redemption_id": "rdm_x", "platform": "shopify", "offer_id": "off_x"}
+              "redemption_id": "rdm_x", "platform": "shopify", "item_id": "rev_x", "offer_id": "off_x"}
     checked = 0
     for path, methods in app.routes.items():
         if not path.startswith("/v1/programs/{program_id}"):
