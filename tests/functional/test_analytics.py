@@ -90,10 +90,14 @@ def test_every_figure_matches_the_hand_computed_history(api: ApiClient) -> None:
     assert row["referral_rate"] == 0.6667
     # Rewards: 800 for Boris's first order + 800 for Carl's − 800 reversed = 800 points.
     assert row["reward_points"] == 800
-    by_day = {r["period"]: r for r in panel(api, shop, "funnel")["series"]}
+    by_day = {r["period"]: r for r in panel(api, shop, "funnel", "")["series"]}  # the default: the last 28 days
+    assert min(by_day) == "2026-01-04" and max(by_day) == "2026-01-31"
+    by_day = {r["period"]: r for r in panel(api, shop, "funnel", RANGE)["series"]}
     assert by_day["2026-01-12"]["first_purchases"] == 2 and by_day["2026-01-20"]["repeat_purchases"] == 1
     weeks = [r["period"] for r in panel(api, shop, "funnel", RANGE + "&granularity=week")["series"]]
-    assert weeks == ["2026-01-05", "2026-01-12", "2026-01-19"]  # Mondays of the weeks with activity
+    # Mondays of the weeks the range touches (Jan 1 is a Thursday), zeros included.
+    assert weeks == ["2025-12-29", "2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26"]
+    assert len(by_day) == 31 and by_day["2026-01-02"]["orders"] == 0
 
     k = panel(api, shop, "kfactor")
     # members 4; invites per member 3 / 4 = 0.75; conversion 2 / 3 = 0.6667; K = 0.75 × 0.6667 = 0.5.
