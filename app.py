@@ -18,6 +18,7 @@ from chalicelib.api.members import members
 from chalicelib.api.meta import meta
 from chalicelib.api.notifications import notifications
 from chalicelib.api.offers import offers_api
+from chalicelib.api.review import review
 from chalicelib.api.rewards import rewards
 from chalicelib.api.streams import streams
 from chalicelib.api.webhooks import webhooks
@@ -41,5 +42,6 @@ app.register_blueprint(integrations)
 app.register_blueprint(crm_consumer)
 app.register_blueprint(data_rights)
 app.register_blueprint(offers_api)
+app.register_blueprint(review)
 app.register_blueprint(analytics_api)
 app.register_blueprint(web)

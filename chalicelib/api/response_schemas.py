@@ -77,7 +77,7 @@ ATTRIBUTION_RECORD = obj({"record_id": STR, "at": TIME, "member_id": nullable(ST
 RULES_VERSION = obj({"program_id": STR, "version": INT, "current": BOOL, "created_at": TIME, "document": OBJ})
 BALANCE = obj({"member_id": STR, "available": INT, "pending": INT, "owed": INT, "lifetime_earned": INT,
                "lifetime_spent": INT, "points_unit": STR, "point_value_minor": INT, "currency": STR,
-               "available_value_minor": INT})
+               "available_value_minor": INT}, {"held": INT})
 LEDGER_ENTRY = obj({"entry_id": STR, "kind": STR, "status": STR, "points": INT, "reversed_points": INT,
                     "reason": nullable(STR), "reason_code": nullable(STR), "effective_at": TIME, "created_at": TIME,
                     "available_at": nullable(TIME), "rule_id": nullable(STR), "rule_version": nullable(INT),
@@ -89,7 +89,9 @@ REDEMPTION = obj({"redemption_id": STR, "member_id": STR, "partner_id": nullable
                   "status": {"enum": ["held", "confirmed", "cancelled"]}, "created_at": TIME, "updated_at": TIME})
 EVENT_RESULT = obj({"status": {"enum": ["processed", "duplicate", "parked"]}, "business_key": STR, "type": STR},
                    {"member": nullable(obj({"member_id": STR, "code": nullable(STR), "created": BOOL})),
-                    "attribution": nullable(obj({"outcome": STR})), "rewards": nullable(OBJ)})
+                    "attribution": nullable(obj({"outcome": STR})), "rewards": nullable(OBJ),
+                    "risk": obj({"held": BOOL, "reasons": {"type": "array", "items": STR},
+                                 "matched": {"type": "array", "items": STR}})})
 HEALTH = obj({"status": {"const": "ok"}, "stage": STR})
 
 COUPONS = obj({"member_id": STR, "coupons": {"type": "array", "items": STR}})

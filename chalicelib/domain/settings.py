@@ -32,6 +32,16 @@ DEFAULT_OFFER_PER_MINUTE: Final = 60
 RATE_LIMIT_RANGE: Final = (1, 10_000)
 OFFER_TEXT_MAX: Final = 200
 
+#: Fraud velocity limits and review (docs/fraud.md): name -> (default, (min, max)).
+FRAUD_LIMITS: Final = {
+    "signups_per_referrer_hour": (10, (1, 100_000)),
+    "signups_per_referrer_day": (30, (1, 100_000)),
+    "rewards_per_referrer_day": (20, (1, 100_000)),
+    "first_purchases_per_signal_day": (5, (1, 100_000)),
+    "friends_per_signal": (3, (1, 1_000)),
+    "same_network_hours": (24, (1, 720)),
+}
+
 #: Settings that cannot change once the program exists: name -> why.
 IMMUTABLE_SETTINGS: Final = {"max_depth": "members' stored ancestry is cut to this depth when they are attributed"}
 
@@ -82,6 +92,12 @@ PROGRAM_SETTINGS_SCHEMA: Final[dict[str, Any]] = {
                                                      {"type": "null"}]},
             },
         },
+        # Velocity limits and review holds (docs/fraud.md).
+        "fraud": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {name: _int_range(bounds) for name, (_, bounds) in FRAUD_LIMITS.items()},
+        },
         # Per client IP per minute on the public landing endpoints (see services/landing).
         "landing_rate_limits": {
             "type": "object",
@@ -109,6 +125,25 @@ class LandingRateLimits:
 
 
 @dataclass(frozen=True)
+class FraudSettings:
+    """Velocity limits: over one, the event's rewards are posted ``held`` and queued for review."""
+
+    signups_per_referrer_hour: int = FRAUD_LIMITS["signups_per_referrer_hour"][0]
+    signups_per_referrer_day: int = FRAUD_LIMITS["signups_per_referrer_day"][0]
+    rewards_per_referrer_day: int = FRAUD_LIMITS["rewards_per_referrer_day"][0]
+    first_purchases_per_signal_day: int = FRAUD_LIMITS["first_purchases_per_signal_day"][0]
+    #: Friends of one referrer from one IP or device before the next one is held.
+    friends_per_signal: int = FRAUD_LIMITS["friends_per_signal"][0]
+    #: A friend on the referrer's IP and browser within this many hours is held.
+    same_network_hours: int = FRAUD_LIMITS["same_network_hours"][0]
+
+    @classmethod
+    def from_stored(cls, raw: Any) -> FraudSettings:
+        raw = raw if isinstance(raw, Mapping) else {}
+        return cls(**{name: _bounded(raw.get(name), bounds, default) for name, (default, bounds) in FRAUD_LIMITS.items()})
+
+
+@dataclass(frozen=True)
 class ProgramSettings:
     attribution_window_days: int = DEFAULT_WINDOW_DAYS
     attribution_model: AttributionModel = DEFAULT_MODEL
@@ -121,6 +156,7 @@ class ProgramSettings:
     offer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     redemption_max_share_percent: int = DEFAULT_REDEMPTION_MAX_SHARE_PERCENT
     landing_rate_limits: LandingRateLimits = field(default_factory=LandingRateLimits)
+    fraud: FraudSettings = field(default_factory=FraudSettings)
 
     @classmethod
     def from_stored(cls, raw: Mapping[str, Any] | None) -> ProgramSettings:
@@ -142,6 +178,7 @@ class ProgramSettings:
             offer=MappingProxyType(dict(offer)) if isinstance(offer, Mapping) else MappingProxyType({}),
             redemption_max_share_percent=_bounded(raw.get("redemption_max_share_percent"), REDEMPTION_SHARE_RANGE,
                                                   DEFAULT_REDEMPTION_MAX_SHARE_PERCENT),
+            fraud=FraudSettings.from_stored(raw.get("fraud")),
             landing_rate_limits=LandingRateLimits(
                 invites_per_minute=_bounded(limits.get("invites_per_minute"), RATE_LIMIT_RANGE,
                                             DEFAULT_INVITES_PER_MINUTE),

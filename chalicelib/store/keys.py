@@ -329,3 +329,22 @@ def pool_alert(program_id: str, offer_id: str, epoch: int) -> Key:
 def signal(program_id: str, kind: str, value_hash: str) -> Key:
     """Pointer from a fraud signal's salted hash (device, payment, shipping, ip_ua, ip) to the members seen with it."""
     return f"SIGNAL#{program_id}#{kind}#{value_hash}", "SIGNAL"
+
+
+def velocity(program_id: str, scope: str, window: str) -> Key:
+    """A bounded velocity counter (``scope``: ``ref#<member>`` or ``sig#<kind>#<hash>``; one item per window, TTL)."""
+    return f"VEL#{program_id}#{scope}", f"W#{window}"
+
+
+def review_item(program_id: str, item_id: str) -> Key:
+    return f"REVIEW#{program_id}#{item_id}", "REVIEW"
+
+
+def gsi1_review_open(program_id: str, created_at: str, item_id: str) -> Key:
+    # Sparse: only open items carry it, so the queue is a Query, oldest first.
+    return f"REVIEWQ#{program_id}", f"{created_at}#{item_id}"
+
+
+def gsi2_review_open_partner(program_id: str, partner_id: str, created_at: str, item_id: str) -> Key:
+    """The same queue per partner (a partner sees the items of its own events)."""
+    return f"REVIEWQ#{program_id}#{partner_id}", f"{created_at}#{item_id}"

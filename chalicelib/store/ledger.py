@@ -11,7 +11,7 @@ Ledger model (see docs_ledger_section.md):
   clawbacks), ``lifetime_spent`` (net of cancelled redemptions). Invariants, kept by every
   transaction that writes entries:
 
-      available + pending - owed == sum(entry.points)
+      available + pending + held - owed == sum(entry.points)
       pending == sum(reward.points - reward.reversed_points for rewards still pending)
       available >= 0, pending >= 0, owed >= 0
 
@@ -48,6 +48,9 @@ STATUS_PENDING = "pending"
 STATUS_AVAILABLE = "available"
 STATUS_REVERSED = "reversed"
 STATUS_SPENT = "spent"
+#: A reward held for fraud review (docs/fraud.md): never released by the holding job; a reviewer
+#: approves it (→ pending/available) or voids it (→ a reversal).
+STATUS_HELD = "held"
 
 
 def stable_id(prefix: str, *parts: str) -> str:
@@ -73,7 +76,7 @@ class LedgerEntryItem(Entity, discriminator="ledger_entry"):
     member_id = UnicodeAttribute()
     entry_id = UnicodeAttribute()
     kind = UnicodeAttribute()  # reward | reversal | redemption | redemption_return
-    status = UnicodeAttribute()  # pending | available | reversed | spent
+    status = UnicodeAttribute()  # pending | available | held | reversed | spent
     points = NumberAttribute()  # signed
     reason = UnicodeAttribute()
     reason_code = UnicodeAttribute()
@@ -118,6 +121,8 @@ class BalanceItem(Entity, discriminator="balance"):
     available = NumberAttribute(default=0)
     pending = NumberAttribute(default=0)
     owed = NumberAttribute(default=0)
+    #: Rewards held for fraud review (not spendable, not released by the holding job).
+    held = NumberAttribute(default=0)
     lifetime_earned = NumberAttribute(default=0)
     lifetime_spent = NumberAttribute(default=0)
 
@@ -226,9 +231,10 @@ class BalanceDelta:
     available: int = 0  # signed: credits > 0, debits < 0 (owed handling is applied on staging)
     earned: int = 0
     spent: int = 0
+    held: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.pending or self.available or self.earned or self.spent)
+        return bool(self.pending or self.available or self.earned or self.spent or self.held)
 
 
 def balance_actions(read: BalanceItem | None, delta: BalanceDelta) -> tuple[list[Action], Condition | None]:
@@ -264,6 +270,8 @@ def balance_actions(read: BalanceItem | None, delta: BalanceDelta) -> tuple[list
                               else BalanceItem.available.does_not_exist() | (BalanceItem.available == 0))
     if delta.pending:
         actions.append(BalanceItem.pending.add(delta.pending))
+    if delta.held:
+        actions.append(BalanceItem.held.add(delta.held))
     if delta.earned:
         actions.append(BalanceItem.lifetime_earned.add(delta.earned))
     if delta.spent:

@@ -40,6 +40,9 @@ class SignalItem(Entity, discriminator="signal"):
     first_seen_at = IsoDateTimeAttribute()
     last_seen_at = IsoDateTimeAttribute()
     revision = NumberAttribute(default=0)
+    #: Set when a held reward of an event with this signal was voided as fraud (shared by every
+    #: partner of the program: a later event with it is held, docs/fraud.md).
+    fraud_at = IsoDateTimeAttribute(null=True)
 
     def seen(self) -> dict[str, datetime]:
         """member id → last sighting."""

@@ -46,7 +46,7 @@ def test_balance_view(api: ApiClient) -> None:
     member = shop.member("a")["member_id"]
     shop.order("a", "o-1", 100_000)
     bal = shop.balance(member, key=shop.partner["api_key"])
-    assert bal == {"member_id": member, "available": 100, "pending": 50, "owed": 0, "lifetime_earned": 150,
+    assert bal == {"member_id": member, "available": 100, "pending": 50, "owed": 0, "held": 0, "lifetime_earned": 150,
                    "lifetime_spent": 0, "points_unit": "points", "point_value_minor": 100, "currency": "RUB",
                    "available_value_minor": 10_000}
     other = Shop(api, None)

@@ -144,12 +144,14 @@ def check_invariants(pid: str, member_id: str) -> dict[str, int]:
                if isinstance(e, LedgerEntryItem)]
     try:
         item = BalanceItem.get(*keys.balance(pid, member_id), consistent_read=True)
-        bal = {k: int(getattr(item, k) or 0) for k in ("available", "pending", "owed", "lifetime_earned",
+        bal = {k: int(getattr(item, k) or 0) for k in ("available", "pending", "owed", "held", "lifetime_earned",
                                                        "lifetime_spent")}
     except BalanceItem.DoesNotExist:
-        bal = dict.fromkeys(("available", "pending", "owed", "lifetime_earned", "lifetime_spent"), 0)
+        bal = dict.fromkeys(("available", "pending", "owed", "held", "lifetime_earned", "lifetime_spent"), 0)
     total = sum(int(e.points) for e in entries)
-    assert bal["available"] + bal["pending"] - bal["owed"] == total, (bal, total)
+    assert bal["available"] + bal["pending"] + bal["held"] - bal["owed"] == total, (bal, total)
+    held = sum(e.net_points for e in entries if e.kind == "reward" and e.status == "held")
+    assert bal["held"] == held, (bal, held)
     pending = sum(e.net_points for e in entries if e.kind == "reward" and e.status == "pending")
     assert bal["pending"] == pending, (bal, pending)
     assert bal["available"] >= 0 and bal["pending"] >= 0 and bal["owed"] >= 0, bal

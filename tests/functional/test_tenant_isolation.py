@@ -34,6 +34,9 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ("GET", "/v1/programs/{program}/members/{member}/export", None, (OK, 403, 404, 401, 401)),
     ("POST", "/v1/programs/{program}/imports/members", {"csv": "email\nb@example.com\n"}, (OK, 403, 404, 401, 401)),
     ("GET", "/v1/programs/{program}/ledger/export?from=2026-01-01&to=2026-01-02", None, (OK, 403, 404, 401, 401)),
+    # Fraud review: the operator and the program's partners (their own items, tests/functional/test_fraud_review.py).
+    ("GET", "/v1/programs/{program}/review", None, (OK, OK, 404, 401, 401)),
+    ("POST", "/v1/programs/{program}/review/rev_unknown/approve", {}, (404, 404, 404, 401, 401)),
     # Analytics: operator and partner keys (a partner sees its own rows; docs/analytics.md).
     *[("GET", f"/v1/programs/{{program}}/analytics/{panel}", None, (OK, OK, 404, 401, 401))
       for panel in ("funnel", "kfactor", "cohorts", "roi", "leaderboard", "channels")],
@@ -97,7 +100,7 @@ def test_every_program_route_hides_the_program_from_other_tenants(api: ApiClient
     stranger = api.create_partner(api.create_program(name="B")["program_id"])
     values = {"program_id": pid, "partner_id": partner["partner_id"], "member_id": member["member_id"],
               "code": member["code"], "key_id": partner["api_key_info"]["key_id"], "source": "events",
-              "redemption_id": "rdm_x", "platform": "shopify", "offer_id": "off_x"}
+              "redemption_id": "rdm_x", "platform": "shopify", "item_id": "rev_x", "offer_id": "off_x"}
     checked = 0
     for path, methods in app.routes.items():
         if not path.startswith("/v1/programs/{program_id}"):

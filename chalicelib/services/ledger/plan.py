@@ -32,6 +32,8 @@ class LedgerPlan:
         self.earned: dict[str, list[LedgerEntryItem]] = defaultdict(list)
         self.reversed: dict[str, list[LedgerEntryItem]] = defaultdict(list)
         self.new_entries: list[LedgerEntryItem] = []
+        #: Hold reason codes of the risk stage: when set, every reward of the event is posted ``held``.
+        self.hold: list[str] = []
 
     def profile(self, member_id: str) -> MemberItem | None:
         if self.subject is not None and self.subject.member_id == member_id:

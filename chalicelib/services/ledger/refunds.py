@@ -20,6 +20,7 @@ from chalicelib.services.ledger.reads import entry_key, order_id_of, order_key
 from chalicelib.services.outcomes import RetryEvent
 from chalicelib.store.ledger import (
     KIND_REVERSAL,
+    STATUS_HELD,
     STATUS_PENDING,
     STATUS_REVERSED,
     LedgerEntryItem,
@@ -192,6 +193,8 @@ def apply_refund(plan: LedgerPlan, state: OrderLedgerItem, refund: dict[str, Any
         delta.earned -= r.points
         if from_status == STATUS_PENDING:
             delta.pending -= r.points
+        elif from_status == STATUS_HELD:
+            delta.held -= r.points
         else:
             delta.available -= r.points
         state.reversed = {**(state.reversed or {}), key: r.reversed_total}

@@ -27,6 +27,7 @@ from chalicelib.store import keys
 from chalicelib.store.ledger import (
     KIND_REWARD,
     STATUS_AVAILABLE,
+    STATUS_HELD,
     STATUS_PENDING,
     MonthCounterItem,
     ProgramCountersItem,
@@ -158,6 +159,8 @@ def post(plan: LedgerPlan, posting: Posting) -> dict[str, Any]:
     # A back-dated event whose holding period is already over is available at once.
     available = posting.status == STATUS_AVAILABLE or posting.available_at <= ctx.now
     status = STATUS_AVAILABLE if available else STATUS_PENDING
+    if plan.hold:  # held for fraud review (risk stage): neither spendable nor released by the holding job
+        available, status = False, STATUS_HELD
     entry = new_entry(
         ctx.program_id, posting.member_id, stable_id("le", posting.key), ctx.event.occurred_at,
         kind=KIND_REWARD, status=status, points=posting.points, reason=posting.reason,
@@ -167,16 +170,20 @@ def post(plan: LedgerPlan, posting: Posting) -> dict[str, Any]:
         reversed_points=0,
     )
     plan.new_entries.append(entry)
-    plan.earned[posting.member_id].append(entry)
     delta = plan.deltas[posting.member_id]
     delta.earned += posting.points
-    if available:
-        delta.available += posting.points
+    if status == STATUS_HELD:
+        delta.held += posting.points  # no message: the member hears about it when a reviewer approves
     else:
-        delta.pending += posting.points
+        plan.earned[posting.member_id].append(entry)
+        if available:
+            delta.available += posting.points
+        else:
+            delta.pending += posting.points
     return {
         "key": posting_key(posting.rule_id, posting.level, posting.member_id),
         "entry_id": entry.entry_id, "sk": entry.SK, "member_id": posting.member_id, "points": posting.points,
         "status": status, "rule_id": posting.rule_id, "rule_version": posting.rule_version, "level": posting.level,
         "funding_partner_id": posting.funding_partner_id, "reason": posting.reason, "_entry": entry,
+        "available_at": posting.available_at,
     }

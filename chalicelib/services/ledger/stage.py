@@ -45,6 +45,8 @@ class LedgerStage:
             summary, reversals = refunds.stage_refund(ctx, tx, view)
             return StageOutcome(reply={"rewards": summary}, audit={"postings": reversals})
         plan = LedgerPlan(ctx, view.items, view.subject)
+        risk = view.outcomes.get("risk")
+        plan.hold = list(risk.audit.get("hold") or []) if risk else []
         reply: dict[str, Any] = {"points": 0, "postings": [], "skipped": []}
         postings: list[dict[str, Any]] = []
         if view.subject is not None and reads.has_rules_for(rules, ctx.event.type):
@@ -52,8 +54,13 @@ class LedgerStage:
         applied: list[dict[str, Any]] = []
         if ctx.event.type == ORDER_PAID:
             applied = refunds.stage_paid_order(ctx, tx, plan, postings)
+        if plan.hold and postings and risk is not None:
+            from chalicelib.services import review
+
+            reply["review_item_id"] = review.stage_review_item(ctx, tx, view, postings, risk.audit)
         for p in postings:
             p.pop("_entry", None)
+            p.pop("available_at", None)
         plan.stage(tx)
         reply["points"] = sum(p["points"] for p in postings)
         reply["postings"] = [public(p) for p in postings]

@@ -1,0 +1,55 @@
+"""Fraud review queue: held rewards with their reasons; approve or void them (docs/fraud.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.api import response_schemas as rs
+from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor
+from chalicelib.services import review as service
+
+review = ApiBlueprint(__name__)
+TAG = "Fraud review"
+BASE = "/v1/programs/{program_id}/review"
+
+ITEM = rs.obj({
+    "item_id": rs.STR, "status": {"enum": ["open", "approved", "voided"]}, "partner_id": rs.STR,
+    "event_type": rs.STR, "business_key": rs.STR, "member_id": rs.STR, "referrer_id": rs.nullable(rs.STR),
+    "reasons": {"type": "array", "items": rs.obj({"code": rs.STR, "reason": rs.STR})},
+    "matched": {"type": "array", "items": rs.STR}, "points": rs.INT,
+    "entries": {"type": "array", "items": rs.obj({"member_id": rs.STR, "entry_id": rs.STR, "points": rs.INT})},
+    "created_at": rs.TIME,
+    "decision": rs.nullable(rs.obj({"by": rs.STR, "at": rs.TIME, "reason": rs.nullable(rs.STR)})),
+})
+CONFLICT = {409: "The item was already decided the other way, or concurrently (`conflict`)"}
+
+
+@review.endpoint(BASE, "GET", tag=TAG, query_params=(("limit", "integer"), ("cursor", "string")),
+                 response_schema=rs.page(ITEM),
+                 summary="Open review items (held rewards), oldest first (paged)",
+                 description="The operator sees every item of the program; a partner key the items of its own "
+                             "events. Reasons are codes with a sentence; matched signals are described (\"same IP "
+                             "address and browser as the referrer\"), never shown.")
+def list_review(req: ApiRequest, program_id: str) -> Any:
+    cursor = decode_cursor(req.query("cursor"), service.queue_partition(req.principal, program_id))
+    result = service.queue(req.principal, program_id, req.int_query("limit", 50, 1, 100), cursor)
+    return {**result, "next_cursor": encode_cursor(result["next_cursor"])}
+
+
+@review.endpoint(f"{BASE}/{{item_id}}/approve", "POST", tag=TAG, request_schema=service.DECISION_SCHEMA,
+                 response_schema=ITEM, responses=CONFLICT,
+                 summary="Approve held rewards: they become pending (or available) and follow the normal rules",
+                 description="One transaction, conditioned on the item being open; approving again answers the "
+                             "item (idempotent); an item voided already, or concurrently, is a 409.")
+def approve(req: ApiRequest, program_id: str, item_id: str) -> Any:
+    return service.decide(req.principal, program_id, item_id, "approve", req.body or {})
+
+
+@review.endpoint(f"{BASE}/{{item_id}}/void", "POST", tag=TAG, request_schema=service.VOID_SCHEMA,
+                 response_schema=ITEM, responses=CONFLICT,
+                 summary="Void held rewards: each is reversed with the reviewer's reason",
+                 description="`reason` is required and kept with the decision (who, when, why). `fraud: true` "
+                             "also marks the event's device and payment signals as fraud: later events with them, "
+                             "at any partner of the program, are held. Idempotent; 409 like approve.")
+def void(req: ApiRequest, program_id: str, item_id: str) -> Any:
+    return service.decide(req.principal, program_id, item_id, "void", req.body or {})

@@ -1,0 +1,50 @@
+"""Fraud: velocity counters and review items (docs/fraud.md).
+
+``VelocityItem``: one counter per (scope, window), ADDed in the event's transaction, conditioned
+on still being below the limit when the decision was "under the limit" (two concurrent events
+cannot both take the last slot); DynamoDB's TTL removes old windows, so counters stay bounded.
+
+``ReviewItem``: the held rewards of one event, their reasons and matched signals (described,
+never raw), and the decision (who, when, why). Open items carry the sparse queue keys (GSI1 per
+program, GSI2 per partner); a decision removes them in the same transaction that releases or
+reverses the held entries, conditioned on the item still being open.
+"""
+
+from __future__ import annotations
+
+from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
+
+from chalicelib.store.db import Entity, IsoDateTimeAttribute
+
+REVIEW_OPEN = "open"
+REVIEW_APPROVED = "approved"
+REVIEW_VOIDED = "voided"
+
+
+class VelocityItem(Entity, discriminator="velocity"):
+    hits = NumberAttribute(default=0)
+    expires_at_epoch = NumberAttribute(null=True)
+
+
+class ReviewItem(Entity, discriminator="review"):
+    program_id = UnicodeAttribute()
+    item_id = UnicodeAttribute()
+    partner_id = UnicodeAttribute()
+    business_key = UnicodeAttribute()
+    event_type = UnicodeAttribute()
+    member_id = UnicodeAttribute()  # the friend (the event's subject)
+    referrer_id = UnicodeAttribute(null=True)
+    #: [{"code", "reason"}]
+    reasons = JSONAttribute(default=list)
+    #: ["same device as referrer", ...]: descriptions, never values
+    matched = JSONAttribute(default=list)
+    #: [{"member_id", "sk", "entry_id", "points", "available_at"}]: the held entries
+    entries = JSONAttribute(default=list)
+    #: ["<kind>#<hash>"] of the event's device and payment signals (marked as fraud on a fraud void)
+    signals = JSONAttribute(default=list)
+    points = NumberAttribute(default=0)
+    status = UnicodeAttribute(default=REVIEW_OPEN)
+    created_at = IsoDateTimeAttribute()
+    decided_at = IsoDateTimeAttribute(null=True)
+    decided_by = UnicodeAttribute(null=True)
+    decision_reason = UnicodeAttribute(null=True)

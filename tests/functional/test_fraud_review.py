@@ -1,0 +1,230 @@
+"""Velocity limits, held rewards and the review queue through the real pipeline and routes (docs/fraud.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chalicelib.domain import clock
+from tests.functional.test_ledger_support import Shop, check_invariants, parallel
+from tests.platform_support import RULES
+from tests.support import ApiClient, Reply
+
+NET = {"ip": "198.51.100.20", "user_agent": "Mozilla/5.0 (Anna's phone)"}
+
+
+def fraud_shop(api: ApiClient, partners: int = 1, **limits: int) -> Shop:
+    return Shop(api, RULES, partners=partners, settings={"fraud": limits})
+
+
+def signup(customer: str, code: str | None = None, context: dict[str, Any] | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": "member.signup", "occurred_at": "2026-01-10T10:00:00Z",
+                             "object": {"type": "customer", "id": customer},
+                             "customer": {"id": customer, "email": f"{customer}@example.com"}}
+    if code:
+        event["referral"] = {"code": code}
+    if context:
+        event["context"] = context
+    return event
+
+
+def order(customer: str, order_id: str, code: str | None = None, context: dict[str, Any] | None = None,
+          total: int = 100_000) -> dict[str, Any]:
+    event = Shop.order_event(customer, order_id, total, code=code)
+    if context:
+        event["context"] = context
+    return event
+
+
+def statuses(reply: dict[str, Any]) -> set[str]:
+    return {p["status"] for p in reply["rewards"]["postings"]}
+
+
+def queue(shop: Shop, key: str | None = "operator") -> Reply:
+    return shop.api.get(f"/v1/programs/{shop.pid}/review", key=key)
+
+
+def decide(shop: Shop, item_id: str, decision: str, key: str | None = "operator", **body: Any) -> Reply:
+    return shop.api.post(f"/v1/programs/{shop.pid}/review/{item_id}/{decision}", body, key=key)
+
+
+def held_event(shop: Shop) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Anna refers Boris, who orders from Anna's IP and browser: held (``same_network_as_referrer``)."""
+    anna = shop.send(signup("anna", context=NET))["member"]
+    reply = shop.send(order("boris", "o-1", code=anna["code"], context={**NET, "device_id": "dev-boris"}))
+    assert reply["risk"]["reasons"] == ["same_network_as_referrer"], reply
+    return anna, reply
+
+
+# --------------------------------------------------------------------------- every hold reason
+
+
+def test_signups_per_referrer_per_hour(api: ApiClient) -> None:
+    shop = fraud_shop(api, signups_per_referrer_hour=2)
+    anna = shop.member("anna")
+    replies = [shop.send(order(f"f{i}", f"o-{i}", code=anna["code"])) for i in range(3)]
+    assert [r.get("risk") is None for r in replies] == [True, True, False]
+    assert replies[2]["risk"]["reasons"] == ["velocity_signups_hour"]
+    assert statuses(replies[2]) == {"held"} and statuses(replies[0]) == {"available"}
+    bal = shop.balance(anna["member_id"])
+    assert (bal["available"], bal["held"]) == (1000, 500)
+    check_invariants(shop.pid, anna["member_id"])
+
+
+def test_signups_per_referrer_per_day(api: ApiClient) -> None:
+    shop = fraud_shop(api, signups_per_referrer_day=1)
+    anna = shop.member("anna")
+    shop.send(signup("f0", anna["code"]))
+    reply = shop.send(order("f1", "o-1", code=anna["code"]))
+    assert reply["risk"]["reasons"] == ["velocity_signups_day"]
+
+
+def test_rewards_per_referrer_per_day(api: ApiClient) -> None:
+    shop = fraud_shop(api, rewards_per_referrer_day=1)
+    anna = shop.member("anna")
+    for i in range(2):
+        shop.send(signup(f"f{i}", anna["code"]))
+    assert shop.send(order("f0", "o-0")).get("risk") is None
+    reply = shop.send(order("f1", "o-1"))
+    assert reply["risk"]["reasons"] == ["velocity_rewards_day"] and statuses(reply) == {"held"}
+
+
+def test_first_purchases_per_device_per_day(api: ApiClient) -> None:
+    shop = fraud_shop(api, first_purchases_per_signal_day=1)
+    assert shop.send(order("a", "o-1", context={"device_id": "dev-1"})).get("risk") is None
+    reply = shop.send(order("b", "o-2", context={"device_id": "dev-1"}))
+    assert reply["risk"]["reasons"] == ["velocity_first_purchases"]
+    assert reply["risk"]["matched"] == ["many first purchases from the same device today"]
+    assert shop.send(order("a", "o-3", context={"device_id": "dev-1"})).get("risk") is None  # not a first purchase
+
+
+def test_many_friends_of_one_referrer_from_one_ip(api: ApiClient) -> None:
+    shop = fraud_shop(api, friends_per_signal=1)
+    anna = shop.member("anna")
+    ip = {"ip": "203.0.113.9"}
+    assert shop.send(order("f0", "o-0", code=anna["code"], context=ip)).get("risk") is None
+    reply = shop.send(order("f1", "o-1", code=anna["code"], context=ip))
+    assert reply["risk"]["reasons"] == ["many_friends_same_signal"]
+    assert reply["risk"]["matched"] == ["many friends of the referrer from the same IP address"]
+
+
+def test_same_ip_and_browser_as_the_referrer_is_held_not_rejected(api: ApiClient) -> None:
+    shop = fraud_shop(api)
+    _anna, reply = held_event(shop)
+    assert reply["attribution"]["outcome"] == "credited"
+    assert reply["risk"]["matched"] == ["same IP address and browser as the referrer"]
+    assert statuses(reply) == {"held"}
+    assert "203" not in str(reply["risk"]) and "198.51" not in str(reply["risk"])
+
+
+def test_the_same_ip_and_browser_long_after_is_not_held(api: ApiClient) -> None:
+    shop = fraud_shop(api, same_network_hours=1)
+    clock.freeze(clock.parse_iso("2026-01-10T10:00:00Z"))
+    anna = shop.send(signup("anna", context=NET))["member"]
+    clock.freeze(clock.parse_iso("2026-01-10T12:00:00Z"))
+    reply = shop.send({**order("boris", "o-1", code=anna["code"], context=NET),
+                       "occurred_at": "2026-01-10T12:00:00Z"})
+    assert reply.get("risk") is None
+
+
+def test_a_device_voided_as_fraud_at_one_partner_is_held_at_another(api: ApiClient) -> None:
+    shop = fraud_shop(api, partners=2)
+    _, reply = held_event(shop)
+    assert decide(shop, reply["rewards"]["review_item_id"], "void", reason="farm", fraud=True).status == 200
+    other = shop.send(order("carl", "o-9", context={"device_id": "dev-boris"}), partner=shop.partners[1])
+    assert other["risk"]["reasons"] == ["signal_voided_as_fraud"]
+    assert other["risk"]["matched"] == ["device voided as fraud before"]
+
+
+# --------------------------------------------------------------------------- the queue and decisions
+
+
+def test_queue_lists_held_rewards_oldest_first_with_reasons_and_no_raw_signal(api: ApiClient) -> None:
+    shop = fraud_shop(api, signups_per_referrer_hour=1)
+    anna = shop.member("anna")
+    for i in range(3):
+        shop.send(order(f"f{i}", f"o-{i}", code=anna["code"], context={"ip": "203.0.113.50"}))
+    reply = queue(shop)
+    assert reply.status == 200
+    items = reply.body["items"]
+    assert [i["member_id"] for i in items] == [shop.api.get(
+        f"/v1/programs/{shop.pid}/members/lookup?email=f{n}@example.com").body["member_id"] for n in (1, 2)]
+    assert items[0]["reasons"][0]["code"] == "velocity_signups_hour" and items[0]["points"] == 850
+    assert "203.0.113.50" not in str(reply.body)
+    page = shop.api.get(f"/v1/programs/{shop.pid}/review?limit=1")
+    assert len(page.body["items"]) == 1 and page.body["next_cursor"]
+    rest = shop.api.get(f"/v1/programs/{shop.pid}/review?limit=1&cursor={page.body['next_cursor']}")
+    assert rest.body["items"][0]["item_id"] == items[1]["item_id"]
+
+
+def test_approve_makes_held_rewards_available_once(api: ApiClient) -> None:
+    shop = fraud_shop(api)
+    anna, reply = held_event(shop)
+    item_id = reply["rewards"]["review_item_id"]
+    before = shop.balance(anna["member_id"])
+    assert (before["available"], before["held"]) == (0, 500)
+    ledger = shop.ledger(anna["member_id"])
+    assert [e["status"] for e in ledger] == ["held"]  # the member's statement shows it as held
+    approved = decide(shop, item_id, "approve", reason="checked with the shop")
+    assert approved.status == 200 and approved.body["status"] == "approved"
+    assert approved.body["decision"]["by"] == "operator" and approved.body["decision"]["reason"]
+    after = shop.balance(anna["member_id"])
+    assert (after["available"], after["held"]) == (500, 0)
+    again = decide(shop, item_id, "approve")
+    assert again.status == 200 and shop.balance(anna["member_id"])["available"] == 500
+    assert decide(shop, item_id, "void", reason="too late").status == 409
+    assert queue(shop).body["items"] == []
+    check_invariants(shop.pid, anna["member_id"])
+
+
+def test_void_reverses_held_rewards_with_the_reason(api: ApiClient) -> None:
+    shop = fraud_shop(api)
+    anna, reply = held_event(shop)
+    item_id = reply["rewards"]["review_item_id"]
+    assert decide(shop, item_id, "void").status == 422  # a reason is required
+    voided = decide(shop, item_id, "void", reason="same household")
+    assert voided.status == 200 and voided.body["status"] == "voided"
+    bal = shop.balance(anna["member_id"])
+    assert (bal["available"], bal["held"], bal["lifetime_earned"]) == (0, 0, 0)
+    reversal = shop.ledger(anna["member_id"])[0]
+    assert reversal["kind"] == "reversal" and "same household" in reversal["reason"]
+    assert decide(shop, item_id, "void", reason="same household").status == 200  # idempotent
+    assert decide(shop, item_id, "approve").status == 409
+    check_invariants(shop.pid, anna["member_id"])
+
+
+def test_the_holding_job_never_releases_held_rewards(api: ApiClient) -> None:
+    shop = fraud_shop(api)
+    anna, _ = held_event(shop)
+    shop.release(clock.parse_iso("2026-03-01T00:00:00Z"))
+    assert shop.balance(anna["member_id"])["held"] == 500
+
+
+@pytest.mark.usefixtures("concurrent_requests")
+def test_concurrent_approve_and_void_exactly_one_wins(api: ApiClient) -> None:
+    shop = fraud_shop(api)
+    anna, reply = held_event(shop)
+    item_id = reply["rewards"]["review_item_id"]
+    replies = parallel([lambda: decide(shop, item_id, "approve"),
+                        lambda: decide(shop, item_id, "void", reason="farm")])
+    assert sorted(r.status for r in replies) == [200, 409]
+    winner = next(r for r in replies if r.status == 200).body["status"]
+    bal = shop.balance(anna["member_id"])
+    assert bal["held"] == 0 and bal["available"] == (500 if winner == "approved" else 0)
+    check_invariants(shop.pid, anna["member_id"])
+
+
+def test_partners_see_and_decide_only_their_own_events(api: ApiClient) -> None:
+    shop = fraud_shop(api, partners=2)
+    _, reply = held_event(shop)
+    item_id = reply["rewards"]["review_item_id"]
+    mine, theirs = shop.partners[0]["api_key"], shop.partners[1]["api_key"]
+    assert [i["item_id"] for i in queue(shop, key=mine).body["items"]] == [item_id]
+    assert queue(shop, key=theirs).body["items"] == []
+    assert decide(shop, item_id, "approve", key=theirs).status == 404
+    stranger = Shop(api, RULES)
+    assert shop.api.get(f"/v1/programs/{shop.pid}/review", key=stranger.partner["api_key"]).status == 404
+    assert decide(shop, item_id, "approve", key=stranger.partner["api_key"]).status == 404
+    assert queue(shop, key=None).status == 401
+    assert decide(shop, item_id, "approve", key=mine).status == 200
