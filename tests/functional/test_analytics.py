@@ -184,3 +184,15 @@ def test_each_panel_is_a_bounded_number_of_round_trips(api: ApiClient) -> None:
     for name in ("funnel", "kfactor", "cohorts", "roi", "channels"):
         assert panel(api, shop, name, "from=2025-02-01&to=2026-01-31")["round_trips"] <= 5, name
     assert panel(api, shop, "leaderboard")["round_trips"] == 1
+
+
+def test_the_dashboard_page_and_its_assets_are_served_from_the_package(api: ApiClient) -> None:
+    page = api.get("/dashboard", key=None)
+    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "/dashboard/assets/uPlot.iife.min.js" in page.body and "https://" not in page.body  # no CDN
+    script = api.get("/dashboard/assets/dashboard.js", key=None)
+    assert script.status == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert "sessionStorage" in script.body and "Bearer" in script.body
+    assert api.get("/dashboard/assets/uPlot.min.css", key=None).headers["content-type"].startswith("text/css")
+    assert api.get("/dashboard/assets/..%2Fpages.py", key=None).status == 404
