@@ -41,6 +41,7 @@ KEY_INFO = obj({"key_id": STR, "kind": {"enum": ["partner", "publishable"]}, "pr
 PROGRAM_CREATED = {"allOf": [PROGRAM, obj({"publishable_key": {"type": "string", "pattern": "^srf_pub_"},
                                            "publishable_key_info": KEY_INFO})]}
 PARTNER = obj({"partner_id": STR, "program_id": STR, "name": STR, "landing_url": nullable(STR),
+               "contact_email": nullable(STR),
                "webhook_sources": {"type": "object", "additionalProperties": {"type": "array", "items": obj(
                    {"version": INT, "created_at": TIME, "expires_at": nullable(TIME)})}},
                "created_at": TIME})
@@ -87,6 +88,19 @@ QUOTE = obj({"member_id": STR, "available": INT, "order_amount": nullable(INT), 
 REDEMPTION = obj({"redemption_id": STR, "member_id": STR, "partner_id": nullable(STR), "points": INT,
                   "value_minor": INT, "currency": STR, "order_id": nullable(STR), "order_amount": nullable(INT),
                   "status": {"enum": ["held", "confirmed", "cancelled"]}, "created_at": TIME, "updated_at": TIME})
+ADJUSTMENT = obj({"adjustment_id": STR, "member_id": STR, "points": INT, "reason": STR, "partner_id": nullable(STR),
+                  "entry_id": STR, "created_by": STR, "created_at": TIME})
+_SETTLE_COLUMNS = ("funded", "adjusted", "redeemed", "expired")
+SETTLEMENT_PARTNER = obj({"partner_id": STR, "net_points": INT, "net_value_minor": INT,
+                          **{c: INT for c in _SETTLE_COLUMNS}, **{f"{c}_value_minor": INT for c in _SETTLE_COLUMNS}})
+#: JSON; the same statement is ``text/csv`` with ``Accept: text/csv``.
+SETTLEMENT = obj({
+    "program_id": STR, "from": STR, "to": STR, "currency": STR, "point_value_minor": INT,
+    "partners": {"type": "array", "items": SETTLEMENT_PARTNER},
+    "pairs": {"type": "array", "items": obj({"funding_partner_id": STR, "at_partner_id": STR, "points": INT,
+                                             "value_minor": INT})},
+    "transfers": {"type": "array", "items": obj({"from": STR, "to": STR, "value_minor": INT})}},
+    {"liability_change_points": INT, "liability_change_value_minor": INT})
 EVENT_RESULT = obj({"status": {"enum": ["processed", "duplicate", "parked"]}, "business_key": STR, "type": STR},
                    {"member": nullable(obj({"member_id": STR, "code": nullable(STR), "created": BOOL})),
                     "attribution": nullable(obj({"outcome": STR})), "rewards": nullable(OBJ),
@@ -151,6 +165,7 @@ BY_ROUTE: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", _P): PROGRAM,
     ("PATCH", _P): PROGRAM,
     ("POST", _P + "/partners"): PARTNER_CREATED,
+    ("PATCH", _P + "/partners/{partner_id}"): PARTNER,
     ("GET", _P + "/partners"): obj({"items": {"type": "array", "items": PARTNER}}),
     ("GET", _P + "/partners/{partner_id}"): PARTNER,
     ("POST", _P + "/partners/{partner_id}/webhook-secrets/{source}/rotate"): ROTATED,

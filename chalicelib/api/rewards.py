@@ -22,6 +22,18 @@ def _rules_schema() -> dict[str, Any]:
 
     return RULES_SCHEMA
 
+def _adjustment_schema() -> dict[str, Any]:
+    from chalicelib.services.adjustments import ADJUSTMENT_SCHEMA
+
+    return ADJUSTMENT_SCHEMA
+
+
+def _adjustment_response() -> dict[str, Any]:
+    from chalicelib.api.response_schemas import ADJUSTMENT
+
+    return ADJUSTMENT
+
+
 rewards = ApiBlueprint(__name__)
 RULES_TAG = "Rewards rules"
 MEMBER_TAG = "Points"
@@ -73,6 +85,58 @@ def get_ledger(req: ApiRequest, program_id: str, member_id: str) -> Any:
     cursor = decode_cursor(req.query("cursor"), ("PK", keys.member_partition(program_id, member_id)))
     result = statement.ledger(req.principal, program_id, member_id, req.int_query("limit", 50, 1, 200), cursor)
     return {**result, "next_cursor": encode_cursor(result["next_cursor"])}
+
+
+@rewards.endpoint(
+    f"{MEMBER}/adjustments", "POST", tag=MEMBER_TAG, auth="operator", success_status=201,
+    request_schema=_adjustment_schema, response_schema=_adjustment_response,
+    headers=(("Idempotency-Key", "1-255 characters; a retry with the same key answers the first result (200)"),),
+    responses={200: "A retry with the same Idempotency-Key: the first adjustment",
+               409: "`insufficient_points` (a debit above `available`, `details.available`) or "
+                    "`idempotency_key_reused`"},
+    request_example={"points": -150, "reason": "Duplicate order 100235 credited twice", "partner_id": "ptn_..."},
+    summary="Adjust a member's points by hand (operator): ± points, a required reason, an `Idempotency-Key`",
+    description="Writes an `adjustment` ledger entry recording who (the key), when and why, and changes the "
+                "balance in the same transaction. A debit never takes `available` below zero (409). "
+                "`partner_id` names who funds a credit (or receives a debit's value) in settlement; default: "
+                "the program. See docs/coalition.md#adjustments.",
+)
+def post_adjustment(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    from chalicelib.services import adjustments
+
+    result, created = adjustments.adjust(req.principal, program_id, member_id, req.headers.get("idempotency-key"),
+                                         req.body)
+    return respond(result, 201 if created else 200)
+
+
+def _settlement_response() -> dict[str, Any]:
+    from chalicelib.api.response_schemas import SETTLEMENT
+
+    return SETTLEMENT
+
+
+@rewards.endpoint(
+    "/v1/programs/{program_id}/settlement", "GET", tag="Settlement", response_schema=_settlement_response,
+    response_content_types=("application/json", "text/csv"), query_params=(("from", "string"), ("to", "string")),
+    summary="Settlement statement between the program's partners for a period (JSON, or CSV with "
+            "`Accept: text/csv`)",
+    description="Booking days `from`..`to` (UTC, inclusive, at most 366 days). Per partner: points funded, adjusted, "
+                "redeemed at it and expired, their value at the program's point value (integers, minor units), the "
+                "net; per (funding partner, partner where it happened) pair the points funded; the transfers "
+                "(who owes whom). The operator sees every partner and the change of the outstanding points "
+                "liability (the sum of the nets); a partner key sees its own rows. Built from aggregates the "
+                "table's stream keeps (seconds behind the ledger). See docs/coalition.md#settlement-statements.",
+)
+def get_settlement(req: ApiRequest, program_id: str) -> Any:
+    from chalice import Response
+
+    from chalicelib.services import settlement
+
+    body = settlement.statement(req.principal, program_id, req.query("from"), req.query("to"))
+    if "text/csv" in (req.headers.get("accept") or ""):
+        return Response(body=settlement.as_csv(body), status_code=200,
+                        headers={"Content-Type": "text/csv; charset=utf-8"})
+    return body
 
 
 @rewards.endpoint(f"{MEMBER}/redemptions/quote", "GET", tag=MEMBER_TAG, query_params=(("order_amount", "integer"),),

@@ -52,16 +52,52 @@ def entry_view(e: LedgerEntryItem) -> dict[str, Any]:
         "business_key": e.business_key,
         "reverses_entry_id": e.reverses_entry_id,
         "redemption_id": e.redemption_id,
+        "created_by": e.created_by,
+        "redacted": False,
     }
+
+
+def concerns(e: LedgerEntryItem, partner_id: str | None) -> bool:
+    """Whether a caller sees the entry in full: the operator (``None``), or the partner where it happened or
+    that funds it."""
+    return partner_id is None or partner_id in (e.partner_id, e.funding_partner_id)
+
+
+_OTHER_REASONS = {
+    "reward": "Points earned at a coalition partner.",
+    "reversal": "Points taken back by a coalition partner.",
+    "redemption": "Points redeemed at a coalition partner.",
+    "redemption_return": "Points returned by a coalition partner.",
+    "adjustment": "Points adjusted by the program.",
+    "expiry": "Points expired.",
+}
+
+
+def redacted(e: LedgerEntryItem) -> dict[str, Any]:
+    """Another partner's entry as a partner sees it: what it does to the balance, nothing of that partner's
+    orders, customers or rules."""
+    view = entry_view(e)
+    for name in ("rule_id", "rule_version", "level", "funding_partner_id", "partner_id", "business_key",
+                 "reverses_entry_id", "redemption_id", "created_by"):
+        view[name] = None
+    view["reason"] = _OTHER_REASONS.get(str(e.kind), "Points changed at a coalition partner.")
+    view["reason_code"] = "coalition_partner"
+    view["redacted"] = True
+    return view
 
 
 def ledger(principal: Principal, program_id: str, member_id: str, limit: int,
            cursor: dict[str, Any] | None) -> dict[str, Any]:
-    """Newest first. ``cursor`` was checked by the view to stay inside this member's partition."""
+    """Newest first. ``cursor`` was checked by the view to stay inside this member's partition.
+
+    The balance is the coalition's (one balance across partners), so every entry is listed and the
+    statement adds up to it; but a partner key sees another partner's entries redacted
+    (:func:`redacted`): points, kind, status and times, not the partner, order, rule or reason."""
     principal.require_program(program_id)
     _member_and_balance(program_id, member_id)  # 404 for an unknown member
     pk, prefix = keys.ledger_prefix(program_id, member_id)
     result = LedgerEntryItem.query(pk, LedgerEntryItem.SK.startswith(prefix), scan_index_forward=False,
                                    limit=limit, last_evaluated_key=cursor)
-    items = [entry_view(e) for e in result if isinstance(e, LedgerEntryItem)]
+    viewer = None if principal.is_operator else principal.partner_id
+    items = [entry_view(e) if concerns(e, viewer) else redacted(e) for e in result if isinstance(e, LedgerEntryItem)]
     return {"items": items, "next_cursor": result.last_evaluated_key}

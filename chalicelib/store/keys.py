@@ -182,6 +182,11 @@ def redemption(program_id: str, redemption_id: str) -> Key:
     return f"REDEMPTION#{program_id}#{redemption_id}", "REDEMPTION"
 
 
+def adjustment(program_id: str, adjustment_id: str) -> Key:
+    """A manual adjustment's record (idempotency by the operator's ``Idempotency-Key``, audit)."""
+    return f"ADJUSTMENT#{program_id}#{adjustment_id}", "ADJUSTMENT"
+
+
 def outbox_message(program_id: str, message_id: str) -> Key:
     return f"OUTBOX#{program_id}#{message_id}", "OUTBOX"
 
@@ -275,6 +280,20 @@ def import_row(program_id: str, person_hash: str) -> Key:
 def gsi2_ledger_day(program_id: str, day: str, created_at: str, entry_id: str) -> Key:
     """Every ledger entry by program and booking day (``created_at``), for the ledger CSV export."""
     return f"LEDGERDAY#{program_id}#{day}", f"{created_at}#{entry_id}"
+
+
+# --- coalition settlement (aggregates fed from the stream) -----------------------
+
+
+def settlement_row(program_id: str, day: str, row: str) -> Key:
+    """A settlement aggregate of one booking day: ``row`` is ``PARTNER#<partner>`` or ``PAIR#<funder>#<at>``
+    (``""`` gives the day's prefix)."""
+    return f"SETTLE#{program_id}", f"DAY#{day}#{row}" if row else f"DAY#{day}#"
+
+
+def settled_marker(program_id: str, entry_id: str) -> Key:
+    """A ledger entry already counted in the settlement aggregates (idempotency of the stream handler)."""
+    return f"SETTLED#{program_id}#{entry_id}", "SETTLED"
 
 
 # --- coalition: partner offers and voucher pools (docs/coalition.md) --------------

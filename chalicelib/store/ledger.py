@@ -44,6 +44,8 @@ KIND_REWARD = "reward"
 KIND_REVERSAL = "reversal"
 KIND_REDEMPTION = "redemption"
 KIND_REDEMPTION_RETURN = "redemption_return"
+KIND_ADJUSTMENT = "adjustment"  # manual, by the operator (± points, a required reason)
+KIND_EXPIRY = "expiry"  # points that expired unused (negative)
 STATUS_PENDING = "pending"
 STATUS_AVAILABLE = "available"
 STATUS_REVERSED = "reversed"
@@ -96,6 +98,8 @@ class LedgerEntryItem(Entity, discriminator="ledger_entry"):
     from_status = UnicodeAttribute(null=True)
     redemption_id = UnicodeAttribute(null=True)
     released_at = IsoDateTimeAttribute(null=True)
+    #: Who wrote the entry when a person did (manual adjustments: ``operator`` or the key id).
+    created_by = UnicodeAttribute(null=True)
 
     @property
     def net_points(self) -> int:
@@ -184,6 +188,22 @@ class RedemptionItem(Entity, discriminator="redemption"):
     entry_sk = UnicodeAttribute()
     created_at = IsoDateTimeAttribute()
     updated_at = IsoDateTimeAttribute()
+
+
+class AdjustmentItem(Entity, discriminator="adjustment"):
+    """A manual adjustment's idempotency and audit record (who, when, why); its entry is in the ledger."""
+
+    program_id = UnicodeAttribute()
+    adjustment_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    points = NumberAttribute()
+    reason = UnicodeAttribute()
+    partner_id = UnicodeAttribute(null=True)
+    created_by = UnicodeAttribute()
+    request_hash = UnicodeAttribute()
+    entry_id = UnicodeAttribute()
+    entry_sk = UnicodeAttribute()
+    created_at = IsoDateTimeAttribute()
 
 
 class OutboxItem(Entity, discriminator="outbox"):

@@ -34,6 +34,19 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ("GET", "/v1/programs/{program}/members/{member}/export", None, (OK, 403, 404, 401, 401)),
     ("POST", "/v1/programs/{program}/imports/members", {"csv": "email\nb@example.com\n"}, (OK, 403, 404, 401, 401)),
     ("GET", "/v1/programs/{program}/ledger/export?from=2026-01-01&to=2026-01-02", None, (OK, 403, 404, 401, 401)),
+    # Partner offers (docs/coalition.md): the operator or the partner itself; another partner of the same
+    # program gets 403 (tests/functional/test_offers.py), another program's 404.
+    ("PATCH", "/v1/programs/{program}/partners/{partner}", {"contact_email": "ops@example.com"},
+     (OK, OK, 404, 401, 401)),
+    ("GET", "/v1/programs/{program}/partners/{partner}/offers", None, (OK, OK, 404, 401, 401)),
+    ("POST", "/v1/programs/{program}/partners/{partner}/offers",
+     {"name": "Tea", "kind": "free_item", "item": "Tea", "code_source": "static", "static_code": "TEA"},
+     (CREATED, CREATED, 404, 401, 401)),
+    ("GET", "/v1/programs/{program}/members/{member}/vouchers", None, (OK, OK, 404, 401, 401)),
+    # Coalition (docs/coalition.md): a partner sees its own settlement rows; adjustments are the operator's.
+    ("GET", "/v1/programs/{program}/settlement?from=2026-01-01&to=2026-01-02", None, (OK, OK, 404, 401, 401)),
+    ("POST", "/v1/programs/{program}/members/{member}/adjustments", {"points": 5, "reason": "isolation"},
+     (CREATED, 403, 404, 401, 401)),
     # Fraud review: the operator and the program's partners (their own items, tests/functional/test_fraud_review.py).
     ("GET", "/v1/programs/{program}/review", None, (OK, OK, 404, 401, 401)),
     ("POST", "/v1/programs/{program}/review/rev_unknown/approve", {}, (404, 404, 404, 401, 401)),
@@ -67,7 +80,7 @@ def test_isolation(api: ApiClient, method: str, template: str, body: dict | None
                                          "customer": {"id": "c-1", "email": "a@example.com"}})["member"]["member_id"]
     path = template.format(program=program["program_id"], partner=partner["partner_id"],
                            key=spare["api_key_info"]["key_id"], member=member)
-    reply = api.call(method, path, json_body=body, key=keys[caller])
+    reply = api.call(method, path, json_body=body, key=keys[caller], headers={"Idempotency-Key": "isolation-1"})
     want = expected[CALLERS.index(caller)]
     assert reply.status == want, (caller, reply.body)
     if want >= 400:

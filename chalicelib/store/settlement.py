@@ -1,0 +1,50 @@
+"""Settlement aggregates, fed from the table's stream (``services.settlement_feed``), never by events.
+
+* ``SettlementRowItem`` ``SETTLE#<program>`` / ``DAY#<yyyy-mm-dd>#PARTNER#<partner>``: the partner's
+  columns for entries booked that day (``funded``, ``adjusted``, ``redeemed``, ``expired``, ADD);
+* ``SettlementRowItem`` ``SETTLE#<program>`` / ``DAY#<yyyy-mm-dd>#PAIR#<funder>#<at>``: points the funder
+  funded for activity at ``at``;
+* ``SettledMarkerItem`` ``SETTLED#<program>#<entry>`` / ``SETTLED``: the entry was counted (created with
+  ``attribute_not_exists`` in the same transaction as the ADDs, so a redelivered record counts once;
+  expires by TTL after ``MARKER_TTL_DAYS``, long after DynamoDB Streams' 24 h retention).
+
+A period's statement is one paged Query on ``SETTLE#<program>`` between two day prefixes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+
+from chalicelib.store import keys
+from chalicelib.store.db import Entity
+
+MARKER_TTL_DAYS = 30
+
+
+class SettlementRowItem(Entity, discriminator="settlement_row"):
+    program_id = UnicodeAttribute(null=True)
+    day = UnicodeAttribute(null=True)
+    partner_id = UnicodeAttribute(null=True)  # PARTNER rows; the funder on PAIR rows
+    at_partner_id = UnicodeAttribute(null=True)  # PAIR rows
+    funded = NumberAttribute(default=0)
+    adjusted = NumberAttribute(default=0)
+    redeemed = NumberAttribute(default=0)
+    expired = NumberAttribute(default=0)
+    points = NumberAttribute(default=0)  # PAIR rows
+    entries = NumberAttribute(default=0)
+
+
+class SettledMarkerItem(Entity, discriminator="settled_marker"):
+    expires_at_epoch = NumberAttribute(null=True)
+
+
+def rows(program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
+    """Every aggregate row of the days ``start``..``end`` (inclusive): one paged Query."""
+    pk, low = keys.settlement_row(program_id, start.isoformat(), "")
+    _, high = keys.settlement_row(program_id, (end + timedelta(days=1)).isoformat(), "")
+    for item in SettlementRowItem.query(pk, SettlementRowItem.SK.between(low, high), consistent_read=True):
+        if isinstance(item, SettlementRowItem) and high > item.SK:
+            yield item
