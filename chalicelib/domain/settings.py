@@ -40,6 +40,7 @@ FRAUD_LIMITS: Final = {
     "first_purchases_per_signal_day": (5, (1, 100_000)),
     "friends_per_signal": (3, (1, 1_000)),
     "same_network_hours": (24, (1, 720)),
+    "invites_per_referrer_day": (50, (1, 100_000)),
 }
 
 #: Settings that cannot change once the program exists: name -> why.
@@ -136,6 +137,8 @@ class FraudSettings:
     friends_per_signal: int = FRAUD_LIMITS["friends_per_signal"][0]
     #: A friend on the referrer's IP and browser within this many hours is held.
     same_network_hours: int = FRAUD_LIMITS["same_network_hours"][0]
+    #: Landing-page invites recorded for one referrer's link per day (more still get their own link).
+    invites_per_referrer_day: int = FRAUD_LIMITS["invites_per_referrer_day"][0]
 
     @classmethod
     def from_stored(cls, raw: Any) -> FraudSettings:

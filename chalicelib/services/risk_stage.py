@@ -142,6 +142,13 @@ def assess(ctx: EventContext, tx: Transaction, view: StageView) -> tuple[list[st
             if key and counters.take(key, limits.friends_per_signal, timedelta(days=90)):
                 reasons.append("many_friends_same_signal")
                 matched.append(f"many friends of the referrer from the same {signals.SIGNAL_LABELS[kind]}")
+    if referrer and view.converts_referral and not credited:
+        # The friend joined earlier: their referrer is over a signup limit now (a farm signed up first).
+        keyset = _referrer_counters(ctx, referrer)
+        for code, limit in (("velocity_signups_hour", limits.signups_per_referrer_hour),
+                            ("velocity_signups_day", limits.signups_per_referrer_day)):
+            if _count(view.items, keyset[code]) > limit:
+                reasons.append(code)
     if referrer and view.converts_referral and counters.take(
             _referrer_counters(ctx, referrer)["velocity_rewards_day"], limits.rewards_per_referrer_day, day):
         reasons.append("velocity_rewards_day")
