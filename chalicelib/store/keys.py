@@ -337,6 +337,11 @@ def vouchers_prefix(program_id: str, member_id: str) -> Key:
     return member_partition(program_id, member_id), "VOUCHER#"
 
 
+def voucher_month(program_id: str, member_id: str, rule_id: str, month: str) -> Key:
+    """Vouchers one offer rule gave a member in a calendar month (``offer.per_month``)."""
+    return member_partition(program_id, member_id), f"VOUCHERMONTH#{rule_id}#{month}"
+
+
 def pool_alert(program_id: str, offer_id: str, epoch: int) -> Key:
     """The low-pool alert of one threshold crossing (``epoch`` counts refills above the threshold)."""
     return f"POOLALERT#{program_id}#{offer_id}", f"EPOCH#{epoch:06d}"
