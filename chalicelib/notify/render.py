@@ -32,6 +32,7 @@ LOCALES = ("ru", "en")
 KINDS = (
     "points_pending", "points_available", "points_reversed", "points_spent", "friend_joined",
     "friend_purchase_rewarded", "upline_purchase", "friend_welcome", "sleeping_reminder", "voucher_issued",
+    "points_expiring",
 )
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
