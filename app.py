@@ -23,6 +23,7 @@ from chalicelib.api.rewards import rewards
 from chalicelib.api.streams import streams
 from chalicelib.api.webhooks import webhooks
 from chalicelib.services import ports
+from chalicelib.web.pages import web
 
 # The service ports (stores, rate limiter, secrets, clock), built once on first use: no AWS client now.
 ports.wire(ports.production)
@@ -43,3 +44,4 @@ app.register_blueprint(data_rights)
 app.register_blueprint(offers_api)
 app.register_blueprint(review)
 app.register_blueprint(analytics_api)
+app.register_blueprint(web)

@@ -8,6 +8,7 @@ Sources, each counted once per source item (``analytics.store.apply``: marker + 
   order with its revenue, first or repeat purchase (``order_number``), referred or not, cohort by join month,
   viral cycle (referrer's join → this first purchase), leaderboard scores of the referrer;
   ``order.refunded`` → refunds;
+* ``outbox`` MODIFY to a final status (sent, failed, skipped): the delivery stats;
 * ``ledger_entry`` INSERT: reward points (cost) per funding partner and rule, reversals negative,
   redemptions as redeemed points.
 
@@ -27,7 +28,7 @@ from chalicelib.notify import dispatcher
 from chalicelib.store import keys
 from chalicelib.store.counters import ClickCounterItem
 from chalicelib.store.events import EventItem
-from chalicelib.store.ledger import LedgerEntryItem
+from chalicelib.store.ledger import LedgerEntryItem, OutboxItem
 from chalicelib.store.members import MemberItem, batch_get
 
 log = logging.getLogger("sarafan.analytics")
@@ -183,4 +184,18 @@ def on_ledger(records: list[dispatcher.StreamRecord]) -> set[str]:
         else:
             continue
         apply(f"{entry.PK}|{entry.SK}", rows)
+    return set()
+
+
+@dispatcher.handles("outbox")
+def on_outbox_finished(records: list[dispatcher.StreamRecord]) -> set[str]:
+    for record in records:
+        if record.event_name != "MODIFY":
+            continue
+        item = _safe(record)
+        if not isinstance(item, OutboxItem) or item.status not in fig.DELIVERY_STATUSES or item.merged_into:
+            continue
+        day = (item.finished_at or "")[:10] or _day(item.created_at)
+        apply(f"{item.PK}|{item.status}", [Increment(partition(item.program_id, "DAY"), day,
+                                                      {f"notifications_{item.status}": 1})])
     return set()

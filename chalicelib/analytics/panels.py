@@ -56,10 +56,12 @@ def _rows(items: list[dict[str, Any]], partner: str | None = None) -> list[tuple
     return out
 
 
-def _series(rows: list[tuple[str, dict[str, Any]]], granularity: str) -> list[dict[str, Any]]:
+def _series(rows: list[tuple[str, dict[str, Any]]], granularity: str, start: date, end: date) -> list[dict[str, Any]]:
     names = (*fig.DAY_COUNTERS, *(f"cycle_{i}" for i in range(fig.CYCLE_BUCKETS)))
+    found = fig.roll_up(rows, granularity, names)
     out = []
-    for period, counters in fig.roll_up(rows, granularity, names).items():
+    for period in fig.periods(start, end, granularity):
+        counters = found.get(period) or dict.fromkeys(names, 0)
         row = {"period": period, **{n: counters[n] for n in fig.DAY_COUNTERS}}
         row["referral_rate"] = fig.referral_rate(counters["first_purchases"], counters["first_purchases_referred"])
         out.append(row)
@@ -77,10 +79,10 @@ def funnel(principal: Principal, program_id: str, q: dict[str, str | None]) -> d
     start, end = _range(q.get("from"), q.get("to"))
     granularity = _granularity(q.get("granularity"))
     totals, trips = _days(program_id, "DAY", start, end)
-    out = {**_meta(program_id, start, end, granularity, partner, trips), "coalition": _series(_rows(totals), granularity)}
+    out = {**_meta(program_id, start, end, granularity, partner, trips), "coalition": _series(_rows(totals), granularity, start, end)}
     if partner:
         rows, more = _days(program_id, "PARTNERDAY", start, end)
-        out["partner"] = _series(_rows(rows, partner), granularity)
+        out["partner"] = _series(_rows(rows, partner), granularity, start, end)
         out["round_trips"] += more
     out["series"] = out.get("partner", out["coalition"])
     return out

@@ -60,6 +60,13 @@ def get_partner(req: ApiRequest, program_id: str, partner_id: str) -> Any:
     return programs.get_partner(req.principal, program_id, partner_id)
 
 
+@admin.endpoint("/v1/programs/{program_id}/partners/{partner_id}", "PATCH", tag=TAG,
+                request_schema=programs.PARTNER_UPDATE_SCHEMA,
+                summary="Change a partner's name or contact e-mail (operator, or the partner itself)")
+def update_partner(req: ApiRequest, program_id: str, partner_id: str) -> Any:
+    return programs.update_partner(req.principal, program_id, partner_id, req.body)
+
+
 @admin.endpoint("/v1/programs/{program_id}/partners/{partner_id}/webhook-secrets/{source}/rotate", "POST", tag=TAG,
                 summary="Rotate a webhook secret; the old one keeps verifying during the overlap period")
 def rotate_webhook_secret(req: ApiRequest, program_id: str, partner_id: str, source: str) -> Any:

@@ -41,6 +41,7 @@ KEY_INFO = obj({"key_id": STR, "kind": {"enum": ["partner", "publishable"]}, "pr
 PROGRAM_CREATED = {"allOf": [PROGRAM, obj({"publishable_key": {"type": "string", "pattern": "^srf_pub_"},
                                            "publishable_key_info": KEY_INFO})]}
 PARTNER = obj({"partner_id": STR, "program_id": STR, "name": STR, "landing_url": nullable(STR),
+               "contact_email": nullable(STR),
                "webhook_sources": {"type": "object", "additionalProperties": {"type": "array", "items": obj(
                    {"version": INT, "created_at": TIME, "expires_at": nullable(TIME)})}},
                "created_at": TIME})
@@ -164,6 +165,7 @@ BY_ROUTE: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", _P): PROGRAM,
     ("PATCH", _P): PROGRAM,
     ("POST", _P + "/partners"): PARTNER_CREATED,
+    ("PATCH", _P + "/partners/{partner_id}"): PARTNER,
     ("GET", _P + "/partners"): obj({"items": {"type": "array", "items": PARTNER}}),
     ("GET", _P + "/partners/{partner_id}"): PARTNER,
     ("POST", _P + "/partners/{partner_id}/webhook-secrets/{source}/rotate"): ROTATED,

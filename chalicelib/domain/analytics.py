@@ -17,7 +17,10 @@ from typing import Any
 #: Counters of a day item (coalition totals, a partner's row, a channel row).
 FUNNEL = ("clicks", "signups", "leads", "first_purchases", "repeat_purchases")
 DAY_COUNTERS = (*FUNNEL, "signups_referred", "first_purchases_referred", "orders", "orders_referred",
-                "revenue", "revenue_referred", "refunds", "refund_amount", "reward_points", "redeemed_points")
+                "revenue", "revenue_referred", "refunds", "refund_amount", "reward_points", "redeemed_points",
+                "notifications_sent", "notifications_failed", "notifications_skipped")
+#: Final delivery statuses of an outbox message that the delivery stats count.
+DELIVERY_STATUSES = ("sent", "failed", "skipped")
 #: Viral cycle time histogram: upper bounds in days of each bucket (the last bucket is "more").
 CYCLE_BOUNDS_DAYS = (1, 2, 3, 5, 7, 10, 14, 21, 30, 45, 60, 90, 120, 180, 365)
 CYCLE_BUCKETS = len(CYCLE_BOUNDS_DAYS) + 1
@@ -72,6 +75,18 @@ def roll_up(rows: Iterable[tuple[str, Mapping[str, int]]], granularity: str,
         for name in wanted:
             period[name] += int(counters.get(name, 0) or 0)
     return dict(sorted(out.items()))
+
+
+def periods(start: date, end: date, granularity: str) -> list[str]:
+    """Every period from ``start`` to ``end`` (so a chart has a point, zero or not, for each)."""
+    out: list[str] = []
+    day = start
+    while day <= end:
+        label = bucket(day.isoformat(), granularity)
+        if not out or out[-1] != label:
+            out.append(label)
+        day += timedelta(days=1)
+    return out
 
 
 def ratio(numerator: int, denominator: int) -> float | None:

@@ -64,6 +64,9 @@ PROGRAM_UPDATE_SCHEMA: dict[str, Any] = {
     },
 }
 
+_EMAIL = {"type": "string", "maxLength": 254, "pattern": "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$",
+          "description": "Where partner alerts (a voucher pool running low) are e-mailed."}
+
 PARTNER_CREATE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -71,6 +74,7 @@ PARTNER_CREATE_SCHEMA: dict[str, Any] = {
     "properties": {
         "name": _NAME,
         "landing_url": _URL,
+        "contact_email": _EMAIL,
         "webhook_sources": {
             "type": "array",
             "items": {"enum": WEBHOOK_SOURCES},
@@ -79,6 +83,14 @@ PARTNER_CREATE_SCHEMA: dict[str, Any] = {
             "default": ["events"],
         },
     },
+}
+
+
+PARTNER_UPDATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {"name": _NAME, "contact_email": {"anyOf": [_EMAIL, {"type": "null"}]}},
 }
 
 
@@ -104,6 +116,7 @@ def partner_view(item: PartnerItem) -> dict[str, Any]:
         "program_id": item.program_id,
         "name": item.name,
         "landing_url": item.landing_url,
+        "contact_email": item.contact_email,
         "webhook_sources": {
             source: [{k: v for k, v in ver.items()} for ver in versions]
             for source, versions in (item.webhook_secrets or {}).items()
@@ -213,6 +226,7 @@ def create_partner(principal: Principal, program_id: str, data: Mapping[str, Any
         partner_id=partner_id,
         name=data["name"],
         landing_url=urls.normalize_field(data.get("landing_url"), "$.landing_url"),
+        contact_email=data.get("contact_email"),
         webhook_secrets=webhook_secrets,
         created_at=now,
     )
@@ -236,6 +250,20 @@ def list_partners(principal: Principal, program_id: str, limit: int = 100,
 def get_partner(principal: Principal, program_id: str, partner_id: str) -> dict[str, Any]:
     principal.require_program(program_id)
     return partner_view(tenancy_repo.get_partner(program_id, partner_id))
+
+
+def update_partner(principal: Principal, program_id: str, partner_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The partner's name and alert address (operator, or the partner itself)."""
+    principal.require_partner_scope(program_id, partner_id)
+    partner = tenancy_repo.get_partner(program_id, partner_id, fresh=True)
+    actions: list[Any] = []
+    for name, value in data.items():
+        attr = getattr(PartnerItem, name)
+        actions.append(attr.remove() if value is None else attr.set(value))
+        setattr(partner, name, value)
+    partner.update(actions=actions, condition=PartnerItem.PK.exists())
+    cache.invalidate("partner", f"{program_id}/{partner_id}")
+    return partner_view(partner)
 
 
 def rotate_webhook_secret(principal: Principal, program_id: str, partner_id: str, source: str) -> dict[str, Any]:

@@ -214,7 +214,7 @@ def _stage_alert(tx: Transaction, pool: PoolView, offer: OfferItem, business_key
         A.program_id.set(A.program_id | pool.program_id), A.partner_id.set(A.partner_id | offer.partner_id),
         A.offer_id.set(A.offer_id | offer.offer_id), A.epoch.set(A.epoch | epoch),
         A.threshold.set(A.threshold | threshold), A.remaining.set(A.remaining | remaining),
-        A.created_at.set(A.created_at | clock.iso(now)), A.business_key.set(A.business_key | business_key),
+        A.created_at.set(A.created_at | now), A.business_key.set(A.business_key | business_key),
     ])
     pool.alerted = True
 

@@ -59,6 +59,8 @@ class PartnerItem(Entity, discriminator="partner"):
     partner_id = UnicodeAttribute()
     name = UnicodeAttribute()
     landing_url = UnicodeAttribute(null=True)
+    #: Where partner alerts go (a low voucher pool); a business address, never logged.
+    contact_email = UnicodeAttribute(null=True)
     #: ``{source: [{"version": n, "created_at": iso, "expires_at": iso|None}]}``; the secrets
     #: themselves are derived from the master key and never stored (see services.secrets).
     webhook_secrets = JSONAttribute(default=dict)

@@ -90,10 +90,14 @@ def test_every_figure_matches_the_hand_computed_history(api: ApiClient) -> None:
     assert row["referral_rate"] == 0.6667
     # Rewards: 800 for Boris's first order + 800 for Carl's − 800 reversed = 800 points.
     assert row["reward_points"] == 800
-    by_day = {r["period"]: r for r in panel(api, shop, "funnel")["series"]}
+    by_day = {r["period"]: r for r in panel(api, shop, "funnel", "")["series"]}  # the default: the last 28 days
+    assert min(by_day) == "2026-01-04" and max(by_day) == "2026-01-31"
+    by_day = {r["period"]: r for r in panel(api, shop, "funnel", RANGE)["series"]}
     assert by_day["2026-01-12"]["first_purchases"] == 2 and by_day["2026-01-20"]["repeat_purchases"] == 1
     weeks = [r["period"] for r in panel(api, shop, "funnel", RANGE + "&granularity=week")["series"]]
-    assert weeks == ["2026-01-05", "2026-01-12", "2026-01-19"]  # Mondays of the weeks with activity
+    # Mondays of the weeks the range touches (Jan 1 is a Thursday), zeros included.
+    assert weeks == ["2025-12-29", "2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26"]
+    assert len(by_day) == 31 and by_day["2026-01-02"]["orders"] == 0
 
     k = panel(api, shop, "kfactor")
     # members 4; invites per member 3 / 4 = 0.75; conversion 2 / 3 = 0.6667; K = 0.75 × 0.6667 = 0.5.
@@ -180,3 +184,15 @@ def test_each_panel_is_a_bounded_number_of_round_trips(api: ApiClient) -> None:
     for name in ("funnel", "kfactor", "cohorts", "roi", "channels"):
         assert panel(api, shop, name, "from=2025-02-01&to=2026-01-31")["round_trips"] <= 5, name
     assert panel(api, shop, "leaderboard")["round_trips"] == 1
+
+
+def test_the_dashboard_page_and_its_assets_are_served_from_the_package(api: ApiClient) -> None:
+    page = api.get("/dashboard", key=None)
+    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "/dashboard/assets/uPlot.iife.min.js" in page.body and "https://" not in page.body  # no CDN
+    script = api.get("/dashboard/assets/dashboard.js", key=None)
+    assert script.status == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert "sessionStorage" in script.body and "Bearer" in script.body
+    assert api.get("/dashboard/assets/uPlot.min.css", key=None).headers["content-type"].startswith("text/css")
+    assert api.get("/dashboard/assets/..%2Fpages.py", key=None).status == 404

@@ -34,6 +34,15 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ("GET", "/v1/programs/{program}/members/{member}/export", None, (OK, 403, 404, 401, 401)),
     ("POST", "/v1/programs/{program}/imports/members", {"csv": "email\nb@example.com\n"}, (OK, 403, 404, 401, 401)),
     ("GET", "/v1/programs/{program}/ledger/export?from=2026-01-01&to=2026-01-02", None, (OK, 403, 404, 401, 401)),
+    # Partner offers (docs/coalition.md): the operator or the partner itself; another partner of the same
+    # program gets 403 (tests/functional/test_offers.py), another program's 404.
+    ("PATCH", "/v1/programs/{program}/partners/{partner}", {"contact_email": "ops@example.com"},
+     (OK, OK, 404, 401, 401)),
+    ("GET", "/v1/programs/{program}/partners/{partner}/offers", None, (OK, OK, 404, 401, 401)),
+    ("POST", "/v1/programs/{program}/partners/{partner}/offers",
+     {"name": "Tea", "kind": "free_item", "item": "Tea", "code_source": "static", "static_code": "TEA"},
+     (CREATED, CREATED, 404, 401, 401)),
+    ("GET", "/v1/programs/{program}/members/{member}/vouchers", None, (OK, OK, 404, 401, 401)),
     # Coalition (docs/coalition.md): a partner sees its own settlement rows; adjustments are the operator's.
     ("GET", "/v1/programs/{program}/settlement?from=2026-01-01&to=2026-01-02", None, (OK, OK, 404, 401, 401)),
     ("POST", "/v1/programs/{program}/members/{member}/adjustments", {"points": 5, "reason": "isolation"},

@@ -19,6 +19,12 @@ def test_buckets_and_roll_up() -> None:
         "2026-01": {"signups": 5, "clicks": 0}, "2026-02": {"signups": 1, "clicks": 4}}
 
 
+def test_periods_cover_the_range() -> None:
+    assert fig.periods(date(2026, 1, 30), date(2026, 2, 2), "day") == ["2026-01-30", "2026-01-31", "2026-02-01",
+                                                                      "2026-02-02"]
+    assert fig.periods(date(2026, 1, 30), date(2026, 3, 1), "month") == ["2026-01", "2026-02", "2026-03"]
+
+
 def test_range_is_bounded() -> None:
     today = date(2026, 3, 1)
     assert fig.parse_range(None, None, today) == (date(2026, 2, 2), today)
