@@ -372,3 +372,8 @@ def gsi1_review_open(program_id: str, created_at: str, item_id: str) -> Key:
 def gsi2_review_open_partner(program_id: str, partner_id: str, created_at: str, item_id: str) -> Key:
     """The same queue per partner (a partner sees the items of its own events)."""
     return f"REVIEWQ#{program_id}#{partner_id}", f"{created_at}#{item_id}"
+
+
+def deny_list(kind: str, value_hash: str) -> Key:
+    """The deployment's shared deny list: one item per deployment-keyed signal hash (opted-in programs)."""
+    return f"DENY#{kind}#{value_hash}", "DENY"
