@@ -97,7 +97,9 @@ PROGRAM_SETTINGS_SCHEMA: Final[dict[str, Any]] = {
         "fraud": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {name: _int_range(bounds) for name, (_, bounds) in FRAUD_LIMITS.items()},
+            "properties": {**{name: _int_range(bounds) for name, (_, bounds) in FRAUD_LIMITS.items()},
+                           # Opt in to the deployment's shared deny list of hashed signals (docs/fraud.md).
+                           "shared_deny_list": {"type": "boolean"}},
         },
         # Per client IP per minute on the public landing endpoints (see services/landing).
         "landing_rate_limits": {
@@ -139,11 +141,15 @@ class FraudSettings:
     same_network_hours: int = FRAUD_LIMITS["same_network_hours"][0]
     #: Landing-page invites recorded for one referrer's link per day (more still get their own link).
     invites_per_referrer_day: int = FRAUD_LIMITS["invites_per_referrer_day"][0]
+    #: Check (and feed) the deployment's shared deny list of hashed device/payment signals.
+    shared_deny_list: bool = False
 
     @classmethod
     def from_stored(cls, raw: Any) -> FraudSettings:
         raw = raw if isinstance(raw, Mapping) else {}
-        return cls(**{name: _bounded(raw.get(name), bounds, default) for name, (default, bounds) in FRAUD_LIMITS.items()})
+        shared = raw.get("shared_deny_list")
+        return cls(**{name: _bounded(raw.get(name), bounds, default) for name, (default, bounds) in FRAUD_LIMITS.items()},
+                   shared_deny_list=shared if isinstance(shared, bool) else False)
 
 
 @dataclass(frozen=True)
