@@ -24,6 +24,7 @@ from chalicelib.api.streams import streams
 from chalicelib.api.webhooks import webhooks
 from chalicelib.services import ports
 from chalicelib.web.pages import web
+from chalicelib.web.wallet import wallet_pages
 
 # The service ports (stores, rate limiter, secrets, clock), built once on first use: no AWS client now.
 ports.wire(ports.production)
@@ -45,3 +46,4 @@ app.register_blueprint(offers_api)
 app.register_blueprint(review)
 app.register_blueprint(analytics_api)
 app.register_blueprint(web)
+app.register_blueprint(wallet_pages)

@@ -61,7 +61,7 @@ def _schema(value: dict[str, Any] | Any) -> dict[str, Any]:
 
 
 def _responses(op: Any) -> dict[str, Any]:
-    from chalicelib.api.response_schemas import BY_ROUTE, EXTRA_STATUSES
+    from chalicelib.api.response_schemas import BY_ROUTE, ERROR_PAGES, EXTRA_STATUSES
 
     route = (op.method.upper(), op.path)
     schema = op.response_schema if op.response_schema is not None else BY_ROUTE.get(route)
@@ -76,8 +76,11 @@ def _responses(op: Any) -> dict[str, Any]:
     errors = {**_COMMON_ERRORS, **_AUTH_ERRORS[op.auth], **{str(k): v for k, v in extra.items() if k >= 400}}
     also_success = {str(k): {"description": v, **({"content": content} if content else {})}
                     for k, v in extra.items() if k < 400}
+    pages = ERROR_PAGES.get(route, ())
     return {str(op.success_status): success, **also_success,
-            **{code: {"description": text, "content": _ERROR_CONTENT} for code, text in sorted(errors.items())}}
+            **{code: {"description": text, "content": {**_ERROR_CONTENT, **(
+                {"text/html": {"schema": {"type": "string"}}} if int(code) in pages else {})}}
+               for code, text in sorted(errors.items())}}
 
 
 def event_schemas() -> dict[str, dict[str, Any]]:

@@ -199,6 +199,11 @@ BY_ROUTE: dict[tuple[str, str], dict[str, Any]] = {
     ("DELETE", _M + "/coupons/{code}"): COUPON_REMOVED,
 }
 #: Route-specific statuses beyond the common ones (``chalicelib.api.openapi``), for the same routes.
+#: Error statuses a web page answers as HTML to a browser (``Accept: text/html``), JSON otherwise.
+ERROR_PAGES: dict[tuple[str, str], tuple[int, ...]] = {
+    ("GET", "/w/{token}"): (404,),
+}
+
 EXTRA_STATUSES: dict[tuple[str, str], dict[int, str]] = {
     ("PATCH", _P): {409: "The program changed concurrently (`concurrent_update`); retry"},
     ("POST", _P + "/partners/{partner_id}/webhook-secrets/{source}/rotate"): {

@@ -44,6 +44,7 @@ FRAUD_LIMITS: Final = {
     "first_purchases_per_signal_day": (5, (1, 100_000)),
     "friends_per_signal": (3, (1, 1_000)),
     "same_network_hours": (24, (1, 720)),
+    "invites_per_referrer_day": (50, (1, 100_000)),
 }
 
 #: Settings that cannot change once the program exists: name -> why.
@@ -103,7 +104,9 @@ PROGRAM_SETTINGS_SCHEMA: Final[dict[str, Any]] = {
         "fraud": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {name: _int_range(bounds) for name, (_, bounds) in FRAUD_LIMITS.items()},
+            "properties": {**{name: _int_range(bounds) for name, (_, bounds) in FRAUD_LIMITS.items()},
+                           # Opt in to the deployment's shared deny list of hashed signals (docs/fraud.md).
+                           "shared_deny_list": {"type": "boolean"}},
         },
         # Per client IP per minute on the public landing endpoints (see services/landing).
         "landing_rate_limits": {
@@ -143,11 +146,17 @@ class FraudSettings:
     friends_per_signal: int = FRAUD_LIMITS["friends_per_signal"][0]
     #: A friend on the referrer's IP and browser within this many hours is held.
     same_network_hours: int = FRAUD_LIMITS["same_network_hours"][0]
+    #: Landing-page invites recorded for one referrer's link per day (more still get their own link).
+    invites_per_referrer_day: int = FRAUD_LIMITS["invites_per_referrer_day"][0]
+    #: Check (and feed) the deployment's shared deny list of hashed device/payment signals.
+    shared_deny_list: bool = False
 
     @classmethod
     def from_stored(cls, raw: Any) -> FraudSettings:
         raw = raw if isinstance(raw, Mapping) else {}
-        return cls(**{name: _bounded(raw.get(name), bounds, default) for name, (default, bounds) in FRAUD_LIMITS.items()})
+        shared = raw.get("shared_deny_list")
+        return cls(**{name: _bounded(raw.get(name), bounds, default) for name, (default, bounds) in FRAUD_LIMITS.items()},
+                   shared_deny_list=shared if isinstance(shared, bool) else False)
 
 
 @dataclass(frozen=True)

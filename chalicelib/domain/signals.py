@@ -109,3 +109,17 @@ def signal_hash(key: bytes, program_id: str, kind: str, value: str) -> str:
         raise ValueError(f"unknown signal kind {kind!r}")
     message = json.dumps([_VERSION, program_id, kind, value], ensure_ascii=False).encode("utf-8")
     return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+#: Kinds a deployment's shared deny list holds (an IP or an address is too often shared by honest people).
+DENY_KINDS: Final = ("device", "payment")
+
+
+def deny_hash(key: bytes, kind: str, value: str) -> str:
+    """Hex HMAC-SHA256 of a signal for the deployment's shared deny list: not scoped to a program (every
+    opted-in program of the deployment finds it) but keyed with a deployment-wide key, so a hash means
+    nothing outside this deployment and reveals no value."""
+    if kind not in DENY_KINDS:
+        raise ValueError(f"{kind!r} is not kept on the deny list")
+    message = json.dumps([_VERSION, "deny-list", kind, value], ensure_ascii=False).encode("utf-8")
+    return hmac.new(key, message, hashlib.sha256).hexdigest()

@@ -259,6 +259,7 @@ class Delivery:
     def _render(self, program: ProgramItem, profile: MemberItem, claimed: list[OutboxItem], locale: str) -> Rendered:
         from chalicelib.notify.tokens import unsubscribe_url
         from chalicelib.services.landing.invites import public_link
+        from chalicelib.services.wallet import EMAIL_TTL_HOURS, wallet_url
 
         lead = claimed[0]
         base = {"program": program.name, "points_unit": program.points_unit,
@@ -272,7 +273,8 @@ class Delivery:
         offer = program_settings.offer_text(program, locale)
         return render(lead_kind, locale, values, extra_parts=extras,
                       link=public_link(profile.code) if profile.code else "",
-                      unsubscribe_url=unsubscribe_url(program.program_id, profile.member_id, "email"), offer=offer)
+                      unsubscribe_url=unsubscribe_url(program.program_id, profile.member_id, "email"), offer=offer,
+                      wallet_url=wallet_url(program.program_id, profile.member_id, EMAIL_TTL_HOURS)[0])
 
     def _channels(self, program: ProgramItem, profile: MemberItem, state: NotifyStateItem | None,
                   config: program_settings.NotifySettings) -> list[tuple[str, str, str]]:

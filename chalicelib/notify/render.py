@@ -105,7 +105,7 @@ def _paragraphs_html(text: str) -> str:
 
 
 def render(kind: str, locale: str, values: dict[str, Any], *, extra_parts: Sequence[tuple[str, dict[str, Any]]] = (),
-           link: str = "", unsubscribe_url: str = "", offer: str = "") -> Rendered:
+           link: str = "", unsubscribe_url: str = "", offer: str = "", wallet_url: str = "") -> Rendered:
     """Render ``kind`` in ``locale`` (falls back to ``en`` for an unknown locale).
 
     ``extra_parts`` are other messages of the same event for the same member, appended as
@@ -133,14 +133,18 @@ def render(kind: str, locale: str, values: dict[str, Any], *, extra_parts: Seque
         body += f"\n\n{words['merged_more']} {_fill(extra.short, extra_text)}"
     footer = f"{words['footer_invite']} {link}" if link else ""
     text = body + (f"\n\n--\n{footer}" if footer else "") + (f"\n{offer}" if offer else "")
+    if wallet_url:
+        text += f"\n{words['footer_wallet']}: {wallet_url}"
     if unsubscribe_url:
         text += f"\n{words['footer_unsubscribe']}: {unsubscribe_url}"
+    wallet_html = (f'<a href="{html.escape(wallet_url, quote=True)}">{html.escape(words["footer_wallet"])}</a> · '
+                   if wallet_url else "")
     page = _layout().safe_substitute(
         lang=locale, subject=html.escape(subject), program=html.escape(text_values.get("program", "")),
         body=_paragraphs_html(body), footer_invite=html.escape(words["footer_invite"]),
         link=html.escape(link, quote=True), offer_html=(f"<br>{html.escape(offer)}" if offer else ""),
         unsubscribe_url=html.escape(unsubscribe_url, quote=True),
-        footer_unsubscribe=html.escape(words["footer_unsubscribe"]),
+        footer_unsubscribe=html.escape(words["footer_unsubscribe"]), wallet_html=wallet_html,
     )
     return Rendered(kind=kind, locale=locale, subject=subject, short=short, text=text, html=page)
 

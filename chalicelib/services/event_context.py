@@ -37,6 +37,8 @@ class EventContext:
     now: datetime
     #: The event's fraud signals as salted hashes (``domain.signals``), strongest kind first.
     signals: tuple[SignalRef, ...] = ()
+    #: Deployment-keyed hashes of the device/payment signals, when the program uses the shared deny list.
+    deny: tuple[SignalRef, ...] = ()
 
     @property
     def program_id(self) -> str:

@@ -72,6 +72,7 @@ def process(program: ProgramItem, partner_id: str, event: CanonicalEvent, delive
         delivery_id=delivery_id,
         now=deps.clock.now(),
         signals=tuple(risk_stage.signal_refs(program.program_id, event, deps)),
+        deny=tuple(risk_stage.deny_refs(program, event, deps)),
     )
     for _ in range(MAX_ATTEMPTS):
         try:

@@ -43,7 +43,7 @@ from chalicelib.store.ledger import (
     stage_balance,
 )
 from chalicelib.store.members import batch_get
-from chalicelib.store.review import REVIEW_APPROVED, REVIEW_OPEN, REVIEW_VOIDED, ReviewItem
+from chalicelib.store.review import REVIEW_APPROVED, REVIEW_OPEN, REVIEW_VOIDED, DenyItem, ReviewItem
 from chalicelib.store.signals import SignalItem
 from chalicelib.store.transact import Transaction
 
@@ -81,6 +81,7 @@ def stage_review_item(ctx: EventContext, tx: Transaction, view: StageView, posti
         member_id=subject.member_id, referrer_id=subject.referrer_id,
         reasons=[{"code": code, "reason": HOLD_REASONS[code]} for code in risk.get("hold") or []],
         matched=list(risk.get("matched") or []), entries=entries, signals=signals,
+        deny=[ref.kind + "#" + ref.value_hash for ref in ctx.deny],
         points=sum(e["points"] for e in entries), status=REVIEW_OPEN, created_at=ctx.now,
     ))
     return item_id
@@ -192,6 +193,10 @@ def decide(principal: Principal, program_id: str, item_id: str, decision: str,
             kind, _, value_hash = text.partition("#")
             pk, sk = keys.signal(program_id, kind, value_hash)
             tx.update(SignalItem(PK=pk, SK=sk), [SignalItem.fraud_at.set(now)], Entity.PK.exists(), on_fail=_Lost())
+        for text in item.deny or []:  # the program feeds the deployment's shared deny list
+            kind, _, value_hash = text.partition("#")
+            pk, sk = keys.deny_list(kind, value_hash)
+            tx.put(DenyItem(PK=pk, SK=sk, kind=kind, added_at=now))
     R = ReviewItem
     tx.update(item, [R.status.set(wanted), R.decided_at.set(now), R.decided_by.set(_reviewer(principal)),
                      R.decision_reason.set(reason) if reason else R.decision_reason.remove(),

@@ -24,7 +24,7 @@ from chalicelib.services.outcomes import RetryEvent
 from chalicelib.services.stages import StageOutcome
 from chalicelib.store import keys
 from chalicelib.store.ledger import identity_actions
-from chalicelib.store.review import VelocityItem
+from chalicelib.store.review import DenyItem, VelocityItem
 from chalicelib.store.signals import SignalItem, SignalRef, updated_members
 
 if TYPE_CHECKING:
@@ -43,6 +43,19 @@ def signal_refs(program_id: str, event: CanonicalEvent, deps: ports.Ports) -> li
         return []
     key = deps.secrets.derive_key(KEY_PURPOSE)
     return [SignalRef(kind, signals.signal_hash(key, program_id, kind, value)) for kind, value in values]
+
+
+DENY_KEY_PURPOSE = "shared-deny-list"
+
+
+def deny_refs(program: Any, event: CanonicalEvent, deps: ports.Ports) -> list[SignalRef]:
+    if not program.program_settings.fraud.shared_deny_list:
+        return []
+    values = [(k, v) for k, v in signals.signal_values(event.context) if k in signals.DENY_KINDS]
+    if not values:
+        return []
+    key = deps.secrets.derive_key(DENY_KEY_PURPOSE)
+    return [SignalRef(kind, signals.deny_hash(key, kind, value)) for kind, value in values]
 
 
 def signal_items(ctx: EventContext, items: dict[Key, Any]) -> dict[str, SignalItem]:
@@ -65,6 +78,7 @@ HOLD_REASONS = {
     "many_friends_same_signal": "Too many friends of this referrer came from one IP address or device.",
     "same_network_as_referrer": "The friend used the referrer's IP address and browser recently.",
     "signal_voided_as_fraud": "A device or payment method of this event was voided as fraud before.",
+    "shared_deny_list": "A device or payment method of this event is on the deployment's shared deny list.",
 }
 
 
@@ -142,6 +156,13 @@ def assess(ctx: EventContext, tx: Transaction, view: StageView) -> tuple[list[st
             if key and counters.take(key, limits.friends_per_signal, timedelta(days=90)):
                 reasons.append("many_friends_same_signal")
                 matched.append(f"many friends of the referrer from the same {signals.SIGNAL_LABELS[kind]}")
+    if referrer and view.converts_referral and not credited:
+        # The friend joined earlier: their referrer is over a signup limit now (a farm signed up first).
+        keyset = _referrer_counters(ctx, referrer)
+        for code, limit in (("velocity_signups_hour", limits.signups_per_referrer_hour),
+                            ("velocity_signups_day", limits.signups_per_referrer_day)):
+            if _count(view.items, keyset[code]) > limit:
+                reasons.append(code)
     if referrer and view.converts_referral and counters.take(
             _referrer_counters(ctx, referrer)["velocity_rewards_day"], limits.rewards_per_referrer_day, day):
         reasons.append("velocity_rewards_day")
@@ -162,6 +183,10 @@ def assess(ctx: EventContext, tx: Transaction, view: StageView) -> tuple[list[st
         if pointer is not None and pointer.fraud_at is not None:
             reasons.append("signal_voided_as_fraud")
             matched.append(f"{signals.SIGNAL_LABELS[kind]} voided as fraud before")
+    for ref in ctx.deny:
+        if isinstance(view.items.get(keys.deny_list(ref.kind, ref.value_hash)), DenyItem):
+            reasons.append("shared_deny_list")
+            matched.append(f"{signals.SIGNAL_LABELS[ref.kind]} on the shared deny list")
     counters.stage(tx)
     return list(dict.fromkeys(reasons)), list(dict.fromkeys(matched))
 
@@ -171,9 +196,10 @@ class RiskStage:
 
     def first_read_keys(self, ctx: EventContext) -> list[Key]:
         # The signal pointers are in the pipeline's own first-read keys (attribution needs them).
-        if not ctx.is_purchase:
-            return []
-        return [_signal_counter(ctx, ref) for ref in ctx.signals if ref.kind in COUNTED_SIGNALS]
+        wanted = [keys.deny_list(ref.kind, ref.value_hash) for ref in ctx.deny]
+        if ctx.is_purchase:
+            wanted += [_signal_counter(ctx, ref) for ref in ctx.signals if ref.kind in COUNTED_SIGNALS]
+        return wanted
 
     def second_read_keys(self, ctx: EventContext, first: dict[Key, Any], chains: list[list[str]]) -> list[Key]:
         from chalicelib.services.attribution_stage import candidate_pointers

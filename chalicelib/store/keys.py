@@ -351,6 +351,11 @@ def vouchers_prefix(program_id: str, member_id: str) -> Key:
     return member_partition(program_id, member_id), "VOUCHER#"
 
 
+def voucher_month(program_id: str, member_id: str, rule_id: str, month: str) -> Key:
+    """Vouchers one offer rule gave a member in a calendar month (``offer.per_month``)."""
+    return member_partition(program_id, member_id), f"VOUCHERMONTH#{rule_id}#{month}"
+
+
 def pool_alert(program_id: str, offer_id: str, epoch: int) -> Key:
     """The low-pool alert of one threshold crossing (``epoch`` counts refills above the threshold)."""
     return f"POOLALERT#{program_id}#{offer_id}", f"EPOCH#{epoch:06d}"
@@ -381,3 +386,8 @@ def gsi1_review_open(program_id: str, created_at: str, item_id: str) -> Key:
 def gsi2_review_open_partner(program_id: str, partner_id: str, created_at: str, item_id: str) -> Key:
     """The same queue per partner (a partner sees the items of its own events)."""
     return f"REVIEWQ#{program_id}#{partner_id}", f"{created_at}#{item_id}"
+
+
+def deny_list(kind: str, value_hash: str) -> Key:
+    """The deployment's shared deny list: one item per deployment-keyed signal hash (opted-in programs)."""
+    return f"DENY#{kind}#{value_hash}", "DENY"

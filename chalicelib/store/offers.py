@@ -114,6 +114,12 @@ class VoucherItem(Entity, discriminator="voucher"):
     expires_at = IsoDateTimeAttribute(null=True)
 
 
+class VoucherMonthItem(Entity, discriminator="voucher_month"):
+    """Vouchers of one rule a member got in one month (``points`` counts them: ``stage_counter``)."""
+
+    points = NumberAttribute(default=0)
+
+
 class PoolAlertItem(Entity, discriminator="pool_alert"):
     """One low-pool alert per threshold crossing; its stream INSERT sends the partner's e-mail."""
 

@@ -42,9 +42,18 @@ class ReviewItem(Entity, discriminator="review"):
     entries = JSONAttribute(default=list)
     #: ["<kind>#<hash>"] of the event's device and payment signals (marked as fraud on a fraud void)
     signals = JSONAttribute(default=list)
+    #: ["<kind>#<deployment hash>"] when the program feeds the shared deny list (a fraud void adds them)
+    deny = JSONAttribute(default=list)
     points = NumberAttribute(default=0)
     status = UnicodeAttribute(default=REVIEW_OPEN)
     created_at = IsoDateTimeAttribute()
     decided_at = IsoDateTimeAttribute(null=True)
     decided_by = UnicodeAttribute(null=True)
     decision_reason = UnicodeAttribute(null=True)
+
+
+class DenyItem(Entity, discriminator="deny"):
+    """A signal hash on the deployment's shared deny list (no program, no member, no value)."""
+
+    kind = UnicodeAttribute()
+    added_at = IsoDateTimeAttribute()

@@ -14,7 +14,7 @@ from tests.support import ApiClient, Reply
 NET = {"ip": "198.51.100.20", "user_agent": "Mozilla/5.0 (Anna's phone)"}
 
 
-def fraud_shop(api: ApiClient, partners: int = 1, **limits: int) -> Shop:
+def fraud_shop(api: ApiClient, partners: int = 1, **limits: int | bool) -> Shop:
     return Shop(api, RULES, partners=partners, settings={"fraud": limits})
 
 
@@ -228,3 +228,21 @@ def test_partners_see_and_decide_only_their_own_events(api: ApiClient) -> None:
     assert decide(shop, item_id, "approve", key=stranger.partner["api_key"]).status == 404
     assert queue(shop, key=None).status == 401
     assert decide(shop, item_id, "approve", key=mine).status == 200
+
+
+def test_the_shared_deny_list_holds_a_fraud_device_in_other_opted_in_programs_only(api: ApiClient) -> None:
+    a = fraud_shop(api, shared_deny_list=True)
+    _, reply = held_event(a)
+    assert decide(a, reply["rewards"]["review_item_id"], "void", reason="farm", fraud=True).status == 200
+    opted_in = fraud_shop(api, shared_deny_list=True)
+    held = opted_in.send(order("zed", "o-1", context={"device_id": "dev-boris"}))
+    assert held["risk"]["reasons"] == ["shared_deny_list"]
+    assert held["risk"]["matched"] == ["device on the shared deny list"]
+    outside = fraud_shop(api)
+    assert outside.send(order("zed", "o-1", context={"device_id": "dev-boris"})).get("risk") is None
+    # A void without fraud adds nothing.
+    b = fraud_shop(api, shared_deny_list=True)
+    anna = b.send(signup("anna", context=NET))["member"]
+    other = b.send(order("boris", "o-1", code=anna["code"], context={**NET, "device_id": "dev-honest"}))
+    assert decide(b, other["rewards"]["review_item_id"], "void", reason="duplicate order").status == 200
+    assert opted_in.send(order("yan", "o-2", context={"device_id": "dev-honest"})).get("risk") is None

@@ -165,3 +165,30 @@ def test_a_disabled_offer_is_not_issued(api: ApiClient, coalition: dict[str, Any
     reply = shop.order("c1", "o-1", 600_000, partner=clothes)
     assert "vouchers" not in reply["rewards"]
     assert [s["reason_code"] for s in reply["rewards"]["skipped"]] == ["pool_empty"]
+
+
+def test_an_offer_once_a_month_per_member(api: ApiClient, coalition: dict[str, Any]) -> None:
+    """A privilege like "the partner's catalogue offer once a month" (with the tier condition of the tiers
+    section): ``offer.per_month`` counts per member, rule and calendar month, in the event's transaction."""
+    shop, clothes, cafe, coffee = (coalition[k] for k in ("shop", "clothes", "cafe", "offer"))
+    upload(api, shop.pid, cafe, coffee["offer_id"], [f"M{i}" for i in range(10)])
+    put_rules(api, shop, {"hold_days": 0, "rules": [
+        {"id": "monthly-coffee", "trigger": {"event": "order.paid"}, "recipient": {"type": "self"},
+         "amount": {"offer": {"partner_id": cafe["partner_id"], "offer_id": coffee["offer_id"], "per_month": 1}}}]})
+    first = shop.order("c1", "o-1", 100_000, partner=clothes, at="2026-01-15T10:00:00Z")
+    second = shop.order("c1", "o-2", 100_000, partner=clothes, at="2026-01-15T11:00:00Z")
+    assert len(first["rewards"]["vouchers"]) == 1
+    assert "vouchers" not in second["rewards"]
+    assert [s["reason_code"] for s in second["rewards"]["skipped"]] == ["offer_limit"]
+    later = shop.order("c1", "o-3", 100_000, partner=clothes, at="2026-02-02T10:00:00Z")
+    assert len(later["rewards"]["vouchers"]) == 1
+    assert len(vouchers(api, shop.pid, first["member"]["member_id"])) == 2
+
+
+def test_rules_naming_an_unknown_offer_are_refused(api: ApiClient, coalition: dict[str, Any]) -> None:
+    shop, cafe, clothes, coffee = (coalition[k] for k in ("shop", "cafe", "clothes", "offer"))
+    wrong_partner = rules(clothes["partner_id"], coffee["offer_id"])  # the offer is the cafe's
+    reply = api.put(f"/v1/programs/{shop.pid}/rules", wrong_partner)
+    assert reply.status == 422, reply.body
+    assert [e["path"] for e in reply.body["error"]["details"]["errors"]] == ["$.rules[1].amount.offer.offer_id"]
+    assert api.put(f"/v1/programs/{shop.pid}/rules", rules(cafe["partner_id"], "off_nope")).status == 422

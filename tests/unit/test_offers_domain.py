@@ -87,3 +87,15 @@ def test_empty_pool_falls_back_to_points_through_the_caps() -> None:
 def test_max_points_without_fallback_is_refused() -> None:
     with pytest.raises(ValidationFailed):
         _doc(max_points=10)
+
+
+def test_per_month_limit_counts_grants_of_this_event_too() -> None:
+    doc = parse_rules({"rules": [
+        {"id": "monthly", "trigger": {"event": "order.paid"}, "recipient": {"type": "self"},
+         "amount": {"offer": {"partner_id": "cafe", "offer_id": "off_1", "per_month": 2}}}]})
+    used = evaluate(doc, _event(), Subject(member_id="m1"), [], offers={"off_1": 5},
+                    offers_this_month={"monthly#m1": 2})
+    assert used.vouchers == () and [s.reason_code for s in used.skipped] == ["offer_limit"]
+    fresh = evaluate(doc, _event(), Subject(member_id="m1"), [], offers={"off_1": 5},
+                     offers_this_month={"monthly#m1": 1})
+    assert len(fresh.vouchers) == 1

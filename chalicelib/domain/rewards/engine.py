@@ -123,6 +123,7 @@ class _Running:
     recurring_max_before: dict[str, int] = field(default_factory=dict)
     budget_delta: int = 0
     offers_left: dict[str, int] = field(default_factory=dict)
+    offers_month: dict[str, int] = field(default_factory=dict)
     vouchers: list[VoucherGrant] = field(default_factory=list)
 
 
@@ -140,6 +141,7 @@ def evaluate(
     ancestors: Sequence[Ancestor],
     counters: ProgramCounters | None = None,
     offers: Mapping[str, int] | None = None,
+    offers_this_month: Mapping[str, int] | None = None,
 ) -> Evaluation:
     """Apply every enabled rule whose trigger event equals ``event.type``, in document order.
 
@@ -147,6 +149,8 @@ def evaluate(
     pool; a static code counts as plenty). An ``offer`` reward takes one and becomes a
     :class:`VoucherGrant`; when none is left it records ``pool_empty`` and, when the rule sets
     ``fallback_points``, posts those points instead (through every cap, like any reward).
+    ``offers_this_month``: ``"<rule_id>#<member_id>"`` → vouchers of that rule the member got this
+    calendar month (for ``offer.per_month``; reaching it is an ``offer_limit`` skip, no fallback).
 
     ``ancestors`` is the subject's upline (level 1 = direct referrer); levels deeper than
     ``rules.max_depth`` are ignored. Rules for other event types are ignored silently; rules for
@@ -159,7 +163,7 @@ def evaluate(
     for a in upline.values():
         month_points[a.member_id] = a.month_earned_points
     run = _Running(month_points, counters.budget_used_points, dict(subject.recurring_paid),
-                   offers_left=dict(offers or {}))
+                   offers_left=dict(offers or {}), offers_month=dict(offers_this_month or {}))
     postings: list[Posting] = []
     skipped: list[Skip] = []
 
@@ -266,7 +270,11 @@ def _evaluate_rule(
     reason_code: str | None = None
     if amount.offer is not None:
         ref = amount.offer
+        month_key_ = f"{rule.id}#{mid}"
+        if ref.per_month is not None and run.offers_month.get(month_key_, 0) >= ref.per_month:
+            return skip("offer_limit", f"{ref.per_month} voucher(s) of this rule per month already given", mid)
         if run.offers_left.get(ref.offer_id, 0) > 0:
+            run.offers_month[month_key_] = run.offers_month.get(month_key_, 0) + 1
             run.offers_left[ref.offer_id] -= 1
             run.vouchers.append(VoucherGrant(
                 member_id=mid, partner_id=ref.partner_id, offer_id=ref.offer_id, rule_id=rule.id,

@@ -59,6 +59,9 @@ class OfferRef:
     offer_id: str
     #: Points given instead when no code can be issued (pool empty, offer disabled); None = nothing.
     fallback_points: int | None = None
+    #: At most this many vouchers of this rule per recipient and calendar month (UTC); None = no limit
+    #: ("Gold members get the partner's catalogue offer once a month").
+    per_month: int | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,7 @@ SkipCode = Literal[
     "cap_monthly",
     "cap_budget",
     "pool_empty",
+    "offer_limit",
 ]
 
 

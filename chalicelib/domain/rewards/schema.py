@@ -100,6 +100,8 @@ _AMOUNT_PROPERTIES: dict[str, Any] = {
             "partner_id": {"type": "string", "pattern": _PARTNER_ID},
             "offer_id": {"type": "string", "pattern": _PARTNER_ID},
             "fallback_points": {**_POINTS, "description": "Points given instead when no code can be issued."},
+            "per_month": {"type": "integer", "minimum": 1, "maximum": 31,
+                          "description": "At most this many vouchers of this rule per recipient and calendar month."},
         },
         "description": "A partner offer as the reward: a voucher from its pool (or its static code).",
     },
@@ -416,7 +418,7 @@ def _build_amount(a: Mapping[str, Any]) -> Amount:
         min_order_amount=a.get("min_order_amount"),
         offer=None if "offer" not in a else OfferRef(
             partner_id=a["offer"]["partner_id"], offer_id=a["offer"]["offer_id"],
-            fallback_points=a["offer"].get("fallback_points")),
+            fallback_points=a["offer"].get("fallback_points"), per_month=a["offer"].get("per_month")),
     )
 
 

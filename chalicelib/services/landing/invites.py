@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import PutError
@@ -144,6 +144,28 @@ def _find_or_create(program: ProgramItem, refs: list[IdentityRef], *, email: str
     raise ServiceUnavailable("The invite could not be created because of concurrent updates; retry")
 
 
+def _take_invite_slot(program_id: str, referrer_id: str, now: datetime, limit: int) -> bool:
+    """One of the referrer's invites today (docs/fraud.md): a conditional ADD on a per-day counter
+    (DynamoDB's TTL removes it); False when the cap is reached, so scripted signups through one link
+    record no more pending invites that day."""
+    from pynamodb.exceptions import UpdateError
+
+    from chalicelib.store.ledger import identity_actions
+    from chalicelib.store.review import VelocityItem
+
+    pk, sk = keys.velocity(program_id, f"ref#{referrer_id}", f"INV#D#{now.strftime('%Y%m%d')}")
+    try:
+        VelocityItem(PK=pk, SK=sk).update(
+            actions=[VelocityItem.hits.add(1), VelocityItem.expires_at_epoch.set(int((now + timedelta(days=2)).timestamp())),
+                     *identity_actions(VelocityItem)],
+            condition=VelocityItem.hits.does_not_exist() | (VelocityItem.hits < limit))
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True
+
+
 def _record_invite(program: ProgramItem, member: MemberItem, refs: list[IdentityRef], ref: str | None) -> bool:
     """"The visitor was brought by this referrer": a pending invite per identifier, matched by the pipeline.
 
@@ -160,6 +182,9 @@ def _record_invite(program: ProgramItem, member: MemberItem, refs: list[Identity
     settings = program.program_settings
     window = timedelta(days=settings.attribution_window_days)
     now = clock.utcnow()
+    if not _take_invite_slot(pid, pointer.member_id, now, settings.fraud.invites_per_referrer_day):
+        log.info("invite cap reached", extra={"program_id": pid, "referrer_id": pointer.member_id})
+        return False  # the visitor still gets their own link; the referrer is not credited for it
     recorded = False
     for ref_id in refs:
         pk, sk = ref_id.invite_key(pid)

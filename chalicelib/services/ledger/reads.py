@@ -110,6 +110,8 @@ def second_read_keys(ctx: EventContext, first: dict[Key, Any], chains: list[list
         return []
     wanted = _slot_keys(ctx, rules, first)
     month = month_key(ctx.event.occurred_at)
+    limited = [r.id for r in rules.rules if r.enabled and r.trigger.event == ctx.event.type
+               and r.amount.offer is not None and r.amount.offer.per_month is not None]
     members: dict[str, None] = {}
     for chain in chains:
         for member_id in chain[: rules.depth_needed + 1]:
@@ -118,6 +120,7 @@ def second_read_keys(ctx: EventContext, first: dict[Key, Any], chains: list[list
         wanted += [keys.balance(pid, member_id), keys.member(pid, member_id)]
         if rules.counts_months:
             wanted.append(keys.member_month(pid, member_id, month))
+        wanted += [keys.voucher_month(pid, member_id, rule_id, month) for rule_id in limited]
     subjects = {chain[0] for chain in chains if chain}
     for rule in rules.rules:
         if rule.recurring is not None:

@@ -59,7 +59,8 @@ def stage_rewards(ctx: EventContext, tx: Transaction, plan: LedgerPlan, view: St
              for ref in vouchers.offer_refs(rules, ctx.event.type)}
     evaluation = evaluate(rules, engine_event(ctx), subject_of(ctx, view, rules), ancestors_of(ctx, view, rules),
                           counters_of(ctx, view.items, rules),
-                          offers={offer_id: pool.available() for offer_id, pool in pools.items()})
+                          offers={offer_id: pool.available() for offer_id, pool in pools.items()},
+                          offers_this_month=_offers_this_month(ctx, view, rules))
     postings = [post(plan, posting) for posting in evaluation.postings]
     stage_counter_deltas(ctx, tx, evaluation.counter_deltas)
     if evaluation.vouchers:
@@ -67,6 +68,7 @@ def stage_rewards(ctx: EventContext, tx: Transaction, plan: LedgerPlan, view: St
             profile = plan.profile(member_id)
             return profile.locale if profile is not None and profile.locale else None
 
+        _stage_offer_months(ctx, tx, rules, evaluation.vouchers)
         summary["vouchers"] = vouchers.stage_grants(tx, ctx.program, view.items, list(evaluation.vouchers), pools,
                                                     ctx.now, locale_of)
     elif any(pool.unread for pool in pools.values()) and any(
@@ -80,6 +82,34 @@ def stage_rewards(ctx: EventContext, tx: Transaction, plan: LedgerPlan, view: St
         for s in evaluation.skipped
     ]
     return postings
+
+
+def _offers_this_month(ctx: EventContext, view: StageView, rules: RulesDoc) -> dict[str, int]:
+    from chalicelib.store.offers import VoucherMonthItem
+
+    month = month_key(ctx.event.occurred_at)
+    out: dict[str, int] = {}
+    for rule in rules.rules:
+        if rule.amount.offer is None or rule.amount.offer.per_month is None:
+            continue
+        for member_id in [view.subject.member_id if view.subject else "", *view.ancestors]:
+            item = view.items.get(keys.voucher_month(ctx.program_id, member_id, rule.id, month))
+            if isinstance(item, VoucherMonthItem):
+                out[f"{rule.id}#{member_id}"] = int(item.points or 0)
+    return out
+
+
+def _stage_offer_months(ctx: EventContext, tx: Transaction, rules: RulesDoc, grants: Iterable[Any]) -> None:
+    """One ADD per (rule, member) with a monthly limit, conditioned on the count read staying under it."""
+    from chalicelib.store.offers import VoucherMonthItem
+
+    limits = {r.id: r.amount.offer.per_month for r in rules.rules if r.amount.offer is not None}
+    month = month_key(ctx.event.occurred_at)
+    for grant in grants:
+        limit = limits.get(grant.rule_id)
+        if limit is not None:
+            stage_counter(tx, VoucherMonthItem, keys.voucher_month(ctx.program_id, grant.member_id, grant.rule_id,
+                                                                   month), 1, limit - 1, on_fail=RetryEvent())
 
 
 def engine_event(ctx: EventContext) -> EngineEvent:

@@ -148,7 +148,11 @@
         ["Clicks", function (r) { return fmt(r.clicks); }], ["Signups", function (r) { return fmt(r.signups); }],
         ["First purchases", function (r) { return fmt(r.first_purchases); }]], rows)]);
     });
-    state("review", "empty", "n/a (fraud review is not available yet)");
+    panel("review", "/v1/programs/" + encodeURIComponent(pid) + "/review?limit=100", function (d) {
+      var n = d.items.length;
+      done("review", [el("p", { "class": "big", text: n + (d.next_cursor ? "+" : "") }),
+        el("p", { "class": "muted", text: n === 1 ? "reward held for review" : "rewards held for review" })]);
+    });
   }
 
   function showDashboard(programs) {
