@@ -571,6 +571,7 @@ def banner(info: dict[str, Any]) -> str:
         f"  AWS            {aws_line}",
         f"  table          {info['table']}",
         f"  operator key   {op}",
+        f"  dashboard      {base}/dashboard   (sign in with the operator key or a partner's api key)",
         "",
         f"Demo program «{demo['name']}»  {demo['program_id']}",
         f"  publishable key  {demo['publishable_key'] or '(issued when the demo was first created)'}",
@@ -600,6 +601,8 @@ def banner(info: dict[str, Any]) -> str:
                      "   # any AWS tool works against moto")
     if info["schedules"]:
         lines += ["", "Event sources:", *(f"  {s}" for s in info["schedules"])]
+    if info.get("history"):
+        lines += ["", info["history"]]
     for warning in info["warnings"]:
         lines.append(f"warning: {warning}")
     lines += ["", "Ctrl-C stops everything.", ""]
@@ -628,6 +631,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="with --data: also save what changed every SECONDS (default 10; 0 = only on stop)")
     parser.add_argument("--ready-file", type=Path, help="write URLs and keys as JSON here once the API answers")
     parser.add_argument("--no-seed", action="store_true", help="do not create the demo program")
+    parser.add_argument("--no-history", action="store_true",
+                        help="create the demo program without its three weeks of history (infra/demo_history.py)")
     parser.add_argument("--no-schedules", action="store_true", help="do not run @app.schedule handlers")
     parser.add_argument("--quiet", action="store_true", help="print no banner (use with --ready-file)")
     return parser.parse_args(argv)
@@ -708,6 +713,15 @@ def main(argv: list[str]) -> int:
         operator_key = configure_environment(mode, base_url, kept)
         warnings = prepare_store() + prepare_integrations()
         demo = None if args.no_seed else seed_demo(base_url, kept.get("demo"))
+        history_note = ""
+        if demo and demo.get("publishable_key") and not kept.get("demo") and not args.no_history:
+            from infra.demo_history import seed_history
+
+            started = time.monotonic()
+            made = seed_history(demo)
+            history_note = (f"demo history: {made['members']} members, {made['events']} events, {made['clicks']} "
+                            f"clicks, {made['refunds']} refunds, {made['redemptions']} redemptions over 3 weeks "
+                            f"({time.monotonic() - started:.1f} s)")
         state.save_keys({"operator_key": operator_key, "demo": demo,
                          "settings": {name: os.environ[name] for name in KEPT_SETTINGS if os.environ.get(name)}})
 
@@ -755,6 +769,7 @@ def main(argv: list[str]) -> int:
             "demo": demo,
             "schedules": [] if args.no_schedules else runner.describe(),
             "warnings": warnings,
+            "history": history_note,
         }
         if args.ready_file:
             write_ready_file(args.ready_file, info)

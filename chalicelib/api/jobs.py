@@ -15,3 +15,11 @@ def release_pending_points(event: Any) -> dict[str, Any]:
     from chalicelib.jobs import release
 
     return release.run()
+
+
+@jobs.schedule(Rate(1, unit=Rate.HOURS), name="expire_points",
+               description="Points past the program's expiry_months expire, oldest first (expiry ledger entries)")
+def expire_points(event: Any) -> dict[str, Any]:
+    from chalicelib.jobs import expiry
+
+    return expiry.run()

@@ -31,6 +31,10 @@ DEFAULT_INVITES_PER_MINUTE: Final = 20
 DEFAULT_OFFER_PER_MINUTE: Final = 60
 RATE_LIMIT_RANGE: Final = (1, 10_000)
 OFFER_TEXT_MAX: Final = 200
+#: Points expiry (docs/coalition.md#points-expiry): off unless ``expiry_months`` is set.
+EXPIRY_MONTHS_RANGE: Final = (1, 120)
+DEFAULT_EXPIRY_WARNING_DAYS: Final = 14
+EXPIRY_WARNING_DAYS_RANGE: Final = (1, 90)
 
 #: Fraud velocity limits and review (docs/fraud.md): name -> (default, (min, max)).
 FRAUD_LIMITS: Final = {
@@ -72,6 +76,9 @@ PROGRAM_SETTINGS_SCHEMA: Final[dict[str, Any]] = {
             },
         },
         "redemption_max_share_percent": _int_range(REDEMPTION_SHARE_RANGE),
+        # Points expire this many months after they became available (oldest first); null: never.
+        "expiry_months": {"anyOf": [_int_range(EXPIRY_MONTHS_RANGE), {"type": "null"}]},
+        "expiry_warning_days": _int_range(EXPIRY_WARNING_DAYS_RANGE),
         # Channels' limits, quiet hours and reminders (read by chalicelib/notify/settings.py).
         "notifications": {
             "type": "object",
@@ -164,6 +171,8 @@ class ProgramSettings:
     #: ``{"friend_reward": {"ru": ..., "en": ...}, "partner_reward": {...}}`` as stored (read-only).
     offer: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     redemption_max_share_percent: int = DEFAULT_REDEMPTION_MAX_SHARE_PERCENT
+    expiry_months: int | None = None
+    expiry_warning_days: int = DEFAULT_EXPIRY_WARNING_DAYS
     landing_rate_limits: LandingRateLimits = field(default_factory=LandingRateLimits)
     fraud: FraudSettings = field(default_factory=FraudSettings)
 
@@ -188,6 +197,10 @@ class ProgramSettings:
             redemption_max_share_percent=_bounded(raw.get("redemption_max_share_percent"), REDEMPTION_SHARE_RANGE,
                                                   DEFAULT_REDEMPTION_MAX_SHARE_PERCENT),
             fraud=FraudSettings.from_stored(raw.get("fraud")),
+            expiry_months=(_bounded(raw.get("expiry_months"), EXPIRY_MONTHS_RANGE, 12)
+                           if raw.get("expiry_months") is not None else None),
+            expiry_warning_days=_bounded(raw.get("expiry_warning_days"), EXPIRY_WARNING_DAYS_RANGE,
+                                         DEFAULT_EXPIRY_WARNING_DAYS),
             landing_rate_limits=LandingRateLimits(
                 invites_per_minute=_bounded(limits.get("invites_per_minute"), RATE_LIMIT_RANGE,
                                             DEFAULT_INVITES_PER_MINUTE),

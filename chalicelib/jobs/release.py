@@ -33,6 +33,7 @@ from chalicelib.store.ledger import (
     BalanceItem,
     LedgerEntryItem,
     ReleaseStateItem,
+    credit_index,
     day_of,
 )
 from chalicelib.store.ledger import stage_balance as _stage_balance
@@ -140,8 +141,11 @@ def _release(entry: LedgerEntryItem, balance: BalanceItem | None, now: datetime)
     same_reversed = (LedgerEntryItem.reversed_points == read_reversed) if read_reversed else (
         LedgerEntryItem.reversed_points.does_not_exist() | (LedgerEntryItem.reversed_points == 0))
     tx = Transaction()
-    tx.update(entry, [LedgerEntryItem.status.set(status), LedgerEntryItem.released_at.set(now),
-                      LedgerEntryItem.GSI1PK.remove(), LedgerEntryItem.GSI1SK.remove()],
+    # Released points join the expiry job's month bucket (GSI1 CREDITS#…); fully reversed ones leave the index.
+    gpk, gsk = credit_index(entry, now)
+    index = ([LedgerEntryItem.GSI1PK.set(gpk), LedgerEntryItem.GSI1SK.set(gsk)] if net > 0
+             else [LedgerEntryItem.GSI1PK.remove(), LedgerEntryItem.GSI1SK.remove()])
+    tx.update(entry, [LedgerEntryItem.status.set(status), LedgerEntryItem.released_at.set(now), *index],
               (LedgerEntryItem.status == STATUS_PENDING) & same_reversed, on_fail=_Changed())
     if net > 0:
         _stage_balance(tx, entry.program_id, entry.member_id, balance, BalanceDelta(pending=-net, available=net),

@@ -15,10 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 #: Kinds a source may write directly into ``OutboxItem.template``.
-DIRECT = {"points_available", "points_spent", "friend_joined", "sleeping_reminder", "points_reversed", "voucher_issued"}
+DIRECT = {"points_available", "points_spent", "friend_joined", "sleeping_reminder", "points_reversed", "voucher_issued",
+          "points_expiring"}
 #: When several messages of one event are merged, the first kind in this order leads.
 PRIORITY = ("voucher_issued", "friend_welcome", "points_pending", "points_available", "friend_purchase_rewarded", "upline_purchase",
-            "friend_joined", "points_reversed", "points_spent", "sleeping_reminder")
+            "friend_joined", "points_reversed", "points_spent", "points_expiring", "sleeping_reminder")
 
 
 def kind_of(template: str, params: dict[str, Any]) -> str:
@@ -44,6 +45,8 @@ def values_of(kind: str, params: dict[str, Any]) -> dict[str, Any]:
         return {"offer_name": params.get("offer_name") or "", "code": params.get("code") or "",
                 "value": _voucher_value(params),
                 "valid_until": str(params["expires_at"])[:10] if params.get("expires_at") else "—"}
+    if kind == "points_expiring":
+        return {"points": int(params.get("points") or 0), "expires_on": str(params.get("expires_on") or "")[:10]}
     return {
         "points": int(params.get("points") or 0),
         "available_at": params.get("available_at"),

@@ -36,6 +36,7 @@ from chalicelib.store.ledger import (
     BalanceDelta,
     BalanceItem,
     LedgerEntryItem,
+    credit_index,
     day_of,
     new_entry,
     stable_id,
@@ -168,7 +169,8 @@ def decide(principal: Principal, program_id: str, item_id: str, decision: str,
                 actions += [E.GSI1PK.set(gpk), E.GSI1SK.set(gsk)]
                 deltas[entry.member_id].pending += net
             else:
-                actions.append(E.released_at.set(now))
+                gpk, gsk = credit_index(entry, now)  # available now: the expiry job's month bucket
+                actions += [E.released_at.set(now), E.GSI1PK.set(gpk), E.GSI1SK.set(gsk)]
                 deltas[entry.member_id].available += net
         else:
             actions = [E.status.set(STATUS_REVERSED), E.reversed_points.set(int(entry.points))]

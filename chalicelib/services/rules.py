@@ -102,7 +102,26 @@ def _prepare(program: ProgramItem, body: Any) -> dict[str, Any]:
         parsed, tenancy_repo.existing_partners(program.program_id, _named_partners(parsed)))
     if unknown:
         raise ValidationFailed("The rules name partners that are not in this program", details={"errors": unknown})
+    missing = _unknown_offer_errors(program.program_id, parsed)
+    if missing:
+        raise ValidationFailed("The rules grant offers that do not exist", details={"errors": missing})
     return doc
+
+
+def _unknown_offer_errors(program_id: str, parsed: Any) -> list[dict[str, str]]:
+    """An offer reward naming no offer of that partner (a typo) would only ever fall back: refuse it.
+    An offer archived later is not an error (its rules fall back, docs/coalition.md)."""
+    from chalicelib.store.members import batch_get
+    from chalicelib.store.offers import OfferItem
+
+    named = [(f"$.rules[{i}].amount.offer.offer_id", rule.amount.offer)
+             for i, rule in enumerate(parsed.rules) if rule.amount.offer is not None]
+    if not named:
+        return []
+    found = batch_get([keys.offer(program_id, ref.partner_id, ref.offer_id) for _, ref in named])
+    return [field_error(path, f"'{ref.offer_id}' is not an offer of partner '{ref.partner_id}'")
+            for path, ref in named
+            if not isinstance(found.get(keys.offer(program_id, ref.partner_id, ref.offer_id)), OfferItem)]
 
 
 def _named_partners(parsed: Any) -> set[str]:

@@ -291,6 +291,20 @@ def settlement_row(program_id: str, day: str, row: str) -> Key:
     return f"SETTLE#{program_id}", f"DAY#{day}#{row}" if row else f"DAY#{day}#"
 
 
+def gsi1_credit_month(program_id: str, month: str, at: str, member_id: str, entry_id: str) -> Key:
+    """Sparse: entries that credited available points, by the month they became available (the expiry job's
+    index: it queries the months whose points are due, never scans)."""
+    return f"CREDITS#{program_id}#{month}", f"{at}#{member_id}#{entry_id}"
+
+
+def gsi1_credit_month_partition(program_id: str, month: str) -> str:
+    return f"CREDITS#{program_id}#{month}"
+
+
+def expiry_job_state(program_id: str) -> Key:
+    return "JOBS", f"EXPIRY#{program_id}"
+
+
 def settled_marker(program_id: str, entry_id: str) -> Key:
     """A ledger entry already counted in the settlement aggregates (idempotency of the stream handler)."""
     return f"SETTLED#{program_id}#{entry_id}", "SETTLED"

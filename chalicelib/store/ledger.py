@@ -113,10 +113,18 @@ def new_entry(program_id: str, member_id: str, entry_id: str, effective_at: date
     if item.status == STATUS_PENDING and item.available_at is not None:
         item.GSI1PK, item.GSI1SK = keys.gsi1_pending_release(day_of(item.available_at), iso(item.available_at),
                                                              entry_id)
+    elif item.status == STATUS_AVAILABLE and int(item.points) > 0 and item.created_at is not None:
+        item.GSI1PK, item.GSI1SK = credit_index(item, item.created_at)
     if item.created_at is not None:
         item.GSI2PK, item.GSI2SK = keys.gsi2_ledger_day(program_id, day_of(item.created_at), iso(item.created_at),
                                                         entry_id)
     return item
+
+
+def credit_index(entry: LedgerEntryItem, available_since: datetime) -> tuple[str, str]:
+    """GSI1 of an entry whose points became available at ``available_since`` (the expiry job's month buckets)."""
+    return keys.gsi1_credit_month(entry.program_id, iso(available_since)[:7], iso(available_since), entry.member_id,
+                                  entry.entry_id)
 
 
 class BalanceItem(Entity, discriminator="balance"):

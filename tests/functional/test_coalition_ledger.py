@@ -14,7 +14,7 @@ import pytest
 
 from chalicelib.domain import clock, settlement
 from chalicelib.store import keys
-from chalicelib.store.ledger import BalanceItem, LedgerEntryItem
+from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
 from tests.functional.test_ledger_support import Shop, check_invariants, utc
 from tests.notify_support import stream_poller
 from tests.support import ApiClient
@@ -238,3 +238,49 @@ def test_adjustments_are_operator_only_idempotent_audited_and_never_overdraw(api
     assert credit["funding_partner_id"] == c.bank["partner_id"]
     bal = check_invariants(c.pid, member)
     assert bal["available"] == 0 and bal["lifetime_earned"] == 0
+
+
+def test_points_expire_oldest_first_per_funder_and_leave_the_liability(api: ApiClient) -> None:
+    from chalicelib.jobs import expiry
+
+    c = Coalition(api)
+    bank, fit = c.bank["partner_id"], c.fitness["partner_id"]
+    assert api.patch(f"/v1/programs/{c.pid}", {"settings": {"expiry_months": 1}}).status == 200
+    joined = c.member("olga", partner=c.bank)
+    olga = joined["member_id"]
+    c.order("olga", "b-1", 100_000, partner=c.bank, at=f"{DAY}T10:00:00Z")  # 10 bank points
+    masha = c.order("masha", "f-1", 200_000, code=joined["code"], partner=c.fitness,
+                    at=f"{DAY}T11:00:00Z")["member"]["member_id"]  # Masha 100 + 300, Olga 500 (fitness)
+    clock.freeze(utc("2026-01-20T12:00:00Z"))
+    assert c.redeem(masha, 150, "spend-1", partner_key=c.bank["api_key"]).status == 201  # takes the oldest first
+    c.order("masha", "b-2", 100_000, partner=c.bank, at="2026-02-01T10:00:00Z")  # 10 bank points, newer
+    # A month after the points became available (cutoff 2026-01-16 12:00): January's points that are left expire.
+    now = utc("2026-02-16T12:00:00Z")
+    clock.freeze(now)
+    first = expiry.run(now)
+    assert (first["programs"], first["members"], first["points"]) == (1, 2, 510 + 250)
+    # Masha's February points expire within the warning window (14 days): one points_expiring message.
+    assert first["warned"] == 1
+    again = expiry.run(now)
+    assert (again["points"], again["warned"]) == (0, 0)  # the same run again posts and sends nothing
+    warnings = [m for m in OutboxItem.scan() if isinstance(m, OutboxItem) and m.template == "points_expiring"]
+    assert [(m.member_id, m.params["points"], m.params["expires_on"]) for m in warnings] == [
+        (masha, 10, "2026-03-02")]
+    assert c.balance(olga)["available"] == 0 and c.balance(masha)["available"] == 10
+    expired = {(e.member_id, e.funding_partner_id): int(e.points)
+               for e in all_entries(c.pid, [olga, masha]) if e.kind == "expiry"}
+    assert expired == {(olga, bank): -10, (olga, fit): -500, (masha, fit): -250}
+    for m in (olga, masha):
+        check_invariants(c.pid, m)
+    later = utc("2026-03-02T12:00:00Z")  # cutoff 2026-02-02: Masha's February points are now due too
+    clock.freeze(later)
+    assert expiry.run(later)["points"] == 10
+    assert c.balance(masha)["available"] == 0
+    # The member's statement shows them; the settlement counts them per funder and the liability falls to 0.
+    assert [e["reason_code"] for e in c.ledger(masha) if e["kind"] == "expiry"] == ["points_expired"] * 2
+    stream_poller().drain()
+    body = c.settle(frm=DAY, to="2026-03-02")
+    rows = {p["partner_id"]: p for p in body["partners"]}
+    assert (rows[bank]["expired"], rows[fit]["expired"]) == (20, 750)
+    assert {p: {k: rows[p][k] for k in settlement.COLUMNS} for p in rows} == recomputed_rows(c.pid, [olga, masha])
+    assert body["liability_change_points"] == liability(c.pid, [olga, masha]) == 0

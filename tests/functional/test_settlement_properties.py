@@ -1,4 +1,4 @@
-"""Property: random histories of earn / spend / refund / adjust / expire across 3 partners, through the real
+"""Property: random histories of earn / spend / refund / adjust / cancel / expire across 3 partners, through the real
 API and the real stream handler (each example on a fresh table; the stream's batches delivered twice),
 give a settlement whose nets sum to the change of the outstanding points liability and whose every partner
 row equals a recomputation from the ledger."""
@@ -6,6 +6,7 @@ row equals a recomputation from the ledger."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.domain import clock, settlement
+from chalicelib.jobs import expiry
 from tests.conftest import fresh_table, moto_aws
 from tests.functional.test_coalition_ledger import all_entries, liability
 from tests.functional.test_ledger_support import Shop, utc
@@ -27,6 +29,7 @@ step = st.one_of(
     st.tuples(st.just("refund"), st.integers(0, 2), st.integers(0, 9), st.integers(1, 100)),
     st.tuples(st.just("adjust"), st.integers(-1, 2), st.sampled_from(CUSTOMERS), st.integers(-200, 200)),
     st.tuples(st.just("cancel_spend"), st.integers(0, 9)),
+    st.tuples(st.just("expire"), st.integers(20, 40)),  # the clock moves on N days, then the expiry job runs
 )
 
 
@@ -50,6 +53,7 @@ def run_history(api: ApiClient, steps: list[tuple[Any, ...]]) -> None:
     shop = Shop(api, None, partners=3)
     pids = [p["partner_id"] for p in shop.partners]
     assert api.put(f"/v1/programs/{shop.pid}/rules", rules(pids)).status == 200
+    assert api.patch(f"/v1/programs/{shop.pid}", {"settings": {"expiry_months": 1}}).status == 200
     members: dict[str, str] = {}
     orders: list[tuple[int, str]] = []
     spends: list[tuple[str, str, int]] = []
@@ -58,7 +62,8 @@ def run_history(api: ApiClient, steps: list[tuple[Any, ...]]) -> None:
         kind = s[0]
         if kind == "earn":
             _, p, who, amount = s
-            result = shop.order(who, f"o-{n}", amount * 10_000, at=f"{DAY}T10:00:00Z", partner=shop.partners[p])
+            result = shop.order(who, f"o-{n}", amount * 10_000, at=clock.iso(clock.utcnow() - timedelta(hours=1)),
+                                partner=shop.partners[p])
             members[who] = result["member"]["member_id"]
             orders.append((p, f"o-{n}"))
         elif kind == "spend" and s[2] in members:
@@ -70,7 +75,7 @@ def run_history(api: ApiClient, steps: list[tuple[Any, ...]]) -> None:
         elif kind == "refund" and orders:
             _, _, i, percent = s
             p, order_id = orders[i % len(orders)]
-            shop.send_raw(shop.refund_event(order_id, percent * 100, at=f"{DAY}T11:00:00Z"),
+            shop.send_raw(shop.refund_event(order_id, percent * 100, at=clock.iso(clock.utcnow())),
                           partner=shop.partners[p])
         elif kind == "adjust" and s[2] in members and s[3]:
             _, p, who, points = s
@@ -80,6 +85,10 @@ def run_history(api: ApiClient, steps: list[tuple[Any, ...]]) -> None:
             reply = api.post(f"/v1/programs/{shop.pid}/members/{members[who]}/adjustments", body,
                              headers={"Idempotency-Key": f"a-{n}"})
             assert reply.status in (201, 409), reply.body
+        elif kind == "expire":
+            later = clock.utcnow() + timedelta(days=s[1])
+            clock.freeze(later)
+            expiry.run(later)
         elif kind == "cancel_spend" and spends:
             member, rid, p = spends[s[1] % len(spends)]
             reply = api.post(f"/v1/programs/{shop.pid}/members/{member}/redemptions/{rid}/cancel",
@@ -93,7 +102,8 @@ def run_history(api: ApiClient, steps: list[tuple[Any, ...]]) -> None:
             break
         poller.invoke(records)
         poller.invoke(records)
-    body = api.get(f"/v1/programs/{shop.pid}/settlement?from={DAY}&to={DAY}").body
+    end = clock.iso(clock.utcnow())[:10]
+    body = api.get(f"/v1/programs/{shop.pid}/settlement?from={DAY}&to={end}").body
     ids = list(members.values())
     entries: list[dict[str, Any]] = [{"kind": e.kind, "points": int(e.points), "partner_id": e.partner_id,
                 "funding_partner_id": e.funding_partner_id} for e in all_entries(shop.pid, ids)]

@@ -183,3 +183,12 @@ def test_an_offer_once_a_month_per_member(api: ApiClient, coalition: dict[str, A
     later = shop.order("c1", "o-3", 100_000, partner=clothes, at="2026-02-02T10:00:00Z")
     assert len(later["rewards"]["vouchers"]) == 1
     assert len(vouchers(api, shop.pid, first["member"]["member_id"])) == 2
+
+
+def test_rules_naming_an_unknown_offer_are_refused(api: ApiClient, coalition: dict[str, Any]) -> None:
+    shop, cafe, clothes, coffee = (coalition[k] for k in ("shop", "cafe", "clothes", "offer"))
+    wrong_partner = rules(clothes["partner_id"], coffee["offer_id"])  # the offer is the cafe's
+    reply = api.put(f"/v1/programs/{shop.pid}/rules", wrong_partner)
+    assert reply.status == 422, reply.body
+    assert [e["path"] for e in reply.body["error"]["details"]["errors"]] == ["$.rules[1].amount.offer.offer_id"]
+    assert api.put(f"/v1/programs/{shop.pid}/rules", rules(cafe["partner_id"], "off_nope")).status == 422
