@@ -57,7 +57,7 @@ def ses_sent_count(run: Running) -> int:
     return int(ses.get_send_quota()["SentLast24Hours"])
 
 
-def test_an_order_in_a_two_level_chain_reaches_ses_through_the_stream(running: Running) -> None:  # noqa: F811
+def test_an_order_in_a_two_level_chain_reaches_ses_through_the_stream(running: Running) -> None:
     masha = signup(running, "masha")
     olga = signup(running, "olga", masha["code"])
     signup(running, "vera", olga["code"])
