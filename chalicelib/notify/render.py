@@ -122,6 +122,8 @@ def render(kind: str, locale: str, values: dict[str, Any], *, extra_parts: Seque
     if kind == "points_expiring":
         text_values["expires_on"] = format_date(values.get("expires_on"), locale) or "—"
     if kind == "tier_changed":
+        for name in ("to_name", "from_name"):
+            text_values.setdefault(name, "—")
         text_values["change_line"] = _fill(words["tier_down" if values.get("direction") == "down" else "tier_up"],
                                            text_values)
     if kind == "friend_joined":
