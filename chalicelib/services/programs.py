@@ -15,7 +15,7 @@ from chalicelib.domain import clock, urls
 from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed, field_error
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.safe_json import SINGLE_LINE
-from chalicelib.domain.settings import IMMUTABLE_SETTINGS, PROGRAM_SETTINGS_SCHEMA
+from chalicelib.domain.settings import IMMUTABLE_SETTINGS, PROGRAM_SETTINGS_SCHEMA, validate_tiers
 from chalicelib.domain.urls import HTTP_URL
 from chalicelib.services import secrets
 from chalicelib.services.auth import PARTNER_PREFIX, PUBLISHABLE_PREFIX, Principal, hash_key, new_key
@@ -173,8 +173,16 @@ def _check_birthday_gift(program_id: str, settings: Mapping[str, Any]) -> None:
                                details={"errors": errors})
 
 
+def _check_settings(settings: Mapping[str, Any]) -> None:
+    """What the settings schema cannot express (schema-valid input): 422 with every path."""
+    errors = validate_tiers(settings.get("tiers"))
+    if errors:
+        raise ValidationFailed("Invalid program settings", details={"errors": errors})
+
+
 def create_program(principal: Principal, data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` is valid against ``PROGRAM_CREATE_SCHEMA`` (defaults filled); the caller is the operator."""
+    _check_settings(data.get("settings", {}))
     program_id = new_id("prg")
     _check_birthday_gift(program_id, data.get("settings", {}))  # a new program has no partners: null or 422
     program = ProgramItem.new(
@@ -217,6 +225,7 @@ def update_program(principal: Principal, program_id: str, data: Mapping[str, Any
     program = tenancy_repo.get_program(program_id, fresh=True)
     current = dict(program.settings or {})
     changes = data.get("settings", {})
+    _check_settings(changes)
     for name, reason in IMMUTABLE_SETTINGS.items():
         fixed = getattr(program.program_settings, name)
         if changes.get(name, fixed) != fixed:
