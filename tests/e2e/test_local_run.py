@@ -135,6 +135,7 @@ def test_local_run_serves_the_seeded_demo_and_stops_cleanly(running: Running) ->
     info = running.info
     demo = info["demo"]
     assert info["aws_mode"] == "moto"
+    assert info["history"].startswith("demo history:")  # the dashboard has three weeks to show
     assert info["operator_key"].startswith("srf_op_")
     assert demo["publishable_key"].startswith("srf_pub_")
     assert [p["name"] for p in demo["partners"]] == ["Кофейня Зерно", "FitLab"]

@@ -154,7 +154,8 @@ class Fuzz:
 
     def path_value(self, name: str, hostile: str | None) -> str:
         if hostile is not None:
-            return hostile
+            # As an HTTP client sends it: a raw "#" would start a fragment and never reach the server.
+            return hostile.replace("#", "%23")
         w = self.world
         return {"program_id": w.pid, "member_id": self.bob_id, "partner_id": w.partner["partner_id"],
                 "code": w.anna_code, "source": "events"}.get(name, "nope_" + name)
