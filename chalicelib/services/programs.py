@@ -15,7 +15,7 @@ from chalicelib.domain import clock, urls
 from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed, field_error
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.safe_json import SINGLE_LINE
-from chalicelib.domain.settings import IMMUTABLE_SETTINGS, PROGRAM_SETTINGS_SCHEMA
+from chalicelib.domain.settings import IMMUTABLE_SETTINGS, PROGRAM_SETTINGS_SCHEMA, validate_tiers
 from chalicelib.domain.urls import HTTP_URL
 from chalicelib.services import secrets
 from chalicelib.services.auth import PARTNER_PREFIX, PUBLISHABLE_PREFIX, Principal, hash_key, new_key
@@ -149,8 +149,16 @@ def _stage_key(tx: Transaction, kind: str, program_id: str, partner_id: str | No
     return key, key_view(ref)
 
 
+def _check_settings(settings: Mapping[str, Any]) -> None:
+    """What the settings schema cannot express (schema-valid input): 422 with every path."""
+    errors = validate_tiers(settings.get("tiers"))
+    if errors:
+        raise ValidationFailed("Invalid program settings", details={"errors": errors})
+
+
 def create_program(principal: Principal, data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` is valid against ``PROGRAM_CREATE_SCHEMA`` (defaults filled); the caller is the operator."""
+    _check_settings(data.get("settings", {}))
     program = ProgramItem.new(
         program_id=new_id("prg"),
         name=data["name"],
@@ -191,6 +199,7 @@ def update_program(principal: Principal, program_id: str, data: Mapping[str, Any
     program = tenancy_repo.get_program(program_id, fresh=True)
     current = dict(program.settings or {})
     changes = data.get("settings", {})
+    _check_settings(changes)
     for name, reason in IMMUTABLE_SETTINGS.items():
         fixed = getattr(program.program_settings, name)
         if changes.get(name, fixed) != fixed:

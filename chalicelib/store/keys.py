@@ -391,3 +391,33 @@ def gsi2_review_open_partner(program_id: str, partner_id: str, created_at: str, 
 def deny_list(kind: str, value_hash: str) -> Key:
     """The deployment's shared deny list: one item per deployment-keyed signal hash (opted-in programs)."""
     return f"DENY#{kind}#{value_hash}", "DENY"
+
+
+# --- member tiers (docs/coalition.md#tiers) ---------------------------------------
+
+
+def member_tier(program_id: str, member_id: str) -> Key:
+    """A member's tier, its version and the rolling metric's monthly buckets."""
+    return member_partition(program_id, member_id), "TIER"
+
+
+def tier_change(program_id: str, member_id: str, at: str, change_id: str) -> Key:
+    """One tier change of a member (history: from, to, reason, when)."""
+    return member_partition(program_id, member_id), f"TIERCHANGE#{at}#{change_id}"
+
+
+def tier_changes_prefix(program_id: str, member_id: str) -> Key:
+    return member_partition(program_id, member_id), "TIERCHANGE#"
+
+
+def gsi1_tier_review(program_id: str, month: str, member_id: str) -> Key:
+    """Sparse: members above the lowest tier, by the month their review is due (the review job's index)."""
+    return f"TIERREVIEW#{program_id}#{month}", member_id
+
+
+def gsi1_tier_review_partition(program_id: str, month: str) -> str:
+    return f"TIERREVIEW#{program_id}#{month}"
+
+
+def tier_job_state(program_id: str) -> Key:
+    return "JOBS", f"TIERS#{program_id}"
