@@ -416,6 +416,41 @@ def birthday_job_state(program_id: str) -> Key:
     return "JOBS", f"BIRTHDAY#{program_id}"
 
 
+# --- coalition: outgoing partner webhooks (docs/coalition.md) ---------------------
+
+
+def webhook_endpoint(program_id: str, partner_id: str, endpoint_id: str) -> Key:
+    """A partner's registered webhook endpoint (URL, event types, sealed signing secrets)."""
+    return f"PROGRAM#{program_id}", f"WEBHOOKEP#{partner_id}#{endpoint_id}"
+
+
+def webhook_endpoints_prefix(program_id: str, partner_id: str) -> Key:
+    return f"PROGRAM#{program_id}", f"WEBHOOKEP#{partner_id}#"
+
+
+def webhook_endpoint_count(program_id: str, partner_id: str) -> Key:
+    """How many endpoints a partner has (bounded: created and deleted in the endpoint's transaction)."""
+    return f"PROGRAM#{program_id}", f"WEBHOOKEPS#{partner_id}"
+
+
+def webhook_delivery_partition(program_id: str, endpoint_id: str) -> str:
+    """An endpoint's delivery log (one item per message; the ids sort by the event's time)."""
+    return f"WHLOG#{program_id}#{endpoint_id}"
+
+
+def webhook_delivery(program_id: str, endpoint_id: str, delivery_id: str) -> Key:
+    return webhook_delivery_partition(program_id, endpoint_id), f"DELIVERY#{delivery_id}"
+
+
+def gsi1_webhook_due_partition(shard: int) -> str:
+    """Sparse time index of deliveries waiting for an attempt (``shard`` spreads the writes)."""
+    return f"WHDUE#{shard}"
+
+
+def gsi1_webhook_due(shard: int, next_attempt_at: str, program_id: str, endpoint_id: str, delivery_id: str) -> Key:
+    return gsi1_webhook_due_partition(shard), f"{next_attempt_at}#{program_id}#{endpoint_id}#{delivery_id}"
+
+
 # --- member tiers (docs/coalition.md#tiers) ---------------------------------------
 
 
