@@ -2,11 +2,11 @@
 
 One scenario per language (a program whose ``default_locale`` is that language) produces every
 kind from signed events, the holding job, a refund, a confirmed redemption, an offer voucher, a
-tier promotion, the expiry job's warning and the sleeping-member reminder; the stream is read as
+tier promotion, the expiry job's warning, the birthday gift and the sleeping-member reminder; the stream is read as
 Lambda would and delivered by the AWS notifier to moto's SES. The test is parametrised over
 language × kind and reads, per kind, the delivery log (template, language, status, subject) and
 the e-mail SES received (recipient, subject, language of the text). The scenario runs once per
-language (module-scoped), so the 2 × 12 cases cost two scenarios.
+language (module-scoped), so the 2 × 13 cases cost two scenarios.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ EXPECTED: dict[str, set[str]] = {
     "friend_joined": {"masha", "olga"}, "friend_welcome": {"vera"}, "friend_purchase_rewarded": {"olga"},
     "upline_purchase": {"masha"}, "points_pending": {"ann"}, "points_available": {"ann"},
     "points_reversed": {"ann"}, "points_spent": {"ann"}, "voucher_issued": {"zoe"}, "tier_changed": {"tim"},
-    "points_expiring": {"ann"}, "sleeping_reminder": {"ann"},
+    "points_expiring": {"ann"}, "sleeping_reminder": {"ann"}, "birthday_gift": {"bea"},
 }
 
 
@@ -75,7 +75,8 @@ class World:
         preview.clear()
         clock.freeze(utc("2026-01-15T12:00:00Z"))
         shop = Shop(api, None, partners=2, default_locale=locale, settings={
-            "tiers": TIERS, "expiry_months": 1, "notifications": {"sleeping_reminder_days": 30}})
+            "tiers": TIERS, "expiry_months": 1, "notifications": {"sleeping_reminder_days": 30},
+            "birthday_gift": {"points": 200}})
         self.shop = shop
         _shops, cafe = shop.partners
         offer = api.post(f"/v1/programs/{shop.pid}/partners/{cafe['partner_id']}/offers",
@@ -93,6 +94,9 @@ class World:
         olga = shop.member("olga", masha["code"])  # friend_joined → Masha
         shop.member("vera", olga["code"])  # friend_joined → Olga
         ann = shop.member("ann")
+        shop.send({"type": "member.signup", "occurred_at": "2026-01-15T10:00:00Z",
+                   "object": {"type": "customer", "id": "bea"},
+                   "customer": {"id": "bea", "email": "bea@example.com", "birthday": "1990-02-20"}})
         poller.drain()
         # Vera's first order: welcome (+ cashback, merged) to her, friend_purchase_rewarded to Olga,
         # upline_purchase to Masha. Ann's: points_pending. Zoe's: a voucher. Tim's: silver tier.
@@ -120,13 +124,19 @@ class World:
         clock.freeze(warn_at)
         assert expiry.run(warn_at)["warned"] >= 1
         poller.drain()
+        from chalicelib.jobs import birthdays
+
+        birthday = utc("2026-02-20T00:30:00Z")
+        clock.freeze(birthday)
+        assert birthdays.run(birthday)["granted"] == 1  # birthday_gift → Bea
+        poller.drain()
         remind_at = utc("2026-02-22T09:00:00Z")  # 30 days after Ann's last activity
         clock.freeze(remind_at)
         assert sweep.run_reminders(remind_at)["reminders"] >= 1
         poller.drain()
         self.sent = ses_sent()
         self.logs: dict[str, list[dict[str, Any]]] = {}
-        for customer in ("masha", "olga", "vera", "ann", "zoe", "tim"):
+        for customer in ("masha", "olga", "vera", "ann", "zoe", "tim", "bea"):
             found = api.get(f"/v1/programs/{shop.pid}/members/lookup?email={customer}@example.com")
             assert found.status == 200, found.body
             log = api.get(f"/v1/programs/{shop.pid}/members/{found.body['member_id']}/notifications?limit=50")
