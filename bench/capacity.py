@@ -9,8 +9,9 @@ DynamoDB bills on-demand tables, from what the app actually sends and what the t
   "Item sizes and formats";
 * a write (Put/Update/Delete) costs 1 WRU per started KB of the *larger* of the item before
   and after the write; inside ``TransactWriteItems`` 2× (condition checks included);
-* every write of an item carrying a GSI key costs GSI writes: 1 WRU per started KB of the
-  index entry (the whole item: the GSI projects ALL), a key change is a delete + a put;
+* every write of an item carrying a GSI key costs GSI writes, per index (GSI1 and GSI2): 1 WRU
+  per started KB of the index entry (the whole item: both indexes project ALL), a key change is
+  a delete + a put;
 * eventually consistent reads: 0.5 RRU per started 4 KB per item of ``GetItem`` and
   ``BatchGetItem`` (a missing key still costs the minimum); ``Query`` sums the items' sizes
   before rounding; strongly consistent reads double.
@@ -28,7 +29,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-GSI_KEYS = ("GSI1PK", "GSI1SK")
+#: The table's global secondary indexes (both project ALL attributes: infra/resources.yaml).
+GSI_KEYS = {"gsi1": ("GSI1PK", "GSI1SK"), "gsi2": ("GSI2PK", "GSI2SK")}
 
 
 def number_size(text: str) -> int:
@@ -87,6 +89,8 @@ class Usage:
     #: WRU by what was written (the item's ``entity`` discriminator, or "gsi").
     wru_by_entity: Counter[str] = field(default_factory=Counter)
     bytes_by_entity: Counter[str] = field(default_factory=Counter)
+    #: Every item written: (entity, item bytes after the write, WRU of the item, WRU of its index copies).
+    writes: list[tuple[str, int, int, int]] = field(default_factory=list)
     #: Wall time of the request, moto in-process included (an upper bound of the app's own time).
     seconds: float = 0.0
     #: Time inside DynamoDB calls (moto's work, in process) and inside the meter's own hooks.
@@ -221,19 +225,23 @@ class Meter:
         self.usage.items_written += 1
         self.usage.bytes_written += item_size(after)
         self.usage.bytes_by_entity[entity] += item_size(after)
-        old = _gsi_key(before)
-        new = _gsi_key(after)
-        gsi = 0
-        if old and new and old == new:
-            gsi = write_units(max(item_size(before), item_size(after)))
-        else:
-            if old:
-                gsi += write_units(item_size(before))
-            if new:
-                gsi += write_units(item_size(after))
-        if gsi:
-            self.usage.wru += gsi
-            self.usage.wru_by_entity["gsi1 copies"] += gsi
+        gsi_total = 0
+        for index, names in GSI_KEYS.items():
+            old = _gsi_key(before, names)
+            new = _gsi_key(after, names)
+            gsi = 0
+            if old and new and old == new:
+                gsi = write_units(max(item_size(before), item_size(after)))
+            else:
+                if old:
+                    gsi += write_units(item_size(before))
+                if new:
+                    gsi += write_units(item_size(after))
+            if gsi:
+                self.usage.wru += gsi
+                self.usage.wru_by_entity[f"{index} copies"] += gsi
+                gsi_total += gsi
+        self.usage.writes.append((entity, item_size(after), units, gsi_total))
 
 
 def _entity(item: dict[str, Any] | None) -> str | None:
@@ -242,10 +250,10 @@ def _entity(item: dict[str, Any] | None) -> str | None:
     return str(item["entity"].get("S"))
 
 
-def _gsi_key(item: dict[str, Any] | None) -> tuple[str, str] | None:
-    if not item or not all(k in item for k in GSI_KEYS):
+def _gsi_key(item: dict[str, Any] | None, names: tuple[str, str]) -> tuple[str, str] | None:
+    if not item or not all(k in item for k in names):
         return None
-    return item["GSI1PK"]["S"], item["GSI1SK"]["S"]
+    return item[names[0]]["S"], item[names[1]]["S"]
 
 
 def _freeze(key: dict[str, Any]) -> tuple[Any, ...]:

@@ -359,6 +359,8 @@ def report(rows: list[tuple[str, Usage]], largest_transaction: int) -> None:
             parts = ", ".join(f"{name} {units:g}" for name, units in u.wru_by_entity.most_common())
             sizes = ", ".join(f"{name} {size / 1024:.1f} KB" for name, size in u.bytes_by_entity.most_common())
             print(f"\n{label}: WRU by item: {parts}\n  bytes by item: {sizes}")
+            for entity, size, units, index_units in sorted(u.writes, key=lambda w: (-w[2] - w[3], w[0])):
+                print(f"    {entity:<16} {size:>6,} bytes  {units:>2} WRU  + {index_units} WRU index copies")
 
 
 def verdict(rows: list[tuple[str, Usage]], referrals: int, elapsed: float) -> int:

@@ -73,6 +73,12 @@ def _load() -> None:
         _loaded = True
 
 
+def handled_entities() -> list[str]:
+    """Every item kind some handler consumes: the packaged stream filter is generated from this list."""
+    _load()
+    return sorted(_handlers)
+
+
 def parse(raw: dict[str, Any]) -> StreamRecord:
     data = raw.get("dynamodb") or {}
     return StreamRecord(event_name=str(raw.get("eventName") or ""), sequence_number=str(data.get("SequenceNumber")),

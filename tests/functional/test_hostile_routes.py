@@ -46,6 +46,10 @@ SEEDS: dict[tuple[str, str], Any] = {
                                       "utm": {"source": "tg"}},
     ("PUT", "/v1/programs/{program_id}/members/{member_id}/code"): {"code": "FUZZ-2026"},
     ("POST", "/v1/programs/{program_id}/members/{member_id}/redemptions"): {"points": 1, "order_amount": 100_000},
+    ("POST", "/v1/programs/{program_id}/partners/{partner_id}/webhook-endpoints"): {
+        "url": "https://93.184.216.34/hook", "event_types": ["reward.posted"], "description": "fuzz"},
+    ("PATCH", "/v1/programs/{program_id}/partners/{partner_id}/webhook-endpoints/{endpoint_id}"): {
+        "url": "https://93.184.216.34/other", "enabled": False},
 }
 
 _LONG = "x" * (BODY_LIMIT - 200)
@@ -150,7 +154,8 @@ class Fuzz:
 
     def path_value(self, name: str, hostile: str | None) -> str:
         if hostile is not None:
-            return hostile
+            # As an HTTP client sends it: a raw "#" would start a fragment and never reach the server.
+            return hostile.replace("#", "%23")
         w = self.world
         return {"program_id": w.pid, "member_id": self.bob_id, "partner_id": w.partner["partner_id"],
                 "code": w.anna_code, "source": "events"}.get(name, "nope_" + name)
