@@ -23,3 +23,11 @@ def expire_points(event: Any) -> dict[str, Any]:
     from chalicelib.jobs import expiry
 
     return expiry.run()
+
+
+@jobs.schedule(Rate(1, unit=Rate.DAYS), name="review_tiers",
+               description="Member tiers: members due for review (old months left the rolling period) are re-evaluated")
+def review_tiers(event: Any) -> dict[str, Any]:
+    from chalicelib.jobs import tiers
+
+    return tiers.run()
