@@ -267,3 +267,33 @@ def test_a_clawback_brings_the_review_forward(api: ApiClient) -> None:
     tier = state(shop.pid, mid)
     assert (tier.tier, tier.buckets, tier.review_month) == ("silver", {"2026-01": 600}, "2026-01")
     assert job.run()["demoted"] == 1 and state(shop.pid, mid).tier == "base"
+
+
+# --------------------------------------------------------------------------- profile and wallet
+
+
+def test_profile_and_wallet_show_the_tier_and_the_progress(api: ApiClient) -> None:
+    shop = tiered_shop(api)
+    mid = shop.order("lena", "l-1", 1_200_000)["member"]["member_id"]  # 1200 points: silver, 1800 to gold
+    profile = api.get(f"/v1/programs/{shop.pid}/members/{mid}", key=shop.partner["api_key"])
+    assert profile.status == 200, profile.body
+    status = profile.body["tier_status"]
+    assert profile.body["tier"] == "silver"
+    assert {k: status[k] for k in ("tier", "metric", "value", "period_months", "review_month")} == {
+        "tier": "silver", "metric": "points_earned", "value": 1200, "period_months": 12, "review_month": "2027-01"}
+    assert status["next"] == {"tier": "gold", "name": "Золото", "threshold": 3000, "remaining": 1800}
+    assert [(h["from"], h["to"], h["reason_code"]) for h in status["history"]] == [("base", "silver", "promotion")]
+    plain = Shop(api, None)  # no tiers: nothing more is read, nothing shown
+    other = plain.member("oleg")
+    reply = api.get(f"/v1/programs/{plain.pid}/members/{other['member_id']}")
+    assert reply.status == 200 and reply.body["tier_status"] is None and reply.body["tier"] == "base"
+
+    url = api.post(f"/v1/programs/{shop.pid}/members/{mid}/wallet-links", {}).body["url"]
+    page = api.get(url.removeprefix("https://srf.test") + "?lang=en", key=None, headers={"Accept": "text/html"})
+    assert page.status == 200
+    html = page.body
+    assert 'id="tier"' in html and 'data-field="tier">Silver<' in html
+    assert 'data-field="tier_value">1200<' in html and 'data-field="tier_threshold">3000<' in html
+    assert "towards «Gold»" in html and 'aria-valuenow="40"' in html
+    ru = api.get(url.removeprefix("https://srf.test") + "?lang=ru", key=None, headers={"Accept": "text/html"}).body
+    assert "Ваш статус" in ru and "«Золото»" in ru
