@@ -11,6 +11,7 @@ from chalice import Response
 from chalicelib.api.http import ApiBlueprint, ApiRequest, respond
 from chalicelib.api.response_schemas import STR, TIME, obj
 from chalicelib.domain.errors import DomainError
+from chalicelib.domain.l10n import history_reason
 from chalicelib.services import wallet as service
 from chalicelib.web.pages import PAGE_HEADERS
 
@@ -77,7 +78,8 @@ def render(data: dict[str, Any], lang: str) -> str:
     if data["friends"]:
         friends = f"<ul>{friends}</ul>"
     parts.append(f'<section class="card" id="friends"><h2>{_e(w["friends"])}</h2>{friends}</section>')
-    rows = "".join(f'<li><b class="{"plus" if h["points"] >= 0 else "minus"}">{h["points"]:+d}</b> {_e(h["reason"])} '
+    rows = "".join(f'<li><b class="{"plus" if h["points"] >= 0 else "minus"}">{h["points"]:+d}</b> '
+                   f'{_e(history_reason(lang, **h["facts"]))} '
                    f'<span class="muted">{_e(h["at"][:10])}</span></li>' for h in data["history"])
     parts.append(f'<section class="card" id="history"><h2>{_e(w["history"])}</h2>'
                  f'{f"<ul>{rows}</ul>" if rows else "<p class=muted>" + _e(w["no_history"]) + "</p>"}</section>')
