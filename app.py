@@ -18,6 +18,7 @@ from chalicelib.api.members import members
 from chalicelib.api.meta import meta
 from chalicelib.api.notifications import notifications
 from chalicelib.api.offers import offers_api
+from chalicelib.api.partner_webhooks import partner_webhooks_api
 from chalicelib.api.review import review
 from chalicelib.api.rewards import rewards
 from chalicelib.api.streams import streams
@@ -43,6 +44,7 @@ app.register_blueprint(integrations)
 app.register_blueprint(crm_consumer)
 app.register_blueprint(data_rights)
 app.register_blueprint(offers_api)
+app.register_blueprint(partner_webhooks_api)
 app.register_blueprint(review)
 app.register_blueprint(analytics_api)
 app.register_blueprint(web)

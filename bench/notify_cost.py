@@ -59,23 +59,51 @@ def main(argv: list[str]) -> int:
             previous = member
         bench.send(partner, order(f"m{args.members - 1}", "o-1"))
         # Stream reads by the poller are not the handler's cost: count them apart.
-        bench.counter.take()
+        bench.meter.take()
         from chalicelib.notify import sources
 
         delivered: list[Any] = []
         sources.outcome_listeners.append(delivered.append)
+        # The table's one stream consumer also runs other features' handlers (analytics, settlement feed):
+        # attribute each handler's DynamoDB calls to its module, so the notification cost stands apart.
+        from chalicelib.notify import dispatcher
+
+        dispatcher._load()
+        by_module: dict[str, Any] = {}
+
+        def metered(handler: Any) -> Any:
+            def run(records: Any) -> Any:
+                bench.meter.take()
+                try:
+                    return handler(records)
+                finally:
+                    used = bench.meter.take()
+                    slot = by_module.setdefault(handler.__module__, {"calls": Counter(), "wru": 0.0, "rru": 0.0})
+                    slot["calls"].update(used.calls)
+                    slot["wru"] += used.wru
+                    slot["rru"] += used.rru
+            return run
+
+        for entity, handlers in dispatcher._handlers.items():
+            dispatcher._handlers[entity] = [metered(h) for h in handlers]
         poller.drain()
-        calls = bench.counter.take()
+        bench.meter.take()
+        for module, slot in sorted(by_module.items()):
+            print(f"handler module {module}: {sum(slot['calls'].values())} round trips ({dict(slot['calls'])}), "
+                  f"{slot['wru']:.0f} WRU, {slot['rru']:.0f} RRU")
+        notify = by_module.get("chalicelib.notify.sources", {"calls": Counter(), "wru": 0.0, "rru": 0.0})
+        calls = notify["calls"]
         sent = [o for o in delivered if o.status == "sent"]
         print("outcomes:", Counter(o.status for o in delivered), [o.error for o in delivered if o.error])
         dynamo = {k: v for k, v in calls.items() if k not in ("DescribeTable",)}
         total = sum(dynamo.values())
         print(f"messages delivered: {len(sent)} ({Counter(o.kind for o in sent)})")
-        print(f"DynamoDB round trips by the consumer: {total} ({dict(dynamo)})")
+        print(f"DynamoDB round trips by the notification handlers: {total} ({dict(dynamo)})")
         print(f"SES/SNS calls: {sum(provider.values())} ({dict(provider)})")
         if sent:
             print(f"per message: {total / len(sent):.1f} DynamoDB round trips + "
-                  f"{sum(provider.values()) / len(sent):.1f} provider calls")
+                  f"{sum(provider.values()) / len(sent):.1f} provider calls, "
+                  f"{notify['wru'] / len(sent):.1f} WRU + {notify['rru'] / len(sent):.1f} RRU")
     return 0
 
 

@@ -39,6 +39,13 @@ class Settings:
     kms_key_id: str | None = None
     #: SQS queue URL of the asynchronous CRM fetch (HubSpot, Bitrix24, amoCRM send only ids).
     crm_fetch_queue_url: str | None = None
+    #: Outgoing partner webhooks may target any URL (http, loopback, private addresses): the local run and
+    #: the tests only (``SARAFAN_WEBHOOK_ALLOW_ANY_TARGET=1`` is ignored in any other stage).
+    webhook_allow_any_target: bool = False
+
+
+#: Stages that never run in AWS (the local run, the test suite).
+LOCAL_STAGES = ("local", "test")
 
 
 def _int_env(name: str, default: int) -> int:
@@ -66,6 +73,8 @@ def get_settings() -> Settings:
         notify_lease_seconds=_int_env("SARAFAN_NOTIFY_LEASE_SECONDS", 60),
         kms_key_id=os.environ.get("SARAFAN_KMS_KEY_ID") or None,
         crm_fetch_queue_url=os.environ.get("SARAFAN_CRM_FETCH_QUEUE_URL") or None,
+        webhook_allow_any_target=stage in LOCAL_STAGES
+        and os.environ.get("SARAFAN_WEBHOOK_ALLOW_ANY_TARGET", "").lower() in ("1", "true", "yes"),
     )
 
 

@@ -48,6 +48,19 @@ def reset_process_state() -> None:
     ports.use(None)
 
 
+def _no_dns(host: str) -> list[str]:
+    raise OSError("no DNS in the test suite")
+
+
+@pytest.fixture(autouse=True)
+def no_real_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Webhook target checks never resolve real names in tests (a test that needs a name resolved
+    replaces ``services.partner_webhooks.resolve`` with a table)."""
+    from chalicelib.services import partner_webhooks
+
+    monkeypatch.setattr(partner_webhooks, "resolve", _no_dns)
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)

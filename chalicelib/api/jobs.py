@@ -23,3 +23,12 @@ def expire_points(event: Any) -> dict[str, Any]:
     from chalicelib.jobs import expiry
 
     return expiry.run()
+
+
+@jobs.schedule(Rate(1, unit=Rate.HOURS), name="birthday_gifts",
+               description="The program's birthday gift, once per member and year (each day granted once; "
+                           "hourly so a day cut short resumes and time zones start their day on time)")
+def birthday_gifts(event: Any) -> dict[str, Any]:
+    from chalicelib.jobs import birthdays
+
+    return birthdays.run()

@@ -35,6 +35,20 @@ OFFER_TEXT_MAX: Final = 200
 EXPIRY_MONTHS_RANGE: Final = (1, 120)
 DEFAULT_EXPIRY_WARNING_DAYS: Final = 14
 EXPIRY_WARNING_DAYS_RANGE: Final = (1, 90)
+#: Birthday gifts (docs/coalition.md#birthday-gifts): off unless ``birthday_gift`` is set.
+BIRTHDAY_POINTS_RANGE: Final = (1, 1_000_000)
+DEFAULT_BIRTHDAY_MIN_AGE_DAYS: Final = 30
+BIRTHDAY_MIN_AGE_DAYS_RANGE: Final = (0, 365)
+_ID: Final = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}
+#: Member tiers (docs/coalition.md#tiers): off unless ``tiers`` is set.
+TierMetric = Literal["points_earned", "spend", "converted_referrals"]
+TIER_METRICS: Final = ("points_earned", "spend", "converted_referrals")
+DEFAULT_TIER_METRIC: Final[TierMetric] = "points_earned"
+DEFAULT_TIER_PERIOD_MONTHS: Final = 12
+TIER_PERIOD_RANGE: Final = (1, 36)
+TIER_LEVELS_RANGE: Final = (2, 10)
+TIER_THRESHOLD_MAX: Final = 10**12
+TIER_ID_PATTERN: Final = "^[a-z0-9][a-z0-9_-]{0,31}$"
 
 #: Fraud velocity limits and review (docs/fraud.md): name -> (default, (min, max)).
 FRAUD_LIMITS: Final = {
@@ -79,6 +93,26 @@ PROGRAM_SETTINGS_SCHEMA: Final[dict[str, Any]] = {
         # Points expire this many months after they became available (oldest first); null: never.
         "expiry_months": {"anyOf": [_int_range(EXPIRY_MONTHS_RANGE), {"type": "null"}]},
         "expiry_warning_days": _int_range(EXPIRY_WARNING_DAYS_RANGE),
+        # The program's birthday gift: points and/or a partner's offer; null: none.
+        "birthday_gift": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            # Points, an offer, or both (the object's keywords do not apply to null).
+            "anyOf": [{"required": ["points"]}, {"required": ["offer"]}, {"type": "null"}],
+            "properties": {
+                "points": _int_range(BIRTHDAY_POINTS_RANGE),
+                # Who funds the points in settlement (a partner of the program); default: the program.
+                "funded_by": _ID,
+                "offer": {
+                    "type": "object", "additionalProperties": False, "required": ["partner_id", "offer_id"],
+                    "properties": {"partner_id": _ID, "offer_id": _ID,
+                                   # Points (funded by the offer's partner) when no code can be issued.
+                                   "fallback_points": _int_range(BIRTHDAY_POINTS_RANGE)},
+                },
+            },
+        },
+        # A birthday set or changed within this many days before the day does not count.
+        "birthday_min_age_days": _int_range(BIRTHDAY_MIN_AGE_DAYS_RANGE),
         # Channels' limits, quiet hours and reminders (read by chalicelib/notify/settings.py).
         "notifications": {
             "type": "object",
@@ -100,6 +134,29 @@ PROGRAM_SETTINGS_SCHEMA: Final[dict[str, Any]] = {
                                                      {"type": "null"}]},
             },
         },
+        # Member tiers (docs/coalition.md#tiers); null switches them off. Order and thresholds: validate_tiers.
+        "tiers": {"anyOf": [{"type": "null"}, {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["levels"],
+            "properties": {
+                "metric": {"enum": list(TIER_METRICS)},
+                "period_months": _int_range(TIER_PERIOD_RANGE),
+                "levels": {
+                    "type": "array", "minItems": TIER_LEVELS_RANGE[0], "maxItems": TIER_LEVELS_RANGE[1],
+                    "items": {
+                        "type": "object", "additionalProperties": False, "required": ["id", "threshold"],
+                        "properties": {
+                            "id": {"type": "string", "pattern": TIER_ID_PATTERN},
+                            "threshold": {"type": "integer", "minimum": 0, "maximum": TIER_THRESHOLD_MAX},
+                            "names": {"type": "object", "additionalProperties": False,
+                                      "properties": {"ru": {"type": "string", "minLength": 1, "maxLength": 40},
+                                                     "en": {"type": "string", "minLength": 1, "maxLength": 40}}},
+                        },
+                    },
+                },
+            },
+        }]},
         # Velocity limits and review holds (docs/fraud.md).
         "fraud": {
             "type": "object",
@@ -159,6 +216,101 @@ class FraudSettings:
                    shared_deny_list=shared if isinstance(shared, bool) else False)
 
 
+def validate_tiers(raw: Any) -> list[dict[str, str]]:
+    """What the schema cannot say about ``settings.tiers`` (schema-valid input): the first level starts at 0,
+    thresholds rise strictly, ids are unique. ``[{"path", "message"}]``, empty when fine."""
+    if not isinstance(raw, Mapping):
+        return []
+    errors: list[dict[str, str]] = []
+    levels = list(raw.get("levels") or [])
+    if levels and levels[0].get("threshold") != 0:
+        errors.append({"path": "$.settings.tiers.levels[0].threshold",
+                       "message": "the first (lowest) tier must have threshold 0: every member is in a tier"})
+    seen: set[str] = set()
+    for i, level in enumerate(levels):
+        if level.get("id") in seen:
+            errors.append({"path": f"$.settings.tiers.levels[{i}].id", "message": f"duplicate tier id {level.get('id')!r}"})
+        seen.add(level.get("id"))
+        if i and not int(level.get("threshold", 0)) > int(levels[i - 1].get("threshold", 0)):
+            errors.append({"path": f"$.settings.tiers.levels[{i}].threshold",
+                           "message": "thresholds must rise strictly from one tier to the next"})
+    return errors
+
+
+@dataclass(frozen=True)
+class TierLevel:
+    id: str
+    threshold: int
+    #: Display names by locale (``ru``, ``en``); the id when unset.
+    names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def name(self, locale: str | None) -> str:
+        return self.names.get(locale or "", "") or self.names.get("en", "") or self.id
+
+
+@dataclass(frozen=True)
+class TierSettings:
+    """Ordered member tiers (lowest first) by one program-wide metric over a rolling period of calendar months."""
+
+    levels: tuple[TierLevel, ...]
+    metric: TierMetric = DEFAULT_TIER_METRIC
+    period_months: int = DEFAULT_TIER_PERIOD_MONTHS
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(level.id for level in self.levels)
+
+    @classmethod
+    def from_stored(cls, raw: Any) -> TierSettings | None:
+        """None when tiers are off, or when what is stored is unusable (never a failing read)."""
+        if not isinstance(raw, Mapping):
+            return None
+        levels: list[TierLevel] = []
+        for item in raw.get("levels") or ():
+            if not isinstance(item, Mapping) or not isinstance(item.get("id"), str):
+                return None
+            threshold = _bounded(item.get("threshold"), (0, TIER_THRESHOLD_MAX), -1)
+            if threshold < 0:
+                return None
+            names = item.get("names")
+            levels.append(TierLevel(item["id"], threshold, MappingProxyType(
+                {k: v for k, v in names.items() if isinstance(v, str)} if isinstance(names, Mapping) else {})))
+        if len(levels) < TIER_LEVELS_RANGE[0] or validate_tiers(
+                {"levels": [{"id": lv.id, "threshold": lv.threshold} for lv in levels]}):
+            return None
+        metric = raw.get("metric")
+        return cls(levels=tuple(levels), metric=metric if metric in TIER_METRICS else DEFAULT_TIER_METRIC,
+                   period_months=_bounded(raw.get("period_months"), TIER_PERIOD_RANGE, DEFAULT_TIER_PERIOD_MONTHS))
+
+
+@dataclass(frozen=True)
+class BirthdayGift:
+    """The program's birthday gift: ``points`` (funded by ``funded_by``, else the program) and/or a voucher of
+    a partner's offer (``offer_partner_id``/``offer_id``; ``fallback_points`` funded by that partner when its
+    pool is empty or the offer is disabled)."""
+
+    points: int = 0
+    funded_by: str | None = None
+    offer_partner_id: str | None = None
+    offer_id: str | None = None
+    fallback_points: int = 0
+
+    @classmethod
+    def from_stored(cls, raw: Any) -> BirthdayGift | None:
+        if not isinstance(raw, Mapping):
+            return None
+        offer = raw.get("offer")
+        offer = offer if isinstance(offer, Mapping) else {}
+        partner_id, offer_id = offer.get("partner_id"), offer.get("offer_id")
+        has_offer = isinstance(partner_id, str) and isinstance(offer_id, str)
+        funded_by = raw.get("funded_by")
+        gift = cls(points=_bounded(raw.get("points"), BIRTHDAY_POINTS_RANGE, 0),
+                   funded_by=funded_by if isinstance(funded_by, str) else None,
+                   offer_partner_id=partner_id if has_offer else None, offer_id=offer_id if has_offer else None,
+                   fallback_points=_bounded(offer.get("fallback_points"), BIRTHDAY_POINTS_RANGE, 0) if has_offer else 0)
+        return gift if gift.points or gift.offer_id else None
+
+
 @dataclass(frozen=True)
 class ProgramSettings:
     attribution_window_days: int = DEFAULT_WINDOW_DAYS
@@ -173,8 +325,12 @@ class ProgramSettings:
     redemption_max_share_percent: int = DEFAULT_REDEMPTION_MAX_SHARE_PERCENT
     expiry_months: int | None = None
     expiry_warning_days: int = DEFAULT_EXPIRY_WARNING_DAYS
+    birthday_gift: BirthdayGift | None = None
+    birthday_min_age_days: int = DEFAULT_BIRTHDAY_MIN_AGE_DAYS
     landing_rate_limits: LandingRateLimits = field(default_factory=LandingRateLimits)
     fraud: FraudSettings = field(default_factory=FraudSettings)
+    #: Member tiers; None = the program has none.
+    tiers: TierSettings | None = None
 
     @classmethod
     def from_stored(cls, raw: Mapping[str, Any] | None) -> ProgramSettings:
@@ -197,10 +353,14 @@ class ProgramSettings:
             redemption_max_share_percent=_bounded(raw.get("redemption_max_share_percent"), REDEMPTION_SHARE_RANGE,
                                                   DEFAULT_REDEMPTION_MAX_SHARE_PERCENT),
             fraud=FraudSettings.from_stored(raw.get("fraud")),
+            tiers=TierSettings.from_stored(raw.get("tiers")),
             expiry_months=(_bounded(raw.get("expiry_months"), EXPIRY_MONTHS_RANGE, 12)
                            if raw.get("expiry_months") is not None else None),
             expiry_warning_days=_bounded(raw.get("expiry_warning_days"), EXPIRY_WARNING_DAYS_RANGE,
                                          DEFAULT_EXPIRY_WARNING_DAYS),
+            birthday_gift=BirthdayGift.from_stored(raw.get("birthday_gift")),
+            birthday_min_age_days=_bounded(raw.get("birthday_min_age_days"), BIRTHDAY_MIN_AGE_DAYS_RANGE,
+                                           DEFAULT_BIRTHDAY_MIN_AGE_DAYS),
             landing_rate_limits=LandingRateLimits(
                 invites_per_minute=_bounded(limits.get("invites_per_minute"), RATE_LIMIT_RANGE,
                                             DEFAULT_INVITES_PER_MINUTE),

@@ -180,6 +180,7 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
         created = True
     elif subject is not None:
         membership_stage.add_missing_identifiers(ctx, tx, first, subject, changes)
+        membership_stage.update_birthday(ctx, tx, subject, changes)
 
     orders_before = int(subject.orders_count or 0) if subject else 0
     decision_reply: dict[str, Any] = {}

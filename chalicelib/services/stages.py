@@ -58,8 +58,9 @@ def builtin_stages() -> list[Stage]:
     """The stages every event goes through, in order (imported on first use: cold start)."""
     from chalicelib.services.ledger import LedgerStage
     from chalicelib.services.risk_stage import RiskStage
+    from chalicelib.services.tier_stage import TierStage
 
-    return [RiskStage(), LedgerStage()]
+    return [RiskStage(), LedgerStage(), TierStage()]
 
 
 _builtin: list[Stage] | None = None

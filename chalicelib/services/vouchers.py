@@ -150,13 +150,16 @@ def offer_refs(rules: RulesDoc, event_type: str) -> list[OfferRef]:
 def issue_voucher_in(tx: Transaction, pool: PoolView, *, program: ProgramItem, member_id: str, business_key: str,
                      now: datetime, reason: str, reason_code: str, locale: str | None = None,
                      rule_id: str | None = None, rule_version: int | None = None, level: int | None = None,
-                     event_partner_id: str | None = None, salt: str | None = None) -> VoucherItem | None:
+                     event_partner_id: str | None = None, salt: str | None = None,
+                     announce: bool = True) -> VoucherItem | None:
     """Add the issue of one voucher of ``pool``'s offer to ``member_id`` to ``tx``; ``None`` when the
     offer is disabled/archived or no code is left (the caller records ``pool_empty`` and falls back).
 
     ``business_key`` names why (the event, or e.g. ``birthday|<member>|<year>``): the voucher id is
     derived from it, the member and the rule, so a replay targets the same voucher. Raises
     ``RetryEvent`` when the pool was read in a way that does not show a candidate code (read again).
+    ``announce=False`` leaves out the ``voucher_issued`` message (a caller whose own message names the voucher,
+    e.g. the birthday job's ``birthday_gift``).
     """
     offer = pool.offer
     if offer is None or not pool.issuable:
@@ -192,7 +195,8 @@ def issue_voucher_in(tx: Transaction, pool: PoolView, *, program: ProgramItem, m
         expires_at=now + timedelta(days=int(offer.valid_days)) if offer.valid_days else None,
     )
     tx.create(voucher, on_fail=AlreadyProcessed())
-    _stage_message(tx, program, voucher, locale, now)
+    if announce:
+        _stage_message(tx, program, voucher, locale, now)
     if offer.code_source == "pool":
         _stage_alert(tx, pool, offer, business_key, now)
     return voucher

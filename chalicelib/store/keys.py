@@ -396,3 +396,91 @@ def gsi2_review_open_partner(program_id: str, partner_id: str, created_at: str, 
 def deny_list(kind: str, value_hash: str) -> Key:
     """The deployment's shared deny list: one item per deployment-keyed signal hash (opted-in programs)."""
     return f"DENY#{kind}#{value_hash}", "DENY"
+
+
+# --- coalition: birthday gifts (docs/coalition.md#birthday-gifts) -------------------
+
+
+def birthday_pointer(program_id: str, month_day: str, member_id: str) -> Key:
+    """A member's birthday in the index the daily job queries: one partition per program and ``MMDD``
+    (written with the profile when the birthday is set or changed, deleted on a change and on erasure)."""
+    return f"BDAY#{program_id}#{month_day}", f"MEMBER#{member_id}"
+
+
+def birthday_partition(program_id: str, month_day: str) -> str:
+    return f"BDAY#{program_id}#{month_day}"
+
+
+def birthday_gift(program_id: str, member_id: str, year: int) -> Key:
+    """The gift of one member and year (the business key: created with ``attribute_not_exists``)."""
+    return member_partition(program_id, member_id), f"BIRTHDAYGIFT#{year:04d}"
+
+
+def birthday_job_state(program_id: str) -> Key:
+    """The birthday job's watermark of one program (days fully granted, the day in progress and its cursor)."""
+    return "JOBS", f"BIRTHDAY#{program_id}"
+
+
+# --- coalition: outgoing partner webhooks (docs/coalition.md) ---------------------
+
+
+def webhook_endpoint(program_id: str, partner_id: str, endpoint_id: str) -> Key:
+    """A partner's registered webhook endpoint (URL, event types, sealed signing secrets)."""
+    return f"PROGRAM#{program_id}", f"WEBHOOKEP#{partner_id}#{endpoint_id}"
+
+
+def webhook_endpoints_prefix(program_id: str, partner_id: str) -> Key:
+    return f"PROGRAM#{program_id}", f"WEBHOOKEP#{partner_id}#"
+
+
+def webhook_endpoint_count(program_id: str, partner_id: str) -> Key:
+    """How many endpoints a partner has (bounded: created and deleted in the endpoint's transaction)."""
+    return f"PROGRAM#{program_id}", f"WEBHOOKEPS#{partner_id}"
+
+
+def webhook_delivery_partition(program_id: str, endpoint_id: str) -> str:
+    """An endpoint's delivery log (one item per message; the ids sort by the event's time)."""
+    return f"WHLOG#{program_id}#{endpoint_id}"
+
+
+def webhook_delivery(program_id: str, endpoint_id: str, delivery_id: str) -> Key:
+    return webhook_delivery_partition(program_id, endpoint_id), f"DELIVERY#{delivery_id}"
+
+
+def gsi1_webhook_due_partition(shard: int) -> str:
+    """Sparse time index of deliveries waiting for an attempt (``shard`` spreads the writes)."""
+    return f"WHDUE#{shard}"
+
+
+def gsi1_webhook_due(shard: int, next_attempt_at: str, program_id: str, endpoint_id: str, delivery_id: str) -> Key:
+    return gsi1_webhook_due_partition(shard), f"{next_attempt_at}#{program_id}#{endpoint_id}#{delivery_id}"
+
+
+# --- member tiers (docs/coalition.md#tiers) ---------------------------------------
+
+
+def member_tier(program_id: str, member_id: str) -> Key:
+    """A member's tier, its version and the rolling metric's monthly buckets."""
+    return member_partition(program_id, member_id), "TIER"
+
+
+def tier_change(program_id: str, member_id: str, at: str, change_id: str) -> Key:
+    """One tier change of a member (history: from, to, reason, when)."""
+    return member_partition(program_id, member_id), f"TIERCHANGE#{at}#{change_id}"
+
+
+def tier_changes_prefix(program_id: str, member_id: str) -> Key:
+    return member_partition(program_id, member_id), "TIERCHANGE#"
+
+
+def gsi1_tier_review(program_id: str, month: str, member_id: str) -> Key:
+    """Sparse: members above the lowest tier, by the month their review is due (the review job's index)."""
+    return f"TIERREVIEW#{program_id}#{month}", member_id
+
+
+def gsi1_tier_review_partition(program_id: str, month: str) -> str:
+    return f"TIERREVIEW#{program_id}#{month}"
+
+
+def tier_job_state(program_id: str) -> Key:
+    return "JOBS", f"TIERS#{program_id}"

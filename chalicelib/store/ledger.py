@@ -176,6 +176,8 @@ class OrderLedgerItem(Entity, discriminator="order_ledger"):
     parked = JSONAttribute(default=list)
     cancelled = NumberAttribute(default=0)
     revision = NumberAttribute(default=0)
+    #: The member who paid (member tiers by spend take refunds back from them); None on older items.
+    buyer_id = UnicodeAttribute(null=True)
 
     def stored_postings(self) -> list[dict[str, Any]]:
         return list(self.postings or self.legacy_postings or [])

@@ -128,10 +128,12 @@ def start(tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture
 def running(start: Any) -> Running:
-    return start("run")  # type: ignore[no-any-return]
+    """A local run with the demo program but without its seeded history (7 s of setup each start)."""
+    return start("run", "--no-history")  # type: ignore[no-any-return]
 
 
-def test_local_run_serves_the_seeded_demo_and_stops_cleanly(running: Running) -> None:
+def test_local_run_serves_the_seeded_demo_and_stops_cleanly(start: Any) -> None:
+    running = start("run")  # with the demo's three weeks of history, as a user starts it
     info = running.info
     demo = info["demo"]
     assert info["aws_mode"] == "moto"
@@ -186,7 +188,7 @@ def _order(customer: str, order_id: str, total: int) -> dict[str, Any]:
 
 def test_data_dir_keeps_programs_members_balances_and_keys_across_a_restart(start: Any, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    first = start("first", "--data", str(data))
+    first = start("first", "--data", str(data), "--no-history")
     info, demo = first.info, first.info["demo"]
     assert info["data_dir"] == str(data.resolve())
     op = info["operator_key"]
@@ -233,11 +235,11 @@ def test_data_dir_keeps_programs_members_balances_and_keys_across_a_restart(star
 
 
 def test_without_data_every_run_starts_empty(start: Any) -> None:
-    first = start("mem-first")
+    first = start("mem-first", "--no-history")
     op = first.info["operator_key"]
     assert first.call("POST", "/v1/programs", key=op, body={"name": "Временная"})[0] == 201
     first.stop()
-    second = start("mem-second")
+    second = start("mem-second", "--no-history")
     status, listed = second.call("GET", "/v1/programs", key=second.info["operator_key"])
     assert status == 200 and [p["name"] for p in listed["items"]] == ["Демо-коалиция"]
     assert second.info["operator_key"] != op

@@ -14,15 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_local_run import Running, start  # noqa: F401  (the shared local-run fixtures)
+# The shared local-run fixtures; ``running`` starts without the demo's seeded history.
+from tests.e2e.test_local_run import Running, running, start  # noqa: F401
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def running(start: Any) -> Running:  # noqa: F811
-    """A local run without the demo's seeded history: only this test's messages are in the outbox."""
-    return start("run", "--no-history")  # type: ignore[no-any-return]
 
 
 def send(run: Running, event: dict[str, Any]) -> Any:
@@ -57,7 +52,7 @@ def ses_sent_count(run: Running) -> int:
     return int(ses.get_send_quota()["SentLast24Hours"])
 
 
-def test_an_order_in_a_two_level_chain_reaches_ses_through_the_stream(running: Running) -> None:
+def test_an_order_in_a_two_level_chain_reaches_ses_through_the_stream(running: Running) -> None:  # noqa: F811
     masha = signup(running, "masha")
     olga = signup(running, "olga", masha["code"])
     signup(running, "vera", olga["code"])

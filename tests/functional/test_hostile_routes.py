@@ -46,6 +46,10 @@ SEEDS: dict[tuple[str, str], Any] = {
                                       "utm": {"source": "tg"}},
     ("PUT", "/v1/programs/{program_id}/members/{member_id}/code"): {"code": "FUZZ-2026"},
     ("POST", "/v1/programs/{program_id}/members/{member_id}/redemptions"): {"points": 1, "order_amount": 100_000},
+    ("POST", "/v1/programs/{program_id}/partners/{partner_id}/webhook-endpoints"): {
+        "url": "https://93.184.216.34/hook", "event_types": ["reward.posted"], "description": "fuzz"},
+    ("PATCH", "/v1/programs/{program_id}/partners/{partner_id}/webhook-endpoints/{endpoint_id}"): {
+        "url": "https://93.184.216.34/other", "enabled": False},
 }
 
 _LONG = "x" * (BODY_LIMIT - 200)

@@ -52,6 +52,15 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     # Fraud review: the operator and the program's partners (their own items, tests/functional/test_fraud_review.py).
     ("GET", "/v1/programs/{program}/review", None, (OK, OK, 404, 401, 401)),
     ("POST", "/v1/programs/{program}/review/rev_unknown/approve", {}, (404, 404, 404, 401, 401)),
+    # Outgoing partner webhooks (docs/coalition.md): the operator or the partner itself; another partner of the
+    # same program gets 403 (tests/functional/test_partner_webhooks.py), another program's 404.
+    ("POST", "/v1/programs/{program}/partners/{partner}/webhook-endpoints",
+     {"url": "https://93.184.216.34/hook", "event_types": ["pool.low"]}, (CREATED, CREATED, 404, 401, 401)),
+    ("GET", "/v1/programs/{program}/partners/{partner}/webhook-endpoints", None, (OK, OK, 404, 401, 401)),
+    ("GET", "/v1/programs/{program}/partners/{partner}/webhook-endpoints/whe_unknown", None,
+     (404, 404, 404, 401, 401)),
+    ("GET", "/v1/programs/{program}/partners/{partner}/webhook-endpoints/whe_unknown/deliveries", None,
+     (404, 404, 404, 401, 401)),
     # Analytics: operator and partner keys (a partner sees its own rows; docs/analytics.md).
     *[("GET", f"/v1/programs/{{program}}/analytics/{panel}", None, (OK, OK, 404, 401, 401))
       for panel in ("funnel", "kfactor", "cohorts", "roi", "leaderboard", "channels")],
@@ -115,7 +124,8 @@ def test_every_program_route_hides_the_program_from_other_tenants(api: ApiClient
     stranger = api.create_partner(api.create_program(name="B")["program_id"])
     values = {"program_id": pid, "partner_id": partner["partner_id"], "member_id": member["member_id"],
               "code": member["code"], "key_id": partner["api_key_info"]["key_id"], "source": "events",
-              "redemption_id": "rdm_x", "platform": "shopify", "item_id": "rev_x", "offer_id": "off_x"}
+              "redemption_id": "rdm_x", "platform": "shopify", "item_id": "rev_x", "offer_id": "off_x",
+              "endpoint_id": "whe_x", "delivery_id": "whd_x"}
     checked = 0
     for path, methods in app.routes.items():
         if not path.startswith("/v1/programs/{program_id}"):

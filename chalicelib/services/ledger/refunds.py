@@ -49,7 +49,7 @@ def order_item(ctx: EventContext, items: dict[Key, Any]) -> tuple[OrderLedgerIte
             paid_business_key=read.paid_business_key, total=read.total, currency=read.currency,
             postings=read.stored_postings(), refunded_minor=int(read.refunded_minor or 0),
             reversed=dict(read.reversed or {}), parked=list(read.parked or []), cancelled=int(read.cancelled or 0),
-            revision=int(read.revision or 0) + 1,
+            revision=int(read.revision or 0) + 1, buyer_id=read.buyer_id,
         )
         return state, read
     order_id = order_id_of(ctx)
@@ -88,6 +88,7 @@ def stage_paid_order(ctx: EventContext, tx: Transaction, plan: LedgerPlan,
     state.total = order.total if order else 0
     state.currency = order.currency if order else None
     state.postings = [_stored_posting(p) for p in postings]
+    state.buyer_id = plan.subject.member_id if plan.subject is not None else None
     parked, state.parked = list(state.parked or []), []
     applied: list[dict[str, Any]] = []
     entries = {p["key"]: p["_entry"] for p in postings}
@@ -201,5 +202,5 @@ def apply_refund(plan: LedgerPlan, state: OrderLedgerItem, refund: dict[str, Any
         out.append({"key": key, "entry_id": reversal.entry_id, "sk": reversal.SK, "member_id": r.member_id,
                     "points": -r.points, "status": STATUS_REVERSED, "rule_id": r.rule_id,
                     "rule_version": r.rule_version, "level": r.level, "funding_partner_id": r.funding_partner_id,
-                    "reason": r.reason, "reverses_entry_id": entry.entry_id})
+                    "reason": r.reason, "reverses_entry_id": entry.entry_id, "from_status": from_status})
     return out
