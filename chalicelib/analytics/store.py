@@ -24,12 +24,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+
 from chalicelib.domain import analytics as fig
 from chalicelib.domain import clock
-from chalicelib.store.db import shared_connection
+from chalicelib.store.db import Entity, shared_connection
 
 SEEN_TTL_SECONDS = 7 * 86400
 MAX_ATTEMPTS = 6
+
+
+class LeaderboardItem(Entity, discriminator="leaderboard"):
+    """A leaderboard entry as PynamoDB reads it (written by :func:`apply` with the raw client; read here by the
+    member erasure and export)."""
+
+    member_id = UnicodeAttribute(null=True)
+    score = NumberAttribute(null=True)
+    code = UnicodeAttribute(null=True)
+    masked_name = UnicodeAttribute(null=True)
 
 
 def partition(program_id: str, kind: str) -> str:

@@ -68,7 +68,7 @@ TX_ITEMS = 25
 #: Items scrubbed per API call; the rest is resumed by the next call.
 DEFAULT_BUDGET = 1000
 #: Modules that register erasable kinds (imported lazily, before the first erasure).
-ERASABLE_MODULES: tuple[str, ...] = ("chalicelib.notify.erasure",)
+ERASABLE_MODULES: tuple[str, ...] = ("chalicelib.notify.erasure", "chalicelib.analytics.erasure")
 ERASED_CODE = "-"
 _MAX_STALE = 8
 
