@@ -142,6 +142,8 @@ INTEGRATION = obj({
     "auth": {"enum": ["secret", "token"]}, "settings": OBJ, "revision": INT, "created_at": TIME,
     "updated_at": TIME, "api_token_set": BOOL},
     {"docs_url": nullable(STR), "secret": _VERSIONS, "token": _VERSIONS, "token_issued": BOOL})
+INTEGRATION_LOG = page(obj({"entry_id": STR, "platform": STR, "code": STR, "message": STR,
+                            "object_id": nullable(STR), "at": TIME}), platform=STR, partner_id=STR)
 DISCONNECTED = obj({"platform": STR, "partner_id": STR, "disconnected": {"const": True}})
 PLATFORM_EVENT = obj({"status": STR}, {"label": nullable(STR), "reason": nullable(STR), "error": OBJ})
 PLATFORM_RESULT = obj({
