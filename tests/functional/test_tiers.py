@@ -168,6 +168,9 @@ def test_spend_and_converted_referrals_metrics(api: ApiClient) -> None:
         reply = club.order(f"friend-{i}", f"f-{i}", 100_000)
     assert reply["tiers"]["changes"] == [{"member_id": olga["member_id"], "from": "base", "to": "ambassador",
                                           "direction": "up", "value": 2, "threshold": 2}]
+    # A friend enrolled by the order itself (no signup first) converts too.
+    club.order("friend-new", "f-new", 100_000, code=olga["code"])
+    assert state(club.pid, olga["member_id"]).buckets == {"2026-01": 3}
 
 
 # --------------------------------------------------------------------------- rules
