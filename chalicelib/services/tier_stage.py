@@ -64,17 +64,12 @@ class TierStage:
                     members.update((p["member_id"], None) for p in order.stored_postings())
                 elif tiers.metric == "spend" and order.buyer_id:
                     members[order.buyer_id] = None
-        elif tiers.metric == "points_earned":
-            from chalicelib.services import rules as rules_service
-
-            rules = rules_service.current_rules(ctx.program, first)
-            depth = rules.depth_needed if rules is not None else 0
-            members.update((m, None) for chain in chains for m in chain[: depth + 1])
-        elif tiers.metric == "spend":
-            if ctx.event.type == ORDER_PAID:
-                members.update((chain[0], None) for chain in chains if chain)
-        elif ctx.event.type in ("member.signup", "lead.created", "deal.won", ORDER_PAID):
-            members.update((chain[1], None) for chain in chains if len(chain) > 1)  # converted referrals
+        else:
+            # Every member of every candidate chain (at most 1 + max_depth each): whoever this event can pay or
+            # count for (the subject, a referrer it converts, an upline it rewards) is among them. Reading them all,
+            # not a guess per metric, means a member's TIER item is never written unseen (a few absent keys cost
+            # 0.5 RRU each); a subject enrolled by this very event has none yet.
+            members.update((m, None) for chain in chains for m in chain)
         return [keys.member_tier(ctx.program_id, m) for m in members]
 
     def stage(self, ctx: EventContext, tx: Transaction, view: StageView) -> StageOutcome:

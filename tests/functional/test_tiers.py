@@ -108,6 +108,30 @@ def test_promotion_is_in_the_order_transaction_with_history_and_message(api: Api
     assert third["tiers"]["changes"][0]["to"] == "gold" and state(shop.pid, mid).tier == "gold"
 
 
+def test_the_promotion_is_one_transaction_with_the_orders_entries(api: ApiClient,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tier item, the history item, the message and the order's ledger entries commit together."""
+    from chalicelib.store import transact
+    from chalicelib.store.ledger import LedgerEntryItem
+
+    shop = tiered_shop(api)
+    committed: list[list[str]] = []
+    original = transact.Transaction.commit
+
+    def recording(self: transact.Transaction, **kw: Any) -> None:
+        kinds = [type(op.args[0]).__name__ if op.kind != "condition_check" else op.args[0].__name__ for op in self.ops]
+        committed.append(kinds)
+        original(self, **kw)
+
+    monkeypatch.setattr(transact.Transaction, "commit", recording)
+    reply = shop.order("tx", "tx-1", 1_500_000)
+    assert reply["tiers"]["changes"][0]["to"] == "silver"
+    [kinds] = [k for k in committed if "TierChangeItem" in k]
+    assert {"TierStateItem", "TierChangeItem", "OutboxItem", LedgerEntryItem.__name__, "EventItem"} <= set(kinds)
+    tier_messages_in_tx = [m for m in tier_messages(reply["member"]["member_id"])]
+    assert len(tier_messages_in_tx) == 1
+
+
 def test_concurrent_orders_promote_once_and_count_every_point(api: ApiClient, concurrent_requests: None) -> None:
     shop = tiered_shop(api)
     mid = shop.order("olga", "o-0", 100_000)["member"]["member_id"]  # 100 points
@@ -144,6 +168,9 @@ def test_spend_and_converted_referrals_metrics(api: ApiClient) -> None:
         reply = club.order(f"friend-{i}", f"f-{i}", 100_000)
     assert reply["tiers"]["changes"] == [{"member_id": olga["member_id"], "from": "base", "to": "ambassador",
                                           "direction": "up", "value": 2, "threshold": 2}]
+    # A friend enrolled by the order itself (no signup first) converts too.
+    club.order("friend-new", "f-new", 100_000, code=olga["code"])
+    assert state(club.pid, olga["member_id"]).buckets == {"2026-01": 3}
 
 
 # --------------------------------------------------------------------------- rules

@@ -69,8 +69,13 @@ def stage_rewards(ctx: EventContext, tx: Transaction, plan: LedgerPlan, view: St
             return profile.locale if profile is not None and profile.locale else None
 
         _stage_offer_months(ctx, tx, rules, evaluation.vouchers)
-        summary["vouchers"] = vouchers.stage_grants(tx, ctx.program, view.items, list(evaluation.vouchers), pools,
-                                                    ctx.now, locale_of)
+        if plan.hold:
+            # Held for fraud review: a voucher is value (a code) that cannot be taken back once shown, so it is
+            # not issued now; the review item keeps the grant and approval issues it (void never does).
+            summary["held_vouchers"] = [vouchers.held_grant(g) for g in evaluation.vouchers]
+        else:
+            summary["vouchers"] = vouchers.stage_grants(tx, ctx.program, view.items, list(evaluation.vouchers),
+                                                        pools, ctx.now, locale_of)
     elif any(pool.unread for pool in pools.values()) and any(
             s.reason_code == "pool_empty" for s in evaluation.skipped):
         from chalicelib.services.outcomes import RetryEvent
