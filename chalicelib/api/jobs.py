@@ -23,3 +23,11 @@ def expire_points(event: Any) -> dict[str, Any]:
     from chalicelib.jobs import expiry
 
     return expiry.run()
+
+
+@jobs.schedule(Rate(1, unit=Rate.MINUTES), name="send_partner_webhooks",
+               description="Outgoing partner webhooks: POST the due deliveries, signed; retries with backoff")
+def send_partner_webhooks(event: Any) -> dict[str, Any]:
+    from chalicelib.jobs import partner_webhooks
+
+    return partner_webhooks.run()
