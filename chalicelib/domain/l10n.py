@@ -107,7 +107,56 @@ _BASES: Final[dict[str, dict[str, str]]] = {
            "total_minus_shipping": "суммы без доставки"},
 }
 #: Every table a locale must fill in (checked by a unit test).
-TABLES: Final = (_EVENT_PHRASES, _CAPS, _BASES)
+#: The member's own history (wallet page): neutral wording by entry kind and reason code, never the stored
+#: ledger reason, which names the friend's member id ("your referral mbr_…'s first order").
+_HISTORY: Final = {
+    "en": {"self": "Your purchase", "self_signup": "Welcome to the program", "friend": "Welcome bonus",
+           "friend_purchase": "Your friend's purchase", "friend_signup": "A friend joined",
+           "friend_activity": "Your friend's activity", "network_purchase": "A purchase in your network (level {n})",
+           "network_activity": "Activity in your network (level {n})", "birthday": "Birthday gift",
+           "offer_fallback": "Instead of a partner's offer", "reversal": "Points taken back: an order was refunded",
+           "voided": "Points taken back after a review", "redemption": "Paid with points",
+           "redemption_return": "Payment with points cancelled", "expiry": "Points expired",
+           "import": "Balance carried over", "credit": "Points credited", "debit": "Points debited"},
+    "ru": {"self": "Ваша покупка", "self_signup": "Добро пожаловать в программу", "friend": "Приветственный бонус",
+           "friend_purchase": "Покупка вашего друга", "friend_signup": "Друг присоединился",
+           "friend_activity": "Активность вашего друга", "network_purchase": "Покупка в вашей сети ({n}-й уровень)",
+           "network_activity": "Активность в вашей сети ({n}-й уровень)", "birthday": "Подарок на день рождения",
+           "offer_fallback": "Вместо предложения партнёра", "reversal": "Баллы списаны: заказ возвращён",
+           "voided": "Баллы списаны после проверки", "redemption": "Оплата баллами",
+           "redemption_return": "Оплата баллами отменена", "expiry": "Баллы сгорели",
+           "import": "Перенесённый баланс", "credit": "Начисление баллов", "debit": "Списание баллов"},
+}
+
+TABLES: Final = (_EVENT_PHRASES, _CAPS, _BASES, _HISTORY)
+
+
+def history_reason(locale: str, *, kind: str, reason_code: str | None, level: int | None, event_type: str | None,
+                   points: int, reason: str | None = None) -> str:
+    """A ledger entry as the member reads it in their own history: what happened, in their language, without
+    naming anyone (a friend appears as "your friend"). A manual adjustment shows the operator's reason, which
+    was written for the member's statement."""
+    words = _HISTORY[_loc(locale)]
+    purchase = event_type in ("order.paid", "deal.won")
+    if kind == "adjustment" and reason:
+        return reason
+    if kind == "reward":
+        if reason_code == "birthday_gift":
+            return words["birthday"]
+        if reason_code == "offer_fallback":
+            return words["offer_fallback"]
+        if reason_code == "friend_reward":
+            return words["friend"]
+        if level and level >= 2:
+            return words["network_purchase" if purchase else "network_activity"].format(n=level)
+        if level == 1 or reason_code in ("referral_reward", "recurring_reward"):
+            if event_type == "member.signup":
+                return words["friend_signup"]
+            return words["friend_purchase" if purchase else "friend_activity"]
+        return words["self_signup"] if event_type == "member.signup" else words["self"]
+    named = {"reversal": "voided" if reason_code == "review_voided" else "reversal", "redemption": "redemption",
+             "redemption_return": "redemption_return", "expiry": "expiry", "import": "import"}
+    return words.get(named.get(kind, ""), words["credit" if points >= 0 else "debit"])
 
 
 def event_phrase(event_type: str, locale: str = "en", *, order_position: int | None = None) -> str:

@@ -35,6 +35,11 @@ OFFER_TEXT_MAX: Final = 200
 EXPIRY_MONTHS_RANGE: Final = (1, 120)
 DEFAULT_EXPIRY_WARNING_DAYS: Final = 14
 EXPIRY_WARNING_DAYS_RANGE: Final = (1, 90)
+#: Birthday gifts (docs/coalition.md#birthday-gifts): off unless ``birthday_gift`` is set.
+BIRTHDAY_POINTS_RANGE: Final = (1, 1_000_000)
+DEFAULT_BIRTHDAY_MIN_AGE_DAYS: Final = 30
+BIRTHDAY_MIN_AGE_DAYS_RANGE: Final = (0, 365)
+_ID: Final = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"}
 #: Member tiers (docs/coalition.md#tiers): off unless ``tiers`` is set.
 TierMetric = Literal["points_earned", "spend", "converted_referrals"]
 TIER_METRICS: Final = ("points_earned", "spend", "converted_referrals")
@@ -88,6 +93,26 @@ PROGRAM_SETTINGS_SCHEMA: Final[dict[str, Any]] = {
         # Points expire this many months after they became available (oldest first); null: never.
         "expiry_months": {"anyOf": [_int_range(EXPIRY_MONTHS_RANGE), {"type": "null"}]},
         "expiry_warning_days": _int_range(EXPIRY_WARNING_DAYS_RANGE),
+        # The program's birthday gift: points and/or a partner's offer; null: none.
+        "birthday_gift": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            # Points, an offer, or both (the object's keywords do not apply to null).
+            "anyOf": [{"required": ["points"]}, {"required": ["offer"]}, {"type": "null"}],
+            "properties": {
+                "points": _int_range(BIRTHDAY_POINTS_RANGE),
+                # Who funds the points in settlement (a partner of the program); default: the program.
+                "funded_by": _ID,
+                "offer": {
+                    "type": "object", "additionalProperties": False, "required": ["partner_id", "offer_id"],
+                    "properties": {"partner_id": _ID, "offer_id": _ID,
+                                   # Points (funded by the offer's partner) when no code can be issued.
+                                   "fallback_points": _int_range(BIRTHDAY_POINTS_RANGE)},
+                },
+            },
+        },
+        # A birthday set or changed within this many days before the day does not count.
+        "birthday_min_age_days": _int_range(BIRTHDAY_MIN_AGE_DAYS_RANGE),
         # Channels' limits, quiet hours and reminders (read by chalicelib/notify/settings.py).
         "notifications": {
             "type": "object",
@@ -259,6 +284,34 @@ class TierSettings:
 
 
 @dataclass(frozen=True)
+class BirthdayGift:
+    """The program's birthday gift: ``points`` (funded by ``funded_by``, else the program) and/or a voucher of
+    a partner's offer (``offer_partner_id``/``offer_id``; ``fallback_points`` funded by that partner when its
+    pool is empty or the offer is disabled)."""
+
+    points: int = 0
+    funded_by: str | None = None
+    offer_partner_id: str | None = None
+    offer_id: str | None = None
+    fallback_points: int = 0
+
+    @classmethod
+    def from_stored(cls, raw: Any) -> BirthdayGift | None:
+        if not isinstance(raw, Mapping):
+            return None
+        offer = raw.get("offer")
+        offer = offer if isinstance(offer, Mapping) else {}
+        partner_id, offer_id = offer.get("partner_id"), offer.get("offer_id")
+        has_offer = isinstance(partner_id, str) and isinstance(offer_id, str)
+        funded_by = raw.get("funded_by")
+        gift = cls(points=_bounded(raw.get("points"), BIRTHDAY_POINTS_RANGE, 0),
+                   funded_by=funded_by if isinstance(funded_by, str) else None,
+                   offer_partner_id=partner_id if has_offer else None, offer_id=offer_id if has_offer else None,
+                   fallback_points=_bounded(offer.get("fallback_points"), BIRTHDAY_POINTS_RANGE, 0) if has_offer else 0)
+        return gift if gift.points or gift.offer_id else None
+
+
+@dataclass(frozen=True)
 class ProgramSettings:
     attribution_window_days: int = DEFAULT_WINDOW_DAYS
     attribution_model: AttributionModel = DEFAULT_MODEL
@@ -272,6 +325,8 @@ class ProgramSettings:
     redemption_max_share_percent: int = DEFAULT_REDEMPTION_MAX_SHARE_PERCENT
     expiry_months: int | None = None
     expiry_warning_days: int = DEFAULT_EXPIRY_WARNING_DAYS
+    birthday_gift: BirthdayGift | None = None
+    birthday_min_age_days: int = DEFAULT_BIRTHDAY_MIN_AGE_DAYS
     landing_rate_limits: LandingRateLimits = field(default_factory=LandingRateLimits)
     fraud: FraudSettings = field(default_factory=FraudSettings)
     #: Member tiers; None = the program has none.
@@ -303,6 +358,9 @@ class ProgramSettings:
                            if raw.get("expiry_months") is not None else None),
             expiry_warning_days=_bounded(raw.get("expiry_warning_days"), EXPIRY_WARNING_DAYS_RANGE,
                                          DEFAULT_EXPIRY_WARNING_DAYS),
+            birthday_gift=BirthdayGift.from_stored(raw.get("birthday_gift")),
+            birthday_min_age_days=_bounded(raw.get("birthday_min_age_days"), BIRTHDAY_MIN_AGE_DAYS_RANGE,
+                                           DEFAULT_BIRTHDAY_MIN_AGE_DAYS),
             landing_rate_limits=LandingRateLimits(
                 invites_per_minute=_bounded(limits.get("invites_per_minute"), RATE_LIMIT_RANGE,
                                             DEFAULT_INVITES_PER_MINUTE),

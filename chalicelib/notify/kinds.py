@@ -16,9 +16,9 @@ from typing import Any
 
 #: Kinds a source may write directly into ``OutboxItem.template``.
 DIRECT = {"points_available", "points_spent", "friend_joined", "sleeping_reminder", "points_reversed", "voucher_issued",
-          "points_expiring", "tier_changed"}
+          "points_expiring", "tier_changed", "birthday_gift"}
 #: When several messages of one event are merged, the first kind in this order leads.
-PRIORITY = ("tier_changed", "voucher_issued", "friend_welcome", "points_pending", "points_available", "friend_purchase_rewarded", "upline_purchase",
+PRIORITY = ("birthday_gift", "tier_changed", "voucher_issued", "friend_welcome", "points_pending", "points_available", "friend_purchase_rewarded", "upline_purchase",
             "friend_joined", "points_reversed", "points_spent", "points_expiring", "sleeping_reminder")
 
 
@@ -52,6 +52,13 @@ def values_of(kind: str, params: dict[str, Any]) -> dict[str, Any]:
                 "value": int(params.get("value") or 0)}
     if kind == "points_expiring":
         return {"points": int(params.get("points") or 0), "expires_on": str(params.get("expires_on") or "")[:10]}
+    if kind == "birthday_gift":
+        out: dict[str, Any] = {"points": int(params.get("points") or 0)}
+        if params.get("code"):
+            out |= {"offer_name": params.get("offer_name") or "", "code": params.get("code") or "",
+                    "value": _voucher_value(params),
+                    "valid_until": str(params["expires_at"])[:10] if params.get("expires_at") else "—"}
+        return out
     return {
         "points": int(params.get("points") or 0),
         "available_at": params.get("available_at"),

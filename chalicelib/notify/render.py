@@ -32,7 +32,7 @@ LOCALES = ("ru", "en")
 KINDS = (
     "points_pending", "points_available", "points_reversed", "points_spent", "friend_joined",
     "friend_purchase_rewarded", "upline_purchase", "friend_welcome", "sleeping_reminder", "voucher_issued",
-    "points_expiring", "tier_changed",
+    "points_expiring", "tier_changed", "birthday_gift",
 )
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -121,6 +121,14 @@ def render(kind: str, locale: str, values: dict[str, Any], *, extra_parts: Seque
             text_values.setdefault(name, "—")
     if kind == "points_expiring":
         text_values["expires_on"] = format_date(values.get("expires_on"), locale) or "—"
+    if kind == "birthday_gift":
+        # Points and/or a voucher: each line only when the gift has it.
+        text_values["points_line"] = _fill(words["birthday_points_line"], text_values) if values.get("points") else ""
+        text_values["voucher_line"] = _fill(words["birthday_voucher_line"], text_values) if values.get("code") else ""
+        text_values["gift_short"] = " · ".join(
+            part for part in (_fill(words["birthday_points_short"], text_values) if values.get("points") else "",
+                              _fill(words["birthday_voucher_short"], text_values) if values.get("code") else "")
+            if part)
     if kind == "tier_changed":
         for name in ("to_name", "from_name"):
             text_values.setdefault(name, "—")

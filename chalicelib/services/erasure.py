@@ -1,6 +1,7 @@
 """Erasure of a member's personal data (GDPR Art. 17, 152-FZ Art. 21): bounded, resumable, audited.
 
-What goes: the profile's name, e-mail, phone, birthday, customer ids and push endpoints; every
+What goes: the profile's name, e-mail, phone, birthday (and its month-day index entry), customer ids and
+push endpoints; every
 identity pointer, referral code and short link of the member (the code stops resolving); pending
 invites waiting for the member's identifiers; the personal fields of attribution records; and
 whatever each registered :class:`ErasableKind` scrubs (notifications, device endpoints,
@@ -47,6 +48,7 @@ from chalicelib.domain.errors import NotFound, ServiceUnavailable
 from chalicelib.logs import get_logger
 from chalicelib.services.auth import Principal
 from chalicelib.store import keys, tenancy_repo
+from chalicelib.store.birthdays import stage_birthday
 from chalicelib.store.data_rights import (
     ERASURE_DONE,
     ERASURE_IN_PROGRESS,
@@ -66,7 +68,7 @@ TX_ITEMS = 25
 #: Items scrubbed per API call; the rest is resumed by the next call.
 DEFAULT_BUDGET = 1000
 #: Modules that register erasable kinds (imported lazily, before the first erasure).
-ERASABLE_MODULES: tuple[str, ...] = ("chalicelib.notify.erasure",)
+ERASABLE_MODULES: tuple[str, ...] = ("chalicelib.notify.erasure", "chalicelib.analytics.erasure")
 ERASED_CODE = "-"
 _MAX_STALE = 8
 
@@ -392,6 +394,8 @@ def _advance_profile(record: ErasureItem) -> tuple[ErasureItem, int]:
             MemberItem.code.set(ERASED_CODE), MemberItem.erased_at.set(clock.utcnow()),
             MemberItem.revision.set(revision + 1),
         ], MemberItem.revision == revision, on_fail=_Stale())
+        # The birthday's month-day index entry (its key holds the month and day) goes with the birthday.
+        stage_birthday(tx, record.program_id, record.member_id, member.birthday, None, clock.utcnow())
         scrubbed = 1
     record = _save_progress(tx, record, _next_step("profile"), None, {"profile": scrubbed})
     tx.commit()

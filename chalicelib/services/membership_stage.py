@@ -16,6 +16,7 @@ from chalicelib.domain.ids import new_id
 from chalicelib.services.event_context import ENROLLING_EVENTS, EventContext, Key
 from chalicelib.services.outcomes import RetryEvent
 from chalicelib.store import keys
+from chalicelib.store.birthdays import moves_day, stage_birthday
 from chalicelib.store.data_rights import ErasedIdentityItem
 from chalicelib.store.db import Entity
 from chalicelib.store.members import (
@@ -65,6 +66,8 @@ def enrol(ctx: EventContext) -> MemberItem:
         email=customer.email,
         phone=customer.phone,
         birthday=customer.birthday.isoformat() if customer.birthday else None,
+        # When Sarafan learnt it (not the event's occurred_at, which the sender chooses): the birthday guard.
+        birthday_set_at=ctx.now,
         customer_ids={ctx.partner_id: customer.id} if customer.id else {},
         acquisition=acquisition,
         refs=ctx.refs,
@@ -93,6 +96,24 @@ def add_missing_identifiers(ctx: EventContext, tx: Transaction, first: dict[Key,
         changes.set(member, MemberItem.email, customer.email)
     if customer.phone and not member.phone:
         changes.set(member, MemberItem.phone, customer.phone)
+
+
+def update_birthday(ctx: EventContext, tx: Transaction, member: MemberItem, changes: ProfileChanges) -> None:
+    """An event naming another birthday than the stored one sets or changes it (profile and the month-day index
+    in the event's transaction). A change that moves the day restarts the birthday guard (``birthday_set_at``:
+    now); a corrected year alone does not. An event without a birthday changes nothing."""
+    customer = ctx.event.customer
+    if customer is None or customer.birthday is None or member.erased_at is not None:
+        return
+    new = customer.birthday.isoformat()
+    old = member.birthday
+    if new == old:
+        return
+    set_at = ctx.now if moves_day(old, new) or member.birthday_set_at is None else member.birthday_set_at
+    changes.set(member, MemberItem.birthday, new)
+    changes.set(member, MemberItem.birthday_set_at, set_at)
+    stage_birthday(tx, ctx.program_id, member.member_id, old, new, set_at)
+    member.birthday, member.birthday_set_at = new, set_at
 
 
 class ProfileChanges:

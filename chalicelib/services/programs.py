@@ -149,6 +149,30 @@ def _stage_key(tx: Transaction, kind: str, program_id: str, partner_id: str | No
     return key, key_view(ref)
 
 
+def _check_birthday_gift(program_id: str, settings: Mapping[str, Any]) -> None:
+    """The birthday gift names a partner of the program (``funded_by``) and an offer of that partner: a typo
+    would only ever fall back or fund nobody, so it is a 422 (an offer archived later just falls back)."""
+    gift = settings.get("birthday_gift")
+    if not isinstance(gift, Mapping):
+        return
+    errors = []
+    funded_by = gift.get("funded_by")
+    offer = gift.get("offer") if isinstance(gift.get("offer"), Mapping) else None
+    if funded_by is not None and not tenancy_repo.existing_partners(program_id, {funded_by}):
+        errors.append(field_error("$.settings.birthday_gift.funded_by", f"'{funded_by}' is not a partner of this program"))
+    if offer is not None:
+        from chalicelib.store.members import batch_get
+        from chalicelib.store.offers import OfferItem
+
+        key = keys.offer(program_id, offer["partner_id"], offer["offer_id"])
+        if not isinstance(batch_get([key]).get(key), OfferItem):
+            errors.append(field_error("$.settings.birthday_gift.offer.offer_id",
+                                      f"'{offer['offer_id']}' is not an offer of partner '{offer['partner_id']}'"))
+    if errors:
+        raise ValidationFailed("The birthday gift names a partner or offer that does not exist",
+                               details={"errors": errors})
+
+
 def _check_settings(settings: Mapping[str, Any]) -> None:
     """What the settings schema cannot express (schema-valid input): 422 with every path."""
     errors = validate_tiers(settings.get("tiers"))
@@ -159,8 +183,10 @@ def _check_settings(settings: Mapping[str, Any]) -> None:
 def create_program(principal: Principal, data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` is valid against ``PROGRAM_CREATE_SCHEMA`` (defaults filled); the caller is the operator."""
     _check_settings(data.get("settings", {}))
+    program_id = new_id("prg")
+    _check_birthday_gift(program_id, data.get("settings", {}))  # a new program has no partners: null or 422
     program = ProgramItem.new(
-        program_id=new_id("prg"),
+        program_id=program_id,
         name=data["name"],
         points_unit=data["points_unit"],
         point_value_minor=data["point_value_minor"],
@@ -205,6 +231,7 @@ def update_program(principal: Principal, program_id: str, data: Mapping[str, Any
         if changes.get(name, fixed) != fixed:
             raise ValidationFailed("This setting cannot change once the program exists",
                                    details={"errors": [field_error(f"$.settings.{name}", f"is fixed: {reason}")]})
+    _check_birthday_gift(program_id, changes)
     actions = [getattr(ProgramItem, field).set(data[field]) for field in
                ("name", "points_unit", "default_locale", "allowed_origins") if field in data]
     if "landing_url" in data:

@@ -64,17 +64,12 @@ class TierStage:
                     members.update((p["member_id"], None) for p in order.stored_postings())
                 elif tiers.metric == "spend" and order.buyer_id:
                     members[order.buyer_id] = None
-        elif tiers.metric == "points_earned":
-            from chalicelib.services import rules as rules_service
-
-            rules = rules_service.current_rules(ctx.program, first)
-            depth = rules.depth_needed if rules is not None else 0
-            members.update((m, None) for chain in chains for m in chain[: depth + 1])
-        elif tiers.metric == "spend":
-            if ctx.event.type == ORDER_PAID:
-                members.update((chain[0], None) for chain in chains if chain)
-        elif ctx.event.type in ("member.signup", "lead.created", "deal.won", ORDER_PAID):
-            members.update((chain[1], None) for chain in chains if len(chain) > 1)  # converted referrals
+        else:
+            # Every member of every candidate chain (at most 1 + max_depth each): whoever this event can pay or
+            # count for (the subject, a referrer it converts, an upline it rewards) is among them. Reading them all,
+            # not a guess per metric, means a member's TIER item is never written unseen (a few absent keys cost
+            # 0.5 RRU each); a subject enrolled by this very event has none yet.
+            members.update((m, None) for chain in chains for m in chain)
         return [keys.member_tier(ctx.program_id, m) for m in members]
 
     def stage(self, ctx: EventContext, tx: Transaction, view: StageView) -> StageOutcome:
@@ -82,10 +77,31 @@ class TierStage:
         if tiers is None:
             return StageOutcome()
         amounts = contributions(ctx, view)
-        if not amounts:
-            return StageOutcome()
         changes = [c for mid, amount in sorted(amounts.items()) if (c := _apply(ctx, tx, view, mid, amount))]
+        _check_tiers_used(ctx, tx, view)
         return StageOutcome(reply={"tiers": {"changes": changes}} if changes else {}, audit={"changes": changes})
+
+
+def _check_tiers_used(ctx: EventContext, tx: Transaction, view: StageView) -> None:
+    """The tiers the rules looked at (``trigger.tiers``, multipliers) must still be those read when the event
+    commits: a condition on the version of each member's ``TIER`` item this stage does not write anyway."""
+    from chalicelib.services import rules as rules_service
+    from chalicelib.services.ledger.reads import has_rules_for
+    from chalicelib.services.outcomes import RetryEvent
+    from chalicelib.store.tiers import TierStateItem
+
+    rules = rules_service.current_rules(ctx.program, view.items)
+    if (rules is None or not rules.uses_tiers or view.subject is None or ctx.event.type in REFUND_EVENTS
+            or not has_rules_for(rules, ctx.event.type)):
+        return
+    for member_id in dict.fromkeys([view.subject.member_id, *view.ancestors[: rules.depth_needed]]):
+        key = keys.member_tier(ctx.program_id, member_id)
+        if tx.touches(key):
+            continue
+        read = view.items.get(key)
+        condition = (TierStateItem.version == int(read.version or 0) if isinstance(read, TierStateItem)
+                     else TierStateItem.PK.does_not_exist())
+        tx.check(TierStateItem, key, condition, on_fail=RetryEvent())
 
 
 def contributions(ctx: EventContext, view: StageView) -> dict[str, int]:

@@ -150,13 +150,16 @@ def offer_refs(rules: RulesDoc, event_type: str) -> list[OfferRef]:
 def issue_voucher_in(tx: Transaction, pool: PoolView, *, program: ProgramItem, member_id: str, business_key: str,
                      now: datetime, reason: str, reason_code: str, locale: str | None = None,
                      rule_id: str | None = None, rule_version: int | None = None, level: int | None = None,
-                     event_partner_id: str | None = None, salt: str | None = None) -> VoucherItem | None:
+                     event_partner_id: str | None = None, salt: str | None = None,
+                     announce: bool = True) -> VoucherItem | None:
     """Add the issue of one voucher of ``pool``'s offer to ``member_id`` to ``tx``; ``None`` when the
     offer is disabled/archived or no code is left (the caller records ``pool_empty`` and falls back).
 
     ``business_key`` names why (the event, or e.g. ``birthday|<member>|<year>``): the voucher id is
     derived from it, the member and the rule, so a replay targets the same voucher. Raises
     ``RetryEvent`` when the pool was read in a way that does not show a candidate code (read again).
+    ``announce=False`` leaves out the ``voucher_issued`` message (a caller whose own message names the voucher,
+    e.g. the birthday job's ``birthday_gift``).
     """
     offer = pool.offer
     if offer is None or not pool.issuable:
@@ -192,7 +195,8 @@ def issue_voucher_in(tx: Transaction, pool: PoolView, *, program: ProgramItem, m
         expires_at=now + timedelta(days=int(offer.valid_days)) if offer.valid_days else None,
     )
     tx.create(voucher, on_fail=AlreadyProcessed())
-    _stage_message(tx, program, voucher, locale, now)
+    if announce:
+        _stage_message(tx, program, voucher, locale, now)
     if offer.code_source == "pool":
         _stage_alert(tx, pool, offer, business_key, now)
     return voucher
@@ -252,6 +256,24 @@ def stage_grants(tx: Transaction, program: ProgramItem, items: dict[Key, Any], g
         out.append({"voucher_id": voucher.voucher_id, "member_id": voucher.member_id, "offer_id": voucher.offer_id,
                     "partner_id": voucher.partner_id, "rule_id": grant.rule_id, "level": grant.level})
     return out
+
+
+def held_grant(grant: VoucherGrant) -> dict[str, Any]:
+    """A grant of a held event, as the review item keeps it (JSON) until a reviewer decides."""
+    return {"member_id": grant.member_id, "partner_id": grant.partner_id, "offer_id": grant.offer_id,
+            "rule_id": grant.rule_id, "rule_version": grant.rule_version, "level": grant.level,
+            "business_key": grant.business_key, "reason": grant.reason, "event_partner_id": grant.event_partner_id,
+            "salt": grant.key}
+
+
+def issue_held_grant(tx: Transaction, pool: PoolView, program: ProgramItem, grant: dict[str, Any],
+                     now: datetime) -> VoucherItem | None:
+    """Issue a grant kept by a review item (approval): the same voucher id the event would have issued."""
+    return issue_voucher_in(
+        tx, pool, program=program, member_id=grant["member_id"], business_key=grant["business_key"], now=now,
+        reason=grant["reason"], reason_code="offer_reward", rule_id=grant["rule_id"],
+        rule_version=grant.get("rule_version"), level=grant.get("level"),
+        event_partner_id=grant.get("event_partner_id"), salt=grant.get("salt"))
 
 
 # --------------------------------------------------------------------------- statement

@@ -17,6 +17,7 @@ from typing import Any
 
 from chalicelib.domain import clock
 from chalicelib.domain.errors import NotFound
+from chalicelib.domain.l10n import history_reason
 from chalicelib.services.auth import Principal
 
 MAX_TOKEN_LENGTH = 400
@@ -126,12 +127,41 @@ def content(token: str, limit: int = 10) -> dict[str, Any]:
         "qr_svg": qr_svg(link),
         "friends": [{"name": mask_name(f.get("first_name")), "joined_at": f["joined_at"],
                      "status": "purchased" if f["purchased"] else "joined"} for f in friends],
-        "history": [{"points": h["points"], "reason": h["reason"], "status": h["status"], "at": h["created_at"]}
-                    for h in history],
+        # Reasons in neutral words (the stored ledger reason names the friend's member id): see l10n.history_reason.
+        "history": [_history_item(h, locale) for h in history],
         "unsubscribe_url": unsubscribe_url(program_id, member_id, "email"),
         "vouchers": _vouchers(scope, program_id, member_id),
+        "tier": _tier(program, member_id, locale),
     }
     return out
+
+
+def _tier(program: Any, member_id: str, locale: str | None) -> dict[str, Any] | None:
+    """Member tier and progress to the next one (docs/coalition.md#tiers); None when the program has no tiers."""
+    from chalicelib.services import tiers
+
+    status = tiers.status(program, member_id, locale, with_history=False)
+    if status is None:
+        return None
+    nxt = status["next"]
+    percent = 100 if nxt is None or not nxt["threshold"] else min(100, status["value"] * 100 // nxt["threshold"])
+    from chalicelib.domain import tiers as domain
+
+    settings = program.program_settings.tiers
+    names = {lang: domain.level(settings, status["tier"]).name(lang) for lang in ("ru", "en")}
+    if nxt is not None:
+        nxt = {**nxt, "names": {lang: domain.level(settings, nxt["tier"]).name(lang) for lang in ("ru", "en")}}
+    return {"tier": status["tier"], "name": status["name"], "names": names, "metric": status["metric"],
+            "value": status["value"], "period_months": status["period_months"], "next": nxt, "percent": percent}
+
+
+def _history_item(entry: dict[str, Any], locale: str) -> dict[str, Any]:
+    event_type = str(entry.get("business_key") or "").rpartition("|")[2] or None
+    facts = {"kind": entry["kind"], "reason_code": entry.get("reason_code"), "level": entry.get("level"),
+             "event_type": event_type, "points": entry["points"],
+             "reason": entry.get("reason") if entry["kind"] == "adjustment" else None}
+    return {"points": entry["points"], "status": entry["status"], "at": entry["created_at"], "facts": facts,
+            "reason": history_reason(locale, **facts)}
 
 
 def _vouchers(scope: Principal, program_id: str, member_id: str) -> list[dict[str, Any]]:

@@ -58,13 +58,18 @@ def integrations_prefix(program_id: str, partner_id: str) -> Key:
     return f"PROGRAM#{program_id}", f"INTEGRATION#{partner_id}#"
 
 
-def integration_log(program_id: str, partner_id: str, at: str, entry_id: str) -> Key:
-    """Per-partner integration log (permanent failures of the asynchronous CRM fetch)."""
-    return f"INTEGRATIONLOG#{program_id}#{partner_id}", f"AT#{at}#{entry_id}"
+def integration_log(program_id: str, partner_id: str, platform: str, at: str, entry_id: str) -> Key:
+    """Per-partner, per-platform integration log (permanent failures of the asynchronous CRM fetch)."""
+    return integration_log_partition(program_id, partner_id, platform), f"AT#{at}#{entry_id}"
 
 
-def integration_log_partition(program_id: str, partner_id: str) -> str:
-    return f"INTEGRATIONLOG#{program_id}#{partner_id}"
+def integration_log_partition(program_id: str, partner_id: str, platform: str) -> str:
+    return f"INTEGRATIONLOG#{program_id}#{partner_id}#{platform}"
+
+
+def crm_ack(program_id: str, partner_id: str, platform: str, event_id_hash: str) -> Key:
+    """"This CRM event was acknowledged and queued" (TTL): a redelivery is not fetched twice."""
+    return f"CRMACK#{program_id}#{partner_id}#{platform}#{event_id_hash}", "ACK"
 
 
 # --- referral core -----------------------------------------------------------
@@ -391,6 +396,29 @@ def gsi2_review_open_partner(program_id: str, partner_id: str, created_at: str, 
 def deny_list(kind: str, value_hash: str) -> Key:
     """The deployment's shared deny list: one item per deployment-keyed signal hash (opted-in programs)."""
     return f"DENY#{kind}#{value_hash}", "DENY"
+
+
+# --- coalition: birthday gifts (docs/coalition.md#birthday-gifts) -------------------
+
+
+def birthday_pointer(program_id: str, month_day: str, member_id: str) -> Key:
+    """A member's birthday in the index the daily job queries: one partition per program and ``MMDD``
+    (written with the profile when the birthday is set or changed, deleted on a change and on erasure)."""
+    return f"BDAY#{program_id}#{month_day}", f"MEMBER#{member_id}"
+
+
+def birthday_partition(program_id: str, month_day: str) -> str:
+    return f"BDAY#{program_id}#{month_day}"
+
+
+def birthday_gift(program_id: str, member_id: str, year: int) -> Key:
+    """The gift of one member and year (the business key: created with ``attribute_not_exists``)."""
+    return member_partition(program_id, member_id), f"BIRTHDAYGIFT#{year:04d}"
+
+
+def birthday_job_state(program_id: str) -> Key:
+    """The birthday job's watermark of one program (days fully granted, the day in progress and its cursor)."""
+    return "JOBS", f"BIRTHDAY#{program_id}"
 
 
 # --- coalition: outgoing partner webhooks (docs/coalition.md) ---------------------

@@ -26,6 +26,7 @@ from pynamodb.attributes import (
 from chalicelib.domain import identity as ident
 from chalicelib.domain.clock import iso
 from chalicelib.store import keys
+from chalicelib.store.birthdays import stage_birthday
 from chalicelib.store.db import Entity, IsoDateTimeAttribute
 
 
@@ -173,6 +174,7 @@ def new_member(
     email: str | None = None,
     phone: str | None = None,
     birthday: str | None = None,
+    birthday_set_at: Any = None,
     customer_ids: dict[str, str] | None = None,
     acquisition: dict[str, Any] | None = None,
     refs: Sequence[IdentityRef] = (),
@@ -189,7 +191,7 @@ def new_member(
         email=email,
         phone=phone,
         birthday=birthday,
-        birthday_set_at=joined_at if birthday else None,
+        birthday_set_at=(birthday_set_at or joined_at) if birthday else None,
         customer_ids=customer_ids or {},
         pointer_keys=[key_str(r.pointer_key(program_id)) for r in refs],
         joined_at=joined_at,
@@ -241,3 +243,5 @@ def stage_member_creation(tx: Any, member: MemberItem, refs: Sequence[IdentityRe
         tx.create(pointer, on_fail=on_conflict)
     tx.create(code_item(member), on_fail=on_conflict)
     tx.create(link_item(member), on_fail=on_conflict)  # /r/{code}; also makes the code unique deployment-wide
+    if member.birthday and member.birthday_set_at is not None:
+        stage_birthday(tx, member.program_id, member.member_id, None, member.birthday, member.birthday_set_at)

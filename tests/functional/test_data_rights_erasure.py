@@ -55,6 +55,17 @@ def amounts_snapshot() -> dict[tuple[str, str], dict[str, Any]]:
     return {(i["PK"]["S"], i["SK"]["S"]): i for i in scan_test_table() if i.get("entity", {}).get("S") in AMOUNTS}
 
 
+def leaderboard_items(member_id: str) -> list[dict[str, Any]]:
+    return [i for i in scan_test_table() if i.get("entity", {}).get("S") == "leaderboard"
+            and i["SK"]["S"] == f"MEMBER#{member_id}"]
+
+
+def analytics_totals(program_id: str) -> dict[tuple[str, str], Any]:
+    """Every analytics row of the program but the leaderboard (day, partner, channel, rule, cohort, total)."""
+    return {(i["PK"]["S"], i["SK"]["S"]): i for i in scan_test_table()
+            if i["PK"]["S"].startswith(f"AGG#{program_id}#") and i.get("entity", {}).get("S") != "leaderboard"}
+
+
 def profile_counts(api: ApiClient, pid: str, member_id: str) -> dict[str, Any]:
     reply = api.get(f"/v1/programs/{pid}/members/{member_id}")
     assert reply.status == 200, reply.body
@@ -76,10 +87,17 @@ def olga_with_friends(api: ApiClient) -> tuple[Shop, dict[str, Any], dict[str, A
 
 
 def test_after_erasure_no_item_holds_the_members_personal_data_and_every_amount_is_unchanged(api: ApiClient) -> None:
+    from tests.notify_support import stream_poller
+
     shop, olga, friend = olga_with_friends(api)
     pid, mid = shop.pid, olga["member_id"]
+    stream_poller().drain()  # the analytics consumer: Olga is on the leaderboards (her friend's first order)
+    assert {i["PK"]["S"].rsplit("#", 2)[1] for i in leaderboard_items(mid)} == {"converted", "revenue"}
+    totals_before = analytics_totals(pid)
+    assert totals_before
     raw_before = json.dumps(scan_test_table(), ensure_ascii=False)
     assert all(trace in raw_before for trace in ["olga.petrova@example.com", "+79161234567", "Ольга", "1990-04-17"])
+    assert any(i.get("entity", {}).get("S") == "birthday_pointer" for i in scan_test_table())
     amounts_before = amounts_snapshot()
     counts_before = profile_counts(api, pid, mid)
     friend_counts_before = profile_counts(api, pid, friend["member_id"])
@@ -94,6 +112,11 @@ def test_after_erasure_no_item_holds_the_members_personal_data_and_every_amount_
     for trace in OLGA_TRACES:
         assert trace not in raw_after, trace
     assert amounts_snapshot() == amounts_before
+    # Her leaderboard entries (code, masked name) and her birthday's index entry are gone; the totals stay.
+    assert leaderboard_items(mid) == []
+    assert not any(i.get("entity", {}).get("S") == "birthday_pointer" for i in scan_test_table())
+    assert analytics_totals(pid) == totals_before
+    assert reply.body["counts"]["leaderboard"] == 4  # converted + revenue, this month and all time
     assert check_invariants(pid, mid) == invariants_before
     assert profile_counts(api, pid, mid) == counts_before
     assert profile_counts(api, pid, friend["member_id"]) == friend_counts_before

@@ -155,17 +155,16 @@ def test_amocrm_won_lead_is_completed_from_api_v4(api: ApiClient, amo_api: FakeC
     by_phone = api.get(f"/v1/programs/{shop.pid}/members/lookup?phone=%2B79123456789")
     assert by_email.status == 200 and by_email.body["member_id"] == lead_member
     assert by_phone.status == 200 and by_phone.body["member_id"] == lead_member
-    # A redelivery is fetched again but pays once (dedupe on the lead).
-    post(shop, url, "amocrm", "lead_status_won.json")
-    (again,) = drain(queue)
-    assert again["status"] == "duplicate"
+    # A redelivery (the same lead, status and updated_at) is acknowledged as a duplicate: not queued,
+    # the API is not asked again.
+    again = post(shop, url, "amocrm", "lead_status_won.json")
+    assert again.status == 200 and again.body["status"] == "duplicate", again.body
+    assert drain(queue) == [] and len(amo_api.calls) == 2
     assert shop.rewards(anna) == {"lead-bonus": 200, "deal-commission": 350}
 
 
 def test_amocrm_refused_token_is_logged_and_pays_nothing(api: ApiClient, amo_api: FakeCrm,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.services import crm_fetch
-
     queue = crm_queue(monkeypatch)
     shop, anna = program(api)
     url = shop.connected("amocrm", subdomain="zerno", api_token="amo-revoked-token-000000")["webhook_url"]
@@ -173,8 +172,10 @@ def test_amocrm_refused_token_is_logged_and_pays_nothing(api: ApiClient, amo_api
     post(shop, url, "amocrm", "lead_status_won.json")
     (result,) = drain(queue)
     assert result == {"status": "failed", "code": "crm_auth_failed"}
-    (entry,) = crm_fetch.list_log(shop.pid, shop.partner["partner_id"])
-    assert entry["object_id"] == "25399013" and "amo-revoked" not in json.dumps(entry)
+    log = api.get(f"{shop.base}/amocrm/log", key=shop.partner["api_key"]).body
+    (entry,) = log["items"]
+    assert entry["object_id"] == "25399013" and "amo-revoked" not in json.dumps(log)
+    assert api.get(f"{shop.base}/hubspot/log").body["items"] == []  # per platform
     assert shop.rewards(anna) == {"lead-bonus": 200}
 
 

@@ -40,7 +40,7 @@ def link(api: ApiClient, shop: Shop, member_id: str, key: str | None = "operator
 
 
 def test_a_partner_issues_a_link_and_the_page_shows_the_members_wallet(api: ApiClient, shop: Shop) -> None:
-    anna, _boris = people(shop)
+    anna, boris = people(shop)
     reply = link(api, shop, anna["member_id"], key=shop.partner["api_key"])
     assert reply.status == 201, reply.body
     assert reply.body["url"].startswith("https://srf.test/w/")
@@ -55,8 +55,11 @@ def test_a_partner_issues_a_link_and_the_page_shows_the_members_wallet(api: ApiC
     assert "<li>B***: made a purchase" in body and "Boris" not in body  # the friend, masked
     assert "+500" in body and "<svg" in body and "Telegram" in body
     assert "/u/" in body  # the e-mail opt-out
+    # History reasons in neutral words: the friend is "your friend", never their member id.
+    assert "+500</b> Your friend&#x27;s purchase" in body and boris["member_id"] not in body
     ru = api.get(path + "?lang=ru", key=None, headers={"Accept": "text/html"}).body
     assert "Ваш кошелёк" in ru and "сделал покупку" in ru
+    assert "Покупка вашего друга" in ru and boris["member_id"] not in ru
 
 
 @pytest.mark.parametrize("change", ["flip", "other_member", "expired", "garbage"])

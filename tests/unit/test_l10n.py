@@ -51,3 +51,33 @@ def test_unknown_locale_falls_back_to_english() -> None:
     assert l10n.resolve_locale(None) == l10n.DEFAULT_LOCALE
     assert l10n.event_phrase("custom.visit", "de") == "'visit' event"
     assert l10n.reversal_reason("ru", taken=3, of_points=10, rule_id="r", share_percent=None).startswith("Списано 3")
+
+
+@pytest.mark.parametrize(("facts", "en", "ru"), [
+    ({"kind": "reward", "reason_code": "referral_reward", "level": 1, "event_type": "order.paid", "points": 500},
+     "Your friend's purchase", "Покупка вашего друга"),
+    ({"kind": "reward", "reason_code": "referral_reward", "level": 1, "event_type": "member.signup", "points": 50},
+     "A friend joined", "Друг присоединился"),
+    ({"kind": "reward", "reason_code": "referral_reward", "level": 2, "event_type": "order.paid", "points": 100},
+     "A purchase in your network (level 2)", "Покупка в вашей сети (2-й уровень)"),
+    ({"kind": "reward", "reason_code": "self_reward", "level": 0, "event_type": "order.paid", "points": 50},
+     "Your purchase", "Ваша покупка"),
+    ({"kind": "reward", "reason_code": "friend_reward", "level": 0, "event_type": "order.paid", "points": 300},
+     "Welcome bonus", "Приветственный бонус"),
+    ({"kind": "reward", "reason_code": "birthday_gift", "level": None, "event_type": None, "points": 200},
+     "Birthday gift", "Подарок на день рождения"),
+    ({"kind": "reversal", "reason_code": "refund", "level": 1, "event_type": "order.refunded", "points": -500},
+     "Points taken back: an order was refunded", "Баллы списаны: заказ возвращён"),
+    ({"kind": "redemption", "reason_code": "redemption", "level": None, "event_type": None, "points": -100},
+     "Paid with points", "Оплата баллами"),
+    ({"kind": "something_new", "reason_code": None, "level": None, "event_type": None, "points": -1},
+     "Points debited", "Списание баллов"),
+])
+def test_history_reasons_name_nobody(facts: dict[str, object], en: str, ru: str) -> None:
+    assert l10n.history_reason("en", **facts) == en  # type: ignore[arg-type]
+    assert l10n.history_reason("ru", **facts) == ru  # type: ignore[arg-type]
+
+
+def test_a_manual_adjustment_keeps_the_operators_reason_for_the_member() -> None:
+    assert l10n.history_reason("ru", kind="adjustment", reason_code="manual_adjustment", level=None, event_type=None,
+                               points=-150, reason="Order 100235 was credited twice") == "Order 100235 was credited twice"

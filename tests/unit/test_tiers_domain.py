@@ -11,8 +11,9 @@ from chalicelib.domain.settings import TierSettings, validate_tiers
 RAW = {"metric": "spend", "period_months": 3, "levels": [
     {"id": "base", "threshold": 0}, {"id": "silver", "threshold": 100, "names": {"ru": "Серебро"}},
     {"id": "gold", "threshold": 300}]}
-TIERS = TierSettings.from_stored(RAW)
-assert TIERS is not None
+_parsed = TierSettings.from_stored(RAW)
+assert _parsed is not None
+TIERS: TierSettings = _parsed
 
 
 def test_settings_from_stored_and_fallbacks() -> None:
