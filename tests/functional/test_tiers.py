@@ -168,6 +168,9 @@ def test_spend_and_converted_referrals_metrics(api: ApiClient) -> None:
         reply = club.order(f"friend-{i}", f"f-{i}", 100_000)
     assert reply["tiers"]["changes"] == [{"member_id": olga["member_id"], "from": "base", "to": "ambassador",
                                           "direction": "up", "value": 2, "threshold": 2}]
+    # A friend enrolled by the order itself (no signup first) converts too.
+    club.order("friend-new", "f-new", 100_000, code=olga["code"])
+    assert state(club.pid, olga["member_id"]).buckets == {"2026-01": 3}
 
 
 # --------------------------------------------------------------------------- rules
@@ -321,3 +324,12 @@ def test_profile_and_wallet_show_the_tier_and_the_progress(api: ApiClient) -> No
     assert "towards «Gold»" in html and 'aria-valuenow="40"' in html
     ru = api.get(url.removeprefix("https://srf.test") + "?lang=ru", key=None, headers={"Accept": "text/html"}).body
     assert "Ваш статус" in ru and "«Золото»" in ru
+
+
+def test_a_refund_claws_back_from_the_month_the_points_were_earned(api: ApiClient) -> None:
+    shop = tiered_shop(api)
+    mid = shop.order("yana", "y-1", 1_200_000)["member"]["member_id"]  # 1200 in January
+    clock.freeze(utc("2026-02-10T12:00:00Z"))
+    shop.order("yana", "y-2", 100_000, at="2026-02-10T10:00:00Z")  # 100 in February
+    shop.refund("y-1", 600_000, at="2026-02-11T10:00:00Z")  # half of January's order: 600 points back
+    assert state(shop.pid, mid).buckets == {"2026-01": 600, "2026-02": 100}
