@@ -253,10 +253,10 @@ class CrmFetchPoller:
         self._thread = threading.Thread(target=self._loop, name=f"sqs-{self.source.name}", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=timeout)
 
     def _loop(self) -> None:
         from chalicelib import aws

@@ -10,6 +10,7 @@ succeeded but whose reply was lost cannot be told apart from one that failed; se
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -158,7 +159,16 @@ class AwsNotifier:
                 except Exception as exc:
                     if classify(exc).code not in {"NotFound", "NotFoundException", *ENDPOINT_GONE_CODES}:
                         raise
-            arn = str(sns.create_platform_endpoint(PlatformApplicationArn=application, Token=token)["EndpointArn"])
+            try:
+                arn = str(sns.create_platform_endpoint(PlatformApplicationArn=application, Token=token)["EndpointArn"])
+            except Exception as exc:
+                # SNS keeps the endpoint of a known token; when it differs (disabled after a permanent failure,
+                # so dropped here) creating it again fails with InvalidParameter naming the existing ARN --
+                # the case AWS's "create platform endpoint" guide handles by reusing that ARN.
+                existing = _existing_endpoint(exc)
+                if existing is None:
+                    raise
+                arn = existing
             # CreatePlatformEndpoint returns the existing endpoint for a known token, possibly disabled.
             sns.set_endpoint_attributes(EndpointArn=arn, Attributes={"Token": token, "Enabled": "true"})
             return arn
@@ -166,6 +176,19 @@ class AwsNotifier:
             raise
         except Exception as exc:
             raise classify(exc) from exc
+
+
+_EXISTING_ENDPOINT = re.compile(r"Endpoint (arn:[\w:/.-]+) already exists with the same [Tt]oken")
+
+
+def _existing_endpoint(exc: Exception) -> str | None:
+    """The ARN SNS names in ``InvalidParameter: … Endpoint <arn> already exists with the same Token …``."""
+    response = getattr(exc, "response", None)
+    error = (response.get("Error", {}) or {}) if isinstance(response, dict) else {}
+    if str(error.get("Code")) != "InvalidParameter":
+        return None
+    found = _EXISTING_ENDPOINT.search(str(error.get("Message") or ""))
+    return found.group(1) if found else None
 
 
 @dataclass

@@ -93,7 +93,8 @@ def _fingerprint(ctx: EventContext) -> dict[str, Any]:
 def _duplicate_reply(ctx: EventContext, record: EventItem) -> dict[str, Any]:
     """The stored answer (rebuilt: the stored reply leaves out what the record already says);
     plus a ``conflict`` block when the repeat's content differs."""
-    reply = {"business_key": record.business_key, **record.stored_reply(), "status": "duplicate"}
+    reply = {"business_key": record.business_key, **full_reply(record.business_key, record.stored_reply()),
+             "status": "duplicate"}
     conflict = fingerprint_conflict(record.fingerprint, _fingerprint(ctx))
     if conflict is not None:
         reply["conflict"] = conflict
@@ -234,7 +235,44 @@ def _event_record(ctx: EventContext, subject: MemberItem | None, reply: dict[str
     return EventItem(
         PK=pk, SK=sk, business_key=ctx.business_key, received_at=ctx.now, delivery_id=ctx.delivery_id,
         member_id=subject.member_id if subject else None,
-        reply={k: v for k, v in reply.items() if k not in ("status", "business_key")},
+        reply=lean_reply(ctx.business_key, {k: v for k, v in reply.items() if k not in ("status", "business_key")}),
         fingerprint=_fingerprint(ctx),
         order_number=order_number,  # the member's n-th purchase: analytics tells first from repeat purchases
     )
+
+
+def _reward_entry_id(business_key: str, posting: dict[str, Any]) -> str | None:
+    """The id a reward posting's entry gets (``stable_id("le", Posting.key)``), or None when it cannot be told."""
+    from chalicelib.store.ledger import stable_id
+
+    if not all(k in posting for k in ("rule_id", "level", "member_id")):
+        return None
+    return stable_id("le", f"{business_key}#{posting['rule_id']}#{posting['level']}#{posting['member_id']}")
+
+
+def lean_reply(business_key: str, reply: dict[str, Any]) -> dict[str, Any]:
+    """The reply as stored: the entry ids of reward postings are left out (derived again from the business key,
+    rule, level and member by :func:`full_reply`); every other id is kept as it is."""
+    rewards = reply.get("rewards")
+    if not isinstance(rewards, dict) or not rewards.get("postings"):
+        return reply
+    postings = []
+    for posting in rewards["postings"]:
+        if posting.get("entry_id") and posting["entry_id"] == _reward_entry_id(business_key, posting):
+            posting = {k: v for k, v in posting.items() if k != "entry_id"}
+        postings.append(posting)
+    return {**reply, "rewards": {**rewards, "postings": postings}}
+
+
+def full_reply(business_key: str, stored: dict[str, Any]) -> dict[str, Any]:
+    rewards = stored.get("rewards")
+    if not isinstance(rewards, dict) or not rewards.get("postings"):
+        return stored
+    postings = []
+    for posting in rewards["postings"]:
+        if "entry_id" not in posting:
+            entry_id = _reward_entry_id(business_key, posting)
+            # The reply's own key order: entry_id first (see ledger.plan.public).
+            posting = {"entry_id": entry_id, **posting} if entry_id else posting
+        postings.append(posting)
+    return {**stored, "rewards": {**rewards, "postings": postings}}

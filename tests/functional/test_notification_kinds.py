@@ -1,6 +1,6 @@
-"""The member's own notifications under moto, in English and Russian: points pending, available when
-the holding job releases them, reversed after a refund, spent on a confirmed redemption, the
-sleeping-member reminder; quiet hours hold a message; push through an SNS endpoint."""
+"""The member's own notifications under moto: the sleeping-member reminder; quiet hours hold a message;
+push through an SNS endpoint; the daily cap. Every kind in both languages (pending, available, reversed,
+spent, …) is in ``test_notification_languages.py``."""
 
 from __future__ import annotations
 
@@ -34,35 +34,6 @@ def setup(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def subjects(since: int = 0) -> list[str]:
     return [m.subject for m in ses_sent()[since:]]
-
-
-@pytest.mark.parametrize(("locale", "expected"), [
-    ("en", ["+100 points on their way", "100 points are ready to spend", "50 points taken back after a refund",
-            "You spent 20 points"]),
-    ("ru", ["+100 баллов ждут подтверждения", "100 баллов доступны", "50 баллов списаны после возврата",
-            "Вы потратили 20 баллов"]),
-])
-def test_pending_available_reversed_and_spent(api: ApiClient, locale: str, expected: list[str]) -> None:
-    shop = Shop(api, HELD, default_locale=locale)
-    member = shop.member("ann")
-    poller = stream_poller()
-    shop.order("ann", "o-1", 100_000)  # 10 % of 1 000.00 = 100 points, held 7 days
-    poller.drain()
-    clock.freeze(utc("2026-01-23T12:00:00Z"))
-    shop.release(utc("2026-01-23T12:00:00Z"))
-    poller.drain()
-    shop.refund("o-1", 50_000, at="2026-01-23T13:00:00Z")
-    poller.drain()
-    redeemed = shop.redeem(member["member_id"], 20, "k-1", order_id="A-1", order_amount=100_000)
-    assert redeemed.status == 201, redeemed.body
-    rid = redeemed.body["redemption_id"]
-    assert api.post(f"/v1/programs/{shop.pid}/members/{member['member_id']}/redemptions/{rid}/confirm",
-                    key=shop.partner["api_key"]).status == 200
-    poller.drain()
-    assert subjects() == expected
-    assert all(m.to == ["ann@example.com"] for m in ses_sent())
-    pending = ses_sent()[0]
-    assert ("22.01.2026" if locale == "ru" else "22 Jan 2026") in pending.text
 
 
 def test_sleeping_member_reminder_once_after_n_days(api: ApiClient) -> None:

@@ -110,10 +110,12 @@ def test_consumer_invoked_three_times_on_the_same_batch_sends_once(api: ApiClien
     for _ in range(3):
         assert app.handler_map["table_stream"](batch, None) == {"batchItemFailures": []}
     shop.order("solo", "o-1", 100_000)
-    records = poller._new_records()
-    batch = {"Records": [lambda_record(r, "arn:stream", "eu-central-1") for r in records]}
-    for _ in range(3):
-        app.handler_map["table_stream"](batch, None)
+    # The order's entries (their points_earned message is derived once), then that message's INSERT.
+    for _round in range(2):
+        records = poller._new_records()
+        batch = {"Records": [lambda_record(r, "arn:stream", "eu-central-1") for r in records]}
+        for _ in range(3):
+            app.handler_map["table_stream"](batch, None)
     assert [m.to[0] for m in ses_sent()] == ["solo@example.com"]
 
 
@@ -243,3 +245,33 @@ def test_sms_only_where_enabled_and_within_the_monthly_budget(api: ApiClient) ->
     assert [phone for phone, _ in sms_sent()] == ["+79161234567"]
     log = api.get(f"/v1/programs/{shop.pid}/members/{member['member_id']}/notifications").body["items"]
     assert sorted(e["last_error"] or "sent" for e in log) == ["sent", "sms_budget"]
+
+
+def test_points_earned_is_derived_once_per_member_and_event_even_when_a_batch_splits_its_entries(
+        api: ApiClient) -> None:
+    """The event's transaction writes no points_earned message: the stream consumer derives one per member and
+    event from the reward entries. Replayed records create nothing; entries of one member's event split over two
+    batches get one follow-up message for the rest, so each reward is announced exactly once."""
+    from chalicelib.notify import sources
+    from chalicelib.store.ledger import LedgerEntryItem, OutboxItem
+
+    shop = Shop(api, RULES)
+    masha = shop.member("masha")
+    olga = shop.member("olga", masha["code"])
+    shop.order("olga", "o-1", 100_000)  # olga: cashback 50 + welcome 300; masha: 500
+    entries = sorted((e for e in LedgerEntryItem.query(keys.member_partition(shop.pid, olga["member_id"]))
+                      if isinstance(e, LedgerEntryItem) and e.kind == "reward"), key=lambda e: int(e.points))
+    assert [int(e.points) for e in entries] == [50, 300]
+
+    def messages() -> list[OutboxItem]:
+        partition = f"OUTBOX#{shop.pid}#"
+        return sorted((m for m in OutboxItem.scan() if isinstance(m, OutboxItem) and m.PK.startswith(partition)
+                       and m.member_id == olga["member_id"] and m.template == "points_earned"),
+                      key=lambda m: int(m.params["points"]))
+
+    assert messages() == []
+    assert sources.earned_messages(entries[:1]) == 1  # a batch that ends after olga's first entry
+    assert sources.earned_messages(entries) == 1  # the next one (replayed from the first entry): the rest only
+    assert sources.earned_messages(entries) == 0  # a replay of it
+    assert [(int(m.params["points"]), len(m.params["entries"])) for m in messages()] == [(50, 1), (300, 1)]
+    assert sources.earned_messages(entries[:1]) == 0

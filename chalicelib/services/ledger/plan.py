@@ -2,7 +2,8 @@
 
 New entries are created with ``attribute_not_exists`` under a deterministic key (a replay of the
 fact targets the same item and is refused); one balance update per member (ADD, conditioned where
-a debit could overdraw or owed points are repaid); one outbox message per member and direction.
+a debit could overdraw or owed points are repaid); one ``points_reversed`` message per member a refund
+takes points from (``points_earned`` is derived from the entries by the stream consumer).
 """
 
 from __future__ import annotations
@@ -50,9 +51,8 @@ class LedgerPlan:
             tx.create(entry, on_fail=AlreadyProcessed())
         for member_id, delta in self.deltas.items():
             stage_balance(tx, self.ctx.program_id, member_id, self.balance(member_id), delta, on_fail=RetryEvent())
-        for member_id, entries in self.earned.items():
-            outbox.stage_points_message(self.ctx, tx, member_id, self.profile(member_id), outbox.POINTS_EARNED,
-                                        entries)
+        # ``self.earned`` gets no outbox item here: the stream consumer derives ``points_earned`` from the
+        # entries (services.ledger.outbox), so the event's transaction does not pay for it.
         for member_id, entries in self.reversed.items():
             outbox.stage_points_message(self.ctx, tx, member_id, self.profile(member_id), outbox.POINTS_REVERSED,
                                         entries)
