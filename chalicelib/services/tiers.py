@@ -54,6 +54,9 @@ def stage_change(tx: Transaction, program: ProgramItem, member_id: str, *, from_
     before = domain.level(tiers, from_tier) if from_tier is not None else None
     params = {"from_tier": from_tier, "to_tier": to.id, "direction": direction, "reason_code": reason_code,
               "to_name": to.name(loc), "from_name": before.name(loc) if before else "",
+              # The names in both languages: the message's language is decided at delivery (the member's then).
+              "to_names": {lang: to.name(lang) for lang in ("ru", "en")},
+              "from_names": {lang: before.name(lang) for lang in ("ru", "en")} if before else {},
               "metric": tiers.metric, "value": metric_value, "threshold": to.threshold,
               "points_unit": program.points_unit}
     message_id = stable_id("msg", "tier_changed", program.program_id, member_id, cause)
