@@ -20,6 +20,7 @@ from chalicelib.services.ledger import reads, refunds
 from chalicelib.services.ledger.plan import LedgerPlan, public
 from chalicelib.services.ledger.rewards import stage_rewards
 from chalicelib.services.stages import StageOutcome
+from chalicelib.store.ledger import STATUS_PENDING
 
 if TYPE_CHECKING:
     from chalicelib.services.event_context import EventContext, StageView
@@ -58,6 +59,8 @@ class LedgerStage:
             from chalicelib.services import review
 
             reply["review_item_id"] = review.stage_review_item(ctx, tx, view, postings, risk.audit)
+        indexed = [p["_entry"] for p in postings if p.get("_entry") is not None]
+        pending = [e.available_at for e in indexed if e.status == STATUS_PENDING and e.available_at is not None]
         for p in postings:
             p.pop("_entry", None)
             p.pop("available_at", None)
@@ -66,4 +69,7 @@ class LedgerStage:
         reply["postings"] = [public(p) for p in postings]
         if applied:
             reply["parked_refunds_applied"] = applied
-        return StageOutcome(reply={"rewards": reply}, audit={"postings": postings + applied})
+        audit: dict[str, Any] = {"postings": postings + applied}
+        if indexed:  # the event record carries these entries' index keys (store.events.EventItem.index_entries)
+            audit["event_index"] = {"pending_at": min(pending) if pending else None}
+        return StageOutcome(reply={"rewards": reply}, audit=audit)
