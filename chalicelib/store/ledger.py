@@ -253,6 +253,13 @@ class OutboxItem(Entity, discriminator="outbox"):
     deliveries = JSONAttribute(null=True)  # [{"channel", "status", "recipient" (masked), "provider_id", "error"}]
     finished_at = UnicodeAttribute(null=True)
     merged_into = UnicodeAttribute(null=True)  # sent as part of another message of the same event
+    #: Set when the message is finished (sent or failed): DynamoDB's TTL removes it after
+    #: :data:`OUTBOX_RETENTION_DAYS` (the notification log item keeps what was sent, see docs/cost.md).
+    expires_at_epoch = NumberAttribute(null=True)
+
+
+#: How long a finished outbox message (its rendered parameters and delivery state) is kept.
+OUTBOX_RETENTION_DAYS = 30
 
 
 class ReleaseStateItem(Entity, discriminator="release_state"):

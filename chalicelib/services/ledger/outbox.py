@@ -85,8 +85,10 @@ def stage_points_message(ctx: EventContext, tx: Transaction, member_id: str, pro
 
 
 def announces(entry: LedgerEntryItem) -> bool:
-    """A reward the member hears about at once (``points_earned``): not held for review, from an event."""
-    return (entry.kind == KIND_REWARD and entry.status in (STATUS_PENDING, STATUS_AVAILABLE)
+    """A reward of the rules engine (an event's posting: it names its rules version) the member hears about at
+    once (``points_earned``): not held for review. Rewards of jobs (birthday gifts...) send their own message."""
+    return (entry.kind == KIND_REWARD and entry.rule_version is not None
+            and entry.status in (STATUS_PENDING, STATUS_AVAILABLE)
             and bool(entry.business_key) and int(entry.points or 0) > 0 and entry.released_at is None)
 
 
