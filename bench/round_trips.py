@@ -231,6 +231,7 @@ def main(argv: list[str]) -> int:
         rows.append((f"{SIGNALS_ROW} ({len(reply['rewards']['postings'])} postings)", usage))
 
         rows += voucher_rows(bench)
+        rows += tier_rows(bench)
 
         # Other event types, measured once each (warm).
         _, usage = bench.measured(lambda: bench.send(partner, signup("newbie", chain[-1]["code"])))
@@ -379,6 +380,42 @@ def voucher_rows(bench: Bench) -> list[tuple[str, Usage]]:
     return [(f"{VOUCHER_ROW} ({granted} vouchers, {len(reply['rewards']['postings'])} postings)", usage)]
 
 
+TIER_ROW = "order.paid with a voucher reward and a tier promotion"
+
+
+def tier_rows(bench: Bench) -> list[tuple[str, Usage]]:
+    """Member tiers (docs/coalition.md#tiers): a referred buyer's first order grants a voucher from the cafe's pool,
+    cashback with a tier multiplier and a referrer bonus, and lifts the buyer's points earned over the silver
+    threshold: the TIER items come in the second read, promotion, history and message in the one transaction."""
+    tiers = {"metric": "points_earned", "period_months": 12, "levels": [
+        {"id": "base", "threshold": 0}, {"id": "silver", "threshold": 500}, {"id": "gold", "threshold": 5000}]}
+    program = bench.call("POST", "/v1/programs", {"name": "Bench tiers", "settings": {"tiers": tiers}})
+    pid = program["program_id"]
+    shop = bench.call("POST", f"/v1/programs/{pid}/partners", {"name": "Shop"})
+    cafe = bench.call("POST", f"/v1/programs/{pid}/partners", {"name": "Cafe"})
+    offers = f"/v1/programs/{pid}/partners/{cafe['partner_id']}/offers"
+    offer = bench.call("POST", offers, {"name": "Coffee", "kind": "free_item", "item": "Cappuccino",
+                                        "code_source": "pool"})
+    bench.call("POST", f"{offers}/{offer['offer_id']}/codes", {"codes": [f"TIER-{i:04d}" for i in range(50)]})
+    bench.call("PUT", f"/v1/programs/{pid}/rules", {"hold_days": 0, "rules": [
+        {"id": "cashback", "trigger": {"event": "order.paid"}, "recipient": {"type": "self"},
+         "amount": {"rate_bp": 500}, "tier_multipliers": {"silver": 12_500, "gold": 15_000}},
+        {"id": "coffee", "trigger": {"event": "order.paid"}, "recipient": {"type": "self"},
+         "amount": {"offer": {"partner_id": cafe["partner_id"], "offer_id": offer["offer_id"]}}},
+        {"id": "referrer-bonus", "trigger": {"event": "order.paid", "order": "first"},
+         "recipient": {"type": "referrer", "level": 1}, "amount": {"points": 300}},
+    ]})
+    bench.send(shop, order("twarm", "t-0", 10_000))  # warm the caches (partner, program, rules)
+    referrer = bench.send(shop, signup("tref"))["member"]
+    bench.send(shop, signup("tbuyer", referrer["code"]))
+    reply, usage = bench.measured(lambda: bench.send(shop, order("tbuyer", "t-1")))  # 500 points: silver
+    promoted = [c["to"] for c in (reply.get("tiers") or {}).get("changes", [])]
+    granted = len(reply["rewards"].get("vouchers", []))
+    assert promoted == ["silver"] and granted == 1, reply
+    return [(f"{TIER_ROW} ({granted} voucher, promoted to {promoted[0]}, {len(reply['rewards']['postings'])} "
+             f"postings)", usage)]
+
+
 SHOPIFY_SECRET = "shpss_bench-0123456789abcdef"
 SHOPIFY_ROW = "Shopify orders/paid, first order"
 CANONICAL_ROW = "canonical order.paid, same order shape"
@@ -463,6 +500,10 @@ def verdict(rows: list[tuple[str, Usage]], referrals: int, elapsed: float) -> in
     ok &= voucher.round_trips <= 3
     print(f"order.paid with voucher rewards: {voucher.round_trips} round trips, {voucher.wru:g} WRU, "
           f"{voucher.rru:g} RRU (target <= 3 round trips: {'ok' if voucher.round_trips <= 3 else 'MISSED'})")
+    tier = next(u for label, u in rows if label.startswith(TIER_ROW))
+    ok &= tier.round_trips <= 3
+    print(f"{TIER_ROW}: {tier.round_trips} round trips, {tier.wru:g} WRU, {tier.rru:g} RRU "
+          f"(target <= 3 round trips: {'ok' if tier.round_trips <= 3 else 'MISSED'})")
     for label, u in rows:
         for row, target in WRU_TARGETS.items():
             if label.startswith(row):

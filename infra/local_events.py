@@ -199,7 +199,8 @@ class Consumer(Protocol):
 
     def start(self) -> None: ...
 
-    def stop(self) -> None: ...
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop polling; wait at most ``timeout`` seconds for the work in progress."""
 
 
 #: Event source config class name (``SQSEventConfig``, ``DynamoDBEventConfig``...) →
@@ -291,10 +292,11 @@ class EventSourceRunner:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        deadline = time.monotonic() + timeout
         for consumer in self.consumers:
-            consumer.stop()
+            consumer.stop(max(0.1, deadline - time.monotonic()))
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(max(0.1, deadline - time.monotonic()))
 
     @property
     def stopping(self) -> bool:

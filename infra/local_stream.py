@@ -117,6 +117,10 @@ class StreamPoller:
     def poll_once(self) -> int:
         records = self._new_records()
         for start in range(0, len(records), self.batch_size):
+            if self._stop.is_set():
+                # Stopping: the rest of this read is not delivered (a local stream starts empty on
+                # the next start anyway); a batch in progress is not cut short.
+                return start
             self.invoke(records[start:start + self.batch_size])
         return len(records)
 
@@ -135,10 +139,11 @@ class StreamPoller:
         self._thread = threading.Thread(target=self._loop, name="sarafan-stream", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop after the batch in progress (waiting at most ``timeout`` seconds for it)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(5)
+            self._thread.join(timeout)
 
     def _loop(self) -> None:
         while not self._stop.wait(0.2):

@@ -68,8 +68,11 @@ def apply() -> None:
         ("responses", plain_json_responses),
         ("streams", plain_json_stream_records),
         ("expressions", parse_each_expression_once),
+        ("traversal", fast_expression_traversal),
+        ("simple_updates", fast_simple_updates),
         ("items", size_items_once),
         ("actions", cache_action_lookup),
+        ("direct", direct_dynamodb_calls),
     ):
         if name not in _applied:
             install()
@@ -350,6 +353,267 @@ def parse_each_expression_once() -> None:
     validators.deepcopy = copy_tree  # type: ignore[attr-defined, assignment]
 
 
+def fast_expression_traversal() -> None:
+    """Walk update-expression trees without re-deriving the same facts at every node.
+
+    moto's ``Validator`` runs ten ``DepthFirstTraverser`` passes over each update expression; at
+    every node a pass rebuilt its processing map (``_processing_map()``: a dict of bound methods)
+    and checked ``isinstance`` against abstract classes (``ABCMeta.__instancecheck__``), which made
+    validation about a quarter of the local run's CPU (py-spy, ``bench/local_run.py``). The same
+    walk here: the map built once per pass, "is a node" and "which processor" looked up once per
+    node type, the same visit order, the same hooks (``pre_processing_of_child``), the same
+    replacement of processed nodes in their parent. ``Node.find_clauses`` likewise checks node
+    types through a per-type table. Same results (``tests/functional/test_moto_engine.py``).
+    """
+    from moto.dynamodb.parsing import ast_nodes
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node  # type: ignore[attr-defined]
+
+    base_pre = DepthFirstTraverser.pre_processing_of_child
+    original_traverse = DepthFirstTraverser.traverse_node_recursively
+    original_find = Node.find_clauses
+    is_node: dict[type, bool] = {}
+    chosen: dict[tuple[type, type], int] = {}
+
+    def traverse_node_recursively(self: Any, node: Any, child_id: int = -1) -> Any:
+        state = self.__dict__.get("_sarafan_map")
+        if state is None:
+            mapping = list(self._processing_map().items())
+            state = self.__dict__["_sarafan_map"] = (
+                mapping, type(self).pre_processing_of_child is not base_pre, type(self))
+        mapping, has_pre, processor_type = state
+
+        def visit(node: Any, child_id: int) -> Any:
+            node_type = type(node)
+            known = is_node.get(node_type)
+            if known is None:
+                known = is_node[node_type] = issubclass(node_type, Node)
+            if not known:
+                return node
+            parent_node = node.parent
+            children = node.children
+            if children is not None:
+                for i, child_node in enumerate(children):
+                    if has_pre:
+                        self.pre_processing_of_child(node, i)
+                    visit(child_node, i)
+            index = chosen.get((processor_type, node_type))
+            if index is None:
+                index = next((i for i, (cls, _) in enumerate(mapping) if issubclass(node_type, cls)), -1)
+                chosen[(processor_type, node_type)] = index
+            if index >= 0:
+                node = mapping[index][1](node)
+                node.parent = parent_node
+                if parent_node:
+                    parent_node.children[child_id] = node
+            return node
+
+        return visit(node, child_id)
+
+    traverse_node_recursively.__wrapped__ = original_traverse  # type: ignore[attr-defined]
+    DepthFirstTraverser.traverse_node_recursively = traverse_node_recursively  # type: ignore[method-assign]
+
+    nested: dict[type, bool] = {}
+    nesting = (ast_nodes.Expression, ast_nodes.UpdateExpressionFunction)  # type: ignore[attr-defined]
+
+    def find_clauses(self: Any, clause_types: Any) -> list[Any]:
+        clauses: list[Any] = []
+        for child in self.children or []:
+            child_type = type(child)
+            if child_type in clause_types:
+                clauses.append(child)
+                continue
+            deeper = nested.get(child_type)
+            if deeper is None:
+                deeper = nested[child_type] = issubclass(child_type, nesting)
+            if deeper:
+                clauses.extend(child.find_clauses(clause_types))
+        return clauses
+
+    find_clauses.__wrapped__ = original_find  # type: ignore[attr-defined]
+    Node.find_clauses = find_clauses  # type: ignore[method-assign]
+
+
+class _SimpleUpdate:
+    """A validated update of top-level attributes only: what :func:`fast_simple_updates` executes."""
+
+    def __init__(self, actions: list[tuple[str, str, Any]]) -> None:
+        self.actions = actions  # (SET|ADD|REMOVE, attribute name, DynamoType or None)
+
+    def normalize(self) -> None:
+        """The actions touch distinct attributes: their order does not matter."""
+
+
+def _simple_plan(tree: Any) -> list[tuple[str, str, str | None]] | None:
+    """``[(action, path token, value token)]`` when the expression only sets top-level attributes to
+    values (``SET a = :v``), adds a value to one (``ADD a :n``) or removes one (``REMOVE a``), each
+    clause at most once; ``None`` for anything else (moto's own code handles it)."""
+    from moto.dynamodb.parsing import ast_nodes as n
+
+    plan: list[tuple[str, str, str | None]] = []
+    clauses = {n.UpdateExpressionSetClause: "SET", n.UpdateExpressionAddClause: "ADD",  # type: ignore[attr-defined]
+               n.UpdateExpressionRemoveClause: "REMOVE"}  # type: ignore[attr-defined]
+    actions = {"SET": n.UpdateExpressionSetAction, "ADD": n.UpdateExpressionAddAction,  # type: ignore[attr-defined]
+               "REMOVE": n.UpdateExpressionRemoveAction}  # type: ignore[attr-defined]
+    seen: set[str] = set()
+
+    def path_token(node: Any) -> str | None:
+        if type(node) is not n.UpdateExpressionPath or len(node.children) != 1:  # type: ignore[attr-defined]
+            return None
+        leaf = node.children[0]
+        if type(leaf) in (n.ExpressionAttributeName, n.ExpressionAttribute) and len(leaf.children) == 1:  # type: ignore[attr-defined]
+            token = leaf.children[0]
+            return token if isinstance(token, str) else None
+        return None
+
+    def value_token(node: Any) -> str | None:
+        if type(node) is n.ExpressionAttributeValue and len(node.children) == 1:  # type: ignore[attr-defined]
+            token = node.children[0]
+            return token if isinstance(token, str) else None
+        return None
+
+    def walk_actions(node: Any, kind: str) -> bool:
+        """``Set/Add/RemoveActions`` nest as (action, actions?)."""
+        for child in node.children or []:
+            if type(child) is actions[kind]:
+                path = path_token(child.children[0]) if child.children else None
+                if path is None:
+                    return False
+                value: str | None = None
+                if kind == "SET":
+                    if len(child.children) != 2 or type(child.children[1]) is not n.UpdateExpressionValue:  # type: ignore[attr-defined]
+                        return False
+                    inner = child.children[1].children
+                    value = value_token(inner[0]) if inner and len(inner) == 1 else None
+                elif kind == "ADD":
+                    value = value_token(child.children[1]) if len(child.children) == 2 else None
+                elif len(child.children) != 1:
+                    return False
+                if kind != "REMOVE" and value is None:
+                    return False
+                plan.append((kind, path, value))
+            elif type(child).__name__ == f"UpdateExpression{kind.title()}Actions":
+                if not walk_actions(child, kind):
+                    return False
+            else:
+                return False
+        return True
+
+    def walk(node: Any) -> bool:
+        if type(node) is not n.UpdateExpression:  # type: ignore[attr-defined]
+            return False
+        for child in node.children or []:
+            if type(child) is n.UpdateExpression:  # type: ignore[attr-defined]
+                if not walk(child):
+                    return False
+                continue
+            kind = clauses.get(type(child))
+            if kind is None or kind in seen or len(child.children) != 1:
+                return False
+            seen.add(kind)
+            if not walk_actions(child, kind):
+                return False
+        return True
+
+    return plan if walk(tree) and plan else None
+
+
+def _simple_update(plan: list[tuple[str, str, str | None]], names: dict[str, str] | None,
+                   values: dict[str, Any] | None, item: Any, table: Any) -> _SimpleUpdate | None:
+    """The plan resolved for one request, or ``None`` where moto's validators would have something to
+    say (a missing name or value, overlapping paths, a key attribute, an index key's empty string or
+    type, an ADD that is not a number onto a number): then moto's own code runs and answers."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    names, values = names or {}, values or {}
+    resolved: list[tuple[str, str, Any]] = []
+    touched: set[str] = set()
+    for kind, token, value_token in plan:
+        if token.startswith("#"):
+            if token not in names:
+                return None
+            name = names[token]
+        else:
+            name = token
+        if name in touched or name in table.table_key_attrs:
+            return None
+        touched.add(name)
+        value = None
+        if value_token is not None:
+            raw = values.get(value_token)
+            if not isinstance(raw, dict) or len(raw) != 1:
+                return None
+            value = DynamoType(raw)
+        if kind == "SET":
+            if token in table.attribute_keys or any(d.get("AttributeName") == token for d in table.attr):
+                return None  # moto's empty-string and type checks for index keys (by the expression's token)
+        elif kind == "ADD":
+            current = item.attrs.get(name) if item is not None else None
+            if value is None or value.type != "N" or (current is not None and current.type != "N"):
+                return None
+        resolved.append((kind, name, value))
+    return _SimpleUpdate(resolved)
+
+
+def fast_simple_updates() -> None:
+    """Validate and execute the app's everyday update expressions without moto's ten tree passes.
+
+    Most updates the app sends are ``SET #a = :a, #b = :b``, ``ADD #n :n`` and ``REMOVE #r`` on
+    top-level attributes (counters, statuses, balances). For those, :class:`UpdateExpressionValidator`
+    here resolves names and values directly and the executor assigns, adds (moto's own number
+    arithmetic, ``DynamoType.__add__``) or removes, through the item's ``attrs`` (so the 400 KB
+    check and its error stay). Anything else, or anything moto's validators would refuse, takes
+    moto's own path, which then gives its own answer; ``tests/functional/test_moto_engine.py`` runs
+    a table of valid and refused updates through both and compares.
+    """
+    from moto.dynamodb.parsing.executors import UpdateExpressionExecutor
+    from moto.dynamodb.parsing.validators import UpdateExpressionValidator
+
+    plans: dict[int, tuple[Any, list[tuple[str, str, str | None]] | None]] = {}
+    original_init: Callable[..., Any] = UpdateExpressionValidator.__init__
+    original_validate: Callable[..., Any] = UpdateExpressionValidator.validate
+    original_execute: Callable[..., Any] = UpdateExpressionExecutor.execute
+
+    def __init__(self: Any, expression: Any, expression_attribute_names: Any, expression_attribute_values: Any,
+                 item: Any, table: Any) -> None:
+        cached = plans.get(id(expression))
+        if cached is None or cached[0] is not expression:
+            if len(plans) >= _EXPRESSION_CACHE_SIZE:
+                plans.clear()
+            cached = plans[id(expression)] = (expression, _simple_plan(expression))
+        plan = cached[1]
+        self._sarafan_simple = None if plan is None else _simple_update(
+            plan, expression_attribute_names, expression_attribute_values, item, table)
+        if self._sarafan_simple is None:
+            original_init(self, expression, expression_attribute_names, expression_attribute_values, item, table)
+
+    def validate(self: Any) -> Any:
+        simple = getattr(self, "_sarafan_simple", None)
+        return simple if simple is not None else original_validate(self)
+
+    def execute(self: Any, node: Any = None) -> None:
+        update = self.update_ast if node is None else node
+        if not isinstance(update, _SimpleUpdate):
+            original_execute(self, node)
+            return
+        attrs = self.item.attrs
+        for kind, name, value in update.actions:
+            if kind == "SET":
+                attrs[name] = value
+            elif kind == "ADD":
+                current = attrs.get(name)
+                if current is None:
+                    current = type(value)({"N": "0"})
+                attrs[name] = current + value
+            else:
+                attrs.pop(name, None)
+
+    for name, patched, original in (("__init__", __init__, original_init), ("validate", validate, original_validate)):
+        patched.__wrapped__ = original  # type: ignore[union-attr]
+        setattr(UpdateExpressionValidator, name, patched)
+    execute.__wrapped__ = original_execute  # type: ignore[attr-defined]
+    UpdateExpressionExecutor.execute = execute  # type: ignore[method-assign]
+
+
 def cache_action_lookup() -> None:
     """moto lists a handler class's methods (``inspect.getmembers``) on every request; once is enough."""
     import functools
@@ -509,3 +773,104 @@ def engine_paused() -> Iterator[None]:
     """No DynamoDB request runs inside this block (a consistent snapshot)."""
     with ENGINE_LOCK:
         yield
+
+
+# --- the in-process hop ----------------------------------------------------------------------------
+
+
+def _decode_blobs(value: Any) -> Any:
+    """DynamoDB JSON as botocore's parser returns it: ``B`` and ``BS`` values as bytes (in place)."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            if isinstance(value.get("B"), str):
+                value["B"] = base64.b64decode(value["B"])
+                return value
+            blobs = value.get("BS")
+            if isinstance(blobs, list) and all(isinstance(b, str) for b in blobs):
+                value["BS"] = [base64.b64decode(b) for b in blobs]
+                return value
+        for member in value.values():
+            if isinstance(member, dict | list):
+                _decode_blobs(member)
+    elif isinstance(value, list):
+        for member in value:
+            if isinstance(member, dict | list):
+                _decode_blobs(member)
+    return value
+
+
+def parse_plain_success(headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """What botocore's JSON parser makes of a successful data-plane answer of :func:`plain_json_body`
+    (``tests/functional/test_moto_engine.py`` compares the two)."""
+    parsed: dict[str, Any] = _decode_blobs(json.loads(body)) if body else {}
+    lowered = {k.lower(): v for k, v in headers.items()}
+    metadata: dict[str, Any] = {}
+    if "x-amzn-requestid" in lowered:
+        metadata["RequestId"] = lowered["x-amzn-requestid"]
+    metadata.update({"HTTPStatusCode": 200, "HTTPHeaders": lowered, "RetryAttempts": 0})
+    parsed["ResponseMetadata"] = metadata
+    return parsed
+
+
+#: ``[False]`` sends every call the usual way again (the engine test compares both).
+DIRECT_CALLS = [True]
+
+
+def direct_dynamodb_calls() -> None:
+    """Hand the app's DynamoDB data-plane calls to moto's handler without the HTTP-shaped detour.
+
+    Under ``mock_aws`` a botocore call is serialised, signed, turned into an HTTP request, matched
+    against every mocked service's URL patterns, turned into a werkzeug request for moto, answered,
+    wrapped as an HTTP response and parsed back: about a third of the local run's CPU went to the
+    trip, not to DynamoDB (py-spy, ``bench/local_engine.py``). A ``before-call`` handler (botocore's
+    own short-circuit for a ready answer) now builds moto's request from the serialised request and
+    calls the same ``DynamoHandler`` (same parsing, same checks, same locks and hooks), then parses a
+    successful data-plane answer with ``json.loads`` (``B``/``BS`` back to bytes) and anything else
+    with botocore's own parser, as the endpoint does. Only while moto's mock is active; every other
+    service, and DynamoDB's control plane, keeps the usual path.
+    """
+    from botocore.awsrequest import AWSResponse
+    from botocore.handlers import BUILTIN_HANDLERS, REGISTER_LAST
+    from botocore.parsers import create_parser
+    from moto.core.botocore_stubber import MockRawResponse
+    from moto.core.exceptions import HTTPException
+    from moto.core.models import botocore_stubber
+    from moto.core.request import Request
+    from moto.dynamodb.responses import DynamoHandler
+
+    parser = create_parser("json")
+
+    def before_call(model: Any, params: dict[str, Any], request_signer: Any = None, **_: Any) -> Any:
+        if not DIRECT_CALLS[0] or not botocore_stubber.enabled or model.name not in PLAIN_JSON_ACTIONS:
+            return None
+        if model.service_model.service_name != "dynamodb":
+            return None
+        url = params["url"]
+        headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in params["headers"].items()}
+        credentials = getattr(request_signer, "_credentials", None)
+        access_key = getattr(credentials, "access_key", None)
+        if access_key:  # moto reads the caller's account from the access key in the signature
+            region = getattr(request_signer, "_region_name", "us-east-1")
+            headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/20000101/{region}/dynamodb/"
+                                        "aws4_request, SignedHeaders=host, Signature=0")
+        body = params["body"]
+        request = Request.from_primitives("POST", url, headers, body if isinstance(body, bytes) else body.encode())
+        try:
+            status, response_headers, response_body = DynamoHandler.dispatch(request, request.raw_url,
+                                                                              request.headers)
+        except HTTPException as error:
+            status, response_headers, response_body = error.code, error.get_headers(), error.get_body()
+        http = AWSResponse(url, status, response_headers, MockRawResponse(response_body))  # type: ignore[arg-type]
+        if status == 200:
+            return http, parse_plain_success(dict(http.headers), http.content)
+        response_dict = {"headers": http.headers, "status_code": status, "body": http.content}
+        parsed = parser.parse(response_dict, model.output_shape)
+        code = parsed.get("Error", {}).get("Code")
+        error_shape = model.service_model.shape_for_error_code(code) if code else None
+        if error_shape is not None:
+            parsed.update(parser.parse(response_dict, error_shape))
+        parsed.setdefault("ResponseMetadata", {})["RetryAttempts"] = 0
+        return http, parsed
+
+    # Last, so hooks a test or a benchmark registers (call counters, injected failures) still run first.
+    BUILTIN_HANDLERS.append(("before-call.dynamodb", before_call, REGISTER_LAST))

@@ -30,6 +30,79 @@ TEST_ENV = {
 }
 
 
+def _share_botocore_data_loader() -> None:
+    """One botocore data loader for every session the suite creates.
+
+    Each test resets the clients (a new moto per test), and every new botocore session parsed
+    ``endpoints.json`` and the service models again: about 0.3 s of JSON per test on an idle machine,
+    most of a functional test's setup. The loader only caches parsed, read-only data files, so
+    sharing it changes nothing else.
+    """
+    import functools
+
+    import botocore.loaders
+    import botocore.session
+
+    if getattr(botocore.session.create_loader, "sarafan_shared", False):
+        return
+    shared = functools.lru_cache(maxsize=None)(botocore.loaders.create_loader)
+    shared.sarafan_shared = True  # type: ignore[attr-defined]
+    botocore.session.create_loader = shared  # type: ignore[assignment]
+
+
+def _reuse_moto_kms_key_material() -> None:
+    """moto makes an RSA-2048 private key for every KMS key, symmetric ones included, where it is never
+    used: 0.1-0.3 s of CPU per test (each test creates its KMS key in a new moto). Symmetric keys share
+    one; asymmetric key specs (which do sign with it) still get their own."""
+    import functools
+
+    from moto.kms import models
+
+    original = models.generate_private_key
+    if getattr(original, "sarafan_shared", False):
+        return
+    unused = functools.lru_cache(maxsize=None)(original)
+
+    def generate_private_key(key_spec: str) -> Any:
+        if str(key_spec).startswith(("RSA_", "ECC_")):
+            return original(key_spec)
+        return unused(key_spec)
+
+    generate_private_key.sarafan_shared = True  # type: ignore[attr-defined]
+    models.generate_private_key = generate_private_key  # type: ignore[assignment]
+
+
+def _one_botocore_session_per_thread() -> None:
+    """Each test starts new clients (a new moto), and every new botocore session registered its ~400
+    built-in event handlers again: about a fifth of a functional test's setup. Sessions hold no state
+    the tests vary (credentials and endpoints come from the same test environment; clients, which
+    tests hook and fault-inject, are still created anew), so each thread keeps one."""
+    import botocore.session
+    import pynamodb.connection.base
+
+    if getattr(botocore.session.get_session, "sarafan_shared", False):
+        return
+    original = botocore.session.get_session
+    local = threading.local()
+
+    def get_session(env_vars: Any = None) -> Any:
+        if env_vars is not None:
+            return original(env_vars)
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = original()
+        return session
+
+    get_session.sarafan_shared = True  # type: ignore[attr-defined]
+    botocore.session.get_session = get_session  # type: ignore[assignment]
+    pynamodb.connection.base.get_session = get_session  # type: ignore[attr-defined]
+
+
+_share_botocore_data_loader()
+_reuse_moto_kms_key_material()
+_one_botocore_session_per_thread()
+
+
 def reset_process_state() -> None:
     """Everything cached per process (settings, connections, clients, config cache, clock)."""
     from chalicelib import aws, config

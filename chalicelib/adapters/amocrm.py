@@ -155,8 +155,11 @@ def _status(lead: dict[str, Any], ctx: Context) -> Mapped | Skipped | Fetch:
     if not _won(text(lead.get("status_id"), 20), text(lead.get("pipeline_id"), 20), ctx):
         return Skipped(label, "the lead moved to a status that is not won")
     occurred = common.timestamp(lead.get("updated_at") or lead.get("last_modified"), ctx.now)
+    modified = text(lead.get("updated_at") or lead.get("last_modified"), 64)
     if ctx.can_fetch and ctx.settings.get("subdomain"):
-        return Fetch(label, "deal", lead_id, occurred, lead_id)
+        # amoCRM sends no event id; a redelivery repeats the lead, its status and its modification time.
+        ack_id = f"{lead_id}:{text(lead.get('status_id'), 20)}:{modified}" if modified else None
+        return Fetch(label, "deal", lead_id, occurred, lead_id, ack_id)
     event: dict[str, Any] = {"type": "deal.won", "occurred_at": occurred,
                              "object": {"type": "deal", "id": lead_id}, "customer": _lead_customer(lead_id)}
     price = common.amount(lead.get("price"), ctx.currency, "price", required=False)

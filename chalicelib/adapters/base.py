@@ -56,6 +56,10 @@ class Fetch:
     occurred_at: str
     #: The platform's id of the event (HubSpot ``eventId``), logged with the fetch.
     event_id: str
+    #: What a redelivery of this very event repeats (HubSpot's ``eventId``; Bitrix24's event, id and
+    #: ``ts``; amoCRM's lead, status and modification time), or ``None`` when the payload has nothing
+    #: of the kind. The acknowledgement dedupes on it, so a redelivery is not fetched again.
+    ack_id: str | None = None
 
 
 @dataclass(frozen=True)

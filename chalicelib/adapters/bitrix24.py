@@ -102,15 +102,19 @@ class Bitrix24:
                                     "object": {"type": "lead", "id": object_id},
                                     "customer": customer_block(id=f"b24-lead-{object_id}")}
             return Translation(items=[Mapped(lead, label)], delivery_id=delivery)
-        return Translation(items=[_deal(object_id, fields, occurred, label, ctx)], delivery_id=delivery)
+        # Bitrix24 sends no event id; a redelivery repeats the event, the id and ``ts`` (a later change
+        # of the same deal has another ``ts``).
+        ack_id = delivery if text(body.get("ts"), 20) else None
+        return Translation(items=[_deal(object_id, fields, occurred, label, ctx, ack_id)], delivery_id=delivery)
 
 
-def _deal(deal_id: str, fields: dict[str, Any], occurred: str, label: str, ctx: Context) -> Mapped | Skipped | Fetch:
+def _deal(deal_id: str, fields: dict[str, Any], occurred: str, label: str, ctx: Context,
+          ack_id: str | None = None) -> Mapped | Skipped | Fetch:
     stage = text(fields.get("STAGE_ID"), 64)
     contact_id = text(fields.get("CONTACT_ID"), 32)
     if stage is None or contact_id is None:
         if ctx.can_fetch:
-            return Fetch(label, "deal", deal_id, occurred, deal_id)
+            return Fetch(label, "deal", deal_id, occurred, deal_id, ack_id)
         return Skipped(label, "the event carries only the deal id; set settings.api_token (the portal's inbound "
                               "webhook URL) to fetch the stage, amount and contact")
     return deal_event(deal_id, fields, occurred, label, ctx)

@@ -96,14 +96,15 @@ def _event(index: int, raw: Any, ctx: Context, fetch: bool) -> Mapped | Skipped 
         return Skipped(f"#{index}", "not an event object")
     kind = text(raw.get("subscriptionType") or raw.get("eventType"), 100) or "?"
     object_id = text(raw.get("objectId"), 64)
-    event_id = text(raw.get("eventId"), 64) or str(index)
+    platform_event_id = text(raw.get("eventId"), 64)
+    event_id = platform_event_id or str(index)
     label = f"{kind}#{object_id or '?'}/event#{event_id}"
     if object_id is None:
         return Skipped(label, "the event has no objectId")
     occurred = common.timestamp(raw.get("occurredAt"), ctx.now)
     if kind == "contact.creation":
         if fetch:
-            return Fetch(label, "contact", object_id, occurred, event_id)
+            return Fetch(label, "contact", object_id, occurred, event_id, platform_event_id)
         return Mapped({"type": "lead.created", "occurred_at": occurred, "object": {"type": "lead", "id": object_id},
                        "customer": {"id": object_id}}, label)
     if kind == "deal.propertyChange" and raw.get("propertyName") == "dealstage":
@@ -111,7 +112,7 @@ def _event(index: int, raw: Any, ctx: Context, fetch: bool) -> Mapped | Skipped 
         if raw.get("propertyValue") != won:
             return Skipped(label, "the deal moved to a stage that is not the won stage")
         if fetch:
-            return Fetch(label, "deal", object_id, occurred, event_id)
+            return Fetch(label, "deal", object_id, occurred, event_id, platform_event_id)
         return Skipped(label, "a won deal carries no contact or amount; set settings.api_token to fetch them")
     return Skipped(label, f"{kind[:60]} is not used")
 

@@ -27,6 +27,7 @@ from typing import Any
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 
 from chalicelib.domain import analytics as fig
+from chalicelib.domain import clock
 from chalicelib.store.db import Entity, shared_connection
 
 SEEN_TTL_SECONDS = 7 * 86400
@@ -148,7 +149,7 @@ def apply(source_key: str, increments: Iterable[Increment], leaders: Iterable[Le
     deltas = [d for d in leaders if d.delta]
     if not merged and not deltas:
         return True
-    expires = int((now if now is not None else time.time()) + SEEN_TTL_SECONDS)
+    expires = int((now if now is not None else clock.utcnow().timestamp()) + SEEN_TTL_SECONDS)
     marker = {"Put": {"TableName": table, "ConditionExpression": "attribute_not_exists(PK)",
                       "Item": {"PK": {"S": f"AGG#SEEN#{source_key}"}, "SK": {"S": "SEEN"},
                                "entity": {"S": "agg_seen"}, "expires_at_epoch": _n(expires)}}}

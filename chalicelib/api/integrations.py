@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.api import response_schemas as rs
-from chalicelib.api.http import ApiBlueprint, ApiRequest
+from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor
 
 integrations = ApiBlueprint(__name__)
 TAG = "Integrations"
@@ -50,6 +50,24 @@ def disconnect(req: ApiRequest, program_id: str, partner_id: str, platform: str)
     from chalicelib.services import integrations as service
 
     return service.disconnect(req.principal, program_id, partner_id, platform)
+
+
+@integrations.endpoint(
+    _PATH + "/log", "GET", tag=TAG, auth="key", response_schema=rs.INTEGRATION_LOG,
+    query_params=(("limit", "integer"), ("cursor", "string")),
+    summary="The partner's integration log of a platform: permanent CRM fetch failures, newest first (paged)",
+    description="Operator or that partner. Each entry names the failure (`crm_auth_failed`, `crm_not_found`, "
+                "`crm_bad_response`, `invalid_event`…), the CRM object id and when; never a token or personal "
+                "data. `limit` 1–100 (default 50); entries are kept 90 days. Unknown platform: 404.",
+)
+def integration_log(req: ApiRequest, program_id: str, partner_id: str, platform: str) -> Any:
+    from chalicelib.services import integrations as service
+    from chalicelib.store import keys
+
+    cursor = decode_cursor(req.query("cursor"), ("PK", keys.integration_log_partition(program_id, partner_id,
+                                                                                       platform)))
+    page = service.log(req.principal, program_id, partner_id, platform, req.int_query("limit", 50, 1, 100), cursor)
+    return {**page, "next_cursor": encode_cursor(page["next_cursor"])}
 
 
 @integrations.endpoint(

@@ -58,13 +58,21 @@ INVITE = obj({"code": STR, "code_display": STR, "link": STR, "locale": STR,
 OFFER = obj({"code": STR, "program": obj({"name": STR, "default_locale": STR}),
              "referrer": obj({"first_name": nullable(STR)}), "offer": OBJ, "locale": STR})
 
+TIER_CHANGE = obj({"change_id": STR, "from": nullable(STR), "to": STR, "direction": {"enum": ["up", "down"]},
+                   "reason_code": STR, "reason": STR, "metric": STR, "value": INT, "threshold": INT, "at": TIME})
+#: Member tiers (docs/coalition.md#tiers): where the member stands; null when the program has no tiers.
+TIER_STATUS = obj({
+    "tier": STR, "name": STR, "metric": {"enum": ["points_earned", "spend", "converted_referrals"]}, "value": INT,
+    "period_months": INT, "since": nullable(TIME), "review_month": nullable(STR),
+    "next": nullable(obj({"tier": STR, "name": STR, "threshold": INT, "remaining": INT}))},
+    {"history": {"type": "array", "items": TIER_CHANGE}})
 ATTRIBUTION_STATE = obj({"referrer_id": nullable(STR), "source": nullable(STR), "attributed_at": nullable(TIME),
                          "final": BOOL})
 MEMBER = obj({
     "member_id": STR, "program_id": STR, "code": STR, "code_display": STR,
     "previous_codes": {"type": "array", "items": STR}, "link": STR, "first_name": nullable(STR),
     "email": nullable(STR), "phone": nullable(STR), "customer_ids": {"type": "object", "additionalProperties": STR},
-    "locale": nullable(STR), "tier": nullable(STR), "joined_at": TIME, "joined_via": nullable(STR),
+    "locale": nullable(STR), "tier": nullable(STR), "tier_status": nullable(TIER_STATUS), "joined_at": TIME, "joined_via": nullable(STR),
     "referrer_id": nullable(STR), "attribution": ATTRIBUTION_STATE,
     "counts": obj({"clicks": INT, "clicks_by_utm_source": {"type": "object", "additionalProperties": INT},
                    "signups": INT, "purchasers": INT, "orders": INT})})
@@ -134,6 +142,8 @@ INTEGRATION = obj({
     "auth": {"enum": ["secret", "token"]}, "settings": OBJ, "revision": INT, "created_at": TIME,
     "updated_at": TIME, "api_token_set": BOOL},
     {"docs_url": nullable(STR), "secret": _VERSIONS, "token": _VERSIONS, "token_issued": BOOL})
+INTEGRATION_LOG = page(obj({"entry_id": STR, "platform": STR, "code": STR, "message": STR,
+                            "object_id": nullable(STR), "at": TIME}), platform=STR, partner_id=STR)
 DISCONNECTED = obj({"platform": STR, "partner_id": STR, "disconnected": {"const": True}})
 PLATFORM_EVENT = obj({"status": STR}, {"label": nullable(STR), "reason": nullable(STR), "error": OBJ})
 PLATFORM_RESULT = obj({

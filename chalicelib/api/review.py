@@ -18,6 +18,9 @@ ITEM = rs.obj({
     "reasons": {"type": "array", "items": rs.obj({"code": rs.STR, "reason": rs.STR})},
     "matched": {"type": "array", "items": rs.STR}, "points": rs.INT,
     "entries": {"type": "array", "items": rs.obj({"member_id": rs.STR, "entry_id": rs.STR, "points": rs.INT})},
+    "vouchers": {"type": "array", "items": rs.obj({
+        "member_id": rs.STR, "partner_id": rs.STR, "offer_id": rs.STR, "rule_id": rs.STR,
+        "status": {"enum": ["held", "issued", "voided", "pool_empty"]}, "voucher_id": rs.nullable(rs.STR)})},
     "created_at": rs.TIME,
     "decision": rs.nullable(rs.obj({"by": rs.STR, "at": rs.TIME, "reason": rs.nullable(rs.STR)})),
 })
@@ -40,7 +43,9 @@ def list_review(req: ApiRequest, program_id: str) -> Any:
                  response_schema=ITEM, responses=CONFLICT,
                  summary="Approve held rewards: they become pending (or available) and follow the normal rules",
                  description="One transaction, conditioned on the item being open; approving again answers the "
-                             "item (idempotent); an item voided already, or concurrently, is a 409.")
+                             "item (idempotent); an item voided already, or concurrently, is a 409. Offer vouchers "
+                             "the held event granted are issued now, in the same transaction (from the pool as it "
+                             "is now: `pool_empty` when no code is left).")
 def approve(req: ApiRequest, program_id: str, item_id: str) -> Any:
     return service.decide(req.principal, program_id, item_id, "approve", req.body or {})
 
@@ -50,6 +55,7 @@ def approve(req: ApiRequest, program_id: str, item_id: str) -> Any:
                  summary="Void held rewards: each is reversed with the reviewer's reason",
                  description="`reason` is required and kept with the decision (who, when, why). `fraud: true` "
                              "also marks the event's device and payment signals as fraud: later events with them, "
-                             "at any partner of the program, are held. Idempotent; 409 like approve.")
+                             "at any partner of the program, are held. Offer vouchers the held event granted are never "
+                             "issued (`voided`). Idempotent; 409 like approve.")
 def void(req: ApiRequest, program_id: str, item_id: str) -> Any:
     return service.decide(req.principal, program_id, item_id, "void", req.body or {})

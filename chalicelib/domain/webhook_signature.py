@@ -26,10 +26,10 @@ import hashlib
 import hmac
 import re
 import secrets as _secrets
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from chalicelib.domain import clock
 from chalicelib.domain.errors import Unauthorized
 
 HEADER_ID = "webhook-id"
@@ -188,7 +188,7 @@ def _check_headers(headers: Mapping[str, str], now: float | None, tolerance_seco
 
     # The timestamp is inside the signed content, so checking it bounds replays of a
     # captured request to the tolerance window (the id dedup covers the rest).
-    current = time.time() if now is None else now
+    current = clock.utcnow().timestamp() if now is None else now
     if timestamp < current - tolerance_seconds:
         raise Unauthorized(
             "webhook-timestamp is too old; check the sender's clock",

@@ -2,7 +2,7 @@
 
 HubSpot's ``deal.propertyChange`` carries the deal id and stage but not the amount or the contact;
 Bitrix24's events carry only ``data[FIELDS][ID]``. The webhook is acknowledged at once (verified,
-enqueued, ``200 "queued"``); this consumer — ``@on_sqs_message`` in AWS (``api/crm_consumer.py``,
+deduped on the platform's event id by :func:`acknowledge`, enqueued, ``200 "queued"``); this consumer — ``@on_sqs_message`` in AWS (``api/crm_consumer.py``,
 a dead-letter queue in ``infra/resources.yaml``), the same function driven by the local run —
 fetches what is missing (``services.crm_http``: short timeouts, retries with backoff, documented
 hosts only) and hands the canonical event to the pipeline, which dedupes on the business fact.
@@ -15,6 +15,7 @@ moves the message to the dead-letter queue.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from chalicelib.adapters.base import Context, Fetch, Mapped
@@ -64,6 +65,29 @@ def enqueue(item: IntegrationItem, fetch: Fetch) -> None:
                "label": fetch.label, "object_type": fetch.object_type, "object_id": fetch.object_id,
                "occurred_at": fetch.occurred_at, "event_id": fetch.event_id}
     aws.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(message))
+
+
+def acknowledge(item: IntegrationItem, fetch: Fetch, now: datetime) -> bool:
+    """Queue ``fetch`` unless the same platform event was acknowledged within the TTL.
+
+    A conditional write keyed by (partner, platform, the platform's event id) comes first
+    (``store.integrations.acknowledge``, TTL ``ACK_TTL_HOURS``); ``False`` for a redelivery, which is
+    answered without queueing. If the queue refuses the message the marker is removed and the error
+    raised, so the platform's retry gets through. Events without an id of their own (``ack_id`` is
+    ``None``) are always queued; the pipeline still dedupes them on the business fact.
+    """
+    if fetch.ack_id is not None and not store.acknowledge(item.program_id, item.partner_id, item.platform,
+                                                          fetch.ack_id, now):
+        log.info("crm event redelivered: not fetched again", extra={"platform": item.platform,
+                                                                    "program_id": item.program_id})
+        return False
+    try:
+        enqueue(item, fetch)
+    except Exception:
+        if fetch.ack_id is not None:
+            store.forget_ack(item.program_id, item.partner_id, item.platform, fetch.ack_id)
+        raise
+    return True
 
 
 def _token(item: IntegrationItem) -> str:
@@ -122,9 +146,10 @@ _FETCHERS = {"hubspot": _hubspot, "bitrix24": _bitrix24, "amocrm": _amocrm}
 def _log_failure(item: IntegrationItem, fetch: Fetch, code: str, message: str) -> None:
     now = clock.utcnow()
     entry_id = new_id("ilog")
-    pk, sk = keys.integration_log(item.program_id, item.partner_id, iso(now), entry_id)
-    IntegrationLogItem(PK=pk, SK=sk, program_id=item.program_id, partner_id=item.partner_id, platform=item.platform,
-                       code=code, message=message[:500], object_id=fetch.object_id, at=now).save()
+    pk, sk = keys.integration_log(item.program_id, item.partner_id, item.platform, iso(now), entry_id)
+    store.add_log_entry(IntegrationLogItem(PK=pk, SK=sk, program_id=item.program_id, partner_id=item.partner_id,
+                                           platform=item.platform, code=code, message=message[:500],
+                                           object_id=fetch.object_id, at=now), now)
     log.warning("crm fetch failed permanently", extra={"platform": item.platform, "program_id": item.program_id,
                                                        "code": code})
 
@@ -167,9 +192,3 @@ def handle(message: dict[str, Any]) -> dict[str, Any]:
         return {"status": "failed", "code": "invalid_event"}
     return pipeline.process(program, item.partner_id, event, delivery_id=f"crm-fetch:{fetch.event_id}")
 
-
-def list_log(program_id: str, partner_id: str, limit: int = 50) -> list[dict[str, Any]]:
-    pk = keys.integration_log_partition(program_id, partner_id)
-    items = IntegrationLogItem.query(pk, scan_index_forward=False, limit=limit)
-    return [{"platform": i.platform, "code": i.code, "message": i.message, "object_id": i.object_id,
-             "at": iso(i.at)} for i in items if isinstance(i, IntegrationLogItem)]

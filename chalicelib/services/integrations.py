@@ -26,7 +26,7 @@ from chalicelib.services import envelope
 from chalicelib.services.auth import Principal
 from chalicelib.store import integrations as store
 from chalicelib.store import keys, tenancy_repo
-from chalicelib.store.integrations import IntegrationItem
+from chalicelib.store.integrations import IntegrationItem, IntegrationLogItem
 
 _SECRET = {"type": "string", "minLength": 8, "maxLength": 512,
            "description": "The signing secret the platform issued (write-only; sealed with KMS)"}
@@ -207,3 +207,21 @@ def disconnect(principal: Principal, program_id: str, partner_id: str, platform:
         raise NotFound("This platform is not connected", details={"platform": platform})
     store.delete(item)
     return {"platform": platform, "partner_id": partner_id, "disconnected": True}
+
+
+def log_entry_view(item: IntegrationLogItem) -> dict[str, Any]:
+    return {"entry_id": item.SK.rsplit("#", 1)[-1], "platform": item.platform, "code": item.code,
+            "message": item.message, "object_id": item.object_id, "at": iso(item.at)}
+
+
+def log(principal: Principal, program_id: str, partner_id: str, platform: str, limit: int,
+        cursor: dict[str, Any] | None) -> dict[str, Any]:
+    """The partner's integration log of one platform, newest first (paged; entries kept
+    ``store.integrations.LOG_TTL_DAYS`` days). Readable after a disconnect: that is when it is wanted."""
+    principal.require_partner_scope(program_id, partner_id)
+    principal.require_server_key()
+    adapter_for(platform)
+    tenancy_repo.get_partner(program_id, partner_id)
+    items, last = store.log_page(program_id, partner_id, platform, limit, cursor)
+    return {"platform": platform, "partner_id": partner_id, "items": [log_entry_view(i) for i in items],
+            "next_cursor": last}

@@ -100,6 +100,11 @@ def _clicks(member: MemberItem) -> dict[str, Any]:
 
 
 def profile_view(principal: Principal, member: MemberItem) -> dict[str, Any]:
+    from chalicelib.services import tiers
+
+    program = tenancy_repo.get_program(member.program_id)
+    # Member tiers (docs/coalition.md#tiers): one GetItem and one bounded Query, only when the program has tiers.
+    tier_status = tiers.status(program, member.member_id, member.locale)
     # A raw MapAttribute: dict(map) would iterate its keys; as_dict() is the real mapping.
     customer_ids = member.customer_ids.as_dict() if member.customer_ids else {}
     if not principal.is_operator:
@@ -117,7 +122,8 @@ def profile_view(principal: Principal, member: MemberItem) -> dict[str, Any]:
         "phone": mask_phone(member.phone) if member.phone else None,
         "customer_ids": customer_ids,
         "locale": member.locale,
-        "tier": member.tier,
+        "tier": tier_status["tier"] if tier_status else member.tier,
+        "tier_status": tier_status,
         "joined_at": clock.iso(member.joined_at),
         "joined_via": member.joined_via,
         "referrer_id": member.referrer_id,

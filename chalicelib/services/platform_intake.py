@@ -115,7 +115,12 @@ def receive(partner_id: str, platform: str, inbound: Inbound, token: str | None)
     for item_ in translation.items:
         if isinstance(item_, Fetch):
             # Acknowledged now; the CRM is asked for what the event lacks by the queue's consumer.
-            crm_fetch.enqueue(item, item_)
+            # A redelivery of the same platform event (its id within the acknowledgement TTL) is not
+            # queued, so the CRM is not asked twice.
+            if not crm_fetch.acknowledge(item, item_, ctx.now):
+                events.append({"label": item_.label, "status": "duplicate",
+                               "reason": "this event was already acknowledged and queued"})
+                continue
             events.append({"label": item_.label, "status": "queued",
                            "reason": f"the {item_.object_type} is fetched from the CRM before processing"})
             continue

@@ -62,8 +62,14 @@ DECISION_SCHEMA: dict[str, Any] = {
 VOID_SCHEMA: dict[str, Any] = {**DECISION_SCHEMA, "required": ["reason"]}
 
 
+def public_voucher(grant: dict[str, Any]) -> dict[str, Any]:
+    """A held (or decided) voucher grant as replies and the queue show it: whose offer, for whom, what became of it."""
+    return {"member_id": grant["member_id"], "partner_id": grant["partner_id"], "offer_id": grant["offer_id"],
+            "rule_id": grant["rule_id"], "status": grant.get("status", "held"), "voucher_id": grant.get("voucher_id")}
+
+
 def stage_review_item(ctx: EventContext, tx: Transaction, view: StageView, postings: list[dict[str, Any]],
-                      risk: dict[str, Any]) -> str:
+                      risk: dict[str, Any], vouchers: list[dict[str, Any]] | None = None) -> str:
     item_id = stable_id("rev", ctx.business_key)
     now = clock.iso(ctx.now)
     pk, sk = keys.review_item(ctx.program_id, item_id)
@@ -81,7 +87,7 @@ def stage_review_item(ctx: EventContext, tx: Transaction, view: StageView, posti
         member_id=subject.member_id, referrer_id=subject.referrer_id,
         reasons=[{"code": code, "reason": HOLD_REASONS[code]} for code in risk.get("hold") or []],
         matched=list(risk.get("matched") or []), entries=entries, signals=signals,
-        deny=[ref.kind + "#" + ref.value_hash for ref in ctx.deny],
+        deny=[ref.kind + "#" + ref.value_hash for ref in ctx.deny], vouchers=list(vouchers or []),
         points=sum(e["points"] for e in entries), status=REVIEW_OPEN, created_at=ctx.now,
     ))
     return item_id
@@ -94,6 +100,7 @@ def view(item: ReviewItem) -> dict[str, Any]:
         "referrer_id": item.referrer_id, "reasons": list(item.reasons or []), "matched": list(item.matched or []),
         "points": int(item.points or 0),
         "entries": [{k: e.get(k) for k in ("member_id", "entry_id", "points", "rule_id")} for e in item.entries or []],
+        "vouchers": [public_voucher(g) for g in item.vouchers or []],
         "created_at": clock.iso(item.created_at),
         "decision": None if item.decided_at is None else {
             "by": item.decided_by, "at": clock.iso(item.decided_at), "reason": item.decision_reason},
@@ -135,8 +142,50 @@ class _Lost(Exception):
     pass
 
 
+#: Reading an offer's pool again after a lost race for a code (another event took it meanwhile).
+VOUCHER_ATTEMPTS = 3
+
+
 def decide(principal: Principal, program_id: str, item_id: str, decision: str,
            data: dict[str, Any]) -> dict[str, Any]:
+    from chalicelib.services.outcomes import RetryEvent
+
+    for attempt in range(VOUCHER_ATTEMPTS):
+        try:
+            return _decide_once(principal, program_id, item_id, decision, data)
+        except RetryEvent:  # only the vouchers' pool conditions raise it: read the pool again
+            if attempt == VOUCHER_ATTEMPTS - 1:
+                from chalicelib.domain.errors import ServiceUnavailable
+
+                raise ServiceUnavailable("The offer's codes were contended; retry the decision") from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _stage_vouchers(tx: Transaction, item: ReviewItem, approved: bool, now: Any) -> list[dict[str, Any]]:
+    """Approval issues the held grants (the pool as it is now: empty → ``pool_empty``); void issues none."""
+    from chalicelib.services import vouchers as voucher_service
+    from chalicelib.store import tenancy_repo
+
+    grants = [dict(g) for g in item.vouchers or []]
+    if not grants:
+        return grants
+    if not approved:
+        return [{**g, "status": "voided"} for g in grants]
+    program = tenancy_repo.get_program(item.program_id)
+    pools: dict[tuple[str, str], voucher_service.PoolView] = {}
+    out = []
+    for grant in grants:
+        ref = (grant["partner_id"], grant["offer_id"])
+        if ref not in pools:
+            pools[ref] = voucher_service.read_pool(item.program_id, *ref)
+        voucher = voucher_service.issue_held_grant(tx, pools[ref], program, grant, now)
+        out.append({**grant, "status": "issued", "voucher_id": voucher.voucher_id} if voucher is not None
+                   else {**grant, "status": "pool_empty"})
+    return out
+
+
+def _decide_once(principal: Principal, program_id: str, item_id: str, decision: str,
+                 data: dict[str, Any]) -> dict[str, Any]:
     wanted = REVIEW_APPROVED if decision == "approve" else REVIEW_VOIDED
     item = _item(principal, program_id, item_id)
     if item.status == wanted:
@@ -197,8 +246,10 @@ def decide(principal: Principal, program_id: str, item_id: str, decision: str,
             kind, _, value_hash = text.partition("#")
             pk, sk = keys.deny_list(kind, value_hash)
             tx.put(DenyItem(PK=pk, SK=sk, kind=kind, added_at=now))
+    decided_vouchers = _stage_vouchers(tx, item, wanted == REVIEW_APPROVED, now)
     R = ReviewItem
     tx.update(item, [R.status.set(wanted), R.decided_at.set(now), R.decided_by.set(_reviewer(principal)),
+                     *([R.vouchers.set(decided_vouchers)] if decided_vouchers else []),
                      R.decision_reason.set(reason) if reason else R.decision_reason.remove(),
                      R.GSI1PK.remove(), R.GSI1SK.remove(), R.GSI2PK.remove(), R.GSI2SK.remove()],
               R.status == REVIEW_OPEN, on_fail=_Lost())

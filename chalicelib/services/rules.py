@@ -105,7 +105,24 @@ def _prepare(program: ProgramItem, body: Any) -> dict[str, Any]:
     missing = _unknown_offer_errors(program.program_id, parsed)
     if missing:
         raise ValidationFailed("The rules grant offers that do not exist", details={"errors": missing})
+    tier_errors = _unknown_tier_errors(program, parsed)
+    if tier_errors:
+        raise ValidationFailed("The rules name member tiers the program does not have", details={"errors": tier_errors})
     return doc
+
+
+def _unknown_tier_errors(program: ProgramItem, parsed: Any) -> list[dict[str, str]]:
+    """``trigger.tiers`` and ``tier_multipliers`` must name tiers of ``settings.tiers`` (a typo would never match)."""
+    tiers = program.program_settings.tiers
+    known = set(tiers.ids) if tiers is not None else set()
+    why = "is not a tier of this program's settings.tiers" if tiers is not None else "the program has no settings.tiers"
+    errors = []
+    for i, rule in enumerate(parsed.rules):
+        errors += [field_error(f"$.rules[{i}].trigger.tiers[{j}]", f"'{t}' {why}" if tiers else why)
+                   for j, t in enumerate(rule.trigger.tiers) if t not in known]
+        errors += [field_error(child_path(f"$.rules[{i}].tier_multipliers", t), f"'{t}' {why}" if tiers else why)
+                   for t in rule.tier_multipliers if t not in known]
+    return errors
 
 
 def _unknown_offer_errors(program_id: str, parsed: Any) -> list[dict[str, str]]:

@@ -19,10 +19,9 @@ Entry points never change (corrections are new entries), so only INSERTs count.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from chalicelib.domain import settlement
+from chalicelib.domain import clock, settlement
 from chalicelib.notify import dispatcher
 from chalicelib.store import keys
 from chalicelib.store.ledger import LedgerEntryItem, day_of
@@ -82,7 +81,7 @@ def _commit(entries: list[LedgerEntryItem], expires: int) -> None:
 
 def count(entries: list[LedgerEntryItem]) -> int:
     """Add ``entries`` to the aggregates, each at most once ever; the number newly counted."""
-    expires = int(time.time()) + MARKER_TTL_DAYS * 86400
+    expires = int(clock.utcnow().timestamp()) + MARKER_TTL_DAYS * 86400
     counted = 0
     chunk: list[LedgerEntryItem] = []
     size = 0

@@ -258,6 +258,24 @@ def stage_grants(tx: Transaction, program: ProgramItem, items: dict[Key, Any], g
     return out
 
 
+def held_grant(grant: VoucherGrant) -> dict[str, Any]:
+    """A grant of a held event, as the review item keeps it (JSON) until a reviewer decides."""
+    return {"member_id": grant.member_id, "partner_id": grant.partner_id, "offer_id": grant.offer_id,
+            "rule_id": grant.rule_id, "rule_version": grant.rule_version, "level": grant.level,
+            "business_key": grant.business_key, "reason": grant.reason, "event_partner_id": grant.event_partner_id,
+            "salt": grant.key}
+
+
+def issue_held_grant(tx: Transaction, pool: PoolView, program: ProgramItem, grant: dict[str, Any],
+                     now: datetime) -> VoucherItem | None:
+    """Issue a grant kept by a review item (approval): the same voucher id the event would have issued."""
+    return issue_voucher_in(
+        tx, pool, program=program, member_id=grant["member_id"], business_key=grant["business_key"], now=now,
+        reason=grant["reason"], reason_code="offer_reward", rule_id=grant["rule_id"],
+        rule_version=grant.get("rule_version"), level=grant.get("level"),
+        event_partner_id=grant.get("event_partner_id"), salt=grant.get("salt"))
+
+
 # --------------------------------------------------------------------------- statement
 
 

@@ -131,8 +131,28 @@ def content(token: str, limit: int = 10) -> dict[str, Any]:
         "history": [_history_item(h, locale) for h in history],
         "unsubscribe_url": unsubscribe_url(program_id, member_id, "email"),
         "vouchers": _vouchers(scope, program_id, member_id),
+        "tier": _tier(program, member_id, locale),
     }
     return out
+
+
+def _tier(program: Any, member_id: str, locale: str | None) -> dict[str, Any] | None:
+    """Member tier and progress to the next one (docs/coalition.md#tiers); None when the program has no tiers."""
+    from chalicelib.services import tiers
+
+    status = tiers.status(program, member_id, locale, with_history=False)
+    if status is None:
+        return None
+    nxt = status["next"]
+    percent = 100 if nxt is None or not nxt["threshold"] else min(100, status["value"] * 100 // nxt["threshold"])
+    from chalicelib.domain import tiers as domain
+
+    settings = program.program_settings.tiers
+    names = {lang: domain.level(settings, status["tier"]).name(lang) for lang in ("ru", "en")}
+    if nxt is not None:
+        nxt = {**nxt, "names": {lang: domain.level(settings, nxt["tier"]).name(lang) for lang in ("ru", "en")}}
+    return {"tier": status["tier"], "name": status["name"], "names": names, "metric": status["metric"],
+            "value": status["value"], "period_months": status["period_months"], "next": nxt, "percent": percent}
 
 
 def _history_item(entry: dict[str, Any], locale: str) -> dict[str, Any]:

@@ -7,8 +7,12 @@ config cache like partner records: a webhook costs at most one read for its inte
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
+
 from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, PutError
 
 from chalicelib.config import get_settings
 from chalicelib.domain.errors import Conflict
@@ -34,6 +38,13 @@ class IntegrationItem(Entity, discriminator="integration"):
     updated_at = IsoDateTimeAttribute()
 
 
+#: How long a partner's integration log keeps an entry (DynamoDB TTL).
+LOG_TTL_DAYS = 90
+#: How long an acknowledged CRM event id is remembered: a redelivery within it is not fetched again.
+#: HubSpot retries a failed delivery up to 10 times over 24 hours; a week covers every platform's retries.
+ACK_TTL_HOURS = 7 * 24
+
+
 class IntegrationLogItem(Entity, discriminator="integration_log"):
     """A permanent failure worth a partner's attention (e.g. the CRM API refused our token)."""
 
@@ -44,6 +55,13 @@ class IntegrationLogItem(Entity, discriminator="integration_log"):
     message = UnicodeAttribute()
     object_id = UnicodeAttribute(null=True)
     at = IsoDateTimeAttribute()
+    expires_at_epoch = NumberAttribute(null=True)
+
+
+class CrmAckItem(Entity, discriminator="crm_ack"):
+    """A CRM event (by the platform's event id) acknowledged and queued for the asynchronous fetch."""
+
+    expires_at_epoch = NumberAttribute()
 
 
 def _cache_key(program_id: str, partner_id: str, platform: str) -> str:
@@ -92,3 +110,44 @@ def list_for_partner(program_id: str, partner_id: str) -> list[IntegrationItem]:
     pk, prefix = keys.integrations_prefix(program_id, partner_id)
     return [i for i in IntegrationItem.query(pk, IntegrationItem.SK.startswith(prefix), limit=50)
             if isinstance(i, IntegrationItem)]
+
+
+def add_log_entry(item: IntegrationLogItem, now: datetime) -> None:
+    item.expires_at_epoch = int((now + timedelta(days=LOG_TTL_DAYS)).timestamp())
+    item.save()
+
+
+def log_page(program_id: str, partner_id: str, platform: str, limit: int,
+             cursor: dict[str, Any] | None) -> tuple[list[IntegrationLogItem], dict[str, Any] | None]:
+    """One page of the log, newest first: one ``Query`` of at most ``limit`` items."""
+    pk = keys.integration_log_partition(program_id, partner_id, platform)
+    result = IntegrationLogItem.query(pk, scan_index_forward=False, limit=limit, last_evaluated_key=cursor)
+    items = [i for i in result if isinstance(i, IntegrationLogItem)]
+    return items, result.last_evaluated_key
+
+
+def _ack_key(program_id: str, partner_id: str, platform: str, event_id: str) -> tuple[str, str]:
+    digest = hashlib.sha256(event_id.encode("utf-8")).hexdigest()[:32]  # bounded key, whatever the platform sends
+    return keys.crm_ack(program_id, partner_id, platform, digest)
+
+
+def acknowledge(program_id: str, partner_id: str, platform: str, event_id: str, now: datetime) -> bool:
+    """Remember a CRM event id for :data:`ACK_TTL_HOURS`: one conditional ``PutItem``.
+
+    ``False`` when it was acknowledged before and has not expired (a redelivery). An expired
+    marker DynamoDB's TTL has not removed yet does not count.
+    """
+    item = CrmAckItem(*_ack_key(program_id, partner_id, platform, event_id),
+                      expires_at_epoch=int((now + timedelta(hours=ACK_TTL_HOURS)).timestamp()))
+    try:
+        item.save(condition=CrmAckItem.PK.does_not_exist() | (CrmAckItem.expires_at_epoch < int(now.timestamp())))
+    except PutError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def forget_ack(program_id: str, partner_id: str, platform: str, event_id: str) -> None:
+    """Undo :func:`acknowledge` when the event could not be queued (the platform's retry must get through)."""
+    CrmAckItem(*_ack_key(program_id, partner_id, platform, event_id)).delete()

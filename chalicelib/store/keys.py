@@ -58,13 +58,18 @@ def integrations_prefix(program_id: str, partner_id: str) -> Key:
     return f"PROGRAM#{program_id}", f"INTEGRATION#{partner_id}#"
 
 
-def integration_log(program_id: str, partner_id: str, at: str, entry_id: str) -> Key:
-    """Per-partner integration log (permanent failures of the asynchronous CRM fetch)."""
-    return f"INTEGRATIONLOG#{program_id}#{partner_id}", f"AT#{at}#{entry_id}"
+def integration_log(program_id: str, partner_id: str, platform: str, at: str, entry_id: str) -> Key:
+    """Per-partner, per-platform integration log (permanent failures of the asynchronous CRM fetch)."""
+    return integration_log_partition(program_id, partner_id, platform), f"AT#{at}#{entry_id}"
 
 
-def integration_log_partition(program_id: str, partner_id: str) -> str:
-    return f"INTEGRATIONLOG#{program_id}#{partner_id}"
+def integration_log_partition(program_id: str, partner_id: str, platform: str) -> str:
+    return f"INTEGRATIONLOG#{program_id}#{partner_id}#{platform}"
+
+
+def crm_ack(program_id: str, partner_id: str, platform: str, event_id_hash: str) -> Key:
+    """"This CRM event was acknowledged and queued" (TTL): a redelivery is not fetched twice."""
+    return f"CRMACK#{program_id}#{partner_id}#{platform}#{event_id_hash}", "ACK"
 
 
 # --- referral core -----------------------------------------------------------

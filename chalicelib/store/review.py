@@ -44,6 +44,9 @@ class ReviewItem(Entity, discriminator="review"):
     signals = JSONAttribute(default=list)
     #: ["<kind>#<deployment hash>"] when the program feeds the shared deny list (a fraud void adds them)
     deny = JSONAttribute(default=list)
+    #: Offer vouchers the event granted, not issued while held: ``services.vouchers.held_grant`` dicts plus,
+    #: after the decision, ``status`` (``issued`` with ``voucher_id``, ``voided``, ``pool_empty``).
+    vouchers = JSONAttribute(default=list)
     points = NumberAttribute(default=0)
     status = UnicodeAttribute(default=REVIEW_OPEN)
     created_at = IsoDateTimeAttribute()

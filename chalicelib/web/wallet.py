@@ -25,7 +25,9 @@ WORDS: dict[str, dict[str, str]] = {
            "no_history": "Nothing yet.", "vouchers": "Vouchers", "expires": "expires",
            "preferences": "Notifications", "unsubscribe": "Stop e-mails from this program",
            "invalid": "This wallet link is invalid or has expired. Ask the shop for a new one.",
-           "qr": "QR code of your invite link"},
+           "qr": "QR code of your invite link", "tier": "Your status", "top_tier": "The top status: well done!",
+           "to_next": "towards", "points_earned": "points earned", "spend": "spent", "converted_referrals": "friends who bought",
+           "months": "over the last {n} months"},
     "ru": {"title": "Ваш кошелёк", "hello": "Здравствуйте", "available": "Доступно", "pending": "Ожидает",
            "owed": "Долг", "points": "баллов", "code": "Ваш код", "invite": "Пригласите друзей",
            "copy": "Скопировать ссылку", "friends": "Друзья", "no_friends": "Пока никого: поделитесь ссылкой.",
@@ -33,7 +35,9 @@ WORDS: dict[str, dict[str, str]] = {
            "no_history": "Пока ничего.", "vouchers": "Ваучеры", "expires": "до",
            "preferences": "Уведомления", "unsubscribe": "Не присылать письма этой программы",
            "invalid": "Ссылка на кошелёк недействительна или устарела. Попросите у магазина новую.",
-           "qr": "QR-код вашей ссылки"},
+           "qr": "QR-код вашей ссылки", "tier": "Ваш статус", "top_tier": "Высший статус: отлично!",
+           "to_next": "до статуса", "points_earned": "баллов начислено", "spend": "потрачено",
+           "converted_referrals": "друзей с покупкой", "months": "за последние {n} мес."},
 }
 SHARE_LABELS = {"telegram": "Telegram", "whatsapp": "WhatsApp", "vk": "VK", "email": "E-mail", "sms": "SMS"}
 STYLE = """body{margin:0;font:15px/1.5 system-ui,sans-serif;color:#1d2330;background:#f6f7f9}
@@ -43,7 +47,8 @@ padding:14px 16px;margin:0 0 14px}h1{font-size:20px;margin:8px 0 14px}h2{font-si
 .muted{color:#667085}.code{font:600 22px ui-monospace,monospace;letter-spacing:1px}.share a{display:inline-block;
 margin:4px 6px 4px 0;padding:6px 10px;border-radius:8px;background:#2f6fed;color:#fff;text-decoration:none}
 .qr svg{width:160px;height:160px}ul{padding-left:18px;margin:0}li{margin:3px 0}.plus{color:#067647}.minus{color:#b42318}
-input{width:100%;box-sizing:border-box;padding:6px;border:1px solid #e4e7ec;border-radius:6px;font:inherit}"""
+input{width:100%;box-sizing:border-box;padding:6px;border:1px solid #e4e7ec;border-radius:6px;font:inherit}
+.bar{height:8px;background:#e4e7ec;border-radius:4px;overflow:hidden}.bar span{display:block;height:100%;background:#2f6fed}"""
 
 
 def _e(value: Any) -> str:
@@ -57,6 +62,29 @@ def _page(lang: str, title: str, body: str, status: int = 200) -> Response:
     return Response(body=text, status_code=status, headers={"Content-Type": "text/html; charset=utf-8", **PAGE_HEADERS})
 
 
+def _tier_card(tier: dict[str, Any], w: dict[str, str], program: dict[str, Any], lang: str) -> str:
+    """The member's tier and the progress to the next one (a bar: the metric's value against the threshold)."""
+    value = int(tier["value"])
+    shown = f"{value // 100}.{value % 100:02d} {program.get('currency') or ''}".strip() if tier["metric"] == "spend" \
+        else str(value)
+    nxt = tier.get("next")
+    if nxt:
+        target = int(nxt["threshold"])
+        goal = (f"{target // 100}.{target % 100:02d}" if tier["metric"] == "spend" else str(target))
+        line = (f'<p><span data-field="tier_value">{_e(shown)}</span> / <span data-field="tier_threshold">'
+                f'{_e(goal)}</span> {_e(w[tier["metric"]])} {_e(w["to_next"])} «{_e(nxt["names"].get(lang, nxt["name"]))}» '
+                f'<span class="muted">({_e(w["months"].format(n=tier["period_months"]))})</span></p>'
+                f'<div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" '
+                f'aria-valuenow="{int(tier["percent"])}"><span style="width:{int(tier["percent"])}%"></span></div>')
+    else:
+        line = (f'<p><span data-field="tier_value">{_e(shown)}</span> {_e(w[tier["metric"]])} '
+                f'<span class="muted">({_e(w["months"].format(n=tier["period_months"]))})</span></p>'
+                f'<p class="muted">{_e(w["top_tier"])}</p>')
+    name = tier["names"].get(lang, tier["name"])
+    return (f'<section class="card" id="tier"><h2>{_e(w["tier"])}: <span data-field="tier">{_e(name)}'
+            f"</span></h2>{line}</section>")
+
+
 def render(data: dict[str, Any], lang: str) -> str:
     w = WORDS[lang]
     b = data["balance"]
@@ -66,6 +94,8 @@ def render(data: dict[str, Any], lang: str) -> str:
     parts.append('<section class="card" id="balance"><div class="balance">' + "".join(
         f'<div><span class="muted">{_e(w[k])}</span><b data-field="{k}">{int(b[k])}</b>'
         f'<span class="muted">{_e(w["points"])}</span></div>' for k in ("available", "pending", "owed")) + "</div></section>")
+    if data.get("tier"):
+        parts.append(_tier_card(data["tier"], w, data["program"], lang))
     share = "".join(f'<a href="{_e(url)}" rel="noopener" target="_blank">{_e(SHARE_LABELS.get(name, name))}</a>'
                     for name, url in data["share_links"].items())
     parts.append(f'<section class="card" id="invite"><h2>{_e(w["invite"])}</h2><p class="muted">{_e(w["code"])}</p>'

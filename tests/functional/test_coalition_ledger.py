@@ -284,3 +284,24 @@ def test_points_expire_oldest_first_per_funder_and_leave_the_liability(api: ApiC
     assert (rows[bank]["expired"], rows[fit]["expired"]) == (20, 750)
     assert {p: {k: rows[p][k] for k in settlement.COLUMNS} for p in rows} == recomputed_rows(c.pid, [olga, masha])
     assert body["liability_change_points"] == liability(c.pid, [olga, masha]) == 0
+
+
+def test_stream_markers_expire_by_the_one_injected_clock(api: ApiClient) -> None:
+    """The settlement feed's and analytics' "counted once" markers take their TTL from ``domain.clock``,
+    not the wall clock: with the clock frozen on 2026-01-15 their expiry is that day plus the TTL."""
+    from chalicelib import aws
+    from chalicelib.analytics.store import SEEN_TTL_SECONDS
+    from chalicelib.config import get_settings
+    from chalicelib.store.settlement import MARKER_TTL_DAYS
+
+    c = Coalition(api)
+    c.order("olga", "b-1", 500_000, partner=c.bank)
+    stream_poller().drain()
+    frozen = int(clock.utcnow().timestamp())
+    items = aws.client("dynamodb").scan(TableName=get_settings().table_name)["Items"]  # a test's small table
+
+    def expiries(prefix: str) -> set[int]:
+        return {int(i["expires_at_epoch"]["N"]) for i in items if i["PK"]["S"].startswith(prefix)}
+
+    assert expiries("SETTLED#") == {frozen + MARKER_TTL_DAYS * 86400}
+    assert expiries("AGG#SEEN#") == {frozen + SEEN_TTL_SECONDS}

@@ -112,3 +112,65 @@ def test_the_rejection_is_recorded_with_its_reason(shop: Shop) -> None:
     records = shop.api.get(f"/v1/programs/{shop.pid}/members/{boris['member_id']}/attributions")
     assert records.status == 200, records.body
     assert [(r["outcome"], r["reason_code"]) for r in records.body["items"]] == [("rejected", "self_referral_device")]
+
+
+GMAIL_VARIANTS = [
+    ("a.nna+x@gmail.com", "anna@gmail.com"),
+    ("anna@gmail.com", "A.N.N.A+promo@googlemail.com"),
+    ("an.na+shop@gmail.com", "a.n.n.a+other@gmail.com"),
+]
+
+
+def _anna(shop: Shop, email: str, code: str | None = None) -> dict[str, Any]:
+    event = signup("anna", code)
+    event["customer"]["email"] = email
+    return shop.send(event)["member"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("referrer_email", "friend_email"), GMAIL_VARIANTS)
+def test_gmail_dots_and_plus_tags_are_one_address_for_self_referral(shop: Shop, referrer_email: str,
+                                                                    friend_email: str) -> None:
+    """Gmail ignores dots and ``+tags`` (and googlemail.com is gmail.com): the "friend" is the referrer.
+
+    Boris has his own member record (his customer id); his order carries a Gmail spelling of Anna's
+    address: rejected ``self_referral_email``, recorded with its reason."""
+    anna = _anna(shop, referrer_email)
+    boris = shop.member("boris")
+    reply = shop.send(order("boris", "o-1", code=anna["code"], email=friend_email))
+    assert reply["member"]["member_id"] == boris["member_id"]
+    assert attribution(reply) == ("rejected", "self_referral_email")
+    assert referrer_paid(shop, reply, anna["member_id"]) == 0
+    records = shop.api.get(f"/v1/programs/{shop.pid}/members/{boris['member_id']}/attributions").body
+    assert [(r["outcome"], r["reason_code"]) for r in records["items"]] == [("rejected", "self_referral_email")]
+
+
+@pytest.mark.parametrize(("referrer_email", "friend_email"), GMAIL_VARIANTS[:1])
+def test_a_new_customer_with_a_gmail_spelling_of_the_referrers_address_is_the_referrer(
+        shop: Shop, referrer_email: str, friend_email: str) -> None:
+    """With no record of their own, the spelling resolves to the referrer's record (the e-mail's match key
+    is one identity pointer): the referrer's own code, ``self_referral_same_member``, no new member."""
+    anna = _anna(shop, referrer_email)
+    event = Shop.order_event("boris", "o-1", 100_000, code=anna["code"], by_email=True)
+    event["customer"]["email"] = friend_email
+    reply = shop.send(event)
+    assert reply["member"]["member_id"] == anna["member_id"]
+    assert attribution(reply) == ("rejected", "self_referral_same_member")
+    assert referrer_paid(shop, reply, anna["member_id"]) == reply["rewards"]["postings"][0]["points"]  # cashback only
+
+
+def test_a_gmail_spelling_of_an_upline_members_address_is_rejected(shop: Shop) -> None:
+    root = _anna(shop, "a.nna+x@gmail.com")
+    vera = shop.member("vera", root["code"])
+    shop.member("boris")
+    reply = shop.send(order("boris", "o-1", code=vera["code"], email="anna@gmail.com"))
+    assert attribution(reply) == ("rejected", "self_referral_upline")
+    assert "e-mail address" in reply["attribution"]["reason"]
+
+
+def test_dots_in_a_non_gmail_address_are_another_person(shop: Shop) -> None:
+    """Only providers that ignore dots get them ignored: a.nna@example.com is not anna@example.com."""
+    event = signup("anna")
+    event["customer"]["email"] = "a.nna@example.com"
+    anna = shop.send(event)["member"]
+    reply = shop.send(order("boris", "o-1", code=anna["code"], email="anna@example.com"))
+    assert attribution(reply) == ("credited", "credited")

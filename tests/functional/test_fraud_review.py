@@ -246,3 +246,98 @@ def test_the_shared_deny_list_holds_a_fraud_device_in_other_opted_in_programs_on
     other = b.send(order("boris", "o-1", code=anna["code"], context={**NET, "device_id": "dev-honest"}))
     assert decide(b, other["rewards"]["review_item_id"], "void", reason="duplicate order").status == 200
     assert opted_in.send(order("yan", "o-2", context={"device_id": "dev-honest"})).get("risk") is None
+
+
+# --------------------------------------------------------------------------- offer vouchers of a held event
+
+
+def voucher_shop(api: ApiClient) -> tuple[Shop, dict[str, Any], str]:
+    """Two partners; the cafe's offer (a pool of 2 codes) rewards the referrer of a friend's first order."""
+    from tests.functional.test_vouchers import offer, upload
+
+    shop = fraud_shop(api, partners=2)
+    cafe = shop.partners[1]
+    coffee = offer(api, shop.pid, cafe, valid_days=30)
+    upload(api, shop.pid, cafe, coffee["offer_id"], ["CAFE-1", "CAFE-2"])
+    doc = {**RULES, "rules": [*RULES["rules"], {
+        "id": "coffee-for-referrer", "trigger": {"event": "order.paid", "order": "first"},
+        "recipient": {"type": "referrer", "level": 1},
+        "amount": {"offer": {"partner_id": cafe["partner_id"], "offer_id": coffee["offer_id"]}}}]}
+    assert api.put(f"/v1/programs/{shop.pid}/rules", doc).status == 200
+    return shop, cafe, coffee["offer_id"]
+
+
+def member_vouchers(shop: Shop, member_id: str) -> list[dict[str, Any]]:
+    reply = shop.api.get(f"/v1/programs/{shop.pid}/members/{member_id}/vouchers")
+    assert reply.status == 200, reply.body
+    return reply.body["items"]  # type: ignore[no-any-return]
+
+
+def pool(shop: Shop, cafe: dict[str, Any], offer_id: str) -> dict[str, Any]:
+    reply = shop.api.get(f"/v1/programs/{shop.pid}/partners/{cafe['partner_id']}/offers/{offer_id}")
+    return reply.body["pool"]  # type: ignore[no-any-return]
+
+
+def voucher_messages(member_id: str) -> list[Any]:
+    from chalicelib.store.ledger import OutboxItem
+
+    return [m for m in OutboxItem.scan() if isinstance(m, OutboxItem) and m.template == "voucher_issued"
+            and m.member_id == member_id]
+
+
+def test_a_held_events_voucher_is_issued_only_when_the_review_approves(api: ApiClient) -> None:
+    clock.freeze(clock.parse_iso("2026-01-15T12:00:00Z"))
+    shop, cafe, offer_id = voucher_shop(api)
+    anna, reply = held_event(shop)
+    rewards = reply["rewards"]
+    assert "vouchers" not in rewards  # no code leaves the pool while the event is held
+    assert rewards["held_vouchers"] == [{"member_id": anna["member_id"], "partner_id": cafe["partner_id"],
+                                         "offer_id": offer_id, "rule_id": "coffee-for-referrer", "status": "held",
+                                         "voucher_id": None}]
+    assert member_vouchers(shop, anna["member_id"]) == [] and voucher_messages(anna["member_id"]) == []
+    assert pool(shop, cafe, offer_id)["remaining"] == 2
+    [item] = queue(shop).body["items"]
+    assert item["vouchers"][0]["status"] == "held"
+    approved = decide(shop, rewards["review_item_id"], "approve", reason="a real friend")
+    assert approved.status == 200, approved.body
+    [decided] = approved.body["vouchers"]
+    [voucher] = member_vouchers(shop, anna["member_id"])
+    assert decided["status"] == "issued" and decided["voucher_id"] == voucher["voucher_id"]
+    assert voucher["code"] in {"CAFE-1", "CAFE-2"} and voucher["reason_code"] == "offer_reward"
+    assert voucher["event_partner_id"] == shop.partner["partner_id"]
+    assert pool(shop, cafe, offer_id)["remaining"] == 1
+    assert len(voucher_messages(anna["member_id"])) == 1
+    # Approving again answers the item and issues nothing more; voiding now is a conflict.
+    assert decide(shop, rewards["review_item_id"], "approve").body["vouchers"] == approved.body["vouchers"]
+    assert decide(shop, rewards["review_item_id"], "void", reason="late").status == 409
+    assert len(member_vouchers(shop, anna["member_id"])) == 1 and pool(shop, cafe, offer_id)["remaining"] == 1
+
+
+def test_a_held_events_voucher_is_never_issued_when_the_review_voids(api: ApiClient) -> None:
+    clock.freeze(clock.parse_iso("2026-01-15T12:00:00Z"))
+    shop, cafe, offer_id = voucher_shop(api)
+    anna, reply = held_event(shop)
+    voided = decide(shop, reply["rewards"]["review_item_id"], "void", reason="farm", fraud=True)
+    assert voided.status == 200, voided.body
+    assert [v["status"] for v in voided.body["vouchers"]] == ["voided"]
+    assert voided.body["vouchers"][0]["voucher_id"] is None
+    assert member_vouchers(shop, anna["member_id"]) == [] and voucher_messages(anna["member_id"]) == []
+    assert pool(shop, cafe, offer_id) == {"size": 2, "remaining": 2, "issued": 0, "low": False}
+    assert decide(shop, reply["rewards"]["review_item_id"], "approve").status == 409
+    assert member_vouchers(shop, anna["member_id"]) == []
+
+
+def test_an_approved_voucher_whose_pool_ran_dry_meanwhile_is_recorded(api: ApiClient) -> None:
+    clock.freeze(clock.parse_iso("2026-01-15T12:00:00Z"))
+    shop, cafe, offer_id = voucher_shop(api)
+    anna, reply = held_event(shop)
+    # Two honest referrals take both codes while the item waits.
+    for n in (1, 2):
+        referrer = shop.send(signup(f"r{n}"))["member"]
+        shop.send(order(f"f{n}", f"of-{n}", code=referrer["code"]))
+    assert pool(shop, cafe, offer_id)["remaining"] == 0
+    approved = decide(shop, reply["rewards"]["review_item_id"], "approve")
+    assert approved.status == 200, approved.body
+    assert [v["status"] for v in approved.body["vouchers"]] == ["pool_empty"]
+    assert member_vouchers(shop, anna["member_id"]) == []
+    assert (shop.balance(anna["member_id"])["available"]) == 500  # the points were approved all the same

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from chalicelib.store.db import Entity, raw_client
 from tests.functional.test_ledger_support import Shop
 from tests.platform_support import RULES
@@ -63,3 +65,46 @@ def test_shopify_order_signals_reach_the_pointers(api: ApiClient) -> None:
     reply = send(shop, "orders_paid.json", body=body)
     assert reply.status == 200, reply.body
     assert sorted(p["kind"]["S"] for p in signal_items(shop.pid)) == ["ip", "ip_ua", "shipping"]
+
+
+WOO_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 "
+          "Safari/537.36")
+
+
+@pytest.mark.parametrize(("referrer_context", "outcome", "reason"), [
+    # Anna signed up from the IP and browser WooCommerce recorded for John's checkout: held for review.
+    ({"ip": "198.51.100.23", "user_agent": WOO_UA}, "credited", "same_network_as_referrer"),
+    # Anna ships to John's address (spelt as another platform sends it): John is Anna, rejected.
+    ({"shipping_address": {"address1": "969 MARKET", "city": "san francisco", "province_code": "CA", "zip": "94103",
+                           "country_code": "US"}}, "rejected", "self_referral_shipping"),
+])
+def test_woocommerce_order_signals_reach_the_fraud_checks(api: ApiClient, referrer_context: dict[str, Any],
+                                                          outcome: str, reason: str) -> None:
+    """``customer_ip_address`` and ``customer_user_agent`` of a WooCommerce order (the docs' order 727 with
+    the two fields filled) and its ``shipping`` address become the event's signals and decide attribution."""
+    from tests.functional.test_platform_woocommerce import SECRET, send
+    from tests.platform_support import PlatformShop
+
+    shop = PlatformShop(api, currency="USD")
+    shop.connected("woocommerce", secret=SECRET)
+    signup = {"type": "member.signup", "occurred_at": "2026-01-10T10:00:00Z", "object": {"type": "customer", "id": "anna"},
+              "customer": {"id": "anna", "email": "anna@example.com"}, "context": referrer_context}
+    anna = shop.send(signup)["member"]["member_id"]
+    assert api.put(f"/v1/programs/{shop.pid}/members/{anna}/code", {"code": "ANNA-7K2Q"}).status == 200
+    reply = send(shop, "order_created_processing_signals.json")  # its landing page carries ?ref=ANNA-7K2Q
+    assert reply.status == 200, reply.body
+    (event,) = reply.body["events"]
+    assert event["status"] == "processed", event
+    assert sorted(p["kind"]["S"] for p in signal_items(shop.pid) if json.loads(p["members"]["S"])[-1][0] != anna) == [
+        "ip", "ip_ua", "shipping"]
+    bal = shop.balance(anna)
+    if outcome == "rejected":
+        assert (event["attribution"]["outcome"], event["attribution"]["reason_code"]) == (outcome, reason)
+        assert (bal["available"], bal["held"]) == (0, 0)
+    else:
+        assert event["attribution"]["referrer_id"] == anna
+        assert event["risk"] == {"held": True, "reasons": [reason],
+                                 "matched": ["same IP address and browser as the referrer"]}, event
+        assert (bal["available"], bal["held"]) == (0, 500)  # the referrer bonus waits for review
+    dump = json.dumps(table_dump(), default=repr)
+    assert "198.51.100.23" not in dump and "Chrome/120" not in dump and "969 Market" not in dump

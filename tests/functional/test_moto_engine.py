@@ -52,7 +52,7 @@ def _all(client: Any) -> list[dict[str, Any]]:
 
 def test_the_suite_and_the_local_run_use_the_adjusted_engine(ddb: Any) -> None:
     assert moto_tuning.applied() == {"tracking", "rollback", "query", "get_item", "lock", "responses", "streams",
-                                     "expressions", "items", "actions"}
+                                     "expressions", "traversal", "simple_updates", "items", "actions", "direct"}
 
 
 def test_a_cancelled_transaction_leaves_every_item_as_it_was(ddb: Any) -> None:
@@ -250,3 +250,173 @@ def test_stream_records_are_what_motos_own_serializer_writes(aws_env: None, monk
         assert compared[0] == 3 and len(compared) == moto_tuning.MAX_SHARD_ITERATORS + 51
         backend = dynamodbstreams_backends["123456789012"]["eu-central-1"]
         assert len(backend.shard_iterators) <= moto_tuning.MAX_SHARD_ITERATORS
+
+
+#: (attributes before, update expression, names, values): valid updates and each kind of refusal.
+UPDATE_CASES: list[tuple[dict[str, Any], str, dict[str, str], dict[str, Any]]] = [
+    ({}, "SET #a = :s, #b = :n", {"#a": "a", "#b": "b"}, {":s": {"S": "x"}, ":n": {"N": "2"}}),
+    ({"c": {"N": "5"}}, "ADD c :n SET d = :s", {}, {":n": {"N": "-2"}, ":s": {"S": "y"}}),
+    ({}, "ADD c :n", {}, {":n": {"N": "3"}}),
+    ({"t": {"SS": ["a"]}}, "ADD t :set DELETE u :set", {}, {":set": {"SS": ["b"]}}),
+    ({"t": {"SS": ["a", "b"]}}, "DELETE t :set", {}, {":set": {"SS": ["b"]}}),
+    ({"k": {"N": "1"}}, "SET k = if_not_exists(k, :z) + :n, j = if_not_exists(j, :z) - :n", {},
+     {":z": {"N": "0"}, ":n": {"N": "4"}}),
+    ({"l": {"L": [{"S": "a"}]}}, "SET l = list_append(l, :l), l2 = list_append(:l, :l)", {},
+     {":l": {"L": [{"S": "b"}]}}),
+    ({"m": {"M": {"x": {"N": "1"}}}}, "SET m.#y = :n, m.x = m.x + :n REMOVE m.z", {"#y": "y"}, {":n": {"N": "1"}}),
+    ({"l": {"L": [{"S": "a"}, {"S": "b"}, {"S": "c"}]}}, "REMOVE l[0], l[2] SET l[1] = :s", {}, {":s": {"S": "q"}}),
+    ({"r": {"S": "x"}, "q": {"N": "1"}}, "REMOVE r, #q", {"#q": "q"}, {}),
+    ({"e": {"S": "x"}}, "SET e = :e", {}, {":e": {"S": ""}}),
+    ({}, "SET G = :e", {}, {":e": {"S": ""}}),  # an index key may not be empty
+    ({}, "SET #pk = :s", {"#pk": "PK"}, {":s": {"S": "other"}}),  # a key attribute
+    ({}, "SET a = :missing", {}, {}),
+    ({}, "SET a = :s", {"#unused": "u"}, {":s": {"S": "x"}}),
+    ({}, "SET a = :s, a = :s", {}, {":s": {"S": "x"}}),  # overlapping paths
+    ({}, "SET a = :s SET b = :s", {}, {":s": {"S": "x"}}),  # two SET clauses
+    ({"s": {"S": "text"}}, "ADD s :n", {}, {":n": {"N": "1"}}),  # type mismatch
+    ({"s": {"S": "text"}}, "SET s = s + :n", {}, {":n": {"N": "1"}}),
+    ({}, "SET m.x = :n", {}, {":n": {"N": "1"}}),  # no such document path
+    ({"m": {"M": {}}}, "SET m.x.y = :n", {}, {":n": {"N": "1"}}),
+    ({}, "SET a = #nope", {}, {}),
+    ({}, "ADD a :s", {}, {":s": {"S": "x"}}),  # ADD takes numbers and sets only
+    ({}, "SET a = :big", {}, {":big": {"S": "x" * 410_000}}),
+]
+
+
+def _update_outcomes(ddb: Any) -> list[Any]:
+    outcomes: list[Any] = []
+    for number, (before, expression, names, values) in enumerate(UPDATE_CASES):
+        key = _item("upd", str(number))
+        ddb.put_item(TableName=TABLE, Item={**key, **before})
+        kwargs: dict[str, Any] = {"TableName": TABLE, "Key": key, "UpdateExpression": expression,
+                                  "ReturnValues": "ALL_NEW"}
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        try:
+            outcome: Any = ddb.update_item(**kwargs)["Attributes"]
+        except ClientError as error:
+            outcome = (error.response["Error"]["Code"], error.response["Error"]["Message"])
+        in_transaction: Any
+        try:
+            ddb.transact_write_items(TransactItems=[{"Update": {k: v for k, v in kwargs.items()
+                                                                 if k != "ReturnValues"}}])
+            in_transaction = ddb.get_item(TableName=TABLE, Key=key, ConsistentRead=True)["Item"]
+        except ClientError as error:
+            in_transaction = (error.response["Error"]["Code"], error.response.get("CancellationReasons"))
+        outcomes.append((expression, outcome, in_transaction))
+        ddb.delete_item(TableName=TABLE, Key=key)
+    return outcomes
+
+
+def test_update_expressions_give_what_motos_own_code_gives(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every adjustment on the update path (traversal, expression caches...) against moto's own code."""
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
+    from moto.dynamodb.parsing.executors import UpdateExpressionExecutor
+    from moto.dynamodb.parsing.validators import UpdateExpressionValidator
+
+    simple: list[Any] = []
+    original_simple = moto_tuning._SimpleUpdate.__init__
+
+    def counted(self: Any, actions: Any) -> None:
+        simple.append([kind for kind, _, _ in actions])
+        original_simple(self, actions)
+
+    monkeypatch.setattr(moto_tuning._SimpleUpdate, "__init__", counted)
+    tuned = _update_outcomes(ddb)
+    assert {tuple(kinds) for kinds in simple} >= {("SET", "SET"), ("ADD", "SET"), ("ADD",), ("REMOVE", "REMOVE")}
+    assert sum(isinstance(o[1], dict) for o in tuned) >= 9 and sum(isinstance(o[1], tuple) for o in tuned) >= 9
+    monkeypatch.setattr(DepthFirstTraverser, "traverse_node_recursively",
+                        DepthFirstTraverser.traverse_node_recursively.__wrapped__)
+    monkeypatch.setattr(Node, "find_clauses", Node.find_clauses.__wrapped__)
+    for cls, name in ((UpdateExpressionValidator, "__init__"), (UpdateExpressionValidator, "validate"),
+                      (UpdateExpressionExecutor, "execute")):
+        monkeypatch.setattr(cls, name, getattr(cls, name).__wrapped__)
+    assert tuned == _update_outcomes(ddb)
+
+
+def _data_plane_calls(ddb: Any) -> list[Any]:
+    """Answers (or errors) of every data-plane action, valid and refused, with blobs and sets."""
+    key = _item("d", "1")
+    item = {**key, "b": {"B": b"\x00\xff"}, "bs": {"BS": [b"1", b"2"]}, "n": {"N": "1.5"}, "G": {"S": "g"},
+            "m": {"M": {"B": {"S": "not a blob"}, "l": {"L": [{"B": b"zz"}, {"NULL": True}]}}}}
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("put_item", {"TableName": TABLE, "Item": item, "ReturnConsumedCapacity": "TOTAL"}),
+        ("put_item", {"TableName": TABLE, "Item": item, "ReturnValues": "ALL_OLD"}),
+        ("put_item", {"TableName": TABLE, "Item": item, "ConditionExpression": "attribute_not_exists(PK)"}),
+        ("put_item", {"TableName": TABLE, "Item": item, "ConditionExpression": "attribute_not_exists(PK)",
+                      "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}),
+        ("get_item", {"TableName": TABLE, "Key": key}),
+        ("get_item", {"TableName": TABLE, "Key": _item("d", "none")}),
+        ("get_item", {"TableName": "no-such-table", "Key": key}),
+        ("update_item", {"TableName": TABLE, "Key": key, "UpdateExpression": "ADD n :one",
+                         "ExpressionAttributeValues": {":one": {"N": "1"}}, "ReturnValues": "UPDATED_NEW"}),
+        ("update_item", {"TableName": TABLE, "Key": key, "UpdateExpression": "SET #pk = :one",
+                         "ExpressionAttributeNames": {"#pk": "PK"}, "ExpressionAttributeValues": {":one": {"S": "1"}}}),
+        ("query", {"TableName": TABLE, "KeyConditionExpression": "PK = :p", "Limit": 1,
+                   "ExpressionAttributeValues": {":p": {"S": "d"}}, "ReturnConsumedCapacity": "TOTAL"}),
+        ("query", {"TableName": TABLE, "IndexName": "ByG", "KeyConditionExpression": "G = :g",
+                   "ExpressionAttributeValues": {":g": {"S": "g"}}}),
+        ("query", {"TableName": TABLE, "KeyConditionExpression": "nope"}),
+        ("scan", {"TableName": TABLE, "Select": "COUNT"}),
+        ("batch_get_item", {"RequestItems": {TABLE: {"Keys": [key, _item("d", "2")], "ConsistentRead": True}}}),
+        ("batch_write_item", {"RequestItems": {TABLE: [{"PutRequest": {"Item": _item("d", "3")}}]}}),
+        ("transact_get_items", {"TransactItems": [{"Get": {"TableName": TABLE, "Key": key}}]}),
+        ("transact_write_items", {"TransactItems": [
+            {"Put": {"TableName": TABLE, "Item": _item("d", "4")}},
+            {"Update": {"TableName": TABLE, "Key": key, "UpdateExpression": "SET s = :s",
+                        "ExpressionAttributeValues": {":s": {"S": "x"}}}}]}),
+        ("transact_write_items", {"TransactItems": [
+            {"Put": {"TableName": TABLE, "Item": _item("d", "5")}},
+            {"ConditionCheck": {"TableName": TABLE, "Key": key, "ConditionExpression": "attribute_not_exists(PK)",
+                                "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}]}),
+        ("transact_write_items", {"TransactItems": [
+            {"Put": {"TableName": TABLE, "Item": key}}, {"Delete": {"TableName": TABLE, "Key": key}}]}),
+        ("delete_item", {"TableName": TABLE, "Key": _item("d", "3"), "ReturnValues": "ALL_OLD"}),
+    ]
+    answers: list[Any] = []
+    for name, kwargs in calls:
+        try:
+            reply: Any = getattr(ddb, name)(**kwargs)
+        except ClientError as error:
+            reply = ("error", type(error).__name__, error.response)
+        answers.append((name, _without_volatile(reply)))
+    for sk in ("1", "4", "5", "none"):
+        ddb.delete_item(TableName=TABLE, Key=_item("d", sk))
+    return answers
+
+
+def _without_volatile(reply: Any) -> Any:
+    """Request ids and dates differ between any two calls."""
+    if isinstance(reply, tuple):
+        return (*reply[:2], _without_volatile(reply[2]))
+    reply = dict(reply)
+    metadata = dict(reply.pop("ResponseMetadata", {}))
+    metadata.pop("RequestId", None)
+    headers = {k: v for k, v in metadata.pop("HTTPHeaders", {}).items() if k not in ("x-amzn-requestid", "date")}
+    return {**reply, "ResponseMetadata": {**metadata, "HTTPHeaders": headers}}
+
+
+def test_the_in_process_hop_answers_what_the_http_shaped_path_answers(ddb: Any) -> None:
+    from moto.core.models import botocore_stubber
+
+    direct_calls: list[str] = []
+    original = botocore_stubber.process_request
+
+    def counted(request: Any) -> Any:
+        direct_calls.append(request.headers.get("X-Amz-Target", b""))
+        return original(request)
+
+    botocore_stubber.process_request = counted  # type: ignore[method-assign]
+    try:
+        direct = _data_plane_calls(ddb)
+        assert direct_calls == []  # no data-plane call went the HTTP-shaped way
+        moto_tuning.DIRECT_CALLS[0] = False
+        usual = _data_plane_calls(ddb)
+        assert len(direct_calls) >= 20
+    finally:
+        moto_tuning.DIRECT_CALLS[0] = True
+        botocore_stubber.process_request = original  # type: ignore[method-assign]
+    assert sum(isinstance(a[1], tuple) for a in direct) >= 6
+    assert direct == usual

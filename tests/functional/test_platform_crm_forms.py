@@ -155,17 +155,16 @@ def test_amocrm_won_lead_is_completed_from_api_v4(api: ApiClient, amo_api: FakeC
     by_phone = api.get(f"/v1/programs/{shop.pid}/members/lookup?phone=%2B79123456789")
     assert by_email.status == 200 and by_email.body["member_id"] == lead_member
     assert by_phone.status == 200 and by_phone.body["member_id"] == lead_member
-    # A redelivery is fetched again but pays once (dedupe on the lead).
-    post(shop, url, "amocrm", "lead_status_won.json")
-    (again,) = drain(queue)
-    assert again["status"] == "duplicate"
+    # A redelivery (the same lead, status and updated_at) is acknowledged as a duplicate: not queued,
+    # the API is not asked again.
+    again = post(shop, url, "amocrm", "lead_status_won.json")
+    assert again.status == 200 and again.body["status"] == "duplicate", again.body
+    assert drain(queue) == [] and len(amo_api.calls) == 2
     assert shop.rewards(anna) == {"lead-bonus": 200, "deal-commission": 350}
 
 
 def test_amocrm_refused_token_is_logged_and_pays_nothing(api: ApiClient, amo_api: FakeCrm,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.services import crm_fetch
-
     queue = crm_queue(monkeypatch)
     shop, anna = program(api)
     url = shop.connected("amocrm", subdomain="zerno", api_token="amo-revoked-token-000000")["webhook_url"]
@@ -173,8 +172,10 @@ def test_amocrm_refused_token_is_logged_and_pays_nothing(api: ApiClient, amo_api
     post(shop, url, "amocrm", "lead_status_won.json")
     (result,) = drain(queue)
     assert result == {"status": "failed", "code": "crm_auth_failed"}
-    (entry,) = crm_fetch.list_log(shop.pid, shop.partner["partner_id"])
-    assert entry["object_id"] == "25399013" and "amo-revoked" not in json.dumps(entry)
+    log = api.get(f"{shop.base}/amocrm/log", key=shop.partner["api_key"]).body
+    (entry,) = log["items"]
+    assert entry["object_id"] == "25399013" and "amo-revoked" not in json.dumps(log)
+    assert api.get(f"{shop.base}/hubspot/log").body["items"] == []  # per platform
     assert shop.rewards(anna) == {"lead-bonus": 200}
 
 
@@ -256,6 +257,14 @@ def test_bitrix24_ids_only_deal_is_fetched_with_crm_deal_get(b24_shop: tuple[Pla
                                                           "/bitrix24/rest/1/k3y/crm.contact.get.json"]
     # 5 % of 120000.00 RUB = 600000 kopecks = 6000 points.
     assert shop.rewards(anna)["deal-commission"] == 6000
+    # The same event again (same ts) is acknowledged as a duplicate without asking the portal again;
+    # a later update of the deal (another ts) is fetched, and the won deal still pays once.
+    again = post(shop, url, "bitrix24", "deal_update_ids_only.json")
+    assert again.body["status"] == "duplicate" and drain(queue) == [] and len(bitrix_crm.calls) == 2
+    later = fixture("bitrix24", "deal_update_ids_only.json")["body"].replace("ts=1700000000", "ts=1700007200")
+    assert post(shop, url, "bitrix24", "deal_update_ids_only.json", body=later).body["status"] == "queued"
+    assert [r["status"] for r in drain(queue)] == ["duplicate"] and len(bitrix_crm.calls) == 4
+    assert shop.rewards(anna)["deal-commission"] == 6000
 
 
 # --------------------------------------------------------------------------- InSales
@@ -284,3 +293,111 @@ def test_insales_cancellation(api: ApiClient) -> None:
     declined = post(shop, url, "insales", "order_declined.json")
     assert declined.body["events"][0]["type"] == "order.cancelled"
     assert shop.rewards(anna) == {"order-commission": 0}
+
+
+# --------------------------------------------------------------------------- token vectors (amoCRM, InSales)
+
+
+@pytest.mark.parametrize(("platform", "name", "settings"), [
+    ("amocrm", "lead_add.json", {"subdomain": "zerno"}),
+    ("insales", "order_paid.json", {}),
+])
+def test_token_platforms_refuse_a_wrong_token_and_rotate_with_an_overlap(api: ApiClient, platform: str, name: str,
+                                                                         settings: dict[str, Any]) -> None:
+    from tests.functional.test_data_rights_erasure import scan_test_table
+
+    shop, anna = program(api)
+    old = shop.connected(platform, **settings)["webhook_url"]
+    base, token = old.split("?token=")
+    before = len(scan_test_table())
+    for wrong in (base, f"{base}?token=", f"{base}?token={'A' * len(token)}", f"{base}?token={token[:-1]}",
+                  f"{base}?token={token}x"):
+        reply = post(shop, wrong, platform, name)
+        assert reply.status == 401, (wrong, reply.body)
+        assert reply.body["error"]["code"] == "invalid_signature"
+    assert len(scan_test_table()) == before  # nothing written on a rejection
+    # Rotation: a new URL; the old one keeps working for the overlap (24 h), then stops.
+    new = shop.connected(platform, rotate_token=True, **settings)["webhook_url"]
+    assert new != old and new.split("?token=")[0] == base
+    first = post(shop, old, platform, name)
+    assert first.status == 200 and first.body["status"] == "processed", first.body
+    assert post(shop, new, platform, name).body["status"] == "duplicate"  # the same fact by either URL
+    clock.freeze(clock.utcnow() + timedelta(hours=23))
+    assert post(shop, old, platform, name).status == 200
+    clock.freeze(clock.utcnow() + timedelta(hours=2))
+    assert post(shop, old, platform, name).status == 401
+    assert post(shop, new, platform, name).status == 200
+    expected = {"lead-bonus": 200} if platform == "amocrm" else {"order-commission": 149}
+    assert shop.rewards(anna) == expected
+
+
+# --------------------------------------------------------------------------- Bitrix24 delivery vectors
+
+
+def test_bitrix24_duplicates_reward_once(b24_shop: tuple[PlatformShop, str, str]) -> None:
+    shop, anna, url = b24_shop
+    # The contact came through Anna's referral (its signup carries her code).
+    shop.send({"type": "member.signup", "occurred_at": "2023-11-01T10:00:00Z",
+               "object": {"type": "customer", "id": "b24-contact-1207"},
+               "customer": {"id": "b24-contact-1207"}, "referral": {"code": "ANNA-7K2Q"}})
+    assert post(shop, url, "bitrix24", "deal_update_with_fields.json").body["status"] == "processed"
+    # The same event redelivered, and a later update of the same won deal (another ts): one fact.
+    assert post(shop, url, "bitrix24", "deal_update_with_fields.json").body["status"] == "duplicate"
+    later = fixture("bitrix24", "deal_update_with_fields.json")["body"].replace("ts=1700000000", "ts=1700003600")
+    assert post(shop, url, "bitrix24", "deal_update_with_fields.json", body=later).body["status"] == "duplicate"
+    # A lead added twice is one lead.
+    assert post(shop, url, "bitrix24", "lead_add.json").body["status"] == "processed"
+    assert post(shop, url, "bitrix24", "lead_add.json").body["status"] == "duplicate"
+    # 5 % of 45000.00 RUB = 225000 kopecks = 2250 points, once.
+    assert shop.rewards(anna) == {"deal-commission": 2250}
+
+
+def test_bitrix24_out_of_order_updates_keep_the_won_deal(b24_shop: tuple[PlatformShop, str, str]) -> None:
+    shop, anna, url = b24_shop
+    shop.send({"type": "member.signup", "occurred_at": "2023-11-01T10:00:00Z",
+               "object": {"type": "customer", "id": "b24-contact-1207"},
+               "customer": {"id": "b24-contact-1207"}, "referral": {"code": "ANNA-7K2Q"}})
+    won = fixture("bitrix24", "deal_update_with_fields.json")["body"]
+    # The won update arrives first; the deal's earlier updates (an earlier stage, an earlier ts) after it.
+    assert post(shop, url, "bitrix24", "deal_update_with_fields.json").body["status"] == "processed"
+    for stage, ts in (("PREPARATION", "1699990000"), ("NEW", "1699980000")):
+        earlier = won.replace("STAGE_ID%5D=WON", f"STAGE_ID%5D={stage}").replace("ts=1700000000", f"ts={ts}")
+        reply = post(shop, url, "bitrix24", "deal_update_with_fields.json", body=earlier)
+        assert reply.status == 200 and reply.body["status"] == "ignored", reply.body
+        assert reply.body["events"][0]["reason"] == "the deal is not in the won stage"
+    created = won.replace("event=ONCRMDEALUPDATE", "event=ONCRMDEALADD").replace("STAGE_ID%5D=WON", "STAGE_ID%5D=NEW")
+    assert post(shop, url, "bitrix24", "deal_update_with_fields.json", body=created).body["status"] == "ignored"
+    # The won deal was rewarded once and nothing took it back.
+    assert shop.rewards(anna) == {"deal-commission": 2250}
+
+
+def test_bitrix24_won_deal_before_its_contact_is_known_still_pays_once_attributed(
+        b24_shop: tuple[PlatformShop, str, str]) -> None:
+    """Out of order the other way: the won deal arrives before the contact's referral is known; the
+    deal is the contact's (b24-contact-1207) and a later signup with a code does not re-pay it."""
+    shop, anna, url = b24_shop
+    first = post(shop, url, "bitrix24", "deal_update_with_fields.json")
+    assert first.body["events"][0]["status"] == "processed"
+    assert shop.rewards(anna) == {}
+    shop.send({"type": "member.signup", "occurred_at": "2023-11-20T10:00:00Z",
+               "object": {"type": "customer", "id": "b24-contact-1207"},
+               "customer": {"id": "b24-contact-1207"}, "referral": {"code": "ANNA-7K2Q"}})
+    assert post(shop, url, "bitrix24", "deal_update_with_fields.json").body["status"] == "duplicate"
+    assert shop.rewards(anna) == {}
+
+
+def test_bitrix24_rotated_application_token_verifies_both_for_the_overlap(
+        b24_shop: tuple[PlatformShop, str, str]) -> None:
+    shop, _, url = b24_shop
+    rotated = "n3wt0k3nforb1tr1x24appl1cat10n00"
+    view = shop.connected("bitrix24", secret=rotated, portal_domain="zerno.bitrix24.ru")
+    assert view["secret"]["versions_valid"] == 2 and view["secret"]["previous_valid_until"]
+    assert rotated not in json.dumps(view) and B24_TOKEN not in json.dumps(view)
+    old_body = fixture("bitrix24", "lead_add.json")["body"]
+    new_body = old_body.replace(B24_TOKEN, rotated)
+    assert post(shop, url, "bitrix24", "lead_add.json", body=old_body).status == 200
+    assert post(shop, url, "bitrix24", "lead_add.json", body=new_body).body["status"] == "duplicate"
+    clock.freeze(clock.utcnow() + timedelta(hours=25))
+    reply = post(shop, url, "bitrix24", "lead_add.json", body=old_body)
+    assert reply.status == 401 and reply.body["error"]["code"] == "invalid_signature"
+    assert post(shop, url, "bitrix24", "lead_add.json", body=new_body).status == 200

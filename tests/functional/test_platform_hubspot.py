@@ -124,25 +124,77 @@ def test_a_won_deal_is_fetched_from_crm_v3_and_attributed(shop: PlatformShop, cr
                                                    "/hubspot/crm/v3/objects/contacts/201"]
     # 5 % of 1500.00 USD = 7500 cents = 75 points.
     assert shop.rewards(anna) == {"deal-commission": 75}
-    # The same event redelivered is fetched again but rewards once (dedupe on the deal).
-    send(shop, fixture("hubspot", "deal_stage_events.json")["body"])
-    (again,) = drain(queue)
-    assert again["status"] == "duplicate"
+    # The same events redelivered (HubSpot retries with the same eventId) are acknowledged 200 as
+    # duplicates at once: nothing is queued and the CRM is not asked again.
+    again = send(shop, fixture("hubspot", "deal_stage_events.json")["body"])
+    assert again.status == 200 and again.body["status"] == "duplicate", again.body
+    assert [e["status"] for e in again.body["events"]] == ["duplicate", "skipped"]
+    assert drain(queue) == []
+    assert len(crm.calls) == 2  # one fetch of the deal and its contact, ever
     assert shop.rewards(anna) == {"deal-commission": 75}
+    # A new event about the same deal (another eventId) is queued and fetched, and still pays once.
+    body = fixture("hubspot", "deal_stage_events.json")["body"]
+    body[0] = {**body[0], "eventId": int(body[0]["eventId"]) + 1000, "attemptNumber": 0}
+    assert send(shop, body).body["status"] == "queued"
+    (later,) = drain(queue)
+    assert later["status"] == "duplicate" and len(crm.calls) == 4
+    assert shop.rewards(anna) == {"deal-commission": 75}
+
+
+def test_acknowledgements_expire_after_the_documented_ttl(shop: PlatformShop, crm: FakeCrm,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from chalicelib.domain import clock
+    from chalicelib.store.integrations import ACK_TTL_HOURS
+
+    queue = crm_queue(monkeypatch)
+    shop.connected("hubspot", api_token=TOKEN)
+    start = clock.utcnow()
+    body = fixture("hubspot", "deal_stage_events.json")["body"]
+    assert send(shop, body).body["status"] == "queued"
+    clock.freeze(start + timedelta(hours=ACK_TTL_HOURS - 1))
+    assert send(shop, body, ts=int(clock.utcnow().timestamp() * 1000)).body["status"] == "duplicate"
+    # After the TTL the marker no longer counts (even before DynamoDB's TTL sweep removes it).
+    clock.freeze(start + timedelta(hours=ACK_TTL_HOURS + 1))
+    assert send(shop, body, ts=int(clock.utcnow().timestamp() * 1000)).body["status"] == "queued"
+    assert len(drain(queue)) == 2
+
+
+def test_a_delivery_whose_message_cannot_be_queued_is_retried_not_deduped(shop: PlatformShop, crm: FakeCrm,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.services import crm_fetch
+
+    queue = crm_queue(monkeypatch)
+    shop.connected("hubspot", api_token=TOKEN)
+    body = fixture("hubspot", "deal_stage_events.json")["body"]
+    real = crm_fetch.enqueue
+
+    def refuse(*_a: Any) -> None:
+        raise RuntimeError("SQS is unavailable")
+
+    monkeypatch.setattr(crm_fetch, "enqueue", refuse)
+    with shop.api.unchecked():
+        failed = send(shop, body)
+    assert failed.status >= 500  # the platform retries the delivery
+    monkeypatch.setattr(crm_fetch, "enqueue", real)
+    assert send(shop, body).body["status"] == "queued"
+    assert [r["status"] for r in drain(queue)] == ["processed"]
 
 
 def test_a_refused_api_token_is_logged_for_the_partner(shop: PlatformShop, crm: FakeCrm,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.services import crm_fetch
-
     queue = crm_queue(monkeypatch)
     shop.connected("hubspot", api_token="pat-eu1-revoked-token-000000")
     send(shop, fixture("hubspot", "deal_stage_events.json")["body"])
     (result,) = drain(queue)
     assert result == {"status": "failed", "code": "crm_auth_failed"}
-    (entry,) = crm_fetch.list_log(shop.pid, shop.partner["partner_id"])
+    log = shop.api.get(f"{shop.base}/hubspot/log", key=shop.partner["api_key"])
+    assert log.status == 200, log.body
+    (entry,) = log.body["items"]
     assert entry["code"] == "crm_auth_failed" and entry["object_id"] == "5208191617"
-    assert TOKEN not in json.dumps(entry)
+    assert entry["platform"] == "hubspot" and log.body["next_cursor"] is None
+    assert "revoked" not in json.dumps(log.body)
 
 
 def test_crm_calls_go_only_to_documented_hosts() -> None:
@@ -155,3 +207,31 @@ def test_crm_calls_go_only_to_documented_hosts() -> None:
                           ("bitrix24", "https://169.254.169.254/latest"), ("amocrm", "https://zerno.amocrm.ru.evil.io/")):
         with pytest.raises(PermanentFailure):
             resolve(platform, url)
+
+
+def test_the_integration_log_is_paged_newest_first_and_only_for_that_partner(shop: PlatformShop, crm: FakeCrm,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = crm_queue(monkeypatch)
+    shop.connected("hubspot", api_token="pat-eu1-revoked-token-000000")
+    event = fixture("hubspot", "deal_stage_events.json")["body"][0]
+    for n in range(3):  # three won deals, each refused by the CRM
+        send(shop, [{**event, "eventId": 9000 + n, "objectId": 7000 + n}])
+    assert [r["code"] for r in drain(queue)] == ["crm_auth_failed"] * 3
+    url = f"{shop.base}/hubspot/log"
+    first = shop.api.get(url + "?limit=2")
+    assert first.status == 200 and len(first.body["items"]) == 2 and first.body["next_cursor"]
+    rest = shop.api.get(url + f"?limit=2&cursor={first.body['next_cursor']}")
+    ids = [e["object_id"] for e in first.body["items"] + rest.body["items"]]
+    assert ids == ["7002", "7001", "7000"]  # newest first
+    assert rest.body["next_cursor"] is None
+    # Another partner of the program cannot read it; a cursor of another log is refused; bounds.
+    other = shop.api.create_partner(shop.pid)
+    assert shop.api.get(url, key=other["api_key"]).status == 403
+    other_log = f"/v1/programs/{shop.pid}/partners/{other['partner_id']}/integrations/hubspot/log"
+    assert shop.api.get(other_log + f"?cursor={first.body['next_cursor']}").status == 400
+    assert shop.api.get(url + "?limit=0").status == 400
+    assert shop.api.get(url + "?limit=101").status == 400
+    assert shop.api.get(f"{shop.base}/myspace/log").status == 404
+    # The log outlives the connection: that is when a partner wants to know what went wrong.
+    assert shop.api.call("DELETE", f"{shop.base}/hubspot").status == 200
+    assert len(shop.api.get(url).body["items"]) == 3

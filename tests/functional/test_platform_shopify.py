@@ -240,18 +240,34 @@ def test_malformed_payloads_are_400(shop: PlatformShop) -> None:
     assert send(shop, "orders_paid.json", body=body).status == 400
 
 
-def test_money_in_zero_and_three_decimal_currencies(api: ApiClient) -> None:
-    for currency, total, expected in (("JPY", "1490", 1490), ("KWD", "12.345", 12345)):
-        shop = PlatformShop(api, currency=currency)
-        shop.connected("shopify", secret=SECRET, shop_domain=SHOP)
-        body = dict(fixture("shopify", "orders_paid.json")["body"], currency=currency, total_price=total,
-                    landing_site=None, subtotal_price=total)
-        reply = send(shop, "orders_paid.json", body=body)
-        assert reply.status == 200, reply.body
-        assert reply.body["events"][0]["status"] == "processed"
-        from chalicelib.adapters.money import to_minor
-
-        assert to_minor(total, currency) == expected
+@pytest.mark.parametrize(("currency", "total", "refund", "minor", "refunded"), [
+    ("JPY", "1490", "298", 1490, 298),          # no decimals: 1490 yen is 1490 minor units
+    ("KWD", "12.345", "2.469", 12345, 2469),    # three decimals: 12.345 dinars are 12345 fils
+])
+def test_money_in_zero_and_three_decimal_currencies_reaches_the_ledger(api: ApiClient, currency: str, total: str,
+                                                                       refund: str, minor: int,
+                                                                       refunded: int) -> None:
+    """The sample order in a currency whose exponent is not 2, through the route to the ledger: the
+    5 % cashback is computed from the integer minor units (1 point = 1 minor unit here)."""
+    shop = PlatformShop(api, currency=currency, point_value_minor=1)
+    shop.connected("shopify", secret=SECRET, shop_domain=SHOP)
+    anna = referrer(shop)
+    body = dict(fixture("shopify", "orders_paid.json")["body"], currency=currency, total_price=total,
+                subtotal_price=total)
+    reply = send(shop, "orders_paid.json", body=body)
+    assert reply.status == 200 and reply.body["events"][0]["status"] == "processed", reply.body
+    friend = shop.member_id_of(FRIEND)
+    cashback = minor * 500 // 10_000  # JPY: 74 points; KWD: 617 (never through a float of "12.345")
+    assert shop.rewards(friend) == {"cashback": cashback, "friend-bonus": 300}
+    assert shop.rewards(anna) == {"referrer-bonus": 500}
+    # A partial refund of a fifth, in the same currency, takes back a fifth of the cashback (floor).
+    data = fixture("shopify", "refunds_create_partial.json")["body"]
+    transactions = [{**t, "amount": refund, "currency": currency} for t in data["transactions"]]
+    back = send(shop, "refunds_create_partial.json", body={**data, "transactions": transactions})
+    assert back.status == 200, back.body
+    assert back.body["events"][0]["rewards"]["refunded_minor"] == refunded
+    kept = cashback - cashback * refunded // minor
+    assert shop.rewards(friend)["cashback"] == kept
 
 
 # --------------------------------------------------------------------------- hostile bodies

@@ -47,6 +47,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     ("GET", "/v1/programs/{program}/settlement?from=2026-01-01&to=2026-01-02", None, (OK, OK, 404, 401, 401)),
     ("POST", "/v1/programs/{program}/members/{member}/adjustments", {"points": 5, "reason": "isolation"},
      (CREATED, 403, 404, 401, 401)),
+    # A partner's integration log (docs/integrations.md): the operator or that partner.
+    ("GET", "/v1/programs/{program}/partners/{partner}/integrations/hubspot/log", None, (OK, OK, 404, 401, 401)),
     # Fraud review: the operator and the program's partners (their own items, tests/functional/test_fraud_review.py).
     ("GET", "/v1/programs/{program}/review", None, (OK, OK, 404, 401, 401)),
     ("POST", "/v1/programs/{program}/review/rev_unknown/approve", {}, (404, 404, 404, 401, 401)),

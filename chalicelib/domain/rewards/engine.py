@@ -132,6 +132,7 @@ class _Recipient:
     member_id: str
     level: int
     converted_referrals: int
+    tier: str | None = None
 
 
 def evaluate(
@@ -232,11 +233,11 @@ def _evaluate_rule(
     # Who gets it. A "friend" reward exists only because somebody referred the subject.
     recipient: _Recipient
     if rule.recipient.type == "self":
-        recipient = _Recipient(subject.member_id, 0, 0)
+        recipient = _Recipient(subject.member_id, 0, 0, subject.tier)
     elif rule.recipient.type == "friend":
         if subject.referrer_id is None:
             return skip("no_referrer", "the member was not referred", subject.member_id)
-        recipient = _Recipient(subject.member_id, 0, 0)
+        recipient = _Recipient(subject.member_id, 0, 0, subject.tier)
     else:
         level = rule.recipient.level
         if level in cycles:
@@ -244,8 +245,11 @@ def _evaluate_rule(
         ancestor = upline.get(level)
         if ancestor is None:
             return skip("no_referrer", f"the member has no level-{level} referrer")
-        recipient = _Recipient(ancestor.member_id, level, ancestor.converted_referrals)
+        recipient = _Recipient(ancestor.member_id, level, ancestor.converted_referrals, ancestor.tier)
     mid = recipient.member_id
+    if trigger.tiers and recipient.tier not in trigger.tiers:
+        return skip("tier_not_matched", f"the recipient's tier is {recipient.tier!r}, rule is for {list(trigger.tiers)}",
+                    mid)
 
     amount = override.amount if override is not None and override.amount is not None else rule.amount
     base: int | None = None
@@ -291,6 +295,9 @@ def _evaluate_rule(
         reason_code = "offer_fallback"
 
     requested, how = _points(amount, base, recipient.converted_referrals, rules.point_value_minor, event.currency)
+    multiplier = rule.tier_multipliers.get(recipient.tier or "") if rule.tier_multipliers else None
+    if multiplier is not None:
+        requested = tier_multiply(requested, multiplier)
     if requested <= 0:
         return skip("zero_points", f"{l10n.how_phrase(how, LEDGER_LOCALE)} rounds down to 0 points", mid)
 
@@ -350,7 +357,8 @@ def _evaluate_rule(
         reason=l10n.reward_reason(
             LEDGER_LOCALE, recipient=kind, what=_event_phrase(rule, event, subject), level=recipient.level,
             subject_id=subject.member_id, points_granted=points, points_requested=requested,
-            rule_name=rule.name or rule.id, how=how, trims=trims),
+            rule_name=rule.name or rule.id, how=how, trims=trims)
+        + ("" if multiplier is None else f" Tier {recipient.tier}: x{_bp_factor(multiplier)}."),
         reason_code=reason_code or (
             "recurring_reward" if recurring is not None
             else {"self": "self_reward", "friend": "friend_reward", "referrer": "referral_reward"}[kind]),
@@ -401,6 +409,17 @@ def _deltas(run: _Running, subject: Subject, rules: RulesDoc, month: str) -> tup
         for rid, pts in run.recurring_delta.items()
     )
     return tuple(out)
+
+
+def tier_multiply(points: int, multiplier_bp: int) -> int:
+    """A tier multiplier in basis points (15000 = x1.5), one floor: ``points * bp // 10000``, integers only."""
+    return points * multiplier_bp // BP_DENOMINATOR
+
+
+def _bp_factor(bp: int) -> str:
+    """15000 -> "1.5", 10000 -> "1", 12550 -> "1.255" (no floats)."""
+    whole, frac = divmod(bp, BP_DENOMINATOR)
+    return f"{whole}.{frac:04d}".rstrip("0").rstrip(".")
 
 
 def _min_cap(*caps: int | None) -> int | None:

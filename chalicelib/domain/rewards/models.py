@@ -28,6 +28,8 @@ class Trigger:
     order: OrderSelector = "every"  # only meaningful for order.paid
     n: int | None = None  # the n-th order (1-based) when order == "nth"
     partners: tuple[str, ...] = ()  # empty = events at any partner
+    #: Member tiers (``settings.tiers``) the recipient must be in; empty = any (``trigger.tiers``).
+    tiers: tuple[str, ...] = ()
 
     def order_number_matches(self, orders_before: int) -> bool:
         """``orders_before`` paid orders came before this one, so this is order #orders_before+1."""
@@ -113,6 +115,9 @@ class Rule:
     recurring: Recurring | None = None
     funded_by: str | None = None  # None = partner where the event happened
     partners: Mapping[str, PartnerOverride] = field(default_factory=dict)
+    #: Tier id -> basis points the rule's points are multiplied by for a recipient in that tier
+    #: (15000 = x1.5; floored). Tiers not named: x1.
+    tier_multipliers: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,11 @@ class RulesDoc:
         """Deepest referrer level any enabled rule pays: how many ancestors the reader must load."""
         levels = [r.recipient.level for r in self.rules if r.enabled and r.recipient.type == "referrer"]
         return max(levels, default=0)
+
+    @property
+    def uses_tiers(self) -> bool:
+        """Whether any enabled rule looks at the recipient's member tier (``trigger.tiers``, multipliers)."""
+        return any(r.enabled and (r.trigger.tiers or r.tier_multipliers) for r in self.rules)
 
     @property
     def counts_months(self) -> bool:
@@ -169,6 +179,7 @@ class Subject:
     orders_before: int = 0  # this member's paid orders before this event
     month_earned_points: int = 0  # points this member earned in the event's calendar month
     recurring_paid: Mapping[str, int] = field(default_factory=dict)  # rule_id -> points paid so far
+    tier: str | None = None  # member tier before this event (None: the program has no tiers)
 
 
 @dataclass(frozen=True)
@@ -177,6 +188,7 @@ class Ancestor:
     level: int  # 1 = direct referrer of the subject
     converted_referrals: int = 0  # referrals of this ancestor that converted before this event
     month_earned_points: int = 0  # points earned in the event's calendar month
+    tier: str | None = None  # member tier before this event (None: the program has no tiers)
 
 
 @dataclass(frozen=True)
@@ -229,6 +241,7 @@ SkipCode = Literal[
     "cap_budget",
     "pool_empty",
     "offer_limit",
+    "tier_not_matched",
 ]
 
 

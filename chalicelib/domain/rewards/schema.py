@@ -36,7 +36,7 @@ from chalicelib.domain.rewards.models import (
     Trigger,
 )
 from chalicelib.domain.safe_json import SINGLE_LINE
-from chalicelib.domain.settings import DEFAULT_MAX_DEPTH, MAX_DEPTH_RANGE
+from chalicelib.domain.settings import DEFAULT_MAX_DEPTH, MAX_DEPTH_RANGE, TIER_ID_PATTERN, TIER_LEVELS_RANGE
 from chalicelib.domain.validation import child_path, schema_errors, to_jsonpath
 
 MAX_DEPTH_LIMIT = MAX_DEPTH_RANGE[1]
@@ -171,6 +171,14 @@ _RULE = {
                     "uniqueItems": True,
                     "description": "Only events at these partners trigger the rule.",
                 },
+                "tiers": {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": TIER_ID_PATTERN},
+                    "minItems": 1,
+                    "maxItems": TIER_LEVELS_RANGE[1],
+                    "uniqueItems": True,
+                    "description": "Only recipients in these member tiers (settings.tiers) get the reward.",
+                },
             },
         },
         "recipient": {
@@ -209,6 +217,13 @@ _RULE = {
             "type": "object",
             "propertyNames": {"pattern": _PARTNER_ID},
             "additionalProperties": _PARTNER_OVERRIDE,
+        },
+        "tier_multipliers": {
+            "type": "object",
+            "propertyNames": {"pattern": TIER_ID_PATTERN},
+            "maxProperties": TIER_LEVELS_RANGE[1],
+            "additionalProperties": {"type": "integer", "minimum": 1, "maximum": 100_000},
+            "description": "Member tier -> basis points the rule's points are multiplied by (15000 = x1.5, floored).",
         },
     },
 }
@@ -295,7 +310,8 @@ def _fail(errors: list[dict[str, str]]) -> None:
 
 def _schema_errors(exc: Any) -> list[dict[str, str]]:
     if exc.rule == "propertyNames":
-        return [field_error(to_jsonpath(exc.name or "data"), f"keys must match {_PARTNER_ID}")]
+        pattern = TIER_ID_PATTERN if "tier_multipliers" in str(exc.name or "") else _PARTNER_ID
+        return [field_error(to_jsonpath(exc.name or "data"), f"keys must match {pattern}")]
     return schema_errors(exc)
 
 
@@ -435,6 +451,7 @@ def _build_rule(r: Mapping[str, Any]) -> Rule:
             order=cast(OrderSelector, t.get("order", "every")),
             n=t.get("n"),
             partners=tuple(t.get("partners", ())),
+            tiers=tuple(t.get("tiers", ())),
         ),
         recipient=Recipient(type=rtype, level=rc.get("level", 1) if rtype == "referrer" else 0),
         amount=_build_amount(r["amount"]),
@@ -455,6 +472,7 @@ def _build_rule(r: Mapping[str, Any]) -> Rule:
             )
             for pid, o in r.get("partners", {}).items()
         },
+        tier_multipliers=dict(r.get("tier_multipliers", {})),
     )
 
 

@@ -3,8 +3,8 @@
 1. first read: the current rules version when this instance has not parsed it yet, and the
    order's ledger item for ``order.*`` events (postings, refunds so far, parked refunds);
 2. second read: for every member of every candidate chain up to the rules' deepest level,
-   their balance, profile (tier counts, locale) and, when a monthly cap exists, this month's
-   counter; the subject's
+   their balance, profile (tier counts, locale), member tier (when a rule looks at it) and, when a
+   monthly cap exists, this month's counter; the subject's
    recurring counters; the program's budget counter. For refunds: the order's entries and the
    balances of the members they paid.
 """
@@ -116,8 +116,11 @@ def second_read_keys(ctx: EventContext, first: dict[Key, Any], chains: list[list
     for chain in chains:
         for member_id in chain[: rules.depth_needed + 1]:
             members[member_id] = None
+    tiered = rules.uses_tiers and ctx.settings.tiers is not None
     for member_id in members:
         wanted += [keys.balance(pid, member_id), keys.member(pid, member_id)]
+        if tiered:
+            wanted.append(keys.member_tier(pid, member_id))  # trigger.tiers, tier multipliers
         if rules.counts_months:
             wanted.append(keys.member_month(pid, member_id, month))
         wanted += [keys.voucher_month(pid, member_id, rule_id, month) for rule_id in limited]

@@ -69,8 +69,13 @@ def stage_rewards(ctx: EventContext, tx: Transaction, plan: LedgerPlan, view: St
             return profile.locale if profile is not None and profile.locale else None
 
         _stage_offer_months(ctx, tx, rules, evaluation.vouchers)
-        summary["vouchers"] = vouchers.stage_grants(tx, ctx.program, view.items, list(evaluation.vouchers), pools,
-                                                    ctx.now, locale_of)
+        if plan.hold:
+            # Held for fraud review: a voucher is value (a code) that cannot be taken back once shown, so it is
+            # not issued now; the review item keeps the grant and approval issues it (void never does).
+            summary["held_vouchers"] = [vouchers.held_grant(g) for g in evaluation.vouchers]
+        else:
+            summary["vouchers"] = vouchers.stage_grants(tx, ctx.program, view.items, list(evaluation.vouchers),
+                                                        pools, ctx.now, locale_of)
     elif any(pool.unread for pool in pools.values()) and any(
             s.reason_code == "pool_empty" for s in evaluation.skipped):
         from chalicelib.services.outcomes import RetryEvent
@@ -142,6 +147,7 @@ def subject_of(ctx: EventContext, view: StageView, rules: RulesDoc) -> Subject:
             if isinstance(item, RecurringCounterItem):
                 recurring[rule.id] = int(item.points or 0)
     return Subject(
+        tier=member_tier(ctx, view.items, subject.member_id, rules),
         member_id=subject.member_id,
         referrer_id=subject.referrer_id,
         attributed_at=view.attributed_at,
@@ -157,8 +163,21 @@ def ancestors_of(ctx: EventContext, view: StageView, rules: RulesDoc) -> list[An
         profile = view.items.get(keys.member(ctx.program_id, member_id))
         converted = int(profile.converted_referrals or 0) if isinstance(profile, MemberItem) else 0
         out.append(Ancestor(member_id=member_id, level=level, converted_referrals=converted,
-                            month_earned_points=_month_points(ctx, view.items, member_id)))
+                            month_earned_points=_month_points(ctx, view.items, member_id),
+                            tier=member_tier(ctx, view.items, member_id, rules)))
     return out
+
+
+def member_tier(ctx: EventContext, items: dict[Key, Any], member_id: str, rules: RulesDoc) -> str | None:
+    """The member's tier before this event (the lowest when none is recorded); None without tiers or tier rules."""
+    from chalicelib.domain import tiers as tier_domain
+    from chalicelib.store.tiers import TierStateItem
+
+    tiers = ctx.settings.tiers
+    if tiers is None or not rules.uses_tiers:
+        return None
+    state = items.get(keys.member_tier(ctx.program_id, member_id))
+    return tier_domain.level(tiers, state.tier if isinstance(state, TierStateItem) else None).id
 
 
 def counters_of(ctx: EventContext, items: dict[Key, Any], rules: RulesDoc) -> ProgramCounters:

@@ -55,10 +55,12 @@ class LedgerStage:
         applied: list[dict[str, Any]] = []
         if ctx.event.type == ORDER_PAID:
             applied = refunds.stage_paid_order(ctx, tx, plan, postings)
-        if plan.hold and postings and risk is not None:
+        held_vouchers = reply.get("held_vouchers") or []
+        if plan.hold and (postings or held_vouchers) and risk is not None:
             from chalicelib.services import review
 
-            reply["review_item_id"] = review.stage_review_item(ctx, tx, view, postings, risk.audit)
+            reply["review_item_id"] = review.stage_review_item(ctx, tx, view, postings, risk.audit, held_vouchers)
+            reply["held_vouchers"] = [review.public_voucher(g) for g in held_vouchers]
         indexed = [p["_entry"] for p in postings if p.get("_entry") is not None]
         pending = [e.available_at for e in indexed if e.status == STATUS_PENDING and e.available_at is not None]
         for p in postings:
