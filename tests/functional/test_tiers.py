@@ -98,6 +98,7 @@ def test_promotion_is_in_the_order_transaction_with_history_and_message(api: Api
     [change] = changes(shop.pid, mid)
     assert (change.from_tier, change.to_tier, change.reason_code, int(change.value)) == ("base", "silver",
                                                                                           "promotion", 1100)
+    assert change.partner_ids == [shop.partner["partner_id"]]  # where she is known: who may hear of it
     [message] = tier_messages(mid)
     assert message.params["to_name"] == "Серебро" and message.business_key == second["business_key"]
     # A replayed delivery changes nothing more.
