@@ -366,3 +366,15 @@ def test_the_review_is_resumable_and_two_runs_at_once_change_a_member_once(api: 
     monkeypatch.undo()
     assert state(shop.pid, mid).tier == "base" and len(changes(shop.pid, mid)) == 2
     assert len(tier_messages(mid)) == 2
+
+
+def test_tiers_used_by_the_rules_cannot_be_removed(api: ApiClient) -> None:
+    rules = {"rules": [{"id": "gold", "trigger": {"event": "order.paid", "tiers": ["gold"]},
+                        "recipient": {"type": "self"}, "amount": {"points": 10}}]}
+    shop = tiered_shop(api, rules=rules)
+    path = f"/v1/programs/{shop.pid}"
+    for tiers in (None, {"levels": [{"id": "base", "threshold": 0}, {"id": "silver", "threshold": 10}]}):
+        reply = api.patch(path, {"settings": {"tiers": tiers}})
+        assert reply.status == 422 and "gold" in reply.body["error"]["details"]["errors"][0]["message"], reply.body
+    renamed = {**TIERS, "period_months": 6}
+    assert api.patch(path, {"settings": {"tiers": renamed}}).status == 200
