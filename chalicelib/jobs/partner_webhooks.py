@@ -25,9 +25,11 @@ Times come from the one clock (``domain.clock``), so tests move it instead of sl
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,8 +53,9 @@ from chalicelib.store.partner_hooks import (
 
 log = get_logger("sarafan.partner_webhooks")
 
-#: Connect + answer, per attempt.
+#: Per socket operation (connect, each read), and for the whole request and answer.
 TIMEOUT_SECONDS = 5.0
+TOTAL_SECONDS = 10.0
 #: How long a claimed delivery is kept from other runs (then it is due again).
 LEASE = timedelta(minutes=2)
 #: Due deliveries read per shard and run.
@@ -112,6 +115,20 @@ def http_post(url: str, addresses: list[str], headers: dict[str, str], body: byt
         connection = _PinnedHTTPSConnection(host, parts.port, address or host, timeout)
     else:
         connection = _PinnedHTTPConnection(host, parts.port, address, timeout)
+    # ``timeout`` bounds each socket operation; the watchdog bounds the whole exchange (a receiver
+    # dripping one byte at a time cannot hold a worker for longer than TOTAL_SECONDS).
+    expired = threading.Event()
+
+    def abort() -> None:
+        expired.set()
+        sock = connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(TOTAL_SECONDS, abort)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         connection.request("POST", path, body=body, headers={**headers, "user-agent": USER_AGENT})
         response = connection.getresponse()
@@ -120,11 +137,14 @@ def http_post(url: str, addresses: list[str], headers: dict[str, str], body: byt
     except TimeoutError:
         return Answer(None, "timeout")
     except ssl.SSLError:
-        return Answer(None, "tls_error")
+        return Answer(None, "timeout" if expired.is_set() else "tls_error")
     except (OSError, http.client.HTTPException):
-        return Answer(None, "connection_error")
+        return Answer(None, "timeout" if expired.is_set() else "connection_error")
     finally:
+        watchdog.cancel()
         connection.close()
+    if expired.is_set():
+        return Answer(status, "timeout", text)
     return Answer(status, None if 200 <= status < 300 else "http_status", text)
 
 
