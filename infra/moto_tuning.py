@@ -72,6 +72,7 @@ def apply() -> None:
         ("simple_updates", fast_simple_updates),
         ("items", size_items_once),
         ("actions", cache_action_lookup),
+        ("direct", direct_dynamodb_calls),
     ):
         if name not in _applied:
             install()
@@ -772,3 +773,104 @@ def engine_paused() -> Iterator[None]:
     """No DynamoDB request runs inside this block (a consistent snapshot)."""
     with ENGINE_LOCK:
         yield
+
+
+# --- the in-process hop ----------------------------------------------------------------------------
+
+
+def _decode_blobs(value: Any) -> Any:
+    """DynamoDB JSON as botocore's parser returns it: ``B`` and ``BS`` values as bytes (in place)."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            if isinstance(value.get("B"), str):
+                value["B"] = base64.b64decode(value["B"])
+                return value
+            blobs = value.get("BS")
+            if isinstance(blobs, list) and all(isinstance(b, str) for b in blobs):
+                value["BS"] = [base64.b64decode(b) for b in blobs]
+                return value
+        for member in value.values():
+            if isinstance(member, dict | list):
+                _decode_blobs(member)
+    elif isinstance(value, list):
+        for member in value:
+            if isinstance(member, dict | list):
+                _decode_blobs(member)
+    return value
+
+
+def parse_plain_success(headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """What botocore's JSON parser makes of a successful data-plane answer of :func:`plain_json_body`
+    (``tests/functional/test_moto_engine.py`` compares the two)."""
+    parsed: dict[str, Any] = _decode_blobs(json.loads(body)) if body else {}
+    lowered = {k.lower(): v for k, v in headers.items()}
+    metadata: dict[str, Any] = {}
+    if "x-amzn-requestid" in lowered:
+        metadata["RequestId"] = lowered["x-amzn-requestid"]
+    metadata.update({"HTTPStatusCode": 200, "HTTPHeaders": lowered, "RetryAttempts": 0})
+    parsed["ResponseMetadata"] = metadata
+    return parsed
+
+
+#: ``[False]`` sends every call the usual way again (the engine test compares both).
+DIRECT_CALLS = [True]
+
+
+def direct_dynamodb_calls() -> None:
+    """Hand the app's DynamoDB data-plane calls to moto's handler without the HTTP-shaped detour.
+
+    Under ``mock_aws`` a botocore call is serialised, signed, turned into an HTTP request, matched
+    against every mocked service's URL patterns, turned into a werkzeug request for moto, answered,
+    wrapped as an HTTP response and parsed back: about a third of the local run's CPU went to the
+    trip, not to DynamoDB (py-spy, ``bench/local_engine.py``). A ``before-call`` handler (botocore's
+    own short-circuit for a ready answer) now builds moto's request from the serialised request and
+    calls the same ``DynamoHandler`` (same parsing, same checks, same locks and hooks), then parses a
+    successful data-plane answer with ``json.loads`` (``B``/``BS`` back to bytes) and anything else
+    with botocore's own parser, as the endpoint does. Only while moto's mock is active; every other
+    service, and DynamoDB's control plane, keeps the usual path.
+    """
+    from botocore.awsrequest import AWSResponse
+    from botocore.handlers import BUILTIN_HANDLERS, REGISTER_LAST
+    from botocore.parsers import create_parser
+    from moto.core.botocore_stubber import MockRawResponse
+    from moto.core.exceptions import HTTPException
+    from moto.core.models import botocore_stubber
+    from moto.core.request import Request
+    from moto.dynamodb.responses import DynamoHandler
+
+    parser = create_parser("json")
+
+    def before_call(model: Any, params: dict[str, Any], request_signer: Any = None, **_: Any) -> Any:
+        if not DIRECT_CALLS[0] or not botocore_stubber.enabled or model.name not in PLAIN_JSON_ACTIONS:
+            return None
+        if model.service_model.service_name != "dynamodb":
+            return None
+        url = params["url"]
+        headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in params["headers"].items()}
+        credentials = getattr(request_signer, "_credentials", None)
+        access_key = getattr(credentials, "access_key", None)
+        if access_key:  # moto reads the caller's account from the access key in the signature
+            region = getattr(request_signer, "_region_name", "us-east-1")
+            headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/20000101/{region}/dynamodb/"
+                                        "aws4_request, SignedHeaders=host, Signature=0")
+        body = params["body"]
+        request = Request.from_primitives("POST", url, headers, body if isinstance(body, bytes) else body.encode())
+        try:
+            status, response_headers, response_body = DynamoHandler.dispatch(request, request.raw_url,
+                                                                              request.headers)
+        except HTTPException as error:
+            status, response_headers, response_body = error.code, error.get_headers(), error.get_body()
+        http = AWSResponse(url, status, response_headers, MockRawResponse(response_body))  # type: ignore[arg-type]
+        if status == 200:
+            return http, parse_plain_success(dict(http.headers), http.content)
+        response_dict = {"headers": http.headers, "status_code": status, "body": http.content}
+        parsed = parser.parse(response_dict, model.output_shape)
+        code = parsed.get("Error", {}).get("Code")
+        error_shape = model.service_model.shape_for_error_code(code) if code else None
+        if error_shape is not None:
+            parsed.update(parser.parse(response_dict, error_shape))
+        parsed.setdefault("ResponseMetadata", {})["RetryAttempts"] = 0
+        return http, parsed
+
+    # Last, so hooks a test or a benchmark registers (call counters, injected failures) still run first.
+    BUILTIN_HANDLERS.append(("before-call.dynamodb", before_call, REGISTER_LAST))

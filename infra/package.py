@@ -141,6 +141,9 @@ def check_settings(stage_name: str, env: dict[str, str]) -> list[str]:
     for name in ("SARAFAN_TABLE", "SARAFAN_PUBLIC_BASE_URL", "SARAFAN_SES_SENDER", "SARAFAN_SECRET_KEY_SECRET_ID"):
         if not env.get(name, "").strip():
             problems.append(f"{name} is empty: set it in {where}")
+    if env.get("SARAFAN_WEBHOOK_ALLOW_ANY_TARGET"):
+        problems.append("SARAFAN_WEBHOOK_ALLOW_ANY_TARGET lets partner webhooks reach private addresses: it is for "
+                        f"the local run only (and ignored in deployed stages); remove it from {where}")
     if env.get("SARAFAN_SECRET_KEY"):
         problems.append("SARAFAN_SECRET_KEY must not be in a deployed stage's config (it would sit in plain text in "
                         f"the template): remove it from {where}; the stack generates the master secret")

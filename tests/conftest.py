@@ -72,8 +72,35 @@ def _reuse_moto_kms_key_material() -> None:
     models.generate_private_key = generate_private_key  # type: ignore[assignment]
 
 
+def _one_botocore_session_per_thread() -> None:
+    """Each test starts new clients (a new moto), and every new botocore session registered its ~400
+    built-in event handlers again: about a fifth of a functional test's setup. Sessions hold no state
+    the tests vary (credentials and endpoints come from the same test environment; clients, which
+    tests hook and fault-inject, are still created anew), so each thread keeps one."""
+    import botocore.session
+    import pynamodb.connection.base
+
+    if getattr(botocore.session.get_session, "sarafan_shared", False):
+        return
+    original = botocore.session.get_session
+    local = threading.local()
+
+    def get_session(env_vars: Any = None) -> Any:
+        if env_vars is not None:
+            return original(env_vars)
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = original()
+        return session
+
+    get_session.sarafan_shared = True  # type: ignore[attr-defined]
+    botocore.session.get_session = get_session  # type: ignore[assignment]
+    pynamodb.connection.base.get_session = get_session  # type: ignore[attr-defined]
+
+
 _share_botocore_data_loader()
 _reuse_moto_kms_key_material()
+_one_botocore_session_per_thread()
 
 
 def reset_process_state() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from chalice import Response
 
 from chalicelib.api import response_schemas as rs
-from chalicelib.api.http import ApiBlueprint, ApiRequest, respond
+from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, respond
 from chalicelib.services import erasure, importer, ledger_export, member_export
 
 data_rights = ApiBlueprint(__name__)
@@ -30,6 +30,22 @@ BASE = "/v1/programs/{program_id}"
 def erase_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
     result = erasure.erase(req.principal, program_id, member_id)
     return respond(result, 200 if result["status"] == "erased" else 202)
+
+
+@data_rights.endpoint(
+    f"{BASE}/erasure-requests", "GET", tag=TAG, auth="operator", response_schema=rs.ERASURE_REQUESTS,
+    query_params=(("limit", "integer"), ("cursor", "string")),
+    summary="Members' own erasure requests waiting for the operator (oldest first, paged)",
+    description="A member asks for erasure from their wallet page (`POST /w/{token}/erasure-request`); the request "
+                "waits here (`status: requested`, `requested_by: member`) until the operator confirms it with "
+                "`POST …/members/{member_id}/erase`, which runs the erasure and takes it off this list.",
+)
+def list_erasure_requests(req: ApiRequest, program_id: str) -> Any:
+    from chalicelib.store import keys
+
+    cursor = decode_cursor(req.query("cursor"), ("GSI1PK", keys.gsi1_erasure_requests_partition(program_id)))
+    result = erasure.pending_requests(program_id, req.int_query("limit", 50, 1, 100), cursor)
+    return {**result, "next_cursor": encode_cursor(result["next_cursor"])}
 
 
 @data_rights.endpoint(

@@ -40,3 +40,11 @@ def birthday_gifts(event: Any) -> dict[str, Any]:
     from chalicelib.jobs import birthdays
 
     return birthdays.run()
+
+
+@jobs.schedule(Rate(1, unit=Rate.MINUTES), name="send_partner_webhooks",
+               description="Outgoing partner webhooks: POST the due deliveries, signed; retries with backoff")
+def send_partner_webhooks(event: Any) -> dict[str, Any]:
+    from chalicelib.jobs import partner_webhooks
+
+    return partner_webhooks.run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.api import response_schemas as rs
 from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor
 from chalicelib.services import coupons, members_query
 from chalicelib.store import keys
@@ -46,6 +47,23 @@ def list_referrals(req: ApiRequest, program_id: str, member_id: str) -> Any:
     cursor = decode_cursor(req.query("cursor"), ("GSI1PK", keys.gsi1_referrals_partition(program_id, member_id)))
     return _page(members_query.referrals(req.principal, program_id, member_id,
                                          req.int_query("limit", 50, 1, 100), cursor))
+
+
+@members.endpoint(
+    f"{BASE}/members/{{member_id}}/referral-tree", "GET", tag=TAG,
+    query_params=(("max_depth", "integer"), *PAGING), response_schema=rs.REFERRAL_TREE,
+    summary="A member's referral tree: friends, their friends… up to max_depth levels (depth first, paged)",
+    description="`max_depth` 1 … the program's `max_depth` (default: the program's). Depth first: each friend, then "
+                "that friend's friends, newest first on every level; every node is the referral list's view plus "
+                "`level` (1 = the member's own friends), `referrer_id` (its parent) and `referrals` (how many friends "
+                "it brought). `limit` 1–100 (default 50) members a page; follow `next_cursor` (signed: bound to this "
+                "member and depth). Each page costs at most `limit + max_depth` Queries.",
+)
+def referral_tree(req: ApiRequest, program_id: str, member_id: str) -> Any:
+    raw_depth = req.query("max_depth")
+    depth = None if raw_depth is None else req.int_query("max_depth", 1, 1, 5)
+    return members_query.referral_tree(req.principal, program_id, member_id, depth, req.int_query("limit", 50, 1, 100),
+                                       req.query("cursor"))
 
 
 @members.endpoint(f"{BASE}/members/{{member_id}}/attributions", "GET", tag=TAG, query_params=PAGING,

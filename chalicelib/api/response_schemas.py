@@ -79,6 +79,10 @@ MEMBER = obj({
 REFERRAL = obj({"member_id": STR, "first_name": nullable(STR), "code": STR, "joined_at": TIME,
                 "joined_via": nullable(STR), "attributed_at": nullable(TIME), "attribution_source": nullable(STR),
                 "purchased": BOOL})
+REFERRAL_TREE = obj({"member_id": STR, "max_depth": INT, "next_cursor": nullable(STR), "items": {
+    "type": "array", "items": {**REFERRAL, "required": sorted([*REFERRAL["required"], "level", "referrer_id", "referrals"]),
+                               "properties": {**REFERRAL["properties"], "level": INT, "referrer_id": STR,
+                                              "referrals": INT}}}})
 ATTRIBUTION_RECORD = obj({"record_id": STR, "at": TIME, "member_id": nullable(STR), "referrer_id": nullable(STR),
                           "code": nullable(STR), "source": nullable(STR), "outcome": STR, "reason_code": STR,
                           "reason": nullable(STR), "event_type": nullable(STR)})
@@ -154,6 +158,7 @@ PLATFORM_RESULT = obj({
 ERASURE = obj({"member_id": STR, "program_id": STR, "status": STR, "requested_by": nullable(STR),
                "requested_at": nullable(TIME), "confirmed_by": nullable(STR), "started_at": nullable(TIME),
                "completed_at": nullable(TIME), "step": nullable(STR), "counts": OBJ})
+ERASURE_REQUESTS = obj({"items": {"type": "array", "items": ERASURE}, "next_cursor": nullable(STR)})
 MEMBER_EXPORT = obj({"format_version": INT, "program_id": STR, "member_id": STR, "exported_at": TIME,
                      "items": {"type": "array", "items": OBJ}, "next_cursor": nullable(STR)},
                     {"summary": obj({"profile": OBJ, "balance": nullable(OBJ), "erasure": nullable(ERASURE),

@@ -165,6 +165,9 @@ class Candidate:
     code: str | None = None
     #: Identifiers of the members in ``ancestors`` whose profiles were read (nearest first).
     upline_identifiers: tuple[Identifiers, ...] = ()
+    #: An invite's fraud check already rejected this referral (the landing call's signals):
+    #: ``self_referral_<kind>`` or ``self_referral_upline:<kind>``.
+    rejected_at_invite: str | None = None
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,13 @@ def _check_candidate(
     for kind in REJECTING_SIGNALS:
         if candidate.referrer_id in friend.signal_members.get(kind, frozenset()):
             return f"self_referral_{kind}", REASONS[f"self_referral_{kind}"]
+    if candidate.rejected_at_invite:
+        code, _, kind = candidate.rejected_at_invite.partition(":")
+        if code == "self_referral_upline" and kind in SIGNAL_LABELS:
+            return code, (f"At the invite, the friend had the same {SIGNAL_LABELS[kind]} as a member above the "
+                          "referrer in the chain.")
+        if code in REASONS:
+            return code, f"{REASONS[code][:-1]} (at the invite)."
     upline = _shared_with_upline(friend, candidate)
     if upline is not None:
         return "self_referral_upline", (

@@ -61,6 +61,29 @@ def add(buckets: Mapping[str, int], month: str, amount: int, now_month: str, per
     return out
 
 
+def take(buckets: Mapping[str, int], month: str, amount: int, now_month: str, period_months: int) -> dict[str, int]:
+    """A clawback of ``amount`` (> 0) counted from ``month``'s bucket first, then from the newest other months, never
+    below zero: a refund takes back at most what was counted. A ``month`` already outside the window takes nothing
+    (those points or that spend no longer count)."""
+    out = prune(buckets, now_month, period_months)
+    if amount <= 0 or month not in window(now_month, period_months):
+        return out
+    left = amount
+    for m in [month, *sorted((m for m in out if m != month), reverse=True)]:
+        have = out.get(m, 0)
+        if left <= 0:
+            break
+        if have <= 0:
+            continue
+        used = min(have, left)
+        left -= used
+        if have == used:
+            del out[m]
+        else:
+            out[m] = have - used
+    return out
+
+
 def rank(tiers: TierSettings, tier_id: str | None) -> int:
     """Position of a tier (0 = lowest); an unknown id (tiers redefined since) counts as the lowest."""
     return tiers.ids.index(tier_id) if tier_id in tiers.ids else 0

@@ -28,7 +28,7 @@ log = logging.getLogger("sarafan.stream")
 
 #: Modules whose import registers handlers (loaded on the first batch, not at cold start).
 HANDLER_MODULES = ["chalicelib.notify.sources", "chalicelib.analytics.consumer", "chalicelib.services.settlement_feed",
-                   "chalicelib.notify.pool_alerts"]
+                   "chalicelib.notify.pool_alerts", "chalicelib.notify.partner_events"]
 
 Handler = Callable[[list["StreamRecord"]], set[str]]
 _handlers: dict[str, list[Handler]] = {}

@@ -121,20 +121,56 @@ def register_device(principal: Principal, program_id: str, member_id: str, data:
         raise ServiceUnavailable("Push registration is unavailable; retry", details={"code": exc.code}) from exc
     entry = {"device_id": device_id, "platform": data["platform"], "endpoint_arn": arn, "token_hash": token_hash,
              "enabled": True, "updated_at": clock.iso(clock.utcnow())}
-    devices = [*[d for d in devices if d is not existing][-(MAX_DEVICES - 1):], entry]
-    _state_item(program_id, member_id).update(actions=[*_ensure_ids(program_id, member_id),
-                                                       NotifyStateItem.devices.set(devices)])
+
+    def with_entry(read: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        kept = [d for d in read if d.get("device_id") != device_id and d.get("token_hash") != token_hash
+                and d.get("endpoint_arn") != arn]
+        return [*kept[-(MAX_DEVICES - 1):], entry]
+
+    _change_devices(program_id, member_id, devices, with_entry, upsert=True)
     return {"device": {k: entry[k] for k in ("device_id", "platform", "enabled", "updated_at")}}
+
+
+#: A device list changed by someone else between our read and our write: read again this often.
+DEVICE_ATTEMPTS = 4
+
+
+def _change_devices(program_id: str, member_id: str, read: list[dict[str, Any]] | None,
+                    change: Any, *, upsert: bool) -> None:
+    """Write ``change(devices)`` conditioned on the list still being what was read (a registration and a
+    delivery dropping a dead endpoint at the same time must not lose either change)."""
+    from pynamodb.exceptions import UpdateError
+
+    S = NotifyStateItem
+    devices = read
+    for _ in range(DEVICE_ATTEMPTS):
+        if devices is None:
+            state = _read_state(program_id, member_id)
+            if state is None and not upsert:
+                return
+            devices = list((state.devices if state else None) or [])
+        new = change(devices)
+        if new == devices:
+            return
+        unchanged = (S.devices == devices) if devices else (S.devices.does_not_exist() | (S.devices == []))
+        actions = [*(_ensure_ids(program_id, member_id) if upsert else []), S.devices.set(new)]
+        try:
+            _state_item(program_id, member_id).update(
+                actions=actions, condition=unchanged if upsert else (S.PK.exists() & unchanged))
+            return
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            devices = None  # changed meanwhile: read again
+    from chalicelib.domain.errors import ServiceUnavailable
+
+    raise ServiceUnavailable("The member's devices are being changed concurrently; retry")
 
 
 def drop_device(program_id: str, member_id: str, endpoint_arn: str) -> None:
     """A permanent push failure (endpoint disabled/invalid): stop using the endpoint until re-registered."""
-    state = _read_state(program_id, member_id)
-    if state is None:
-        return
-    devices = [d for d in state.devices or [] if d.get("endpoint_arn") != endpoint_arn]
-    if len(devices) != len(state.devices or []):
-        _state_item(program_id, member_id).update(actions=[NotifyStateItem.devices.set(devices)])
+    _change_devices(program_id, member_id, None,
+                    lambda read: [d for d in read if d.get("endpoint_arn") != endpoint_arn], upsert=False)
 
 
 def suppress(program_id: str, member_id: str, email_hash: str) -> None:

@@ -40,6 +40,8 @@ class CandidatePointer:
     ancestors: tuple[str, ...]
     code: str | None
     touched_at: datetime | None = None
+    #: An invite-time fraud check's rejecting reason (``PendingInviteItem.risk_reject``).
+    rejected_at_invite: str | None = None
 
 
 def candidate_pointers(ctx: EventContext, first: dict[Key, Entity]) -> list[CandidatePointer]:
@@ -61,7 +63,7 @@ def candidate_pointers(ctx: EventContext, first: dict[Key, Entity]) -> list[Cand
         invite = first.get(ref.invite_key(ctx.program_id))
         if isinstance(invite, PendingInviteItem):
             found.append(CandidatePointer("invite_match", invite.referrer_id, tuple(invite.ancestors or ()),
-                                           invite.code, invite.invited_at))
+                                           invite.code, invite.invited_at, invite.risk_reject))
     return found
 
 
@@ -115,6 +117,7 @@ def attribute(ctx: EventContext, tx: Transaction, items: dict[Key, Entity], subj
             touched_at=p.touched_at,
             code=p.code,
             upline_identifiers=tuple(_identifiers(ctx.program_id, m) for m in upline if isinstance(m, MemberItem)),
+            rejected_at_invite=p.rejected_at_invite,
         ))
     settings = attribution.AttributionSettings.of(ctx.settings)
     decision = attribution.decide(friend, ctx.event.type, ctx.event.occurred_at, candidates, settings)

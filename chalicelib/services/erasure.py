@@ -253,6 +253,47 @@ def erase(principal: Principal, program_id: str, member_id: str, *, budget: int 
     raise ServiceUnavailable("The erasure was interrupted by concurrent changes; call again to resume")
 
 
+# --------------------------------------------------------------------------- requests by the member
+
+
+def request_by_member(program_id: str, member_id: str) -> dict[str, Any]:
+    """Record the member's own erasure request (the wallet page; the caller checked the wallet token): an
+    :class:`ErasureItem` with ``status: requested``, ``requested_by: member``, on the operator's queue
+    (sparse GSI1 ``ERASUREQ#<program>``) until the operator confirms it with :func:`erase`. Idempotent: a
+    second request, or one for a member already being erased, answers the existing record."""
+    member = _get(MemberItem, keys.member(program_id, member_id))
+    if not isinstance(member, MemberItem):
+        raise NotFound("Member not found", details={"member_id": member_id})
+    existing = get_record(program_id, member_id)
+    if existing is not None:
+        return erasure_view(existing)
+    now = clock.utcnow()
+    pk, sk = keys.erasure_record(program_id, member_id)
+    gpk, gsk = keys.gsi1_erasure_request(program_id, clock.iso(now), member_id)
+    record = ErasureItem(PK=pk, SK=sk, GSI1PK=gpk, GSI1SK=gsk, program_id=program_id, member_id=member_id,
+                         status=ERASURE_REQUESTED, requested_by="member", requested_at=now, counts={}, revision=0)
+    tx = Transaction()
+    tx.create(record, on_fail=_Stale())
+    try:
+        tx.commit()
+    except _Stale:  # a concurrent request or erasure got there first
+        again = get_record(program_id, member_id)
+        if again is None:
+            raise ServiceUnavailable("The request conflicted with another; try again") from None
+        return erasure_view(again)
+    log.info("erasure requested by the member", extra={"program_id": program_id})
+    return erasure_view(record)
+
+
+def pending_requests(program_id: str, limit: int, cursor: dict[str, Any] | None) -> dict[str, Any]:
+    """Members' erasure requests the operator has not confirmed yet, oldest first (one Query per page)."""
+    tenancy_repo.get_program(program_id)
+    result = ErasureItem.gsi1.query(keys.gsi1_erasure_requests_partition(program_id), limit=limit,
+                                    last_evaluated_key=cursor)
+    items = [erasure_view(r) for r in result if isinstance(r, ErasureItem) and r.status == ERASURE_REQUESTED]
+    return {"items": items, "next_cursor": result.last_evaluated_key}
+
+
 def _start(program_id: str, member_id: str, actor: str, requested: ErasureItem | None) -> ErasureItem:
     member = _get(MemberItem, keys.member(program_id, member_id))
     if not isinstance(member, MemberItem):

@@ -222,6 +222,84 @@ def referrals(principal: Principal, program_id: str, member_id: str, limit: int,
     return {"items": items, "next_cursor": result.last_evaluated_key}
 
 
+def _tree_position(gsi1sk: str | None) -> str | None:
+    """A referral list position, compact (for the cursor): ``<joined_at>#<member>`` from ``JOINED#<joined_at>#<member>``."""
+    return gsi1sk.removeprefix("JOINED#") if gsi1sk else None
+
+
+def _tree_start(program_id: str, parent: str, position: str | None) -> dict[str, Any] | None:
+    """The Query's exclusive start key just after ``position`` in ``parent``'s referral list (GSI1)."""
+    if position is None:
+        return None
+    child = position.rpartition("#")[2]
+    pk, sk = keys.member(program_id, child)
+    gpk, gsk = keys.gsi1_referrals_of(program_id, parent, position.rpartition("#")[0], child)
+    return {"PK": {"S": pk}, "SK": {"S": sk}, "GSI1PK": {"S": gpk}, "GSI1SK": {"S": gsk}}
+
+
+def _tree_stack(member_id: str, raw: Any) -> list[list[Any]]:
+    stack = raw.get("stack") if isinstance(raw, dict) else None
+    if not isinstance(stack, list) or not stack or not all(
+            isinstance(f, list) and len(f) == 2 and isinstance(f[0], str) and (f[1] is None or isinstance(f[1], str))
+            for f in stack) or stack[0][0] != member_id:
+        raise BadRequest("Invalid cursor", code="invalid_cursor")
+    return stack
+
+
+def referral_tree(principal: Principal, program_id: str, member_id: str, max_depth: int | None, limit: int,
+                  raw_cursor: str | None) -> dict[str, Any]:
+    """The member's downline up to ``max_depth`` levels (1 … the program's ``max_depth``), depth first: each
+    friend, then that friend's friends (newest first on every level), ``limit`` members a page.
+
+    Every node is the referral list's view (first name, code, dates, whether they bought; nothing more) plus
+    ``level`` (1 = the member's own friends), ``referrer_id`` (the node's parent in the tree) and ``referrals``
+    (how many that friend brought). Reads: one Query on the referrer's GSI1 list per member with friends of
+    their own, at most ``limit + max_depth`` per page; the cursor (signed, bound to the member and depth) is
+    the path from the member to where the page stopped."""
+    from chalicelib.services import signed_cursor
+
+    program = _program(principal, program_id)
+    _member(program_id, member_id)
+    cap = program.program_settings.max_depth
+    depth = cap if max_depth is None else max_depth
+    if not 1 <= depth <= cap:
+        raise BadRequest(f"'max_depth' must be an integer from 1 to {cap} (the program's max_depth)",
+                         code="invalid_query", details={"parameter": "max_depth", "maximum": cap})
+    scope = f"referral-tree|{program_id}|{member_id}|{depth}"
+    decoded = signed_cursor.decode(scope, raw_cursor)
+    stack: list[list[Any]] = [[member_id, None]] if decoded is None else _tree_stack(member_id, decoded)
+    items: list[dict[str, Any]] = []
+    queries = 0
+    while stack and len(items) < limit and queries < limit + depth:
+        parent: str = stack[-1][0]
+        level = len(stack)
+        result = MemberItem.gsi1.query(keys.gsi1_referrals_partition(program_id, parent), limit=limit - len(items),
+                                       last_evaluated_key=_tree_start(program_id, parent, stack[-1][1]),
+                                       scan_index_forward=False)
+        queries += 1
+        descended = False
+        for child in result:
+            if not isinstance(child, MemberItem):
+                continue
+            items.append({**_referral_view(child), "level": level, "referrer_id": parent,
+                          "referrals": int(child.referral_signups or 0)})
+            stack[-1] = [parent, _tree_position(child.GSI1SK)]
+            if level < depth and int(child.referral_signups or 0) > 0:
+                stack.append([child.member_id, None])
+                descended = True
+                break
+            if len(items) >= limit:
+                break
+        if descended or len(items) >= limit:
+            continue
+        if result.last_evaluated_key is None:
+            stack.pop()  # this list is exhausted
+        else:
+            stack[-1] = [parent, _tree_position((result.last_evaluated_key.get("GSI1SK") or {}).get("S"))]
+    cursor = signed_cursor.encode(scope, {"stack": stack}) if stack else None
+    return {"member_id": member_id, "max_depth": depth, "items": items, "next_cursor": cursor}
+
+
 def member_attributions(principal: Principal, program_id: str, member_id: str, limit: int,
                         cursor: dict[str, Any] | None) -> dict[str, Any]:
     _program(principal, program_id)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain import signals
-from chalicelib.domain.events import CanonicalEvent
+from chalicelib.domain.events import CanonicalEvent, Context
 from chalicelib.services.outcomes import RetryEvent
 from chalicelib.services.stages import StageOutcome
 from chalicelib.store import keys
@@ -38,7 +38,12 @@ KEY_PURPOSE = "fraud-signals"
 
 
 def signal_refs(program_id: str, event: CanonicalEvent, deps: ports.Ports) -> list[SignalRef]:
-    values = signals.signal_values(event.context)
+    return context_refs(program_id, event.context, deps)
+
+
+def context_refs(program_id: str, context: Context | None, deps: ports.Ports) -> list[SignalRef]:
+    """The keyed hashes of a ``context``'s signals (an event's or a landing invite's), strongest kind first."""
+    values = signals.signal_values(context)
     if not values:
         return []
     key = deps.secrets.derive_key(KEY_PURPOSE)
@@ -178,6 +183,11 @@ def assess(ctx: EventContext, tx: Transaction, view: StageView) -> tuple[list[st
         if seen is not None and ctx.now - seen <= timedelta(hours=limits.same_network_hours):
             reasons.append("same_network_as_referrer")
             matched.append("same IP address and browser as the referrer")
+    invite = _credited_invite(ctx, view, referrer, credited)
+    if invite is not None and (credited or view.converts_referral) and invite.risk_holds:
+        # The landing call that recorded this invite matched (services.landing.signals): hold as if the event had.
+        reasons.extend(invite.risk_holds)
+        matched.extend(invite.risk_matched or [])
     for kind in ("device", "payment"):
         pointer = pointers.get(kind)
         if pointer is not None and pointer.fraud_at is not None:
@@ -189,6 +199,22 @@ def assess(ctx: EventContext, tx: Transaction, view: StageView) -> tuple[list[st
             matched.append(f"{signals.SIGNAL_LABELS[ref.kind]} on the shared deny list")
     counters.stage(tx)
     return list(dict.fromkeys(reasons)), list(dict.fromkeys(matched))
+
+
+def _credited_invite(ctx: EventContext, view: StageView, referrer: str | None, credited: bool) -> Any:
+    """The pending invite (first read) through which the subject's current referrer was credited, if any."""
+    from chalicelib.store.members import PendingInviteItem
+
+    if referrer is None or view.subject is None:
+        return None
+    source = (view.attribution or {}).get("source") if credited else view.subject.attribution_source
+    if source != "invite_match":
+        return None
+    for ref in ctx.refs:
+        invite = view.items.get(ref.invite_key(ctx.program_id))
+        if isinstance(invite, PendingInviteItem) and invite.referrer_id == referrer:
+            return invite
+    return None
 
 
 class RiskStage:

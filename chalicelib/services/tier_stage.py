@@ -104,18 +104,38 @@ def _check_tiers_used(ctx: EventContext, tx: Transaction, view: StageView) -> No
         tx.check(TierStateItem, key, condition, on_fail=RetryEvent())
 
 
-def contributions(ctx: EventContext, view: StageView) -> dict[str, int]:
-    """What this event adds to each member's metric (negative for clawbacks); zeros left out."""
+Contribution = tuple[str, int]  # (the bucket's month "YYYY-MM", amount: negative for a clawback)
+
+
+def _event_month(ctx: EventContext) -> str:
+    return domain.month_of(min(ctx.event.occurred_at, ctx.now))
+
+
+def _entry_month(view: StageView, entry_id: str | None, default: str) -> str:
+    """The month of the reward a clawback reverses (its entry came with the refund's second read)."""
+    from chalicelib.store.ledger import LedgerEntryItem
+
+    for item in view.items.values():
+        if isinstance(item, LedgerEntryItem) and item.entry_id == entry_id and item.effective_at is not None:
+            return domain.month_of(item.effective_at)
+    return default  # a refund parked before its order: the reward is this event's own
+
+
+def contributions(ctx: EventContext, view: StageView) -> dict[str, list[Contribution]]:
+    """What this event adds to each member's metric, by bucket month (negative amounts are clawbacks)."""
     tiers = ctx.settings.tiers
     assert tiers is not None
-    out: dict[str, int] = defaultdict(int)
+    out: dict[str, list[Contribution]] = defaultdict(list)
     event = ctx.event
+    month = _event_month(ctx)
     if tiers.metric == "points_earned":
         ledger = view.outcomes.get("ledger")
         for p in (ledger.audit.get("postings") or []) if ledger else []:
             if p.get("status") == "held" or p.get("from_status") == "held":
                 continue  # held for fraud review: not earned (yet)
-            out[str(p["member_id"])] += int(p["points"])
+            points = int(p["points"])
+            at = month if points > 0 else _entry_month(view, p.get("reverses_entry_id"), month)
+            out[str(p["member_id"])].append((at, points))
     elif tiers.metric == "spend":
         order = _order(ctx, view.items)
         currency_ok = event.order is None or event.order.currency in (None, ctx.program.currency)
@@ -126,7 +146,7 @@ def contributions(ctx: EventContext, view: StageView) -> dict[str, int]:
                 total = 0
             else:
                 total -= min(total, sum(int(r.get("amount") or 0) for r in parked))
-            out[view.subject.member_id] += total
+            out[view.subject.member_id].append((month, total))
         elif event.type in REFUND_EVENTS and order is not None and order.paid_business_key and order.buyer_id:
             left = max(int(order.total or 0) - int(order.refunded_minor or 0), 0)
             if event.type == ORDER_CANCELLED:
@@ -134,13 +154,14 @@ def contributions(ctx: EventContext, view: StageView) -> dict[str, int]:
             else:
                 same_currency = event.refund is None or event.refund.currency in (None, order.currency)
                 taken = min(int(event.refund.amount or 0), left) if event.refund and same_currency else 0
-            out[order.buyer_id] -= taken
+            out[order.buyer_id].append((month, -taken))  # the order's month is not kept: newest buckets first
     elif view.converts_referral and view.ancestors:
-        out[view.ancestors[0]] += 1
-    return {m: v for m, v in out.items() if v}
+        out[view.ancestors[0]].append((month, 1))
+    return {m: [c for c in cs if c[1]] for m, cs in out.items() if any(c[1] for c in cs)}
 
 
-def _apply(ctx: EventContext, tx: Transaction, view: StageView, member_id: str, amount: int) -> dict[str, Any] | None:
+def _apply(ctx: EventContext, tx: Transaction, view: StageView, member_id: str,
+           amounts: list[Contribution]) -> dict[str, Any] | None:
     from chalicelib.services import tiers as service
     from chalicelib.services.outcomes import AlreadyProcessed, RetryEvent
     from chalicelib.store.members import MemberItem
@@ -151,18 +172,20 @@ def _apply(ctx: EventContext, tx: Transaction, view: StageView, member_id: str, 
     read = view.items.get(keys.member_tier(ctx.program_id, member_id))
     state = read if isinstance(read, TierStateItem) else None
     now_month = domain.month_of(ctx.now)
-    month = domain.month_of(min(ctx.event.occurred_at, ctx.now))
     before = state.buckets_for(tiers.metric) if state else {}
-    buckets = domain.add(before, month, amount, now_month, tiers.period_months)
+    buckets = domain.prune(before, now_month, tiers.period_months)
+    for month, amount in amounts:
+        buckets = (domain.add(buckets, month, amount, now_month, tiers.period_months) if amount > 0
+                   else domain.take(buckets, month, -amount, now_month, tiers.period_months))
     if state is None and not buckets:
-        return None  # nothing counted (a back-dated event outside the period)
+        return None  # nothing counted (a back-dated event outside the period, a clawback of nothing counted)
     current = state.tier if state else tiers.levels[0].id
     value = domain.value(buckets, now_month, tiers.period_months)
     up = domain.promoted(tiers, current, value)
     tier = up.id if up else current
     since = ctx.now if up or state is None else state.tier_since
     review = domain.review_month(tiers, tier, buckets, now_month)
-    if amount < 0 and review is not None:
+    if any(amount < 0 for _, amount in amounts) and review is not None:
         review = min(review, now_month)  # a clawback: review soon (never demoted here)
     stage_state(tx, ctx.program_id, member_id, state, tier=tier, metric=tiers.metric, buckets=buckets,
                 tier_since=since, review=review, now=ctx.now, on_fail=RetryEvent())
@@ -172,7 +195,11 @@ def _apply(ctx: EventContext, tx: Transaction, view: StageView, member_id: str, 
     if view.subject is not None and view.subject.member_id == member_id:
         profile = view.subject
     locale = profile.locale if isinstance(profile, MemberItem) and profile.locale else None
+    partners = service.known_at(profile) if isinstance(profile, MemberItem) else []
+    if member_id == (view.subject.member_id if view.subject else None):
+        partners.append(ctx.partner_id)  # the buyer is identified where the event happened
     change = service.stage_change(tx, ctx.program, member_id, from_tier=current, to=up, reason_code="promotion",
                                   metric_value=value, at=ctx.now, cause=f"event|{ctx.business_key}",
-                                  business_key=ctx.business_key, locale=locale, on_fail=AlreadyProcessed())
+                                  business_key=ctx.business_key, locale=locale, on_fail=AlreadyProcessed(),
+                                  partner_ids=partners)
     return {"member_id": member_id, **{k: change[k] for k in ("from", "to", "direction", "value", "threshold")}}

@@ -132,8 +132,35 @@ def content(token: str, limit: int = 10) -> dict[str, Any]:
         "unsubscribe_url": unsubscribe_url(program_id, member_id, "email"),
         "vouchers": _vouchers(scope, program_id, member_id),
         "tier": _tier(program, member_id, locale),
+        "erasure": _erasure(program_id, member_id),
     }
     return out
+
+
+def _erasure(program_id: str, member_id: str) -> dict[str, Any] | None:
+    """The member's erasure request, if any (``status``, ``requested_at``)."""
+    from chalicelib.services import erasure
+
+    record = erasure.get_record(program_id, member_id)
+    return None if record is None else {"status": record.status, "requested_at": clock.iso(record.requested_at)}
+
+
+def request_erasure(token: str) -> dict[str, Any]:
+    """``POST /w/{token}/erasure-request``: the member asks for their data to be erased. The token is the
+    credential (as for the page); the request waits for the operator's confirmation (``services.erasure``)."""
+    from chalicelib.services import erasure, members_query
+
+    program_id, member_id = verify(token)
+    bad = InvalidWallet("This wallet link is invalid or has expired; ask the shop for a new one", code="invalid_token")
+    try:
+        member = members_query._member(program_id, member_id)
+    except NotFound:
+        raise bad from None
+    if member.erased_at is not None:
+        raise bad
+    view = erasure.request_by_member(program_id, member_id)
+    locale = member.locale if member.locale in ("ru", "en") else "en"
+    return {"status": view["status"], "requested_at": view["requested_at"], "locale": locale}
 
 
 def _tier(program: Any, member_id: str, locale: str | None) -> dict[str, Any] | None:

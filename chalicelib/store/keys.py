@@ -484,3 +484,12 @@ def gsi1_tier_review_partition(program_id: str, month: str) -> str:
 
 def tier_job_state(program_id: str) -> Key:
     return "JOBS", f"TIERS#{program_id}"
+
+
+def gsi1_erasure_request(program_id: str, requested_at: str, member_id: str) -> Key:
+    """Sparse: erasure records a member requested and the operator has not confirmed yet, oldest first."""
+    return f"ERASUREQ#{program_id}", f"{requested_at}#{member_id}"
+
+
+def gsi1_erasure_requests_partition(program_id: str) -> str:
+    return f"ERASUREQ#{program_id}"

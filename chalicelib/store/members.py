@@ -99,6 +99,11 @@ class PendingInviteItem(Entity, discriminator="pending_invite"):
     #: The referrer's ancestry when invited, so the pipeline knows the chain after one read.
     ancestors: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
     expires_at_epoch = NumberAttribute(null=True)  # DynamoDB TTL removes stale invites
+    #: Invite-time fraud checks (``services.landing.signals``): a rejecting reason code
+    #: (``self_referral_<kind>`` or ``self_referral_upline:<kind>``), hold reason codes and their descriptions.
+    risk_reject = UnicodeAttribute(null=True)
+    risk_holds: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
+    risk_matched: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
 
 
 class LinkItem(Entity, discriminator="link"):

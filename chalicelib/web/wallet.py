@@ -27,7 +27,15 @@ WORDS: dict[str, dict[str, str]] = {
            "invalid": "This wallet link is invalid or has expired. Ask the shop for a new one.",
            "qr": "QR code of your invite link", "tier": "Your status", "top_tier": "The top status: well done!",
            "to_next": "towards", "points_earned": "points earned", "spend": "spent", "converted_referrals": "friends who bought",
-           "months": "over the last {n} months"},
+           "months": "over the last {n} months",
+           "data": "Your data",
+           "erase_intro": "You can ask the program to erase your personal data (name, e-mail, phone, birthday). "
+                          "Your points history stays, without your name. The program confirms the request.",
+           "erase_button": "Request erasure of my data",
+           "erase_requested": "You asked for your data to be erased on {at}. The program will confirm it.",
+           "erase_running": "Your data is being erased.",
+           "erase_done_title": "Request received",
+           "back": "Back to your wallet"},
     "ru": {"title": "Ваш кошелёк", "hello": "Здравствуйте", "available": "Доступно", "pending": "Ожидает",
            "owed": "Долг", "points": "баллов", "code": "Ваш код", "invite": "Пригласите друзей",
            "copy": "Скопировать ссылку", "friends": "Друзья", "no_friends": "Пока никого: поделитесь ссылкой.",
@@ -37,7 +45,15 @@ WORDS: dict[str, dict[str, str]] = {
            "invalid": "Ссылка на кошелёк недействительна или устарела. Попросите у магазина новую.",
            "qr": "QR-код вашей ссылки", "tier": "Ваш статус", "top_tier": "Высший статус: отлично!",
            "to_next": "до статуса", "points_earned": "баллов начислено", "spend": "потрачено",
-           "converted_referrals": "друзей с покупкой", "months": "за последние {n} мес."},
+           "converted_referrals": "друзей с покупкой", "months": "за последние {n} мес.",
+           "data": "Ваши данные",
+           "erase_intro": "Вы можете попросить программу удалить ваши персональные данные (имя, e-mail, телефон, "
+                          "дату рождения). История баллов останется, но без вашего имени. Программа подтвердит запрос.",
+           "erase_button": "Запросить удаление моих данных",
+           "erase_requested": "Вы запросили удаление данных {at}. Программа подтвердит запрос.",
+           "erase_running": "Ваши данные удаляются.",
+           "erase_done_title": "Запрос принят",
+           "back": "Вернуться в кошелёк"},
 }
 SHARE_LABELS = {"telegram": "Telegram", "whatsapp": "WhatsApp", "vk": "VK", "email": "E-mail", "sms": "SMS"}
 STYLE = """body{margin:0;font:15px/1.5 system-ui,sans-serif;color:#1d2330;background:#f6f7f9}
@@ -64,13 +80,17 @@ def _page(lang: str, title: str, body: str, status: int = 200) -> Response:
 
 def _tier_card(tier: dict[str, Any], w: dict[str, str], program: dict[str, Any], lang: str) -> str:
     """The member's tier and the progress to the next one (a bar: the metric's value against the threshold)."""
+    from chalicelib.domain.l10n import format_money
+
+    def amount(v: int) -> str:
+        return format_money(v, program.get("currency"), lang) if tier["metric"] == "spend" else str(v)
+
     value = int(tier["value"])
-    shown = f"{value // 100}.{value % 100:02d} {program.get('currency') or ''}".strip() if tier["metric"] == "spend" \
-        else str(value)
+    shown = amount(value)
     nxt = tier.get("next")
     if nxt:
         target = int(nxt["threshold"])
-        goal = (f"{target // 100}.{target % 100:02d}" if tier["metric"] == "spend" else str(target))
+        goal = amount(target)
         line = (f'<p><span data-field="tier_value">{_e(shown)}</span> / <span data-field="tier_threshold">'
                 f'{_e(goal)}</span> {_e(w[tier["metric"]])} {_e(w["to_next"])} «{_e(nxt["names"].get(lang, nxt["name"]))}» '
                 f'<span class="muted">({_e(w["months"].format(n=tier["period_months"]))})</span></p>'
@@ -121,7 +141,20 @@ def render(data: dict[str, Any], lang: str) -> str:
         parts.append(f'<section class="card" id="vouchers"><h2>{_e(w["vouchers"])}</h2><ul>{items}</ul></section>')
     parts.append(f'<section class="card" id="preferences"><h2>{_e(w["preferences"])}</h2>'
                  f'<p><a href="{_e(data["unsubscribe_url"])}">{_e(w["unsubscribe"])}</a></p></section>')
+    parts.append(f'<section class="card" id="data"><h2>{_e(w["data"])}</h2>{_erasure_part(data, lang)}</section>')
     return "".join(parts)
+
+
+def _erasure_part(data: dict[str, Any], lang: str) -> str:
+    w = WORDS[lang]
+    erasure = data.get("erasure")
+    if erasure and erasure["status"] == "requested":
+        return f'<p data-field="erasure">{_e(w["erase_requested"].format(at=str(erasure["requested_at"])[:10]))}</p>'
+    if erasure:
+        return f'<p data-field="erasure">{_e(w["erase_running"])}</p>'
+    return (f'<p class="muted">{_e(w["erase_intro"])}</p>'
+            f'<form method="post" action="{_e(data.get("token", ""))}/erasure-request?lang={lang}">'
+            f'<button type="submit" data-field="erase">{_e(w["erase_button"])}</button></form>')
 
 
 @wallet_pages.endpoint("/w/{token}", "GET", tag="Web pages", auth="none", query_params=(("lang", "string"),),
@@ -142,7 +175,38 @@ def wallet_page(req: ApiRequest, token: str) -> Any:
         return _page(lang, WORDS[lang]["title"], f'<section class="card" id="invalid"><p>{_e(WORDS[lang]["invalid"])}'
                                                  f"</p></section>", status=exc.status)
     lang = wanted if wanted in WORDS else data["locale"]
-    return _page(lang, WORDS[lang]["title"], render(data, lang))
+    return _page(lang, WORDS[lang]["title"], render({**data, "token": token}, lang))
+
+
+@wallet_pages.endpoint("/w/{token}/erasure-request", "POST", tag="Web pages", auth="none",
+                       query_params=(("lang", "string"),),
+                       content_types=["application/x-www-form-urlencoded", "application/json"],
+                       response_schema=obj({"status": STR, "requested_at": TIME}),
+                       response_content_types=("application/json", "text/html"),
+                       summary="The member asks for erasure of their data (from the wallet page; signed link)",
+                       description="Records an erasure request (`status: requested`, `requested_by: member`) that "
+                                   "the operator sees in `GET /v1/programs/{program_id}/erasure-requests` and "
+                                   "confirms with `POST …/members/{member_id}/erase`. Idempotent. The wallet page's "
+                                   "form posts here (no body); a browser gets a page, an API client JSON. A "
+                                   "tampered or expired link: 404.")
+def request_erasure(req: ApiRequest, token: str) -> Any:
+    wanted = req.query("lang")
+    browser = "text/html" in req.headers.get("accept", "")
+    try:
+        result = service.request_erasure(token)
+    except DomainError as exc:
+        if not browser:
+            raise
+        lang = wanted if wanted in WORDS else "en"
+        return _page(lang, WORDS[lang]["title"], f'<section class="card" id="invalid"><p>{_e(WORDS[lang]["invalid"])}'
+                                                 f"</p></section>", status=exc.status)
+    if not browser:
+        return {"status": result["status"], "requested_at": result["requested_at"]}
+    lang = wanted if wanted in WORDS else result["locale"]
+    w = WORDS[lang]
+    return _page(lang, w["erase_done_title"], f'<h1>{_e(w["erase_done_title"])}</h1><section class="card" id="data">'
+                 f'<p data-field="erasure">{_e(w["erase_requested"].format(at=str(result["requested_at"])[:10]))}</p>'
+                 f'<p><a href="../{_e(token)}?lang={lang}">{_e(w["back"])}</a></p></section>')
 
 
 @wallet_pages.endpoint("/v1/programs/{program_id}/members/{member_id}/wallet-links", "POST", tag="Members",

@@ -58,7 +58,9 @@ def test_the_template_follows_the_stage(packages: dict[str, Path], stage: str) -
     assert "ApiFunctionName" not in template["Parameters"]
     resources = template["Resources"]
     functions = sorted(k for k, v in resources.items() if v["Type"] == "AWS::Serverless::Function")
-    assert {"APIHandler", "ReleasePendingPoints"} <= set(functions)
+    assert {"APIHandler", "ReleasePendingPoints", "SendPartnerWebhooks"} <= set(functions)
+    sender = resources["SendPartnerWebhooks"]["Properties"]
+    assert sender["Timeout"] == 120 and "rate(1 minute)" in json.dumps(sender["Events"])
     for function in functions:  # every function: errors and throttles, to the operators' topic
         for kind in ("Errors", "Throttles"):
             properties = resources[f"{function}{kind}Alarm"]["Properties"]

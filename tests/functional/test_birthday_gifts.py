@@ -95,7 +95,7 @@ def test_points_gift_on_the_birthday_once_per_year_also_when_rerun(api: ApiClien
     assert (again["granted"], again["already"]) == (0, 1)
     assert shop.balance(olga)["available"] == 200 and len(messages(olga)) == 1
     check_invariants(shop.pid, olga)
-    # The message: one e-mail in her language.
+    # The message: one e-mail in her language (the points are not announced a second time as points_earned).
     stream_poller().drain()
     [mail] = [m for m in ses_sent() if m.to == ["olga@example.com"]]
     assert "Happy birthday" in mail.subject and "200" in mail.text and "1990" not in mail.text

@@ -52,7 +52,7 @@ def _all(client: Any) -> list[dict[str, Any]]:
 
 def test_the_suite_and_the_local_run_use_the_adjusted_engine(ddb: Any) -> None:
     assert moto_tuning.applied() == {"tracking", "rollback", "query", "get_item", "lock", "responses", "streams",
-                                     "expressions", "traversal", "simple_updates", "items", "actions"}
+                                     "expressions", "traversal", "simple_updates", "items", "actions", "direct"}
 
 
 def test_a_cancelled_transaction_leaves_every_item_as_it_was(ddb: Any) -> None:
@@ -334,3 +334,89 @@ def test_update_expressions_give_what_motos_own_code_gives(ddb: Any, monkeypatch
                       (UpdateExpressionExecutor, "execute")):
         monkeypatch.setattr(cls, name, getattr(cls, name).__wrapped__)
     assert tuned == _update_outcomes(ddb)
+
+
+def _data_plane_calls(ddb: Any) -> list[Any]:
+    """Answers (or errors) of every data-plane action, valid and refused, with blobs and sets."""
+    key = _item("d", "1")
+    item = {**key, "b": {"B": b"\x00\xff"}, "bs": {"BS": [b"1", b"2"]}, "n": {"N": "1.5"}, "G": {"S": "g"},
+            "m": {"M": {"B": {"S": "not a blob"}, "l": {"L": [{"B": b"zz"}, {"NULL": True}]}}}}
+    calls: list[tuple[str, dict[str, Any]]] = [
+        ("put_item", {"TableName": TABLE, "Item": item, "ReturnConsumedCapacity": "TOTAL"}),
+        ("put_item", {"TableName": TABLE, "Item": item, "ReturnValues": "ALL_OLD"}),
+        ("put_item", {"TableName": TABLE, "Item": item, "ConditionExpression": "attribute_not_exists(PK)"}),
+        ("put_item", {"TableName": TABLE, "Item": item, "ConditionExpression": "attribute_not_exists(PK)",
+                      "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}),
+        ("get_item", {"TableName": TABLE, "Key": key}),
+        ("get_item", {"TableName": TABLE, "Key": _item("d", "none")}),
+        ("get_item", {"TableName": "no-such-table", "Key": key}),
+        ("update_item", {"TableName": TABLE, "Key": key, "UpdateExpression": "ADD n :one",
+                         "ExpressionAttributeValues": {":one": {"N": "1"}}, "ReturnValues": "UPDATED_NEW"}),
+        ("update_item", {"TableName": TABLE, "Key": key, "UpdateExpression": "SET #pk = :one",
+                         "ExpressionAttributeNames": {"#pk": "PK"}, "ExpressionAttributeValues": {":one": {"S": "1"}}}),
+        ("query", {"TableName": TABLE, "KeyConditionExpression": "PK = :p", "Limit": 1,
+                   "ExpressionAttributeValues": {":p": {"S": "d"}}, "ReturnConsumedCapacity": "TOTAL"}),
+        ("query", {"TableName": TABLE, "IndexName": "ByG", "KeyConditionExpression": "G = :g",
+                   "ExpressionAttributeValues": {":g": {"S": "g"}}}),
+        ("query", {"TableName": TABLE, "KeyConditionExpression": "nope"}),
+        ("scan", {"TableName": TABLE, "Select": "COUNT"}),
+        ("batch_get_item", {"RequestItems": {TABLE: {"Keys": [key, _item("d", "2")], "ConsistentRead": True}}}),
+        ("batch_write_item", {"RequestItems": {TABLE: [{"PutRequest": {"Item": _item("d", "3")}}]}}),
+        ("transact_get_items", {"TransactItems": [{"Get": {"TableName": TABLE, "Key": key}}]}),
+        ("transact_write_items", {"TransactItems": [
+            {"Put": {"TableName": TABLE, "Item": _item("d", "4")}},
+            {"Update": {"TableName": TABLE, "Key": key, "UpdateExpression": "SET s = :s",
+                        "ExpressionAttributeValues": {":s": {"S": "x"}}}}]}),
+        ("transact_write_items", {"TransactItems": [
+            {"Put": {"TableName": TABLE, "Item": _item("d", "5")}},
+            {"ConditionCheck": {"TableName": TABLE, "Key": key, "ConditionExpression": "attribute_not_exists(PK)",
+                                "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}]}),
+        ("transact_write_items", {"TransactItems": [
+            {"Put": {"TableName": TABLE, "Item": key}}, {"Delete": {"TableName": TABLE, "Key": key}}]}),
+        ("delete_item", {"TableName": TABLE, "Key": _item("d", "3"), "ReturnValues": "ALL_OLD"}),
+    ]
+    answers: list[Any] = []
+    for name, kwargs in calls:
+        try:
+            reply: Any = getattr(ddb, name)(**kwargs)
+        except ClientError as error:
+            reply = ("error", type(error).__name__, error.response)
+        answers.append((name, _without_volatile(reply)))
+    for sk in ("1", "4", "5", "none"):
+        ddb.delete_item(TableName=TABLE, Key=_item("d", sk))
+    return answers
+
+
+def _without_volatile(reply: Any) -> Any:
+    """Request ids and dates differ between any two calls."""
+    if isinstance(reply, tuple):
+        return (*reply[:2], _without_volatile(reply[2]))
+    reply = dict(reply)
+    metadata = dict(reply.pop("ResponseMetadata", {}))
+    metadata.pop("RequestId", None)
+    headers = {k: v for k, v in metadata.pop("HTTPHeaders", {}).items() if k not in ("x-amzn-requestid", "date")}
+    return {**reply, "ResponseMetadata": {**metadata, "HTTPHeaders": headers}}
+
+
+def test_the_in_process_hop_answers_what_the_http_shaped_path_answers(ddb: Any) -> None:
+    from moto.core.models import botocore_stubber
+
+    direct_calls: list[str] = []
+    original = botocore_stubber.process_request
+
+    def counted(request: Any) -> Any:
+        direct_calls.append(request.headers.get("X-Amz-Target", b""))
+        return original(request)
+
+    botocore_stubber.process_request = counted  # type: ignore[method-assign]
+    try:
+        direct = _data_plane_calls(ddb)
+        assert direct_calls == []  # no data-plane call went the HTTP-shaped way
+        moto_tuning.DIRECT_CALLS[0] = False
+        usual = _data_plane_calls(ddb)
+        assert len(direct_calls) >= 20
+    finally:
+        moto_tuning.DIRECT_CALLS[0] = True
+        botocore_stubber.process_request = original  # type: ignore[method-assign]
+    assert sum(isinstance(a[1], tuple) for a in direct) >= 6
+    assert direct == usual

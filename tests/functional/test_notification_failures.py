@@ -238,3 +238,24 @@ def test_a_new_member_whose_first_event_brings_the_email_gets_the_welcome(api: A
     got = {m.to[0]: m.subject for m in ses_sent()}
     assert got["vera@example.com"].startswith("Welcome"), got
     assert "olga@example.com" in got
+
+
+def test_device_list_changes_are_conditioned_on_what_was_read(api: ApiClient, fcm: str) -> None:
+    """A delivery dropping a dead endpoint while the app registers another device loses neither change:
+    the write is conditioned on the list read, and a stale read is read again."""
+    from chalicelib.notify import members
+
+    shop = Shop(api, RULES)
+    ivy = push_only_member(shop, api, "ivy", "fcm-token-ivy-a0001")
+    dead = devices_of(shop, ivy)[0]["endpoint_arn"]
+    stale = devices_of(shop, ivy)  # what a delivery read before the registration below
+    reply = api.post(f"/v1/programs/{shop.pid}/members/{ivy['member_id']}/devices",
+                     {"platform": "fcm", "token": "fcm-token-ivy-b0002", "device_id": "tablet-1"})
+    assert reply.status == 200, reply.body
+    members._change_devices(shop.pid, ivy["member_id"], stale,
+                            lambda read: [d for d in read if d.get("endpoint_arn") != dead], upsert=False)
+    assert [d["device_id"] for d in devices_of(shop, ivy)] == ["tablet-1"]
+    # Registering the same device again replaces its entry (one per device).
+    assert register(api, shop, ivy, "fcm-token-ivy-c0003").status == 200
+    assert register(api, shop, ivy, "fcm-token-ivy-c0004").status == 200
+    assert sorted(d["device_id"] for d in devices_of(shop, ivy)) == sorted(["tablet-1", f"phone-{ivy['code'][:4]}"])

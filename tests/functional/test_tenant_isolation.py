@@ -32,6 +32,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
     # Data rights: operator only (docs/data-rights.md); another program's key learns nothing (404).
     ("POST", "/v1/programs/{program}/members/{member}/erase", None, (OK, 403, 404, 401, 401)),
     ("GET", "/v1/programs/{program}/members/{member}/export", None, (OK, 403, 404, 401, 401)),
+    ("GET", "/v1/programs/{program}/erasure-requests", None, (OK, 403, 404, 401, 401)),
     ("POST", "/v1/programs/{program}/imports/members", {"csv": "email\nb@example.com\n"}, (OK, 403, 404, 401, 401)),
     ("GET", "/v1/programs/{program}/ledger/export?from=2026-01-01&to=2026-01-02", None, (OK, 403, 404, 401, 401)),
     # Partner offers (docs/coalition.md): the operator or the partner itself; another partner of the same
@@ -43,6 +44,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int, in
      {"name": "Tea", "kind": "free_item", "item": "Tea", "code_source": "static", "static_code": "TEA"},
      (CREATED, CREATED, 404, 401, 401)),
     ("GET", "/v1/programs/{program}/members/{member}/vouchers", None, (OK, OK, 404, 401, 401)),
+    # The referral tree reads like the one-level referral list: the operator and the program's partners.
+    ("GET", "/v1/programs/{program}/members/{member}/referral-tree", None, (OK, OK, 404, 401, 401)),
     # Coalition (docs/coalition.md): a partner sees its own settlement rows; adjustments are the operator's.
     ("GET", "/v1/programs/{program}/settlement?from=2026-01-01&to=2026-01-02", None, (OK, OK, 404, 401, 401)),
     ("POST", "/v1/programs/{program}/members/{member}/adjustments", {"points": 5, "reason": "isolation"},

@@ -98,6 +98,7 @@ def test_promotion_is_in_the_order_transaction_with_history_and_message(api: Api
     [change] = changes(shop.pid, mid)
     assert (change.from_tier, change.to_tier, change.reason_code, int(change.value)) == ("base", "silver",
                                                                                           "promotion", 1100)
+    assert change.partner_ids == [shop.partner["partner_id"]]  # where she is known: who may hear of it
     [message] = tier_messages(mid)
     assert message.params["to_name"] == "Серебро" and message.business_key == second["business_key"]
     # A replayed delivery changes nothing more.
@@ -324,3 +325,56 @@ def test_profile_and_wallet_show_the_tier_and_the_progress(api: ApiClient) -> No
     assert "towards «Gold»" in html and 'aria-valuenow="40"' in html
     ru = api.get(url.removeprefix("https://srf.test") + "?lang=ru", key=None, headers={"Accept": "text/html"}).body
     assert "Ваш статус" in ru and "«Золото»" in ru
+
+
+def test_a_refund_claws_back_from_the_month_the_points_were_earned(api: ApiClient) -> None:
+    shop = tiered_shop(api)
+    mid = shop.order("yana", "y-1", 1_200_000)["member"]["member_id"]  # 1200 in January
+    clock.freeze(utc("2026-02-10T12:00:00Z"))
+    shop.order("yana", "y-2", 100_000, at="2026-02-10T10:00:00Z")  # 100 in February
+    shop.refund("y-1", 600_000, at="2026-02-11T10:00:00Z")  # half of January's order: 600 points back
+    assert state(shop.pid, mid).buckets == {"2026-01": 600, "2026-02": 100}
+
+
+def test_the_review_is_resumable_and_two_runs_at_once_change_a_member_once(api: ApiClient,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.jobs import tiers as job
+    from chalicelib.store import tenancy_repo
+
+    shop = tiered_shop(api)
+    members = [shop.order(f"r{i}", f"r-{i}", 1_100_000)["member"]["member_id"] for i in range(3)]  # all silver
+    clock.freeze(utc("2027-01-03T00:00:00Z"))
+    monkeypatch.setattr(job, "MAX_MEMBERS", 2)  # a run cut short: the rest waits for the next run
+    first = job.run()
+    assert (first["demoted"], first["more"]) == (2, 1), first
+    second = job.run()
+    assert (second["demoted"], second["more"]) == (1, 0), second
+    assert {state(shop.pid, m).tier for m in members} == {"base"}
+    assert all(len(changes(shop.pid, m)) == 2 for m in members)
+
+    # Two reviews of the same state at once: the second one's version condition fails; nothing is doubled.
+    clock.freeze(utc("2027-01-15T12:00:00Z"))
+    mid = shop.order("late", "late-1", 1_100_000, at="2027-01-15T10:00:00Z")["member"]["member_id"]  # silver
+    clock.freeze(utc("2028-01-02T00:00:00Z"))
+    stale = state(shop.pid, mid)
+    program = tenancy_repo.get_program(shop.pid)
+    assert job.review_member(program, mid, clock.utcnow()) == "demoted"
+    from chalicelib.store.tiers import TierStateItem as Item
+
+    monkeypatch.setattr(Item, "get", classmethod(lambda cls, *a, **k: stale))  # a run that read before the first wrote
+    assert job.review_member(program, mid, clock.utcnow()) == "concurrent"
+    monkeypatch.undo()
+    assert state(shop.pid, mid).tier == "base" and len(changes(shop.pid, mid)) == 2
+    assert len(tier_messages(mid)) == 2
+
+
+def test_tiers_used_by_the_rules_cannot_be_removed(api: ApiClient) -> None:
+    rules = {"rules": [{"id": "gold", "trigger": {"event": "order.paid", "tiers": ["gold"]},
+                        "recipient": {"type": "self"}, "amount": {"points": 10}}]}
+    shop = tiered_shop(api, rules=rules)
+    path = f"/v1/programs/{shop.pid}"
+    for tiers in (None, {"levels": [{"id": "base", "threshold": 0}, {"id": "silver", "threshold": 10}]}):
+        reply = api.patch(path, {"settings": {"tiers": tiers}})
+        assert reply.status == 422 and "gold" in reply.body["error"]["details"]["errors"][0]["message"], reply.body
+    renamed = {**TIERS, "period_months": 6}
+    assert api.patch(path, {"settings": {"tiers": renamed}}).status == 200

@@ -112,3 +112,36 @@ def test_notification_emails_link_to_the_members_wallet(api: ApiClient, shop: Sh
     assert url in mails[-1].html
     page = api.get(url.removeprefix("https://srf.test"), key=None, headers={"Accept": "text/html"})
     assert page.status == 200 and 'data-field="available">500<' in page.body
+
+
+def test_the_member_requests_erasure_from_the_wallet_and_the_operator_confirms(api: ApiClient, shop: Shop) -> None:
+    anna, boris = people(shop)
+    path = link(api, shop, anna["member_id"]).body["url"].removeprefix("https://srf.test")
+    token = path.rsplit("/", 1)[1]
+    page = api.get(path + "?lang=en", key=None, headers={"Accept": "text/html"}).body
+    assert f'<form method="post" action="{token}/erasure-request?lang=en">' in page
+    assert "Request erasure of my data" in page
+    # The form's POST (a browser: no body, form content type) records the request and says so.
+    done = api.call("POST", f"/w/{token}/erasure-request?lang=ru", key=None, raw="",
+                    headers={"Accept": "text/html", "Content-Type": "application/x-www-form-urlencoded"})
+    assert done.status == 200 and "Запрос принят" in done.body and f"../{token}?lang=ru" in done.body
+    again = api.post(f"/w/{token}/erasure-request", None, key=None)  # an API client: JSON; idempotent
+    assert again.status == 200 and again.body["status"] == "requested"
+    page = api.get(path + "?lang=en", key=None, headers={"Accept": "text/html"}).body
+    assert "You asked for your data to be erased on 2026-01-12" in page and "<form" not in page
+    # The operator's queue lists it (a partner may not see it); confirming runs the existing erasure.
+    queue = api.get(f"/v1/programs/{shop.pid}/erasure-requests")
+    assert queue.status == 200, queue.body
+    [request] = queue.body["items"]
+    assert (request["member_id"], request["status"], request["requested_by"]) == (anna["member_id"], "requested",
+                                                                                 "member")
+    assert api.get(f"/v1/programs/{shop.pid}/erasure-requests", key=shop.partner["api_key"]).status == 403
+    erased = api.post(f"/v1/programs/{shop.pid}/members/{anna['member_id']}/erase")
+    assert erased.status == 200 and erased.body["status"] == "erased", erased.body
+    assert (erased.body["requested_by"], erased.body["confirmed_by"]) == ("member", "operator")
+    assert api.get(f"/v1/programs/{shop.pid}/erasure-requests").body["items"] == []
+    # The wallet of an erased member is gone; a request for another member needs that member's own link.
+    assert api.get(path, key=None).status == 404
+    assert api.post(f"/w/{token}/erasure-request", None, key=None).status == 404
+    assert api.post(f"/w/{token[:-2]}xx/erasure-request", None, key=None).status == 404
+    assert api.get(f"/v1/programs/{shop.pid}/members/{boris['member_id']}").status == 200

@@ -93,3 +93,20 @@ def test_property_a_multiplier_is_one_integer_floor_of_the_unmultiplied_reward(t
     assert sum(p.points for p in result.postings) == expected
     if expected == 0:
         assert [s.reason_code for s in result.skipped] == ["zero_points"]
+
+
+@given(listed=st.lists(st.sampled_from(["base", "silver", "gold"]), min_size=1, max_size=3, unique=True),
+       tier=st.sampled_from(["base", "silver", "gold", None]), recipient=st.sampled_from(["self", "referrer"]))
+def test_property_trigger_tiers_pays_exactly_the_listed_tiers(listed: list[str], tier: str | None,
+                                                             recipient: str) -> None:
+    rule: dict[str, Any] = {"id": "r", "trigger": {"event": "order.paid", "tiers": listed},
+                            "recipient": {"type": recipient, **({"level": 1} if recipient == "referrer" else {})},
+                            "amount": {"points": 10}}
+    subject_tier, ancestor_tier = (tier, "gold") if recipient == "self" else ("gold", tier)
+    result = evaluate(parse_rules(doc(rule)), order(), Subject("m1", referrer_id="r1", tier=subject_tier),
+                      [Ancestor("r1", 1, tier=ancestor_tier)])
+    paid = [p.member_id for p in result.postings]
+    if tier in listed:
+        assert paid == (["m1"] if recipient == "self" else ["r1"])
+    else:
+        assert paid == [] and [s.reason_code for s in result.skipped] == ["tier_not_matched"]

@@ -103,3 +103,28 @@ def test_events_never_demote_and_promote_to_what_the_value_reaches(events: list[
             assert t.rank(TIERS, up.id) > t.rank(TIERS, tier) and up.threshold <= value
             tier = up.id
         assert t.rank(TIERS, tier) >= t.rank(TIERS, t.reached(TIERS, value).id)
+
+
+def test_take_claws_back_at_most_what_was_counted() -> None:
+    buckets = {"2026-01": 100, "2026-02": 50}
+    assert t.take(buckets, "2026-01", 30, "2026-02", 3) == {"2026-01": 70, "2026-02": 50}
+    assert t.take(buckets, "2026-01", 130, "2026-02", 3) == {"2026-02": 20}  # then the newest other months
+    assert t.take(buckets, "2026-02", 500, "2026-02", 3) == {}  # never below zero
+    assert t.take(buckets, "2025-06", 30, "2026-02", 3) == buckets  # its month no longer counts: nothing taken
+
+
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=2), st.integers(min_value=-300, max_value=300)),
+                max_size=20))
+def test_property_clawbacks_never_make_buckets_negative(ops: list[tuple[int, int]]) -> None:
+    buckets: dict[str, int] = {}
+    counted = 0
+    for offset, amount in ops:
+        month = t.shift_month("2026-01", offset)
+        if amount >= 0:
+            buckets = t.add(buckets, month, amount, "2026-03", 3)
+            counted += amount
+        else:
+            buckets = t.take(buckets, month, -amount, "2026-03", 3)
+            counted = max(0, counted + amount)
+        assert all(v > 0 for v in buckets.values())
+        assert t.value(buckets, "2026-03", 3) == counted

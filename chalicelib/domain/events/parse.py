@@ -119,6 +119,12 @@ def _parse_context(raw: Mapping[str, Any]) -> Context | None:
     return context if any(vars(context).values()) else None
 
 
+def parse_context(raw: Mapping[str, Any]) -> Context | None:
+    """A ``context`` block already valid against ``schemas.CONTEXT_SCHEMA`` (events and landing invites),
+    normalised; ``None`` when it carries no signal. An IP that is not one is a ``$.context.ip`` error."""
+    return _parse_context(raw)
+
+
 def parse_event(body: Any, *, default_region: str = "RU", now: datetime | None = None) -> CanonicalEvent:
     """Validate and normalise one canonical event.
 

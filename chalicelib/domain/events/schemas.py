@@ -120,6 +120,9 @@ _CONTEXT: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+#: The ``context`` block (fraud signals), shared by events and landing invites (``POST /v1/landing/invites``).
+CONTEXT_SCHEMA: Final[dict[str, Any]] = _CONTEXT
+
 # Free-form, but bounded: it is stored with the event.
 _DATA: dict[str, Any] = {"type": "object", "maxProperties": 50}
 

@@ -17,11 +17,13 @@ from chalicelib.config import get_settings
 from chalicelib.domain import clock
 from chalicelib.domain.codes import format_code, generate_code, has_valid_check_symbol, normalize_code
 from chalicelib.domain.errors import ServiceUnavailable, ValidationFailed, field_error
+from chalicelib.domain.events.schemas import CONTEXT_SCHEMA
 from chalicelib.domain.identity import normalize_email, normalize_phone
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.safe_json import SINGLE_LINE
 from chalicelib.domain.share import qr_svg, resolve_locale, share_links, share_texts
 from chalicelib.logs import get_logger
+from chalicelib.services.landing import signals as invite_signals
 from chalicelib.services.landing.rate_limits import rate_limit
 from chalicelib.services.outcomes import RetryEvent
 from chalicelib.store import keys
@@ -62,6 +64,8 @@ INVITE_SCHEMA: dict[str, Any] = {
         "locale": {"type": "string", "maxLength": 16, "pattern": SINGLE_LINE},
         "ref": {"type": "string", "maxLength": 64, "pattern": SINGLE_LINE},
         "utm": _UTM_SCHEMA,
+        # Fraud signals, as on events (docs/fraud.md): only their keyed hashes are kept.
+        "context": CONTEXT_SCHEMA,
     },
 }
 
@@ -97,10 +101,14 @@ def create_invite(program: ProgramItem, data: Mapping[str, Any], source_ip: str)
     locale = resolve_locale(data.get("locale") or program.default_locale)
     refs = identity_refs(program.program_id, email=email, phone=phone)
     utm = {k: v for k, v in (data.get("utm") or {}).items() if v}
+    signal_refs = invite_signals.refs_of(program.program_id, invite_signals.context_of(data.get("context"), source_ip))
 
     member = _find_or_create(program, refs, email=email, phone=phone, name=name, locale=locale, utm=utm,
                              ref=data.get("ref"))
-    recorded = _record_invite(program, member, refs, data.get("ref"))
+    pointers = invite_signals.read_pointers(program.program_id, signal_refs)
+    recorded = _record_invite(program, member, refs, data.get("ref"), signal_refs, pointers)
+    if signal_refs:
+        invite_signals.record(program.program_id, signal_refs, pointers, member.member_id, clock.utcnow())
     link = public_link(member.code)
     texts = share_texts(program.program_settings.offer, link)
     return {
@@ -166,7 +174,8 @@ def _take_invite_slot(program_id: str, referrer_id: str, now: datetime, limit: i
     return True
 
 
-def _record_invite(program: ProgramItem, member: MemberItem, refs: list[IdentityRef], ref: str | None) -> bool:
+def _record_invite(program: ProgramItem, member: MemberItem, refs: list[IdentityRef], ref: str | None,
+                   signal_refs: list[Any] | None = None, pointers: dict[str, Any] | None = None) -> bool:
     """"The visitor was brought by this referrer": a pending invite per identifier, matched by the pipeline.
 
     ``first_touch`` keeps an earlier invite by someone else while it is inside the window;
@@ -185,6 +194,11 @@ def _record_invite(program: ProgramItem, member: MemberItem, refs: list[Identity
     if not _take_invite_slot(pid, pointer.member_id, now, settings.fraud.invites_per_referrer_day):
         log.info("invite cap reached", extra={"program_id": pid, "referrer_id": pointer.member_id})
         return False  # the visitor still gets their own link; the referrer is not credited for it
+    risk = invite_signals.assess(program, signal_refs or [], pointers or {}, pointer.member_id,
+                                 list(pointer.ancestors or []), member.member_id, now)
+    if risk.reject or risk.holds:
+        log.info("invite signals matched", extra={"program_id": pid, "referrer_id": pointer.member_id,
+                                                  "reject": risk.reject, "holds": risk.holds})
     recorded = False
     for ref_id in refs:
         pk, sk = ref_id.invite_key(pid)
@@ -192,6 +206,7 @@ def _record_invite(program: ProgramItem, member: MemberItem, refs: list[Identity
             PK=pk, SK=sk, program_id=pid, kind=ref_id.kind, referrer_id=pointer.member_id, code=pointer.code,
             invited_at=now, ancestors=list(pointer.ancestors or []),
             expires_at_epoch=int((now + window + INVITE_TTL_MARGIN).timestamp()),
+            risk_reject=risk.reject, risk_holds=risk.holds, risk_matched=risk.matched,
         )
         condition = None
         if settings.attribution_model == "first_touch":
@@ -203,4 +218,5 @@ def _record_invite(program: ProgramItem, member: MemberItem, refs: list[Identity
         except PutError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":
                 raise
-    return recorded
+    # A rejected invite is kept (the pipeline records the rejection with its reason) but credits nobody.
+    return recorded and risk.reject is None

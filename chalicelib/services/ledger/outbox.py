@@ -84,10 +84,18 @@ def stage_points_message(ctx: EventContext, tx: Transaction, member_id: str, pro
     ), on_fail=AlreadyProcessed())
 
 
+#: Business keys of rewards a job announces with its own message (the birthday job's ``birthday_gift``).
+SELF_ANNOUNCED_PREFIXES = ("birthday|",)
+
+
 def announces(entry: LedgerEntryItem) -> bool:
-    """A reward the member hears about at once (``points_earned``): not held for review, from an event."""
-    return (entry.kind == KIND_REWARD and entry.status in (STATUS_PENDING, STATUS_AVAILABLE)
-            and bool(entry.business_key) and int(entry.points or 0) > 0 and entry.released_at is None)
+    """A reward of the rules engine (an event's posting: it names its rules version) the member hears about at
+    once (``points_earned``): not held for review. Rewards of jobs that write their own message (the birthday
+    job...) are not announced twice."""
+    return (entry.kind == KIND_REWARD and entry.rule_version is not None
+            and entry.status in (STATUS_PENDING, STATUS_AVAILABLE)
+            and bool(entry.business_key) and int(entry.points or 0) > 0 and entry.released_at is None
+            and not str(entry.business_key).startswith(SELF_ANNOUNCED_PREFIXES))
 
 
 def earned_groups(entries: Iterable[LedgerEntryItem]) -> dict[tuple[str, str, str], list[LedgerEntryItem]]:
