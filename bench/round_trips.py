@@ -212,6 +212,15 @@ def main(argv: list[str]) -> int:
                 reply, usage = bench.measured(lambda b=buyer, n=buyers: bench.send(partner, order(b, f"o-{n}-2")))
                 rows.append((f"{REPEAT_ORDER_ROW} ({len(reply['rewards']['postings'])} postings)", usage))
 
+        # What the table's stream consumer then does for a depth-3 first order (derived messages and their
+        # delivery, analytics, settlement), per handler module: not the webhook's cost, but the order's.
+        buyers += 1
+        bench.send(partner, signup(f"buyer{buyers}", chain[2]["code"]))
+        stream = StreamCost(bench)
+        stream.drain()  # everything before it (uncounted)
+        bench.send(partner, order(f"buyer{buyers}", f"o-{buyers}"))
+        rows += stream.rows(STREAM_ROW)
+
         # The same first order carrying every fraud signal (issue #13): their pointers come in the first read.
         buyers += 1
         bench.send(partner, signup(f"buyer{buyers}", chain[2]["code"]))
@@ -276,6 +285,68 @@ def main(argv: list[str]) -> int:
     elapsed = time.perf_counter() - started
     report(rows, bench.meter.largest_transaction)
     return verdict(rows, args.referrals, elapsed)
+
+
+STREAM_ROW = "stream consumer after a depth-3 first order"
+
+
+class StreamCost:
+    """The table's one stream consumer run as Lambda would (``infra/local_stream.py``), metered per handler
+    module (every handler's DynamoDB calls go through the app's client; the stream reads themselves are not
+    billed as request units and are not counted)."""
+
+    def __init__(self, bench: Bench) -> None:
+        from app import app
+        from chalicelib.notify import dispatcher
+        from infra.local_stream import StreamPoller
+
+        self.bench = bench
+        self.poller = StreamPoller(app.handler_map["table_stream"], log=lambda _m: None)
+        self.by_module: dict[str, Usage] = {}
+        dispatcher._load()
+        for entity, handlers in dispatcher._handlers.items():
+            dispatcher._handlers[entity] = [self._metered(h) for h in handlers]
+
+    def _metered(self, handler: Any) -> Any:
+        from bench.capacity import Usage
+
+        def run(records: Any) -> Any:
+            outer = self.bench.meter.take()
+            try:
+                return handler(records)
+            finally:
+                used = self.bench.meter.take()
+                slot = self.by_module.setdefault(handler.__module__, Usage())
+                slot.calls.update(used.calls)
+                slot.wru += used.wru
+                slot.rru += used.rru
+                slot.items_written += used.items_written
+                slot.bytes_written += used.bytes_written
+                self.bench.meter.usage = outer
+        run.__module__ = handler.__module__
+        return run
+
+    def drain(self) -> None:
+        self.poller.drain()
+        self.by_module.clear()
+        self.bench.meter.take()
+
+    def rows(self, label: str) -> list[tuple[str, Usage]]:
+        from bench.capacity import Usage
+
+        self.by_module.clear()
+        self.poller.drain()
+        self.bench.meter.take()
+        total = Usage()
+        out = []
+        for module, used in sorted(self.by_module.items()):
+            out.append((f"{label}: {module.rsplit('.', 1)[-1]} handlers", used))
+            total.calls.update(used.calls)
+            total.wru += used.wru
+            total.rru += used.rru
+            total.items_written += used.items_written
+            total.bytes_written += used.bytes_written
+        return [(f"{label}, all handlers", total), *out]
 
 
 VOUCHER_ROW = "order.paid with voucher rewards (pool offer of another partner, buyer + referrer)"

@@ -25,9 +25,11 @@ Times come from the one clock (``domain.clock``), so tests move it instead of sl
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,14 +53,17 @@ from chalicelib.store.partner_hooks import (
 
 log = get_logger("sarafan.partner_webhooks")
 
-#: Connect + answer, per attempt.
+#: Per socket operation (connect, each read), and for the whole request and answer.
 TIMEOUT_SECONDS = 5.0
+TOTAL_SECONDS = 10.0
 #: How long a claimed delivery is kept from other runs (then it is due again).
 LEASE = timedelta(minutes=2)
 #: Due deliveries read per shard and run.
 BATCH = 50
 #: Parallel requests per run.
 WORKERS = 8
+#: Rounds of due Queries per run (a backlog is worked through within the run's budget).
+MAX_ROUNDS = 20
 #: A run stops claiming new deliveries after this many seconds (the rest waits for the next run).
 RUN_BUDGET_SECONDS = 50.0
 #: Bytes of the partner's answer read, characters kept.
@@ -112,6 +117,20 @@ def http_post(url: str, addresses: list[str], headers: dict[str, str], body: byt
         connection = _PinnedHTTPSConnection(host, parts.port, address or host, timeout)
     else:
         connection = _PinnedHTTPConnection(host, parts.port, address, timeout)
+    # ``timeout`` bounds each socket operation; the watchdog bounds the whole exchange (a receiver
+    # dripping one byte at a time cannot hold a worker for longer than TOTAL_SECONDS).
+    expired = threading.Event()
+
+    def abort() -> None:
+        expired.set()
+        sock = connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(TOTAL_SECONDS, abort)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         connection.request("POST", path, body=body, headers={**headers, "user-agent": USER_AGENT})
         response = connection.getresponse()
@@ -120,11 +139,14 @@ def http_post(url: str, addresses: list[str], headers: dict[str, str], body: byt
     except TimeoutError:
         return Answer(None, "timeout")
     except ssl.SSLError:
-        return Answer(None, "tls_error")
+        return Answer(None, "timeout" if expired.is_set() else "tls_error")
     except (OSError, http.client.HTTPException):
-        return Answer(None, "connection_error")
+        return Answer(None, "timeout" if expired.is_set() else "connection_error")
     finally:
+        watchdog.cancel()
         connection.close()
+    if expired.is_set():
+        return Answer(status, "timeout", text)
     return Answer(status, None if 200 <= status < 300 else "http_status", text)
 
 
@@ -278,16 +300,11 @@ def _send_notice(endpoint: WebhookEndpointItem, item: WebhookDeliveryItem, answe
 
 
 def run(now: datetime | None = None, *, workers: int = WORKERS) -> dict[str, Any]:
-    """Attempt every due delivery (bounded); counts of what happened."""
+    """Attempt every due delivery (rounds of at most ``BATCH`` per shard, within the run's budget); counts."""
     now = now or clock.utcnow()
     started = time.monotonic()
-    due = [d for shard in range(store.DUE_SHARDS) for d in store.due(shard, now, BATCH)]
+    counts: dict[str, int] = {"due": 0}
     endpoints: dict[tuple[str, str, str], WebhookEndpointItem | None] = {}
-    for d in due:
-        key = (d.program_id, d.partner_id, d.endpoint_id)
-        if key not in endpoints:
-            endpoints[key] = store.get_endpoint(*key)
-    counts: dict[str, int] = {"due": len(due)}
 
     def one(d: WebhookDeliveryItem) -> str:
         if time.monotonic() - started > RUN_BUDGET_SECONDS:
@@ -299,11 +316,23 @@ def run(now: datetime | None = None, *, workers: int = WORKERS) -> dict[str, Any
                                                                   "error_type": type(exc).__name__})
             return "error"
 
-    if workers <= 1 or len(due) <= 1:
-        results = [one(d) for d in due]
-    else:
-        with ThreadPoolExecutor(max_workers=min(workers, len(due)), thread_name_prefix="webhook") as pool:
-            results = list(pool.map(one, due))
-    for result in results:
-        counts[result] = counts.get(result, 0) + 1
+    for _ in range(MAX_ROUNDS):
+        # Every delivery attempted (or skipped) in a round has moved past ``now``: the next round's
+        # Queries find only what the previous one could not take.
+        pages = [store.due(shard, now, BATCH) for shard in range(store.DUE_SHARDS)]
+        due = [d for page in pages for d in page]
+        counts["due"] += len(due)
+        for d in due:
+            key = (d.program_id, d.partner_id, d.endpoint_id)
+            if key not in endpoints:
+                endpoints[key] = store.get_endpoint(*key)
+        if workers <= 1 or len(due) <= 1:
+            results = [one(d) for d in due]
+        else:
+            with ThreadPoolExecutor(max_workers=min(workers, len(due)), thread_name_prefix="webhook") as pool:
+                results = list(pool.map(one, due))
+        for result in results:
+            counts[result] = counts.get(result, 0) + 1
+        if "deferred" in results or not any(len(page) >= BATCH for page in pages):
+            break
     return counts

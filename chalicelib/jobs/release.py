@@ -1,7 +1,9 @@
 """Holding job: pending rewards become available when their holding period ends.
 
 Pending reward entries carry a sparse GSI1 key ``PENDING#<day of available_at>`` (removed when
-they are released or fully reversed), so the job queries day buckets, never scans. A
+they are released or fully reversed), so the job queries day buckets, never scans. The rewards an
+event posts are indexed by the event's record instead (one index entry per event, not per reward:
+see ``store.ledger.new_entry``); the job reads their entries from the record's keys. A
 watermark item records the first day that may still hold pending entries; past days are
 drained and skipped next time, and a run after an outage catches up from the watermark.
 
@@ -17,7 +19,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, PutError
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+from pynamodb.expressions.update import Action
 
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict
@@ -25,6 +28,7 @@ from chalicelib.logs import get_logger
 from chalicelib.services import ports
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
+from chalicelib.store.events import EventItem
 from chalicelib.store.ledger import (
     STATUS_AVAILABLE,
     STATUS_PENDING,
@@ -91,10 +95,30 @@ def _state() -> ReleaseStateItem | None:
 
 
 def _release_day(day: str, now: datetime) -> tuple[int, int, int]:
-    """Release every due entry of one bucket; returns (released, fully reversed, failed)."""
+    """Release every due entry of one bucket; returns (released, fully reversed, failed).
+
+    A bucket holds pending entries (indexed by themselves) and event records, which index the pending rewards
+    of their event (``EventItem.index_entries``): those are read in one ``BatchGetItem`` per record, the due
+    ones released like the others, and the record moves to the bucket of its next pending entry (or leaves
+    the index when none is left)."""
     bucket = keys.gsi1_pending_release(day, "", "")[0]
-    due = [e for e in LedgerEntryItem.gsi1.query(bucket, Entity.GSI1SK < f"{clock.iso(now)}#~")  # noqa: SIM300
-           if isinstance(e, LedgerEntryItem)]
+    due: list[LedgerEntryItem] = []
+    events: list[EventItem] = []
+    for item in Entity.gsi1.query(bucket, Entity.GSI1SK < f"{clock.iso(now)}#~"):  # noqa: SIM300
+        if isinstance(item, LedgerEntryItem):
+            due.append(item)
+        elif isinstance(item, EventItem):
+            events.append(item)
+    later: dict[int, list[datetime]] = {}
+    for n, record in enumerate(events):
+        later[n] = []
+        for entry in batch_get(record.indexed_entry_keys()).values():
+            if not isinstance(entry, LedgerEntryItem) or entry.status != STATUS_PENDING or entry.GSI1PK:
+                continue  # released, reversed, held, or indexed by itself (review approval)
+            if entry.available_at is not None and entry.available_at > now:
+                later[n].append(entry.available_at)
+            else:
+                due.append(entry)
     released = reversed_ = failed = 0
     balances = _balances(due)
     for entry in due:
@@ -112,7 +136,25 @@ def _release_day(day: str, now: datetime) -> tuple[int, int, int]:
                 balances.update(_balances([entry]))
         else:
             failed += 1
+    for n, record in enumerate(events):
+        _move_event(record, min(later[n]) if later[n] else None)
     return released, reversed_, failed
+
+
+def _move_event(record: EventItem, next_at: datetime | None) -> None:
+    """The record to the bucket of its next pending entry, or out of the pending index."""
+    E = EventItem
+    actions: list[Action]
+    if next_at is None:
+        actions = [E.GSI1PK.remove(), E.GSI1SK.remove()]
+    else:
+        gpk, gsk = keys.gsi1_pending_release(day_of(next_at), clock.iso(next_at), record.GSI1SK.rsplit("#", 1)[-1])
+        actions = [E.GSI1PK.set(gpk), E.GSI1SK.set(gsk)]
+    try:
+        EventItem(record.PK, record.SK).update(actions=actions, condition=E.GSI1SK == record.GSI1SK)
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise  # else another run moved it already
 
 
 def _balances(entries: list[LedgerEntryItem]) -> dict[tuple[str, str], BalanceItem]:

@@ -73,9 +73,16 @@ def review_member(program: ProgramItem, member_id: str, now: datetime) -> str:
     stage_state(tx, program.program_id, member_id, state, tier=tier, metric=tiers.metric, buckets=buckets,
                 tier_since=now if target else state.tier_since, review=review, now=now, on_fail=_Concurrent())
     if target is not None:
+        from chalicelib.store.members import MemberItem
+
+        try:
+            profile = MemberItem.get(*keys.member(program.program_id, member_id))  # only for a change
+        except DoesNotExist:
+            profile = None
         service.stage_change(tx, program, member_id, from_tier=state.tier, to=target, reason_code="review",
                              metric_value=value, at=now, cause=f"review|{int(state.version or 0)}",
-                             business_key=None, locale=None, on_fail=_Concurrent())
+                             business_key=None, locale=None, on_fail=_Concurrent(),
+                             partner_ids=service.known_at(profile) if profile is not None else [])
     try:
         tx.commit()
     except _Concurrent:

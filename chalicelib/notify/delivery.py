@@ -48,7 +48,7 @@ from chalicelib.notify.port import Email, Notifier, PermanentSendError, SendErro
 from chalicelib.notify.render import Rendered, render
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
-from chalicelib.store.ledger import OutboxItem
+from chalicelib.store.ledger import OUTBOX_RETENTION_DAYS, OutboxItem
 from chalicelib.store.members import MemberItem
 from chalicelib.store.notify import NotificationLogItem, NotifyDayItem, NotifyStateItem, SmsMonthItem
 from chalicelib.store.tenancy import ProgramItem
@@ -388,6 +388,7 @@ class Delivery:
         tx = Transaction()
         for item in claimed:
             actions: list[Action] = [Ob.status.set(status), Ob.finished_at.set(now_iso), Ob.lease_until.remove(),
+                       Ob.expires_at_epoch.set(int(now.timestamp()) + OUTBOX_RETENTION_DAYS * 86400),
                        Ob.lease_token.remove(), Ob.GSI1PK.remove(), Ob.GSI1SK.remove(),
                        Ob.deliveries.set([{k: v for k, v in d.items() if k != "target"} for d in deliveries]
                                         if item is lead else [])]

@@ -48,6 +48,7 @@ def values_of(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     if kind == "tier_changed":
         return {"to_name": params.get("to_name") or params.get("to_tier") or "",
                 "from_name": params.get("from_name") or params.get("from_tier") or "",
+                "to_names": params.get("to_names") or {}, "from_names": params.get("from_names") or {},
                 "direction": "down" if params.get("direction") == "down" else "up",
                 "value": int(params.get("value") or 0)}
     if kind == "points_expiring":

@@ -131,7 +131,9 @@ def render(kind: str, locale: str, values: dict[str, Any], *, extra_parts: Seque
             if part)
     if kind == "tier_changed":
         for name in ("to_name", "from_name"):
-            text_values.setdefault(name, "—")
+            names = values.get(f"{name}s")
+            localised = names.get(locale) if isinstance(names, dict) else None
+            text_values[name] = str(localised or text_values.get(name) or "—")
         text_values["change_line"] = _fill(words["tier_down" if values.get("direction") == "down" else "tier_up"],
                                            text_values)
     if kind == "friend_joined":

@@ -3,8 +3,11 @@
 Operator only: the ledger spans every partner and member of the program. Entries are read from
 ``GSI2`` (program × booking day, ``keys.gsi2_ledger_day``), day by day, in booking order
 (``created_at``, the time Sarafan wrote the entry: a closed day never gains entries, unlike
-``effective_at`` which a late event may back-date). Each page holds at most ``limit`` rows and
-reads at most ``MAX_DAYS_PER_PAGE`` empty days, so a page is bounded in reads and memory; the
+``effective_at`` which a late event may back-date). The rewards an event posted are indexed there by
+the event's record (one index entry per event, issue #10): its entries are read with one
+``BatchGetItem`` and written together, so a page never splits an event's rows. Each page holds at
+most ``limit`` rows (or one event's rows, should they be more) and reads at most
+``MAX_DAYS_PER_PAGE`` empty days, so a page is bounded in reads and memory; the
 signed cursor continues. Points are integers; statuses are as of the export (a pending reward
 may be available by now).
 """
@@ -21,7 +24,10 @@ from chalicelib.domain.errors import BadRequest
 from chalicelib.services import signed_cursor
 from chalicelib.services.auth import Principal
 from chalicelib.store import keys, tenancy_repo
+from chalicelib.store.db import Entity
+from chalicelib.store.events import EventItem
 from chalicelib.store.ledger import LedgerEntryItem
+from chalicelib.store.members import batch_get
 
 COLUMNS = ("entry_id", "created_at", "effective_at", "member_id", "kind", "status", "points", "reversed_points",
            "reason_code", "reason", "rule_id", "rule_version", "level", "partner_id", "funding_partner_id",
@@ -64,6 +70,22 @@ def row(entry: LedgerEntryItem) -> list[str]:
     return [_cell(getattr(entry, name), name in _NUMERIC) for name in COLUMNS]
 
 
+def _entries_of(item: Any) -> list[LedgerEntryItem]:
+    """A ledger-day index row's entries: an entry, or an event record's reward entries (one read)."""
+    if isinstance(item, LedgerEntryItem):
+        return [item]
+    if isinstance(item, EventItem):
+        wanted = item.indexed_entry_keys()
+        found = batch_get(wanted)
+        return [e for e in (found.get(k) for k in wanted) if isinstance(e, LedgerEntryItem)]
+    return []
+
+
+def _index_key(item: Any) -> dict[str, Any]:
+    """The exclusive start key of a GSI2 query resuming after ``item``."""
+    return {name: {"S": getattr(item, name)} for name in ("PK", "SK", "GSI2PK", "GSI2SK")}
+
+
 def export_page(principal: Principal, program_id: str, raw_from: str | None, raw_to: str | None, limit: int,
                 raw_cursor: str | None) -> tuple[str, str | None]:
     """One CSV page (with the header row on the first page) and the next cursor (None: done)."""
@@ -82,11 +104,19 @@ def export_page(principal: Principal, program_id: str, raw_from: str | None, raw
     days_read = 0
     while day <= end and rows < limit and days_read < MAX_DAYS_PER_PAGE:
         partition = keys.gsi2_ledger_day(program_id, day.isoformat(), "", "")[0]
-        result = LedgerEntryItem.gsi2.query(partition, limit=limit - rows, last_evaluated_key=last)
-        for entry in result:
-            if isinstance(entry, LedgerEntryItem):
+        result = Entity.gsi2.query(partition, limit=limit - rows, last_evaluated_key=last)
+        stopped = False
+        for item in result:
+            entries = _entries_of(item)
+            if rows and rows + len(entries) > limit:
+                stopped = True  # this event's rows start the next page
+                break
+            for entry in entries:
                 writer.writerow(row(entry))
-                rows += 1
+            rows += len(entries)
+            last = _index_key(item)
+        if stopped:
+            break  # the cursor resumes after the last item written (``last``; None: the day's start)
         last = result.last_evaluated_key
         if not last:
             day, days_read = day + timedelta(days=1), days_read + 1

@@ -42,7 +42,7 @@ from chalicelib.services.outcomes import AlreadyProcessed, RetryEvent
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
 from chalicelib.store.dynamo_ports import event_key_hash
-from chalicelib.store.events import EventItem
+from chalicelib.store.events import EventItem, lean_reply
 from chalicelib.store.members import IdentityItem, MemberItem, batch_get, identity_refs
 from chalicelib.store.tenancy import ProgramItem
 from chalicelib.store.transact import Transaction
@@ -93,8 +93,7 @@ def _fingerprint(ctx: EventContext) -> dict[str, Any]:
 def _duplicate_reply(ctx: EventContext, record: EventItem) -> dict[str, Any]:
     """The stored answer (rebuilt: the stored reply leaves out what the record already says);
     plus a ``conflict`` block when the repeat's content differs."""
-    reply = {"business_key": record.business_key, **full_reply(record.business_key, record.stored_reply()),
-             "status": "duplicate"}
+    reply = {"business_key": record.business_key, **record.full_reply(), "status": "duplicate"}
     conflict = fingerprint_conflict(record.fingerprint, _fingerprint(ctx))
     if conflict is not None:
         reply["conflict"] = conflict
@@ -220,7 +219,12 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
         **stage_replies,
     }
     order_number = orders_before + 1 if subject is not None and ctx.is_purchase else None
-    tx.create(_event_record(ctx, subject, reply, order_number), on_fail=AlreadyProcessed())
+    record = _event_record(ctx, subject, reply, order_number)
+    index = next((o.audit["event_index"] for o in view.outcomes.values() if "event_index" in o.audit), None)
+    if index is not None:  # the event's reward entries are indexed by the record (see store.ledger.new_entry)
+        record.occurred_at = ctx.event.occurred_at
+        record.index_entries(ctx.program_id, ctx.now, index["pending_at"])
+    tx.create(record, on_fail=AlreadyProcessed())
     tx.commit()  # round trip 3
     log.info("event processed", extra={"event_type": ctx.event.type, "program_id": ctx.program_id,
                                        "created_member": created, "attribution": decision_reply.get("outcome")})
@@ -240,39 +244,3 @@ def _event_record(ctx: EventContext, subject: MemberItem | None, reply: dict[str
         order_number=order_number,  # the member's n-th purchase: analytics tells first from repeat purchases
     )
 
-
-def _reward_entry_id(business_key: str, posting: dict[str, Any]) -> str | None:
-    """The id a reward posting's entry gets (``stable_id("le", Posting.key)``), or None when it cannot be told."""
-    from chalicelib.store.ledger import stable_id
-
-    if not all(k in posting for k in ("rule_id", "level", "member_id")):
-        return None
-    return stable_id("le", f"{business_key}#{posting['rule_id']}#{posting['level']}#{posting['member_id']}")
-
-
-def lean_reply(business_key: str, reply: dict[str, Any]) -> dict[str, Any]:
-    """The reply as stored: the entry ids of reward postings are left out (derived again from the business key,
-    rule, level and member by :func:`full_reply`); every other id is kept as it is."""
-    rewards = reply.get("rewards")
-    if not isinstance(rewards, dict) or not rewards.get("postings"):
-        return reply
-    postings = []
-    for posting in rewards["postings"]:
-        if posting.get("entry_id") and posting["entry_id"] == _reward_entry_id(business_key, posting):
-            posting = {k: v for k, v in posting.items() if k != "entry_id"}
-        postings.append(posting)
-    return {**reply, "rewards": {**rewards, "postings": postings}}
-
-
-def full_reply(business_key: str, stored: dict[str, Any]) -> dict[str, Any]:
-    rewards = stored.get("rewards")
-    if not isinstance(rewards, dict) or not rewards.get("postings"):
-        return stored
-    postings = []
-    for posting in rewards["postings"]:
-        if "entry_id" not in posting:
-            entry_id = _reward_entry_id(business_key, posting)
-            # The reply's own key order: entry_id first (see ledger.plan.public).
-            posting = {"entry_id": entry_id, **posting} if entry_id else posting
-        postings.append(posting)
-    return {**stored, "rewards": {**rewards, "postings": postings}}

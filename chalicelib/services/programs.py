@@ -180,6 +180,24 @@ def _check_settings(settings: Mapping[str, Any]) -> None:
         raise ValidationFailed("Invalid program settings", details={"errors": errors})
 
 
+def _check_tiers_in_rules(program: ProgramItem, tiers: Any) -> None:
+    """The current rules' ``trigger.tiers`` and ``tier_multipliers`` must still name tiers: a 422, not rules that
+    silently pay nobody (change the rules first)."""
+    from chalicelib.domain.settings import TierSettings
+    from chalicelib.services import rules as rules_service
+
+    current = rules_service.current_rules(program)
+    if current is None or not current.uses_tiers:
+        return
+    parsed = TierSettings.from_stored(tiers)
+    known = set(parsed.ids) if parsed is not None else set()
+    used = sorted({t for r in current.rules for t in (*r.trigger.tiers, *r.tier_multipliers)} - known)
+    if used:
+        raise ValidationFailed("The current rules use member tiers these settings do not define", details={"errors": [
+            field_error("$.settings.tiers", f"rules version {current.version} uses tier(s) {', '.join(used)}; "
+                                            "change the rules first")]})
+
+
 def create_program(principal: Principal, data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` is valid against ``PROGRAM_CREATE_SCHEMA`` (defaults filled); the caller is the operator."""
     _check_settings(data.get("settings", {}))
@@ -226,6 +244,8 @@ def update_program(principal: Principal, program_id: str, data: Mapping[str, Any
     current = dict(program.settings or {})
     changes = data.get("settings", {})
     _check_settings(changes)
+    if "tiers" in changes:
+        _check_tiers_in_rules(program, changes["tiers"])
     for name, reason in IMMUTABLE_SETTINGS.items():
         fixed = getattr(program.program_settings, name)
         if changes.get(name, fixed) != fixed:

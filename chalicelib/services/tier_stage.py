@@ -195,7 +195,11 @@ def _apply(ctx: EventContext, tx: Transaction, view: StageView, member_id: str,
     if view.subject is not None and view.subject.member_id == member_id:
         profile = view.subject
     locale = profile.locale if isinstance(profile, MemberItem) and profile.locale else None
+    partners = service.known_at(profile) if isinstance(profile, MemberItem) else []
+    if member_id == (view.subject.member_id if view.subject else None):
+        partners.append(ctx.partner_id)  # the buyer is identified where the event happened
     change = service.stage_change(tx, ctx.program, member_id, from_tier=current, to=up, reason_code="promotion",
                                   metric_value=value, at=ctx.now, cause=f"event|{ctx.business_key}",
-                                  business_key=ctx.business_key, locale=locale, on_fail=AlreadyProcessed())
+                                  business_key=ctx.business_key, locale=locale, on_fail=AlreadyProcessed(),
+                                  partner_ids=partners)
     return {"member_id": member_id, **{k: change[k] for k in ("from", "to", "direction", "value", "threshold")}}

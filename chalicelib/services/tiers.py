@@ -36,7 +36,7 @@ def reason_text(direction: str, reason_code: str, tiers: TierSettings, to: TierL
 
 def stage_change(tx: Transaction, program: ProgramItem, member_id: str, *, from_tier: str | None, to: TierLevel,
                  reason_code: str, metric_value: int, at: datetime, cause: str, business_key: str | None,
-                 locale: str | None, on_fail: OnFail) -> dict[str, Any]:
+                 locale: str | None, on_fail: OnFail, partner_ids: list[str] | None = None) -> dict[str, Any]:
     """The history item and the message of one change (the caller writes the state); its public view.
 
     ``cause`` makes the change's id: the same cause (a replayed event, a second review run of the same
@@ -48,12 +48,16 @@ def stage_change(tx: Transaction, program: ProgramItem, member_id: str, *, from_
     change = new_change(program.program_id, member_id, change_id, from_tier=from_tier, to_tier=to.id,
                         direction=direction, reason_code=reason_code,
                         reason=reason_text(direction, reason_code, tiers, to, metric_value), metric=tiers.metric,
-                        value=metric_value, threshold=to.threshold, at=at, business_key=business_key)
+                        value=metric_value, threshold=to.threshold, at=at, business_key=business_key,
+                        partner_ids=partner_ids)
     tx.create(change, on_fail=on_fail)
     loc = locale or program.default_locale
     before = domain.level(tiers, from_tier) if from_tier is not None else None
     params = {"from_tier": from_tier, "to_tier": to.id, "direction": direction, "reason_code": reason_code,
               "to_name": to.name(loc), "from_name": before.name(loc) if before else "",
+              # The names in both languages: the message's language is decided at delivery (the member's then).
+              "to_names": {lang: to.name(lang) for lang in ("ru", "en")},
+              "from_names": {lang: before.name(lang) for lang in ("ru", "en")} if before else {},
               "metric": tiers.metric, "value": metric_value, "threshold": to.threshold,
               "points_unit": program.points_unit}
     message_id = stable_id("msg", "tier_changed", program.program_id, member_id, cause)
@@ -67,6 +71,15 @@ def stage_change(tx: Transaction, program: ProgramItem, member_id: str, *, from_
 
 
 # --------------------------------------------------------------------------- reads
+
+
+def known_at(profile: Any) -> list[str]:
+    """The partners a member is identified at (their customer ids): who may hear of the member's tier."""
+    ids: Any = getattr(profile, "customer_ids", None)
+    if ids is None:
+        return []
+    mapping = ids.as_dict() if hasattr(ids, "as_dict") else (dict(ids) if isinstance(ids, dict) else {})
+    return sorted(str(k) for k in mapping)
 
 
 def read_state(program_id: str, member_id: str) -> TierStateItem | None:

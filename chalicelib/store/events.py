@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
 
+from chalicelib.domain.clock import iso
+from chalicelib.store import keys
 from chalicelib.store.db import CompressedJSONAttribute, Entity, IsoDateTimeAttribute
+
+Key = tuple[str, str]
 
 
 class EventItem(Entity, discriminator="event"):
@@ -39,11 +44,78 @@ class EventItem(Entity, discriminator="event"):
     order_number = NumberAttribute(null=True)
 
     def stored_reply(self) -> dict[str, Any]:
+        """The reply as stored (see :func:`lean_reply`); :meth:`full_reply` for the one the first processing gave."""
         reply = self.reply if self.reply is not None else self.result
         return dict(reply) if isinstance(reply, dict) else {}
+
+    def full_reply(self) -> dict[str, Any]:
+        return full_reply(self.business_key, self.stored_reply())
+
+    @property
+    def program_of(self) -> str:
+        return self.business_key.split("|", 1)[0]
+
+    def indexed_entry_keys(self) -> list[Key]:
+        """The keys of the reward entries this record indexes (none for a record without index keys): the
+        reward postings of its reply, whose entry ids are derived (:func:`lean_reply`), at ``occurred_at``."""
+        if self.occurred_at is None or not (self.GSI1PK or self.GSI2PK):
+            return []
+        postings = (self.stored_reply().get("rewards") or {}).get("postings") or []
+        out = []
+        for posting in postings:
+            if "entry_id" in posting:
+                continue  # not a reward of this event's rules (indexed by itself)
+            entry_id = reward_entry_id(self.business_key, posting)
+            if entry_id:
+                out.append(keys.ledger_entry(self.program_of, posting["member_id"], iso(self.occurred_at), entry_id))
+        return out
+
+    def index_entries(self, program_id: str, created_at: datetime, pending_at: datetime | None) -> None:
+        """Carry the index keys of the event's reward entries: the ledger-day (``GSI2``, the ledger export) and,
+        while one of them is pending, the pending-release bucket of the earliest (``GSI1``, the holding job)."""
+        tag = self.PK.rsplit("#", 1)[-1][:16]
+        self.GSI2PK, self.GSI2SK = keys.gsi2_ledger_day(program_id, iso(created_at)[:10], iso(created_at), f"E{tag}")
+        if pending_at is not None:
+            self.GSI1PK, self.GSI1SK = keys.gsi1_pending_release(iso(pending_at)[:10], iso(pending_at), f"E{tag}")
     #: The fact's content as first seen (amounts, currency, customer id; e-mail/phone only hashed),
     #: so a repeat with different content is reported as a conflict (see ``domain.events.fingerprint``).
     fingerprint = JSONAttribute(null=True)
+
+
+def reward_entry_id(business_key: str, posting: dict[str, Any]) -> str | None:
+    """The id a reward posting's entry gets (``stable_id("le", Posting.key)``), or None when it cannot be told."""
+    from chalicelib.store.ledger import stable_id
+
+    if not all(k in posting for k in ("rule_id", "level", "member_id")):
+        return None
+    return stable_id("le", f"{business_key}#{posting['rule_id']}#{posting['level']}#{posting['member_id']}")
+
+
+def lean_reply(business_key: str, reply: dict[str, Any]) -> dict[str, Any]:
+    """The reply as stored: the entry ids of reward postings are left out (derived again from the business key,
+    rule, level and member by :func:`full_reply`); every other id is kept as it is."""
+    rewards = reply.get("rewards")
+    if not isinstance(rewards, dict) or not rewards.get("postings"):
+        return reply
+    postings = []
+    for posting in rewards["postings"]:
+        if posting.get("entry_id") and posting["entry_id"] == reward_entry_id(business_key, posting):
+            posting = {k: v for k, v in posting.items() if k != "entry_id"}
+        postings.append(posting)
+    return {**reply, "rewards": {**rewards, "postings": postings}}
+
+
+def full_reply(business_key: str, stored: dict[str, Any]) -> dict[str, Any]:
+    rewards = stored.get("rewards")
+    if not isinstance(rewards, dict) or not rewards.get("postings"):
+        return stored
+    postings = []
+    for posting in rewards["postings"]:
+        if "entry_id" not in posting:
+            entry_id = reward_entry_id(business_key, posting)
+            posting = {"entry_id": entry_id, **posting} if entry_id else posting
+        postings.append(posting)
+    return {**stored, "rewards": {**rewards, "postings": postings}}
 
 
 class AttributionRecordItem(Entity, discriminator="attribution"):

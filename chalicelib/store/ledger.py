@@ -106,10 +106,21 @@ class LedgerEntryItem(Entity, discriminator="ledger_entry"):
         return int(self.points) - int(self.reversed_points or 0)
 
 
-def new_entry(program_id: str, member_id: str, entry_id: str, effective_at: datetime, **fields: Any) -> LedgerEntryItem:
+def new_entry(program_id: str, member_id: str, entry_id: str, effective_at: datetime, *,
+              indexed_by_event: bool = False, **fields: Any) -> LedgerEntryItem:
+    """A new entry with its index keys. ``indexed_by_event``: a reward posted by the event pipeline, whose event
+    record (written in the same transaction) carries the pending-release and ledger-day index keys for all of
+    the event's rewards (``events.EventItem.index_entries``), so the entry itself carries neither: every index
+    key on an entry is a second write of the whole entry (issue #10)."""
     pk, sk = keys.ledger_entry(program_id, member_id, iso(effective_at), entry_id)
     item = LedgerEntryItem(PK=pk, SK=sk, program_id=program_id, member_id=member_id, entry_id=entry_id,
                            effective_at=effective_at, **fields)
+    if indexed_by_event and item.status in (STATUS_PENDING, STATUS_HELD):
+        return item
+    if indexed_by_event:
+        if item.status == STATUS_AVAILABLE and int(item.points) > 0 and item.created_at is not None:
+            item.GSI1PK, item.GSI1SK = credit_index(item, item.created_at)  # the expiry job's month bucket
+        return item
     if item.status == STATUS_PENDING and item.available_at is not None:
         item.GSI1PK, item.GSI1SK = keys.gsi1_pending_release(day_of(item.available_at), iso(item.available_at),
                                                              entry_id)
@@ -242,6 +253,13 @@ class OutboxItem(Entity, discriminator="outbox"):
     deliveries = JSONAttribute(null=True)  # [{"channel", "status", "recipient" (masked), "provider_id", "error"}]
     finished_at = UnicodeAttribute(null=True)
     merged_into = UnicodeAttribute(null=True)  # sent as part of another message of the same event
+    #: Set when the message is finished (sent or failed): DynamoDB's TTL removes it after
+    #: :data:`OUTBOX_RETENTION_DAYS` (the notification log item keeps what was sent, see docs/cost.md).
+    expires_at_epoch = NumberAttribute(null=True)
+
+
+#: How long a finished outbox message (its rendered parameters and delivery state) is kept.
+OUTBOX_RETENTION_DAYS = 30
 
 
 class ReleaseStateItem(Entity, discriminator="release_state"):

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
 
 from chalicelib.domain import clock
 from chalicelib.store import keys
@@ -57,6 +57,8 @@ class TierChangeItem(Entity, discriminator="tier_change"):
     threshold = NumberAttribute()
     business_key = UnicodeAttribute(null=True)
     at = IsoDateTimeAttribute()
+    #: Partners the member is known at (their customer ids; the event's partner): who may be told (``tier.changed``).
+    partner_ids: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
 
 
 def read_key(state: TierStateItem | None) -> int:
@@ -82,12 +84,12 @@ def stage_state(tx: Transaction, program_id: str, member_id: str, read: TierStat
 
 def new_change(program_id: str, member_id: str, change_id: str, *, from_tier: str | None, to_tier: str,
                direction: str, reason_code: str, reason: str, metric: str, value: int, threshold: int, at: datetime,
-               business_key: str | None) -> TierChangeItem:
+               business_key: str | None, partner_ids: list[str] | None = None) -> TierChangeItem:
     pk, sk = keys.tier_change(program_id, member_id, clock.iso(at), change_id)
     return TierChangeItem(PK=pk, SK=sk, program_id=program_id, member_id=member_id, change_id=change_id,
                           from_tier=from_tier, to_tier=to_tier, direction=direction, reason_code=reason_code,
                           reason=reason, metric=metric, value=value, threshold=threshold, business_key=business_key,
-                          at=at)
+                          at=at, partner_ids=sorted(set(partner_ids or ())))
 
 
 def change_view(item: TierChangeItem) -> dict[str, Any]:

@@ -80,13 +80,17 @@ def _page(lang: str, title: str, body: str, status: int = 200) -> Response:
 
 def _tier_card(tier: dict[str, Any], w: dict[str, str], program: dict[str, Any], lang: str) -> str:
     """The member's tier and the progress to the next one (a bar: the metric's value against the threshold)."""
+    from chalicelib.domain.l10n import format_money
+
+    def amount(v: int) -> str:
+        return format_money(v, program.get("currency"), lang) if tier["metric"] == "spend" else str(v)
+
     value = int(tier["value"])
-    shown = f"{value // 100}.{value % 100:02d} {program.get('currency') or ''}".strip() if tier["metric"] == "spend" \
-        else str(value)
+    shown = amount(value)
     nxt = tier.get("next")
     if nxt:
         target = int(nxt["threshold"])
-        goal = (f"{target // 100}.{target % 100:02d}" if tier["metric"] == "spend" else str(target))
+        goal = amount(target)
         line = (f'<p><span data-field="tier_value">{_e(shown)}</span> / <span data-field="tier_threshold">'
                 f'{_e(goal)}</span> {_e(w[tier["metric"]])} {_e(w["to_next"])} «{_e(nxt["names"].get(lang, nxt["name"]))}» '
                 f'<span class="muted">({_e(w["months"].format(n=tier["period_months"]))})</span></p>'

@@ -275,3 +275,16 @@ def test_points_earned_is_derived_once_per_member_and_event_even_when_a_batch_sp
     assert sources.earned_messages(entries) == 0  # a replay of it
     assert [(int(m.params["points"]), len(m.params["entries"])) for m in messages()] == [(50, 1), (300, 1)]
     assert sources.earned_messages(entries[:1]) == 0
+
+
+def test_a_finished_message_expires_by_ttl_after_the_retention(api: ApiClient) -> None:
+    from chalicelib.store.ledger import OUTBOX_RETENTION_DAYS, OutboxItem
+
+    shop = Shop(api, RULES)
+    solo = shop.member("solo")
+    shop.order("solo", "o-1", 100_000)
+    stream_poller().drain()
+    [message] = [m for m in OutboxItem.scan() if isinstance(m, OutboxItem) and m.member_id == solo["member_id"]
+                 and m.template == "points_earned"]
+    assert message.status == "sent"
+    assert message.expires_at_epoch == int(clock.utcnow().timestamp()) + OUTBOX_RETENTION_DAYS * 86400

@@ -378,3 +378,42 @@ def test_the_sender_only_makes_calls_its_policy_grants(api: ApiClient, receiver:
     for stage in ("dev", "prod"):
         granted = policy_actions(f"policy-{stage}-webhooks.json")
         assert seen <= granted, seen - granted
+
+
+def test_a_receiver_dripping_its_answer_is_cut_off(api: ApiClient, local_targets: None,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each read is quick, the whole answer is not: the watchdog ends it (a 200 that never finishes is a timeout)."""
+    stop = threading.Event()
+
+    class Drip(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(200)
+            self.send_header("content-length", "40")
+            self.end_headers()
+            for _ in range(40):  # one byte every 50 ms: 2 s in all, or until the test ends
+                if stop.wait(0.05):
+                    return
+                self.wfile.write(b"x")
+                self.wfile.flush()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    monkeypatch.setattr(sender, "TOTAL_SECONDS", 0.3)
+    try:
+        clock.freeze(real_now())
+        shop = Shop(api, RULES)
+        hook = register(api, shop.pid, shop.partner, f"http://127.0.0.1:{server.server_address[1]}/drip",
+                        ["reward.posted"])
+        shop.order("masha", "o-1", 100_000, at=at(clock.utcnow()))
+        stream_poller().drain()
+        assert sender.run().get("retry") == 1
+        [logged] = deliveries(api, shop.pid, shop.partner, hook)
+        assert logged["status"] == "pending" and logged["last_error"] == "timeout"
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()

@@ -89,9 +89,11 @@ SELF_ANNOUNCED_PREFIXES = ("birthday|",)
 
 
 def announces(entry: LedgerEntryItem) -> bool:
-    """A reward the member hears about at once (``points_earned``): not held for review, from an event (a job
-    that writes its own message, like the birthday job, is not announced twice)."""
-    return (entry.kind == KIND_REWARD and entry.status in (STATUS_PENDING, STATUS_AVAILABLE)
+    """A reward of the rules engine (an event's posting: it names its rules version) the member hears about at
+    once (``points_earned``): not held for review. Rewards of jobs that write their own message (the birthday
+    job...) are not announced twice."""
+    return (entry.kind == KIND_REWARD and entry.rule_version is not None
+            and entry.status in (STATUS_PENDING, STATUS_AVAILABLE)
             and bool(entry.business_key) and int(entry.points or 0) > 0 and entry.released_at is None
             and not str(entry.business_key).startswith(SELF_ANNOUNCED_PREFIXES))
 

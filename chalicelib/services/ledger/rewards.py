@@ -216,7 +216,7 @@ def post(plan: LedgerPlan, posting: Posting) -> dict[str, Any]:
         reason_code=posting.reason_code, created_at=ctx.now, available_at=posting.available_at,
         business_key=posting.business_key, rule_id=posting.rule_id, rule_version=posting.rule_version,
         level=posting.level, funding_partner_id=posting.funding_partner_id, partner_id=posting.partner_id,
-        reversed_points=0,
+        reversed_points=0, indexed_by_event=True,
     )
     plan.new_entries.append(entry)
     delta = plan.deltas[posting.member_id]

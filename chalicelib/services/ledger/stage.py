@@ -20,6 +20,7 @@ from chalicelib.services.ledger import reads, refunds
 from chalicelib.services.ledger.plan import LedgerPlan, public
 from chalicelib.services.ledger.rewards import stage_rewards
 from chalicelib.services.stages import StageOutcome
+from chalicelib.store.ledger import STATUS_PENDING
 
 if TYPE_CHECKING:
     from chalicelib.services.event_context import EventContext, StageView
@@ -60,6 +61,8 @@ class LedgerStage:
 
             reply["review_item_id"] = review.stage_review_item(ctx, tx, view, postings, risk.audit, held_vouchers)
             reply["held_vouchers"] = [review.public_voucher(g) for g in held_vouchers]
+        indexed = [p["_entry"] for p in postings if p.get("_entry") is not None]
+        pending = [e.available_at for e in indexed if e.status == STATUS_PENDING and e.available_at is not None]
         for p in postings:
             p.pop("_entry", None)
             p.pop("available_at", None)
@@ -68,4 +71,7 @@ class LedgerStage:
         reply["postings"] = [public(p) for p in postings]
         if applied:
             reply["parked_refunds_applied"] = applied
-        return StageOutcome(reply={"rewards": reply}, audit={"postings": postings + applied})
+        audit: dict[str, Any] = {"postings": postings + applied}
+        if indexed:  # the event record carries these entries' index keys (store.events.EventItem.index_entries)
+            audit["event_index"] = {"pending_at": min(pending) if pending else None}
+        return StageOutcome(reply={"rewards": reply}, audit=audit)
