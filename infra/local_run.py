@@ -615,6 +615,9 @@ def banner(info: dict[str, Any]) -> str:
     if info["aws_mode"] == "moto":
         lines.append(f"  aws --endpoint-url {info['aws_endpoint']} dynamodb scan --table-name {info['table']}"
                      "   # any AWS tool works against moto")
+    if info.get("fake_crm_url"):
+        lines += ["", f"Fake CRM       {info['fake_crm_url']}   (HubSpot, Bitrix24 and amoCRM API answers from "
+                      "tests/fixtures/platforms; see docs/local-run.md)"]
     if info["schedules"]:
         lines += ["", "Event sources:", *(f"  {s}" for s in info["schedules"])]
     if info.get("history"):
@@ -651,6 +654,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="create the demo program without its three weeks of history (infra/demo_history.py)")
     parser.add_argument("--no-schedules", action="store_true", help="do not run @app.schedule handlers")
     parser.add_argument("--quiet", action="store_true", help="print no banner (use with --ready-file)")
+    parser.add_argument("--fake-crm", action="store_true",
+                        help="answer the CRM fetch (HubSpot, Bitrix24, amoCRM) from recorded API responses "
+                             "(infra/fake_crm.py) instead of the real CRMs")
     return parser.parse_args(argv)
 
 
@@ -700,6 +706,16 @@ def start_aws(mode: str, moto_port: int, state: Any, cleanup: contextlib.ExitSta
     return moto
 
 
+def start_fake_crm(host: str, cleanup: contextlib.ExitStack) -> Any:
+    """The demo CRM (``infra/fake_crm.py``) on a free port; the CRM fetch is pointed at it."""
+    from infra.fake_crm import FakeCrm
+
+    fake = FakeCrm(host if host in ("127.0.0.1", "localhost") else "127.0.0.1").start()
+    cleanup.callback(fake.stop)
+    os.environ["SARAFAN_CRM_FAKE_BASE_URL"] = fake.base_url
+    return fake
+
+
 def stop_http(server: Any, thread: threading.Thread, deadline: float) -> None:
     """Stop accepting, answer queued requests 503, let the request in progress finish."""
     import time
@@ -727,6 +743,7 @@ def main(argv: list[str]) -> int:
         # Registered after moto's stop, so it runs before it: the last snapshot on the way out.
         cleanup.callback(state.save, "stopped")
         operator_key = configure_environment(mode, base_url, kept)
+        fake_crm = start_fake_crm(args.host, cleanup) if args.fake_crm else None
         warnings = prepare_store() + prepare_integrations()
         demo = None if args.no_seed else seed_demo(base_url, kept.get("demo"))
         history_note = ""
@@ -787,6 +804,7 @@ def main(argv: list[str]) -> int:
             "schedules": [] if args.no_schedules else runner.describe(),
             "warnings": warnings,
             "history": history_note,
+            "fake_crm_url": fake_crm.base_url if fake_crm else None,
         }
         if args.ready_file:
             write_ready_file(args.ready_file, info)

@@ -76,26 +76,29 @@ def _one_botocore_session_per_thread() -> None:
     """Each test starts new clients (a new moto), and every new botocore session registered its ~400
     built-in event handlers again: about a fifth of a functional test's setup. Sessions hold no state
     the tests vary (credentials and endpoints come from the same test environment; clients, which
-    tests hook and fault-inject, are still created anew), so each thread keeps one."""
+    tests hook and fault-inject, are still created anew), so each thread keeps one, for the app's two
+    users of sessions (PynamoDB's connection and ``chalicelib.aws``). Not ``botocore.session.get_session``
+    itself: every ``boto3.Session`` registers its own handlers on the session it gets."""
     import botocore.session
     import pynamodb.connection.base
 
-    if getattr(botocore.session.get_session, "sarafan_shared", False):
+    from chalicelib import aws as app_clients
+
+    if getattr(pynamodb.connection.base.get_session, "sarafan_shared", False):
         return
-    original = botocore.session.get_session
     local = threading.local()
 
-    def get_session(env_vars: Any = None) -> Any:
+    def shared_session(env_vars: Any = None) -> Any:
         if env_vars is not None:
-            return original(env_vars)
+            return botocore.session.get_session(env_vars)
         session = getattr(local, "session", None)
         if session is None:
-            session = local.session = original()
+            session = local.session = botocore.session.get_session()
         return session
 
-    get_session.sarafan_shared = True  # type: ignore[attr-defined]
-    botocore.session.get_session = get_session  # type: ignore[assignment]
-    pynamodb.connection.base.get_session = get_session  # type: ignore[attr-defined]
+    shared_session.sarafan_shared = True  # type: ignore[attr-defined]
+    pynamodb.connection.base.get_session = shared_session  # type: ignore[attr-defined]
+    app_clients._botocore_session = shared_session
 
 
 _share_botocore_data_loader()

@@ -11,7 +11,7 @@ from chalice import Response
 
 from chalicelib.api import response_schemas as rs
 from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, respond
-from chalicelib.services import erasure, importer, ledger_export, member_export
+from chalicelib.services import erasure, import_jobs, importer, ledger_export, member_export
 
 data_rights = ApiBlueprint(__name__)
 TAG = "Data rights"
@@ -74,6 +74,46 @@ def export_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
 )
 def import_members(req: ApiRequest, program_id: str) -> Any:
     return importer.import_chunk(req.principal, program_id, req.body)
+
+
+@data_rights.endpoint(
+    f"{BASE}/imports", "POST", tag=TAG, auth="operator", request_schema=import_jobs.CREATE_SCHEMA,
+    success_status=201, response_schema=rs.IMPORT_JOB, request_example={"partner_id": "ptn_…", "expected_chunks": 100},
+    summary="Start a chunked member import (operator)",
+    description="Creates an import; upload the file with `PUT …/imports/{import_id}/chunks/{n}` (n = 1, 2, …) and "
+                "follow it with `GET …/imports/{import_id}`. `partner_id` names whose customer ids the file holds; "
+                "with `expected_chunks` the import's status reads `completed` once that many chunks arrived.",
+)
+def create_import(req: ApiRequest, program_id: str) -> Any:
+    return respond(import_jobs.create(req.principal, program_id, req.body), 201)
+
+
+@data_rights.endpoint(
+    f"{BASE}/imports/{{import_id}}/chunks/{{chunk}}", "PUT", tag=TAG, auth="operator",
+    request_schema=import_jobs.CHUNK_SCHEMA, response_schema=rs.IMPORT_CHUNK,
+    responses={409: "This chunk number was already received with other content (`chunk_conflict`)",
+               503: "Too many chunks of this import at once (`import_busy`): send it again"},
+    request_example={"csv": "email,phone,customer_id,opening_balance,referrer_code\nanna@example.com,,c-1,500,\n",
+                     "first_line": 2},
+    summary="Upload chunk n of an import (operator): the header row and up to 1000 rows",
+    description="Chunk numbers run from 1 to 10000; chunks may arrive in any order and at once. Each row is written "
+                "whole or not at all, and a row already imported is skipped, so sending a chunk again changes "
+                "nothing: the same chunk with the same content answers its first result (`replayed: true`). Bad "
+                "rows are listed in `errors` with their file line numbers (`first_line`: where the chunk starts in "
+                "the file, default 2). At most 200,000 characters of CSV per chunk.",
+)
+def put_import_chunk(req: ApiRequest, program_id: str, import_id: str, chunk: str) -> Any:
+    return import_jobs.put_chunk(req.principal, program_id, import_id, chunk, req.body)
+
+
+@data_rights.endpoint(
+    f"{BASE}/imports/{{import_id}}", "GET", tag=TAG, auth="operator", response_schema=rs.IMPORT_JOB,
+    summary="An import's status (operator): chunks received, totals, the first bad rows",
+    description="Totals over the chunks received so far and the first 100 bad rows with their file line numbers "
+                "(`errors_truncated` when there were more: each chunk's answer lists all of its own).",
+)
+def get_import(req: ApiRequest, program_id: str, import_id: str) -> Any:
+    return import_jobs.status(req.principal, program_id, import_id)
 
 
 @data_rights.endpoint(

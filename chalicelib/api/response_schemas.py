@@ -168,6 +168,15 @@ MEMBER_EXPORT = obj({"format_version": INT, "program_id": STR, "member_id": STR,
 IMPORT_RESULT = obj({"rows": INT, "imported": INT, "existing_members": INT, "already_imported": INT,
                      "opening_points": INT, "dry_run": BOOL,
                      "errors": {"type": "array", "items": obj({"line": INT})}})
+_IMPORT_COUNTS = {"rows": INT, "imported": INT, "existing_members": INT, "already_imported": INT,
+                  "opening_points": INT, "bad_rows": INT}
+_ROW_ERRORS = {"type": "array", "items": obj({"line": INT, "errors": {"type": "array", "items": obj(
+    {"column": STR, "message": STR})}})}
+IMPORT_JOB = obj({"import_id": STR, "program_id": STR, "partner_id": nullable(STR),
+                  "status": {"enum": ["receiving", "completed"]}, "expected_chunks": nullable(INT), "chunks": INT,
+                  **_IMPORT_COUNTS, "errors": _ROW_ERRORS, "errors_truncated": BOOL, "created_at": TIME,
+                  "updated_at": TIME})
+IMPORT_CHUNK = obj({"import_id": STR, "chunk": INT, "replayed": BOOL, **_IMPORT_COUNTS, "errors": _ROW_ERRORS})
 #: ``text/csv``: the ledger page (header row first on the first page); ``X-Next-Cursor`` while more remains.
 LEDGER_CSV = STR
 

@@ -62,6 +62,8 @@ LEASE = timedelta(minutes=2)
 BATCH = 50
 #: Parallel requests per run.
 WORKERS = 8
+#: Rounds of due Queries per run (a backlog is worked through within the run's budget).
+MAX_ROUNDS = 20
 #: A run stops claiming new deliveries after this many seconds (the rest waits for the next run).
 RUN_BUDGET_SECONDS = 50.0
 #: Bytes of the partner's answer read, characters kept.
@@ -298,16 +300,11 @@ def _send_notice(endpoint: WebhookEndpointItem, item: WebhookDeliveryItem, answe
 
 
 def run(now: datetime | None = None, *, workers: int = WORKERS) -> dict[str, Any]:
-    """Attempt every due delivery (bounded); counts of what happened."""
+    """Attempt every due delivery (rounds of at most ``BATCH`` per shard, within the run's budget); counts."""
     now = now or clock.utcnow()
     started = time.monotonic()
-    due = [d for shard in range(store.DUE_SHARDS) for d in store.due(shard, now, BATCH)]
+    counts: dict[str, int] = {"due": 0}
     endpoints: dict[tuple[str, str, str], WebhookEndpointItem | None] = {}
-    for d in due:
-        key = (d.program_id, d.partner_id, d.endpoint_id)
-        if key not in endpoints:
-            endpoints[key] = store.get_endpoint(*key)
-    counts: dict[str, int] = {"due": len(due)}
 
     def one(d: WebhookDeliveryItem) -> str:
         if time.monotonic() - started > RUN_BUDGET_SECONDS:
@@ -319,11 +316,23 @@ def run(now: datetime | None = None, *, workers: int = WORKERS) -> dict[str, Any
                                                                   "error_type": type(exc).__name__})
             return "error"
 
-    if workers <= 1 or len(due) <= 1:
-        results = [one(d) for d in due]
-    else:
-        with ThreadPoolExecutor(max_workers=min(workers, len(due)), thread_name_prefix="webhook") as pool:
-            results = list(pool.map(one, due))
-    for result in results:
-        counts[result] = counts.get(result, 0) + 1
+    for _ in range(MAX_ROUNDS):
+        # Every delivery attempted (or skipped) in a round has moved past ``now``: the next round's
+        # Queries find only what the previous one could not take.
+        pages = [store.due(shard, now, BATCH) for shard in range(store.DUE_SHARDS)]
+        due = [d for page in pages for d in page]
+        counts["due"] += len(due)
+        for d in due:
+            key = (d.program_id, d.partner_id, d.endpoint_id)
+            if key not in endpoints:
+                endpoints[key] = store.get_endpoint(*key)
+        if workers <= 1 or len(due) <= 1:
+            results = [one(d) for d in due]
+        else:
+            with ThreadPoolExecutor(max_workers=min(workers, len(due)), thread_name_prefix="webhook") as pool:
+                results = list(pool.map(one, due))
+        for result in results:
+            counts[result] = counts.get(result, 0) + 1
+        if "deferred" in results or not any(len(page) >= BATCH for page in pages):
+            break
     return counts

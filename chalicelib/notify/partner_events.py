@@ -191,15 +191,16 @@ def redemption_confirmed(record: dispatcher.StreamRecord, item: Any) -> list[Par
                          f"redemption:{item.redemption_id}:confirmed", item.updated_at, data)]
 
 
+@partner_event("tier_change")
+def tier_changed(record: dispatcher.StreamRecord, item: Any) -> list[PartnerEvent]:
+    """``tier.changed``: a member's tier changed (promotion by an event, or the periodic review), told to every
+    partner the member is known at (``TierChangeItem.partner_ids``: their customer ids, the event's partner)."""
+    from chalicelib.store.tiers import TierChangeItem
 
-# tier.changed (the tiers feature registers it here, one line + its builder), e.g.:
-#
-#     @partner_event("tier_change")
-#     def tier_changed(record, item):
-#         if record.event_name != "INSERT" or not isinstance(item, TierChangeItem):
-#             return []
-#         return [PartnerEvent("tier.changed", item.program_id, partner_id, f"tier_change:{item.change_id}",
-#                              item.at, {"member_id": item.member_id, "from_tier": item.from_tier,
-#                                        "to_tier": item.to_tier, "direction": item.direction,
-#                                        "reason_code": item.reason_code})
-#                 for partner_id in <the partners to tell>]
+    if record.event_name != "INSERT" or not isinstance(item, TierChangeItem):
+        return []
+    data = {"member_id": item.member_id, "from_tier": item.from_tier, "to_tier": item.to_tier,
+            "direction": item.direction, "reason_code": item.reason_code, "metric": item.metric,
+            "value": int(item.value), "threshold": int(item.threshold), "at": clock.iso(item.at)}
+    return [PartnerEvent("tier.changed", item.program_id, partner_id, f"tier_change:{item.change_id}", item.at, data)
+            for partner_id in item.partner_ids or []]

@@ -180,19 +180,21 @@ class _Chunk:
         self.read(rows)
         group: list[_Staged] = []
         combined = Transaction()
+        touched: set[tuple[str, str]] = set()  # the keys ``combined`` writes (a set: no rescan per row)
         for row in rows:
             staged = self.try_stage(row)
             if staged is None:
                 continue
             keys_of_row = {Transaction._key(op) for op in staged.tx.ops}
-            if group and (len(combined) + len(staged.tx) > GROUP_ITEMS
-                          or any(combined.touches(k) for k in keys_of_row)):
+            if group and (len(combined) + len(staged.tx) > GROUP_ITEMS or not touched.isdisjoint(keys_of_row)):
                 self.flush(group, combined)
-                group, combined = [], Transaction()
+                group, combined, touched = [], Transaction(), set()
                 staged = self.try_stage(row)  # again: the flushed rows may be its referrer or its member
                 if staged is None:
                     continue
+                keys_of_row = {Transaction._key(op) for op in staged.tx.ops}
             combined.ops.extend(staged.tx.ops)
+            touched |= keys_of_row
             group.append(staged)
             self.remember(staged)
         self.flush(group, combined)

@@ -7,6 +7,7 @@ identity pointers already use as keys (``chalicelib.domain.identity.identity_has
 from __future__ import annotations
 
 from pynamodb.attributes import JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.store import keys
 from chalicelib.store.db import Entity, IsoDateTimeAttribute
@@ -59,6 +60,50 @@ class ImportRowItem(Entity, discriminator="import_row"):
     entry_id = UnicodeAttribute(null=True)
     opening_balance = NumberAttribute(default=0)
     imported_at = IsoDateTimeAttribute()
+
+
+class ImportJobItem(Entity, discriminator="import_job"):
+    """A chunked member import (``POST …/imports``): totals over its chunks and the first bad rows.
+
+    ``revision`` counts the chunks folded in; each chunk's record and this item change in one
+    transaction conditioned on it, so concurrent chunks never lose a count."""
+
+    program_id = UnicodeAttribute()
+    import_id = UnicodeAttribute()
+    partner_id = UnicodeAttribute(null=True)
+    expected_chunks = NumberAttribute(null=True)
+    created_at = IsoDateTimeAttribute()
+    updated_at = IsoDateTimeAttribute()
+    revision = NumberAttribute(default=0)
+    totals = JSONAttribute(default=dict)
+    errors = JSONAttribute(default=list)  # the first bad rows, with their file line numbers
+
+
+class ImportChunkItem(Entity, discriminator="import_chunk"):
+    """One chunk of an import as received: ``digest`` of its content and its result."""
+
+    program_id = UnicodeAttribute()
+    import_id = UnicodeAttribute()
+    number = NumberAttribute()
+    digest = UnicodeAttribute()
+    result = JSONAttribute()
+    received_at = IsoDateTimeAttribute()
+
+
+def get_import_job(program_id: str, import_id: str) -> ImportJobItem | None:
+    try:
+        item = ImportJobItem.get(*keys.import_job(program_id, import_id), consistent_read=True)
+    except DoesNotExist:
+        return None
+    return item if isinstance(item, ImportJobItem) else None
+
+
+def get_import_chunk(program_id: str, import_id: str, number: int) -> ImportChunkItem | None:
+    try:
+        item = ImportChunkItem.get(*keys.import_chunk(program_id, import_id, number), consistent_read=True)
+    except DoesNotExist:
+        return None
+    return item if isinstance(item, ImportChunkItem) else None
 
 
 def erased_identity_keys(program_id: str, identities: list[str]) -> list[tuple[str, str]]:

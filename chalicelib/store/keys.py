@@ -282,6 +282,16 @@ def import_row(program_id: str, person_hash: str) -> Key:
     return f"IMPORT#{program_id}#{person_hash}", "IMPORT"
 
 
+def import_job(program_id: str, import_id: str) -> Key:
+    """An operator's chunked import: its totals and the first bad rows."""
+    return f"IMPORTJOB#{program_id}", f"JOB#{import_id}"
+
+
+def import_chunk(program_id: str, import_id: str, number: int) -> Key:
+    """One received chunk of an import: its content hash and result (a re-sent chunk answers the same)."""
+    return f"IMPORTJOB#{program_id}", f"JOB#{import_id}#CHUNK#{number:05d}"
+
+
 def gsi2_ledger_day(program_id: str, day: str, created_at: str, entry_id: str) -> Key:
     """Every ledger entry by program and booking day (``created_at``), for the ledger CSV export."""
     return f"LEDGERDAY#{program_id}#{day}", f"{created_at}#{entry_id}"

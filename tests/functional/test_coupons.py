@@ -106,3 +106,23 @@ def test_who_may_manage_coupons(api: ApiClient) -> None:
     assert api.put(coupon_path(pid, "mbr_nobody", "X2")).status == 404
     bad = api.put(coupon_path(pid, anna["member_id"], "x" * 65))
     assert bad.status == 422
+
+
+def test_how_several_coupons_and_a_referral_code_are_matched(api: ApiClient) -> None:
+    """As docs/attribution.md#coupon-codes says: unregistered codes are ignored, the first registered
+    coupon listed wins, a referral code beats any coupon."""
+    pid, partner, anna = setup(api)
+    boris = api.processed(partner, signup("boris", "boris@example.com"))["member"]
+    olga = api.processed(partner, signup("olga", "olga@example.com"))["member"]
+    for member, code in ((anna, "ANNA-500"), (boris, "BORIS-500")):
+        assert api.put(coupon_path(pid, member["member_id"], code), key=partner["api_key"]).status == 200
+    reply = api.processed(partner, order("friend-5", "o-5", ["SUMMER10", "boris-500", "ANNA-500"]))
+    attribution = reply["attribution"]
+    assert attribution["outcome"] == "credited" and attribution["referrer_id"] == boris["member_id"]
+    reasons = {(c["source"], c["referrer_id"]): c["reason_code"] for c in attribution["candidates"]}
+    assert reasons == {("coupon", boris["member_id"]): "credited", ("coupon", anna["member_id"]): "lower_priority"}
+    # A referral code in the same event wins over the coupon.
+    event = order("friend-6", "o-6", ["ANNA-500"])
+    event["referral"]["code"] = olga["code"]
+    won = api.processed(partner, event)["attribution"]
+    assert won["source"] == "ref_code" and won["referrer_id"] == olga["member_id"]

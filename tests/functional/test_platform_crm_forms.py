@@ -401,3 +401,45 @@ def test_bitrix24_rotated_application_token_verifies_both_for_the_overlap(
     reply = post(shop, url, "bitrix24", "lead_add.json", body=old_body)
     assert reply.status == 401 and reply.body["error"]["code"] == "invalid_signature"
     assert post(shop, url, "bitrix24", "lead_add.json", body=new_body).status == 200
+
+
+# --------------------------------------------------------------------------- the local run's fake CRM
+
+
+def test_the_local_runs_fake_crm_completes_all_three_crms(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python3 infra/dev.py run --fake-crm`` (infra/fake_crm.py) answers the CRM fetch from the
+    recorded responses, for whichever id the event names; a revoked token gets the CRM's 401."""
+    from infra.fake_crm import FakeCrm
+    from infra.local_run import parse_args
+
+    assert parse_args(["--fake-crm"]).fake_crm is True and parse_args([]).fake_crm is False
+    fake = FakeCrm().start()
+    try:
+        monkeypatch.setenv("SARAFAN_CRM_FAKE_BASE_URL", fake.base_url)
+        queue = crm_queue(monkeypatch)
+        shop, anna = program(api)
+        # Bitrix24: an ids-only update of deal 4242 (not the recorded 3377: the fake puts the id in).
+        url = shop.connected("bitrix24", secret=B24_TOKEN, portal_domain="zerno.bitrix24.ru",
+                             api_token="https://zerno.bitrix24.ru/rest/1/demo/")["webhook_url"]
+        shop.send({"type": "member.signup", "occurred_at": "2023-11-01T10:00:00Z",
+                   "object": {"type": "customer", "id": "b24-contact-1207"},
+                   "customer": {"id": "b24-contact-1207"}, "referral": {"code": "ANNA-7K2Q"}})
+        body = fixture("bitrix24", "deal_update_ids_only.json")["body"].replace("ID%5D=3377", "ID%5D=4242")
+        assert post(shop, url, "bitrix24", "deal_update_ids_only.json", body=body).body["status"] == "queued"
+        # amoCRM: the won lead, completed from API v4 (price 7000 RUB, the main contact's e-mail).
+        amo = shop.connected("amocrm", subdomain="zerno", api_token="amo-demo-token-0000")["webhook_url"]
+        assert post(shop, amo, "amocrm", "lead_add.json").status == 200
+        assert post(shop, amo, "amocrm", "lead_status_won.json").body["status"] == "queued"
+        results = drain(queue)
+        assert [(r["status"], r["type"]) for r in results] == [("processed", "deal.won")] * 2, results
+        # 5 % of 120000.00 RUB (Bitrix24) = 6000 points; of 7000 RUB (amoCRM) = 350; the amo lead's bonus 200.
+        assert shop.rewards(anna) == {"deal-commission": 6350, "lead-bonus": 200}
+        assert any("/crm.deal.get.json?id=4242" in c for c in fake.calls)
+        # HubSpot (and any platform): the id asked is the id answered; a revoked token is the CRM's 401.
+        from infra.fake_crm import answer
+
+        assert answer("/hubspot/crm/v3/objects/deals/1", "Bearer pat-revoked-0000")[0] == 401
+        assert answer("/hubspot/crm/v3/objects/deals/77", "Bearer pat-ok")[1]["id"] == "77"
+        assert answer("/hubspot/crm/v3/objects/tickets/1", "Bearer pat-ok")[0] == 404
+    finally:
+        fake.stop()

@@ -128,7 +128,7 @@ def test_every_program_route_hides_the_program_from_other_tenants(api: ApiClient
     values = {"program_id": pid, "partner_id": partner["partner_id"], "member_id": member["member_id"],
               "code": member["code"], "key_id": partner["api_key_info"]["key_id"], "source": "events",
               "redemption_id": "rdm_x", "platform": "shopify", "item_id": "rev_x", "offer_id": "off_x",
-              "endpoint_id": "whe_x", "delivery_id": "whd_x"}
+              "endpoint_id": "whe_x", "delivery_id": "whd_x", "import_id": "imp_x", "chunk": "1"}
     checked = 0
     for path, methods in app.routes.items():
         if not path.startswith("/v1/programs/{program_id}"):

@@ -3,6 +3,7 @@ concurrency, the review job's demotion after the clock moves, messages, history,
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from chalicelib.store import keys
 from chalicelib.store.ledger import OutboxItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 from tests.functional.test_ledger_support import Shop, parallel, utc
+from tests.functional.test_partner_webhooks_delivery import local_targets, receiver  # noqa: F401  (fixtures)
 from tests.support import ApiClient
 
 TIERS = {"metric": "points_earned", "period_months": 12, "levels": [
@@ -378,3 +380,51 @@ def test_tiers_used_by_the_rules_cannot_be_removed(api: ApiClient) -> None:
         assert reply.status == 422 and "gold" in reply.body["error"]["details"]["errors"][0]["message"], reply.body
     renamed = {**TIERS, "period_months": 6}
     assert api.patch(path, {"settings": {"tiers": renamed}}).status == 200
+
+
+# --------------------------------------------------------------------------- partners hear of it
+
+
+def test_tier_changed_reaches_the_partners_the_member_is_known_at(api: ApiClient, receiver: Any,  # noqa: F811
+                                                                  local_targets: None) -> None:  # noqa: F811
+    """tier.changed through the outgoing-webhook path: stream → deliveries → the sender → a local receiver."""
+    from datetime import timedelta
+
+    from chalicelib.jobs import partner_webhooks as sender
+    from chalicelib.jobs import tiers as job
+    from infra.local_stream import StreamPoller
+    from tests.functional.test_partner_webhooks_delivery import at, real_now, register, signed_with, verified
+
+    now = real_now()
+    clock.freeze(now - timedelta(minutes=1))
+    monthly = {**TIERS, "period_months": 1}
+    shop = tiered_shop(api, tiers=monthly, partners=2)
+    store, cafe = shop.partners
+    store_hook = register(api, shop.pid, store, receiver.url + "/store", ["tier.changed"])
+    register(api, shop.pid, cafe, receiver.url + "/cafe", ["tier.changed"])  # the member is not known there
+    from app import app
+
+    poller = StreamPoller(app.handler_map["table_stream"], log=lambda _m: None)
+    reply = shop.order("kira", "k-1", 1_500_000, at=at(now - timedelta(minutes=1)), partner=store)
+    mid = reply["member"]["member_id"]
+    assert reply["tiers"]["changes"][0]["to"] == "silver"
+    clock.freeze(now)
+    poller.drain()
+    sender.run()
+    [up] = [verified(r, store_hook["signing_secret"]) for r in receiver.of_type("tier.changed")]
+    assert up["data"] == {"member_id": mid, "from_tier": "base", "to_tier": "silver", "direction": "up",
+                          "reason_code": "promotion", "metric": "points_earned", "value": 1500, "threshold": 1000,
+                          "at": up["data"]["at"]}
+    assert all(r["path"] == "/hook/store" for r in receiver.requests)
+
+    later = now + timedelta(days=40)  # the next month: a 1-month period no longer counts the order
+    clock.freeze(later)
+    assert job.run()["demoted"] == 1
+    poller.drain()
+    sender.run()
+    down = receiver.of_type("tier.changed")[-1]
+    assert signed_with(down, store_hook["signing_secret"])  # (the moved clock's timestamp)
+    body = json.loads(down["body"])
+    assert (body["data"]["direction"], body["data"]["to_tier"], body["data"]["reason_code"]) == ("down", "base",
+                                                                                                  "review")
+    assert len(receiver.requests) == 2 and "@example.com" not in b" ".join(r["body"] for r in receiver.requests).decode()

@@ -450,7 +450,7 @@ def test_fire_runs_one_schedule_now_and_consumers_hook_in() -> None:
         def start(self) -> None:
             started.set()
 
-        def stop(self) -> None:
+        def stop(self, timeout: float = 10.0) -> None:  # the runner shares its stop deadline with consumers
             started.clear()
 
     local_events.register_consumer("SQSEventConfig", FakeQueuePoller)

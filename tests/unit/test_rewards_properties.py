@@ -9,14 +9,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.domain.rewards import (
+    Amount,
     Ancestor,
     EngineEvent,
     Evaluation,
     ProgramCounters,
+    Rule,
     RulesDoc,
     Subject,
+    base_amount,
     evaluate,
     parse_rules,
+    percent_points,
     reverse,
 )
 
@@ -48,38 +52,97 @@ def amounts(draw: st.DrawFn, recipient: str) -> dict[str, Any]:
     return amount
 
 
+PARTNERS = ["p1", "p2"]
+CURRENCIES = ["RUB", "JPY", "KWD"]  # exponents 2, 0 and 3: amounts are minor units whatever the currency
+
+
+@st.composite
+def override_amounts(draw: st.DrawFn, recipient: str) -> dict[str, Any]:
+    """A partner override's amount: merged over the rule's (naming a kind replaces it)."""
+    out: dict[str, Any] = {}
+    kind = draw(st.sampled_from(["keep", "points", "rate_bp"]))
+    if kind == "points":
+        out["points"] = draw(st.integers(1, 2_000))
+    elif kind == "rate_bp":
+        out["rate_bp"] = draw(st.integers(1, 10_000))
+    if draw(st.booleans()):
+        out["max_points"] = draw(st.integers(1, 2_000))
+    if draw(st.booleans()):
+        out["base"] = draw(st.sampled_from(["total", "subtotal", "total_minus_shipping"]))
+    return out
+
+
+@st.composite
+def partner_overrides(draw: st.DrawFn, recipient: str) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for pid in draw(st.lists(st.sampled_from(PARTNERS), unique=True, min_size=1, max_size=2)):
+        o: dict[str, Any] = {}
+        if draw(st.integers(0, 3)) == 0:
+            o["enabled"] = draw(st.booleans())
+        if draw(st.integers(0, 3)) > 0:
+            o["amount"] = draw(override_amounts(recipient))
+        if draw(st.booleans()):
+            o["funded_by"] = draw(st.sampled_from([*PARTNERS, "bank"]))
+        if draw(st.booleans()):
+            o["hold_days"] = draw(st.integers(0, 30))
+        overrides[pid] = o
+    return overrides
+
+
 @st.composite
 def rules_docs(draw: st.DrawFn) -> RulesDoc:
     max_depth = draw(st.integers(1, 5))
     rules = []
     for i in range(draw(st.integers(1, 6))):
         recipient = draw(st.sampled_from(["self", "friend", "referrer"]))
+        order = draw(st.sampled_from(["every", "every", "first", "nth"]))
+        trigger: dict[str, Any] = {"event": "order.paid", "order": order}
+        if order == "nth":
+            trigger["n"] = draw(st.integers(1, 4))
+        if draw(st.integers(0, 3)) == 0:
+            trigger["partners"] = draw(st.lists(st.sampled_from(PARTNERS), min_size=1, unique=True))
         rule: dict[str, Any] = {
             "id": f"r{i}",
-            "trigger": {"event": "order.paid", "order": draw(st.sampled_from(["every", "first"]))},
+            "trigger": trigger,
             "recipient": {"type": recipient},
             "amount": draw(amounts(recipient)),
         }
         if recipient == "referrer":
             rule["recipient"]["level"] = draw(st.integers(1, max_depth))
         if recipient != "self" and draw(st.booleans()):
-            rule["recurring"] = {
-                "months": draw(st.integers(1, 24)),
-                "max_points_per_friend": draw(st.integers(1, 5_000)),
-            }
+            recurring: dict[str, Any] = {}
+            if draw(st.booleans()):
+                recurring["months"] = draw(st.integers(1, 24))
+            if draw(st.integers(0, 3)) > 0:
+                recurring["orders"] = draw(st.integers(1, 4))
+            if draw(st.booleans()) or not recurring:
+                recurring["max_points_per_friend"] = draw(st.integers(1, 5_000))
+            rule["recurring"] = recurring
+            if draw(st.integers(0, 3)) > 0:  # recurring rules are mostly about every order of the friend
+                trigger["order"] = "every"
+                trigger.pop("n", None)
         cap = draw(small_cap)
         if cap is not None:
             rule["caps"] = {"member_monthly_points": cap}
-        rule["hold_days"] = draw(st.integers(0, 30))
+        if draw(st.booleans()):
+            rule["hold_days"] = draw(st.integers(0, 30))
+        if draw(st.booleans()):
+            rule["funded_by"] = draw(st.sampled_from([*PARTNERS, "bank"]))
+        if draw(st.booleans()):
+            rule["partners"] = draw(partner_overrides(recipient))
         rules.append(rule)
-    doc = {
+    doc: dict[str, Any] = {
         "version": draw(st.integers(1, 50)),
         "max_depth": max_depth,
+        "hold_days": draw(st.integers(0, 30)),
         "point_value_minor": draw(st.sampled_from([1, 10, 100])),
         "budget_points": draw(small_cap),
         "member_monthly_cap_points": draw(small_cap),
         "rules": rules,
     }
+    currency = draw(st.sampled_from([None, *CURRENCIES]))
+    if currency is not None:
+        doc["currency"] = currency
     return parse_rules(doc)
 
 
@@ -93,11 +156,12 @@ def scenarios(draw: st.DrawFn) -> tuple[RulesDoc, EngineEvent, Subject, list[Anc
         business_key="order:1",
         type="order.paid",
         occurred_at=at,
-        partner_id=draw(st.sampled_from([None, "p1", "p2"])),
+        partner_id=draw(st.sampled_from([None, *PARTNERS, *PARTNERS])),
         total=total,
         shipping=shipping,
         discount=draw(st.integers(0, total)),
-        currency="RUB",
+        # Mostly the document's currency, sometimes another one (or none).
+        currency=draw(st.sampled_from([rules.currency or "RUB", rules.currency or "RUB", None, *CURRENCIES])),
     )
     depth = draw(st.integers(0, 5))
     # Repeated member ids on purpose: cycles must never pay anyone twice for a level.
@@ -106,17 +170,24 @@ def scenarios(draw: st.DrawFn) -> tuple[RulesDoc, EngineEvent, Subject, list[Anc
         Ancestor(mid, level, draw(st.integers(0, 30)), draw(st.integers(0, 3_000)))
         for level, mid in enumerate(ids, start=1)
     ]
-    referred = bool(ancestors) and draw(st.booleans())
+    referred = bool(ancestors) and draw(st.integers(0, 3)) > 0
     subject = Subject(
         member_id="m0",
         referrer_id=ancestors[0].member_id if referred else None,
-        attributed_at=at - timedelta(days=draw(st.integers(0, 500))) if referred else None,
-        orders_before=draw(st.integers(0, 3)),
+        attributed_at=at - timedelta(days=draw(st.one_of(st.integers(0, 60), st.integers(0, 500)))) if referred
+        else None,
+        orders_before=draw(st.one_of(st.integers(0, 3), st.integers(0, 6))),
         month_earned_points=draw(st.integers(0, 3_000)),
-        recurring_paid={r.id: draw(st.integers(0, 5_000)) for r in rules.rules if r.recurring},
+        recurring_paid={r.id: draw(st.one_of(st.just(0), st.integers(0, 5_000))) for r in rules.rules if r.recurring},
     )
     counters = ProgramCounters(budget_used_points=draw(st.integers(0, 3_000)))
     return rules, event, subject, ancestors, counters
+
+
+def effective_amount(rule: Rule, event: EngineEvent) -> Amount:
+    """The amount a rule pays at the event's partner: the override's (merged) amount, else the rule's."""
+    override = rule.partners.get(event.partner_id) if event.partner_id is not None else None
+    return override.amount if override is not None and override.amount is not None else rule.amount
 
 
 def _month_read(subject: Subject, ancestors: list[Ancestor]) -> dict[str, int]:
@@ -145,8 +216,9 @@ def test_postings_never_exceed_any_cap(scenario: Any) -> None:
         assert p.member_id != subject.member_id or p.level == 0  # nobody earns upline on own purchase
         assert (p.rule_id, p.level) not in seen_recipients
         seen_recipients.add((p.rule_id, p.level))
-        if rule.amount.max_points is not None and not rule.partners:
-            assert p.points <= rule.amount.max_points
+        amount = effective_amount(rule, event)
+        if amount.max_points is not None:
+            assert p.points <= amount.max_points
         month[p.member_id] += p.points
         for cap in (rule.member_monthly_cap_points, rules.member_monthly_cap_points):
             if cap is not None:
@@ -190,6 +262,84 @@ def test_counter_deltas_match_postings_and_their_conditions_hold(scenario: Any) 
         assert type(d.points) is int and d.points > 0
         if d.kind == "recurring":
             assert d.max_before is None or subject.recurring_paid.get(d.rule_id or "", 0) <= d.max_before
+
+
+#: Features the strategy must reach with a *posting* (or a skip of that kind) in the run below.
+FEATURES = ("override amount", "override funded_by / hold_days", "trigger.partners", "funded_by", "nth order",
+            "recurring by orders", "JPY/KWD document", "disabled_for_partner", "currency_mismatch",
+            "recurring_expired")
+
+
+def test_partners_funding_order_selection_recurring_orders_and_currency() -> None:
+    """The coalition and selection features decide *whether* a rule pays and *who funds it*:
+    trigger.partners, a partner override (disabled, its amount, funded_by, hold_days), the rule's
+    funded_by, nth/first orders, recurring by orders, and the document currency.
+
+    Derandomized, so the run is the same every time, and it must reach every one of ``FEATURES``:
+    the property is only as good as what the strategy generates."""
+    from collections import Counter
+
+    seen: Counter[str] = Counter()
+    check = settings(max_examples=250, deadline=None, database=None, derandomize=True)(
+        given(scenarios())(lambda scenario: _check_selection(scenario, seen)))
+    check()
+    assert {k: seen[k] for k in FEATURES if not seen[k]} == {}, dict(seen)
+
+
+def _check_selection(scenario: Any, seen: Any) -> None:
+    rules, event, subject, ancestors, counters = scenario
+    result = evaluate(rules, event, subject, ancestors, counters)
+    posted = {p.rule_id: p for p in result.postings}
+    skipped: dict[str, set[str]] = {}
+    for s in result.skipped:
+        skipped.setdefault(s.rule_id, set()).add(s.reason_code)
+    for rule in rules.rules:
+        override = rule.partners.get(event.partner_id) if event.partner_id is not None else None
+        amount = effective_amount(rule, event)
+        # Every rule for the event type is accounted for: it posted, or says why not.
+        assert rule.id in posted or rule.id in skipped, rule.id
+        at_partner = not rule.trigger.partners or event.partner_id in rule.trigger.partners
+        enabled_here = override is None or override.enabled
+        order_matches = rule.trigger.order_number_matches(subject.orders_before)
+        within_orders = (rule.recurring is None or rule.recurring.orders is None
+                         or subject.orders_before < rule.recurring.orders)
+        other_currency = (amount.needs_order_amount and rules.currency is not None and event.currency is not None
+                          and event.currency != rules.currency)
+        if not (at_partner and enabled_here and order_matches and within_orders) or other_currency:
+            assert rule.id not in posted, rule.id
+        if rule.trigger.order == "nth" and rule.id in posted:
+            assert subject.orders_before + 1 == rule.trigger.n
+        if at_partner and enabled_here and order_matches and other_currency:
+            # Said so, unless the rule had nobody to pay in the first place.
+            assert skipped[rule.id] & {"currency_mismatch", "no_referrer", "ancestry_cycle"}, skipped[rule.id]
+        for code in skipped.get(rule.id, ()):
+            seen[code] += 1
+        p = posted.get(rule.id)
+        if p is None:
+            continue
+        seen["override amount"] += override is not None and override.amount is not None
+        seen["override funded_by / hold_days"] += override is not None and (
+            override.funded_by is not None or override.hold_days is not None)
+        seen["trigger.partners"] += bool(rule.trigger.partners)
+        seen["funded_by"] += rule.funded_by is not None
+        seen["nth order"] += rule.trigger.order == "nth"
+        seen["recurring by orders"] += rule.recurring is not None and rule.recurring.orders is not None
+        seen["JPY/KWD document"] += rules.currency in ("JPY", "KWD")
+        funder = next((f for f in (override.funded_by if override else None, rule.funded_by, event.partner_id)
+                       if f is not None), None)
+        assert p.funding_partner_id == funder
+        hold = next(h for h in (override.hold_days if override else None, rule.hold_days, rules.hold_days)
+                    if h is not None)
+        assert p.available_at == event.occurred_at + timedelta(days=hold)
+        assert p.partner_id == event.partner_id
+        if not amount.tiers and not rule.tier_multipliers:
+            if amount.points is not None:
+                assert p.requested_points == amount.points
+            else:
+                assert amount.rate_bp is not None
+                base = base_amount(event, amount.base)
+                assert base is not None
+                assert p.requested_points == percent_points(base, amount.rate_bp, rules.point_value_minor)
 
 
 @SETTINGS
@@ -255,3 +405,4 @@ def test_the_split_of_refunds_does_not_change_the_outcome(plan: Any) -> None:
         for p in postings
         if any(r.member_id == p["member_id"] for r in done)
     }
+

@@ -1,0 +1,188 @@
+"""Chunked member imports: an operator creates an import, uploads the file in numbered chunks, reads its status.
+
+    POST /v1/programs/{program_id}/imports                      → {"import_id": "imp_…", …}
+    PUT  /v1/programs/{program_id}/imports/{import_id}/chunks/{n} {"csv": "header\\nrow…", "first_line": 2}
+    GET  /v1/programs/{program_id}/imports/{import_id}           → totals, status, the first bad rows
+
+Each chunk is the header row and up to 1000 rows (at most ``MAX_CSV_CHARS``), written by
+:func:`chalicelib.services.importer.import_chunk`: each row whole or not at all, a row already
+imported skipped, so sending a chunk again changes no member, balance or ledger entry. The chunk's
+record (its content digest and result) and the import's totals change in one transaction,
+conditioned on the import's ``revision``: totals count each chunk number once, concurrent chunks
+never lose a count, and a chunk sent again with the same content answers its first result
+(``replayed: true``), with different content ``409``. Bad rows come back with their file line
+numbers (``first_line`` says where the chunk starts in the file) in the chunk's answer; the import
+keeps the first :data:`KEPT_ERRORS` of them for the status route.
+
+Limit: the rows are written before the chunk's record; if the process stops in between, sending the
+chunk again records it with those rows counted as ``already_imported``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib.domain import clock
+from chalicelib.domain.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from chalicelib.domain.ids import new_id
+from chalicelib.services import importer
+from chalicelib.services.auth import Principal
+from chalicelib.store import keys, tenancy_repo
+from chalicelib.store.data_rights import ImportChunkItem, ImportJobItem, get_import_chunk, get_import_job
+from chalicelib.store.transact import Transaction
+
+#: Chunk numbers run from 1 to this (1000 rows each: ten million rows per import).
+MAX_CHUNKS = 10_000
+#: A chunk's CSV text (the API takes bodies up to 256 KiB).
+MAX_CSV_CHARS = 200_000
+#: Bad rows an import keeps for its status (every chunk's answer lists all of its own).
+KEPT_ERRORS = 100
+TOTALS = ("rows", "imported", "existing_members", "already_imported", "opening_points", "bad_rows")
+_ATTEMPTS = 8
+
+CREATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "partner_id": {"type": "string", "minLength": 1, "maxLength": 64,
+                       "description": "Whose customer ids the file holds (customer_id, referrer_customer_id columns)"},
+        "expected_chunks": {"type": "integer", "minimum": 1, "maximum": MAX_CHUNKS,
+                            "description": "How many chunks the file has: the import reads `completed` once all arrived"},
+    },
+}
+CHUNK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["csv"],
+    "properties": {
+        "csv": {"type": "string", "minLength": 1, "maxLength": MAX_CSV_CHARS,
+                "description": "The header row, then up to 1000 rows of the file"},
+        "first_line": {"type": "integer", "minimum": 2, "maximum": 100_000_000,
+                       "description": "File line number of the chunk's first row (default 2), for error line numbers"},
+    },
+}
+
+
+class _Changed(Exception):
+    """The import's revision moved (another chunk landed meanwhile): read it again."""
+
+
+class _ChunkTaken(Exception):
+    """This chunk number was recorded meanwhile."""
+
+
+def create(principal: Principal, program_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data``: valid :data:`CREATE_SCHEMA`; the caller is the operator (the route's contract)."""
+    tenancy_repo.get_program(program_id)
+    partner_id = data.get("partner_id")
+    if partner_id:
+        tenancy_repo.get_partner(program_id, partner_id)
+    now = clock.utcnow()
+    import_id = new_id("imp")
+    pk, sk = keys.import_job(program_id, import_id)
+    job = ImportJobItem(PK=pk, SK=sk, program_id=program_id, import_id=import_id, partner_id=partner_id,
+                        expected_chunks=data.get("expected_chunks"), created_at=now, updated_at=now,
+                        revision=0, totals=dict.fromkeys(TOTALS, 0), errors=[])
+    tx = Transaction()
+    tx.create(job, on_fail=Conflict("Import id collision; try again", code="conflict"))
+    tx.commit()
+    return view(job)
+
+
+def status(principal: Principal, program_id: str, import_id: str) -> dict[str, Any]:
+    return view(_job(program_id, import_id))
+
+
+def put_chunk(principal: Principal, program_id: str, import_id: str, number_text: str,
+              data: Mapping[str, Any]) -> dict[str, Any]:
+    """Import chunk ``number_text`` (``1``…:data:`MAX_CHUNKS`) of the import; ``data``: valid :data:`CHUNK_SCHEMA`."""
+    number = chunk_number(number_text)
+    job = _job(program_id, import_id)
+    first_line = int(data.get("first_line", 2))
+    digest = hashlib.sha256(json.dumps([data["csv"], first_line]).encode()).hexdigest()
+    recorded = _chunk(program_id, import_id, number)
+    if recorded is not None:
+        return _replay(recorded, digest, import_id, number)
+    payload: dict[str, Any] = {"csv": data["csv"], "first_line": first_line, "dry_run": False}
+    if job.partner_id:
+        payload["partner_id"] = job.partner_id
+    result = importer.import_chunk(principal, program_id, payload)
+    result.pop("dry_run", None)
+    result["bad_rows"] = len(result["errors"])
+    for _attempt in range(_ATTEMPTS):
+        try:
+            _record(job, number, digest, result)
+            break
+        except _ChunkTaken:
+            recorded = _chunk(program_id, import_id, number)
+            if recorded is None:  # pragma: no cover - a recorded chunk is never deleted
+                raise ServiceUnavailable("The chunk could not be recorded; send it again",
+                                         code="import_busy") from None
+            return _replay(recorded, digest, import_id, number)
+        except _Changed:
+            job = _job(program_id, import_id)
+    else:
+        raise ServiceUnavailable("Too many chunks at once for this import; send this one again",
+                                 code="import_busy")
+    return {"import_id": import_id, "chunk": number, "replayed": False, **result}
+
+
+def chunk_number(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 5 or not 1 <= int(text) <= MAX_CHUNKS:
+        raise ValidationFailed(f"The chunk number must be a whole number from 1 to {MAX_CHUNKS}",
+                               code="invalid_chunk_number", details={"chunk": text[:16], "max": MAX_CHUNKS})
+    return int(text)
+
+
+def _record(job: ImportJobItem, number: int, digest: str, result: dict[str, Any]) -> None:
+    now = clock.utcnow()
+    totals = {name: int((job.totals or {}).get(name, 0)) + int(result.get(name, 0)) for name in TOTALS}
+    errors = list(job.errors or [])
+    if len(errors) < KEPT_ERRORS:
+        errors += result["errors"][: KEPT_ERRORS - len(errors)]
+    pk, sk = keys.import_chunk(job.program_id, job.import_id, number)
+    tx = Transaction()
+    tx.create(ImportChunkItem(PK=pk, SK=sk, program_id=job.program_id, import_id=job.import_id, number=number,
+                              digest=digest, result=result, received_at=now), on_fail=_ChunkTaken())
+    revision = int(job.revision or 0)
+    tx.update(ImportJobItem(PK=job.PK, SK=job.SK),
+              [ImportJobItem.revision.set(revision + 1), ImportJobItem.totals.set(totals),
+               ImportJobItem.errors.set(errors), ImportJobItem.updated_at.set(now)],
+              ImportJobItem.revision == revision, on_fail=_Changed())
+    tx.commit()
+
+
+def _replay(recorded: ImportChunkItem, digest: str, import_id: str, number: int) -> dict[str, Any]:
+    if recorded.digest != digest:
+        raise Conflict(f"Chunk {number} of this import was already received with other content",
+                       code="chunk_conflict", details={"chunk": number})
+    return {"import_id": import_id, "chunk": number, "replayed": True, **dict(recorded.result or {})}
+
+
+def _job(program_id: str, import_id: str) -> ImportJobItem:
+    tenancy_repo.get_program(program_id)
+    item = get_import_job(program_id, import_id)
+    if item is None:
+        raise NotFound("Import not found", details={"import_id": import_id[:64]})
+    return item
+
+
+def _chunk(program_id: str, import_id: str, number: int) -> ImportChunkItem | None:
+    return get_import_chunk(program_id, import_id, number)
+
+
+def view(job: ImportJobItem) -> dict[str, Any]:
+    chunks = int(job.revision or 0)
+    expected = int(job.expected_chunks) if job.expected_chunks is not None else None
+    return {
+        "import_id": job.import_id, "program_id": job.program_id, "partner_id": job.partner_id,
+        "status": "completed" if expected is not None and chunks >= expected else "receiving",
+        "expected_chunks": expected, "chunks": chunks,
+        **{name: int((job.totals or {}).get(name, 0)) for name in TOTALS},
+        "errors": list(job.errors or []), "errors_truncated": int((job.totals or {}).get("bad_rows", 0)) > len(
+            job.errors or []),
+        "created_at": clock.iso(job.created_at), "updated_at": clock.iso(job.updated_at),
+    }

@@ -1,0 +1,108 @@
+"""Chunked member imports over the API: create, upload numbered chunks, read the status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chalicelib.domain import clock
+from tests.functional.test_ledger_support import Shop, check_invariants, utc
+from tests.support import ApiClient
+
+HEADER = "email,customer_id,opening_balance,referrer_customer_id\n"
+CHUNK_1 = HEADER + "anna@example.com,c-1,1000,\nboris@example.com,c-2,300,c-1\n"
+CHUNK_2 = HEADER + "not-an-email,c-3,5,\ncarl@example.com,c-4,70,c-2\ndora@example.com,c-5,1,c-404\n"
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(api: ApiClient) -> None:
+    clock.freeze(utc("2026-01-15T12:00:00Z"))
+
+
+def start(api: ApiClient, shop: Shop, **fields: Any) -> dict[str, Any]:
+    reply = api.post(f"/v1/programs/{shop.pid}/imports", {"partner_id": shop.partner["partner_id"], **fields})
+    assert reply.status == 201, reply.body
+    return reply.body  # type: ignore[no-any-return]
+
+
+def put(api: ApiClient, shop: Shop, job: dict[str, Any], n: Any, text: str, first_line: int = 2, **kw: Any) -> Any:
+    return api.put(f"/v1/programs/{shop.pid}/imports/{job['import_id']}/chunks/{n}",
+                   {"csv": text, "first_line": first_line}, **kw)
+
+
+def test_chunks_import_members_once_and_the_status_adds_them_up(api: ApiClient) -> None:
+    shop = Shop(api, "uds_3_level")
+    job = start(api, shop, expected_chunks=2)
+    assert (job["status"], job["chunks"], job["rows"]) == ("receiving", 0, 0)
+
+    first = put(api, shop, job, 1, CHUNK_1)
+    assert first.status == 200, first.body
+    assert (first.body["chunk"], first.body["replayed"], first.body["imported"], first.body["bad_rows"]) == (
+        1, False, 2, 0)
+    second = put(api, shop, job, 2, CHUNK_2, first_line=4).body
+    assert (second["imported"], second["bad_rows"], second["opening_points"]) == (1, 2, 70)
+    assert [e["line"] for e in second["errors"]] == [4, 6]  # file lines, from first_line
+
+    status = api.get(f"/v1/programs/{shop.pid}/imports/{job['import_id']}").body
+    assert (status["status"], status["chunks"], status["rows"], status["imported"], status["bad_rows"]) == (
+        "completed", 2, 5, 3, 2)
+    assert status["opening_points"] == 1370 and [e["line"] for e in status["errors"]] == [4, 6]
+
+    # The same chunk again: its first answer, nothing written twice, totals unchanged.
+    again = put(api, shop, job, 1, CHUNK_1).body
+    assert again["replayed"] is True and again["imported"] == 2
+    assert api.get(f"/v1/programs/{shop.pid}/imports/{job['import_id']}").body["rows"] == 5
+    # The same rows in a new chunk number are recognised row by row.
+    third = put(api, shop, job, 3, CHUNK_1).body
+    assert (third["replayed"], third["imported"], third["already_imported"]) == (False, 0, 2)
+    anna = api.get(f"/v1/programs/{shop.pid}/members/lookup?email=anna@example.com").body
+    boris = api.get(f"/v1/programs/{shop.pid}/members/lookup?email=boris@example.com").body
+    assert boris["referrer_id"] == anna["member_id"]
+    assert shop.balance(anna["member_id"])["available"] == 1000
+    for member in (anna, boris):
+        check_invariants(shop, member["member_id"])
+
+
+def test_a_chunk_number_sent_with_other_content_is_refused(api: ApiClient) -> None:
+    shop = Shop(api, "uds_3_level")
+    job = start(api, shop)
+    assert put(api, shop, job, 1, CHUNK_1).status == 200
+    conflict = put(api, shop, job, 1, CHUNK_2)
+    assert (conflict.status, conflict.error_code) == (409, "chunk_conflict")
+    assert api.get(f"/v1/programs/{shop.pid}/imports/{job['import_id']}").body["chunks"] == 1
+
+
+@pytest.mark.parametrize("number", ["0", "10001", "-1", "1.5", "abc", "١"])
+def test_chunk_numbers_outside_1_to_10000_are_refused(api: ApiClient, number: str) -> None:
+    shop = Shop(api, "uds_3_level")
+    job = start(api, shop)
+    reply = put(api, shop, job, number, CHUNK_1)
+    assert (reply.status, reply.error_code) == (422, "invalid_chunk_number")
+
+
+def test_imports_are_the_operators_and_per_program(api: ApiClient) -> None:
+    shop = Shop(api, "uds_3_level")
+    other = Shop(api, "uds_3_level")
+    job = start(api, shop)
+    partner_key = shop.partner["api_key"]
+    assert api.post(f"/v1/programs/{shop.pid}/imports", {}, key=partner_key).status == 403
+    assert put(api, shop, job, 1, CHUNK_1, key=partner_key).status == 403
+    assert api.get(f"/v1/programs/{shop.pid}/imports/{job['import_id']}", key=partner_key).status == 403
+    # Another program's import id is unknown here.
+    assert api.get(f"/v1/programs/{other.pid}/imports/{job['import_id']}").status == 404
+    assert put(api, other, job, 1, CHUNK_1).status == 404
+    assert api.get(f"/v1/programs/{shop.pid}/imports/imp_nosuch").status == 404
+    unknown_partner = api.post(f"/v1/programs/{shop.pid}/imports", {"partner_id": other.partner["partner_id"]})
+    assert unknown_partner.status == 404
+
+
+def test_chunk_bodies_are_bounded(api: ApiClient) -> None:
+    shop = Shop(api, "uds_3_level")
+    job = start(api, shop)
+    assert put(api, shop, job, 1, HEADER + "x" * 200_001).status in (413, 422)
+    many = HEADER + "".join(f"m{i}@example.com,c-{i},1,\n" for i in range(1001))
+    reply = put(api, shop, job, 1, many)
+    assert (reply.status, reply.error_code) == (422, "chunk_too_large")
+    assert api.put(f"/v1/programs/{shop.pid}/imports/{job['import_id']}/chunks/1",
+                   {"csv": CHUNK_1, "partner_id": "ptn_x"}).status == 422  # no other fields
