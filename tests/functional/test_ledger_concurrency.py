@@ -22,7 +22,7 @@ from tests.functional.test_ledger_support import (
     parallel,
     utc,
 )
-from tests.support import ApiClient
+from tests.support import ApiClient, _catch_up
 
 pytestmark = pytest.mark.usefixtures("concurrent_requests")
 
@@ -130,6 +130,9 @@ def test_jepsen_style_random_history_keeps_the_ledger_invariants(api: ApiClient)
             clock.freeze(at)  # time moves on for everything, not only for the job
             return lambda: shop.release(at)
         sent_events.append(event)
+        # Move the frozen clock to the event's time now, while the batch is built: inside the parallel batch,
+        # one send catching the clock up would make another's already signed timestamp stale (a test race).
+        _catch_up(clock, event)
         return lambda: _ok(shop.send_raw(event))
 
     for _ in range(BATCHES):
