@@ -20,7 +20,8 @@ local run uses. Nothing here ships to Lambda (Chalice packages ``app.py``, ``cha
   what the full copy restored too: a transaction only ever writes the items it names.
 * **A query reads the whole table.** ``Table.query`` on the base table walks ``all_items()`` and
   keeps the partition's items; :func:`query_one_partition` hands it that partition only.
-  A GSI query still walks the table (as moto does; see :func:`index_queries`).
+  A GSI query walks the table once without sorting it first (moto sorted every item of the
+  table by its keys for each page, then sorted the matches again).
 * **A ``get_item`` miss leaves an empty partition behind** (``items`` is a ``defaultdict``);
   :func:`no_partition_on_miss` answers a miss without creating one.
 * **moto's DynamoDB is not thread-safe** (conditional writes are check-then-write in Python):
@@ -249,7 +250,17 @@ def query_one_partition() -> None:
 
     def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
-        if index_name or hash_key is None:
+        if index_name:
+            # moto sorts the matches by the index's keys and then the table's (a total order), so the
+            # table-wide sort it starts with is wasted; only items holding the index's hash key values
+            # can match.
+            conditions = kwargs.get("hash_key_conditions") or []
+            _local.index_query = (self, [(name, value) for name, value in conditions])
+            try:
+                return original_query(self, hash_key, *args, **kwargs)
+            finally:
+                _local.index_query = None
+        if hash_key is None:
             return original_query(self, hash_key, *args, **kwargs)
         _local.partition = (self, hash_key)
         try:
@@ -258,6 +269,17 @@ def query_one_partition() -> None:
             _local.partition = None
 
     def all_items(self: Any) -> Any:
+        indexed = getattr(_local, "index_query", None)
+        if indexed is not None and indexed[0] is self:
+            _local.index_query = None  # once: the query's own walk
+            conditions = indexed[1]
+            out = []
+            for partition in self.items.values():
+                for item in (partition.values() if self.range_key_attr else (partition,)):
+                    attrs = item.attrs
+                    if all(name in attrs and attrs[name] == value for name, value in conditions):
+                        out.append(item)
+            return out
         hint = getattr(_local, "partition", None)
         if hint is None or hint[0] is not self:
             return original_all_items(self)
@@ -266,6 +288,8 @@ def query_one_partition() -> None:
             return []
         return list(partition.values()) if self.range_key_attr else [partition]
 
+    query.__wrapped__ = original_query  # type: ignore[attr-defined]
+    all_items.__wrapped__ = original_all_items  # type: ignore[attr-defined]
     Table.query = query  # type: ignore[method-assign]
     Table.all_items = all_items  # type: ignore[method-assign]
 

@@ -420,3 +420,35 @@ def test_the_in_process_hop_answers_what_the_http_shaped_path_answers(ddb: Any) 
         botocore_stubber.process_request = original  # type: ignore[method-assign]
     assert sum(isinstance(a[1], tuple) for a in direct) >= 6
     assert direct == usual
+
+
+def test_index_queries_answer_what_motos_own_walk_answers(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.dynamodb.models.table import Table
+
+    for i in range(30):
+        attrs: dict[str, Any] = {"n": {"N": str(i)}}
+        if i % 3:
+            attrs["G"] = {"S": f"g{i % 2}"}
+        if i % 5 == 0:
+            attrs["G"] = {"S": "g0"}
+        ddb.put_item(TableName=TABLE, Item=_item(f"p{i % 4}", f"{i:03d}", **attrs))
+
+    def pages(**extra: Any) -> list[Any]:
+        out: list[Any] = []
+        kwargs: dict[str, Any] = {"TableName": TABLE, "IndexName": "ByG", "KeyConditionExpression": "G = :g",
+                                  "ExpressionAttributeValues": {":g": {"S": "g0"}}, **extra}
+        while True:
+            reply = ddb.query(**kwargs)
+            out.append((reply["Items"], reply.get("LastEvaluatedKey"), reply["Count"], reply["ScannedCount"]))
+            if "LastEvaluatedKey" not in reply:
+                return out
+            kwargs["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+
+    cases = [{}, {"Limit": 4}, {"Limit": 3, "ScanIndexForward": False},
+             {"FilterExpression": "n > :five", "ExpressionAttributeValues": {":g": {"S": "g0"}, ":five": {"N": "5"}},
+              "Limit": 5}]
+    tuned = [pages(**case) for case in cases]
+    assert len(tuned[1]) > 2 and tuned[0][0][2] > 5
+    monkeypatch.setattr(Table, "query", Table.query.__wrapped__)
+    monkeypatch.setattr(Table, "all_items", Table.all_items.__wrapped__)
+    assert tuned == [pages(**case) for case in cases]
