@@ -144,12 +144,14 @@ def attribute(ctx: EventContext, tx: Transaction, items: dict[Key, Entity], subj
     becomes_final = decision.final and not subject.attribution_final
     if becomes_final:
         subject.attribution_final = True
-        if not created:
+        if not created and not ctx.is_purchase:
+            # A counted purchase records the finality itself (a member with a purchase is final: see the
+            # friend's ``attribution_final`` above), so the profile (and its referrals-index copy) is not rewritten.
             changes.set(subject, MemberItem.attribution_final, True)
     converts = ctx.is_purchase and orders_before == 0 and subject.referrer_id is not None
     if converts:
         assert subject.referrer_id is not None
-        changes.add(_profile_ref(ctx, subject.referrer_id, items), MemberItem.converted_referrals, 1)
+        changes.count(ctx.program_id, subject.referrer_id, "converted_referrals", 1)  # on the referrer's balance
 
     for result in decision.candidates:
         _stage_attribution_record(ctx, tx, subject, result)

@@ -22,11 +22,13 @@ from chalicelib.services.landing.invites import display_code, public_link
 from chalicelib.store import counters, keys, tenancy_repo
 from chalicelib.store.db import Entity
 from chalicelib.store.events import AttributionRecordItem
+from chalicelib.store.ledger import member_counts
 from chalicelib.store.members import (
     CodeItem,
     IdentityItem,
     LinkItem,
     MemberItem,
+    batch_get,
     identity_refs,
     key_from_str,
     key_str,
@@ -83,7 +85,8 @@ def _codes_of(member: MemberItem) -> list[str]:
 
 
 def _clicks(member: MemberItem) -> dict[str, Any]:
-    """From the pre-aggregated totals: one item per code, however long the click history."""
+    """From the pre-aggregated totals: one item per code, however long the click history; the member's
+    balance comes in the same ``BatchGetItem`` (purchase and converted-referral counts, ``member_counts``)."""
     total = 0
     by_source: dict[str, int] = {}
     codes = _codes_of(member)
@@ -92,11 +95,23 @@ def _clicks(member: MemberItem) -> dict[str, Any]:
 
         record = get_record(member.program_id, member.member_id)
         codes = list(record.codes or []) if record is not None else []
-    for item in counters.click_totals(member.program_id, codes):
+    balance_key = keys.balance(member.program_id, member.member_id)
+    found = batch_get([*(keys.click_total(member.program_id, c) for c in codes), balance_key])
+    for item in found.values():
+        if not isinstance(item, counters.ClickTotalItem):
+            continue
         total += int(item.clicks or 0)
         for source, count in (item.by_source.as_dict() if item.by_source else {}).items():
             by_source[source] = by_source.get(source, 0) + int(count)
-    return {"total": total, "by_utm_source": by_source}
+    orders, converted = member_counts(member, found.get(balance_key))
+    return {"total": total, "by_utm_source": by_source, "orders": orders, "converted": converted}
+
+
+def _purchased(program_id: str, members: list[MemberItem]) -> dict[str, bool]:
+    """Whether each listed member has purchased: their profile's count or their balance's (one read per page)."""
+    balances = batch_get([keys.balance(program_id, m.member_id) for m in members])
+    return {m.member_id: member_counts(m, balances.get(keys.balance(program_id, m.member_id)))[0] > 0
+            for m in members}
 
 
 def profile_view(principal: Principal, member: MemberItem) -> dict[str, Any]:
@@ -131,19 +146,19 @@ def profile_view(principal: Principal, member: MemberItem) -> dict[str, Any]:
             "referrer_id": member.referrer_id,
             "source": member.attribution_source,
             "attributed_at": clock.iso(member.attributed_at) if member.attributed_at else None,
-            "final": bool(member.attribution_final),
+            "final": bool(member.attribution_final) or clicks["orders"] > 0,  # a purchase makes it final
         },
         "counts": {
             "clicks": clicks["total"],
             "clicks_by_utm_source": clicks["by_utm_source"],
             "signups": int(member.referral_signups or 0),
-            "purchasers": int(member.converted_referrals or 0),
-            "orders": int(member.orders_count or 0),
+            "purchasers": clicks["converted"],
+            "orders": clicks["orders"],
         },
     }
 
 
-def _referral_view(member: MemberItem) -> dict[str, Any]:
+def _referral_view(member: MemberItem, purchased: bool | None = None) -> dict[str, Any]:
     return {
         "member_id": member.member_id,
         "first_name": _first_name(member.name),
@@ -152,7 +167,7 @@ def _referral_view(member: MemberItem) -> dict[str, Any]:
         "joined_via": member.joined_via,
         "attributed_at": clock.iso(member.attributed_at) if member.attributed_at else None,
         "attribution_source": member.attribution_source,
-        "purchased": int(member.orders_count or 0) > 0,
+        "purchased": int(member.orders_count or 0) > 0 if purchased is None else purchased,
     }
 
 
@@ -218,7 +233,9 @@ def referrals(principal: Principal, program_id: str, member_id: str, limit: int,
     _member(program_id, member_id)
     partition = keys.gsi1_referrals_partition(program_id, member_id)
     result = MemberItem.gsi1.query(partition, limit=limit, last_evaluated_key=cursor, scan_index_forward=False)
-    items = [_referral_view(m) for m in result if isinstance(m, MemberItem)]
+    members = [m for m in result if isinstance(m, MemberItem)]
+    purchased = _purchased(program_id, members)
+    items = [_referral_view(m, purchased[m.member_id]) for m in members]
     return {"items": items, "next_cursor": result.last_evaluated_key}
 
 
@@ -296,6 +313,10 @@ def referral_tree(principal: Principal, program_id: str, member_id: str, max_dep
             stack.pop()  # this list is exhausted
         else:
             stack[-1] = [parent, _tree_position((result.last_evaluated_key.get("GSI1SK") or {}).get("S"))]
+    balances = batch_get([keys.balance(program_id, i["member_id"]) for i in items])  # one read per page
+    for i in items:
+        balance = balances.get(keys.balance(program_id, i["member_id"]))
+        i["purchased"] = i["purchased"] or int(getattr(balance, "orders_count", None) or 0) > 0
     cursor = signed_cursor.encode(scope, {"stack": stack}) if stack else None
     return {"member_id": member_id, "max_depth": depth, "items": items, "next_cursor": cursor}
 

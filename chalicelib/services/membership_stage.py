@@ -129,6 +129,13 @@ class ProfileChanges:
         self._members: dict[Key, MemberItem] = {}
         self._actions: dict[Key, list[Any]] = {}
         self._rewrites: set[Key] = set()
+        self._counts: dict[tuple[str, str], dict[str, int]] = {}
+
+    def count(self, program_id: str, member_id: str, name: str, amount: int) -> None:
+        """A purchase / converted-referral count of a member, kept on the member's balance item (staged last,
+        merged into the balance update a stage made, see ``store.ledger.member_counts``)."""
+        slot = self._counts.setdefault((program_id, member_id), {})
+        slot[name] = slot.get(name, 0) + amount
 
     def _slot(self, member: MemberItem) -> Key:
         key = (member.PK, member.SK)
@@ -146,6 +153,14 @@ class ProfileChanges:
         self._actions[key].append(attribute.add(amount))
 
     def stage(self, tx: Transaction) -> None:
+        from chalicelib.store.ledger import BalanceItem, balance_ref, identity_actions
+
+        for (program_id, member_id), names in self._counts.items():
+            balance = balance_ref(program_id, member_id)
+            count_actions: list[Any] = [getattr(BalanceItem, n).add(v) for n, v in names.items()]
+            if not tx.touches((balance.PK, balance.SK)):  # else merged into that update, which sets these
+                count_actions += identity_actions(BalanceItem, program_id=program_id, member_id=member_id)
+            tx.update(balance, count_actions)
         for key, actions in self._actions.items():
             if not actions:
                 continue

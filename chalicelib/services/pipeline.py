@@ -43,6 +43,7 @@ from chalicelib.store import keys
 from chalicelib.store.db import Entity
 from chalicelib.store.dynamo_ports import event_key_hash
 from chalicelib.store.events import EventItem, lean_reply
+from chalicelib.store.ledger import member_counts
 from chalicelib.store.members import IdentityItem, MemberItem, batch_get, identity_refs
 from chalicelib.store.tenancy import ProgramItem
 from chalicelib.store.transact import Transaction
@@ -164,6 +165,8 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
     # Candidates' uplines too: the self-referral checks compare the friend with every member above the referrer.
     wanted_profiles = {subject_id, *(c.member_id for c in candidates), *(a for c in candidates for a in c.ancestors)}
     profile_keys = [keys.member(ctx.program_id, m) for m in wanted_profiles if m]
+    if subject_id:
+        profile_keys.append(keys.balance(ctx.program_id, subject_id))  # the purchase count (member_counts)
     stage_keys = [k for stage in stages.registered() for k in stage.second_read_keys(ctx, first, chains)]
     second = batch_get(profile_keys + stage_keys)  # round trip 2
     items = {**first, **second}
@@ -182,15 +185,18 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
         membership_stage.add_missing_identifiers(ctx, tx, first, subject, changes)
         membership_stage.update_birthday(ctx, tx, subject, changes)
 
-    orders_before = int(subject.orders_count or 0) if subject else 0
+    orders_before = member_counts(subject, items.get(keys.balance(ctx.program_id, subject.member_id)))[0] \
+        if subject else 0
     decision_reply: dict[str, Any] = {}
     converts = False
     if subject is not None and ctx.event.type in ATTRIBUTING_EVENTS:
         decision_reply, converts = attribution_stage.attribute(
             ctx, tx, items, subject, candidates, changes, created, orders_before)
     if subject is not None and ctx.is_purchase:
-        changes.add(subject, MemberItem.orders_count, 1)
-        subject.orders_count = orders_before + 1
+        if created:  # the new profile is written anyway: it carries its first purchase
+            subject.orders_count = 1
+        else:  # on the balance item, which the transaction writes anyway (no profile + referrals-index write)
+            changes.count(ctx.program_id, subject.member_id, "orders_count", 1)
 
     view = StageView(
         items=items,

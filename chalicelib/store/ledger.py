@@ -148,6 +148,20 @@ class BalanceItem(Entity, discriminator="balance"):
     held = NumberAttribute(default=0)
     lifetime_earned = NumberAttribute(default=0)
     lifetime_spent = NumberAttribute(default=0)
+    #: The member's purchases and converted referrals counted here since issue #10 (the event's transaction
+    #: writes the balance anyway; a profile write also rewrites its referrals-index copy). The profile keeps
+    #: the counts from before and a new member's first purchase: the count is the sum (:func:`member_counts`).
+    orders_count = NumberAttribute(null=True)
+    converted_referrals = NumberAttribute(null=True)
+
+
+def member_counts(profile: Any, balance: Any) -> tuple[int, int]:
+    """(purchases, converted referrals) of a member: the profile's (older) counts plus the balance's."""
+    def of(item: Any, name: str) -> int:
+        return int(getattr(item, name, None) or 0) if item is not None else 0
+
+    return (of(profile, "orders_count") + of(balance, "orders_count"),
+            of(profile, "converted_referrals") + of(balance, "converted_referrals"))
 
 
 class MonthCounterItem(Entity, discriminator="member_month"):

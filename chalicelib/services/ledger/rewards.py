@@ -32,6 +32,7 @@ from chalicelib.store.ledger import (
     MonthCounterItem,
     ProgramCountersItem,
     RecurringCounterItem,
+    member_counts,
     new_entry,
     stable_id,
     stage_counter,
@@ -161,7 +162,8 @@ def ancestors_of(ctx: EventContext, view: StageView, rules: RulesDoc) -> list[An
     out = []
     for level, member_id in enumerate(view.ancestors[: rules.depth_needed], start=1):
         profile = view.items.get(keys.member(ctx.program_id, member_id))
-        converted = int(profile.converted_referrals or 0) if isinstance(profile, MemberItem) else 0
+        balance = view.items.get(keys.balance(ctx.program_id, member_id))
+        converted = member_counts(profile if isinstance(profile, MemberItem) else None, balance)[1]
         out.append(Ancestor(member_id=member_id, level=level, converted_referrals=converted,
                             month_earned_points=_month_points(ctx, view.items, member_id),
                             tier=member_tier(ctx, view.items, member_id, rules)))
