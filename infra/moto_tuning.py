@@ -65,6 +65,7 @@ def apply() -> None:
         ("rollback", rollback_touched_items_only),
         ("query", query_one_partition),
         ("get_item", no_partition_on_miss),
+        ("index", index_follows_writes),
         ("lock", serialize_requests),
         ("responses", plain_json_responses),
         ("streams", plain_json_stream_records),
@@ -196,6 +197,10 @@ def _restore(backend: Any, snapshot: _Snapshot) -> None:
             partition.pop(range_value, None)
             if not partition:
                 del table.items[hash_value]
+    for table_name, hash_value, range_value in items:
+        table = backend.tables.get(table_name)
+        if table is not None:
+            _reindex(table, hash_value, range_value)
     for table_name, length in streams.items():
         table = backend.tables.get(table_name)
         shard = table.stream_shard if table is not None else None
@@ -235,6 +240,14 @@ def rollback_touched_items_only() -> None:
             return original_update(self, table_name, *args, **kwargs)
         finally:
             _local.update_without_stream = False
+            if table is not None and getattr(table, "_sarafan_index", None):
+                key = args[0] if args else kwargs.get("key")
+                if isinstance(key, dict) and table.hash_key_attr in key:
+                    from moto.dynamodb.models.dynamo_type import DynamoType
+
+                    range_attr = table.range_key_attr
+                    _reindex(table, DynamoType(key[table.hash_key_attr]),
+                             DynamoType(key[range_attr]) if range_attr and range_attr in key else None)
 
     backend_class.update_item = update_item  # type: ignore[method-assign]
 
@@ -273,12 +286,15 @@ def query_one_partition() -> None:
         if indexed is not None and indexed[0] is self:
             _local.index_query = None  # once: the query's own walk
             conditions = indexed[1]
+            candidates: Any = _index_candidates(self, conditions[0]) if conditions else None
+            if candidates is None:
+                candidates = (item for partition in self.items.values()
+                              for item in (partition.values() if self.range_key_attr else (partition,)))
             out = []
-            for partition in self.items.values():
-                for item in (partition.values() if self.range_key_attr else (partition,)):
-                    attrs = item.attrs
-                    if all(name in attrs and attrs[name] == value for name, value in conditions):
-                        out.append(item)
+            for item in candidates:
+                attrs = item.attrs
+                if all(name in attrs and attrs[name] == value for name, value in conditions):
+                    out.append(item)
             return out
         hint = getattr(_local, "partition", None)
         if hint is None or hint[0] is not self:
@@ -292,6 +308,82 @@ def query_one_partition() -> None:
     all_items.__wrapped__ = original_all_items  # type: ignore[attr-defined]
     Table.query = query  # type: ignore[method-assign]
     Table.all_items = all_items  # type: ignore[method-assign]
+
+
+def _value_key(value: Any) -> Any:
+    raw = getattr(value, "value", None)
+    return (value.type, raw) if isinstance(raw, str | bytes) else None
+
+
+def _index_candidates(table: Any, condition: tuple[str, Any]) -> list[Any] | None:
+    """Items whose ``name`` attribute may equal ``value`` (a superset, checked by the caller), from
+    the table's attribute index, built on the first query of that attribute; ``None`` (walk the table)
+    for a table without a stream (the index follows writes through their stream records) or an
+    unindexable value."""
+    name, value = condition
+    wanted = _value_key(value)
+    if table.stream_shard is None or wanted is None:
+        return None
+    index = table.__dict__.setdefault("_sarafan_index", {})
+    entry = index.get(name)
+    if entry is None:
+        by_value: dict[Any, set[tuple[Any, Any]]] = {}
+        of_key: dict[tuple[Any, Any], Any] = {}
+        for partition in table.items.values():
+            for item in (partition.values() if table.range_key_attr else (partition,)):
+                found = item.attrs.get(name)
+                vk = _value_key(found) if found is not None else None
+                if vk is not None:
+                    key = (item.hash_key, item.range_key if table.range_key_attr else None)
+                    by_value.setdefault(vk, set()).add(key)
+                    of_key[key] = vk
+        entry = index[name] = (by_value, of_key)
+    out = []
+    for hash_value, range_value in entry[0].get(wanted, ()):
+        partition = table.items.get(hash_value)
+        item = partition if range_value is None else (partition or {}).get(range_value)
+        if item is not None:
+            out.append(item)
+    return out
+
+
+def _reindex(table: Any, hash_value: Any, range_value: Any) -> None:
+    """Bring the table's attribute index up to date for one item key (after any write to it)."""
+    index = table.__dict__.get("_sarafan_index")
+    if not index:
+        return
+    key = (hash_value, range_value if table.range_key_attr else None)
+    partition = table.items.get(hash_value)
+    item = partition if not table.range_key_attr else (partition or {}).get(range_value)
+    for name, (by_value, of_key) in index.items():
+        old = of_key.pop(key, None)
+        if old is not None:
+            bucket = by_value.get(old)
+            if bucket is not None:
+                bucket.discard(key)
+                if not bucket:
+                    del by_value[old]
+        found = item.attrs.get(name) if item is not None else None
+        vk = _value_key(found) if found is not None else None
+        if vk is not None:
+            by_value.setdefault(vk, set()).add(key)
+            of_key[key] = vk
+
+
+def index_follows_writes() -> None:
+    """Every write of a streamed table ends in its stream record: keep the attribute index there."""
+    from moto.dynamodb.models.table import StreamShard
+
+    original: Callable[..., Any] = StreamShard.add
+
+    def add(self: Any, old: Any, new: Any) -> None:
+        original(self, old, new)
+        item = new if new is not None else old
+        if item is not None and self.table.__dict__.get("_sarafan_index"):
+            _reindex(self.table, item.hash_key, item.range_key)
+
+    add.__wrapped__ = original  # type: ignore[attr-defined]
+    StreamShard.add = add  # type: ignore[method-assign]
 
 
 def no_partition_on_miss() -> None:

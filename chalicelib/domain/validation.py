@@ -15,19 +15,34 @@ from typing import Any
 
 from chalicelib.domain.errors import ValidationFailed, field_error
 
-_compiled: dict[int, Callable[[Any], Any]] = {}
+#: id(schema) -> (the schema itself, its validator). The schema is kept so its id cannot be reused: a
+#: schema built per call (a platform's settings) was once collected, and the next dict built at the same
+#: address was validated with the old one's validator (another platform's settings refused).
+_by_identity: dict[int, tuple[dict[str, Any], Callable[[Any], Any]]] = {}
+#: Schemas built per call, by content, so each is compiled once however often it is rebuilt.
+_by_content: dict[str, Callable[[Any], Any]] = {}
+_MAX_CACHED = 512
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _validator(schema: dict[str, Any]) -> Callable[[Any], Any]:
-    # Keyed by identity: schemas are module-level constants that live forever.
-    key = id(schema)
-    fn = _compiled.get(key)
+    hit = _by_identity.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    import json
+
+    content = json.dumps(schema, sort_keys=True, default=str)
+    fn = _by_content.get(content)
     if fn is None:
         import fastjsonschema  # deferred: only routes with bodies pay for it
 
         fn = fastjsonschema.compile(schema)
-        _compiled[key] = fn
+        if len(_by_content) >= _MAX_CACHED:
+            _by_content.clear()
+        _by_content[content] = fn
+    if len(_by_identity) >= _MAX_CACHED:
+        _by_identity.clear()
+    _by_identity[id(schema)] = (schema, fn)
     return fn
 
 

@@ -52,7 +52,7 @@ def _all(client: Any) -> list[dict[str, Any]]:
 
 def test_the_suite_and_the_local_run_use_the_adjusted_engine(ddb: Any) -> None:
     assert moto_tuning.applied() == {"tracking", "rollback", "query", "get_item", "lock", "responses", "streams",
-                                     "expressions", "traversal", "simple_updates", "items", "actions", "direct"}
+                                     "expressions", "traversal", "simple_updates", "items", "actions", "direct", "index"}
 
 
 def test_a_cancelled_transaction_leaves_every_item_as_it_was(ddb: Any) -> None:
@@ -452,3 +452,64 @@ def test_index_queries_answer_what_motos_own_walk_answers(ddb: Any, monkeypatch:
     monkeypatch.setattr(Table, "query", Table.query.__wrapped__)
     monkeypatch.setattr(Table, "all_items", Table.all_items.__wrapped__)
     assert tuned == [pages(**case) for case in cases]
+
+
+def test_index_queries_follow_every_kind_of_write(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A streamed table answers GSI queries from an attribute index kept by its writes (puts, updates,
+    deletes, transactions, cancelled ones too); the answers are moto's own walk's."""
+    import random
+
+    import boto3
+    from moto import mock_aws
+    from moto.dynamodb.models.table import Table
+
+    with mock_aws():
+        moto_tuning.apply()
+        ddb = boto3.client("dynamodb", region_name="eu-central-1")
+        ddb.create_table(
+            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK", "G")],
+            GlobalSecondaryIndexes=[{"IndexName": "ByG", "KeySchema": [{"AttributeName": "G", "KeyType": "HASH"}],
+                                     "Projection": {"ProjectionType": "ALL"}}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        )
+
+        def answers() -> list[Any]:
+            return [sorted((i["PK"]["S"], i["SK"]["S"], i.get("n", {}).get("N")) for i in ddb.query(
+                TableName=TABLE, IndexName="ByG", KeyConditionExpression="G = :g",
+                ExpressionAttributeValues={":g": {"S": g}})["Items"]) for g in ("g0", "g1", "g2")]
+
+        rng = random.Random(7)
+        answers()  # the index is built here, then follows the writes below
+        seen: list[Any] = []
+        for step in range(120):
+            key = _item(f"p{rng.randrange(4)}", str(rng.randrange(12)))
+            g = {"S": f"g{rng.randrange(3)}"}
+            kind = rng.randrange(5)
+            try:
+                if kind == 0:
+                    ddb.put_item(TableName=TABLE, Item={**key, "G": g, "n": {"N": str(step)}})
+                elif kind == 1:
+                    ddb.update_item(TableName=TABLE, Key=key, UpdateExpression="SET G = :g, n = :n",
+                                    ExpressionAttributeValues={":g": g, ":n": {"N": str(step)}})
+                elif kind == 2:
+                    ddb.update_item(TableName=TABLE, Key=key, UpdateExpression="REMOVE G")
+                elif kind == 3:
+                    ddb.delete_item(TableName=TABLE, Key=key)
+                else:  # a transaction that moves one item and then fails on a condition: nothing moves
+                    ddb.transact_write_items(TransactItems=[
+                        {"Update": {"TableName": TABLE, "Key": key, "UpdateExpression": "SET G = :g",
+                                    "ExpressionAttributeValues": {":g": g}}},
+                        {"ConditionCheck": {"TableName": TABLE, "Key": _item("never", "x"),
+                                            "ConditionExpression": "attribute_exists(PK)"}}])
+            except ClientError:
+                pass
+            if step % 10 == 9:
+                tuned = answers()
+                with monkeypatch.context() as moto_own:
+                    moto_own.setattr(Table, "all_items", Table.all_items.__wrapped__)
+                    moto_own.setattr(Table, "query", Table.query.__wrapped__)
+                    seen.append((step, tuned, answers()))
+        assert all(tuned == own for _, tuned, own in seen) and any(seen[-1][1])
+        assert "G" in _backend_table().__dict__["_sarafan_index"]  # answered from the index
