@@ -207,7 +207,9 @@ class Webhooks:
         recorded: list[tuple[str, dict[str, Any]]] = []
 
         def keep(params: Any = None, model: Any = None, **_: Any) -> None:
-            recorded.append((_snake(model.name), json.loads(json.dumps(params))))
+            # Binary attributes (compressed replies) as text of the same length: the replay sends as many bytes.
+            recorded.append((_snake(model.name), json.loads(json.dumps(
+                params, default=lambda o: o.decode("latin-1") if isinstance(o, bytes | bytearray) else str(o)))))
 
         raw_client().meta.events.register("before-parameter-build.dynamodb", keep)
         try:
