@@ -832,6 +832,27 @@ def plain_json_responses() -> None:
 MAX_SHARD_ITERATORS = 256
 
 
+#: Records every live iterator has read past are dropped in steps of this many (moto kept every
+#: record of the table's stream: the images of every write, for the life of the run).
+TRIM_STEP = 2000
+
+
+def _trim_read_records(backend: Any, shard: Any) -> None:
+    """Drop the stream records behind every iterator still usable (moto forgets iterators beyond
+    :data:`MAX_SHARD_ITERATORS`, so an older one cannot read again), as DynamoDB trims a stream after
+    24 hours. Sequence numbers stay what they were (the shard's start moves with the cut)."""
+    positions = [it.sequence_number for it in backend.shard_iterators.values()
+                 if it.stream_shard is shard and isinstance(it.sequence_number, int)]
+    if not positions:
+        return
+    with ENGINE_LOCK:  # no transaction is between its snapshot of the shard's length and its restore
+        cut = min(positions) - shard.starting_sequence_number
+        if cut >= TRIM_STEP:
+            cut = min(cut, len(shard.items))
+            del shard.items[:cut]
+            shard.starting_sequence_number += cut
+
+
 def plain_json_stream_records() -> None:
     """``GetRecords`` of DynamoDB Streams through ``json.dumps`` too, and a bounded iterator registry.
 
@@ -859,9 +880,13 @@ def plain_json_stream_records() -> None:
     get_records: Callable[..., Any] = DynamoDBStreamsBackend.get_records
 
     def bounded_get_records(self: Any, iterator_arn: str, limit: int) -> Any:
+        iterator = self.shard_iterators.get(iterator_arn)
         result = get_records(self, iterator_arn, limit)
         while len(self.shard_iterators) > MAX_SHARD_ITERATORS:  # oldest first (insertion order)
             del self.shard_iterators[next(iter(self.shard_iterators))]
+        shard = getattr(iterator, "stream_shard", None)
+        if shard is not None:
+            _trim_read_records(self, shard)
         return result
 
     DynamoDBStreamsBackend.get_records = bounded_get_records  # type: ignore[method-assign]

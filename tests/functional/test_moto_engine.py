@@ -513,3 +513,41 @@ def test_index_queries_follow_every_kind_of_write(aws_env: None, monkeypatch: py
                     seen.append((step, tuned, answers()))
         assert all(tuned == own for _, tuned, own in seen) and any(seen[-1][1])
         assert "G" in _backend_table().__dict__["_sarafan_index"]  # answered from the index
+
+
+def test_stream_records_read_by_every_live_iterator_are_dropped(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from botocore.config import Config
+    from moto import mock_aws
+
+    monkeypatch.setattr(moto_tuning, "TRIM_STEP", 50)
+    monkeypatch.setattr(moto_tuning, "MAX_SHARD_ITERATORS", 3)  # older iterators are forgotten: unusable
+    with mock_aws():
+        moto_tuning.apply()
+        ddb = boto3.client("dynamodb", region_name="eu-central-1")
+        arn = ddb.create_table(
+            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK")],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        )["TableDescription"]["LatestStreamArn"]
+        streams = boto3.client("dynamodbstreams", region_name="eu-central-1",
+                               config=Config(account_id_endpoint_mode="disabled"))
+        shard_id = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard_id,
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        received: list[int] = []
+        for batch in range(6):
+            for i in range(40):
+                ddb.put_item(TableName=TABLE, Item=_item("p", f"{batch}-{i}"))
+            reply = streams.get_records(ShardIterator=iterator, Limit=1000)
+            received += [int(r["dynamodb"]["SequenceNumber"]) for r in reply["Records"]]
+            iterator = reply["NextShardIterator"]
+        reply = streams.get_records(ShardIterator=iterator)
+        assert reply["Records"] == []
+        assert received == list(range(received[0], received[0] + 240))  # every record once, in order
+        shard = _backend_table().stream_shard
+        assert len(shard.items) < 240 and shard.starting_sequence_number > received[0]
+        ddb.put_item(TableName=TABLE, Item=_item("p", "last"))
+        reply = streams.get_records(ShardIterator=reply["NextShardIterator"])
+        assert [int(r["dynamodb"]["SequenceNumber"]) for r in reply["Records"]] == [received[-1] + 1]
