@@ -1,0 +1,81 @@
+"""What an order's one transaction writes (issue #10: the write units of an order), by item kind.
+
+Counted from the request through a botocore hook (never timed): the order's transaction writes its
+entries without index keys (the event record indexes them), no outbox item (``points_earned`` is
+derived by the stream consumer) and no member profile (purchase counts are on the balance item).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.functional.test_cold_webhook import RULES, order, signup
+from tests.support import ApiClient
+
+
+@pytest.fixture
+def written(api: ApiClient) -> Iterator[list[dict[str, Any]]]:
+    from chalicelib.store.db import raw_client
+
+    seen: list[dict[str, Any]] = []
+
+    def keep(params: Any = None, model: Any = None, **_: Any) -> None:
+        if model.name == "TransactWriteItems":
+            seen.extend(params["TransactItems"])
+
+    raw_client().meta.events.register("before-parameter-build.dynamodb", keep)
+    yield seen
+    raw_client().meta.events.unregister("before-parameter-build.dynamodb", keep)
+
+
+def _kinds(ops: list[dict[str, Any]]) -> Counter[str]:
+    """The ``entity`` of every item written: a put's item, or the value an update sets the attribute to."""
+    out: Counter[str] = Counter()
+    for op in ops:
+        (kind, spec), = op.items()
+        if kind == "Put":
+            out[spec["Item"]["entity"]["S"]] += 1
+            continue
+        names = {v: k for k, v in (spec.get("ExpressionAttributeNames") or {}).items()}
+        values = spec.get("ExpressionAttributeValues") or {}
+        expression = spec.get("UpdateExpression", "")
+        entity = "?"
+        name = names.get("entity")
+        if name:
+            after = expression.split(f"{name} = ", 1)
+            if len(after) == 2:
+                entity = values[after[1].split(",")[0].split(" ")[0]]["S"]
+        out[entity] += 1
+    return out
+
+
+def test_an_order_writes_entries_balances_its_record_and_the_order_item_only(
+        api: ApiClient, written: list[dict[str, Any]]) -> None:
+    program = api.create_program()
+    partner = api.create_partner(program["program_id"])
+    assert api.put(f"/v1/programs/{program['program_id']}/rules", RULES).status == 200
+    referrer = api.processed(partner, signup("ann"))["member"]
+    api.processed(partner, signup("bob", referrer["code"]))
+    for order_id in ("o-1", "o-2"):  # the first purchase (converts the referral), then a repeat one
+        written.clear()
+        reply = api.processed(partner, order("bob", order_id))
+        assert len(reply["rewards"]["postings"]) == 2
+        # 2 entries, 2 balances (bob's also counts his purchases, ann's her converted referral), the event
+        # record, the order's ledger item; the first purchase also counts the referrer's daily rewards (velocity).
+        expected = Counter({"ledger_entry": 2, "balance": 2, "event": 1, "order_ledger": 1})
+        if order_id == "o-1":
+            expected["velocity"] = 1
+        assert _kinds(written) == expected, written
+        entries = [op["Put"]["Item"] for op in written if "Put" in op and op["Put"]["Item"]["entity"]["S"] ==
+                   "ledger_entry"]
+        # Indexed by the event record: no ledger-day key, no pending-release key (an entry available at once keeps
+        # the expiry job's CREDITS# month key).
+        assert all("GSI2PK" not in e and not e.get("GSI1PK", {}).get("S", "").startswith("PENDING#") for e in entries)
+        [record] = [op["Put"]["Item"] for op in written if "Put" in op and op["Put"]["Item"]["entity"]["S"] == "event"]
+        assert record["GSI2PK"]["S"].startswith("LEDGERDAY#")
+        pending = any(e["status"]["S"] == "pending" for e in entries)
+        assert record.get("GSI1PK", {}).get("S", "").startswith("PENDING#") == pending
