@@ -31,17 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.round_trips import ENV, OPERATOR_KEY  # noqa: E402
 
-RULES: dict[str, Any] = {
-    "max_depth": 3, "hold_days": 14,
-    "rules": [
-        {"id": "friend-bonus", "trigger": {"event": "order.paid", "order": "first"}, "recipient": {"type": "friend"},
-         "amount": {"points": 300}},
-        {"id": "referrer-bonus", "trigger": {"event": "order.paid", "order": "first"},
-         "recipient": {"type": "referrer", "level": 1}, "amount": {"points": 500}},
-    ],
-}
-FARM_IPS = ("203.0.113.1", "203.0.113.2", "203.0.113.3")
-SCRIPT_UA = "python-requests/2.31"
+# The farm the test sends, with its rules (14 days' holding: the usual defence next to the checks).
+from tests.functional.test_fraud_farm import FARM_RULES as RULES  # noqa: E402
+from tests.functional.test_fraud_farm import IPS as FARM_IPS  # noqa: E402
+from tests.functional.test_fraud_farm import SCRIPT_UA  # noqa: E402
+
 AT = "2026-01-15T09:30:00Z"
 
 

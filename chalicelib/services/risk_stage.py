@@ -25,7 +25,7 @@ from chalicelib.services.stages import StageOutcome
 from chalicelib.store import keys
 from chalicelib.store.ledger import identity_actions
 from chalicelib.store.review import DenyItem, VelocityItem
-from chalicelib.store.signals import SignalItem, SignalRef, updated_members
+from chalicelib.store.signals import SignalItem, SignalRef, next_pointer, updated_members
 
 if TYPE_CHECKING:
     from chalicelib.services import ports
@@ -259,10 +259,7 @@ class RiskStage:
             members = updated_members(read, member_id, ctx.now)
             if members is None or tx.touches(key):
                 continue
-            item = SignalItem(PK=key[0], SK=key[1], program_id=ctx.program_id, kind=ref.kind, members=members,
-                              first_seen_at=read.first_seen_at if read else ctx.now, last_seen_at=ctx.now,
-                              revision=int(read.revision or 0) + 1 if read else 1,
-                              fraud_at=read.fraud_at if read else None)
+            item = next_pointer(key, ctx.program_id, ref.kind, members, read, ctx.now)
             if read is None:
                 tx.create(item, on_fail=RetryEvent())
             else:

@@ -26,6 +26,25 @@ class VelocityItem(Entity, discriminator="velocity"):
     expires_at_epoch = NumberAttribute(null=True)
 
 
+def take_velocity_slot(pk: str, sk: str, limit: int, expires_at_epoch: int) -> bool:
+    """One conditional ADD on a bounded counter (DynamoDB's TTL removes it at ``expires_at_epoch``);
+    False, and nothing written, when ``limit`` hits came before."""
+    from pynamodb.exceptions import UpdateError
+
+    from chalicelib.store.ledger import identity_actions
+
+    try:
+        VelocityItem(PK=pk, SK=sk).update(
+            actions=[VelocityItem.hits.add(1), VelocityItem.expires_at_epoch.set(expires_at_epoch),
+                     *identity_actions(VelocityItem)],
+            condition=VelocityItem.hits.does_not_exist() | (VelocityItem.hits < limit))
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        return False
+    return True
+
+
 class ReviewItem(Entity, discriminator="review"):
     program_id = UnicodeAttribute()
     item_id = UnicodeAttribute()

@@ -65,3 +65,12 @@ def updated_members(read: SignalItem | None, member_id: str, now: datetime) -> l
     seen.pop(member_id, None)
     ordered = sorted(seen.items(), key=lambda kv: kv[1])[-(MAX_MEMBERS - 1):]
     return [[m, clock.iso(at)] for m, at in ordered] + [[member_id, clock.iso(now)]]
+
+
+def next_pointer(key: tuple[str, str], program_id: str, kind: str, members: list[list[str]],
+                 read: SignalItem | None, now: datetime) -> SignalItem:
+    """The pointer as it is written next: ``read``'s successor (one revision up), or a new one."""
+    return SignalItem(PK=key[0], SK=key[1], program_id=program_id, kind=kind, members=members,
+                      first_seen_at=read.first_seen_at if read else now, last_seen_at=now,
+                      revision=int(read.revision or 0) + 1 if read else 1,
+                      fraud_at=read.fraud_at if read else None)

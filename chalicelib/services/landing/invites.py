@@ -156,22 +156,10 @@ def _take_invite_slot(program_id: str, referrer_id: str, now: datetime, limit: i
     """One of the referrer's invites today (docs/fraud.md): a conditional ADD on a per-day counter
     (DynamoDB's TTL removes it); False when the cap is reached, so scripted signups through one link
     record no more pending invites that day."""
-    from pynamodb.exceptions import UpdateError
-
-    from chalicelib.store.ledger import identity_actions
-    from chalicelib.store.review import VelocityItem
+    from chalicelib.store.review import take_velocity_slot
 
     pk, sk = keys.velocity(program_id, f"ref#{referrer_id}", f"INV#D#{now.strftime('%Y%m%d')}")
-    try:
-        VelocityItem(PK=pk, SK=sk).update(
-            actions=[VelocityItem.hits.add(1), VelocityItem.expires_at_epoch.set(int((now + timedelta(days=2)).timestamp())),
-                     *identity_actions(VelocityItem)],
-            condition=VelocityItem.hits.does_not_exist() | (VelocityItem.hits < limit))
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise
-        return False
-    return True
+    return take_velocity_slot(pk, sk, limit, int((now + timedelta(days=2)).timestamp()))
 
 
 def _record_invite(program: ProgramItem, member: MemberItem, refs: list[IdentityRef], ref: str | None,

@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import UpdateError
-
 from chalicelib.domain import attribution
 from chalicelib.domain import signals as domain_signals
 from chalicelib.domain.errors import ValidationFailed
@@ -42,7 +40,7 @@ from chalicelib.services import ports
 from chalicelib.services.outcomes import RetryEvent
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
-from chalicelib.store.signals import SignalItem, SignalRef, updated_members
+from chalicelib.store.signals import SignalItem, SignalRef, next_pointer, updated_members
 from chalicelib.store.transact import Transaction
 
 log = get_logger("sarafan.landing")
@@ -108,21 +106,10 @@ def read_pointers(program_id: str, refs: list[SignalRef]) -> dict[str, SignalIte
 
 def _take_friend_slot(program_id: str, referrer_id: str, ref: SignalRef, now: datetime, limit: int) -> bool:
     """Count this invite of the referrer from this IP/device; False when ``limit`` invites came before it."""
-    from chalicelib.store.ledger import identity_actions
-    from chalicelib.store.review import VelocityItem
+    from chalicelib.store.review import take_velocity_slot
 
     pk, sk = keys.velocity(program_id, f"ref#{referrer_id}", f"INVSIG#{ref.kind}#{ref.value_hash}")
-    try:
-        VelocityItem(PK=pk, SK=sk).update(
-            actions=[VelocityItem.hits.add(1),
-                     VelocityItem.expires_at_epoch.set(int((now + FRIENDS_TTL).timestamp())),
-                     *identity_actions(VelocityItem)],
-            condition=VelocityItem.hits.does_not_exist() | (VelocityItem.hits < limit))
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise
-        return False
-    return True
+    return take_velocity_slot(pk, sk, limit, int((now + FRIENDS_TTL).timestamp()))
 
 
 def assess(program: Any, refs: list[SignalRef], pointers: dict[str, SignalItem], referrer_id: str,
@@ -174,10 +161,7 @@ def record(program_id: str, refs: list[SignalRef], pointers: dict[str, SignalIte
             members = updated_members(read, member_id, now)
             if members is None:
                 continue
-            item = SignalItem(PK=key[0], SK=key[1], program_id=program_id, kind=ref.kind, members=members,
-                              first_seen_at=read.first_seen_at if read else now, last_seen_at=now,
-                              revision=int(read.revision or 0) + 1 if read else 1,
-                              fraud_at=read.fraud_at if read else None)
+            item = next_pointer(key, program_id, ref.kind, members, read, now)
             if read is None:
                 tx.create(item, on_fail=RetryEvent())
             else:
