@@ -34,8 +34,8 @@ def _share_botocore_data_loader() -> None:
     """One botocore data loader for every session the suite creates.
 
     Each test resets the clients (a new moto per test), and every new botocore session parsed
-    ``endpoints.json`` and the service models again: about 0.3 s of JSON per test on an idle machine,
-    most of a functional test's setup. The loader only caches parsed, read-only data files, so
+    ``endpoints.json`` and the service models again: the largest part of a functional test's setup in a
+    profile (docs/tests.md has the measured total). The loader only caches parsed, read-only data files, so
     sharing it changes nothing else.
     """
     import functools
