@@ -29,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.round_trips import ENV, OPERATOR_KEY  # noqa: E402
+from bench.round_trips import ENV  # noqa: E402
 
 # The farm the test sends, with its rules (14 days' holding: the usual defence next to the checks).
 from tests.functional.test_fraud_farm import FARM_RULES as RULES  # noqa: E402
@@ -105,21 +105,10 @@ def main(argv: list[str]) -> int:
 
     clock.freeze(clock.parse_iso("2026-01-15T09:35:00Z"))
     with mock_aws():
-        import boto3
+        from bench.round_trips import Bench, provision
 
-        from chalicelib import config
-        from chalicelib.store.tables import create_table
-        from infra import moto_tuning
-
-        moto_tuning.apply()
-        create_table()
-        os.environ["SARAFAN_KMS_KEY_ID"] = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
-        config.reset_settings()
-        config.get_settings()
-        from bench.round_trips import Bench
-
+        provision()
         bench = Bench()
-        assert OPERATOR_KEY
         control = run_case(bench, "Control", args.size, farm=False)
         farm = run_case(bench, "Farm", args.size, farm=True)
     print(f"friends' first order.paid, {args.size} per case (moto in process; the machine's load shifts wall times,"

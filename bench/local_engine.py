@@ -20,7 +20,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,7 +33,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--profile", type=Path, help="write cProfile statistics of the measured part here")
     args = parser.parse_args(argv)
 
-    from bench.local_run import expected_balances, plan
+    from bench.local_run import expected_balances, order_event, plan
     from infra.local_run import DEMO_RULES
     from tests.conftest import moto_aws
 
@@ -61,14 +60,7 @@ def main(argv: list[str]) -> int:
         if profile:
             profile.enable()
         for count, (person, number) in enumerate(sends, 1):
-            event: dict[str, Any] = {
-                "type": "order.paid", "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "object": {"type": "order", "id": f"{person.external_id}-o{number}"},
-                "customer": {"id": person.external_id, "email": f"{person.external_id}@example.com"},
-                "order": {"total": person.orders[number], "currency": "RUB"},
-            }
-            if number == 0 and person.referrer is not None:
-                event["referral"] = {"code": person.referrer.code}
+            event = order_event(person, number)
             started = time.process_time()
             reply = api.send_event(partner, event)
             request_cpu += time.process_time() - started

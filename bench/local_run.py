@@ -90,6 +90,19 @@ def plan(customers: int, webhooks: int, referred_share: float, depth: int, seed:
     return people
 
 
+def order_event(person: Customer, number: int) -> dict[str, Any]:
+    """The customer's ``number``-th signed ``order.paid`` (the first one carries the referral code)."""
+    event: dict[str, Any] = {
+        "type": "order.paid", "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "object": {"type": "order", "id": f"{person.external_id}-o{number}"},
+        "customer": {"id": person.external_id, "email": f"{person.external_id}@example.com"},
+        "order": {"total": person.orders[number], "currency": "RUB"},
+    }
+    if number == 0 and person.referrer is not None:
+        event["referral"] = {"code": person.referrer.code}
+    return event
+
+
 def expected_balances(people: list[Customer], point_value_minor: int) -> dict[str, int]:
     """What the demo rules (``infra/local_run.DEMO_RULES``) pay, available at once (no holding)."""
     rules = {r["id"]: r for r in DEMO_RULES["rules"]}
@@ -275,15 +288,7 @@ def trial(args: argparse.Namespace, info: dict[str, Any]) -> int:
     failures: list[str] = []
 
     def send(person: Customer, number: int) -> None:
-        event: dict[str, Any] = {
-            "type": "order.paid", "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "object": {"type": "order", "id": f"{person.external_id}-o{number}"},
-            "customer": {"id": person.external_id, "email": f"{person.external_id}@example.com"},
-            "order": {"total": person.orders[number], "currency": "RUB"},
-        }
-        if number == 0 and person.referrer is not None:
-            event["referral"] = {"code": person.referrer.code}
-        body = json.dumps(event).encode()
+        body = json.dumps(order_event(person, number)).encode()
         msg_id, timestamp = f"msg_{uuid.uuid4().hex}", int(time.time())
         status, reply = api.request("POST", path, body, {
             "Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(timestamp),

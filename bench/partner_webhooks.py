@@ -39,19 +39,10 @@ def main(argv: list[str]) -> int:
     from chalicelib.domain import clock
 
     with mock_aws():
-        import boto3
-
-        from chalicelib import config
+        from bench.round_trips import Bench, provision
         from chalicelib.store.db import raw_client
-        from chalicelib.store.tables import create_table
-        from infra import moto_tuning
 
-        moto_tuning.apply()
-        create_table()
-        os.environ["SARAFAN_KMS_KEY_ID"] = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
-        config.reset_settings()
-        config.get_settings()
-        from bench.round_trips import Bench
+        provision()
         from chalicelib.jobs import partner_webhooks as sender
         from tests.functional.test_partner_webhooks_delivery import Receiver
         from tests.notify_support import stream_poller

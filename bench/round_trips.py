@@ -157,6 +157,23 @@ SIGNALS_ROW = "order.paid with context signals (5 kinds), chain depth 3, first o
 WRU_TARGETS = {FIRST_ORDER_ROW: 30, REPEAT_ORDER_ROW: 20}
 
 
+def provision() -> None:
+    """Inside ``mock_aws``: the local run's engine, the table, a KMS key for sealed secrets, settings read.
+
+    Settings are read now: ``chalice.test.Client`` swaps in .chalice/config.json's env while it runs."""
+    import boto3
+
+    from chalicelib import config
+    from chalicelib.store.tables import create_table
+    from infra import moto_tuning
+
+    moto_tuning.apply()  # the engine of the local run and the tests
+    create_table()
+    os.environ["SARAFAN_KMS_KEY_ID"] = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    config.reset_settings()
+    config.get_settings()
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--referrals", type=int, default=10_000, help="referrals of the big referrer")
@@ -171,18 +188,7 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
 
     with mock_aws():
-        from chalicelib.store.tables import create_table
-        from infra import moto_tuning
-
-        moto_tuning.apply()  # the engine of the local run and the tests
-        create_table()
-        import boto3
-
-        os.environ["SARAFAN_KMS_KEY_ID"] = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
-        from chalicelib import config
-
-        config.reset_settings()
-        config.get_settings()  # read now: chalice.test.Client swaps in .chalice/config.json's env while it runs
+        provision()
         bench = Bench()
         rows: list[tuple[str, Usage]] = []
         program = bench.call("POST", "/v1/programs", {"name": "Bench", "settings": {"max_depth": MAX_DEPTH}})

@@ -59,6 +59,17 @@ def sms_sent() -> list[tuple[str, str]]:
     return [(phone, text) for phone, text, *_ in sns_backends[ACCOUNT][REGION].sms_messages.values()]
 
 
+def instant_delivery(monkeypatch: Any) -> None:
+    """Deliveries in tests: no retry back-off, one at a time (moto's in-process DynamoDB is not thread-safe:
+    a failed transaction restores a table copy), the real SES/SNS port, an empty preview outbox."""
+    from chalicelib.notify import delivery, preview, sources
+
+    monkeypatch.setattr(delivery, "BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(sources, "MAX_PARALLEL", 1)
+    sources.use_delivery(None)
+    preview.clear()
+
+
 def stream_poller(**kw: Any) -> Any:
     from app import app
     from infra.local_stream import StreamPoller

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
@@ -210,7 +211,7 @@ def plain(item: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in item.items():
         if "N" in value:
-            out[name] = int(float(value["N"]))
+            out[name] = int(Decimal(value["N"]))  # counters are integers; a float loses digits past 2**53
         elif "S" in value:
             out[name] = value["S"]
         elif "BOOL" in value:

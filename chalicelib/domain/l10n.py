@@ -106,7 +106,6 @@ _BASES: Final[dict[str, dict[str, str]]] = {
     "ru": {"total": "суммы", "subtotal": "суммы товаров", "subtotal_minus_discount": "суммы товаров за вычетом скидки",
            "total_minus_shipping": "суммы без доставки"},
 }
-#: Every table a locale must fill in (checked by a unit test).
 #: The member's own history (wallet page): neutral wording by entry kind and reason code, never the stored
 #: ledger reason, which names the friend's member id ("your referral mbr_…'s first order").
 _HISTORY: Final = {
@@ -128,6 +127,7 @@ _HISTORY: Final = {
            "import": "Перенесённый баланс", "credit": "Начисление баллов", "debit": "Списание баллов"},
 }
 
+#: Every table a locale must fill in (checked by a unit test).
 TABLES: Final = (_EVENT_PHRASES, _CAPS, _BASES, _HISTORY)
 
 

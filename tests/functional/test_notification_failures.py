@@ -17,7 +17,7 @@ from chalicelib.domain import clock
 from chalicelib.store import keys
 from chalicelib.store.members import MemberItem
 from tests.functional.test_ledger_support import Shop, utc
-from tests.notify_support import ACCOUNT, REGION, ses_sent, stream_poller
+from tests.notify_support import ACCOUNT, REGION, instant_delivery, ses_sent, stream_poller
 from tests.support import ApiClient
 
 RULES: dict[str, Any] = {"max_depth": 1, "hold_days": 0, "rules": [
@@ -28,12 +28,7 @@ RULES: dict[str, Any] = {"max_depth": 1, "hold_days": 0, "rules": [
 
 @pytest.fixture(autouse=True)
 def setup(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.notify import delivery, preview, sources
-
-    monkeypatch.setattr(delivery, "BACKOFF_SECONDS", 0.0)
-    monkeypatch.setattr(sources, "MAX_PARALLEL", 1)  # moto's in-process DynamoDB is not thread-safe
-    sources.use_delivery(None)
-    preview.clear()
+    instant_delivery(monkeypatch)
     clock.freeze(utc("2026-01-15T12:00:00Z"))
 
 

@@ -10,7 +10,7 @@ from chalicelib.domain import clock
 from chalicelib.store import keys
 from chalicelib.store.members import MemberItem
 from tests.functional.test_ledger_support import Shop, utc
-from tests.notify_support import ses_sent, sms_sent, stream_poller
+from tests.notify_support import instant_delivery, ses_sent, sms_sent, stream_poller
 from tests.support import ApiClient
 
 NOW = "2026-01-15T12:00:00Z"
@@ -32,13 +32,7 @@ RULES: dict[str, Any] = {
 
 @pytest.fixture(autouse=True)
 def no_backoff(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.notify import delivery, preview, sources
-
-    monkeypatch.setattr(delivery, "BACKOFF_SECONDS", 0.0)
-    # moto's in-process DynamoDB is not thread-safe (a failed transaction restores a table copy).
-    monkeypatch.setattr(sources, "MAX_PARALLEL", 1)
-    sources.use_delivery(None)
-    preview.clear()
+    instant_delivery(monkeypatch)
     clock.freeze(utc(NOW))
 
 

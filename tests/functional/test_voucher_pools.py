@@ -13,7 +13,7 @@ from chalicelib.store import keys
 from chalicelib.store.offers import PoolAlertItem, PoolSlotItem, VoucherItem
 from tests.functional.test_ledger_support import Shop, parallel, utc
 from tests.functional.test_vouchers import offer, upload
-from tests.notify_support import ses_sent, stream_poller
+from tests.notify_support import instant_delivery, ses_sent, stream_poller
 from tests.support import ApiClient, Reply
 
 ALERTS = "cafe-ops@example.com"
@@ -21,11 +21,7 @@ ALERTS = "cafe-ops@example.com"
 
 @pytest.fixture
 def coalition(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    from chalicelib.notify import delivery, sources
-
-    monkeypatch.setattr(delivery, "BACKOFF_SECONDS", 0.0)
-    monkeypatch.setattr(sources, "MAX_PARALLEL", 1)
-    sources.use_delivery(None)
+    instant_delivery(monkeypatch)
     clock.freeze(utc("2026-01-15T12:00:00Z"))
     shop = Shop(api, None, partners=2)
     clothes, cafe = shop.partners
