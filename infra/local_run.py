@@ -658,7 +658,7 @@ class CpuProfile:
                 break
             if name == "_run_job" or path.endswith("local_events.py"):
                 stage = "schedules"
-        if stage == "other" and any("deliver_items" == name or "notify/" in path for path, name in stack):
+        if stage == "other" and any(name == "deliver_items" or "notify/" in path for path, name in stack):
             stage = "stream handler notify/sources"
         layer = "python"
         if any("/moto/" in path for path, _ in stack):

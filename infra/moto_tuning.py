@@ -1014,13 +1014,12 @@ def direct_dynamodb_calls() -> None:
     from botocore.awsrequest import AWSResponse
     from botocore.handlers import BUILTIN_HANDLERS, REGISTER_LAST
     from botocore.parsers import create_parser
+    from botocore.utils import parse_timestamp
     from moto.core.botocore_stubber import MockRawResponse
     from moto.core.exceptions import HTTPException
     from moto.core.models import botocore_stubber
     from moto.core.request import Request
     from moto.dynamodb.responses import DynamoHandler
-
-    from botocore.utils import parse_timestamp
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
     parser = create_parser("json")
