@@ -1,18 +1,22 @@
 """Member import from another loyalty system: a CSV chunk → members, opening balances, referrers.
 
-Operator only. Each row is one transaction: the import marker (keyed by the salted hash of the
-row's strongest identifier, created with ``attribute_not_exists``), the member with its pointers,
-code and link (``store.members.stage_member_creation``), the referrer's signup counter, and the
-opening balance as an ``import`` ledger entry with the balance update. So a row is written whole
-or not at all, and re-running an import (or a chunk) changes nothing: imported people are
-skipped. A person who is already a member (a pointer for one of their identifiers exists) gets
-only the opening balance; their profile and referrer stay as they are.
+Operator only. Each row is written in one transaction (which it may share with other rows, below):
+the import marker (keyed by the salted hash of the row's strongest identifier, created with
+``attribute_not_exists``), the member with its pointers, code and link
+(``store.members.stage_member_creation``), the referrer's signup counter, and the opening balance
+as an ``import`` ledger entry with the balance update. So a row is written whole or not at all,
+and re-running an import (or a chunk) changes nothing: imported people are skipped. A person who
+is already a member (a pointer for one of their identifiers exists) gets only the opening
+balance; their profile and referrer stay as they are.
 
-Reads are batched: one ``BatchGetItem`` for every marker, pointer and referrer of the chunk, one
-for the balances of existing members. Rows are written in file order, so a referrer imported
-earlier in the same file is found, and several rows share one transaction (up to ``GROUP_ITEMS``
-items) while they touch different items: still all or nothing for each row, since a group whose
-transaction fails is written again one row per transaction.
+Reads are batched: one ``BatchGetItem`` round for every marker, pointer, code and referrer of the
+chunk, one for the balances of existing members. Rows are written in file order, so a referrer
+imported earlier in the same file is found, and several rows share one transaction (up to
+``GROUP_ITEMS`` items) while they touch different items. Each row's operations keep their own
+conditions, whose failure names the row (``_RowConflict.line``): a group whose transaction is
+cancelled loses only the row its cancellation reason points at (written again on its own after a
+fresh read, reported as a bad row, or counted as already imported) and the rest of the group is
+committed again, so an offending row neither half-writes nor holds back its neighbours.
 """
 
 from __future__ import annotations
