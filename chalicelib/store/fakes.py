@@ -16,12 +16,24 @@ from typing import Any, TypeVar
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.records import Cursor, Page, StaleMember
 from chalicelib.store import keys
+from chalicelib.store.counters import ClickTotalItem
+from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
-from chalicelib.store.dynamo_ports import MAX_COUPONS_PER_MEMBER, coupons_from_pointer_keys
-from chalicelib.store.events import EventItem
+from chalicelib.store.dynamo_ports import (
+    MAX_COUPONS_PER_MEMBER,
+    code_change_plan,
+    code_taken,
+    codes_from_pointer_keys,
+    coupons_from_pointer_keys,
+    event_key_hash,
+    referral_position,
+    referral_start,
+)
+from chalicelib.store.events import AttributionRecordItem, EventItem
 from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
-from chalicelib.store.members import MemberItem, key_str
+from chalicelib.store.members import CodeItem, IdentityItem, LinkItem, MemberItem, identity_refs, key_str
 from chalicelib.store.tenancy import PartnerItem, ProgramItem
+from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
 E = TypeVar("E", bound=Entity)
 Key = tuple[str, str]
@@ -165,8 +177,63 @@ class FakeMemberStore:
         """Test setup: store a member as it is."""
         self.table.put(member)
 
-    def get(self, program_id: str, member_id: str) -> MemberItem | None:
+    def get(self, program_id: str, member_id: str, *, consistent: bool = True) -> MemberItem | None:
         return self.table.get(MemberItem, keys.member(program_id, member_id))
+
+    def codes_of(self, member: MemberItem) -> list[str]:
+        return codes_from_pointer_keys(member)
+
+    def code_pointer(self, program_id: str, code: str) -> CodeItem | None:
+        return self.table.get(CodeItem, keys.referral_code(program_id, code))
+
+    def find_by_identity(self, program_id: str, *, email: str | None = None, phone: str | None = None,
+                         customer_id: tuple[str, str] | None = None) -> str | None:
+        refs = identity_refs(program_id, email=email, phone=phone, customer_id=customer_id)
+        pointer = self.table.get(IdentityItem, refs[0].pointer_key(program_id)) if refs else None
+        return pointer.member_id if pointer is not None else None
+
+    def referrals(self, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[MemberItem]:
+        return self.table.query(MemberItem, keys.gsi1_referrals_partition(program_id, member_id), index="gsi1",
+                                forward=False, limit=limit, cursor=cursor)
+
+    def referral_position(self, member: MemberItem) -> str | None:
+        return referral_position(member)
+
+    def referrals_after(self, program_id: str, member_id: str, limit: int,
+                        position: str | None) -> Page[MemberItem]:
+        return self.referrals(program_id, member_id, limit, referral_start(program_id, member_id, position))
+
+    def clicks_and_balance(self, program_id: str, member_id: str,
+                           codes: Sequence[str]) -> tuple[list[ClickTotalItem], BalanceItem | None]:
+        found = self.table.batch_get(keys.click_total(program_id, c) for c in codes)
+        return ([i for i in found.values() if isinstance(i, ClickTotalItem)],
+                self.table.get(BalanceItem, keys.balance(program_id, member_id)))
+
+    def erasure_record(self, program_id: str, member_id: str) -> ErasureItem | None:
+        return self.table.get(ErasureItem, keys.erasure_record(program_id, member_id))
+
+    def change_code(self, member: MemberItem, code: str) -> None:
+        pid = member.program_id
+        pointer_keys, own_earlier = code_change_plan(member, code)
+        code_key, link_key = keys.referral_code(pid, code), keys.short_link(code)
+        with self._lock:
+            stored = self._stored(member)
+            pointer, link = self.table.get(CodeItem, code_key), self.table.get(LinkItem, link_key)
+            if own_earlier:
+                if (pointer is None or pointer.member_id != member.member_id
+                        or link is None or link.member_id != member.member_id):
+                    raise code_taken(code)
+            elif self.table.items.get(code_key) is not None or self.table.items.get(link_key) is not None:
+                raise code_taken(code)
+            else:
+                self.table.put(CodeItem(PK=code_key[0], SK=code_key[1], program_id=pid, member_id=member.member_id,
+                                        code=code, first_name=(member.name or "").split(" ")[0] or None,
+                                        vanity=True, ancestors=list(member.ancestors or [])))
+                self.table.put(LinkItem(PK=link_key[0], SK=link_key[1], program_id=pid, member_id=member.member_id,
+                                        code=code))
+            stored.code, stored.pointer_keys = code, pointer_keys
+            stored.revision = int(stored.revision or 0) + 1
+            self.table.put(stored)
 
     def coupon_owner(self, program_id: str, code: str) -> str | None:
         with self._lock:
@@ -230,16 +297,46 @@ class FakeLedgerStore:
         pk, prefix = keys.ledger_prefix(program_id, member_id)
         return self.table.query(LedgerEntryItem, pk, prefix, forward=False, limit=limit, cursor=cursor)
 
+    def balances(self, program_id: str, member_ids: Sequence[str]) -> dict[str, BalanceItem]:
+        out = {}
+        for member_id in member_ids:
+            item = self.table.get(BalanceItem, keys.balance(program_id, member_id))
+            if item is not None:
+                out[member_id] = item
+        return out
+
+
+class FakeTierStore:
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+
+    def state(self, program_id: str, member_id: str) -> TierStateItem | None:
+        return self.table.get(TierStateItem, keys.member_tier(program_id, member_id))
+
+    def history(self, program_id: str, member_id: str, limit: int) -> list[TierChangeItem]:
+        pk, prefix = keys.tier_changes_prefix(program_id, member_id)
+        return self.table.query(TierChangeItem, pk, prefix, forward=False, limit=limit).items
+
 
 class FakeEventStore:
-    def __init__(self) -> None:
-        self.records: dict[tuple[str, str], EventItem] = {}
+    def __init__(self, table: FakeTable | None = None) -> None:
+        self.table = table or FakeTable()
 
     def put(self, record: EventItem) -> None:
-        self.records[(record.program_id, record.business_key)] = record
+        self.table.put(record)
 
     def get(self, program_id: str, business_key: str) -> EventItem | None:
-        return self.records.get((program_id, business_key))
+        return self.table.get(EventItem, keys.event(program_id, event_key_hash(business_key)))
+
+    def attributions(self, program_id: str, member_id: str, limit: int,
+                     cursor: Cursor | None) -> Page[AttributionRecordItem]:
+        pk, prefix = keys.attribution_records_prefix(program_id, member_id)
+        return self.table.query(AttributionRecordItem, pk, prefix, forward=False, limit=limit, cursor=cursor)
+
+    def code_attributions(self, program_id: str, code: str, limit: int,
+                          cursor: Cursor | None) -> Page[AttributionRecordItem]:
+        return self.table.query(AttributionRecordItem, keys.gsi1_attribution_code_partition(program_id, code),
+                                index="gsi1", forward=False, limit=limit, cursor=cursor)
 
 
 class FakeOutbox:
