@@ -10,13 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
-from typing import Any
 
-from chalicelib.domain.settings import PROGRAM_SETTINGS_SCHEMA
 from chalicelib.store.tenancy import ProgramItem
-
-#: The accepted shape (validated by the program API): ``domain.settings.PROGRAM_SETTINGS_SCHEMA``.
-SCHEMA: dict[str, Any] = PROGRAM_SETTINGS_SCHEMA["properties"]["notifications"]
 
 
 def _zone(name: str | None) -> tzinfo:
