@@ -189,7 +189,6 @@ def apply_refund(plan: LedgerPlan, state: OrderLedgerItem, refund: dict[str, Any
             reverses_entry_id=entry.entry_id, from_status=from_status,
         )
         plan.new_entries.append(reversal)
-        plan.reversed[r.member_id].append(reversal)
         delta = plan.deltas[r.member_id]
         delta.earned -= r.points
         if from_status == STATUS_PENDING:
