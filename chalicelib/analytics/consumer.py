@@ -107,9 +107,11 @@ def _split_business_key(business_key: str) -> tuple[str, str, str]:
 def on_event(records: list[dispatcher.StreamRecord]) -> set[str]:
     events: list[EventItem] = []
     for record in records:
-        if record.event_name == "INSERT":
+        if record.event_name in ("INSERT", "MODIFY"):
             item = _safe(record)
-            if isinstance(item, EventItem) and item.business_key:
+            # A MODIFY only when the record replaced refunds parked at its key (its first write as a record).
+            if (isinstance(item, EventItem) and item.business_key
+                    and (record.event_name == "INSERT" or item.replaced_parked)):
                 events.append(item)
     if not events:
         return set()

@@ -2,8 +2,10 @@
 
 What is written (in the event's one transaction): one entry per posting (created with
 ``attribute_not_exists`` under a key derived from ``Posting.key``), one balance update per member,
-one update per counter (conditioned on the engine's ``max_before``), the order's ledger item
-(conditioned on its revision) and one outbox message per member notified. A failed cap/revision
+one update per counter (conditioned on the engine's ``max_before``) and, for refunds (and an order
+whose refunds arrived first), the order's ledger item (conditioned on its revision); an order's
+state otherwise is its event record (``refunds``). No outbox message: the stream consumer derives
+them from the entries (``outbox``). A failed cap/revision
 condition re-runs the whole event from a fresh read (the pipeline's retry).
 
 Jobs: ``reads`` (what to read), ``rewards`` (engine in, entries and counters out), ``refunds``
@@ -53,8 +55,9 @@ class LedgerStage:
         if view.subject is not None and reads.has_rules_for(rules, ctx.event.type):
             postings = stage_rewards(ctx, tx, plan, view, rules, reply)
         applied: list[dict[str, Any]] = []
+        record_condition = None
         if ctx.event.type == ORDER_PAID:
-            applied = refunds.stage_paid_order(ctx, tx, plan, postings)
+            applied, record_condition = refunds.stage_paid_order(ctx, tx, plan, postings)
         held_vouchers = reply.get("held_vouchers") or []
         if plan.hold and (postings or held_vouchers) and risk is not None:
             from chalicelib.services import review
@@ -74,4 +77,6 @@ class LedgerStage:
         audit: dict[str, Any] = {"postings": postings + applied}
         if indexed:  # the event record carries these entries' index keys (store.events.EventItem.index_entries)
             audit["event_index"] = {"pending_at": min(pending) if pending else None}
+        if record_condition is not None:  # the record replaces refunds parked at its key (services.ledger.refunds)
+            audit["record_condition"] = record_condition
         return StageOutcome(reply={"rewards": reply}, audit=audit)
