@@ -64,18 +64,25 @@ class EventItem(Entity, discriminator="event"):
         return self.business_key.split("|", 1)[0]
 
     def indexed_entry_keys(self) -> list[Key]:
-        """The keys of the reward entries this record indexes (none for a record without index keys): the
-        reward postings of its reply, whose entry ids are derived (:func:`lean_reply`), at ``occurred_at``."""
+        """The keys of the entries this record indexes (none for a record without index keys): the reward
+        postings of its reply, whose entry ids are derived (:func:`lean_reply`), and a refund's reversals
+        (``rewards.reversals``, with their ids), all at ``occurred_at``."""
         if self.occurred_at is None or not (self.GSI1PK or self.GSI2PK):
             return []
-        postings = (self.stored_reply().get("rewards") or {}).get("postings") or []
+        rewards = self.stored_reply().get("rewards")
+        if not isinstance(rewards, dict):
+            return []
+        at = iso(self.occurred_at)
         out = []
-        for posting in postings:
+        for posting in rewards.get("postings") or []:
             if "entry_id" in posting:
                 continue  # not a reward of this event's rules (indexed by itself)
             entry_id = reward_entry_id(self.business_key, posting)
             if entry_id:
-                out.append(keys.ledger_entry(self.program_of, posting["member_id"], iso(self.occurred_at), entry_id))
+                out.append(keys.ledger_entry(self.program_of, posting["member_id"], at, entry_id))
+        for reversal in rewards.get("reversals") or []:
+            if reversal.get("entry_id") and reversal.get("member_id"):
+                out.append(keys.ledger_entry(self.program_of, reversal["member_id"], at, reversal["entry_id"]))
         return out
 
     def order_postings(self) -> list[dict[str, Any]]:

@@ -101,3 +101,8 @@ def test_a_refund_writes_reversals_entries_balances_its_record_and_the_order_ite
         # stream consumer: no outbox item.
         assert _kinds(written) == Counter({"ledger_entry": 2, "?": 2, "balance": 2, "event": 1, "order_ledger": 1}), \
             written
+        puts = [op["Put"]["Item"] for op in written if "Put" in op]
+        # The reversals carry no index key: the refund's record carries their ledger-day key.
+        assert all("GSI2PK" not in i and "GSI1PK" not in i for i in puts if i["entity"]["S"] == "ledger_entry")
+        [record] = [i for i in puts if i["entity"]["S"] == "event"]
+        assert record["GSI2PK"]["S"].startswith("LEDGERDAY#") and "GSI1PK" not in record

@@ -189,6 +189,10 @@ def apply_refund(plan: LedgerPlan, state: OrderLedgerItem, refund: dict[str, Any
                  tx: Transaction | None = None) -> list[dict[str, Any]]:
     """Reverse ``refund`` proportionally against ``state``'s postings; mutates ``state``.
 
+    With ``tx`` (the refund's own event), the reversal entries carry no ledger-day index key: the refund's
+    record indexes them (``EventItem.indexed_entry_keys``); reversals of a parked refund, applied by the
+    order's event, index themselves.
+
     ``lookup(posting key)`` returns ``(entry, stored)``: the entry to take points from and, when it
     already exists in the table, the stored item to update with conditions in ``tx``; an entry
     created by this same transaction (a parked refund applied on order arrival) is changed in place.
@@ -238,7 +242,7 @@ def apply_refund(plan: LedgerPlan, state: OrderLedgerItem, refund: dict[str, Any
             kind=KIND_REVERSAL, status=STATUS_REVERSED, points=-r.points, reason=r.reason, reason_code=r.reason_code,
             created_at=ctx.now, business_key=refund["business_key"], rule_id=r.rule_id, rule_version=r.rule_version,
             level=r.level, funding_partner_id=r.funding_partner_id, partner_id=ctx.partner_id,
-            reverses_entry_id=entry.entry_id, from_status=from_status,
+            reverses_entry_id=entry.entry_id, from_status=from_status, indexed_by_event=tx is not None,
         )
         plan.new_entries.append(reversal)
         delta = plan.deltas[r.member_id]

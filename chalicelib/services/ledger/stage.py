@@ -46,7 +46,10 @@ class LedgerStage:
             return StageOutcome(reply={"rewards": None})
         if ctx.event.type in reads.REFUND_EVENTS:
             summary, reversals = refunds.stage_refund(ctx, tx, view)
-            return StageOutcome(reply={"rewards": summary}, audit={"postings": reversals})
+            audit: dict[str, Any] = {"postings": reversals}
+            if reversals:  # the refund's record carries its reversal entries' ledger-day index key
+                audit["event_index"] = {"pending_at": None}
+            return StageOutcome(reply={"rewards": summary}, audit=audit)
         plan = LedgerPlan(ctx, view.items, view.subject)
         risk = view.outcomes.get("risk")
         plan.hold = list(risk.audit.get("hold") or []) if risk else []
@@ -74,7 +77,7 @@ class LedgerStage:
         reply["postings"] = [public(p) for p in postings]
         if applied:
             reply["parked_refunds_applied"] = applied
-        audit: dict[str, Any] = {"postings": postings + applied}
+        audit = {"postings": postings + applied}
         if indexed:  # the event record carries these entries' index keys (store.events.EventItem.index_entries)
             audit["event_index"] = {"pending_at": min(pending) if pending else None}
         if record_condition is not None:  # the record replaces refunds parked at its key (services.ledger.refunds)
