@@ -17,10 +17,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from chalicelib.domain.records import Cursor, Page, StaleMember
+
 if TYPE_CHECKING:
     from chalicelib.store.events import EventItem
-    from chalicelib.store.ledger import BalanceItem, OutboxItem
+    from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
     from chalicelib.store.members import MemberItem
+    from chalicelib.store.tenancy import PartnerItem, ProgramItem
+
+__all__ = ["Cursor", "Page", "Ports", "StaleMember"]
 
 
 class Clock(Protocol):
@@ -54,7 +59,7 @@ class MemberStore(Protocol):
         """Register ``code`` for ``member`` (unique per program); False if it already was theirs.
 
         Raises ``Conflict`` (``coupon_taken``, ``too_many_coupons``) when another member holds it or the
-        member has the maximum, ``store.dynamo_ports.StaleMember`` when the member changed since it was read."""
+        member has the maximum, ``StaleMember`` when the member changed since it was read."""
         ...
 
     def remove_coupon(self, member: MemberItem, code: str) -> None:
@@ -62,8 +67,28 @@ class MemberStore(Protocol):
         ...
 
 
+class ProgramStore(Protocol):
+    """Programs and partners: configuration, read through the in-process cache."""
+
+    def get(self, program_id: str, *, fresh: bool = False) -> ProgramItem:
+        """Raises ``NotFound`` for an unknown program; ``fresh`` skips the cache."""
+        ...
+
+    def partner(self, program_id: str, partner_id: str) -> PartnerItem:
+        """Raises ``NotFound`` for a partner the program does not have."""
+        ...
+
+
 class LedgerStore(Protocol):
     def balance(self, program_id: str, member_id: str) -> BalanceItem | None: ...
+
+    def account(self, program_id: str, member_id: str) -> tuple[MemberItem | None, BalanceItem | None]:
+        """The member's profile and balance in one read (either may be missing)."""
+        ...
+
+    def entries(self, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[LedgerEntryItem]:
+        """One page of the member's ledger, newest first (one ``Query``, at most ``limit`` entries)."""
+        ...
 
 
 class EventStore(Protocol):
@@ -87,6 +112,7 @@ class Ports:
     clock: Clock
     rate_limiter: RateLimiter
     secrets: Secrets
+    programs: ProgramStore
     members: MemberStore
     ledger: LedgerStore
     events: EventStore
@@ -106,6 +132,7 @@ def production() -> Ports:
         clock=dynamo_ports.SystemClock(),
         rate_limiter=dynamo_ports.DynamoRateLimiter(),
         secrets=MasterKeySecrets(),
+        programs=dynamo_ports.DynamoProgramStore(),
         members=dynamo_ports.DynamoMemberStore(),
         ledger=dynamo_ports.DynamoLedgerStore(),
         events=dynamo_ports.DynamoEventStore(),
@@ -117,9 +144,10 @@ def fakes(now: datetime) -> Ports:
     """Every port in memory (``store.fakes``), the clock set to ``now``: for service tests."""
     from chalicelib.store import fakes as f
 
+    table = f.FakeTable()
     return Ports(clock=f.ManualClock(now), rate_limiter=f.FakeRateLimiter(), secrets=f.FakeSecrets(),
-                 members=f.FakeMemberStore(), ledger=f.FakeLedgerStore(), events=f.FakeEventStore(),
-                 outbox=f.FakeOutbox())
+                 programs=f.FakeProgramStore(table), members=f.FakeMemberStore(table),
+                 ledger=f.FakeLedgerStore(table), events=f.FakeEventStore(), outbox=f.FakeOutbox())
 
 
 def wire(factory: Callable[[], Ports]) -> None:

@@ -18,7 +18,9 @@ from typing import Any
 from chalicelib.domain import clock
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.l10n import history_reason
+from chalicelib.services import ports
 from chalicelib.services.auth import Principal
+from chalicelib.services.ports import Ports
 
 MAX_TOKEN_LENGTH = 400
 DEFAULT_TTL_HOURS = 24
@@ -91,7 +93,7 @@ def issue_link(principal: Principal, program_id: str, member_id: str, data: dict
     return {"url": url, "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def content(token: str, limit: int = 10) -> dict[str, Any]:
+def content(token: str, limit: int = 10, deps: Ports | None = None) -> dict[str, Any]:
     """Everything the wallet page shows, read for the member the token names (the token is the credential:
     the reads run with the program's operator scope, for this one member only)."""
     from chalicelib.domain.analytics import mask_name
@@ -99,12 +101,12 @@ def content(token: str, limit: int = 10) -> dict[str, Any]:
     from chalicelib.notify.tokens import unsubscribe_url
     from chalicelib.services import members_query, statement
     from chalicelib.services.landing.invites import display_code, public_link
-    from chalicelib.store import tenancy_repo
 
+    deps = deps or ports.current()
     program_id, member_id = verify(token)
     scope = Principal(kind="operator")
     try:
-        program = tenancy_repo.get_program(program_id)
+        program = deps.programs.get(program_id)
         member = members_query._member(program_id, member_id)
     except NotFound:
         raise InvalidWallet("This wallet link is invalid or has expired; ask the shop for a new one",
@@ -115,12 +117,12 @@ def content(token: str, limit: int = 10) -> dict[str, Any]:
     texts = share_texts(program.program_settings.offer, link)
     locale = member.locale if member.locale in ("ru", "en") else program.default_locale
     friends = members_query.referrals(scope, program_id, member_id, 20, None)["items"]
-    history = statement.ledger(scope, program_id, member_id, limit, None)["items"]
+    history = statement.ledger(deps, scope, program_id, member_id, limit, None)["items"]
     out: dict[str, Any] = {
         "program": {"name": program.name, "points_unit": program.points_unit, "currency": program.currency},
         "locale": locale if locale in ("ru", "en") else "en",
         "name": (member.name or "").split(" ")[0] or None,
-        "balance": statement.balance(scope, program_id, member_id),
+        "balance": statement.balance(deps, scope, program_id, member_id),
         "code": display_code(member.code), "link": link,
         "share_text": texts.get(locale if locale in texts else "en", ""), "share_texts": texts,
         "share_links": share_links(texts.get(locale if locale in texts else "en", ""), link),

@@ -15,11 +15,13 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound
-from chalicelib.store import counters, keys
+from chalicelib.domain.records import Cursor, Page, StaleMember
+from chalicelib.store import counters, keys, tenancy_repo
 from chalicelib.store.db import Entity
 from chalicelib.store.events import EventItem
-from chalicelib.store.ledger import BalanceItem, OutboxItem
-from chalicelib.store.members import CouponItem, MemberItem, key_from_str, key_str
+from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
+from chalicelib.store.members import CouponItem, MemberItem, batch_get, key_from_str, key_str
+from chalicelib.store.tenancy import PartnerItem, ProgramItem
 from chalicelib.store.transact import Transaction
 
 #: A member's personal promo codes are bounded: the profile lists them (one read finds them all).
@@ -45,10 +47,6 @@ def coupon_prefix(program_id: str) -> str:
 def coupons_from_pointer_keys(member: MemberItem) -> list[str]:
     prefix = coupon_prefix(member.program_id)
     return [key_from_str(k)[0][len(prefix):] for k in member.pointer_keys or [] if k.startswith(prefix)]
-
-
-class StaleMember(Exception):
-    """The member changed since it was read: read it again and retry (the caller's loop)."""
 
 
 class _Taken(Exception):
@@ -116,6 +114,16 @@ class DynamoMemberStore:
         tx.commit()
 
 
+class DynamoProgramStore:
+    """``store.tenancy_repo``: one ``GetItem`` on a cold container, then the in-process config cache."""
+
+    def get(self, program_id: str, *, fresh: bool = False) -> ProgramItem:
+        return tenancy_repo.get_program(program_id, fresh=fresh)
+
+    def partner(self, program_id: str, partner_id: str) -> PartnerItem:
+        return tenancy_repo.get_partner(program_id, partner_id)
+
+
 class DynamoLedgerStore:
     def balance(self, program_id: str, member_id: str) -> BalanceItem | None:
         try:
@@ -123,6 +131,20 @@ class DynamoLedgerStore:
         except DoesNotExist:
             return None
         return item if isinstance(item, BalanceItem) else None
+
+    def account(self, program_id: str, member_id: str) -> tuple[MemberItem | None, BalanceItem | None]:
+        member_key, balance_key = keys.member(program_id, member_id), keys.balance(program_id, member_id)
+        items = batch_get([member_key, balance_key])  # one BatchGetItem
+        member, balance = items.get(member_key), items.get(balance_key)
+        return (member if isinstance(member, MemberItem) else None,
+                balance if isinstance(balance, BalanceItem) else None)
+
+    def entries(self, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[LedgerEntryItem]:
+        pk, prefix = keys.ledger_prefix(program_id, member_id)
+        result = LedgerEntryItem.query(pk, LedgerEntryItem.SK.startswith(prefix), scan_index_forward=False,
+                                       limit=limit, last_evaluated_key=cursor)
+        items = [e for e in result if isinstance(e, LedgerEntryItem)]
+        return Page(items, result.last_evaluated_key)
 
 
 def event_key_hash(business_key: str) -> str:

@@ -9,15 +9,82 @@ Thread-safe, so the fakes also serve concurrency tests.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.domain.records import Cursor, Page, StaleMember
 from chalicelib.store import keys
-from chalicelib.store.dynamo_ports import MAX_COUPONS_PER_MEMBER, StaleMember, coupons_from_pointer_keys
+from chalicelib.store.db import Entity
+from chalicelib.store.dynamo_ports import MAX_COUPONS_PER_MEMBER, coupons_from_pointer_keys
 from chalicelib.store.events import EventItem
-from chalicelib.store.ledger import BalanceItem, OutboxItem
+from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
 from chalicelib.store.members import MemberItem, key_str
+from chalicelib.store.tenancy import PartnerItem, ProgramItem
+
+E = TypeVar("E", bound=Entity)
+Key = tuple[str, str]
+
+
+class FakeTable:
+    """The single table in memory: items stored serialised (as DynamoDB holds them), read back as fresh
+    entities, keys sorted as DynamoDB sorts them (by code point, which is UTF-8 byte order).
+
+    ``query`` pages like DynamoDB: ``limit`` items, then the last item's key as the cursor (in
+    attribute-value form, with the index keys for ``index="gsi1"``), ``None`` when nothing is left.
+    The fake stores share one table, so a test seeds any entity with :func:`seed`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.items: dict[Key, dict[str, Any]] = {}
+
+    def put(self, item: Entity) -> None:
+        with self.lock:
+            self.items[(item.PK, item.SK)] = item.serialize()
+
+    def delete(self, key: Key) -> None:
+        with self.lock:
+            self.items.pop(key, None)
+
+    def get(self, model: type[E], key: Key) -> E | None:
+        with self.lock:
+            raw = self.items.get(key)
+        item = Entity.from_raw_data(raw) if raw is not None else None
+        return item if isinstance(item, model) else None
+
+    def batch_get(self, wanted: Iterable[Key]) -> dict[Key, Entity]:
+        with self.lock:
+            found = [self.items[k] for k in dict.fromkeys(wanted) if k in self.items]
+        return {(i.PK, i.SK): i for i in map(Entity.from_raw_data, found)}
+
+    def query(self, model: type[E], partition: str, prefix: str = "", *, index: str | None = None,
+              forward: bool = True, limit: int = 100, cursor: Cursor | None = None) -> Page[E]:
+        hash_name, range_name = ("GSI1PK", "GSI1SK") if index == "gsi1" else ("PK", "SK")
+
+        def position(raw: dict[str, Any]) -> tuple[str, str, str]:
+            return (raw.get(range_name, {}).get("S", ""), raw["PK"]["S"], raw["SK"]["S"])
+
+        with self.lock:
+            rows = sorted((r for r in self.items.values()
+                           if r.get(hash_name, {}).get("S") == partition
+                           and r.get(range_name, {}).get("S", "").startswith(prefix)),
+                          key=position, reverse=not forward)
+        if cursor is not None:
+            after = position(cursor)
+            rows = [r for r in rows if (position(r) > after if forward else position(r) < after)]
+        page, rest = rows[:limit], rows[limit:]
+        names = ("PK", "SK", "GSI1PK", "GSI1SK") if index == "gsi1" else ("PK", "SK")
+        next_cursor = {n: page[-1][n] for n in names if n in page[-1]} if page and rest else None
+        items = [i for i in map(Entity.from_raw_data, page) if isinstance(i, model)]
+        return Page(items, next_cursor)
+
+
+def seed(ports: Any, *items: Entity) -> None:
+    """Test setup: store entities as they are in the fakes' table (``ports`` built by ``ports.fakes``)."""
+    table: FakeTable = ports.members.table
+    for item in items:
+        table.put(item)
 
 
 class ManualClock:
@@ -71,25 +138,35 @@ class FakeSecrets:
         return "whsec_" + base64.b64encode(hmac.new(self.master, message, hashlib.sha256).digest()).decode("ascii")
 
 
-def _copy_member(member: MemberItem) -> MemberItem:
-    return MemberItem.from_raw_data(member.serialize())
+class FakeProgramStore:
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+
+    def get(self, program_id: str, *, fresh: bool = False) -> ProgramItem:
+        item = self.table.get(ProgramItem, keys.program(program_id))
+        if item is None:
+            raise NotFound("Program not found", details={"program_id": program_id})
+        return item
+
+    def partner(self, program_id: str, partner_id: str) -> PartnerItem:
+        item = self.table.get(PartnerItem, keys.partner(program_id, partner_id))
+        if item is None:
+            raise NotFound("Partner not found", details={"program_id": program_id, "partner_id": partner_id})
+        return item
 
 
 class FakeMemberStore:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.members: dict[tuple[str, str], MemberItem] = {}
+    def __init__(self, table: FakeTable | None = None) -> None:
+        self.table = table or FakeTable()
+        self._lock = self.table.lock
         self.coupons: dict[tuple[str, str], str] = {}
 
     def put(self, member: MemberItem) -> None:
         """Test setup: store a member as it is."""
-        with self._lock:
-            self.members[(member.program_id, member.member_id)] = _copy_member(member)
+        self.table.put(member)
 
     def get(self, program_id: str, member_id: str) -> MemberItem | None:
-        with self._lock:
-            found = self.members.get((program_id, member_id))
-            return _copy_member(found) if found is not None else None
+        return self.table.get(MemberItem, keys.member(program_id, member_id))
 
     def coupon_owner(self, program_id: str, code: str) -> str | None:
         with self._lock:
@@ -99,7 +176,7 @@ class FakeMemberStore:
         return coupons_from_pointer_keys(member)
 
     def _stored(self, member: MemberItem) -> MemberItem:
-        stored = self.members.get((member.program_id, member.member_id))
+        stored = self.get(member.program_id, member.member_id)
         if stored is None or int(stored.revision or 0) != int(member.revision or 0):
             raise StaleMember()
         return stored
@@ -119,6 +196,7 @@ class FakeMemberStore:
             stored = self._stored(member)
             stored.pointer_keys = [*(stored.pointer_keys or []), key_str(keys.coupon(pid, code))]
             stored.revision = int(stored.revision or 0) + 1
+            self.table.put(stored)
             self.coupons[(pid, code)] = member.member_id
             return True
 
@@ -133,15 +211,24 @@ class FakeMemberStore:
                 raise StaleMember()
             stored.pointer_keys = [k for k in stored.pointer_keys or [] if k != key]
             stored.revision = int(stored.revision or 0) + 1
+            self.table.put(stored)
             del self.coupons[(pid, code)]
 
 
 class FakeLedgerStore:
-    def __init__(self) -> None:
-        self.balances: dict[tuple[str, str], BalanceItem] = {}
+    def __init__(self, table: FakeTable | None = None) -> None:
+        self.table = table or FakeTable()
 
     def balance(self, program_id: str, member_id: str) -> BalanceItem | None:
-        return self.balances.get((program_id, member_id))
+        return self.table.get(BalanceItem, keys.balance(program_id, member_id))
+
+    def account(self, program_id: str, member_id: str) -> tuple[MemberItem | None, BalanceItem | None]:
+        return (self.table.get(MemberItem, keys.member(program_id, member_id)),
+                self.table.get(BalanceItem, keys.balance(program_id, member_id)))
+
+    def entries(self, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[LedgerEntryItem]:
+        pk, prefix = keys.ledger_prefix(program_id, member_id)
+        return self.table.query(LedgerEntryItem, pk, prefix, forward=False, limit=limit, cursor=cursor)
 
 
 class FakeEventStore:

@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 
 from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.domain.records import StaleMember
 from chalicelib.services import ports
-from chalicelib.store import keys
-from chalicelib.store.dynamo_ports import MAX_COUPONS_PER_MEMBER, StaleMember
+from chalicelib.store import fakes, keys
+from chalicelib.store.dynamo_ports import MAX_COUPONS_PER_MEMBER
 from chalicelib.store.events import EventItem
 from chalicelib.store.ledger import BalanceItem, OutboxItem
 from chalicelib.store.members import MemberItem, new_member
+from tests import ports_support as support
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 PID = "prg_contract"
@@ -43,16 +45,16 @@ class Impl:
         assert found is not None
         return found
 
-    def seed(self, item: Any) -> None:
-        if self.kind == "fake":
-            if isinstance(item, BalanceItem):
-                self.ports.ledger.balances[(item.program_id, item.member_id)] = item  # type: ignore[attr-defined]
+    def seed(self, *items: Any) -> None:
+        for item in items:
+            if self.kind == "dynamo":
+                item.save()
             elif isinstance(item, EventItem):
                 self.ports.events.put(item)  # type: ignore[attr-defined]
             elif isinstance(item, OutboxItem):
                 self.ports.outbox.put(item)  # type: ignore[attr-defined]
-        else:
-            item.save()
+            else:
+                fakes.seed(self.ports, item)  # the fakes' shared table
 
 
 @pytest.fixture(params=["fake", "dynamo"])
@@ -175,7 +177,50 @@ def test_the_clock_is_timezone_aware_utc(impl: Impl) -> None:
     assert now.tzinfo is not None and now.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
 
 
+# --------------------------------------------------------------------------- programs and partners
+
+
+def test_programs_and_partners_are_read_and_unknown_ones_are_404(impl: Impl) -> None:
+    impl.seed(support.program(PID, name="Coffee"), support.partner(PID, "ptn_1"), support.program("prg_other"),
+              support.partner("prg_other", "ptn_2"))
+    assert impl.ports.programs.get(PID).name == "Coffee"
+    assert impl.ports.programs.get(PID, fresh=True).program_settings.max_depth >= 1
+    assert impl.ports.programs.partner(PID, "ptn_1").partner_id == "ptn_1"
+    with pytest.raises(NotFound):
+        impl.ports.programs.get("prg_nobody")
+    with pytest.raises(NotFound):
+        impl.ports.programs.partner(PID, "ptn_2")  # another program's partner
+
+
 # --------------------------------------------------------------------------- ledger, events, outbox
+
+
+def test_an_account_is_the_member_and_the_balance(impl: Impl) -> None:
+    assert impl.ports.ledger.account(PID, "anna") == (None, None)
+    impl.seed_member("anna")
+    member, balance = impl.ports.ledger.account(PID, "anna")
+    assert member is not None and member.member_id == "anna" and balance is None
+    impl.seed(support.balance(PID, "anna", available=7))
+    member, balance = impl.ports.ledger.account(PID, "anna")
+    assert member is not None and balance is not None and int(balance.available) == 7
+
+
+def test_ledger_pages_are_newest_first_bounded_and_stay_in_the_members_partition(impl: Impl) -> None:
+    impl.seed(*(support.entry(PID, "anna", n) for n in range(5)), support.entry(PID, "boris", 9),
+              support.entry("prg_other", "anna", 8), support.balance(PID, "anna", available=50))
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        page = impl.ports.ledger.entries(PID, "anna", 2, cursor)
+        assert len(page.items) <= 2
+        seen += [e.entry_id for e in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+        assert cursor["PK"] == {"S": keys.member_partition(PID, "anna")}  # what the view checks
+    assert seen == ["le_0004", "le_0003", "le_0002", "le_0001", "le_0000"]
+    assert impl.ports.ledger.entries(PID, "nobody", 10, None).items == []
+    assert [e.entry_id for e in impl.ports.ledger.entries("prg_other", "anna", 10, None).items] == ["le_0008"]
 
 
 def test_balances_are_read_back(impl: Impl) -> None:
