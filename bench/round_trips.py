@@ -319,9 +319,7 @@ class StreamCost:
         self.bench = bench
         self.poller = StreamPoller(app.handler_map["table_stream"], log=lambda _m: None)
         self.by_module: dict[str, Usage] = {}
-        dispatcher._load()
-        for entity, handlers in dispatcher._handlers.items():
-            dispatcher._handlers[entity] = [self._metered(h) for h in handlers]
+        dispatcher.wrap_handlers(self._metered)
 
     def _metered(self, handler: Any) -> Any:
         from bench.capacity import Usage

@@ -23,3 +23,12 @@ class Page(Generic[T]):
 
 class StaleMember(Exception):
     """The member changed since it was read: read it again and retry (the caller's loop)."""
+
+
+def member_counts(profile: Any, balance: Any) -> tuple[int, int]:
+    """(purchases, converted referrals) of a member: the profile's (older) counts plus the balance's."""
+    def of(item: Any, name: str) -> int:
+        return int(getattr(item, name, None) or 0) if item is not None else 0
+
+    return (of(profile, "orders_count") + of(balance, "orders_count"),
+            of(profile, "converted_referrals") + of(balance, "converted_referrals"))

@@ -320,9 +320,10 @@ def expiry_job_state(program_id: str) -> Key:
     return "JOBS", f"EXPIRY#{program_id}"
 
 
-def settled_marker(program_id: str, entry_id: str) -> Key:
-    """A ledger entry already counted in the settlement aggregates (idempotency of the stream handler)."""
-    return f"SETTLED#{program_id}#{entry_id}", "SETTLED"
+def settled_marker(program_id: str, group: str) -> Key:
+    """The ledger entries of one event (``group``: a hash of its business key, or an entry id) already counted in
+    the settlement aggregates (idempotency of the stream handler)."""
+    return f"SETTLED#{program_id}#{group}", "SETTLED"
 
 
 # --- coalition: partner offers and voucher pools (docs/coalition.md) --------------
