@@ -84,7 +84,7 @@ def create_invite_preflight() -> Response:
                 "of the code's owner. 404 for a code that is not the program's. Rate limited per client IP.",
 )
 def get_offer(req: ApiRequest, code: str) -> Any:
-    return offer.offer(_program(req), code, req.source_ip, req.query("locale"))
+    return offer.offer(_program(req), code, req.source_ip, req.query("locale"), req.ports)
 
 
 @landing.route(OFFER, methods=["OPTIONS"])

@@ -12,9 +12,9 @@ The notifier port (e-mail/SMS/push) lives with the notifications in ``chalicelib
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from chalicelib.domain.records import Cursor, Page, StaleMember
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from chalicelib.store.events import AttributionRecordItem, EventItem
     from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
     from chalicelib.store.members import CodeItem, MemberItem
+    from chalicelib.store.settlement import SettlementRowItem
     from chalicelib.store.tenancy import PartnerItem, ProgramItem
     from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
@@ -137,6 +138,23 @@ class LedgerStore(Protocol):
 
     def balances(self, program_id: str, member_ids: Sequence[str]) -> dict[str, BalanceItem]:
         """The balances of a page of members by member id (one ``BatchGetItem`` per 100; none: absent)."""
+        ...
+
+    def booked(self, program_id: str, day: str, limit: int, cursor: Cursor | None) -> Page[LedgerEntryItem | EventItem]:
+        """One page of a booking day's ledger index (``YYYY-MM-DD``), in booking order: entries, and event records
+        that index their rewards (:meth:`entries_of`). ``next_cursor`` None: the day is done."""
+        ...
+
+    def entries_of(self, booked: LedgerEntryItem | EventItem) -> list[LedgerEntryItem]:
+        """A booked row's entries: the entry itself, or an event record's reward entries (one read)."""
+        ...
+
+    def cursor_after(self, booked: LedgerEntryItem | EventItem) -> Cursor:
+        """Where :meth:`booked` resumes just after ``booked`` (a page that stops inside a query page)."""
+        ...
+
+    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
+        """Every settlement aggregate row of the booking days ``start``..``end`` (inclusive): one paged Query."""
         ...
 
 

@@ -18,7 +18,12 @@ SERVICES = ROOT / "chalicelib" / "services"
 
 CONVERTED = (
     "coupons.py",
+    "landing/offer.py",
     "landing/rate_limits.py",
+    "ledger_export.py",
+    "members_query.py",
+    "settlement.py",
+    "signed_cursor.py",
     "statement.py",
     "wallet.py",
 )
