@@ -110,7 +110,7 @@ def follow_link(req: ApiRequest, code: str) -> Any:
     except Exception:  # e.g. the master secret (which keys the IP hash) is unreadable: still redirect
         log.exception("redirect rate limit unavailable")
     try:
-        target = redirect.redirect_target(code, query, req.headers.get("user-agent"))
+        target = redirect.redirect_target(code, query, req.headers.get("user-agent"), req.ports)
     except Exception:  # the visitor still gets somewhere useful
         log.exception("redirect failed")
         target = redirect.default_landing_url()

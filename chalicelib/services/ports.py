@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from chalicelib.store.data_rights import ErasureItem
     from chalicelib.store.events import AttributionRecordItem, EventItem
     from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
-    from chalicelib.store.members import CodeItem, MemberItem
+    from chalicelib.store.members import CodeItem, LinkItem, MemberItem
     from chalicelib.store.settlement import SettlementRowItem
-    from chalicelib.store.tenancy import PartnerItem, ProgramItem
+    from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, ProgramItem
     from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
 __all__ = ["Cursor", "Page", "Ports", "StaleMember"]
@@ -90,6 +90,15 @@ class MemberStore(Protocol):
 
     def erasure_record(self, program_id: str, member_id: str) -> ErasureItem | None: ...
 
+    def short_link(self, code: str) -> LinkItem | None:
+        """Where ``/r/{code}`` points (codes are unique across the deployment)."""
+        ...
+
+    def count_click(self, program_id: str, code: str, day: str, utm_source: str) -> None:
+        """One click on ``code``'s link: the day's counter and the code's total (per source, bounded);
+        concurrent clicks are never lost."""
+        ...
+
     def change_code(self, member: MemberItem, code: str) -> None:
         """Give ``member`` the (valid, normalised) ``code``; the old one keeps working. One transaction.
 
@@ -122,6 +131,15 @@ class ProgramStore(Protocol):
 
     def partner(self, program_id: str, partner_id: str) -> PartnerItem:
         """Raises ``NotFound`` for a partner the program does not have."""
+        ...
+
+    def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
+        """A webhook's partner (its secret versions) and its program, found by the partner id alone; on a cold
+        container one ``BatchGetItem`` for both after the locator. Raises ``NotFound``."""
+        ...
+
+    def api_key(self, key_hash: str) -> ApiKeyItem | None:
+        """The partner or publishable key stored under the SHA-256 of the presented key (cached)."""
         ...
 
 

@@ -35,7 +35,7 @@ from chalicelib.store.members import (
     key_str,
 )
 from chalicelib.store.settlement import SettlementRowItem
-from chalicelib.store.tenancy import PartnerItem, ProgramItem
+from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, ProgramItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 from chalicelib.store.transact import Transaction
 
@@ -155,6 +155,12 @@ class DynamoMemberStore:
     def erasure_record(self, program_id: str, member_id: str) -> ErasureItem | None:
         return _get(ErasureItem, keys.erasure_record(program_id, member_id), consistent=True)
 
+    def short_link(self, code: str) -> LinkItem | None:
+        return _get(LinkItem, keys.short_link(code))
+
+    def count_click(self, program_id: str, code: str, day: str, utm_source: str) -> None:
+        counters.count_click(program_id, code, day, utm_source)
+
     def change_code(self, member: MemberItem, code: str) -> None:
         pid = member.program_id
         taken = code_taken(code)
@@ -239,6 +245,12 @@ class DynamoProgramStore:
 
     def partner(self, program_id: str, partner_id: str) -> PartnerItem:
         return tenancy_repo.get_partner(program_id, partner_id)
+
+    def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
+        return tenancy_repo.webhook_config(partner_id)
+
+    def api_key(self, key_hash: str) -> ApiKeyItem | None:
+        return tenancy_repo.find_api_key(key_hash)
 
 
 class DynamoLedgerStore:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.records import Cursor, Page, StaleMember
 from chalicelib.store import keys
-from chalicelib.store.counters import ClickTotalItem
+from chalicelib.store.counters import MAX_SOURCES, OTHER_SOURCE, ClickCounterItem, ClickTotalItem
 from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
 from chalicelib.store.dynamo_ports import (
@@ -34,7 +34,7 @@ from chalicelib.store.events import AttributionRecordItem, EventItem
 from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
 from chalicelib.store.members import CodeItem, IdentityItem, LinkItem, MemberItem, identity_refs, key_str
 from chalicelib.store.settlement import SettlementRowItem
-from chalicelib.store.tenancy import PartnerItem, ProgramItem
+from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, PartnerLocatorItem, ProgramItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
 E = TypeVar("E", bound=Entity)
@@ -176,6 +176,15 @@ class FakeProgramStore:
             raise NotFound("Partner not found", details={"program_id": program_id, "partner_id": partner_id})
         return item
 
+    def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
+        locator = self.table.get(PartnerLocatorItem, keys.partner_locator(partner_id))
+        if locator is None:
+            raise NotFound("Unknown partner", details={"partner_id": partner_id})
+        return self.partner(locator.program_id, partner_id), self.get(locator.program_id)
+
+    def api_key(self, key_hash: str) -> ApiKeyItem | None:
+        return self.table.get(ApiKeyItem, keys.api_key(key_hash))
+
 
 class FakeMemberStore:
     def __init__(self, table: FakeTable | None = None) -> None:
@@ -221,6 +230,26 @@ class FakeMemberStore:
 
     def erasure_record(self, program_id: str, member_id: str) -> ErasureItem | None:
         return self.table.get(ErasureItem, keys.erasure_record(program_id, member_id))
+
+    def short_link(self, code: str) -> LinkItem | None:
+        return self.table.get(LinkItem, keys.short_link(code))
+
+    def count_click(self, program_id: str, code: str, day: str, utm_source: str) -> None:
+        with self._lock:
+            pk, sk = keys.click_counter(program_id, code, day, utm_source)
+            counter = self.table.get(ClickCounterItem, (pk, sk)) or ClickCounterItem(
+                PK=pk, SK=sk, program_id=program_id, code=code, day=day, utm_source=utm_source)
+            counter.clicks = int(counter.clicks or 0) + 1
+            self.table.put(counter)
+            tpk, tsk = keys.click_total(program_id, code)
+            total = self.table.get(ClickTotalItem, (tpk, tsk)) or ClickTotalItem(PK=tpk, SK=tsk, program_id=program_id,
+                                                                                  code=code)
+            by_source = total.by_source.as_dict() if total.by_source else {}
+            if utm_source not in by_source and len(by_source) >= MAX_SOURCES:
+                utm_source = OTHER_SOURCE  # the map is full: counted as another source
+            by_source[utm_source] = int(by_source.get(utm_source, 0)) + 1
+            total.clicks, total.by_source = int(total.clicks or 0) + 1, by_source
+            self.table.put(total)
 
     def change_code(self, member: MemberItem, code: str) -> None:
         pid = member.program_id
