@@ -100,24 +100,29 @@ class Metered:
 
 
 def _table(title: str, by_module: dict[str, Slot], per: float, cpu: bool, items: bool = False) -> None:
+    """Per consumer: write/read units and round trips (metered), or CPU milliseconds (``cpu``), per ``per``."""
     print(title)
-    head = f"  {'consumer':<16} {'WRU':>7} {'RRU':>6} {'round trips':>11}"
-    print(head + (f" {'CPU ms':>7}" if cpu else "") + "  calls")
+    print(f"  {'consumer':<16} {'CPU ms':>7}" if cpu else f"  {'consumer':<16} {'WRU':>7} {'RRU':>6} {'round trips':>11}  calls")
     total = Slot()
-    for module, slot in sorted(by_module.items(), key=lambda kv: -kv[1].wru):
+    for module, slot in sorted(by_module.items(), key=lambda kv: -(kv[1].cpu if cpu else kv[1].wru)):
         total.wru += slot.wru
         total.rru += slot.rru
         total.cpu += slot.cpu
         total.calls.update(slot.calls)
-        line = (f"  {SHORT.get(module, module):<16} {slot.wru / per:>7.1f} {slot.rru / per:>6.1f} "
-                f"{sum(slot.calls.values()) / per:>11.1f}")
-        print(line + (f" {slot.cpu / per * 1000:>7.1f}" if cpu else "") + f"  {dict(slot.calls)}")
+        name = SHORT.get(module, module)
+        if cpu:
+            print(f"  {name:<16} {slot.cpu / per * 1000:>7.1f}")
+            continue
+        print(f"  {name:<16} {slot.wru / per:>7.1f} {slot.rru / per:>6.1f} {sum(slot.calls.values()) / per:>11.1f}"
+              f"  {dict(slot.calls)}")
         if items and slot.wru_by_item:
             print("    WRU by item written: " + ", ".join(f"{name} {units / per:g}"
                                                         for name, units in slot.wru_by_item.most_common()))
-    line = (f"  {'all consumers':<16} {total.wru / per:>7.1f} {total.rru / per:>6.1f} "
-            f"{sum(total.calls.values()) / per:>11.1f}")
-    print(line + (f" {total.cpu / per * 1000:>7.1f}" if cpu else ""))
+    if cpu:
+        print(f"  {'all consumers':<16} {total.cpu / per * 1000:>7.1f}")
+    else:
+        print(f"  {'all consumers':<16} {total.wru / per:>7.1f} {total.rru / per:>6.1f} "
+              f"{sum(total.calls.values()) / per:>11.1f}")
 
 
 def one_order() -> None:

@@ -27,7 +27,7 @@ from chalicelib.store.db import shared_connection
 
 #: Items per transaction (DynamoDB allows 100).
 MAX_ITEMS = 100
-#: Ids one marker takes per transaction (one ``contains`` condition each; expressions are limited to 4 KB).
+#: Ids one marker takes per transaction (one ``attribute_not_exists`` each; expressions are limited to 4 KB).
 MAX_IDS = 40
 MAX_ATTEMPTS = 8
 #: A marker's attribute per counted id: ``c#<id>``.
@@ -61,11 +61,12 @@ def _marker_update(table: str, marker: tuple[str, str], ids: list[str], entity: 
                    expires_at: int) -> dict[str, Any]:
     """Each counted id is a top-level attribute ``c#<id>`` of the marker (set to 1), created on the condition
     that none of them exists: plain SETs and ``attribute_not_exists``, the cheapest update to evaluate."""
-    names = {f"#c{i}": COUNTED_PREFIX + source_id for i, source_id in enumerate(ids)}
+    names = {"#e": "entity", "#x": "expires_at_epoch",
+             **{f"#c{i}": COUNTED_PREFIX + source_id for i, source_id in enumerate(ids)}}
     values: dict[str, Any] = {":one": {"N": "1"}, ":e": {"S": entity}, ":x": {"N": str(int(expires_at))}}
     sets = ", ".join(f"#c{i} = :one" for i in range(len(ids)))
     return {"Update": {"TableName": table, "Key": {"PK": {"S": marker[0]}, "SK": {"S": marker[1]}},
-                       "UpdateExpression": f"SET entity = :e, expires_at_epoch = :x, {sets}",
+                       "UpdateExpression": f"SET #e = :e, #x = :x, {sets}",
                        "ConditionExpression": " AND ".join(f"attribute_not_exists(#c{i})" for i in range(len(ids))),
                        "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
 
