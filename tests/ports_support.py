@@ -108,3 +108,13 @@ def tier_change(program_id: str, member_id: str, n: int, to_tier: str = "silver"
     return new_change(program_id, member_id, f"tc_{n:04d}", from_tier=None, to_tier=to_tier, direction="up",
                       reason_code="promotion", reason="Promoted", metric="points_earned", value=100 + n,
                       threshold=100, at=NOW + timedelta(minutes=n), business_key=None)
+
+
+def settlement_row(program_id: str, day: str, partner_id: str, at_partner_id: str | None = None,
+                   **columns: int) -> Any:
+    from chalicelib.store.settlement import SettlementRowItem
+
+    row = f"PAIR#{partner_id}#{at_partner_id}" if at_partner_id else f"PARTNER#{partner_id}"
+    pk, sk = keys.settlement_row(program_id, day, row)
+    return SettlementRowItem(PK=pk, SK=sk, program_id=program_id, day=day, partner_id=partner_id,
+                             at_partner_id=at_partner_id, **columns)

@@ -133,7 +133,7 @@ def get_settlement(req: ApiRequest, program_id: str) -> Any:
 
     from chalicelib.services import settlement
 
-    body = settlement.statement(req.principal, program_id, req.query("from"), req.query("to"))
+    body = settlement.statement(req.ports, req.principal, program_id, req.query("from"), req.query("to"))
     if "text/csv" in (req.headers.get("accept") or ""):
         return Response(body=settlement.as_csv(body), status_code=200,
                         headers={"Content-Type": "text/csv; charset=utf-8"})

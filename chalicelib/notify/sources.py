@@ -2,8 +2,9 @@
 
 * ``outbox`` INSERT → deliver (messages of one member from one event are delivered as one);
 * ``member`` INSERT with a referrer → a ``friend_joined`` message for the referrer;
-* ``ledger_entry`` INSERT of rewards → ``points_earned``, one per member and event (the event's transaction
-  writes no message for them: :func:`earned_messages`);
+* ``ledger_entry`` INSERT of rewards → ``points_earned``, one per member and event, and of a refund's
+  reversals → ``points_reversed``, one per member and refund (the event's transaction writes no message
+  for them: :func:`earned_messages`, :func:`reversed_messages`);
 * ``ledger_entry`` MODIFY to ``available`` by the holding job (``released_at``) → ``points_available``;
   any ledger INSERT → the member's last-activity day (sleeping-member reminders), when enabled;
 * ``redemption`` MODIFY to ``confirmed`` → ``points_spent``.
@@ -211,12 +212,30 @@ def on_member(records: list[dispatcher.StreamRecord]) -> set[str]:
 def earned_messages(entries: list[LedgerEntryItem], derived: Derived | None = None,
                     records: dict[str, str] | None = None) -> int:
     """``points_earned`` per member and event from new reward entries (the event's transaction writes none).
+    Returns the number of messages created (see :func:`_points_messages`)."""
+    from chalicelib.services.ledger import outbox
 
-    The message id is the one the transaction used to write (business key, member, template), so a
+    return _points_messages(outbox.POINTS_EARNED, outbox.earned_groups(entries), derived, records)
+
+
+def reversed_messages(entries: list[LedgerEntryItem], derived: Derived | None = None,
+                      records: dict[str, str] | None = None) -> int:
+    """``points_reversed`` per member and refund from a refund's new reversal entries (the refund's transaction
+    writes none). Returns the number of messages created (see :func:`_points_messages`)."""
+    from chalicelib.services.ledger import outbox
+
+    return _points_messages(outbox.POINTS_REVERSED, outbox.reversed_groups(entries), derived, records)
+
+
+def _points_messages(template: str, groups: dict[tuple[str, str, str], list[LedgerEntryItem]],
+                     derived: Derived | None = None, records: dict[str, str] | None = None) -> int:
+    """One message per (program, member, event) group of new entries.
+
+    The message id is the one the event's transaction used to write (business key, member, template), so a
     replayed batch creates nothing. The entries a message announces are listed in ``params.entries``:
     should a stream batch end between two entries of one member's event, the later batch finds the
     message without its entry and creates a follow-up message for the rest (its id names those
-    entries), so every reward is announced exactly once. Returns the number of messages created.
+    entries), so every entry is announced exactly once.
 
     With ``derived`` (the stream handler) the messages are created claimed and delivered by it (``records``: the
     sequence number of each entry's record); without, they are created pending and their INSERT delivers them."""
@@ -225,17 +244,16 @@ def earned_messages(entries: list[LedgerEntryItem], derived: Derived | None = No
 
     derived = derived if derived is not None else Derived(claimed=False)
     created = 0
-    for (pid, mid, business_key), group in outbox.earned_groups(entries).items():
+    for (pid, mid, business_key), group in groups.items():
         try:
             program = tenancy_repo.get_program(pid)
         except Exception:  # the program is gone: nobody to tell
             continue
         ids = sorted(e.entry_id for e in group)
-        params = {**outbox.message_params(outbox.POINTS_EARNED, business_key, program.points_unit, group),
-                  "entries": ids}
+        params = {**outbox.message_params(template, business_key, program.points_unit, group), "entries": ids}
         seqs = {(records or {}).get(e.entry_id, "") for e in group} - {""}
-        first = outbox.message_id(business_key, mid, outbox.POINTS_EARNED)
-        made, existing = derived.create(pid, mid, outbox.POINTS_EARNED, params, business_key, first, seqs)
+        first = outbox.message_id(business_key, mid, template)
+        made, existing = derived.create(pid, mid, template, params, business_key, first, seqs)
         if made:
             created += 1
             continue
@@ -245,10 +263,9 @@ def earned_messages(entries: list[LedgerEntryItem], derived: Derived | None = No
         rest = [e for e in group if e.entry_id not in set(covered)]
         if rest:
             rest_ids = sorted(e.entry_id for e in rest)
-            params = {**outbox.message_params(outbox.POINTS_EARNED, business_key, program.points_unit, rest),
-                      "entries": rest_ids}
-            made, _ = derived.create(pid, mid, outbox.POINTS_EARNED, params, business_key,
-                                     outbox.message_id(business_key, mid, outbox.POINTS_EARNED, *rest_ids), seqs)
+            params = {**outbox.message_params(template, business_key, program.points_unit, rest), "entries": rest_ids}
+            made, _ = derived.create(pid, mid, template, params, business_key,
+                                     outbox.message_id(business_key, mid, template, *rest_ids), seqs)
             created += made
     return created
 
@@ -272,6 +289,7 @@ def on_ledger_entry(records: list[dispatcher.StreamRecord]) -> set[str]:
             released.setdefault((entry.program_id, entry.member_id), []).append(entry)
     derived = Derived()
     earned_messages(inserted, derived, sequence)
+    reversed_messages(inserted, derived, sequence)
     for (pid, mid), entries in released.items():
         ids = sorted(e.entry_id for e in entries)
         derived.create(pid, mid, "points_available", {"points": sum(e.net_points for e in entries), "entries": ids},

@@ -12,9 +12,9 @@ The notifier port (e-mail/SMS/push) lives with the notifications in ``chalicelib
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from chalicelib.domain.records import Cursor, Page, StaleMember
@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from chalicelib.store.data_rights import ErasureItem
     from chalicelib.store.events import AttributionRecordItem, EventItem
     from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
-    from chalicelib.store.members import CodeItem, MemberItem
-    from chalicelib.store.tenancy import PartnerItem, ProgramItem
+    from chalicelib.store.members import CodeItem, LinkItem, MemberItem
+    from chalicelib.store.settlement import SettlementRowItem
+    from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, ProgramItem
     from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
 __all__ = ["Cursor", "Page", "Ports", "StaleMember"]
@@ -89,6 +90,15 @@ class MemberStore(Protocol):
 
     def erasure_record(self, program_id: str, member_id: str) -> ErasureItem | None: ...
 
+    def short_link(self, code: str) -> LinkItem | None:
+        """Where ``/r/{code}`` points (codes are unique across the deployment)."""
+        ...
+
+    def count_click(self, program_id: str, code: str, day: str, utm_source: str) -> None:
+        """One click on ``code``'s link: the day's counter and the code's total (per source, bounded);
+        concurrent clicks are never lost."""
+        ...
+
     def change_code(self, member: MemberItem, code: str) -> None:
         """Give ``member`` the (valid, normalised) ``code``; the old one keeps working. One transaction.
 
@@ -123,6 +133,15 @@ class ProgramStore(Protocol):
         """Raises ``NotFound`` for a partner the program does not have."""
         ...
 
+    def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
+        """A webhook's partner (its secret versions) and its program, found by the partner id alone; on a cold
+        container one ``BatchGetItem`` for both after the locator. Raises ``NotFound``."""
+        ...
+
+    def api_key(self, key_hash: str) -> ApiKeyItem | None:
+        """The partner or publishable key stored under the SHA-256 of the presented key (cached)."""
+        ...
+
 
 class LedgerStore(Protocol):
     def balance(self, program_id: str, member_id: str) -> BalanceItem | None: ...
@@ -137,6 +156,23 @@ class LedgerStore(Protocol):
 
     def balances(self, program_id: str, member_ids: Sequence[str]) -> dict[str, BalanceItem]:
         """The balances of a page of members by member id (one ``BatchGetItem`` per 100; none: absent)."""
+        ...
+
+    def booked(self, program_id: str, day: str, limit: int, cursor: Cursor | None) -> Page[LedgerEntryItem | EventItem]:
+        """One page of a booking day's ledger index (``YYYY-MM-DD``), in booking order: entries, and event records
+        that index their rewards (:meth:`entries_of`). ``next_cursor`` None: the day is done."""
+        ...
+
+    def entries_of(self, booked: LedgerEntryItem | EventItem) -> list[LedgerEntryItem]:
+        """A booked row's entries: the entry itself, or an event record's reward entries (one read)."""
+        ...
+
+    def cursor_after(self, booked: LedgerEntryItem | EventItem) -> Cursor:
+        """Where :meth:`booked` resumes just after ``booked`` (a page that stops inside a query page)."""
+        ...
+
+    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
+        """Every settlement aggregate row of the booking days ``start``..``end`` (inclusive): one paged Query."""
         ...
 
 

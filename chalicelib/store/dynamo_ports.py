@@ -8,8 +8,8 @@ fakes in ``store.fakes`` implement the same interfaces and pass the same contrac
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 from pynamodb.exceptions import DoesNotExist
@@ -17,7 +17,7 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.records import Cursor, Page, StaleMember
-from chalicelib.store import counters, keys, tenancy_repo
+from chalicelib.store import counters, keys, settlement, tenancy_repo
 from chalicelib.store.counters import ClickTotalItem
 from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
@@ -34,7 +34,8 @@ from chalicelib.store.members import (
     key_from_str,
     key_str,
 )
-from chalicelib.store.tenancy import PartnerItem, ProgramItem
+from chalicelib.store.settlement import SettlementRowItem
+from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, ProgramItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 from chalicelib.store.transact import Transaction
 
@@ -154,6 +155,12 @@ class DynamoMemberStore:
     def erasure_record(self, program_id: str, member_id: str) -> ErasureItem | None:
         return _get(ErasureItem, keys.erasure_record(program_id, member_id), consistent=True)
 
+    def short_link(self, code: str) -> LinkItem | None:
+        return _get(LinkItem, keys.short_link(code))
+
+    def count_click(self, program_id: str, code: str, day: str, utm_source: str) -> None:
+        counters.count_click(program_id, code, day, utm_source)
+
     def change_code(self, member: MemberItem, code: str) -> None:
         pid = member.program_id
         taken = code_taken(code)
@@ -239,6 +246,12 @@ class DynamoProgramStore:
     def partner(self, program_id: str, partner_id: str) -> PartnerItem:
         return tenancy_repo.get_partner(program_id, partner_id)
 
+    def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
+        return tenancy_repo.webhook_config(partner_id)
+
+    def api_key(self, key_hash: str) -> ApiKeyItem | None:
+        return tenancy_repo.find_api_key(key_hash)
+
 
 class DynamoLedgerStore:
     def balance(self, program_id: str, member_id: str) -> BalanceItem | None:
@@ -266,6 +279,30 @@ class DynamoLedgerStore:
         wanted = {keys.balance(program_id, m): m for m in member_ids}
         found = batch_get(wanted)
         return {wanted[k]: i for k, i in found.items() if isinstance(i, BalanceItem) and k in wanted}
+
+    def booked(self, program_id: str, day: str, limit: int, cursor: Cursor | None) -> Page[LedgerEntryItem | EventItem]:
+        result = Entity.gsi2.query(keys.gsi2_ledger_day(program_id, day, "", "")[0], limit=limit,
+                                   last_evaluated_key=cursor)
+        items: list[LedgerEntryItem | EventItem] = [i for i in result if isinstance(i, LedgerEntryItem | EventItem)]
+        return Page(items, result.last_evaluated_key or None)
+
+    def entries_of(self, booked: LedgerEntryItem | EventItem) -> list[LedgerEntryItem]:
+        if isinstance(booked, LedgerEntryItem):
+            return [booked]
+        wanted = booked.indexed_entry_keys()
+        found = batch_get(wanted)
+        return [e for e in (found.get(k) for k in wanted) if isinstance(e, LedgerEntryItem)]
+
+    def cursor_after(self, booked: LedgerEntryItem | EventItem) -> Cursor:
+        return booked_cursor(booked)
+
+    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
+        return settlement.rows(program_id, start, end)
+
+
+def booked_cursor(booked: Entity) -> Cursor:
+    """The exclusive start key of a ledger-day (GSI2) query resuming after ``booked``."""
+    return {name: {"S": getattr(booked, name)} for name in ("PK", "SK", "GSI2PK", "GSI2SK")}
 
 
 class DynamoTierStore:

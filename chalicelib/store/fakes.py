@@ -9,18 +9,19 @@ Thread-safe, so the fakes also serve concurrency tests.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.records import Cursor, Page, StaleMember
 from chalicelib.store import keys
-from chalicelib.store.counters import ClickTotalItem
+from chalicelib.store.counters import MAX_SOURCES, OTHER_SOURCE, ClickCounterItem, ClickTotalItem
 from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
 from chalicelib.store.dynamo_ports import (
     MAX_COUPONS_PER_MEMBER,
+    booked_cursor,
     code_change_plan,
     code_taken,
     codes_from_pointer_keys,
@@ -32,7 +33,8 @@ from chalicelib.store.dynamo_ports import (
 from chalicelib.store.events import AttributionRecordItem, EventItem
 from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
 from chalicelib.store.members import CodeItem, IdentityItem, LinkItem, MemberItem, identity_refs, key_str
-from chalicelib.store.tenancy import PartnerItem, ProgramItem
+from chalicelib.store.settlement import SettlementRowItem
+from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, PartnerLocatorItem, ProgramItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
 E = TypeVar("E", bound=Entity)
@@ -70,9 +72,17 @@ class FakeTable:
             found = [self.items[k] for k in dict.fromkeys(wanted) if k in self.items]
         return {(i.PK, i.SK): i for i in map(Entity.from_raw_data, found)}
 
+    def between(self, model: type[E], partition: str, low: str, high: str) -> list[E]:
+        """Every item of ``partition`` with ``low <= SK < high``, in key order (all pages of a Query)."""
+        with self.lock:
+            rows = sorted((r for r in self.items.values() if r["PK"]["S"] == partition
+                           and low <= r["SK"]["S"] < high), key=lambda r: r["SK"]["S"])
+        return [i for i in map(Entity.from_raw_data, rows) if isinstance(i, model)]
+
     def query(self, model: type[E], partition: str, prefix: str = "", *, index: str | None = None,
               forward: bool = True, limit: int = 100, cursor: Cursor | None = None) -> Page[E]:
-        hash_name, range_name = ("GSI1PK", "GSI1SK") if index == "gsi1" else ("PK", "SK")
+        hash_name, range_name = {"gsi1": ("GSI1PK", "GSI1SK"), "gsi2": ("GSI2PK", "GSI2SK")}.get(index or "",
+                                                                                             ("PK", "SK"))
 
         def position(raw: dict[str, Any]) -> tuple[str, str, str]:
             return (raw.get(range_name, {}).get("S", ""), raw["PK"]["S"], raw["SK"]["S"])
@@ -86,7 +96,7 @@ class FakeTable:
             after = position(cursor)
             rows = [r for r in rows if (position(r) > after if forward else position(r) < after)]
         page, rest = rows[:limit], rows[limit:]
-        names = ("PK", "SK", "GSI1PK", "GSI1SK") if index == "gsi1" else ("PK", "SK")
+        names = ("PK", "SK", hash_name, range_name) if index else ("PK", "SK")
         next_cursor = {n: page[-1][n] for n in names if n in page[-1]} if page and rest else None
         items = [i for i in map(Entity.from_raw_data, page) if isinstance(i, model)]
         return Page(items, next_cursor)
@@ -166,6 +176,15 @@ class FakeProgramStore:
             raise NotFound("Partner not found", details={"program_id": program_id, "partner_id": partner_id})
         return item
 
+    def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
+        locator = self.table.get(PartnerLocatorItem, keys.partner_locator(partner_id))
+        if locator is None:
+            raise NotFound("Unknown partner", details={"partner_id": partner_id})
+        return self.partner(locator.program_id, partner_id), self.get(locator.program_id)
+
+    def api_key(self, key_hash: str) -> ApiKeyItem | None:
+        return self.table.get(ApiKeyItem, keys.api_key(key_hash))
+
 
 class FakeMemberStore:
     def __init__(self, table: FakeTable | None = None) -> None:
@@ -211,6 +230,26 @@ class FakeMemberStore:
 
     def erasure_record(self, program_id: str, member_id: str) -> ErasureItem | None:
         return self.table.get(ErasureItem, keys.erasure_record(program_id, member_id))
+
+    def short_link(self, code: str) -> LinkItem | None:
+        return self.table.get(LinkItem, keys.short_link(code))
+
+    def count_click(self, program_id: str, code: str, day: str, utm_source: str) -> None:
+        with self._lock:
+            pk, sk = keys.click_counter(program_id, code, day, utm_source)
+            counter = self.table.get(ClickCounterItem, (pk, sk)) or ClickCounterItem(
+                PK=pk, SK=sk, program_id=program_id, code=code, day=day, utm_source=utm_source)
+            counter.clicks = int(counter.clicks or 0) + 1
+            self.table.put(counter)
+            tpk, tsk = keys.click_total(program_id, code)
+            total = self.table.get(ClickTotalItem, (tpk, tsk)) or ClickTotalItem(PK=tpk, SK=tsk, program_id=program_id,
+                                                                                  code=code)
+            by_source = total.by_source.as_dict() if total.by_source else {}
+            if utm_source not in by_source and len(by_source) >= MAX_SOURCES:
+                utm_source = OTHER_SOURCE  # the map is full: counted as another source
+            by_source[utm_source] = int(by_source.get(utm_source, 0)) + 1
+            total.clicks, total.by_source = int(total.clicks or 0) + 1, by_source
+            self.table.put(total)
 
     def change_code(self, member: MemberItem, code: str) -> None:
         pid = member.program_id
@@ -304,6 +343,27 @@ class FakeLedgerStore:
             if item is not None:
                 out[member_id] = item
         return out
+
+
+    def booked(self, program_id: str, day: str, limit: int, cursor: Cursor | None) -> Page[LedgerEntryItem | EventItem]:
+        page = self.table.query(Entity, keys.gsi2_ledger_day(program_id, day, "", "")[0], index="gsi2", limit=limit,
+                                cursor=cursor)
+        return Page([i for i in page.items if isinstance(i, LedgerEntryItem | EventItem)], page.next_cursor)
+
+    def entries_of(self, booked: LedgerEntryItem | EventItem) -> list[LedgerEntryItem]:
+        if isinstance(booked, LedgerEntryItem):
+            return [booked]
+        wanted = booked.indexed_entry_keys()
+        found = self.table.batch_get(wanted)
+        return [e for e in (found.get(k) for k in wanted) if isinstance(e, LedgerEntryItem)]
+
+    def cursor_after(self, booked: LedgerEntryItem | EventItem) -> Cursor:
+        return booked_cursor(booked)
+
+    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
+        pk, low = keys.settlement_row(program_id, start.isoformat(), "")
+        _, high = keys.settlement_row(program_id, (end + timedelta(days=1)).isoformat(), "")
+        return iter(self.table.between(SettlementRowItem, pk, low, high))
 
 
 class FakeTierStore:

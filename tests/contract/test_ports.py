@@ -408,3 +408,97 @@ def test_attribution_records_per_member_and_per_code(impl: Impl) -> None:
     assert [r.record_id for r in by_code.items] == ["ar_0005", "ar_0002", "ar_0001", "ar_0000"]
     assert [r.outcome for r in events.code_attributions(PID, "GHOST", 10, None).items] == ["rejected"]
     assert events.code_attributions(PID, "NOBODY", 10, None).items == []
+
+
+# --------------------------------------------------------------------------- ledger export, settlement
+
+
+def test_a_booking_day_pages_in_booking_order_and_resumes_after_any_row(impl: Impl) -> None:
+    from datetime import timedelta
+
+    day = NOW.date().isoformat()
+    next_day = support.entry(PID, "carl", 60 * 24)  # booked the next day
+    impl.seed(*(support.entry(PID, m, n) for n, m in ((3, "anna"), (1, "boris"), (2, "anna"), (0, "boris"))),
+              next_day, support.entry("prg_other", "anna", 5))
+    ledger = impl.ports.ledger
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        page = ledger.booked(PID, day, 3, cursor)
+        assert len(page.items) <= 3
+        seen += [e.entry_id for item in page.items for e in ledger.entries_of(item)]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == ["le_0000", "le_0001", "le_0002", "le_0003"]
+    first = ledger.booked(PID, day, 10, None).items
+    resumed = ledger.booked(PID, day, 10, ledger.cursor_after(first[1])).items
+    assert [i.entry_id for i in resumed] == ["le_0002", "le_0003"]  # type: ignore[union-attr]
+    assert [i.entry_id for i in ledger.booked(PID, (NOW + timedelta(days=1)).date().isoformat(), 10, None).items] == [
+        next_day.entry_id]  # type: ignore[union-attr]
+    assert ledger.booked(PID, "2020-01-01", 10, None) == ports.Page([], None)
+
+
+def test_settlement_rows_of_a_period_include_both_ends(impl: Impl) -> None:
+    from datetime import date
+
+    impl.seed(support.settlement_row(PID, "2026-11-01", "ptn_1", funded=5),
+              support.settlement_row(PID, "2026-11-02", "ptn_1", "ptn_2", points=3),
+              support.settlement_row(PID, "2026-11-03", "ptn_2", redeemed=4),
+              support.settlement_row(PID, "2026-11-04", "ptn_2", expired=9),
+              support.settlement_row("prg_other", "2026-11-02", "ptn_9", funded=1))
+    rows = list(impl.ports.ledger.settlement_rows(PID, date(2026, 11, 1), date(2026, 11, 3)))
+    assert [(r.day, r.partner_id, r.at_partner_id) for r in rows] == [
+        ("2026-11-01", "ptn_1", None), ("2026-11-02", "ptn_1", "ptn_2"), ("2026-11-03", "ptn_2", None)]
+    assert list(impl.ports.ledger.settlement_rows(PID, date(2026, 12, 1), date(2026, 12, 31))) == []
+
+
+# --------------------------------------------------------------------------- keys, webhooks, short links, clicks
+
+
+def test_a_webhooks_partner_and_program_are_found_by_the_partner_alone(impl: Impl) -> None:
+    from chalicelib.store.tenancy import PartnerLocatorItem
+
+    pk, sk = keys.partner_locator("ptn_loc")
+    impl.seed(support.program(PID, name="Coffee"), support.partner(PID, "ptn_loc", webhook_secrets={"events": []}),
+              PartnerLocatorItem(PK=pk, SK=sk, program_id=PID, partner_id="ptn_loc"))
+    partner, program = impl.ports.programs.webhook_config("ptn_loc")
+    assert (partner.partner_id, program.program_id, program.name) == ("ptn_loc", PID, "Coffee")
+    with pytest.raises(NotFound):
+        impl.ports.programs.webhook_config("ptn_unknown")
+
+
+def test_api_keys_are_found_by_their_hash(impl: Impl) -> None:
+    from chalicelib.store.tenancy import ApiKeyItem
+
+    pk, sk = keys.api_key("hash-1")
+    impl.seed(ApiKeyItem(PK=pk, SK=sk, key_id="key_1", kind="partner", program_id=PID, partner_id="ptn_1",
+                         created_at=NOW))
+    found = impl.ports.programs.api_key("hash-1")
+    assert found is not None and (found.key_id, found.kind, found.revoked) == ("key_1", "partner", False)
+    assert impl.ports.programs.api_key("hash-unknown") is None
+
+
+def test_short_links_and_clicks(impl: Impl) -> None:
+    from chalicelib.store.counters import MAX_SOURCES, OTHER_SOURCE
+    from chalicelib.store.members import LinkItem
+
+    pk, sk = keys.short_link("ANNA1")
+    impl.seed(LinkItem(PK=pk, SK=sk, program_id=PID, member_id="anna", code="ANNA1"))
+    link = impl.ports.members.short_link("ANNA1")
+    assert link is not None and (link.program_id, link.member_id) == (PID, "anna")
+    assert impl.ports.members.short_link("NOBODY") is None
+    members = impl.ports.members
+    for source in ("vk", "vk", "-", *(f"s{n}" for n in range(MAX_SOURCES))):
+        members.count_click(PID, "ANNA1", "2026-11-23", source)
+    (total,), _ = members.clicks_and_balance(PID, "anna", ["ANNA1"])
+    by_source = total.by_source.as_dict()
+    assert int(total.clicks) == 3 + MAX_SOURCES and by_source["vk"] == 2 and by_source["-"] == 1
+    assert len(by_source) <= MAX_SOURCES + 1 and by_source.get(OTHER_SOURCE, 0) >= 1  # a full map counts the rest
+
+
+def test_concurrent_clicks_are_all_counted(impl: Impl) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: impl.ports.members.count_click(PID, "HOT", "2026-11-23", "vk"), range(8)))
+    (total,), _ = impl.ports.members.clicks_and_balance(PID, "anna", ["HOT"])
+    assert int(total.clicks) == 8 and total.by_source.as_dict() == {"vk": 8}
