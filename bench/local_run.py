@@ -183,6 +183,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def settle(pid: int, idle_share: float = 0.25, quiet_seconds: int = 3, timeout: float = 1200.0) -> tuple[float, float]:
+    """Wait until the run is idle (the stream consumers have caught up with the webhooks): its CPU use below
+    ``idle_share`` of a core for ``quiet_seconds`` seconds running. Returns (seconds waited, CPU-seconds used)."""
+    started, cpu_started = time.monotonic(), cpu_seconds(pid)
+    quiet, last = 0, cpu_started
+    while quiet < quiet_seconds and time.monotonic() - started < timeout:
+        time.sleep(1.0)
+        now = cpu_seconds(pid)
+        quiet = quiet + 1 if now - last < idle_share else 0
+        last = now
+    return max(0.0, time.monotonic() - started - quiet), last - cpu_started
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
@@ -306,6 +319,8 @@ def trial(args: argparse.Namespace, info: dict[str, Any]) -> int:
     random.Random(args.seed + 1).shuffle(rest)
     run_all([lambda p=p, n=n: send(p, n) for p, n in rest], args.concurrency)
     elapsed, cpu = time.monotonic() - started, cpu_seconds(pid) - cpu_started
+    settled, settle_cpu = settle(pid)
+    rss_settled = rss_mb(pid)
 
     point_value = int(program.get("point_value_minor", 100))
     expected = expected_balances(people, point_value)
@@ -327,12 +342,16 @@ def trial(args: argparse.Namespace, info: dict[str, Any]) -> int:
     print()
     print(f"webhooks sent        {total} in {elapsed:.1f} s")
     print(f"throughput           {total / elapsed:.1f} webhooks/s")
-    print(f"run's CPU time       {cpu / total * 1000:.1f} ms per webhook (all threads), so about "
-          f"{total / cpu:.0f} webhooks/s if the run had one CPU to itself")
+    print(f"run's CPU time       {cpu / total * 1000:.1f} ms per webhook (all threads) until the last ack")
+    whole = cpu + settle_cpu
+    print(f"stream caught up     {settled:.1f} s after the last ack ({settle_cpu:.1f} CPU-s more): "
+          f"{whole / total * 1000:.1f} ms of CPU per webhook in all, so about {total / whole:.0f} webhooks/s "
+          f"sustained if the run had one CPU to itself; {total / (elapsed + settled):.1f} webhooks/s end to end here")
     print(f"ack latency          p50 {percentile(lat, .5) * 1000:.0f} ms, p95 {percentile(lat, .95) * 1000:.0f} ms, "
           f"p99 {percentile(lat, .99) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms")
-    print(f"resident memory      {progress.rss[0][1]:.0f} MB at start, {progress.rss[-1][1]:.0f} MB at the end"
-          + (f", {min(warm):.0f}-{max(warm):.0f} MB after warm-up" if warm else ""))
+    print(f"resident memory      {progress.rss[0][1]:.0f} MB at start, {progress.rss[-1][1]:.0f} MB at the last ack"
+          + (f", {min(warm):.0f}-{max(warm):.0f} MB after warm-up" if warm else "")
+          + f", {rss_settled:.0f} MB once the stream caught up")
     print(f"dropped connections  {api.dropped}" + (f" (e.g. {api.errors[0]})" if api.errors else ""))
     print(f"503 answers retried  {api.rejected}")
     print(f"failed webhooks      {len(failures)}" + (f" (e.g. {failures[0]})" if failures else ""))

@@ -135,7 +135,7 @@ def get_import(req: ApiRequest, program_id: str, import_id: str) -> Any:
                 "follows it).",
 )
 def export_ledger(req: ApiRequest, program_id: str) -> Any:
-    text, cursor = ledger_export.export_page(req.principal, program_id, req.query("from"), req.query("to"),
+    text, cursor = ledger_export.export_page(req.ports, req.principal, program_id, req.query("from"), req.query("to"),
                                              req.int_query("limit", 1000, 1, 5000), req.query("cursor"))
     headers: dict[str, str | list[str]] = {"Content-Type": "text/csv; charset=utf-8"}
     if cursor:

@@ -100,7 +100,7 @@ class ApiRequest:
 
     @cached_property
     def principal(self) -> Principal:
-        principal = authenticate(self.headers)
+        principal = authenticate(self.headers, self.ports)
         if principal.kind == "publishable" and self._auth != "publishable":
             # Publishable keys are embedded in web pages: only the landing endpoints accept them.
             principal.require_server_key()

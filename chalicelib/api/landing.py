@@ -91,7 +91,7 @@ def create_invite_preflight() -> Response:
                 "of the code's owner. 404 for a code that is not the program's. Rate limited per client IP.",
 )
 def get_offer(req: ApiRequest, code: str) -> Any:
-    return offer.offer(_program(req), code, req.source_ip, req.query("locale"))
+    return offer.offer(_program(req), code, req.source_ip, req.query("locale"), req.ports)
 
 
 @landing.route(OFFER, methods=["OPTIONS"])
@@ -117,7 +117,7 @@ def follow_link(req: ApiRequest, code: str) -> Any:
     except Exception:  # e.g. the master secret (which keys the IP hash) is unreadable: still redirect
         log.exception("redirect rate limit unavailable")
     try:
-        target = redirect.redirect_target(code, query, req.headers.get("user-agent"))
+        target = redirect.redirect_target(code, query, req.headers.get("user-agent"), req.ports)
     except Exception:  # the visitor still gets somewhere useful
         log.exception("redirect failed")
         target = redirect.default_landing_url()

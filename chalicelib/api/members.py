@@ -35,7 +35,7 @@ def _page(result: dict[str, Any]) -> dict[str, Any]:
 )
 def lookup(req: ApiRequest, program_id: str) -> Any:
     params = {name: req.query(name) for name in (*members_query.LOOKUP_PARAMS, "partner_id")}
-    return members_query.lookup(req.principal, program_id, params)
+    return members_query.lookup(req.ports, req.principal, program_id, params)
 
 
 @members.endpoint(
@@ -43,14 +43,14 @@ def lookup(req: ApiRequest, program_id: str) -> Any:
     summary="A member: code, link, referrer, counts (clicks, signups, purchasers); e-mail and phone masked",
 )
 def get_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
-    return members_query.get_member(req.principal, program_id, member_id)
+    return members_query.get_member(req.ports, req.principal, program_id, member_id)
 
 
 @members.endpoint(f"{BASE}/members/{{member_id}}/referrals", "GET", tag=TAG, query_params=PAGING,
                   summary="Members this member referred, newest first (paged)")
 def list_referrals(req: ApiRequest, program_id: str, member_id: str) -> Any:
     cursor = decode_cursor(req.query("cursor"), ("GSI1PK", keys.gsi1_referrals_partition(program_id, member_id)))
-    return _page(members_query.referrals(req.principal, program_id, member_id,
+    return _page(members_query.referrals(req.ports, req.principal, program_id, member_id,
                                          req.int_query("limit", 50, 1, 100), cursor))
 
 
@@ -67,15 +67,15 @@ def list_referrals(req: ApiRequest, program_id: str, member_id: str) -> Any:
 def referral_tree(req: ApiRequest, program_id: str, member_id: str) -> Any:
     raw_depth = req.query("max_depth")
     depth = None if raw_depth is None else req.int_query("max_depth", 1, 1, 5)
-    return members_query.referral_tree(req.principal, program_id, member_id, depth, req.int_query("limit", 50, 1, 100),
-                                       req.query("cursor"))
+    return members_query.referral_tree(req.ports, req.principal, program_id, member_id, depth,
+                                       req.int_query("limit", 50, 1, 100), req.query("cursor"))
 
 
 @members.endpoint(f"{BASE}/members/{{member_id}}/attributions", "GET", tag=TAG, query_params=PAGING,
                   summary="Attribution records of a member as the friend, with reasons, newest first (paged)")
 def list_member_attributions(req: ApiRequest, program_id: str, member_id: str) -> Any:
     cursor = decode_cursor(req.query("cursor"), ("PK", keys.member_partition(program_id, member_id)))
-    return _page(members_query.member_attributions(req.principal, program_id, member_id,
+    return _page(members_query.member_attributions(req.ports, req.principal, program_id, member_id,
                                                    req.int_query("limit", 50, 1, 100), cursor))
 
 
@@ -86,7 +86,7 @@ def list_code_attributions(req: ApiRequest, program_id: str, code: str) -> Any:
 
     partition = keys.gsi1_attribution_code_partition(program_id, normalize_code(code) or "")
     cursor = decode_cursor(req.query("cursor"), ("GSI1PK", partition))
-    return _page(members_query.code_attributions(req.principal, program_id, code,
+    return _page(members_query.code_attributions(req.ports, req.principal, program_id, code,
                                                  req.int_query("limit", 50, 1, 100), cursor))
 
 
@@ -99,7 +99,7 @@ def list_code_attributions(req: ApiRequest, program_id: str, code: str) -> Any:
                 "domain): a code someone else holds is a 409 `code_taken`.",
 )
 def set_code(req: ApiRequest, program_id: str, member_id: str) -> Any:
-    return members_query.set_vanity_code(req.principal, program_id, member_id, req.body)
+    return members_query.set_vanity_code(req.ports, req.principal, program_id, member_id, req.body)
 
 
 COUPON_DOC = ("A member's personal promo code (one the shop created in its platform, e.g. `ANNA-500`): an order "

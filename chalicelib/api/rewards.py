@@ -74,7 +74,7 @@ def get_rules_schema(req: ApiRequest, program_id: str) -> Any:
 def get_balance(req: ApiRequest, program_id: str, member_id: str) -> Any:
     from chalicelib.services import statement
 
-    return statement.balance(req.principal, program_id, member_id)
+    return statement.balance(req.ports, req.principal, program_id, member_id)
 
 
 @rewards.endpoint(f"{MEMBER}/ledger", "GET", tag=MEMBER_TAG, query_params=(("limit", "integer"), ("cursor", "string")),
@@ -83,7 +83,8 @@ def get_ledger(req: ApiRequest, program_id: str, member_id: str) -> Any:
     from chalicelib.services import statement
 
     cursor = decode_cursor(req.query("cursor"), ("PK", keys.member_partition(program_id, member_id)))
-    result = statement.ledger(req.principal, program_id, member_id, req.int_query("limit", 50, 1, 200), cursor)
+    result = statement.ledger(req.ports, req.principal, program_id, member_id, req.int_query("limit", 50, 1, 200),
+                              cursor)
     return {**result, "next_cursor": encode_cursor(result["next_cursor"])}
 
 
@@ -132,7 +133,7 @@ def get_settlement(req: ApiRequest, program_id: str) -> Any:
 
     from chalicelib.services import settlement
 
-    body = settlement.statement(req.principal, program_id, req.query("from"), req.query("to"))
+    body = settlement.statement(req.ports, req.principal, program_id, req.query("from"), req.query("to"))
     if "text/csv" in (req.headers.get("accept") or ""):
         return Response(body=settlement.as_csv(body), status_code=200,
                         headers={"Content-Type": "text/csv; charset=utf-8"})

@@ -89,10 +89,6 @@ def _conditional_failed(exc: PynamoDBException) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
-def outbox_key(item: OutboxItem) -> tuple[str, str]:
-    return item.PK, item.SK
-
-
 class Delivery:
     def __init__(self, notifier: Notifier, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.notifier = notifier

@@ -2,8 +2,9 @@
 
 * ``outbox`` INSERT → deliver (messages of one member from one event are delivered as one);
 * ``member`` INSERT with a referrer → a ``friend_joined`` message for the referrer;
-* ``ledger_entry`` INSERT of rewards → ``points_earned``, one per member and event (the event's transaction
-  writes no message for them: :func:`earned_messages`);
+* ``ledger_entry`` INSERT of rewards → ``points_earned``, one per member and event, and of a refund's
+  reversals → ``points_reversed``, one per member and refund (the event's transaction writes no message
+  for them: :func:`earned_messages`, :func:`reversed_messages`);
 * ``ledger_entry`` MODIFY to ``available`` by the holding job (``released_at``) → ``points_available``;
   any ledger INSERT → the member's last-activity day (sleeping-member reminders), when enabled;
 * ``redemption`` MODIFY to ``confirmed`` → ``points_spent``.
@@ -150,26 +151,41 @@ def on_member(records: list[dispatcher.StreamRecord]) -> set[str]:
 
 def earned_messages(entries: list[LedgerEntryItem]) -> int:
     """``points_earned`` per member and event from new reward entries (the event's transaction writes none).
+    Returns the number of messages created (see :func:`_points_messages`)."""
+    from chalicelib.services.ledger import outbox
 
-    The message id is the one the transaction used to write (business key, member, template), so a
+    return _points_messages(outbox.POINTS_EARNED, outbox.earned_groups(entries))
+
+
+def reversed_messages(entries: list[LedgerEntryItem]) -> int:
+    """``points_reversed`` per member and refund from a refund's new reversal entries (the refund's transaction
+    writes none). Returns the number of messages created (see :func:`_points_messages`)."""
+    from chalicelib.services.ledger import outbox
+
+    return _points_messages(outbox.POINTS_REVERSED, outbox.reversed_groups(entries))
+
+
+def _points_messages(template: str, groups: dict[tuple[str, str, str], list[LedgerEntryItem]]) -> int:
+    """One message per (program, member, event) group of new entries.
+
+    The message id is the one the event's transaction used to write (business key, member, template), so a
     replayed batch creates nothing. The entries a message announces are listed in ``params.entries``:
     should a stream batch end between two entries of one member's event, the later batch finds the
     message without its entry and creates a follow-up message for the rest (its id names those
-    entries), so every reward is announced exactly once. Returns the number of messages created."""
+    entries), so every entry is announced exactly once."""
     from chalicelib.services.ledger import outbox
     from chalicelib.store import tenancy_repo
 
     created = 0
-    for (pid, mid, business_key), group in outbox.earned_groups(entries).items():
+    for (pid, mid, business_key), group in groups.items():
         try:
             program = tenancy_repo.get_program(pid)
         except Exception:  # the program is gone: nobody to tell
             continue
         ids = sorted(e.entry_id for e in group)
-        params = {**outbox.message_params(outbox.POINTS_EARNED, business_key, program.points_unit, group),
-                  "entries": ids}
-        first = outbox.message_id(business_key, mid, outbox.POINTS_EARNED)
-        if new_outbox(pid, mid, outbox.POINTS_EARNED, params, None, business_key, first):
+        params = {**outbox.message_params(template, business_key, program.points_unit, group), "entries": ids}
+        first = outbox.message_id(business_key, mid, template)
+        if new_outbox(pid, mid, template, params, None, business_key, first):
             created += 1
             continue
         existing = OutboxItem.get(*keys.outbox_message(pid, first), consistent_read=True)
@@ -179,10 +195,9 @@ def earned_messages(entries: list[LedgerEntryItem]) -> int:
         rest = [e for e in group if e.entry_id not in set(covered)]
         if rest:
             rest_ids = sorted(e.entry_id for e in rest)
-            params = {**outbox.message_params(outbox.POINTS_EARNED, business_key, program.points_unit, rest),
-                      "entries": rest_ids}
-            if new_outbox(pid, mid, outbox.POINTS_EARNED, params, None, business_key,
-                          outbox.message_id(business_key, mid, outbox.POINTS_EARNED, *rest_ids)):
+            params = {**outbox.message_params(template, business_key, program.points_unit, rest), "entries": rest_ids}
+            if new_outbox(pid, mid, template, params, None, business_key,
+                          outbox.message_id(business_key, mid, template, *rest_ids)):
                 created += 1
     return created
 
@@ -203,6 +218,7 @@ def on_ledger_entry(records: list[dispatcher.StreamRecord]) -> set[str]:
               and entry.released_at is not None):
             released.setdefault((entry.program_id, entry.member_id), []).append(entry)
     earned_messages(inserted)
+    reversed_messages(inserted)
     for (pid, mid), entries in released.items():
         ids = sorted(e.entry_id for e in entries)
         new_outbox(pid, mid, "points_available", {"points": sum(e.net_points for e in entries), "entries": ids},

@@ -54,10 +54,6 @@ def integration(program_id: str, partner_id: str, platform: str) -> Key:
     return f"PROGRAM#{program_id}", f"INTEGRATION#{partner_id}#{platform}"
 
 
-def integrations_prefix(program_id: str, partner_id: str) -> Key:
-    return f"PROGRAM#{program_id}", f"INTEGRATION#{partner_id}#"
-
-
 def integration_log(program_id: str, partner_id: str, platform: str, at: str, entry_id: str) -> Key:
     """Per-partner, per-platform integration log (permanent failures of the asynchronous CRM fetch)."""
     return integration_log_partition(program_id, partner_id, platform), f"AT#{at}#{entry_id}"
@@ -320,9 +316,10 @@ def expiry_job_state(program_id: str) -> Key:
     return "JOBS", f"EXPIRY#{program_id}"
 
 
-def settled_marker(program_id: str, entry_id: str) -> Key:
-    """A ledger entry already counted in the settlement aggregates (idempotency of the stream handler)."""
-    return f"SETTLED#{program_id}#{entry_id}", "SETTLED"
+def settled_marker(program_id: str, group: str) -> Key:
+    """The ledger entries of one event (``group``: a hash of its business key, or an entry id) already counted in
+    the settlement aggregates (idempotency of the stream handler)."""
+    return f"SETTLED#{program_id}#{group}", "SETTLED"
 
 
 # --- coalition: partner offers and voucher pools (docs/coalition.md) --------------

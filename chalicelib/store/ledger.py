@@ -35,6 +35,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from chalicelib.domain.clock import iso
+from chalicelib.domain.records import member_counts as member_counts  # moved to the domain; old imports work
 from chalicelib.store import keys
 from chalicelib.store.db import CompressedJSONAttribute, Entity, IsoDateTimeAttribute
 from chalicelib.store.transact import OnFail, Transaction
@@ -153,15 +154,6 @@ class BalanceItem(Entity, discriminator="balance"):
     #: the counts from before and a new member's first purchase: the count is the sum (:func:`member_counts`).
     orders_count = NumberAttribute(null=True)
     converted_referrals = NumberAttribute(null=True)
-
-
-def member_counts(profile: Any, balance: Any) -> tuple[int, int]:
-    """(purchases, converted referrals) of a member: the profile's (older) counts plus the balance's."""
-    def of(item: Any, name: str) -> int:
-        return int(getattr(item, name, None) or 0) if item is not None else 0
-
-    return (of(profile, "orders_count") + of(balance, "orders_count"),
-            of(profile, "converted_referrals") + of(balance, "converted_referrals"))
 
 
 class MonthCounterItem(Entity, discriminator="member_month"):
