@@ -276,7 +276,19 @@ def build_codecache(env: dict[str, str]) -> None:
                    env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def measure(reps: int, codecache: bool = True) -> dict[str, list[tuple[float, float]]]:
+def count_instructions(name: str, env: dict[str, str]) -> int:
+    """Instructions one child executes (valgrind's cachegrind, no cache simulation): a load-independent figure."""
+    done = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                           sys.executable, "-c", CHILDREN[name]], cwd=ROOT, env={**env, "PYTHONHASHSEED": "0"},
+                          capture_output=True, text=True)
+    match = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if match is None or done.returncode != 0:
+        raise SystemExit(f"{name} under valgrind failed:\n{done.stderr[-2000:]}")
+    return int(match.group(1).replace(",", ""))
+
+
+def measure(reps: int, codecache: bool = True, instructions: bool = False
+            ) -> tuple[dict[str, list[tuple[float, float]]], dict[str, int]]:
     moto, env, demo = start_store()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -294,7 +306,9 @@ def measure(reps: int, codecache: bool = True) -> dict[str, list[tuple[float, fl
             for i in range(reps):  # interleaved, so drift hits every variant alike
                 for name in CHILDREN:
                     samples[name].append(run_child(name, hooks.child_env(env, i + 1, replay)))
-            return samples
+            counts = {name: count_instructions(name, hooks.child_env(env, reps + 1 + n, replay))
+                      for n, name in enumerate(CHILDREN)} if instructions else {}
+            return samples, counts
     finally:
         moto.stop()  # type: ignore[attr-defined]
 
@@ -370,11 +384,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=9, help="fresh processes per variant (default 9)")
     parser.add_argument("--skip-zip", action="store_true", help="do not run chalice package")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count each child's instructions once under valgrind (load-independent)")
     parser.add_argument("--no-codecache", action="store_true",
                         help="measure without chalicelib.domain.codecache's compiled code (deletes the built file)")
     args = parser.parse_args()
 
-    samples = measure(args.reps, codecache=not args.no_codecache)
+    samples, counts = measure(args.reps, codecache=not args.no_codecache, instructions=args.instructions)
     wall = {name: statistics.median(v[0] for v in runs) for name, runs in samples.items()}
     cpu = {name: statistics.median(v[1] for v in runs) for name, runs in samples.items()}
     floor = wall["floor"]
@@ -404,6 +420,11 @@ def main() -> int:
           f"{(cpu['webhook'] - cpu['floor_work']) * 1000:+.1f} ms CPU")
     print("  (CPU = the child's process time over the same span: it leaves out waiting for the DynamoDB server and"
           " for a loaded machine's other processes; the verdicts use wall time)")
+    if counts:
+        print("\ninstructions executed, one run each under valgrind (the same on a loaded machine):")
+        for name, base in (("floor", "floor"), ("health", "floor"), ("dynamodb", "floor"), ("floor_work", "floor_work"),
+                           ("webhook", "floor_work")):
+            print(f"  {name:<11} {counts[name] / 1e6:9.1f} M   ratio {counts[name] / counts[base]:.2f} against {base}")
     total, packages = import_profile()
     print(f"\nimport app: {total * 1000:.1f} ms (-X importtime, one run); self time by top-level package:")
     for name, seconds in packages:
