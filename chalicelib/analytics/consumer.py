@@ -112,8 +112,9 @@ def on_records(records: list[dispatcher.StreamRecord]) -> set[str]:
             sources.append(_click(item))
         elif isinstance(item, MemberItem) and record.event_name == "INSERT":
             sources.append(_joined(item))
-        elif isinstance(item, EventItem) and record.event_name == "INSERT" and item.business_key:
-            events.append(item)
+        elif isinstance(item, EventItem) and item.business_key and (
+                record.event_name == "INSERT" or (record.event_name == "MODIFY" and item.replaced_parked)):
+            events.append(item)  # a MODIFY: the record replaced refunds parked at its key (services.ledger.refunds)
         elif isinstance(item, LedgerEntryItem) and record.event_name == "INSERT":
             sources.append(_ledger(item))
         elif isinstance(item, OutboxItem) and record.event_name == "MODIFY":

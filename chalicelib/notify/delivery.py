@@ -18,8 +18,9 @@ Per group of outbox messages (one member, one event):
    Before sending, one slot of the member's daily cap is *reserved* with a conditional counter
    update (``total < cap``), and given back when nothing went out, so concurrent consumers never
    exceed the cap.
-5. **finish** in one transaction: every claimed message ``sent``/``failed`` with the provider
-   ids (conditioned on our lease token), the delivery-log item.
+5. **finish**: every claimed message ``sent``/``failed`` with the provider ids (conditioned on our
+   lease token), then the delivery-log item; one message (the usual case) as two plain writes
+   (a crash between them loses the log line, never re-sends), merged messages in one transaction.
 
 The at-least-once window is between the provider accepting a message and step 5 committing:
 a crash there leaves the message ``sending``; after the lease (60 s) it is sent again. SES has
@@ -89,10 +90,6 @@ def _conditional_failed(exc: PynamoDBException) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
-def outbox_key(item: OutboxItem) -> tuple[str, str]:
-    return item.PK, item.SK
-
-
 class Delivery:
     def __init__(self, notifier: Notifier, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.notifier = notifier
@@ -141,9 +138,14 @@ class Delivery:
 
     # ------------------------------------------------------------------ deliver
 
-    def deliver_group(self, items: list[OutboxItem]) -> list[Outcome]:
-        """Deliver messages of one member from one event as one message."""
+    def deliver_group(self, items: list[OutboxItem], claimed_by: str | None = None) -> list[Outcome]:
+        """Deliver messages of one member from one event as one message.
+
+        ``claimed_by``: the messages were created already claimed under this lease token (derived messages,
+        ``notify.sources.Derived``), so there is nothing to claim."""
         now = clock.utcnow()
+        if claimed_by is not None:
+            return self._deliver_safely(list(items), now, claimed_by, [])
         token = secrets.token_hex(8)
         claimed: list[OutboxItem] = []
         outcomes: list[Outcome] = []
@@ -153,6 +155,10 @@ class Delivery:
                 outcomes.append(Outcome(item.message_id, item.member_id, "skipped"))
             else:
                 claimed.append(got)
+        return self._deliver_safely(claimed, now, token, outcomes)
+
+    def _deliver_safely(self, claimed: list[OutboxItem], now: datetime, token: str,
+                        outcomes: list[Outcome]) -> list[Outcome]:
         if not claimed:
             return outcomes
         try:
@@ -386,6 +392,7 @@ class Delivery:
         now_iso = clock.iso(now)
         Ob = OutboxItem
         tx = Transaction()
+        finishing: list[tuple[OutboxItem, list[Action]]] = []
         for item in claimed:
             actions: list[Action] = [Ob.status.set(status), Ob.finished_at.set(now_iso), Ob.lease_until.remove(),
                        Ob.expires_at_epoch.set(int(now.timestamp()) + OUTBOX_RETENTION_DAYS * 86400),
@@ -398,17 +405,33 @@ class Delivery:
                 actions.append(Ob.last_error.set(error[:500]))
             if item is not lead:
                 actions.append(Ob.merged_into.set(lead.message_id))
-            tx.update(item, actions, Ob.lease_token == token, on_fail=LeaseLost())
+            finishing.append((item, actions))
         pk, sk = keys.notification_log(pid, mid, clock.iso(lead.created_at), lead.message_id)
-        tx.put(NotificationLogItem(
+        entry = NotificationLogItem(
             pk, sk, program_id=pid, member_id=mid, message_id=lead.message_id, template=kind or lead.template,
             locale=rendered.locale if rendered else lead.locale, status=status, attempts=int(lead.attempts or 1),
             last_error=error, subject=rendered.subject if rendered else None,
             deliveries=[{k: v for k, v in d.items() if k != "target"} for d in deliveries],
             merged=[i.message_id for i in claimed[1:]], created_at=clock.iso(lead.created_at), finished_at=now_iso,
-        ))
+        )
         try:
-            tx.commit()
+            if len(finishing) == 1:
+                # One message (the usual case): its conditioned update, then the log item, two plain writes at
+                # half a transaction's write units. A crash between them leaves the message finished and its
+                # log line missing (the message is not sent again); a lost lease writes no log line.
+                item, actions = finishing[0]
+                try:
+                    item.update(actions=actions, condition=Ob.lease_token == token)
+                except UpdateError as exc:
+                    if _conditional_failed(exc):
+                        raise LeaseLost() from None
+                    raise
+                entry.save()
+            else:  # merged messages finish together or not at all
+                for item, actions in finishing:
+                    tx.update(item, actions, Ob.lease_token == token, on_fail=LeaseLost())
+                tx.put(entry)
+                tx.commit()
         except LeaseLost:
             log.warning("lease lost before finish", extra={"message_id": lead.message_id})
             return Outcome(lead.message_id, mid, "skipped", kind=kind, error="lease_lost")

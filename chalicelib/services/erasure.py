@@ -442,7 +442,3 @@ def _advance_profile(record: ErasureItem) -> tuple[ErasureItem, int]:
     tx.commit()
     return record, 1
 
-
-def is_erased_code(code: str | None) -> bool:
-    return code == ERASED_CODE
-

@@ -54,10 +54,6 @@ def integration(program_id: str, partner_id: str, platform: str) -> Key:
     return f"PROGRAM#{program_id}", f"INTEGRATION#{partner_id}#{platform}"
 
 
-def integrations_prefix(program_id: str, partner_id: str) -> Key:
-    return f"PROGRAM#{program_id}", f"INTEGRATION#{partner_id}#"
-
-
 def integration_log(program_id: str, partner_id: str, platform: str, at: str, entry_id: str) -> Key:
     """Per-partner, per-platform integration log (permanent failures of the asynchronous CRM fetch)."""
     return integration_log_partition(program_id, partner_id, platform), f"AT#{at}#{entry_id}"

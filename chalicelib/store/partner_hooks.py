@@ -88,11 +88,6 @@ class WebhookDeliveryItem(Entity, discriminator="webhook_delivery"):
 # --------------------------------------------------------------------------- endpoints
 
 
-def endpoint_ref(program_id: str, partner_id: str, endpoint_id: str) -> WebhookEndpointItem:
-    pk, sk = keys.webhook_endpoint(program_id, partner_id, endpoint_id)
-    return WebhookEndpointItem(PK=pk, SK=sk)
-
-
 def get_endpoint(program_id: str, partner_id: str, endpoint_id: str) -> WebhookEndpointItem | None:
     try:
         item = WebhookEndpointItem.get(*keys.webhook_endpoint(program_id, partner_id, endpoint_id),
