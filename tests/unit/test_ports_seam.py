@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "chalicelib" / "services"
 
 CONVERTED = (
+    "adjustments.py",
     "auth.py",
     "coupons.py",
     "intake.py",
@@ -25,6 +26,7 @@ CONVERTED = (
     "landing/redirect.py",
     "ledger_export.py",
     "members_query.py",
+    "redemption.py",
     "settlement.py",
     "signed_cursor.py",
     "statement.py",
