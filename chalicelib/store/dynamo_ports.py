@@ -22,7 +22,21 @@ from chalicelib.store.counters import ClickTotalItem
 from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
 from chalicelib.store.events import AttributionRecordItem, EventItem
-from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
+from chalicelib.store.ledger import (
+    KIND_REDEMPTION,
+    KIND_REDEMPTION_RETURN,
+    STATUS_AVAILABLE,
+    STATUS_SPENT,
+    BalanceDelta,
+    BalanceItem,
+    LedgerEntryItem,
+    OutboxItem,
+    RedemptionItem,
+    balance_ref,
+    new_entry,
+    stable_id,
+    stage_balance,
+)
 from chalicelib.store.members import (
     CodeItem,
     CouponItem,
@@ -298,6 +312,95 @@ class DynamoLedgerStore:
 
     def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
         return settlement.rows(program_id, start, end)
+
+    def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None:
+        return _get(RedemptionItem, keys.redemption(program_id, redemption_id))
+
+    def redeem(self, program_id: str, member_id: str, redemption_id: str, *, partner_id: str | None, points: int,
+               value_minor: int, currency: str, order_id: str | None, order_amount: int | None, request_hash: str,
+               reason: str, at: datetime) -> tuple[RedemptionItem, bool]:
+        redemption = new_redemption(program_id, member_id, redemption_id, partner_id=partner_id, points=points,
+                                    value_minor=value_minor, currency=currency, order_id=order_id,
+                                    order_amount=order_amount, request_hash=request_hash, at=at)
+        entry = spend_entry(redemption, reason)
+        redemption.entry_sk = entry.SK
+        tx = Transaction()
+        tx.create(redemption, on_fail=_Taken())
+        tx.check(MemberItem, keys.member(program_id, member_id), Entity.PK.exists(),
+                 on_fail=NotFound("Member not found", details={"member_id": member_id}))
+        tx.update(balance_ref(program_id, member_id),
+                  [BalanceItem.available.add(-points), BalanceItem.lifetime_spent.add(points)],
+                  BalanceItem.available >= points, on_fail=insufficient_points)
+        tx.create(entry, on_fail=_Taken())
+        try:
+            tx.commit()
+        except _Taken:
+            return replayed(self.redemption(program_id, redemption_id)), False
+        return redemption, True
+
+    def confirm_redemption(self, redemption: RedemptionItem, at: datetime) -> None:
+        tx = Transaction()
+        tx.update(redemption, [RedemptionItem.status.set(REDEMPTION_CONFIRMED), RedemptionItem.updated_at.set(at)],
+                  RedemptionItem.status == REDEMPTION_HELD, on_fail=concurrent_update())
+        tx.commit()
+        redemption.status, redemption.updated_at = REDEMPTION_CONFIRMED, at
+
+    def cancel_redemption(self, redemption: RedemptionItem, balance: BalanceItem | None, at: datetime,
+                          reason: str, partner_id: str | None) -> None:
+        pid, mid, points = redemption.program_id, redemption.member_id, int(redemption.points)
+        changed = concurrent_update()
+        tx = Transaction()
+        tx.update(redemption, [RedemptionItem.status.set(REDEMPTION_CANCELLED), RedemptionItem.updated_at.set(at)],
+                  RedemptionItem.status == redemption.status, on_fail=changed)
+        tx.create(return_entry(redemption, at, reason, partner_id), on_fail=changed)
+        stage_balance(tx, pid, mid, balance, BalanceDelta(available=points, spent=-points), on_fail=changed)
+        tx.commit()
+        redemption.status, redemption.updated_at = REDEMPTION_CANCELLED, at
+
+
+REDEMPTION_HELD, REDEMPTION_CONFIRMED, REDEMPTION_CANCELLED = "held", "confirmed", "cancelled"
+
+
+def concurrent_update() -> Conflict:
+    return Conflict("The redemption changed concurrently; read it again", code="concurrent_update")
+
+
+def insufficient_points(raw: dict[str, Any] | None) -> Exception:
+    """The failed balance condition's item (``ReturnValuesOnConditionCheckFailure``) says what is available."""
+    available = 0
+    if raw and "available" in raw:
+        available = int(raw["available"].get("N", 0))
+    return Conflict("Not enough available points", code="insufficient_points", details={"available": available})
+
+
+def new_redemption(program_id: str, member_id: str, redemption_id: str, *, partner_id: str | None, points: int,
+                   value_minor: int, currency: str, order_id: str | None, order_amount: int | None,
+                   request_hash: str, at: datetime) -> RedemptionItem:
+    pk, sk = keys.redemption(program_id, redemption_id)
+    return RedemptionItem(PK=pk, SK=sk, program_id=program_id, redemption_id=redemption_id, member_id=member_id,
+                          partner_id=partner_id, points=points, value_minor=value_minor, currency=currency,
+                          order_id=order_id, order_amount=order_amount, status=REDEMPTION_HELD,
+                          request_hash=request_hash, entry_sk="", created_at=at, updated_at=at)
+
+
+def replayed(existing: RedemptionItem | None) -> RedemptionItem:
+    if existing is None:  # the first request's transaction has not landed yet
+        raise Conflict("The redemption is being processed; retry", code="concurrent_update")
+    return existing
+
+
+def spend_entry(redemption: RedemptionItem, reason: str) -> LedgerEntryItem:
+    return new_entry(redemption.program_id, redemption.member_id, stable_id("le", redemption.redemption_id, "spend"),
+                     redemption.created_at, kind=KIND_REDEMPTION, status=STATUS_SPENT, points=-int(redemption.points),
+                     reason=reason, reason_code="redemption", created_at=redemption.created_at,
+                     partner_id=redemption.partner_id, redemption_id=redemption.redemption_id)
+
+
+def return_entry(redemption: RedemptionItem, at: datetime, reason: str, partner_id: str | None) -> LedgerEntryItem:
+    return new_entry(redemption.program_id, redemption.member_id, stable_id("le", redemption.redemption_id, "return"),
+                     at, kind=KIND_REDEMPTION_RETURN, status=STATUS_AVAILABLE, points=int(redemption.points),
+                     reason=reason, reason_code="redemption_cancelled", created_at=at, partner_id=partner_id,
+                     redemption_id=redemption.redemption_id)
 
 
 def booked_cursor(booked: Entity) -> Cursor:

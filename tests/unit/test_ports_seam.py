@@ -25,6 +25,7 @@ CONVERTED = (
     "landing/redirect.py",
     "ledger_export.py",
     "members_query.py",
+    "redemption.py",
     "settlement.py",
     "signed_cursor.py",
     "statement.py",
