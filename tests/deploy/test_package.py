@@ -29,7 +29,8 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for stage in STAGES:
         target = tmp_path_factory.mktemp(f"package-{stage}")
         # Own staging dir: two test workers may package at once.
-        code = packaging.package(stage, target, overrides={"SARAFAN_OPERATOR_KEY_SHA256": OPERATOR_HASH},
+        code = packaging.package(stage, target, overrides={"SARAFAN_OPERATOR_KEY_SHA256": OPERATOR_HASH,
+                                                           "SARAFAN_DEFAULT_LANDING_URL": "https://shop.example/"},
                                  build=tmp_path_factory.mktemp(f"build-{stage}"))
         assert code == 0, f"chalice package --stage {stage} failed"
         out[stage] = target

@@ -41,13 +41,15 @@ def test_bad_settings_are_refused_with_how_to_fix_them(change: dict[str, str], e
     assert ".chalice/config.json, stages.prod.environment_variables" in problems[0]
 
 
-def test_the_shipped_config_needs_only_the_operator_hash() -> None:
-    """As checked out, packaging refuses for exactly one reason: the operator key's hash is a placeholder."""
+def test_the_shipped_config_needs_the_operators_own_settings() -> None:
+    """As checked out, packaging refuses until the operator sets their key's hash and their landing page."""
     config = packaging.load_config()
     for stage in ("dev", "prod"):
         problems = packaging.check_settings(stage, packaging.stage_environment(config, stage))
-        assert len(problems) == 1 and "SARAFAN_OPERATOR_KEY_SHA256 is a placeholder" in problems[0]
+        assert len(problems) == 2
+        assert "SARAFAN_OPERATOR_KEY_SHA256 is a placeholder" in problems[0]
         assert "python3 infra/dev.py operator-key" in problems[0]
+        assert "SARAFAN_DEFAULT_LANDING_URL is empty" in problems[1]
 
 
 def test_packaging_refuses_before_building(tmp_path: Path) -> None:
