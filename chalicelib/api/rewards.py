@@ -105,8 +105,8 @@ def get_ledger(req: ApiRequest, program_id: str, member_id: str) -> Any:
 def post_adjustment(req: ApiRequest, program_id: str, member_id: str) -> Any:
     from chalicelib.services import adjustments
 
-    result, created = adjustments.adjust(req.principal, program_id, member_id, req.headers.get("idempotency-key"),
-                                         req.body)
+    result, created = adjustments.adjust(req.ports, req.principal, program_id, member_id,
+                                         req.headers.get("idempotency-key"), req.body)
     return respond(result, 201 if created else 200)
 
 

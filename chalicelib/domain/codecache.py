@@ -17,7 +17,7 @@ Nothing changes but where a code object comes from. Dataclass code is keyed by i
 (a changed class is simply compiled, as before); a validator by the schema's canonical JSON, the options
 and the fastjsonschema version, and it runs the very code ``fastjsonschema.compile_to_code`` wrote for
 that schema (the library's own ahead-of-time form of ``compile``). A missing, corrupt or foreign file
-(another Python: the bytecode magic number is checked) is ignored. The file is a build product, not in git.
+(another Python, or an older format: ``HEADER`` is checked) is ignored. The file is a build product, not in git.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ from typing import Any
 
 CACHE_FILE = Path(__file__).resolve().parent.parent / f"__codecache__.{sys.implementation.cache_tag}.marshal"
 
+#: The file starts with this (the bytecode magic number: another Python ignores the file; then the format).
+HEADER = MAGIC_NUMBER + b"sarafan-codecache/2\n"
+
 #: Dataclass method source text -> its compiled code.
 _functions: dict[str, CodeType] = {}
 #: Validator key -> (name of the validating function, marshalled code of the generated module).
@@ -46,7 +49,7 @@ def _exec(source: Any, globals: Any = None, locals: Any = None) -> None:  # exec
     if isinstance(source, str):
         code = _functions.get(source)
         if code is None:
-            code = compile(source, "<string>", "exec")
+            code = compile(source, "<string>", "exec", dont_inherit=True)  # as exec(text) in dataclasses
             if _recording:
                 _functions[source] = code
         source = code
@@ -56,9 +59,9 @@ def _exec(source: Any, globals: Any = None, locals: Any = None) -> None:  # exec
 def _load() -> None:
     try:
         data = CACHE_FILE.read_bytes()
-        if not data.startswith(MAGIC_NUMBER):
+        if not data.startswith(HEADER):
             return
-        stored = marshal.loads(data[len(MAGIC_NUMBER):])
+        stored = marshal.loads(data[len(HEADER):])
         functions, validators = stored["functions"], stored["validators"]
     except (OSError, EOFError, ValueError, TypeError, KeyError):
         return
@@ -107,7 +110,8 @@ def validator(schema: dict[str, Any], *, use_default: bool = True, content: str 
     if not _recording:
         return fastjsonschema.compile(schema, use_default=use_default)  # type: ignore[no-any-return]
     name = fastjsonschema.compile(schema, use_default=use_default).__name__
-    code = compile(fastjsonschema.compile_to_code(schema, use_default=use_default), f"<schema {name}>", "exec")
+    code = compile(fastjsonschema.compile_to_code(schema, use_default=use_default), f"<schema {name}>", "exec",
+                   dont_inherit=True)
     _validators[key] = (name, marshal.dumps(code))
     return validator(schema, use_default=use_default, content=content)
 
@@ -141,7 +145,7 @@ def build(path: Path = CACHE_FILE) -> tuple[int, int]:
     finally:
         _recording = False
     stored = {"functions": dict(sorted(_functions.items())), "validators": dict(sorted(_validators.items()))}
-    path.write_bytes(MAGIC_NUMBER + marshal.dumps(stored))
+    path.write_bytes(HEADER + marshal.dumps(stored))
     return len(_functions), len(_validators)
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from chalicelib.store.counters import ClickTotalItem
     from chalicelib.store.data_rights import ErasureItem
     from chalicelib.store.events import AttributionRecordItem, EventItem
-    from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
+    from chalicelib.store.ledger import AdjustmentItem, BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
     from chalicelib.store.members import CodeItem, LinkItem, MemberItem
     from chalicelib.store.settlement import SettlementRowItem
     from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, ProgramItem
@@ -133,6 +133,10 @@ class ProgramStore(Protocol):
         """Raises ``NotFound`` for a partner the program does not have."""
         ...
 
+    def existing_partners(self, program_id: str, partner_ids: set[str]) -> set[str]:
+        """Which of ``partner_ids`` are partners of the program (one ``BatchGetItem`` per 100)."""
+        ...
+
     def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
         """A webhook's partner (its secret versions) and its program, found by the partner id alone; on a cold
         container one ``BatchGetItem`` for both after the locator. Raises ``NotFound``."""
@@ -187,6 +191,16 @@ class LedgerStore(Protocol):
         request: nothing written). Raises ``NotFound`` for an unknown member, ``Conflict``
         ``insufficient_points`` (``details.available``), or ``concurrent_update`` while a retry's original is
         still being written."""
+        ...
+
+    def adjust(self, program_id: str, member_id: str, adjustment_id: str, *, points: int, reason: str,
+               partner_id: str | None, created_by: str, request_hash: str,
+               at: datetime) -> tuple[AdjustmentItem, bool]:
+        """One transaction: the adjustment record, its ``adjustment`` ledger entry and the balance change,
+        conditioned on the member existing. A credit repays ``owed`` first; a debit needs ``available >= -points``.
+
+        ``(record, True)`` when written, ``(the stored one, False)`` for a retried id. Raises ``NotFound`` (member),
+        ``Conflict`` ``insufficient_points`` (``details.available``) or ``concurrent_update``."""
         ...
 
     def confirm_redemption(self, redemption: RedemptionItem, at: datetime) -> None:

@@ -23,10 +23,12 @@ from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
 from chalicelib.store.events import AttributionRecordItem, EventItem
 from chalicelib.store.ledger import (
+    KIND_ADJUSTMENT,
     KIND_REDEMPTION,
     KIND_REDEMPTION_RETURN,
     STATUS_AVAILABLE,
     STATUS_SPENT,
+    AdjustmentItem,
     BalanceDelta,
     BalanceItem,
     LedgerEntryItem,
@@ -260,6 +262,9 @@ class DynamoProgramStore:
     def partner(self, program_id: str, partner_id: str) -> PartnerItem:
         return tenancy_repo.get_partner(program_id, partner_id)
 
+    def existing_partners(self, program_id: str, partner_ids: set[str]) -> set[str]:
+        return tenancy_repo.existing_partners(program_id, partner_ids)
+
     def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
         return tenancy_repo.webhook_config(partner_id)
 
@@ -338,6 +343,33 @@ class DynamoLedgerStore:
             return replayed(self.redemption(program_id, redemption_id)), False
         return redemption, True
 
+    def adjust(self, program_id: str, member_id: str, adjustment_id: str, *, points: int, reason: str,
+               partner_id: str | None, created_by: str, request_hash: str,
+               at: datetime) -> tuple[AdjustmentItem, bool]:
+        record, entry = new_adjustment(program_id, member_id, adjustment_id, points=points, reason=reason,
+                                       partner_id=partner_id, created_by=created_by, request_hash=request_hash, at=at)
+        tx = Transaction()
+        tx.create(record, on_fail=_Taken())
+        tx.check(MemberItem, keys.member(program_id, member_id), Entity.PK.exists(),
+                 on_fail=NotFound("Member not found", details={"member_id": member_id}))
+        tx.create(entry, on_fail=_Taken())
+        if points > 0:
+            read = _get(BalanceItem, keys.balance(program_id, member_id), consistent=True)
+            stage_balance(tx, program_id, member_id, read, BalanceDelta(available=points, earned=points),
+                          on_fail=balance_changed())
+        else:
+            tx.update(balance_ref(program_id, member_id),
+                      [BalanceItem.available.add(points), BalanceItem.lifetime_earned.add(points)],
+                      BalanceItem.available >= -points, on_fail=adjustment_insufficient)
+        try:
+            tx.commit()
+        except _Taken:
+            existing = _get(AdjustmentItem, keys.adjustment(program_id, adjustment_id), consistent=True)
+            if existing is None:
+                raise Conflict("The adjustment is being processed; retry", code="concurrent_update") from None
+            return existing, False
+        return record, True
+
     def confirm_redemption(self, redemption: RedemptionItem, at: datetime) -> None:
         tx = Transaction()
         tx.update(redemption, [RedemptionItem.status.set(REDEMPTION_CONFIRMED), RedemptionItem.updated_at.set(at)],
@@ -371,6 +403,30 @@ def insufficient_points(raw: dict[str, Any] | None) -> Exception:
     if raw and "available" in raw:
         available = int(raw["available"].get("N", 0))
     return Conflict("Not enough available points", code="insufficient_points", details={"available": available})
+
+
+def new_adjustment(program_id: str, member_id: str, adjustment_id: str, *, points: int, reason: str,
+                   partner_id: str | None, created_by: str, request_hash: str,
+                   at: datetime) -> tuple[AdjustmentItem, LedgerEntryItem]:
+    entry = new_entry(program_id, member_id, stable_id("le", adjustment_id), at, kind=KIND_ADJUSTMENT,
+                      status=STATUS_AVAILABLE, points=points, reason=reason, reason_code="manual_adjustment",
+                      created_at=at, funding_partner_id=partner_id, partner_id=partner_id, created_by=created_by,
+                      reversed_points=0)
+    pk, sk = keys.adjustment(program_id, adjustment_id)
+    record = AdjustmentItem(PK=pk, SK=sk, program_id=program_id, adjustment_id=adjustment_id, member_id=member_id,
+                            points=points, reason=reason, partner_id=partner_id, created_by=created_by,
+                            request_hash=request_hash, entry_id=entry.entry_id, entry_sk=entry.SK, created_at=at)
+    return record, entry
+
+
+def balance_changed() -> Conflict:
+    return Conflict("The balance changed concurrently; retry", code="concurrent_update")
+
+
+def adjustment_insufficient(raw: dict[str, Any] | None) -> Exception:
+    available = int(raw["available"].get("N", 0)) if raw and "available" in raw else 0
+    return Conflict("The adjustment would take the available balance below zero", code="insufficient_points",
+                    details={"available": available})
 
 
 def new_redemption(program_id: str, member_id: str, redemption_id: str, *, partner_id: str | None, points: int,

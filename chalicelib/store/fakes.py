@@ -24,6 +24,7 @@ from chalicelib.store.dynamo_ports import (
     REDEMPTION_CANCELLED,
     REDEMPTION_CONFIRMED,
     REDEMPTION_HELD,
+    adjustment_insufficient,
     booked_cursor,
     code_change_plan,
     code_taken,
@@ -32,6 +33,7 @@ from chalicelib.store.dynamo_ports import (
     coupons_from_pointer_keys,
     event_key_hash,
     insufficient_points,
+    new_adjustment,
     new_redemption,
     referral_position,
     referral_start,
@@ -40,7 +42,7 @@ from chalicelib.store.dynamo_ports import (
     spend_entry,
 )
 from chalicelib.store.events import AttributionRecordItem, EventItem
-from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
+from chalicelib.store.ledger import AdjustmentItem, BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
 from chalicelib.store.members import CodeItem, IdentityItem, LinkItem, MemberItem, identity_refs, key_str
 from chalicelib.store.settlement import SettlementRowItem
 from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, PartnerLocatorItem, ProgramItem
@@ -184,6 +186,9 @@ class FakeProgramStore:
         if item is None:
             raise NotFound("Partner not found", details={"program_id": program_id, "partner_id": partner_id})
         return item
+
+    def existing_partners(self, program_id: str, partner_ids: set[str]) -> set[str]:
+        return {p for p in partner_ids if self.table.get(PartnerItem, keys.partner(program_id, p)) is not None}
 
     def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
         locator = self.table.get(PartnerLocatorItem, keys.partner_locator(partner_id))
@@ -403,6 +408,38 @@ class FakeLedgerStore:
             self.table.put(redemption)
             self.table.put(entry)
         return redemption, True
+
+    def adjust(self, program_id: str, member_id: str, adjustment_id: str, *, points: int, reason: str,
+               partner_id: str | None, created_by: str, request_hash: str,
+               at: datetime) -> tuple[AdjustmentItem, bool]:
+        record, entry = new_adjustment(program_id, member_id, adjustment_id, points=points, reason=reason,
+                                       partner_id=partner_id, created_by=created_by, request_hash=request_hash, at=at)
+        with self.table.lock:
+            if (record.PK, record.SK) in self.table.items or (entry.PK, entry.SK) in self.table.items:
+                existing = self.table.get(AdjustmentItem, (record.PK, record.SK))
+                if existing is None:
+                    raise Conflict("The adjustment is being processed; retry", code="concurrent_update")
+                return existing, False
+            if self.table.get(MemberItem, keys.member(program_id, member_id)) is None:
+                raise NotFound("Member not found", details={"member_id": member_id})
+            balance = self.table.get(BalanceItem, keys.balance(program_id, member_id))
+            if points > 0:
+                balance = balance or BalanceItem(*keys.balance(program_id, member_id))
+                repay = min(int(balance.owed or 0), points)
+                balance.owed = int(balance.owed or 0) - repay
+                balance.available = int(balance.available or 0) + points - repay
+                balance.program_id, balance.member_id = program_id, member_id
+            else:
+                if balance is None or balance.available is None or int(balance.available) < -points:
+                    raw = ({"available": {"N": str(int(balance.available))}}
+                           if balance is not None and balance.available is not None else None)
+                    raise adjustment_insufficient(raw)
+                balance.available = int(balance.available) + points
+            balance.lifetime_earned = int(balance.lifetime_earned or 0) + points
+            self.table.put(balance)
+            self.table.put(record)
+            self.table.put(entry)
+        return record, True
 
     def confirm_redemption(self, redemption: RedemptionItem, at: datetime) -> None:
         with self.table.lock:

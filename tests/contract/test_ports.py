@@ -584,3 +584,50 @@ def test_confirm_and_cancel_move_the_status_once_and_cancel_repays_owed_first(im
     assert kinds == [("redemption_return", 30), ("redemption", -30)]
     with pytest.raises(Conflict):  # read as confirmed, but it was cancelled since
         impl.ports.ledger.cancel_redemption(stored, after, later, "again", "ptn_1")
+
+
+# --------------------------------------------------------------------------- adjustments
+
+
+def _adjust(impl: Impl, adjustment_id: str, points: int, member_id: str = "anna") -> tuple[Any, bool]:
+    return impl.ports.ledger.adjust(PID, member_id, adjustment_id, points=points, reason="Goodwill", partner_id=None,
+                                    created_by="operator", request_hash=f"h{points}", at=NOW)
+
+
+def test_an_adjustment_credits_repaying_owed_first_and_debits_never_below_zero(impl: Impl) -> None:
+    impl.seed_member("anna")
+    impl.seed(support.balance(PID, "anna", available=0, owed=30, lifetime_earned=100))
+    record, created = _adjust(impl, "adj_1", 50)
+    assert created and (int(record.points), record.created_by, record.entry_id.startswith("le_")) == (50, "operator",
+                                                                                                      True)
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and (int(balance.available), int(balance.owed), int(balance.lifetime_earned)) == (
+        20, 0, 150)
+    again, created = _adjust(impl, "adj_1", 50)
+    assert not created and again.adjustment_id == "adj_1"
+    with pytest.raises(Conflict) as short:
+        _adjust(impl, "adj_2", -21)
+    assert short.value.code == "insufficient_points" and short.value.details == {"available": 20}
+    record, created = _adjust(impl, "adj_3", -20)
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert created and balance is not None and (int(balance.available), int(balance.lifetime_earned)) == (0, 130)
+    entries = impl.ports.ledger.entries(PID, "anna", 10, None).items
+    assert sorted((e.kind, int(e.points), e.reason_code) for e in entries) == [
+        ("adjustment", -20, "manual_adjustment"), ("adjustment", 50, "manual_adjustment")]
+
+
+def test_an_adjustment_needs_the_member_and_a_credit_creates_the_balance(impl: Impl) -> None:
+    with pytest.raises(NotFound):
+        _adjust(impl, "adj_1", 5, member_id="nobody")
+    impl.seed_member("anna")
+    with pytest.raises(Conflict):
+        _adjust(impl, "adj_1", -1)  # no balance: nothing to debit
+    assert _adjust(impl, "adj_2", 5)[1] is True
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and (int(balance.available), balance.member_id) == (5, "anna")
+
+
+def test_existing_partners(impl: Impl) -> None:
+    impl.seed(support.partner(PID, "ptn_1"), support.partner("prg_other", "ptn_2"))
+    assert impl.ports.programs.existing_partners(PID, {"ptn_1", "ptn_2", "ptn_3"}) == {"ptn_1"}
+    assert impl.ports.programs.existing_partners(PID, set()) == set()

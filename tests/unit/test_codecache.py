@@ -9,8 +9,10 @@ leaves the services of the routes it does not run unimported (counted, never tim
 from __future__ import annotations
 
 import ast
+import builtins
 import copy
 import dataclasses
+import marshal
 import subprocess
 import sys
 from pathlib import Path
@@ -134,6 +136,13 @@ def test_dataclass_methods_are_compiled_once_and_behave_the_same(monkeypatch: py
     first, second = make(), make()
     assert codecache._functions  # the generated methods' code was recorded ...
     assert first.__init__.__code__ is second.__init__.__code__  # ... and the second class reused it
+    monkeypatch.setattr(dataclasses, "exec", builtins.exec)
+    plain = make()  # what dataclasses builds without the cache
+    for method in ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"):
+        cached_fn, plain_fn = getattr(second, method), getattr(plain, method)
+        assert cached_fn.__annotations__ == plain_fn.__annotations__, method  # no __future__ flags leaked in
+        assert cached_fn.__code__.co_flags == plain_fn.__code__.co_flags, method
+    assert second.__doc__ == plain.__doc__ == "Point(x: 'int', y: 'int' = 0, tags: 'tuple[str, ...]' = ())"
     p = second(1, tags=("a",))
     assert p == second(1, 0, ("a",)) and repr(p) == "test_dataclass_methods_are_compiled_once_and_behave_the_same." \
         "<locals>.make.<locals>.Point(x=1, y=0, tags=('a',))"
@@ -155,7 +164,10 @@ def test_a_missing_corrupt_or_foreign_cache_file_is_ignored(tmp_path: Path, monk
     assert codecache._functions == {} and codecache._validators == {}
     from importlib.util import MAGIC_NUMBER
 
-    path.write_bytes(MAGIC_NUMBER + b"\xff garbage")
+    path.write_bytes(codecache.HEADER + b"\xff garbage")
+    codecache._load()
+    assert codecache._functions == {} and codecache._validators == {}
+    path.write_bytes(MAGIC_NUMBER + marshal.dumps({"functions": {"x": compile("1", "x", "exec")}, "validators": {}}))
     codecache._load()
     assert codecache._functions == {} and codecache._validators == {}
 

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "chalicelib" / "services"
 
 CONVERTED = (
+    "adjustments.py",
     "auth.py",
     "coupons.py",
     "intake.py",
