@@ -22,6 +22,7 @@ except outbox messages that were still pending then (see docs/data-rights.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
@@ -31,6 +32,7 @@ from chalicelib.services.erasure import (
     ConcurrentChange,
     ErasableKind,
     ErasureTarget,
+    Finder,
     Page,
     partition_prefix_finder,
     register,
@@ -95,11 +97,11 @@ def _scrub_state(tx: Transaction, item: Entity) -> None:
                                   suppressed=True))
 
 
-def _gsi2_finder(partition: Any) -> Any:
+def _gsi2_finder(partition: Callable[[str, str], str]) -> Finder:
     def find(target: ErasureTarget, cursor: dict[str, Any] | None, limit: int) -> Page:
         result = Entity.gsi2.query(partition(target.program_id, target.member_id), limit=limit,
                                    last_evaluated_key=cursor)
-        items = [i for i in result if isinstance(i, OutboxItem | WebhookDeliveryItem)]
+        items: list[Entity] = [i for i in result if isinstance(i, OutboxItem | WebhookDeliveryItem)]
         return Page(items, result.last_evaluated_key)
 
     return find
