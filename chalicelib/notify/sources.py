@@ -28,7 +28,7 @@ from pynamodb.exceptions import PutError, UpdateError
 
 from chalicelib.domain import clock
 from chalicelib.notify import dispatcher
-from chalicelib.notify.delivery import PENDING, SENDING, Delivery, Outcome
+from chalicelib.notify.delivery import PENDING, SENDING, Delivery, DeliveryBatch, Outcome
 from chalicelib.store import keys
 from chalicelib.store.ledger import LedgerEntryItem, OutboxItem, RedemptionItem, day_of, stable_id
 from chalicelib.store.members import MemberItem
@@ -80,16 +80,25 @@ def deliver_items(items: list[OutboxItem], claimed_by: str | None = None) -> lis
     for (pid, mid, _event), group in groups.items():
         per_member.setdefault((pid, mid), []).append(group)
 
+    # One read of every member's items for messages claimed already (nothing to claim: each is ours to deliver),
+    # and the single messages' log lines written together at the end.
+    batch = DeliveryBatch()
+    if claimed_by is not None:
+        delivery().read_ahead(items, batch)
+
     def run(member_groups: list[list[OutboxItem]]) -> list[Outcome]:
-        return [outcome for group in member_groups for outcome in delivery().deliver_group(group, claimed_by)]
+        return [outcome for group in member_groups for outcome in delivery().deliver_group(group, claimed_by, batch)]
 
-    if len(per_member) <= 1 or MAX_PARALLEL <= 1:
-        results = [run(member_groups) for member_groups in per_member.values()]
-    else:
-        from concurrent.futures import ThreadPoolExecutor
+    try:
+        if len(per_member) <= 1 or MAX_PARALLEL <= 1:
+            results = [run(member_groups) for member_groups in per_member.values()]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(per_member))) as pool:
-            results = list(pool.map(run, per_member.values()))
+            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(per_member))) as pool:
+                results = list(pool.map(run, per_member.values()))
+    finally:
+        delivery().write_logs(batch)
     outcomes: list[Outcome] = []
     for member_outcomes in results:
         for outcome in member_outcomes:

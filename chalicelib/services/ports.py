@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from chalicelib.store.counters import ClickTotalItem
     from chalicelib.store.data_rights import ErasureItem
     from chalicelib.store.events import AttributionRecordItem, EventItem
-    from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
+    from chalicelib.store.ledger import AdjustmentItem, BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
     from chalicelib.store.members import CodeItem, LinkItem, MemberItem
     from chalicelib.store.settlement import SettlementRowItem
     from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, ProgramItem
@@ -133,6 +133,14 @@ class ProgramStore(Protocol):
         """Raises ``NotFound`` for a partner the program does not have."""
         ...
 
+    def allowed_origins(self) -> frozenset[str]:
+        """Every ``allowed_origins`` entry of every program, as stored (cached like the configuration)."""
+        ...
+
+    def existing_partners(self, program_id: str, partner_ids: set[str]) -> set[str]:
+        """Which of ``partner_ids`` are partners of the program (one ``BatchGetItem`` per 100)."""
+        ...
+
     def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
         """A webhook's partner (its secret versions) and its program, found by the partner id alone; on a cold
         container one ``BatchGetItem`` for both after the locator. Raises ``NotFound``."""
@@ -173,6 +181,41 @@ class LedgerStore(Protocol):
 
     def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
         """Every settlement aggregate row of the booking days ``start``..``end`` (inclusive): one paged Query."""
+        ...
+
+    def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None: ...
+
+    def redeem(self, program_id: str, member_id: str, redemption_id: str, *, partner_id: str | None, points: int,
+               value_minor: int, currency: str, order_id: str | None, order_amount: int | None, request_hash: str,
+               reason: str, at: datetime) -> tuple[RedemptionItem, bool]:
+        """One transaction: create the redemption (``held``) and its ``redemption`` ledger entry (``reason``), and
+        debit the balance, conditioned on the member existing and ``available >= points`` (never overdrawn).
+
+        ``(redemption, True)`` when written; ``(the stored one, False)`` when this id already existed (a retried
+        request: nothing written). Raises ``NotFound`` for an unknown member, ``Conflict``
+        ``insufficient_points`` (``details.available``), or ``concurrent_update`` while a retry's original is
+        still being written."""
+        ...
+
+    def adjust(self, program_id: str, member_id: str, adjustment_id: str, *, points: int, reason: str,
+               partner_id: str | None, created_by: str, request_hash: str,
+               at: datetime) -> tuple[AdjustmentItem, bool]:
+        """One transaction: the adjustment record, its ``adjustment`` ledger entry and the balance change,
+        conditioned on the member existing. A credit repays ``owed`` first; a debit needs ``available >= -points``.
+
+        ``(record, True)`` when written, ``(the stored one, False)`` for a retried id. Raises ``NotFound`` (member),
+        ``Conflict`` ``insufficient_points`` (``details.available``) or ``concurrent_update``."""
+        ...
+
+    def confirm_redemption(self, redemption: RedemptionItem, at: datetime) -> None:
+        """``held`` → ``confirmed``; raises ``Conflict`` ``concurrent_update`` if it is no longer held."""
+        ...
+
+    def cancel_redemption(self, redemption: RedemptionItem, balance: BalanceItem | None, at: datetime,
+                          reason: str, partner_id: str | None) -> None:
+        """→ ``cancelled`` with a ``redemption_return`` entry crediting the points back (repaying ``owed`` first,
+        as read in ``balance``), in one transaction conditioned on the status and the balance read; raises
+        ``Conflict`` ``concurrent_update`` otherwise."""
         ...
 
 

@@ -502,3 +502,144 @@ def test_concurrent_clicks_are_all_counted(impl: Impl) -> None:
         list(pool.map(lambda n: impl.ports.members.count_click(PID, "HOT", "2026-11-23", "vk"), range(8)))
     (total,), _ = impl.ports.members.clicks_and_balance(PID, "anna", ["HOT"])
     assert int(total.clicks) == 8 and total.by_source.as_dict() == {"vk": 8}
+
+
+# --------------------------------------------------------------------------- redemptions
+
+
+def _redeem(impl: Impl, redemption_id: str, points: int, member_id: str = "anna") -> tuple[Any, bool]:
+    return impl.ports.ledger.redeem(PID, member_id, redemption_id, partner_id="ptn_1", points=points,
+                                    value_minor=points * 100, currency="RUB", order_id="o-1", order_amount=None,
+                                    request_hash=f"h-{points}", reason=f"{points} points redeemed.", at=NOW)
+
+
+def test_a_redemption_debits_once_and_never_overdraws(impl: Impl) -> None:
+    impl.seed_member("anna")
+    impl.seed(support.balance(PID, "anna", available=100, lifetime_spent=0))
+    item, created = _redeem(impl, "rdm_1", 60)
+    assert created and (item.status, int(item.points), item.entry_sk.startswith("LEDGER#")) == ("held", 60, True)
+    again, created = _redeem(impl, "rdm_1", 60)
+    assert not created and again.redemption_id == "rdm_1" and again.request_hash == "h-60"
+    with pytest.raises(Conflict) as short:
+        _redeem(impl, "rdm_2", 41)
+    assert short.value.code == "insufficient_points" and short.value.details == {"available": 40}
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and (int(balance.available), int(balance.lifetime_spent)) == (40, 60)
+    entries = impl.ports.ledger.entries(PID, "anna", 10, None).items
+    assert [(e.kind, e.status, int(e.points), e.redemption_id) for e in entries] == [
+        ("redemption", "spent", -60, "rdm_1")]
+    stored = impl.ports.ledger.redemption(PID, "rdm_1")
+    assert stored is not None and stored.entry_sk == entries[0].SK
+    assert impl.ports.ledger.redemption(PID, "rdm_2") is None
+
+
+def test_a_redemption_needs_the_member_and_a_balance(impl: Impl) -> None:
+    with pytest.raises(NotFound):
+        _redeem(impl, "rdm_1", 1, member_id="nobody")
+    impl.seed_member("anna")
+    with pytest.raises(Conflict) as none:
+        _redeem(impl, "rdm_1", 1)  # no balance yet
+    assert none.value.details == {"available": 0}
+
+
+def test_concurrent_redemptions_never_overdraw(impl: Impl) -> None:
+    impl.seed_member("anna")
+    impl.seed(support.balance(PID, "anna", available=50))
+
+    def attempt(n: int) -> bool:
+        try:
+            return _redeem(impl, f"rdm_{n}", 10)[1]
+        except Conflict:
+            return False
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(attempt, range(8)))
+    assert outcomes.count(True) == 5
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and int(balance.available) == 0
+
+
+def test_confirm_and_cancel_move_the_status_once_and_cancel_repays_owed_first(impl: Impl) -> None:
+    from datetime import timedelta
+
+    impl.seed_member("anna")
+    impl.seed(support.balance(PID, "anna", available=100))
+    held, _ = _redeem(impl, "rdm_1", 30)
+    later = NOW + timedelta(minutes=5)
+    impl.ports.ledger.confirm_redemption(held, later)
+    assert held.status == "confirmed"
+    with pytest.raises(Conflict) as twice:
+        impl.ports.ledger.confirm_redemption(impl.ports.ledger.redemption(PID, "rdm_1"), later)  # type: ignore[arg-type]
+    assert twice.value.code == "concurrent_update"
+    # A clawback left the member owing 10 meanwhile: the returned 30 repay those first.
+    impl.seed(support.balance(PID, "anna", available=0, owed=10, lifetime_spent=30))
+    balance = impl.ports.ledger.balance(PID, "anna")
+    stored = impl.ports.ledger.redemption(PID, "rdm_1")
+    assert stored is not None and stored.status == "confirmed"
+    impl.ports.ledger.cancel_redemption(stored, balance, later, "30 points returned.", "ptn_1")
+    after = impl.ports.ledger.balance(PID, "anna")
+    assert after is not None and (int(after.available), int(after.owed), int(after.lifetime_spent)) == (20, 0, 0)
+    assert impl.ports.ledger.redemption(PID, "rdm_1").status == "cancelled"  # type: ignore[union-attr]
+    kinds = [(e.kind, int(e.points)) for e in impl.ports.ledger.entries(PID, "anna", 10, None).items]
+    assert kinds == [("redemption_return", 30), ("redemption", -30)]
+    with pytest.raises(Conflict):  # read as confirmed, but it was cancelled since
+        impl.ports.ledger.cancel_redemption(stored, after, later, "again", "ptn_1")
+
+
+# --------------------------------------------------------------------------- adjustments
+
+
+def _adjust(impl: Impl, adjustment_id: str, points: int, member_id: str = "anna") -> tuple[Any, bool]:
+    return impl.ports.ledger.adjust(PID, member_id, adjustment_id, points=points, reason="Goodwill", partner_id=None,
+                                    created_by="operator", request_hash=f"h{points}", at=NOW)
+
+
+def test_an_adjustment_credits_repaying_owed_first_and_debits_never_below_zero(impl: Impl) -> None:
+    impl.seed_member("anna")
+    impl.seed(support.balance(PID, "anna", available=0, owed=30, lifetime_earned=100))
+    record, created = _adjust(impl, "adj_1", 50)
+    assert created and (int(record.points), record.created_by, record.entry_id.startswith("le_")) == (50, "operator",
+                                                                                                      True)
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and (int(balance.available), int(balance.owed), int(balance.lifetime_earned)) == (
+        20, 0, 150)
+    again, created = _adjust(impl, "adj_1", 50)
+    assert not created and again.adjustment_id == "adj_1"
+    with pytest.raises(Conflict) as short:
+        _adjust(impl, "adj_2", -21)
+    assert short.value.code == "insufficient_points" and short.value.details == {"available": 20}
+    record, created = _adjust(impl, "adj_3", -20)
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert created and balance is not None and (int(balance.available), int(balance.lifetime_earned)) == (0, 130)
+    entries = impl.ports.ledger.entries(PID, "anna", 10, None).items
+    assert sorted((e.kind, int(e.points), e.reason_code) for e in entries) == [
+        ("adjustment", -20, "manual_adjustment"), ("adjustment", 50, "manual_adjustment")]
+
+
+def test_an_adjustment_needs_the_member_and_a_credit_creates_the_balance(impl: Impl) -> None:
+    with pytest.raises(NotFound):
+        _adjust(impl, "adj_1", 5, member_id="nobody")
+    impl.seed_member("anna")
+    with pytest.raises(Conflict):
+        _adjust(impl, "adj_1", -1)  # no balance: nothing to debit
+    assert _adjust(impl, "adj_2", 5)[1] is True
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and (int(balance.available), balance.member_id) == (5, "anna")
+
+
+def test_existing_partners(impl: Impl) -> None:
+    impl.seed(support.partner(PID, "ptn_1"), support.partner("prg_other", "ptn_2"))
+    assert impl.ports.programs.existing_partners(PID, {"ptn_1", "ptn_2", "ptn_3"}) == {"ptn_1"}
+    assert impl.ports.programs.existing_partners(PID, set()) == set()
+
+
+def test_allowed_origins_of_every_program(impl: Impl) -> None:
+    assert impl.ports.programs.allowed_origins() == frozenset()
+    if impl.kind == "dynamo":
+        from chalicelib.store import cache
+
+        cache.clear()  # the empty answer above is cached like configuration
+    impl.seed(support.program(PID, allowed_origins=["https://coffee.example", "https://www.coffee.example/"]),
+              support.program("prg_other", allowed_origins=["https://gym.example"]), support.program("prg_none"))
+    assert impl.ports.programs.allowed_origins() == {"https://coffee.example", "https://www.coffee.example/",
+                                                      "https://gym.example"}
