@@ -17,7 +17,7 @@ from tests.unit.test_rewards_properties import MEMBERS, PARTNERS, _month_read, e
 
 TIERS = ["bronze", "silver", "gold"]
 OFFERS = ["o1", "o2"]
-SETTINGS = settings(max_examples=150, deadline=None, database=None)
+SETTINGS = settings(max_examples=100, deadline=None, database=None)
 
 
 @st.composite
