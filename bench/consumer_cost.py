@@ -6,7 +6,8 @@
 Two parts, both in-process moto with the local run's engine (``infra/moto_tuning.py``), the stream read
 as Lambda would (``infra/local_stream.py``, ``app.handler_map["table_stream"]``):
 
-1. **One order** (``bench/round_trips.py``'s headline case): a referred buyer's depth-3 first order, then
+1. **One order** (``bench/round_trips.py``'s headline case, members with an e-mail address so that their
+   messages go out): a referred buyer's depth-3 first order, then
    the same buyer's repeat order; after each, the stream is drained and every handler module's DynamoDB
    calls are metered (write and read units from the real request and item bytes, ``bench/capacity.py``).
    A handler's derived items (messages) come back through the stream and are counted too.
@@ -14,7 +15,8 @@ as Lambda would (``infra/local_stream.py``, ``app.handler_map["table_stream"]``)
    chains of 3, first orders level by level, then repeat orders), the stream read after every 20 webhooks as
    ``bench/local_engine.py`` does: write/read units per webhook per module (a metered pass) and CPU
    milliseconds per webhook per module (a second, unmetered pass: the meter's own work is not the
-   consumers'). CPU is the process's time (``time.process_time``), threads included.
+   consumers'). CPU is the process's time (``time.process_time``), threads included. The metered passes
+   deliver one member at a time (``notify.sources.MAX_PARALLEL = 1``: the meter follows one call at a time).
 
 Figures are printed (docs/cost.md, "Stream consumers"), never asserted.
 """
@@ -47,6 +49,7 @@ class Slot:
         self.rru = 0.0
         self.cpu = 0.0
         self.invocations = 0
+        self.wru_by_item: Counter[str] = Counter()
 
 
 class Metered:
@@ -57,7 +60,19 @@ class Metered:
 
         self.meter = meter
         self.by_module: dict[str, Slot] = {}
-        self.restore = dispatcher.wrap_handlers(self._wrap)
+        if hasattr(dispatcher, "wrap_handlers"):
+            self.restore = dispatcher.wrap_handlers(self._wrap)
+        else:  # a tree from before handlers of several item kinds (to measure "before")
+            dispatcher._load()
+            saved = {entity: list(handlers) for entity, handlers in dispatcher._handlers.items()}
+            for entity, handlers in dispatcher._handlers.items():
+                dispatcher._handlers[entity] = [self._wrap(h) for h in handlers]
+
+            def restore() -> None:
+                dispatcher._handlers.clear()
+                dispatcher._handlers.update(saved)
+
+            self.restore = restore
 
     def _wrap(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
@@ -75,6 +90,7 @@ class Metered:
                     slot.calls.update(used.calls)
                     slot.wru += used.wru
                     slot.rru += used.rru
+                    slot.wru_by_item.update(used.wru_by_entity)
                     self.meter.usage = outer
         run.__module__ = handler.__module__
         return run
@@ -83,22 +99,30 @@ class Metered:
         self.by_module.clear()
 
 
-def _table(title: str, by_module: dict[str, Slot], per: float, cpu: bool) -> None:
+def _table(title: str, by_module: dict[str, Slot], per: float, cpu: bool, items: bool = False) -> None:
+    """Per consumer: write/read units and round trips (metered), or CPU milliseconds (``cpu``), per ``per``."""
     print(title)
-    head = f"  {'consumer':<16} {'WRU':>7} {'RRU':>6} {'round trips':>11}"
-    print(head + (f" {'CPU ms':>7}" if cpu else "") + "  calls")
+    print(f"  {'consumer':<16} {'CPU ms':>7}" if cpu else f"  {'consumer':<16} {'WRU':>7} {'RRU':>6} {'round trips':>11}  calls")
     total = Slot()
-    for module, slot in sorted(by_module.items(), key=lambda kv: -kv[1].wru):
+    for module, slot in sorted(by_module.items(), key=lambda kv: -(kv[1].cpu if cpu else kv[1].wru)):
         total.wru += slot.wru
         total.rru += slot.rru
         total.cpu += slot.cpu
         total.calls.update(slot.calls)
-        line = (f"  {SHORT.get(module, module):<16} {slot.wru / per:>7.1f} {slot.rru / per:>6.1f} "
-                f"{sum(slot.calls.values()) / per:>11.1f}")
-        print(line + (f" {slot.cpu / per * 1000:>7.1f}" if cpu else "") + f"  {dict(slot.calls)}")
-    line = (f"  {'all consumers':<16} {total.wru / per:>7.1f} {total.rru / per:>6.1f} "
-            f"{sum(total.calls.values()) / per:>11.1f}")
-    print(line + (f" {total.cpu / per * 1000:>7.1f}" if cpu else ""))
+        name = SHORT.get(module, module)
+        if cpu:
+            print(f"  {name:<16} {slot.cpu / per * 1000:>7.1f}")
+            continue
+        print(f"  {name:<16} {slot.wru / per:>7.1f} {slot.rru / per:>6.1f} {sum(slot.calls.values()) / per:>11.1f}"
+              f"  {dict(slot.calls)}")
+        if items and slot.wru_by_item:
+            print("    WRU by item written: " + ", ".join(f"{name} {units / per:g}"
+                                                        for name, units in slot.wru_by_item.most_common()))
+    if cpu:
+        print(f"  {'all consumers':<16} {total.cpu / per * 1000:>7.1f}")
+    else:
+        print(f"  {'all consumers':<16} {total.wru / per:>7.1f} {total.rru / per:>6.1f} "
+              f"{sum(total.calls.values()) / per:>11.1f}")
 
 
 def one_order() -> None:
@@ -106,6 +130,9 @@ def one_order() -> None:
     from moto import mock_aws
 
     from chalicelib.domain import clock
+    from chalicelib.notify import sources
+
+    sources.MAX_PARALLEL = 1  # the meter follows one call at a time
 
     clock.freeze(clock.parse_iso("2026-01-16T12:00:00Z"))
     with mock_aws():
@@ -118,11 +145,16 @@ def one_order() -> None:
         pid = program["program_id"]
         partner = bench.call("POST", f"/v1/programs/{pid}/partners", {"name": "Shop"})
         bench.call("PUT", f"/v1/programs/{pid}/rules", rules_doc(MAX_DEPTH))
-        bench.send(partner, signup("warmup"))
-        chain = [bench.send(partner, signup("chain0"))["member"]]
+        def member(name: str, code: str | None = None) -> dict[str, Any]:
+            event = signup(name, code)
+            event["customer"]["email"] = f"{name}@example.com"  # reachable: the messages are sent
+            return bench.send(partner, event)["member"]  # type: ignore[no-any-return]
+
+        member("warmup")
+        chain = [member("chain0")]
         for i in range(1, 3):
-            chain.append(bench.send(partner, signup(f"chain{i}", chain[-1]["code"]))["member"])
-        bench.send(partner, signup("buyer", chain[2]["code"]))
+            chain.append(member(f"chain{i}", chain[-1]["code"]))
+        member("buyer", chain[2]["code"])
         from app import app
         from infra.local_stream import StreamPoller
 
@@ -134,13 +166,13 @@ def one_order() -> None:
         reply = bench.send(partner, order("buyer", "o-1"))
         poller.drain()
         _table(f"depth-3 first order ({len(reply['rewards']['postings'])} postings), per order:",
-               metered.by_module, 1, cpu=False)
+               metered.by_module, 1, cpu=False, items=True)
         metered.clear()
         bench.meter.take()
         reply = bench.send(partner, order("buyer", "o-2"))
         poller.drain()
         _table(f"repeat order ({len(reply['rewards']['postings'])} postings), per order:", metered.by_module, 1,
-               cpu=False)
+               cpu=False, items=True)
         metered.restore()
     clock.freeze(None)
 
@@ -153,6 +185,11 @@ def mix(webhooks: int, customers: int, every: int, meter: bool) -> tuple[dict[st
 
     reset_process_state()
     from moto import mock_aws
+
+    from chalicelib.notify import sources
+
+    # The meter follows one call at a time; unmetered, members are delivered concurrently as in the local run.
+    sources.MAX_PARALLEL = 1 if meter else 8
 
     with mock_aws():
         provision()

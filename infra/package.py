@@ -5,7 +5,8 @@ Plain ``chalice package`` installs the whole dependency closure of
 botocore service models the Python Lambda runtime already has. This module stages
 the project in ``build/lambda-<stage>/`` with:
 
-* ``app.py``, ``chalicelib/`` (no ``__pycache__``), ``.chalice/config.json`` and policies;
+* ``app.py``, ``chalicelib/`` (no ``__pycache__``; with the compiled code cache of
+  ``chalicelib.domain.codecache``, built here), ``.chalice/config.json`` and policies;
 * a ``requirements.txt`` without the requirements whose only dependencies are
   runtime-provided (``RUNTIME_PROVIDED``); those are put in ``vendor/`` with
   ``pip install --no-deps`` for the Lambda platform instead (Chalice copies
@@ -94,7 +95,9 @@ def stage(stage_name: str, overrides: dict[str, str] | None = None, build: Path 
     shutil.rmtree(target, ignore_errors=True)
     (target / ".chalice").mkdir(parents=True)
     shutil.copy2(ROOT / "app.py", target / "app.py")
-    shutil.copytree(ROOT / "chalicelib", target / "chalicelib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(ROOT / "chalicelib", target / "chalicelib",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__codecache__.*"))
+    build_codecache(target)
     for file in (ROOT / ".chalice").glob("*.json"):
         shutil.copy2(file, target / ".chalice" / file.name)
     (target / ".chalice" / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -113,6 +116,16 @@ def stage(stage_name: str, overrides: dict[str, str] | None = None, build: Path 
             check=True,
         )
     return target
+
+
+def build_codecache(project: Path) -> None:
+    """Compile the code the app would generate on every cold start (dataclass methods, the event validators)
+    into ``chalicelib/__codecache__.<python>.marshal`` of ``project`` (``chalicelib.domain.codecache``). The
+    Lambda runtime must be this Python version (Chalice packages for the running one); another one ignores it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SARAFAN_"))}
+    env.update({"PYTHONPATH": str(project), "AWS_DEFAULT_REGION": "us-east-1"})
+    subprocess.run([sys.executable, "-c", "from chalicelib.domain import codecache; codecache.main()"], cwd=project, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 #: Environment variables a stage must set to a real value before it is packaged or deployed.

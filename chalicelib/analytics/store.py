@@ -12,10 +12,10 @@ Keys (all in ``store.keys`` style, readable prefixes; see docs/data-model.md):
   / zero-padded score: the leaderboard, read with one Query;
 * ``AGG#SEEN#<program>#<hash of the group>`` / ``SEEN``: the ids of the source items of a group (an event's
   record, its ledger entries and messages; a member's join; a block of a link's clicks) already counted
-  (``counted``, a string set; TTL 7 days, the stream keeps 24 h).
+  (an attribute ``c#<id>`` each; TTL 7 days, the stream keeps 24 h).
 
 A stream batch's increments and its groups' markers go into ONE transaction (``store.count_once``): each
-marker ``ADD``s the ids of the batch's items, conditioned on none of them being there, so a redelivered or
+marker sets the ids of the batch's items, conditioned on none of them being there, so a redelivered or
 differently split batch counts every item once; rows shared by the batch's items are one update.
 """
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.api import response_schemas as rs
-from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor
-from chalicelib.services import coupons, members_query
+from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, lazy_module
 from chalicelib.store import keys
+
+if TYPE_CHECKING:
+    from chalicelib.services import coupons, members_query
+else:  # Imported when one of these routes first runs (cold start: bench/cold_start.py).
+    coupons = lazy_module("chalicelib.services.coupons")
+    members_query = lazy_module("chalicelib.services.members_query")
 
 members = ApiBlueprint(__name__)
 TAG = "Members"
@@ -87,7 +92,7 @@ def list_code_attributions(req: ApiRequest, program_id: str, code: str) -> Any:
 
 @members.endpoint(
     f"{BASE}/members/{{member_id}}/code", "PUT", tag=TAG, auth="operator",
-    request_schema=members_query.VANITY_SCHEMA,
+    request_schema=lambda: members_query.VANITY_SCHEMA,
     summary="Give a member a vanity code (operator); the old code and link keep working",
     description="4–24 Latin letters/digits with single inner dashes, case-insensitive (`ANNA-2024` = `anna2024`); "
                 "reserved words refused (422). Codes are unique across the deployment (links share one short "

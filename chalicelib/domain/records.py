@@ -3,6 +3,7 @@ concurrency signal a read-modify-write service retries on. Pure: the store and t
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -32,3 +33,9 @@ def member_counts(profile: Any, balance: Any) -> tuple[int, int]:
 
     return (of(profile, "orders_count") + of(balance, "orders_count"),
             of(profile, "converted_referrals") + of(balance, "converted_referrals"))
+
+
+def stable_id(prefix: str, *parts: str) -> str:
+    """An id derived from what it is for (a retried request, a replayed event finds the same id)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+    return f"{prefix}_{digest}"

@@ -23,10 +23,10 @@ if TYPE_CHECKING:
     from chalicelib.store.counters import ClickTotalItem
     from chalicelib.store.data_rights import ErasureItem
     from chalicelib.store.events import AttributionRecordItem, EventItem
-    from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
-    from chalicelib.store.members import CodeItem, MemberItem
+    from chalicelib.store.ledger import AdjustmentItem, BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
+    from chalicelib.store.members import CodeItem, LinkItem, MemberItem
     from chalicelib.store.settlement import SettlementRowItem
-    from chalicelib.store.tenancy import PartnerItem, ProgramItem
+    from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, ProgramItem
     from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
 __all__ = ["Cursor", "Page", "Ports", "StaleMember"]
@@ -90,6 +90,15 @@ class MemberStore(Protocol):
 
     def erasure_record(self, program_id: str, member_id: str) -> ErasureItem | None: ...
 
+    def short_link(self, code: str) -> LinkItem | None:
+        """Where ``/r/{code}`` points (codes are unique across the deployment)."""
+        ...
+
+    def count_click(self, program_id: str, code: str, day: str, utm_source: str) -> None:
+        """One click on ``code``'s link: the day's counter and the code's total (per source, bounded);
+        concurrent clicks are never lost."""
+        ...
+
     def change_code(self, member: MemberItem, code: str) -> None:
         """Give ``member`` the (valid, normalised) ``code``; the old one keeps working. One transaction.
 
@@ -124,6 +133,19 @@ class ProgramStore(Protocol):
         """Raises ``NotFound`` for a partner the program does not have."""
         ...
 
+    def existing_partners(self, program_id: str, partner_ids: set[str]) -> set[str]:
+        """Which of ``partner_ids`` are partners of the program (one ``BatchGetItem`` per 100)."""
+        ...
+
+    def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
+        """A webhook's partner (its secret versions) and its program, found by the partner id alone; on a cold
+        container one ``BatchGetItem`` for both after the locator. Raises ``NotFound``."""
+        ...
+
+    def api_key(self, key_hash: str) -> ApiKeyItem | None:
+        """The partner or publishable key stored under the SHA-256 of the presented key (cached)."""
+        ...
+
 
 class LedgerStore(Protocol):
     def balance(self, program_id: str, member_id: str) -> BalanceItem | None: ...
@@ -155,6 +177,41 @@ class LedgerStore(Protocol):
 
     def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
         """Every settlement aggregate row of the booking days ``start``..``end`` (inclusive): one paged Query."""
+        ...
+
+    def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None: ...
+
+    def redeem(self, program_id: str, member_id: str, redemption_id: str, *, partner_id: str | None, points: int,
+               value_minor: int, currency: str, order_id: str | None, order_amount: int | None, request_hash: str,
+               reason: str, at: datetime) -> tuple[RedemptionItem, bool]:
+        """One transaction: create the redemption (``held``) and its ``redemption`` ledger entry (``reason``), and
+        debit the balance, conditioned on the member existing and ``available >= points`` (never overdrawn).
+
+        ``(redemption, True)`` when written; ``(the stored one, False)`` when this id already existed (a retried
+        request: nothing written). Raises ``NotFound`` for an unknown member, ``Conflict``
+        ``insufficient_points`` (``details.available``), or ``concurrent_update`` while a retry's original is
+        still being written."""
+        ...
+
+    def adjust(self, program_id: str, member_id: str, adjustment_id: str, *, points: int, reason: str,
+               partner_id: str | None, created_by: str, request_hash: str,
+               at: datetime) -> tuple[AdjustmentItem, bool]:
+        """One transaction: the adjustment record, its ``adjustment`` ledger entry and the balance change,
+        conditioned on the member existing. A credit repays ``owed`` first; a debit needs ``available >= -points``.
+
+        ``(record, True)`` when written, ``(the stored one, False)`` for a retried id. Raises ``NotFound`` (member),
+        ``Conflict`` ``insufficient_points`` (``details.available``) or ``concurrent_update``."""
+        ...
+
+    def confirm_redemption(self, redemption: RedemptionItem, at: datetime) -> None:
+        """``held`` → ``confirmed``; raises ``Conflict`` ``concurrent_update`` if it is no longer held."""
+        ...
+
+    def cancel_redemption(self, redemption: RedemptionItem, balance: BalanceItem | None, at: datetime,
+                          reason: str, partner_id: str | None) -> None:
+        """→ ``cancelled`` with a ``redemption_return`` entry crediting the points back (repaying ``owed`` first,
+        as read in ``balance``), in one transaction conditioned on the status and the balance read; raises
+        ``Conflict`` ``concurrent_update`` otherwise."""
         ...
 
 

@@ -4,8 +4,8 @@ A stream consumer that adds a record's figures to aggregate rows must not add th
 delivers the record again (a retried batch, a batch split at another record, two deliveries). Each record
 is a :class:`Source`: the *group* it belongs to (typically the business event that wrote it: one order's
 event record, ledger entries and messages share one group) and an id unique within the group. Every group
-has ONE marker item holding the ids already counted (a string set); a transaction adds a chunk of sources'
-figures and, per group, ``ADD``s their ids to the marker, conditioned on none of them being there yet.
+has ONE marker item holding the ids already counted (one attribute ``c#<id>`` each); a transaction adds a chunk
+of sources' figures and, per group, sets their ids on the marker, conditioned on none of them being there yet.
 
 So a batch costs one transaction (up to :data:`MAX_ITEMS` items) instead of one per record, one marker write
 per event instead of one per record, and rows shared by the batch's records are one update. A marker whose
@@ -27,9 +27,11 @@ from chalicelib.store.db import shared_connection
 
 #: Items per transaction (DynamoDB allows 100).
 MAX_ITEMS = 100
-#: Ids one marker takes per transaction (one ``contains`` condition each; expressions are limited to 4 KB).
+#: Ids one marker takes per transaction (one ``attribute_not_exists`` each; expressions are limited to 4 KB).
 MAX_IDS = 40
 MAX_ATTEMPTS = 8
+#: A marker's attribute per counted id: ``c#<id>``.
+COUNTED_PREFIX = "c#"
 _RETRYABLE = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded",
               "None", ""}
 
@@ -57,15 +59,16 @@ def _client() -> tuple[Any, str]:
 
 def _marker_update(table: str, marker: tuple[str, str], ids: list[str], entity: str,
                    expires_at: int) -> dict[str, Any]:
-    values: dict[str, Any] = {":ids": {"SS": ids}, ":e": {"S": entity}, ":x": {"N": str(int(expires_at))}}
-    checks = []
-    for i, source_id in enumerate(ids):
-        values[f":c{i}"] = {"S": source_id}
-        checks.append(f"NOT contains(#ids, :c{i})")
+    """Each counted id is a top-level attribute ``c#<id>`` of the marker (set to 1), created on the condition
+    that none of them exists: plain SETs and ``attribute_not_exists``, the cheapest update to evaluate."""
+    names = {"#e": "entity", "#x": "expires_at_epoch",
+             **{f"#c{i}": COUNTED_PREFIX + source_id for i, source_id in enumerate(ids)}}
+    values: dict[str, Any] = {":one": {"N": "1"}, ":e": {"S": entity}, ":x": {"N": str(int(expires_at))}}
+    sets = ", ".join(f"#c{i} = :one" for i in range(len(ids)))
     return {"Update": {"TableName": table, "Key": {"PK": {"S": marker[0]}, "SK": {"S": marker[1]}},
-                       "UpdateExpression": "SET entity = :e, expires_at_epoch = :x ADD #ids :ids",
-                       "ConditionExpression": " AND ".join(checks),
-                       "ExpressionAttributeNames": {"#ids": "counted"}, "ExpressionAttributeValues": values}}
+                       "UpdateExpression": f"SET #e = :e, #x = :x, {sets}",
+                       "ConditionExpression": " AND ".join(f"attribute_not_exists(#c{i})" for i in range(len(ids))),
+                       "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
 
 
 def _by_marker(sources: Sequence[Source[P]]) -> dict[tuple[str, str], list[Source[P]]]:
@@ -80,11 +83,10 @@ def _counted(client: Any, table: str, markers: list[tuple[str, str]]) -> dict[tu
     out: dict[tuple[str, str], set[str]] = {m: set() for m in markers}
     keys = [{"PK": {"S": pk}, "SK": {"S": sk}} for pk, sk in markers]
     while keys:
-        reply = client.batch_get_item(RequestItems={table: {"Keys": keys[:100], "ConsistentRead": True,
-                                                            "ProjectionExpression": "PK, SK, #c",
-                                                            "ExpressionAttributeNames": {"#c": "counted"}}})
+        reply = client.batch_get_item(RequestItems={table: {"Keys": keys[:100], "ConsistentRead": True}})
         for item in reply.get("Responses", {}).get(table, []):
-            out[(item["PK"]["S"], item["SK"]["S"])] = set(item.get("counted", {}).get("SS", []))
+            out[(item["PK"]["S"], item["SK"]["S"])] = {
+                name[len(COUNTED_PREFIX):] for name in item if name.startswith(COUNTED_PREFIX)}
         keys = keys[100:] + list(reply.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
     return out
 

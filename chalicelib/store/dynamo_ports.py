@@ -22,7 +22,23 @@ from chalicelib.store.counters import ClickTotalItem
 from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
 from chalicelib.store.events import AttributionRecordItem, EventItem
-from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
+from chalicelib.store.ledger import (
+    KIND_ADJUSTMENT,
+    KIND_REDEMPTION,
+    KIND_REDEMPTION_RETURN,
+    STATUS_AVAILABLE,
+    STATUS_SPENT,
+    AdjustmentItem,
+    BalanceDelta,
+    BalanceItem,
+    LedgerEntryItem,
+    OutboxItem,
+    RedemptionItem,
+    balance_ref,
+    new_entry,
+    stable_id,
+    stage_balance,
+)
 from chalicelib.store.members import (
     CodeItem,
     CouponItem,
@@ -35,7 +51,7 @@ from chalicelib.store.members import (
     key_str,
 )
 from chalicelib.store.settlement import SettlementRowItem
-from chalicelib.store.tenancy import PartnerItem, ProgramItem
+from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, ProgramItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 from chalicelib.store.transact import Transaction
 
@@ -155,6 +171,12 @@ class DynamoMemberStore:
     def erasure_record(self, program_id: str, member_id: str) -> ErasureItem | None:
         return _get(ErasureItem, keys.erasure_record(program_id, member_id), consistent=True)
 
+    def short_link(self, code: str) -> LinkItem | None:
+        return _get(LinkItem, keys.short_link(code))
+
+    def count_click(self, program_id: str, code: str, day: str, utm_source: str) -> None:
+        counters.count_click(program_id, code, day, utm_source)
+
     def change_code(self, member: MemberItem, code: str) -> None:
         pid = member.program_id
         taken = code_taken(code)
@@ -240,6 +262,15 @@ class DynamoProgramStore:
     def partner(self, program_id: str, partner_id: str) -> PartnerItem:
         return tenancy_repo.get_partner(program_id, partner_id)
 
+    def existing_partners(self, program_id: str, partner_ids: set[str]) -> set[str]:
+        return tenancy_repo.existing_partners(program_id, partner_ids)
+
+    def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
+        return tenancy_repo.webhook_config(partner_id)
+
+    def api_key(self, key_hash: str) -> ApiKeyItem | None:
+        return tenancy_repo.find_api_key(key_hash)
+
 
 class DynamoLedgerStore:
     def balance(self, program_id: str, member_id: str) -> BalanceItem | None:
@@ -286,6 +317,146 @@ class DynamoLedgerStore:
 
     def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
         return settlement.rows(program_id, start, end)
+
+    def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None:
+        return _get(RedemptionItem, keys.redemption(program_id, redemption_id))
+
+    def redeem(self, program_id: str, member_id: str, redemption_id: str, *, partner_id: str | None, points: int,
+               value_minor: int, currency: str, order_id: str | None, order_amount: int | None, request_hash: str,
+               reason: str, at: datetime) -> tuple[RedemptionItem, bool]:
+        redemption = new_redemption(program_id, member_id, redemption_id, partner_id=partner_id, points=points,
+                                    value_minor=value_minor, currency=currency, order_id=order_id,
+                                    order_amount=order_amount, request_hash=request_hash, at=at)
+        entry = spend_entry(redemption, reason)
+        redemption.entry_sk = entry.SK
+        tx = Transaction()
+        tx.create(redemption, on_fail=_Taken())
+        tx.check(MemberItem, keys.member(program_id, member_id), Entity.PK.exists(),
+                 on_fail=NotFound("Member not found", details={"member_id": member_id}))
+        tx.update(balance_ref(program_id, member_id),
+                  [BalanceItem.available.add(-points), BalanceItem.lifetime_spent.add(points)],
+                  BalanceItem.available >= points, on_fail=insufficient_points)
+        tx.create(entry, on_fail=_Taken())
+        try:
+            tx.commit()
+        except _Taken:
+            return replayed(self.redemption(program_id, redemption_id)), False
+        return redemption, True
+
+    def adjust(self, program_id: str, member_id: str, adjustment_id: str, *, points: int, reason: str,
+               partner_id: str | None, created_by: str, request_hash: str,
+               at: datetime) -> tuple[AdjustmentItem, bool]:
+        record, entry = new_adjustment(program_id, member_id, adjustment_id, points=points, reason=reason,
+                                       partner_id=partner_id, created_by=created_by, request_hash=request_hash, at=at)
+        tx = Transaction()
+        tx.create(record, on_fail=_Taken())
+        tx.check(MemberItem, keys.member(program_id, member_id), Entity.PK.exists(),
+                 on_fail=NotFound("Member not found", details={"member_id": member_id}))
+        tx.create(entry, on_fail=_Taken())
+        if points > 0:
+            read = _get(BalanceItem, keys.balance(program_id, member_id), consistent=True)
+            stage_balance(tx, program_id, member_id, read, BalanceDelta(available=points, earned=points),
+                          on_fail=balance_changed())
+        else:
+            tx.update(balance_ref(program_id, member_id),
+                      [BalanceItem.available.add(points), BalanceItem.lifetime_earned.add(points)],
+                      BalanceItem.available >= -points, on_fail=adjustment_insufficient)
+        try:
+            tx.commit()
+        except _Taken:
+            existing = _get(AdjustmentItem, keys.adjustment(program_id, adjustment_id), consistent=True)
+            if existing is None:
+                raise Conflict("The adjustment is being processed; retry", code="concurrent_update") from None
+            return existing, False
+        return record, True
+
+    def confirm_redemption(self, redemption: RedemptionItem, at: datetime) -> None:
+        tx = Transaction()
+        tx.update(redemption, [RedemptionItem.status.set(REDEMPTION_CONFIRMED), RedemptionItem.updated_at.set(at)],
+                  RedemptionItem.status == REDEMPTION_HELD, on_fail=concurrent_update())
+        tx.commit()
+        redemption.status, redemption.updated_at = REDEMPTION_CONFIRMED, at
+
+    def cancel_redemption(self, redemption: RedemptionItem, balance: BalanceItem | None, at: datetime,
+                          reason: str, partner_id: str | None) -> None:
+        pid, mid, points = redemption.program_id, redemption.member_id, int(redemption.points)
+        changed = concurrent_update()
+        tx = Transaction()
+        tx.update(redemption, [RedemptionItem.status.set(REDEMPTION_CANCELLED), RedemptionItem.updated_at.set(at)],
+                  RedemptionItem.status == redemption.status, on_fail=changed)
+        tx.create(return_entry(redemption, at, reason, partner_id), on_fail=changed)
+        stage_balance(tx, pid, mid, balance, BalanceDelta(available=points, spent=-points), on_fail=changed)
+        tx.commit()
+        redemption.status, redemption.updated_at = REDEMPTION_CANCELLED, at
+
+
+REDEMPTION_HELD, REDEMPTION_CONFIRMED, REDEMPTION_CANCELLED = "held", "confirmed", "cancelled"
+
+
+def concurrent_update() -> Conflict:
+    return Conflict("The redemption changed concurrently; read it again", code="concurrent_update")
+
+
+def insufficient_points(raw: dict[str, Any] | None) -> Exception:
+    """The failed balance condition's item (``ReturnValuesOnConditionCheckFailure``) says what is available."""
+    available = 0
+    if raw and "available" in raw:
+        available = int(raw["available"].get("N", 0))
+    return Conflict("Not enough available points", code="insufficient_points", details={"available": available})
+
+
+def new_adjustment(program_id: str, member_id: str, adjustment_id: str, *, points: int, reason: str,
+                   partner_id: str | None, created_by: str, request_hash: str,
+                   at: datetime) -> tuple[AdjustmentItem, LedgerEntryItem]:
+    entry = new_entry(program_id, member_id, stable_id("le", adjustment_id), at, kind=KIND_ADJUSTMENT,
+                      status=STATUS_AVAILABLE, points=points, reason=reason, reason_code="manual_adjustment",
+                      created_at=at, funding_partner_id=partner_id, partner_id=partner_id, created_by=created_by,
+                      reversed_points=0)
+    pk, sk = keys.adjustment(program_id, adjustment_id)
+    record = AdjustmentItem(PK=pk, SK=sk, program_id=program_id, adjustment_id=adjustment_id, member_id=member_id,
+                            points=points, reason=reason, partner_id=partner_id, created_by=created_by,
+                            request_hash=request_hash, entry_id=entry.entry_id, entry_sk=entry.SK, created_at=at)
+    return record, entry
+
+
+def balance_changed() -> Conflict:
+    return Conflict("The balance changed concurrently; retry", code="concurrent_update")
+
+
+def adjustment_insufficient(raw: dict[str, Any] | None) -> Exception:
+    available = int(raw["available"].get("N", 0)) if raw and "available" in raw else 0
+    return Conflict("The adjustment would take the available balance below zero", code="insufficient_points",
+                    details={"available": available})
+
+
+def new_redemption(program_id: str, member_id: str, redemption_id: str, *, partner_id: str | None, points: int,
+                   value_minor: int, currency: str, order_id: str | None, order_amount: int | None,
+                   request_hash: str, at: datetime) -> RedemptionItem:
+    pk, sk = keys.redemption(program_id, redemption_id)
+    return RedemptionItem(PK=pk, SK=sk, program_id=program_id, redemption_id=redemption_id, member_id=member_id,
+                          partner_id=partner_id, points=points, value_minor=value_minor, currency=currency,
+                          order_id=order_id, order_amount=order_amount, status=REDEMPTION_HELD,
+                          request_hash=request_hash, entry_sk="", created_at=at, updated_at=at)
+
+
+def replayed(existing: RedemptionItem | None) -> RedemptionItem:
+    if existing is None:  # the first request's transaction has not landed yet
+        raise Conflict("The redemption is being processed; retry", code="concurrent_update")
+    return existing
+
+
+def spend_entry(redemption: RedemptionItem, reason: str) -> LedgerEntryItem:
+    return new_entry(redemption.program_id, redemption.member_id, stable_id("le", redemption.redemption_id, "spend"),
+                     redemption.created_at, kind=KIND_REDEMPTION, status=STATUS_SPENT, points=-int(redemption.points),
+                     reason=reason, reason_code="redemption", created_at=redemption.created_at,
+                     partner_id=redemption.partner_id, redemption_id=redemption.redemption_id)
+
+
+def return_entry(redemption: RedemptionItem, at: datetime, reason: str, partner_id: str | None) -> LedgerEntryItem:
+    return new_entry(redemption.program_id, redemption.member_id, stable_id("le", redemption.redemption_id, "return"),
+                     at, kind=KIND_REDEMPTION_RETURN, status=STATUS_AVAILABLE, points=int(redemption.points),
+                     reason=reason, reason_code="redemption_cancelled", created_at=at, partner_id=partner_id,
+                     redemption_id=redemption.redemption_id)
 
 
 def booked_cursor(booked: Entity) -> Cursor:

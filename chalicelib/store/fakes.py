@@ -16,25 +16,36 @@ from typing import Any, TypeVar
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.records import Cursor, Page, StaleMember
 from chalicelib.store import keys
-from chalicelib.store.counters import ClickTotalItem
+from chalicelib.store.counters import MAX_SOURCES, OTHER_SOURCE, ClickCounterItem, ClickTotalItem
 from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
 from chalicelib.store.dynamo_ports import (
     MAX_COUPONS_PER_MEMBER,
+    REDEMPTION_CANCELLED,
+    REDEMPTION_CONFIRMED,
+    REDEMPTION_HELD,
+    adjustment_insufficient,
     booked_cursor,
     code_change_plan,
     code_taken,
     codes_from_pointer_keys,
+    concurrent_update,
     coupons_from_pointer_keys,
     event_key_hash,
+    insufficient_points,
+    new_adjustment,
+    new_redemption,
     referral_position,
     referral_start,
+    replayed,
+    return_entry,
+    spend_entry,
 )
 from chalicelib.store.events import AttributionRecordItem, EventItem
-from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
+from chalicelib.store.ledger import AdjustmentItem, BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
 from chalicelib.store.members import CodeItem, IdentityItem, LinkItem, MemberItem, identity_refs, key_str
 from chalicelib.store.settlement import SettlementRowItem
-from chalicelib.store.tenancy import PartnerItem, ProgramItem
+from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, PartnerLocatorItem, ProgramItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
 E = TypeVar("E", bound=Entity)
@@ -176,6 +187,18 @@ class FakeProgramStore:
             raise NotFound("Partner not found", details={"program_id": program_id, "partner_id": partner_id})
         return item
 
+    def existing_partners(self, program_id: str, partner_ids: set[str]) -> set[str]:
+        return {p for p in partner_ids if self.table.get(PartnerItem, keys.partner(program_id, p)) is not None}
+
+    def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
+        locator = self.table.get(PartnerLocatorItem, keys.partner_locator(partner_id))
+        if locator is None:
+            raise NotFound("Unknown partner", details={"partner_id": partner_id})
+        return self.partner(locator.program_id, partner_id), self.get(locator.program_id)
+
+    def api_key(self, key_hash: str) -> ApiKeyItem | None:
+        return self.table.get(ApiKeyItem, keys.api_key(key_hash))
+
 
 class FakeMemberStore:
     def __init__(self, table: FakeTable | None = None) -> None:
@@ -221,6 +244,26 @@ class FakeMemberStore:
 
     def erasure_record(self, program_id: str, member_id: str) -> ErasureItem | None:
         return self.table.get(ErasureItem, keys.erasure_record(program_id, member_id))
+
+    def short_link(self, code: str) -> LinkItem | None:
+        return self.table.get(LinkItem, keys.short_link(code))
+
+    def count_click(self, program_id: str, code: str, day: str, utm_source: str) -> None:
+        with self._lock:
+            pk, sk = keys.click_counter(program_id, code, day, utm_source)
+            counter = self.table.get(ClickCounterItem, (pk, sk)) or ClickCounterItem(
+                PK=pk, SK=sk, program_id=program_id, code=code, day=day, utm_source=utm_source)
+            counter.clicks = int(counter.clicks or 0) + 1
+            self.table.put(counter)
+            tpk, tsk = keys.click_total(program_id, code)
+            total = self.table.get(ClickTotalItem, (tpk, tsk)) or ClickTotalItem(PK=tpk, SK=tsk, program_id=program_id,
+                                                                                  code=code)
+            by_source = total.by_source.as_dict() if total.by_source else {}
+            if utm_source not in by_source and len(by_source) >= MAX_SOURCES:
+                utm_source = OTHER_SOURCE  # the map is full: counted as another source
+            by_source[utm_source] = int(by_source.get(utm_source, 0)) + 1
+            total.clicks, total.by_source = int(total.clicks or 0) + 1, by_source
+            self.table.put(total)
 
     def change_code(self, member: MemberItem, code: str) -> None:
         pid = member.program_id
@@ -335,6 +378,99 @@ class FakeLedgerStore:
         pk, low = keys.settlement_row(program_id, start.isoformat(), "")
         _, high = keys.settlement_row(program_id, (end + timedelta(days=1)).isoformat(), "")
         return iter(self.table.between(SettlementRowItem, pk, low, high))
+
+
+    def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None:
+        return self.table.get(RedemptionItem, keys.redemption(program_id, redemption_id))
+
+    def redeem(self, program_id: str, member_id: str, redemption_id: str, *, partner_id: str | None, points: int,
+               value_minor: int, currency: str, order_id: str | None, order_amount: int | None, request_hash: str,
+               reason: str, at: datetime) -> tuple[RedemptionItem, bool]:
+        redemption = new_redemption(program_id, member_id, redemption_id, partner_id=partner_id, points=points,
+                                    value_minor=value_minor, currency=currency, order_id=order_id,
+                                    order_amount=order_amount, request_hash=request_hash, at=at)
+        entry = spend_entry(redemption, reason)
+        redemption.entry_sk = entry.SK
+        with self.table.lock:
+            existing = self.redemption(program_id, redemption_id)
+            if existing is not None or (entry.PK, entry.SK) in self.table.items:
+                return replayed(existing), False
+            if self.table.get(MemberItem, keys.member(program_id, member_id)) is None:
+                raise NotFound("Member not found", details={"member_id": member_id})
+            balance = self.table.get(BalanceItem, keys.balance(program_id, member_id))
+            if balance is None or balance.available is None or int(balance.available) < points:
+                raw = {"available": {"N": str(int(balance.available))}} if balance and balance.available is not None \
+                    else None
+                raise insufficient_points(raw)
+            balance.available = int(balance.available) - points
+            balance.lifetime_spent = int(balance.lifetime_spent or 0) + points
+            self.table.put(balance)
+            self.table.put(redemption)
+            self.table.put(entry)
+        return redemption, True
+
+    def adjust(self, program_id: str, member_id: str, adjustment_id: str, *, points: int, reason: str,
+               partner_id: str | None, created_by: str, request_hash: str,
+               at: datetime) -> tuple[AdjustmentItem, bool]:
+        record, entry = new_adjustment(program_id, member_id, adjustment_id, points=points, reason=reason,
+                                       partner_id=partner_id, created_by=created_by, request_hash=request_hash, at=at)
+        with self.table.lock:
+            if (record.PK, record.SK) in self.table.items or (entry.PK, entry.SK) in self.table.items:
+                existing = self.table.get(AdjustmentItem, (record.PK, record.SK))
+                if existing is None:
+                    raise Conflict("The adjustment is being processed; retry", code="concurrent_update")
+                return existing, False
+            if self.table.get(MemberItem, keys.member(program_id, member_id)) is None:
+                raise NotFound("Member not found", details={"member_id": member_id})
+            balance = self.table.get(BalanceItem, keys.balance(program_id, member_id))
+            if points > 0:
+                balance = balance or BalanceItem(*keys.balance(program_id, member_id))
+                repay = min(int(balance.owed or 0), points)
+                balance.owed = int(balance.owed or 0) - repay
+                balance.available = int(balance.available or 0) + points - repay
+                balance.program_id, balance.member_id = program_id, member_id
+            else:
+                if balance is None or balance.available is None or int(balance.available) < -points:
+                    raw = ({"available": {"N": str(int(balance.available))}}
+                           if balance is not None and balance.available is not None else None)
+                    raise adjustment_insufficient(raw)
+                balance.available = int(balance.available) + points
+            balance.lifetime_earned = int(balance.lifetime_earned or 0) + points
+            self.table.put(balance)
+            self.table.put(record)
+            self.table.put(entry)
+        return record, True
+
+    def confirm_redemption(self, redemption: RedemptionItem, at: datetime) -> None:
+        with self.table.lock:
+            stored = self.redemption(redemption.program_id, redemption.redemption_id)
+            if stored is None or stored.status != REDEMPTION_HELD:
+                raise concurrent_update()
+            stored.status, stored.updated_at = REDEMPTION_CONFIRMED, at
+            self.table.put(stored)
+        redemption.status, redemption.updated_at = REDEMPTION_CONFIRMED, at
+
+    def cancel_redemption(self, redemption: RedemptionItem, balance: BalanceItem | None, at: datetime,
+                          reason: str, partner_id: str | None) -> None:
+        pid, mid, points = redemption.program_id, redemption.member_id, int(redemption.points)
+        entry = return_entry(redemption, at, reason, partner_id)
+        repay = min(int(balance.owed or 0) if balance else 0, points)
+        with self.table.lock:
+            stored = self.redemption(pid, redemption.redemption_id)
+            current = self.table.get(BalanceItem, keys.balance(pid, mid)) or BalanceItem(
+                *keys.balance(pid, mid), program_id=pid, member_id=mid)
+            if (stored is None or stored.status != redemption.status or (entry.PK, entry.SK) in self.table.items
+                    or int(current.owed or 0) < repay):
+                raise concurrent_update()
+            current.owed = int(current.owed or 0) - repay
+            current.available = int(current.available or 0) + points - repay
+            current.lifetime_spent = int(current.lifetime_spent or 0) - points
+            current.program_id, current.member_id = pid, mid
+            stored.status, stored.updated_at = REDEMPTION_CANCELLED, at
+            self.table.put(current)
+            self.table.put(stored)
+            self.table.put(entry)
+        redemption.status, redemption.updated_at = REDEMPTION_CANCELLED, at
 
 
 class FakeTierStore:

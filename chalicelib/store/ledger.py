@@ -25,7 +25,6 @@ item and its ``attribute_not_exists`` condition refuses it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +35,7 @@ from pynamodb.expressions.update import Action
 
 from chalicelib.domain.clock import iso
 from chalicelib.domain.records import member_counts as member_counts  # moved to the domain; old imports work
+from chalicelib.domain.records import stable_id as stable_id
 from chalicelib.store import keys
 from chalicelib.store.db import CompressedJSONAttribute, Entity, IsoDateTimeAttribute
 from chalicelib.store.transact import OnFail, Transaction
@@ -54,11 +54,6 @@ STATUS_SPENT = "spent"
 #: A reward held for fraud review (docs/fraud.md): never released by the holding job; a reviewer
 #: approves it (→ pending/available) or voids it (→ a reversal).
 STATUS_HELD = "held"
-
-
-def stable_id(prefix: str, *parts: str) -> str:
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
-    return f"{prefix}_{digest}"
 
 
 def day_of(at: datetime) -> str:

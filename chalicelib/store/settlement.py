@@ -5,8 +5,8 @@
 * ``SettlementRowItem`` ``SETTLE#<program>`` / ``DAY#<yyyy-mm-dd>#PAIR#<funder>#<at>``: points the funder
   funded for activity at ``at``;
 * ``SettledMarkerItem`` ``SETTLED#<program>#<hash of the event's business key>`` / ``SETTLED`` (an entry of no
-  event: ``SETTLED#<program>#<entry>``): the ids of the event's entries counted (``counted``, a string set,
-  ``ADD``ed in the same transaction as the rows' ADDs and conditioned on the ids not being there, so a
+  event: ``SETTLED#<program>#<entry>``): the ids of the event's entries counted (an attribute ``c#<id>`` each,
+  set in the same transaction as the rows' ADDs and conditioned on the ids not being there, so a
   redelivered record counts once: ``store.count_once``; expires by TTL after ``MARKER_TTL_DAYS``, long after
   DynamoDB Streams' 24 h retention).
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, timedelta
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
@@ -41,7 +41,7 @@ class SettlementRowItem(Entity, discriminator="settlement_row"):
 
 class SettledMarkerItem(Entity, discriminator="settled_marker"):
     expires_at_epoch = NumberAttribute(null=True)
-    counted = UnicodeSetAttribute(null=True)  # ids of the entries counted (written by ``store.count_once``)
+    # + one attribute ``c#<entry id>`` per entry counted (written by ``store.count_once``)
 
 
 def rows(program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:

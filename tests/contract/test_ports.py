@@ -451,3 +451,183 @@ def test_settlement_rows_of_a_period_include_both_ends(impl: Impl) -> None:
     assert [(r.day, r.partner_id, r.at_partner_id) for r in rows] == [
         ("2026-11-01", "ptn_1", None), ("2026-11-02", "ptn_1", "ptn_2"), ("2026-11-03", "ptn_2", None)]
     assert list(impl.ports.ledger.settlement_rows(PID, date(2026, 12, 1), date(2026, 12, 31))) == []
+
+
+# --------------------------------------------------------------------------- keys, webhooks, short links, clicks
+
+
+def test_a_webhooks_partner_and_program_are_found_by_the_partner_alone(impl: Impl) -> None:
+    from chalicelib.store.tenancy import PartnerLocatorItem
+
+    pk, sk = keys.partner_locator("ptn_loc")
+    impl.seed(support.program(PID, name="Coffee"), support.partner(PID, "ptn_loc", webhook_secrets={"events": []}),
+              PartnerLocatorItem(PK=pk, SK=sk, program_id=PID, partner_id="ptn_loc"))
+    partner, program = impl.ports.programs.webhook_config("ptn_loc")
+    assert (partner.partner_id, program.program_id, program.name) == ("ptn_loc", PID, "Coffee")
+    with pytest.raises(NotFound):
+        impl.ports.programs.webhook_config("ptn_unknown")
+
+
+def test_api_keys_are_found_by_their_hash(impl: Impl) -> None:
+    from chalicelib.store.tenancy import ApiKeyItem
+
+    pk, sk = keys.api_key("hash-1")
+    impl.seed(ApiKeyItem(PK=pk, SK=sk, key_id="key_1", kind="partner", program_id=PID, partner_id="ptn_1",
+                         created_at=NOW))
+    found = impl.ports.programs.api_key("hash-1")
+    assert found is not None and (found.key_id, found.kind, found.revoked) == ("key_1", "partner", False)
+    assert impl.ports.programs.api_key("hash-unknown") is None
+
+
+def test_short_links_and_clicks(impl: Impl) -> None:
+    from chalicelib.store.counters import MAX_SOURCES, OTHER_SOURCE
+    from chalicelib.store.members import LinkItem
+
+    pk, sk = keys.short_link("ANNA1")
+    impl.seed(LinkItem(PK=pk, SK=sk, program_id=PID, member_id="anna", code="ANNA1"))
+    link = impl.ports.members.short_link("ANNA1")
+    assert link is not None and (link.program_id, link.member_id) == (PID, "anna")
+    assert impl.ports.members.short_link("NOBODY") is None
+    members = impl.ports.members
+    for source in ("vk", "vk", "-", *(f"s{n}" for n in range(MAX_SOURCES))):
+        members.count_click(PID, "ANNA1", "2026-11-23", source)
+    (total,), _ = members.clicks_and_balance(PID, "anna", ["ANNA1"])
+    by_source = total.by_source.as_dict()
+    assert int(total.clicks) == 3 + MAX_SOURCES and by_source["vk"] == 2 and by_source["-"] == 1
+    assert len(by_source) <= MAX_SOURCES + 1 and by_source.get(OTHER_SOURCE, 0) >= 1  # a full map counts the rest
+
+
+def test_concurrent_clicks_are_all_counted(impl: Impl) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: impl.ports.members.count_click(PID, "HOT", "2026-11-23", "vk"), range(8)))
+    (total,), _ = impl.ports.members.clicks_and_balance(PID, "anna", ["HOT"])
+    assert int(total.clicks) == 8 and total.by_source.as_dict() == {"vk": 8}
+
+
+# --------------------------------------------------------------------------- redemptions
+
+
+def _redeem(impl: Impl, redemption_id: str, points: int, member_id: str = "anna") -> tuple[Any, bool]:
+    return impl.ports.ledger.redeem(PID, member_id, redemption_id, partner_id="ptn_1", points=points,
+                                    value_minor=points * 100, currency="RUB", order_id="o-1", order_amount=None,
+                                    request_hash=f"h-{points}", reason=f"{points} points redeemed.", at=NOW)
+
+
+def test_a_redemption_debits_once_and_never_overdraws(impl: Impl) -> None:
+    impl.seed_member("anna")
+    impl.seed(support.balance(PID, "anna", available=100, lifetime_spent=0))
+    item, created = _redeem(impl, "rdm_1", 60)
+    assert created and (item.status, int(item.points), item.entry_sk.startswith("LEDGER#")) == ("held", 60, True)
+    again, created = _redeem(impl, "rdm_1", 60)
+    assert not created and again.redemption_id == "rdm_1" and again.request_hash == "h-60"
+    with pytest.raises(Conflict) as short:
+        _redeem(impl, "rdm_2", 41)
+    assert short.value.code == "insufficient_points" and short.value.details == {"available": 40}
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and (int(balance.available), int(balance.lifetime_spent)) == (40, 60)
+    entries = impl.ports.ledger.entries(PID, "anna", 10, None).items
+    assert [(e.kind, e.status, int(e.points), e.redemption_id) for e in entries] == [
+        ("redemption", "spent", -60, "rdm_1")]
+    stored = impl.ports.ledger.redemption(PID, "rdm_1")
+    assert stored is not None and stored.entry_sk == entries[0].SK
+    assert impl.ports.ledger.redemption(PID, "rdm_2") is None
+
+
+def test_a_redemption_needs_the_member_and_a_balance(impl: Impl) -> None:
+    with pytest.raises(NotFound):
+        _redeem(impl, "rdm_1", 1, member_id="nobody")
+    impl.seed_member("anna")
+    with pytest.raises(Conflict) as none:
+        _redeem(impl, "rdm_1", 1)  # no balance yet
+    assert none.value.details == {"available": 0}
+
+
+def test_concurrent_redemptions_never_overdraw(impl: Impl) -> None:
+    impl.seed_member("anna")
+    impl.seed(support.balance(PID, "anna", available=50))
+
+    def attempt(n: int) -> bool:
+        try:
+            return _redeem(impl, f"rdm_{n}", 10)[1]
+        except Conflict:
+            return False
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(attempt, range(8)))
+    assert outcomes.count(True) == 5
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and int(balance.available) == 0
+
+
+def test_confirm_and_cancel_move_the_status_once_and_cancel_repays_owed_first(impl: Impl) -> None:
+    from datetime import timedelta
+
+    impl.seed_member("anna")
+    impl.seed(support.balance(PID, "anna", available=100))
+    held, _ = _redeem(impl, "rdm_1", 30)
+    later = NOW + timedelta(minutes=5)
+    impl.ports.ledger.confirm_redemption(held, later)
+    assert held.status == "confirmed"
+    with pytest.raises(Conflict) as twice:
+        impl.ports.ledger.confirm_redemption(impl.ports.ledger.redemption(PID, "rdm_1"), later)  # type: ignore[arg-type]
+    assert twice.value.code == "concurrent_update"
+    # A clawback left the member owing 10 meanwhile: the returned 30 repay those first.
+    impl.seed(support.balance(PID, "anna", available=0, owed=10, lifetime_spent=30))
+    balance = impl.ports.ledger.balance(PID, "anna")
+    stored = impl.ports.ledger.redemption(PID, "rdm_1")
+    assert stored is not None and stored.status == "confirmed"
+    impl.ports.ledger.cancel_redemption(stored, balance, later, "30 points returned.", "ptn_1")
+    after = impl.ports.ledger.balance(PID, "anna")
+    assert after is not None and (int(after.available), int(after.owed), int(after.lifetime_spent)) == (20, 0, 0)
+    assert impl.ports.ledger.redemption(PID, "rdm_1").status == "cancelled"  # type: ignore[union-attr]
+    kinds = [(e.kind, int(e.points)) for e in impl.ports.ledger.entries(PID, "anna", 10, None).items]
+    assert kinds == [("redemption_return", 30), ("redemption", -30)]
+    with pytest.raises(Conflict):  # read as confirmed, but it was cancelled since
+        impl.ports.ledger.cancel_redemption(stored, after, later, "again", "ptn_1")
+
+
+# --------------------------------------------------------------------------- adjustments
+
+
+def _adjust(impl: Impl, adjustment_id: str, points: int, member_id: str = "anna") -> tuple[Any, bool]:
+    return impl.ports.ledger.adjust(PID, member_id, adjustment_id, points=points, reason="Goodwill", partner_id=None,
+                                    created_by="operator", request_hash=f"h{points}", at=NOW)
+
+
+def test_an_adjustment_credits_repaying_owed_first_and_debits_never_below_zero(impl: Impl) -> None:
+    impl.seed_member("anna")
+    impl.seed(support.balance(PID, "anna", available=0, owed=30, lifetime_earned=100))
+    record, created = _adjust(impl, "adj_1", 50)
+    assert created and (int(record.points), record.created_by, record.entry_id.startswith("le_")) == (50, "operator",
+                                                                                                      True)
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and (int(balance.available), int(balance.owed), int(balance.lifetime_earned)) == (
+        20, 0, 150)
+    again, created = _adjust(impl, "adj_1", 50)
+    assert not created and again.adjustment_id == "adj_1"
+    with pytest.raises(Conflict) as short:
+        _adjust(impl, "adj_2", -21)
+    assert short.value.code == "insufficient_points" and short.value.details == {"available": 20}
+    record, created = _adjust(impl, "adj_3", -20)
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert created and balance is not None and (int(balance.available), int(balance.lifetime_earned)) == (0, 130)
+    entries = impl.ports.ledger.entries(PID, "anna", 10, None).items
+    assert sorted((e.kind, int(e.points), e.reason_code) for e in entries) == [
+        ("adjustment", -20, "manual_adjustment"), ("adjustment", 50, "manual_adjustment")]
+
+
+def test_an_adjustment_needs_the_member_and_a_credit_creates_the_balance(impl: Impl) -> None:
+    with pytest.raises(NotFound):
+        _adjust(impl, "adj_1", 5, member_id="nobody")
+    impl.seed_member("anna")
+    with pytest.raises(Conflict):
+        _adjust(impl, "adj_1", -1)  # no balance: nothing to debit
+    assert _adjust(impl, "adj_2", 5)[1] is True
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and (int(balance.available), balance.member_id) == (5, "anna")
+
+
+def test_existing_partners(impl: Impl) -> None:
+    impl.seed(support.partner(PID, "ptn_1"), support.partner("prg_other", "ptn_2"))
+    assert impl.ports.programs.existing_partners(PID, {"ptn_1", "ptn_2", "ptn_3"}) == {"ptn_1"}
+    assert impl.ports.programs.existing_partners(PID, set()) == set()

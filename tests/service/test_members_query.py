@@ -236,8 +236,10 @@ def test_a_vanity_code_someone_holds_is_409_and_bad_ones_422(deps: ports.Ports) 
     with pytest.raises(Conflict) as taken:
         members_query.set_vanity_code(deps, OPERATOR, PID, "boris", {"code": "sunny-day"})
     assert taken.value.code == "code_taken"
-    with pytest.raises(ValidationFailed):
-        members_query.set_vanity_code(deps, OPERATOR, PID, "boris", {"code": "x"})
+    for bad in ("x", "a" * 30, "has space", "admin", "my-admin-code", "x--y"):
+        with pytest.raises(ValidationFailed) as invalid:
+            members_query.set_vanity_code(deps, OPERATOR, PID, "boris", {"code": bad})
+        assert invalid.value.details["errors"][0]["path"] == "$.code"
     with pytest.raises(NotFound):
         members_query.set_vanity_code(deps, OPERATOR, PID, "nobody", {"code": "FRESH-CODE"})
 
