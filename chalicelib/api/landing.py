@@ -34,7 +34,7 @@ log = get_logger("sarafan.landing")
 
 def _program(req: ApiRequest) -> ProgramItem:
     """The key's program, its origin checked; remembered for the CORS headers of the response."""
-    program = cors.landing_program(req.principal)
+    program = cors.landing_program(req.principal, req.ports)
     req.context["program"] = program
     cors.check_origin(program, req.headers.get("origin"))
     return program
@@ -47,7 +47,7 @@ def _cors(req: ApiRequest, response: Response) -> None:
     program = req.context.get("program")
     if program is None and origin:
         try:  # the request failed before the view (e.g. a 422 from the route's schema)
-            program = cors.landing_program(req.principal)
+            program = cors.landing_program(req.principal, req.ports)
         except DomainError:
             program = None
     allowed = isinstance(program, ProgramItem) and cors.origin_allowed(program, origin)

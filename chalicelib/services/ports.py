@@ -133,6 +133,10 @@ class ProgramStore(Protocol):
         """Raises ``NotFound`` for a partner the program does not have."""
         ...
 
+    def allowed_origins(self) -> frozenset[str]:
+        """Every ``allowed_origins`` entry of every program, as stored (cached like the configuration)."""
+        ...
+
     def existing_partners(self, program_id: str, partner_ids: set[str]) -> set[str]:
         """Which of ``partner_ids`` are partners of the program (one ``BatchGetItem`` per 100)."""
         ...

@@ -14,10 +14,11 @@ from typing import Any, TypeVar
 
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib.config import get_settings
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.records import Cursor, Page, StaleMember
-from chalicelib.store import counters, keys, settlement, tenancy_repo
+from chalicelib.store import cache, counters, keys, settlement, tenancy_repo
 from chalicelib.store.counters import ClickTotalItem
 from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
@@ -261,6 +262,19 @@ class DynamoProgramStore:
 
     def partner(self, program_id: str, partner_id: str) -> PartnerItem:
         return tenancy_repo.get_partner(program_id, partner_id)
+
+    def allowed_origins(self) -> frozenset[str]:
+        def load() -> frozenset[str]:
+            found: set[str] = set()
+            cursor = None
+            for _ in range(100):  # 10 000 programs; a coalition deployment has tens
+                items, cursor = tenancy_repo.list_programs(100, cursor)
+                found.update(o for p in items for o in p.allowed_origins or [])
+                if not cursor:
+                    break
+            return frozenset(found)
+
+        return cache.cached("landing", "allowed_origins", get_settings().config_cache_seconds, load)
 
     def existing_partners(self, program_id: str, partner_ids: set[str]) -> set[str]:
         return tenancy_repo.existing_partners(program_id, partner_ids)

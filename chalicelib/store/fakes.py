@@ -187,6 +187,12 @@ class FakeProgramStore:
             raise NotFound("Partner not found", details={"program_id": program_id, "partner_id": partner_id})
         return item
 
+    def allowed_origins(self) -> frozenset[str]:
+        with self.table.lock:
+            rows = list(self.table.items.values())
+        programs = [i for i in map(Entity.from_raw_data, rows) if isinstance(i, ProgramItem)]
+        return frozenset(o for p in programs for o in p.allowed_origins or [])
+
     def existing_partners(self, program_id: str, partner_ids: set[str]) -> set[str]:
         return {p for p in partner_ids if self.table.get(PartnerItem, keys.partner(program_id, p)) is not None}
 

@@ -631,3 +631,15 @@ def test_existing_partners(impl: Impl) -> None:
     impl.seed(support.partner(PID, "ptn_1"), support.partner("prg_other", "ptn_2"))
     assert impl.ports.programs.existing_partners(PID, {"ptn_1", "ptn_2", "ptn_3"}) == {"ptn_1"}
     assert impl.ports.programs.existing_partners(PID, set()) == set()
+
+
+def test_allowed_origins_of_every_program(impl: Impl) -> None:
+    assert impl.ports.programs.allowed_origins() == frozenset()
+    if impl.kind == "dynamo":
+        from chalicelib.store import cache
+
+        cache.clear()  # the empty answer above is cached like configuration
+    impl.seed(support.program(PID, allowed_origins=["https://coffee.example", "https://www.coffee.example/"]),
+              support.program("prg_other", allowed_origins=["https://gym.example"]), support.program("prg_none"))
+    assert impl.ports.programs.allowed_origins() == {"https://coffee.example", "https://www.coffee.example/",
+                                                      "https://gym.example"}

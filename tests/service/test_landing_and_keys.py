@@ -82,3 +82,22 @@ def test_keys_name_their_program_and_partner_and_revoked_or_unknown_ones_are_401
                     {"x-api-key": "no-prefix"}, {}):
         with pytest.raises(Unauthorized):
             auth.authenticate(headers, deps)
+
+
+def test_cors_follows_the_programs_allowed_origins(deps: ports.Ports) -> None:
+    from chalicelib.domain.errors import Forbidden
+    from chalicelib.services.auth import Principal
+    from chalicelib.services.landing import cors
+
+    fakes.seed(deps, support.program(PID, allowed_origins=["https://Coffee.example/"]))
+    program = cors.landing_program(Principal(kind="publishable", program_id=PID), deps)
+    cors.check_origin(program, "https://coffee.example")  # case and a trailing slash do not count
+    cors.check_origin(program, None)  # a server, not a browser
+    with pytest.raises(Forbidden):
+        cors.check_origin(program, "https://evil.example")
+    with pytest.raises(Forbidden):
+        cors.landing_program(Principal(kind="operator"), deps)  # no program to act for
+    allowed = cors.preflight_headers("https://coffee.example", "POST", deps)
+    assert allowed["Access-Control-Allow-Origin"] == "https://coffee.example"
+    assert cors.preflight_headers("https://evil.example", "POST", deps) == {"Vary": "Origin"}
+    assert cors.preflight_headers(None, "POST", deps) == {"Vary": "Origin"}

@@ -21,6 +21,7 @@ CONVERTED = (
     "auth.py",
     "coupons.py",
     "intake.py",
+    "landing/cors.py",
     "landing/offer.py",
     "landing/rate_limits.py",
     "landing/redirect.py",
