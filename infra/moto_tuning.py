@@ -37,6 +37,10 @@ attribute (n²); :func:`cache_action_lookup` stops ``inspect.getmembers`` on eve
 ``update_item`` no longer deep-copies the old item for a stream record when the table has
 no stream.
 
+Memory per item: :func:`compact_items` keeps stored items' attributes as ``marshal`` bytes (moto's
+``DynamoType`` objects took about six times the item's DynamoDB JSON) and stream records pickled until
+they are read.
+
 :func:`apply` installs all of them once per process (idempotent).
 """
 
