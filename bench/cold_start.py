@@ -19,6 +19,12 @@ check and a replay of the exact DynamoDB requests a warm container makes for suc
 order (recorded here through a botocore hook; the transaction replayed without its
 conditions). Targets: ratio ≤ 1.25 against the floor for the API calls, ≤ 1.15 against
 floor + the same work for the first webhook; deployment zip (``chalice package``) ≤ 1 MB.
+
+Before measuring, the compiled code cache ``infra/package.py`` ships in the bundle is built in the
+project (``chalicelib.domain.codecache``: dataclass methods and event validators; ``--no-codecache``
+measures without it), as the unmeasured warm-up run writes the ``.pyc`` files. Each figure is printed as
+wall time and as the child's CPU time over the same span (on a loaded shared machine the CPU figures
+move less; the verdicts use wall time).
 """
 
 from __future__ import annotations
@@ -70,44 +76,44 @@ def event(path, key=None, method="GET", body=None, extra=None, resource=None, pa
 CHILDREN = {
     "floor": """
 import time, json
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 import boto3, chalice
 boto3.session.Session().client("dynamodb")
-print(json.dumps({"seconds": time.perf_counter() - t0, "status": 0}))
+print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "status": 0}))
 """,
     "health": _CONTEXT + _EVENT + """
 import time, json, sys, io
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 from app import app
 reply = app(event("/health"), Context())
-seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "status": reply["statusCode"]}), file=sys.__stderr__)
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"seconds": seconds, "cpu": cpu, "status": reply["statusCode"]}), file=sys.__stderr__)
 """,
     "dynamodb": _CONTEXT + _EVENT + """
 import time, json, sys, os
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 from app import app
 reply = app(event("/v1/programs", os.environ["BENCH_PARTNER_KEY"]), Context())
-seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "status": reply["statusCode"]}), file=sys.__stderr__)
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"seconds": seconds, "cpu": cpu, "status": reply["statusCode"]}), file=sys.__stderr__)
 """,
     "webhook": _CONTEXT + _EVENT + """
 import time, json, sys, os
 hook = json.loads(os.environ["BENCH_WEBHOOK"])
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 from app import app
 reply = app(event(hook["path"], method="POST", body=hook["body"], extra=hook["headers"],
                   resource="/v1/webhooks/{partner_id}/events", params={"partner_id": hook["partner_id"]}), Context())
-seconds = time.perf_counter() - t0
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
 ok = reply["statusCode"] == 200 and json.loads(reply["body"]).get("status") == "processed"
-print(json.dumps({"seconds": seconds, "status": 200 if ok else reply["statusCode"], "body": reply["body"][:300]}),
-      file=sys.__stderr__)
+print(json.dumps({"seconds": seconds, "cpu": cpu, "status": 200 if ok else reply["statusCode"],
+                  "body": reply["body"][:300]}), file=sys.__stderr__)
 """,
     "floor_work": """
 import time, json, os
 hook = json.loads(os.environ["BENCH_WEBHOOK"])
 calls = json.load(open(os.environ["BENCH_REPLAY"]))
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 import base64, hashlib, hmac
 import boto3, chalice
 client = boto3.session.Session().client("dynamodb")
@@ -118,14 +124,15 @@ assert hmac.compare_digest("v1," + base64.b64encode(digest).decode(), hook["head
 json.loads(hook["body"])
 for name, params in calls:
     getattr(client, name)(**params)
-print(json.dumps({"seconds": time.perf_counter() - t0, "status": 0}))
+print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time() - c0, "status": 0}))
 """,
 }
 #: Children whose result is printed on stdout (they import no app code).
 STDOUT_CHILDREN = {"floor", "floor_work"}
 
 
-def run_child(name: str, env: dict[str, str]) -> float:
+def run_child(name: str, env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child) from ``import`` to the reply."""
     done = subprocess.run([sys.executable, "-c", CHILDREN[name]], cwd=ROOT, env=env, capture_output=True, text=True)
     # The app logs to stdout; the app children report on stderr, the floors on stdout.
     lines = (done.stderr if name not in STDOUT_CHILDREN else done.stdout).strip().splitlines()
@@ -135,7 +142,7 @@ def run_child(name: str, env: dict[str, str]) -> float:
         raise SystemExit(f"{name} child failed:\n{done.stdout}\n{done.stderr}") from None
     if result["status"] not in (0, 200):
         raise SystemExit(f"{name} child got HTTP {result['status']}:\n{done.stdout}\n{done.stderr}")
-    return float(result["seconds"])
+    return float(result["seconds"]), float(result["cpu"])
 
 
 def start_store() -> tuple[object, dict[str, str], dict[str, Any]]:
@@ -262,19 +269,46 @@ def _unconditional(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k != "ClientRequestToken"} | {"TransactItems": items}
 
 
-def measure(reps: int) -> dict[str, list[float]]:
+def build_codecache(env: dict[str, str]) -> None:
+    """What ``infra/package.py`` ships in the bundle: the compiled dataclass methods and event validators
+    (``chalicelib.domain.codecache``), written next to the sources as the warm-up writes ``.pyc`` files."""
+    subprocess.run([sys.executable, "-c", "from chalicelib.domain import codecache; codecache.main()"], cwd=ROOT,
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def count_instructions(name: str, env: dict[str, str]) -> int:
+    """Instructions one child executes (valgrind's cachegrind, no cache simulation): a load-independent figure."""
+    done = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+                           sys.executable, "-c", CHILDREN[name]], cwd=ROOT, env={**env, "PYTHONHASHSEED": "0"},
+                          capture_output=True, text=True)
+    match = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if match is None or done.returncode != 0:
+        raise SystemExit(f"{name} under valgrind failed:\n{done.stderr[-2000:]}")
+    return int(match.group(1).replace(",", ""))
+
+
+def measure(reps: int, codecache: bool = True, instructions: bool = False
+            ) -> tuple[dict[str, list[tuple[float, float]]], dict[str, int]]:
     moto, env, demo = start_store()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             replay = Path(tmp) / "replay.json"
             hooks = Webhooks(demo, reps + 1, replay)
+            if codecache:
+                build_codecache(env)
+            else:
+                from chalicelib.domain.codecache import CACHE_FILE
+
+                CACHE_FILE.unlink(missing_ok=True)
             for name in CHILDREN:  # warm the OS file cache and .pyc files once, unmeasured
                 run_child(name, hooks.child_env(env, 0, replay))
-            samples: dict[str, list[float]] = {name: [] for name in CHILDREN}
+            samples: dict[str, list[tuple[float, float]]] = {name: [] for name in CHILDREN}
             for i in range(reps):  # interleaved, so drift hits every variant alike
                 for name in CHILDREN:
                     samples[name].append(run_child(name, hooks.child_env(env, i + 1, replay)))
-            return samples
+            counts = {name: count_instructions(name, hooks.child_env(env, reps + 1 + n, replay))
+                      for n, name in enumerate(CHILDREN)} if instructions else {}
+            return samples, counts
     finally:
         moto.stop()  # type: ignore[attr-defined]
 
@@ -338,7 +372,8 @@ def package_zips() -> dict[str, tuple[int, list[tuple[str, int]], list[str], boo
     facts = {}
     with tempfile.TemporaryDirectory() as tmp:
         slim, plain = Path(tmp) / "slim", Path(tmp) / "plain"
-        if package.package("dev", slim) != 0:
+        settings = {"SARAFAN_OPERATOR_KEY_SHA256": "0" * 64, "SARAFAN_DEFAULT_LANDING_URL": "https://bench.example/"}
+        if package.package("dev", slim, overrides=settings) != 0:
             raise SystemExit("infra/package.py failed")
         facts["slim (python3 infra/dev.py package)"] = _zip_facts(slim)
         if package.chalice(ROOT, "package", "--stage", "dev", str(plain)) == 0:
@@ -350,28 +385,47 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=9, help="fresh processes per variant (default 9)")
     parser.add_argument("--skip-zip", action="store_true", help="do not run chalice package")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count each child's instructions once under valgrind (load-independent)")
+    parser.add_argument("--no-codecache", action="store_true",
+                        help="measure without chalicelib.domain.codecache's compiled code (deletes the built file)")
     args = parser.parse_args()
 
-    samples = measure(args.reps)
-    floor = statistics.median(samples["floor"])
-    print(f"cold start, median of {args.reps} fresh processes (Python {sys.version.split()[0]}):")
-    print(f"  floor  import boto3, chalice + 1 botocore client   {floor * 1000:7.1f} ms")
+    samples, counts = measure(args.reps, codecache=not args.no_codecache, instructions=args.instructions)
+    wall = {name: statistics.median(v[0] for v in runs) for name, runs in samples.items()}
+    cpu = {name: statistics.median(v[1] for v in runs) for name, runs in samples.items()}
+    floor = wall["floor"]
+    load = os.getloadavg()[0]
+    print(f"cold start, median of {args.reps} fresh processes (Python {sys.version.split()[0]}, load average "
+          f"{load:.1f} on {os.cpu_count()} CPUs; codecache {'off' if args.no_codecache else 'built'}):")
+    print(f"  {'':<47} {'wall':>9}  {'ratio':>5}   {'CPU':>9}  {'ratio':>5}")
+    print(f"  {'floor  import boto3, chalice + 1 botocore client':<47} {floor * 1000:7.1f} ms  {1:5.2f}   "
+          f"{cpu['floor'] * 1000:7.1f} ms  {1:5.2f}")
     ok = True
     for name, label in (("health", "import app + GET /health"), ("dynamodb", "import app + GET /v1/programs (DynamoDB)")):
-        median = statistics.median(samples[name])
-        ratio = median / floor
+        ratio = wall[name] / floor
         ok &= ratio <= RATIO_TARGET
         verdict = "ok" if ratio <= RATIO_TARGET else f"MISSES ≤ {RATIO_TARGET}"
-        print(f"  {label:<47} {median * 1000:7.1f} ms   ratio {ratio:.2f}  ({verdict})")
-    work = statistics.median(samples["floor_work"])
-    hook = statistics.median(samples["webhook"])
-    print(f"  floor + same work (GetItem partner, HMAC, the warm order's 3 calls replayed) {work * 1000:7.1f} ms")
-    ratio = hook / work
+        print(f"  {label:<47} {wall[name] * 1000:7.1f} ms  {ratio:5.2f}   {cpu[name] * 1000:7.1f} ms  "
+              f"{cpu[name] / cpu['floor']:5.2f}  ({verdict})")
+    work, hook = wall["floor_work"], wall["webhook"]
+    print(f"  {'floor + same work':<47} {work * 1000:7.1f} ms  {1:5.2f}   {cpu['floor_work'] * 1000:7.1f} ms  {1:5.2f}"
+          "   (GetItem partner, HMAC, the warm order's calls replayed)")
+    ratio, cpu_ratio = hook / work, cpu["webhook"] / cpu["floor_work"]
     ok &= ratio <= WEBHOOK_RATIO_TARGET
     verdict = "ok" if ratio <= WEBHOOK_RATIO_TARGET else f"MISSES ≤ {WEBHOOK_RATIO_TARGET}"
-    print(f"  {'import app + first signed order.paid webhook':<47} {hook * 1000:7.1f} ms   "
-          f"first-webhook ratio {ratio:.2f} against floor + same work  ({verdict})")
-    print(f"  the app's own cost on top of that work: {(hook - work) * 1000:+.1f} ms")
+    print(f"  {'import app + first signed order.paid webhook':<47} {hook * 1000:7.1f} ms  {ratio:5.2f}   "
+          f"{cpu['webhook'] * 1000:7.1f} ms  {cpu_ratio:5.2f}  (first-webhook ratio against floor + same work: "
+          f"{verdict})")
+    print(f"  the app's own cost on top of that work: {(hook - work) * 1000:+.1f} ms wall, "
+          f"{(cpu['webhook'] - cpu['floor_work']) * 1000:+.1f} ms CPU")
+    print("  (CPU = the child's process time over the same span: it leaves out waiting for the DynamoDB server and"
+          " for a loaded machine's other processes; the verdicts use wall time)")
+    if counts:
+        print("\ninstructions executed, one run each under valgrind (the same on a loaded machine):")
+        for name, base in (("floor", "floor"), ("health", "floor"), ("dynamodb", "floor"), ("floor_work", "floor_work"),
+                           ("webhook", "floor_work")):
+            print(f"  {name:<11} {counts[name] / 1e6:9.1f} M   ratio {counts[name] / counts[base]:.2f} against {base}")
     total, packages = import_profile()
     print(f"\nimport app: {total * 1000:.1f} ms (-X importtime, one run); self time by top-level package:")
     for name, seconds in packages:

@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
 """Member import throughput against the local run (not a test).
 
-    .venv/bin/python bench/import_members.py --rows 2000
+    .venv/bin/python bench/import_members.py                 # 100,000 rows (about half an hour)
+    .venv/bin/python bench/import_members.py --rows 2000     # a quick look
 
-Starts ``infra/local_run.py`` (moto server + Chalice local server, as ``dev.py run``) in a
-subprocess, creates a program and a partner through the API, writes a CSV of ``--rows`` members
-(email, phone, customer id, name, opening balance; every fifth row names an earlier row as its
-referrer), and runs the CLI's import (``infra/data_tools.py``: the check pass, then the write
-pass) over real HTTP. Prints rows/s of each pass and the time 100,000 rows would take at that
-rate, then re-runs the import to time the "already imported" path. Keep ``--rows`` small on a
-shared machine; the rate does not depend on the file size (each chunk is one request, each row
-one transaction).
+Starts the local run as a user does (``infra/dev.py run``, with the demo program and the
+schedules; when ``.venv`` is not stamped as current, which would make ``dev.py`` re-install it,
+the same ``infra/local_run.py`` that ``dev.py run`` execs, with the venv's Python), creates a program
+and a partner through the API, writes a CSV of ``--rows`` members (e-mail, phone, customer id,
+name, opening balance; every fifth row names an earlier row as its referrer) and runs
+``infra/dev.py import``'s code (``infra/data_tools.py``) over HTTP: the check pass, the import
+through the chunked import API, then (after the local run's stream consumer has caught up) the
+same import again, which changes nothing.
+
+Prints per pass the wall time, rows/s, and the CPU per row of the local run's process (read from
+``/proc``: the figure the machine's load disturbs least) and of the CLI; for the import also
+how long the stream consumer (notifications, analytics, settlement feed, reading every written
+item) took to catch up afterwards and its CPU per row, and the local run's peak memory.
 """
 
 from __future__ import annotations
@@ -31,27 +37,64 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "infra"))
 
 import data_tools  # noqa: E402
+import dev  # noqa: E402
 
 
-def start_local_run(workdir: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+def start_local_run(workdir: Path) -> tuple[subprocess.Popen[bytes], dict[str, str], str]:
     ready = workdir / "ready.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SARAFAN_"))}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen([sys.executable, str(ROOT / "infra" / "local_run.py"), "--port", str(port),
-                                "--moto-port", "0", "--no-seed",
-                                "--no-schedules", "--quiet", "--ready-file", str(ready)],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
+    args = ["--port", str(port), "--moto-port", "0", "--quiet", "--ready-file", str(ready)]
+    if dev.venv_is_current():
+        argv, how = [sys.executable, str(ROOT / "infra" / "dev.py"), "run", *args], "infra/dev.py run"
+    else:
+        argv = [str(dev.venv_python()), str(ROOT / "infra" / "local_run.py"), *args]
+        how = "infra/local_run.py (what dev.py run execs; .venv not stamped, so no dev.py re-install)"
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
     while not ready.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             raise SystemExit("the local run did not start")
         time.sleep(0.2)
-    return process, json.loads(ready.read_text())
+    return process, json.loads(ready.read_text()), how
 
 
-def write_rows(path: Path, rows: int, partner: str) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_memory_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def settle(pid: int, quiet_share: float = 0.1, quiet_for: float = 3.0, limit: float = 3600.0) -> float:
+    """Wait until the process uses under ``quiet_share`` of a CPU for ``quiet_for`` seconds (the
+    stream consumer caught up); return the seconds waited before that quiet stretch."""
+    started = time.monotonic()
+    quiet_since = None
+    last = cpu_seconds(pid)
+    while time.monotonic() - started < limit:
+        time.sleep(0.5)
+        now = cpu_seconds(pid)
+        busy = (now - last) / 0.5 >= quiet_share
+        last = now
+        if busy:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_for:
+            return quiet_since - started
+    return time.monotonic() - started
+
+
+def write_rows(path: Path, rows: int) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["email", "phone", "customer_id", "name", "opening_balance", "referrer_customer_id"])
@@ -61,46 +104,81 @@ def write_rows(path: Path, rows: int, partner: str) -> None:
                              referrer])
 
 
-def timed_import(api: data_tools.Api, path: Path, program: str, partner: str, check: bool) -> tuple[float, str]:
-    out = io.StringIO()
-    started = time.perf_counter()
-    code = data_tools.run_import(api, path, program, partner, check=check, dry_run=False, out=out)
-    elapsed = time.perf_counter() - started
+class Pass:
+    def __init__(self, label: str, rows: int, pid: int) -> None:
+        self.label, self.rows, self.pid = label, rows, pid
+
+    def __enter__(self) -> Pass:
+        self.wall, self.server, self.client = time.perf_counter(), cpu_seconds(self.pid), time.process_time()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.wall = time.perf_counter() - self.wall
+        self.server = cpu_seconds(self.pid) - self.server
+        self.client = time.process_time() - self.client
+
+    def line(self) -> str:
+        rate = self.rows / self.wall
+        return (f"{self.label:26s} {self.wall:8.1f} s {rate:7.0f} rows/s  100,000 rows in "
+                f"{100_000 / rate / 60:5.1f} min  local run {self.server / self.rows * 1000:5.2f} ms CPU/row, "
+                f"CLI {self.client / self.rows * 1000:4.2f} ms CPU/row")
+
+
+def run(api: data_tools.Api, path: Path, pid: str, partner: str, out: io.StringIO, chunk_rows: int,
+        *, dry_run: bool = False) -> None:
+    code = data_tools.run_import(api, path, pid, partner, check=False, dry_run=dry_run, out=out,
+                                 rows_per_chunk=chunk_rows, progress_stream=sys.stderr)
     if code != 0:
         raise SystemExit(out.getvalue())
-    return elapsed, out.getvalue().strip().splitlines()[-1]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=2000)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--chunk-rows", type=int, default=data_tools.CHUNK_ROWS)
     args = parser.parse_args()
+    rows = args.rows
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        process, info = start_local_run(workdir)
+        process, info, how = start_local_run(workdir)
         try:
             api = data_tools.Api(info["base_url"], info["operator_key"])
+            settle(process.pid)  # the demo seed and the first schedules
             program = api.json("POST", "/v1/programs", {"name": "Bench", "allowed_origins": ["https://shop.test"]})
             pid = program["program_id"]
             partner = api.json("POST", f"/v1/programs/{pid}/partners", {"name": "Shop"})["partner_id"]
             path = workdir / "members.csv"
-            write_rows(path, args.rows, partner)
-            check_started = time.perf_counter()
-            out = io.StringIO()
-            data_tools.run_import(api, path, pid, partner, check=False, dry_run=True, out=out)
-            check_s = time.perf_counter() - check_started
-            write_s, summary = timed_import(api, path, pid, partner, check=False)
-            rerun_s, rerun_summary = timed_import(api, path, pid, partner, check=False)
+            write_rows(path, rows)
+            passes: list[Pass] = []
+            with Pass("check pass (dry run)", rows, process.pid) as check:
+                run(api, path, pid, partner, io.StringIO(), args.chunk_rows, dry_run=True)
+            passes.append(check)
+            summary = io.StringIO()
+            with Pass("import", rows, process.pid) as imported:
+                run(api, path, pid, partner, summary, args.chunk_rows)
+            passes.append(imported)
+            stream_cpu = cpu_seconds(process.pid)
+            catch_up = settle(process.pid)
+            stream_cpu = cpu_seconds(process.pid) - stream_cpu
+            rerun_summary = io.StringIO()
+            with Pass("re-run (already imported)", rows, process.pid) as rerun:
+                run(api, path, pid, partner, rerun_summary, args.chunk_rows)
+            passes.append(rerun)
+            memory = peak_memory_mb(process.pid)
         finally:
             process.terminate()
             process.wait(timeout=30)
-    rows = args.rows
-    print(f"rows: {rows:,} (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, local run = moto server)")
-    for label, seconds in (("check pass (dry run)", check_s), ("import", write_s), ("re-run (already imported)", rerun_s)):
-        rate = rows / seconds
-        print(f"{label:28s} {seconds:7.1f} s  {rate:7.0f} rows/s  → 100,000 rows in {100_000 / rate / 60:5.1f} min")
-    print(f"import:  {summary}")
-    print(f"re-run:  {rerun_summary}")
+    load = os.getloadavg()
+    print(f"rows: {rows:,}, {args.chunk_rows}-row chunks (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+          f"load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}; local run: {how})")
+    for measured in passes:
+        print(measured.line())
+    print(f"stream consumer after the import: {catch_up:.1f} s more to catch up, "
+          f"{stream_cpu / rows * 1000:.2f} ms CPU/row; import + stream "
+          f"{(imported.server + stream_cpu) / rows * 1000:.2f} ms CPU/row of the local run")
+    print(f"local run peak memory: {memory:,.0f} MB")
+    print(f"import:  {summary.getvalue().strip().splitlines()[-1]}")
+    print(f"re-run:  {rerun_summary.getvalue().strip().splitlines()[-1]}")
     return 0
 
 

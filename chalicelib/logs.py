@@ -19,7 +19,9 @@ from typing import Any
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
-_PHONE = re.compile(r"\+?\d[\d\s().\-]{8,}\d")
+# A phone number stands alone: digits inside an id or a hex token (``msg_06e3b1234567890b65``) and
+# ISO timestamps (``2026-12-03T10:00``) are not phone numbers and stay searchable in the logs.
+_PHONE = re.compile(r"(?<![A-Za-z0-9_])\+?\d[\d\s().\-]{8,}\d(?![A-Za-z0-9_])")
 _SECRET = re.compile(r"\b(srf_[a-z]+_|whsec_)[A-Za-z0-9+/=_\-]+")
 
 

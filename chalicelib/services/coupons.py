@@ -10,14 +10,15 @@ after the pipeline's first read (source ``coupon``). Codes are compared case-ins
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain.codes import MAX_COUPON_LENGTH, normalize_coupon_code
 from chalicelib.domain.errors import NotFound, ServiceUnavailable, ValidationFailed, field_error
 from chalicelib.services.auth import Principal
-from chalicelib.services.ports import Ports
-from chalicelib.store.dynamo_ports import StaleMember
-from chalicelib.store.members import MemberItem
+from chalicelib.services.ports import Ports, StaleMember
+
+if TYPE_CHECKING:
+    from chalicelib.store.members import MemberItem
 
 MAX_ATTEMPTS = 6
 

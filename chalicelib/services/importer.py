@@ -1,18 +1,22 @@
 """Member import from another loyalty system: a CSV chunk → members, opening balances, referrers.
 
-Operator only. Each row is one transaction: the import marker (keyed by the salted hash of the
-row's strongest identifier, created with ``attribute_not_exists``), the member with its pointers,
-code and link (``store.members.stage_member_creation``), the referrer's signup counter, and the
-opening balance as an ``import`` ledger entry with the balance update. So a row is written whole
-or not at all, and re-running an import (or a chunk) changes nothing: imported people are
-skipped. A person who is already a member (a pointer for one of their identifiers exists) gets
-only the opening balance; their profile and referrer stay as they are.
+Operator only. Each row is written in one transaction (which it may share with other rows, below):
+the import marker (keyed by the salted hash of the row's strongest identifier, created with
+``attribute_not_exists``), the member with its pointers, code and link
+(``store.members.stage_member_creation``), the referrer's signup counter, and the opening balance
+as an ``import`` ledger entry with the balance update. So a row is written whole or not at all,
+and re-running an import (or a chunk) changes nothing: imported people are skipped. A person who
+is already a member (a pointer for one of their identifiers exists) gets only the opening
+balance; their profile and referrer stay as they are.
 
-Reads are batched: one ``BatchGetItem`` for every marker, pointer and referrer of the chunk, one
-for the balances of existing members. Rows are written in file order, so a referrer imported
-earlier in the same file is found, and several rows share one transaction (up to ``GROUP_ITEMS``
-items) while they touch different items: still all or nothing for each row, since a group whose
-transaction fails is written again one row per transaction.
+Reads are batched: one ``BatchGetItem`` round for every marker, pointer, code and referrer of the
+chunk, one for the balances of existing members. Rows are written in file order, so a referrer
+imported earlier in the same file is found, and several rows share one transaction (up to
+``GROUP_ITEMS`` items) while they touch different items. Each row's operations keep their own
+conditions, whose failure names the row (``_RowConflict.line``): a group whose transaction is
+cancelled loses only the row its cancellation reason points at (written again on its own after a
+fresh read, reported as a bad row, or counted as already imported) and the rest of the group is
+committed again, so an offending row neither half-writes nor holds back its neighbours.
 """
 
 from __future__ import annotations
@@ -63,11 +67,19 @@ _ATTEMPTS = 3
 GROUP_ITEMS = 90
 
 
-class _AlreadyImported(Exception):
+class _RowConflict(Exception):
+    """A condition of one row's operations failed; ``line`` names the row (``None``: the row being written alone)."""
+
+    def __init__(self, line: int | None = None) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+class _AlreadyImported(_RowConflict):
     pass
 
 
-class _Retry(Exception):
+class _Retry(_RowConflict):
     """A pointer, code or balance changed since read (or a generated code collided): read the row again."""
 
 
@@ -94,6 +106,8 @@ class ChunkResult:
     skipped: int = 0
     points: int = 0
     errors: list[RowError] = field(default_factory=list)
+    #: Rows taken out of a cancelled group transaction (written alone or reported); not in the answer.
+    group_retries: int = 0
 
     def view(self) -> dict[str, Any]:
         return {"rows": self.rows, "imported": self.imported, "existing_members": self.existing,
@@ -146,17 +160,28 @@ class _Chunk:
         return None
 
     def read(self, rows: list[ImportRow]) -> None:
+        """Read (again) what ``rows`` depend on, in two ``BatchGetItem`` rounds: markers, pointers,
+        codes and referrers, then the balances of the members found. What earlier rows of the
+        chunk wrote stays remembered."""
         wanted: list[tuple[str, str]] = []
         for row in rows:
             refs = self.refs(row)
             wanted.append(self.marker_key(refs))
             wanted += [r.pointer_key(self.pid) for r in refs]
+            if row.code:
+                wanted.append(keys.referral_code(self.pid, row.code))
             referrer = self.referrer_key(row)
             if referrer:
                 wanted.append(referrer)
-        self.items = batch_get(wanted)
-        existing = {p.member_id for p in self.items.values() if isinstance(p, IdentityItem)}
-        self.items.update(batch_get([keys.balance(self.pid, m) for m in existing]))
+        found = batch_get(wanted)
+        for key in wanted:
+            self.items.pop(key, None)
+        self.items.update(found)
+        existing = {p.member_id for p in found.values() if isinstance(p, IdentityItem)}
+        balances = [keys.balance(self.pid, m) for m in existing]
+        for key in balances:
+            self.items.pop(key, None)
+        self.items.update(batch_get(balances))
 
     def existing_member(self, refs: list[IdentityRef]) -> str | None:
         for ref in refs:
@@ -209,20 +234,41 @@ class _Chunk:
         return None
 
     def flush(self, group: list[_Staged], combined: Transaction) -> None:
-        if not group:
+        """Commit the group; when its transaction is cancelled, the cancellation reason names the
+        operation that failed, whose ``on_fail`` carries its row's line: that row is taken out (and
+        written on its own, or reported), the rest of the group committed again. So an offending
+        row never half-writes and never holds back its neighbours, and a group costs one more
+        transaction per offending row, not one per row."""
+        pending = list(group)
+        while pending:
+            tx = combined if len(pending) == len(group) else Transaction(
+                ops=[op for staged in pending for op in staged.tx.ops])
+            try:
+                tx.commit()
+            except (_CodeOrPointerTaken, _Retry, _AlreadyImported) as failed:
+                offender = next((s for s in pending if s.row.line == failed.line), None)
+                if offender is None:  # pragma: no cover - every condition of a staged row names its line
+                    self._write_each_alone(pending)
+                    return
+                pending.remove(offender)
+                self.forget(offender)
+                self.result.group_retries += 1
+                if isinstance(failed, _AlreadyImported):
+                    self.result.skipped += 1  # imported meanwhile by another upload of the same row
+                else:
+                    self.read([offender.row])
+                    self.write_alone(offender.row)
+                continue
+            for staged in pending:
+                self.count(staged)
             return
-        try:
-            combined.commit()
-        except (_CodeOrPointerTaken, _Retry, _AlreadyImported):
-            # Someone else wrote one of these items meanwhile (or a generated code collided): row by row.
-            for staged in group:
-                self.forget(staged)
-            self.read([s.row for s in group])
-            for staged in group:
-                self.write_alone(staged.row)
-            return
+
+    def _write_each_alone(self, group: list[_Staged]) -> None:  # pragma: no cover - see flush
         for staged in group:
-            self.count(staged)
+            self.forget(staged)
+        self.read([s.row for s in group])
+        for staged in group:
+            self.write_alone(staged.row)
 
     def write_alone(self, row: ImportRow) -> None:
         for attempt in range(_ATTEMPTS):
@@ -270,23 +316,23 @@ class _Chunk:
                 raise _RowFailed("code", "this code is already taken")
             created = self.new_member(row, refs, referrer)
             member_id = created.member_id
-            stage_member_creation(tx, created, refs, _CodeOrPointerTaken())
+            stage_member_creation(tx, created, refs, _CodeOrPointerTaken(row.line))
             if referrer is not None:
                 ref_member = MemberItem(*keys.member(self.pid, referrer.member_id))
-                tx.update(ref_member, [MemberItem.referral_signups.add(1)], Entity.PK.exists(), on_fail=_Retry())
+                tx.update(ref_member, [MemberItem.referral_signups.add(1)], Entity.PK.exists(), on_fail=_Retry(row.line))
         entry_id = None
         if row.opening_balance:
             entry_id = stable_id("le", KIND_IMPORT, *marker_key)
             tx.create(new_entry(self.pid, member_id, entry_id, self.now, kind=KIND_IMPORT, status="available",
                                 points=row.opening_balance, reason="Opening balance imported from another program",
                                 reason_code="import_opening_balance", created_at=self.now,
-                                partner_id=self.partner_id, reversed_points=0), on_fail=_AlreadyImported())
+                                partner_id=self.partner_id, reversed_points=0), on_fail=_AlreadyImported(row.line))
             balance = self.items.get(keys.balance(self.pid, member_id))
             stage_balance(tx, self.pid, member_id, balance if isinstance(balance, BalanceItem) else None,
-                          BalanceDelta(available=row.opening_balance, earned=row.opening_balance), on_fail=_Retry())
+                          BalanceDelta(available=row.opening_balance, earned=row.opening_balance), on_fail=_Retry(row.line))
         marker = ImportRowItem(PK=marker_key[0], SK=marker_key[1], program_id=self.pid, member_id=member_id,
                                entry_id=entry_id, opening_balance=row.opening_balance, imported_at=self.now)
-        tx.create(marker, on_fail=_AlreadyImported())
+        tx.create(marker, on_fail=_AlreadyImported(row.line))
         return _Staged(row, tx, marker, created, refs)
 
     def count(self, staged: _Staged) -> None:
@@ -335,7 +381,7 @@ class _Chunk:
             self.items.pop(keys.referral_code(self.pid, staged.created.code), None)
 
 
-class _CodeOrPointerTaken(Exception):
+class _CodeOrPointerTaken(_RowConflict):
     pass
 
 

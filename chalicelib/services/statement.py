@@ -1,20 +1,33 @@
-"""The member statement for the partner's app: balances and the paged ledger with reasons."""
+"""The member statement for the partner's app: balances and the paged ledger with reasons.
+
+Reads through the ports only (``ProgramStore``, ``LedgerStore``): tests/service/test_statement.py runs it on
+the fakes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain import clock
+from chalicelib.domain.errors import NotFound
 from chalicelib.services.auth import Principal
-from chalicelib.services.redemption import _member_and_balance
-from chalicelib.store import keys, tenancy_repo
-from chalicelib.store.ledger import LedgerEntryItem
+from chalicelib.services.ports import Cursor, Ports
+
+if TYPE_CHECKING:
+    from chalicelib.store.ledger import BalanceItem, LedgerEntryItem
 
 
-def balance(principal: Principal, program_id: str, member_id: str) -> dict[str, Any]:
+def _balance_of(deps: Ports, program_id: str, member_id: str) -> BalanceItem | None:
+    """The member's balance (``None`` before the first posting); 404 for an unknown member. One read."""
+    member, item = deps.ledger.account(program_id, member_id)
+    if member is None:
+        raise NotFound("Member not found", details={"member_id": member_id})
+    return item
+
+
+def balance(deps: Ports, principal: Principal, program_id: str, member_id: str) -> dict[str, Any]:
     principal.require_program(program_id)
-    program = tenancy_repo.get_program(program_id)
-    _, item = _member_and_balance(program_id, member_id)
+    program = deps.programs.get(program_id)
+    item = _balance_of(deps, program_id, member_id)
     available = int(item.available or 0) if item else 0
     pvm = int(program.point_value_minor)
     return {
@@ -86,18 +99,16 @@ def redacted(e: LedgerEntryItem) -> dict[str, Any]:
     return view
 
 
-def ledger(principal: Principal, program_id: str, member_id: str, limit: int,
-           cursor: dict[str, Any] | None) -> dict[str, Any]:
+def ledger(deps: Ports, principal: Principal, program_id: str, member_id: str, limit: int,
+           cursor: Cursor | None) -> dict[str, Any]:
     """Newest first. ``cursor`` was checked by the view to stay inside this member's partition.
 
     The balance is the coalition's (one balance across partners), so every entry is listed and the
     statement adds up to it; but a partner key sees another partner's entries redacted
     (:func:`redacted`): points, kind, status and times, not the partner, order, rule or reason."""
     principal.require_program(program_id)
-    _member_and_balance(program_id, member_id)  # 404 for an unknown member
-    pk, prefix = keys.ledger_prefix(program_id, member_id)
-    result = LedgerEntryItem.query(pk, LedgerEntryItem.SK.startswith(prefix), scan_index_forward=False,
-                                   limit=limit, last_evaluated_key=cursor)
+    _balance_of(deps, program_id, member_id)  # 404 for an unknown member
+    page = deps.ledger.entries(program_id, member_id, limit, cursor)
     viewer = None if principal.is_operator else principal.partner_id
-    items = [entry_view(e) if concerns(e, viewer) else redacted(e) for e in result if isinstance(e, LedgerEntryItem)]
-    return {"items": items, "next_cursor": result.last_evaluated_key}
+    items = [entry_view(e) if concerns(e, viewer) else redacted(e) for e in page.items]
+    return {"items": items, "next_cursor": page.next_cursor}

@@ -29,7 +29,8 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for stage in STAGES:
         target = tmp_path_factory.mktemp(f"package-{stage}")
         # Own staging dir: two test workers may package at once.
-        code = packaging.package(stage, target, overrides={"SARAFAN_OPERATOR_KEY_SHA256": OPERATOR_HASH},
+        code = packaging.package(stage, target, overrides={"SARAFAN_OPERATOR_KEY_SHA256": OPERATOR_HASH,
+                                                           "SARAFAN_DEFAULT_LANDING_URL": "https://shop.example/"},
                                  build=tmp_path_factory.mktemp(f"build-{stage}"))
         assert code == 0, f"chalice package --stage {stage} failed"
         out[stage] = target
@@ -172,3 +173,26 @@ def test_the_package_deploys_on_moto_cloudformation(
         assert {f"/aws/lambda/{name}" for name in functions} <= groups
         assert f"/aws/apigateway/sarafan-{stage}-access" in groups
         assert aws.client("dynamodb").describe_table(TableName=f"sarafan-{stage}")["Table"]["TableStatus"] == "ACTIVE"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_phone_numbers_parse_from_the_slimmed_zip(packages: dict[str, Path], stage: str) -> None:
+    """The zip leaves out phonenumbers' short-number metadata (infra/package.py slim_zip); what Sarafan
+    uses (parse, validate, format) still works from the shipped files alone."""
+    import subprocess
+    import sys
+    import zipfile
+
+    bundle = packages[stage] / "deployment.zip"
+    with zipfile.ZipFile(bundle) as archive:
+        names = archive.namelist()
+    assert "phonenumbers/data/region_RU.py" in names
+    assert not [n for n in names if n.startswith("phonenumbers/shortdata/region_") or n.endswith((".pyi", "/RECORD"))]
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import phonenumbers\n"
+        "assert phonenumbers.__file__.startswith(sys.argv[1]), phonenumbers.__file__\n"
+        "from chalicelib.domain import identity\n"
+        "print(identity.normalize_phone('8 (916) 123-45-67', 'RU'), identity.normalize_phone('+49 30 901820'))\n")
+    result = subprocess.run([sys.executable, "-S", "-c", script, str(bundle)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["+79161234567", "+4930901820"]

@@ -132,9 +132,10 @@ def test_parse_reports_multiline_records_by_their_first_line() -> None:
     assert [r.line for r in rows] == [2] and [e.line for e in errors] == [4]
 
 
-def test_a_group_whose_transaction_fails_is_written_row_by_row(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_group_whose_transaction_fails_takes_out_the_offending_row(api: ApiClient,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows share transactions; when one fails (here a generated code collides with an existing one),
-    the group is written again one row per transaction and every good row still lands, once."""
+    the offending row is written again on its own and every good row still lands, once."""
     from chalicelib.domain import codes
     from chalicelib.services import importer
 
@@ -156,3 +157,85 @@ def test_a_group_whose_transaction_fails_is_written_row_by_row(api: ApiClient, m
         member = lookup(api, shop.pid, email=f"g{i}@example.com")
         assert member["code"] != taken
         assert shop.balance(member["member_id"])["available"] == i + 1
+
+
+def _first_read_misses(monkeypatch: pytest.MonkeyPatch, hidden: type) -> None:
+    """The chunk's first batched read does not see items of type ``hidden``: as if another writer
+    wrote them between the read and the chunk's transactions."""
+    from chalicelib.services import importer
+
+    real, calls = importer.batch_get, {"n": 0}
+
+    def racing(wanted: Any) -> Any:
+        calls["n"] += 1
+        found = real(wanted)
+        return {k: v for k, v in found.items() if not isinstance(v, hidden)} if calls["n"] == 1 else found
+
+    monkeypatch.setattr(importer, "batch_get", racing)
+
+
+def _count_commits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    from chalicelib.store.transact import Transaction
+
+    real, seen = Transaction.commit, {"commits": 0, "items": 0}
+
+    def counting(self: Transaction, **kw: Any) -> None:
+        seen["commits"] += 1
+        seen["items"] += len(self)
+        real(self, **kw)
+
+    monkeypatch.setattr(Transaction, "commit", counting)
+    return seen
+
+
+def test_a_row_whose_code_was_taken_meanwhile_is_reported_and_its_group_still_lands(
+        api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.store.members import CodeItem
+    from tests.functional.test_data_rights_erasure import scan_test_table
+
+    shop = Shop(api, None)
+    send(api, shop.pid, "email,code\nfirst@example.com,TAKEN-1\n")
+    items_before = len(scan_test_table())
+    _first_read_misses(monkeypatch, CodeItem)
+    seen = _count_commits(monkeypatch)
+    rows = "email,code,opening_balance\n" + "".join(
+        f"n{i}@example.com,{'TAKEN-1' if i == 2 else ''},{i + 1}\n" for i in range(5))
+    result = send(api, shop.pid, rows)
+    assert result["imported"] == 4 and result["opening_points"] == 1 + 2 + 4 + 5
+    assert [(e["line"], e["errors"][0]["column"]) for e in result["errors"]] == [(4, "code")]
+    # One group: cancelled once (the code's condition names line 4), then the four other rows together;
+    # line 4, read again, finds its code taken and writes nothing.
+    assert seen["commits"] == 2
+    assert api.get(f"/v1/programs/{shop.pid}/members/lookup?email=n2@example.com").status == 404
+    for i in (0, 1, 3, 4):
+        member = lookup(api, shop.pid, email=f"n{i}@example.com")
+        assert shop.balance(member["member_id"])["available"] == i + 1
+    # Exactly the four members' items were written: nothing of line 4 was.
+    per_member = (len(scan_test_table()) - items_before) / 4
+    assert per_member == int(per_member)
+
+
+def test_a_code_someone_holds_is_a_bad_row(api: ApiClient) -> None:
+    shop = Shop(api, None)
+    holder = shop.member("holder")
+    result = send(api, shop.pid, f"email,code\nnew@example.com,{holder['code']}\nok@example.com,\n")
+    assert result["imported"] == 1
+    assert [(e["line"], e["errors"][0]["column"]) for e in result["errors"]] == [(2, "code")]
+
+
+def test_rows_imported_meanwhile_are_skipped_and_change_nothing(api: ApiClient,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-run whose read misses the import markers (another upload of the same rows raced it):
+    every row's transaction is cancelled by its marker or ledger entry, and nothing changes."""
+    from chalicelib.store.data_rights import ImportRowItem
+    from tests.functional.test_data_rights_erasure import scan_test_table
+
+    shop = Shop(api, None)
+    rows = "email,opening_balance\n" + "".join(f"r{i}@example.com,{i + 1}\n" for i in range(6))
+    assert send(api, shop.pid, rows)["imported"] == 6
+    before = sorted(json.dumps(i, sort_keys=True) for i in scan_test_table())
+    _first_read_misses(monkeypatch, ImportRowItem)
+    again = send(api, shop.pid, rows)
+    assert (again["imported"], again["existing_members"], again["already_imported"], again["errors"]) == (
+        0, 0, 6, [])
+    assert sorted(json.dumps(i, sort_keys=True) for i in scan_test_table()) == before

@@ -24,10 +24,10 @@ class InProcessApi(data_tools.Api):
     def __init__(self, api: ApiClient) -> None:
         super().__init__("http://in-process", api.operator_key)
         self.api = api
-        self.requests = 0
+        self.paths: list[tuple[str, str]] = []
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], bytes]:
-        self.requests += 1
+        self.paths.append((method, path))
         reply = self.api.call(method, path, json_body=body)
         if reply.status >= 400:
             raise data_tools.ApiError(f"HTTP {reply.status} {reply.body}")
@@ -47,13 +47,60 @@ def test_import_in_chunks_then_rerun_changes_nothing(api: ApiClient, tmp_path: P
     path = write_csv(tmp_path / "members.csv", rows)
     client, out = InProcessApi(api), io.StringIO()
     assert data_tools.run_import(client, path, shop.pid, None, check=True, dry_run=False, rows_per_chunk=5,
-                                 out=out) == 0
-    assert client.requests == 10  # 5 chunks checked, then 5 written
-    assert "23 members imported" in out.getvalue()
+                                 out=out, progress_stream=io.StringIO()) == 0
+    # 5 chunks checked (dry run); then the chunked import API: create, 5 chunks, the status.
+    assert client.paths[:5] == [("POST", f"/v1/programs/{shop.pid}/imports/members")] * 5
+    assert [m for m, _ in client.paths[5:]] == ["POST", "PUT", "PUT", "PUT", "PUT", "PUT", "GET"]
+    assert client.paths[6][1].endswith("/chunks/1") and client.paths[10][1].endswith("/chunks/5")
+    assert "(completed, 5 of 5 chunks): 23 members imported" in out.getvalue()
+    assert not data_tools.state_path(path).exists()  # done: nothing left to resume
     again = io.StringIO()
     assert data_tools.run_import(client, path, shop.pid, None, check=True, dry_run=False, rows_per_chunk=7,
-                                 out=again) == 0
+                                 out=again, progress_stream=io.StringIO()) == 0
     assert "0 members imported" in again.getvalue() and "23 already imported" in again.getvalue()
+
+
+class Interrupted(Exception):
+    pass
+
+
+class DiesOnChunk(InProcessApi):
+    """Stops the run at chunk ``n``: before sending it, or after the server answered (the answer lost)."""
+
+    def __init__(self, api: ApiClient, n: int, after_answer: bool) -> None:
+        super().__init__(api)
+        self.n, self.after_answer = n, after_answer
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], bytes]:
+        dying = method == "PUT" and path.endswith(f"/chunks/{self.n}")
+        if dying and not self.after_answer:
+            raise Interrupted()
+        reply = super().call(method, path, body)
+        if dying:
+            raise Interrupted()
+        return reply
+
+
+@pytest.mark.parametrize("after_answer", [False, True])
+def test_an_interrupted_import_resumes_and_skips_the_chunks_done(api: ApiClient, tmp_path: Path,
+                                                                 after_answer: bool) -> None:
+    shop = Shop(api, None)
+    rows = [[f"m{i}@example.com", "", str(i), ""] for i in range(1, 21)]
+    path = write_csv(tmp_path / "members.csv", rows)
+    with pytest.raises(Interrupted):
+        data_tools.run_import(DiesOnChunk(api, 3, after_answer), path, shop.pid, None, check=False, dry_run=False,
+                              rows_per_chunk=4, out=io.StringIO(), progress_stream=io.StringIO())
+    assert data_tools.state_path(path).exists()
+    client, out = InProcessApi(api), io.StringIO()
+    assert data_tools.run_import(client, path, shop.pid, None, check=False, dry_run=False, rows_per_chunk=4,
+                                 out=out, progress_stream=io.StringIO()) == 0
+    sent = [p.rsplit("/", 1)[1] for m, p in client.paths if m == "PUT"]
+    assert sent == ["3", "4", "5"]  # chunks 1 and 2 were answered before: skipped
+    assert "resuming import imp_" in out.getvalue()
+    # One import, every row counted once (a chunk whose answer was lost answers its first result again).
+    assert "(completed, 5 of 5 chunks): 20 members imported" in out.getvalue()
+    assert [m for m, _ in client.paths].count("POST") == 0
+    assert not data_tools.state_path(path).exists()
 
 
 def test_a_file_with_bad_rows_is_reported_by_line_and_nothing_is_written(api: ApiClient, tmp_path: Path) -> None:
@@ -64,22 +111,23 @@ def test_a_file_with_bad_rows_is_reported_by_line_and_nothing_is_written(api: Ap
     path = write_csv(tmp_path / "members.csv", rows)
     out = io.StringIO()
     assert data_tools.run_import(InProcessApi(api), path, shop.pid, None, check=True, dry_run=False,
-                                 rows_per_chunk=4, out=out) == 1
+                                 rows_per_chunk=4, out=out, progress_stream=io.StringIO()) == 1
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("line 8: email") and lines[1].startswith("line 11: opening_balance")
     assert "nothing was imported" in lines[-1]
     assert api.get(f"/v1/programs/{shop.pid}/members/lookup?email=m1@example.com").status == 404
     skip = io.StringIO()
     assert data_tools.run_import(InProcessApi(api), path, shop.pid, None, check=False, dry_run=False,
-                                 rows_per_chunk=4, out=skip) == 1
-    assert "9 members imported" in skip.getvalue()
+                                 rows_per_chunk=4, out=skip, progress_stream=io.StringIO()) == 1
+    assert "9 members imported" in skip.getvalue() and "2 bad rows" in skip.getvalue()
+    assert [line.split(":")[0] for line in skip.getvalue().splitlines()[:2]] == ["line 8", "line 11"]
 
 
 def test_export_ledger_writes_every_page(api: ApiClient, tmp_path: Path) -> None:
     shop = Shop(api, None)
     rows = [[f"m{i}@example.com", "", "7", ""] for i in range(1, 8)]
     data_tools.run_import(InProcessApi(api), write_csv(tmp_path / "m.csv", rows), shop.pid, None, check=False,
-                          dry_run=False, out=io.StringIO())
+                          dry_run=False, out=io.StringIO(), progress_stream=io.StringIO())
     from chalicelib.domain import clock
 
     today = clock.iso(clock.utcnow())[:10]
@@ -99,10 +147,27 @@ def test_progress_bar_shows_rate_and_eta_on_a_terminal() -> None:
     bar.advance(25)
     bar.close()
     text = screen.getvalue()
-    assert "25/100 rows" in text and "/s" in text and "ETA" in text
-    quiet = io.StringIO()
-    data_tools.Progress(100, quiet).advance(5)
-    assert quiet.getvalue() == ""
+    assert text.startswith("\r[") and "25/100 rows" in text and "/s" in text and "ETA" in text
+
+
+def test_progress_is_plain_lines_every_tenth_elsewhere() -> None:
+    log = io.StringIO()
+    bar = data_tools.Progress(100, log)
+    bar.skip(30)  # done by an earlier run: no line, not in the rate
+    for _ in range(14):
+        bar.advance(5)
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert [line.split(" ")[0] for line in lines] == ["40/100", "50/100", "60/100", "70/100", "80/100", "90/100",
+                                                      "100/100"]
+    assert "\r" not in log.getvalue() and all("/s" in line and "ETA" in line for line in lines)
+
+
+def test_chunks_stay_under_the_api_limits(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "m.csv", [[f"m{i}@example.com", "Ж" * 150, "1", ""] for i in range(3000)])
+    for text, _first, _n in data_tools.chunks(path, 1000):
+        assert len(text) <= data_tools.CHUNK_CHARS + 400
+        assert len(json.dumps({"csv": text}, ensure_ascii=False).encode()) <= 256 * 1024
 
 
 @pytest.mark.parametrize("rows", [0, 1, 1000])

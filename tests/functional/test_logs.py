@@ -53,3 +53,10 @@ def test_scrubber_masks_what_slips_into_messages() -> None:
     text = scrub(f"failed for {EMAIL} / {PHONE} with srf_pk_abcdef123 and whsec_c2VjcmV0")
     assert EMAIL not in text and PHONE not in text
     assert "srf_pk_abcdef123" not in text and "whsec_c2VjcmV0" not in text
+
+
+def test_scrubber_leaves_ids_and_timestamps_searchable() -> None:
+    message_id = "msg_06e3b1234567890b65"
+    text = scrub(f"sent {message_id} at 2026-12-03T10:00:00Z to +7 916 123-45-67 and tel:89161234567")
+    assert message_id in text and "2026-12-03T10:00:00Z" in text
+    assert "916 123-45-67" not in text and "89161234567" not in text

@@ -13,7 +13,7 @@ import pytest
 from chalicelib.domain.errors import Conflict, DomainError, NotFound, ServiceUnavailable, ValidationFailed
 from chalicelib.services import coupons, ports
 from chalicelib.services.auth import Principal
-from chalicelib.store.dynamo_ports import StaleMember
+from chalicelib.services.ports import StaleMember
 from chalicelib.store.members import MemberItem, new_member
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

@@ -1,0 +1,41 @@
+"""What the ports (``services.ports``) hand over besides stored records: pages of a list and the one
+concurrency signal a read-modify-write service retries on. Pure: the store and the fakes both use them."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+#: A paging cursor: the last item's key in DynamoDB's attribute-value form (``{"PK": {"S": ...}, ...}``),
+#: what the views encode and check against the caller's partition (``api.http.decode_cursor``).
+Cursor = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """At most ``limit`` items and the cursor of the next page (``None``: there is no more)."""
+
+    items: list[T]
+    next_cursor: Cursor | None
+
+
+class StaleMember(Exception):
+    """The member changed since it was read: read it again and retry (the caller's loop)."""
+
+
+def member_counts(profile: Any, balance: Any) -> tuple[int, int]:
+    """(purchases, converted referrals) of a member: the profile's (older) counts plus the balance's."""
+    def of(item: Any, name: str) -> int:
+        return int(getattr(item, name, None) or 0) if item is not None else 0
+
+    return (of(profile, "orders_count") + of(balance, "orders_count"),
+            of(profile, "converted_referrals") + of(balance, "converted_referrals"))
+
+
+def stable_id(prefix: str, *parts: str) -> str:
+    """An id derived from what it is for (a retried request, a replayed event finds the same id)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+    return f"{prefix}_{digest}"
