@@ -68,7 +68,6 @@ def main(argv: list[str]) -> int:
         # attribute each handler's DynamoDB calls to its module, so the notification cost stands apart.
         from chalicelib.notify import dispatcher
 
-        dispatcher._load()
         by_module: dict[str, Any] = {}
 
         def metered(handler: Any) -> Any:
@@ -84,8 +83,7 @@ def main(argv: list[str]) -> int:
                     slot["rru"] += used.rru
             return run
 
-        for entity, handlers in dispatcher._handlers.items():
-            dispatcher._handlers[entity] = [metered(h) for h in handlers]
+        dispatcher.wrap_handlers(metered)
         poller.drain()
         bench.meter.take()
         for module, slot in sorted(by_module.items()):

@@ -133,6 +133,7 @@ class EmbeddedMoto:
         self._mock = mock_aws()
         self._mock.start()
         moto_tuning.apply()
+        bound_sent_email_history()
         self._server.start()
         if self._error is not None:
             raise RuntimeError(f"moto server could not start on {self.host}:{self.port}: {self._error}")
@@ -144,6 +145,28 @@ class EmbeddedMoto:
         if server is not None:
             server.server_close()  # ThreadedMotoServer.stop() leaves the socket bound
         self._mock.stop()
+
+
+#: Sent emails moto's SES keeps (its ``sent_messages``, for ``GetSendStatistics`` and moto's dashboard):
+#: every message the run ever sent, about 4.5 KB each, one per rewarded order. The newest ones are kept;
+#: the rendered notifications are at ``GET /dev/outbox``.
+SENT_EMAIL_HISTORY = 1000
+
+
+def bound_sent_email_history(limit: int = SENT_EMAIL_HISTORY) -> None:
+    """moto's SES keeps every email sent for the life of the process; the local run keeps the newest ``limit``."""
+    from moto.ses.models import SESBackend
+
+    if getattr(SESBackend.__init__, "_sarafan_bounded", False):
+        return
+    original = SESBackend.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.sent_messages = collections.deque(self.sent_messages, maxlen=limit)
+
+    __init__._sarafan_bounded = True  # type: ignore[attr-defined]
+    SESBackend.__init__ = __init__  # type: ignore[method-assign]  # before the run first uses SES
 
 
 #: Settings the run picks when unset; ``--data`` keeps them for the next start.
@@ -569,6 +592,98 @@ def faster_local_schedules(runner: Any) -> None:
             job.schedule = RateSchedule(max(1, round(LOCAL_PERIODS[job.name] * runner.speedup)))
 
 
+# --- profile ---------------------------------------------------------------------------------
+
+
+class CpuProfile:
+    """``SARAFAN_LOCAL_PROFILE=FILE``: where the run's CPU goes, written to FILE (JSON) when it stops.
+
+    Every few milliseconds a thread reads each thread's CPU time (``/proc/self/task/TID/schedstat``) and
+    charges what it used since the last look to the code that thread is in now (``sys._current_frames``):
+    by thread (API request, stream consumer, schedules...), by stage (webhook intake, each stream handler,
+    the stream read) and by layer (moto's engine, botocore, PynamoDB, the app, the HTTP server). A sample
+    profile (a thread's CPU lands on the code it is in at the next look), Linux only, for ``bench/``.
+    """
+
+    LAYERS = (("/moto/", "moto"), ("moto_tuning", "moto"), ("/botocore/", "botocore"), ("/boto3/", "botocore"),
+              ("/pynamodb/", "pynamodb"), ("/chalicelib/", "app"), ("/chalice/", "chalice"),
+              ("/werkzeug/", "werkzeug"), ("socketserver", "http server"), ("http/server", "http server"))
+
+    def __init__(self, path: Path, interval: float = 0.004) -> None:
+        self.path, self.interval = path, interval
+        self.cpu: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="sarafan-profile", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        me = threading.get_ident()
+        seen: dict[int, int] = {}
+        while not self._stop.wait(self.interval):
+            frames = sys._current_frames()
+            for thread in threading.enumerate():
+                tid = thread.native_id
+                if thread.ident == me or tid is None:
+                    continue
+                try:
+                    with open(f"/proc/self/task/{tid}/schedstat", encoding="ascii") as stat:
+                        used = int(stat.read().split()[0])
+                except (OSError, ValueError, IndexError):
+                    continue
+                delta, seen[tid] = used - seen.get(tid, 0), used
+                frame = frames.get(thread.ident or 0)
+                if delta > 0 and frame is not None:
+                    self.cpu[self.classify(thread.name, frame)] += delta
+
+    @classmethod
+    def classify(cls, thread_name: str, frame: Any) -> tuple[str, str, str]:
+        stack = []
+        while frame is not None:
+            stack.append((frame.f_code.co_filename, frame.f_code.co_name))
+            frame = frame.f_back
+        stage = "other"
+        for i, (path, name) in enumerate(stack):  # innermost first
+            if name == "dispatch" and path.endswith("notify/dispatcher.py"):
+                inner = stack[i - 1][0] if i else path
+                stage = "stream handler " + inner.split("chalicelib/")[-1].removesuffix(".py")
+                break
+            if name == "_new_records" and path.endswith("local_stream.py"):
+                stage = "stream read"
+                break
+            if name == "receive_event" and "chalicelib/api" in path:
+                stage = "webhook intake"
+                break
+            if name == "_run_job" or path.endswith("local_events.py"):
+                stage = "schedules"
+        if stage == "other" and any(name == "deliver_items" or "notify/" in path for path, name in stack):
+            stage = "stream handler notify/sources"
+        layer = "python"
+        if any("/moto/" in path for path, _ in stack):
+            layer = "moto"
+        else:
+            for path, _ in stack:
+                layer = next((label for key, label in cls.LAYERS if key in path), "")
+                if layer:
+                    break
+            layer = layer or "python"
+        kind = ("stream" if thread_name == "sarafan-stream" else "notify pool" if thread_name.startswith("ThreadPool")
+                else "schedules" if thread_name == "sarafan-schedules" else "api request" if thread_name.startswith("Thread-")
+                else thread_name)
+        return kind, stage, layer
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(1)
+        total = sum(self.cpu.values()) or 1
+        rows = [{"thread": k, "stage": s, "layer": la, "cpu_s": round(n / 1e9, 2), "share": round(n / total, 4)}
+                for (k, s, la), n in self.cpu.most_common()]
+        self.path.write_text(json.dumps({"cpu_s": round(total / 1e9, 2), "rows": rows}, indent=1), encoding="utf-8")
+
+
 # --- output -------------------------------------------------------------------------------
 
 
@@ -776,6 +891,10 @@ def main(argv: list[str]) -> int:
         if not args.no_schedules:
             runner.start()
         state.start_autosave(args.save_every)
+        if os.environ.get("SARAFAN_LOCAL_PROFILE"):
+            profile = CpuProfile(Path(os.environ["SARAFAN_LOCAL_PROFILE"]))
+            profile.start()
+            cleanup.callback(profile.stop)
         stopped_at: list[float] = []
 
         def shutdown() -> None:
@@ -821,5 +940,17 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def exit_now(code: int) -> None:
+    """Exit once everything is stopped and saved, without the interpreter's teardown: with a long run's
+    heap (millions of objects) and the notification thread pools joined at exit, that teardown alone took
+    seconds under load, past the stop budget; there is nothing left for it to do."""
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))

@@ -37,14 +37,23 @@ attribute (n²); :func:`cache_action_lookup` stops ``inspect.getmembers`` on eve
 ``update_item`` no longer deep-copies the old item for a stream record when the table has
 no stream.
 
+Memory per item: :func:`compact_items` keeps stored items' attributes as ``marshal`` bytes (moto's
+``DynamoType`` objects took about six times the item's DynamoDB JSON) and stream records pickled until
+they are read.
+
 :func:`apply` installs all of them once per process (idempotent).
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import copy
 import json
+import marshal
+import pickle
+import re
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -75,6 +84,7 @@ def apply() -> None:
         ("items", size_items_once),
         ("actions", cache_action_lookup),
         ("direct", direct_dynamodb_calls),
+        ("compact", compact_items),
     ):
         if name not in _applied:
             install()
@@ -797,10 +807,30 @@ def _output_members(action: str, service: str = "dynamodb") -> frozenset[str]:
     return members
 
 
+def _special(value: Any) -> Any:
+    """What :func:`_plain` makes of the two non-JSON types, for ``json.dumps(default=...)``."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000) / 1000
+    raise TypeError(type(value).__name__)
+
+
 def plain_json_body(action: str, result: dict[str, Any], service: str = "dynamodb") -> str:
-    """The response body moto's serializer would produce (top-level members of the output shape only)."""
+    """The response body moto's serializer would produce (top-level members of the output shape only).
+
+    ``json.dumps`` converts blobs and datetimes through ``default`` in its C encoder, without walking the
+    whole answer in Python first; an answer holding a ``None`` anywhere (``null`` in the text: moto's
+    serializer leaves such members out) is written the careful way, :func:`_plain` first."""
     members = _output_members(action, service)
-    return json.dumps(_plain({k: v for k, v in result.items() if k in members}), separators=(",", ":"))
+    top = {k: v for k, v in result.items() if k in members and v is not None}
+    try:
+        text = json.dumps(top, separators=(",", ":"), default=_special)
+    except (TypeError, ValueError):
+        text = "null"
+    if "null" in text:
+        return json.dumps(_plain(top), separators=(",", ":"))
+    return text
 
 
 def plain_json_responses() -> None:
@@ -829,12 +859,12 @@ def plain_json_responses() -> None:
 
 #: Shard iterators a stream backend keeps (moto keeps every one it ever issued: the local run's
 #: poller asks for five a second, so the dict grew without bound). Real iterators expire after 15 min.
-MAX_SHARD_ITERATORS = 256
+MAX_SHARD_ITERATORS = 32
 
 
 #: Records every live iterator has read past are dropped in steps of this many (moto kept every
 #: record of the table's stream: the images of every write, for the life of the run).
-TRIM_STEP = 2000
+TRIM_STEP = 500
 
 
 def _trim_read_records(backend: Any, shard: Any) -> None:
@@ -902,7 +932,10 @@ def serialize_requests() -> None:
 
     def call_action(self: Any) -> Any:
         with ENGINE_LOCK:
-            return original(self)
+            try:
+                return original(self)
+            finally:
+                pack_unpacked_items()
 
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
@@ -938,10 +971,15 @@ def _decode_blobs(value: Any) -> Any:
     return value
 
 
+_BLOB_MEMBER = re.compile(rb'"BS?"\s*:')
+
+
 def parse_plain_success(headers: dict[str, str], body: bytes) -> dict[str, Any]:
     """What botocore's JSON parser makes of a successful data-plane answer of :func:`plain_json_body`
     (``tests/functional/test_moto_engine.py`` compares the two)."""
-    parsed: dict[str, Any] = _decode_blobs(json.loads(body)) if body else {}
+    parsed: dict[str, Any] = json.loads(body) if body else {}
+    if body and _BLOB_MEMBER.search(body):  # only an answer holding a binary value needs the walk
+        _decode_blobs(parsed)
     lowered = {k.lower(): v for k, v in headers.items()}
     metadata: dict[str, Any] = {}
     if "x-amzn-requestid" in lowered:
@@ -954,6 +992,37 @@ def parse_plain_success(headers: dict[str, str], body: bytes) -> dict[str, Any]:
 #: ``[False]`` sends every call the usual way again (the engine test compares both).
 DIRECT_CALLS = [True]
 
+#: DynamoDB Streams calls the local run's stream poller makes (``infra/local_stream.py``).
+STREAM_ACTIONS = frozenset({"DescribeStream", "GetShardIterator", "GetRecords", "ListStreams"})
+
+
+def lean_request(request_class: Any, url: str, headers: dict[str, str], body: bytes) -> Any:
+    """``moto.core.request.Request.from_primitives("POST", url, headers, body)`` for a JSON-protocol call,
+    with the WSGI environ written out instead of werkzeug's ``EnvironBuilder`` (a sixth of the cost;
+    ``tests/functional/test_moto_engine.py`` compares the two requests)."""
+    import io
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host, _, port = parts.netloc.partition(":")
+    path = parts.path or "/"
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": parts.query,
+        "RAW_URI": path + (f"?{parts.query}" if parts.query else ""), "SERVER_NAME": host,
+        "SERVER_PORT": port or ("443" if parts.scheme == "https" else "80"), "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": parts.netloc, "wsgi.version": (1, 0), "wsgi.url_scheme": parts.scheme, "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr, "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False,
+        "CONTENT_LENGTH": str(len(body)),
+    }
+    environ["REQUEST_URI"] = environ["RAW_URI"]
+    for name, value in headers.items():
+        key = name.upper().replace("-", "_")
+        if key == "TRANSFER_ENCODING":
+            continue
+        environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"] = value
+    environ["moto.preserved_header_names"] = {}  # S3 metadata headers only
+    return request_class(environ)
+
 
 def direct_dynamodb_calls() -> None:
     """Hand the app's DynamoDB data-plane calls to moto's handler without the HTTP-shaped detour.
@@ -965,24 +1034,36 @@ def direct_dynamodb_calls() -> None:
     own short-circuit for a ready answer) now builds moto's request from the serialised request and
     calls the same ``DynamoHandler`` (same parsing, same checks, same locks and hooks), then parses a
     successful data-plane answer with ``json.loads`` (``B``/``BS`` back to bytes) and anything else
-    with botocore's own parser, as the endpoint does. Only while moto's mock is active; every other
-    service, and DynamoDB's control plane, keeps the usual path.
+    with botocore's own parser, as the endpoint does. The stream poller's DynamoDB Streams calls
+    (:data:`STREAM_ACTIONS`) take the same hop to ``DynamoDBStreamsHandler``: ``GetRecords`` answers
+    parsed by botocore's model parser were a tenth of the local run's CPU (each record's images walked
+    shape by shape); ``json.loads`` gives the same dict, its timestamps parsed by botocore's own
+    timestamp parser. Only while moto's mock is active; every other service, and DynamoDB's control
+    plane, keeps the usual path.
     """
     from botocore.awsrequest import AWSResponse
     from botocore.handlers import BUILTIN_HANDLERS, REGISTER_LAST
     from botocore.parsers import create_parser
+    from botocore.utils import parse_timestamp
     from moto.core.botocore_stubber import MockRawResponse
     from moto.core.exceptions import HTTPException
     from moto.core.models import botocore_stubber
     from moto.core.request import Request
     from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
     parser = create_parser("json")
+    handlers: dict[str, tuple[Any, frozenset[str]]] = {
+        "dynamodb": (DynamoHandler, PLAIN_JSON_ACTIONS),
+        "dynamodbstreams": (DynamoDBStreamsHandler, STREAM_ACTIONS),
+    }
 
     def before_call(model: Any, params: dict[str, Any], request_signer: Any = None, **_: Any) -> Any:
-        if not DIRECT_CALLS[0] or not botocore_stubber.enabled or model.name not in PLAIN_JSON_ACTIONS:
+        if not DIRECT_CALLS[0] or not botocore_stubber.enabled:
             return None
-        if model.service_model.service_name != "dynamodb":
+        service = model.service_model.service_name
+        handler_class, actions = handlers.get(service, (None, frozenset()))
+        if model.name not in actions:
             return None
         url = params["url"]
         headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in params["headers"].items()}
@@ -990,24 +1071,31 @@ def direct_dynamodb_calls() -> None:
         access_key = getattr(credentials, "access_key", None)
         if access_key:  # moto reads the caller's account from the access key in the signature
             region = getattr(request_signer, "_region_name", "us-east-1")
-            headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/20000101/{region}/dynamodb/"
+            headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/20000101/{region}/{service}/"
                                         "aws4_request, SignedHeaders=host, Signature=0")
         body = params["body"]
         body = body if isinstance(body, bytes) else body.encode()
-        request = Request.from_primitives("POST", url, headers, body)
-        # botocore validated and serialised these parameters from the service model: moto's own
-        # parser would only turn them back into the same dict (blobs as bytes), at a third of the cost.
-        _local.direct_params = _decode_blobs(json.loads(body)) if body else {}
+        request = lean_request(Request, url, headers, body)
+        if service == "dynamodb":
+            # botocore validated and serialised these parameters from the service model: moto's own
+            # parser would only turn them back into the same dict (blobs as bytes), at a third of the cost.
+            _local.direct_params = _decode_blobs(json.loads(body)) if body else {}
         try:
-            status, response_headers, response_body = DynamoHandler.dispatch(request, request.raw_url,
+            status, response_headers, response_body = handler_class.dispatch(request, request.raw_url,
                                                                               request.headers)
         except HTTPException as error:
             status, response_headers, response_body = error.code, error.get_headers(), error.get_body()
         finally:
             _local.direct_params = None
         http = AWSResponse(url, status, response_headers, MockRawResponse(response_body))  # type: ignore[arg-type]
-        if status == 200:
-            return http, parse_plain_success(dict(http.headers), http.content)
+        if status == 200 and (service == "dynamodb" or model.name == "GetRecords"):
+            parsed_ok = parse_plain_success(dict(http.headers), http.content)
+            if service == "dynamodbstreams":  # the one timestamp member, as botocore's parser reads it
+                for record in parsed_ok.get("Records", ()):
+                    data = record.get("dynamodb") or {}
+                    if "ApproximateCreationDateTime" in data:
+                        data["ApproximateCreationDateTime"] = parse_timestamp(data["ApproximateCreationDateTime"])
+            return http, parsed_ok
         response_dict = {"headers": http.headers, "status_code": status, "body": http.content}
         parsed = parser.parse(response_dict, model.output_shape)
         code = parsed.get("Error", {}).get("Code")
@@ -1031,3 +1119,144 @@ def direct_dynamodb_calls() -> None:
     DynamoHandler.parse_parameters = parse_parameters  # type: ignore[method-assign]
     # Last, so hooks a test or a benchmark registers (call counters, injected failures) still run first.
     BUILTIN_HANDLERS.append(("before-call.dynamodb", before_call, REGISTER_LAST))
+    BUILTIN_HANDLERS.append(("before-call.dynamodbstreams", before_call, REGISTER_LAST))
+
+
+# --- compact items -----------------------------------------------------------------------------
+
+#: Items whose attributes may be held unpacked at once (the most recently read or written; the rest are
+#: packed again at the end of a DynamoDB request).
+UNPACKED_ITEMS = 4096
+_unpacked: collections.deque[Any] = collections.deque()
+
+
+def _pack_value(value: Any) -> tuple[str, Any]:
+    kind, raw = value.type, value.value
+    if kind == "L":
+        return kind, [_pack_value(member) for member in raw]
+    if kind == "M":
+        return kind, {name: _pack_value(member) for name, member in raw.items()}
+    return kind, raw
+
+
+def _unpack_value(packed: tuple[str, Any], dynamo_type: Any) -> Any:
+    kind, raw = packed
+    value = object.__new__(dynamo_type)
+    if kind == "L":
+        raw = [_unpack_value(member, dynamo_type) for member in raw]
+    elif kind == "M":
+        raw = {name: _unpack_value(member, dynamo_type) for name, member in raw.items()}
+    value.type, value.value = kind, raw
+    return value
+
+
+def pack_unpacked_items(limit: int | None = None) -> int:
+    """Pack the attributes of the items unpacked longest ago, down to ``limit`` (:data:`UNPACKED_ITEMS`)
+    unpacked items. Called at the end of every DynamoDB request, under :data:`ENGINE_LOCK`."""
+    keep = UNPACKED_ITEMS if limit is None else limit
+    packed = 0
+    while len(_unpacked) > keep:
+        item = _unpacked.popleft()
+        state = item.__dict__
+        attrs = state.get("_attrs")
+        if attrs is None:
+            continue
+        try:
+            blob = marshal.dumps({name: _pack_value(value) for name, value in attrs.items()})
+        except (AttributeError, TypeError, ValueError):
+            continue  # a value marshal cannot hold: the item stays as moto built it
+        state["_packed"], state["_attrs"] = blob, None
+        packed += 1
+    return packed
+
+
+def compact_items() -> None:
+    """Keep each stored item's attributes packed (``marshal`` bytes), not as moto's Python objects.
+
+    moto holds every attribute of every item as a ``DynamoType`` object in a dict (a nested map or list
+    as more of them): about 3.8 KB of Python objects for an item of 0.64 KB of DynamoDB JSON, and the
+    items are what a long local run keeps (``bench/local_run.py``). ``Item.attrs`` becomes a property:
+    reading it unpacks the item (the same ``DynamoType`` values moto built), and the items unpacked
+    longest ago beyond :data:`UNPACKED_ITEMS` are packed again at the end of each DynamoDB request (under
+    :data:`ENGINE_LOCK`, so no request is holding them). Stream records likewise keep their dict pickled
+    until ``GetRecords`` reads them. What moto answers does not change
+    (``tests/functional/test_moto_engine.py``).
+    """
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+    from moto.dynamodb.models.table import StreamRecord, StreamShard
+
+    class PackedAttrs:
+        """``Item.attrs``: unpacked on first read, packed again later by :func:`pack_unpacked_items`."""
+
+        def __get__(self, item: Any, owner: Any = None) -> Any:
+            if item is None:
+                return self
+            state = item.__dict__
+            attrs = state.get("_attrs")
+            if attrs is None:
+                blob = state.get("_packed")
+                if blob is None:
+                    raise AttributeError("attrs")
+                attrs = LimitedSizeDict.__new__(LimitedSizeDict)
+                for name, packed in marshal.loads(blob).items():
+                    dict.__setitem__(attrs, name, _unpack_value(packed, DynamoType))
+                state["_attrs"], state["_packed"] = attrs, None
+                _unpacked.append(item)
+            return attrs
+
+        def __set__(self, item: Any, value: Any) -> None:
+            state = item.__dict__
+            known = state.get("_attrs") is not None
+            state["_attrs"], state["_packed"] = value, None
+            if not known:
+                _unpacked.append(item)
+
+    Item.attrs = PackedAttrs()  # type: ignore[assignment, attr-defined]
+
+    def regular(value: Any) -> dict[str, Any]:
+        """``DynamoType.to_regular_json`` without deep-copying the value first (it builds new containers)."""
+        raw = value.value
+        if isinstance(raw, dict):
+            raw = {k: regular(v) if isinstance(v, DynamoType) else copy.deepcopy(v) for k, v in raw.items()}
+        elif isinstance(raw, list):
+            raw = [regular(v) if isinstance(v, DynamoType) else copy.deepcopy(v) for v in raw]
+        if value.type == "B" and isinstance(raw, str):
+            raw = base64.b64decode(raw)
+        return {value.type: raw}
+
+    original_to_json: Callable[..., Any] = Item.to_json
+
+    def item_to_json(self: Any, root_attr_name: str = "Attributes") -> dict[str, Any]:
+        attributes: dict[str, Any] = {}
+        for name, attribute in self.attrs.items():
+            raw = attribute.value
+            if isinstance(raw, dict):
+                attributes[name] = {attribute.type: {k: regular(v) for k, v in raw.items()}}
+            elif isinstance(raw, list):
+                attributes[name] = {attribute.type: [regular(v) if isinstance(v, DynamoType) else v for v in raw]}
+            else:
+                attributes[name] = {attribute.type: raw}
+        return {root_attr_name: attributes}
+
+    item_to_json.__wrapped__ = original_to_json  # type: ignore[attr-defined]
+    Item.to_json = item_to_json  # type: ignore[method-assign]
+
+    original_add: Callable[..., Any] = StreamShard.add
+
+    def add(self: Any, old: Any, new: Any) -> None:
+        count = len(self.items)
+        original_add(self, old, new)
+        for record in self.items[count:]:
+            state = record.__dict__
+            if "record" in state:
+                state["_packed"] = pickle.dumps(state.pop("record"), pickle.HIGHEST_PROTOCOL)
+
+    def to_json(self: Any) -> dict[str, Any]:
+        state = self.__dict__
+        if "record" in state:
+            return state["record"]  # type: ignore[no-any-return]
+        return pickle.loads(state["_packed"])  # type: ignore[no-any-return]
+
+    add.__wrapped__ = original_add  # type: ignore[attr-defined]
+    StreamShard.add = add  # type: ignore[method-assign]
+    StreamRecord.to_json = to_json  # type: ignore[method-assign]

@@ -5,7 +5,8 @@ Plain ``chalice package`` installs the whole dependency closure of
 botocore service models the Python Lambda runtime already has. This module stages
 the project in ``build/lambda-<stage>/`` with:
 
-* ``app.py``, ``chalicelib/`` (no ``__pycache__``), ``.chalice/config.json`` and policies;
+* ``app.py``, ``chalicelib/`` (no ``__pycache__``; with the compiled code cache of
+  ``chalicelib.domain.codecache``, built here), ``.chalice/config.json`` and policies;
 * a ``requirements.txt`` without the requirements whose only dependencies are
   runtime-provided (``RUNTIME_PROVIDED``); those are put in ``vendor/`` with
   ``pip install --no-deps`` for the Lambda platform instead (Chalice copies
@@ -94,7 +95,9 @@ def stage(stage_name: str, overrides: dict[str, str] | None = None, build: Path 
     shutil.rmtree(target, ignore_errors=True)
     (target / ".chalice").mkdir(parents=True)
     shutil.copy2(ROOT / "app.py", target / "app.py")
-    shutil.copytree(ROOT / "chalicelib", target / "chalicelib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(ROOT / "chalicelib", target / "chalicelib",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "__codecache__.*"))
+    build_codecache(target)
     for file in (ROOT / ".chalice").glob("*.json"):
         shutil.copy2(file, target / ".chalice" / file.name)
     (target / ".chalice" / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
@@ -113,6 +116,16 @@ def stage(stage_name: str, overrides: dict[str, str] | None = None, build: Path 
             check=True,
         )
     return target
+
+
+def build_codecache(project: Path) -> None:
+    """Compile the code the app would generate on every cold start (dataclass methods, the event validators)
+    into ``chalicelib/__codecache__.<python>.marshal`` of ``project`` (``chalicelib.domain.codecache``). The
+    Lambda runtime must be this Python version (Chalice packages for the running one); another one ignores it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SARAFAN_"))}
+    env.update({"PYTHONPATH": str(project), "AWS_DEFAULT_REGION": "us-east-1"})
+    subprocess.run([sys.executable, "-c", "from chalicelib.domain import codecache; codecache.main()"], cwd=project, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 #: Environment variables a stage must set to a real value before it is packaged or deployed.
@@ -138,9 +151,15 @@ def check_settings(stage_name: str, env: dict[str, str]) -> list[str]:
         problems.append(f"SARAFAN_OPERATOR_KEY_SHA256 is empty: {fix_hash}")
     elif not all(_OPERATOR_HASH.match(h.lower()) for h in hashes):
         problems.append(f"SARAFAN_OPERATOR_KEY_SHA256 must be 64-character hex SHA-256 digests, comma-separated: {fix_hash}")
-    for name in ("SARAFAN_TABLE", "SARAFAN_PUBLIC_BASE_URL", "SARAFAN_SES_SENDER", "SARAFAN_SECRET_KEY_SECRET_ID"):
+    for name in ("SARAFAN_TABLE", "SARAFAN_PUBLIC_BASE_URL", "SARAFAN_SES_SENDER", "SARAFAN_SECRET_KEY_SECRET_ID",
+                 "SARAFAN_DEFAULT_LANDING_URL"):
         if not env.get(name, "").strip():
             problems.append(f"{name} is empty: set it in {where}")
+    # Where /r/{code} sends a visitor when the code is unknown or erased, or the master secret is
+    # missing: the operator's site, never a page that is not theirs.
+    landing = env.get("SARAFAN_DEFAULT_LANDING_URL", "").strip()
+    if landing and not re.fullmatch(r"https://[^\s/?#]+\.[^\s/?#]+(?:/\S*)?", landing):
+        problems.append(f"SARAFAN_DEFAULT_LANDING_URL must be an absolute https:// URL (got {landing!r}): set it in {where}")
     if env.get("SARAFAN_WEBHOOK_ALLOW_ANY_TARGET"):
         problems.append("SARAFAN_WEBHOOK_ALLOW_ANY_TARGET lets partner webhooks reach private addresses: it is for "
                         f"the local run only (and ignored in deployed stages); remove it from {where}")
@@ -225,6 +244,45 @@ def api_alarms(api_name: str, api_stage: str) -> dict[str, dict[str, Any]]:
 _DLQ = re.compile(r"(?:DLQ|Dlq|DeadLetterQueue)$")
 
 
+def _watched_queues(resources: dict[str, Any]) -> set[str]:
+    """Queues an alarm of the merged template already watches (no second alarm on the same depth)."""
+    watched = set()
+    for resource in resources.values():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        for dimension in resource["Properties"].get("Dimensions", []):
+            value = dimension.get("Value")
+            if dimension.get("Name") == "QueueName" and isinstance(value, dict) and "Fn::GetAtt" in value:
+                watched.add(value["Fn::GetAtt"][0])
+    return watched
+
+
+def async_dead_letter_queue(resources: dict[str, Any], function_id: str) -> dict[str, dict[str, Any]]:
+    """A dead-letter queue for a function SNS invokes asynchronously (the SES feedback consumer).
+
+    Lambda retries an asynchronous invocation twice and then drops the event: a bounce that never
+    reaches the suppression list means mail keeps going to a dead address (and SES reputation
+    suffers). The queue keeps such events 14 days; its depth alarm (added with the other dead-letter
+    queues) tells the operators. The function's role gets ``sqs:SendMessage`` on this queue only.
+    Stream, queue and scheduled functions have their own failure paths (see infra/checkov.yaml).
+    """
+    function = resources[function_id]["Properties"]
+    events = (function.get("Events") or {}).values()
+    if not any(event.get("Type") == "SNS" for event in events) or "DeadLetterQueue" in function:
+        return {}
+    queue_id = f"{function_id}DeadLetterQueue"
+    function["DeadLetterQueue"] = {"Type": "SQS", "TargetArn": {"Fn::GetAtt": [queue_id, "Arn"]}}
+    role = function.get("Role", {}).get("Fn::GetAtt", [None])[0]
+    if role in resources:
+        document = resources[role]["Properties"]["Policies"][0]["PolicyDocument"]
+        document["Statement"].append({"Sid": "DeadLetters", "Effect": "Allow", "Action": ["sqs:SendMessage"],
+                                      "Resource": [{"Fn::GetAtt": [queue_id, "Arn"]}]})
+    return {queue_id: {"Type": "AWS::SQS::Queue", "Properties": {
+        "QueueName": {"Fn::Sub": f"sarafan-${{Stage}}-{_kebab(function_id)}-dlq"},
+        "MessageRetentionPeriod": 1209600,
+        "SqsManagedSseEnabled": True}}}
+
+
 def finish_template(template: dict[str, Any], stage_name: str, api_stage: str, log_retention_days: int,
                     api_name: str = "sarafan") -> dict[str, Any]:
     """Complete what ``chalice package --merge-template`` leaves out or gets wrong (in place)."""
@@ -260,7 +318,10 @@ def finish_template(template: dict[str, Any], stage_name: str, api_stage: str, l
     for logical_id, resource in sorted(resources.items()):
         if resource["Type"] in {"AWS::Serverless::Function", "AWS::Lambda::Function"}:
             added.update(function_alarms(logical_id))
-        elif resource["Type"] == "AWS::SQS::Queue" and _DLQ.search(logical_id):
+            added.update(async_dead_letter_queue(resources, logical_id))
+    watched = _watched_queues(resources)
+    for logical_id, resource in sorted({**resources, **added}.items()):
+        if resource["Type"] == "AWS::SQS::Queue" and _DLQ.search(logical_id) and logical_id not in watched:
             added.update(queue_depth_alarm(logical_id))
     api = resources.get("RestAPI")
     if api is not None:
@@ -297,12 +358,93 @@ def finish_template(template: dict[str, Any], stage_name: str, api_stage: str, l
     return template
 
 
-def _finish_package(out: Path, stage_name: str, config: dict[str, Any]) -> None:
+#: Files of vendored distributions the functions never read: pip's install records, type stubs, and
+#: phonenumbers' short-number metadata (``phonenumbers.shortnumberinfo``: emergency and service
+#: numbers, loaded lazily per region; Sarafan only parses, validates and formats subscriber
+#: numbers). About 127 KB of the zip.
+UNUSED_IN_LAMBDA = re.compile(r"(?:^|/)[^/]+\.dist-info/RECORD$|\.pyi$|^phonenumbers/shortdata/region_\w+\.py$")
+
+#: How the bundle ships bytecode (docs/benchmarks.md, "Bytecode in the bundle"): ``"beside"`` adds
+#: ``__pycache__/<name>.<tag>.pyc`` next to every ``.py`` (unchecked-hash: zip mtimes don't matter, the
+#: source stays for tracebacks); ``"sourceless"`` replaces each ``.py`` by a legacy-layout ``.pyc``;
+#: ``"none"`` ships sources only (every cold start compiles them: /var/task is read-only).
+BYTECODE_MODES = ("beside", "sourceless", "none")
+BYTECODE = "beside"
+#: Where Lambda unpacks the bundle (``LAMBDA_TASK_ROOT``): the file name sourceless code reports.
+TASK_ROOT = "/var/task"
+
+
+def lambda_runtimes(template: dict[str, Any]) -> set[str]:
+    """Every ``Runtime`` of the SAM template's functions (``Globals`` included), e.g. ``{"python3.11"}``."""
+    found = {template.get("Globals", {}).get("Function", {}).get("Runtime")}
+    found |= {r.get("Properties", {}).get("Runtime") for r in template.get("Resources", {}).values()
+              if r.get("Type") in ("AWS::Serverless::Function", "AWS::Lambda::Function")}
+    return {r for r in found if isinstance(r, str)}
+
+
+def bytecode_problem(runtimes: set[str]) -> str | None:
+    """Why this Python must not compile the bundle for ``runtimes`` (a ``.pyc`` is version-specific), or None."""
+    building = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    if runtimes and runtimes != {building}:
+        return (f"not shipping bytecode: this is {building} but the functions run {', '.join(sorted(runtimes))}; "
+                f"a .pyc only loads on the Python that wrote it, so every cold start would compile the sources. "
+                f"Package with the runtime's Python ({', '.join(sorted(runtimes))}) to ship it.")
+    return None
+
+
+def _bytecode(name: str, source: bytes, sourceless: bool) -> tuple[str, bytes] | None:
+    """(zip name, unchecked-hash ``.pyc`` bytes) for one ``.py`` of the bundle; None if it does not compile here."""
+    from importlib import _bootstrap_external, util
+
+    try:
+        code = compile(source, f"{TASK_ROOT}/{name}", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return None
+    data = _bootstrap_external._code_to_hash_pyc(code, util.source_hash(source), checked=False)  # type: ignore[attr-defined]
+    return (name + "c" if sourceless else util.cache_from_source(name)), bytes(data)
+
+
+def slim_zip(path: Path, bytecode: str = "none") -> tuple[int, int]:
+    """Rewrite the deployment zip without :data:`UNUSED_IN_LAMBDA`, with the bundle's bytecode as
+    ``bytecode`` says (:data:`BYTECODE_MODES`; the caller checks the runtime's version); (bytes before, after)."""
+    import zipfile
+
+    if bytecode not in BYTECODE_MODES:
+        raise ValueError(f"bytecode must be one of {BYTECODE_MODES}, not {bytecode!r}")
+    before = path.stat().st_size
+    slim = path.with_suffix(".slim.zip")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(slim, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as target:
+        names = set(source.namelist())
+        for info in source.infolist():
+            if UNUSED_IN_LAMBDA.search(info.filename):
+                continue
+            data = source.read(info)
+            compiled = (_bytecode(info.filename, data, bytecode == "sourceless")
+                        if bytecode != "none" and info.filename.endswith(".py") else None)
+            if compiled is None or compiled[0] in names:
+                target.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+                continue
+            if bytecode == "beside":
+                target.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+            pyc = zipfile.ZipInfo(compiled[0], date_time=info.date_time)
+            pyc.external_attr = info.external_attr
+            target.writestr(pyc, compiled[1], compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+    slim.replace(path)
+    return before, path.stat().st_size
+
+
+def _finish_package(out: Path, stage_name: str, config: dict[str, Any], bytecode: str = BYTECODE) -> None:
     from chalice.package import YAMLTemplateSerializer
 
     serializer = YAMLTemplateSerializer()
     path = out / "sam.yaml"
     template = serializer.load_template(path.read_text(encoding="utf-8"))
+    problem = bytecode_problem(lambda_runtimes(template)) if bytecode != "none" else None
+    if problem:
+        print(f"infra/package.py: {problem}", file=sys.stderr)
+        bytecode = "none"
+    slim_zip(out / "deployment.zip", bytecode)
+
     stage_config = config["stages"][stage_name]
     finish_template(
         template, stage_name,
@@ -312,8 +454,8 @@ def _finish_package(out: Path, stage_name: str, config: dict[str, Any]) -> None:
     path.write_text(serializer.serialize_template(template), encoding="utf-8")
 
 
-def chalice(project: Path, *args: str) -> int:
-    env = dict(os.environ)
+def chalice(project: Path, *args: str, extra_env: dict[str, str] | None = None) -> int:
+    env = {**os.environ, **(extra_env or {})}
     env.setdefault("AWS_DEFAULT_REGION", env.get("AWS_REGION", "eu-central-1"))
     executable = Path(sys.executable).parent / "chalice"
     return subprocess.call([str(executable), "--project-dir", str(project), *args], env=env)
@@ -360,24 +502,38 @@ def merged_template(project: Path) -> Path:
 
 
 def package(stage_name: str, out: Path, merge_template: bool = True, overrides: dict[str, str] | None = None,
-            build: Path | None = None) -> int:
+            build: Path | None = None, bytecode: str = BYTECODE) -> int:
     project = stage(stage_name, overrides, build)
     args = ["package", "--stage", stage_name, "--template-format", "yaml"]
     if merge_template:
         args += ["--merge-template", str(merged_template(project))]
     code = chalice(project, *args, str(out.resolve()))
     if code == 0 and merge_template:
-        _finish_package(out, stage_name, load_config(overrides))
+        _finish_package(out, stage_name, load_config(overrides), bytecode)
     return code
 
 
 def deploy(stage_name: str, overrides: dict[str, str] | None = None) -> int:
-    """``chalice deploy`` from the staged project; its state lives on in ``.chalice/deployed/``."""
+    """``chalice deploy`` from the staged project; its state lives on in ``.chalice/deployed/``.
+
+    Chalice imports ``app.py`` to find the event sources: the table stream's ARN (an output of the
+    data stack, unknown until it exists) and the SES feedback topic's name come from this process's
+    environment (``chalicelib/api/streams.py``), so they are set here rather than in the stage config.
+    """
+    stream_arn = (overrides or {}).get("SARAFAN_TABLE_STREAM_ARN") or os.environ.get("SARAFAN_TABLE_STREAM_ARN", "")
+    if not stream_arn.startswith("arn:aws"):
+        raise SystemExit(
+            "refusing to deploy: the table stream consumer needs the data stack's stream ARN. Run\n"
+            f"  aws cloudformation describe-stacks --stack-name sarafan-{stage_name}-data "
+            "--query \"Stacks[0].Outputs[?OutputKey=='TableStreamArn'].OutputValue\" --output text\n"
+            "and pass it: python3 infra/dev.py deploy --stage "
+            f"{stage_name} --set SARAFAN_TABLE_STREAM_ARN=<arn> (or use `package`, which needs none of this)")
     project = stage(stage_name, overrides)
     state = ROOT / ".chalice" / "deployed"
     if state.is_dir():
         shutil.copytree(state, project / ".chalice" / "deployed")
-    code = chalice(project, "deploy", "--stage", stage_name)
+    code = chalice(project, "deploy", "--stage", stage_name, extra_env={
+        "SARAFAN_TABLE_STREAM_ARN": stream_arn, "SARAFAN_SES_FEEDBACK_TOPIC": f"sarafan-{stage_name}-ses-feedback"})
     if (project / ".chalice" / "deployed").is_dir():
         shutil.copytree(project / ".chalice" / "deployed", state, dirs_exist_ok=True)
     return code
@@ -390,13 +546,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-merge-template", action="store_true", help="package without infra/resources.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override an environment variable of the stage (e.g. from CI secrets)")
+    parser.add_argument("--bytecode", choices=BYTECODE_MODES, default=BYTECODE,
+                        help=f"how the zip ships compiled .py files (default {BYTECODE}; see docs/benchmarks.md)")
     parser.add_argument("out", nargs="?", type=Path, help="package output directory (default build/package-<stage>)")
     args = parser.parse_intermixed_args(argv)
     overrides = dict(item.split("=", 1) for item in args.set if "=" in item)
     if args.command == "deploy":
         return deploy(args.stage, overrides)
     out = args.out or BUILD / f"package-{args.stage}"
-    code = package(args.stage, out, merge_template=not args.no_merge_template, overrides=overrides)
+    code = package(args.stage, out, merge_template=not args.no_merge_template, overrides=overrides,
+                   bytecode=args.bytecode)
     if code == 0:
         print(f"packaged {args.stage}: {out}/deployment.zip + {out}/sam.yaml")
     return code

@@ -1,6 +1,7 @@
 """Analytics stream handlers (registered with ``notify.dispatcher``; listed in ``HANDLER_MODULES``).
 
-Sources, each counted once per source item (``analytics.store.apply``: marker + counters in one transaction):
+Sources, each counted once per source item, a batch's items together (``analytics.store.count``: the batch's
+counters merged per row and its groups' "counted" markers in one transaction):
 
 * ``click_counter`` INSERT/MODIFY: one link click (the record's new ``clicks`` value names the increment);
 * ``member`` INSERT: a signup (referred when it has a referrer at join), by channel/UTM and partner;
@@ -22,16 +23,21 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from chalicelib.analytics.store import Increment, LeaderDelta, apply, partition
+from chalicelib.analytics.store import Figures, Increment, LeaderDelta, count, partition
+from chalicelib.analytics.store import source as store_source
 from chalicelib.domain import analytics as fig
 from chalicelib.notify import dispatcher
 from chalicelib.store import keys
+from chalicelib.store.count_once import Source
 from chalicelib.store.counters import ClickCounterItem
 from chalicelib.store.events import EventItem
 from chalicelib.store.ledger import LedgerEntryItem, OutboxItem
 from chalicelib.store.members import MemberItem, batch_get
 
 log = logging.getLogger("sarafan.analytics")
+
+#: Clicks of one counter item counted under one marker (its set of counted click numbers stays small).
+CLICK_BLOCK = 50
 
 
 def _day(at: datetime) -> str:
@@ -65,37 +71,26 @@ def _safe(record: dispatcher.StreamRecord) -> Any:
         return None
 
 
-@dispatcher.handles("click_counter")
-def on_click(records: list[dispatcher.StreamRecord]) -> set[str]:
-    for record in records:
-        if record.event_name not in ("INSERT", "MODIFY"):
-            continue
-        item = _safe(record)
-        if not isinstance(item, ClickCounterItem) or not item.program_id or not item.day:
-            continue
-        source = fig.dimension_value(item.utm_source)
-        rows = [Increment(partition(item.program_id, "DAY"), item.day, {"clicks": 1})]
-        if source != "-":
-            rows.append(Increment(partition(item.program_id, "CHDAY"), f"{item.day}#src#{source}", {"clicks": 1}))
-        apply(f"{item.PK}|{item.SK}|{int(item.clicks or 0)}", rows)
-    return set()
+def _click(item: ClickCounterItem) -> Source[Figures] | None:
+    if not item.program_id or not item.day:
+        return None
+    source = fig.dimension_value(item.utm_source)
+    rows = [Increment(partition(item.program_id, "DAY"), item.day, {"clicks": 1})]
+    if source != "-":
+        rows.append(Increment(partition(item.program_id, "CHDAY"), f"{item.day}#src#{source}", {"clicks": 1}))
+    clicks = int(item.clicks or 0)
+    # One marker per CLICK_BLOCK clicks of a counter: a busy link's marker stays small.
+    group = f"clicks|{item.PK}|{item.SK}|{clicks // CLICK_BLOCK}"
+    return store_source(item.program_id, group, str(clicks), Figures(rows))
 
 
-@dispatcher.handles("member")
-def on_member_joined(records: list[dispatcher.StreamRecord]) -> set[str]:
-    for record in records:
-        if record.event_name != "INSERT":
-            continue
-        member = _safe(record)
-        if not isinstance(member, MemberItem):
-            continue
-        channel, utm = _acquisition(member)
-        partner = (member.acquisition or {}).get("partner_id") if isinstance(member.acquisition, dict) else None
-        counters = {"signups": 1, "signups_referred": 1 if member.referrer_id else 0}
-        rows = day_rows(member.program_id, _day(member.joined_at), partner, counters, channel, utm)
-        rows.append(Increment(partition(member.program_id, "TOTAL"), "TOTAL", {"members": 1}))
-        apply(f"{member.PK}|joined", rows)
-    return set()
+def _joined(member: MemberItem) -> Source[Figures]:
+    channel, utm = _acquisition(member)
+    partner = (member.acquisition or {}).get("partner_id") if isinstance(member.acquisition, dict) else None
+    counters = {"signups": 1, "signups_referred": 1 if member.referrer_id else 0}
+    rows = day_rows(member.program_id, _day(member.joined_at), partner, counters, channel, utm)
+    rows.append(Increment(partition(member.program_id, "TOTAL"), "TOTAL", {"members": 1}))
+    return store_source(member.program_id, f"joined|{member.member_id}", "joined", Figures(rows))
 
 
 def _split_business_key(business_key: str) -> tuple[str, str, str]:
@@ -103,38 +98,57 @@ def _split_business_key(business_key: str) -> tuple[str, str, str]:
     return parts[0], (parts[1] if len(parts) > 1 else ""), parts[-1]
 
 
-@dispatcher.handles("event")
-def on_event(records: list[dispatcher.StreamRecord]) -> set[str]:
+@dispatcher.handles("click_counter", "member", "event", "ledger_entry", "outbox")
+def on_records(records: list[dispatcher.StreamRecord]) -> set[str]:
+    """A batch's records of every kind counted together: one transaction for the batch (as far as it fits),
+    one marker per event (its record, ledger entries and messages), rows shared by the batch written once."""
+    sources: list[Source[Figures] | None] = []
     events: list[EventItem] = []
     for record in records:
-        if record.event_name == "INSERT":
-            item = _safe(record)
-            if isinstance(item, EventItem) and item.business_key:
-                events.append(item)
-    if not events:
-        return set()
+        item = _safe(record)
+        if item is None:
+            continue
+        if isinstance(item, ClickCounterItem) and record.event_name in ("INSERT", "MODIFY"):
+            sources.append(_click(item))
+        elif isinstance(item, MemberItem) and record.event_name == "INSERT":
+            sources.append(_joined(item))
+        elif isinstance(item, EventItem) and item.business_key and (
+                record.event_name == "INSERT" or (record.event_name == "MODIFY" and item.replaced_parked)):
+            events.append(item)  # a MODIFY: the record replaced refunds parked at its key (services.ledger.refunds)
+        elif isinstance(item, LedgerEntryItem) and record.event_name == "INSERT":
+            sources.append(_ledger(item))
+        elif isinstance(item, OutboxItem) and record.event_name == "MODIFY":
+            sources.append(_outbox_finished(item))
+    if events:
+        sources += _events(events)
+    count([s for s in sources if s is not None])
+    return set()
+
+
+def _events(events: list[EventItem]) -> list[Source[Figures]]:
     # One batched read of the members these facts are about (join month, referrer, channel) ...
     subjects = {(_split_business_key(e.business_key)[0], str(e.member_id)) for e in events if e.member_id}
     profiles = batch_get([keys.member(p, m) for p, m in subjects])
     # ... and of their referrers (join time for the viral cycle, code and name for the leaderboard).
     referrers = {(p, str(getattr(profiles.get(keys.member(p, m)), "referrer_id", None) or "")) for p, m in subjects}
     profiles.update(batch_get([keys.member(p, r) for p, r in referrers if r]))
+    out = []
     for event in events:
-        _count_event(event, profiles)
-    return set()
+        program_id = _split_business_key(event.business_key)[0]
+        out.append(store_source(program_id, event.business_key, "event", _count_event(event, profiles)))
+    return out
 
 
-def _count_event(event: EventItem, profiles: dict[Any, Any]) -> None:
+def _count_event(event: EventItem, profiles: dict[Any, Any]) -> Figures:
     program_id, partner_id, event_type = _split_business_key(event.business_key)
     at, fp = event.received_at, dict(event.fingerprint or {})
     day = _day(at)
     if event_type == "order.refunded":
-        apply(f"{event.PK}", day_rows(program_id, day, partner_id, {
+        return Figures(day_rows(program_id, day, partner_id, {
             "refunds": 1, "refund_amount": int(fp.get("refund.amount") or 0)}))
-        return
     member = profiles.get(keys.member(program_id, str(event.member_id))) if event.member_id else None
     if not isinstance(member, MemberItem):
-        return
+        return Figures()
     channel, utm = _acquisition(member)
     referred = bool(member.referrer_id)
     rows: list[Increment] = []
@@ -160,42 +174,30 @@ def _count_event(event: EventItem, profiles: dict[Any, Any]) -> None:
                 leaders.append(LeaderDelta(program_id, "revenue", period, referrer.member_id, total, at, label))
                 if number == 1:
                     leaders.append(LeaderDelta(program_id, "converted", period, referrer.member_id, 1, at, label))
-    if rows or leaders:
-        apply(f"{event.PK}", rows, leaders)
+    return Figures(rows, leaders)
 
 
-@dispatcher.handles("ledger_entry")
-def on_ledger(records: list[dispatcher.StreamRecord]) -> set[str]:
-    for record in records:
-        if record.event_name != "INSERT":
-            continue
-        entry = _safe(record)
-        if not isinstance(entry, LedgerEntryItem):
-            continue
-        points, day = int(entry.points or 0), _day(entry.created_at)
-        if entry.kind in ("reward", "reversal") and (entry.kind == "reward" or entry.reverses_entry_id):
-            funding = entry.funding_partner_id or entry.partner_id
-            rows = day_rows(entry.program_id, day, funding, {"reward_points": points})
-            rows.append(Increment(partition(entry.program_id, "RULEDAY"),
-                                  f"{day}#{entry.rule_id or '-'}#{funding or '-'}",
-                                  {"reward_points": points, "rewards": 1 if entry.kind == "reward" else 0}))
-        elif entry.kind in ("redemption", "redemption_return"):
-            rows = day_rows(entry.program_id, day, entry.partner_id, {"redeemed_points": -points})
-        else:
-            continue
-        apply(f"{entry.PK}|{entry.SK}", rows)
-    return set()
+def _ledger(entry: LedgerEntryItem) -> Source[Figures] | None:
+    points, day = int(entry.points or 0), _day(entry.created_at)
+    if entry.kind in ("reward", "reversal") and (entry.kind == "reward" or entry.reverses_entry_id):
+        funding = entry.funding_partner_id or entry.partner_id
+        rows = day_rows(entry.program_id, day, funding, {"reward_points": points})
+        rows.append(Increment(partition(entry.program_id, "RULEDAY"),
+                              f"{day}#{entry.rule_id or '-'}#{funding or '-'}",
+                              {"reward_points": points, "rewards": 1 if entry.kind == "reward" else 0}))
+    elif entry.kind in ("redemption", "redemption_return"):
+        rows = day_rows(entry.program_id, day, entry.partner_id, {"redeemed_points": -points})
+    else:
+        return None
+    # An event's entries share its marker; an entry of no event (a redemption) has its own.
+    group = entry.business_key or f"entry|{entry.PK}|{entry.SK}"
+    return store_source(entry.program_id, group, str(entry.entry_id), Figures(rows))
 
 
-@dispatcher.handles("outbox")
-def on_outbox_finished(records: list[dispatcher.StreamRecord]) -> set[str]:
-    for record in records:
-        if record.event_name != "MODIFY":
-            continue
-        item = _safe(record)
-        if not isinstance(item, OutboxItem) or item.status not in fig.DELIVERY_STATUSES or item.merged_into:
-            continue
-        day = (item.finished_at or "")[:10] or _day(item.created_at)
-        apply(f"{item.PK}|{item.status}", [Increment(partition(item.program_id, "DAY"), day,
-                                                      {f"notifications_{item.status}": 1})])
-    return set()
+def _outbox_finished(item: OutboxItem) -> Source[Figures] | None:
+    if item.status not in fig.DELIVERY_STATUSES or item.merged_into:
+        return None
+    day = (item.finished_at or "")[:10] or _day(item.created_at)
+    rows = [Increment(partition(item.program_id, "DAY"), day, {f"notifications_{item.status}": 1})]
+    group = item.business_key or f"message|{item.message_id}"
+    return store_source(item.program_id, group, f"{item.message_id}|{item.status}", Figures(rows))

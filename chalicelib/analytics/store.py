@@ -10,15 +10,18 @@ Keys (all in ``store.keys`` style, readable prefixes; see docs/data-model.md):
 * ``AGG#<program>#TOTAL`` / ``TOTAL``: members so far;
 * ``AGG#<program>#LEADER#<metric>#<period>`` / ``MEMBER#<member>``, GSI1 ``LEADERBOARD#<program>#<metric>#<period>``
   / zero-padded score: the leaderboard, read with one Query;
-* ``AGG#SEEN#<source key>`` / ``SEEN``: "this source item was counted" (TTL 7 days; the stream keeps 24 h).
+* ``AGG#SEEN#<program>#<hash of the group>`` / ``SEEN``: the ids of the source items of a group (an event's
+  record, its ledger entries and messages; a member's join; a block of a link's clicks) already counted
+  (an attribute ``c#<id>`` each; TTL 7 days, the stream keeps 24 h).
 
-A source item's increments and its marker go into ONE transaction whose marker is created with
-``attribute_not_exists``: a redelivered record cancels the transaction and counts nothing.
+A stream batch's increments and its groups' markers go into ONE transaction (``store.count_once``): each
+marker sets the ids of the batch's items, conditioned on none of them being there, so a redelivered or
+differently split batch counts every item once; rows shared by the batch's items are one update.
 """
 
 from __future__ import annotations
 
-import time
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,10 +32,11 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 
 from chalicelib.domain import analytics as fig
 from chalicelib.domain import clock
+from chalicelib.store import count_once
+from chalicelib.store.count_once import Source
 from chalicelib.store.db import Entity, shared_connection
 
 SEEN_TTL_SECONDS = 7 * 86400
-MAX_ATTEMPTS = 6
 
 
 class LeaderboardItem(Entity, discriminator="leaderboard"):
@@ -126,51 +130,85 @@ def _leader_update(table: str, d: LeaderDelta, old: int | None) -> dict[str, Any
     return {"Update": update}
 
 
+def _merge_leaders(deltas: Iterable[LeaderDelta]) -> list[LeaderDelta]:
+    """One delta per leaderboard entry (a transaction takes one operation per item): the sum, reached at the
+    latest time, with the latest label."""
+    merged: dict[tuple[str, str, str, str], LeaderDelta] = {}
+    for d in deltas:
+        if not d.delta:
+            continue
+        key = (d.program_id, d.metric, d.period, d.member_id)
+        seen = merged.get(key)
+        merged[key] = d if seen is None else LeaderDelta(
+            d.program_id, d.metric, d.period, d.member_id, seen.delta + d.delta, max(seen.at, d.at),
+            d.label or seen.label)
+    return [d for d in merged.values() if d.delta]
+
+
 def _scores(deltas: list[LeaderDelta]) -> dict[tuple[str, str], int]:
     if not deltas:
         return {}
     client, table = _client()
-    wanted = {(k["PK"]["S"], k["SK"]["S"]): k for k in (_leader_keys(d) for d in deltas)}
+    wanted = [_leader_keys(d) for d in deltas]
     out: dict[tuple[str, str], int] = {}
-    response = client.batch_get_item(RequestItems={table: {"Keys": list(wanted.values()), "ConsistentRead": True,
-                                                           "ProjectionExpression": "PK, SK, score"}})
-    for item in response.get("Responses", {}).get(table, []):
-        if "score" in item:
-            out[(item["PK"]["S"], item["SK"]["S"])] = int(item["score"]["N"])
+    while wanted:
+        response = client.batch_get_item(RequestItems={table: {"Keys": wanted[:100], "ConsistentRead": True,
+                                                               "ProjectionExpression": "PK, SK, score"}})
+        for item in response.get("Responses", {}).get(table, []):
+            if "score" in item:
+                out[(item["PK"]["S"], item["SK"]["S"])] = int(item["score"]["N"])
+        wanted = wanted[100:] + list(response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
     return out
 
 
-def apply(source_key: str, increments: Iterable[Increment], leaders: Iterable[LeaderDelta] = (),
-          now: float | None = None) -> bool:
-    """Count one source item once: its marker, counters and leaderboard scores in one transaction.
-    ``False`` when it was already counted. Leaderboard scores are optimistic (read, then a conditioned
-    write); a concurrent change of the same score retries the whole transaction."""
-    client, table = _client()
-    merged = _merge(increments)
-    deltas = [d for d in leaders if d.delta]
-    if not merged and not deltas:
-        return True
+@dataclass
+class Figures:
+    """What one source item (a stream record) adds: counter increments and leaderboard deltas."""
+
+    increments: list[Increment] = field(default_factory=list)
+    leaders: list[LeaderDelta] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(any(i.add.values()) for i in self.increments) or any(d.delta for d in self.leaders)
+
+
+def seen_marker(program_id: str, group: str) -> tuple[str, str]:
+    """The "counted" marker of a group of source items (an event's records share one): a hash of the group."""
+    return f"AGG#SEEN#{program_id}#{hashlib.sha256(group.encode()).hexdigest()[:32]}", "SEEN"
+
+
+def source(program_id: str, group: str, source_id: str, figures: Figures) -> Source[Figures]:
+    return Source(seen_marker(program_id, group), source_id, figures)
+
+
+def _touches(source: Source[Figures]) -> list[tuple[str, str]]:
+    rows = [(i.pk, i.sk) for i in source.payload.increments if any(i.add.values())]
+    return rows + [(leader_partition(d.program_id, d.metric, d.period), f"MEMBER#{d.member_id}")
+                   for d in source.payload.leaders if d.delta]
+
+
+def _build(sources: list[Source[Figures]]) -> list[dict[str, Any]]:
+    """The chunk's counters (merged per row) and leaderboard scores (read now, written conditioned on them)."""
+    _, table = _client()
+    items = [_update(table, inc) for inc in _merge(i for s in sources for i in s.payload.increments)]
+    deltas = _merge_leaders(d for s in sources for d in s.payload.leaders)
+    scores = _scores(deltas)
+    for d in deltas:
+        keys = _leader_keys(d)
+        items.append(_leader_update(table, d, scores.get((keys["PK"]["S"], keys["SK"]["S"]))))
+    return items
+
+
+def count(sources: list[Source[Figures]], now: float | None = None) -> int:
+    """Count every source item once ever: markers, counters and leaderboard scores of a whole batch in as few
+    transactions as fit (``store.count_once``). Leaderboard scores are optimistic (read, then a conditioned
+    write); a concurrent change of a score retries the transaction with fresh scores. Returns how many source
+    items were newly counted (a redelivered one is not)."""
+    wanted = [s for s in sources if s.payload]
+    if not wanted:
+        return 0
     expires = int((now if now is not None else clock.utcnow().timestamp()) + SEEN_TTL_SECONDS)
-    marker = {"Put": {"TableName": table, "ConditionExpression": "attribute_not_exists(PK)",
-                      "Item": {"PK": {"S": f"AGG#SEEN#{source_key}"}, "SK": {"S": "SEEN"},
-                               "entity": {"S": "agg_seen"}, "expires_at_epoch": _n(expires)}}}
-    for attempt in range(MAX_ATTEMPTS):
-        scores = _scores(deltas)
-        items = [marker, *(_update(table, inc) for inc in merged)]
-        for d in deltas:
-            keys = _leader_keys(d)
-            items.append(_leader_update(table, d, scores.get((keys["PK"]["S"], keys["SK"]["S"]))))
-        try:
-            client.transact_write_items(TransactItems=items)
-            return True
-        except client.exceptions.TransactionCanceledException as exc:
-            reasons = exc.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                return False  # counted before (a redelivered record)
-            if attempt == MAX_ATTEMPTS - 1:
-                raise
-            time.sleep(0.02 * (attempt + 1))
-    return False
+    return count_once.count(wanted, _build, _touches, marker_entity="agg_seen", expires_at=expires)
 
 
 # --------------------------------------------------------------------------- reads

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, respond
-from chalicelib.services import programs
+from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, lazy_module, respond
 from chalicelib.store import keys
+
+if TYPE_CHECKING:
+    from chalicelib.services import programs
+else:  # Imported when one of these routes first runs (cold start: bench/cold_start.py).
+    programs = lazy_module("chalicelib.services.programs")
 
 admin = ApiBlueprint(__name__)
 TAG = "Administration"
 
 
 @admin.endpoint("/v1/programs", "POST", summary="Create a program (returns its publishable key once)", tag=TAG,
-                auth="operator", request_schema=programs.PROGRAM_CREATE_SCHEMA, success_status=201)
+                auth="operator", request_schema=lambda: programs.PROGRAM_CREATE_SCHEMA, success_status=201)
 def create_program(req: ApiRequest) -> Any:
     return respond(programs.create_program(req.principal, req.body), 201)
 
@@ -32,7 +36,7 @@ def get_program(req: ApiRequest, program_id: str) -> Any:
 
 
 @admin.endpoint("/v1/programs/{program_id}", "PATCH", tag=TAG, auth="operator",
-                request_schema=programs.PROGRAM_UPDATE_SCHEMA,
+                request_schema=lambda: programs.PROGRAM_UPDATE_SCHEMA,
                 summary="Change a program's name, locale, origins, landing page or settings (merged)",
                 description="Currency and point value are fixed once ledger entries exist in them; "
                             "`settings.max_depth` is fixed because members' stored ancestry is cut to it.")
@@ -42,7 +46,7 @@ def update_program(req: ApiRequest, program_id: str) -> Any:
 
 @admin.endpoint("/v1/programs/{program_id}/partners", "POST", tag=TAG, auth="operator", success_status=201,
                 summary="Add a partner (returns its API key and webhook secrets once)",
-                request_schema=programs.PARTNER_CREATE_SCHEMA)
+                request_schema=lambda: programs.PARTNER_CREATE_SCHEMA)
 def create_partner(req: ApiRequest, program_id: str) -> Any:
     return respond(programs.create_partner(req.principal, program_id, req.body), 201)
 
@@ -61,7 +65,7 @@ def get_partner(req: ApiRequest, program_id: str, partner_id: str) -> Any:
 
 
 @admin.endpoint("/v1/programs/{program_id}/partners/{partner_id}", "PATCH", tag=TAG,
-                request_schema=programs.PARTNER_UPDATE_SCHEMA,
+                request_schema=lambda: programs.PARTNER_UPDATE_SCHEMA,
                 summary="Change a partner's name or contact e-mail (operator, or the partner itself)")
 def update_partner(req: ApiRequest, program_id: str, partner_id: str) -> Any:
     return programs.update_partner(req.principal, program_id, partner_id, req.body)

@@ -5,13 +5,21 @@ All operator-only (see docs/data-rights.md for why partners get none of them).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Response
 
 from chalicelib.api import response_schemas as rs
-from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, respond
-from chalicelib.services import erasure, import_jobs, importer, ledger_export, member_export
+from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, lazy_module, respond
+
+if TYPE_CHECKING:
+    from chalicelib.services import erasure, import_jobs, importer, ledger_export, member_export
+else:  # Imported when one of these routes first runs (cold start: bench/cold_start.py).
+    erasure = lazy_module("chalicelib.services.erasure")
+    import_jobs = lazy_module("chalicelib.services.import_jobs")
+    importer = lazy_module("chalicelib.services.importer")
+    ledger_export = lazy_module("chalicelib.services.ledger_export")
+    member_export = lazy_module("chalicelib.services.member_export")
 
 data_rights = ApiBlueprint(__name__)
 TAG = "Data rights"
@@ -62,7 +70,7 @@ def export_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
 
 
 @data_rights.endpoint(
-    f"{BASE}/imports/members", "POST", tag=TAG, auth="operator", request_schema=importer.CHUNK_SCHEMA,
+    f"{BASE}/imports/members", "POST", tag=TAG, auth="operator", request_schema=lambda: importer.CHUNK_SCHEMA,
     response_schema=rs.IMPORT_RESULT,
     request_example={"csv": "email,phone,customer_id,opening_balance,referrer_code\nanna@example.com,,c-1,500,\n",
                      "first_line": 2, "dry_run": False},
@@ -77,7 +85,7 @@ def import_members(req: ApiRequest, program_id: str) -> Any:
 
 
 @data_rights.endpoint(
-    f"{BASE}/imports", "POST", tag=TAG, auth="operator", request_schema=import_jobs.CREATE_SCHEMA,
+    f"{BASE}/imports", "POST", tag=TAG, auth="operator", request_schema=lambda: import_jobs.CREATE_SCHEMA,
     success_status=201, response_schema=rs.IMPORT_JOB, request_example={"partner_id": "ptn_…", "expected_chunks": 100},
     summary="Start a chunked member import (operator)",
     description="Creates an import; upload the file with `PUT …/imports/{import_id}/chunks/{n}` (n = 1, 2, …) and "
@@ -90,7 +98,7 @@ def create_import(req: ApiRequest, program_id: str) -> Any:
 
 @data_rights.endpoint(
     f"{BASE}/imports/{{import_id}}/chunks/{{chunk}}", "PUT", tag=TAG, auth="operator",
-    request_schema=import_jobs.CHUNK_SCHEMA, response_schema=rs.IMPORT_CHUNK,
+    request_schema=lambda: import_jobs.CHUNK_SCHEMA, response_schema=rs.IMPORT_CHUNK,
     responses={409: "This chunk number was already received with other content (`chunk_conflict`)",
                503: "Too many chunks of this import at once (`import_busy`): send it again"},
     request_example={"csv": "email,phone,customer_id,opening_balance,referrer_code\nanna@example.com,,c-1,500,\n",
@@ -127,7 +135,7 @@ def get_import(req: ApiRequest, program_id: str, import_id: str) -> Any:
                 "follows it).",
 )
 def export_ledger(req: ApiRequest, program_id: str) -> Any:
-    text, cursor = ledger_export.export_page(req.principal, program_id, req.query("from"), req.query("to"),
+    text, cursor = ledger_export.export_page(req.ports, req.principal, program_id, req.query("from"), req.query("to"),
                                              req.int_query("limit", 1000, 1, 5000), req.query("cursor"))
     headers: dict[str, str | list[str]] = {"Content-Type": "text/csv; charset=utf-8"}
     if cursor:

@@ -100,7 +100,7 @@ class ApiRequest:
 
     @cached_property
     def principal(self) -> Principal:
-        principal = authenticate(self.headers)
+        principal = authenticate(self.headers, self.ports)
         if principal.kind == "publishable" and self._auth != "publishable":
             # Publishable keys are embedded in web pages: only the landing endpoints accept them.
             principal.require_server_key()
@@ -184,6 +184,36 @@ class ApiRequest:
     def ports(self) -> Ports:
         """The ports the app was wired with (``app.py``); services take them as an argument."""
         return ports.current()
+
+
+class _LazyModule:
+    """Stands for a module until an attribute is first read, then imports it (see :func:`lazy_module`)."""
+
+    def __init__(self, name: str) -> None:
+        self._lazy_name = name
+        self._lazy_module: Any = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        module = self._lazy_module
+        if module is None:
+            import importlib
+
+            module = self._lazy_module = importlib.import_module(self._lazy_name)
+        return getattr(module, attribute)  # read through every time: a patched attribute is seen
+
+    def __repr__(self) -> str:
+        return f"<lazy module {self._lazy_name!r}>"
+
+
+def lazy_module(name: str) -> Any:
+    """The module ``name``, imported when one of its attributes is first read.
+
+    A cold start serves one route, but ``app.py`` declares them all: a blueprint whose services only its
+    views call imports them this way, under an ``if TYPE_CHECKING:`` import of the same name so type checks
+    see the module itself. What the declaration needs (a ``request_schema``) is passed as a function
+    (``request_schema=lambda: service.SCHEMA``). ``bench/cold_start.py`` measures the first webhook.
+    """
+    return _LazyModule(name)
 
 
 def encode_cursor(last_key: dict[str, Any] | None) -> str | None:

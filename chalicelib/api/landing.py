@@ -7,16 +7,23 @@ API Gateway and ``chalice local`` pass preflights to these views.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Response
 
-from chalicelib.api.http import ApiBlueprint, ApiRequest
+from chalicelib.api.http import ApiBlueprint, ApiRequest, lazy_module
 from chalicelib.domain import urls
 from chalicelib.domain.errors import DomainError, RateLimited
 from chalicelib.logs import get_logger
-from chalicelib.services.landing import cors, invites, offer, rate_limits, redirect
+from chalicelib.services.landing import cors, redirect
 from chalicelib.store.tenancy import ProgramItem
+
+if TYPE_CHECKING:
+    from chalicelib.services.landing import invites, offer, rate_limits
+else:  # Imported when one of these routes first runs (cold start: bench/cold_start.py).
+    invites = lazy_module("chalicelib.services.landing.invites")
+    offer = lazy_module("chalicelib.services.landing.offer")
+    rate_limits = lazy_module("chalicelib.services.landing.rate_limits")
 
 landing = ApiBlueprint(__name__)
 TAG = "Landing pages"
@@ -27,7 +34,7 @@ log = get_logger("sarafan.landing")
 
 def _program(req: ApiRequest) -> ProgramItem:
     """The key's program, its origin checked; remembered for the CORS headers of the response."""
-    program = cors.landing_program(req.principal)
+    program = cors.landing_program(req.principal, req.ports)
     req.context["program"] = program
     cors.check_origin(program, req.headers.get("origin"))
     return program
@@ -40,7 +47,7 @@ def _cors(req: ApiRequest, response: Response) -> None:
     program = req.context.get("program")
     if program is None and origin:
         try:  # the request failed before the view (e.g. a 422 from the route's schema)
-            program = cors.landing_program(req.principal)
+            program = cors.landing_program(req.principal, req.ports)
         except DomainError:
             program = None
     allowed = isinstance(program, ProgramItem) and cors.origin_allowed(program, origin)
@@ -60,7 +67,7 @@ def _preflight(methods: str) -> Response:
 
 @landing.endpoint(
     INVITES, "POST", summary="Create (or find) a visitor's invite link", tag=TAG, auth="publishable",
-    request_schema=invites.INVITE_SCHEMA, finish=_cors,
+    request_schema=lambda: invites.INVITE_SCHEMA, finish=_cors,
     description="Called from a landing page with the program's publishable key (`X-Publishable-Key`). "
                 "Finds or creates the visitor's member record by e-mail or phone and returns their code, short "
                 "link, share texts (ru, en) and a QR code (SVG). `ref` is the code of the member whose link "
@@ -84,7 +91,7 @@ def create_invite_preflight() -> Response:
                 "of the code's owner. 404 for a code that is not the program's. Rate limited per client IP.",
 )
 def get_offer(req: ApiRequest, code: str) -> Any:
-    return offer.offer(_program(req), code, req.source_ip, req.query("locale"))
+    return offer.offer(_program(req), code, req.source_ip, req.query("locale"), req.ports)
 
 
 @landing.route(OFFER, methods=["OPTIONS"])
@@ -110,7 +117,7 @@ def follow_link(req: ApiRequest, code: str) -> Any:
     except Exception:  # e.g. the master secret (which keys the IP hash) is unreadable: still redirect
         log.exception("redirect rate limit unavailable")
     try:
-        target = redirect.redirect_target(code, query, req.headers.get("user-agent"))
+        target = redirect.redirect_target(code, query, req.headers.get("user-agent"), req.ports)
     except Exception:  # the visitor still gets somewhere useful
         log.exception("redirect failed")
         target = redirect.default_landing_url()

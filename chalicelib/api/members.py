@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.api import response_schemas as rs
-from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor
-from chalicelib.services import coupons, members_query
+from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, lazy_module
 from chalicelib.store import keys
+
+if TYPE_CHECKING:
+    from chalicelib.services import coupons, members_query
+else:  # Imported when one of these routes first runs (cold start: bench/cold_start.py).
+    coupons = lazy_module("chalicelib.services.coupons")
+    members_query = lazy_module("chalicelib.services.members_query")
 
 members = ApiBlueprint(__name__)
 TAG = "Members"
@@ -30,7 +35,7 @@ def _page(result: dict[str, Any]) -> dict[str, Any]:
 )
 def lookup(req: ApiRequest, program_id: str) -> Any:
     params = {name: req.query(name) for name in (*members_query.LOOKUP_PARAMS, "partner_id")}
-    return members_query.lookup(req.principal, program_id, params)
+    return members_query.lookup(req.ports, req.principal, program_id, params)
 
 
 @members.endpoint(
@@ -38,14 +43,14 @@ def lookup(req: ApiRequest, program_id: str) -> Any:
     summary="A member: code, link, referrer, counts (clicks, signups, purchasers); e-mail and phone masked",
 )
 def get_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
-    return members_query.get_member(req.principal, program_id, member_id)
+    return members_query.get_member(req.ports, req.principal, program_id, member_id)
 
 
 @members.endpoint(f"{BASE}/members/{{member_id}}/referrals", "GET", tag=TAG, query_params=PAGING,
                   summary="Members this member referred, newest first (paged)")
 def list_referrals(req: ApiRequest, program_id: str, member_id: str) -> Any:
     cursor = decode_cursor(req.query("cursor"), ("GSI1PK", keys.gsi1_referrals_partition(program_id, member_id)))
-    return _page(members_query.referrals(req.principal, program_id, member_id,
+    return _page(members_query.referrals(req.ports, req.principal, program_id, member_id,
                                          req.int_query("limit", 50, 1, 100), cursor))
 
 
@@ -62,15 +67,15 @@ def list_referrals(req: ApiRequest, program_id: str, member_id: str) -> Any:
 def referral_tree(req: ApiRequest, program_id: str, member_id: str) -> Any:
     raw_depth = req.query("max_depth")
     depth = None if raw_depth is None else req.int_query("max_depth", 1, 1, 5)
-    return members_query.referral_tree(req.principal, program_id, member_id, depth, req.int_query("limit", 50, 1, 100),
-                                       req.query("cursor"))
+    return members_query.referral_tree(req.ports, req.principal, program_id, member_id, depth,
+                                       req.int_query("limit", 50, 1, 100), req.query("cursor"))
 
 
 @members.endpoint(f"{BASE}/members/{{member_id}}/attributions", "GET", tag=TAG, query_params=PAGING,
                   summary="Attribution records of a member as the friend, with reasons, newest first (paged)")
 def list_member_attributions(req: ApiRequest, program_id: str, member_id: str) -> Any:
     cursor = decode_cursor(req.query("cursor"), ("PK", keys.member_partition(program_id, member_id)))
-    return _page(members_query.member_attributions(req.principal, program_id, member_id,
+    return _page(members_query.member_attributions(req.ports, req.principal, program_id, member_id,
                                                    req.int_query("limit", 50, 1, 100), cursor))
 
 
@@ -81,20 +86,22 @@ def list_code_attributions(req: ApiRequest, program_id: str, code: str) -> Any:
 
     partition = keys.gsi1_attribution_code_partition(program_id, normalize_code(code) or "")
     cursor = decode_cursor(req.query("cursor"), ("GSI1PK", partition))
-    return _page(members_query.code_attributions(req.principal, program_id, code,
+    return _page(members_query.code_attributions(req.ports, req.principal, program_id, code,
                                                  req.int_query("limit", 50, 1, 100), cursor))
 
 
 @members.endpoint(
     f"{BASE}/members/{{member_id}}/code", "PUT", tag=TAG, auth="operator",
-    request_schema=members_query.VANITY_SCHEMA,
+    request_schema=lambda: members_query.VANITY_SCHEMA,
     summary="Give a member a vanity code (operator); the old code and link keep working",
     description="4–24 Latin letters/digits with single inner dashes, case-insensitive (`ANNA-2024` = `anna2024`); "
                 "reserved words refused (422). Codes are unique across the deployment (links share one short "
-                "domain): a code someone else holds is a 409 `code_taken`.",
+                "domain): a code someone else holds is a 409 `code_taken`. A member holds at most 10 codes (the "
+                "current one and the earlier ones, which keep working): an 11th is a 409 `too_many_codes`; "
+                "switching back to an earlier one is always allowed.",
 )
 def set_code(req: ApiRequest, program_id: str, member_id: str) -> Any:
-    return members_query.set_vanity_code(req.principal, program_id, member_id, req.body)
+    return members_query.set_vanity_code(req.ports, req.principal, program_id, member_id, req.body)
 
 
 COUPON_DOC = ("A member's personal promo code (one the shop created in its platform, e.g. `ANNA-500`): an order "

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Response
 
 from chalicelib.api import response_schemas as rs
-from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor
+from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, lazy_module
 from chalicelib.domain.errors import NotFound
-from chalicelib.notify import members as notify_members
 from chalicelib.store import keys
+
+if TYPE_CHECKING:
+    from chalicelib.notify import members as notify_members
+else:  # Imported when one of these routes first runs (cold start: bench/cold_start.py).
+    notify_members = lazy_module("chalicelib.notify.members")
 
 notifications = ApiBlueprint(__name__)
 TAG = "Notifications"
@@ -26,7 +30,7 @@ def get_preferences(req: ApiRequest, program_id: str, member_id: str) -> Any:
 
 
 @notifications.endpoint(
-    f"{BASE}/preferences", "PATCH", tag=TAG, auth="key", request_schema=notify_members.PREFERENCES_SCHEMA,
+    f"{BASE}/preferences", "PATCH", tag=TAG, auth="key", request_schema=lambda: notify_members.PREFERENCES_SCHEMA,
     response_schema=rs.PREFERENCES, request_example={"email": False},
     summary="Turn notification channels on or off (`email`, `sms`, `push`); honoured at delivery",
     description="Channels not named keep their setting. The unsubscribe link in e-mails sets `email` to false.",
@@ -36,7 +40,7 @@ def patch_preferences(req: ApiRequest, program_id: str, member_id: str) -> Any:
 
 
 @notifications.endpoint(
-    f"{BASE}/devices", "POST", tag=TAG, auth="key", request_schema=notify_members.DEVICE_SCHEMA,
+    f"{BASE}/devices", "POST", tag=TAG, auth="key", request_schema=lambda: notify_members.DEVICE_SCHEMA,
     response_schema=rs.DEVICE,
     summary="Register a push token (`fcm` or `apns`): creates or refreshes and re-enables the SNS endpoint",
     description="The raw token is not stored (only the SNS endpoint and a hash). A token the provider refuses "

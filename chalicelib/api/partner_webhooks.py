@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.api import response_schemas as rs
-from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, respond
+from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, lazy_module, respond
 from chalicelib.domain.partner_hooks import EVENT_TYPES
-from chalicelib.services import partner_webhooks as service
 from chalicelib.store import keys
+
+if TYPE_CHECKING:
+    from chalicelib.services import partner_webhooks as service
+else:  # Imported when one of these routes first runs (cold start: bench/cold_start.py).
+    service = lazy_module("chalicelib.services.partner_webhooks")
 
 partner_webhooks_api = ApiBlueprint(__name__)
 TAG = "Partner webhooks"
@@ -38,7 +42,7 @@ _CONFLICT = {409: "Changed concurrently (`concurrent_update`); read it again and
 
 
 @partner_webhooks_api.endpoint(
-    BASE, "POST", tag=TAG, success_status=201, request_schema=service.CREATE_SCHEMA, response_schema=WITH_SECRET,
+    BASE, "POST", tag=TAG, success_status=201, request_schema=lambda: service.CREATE_SCHEMA, response_schema=WITH_SECRET,
     summary="Register a webhook endpoint (answers its signing secret, shown once)",
     description="`url`: https, and every address its host resolves to must be public (no private, loopback, "
                 "link-local or reserved address), else a 422 `unsafe_webhook_url` at `$.url`. `event_types`: any of "
@@ -63,7 +67,7 @@ def get_endpoint(req: ApiRequest, program_id: str, partner_id: str, endpoint_id:
 
 
 @partner_webhooks_api.endpoint(
-    ONE, "PATCH", tag=TAG, request_schema=service.UPDATE_SCHEMA, response_schema=ENDPOINT, responses=_CONFLICT,
+    ONE, "PATCH", tag=TAG, request_schema=lambda: service.UPDATE_SCHEMA, response_schema=ENDPOINT, responses=_CONFLICT,
     summary="Change a webhook endpoint's URL, event types, description, or enable/disable it",
     description="A new `url` is checked like at registration. `enabled: true` re-enables an endpoint the "
                 "sender disabled after failing deliveries (`disabled_reason: failing`). " + SCOPE)

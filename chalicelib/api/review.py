@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.api import response_schemas as rs
-from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor
-from chalicelib.services import review as service
+from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, lazy_module
+
+if TYPE_CHECKING:
+    from chalicelib.services import review as service
+else:  # Imported when one of these routes first runs (cold start: bench/cold_start.py).
+    service = lazy_module("chalicelib.services.review")
 
 review = ApiBlueprint(__name__)
 TAG = "Fraud review"
@@ -39,7 +43,7 @@ def list_review(req: ApiRequest, program_id: str) -> Any:
     return {**result, "next_cursor": encode_cursor(result["next_cursor"])}
 
 
-@review.endpoint(f"{BASE}/{{item_id}}/approve", "POST", tag=TAG, request_schema=service.DECISION_SCHEMA,
+@review.endpoint(f"{BASE}/{{item_id}}/approve", "POST", tag=TAG, request_schema=lambda: service.DECISION_SCHEMA,
                  response_schema=ITEM, responses=CONFLICT,
                  summary="Approve held rewards: they become pending (or available) and follow the normal rules",
                  description="One transaction, conditioned on the item being open; approving again answers the "
@@ -50,7 +54,7 @@ def approve(req: ApiRequest, program_id: str, item_id: str) -> Any:
     return service.decide(req.principal, program_id, item_id, "approve", req.body or {})
 
 
-@review.endpoint(f"{BASE}/{{item_id}}/void", "POST", tag=TAG, request_schema=service.VOID_SCHEMA,
+@review.endpoint(f"{BASE}/{{item_id}}/void", "POST", tag=TAG, request_schema=lambda: service.VOID_SCHEMA,
                  response_schema=ITEM, responses=CONFLICT,
                  summary="Void held rewards: each is reversed with the reviewer's reason",
                  description="`reason` is required and kept with the decision (who, when, why). `fraud: true` "

@@ -105,8 +105,8 @@ def get_ledger(req: ApiRequest, program_id: str, member_id: str) -> Any:
 def post_adjustment(req: ApiRequest, program_id: str, member_id: str) -> Any:
     from chalicelib.services import adjustments
 
-    result, created = adjustments.adjust(req.principal, program_id, member_id, req.headers.get("idempotency-key"),
-                                         req.body)
+    result, created = adjustments.adjust(req.ports, req.principal, program_id, member_id,
+                                         req.headers.get("idempotency-key"), req.body)
     return respond(result, 201 if created else 200)
 
 
@@ -133,7 +133,7 @@ def get_settlement(req: ApiRequest, program_id: str) -> Any:
 
     from chalicelib.services import settlement
 
-    body = settlement.statement(req.principal, program_id, req.query("from"), req.query("to"))
+    body = settlement.statement(req.ports, req.principal, program_id, req.query("from"), req.query("to"))
     if "text/csv" in (req.headers.get("accept") or ""):
         return Response(body=settlement.as_csv(body), status_code=200,
                         headers={"Content-Type": "text/csv; charset=utf-8"})
@@ -146,7 +146,7 @@ def quote(req: ApiRequest, program_id: str, member_id: str) -> Any:
     from chalicelib.services import redemption
 
     amount = req.int_query("order_amount", -1, 0, 10**14) if req.query("order_amount") is not None else None
-    return redemption.quote(req.principal, program_id, member_id, amount)
+    return redemption.quote(req.ports, req.principal, program_id, member_id, amount)
 
 
 @rewards.endpoint(f"{MEMBER}/redemptions", "POST", tag=MEMBER_TAG, success_status=201,
@@ -157,8 +157,8 @@ def quote(req: ApiRequest, program_id: str, member_id: str) -> Any:
 def redeem(req: ApiRequest, program_id: str, member_id: str) -> Any:
     from chalicelib.services import redemption
 
-    result, created = redemption.redeem(req.principal, program_id, member_id, req.headers.get("idempotency-key"),
-                                        req.json())
+    result, created = redemption.redeem(req.ports, req.principal, program_id, member_id,
+                                        req.headers.get("idempotency-key"), req.json())
     return respond(result, 201 if created else 200)
 
 
@@ -166,7 +166,7 @@ def redeem(req: ApiRequest, program_id: str, member_id: str) -> Any:
 def get_redemption(req: ApiRequest, program_id: str, member_id: str, redemption_id: str) -> Any:
     from chalicelib.services import redemption
 
-    return redemption.get(req.principal, program_id, member_id, redemption_id)
+    return redemption.get(req.ports, req.principal, program_id, member_id, redemption_id)
 
 
 @rewards.endpoint(f"{MEMBER}/redemptions/{{redemption_id}}/confirm", "POST", tag=MEMBER_TAG,
@@ -174,7 +174,7 @@ def get_redemption(req: ApiRequest, program_id: str, member_id: str, redemption_
 def confirm_redemption(req: ApiRequest, program_id: str, member_id: str, redemption_id: str) -> Any:
     from chalicelib.services import redemption
 
-    return redemption.confirm(req.principal, program_id, member_id, redemption_id)
+    return redemption.confirm(req.ports, req.principal, program_id, member_id, redemption_id)
 
 
 @rewards.endpoint(f"{MEMBER}/redemptions/{{redemption_id}}/cancel", "POST", tag=MEMBER_TAG,
@@ -182,4 +182,4 @@ def confirm_redemption(req: ApiRequest, program_id: str, member_id: str, redempt
 def cancel_redemption(req: ApiRequest, program_id: str, member_id: str, redemption_id: str) -> Any:
     from chalicelib.services import redemption
 
-    return redemption.cancel(req.principal, program_id, member_id, redemption_id)
+    return redemption.cancel(req.ports, req.principal, program_id, member_id, redemption_id)

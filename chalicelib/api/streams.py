@@ -18,7 +18,9 @@ streams = Blueprint(__name__)
 #: Replaced in the packaged template by !GetAtt SarafanTable.StreamArn (infra/resources.yaml).
 STREAM_ARN = os.environ.get(
     "SARAFAN_TABLE_STREAM_ARN", "arn:aws:dynamodb:eu-central-1:123456789012:table/sarafan/stream/placeholder")
-SES_FEEDBACK_TOPIC = "sarafan-ses-feedback"
+#: Replaced in the packaged template by the stack's topic; ``infra/dev.py deploy`` (two stacks) sets
+#: ``SARAFAN_SES_FEEDBACK_TOPIC`` to the data stack's ``sarafan-<stage>-ses-feedback``.
+SES_FEEDBACK_TOPIC = os.environ.get("SARAFAN_SES_FEEDBACK_TOPIC", "sarafan-ses-feedback")
 
 
 @streams.on_dynamodb_record(stream_arn=STREAM_ARN, batch_size=100, starting_position="TRIM_HORIZON",

@@ -29,4 +29,4 @@ def receive_event(req: ApiRequest, partner_id: str) -> Any:
     # import time, and a cold start for any other route should not pay for them.
     from chalicelib.services import intake
 
-    return intake.receive(partner_id, req.headers, req.raw_body)
+    return intake.receive(partner_id, req.headers, req.raw_body, req.ports)

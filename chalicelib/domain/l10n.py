@@ -251,6 +251,26 @@ def reward_reason(
     return text
 
 
+def multiplier_factor(multiplier_bp: int) -> str:
+    """A multiplier in basis points as a factor, no floats: 15000 -> "1.5", 10000 -> "1", 12550 -> "1.255"."""
+    whole, frac = divmod(multiplier_bp, 10_000)
+    return f"{whole}.{frac:04d}".rstrip("0").rstrip(".")
+
+
+def tier_multiplier_phrase(locale: str, *, tier: str | None, multiplier_bp: int) -> str:
+    """Appended to a reward reason when the recipient's member tier multiplied it: " Tier gold: x1.5."."""
+    if _loc(locale) == "ru":
+        return f" Уровень {tier}: x{multiplier_factor(multiplier_bp).replace('.', ',')}."
+    return f" Tier {tier}: x{multiplier_factor(multiplier_bp)}."
+
+
+def voucher_reason(locale: str, *, rule_name: str, offer_id: str, partner_id: str, what: str) -> str:
+    """Why a member got a partner's voucher: "Welcome gift: offer o1 of partner p1 (first order)"."""
+    if _loc(locale) == "ru":
+        return f"{rule_name}: предложение {offer_id} партнёра {partner_id} (за {what})"
+    return f"{rule_name}: offer {offer_id} of partner {partner_id} ({what})"
+
+
 def reversal_reason(locale: str, *, taken: int, of_points: int, rule_id: str, share_percent: int | None) -> str:
     """``share_percent`` None means the order was refunded in full."""
     if _loc(locale) == "ru":

@@ -3,6 +3,7 @@ concurrency signal a read-modify-write service retries on. Pure: the store and t
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -23,3 +24,18 @@ class Page(Generic[T]):
 
 class StaleMember(Exception):
     """The member changed since it was read: read it again and retry (the caller's loop)."""
+
+
+def member_counts(profile: Any, balance: Any) -> tuple[int, int]:
+    """(purchases, converted referrals) of a member: the profile's (older) counts plus the balance's."""
+    def of(item: Any, name: str) -> int:
+        return int(getattr(item, name, None) or 0) if item is not None else 0
+
+    return (of(profile, "orders_count") + of(balance, "orders_count"),
+            of(profile, "converted_referrals") + of(balance, "converted_referrals"))
+
+
+def stable_id(prefix: str, *parts: str) -> str:
+    """An id derived from what it is for (a retried request, a replayed event finds the same id)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+    return f"{prefix}_{digest}"

@@ -50,6 +50,14 @@ TIER_LEVELS_RANGE: Final = (2, 10)
 TIER_THRESHOLD_MAX: Final = 10**12
 TIER_ID_PATTERN: Final = "^[a-z0-9][a-z0-9_-]{0,31}$"
 
+#: Notifications (settings.notifications; read by chalicelib/notify/settings.py).
+DEFAULT_DAILY_CAP: Final = 10
+DAILY_CAP_RANGE: Final = (1, 100)
+SMS_BUDGET_RANGE: Final = (0, 10_000_000)
+SLEEPING_REMINDER_RANGE: Final = (7, 365)
+_HH_MM: Final = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+_TIME_ZONE: Final = r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+){0,2}$"
+
 #: Fraud velocity limits and review (docs/fraud.md): name -> (default, (min, max)).
 FRAUD_LIMITS: Final = {
     "signups_per_referrer_hour": (10, (1, 100_000)),
@@ -118,20 +126,19 @@ PROGRAM_SETTINGS_SCHEMA: Final[dict[str, Any]] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "time_zone": {"type": "string", "pattern": r"^[A-Za-z_]+(/[A-Za-z0-9_+\-]+){0,2}$", "maxLength": 64},
+                "time_zone": {"type": "string", "pattern": _TIME_ZONE, "maxLength": 64},
                 "quiet_hours": {
                     "type": "object", "additionalProperties": False, "required": ["start", "end"],
-                    "properties": {"start": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$"},
-                                   "end": {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$"}},
+                    "properties": {"start": {"type": "string", "pattern": _HH_MM},
+                                   "end": {"type": "string", "pattern": _HH_MM}},
                 },
-                "daily_cap": {"type": "integer", "minimum": 1, "maximum": 100},
+                "daily_cap": _int_range(DAILY_CAP_RANGE),
                 "sms": {
                     "type": "object", "additionalProperties": False,
                     "properties": {"enabled": {"type": "boolean"},
-                                   "monthly_budget": {"type": "integer", "minimum": 0, "maximum": 10_000_000}},
+                                   "monthly_budget": _int_range(SMS_BUDGET_RANGE)},
                 },
-                "sleeping_reminder_days": {"anyOf": [{"type": "integer", "minimum": 7, "maximum": 365},
-                                                     {"type": "null"}]},
+                "sleeping_reminder_days": {"anyOf": [_int_range(SLEEPING_REMINDER_RANGE), {"type": "null"}]},
             },
         },
         # Member tiers (docs/coalition.md#tiers); null switches them off. Order and thresholds: validate_tiers.
@@ -311,6 +318,48 @@ class BirthdayGift:
         return gift if gift.points or gift.offer_id else None
 
 
+def _hh_mm(raw: Any) -> str | None:
+    import re
+
+    return raw if isinstance(raw, str) and re.match(_HH_MM, raw) else None
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    """``settings.notifications``: the member's time zone, quiet hours, a daily cap, SMS, the sleeping reminder.
+
+    Times stay text (``"22:00"``) and the zone a name: ``notify.settings`` turns them into clock values."""
+
+    time_zone: str | None = None
+    quiet_start: str | None = None  # "HH:MM", local time; both or neither
+    quiet_end: str | None = None
+    daily_cap: int = DEFAULT_DAILY_CAP
+    sms_enabled: bool = False
+    sms_monthly_budget: int | None = None  # None: no budget
+    sleeping_reminder_days: int | None = None  # None: no reminder
+
+    @classmethod
+    def from_stored(cls, raw: Any) -> NotificationSettings:
+        raw = raw if isinstance(raw, Mapping) else {}
+        quiet = raw.get("quiet_hours")
+        quiet = quiet if isinstance(quiet, Mapping) else {}
+        start, end = _hh_mm(quiet.get("start")), _hh_mm(quiet.get("end"))
+        sms = raw.get("sms")
+        sms = sms if isinstance(sms, Mapping) else {}
+        zone = raw.get("time_zone")
+        enabled = sms.get("enabled")
+        budget, reminder = sms.get("monthly_budget"), raw.get("sleeping_reminder_days")
+        return cls(
+            time_zone=zone if isinstance(zone, str) and zone else None,
+            quiet_start=start if start and end else None,
+            quiet_end=end if start and end else None,
+            daily_cap=_bounded(raw.get("daily_cap"), DAILY_CAP_RANGE, DEFAULT_DAILY_CAP),
+            sms_enabled=enabled if isinstance(enabled, bool) else False,
+            sms_monthly_budget=None if budget is None else _bounded(budget, SMS_BUDGET_RANGE, 0),
+            sleeping_reminder_days=None if not reminder else _bounded(reminder, SLEEPING_REMINDER_RANGE, 0) or None,
+        )
+
+
 @dataclass(frozen=True)
 class ProgramSettings:
     attribution_window_days: int = DEFAULT_WINDOW_DAYS
@@ -331,6 +380,7 @@ class ProgramSettings:
     fraud: FraudSettings = field(default_factory=FraudSettings)
     #: Member tiers; None = the program has none.
     tiers: TierSettings | None = None
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
     @classmethod
     def from_stored(cls, raw: Mapping[str, Any] | None) -> ProgramSettings:
@@ -353,6 +403,7 @@ class ProgramSettings:
             redemption_max_share_percent=_bounded(raw.get("redemption_max_share_percent"), REDEMPTION_SHARE_RANGE,
                                                   DEFAULT_REDEMPTION_MAX_SHARE_PERCENT),
             fraud=FraudSettings.from_stored(raw.get("fraud")),
+            notifications=NotificationSettings.from_stored(raw.get("notifications")),
             tiers=TierSettings.from_stored(raw.get("tiers")),
             expiry_months=(_bounded(raw.get("expiry_months"), EXPIRY_MONTHS_RANGE, 12)
                            if raw.get("expiry_months") is not None else None),

@@ -145,8 +145,3 @@ def progress(tiers: TierSettings, tier_id: str | None, buckets: Mapping[str, int
     return Progress(tier=current.id, metric=tiers.metric, value=value(buckets, now_month, tiers.period_months),
                     period_months=tiers.period_months, next_tier=nxt.id if nxt else None,
                     next_threshold=nxt.threshold if nxt else None)
-
-
-def multiply(points: int, multiplier_bp: int) -> int:
-    """A tier multiplier in basis points (15000 = x1.5), floored: ``points * bp // 10000``, integers only."""
-    return points * multiplier_bp // 10_000

@@ -1,7 +1,7 @@
 """JSON Schema validation with JSONPath error locations, shared by every schema in Sarafan.
 
-fastjsonschema compiles a schema to Python once (lazily, on first use) and is a
-25 kB pure-Python dependency, unlike ``jsonschema`` which pulls a native
+fastjsonschema compiles a schema to Python once (lazily, on first use; from the code generated at
+build time when ``domain.codecache`` has it) and is a 25 kB pure-Python dependency, unlike ``jsonschema`` which pulls a native
 extension. It stops at the first error; for a missing or unknown property we
 report every missing/unknown property of that object, which is what a client
 needs to fix a request in one go.
@@ -29,14 +29,12 @@ def _validator(schema: dict[str, Any]) -> Callable[[Any], Any]:
     hit = _by_identity.get(id(schema))
     if hit is not None and hit[0] is schema:
         return hit[1]
-    import json
+    from chalicelib.domain import codecache
 
-    content = json.dumps(schema, sort_keys=True, default=str)
+    content = codecache.canonical(schema)
     fn = _by_content.get(content)
     if fn is None:
-        import fastjsonschema  # deferred: only routes with bodies pay for it
-
-        fn = fastjsonschema.compile(schema)
+        fn = codecache.validator(schema, content=content)  # generated at build time, else compiled now
         if len(_by_content) >= _MAX_CACHED:
             _by_content.clear()
         _by_content[content] = fn

@@ -150,6 +150,8 @@ def _move_event(record: EventItem, next_at: datetime | None) -> None:
     else:
         gpk, gsk = keys.gsi1_pending_release(day_of(next_at), clock.iso(next_at), record.GSI1SK.rsplit("#", 1)[-1])
         actions = [E.GSI1PK.set(gpk), E.GSI1SK.set(gsk)]
+    if record.replaced_parked:
+        actions.append(E.replaced_parked.remove())  # the analytics consumer counted its first write
     try:
         EventItem(record.PK, record.SK).update(actions=actions, condition=E.GSI1SK == record.GSI1SK)
     except UpdateError as exc:

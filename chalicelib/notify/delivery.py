@@ -18,8 +18,9 @@ Per group of outbox messages (one member, one event):
    Before sending, one slot of the member's daily cap is *reserved* with a conditional counter
    update (``total < cap``), and given back when nothing went out, so concurrent consumers never
    exceed the cap.
-5. **finish** in one transaction: every claimed message ``sent``/``failed`` with the provider
-   ids (conditioned on our lease token), the delivery-log item.
+5. **finish**: every claimed message ``sent``/``failed`` with the provider ids (conditioned on our
+   lease token), then the delivery-log item; one message (the usual case) as two plain writes
+   (a crash between them loses the log line, never re-sends), merged messages in one transaction.
 
 The at-least-once window is between the provider accepting a message and step 5 committing:
 a crash there leaves the message ``sending``; after the lease (60 s) it is sent again. SES has
@@ -81,16 +82,22 @@ class Outcome:
         return f"notify {self.status}: {self.kind or '?'} [{channels or 'no channel'}] «{self.subject or ''}»{merged}{extra}"
 
 
+@dataclass
+class DeliveryBatch:
+    """What the deliveries of one handler call share: the members' items read ahead in one ``BatchGetItem``
+    (:meth:`Delivery.read_ahead`; a key missing from ``known`` is read as usual) and the delivery-log items of
+    single messages, written together afterwards (:meth:`Delivery.write_logs`)."""
+
+    known: dict[tuple[str, str], Any] = field(default_factory=dict)  # key -> item, or None: read, not there
+    logs: list[NotificationLogItem] = field(default_factory=list)
+
+
 class LeaseLost(Exception):
     """Our lease expired and another consumer took the message over: it decides now."""
 
 
 def _conditional_failed(exc: PynamoDBException) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
-
-
-def outbox_key(item: OutboxItem) -> tuple[str, str]:
-    return item.PK, item.SK
 
 
 class Delivery:
@@ -141,9 +148,44 @@ class Delivery:
 
     # ------------------------------------------------------------------ deliver
 
-    def deliver_group(self, items: list[OutboxItem]) -> list[Outcome]:
-        """Deliver messages of one member from one event as one message."""
+    def read_ahead(self, items: list[OutboxItem], batch: DeliveryBatch) -> None:
+        """Read the profile, notification state and today's counter of every member of ``items`` in one
+        ``BatchGetItem`` (per 100 keys) instead of one per message."""
+        from chalicelib.store import tenancy_repo
+
         now = clock.utcnow()
+        wanted: set[tuple[str, str]] = set()
+        for item in items:
+            try:
+                program = tenancy_repo.get_program(item.program_id)
+            except Exception:  # the delivery itself finds out
+                continue
+            wanted.update(self._member_keys(item.program_id, item.member_id, program, now))
+        wanted -= set(batch.known)
+        if not wanted:
+            return
+        found = {(i.PK, i.SK): i for i in Entity.batch_get(sorted(wanted))}
+        batch.known.update({key: found.get(key) for key in wanted})
+
+    @staticmethod
+    def write_logs(batch: DeliveryBatch) -> None:
+        """The batch's delivery-log items, 25 a request (each was due after its message's final update)."""
+        if batch.logs:
+            with NotificationLogItem.batch_write() as writer:
+                for entry in batch.logs:
+                    writer.save(entry)
+            batch.logs.clear()
+
+    def deliver_group(self, items: list[OutboxItem], claimed_by: str | None = None,
+                      batch: DeliveryBatch | None = None) -> list[Outcome]:
+        """Deliver messages of one member from one event as one message.
+
+        ``claimed_by``: the messages were created already claimed under this lease token (derived messages,
+        ``notify.sources.Derived``), so there is nothing to claim. ``batch``: reads and log writes shared with
+        the other groups of the call (the caller writes the logs: :meth:`write_logs`)."""
+        now = clock.utcnow()
+        if claimed_by is not None:
+            return self._deliver_safely(list(items), now, claimed_by, [], batch)
         token = secrets.token_hex(8)
         claimed: list[OutboxItem] = []
         outcomes: list[Outcome] = []
@@ -153,36 +195,41 @@ class Delivery:
                 outcomes.append(Outcome(item.message_id, item.member_id, "skipped"))
             else:
                 claimed.append(got)
+        return self._deliver_safely(claimed, now, token, outcomes, batch)
+
+    def _deliver_safely(self, claimed: list[OutboxItem], now: datetime, token: str,
+                        outcomes: list[Outcome], batch: DeliveryBatch | None = None) -> list[Outcome]:
         if not claimed:
             return outcomes
         try:
-            outcomes.append(self._deliver_claimed(claimed, now, token))
+            outcomes.append(self._deliver_claimed(claimed, now, token, batch))
         except Exception as exc:  # a poison message: counted, released, failed after MAX_ATTEMPTS
             error = f"{type(exc).__name__}: {exc}"[:300]
             log.warning("notification attempt failed", extra={"error_type": type(exc).__name__,
                                                                "message_id": claimed[0].message_id})
             if max(int(i.attempts or 0) for i in claimed) >= MAX_ATTEMPTS:
-                self._finish(claimed, token, now, None, FAILED, [], error, None)
+                self._finish(claimed, token, now, None, FAILED, [], error, None, batch)
                 outcomes.append(Outcome(claimed[0].message_id, claimed[0].member_id, FAILED, error=error))
             else:
                 self._release(claimed, token, error, {})
                 outcomes.append(Outcome(claimed[0].message_id, claimed[0].member_id, "retry", error=error))
         return outcomes
 
-    def _deliver_claimed(self, claimed: list[OutboxItem], now: datetime, token: str) -> Outcome:
+    def _deliver_claimed(self, claimed: list[OutboxItem], now: datetime, token: str,
+                         batch: DeliveryBatch | None = None) -> Outcome:
         from chalicelib.store import tenancy_repo
 
         claimed.sort(key=lambda i: (kinds.rank(kinds.kind_of(i.template, i.params or {})), i.message_id))
         lead = claimed[0]
         pid, mid = lead.program_id, lead.member_id
         program = tenancy_repo.get_program(pid)
-        profile, state, day_count = self._read_member(pid, mid, program, now)
+        profile, state, day_count = self._read_member(pid, mid, program, now, batch)
         lead_kind = kinds.kind_of(lead.template, lead.params or {})
         if profile is None:
-            return self._finish(claimed, token, now, None, FAILED, [], "member_not_found", lead_kind)
+            return self._finish(claimed, token, now, None, FAILED, [], "member_not_found", lead_kind, batch)
         if int(lead.attempts or 0) > MAX_ATTEMPTS:
             return self._finish(claimed, token, now, None, FAILED, [], f"too_many_attempts: {lead.last_error}",
-                                lead_kind)
+                                lead_kind, batch)
         config = program_settings.of(program)
         hold = config.hold_until(now, day_count)
         if hold is None and not self._reserve_daily_slot(pid, mid, config, now):
@@ -192,7 +239,7 @@ class Delivery:
             self._release(claimed, token, "", {}, held_until=hold)
             return Outcome(lead.message_id, mid, HELD, kind=lead_kind, error=f"held until {clock.iso(hold)}")
         try:
-            outcome = self._send_reserved(claimed, now, token, program, profile, state, config)
+            outcome = self._send_reserved(claimed, now, token, program, profile, state, config, batch)
         except BaseException:
             self._return_daily_slot(pid, mid, config, now)
             raise
@@ -202,7 +249,7 @@ class Delivery:
 
     def _send_reserved(self, claimed: list[OutboxItem], now: datetime, token: str, program: ProgramItem,
                        profile: MemberItem, state: NotifyStateItem | None,
-                       config: program_settings.NotifySettings) -> Outcome:
+                       config: program_settings.NotifySettings, batch: DeliveryBatch | None = None) -> Outcome:
         lead = claimed[0]
         pid, mid = lead.program_id, lead.member_id
         locale = profile.locale or lead.locale or program.default_locale
@@ -240,15 +287,24 @@ class Delivery:
         status = SENT if sent else FAILED
         if sent and config.local_preview:
             preview.record(pid, mid, rendered, deliveries, [i.message_id for i in claimed])
-        return self._finish(claimed, token, now, rendered, status, deliveries, error, rendered.kind)
+        return self._finish(claimed, token, now, rendered, status, deliveries, error, rendered.kind, batch)
 
-    def _read_member(self, pid: str, mid: str, program: ProgramItem,
-                     now: datetime) -> tuple[MemberItem | None, NotifyStateItem | None, int]:
+    @staticmethod
+    def _member_keys(pid: str, mid: str, program: ProgramItem, now: datetime) -> list[tuple[str, str]]:
         config = program_settings.of(program)
-        wanted = [keys.member(pid, mid), keys.notify_state(pid, mid), keys.notify_day(pid, mid, config.local_day(now))]
+        return [keys.member(pid, mid), keys.notify_state(pid, mid), keys.notify_day(pid, mid, config.local_day(now))]
+
+    def _read_member(self, pid: str, mid: str, program: ProgramItem, now: datetime,
+                     batch: DeliveryBatch | None = None) -> tuple[MemberItem | None, NotifyStateItem | None, int]:
+        wanted = self._member_keys(pid, mid, program, now)
         found: dict[tuple[str, str], Any] = {}
-        for item in Entity.batch_get(wanted):
-            found[(item.PK, item.SK)] = item
+        if batch is not None and all(key in batch.known for key in wanted):
+            # Read ahead for the call: today's counter may be behind by this call's own earlier messages to the
+            # member, which only decides holding early; the daily slot is reserved with its own condition.
+            found = {key: batch.known[key] for key in wanted}
+        else:
+            for item in Entity.batch_get(wanted):
+                found[(item.PK, item.SK)] = item
         profile = found.get(wanted[0])
         state = found.get(wanted[1])
         day = found.get(wanted[2])
@@ -380,12 +436,14 @@ class Delivery:
     # ------------------------------------------------------------------ finish
 
     def _finish(self, claimed: list[OutboxItem], token: str, now: datetime, rendered: Rendered | None, status: str,
-                deliveries: list[dict[str, Any]], error: str | None, kind: str | None) -> Outcome:
+                deliveries: list[dict[str, Any]], error: str | None, kind: str | None,
+                batch: DeliveryBatch | None = None) -> Outcome:
         lead = claimed[0]
         pid, mid = lead.program_id, lead.member_id
         now_iso = clock.iso(now)
         Ob = OutboxItem
         tx = Transaction()
+        finishing: list[tuple[OutboxItem, list[Action]]] = []
         for item in claimed:
             actions: list[Action] = [Ob.status.set(status), Ob.finished_at.set(now_iso), Ob.lease_until.remove(),
                        Ob.expires_at_epoch.set(int(now.timestamp()) + OUTBOX_RETENTION_DAYS * 86400),
@@ -398,17 +456,36 @@ class Delivery:
                 actions.append(Ob.last_error.set(error[:500]))
             if item is not lead:
                 actions.append(Ob.merged_into.set(lead.message_id))
-            tx.update(item, actions, Ob.lease_token == token, on_fail=LeaseLost())
+            finishing.append((item, actions))
         pk, sk = keys.notification_log(pid, mid, clock.iso(lead.created_at), lead.message_id)
-        tx.put(NotificationLogItem(
+        entry = NotificationLogItem(
             pk, sk, program_id=pid, member_id=mid, message_id=lead.message_id, template=kind or lead.template,
             locale=rendered.locale if rendered else lead.locale, status=status, attempts=int(lead.attempts or 1),
             last_error=error, subject=rendered.subject if rendered else None,
             deliveries=[{k: v for k, v in d.items() if k != "target"} for d in deliveries],
             merged=[i.message_id for i in claimed[1:]], created_at=clock.iso(lead.created_at), finished_at=now_iso,
-        ))
+        )
         try:
-            tx.commit()
+            if len(finishing) == 1:
+                # One message (the usual case): its conditioned update, then the log item, two plain writes at
+                # half a transaction's write units. A crash between them leaves the message finished and its
+                # log line missing (the message is not sent again); a lost lease writes no log line.
+                item, actions = finishing[0]
+                try:
+                    item.update(actions=actions, condition=Ob.lease_token == token)
+                except UpdateError as exc:
+                    if _conditional_failed(exc):
+                        raise LeaseLost() from None
+                    raise
+                if batch is not None:
+                    batch.logs.append(entry)  # written with the call's other log lines
+                else:
+                    entry.save()
+            else:  # merged messages finish together or not at all
+                for item, actions in finishing:
+                    tx.update(item, actions, Ob.lease_token == token, on_fail=LeaseLost())
+                tx.put(entry)
+                tx.commit()
         except LeaseLost:
             log.warning("lease lost before finish", extra={"message_id": lead.message_id})
             return Outcome(lead.message_id, mid, "skipped", kind=kind, error="lease_lost")

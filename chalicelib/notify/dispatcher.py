@@ -10,6 +10,10 @@ features register handlers here instead of adding their own::
     def on_entries(records: list[dispatcher.StreamRecord]) -> set[str]:
         ...  # return the sequence numbers that failed (retried by Lambda), empty when all went well
 
+A handler may take several item kinds (``@dispatcher.handles("event", "ledger_entry")``): it is then
+called once per batch with all their records, in stream order (one transaction for an order's event
+record and its ledger entries, say).
+
 The item kind is the ``entity`` discriminator of the single table. A handler that raises fails all
 its records of the batch; handlers must be idempotent (Lambda retries a failed batch from the first
 failed record, and a batch may be delivered more than once). The result is Lambda's partial batch
@@ -55,14 +59,35 @@ class StreamRecord:
         return Entity.from_raw_data(self.new_image) if self.new_image else None
 
 
-def handles(entity: str) -> Callable[[Handler], Handler]:
+def handles(*entities: str) -> Callable[[Handler], Handler]:
+    """Register a handler for the records of these item kinds (called once per batch with all of them)."""
+    if not entities:
+        raise ValueError("name at least one item kind")
+
     def register(handler: Handler) -> Handler:
-        _handlers.setdefault(entity, [])
-        if handler not in _handlers[entity]:
-            _handlers[entity].append(handler)
+        for entity in entities:
+            _handlers.setdefault(entity, [])
+            if handler not in _handlers[entity]:
+                _handlers[entity].append(handler)
         return handler
 
     return register
+
+
+def wrap_handlers(wrap: Callable[[Handler], Handler]) -> Callable[[], None]:
+    """Replace every registered handler by ``wrap(handler)`` (one wrapper per handler, whatever the number of
+    item kinds it takes: benchmarks meter handlers this way); returns the function that puts them back."""
+    _load()
+    saved = {entity: list(handlers) for entity, handlers in _handlers.items()}
+    wrapped: dict[int, Handler] = {}
+    for entity, handlers in _handlers.items():
+        _handlers[entity] = [wrapped.setdefault(id(h), wrap(h)) for h in handlers]
+
+    def restore() -> None:
+        _handlers.clear()
+        _handlers.update(saved)
+
+    return restore
 
 
 def _load() -> None:
@@ -89,6 +114,7 @@ def dispatch(raw_records: list[dict[str, Any]]) -> dict[str, Any]:
     """Handle one batch; return ``{"batchItemFailures": [{"itemIdentifier": <sequence number>}]}``."""
     _load()
     by_entity: dict[str, list[StreamRecord]] = {}
+    arrival: dict[int, int] = {}
     failed: set[str] = set()
     for raw in raw_records:
         try:
@@ -102,13 +128,22 @@ def dispatch(raw_records: list[dict[str, Any]]) -> dict[str, Any]:
         entity = record.entity
         if entity and entity in _handlers:
             by_entity.setdefault(entity, []).append(record)
-    for entity, records in by_entity.items():
+            arrival[id(record)] = len(arrival)
+    # Each handler once, with the records of every kind it takes (in stream order).
+    calls: dict[int, tuple[Handler, list[str]]] = {}
+    for entity in by_entity:
         for handler in _handlers[entity]:
-            try:
-                failed |= handler(records)
-            except Exception as exc:
-                log.exception("stream handler failed", extra={"entity": entity, "error_type": type(exc).__name__})
-                failed |= {r.sequence_number for r in records}
+            calls.setdefault(id(handler), (handler, []))[1].append(entity)
+    for handler, entities in calls.values():
+        records = [r for entity in entities for r in by_entity[entity]]
+        if len(entities) > 1:
+            records.sort(key=lambda r: arrival[id(r)])
+        try:
+            failed |= handler(records)
+        except Exception as exc:
+            log.exception("stream handler failed", extra={"entity": ",".join(entities),
+                                                          "error_type": type(exc).__name__})
+            failed |= {r.sequence_number for r in records}
     order = {str((r.get("dynamodb") or {}).get("SequenceNumber")): i for i, r in enumerate(raw_records)
              if isinstance(r, dict)}
     return {"batchItemFailures": [{"itemIdentifier": seq} for seq in sorted(failed, key=lambda s: order.get(s, 0))]}

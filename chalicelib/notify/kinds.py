@@ -1,8 +1,8 @@
 """Which template an outbox message becomes, decided at delivery (pure).
 
-The ledger stage writes one ``points_earned`` / ``points_reversed`` message per member and
-event, with the levels and reason codes of the entries it announces; other sources (the stream
-handlers in ``notify/sources.py``) write the kind directly. Precedence for ``points_earned``:
+The stream consumer derives one ``points_earned`` / ``points_reversed`` message per member and
+event from the new ledger entries, with the levels and reason codes of the entries it announces;
+other sources (the stream handlers in ``notify/sources.py``) write the kind directly. Precedence for ``points_earned``:
 
 * a ``friend_reward`` entry (the welcome reward of a double-sided offer) → ``friend_welcome``;
 * an entry at level 2 or deeper → ``upline_purchase`` ("your friend's friend bought");

@@ -1,22 +1,17 @@
-"""A program's notification settings (``settings.notifications`` on the program), with defaults.
+"""A program's notification settings (``settings.notifications`` on the program) as clock values.
 
 ``{"time_zone": "Europe/Moscow", "quiet_hours": {"start": "22:00", "end": "08:00"},
 "daily_cap": 5, "sms": {"enabled": false, "monthly_budget": 0}, "sleeping_reminder_days": null}``
+is parsed, with its defaults and limits, once at the store boundary
+(``ProgramItem.program_settings.notifications``, ``domain.settings.NotificationSettings``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
-from typing import Any
 
-from chalicelib.domain.settings import PROGRAM_SETTINGS_SCHEMA
 from chalicelib.store.tenancy import ProgramItem
-
-DEFAULT_DAILY_CAP = 10
-
-#: The accepted shape (validated by the program API): ``domain.settings.PROGRAM_SETTINGS_SCHEMA``.
-SCHEMA: dict[str, Any] = PROGRAM_SETTINGS_SCHEMA["properties"]["notifications"]
 
 
 def _zone(name: str | None) -> tzinfo:
@@ -74,25 +69,22 @@ class NotifySettings:
 def of(program: ProgramItem) -> NotifySettings:
     from chalicelib.config import get_settings
 
-    raw: dict[str, Any] = dict((program.settings or {}).get("notifications") or {})
-    quiet = raw.get("quiet_hours") or {}
-    sms = raw.get("sms") or {}
+    typed = program.program_settings.notifications
     return NotifySettings(
-        zone=_zone(raw.get("time_zone")),
-        quiet_start=_clock(quiet["start"]) if quiet.get("start") else None,
-        quiet_end=_clock(quiet["end"]) if quiet.get("end") else None,
-        daily_cap=int(raw.get("daily_cap") or DEFAULT_DAILY_CAP),
-        sms_enabled=bool(sms.get("enabled")),
-        sms_monthly_budget=int(sms["monthly_budget"]) if sms.get("monthly_budget") is not None else None,
-        sleeping_reminder_days=int(raw["sleeping_reminder_days"]) if raw.get("sleeping_reminder_days") else None,
+        zone=_zone(typed.time_zone),
+        quiet_start=_clock(typed.quiet_start) if typed.quiet_start else None,
+        quiet_end=_clock(typed.quiet_end) if typed.quiet_end else None,
+        daily_cap=typed.daily_cap,
+        sms_enabled=typed.sms_enabled,
+        sms_monthly_budget=typed.sms_monthly_budget,
+        sleeping_reminder_days=typed.sleeping_reminder_days,
         local_preview=get_settings().stage == "local",
     )
 
 
 def offer_text(program: ProgramItem, locale: str) -> str:
     """The program's referral offer for the footer ("Invite a friend: ..."), in ``locale`` if given."""
-    offer = (program.settings or {}).get("offer") or {}
-    texts = offer.get("partner_reward") or {}
-    if not isinstance(texts, dict):
+    texts = program.program_settings.offer.get("partner_reward") or {}
+    if not isinstance(texts, dict) or not texts:
         return ""
     return str(texts.get(locale) or texts.get(program.default_locale) or next(iter(texts.values()), ""))

@@ -2,28 +2,33 @@
 
 * ``outbox`` INSERT → deliver (messages of one member from one event are delivered as one);
 * ``member`` INSERT with a referrer → a ``friend_joined`` message for the referrer;
-* ``ledger_entry`` INSERT of rewards → ``points_earned``, one per member and event (the event's transaction
-  writes no message for them: :func:`earned_messages`);
+* ``ledger_entry`` INSERT of rewards → ``points_earned``, one per member and event, and of a refund's
+  reversals → ``points_reversed``, one per member and refund (the event's transaction writes no message
+  for them: :func:`earned_messages`, :func:`reversed_messages`);
 * ``ledger_entry`` MODIFY to ``available`` by the holding job (``released_at``) → ``points_available``;
   any ledger INSERT → the member's last-activity day (sleeping-member reminders), when enabled;
 * ``redemption`` MODIFY to ``confirmed`` → ``points_spent``.
 
 Derived messages are written as outbox items with deterministic ids (``attribute_not_exists``),
-so a replayed record creates nothing new; their own INSERT comes back through the stream and is
-delivered by the first handler, the one delivery path.
+so a replayed record creates nothing new. They are created already claimed by the handler that derives
+them and delivered by it at once (:class:`Derived`: no claim write, no second stream hop); their own
+INSERT comes back through the stream and is skipped. Every delivery goes through ``Delivery``, the one
+delivery path.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from pynamodb.exceptions import PutError, UpdateError
 
 from chalicelib.domain import clock
 from chalicelib.notify import dispatcher
-from chalicelib.notify.delivery import Delivery, Outcome
+from chalicelib.notify.delivery import PENDING, SENDING, Delivery, DeliveryBatch, Outcome
 from chalicelib.store import keys
 from chalicelib.store.ledger import LedgerEntryItem, OutboxItem, RedemptionItem, day_of, stable_id
 from chalicelib.store.members import MemberItem
@@ -62,8 +67,9 @@ def _report(outcome: Outcome) -> None:
         listener(outcome)
 
 
-def deliver_items(items: list[OutboxItem]) -> list[Outcome]:
-    """Group by (program, member, event) and deliver each group; used by the stream and the sweep."""
+def deliver_items(items: list[OutboxItem], claimed_by: str | None = None) -> list[Outcome]:
+    """Group by (program, member, event) and deliver each group; used by the stream and the sweep
+    (``claimed_by``: the items were created claimed under this lease token, see :class:`Derived`)."""
     groups: dict[tuple[str, str, str], list[OutboxItem]] = {}
     for item in items:
         group_key = (item.program_id, item.member_id, item.business_key or item.message_id)
@@ -74,16 +80,25 @@ def deliver_items(items: list[OutboxItem]) -> list[Outcome]:
     for (pid, mid, _event), group in groups.items():
         per_member.setdefault((pid, mid), []).append(group)
 
+    # One read of every member's items for messages claimed already (nothing to claim: each is ours to deliver),
+    # and the single messages' log lines written together at the end.
+    batch = DeliveryBatch()
+    if claimed_by is not None:
+        delivery().read_ahead(items, batch)
+
     def run(member_groups: list[list[OutboxItem]]) -> list[Outcome]:
-        return [outcome for group in member_groups for outcome in delivery().deliver_group(group)]
+        return [outcome for group in member_groups for outcome in delivery().deliver_group(group, claimed_by, batch)]
 
-    if len(per_member) <= 1 or MAX_PARALLEL <= 1:
-        results = [run(member_groups) for member_groups in per_member.values()]
-    else:
-        from concurrent.futures import ThreadPoolExecutor
+    try:
+        if len(per_member) <= 1 or MAX_PARALLEL <= 1:
+            results = [run(member_groups) for member_groups in per_member.values()]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(per_member))) as pool:
-            results = list(pool.map(run, per_member.values()))
+            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(per_member))) as pool:
+                results = list(pool.map(run, per_member.values()))
+    finally:
+        delivery().write_logs(batch)
     outcomes: list[Outcome] = []
     for member_outcomes in results:
         for outcome in member_outcomes:
@@ -105,7 +120,7 @@ def on_outbox(records: list[dispatcher.StreamRecord]) -> set[str]:
             log.warning("unreadable outbox record", extra={"sequence_number": record.sequence_number})
             failed.add(record.sequence_number)
             continue
-        if isinstance(item, OutboxItem):
+        if isinstance(item, OutboxItem) and item.status != SENDING:  # sending: its creator delivers it (Derived)
             items.append((record, item))
     by_id = {item.message_id: record.sequence_number for record, item in items}
     outcomes = deliver_items([item for _, item in items])
@@ -116,74 +131,151 @@ def on_outbox(records: list[dispatcher.StreamRecord]) -> set[str]:
     return failed
 
 
-def new_outbox(program_id: str, member_id: str, template: str, params: dict[str, Any], locale: str | None,
-               business_key: str, message_id: str) -> bool:
-    """Create a derived outbox message once (``False`` if it already exists)."""
+def _create(program_id: str, member_id: str, template: str, params: dict[str, Any], locale: str | None,
+            business_key: str, message_id: str, lease: tuple[str, str] | None = None) -> OutboxItem | None:
+    """Write an outbox message once (``None`` if it already exists); with ``lease`` (token, until) it is created
+    claimed (``sending``), for its creator to deliver."""
     now = clock.utcnow()
     pk, sk = keys.outbox_message(program_id, message_id)
     gpk, gsk = keys.gsi1_outbox_pending(day_of(now), clock.iso(now), message_id)
     item = OutboxItem(PK=pk, SK=sk, GSI1PK=gpk, GSI1SK=gsk, program_id=program_id, message_id=message_id,
                       member_id=member_id, template=template, locale=locale or "", params=params,
                       business_key=business_key, status="pending", created_at=now)
+    if lease is not None:
+        item.status, item.lease_token, item.lease_until, item.attempts = SENDING, lease[0], lease[1], 1
     try:
         item.save(condition=OutboxItem.PK.does_not_exist())
     except PutError as exc:
         if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
-            return False
+            return None
         raise
-    return True
+    return item
+
+
+def new_outbox(program_id: str, member_id: str, template: str, params: dict[str, Any], locale: str | None,
+               business_key: str, message_id: str) -> bool:
+    """Create a derived outbox message once (``False`` if it already exists); its INSERT record delivers it."""
+    return _create(program_id, member_id, template, params, locale, business_key, message_id) is not None
+
+
+class Derived:
+    """The messages one handler call derives from its records, created already claimed (``sending`` under one
+    lease) and delivered before the handler returns: no claim write and no second stream hop for them.
+
+    Their own INSERT records are skipped by :func:`on_outbox`. Should this consumer die before finishing them,
+    the lease expires and the sweep delivers them (as for any claimed message). A message that exists already (a
+    replayed batch) and is still ``pending`` (its delivery was given back for a retry) is delivered the usual
+    way, claim first. A delivery to retry fails the records it came from, so Lambda delivers them again.
+    ``claimed=False``: messages are created pending and left to their INSERT records (nothing delivered here)."""
+
+    def __init__(self, claimed: bool = True) -> None:
+        from chalicelib.config import get_settings
+
+        now = clock.utcnow()
+        self.lease = (secrets.token_hex(8), clock.iso(now + timedelta(seconds=get_settings().notify_lease_seconds))
+                      ) if claimed else None
+        self.created: list[OutboxItem] = []
+        self.pending: list[OutboxItem] = []
+        self.records: dict[str, set[str]] = {}  # message id -> sequence numbers it came from
+
+    def create(self, program_id: str, member_id: str, template: str, params: dict[str, Any], business_key: str,
+               message_id: str, records: set[str]) -> tuple[bool, OutboxItem | None]:
+        """Create a message once: ``(True, None)``, or ``(False, the existing message)`` (queued again if it is
+        still pending)."""
+        item = _create(program_id, member_id, template, params, None, business_key, message_id, self.lease)
+        if item is not None:
+            if self.lease is not None:
+                self.records.setdefault(message_id, set()).update(records)
+                self.created.append(item)
+            return True, None
+        existing = OutboxItem.get(*keys.outbox_message(program_id, message_id), consistent_read=True)
+        if self.lease is not None and existing.status == PENDING:
+            self.records.setdefault(message_id, set()).update(records)
+            self.pending.append(existing)
+        return False, existing
+
+    def deliver(self) -> set[str]:
+        """Deliver the queued messages; the sequence numbers of the records whose message is to be retried."""
+        if self.lease is None:
+            return set()
+        outcomes = deliver_items(self.created, claimed_by=self.lease[0]) if self.created else []
+        outcomes += deliver_items(self.pending) if self.pending else []
+        return {seq for o in outcomes if o.status == "retry" for seq in self.records.get(o.message_id, ())}
 
 
 @dispatcher.handles("member")
 def on_member(records: list[dispatcher.StreamRecord]) -> set[str]:
+    derived = Derived()
     for record in records:
         if record.event_name != "INSERT":
             continue
         member = record.item()
         if not isinstance(member, MemberItem) or not member.referrer_id:
             continue
-        new_outbox(member.program_id, member.referrer_id, "friend_joined", {"event_type": "member.joined"},
-                   None, f"joined|{member.member_id}", stable_id("msg", "friend_joined", member.program_id,
-                                                                 member.member_id))
-    return set()
+        derived.create(member.program_id, member.referrer_id, "friend_joined", {"event_type": "member.joined"},
+                       f"joined|{member.member_id}", stable_id("msg", "friend_joined", member.program_id,
+                                                               member.member_id), {record.sequence_number})
+    return derived.deliver()
 
 
-def earned_messages(entries: list[LedgerEntryItem]) -> int:
+def earned_messages(entries: list[LedgerEntryItem], derived: Derived | None = None,
+                    records: dict[str, str] | None = None) -> int:
     """``points_earned`` per member and event from new reward entries (the event's transaction writes none).
+    Returns the number of messages created (see :func:`_points_messages`)."""
+    from chalicelib.services.ledger import outbox
 
-    The message id is the one the transaction used to write (business key, member, template), so a
+    return _points_messages(outbox.POINTS_EARNED, outbox.earned_groups(entries), derived, records)
+
+
+def reversed_messages(entries: list[LedgerEntryItem], derived: Derived | None = None,
+                      records: dict[str, str] | None = None) -> int:
+    """``points_reversed`` per member and refund from a refund's new reversal entries (the refund's transaction
+    writes none). Returns the number of messages created (see :func:`_points_messages`)."""
+    from chalicelib.services.ledger import outbox
+
+    return _points_messages(outbox.POINTS_REVERSED, outbox.reversed_groups(entries), derived, records)
+
+
+def _points_messages(template: str, groups: dict[tuple[str, str, str], list[LedgerEntryItem]],
+                     derived: Derived | None = None, records: dict[str, str] | None = None) -> int:
+    """One message per (program, member, event) group of new entries.
+
+    The message id is the one the event's transaction used to write (business key, member, template), so a
     replayed batch creates nothing. The entries a message announces are listed in ``params.entries``:
     should a stream batch end between two entries of one member's event, the later batch finds the
     message without its entry and creates a follow-up message for the rest (its id names those
-    entries), so every reward is announced exactly once. Returns the number of messages created."""
+    entries), so every entry is announced exactly once.
+
+    With ``derived`` (the stream handler) the messages are created claimed and delivered by it (``records``: the
+    sequence number of each entry's record); without, they are created pending and their INSERT delivers them."""
     from chalicelib.services.ledger import outbox
     from chalicelib.store import tenancy_repo
 
+    derived = derived if derived is not None else Derived(claimed=False)
     created = 0
-    for (pid, mid, business_key), group in outbox.earned_groups(entries).items():
+    for (pid, mid, business_key), group in groups.items():
         try:
             program = tenancy_repo.get_program(pid)
         except Exception:  # the program is gone: nobody to tell
             continue
         ids = sorted(e.entry_id for e in group)
-        params = {**outbox.message_params(outbox.POINTS_EARNED, business_key, program.points_unit, group),
-                  "entries": ids}
-        first = outbox.message_id(business_key, mid, outbox.POINTS_EARNED)
-        if new_outbox(pid, mid, outbox.POINTS_EARNED, params, None, business_key, first):
+        params = {**outbox.message_params(template, business_key, program.points_unit, group), "entries": ids}
+        seqs = {(records or {}).get(e.entry_id, "") for e in group} - {""}
+        first = outbox.message_id(business_key, mid, template)
+        made, existing = derived.create(pid, mid, template, params, business_key, first, seqs)
+        if made:
             created += 1
             continue
-        existing = OutboxItem.get(*keys.outbox_message(pid, first), consistent_read=True)
-        covered = (existing.params or {}).get("entries")
+        covered = (existing.params or {}).get("entries") if existing is not None else None
         if covered is None:
             continue  # written by the event's transaction (before messages were derived): it announced all
         rest = [e for e in group if e.entry_id not in set(covered)]
         if rest:
             rest_ids = sorted(e.entry_id for e in rest)
-            params = {**outbox.message_params(outbox.POINTS_EARNED, business_key, program.points_unit, rest),
-                      "entries": rest_ids}
-            if new_outbox(pid, mid, outbox.POINTS_EARNED, params, None, business_key,
-                          outbox.message_id(business_key, mid, outbox.POINTS_EARNED, *rest_ids)):
-                created += 1
+            params = {**outbox.message_params(template, business_key, program.points_unit, rest), "entries": rest_ids}
+            made, _ = derived.create(pid, mid, template, params, business_key,
+                                     outbox.message_id(business_key, mid, template, *rest_ids), seqs)
+            created += made
     return created
 
 
@@ -192,24 +284,29 @@ def on_ledger_entry(records: list[dispatcher.StreamRecord]) -> set[str]:
     released: dict[tuple[str, str], list[LedgerEntryItem]] = {}
     active: dict[tuple[str, str], str] = {}
     inserted: list[LedgerEntryItem] = []
+    sequence: dict[str, str] = {}
     for record in records:
         entry = record.item()
         if not isinstance(entry, LedgerEntryItem):
             continue
+        sequence[entry.entry_id] = record.sequence_number
         if record.event_name == "INSERT":
             active[(entry.program_id, entry.member_id)] = day_of(entry.created_at)
             inserted.append(entry)
         elif (record.event_name == "MODIFY" and entry.kind == "reward" and entry.status == "available"
               and entry.released_at is not None):
             released.setdefault((entry.program_id, entry.member_id), []).append(entry)
-    earned_messages(inserted)
+    derived = Derived()
+    earned_messages(inserted, derived, sequence)
+    reversed_messages(inserted, derived, sequence)
     for (pid, mid), entries in released.items():
         ids = sorted(e.entry_id for e in entries)
-        new_outbox(pid, mid, "points_available", {"points": sum(e.net_points for e in entries), "entries": ids},
-                   None, "released|" + "|".join(ids), stable_id("msg", "released", pid, mid, *ids))
+        derived.create(pid, mid, "points_available", {"points": sum(e.net_points for e in entries), "entries": ids},
+                       "released|" + "|".join(ids), stable_id("msg", "released", pid, mid, *ids),
+                       {sequence[e.entry_id] for e in entries})
     for (pid, mid), day in active.items():
         _touch_activity(pid, mid, day)
-    return set()
+    return derived.deliver()
 
 
 def _touch_activity(pid: str, mid: str, day: str) -> None:
@@ -236,11 +333,13 @@ def _touch_activity(pid: str, mid: str, day: str) -> None:
 
 @dispatcher.handles("redemption")
 def on_redemption(records: list[dispatcher.StreamRecord]) -> set[str]:
+    derived = Derived()
     for record in records:
         if record.event_name != "MODIFY":
             continue
         item = record.item()
         if isinstance(item, RedemptionItem) and item.status == "confirmed":
-            new_outbox(item.program_id, item.member_id, "points_spent", {"points": int(item.points)}, None,
-                       f"spent|{item.redemption_id}", stable_id("msg", "spent", item.program_id, item.redemption_id))
-    return set()
+            derived.create(item.program_id, item.member_id, "points_spent", {"points": int(item.points)},
+                           f"spent|{item.redemption_id}", stable_id("msg", "spent", item.program_id,
+                                                                    item.redemption_id), {record.sequence_number})
+    return derived.deliver()

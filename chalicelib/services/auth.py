@@ -12,8 +12,12 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from chalicelib.domain.errors import Forbidden, NotFound, Unauthorized
+
+if TYPE_CHECKING:
+    from chalicelib.services.ports import Ports
 
 OPERATOR_PREFIX = "srf_op_"
 PARTNER_PREFIX = "srf_pk_"
@@ -68,7 +72,7 @@ def key_from_headers(headers: dict[str, str]) -> str | None:
     return (headers.get("x-api-key") or headers.get("x-publishable-key") or "").strip() or None
 
 
-def authenticate(headers: dict[str, str]) -> Principal:
+def authenticate(headers: dict[str, str], deps: Ports | None = None) -> Principal:
     key = key_from_headers(headers)
     if not key:
         raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'", code="missing_api_key")
@@ -81,9 +85,9 @@ def authenticate(headers: dict[str, str]) -> Principal:
         raise Unauthorized("Invalid API key", code="invalid_api_key")
     if not key.startswith((PARTNER_PREFIX, PUBLISHABLE_PREFIX)):
         raise Unauthorized("Invalid API key", code="invalid_api_key")
-    from chalicelib.store import tenancy_repo
+    from chalicelib.services import ports
 
-    record = tenancy_repo.find_api_key(digest)
+    record = (deps or ports.current()).programs.api_key(digest)
     if record is None or record.revoked:
         raise Unauthorized("Invalid API key", code="invalid_api_key")
     return Principal(kind=record.kind, program_id=record.program_id, partner_id=record.partner_id, key_id=record.key_id)

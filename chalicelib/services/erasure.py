@@ -77,6 +77,10 @@ class _Stale(Exception):
     """The erasure record or the profile changed since read: read again."""
 
 
+#: For scrubbers: an ``on_fail`` meaning "the item changed since it was found: redo the step".
+ConcurrentChange = _Stale
+
+
 @dataclass(frozen=True)
 class ErasureTarget:
     """What a finder needs: the member, their codes and their identifiers' hashes (``kind:hash``)."""
@@ -441,8 +445,4 @@ def _advance_profile(record: ErasureItem) -> tuple[ErasureItem, int]:
     record = _save_progress(tx, record, _next_step("profile"), None, {"profile": scrubbed})
     tx.commit()
     return record, 1
-
-
-def is_erased_code(code: str | None) -> bool:
-    return code == ERASED_CODE
 

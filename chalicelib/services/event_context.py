@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.domain import attribution
 from chalicelib.domain.events import CanonicalEvent
 from chalicelib.domain.settings import ProgramSettings
 from chalicelib.store.db import Entity
@@ -22,7 +21,6 @@ Key = tuple[str, str]
 ATTRIBUTING_EVENTS = frozenset({"member.signup", "lead.created", "deal.won", "order.paid"})
 #: Events that make the customer a member when unknown (orders only with auto-enrolment on).
 ENROLLING_EVENTS = frozenset({"member.signup", "lead.created", "deal.won"})
-PURCHASE_EVENTS = attribution.FINALISING_EVENTS
 
 
 @dataclass(frozen=True)

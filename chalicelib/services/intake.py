@@ -14,18 +14,18 @@ from chalicelib.domain import safe_json, webhook_signature
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.events import parse_event
 from chalicelib.services import pipeline, ports, secrets
-from chalicelib.store import tenancy_repo
 
 SOURCE = "events"
 
 
 def receive(partner_id: str, headers: dict[str, str], raw_body: bytes, deps: ports.Ports | None = None) -> dict[str, Any]:
     # One clock for the signature's freshness and the secrets' validity (and everything after).
-    now = (deps or ports.current()).clock.now()
+    deps = deps or ports.current()
+    now = deps.clock.now()
     # A stale or unsigned request is refused before any read at all.
     webhook_signature.check_headers(headers, now=now.timestamp())
     # The partner holds the secrets; its program comes in the same batched read (config, cached).
-    partner, program = tenancy_repo.webhook_config(partner_id)
+    partner, program = deps.programs.webhook_config(partner_id)
     program_id = program.program_id
     valid = secrets.valid_secrets(program_id, partner_id, partner.webhook_secrets or {}, SOURCE, now)
     if not valid:

@@ -17,17 +17,16 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain import clock
 from chalicelib.domain.errors import BadRequest
 from chalicelib.services import signed_cursor
 from chalicelib.services.auth import Principal
-from chalicelib.store import keys, tenancy_repo
-from chalicelib.store.db import Entity
-from chalicelib.store.events import EventItem
-from chalicelib.store.ledger import LedgerEntryItem
-from chalicelib.store.members import batch_get
+from chalicelib.services.ports import Ports
+
+if TYPE_CHECKING:
+    from chalicelib.store.ledger import LedgerEntryItem
 
 COLUMNS = ("entry_id", "created_at", "effective_at", "member_id", "kind", "status", "points", "reversed_points",
            "reason_code", "reason", "rule_id", "rule_version", "level", "partner_id", "funding_partner_id",
@@ -70,30 +69,14 @@ def row(entry: LedgerEntryItem) -> list[str]:
     return [_cell(getattr(entry, name), name in _NUMERIC) for name in COLUMNS]
 
 
-def _entries_of(item: Any) -> list[LedgerEntryItem]:
-    """A ledger-day index row's entries: an entry, or an event record's reward entries (one read)."""
-    if isinstance(item, LedgerEntryItem):
-        return [item]
-    if isinstance(item, EventItem):
-        wanted = item.indexed_entry_keys()
-        found = batch_get(wanted)
-        return [e for e in (found.get(k) for k in wanted) if isinstance(e, LedgerEntryItem)]
-    return []
-
-
-def _index_key(item: Any) -> dict[str, Any]:
-    """The exclusive start key of a GSI2 query resuming after ``item``."""
-    return {name: {"S": getattr(item, name)} for name in ("PK", "SK", "GSI2PK", "GSI2SK")}
-
-
-def export_page(principal: Principal, program_id: str, raw_from: str | None, raw_to: str | None, limit: int,
-                raw_cursor: str | None) -> tuple[str, str | None]:
+def export_page(deps: Ports, principal: Principal, program_id: str, raw_from: str | None, raw_to: str | None,
+                limit: int, raw_cursor: str | None) -> tuple[str, str | None]:
     """One CSV page (with the header row on the first page) and the next cursor (None: done)."""
     # The route's contract (auth="operator", api.http) has checked the key, the program and the operator.
-    tenancy_repo.get_program(program_id)
+    deps.programs.get(program_id)
     start, end = period(raw_from, raw_to)
     scope = f"ledger-export|{program_id}|{start}|{end}"
-    cursor = signed_cursor.decode(scope, raw_cursor)
+    cursor = signed_cursor.decode(scope, raw_cursor, deps.secrets)
     day = date.fromisoformat(cursor["day"]) if cursor else start
     last = cursor.get("last") if cursor else None
     out = io.StringIO()
@@ -103,22 +86,22 @@ def export_page(principal: Principal, program_id: str, raw_from: str | None, raw
     rows = 0
     days_read = 0
     while day <= end and rows < limit and days_read < MAX_DAYS_PER_PAGE:
-        partition = keys.gsi2_ledger_day(program_id, day.isoformat(), "", "")[0]
-        result = Entity.gsi2.query(partition, limit=limit - rows, last_evaluated_key=last)
+        page = deps.ledger.booked(program_id, day.isoformat(), limit - rows, last)
         stopped = False
-        for item in result:
-            entries = _entries_of(item)
+        for item in page.items:
+            entries = deps.ledger.entries_of(item)
             if rows and rows + len(entries) > limit:
                 stopped = True  # this event's rows start the next page
                 break
             for entry in entries:
                 writer.writerow(row(entry))
             rows += len(entries)
-            last = _index_key(item)
+            last = deps.ledger.cursor_after(item)
         if stopped:
             break  # the cursor resumes after the last item written (``last``; None: the day's start)
-        last = result.last_evaluated_key
+        last = page.next_cursor
         if not last:
             day, days_read = day + timedelta(days=1), days_read + 1
-    next_cursor = None if day > end else signed_cursor.encode(scope, {"day": day.isoformat(), "last": last})
+    next_cursor = None if day > end else signed_cursor.encode(scope, {"day": day.isoformat(), "last": last},
+                                                              deps.secrets)
     return out.getvalue(), next_cursor

@@ -230,7 +230,15 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
     if index is not None:  # the event's reward entries are indexed by the record (see store.ledger.new_entry)
         record.occurred_at = ctx.event.occurred_at
         record.index_entries(ctx.program_id, ctx.now, index["pending_at"])
-    tx.create(record, on_fail=AlreadyProcessed())
+    # Created with ``attribute_not_exists``; or, when a stage read an item at its key that it replaces (refunds
+    # parked before their order: services.ledger.refunds), put on the condition that it is still the one read.
+    replaces = next((o.audit["record_condition"] for o in view.outcomes.values() if "record_condition" in o.audit),
+                    None)
+    if replaces is None:
+        tx.create(record, on_fail=AlreadyProcessed())
+    else:
+        record.replaced_parked = 1  # the stream sees a MODIFY: analytics counts the fact on it once
+        tx.put(record, replaces, on_fail=AlreadyProcessed())
     tx.commit()  # round trip 3
     log.info("event processed", extra={"event_type": ctx.event.type, "program_id": ctx.program_id,
                                        "created_member": created, "attribution": decision_reply.get("outcome")})

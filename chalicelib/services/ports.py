@@ -12,18 +12,22 @@ The notifier port (e-mail/SMS/push) lives with the notifications in ``chalicelib
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from chalicelib.domain.records import Cursor, Page, StaleMember
 
 if TYPE_CHECKING:
-    from chalicelib.store.events import EventItem
-    from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
-    from chalicelib.store.members import MemberItem
-    from chalicelib.store.tenancy import PartnerItem, ProgramItem
+    from chalicelib.store.counters import ClickTotalItem
+    from chalicelib.store.data_rights import ErasureItem
+    from chalicelib.store.events import AttributionRecordItem, EventItem
+    from chalicelib.store.ledger import AdjustmentItem, BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
+    from chalicelib.store.members import CodeItem, LinkItem, MemberItem
+    from chalicelib.store.settlement import SettlementRowItem
+    from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, ProgramItem
+    from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
 __all__ = ["Cursor", "Page", "Ports", "StaleMember"]
 
@@ -49,7 +53,58 @@ class Secrets(Protocol):
 
 
 class MemberStore(Protocol):
-    def get(self, program_id: str, member_id: str) -> MemberItem | None: ...
+    def get(self, program_id: str, member_id: str, *, consistent: bool = True) -> MemberItem | None:
+        """The profile; ``consistent=False`` for reads that may be a moment behind (half the read cost)."""
+        ...
+
+    def codes_of(self, member: MemberItem) -> list[str]:
+        """The member's current referral code, then earlier ones (they keep working after a vanity change)."""
+        ...
+
+    def code_pointer(self, program_id: str, code: str) -> CodeItem | None:
+        """Who holds a referral code (normalised), current or earlier, with the first name landing pages show."""
+        ...
+
+    def find_by_identity(self, program_id: str, *, email: str | None = None, phone: str | None = None,
+                         customer_id: tuple[str, str] | None = None) -> str | None:
+        """The member id behind one canonical identifier (give exactly one), or None."""
+        ...
+
+    def referrals(self, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[MemberItem]:
+        """The members ``member_id`` brought, newest first (one ``Query`` on the referrer's list)."""
+        ...
+
+    def referral_position(self, member: MemberItem) -> str | None:
+        """A referral's place in its referrer's list, compact (a signed cursor carries it)."""
+        ...
+
+    def referrals_after(self, program_id: str, member_id: str, limit: int,
+                        position: str | None) -> Page[MemberItem]:
+        """:meth:`referrals` from just after ``position`` (``None``: from the newest)."""
+        ...
+
+    def clicks_and_balance(self, program_id: str, member_id: str,
+                           codes: Sequence[str]) -> tuple[list[ClickTotalItem], BalanceItem | None]:
+        """The click totals of ``codes`` and the member's balance: one ``BatchGetItem``."""
+        ...
+
+    def erasure_record(self, program_id: str, member_id: str) -> ErasureItem | None: ...
+
+    def short_link(self, code: str) -> LinkItem | None:
+        """Where ``/r/{code}`` points (codes are unique across the deployment)."""
+        ...
+
+    def count_click(self, program_id: str, code: str, day: str, utm_source: str) -> None:
+        """One click on ``code``'s link: the day's counter and the code's total (per source, bounded);
+        concurrent clicks are never lost."""
+        ...
+
+    def change_code(self, member: MemberItem, code: str) -> None:
+        """Give ``member`` the (valid, normalised) ``code``; the old one keeps working. One transaction.
+
+        Raises ``Conflict`` (``code_taken``) when another member holds the code in any program (short links
+        are deployment-wide), ``StaleMember`` when the member changed since it was read."""
+        ...
 
     def coupon_owner(self, program_id: str, code: str) -> str | None: ...
 
@@ -78,6 +133,23 @@ class ProgramStore(Protocol):
         """Raises ``NotFound`` for a partner the program does not have."""
         ...
 
+    def allowed_origins(self) -> frozenset[str]:
+        """Every ``allowed_origins`` entry of every program, as stored (cached like the configuration)."""
+        ...
+
+    def existing_partners(self, program_id: str, partner_ids: set[str]) -> set[str]:
+        """Which of ``partner_ids`` are partners of the program (one ``BatchGetItem`` per 100)."""
+        ...
+
+    def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
+        """A webhook's partner (its secret versions) and its program, found by the partner id alone; on a cold
+        container one ``BatchGetItem`` for both after the locator. Raises ``NotFound``."""
+        ...
+
+    def api_key(self, key_hash: str) -> ApiKeyItem | None:
+        """The partner or publishable key stored under the SHA-256 of the presented key (cached)."""
+        ...
+
 
 class LedgerStore(Protocol):
     def balance(self, program_id: str, member_id: str) -> BalanceItem | None: ...
@@ -90,10 +162,84 @@ class LedgerStore(Protocol):
         """One page of the member's ledger, newest first (one ``Query``, at most ``limit`` entries)."""
         ...
 
+    def balances(self, program_id: str, member_ids: Sequence[str]) -> dict[str, BalanceItem]:
+        """The balances of a page of members by member id (one ``BatchGetItem`` per 100; none: absent)."""
+        ...
+
+    def booked(self, program_id: str, day: str, limit: int, cursor: Cursor | None) -> Page[LedgerEntryItem | EventItem]:
+        """One page of a booking day's ledger index (``YYYY-MM-DD``), in booking order: entries, and event records
+        that index their rewards (:meth:`entries_of`). ``next_cursor`` None: the day is done."""
+        ...
+
+    def entries_of(self, booked: LedgerEntryItem | EventItem) -> list[LedgerEntryItem]:
+        """A booked row's entries: the entry itself, or an event record's reward entries (one read)."""
+        ...
+
+    def cursor_after(self, booked: LedgerEntryItem | EventItem) -> Cursor:
+        """Where :meth:`booked` resumes just after ``booked`` (a page that stops inside a query page)."""
+        ...
+
+    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
+        """Every settlement aggregate row of the booking days ``start``..``end`` (inclusive): one paged Query."""
+        ...
+
+    def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None: ...
+
+    def redeem(self, program_id: str, member_id: str, redemption_id: str, *, partner_id: str | None, points: int,
+               value_minor: int, currency: str, order_id: str | None, order_amount: int | None, request_hash: str,
+               reason: str, at: datetime) -> tuple[RedemptionItem, bool]:
+        """One transaction: create the redemption (``held``) and its ``redemption`` ledger entry (``reason``), and
+        debit the balance, conditioned on the member existing and ``available >= points`` (never overdrawn).
+
+        ``(redemption, True)`` when written; ``(the stored one, False)`` when this id already existed (a retried
+        request: nothing written). Raises ``NotFound`` for an unknown member, ``Conflict``
+        ``insufficient_points`` (``details.available``), or ``concurrent_update`` while a retry's original is
+        still being written."""
+        ...
+
+    def adjust(self, program_id: str, member_id: str, adjustment_id: str, *, points: int, reason: str,
+               partner_id: str | None, created_by: str, request_hash: str,
+               at: datetime) -> tuple[AdjustmentItem, bool]:
+        """One transaction: the adjustment record, its ``adjustment`` ledger entry and the balance change,
+        conditioned on the member existing. A credit repays ``owed`` first; a debit needs ``available >= -points``.
+
+        ``(record, True)`` when written, ``(the stored one, False)`` for a retried id. Raises ``NotFound`` (member),
+        ``Conflict`` ``insufficient_points`` (``details.available``) or ``concurrent_update``."""
+        ...
+
+    def confirm_redemption(self, redemption: RedemptionItem, at: datetime) -> None:
+        """``held`` → ``confirmed``; raises ``Conflict`` ``concurrent_update`` if it is no longer held."""
+        ...
+
+    def cancel_redemption(self, redemption: RedemptionItem, balance: BalanceItem | None, at: datetime,
+                          reason: str, partner_id: str | None) -> None:
+        """→ ``cancelled`` with a ``redemption_return`` entry crediting the points back (repaying ``owed`` first,
+        as read in ``balance``), in one transaction conditioned on the status and the balance read; raises
+        ``Conflict`` ``concurrent_update`` otherwise."""
+        ...
+
+
+class TierStore(Protocol):
+    def state(self, program_id: str, member_id: str) -> TierStateItem | None: ...
+
+    def history(self, program_id: str, member_id: str, limit: int) -> list[TierChangeItem]:
+        """The member's last tier changes, newest first (one bounded ``Query``)."""
+        ...
+
 
 class EventStore(Protocol):
     def get(self, program_id: str, business_key: str) -> EventItem | None:
         """The stored record (and reply) of a processed business fact."""
+        ...
+
+    def attributions(self, program_id: str, member_id: str, limit: int,
+                     cursor: Cursor | None) -> Page[AttributionRecordItem]:
+        """Why the member's conversions were credited or rejected, newest first."""
+        ...
+
+    def code_attributions(self, program_id: str, code: str, limit: int,
+                          cursor: Cursor | None) -> Page[AttributionRecordItem]:
+        """The records naming ``code`` (also codes nobody holds), newest first."""
         ...
 
 
@@ -115,6 +261,7 @@ class Ports:
     programs: ProgramStore
     members: MemberStore
     ledger: LedgerStore
+    tiers: TierStore
     events: EventStore
     outbox: Outbox
 
@@ -135,6 +282,7 @@ def production() -> Ports:
         programs=dynamo_ports.DynamoProgramStore(),
         members=dynamo_ports.DynamoMemberStore(),
         ledger=dynamo_ports.DynamoLedgerStore(),
+        tiers=dynamo_ports.DynamoTierStore(),
         events=dynamo_ports.DynamoEventStore(),
         outbox=dynamo_ports.DynamoOutbox(),
     )
@@ -147,7 +295,8 @@ def fakes(now: datetime) -> Ports:
     table = f.FakeTable()
     return Ports(clock=f.ManualClock(now), rate_limiter=f.FakeRateLimiter(), secrets=f.FakeSecrets(),
                  programs=f.FakeProgramStore(table), members=f.FakeMemberStore(table),
-                 ledger=f.FakeLedgerStore(table), events=f.FakeEventStore(), outbox=f.FakeOutbox())
+                 ledger=f.FakeLedgerStore(table), tiers=f.FakeTierStore(table), events=f.FakeEventStore(table),
+                 outbox=f.FakeOutbox())
 
 
 def wire(factory: Callable[[], Ports]) -> None:

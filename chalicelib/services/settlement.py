@@ -16,17 +16,17 @@ from typing import Any
 from chalicelib.domain import settlement
 from chalicelib.services.auth import Principal
 from chalicelib.services.ledger_export import period
-from chalicelib.store import settlement as store
-from chalicelib.store import tenancy_repo
+from chalicelib.services.ports import Ports
 
 CSV_COLUMNS = ("section", "partner_id", "counterparty_id", "funded", "adjusted", "redeemed", "expired", "net_points",
                "value_minor")
 
 
-def totals(program_id: str, raw_from: str | None, raw_to: str | None) -> tuple[settlement.Totals, str, str]:
+def totals(deps: Ports, program_id: str, raw_from: str | None,
+           raw_to: str | None) -> tuple[settlement.Totals, str, str]:
     start, end = period(raw_from, raw_to)
     result = settlement.Totals()
-    for row in store.rows(program_id, start, end):
+    for row in deps.ledger.settlement_rows(program_id, start, end):
         if row.at_partner_id is not None:
             result.add_pair(str(row.partner_id), str(row.at_partner_id), int(row.points or 0))
         elif row.partner_id is not None:
@@ -34,11 +34,12 @@ def totals(program_id: str, raw_from: str | None, raw_to: str | None) -> tuple[s
     return result, start.isoformat(), end.isoformat()
 
 
-def statement(principal: Principal, program_id: str, raw_from: str | None, raw_to: str | None) -> dict[str, Any]:
+def statement(deps: Ports, principal: Principal, program_id: str, raw_from: str | None,
+              raw_to: str | None) -> dict[str, Any]:
     principal.require_program(program_id)
-    program = tenancy_repo.get_program(program_id)
+    program = deps.programs.get(program_id)
     pvm = int(program.point_value_minor)
-    sums, start, end = totals(program_id, raw_from, raw_to)
+    sums, start, end = totals(deps, program_id, raw_from, raw_to)
     viewer = None if principal.is_operator else principal.partner_id
     partners: list[dict[str, Any]] = []
     for pid, row in sorted(sums.partners.items()):

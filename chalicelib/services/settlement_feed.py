@@ -8,31 +8,30 @@ the aggregates lag the ledger by the stream's delay (seconds). Sharded counters 
 aggregates inside the event but add items and write units to every event and still fan-in on
 read; the stream costs the events nothing.
 
-Idempotent per ledger entry: each entry's ``SETTLED#…`` marker is created with
-``attribute_not_exists`` in the same transaction as the ``ADD`` updates of its day's partner and
-pair rows, so a redelivered batch (Lambda retries from the first failed record; a batch may arrive
-twice) counts every entry once. A batch is written in chunks of up to 100 items; a chunk that meets
-an existing marker is replayed entry by entry, skipping the entries already counted.
+Idempotent per ledger entry, a batch at a time (``store.count_once``): the entries of one event share a
+``SETTLED#…`` marker holding the ids of the entries counted; a batch's markers (each ``ADD``ing its entries'
+ids, conditioned on none being there yet) and the ``ADD`` updates of the day's partner and pair rows, merged
+per row, go into one transaction (more if they do not fit 100 items). A redelivered or differently split
+batch (Lambda retries from the first failed record; a batch may arrive twice) has its counted entries
+dropped and the rest committed: every entry counts once.
 Entry points never change (corrections are new entries), so only INSERTs count.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
 from chalicelib.domain import clock, settlement
 from chalicelib.notify import dispatcher
-from chalicelib.store import keys
+from chalicelib.store import count_once, keys
+from chalicelib.store.count_once import Source
+from chalicelib.store.db import shared_connection
 from chalicelib.store.ledger import LedgerEntryItem, day_of
-from chalicelib.store.settlement import MARKER_TTL_DAYS, SettledMarkerItem, SettlementRowItem
-from chalicelib.store.transact import MAX_TRANSACTION_ITEMS, Transaction
+from chalicelib.store.settlement import MARKER_TTL_DAYS
 
 log = logging.getLogger("sarafan.settlement")
-
-
-class _Counted(Exception):
-    """The entry's marker exists: it was counted by an earlier delivery."""
 
 
 def _row_updates(entry: LedgerEntryItem) -> list[tuple[tuple[str, str], dict[str, Any], dict[str, int]]]:
@@ -51,70 +50,56 @@ def _row_updates(entry: LedgerEntryItem) -> list[tuple[tuple[str, str], dict[str
     return out
 
 
-def _stage(tx: Transaction, entries: list[LedgerEntryItem], expires: int) -> None:
-    """Markers for ``entries`` and one ``ADD`` update per aggregate row they change (merged: DynamoDB takes one
-    operation per item in a transaction, and one path once per update)."""
-    rows: dict[tuple[str, str], tuple[dict[str, Any], dict[str, int]]] = {}
-    for entry in entries:
-        pk, sk = keys.settled_marker(entry.program_id, entry.entry_id)
-        tx.create(SettledMarkerItem(PK=pk, SK=sk, expires_at_epoch=expires), on_fail=_Counted())
-        for key, fixed, adds in _row_updates(entry):
+Rows = dict[tuple[str, str], tuple[dict[str, Any], dict[str, int]]]
+
+
+def _merged(chunk: list[Source[LedgerEntryItem]]) -> Rows:
+    rows: Rows = {}
+    for s in chunk:
+        for key, fixed, adds in _row_updates(s.payload):
             _, sums = rows.setdefault(key, (fixed, {}))
             for name, value in adds.items():
                 sums[name] = sums.get(name, 0) + value
-    for (rpk, rsk), (fixed, sums) in rows.items():
-        actions: list[Any] = [SettlementRowItem.entity.set(SettlementRowItem)]  # type: ignore[arg-type]
-        actions += [getattr(SettlementRowItem, k).set(v) for k, v in fixed.items()]
-        actions += [getattr(SettlementRowItem, k).add(v) for k, v in sums.items() if v]
-        tx.update(SettlementRowItem(PK=rpk, SK=rsk), actions)
+    return rows
 
 
-def _items_needed(entry: LedgerEntryItem) -> int:
-    return 1 + len(_row_updates(entry))
+def _build(chunk: list[Source[LedgerEntryItem]]) -> list[dict[str, Any]]:
+    """One ``ADD`` update per aggregate row the chunk's entries change (DynamoDB takes one operation per item in
+    a transaction)."""
+    table = shared_connection().table_name
+    items = []
+    for (pk, sk), (fixed, sums) in _merged(chunk).items():
+        fields = {"entity": "settlement_row", **fixed}
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values: dict[str, Any] = {f":f{i}": {"S": str(v)} for i, v in enumerate(fields.values())}
+        adds = {name: v for name, v in sums.items() if v}
+        names |= {f"#a{i}": name for i, name in enumerate(adds)}
+        values |= {f":a{i}": {"N": str(int(v))} for i, v in enumerate(adds.values())}
+        expression = "SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields)))
+        if adds:
+            expression += " ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(adds)))
+        items.append({"Update": {"TableName": table, "Key": {"PK": {"S": pk}, "SK": {"S": sk}},
+                                 "UpdateExpression": expression, "ExpressionAttributeNames": names,
+                                 "ExpressionAttributeValues": values}})
+    return items
 
 
-def _commit(entries: list[LedgerEntryItem], expires: int) -> None:
-    tx = Transaction()
-    _stage(tx, entries, expires)
-    tx.commit()
+def _touches(source: Source[LedgerEntryItem]) -> list[tuple[str, str]]:
+    return [key for key, _, _ in _row_updates(source.payload)]
+
+
+def _source(entry: LedgerEntryItem) -> Source[LedgerEntryItem]:
+    """An event's entries share one marker (a hash of its business key); an entry of no event has its own."""
+    group = (hashlib.sha256(entry.business_key.encode()).hexdigest()[:32] if entry.business_key
+             else str(entry.entry_id))
+    return Source(keys.settled_marker(entry.program_id, group), str(entry.entry_id), entry)
 
 
 def count(entries: list[LedgerEntryItem]) -> int:
     """Add ``entries`` to the aggregates, each at most once ever; the number newly counted."""
     expires = int(clock.utcnow().timestamp()) + MARKER_TTL_DAYS * 86400
-    counted = 0
-    chunk: list[LedgerEntryItem] = []
-    size = 0
-
-    def flush() -> int:
-        if not chunk:
-            return 0
-        try:
-            _commit(chunk, expires)
-            return len(chunk)
-        except _Counted:
-            done = 0
-            for e in chunk:  # a redelivery: one entry at a time, the counted ones refuse
-                try:
-                    _commit([e], expires)
-                    done += 1
-                except _Counted:
-                    pass
-            return done
-
-    seen: set[str] = set()
-    for entry in entries:
-        if entry.entry_id in seen:  # the same record twice in one batch
-            continue
-        seen.add(entry.entry_id)
-        need = _items_needed(entry)  # an upper bound: rows shared inside a chunk are one update
-        if size + need > MAX_TRANSACTION_ITEMS:
-            counted += flush()
-            chunk, size = [], 0
-        chunk.append(entry)
-        size += need
-    counted += flush()
-    return counted
+    wanted = [_source(e) for e in entries if _row_updates(e)]
+    return count_once.count(wanted, _build, _touches, marker_entity="settled_marker", expires_at=expires)
 
 
 @dispatcher.handles("ledger_entry")

@@ -14,33 +14,38 @@ import binascii
 import hashlib
 import hmac
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain.errors import BadRequest
 
+if TYPE_CHECKING:
+    from chalicelib.services.ports import Secrets
 
-def _key() -> bytes:
+
+def _key(secrets: Secrets | None) -> bytes:
+    if secrets is not None:  # the ``Secrets`` port (a service on ``ports``)
+        return secrets.derive_key("paging-cursor")
     from chalicelib.services.secrets import derive_key
 
     return derive_key("paging-cursor")
 
 
-def _mac(scope: str, payload: bytes) -> str:
-    return hmac.new(_key(), scope.encode() + b"\x00" + payload, hashlib.sha256).hexdigest()[:32]
+def _mac(scope: str, payload: bytes, secrets: Secrets | None) -> str:
+    return hmac.new(_key(secrets), scope.encode() + b"\x00" + payload, hashlib.sha256).hexdigest()[:32]
 
 
-def encode(scope: str, data: dict[str, Any] | None) -> str | None:
+def encode(scope: str, data: dict[str, Any] | None, secrets: Secrets | None = None) -> str | None:
     if data is None:
         return None
     payload = base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
-    return f"{payload}.{_mac(scope, payload.encode())}"
+    return f"{payload}.{_mac(scope, payload.encode(), secrets)}"
 
 
-def decode(scope: str, raw: str | None) -> dict[str, Any] | None:
+def decode(scope: str, raw: str | None, secrets: Secrets | None = None) -> dict[str, Any] | None:
     if not raw:
         return None
     payload, _, mac = raw.partition(".")
-    if not mac or not hmac.compare_digest(mac, _mac(scope, payload.encode())):
+    if not mac or not hmac.compare_digest(mac, _mac(scope, payload.encode(), secrets)):
         raise BadRequest("Invalid cursor", code="invalid_cursor")
     try:
         data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))

@@ -38,19 +38,16 @@ REFUND_EVENTS = (ORDER_REFUNDED, ORDER_CANCELLED)
 
 
 def _order(ctx: EventContext, items: dict[Key, Any]) -> Any:
-    from chalicelib.services.ledger.reads import order_key
-    from chalicelib.store.ledger import OrderLedgerItem
+    from chalicelib.services.ledger.reads import order_of
 
-    okey = order_key(ctx)
-    item = items.get(okey) if okey else None
-    return item if isinstance(item, OrderLedgerItem) else None
+    return order_of(ctx, items)  # the order's item, or its order.paid record's state
 
 
 class TierStage:
     name = "tiers"
 
     def first_read_keys(self, ctx: EventContext) -> list[Key]:
-        return []  # the order's ledger item (refunds) is already in the ledger stage's first read
+        return []  # the order's ledger item and record (refunds) are already in the ledger stage's first read
 
     def second_read_keys(self, ctx: EventContext, first: dict[Key, Any], chains: list[list[str]]) -> list[Key]:
         tiers = ctx.settings.tiers

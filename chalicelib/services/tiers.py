@@ -1,7 +1,7 @@
 """Member tiers: writing a change (state, history, message) and reading where a member stands.
 
 Used by the pipeline's tier stage (promotion inside the event's transaction, ``services.tier_stage``)
-and by the review job (``jobs.tiers``: demotion). A change is three writes in the caller's one
+and by the review job (``jobs.tiers``: demotion); the reads (:func:`status`) go through the ports. A change is three writes in the caller's one
 transaction: the tier state conditioned on the version read, a ``TierChangeItem`` (history) created
 with ``attribute_not_exists`` under an id derived from why it happened, and a ``tier_changed`` outbox
 message (ru/en by the member's locale at delivery, like every message).
@@ -15,10 +15,11 @@ from typing import Any
 from chalicelib.domain import clock
 from chalicelib.domain import tiers as domain
 from chalicelib.domain.settings import TierLevel, TierSettings
+from chalicelib.services.ports import Ports
 from chalicelib.store import keys
 from chalicelib.store.ledger import OutboxItem, day_of, stable_id
 from chalicelib.store.tenancy import ProgramItem
-from chalicelib.store.tiers import TierChangeItem, TierStateItem, change_view, new_change
+from chalicelib.store.tiers import change_view, new_change
 from chalicelib.store.transact import OnFail, Transaction
 
 TEMPLATE = "tier_changed"
@@ -82,32 +83,17 @@ def known_at(profile: Any) -> list[str]:
     return sorted(str(k) for k in mapping)
 
 
-def read_state(program_id: str, member_id: str) -> TierStateItem | None:
-    from pynamodb.exceptions import DoesNotExist
-
-    try:
-        item = TierStateItem.get(*keys.member_tier(program_id, member_id))
-    except DoesNotExist:
-        return None
-    return item if isinstance(item, TierStateItem) else None
-
-
-def history(program_id: str, member_id: str, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
-    """The member's last tier changes, newest first (one bounded Query)."""
-    pk, prefix = keys.tier_changes_prefix(program_id, member_id)
-    result = TierChangeItem.query(pk, TierChangeItem.SK.startswith(prefix), limit=limit, scan_index_forward=False)
-    return [change_view(c) for c in result if isinstance(c, TierChangeItem)]
-
-
-def status(program: ProgramItem, member_id: str, locale: str | None = None, *,
+def status(deps: Ports, program: ProgramItem, member_id: str, locale: str | None = None, *,
            with_history: bool = True) -> dict[str, Any] | None:
-    """Where a member stands: tier, metric value over the period, the next tier's threshold; None without tiers."""
+    """Where a member stands: tier, metric value over the period, the next tier's threshold; None without tiers.
+
+    Reads through the ``TierStore`` port: one ``GetItem`` and, with the history, one bounded ``Query``."""
     tiers = program.program_settings.tiers
     if tiers is None:
         return None
-    state = read_state(program.program_id, member_id)
+    state = deps.tiers.state(program.program_id, member_id)
     buckets = state.buckets_for(tiers.metric) if state else {}
-    now_month = domain.month_of(clock.utcnow())
+    now_month = domain.month_of(deps.clock.now())
     p = domain.progress(tiers, state.tier if state else None, buckets, now_month)
     loc = locale or program.default_locale
     out: dict[str, Any] = {
@@ -120,5 +106,5 @@ def status(program: ProgramItem, member_id: str, locale: str | None = None, *,
         "review_month": state.review_month if state else None,
     }
     if with_history:
-        out["history"] = history(program.program_id, member_id)
+        out["history"] = [change_view(c) for c in deps.tiers.history(program.program_id, member_id, HISTORY_LIMIT)]
     return out

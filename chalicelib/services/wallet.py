@@ -88,7 +88,7 @@ def issue_link(principal: Principal, program_id: str, member_id: str, data: dict
 
     principal.require_program(program_id)
     principal.require_server_key()
-    members_query.get_member(principal, program_id, member_id)  # 404 for an unknown member
+    members_query.get_member(ports.current(), principal, program_id, member_id)  # 404 for an unknown member
     url, expires = wallet_url(program_id, member_id, int(data.get("ttl_hours") or DEFAULT_TTL_HOURS))
     return {"url": url, "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
@@ -107,7 +107,7 @@ def content(token: str, limit: int = 10, deps: Ports | None = None) -> dict[str,
     scope = Principal(kind="operator")
     try:
         program = deps.programs.get(program_id)
-        member = members_query._member(program_id, member_id)
+        member = members_query._member(deps, program_id, member_id)
     except NotFound:
         raise InvalidWallet("This wallet link is invalid or has expired; ask the shop for a new one",
                             code="invalid_token") from None
@@ -116,7 +116,7 @@ def content(token: str, limit: int = 10, deps: Ports | None = None) -> dict[str,
     link = public_link(member.code)
     texts = share_texts(program.program_settings.offer, link)
     locale = member.locale if member.locale in ("ru", "en") else program.default_locale
-    friends = members_query.referrals(scope, program_id, member_id, 20, None)["items"]
+    friends = members_query.referrals(deps, scope, program_id, member_id, 20, None)["items"]
     history = statement.ledger(deps, scope, program_id, member_id, limit, None)["items"]
     out: dict[str, Any] = {
         "program": {"name": program.name, "points_unit": program.points_unit, "currency": program.currency},
@@ -133,17 +133,15 @@ def content(token: str, limit: int = 10, deps: Ports | None = None) -> dict[str,
         "history": [_history_item(h, locale) for h in history],
         "unsubscribe_url": unsubscribe_url(program_id, member_id, "email"),
         "vouchers": _vouchers(scope, program_id, member_id),
-        "tier": _tier(program, member_id, locale),
-        "erasure": _erasure(program_id, member_id),
+        "tier": _tier(deps, program, member_id, locale),
+        "erasure": _erasure(deps, program_id, member_id),
     }
     return out
 
 
-def _erasure(program_id: str, member_id: str) -> dict[str, Any] | None:
+def _erasure(deps: Ports, program_id: str, member_id: str) -> dict[str, Any] | None:
     """The member's erasure request, if any (``status``, ``requested_at``)."""
-    from chalicelib.services import erasure
-
-    record = erasure.get_record(program_id, member_id)
+    record = deps.members.erasure_record(program_id, member_id)
     return None if record is None else {"status": record.status, "requested_at": clock.iso(record.requested_at)}
 
 
@@ -155,7 +153,7 @@ def request_erasure(token: str) -> dict[str, Any]:
     program_id, member_id = verify(token)
     bad = InvalidWallet("This wallet link is invalid or has expired; ask the shop for a new one", code="invalid_token")
     try:
-        member = members_query._member(program_id, member_id)
+        member = members_query._member(ports.current(), program_id, member_id)
     except NotFound:
         raise bad from None
     if member.erased_at is not None:
@@ -165,11 +163,11 @@ def request_erasure(token: str) -> dict[str, Any]:
     return {"status": view["status"], "requested_at": view["requested_at"], "locale": locale}
 
 
-def _tier(program: Any, member_id: str, locale: str | None) -> dict[str, Any] | None:
+def _tier(deps: Ports, program: Any, member_id: str, locale: str | None) -> dict[str, Any] | None:
     """Member tier and progress to the next one (docs/coalition.md#tiers); None when the program has no tiers."""
     from chalicelib.services import tiers
 
-    status = tiers.status(program, member_id, locale, with_history=False)
+    status = tiers.status(deps, program, member_id, locale, with_history=False)
     if status is None:
         return None
     nxt = status["next"]

@@ -89,8 +89,9 @@ def _count_total(program_id: str, code: str, utm_source: str) -> None:
             # the code's first click creates the typed item and its map
             ([T.clicks.add(1), T.by_source.set({utm_source: 1}), T.entity.set(T),  # type: ignore[arg-type]
               T.program_id.set(program_id), T.code.set(code)], T.by_source.does_not_exist()),
-            # the map is full: counted as another source
-            ([T.clicks.add(1), other.set((other | 0) + 1)], T.by_source.exists()),
+            # the map is full: counted as another source (only when full: a concurrent first click that lost
+            # the race to create the map is retried above, not counted as another source)
+            ([T.clicks.add(1), other.set((other | 0) + 1)], T.by_source.exists() & (size(T.by_source) >= MAX_SOURCES)),
         ]
         for actions, condition in attempts:
             try:

@@ -8,24 +8,61 @@ fakes in ``store.fakes`` implement the same interfaces and pass the same contrac
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime
+from typing import Any, TypeVar
 
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib.config import get_settings
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.records import Cursor, Page, StaleMember
-from chalicelib.store import counters, keys, tenancy_repo
+from chalicelib.store import cache, counters, keys, settlement, tenancy_repo
+from chalicelib.store.counters import ClickTotalItem
+from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
-from chalicelib.store.events import EventItem
-from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
-from chalicelib.store.members import CouponItem, MemberItem, batch_get, key_from_str, key_str
-from chalicelib.store.tenancy import PartnerItem, ProgramItem
+from chalicelib.store.events import AttributionRecordItem, EventItem
+from chalicelib.store.ledger import (
+    KIND_ADJUSTMENT,
+    KIND_REDEMPTION,
+    KIND_REDEMPTION_RETURN,
+    STATUS_AVAILABLE,
+    STATUS_SPENT,
+    AdjustmentItem,
+    BalanceDelta,
+    BalanceItem,
+    LedgerEntryItem,
+    OutboxItem,
+    RedemptionItem,
+    balance_ref,
+    new_entry,
+    stable_id,
+    stage_balance,
+)
+from chalicelib.store.members import (
+    CodeItem,
+    CouponItem,
+    IdentityItem,
+    LinkItem,
+    MemberItem,
+    batch_get,
+    identity_refs,
+    key_from_str,
+    key_str,
+)
+from chalicelib.store.settlement import SettlementRowItem
+from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, ProgramItem
+from chalicelib.store.tiers import TierChangeItem, TierStateItem
 from chalicelib.store.transact import Transaction
+
+E = TypeVar("E", bound=Entity)
 
 #: A member's personal promo codes are bounded: the profile lists them (one read finds them all).
 MAX_COUPONS_PER_MEMBER = 20
+#: Codes a member holds (the current one and the earlier ones, which keep working): a profile view reads one
+#: click total per code, and the profile lists them all (docs/members-api.md#vanity-codes).
+MAX_CODES_PER_MEMBER = 10
 
 
 class SystemClock:
@@ -53,13 +90,122 @@ class _Taken(Exception):
     pass
 
 
+def _get(model: type[E], key: tuple[str, str], *, consistent: bool = False) -> E | None:
+    try:
+        item = model.get(*key, consistent_read=consistent)
+    except DoesNotExist:
+        return None
+    return item if isinstance(item, model) else None
+
+
+def codes_from_pointer_keys(member: MemberItem) -> list[str]:
+    prefix = f"CODE#{member.program_id}#"
+    old = [key_from_str(k)[0][len(prefix):] for k in member.pointer_keys or [] if k.startswith(prefix)]
+    return [member.code, *[c for c in old if c != member.code]]
+
+
+def referral_position(member: MemberItem) -> str | None:
+    """``<joined_at>#<member>`` from the referral list's sort key ``JOINED#<joined_at>#<member>``."""
+    return member.GSI1SK.removeprefix("JOINED#") if member.GSI1SK else None
+
+
+def referral_start(program_id: str, parent: str, position: str | None) -> dict[str, Any] | None:
+    """The exclusive start key just after ``position`` in ``parent``'s referral list (GSI1)."""
+    if position is None:
+        return None
+    joined_at, _, child = position.rpartition("#")
+    pk, sk = keys.member(program_id, child)
+    gpk, gsk = keys.gsi1_referrals_of(program_id, parent, joined_at, child)
+    return {"PK": {"S": pk}, "SK": {"S": sk}, "GSI1PK": {"S": gpk}, "GSI1SK": {"S": gsk}}
+
+
+def code_change_plan(member: MemberItem, code: str) -> tuple[list[str], bool]:
+    """The profile's pointer keys after a change to ``code`` (earlier codes stay, so ancestry updates by
+    the pipeline reach their pointers too) and whether ``code`` is one of the member's own earlier codes."""
+    new_code_key, old_code_key = keys.referral_code(member.program_id, code), keys.referral_code(member.program_id,
+                                                                                               member.code)
+    own_earlier = key_str(new_code_key) in (member.pointer_keys or [])
+    pointer_keys = [k for k in member.pointer_keys or [] if k != key_str(new_code_key)]
+    if key_str(old_code_key) not in pointer_keys:
+        pointer_keys.append(key_str(old_code_key))
+    if not own_earlier and code != member.code and len(codes_from_pointer_keys(member)) >= MAX_CODES_PER_MEMBER:
+        raise Conflict(f"A member has at most {MAX_CODES_PER_MEMBER} codes (the current one and earlier ones)",
+                       code="too_many_codes", details={"limit": MAX_CODES_PER_MEMBER})
+    return pointer_keys, own_earlier
+
+
+def code_taken(code: str) -> Conflict:
+    return Conflict("This code is already taken", code="code_taken", details={"code": code})
+
+
 class DynamoMemberStore:
-    def get(self, program_id: str, member_id: str) -> MemberItem | None:
-        try:
-            item = MemberItem.get(*keys.member(program_id, member_id), consistent_read=True)
-        except DoesNotExist:
-            return None
-        return item if isinstance(item, MemberItem) else None
+    def get(self, program_id: str, member_id: str, *, consistent: bool = True) -> MemberItem | None:
+        return _get(MemberItem, keys.member(program_id, member_id), consistent=consistent)
+
+    def codes_of(self, member: MemberItem) -> list[str]:
+        return codes_from_pointer_keys(member)
+
+    def code_pointer(self, program_id: str, code: str) -> CodeItem | None:
+        return _get(CodeItem, keys.referral_code(program_id, code))
+
+    def find_by_identity(self, program_id: str, *, email: str | None = None, phone: str | None = None,
+                         customer_id: tuple[str, str] | None = None) -> str | None:
+        refs = identity_refs(program_id, email=email, phone=phone, customer_id=customer_id)
+        pointer = _get(IdentityItem, refs[0].pointer_key(program_id)) if refs else None
+        return pointer.member_id if pointer is not None else None
+
+    def referrals(self, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[MemberItem]:
+        result = MemberItem.gsi1.query(keys.gsi1_referrals_partition(program_id, member_id), limit=limit,
+                                       last_evaluated_key=cursor, scan_index_forward=False)
+        items = [m for m in result if isinstance(m, MemberItem)]
+        return Page(items, result.last_evaluated_key)
+
+    def referral_position(self, member: MemberItem) -> str | None:
+        return referral_position(member)
+
+    def referrals_after(self, program_id: str, member_id: str, limit: int,
+                        position: str | None) -> Page[MemberItem]:
+        return self.referrals(program_id, member_id, limit, referral_start(program_id, member_id, position))
+
+    def clicks_and_balance(self, program_id: str, member_id: str,
+                           codes: Sequence[str]) -> tuple[list[ClickTotalItem], BalanceItem | None]:
+        balance_key = keys.balance(program_id, member_id)
+        found = batch_get([*(keys.click_total(program_id, c) for c in codes), balance_key])
+        balance = found.get(balance_key)
+        return ([i for i in found.values() if isinstance(i, ClickTotalItem)],
+                balance if isinstance(balance, BalanceItem) else None)
+
+    def erasure_record(self, program_id: str, member_id: str) -> ErasureItem | None:
+        return _get(ErasureItem, keys.erasure_record(program_id, member_id), consistent=True)
+
+    def short_link(self, code: str) -> LinkItem | None:
+        return _get(LinkItem, keys.short_link(code))
+
+    def count_click(self, program_id: str, code: str, day: str, utm_source: str) -> None:
+        counters.count_click(program_id, code, day, utm_source)
+
+    def change_code(self, member: MemberItem, code: str) -> None:
+        pid = member.program_id
+        taken = code_taken(code)
+        pointer_keys, own_earlier = code_change_plan(member, code)
+        new_code_key = keys.referral_code(pid, code)
+        revision = int(member.revision or 0)
+        tx = Transaction()
+        tx.update(member, [MemberItem.code.set(code), MemberItem.pointer_keys.set(pointer_keys),
+                           MemberItem.revision.set(revision + 1)],
+                  Entity.PK.exists() & (MemberItem.revision == revision), on_fail=StaleMember())
+        if own_earlier:
+            # Switching back to one of the member's own earlier codes: its pointers still name the member.
+            tx.check(CodeItem, new_code_key, CodeItem.member_id == member.member_id, on_fail=taken)
+            tx.check(LinkItem, keys.short_link(code), LinkItem.member_id == member.member_id, on_fail=taken)
+        else:
+            tx.create(CodeItem(PK=new_code_key[0], SK=new_code_key[1], program_id=pid, member_id=member.member_id,
+                               code=code, first_name=(member.name or "").split(" ")[0] or None, vanity=True,
+                               ancestors=list(member.ancestors or [])), on_fail=taken)
+            link_pk, link_sk = keys.short_link(code)
+            tx.create(LinkItem(PK=link_pk, SK=link_sk, program_id=pid, member_id=member.member_id, code=code),
+                      on_fail=taken)
+        tx.commit()
 
     def coupon_owner(self, program_id: str, code: str) -> str | None:
         try:
@@ -123,6 +269,28 @@ class DynamoProgramStore:
     def partner(self, program_id: str, partner_id: str) -> PartnerItem:
         return tenancy_repo.get_partner(program_id, partner_id)
 
+    def allowed_origins(self) -> frozenset[str]:
+        def load() -> frozenset[str]:
+            found: set[str] = set()
+            cursor = None
+            for _ in range(100):  # 10 000 programs; a coalition deployment has tens
+                items, cursor = tenancy_repo.list_programs(100, cursor)
+                found.update(o for p in items for o in p.allowed_origins or [])
+                if not cursor:
+                    break
+            return frozenset(found)
+
+        return cache.cached("landing", "allowed_origins", get_settings().config_cache_seconds, load)
+
+    def existing_partners(self, program_id: str, partner_ids: set[str]) -> set[str]:
+        return tenancy_repo.existing_partners(program_id, partner_ids)
+
+    def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
+        return tenancy_repo.webhook_config(partner_id)
+
+    def api_key(self, key_hash: str) -> ApiKeyItem | None:
+        return tenancy_repo.find_api_key(key_hash)
+
 
 class DynamoLedgerStore:
     def balance(self, program_id: str, member_id: str) -> BalanceItem | None:
@@ -146,6 +314,186 @@ class DynamoLedgerStore:
         items = [e for e in result if isinstance(e, LedgerEntryItem)]
         return Page(items, result.last_evaluated_key)
 
+    def balances(self, program_id: str, member_ids: Sequence[str]) -> dict[str, BalanceItem]:
+        wanted = {keys.balance(program_id, m): m for m in member_ids}
+        found = batch_get(wanted)
+        return {wanted[k]: i for k, i in found.items() if isinstance(i, BalanceItem) and k in wanted}
+
+    def booked(self, program_id: str, day: str, limit: int, cursor: Cursor | None) -> Page[LedgerEntryItem | EventItem]:
+        result = Entity.gsi2.query(keys.gsi2_ledger_day(program_id, day, "", "")[0], limit=limit,
+                                   last_evaluated_key=cursor)
+        items: list[LedgerEntryItem | EventItem] = [i for i in result if isinstance(i, LedgerEntryItem | EventItem)]
+        return Page(items, result.last_evaluated_key or None)
+
+    def entries_of(self, booked: LedgerEntryItem | EventItem) -> list[LedgerEntryItem]:
+        if isinstance(booked, LedgerEntryItem):
+            return [booked]
+        wanted = booked.indexed_entry_keys()
+        found = batch_get(wanted)
+        return [e for e in (found.get(k) for k in wanted) if isinstance(e, LedgerEntryItem)]
+
+    def cursor_after(self, booked: LedgerEntryItem | EventItem) -> Cursor:
+        return booked_cursor(booked)
+
+    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
+        return settlement.rows(program_id, start, end)
+
+    def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None:
+        return _get(RedemptionItem, keys.redemption(program_id, redemption_id))
+
+    def redeem(self, program_id: str, member_id: str, redemption_id: str, *, partner_id: str | None, points: int,
+               value_minor: int, currency: str, order_id: str | None, order_amount: int | None, request_hash: str,
+               reason: str, at: datetime) -> tuple[RedemptionItem, bool]:
+        redemption = new_redemption(program_id, member_id, redemption_id, partner_id=partner_id, points=points,
+                                    value_minor=value_minor, currency=currency, order_id=order_id,
+                                    order_amount=order_amount, request_hash=request_hash, at=at)
+        entry = spend_entry(redemption, reason)
+        redemption.entry_sk = entry.SK
+        tx = Transaction()
+        tx.create(redemption, on_fail=_Taken())
+        tx.check(MemberItem, keys.member(program_id, member_id), Entity.PK.exists(),
+                 on_fail=NotFound("Member not found", details={"member_id": member_id}))
+        tx.update(balance_ref(program_id, member_id),
+                  [BalanceItem.available.add(-points), BalanceItem.lifetime_spent.add(points)],
+                  BalanceItem.available >= points, on_fail=insufficient_points)
+        tx.create(entry, on_fail=_Taken())
+        try:
+            tx.commit()
+        except _Taken:
+            return replayed(self.redemption(program_id, redemption_id)), False
+        return redemption, True
+
+    def adjust(self, program_id: str, member_id: str, adjustment_id: str, *, points: int, reason: str,
+               partner_id: str | None, created_by: str, request_hash: str,
+               at: datetime) -> tuple[AdjustmentItem, bool]:
+        record, entry = new_adjustment(program_id, member_id, adjustment_id, points=points, reason=reason,
+                                       partner_id=partner_id, created_by=created_by, request_hash=request_hash, at=at)
+        tx = Transaction()
+        tx.create(record, on_fail=_Taken())
+        tx.check(MemberItem, keys.member(program_id, member_id), Entity.PK.exists(),
+                 on_fail=NotFound("Member not found", details={"member_id": member_id}))
+        tx.create(entry, on_fail=_Taken())
+        if points > 0:
+            read = _get(BalanceItem, keys.balance(program_id, member_id), consistent=True)
+            stage_balance(tx, program_id, member_id, read, BalanceDelta(available=points, earned=points),
+                          on_fail=balance_changed())
+        else:
+            tx.update(balance_ref(program_id, member_id),
+                      [BalanceItem.available.add(points), BalanceItem.lifetime_earned.add(points)],
+                      BalanceItem.available >= -points, on_fail=adjustment_insufficient)
+        try:
+            tx.commit()
+        except _Taken:
+            existing = _get(AdjustmentItem, keys.adjustment(program_id, adjustment_id), consistent=True)
+            if existing is None:
+                raise Conflict("The adjustment is being processed; retry", code="concurrent_update") from None
+            return existing, False
+        return record, True
+
+    def confirm_redemption(self, redemption: RedemptionItem, at: datetime) -> None:
+        tx = Transaction()
+        tx.update(redemption, [RedemptionItem.status.set(REDEMPTION_CONFIRMED), RedemptionItem.updated_at.set(at)],
+                  RedemptionItem.status == REDEMPTION_HELD, on_fail=concurrent_update())
+        tx.commit()
+        redemption.status, redemption.updated_at = REDEMPTION_CONFIRMED, at
+
+    def cancel_redemption(self, redemption: RedemptionItem, balance: BalanceItem | None, at: datetime,
+                          reason: str, partner_id: str | None) -> None:
+        pid, mid, points = redemption.program_id, redemption.member_id, int(redemption.points)
+        changed = concurrent_update()
+        tx = Transaction()
+        tx.update(redemption, [RedemptionItem.status.set(REDEMPTION_CANCELLED), RedemptionItem.updated_at.set(at)],
+                  RedemptionItem.status == redemption.status, on_fail=changed)
+        tx.create(return_entry(redemption, at, reason, partner_id), on_fail=changed)
+        stage_balance(tx, pid, mid, balance, BalanceDelta(available=points, spent=-points), on_fail=changed)
+        tx.commit()
+        redemption.status, redemption.updated_at = REDEMPTION_CANCELLED, at
+
+
+REDEMPTION_HELD, REDEMPTION_CONFIRMED, REDEMPTION_CANCELLED = "held", "confirmed", "cancelled"
+
+
+def concurrent_update() -> Conflict:
+    return Conflict("The redemption changed concurrently; read it again", code="concurrent_update")
+
+
+def insufficient_points(raw: dict[str, Any] | None) -> Exception:
+    """The failed balance condition's item (``ReturnValuesOnConditionCheckFailure``) says what is available."""
+    available = 0
+    if raw and "available" in raw:
+        available = int(raw["available"].get("N", 0))
+    return Conflict("Not enough available points", code="insufficient_points", details={"available": available})
+
+
+def new_adjustment(program_id: str, member_id: str, adjustment_id: str, *, points: int, reason: str,
+                   partner_id: str | None, created_by: str, request_hash: str,
+                   at: datetime) -> tuple[AdjustmentItem, LedgerEntryItem]:
+    entry = new_entry(program_id, member_id, stable_id("le", adjustment_id), at, kind=KIND_ADJUSTMENT,
+                      status=STATUS_AVAILABLE, points=points, reason=reason, reason_code="manual_adjustment",
+                      created_at=at, funding_partner_id=partner_id, partner_id=partner_id, created_by=created_by,
+                      reversed_points=0)
+    pk, sk = keys.adjustment(program_id, adjustment_id)
+    record = AdjustmentItem(PK=pk, SK=sk, program_id=program_id, adjustment_id=adjustment_id, member_id=member_id,
+                            points=points, reason=reason, partner_id=partner_id, created_by=created_by,
+                            request_hash=request_hash, entry_id=entry.entry_id, entry_sk=entry.SK, created_at=at)
+    return record, entry
+
+
+def balance_changed() -> Conflict:
+    return Conflict("The balance changed concurrently; retry", code="concurrent_update")
+
+
+def adjustment_insufficient(raw: dict[str, Any] | None) -> Exception:
+    available = int(raw["available"].get("N", 0)) if raw and "available" in raw else 0
+    return Conflict("The adjustment would take the available balance below zero", code="insufficient_points",
+                    details={"available": available})
+
+
+def new_redemption(program_id: str, member_id: str, redemption_id: str, *, partner_id: str | None, points: int,
+                   value_minor: int, currency: str, order_id: str | None, order_amount: int | None,
+                   request_hash: str, at: datetime) -> RedemptionItem:
+    pk, sk = keys.redemption(program_id, redemption_id)
+    return RedemptionItem(PK=pk, SK=sk, program_id=program_id, redemption_id=redemption_id, member_id=member_id,
+                          partner_id=partner_id, points=points, value_minor=value_minor, currency=currency,
+                          order_id=order_id, order_amount=order_amount, status=REDEMPTION_HELD,
+                          request_hash=request_hash, entry_sk="", created_at=at, updated_at=at)
+
+
+def replayed(existing: RedemptionItem | None) -> RedemptionItem:
+    if existing is None:  # the first request's transaction has not landed yet
+        raise Conflict("The redemption is being processed; retry", code="concurrent_update")
+    return existing
+
+
+def spend_entry(redemption: RedemptionItem, reason: str) -> LedgerEntryItem:
+    return new_entry(redemption.program_id, redemption.member_id, stable_id("le", redemption.redemption_id, "spend"),
+                     redemption.created_at, kind=KIND_REDEMPTION, status=STATUS_SPENT, points=-int(redemption.points),
+                     reason=reason, reason_code="redemption", created_at=redemption.created_at,
+                     partner_id=redemption.partner_id, redemption_id=redemption.redemption_id)
+
+
+def return_entry(redemption: RedemptionItem, at: datetime, reason: str, partner_id: str | None) -> LedgerEntryItem:
+    return new_entry(redemption.program_id, redemption.member_id, stable_id("le", redemption.redemption_id, "return"),
+                     at, kind=KIND_REDEMPTION_RETURN, status=STATUS_AVAILABLE, points=int(redemption.points),
+                     reason=reason, reason_code="redemption_cancelled", created_at=at, partner_id=partner_id,
+                     redemption_id=redemption.redemption_id)
+
+
+def booked_cursor(booked: Entity) -> Cursor:
+    """The exclusive start key of a ledger-day (GSI2) query resuming after ``booked``."""
+    return {name: {"S": getattr(booked, name)} for name in ("PK", "SK", "GSI2PK", "GSI2SK")}
+
+
+class DynamoTierStore:
+    def state(self, program_id: str, member_id: str) -> TierStateItem | None:
+        return _get(TierStateItem, keys.member_tier(program_id, member_id))
+
+    def history(self, program_id: str, member_id: str, limit: int) -> list[TierChangeItem]:
+        pk, prefix = keys.tier_changes_prefix(program_id, member_id)
+        result = TierChangeItem.query(pk, TierChangeItem.SK.startswith(prefix), limit=limit,
+                                      scan_index_forward=False)
+        return [c for c in result if isinstance(c, TierChangeItem)]
+
 
 def event_key_hash(business_key: str) -> str:
     """The event record's key part for a business key (the same hash the pipeline writes)."""
@@ -154,11 +502,20 @@ def event_key_hash(business_key: str) -> str:
 
 class DynamoEventStore:
     def get(self, program_id: str, business_key: str) -> EventItem | None:
-        try:
-            item = EventItem.get(*keys.event(program_id, event_key_hash(business_key)), consistent_read=True)
-        except DoesNotExist:
-            return None
-        return item if isinstance(item, EventItem) else None
+        return _get(EventItem, keys.event(program_id, event_key_hash(business_key)), consistent=True)
+
+    def attributions(self, program_id: str, member_id: str, limit: int,
+                     cursor: Cursor | None) -> Page[AttributionRecordItem]:
+        pk, prefix = keys.attribution_records_prefix(program_id, member_id)
+        result = AttributionRecordItem.query(pk, AttributionRecordItem.SK.startswith(prefix), limit=limit,
+                                             last_evaluated_key=cursor, scan_index_forward=False)
+        return Page([r for r in result if isinstance(r, AttributionRecordItem)], result.last_evaluated_key)
+
+    def code_attributions(self, program_id: str, code: str, limit: int,
+                          cursor: Cursor | None) -> Page[AttributionRecordItem]:
+        result = AttributionRecordItem.gsi1.query(keys.gsi1_attribution_code_partition(program_id, code),
+                                                  limit=limit, last_evaluated_key=cursor, scan_index_forward=False)
+        return Page([r for r in result if isinstance(r, AttributionRecordItem)], result.last_evaluated_key)
 
 
 class DynamoOutbox:

@@ -21,8 +21,12 @@ class EventItem(Entity, discriminator="event"):
     Lean on purpose (every started KB is 2 write units in the transaction): the business key
     (which names program, partner, object and event type), when it was received, by which
     delivery, about which member, and the reply compressed. The postings live in the ledger
-    entries and the order's ledger item, not here. Kept for good: dedupe on the business key
-    is permanent (see docs/cost.md).
+    entries, not here. Kept for good: dedupe on the business key is permanent (see docs/cost.md).
+
+    An ``order.paid`` record is also what the order's refunds start from (issue #10): its reply's
+    postings, ``occurred_at``, fingerprint (total, currency) and member are all a refund needs
+    (:meth:`order_postings`), so the order writes no separate ledger item; the first refund writes
+    one (``services.ledger.refunds``). Records of the previous version came with that item.
     """
 
     business_key = UnicodeAttribute()
@@ -42,6 +46,10 @@ class EventItem(Entity, discriminator="event"):
     postings = JSONAttribute(null=True)
     #: For a member's purchase: which of their purchases it is (1 = first); read by the analytics consumer.
     order_number = NumberAttribute(null=True)
+    #: 1 on a record that replaced the refunds parked before its order at its key (``services.ledger.refunds``):
+    #: the stream shows its first write as a MODIFY, which the analytics consumer counts (the holding job's
+    #: later update of the record removes the mark).
+    replaced_parked = NumberAttribute(null=True)
 
     def stored_reply(self) -> dict[str, Any]:
         """The reply as stored (see :func:`lean_reply`); :meth:`full_reply` for the one the first processing gave."""
@@ -56,19 +64,47 @@ class EventItem(Entity, discriminator="event"):
         return self.business_key.split("|", 1)[0]
 
     def indexed_entry_keys(self) -> list[Key]:
-        """The keys of the reward entries this record indexes (none for a record without index keys): the
-        reward postings of its reply, whose entry ids are derived (:func:`lean_reply`), at ``occurred_at``."""
+        """The keys of the entries this record indexes (none for a record without index keys): the reward
+        postings of its reply, whose entry ids are derived (:func:`lean_reply`), and a refund's reversals
+        (``rewards.reversals``, with their ids), all at ``occurred_at``."""
         if self.occurred_at is None or not (self.GSI1PK or self.GSI2PK):
             return []
-        postings = (self.stored_reply().get("rewards") or {}).get("postings") or []
+        rewards = self.stored_reply().get("rewards")
+        if not isinstance(rewards, dict):
+            return []
+        at = iso(self.occurred_at)
         out = []
-        for posting in postings:
+        for posting in rewards.get("postings") or []:
             if "entry_id" in posting:
                 continue  # not a reward of this event's rules (indexed by itself)
             entry_id = reward_entry_id(self.business_key, posting)
             if entry_id:
-                out.append(keys.ledger_entry(self.program_of, posting["member_id"], iso(self.occurred_at), entry_id))
+                out.append(keys.ledger_entry(self.program_of, posting["member_id"], at, entry_id))
+        for reversal in rewards.get("reversals") or []:
+            if reversal.get("entry_id") and reversal.get("member_id"):
+                out.append(keys.ledger_entry(self.program_of, reversal["member_id"], at, reversal["entry_id"]))
         return out
+
+    def order_postings(self) -> list[dict[str, Any]]:
+        """What an ``order.paid`` record posted, as the order's ledger item keeps it (``OrderLedgerItem.postings``):
+        the reward postings of its reply with their entries' sort keys (the funding partner is the entry's)."""
+        if self.occurred_at is None:
+            return []
+        rewards = self.full_reply().get("rewards")
+        out: list[dict[str, Any]] = []
+        for posting in (rewards.get("postings") or []) if isinstance(rewards, dict) else []:
+            if not posting.get("entry_id") or not all(k in posting for k in ("member_id", "points", "rule_id", "level")):
+                continue
+            _, sk = keys.ledger_entry(self.program_of, posting["member_id"], iso(self.occurred_at), posting["entry_id"])
+            out.append({"member_id": posting["member_id"], "sk": sk, "points": int(posting["points"]),
+                        "rule_id": posting["rule_id"], "rule_version": posting.get("rule_version"),
+                        "level": int(posting["level"])})
+        return out
+
+    def order_amounts(self) -> tuple[int, str | None]:
+        """(total in minor units, currency) of the order an ``order.paid`` record is about (its fingerprint)."""
+        fp = dict(self.fingerprint or {})
+        return int(fp.get("order.total") or 0), fp.get("order.currency")
 
     def index_entries(self, program_id: str, created_at: datetime, pending_at: datetime | None) -> None:
         """Carry the index keys of the event's reward entries: the ledger-day (``GSI2``, the ledger export) and,

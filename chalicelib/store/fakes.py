@@ -9,19 +9,44 @@ Thread-safe, so the fakes also serve concurrency tests.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.records import Cursor, Page, StaleMember
 from chalicelib.store import keys
+from chalicelib.store.counters import MAX_SOURCES, OTHER_SOURCE, ClickCounterItem, ClickTotalItem
+from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
-from chalicelib.store.dynamo_ports import MAX_COUPONS_PER_MEMBER, coupons_from_pointer_keys
-from chalicelib.store.events import EventItem
-from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
-from chalicelib.store.members import MemberItem, key_str
-from chalicelib.store.tenancy import PartnerItem, ProgramItem
+from chalicelib.store.dynamo_ports import (
+    MAX_COUPONS_PER_MEMBER,
+    REDEMPTION_CANCELLED,
+    REDEMPTION_CONFIRMED,
+    REDEMPTION_HELD,
+    adjustment_insufficient,
+    booked_cursor,
+    code_change_plan,
+    code_taken,
+    codes_from_pointer_keys,
+    concurrent_update,
+    coupons_from_pointer_keys,
+    event_key_hash,
+    insufficient_points,
+    new_adjustment,
+    new_redemption,
+    referral_position,
+    referral_start,
+    replayed,
+    return_entry,
+    spend_entry,
+)
+from chalicelib.store.events import AttributionRecordItem, EventItem
+from chalicelib.store.ledger import AdjustmentItem, BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
+from chalicelib.store.members import CodeItem, IdentityItem, LinkItem, MemberItem, identity_refs, key_str
+from chalicelib.store.settlement import SettlementRowItem
+from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, PartnerLocatorItem, ProgramItem
+from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
 E = TypeVar("E", bound=Entity)
 Key = tuple[str, str]
@@ -58,9 +83,17 @@ class FakeTable:
             found = [self.items[k] for k in dict.fromkeys(wanted) if k in self.items]
         return {(i.PK, i.SK): i for i in map(Entity.from_raw_data, found)}
 
+    def between(self, model: type[E], partition: str, low: str, high: str) -> list[E]:
+        """Every item of ``partition`` with ``low <= SK < high``, in key order (all pages of a Query)."""
+        with self.lock:
+            rows = sorted((r for r in self.items.values() if r["PK"]["S"] == partition
+                           and low <= r["SK"]["S"] < high), key=lambda r: r["SK"]["S"])
+        return [i for i in map(Entity.from_raw_data, rows) if isinstance(i, model)]
+
     def query(self, model: type[E], partition: str, prefix: str = "", *, index: str | None = None,
               forward: bool = True, limit: int = 100, cursor: Cursor | None = None) -> Page[E]:
-        hash_name, range_name = ("GSI1PK", "GSI1SK") if index == "gsi1" else ("PK", "SK")
+        hash_name, range_name = {"gsi1": ("GSI1PK", "GSI1SK"), "gsi2": ("GSI2PK", "GSI2SK")}.get(index or "",
+                                                                                             ("PK", "SK"))
 
         def position(raw: dict[str, Any]) -> tuple[str, str, str]:
             return (raw.get(range_name, {}).get("S", ""), raw["PK"]["S"], raw["SK"]["S"])
@@ -74,7 +107,7 @@ class FakeTable:
             after = position(cursor)
             rows = [r for r in rows if (position(r) > after if forward else position(r) < after)]
         page, rest = rows[:limit], rows[limit:]
-        names = ("PK", "SK", "GSI1PK", "GSI1SK") if index == "gsi1" else ("PK", "SK")
+        names = ("PK", "SK", hash_name, range_name) if index else ("PK", "SK")
         next_cursor = {n: page[-1][n] for n in names if n in page[-1]} if page and rest else None
         items = [i for i in map(Entity.from_raw_data, page) if isinstance(i, model)]
         return Page(items, next_cursor)
@@ -154,6 +187,24 @@ class FakeProgramStore:
             raise NotFound("Partner not found", details={"program_id": program_id, "partner_id": partner_id})
         return item
 
+    def allowed_origins(self) -> frozenset[str]:
+        with self.table.lock:
+            rows = list(self.table.items.values())
+        programs = [i for i in map(Entity.from_raw_data, rows) if isinstance(i, ProgramItem)]
+        return frozenset(o for p in programs for o in p.allowed_origins or [])
+
+    def existing_partners(self, program_id: str, partner_ids: set[str]) -> set[str]:
+        return {p for p in partner_ids if self.table.get(PartnerItem, keys.partner(program_id, p)) is not None}
+
+    def webhook_config(self, partner_id: str) -> tuple[PartnerItem, ProgramItem]:
+        locator = self.table.get(PartnerLocatorItem, keys.partner_locator(partner_id))
+        if locator is None:
+            raise NotFound("Unknown partner", details={"partner_id": partner_id})
+        return self.partner(locator.program_id, partner_id), self.get(locator.program_id)
+
+    def api_key(self, key_hash: str) -> ApiKeyItem | None:
+        return self.table.get(ApiKeyItem, keys.api_key(key_hash))
+
 
 class FakeMemberStore:
     def __init__(self, table: FakeTable | None = None) -> None:
@@ -165,8 +216,83 @@ class FakeMemberStore:
         """Test setup: store a member as it is."""
         self.table.put(member)
 
-    def get(self, program_id: str, member_id: str) -> MemberItem | None:
+    def get(self, program_id: str, member_id: str, *, consistent: bool = True) -> MemberItem | None:
         return self.table.get(MemberItem, keys.member(program_id, member_id))
+
+    def codes_of(self, member: MemberItem) -> list[str]:
+        return codes_from_pointer_keys(member)
+
+    def code_pointer(self, program_id: str, code: str) -> CodeItem | None:
+        return self.table.get(CodeItem, keys.referral_code(program_id, code))
+
+    def find_by_identity(self, program_id: str, *, email: str | None = None, phone: str | None = None,
+                         customer_id: tuple[str, str] | None = None) -> str | None:
+        refs = identity_refs(program_id, email=email, phone=phone, customer_id=customer_id)
+        pointer = self.table.get(IdentityItem, refs[0].pointer_key(program_id)) if refs else None
+        return pointer.member_id if pointer is not None else None
+
+    def referrals(self, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[MemberItem]:
+        return self.table.query(MemberItem, keys.gsi1_referrals_partition(program_id, member_id), index="gsi1",
+                                forward=False, limit=limit, cursor=cursor)
+
+    def referral_position(self, member: MemberItem) -> str | None:
+        return referral_position(member)
+
+    def referrals_after(self, program_id: str, member_id: str, limit: int,
+                        position: str | None) -> Page[MemberItem]:
+        return self.referrals(program_id, member_id, limit, referral_start(program_id, member_id, position))
+
+    def clicks_and_balance(self, program_id: str, member_id: str,
+                           codes: Sequence[str]) -> tuple[list[ClickTotalItem], BalanceItem | None]:
+        found = self.table.batch_get(keys.click_total(program_id, c) for c in codes)
+        return ([i for i in found.values() if isinstance(i, ClickTotalItem)],
+                self.table.get(BalanceItem, keys.balance(program_id, member_id)))
+
+    def erasure_record(self, program_id: str, member_id: str) -> ErasureItem | None:
+        return self.table.get(ErasureItem, keys.erasure_record(program_id, member_id))
+
+    def short_link(self, code: str) -> LinkItem | None:
+        return self.table.get(LinkItem, keys.short_link(code))
+
+    def count_click(self, program_id: str, code: str, day: str, utm_source: str) -> None:
+        with self._lock:
+            pk, sk = keys.click_counter(program_id, code, day, utm_source)
+            counter = self.table.get(ClickCounterItem, (pk, sk)) or ClickCounterItem(
+                PK=pk, SK=sk, program_id=program_id, code=code, day=day, utm_source=utm_source)
+            counter.clicks = int(counter.clicks or 0) + 1
+            self.table.put(counter)
+            tpk, tsk = keys.click_total(program_id, code)
+            total = self.table.get(ClickTotalItem, (tpk, tsk)) or ClickTotalItem(PK=tpk, SK=tsk, program_id=program_id,
+                                                                                  code=code)
+            by_source = total.by_source.as_dict() if total.by_source else {}
+            if utm_source not in by_source and len(by_source) >= MAX_SOURCES:
+                utm_source = OTHER_SOURCE  # the map is full: counted as another source
+            by_source[utm_source] = int(by_source.get(utm_source, 0)) + 1
+            total.clicks, total.by_source = int(total.clicks or 0) + 1, by_source
+            self.table.put(total)
+
+    def change_code(self, member: MemberItem, code: str) -> None:
+        pid = member.program_id
+        pointer_keys, own_earlier = code_change_plan(member, code)
+        code_key, link_key = keys.referral_code(pid, code), keys.short_link(code)
+        with self._lock:
+            stored = self._stored(member)
+            pointer, link = self.table.get(CodeItem, code_key), self.table.get(LinkItem, link_key)
+            if own_earlier:
+                if (pointer is None or pointer.member_id != member.member_id
+                        or link is None or link.member_id != member.member_id):
+                    raise code_taken(code)
+            elif self.table.items.get(code_key) is not None or self.table.items.get(link_key) is not None:
+                raise code_taken(code)
+            else:
+                self.table.put(CodeItem(PK=code_key[0], SK=code_key[1], program_id=pid, member_id=member.member_id,
+                                        code=code, first_name=(member.name or "").split(" ")[0] or None,
+                                        vanity=True, ancestors=list(member.ancestors or [])))
+                self.table.put(LinkItem(PK=link_key[0], SK=link_key[1], program_id=pid, member_id=member.member_id,
+                                        code=code))
+            stored.code, stored.pointer_keys = code, pointer_keys
+            stored.revision = int(stored.revision or 0) + 1
+            self.table.put(stored)
 
     def coupon_owner(self, program_id: str, code: str) -> str | None:
         with self._lock:
@@ -230,16 +356,160 @@ class FakeLedgerStore:
         pk, prefix = keys.ledger_prefix(program_id, member_id)
         return self.table.query(LedgerEntryItem, pk, prefix, forward=False, limit=limit, cursor=cursor)
 
+    def balances(self, program_id: str, member_ids: Sequence[str]) -> dict[str, BalanceItem]:
+        out = {}
+        for member_id in member_ids:
+            item = self.table.get(BalanceItem, keys.balance(program_id, member_id))
+            if item is not None:
+                out[member_id] = item
+        return out
+
+
+    def booked(self, program_id: str, day: str, limit: int, cursor: Cursor | None) -> Page[LedgerEntryItem | EventItem]:
+        page = self.table.query(Entity, keys.gsi2_ledger_day(program_id, day, "", "")[0], index="gsi2", limit=limit,
+                                cursor=cursor)
+        return Page([i for i in page.items if isinstance(i, LedgerEntryItem | EventItem)], page.next_cursor)
+
+    def entries_of(self, booked: LedgerEntryItem | EventItem) -> list[LedgerEntryItem]:
+        if isinstance(booked, LedgerEntryItem):
+            return [booked]
+        wanted = booked.indexed_entry_keys()
+        found = self.table.batch_get(wanted)
+        return [e for e in (found.get(k) for k in wanted) if isinstance(e, LedgerEntryItem)]
+
+    def cursor_after(self, booked: LedgerEntryItem | EventItem) -> Cursor:
+        return booked_cursor(booked)
+
+    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
+        pk, low = keys.settlement_row(program_id, start.isoformat(), "")
+        _, high = keys.settlement_row(program_id, (end + timedelta(days=1)).isoformat(), "")
+        return iter(self.table.between(SettlementRowItem, pk, low, high))
+
+
+    def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None:
+        return self.table.get(RedemptionItem, keys.redemption(program_id, redemption_id))
+
+    def redeem(self, program_id: str, member_id: str, redemption_id: str, *, partner_id: str | None, points: int,
+               value_minor: int, currency: str, order_id: str | None, order_amount: int | None, request_hash: str,
+               reason: str, at: datetime) -> tuple[RedemptionItem, bool]:
+        redemption = new_redemption(program_id, member_id, redemption_id, partner_id=partner_id, points=points,
+                                    value_minor=value_minor, currency=currency, order_id=order_id,
+                                    order_amount=order_amount, request_hash=request_hash, at=at)
+        entry = spend_entry(redemption, reason)
+        redemption.entry_sk = entry.SK
+        with self.table.lock:
+            existing = self.redemption(program_id, redemption_id)
+            if existing is not None or (entry.PK, entry.SK) in self.table.items:
+                return replayed(existing), False
+            if self.table.get(MemberItem, keys.member(program_id, member_id)) is None:
+                raise NotFound("Member not found", details={"member_id": member_id})
+            balance = self.table.get(BalanceItem, keys.balance(program_id, member_id))
+            if balance is None or balance.available is None or int(balance.available) < points:
+                raw = {"available": {"N": str(int(balance.available))}} if balance and balance.available is not None \
+                    else None
+                raise insufficient_points(raw)
+            balance.available = int(balance.available) - points
+            balance.lifetime_spent = int(balance.lifetime_spent or 0) + points
+            self.table.put(balance)
+            self.table.put(redemption)
+            self.table.put(entry)
+        return redemption, True
+
+    def adjust(self, program_id: str, member_id: str, adjustment_id: str, *, points: int, reason: str,
+               partner_id: str | None, created_by: str, request_hash: str,
+               at: datetime) -> tuple[AdjustmentItem, bool]:
+        record, entry = new_adjustment(program_id, member_id, adjustment_id, points=points, reason=reason,
+                                       partner_id=partner_id, created_by=created_by, request_hash=request_hash, at=at)
+        with self.table.lock:
+            if (record.PK, record.SK) in self.table.items or (entry.PK, entry.SK) in self.table.items:
+                existing = self.table.get(AdjustmentItem, (record.PK, record.SK))
+                if existing is None:
+                    raise Conflict("The adjustment is being processed; retry", code="concurrent_update")
+                return existing, False
+            if self.table.get(MemberItem, keys.member(program_id, member_id)) is None:
+                raise NotFound("Member not found", details={"member_id": member_id})
+            balance = self.table.get(BalanceItem, keys.balance(program_id, member_id))
+            if points > 0:
+                balance = balance or BalanceItem(*keys.balance(program_id, member_id))
+                repay = min(int(balance.owed or 0), points)
+                balance.owed = int(balance.owed or 0) - repay
+                balance.available = int(balance.available or 0) + points - repay
+                balance.program_id, balance.member_id = program_id, member_id
+            else:
+                if balance is None or balance.available is None or int(balance.available) < -points:
+                    raw = ({"available": {"N": str(int(balance.available))}}
+                           if balance is not None and balance.available is not None else None)
+                    raise adjustment_insufficient(raw)
+                balance.available = int(balance.available) + points
+            balance.lifetime_earned = int(balance.lifetime_earned or 0) + points
+            self.table.put(balance)
+            self.table.put(record)
+            self.table.put(entry)
+        return record, True
+
+    def confirm_redemption(self, redemption: RedemptionItem, at: datetime) -> None:
+        with self.table.lock:
+            stored = self.redemption(redemption.program_id, redemption.redemption_id)
+            if stored is None or stored.status != REDEMPTION_HELD:
+                raise concurrent_update()
+            stored.status, stored.updated_at = REDEMPTION_CONFIRMED, at
+            self.table.put(stored)
+        redemption.status, redemption.updated_at = REDEMPTION_CONFIRMED, at
+
+    def cancel_redemption(self, redemption: RedemptionItem, balance: BalanceItem | None, at: datetime,
+                          reason: str, partner_id: str | None) -> None:
+        pid, mid, points = redemption.program_id, redemption.member_id, int(redemption.points)
+        entry = return_entry(redemption, at, reason, partner_id)
+        repay = min(int(balance.owed or 0) if balance else 0, points)
+        with self.table.lock:
+            stored = self.redemption(pid, redemption.redemption_id)
+            current = self.table.get(BalanceItem, keys.balance(pid, mid)) or BalanceItem(
+                *keys.balance(pid, mid), program_id=pid, member_id=mid)
+            if (stored is None or stored.status != redemption.status or (entry.PK, entry.SK) in self.table.items
+                    or int(current.owed or 0) < repay):
+                raise concurrent_update()
+            current.owed = int(current.owed or 0) - repay
+            current.available = int(current.available or 0) + points - repay
+            current.lifetime_spent = int(current.lifetime_spent or 0) - points
+            current.program_id, current.member_id = pid, mid
+            stored.status, stored.updated_at = REDEMPTION_CANCELLED, at
+            self.table.put(current)
+            self.table.put(stored)
+            self.table.put(entry)
+        redemption.status, redemption.updated_at = REDEMPTION_CANCELLED, at
+
+
+class FakeTierStore:
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+
+    def state(self, program_id: str, member_id: str) -> TierStateItem | None:
+        return self.table.get(TierStateItem, keys.member_tier(program_id, member_id))
+
+    def history(self, program_id: str, member_id: str, limit: int) -> list[TierChangeItem]:
+        pk, prefix = keys.tier_changes_prefix(program_id, member_id)
+        return self.table.query(TierChangeItem, pk, prefix, forward=False, limit=limit).items
+
 
 class FakeEventStore:
-    def __init__(self) -> None:
-        self.records: dict[tuple[str, str], EventItem] = {}
+    def __init__(self, table: FakeTable | None = None) -> None:
+        self.table = table or FakeTable()
 
     def put(self, record: EventItem) -> None:
-        self.records[(record.program_id, record.business_key)] = record
+        self.table.put(record)
 
     def get(self, program_id: str, business_key: str) -> EventItem | None:
-        return self.records.get((program_id, business_key))
+        return self.table.get(EventItem, keys.event(program_id, event_key_hash(business_key)))
+
+    def attributions(self, program_id: str, member_id: str, limit: int,
+                     cursor: Cursor | None) -> Page[AttributionRecordItem]:
+        pk, prefix = keys.attribution_records_prefix(program_id, member_id)
+        return self.table.query(AttributionRecordItem, pk, prefix, forward=False, limit=limit, cursor=cursor)
+
+    def code_attributions(self, program_id: str, code: str, limit: int,
+                          cursor: Cursor | None) -> Page[AttributionRecordItem]:
+        return self.table.query(AttributionRecordItem, keys.gsi1_attribution_code_partition(program_id, code),
+                                index="gsi1", forward=False, limit=limit, cursor=cursor)
 
 
 class FakeOutbox:

@@ -106,12 +106,6 @@ def delete(item: IntegrationItem) -> None:
     cache.invalidate("integration", _cache_key(item.program_id, item.partner_id, item.platform))
 
 
-def list_for_partner(program_id: str, partner_id: str) -> list[IntegrationItem]:
-    pk, prefix = keys.integrations_prefix(program_id, partner_id)
-    return [i for i in IntegrationItem.query(pk, IntegrationItem.SK.startswith(prefix), limit=50)
-            if isinstance(i, IntegrationItem)]
-
-
 def add_log_entry(item: IntegrationLogItem, now: datetime) -> None:
     item.expires_at_epoch = int((now + timedelta(days=LOG_TTL_DAYS)).timestamp())
     item.save()

@@ -54,10 +54,6 @@ def integration(program_id: str, partner_id: str, platform: str) -> Key:
     return f"PROGRAM#{program_id}", f"INTEGRATION#{partner_id}#{platform}"
 
 
-def integrations_prefix(program_id: str, partner_id: str) -> Key:
-    return f"PROGRAM#{program_id}", f"INTEGRATION#{partner_id}#"
-
-
 def integration_log(program_id: str, partner_id: str, platform: str, at: str, entry_id: str) -> Key:
     """Per-partner, per-platform integration log (permanent failures of the asynchronous CRM fetch)."""
     return integration_log_partition(program_id, partner_id, platform), f"AT#{at}#{entry_id}"
@@ -213,6 +209,15 @@ def order_ledger(program_id: str, order_hash: str) -> Key:
     return f"ORDER#{program_id}#{order_hash}", "LEDGER"
 
 
+def gsi2_member_outbox(program_id: str, member_id: str, created_at: str, message_id: str) -> Key:
+    """A member's outbox messages (erasure and export find them without a Scan; docs/data-rights.md)."""
+    return gsi2_member_outbox_partition(program_id, member_id), f"{created_at}#{message_id}"
+
+
+def gsi2_member_outbox_partition(program_id: str, member_id: str) -> str:
+    return f"OUTBOXM#{program_id}#{member_id}"
+
+
 def gsi1_outbox_pending(day: str, created_at: str, message_id: str) -> Key:
     # Sparse like the release buckets: the notification consumer reads a day bucket.
     return f"OUTBOX#PENDING#{day}", f"{created_at}#{message_id}"
@@ -320,9 +325,10 @@ def expiry_job_state(program_id: str) -> Key:
     return "JOBS", f"EXPIRY#{program_id}"
 
 
-def settled_marker(program_id: str, entry_id: str) -> Key:
-    """A ledger entry already counted in the settlement aggregates (idempotency of the stream handler)."""
-    return f"SETTLED#{program_id}#{entry_id}", "SETTLED"
+def settled_marker(program_id: str, group: str) -> Key:
+    """The ledger entries of one event (``group``: a hash of its business key, or an entry id) already counted in
+    the settlement aggregates (idempotency of the stream handler)."""
+    return f"SETTLED#{program_id}#{group}", "SETTLED"
 
 
 # --- coalition: partner offers and voucher pools (docs/coalition.md) --------------
@@ -455,6 +461,15 @@ def webhook_delivery_partition(program_id: str, endpoint_id: str) -> str:
 
 def webhook_delivery(program_id: str, endpoint_id: str, delivery_id: str) -> Key:
     return webhook_delivery_partition(program_id, endpoint_id), f"DELIVERY#{delivery_id}"
+
+
+def gsi2_member_webhook_delivery(program_id: str, member_id: str, delivery_id: str, endpoint_id: str) -> Key:
+    """The partner webhook deliveries about one member (their payloads name the member: erasure, export)."""
+    return gsi2_member_webhook_deliveries_partition(program_id, member_id), f"{delivery_id}#{endpoint_id}"
+
+
+def gsi2_member_webhook_deliveries_partition(program_id: str, member_id: str) -> str:
+    return f"WHMEMBER#{program_id}#{member_id}"
 
 
 def gsi1_webhook_due_partition(shard: int) -> str:

@@ -25,7 +25,6 @@ item and its ``attribute_not_exists`` condition refuses it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +34,8 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from chalicelib.domain.clock import iso
+from chalicelib.domain.records import member_counts as member_counts  # moved to the domain; old imports work
+from chalicelib.domain.records import stable_id as stable_id
 from chalicelib.store import keys
 from chalicelib.store.db import CompressedJSONAttribute, Entity, IsoDateTimeAttribute
 from chalicelib.store.transact import OnFail, Transaction
@@ -53,11 +54,6 @@ STATUS_SPENT = "spent"
 #: A reward held for fraud review (docs/fraud.md): never released by the holding job; a reviewer
 #: approves it (→ pending/available) or voids it (→ a reversal).
 STATUS_HELD = "held"
-
-
-def stable_id(prefix: str, *parts: str) -> str:
-    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
-    return f"{prefix}_{digest}"
 
 
 def day_of(at: datetime) -> str:
@@ -153,15 +149,6 @@ class BalanceItem(Entity, discriminator="balance"):
     #: the counts from before and a new member's first purchase: the count is the sum (:func:`member_counts`).
     orders_count = NumberAttribute(null=True)
     converted_referrals = NumberAttribute(null=True)
-
-
-def member_counts(profile: Any, balance: Any) -> tuple[int, int]:
-    """(purchases, converted referrals) of a member: the profile's (older) counts plus the balance's."""
-    def of(item: Any, name: str) -> int:
-        return int(getattr(item, name, None) or 0) if item is not None else 0
-
-    return (of(profile, "orders_count") + of(balance, "orders_count"),
-            of(profile, "converted_referrals") + of(balance, "converted_referrals"))
 
 
 class MonthCounterItem(Entity, discriminator="member_month"):
@@ -270,6 +257,18 @@ class OutboxItem(Entity, discriminator="outbox"):
     #: Set when the message is finished (sent or failed): DynamoDB's TTL removes it after
     #: :data:`OUTBOX_RETENTION_DAYS` (the notification log item keeps what was sent, see docs/cost.md).
     expires_at_epoch = NumberAttribute(null=True)
+
+    def __init__(self, hash_key: Any = None, range_key: Any = None, _user_instantiated: bool = True,
+                 **attributes: Any) -> None:
+        """A new message carries its member's index key (GSI2 ``OUTBOXM#<program>#<member>``), whoever creates it:
+        the erasure and the export find a member's messages with a Query (``notify.erasure``). Items read back
+        (``_user_instantiated=False``) and key-only references are left as they are."""
+        super().__init__(hash_key, range_key, _user_instantiated=_user_instantiated, **attributes)
+        created_at = attributes.get("created_at")
+        if (_user_instantiated and "GSI2PK" not in attributes and isinstance(created_at, datetime)
+                and attributes.get("program_id") and attributes.get("member_id") and attributes.get("message_id")):
+            self.GSI2PK, self.GSI2SK = keys.gsi2_member_outbox(attributes["program_id"], attributes["member_id"],
+                                                               iso(created_at), attributes["message_id"])
 
 
 #: How long a finished outbox message (its rendered parameters and delivery state) is kept.

@@ -4,9 +4,11 @@
   columns for entries booked that day (``funded``, ``adjusted``, ``redeemed``, ``expired``, ADD);
 * ``SettlementRowItem`` ``SETTLE#<program>`` / ``DAY#<yyyy-mm-dd>#PAIR#<funder>#<at>``: points the funder
   funded for activity at ``at``;
-* ``SettledMarkerItem`` ``SETTLED#<program>#<entry>`` / ``SETTLED``: the entry was counted (created with
-  ``attribute_not_exists`` in the same transaction as the ADDs, so a redelivered record counts once;
-  expires by TTL after ``MARKER_TTL_DAYS``, long after DynamoDB Streams' 24 h retention).
+* ``SettledMarkerItem`` ``SETTLED#<program>#<hash of the event's business key>`` / ``SETTLED`` (an entry of no
+  event: ``SETTLED#<program>#<entry>``): the ids of the event's entries counted (an attribute ``c#<id>`` each,
+  set in the same transaction as the rows' ADDs and conditioned on the ids not being there, so a
+  redelivered record counts once: ``store.count_once``; expires by TTL after ``MARKER_TTL_DAYS``, long after
+  DynamoDB Streams' 24 h retention).
 
 A period's statement is one paged Query on ``SETTLE#<program>`` between two day prefixes.
 """
@@ -39,6 +41,7 @@ class SettlementRowItem(Entity, discriminator="settlement_row"):
 
 class SettledMarkerItem(Entity, discriminator="settled_marker"):
     expires_at_epoch = NumberAttribute(null=True)
+    # + one attribute ``c#<entry id>`` per entry counted (written by ``store.count_once``)
 
 
 def rows(program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:

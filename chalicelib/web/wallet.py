@@ -4,16 +4,20 @@ its links, ``POST /v1/programs/{program_id}/members/{member_id}/wallet-links``."
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Response
 
-from chalicelib.api.http import ApiBlueprint, ApiRequest, respond
+from chalicelib.api.http import ApiBlueprint, ApiRequest, lazy_module, respond
 from chalicelib.api.response_schemas import STR, TIME, obj
 from chalicelib.domain.errors import DomainError
 from chalicelib.domain.l10n import history_reason
-from chalicelib.services import wallet as service
 from chalicelib.web.pages import PAGE_HEADERS
+
+if TYPE_CHECKING:
+    from chalicelib.services import wallet as service
+else:  # Imported when one of these routes first runs (cold start: bench/cold_start.py).
+    service = lazy_module("chalicelib.services.wallet")
 
 wallet_pages = ApiBlueprint(__name__)
 
@@ -210,7 +214,7 @@ def request_erasure(req: ApiRequest, token: str) -> Any:
 
 
 @wallet_pages.endpoint("/v1/programs/{program_id}/members/{member_id}/wallet-links", "POST", tag="Members",
-                       request_schema=service.LINKS_SCHEMA, success_status=201,
+                       request_schema=lambda: service.LINKS_SCHEMA, success_status=201,
                        response_schema=obj({"url": STR, "expires_at": TIME}),
                        summary="A signed, short-lived link to the member's wallet page (operator or partner)",
                        description="For a shop's account area or an e-mail. The link works until `expires_at` "

@@ -264,3 +264,382 @@ def test_the_outbox_lists_a_days_pending_messages_oldest_first_and_sends_each_on
     assert impl.ports.outbox.mark_sent(pending[0], NOW) is True
     assert impl.ports.outbox.mark_sent(_message(1), NOW) is False  # someone already sent it
     assert [m.message_id for m in impl.ports.outbox.pending("2026-11-23", 10)] == ["msg2", "msg3"]
+
+
+# --------------------------------------------------------------------------- member reads
+
+
+def test_code_pointers_and_identities_name_their_member(impl: Impl) -> None:
+    anna = support.member(PID, "anna", email="anna@example.com")
+    impl.seed(anna, support.code_pointer(PID, "ANNA1", "anna", "Anna"),
+              *support.identities(anna, email="anna@example.com", customer_id=("ptn_1", "c-7")))
+    pointer = impl.ports.members.code_pointer(PID, "ANNA1")
+    assert pointer is not None and (pointer.member_id, pointer.first_name) == ("anna", "Anna")
+    assert impl.ports.members.code_pointer(PID, "NOPE") is None
+    assert impl.ports.members.code_pointer("prg_other", "ANNA1") is None
+    find = impl.ports.members.find_by_identity
+    assert find(PID, email="anna@example.com") == "anna"
+    assert find(PID, customer_id=("ptn_1", "c-7")) == "anna"
+    assert find(PID, customer_id=("ptn_2", "c-7")) is None  # another partner's customer
+    assert find("prg_other", email="anna@example.com") is None
+    assert find(PID, phone="+79990001122") is None
+
+
+def test_referrals_page_newest_first_and_resume_after_a_position(impl: Impl) -> None:
+    impl.seed(support.member(PID, "anna"), *(support.referred(PID, f"f{n}", "anna", n) for n in range(5)),
+              support.referred(PID, "g0", "boris", 9), support.referred("prg_other", "h0", "anna", 8))
+    members = impl.ports.members
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        page = members.referrals(PID, "anna", 2, cursor)
+        seen += [m.member_id for m in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+        assert cursor["GSI1PK"]["S"] == page.items[-1].GSI1PK  # what the view checks
+    assert seen == ["f4", "f3", "f2", "f1", "f0"]
+    first = members.referrals(PID, "anna", 2, None).items
+    position = members.referral_position(first[-1])
+    assert position is not None
+    assert [m.member_id for m in members.referrals_after(PID, "anna", 10, position).items] == ["f2", "f1", "f0"]
+    assert [m.member_id for m in members.referrals_after(PID, "anna", 1, None).items] == ["f4"]
+    assert members.referrals(PID, "nobody", 10, None).items == []
+
+
+def test_click_totals_and_the_balance_come_together(impl: Impl) -> None:
+    impl.seed(support.click_total(PID, "ANNA1", 5, email=3, other=2), support.click_total(PID, "ANNA0", 1),
+              support.click_total("prg_other", "ANNA2", 9), support.balance(PID, "anna", orders_count=2))
+    totals, balance = impl.ports.members.clicks_and_balance(PID, "anna", ["ANNA1", "ANNA0", "ANNA2"])
+    assert sorted((t.code, int(t.clicks)) for t in totals) == [("ANNA0", 1), ("ANNA1", 5)]
+    assert {t.code: t.by_source.as_dict() for t in totals if t.by_source} == {"ANNA1": {"email": 3, "other": 2}}
+    assert balance is not None and int(balance.orders_count) == 2
+    assert impl.ports.members.clicks_and_balance(PID, "boris", []) == ([], None)
+
+
+def test_balances_of_a_page_of_members(impl: Impl) -> None:
+    impl.seed(support.balance(PID, "anna", available=1), support.balance(PID, "boris", available=2),
+              support.balance("prg_other", "carl", available=3))
+    found = impl.ports.ledger.balances(PID, ["anna", "boris", "carl"])
+    assert {k: int(v.available) for k, v in found.items()} == {"anna": 1, "boris": 2}
+    assert impl.ports.ledger.balances(PID, []) == {}
+
+
+def test_the_erasure_record_is_read_back(impl: Impl) -> None:
+    from chalicelib.store.data_rights import ErasureItem
+
+    assert impl.ports.members.erasure_record(PID, "anna") is None
+    pk, sk = keys.erasure_record(PID, "anna")
+    impl.seed(ErasureItem(PK=pk, SK=sk, program_id=PID, member_id="anna", status="requested", requested_by="member",
+                          requested_at=NOW, codes=["ANNA1"]))
+    record = impl.ports.members.erasure_record(PID, "anna")
+    assert record is not None and record.status == "requested" and list(record.codes) == ["ANNA1"]
+
+
+# --------------------------------------------------------------------------- vanity codes
+
+
+def _with_code(impl: Impl, member_id: str) -> MemberItem:
+    impl.seed(support.code_pointer(PID, f"CODE{member_id.upper()}", member_id))
+    return impl.seed_member(member_id)
+
+
+def test_a_code_change_keeps_the_old_code_and_can_go_back(impl: Impl) -> None:
+    anna = _with_code(impl, "anna")
+    impl.ports.members.change_code(anna, "SUNNY")
+    anna = impl.ports.members.get(PID, "anna")  # type: ignore[assignment]
+    assert anna.code == "SUNNY" and int(anna.revision) == 1
+    assert f"{keys.referral_code(PID, 'CODEANNA')[0]}|CODE" in anna.pointer_keys
+    pointer = impl.ports.members.code_pointer(PID, "SUNNY")
+    assert pointer is not None and pointer.member_id == "anna"
+    # Back to an earlier code of her own: allowed only if its link pointer still names her.
+    impl.seed(_link("CODEANNA", "anna"))
+    impl.ports.members.change_code(anna, "CODEANNA")
+    anna = impl.ports.members.get(PID, "anna")  # type: ignore[assignment]
+    assert anna.code == "CODEANNA" and f"{keys.referral_code(PID, 'SUNNY')[0]}|CODE" in anna.pointer_keys
+
+
+def _link(code: str, member_id: str, program_id: str = PID) -> Any:
+    from chalicelib.store.members import LinkItem
+
+    pk, sk = keys.short_link(code)
+    return LinkItem(PK=pk, SK=sk, program_id=program_id, member_id=member_id, code=code)
+
+
+def test_a_code_held_by_anyone_in_any_program_is_taken_and_a_stale_member_is_refused(impl: Impl) -> None:
+    anna, boris = _with_code(impl, "anna"), _with_code(impl, "boris")
+    impl.ports.members.change_code(anna, "SUNNY")
+    with pytest.raises(Conflict) as taken:
+        impl.ports.members.change_code(boris, "SUNNY")
+    assert taken.value.code == "code_taken"
+    impl.seed(_link("GLOBAL", "zed", "prg_other"))  # a short link of another program
+    with pytest.raises(Conflict):
+        impl.ports.members.change_code(boris, "GLOBAL")
+    with pytest.raises(StaleMember):
+        impl.ports.members.change_code(anna, "RAINY")  # read before her first change
+    assert impl.ports.members.code_pointer(PID, "RAINY") is None
+    boris = impl.ports.members.get(PID, "boris")  # type: ignore[assignment]
+    assert boris.code == "CODEBORIS" and int(boris.revision or 0) == 0
+
+
+# --------------------------------------------------------------------------- tiers, attribution records
+
+
+def test_tier_state_and_history(impl: Impl) -> None:
+    assert impl.ports.tiers.state(PID, "anna") is None and impl.ports.tiers.history(PID, "anna", 5) == []
+    impl.seed(support.tier_state(PID, "anna", "silver", **{"2026-11": 120}),
+              *(support.tier_change(PID, "anna", n) for n in range(4)), support.tier_change(PID, "boris", 9))
+    state = impl.ports.tiers.state(PID, "anna")
+    assert state is not None and state.tier == "silver" and state.buckets_for("points_earned") == {"2026-11": 120}
+    assert [c.change_id for c in impl.ports.tiers.history(PID, "anna", 3)] == ["tc_0003", "tc_0002", "tc_0001"]
+
+
+def test_attribution_records_per_member_and_per_code(impl: Impl) -> None:
+    impl.seed(*(support.attribution(PID, "f1", n) for n in range(3)), support.attribution(PID, "f2", 5),
+              support.attribution(PID, "f3", 6, code="GHOST", outcome="rejected"),
+              support.attribution("prg_other", "f1", 7))
+    events = impl.ports.events
+    first = events.attributions(PID, "f1", 2, None)
+    assert [r.record_id for r in first.items] == ["ar_0002", "ar_0001"] and first.next_cursor is not None
+    assert first.next_cursor["PK"] == {"S": keys.member_partition(PID, "f1")}
+    rest = events.attributions(PID, "f1", 2, first.next_cursor)
+    assert [r.record_id for r in rest.items] == ["ar_0000"]
+    by_code = events.code_attributions(PID, "CODEANNA", 10, None)
+    assert [r.record_id for r in by_code.items] == ["ar_0005", "ar_0002", "ar_0001", "ar_0000"]
+    assert [r.outcome for r in events.code_attributions(PID, "GHOST", 10, None).items] == ["rejected"]
+    assert events.code_attributions(PID, "NOBODY", 10, None).items == []
+
+
+# --------------------------------------------------------------------------- ledger export, settlement
+
+
+def test_a_booking_day_pages_in_booking_order_and_resumes_after_any_row(impl: Impl) -> None:
+    from datetime import timedelta
+
+    day = NOW.date().isoformat()
+    next_day = support.entry(PID, "carl", 60 * 24)  # booked the next day
+    impl.seed(*(support.entry(PID, m, n) for n, m in ((3, "anna"), (1, "boris"), (2, "anna"), (0, "boris"))),
+              next_day, support.entry("prg_other", "anna", 5))
+    ledger = impl.ports.ledger
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        page = ledger.booked(PID, day, 3, cursor)
+        assert len(page.items) <= 3
+        seen += [e.entry_id for item in page.items for e in ledger.entries_of(item)]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == ["le_0000", "le_0001", "le_0002", "le_0003"]
+    first = ledger.booked(PID, day, 10, None).items
+    resumed = ledger.booked(PID, day, 10, ledger.cursor_after(first[1])).items
+    assert [i.entry_id for i in resumed] == ["le_0002", "le_0003"]  # type: ignore[union-attr]
+    assert [i.entry_id for i in ledger.booked(PID, (NOW + timedelta(days=1)).date().isoformat(), 10, None).items] == [
+        next_day.entry_id]  # type: ignore[union-attr]
+    assert ledger.booked(PID, "2020-01-01", 10, None) == ports.Page([], None)
+
+
+def test_settlement_rows_of_a_period_include_both_ends(impl: Impl) -> None:
+    from datetime import date
+
+    impl.seed(support.settlement_row(PID, "2026-11-01", "ptn_1", funded=5),
+              support.settlement_row(PID, "2026-11-02", "ptn_1", "ptn_2", points=3),
+              support.settlement_row(PID, "2026-11-03", "ptn_2", redeemed=4),
+              support.settlement_row(PID, "2026-11-04", "ptn_2", expired=9),
+              support.settlement_row("prg_other", "2026-11-02", "ptn_9", funded=1))
+    rows = list(impl.ports.ledger.settlement_rows(PID, date(2026, 11, 1), date(2026, 11, 3)))
+    assert [(r.day, r.partner_id, r.at_partner_id) for r in rows] == [
+        ("2026-11-01", "ptn_1", None), ("2026-11-02", "ptn_1", "ptn_2"), ("2026-11-03", "ptn_2", None)]
+    assert list(impl.ports.ledger.settlement_rows(PID, date(2026, 12, 1), date(2026, 12, 31))) == []
+
+
+# --------------------------------------------------------------------------- keys, webhooks, short links, clicks
+
+
+def test_a_webhooks_partner_and_program_are_found_by_the_partner_alone(impl: Impl) -> None:
+    from chalicelib.store.tenancy import PartnerLocatorItem
+
+    pk, sk = keys.partner_locator("ptn_loc")
+    impl.seed(support.program(PID, name="Coffee"), support.partner(PID, "ptn_loc", webhook_secrets={"events": []}),
+              PartnerLocatorItem(PK=pk, SK=sk, program_id=PID, partner_id="ptn_loc"))
+    partner, program = impl.ports.programs.webhook_config("ptn_loc")
+    assert (partner.partner_id, program.program_id, program.name) == ("ptn_loc", PID, "Coffee")
+    with pytest.raises(NotFound):
+        impl.ports.programs.webhook_config("ptn_unknown")
+
+
+def test_api_keys_are_found_by_their_hash(impl: Impl) -> None:
+    from chalicelib.store.tenancy import ApiKeyItem
+
+    pk, sk = keys.api_key("hash-1")
+    impl.seed(ApiKeyItem(PK=pk, SK=sk, key_id="key_1", kind="partner", program_id=PID, partner_id="ptn_1",
+                         created_at=NOW))
+    found = impl.ports.programs.api_key("hash-1")
+    assert found is not None and (found.key_id, found.kind, found.revoked) == ("key_1", "partner", False)
+    assert impl.ports.programs.api_key("hash-unknown") is None
+
+
+def test_short_links_and_clicks(impl: Impl) -> None:
+    from chalicelib.store.counters import MAX_SOURCES, OTHER_SOURCE
+    from chalicelib.store.members import LinkItem
+
+    pk, sk = keys.short_link("ANNA1")
+    impl.seed(LinkItem(PK=pk, SK=sk, program_id=PID, member_id="anna", code="ANNA1"))
+    link = impl.ports.members.short_link("ANNA1")
+    assert link is not None and (link.program_id, link.member_id) == (PID, "anna")
+    assert impl.ports.members.short_link("NOBODY") is None
+    members = impl.ports.members
+    for source in ("vk", "vk", "-", *(f"s{n}" for n in range(MAX_SOURCES))):
+        members.count_click(PID, "ANNA1", "2026-11-23", source)
+    (total,), _ = members.clicks_and_balance(PID, "anna", ["ANNA1"])
+    by_source = total.by_source.as_dict()
+    assert int(total.clicks) == 3 + MAX_SOURCES and by_source["vk"] == 2 and by_source["-"] == 1
+    assert len(by_source) <= MAX_SOURCES + 1 and by_source.get(OTHER_SOURCE, 0) >= 1  # a full map counts the rest
+
+
+def test_concurrent_clicks_are_all_counted(impl: Impl) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: impl.ports.members.count_click(PID, "HOT", "2026-11-23", "vk"), range(8)))
+    (total,), _ = impl.ports.members.clicks_and_balance(PID, "anna", ["HOT"])
+    assert int(total.clicks) == 8 and total.by_source.as_dict() == {"vk": 8}
+
+
+# --------------------------------------------------------------------------- redemptions
+
+
+def _redeem(impl: Impl, redemption_id: str, points: int, member_id: str = "anna") -> tuple[Any, bool]:
+    return impl.ports.ledger.redeem(PID, member_id, redemption_id, partner_id="ptn_1", points=points,
+                                    value_minor=points * 100, currency="RUB", order_id="o-1", order_amount=None,
+                                    request_hash=f"h-{points}", reason=f"{points} points redeemed.", at=NOW)
+
+
+def test_a_redemption_debits_once_and_never_overdraws(impl: Impl) -> None:
+    impl.seed_member("anna")
+    impl.seed(support.balance(PID, "anna", available=100, lifetime_spent=0))
+    item, created = _redeem(impl, "rdm_1", 60)
+    assert created and (item.status, int(item.points), item.entry_sk.startswith("LEDGER#")) == ("held", 60, True)
+    again, created = _redeem(impl, "rdm_1", 60)
+    assert not created and again.redemption_id == "rdm_1" and again.request_hash == "h-60"
+    with pytest.raises(Conflict) as short:
+        _redeem(impl, "rdm_2", 41)
+    assert short.value.code == "insufficient_points" and short.value.details == {"available": 40}
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and (int(balance.available), int(balance.lifetime_spent)) == (40, 60)
+    entries = impl.ports.ledger.entries(PID, "anna", 10, None).items
+    assert [(e.kind, e.status, int(e.points), e.redemption_id) for e in entries] == [
+        ("redemption", "spent", -60, "rdm_1")]
+    stored = impl.ports.ledger.redemption(PID, "rdm_1")
+    assert stored is not None and stored.entry_sk == entries[0].SK
+    assert impl.ports.ledger.redemption(PID, "rdm_2") is None
+
+
+def test_a_redemption_needs_the_member_and_a_balance(impl: Impl) -> None:
+    with pytest.raises(NotFound):
+        _redeem(impl, "rdm_1", 1, member_id="nobody")
+    impl.seed_member("anna")
+    with pytest.raises(Conflict) as none:
+        _redeem(impl, "rdm_1", 1)  # no balance yet
+    assert none.value.details == {"available": 0}
+
+
+def test_concurrent_redemptions_never_overdraw(impl: Impl) -> None:
+    impl.seed_member("anna")
+    impl.seed(support.balance(PID, "anna", available=50))
+
+    def attempt(n: int) -> bool:
+        try:
+            return _redeem(impl, f"rdm_{n}", 10)[1]
+        except Conflict:
+            return False
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(attempt, range(8)))
+    assert outcomes.count(True) == 5
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and int(balance.available) == 0
+
+
+def test_confirm_and_cancel_move_the_status_once_and_cancel_repays_owed_first(impl: Impl) -> None:
+    from datetime import timedelta
+
+    impl.seed_member("anna")
+    impl.seed(support.balance(PID, "anna", available=100))
+    held, _ = _redeem(impl, "rdm_1", 30)
+    later = NOW + timedelta(minutes=5)
+    impl.ports.ledger.confirm_redemption(held, later)
+    assert held.status == "confirmed"
+    with pytest.raises(Conflict) as twice:
+        impl.ports.ledger.confirm_redemption(impl.ports.ledger.redemption(PID, "rdm_1"), later)  # type: ignore[arg-type]
+    assert twice.value.code == "concurrent_update"
+    # A clawback left the member owing 10 meanwhile: the returned 30 repay those first.
+    impl.seed(support.balance(PID, "anna", available=0, owed=10, lifetime_spent=30))
+    balance = impl.ports.ledger.balance(PID, "anna")
+    stored = impl.ports.ledger.redemption(PID, "rdm_1")
+    assert stored is not None and stored.status == "confirmed"
+    impl.ports.ledger.cancel_redemption(stored, balance, later, "30 points returned.", "ptn_1")
+    after = impl.ports.ledger.balance(PID, "anna")
+    assert after is not None and (int(after.available), int(after.owed), int(after.lifetime_spent)) == (20, 0, 0)
+    assert impl.ports.ledger.redemption(PID, "rdm_1").status == "cancelled"  # type: ignore[union-attr]
+    kinds = [(e.kind, int(e.points)) for e in impl.ports.ledger.entries(PID, "anna", 10, None).items]
+    assert kinds == [("redemption_return", 30), ("redemption", -30)]
+    with pytest.raises(Conflict):  # read as confirmed, but it was cancelled since
+        impl.ports.ledger.cancel_redemption(stored, after, later, "again", "ptn_1")
+
+
+# --------------------------------------------------------------------------- adjustments
+
+
+def _adjust(impl: Impl, adjustment_id: str, points: int, member_id: str = "anna") -> tuple[Any, bool]:
+    return impl.ports.ledger.adjust(PID, member_id, adjustment_id, points=points, reason="Goodwill", partner_id=None,
+                                    created_by="operator", request_hash=f"h{points}", at=NOW)
+
+
+def test_an_adjustment_credits_repaying_owed_first_and_debits_never_below_zero(impl: Impl) -> None:
+    impl.seed_member("anna")
+    impl.seed(support.balance(PID, "anna", available=0, owed=30, lifetime_earned=100))
+    record, created = _adjust(impl, "adj_1", 50)
+    assert created and (int(record.points), record.created_by, record.entry_id.startswith("le_")) == (50, "operator",
+                                                                                                      True)
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and (int(balance.available), int(balance.owed), int(balance.lifetime_earned)) == (
+        20, 0, 150)
+    again, created = _adjust(impl, "adj_1", 50)
+    assert not created and again.adjustment_id == "adj_1"
+    with pytest.raises(Conflict) as short:
+        _adjust(impl, "adj_2", -21)
+    assert short.value.code == "insufficient_points" and short.value.details == {"available": 20}
+    record, created = _adjust(impl, "adj_3", -20)
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert created and balance is not None and (int(balance.available), int(balance.lifetime_earned)) == (0, 130)
+    entries = impl.ports.ledger.entries(PID, "anna", 10, None).items
+    assert sorted((e.kind, int(e.points), e.reason_code) for e in entries) == [
+        ("adjustment", -20, "manual_adjustment"), ("adjustment", 50, "manual_adjustment")]
+
+
+def test_an_adjustment_needs_the_member_and_a_credit_creates_the_balance(impl: Impl) -> None:
+    with pytest.raises(NotFound):
+        _adjust(impl, "adj_1", 5, member_id="nobody")
+    impl.seed_member("anna")
+    with pytest.raises(Conflict):
+        _adjust(impl, "adj_1", -1)  # no balance: nothing to debit
+    assert _adjust(impl, "adj_2", 5)[1] is True
+    balance = impl.ports.ledger.balance(PID, "anna")
+    assert balance is not None and (int(balance.available), balance.member_id) == (5, "anna")
+
+
+def test_existing_partners(impl: Impl) -> None:
+    impl.seed(support.partner(PID, "ptn_1"), support.partner("prg_other", "ptn_2"))
+    assert impl.ports.programs.existing_partners(PID, {"ptn_1", "ptn_2", "ptn_3"}) == {"ptn_1"}
+    assert impl.ports.programs.existing_partners(PID, set()) == set()
+
+
+def test_allowed_origins_of_every_program(impl: Impl) -> None:
+    assert impl.ports.programs.allowed_origins() == frozenset()
+    if impl.kind == "dynamo":
+        from chalicelib.store import cache
+
+        cache.clear()  # the empty answer above is cached like configuration
+    impl.seed(support.program(PID, allowed_origins=["https://coffee.example", "https://www.coffee.example/"]),
+              support.program("prg_other", allowed_origins=["https://gym.example"]), support.program("prg_none"))
+    assert impl.ports.programs.allowed_origins() == {"https://coffee.example", "https://www.coffee.example/",
+                                                      "https://gym.example"}

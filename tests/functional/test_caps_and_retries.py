@@ -113,3 +113,68 @@ def test_endless_contention_is_a_503_and_writes_nothing(api: ApiClient, contende
     # The partner's retry of the same delivery is processed normally: nothing of it was recorded.
     again = shop.send_raw(event)
     assert again.status == 200 and again.body["status"] == "processed" and again.body["rewards"]["points"] == 1000
+
+
+class _Interleaved:
+    """A stage that, on the first attempt only, lets a whole competing event go through between this
+    event's reads and its commit: the exact interleaving the counters' ``max_before`` conditions exist for,
+    made deterministic (the parallel tests above race, but may happen not to overlap)."""
+
+    name = "interleaved"
+
+    def __init__(self, competitor: Any) -> None:
+        self.competitor = competitor
+        self.attempts = 0  # of the outer event
+        self.competitor_reply: Any = None
+        self._in_competitor = False
+
+    def first_read_keys(self, ctx: Any) -> list[tuple[str, str]]:
+        return []
+
+    def second_read_keys(self, ctx: Any, first: dict[Any, Any], chains: list[list[str]]) -> list[tuple[str, str]]:
+        return []
+
+    def stage(self, ctx: Any, tx: Any, view: Any) -> StageOutcome:
+        if self._in_competitor:  # the competing event's own pass through this stage
+            return StageOutcome()
+        self.attempts += 1
+        if self.competitor_reply is None:
+            self._in_competitor = True
+            try:
+                self.competitor_reply = self.competitor()
+            finally:
+                self._in_competitor = False
+        return StageOutcome()
+
+
+REFERRER_RECURRING = {"id": "recurring", "trigger": {"event": "order.paid", "order": "every"},
+                      "recipient": {"type": "referrer", "level": 1}, "amount": {"points": 1000},
+                      "recurring": {"max_points_per_friend": 1500}}
+
+
+@pytest.mark.parametrize(("doc", "cap"), [
+    ({"budget_points": 1500, "rules": [ORDER_1000]}, "cap_budget"),
+    ({"member_monthly_cap_points": 1500, "rules": [ORDER_1000]}, "cap_monthly"),
+    ({"rules": [REFERRER_RECURRING]}, "cap_recurring"),
+], ids=["budget", "monthly", "recurring per friend"])
+def test_a_counter_changed_between_read_and_commit_fails_the_condition_and_is_re_decided(
+        api: ApiClient, doc: dict[str, Any], cap: str) -> None:
+    shop = Shop(api, {"hold_days": 0, **doc})
+    referrer = shop.member("olga")
+    shop.member("m", referrer["code"])
+    payee = referrer["member_id"] if cap == "cap_recurring" else shop.member("m")["member_id"]
+    stage = _Interleaved(lambda: shop.send_raw(shop.order_event("m", "o-competitor", 50_000)))
+    stages.register(stage)
+    try:
+        reply = shop.send_raw(shop.order_event("m", "o-1", 50_000))
+    finally:
+        stages.unregister(stage.name)
+    competitor = stage.competitor_reply
+    assert competitor.status == 200 and competitor.body["rewards"]["points"] == 1000, competitor.body
+    assert reply.status == 200, reply.body
+    # The first decision (1000, read before the competitor wrote) failed its condition; the retry read 1000
+    # already granted and trimmed to the 500 left.
+    assert stage.attempts == 2
+    assert reply.body["rewards"]["points"] == 500, reply.body
+    assert [s["reason_code"] for s in reply.body["rewards"]["skipped"]] == [cap]
+    assert check_invariants(shop.pid, payee)["available"] == 1500

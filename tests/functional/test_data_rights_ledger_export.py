@@ -39,6 +39,8 @@ def test_the_export_lists_every_entry_of_the_period_once(api: ApiClient) -> None
     friend = shop.member("b", root["code"])
     clock.freeze(utc("2026-01-16T09:00:00Z"))
     shop.order("b", "o-1", 100_000)
+    clock.freeze(utc("2026-01-18T09:00:00Z"))
+    shop.refund("o-1", 40_000, at="2026-01-17T20:00:00Z")  # its reversals are indexed by the refund's record
     clock.freeze(utc("2026-01-20T09:00:00Z"))
     shop.order("a", "o-2", 50_000)
     other = Shop(api, "uds_3_level")
@@ -49,6 +51,7 @@ def test_the_export_lists_every_entry_of_the_period_once(api: ApiClient) -> None
     assert list(rows[0].keys()) == list(COLUMNS)
     ids = [r["entry_id"] for r in rows]
     assert len(ids) == len(set(ids))
+    assert len([r for r in rows if r["kind"] == "reversal"]) == 2
     assert set(ids) == set(entries)
     assert sum(int(r["points"]) for r in rows) == sum(int(e["points"]) for e in entries.values())
     assert [r["created_at"] for r in rows] == sorted(r["created_at"] for r in rows)
@@ -57,7 +60,7 @@ def test_the_export_lists_every_entry_of_the_period_once(api: ApiClient) -> None
     assert one_page == rows
     # The period bounds by booking day; another program's entries never appear.
     late, _ = export(api, shop.pid, "from=2026-01-17&to=2026-01-31", limit=100)
-    assert {r["created_at"][:10] for r in late} == {"2026-01-20"}
+    assert {r["created_at"][:10] for r in late} == {"2026-01-18", "2026-01-20"}
     other_ids = {e["entry_id"] for e in other.ledger(other.member("y")["member_id"])}
     assert not other_ids & set(ids)
 

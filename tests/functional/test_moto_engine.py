@@ -52,7 +52,8 @@ def _all(client: Any) -> list[dict[str, Any]]:
 
 def test_the_suite_and_the_local_run_use_the_adjusted_engine(ddb: Any) -> None:
     assert moto_tuning.applied() == {"tracking", "rollback", "query", "get_item", "lock", "responses", "streams",
-                                     "expressions", "traversal", "simple_updates", "items", "actions", "direct", "index"}
+                                     "expressions", "traversal", "simple_updates", "items", "actions", "direct", "index",
+                                     "compact"}
 
 
 def test_a_cancelled_transaction_leaves_every_item_as_it_was(ddb: Any) -> None:
@@ -551,3 +552,114 @@ def test_stream_records_read_by_every_live_iterator_are_dropped(aws_env: None, m
         ddb.put_item(TableName=TABLE, Item=_item("p", "last"))
         reply = streams.get_records(ShardIterator=reply["NextShardIterator"])
         assert [int(r["dynamodb"]["SequenceNumber"]) for r in reply["Records"]] == [received[-1] + 1]
+
+
+def test_the_stream_pollers_calls_answer_what_the_http_shaped_path_answers(aws_env: None) -> None:
+    """DynamoDB Streams calls take the in-process hop too (``STREAM_ACTIONS``): same answers, timestamps
+    as botocore parses them, blobs as bytes, errors as before."""
+    import boto3
+    from botocore.config import Config
+    from moto import mock_aws
+    from moto.core.models import botocore_stubber
+
+    with mock_aws():
+        moto_tuning.apply()
+        ddb = boto3.client("dynamodb", region_name="eu-central-1")
+        arn = ddb.create_table(
+            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK")],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )["TableDescription"]["LatestStreamArn"]
+        ddb.put_item(TableName=TABLE, Item={**_item("a", "1"), "n": {"N": "1.50"}, "b": {"B": b"\x00\xff"},
+                                            "bs": {"BS": [b"\x01"]},
+                                            "m": {"M": {"k": {"L": [{"S": "v"}, {"NULL": True}, {"B": b"\x02"}]}}}})
+        ddb.update_item(TableName=TABLE, Key=_item("a", "1"), UpdateExpression="ADD n :one",
+                        ExpressionAttributeValues={":one": {"N": "1"}})
+        streams = boto3.client("dynamodbstreams", region_name="eu-central-1",
+                               config=Config(account_id_endpoint_mode="disabled"))
+        routed: list[str] = []
+        original = botocore_stubber.process_request
+
+        def counted(request: Any) -> Any:
+            routed.append(request.url)
+            return original(request)
+
+        def calls() -> list[Any]:
+            out: list[Any] = [streams.describe_stream(StreamArn=arn), streams.list_streams(TableName=TABLE)]
+            shard = out[0]["StreamDescription"]["Shards"][0]["ShardId"]
+            iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+            reply = streams.get_records(ShardIterator=iterator["ShardIterator"])
+            out.append({k: v for k, v in reply.items() if k != "NextShardIterator"})
+            return [_without_volatile(r) for r in out]
+
+        botocore_stubber.process_request = counted  # type: ignore[method-assign]
+        try:
+            direct = calls()
+            assert routed == []
+            moto_tuning.DIRECT_CALLS[0] = False
+            usual = calls()
+            assert len(routed) == 4
+        finally:
+            moto_tuning.DIRECT_CALLS[0] = True
+            botocore_stubber.process_request = original  # type: ignore[method-assign]
+        assert direct == usual
+        records = direct[2]["Records"]
+        assert [r["eventName"] for r in records] == ["INSERT", "MODIFY"]
+        assert records[1]["dynamodb"]["NewImage"]["m"]["M"]["k"]["L"][2] == {"B": b"\x02"}
+        assert records[0]["dynamodb"]["ApproximateCreationDateTime"].tzinfo is not None
+
+
+def test_the_lean_request_is_the_request_moto_builds(ddb: Any) -> None:
+    from moto.core.request import Request
+    from moto.dynamodb.responses import DynamoHandler
+
+    url = "https://dynamodb.eu-central-1.amazonaws.com/"
+    headers = {"X-Amz-Target": "DynamoDB_20120810.GetItem", "Content-Type": "application/x-amz-json-1.0",
+               "Authorization": "AWS4-HMAC-SHA256 Credential=local/20000101/eu-central-1/dynamodb/aws4_request, "
+                                "SignedHeaders=host, Signature=0", "User-Agent": "Boto3/1.35 md/x", "Content-Length": "28",
+               "Transfer-Encoding": "chunked"}
+    body = b'{"TableName": "engine-test"}'
+    ours = moto_tuning.lean_request(Request, url, headers, body)
+    theirs = Request.from_primitives("POST", url, headers, body)
+    for name in ("method", "url", "raw_url", "raw_path", "path", "query_string", "data", "content_type", "content_length",
+                 "host", "scheme", "url_root", "form", "files"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert sorted(ours.headers.items()) == sorted(theirs.headers.items())
+    handlers = [DynamoHandler(), DynamoHandler()]
+    for handler, request in zip(handlers, (ours, theirs), strict=True):
+        handler.setup_class(request)
+    for name in ("body", "querystring", "region", "current_account", "uri", "path", "raw_path", "method"):
+        assert getattr(handlers[0], name) == getattr(handlers[1], name), name
+
+
+def test_items_are_kept_packed_and_unpack_to_what_moto_built(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compact_items``: stored items hold marshal bytes; reading one gives moto's own values back."""
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item
+
+    monkeypatch.setattr(moto_tuning, "UNPACKED_ITEMS", 2)
+    attrs = {"n": {"N": "1.50"}, "s": {"S": "ж"}, "b": {"B": b"\x00\xff"}, "ss": {"SS": ["x", "y"]},
+             "ns": {"NS": ["1", "2"]}, "bs": {"BS": [b"\x01"]}, "t": {"BOOL": True}, "z": {"NULL": True},
+             "m": {"M": {"k": {"L": [{"S": "v"}, {"NULL": True}, {"B": b"\x02"}, {"M": {"d": {"N": "3"}}}]}}},
+             "l": {"L": []}, "e": {"M": {}}}
+    for i in range(6):
+        ddb.put_item(TableName=TABLE, Item=_item("p", str(i), **attrs))
+    ddb.update_item(TableName=TABLE, Key=_item("p", "0"), UpdateExpression="ADD n :one SET m.k[0] = :w",
+                    ExpressionAttributeValues={":one": {"N": "1"}, ":w": {"S": "w"}})
+    table = _backend_table()
+    stored = list(table.items[DynamoType({"S": "p"})].values())
+    assert sum(item.__dict__["_packed"] is not None for item in stored) >= 4  # all but the newest two
+    moto_built = Item(DynamoType({"S": "p"}), DynamoType({"S": "1"}), _item("p", "1", **attrs))
+    assert stored[1].attrs == moto_built.attrs and stored[1].to_json() == moto_built.to_json()
+    assert stored[1].to_json() == Item.to_json.__wrapped__(moto_built)  # type: ignore[attr-defined]
+    reply = ddb.get_item(TableName=TABLE, Key=_item("p", "0"))["Item"]
+    assert reply["n"] == (DynamoType({"N": "1.50"}) + DynamoType({"N": "1"})).to_json()  # moto's arithmetic
+    assert reply["m"]["M"]["k"]["L"][0] == {"S": "w"}
+    assert reply["b"] == {"B": b"\x00\xff"} and reply["m"]["M"]["k"]["L"][2] == {"B": b"\x02"}
+    assert [i["SK"]["S"] for i in ddb.query(TableName=TABLE, KeyConditionExpression="PK = :p",
+                                             FilterExpression="t = :t", ExpressionAttributeValues={
+                                                 ":p": {"S": "p"}, ":t": {"BOOL": True}})["Items"]] == list("012345")
+    moto_tuning.pack_unpacked_items(0)
+    assert all(item.__dict__["_packed"] is not None for item in stored)
+    assert ddb.get_item(TableName=TABLE, Key=_item("p", "3"))["Item"] == {
+        **_item("p", "3"), **{k: v for k, v in attrs.items()}}

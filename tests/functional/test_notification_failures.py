@@ -254,3 +254,114 @@ def test_device_list_changes_are_conditioned_on_what_was_read(api: ApiClient, fc
     assert register(api, shop, ivy, "fcm-token-ivy-c0003").status == 200
     assert register(api, shop, ivy, "fcm-token-ivy-c0004").status == 200
     assert sorted(d["device_id"] for d in devices_of(shop, ivy)) == sorted(["tablet-1", f"phone-{ivy['code'][:4]}"])
+
+
+def throttle_email(times: int) -> list[int]:
+    """SES answers ``Throttling`` (HTTP 400) to the next ``times`` SendRawEmail calls; returns the call counter."""
+    from botocore.awsrequest import AWSResponse
+
+    from chalicelib import aws
+
+    calls = [0]
+
+    def hook(**_: Any) -> Any:
+        calls[0] += 1
+        if calls[0] > times:
+            return None
+        error = {"Error": {"Code": "Throttling", "Message": "Maximum sending rate exceeded.", "Type": "Sender"},
+                 "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return AWSResponse("https://email.eu-central-1.amazonaws.com/", 400, {}, None), error
+
+    aws.client("ses").meta.events.register("before-call.ses.SendRawEmail", hook)
+    return calls
+
+
+def earned(shop: Shop, member_id: str) -> list[Any]:
+    from chalicelib.store.ledger import OutboxItem
+
+    return [m for m in OutboxItem.scan() if isinstance(m, OutboxItem) and m.PK.startswith(f"OUTBOX#{shop.pid}#")
+            and m.member_id == member_id and m.template == "points_earned"]  # a test's small table
+
+
+def test_a_derived_message_goes_out_from_the_handler_that_derives_it_and_once(api: ApiClient) -> None:
+    """points_earned is created claimed by the ledger handler and delivered in the same call (no second stream
+    hop, no claim write); its own INSERT record and a replay of the whole stream send nothing again."""
+    shop = Shop(api, RULES)
+    ivan = shop.member("ivan")
+    stream_poller().drain()
+    shop.order("ivan", "o-1", 100_000)
+    poller = stream_poller()
+    poller.drain(max_rounds=1)  # the order's records only: the entry's handler sends the message itself
+    assert [m.status for m in earned(shop, ivan["member_id"])] == ["sent"]
+    assert [int(m.attempts) for m in earned(shop, ivan["member_id"])] == [1]
+    poller.drain()  # the message's own INSERT and its status change come back: nothing is sent again
+    stream_poller().drain()  # a second consumer from the start of the stream: every record again
+    assert len([e for e in ses_sent() if e.to == ["ivan@example.com"]]) == 1
+
+
+def test_a_derived_message_to_retry_fails_its_records_and_goes_out_on_the_retry(api: ApiClient) -> None:
+    """SES throttles every try of the first delivery: the message is given back (pending), the ledger records
+    are reported failed, and Lambda's retry of the batch delivers the pending message: one e-mail."""
+    from chalicelib.notify import delivery
+
+    shop = Shop(api, RULES)
+    lena = shop.member("lena")
+    stream_poller().drain()
+    shop.order("lena", "o-1", 100_000)
+    calls = throttle_email(delivery.SEND_TRIES)
+    stream_poller().drain()
+    assert calls[0] == delivery.SEND_TRIES + 1
+    [message] = earned(shop, lena["member_id"])
+    assert (message.status, int(message.attempts)) == ("sent", 2)
+    assert len([e for e in ses_sent() if e.to == ["lena@example.com"]]) == 1
+
+
+def test_a_consumer_whose_lease_was_taken_over_finishes_nothing(api: ApiClient) -> None:
+    """Between sending and finishing, another consumer took the message over (our lease had expired): our finish
+    changes nothing and writes no log line; the message stays the other consumer's to decide."""
+    from chalicelib.notify import sources
+    from chalicelib.notify.delivery import Delivery
+    from chalicelib.notify.port import AwsNotifier, Email
+    from chalicelib.store.ledger import OutboxItem
+    from chalicelib.store.notify import NotificationLogItem
+
+    shop = Shop(api, RULES)
+    nina = shop.member("nina")
+    stream_poller().drain()
+    key = keys.outbox_message(shop.pid, "msg_taken")
+
+    class TakenOver(AwsNotifier):
+        def send_email(self, email: Email) -> str:
+            sent = super().send_email(email)
+            OutboxItem(*key).update(actions=[OutboxItem.lease_token.set("someone-else")])
+            return sent
+
+    sources.new_outbox(shop.pid, nina["member_id"], "points_available", {"points": 5}, None, "taken", "msg_taken")
+    (outcome,) = Delivery(TakenOver()).deliver_group([OutboxItem.get(*key)])
+    assert (outcome.status, outcome.error) == ("skipped", "lease_lost")
+    message = OutboxItem.get(*key, consistent_read=True)
+    assert (message.status, message.lease_token, message.finished_at) == ("sending", "someone-else", None)
+    pk, _ = keys.notification_log(shop.pid, nina["member_id"], "", "")
+    assert [i for i in NotificationLogItem.query(pk) if isinstance(i, NotificationLogItem)] == []
+
+
+def test_one_batch_of_derived_messages_keeps_the_daily_cap(api: ApiClient) -> None:
+    """Three orders of one member in one stream batch: three points_earned messages delivered from one handler
+    call, whose member reads were made once ahead. With a daily cap of 2 the third is held (the read-ahead day
+    counter is behind by the call's own messages; the slot's own condition holds the line), and the two sent
+    have their log lines."""
+    from chalicelib.store.notify import NotificationLogItem
+
+    shop = Shop(api, RULES, settings={"notifications": {"daily_cap": 2}})
+    rita = shop.member("rita")
+    stream_poller().drain()
+    for n in range(3):
+        shop.order("rita", f"o-{n}", 100_000 + n)
+    stream_poller().drain(max_rounds=1)  # the three orders' records: one batch, one handler call
+    statuses = sorted(m.status for m in earned(shop, rita["member_id"]))
+    assert statuses == ["held", "sent", "sent"]
+    assert len([e for e in ses_sent() if e.to == ["rita@example.com"]]) == 2
+    pk, prefix = keys.notification_log_prefix(shop.pid, rita["member_id"])
+    logs = [i for i in NotificationLogItem.query(pk, NotificationLogItem.SK.startswith(prefix))
+            if isinstance(i, NotificationLogItem)]
+    assert sorted(i.status for i in logs) == ["sent", "sent"]

@@ -271,6 +271,53 @@ def test_points_earned_is_derived_once_per_member_and_event_even_when_a_batch_sp
     assert sources.earned_messages(entries[:1]) == 0
 
 
+def test_points_reversed_is_derived_once_per_member_and_refund_even_when_a_batch_splits_its_entries(
+        api: ApiClient) -> None:
+    """The refund's transaction writes no outbox item: the stream consumer derives one points_reversed per member
+    and refund from the reversal entries. A replayed batch creates nothing; a member's reversals split over two
+    batches get one follow-up message for the rest; a fraud review's voids announce nothing."""
+    from chalicelib.notify import sources
+    from chalicelib.store.ledger import LedgerEntryItem, OutboxItem
+
+    shop = Shop(api, RULES)
+    masha = shop.member("masha")
+    olga = shop.member("olga", masha["code"])
+    shop.order("olga", "o-1", 100_000)  # olga: cashback 50 + welcome 300; masha: 500
+    stream_poller().drain()
+    refunded = shop.refund("o-1", 50_000, "r-1")  # half: olga 25 + 150, masha 250
+
+    def olgas(kind: str) -> list[LedgerEntryItem]:
+        return sorted((e for e in LedgerEntryItem.query(keys.member_partition(shop.pid, olga["member_id"]))
+                       if isinstance(e, LedgerEntryItem) and e.kind == kind), key=lambda e: -int(e.points))
+
+    def messages(member_id: str) -> list[OutboxItem]:
+        partition = f"OUTBOX#{shop.pid}#"
+        return sorted((m for m in OutboxItem.scan() if isinstance(m, OutboxItem) and m.PK.startswith(partition)
+                       and m.member_id == member_id and m.template == "points_reversed"),
+                      key=lambda m: int(m.params["points"]))
+
+    assert refunded["rewards"]["status"] == "applied"
+    assert messages(olga["member_id"]) == [] and messages(masha["member_id"]) == []  # none from the transaction
+    entries = olgas("reversal")
+    assert [int(e.points) for e in entries] == [-25, -150]
+    assert sources.reversed_messages(olgas("reward")) == 0  # rewards are not reversals
+    assert sources.reversed_messages(entries[:1]) == 1  # a batch that ends after olga's first reversal
+    assert sources.reversed_messages(entries) == 1  # the next one (replayed from the first entry): the rest only
+    assert sources.reversed_messages(entries) == 0  # a replay of it
+    assert sources.reversed_messages(entries[:1]) == 0
+    assert [(int(m.params["points"]), len(m.params["entries"])) for m in messages(olga["member_id"])] == [
+        (25, 1), (150, 1)]
+    assert all(m.business_key == refunded["business_key"] for m in messages(olga["member_id"]))
+    stream_poller().drain()  # the stream delivers what is left: masha's one message, none more for olga
+    [masha_message] = messages(masha["member_id"])
+    assert int(masha_message.params["points"]) == 250 and masha_message.status == "sent"
+    assert len(messages(olga["member_id"])) == 2
+    void = LedgerEntryItem(PK="x", SK="y", program_id=shop.pid, member_id=olga["member_id"], entry_id="le_void",
+                           kind="reversal", status="reversed", points=-5, reason="voided", reason_code="review_voided",
+                           created_at=clock.utcnow(), effective_at=clock.utcnow(), business_key="b|order.paid")
+    assert sources.reversed_messages([void]) == 0  # a review void: the member never heard of those points
+
+
 def test_a_finished_message_expires_by_ttl_after_the_retention(api: ApiClient) -> None:
     from chalicelib.store.ledger import OUTBOX_RETENTION_DAYS, OutboxItem
 

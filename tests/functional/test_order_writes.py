@@ -2,7 +2,8 @@
 
 Counted from the request through a botocore hook (never timed): the order's transaction writes its
 entries without index keys (the event record indexes them), no outbox item (``points_earned`` is
-derived by the stream consumer) and no member profile (purchase counts are on the balance item).
+derived by the stream consumer), no member profile (purchase counts are on the balance item) and no
+order item (the event record is the order's state until a refund: ``services.ledger.refunds``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _kinds(ops: list[dict[str, Any]]) -> Counter[str]:
     return out
 
 
-def test_an_order_writes_entries_balances_its_record_and_the_order_item_only(
+def test_an_order_writes_entries_balances_and_its_record_only(
         api: ApiClient, written: list[dict[str, Any]]) -> None:
     program = api.create_program()
     partner = api.create_partner(program["program_id"])
@@ -65,8 +66,8 @@ def test_an_order_writes_entries_balances_its_record_and_the_order_item_only(
         reply = api.processed(partner, order("bob", order_id))
         assert len(reply["rewards"]["postings"]) == 2
         # 2 entries, 2 balances (bob's also counts his purchases, ann's her converted referral), the event
-        # record, the order's ledger item; the first purchase also counts the referrer's daily rewards (velocity).
-        expected = Counter({"ledger_entry": 2, "balance": 2, "event": 1, "order_ledger": 1})
+        # record; the first purchase also counts the referrer's daily rewards (velocity).
+        expected = Counter({"ledger_entry": 2, "balance": 2, "event": 1})
         if order_id == "o-1":
             expected["velocity"] = 1
         assert _kinds(written) == expected, written
@@ -79,3 +80,29 @@ def test_an_order_writes_entries_balances_its_record_and_the_order_item_only(
         assert record["GSI2PK"]["S"].startswith("LEDGERDAY#")
         pending = any(e["status"]["S"] == "pending" for e in entries)
         assert record.get("GSI1PK", {}).get("S", "").startswith("PENDING#") == pending
+
+
+def test_a_refund_writes_reversals_entries_balances_its_record_and_the_order_item_but_no_message(
+        api: ApiClient, written: list[dict[str, Any]]) -> None:
+    program = api.create_program()
+    partner = api.create_partner(program["program_id"])
+    assert api.put(f"/v1/programs/{program['program_id']}/rules", RULES).status == 200
+    referrer = api.processed(partner, signup("ann"))["member"]
+    api.processed(partner, signup("bob", referrer["code"]))
+    api.processed(partner, order("bob", "o-1"))
+    for n in (1, 2):  # the first refund creates the order's item from its record, the second updates it
+        written.clear()
+        refund = {"type": "order.refunded", "occurred_at": "2026-01-16T10:00:00Z",
+                  "object": {"type": "refund", "id": f"r-{n}"}, "refund": {"amount": 40_000, "currency": "RUB", "order_id": "o-1"}}
+        reply = api.processed(partner, refund)
+        assert len(reply["rewards"]["reversals"]) == 2
+        # 2 reversal entries, 2 updates of the rewards reversed ("?": an update that sets no kind), 2 balances,
+        # the refund's record and the order's item; points_reversed is derived from the reversal entries by the
+        # stream consumer: no outbox item.
+        assert _kinds(written) == Counter({"ledger_entry": 2, "?": 2, "balance": 2, "event": 1, "order_ledger": 1}), \
+            written
+        puts = [op["Put"]["Item"] for op in written if "Put" in op]
+        # The reversals carry no index key: the refund's record carries their ledger-day key.
+        assert all("GSI2PK" not in i and "GSI1PK" not in i for i in puts if i["entity"]["S"] == "ledger_entry")
+        [record] = [i for i in puts if i["entity"]["S"] == "event"]
+        assert record["GSI2PK"]["S"].startswith("LEDGERDAY#") and "GSI1PK" not in record

@@ -26,9 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("dev", "prod")
 REQUIRED_ENV = {"SARAFAN_STAGE", "SARAFAN_TABLE", "SARAFAN_SECRET_KEY_SECRET_ID", "SARAFAN_OPERATOR_KEY_SHA256",
                 "SARAFAN_SES_SENDER", "SARAFAN_PUBLIC_BASE_URL"}
-#: The data-plane DynamoDB actions the policy may grant (no Scan: it would read every tenant).
+#: The data-plane DynamoDB actions the policy grants (no Scan: it would read every tenant; no TransactGetItems:
+#: nothing uses it, and test_policy_grants_every_aws_call_in_the_code catches a first use).
 DYNAMODB_ALLOWED = {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem", "BatchWriteItem",
-                    "TransactWriteItems", "TransactGetItems", "ConditionCheckItem"}
+                    "TransactWriteItems", "ConditionCheckItem"}
 #: Only the local runner and tests create tables; production tables come from infra/resources.yaml.
 NOT_SHIPPED_TO_PRODUCTION_PATHS = {"chalicelib/store/tables.py"}
 

@@ -81,3 +81,15 @@ def test_history_reasons_name_nobody(facts: dict[str, object], en: str, ru: str)
 def test_a_manual_adjustment_keeps_the_operators_reason_for_the_member() -> None:
     assert l10n.history_reason("ru", kind="adjustment", reason_code="manual_adjustment", level=None, event_type=None,
                                points=-150, reason="Order 100235 was credited twice") == "Order 100235 was credited twice"
+
+
+def test_tier_multiplier_and_voucher_wording_in_both_locales() -> None:
+    assert [l10n.multiplier_factor(bp) for bp in (15_000, 10_000, 12_550, 5_000)] == ["1.5", "1", "1.255", "0.5"]
+    assert l10n.tier_multiplier_phrase("en", tier="gold", multiplier_bp=15_000) == " Tier gold: x1.5."
+    assert l10n.tier_multiplier_phrase("ru", tier="gold", multiplier_bp=12_500) == " Уровень gold: x1,25."
+    what = l10n.event_phrase("order.paid", "en", order_position=1)
+    assert (l10n.voucher_reason("en", rule_name="Welcome", offer_id="o1", partner_id="p1", what=what)
+            == "Welcome: offer o1 of partner p1 (first order)")
+    ru = l10n.voucher_reason("ru", rule_name="Welcome", offer_id="o1", partner_id="p1",
+                             what=l10n.event_phrase("order.paid", "ru", order_position=1))
+    assert ru == "Welcome: предложение o1 партнёра p1 (за первый заказ)"

@@ -40,6 +40,7 @@ def test_policies_grant_exactly_the_calls(stage: str) -> None:
     assert policy_actions(f"policy-{stage}-notify.json") == {
         "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchGetItem",
         "dynamodb:TransactWriteItems",  # claim, derived messages, reads, finish, sweep/reminder indexes
+        "dynamodb:BatchWriteItem",  # a batch's delivery-log lines
         "dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams",
         "secretsmanager:GetSecretValue",  # the master secret signs unsubscribe links
         "ses:SendRawEmail", "sns:Publish", "sqs:SendMessage",

@@ -17,8 +17,19 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "chalicelib" / "services"
 
 CONVERTED = (
+    "adjustments.py",
+    "auth.py",
     "coupons.py",
+    "intake.py",
+    "landing/cors.py",
+    "landing/offer.py",
     "landing/rate_limits.py",
+    "landing/redirect.py",
+    "ledger_export.py",
+    "members_query.py",
+    "redemption.py",
+    "settlement.py",
+    "signed_cursor.py",
     "statement.py",
     "wallet.py",
 )

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.domain import tiers as t
+from chalicelib.domain.rewards.engine import tier_multiply
 from chalicelib.domain.settings import TierSettings, validate_tiers
 
 RAW = {"metric": "spend", "period_months": 3, "levels": [
@@ -65,7 +66,7 @@ def test_progress_and_multiply() -> None:
     assert (p.tier, p.value, p.next_tier, p.next_threshold, p.remaining) == ("silver", 120, "gold", 300, 180)
     top = t.progress(TIERS, "gold", {}, "2026-02")
     assert top.next_tier is None and top.remaining is None
-    assert t.multiply(333, 15_000) == 499 and t.multiply(1, 10_000) == 1 and t.multiply(7, 5_000) == 3
+    assert tier_multiply(333, 15_000) == 499 and tier_multiply(1, 10_000) == 1 and tier_multiply(7, 5_000) == 3
 
 
 months = st.integers(min_value=0, max_value=40).map(lambda i: t.shift_month("2024-01", i))

@@ -31,7 +31,7 @@ Modules: ``types`` (names, object types, limits), ``schemas`` (JSON Schemas, com
 Import from the package: the names below are its public surface.
 """
 
-from chalicelib.domain.events.keys import business_key
+from chalicelib.domain.events.keys import business_key, order_paid_business_key
 from chalicelib.domain.events.model import CanonicalEvent, Context, Customer, OrderAmounts, Referral, Refund, Utm
 from chalicelib.domain.events.parse import parse_event
 from chalicelib.domain.events.schemas import EVENT_SCHEMAS, schema_key
@@ -55,5 +55,5 @@ __all__ = [
     "CUSTOM_PREFIX", "CUSTOM_SCHEMA_KEY", "CUSTOM_TYPE_RE", "DEAL_WON", "EVENT_SCHEMAS", "EVENT_TYPES",
     "LEAD_CREATED", "MAX_AMOUNT", "MEMBER_SIGNUP", "OBJECT_TYPES", "ORDER_CANCELLED", "ORDER_PAID",
     "ORDER_REFUNDED", "SUPPORTED_LOCALES", "CanonicalEvent", "Context", "Customer", "OrderAmounts", "Referral", "Refund",
-    "Utm", "business_key", "parse_event", "schema_key",
+    "Utm", "business_key", "order_paid_business_key", "parse_event", "schema_key",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from chalicelib.domain.events.model import CanonicalEvent
+from chalicelib.domain.events.types import OBJECT_TYPES, ORDER_PAID
 
 
 def _key_part(value: str) -> str:
@@ -23,3 +24,8 @@ def business_key(program_id: str, partner_id: str, event: CanonicalEvent) -> str
     return "|".join(
         _key_part(part) for part in (program_id, partner_id, event.object_type, event.object_id, event.type)
     )
+
+
+def order_paid_business_key(program_id: str, partner_id: str, order_id: str) -> str:
+    """The business key of ``order.paid`` for this partner's order ``order_id`` (what a refund of it names)."""
+    return "|".join(_key_part(part) for part in (program_id, partner_id, OBJECT_TYPES[ORDER_PAID], order_id, ORDER_PAID))

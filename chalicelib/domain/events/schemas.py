@@ -1,4 +1,4 @@
-"""JSON Schemas of the canonical events (draft-07), compiled lazily once per type."""
+"""JSON Schemas of the canonical events (draft-07), compiled lazily once per type (ahead of time: ``domain.codecache``)."""
 
 from __future__ import annotations
 
@@ -179,9 +179,9 @@ def schema_key(event_type: str) -> str | None:
 
 @cache
 def _validator(key: str) -> Callable[[Any], Any]:
-    # Imported and compiled on first use only: compiling all schemas at import would
-    # add tens of milliseconds to every cold start, most of it for unused types.
-    import fastjsonschema
+    # Built on first use only, one type at a time: from the code generated at package time
+    # (domain.codecache), else compiled now (tens of milliseconds per type).
+    from chalicelib.domain import codecache
 
-    return fastjsonschema.compile(EVENT_SCHEMAS[key])  # type: ignore[no-any-return]
+    return codecache.validator(EVENT_SCHEMAS[key])
 

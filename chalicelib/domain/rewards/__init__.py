@@ -5,12 +5,11 @@ state in one batch, calls ``evaluate`` (or ``reverse`` for refunds) and writes t
 DynamoDB transaction.
 """
 
+from chalicelib.domain.l10n import format_money, format_rate  # the wording lives in domain.l10n
 from chalicelib.domain.rewards.engine import (
     add_months,
     base_amount,
     evaluate,
-    format_money,
-    format_rate,
     month_key,
     percent_points,
     reverse,

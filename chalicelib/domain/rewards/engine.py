@@ -36,6 +36,7 @@ from chalicelib.domain.rewards.models import (
     CounterDelta,
     EngineEvent,
     Evaluation,
+    PartnerOverride,
     PostedEntryLike,
     Posting,
     ProgramCounters,
@@ -107,6 +108,23 @@ def _utc(at: datetime) -> datetime:
 
 
 # --------------------------------------------------------------------------- evaluate
+#
+# ``evaluate`` runs each matching rule through the same named steps, in this order (the order is
+# behaviour: the first step that says no names the skip reason):
+#
+#   _selection_skip   partner filter, partner override disabled, order number      -> skip, no recipient
+#   _find_recipient   self / friend (needs a referrer) / referrer level (cycles)    -> _Recipient or skip
+#   _tier_skip        ``trigger.tiers``                                             -> skip
+#   _order_base       currency, order amount present, ``min_order_amount``          -> base or skip
+#   _recurring_skip   attribution window by months and by orders                    -> skip
+#   _grant_offer      an offer reward: a voucher, or the fallback points            -> voucher / skip
+#   _requested        points before caps (fixed, rate, commission tier, multiplier) -> _Reward
+#   _apply_caps       the four caps, narrowest first (trims are skips with granted > 0)
+#   _consume          headroom taken for the next rule, and the writer's ``max_before`` conditions
+#   _posting          the ledger entry and its reason (wording from ``domain.l10n``)
+#
+# The read-only inputs travel in a :class:`_RuleContext`; everything that changes as rules run
+# (counters, vouchers, skips) lives in one :class:`_Running`.
 
 
 @dataclass
@@ -125,6 +143,12 @@ class _Running:
     offers_left: dict[str, int] = field(default_factory=dict)
     offers_month: dict[str, int] = field(default_factory=dict)
     vouchers: list[VoucherGrant] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+
+    def refuse(self, skip: Skip) -> Posting | None:
+        """Record why a rule pays nothing; returns None (no posting) so a step reads ``return run.refuse(...)``."""
+        self.skipped.append(skip)
+        return None
 
 
 @dataclass(frozen=True)
@@ -133,6 +157,39 @@ class _Recipient:
     level: int
     converted_referrals: int
     tier: str | None = None
+
+
+@dataclass(frozen=True)
+class _RuleContext:
+    """One rule against one event: everything the steps read, nothing they change."""
+
+    rules: RulesDoc
+    rule: Rule
+    event: EngineEvent
+    at: datetime  # event.occurred_at in UTC
+    subject: Subject
+    upline: Mapping[int, Ancestor]
+    cycles: frozenset[int]
+    override: PartnerOverride | None  # the rule's override for the event's partner
+
+    @property
+    def amount(self) -> Amount:
+        """The amount paid at the event's partner: the override's (merged) amount, else the rule's."""
+        o = self.override
+        return o.amount if o is not None and o.amount is not None else self.rule.amount
+
+    def skip(self, code: SkipCode, detail: str, member_id: str | None = None,
+             requested: int = 0, granted: int = 0) -> Skip:
+        return Skip(self.rule.id, member_id, code, detail, requested, granted)
+
+
+@dataclass(frozen=True)
+class _Reward:
+    """Points before caps and how they were computed (for the reason text)."""
+
+    requested: int
+    how: l10n.HowComputed
+    multiplier_bp: int | None = None  # the recipient's tier multiplier, when the rule has one
 
 
 def evaluate(
@@ -166,18 +223,19 @@ def evaluate(
     run = _Running(month_points, counters.budget_used_points, dict(subject.recurring_paid),
                    offers_left=dict(offers or {}), offers_month=dict(offers_this_month or {}))
     postings: list[Posting] = []
-    skipped: list[Skip] = []
-
+    frozen_cycles = frozenset(cycles)
     for rule in rules.rules:
         if not rule.enabled or rule.trigger.event != event.type:
             continue
-        outcome = _evaluate_rule(rules, rule, event, at, subject, upline, cycles, run, skipped)
-        if outcome is not None:
-            postings.append(outcome)
+        override = rule.partners.get(event.partner_id) if event.partner_id is not None else None
+        ctx = _RuleContext(rules, rule, event, at, subject, upline, frozen_cycles, override)
+        posting = _evaluate_rule(ctx, run)
+        if posting is not None:
+            postings.append(posting)
 
     return Evaluation(
         postings=tuple(postings),
-        skipped=tuple(skipped),
+        skipped=tuple(run.skipped),
         counter_deltas=_deltas(run, subject, rules, month_key(at)),
         month=month_key(at),
         vouchers=tuple(run.vouchers),
@@ -201,133 +259,194 @@ def _upline(subject: Subject, ancestors: Iterable[Ancestor], max_depth: int) -> 
     return upline, cycles
 
 
-def _evaluate_rule(
-    rules: RulesDoc,
-    rule: Rule,
-    event: EngineEvent,
-    at: datetime,
-    subject: Subject,
-    upline: Mapping[int, Ancestor],
-    cycles: set[int],
-    run: _Running,
-    skipped: list[Skip],
-) -> Posting | None:
-    def skip(code: SkipCode, detail: str, member_id: str | None = None) -> Posting | None:
-        """Record why the rule pays nothing; returns None so callers can ``return skip(...)``."""
-        skipped.append(Skip(rule.id, member_id, code, detail))
+def _evaluate_rule(ctx: _RuleContext, run: _Running) -> Posting | None:
+    """One rule through the steps above; a step that says no records its Skip and the rule pays nothing."""
+    recipient = _selection_skip(ctx) or _find_recipient(ctx)
+    if isinstance(recipient, Skip):
+        return run.refuse(recipient)
+    mid = recipient.member_id
+    base = _tier_skip(ctx, recipient) or _order_base(ctx, mid)
+    if isinstance(base, Skip):
+        return run.refuse(base)
+    if refused := _recurring_skip(ctx, mid):
+        return run.refuse(refused)
+    if ctx.amount.offer is not None and not _grant_offer(ctx, recipient, run):
         return None
+    reward = _requested(ctx, base, recipient)
+    if reward.requested <= 0:
+        return run.refuse(ctx.skip(
+            "zero_points", f"{l10n.how_phrase(reward.how, LEDGER_LOCALE)} rounds down to 0 points", mid))
+    points, trims = _apply_caps(ctx, mid, reward.requested, run)
+    if points <= 0:
+        return None
+    _consume(ctx, mid, points, run)
+    return _posting(ctx, recipient, reward, points, trims)
 
-    trigger = rule.trigger
+
+def _selection_skip(ctx: _RuleContext) -> Skip | None:
+    """Whether the rule is for this event at all: the partner, the partner's override, the order number."""
+    trigger, event = ctx.rule.trigger, ctx.event
     if trigger.partners and event.partner_id not in trigger.partners:
-        return skip("trigger_not_matched", f"event at partner {event.partner_id!r}, rule is for {trigger.partners}")
-    override = rule.partners.get(event.partner_id) if event.partner_id is not None else None
-    if override is not None and not override.enabled:
-        return skip("disabled_for_partner", f"rule is disabled for partner {event.partner_id!r}")
-    if event.type == "order.paid" and not trigger.order_number_matches(subject.orders_before):
-        return skip(
+        return ctx.skip("trigger_not_matched", f"event at partner {event.partner_id!r}, rule is for {trigger.partners}")
+    if ctx.override is not None and not ctx.override.enabled:
+        return ctx.skip("disabled_for_partner", f"rule is disabled for partner {event.partner_id!r}")
+    orders_before = ctx.subject.orders_before
+    if event.type == "order.paid" and not trigger.order_number_matches(orders_before):
+        return ctx.skip(
             "trigger_not_matched",
-            f"this is order #{subject.orders_before + 1}, rule wants order={trigger.order}"
+            f"this is order #{orders_before + 1}, rule wants order={trigger.order}"
             + (f" n={trigger.n}" if trigger.n else ""),
         )
+    return None
 
-    # Who gets it. A "friend" reward exists only because somebody referred the subject.
-    recipient: _Recipient
-    if rule.recipient.type == "self":
-        recipient = _Recipient(subject.member_id, 0, 0, subject.tier)
-    elif rule.recipient.type == "friend":
+
+def _find_recipient(ctx: _RuleContext) -> _Recipient | Skip:
+    """Who gets it. A "friend" reward exists only because somebody referred the subject."""
+    subject, wanted = ctx.subject, ctx.rule.recipient
+    if wanted.type == "self":
+        return _Recipient(subject.member_id, 0, 0, subject.tier)
+    if wanted.type == "friend":
         if subject.referrer_id is None:
-            return skip("no_referrer", "the member was not referred", subject.member_id)
-        recipient = _Recipient(subject.member_id, 0, 0, subject.tier)
-    else:
-        level = rule.recipient.level
-        if level in cycles:
-            return skip("ancestry_cycle", f"level {level} would pay a member already in the chain")
-        ancestor = upline.get(level)
-        if ancestor is None:
-            return skip("no_referrer", f"the member has no level-{level} referrer")
-        recipient = _Recipient(ancestor.member_id, level, ancestor.converted_referrals, ancestor.tier)
-    mid = recipient.member_id
-    if trigger.tiers and recipient.tier not in trigger.tiers:
-        return skip("tier_not_matched", f"the recipient's tier is {recipient.tier!r}, rule is for {list(trigger.tiers)}",
-                    mid)
+            return ctx.skip("no_referrer", "the member was not referred", subject.member_id)
+        return _Recipient(subject.member_id, 0, 0, subject.tier)
+    level = wanted.level
+    if level in ctx.cycles:
+        return ctx.skip("ancestry_cycle", f"level {level} would pay a member already in the chain")
+    ancestor = ctx.upline.get(level)
+    if ancestor is None:
+        return ctx.skip("no_referrer", f"the member has no level-{level} referrer")
+    return _Recipient(ancestor.member_id, level, ancestor.converted_referrals, ancestor.tier)
 
-    amount = override.amount if override is not None and override.amount is not None else rule.amount
-    base: int | None = None
-    if amount.needs_order_amount:
-        if rules.currency and event.currency and event.currency != rules.currency:
-            return skip("currency_mismatch", f"event in {event.currency}, program in {rules.currency}", mid)
-        base = base_amount(event, amount.base)
-        if base is None:
-            return skip("no_amount", "the event carries no order amount", mid)
-        if amount.min_order_amount is not None and base < amount.min_order_amount:
-            return skip("below_min_order", f"{amount.base} {base} < min_order_amount {amount.min_order_amount}", mid)
 
-    recurring = rule.recurring
-    if recurring is not None:
-        if subject.attributed_at is None or at < _utc(subject.attributed_at):
-            return skip("recurring_not_attributed", "the member has no referral attribution before this order", mid)
-        if recurring.months is not None and at >= add_months(_utc(subject.attributed_at), recurring.months):
-            return skip("recurring_expired", f"more than {recurring.months} months since attribution", mid)
-        if recurring.orders is not None and subject.orders_before >= recurring.orders:
-            return skip("recurring_expired", f"only the first {recurring.orders} orders count", mid)
+def _tier_skip(ctx: _RuleContext, recipient: _Recipient) -> Skip | None:
+    tiers = ctx.rule.trigger.tiers
+    if tiers and recipient.tier not in tiers:
+        return ctx.skip("tier_not_matched", f"the recipient's tier is {recipient.tier!r}, rule is for {list(tiers)}",
+                        recipient.member_id)
+    return None
 
-    reason_code: str | None = None
+
+def _order_base(ctx: _RuleContext, mid: str) -> int | Skip | None:
+    """The order amount the reward measures; None when the amount does not need one."""
+    amount, event, currency = ctx.amount, ctx.event, ctx.rules.currency
+    if not amount.needs_order_amount:
+        return None
+    if currency and event.currency and event.currency != currency:
+        return ctx.skip("currency_mismatch", f"event in {event.currency}, program in {currency}", mid)
+    base = base_amount(event, amount.base)
+    if base is None:
+        return ctx.skip("no_amount", "the event carries no order amount", mid)
+    if amount.min_order_amount is not None and base < amount.min_order_amount:
+        return ctx.skip("below_min_order", f"{amount.base} {base} < min_order_amount {amount.min_order_amount}", mid)
+    return base
+
+
+def _recurring_skip(ctx: _RuleContext, mid: str) -> Skip | None:
+    """A recurring reward pays only inside the attribution window (months, orders)."""
+    recurring, subject, at = ctx.rule.recurring, ctx.subject, ctx.at
+    if recurring is None:
+        return None
+    if subject.attributed_at is None or at < _utc(subject.attributed_at):
+        return ctx.skip("recurring_not_attributed", "the member has no referral attribution before this order", mid)
+    if recurring.months is not None and at >= add_months(_utc(subject.attributed_at), recurring.months):
+        return ctx.skip("recurring_expired", f"more than {recurring.months} months since attribution", mid)
+    if recurring.orders is not None and subject.orders_before >= recurring.orders:
+        return ctx.skip("recurring_expired", f"only the first {recurring.orders} orders count", mid)
+    return None
+
+
+def _grant_offer(ctx: _RuleContext, recipient: _Recipient, run: _Running) -> bool:
+    """An offer reward: take a code (a VoucherGrant) or record why not. True when the rule's
+    ``fallback_points`` are to be posted instead (the pool is empty)."""
+    ref, rule, mid = ctx.amount.offer, ctx.rule, recipient.member_id
+    assert ref is not None
+    per_member = f"{rule.id}#{mid}"
+    if ref.per_month is not None and run.offers_month.get(per_member, 0) >= ref.per_month:
+        run.skipped.append(ctx.skip("offer_limit", f"{ref.per_month} voucher(s) of this rule per month already given",
+                                    mid))
+        return False
+    if run.offers_left.get(ref.offer_id, 0) > 0:
+        run.offers_month[per_member] = run.offers_month.get(per_member, 0) + 1
+        run.offers_left[ref.offer_id] -= 1
+        run.vouchers.append(VoucherGrant(
+            member_id=mid, partner_id=ref.partner_id, offer_id=ref.offer_id, rule_id=rule.id,
+            rule_version=ctx.rules.version, level=recipient.level, recipient=rule.recipient.type,
+            business_key=ctx.event.business_key, event_partner_id=ctx.event.partner_id,
+            reason=l10n.voucher_reason(LEDGER_LOCALE, rule_name=rule.name or rule.id, offer_id=ref.offer_id,
+                                       partner_id=ref.partner_id, what=_event_phrase(ctx))))
+        return False
+    fallback = ref.fallback_points or 0
+    detail = f"no code left for offer {ref.offer_id}" + (f"; {fallback} fallback points instead" if fallback else "")
+    run.skipped.append(ctx.skip("pool_empty", detail, mid, fallback, fallback))
+    return bool(fallback)
+
+
+def _requested(ctx: _RuleContext, base: int | None, recipient: _Recipient) -> _Reward:
+    """Points before caps: fixed, a rate of ``base``, the recipient's commission tier; then the
+    recipient's member-tier multiplier."""
+    amount = ctx.amount
+    points, rate_bp, tier_min = amount.points, amount.rate_bp, None
+    how: l10n.HowComputed
     if amount.offer is not None:
-        ref = amount.offer
-        month_key_ = f"{rule.id}#{mid}"
-        if ref.per_month is not None and run.offers_month.get(month_key_, 0) >= ref.per_month:
-            return skip("offer_limit", f"{ref.per_month} voucher(s) of this rule per month already given", mid)
-        if run.offers_left.get(ref.offer_id, 0) > 0:
-            run.offers_month[month_key_] = run.offers_month.get(month_key_, 0) + 1
-            run.offers_left[ref.offer_id] -= 1
-            run.vouchers.append(VoucherGrant(
-                member_id=mid, partner_id=ref.partner_id, offer_id=ref.offer_id, rule_id=rule.id,
-                rule_version=rules.version, level=recipient.level, recipient=rule.recipient.type,
-                business_key=event.business_key, event_partner_id=event.partner_id,
-                reason=f"{rule.name or rule.id}: offer {ref.offer_id} of partner {ref.partner_id} "
-                       f"({_event_phrase(rule, event, subject)})"))
-            return None
-        detail = f"no code left for offer {ref.offer_id}" + (
-            f"; {ref.fallback_points} fallback points instead" if ref.fallback_points else "")
-        skipped.append(Skip(rule.id, mid, "pool_empty", detail, ref.fallback_points or 0, ref.fallback_points or 0))
-        if not ref.fallback_points:
-            return None
-        reason_code = "offer_fallback"
-
-    requested, how = _points(amount, base, recipient.converted_referrals, rules.point_value_minor, event.currency)
-    multiplier = rule.tier_multipliers.get(recipient.tier or "") if rule.tier_multipliers else None
+        requested, how = int(amount.offer.fallback_points or 0), l10n.HowComputed()
+    else:
+        if amount.tiers:
+            # Highest tier whose threshold the recipient reached; tiers start at 0 (schema check).
+            tier = [t for t in amount.tiers if t.min_converted <= recipient.converted_referrals][-1]
+            points, rate_bp, tier_min = tier.points, tier.rate_bp, tier.min_converted
+        if points is not None:
+            requested, how = points, l10n.HowComputed(tier_min_converted=tier_min)
+        else:
+            assert rate_bp is not None and base is not None  # schema guarantees one kind; _order_base checked base
+            requested = percent_points(base, rate_bp, ctx.rules.point_value_minor)
+            how = l10n.HowComputed(rate_bp=rate_bp, base=amount.base, base_minor=base, currency=ctx.event.currency,
+                                   tier_min_converted=tier_min)
+    multipliers = ctx.rule.tier_multipliers
+    multiplier = multipliers.get(recipient.tier or "") if multipliers else None
     if multiplier is not None:
         requested = tier_multiply(requested, multiplier)
-    if requested <= 0:
-        return skip("zero_points", f"{l10n.how_phrase(how, LEDGER_LOCALE)} rounds down to 0 points", mid)
+    return _Reward(requested, how, multiplier)
 
+
+def _apply_caps(ctx: _RuleContext, mid: str, requested: int, run: _Running) -> tuple[int, list[str]]:
+    """Trim ``requested`` by each cap in turn, narrowest first; each trim is recorded as a Skip.
+    Returns the points left (0: nothing to post) and the codes of the caps that trimmed."""
     points = requested
     trims: list[str] = []
-
-    def cap(code: SkipCode, remaining: int | None) -> bool:
-        """Trim ``points`` to ``remaining``; False when nothing is left to post."""
-        nonlocal points
+    for code, remaining in _headroom(ctx, mid, run):
         if remaining is None or points <= remaining:
-            return True
+            continue
         granted = max(remaining, 0)
         what = l10n.cap_name(code, LEDGER_LOCALE)
-        skipped.append(Skip(rule.id, mid, code, f"{what}: {points} -> {granted}", points, granted))
+        run.skipped.append(ctx.skip(code, f"{what}: {points} -> {granted}", mid, points, granted))
         points = granted
         trims.append(code)
-        return granted > 0
+        if granted == 0:
+            break
+    return points, trims
 
-    month_cap = _min_cap(rule.member_monthly_cap_points, rules.member_monthly_cap_points)
-    recurring_max = recurring.max_points_per_friend if recurring is not None else None
-    paid = run.recurring_paid.get(rule.id, 0)
-    if not (
-        cap("cap_reward", amount.max_points)
-        and cap("cap_recurring", None if recurring_max is None else recurring_max - paid)
-        and cap("cap_monthly", None if month_cap is None else month_cap - run.month_points[mid])
-        and cap("cap_budget", None if rules.budget_points is None else rules.budget_points - run.budget_used)
-    ):
-        return None
 
-    # Consume headroom now so the next rule sees it, and remember the write conditions.
+def _headroom(ctx: _RuleContext, mid: str, run: _Running) -> tuple[tuple[SkipCode, int | None], ...]:
+    """What each cap still allows (None: no such cap), in the order caps are applied."""
+    rule, rules, amount = ctx.rule, ctx.rules, ctx.amount
+    month_cap = _month_cap(ctx)
+    recurring_max = rule.recurring.max_points_per_friend if rule.recurring is not None else None
+    return (
+        ("cap_reward", amount.max_points),
+        ("cap_recurring", None if recurring_max is None else recurring_max - run.recurring_paid.get(rule.id, 0)),
+        ("cap_monthly", None if month_cap is None else month_cap - run.month_points[mid]),
+        ("cap_budget", None if rules.budget_points is None else rules.budget_points - run.budget_used),
+    )
+
+
+def _month_cap(ctx: _RuleContext) -> int | None:
+    return _min_cap(ctx.rule.member_monthly_cap_points, ctx.rules.member_monthly_cap_points)
+
+
+def _consume(ctx: _RuleContext, mid: str, points: int, run: _Running) -> None:
+    """Take the headroom now so the next rule sees it, and remember the writer's conditions."""
+    rule, rules = ctx.rule, ctx.rules
+    month_cap = _month_cap(ctx)
     if month_cap is not None:
         run.month_max_before[mid] = min(
             run.month_max_before.get(mid, month_cap), month_cap - run.month_delta.get(mid, 0) - points
@@ -337,58 +456,48 @@ def _evaluate_rule(
     if rules.budget_points is not None:
         run.budget_used += points
         run.budget_delta += points
-    if recurring is not None:
-        run.recurring_paid[rule.id] = paid + points
+    if rule.recurring is not None:
+        run.recurring_paid[rule.id] = run.recurring_paid.get(rule.id, 0) + points
         run.recurring_delta[rule.id] = run.recurring_delta.get(rule.id, 0) + points
-        if recurring_max is not None:
-            run.recurring_max_before[rule.id] = recurring_max - run.recurring_delta[rule.id]
+        if rule.recurring.max_points_per_friend is not None:
+            run.recurring_max_before[rule.id] = rule.recurring.max_points_per_friend - run.recurring_delta[rule.id]
 
+
+_REASON_CODES: dict[str, str] = {"self": "self_reward", "friend": "friend_reward", "referrer": "referral_reward"}
+
+
+def _posting(ctx: _RuleContext, recipient: _Recipient, reward: _Reward, points: int, trims: list[str]) -> Posting:
+    rule, rules, event, override = ctx.rule, ctx.rules, ctx.event, ctx.override
     hold = _first_set(override.hold_days if override else None, rule.hold_days, rules.hold_days)
     funder = _first_set(override.funded_by if override else None, rule.funded_by, event.partner_id)
     kind = rule.recipient.type
+    reason = l10n.reward_reason(
+        LEDGER_LOCALE, recipient=kind, what=_event_phrase(ctx), level=recipient.level,
+        subject_id=ctx.subject.member_id, points_granted=points, points_requested=reward.requested,
+        rule_name=rule.name or rule.id, how=reward.how, trims=trims)
+    if reward.multiplier_bp is not None:
+        reason += l10n.tier_multiplier_phrase(LEDGER_LOCALE, tier=recipient.tier, multiplier_bp=reward.multiplier_bp)
+    if ctx.amount.offer is not None:
+        reason_code = "offer_fallback"
+    elif rule.recurring is not None:
+        reason_code = "recurring_reward"
+    else:
+        reason_code = _REASON_CODES[kind]
     return Posting(
-        member_id=mid,
+        member_id=recipient.member_id,
         points=points,
         rule_id=rule.id,
         rule_version=rules.version,
         level=recipient.level,
         recipient=kind,
         funding_partner_id=funder,
-        reason=l10n.reward_reason(
-            LEDGER_LOCALE, recipient=kind, what=_event_phrase(rule, event, subject), level=recipient.level,
-            subject_id=subject.member_id, points_granted=points, points_requested=requested,
-            rule_name=rule.name or rule.id, how=how, trims=trims)
-        + ("" if multiplier is None else f" Tier {recipient.tier}: x{_bp_factor(multiplier)}."),
-        reason_code=reason_code or (
-            "recurring_reward" if recurring is not None
-            else {"self": "self_reward", "friend": "friend_reward", "referrer": "referral_reward"}[kind]),
-        available_at=at + timedelta(days=hold),
+        reason=reason,
+        reason_code=reason_code,
+        available_at=ctx.at + timedelta(days=hold),
         status="available" if hold == 0 else "pending",
         business_key=event.business_key,
         partner_id=event.partner_id,
-        requested_points=requested,
-    )
-
-
-def _points(
-    amount: Amount, base: int | None, converted: int, point_value_minor: int, currency: str | None
-) -> tuple[int, l10n.HowComputed]:
-    """Points before caps, and how they were computed (for the reason text)."""
-    points, rate_bp, tier_min = amount.points, amount.rate_bp, None
-    if amount.offer is not None:
-        return int(amount.offer.fallback_points or 0), l10n.HowComputed()
-    if amount.tiers:
-        # Highest tier whose threshold the recipient reached; tiers start at 0 (schema check).
-        tier = [t for t in amount.tiers if t.min_converted <= converted][-1]
-        points, rate_bp = tier.points, tier.rate_bp
-        tier_min = tier.min_converted
-    if points is not None:
-        return points, l10n.HowComputed(tier_min_converted=tier_min)
-    assert rate_bp is not None and base is not None  # schema guarantees one kind; caller checked base
-    return (
-        percent_points(base, rate_bp, point_value_minor),
-        l10n.HowComputed(rate_bp=rate_bp, base=amount.base, base_minor=base, currency=currency,
-                         tier_min_converted=tier_min),
+        requested_points=reward.requested,
     )
 
 
@@ -416,12 +525,6 @@ def tier_multiply(points: int, multiplier_bp: int) -> int:
     return points * multiplier_bp // BP_DENOMINATOR
 
 
-def _bp_factor(bp: int) -> str:
-    """15000 -> "1.5", 10000 -> "1", 12550 -> "1.255" (no floats)."""
-    whole, frac = divmod(bp, BP_DENOMINATOR)
-    return f"{whole}.{frac:04d}".rstrip("0").rstrip(".")
-
-
 def _min_cap(*caps: int | None) -> int | None:
     set_caps = [c for c in caps if c is not None]
     return min(set_caps) if set_caps else None
@@ -435,14 +538,12 @@ def _first_set(*values: Any) -> Any:
 
 #: The ledger's stored language; notifications render the same phrases in the member's locale.
 LEDGER_LOCALE = "en"
-format_rate = l10n.format_rate
-format_money = l10n.format_money
 
 
-def _event_phrase(rule: Rule, event: EngineEvent, subject: Subject) -> str:
+def _event_phrase(ctx: _RuleContext) -> str:
     # Name the order's position only when the rule cares about it.
-    position = None if rule.trigger.order == "every" else subject.orders_before + 1
-    return l10n.event_phrase(event.type, LEDGER_LOCALE, order_position=position)
+    position = None if ctx.rule.trigger.order == "every" else ctx.subject.orders_before + 1
+    return l10n.event_phrase(ctx.event.type, LEDGER_LOCALE, order_position=position)
 
 
 # --------------------------------------------------------------------------- refunds

@@ -9,21 +9,24 @@ checked against the key's own program.
 
 from __future__ import annotations
 
-from chalicelib.config import get_settings
+from typing import TYPE_CHECKING
+
 from chalicelib.domain.errors import Forbidden
+from chalicelib.services import ports
 from chalicelib.services.auth import Principal
-from chalicelib.store import cache, tenancy_repo
-from chalicelib.store.tenancy import ProgramItem
+
+if TYPE_CHECKING:
+    from chalicelib.store.tenancy import ProgramItem
 
 PREFLIGHT_ALLOW_HEADERS = "Content-Type, X-Publishable-Key, Authorization"
 EXPOSE_HEADERS = "Retry-After, X-Request-Id"
 
 
-def landing_program(principal: Principal) -> ProgramItem:
+def landing_program(principal: Principal, deps: ports.Ports | None = None) -> ProgramItem:
     """The program a landing request acts for: the key's own (publishable or partner key)."""
     if not principal.program_id:
         raise Forbidden("Landing endpoints need the program's publishable key", code="program_key_required")
-    return tenancy_repo.get_program(principal.program_id)
+    return (deps or ports.current()).programs.get(principal.program_id)
 
 
 def _origin(value: str | None) -> str | None:
@@ -51,24 +54,10 @@ def cors_headers(origin: str | None, allowed: bool) -> dict[str, str]:
     return headers
 
 
-def _all_allowed_origins() -> frozenset[str]:
-    def load() -> frozenset[str]:
-        found: set[str] = set()
-        cursor = None
-        for _ in range(100):  # 10 000 programs; a coalition deployment has tens
-            items, cursor = tenancy_repo.list_programs(100, cursor)
-            found.update(o for p in items for o in (_origin(x) for x in p.allowed_origins or []) if o)
-            if not cursor:
-                break
-        return frozenset(found)
-
-    return cache.cached("landing", "allowed_origins", get_settings().config_cache_seconds, load)
-
-
-def preflight_headers(origin: str | None, methods: str) -> dict[str, str]:
+def preflight_headers(origin: str | None, methods: str, deps: ports.Ports | None = None) -> dict[str, str]:
     """Answer to ``OPTIONS``: allowed only for an origin some program lists (see module docstring)."""
     wanted = _origin(origin)
-    if not origin or wanted not in _all_allowed_origins():
+    if not origin or wanted not in {_origin(o) for o in (deps or ports.current()).programs.allowed_origins()}:
         return {"Vary": "Origin"}
     return {
         "Vary": "Origin",

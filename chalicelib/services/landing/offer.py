@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pynamodb.exceptions import DoesNotExist
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain.codes import normalize_code
 from chalicelib.domain.errors import NotFound
 from chalicelib.domain.share import resolve_locale
+from chalicelib.services import ports
 from chalicelib.services.landing.rate_limits import rate_limit
-from chalicelib.store import keys
-from chalicelib.store.members import CodeItem
-from chalicelib.store.tenancy import ProgramItem
+
+if TYPE_CHECKING:
+    from chalicelib.store.tenancy import ProgramItem
 
 
-def offer(program: ProgramItem, raw_code: str, source_ip: str, locale: str | None = None) -> dict[str, Any]:
+def offer(program: ProgramItem, raw_code: str, source_ip: str, locale: str | None = None,
+          deps: ports.Ports | None = None) -> dict[str, Any]:
+    deps = deps or ports.current()
     rate_limit(f"offer#{program.program_id}", source_ip,
-               program.program_settings.landing_rate_limits.offer_per_minute)
+               program.program_settings.landing_rate_limits.offer_per_minute, deps)
     code = normalize_code(raw_code)
-    pointer = None
-    if code is not None:
-        try:
-            pointer = CodeItem.get(*keys.referral_code(program.program_id, code))
-        except DoesNotExist:
-            pointer = None
-    if not isinstance(pointer, CodeItem):
+    pointer = deps.members.code_pointer(program.program_id, code) if code is not None else None
+    if pointer is None:
         raise NotFound("Unknown referral code", code="code_not_found", details={"code": (raw_code or "")[:64]})
     return {
         "code": pointer.code,

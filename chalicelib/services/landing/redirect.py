@@ -6,15 +6,11 @@ import os
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pynamodb.exceptions import DoesNotExist
-
-from chalicelib.domain import clock, urls
+from chalicelib.domain import urls
 from chalicelib.domain.codes import normalize_code
 from chalicelib.domain.errors import NotFound
 from chalicelib.logs import get_logger
-from chalicelib.store import counters, keys, tenancy_repo
-from chalicelib.store.members import LinkItem
-from chalicelib.store.tenancy import PartnerItem
+from chalicelib.services import ports
 
 log = get_logger("sarafan.landing")
 
@@ -47,20 +43,19 @@ def with_params(url: str, params: dict[str, str]) -> str:
 def is_preview_bot(user_agent: str | None) -> bool:
     return bool(user_agent and _PREVIEW_BOT_RE.search(user_agent))
 
-def redirect_target(raw_code: str, query: dict[str, str], user_agent: str | None = None) -> str:
+def redirect_target(raw_code: str, query: dict[str, str], user_agent: str | None = None,
+                    deps: ports.Ports | None = None) -> str:
     """Where ``/r/{code}`` sends the visitor; counts the click (not link-preview fetches).
     Never raises for a bad code."""
+    deps = deps or ports.current()
     code = normalize_code(raw_code)
     if code is None:
         return default_landing_url()
-    try:
-        link = LinkItem.get(*keys.short_link(code))
-    except DoesNotExist:
-        return default_landing_url()
-    if not isinstance(link, LinkItem):
+    link = deps.members.short_link(code)
+    if link is None:
         return default_landing_url()
     try:
-        program = tenancy_repo.get_program(link.program_id)
+        program = deps.programs.get(link.program_id)
     except NotFound:
         return default_landing_url()
     # Stored URLs are normalised on the way in; older ones are normalised here (or skipped).
@@ -68,16 +63,16 @@ def redirect_target(raw_code: str, query: dict[str, str], user_agent: str | None
     partner_id = (query.get("p") or "").strip()
     if partner_id and len(partner_id) <= 64:
         try:
-            partner = tenancy_repo.get_partner(program.program_id, partner_id)
+            partner = deps.programs.partner(program.program_id, partner_id)
         except NotFound:
             partner = None
-        if isinstance(partner, PartnerItem) and urls.to_header_url(partner.landing_url):
+        if partner is not None and urls.to_header_url(partner.landing_url):
             landing = urls.to_header_url(partner.landing_url) or landing
     utm = {k: query[k][:256] for k in UTM_PARAMS if query.get(k)}
     try:
         if not is_preview_bot(user_agent):
-            counters.count_click(program.program_id, link.code, clock.utcnow().strftime("%Y-%m-%d"),
-                                 _utm_source(utm.get("utm_source")))
+            deps.members.count_click(program.program_id, link.code, deps.clock.now().strftime("%Y-%m-%d"),
+                                     _utm_source(utm.get("utm_source")))
     except Exception:  # a lost click must not cost the visitor the redirect
         log.exception("click not counted", extra={"program_id": program.program_id})
     return with_params(landing, {"ref": link.code, **utm})

@@ -1,38 +1,31 @@
 """Points messages: one per member and event, derived from the event's ledger entries.
 
-``points_earned`` is not written by the event's transaction: the stream consumer derives it from
-the reward entries' INSERT records (``notify.sources.on_ledger_entry``, :func:`earned_messages`),
-so the webhook writes no outbox item for it (issue #10: 3 write units per member paid, counting the
-pending index). ``points_reversed`` (refunds, rarer) is still created in the refund's transaction
-(:func:`stage_points_message`).
+Neither ``points_earned`` nor ``points_reversed`` is written by the event's transaction: the stream
+consumer derives them from the INSERT records of the reward entries (:func:`earned_groups`) and of a
+refund's reversal entries (:func:`reversed_groups`), see ``notify.sources.on_ledger_entry``. So the
+webhook writes no outbox item (issue #10: 3 write units per member paid or clawed back, counting the
+pending index).
 
-Either way the message id is derived from the business key, the member and the template, so a
-replay of the fact or of the stream batch cannot queue a second message; the notifier renders
-``template`` with ``params`` (see ``notify.kinds``) in the member's locale at delivery.
+The message id is derived from the business key, the member and the template (as the transaction
+used to write it), so a replay of the fact or of the stream batch cannot queue a second message; the
+notifier renders ``template`` with ``params`` (see ``notify.kinds``) in the member's locale at delivery.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalicelib.domain import clock
-from chalicelib.services.outcomes import AlreadyProcessed
-from chalicelib.store import keys
+from chalicelib.domain.events import ORDER_CANCELLED, ORDER_REFUNDED
 from chalicelib.store.ledger import (
+    KIND_REVERSAL,
     KIND_REWARD,
     STATUS_AVAILABLE,
     STATUS_PENDING,
     LedgerEntryItem,
-    OutboxItem,
-    day_of,
     stable_id,
 )
-from chalicelib.store.members import MemberItem
-
-if TYPE_CHECKING:
-    from chalicelib.services.event_context import EventContext
-    from chalicelib.store.transact import Transaction
 
 POINTS_EARNED = "points_earned"
 POINTS_REVERSED = "points_reversed"
@@ -65,25 +58,6 @@ def message_params(template: str, business_key: str, points_unit: str | None,
     return params
 
 
-def stage_points_message(ctx: EventContext, tx: Transaction, member_id: str, profile: MemberItem | None,
-                         template: str, entries: list[LedgerEntryItem]) -> None:
-    if sum(abs(int(e.points)) for e in entries) <= 0:
-        return
-    mid = message_id(ctx.business_key, member_id, template)
-    now = ctx.now
-    params = message_params(template, ctx.business_key, ctx.program.points_unit, entries)
-    pk, sk = keys.outbox_message(ctx.program_id, mid)
-    gpk, gsk = keys.gsi1_outbox_pending(day_of(now), clock.iso(now), mid)
-    # Channels (and the final locale) are decided at delivery from the then-current profile
-    # (chalicelib/notify): an e-mail arriving with this very event is used.
-    tx.create(OutboxItem(
-        PK=pk, SK=sk, GSI1PK=gpk, GSI1SK=gsk, program_id=ctx.program_id, message_id=mid,
-        member_id=member_id, template=template,
-        locale=(profile.locale if profile and profile.locale else ctx.program.default_locale),
-        params=params, business_key=ctx.business_key, status="pending", created_at=now,
-    ), on_fail=AlreadyProcessed())
-
-
 #: Business keys of rewards a job announces with its own message (the birthday job's ``birthday_gift``).
 SELF_ANNOUNCED_PREFIXES = ("birthday|",)
 
@@ -103,6 +77,28 @@ def earned_groups(entries: Iterable[LedgerEntryItem]) -> dict[tuple[str, str, st
     groups: dict[tuple[str, str, str], list[LedgerEntryItem]] = {}
     for entry in entries:
         if announces(entry):
+            groups.setdefault((entry.program_id, entry.member_id, str(entry.business_key)), []).append(entry)
+    for group in groups.values():
+        group.sort(key=lambda e: (int(e.level or 0), e.SK))
+    return groups
+
+
+#: The facts whose reversal entries the member hears about (``points_reversed``); a fraud review's voids
+#: (``services.review``) reverse points the member was never told about and send nothing.
+REFUND_SUFFIXES = (f"|{ORDER_REFUNDED}", f"|{ORDER_CANCELLED}")
+
+
+def announces_reversal(entry: LedgerEntryItem) -> bool:
+    """A refund's (or cancellation's) clawback of a reward: ``points_reversed`` to the member it takes from."""
+    return (entry.kind == KIND_REVERSAL and bool(entry.business_key) and int(entry.points or 0) < 0
+            and str(entry.business_key).endswith(REFUND_SUFFIXES))
+
+
+def reversed_groups(entries: Iterable[LedgerEntryItem]) -> dict[tuple[str, str, str], list[LedgerEntryItem]]:
+    """New reversal entries of refunds grouped per (program, member, refund), in ledger order."""
+    groups: dict[tuple[str, str, str], list[LedgerEntryItem]] = {}
+    for entry in entries:
+        if announces_reversal(entry):
             groups.setdefault((entry.program_id, entry.member_id, str(entry.business_key)), []).append(entry)
     for group in groups.values():
         group.sort(key=lambda e: (int(e.level or 0), e.SK))

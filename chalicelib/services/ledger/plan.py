@@ -2,8 +2,8 @@
 
 New entries are created with ``attribute_not_exists`` under a deterministic key (a replay of the
 fact targets the same item and is refused); one balance update per member (ADD, conditioned where
-a debit could overdraw or owed points are repaid); one ``points_reversed`` message per member a refund
-takes points from (``points_earned`` is derived from the entries by the stream consumer).
+a debit could overdraw or owed points are repaid). No message: ``points_earned`` and ``points_reversed``
+are derived from the new entries by the stream consumer (``services.ledger.outbox``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.services.ledger import outbox
 from chalicelib.services.outcomes import AlreadyProcessed, RetryEvent
 from chalicelib.store import keys
 from chalicelib.store.ledger import BalanceDelta, BalanceItem, LedgerEntryItem, stage_balance
@@ -31,7 +30,6 @@ class LedgerPlan:
         self.subject = subject
         self.deltas: dict[str, BalanceDelta] = defaultdict(BalanceDelta)
         self.earned: dict[str, list[LedgerEntryItem]] = defaultdict(list)
-        self.reversed: dict[str, list[LedgerEntryItem]] = defaultdict(list)
         self.new_entries: list[LedgerEntryItem] = []
         #: Hold reason codes of the risk stage: when set, every reward of the event is posted ``held``.
         self.hold: list[str] = []
@@ -51,11 +49,8 @@ class LedgerPlan:
             tx.create(entry, on_fail=AlreadyProcessed())
         for member_id, delta in self.deltas.items():
             stage_balance(tx, self.ctx.program_id, member_id, self.balance(member_id), delta, on_fail=RetryEvent())
-        # ``self.earned`` gets no outbox item here: the stream consumer derives ``points_earned`` from the
-        # entries (services.ledger.outbox), so the event's transaction does not pay for it.
-        for member_id, entries in self.reversed.items():
-            outbox.stage_points_message(self.ctx, tx, member_id, self.profile(member_id), outbox.POINTS_REVERSED,
-                                        entries)
+        # No outbox item here: the stream consumer derives ``points_earned`` and ``points_reversed`` from the
+        # entries (services.ledger.outbox), so the event's transaction does not pay for them.
 
 
 def posting_key(rule_id: str, level: int, member_id: str) -> str:

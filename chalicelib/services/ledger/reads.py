@@ -1,7 +1,9 @@
 """What the ledger stage reads: keys for the pipeline's two batched reads (computed, never queried).
 
 1. first read: the current rules version when this instance has not parsed it yet, and the
-   order's ledger item for ``order.*`` events (postings, refunds so far, parked refunds);
+   order's ledger item for ``order.*`` events (postings, refunds so far, parked refunds); for
+   refunds also the record of the order's ``order.paid`` (where an order's state starts: see
+   ``refunds``; the pipeline reads it anyway for ``order.paid`` itself, as its dedupe record);
 2. second read: for every member of every candidate chain up to the rules' deepest level,
    their balance, profile (tier counts, locale), member tier (when a rule looks at it) and, when a
    monthly cap exists, this month's counter; the subject's
@@ -14,10 +16,12 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.domain.events import ORDER_CANCELLED, ORDER_PAID, ORDER_REFUNDED
+from chalicelib.domain.events import ORDER_CANCELLED, ORDER_PAID, ORDER_REFUNDED, order_paid_business_key
 from chalicelib.domain.rewards import RulesDoc, month_key
 from chalicelib.services import rules as rules_service
 from chalicelib.store import keys
+from chalicelib.store.dynamo_ports import event_key_hash
+from chalicelib.store.events import EventItem
 from chalicelib.store.ledger import OrderLedgerItem
 
 if TYPE_CHECKING:
@@ -45,6 +49,42 @@ def order_key(ctx: EventContext) -> Key | None:
     return keys.order_ledger(ctx.program_id, order_hash(ctx.partner_id, order_id)) if order_id else None
 
 
+def paid_record_key(ctx: EventContext) -> Key | None:
+    """The key of the order's ``order.paid`` record (the event's own for ``order.paid``)."""
+    if ctx.event.type == ORDER_PAID:
+        return ctx.event_key
+    order_id = order_id_of(ctx)
+    if not order_id:
+        return None
+    return keys.event(ctx.program_id, event_key_hash(order_paid_business_key(ctx.program_id, ctx.partner_id,
+                                                                             order_id)))
+
+
+def order_of(ctx: EventContext, items: dict[Key, Any]) -> OrderLedgerItem | None:
+    """The order's ledger state as read: its ledger item, or (no refund yet) the one its ``order.paid`` record
+    implies (postings without funding partners: those are the entries'), or refunds parked before it."""
+    okey, pkey = order_key(ctx), paid_record_key(ctx)
+    item = items.get(okey) if okey else None
+    if isinstance(item, OrderLedgerItem):
+        return item
+    record = items.get(pkey) if pkey else None
+    if isinstance(record, OrderLedgerItem):  # refunds parked before the order, at its record's key
+        return record
+    if isinstance(record, EventItem) and ctx.event.type in REFUND_EVENTS and okey is not None:
+        return from_paid_record(ctx, okey, record)
+    return None
+
+
+def from_paid_record(ctx: EventContext, key: Key, record: EventItem) -> OrderLedgerItem:
+    order_id = order_id_of(ctx)
+    assert order_id is not None
+    total, currency = record.order_amounts()
+    return OrderLedgerItem(
+        PK=key[0], SK=key[1], program_id=ctx.program_id, partner_id=ctx.partner_id, order_id=order_id,
+        paid_business_key=record.business_key, total=total, currency=currency, postings=record.order_postings(),
+        refunded_minor=0, reversed={}, parked=[], cancelled=0, revision=0, buyer_id=record.member_id)
+
+
 def has_rules_for(rules: RulesDoc, event_type: str) -> bool:
     return any(r.enabled and r.trigger.event == event_type for r in rules.rules)
 
@@ -66,6 +106,9 @@ def first_read_keys(ctx: EventContext) -> list[Key]:
     okey = order_key(ctx)
     if okey:
         wanted.append(okey)
+    pkey = paid_record_key(ctx)
+    if pkey and pkey != ctx.event_key:
+        wanted.append(pkey)  # a refund: the order's record
     return wanted
 
 
@@ -98,10 +141,9 @@ def second_read_keys(ctx: EventContext, first: dict[Key, Any], chains: list[list
         return []
     pid = ctx.program_id
     if ctx.event.type in REFUND_EVENTS:
-        okey = order_key(ctx)
-        order = first.get(okey) if okey else None
+        order = order_of(ctx, first)
         wanted: list[Key] = []
-        if isinstance(order, OrderLedgerItem) and order.paid_business_key:
+        if order is not None and order.paid_business_key:
             for posting in order.stored_postings():
                 wanted += [entry_key(pid, posting), keys.balance(pid, posting["member_id"]),
                            keys.member(pid, posting["member_id"])]

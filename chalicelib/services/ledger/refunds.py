@@ -1,23 +1,34 @@
-"""Orders and refunds: the order's ledger item, refunds parked until the order arrives, reversals.
+"""Orders and refunds: the order's ledger state, refunds parked until the order arrives, reversals.
 
-The order's item (``ORDER#…/LEDGER``) keeps what the order posted and what refunds took back; it
-is written conditioned on the revision read, so two refunds of one order serialise. A refund that
-arrives before its order is parked on the item and applied when the order is processed.
+Where an order's state lives (issue #10: an order writes no item of its own until it is refunded):
+
+* an order never refunded: its ``order.paid`` record (``store.events.EventItem.order_postings``):
+  postings, amounts and buyer are all there;
+* once refunded: the order's item (``ORDER#…/LEDGER``), created by the first refund from that
+  record and from then on written conditioned on the revision read, so refunds of one order
+  serialise (items of the previous version: written by every order);
+* refunds that arrive before their order: parked on an item *at the key of the order's
+  ``order.paid`` record*, so the order's transaction (which creates its record with
+  ``attribute_not_exists``) cannot miss a refund parked while it ran; the order replaces that
+  item with its record (conditioned on the revision read) and moves the state to the order's item.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from chalicelib.domain import clock
-from chalicelib.domain.events import ORDER_CANCELLED
+from chalicelib.domain.events import ORDER_CANCELLED, ORDER_PAID
 from chalicelib.domain.rewards import reverse
 from chalicelib.services.ledger.plan import LedgerPlan, posting_key, public
-from chalicelib.services.ledger.reads import entry_key, order_id_of, order_key
+from chalicelib.services.ledger.reads import entry_key, from_paid_record, order_id_of, order_key, paid_record_key
 from chalicelib.services.outcomes import RetryEvent
+from chalicelib.store.events import EventItem
 from chalicelib.store.ledger import (
     KIND_REVERSAL,
     STATUS_HELD,
@@ -38,32 +49,58 @@ Key = tuple[str, str]
 Lookup = Callable[[str], tuple[LedgerEntryItem | None, LedgerEntryItem | None]]
 
 
-def order_item(ctx: EventContext, items: dict[Key, Any]) -> tuple[OrderLedgerItem, OrderLedgerItem | None]:
-    """(the order's state to write, the state read or None)."""
-    key = order_key(ctx)
-    assert key is not None
+@dataclass
+class OrderState:
+    #: The state to write, keyed where it is written.
+    state: OrderLedgerItem
+    #: The item read at that key (the revision condition), or None: the write creates it.
+    read: OrderLedgerItem | None
+    #: ``order.paid`` only: refunds parked before it at its record's key (the record replaces them).
+    parked_at_record: OrderLedgerItem | None = None
+    #: Built from the order's ``order.paid`` record (postings without funding partners yet).
+    from_record: bool = False
+
+
+def _copy(read: OrderLedgerItem, key: Key, revision: int) -> OrderLedgerItem:
+    return OrderLedgerItem(
+        PK=key[0], SK=key[1], program_id=read.program_id, partner_id=read.partner_id, order_id=read.order_id,
+        paid_business_key=read.paid_business_key, total=read.total, currency=read.currency,
+        postings=read.stored_postings(), refunded_minor=int(read.refunded_minor or 0),
+        reversed=dict(read.reversed or {}), parked=list(read.parked or []), cancelled=int(read.cancelled or 0),
+        revision=revision, buyer_id=read.buyer_id,
+    )
+
+
+def order_item(ctx: EventContext, items: dict[Key, Any]) -> OrderState:
+    """The order's state to write and what it was read from (see the module's docstring)."""
+    key, record_key = order_key(ctx), paid_record_key(ctx)
+    assert key is not None and record_key is not None
     read = items.get(key)
-    if isinstance(read, OrderLedgerItem):
-        state = OrderLedgerItem(
-            PK=key[0], SK=key[1], program_id=read.program_id, partner_id=read.partner_id, order_id=read.order_id,
-            paid_business_key=read.paid_business_key, total=read.total, currency=read.currency,
-            postings=read.stored_postings(), refunded_minor=int(read.refunded_minor or 0),
-            reversed=dict(read.reversed or {}), parked=list(read.parked or []), cancelled=int(read.cancelled or 0),
-            revision=int(read.revision or 0) + 1, buyer_id=read.buyer_id,
-        )
-        return state, read
+    if isinstance(read, OrderLedgerItem):  # refunded before (or written by the previous version)
+        return OrderState(_copy(read, key, int(read.revision or 0) + 1), read)
+    at_record = items.get(record_key)
+    if isinstance(at_record, OrderLedgerItem):  # refunds parked before the order
+        if ctx.event.type == ORDER_PAID:
+            return OrderState(_copy(at_record, key, 1), None, parked_at_record=at_record)
+        return OrderState(_copy(at_record, record_key, int(at_record.revision or 0) + 1), at_record)
+    if isinstance(at_record, EventItem) and ctx.event.type != ORDER_PAID:  # the first refund of a paid order
+        state = from_paid_record(ctx, key, at_record)
+        state.revision = 1
+        return OrderState(state, None, from_record=True)
     order_id = order_id_of(ctx)
     assert order_id is not None
-    return OrderLedgerItem(PK=key[0], SK=key[1], program_id=ctx.program_id, partner_id=ctx.partner_id,
-                           order_id=order_id, postings=[], refunded_minor=0, reversed={}, parked=[], cancelled=0,
-                           revision=1), None
+    # Nothing yet: an order's state starts on its record; a refund parks at the record's key.
+    at = key if ctx.event.type == ORDER_PAID else record_key
+    return OrderState(OrderLedgerItem(PK=at[0], SK=at[1], program_id=ctx.program_id, partner_id=ctx.partner_id,
+                                      order_id=order_id, postings=[], refunded_minor=0, reversed={}, parked=[],
+                                      cancelled=0, revision=1), None)
 
 
-def write_order(tx: Transaction, state: OrderLedgerItem, read: OrderLedgerItem | None) -> None:
-    if read is None:
-        tx.create(state, on_fail=RetryEvent())  # a refund parked it concurrently: re-read
+def write_order(tx: Transaction, order: OrderState) -> None:
+    if order.read is None:
+        tx.create(order.state, on_fail=RetryEvent())  # a refund parked or refunded it concurrently: re-read
     else:
-        tx.put(state, OrderLedgerItem.revision == int(read.revision or 0), on_fail=RetryEvent())
+        tx.put(order.state, OrderLedgerItem.revision == int(order.read.revision or 0), on_fail=RetryEvent())
 
 
 #: What a refund needs of each posting of the order (the entry's key and what ``reverse`` weighs);
@@ -80,13 +117,18 @@ def _key_of(posting: dict[str, Any]) -> str:
 
 
 def stage_paid_order(ctx: EventContext, tx: Transaction, plan: LedgerPlan,
-                     postings: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Record what the order posted; apply refunds that arrived before it (as reversal entries)."""
-    order = ctx.event.order
-    state, read = order_item(ctx, plan.items)
+                     postings: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Condition | None]:
+    """Apply refunds that arrived before the order (as reversal entries) and record the order's state where
+    there were any; (the reversals, the condition the event's record is written with instead of
+    ``attribute_not_exists``: it replaces the refunds parked at its key)."""
+    order = order_item(ctx, plan.items)
+    state = order.state
+    if order.read is None and order.parked_at_record is None:
+        return [], None  # the common case: the order's record is its state (EventItem.order_postings)
+    event = ctx.event.order
     state.paid_business_key = ctx.business_key
-    state.total = order.total if order else 0
-    state.currency = order.currency if order else None
+    state.total = event.total if event else 0
+    state.currency = event.currency if event else None
     state.postings = [_stored_posting(p) for p in postings]
     state.buyer_id = plan.subject.member_id if plan.subject is not None else None
     parked, state.parked = list(state.parked or []), []
@@ -94,14 +136,16 @@ def stage_paid_order(ctx: EventContext, tx: Transaction, plan: LedgerPlan,
     entries = {p["key"]: p["_entry"] for p in postings}
     for refund in sorted(parked, key=lambda r: r.get("occurred_at", "")):
         applied += apply_refund(plan, state, refund, lambda key: (entries.get(key), None))
-    write_order(tx, state, read)
-    return applied
+    write_order(tx, order)
+    replaced = order.parked_at_record
+    return applied, (None if replaced is None else OrderLedgerItem.revision == int(replaced.revision or 0))
 
 
 def stage_refund(ctx: EventContext, tx: Transaction, view: StageView) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(the reply's ``rewards``, the reversal postings kept on the event record)."""
     event = ctx.event
-    state, read = order_item(ctx, view.items)
+    order = order_item(ctx, view.items)
+    state = order.state
     refund = {
         "business_key": ctx.business_key,
         "kind": "cancel" if event.type == ORDER_CANCELLED else "refund",
@@ -111,22 +155,30 @@ def stage_refund(ctx: EventContext, tx: Transaction, view: StageView) -> tuple[d
     }
     if not state.paid_business_key:
         state.parked = [*(state.parked or []), refund]
-        write_order(tx, state, read)
+        write_order(tx, order)
         return {"status": "parked", "reason": "The order has not been received yet; the refund will be "
                                               "applied when it arrives."}, []
     plan = LedgerPlan(ctx, view.items, view.subject)
+
+    def stored(posting: dict[str, Any]) -> LedgerEntryItem:
+        item = view.items.get(entry_key(ctx.program_id, posting))
+        if not isinstance(item, LedgerEntryItem):
+            raise RetryEvent()  # written by a transaction we cannot see yet
+        return item
+
+    if order.from_record:  # the order's item is created now: its postings' funding partners are the entries'
+        state.postings = [_stored_posting({**p, "funding_partner_id": stored(p).funding_partner_id})
+                          for p in state.postings]
 
     def lookup(key: str) -> tuple[LedgerEntryItem | None, LedgerEntryItem | None]:
         posting = next((p for p in state.postings if _key_of(p) == key), None)
         if posting is None:
             return None, None
-        item = view.items.get(entry_key(ctx.program_id, posting))
-        if not isinstance(item, LedgerEntryItem):
-            raise RetryEvent()  # written by a transaction we cannot see yet
+        item = stored(posting)
         return item, item
 
     reversals = apply_refund(plan, state, refund, lookup, tx)
-    write_order(tx, state, read)
+    write_order(tx, order)
     plan.stage(tx)
     status = "applied" if reversals else "nothing_to_reverse"
     return ({"status": status, "refunded_minor": int(state.refunded_minor), "order_total": state.total,
@@ -136,6 +188,10 @@ def stage_refund(ctx: EventContext, tx: Transaction, view: StageView) -> tuple[d
 def apply_refund(plan: LedgerPlan, state: OrderLedgerItem, refund: dict[str, Any], lookup: Lookup,
                  tx: Transaction | None = None) -> list[dict[str, Any]]:
     """Reverse ``refund`` proportionally against ``state``'s postings; mutates ``state``.
+
+    With ``tx`` (the refund's own event), the reversal entries carry no ledger-day index key: the refund's
+    record indexes them (``EventItem.indexed_entry_keys``); reversals of a parked refund, applied by the
+    order's event, index themselves.
 
     ``lookup(posting key)`` returns ``(entry, stored)``: the entry to take points from and, when it
     already exists in the table, the stored item to update with conditions in ``tx``; an entry
@@ -186,10 +242,9 @@ def apply_refund(plan: LedgerPlan, state: OrderLedgerItem, refund: dict[str, Any
             kind=KIND_REVERSAL, status=STATUS_REVERSED, points=-r.points, reason=r.reason, reason_code=r.reason_code,
             created_at=ctx.now, business_key=refund["business_key"], rule_id=r.rule_id, rule_version=r.rule_version,
             level=r.level, funding_partner_id=r.funding_partner_id, partner_id=ctx.partner_id,
-            reverses_entry_id=entry.entry_id, from_status=from_status,
+            reverses_entry_id=entry.entry_id, from_status=from_status, indexed_by_event=tx is not None,
         )
         plan.new_entries.append(reversal)
-        plan.reversed[r.member_id].append(reversal)
         delta = plan.deltas[r.member_id]
         delta.earned -= r.points
         if from_status == STATUS_PENDING:

@@ -2,8 +2,10 @@
 
 What is written (in the event's one transaction): one entry per posting (created with
 ``attribute_not_exists`` under a key derived from ``Posting.key``), one balance update per member,
-one update per counter (conditioned on the engine's ``max_before``), the order's ledger item
-(conditioned on its revision) and one outbox message per member notified. A failed cap/revision
+one update per counter (conditioned on the engine's ``max_before``) and, for refunds (and an order
+whose refunds arrived first), the order's ledger item (conditioned on its revision); an order's
+state otherwise is its event record (``refunds``). No outbox message: the stream consumer derives
+them from the entries (``outbox``). A failed cap/revision
 condition re-runs the whole event from a fresh read (the pipeline's retry).
 
 Jobs: ``reads`` (what to read), ``rewards`` (engine in, entries and counters out), ``refunds``
@@ -44,7 +46,10 @@ class LedgerStage:
             return StageOutcome(reply={"rewards": None})
         if ctx.event.type in reads.REFUND_EVENTS:
             summary, reversals = refunds.stage_refund(ctx, tx, view)
-            return StageOutcome(reply={"rewards": summary}, audit={"postings": reversals})
+            audit: dict[str, Any] = {"postings": reversals}
+            if reversals:  # the refund's record carries its reversal entries' ledger-day index key
+                audit["event_index"] = {"pending_at": None}
+            return StageOutcome(reply={"rewards": summary}, audit=audit)
         plan = LedgerPlan(ctx, view.items, view.subject)
         risk = view.outcomes.get("risk")
         plan.hold = list(risk.audit.get("hold") or []) if risk else []
@@ -53,8 +58,9 @@ class LedgerStage:
         if view.subject is not None and reads.has_rules_for(rules, ctx.event.type):
             postings = stage_rewards(ctx, tx, plan, view, rules, reply)
         applied: list[dict[str, Any]] = []
+        record_condition = None
         if ctx.event.type == ORDER_PAID:
-            applied = refunds.stage_paid_order(ctx, tx, plan, postings)
+            applied, record_condition = refunds.stage_paid_order(ctx, tx, plan, postings)
         held_vouchers = reply.get("held_vouchers") or []
         if plan.hold and (postings or held_vouchers) and risk is not None:
             from chalicelib.services import review
@@ -71,7 +77,9 @@ class LedgerStage:
         reply["postings"] = [public(p) for p in postings]
         if applied:
             reply["parked_refunds_applied"] = applied
-        audit: dict[str, Any] = {"postings": postings + applied}
+        audit = {"postings": postings + applied}
         if indexed:  # the event record carries these entries' index keys (store.events.EventItem.index_entries)
             audit["event_index"] = {"pending_at": min(pending) if pending else None}
+        if record_condition is not None:  # the record replaces refunds parked at its key (services.ledger.refunds)
+            audit["record_condition"] = record_condition
         return StageOutcome(reply={"rewards": reply}, audit=audit)

@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""What the table's stream consumers cost per order, per handler module, counted (not a test).
+
+    .venv/bin/python bench/consumer_cost.py [--webhooks 200 --customers 40] [--skip-mix]
+
+Two parts, both in-process moto with the local run's engine (``infra/moto_tuning.py``), the stream read
+as Lambda would (``infra/local_stream.py``, ``app.handler_map["table_stream"]``):
+
+1. **One order** (``bench/round_trips.py``'s headline case, members with an e-mail address so that their
+   messages go out): a referred buyer's depth-3 first order, then
+   the same buyer's repeat order; after each, the stream is drained and every handler module's DynamoDB
+   calls are metered (write and read units from the real request and item bytes, ``bench/capacity.py``).
+   A handler's derived items (messages) come back through the stream and are counted too.
+2. **The local run's mix** (``bench/local_run.py``'s plan: the demo rules, 25 % of the customers referred in
+   chains of 3, first orders level by level, then repeat orders), the stream read after every 20 webhooks as
+   ``bench/local_engine.py`` does: write/read units per webhook per module (a metered pass) and CPU
+   milliseconds per webhook per module (a second, unmetered pass: the meter's own work is not the
+   consumers'). CPU is the process's time (``time.process_time``), threads included. The metered passes
+   deliver one member at a time (``notify.sources.MAX_PARALLEL = 1``: the meter follows one call at a time).
+
+Figures are printed (docs/cost.md, "Stream consumers"), never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.round_trips import ENV, MAX_DEPTH, Bench, order, provision, rules_doc, signup  # noqa: E402
+
+SHORT = {"chalicelib.analytics.consumer": "analytics", "chalicelib.notify.sources": "notifications",
+         "chalicelib.services.settlement_feed": "settlement", "chalicelib.notify.partner_events": "partner events",
+         "chalicelib.notify.pool_alerts": "pool alerts"}
+
+
+class Slot:
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.wru = 0.0
+        self.rru = 0.0
+        self.cpu = 0.0
+        self.invocations = 0
+        self.wru_by_item: Counter[str] = Counter()
+
+
+class Metered:
+    """Every registered stream handler wrapped: its DynamoDB usage (with a meter) and CPU, by module."""
+
+    def __init__(self, meter: Any | None) -> None:
+        from chalicelib.notify import dispatcher
+
+        self.meter = meter
+        self.by_module: dict[str, Slot] = {}
+        if hasattr(dispatcher, "wrap_handlers"):
+            self.restore = dispatcher.wrap_handlers(self._wrap)
+        else:  # a tree from before handlers of several item kinds (to measure "before")
+            dispatcher._load()
+            saved = {entity: list(handlers) for entity, handlers in dispatcher._handlers.items()}
+            for entity, handlers in dispatcher._handlers.items():
+                dispatcher._handlers[entity] = [self._wrap(h) for h in handlers]
+
+            def restore() -> None:
+                dispatcher._handlers.clear()
+                dispatcher._handlers.update(saved)
+
+            self.restore = restore
+
+    def _wrap(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            outer = self.meter.take() if self.meter else None
+            started = time.process_time()
+            try:
+                return handler(*args, **kwargs)
+            finally:
+                cpu = time.process_time() - started
+                slot = self.by_module.setdefault(handler.__module__, Slot())
+                slot.cpu += cpu
+                slot.invocations += 1
+                if self.meter is not None:
+                    used = self.meter.take()
+                    slot.calls.update(used.calls)
+                    slot.wru += used.wru
+                    slot.rru += used.rru
+                    slot.wru_by_item.update(used.wru_by_entity)
+                    self.meter.usage = outer
+        run.__module__ = handler.__module__
+        return run
+
+    def clear(self) -> None:
+        self.by_module.clear()
+
+
+def _table(title: str, by_module: dict[str, Slot], per: float, cpu: bool, items: bool = False) -> None:
+    """Per consumer: write/read units and round trips (metered), or CPU milliseconds (``cpu``), per ``per``."""
+    print(title)
+    print(f"  {'consumer':<16} {'CPU ms':>7}" if cpu else f"  {'consumer':<16} {'WRU':>7} {'RRU':>6} {'round trips':>11}  calls")
+    total = Slot()
+    for module, slot in sorted(by_module.items(), key=lambda kv: -(kv[1].cpu if cpu else kv[1].wru)):
+        total.wru += slot.wru
+        total.rru += slot.rru
+        total.cpu += slot.cpu
+        total.calls.update(slot.calls)
+        name = SHORT.get(module, module)
+        if cpu:
+            print(f"  {name:<16} {slot.cpu / per * 1000:>7.1f}")
+            continue
+        print(f"  {name:<16} {slot.wru / per:>7.1f} {slot.rru / per:>6.1f} {sum(slot.calls.values()) / per:>11.1f}"
+              f"  {dict(slot.calls)}")
+        if items and slot.wru_by_item:
+            print("    WRU by item written: " + ", ".join(f"{name} {units / per:g}"
+                                                        for name, units in slot.wru_by_item.most_common()))
+    if cpu:
+        print(f"  {'all consumers':<16} {total.cpu / per * 1000:>7.1f}")
+    else:
+        print(f"  {'all consumers':<16} {total.wru / per:>7.1f} {total.rru / per:>6.1f} "
+              f"{sum(total.calls.values()) / per:>11.1f}")
+
+
+def one_order() -> None:
+    """Part 1: a depth-3 first order and a repeat order, metered per consumer."""
+    from moto import mock_aws
+
+    from chalicelib.domain import clock
+    from chalicelib.notify import sources
+
+    sources.MAX_PARALLEL = 1  # the meter follows one call at a time
+
+    clock.freeze(clock.parse_iso("2026-01-16T12:00:00Z"))
+    with mock_aws():
+        provision()
+        from chalicelib import aws
+
+        aws.client("ses").verify_email_identity(EmailAddress=ENV["SARAFAN_SES_SENDER"])
+        bench = Bench()
+        program = bench.call("POST", "/v1/programs", {"name": "Bench", "settings": {"max_depth": MAX_DEPTH}})
+        pid = program["program_id"]
+        partner = bench.call("POST", f"/v1/programs/{pid}/partners", {"name": "Shop"})
+        bench.call("PUT", f"/v1/programs/{pid}/rules", rules_doc(MAX_DEPTH))
+        def member(name: str, code: str | None = None) -> dict[str, Any]:
+            event = signup(name, code)
+            event["customer"]["email"] = f"{name}@example.com"  # reachable: the messages are sent
+            return bench.send(partner, event)["member"]  # type: ignore[no-any-return]
+
+        member("warmup")
+        chain = [member("chain0")]
+        for i in range(1, 3):
+            chain.append(member(f"chain{i}", chain[-1]["code"]))
+        member("buyer", chain[2]["code"])
+        from app import app
+        from infra.local_stream import StreamPoller
+
+        poller = StreamPoller(app.handler_map["table_stream"], log=lambda _m: None)
+        metered = Metered(bench.meter)
+        poller.drain()
+        metered.clear()
+        bench.meter.take()
+        reply = bench.send(partner, order("buyer", "o-1"))
+        poller.drain()
+        _table(f"depth-3 first order ({len(reply['rewards']['postings'])} postings), per order:",
+               metered.by_module, 1, cpu=False, items=True)
+        metered.clear()
+        bench.meter.take()
+        reply = bench.send(partner, order("buyer", "o-2"))
+        poller.drain()
+        _table(f"repeat order ({len(reply['rewards']['postings'])} postings), per order:", metered.by_module, 1,
+               cpu=False, items=True)
+        metered.restore()
+    clock.freeze(None)
+
+
+def mix(webhooks: int, customers: int, every: int, meter: bool) -> tuple[dict[str, Slot], int, float, float]:
+    """Part 2: the local run's workload; returns (by module, webhooks, request CPU s, stream CPU s)."""
+    from bench.local_run import order_event, plan
+    from infra.local_run import DEMO_RULES
+    from tests.conftest import reset_process_state
+
+    reset_process_state()
+    from moto import mock_aws
+
+    from chalicelib.notify import sources
+
+    # The meter follows one call at a time; unmetered, members are delivered concurrently as in the local run.
+    sources.MAX_PARALLEL = 1 if meter else 8
+
+    with mock_aws():
+        provision()
+        from chalicelib import aws
+
+        aws.client("ses").verify_email_identity(EmailAddress=ENV["SARAFAN_SES_SENDER"])
+        bench = Bench()
+        if not meter:  # the meter's hooks off: its own reads are not the consumers' CPU
+            events = bench.meter.client.meta.events
+            events.unregister("before-call.dynamodb", bench.meter._before)
+            events.unregister("after-call.dynamodb", bench.meter._after)
+        program = bench.call("POST", "/v1/programs", {"name": "Mix"})
+        pid = program["program_id"]
+        partner = bench.call("POST", f"/v1/programs/{pid}/partners", {"name": "Shop"})
+        bench.call("PUT", f"/v1/programs/{pid}/rules", DEMO_RULES)
+        from app import app
+        from infra.local_stream import StreamPoller
+
+        poller = StreamPoller(app.handler_map["table_stream"], log=lambda _m: None)
+        poller.drain()
+        metered = Metered(bench.meter if meter else None)
+        people = plan(customers, webhooks, 0.25, 3, 1)
+        sends = [(p, 0) for level in range(4) for p in people if p.level == level]
+        sends += [(p, n) for p in people for n in range(1, len(p.orders))]
+        request_cpu = stream_cpu = 0.0
+        for count, (person, number) in enumerate(sends, 1):
+            started = time.process_time()
+            reply = bench.send(partner, order_event(person, number))
+            request_cpu += time.process_time() - started
+            if number == 0:
+                person.member_id, person.code = reply["member"]["member_id"], reply["member"]["code"]
+            if count % every == 0 or count == len(sends):
+                started = time.process_time()
+                poller.drain()
+                stream_cpu += time.process_time() - started
+        assert not poller.dead_letters, poller.dead_letters[:1]
+        metered.restore()
+        return metered.by_module, len(sends), request_cpu, stream_cpu
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--webhooks", type=int, default=200)
+    parser.add_argument("--customers", type=int, default=40)
+    parser.add_argument("--every", type=int, default=20, help="read the stream after this many webhooks")
+    parser.add_argument("--skip-mix", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.update(ENV)
+    import logging
+
+    logging.disable(logging.WARNING)  # the JSON log lines are not the figures
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    one_order()
+    if args.skip_mix:
+        return 0
+    by_module, n, _, _ = mix(args.webhooks, args.customers, args.every, meter=True)
+    _table(f"\nlocal-run mix ({n} webhooks, stream read every {args.every}), per webhook:", by_module, n, cpu=False)
+    by_module, n, request_cpu, stream_cpu = mix(args.webhooks, args.customers, args.every, meter=False)
+    _table("\nthe same mix unmetered, CPU per webhook (handlers only; the stream reads and dispatch are in the "
+           "stream total):", by_module, n, cpu=True)
+    print(f"  request CPU {request_cpu / n * 1000:.1f} ms per webhook, stream CPU {stream_cpu / n * 1000:.1f} ms "
+          f"per webhook (reads + dispatch + handlers), total {(request_cpu + stream_cpu) / n * 1000:.1f} ms")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
