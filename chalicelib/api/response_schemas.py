@@ -159,7 +159,9 @@ INTEGRATION = obj({
 INTEGRATION_LOG = page(obj({"entry_id": STR, "platform": STR, "code": STR, "message": STR,
                             "object_id": nullable(STR), "at": TIME}), platform=STR, partner_id=STR)
 DISCONNECTED = obj({"platform": STR, "partner_id": STR, "disconnected": {"const": True}})
-PLATFORM_EVENT = obj({"status": STR}, {"label": nullable(STR), "reason": nullable(STR), "error": OBJ})
+#: One translated event of a platform's delivery: its outcome, and when processed the canonical event's result.
+PLATFORM_EVENT = obj({"status": STR}, {**EVENT_RESULT["properties"], "label": nullable(STR), "reason": nullable(STR),
+                                       "error": OBJ, "warnings": {"type": "array", "items": OBJ}})
 PLATFORM_RESULT = obj({
     "status": {"enum": ["processed", "queued", "duplicate", "partial", "ignored"]}, "platform": STR,
     "delivery_id": nullable(STR), "events": {"type": "array", "items": PLATFORM_EVENT}},
@@ -218,7 +220,8 @@ BY_ROUTE: dict[tuple[str, str], dict[str, Any]] = {
                                    "paths": OBJ, "components": OBJ}),
     ("PUT", _P + "/rules"): RULES_VERSION,
     ("GET", _P + "/rules"): RULES_VERSION,
-    ("GET", _P + "/rules/schema"): obj({"$schema": STR}),
+    # A JSON Schema document (draft 2020-12): its keywords are open by nature.
+    ("GET", _P + "/rules/schema"): {**obj({"$schema": STR}), "additionalProperties": True},
     ("GET", _M + "/balance"): BALANCE,
     ("GET", _M + "/ledger"): page(LEDGER_ENTRY),
     ("GET", _M + "/redemptions/quote"): QUOTE,
