@@ -131,9 +131,9 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "cpu": time.process_time(
 STDOUT_CHILDREN = {"floor", "floor_work"}
 
 
-def run_child(name: str, env: dict[str, str]) -> tuple[float, float]:
+def run_child(name: str, env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the child) from ``import`` to the reply."""
-    done = subprocess.run([sys.executable, "-c", CHILDREN[name]], cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", CHILDREN[name]], cwd=cwd, env=env, capture_output=True, text=True)
     # The app logs to stdout; the app children report on stderr, the floors on stdout.
     lines = (done.stderr if name not in STDOUT_CHILDREN else done.stdout).strip().splitlines()
     try:
@@ -276,10 +276,10 @@ def build_codecache(env: dict[str, str]) -> None:
                    env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def count_instructions(name: str, env: dict[str, str]) -> int:
+def count_instructions(name: str, env: dict[str, str], cwd: Path = ROOT) -> int:
     """Instructions one child executes (valgrind's cachegrind, no cache simulation): a load-independent figure."""
     done = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-                           sys.executable, "-c", CHILDREN[name]], cwd=ROOT, env={**env, "PYTHONHASHSEED": "0"},
+                           sys.executable, "-c", CHILDREN[name]], cwd=cwd, env={**env, "PYTHONHASHSEED": "0"},
                           capture_output=True, text=True)
     match = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
     if match is None or done.returncode != 0:
@@ -287,36 +287,102 @@ def count_instructions(name: str, env: dict[str, str]) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-def measure(reps: int, codecache: bool = True, instructions: bool = False
-            ) -> tuple[dict[str, list[tuple[float, float]]], dict[str, int]]:
+class Bundle:
+    """The deployment zip unpacked as Lambda does: a read-only directory first on ``sys.path``, no bytecode
+    written (``PYTHONDONTWRITEBYTECODE``), so the bundle's code loads from what the zip ships (its ``.pyc``
+    files, or its sources compiled on every start) while boto3/botocore, which the Lambda runtime provides
+    precompiled, load from this environment's cached ``.pyc`` files."""
+
+    def __init__(self, zip_path: Path, root: Path) -> None:
+        self.root = root
+        with zipfile.ZipFile(zip_path) as archive:
+            archive.extractall(root)
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        return {**env, "PYTHONPATH": str(self.root), "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def writable(self) -> None:
+        for path in [self.root, *self.root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+#: Counts, in one child, what ``import app`` + the first webhook compiled from the bundle's sources.
+COMPILED = """
+import sys, os
+root = os.path.realpath(sys.argv[1]) + os.sep
+compiled = []
+def audit(event, args):
+    if event == "compile" and isinstance(args[1], str) and os.path.isabs(args[1]) and os.path.realpath(args[1]).startswith(root):
+        compiled.append(args[1])
+sys.addaudithook(audit)
+import app
+loaded = [m for m in list(sys.modules.values()) if os.path.realpath(getattr(m, "__file__", None) or "/").startswith(root)]
+print(len(compiled), len(loaded))
+"""
+
+
+def compiled_at_start(bundle: Bundle, env: dict[str, str]) -> tuple[int, int]:
+    """(bundle modules compiled from source by ``import app``, bundle modules imported): counts, not times."""
+    done = subprocess.run([sys.executable, "-c", COMPILED, str(bundle.root)], cwd=bundle.root, env=bundle.env(env),
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"import app from the bundle failed:\n{done.stderr[-2000:]}")
+    compiled, loaded = done.stdout.split()[-2:]
+    return int(compiled), int(loaded)
+
+
+Samples = dict[str, list[tuple[float, float]]]
+
+
+def measure(reps: int, codecache: bool = True, instructions: bool = False, bundle_zip: Path | None = None
+            ) -> dict[str, tuple[Samples, dict[str, int], tuple[int, int] | None]]:
+    """Per variant (``"tree"``: this checkout with its cached ``.pyc``; ``"bundle"``: ``bundle_zip``
+    unpacked as Lambda runs it): the samples, the instruction counts, and the compile counts."""
     moto, env, demo = start_store()
+    bundle = None
     try:
         with tempfile.TemporaryDirectory() as tmp:
             replay = Path(tmp) / "replay.json"
-            hooks = Webhooks(demo, reps + 1, replay)
+            hooks = Webhooks(demo, 2 * reps + 2, replay)
             if codecache:
                 build_codecache(env)
             else:
                 from chalicelib.domain.codecache import CACHE_FILE
 
                 CACHE_FILE.unlink(missing_ok=True)
-            for name in CHILDREN:  # warm the OS file cache and .pyc files once, unmeasured
-                run_child(name, hooks.child_env(env, 0, replay))
-            samples: dict[str, list[tuple[float, float]]] = {name: [] for name in CHILDREN}
+            variants: dict[str, tuple[dict[str, str], Path]] = {"tree": (env, ROOT)}
+            if bundle_zip is not None:
+                bundle = Bundle(bundle_zip, Path(tmp) / "task")
+                variants["bundle"] = (bundle.env(env), bundle.root)
+            for name in CHILDREN:  # warm the OS file cache and the tree's .pyc files once, unmeasured
+                for child_env, cwd in variants.values():
+                    run_child(name, hooks.child_env(child_env, 0, replay), cwd)
+            samples: dict[str, Samples] = {v: {name: [] for name in CHILDREN} for v in variants}
             for i in range(reps):  # interleaved, so drift hits every variant alike
                 for name in CHILDREN:
-                    samples[name].append(run_child(name, hooks.child_env(env, i + 1, replay)))
-            counts = {name: count_instructions(name, hooks.child_env(env, reps + 1 + n, replay))
-                      for n, name in enumerate(CHILDREN)} if instructions else {}
-            return samples, counts
+                    for variant, (child_env, cwd) in variants.items():
+                        samples[variant][name].append(run_child(name, hooks.child_env(child_env, i + 1, replay), cwd))
+            out: dict[str, tuple[Samples, dict[str, int], tuple[int, int] | None]] = {}
+            for variant, (child_env, cwd) in variants.items():
+                counts = {name: count_instructions(name, hooks.child_env(child_env, reps + 1 + n, replay), cwd)
+                          for n, name in enumerate(CHILDREN)} if instructions else {}
+                out[variant] = (samples[variant], counts,
+                                compiled_at_start(bundle, env) if bundle and variant == "bundle" else None)
+            if bundle:
+                bundle.writable()
+            return out
     finally:
+        if bundle:
+            bundle.writable()
         moto.stop()  # type: ignore[attr-defined]
 
 
-def import_profile(top: int = 12) -> tuple[float, list[tuple[str, float]]]:
+def import_profile(top: int = 12, path: Path = ROOT) -> tuple[float, list[tuple[str, float]]]:
     """Total ``import app`` time and its self time summed by top-level package (``-X importtime``)."""
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import app"], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "import app"], cwd=path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(path), "PYTHONDONTWRITEBYTECODE": "1"})
     per_package: dict[str, float] = {}
     total = 0.0
     for line in done.stderr.splitlines():
@@ -364,40 +430,34 @@ def _zip_facts(out: Path) -> tuple[int, list[tuple[str, int]], list[str], bool]:
     return path.stat().st_size, largest, unexpected, merged
 
 
-def package_zips() -> dict[str, tuple[int, list[tuple[str, int]], list[str], bool]]:
-    """The slim bundle ``infra/dev.py package`` builds, and plain ``chalice package`` for comparison."""
+def build_package(out: Path, bytecode: str) -> Path:
+    """The slim bundle ``python3 infra/dev.py package`` builds (stage dev), with ``bytecode`` as it ships it."""
     sys.path.insert(0, str(ROOT))
     from infra import package
 
-    facts = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        slim, plain = Path(tmp) / "slim", Path(tmp) / "plain"
-        settings = {"SARAFAN_OPERATOR_KEY_SHA256": "0" * 64, "SARAFAN_DEFAULT_LANDING_URL": "https://bench.example/"}
-        if package.package("dev", slim, overrides=settings) != 0:
-            raise SystemExit("infra/package.py failed")
-        facts["slim (python3 infra/dev.py package)"] = _zip_facts(slim)
-        if package.chalice(ROOT, "package", "--stage", "dev", str(plain)) == 0:
-            facts["plain chalice package"] = _zip_facts(plain)
+    settings = {"SARAFAN_OPERATOR_KEY_SHA256": "0" * 64, "SARAFAN_DEFAULT_LANDING_URL": "https://bench.example/"}
+    if package.package("dev", out, overrides=settings, build=out.parent / "build", bytecode=bytecode) != 0:
+        raise SystemExit("infra/package.py failed")
+    return out
+
+
+def package_zips(slim: Path) -> dict[str, tuple[int, list[tuple[str, int]], list[str], bool]]:
+    """The slim bundle, and plain ``chalice package`` for comparison."""
+    from infra import package
+
+    facts = {"slim (python3 infra/dev.py package)": _zip_facts(slim)}
+    plain = slim.parent / "plain"
+    if package.chalice(ROOT, "package", "--stage", "dev", str(plain)) == 0:
+        facts["plain chalice package"] = _zip_facts(plain)
     return facts
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=9, help="fresh processes per variant (default 9)")
-    parser.add_argument("--skip-zip", action="store_true", help="do not run chalice package")
-    parser.add_argument("--instructions", action="store_true",
-                        help="also count each child's instructions once under valgrind (load-independent)")
-    parser.add_argument("--no-codecache", action="store_true",
-                        help="measure without chalicelib.domain.codecache's compiled code (deletes the built file)")
-    args = parser.parse_args()
-
-    samples, counts = measure(args.reps, codecache=not args.no_codecache, instructions=args.instructions)
+def report(title: str, samples: Samples, counts: dict[str, int], compiled: tuple[int, int] | None) -> bool:
+    """Print one variant's table; whether it meets the targets."""
     wall = {name: statistics.median(v[0] for v in runs) for name, runs in samples.items()}
     cpu = {name: statistics.median(v[1] for v in runs) for name, runs in samples.items()}
     floor = wall["floor"]
-    load = os.getloadavg()[0]
-    print(f"cold start, median of {args.reps} fresh processes (Python {sys.version.split()[0]}, load average "
-          f"{load:.1f} on {os.cpu_count()} CPUs; codecache {'off' if args.no_codecache else 'built'}):")
+    print(f"\n{title}")
     print(f"  {'':<47} {'wall':>9}  {'ratio':>5}   {'CPU':>9}  {'ratio':>5}")
     print(f"  {'floor  import boto3, chalice + 1 botocore client':<47} {floor * 1000:7.1f} ms  {1:5.2f}   "
           f"{cpu['floor'] * 1000:7.1f} ms  {1:5.2f}")
@@ -419,33 +479,77 @@ def main() -> int:
           f"{verdict})")
     print(f"  the app's own cost on top of that work: {(hook - work) * 1000:+.1f} ms wall, "
           f"{(cpu['webhook'] - cpu['floor_work']) * 1000:+.1f} ms CPU")
-    print("  (CPU = the child's process time over the same span: it leaves out waiting for the DynamoDB server and"
-          " for a loaded machine's other processes; the verdicts use wall time)")
+    if compiled is not None:
+        print(f"  bundle modules compiled from source by `import app`: {compiled[0]} of {compiled[1]} imported "
+              "from the bundle (audit-hook count)")
     if counts:
-        print("\ninstructions executed, one run each under valgrind (the same on a loaded machine):")
+        print("  instructions executed, one run each under valgrind (the same on a loaded machine):")
         for name, base in (("floor", "floor"), ("health", "floor"), ("dynamodb", "floor"), ("floor_work", "floor_work"),
                            ("webhook", "floor_work")):
-            print(f"  {name:<11} {counts[name] / 1e6:9.1f} M   ratio {counts[name] / counts[base]:.2f} against {base}")
-    total, packages = import_profile()
-    print(f"\nimport app: {total * 1000:.1f} ms (-X importtime, one run); self time by top-level package:")
-    for name, seconds in packages:
-        print(f"  {name:<28} {seconds * 1000:7.1f} ms")
+            print(f"    {name:<11} {counts[name] / 1e6:9.1f} M   ratio {counts[name] / counts[base]:.2f} against {base}")
+    return ok
 
-    print("\nnotification templates, import + first render (median of 5 fresh processes):")
-    for label, seconds in template_engine_cost():
-        print(f"  {label:<47} {seconds * 1000:7.1f} ms")
 
-    if not args.skip_zip:
-        for label, (size, largest, unexpected, merged) in package_zips().items():
-            slim = label.startswith("slim")
-            verdict = "ok" if size <= ZIP_TARGET else f"over {ZIP_TARGET:,}"
-            print(f"\n{label}: deployment.zip {size:,} bytes ({verdict}); infra/resources.yaml merged: {merged}")
-            for name, compressed in largest:
-                print(f"  {compressed:>9,}  {name}")
-            if unexpected:
-                print(f"  UNEXPECTED in the zip: {unexpected}")
-            if slim:
-                ok &= size <= ZIP_TARGET and not unexpected and merged
+def main() -> int:
+    sys.path.insert(0, str(ROOT))
+    from infra.package import BYTECODE, BYTECODE_MODES
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=9, help="fresh processes per variant (default 9)")
+    parser.add_argument("--skip-zip", action="store_true", help="do not run plain chalice package for comparison")
+    parser.add_argument("--no-bundle", action="store_true",
+                        help="measure this checkout only, not the unpacked deployment zip (Lambda-like)")
+    parser.add_argument("--bytecode", choices=BYTECODE_MODES, default=BYTECODE,
+                        help=f"how the measured zip ships bytecode (infra/package.py; default {BYTECODE})")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count each child's instructions once under valgrind (load-independent)")
+    parser.add_argument("--no-codecache", action="store_true",
+                        help="measure the checkout without chalicelib.domain.codecache's compiled code (deletes the built file)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        slim = None if args.no_bundle and args.skip_zip else build_package(Path(tmp) / "slim", args.bytecode)
+        bundle_zip = None if args.no_bundle or slim is None else slim / "deployment.zip"
+        results = measure(args.reps, codecache=not args.no_codecache, instructions=args.instructions,
+                          bundle_zip=bundle_zip)
+        load = os.getloadavg()[0]
+        print(f"cold start, median of {args.reps} fresh processes (Python {sys.version.split()[0]}, load average "
+              f"{load:.1f} on {os.cpu_count()} CPUs; CPU = the child's process time over the same span: it leaves out"
+              " waiting for the DynamoDB server and for a loaded machine's other processes; the verdicts use wall time)")
+        ok = report("this checkout, its cached .pyc files (codecache "
+                    f"{'off' if args.no_codecache else 'built'}):", *results["tree"])
+        if "bundle" in results:
+            size = bundle_zip.stat().st_size if bundle_zip else 0
+            ok &= report(f"Lambda-like: the deployment zip ({size:,} bytes, bytecode {args.bytecode!r}) unpacked "
+                         "read-only, no .pyc written; boto3/botocore precompiled as the runtime ships them:",
+                         *results["bundle"])
+
+        profiles = [("checkout", ROOT)] + ([("bundle", Path(tmp) / "profile")] if bundle_zip else [])
+        for label, path in profiles:
+            unpacked = Bundle(bundle_zip, path) if label == "bundle" and bundle_zip else None
+            total, packages = import_profile(path=path)
+            print(f"\nimport app from the {label}: {total * 1000:.1f} ms (-X importtime, one run); "
+                  "self time by top-level package:")
+            for name, seconds in packages:
+                print(f"  {name:<28} {seconds * 1000:7.1f} ms")
+            if unpacked:
+                unpacked.writable()
+
+        print("\nnotification templates, import + first render (median of 5 fresh processes):")
+        for label, seconds in template_engine_cost():
+            print(f"  {label:<47} {seconds * 1000:7.1f} ms")
+
+        if slim is not None and not args.skip_zip:
+            for label, (size, largest, unexpected, merged) in package_zips(slim).items():
+                is_slim = label.startswith("slim")
+                verdict = "ok" if size <= ZIP_TARGET else f"over {ZIP_TARGET:,}"
+                print(f"\n{label}: deployment.zip {size:,} bytes ({verdict}); infra/resources.yaml merged: {merged}")
+                for name, compressed in largest:
+                    print(f"  {compressed:>9,}  {name}")
+                if unexpected:
+                    print(f"  UNEXPECTED in the zip: {unexpected}")
+                if is_slim:
+                    ok &= not unexpected and merged
     return 0 if ok else 1
 
 

@@ -22,6 +22,7 @@ Figures and machine notes: ``docs/local-run.md``.
 from __future__ import annotations
 
 import argparse
+import collections
 import http.client
 import json
 import math
@@ -252,6 +253,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--port", type=int, default=0, help="API port for the started run (default: a free one)")
     parser.add_argument("--attach", type=Path, metavar="READY_FILE", help="use a running `run --ready-file` instead")
+    parser.add_argument("--sigterm-after", type=int, default=0, metavar="N",
+                        help="stop test: SIGTERM the started run once N webhooks were acknowledged, senders still "
+                             "sending, and print how long it took to exit (no balance check)")
     parser.add_argument("--run-args", default="", help="extra arguments for `infra/dev.py run` (e.g. '--data DIR')")
     args = parser.parse_args(argv)
     if args.customers > args.webhooks:
@@ -268,6 +272,8 @@ def main(argv: list[str]) -> int:
                 port = probe.getsockname()[1]
         process, info = start_local_run(port, Path(tempfile.gettempdir()) / "sarafan-bench-run.log",
                                         args.run_args.split())
+    if args.sigterm_after and process is not None:
+        return stop_under_load(args, info, process)
     try:
         return trial(args, info)
     finally:
@@ -280,6 +286,58 @@ def main(argv: list[str]) -> int:
             except subprocess.TimeoutExpired:
                 process.kill()
                 print("local run did not stop within 30 s of SIGTERM; killed")
+
+
+def stop_under_load(args: argparse.Namespace, info: dict[str, Any], process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM while ``--concurrency`` senders keep sending; how long the run takes to exit, and its exit code."""
+    api = Api(info["base_url"], timeout=15)
+    operator = info["operator_key"]
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    program = api.call("POST", "/v1/programs", operator, {"name": f"Stop {uuid.uuid4().hex[:8]}"})
+    partner = api.call("POST", f"/v1/programs/{program['program_id']}/partners", operator, {"name": "Stop shop"})
+    api.call("PUT", f"/v1/programs/{program['program_id']}/rules", operator, DEMO_RULES)
+    secret, path = partner["webhook_secrets"]["events"], f"/v1/webhooks/{partner['partner_id']}/events"
+    people = plan(args.customers, args.webhooks, args.referred, args.depth, args.seed)
+    acked, answers = [0], collections.Counter[str]()
+    lock, stopping = threading.Lock(), threading.Event()
+    result: dict[str, Any] = {}
+
+    def stop() -> None:
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        try:
+            result["code"] = process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            result["code"] = "killed after 30 s"
+        result["seconds"] = time.monotonic() - started
+
+    def send(person: Customer) -> None:
+        if stopping.is_set() and "seconds" in result:
+            return
+        body = json.dumps(order_event(person, 0)).encode()
+        msg_id, timestamp = f"msg_{uuid.uuid4().hex}", int(time.time())
+        try:
+            status, _ = api.request("POST", path, body, {
+                "Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+                "webhook-signature": sign(secret, msg_id, timestamp, body)}, attempts=1)
+            outcome = str(status)
+        except RuntimeError:
+            outcome = "no answer"
+        with lock:
+            answers[outcome] += 1
+            acked[0] += outcome == "200"
+            if acked[0] >= args.sigterm_after and not stopping.is_set():
+                stopping.set()
+                threading.Thread(target=stop, daemon=True).start()
+
+    run_all([lambda p=p: send(p) for p in people], args.concurrency)
+    while "seconds" not in result:
+        time.sleep(0.1)
+    print(f"SIGTERM after {args.sigterm_after} acknowledged webhooks with {args.concurrency} senders sending: "
+          f"exited in {result['seconds']:.1f} s (exit {result['code']}); answers {dict(answers)}")
+    print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0 if result["code"] == 0 and result["seconds"] < 10 else 1
 
 
 def trial(args: argparse.Namespace, info: dict[str, Any]) -> int:

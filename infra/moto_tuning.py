@@ -37,6 +37,10 @@ attribute (n²); :func:`cache_action_lookup` stops ``inspect.getmembers`` on eve
 ``update_item`` no longer deep-copies the old item for a stream record when the table has
 no stream.
 
+Memory per item: :func:`compact_items` keeps stored items' attributes as ``marshal`` bytes (moto's
+``DynamoType`` objects took about six times the item's DynamoDB JSON) and stream records pickled until
+they are read.
+
 :func:`apply` installs all of them once per process (idempotent).
 """
 
@@ -48,6 +52,7 @@ import copy
 import json
 import marshal
 import pickle
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -802,10 +807,30 @@ def _output_members(action: str, service: str = "dynamodb") -> frozenset[str]:
     return members
 
 
+def _special(value: Any) -> Any:
+    """What :func:`_plain` makes of the two non-JSON types, for ``json.dumps(default=...)``."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000) / 1000
+    raise TypeError(type(value).__name__)
+
+
 def plain_json_body(action: str, result: dict[str, Any], service: str = "dynamodb") -> str:
-    """The response body moto's serializer would produce (top-level members of the output shape only)."""
+    """The response body moto's serializer would produce (top-level members of the output shape only).
+
+    ``json.dumps`` converts blobs and datetimes through ``default`` in its C encoder, without walking the
+    whole answer in Python first; an answer holding a ``None`` anywhere (``null`` in the text: moto's
+    serializer leaves such members out) is written the careful way, :func:`_plain` first."""
     members = _output_members(action, service)
-    return json.dumps(_plain({k: v for k, v in result.items() if k in members}), separators=(",", ":"))
+    top = {k: v for k, v in result.items() if k in members and v is not None}
+    try:
+        text = json.dumps(top, separators=(",", ":"), default=_special)
+    except (TypeError, ValueError):
+        text = "null"
+    if "null" in text:
+        return json.dumps(_plain(top), separators=(",", ":"))
+    return text
 
 
 def plain_json_responses() -> None:
@@ -946,10 +971,15 @@ def _decode_blobs(value: Any) -> Any:
     return value
 
 
+_BLOB_MEMBER = re.compile(rb'"BS?"\s*:')
+
+
 def parse_plain_success(headers: dict[str, str], body: bytes) -> dict[str, Any]:
     """What botocore's JSON parser makes of a successful data-plane answer of :func:`plain_json_body`
     (``tests/functional/test_moto_engine.py`` compares the two)."""
-    parsed: dict[str, Any] = _decode_blobs(json.loads(body)) if body else {}
+    parsed: dict[str, Any] = json.loads(body) if body else {}
+    if body and _BLOB_MEMBER.search(body):  # only an answer holding a binary value needs the walk
+        _decode_blobs(parsed)
     lowered = {k.lower(): v for k, v in headers.items()}
     metadata: dict[str, Any] = {}
     if "x-amzn-requestid" in lowered:

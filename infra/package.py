@@ -364,29 +364,87 @@ def finish_template(template: dict[str, Any], stage_name: str, api_stage: str, l
 #: numbers). About 127 KB of the zip.
 UNUSED_IN_LAMBDA = re.compile(r"(?:^|/)[^/]+\.dist-info/RECORD$|\.pyi$|^phonenumbers/shortdata/region_\w+\.py$")
 
+#: How the bundle ships bytecode (docs/benchmarks.md, "Bytecode in the bundle"): ``"beside"`` adds
+#: ``__pycache__/<name>.<tag>.pyc`` next to every ``.py`` (unchecked-hash: zip mtimes don't matter, the
+#: source stays for tracebacks); ``"sourceless"`` replaces each ``.py`` by a legacy-layout ``.pyc``;
+#: ``"none"`` ships sources only (every cold start compiles them: /var/task is read-only).
+BYTECODE_MODES = ("beside", "sourceless", "none")
+BYTECODE = "beside"
+#: Where Lambda unpacks the bundle (``LAMBDA_TASK_ROOT``): the file name sourceless code reports.
+TASK_ROOT = "/var/task"
 
-def slim_zip(path: Path) -> tuple[int, int]:
-    """Rewrite the deployment zip without :data:`UNUSED_IN_LAMBDA`; (bytes before, bytes after)."""
+
+def lambda_runtimes(template: dict[str, Any]) -> set[str]:
+    """Every ``Runtime`` of the SAM template's functions (``Globals`` included), e.g. ``{"python3.11"}``."""
+    found = {template.get("Globals", {}).get("Function", {}).get("Runtime")}
+    found |= {r.get("Properties", {}).get("Runtime") for r in template.get("Resources", {}).values()
+              if r.get("Type") in ("AWS::Serverless::Function", "AWS::Lambda::Function")}
+    return {r for r in found if isinstance(r, str)}
+
+
+def bytecode_problem(runtimes: set[str]) -> str | None:
+    """Why this Python must not compile the bundle for ``runtimes`` (a ``.pyc`` is version-specific), or None."""
+    building = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    if runtimes and runtimes != {building}:
+        return (f"not shipping bytecode: this is {building} but the functions run {', '.join(sorted(runtimes))}; "
+                f"a .pyc only loads on the Python that wrote it, so every cold start would compile the sources. "
+                f"Package with the runtime's Python ({', '.join(sorted(runtimes))}) to ship it.")
+    return None
+
+
+def _bytecode(name: str, source: bytes, sourceless: bool) -> tuple[str, bytes] | None:
+    """(zip name, unchecked-hash ``.pyc`` bytes) for one ``.py`` of the bundle; None if it does not compile here."""
+    from importlib import _bootstrap_external, util
+
+    try:
+        code = compile(source, f"{TASK_ROOT}/{name}", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return None
+    data = _bootstrap_external._code_to_hash_pyc(code, util.source_hash(source), checked=False)  # type: ignore[attr-defined]
+    return (name + "c" if sourceless else util.cache_from_source(name)), bytes(data)
+
+
+def slim_zip(path: Path, bytecode: str = "none") -> tuple[int, int]:
+    """Rewrite the deployment zip without :data:`UNUSED_IN_LAMBDA`, with the bundle's bytecode as
+    ``bytecode`` says (:data:`BYTECODE_MODES`; the caller checks the runtime's version); (bytes before, after)."""
     import zipfile
 
+    if bytecode not in BYTECODE_MODES:
+        raise ValueError(f"bytecode must be one of {BYTECODE_MODES}, not {bytecode!r}")
     before = path.stat().st_size
     slim = path.with_suffix(".slim.zip")
     with zipfile.ZipFile(path) as source, zipfile.ZipFile(slim, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as target:
+        names = set(source.namelist())
         for info in source.infolist():
-            if not UNUSED_IN_LAMBDA.search(info.filename):
-                target.writestr(info, source.read(info), compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+            if UNUSED_IN_LAMBDA.search(info.filename):
+                continue
+            data = source.read(info)
+            compiled = (_bytecode(info.filename, data, bytecode == "sourceless")
+                        if bytecode != "none" and info.filename.endswith(".py") else None)
+            if compiled is None or compiled[0] in names:
+                target.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+                continue
+            if bytecode == "beside":
+                target.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+            pyc = zipfile.ZipInfo(compiled[0], date_time=info.date_time)
+            pyc.external_attr = info.external_attr
+            target.writestr(pyc, compiled[1], compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
     slim.replace(path)
     return before, path.stat().st_size
 
 
-def _finish_package(out: Path, stage_name: str, config: dict[str, Any]) -> None:
+def _finish_package(out: Path, stage_name: str, config: dict[str, Any], bytecode: str = BYTECODE) -> None:
     from chalice.package import YAMLTemplateSerializer
-
-    slim_zip(out / "deployment.zip")
 
     serializer = YAMLTemplateSerializer()
     path = out / "sam.yaml"
     template = serializer.load_template(path.read_text(encoding="utf-8"))
+    problem = bytecode_problem(lambda_runtimes(template)) if bytecode != "none" else None
+    if problem:
+        print(f"infra/package.py: {problem}", file=sys.stderr)
+        bytecode = "none"
+    slim_zip(out / "deployment.zip", bytecode)
+
     stage_config = config["stages"][stage_name]
     finish_template(
         template, stage_name,
@@ -444,14 +502,14 @@ def merged_template(project: Path) -> Path:
 
 
 def package(stage_name: str, out: Path, merge_template: bool = True, overrides: dict[str, str] | None = None,
-            build: Path | None = None) -> int:
+            build: Path | None = None, bytecode: str = BYTECODE) -> int:
     project = stage(stage_name, overrides, build)
     args = ["package", "--stage", stage_name, "--template-format", "yaml"]
     if merge_template:
         args += ["--merge-template", str(merged_template(project))]
     code = chalice(project, *args, str(out.resolve()))
     if code == 0 and merge_template:
-        _finish_package(out, stage_name, load_config(overrides))
+        _finish_package(out, stage_name, load_config(overrides), bytecode)
     return code
 
 
@@ -488,13 +546,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-merge-template", action="store_true", help="package without infra/resources.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override an environment variable of the stage (e.g. from CI secrets)")
+    parser.add_argument("--bytecode", choices=BYTECODE_MODES, default=BYTECODE,
+                        help=f"how the zip ships compiled .py files (default {BYTECODE}; see docs/benchmarks.md)")
     parser.add_argument("out", nargs="?", type=Path, help="package output directory (default build/package-<stage>)")
     args = parser.parse_intermixed_args(argv)
     overrides = dict(item.split("=", 1) for item in args.set if "=" in item)
     if args.command == "deploy":
         return deploy(args.stage, overrides)
     out = args.out or BUILD / f"package-{args.stage}"
-    code = package(args.stage, out, merge_template=not args.no_merge_template, overrides=overrides)
+    code = package(args.stage, out, merge_template=not args.no_merge_template, overrides=overrides,
+                   bytecode=args.bytecode)
     if code == 0:
         print(f"packaged {args.stage}: {out}/deployment.zip + {out}/sam.yaml")
     return code

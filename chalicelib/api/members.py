@@ -96,7 +96,9 @@ def list_code_attributions(req: ApiRequest, program_id: str, code: str) -> Any:
     summary="Give a member a vanity code (operator); the old code and link keep working",
     description="4–24 Latin letters/digits with single inner dashes, case-insensitive (`ANNA-2024` = `anna2024`); "
                 "reserved words refused (422). Codes are unique across the deployment (links share one short "
-                "domain): a code someone else holds is a 409 `code_taken`.",
+                "domain): a code someone else holds is a 409 `code_taken`. A member holds at most 10 codes (the "
+                "current one and the earlier ones, which keep working): an 11th is a 409 `too_many_codes`; "
+                "switching back to an earlier one is always allowed.",
 )
 def set_code(req: ApiRequest, program_id: str, member_id: str) -> Any:
     return members_query.set_vanity_code(req.ports, req.principal, program_id, member_id, req.body)

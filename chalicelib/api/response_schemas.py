@@ -264,7 +264,8 @@ EXTRA_STATUSES: dict[tuple[str, str], dict[int, str]] = {
     ("PATCH", _P): {409: "The program changed concurrently (`concurrent_update`); retry"},
     ("POST", _P + "/partners/{partner_id}/webhook-secrets/{source}/rotate"): {
         409: "Rotated concurrently; retry"},
-    ("PUT", _M + "/code"): {409: "The code belongs to someone else (`code_taken`)"},
+    ("PUT", _M + "/code"): {409: "The code belongs to someone else (`code_taken`), or the member holds the "
+                                 "maximum of codes (`too_many_codes`)"},
     ("PUT", _M + "/coupons/{code}"): {409: "Another member holds the code (`coupon_taken`) or the member has "
                                            "the maximum (`too_many_coupons`)"},
     ("POST", _M + "/redemptions"): {

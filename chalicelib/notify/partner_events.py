@@ -108,7 +108,8 @@ def fan_out(event: PartnerEvent, cache: dict[tuple[str, str], list[store.Webhook
         item = store.new_delivery(program_id=event.program_id, partner_id=event.partner_id,
                                   endpoint_id=endpoint.endpoint_id, event_type=event.event_type,
                                   source_id=event.source_id, occurred_at=event.occurred_at,
-                                  body=body.decode("utf-8"), now=now, delivery=delivery)
+                                  body=body.decode("utf-8"), now=now, delivery=delivery,
+                                  member_id=event.data.get("member_id"))
         if store.create_delivery(item):
             written += 1
     return written

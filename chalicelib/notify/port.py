@@ -60,6 +60,9 @@ class Notifier(Protocol):
     def register_device(self, platform: str, token: str, existing_arn: str | None) -> str:
         """Create (or refresh and re-enable) the push endpoint for ``token``; return its ARN."""
 
+    def delete_device(self, endpoint_arn: str) -> None:
+        """Delete the push endpoint (and with it the device token SNS holds); a missing one is not an error."""
+
 
 def classify(exc: Exception) -> SendError:
     """A botocore ``ClientError`` (or a connection error) as a transient or permanent send error."""
@@ -178,6 +181,18 @@ class AwsNotifier:
             raise classify(exc) from exc
 
 
+    def delete_device(self, endpoint_arn: str) -> None:
+        from chalicelib import aws
+
+        sns = aws.client("sns")
+        try:
+            sns.delete_endpoint(EndpointArn=endpoint_arn)  # idempotent: a deleted endpoint answers success
+        except Exception as exc:
+            error = classify(exc)
+            if error.code not in {"NotFound", "NotFoundException"}:
+                raise error from exc
+
+
 _EXISTING_ENDPOINT = re.compile(r"Endpoint (arn:[\w:/.-]+) already exists with the same [Tt]oken")
 
 
@@ -225,6 +240,10 @@ class FakeNotifier:
         arn = existing_arn or f"arn:aws:sns:eu-central-1:000000000000:endpoint/{platform}/fake/{len(self.devices) + 1}"
         self.devices[arn] = token
         return arn
+
+    def delete_device(self, endpoint_arn: str) -> None:
+        self._maybe_fail()
+        self.devices.pop(endpoint_arn, None)
 
 
 def default_notifier() -> Notifier:

@@ -77,6 +77,10 @@ class _Stale(Exception):
     """The erasure record or the profile changed since read: read again."""
 
 
+#: For scrubbers: an ``on_fail`` meaning "the item changed since it was found: redo the step".
+ConcurrentChange = _Stale
+
+
 @dataclass(frozen=True)
 class ErasureTarget:
     """What a finder needs: the member, their codes and their identifiers' hashes (``kind:hash``)."""

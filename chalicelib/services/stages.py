@@ -58,9 +58,10 @@ def builtin_stages() -> list[Stage]:
     """The stages every event goes through, in order (imported on first use: cold start)."""
     from chalicelib.services.ledger import LedgerStage
     from chalicelib.services.risk_stage import RiskStage
+    from chalicelib.services.suppression_stage import SuppressionStage
     from chalicelib.services.tier_stage import TierStage
 
-    return [RiskStage(), LedgerStage(), TierStage()]
+    return [RiskStage(), LedgerStage(), TierStage(), SuppressionStage()]
 
 
 _builtin: list[Stage] | None = None

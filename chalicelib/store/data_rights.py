@@ -6,7 +6,7 @@ identity pointers already use as keys (``chalicelib.domain.identity.identity_has
 
 from __future__ import annotations
 
-from pynamodb.attributes import JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.store import keys
@@ -44,12 +44,15 @@ class ErasureItem(Entity, discriminator="erasure"):
 
 
 class ErasedIdentityItem(Entity, discriminator="erased_identity"):
-    """Tombstone: an identifier (by hash only) whose member was erased. Non-signup events about it
+    """Tombstone: an identifier (by hash only) whose member was erased (or a suppressed address of theirs). Non-signup events about it
     enrol nobody; a new ``member.signup`` creates a new member as usual."""
 
     program_id = UnicodeAttribute()
     kind = UnicodeAttribute()
     erased_at = IsoDateTimeAttribute()
+    #: An e-mail address that bounced or complained (``NotifyStateItem.suppressed``): a new member signing up
+    #: with it starts suppressed (``services.suppression_stage``), so a complainer gets no mail after erasure.
+    suppressed = BooleanAttribute(null=True)
 
 
 class ImportRowItem(Entity, discriminator="import_row"):

@@ -60,6 +60,9 @@ E = TypeVar("E", bound=Entity)
 
 #: A member's personal promo codes are bounded: the profile lists them (one read finds them all).
 MAX_COUPONS_PER_MEMBER = 20
+#: Codes a member holds (the current one and the earlier ones, which keep working): a profile view reads one
+#: click total per code, and the profile lists them all (docs/members-api.md#vanity-codes).
+MAX_CODES_PER_MEMBER = 10
 
 
 class SystemClock:
@@ -125,6 +128,9 @@ def code_change_plan(member: MemberItem, code: str) -> tuple[list[str], bool]:
     pointer_keys = [k for k in member.pointer_keys or [] if k != key_str(new_code_key)]
     if key_str(old_code_key) not in pointer_keys:
         pointer_keys.append(key_str(old_code_key))
+    if not own_earlier and code != member.code and len(codes_from_pointer_keys(member)) >= MAX_CODES_PER_MEMBER:
+        raise Conflict(f"A member has at most {MAX_CODES_PER_MEMBER} codes (the current one and earlier ones)",
+                       code="too_many_codes", details={"limit": MAX_CODES_PER_MEMBER})
     return pointer_keys, own_earlier
 
 

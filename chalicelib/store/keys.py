@@ -209,6 +209,15 @@ def order_ledger(program_id: str, order_hash: str) -> Key:
     return f"ORDER#{program_id}#{order_hash}", "LEDGER"
 
 
+def gsi2_member_outbox(program_id: str, member_id: str, created_at: str, message_id: str) -> Key:
+    """A member's outbox messages (erasure and export find them without a Scan; docs/data-rights.md)."""
+    return gsi2_member_outbox_partition(program_id, member_id), f"{created_at}#{message_id}"
+
+
+def gsi2_member_outbox_partition(program_id: str, member_id: str) -> str:
+    return f"OUTBOXM#{program_id}#{member_id}"
+
+
 def gsi1_outbox_pending(day: str, created_at: str, message_id: str) -> Key:
     # Sparse like the release buckets: the notification consumer reads a day bucket.
     return f"OUTBOX#PENDING#{day}", f"{created_at}#{message_id}"
@@ -452,6 +461,15 @@ def webhook_delivery_partition(program_id: str, endpoint_id: str) -> str:
 
 def webhook_delivery(program_id: str, endpoint_id: str, delivery_id: str) -> Key:
     return webhook_delivery_partition(program_id, endpoint_id), f"DELIVERY#{delivery_id}"
+
+
+def gsi2_member_webhook_delivery(program_id: str, member_id: str, delivery_id: str, endpoint_id: str) -> Key:
+    """The partner webhook deliveries about one member (their payloads name the member: erasure, export)."""
+    return gsi2_member_webhook_deliveries_partition(program_id, member_id), f"{delivery_id}#{endpoint_id}"
+
+
+def gsi2_member_webhook_deliveries_partition(program_id: str, member_id: str) -> str:
+    return f"WHMEMBER#{program_id}#{member_id}"
 
 
 def gsi1_webhook_due_partition(shard: int) -> str:

@@ -258,6 +258,18 @@ class OutboxItem(Entity, discriminator="outbox"):
     #: :data:`OUTBOX_RETENTION_DAYS` (the notification log item keeps what was sent, see docs/cost.md).
     expires_at_epoch = NumberAttribute(null=True)
 
+    def __init__(self, hash_key: Any = None, range_key: Any = None, _user_instantiated: bool = True,
+                 **attributes: Any) -> None:
+        """A new message carries its member's index key (GSI2 ``OUTBOXM#<program>#<member>``), whoever creates it:
+        the erasure and the export find a member's messages with a Query (``notify.erasure``). Items read back
+        (``_user_instantiated=False``) and key-only references are left as they are."""
+        super().__init__(hash_key, range_key, _user_instantiated=_user_instantiated, **attributes)
+        created_at = attributes.get("created_at")
+        if (_user_instantiated and "GSI2PK" not in attributes and isinstance(created_at, datetime)
+                and attributes.get("program_id") and attributes.get("member_id") and attributes.get("message_id")):
+            self.GSI2PK, self.GSI2SK = keys.gsi2_member_outbox(attributes["program_id"], attributes["member_id"],
+                                                               iso(created_at), attributes["message_id"])
+
 
 #: How long a finished outbox message (its rendered parameters and delivery state) is kept.
 OUTBOX_RETENTION_DAYS = 30

@@ -7,7 +7,8 @@
 * ``webhook_delivery`` (``WHLOG#<program>#<endpoint>`` / ``DELIVERY#<delivery id>``): one message to one
   endpoint, created once per source record (conditional put). While an attempt is due it carries the
   sparse GSI1 key ``WHDUE#<shard>`` / ``<next_attempt_at>#…``, which the sender queries (no Scan); a
-  delivered or finally failed delivery leaves the index. Kept 30 days (TTL).
+  delivered or finally failed delivery leaves the index. Kept 30 days (TTL). A delivery about a member
+  also carries GSI2 ``WHMEMBER#<program>#<member>`` / ``<delivery>#<endpoint>`` (erasure and export).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class WebhookDeliveryItem(Entity, discriminator="webhook_delivery"):
     event_type = UnicodeAttribute()
     #: What it was built from (``ledger_entry:<id>``…): one delivery per endpoint and source.
     source_id = UnicodeAttribute()
+    #: The member the payload is about (indexed by GSI2 ``WHMEMBER#<program>#<member>``), if any.
+    member_id = UnicodeAttribute(null=True)
     #: The exact JSON body sent (signed as is).
     body = UnicodeAttribute()
     status = UnicodeAttribute()  # pending | delivered | failed | cancelled
@@ -140,13 +143,16 @@ def due_key(item: WebhookDeliveryItem, at: datetime) -> tuple[str, str]:
 
 
 def new_delivery(*, program_id: str, partner_id: str, endpoint_id: str, event_type: str, source_id: str,
-                 occurred_at: datetime, body: str, now: datetime, delivery: str) -> WebhookDeliveryItem:
+                 occurred_at: datetime, body: str, now: datetime, delivery: str,
+                 member_id: str | None = None) -> WebhookDeliveryItem:
     pk, sk = keys.webhook_delivery(program_id, endpoint_id, delivery)
     item = WebhookDeliveryItem(
         PK=pk, SK=sk, program_id=program_id, partner_id=partner_id, endpoint_id=endpoint_id, delivery_id=delivery,
         event_type=event_type, source_id=source_id, body=body, status=PENDING, attempts=0, next_attempt_at=now,
-        created_at=now, expires_at_epoch=int((now + DELIVERY_RETENTION).timestamp()))
+        created_at=now, expires_at_epoch=int((now + DELIVERY_RETENTION).timestamp()), member_id=member_id)
     item.GSI1PK, item.GSI1SK = due_key(item, now)
+    if member_id:  # the payload names the member: the erasure and the export find it by this index (GSI2)
+        item.GSI2PK, item.GSI2SK = keys.gsi2_member_webhook_delivery(program_id, member_id, delivery, endpoint_id)
     return item
 
 

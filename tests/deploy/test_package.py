@@ -196,3 +196,115 @@ def test_phone_numbers_parse_from_the_slimmed_zip(packages: dict[str, Path], sta
     result = subprocess.run([sys.executable, "-S", "-c", script, str(bundle)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["+79161234567", "+4930901820"]
+
+
+#: Imports the app and every module of ``chalicelib`` from an unpacked bundle (argv[1]), counting the
+#: bundle's files compiled from source (the ``compile`` audit event importlib raises for a source it has
+#: no usable bytecode for) and the bundle's modules imported.
+_IMPORT_ALL = """
+import importlib, os, pkgutil, sys
+root = os.path.realpath(sys.argv[1]) + os.sep
+compiled = []
+def audit(event, args):
+    if event == "compile" and isinstance(args[1], str) and os.path.isabs(args[1]) and os.path.realpath(args[1]).startswith(root):
+        compiled.append(os.path.relpath(args[1], root))
+sys.addaudithook(audit)
+import app, chalicelib
+for module in pkgutil.walk_packages(chalicelib.__path__, "chalicelib."):
+    importlib.import_module(module.name)
+loaded = sorted(m.__name__ for m in list(sys.modules.values())
+                if os.path.realpath(getattr(m, "__file__", None) or "/").startswith(root))
+print(json.dumps({"compiled": compiled, "loaded": loaded, "flag": sys.flags.dont_write_bytecode}))
+""".replace("import importlib,", "import json, importlib,")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_bundle_ships_the_bytecode_lambda_loads(packages: dict[str, Path], stage: str, tmp_path: Path) -> None:
+    """/var/task is read-only and the bundle's code would otherwise be compiled on every cold start: the
+    zip carries an unchecked-hash ``.pyc`` beside every ``.py`` (infra/package.py ``BYTECODE``), and
+    importing the app and all of ``chalicelib`` from the unpacked zip compiles none of the bundle's
+    sources (counted with an audit hook: no timing)."""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+    from importlib.util import cache_from_source
+
+    with zipfile.ZipFile(packages[stage] / "deployment.zip") as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "task")
+    sources = sorted(n for n in names if n.endswith(".py"))
+    assert {"app.py", "chalicelib/__init__.py", "pynamodb/models.py", "chalice/app.py"} <= set(sources)
+    assert [n for n in sources if cache_from_source(n) not in names] == []
+    assert f"chalicelib/__codecache__.{sys.implementation.cache_tag}.marshal" in names  # built in the same step
+    for path in [tmp_path / "task", *(tmp_path / "task").rglob("*")]:  # as Lambda's /var/task
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "SARAFAN_"))}
+    env.update({"PYTHONPATH": str(tmp_path / "task"), "PYTHONDONTWRITEBYTECODE": "1", "AWS_DEFAULT_REGION": "eu-central-1"})
+    try:
+        result = subprocess.run([sys.executable, "-c", _IMPORT_ALL, str(tmp_path / "task")], cwd=tmp_path / "task",
+                                env=env, capture_output=True, text=True, check=False)
+    finally:
+        for path in [tmp_path / "task", *(tmp_path / "task").rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["flag"] == 1
+    assert {"app", "chalicelib.api", "pynamodb.models", "chalice.app"} <= set(report["loaded"])
+    assert report["compiled"] == []
+
+
+def _tiny_zip(path: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("app.py", "from pkg import mod\n")
+        archive.writestr("pkg/__init__.py", "")
+        archive.writestr("pkg/mod.py", "def f():\n    return 1 / 0\n")
+        archive.writestr("pkg/py2_only.py", "print 'no'\n")  # does not compile: shipped as source only
+        archive.writestr("pkg/mod.pyi", "def f() -> float: ...\n")
+    return path
+
+
+@pytest.mark.parametrize("mode", ["beside", "sourceless", "none"])
+def test_slim_zip_compiles_as_the_mode_says(tmp_path: Path, mode: str) -> None:
+    import subprocess
+    import sys
+    import zipfile
+    from importlib.util import cache_from_source
+
+    bundle = _tiny_zip(tmp_path / "deployment.zip")
+    packaging.slim_zip(bundle, mode)
+    with zipfile.ZipFile(bundle) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "task")
+    cached = {cache_from_source(n) for n in ("app.py", "pkg/__init__.py", "pkg/mod.py")}
+    expected = {
+        "none": {"app.py", "pkg/__init__.py", "pkg/mod.py", "pkg/py2_only.py"},
+        "beside": {"app.py", "pkg/__init__.py", "pkg/mod.py", "pkg/py2_only.py"} | cached,
+        "sourceless": {"app.pyc", "pkg/__init__.pyc", "pkg/mod.pyc", "pkg/py2_only.py"},
+    }[mode]
+    assert names == expected  # .pyi dropped by slim_zip in every mode
+    script = ("import sys, traceback\ncompiled = []\n"
+              "sys.addaudithook(lambda e, a: compiled.append(a[1]) if e == 'compile' else None)\n"
+              "import app\ntry:\n    app.mod.f()\nexcept ZeroDivisionError:\n"
+              "    print(len(compiled), traceback.format_exc())\n")
+    result = subprocess.run([sys.executable, "-S", "-B", "-c", script], cwd=tmp_path / "task", capture_output=True,
+                            text=True, check=True, env={"PYTHONPATH": str(tmp_path / "task")})
+    count, trace = result.stdout.split(" ", 1)
+    assert int(count) == (3 if mode == "none" else 0)
+    assert 'pkg/mod.py", line 2, in f' in trace
+    assert ("return 1 / 0" in trace) is (mode != "sourceless")  # sourceless code has no source line to show
+
+
+def test_bytecode_is_only_shipped_for_the_runtimes_python() -> None:
+    import sys
+
+    building = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    assert packaging.bytecode_problem({building}) is None
+    other = f"python{sys.version_info[0]}.{sys.version_info[1] + 1}"
+    problem = packaging.bytecode_problem({building, other}) or ""
+    assert "not shipping bytecode" in problem and other in problem
+    template = {"Globals": {"Function": {"Runtime": building}},
+                "Resources": {"F": {"Type": "AWS::Serverless::Function", "Properties": {"Runtime": other}}}}
+    assert packaging.lambda_runtimes(template) == {building, other}

@@ -77,6 +77,39 @@ def test_member_profile_reads_the_same_items_with_thousands_of_click_counters(ap
     assert reads.items <= 3
 
 
+def test_member_profile_reads_a_bounded_number_of_items_after_the_maximum_of_code_changes(
+        api: ApiClient, reads: ItemsRead) -> None:
+    from chalicelib.store.dynamo_ports import MAX_CODES_PER_MEMBER
+
+    program = api.create_program()
+    pid = program["program_id"]
+    partner = api.create_partner(pid)
+    member = api.processed(partner, {"type": "member.signup", "occurred_at": "2026-01-10T10:00:00Z",
+                                     "object": {"type": "customer", "id": "c1"}, "customer": {"id": "c1"}})["member"]
+    path = f"/v1/programs/{pid}/members/{member['member_id']}"
+    codes = [member["code"]]
+    for n in range(1, MAX_CODES_PER_MEMBER):  # the signup's code + 9 vanity codes = the maximum
+        code = f"VANITY-{n:02d}"
+        reply = api.put(f"{path}/code", {"code": code})
+        assert reply.status == 200, reply.body
+        api.get(f"/r/{code}", key=None)  # each code has a click total
+        codes.append(code.replace("-", ""))
+    one_more = api.put(f"{path}/code", {"code": "VANITY-XX"})
+    assert one_more.status == 409 and one_more.body["error"]["code"] == "too_many_codes", one_more.body
+    assert one_more.body["error"]["details"]["limit"] == MAX_CODES_PER_MEMBER
+    back = api.put(f"{path}/code", {"code": "VANITY-03"})  # an earlier code: adds none, allowed
+    assert back.status == 200 and back.body["code"] == "VANITY03", back.body
+    assert api.put(f"{path}/code", {"code": "VANITY-YY"}).status == 409
+
+    api.get(path)  # warm the configuration cache
+    reads.items, reads.calls = 0, []
+    view = api.get(path)
+    assert view.status == 200 and view.body["counts"]["clicks"] == MAX_CODES_PER_MEMBER - 1
+    assert len(view.body["previous_codes"]) == MAX_CODES_PER_MEMBER - 1
+    # The profile, the balance and one click total per code (9 codes were clicked): at most 12 items.
+    assert reads.items <= MAX_CODES_PER_MEMBER + 2, (reads.items, reads.calls)
+
+
 def test_click_totals_bound_the_number_of_sources(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
     program = api.create_program()
     pid = program["program_id"]

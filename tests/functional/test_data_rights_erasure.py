@@ -15,8 +15,10 @@ from tests.support import ApiClient
 
 OLGA = {"id": "crm-olga", "email": "olga.petrova@example.com", "phone": "+79161234567", "name": "Ольга Петрова",
         "birthday": "1990-04-17"}
-#: How the values are stored (canonical forms) and how they could appear.
-OLGA_TRACES = ["olga.petrova@example.com", "+79161234567", "9161234567", "Ольга", "Петрова", "1990-04-17"]
+#: How the values are stored (canonical forms) and how they could appear; the partner's customer id too.
+OLGA_TRACES = ["olga.petrova@example.com", "+79161234567", "9161234567", "Ольга", "Петрова", "1990-04-17",
+               "crm-olga"]
+PHONE_TOKEN = "fcm-token-olga-phone"
 #: Item kinds whose every attribute must be exactly the same after the erasure.
 AMOUNTS = {"balance", "ledger_entry", "member_month", "recurring_counter", "program_counters", "click_counter", "click_total",
            "order_ledger", "redemption"}
@@ -49,6 +51,22 @@ def _readable(value: Any) -> Any:
     if isinstance(value, list):
         return [_readable(v) for v in value]
     return value
+
+
+def without_customer_business_keys(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The scan minus the one known place a partner's customer id stays (docs/data-rights.md#what-stays): the
+    business key of a fact whose object is the customer (``…|customer|<id>|member.signup``), on its event
+    record (the dedupe key's source, and its fingerprint) and on the ledger entries it posted (kept
+    byte-for-byte: accounting). Every other item is checked for it."""
+    out = []
+    for item in items:
+        kind = item.get("entity", {}).get("S")
+        if kind == "event":
+            item = {k: v for k, v in item.items() if k not in ("business_key", "fingerprint")}
+        if kind == "ledger_entry" and "|customer|" in item.get("business_key", {}).get("S", ""):
+            item = {k: v for k, v in item.items() if k != "business_key"}
+        out.append(item)
+    return out
 
 
 def amounts_snapshot() -> dict[tuple[str, str], dict[str, Any]]:
@@ -86,12 +104,79 @@ def olga_with_friends(api: ApiClient) -> tuple[Shop, dict[str, Any], dict[str, A
     return shop, olga, friend
 
 
-def test_after_erasure_no_item_holds_the_members_personal_data_and_every_amount_is_unchanged(api: ApiClient) -> None:
+@pytest.fixture
+def fcm(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The real AWS notifier on moto's SES/SNS, with an FCM platform application (push devices)."""
+    from chalicelib import aws
+    from chalicelib.notify import sources
+    from chalicelib.notify.delivery import Delivery
+    from chalicelib.notify.port import AwsNotifier
+    from chalicelib.services import partner_webhooks
+    from tests.notify_support import instant_delivery
+
+    instant_delivery(monkeypatch)
+    monkeypatch.setattr(partner_webhooks, "resolve", lambda host: ["93.184.216.34"])
+    arn = aws.client("sns").create_platform_application(
+        Name="sarafan-test-fcm", Platform="GCM", Attributes={"PlatformCredential": "key"})["PlatformApplicationArn"]
+    sources.use_delivery(Delivery(AwsNotifier({"fcm": arn})))
+    return str(arn)
+
+
+def sns_endpoints() -> dict[str, Any]:
+    from moto.sns.models import sns_backends
+
+    from tests.notify_support import ACCOUNT, REGION
+
+    return sns_backends[ACCOUNT][REGION].platform_endpoints  # type: ignore[no-any-return]
+
+
+def items_of(entity: str, member_id: str) -> list[dict[str, Any]]:
+    """Items of one kind (scanning the test table) that name the member anywhere."""
+    return [i for i in scan_test_table() if i.get("entity", {}).get("S") == entity
+            and member_id in json.dumps(i, ensure_ascii=False)]
+
+
+def olga_everywhere(api: ApiClient) -> tuple[Shop, dict[str, Any], dict[str, Any], str]:
+    """Olga with friends, plus a push device, a bounced address, a partner webhook endpoint receiving deliveries
+    about her, sent notifications and pending ones. Returns the device's SNS endpoint ARN too."""
+    from chalicelib.notify import feedback, sources
     from tests.notify_support import stream_poller
 
     shop, olga, friend = olga_with_friends(api)
     pid, mid = shop.pid, olga["member_id"]
-    stream_poller().drain()  # the analytics consumer: Olga is on the leaderboards (her friend's first order)
+    device = api.post(f"/v1/programs/{pid}/members/{mid}/devices",
+                      {"platform": "fcm", "token": PHONE_TOKEN, "device_id": "olga-phone"})
+    assert device.status == 200, device.body
+    endpoint = api.post(f"/v1/programs/{pid}/partners/{shop.partner['partner_id']}/webhook-endpoints",
+                        {"url": "https://hooks.shop.example/sarafan", "event_types": ["reward.posted"]})
+    assert endpoint.status == 201, endpoint.body
+    stream_poller().drain()  # analytics (leaderboards), deliveries (sent messages), partner webhook deliveries
+    assert feedback.handle(json.dumps({
+        "notificationType": "Complaint", "complaint": {"complainedRecipients": [{"emailAddress": OLGA["email"]}]},
+        "mail": {"tags": {"program_id": [pid], "member_id": [mid]}}})) == {"suppressed": 1}
+    # Pending messages (the stream is not drained again): one from a reward, one with her name in it.
+    shop.order(OLGA["id"], "o-5", 50_000)
+    assert sources.new_outbox(pid, mid, "points_available", {"points": 7, "name": OLGA["name"]}, None, "x", "m_olga")
+    from chalicelib.store import keys
+    from chalicelib.store.notify import NotifyStateItem
+
+    [arn] = [d["endpoint_arn"] for d in NotifyStateItem.get(*keys.notify_state(pid, mid)).devices]
+    assert sns_endpoints()[arn].token == PHONE_TOKEN
+    return shop, olga, friend, arn
+
+
+def test_after_erasure_no_item_holds_the_members_personal_data_and_every_amount_is_unchanged(
+        api: ApiClient, fcm: str) -> None:
+    from chalicelib.domain.identity import email_match_key, identity_hash
+    from chalicelib.store import keys
+    from chalicelib.store.notify import NotifyStateItem
+
+    shop, olga, friend, endpoint_arn = olga_everywhere(api)
+    pid, mid = shop.pid, olga["member_id"]
+    outbox = items_of("outbox", mid)
+    assert {i["status"]["S"] for i in outbox} >= {"sent", "pending"}, [i["status"] for i in outbox]
+    assert items_of("webhook_delivery", mid)  # reward.posted about her, waiting for the sender
+    # (the analytics consumer ran in olga_everywhere: Olga is on the leaderboards, her friend's first order)
     assert {i["PK"]["S"].rsplit("#", 2)[1] for i in leaderboard_items(mid)} == {"converted", "revenue"}
     totals_before = analytics_totals(pid)
     assert totals_before
@@ -109,14 +194,24 @@ def test_after_erasure_no_item_holds_the_members_personal_data_and_every_amount_
     assert reply.body["completed_at"].startswith("2026-01-15T12:00:00")
 
     raw_after = json.dumps(scan_test_table(), ensure_ascii=False)
-    for trace in OLGA_TRACES:
+    for trace in OLGA_TRACES[:-1]:
         assert trace not in raw_after, trace
+    assert OLGA["id"] not in json.dumps(without_customer_business_keys(scan_test_table()), ensure_ascii=False)
     assert amounts_snapshot() == amounts_before
     # Her leaderboard entries (code, masked name) and her birthday's index entry are gone; the totals stay.
     assert leaderboard_items(mid) == []
     assert not any(i.get("entity", {}).get("S") == "birthday_pointer" for i in scan_test_table())
     assert analytics_totals(pid) == totals_before
     assert reply.body["counts"]["leaderboard"] == 4  # converted + revenue, this month and all time
+    # The push endpoint (holding the device token) is gone from SNS; the outbox messages and the partner
+    # webhook deliveries about her are gone; her notification state keeps only the suppressed hash.
+    assert endpoint_arn not in sns_endpoints()
+    assert items_of("outbox", mid) == [] and items_of("webhook_delivery", mid) == []
+    assert reply.body["counts"]["outbox"] >= 2 and reply.body["counts"]["partner_webhook_deliveries"] >= 1
+    assert reply.body["counts"]["notify_state"] == 1
+    state = NotifyStateItem.get(*keys.notify_state(pid, mid))
+    assert (state.devices, state.preferences) == ([], {})
+    assert state.suppressed == [identity_hash(pid, "email", email_match_key(OLGA["email"]))]
     assert check_invariants(pid, mid) == invariants_before
     assert profile_counts(api, pid, mid) == counts_before
     assert profile_counts(api, pid, friend["member_id"]) == friend_counts_before
@@ -168,7 +263,7 @@ def test_an_interrupted_erasure_resumes_where_it_stopped(api: ApiClient, monkeyp
         assert calls < 50
     assert calls > 2
     # A crash mid-step: the transaction that failed wrote nothing, the next call redoes it.
-    raw_after = json.dumps(scan_test_table(), ensure_ascii=False)
+    raw_after = json.dumps(without_customer_business_keys(scan_test_table()), ensure_ascii=False)
     for trace in OLGA_TRACES:
         assert trace not in raw_after, trace
     assert reply.body["counts"]["profile"] == 1 and reply.body["counts"]["pointers"] >= 5
@@ -240,5 +335,50 @@ def test_export_holds_everything_stored_about_the_member(api: ApiClient) -> None
     summary, items = export_all(api, pid, mid, limit=50)
     assert summary["erasure"]["status"] == "erased"
     text = json.dumps([summary, items], ensure_ascii=False)
-    for trace in OLGA_TRACES:
+    for trace in OLGA_TRACES[:-1]:
         assert trace not in text
+    # The customer id stays only in the business keys of the ledger entries its signup posted (accounting).
+    assert OLGA["id"] not in json.dumps([summary, [{k: v for k, v in i.items() if k != "business_key"}
+                                                   for i in items]], ensure_ascii=False)
+
+
+def test_a_complainer_who_signs_up_again_after_the_erasure_gets_no_mail(api: ApiClient, fcm: str) -> None:
+    from chalicelib.store import keys
+    from chalicelib.store.notify import NotifyStateItem
+    from tests.notify_support import ses_sent, stream_poller
+
+    shop, olga, _, _ = olga_everywhere(api)
+    pid, mid = shop.pid, olga["member_id"]
+    assert OLGA["email"] in [m.to[0] for m in ses_sent()]  # she got mail before she complained
+    assert api.post(f"/v1/programs/{pid}/members/{mid}/erase").status == 200
+    stream_poller().drain()
+    sent_before = len(ses_sent())
+    fresh = shop.send({"type": "member.signup", "occurred_at": "2026-02-01T10:00:00Z",
+                       "object": {"type": "customer", "id": "crm-olga-new"}, "customer": {**OLGA, "id": "crm-olga-new"}})
+    new_id = fresh["member"]["member_id"]
+    assert fresh["member"]["created"] is True and new_id != mid
+    # Someone else signing up at the same time does get the welcome: mail is being sent.
+    other = shop.send({"type": "member.signup", "occurred_at": "2026-02-01T10:00:00Z",
+                       "object": {"type": "customer", "id": "crm-ivan"},
+                       "customer": {"id": "crm-ivan", "email": "ivan@example.com"}})
+    stream_poller().drain()
+    sent = [m.to[0] for m in ses_sent()[sent_before:]]
+    assert "ivan@example.com" in sent and OLGA["email"] not in sent, sent
+    state = NotifyStateItem.get(*keys.notify_state(pid, new_id))
+    assert len(state.suppressed) == 1 and not state.devices
+    log = api.get(f"/v1/programs/{pid}/members/{new_id}/notifications").body["items"]
+    emails = [c for e in log for c in e["channels"] if c["channel"] == "email"]
+    assert emails and all(c["error"] == "suppressed" for c in emails), log
+    assert other["member"]["created"] is True
+
+
+def test_export_lists_the_members_outbox_messages_and_partner_webhook_deliveries(api: ApiClient, fcm: str) -> None:
+    shop, olga, _, _ = olga_everywhere(api)
+    pid, mid = shop.pid, olga["member_id"]
+    _, items = export_all(api, pid, mid, limit=3)
+    kinds = [i["item_type"] for i in items]
+    assert kinds.count("outbox") >= 2 and kinds.count("webhook_delivery") >= 1
+    assert "notify_state" in kinds and "notification_log" in kinds
+    assert all(i["member_id"] == mid for i in items if i["item_type"] in ("outbox", "webhook_delivery"))
+    _, one_page = export_all(api, pid, mid, limit=500)
+    assert one_page == items

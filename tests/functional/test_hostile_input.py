@@ -55,12 +55,10 @@ class World:
 
     def signed(self, raw: str | bytes) -> Reply:
         """POST raw bytes signed with the partner's secret (whatever they contain)."""
-        import time
-
         from chalicelib.domain.webhook_signature import sign
 
         body = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-        msg_id, ts = f"msg_h{next(_ids)}", int(time.time())
+        msg_id, ts = f"msg_h{next(_ids)}", int(clock.utcnow().timestamp())
         return self.api.post(f"/v1/webhooks/{self.partner['partner_id']}/events", raw=body, key=None, headers={
             "webhook-id": msg_id, "webhook-timestamp": str(ts),
             "webhook-signature": sign(self.partner["webhook_secrets"]["events"], msg_id, ts, body)})
@@ -179,7 +177,7 @@ def test_occurred_at_outside_the_window_is_422(world: World, when: str) -> None:
 
 
 def test_occurred_at_a_few_minutes_ahead_is_accepted(world: World) -> None:
-    soon = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    soon = clock.utcnow().replace(microsecond=0).isoformat().replace("+00:00", "Z")
     assert world.signed(event_with(world, occurred_at=soon)).status == 200
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chalicelib.domain import clock
 from chalicelib.domain.rewards.examples import load_example_doc
 from tests.functional.test_hostile_input import World
 from tests.support import ApiClient, Reply
@@ -174,7 +175,7 @@ class Fuzz:
         elif auth == "signature":
             from chalicelib.domain.webhook_signature import sign
 
-            msg_id, ts = f"msg_fz{time.monotonic_ns()}", int(time.time())
+            msg_id, ts = f"msg_fz{time.monotonic_ns()}", int(clock.utcnow().timestamp())
             headers.update({"webhook-id": msg_id, "webhook-timestamp": str(ts),
                             "webhook-signature": sign(self.world.partner["webhook_secrets"]["events"], msg_id, ts,
                                                       body)})

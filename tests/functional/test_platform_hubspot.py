@@ -7,7 +7,6 @@ documented shape, served by a local fake CRM).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,10 +19,17 @@ SECRET = "hubspot-client-secret-6b1c0f3e"
 TOKEN = "pat-eu1-0f0e0d0c-0b0a-0908-0706-050403020100"
 
 
+def _now_ms() -> int:
+    """HubSpot's timestamp is checked against the service's one clock, which tests move (``clock.freeze``)."""
+    from chalicelib.domain import clock
+
+    return int(clock.utcnow().timestamp() * 1000)
+
+
 def send(shop: PlatformShop, body: Any, secret: str = SECRET, ts: int | None = None,
          raw: bytes | None = None, drop: tuple[str, ...] = ()) -> Reply:
     raw = raw if raw is not None else json.dumps(body).encode()
-    ts = int(time.time() * 1000) if ts is None else ts
+    ts = _now_ms() if ts is None else ts
     path = f"/v1/webhooks/{shop.partner['partner_id']}/hubspot"
     message = b"POST" + f"https://srf.test{path}".encode() + raw + str(ts).encode()
     headers = {"Content-Type": "application/json", "X-HubSpot-Signature-v3": b64_hmac(secret, message),
@@ -59,13 +65,13 @@ def test_signature_vectors(shop: PlatformShop) -> None:
     body = fixture("hubspot", "contact_events.json")["body"]
     assert send(shop, body).status == 200
     assert send(shop, body, secret="wrong-secret-wrong").status == 401
-    assert send(shop, body, ts=int(time.time() * 1000) - 6 * 60 * 1000).status == 401  # stale
-    assert send(shop, body, ts=int(time.time() * 1000) + 6 * 60 * 1000).status == 401
+    assert send(shop, body, ts=_now_ms() - 6 * 60 * 1000).status == 401  # stale
+    assert send(shop, body, ts=_now_ms() + 6 * 60 * 1000).status == 401
     assert send(shop, body, drop=("X-HubSpot-Signature-v3",)).status == 401
     assert send(shop, body, drop=("X-HubSpot-Request-Timestamp",)).status == 401
     # A body changed after signing.
     raw = json.dumps(body).encode()
-    ts = int(time.time() * 1000)
+    ts = _now_ms()
     path = f"/v1/webhooks/{shop.partner['partner_id']}/hubspot"
     signature = b64_hmac(SECRET, b"POST" + f"https://srf.test{path}".encode() + raw + str(ts).encode())
     tampered = raw.replace(b"1246978", b"1246979")
@@ -154,10 +160,10 @@ def test_acknowledgements_expire_after_the_documented_ttl(shop: PlatformShop, cr
     body = fixture("hubspot", "deal_stage_events.json")["body"]
     assert send(shop, body).body["status"] == "queued"
     clock.freeze(start + timedelta(hours=ACK_TTL_HOURS - 1))
-    assert send(shop, body, ts=int(clock.utcnow().timestamp() * 1000)).body["status"] == "duplicate"
+    assert send(shop, body).body["status"] == "duplicate"
     # After the TTL the marker no longer counts (even before DynamoDB's TTL sweep removes it).
     clock.freeze(start + timedelta(hours=ACK_TTL_HOURS + 1))
-    assert send(shop, body, ts=int(clock.utcnow().timestamp() * 1000)).body["status"] == "queued"
+    assert send(shop, body).body["status"] == "queued"
     assert len(drain(queue)) == 2
 
 
