@@ -174,7 +174,7 @@ ERASURE_REQUESTS = obj({"items": {"type": "array", "items": ERASURE}, "next_curs
 MEMBER_EXPORT = obj({"format_version": INT, "program_id": STR, "member_id": STR, "exported_at": TIME,
                      "items": {"type": "array", "items": OBJ}, "next_cursor": nullable(STR)},
                     {"summary": obj({"profile": OBJ, "balance": nullable(OBJ), "erasure": nullable(ERASURE),
-                                     "codes": {"type": "array", "items": obj({"code": STR}, {"clicks": INT})},
+                                     "codes": {"type": "array", "items": obj({"code": STR}, {"clicks": nullable(OBJ)})},
                                      "identifiers": {"type": "array", "items": STR},
                                      "pending_invites": {"type": "array", "items": OBJ}})})
 _IMPORT_COUNTS = {"rows": INT, "imported": INT, "existing_members": INT, "already_imported": INT,
