@@ -226,7 +226,7 @@ def _provision() -> str:
     from infra import moto_tuning
 
     moto_tuning.apply()
-    if _PROVISIONED.table is not None:
+    if _copy_fits():
         key_id = _provision_in_backends()
         if key_id is not None:
             return key_id
@@ -247,30 +247,39 @@ _PROVISIONED = _Provisioned()
 def _provision_through_api() -> str:
     import copy
 
+    from moto.dynamodb.models import dynamodb_backends
+
     from chalicelib import aws as aws_clients
     from chalicelib.store.tables import create_table
 
     create_table()
-    table = _moto_table()
+    account, region = _where_the_api_calls_go()
+    table = dynamodb_backends[account][region].tables.get(os.environ.get("SARAFAN_TABLE", ""))
     aws_clients.client("ses").verify_email_identity(EmailAddress=TEST_ENV["SARAFAN_SES_SENDER"])
     key_id = str(aws_clients.client("kms").create_key(Description=KMS_KEY_DESCRIPTION)["KeyMetadata"]["KeyId"])
     if _PROVISIONED.table is None and table is not None and not table.items:
         _PROVISIONED.table = copy.deepcopy(table)
+        _PROVISIONED.account, _PROVISIONED.region = account, region
     return key_id
 
 
 KMS_KEY_DESCRIPTION = "sarafan test: platform secrets"
 
 
-def _moto_table() -> Any:
-    """moto's object of the table just created (found where the test credentials put it), or None."""
+def _where_the_api_calls_go() -> tuple[str, str]:
+    """(moto account, region) of the app's clients: moto's default account unless ``MOTO_ACCOUNT_ID``
+    says otherwise, the settings' region (``chalicelib.config``)."""
     from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.dynamodb.models import dynamodb_backends
 
-    account, region = DEFAULT_ACCOUNT_ID, TEST_ENV["AWS_DEFAULT_REGION"]
-    table = dynamodb_backends[account][region].tables.get(TEST_ENV["SARAFAN_TABLE"])
-    _PROVISIONED.account, _PROVISIONED.region = account, region
-    return table
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-central-1"
+    return os.environ.get("MOTO_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID, region
+
+
+def _copy_fits() -> bool:
+    """The copy is the table the API calls would make now (a test may have moved the table name, the
+    region or the account)."""
+    return (_PROVISIONED.table is not None and os.environ.get("SARAFAN_TABLE") == _PROVISIONED.table.name
+            and _where_the_api_calls_go() == (_PROVISIONED.account, _PROVISIONED.region))
 
 
 def _provision_in_backends() -> str | None:
@@ -283,11 +292,13 @@ def _provision_in_backends() -> str | None:
 
     from chalicelib.store.db import bind
 
+    if not _copy_fits():
+        return None
     account, region = _PROVISIONED.account, _PROVISIONED.region
     tables = dynamodb_backends[account][region].tables
     if tables:
         return None  # not a new moto
-    tables[TEST_ENV["SARAFAN_TABLE"]] = copy.deepcopy(_PROVISIONED.table)
+    tables[_PROVISIONED.table.name] = copy.deepcopy(_PROVISIONED.table)
     ses_backends[account][region].verify_email_identity(TEST_ENV["SARAFAN_SES_SENDER"])
     # The arguments moto's CreateKey handler passes for a call with only a description.
     key = kms_backends[account][region].create_key(None, None, None, KMS_KEY_DESCRIPTION, None, None, "AWS_KMS")
@@ -349,7 +360,7 @@ def _new_table() -> None:
     from chalicelib.store.db import Entity, bind
     from chalicelib.store.tables import create_table
 
-    if _PROVISIONED.table is None:
+    if not _copy_fits():
         if Entity.exists():
             Entity.delete_table()
         reset_process_state()
@@ -359,7 +370,7 @@ def _new_table() -> None:
 
     reset_process_state()
     tables = dynamodb_backends[_PROVISIONED.account][_PROVISIONED.region].tables
-    tables[TEST_ENV["SARAFAN_TABLE"]] = copy.deepcopy(_PROVISIONED.table)
+    tables[_PROVISIONED.table.name] = copy.deepcopy(_PROVISIONED.table)
     bind()
 
 

@@ -12,12 +12,12 @@ The notifier port (e-mail/SMS/push) lives with the notifications in ``chalicelib
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib.domain.records import Cursor, Page, StaleMember
+from chalicelib.domain.records import Cursor, NewKey, Page, StaleMember
 
 if TYPE_CHECKING:
     from chalicelib.store.counters import ClickTotalItem
@@ -26,10 +26,10 @@ if TYPE_CHECKING:
     from chalicelib.store.ledger import AdjustmentItem, BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
     from chalicelib.store.members import CodeItem, LinkItem, MemberItem
     from chalicelib.store.settlement import SettlementRowItem
-    from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, ProgramItem
+    from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, ProgramItem
     from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
-__all__ = ["Cursor", "Page", "Ports", "StaleMember"]
+__all__ = ["Cursor", "NewKey", "Page", "Ports", "StaleMember"]
 
 
 class Clock(Protocol):
@@ -129,8 +129,8 @@ class ProgramStore(Protocol):
         """Raises ``NotFound`` for an unknown program; ``fresh`` skips the cache."""
         ...
 
-    def partner(self, program_id: str, partner_id: str) -> PartnerItem:
-        """Raises ``NotFound`` for a partner the program does not have."""
+    def partner(self, program_id: str, partner_id: str, *, fresh: bool = False) -> PartnerItem:
+        """Raises ``NotFound`` for a partner the program does not have; ``fresh`` skips the cache."""
         ...
 
     def allowed_origins(self) -> frozenset[str]:
@@ -148,6 +148,60 @@ class ProgramStore(Protocol):
 
     def api_key(self, key_hash: str) -> ApiKeyItem | None:
         """The partner or publishable key stored under the SHA-256 of the presented key (cached)."""
+        ...
+
+    # -- administration (services.programs)
+
+    def programs(self, limit: int, cursor: Cursor | None) -> Page[ProgramItem]:
+        """Every program, newest first (one ``Query`` on the listing index, at most ``limit``)."""
+        ...
+
+    def create_program(self, fields: Mapping[str, Any], key: NewKey) -> tuple[ProgramItem, ApiKeyRefItem]:
+        """One transaction: the program (``fields``: its attributes, ``program_id`` and ``created_at`` included)
+        and its publishable ``key``. Raises ``Conflict`` ``key_collision`` if the key hash exists."""
+        ...
+
+    def update_program(self, program: ProgramItem, changes: Mapping[str, Any]) -> ProgramItem:
+        """Set the ``changes`` (a ``None`` value removes the attribute) and bump the revision, conditioned on the
+        revision read in ``program``; the cache forgets the program. Returns it as now stored.
+        Raises ``Conflict`` ``concurrent_update`` when it changed since it was read."""
+        ...
+
+    def create_partner(self, fields: Mapping[str, Any], key: NewKey) -> tuple[PartnerItem, ApiKeyRefItem]:
+        """One transaction: the partner, its locator (partner id → program) and its first API ``key``."""
+        ...
+
+    def partners(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[PartnerItem]:
+        """One page of the program's partners in id order (one ``Query``, at most ``limit``)."""
+        ...
+
+    def update_partner(self, partner: PartnerItem, changes: Mapping[str, Any]) -> PartnerItem:
+        """Set the ``changes`` (``None`` removes) on an existing partner; the cache forgets it. Raises ``NotFound``."""
+        ...
+
+    def set_webhook_secrets(self, partner: PartnerItem, webhook_secrets: dict[str, Any]) -> None:
+        """Replace the secret versions, conditioned on them being what ``partner`` read; the cache forgets it.
+        Raises ``NotFound`` ``concurrent_update`` otherwise."""
+        ...
+
+    def add_key(self, key: NewKey) -> ApiKeyRefItem:
+        """Store another key of an existing partner (one transaction with the check). Raises ``NotFound``."""
+        ...
+
+    def key_refs(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[ApiKeyRefItem]:
+        """One page of the program's key references (never the keys), in id order."""
+        ...
+
+    def key_ref(self, program_id: str, key_id: str) -> ApiKeyRefItem:
+        """Raises ``NotFound`` for a key the program does not have."""
+        ...
+
+    def revoke_key(self, ref: ApiKeyRefItem) -> None:
+        """Revoke the key and its reference in one transaction; the key cache forgets it. Raises ``NotFound``."""
+        ...
+
+    def offer_exists(self, program_id: str, partner_id: str, offer_id: str) -> bool:
+        """Whether the partner has that offer (archived ones included)."""
         ...
 
 

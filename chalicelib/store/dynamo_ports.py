@@ -8,7 +8,7 @@ fakes in ``store.fakes`` implement the same interfaces and pass the same contrac
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -17,7 +17,7 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.config import get_settings
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound
-from chalicelib.domain.records import Cursor, Page, StaleMember
+from chalicelib.domain.records import Cursor, NewKey, Page, StaleMember
 from chalicelib.store import cache, counters, keys, settlement, tenancy_repo
 from chalicelib.store.counters import ClickTotalItem
 from chalicelib.store.data_rights import ErasureItem
@@ -52,7 +52,7 @@ from chalicelib.store.members import (
     key_str,
 )
 from chalicelib.store.settlement import SettlementRowItem
-from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, ProgramItem
+from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 from chalicelib.store.transact import Transaction
 
@@ -266,8 +266,8 @@ class DynamoProgramStore:
     def get(self, program_id: str, *, fresh: bool = False) -> ProgramItem:
         return tenancy_repo.get_program(program_id, fresh=fresh)
 
-    def partner(self, program_id: str, partner_id: str) -> PartnerItem:
-        return tenancy_repo.get_partner(program_id, partner_id)
+    def partner(self, program_id: str, partner_id: str, *, fresh: bool = False) -> PartnerItem:
+        return tenancy_repo.get_partner(program_id, partner_id, fresh=fresh)
 
     def allowed_origins(self) -> frozenset[str]:
         def load() -> frozenset[str]:
@@ -290,6 +290,124 @@ class DynamoProgramStore:
 
     def api_key(self, key_hash: str) -> ApiKeyItem | None:
         return tenancy_repo.find_api_key(key_hash)
+
+    def programs(self, limit: int, cursor: Cursor | None) -> Page[ProgramItem]:
+        items, next_cursor = tenancy_repo.list_programs(limit, cursor)
+        return Page(items, next_cursor)
+
+    def create_program(self, fields: Mapping[str, Any], key: NewKey) -> tuple[ProgramItem, ApiKeyRefItem]:
+        program = ProgramItem.new(**fields)
+        tx = Transaction()
+        tx.create(program)
+        ref = stage_key(tx, key)
+        tx.commit()
+        return program, ref
+
+    def update_program(self, program: ProgramItem, changes: Mapping[str, Any]) -> ProgramItem:
+        actions = [getattr(ProgramItem, name).remove() if value is None else getattr(ProgramItem, name).set(value)
+                   for name, value in changes.items()]
+        revision = int(program.revision or 0)
+        tx = Transaction()
+        tx.update(program, [*actions, ProgramItem.revision.set(revision + 1)],
+                  Entity.PK.exists() & (ProgramItem.revision == revision) if program.revision is not None
+                  else Entity.PK.exists(), on_fail=program_changed())
+        tx.commit()
+        cache.invalidate("program", program.program_id)
+        return tenancy_repo.get_program(program.program_id, fresh=True)
+
+    def create_partner(self, fields: Mapping[str, Any], key: NewKey) -> tuple[PartnerItem, ApiKeyRefItem]:
+        partner = PartnerItem.new(**fields)
+        tx = Transaction()
+        tenancy_repo.stage_partner(tx, partner)
+        ref = stage_key(tx, key)
+        tx.commit()
+        return partner, ref
+
+    def partners(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[PartnerItem]:
+        items, next_cursor = tenancy_repo.list_partners(program_id, limit, cursor)
+        return Page(items, next_cursor)
+
+    def update_partner(self, partner: PartnerItem, changes: Mapping[str, Any]) -> PartnerItem:
+        actions = [getattr(PartnerItem, name).remove() if value is None else getattr(PartnerItem, name).set(value)
+                   for name, value in changes.items()]
+        tx = Transaction()
+        tx.update(partner, actions, PartnerItem.PK.exists(), on_fail=partner_not_found(partner))
+        tx.commit()
+        cache.invalidate("partner", f"{partner.program_id}/{partner.partner_id}")
+        for name, value in changes.items():
+            setattr(partner, name, value)
+        return partner
+
+    def set_webhook_secrets(self, partner: PartnerItem, webhook_secrets: dict[str, Any]) -> None:
+        tx = Transaction()
+        # Optimistic concurrency: two rotations at once must not both succeed from the same state.
+        tx.update(partner, [PartnerItem.webhook_secrets.set(webhook_secrets)],
+                  PartnerItem.webhook_secrets == partner.webhook_secrets, on_fail=partner_changed())
+        tx.commit()
+        cache.invalidate("partner", f"{partner.program_id}/{partner.partner_id}")
+        partner.webhook_secrets = webhook_secrets
+
+    def add_key(self, key: NewKey) -> ApiKeyRefItem:
+        tx = Transaction()
+        # The partner must still exist when the key is written, not just when it was read.
+        tx.check(PartnerItem, keys.partner(key.program_id, key.partner_id or ""), Entity.PK.exists(),
+                 NotFound("Partner not found"))
+        ref = stage_key(tx, key)
+        tx.commit()
+        return ref
+
+    def key_refs(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[ApiKeyRefItem]:
+        items, next_cursor = tenancy_repo.list_key_refs(program_id, limit, cursor)
+        return Page(items, next_cursor)
+
+    def key_ref(self, program_id: str, key_id: str) -> ApiKeyRefItem:
+        return tenancy_repo.get_key_ref(program_id, key_id)
+
+    def revoke_key(self, ref: ApiKeyRefItem) -> None:
+        tenancy_repo.revoke_key(ref)
+        ref.revoked = True
+
+    def offer_exists(self, program_id: str, partner_id: str, offer_id: str) -> bool:
+        from chalicelib.store.offers import OfferItem
+
+        key = keys.offer(program_id, partner_id, offer_id)
+        return isinstance(batch_get([key]).get(key), OfferItem)
+
+
+def key_items(key: NewKey) -> tuple[ApiKeyItem, ApiKeyRefItem]:
+    common: dict[str, Any] = {"key_id": key.key_id, "kind": key.kind, "program_id": key.program_id,
+                              "partner_id": key.partner_id, "created_at": key.created_at}
+    item = ApiKeyItem(*keys.api_key(key.key_hash), **common)
+    ref = ApiKeyRefItem(*keys.api_key_ref(key.program_id, key.key_id), key_hash=key.key_hash,
+                        display_prefix=key.display_prefix, **common)
+    return item, ref
+
+
+def stage_key(tx: Transaction, key: NewKey) -> ApiKeyRefItem:
+    item, ref = key_items(key)
+    tenancy_repo.add_key(tx, item, ref)
+    return ref
+
+
+def key_collision() -> Conflict:
+    return Conflict("API key collision; retry", code="key_collision")
+
+
+def program_changed() -> Conflict:
+    return Conflict("The program changed concurrently; retry", code="concurrent_update")
+
+
+def partner_changed() -> NotFound:
+    return NotFound("Partner changed concurrently; retry", code="concurrent_update")
+
+
+def partner_not_found(partner: PartnerItem) -> NotFound:
+    return NotFound("Partner not found", details={"program_id": partner.program_id, "partner_id": partner.partner_id})
+
+
+def partner_locator(partner: PartnerItem) -> PartnerLocatorItem:
+    pk, sk = keys.partner_locator(partner.partner_id)
+    return PartnerLocatorItem(PK=pk, SK=sk, program_id=partner.program_id, partner_id=partner.partner_id)
 
 
 class DynamoLedgerStore:

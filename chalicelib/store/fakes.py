@@ -9,12 +9,12 @@ Thread-safe, so the fakes also serve concurrency tests.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from chalicelib.domain.errors import Conflict, NotFound
-from chalicelib.domain.records import Cursor, Page, StaleMember
+from chalicelib.domain.records import Cursor, NewKey, Page, StaleMember
 from chalicelib.store import keys
 from chalicelib.store.counters import MAX_SOURCES, OTHER_SOURCE, ClickCounterItem, ClickTotalItem
 from chalicelib.store.data_rights import ErasureItem
@@ -33,8 +33,14 @@ from chalicelib.store.dynamo_ports import (
     coupons_from_pointer_keys,
     event_key_hash,
     insufficient_points,
+    key_collision,
+    key_items,
     new_adjustment,
     new_redemption,
+    partner_changed,
+    partner_locator,
+    partner_not_found,
+    program_changed,
     referral_position,
     referral_start,
     replayed,
@@ -45,7 +51,7 @@ from chalicelib.store.events import AttributionRecordItem, EventItem
 from chalicelib.store.ledger import AdjustmentItem, BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
 from chalicelib.store.members import CodeItem, IdentityItem, LinkItem, MemberItem, identity_refs, key_str
 from chalicelib.store.settlement import SettlementRowItem
-from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, PartnerLocatorItem, ProgramItem
+from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
 E = TypeVar("E", bound=Entity)
@@ -181,7 +187,7 @@ class FakeProgramStore:
             raise NotFound("Program not found", details={"program_id": program_id})
         return item
 
-    def partner(self, program_id: str, partner_id: str) -> PartnerItem:
+    def partner(self, program_id: str, partner_id: str, *, fresh: bool = False) -> PartnerItem:
         item = self.table.get(PartnerItem, keys.partner(program_id, partner_id))
         if item is None:
             raise NotFound("Partner not found", details={"program_id": program_id, "partner_id": partner_id})
@@ -204,6 +210,112 @@ class FakeProgramStore:
 
     def api_key(self, key_hash: str) -> ApiKeyItem | None:
         return self.table.get(ApiKeyItem, keys.api_key(key_hash))
+
+    def programs(self, limit: int, cursor: Cursor | None) -> Page[ProgramItem]:
+        return self.table.query(ProgramItem, "PROGRAMS", "CREATED#", index="gsi1", forward=False, limit=limit,
+                                cursor=cursor)
+
+    def _put_key(self, key: NewKey) -> ApiKeyRefItem:
+        """Under the table lock: both items of the key, refused as a whole on a clash."""
+        item, ref = key_items(key)
+        if (item.PK, item.SK) in self.table.items or (ref.PK, ref.SK) in self.table.items:
+            raise key_collision()
+        self.table.put(item)
+        self.table.put(ref)
+        return ref
+
+    def create_program(self, fields: Mapping[str, Any], key: NewKey) -> tuple[ProgramItem, ApiKeyRefItem]:
+        program = ProgramItem.new(**fields)
+        with self.table.lock:
+            if (program.PK, program.SK) in self.table.items:
+                raise Conflict("The program exists", code="transaction_conflict")
+            item, ref = key_items(key)
+            if (item.PK, item.SK) in self.table.items or (ref.PK, ref.SK) in self.table.items:
+                raise key_collision()
+            self.table.put(program)
+            self.table.put(item)
+            self.table.put(ref)
+        return program, ref
+
+    def update_program(self, program: ProgramItem, changes: Mapping[str, Any]) -> ProgramItem:
+        with self.table.lock:
+            stored = self.table.get(ProgramItem, (program.PK, program.SK))
+            if stored is None or (program.revision is not None and stored.revision != program.revision):
+                raise program_changed()
+            for name, value in changes.items():
+                setattr(stored, name, value)
+            stored.revision = int(program.revision or 0) + 1
+            self.table.put(stored)
+        return self.get(program.program_id, fresh=True)
+
+    def create_partner(self, fields: Mapping[str, Any], key: NewKey) -> tuple[PartnerItem, ApiKeyRefItem]:
+        partner = PartnerItem.new(**fields)
+        locator = partner_locator(partner)
+        with self.table.lock:
+            if (partner.PK, partner.SK) in self.table.items or (locator.PK, locator.SK) in self.table.items:
+                raise Conflict("The partner exists", code="transaction_conflict")
+            item, ref = key_items(key)
+            if (item.PK, item.SK) in self.table.items or (ref.PK, ref.SK) in self.table.items:
+                raise key_collision()
+            for stored in (partner, locator, item, ref):
+                self.table.put(stored)
+        return partner, ref
+
+    def partners(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[PartnerItem]:
+        pk, prefix = keys.partners_prefix(program_id)
+        return self.table.query(PartnerItem, pk, prefix, limit=limit, cursor=cursor)
+
+    def update_partner(self, partner: PartnerItem, changes: Mapping[str, Any]) -> PartnerItem:
+        with self.table.lock:
+            stored = self.table.get(PartnerItem, (partner.PK, partner.SK))
+            if stored is None:
+                raise partner_not_found(partner)
+            for name, value in changes.items():
+                setattr(stored, name, value)
+                setattr(partner, name, value)
+            self.table.put(stored)
+        return partner
+
+    def set_webhook_secrets(self, partner: PartnerItem, webhook_secrets: dict[str, Any]) -> None:
+        with self.table.lock:
+            stored = self.table.get(PartnerItem, (partner.PK, partner.SK))
+            if stored is None or stored.webhook_secrets != partner.webhook_secrets:
+                raise partner_changed()
+            stored.webhook_secrets = webhook_secrets
+            self.table.put(stored)
+        partner.webhook_secrets = webhook_secrets
+
+    def add_key(self, key: NewKey) -> ApiKeyRefItem:
+        with self.table.lock:
+            if self.table.get(PartnerItem, keys.partner(key.program_id, key.partner_id or "")) is None:
+                raise NotFound("Partner not found")
+            return self._put_key(key)
+
+    def key_refs(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[ApiKeyRefItem]:
+        pk, prefix = keys.api_key_refs_prefix(program_id)
+        return self.table.query(ApiKeyRefItem, pk, prefix, limit=limit, cursor=cursor)
+
+    def key_ref(self, program_id: str, key_id: str) -> ApiKeyRefItem:
+        item = self.table.get(ApiKeyRefItem, keys.api_key_ref(program_id, key_id))
+        if item is None:
+            raise NotFound("API key not found", details={"key_id": key_id})
+        return item
+
+    def revoke_key(self, ref: ApiKeyRefItem) -> None:
+        with self.table.lock:
+            item = self.table.get(ApiKeyItem, keys.api_key(ref.key_hash))
+            stored = self.table.get(ApiKeyRefItem, (ref.PK, ref.SK))
+            if item is None or stored is None:
+                raise NotFound("API key not found", details={"key_id": ref.key_id})
+            item.revoked = stored.revoked = True
+            self.table.put(item)
+            self.table.put(stored)
+        ref.revoked = True
+
+    def offer_exists(self, program_id: str, partner_id: str, offer_id: str) -> bool:
+        from chalicelib.store.offers import OfferItem
+
+        return self.table.get(OfferItem, keys.offer(program_id, partner_id, offer_id)) is not None
 
 
 class FakeMemberStore:

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from chalicelib.domain.errors import Conflict, NotFound
-from chalicelib.domain.records import StaleMember
+from chalicelib.domain.records import NewKey, StaleMember
 from chalicelib.services import ports
 from chalicelib.store import fakes, keys
 from chalicelib.store.dynamo_ports import MAX_COUPONS_PER_MEMBER
@@ -643,3 +643,138 @@ def test_allowed_origins_of_every_program(impl: Impl) -> None:
               support.program("prg_other", allowed_origins=["https://gym.example"]), support.program("prg_none"))
     assert impl.ports.programs.allowed_origins() == {"https://coffee.example", "https://www.coffee.example/",
                                                       "https://gym.example"}
+
+
+# --------------------------------------------------------------------------- administration (services.programs)
+
+
+def _new_key(key_id: str, partner_id: str | None = None, program_id: str = PID,
+             key_hash: str | None = None) -> NewKey:
+    return NewKey(key_id=key_id, key_hash=key_hash or f"hash_{key_id}", display_prefix="sk_live_abcd",
+                  kind="partner" if partner_id else "publishable", program_id=program_id, partner_id=partner_id,
+                  created_at=NOW)
+
+
+def _program_fields(program_id: str, minute: int = 0, **fields: Any) -> dict[str, Any]:
+    return {"program_id": program_id, "name": "Coffee", "points_unit": "points", "point_value_minor": 100,
+            "currency": "RUB", "default_locale": "en", "allowed_origins": [], "settings": {},
+            "created_at": NOW + timedelta(minutes=minute), **fields}
+
+
+def test_a_program_is_created_with_its_key_and_listed_newest_first_in_bounded_pages(impl: Impl) -> None:
+    for n in range(3):
+        program, ref = impl.ports.programs.create_program(_program_fields(f"prg_{n}", n),
+                                                          _new_key(f"key_{n}", program_id=f"prg_{n}"))
+        assert (program.program_id, ref.key_id, ref.kind, ref.revoked) == (f"prg_{n}", f"key_{n}", "publishable",
+                                                                          False)
+    assert impl.ports.programs.get("prg_1", fresh=True).name == "Coffee"
+    assert impl.ports.programs.api_key("hash_key_1").program_id == "prg_1"  # type: ignore[union-attr]
+    first = impl.ports.programs.programs(2, None)
+    assert [p.program_id for p in first.items] == ["prg_2", "prg_1"] and first.next_cursor is not None
+    rest = impl.ports.programs.programs(2, first.next_cursor)
+    assert [p.program_id for p in rest.items] == ["prg_0"] and rest.next_cursor is None
+
+
+def test_a_key_hash_is_stored_once(impl: Impl) -> None:
+    impl.ports.programs.create_program(_program_fields("prg_a"), _new_key("key_a", program_id="prg_a", key_hash="same"))
+    with pytest.raises(Conflict) as clash:
+        impl.ports.programs.create_program(_program_fields("prg_b"), _new_key("key_b", program_id="prg_b",
+                                                                              key_hash="same"))
+    assert clash.value.code == "key_collision"
+    with pytest.raises(NotFound):  # nothing of the refused transaction was written
+        impl.ports.programs.get("prg_b", fresh=True)
+
+
+def test_a_program_update_sets_removes_and_refuses_a_stale_revision(impl: Impl) -> None:
+    impl.ports.programs.create_program(_program_fields(PID, landing_url="https://coffee.example/"), _new_key("k"))
+    read = impl.ports.programs.get(PID, fresh=True)
+    updated = impl.ports.programs.update_program(read, {"name": "Tea", "landing_url": None,
+                                                        "settings": {"max_depth": 2}})
+    assert (updated.name, updated.landing_url, updated.settings, int(updated.revision)) == ("Tea", None,
+                                                                                        {"max_depth": 2}, 1)
+    assert impl.ports.programs.get(PID).name == "Tea"  # the cache forgot the old one
+    with pytest.raises(Conflict) as stale:
+        impl.ports.programs.update_program(read, {"name": "Late"})  # read before the update above
+    assert stale.value.code == "concurrent_update"
+    assert impl.ports.programs.get(PID, fresh=True).name == "Tea"
+    again = impl.ports.programs.update_program(updated, {"name": "Juice"})
+    assert (again.name, int(again.revision)) == ("Juice", 2)
+
+
+def test_a_partner_is_created_with_its_locator_and_key_and_paged_within_its_program(impl: Impl) -> None:
+    impl.seed(support.program(PID), support.program("prg_other"), support.partner("prg_other", "ptn_x"))
+    for n in range(3):
+        partner, ref = impl.ports.programs.create_partner(
+            {"program_id": PID, "partner_id": f"ptn_{n}", "name": f"Shop {n}", "created_at": NOW,
+             "webhook_secrets": {"events": [{"version": 1, "created_at": "2026-11-23T10:00:00Z", "expires_at": None}]}},
+            _new_key(f"key_{n}", f"ptn_{n}"))
+        assert (partner.partner_id, ref.partner_id, ref.kind) == (f"ptn_{n}", f"ptn_{n}", "partner")
+    located, program = impl.ports.programs.webhook_config("ptn_1")
+    assert (located.name, program.program_id) == ("Shop 1", PID)
+    first = impl.ports.programs.partners(PID, 2, None)
+    assert [p.partner_id for p in first.items] == ["ptn_0", "ptn_1"] and first.next_cursor is not None
+    rest = impl.ports.programs.partners(PID, 2, first.next_cursor)
+    assert [p.partner_id for p in rest.items] == ["ptn_2"] and rest.next_cursor is None
+    assert [p.partner_id for p in impl.ports.programs.partners("prg_other", 10, None).items] == ["ptn_x"]
+
+
+def test_a_partner_update_sets_and_removes_and_needs_the_partner(impl: Impl) -> None:
+    impl.seed(support.program(PID), support.partner(PID, "ptn_1", contact_email="a@shop.example"))
+    partner = impl.ports.programs.partner(PID, "ptn_1", fresh=True)
+    changed = impl.ports.programs.update_partner(partner, {"name": "Bakery", "contact_email": None})
+    assert (changed.name, changed.contact_email) == ("Bakery", None)
+    stored = impl.ports.programs.partner(PID, "ptn_1", fresh=True)
+    assert (stored.name, stored.contact_email) == ("Bakery", None)
+    ghost = support.partner(PID, "ptn_ghost")
+    with pytest.raises(NotFound):
+        impl.ports.programs.update_partner(ghost, {"name": "Nobody"})
+    with pytest.raises(NotFound):
+        impl.ports.programs.partner(PID, "ptn_ghost", fresh=True)  # the refused update created nothing
+
+
+def test_webhook_secrets_change_only_from_the_state_read(impl: Impl) -> None:
+    v1 = {"events": [{"version": 1, "created_at": "2026-11-23T10:00:00Z", "expires_at": None}]}
+    impl.seed(support.program(PID), support.partner(PID, "ptn_1", webhook_secrets=v1))
+    first, second = (impl.ports.programs.partner(PID, "ptn_1", fresh=True) for _ in range(2))
+    v2 = {"events": [*v1["events"], {"version": 2, "created_at": "2026-11-23T11:00:00Z", "expires_at": None}]}
+    impl.ports.programs.set_webhook_secrets(first, v2)
+    assert first.webhook_secrets == v2
+    with pytest.raises(NotFound) as raced:
+        impl.ports.programs.set_webhook_secrets(second, {"events": []})
+    assert raced.value.code == "concurrent_update"
+    assert impl.ports.programs.partner(PID, "ptn_1", fresh=True).webhook_secrets == v2
+
+
+def test_keys_are_added_for_existing_partners_paged_and_revoked(impl: Impl) -> None:
+    impl.seed(support.program(PID), support.partner(PID, "ptn_1"), support.program("prg_other"))
+    for n in range(3):
+        assert impl.ports.programs.add_key(_new_key(f"key_{n}", "ptn_1")).key_id == f"key_{n}"
+    impl.ports.programs.create_program(_program_fields("prg_other2"), _new_key("key_o", program_id="prg_other2"))
+    with pytest.raises(NotFound):
+        impl.ports.programs.add_key(_new_key("key_x", "ptn_nobody"))
+    assert impl.ports.programs.api_key("hash_key_x") is None
+    first = impl.ports.programs.key_refs(PID, 2, None)
+    assert [r.key_id for r in first.items] == ["key_0", "key_1"] and first.next_cursor is not None
+    rest = impl.ports.programs.key_refs(PID, 2, first.next_cursor)
+    assert [r.key_id for r in rest.items] == ["key_2"] and rest.next_cursor is None
+    ref = impl.ports.programs.key_ref(PID, "key_1")
+    assert impl.ports.programs.api_key("hash_key_1").revoked is False  # type: ignore[union-attr]
+    impl.ports.programs.revoke_key(ref)
+    assert ref.revoked is True and impl.ports.programs.key_ref(PID, "key_1").revoked is True
+    assert impl.ports.programs.api_key("hash_key_1").revoked is True  # type: ignore[union-attr]
+    with pytest.raises(NotFound):
+        impl.ports.programs.key_ref(PID, "key_o")  # another program's key
+    with pytest.raises(NotFound):
+        impl.ports.programs.key_ref(PID, "key_nobody")
+
+
+def test_an_offer_exists_only_for_its_partner_and_program(impl: Impl) -> None:
+    from chalicelib.store.offers import OfferItem
+
+    pk, sk = keys.offer(PID, "ptn_1", "off_1")
+    impl.seed(OfferItem(PK=pk, SK=sk, program_id=PID, partner_id="ptn_1", offer_id="off_1", name="Coffee",
+                        kind="free_item", item="coffee", code_source="static", created_at=NOW,
+                        updated_at=NOW))
+    assert impl.ports.programs.offer_exists(PID, "ptn_1", "off_1") is True
+    assert impl.ports.programs.offer_exists(PID, "ptn_2", "off_1") is False
+    assert impl.ports.programs.offer_exists("prg_other", "ptn_1", "off_1") is False

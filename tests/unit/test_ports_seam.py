@@ -27,6 +27,7 @@ CONVERTED = (
     "landing/redirect.py",
     "ledger_export.py",
     "members_query.py",
+    "programs.py",
     "redemption.py",
     "settlement.py",
     "signed_cursor.py",
