@@ -354,7 +354,7 @@ def seed_demo(base_url: str, saved: dict[str, Any] | None = None) -> dict[str, A
         partners = [programs.create_partner(ports.current(), operator, program["program_id"],
                                             validate(programs.PARTNER_CREATE_SCHEMA, {"name": n}))
                     for n in DEMO_PARTNERS]
-        rules.put_rules(operator, program["program_id"], DEMO_RULES)
+        rules.put_rules(ports.current(), operator, program["program_id"], DEMO_RULES)
         return {
             "program_id": program["program_id"],
             "name": program["name"],

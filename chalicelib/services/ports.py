@@ -23,7 +23,14 @@ if TYPE_CHECKING:
     from chalicelib.store.counters import ClickTotalItem
     from chalicelib.store.data_rights import ErasureItem
     from chalicelib.store.events import AttributionRecordItem, EventItem
-    from chalicelib.store.ledger import AdjustmentItem, BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
+    from chalicelib.store.ledger import (
+        AdjustmentItem,
+        BalanceItem,
+        LedgerEntryItem,
+        OutboxItem,
+        RedemptionItem,
+        RulesVersionItem,
+    )
     from chalicelib.store.members import CodeItem, LinkItem, MemberItem
     from chalicelib.store.settlement import SettlementRowItem
     from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, ProgramItem
@@ -202,6 +209,27 @@ class ProgramStore(Protocol):
 
     def offer_exists(self, program_id: str, partner_id: str, offer_id: str) -> bool:
         """Whether the partner has that offer (archived ones included)."""
+        ...
+
+    def existing_offers(self, program_id: str, offers: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the ``(partner_id, offer_id)`` pairs are offers of the program (one ``BatchGetItem`` per 100)."""
+        ...
+
+    # -- rules documents (services.rules)
+
+    def rules_key(self, program_id: str, version: int) -> tuple[str, str]:
+        """Where a rules version is stored: the key a batch read (the pipeline's first read) fetches it by."""
+        ...
+
+    def rules_version(self, program_id: str, version: int,
+                      items: Mapping[tuple[str, str], Any] | None = None) -> RulesVersionItem | None:
+        """One version of the program's rules: from ``items`` (a batch read's result) when there, else one read."""
+        ...
+
+    def put_rules(self, program: ProgramItem, document: dict[str, Any], at: datetime) -> RulesVersionItem:
+        """One transaction: the next version (``program.rules_version`` + 1, never rewritten) and the program's
+        pointer to it, conditioned on the pointer being what ``program`` read; the cache forgets the program.
+        Raises ``Conflict`` ``concurrent_update`` otherwise."""
         ...
 
 

@@ -172,13 +172,13 @@ def _check_settings(settings: Mapping[str, Any]) -> None:
         raise ValidationFailed("Invalid program settings", details={"errors": errors})
 
 
-def _check_tiers_in_rules(program: ProgramItem, tiers: Any) -> None:
+def _check_tiers_in_rules(deps: Ports, program: ProgramItem, tiers: Any) -> None:
     """The current rules' ``trigger.tiers`` and ``tier_multipliers`` must still name tiers: a 422, not rules that
     silently pay nobody (change the rules first)."""
     from chalicelib.domain.settings import TierSettings
     from chalicelib.services import rules as rules_service
 
-    current = rules_service.current_rules(program)
+    current = rules_service.current_rules(program, deps=deps)
     if current is None or not current.uses_tiers:
         return
     parsed = TierSettings.from_stored(tiers)
@@ -235,7 +235,7 @@ def update_program(deps: Ports, principal: Principal, program_id: str, data: Map
     changes = data.get("settings", {})
     _check_settings(changes)
     if "tiers" in changes:
-        _check_tiers_in_rules(program, changes["tiers"])
+        _check_tiers_in_rules(deps, program, changes["tiers"])
     for name, reason in IMMUTABLE_SETTINGS.items():
         fixed = getattr(program.program_settings, name)
         if changes.get(name, fixed) != fixed:

@@ -35,6 +35,7 @@ from chalicelib.store.ledger import (
     LedgerEntryItem,
     OutboxItem,
     RedemptionItem,
+    RulesVersionItem,
     balance_ref,
     new_entry,
     stable_id,
@@ -368,10 +369,51 @@ class DynamoProgramStore:
         ref.revoked = True
 
     def offer_exists(self, program_id: str, partner_id: str, offer_id: str) -> bool:
+        return (partner_id, offer_id) in self.existing_offers(program_id, [(partner_id, offer_id)])
+
+    def existing_offers(self, program_id: str, offers: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         from chalicelib.store.offers import OfferItem
 
-        key = keys.offer(program_id, partner_id, offer_id)
-        return isinstance(batch_get([key]).get(key), OfferItem)
+        if not offers:
+            return set()
+        found = batch_get([keys.offer(program_id, p, o) for p, o in offers])
+        return {(p, o) for p, o in offers if isinstance(found.get(keys.offer(program_id, p, o)), OfferItem)}
+
+    def rules_key(self, program_id: str, version: int) -> tuple[str, str]:
+        return keys.rules_version(program_id, version)
+
+    def rules_version(self, program_id: str, version: int,
+                      items: Mapping[tuple[str, str], Any] | None = None) -> RulesVersionItem | None:
+        item = (items or {}).get(keys.rules_version(program_id, version))
+        if isinstance(item, RulesVersionItem):
+            return item
+        return _get(RulesVersionItem, keys.rules_version(program_id, version))
+
+    def put_rules(self, program: ProgramItem, document: dict[str, Any], at: datetime) -> RulesVersionItem:
+        item = next_rules_version(program, document, at)
+        old = int(program.rules_version or 0)
+        concurrent = rules_changed()
+        tx = Transaction()
+        tx.create(item, on_fail=concurrent)
+        same = ProgramItem.rules_version == old
+        if old == 0:
+            same = same | ProgramItem.rules_version.does_not_exist()
+        tx.update(program, [ProgramItem.rules_version.set(item.version)], Entity.PK.exists() & same,
+                  on_fail=concurrent)
+        tx.commit()
+        cache.invalidate("program", program.program_id)
+        return item
+
+
+def next_rules_version(program: ProgramItem, document: dict[str, Any], at: datetime) -> RulesVersionItem:
+    version = int(program.rules_version or 0) + 1
+    pk, sk = keys.rules_version(program.program_id, version)
+    return RulesVersionItem(PK=pk, SK=sk, program_id=program.program_id, version=version,
+                            document={**document, "version": version}, created_at=at)
+
+
+def rules_changed() -> Conflict:
+    return Conflict("The rules were changed concurrently; read them and retry", code="concurrent_update")
 
 
 def key_items(key: NewKey) -> tuple[ApiKeyItem, ApiKeyRefItem]:

@@ -37,6 +37,7 @@ from chalicelib.store.dynamo_ports import (
     key_items,
     new_adjustment,
     new_redemption,
+    next_rules_version,
     partner_changed,
     partner_locator,
     partner_not_found,
@@ -45,10 +46,18 @@ from chalicelib.store.dynamo_ports import (
     referral_start,
     replayed,
     return_entry,
+    rules_changed,
     spend_entry,
 )
 from chalicelib.store.events import AttributionRecordItem, EventItem
-from chalicelib.store.ledger import AdjustmentItem, BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
+from chalicelib.store.ledger import (
+    AdjustmentItem,
+    BalanceItem,
+    LedgerEntryItem,
+    OutboxItem,
+    RedemptionItem,
+    RulesVersionItem,
+)
 from chalicelib.store.members import CodeItem, IdentityItem, LinkItem, MemberItem, identity_refs, key_str
 from chalicelib.store.settlement import SettlementRowItem
 from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
@@ -316,6 +325,31 @@ class FakeProgramStore:
         from chalicelib.store.offers import OfferItem
 
         return self.table.get(OfferItem, keys.offer(program_id, partner_id, offer_id)) is not None
+
+    def existing_offers(self, program_id: str, offers: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {(p, o) for p, o in offers if self.offer_exists(program_id, p, o)}
+
+    def rules_key(self, program_id: str, version: int) -> tuple[str, str]:
+        return keys.rules_version(program_id, version)
+
+    def rules_version(self, program_id: str, version: int,
+                      items: Mapping[tuple[str, str], Any] | None = None) -> RulesVersionItem | None:
+        item = (items or {}).get(keys.rules_version(program_id, version))
+        if isinstance(item, RulesVersionItem):
+            return item
+        return self.table.get(RulesVersionItem, keys.rules_version(program_id, version))
+
+    def put_rules(self, program: ProgramItem, document: dict[str, Any], at: datetime) -> RulesVersionItem:
+        item = next_rules_version(program, document, at)
+        with self.table.lock:
+            stored = self.table.get(ProgramItem, (program.PK, program.SK))
+            if (stored is None or (item.PK, item.SK) in self.table.items
+                    or int(stored.rules_version or 0) != int(program.rules_version or 0)):
+                raise rules_changed()
+            stored.rules_version = item.version
+            self.table.put(stored)
+            self.table.put(item)
+        return item
 
 
 class FakeMemberStore:

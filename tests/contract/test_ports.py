@@ -778,3 +778,42 @@ def test_an_offer_exists_only_for_its_partner_and_program(impl: Impl) -> None:
     assert impl.ports.programs.offer_exists(PID, "ptn_1", "off_1") is True
     assert impl.ports.programs.offer_exists(PID, "ptn_2", "off_1") is False
     assert impl.ports.programs.offer_exists("prg_other", "ptn_1", "off_1") is False
+
+
+# --------------------------------------------------------------------------- rules documents (services.rules)
+
+
+def test_rules_versions_are_appended_once_and_read_back_or_from_a_batch_read(impl: Impl) -> None:
+    impl.seed(support.program(PID), support.program("prg_other"))
+    program = impl.ports.programs.get(PID, fresh=True)
+    first = impl.ports.programs.put_rules(program, {"rules": [], "currency": "RUB"}, NOW)
+    assert (int(first.version), first.document) == (1, {"rules": [], "currency": "RUB", "version": 1})
+    assert int(impl.ports.programs.get(PID).rules_version) == 1  # the cache forgot the program
+    with pytest.raises(Conflict) as stale:  # ``program`` still says version 0
+        impl.ports.programs.put_rules(program, {"rules": ["late"]}, NOW)
+    assert stale.value.code == "concurrent_update"
+    second = impl.ports.programs.put_rules(impl.ports.programs.get(PID, fresh=True), {"rules": []}, NOW)
+    assert int(second.version) == 2 and int(impl.ports.programs.get(PID, fresh=True).rules_version) == 2
+    stored = impl.ports.programs.rules_version(PID, 1)
+    assert stored is not None and stored.document == first.document  # never rewritten
+    assert impl.ports.programs.rules_version(PID, 3) is None
+    assert impl.ports.programs.rules_version("prg_other", 1) is None
+    key = impl.ports.programs.rules_key(PID, 2)
+    batch = {key: second}
+    assert impl.ports.programs.rules_version(PID, 2, batch) is second  # no read when the batch has it
+    assert impl.ports.programs.rules_version(PID, 1, batch).version == 1  # type: ignore[union-attr]
+
+
+def test_existing_offers_of_a_program(impl: Impl) -> None:
+    from chalicelib.store.offers import OfferItem
+
+    def offer(program_id: str, partner_id: str, offer_id: str) -> OfferItem:
+        pk, sk = keys.offer(program_id, partner_id, offer_id)
+        return OfferItem(PK=pk, SK=sk, program_id=program_id, partner_id=partner_id, offer_id=offer_id,
+                         name="Coffee", kind="free_item", item="coffee", code_source="static", created_at=NOW,
+                         updated_at=NOW)
+
+    impl.seed(offer(PID, "ptn_1", "off_1"), offer(PID, "ptn_2", "off_2"), offer("prg_other", "ptn_1", "off_3"))
+    wanted = [("ptn_1", "off_1"), ("ptn_2", "off_2"), ("ptn_1", "off_2"), ("ptn_1", "off_3")]
+    assert impl.ports.programs.existing_offers(PID, wanted) == {("ptn_1", "off_1"), ("ptn_2", "off_2")}
+    assert impl.ports.programs.existing_offers(PID, []) == set()

@@ -28,6 +28,7 @@ CONVERTED = (
     "ledger_export.py",
     "members_query.py",
     "programs.py",
+    "rules.py",
     "redemption.py",
     "settlement.py",
     "signed_cursor.py",
