@@ -35,21 +35,21 @@ def _schema() -> dict[str, Any]:
 def connect(req: ApiRequest, program_id: str, partner_id: str, platform: str) -> Any:
     from chalicelib.services import integrations as service
 
-    return service.connect(req.principal, program_id, partner_id, platform, req.body)
+    return service.connect(req.ports, req.principal, program_id, partner_id, platform, req.body)
 
 
 @integrations.endpoint(_PATH, "GET", tag=TAG, auth="key", response_schema=rs.INTEGRATION, summary="Show a platform connection (no secrets)")
 def get_integration(req: ApiRequest, program_id: str, partner_id: str, platform: str) -> Any:
     from chalicelib.services import integrations as service
 
-    return service.get(req.principal, program_id, partner_id, platform)
+    return service.get(req.ports, req.principal, program_id, partner_id, platform)
 
 
 @integrations.endpoint(_PATH, "DELETE", tag=TAG, auth="key", response_schema=rs.DISCONNECTED, summary="Disconnect a platform")
 def disconnect(req: ApiRequest, program_id: str, partner_id: str, platform: str) -> Any:
     from chalicelib.services import integrations as service
 
-    return service.disconnect(req.principal, program_id, partner_id, platform)
+    return service.disconnect(req.ports, req.principal, program_id, partner_id, platform)
 
 
 @integrations.endpoint(
@@ -66,7 +66,7 @@ def integration_log(req: ApiRequest, program_id: str, partner_id: str, platform:
 
     cursor = decode_cursor(req.query("cursor"), ("PK", keys.integration_log_partition(program_id, partner_id,
                                                                                        platform)))
-    page = service.log(req.principal, program_id, partner_id, platform, req.int_query("limit", 50, 1, 100), cursor)
+    page = service.log(req.ports, req.principal, program_id, partner_id, platform, req.int_query("limit", 50, 1, 100), cursor)
     return {**page, "next_cursor": encode_cursor(page["next_cursor"])}
 
 

@@ -13,20 +13,20 @@ from __future__ import annotations
 import hashlib
 import secrets as token_source
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import adapters
 from chalicelib.adapters.base import Adapter
 from chalicelib.config import get_settings
-from chalicelib.domain import clock
 from chalicelib.domain.clock import iso, parse_iso
 from chalicelib.domain.errors import NotFound, ValidationFailed, field_error
 from chalicelib.domain.validation import validate
 from chalicelib.services import envelope
 from chalicelib.services.auth import Principal
-from chalicelib.store import integrations as store
-from chalicelib.store import keys, tenancy_repo
-from chalicelib.store.integrations import IntegrationItem, IntegrationLogItem
+from chalicelib.services.ports import Ports
+
+if TYPE_CHECKING:
+    from chalicelib.store.integrations import IntegrationItem, IntegrationLogItem
 
 _SECRET = {"type": "string", "minLength": 8, "maxLength": 512,
            "description": "The signing secret the platform issued (write-only; sealed with KMS)"}
@@ -102,12 +102,12 @@ def _rotated(entries: list[dict[str, Any]], new: dict[str, Any], now: datetime) 
     return [*kept[-2:], {**new, "created_at": iso(now), "expires_at": None}]
 
 
-def connect(principal: Principal, program_id: str, partner_id: str, platform: str,
+def connect(deps: Ports, principal: Principal, program_id: str, partner_id: str, platform: str,
             body: dict[str, Any]) -> dict[str, Any]:
     principal.require_partner_scope(program_id, partner_id)
     principal.require_server_key()
     adapter = adapter_for(platform)
-    tenancy_repo.get_partner(program_id, partner_id)
+    deps.programs.partner(program_id, partner_id)
     raw = body.get("settings")
     if not isinstance(raw, dict):
         raise ValidationFailed("Settings are invalid", details={"errors": [field_error("$.settings", "is required")]})
@@ -117,8 +117,8 @@ def connect(principal: Principal, program_id: str, partner_id: str, platform: st
         errors = [{**e, "path": "$.settings" + e["path"][1:]} for e in exc.details.get("errors", [])]
         raise ValidationFailed("Settings are invalid", details={"errors": errors}) from None
 
-    now = clock.utcnow()
-    existing = store.get(program_id, partner_id, platform, fresh=True)
+    now = deps.clock.now()
+    existing = deps.integrations.get(program_id, partner_id, platform, fresh=True)
     secrets_list = list(existing.secrets or []) if existing else []
     tokens = list(existing.tokens or []) if existing else []
     api_token = existing.api_token if existing else None
@@ -140,14 +140,12 @@ def connect(principal: Principal, program_id: str, partner_id: str, platform: st
         api_token = envelope.seal(data["api_token"], seal_context(program_id, partner_id, platform, "api_token"))
 
     settings = {k: v for k, v in data.items() if k not in _WRITE_ONLY}
-    pk, sk = keys.integration(program_id, partner_id, platform)
-    item = IntegrationItem(
-        PK=pk, SK=sk, program_id=program_id, partner_id=partner_id, platform=platform, settings=settings,
+    item = deps.integrations.save(dict(
+        program_id=program_id, partner_id=partner_id, platform=platform, settings=settings,
         secrets=secrets_list, tokens=tokens, api_token=api_token,
         revision=(int(existing.revision or 0) + 1) if existing else 1,
         created_at=existing.created_at if existing else now, updated_at=now,
-    )
-    store.save(item, int(existing.revision or 0) if existing else None)
+    ), int(existing.revision or 0) if existing else None)
     view = integration_view(item, adapter, now)
     if issued:
         view["webhook_url"] = webhook_url(partner_id, platform, issued)
@@ -186,26 +184,26 @@ def integration_view(item: IntegrationItem, adapter: Adapter, now: datetime) -> 
     return view
 
 
-def get(principal: Principal, program_id: str, partner_id: str, platform: str) -> dict[str, Any]:
+def get(deps: Ports, principal: Principal, program_id: str, partner_id: str, platform: str) -> dict[str, Any]:
     principal.require_partner_scope(program_id, partner_id)
     principal.require_server_key()
     adapter = adapter_for(platform)
-    tenancy_repo.get_partner(program_id, partner_id)
-    item = store.get(program_id, partner_id, platform, fresh=True)
+    deps.programs.partner(program_id, partner_id)
+    item = deps.integrations.get(program_id, partner_id, platform, fresh=True)
     if item is None:
         raise NotFound("This platform is not connected", details={"platform": platform})
-    return integration_view(item, adapter, clock.utcnow())
+    return integration_view(item, adapter, deps.clock.now())
 
 
-def disconnect(principal: Principal, program_id: str, partner_id: str, platform: str) -> dict[str, Any]:
+def disconnect(deps: Ports, principal: Principal, program_id: str, partner_id: str, platform: str) -> dict[str, Any]:
     principal.require_partner_scope(program_id, partner_id)
     principal.require_server_key()
     adapter_for(platform)
-    tenancy_repo.get_partner(program_id, partner_id)
-    item = store.get(program_id, partner_id, platform, fresh=True)
+    deps.programs.partner(program_id, partner_id)
+    item = deps.integrations.get(program_id, partner_id, platform, fresh=True)
     if item is None:
         raise NotFound("This platform is not connected", details={"platform": platform})
-    store.delete(item)
+    deps.integrations.delete(item)
     return {"platform": platform, "partner_id": partner_id, "disconnected": True}
 
 
@@ -214,14 +212,14 @@ def log_entry_view(item: IntegrationLogItem) -> dict[str, Any]:
             "message": item.message, "object_id": item.object_id, "at": iso(item.at)}
 
 
-def log(principal: Principal, program_id: str, partner_id: str, platform: str, limit: int,
+def log(deps: Ports, principal: Principal, program_id: str, partner_id: str, platform: str, limit: int,
         cursor: dict[str, Any] | None) -> dict[str, Any]:
     """The partner's integration log of one platform, newest first (paged; entries kept
     ``store.integrations.LOG_TTL_DAYS`` days). Readable after a disconnect: that is when it is wanted."""
     principal.require_partner_scope(program_id, partner_id)
     principal.require_server_key()
     adapter_for(platform)
-    tenancy_repo.get_partner(program_id, partner_id)
-    items, last = store.log_page(program_id, partner_id, platform, limit, cursor)
-    return {"platform": platform, "partner_id": partner_id, "items": [log_entry_view(i) for i in items],
-            "next_cursor": last}
+    deps.programs.partner(program_id, partner_id)
+    page = deps.integrations.log(program_id, partner_id, platform, limit, cursor)
+    return {"platform": platform, "partner_id": partner_id, "items": [log_entry_view(i) for i in page.items],
+            "next_cursor": page.next_cursor}

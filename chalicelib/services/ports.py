@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from chalicelib.store.counters import ClickTotalItem
     from chalicelib.store.data_rights import ErasureItem
     from chalicelib.store.events import AttributionRecordItem, EventItem
+    from chalicelib.store.integrations import IntegrationItem, IntegrationLogItem
     from chalicelib.store.ledger import (
         AdjustmentItem,
         BalanceItem,
@@ -234,6 +235,27 @@ class ProgramStore(Protocol):
         ...
 
 
+class IntegrationStore(Protocol):
+    """A partner's connections to shop/CRM platforms (``services.integrations``), read through the config cache."""
+
+    def get(self, program_id: str, partner_id: str, platform: str, *, fresh: bool = False) -> IntegrationItem | None:
+        ...
+
+    def save(self, fields: Mapping[str, Any], expected_revision: int | None) -> IntegrationItem:
+        """Create (``expected_revision`` None) or replace the revision read; the cache forgets it.
+        Raises ``Conflict`` ``concurrent_update`` when it exists (create) or changed (replace)."""
+        ...
+
+    def delete(self, item: IntegrationItem) -> None:
+        """Raises ``Conflict`` ``concurrent_update`` when it is already gone; the cache forgets it."""
+        ...
+
+    def log(self, program_id: str, partner_id: str, platform: str, limit: int,
+            cursor: Cursor | None) -> Page[IntegrationLogItem]:
+        """One page of the connection's log, newest first (one ``Query``, at most ``limit``)."""
+        ...
+
+
 class OfferStore(Protocol):
     """Partners' offers and their code pools (``services.offers``); issuing vouchers is the pipeline's."""
 
@@ -397,6 +419,7 @@ class Ports:
     secrets: Secrets
     programs: ProgramStore
     offers: OfferStore
+    integrations: IntegrationStore
     members: MemberStore
     ledger: LedgerStore
     tiers: TierStore
@@ -419,6 +442,7 @@ def production() -> Ports:
         secrets=MasterKeySecrets(),
         programs=dynamo_ports.DynamoProgramStore(),
         offers=dynamo_ports.DynamoOfferStore(),
+        integrations=dynamo_ports.DynamoIntegrationStore(),
         members=dynamo_ports.DynamoMemberStore(),
         ledger=dynamo_ports.DynamoLedgerStore(),
         tiers=dynamo_ports.DynamoTierStore(),
@@ -433,7 +457,8 @@ def fakes(now: datetime) -> Ports:
 
     table = f.FakeTable()
     return Ports(clock=f.ManualClock(now), rate_limiter=f.FakeRateLimiter(), secrets=f.FakeSecrets(),
-                 programs=f.FakeProgramStore(table), offers=f.FakeOfferStore(table), members=f.FakeMemberStore(table),
+                 programs=f.FakeProgramStore(table), offers=f.FakeOfferStore(table),
+                 integrations=f.FakeIntegrationStore(table), members=f.FakeMemberStore(table),
                  ledger=f.FakeLedgerStore(table), tiers=f.FakeTierStore(table), events=f.FakeEventStore(table),
                  outbox=f.FakeOutbox())
 

@@ -832,3 +832,41 @@ class DynamoOfferStore:
         from chalicelib.store.offers import OfferItem as O
 
         offer.update(actions=[O.alert_epoch.add(1)])
+
+
+def new_integration(fields: Mapping[str, Any]) -> Any:
+    from chalicelib.store.integrations import IntegrationItem
+
+    pk, sk = keys.integration(fields["program_id"], fields["partner_id"], fields["platform"])
+    return IntegrationItem(PK=pk, SK=sk, **fields)
+
+
+def integration_changed() -> Conflict:
+    return Conflict("The integration changed concurrently; retry", code="concurrent_update")
+
+
+class DynamoIntegrationStore:
+    """``store.integrations``: one ``GetItem`` on a cold container, then the config cache."""
+
+    def get(self, program_id: str, partner_id: str, platform: str, *, fresh: bool = False) -> Any:
+        from chalicelib.store import integrations
+
+        return integrations.get(program_id, partner_id, platform, fresh=fresh)
+
+    def save(self, fields: Mapping[str, Any], expected_revision: int | None) -> Any:
+        from chalicelib.store import integrations
+
+        item = new_integration(fields)
+        integrations.save(item, expected_revision)
+        return item
+
+    def delete(self, item: Any) -> None:
+        from chalicelib.store import integrations
+
+        integrations.delete(item)
+
+    def log(self, program_id: str, partner_id: str, platform: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        from chalicelib.store import integrations
+
+        items, last = integrations.log_page(program_id, partner_id, platform, limit, cursor)
+        return Page(items, last)

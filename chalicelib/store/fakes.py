@@ -37,9 +37,11 @@ from chalicelib.store.dynamo_ports import (
     coupons_from_pointer_keys,
     event_key_hash,
     insufficient_points,
+    integration_changed,
     key_collision,
     key_items,
     new_adjustment,
+    new_integration,
     new_offer,
     new_redemption,
     next_rules_version,
@@ -56,6 +58,7 @@ from chalicelib.store.dynamo_ports import (
     spend_entry,
 )
 from chalicelib.store.events import AttributionRecordItem, EventItem
+from chalicelib.store.integrations import IntegrationItem, IntegrationLogItem
 from chalicelib.store.ledger import (
     AdjustmentItem,
     BalanceItem,
@@ -784,3 +787,32 @@ class FakeOfferStore:
             if stored is not None:
                 stored.alert_epoch = int(stored.alert_epoch or 0) + 1
                 self.table.put(stored)
+
+
+class FakeIntegrationStore:
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+
+    def get(self, program_id: str, partner_id: str, platform: str, *, fresh: bool = False) -> IntegrationItem | None:
+        return self.table.get(IntegrationItem, keys.integration(program_id, partner_id, platform))
+
+    def save(self, fields: Mapping[str, Any], expected_revision: int | None) -> IntegrationItem:
+        item = new_integration(fields)
+        with self.table.lock:
+            stored = self.table.get(IntegrationItem, (item.PK, item.SK))
+            if (stored is not None) if expected_revision is None else (
+                    stored is None or int(stored.revision or 0) != expected_revision):
+                raise integration_changed()
+            self.table.put(item)
+        return item
+
+    def delete(self, item: IntegrationItem) -> None:
+        with self.table.lock:
+            if (item.PK, item.SK) not in self.table.items:
+                raise integration_changed()
+            self.table.delete((item.PK, item.SK))
+
+    def log(self, program_id: str, partner_id: str, platform: str, limit: int,
+            cursor: Cursor | None) -> Page[IntegrationLogItem]:
+        return self.table.query(IntegrationLogItem, keys.integration_log_partition(program_id, partner_id, platform),
+                                forward=False, limit=limit, cursor=cursor)

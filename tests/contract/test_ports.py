@@ -901,3 +901,49 @@ def test_codes_are_appended_per_shard_once_and_a_changed_pool_refuses_the_write(
     assert sum(int(h.size) for h in impl.ports.offers.heads(PID, "off_1").values() if h is not None) == 30
     more = impl.ports.offers.append_codes(PID, "off_1", ["C1", "C2"], after, NOW)
     assert sum(more.values()) == 32
+
+
+# --------------------------------------------------------------------------- platform integrations (services.integrations)
+
+
+def _integration(revision: int, **fields: Any) -> dict[str, Any]:
+    return {"program_id": PID, "partner_id": "ptn_1", "platform": "tilda", "settings": {}, "secrets": [],
+            "tokens": [{"sha256": "abc", "expires_at": None}], "api_token": None, "revision": revision,
+            "created_at": NOW, "updated_at": NOW, **fields}
+
+
+def test_an_integration_is_created_once_replaced_from_the_revision_read_and_deleted(impl: Impl) -> None:
+    assert impl.ports.integrations.get(PID, "ptn_1", "tilda") is None
+    created = impl.ports.integrations.save(_integration(1, settings={"ref_field": "ref"}), None)
+    assert impl.ports.integrations.get(PID, "ptn_1", "tilda", fresh=True).settings == {"ref_field": "ref"}  # type: ignore[union-attr]
+    with pytest.raises(Conflict) as exists:
+        impl.ports.integrations.save(_integration(1), None)
+    assert exists.value.code == "concurrent_update"
+    impl.ports.integrations.save(_integration(2, settings={"ref_field": "code"}), 1)
+    with pytest.raises(Conflict):  # replaced from revision 1 again
+        impl.ports.integrations.save(_integration(2, settings={"ref_field": "late"}), 1)
+    stored = impl.ports.integrations.get(PID, "ptn_1", "tilda", fresh=True)
+    assert stored is not None and (stored.settings, int(stored.revision)) == ({"ref_field": "code"}, 2)
+    assert impl.ports.integrations.get(PID, "ptn_2", "tilda") is None
+    impl.ports.integrations.delete(stored)
+    assert impl.ports.integrations.get(PID, "ptn_1", "tilda", fresh=True) is None
+    with pytest.raises(Conflict):
+        impl.ports.integrations.delete(created)
+
+
+def test_an_integration_log_pages_newest_first_within_its_platform(impl: Impl) -> None:
+    from chalicelib.domain.clock import iso
+    from chalicelib.store.integrations import IntegrationLogItem
+
+    def entry(n: int, platform: str = "tilda") -> IntegrationLogItem:
+        at = NOW + timedelta(minutes=n)
+        pk, sk = keys.integration_log(PID, "ptn_1", platform, iso(at), f"e{n}")
+        return IntegrationLogItem(PK=pk, SK=sk, program_id=PID, partner_id="ptn_1", platform=platform,
+                                  code="crm_auth_failed", message="refused", at=at)
+
+    impl.seed(*(entry(n) for n in range(3)), entry(9, "amocrm"))
+    first = impl.ports.integrations.log(PID, "ptn_1", "tilda", 2, None)
+    assert [i.SK.rsplit("#", 1)[-1] for i in first.items] == ["e2", "e1"] and first.next_cursor is not None
+    rest = impl.ports.integrations.log(PID, "ptn_1", "tilda", 2, first.next_cursor)
+    assert [i.SK.rsplit("#", 1)[-1] for i in rest.items] == ["e0"] and rest.next_cursor is None
+    assert impl.ports.integrations.log(PID, "ptn_2", "tilda", 10, None).items == []

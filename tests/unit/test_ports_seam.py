@@ -26,6 +26,7 @@ CONVERTED = (
     "landing/rate_limits.py",
     "landing/redirect.py",
     "ledger_export.py",
+    "integrations.py",
     "members_query.py",
     "offers.py",
     "programs.py",

@@ -1,0 +1,86 @@
+"""Platform connections (connect, show, disconnect, the log) on the in-memory ports: no moto.
+
+Token platforms only here (a signing secret is sealed with KMS: tests/functional/test_platform_*.py under moto);
+the fakes are held to DynamoDB's behaviour by tests/contract/test_ports.py (create once, replace the revision read).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from chalicelib.domain.clock import iso
+from chalicelib.domain.errors import Forbidden, NotFound, ValidationFailed
+from chalicelib.services import integrations, ports
+from chalicelib.services.auth import Principal
+from chalicelib.store import fakes, keys
+from chalicelib.store.integrations import IntegrationLogItem
+from tests import ports_support as support
+
+PID = "prg_1"
+SHOP = Principal(kind="partner", program_id=PID, partner_id="ptn_1")
+
+
+@pytest.fixture
+def deps() -> ports.Ports:
+    deps = ports.fakes(support.NOW)
+    fakes.seed(deps, support.program(PID), support.partner(PID, "ptn_1"), support.partner(PID, "ptn_2"))
+    return deps
+
+
+def test_a_token_platform_gets_its_url_once_and_a_rotation_keeps_the_old_token_for_a_while(deps: ports.Ports) -> None:
+    first = integrations.connect(deps, SHOP, PID, "ptn_1", "tilda", {"settings": {"ref_field": "ref"}})
+    assert first["token_issued"] is True and "?token=" in first["webhook_url"] and first["revision"] == 1
+    stored = deps.integrations.get(PID, "ptn_1", "tilda")
+    token = first["webhook_url"].split("?token=")[1]
+    assert stored is not None and stored.tokens[0]["sha256"] == integrations.hash_token(token)  # never the token
+    shown = integrations.get(deps, SHOP, PID, "ptn_1", "tilda")
+    assert "?token=" not in shown["webhook_url"] and shown["settings"] == {"ref_field": "ref"}
+    again = integrations.connect(deps, SHOP, PID, "ptn_1", "tilda", {"settings": {"ref_field": "code"}})
+    assert again["token_issued"] is False and again["revision"] == 2  # the token stays
+    deps.clock.advance(minutes=1)  # type: ignore[attr-defined]
+    rotated = integrations.connect(deps, SHOP, PID, "ptn_1", "tilda", {"settings": {"rotate_token": True}})
+    assert rotated["token_issued"] is True and rotated["token"]["versions_valid"] == 2
+    assert rotated["token"]["previous_valid_until"] is not None
+
+
+def test_bad_settings_unknown_platforms_and_other_partners_are_refused(deps: ports.Ports) -> None:
+    with pytest.raises(ValidationFailed) as missing:
+        integrations.connect(deps, SHOP, PID, "ptn_1", "tilda", {})
+    assert missing.value.details["errors"][0]["path"] == "$.settings"
+    with pytest.raises(ValidationFailed) as secret:  # a token platform cannot sign
+        integrations.connect(deps, SHOP, PID, "ptn_1", "tilda", {"settings": {"secret": "12345678"}})
+    assert secret.value.details["errors"][0]["path"] == "$.settings.secret"
+    with pytest.raises(NotFound):
+        integrations.connect(deps, SHOP, PID, "ptn_1", "myspace", {"settings": {}})
+    with pytest.raises(Forbidden):
+        integrations.connect(deps, SHOP, PID, "ptn_2", "tilda", {"settings": {}})
+    with pytest.raises(Forbidden):
+        integrations.get(deps, Principal(kind="publishable", program_id=PID, partner_id="ptn_1"), PID, "ptn_1",
+                         "tilda")
+    with pytest.raises(NotFound):  # another program
+        integrations.get(deps, Principal(kind="partner", program_id="prg_2", partner_id="ptn_1"), PID, "ptn_1",
+                         "tilda")
+    with pytest.raises(NotFound):
+        integrations.connect(deps, Principal(kind="operator"), PID, "ptn_nobody", "tilda", {"settings": {}})
+    assert deps.integrations.get(PID, "ptn_1", "tilda") is None
+
+
+def test_a_disconnect_removes_the_connection_and_the_log_stays_readable_in_bounded_pages(deps: ports.Ports) -> None:
+    integrations.connect(deps, SHOP, PID, "ptn_1", "tilda", {"settings": {}})
+    for n in range(3):
+        at = support.NOW + timedelta(minutes=n)
+        pk, sk = keys.integration_log(PID, "ptn_1", "tilda", iso(at), f"e{n}")
+        fakes.seed(deps, IntegrationLogItem(PK=pk, SK=sk, program_id=PID, partner_id="ptn_1", platform="tilda",
+                                            code="invalid_event", message="no ref", at=at))
+    assert integrations.disconnect(deps, SHOP, PID, "ptn_1", "tilda")["disconnected"] is True
+    with pytest.raises(NotFound):
+        integrations.get(deps, SHOP, PID, "ptn_1", "tilda")
+    with pytest.raises(NotFound):
+        integrations.disconnect(deps, SHOP, PID, "ptn_1", "tilda")
+    first = integrations.log(deps, SHOP, PID, "ptn_1", "tilda", 2, None)
+    assert [e["entry_id"] for e in first["items"]] == ["e2", "e1"] and first["next_cursor"] is not None
+    rest = integrations.log(deps, SHOP, PID, "ptn_1", "tilda", 2, first["next_cursor"])
+    assert [e["entry_id"] for e in rest["items"]] == ["e0"] and rest["next_cursor"] is None
+    assert integrations.log(deps, Principal(kind="operator"), PID, "ptn_2", "tilda", 10, None)["items"] == []
