@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         RulesVersionItem,
     )
     from chalicelib.store.members import CodeItem, LinkItem, MemberItem
+    from chalicelib.store.offers import OfferItem, PoolHeadItem
     from chalicelib.store.settlement import SettlementRowItem
     from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, ProgramItem
     from chalicelib.store.tiers import TierChangeItem, TierStateItem
@@ -233,6 +234,60 @@ class ProgramStore(Protocol):
         ...
 
 
+class OfferStore(Protocol):
+    """Partners' offers and their code pools (``services.offers``); issuing vouchers is the pipeline's."""
+
+    def offer(self, program_id: str, partner_id: str, offer_id: str) -> OfferItem | None:
+        """The offer (archived ones too: the caller decides), or None."""
+        ...
+
+    def heads(self, program_id: str, offer_id: str) -> dict[int, PoolHeadItem | None]:
+        """The pool's shard heads (size appended, next issued) by shard: one ``BatchGetItem``."""
+        ...
+
+    def create_offer(self, fields: Mapping[str, Any]) -> OfferItem:
+        """Store a new offer (``fields``: its attributes, ids and times included), conditioned on the partner existing.
+        Raises ``NotFound`` (partner) or ``Conflict`` (an id collision)."""
+        ...
+
+    def offers(self, program_id: str, partner_id: str, limit: int, cursor: Cursor | None) -> Page[OfferItem]:
+        """One page of the partner's offers not archived (a filter: archived ones are read and left out, reading
+        on until ``limit`` are found); ``next_cursor`` None: no more."""
+        ...
+
+    def update_offer(self, offer: OfferItem, changes: Mapping[str, Any], at: datetime, *,
+                     new_alert_epoch: bool = False) -> None:
+        """Set the ``changes`` (``None`` removes), ``updated_at`` and the next revision on ``offer`` (also in place),
+        conditioned on the revision read and the offer not archived; ``new_alert_epoch`` counts a new threshold.
+        Raises ``Conflict`` ``concurrent_update`` otherwise."""
+        ...
+
+    def archive_offer(self, offer: OfferItem, at: datetime) -> None:
+        """Archived and disabled (no more vouchers from it), the revision bumped."""
+        ...
+
+    def codes_present(self, program_id: str, offer_id: str,
+                      codes: Sequence[str]) -> tuple[dict[int, PoolHeadItem | None], list[str]]:
+        """The pool's heads and which of ``codes`` are already in it (free or issued): one ``BatchGetItem``."""
+        ...
+
+    def append_codes(self, program_id: str, offer_id: str, codes: Sequence[str], sizes: Mapping[int, int],
+                     at: datetime) -> dict[int, int]:
+        """Append ``codes`` (at most ``OFFER_CODES_PER_WRITE``) to their shards after ``sizes`` (the heads read),
+        codes and slots unique, in one transaction conditioned on every head still having that size. Returns
+        the new sizes. Raises ``Conflict`` ``concurrent_upload`` or ``ValidationFailed``
+        ``codes_already_present`` when the pool changed meanwhile (nothing written)."""
+        ...
+
+    def bump_alert_epoch(self, offer: OfferItem) -> None:
+        """The pool was refilled above its threshold: the next fall below it is a new alert."""
+        ...
+
+
+#: Codes per ``append_codes`` transaction: 2 items per code + up to 8 shard heads stay within 100.
+OFFER_CODES_PER_WRITE = 40
+
+
 class LedgerStore(Protocol):
     def balance(self, program_id: str, member_id: str) -> BalanceItem | None: ...
 
@@ -341,6 +396,7 @@ class Ports:
     rate_limiter: RateLimiter
     secrets: Secrets
     programs: ProgramStore
+    offers: OfferStore
     members: MemberStore
     ledger: LedgerStore
     tiers: TierStore
@@ -362,6 +418,7 @@ def production() -> Ports:
         rate_limiter=dynamo_ports.DynamoRateLimiter(),
         secrets=MasterKeySecrets(),
         programs=dynamo_ports.DynamoProgramStore(),
+        offers=dynamo_ports.DynamoOfferStore(),
         members=dynamo_ports.DynamoMemberStore(),
         ledger=dynamo_ports.DynamoLedgerStore(),
         tiers=dynamo_ports.DynamoTierStore(),
@@ -376,7 +433,7 @@ def fakes(now: datetime) -> Ports:
 
     table = f.FakeTable()
     return Ports(clock=f.ManualClock(now), rate_limiter=f.FakeRateLimiter(), secrets=f.FakeSecrets(),
-                 programs=f.FakeProgramStore(table), members=f.FakeMemberStore(table),
+                 programs=f.FakeProgramStore(table), offers=f.FakeOfferStore(table), members=f.FakeMemberStore(table),
                  ledger=f.FakeLedgerStore(table), tiers=f.FakeTierStore(table), events=f.FakeEventStore(table),
                  outbox=f.FakeOutbox())
 

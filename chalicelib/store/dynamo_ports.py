@@ -698,3 +698,137 @@ class DynamoOutbox:
         message.status = "sent"
         message.GSI1PK = message.GSI1SK = None
         return True
+
+
+def concurrent_upload() -> Conflict:
+    return Conflict("The pool changed while the codes were written; retry the upload with the codes not yet "
+                    "stored", code="concurrent_upload")
+
+
+def code_added(code: str) -> Exception:
+    from chalicelib.domain.errors import ValidationFailed
+
+    return ValidationFailed("A code was added to this pool concurrently", code="codes_already_present",
+                            details={"codes": [code]})
+
+
+def offer_changed() -> Conflict:
+    return Conflict("The offer changed concurrently; read it again and retry", code="concurrent_update")
+
+
+def new_offer(fields: Mapping[str, Any]) -> Any:
+    from chalicelib.store.offers import OfferItem
+
+    pk, sk = keys.offer(fields["program_id"], fields["partner_id"], fields["offer_id"])
+    return OfferItem(PK=pk, SK=sk, **fields)
+
+
+def code_rows(program_id: str, offer_id: str, codes: Sequence[str], sizes: Mapping[int, int],
+              at: datetime) -> tuple[list[Any], dict[int, int]]:
+    """The slot and code items of ``codes`` appended after ``sizes`` (by shard), and the shards' new sizes."""
+    from chalicelib.domain.offers import code_hash, shard_of
+    from chalicelib.store.offers import PoolCodeItem, PoolSlotItem
+
+    rows: list[Any] = []
+    after = dict(sizes)
+    for code in codes:
+        shard = shard_of(code)
+        position = after.get(shard, 0)
+        after[shard] = position + 1
+        pk, sk = keys.pool_slot(program_id, offer_id, shard, position)
+        cpk, csk = keys.pool_code(program_id, offer_id, code_hash(code))
+        rows.append((PoolSlotItem(PK=pk, SK=sk, program_id=program_id, offer_id=offer_id, shard=shard,
+                                  position=position, code=code, uploaded_at=at),
+                     PoolCodeItem(PK=cpk, SK=csk, program_id=program_id, offer_id=offer_id, shard=shard,
+                                  position=position), code))
+    return rows, after
+
+
+class DynamoOfferStore:
+    def offer(self, program_id: str, partner_id: str, offer_id: str) -> Any:
+        from chalicelib.store.offers import OfferItem
+
+        key = keys.offer(program_id, partner_id, offer_id)
+        item = batch_get([key]).get(key)
+        return item if isinstance(item, OfferItem) else None
+
+    def heads(self, program_id: str, offer_id: str) -> Any:
+        from chalicelib.store.offers import head_keys, heads_of
+
+        return heads_of(program_id, offer_id, batch_get(head_keys(program_id, offer_id)))
+
+    def create_offer(self, fields: Mapping[str, Any]) -> Any:
+        item = new_offer(fields)
+        tx = Transaction()
+        tx.create(item, on_fail=Conflict("Offer id collision; retry", code="conflict"))
+        tx.check(PartnerItem, keys.partner(item.program_id, item.partner_id), PartnerItem.PK.exists(),
+                 on_fail=NotFound("Partner not found", details={"partner_id": item.partner_id}))
+        tx.commit()
+        return item
+
+    def offers(self, program_id: str, partner_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        from chalicelib.store.offers import OfferItem
+
+        pk, prefix = keys.offers_prefix(program_id, partner_id)
+        result = OfferItem.query(pk, OfferItem.SK.startswith(prefix), limit=limit, last_evaluated_key=cursor,
+                                 filter_condition=OfferItem.archived == False)  # noqa: E712 (a DynamoDB condition)
+        items = [i for i in result if isinstance(i, OfferItem)]
+        return Page(items, result.last_evaluated_key)
+
+    def update_offer(self, offer: Any, changes: Mapping[str, Any], at: datetime, *,
+                     new_alert_epoch: bool = False) -> None:
+        from chalicelib.store.offers import OfferItem as O
+
+        actions: list[Any] = [getattr(O, n).remove() if v is None else getattr(O, n).set(v) for n, v in changes.items()]
+        if new_alert_epoch:
+            actions.append(O.alert_epoch.add(1))
+        revision = int(offer.revision or 0)
+        actions += [O.updated_at.set(at), O.revision.set(revision + 1)]
+        tx = Transaction()
+        tx.update(offer, actions, (O.revision == revision) & (O.archived == False),  # noqa: E712
+                  on_fail=offer_changed())
+        tx.commit()
+        for name, value in changes.items():
+            setattr(offer, name, value)
+        if new_alert_epoch:
+            offer.alert_epoch = int(offer.alert_epoch or 0) + 1
+        offer.updated_at, offer.revision = at, revision + 1
+
+    def archive_offer(self, offer: Any, at: datetime) -> None:
+        from chalicelib.store.offers import OfferItem as O
+
+        offer.update(actions=[O.archived.set(True), O.enabled.set(False), O.updated_at.set(at), O.revision.add(1)])
+
+    def codes_present(self, program_id: str, offer_id: str, codes: Sequence[str]) -> tuple[Any, list[str]]:
+        from chalicelib.domain.offers import code_hash
+        from chalicelib.store.offers import PoolCodeItem, head_keys, heads_of
+
+        code_keys = {code: keys.pool_code(program_id, offer_id, code_hash(code)) for code in codes}
+        read = batch_get([*head_keys(program_id, offer_id), *code_keys.values()])
+        present = [code for code, key in code_keys.items() if isinstance(read.get(key), PoolCodeItem)]
+        return heads_of(program_id, offer_id, read), present
+
+    def append_codes(self, program_id: str, offer_id: str, codes: Sequence[str], sizes: Mapping[int, int],
+                     at: datetime) -> dict[int, int]:
+        from chalicelib.store.offers import PoolHeadItem as H
+
+        rows, after = code_rows(program_id, offer_id, codes, sizes, at)
+        tx = Transaction()
+        for slot, code_item, code in rows:
+            tx.create(slot, on_fail=concurrent_upload())
+            tx.create(code_item, on_fail=code_added(code))
+        for shard in sorted({slot.shard for slot, _, _ in rows}):
+            first = sizes.get(int(shard), 0)
+            hpk, hsk = keys.pool_head(program_id, offer_id, int(shard))
+            condition = (H.size.does_not_exist() | (H.size == 0)) if first == 0 else (H.size == first)
+            tx.update(H(PK=hpk, SK=hsk), [H.entity.set(H), H.program_id.set(program_id),  # type: ignore[arg-type]
+                                          H.offer_id.set(offer_id), H.shard.set(int(shard)),
+                                          H.size.set(after[int(shard)]), H.next.set(H.next | 0)],
+                      condition, on_fail=concurrent_upload())
+        tx.commit()
+        return after
+
+    def bump_alert_epoch(self, offer: Any) -> None:
+        from chalicelib.store.offers import OfferItem as O
+
+        offer.update(actions=[O.alert_epoch.add(1)])

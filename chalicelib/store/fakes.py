@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.domain.offers import SHARDS, code_hash
 from chalicelib.domain.records import Cursor, NewKey, Page, StaleMember
 from chalicelib.store import keys
 from chalicelib.store.counters import MAX_SOURCES, OTHER_SOURCE, ClickCounterItem, ClickTotalItem
@@ -26,18 +27,23 @@ from chalicelib.store.dynamo_ports import (
     REDEMPTION_HELD,
     adjustment_insufficient,
     booked_cursor,
+    code_added,
     code_change_plan,
+    code_rows,
     code_taken,
     codes_from_pointer_keys,
     concurrent_update,
+    concurrent_upload,
     coupons_from_pointer_keys,
     event_key_hash,
     insufficient_points,
     key_collision,
     key_items,
     new_adjustment,
+    new_offer,
     new_redemption,
     next_rules_version,
+    offer_changed,
     partner_changed,
     partner_locator,
     partner_not_found,
@@ -59,6 +65,7 @@ from chalicelib.store.ledger import (
     RulesVersionItem,
 )
 from chalicelib.store.members import CodeItem, IdentityItem, LinkItem, MemberItem, identity_refs, key_str
+from chalicelib.store.offers import OfferItem, PoolCodeItem, PoolHeadItem
 from chalicelib.store.settlement import SettlementRowItem
 from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
@@ -683,3 +690,97 @@ class FakeOutbox:
         message.status = "sent"
         message.GSI1PK = message.GSI1SK = None
         return True
+
+
+class FakeOfferStore:
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+
+    def offer(self, program_id: str, partner_id: str, offer_id: str) -> OfferItem | None:
+        return self.table.get(OfferItem, keys.offer(program_id, partner_id, offer_id))
+
+    def heads(self, program_id: str, offer_id: str) -> dict[int, PoolHeadItem | None]:
+        return {s: self.table.get(PoolHeadItem, keys.pool_head(program_id, offer_id, s)) for s in range(SHARDS)}
+
+    def create_offer(self, fields: Mapping[str, Any]) -> OfferItem:
+        item = new_offer(fields)
+        with self.table.lock:
+            if (item.PK, item.SK) in self.table.items:
+                raise Conflict("Offer id collision; retry", code="conflict")
+            if self.table.get(PartnerItem, keys.partner(item.program_id, item.partner_id)) is None:
+                raise NotFound("Partner not found", details={"partner_id": item.partner_id})
+            self.table.put(item)
+        return item
+
+    def offers(self, program_id: str, partner_id: str, limit: int, cursor: Cursor | None) -> Page[OfferItem]:
+        pk, prefix = keys.offers_prefix(program_id, partner_id)
+        # PynamoDB's ``limit`` counts the items that pass the filter: it reads on until it has ``limit`` of them.
+        found: list[OfferItem] = []
+        while True:
+            read = self.table.query(OfferItem, pk, prefix, limit=1, cursor=cursor)
+            found += [o for o in read.items if not o.archived]
+            cursor = read.next_cursor
+            if cursor is None or len(found) == limit:
+                return Page(found, cursor)
+
+    def update_offer(self, offer: OfferItem, changes: Mapping[str, Any], at: datetime, *,
+                     new_alert_epoch: bool = False) -> None:
+        revision = int(offer.revision or 0)
+        with self.table.lock:
+            stored = self.table.get(OfferItem, (offer.PK, offer.SK))
+            if stored is None or stored.archived or int(stored.revision or 0) != revision:
+                raise offer_changed()
+            for name, value in changes.items():
+                setattr(stored, name, value)
+            if new_alert_epoch:
+                stored.alert_epoch = int(stored.alert_epoch or 0) + 1
+            stored.updated_at, stored.revision = at, revision + 1
+            self.table.put(stored)
+        for name, value in changes.items():
+            setattr(offer, name, value)
+        offer.alert_epoch, offer.updated_at, offer.revision = stored.alert_epoch, at, revision + 1
+
+    def archive_offer(self, offer: OfferItem, at: datetime) -> None:
+        with self.table.lock:
+            stored = self.table.get(OfferItem, (offer.PK, offer.SK)) or offer
+            stored.archived, stored.enabled, stored.updated_at = True, False, at
+            stored.revision = int(stored.revision or 0) + 1
+            self.table.put(stored)
+
+    def codes_present(self, program_id: str, offer_id: str,
+                      codes: Sequence[str]) -> tuple[dict[int, PoolHeadItem | None], list[str]]:
+        present = [c for c in dict.fromkeys(codes)
+                   if self.table.get(PoolCodeItem, keys.pool_code(program_id, offer_id, code_hash(c))) is not None]
+        return self.heads(program_id, offer_id), present
+
+    def append_codes(self, program_id: str, offer_id: str, codes: Sequence[str], sizes: Mapping[int, int],
+                     at: datetime) -> dict[int, int]:
+        rows, after = code_rows(program_id, offer_id, codes, sizes, at)
+        with self.table.lock:
+            for shard in {int(slot.shard) for slot, _, _ in rows}:
+                head = self.table.get(PoolHeadItem, keys.pool_head(program_id, offer_id, shard))
+                if (int(head.size or 0) if head is not None else 0) != sizes.get(shard, 0):
+                    raise concurrent_upload()
+            for slot, code_item, code in rows:
+                if (slot.PK, slot.SK) in self.table.items:
+                    raise concurrent_upload()
+                if (code_item.PK, code_item.SK) in self.table.items:
+                    raise code_added(code)
+            if len({(c.PK, c.SK) for _, c, _ in rows}) != len(rows):
+                raise code_added(next(code for _, _, code in rows))
+            for slot, code_item, _ in rows:
+                self.table.put(slot)
+                self.table.put(code_item)
+            for shard in {int(slot.shard) for slot, _, _ in rows}:
+                pk, sk = keys.pool_head(program_id, offer_id, shard)
+                head = self.table.get(PoolHeadItem, (pk, sk)) or PoolHeadItem(PK=pk, SK=sk, next=0)
+                head.program_id, head.offer_id, head.shard, head.size = program_id, offer_id, shard, after[shard]
+                self.table.put(head)
+        return after
+
+    def bump_alert_epoch(self, offer: OfferItem) -> None:
+        with self.table.lock:
+            stored = self.table.get(OfferItem, (offer.PK, offer.SK))
+            if stored is not None:
+                stored.alert_epoch = int(stored.alert_epoch or 0) + 1
+                self.table.put(stored)

@@ -817,3 +817,87 @@ def test_existing_offers_of_a_program(impl: Impl) -> None:
     wanted = [("ptn_1", "off_1"), ("ptn_2", "off_2"), ("ptn_1", "off_2"), ("ptn_1", "off_3")]
     assert impl.ports.programs.existing_offers(PID, wanted) == {("ptn_1", "off_1"), ("ptn_2", "off_2")}
     assert impl.ports.programs.existing_offers(PID, []) == set()
+
+
+# --------------------------------------------------------------------------- offers and code pools (services.offers)
+
+
+def _offer_fields(offer_id: str, partner_id: str = "ptn_1", **fields: Any) -> dict[str, Any]:
+    return {"program_id": PID, "partner_id": partner_id, "offer_id": offer_id, "name": "Coffee", "kind": "free_item",
+            "item": "coffee", "code_source": "pool", "enabled": True, "archived": False, "alert_epoch": 0,
+            "revision": 0, "created_at": NOW, "updated_at": NOW, **fields}
+
+
+def test_an_offer_needs_its_partner_and_pages_leave_archived_ones_out(impl: Impl) -> None:
+    impl.seed(support.program(PID), support.partner(PID, "ptn_1"), support.partner(PID, "ptn_2"))
+    for n in range(4):
+        assert impl.ports.offers.create_offer(_offer_fields(f"off_{n}")).offer_id == f"off_{n}"
+    impl.ports.offers.create_offer(_offer_fields("off_other", "ptn_2"))
+    with pytest.raises(NotFound):
+        impl.ports.offers.create_offer(_offer_fields("off_x", "ptn_nobody"))
+    assert impl.ports.offers.offer(PID, "ptn_nobody", "off_x") is None
+    with pytest.raises(Conflict):
+        impl.ports.offers.create_offer(_offer_fields("off_0"))
+    archived = impl.ports.offers.offer(PID, "ptn_1", "off_1")
+    assert archived is not None
+    impl.ports.offers.archive_offer(archived, NOW)
+    stored = impl.ports.offers.offer(PID, "ptn_1", "off_1")
+    assert stored is not None and (stored.archived, stored.enabled, int(stored.revision)) == (True, False, 1)
+    first = impl.ports.offers.offers(PID, "ptn_1", 2, None)  # reads on past the archived one
+    assert [o.offer_id for o in first.items] == ["off_0", "off_2"] and first.next_cursor is not None
+    rest = impl.ports.offers.offers(PID, "ptn_1", 2, first.next_cursor)
+    assert [o.offer_id for o in rest.items] == ["off_3"]
+    if rest.next_cursor is not None:
+        assert impl.ports.offers.offers(PID, "ptn_1", 2, rest.next_cursor).items == []
+    assert [o.offer_id for o in impl.ports.offers.offers(PID, "ptn_2", 10, None).items] == ["off_other"]
+
+
+def test_an_offer_update_is_conditioned_on_the_revision_and_not_archived(impl: Impl) -> None:
+    impl.seed(support.program(PID), support.partner(PID, "ptn_1"))
+    impl.ports.offers.create_offer(_offer_fields("off_1", description="Old"))
+    read, stale = (impl.ports.offers.offer(PID, "ptn_1", "off_1") for _ in range(2))
+    assert read is not None and stale is not None
+    later = datetime(2026, 11, 24, tzinfo=UTC)
+    impl.ports.offers.update_offer(read, {"name": "Tea", "description": None, "low_pool_threshold": 5}, later,
+                                   new_alert_epoch=True)
+    assert (read.name, int(read.revision), int(read.alert_epoch), read.updated_at) == ("Tea", 1, 1, later)
+    stored = impl.ports.offers.offer(PID, "ptn_1", "off_1")
+    assert stored is not None and (stored.name, stored.description, int(stored.low_pool_threshold),
+                                   int(stored.alert_epoch), int(stored.revision)) == ("Tea", None, 5, 1, 1)
+    with pytest.raises(Conflict) as raced:
+        impl.ports.offers.update_offer(stale, {"name": "Late"}, later)
+    assert raced.value.code == "concurrent_update"
+    impl.ports.offers.archive_offer(stored, later)
+    archived = impl.ports.offers.offer(PID, "ptn_1", "off_1")
+    assert archived is not None
+    with pytest.raises(Conflict):
+        impl.ports.offers.update_offer(archived, {"name": "Ghost"}, later)
+    impl.ports.offers.bump_alert_epoch(archived)
+    assert int(impl.ports.offers.offer(PID, "ptn_1", "off_1").alert_epoch) == 2  # type: ignore[union-attr]
+
+
+def test_codes_are_appended_per_shard_once_and_a_changed_pool_refuses_the_write(impl: Impl) -> None:
+    from chalicelib.domain.errors import ValidationFailed
+    from chalicelib.domain.offers import SHARDS
+
+    heads, present = impl.ports.offers.codes_present(PID, "off_1", ["A1", "A2"])
+    assert present == [] and set(heads) == set(range(SHARDS)) and all(h is None for h in heads.values())
+    sizes = {s: 0 for s in range(SHARDS)}
+    codes = [f"A{i}" for i in range(30)]
+    after = impl.ports.offers.append_codes(PID, "off_1", codes, sizes, NOW)
+    assert sum(after.values()) == 30
+    heads, present = impl.ports.offers.codes_present(PID, "off_1", ["A3", "B1", "A29"])
+    assert present == ["A3", "A29"]
+    assert {s: int(h.size) for s, h in heads.items() if h is not None} == {s: n for s, n in after.items() if n}
+    assert all(h is None or int(h.next) == 0 for h in heads.values())
+    assert {s: (int(h.size) if h else None) for s, h in impl.ports.offers.heads(PID, "off_1").items()} == {
+        s: (int(h.size) if h else None) for s, h in heads.items()}
+    assert impl.ports.offers.codes_present(PID, "off_other", ["A3"])[1] == []  # pools are per offer
+    with pytest.raises(Conflict) as stale:  # sizes read before the first append
+        impl.ports.offers.append_codes(PID, "off_1", ["C1", "C2", "C3"], sizes, NOW)
+    assert stale.value.code == "concurrent_upload"
+    with pytest.raises((ValidationFailed, Conflict)):
+        impl.ports.offers.append_codes(PID, "off_1", ["A5"], after, NOW)  # already in the pool
+    assert sum(int(h.size) for h in impl.ports.offers.heads(PID, "off_1").values() if h is not None) == 30
+    more = impl.ports.offers.append_codes(PID, "off_1", ["C1", "C2"], after, NOW)
+    assert sum(more.values()) == 32

@@ -27,6 +27,7 @@ CONVERTED = (
     "landing/redirect.py",
     "ledger_export.py",
     "members_query.py",
+    "offers.py",
     "programs.py",
     "rules.py",
     "redemption.py",
