@@ -149,7 +149,7 @@ DEV_OUTBOX = obj({"items": {"type": "array", "items": obj({"id": STR, "html_url"
 #: ``/u/{token}``: an HTML page (the unsubscribe question, or its confirmation).
 HTML_PAGE = STR
 
-_VERSIONS = obj({"versions_valid": INT, "previous_valid_until": nullable(STR)})
+_VERSIONS = obj({"versions_valid": INT, "previous_valid_until": nullable(STR)}, {"note": STR})
 INTEGRATION = obj({
     "platform": STR, "program_id": STR, "partner_id": STR, "webhook_url": STR,
     "topics": {"type": "array", "items": STR}, "content_types": {"type": "array", "items": STR},
@@ -160,8 +160,9 @@ INTEGRATION_LOG = page(obj({"entry_id": STR, "platform": STR, "code": STR, "mess
                             "object_id": nullable(STR), "at": TIME}), platform=STR, partner_id=STR)
 DISCONNECTED = obj({"platform": STR, "partner_id": STR, "disconnected": {"const": True}})
 #: One translated event of a platform's delivery: its outcome, and when processed the canonical event's result.
-PLATFORM_EVENT = obj({"status": STR}, {**EVENT_RESULT["properties"], "label": nullable(STR), "reason": nullable(STR),
-                                       "error": OBJ, "warnings": {"type": "array", "items": OBJ}})
+PLATFORM_EVENT = obj({"status": {"enum": ["processed", "duplicate", "parked", "queued", "skipped", "rejected"]}}, {
+    **{k: v for k, v in EVENT_RESULT["properties"].items() if k != "status"}, "label": nullable(STR),
+    "reason": nullable(STR), "error": OBJ, "warnings": {"type": "array", "items": OBJ}})
 PLATFORM_RESULT = obj({
     "status": {"enum": ["processed", "queued", "duplicate", "partial", "ignored"]}, "platform": STR,
     "delivery_id": nullable(STR), "events": {"type": "array", "items": PLATFORM_EVENT}},
