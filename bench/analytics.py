@@ -87,14 +87,14 @@ def main(argv: list[str]) -> int:
         create_table()
         from chalicelib.analytics import panels
         from chalicelib.domain.validation import validate
-        from chalicelib.services import programs
+        from chalicelib.services import ports, programs
         from chalicelib.services.auth import Principal
         from chalicelib.store.db import shared_connection
 
         operator = Principal(kind="operator")
-        program = programs.create_program(operator, validate(programs.PROGRAM_CREATE_SCHEMA, {"name": "Bench"}))
+        program = programs.create_program(ports.current(), operator, validate(programs.PROGRAM_CREATE_SCHEMA, {"name": "Bench"}))
         pid = program["program_id"]
-        partners = [programs.create_partner(operator, pid, validate(programs.PARTNER_CREATE_SCHEMA,
+        partners = [programs.create_partner(ports.current(), operator, pid, validate(programs.PARTNER_CREATE_SCHEMA,
                                                                     {"name": f"P{i}"}))["partner_id"]
                     for i in range(PARTNERS)]
         conn = shared_connection()

@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/import_members.py                 # 100,000 rows (about half an hour)
     .venv/bin/python bench/import_members.py --rows 2000     # a quick look
+    .venv/bin/python bench/import_members.py --in-process --rows 2000   # CPU per row, by part
 
 Starts the local run as a user does (``infra/dev.py run``, with the demo program and the
 schedules; when ``.venv`` is not stamped as current, which would make ``dev.py`` re-install it,
@@ -17,6 +18,11 @@ Prints per pass the wall time, rows/s, and the CPU per row of the local run's pr
 ``/proc``: the figure the machine's load disturbs least) and of the CLI; for the import also
 how long the stream consumer (notifications, analytics, settlement feed, reading every written
 item) took to catch up afterwards and its CPU per row, and the local run's peak memory.
+
+``--in-process`` measures the same rows without HTTP, threads or the machine's load in the way (as
+``bench/local_engine.py`` does): moto with the local run's adjustments, the chunk route through
+``chalice.test.Client``, then the table's stream through the local run's poller; it prints the CPU
+per row of the import requests, of the stream, and of each stream handler.
 """
 
 from __future__ import annotations
@@ -132,54 +138,122 @@ def run(api: data_tools.Api, path: Path, pid: str, partner: str, out: io.StringI
         raise SystemExit(out.getvalue())
 
 
+def in_process(rows: int, chunk_rows: int) -> int:
+    import collections
+    import logging
+
+    sys.path.insert(0, str(ROOT))
+    from tests.conftest import moto_aws
+
+    with moto_aws():
+        from app import app
+        from chalicelib.notify import dispatcher
+        from infra.local_stream import StreamPoller
+        from tests.conftest import OPERATOR_KEY
+        from tests.support import ApiClient
+
+        logging.disable(logging.CRITICAL)
+        api = ApiClient(app, OPERATOR_KEY)
+        api.check_openapi = False
+        pid = api.create_program(name="Import bench")["program_id"]
+        partner = api.create_partner(pid)["partner_id"]
+        poller = StreamPoller(app.handler_map["table_stream"], log=lambda _m: None)
+        poller.drain()
+        dispatcher._load()
+        handler_cpu: collections.defaultdict[str, float] = collections.defaultdict(float)
+
+        def timed(handler: object, name: str) -> object:
+            def run(records: list[object]) -> object:
+                started = time.process_time()
+                try:
+                    return handler(records)  # type: ignore[operator]
+                finally:
+                    handler_cpu[name] += time.process_time() - started
+            return run
+
+        for entity, handlers in dispatcher._handlers.items():
+            dispatcher._handlers[entity] = [timed(h, f"{h.__module__}.{h.__name__} ({entity})")  # type: ignore[misc]
+                                            for h in handlers]
+        job = api.post(f"/v1/programs/{pid}/imports", {"partner_id": partner}).body
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "members.csv"
+            write_rows(path, rows)
+            request_cpu = stream_cpu = 0.0
+            for number, (text, first_line, _n) in enumerate(data_tools.chunks(path, chunk_rows), 1):
+                started = time.process_time()
+                reply = api.put(f"/v1/programs/{pid}/imports/{job['import_id']}/chunks/{number}",
+                                {"csv": text, "first_line": first_line})
+                request_cpu += time.process_time() - started
+                assert reply.status == 200 and not reply.body["errors"], reply.body
+                started = time.process_time()
+                poller.drain()
+                stream_cpu += time.process_time() - started
+    print(f"rows: {rows:,} in one process (moto with infra/moto_tuning.py, no HTTP), {chunk_rows}-row chunks")
+    print(f"import requests {request_cpu / rows * 1000:6.2f} ms CPU/row")
+    print(f"stream          {stream_cpu / rows * 1000:6.2f} ms CPU/row, of which handlers:")
+    for name, seconds in sorted(handler_cpu.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:72s} {seconds / rows * 1000:5.2f}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--chunk-rows", type=int, default=data_tools.CHUNK_ROWS)
+    parser.add_argument("--in-process", action="store_true", help="CPU per row by part, in this process")
+    parser.add_argument("--settle-limit", type=float, default=3600.0,
+                        help="seconds to wait for the stream consumer to catch up after the import")
+    parser.add_argument("--no-rerun", action="store_true", help="skip the re-run of the imported file")
     args = parser.parse_args()
     rows = args.rows
+    if args.in_process:
+        return in_process(rows, args.chunk_rows)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         process, info, how = start_local_run(workdir)
         try:
             api = data_tools.Api(info["base_url"], info["operator_key"])
             settle(process.pid)  # the demo seed and the first schedules
+            load = os.getloadavg()
+            say(f"rows: {rows:,}, {args.chunk_rows}-row chunks (Python {sys.version.split()[0]}, {os.cpu_count()} "
+                f"CPUs, load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} at the start; local run: {how})")
             program = api.json("POST", "/v1/programs", {"name": "Bench", "allowed_origins": ["https://shop.test"]})
             pid = program["program_id"]
             partner = api.json("POST", f"/v1/programs/{pid}/partners", {"name": "Shop"})["partner_id"]
             path = workdir / "members.csv"
             write_rows(path, rows)
-            passes: list[Pass] = []
             with Pass("check pass (dry run)", rows, process.pid) as check:
                 run(api, path, pid, partner, io.StringIO(), args.chunk_rows, dry_run=True)
-            passes.append(check)
+            say(check.line())
             summary = io.StringIO()
             with Pass("import", rows, process.pid) as imported:
                 run(api, path, pid, partner, summary, args.chunk_rows)
-            passes.append(imported)
+            say(imported.line())
+            say(f"import:  {summary.getvalue().strip().splitlines()[-1]}")
+            say(f"local run memory after the import: {peak_memory_mb(process.pid):,.0f} MB (peak)")
             stream_cpu = cpu_seconds(process.pid)
-            catch_up = settle(process.pid)
+            catch_up = settle(process.pid, limit=args.settle_limit)
             stream_cpu = cpu_seconds(process.pid) - stream_cpu
-            rerun_summary = io.StringIO()
-            with Pass("re-run (already imported)", rows, process.pid) as rerun:
-                run(api, path, pid, partner, rerun_summary, args.chunk_rows)
-            passes.append(rerun)
-            memory = peak_memory_mb(process.pid)
+            caught_up = catch_up < args.settle_limit
+            say(f"stream consumer after the import: {catch_up:.1f} s more "
+                f"{'to catch up' if caught_up else '(still busy: stopped waiting)'}, "
+                f"{stream_cpu / rows * 1000:.2f} ms CPU/row; import + stream "
+                f"{(imported.server + stream_cpu) / rows * 1000:.2f} ms CPU/row of the local run")
+            if not args.no_rerun:
+                rerun_summary = io.StringIO()
+                with Pass("re-run (already imported)", rows, process.pid) as rerun:
+                    run(api, path, pid, partner, rerun_summary, args.chunk_rows)
+                say(rerun.line())
+                say(f"re-run:  {rerun_summary.getvalue().strip().splitlines()[-1]}")
+            say(f"local run peak memory: {peak_memory_mb(process.pid):,.0f} MB")
         finally:
             process.terminate()
-            process.wait(timeout=30)
-    load = os.getloadavg()
-    print(f"rows: {rows:,}, {args.chunk_rows}-row chunks (Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-          f"load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}; local run: {how})")
-    for measured in passes:
-        print(measured.line())
-    print(f"stream consumer after the import: {catch_up:.1f} s more to catch up, "
-          f"{stream_cpu / rows * 1000:.2f} ms CPU/row; import + stream "
-          f"{(imported.server + stream_cpu) / rows * 1000:.2f} ms CPU/row of the local run")
-    print(f"local run peak memory: {memory:,.0f} MB")
-    print(f"import:  {summary.getvalue().strip().splitlines()[-1]}")
-    print(f"re-run:  {rerun_summary.getvalue().strip().splitlines()[-1]}")
+            process.wait(timeout=60)
     return 0
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -162,7 +162,9 @@ def cmd_test(args: list[str]) -> int:
     pytest_args = list(args)
     if use_xdist(pytest_args):
         workers = os.environ.get("SARAFAN_TEST_WORKERS") or str(DEFAULT_WORKERS)
-        pytest_args = ["-n", workers, *pytest_args]
+        # worksteal: a worker out of tests takes half of the other's queue, so both end together
+        # (tests/conftest.py starts the long tests first; docs/tests.md).
+        pytest_args = ["-n", workers, "--dist", "worksteal", *pytest_args]
     say("pytest " + " ".join(pytest_args))
     tests = subprocess.call([python, "-m", "pytest", *pytest_args], cwd=ROOT)
     if lint or types or tests:

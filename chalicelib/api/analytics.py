@@ -21,9 +21,13 @@ RANGE = (("from", "string"), ("to", "string"), ("partner_id", "string"), ("granu
 NUM = {"type": ["number", "null"]}
 META = {"program_id": STR, "from": STR, "to": STR, "granularity": STR, "partner_id": nullable(STR),
         "round_trips": INT}
-SERIES_ROW = obj({"period": STR, "clicks": INT, "signups": INT, "leads": INT, "first_purchases": INT,
-                  "repeat_purchases": INT, "orders": INT, "revenue": INT, "revenue_referred": INT,
-                  "referral_rate": NUM})
+#: Every day counter of ``chalicelib.domain.analytics.DAY_COUNTERS`` (a row carries them all).
+COUNTERS = {name: INT for name in (
+    "clicks", "signups", "leads", "first_purchases", "repeat_purchases", "signups_referred",
+    "first_purchases_referred", "orders", "orders_referred", "revenue", "revenue_referred", "refunds",
+    "refund_amount", "reward_points", "redeemed_points", "notifications_sent", "notifications_failed",
+    "notifications_skipped")}
+SERIES_ROW = obj({"period": STR, **COUNTERS, "referral_rate": NUM})
 SCHEMAS: dict[str, dict[str, Any]] = {
     "funnel": obj({**META, "coalition": {"type": "array", "items": SERIES_ROW},
                    "series": {"type": "array", "items": SERIES_ROW}},
@@ -32,22 +36,24 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                     "invites_per_member": NUM, "invite_conversion": NUM, "k_factor": NUM,
                     "cycle_time_median_days": nullable(INT),
                     "cycle_histogram": {"type": "array", "items": obj({"up_to_days": nullable(INT), "count": INT})},
-                    "series": {"type": "array", "items": obj({"period": STR, "k_factor": NUM})}}),
+                    "series": {"type": "array", "items": obj({"period": STR, "k_factor": NUM,
+                                                              "invites_per_member": NUM,
+                                                              "invite_conversion": NUM})}}),
     "cohorts": obj({**META, "scope": STR, "rows": {"type": "array", "items": obj({
         "cohort": STR, "referred": BOOL, "customers": INT, "orders": INT, "revenue": INT,
         "average_order": nullable(INT), "repeat_rate": NUM})}}),
     "roi": obj({**META, "point_value_minor": INT, "coalition": obj({"referred_revenue": INT, "reward_cost": INT,
                                                                      "reward_points": INT, "roi": NUM}),
                 "partners": {"type": "array", "items": obj({"partner_id": STR, "referred_revenue": INT,
-                                                            "reward_cost": INT, "roi": NUM})},
+                                                            "reward_cost": INT, "reward_points": INT,
+                                                            "roi": NUM})},
                 "rules": {"type": "array", "items": obj({"rule_id": STR, "funding_partner_id": nullable(STR),
                                                          "rewards": INT, "reward_points": INT, "reward_cost": INT})}}),
     "leaderboard": obj({"program_id": STR, "metric": STR, "period": STR, "partner_id": nullable(STR),
                         "round_trips": INT, "rows": {"type": "array", "items": obj({
                             "rank": INT, "member_id": nullable(STR), "code": STR, "name": STR, "score": INT})}}),
     "channels": obj({**META, "scope": STR, "rows": {"type": "array", "items": obj({
-        "dimension": STR, "value": STR, "clicks": INT, "signups": INT, "first_purchases": INT,
-        "referral_rate": NUM})}}),
+        "dimension": STR, "value": STR, **COUNTERS, "referral_rate": NUM})}}),
 }
 DESCRIPTIONS = {
     "funnel": "Link clicks → signups → leads → first purchases → repeat purchases per period, with orders, "

@@ -340,9 +340,11 @@ class ApiBlueprint(Blueprint):
         ``response_schema``: the JSON Schema of the success body (or a function returning it); without it
         the document falls back to ``api.response_schemas.BY_ROUTE``, and a route with neither still works
         (``tests/functional/test_openapi.py`` lists it). ``responses`` adds route-specific statuses
-        (``{202: "…", 409: "…"}``) to the common ones (``api.openapi``); ``request_example`` and ``headers``
+        (``{202: "…", 409: "…"}``) to those derived from the declaration (``api.openapi.error_statuses``: a
+        route declares only the errors it can answer); ``request_example`` and ``headers``
         (required request headers, ``(name, description)``) go into the document; ``response_content_types``
-        names the success body's media types when it is not (only) JSON (``text/csv``, ``text/html``). The functional suite
+        names the success body's media types when it is not (only) JSON (``text/csv``, ``text/html``); every one of
+        ``content_types`` is documented as a request body media type. The functional suite
         fails on any status or body the document does not declare (``tests/openapi_check.py``)."""
         body_mode = body or ("validate" if request_schema is not None else "none")
         if body_mode not in ("validate", "raw", "none") or (body_mode != "none") != (request_schema is not None):
@@ -353,7 +355,8 @@ class ApiBlueprint(Blueprint):
                            (content_types or ["application/json"])[0], success_status, description, query_params,
                            body_mode=body_mode, view=view, response_schema=response_schema,
                            responses=dict(responses or {}), request_example=request_example, headers=headers,
-                           response_content_types=response_content_types)
+                           response_content_types=response_content_types,
+                           request_content_types=tuple(content_types or ["application/json"]))
             register(op)
             handler = _handle_errors(view, op, finish, strict_path)
 

@@ -44,7 +44,7 @@ ARCHIVED = rs.obj({"offer_id": rs.STR, "archived": rs.BOOL})
                      request_example={"name": "Coffee on us", "kind": "free_item", "item": "Cappuccino",
                                       "code_source": "pool", "low_pool_threshold": 50, "valid_days": 30})
 def create_offer(req: ApiRequest, program_id: str, partner_id: str) -> Any:
-    return respond(offers.create_offer(req.principal, program_id, partner_id, req.body), 201)
+    return respond(offers.create_offer(req.ports, req.principal, program_id, partner_id, req.body), 201)
 
 
 @offers_api.endpoint(BASE, "GET", tag=TAG, summary="A partner's offers (paged; archived ones left out)",
@@ -52,21 +52,21 @@ def create_offer(req: ApiRequest, program_id: str, partner_id: str) -> Any:
                      description=SCOPE)
 def list_offers(req: ApiRequest, program_id: str, partner_id: str) -> Any:
     cursor = decode_cursor(req.query("cursor"), ("PK", keys.offers_prefix(program_id, partner_id)[0]))
-    result = offers.list_offers(req.principal, program_id, partner_id, req.int_query("limit", 50, 1, 100), cursor)
+    result = offers.list_offers(req.ports, req.principal, program_id, partner_id, req.int_query("limit", 50, 1, 100), cursor)
     return {**result, "next_cursor": encode_cursor(result["next_cursor"])}
 
 
 @offers_api.endpoint(BASE + "/{offer_id}", "GET", tag=TAG, response_schema=OFFER,
                      summary="An offer, with its pool's size, remaining and issued codes", description=SCOPE)
 def get_offer(req: ApiRequest, program_id: str, partner_id: str, offer_id: str) -> Any:
-    return offers.get_offer(req.principal, program_id, partner_id, offer_id)
+    return offers.get_offer(req.ports, req.principal, program_id, partner_id, offer_id)
 
 
 @offers_api.endpoint(BASE + "/{offer_id}", "PATCH", tag=TAG, request_schema=OFFER_UPDATE_SCHEMA,
                      response_schema=OFFER, summary="Change an offer's name, description, threshold, validity or "
                                                     "whether it is issued", description=SCOPE)
 def update_offer(req: ApiRequest, program_id: str, partner_id: str, offer_id: str) -> Any:
-    return offers.update_offer(req.principal, program_id, partner_id, offer_id, req.body)
+    return offers.update_offer(req.ports, req.principal, program_id, partner_id, offer_id, req.body)
 
 
 @offers_api.endpoint(BASE + "/{offer_id}", "DELETE", tag=TAG, response_schema=ARCHIVED,
@@ -74,7 +74,7 @@ def update_offer(req: ApiRequest, program_id: str, partner_id: str, offer_id: st
                      description="Rules that grant it fall back to their `fallback_points` (or record "
                                  "`offer_unavailable`). " + SCOPE)
 def archive_offer(req: ApiRequest, program_id: str, partner_id: str, offer_id: str) -> Any:
-    return offers.archive_offer(req.principal, program_id, partner_id, offer_id)
+    return offers.archive_offer(req.ports, req.principal, program_id, partner_id, offer_id)
 
 
 @offers_api.endpoint(BASE + "/{offer_id}/codes", "POST", tag=TAG, body="raw", request_schema=CODES_JSON_SCHEMA,
@@ -97,7 +97,7 @@ def upload_codes(req: ApiRequest, program_id: str, partner_id: str, offer_id: st
         codes = codes_from_csv(text)
     else:
         codes = validate(CODES_JSON_SCHEMA, req.json())["codes"]
-    return offers.upload_codes(req.principal, program_id, partner_id, offer_id, codes)
+    return offers.upload_codes(req.ports, req.principal, program_id, partner_id, offer_id, codes)
 
 
 VOUCHER = rs.obj({

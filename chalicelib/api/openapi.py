@@ -30,12 +30,9 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "signature": [],
     "none": [],
 }
-#: Error statuses every operation can answer (401 and the meaning of 403 depend on the caller's auth, below).
-#: 409 stays common: any state change can meet a concurrent one, and a route without its own entry must
-#: not fail the suite's response check for it.
-_COMMON_ERRORS = {
+#: What each error status means; an operation declares only those it can really answer (``error_statuses``).
+_ERROR_TEXT = {
     "400": "Malformed request (JSON, query parameter, path parameter, cursor)",
-    "403": "This key may not do this (e.g. a partner key on an operator route, a publishable key elsewhere)",
     "404": "Not found (or not visible to this key)",
     "409": "Conflicts with the current state (e.g. a code taken, a concurrent change)",
     "413": "Body too large",
@@ -53,6 +50,46 @@ _AUTH_ERRORS = {
     "signature": {"401": "Missing, forged or stale signature"},
     "none": {},
 }
+#: Query parameters that only page (a bad value is a 400, never a 422).
+_PAGING_QUERY = {"limit", "cursor"}
+
+
+def error_statuses(op: Any) -> dict[str, str]:
+    """The error statuses ``op`` can answer, derived from its declaration, plus its own (``responses=``,
+    ``response_schemas.EXTRA_STATUSES``); ``response_schemas.NOT_STORED`` names the routes that touch
+    neither DynamoDB nor the master secret (no 503).
+
+    400: a path parameter (bounded, single-line), a query parameter or a body can be malformed;
+    401/403: by its auth kind; 404: it looks up what its path names; 413/415: it reads a body;
+    422: it validates a body, a non-paging query or, for a write, what its path names;
+    409 and 429 only where the route declares them (a conditional write, a rate limit).
+    """
+    from chalicelib.api.response_schemas import EXTRA_STATUSES, NOT_ANSWERED, NOT_STORED
+
+    route = (op.method.upper(), op.path)
+    has_path = "{" in op.path
+    has_body = op.request_schema is not None
+    filters = {name for name, _ in op.query_params} - _PAGING_QUERY
+    errors: dict[str, str] = {}
+    if has_path or op.query_params or has_body:
+        errors["400"] = _ERROR_TEXT["400"]
+    errors.update(_AUTH_ERRORS[op.auth])
+    if has_path:
+        errors["404"] = _ERROR_TEXT["404"]
+    if has_body:
+        errors["413"] = _ERROR_TEXT["413"]
+        errors["415"] = _ERROR_TEXT["415"]
+    if has_body or filters or (has_path and op.method.upper() != "GET"):
+        errors["422"] = _ERROR_TEXT["422"]
+    if route not in NOT_STORED:
+        errors["503"] = _ERROR_TEXT["503"]
+    for code in NOT_ANSWERED.get(route, ()):
+        errors.pop(str(code), None)
+    extra = {**EXTRA_STATUSES.get(route, {}), **op.responses}
+    errors.update({str(code): text for code, text in extra.items() if code >= 400})
+    return errors
+
+
 _ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 
 
@@ -73,7 +110,7 @@ def _responses(op: Any) -> dict[str, Any]:
     if op.success_status in (301, 302, 303, 307):
         success["headers"] = {"Location": {"schema": {"type": "string"}, "description": "Where to go"}}
     extra = {**EXTRA_STATUSES.get(route, {}), **op.responses}
-    errors = {**_COMMON_ERRORS, **_AUTH_ERRORS[op.auth], **{str(k): v for k, v in extra.items() if k >= 400}}
+    errors = error_statuses(op)
     also_success = {str(k): {"description": v, **({"content": content} if content else {})}
                     for k, v in extra.items() if k < 400}
     pages = ERROR_PAGES.get(route, ())
@@ -93,6 +130,8 @@ def event_schemas() -> dict[str, dict[str, Any]]:
 
 
 def build_document(base_url: str) -> dict[str, Any]:
+    from chalicelib.api.response_schemas import EXTRA_PARAMETERS, REQUEST_EXAMPLES, REQUEST_EXAMPLES_BY_MEDIA
+
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         params = [
@@ -103,6 +142,7 @@ def build_document(base_url: str) -> dict[str, Any]:
                    for name, kind in op.query_params]
         params += [{"name": name, "in": "header", "required": True, "schema": {"type": "string"},
                     "description": text} for name, text in op.headers]
+        params += EXTRA_PARAMETERS.get((op.method.upper(), op.path), [])
         operation: dict[str, Any] = {
             "summary": op.summary,
             "tags": [op.tag],
@@ -114,16 +154,19 @@ def build_document(base_url: str) -> dict[str, Any]:
         if op.description:
             operation["description"] = op.description
         if op.request_schema is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {op.request_content_type: {"schema": _schema(op.request_schema)}},
-            }
-            from chalicelib.api.response_schemas import REQUEST_EXAMPLES
-
-            example = op.request_example if op.request_example is not None else REQUEST_EXAMPLES.get(
-                (op.method.upper(), op.path))
-            if example is not None:
-                operation["requestBody"]["content"][op.request_content_type]["example"] = example
+            schema = _schema(op.request_schema)
+            route = (op.method.upper(), op.path)
+            example = op.request_example if op.request_example is not None else REQUEST_EXAMPLES.get(route)
+            by_media = REQUEST_EXAMPLES_BY_MEDIA.get(route, {})
+            content: dict[str, Any] = {}
+            for media in op.request_content_types or (op.request_content_type,):
+                text = not (media.endswith("json") or media == "application/x-www-form-urlencoded")
+                content[media] = {"schema": {"type": "string"} if text else schema}
+                if media in by_media:
+                    content[media]["example"] = by_media[media]
+                elif example is not None and media.endswith("json"):
+                    content[media]["example"] = example() if callable(example) else example
+            operation["requestBody"] = {"required": True, "content": content}
         operation.update(op.extra)
         paths.setdefault(op.path, {})[op.method.lower()] = operation
     return {

@@ -37,6 +37,8 @@ class Operation:
     request_example: Any = None
     #: Required request headers, ``(name, description)`` (e.g. the webhook signature headers).
     headers: tuple[tuple[str, str], ...] = ()
+    #: Every media type the request body may have (``request_content_type`` is the first).
+    request_content_types: tuple[str, ...] = ("application/json",)
     #: Media types of the success body (JSON ones get ``response_schema``, text ones a string).
     response_content_types: tuple[str, ...] = ("application/json",)
 

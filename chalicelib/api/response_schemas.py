@@ -2,9 +2,11 @@
 
 A route declares its success schema with ``response_schema=`` on ``ApiBlueprint.endpoint``;
 routes declared before that argument existed are mapped in :data:`BY_ROUTE`. Schemas name
-the fields clients rely on (``required``) and their types; objects stay open to additions.
-``tests/openapi_check.py`` validates every response the functional suite sees against them,
-and ``tests/functional/test_openapi.py`` fails if a route has no success schema.
+the fields clients rely on (``required``) and their types. An object that names its properties is
+closed: ``tests/openapi_check.py`` (which validates every response the functional suite sees against
+them) refuses a key it does not name, so a new field must be added here; a free-form map is declared
+without ``properties`` (``OBJ``) or with ``additionalProperties``. ``tests/functional/test_openapi.py``
+fails if a route has no success schema.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
-    """An object with these required properties (and these optional ones); other keys allowed."""
+    """An object with these required properties (and these optional ones); the suite's check refuses others."""
     return {"type": "object", "required": sorted(required), "properties": {**required, **(optional or {})}}
 
 
@@ -94,7 +96,9 @@ BALANCE = obj({"member_id": STR, "available": INT, "pending": INT, "owed": INT, 
 LEDGER_ENTRY = obj({"entry_id": STR, "kind": STR, "status": STR, "points": INT, "reversed_points": INT,
                     "reason": nullable(STR), "reason_code": nullable(STR), "effective_at": TIME, "created_at": TIME,
                     "available_at": nullable(TIME), "rule_id": nullable(STR), "rule_version": nullable(INT),
-                    "level": nullable(INT), "funding_partner_id": nullable(STR), "partner_id": nullable(STR)})
+                    "level": nullable(INT), "funding_partner_id": nullable(STR), "partner_id": nullable(STR),
+                    "business_key": nullable(STR), "created_by": nullable(STR), "redacted": BOOL,
+                    "redemption_id": nullable(STR), "reverses_entry_id": nullable(STR)})
 QUOTE = obj({"member_id": STR, "available": INT, "order_amount": nullable(INT), "currency": STR,
              "point_value_minor": INT, "max_share_percent": INT, "max_points": INT, "max_value_minor": INT})
 REDEMPTION = obj({"redemption_id": STR, "member_id": STR, "partner_id": nullable(STR), "points": INT,
@@ -115,7 +119,13 @@ SETTLEMENT = obj({
     {"liability_change_points": INT, "liability_change_value_minor": INT})
 EVENT_RESULT = obj({"status": {"enum": ["processed", "duplicate", "parked"]}, "business_key": STR, "type": STR},
                    {"member": nullable(obj({"member_id": STR, "code": nullable(STR), "created": BOOL})),
-                    "attribution": nullable(obj({"outcome": STR})), "rewards": nullable(OBJ),
+                    "attribution": nullable(obj({"outcome": STR}, {
+                        "referrer_id": nullable(STR), "source": nullable(STR), "reason_code": nullable(STR),
+                        "reason": nullable(STR), "final": BOOL, "candidates": {"type": "array", "items": obj(
+                            {"source": STR}, {"code": nullable(STR), "referrer_id": nullable(STR),
+                                              "accepted": BOOL, "reason_code": nullable(STR)})}})),
+                    "rewards": nullable(OBJ), "tiers": obj({"changes": {"type": "array", "items": OBJ}}),
+                    "reason": STR, "conflict": OBJ,
                     "risk": obj({"held": BOOL, "reasons": {"type": "array", "items": STR},
                                  "matched": {"type": "array", "items": STR}})})
 HEALTH = obj({"status": {"const": "ok"}, "stage": STR})
@@ -139,7 +149,7 @@ DEV_OUTBOX = obj({"items": {"type": "array", "items": obj({"id": STR, "html_url"
 #: ``/u/{token}``: an HTML page (the unsubscribe question, or its confirmation).
 HTML_PAGE = STR
 
-_VERSIONS = obj({"versions_valid": INT, "previous_valid_until": nullable(STR)})
+_VERSIONS = obj({"versions_valid": INT, "previous_valid_until": nullable(STR)}, {"note": STR})
 INTEGRATION = obj({
     "platform": STR, "program_id": STR, "partner_id": STR, "webhook_url": STR,
     "topics": {"type": "array", "items": STR}, "content_types": {"type": "array", "items": STR},
@@ -149,7 +159,10 @@ INTEGRATION = obj({
 INTEGRATION_LOG = page(obj({"entry_id": STR, "platform": STR, "code": STR, "message": STR,
                             "object_id": nullable(STR), "at": TIME}), platform=STR, partner_id=STR)
 DISCONNECTED = obj({"platform": STR, "partner_id": STR, "disconnected": {"const": True}})
-PLATFORM_EVENT = obj({"status": STR}, {"label": nullable(STR), "reason": nullable(STR), "error": OBJ})
+#: One translated event of a platform's delivery: its outcome, and when processed the canonical event's result.
+PLATFORM_EVENT = obj({"status": {"enum": ["processed", "duplicate", "parked", "queued", "skipped", "rejected"]}}, {
+    **{k: v for k, v in EVENT_RESULT["properties"].items() if k != "status"}, "label": nullable(STR),
+    "reason": nullable(STR), "error": OBJ, "warnings": {"type": "array", "items": OBJ}})
 PLATFORM_RESULT = obj({
     "status": {"enum": ["processed", "queued", "duplicate", "partial", "ignored"]}, "platform": STR,
     "delivery_id": nullable(STR), "events": {"type": "array", "items": PLATFORM_EVENT}},
@@ -162,16 +175,15 @@ ERASURE_REQUESTS = obj({"items": {"type": "array", "items": ERASURE}, "next_curs
 MEMBER_EXPORT = obj({"format_version": INT, "program_id": STR, "member_id": STR, "exported_at": TIME,
                      "items": {"type": "array", "items": OBJ}, "next_cursor": nullable(STR)},
                     {"summary": obj({"profile": OBJ, "balance": nullable(OBJ), "erasure": nullable(ERASURE),
-                                     "codes": {"type": "array", "items": obj({"code": STR})},
+                                     "codes": {"type": "array", "items": obj({"code": STR}, {"clicks": nullable(OBJ)})},
                                      "identifiers": {"type": "array", "items": STR},
                                      "pending_invites": {"type": "array", "items": OBJ}})})
-IMPORT_RESULT = obj({"rows": INT, "imported": INT, "existing_members": INT, "already_imported": INT,
-                     "opening_points": INT, "dry_run": BOOL,
-                     "errors": {"type": "array", "items": obj({"line": INT})}})
 _IMPORT_COUNTS = {"rows": INT, "imported": INT, "existing_members": INT, "already_imported": INT,
                   "opening_points": INT, "bad_rows": INT}
 _ROW_ERRORS = {"type": "array", "items": obj({"line": INT, "errors": {"type": "array", "items": obj(
     {"column": STR, "message": STR})}})}
+IMPORT_RESULT = obj({"rows": INT, "imported": INT, "existing_members": INT, "already_imported": INT,
+                     "opening_points": INT, "dry_run": BOOL, "errors": _ROW_ERRORS})
 IMPORT_JOB = obj({"import_id": STR, "program_id": STR, "partner_id": nullable(STR),
                   "status": {"enum": ["receiving", "completed"]}, "expected_chunks": nullable(INT), "chunks": INT,
                   **_IMPORT_COUNTS, "errors": _ROW_ERRORS, "errors_truncated": BOOL, "created_at": TIME,
@@ -190,11 +202,11 @@ BY_ROUTE: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", _P): PROGRAM,
     ("POST", _P + "/partners"): PARTNER_CREATED,
     ("PATCH", _P + "/partners/{partner_id}"): PARTNER,
-    ("GET", _P + "/partners"): obj({"items": {"type": "array", "items": PARTNER}}),
+    ("GET", _P + "/partners"): page(PARTNER),
     ("GET", _P + "/partners/{partner_id}"): PARTNER,
     ("POST", _P + "/partners/{partner_id}/webhook-secrets/{source}/rotate"): ROTATED,
     ("POST", _P + "/partners/{partner_id}/keys"): KEY_CREATED,
-    ("GET", _P + "/keys"): obj({"items": {"type": "array", "items": KEY_INFO}}),
+    ("GET", _P + "/keys"): page(KEY_INFO),
     ("POST", _P + "/keys/{key_id}/revoke"): KEY_INFO,
     ("POST", "/v1/landing/invites"): INVITE,
     ("GET", "/v1/landing/offer/{code}"): OFFER,
@@ -205,10 +217,12 @@ BY_ROUTE: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", _P + "/codes/{code}/attributions"): page(ATTRIBUTION_RECORD, code=STR, member_id=nullable(STR)),
     ("PUT", _M + "/code"): MEMBER,
     ("GET", "/health"): HEALTH,
-    ("GET", "/openapi.json"): obj({"openapi": STR, "info": OBJ, "paths": OBJ, "components": OBJ}),
+    ("GET", "/openapi.json"): obj({"openapi": STR, "info": OBJ, "servers": {"type": "array", "items": obj({"url": STR})},
+                                   "paths": OBJ, "components": OBJ}),
     ("PUT", _P + "/rules"): RULES_VERSION,
     ("GET", _P + "/rules"): RULES_VERSION,
-    ("GET", _P + "/rules/schema"): obj({"$schema": STR}),
+    # A JSON Schema document (draft 2020-12): its keywords are open by nature.
+    ("GET", _P + "/rules/schema"): {**obj({"$schema": STR}), "additionalProperties": True},
     ("GET", _M + "/balance"): BALANCE,
     ("GET", _M + "/ledger"): page(LEDGER_ENTRY),
     ("GET", _M + "/redemptions/quote"): QUOTE,
@@ -222,13 +236,32 @@ BY_ROUTE: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", _M + "/coupons/{code}"): COUPON,
     ("DELETE", _M + "/coupons/{code}"): COUPON_REMOVED,
 }
-#: Route-specific statuses beyond the common ones (``chalicelib.api.openapi``), for the same routes.
 #: Error statuses a web page answers as HTML to a browser (``Accept: text/html``), JSON otherwise.
 ERROR_PAGES: dict[tuple[str, str], tuple[int, ...]] = {
-    ("GET", "/w/{token}"): (404,),
+    ("GET", "/w/{token}"): (404, 503),
+    ("POST", "/w/{token}/erasure-request"): (404, 503),
 }
 
+#: Routes that touch neither DynamoDB nor the master secret: no 503 (``chalicelib.api.openapi.error_statuses``).
+NOT_STORED: frozenset[tuple[str, str]] = frozenset({
+    ("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/dashboard"), ("GET", "/dashboard/assets/{name}"),
+    ("GET", "/dev/outbox"), ("GET", "/r/{code}"),  # the short link always redirects (or 429)
+})
+#: Statuses the derivation would give a route that it never answers (e.g. the short link never 404s).
+NOT_ANSWERED: dict[tuple[str, str], frozenset[int]] = {
+    ("GET", "/r/{code}"): frozenset({400, 404, 422}),
+    ("GET", "/dev/outbox"): frozenset({422}),
+    ("GET", "/w/{token}"): frozenset({422}),  # an unknown `lang` falls back to the member's language
+}
+
+#: Route-specific statuses beyond the derived ones (``chalicelib.api.openapi.error_statuses``): 409 where a
+#: conditional write can meet a conflict, 429 where the route is rate limited, other successes (``200``).
 EXTRA_STATUSES: dict[tuple[str, str], dict[int, str]] = {
+    ("POST", "/v1/landing/invites"): {429: "Too many invites from this client (per program and minute); see "
+                                           "Retry-After"},
+    ("GET", "/v1/landing/offer/{code}"): {429: "Too many offer reads from this client; see Retry-After"},
+    ("GET", "/r/{code}"): {429: "Too many redirects from this client; see Retry-After"},
+    ("GET", "/dev/outbox"): {404: "Not the local stage, or no such message"},
     ("PATCH", _P): {409: "The program changed concurrently (`concurrent_update`); retry"},
     ("POST", _P + "/partners/{partner_id}/webhook-secrets/{source}/rotate"): {
         409: "Rotated concurrently; retry"},
@@ -245,7 +278,38 @@ EXTRA_STATUSES: dict[tuple[str, str], dict[int, str]] = {
     ("POST", "/v1/webhooks/{partner_id}/events"): {409: "A conflicting state change (retry the delivery)"},
 }
 
-#: Example request bodies of the main requests (shown in the document).
+
+def _header(name: str, text: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": False, "schema": STR, "description": text}
+
+
+#: Parameters a route reads beyond its declaration's path, query and required headers (OpenAPI objects).
+#: A platform's webhook is authenticated its own way: each platform sends its own headers (not required
+#: of the others), or the URL carries the integration's token (Tilda, amoCRM, InSales); Bitrix24's
+#: application token is a field of the form body (``auth[application_token]``).
+EXTRA_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("POST", "/v1/webhooks/{partner_id}/{platform}"): [
+        {"name": "token", "in": "query", "required": False, "schema": STR,
+         "description": "The integration's URL token (Tilda, amoCRM, InSales: platforms that cannot sign)"},
+        _header("X-Shopify-Hmac-Sha256", "Shopify: base64 HMAC-SHA256 of the raw body under the app's secret"),
+        _header("X-Shopify-Shop-Domain", "Shopify: must be the connected `shop_domain`"),
+        _header("X-Shopify-Topic", "Shopify: the webhook topic (required of Shopify)"),
+        _header("X-Shopify-Webhook-Id", "Shopify: the delivery id"),
+        _header("X-WC-Webhook-Signature", "WooCommerce: base64 HMAC-SHA256 of the raw body under the secret"),
+        _header("X-WC-Webhook-Topic", "WooCommerce: the webhook topic (required of WooCommerce)"),
+        _header("X-WC-Webhook-Delivery-ID", "WooCommerce: the delivery id"),
+        _header("X-HubSpot-Signature-v3", "HubSpot: base64 HMAC-SHA256 (v3) of method, URI, body and timestamp"),
+        _header("X-HubSpot-Request-Timestamp", "HubSpot: the signed request time; older than 5 minutes: 401"),
+    ],
+}
+
+def _rules_example() -> Any:
+    from chalicelib.domain.rewards.examples import load_example_doc
+
+    return load_example_doc("uds_3_level")
+
+
+#: Example request bodies of the main requests (a function: built when the document is) (shown in the document).
 REQUEST_EXAMPLES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/programs"): {
         "name": "Кофейня Зерно", "currency": "RUB", "point_value_minor": 100, "default_locale": "ru",
@@ -258,4 +322,30 @@ REQUEST_EXAMPLES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/landing/invites"): {"email": "olga@example.com", "name": "Olga", "locale": "ru",
                                       "ref": "T838-WMF5-F44", "utm": {"source": "telegram"}},
     ("POST", _M + "/redemptions"): {"points": 300, "order_id": "100235", "order_amount": 100000},
+    ("PATCH", _P): {"name": "Кофейня Зерно и друзья", "allowed_origins": ["https://zerno.example"],
+                    "settings": {"attribution_window_days": 30, "attribution_model": "last_touch"}},
+    ("PATCH", _P + "/partners/{partner_id}"): {"name": "FitLab Moscow", "contact_email": "partners@fitlab.example"},
+    ("PUT", _M + "/code"): {"code": "OLGA2026"},
+    ("POST", _M + "/devices"): {"platform": "fcm", "token": "fcm_dGhpcyBpcyBhIHRva2Vu", "device_id": "pixel-8"},
+    ("PATCH", _P + "/partners/{partner_id}/offers/{offer_id}"): {"low_pool_threshold": 50, "valid_days": 30},
+    ("PATCH", _P + "/partners/{partner_id}/webhook-endpoints/{endpoint_id}"): {
+        "event_types": ["reward.posted", "voucher.issued"], "enabled": True},
+    ("POST", _P + "/review/{item_id}/approve"): {"reason": "Checked the receipt with the shop"},
+    ("POST", _P + "/review/{item_id}/void"): {"reason": "Self-referral: same card as the referrer", "fraud": True},
+    ("POST", _M + "/wallet-links"): {"ttl_hours": 48},
+    #: The main configuration request: a whole rules document (one of the shipped examples, docs/rules.md).
+    ("PUT", _P + "/rules"): _rules_example,
+}
+#: Examples of a request body by media type, where a route takes more than one (JSON and form fields).
+REQUEST_EXAMPLES_BY_MEDIA: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/v1/webhooks/{partner_id}/{platform}"): {
+        "application/json": {"id": 820982911946154508, "order_number": 1001, "financial_status": "paid",
+                             "total_price": "2490.00", "currency": "RUB", "email": "anna.petrova@example.com",
+                             "customer": {"id": 115310627314723954}, "discount_codes": [{"code": "T838WMF5F44"}]},
+        "application/x-www-form-urlencoded": {"Name": "Olga", "Email": "olga@example.com", "Phone": "+79161234567",
+                                              "ref": "T838WMF5F44", "tranid": "1234567:8910", "formid": "form1"},
+    },
+    ("POST", _P + "/partners/{partner_id}/offers/{offer_id}/codes"): {"text/csv": "code\r\nCAFE-0001\r\nCAFE-0002\r\n"},
+    ("POST", "/u/{token}"): {"application/x-www-form-urlencoded": {"List-Unsubscribe": "One-Click"},
+                             "application/json": {"List-Unsubscribe": "One-Click"}},
 }

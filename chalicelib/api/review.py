@@ -21,7 +21,8 @@ ITEM = rs.obj({
     "event_type": rs.STR, "business_key": rs.STR, "member_id": rs.STR, "referrer_id": rs.nullable(rs.STR),
     "reasons": {"type": "array", "items": rs.obj({"code": rs.STR, "reason": rs.STR})},
     "matched": {"type": "array", "items": rs.STR}, "points": rs.INT,
-    "entries": {"type": "array", "items": rs.obj({"member_id": rs.STR, "entry_id": rs.STR, "points": rs.INT})},
+    "entries": {"type": "array", "items": rs.obj({"member_id": rs.STR, "entry_id": rs.STR, "points": rs.INT},
+                                                  {"rule_id": rs.nullable(rs.STR)})},
     "vouchers": {"type": "array", "items": rs.obj({
         "member_id": rs.STR, "partner_id": rs.STR, "offer_id": rs.STR, "rule_id": rs.STR,
         "status": {"enum": ["held", "issued", "voided", "pool_empty"]}, "voucher_id": rs.nullable(rs.STR)})},

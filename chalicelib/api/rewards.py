@@ -48,7 +48,7 @@ MEMBER = "/v1/programs/{program_id}/members/{member_id}"
 def put_rules(req: ApiRequest, program_id: str) -> Any:
     from chalicelib.services import rules
 
-    return rules.put_rules(req.principal, program_id, req.json())
+    return rules.put_rules(req.ports, req.principal, program_id, req.json())
 
 
 @rewards.endpoint("/v1/programs/{program_id}/rules", "GET", tag=RULES_TAG, query_params=(("version", "integer"),),
@@ -57,7 +57,7 @@ def get_rules(req: ApiRequest, program_id: str) -> Any:
     from chalicelib.services import rules
 
     version = req.int_query("version", 0, 1, 10**6) if req.query("version") is not None else None
-    return rules.get_rules(req.principal, program_id, version)
+    return rules.get_rules(req.ports, req.principal, program_id, version)
 
 
 @rewards.endpoint("/v1/programs/{program_id}/rules/schema", "GET", tag=RULES_TAG,

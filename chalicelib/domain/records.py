@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -20,6 +21,19 @@ class Page(Generic[T]):
 
     items: list[T]
     next_cursor: Cursor | None
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A new API key as stored: its SHA-256 (the clear key is shown once, never stored) and its public fields."""
+
+    key_id: str
+    key_hash: str
+    display_prefix: str
+    kind: str  # "partner" | "publishable"
+    program_id: str
+    partner_id: str | None
+    created_at: datetime
 
 
 class StaleMember(Exception):

@@ -164,12 +164,20 @@ def render(kind: str, locale: str, values: dict[str, Any], *, extra_parts: Seque
     return Rendered(kind=kind, locale=locale, subject=subject, short=short, text=text, html=page)
 
 
+#: Unit labels that are forms of "балл": a program that calls its points «баллы» gets them declined too.
+_RU_POINT_FORMS = frozenset({"points", "балл", "балла", "баллов", "баллы"})
+
+
 def _unit(unit: str, n: int, locale: str) -> str:
-    """The program's points unit; the default "points" is declined in Russian (1 балл, 2 балла, 5 баллов)."""
+    """The program's points unit, agreeing with ``n``: the default "points" and any form of «балл» are
+    declined in Russian (1 балл, 2 балла, 5 баллов); in English the default is "1 point", "2 points".
+    Any other label (e.g. «звёзды», "miles") is shown as the program wrote it."""
     from chalicelib.domain.l10n import plural_ru
 
-    if unit == "points" and locale == "ru":
+    if locale == "ru" and unit.strip().lower() in _RU_POINT_FORMS:
         return plural_ru(n, "балл", "балла", "баллов")
+    if locale != "ru" and unit == "points" and abs(n) == 1:
+        return "point"
     return unit
 
 

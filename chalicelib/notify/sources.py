@@ -31,7 +31,7 @@ from chalicelib.notify import dispatcher
 from chalicelib.notify.delivery import PENDING, SENDING, Delivery, DeliveryBatch, Outcome
 from chalicelib.store import keys
 from chalicelib.store.ledger import LedgerEntryItem, OutboxItem, RedemptionItem, day_of, stable_id
-from chalicelib.store.members import MemberItem
+from chalicelib.store.members import JOINED_VIA_IMPORT, MemberItem
 from chalicelib.store.notify import ActivityItem
 
 log = logging.getLogger("sarafan.notify")
@@ -211,6 +211,10 @@ def on_member(records: list[dispatcher.StreamRecord]) -> set[str]:
             continue
         member = record.item()
         if not isinstance(member, MemberItem) or not member.referrer_id:
+            continue
+        if member.joined_via == JOINED_VIA_IMPORT:
+            # Brought over from another loyalty system: the friend joined there, long ago. An import of
+            # 100,000 members must not e-mail 20,000 referrers about joins they already knew of.
             continue
         derived.create(member.program_id, member.referrer_id, "friend_joined", {"event_type": "member.joined"},
                        f"joined|{member.member_id}", stable_id("msg", "friend_joined", member.program_id,

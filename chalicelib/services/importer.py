@@ -36,6 +36,7 @@ from chalicelib.store.data_rights import ImportRowItem
 from chalicelib.store.db import Entity
 from chalicelib.store.ledger import BalanceDelta, BalanceItem, new_entry, stable_id, stage_balance
 from chalicelib.store.members import (
+    JOINED_VIA_IMPORT,
     CodeItem,
     IdentityItem,
     IdentityRef,
@@ -346,7 +347,7 @@ class _Chunk:
         customer_ids = {self.partner_id: row.customer_id} if row.customer_id and self.partner_id else {}
         member = new_member(
             self.pid, new_id("mbr"), row.code or generate_code(), joined_at=row.joined_at or self.now,
-            joined_via=KIND_IMPORT, name=row.name or None, locale=row.locale or self.program.default_locale,
+            joined_via=JOINED_VIA_IMPORT, name=row.name or None, locale=row.locale or self.program.default_locale,
             email=row.email, phone=row.phone, birthday=row.birthday, customer_ids=customer_ids,
             acquisition={"channel": KIND_IMPORT}, refs=refs,
         )

@@ -12,24 +12,32 @@ The notifier port (e-mail/SMS/push) lives with the notifications in ``chalicelib
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib.domain.records import Cursor, Page, StaleMember
+from chalicelib.domain.records import Cursor, NewKey, Page, StaleMember
 
 if TYPE_CHECKING:
     from chalicelib.store.counters import ClickTotalItem
     from chalicelib.store.data_rights import ErasureItem
     from chalicelib.store.events import AttributionRecordItem, EventItem
-    from chalicelib.store.ledger import AdjustmentItem, BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
+    from chalicelib.store.ledger import (
+        AdjustmentItem,
+        BalanceItem,
+        LedgerEntryItem,
+        OutboxItem,
+        RedemptionItem,
+        RulesVersionItem,
+    )
     from chalicelib.store.members import CodeItem, LinkItem, MemberItem
+    from chalicelib.store.offers import OfferItem, PoolHeadItem
     from chalicelib.store.settlement import SettlementRowItem
-    from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, ProgramItem
+    from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, ProgramItem
     from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
-__all__ = ["Cursor", "Page", "Ports", "StaleMember"]
+__all__ = ["Cursor", "NewKey", "Page", "Ports", "StaleMember"]
 
 
 class Clock(Protocol):
@@ -129,8 +137,8 @@ class ProgramStore(Protocol):
         """Raises ``NotFound`` for an unknown program; ``fresh`` skips the cache."""
         ...
 
-    def partner(self, program_id: str, partner_id: str) -> PartnerItem:
-        """Raises ``NotFound`` for a partner the program does not have."""
+    def partner(self, program_id: str, partner_id: str, *, fresh: bool = False) -> PartnerItem:
+        """Raises ``NotFound`` for a partner the program does not have; ``fresh`` skips the cache."""
         ...
 
     def allowed_origins(self) -> frozenset[str]:
@@ -149,6 +157,135 @@ class ProgramStore(Protocol):
     def api_key(self, key_hash: str) -> ApiKeyItem | None:
         """The partner or publishable key stored under the SHA-256 of the presented key (cached)."""
         ...
+
+    # -- administration (services.programs)
+
+    def programs(self, limit: int, cursor: Cursor | None) -> Page[ProgramItem]:
+        """Every program, newest first (one ``Query`` on the listing index, at most ``limit``)."""
+        ...
+
+    def create_program(self, fields: Mapping[str, Any], key: NewKey) -> tuple[ProgramItem, ApiKeyRefItem]:
+        """One transaction: the program (``fields``: its attributes, ``program_id`` and ``created_at`` included)
+        and its publishable ``key``. Raises ``Conflict`` ``key_collision`` if the key hash exists."""
+        ...
+
+    def update_program(self, program: ProgramItem, changes: Mapping[str, Any]) -> ProgramItem:
+        """Set the ``changes`` (a ``None`` value removes the attribute) and bump the revision, conditioned on the
+        revision read in ``program``; the cache forgets the program. Returns it as now stored.
+        Raises ``Conflict`` ``concurrent_update`` when it changed since it was read."""
+        ...
+
+    def create_partner(self, fields: Mapping[str, Any], key: NewKey) -> tuple[PartnerItem, ApiKeyRefItem]:
+        """One transaction: the partner, its locator (partner id → program) and its first API ``key``."""
+        ...
+
+    def partners(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[PartnerItem]:
+        """One page of the program's partners in id order (one ``Query``, at most ``limit``)."""
+        ...
+
+    def update_partner(self, partner: PartnerItem, changes: Mapping[str, Any]) -> PartnerItem:
+        """Set the ``changes`` (``None`` removes) on an existing partner; the cache forgets it. Raises ``NotFound``."""
+        ...
+
+    def set_webhook_secrets(self, partner: PartnerItem, webhook_secrets: dict[str, Any]) -> None:
+        """Replace the secret versions, conditioned on them being what ``partner`` read; the cache forgets it.
+        Raises ``NotFound`` ``concurrent_update`` otherwise."""
+        ...
+
+    def add_key(self, key: NewKey) -> ApiKeyRefItem:
+        """Store another key of an existing partner (one transaction with the check). Raises ``NotFound``."""
+        ...
+
+    def key_refs(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[ApiKeyRefItem]:
+        """One page of the program's key references (never the keys), in id order."""
+        ...
+
+    def key_ref(self, program_id: str, key_id: str) -> ApiKeyRefItem:
+        """Raises ``NotFound`` for a key the program does not have."""
+        ...
+
+    def revoke_key(self, ref: ApiKeyRefItem) -> None:
+        """Revoke the key and its reference in one transaction; the key cache forgets it. Raises ``NotFound``."""
+        ...
+
+    def offer_exists(self, program_id: str, partner_id: str, offer_id: str) -> bool:
+        """Whether the partner has that offer (archived ones included)."""
+        ...
+
+    def existing_offers(self, program_id: str, offers: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the ``(partner_id, offer_id)`` pairs are offers of the program (one ``BatchGetItem`` per 100)."""
+        ...
+
+    # -- rules documents (services.rules)
+
+    def rules_key(self, program_id: str, version: int) -> tuple[str, str]:
+        """Where a rules version is stored: the key a batch read (the pipeline's first read) fetches it by."""
+        ...
+
+    def rules_version(self, program_id: str, version: int,
+                      items: Mapping[tuple[str, str], Any] | None = None) -> RulesVersionItem | None:
+        """One version of the program's rules: from ``items`` (a batch read's result) when there, else one read."""
+        ...
+
+    def put_rules(self, program: ProgramItem, document: dict[str, Any], at: datetime) -> RulesVersionItem:
+        """One transaction: the next version (``program.rules_version`` + 1, never rewritten) and the program's
+        pointer to it, conditioned on the pointer being what ``program`` read; the cache forgets the program.
+        Raises ``Conflict`` ``concurrent_update`` otherwise."""
+        ...
+
+
+class OfferStore(Protocol):
+    """Partners' offers and their code pools (``services.offers``); issuing vouchers is the pipeline's."""
+
+    def offer(self, program_id: str, partner_id: str, offer_id: str) -> OfferItem | None:
+        """The offer (archived ones too: the caller decides), or None."""
+        ...
+
+    def heads(self, program_id: str, offer_id: str) -> dict[int, PoolHeadItem | None]:
+        """The pool's shard heads (size appended, next issued) by shard: one ``BatchGetItem``."""
+        ...
+
+    def create_offer(self, fields: Mapping[str, Any]) -> OfferItem:
+        """Store a new offer (``fields``: its attributes, ids and times included), conditioned on the partner existing.
+        Raises ``NotFound`` (partner) or ``Conflict`` (an id collision)."""
+        ...
+
+    def offers(self, program_id: str, partner_id: str, limit: int, cursor: Cursor | None) -> Page[OfferItem]:
+        """One page of the partner's offers not archived (a filter: archived ones are read and left out, reading
+        on until ``limit`` are found); ``next_cursor`` None: no more."""
+        ...
+
+    def update_offer(self, offer: OfferItem, changes: Mapping[str, Any], at: datetime, *,
+                     new_alert_epoch: bool = False) -> None:
+        """Set the ``changes`` (``None`` removes), ``updated_at`` and the next revision on ``offer`` (also in place),
+        conditioned on the revision read and the offer not archived; ``new_alert_epoch`` counts a new threshold.
+        Raises ``Conflict`` ``concurrent_update`` otherwise."""
+        ...
+
+    def archive_offer(self, offer: OfferItem, at: datetime) -> None:
+        """Archived and disabled (no more vouchers from it), the revision bumped."""
+        ...
+
+    def codes_present(self, program_id: str, offer_id: str,
+                      codes: Sequence[str]) -> tuple[dict[int, PoolHeadItem | None], list[str]]:
+        """The pool's heads and which of ``codes`` are already in it (free or issued): one ``BatchGetItem``."""
+        ...
+
+    def append_codes(self, program_id: str, offer_id: str, codes: Sequence[str], sizes: Mapping[int, int],
+                     at: datetime) -> dict[int, int]:
+        """Append ``codes`` (at most ``OFFER_CODES_PER_WRITE``) to their shards after ``sizes`` (the heads read),
+        codes and slots unique, in one transaction conditioned on every head still having that size. Returns
+        the new sizes. Raises ``Conflict`` ``concurrent_upload`` or ``ValidationFailed``
+        ``codes_already_present`` when the pool changed meanwhile (nothing written)."""
+        ...
+
+    def bump_alert_epoch(self, offer: OfferItem) -> None:
+        """The pool was refilled above its threshold: the next fall below it is a new alert."""
+        ...
+
+
+#: Codes per ``append_codes`` transaction: 2 items per code + up to 8 shard heads stay within 100.
+OFFER_CODES_PER_WRITE = 40
 
 
 class LedgerStore(Protocol):
@@ -259,6 +396,7 @@ class Ports:
     rate_limiter: RateLimiter
     secrets: Secrets
     programs: ProgramStore
+    offers: OfferStore
     members: MemberStore
     ledger: LedgerStore
     tiers: TierStore
@@ -280,6 +418,7 @@ def production() -> Ports:
         rate_limiter=dynamo_ports.DynamoRateLimiter(),
         secrets=MasterKeySecrets(),
         programs=dynamo_ports.DynamoProgramStore(),
+        offers=dynamo_ports.DynamoOfferStore(),
         members=dynamo_ports.DynamoMemberStore(),
         ledger=dynamo_ports.DynamoLedgerStore(),
         tiers=dynamo_ports.DynamoTierStore(),
@@ -294,7 +433,7 @@ def fakes(now: datetime) -> Ports:
 
     table = f.FakeTable()
     return Ports(clock=f.ManualClock(now), rate_limiter=f.FakeRateLimiter(), secrets=f.FakeSecrets(),
-                 programs=f.FakeProgramStore(table), members=f.FakeMemberStore(table),
+                 programs=f.FakeProgramStore(table), offers=f.FakeOfferStore(table), members=f.FakeMemberStore(table),
                  ledger=f.FakeLedgerStore(table), tiers=f.FakeTierStore(table), events=f.FakeEventStore(table),
                  outbox=f.FakeOutbox())
 

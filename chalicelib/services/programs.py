@@ -8,21 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.config import get_settings
 from chalicelib.domain import clock, urls
-from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed, field_error
+from chalicelib.domain.errors import NotFound, ValidationFailed, field_error
 from chalicelib.domain.ids import new_id
+from chalicelib.domain.records import NewKey
 from chalicelib.domain.safe_json import SINGLE_LINE
 from chalicelib.domain.settings import IMMUTABLE_SETTINGS, PROGRAM_SETTINGS_SCHEMA, validate_tiers
 from chalicelib.domain.urls import HTTP_URL
 from chalicelib.services import secrets
 from chalicelib.services.auth import PARTNER_PREFIX, PUBLISHABLE_PREFIX, Principal, hash_key, new_key
-from chalicelib.store import cache, keys, tenancy_repo
-from chalicelib.store.db import Entity
-from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, ProgramItem
-from chalicelib.store.transact import Transaction
+from chalicelib.services.ports import Ports
+
+if TYPE_CHECKING:
+    from chalicelib.store.tenancy import ApiKeyRefItem, PartnerItem, ProgramItem
 
 #: Where signed webhooks come from. ``events`` is the canonical Standard Webhooks
 #: intake; platform adapters add their own sources.
@@ -137,19 +138,15 @@ def key_view(ref: ApiKeyRefItem) -> dict[str, Any]:
     }
 
 
-def _stage_key(tx: Transaction, kind: str, program_id: str, partner_id: str | None) -> tuple[str, dict[str, Any]]:
-    """Add a new key's items to ``tx``; return the clear key (shown once) and its public view."""
+def _new_key(deps: Ports, kind: str, program_id: str, partner_id: str | None) -> tuple[str, NewKey]:
+    """A new key: the clear key (shown once, never stored) and what is stored of it."""
     prefix = PARTNER_PREFIX if kind == "partner" else PUBLISHABLE_PREFIX
     key = new_key(prefix)
-    now = clock.utcnow()
-    key_id = new_id("key")
-    common: dict[str, Any] = {"key_id": key_id, "kind": kind, "program_id": program_id, "partner_id": partner_id, "created_at": now}
-    ref = ApiKeyRefItem(key_hash=hash_key(key), display_prefix=key[: len(prefix) + 4], **common)
-    tenancy_repo.add_key(tx, ApiKeyItem(**common), ref)
-    return key, key_view(ref)
+    return key, NewKey(key_id=new_id("key"), key_hash=hash_key(key), display_prefix=key[: len(prefix) + 4],
+                       kind=kind, program_id=program_id, partner_id=partner_id, created_at=deps.clock.now())
 
 
-def _check_birthday_gift(program_id: str, settings: Mapping[str, Any]) -> None:
+def _check_birthday_gift(deps: Ports, program_id: str, settings: Mapping[str, Any]) -> None:
     """The birthday gift names a partner of the program (``funded_by``) and an offer of that partner: a typo
     would only ever fall back or fund nobody, so it is a 422 (an offer archived later just falls back)."""
     gift = settings.get("birthday_gift")
@@ -158,16 +155,11 @@ def _check_birthday_gift(program_id: str, settings: Mapping[str, Any]) -> None:
     errors = []
     funded_by = gift.get("funded_by")
     offer = gift.get("offer") if isinstance(gift.get("offer"), Mapping) else None
-    if funded_by is not None and not tenancy_repo.existing_partners(program_id, {funded_by}):
+    if funded_by is not None and not deps.programs.existing_partners(program_id, {funded_by}):
         errors.append(field_error("$.settings.birthday_gift.funded_by", f"'{funded_by}' is not a partner of this program"))
-    if offer is not None:
-        from chalicelib.store.members import batch_get
-        from chalicelib.store.offers import OfferItem
-
-        key = keys.offer(program_id, offer["partner_id"], offer["offer_id"])
-        if not isinstance(batch_get([key]).get(key), OfferItem):
-            errors.append(field_error("$.settings.birthday_gift.offer.offer_id",
-                                      f"'{offer['offer_id']}' is not an offer of partner '{offer['partner_id']}'"))
+    if offer is not None and not deps.programs.offer_exists(program_id, offer["partner_id"], offer["offer_id"]):
+        errors.append(field_error("$.settings.birthday_gift.offer.offer_id",
+                                  f"'{offer['offer_id']}' is not an offer of partner '{offer['partner_id']}'"))
     if errors:
         raise ValidationFailed("The birthday gift names a partner or offer that does not exist",
                                details={"errors": errors})
@@ -180,13 +172,13 @@ def _check_settings(settings: Mapping[str, Any]) -> None:
         raise ValidationFailed("Invalid program settings", details={"errors": errors})
 
 
-def _check_tiers_in_rules(program: ProgramItem, tiers: Any) -> None:
+def _check_tiers_in_rules(deps: Ports, program: ProgramItem, tiers: Any) -> None:
     """The current rules' ``trigger.tiers`` and ``tier_multipliers`` must still name tiers: a 422, not rules that
     silently pay nobody (change the rules first)."""
     from chalicelib.domain.settings import TierSettings
     from chalicelib.services import rules as rules_service
 
-    current = rules_service.current_rules(program)
+    current = rules_service.current_rules(program, deps=deps)
     if current is None or not current.uses_tiers:
         return
     parsed = TierSettings.from_stored(tiers)
@@ -198,12 +190,12 @@ def _check_tiers_in_rules(program: ProgramItem, tiers: Any) -> None:
                                             "change the rules first")]})
 
 
-def create_program(principal: Principal, data: Mapping[str, Any]) -> dict[str, Any]:
+def create_program(deps: Ports, principal: Principal, data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` is valid against ``PROGRAM_CREATE_SCHEMA`` (defaults filled); the caller is the operator."""
     _check_settings(data.get("settings", {}))
     program_id = new_id("prg")
-    _check_birthday_gift(program_id, data.get("settings", {}))  # a new program has no partners: null or 422
-    program = ProgramItem.new(
+    _check_birthday_gift(deps, program_id, data.get("settings", {}))  # a new program has no partners: null or 422
+    fields = dict(
         program_id=program_id,
         name=data["name"],
         points_unit=data["points_unit"],
@@ -213,71 +205,59 @@ def create_program(principal: Principal, data: Mapping[str, Any]) -> dict[str, A
         allowed_origins=data["allowed_origins"],
         landing_url=urls.normalize_field(data.get("landing_url"), "$.landing_url"),
         settings=data.get("settings", {}),
-        created_at=clock.utcnow(),
+        created_at=deps.clock.now(),
     )
-    tx = Transaction()
-    tx.create(program)
-    publishable_key, key_info = _stage_key(tx, "publishable", program.program_id, None)
-    tx.commit()
-    return {**program_view(program), "publishable_key": publishable_key, "publishable_key_info": key_info}
+    publishable_key, key = _new_key(deps, "publishable", program_id, None)
+    program, ref = deps.programs.create_program(fields, key)
+    return {**program_view(program), "publishable_key": publishable_key, "publishable_key_info": key_view(ref)}
 
 
-def list_programs(principal: Principal, limit: int, cursor: dict[str, str] | None) -> dict[str, Any]:
+def list_programs(deps: Ports, principal: Principal, limit: int, cursor: dict[str, Any] | None) -> dict[str, Any]:
     if not principal.is_operator:
         # A partner sees exactly its own program.
-        program = tenancy_repo.get_program(principal.program_id or "")
+        program = deps.programs.get(principal.program_id or "")
         return {"items": [program_view(program)], "next_cursor": None}
-    items, next_cursor = tenancy_repo.list_programs(limit, cursor)
-    return {"items": [program_view(i) for i in items], "next_cursor": next_cursor}
+    page = deps.programs.programs(limit, cursor)
+    return {"items": [program_view(i) for i in page.items], "next_cursor": page.next_cursor}
 
 
-def get_program(principal: Principal, program_id: str) -> dict[str, Any]:
+def get_program(deps: Ports, principal: Principal, program_id: str) -> dict[str, Any]:
     principal.require_program(program_id)
-    return program_view(tenancy_repo.get_program(program_id))
+    return program_view(deps.programs.get(program_id))
 
 
-def update_program(principal: Principal, program_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
+def update_program(deps: Ports, principal: Principal, program_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """Change a program's presentation and settings. Currency and point value never change:
     every ledger entry already posted is denominated in them. ``data``: valid ``PROGRAM_UPDATE_SCHEMA``;
     the caller is the operator (the route's contract)."""
-    program = tenancy_repo.get_program(program_id, fresh=True)
+    program = deps.programs.get(program_id, fresh=True)
     current = dict(program.settings or {})
     changes = data.get("settings", {})
     _check_settings(changes)
     if "tiers" in changes:
-        _check_tiers_in_rules(program, changes["tiers"])
+        _check_tiers_in_rules(deps, program, changes["tiers"])
     for name, reason in IMMUTABLE_SETTINGS.items():
         fixed = getattr(program.program_settings, name)
         if changes.get(name, fixed) != fixed:
             raise ValidationFailed("This setting cannot change once the program exists",
                                    details={"errors": [field_error(f"$.settings.{name}", f"is fixed: {reason}")]})
-    _check_birthday_gift(program_id, changes)
-    actions = [getattr(ProgramItem, field).set(data[field]) for field in
-               ("name", "points_unit", "default_locale", "allowed_origins") if field in data]
+    _check_birthday_gift(deps, program_id, changes)
+    updates: dict[str, Any] = {field: data[field] for field in
+                               ("name", "points_unit", "default_locale", "allowed_origins") if field in data}
     if "landing_url" in data:
-        landing_url = urls.normalize_field(data["landing_url"], "$.landing_url")
-        actions.append(ProgramItem.landing_url.set(landing_url) if landing_url
-                       else ProgramItem.landing_url.remove())
+        updates["landing_url"] = urls.normalize_field(data["landing_url"], "$.landing_url") or None
     if changes:
-        actions.append(ProgramItem.settings.set({**current, **changes}))
-    revision = int(program.revision or 0)
-    tx = Transaction()
-    tx.update(program, [*actions, ProgramItem.revision.set(revision + 1)],
-              Entity.PK.exists() & (ProgramItem.revision == revision) if program.revision is not None
-              else Entity.PK.exists(),
-              on_fail=Conflict("The program changed concurrently; retry", code="concurrent_update"))
-    tx.commit()
-    cache.invalidate("program", program_id)
-    return program_view(tenancy_repo.get_program(program_id, fresh=True))
+        updates["settings"] = {**current, **changes}
+    return program_view(deps.programs.update_program(program, updates))
 
 
-def create_partner(principal: Principal, program_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
+def create_partner(deps: Ports, principal: Principal, program_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """``data``: valid ``PARTNER_CREATE_SCHEMA`` (defaults filled); the caller is the operator."""
-    tenancy_repo.get_program(program_id)
-    now = clock.utcnow()
+    deps.programs.get(program_id)
+    now = deps.clock.now()
     partner_id = new_id("ptn")
     webhook_secrets = {s: [{"version": 1, "created_at": clock.iso(now), "expires_at": None}] for s in data["webhook_sources"]}
-    partner = PartnerItem.new(
+    fields = dict(
         program_id=program_id,
         partner_id=partner_id,
         name=data["name"],
@@ -286,61 +266,45 @@ def create_partner(principal: Principal, program_id: str, data: Mapping[str, Any
         webhook_secrets=webhook_secrets,
         created_at=now,
     )
-    tx = Transaction()
-    tenancy_repo.stage_partner(tx, partner)
-    key, key_info = _stage_key(tx, "partner", program_id, partner_id)
-    # Derived before the commit: without the master secret (503) nothing is written.
-    shown_once = {s: secrets.derive_secret(program_id, partner_id, s, 1) for s in data["webhook_sources"]}
-    tx.commit()
-    return {**partner_view(partner), "api_key": key, "api_key_info": key_info, "webhook_secrets": shown_once}
+    key, new = _new_key(deps, "partner", program_id, partner_id)
+    # Derived before the write: without the master secret (503) nothing is written.
+    shown_once = {s: deps.secrets.webhook_secret(program_id, partner_id, s, 1) for s in data["webhook_sources"]}
+    partner, ref = deps.programs.create_partner(fields, new)
+    return {**partner_view(partner), "api_key": key, "api_key_info": key_view(ref), "webhook_secrets": shown_once}
 
 
-def list_partners(principal: Principal, program_id: str, limit: int = 100,
+def list_partners(deps: Ports, principal: Principal, program_id: str, limit: int = 100,
                   cursor: dict[str, Any] | None = None) -> dict[str, Any]:
     principal.require_program(program_id)
-    tenancy_repo.get_program(program_id)
-    items, next_cursor = tenancy_repo.list_partners(program_id, limit, cursor)
-    return {"items": [partner_view(p) for p in items], "next_cursor": next_cursor}
+    deps.programs.get(program_id)
+    page = deps.programs.partners(program_id, limit, cursor)
+    return {"items": [partner_view(p) for p in page.items], "next_cursor": page.next_cursor}
 
 
-def get_partner(principal: Principal, program_id: str, partner_id: str) -> dict[str, Any]:
+def get_partner(deps: Ports, principal: Principal, program_id: str, partner_id: str) -> dict[str, Any]:
     principal.require_program(program_id)
-    return partner_view(tenancy_repo.get_partner(program_id, partner_id))
+    return partner_view(deps.programs.partner(program_id, partner_id))
 
 
-def update_partner(principal: Principal, program_id: str, partner_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
+def update_partner(deps: Ports, principal: Principal, program_id: str, partner_id: str,
+                   data: Mapping[str, Any]) -> dict[str, Any]:
     """The partner's name and alert address (operator, or the partner itself)."""
     principal.require_partner_scope(program_id, partner_id)
-    partner = tenancy_repo.get_partner(program_id, partner_id, fresh=True)
-    actions: list[Any] = []
-    for name, value in data.items():
-        attr = getattr(PartnerItem, name)
-        actions.append(attr.remove() if value is None else attr.set(value))
-        setattr(partner, name, value)
-    partner.update(actions=actions, condition=PartnerItem.PK.exists())
-    cache.invalidate("partner", f"{program_id}/{partner_id}")
-    return partner_view(partner)
+    partner = deps.programs.partner(program_id, partner_id, fresh=True)
+    return partner_view(deps.programs.update_partner(partner, dict(data)))
 
 
-def rotate_webhook_secret(principal: Principal, program_id: str, partner_id: str, source: str) -> dict[str, Any]:
+def rotate_webhook_secret(deps: Ports, principal: Principal, program_id: str, partner_id: str,
+                          source: str) -> dict[str, Any]:
     principal.require_partner_scope(program_id, partner_id)
-    partner = tenancy_repo.get_partner(program_id, partner_id, fresh=True)
+    partner = deps.programs.partner(program_id, partner_id, fresh=True)
     if source not in (partner.webhook_secrets or {}):
         raise NotFound("This partner has no webhook secret for that source", details={"source": source})
-    now = clock.utcnow()
+    now = deps.clock.now()
     overlap = timedelta(hours=get_settings().secret_rotation_overlap_hours)
     updated, version = secrets.rotated(partner.webhook_secrets, source, now, overlap)
-    tx = Transaction()
-    # Optimistic concurrency: two rotations at once must not both succeed from the same state.
-    tx.update(
-        partner,
-        [PartnerItem.webhook_secrets.set(updated)],
-        PartnerItem.webhook_secrets == partner.webhook_secrets,
-        on_fail=NotFound("Partner changed concurrently; retry", code="concurrent_update"),
-    )
-    secret = secrets.derive_secret(program_id, partner_id, source, version)  # before the commit (see above)
-    tx.commit()
-    cache.invalidate("partner", f"{program_id}/{partner_id}")
+    secret = deps.secrets.webhook_secret(program_id, partner_id, source, version)  # before the write (see above)
+    deps.programs.set_webhook_secrets(partner, updated)
     previous = [v for v in updated[source] if v["version"] != version]
     return {
         "source": source,
@@ -350,30 +314,26 @@ def rotate_webhook_secret(principal: Principal, program_id: str, partner_id: str
     }
 
 
-def create_partner_key(principal: Principal, program_id: str, partner_id: str) -> dict[str, Any]:
+def create_partner_key(deps: Ports, principal: Principal, program_id: str, partner_id: str) -> dict[str, Any]:
     principal.require_partner_scope(program_id, partner_id)
     principal.require_server_key()
-    tenancy_repo.get_partner(program_id, partner_id)
-    tx = Transaction()
-    # The partner must still exist when the key is written, not just when it was read.
-    tx.check(PartnerItem, keys.partner(program_id, partner_id), Entity.PK.exists(), NotFound("Partner not found"))
-    key, info = _stage_key(tx, "partner", program_id, partner_id)
-    tx.commit()
-    return {"api_key": key, "api_key_info": info}
+    deps.programs.partner(program_id, partner_id)
+    key, new = _new_key(deps, "partner", program_id, partner_id)
+    ref = deps.programs.add_key(new)  # checks that the partner still exists when the key is written
+    return {"api_key": key, "api_key_info": key_view(ref)}
 
 
-def list_keys(principal: Principal, program_id: str, limit: int = 100,
+def list_keys(deps: Ports, principal: Principal, program_id: str, limit: int = 100,
               cursor: dict[str, Any] | None = None) -> dict[str, Any]:
     """The route requires the operator, in the program."""
-    items, next_cursor = tenancy_repo.list_key_refs(program_id, limit, cursor)
-    return {"items": [key_view(r) for r in items], "next_cursor": next_cursor}
+    page = deps.programs.key_refs(program_id, limit, cursor)
+    return {"items": [key_view(r) for r in page.items], "next_cursor": page.next_cursor}
 
 
-def revoke_key(principal: Principal, program_id: str, key_id: str) -> dict[str, Any]:
+def revoke_key(deps: Ports, principal: Principal, program_id: str, key_id: str) -> dict[str, Any]:
     principal.require_program(program_id)
-    ref = tenancy_repo.get_key_ref(program_id, key_id)
+    ref = deps.programs.key_ref(program_id, key_id)
     if not principal.is_operator and (ref.partner_id is None or ref.partner_id != principal.partner_id):
         raise NotFound("API key not found", details={"key_id": key_id})
-    tenancy_repo.revoke_key(ref)
-    ref.revoked = True
+    deps.programs.revoke_key(ref)
     return key_view(ref)

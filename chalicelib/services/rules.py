@@ -9,25 +9,25 @@ cache) decides which version is current.
 
 from __future__ import annotations
 
-from typing import Any
-
-from pynamodb.exceptions import DoesNotExist
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain import clock
-from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed, field_error
+from chalicelib.domain.errors import NotFound, ValidationFailed, field_error
 from chalicelib.domain.rewards import RULES_SCHEMA, RulesDoc, load_rules, parse_rules
 from chalicelib.domain.validation import child_path
+from chalicelib.services import ports
 from chalicelib.services.auth import Principal
-from chalicelib.store import cache, keys, tenancy_repo
-from chalicelib.store.db import Entity
-from chalicelib.store.ledger import RulesVersionItem
-from chalicelib.store.tenancy import ProgramItem
-from chalicelib.store.transact import Transaction
+from chalicelib.services.ports import Ports
+
+if TYPE_CHECKING:
+    from chalicelib.store.ledger import RulesVersionItem
+    from chalicelib.store.tenancy import ProgramItem
 
 
-def rules_key(program: ProgramItem) -> tuple[str, str] | None:
+def rules_key(program: ProgramItem, deps: Ports | None = None) -> tuple[str, str] | None:
+    """The key of the current version (what the pipeline's first batch read fetches), None without rules."""
     version = int(program.rules_version or 0)
-    return keys.rules_version(program.program_id, version) if version else None
+    return (deps or ports.current()).programs.rules_key(program.program_id, version) if version else None
 
 
 #: Parsed documents by (program id, version): versions are immutable, so this never goes stale.
@@ -45,7 +45,8 @@ def remember(program_id: str, item: RulesVersionItem) -> RulesDoc:
     return doc
 
 
-def current_rules(program: ProgramItem, items: dict[tuple[str, str], Any] | None = None) -> RulesDoc | None:
+def current_rules(program: ProgramItem, items: dict[tuple[str, str], Any] | None = None,
+                  deps: Ports | None = None) -> RulesDoc | None:
     """The program's current rules: from the in-process cache, the given batch-read items, or a GetItem."""
     version = int(program.rules_version or 0)
     if not version:
@@ -53,10 +54,7 @@ def current_rules(program: ProgramItem, items: dict[tuple[str, str], Any] | None
     hit = _parsed.get((program.program_id, version))
     if hit is not None:
         return hit
-    key = keys.rules_version(program.program_id, version)
-    item = (items or {}).get(key)
-    if not isinstance(item, RulesVersionItem):
-        item = _get_version(program.program_id, version)
+    item = (deps or ports.current()).programs.rules_version(program.program_id, version, items)
     if item is None:
         return None
     return remember(program.program_id, item)
@@ -66,15 +64,7 @@ def reset_cache() -> None:
     _parsed.clear()
 
 
-def _get_version(program_id: str, version: int) -> RulesVersionItem | None:
-    try:
-        item = RulesVersionItem.get(*keys.rules_version(program_id, version))
-    except DoesNotExist:
-        return None
-    return item if isinstance(item, RulesVersionItem) else None
-
-
-def _prepare(program: ProgramItem, body: Any) -> dict[str, Any]:
+def _prepare(deps: Ports, program: ProgramItem, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ValidationFailed("The rules document must be a JSON object",
                                details={"errors": [field_error("$", "must be a JSON object")]})
@@ -99,10 +89,10 @@ def _prepare(program: ProgramItem, body: Any) -> dict[str, Any]:
         raise ValidationFailed("Invalid rules document", details={"errors": depth_errors})
     # Only the partners the document names are read (bounded by the document, not by the program).
     unknown = _unknown_partner_errors(
-        parsed, tenancy_repo.existing_partners(program.program_id, _named_partners(parsed)))
+        parsed, deps.programs.existing_partners(program.program_id, _named_partners(parsed)))
     if unknown:
         raise ValidationFailed("The rules name partners that are not in this program", details={"errors": unknown})
-    missing = _unknown_offer_errors(program.program_id, parsed)
+    missing = _unknown_offer_errors(deps, program.program_id, parsed)
     if missing:
         raise ValidationFailed("The rules grant offers that do not exist", details={"errors": missing})
     tier_errors = _unknown_tier_errors(program, parsed)
@@ -125,20 +115,16 @@ def _unknown_tier_errors(program: ProgramItem, parsed: Any) -> list[dict[str, st
     return errors
 
 
-def _unknown_offer_errors(program_id: str, parsed: Any) -> list[dict[str, str]]:
+def _unknown_offer_errors(deps: Ports, program_id: str, parsed: Any) -> list[dict[str, str]]:
     """An offer reward naming no offer of that partner (a typo) would only ever fall back: refuse it.
     An offer archived later is not an error (its rules fall back, docs/coalition.md)."""
-    from chalicelib.store.members import batch_get
-    from chalicelib.store.offers import OfferItem
-
     named = [(f"$.rules[{i}].amount.offer.offer_id", rule.amount.offer)
              for i, rule in enumerate(parsed.rules) if rule.amount.offer is not None]
     if not named:
         return []
-    found = batch_get([keys.offer(program_id, ref.partner_id, ref.offer_id) for _, ref in named])
+    found = deps.programs.existing_offers(program_id, [(ref.partner_id, ref.offer_id) for _, ref in named])
     return [field_error(path, f"'{ref.offer_id}' is not an offer of partner '{ref.partner_id}'")
-            for path, ref in named
-            if not isinstance(found.get(keys.offer(program_id, ref.partner_id, ref.offer_id)), OfferItem)]
+            for path, ref in named if (ref.partner_id, ref.offer_id) not in found]
 
 
 def _named_partners(parsed: Any) -> set[str]:
@@ -174,35 +160,21 @@ def version_view(item: RulesVersionItem, current: int) -> dict[str, Any]:
     }
 
 
-def put_rules(principal: Principal, program_id: str, body: Any) -> dict[str, Any]:
+def put_rules(deps: Ports, principal: Principal, program_id: str, body: Any) -> dict[str, Any]:
     principal.require_program(program_id)  # the route requires the operator
-    program = tenancy_repo.get_program(program_id, fresh=True)
-    doc = _prepare(program, body)
-    old = int(program.rules_version or 0)
-    version = old + 1
-    doc["version"] = version
-    pk, sk = keys.rules_version(program_id, version)
-    item = RulesVersionItem(PK=pk, SK=sk, program_id=program_id, version=version, document=doc,
-                            created_at=clock.utcnow())
-    concurrent = Conflict("The rules were changed concurrently; read them and retry", code="concurrent_update")
-    tx = Transaction()
-    tx.create(item, on_fail=concurrent)
-    same = ProgramItem.rules_version == old
-    if old == 0:
-        same = same | ProgramItem.rules_version.does_not_exist()
-    tx.update(program, [ProgramItem.rules_version.set(version)], Entity.PK.exists() & same, on_fail=concurrent)
-    tx.commit()
-    cache.invalidate("program", program_id)
+    program = deps.programs.get(program_id, fresh=True)
+    doc = _prepare(deps, program, body)
+    item = deps.programs.put_rules(program, doc, deps.clock.now())
     remember(program_id, item)
-    return version_view(item, version)
+    return version_view(item, int(item.version))
 
 
-def get_rules(principal: Principal, program_id: str, version: int | None) -> dict[str, Any]:
+def get_rules(deps: Ports, principal: Principal, program_id: str, version: int | None) -> dict[str, Any]:
     principal.require_program(program_id)
-    program = tenancy_repo.get_program(program_id, fresh=True)
+    program = deps.programs.get(program_id, fresh=True)
     current = int(program.rules_version or 0)
     wanted = version if version is not None else current
-    item = _get_version(program_id, wanted) if wanted else None
+    item = deps.programs.rules_version(program_id, wanted) if wanted else None
     if item is None:
         raise NotFound("No rules document with that version" if version else "The program has no rules yet",
                        details={"program_id": program_id, "version": version})

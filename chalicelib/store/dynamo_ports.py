@@ -8,7 +8,7 @@ fakes in ``store.fakes`` implement the same interfaces and pass the same contrac
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -17,7 +17,7 @@ from pynamodb.exceptions import DoesNotExist
 from chalicelib.config import get_settings
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound
-from chalicelib.domain.records import Cursor, Page, StaleMember
+from chalicelib.domain.records import Cursor, NewKey, Page, StaleMember
 from chalicelib.store import cache, counters, keys, settlement, tenancy_repo
 from chalicelib.store.counters import ClickTotalItem
 from chalicelib.store.data_rights import ErasureItem
@@ -35,6 +35,7 @@ from chalicelib.store.ledger import (
     LedgerEntryItem,
     OutboxItem,
     RedemptionItem,
+    RulesVersionItem,
     balance_ref,
     new_entry,
     stable_id,
@@ -52,7 +53,7 @@ from chalicelib.store.members import (
     key_str,
 )
 from chalicelib.store.settlement import SettlementRowItem
-from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, ProgramItem
+from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 from chalicelib.store.transact import Transaction
 
@@ -266,8 +267,8 @@ class DynamoProgramStore:
     def get(self, program_id: str, *, fresh: bool = False) -> ProgramItem:
         return tenancy_repo.get_program(program_id, fresh=fresh)
 
-    def partner(self, program_id: str, partner_id: str) -> PartnerItem:
-        return tenancy_repo.get_partner(program_id, partner_id)
+    def partner(self, program_id: str, partner_id: str, *, fresh: bool = False) -> PartnerItem:
+        return tenancy_repo.get_partner(program_id, partner_id, fresh=fresh)
 
     def allowed_origins(self) -> frozenset[str]:
         def load() -> frozenset[str]:
@@ -290,6 +291,165 @@ class DynamoProgramStore:
 
     def api_key(self, key_hash: str) -> ApiKeyItem | None:
         return tenancy_repo.find_api_key(key_hash)
+
+    def programs(self, limit: int, cursor: Cursor | None) -> Page[ProgramItem]:
+        items, next_cursor = tenancy_repo.list_programs(limit, cursor)
+        return Page(items, next_cursor)
+
+    def create_program(self, fields: Mapping[str, Any], key: NewKey) -> tuple[ProgramItem, ApiKeyRefItem]:
+        program = ProgramItem.new(**fields)
+        tx = Transaction()
+        tx.create(program)
+        ref = stage_key(tx, key)
+        tx.commit()
+        return program, ref
+
+    def update_program(self, program: ProgramItem, changes: Mapping[str, Any]) -> ProgramItem:
+        actions = [getattr(ProgramItem, name).remove() if value is None else getattr(ProgramItem, name).set(value)
+                   for name, value in changes.items()]
+        revision = int(program.revision or 0)
+        tx = Transaction()
+        tx.update(program, [*actions, ProgramItem.revision.set(revision + 1)],
+                  Entity.PK.exists() & (ProgramItem.revision == revision) if program.revision is not None
+                  else Entity.PK.exists(), on_fail=program_changed())
+        tx.commit()
+        cache.invalidate("program", program.program_id)
+        return tenancy_repo.get_program(program.program_id, fresh=True)
+
+    def create_partner(self, fields: Mapping[str, Any], key: NewKey) -> tuple[PartnerItem, ApiKeyRefItem]:
+        partner = PartnerItem.new(**fields)
+        tx = Transaction()
+        tenancy_repo.stage_partner(tx, partner)
+        ref = stage_key(tx, key)
+        tx.commit()
+        return partner, ref
+
+    def partners(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[PartnerItem]:
+        items, next_cursor = tenancy_repo.list_partners(program_id, limit, cursor)
+        return Page(items, next_cursor)
+
+    def update_partner(self, partner: PartnerItem, changes: Mapping[str, Any]) -> PartnerItem:
+        actions = [getattr(PartnerItem, name).remove() if value is None else getattr(PartnerItem, name).set(value)
+                   for name, value in changes.items()]
+        tx = Transaction()
+        tx.update(partner, actions, PartnerItem.PK.exists(), on_fail=partner_not_found(partner))
+        tx.commit()
+        cache.invalidate("partner", f"{partner.program_id}/{partner.partner_id}")
+        for name, value in changes.items():
+            setattr(partner, name, value)
+        return partner
+
+    def set_webhook_secrets(self, partner: PartnerItem, webhook_secrets: dict[str, Any]) -> None:
+        tx = Transaction()
+        # Optimistic concurrency: two rotations at once must not both succeed from the same state.
+        tx.update(partner, [PartnerItem.webhook_secrets.set(webhook_secrets)],
+                  PartnerItem.webhook_secrets == partner.webhook_secrets, on_fail=partner_changed())
+        tx.commit()
+        cache.invalidate("partner", f"{partner.program_id}/{partner.partner_id}")
+        partner.webhook_secrets = webhook_secrets
+
+    def add_key(self, key: NewKey) -> ApiKeyRefItem:
+        tx = Transaction()
+        # The partner must still exist when the key is written, not just when it was read.
+        tx.check(PartnerItem, keys.partner(key.program_id, key.partner_id or ""), Entity.PK.exists(),
+                 NotFound("Partner not found"))
+        ref = stage_key(tx, key)
+        tx.commit()
+        return ref
+
+    def key_refs(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[ApiKeyRefItem]:
+        items, next_cursor = tenancy_repo.list_key_refs(program_id, limit, cursor)
+        return Page(items, next_cursor)
+
+    def key_ref(self, program_id: str, key_id: str) -> ApiKeyRefItem:
+        return tenancy_repo.get_key_ref(program_id, key_id)
+
+    def revoke_key(self, ref: ApiKeyRefItem) -> None:
+        tenancy_repo.revoke_key(ref)
+        ref.revoked = True
+
+    def offer_exists(self, program_id: str, partner_id: str, offer_id: str) -> bool:
+        return (partner_id, offer_id) in self.existing_offers(program_id, [(partner_id, offer_id)])
+
+    def existing_offers(self, program_id: str, offers: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        from chalicelib.store.offers import OfferItem
+
+        if not offers:
+            return set()
+        found = batch_get([keys.offer(program_id, p, o) for p, o in offers])
+        return {(p, o) for p, o in offers if isinstance(found.get(keys.offer(program_id, p, o)), OfferItem)}
+
+    def rules_key(self, program_id: str, version: int) -> tuple[str, str]:
+        return keys.rules_version(program_id, version)
+
+    def rules_version(self, program_id: str, version: int,
+                      items: Mapping[tuple[str, str], Any] | None = None) -> RulesVersionItem | None:
+        item = (items or {}).get(keys.rules_version(program_id, version))
+        if isinstance(item, RulesVersionItem):
+            return item
+        return _get(RulesVersionItem, keys.rules_version(program_id, version))
+
+    def put_rules(self, program: ProgramItem, document: dict[str, Any], at: datetime) -> RulesVersionItem:
+        item = next_rules_version(program, document, at)
+        old = int(program.rules_version or 0)
+        concurrent = rules_changed()
+        tx = Transaction()
+        tx.create(item, on_fail=concurrent)
+        same = ProgramItem.rules_version == old
+        if old == 0:
+            same = same | ProgramItem.rules_version.does_not_exist()
+        tx.update(program, [ProgramItem.rules_version.set(item.version)], Entity.PK.exists() & same,
+                  on_fail=concurrent)
+        tx.commit()
+        cache.invalidate("program", program.program_id)
+        return item
+
+
+def next_rules_version(program: ProgramItem, document: dict[str, Any], at: datetime) -> RulesVersionItem:
+    version = int(program.rules_version or 0) + 1
+    pk, sk = keys.rules_version(program.program_id, version)
+    return RulesVersionItem(PK=pk, SK=sk, program_id=program.program_id, version=version,
+                            document={**document, "version": version}, created_at=at)
+
+
+def rules_changed() -> Conflict:
+    return Conflict("The rules were changed concurrently; read them and retry", code="concurrent_update")
+
+
+def key_items(key: NewKey) -> tuple[ApiKeyItem, ApiKeyRefItem]:
+    common: dict[str, Any] = {"key_id": key.key_id, "kind": key.kind, "program_id": key.program_id,
+                              "partner_id": key.partner_id, "created_at": key.created_at}
+    item = ApiKeyItem(*keys.api_key(key.key_hash), **common)
+    ref = ApiKeyRefItem(*keys.api_key_ref(key.program_id, key.key_id), key_hash=key.key_hash,
+                        display_prefix=key.display_prefix, **common)
+    return item, ref
+
+
+def stage_key(tx: Transaction, key: NewKey) -> ApiKeyRefItem:
+    item, ref = key_items(key)
+    tenancy_repo.add_key(tx, item, ref)
+    return ref
+
+
+def key_collision() -> Conflict:
+    return Conflict("API key collision; retry", code="key_collision")
+
+
+def program_changed() -> Conflict:
+    return Conflict("The program changed concurrently; retry", code="concurrent_update")
+
+
+def partner_changed() -> NotFound:
+    return NotFound("Partner changed concurrently; retry", code="concurrent_update")
+
+
+def partner_not_found(partner: PartnerItem) -> NotFound:
+    return NotFound("Partner not found", details={"program_id": partner.program_id, "partner_id": partner.partner_id})
+
+
+def partner_locator(partner: PartnerItem) -> PartnerLocatorItem:
+    pk, sk = keys.partner_locator(partner.partner_id)
+    return PartnerLocatorItem(PK=pk, SK=sk, program_id=partner.program_id, partner_id=partner.partner_id)
 
 
 class DynamoLedgerStore:
@@ -538,3 +698,137 @@ class DynamoOutbox:
         message.status = "sent"
         message.GSI1PK = message.GSI1SK = None
         return True
+
+
+def concurrent_upload() -> Conflict:
+    return Conflict("The pool changed while the codes were written; retry the upload with the codes not yet "
+                    "stored", code="concurrent_upload")
+
+
+def code_added(code: str) -> Exception:
+    from chalicelib.domain.errors import ValidationFailed
+
+    return ValidationFailed("A code was added to this pool concurrently", code="codes_already_present",
+                            details={"codes": [code]})
+
+
+def offer_changed() -> Conflict:
+    return Conflict("The offer changed concurrently; read it again and retry", code="concurrent_update")
+
+
+def new_offer(fields: Mapping[str, Any]) -> Any:
+    from chalicelib.store.offers import OfferItem
+
+    pk, sk = keys.offer(fields["program_id"], fields["partner_id"], fields["offer_id"])
+    return OfferItem(PK=pk, SK=sk, **fields)
+
+
+def code_rows(program_id: str, offer_id: str, codes: Sequence[str], sizes: Mapping[int, int],
+              at: datetime) -> tuple[list[Any], dict[int, int]]:
+    """The slot and code items of ``codes`` appended after ``sizes`` (by shard), and the shards' new sizes."""
+    from chalicelib.domain.offers import code_hash, shard_of
+    from chalicelib.store.offers import PoolCodeItem, PoolSlotItem
+
+    rows: list[Any] = []
+    after = dict(sizes)
+    for code in codes:
+        shard = shard_of(code)
+        position = after.get(shard, 0)
+        after[shard] = position + 1
+        pk, sk = keys.pool_slot(program_id, offer_id, shard, position)
+        cpk, csk = keys.pool_code(program_id, offer_id, code_hash(code))
+        rows.append((PoolSlotItem(PK=pk, SK=sk, program_id=program_id, offer_id=offer_id, shard=shard,
+                                  position=position, code=code, uploaded_at=at),
+                     PoolCodeItem(PK=cpk, SK=csk, program_id=program_id, offer_id=offer_id, shard=shard,
+                                  position=position), code))
+    return rows, after
+
+
+class DynamoOfferStore:
+    def offer(self, program_id: str, partner_id: str, offer_id: str) -> Any:
+        from chalicelib.store.offers import OfferItem
+
+        key = keys.offer(program_id, partner_id, offer_id)
+        item = batch_get([key]).get(key)
+        return item if isinstance(item, OfferItem) else None
+
+    def heads(self, program_id: str, offer_id: str) -> Any:
+        from chalicelib.store.offers import head_keys, heads_of
+
+        return heads_of(program_id, offer_id, batch_get(head_keys(program_id, offer_id)))
+
+    def create_offer(self, fields: Mapping[str, Any]) -> Any:
+        item = new_offer(fields)
+        tx = Transaction()
+        tx.create(item, on_fail=Conflict("Offer id collision; retry", code="conflict"))
+        tx.check(PartnerItem, keys.partner(item.program_id, item.partner_id), PartnerItem.PK.exists(),
+                 on_fail=NotFound("Partner not found", details={"partner_id": item.partner_id}))
+        tx.commit()
+        return item
+
+    def offers(self, program_id: str, partner_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        from chalicelib.store.offers import OfferItem
+
+        pk, prefix = keys.offers_prefix(program_id, partner_id)
+        result = OfferItem.query(pk, OfferItem.SK.startswith(prefix), limit=limit, last_evaluated_key=cursor,
+                                 filter_condition=OfferItem.archived == False)  # noqa: E712 (a DynamoDB condition)
+        items = [i for i in result if isinstance(i, OfferItem)]
+        return Page(items, result.last_evaluated_key)
+
+    def update_offer(self, offer: Any, changes: Mapping[str, Any], at: datetime, *,
+                     new_alert_epoch: bool = False) -> None:
+        from chalicelib.store.offers import OfferItem as O
+
+        actions: list[Any] = [getattr(O, n).remove() if v is None else getattr(O, n).set(v) for n, v in changes.items()]
+        if new_alert_epoch:
+            actions.append(O.alert_epoch.add(1))
+        revision = int(offer.revision or 0)
+        actions += [O.updated_at.set(at), O.revision.set(revision + 1)]
+        tx = Transaction()
+        tx.update(offer, actions, (O.revision == revision) & (O.archived == False),  # noqa: E712
+                  on_fail=offer_changed())
+        tx.commit()
+        for name, value in changes.items():
+            setattr(offer, name, value)
+        if new_alert_epoch:
+            offer.alert_epoch = int(offer.alert_epoch or 0) + 1
+        offer.updated_at, offer.revision = at, revision + 1
+
+    def archive_offer(self, offer: Any, at: datetime) -> None:
+        from chalicelib.store.offers import OfferItem as O
+
+        offer.update(actions=[O.archived.set(True), O.enabled.set(False), O.updated_at.set(at), O.revision.add(1)])
+
+    def codes_present(self, program_id: str, offer_id: str, codes: Sequence[str]) -> tuple[Any, list[str]]:
+        from chalicelib.domain.offers import code_hash
+        from chalicelib.store.offers import PoolCodeItem, head_keys, heads_of
+
+        code_keys = {code: keys.pool_code(program_id, offer_id, code_hash(code)) for code in codes}
+        read = batch_get([*head_keys(program_id, offer_id), *code_keys.values()])
+        present = [code for code, key in code_keys.items() if isinstance(read.get(key), PoolCodeItem)]
+        return heads_of(program_id, offer_id, read), present
+
+    def append_codes(self, program_id: str, offer_id: str, codes: Sequence[str], sizes: Mapping[int, int],
+                     at: datetime) -> dict[int, int]:
+        from chalicelib.store.offers import PoolHeadItem as H
+
+        rows, after = code_rows(program_id, offer_id, codes, sizes, at)
+        tx = Transaction()
+        for slot, code_item, code in rows:
+            tx.create(slot, on_fail=concurrent_upload())
+            tx.create(code_item, on_fail=code_added(code))
+        for shard in sorted({slot.shard for slot, _, _ in rows}):
+            first = sizes.get(int(shard), 0)
+            hpk, hsk = keys.pool_head(program_id, offer_id, int(shard))
+            condition = (H.size.does_not_exist() | (H.size == 0)) if first == 0 else (H.size == first)
+            tx.update(H(PK=hpk, SK=hsk), [H.entity.set(H), H.program_id.set(program_id),  # type: ignore[arg-type]
+                                          H.offer_id.set(offer_id), H.shard.set(int(shard)),
+                                          H.size.set(after[int(shard)]), H.next.set(H.next | 0)],
+                      condition, on_fail=concurrent_upload())
+        tx.commit()
+        return after
+
+    def bump_alert_epoch(self, offer: Any) -> None:
+        from chalicelib.store.offers import OfferItem as O
+
+        offer.update(actions=[O.alert_epoch.add(1)])

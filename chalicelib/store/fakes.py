@@ -9,12 +9,13 @@ Thread-safe, so the fakes also serve concurrency tests.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from chalicelib.domain.errors import Conflict, NotFound
-from chalicelib.domain.records import Cursor, Page, StaleMember
+from chalicelib.domain.offers import SHARDS, code_hash
+from chalicelib.domain.records import Cursor, NewKey, Page, StaleMember
 from chalicelib.store import keys
 from chalicelib.store.counters import MAX_SOURCES, OTHER_SOURCE, ClickCounterItem, ClickTotalItem
 from chalicelib.store.data_rights import ErasureItem
@@ -26,26 +27,47 @@ from chalicelib.store.dynamo_ports import (
     REDEMPTION_HELD,
     adjustment_insufficient,
     booked_cursor,
+    code_added,
     code_change_plan,
+    code_rows,
     code_taken,
     codes_from_pointer_keys,
     concurrent_update,
+    concurrent_upload,
     coupons_from_pointer_keys,
     event_key_hash,
     insufficient_points,
+    key_collision,
+    key_items,
     new_adjustment,
+    new_offer,
     new_redemption,
+    next_rules_version,
+    offer_changed,
+    partner_changed,
+    partner_locator,
+    partner_not_found,
+    program_changed,
     referral_position,
     referral_start,
     replayed,
     return_entry,
+    rules_changed,
     spend_entry,
 )
 from chalicelib.store.events import AttributionRecordItem, EventItem
-from chalicelib.store.ledger import AdjustmentItem, BalanceItem, LedgerEntryItem, OutboxItem, RedemptionItem
+from chalicelib.store.ledger import (
+    AdjustmentItem,
+    BalanceItem,
+    LedgerEntryItem,
+    OutboxItem,
+    RedemptionItem,
+    RulesVersionItem,
+)
 from chalicelib.store.members import CodeItem, IdentityItem, LinkItem, MemberItem, identity_refs, key_str
+from chalicelib.store.offers import OfferItem, PoolCodeItem, PoolHeadItem
 from chalicelib.store.settlement import SettlementRowItem
-from chalicelib.store.tenancy import ApiKeyItem, PartnerItem, PartnerLocatorItem, ProgramItem
+from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
 E = TypeVar("E", bound=Entity)
@@ -181,7 +203,7 @@ class FakeProgramStore:
             raise NotFound("Program not found", details={"program_id": program_id})
         return item
 
-    def partner(self, program_id: str, partner_id: str) -> PartnerItem:
+    def partner(self, program_id: str, partner_id: str, *, fresh: bool = False) -> PartnerItem:
         item = self.table.get(PartnerItem, keys.partner(program_id, partner_id))
         if item is None:
             raise NotFound("Partner not found", details={"program_id": program_id, "partner_id": partner_id})
@@ -204,6 +226,137 @@ class FakeProgramStore:
 
     def api_key(self, key_hash: str) -> ApiKeyItem | None:
         return self.table.get(ApiKeyItem, keys.api_key(key_hash))
+
+    def programs(self, limit: int, cursor: Cursor | None) -> Page[ProgramItem]:
+        return self.table.query(ProgramItem, "PROGRAMS", "CREATED#", index="gsi1", forward=False, limit=limit,
+                                cursor=cursor)
+
+    def _put_key(self, key: NewKey) -> ApiKeyRefItem:
+        """Under the table lock: both items of the key, refused as a whole on a clash."""
+        item, ref = key_items(key)
+        if (item.PK, item.SK) in self.table.items or (ref.PK, ref.SK) in self.table.items:
+            raise key_collision()
+        self.table.put(item)
+        self.table.put(ref)
+        return ref
+
+    def create_program(self, fields: Mapping[str, Any], key: NewKey) -> tuple[ProgramItem, ApiKeyRefItem]:
+        program = ProgramItem.new(**fields)
+        with self.table.lock:
+            if (program.PK, program.SK) in self.table.items:
+                raise Conflict("The program exists", code="transaction_conflict")
+            item, ref = key_items(key)
+            if (item.PK, item.SK) in self.table.items or (ref.PK, ref.SK) in self.table.items:
+                raise key_collision()
+            self.table.put(program)
+            self.table.put(item)
+            self.table.put(ref)
+        return program, ref
+
+    def update_program(self, program: ProgramItem, changes: Mapping[str, Any]) -> ProgramItem:
+        with self.table.lock:
+            stored = self.table.get(ProgramItem, (program.PK, program.SK))
+            if stored is None or (program.revision is not None and stored.revision != program.revision):
+                raise program_changed()
+            for name, value in changes.items():
+                setattr(stored, name, value)
+            stored.revision = int(program.revision or 0) + 1
+            self.table.put(stored)
+        return self.get(program.program_id, fresh=True)
+
+    def create_partner(self, fields: Mapping[str, Any], key: NewKey) -> tuple[PartnerItem, ApiKeyRefItem]:
+        partner = PartnerItem.new(**fields)
+        locator = partner_locator(partner)
+        with self.table.lock:
+            if (partner.PK, partner.SK) in self.table.items or (locator.PK, locator.SK) in self.table.items:
+                raise Conflict("The partner exists", code="transaction_conflict")
+            item, ref = key_items(key)
+            if (item.PK, item.SK) in self.table.items or (ref.PK, ref.SK) in self.table.items:
+                raise key_collision()
+            for stored in (partner, locator, item, ref):
+                self.table.put(stored)
+        return partner, ref
+
+    def partners(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[PartnerItem]:
+        pk, prefix = keys.partners_prefix(program_id)
+        return self.table.query(PartnerItem, pk, prefix, limit=limit, cursor=cursor)
+
+    def update_partner(self, partner: PartnerItem, changes: Mapping[str, Any]) -> PartnerItem:
+        with self.table.lock:
+            stored = self.table.get(PartnerItem, (partner.PK, partner.SK))
+            if stored is None:
+                raise partner_not_found(partner)
+            for name, value in changes.items():
+                setattr(stored, name, value)
+                setattr(partner, name, value)
+            self.table.put(stored)
+        return partner
+
+    def set_webhook_secrets(self, partner: PartnerItem, webhook_secrets: dict[str, Any]) -> None:
+        with self.table.lock:
+            stored = self.table.get(PartnerItem, (partner.PK, partner.SK))
+            if stored is None or stored.webhook_secrets != partner.webhook_secrets:
+                raise partner_changed()
+            stored.webhook_secrets = webhook_secrets
+            self.table.put(stored)
+        partner.webhook_secrets = webhook_secrets
+
+    def add_key(self, key: NewKey) -> ApiKeyRefItem:
+        with self.table.lock:
+            if self.table.get(PartnerItem, keys.partner(key.program_id, key.partner_id or "")) is None:
+                raise NotFound("Partner not found")
+            return self._put_key(key)
+
+    def key_refs(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[ApiKeyRefItem]:
+        pk, prefix = keys.api_key_refs_prefix(program_id)
+        return self.table.query(ApiKeyRefItem, pk, prefix, limit=limit, cursor=cursor)
+
+    def key_ref(self, program_id: str, key_id: str) -> ApiKeyRefItem:
+        item = self.table.get(ApiKeyRefItem, keys.api_key_ref(program_id, key_id))
+        if item is None:
+            raise NotFound("API key not found", details={"key_id": key_id})
+        return item
+
+    def revoke_key(self, ref: ApiKeyRefItem) -> None:
+        with self.table.lock:
+            item = self.table.get(ApiKeyItem, keys.api_key(ref.key_hash))
+            stored = self.table.get(ApiKeyRefItem, (ref.PK, ref.SK))
+            if item is None or stored is None:
+                raise NotFound("API key not found", details={"key_id": ref.key_id})
+            item.revoked = stored.revoked = True
+            self.table.put(item)
+            self.table.put(stored)
+        ref.revoked = True
+
+    def offer_exists(self, program_id: str, partner_id: str, offer_id: str) -> bool:
+        from chalicelib.store.offers import OfferItem
+
+        return self.table.get(OfferItem, keys.offer(program_id, partner_id, offer_id)) is not None
+
+    def existing_offers(self, program_id: str, offers: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {(p, o) for p, o in offers if self.offer_exists(program_id, p, o)}
+
+    def rules_key(self, program_id: str, version: int) -> tuple[str, str]:
+        return keys.rules_version(program_id, version)
+
+    def rules_version(self, program_id: str, version: int,
+                      items: Mapping[tuple[str, str], Any] | None = None) -> RulesVersionItem | None:
+        item = (items or {}).get(keys.rules_version(program_id, version))
+        if isinstance(item, RulesVersionItem):
+            return item
+        return self.table.get(RulesVersionItem, keys.rules_version(program_id, version))
+
+    def put_rules(self, program: ProgramItem, document: dict[str, Any], at: datetime) -> RulesVersionItem:
+        item = next_rules_version(program, document, at)
+        with self.table.lock:
+            stored = self.table.get(ProgramItem, (program.PK, program.SK))
+            if (stored is None or (item.PK, item.SK) in self.table.items
+                    or int(stored.rules_version or 0) != int(program.rules_version or 0)):
+                raise rules_changed()
+            stored.rules_version = item.version
+            self.table.put(stored)
+            self.table.put(item)
+        return item
 
 
 class FakeMemberStore:
@@ -537,3 +690,97 @@ class FakeOutbox:
         message.status = "sent"
         message.GSI1PK = message.GSI1SK = None
         return True
+
+
+class FakeOfferStore:
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+
+    def offer(self, program_id: str, partner_id: str, offer_id: str) -> OfferItem | None:
+        return self.table.get(OfferItem, keys.offer(program_id, partner_id, offer_id))
+
+    def heads(self, program_id: str, offer_id: str) -> dict[int, PoolHeadItem | None]:
+        return {s: self.table.get(PoolHeadItem, keys.pool_head(program_id, offer_id, s)) for s in range(SHARDS)}
+
+    def create_offer(self, fields: Mapping[str, Any]) -> OfferItem:
+        item = new_offer(fields)
+        with self.table.lock:
+            if (item.PK, item.SK) in self.table.items:
+                raise Conflict("Offer id collision; retry", code="conflict")
+            if self.table.get(PartnerItem, keys.partner(item.program_id, item.partner_id)) is None:
+                raise NotFound("Partner not found", details={"partner_id": item.partner_id})
+            self.table.put(item)
+        return item
+
+    def offers(self, program_id: str, partner_id: str, limit: int, cursor: Cursor | None) -> Page[OfferItem]:
+        pk, prefix = keys.offers_prefix(program_id, partner_id)
+        # PynamoDB's ``limit`` counts the items that pass the filter: it reads on until it has ``limit`` of them.
+        found: list[OfferItem] = []
+        while True:
+            read = self.table.query(OfferItem, pk, prefix, limit=1, cursor=cursor)
+            found += [o for o in read.items if not o.archived]
+            cursor = read.next_cursor
+            if cursor is None or len(found) == limit:
+                return Page(found, cursor)
+
+    def update_offer(self, offer: OfferItem, changes: Mapping[str, Any], at: datetime, *,
+                     new_alert_epoch: bool = False) -> None:
+        revision = int(offer.revision or 0)
+        with self.table.lock:
+            stored = self.table.get(OfferItem, (offer.PK, offer.SK))
+            if stored is None or stored.archived or int(stored.revision or 0) != revision:
+                raise offer_changed()
+            for name, value in changes.items():
+                setattr(stored, name, value)
+            if new_alert_epoch:
+                stored.alert_epoch = int(stored.alert_epoch or 0) + 1
+            stored.updated_at, stored.revision = at, revision + 1
+            self.table.put(stored)
+        for name, value in changes.items():
+            setattr(offer, name, value)
+        offer.alert_epoch, offer.updated_at, offer.revision = stored.alert_epoch, at, revision + 1
+
+    def archive_offer(self, offer: OfferItem, at: datetime) -> None:
+        with self.table.lock:
+            stored = self.table.get(OfferItem, (offer.PK, offer.SK)) or offer
+            stored.archived, stored.enabled, stored.updated_at = True, False, at
+            stored.revision = int(stored.revision or 0) + 1
+            self.table.put(stored)
+
+    def codes_present(self, program_id: str, offer_id: str,
+                      codes: Sequence[str]) -> tuple[dict[int, PoolHeadItem | None], list[str]]:
+        present = [c for c in dict.fromkeys(codes)
+                   if self.table.get(PoolCodeItem, keys.pool_code(program_id, offer_id, code_hash(c))) is not None]
+        return self.heads(program_id, offer_id), present
+
+    def append_codes(self, program_id: str, offer_id: str, codes: Sequence[str], sizes: Mapping[int, int],
+                     at: datetime) -> dict[int, int]:
+        rows, after = code_rows(program_id, offer_id, codes, sizes, at)
+        with self.table.lock:
+            for shard in {int(slot.shard) for slot, _, _ in rows}:
+                head = self.table.get(PoolHeadItem, keys.pool_head(program_id, offer_id, shard))
+                if (int(head.size or 0) if head is not None else 0) != sizes.get(shard, 0):
+                    raise concurrent_upload()
+            for slot, code_item, code in rows:
+                if (slot.PK, slot.SK) in self.table.items:
+                    raise concurrent_upload()
+                if (code_item.PK, code_item.SK) in self.table.items:
+                    raise code_added(code)
+            if len({(c.PK, c.SK) for _, c, _ in rows}) != len(rows):
+                raise code_added(next(code for _, _, code in rows))
+            for slot, code_item, _ in rows:
+                self.table.put(slot)
+                self.table.put(code_item)
+            for shard in {int(slot.shard) for slot, _, _ in rows}:
+                pk, sk = keys.pool_head(program_id, offer_id, shard)
+                head = self.table.get(PoolHeadItem, (pk, sk)) or PoolHeadItem(PK=pk, SK=sk, next=0)
+                head.program_id, head.offer_id, head.shard, head.size = program_id, offer_id, shard, after[shard]
+                self.table.put(head)
+        return after
+
+    def bump_alert_epoch(self, offer: OfferItem) -> None:
+        with self.table.lock:
+            stored = self.table.get(OfferItem, (offer.PK, offer.SK))
+            if stored is not None:
+                stored.alert_epoch = int(stored.alert_epoch or 0) + 1
+                self.table.put(stored)

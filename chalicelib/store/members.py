@@ -29,6 +29,9 @@ from chalicelib.store import keys
 from chalicelib.store.birthdays import stage_birthday
 from chalicelib.store.db import Entity, IsoDateTimeAttribute
 
+#: ``joined_via`` of members brought over by the member import (``services.importer``).
+JOINED_VIA_IMPORT = "import"
+
 
 class MemberItem(Entity, discriminator="member"):
     program_id = UnicodeAttribute()

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from chalicelib.domain.errors import Conflict, NotFound
-from chalicelib.domain.records import StaleMember
+from chalicelib.domain.records import NewKey, StaleMember
 from chalicelib.services import ports
 from chalicelib.store import fakes, keys
 from chalicelib.store.dynamo_ports import MAX_COUPONS_PER_MEMBER
@@ -643,3 +643,261 @@ def test_allowed_origins_of_every_program(impl: Impl) -> None:
               support.program("prg_other", allowed_origins=["https://gym.example"]), support.program("prg_none"))
     assert impl.ports.programs.allowed_origins() == {"https://coffee.example", "https://www.coffee.example/",
                                                       "https://gym.example"}
+
+
+# --------------------------------------------------------------------------- administration (services.programs)
+
+
+def _new_key(key_id: str, partner_id: str | None = None, program_id: str = PID,
+             key_hash: str | None = None) -> NewKey:
+    return NewKey(key_id=key_id, key_hash=key_hash or f"hash_{key_id}", display_prefix="sk_live_abcd",
+                  kind="partner" if partner_id else "publishable", program_id=program_id, partner_id=partner_id,
+                  created_at=NOW)
+
+
+def _program_fields(program_id: str, minute: int = 0, **fields: Any) -> dict[str, Any]:
+    return {"program_id": program_id, "name": "Coffee", "points_unit": "points", "point_value_minor": 100,
+            "currency": "RUB", "default_locale": "en", "allowed_origins": [], "settings": {},
+            "created_at": NOW + timedelta(minutes=minute), **fields}
+
+
+def test_a_program_is_created_with_its_key_and_listed_newest_first_in_bounded_pages(impl: Impl) -> None:
+    for n in range(3):
+        program, ref = impl.ports.programs.create_program(_program_fields(f"prg_{n}", n),
+                                                          _new_key(f"key_{n}", program_id=f"prg_{n}"))
+        assert (program.program_id, ref.key_id, ref.kind, ref.revoked) == (f"prg_{n}", f"key_{n}", "publishable",
+                                                                          False)
+    assert impl.ports.programs.get("prg_1", fresh=True).name == "Coffee"
+    assert impl.ports.programs.api_key("hash_key_1").program_id == "prg_1"  # type: ignore[union-attr]
+    first = impl.ports.programs.programs(2, None)
+    assert [p.program_id for p in first.items] == ["prg_2", "prg_1"] and first.next_cursor is not None
+    rest = impl.ports.programs.programs(2, first.next_cursor)
+    assert [p.program_id for p in rest.items] == ["prg_0"] and rest.next_cursor is None
+
+
+def test_a_key_hash_is_stored_once(impl: Impl) -> None:
+    impl.ports.programs.create_program(_program_fields("prg_a"), _new_key("key_a", program_id="prg_a", key_hash="same"))
+    with pytest.raises(Conflict) as clash:
+        impl.ports.programs.create_program(_program_fields("prg_b"), _new_key("key_b", program_id="prg_b",
+                                                                              key_hash="same"))
+    assert clash.value.code == "key_collision"
+    with pytest.raises(NotFound):  # nothing of the refused transaction was written
+        impl.ports.programs.get("prg_b", fresh=True)
+
+
+def test_a_program_update_sets_removes_and_refuses_a_stale_revision(impl: Impl) -> None:
+    impl.ports.programs.create_program(_program_fields(PID, landing_url="https://coffee.example/"), _new_key("k"))
+    read = impl.ports.programs.get(PID, fresh=True)
+    updated = impl.ports.programs.update_program(read, {"name": "Tea", "landing_url": None,
+                                                        "settings": {"max_depth": 2}})
+    assert (updated.name, updated.landing_url, updated.settings, int(updated.revision)) == ("Tea", None,
+                                                                                        {"max_depth": 2}, 1)
+    assert impl.ports.programs.get(PID).name == "Tea"  # the cache forgot the old one
+    with pytest.raises(Conflict) as stale:
+        impl.ports.programs.update_program(read, {"name": "Late"})  # read before the update above
+    assert stale.value.code == "concurrent_update"
+    assert impl.ports.programs.get(PID, fresh=True).name == "Tea"
+    again = impl.ports.programs.update_program(updated, {"name": "Juice"})
+    assert (again.name, int(again.revision)) == ("Juice", 2)
+
+
+def test_a_partner_is_created_with_its_locator_and_key_and_paged_within_its_program(impl: Impl) -> None:
+    impl.seed(support.program(PID), support.program("prg_other"), support.partner("prg_other", "ptn_x"))
+    for n in range(3):
+        partner, ref = impl.ports.programs.create_partner(
+            {"program_id": PID, "partner_id": f"ptn_{n}", "name": f"Shop {n}", "created_at": NOW,
+             "webhook_secrets": {"events": [{"version": 1, "created_at": "2026-11-23T10:00:00Z", "expires_at": None}]}},
+            _new_key(f"key_{n}", f"ptn_{n}"))
+        assert (partner.partner_id, ref.partner_id, ref.kind) == (f"ptn_{n}", f"ptn_{n}", "partner")
+    located, program = impl.ports.programs.webhook_config("ptn_1")
+    assert (located.name, program.program_id) == ("Shop 1", PID)
+    first = impl.ports.programs.partners(PID, 2, None)
+    assert [p.partner_id for p in first.items] == ["ptn_0", "ptn_1"] and first.next_cursor is not None
+    rest = impl.ports.programs.partners(PID, 2, first.next_cursor)
+    assert [p.partner_id for p in rest.items] == ["ptn_2"] and rest.next_cursor is None
+    assert [p.partner_id for p in impl.ports.programs.partners("prg_other", 10, None).items] == ["ptn_x"]
+
+
+def test_a_partner_update_sets_and_removes_and_needs_the_partner(impl: Impl) -> None:
+    impl.seed(support.program(PID), support.partner(PID, "ptn_1", contact_email="a@shop.example"))
+    partner = impl.ports.programs.partner(PID, "ptn_1", fresh=True)
+    changed = impl.ports.programs.update_partner(partner, {"name": "Bakery", "contact_email": None})
+    assert (changed.name, changed.contact_email) == ("Bakery", None)
+    stored = impl.ports.programs.partner(PID, "ptn_1", fresh=True)
+    assert (stored.name, stored.contact_email) == ("Bakery", None)
+    ghost = support.partner(PID, "ptn_ghost")
+    with pytest.raises(NotFound):
+        impl.ports.programs.update_partner(ghost, {"name": "Nobody"})
+    with pytest.raises(NotFound):
+        impl.ports.programs.partner(PID, "ptn_ghost", fresh=True)  # the refused update created nothing
+
+
+def test_webhook_secrets_change_only_from_the_state_read(impl: Impl) -> None:
+    v1 = {"events": [{"version": 1, "created_at": "2026-11-23T10:00:00Z", "expires_at": None}]}
+    impl.seed(support.program(PID), support.partner(PID, "ptn_1", webhook_secrets=v1))
+    first, second = (impl.ports.programs.partner(PID, "ptn_1", fresh=True) for _ in range(2))
+    v2 = {"events": [*v1["events"], {"version": 2, "created_at": "2026-11-23T11:00:00Z", "expires_at": None}]}
+    impl.ports.programs.set_webhook_secrets(first, v2)
+    assert first.webhook_secrets == v2
+    with pytest.raises(NotFound) as raced:
+        impl.ports.programs.set_webhook_secrets(second, {"events": []})
+    assert raced.value.code == "concurrent_update"
+    assert impl.ports.programs.partner(PID, "ptn_1", fresh=True).webhook_secrets == v2
+
+
+def test_keys_are_added_for_existing_partners_paged_and_revoked(impl: Impl) -> None:
+    impl.seed(support.program(PID), support.partner(PID, "ptn_1"), support.program("prg_other"))
+    for n in range(3):
+        assert impl.ports.programs.add_key(_new_key(f"key_{n}", "ptn_1")).key_id == f"key_{n}"
+    impl.ports.programs.create_program(_program_fields("prg_other2"), _new_key("key_o", program_id="prg_other2"))
+    with pytest.raises(NotFound):
+        impl.ports.programs.add_key(_new_key("key_x", "ptn_nobody"))
+    assert impl.ports.programs.api_key("hash_key_x") is None
+    first = impl.ports.programs.key_refs(PID, 2, None)
+    assert [r.key_id for r in first.items] == ["key_0", "key_1"] and first.next_cursor is not None
+    rest = impl.ports.programs.key_refs(PID, 2, first.next_cursor)
+    assert [r.key_id for r in rest.items] == ["key_2"] and rest.next_cursor is None
+    ref = impl.ports.programs.key_ref(PID, "key_1")
+    assert impl.ports.programs.api_key("hash_key_1").revoked is False  # type: ignore[union-attr]
+    impl.ports.programs.revoke_key(ref)
+    assert ref.revoked is True and impl.ports.programs.key_ref(PID, "key_1").revoked is True
+    assert impl.ports.programs.api_key("hash_key_1").revoked is True  # type: ignore[union-attr]
+    with pytest.raises(NotFound):
+        impl.ports.programs.key_ref(PID, "key_o")  # another program's key
+    with pytest.raises(NotFound):
+        impl.ports.programs.key_ref(PID, "key_nobody")
+
+
+def test_an_offer_exists_only_for_its_partner_and_program(impl: Impl) -> None:
+    from chalicelib.store.offers import OfferItem
+
+    pk, sk = keys.offer(PID, "ptn_1", "off_1")
+    impl.seed(OfferItem(PK=pk, SK=sk, program_id=PID, partner_id="ptn_1", offer_id="off_1", name="Coffee",
+                        kind="free_item", item="coffee", code_source="static", created_at=NOW,
+                        updated_at=NOW))
+    assert impl.ports.programs.offer_exists(PID, "ptn_1", "off_1") is True
+    assert impl.ports.programs.offer_exists(PID, "ptn_2", "off_1") is False
+    assert impl.ports.programs.offer_exists("prg_other", "ptn_1", "off_1") is False
+
+
+# --------------------------------------------------------------------------- rules documents (services.rules)
+
+
+def test_rules_versions_are_appended_once_and_read_back_or_from_a_batch_read(impl: Impl) -> None:
+    impl.seed(support.program(PID), support.program("prg_other"))
+    program = impl.ports.programs.get(PID, fresh=True)
+    first = impl.ports.programs.put_rules(program, {"rules": [], "currency": "RUB"}, NOW)
+    assert (int(first.version), first.document) == (1, {"rules": [], "currency": "RUB", "version": 1})
+    assert int(impl.ports.programs.get(PID).rules_version) == 1  # the cache forgot the program
+    with pytest.raises(Conflict) as stale:  # ``program`` still says version 0
+        impl.ports.programs.put_rules(program, {"rules": ["late"]}, NOW)
+    assert stale.value.code == "concurrent_update"
+    second = impl.ports.programs.put_rules(impl.ports.programs.get(PID, fresh=True), {"rules": []}, NOW)
+    assert int(second.version) == 2 and int(impl.ports.programs.get(PID, fresh=True).rules_version) == 2
+    stored = impl.ports.programs.rules_version(PID, 1)
+    assert stored is not None and stored.document == first.document  # never rewritten
+    assert impl.ports.programs.rules_version(PID, 3) is None
+    assert impl.ports.programs.rules_version("prg_other", 1) is None
+    key = impl.ports.programs.rules_key(PID, 2)
+    batch = {key: second}
+    assert impl.ports.programs.rules_version(PID, 2, batch) is second  # no read when the batch has it
+    assert impl.ports.programs.rules_version(PID, 1, batch).version == 1  # type: ignore[union-attr]
+
+
+def test_existing_offers_of_a_program(impl: Impl) -> None:
+    from chalicelib.store.offers import OfferItem
+
+    def offer(program_id: str, partner_id: str, offer_id: str) -> OfferItem:
+        pk, sk = keys.offer(program_id, partner_id, offer_id)
+        return OfferItem(PK=pk, SK=sk, program_id=program_id, partner_id=partner_id, offer_id=offer_id,
+                         name="Coffee", kind="free_item", item="coffee", code_source="static", created_at=NOW,
+                         updated_at=NOW)
+
+    impl.seed(offer(PID, "ptn_1", "off_1"), offer(PID, "ptn_2", "off_2"), offer("prg_other", "ptn_1", "off_3"))
+    wanted = [("ptn_1", "off_1"), ("ptn_2", "off_2"), ("ptn_1", "off_2"), ("ptn_1", "off_3")]
+    assert impl.ports.programs.existing_offers(PID, wanted) == {("ptn_1", "off_1"), ("ptn_2", "off_2")}
+    assert impl.ports.programs.existing_offers(PID, []) == set()
+
+
+# --------------------------------------------------------------------------- offers and code pools (services.offers)
+
+
+def _offer_fields(offer_id: str, partner_id: str = "ptn_1", **fields: Any) -> dict[str, Any]:
+    return {"program_id": PID, "partner_id": partner_id, "offer_id": offer_id, "name": "Coffee", "kind": "free_item",
+            "item": "coffee", "code_source": "pool", "enabled": True, "archived": False, "alert_epoch": 0,
+            "revision": 0, "created_at": NOW, "updated_at": NOW, **fields}
+
+
+def test_an_offer_needs_its_partner_and_pages_leave_archived_ones_out(impl: Impl) -> None:
+    impl.seed(support.program(PID), support.partner(PID, "ptn_1"), support.partner(PID, "ptn_2"))
+    for n in range(4):
+        assert impl.ports.offers.create_offer(_offer_fields(f"off_{n}")).offer_id == f"off_{n}"
+    impl.ports.offers.create_offer(_offer_fields("off_other", "ptn_2"))
+    with pytest.raises(NotFound):
+        impl.ports.offers.create_offer(_offer_fields("off_x", "ptn_nobody"))
+    assert impl.ports.offers.offer(PID, "ptn_nobody", "off_x") is None
+    with pytest.raises(Conflict):
+        impl.ports.offers.create_offer(_offer_fields("off_0"))
+    archived = impl.ports.offers.offer(PID, "ptn_1", "off_1")
+    assert archived is not None
+    impl.ports.offers.archive_offer(archived, NOW)
+    stored = impl.ports.offers.offer(PID, "ptn_1", "off_1")
+    assert stored is not None and (stored.archived, stored.enabled, int(stored.revision)) == (True, False, 1)
+    first = impl.ports.offers.offers(PID, "ptn_1", 2, None)  # reads on past the archived one
+    assert [o.offer_id for o in first.items] == ["off_0", "off_2"] and first.next_cursor is not None
+    rest = impl.ports.offers.offers(PID, "ptn_1", 2, first.next_cursor)
+    assert [o.offer_id for o in rest.items] == ["off_3"]
+    if rest.next_cursor is not None:
+        assert impl.ports.offers.offers(PID, "ptn_1", 2, rest.next_cursor).items == []
+    assert [o.offer_id for o in impl.ports.offers.offers(PID, "ptn_2", 10, None).items] == ["off_other"]
+
+
+def test_an_offer_update_is_conditioned_on_the_revision_and_not_archived(impl: Impl) -> None:
+    impl.seed(support.program(PID), support.partner(PID, "ptn_1"))
+    impl.ports.offers.create_offer(_offer_fields("off_1", description="Old"))
+    read, stale = (impl.ports.offers.offer(PID, "ptn_1", "off_1") for _ in range(2))
+    assert read is not None and stale is not None
+    later = datetime(2026, 11, 24, tzinfo=UTC)
+    impl.ports.offers.update_offer(read, {"name": "Tea", "description": None, "low_pool_threshold": 5}, later,
+                                   new_alert_epoch=True)
+    assert (read.name, int(read.revision), int(read.alert_epoch), read.updated_at) == ("Tea", 1, 1, later)
+    stored = impl.ports.offers.offer(PID, "ptn_1", "off_1")
+    assert stored is not None and (stored.name, stored.description, int(stored.low_pool_threshold),
+                                   int(stored.alert_epoch), int(stored.revision)) == ("Tea", None, 5, 1, 1)
+    with pytest.raises(Conflict) as raced:
+        impl.ports.offers.update_offer(stale, {"name": "Late"}, later)
+    assert raced.value.code == "concurrent_update"
+    impl.ports.offers.archive_offer(stored, later)
+    archived = impl.ports.offers.offer(PID, "ptn_1", "off_1")
+    assert archived is not None
+    with pytest.raises(Conflict):
+        impl.ports.offers.update_offer(archived, {"name": "Ghost"}, later)
+    impl.ports.offers.bump_alert_epoch(archived)
+    assert int(impl.ports.offers.offer(PID, "ptn_1", "off_1").alert_epoch) == 2  # type: ignore[union-attr]
+
+
+def test_codes_are_appended_per_shard_once_and_a_changed_pool_refuses_the_write(impl: Impl) -> None:
+    from chalicelib.domain.errors import ValidationFailed
+    from chalicelib.domain.offers import SHARDS
+
+    heads, present = impl.ports.offers.codes_present(PID, "off_1", ["A1", "A2"])
+    assert present == [] and set(heads) == set(range(SHARDS)) and all(h is None for h in heads.values())
+    sizes = {s: 0 for s in range(SHARDS)}
+    codes = [f"A{i}" for i in range(30)]
+    after = impl.ports.offers.append_codes(PID, "off_1", codes, sizes, NOW)
+    assert sum(after.values()) == 30
+    heads, present = impl.ports.offers.codes_present(PID, "off_1", ["A3", "B1", "A29"])
+    assert present == ["A3", "A29"]
+    assert {s: int(h.size) for s, h in heads.items() if h is not None} == {s: n for s, n in after.items() if n}
+    assert all(h is None or int(h.next) == 0 for h in heads.values())
+    assert {s: (int(h.size) if h else None) for s, h in impl.ports.offers.heads(PID, "off_1").items()} == {
+        s: (int(h.size) if h else None) for s, h in heads.items()}
+    assert impl.ports.offers.codes_present(PID, "off_other", ["A3"])[1] == []  # pools are per offer
+    with pytest.raises(Conflict) as stale:  # sizes read before the first append
+        impl.ports.offers.append_codes(PID, "off_1", ["C1", "C2", "C3"], sizes, NOW)
+    assert stale.value.code == "concurrent_upload"
+    with pytest.raises((ValidationFailed, Conflict)):
+        impl.ports.offers.append_codes(PID, "off_1", ["A5"], after, NOW)  # already in the pool
+    assert sum(int(h.size) for h in impl.ports.offers.heads(PID, "off_1").values() if h is not None) == 30
+    more = impl.ports.offers.append_codes(PID, "off_1", ["C1", "C2"], after, NOW)
+    assert sum(more.values()) == 32

@@ -41,8 +41,13 @@ def test_a_reward_reaches_the_partner_endpoint_within_seconds(running: Any) -> N
                                                           receiver.requests[0]["headers"])
         assert body["type"] == "reward.posted" and body["data"]["order_id"] == "fit-1001"
         assert body["data"]["member_id"] == reply["member"]["member_id"]
-        status, log = running.call("GET", f"/v1/programs/{pid}/partners/{partner['partner_id']}/webhook-endpoints/"
-                                          f"{endpoint['endpoint_id']}/deliveries", key=partner["api_key"])
+        # The sender records the delivery after the receiver answered: wait (bounded) for that write too.
+        deliveries = (f"/v1/programs/{pid}/partners/{partner['partner_id']}/webhook-endpoints/"
+                      f"{endpoint['endpoint_id']}/deliveries")
+        status, log = running.call("GET", deliveries, key=partner["api_key"])
+        while status == 200 and log["items"][0]["status"] == "pending" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status, log = running.call("GET", deliveries, key=partner["api_key"])
         assert status == 200 and log["items"][0]["status"] == "delivered", log
     finally:
         receiver.stop()

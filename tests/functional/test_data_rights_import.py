@@ -239,3 +239,25 @@ def test_rows_imported_meanwhile_are_skipped_and_change_nothing(api: ApiClient,
     assert (again["imported"], again["existing_members"], again["already_imported"], again["errors"]) == (
         0, 0, 6, [])
     assert sorted(json.dumps(i, sort_keys=True) for i in scan_test_table()) == before
+
+
+def test_imported_referrals_do_not_tell_the_referrers_again(api: ApiClient) -> None:
+    """Members brought over from another system joined there, long ago: no «your friend joined» for
+    them, while a friend who signs up here afterwards is announced as usual."""
+    from tests.notify_support import stream_poller
+
+    shop = Shop(api, "uds_3_level")
+    pid, partner = shop.pid, shop.partner["partner_id"]
+    send(api, pid, CSV, partner_id=partner)
+    anna = lookup(api, pid, code="ANNA-2020")
+    stream_poller().poll_once()
+    assert [m for m in _outbox(pid) if m.template == "friend_joined"] == []
+    shop.signup("dana", code=anna["code"])
+    stream_poller().poll_once()
+    assert [m.member_id for m in _outbox(pid) if m.template == "friend_joined"] == [anna["member_id"]]
+
+
+def _outbox(pid: str) -> list[Any]:
+    from tests.functional.test_rewards_examples import outbox
+
+    return outbox(pid)  # type: ignore[no-any-return]

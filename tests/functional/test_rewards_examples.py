@@ -52,8 +52,8 @@ def test_single_shop_cashback_and_bring_a_friend(api: ApiClient) -> None:
     big = shop.order("bob", "o-3", 20_000_000)
     assert big["rewards"]["postings"][0]["points"] == 5000
     assert big["rewards"]["skipped"][0]["reason_code"] == "cap_reward"
-    # Outbox: one "earned" message per member per event, pending: derived from the entries by the stream
-    # consumer (one round: the messages' own INSERTs, which deliver them, come in the next).
+    # Outbox: one "earned" message per member per event, derived from the entries by the stream consumer,
+    # which delivers it in the same round.
     assert outbox(shop.pid) == []  # the webhooks' transactions wrote none
     from tests.notify_support import stream_poller
 
@@ -61,7 +61,8 @@ def test_single_shop_cashback_and_bring_a_friend(api: ApiClient) -> None:
     messages = [m for m in outbox(shop.pid) if m.template == "points_earned"]  # (and alice's friend_joined)
     assert {(m.member_id, m.template) for m in messages} == {(bob["member_id"], "points_earned"),
                                                               (alice["member_id"], "points_earned")}
-    assert len(messages) == 4 and all(m.status == "pending" for m in messages)
+    # Derived and delivered by the same handler (created claimed, then sent): one message each, all out.
+    assert len(messages) == 4 and all(m.status == "sent" for m in messages)
     first_bob = next(m for m in messages if m.params["business_key"].endswith("|o-1|order.paid")
                      and m.member_id == bob["member_id"])
     assert first_bob.params["points"] == 445 and first_bob.params["pending_points"] == 445

@@ -50,3 +50,20 @@ def test_kind_of_an_earned_message(params: dict[str, object], expected: str) -> 
 def test_merged_parts_of_one_event_make_one_message() -> None:
     out = render("friend_welcome", "en", VALUES, extra_parts=[("points_reversed", {**VALUES, "points": 10})])
     assert out.text.count("Also from this event:") == 1 and "10 баллы" in out.text
+
+
+@pytest.mark.parametrize(("unit", "points", "expected"), [
+    ("баллы", 50, "50 баллов"), ("баллы", 500, "+500 баллов"), ("баллы", 21, "21 балл"), ("баллы", 3, "3 балла"),
+    ("points", 12, "12 баллов"), ("Баллы", 1, "1 балл"),
+])
+def test_russian_point_units_agree_with_the_number(unit: str, points: int, expected: str) -> None:
+    """The demo program calls its points «баллы»: «50 баллов доступны», never «50 баллы»."""
+    kind = "friend_purchase_rewarded" if expected.startswith("+") else "points_available"
+    out = render(kind, "ru", {**VALUES, "points_unit": unit, "points": points})
+    assert expected in out.subject + out.text
+
+
+def test_a_custom_unit_is_shown_as_the_program_wrote_it() -> None:
+    assert "50 звёзды" in render("points_available", "ru", {**VALUES, "points_unit": "звёзды", "points": 50}).subject
+    assert "1 point " in render("points_available", "en", {**VALUES, "points_unit": "points", "points": 1}).subject + " "
+    assert "5 points" in render("points_available", "en", {**VALUES, "points_unit": "points", "points": 5}).subject

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sortedcontainers import SortedSet
 
 from chalicelib.domain.rewards import (
     Amount,
@@ -270,7 +272,23 @@ FEATURES = ("override amount", "override funded_by / hold_days", "trigger.partne
             "recurring_expired")
 
 
-def test_partners_funding_order_selection_recurring_orders_and_currency() -> None:
+def _without_project_constants(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis mixes literals from every *loaded* project module into what it draws (about 5 % of
+    draws), so a derandomized run generated different scenarios depending on which other test files
+    the worker had imported (``nth order: 0`` next to test_openapi.py, fine alone). For the run that
+    asserts what the strategy reaches, draw from the strategy alone."""
+    from hypothesis.internal.conjecture import providers
+
+    if not hasattr(providers, "_get_local_constants"):  # a Hypothesis without the feature: nothing to pin
+        return
+    empty = type(providers._local_constants)(integers=SortedSet(), floats=SortedSet(key=providers.float_to_int),
+                                             bytes=SortedSet(), strings=SortedSet())
+    providers.CONSTANTS_CACHE.cache.clear()
+    monkeypatch.setattr(providers, "_get_local_constants", lambda: empty)
+    monkeypatch.setattr(providers, "CONSTANTS_CACHE", type(providers.CONSTANTS_CACHE)(1024))
+
+
+def test_partners_funding_order_selection_recurring_orders_and_currency(monkeypatch: pytest.MonkeyPatch) -> None:
     """The coalition and selection features decide *whether* a rule pays and *who funds it*:
     trigger.partners, a partner override (disabled, its amount, funded_by, hold_days), the rule's
     funded_by, nth/first orders, recurring by orders, and the document currency.
@@ -279,6 +297,7 @@ def test_partners_funding_order_selection_recurring_orders_and_currency() -> Non
     the property is only as good as what the strategy generates."""
     from collections import Counter
 
+    _without_project_constants(monkeypatch)
     seen: Counter[str] = Counter()
     check = settings(max_examples=250, deadline=None, database=None, derandomize=True)(
         given(scenarios())(lambda scenario: _check_selection(scenario, seen)))

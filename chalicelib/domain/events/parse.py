@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
-from chalicelib.domain import safe_json, urls
+from chalicelib.domain import clock, safe_json, urls
 from chalicelib.domain.codes import normalize_code, normalize_coupon_code
 from chalicelib.domain.errors import ValidationFailed, field_error
 from chalicelib.domain.events.model import CanonicalEvent, Context, Customer, OrderAmounts, Referral, Refund, Utm
@@ -59,7 +59,7 @@ def _parse_customer(raw: Mapping[str, Any], default_region: str) -> Customer:
             birthday = date.fromisoformat(birthday_raw)
         except ValueError:
             raise _fail([field_error("$.customer.birthday", "is not a valid date")]) from None
-        if not EARLIEST_BIRTHDAY <= birthday <= date.today() + timedelta(days=1):
+        if not EARLIEST_BIRTHDAY <= birthday <= clock.utcnow().date() + timedelta(days=1):
             raise _fail([field_error("$.customer.birthday",
                                      f"must be between {EARLIEST_BIRTHDAY.isoformat()} and today")])
     return Customer(
