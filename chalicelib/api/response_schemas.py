@@ -263,6 +263,20 @@ EXTRA_STATUSES: dict[tuple[str, str], dict[int, str]] = {
     ("GET", "/r/{code}"): {429: "Too many redirects from this client; see Retry-After"},
     ("GET", "/dev/outbox"): {404: "Not the local stage, or no such message"},
     ("PATCH", _P): {409: "The program changed concurrently (`concurrent_update`); retry"},
+    # Conditional writes found in the stores (``on_fail=Conflict``): concurrent changes and id collisions.
+    ("POST", "/v1/programs"): {409: "A generated id or key collided (`key_collision`); retry"},
+    ("POST", _P + "/partners"): {409: "A generated key collided (`key_collision`); retry"},
+    ("POST", _P + "/partners/{partner_id}/keys"): {409: "A generated key collided (`key_collision`); retry"},
+    ("PUT", _P + "/rules"): {409: "The rules were changed concurrently (`concurrent_update`); read them and retry"},
+    ("POST", _P + "/partners/{partner_id}/offers"): {409: "A generated offer id collided; retry"},
+    ("PATCH", _P + "/partners/{partner_id}/offers/{offer_id}"): {
+        409: "The offer changed concurrently (`concurrent_update`); read it again and retry"},
+    ("POST", _P + "/partners/{partner_id}/offers/{offer_id}/codes"): {
+        409: "The pool changed while the codes were written (`concurrent_upload`); retry with the codes not stored"},
+    ("POST", _P + "/partners/{partner_id}/webhook-endpoints"): {409: "A generated endpoint id collided; retry"},
+    ("POST", _P + "/imports"): {409: "A generated import id collided; retry"},
+    ("DELETE", _P + "/partners/{partner_id}/integrations/{platform}"): {
+        409: "The integration changed concurrently (`concurrent_update`); retry"},
     ("POST", _P + "/partners/{partner_id}/webhook-secrets/{source}/rotate"): {
         409: "Rotated concurrently; retry"},
     ("PUT", _M + "/code"): {409: "The code belongs to someone else (`code_taken`), or the member holds the "
