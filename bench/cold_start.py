@@ -18,13 +18,26 @@ the same work*: the floor, one ``GetItem`` of the partner record (its secret), t
 check and a replay of the exact DynamoDB requests a warm container makes for such an
 order (recorded here through a botocore hook; the transaction replayed without its
 conditions). Targets: ratio ≤ 1.25 against the floor for the API calls, ≤ 1.15 against
-floor + the same work for the first webhook; deployment zip (``chalice package``) ≤ 1 MB.
+floor + the same work for the first webhook; deployment zip (``infra/package.py``) ≤ 4 MB
+(docs/benchmarks.md says why not 1 MB any more).
 
-Before measuring, the compiled code cache ``infra/package.py`` ships in the bundle is built in the
-project (``chalicelib.domain.codecache``: dataclass methods and event validators; ``--no-codecache``
-measures without it), as the unmeasured warm-up run writes the ``.pyc`` files. Each figure is printed as
-wall time and as the child's CPU time over the same span (on a loaded shared machine the CPU figures
-move less; the verdicts use wall time).
+Every child runs twice, interleaved:
+
+* from this checkout, as tests do: the compiled code cache ``infra/package.py`` ships in the bundle is
+  built in the project first (``chalicelib.domain.codecache``: dataclass methods and event validators;
+  ``--no-codecache`` measures without it), and the unmeasured warm-up run writes ``.pyc`` files, which
+  every later child reuses;
+* **Lambda-like** (``--no-bundle`` skips it): the deployment zip ``infra/package.py`` builds (stage
+  ``dev``, bytecode as ``--bytecode`` says, default what it ships), unpacked into a read-only directory
+  put first on ``PYTHONPATH`` with ``PYTHONDONTWRITEBYTECODE=1``: the bundle's code (the app, PynamoDB,
+  Chalice's runtime, fastjsonschema, phonenumbers, segno) loads only from what the zip ships, as on
+  Lambda, where ``/var/task`` is read-only; boto3/botocore, which the Lambda runtime provides
+  precompiled, keep this environment's ``.pyc`` files. The floors import ``chalice`` from the bundle too
+  (a Chalice app ships Chalice). It also counts, with an audit hook, the bundle's sources ``import app``
+  compiles (``--bytecode none``: every module it imports from the bundle).
+
+Each figure is printed as wall time and as the child's CPU time over the same span (on a loaded shared
+machine the CPU figures move less; the verdicts use wall time).
 """
 
 from __future__ import annotations
@@ -44,7 +57,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 RATIO_TARGET = 1.25
 WEBHOOK_RATIO_TARGET = 1.15
-ZIP_TARGET = 1_000_000
+ZIP_TARGET = 4_000_000
 
 _CONTEXT = """
 class Context:
@@ -374,7 +387,7 @@ def measure(reps: int, codecache: bool = True, instructions: bool = False, bundl
                 bundle.writable()
             return out
     finally:
-        if bundle:
+        if bundle and bundle.root.exists():
             bundle.writable()
         moto.stop()  # type: ignore[attr-defined]
 
@@ -549,7 +562,7 @@ def main() -> int:
                 if unexpected:
                     print(f"  UNEXPECTED in the zip: {unexpected}")
                 if is_slim:
-                    ok &= not unexpected and merged
+                    ok &= size <= ZIP_TARGET and not unexpected and merged
     return 0 if ok else 1
 
 

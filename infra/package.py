@@ -12,7 +12,10 @@ the project in ``build/lambda-<stage>/`` with:
   ``pip install --no-deps`` for the Lambda platform instead (Chalice copies
   ``vendor/`` as is);
 
-then runs Chalice there. Used by ``python3 infra/dev.py package|deploy`` and the
+then runs Chalice there, and rewrites the zip (:func:`slim_zip`): without files Lambda never reads,
+and with a ``.pyc`` (unchecked-hash) beside every ``.py``, since Lambda's ``/var/task`` is read-only
+and every cold start would otherwise compile the sources (:data:`BYTECODE`; only when the building
+Python is the functions' ``Runtime``). Used by ``python3 infra/dev.py package|deploy`` and the
 benchmark. Run inside ``.venv``.
 
 Before anything is built, the stage's settings are checked (:func:`check_settings`):
