@@ -367,6 +367,10 @@ class ApiBlueprint(Blueprint):
             options: dict[str, Any] = {"methods": [method]}
             if content_types:
                 options["content_types"] = content_types
+            elif body_mode == "none":
+                # A route that reads no body does not care what a client calls it: Chalice would answer
+                # 415 to a GET sent with, say, ``Content-Type: text/plain``, a status no such route declares.
+                options["content_types"] = ["*/*"]
             if cors is not None:
                 options["cors"] = cors
             self.route(path, **options)(route_view)
