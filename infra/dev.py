@@ -94,7 +94,7 @@ def ensure_venv() -> Path:
         venv.EnvBuilder(with_pip=True, clear=False).create(VENV)
     else:
         say("requirements changed since .venv was built: syncing it")
-    say(f"pip install -r {REQUIREMENTS.name} (first time: a minute or two)")
+    say(f"pip install -r {REQUIREMENTS.name} (first time: about 1 to 5 minutes on 2 cores)")
     install = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-r", str(REQUIREMENTS)]
     if subprocess.call(install, cwd=ROOT) != 0:
         say("pip install failed; fix the error above and run the command again")
