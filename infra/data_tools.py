@@ -174,11 +174,6 @@ def _json_bytes(text: str) -> int:
     return len(json.dumps(text, ensure_ascii=False).encode()) - 2
 
 
-def count_rows(path: Path) -> int:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        return max(sum(1 for _ in csv.reader(handle)) - 1, 0)
-
-
 def _file_facts(path: Path, rows_per_chunk: int) -> tuple[str, int, int]:
     """The file's SHA-256, its rows and its chunks (one streaming pass each)."""
     digest = hashlib.sha256()

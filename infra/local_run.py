@@ -342,19 +342,19 @@ def seed_demo(base_url: str, saved: dict[str, Any] | None = None) -> dict[str, A
     from chalicelib.services import secrets as webhook_secrets
     from chalicelib.services.auth import Principal
 
-    operator = Principal(kind="operator")
-    listed = programs.list_programs(ports.current(), operator, 100, None)["items"]
+    operator, deps = Principal(kind="operator"), ports.current()
+    listed = programs.list_programs(deps, operator, 100, None)["items"]
     existing = next((p for p in listed if p["name"] == DEMO_PROGRAM), None)
     if existing is None:
         origins = sorted({base_url, base_url.replace("127.0.0.1", "localhost")})
         from chalicelib.domain.validation import validate
 
-        program = programs.create_program(ports.current(), operator, validate(
+        program = programs.create_program(deps, operator, validate(
             programs.PROGRAM_CREATE_SCHEMA, {"name": DEMO_PROGRAM, "points_unit": "баллы", "allowed_origins": origins}))
-        partners = [programs.create_partner(ports.current(), operator, program["program_id"],
+        partners = [programs.create_partner(deps, operator, program["program_id"],
                                             validate(programs.PARTNER_CREATE_SCHEMA, {"name": n}))
                     for n in DEMO_PARTNERS]
-        rules.put_rules(ports.current(), operator, program["program_id"], DEMO_RULES)
+        rules.put_rules(deps, operator, program["program_id"], DEMO_RULES)
         return {
             "program_id": program["program_id"],
             "name": program["name"],
@@ -369,8 +369,8 @@ def seed_demo(base_url: str, saved: dict[str, Any] | None = None) -> dict[str, A
     if saved and saved.get("program_id") == program_id:
         return saved
     partners = []
-    for partner in programs.list_partners(ports.current(), operator, program_id)["items"]:
-        key = programs.create_partner_key(ports.current(), operator, program_id, partner["partner_id"])["api_key"]
+    for partner in programs.list_partners(deps, operator, program_id)["items"]:
+        key = programs.create_partner_key(deps, operator, program_id, partner["partner_id"])["api_key"]
         current = {
             source: webhook_secrets.derive_secret(program_id, partner["partner_id"], source,
                                                   max(v["version"] for v in versions))

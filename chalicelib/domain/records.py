@@ -53,3 +53,7 @@ def stable_id(prefix: str, *parts: str) -> str:
     """An id derived from what it is for (a retried request, a replayed event finds the same id)."""
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
     return f"{prefix}_{digest}"
+
+
+#: A redemption's statuses (``RedemptionItem.status``): held at checkout, then confirmed or cancelled.
+REDEMPTION_HELD, REDEMPTION_CONFIRMED, REDEMPTION_CANCELLED = "held", "confirmed", "cancelled"

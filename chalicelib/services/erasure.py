@@ -40,7 +40,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.update import Action
 
 from chalicelib.domain import clock
@@ -56,7 +55,7 @@ from chalicelib.store.data_rights import (
     ErasedIdentityItem,
     ErasureItem,
 )
-from chalicelib.store.db import Entity
+from chalicelib.store.db import Entity, get_or_none
 from chalicelib.store.events import AttributionRecordItem
 from chalicelib.store.members import MemberItem, PendingInviteItem, batch_get, key_from_str, key_str
 from chalicelib.store.transact import Transaction
@@ -220,15 +219,8 @@ def erasure_view(record: ErasureItem) -> dict[str, Any]:
     }
 
 
-def _get(model: type[Entity], key: tuple[str, str]) -> Entity | None:
-    try:
-        return model.get(*key, consistent_read=True)
-    except DoesNotExist:
-        return None
-
-
 def get_record(program_id: str, member_id: str) -> ErasureItem | None:
-    item = _get(ErasureItem, keys.erasure_record(program_id, member_id))
+    item = get_or_none(ErasureItem, keys.erasure_record(program_id, member_id), consistent=True)
     return item if isinstance(item, ErasureItem) else None
 
 
@@ -265,7 +257,7 @@ def request_by_member(program_id: str, member_id: str) -> dict[str, Any]:
     :class:`ErasureItem` with ``status: requested``, ``requested_by: member``, on the operator's queue
     (sparse GSI1 ``ERASUREQ#<program>``) until the operator confirms it with :func:`erase`. Idempotent: a
     second request, or one for a member already being erased, answers the existing record."""
-    member = _get(MemberItem, keys.member(program_id, member_id))
+    member = get_or_none(MemberItem, keys.member(program_id, member_id), consistent=True)
     if not isinstance(member, MemberItem):
         raise NotFound("Member not found", details={"member_id": member_id})
     existing = get_record(program_id, member_id)
@@ -299,7 +291,7 @@ def pending_requests(program_id: str, limit: int, cursor: dict[str, Any] | None)
 
 
 def _start(program_id: str, member_id: str, actor: str, requested: ErasureItem | None) -> ErasureItem:
-    member = _get(MemberItem, keys.member(program_id, member_id))
+    member = get_or_none(MemberItem, keys.member(program_id, member_id), consistent=True)
     if not isinstance(member, MemberItem):
         raise NotFound("Member not found", details={"member_id": member_id})
     pointer_keys = list(member.pointer_keys or [])
@@ -427,7 +419,7 @@ def _advance_pointers(record: ErasureItem) -> tuple[ErasureItem, int]:
 
 
 def _advance_profile(record: ErasureItem) -> tuple[ErasureItem, int]:
-    member = _get(MemberItem, keys.member(record.program_id, record.member_id))
+    member = get_or_none(MemberItem, keys.member(record.program_id, record.member_id), consistent=True)
     tx = Transaction()
     scrubbed = 0
     if isinstance(member, MemberItem) and member.erased_at is None:

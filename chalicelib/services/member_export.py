@@ -16,15 +16,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist
-
 from chalicelib.domain import clock
 from chalicelib.domain.errors import NotFound
 from chalicelib.services import erasure, signed_cursor
 from chalicelib.services.auth import Principal
 from chalicelib.store import counters, keys, tenancy_repo
 from chalicelib.store.data_rights import ErasureItem
-from chalicelib.store.db import Entity, plain_binary
+from chalicelib.store.db import Entity, get_or_none, plain_binary
 from chalicelib.store.ledger import BalanceItem
 from chalicelib.store.members import MemberItem, PendingInviteItem, batch_get, key_from_str
 
@@ -54,19 +52,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _get(model: type[Entity], key: tuple[str, str]) -> Entity | None:
-    try:
-        return model.get(*key, consistent_read=True)
-    except DoesNotExist:
-        return None
-
-
 def export(principal: Principal, program_id: str, member_id: str, limit: int, raw_cursor: str | None) -> dict[str, Any]:
     # The route's contract (auth="operator", api.http) has checked the key, the program and the operator.
     tenancy_repo.get_program(program_id)
     scope = f"member-export|{program_id}|{member_id}"
     cursor = signed_cursor.decode(scope, raw_cursor)
-    member = _get(MemberItem, keys.member(program_id, member_id))
+    member = get_or_none(MemberItem, keys.member(program_id, member_id), consistent=True)
     if not isinstance(member, MemberItem):
         raise NotFound("Member not found", details={"member_id": member_id})
     page: dict[str, Any] = {"format_version": FORMAT_VERSION, "program_id": program_id, "member_id": member_id,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain import clock
 from chalicelib.domain.errors import BadRequest, Conflict, NotFound, ValidationFailed, field_error
-from chalicelib.domain.records import stable_id
+from chalicelib.domain.records import REDEMPTION_CANCELLED, REDEMPTION_CONFIRMED, stable_id
 from chalicelib.domain.validation import validate
 from chalicelib.services import ports
 from chalicelib.services.auth import Principal
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from chalicelib.store.members import MemberItem
     from chalicelib.store.tenancy import ProgramItem
 
-HELD, CONFIRMED, CANCELLED = "held", "confirmed", "cancelled"
 MAX_IDEMPOTENCY_KEY = 255
 
 REDEEM_SCHEMA: dict[str, Any] = {
@@ -151,9 +150,9 @@ def get(deps: Ports, principal: Principal, program_id: str, member_id: str, rede
 
 def confirm(deps: Ports, principal: Principal, program_id: str, member_id: str, redemption_id: str) -> dict[str, Any]:
     item = _owned(deps, principal, program_id, member_id, redemption_id)
-    if item.status == CONFIRMED:
+    if item.status == REDEMPTION_CONFIRMED:
         return view(item)
-    if item.status == CANCELLED:
+    if item.status == REDEMPTION_CANCELLED:
         raise Conflict("The redemption was cancelled", code="redemption_cancelled")
     deps.ledger.confirm_redemption(item, deps.clock.now())
     return view(item)
@@ -162,7 +161,7 @@ def confirm(deps: Ports, principal: Principal, program_id: str, member_id: str, 
 def cancel(deps: Ports, principal: Principal, program_id: str, member_id: str, redemption_id: str) -> dict[str, Any]:
     """Cancel a held or confirmed redemption (the order was cancelled): the points come back."""
     item = _owned(deps, principal, program_id, member_id, redemption_id)
-    if item.status == CANCELLED:
+    if item.status == REDEMPTION_CANCELLED:
         return view(item)
     _, balance = _member_and_balance(program_id, member_id, deps)
     points = int(item.points)

@@ -253,3 +253,14 @@ def reset() -> None:
 def raw_client() -> Any:
     """The botocore DynamoDB client under the shared connection (for TTL setup and benchmarks)."""
     return shared_connection().connection.client
+
+
+def get_or_none(model: type[_E], key: tuple[str, str], *, consistent: bool = False) -> _E | None:
+    """One ``GetItem``: the item if it exists and is a ``model`` (the table is shared by every kind)."""
+    from pynamodb.exceptions import DoesNotExist
+
+    try:
+        item = model.get(*key, consistent_read=consistent)
+    except DoesNotExist:
+        return None
+    return item if isinstance(item, model) else None

@@ -12,16 +12,22 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from pynamodb.exceptions import DoesNotExist
-
 from chalicelib.config import get_settings
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound
-from chalicelib.domain.records import Cursor, NewKey, Page, StaleMember
+from chalicelib.domain.records import (
+    REDEMPTION_CANCELLED,
+    REDEMPTION_CONFIRMED,
+    REDEMPTION_HELD,
+    Cursor,
+    NewKey,
+    Page,
+    StaleMember,
+)
 from chalicelib.store import cache, counters, keys, settlement, tenancy_repo
 from chalicelib.store.counters import ClickTotalItem
 from chalicelib.store.data_rights import ErasureItem
-from chalicelib.store.db import Entity
+from chalicelib.store.db import Entity, get_or_none
 from chalicelib.store.events import AttributionRecordItem, EventItem
 from chalicelib.store.ledger import (
     KIND_ADJUSTMENT,
@@ -91,14 +97,6 @@ class _Taken(Exception):
     pass
 
 
-def _get(model: type[E], key: tuple[str, str], *, consistent: bool = False) -> E | None:
-    try:
-        item = model.get(*key, consistent_read=consistent)
-    except DoesNotExist:
-        return None
-    return item if isinstance(item, model) else None
-
-
 def codes_from_pointer_keys(member: MemberItem) -> list[str]:
     prefix = f"CODE#{member.program_id}#"
     old = [key_from_str(k)[0][len(prefix):] for k in member.pointer_keys or [] if k.startswith(prefix)]
@@ -141,18 +139,18 @@ def code_taken(code: str) -> Conflict:
 
 class DynamoMemberStore:
     def get(self, program_id: str, member_id: str, *, consistent: bool = True) -> MemberItem | None:
-        return _get(MemberItem, keys.member(program_id, member_id), consistent=consistent)
+        return get_or_none(MemberItem, keys.member(program_id, member_id), consistent=consistent)
 
     def codes_of(self, member: MemberItem) -> list[str]:
         return codes_from_pointer_keys(member)
 
     def code_pointer(self, program_id: str, code: str) -> CodeItem | None:
-        return _get(CodeItem, keys.referral_code(program_id, code))
+        return get_or_none(CodeItem, keys.referral_code(program_id, code))
 
     def find_by_identity(self, program_id: str, *, email: str | None = None, phone: str | None = None,
                          customer_id: tuple[str, str] | None = None) -> str | None:
         refs = identity_refs(program_id, email=email, phone=phone, customer_id=customer_id)
-        pointer = _get(IdentityItem, refs[0].pointer_key(program_id)) if refs else None
+        pointer = get_or_none(IdentityItem, refs[0].pointer_key(program_id)) if refs else None
         return pointer.member_id if pointer is not None else None
 
     def referrals(self, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[MemberItem]:
@@ -177,10 +175,10 @@ class DynamoMemberStore:
                 balance if isinstance(balance, BalanceItem) else None)
 
     def erasure_record(self, program_id: str, member_id: str) -> ErasureItem | None:
-        return _get(ErasureItem, keys.erasure_record(program_id, member_id), consistent=True)
+        return get_or_none(ErasureItem, keys.erasure_record(program_id, member_id), consistent=True)
 
     def short_link(self, code: str) -> LinkItem | None:
-        return _get(LinkItem, keys.short_link(code))
+        return get_or_none(LinkItem, keys.short_link(code))
 
     def count_click(self, program_id: str, code: str, day: str, utm_source: str) -> None:
         counters.count_click(program_id, code, day, utm_source)
@@ -209,11 +207,8 @@ class DynamoMemberStore:
         tx.commit()
 
     def coupon_owner(self, program_id: str, code: str) -> str | None:
-        try:
-            item = CouponItem.get(*keys.coupon(program_id, code), consistent_read=True)
-        except DoesNotExist:
-            return None
-        return item.member_id if isinstance(item, CouponItem) else None
+        item = get_or_none(CouponItem, keys.coupon(program_id, code), consistent=True)
+        return item.member_id if item is not None else None
 
     def coupons_of(self, member: MemberItem) -> list[str]:
         return coupons_from_pointer_keys(member)
@@ -387,7 +382,7 @@ class DynamoProgramStore:
         item = (items or {}).get(keys.rules_version(program_id, version))
         if isinstance(item, RulesVersionItem):
             return item
-        return _get(RulesVersionItem, keys.rules_version(program_id, version))
+        return get_or_none(RulesVersionItem, keys.rules_version(program_id, version))
 
     def put_rules(self, program: ProgramItem, document: dict[str, Any], at: datetime) -> RulesVersionItem:
         item = next_rules_version(program, document, at)
@@ -454,11 +449,7 @@ def partner_locator(partner: PartnerItem) -> PartnerLocatorItem:
 
 class DynamoLedgerStore:
     def balance(self, program_id: str, member_id: str) -> BalanceItem | None:
-        try:
-            item = BalanceItem.get(*keys.balance(program_id, member_id), consistent_read=True)
-        except DoesNotExist:
-            return None
-        return item if isinstance(item, BalanceItem) else None
+        return get_or_none(BalanceItem, keys.balance(program_id, member_id), consistent=True)
 
     def account(self, program_id: str, member_id: str) -> tuple[MemberItem | None, BalanceItem | None]:
         member_key, balance_key = keys.member(program_id, member_id), keys.balance(program_id, member_id)
@@ -499,7 +490,7 @@ class DynamoLedgerStore:
         return settlement.rows(program_id, start, end)
 
     def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None:
-        return _get(RedemptionItem, keys.redemption(program_id, redemption_id))
+        return get_or_none(RedemptionItem, keys.redemption(program_id, redemption_id))
 
     def redeem(self, program_id: str, member_id: str, redemption_id: str, *, partner_id: str | None, points: int,
                value_minor: int, currency: str, order_id: str | None, order_amount: int | None, request_hash: str,
@@ -534,7 +525,7 @@ class DynamoLedgerStore:
                  on_fail=NotFound("Member not found", details={"member_id": member_id}))
         tx.create(entry, on_fail=_Taken())
         if points > 0:
-            read = _get(BalanceItem, keys.balance(program_id, member_id), consistent=True)
+            read = get_or_none(BalanceItem, keys.balance(program_id, member_id), consistent=True)
             stage_balance(tx, program_id, member_id, read, BalanceDelta(available=points, earned=points),
                           on_fail=balance_changed())
         else:
@@ -544,7 +535,7 @@ class DynamoLedgerStore:
         try:
             tx.commit()
         except _Taken:
-            existing = _get(AdjustmentItem, keys.adjustment(program_id, adjustment_id), consistent=True)
+            existing = get_or_none(AdjustmentItem, keys.adjustment(program_id, adjustment_id), consistent=True)
             if existing is None:
                 raise Conflict("The adjustment is being processed; retry", code="concurrent_update") from None
             return existing, False
@@ -570,19 +561,18 @@ class DynamoLedgerStore:
         redemption.status, redemption.updated_at = REDEMPTION_CANCELLED, at
 
 
-REDEMPTION_HELD, REDEMPTION_CONFIRMED, REDEMPTION_CANCELLED = "held", "confirmed", "cancelled"
-
-
 def concurrent_update() -> Conflict:
     return Conflict("The redemption changed concurrently; read it again", code="concurrent_update")
 
 
-def insufficient_points(raw: dict[str, Any] | None) -> Exception:
+def _insufficient(message: str, raw: dict[str, Any] | None) -> Exception:
     """The failed balance condition's item (``ReturnValuesOnConditionCheckFailure``) says what is available."""
-    available = 0
-    if raw and "available" in raw:
-        available = int(raw["available"].get("N", 0))
-    return Conflict("Not enough available points", code="insufficient_points", details={"available": available})
+    available = int(raw["available"].get("N", 0)) if raw and "available" in raw else 0
+    return Conflict(message, code="insufficient_points", details={"available": available})
+
+
+def insufficient_points(raw: dict[str, Any] | None) -> Exception:
+    return _insufficient("Not enough available points", raw)
 
 
 def new_adjustment(program_id: str, member_id: str, adjustment_id: str, *, points: int, reason: str,
@@ -604,9 +594,7 @@ def balance_changed() -> Conflict:
 
 
 def adjustment_insufficient(raw: dict[str, Any] | None) -> Exception:
-    available = int(raw["available"].get("N", 0)) if raw and "available" in raw else 0
-    return Conflict("The adjustment would take the available balance below zero", code="insufficient_points",
-                    details={"available": available})
+    return _insufficient("The adjustment would take the available balance below zero", raw)
 
 
 def new_redemption(program_id: str, member_id: str, redemption_id: str, *, partner_id: str | None, points: int,
@@ -646,7 +634,7 @@ def booked_cursor(booked: Entity) -> Cursor:
 
 class DynamoTierStore:
     def state(self, program_id: str, member_id: str) -> TierStateItem | None:
-        return _get(TierStateItem, keys.member_tier(program_id, member_id))
+        return get_or_none(TierStateItem, keys.member_tier(program_id, member_id))
 
     def history(self, program_id: str, member_id: str, limit: int) -> list[TierChangeItem]:
         pk, prefix = keys.tier_changes_prefix(program_id, member_id)
@@ -662,7 +650,7 @@ def event_key_hash(business_key: str) -> str:
 
 class DynamoEventStore:
     def get(self, program_id: str, business_key: str) -> EventItem | None:
-        return _get(EventItem, keys.event(program_id, event_key_hash(business_key)), consistent=True)
+        return get_or_none(EventItem, keys.event(program_id, event_key_hash(business_key)), consistent=True)
 
     def attributions(self, program_id: str, member_id: str, limit: int,
                      cursor: Cursor | None) -> Page[AttributionRecordItem]:

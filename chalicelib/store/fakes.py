@@ -15,16 +15,21 @@ from typing import Any, TypeVar
 
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.offers import SHARDS, code_hash
-from chalicelib.domain.records import Cursor, NewKey, Page, StaleMember
+from chalicelib.domain.records import (
+    REDEMPTION_CANCELLED,
+    REDEMPTION_CONFIRMED,
+    REDEMPTION_HELD,
+    Cursor,
+    NewKey,
+    Page,
+    StaleMember,
+)
 from chalicelib.store import keys
 from chalicelib.store.counters import MAX_SOURCES, OTHER_SOURCE, ClickCounterItem, ClickTotalItem
 from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
 from chalicelib.store.dynamo_ports import (
     MAX_COUPONS_PER_MEMBER,
-    REDEMPTION_CANCELLED,
-    REDEMPTION_CONFIRMED,
-    REDEMPTION_HELD,
     adjustment_insufficient,
     booked_cursor,
     code_added,

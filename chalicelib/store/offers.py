@@ -145,9 +145,3 @@ def heads_of(program_id: str, offer_id: str, items: dict[tuple[str, str], Any]) 
     return out
 
 
-def remaining_of(heads: dict[int, PoolHeadItem | None]) -> int:
-    return sum(h.remaining for h in heads.values() if h is not None)
-
-
-def size_of(heads: dict[int, PoolHeadItem | None]) -> int:
-    return sum(int(h.size or 0) for h in heads.values() if h is not None)

@@ -4,28 +4,19 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pynamodb.exceptions import DoesNotExist
-
 from chalicelib.config import get_settings
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.store import cache, keys
-from chalicelib.store.db import Entity
+from chalicelib.store.db import Entity, get_or_none
 from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
 from chalicelib.store.transact import Transaction
 
 E = TypeVar("E", bound=Entity)
 
 
-def _get(model: type[Entity], key: tuple[str, str]) -> Entity | None:
-    try:
-        return model.get(*key)
-    except DoesNotExist:
-        return None
-
-
 def find_api_key(key_hash: str) -> ApiKeyItem | None:
     ttl = get_settings().config_cache_seconds
-    item = cache.cached("api_key", key_hash, ttl, lambda: _get(ApiKeyItem, keys.api_key(key_hash)))
+    item = cache.cached("api_key", key_hash, ttl, lambda: get_or_none(ApiKeyItem, keys.api_key(key_hash)))
     return item if isinstance(item, ApiKeyItem) else None
 
 
@@ -33,7 +24,7 @@ def _cached(model: type[E], namespace: str, cache_key: str, key: tuple[str, str]
     """A configuration record through the in-process cache; a miss is not remembered."""
 
     def load() -> E | None:
-        item = _get(model, key)
+        item = get_or_none(model, key)
         return item if isinstance(item, model) else None
 
     if fresh:
@@ -68,7 +59,7 @@ def locate_partner(partner_id: str) -> str:
     """The program a partner belongs to (the mapping never changes, so it is cached for a long time)."""
 
     def load() -> str | None:
-        item = _get(PartnerLocatorItem, keys.partner_locator(partner_id))
+        item = get_or_none(PartnerLocatorItem, keys.partner_locator(partner_id))
         return item.program_id if isinstance(item, PartnerLocatorItem) else None
 
     program_id = cache.cached("partner_locator", partner_id, 3600, load)
@@ -129,7 +120,7 @@ def list_key_refs(program_id: str, limit: int = 100, cursor: dict[str, Any] | No
 
 
 def get_key_ref(program_id: str, key_id: str) -> ApiKeyRefItem:
-    item = _get(ApiKeyRefItem, keys.api_key_ref(program_id, key_id))
+    item = get_or_none(ApiKeyRefItem, keys.api_key_ref(program_id, key_id))
     if not isinstance(item, ApiKeyRefItem):
         raise NotFound("API key not found", details={"key_id": key_id})
     return item

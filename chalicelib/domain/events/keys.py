@@ -21,11 +21,14 @@ def business_key(program_id: str, partner_id: str, event: CanonicalEvent) -> str
     key because "order 1001 paid" and "order 1001 cancelled" are different facts.
     Contains partner object ids only, no personal data.
     """
-    return "|".join(
-        _key_part(part) for part in (program_id, partner_id, event.object_type, event.object_id, event.type)
-    )
+    return _join(program_id, partner_id, event.object_type, event.object_id, event.type)
 
 
 def order_paid_business_key(program_id: str, partner_id: str, order_id: str) -> str:
     """The business key of ``order.paid`` for this partner's order ``order_id`` (what a refund of it names)."""
-    return "|".join(_key_part(part) for part in (program_id, partner_id, OBJECT_TYPES[ORDER_PAID], order_id, ORDER_PAID))
+    return _join(program_id, partner_id, OBJECT_TYPES[ORDER_PAID], order_id, ORDER_PAID)
+
+
+def _join(program_id: str, partner_id: str, object_type: str, object_id: str, event_type: str) -> str:
+    """The one format of a business key (each part escaped, so no id can forge another key)."""
+    return "|".join(_key_part(part) for part in (program_id, partner_id, object_type, object_id, event_type))

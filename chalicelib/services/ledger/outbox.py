@@ -13,7 +13,7 @@ notifier renders ``template`` with ``params`` (see ``notify.kinds``) in the memb
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from chalicelib.domain import clock
@@ -72,15 +72,21 @@ def announces(entry: LedgerEntryItem) -> bool:
             and not str(entry.business_key).startswith(SELF_ANNOUNCED_PREFIXES))
 
 
-def earned_groups(entries: Iterable[LedgerEntryItem]) -> dict[tuple[str, str, str], list[LedgerEntryItem]]:
-    """New reward entries grouped per (program, member, event), in ledger order."""
+def _groups(entries: Iterable[LedgerEntryItem],
+            announced: Callable[[LedgerEntryItem], bool]) -> dict[tuple[str, str, str], list[LedgerEntryItem]]:
+    """The ``announced`` entries grouped per (program, member, business key), in ledger order."""
     groups: dict[tuple[str, str, str], list[LedgerEntryItem]] = {}
     for entry in entries:
-        if announces(entry):
+        if announced(entry):
             groups.setdefault((entry.program_id, entry.member_id, str(entry.business_key)), []).append(entry)
     for group in groups.values():
         group.sort(key=lambda e: (int(e.level or 0), e.SK))
     return groups
+
+
+def earned_groups(entries: Iterable[LedgerEntryItem]) -> dict[tuple[str, str, str], list[LedgerEntryItem]]:
+    """New reward entries grouped per (program, member, event), in ledger order."""
+    return _groups(entries, announces)
 
 
 #: The facts whose reversal entries the member hears about (``points_reversed``); a fraud review's voids
@@ -96,10 +102,4 @@ def announces_reversal(entry: LedgerEntryItem) -> bool:
 
 def reversed_groups(entries: Iterable[LedgerEntryItem]) -> dict[tuple[str, str, str], list[LedgerEntryItem]]:
     """New reversal entries of refunds grouped per (program, member, refund), in ledger order."""
-    groups: dict[tuple[str, str, str], list[LedgerEntryItem]] = {}
-    for entry in entries:
-        if announces_reversal(entry):
-            groups.setdefault((entry.program_id, entry.member_id, str(entry.business_key)), []).append(entry)
-    for group in groups.values():
-        group.sort(key=lambda e: (int(e.level or 0), e.SK))
-    return groups
+    return _groups(entries, announces_reversal)
