@@ -57,7 +57,8 @@ def to_jsonpath(name: str) -> str:
 
 
 def schema_errors(exc: Any) -> list[dict[str, str]]:
-    """fastjsonschema's single ``JsonSchemaValueException`` → ``[{"path", "message"}]``.
+    """fastjsonschema's single ``JsonSchemaValueException`` (or ``codecache.SchemaValueError``, the same from
+    cached code) → ``[{"path", "message"}]``.
 
     Errors about a whole object (missing / unknown properties) point at each property
     itself, which is what a client needs to find the typo.
@@ -85,9 +86,9 @@ def schema_errors(exc: Any) -> list[dict[str, str]]:
 
 def validate(schema: dict[str, Any], data: Any, *, message: str = "Request body is invalid") -> Any:
     """Validate ``data``; return it with schema defaults applied, or raise ValidationFailed."""
-    from fastjsonschema import JsonSchemaValueException
+    from chalicelib.domain.codecache import schema_exceptions
 
     try:
         return _validator(schema)(data)
-    except JsonSchemaValueException as exc:
+    except schema_exceptions() as exc:
         raise ValidationFailed(message, details={"errors": schema_errors(exc)}) from None

@@ -77,8 +77,9 @@ def bodies(draw: st.DrawFn) -> Any:
 def outcome(validate: Any, body: Any) -> tuple[Any, ...]:
     try:
         return ("ok", validate(copy.deepcopy(body)))
-    except fastjsonschema.JsonSchemaValueException as exc:
-        return ("error", exc.rule, exc.name, exc.message, repr(exc.value), exc.definition)
+    except (fastjsonschema.JsonSchemaValueException, codecache.SchemaValueError) as exc:
+        return ("error", exc.rule, exc.name, exc.message, repr(exc.value), exc.definition, exc.path,
+                exc.rule_definition)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +108,81 @@ def test_every_event_schema_has_code_in_the_cache_build(pairs: dict[str, tuple[A
 def test_a_cached_validator_answers_exactly_as_the_compiled_one(pairs: dict[str, tuple[Any, Any]], body: Any) -> None:
     for cached, compiled in pairs.values():
         assert outcome(cached, body) == outcome(compiled, body)
+
+
+def test_cached_code_raises_our_class_and_never_imports_fastjsonschema(tmp_path: Path) -> None:
+    """A cold start that only runs cached validators does not import fastjsonschema (its package imports every
+    draft's code generator); what the cached code raises is ``codecache.SchemaValueError``, caught as before."""
+    path = tmp_path / "cache.marshal"
+    subprocess.run([sys.executable, "-c", "from pathlib import Path; from chalicelib.domain import codecache; "
+                    f"codecache.build(Path({str(path)!r}))"], cwd=ROOT, capture_output=True, text=True, check=True,
+                   env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "AWS_DEFAULT_REGION": "us-east-1"})
+    use = f"""
+import sys
+from pathlib import Path
+from chalicelib.domain import codecache
+codecache.CACHE_FILE = Path({str(path)!r}); codecache._load()
+from chalicelib.domain.errors import ValidationFailed
+from chalicelib.domain.events.parse import parse_event
+from chalicelib.domain.events.schemas import _validator
+body = {{"type": "order.paid", "occurred_at": "2026-01-15T10:00:00Z", "object": {{"type": "order", "id": "o-1"}},
+        "customer": {{"id": "c-1"}}, "order": {{"total": 100, "currency": "RUB"}}}}
+print(parse_event(body, now=None).type)
+try:
+    _validator("order.paid")({{**body, "order": {{"total": -1, "currency": "RUB"}}}})
+except codecache.SchemaValueError as exc:
+    print(type(exc).__name__, exc.rule, exc.path, exc.rule_definition)
+try:
+    parse_event({{**body, "order": {{"total": 100}}}})
+except ValidationFailed as exc:
+    print(exc.details["errors"])
+print("fastjsonschema" in sys.modules, codecache.schema_exceptions())
+"""
+    done = subprocess.run([sys.executable, "-c", use], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "AWS_DEFAULT_REGION": "us-east-1"})
+    assert done.stdout.strip().splitlines() == [
+        "order.paid",
+        "SchemaValueError minimum ['data', 'order', 'total'] 0",
+        "[{'path': '$.order.currency', 'message': 'is required'}]",
+        "False (<class 'chalicelib.domain.codecache.SchemaValueError'>,)",
+    ]
+
+
+def test_cached_patterns_are_the_ones_re_compiles(tmp_path: Path) -> None:
+    """Every pattern the build recorded, built from its cached compiled form, equals ``re.compile``'s (a
+    ``Pattern`` compares its pattern, flags and compiled code), and ``install`` puts it where ``re`` looks."""
+    import _sre
+    import re
+
+    path = tmp_path / "cache.marshal"
+    subprocess.run([sys.executable, "-c", "from pathlib import Path; from chalicelib.domain import codecache; "
+                    f"codecache.build(Path({str(path)!r}))"], cwd=ROOT, capture_output=True, text=True, check=True,
+                   env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "AWS_DEFAULT_REGION": "us-east-1"})
+    regexes = marshal.loads(path.read_bytes()[len(codecache.HEADER):])["regexes"]
+    from chalicelib.domain import safe_json, urls
+
+    assert (safe_json._TOKEN.pattern, 0) in regexes and (urls._LABEL.pattern, 0) in regexes
+    assert len(regexes) > 20
+    for (pattern, flags), arguments in regexes.items():
+        built, compiled = _sre.compile(*arguments), re.compile(pattern, flags)
+        assert built == compiled and built is not compiled
+        assert (built.flags, built.groups, built.groupindex) == (compiled.flags, compiled.groups, compiled.groupindex)
+    saved = dict(codecache._regexes)
+    try:
+        codecache._regexes.clear()
+        codecache._regexes[("^sarafan-seeded-[0-9]+$", 0)] = codecache.compiled_pattern("^sarafan-seeded-[0-9]+$", 0)
+        codecache._seed_regexes()
+        seeded = re._cache[(str, "^sarafan-seeded-[0-9]+$", 0)]  # type: ignore[attr-defined]
+        assert re.compile("^sarafan-seeded-[0-9]+$") is seeded and seeded.match("sarafan-seeded-42")
+    finally:
+        codecache._regexes.clear()
+        codecache._regexes.update(saved)
+
+
+def test_schema_exceptions_include_fastjsonschemas_once_imported() -> None:
+    assert fastjsonschema.JsonSchemaValueException in codecache.schema_exceptions()  # imported by this module
+    with pytest.raises(codecache.schema_exceptions()):
+        codecache.validator({"type": "object", "properties": {"n": {"type": "integer"}}})({"n": "x"})
 
 
 def test_valid_and_invalid_bodies_agree(pairs: dict[str, tuple[Any, Any]]) -> None:
@@ -211,3 +287,23 @@ def test_analytics_routes_are_the_panels() -> None:
     from chalicelib.api.analytics import SCHEMAS
 
     assert set(SCHEMAS) == set(PANELS)
+
+
+def test_import_app_and_the_first_request_freeze_what_they_built_and_leave_the_collector_on() -> None:
+    """``app.py`` pauses the garbage collector while it imports and freezes what the imports built; the first
+    HTTP request does the same (``http_middleware``); afterwards the collector runs as before."""
+    code = """
+import gc
+from chalice.test import Client
+import app
+after_import = (gc.isenabled(), gc.get_freeze_count())
+with Client(app.app) as client:
+    first = client.http.get("/health").status_code
+    after_first = (gc.isenabled(), gc.get_freeze_count())
+    second = client.http.get("/health").status_code
+print(after_import[0], after_import[1] > 10_000, first, after_first[0], after_first[1] > after_import[1], second,
+      gc.get_freeze_count() <= after_first[1])  # freed objects leave it; nothing new is frozen
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert done.stdout.strip().splitlines()[-1] == "True True 200 True True 200 True"

@@ -144,11 +144,11 @@ def parse_event(body: Any, *, default_region: str = "RU", now: datetime | None =
         allowed = ", ".join(EVENT_TYPES)
         raise _fail([field_error("$.type", f"is not a known event type ({allowed} or custom.<name>)")])
 
-    import fastjsonschema
+    from chalicelib.domain.codecache import schema_exceptions
 
     try:
         _validator(key)(body)
-    except fastjsonschema.JsonSchemaValueException as exc:
+    except schema_exceptions() as exc:
         raise _fail(_schema_errors(exc)) from None
 
     occurred_at = _parse_timestamp(body["occurred_at"], "$.occurred_at", now)
