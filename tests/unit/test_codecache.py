@@ -289,21 +289,31 @@ def test_analytics_routes_are_the_panels() -> None:
     assert set(SCHEMAS) == set(PANELS)
 
 
-def test_import_app_and_the_first_request_freeze_what_they_built_and_leave_the_collector_on() -> None:
+def test_import_app_and_the_first_request_freeze_what_they_built_and_leave_the_collector_as_it_was() -> None:
     """``app.py`` pauses the garbage collector while it imports and freezes what the imports built; the first
-    HTTP request does the same (``http_middleware``); afterwards the collector runs as before."""
+    HTTP request runs under a raised threshold and freezes too (``http_middleware``); then the collector runs as
+    before (enabled, default thresholds), and later requests freeze nothing."""
     code = """
 import gc
+before = gc.get_threshold()
 from chalice.test import Client
 import app
+from chalicelib.api import http
 after_import = (gc.isenabled(), gc.get_freeze_count())
+seen = []
+real = http._serve
+def spy(event, get_response):
+    seen.append(gc.get_threshold()[0])
+    return real(event, get_response)
+http._serve = spy
 with Client(app.app) as client:
     first = client.http.get("/health").status_code
-    after_first = (gc.isenabled(), gc.get_freeze_count())
+    after_first = (gc.isenabled(), gc.get_freeze_count(), gc.get_threshold() == before)
     second = client.http.get("/health").status_code
-print(after_import[0], after_import[1] > 10_000, first, after_first[0], after_first[1] > after_import[1], second,
+print(after_import[0], after_import[1] > 10_000, first, after_first[0], after_first[1] > after_import[1],
+      after_first[2], second, seen == [http.FIRST_REQUEST_GC_THRESHOLD, before[0]],
       gc.get_freeze_count() <= after_first[1])  # freed objects leave it; nothing new is frozen
 """
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
-    assert done.stdout.strip().splitlines()[-1] == "True True 200 True True 200 True"
+    assert done.stdout.strip().splitlines()[-1] == "True True 200 True True True 200 True True"
