@@ -55,11 +55,12 @@ def test_an_event_id_is_acknowledged_once_until_it_expires_or_is_forgotten(impl:
     acks.forget_ack(PID, "ptn_1", "hubspot", "never-acknowledged")  # nothing to undo: no error
 
 
-def _configure_queue(impl: Impl, monkeypatch: pytest.MonkeyPatch) -> Any:
+def _configure_queue(target: Impl, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A configured queue; returns how to read what it holds (oldest first)."""
-    if impl.kind == "fake":
-        impl.ports.crm_queue.configured = True  # type: ignore[attr-defined]
-        return lambda: list(impl.ports.crm_queue.messages)  # type: ignore[attr-defined]
+    if target.kind == "fake":
+        queue: Any = target.ports.crm_queue
+        queue.configured = True
+        return lambda: list(queue.messages)
     from chalicelib import aws
     from tests.platform_support import crm_queue
 
