@@ -29,6 +29,7 @@ CONVERTED = (
     "integrations.py",
     "members_query.py",
     "offers.py",
+    "partner_webhooks.py",
     "programs.py",
     "rules.py",
     "redemption.py",
