@@ -159,6 +159,11 @@ class ProgramStore(Protocol):
         """The partner or publishable key stored under the SHA-256 of the presented key (cached)."""
         ...
 
+    def partner_program(self, partner_id: str) -> str:
+        """The program a partner belongs to, by the partner id alone (the locator; the mapping never changes, so
+        it is cached for an hour). Raises ``NotFound`` for an unknown partner."""
+        ...
+
     # -- administration (services.programs)
 
     def programs(self, limit: int, cursor: Cursor | None) -> Page[ProgramItem]:
@@ -253,6 +258,32 @@ class IntegrationStore(Protocol):
     def log(self, program_id: str, partner_id: str, platform: str, limit: int,
             cursor: Cursor | None) -> Page[IntegrationLogItem]:
         """One page of the connection's log, newest first (one ``Query``, at most ``limit``)."""
+        ...
+
+    def add_log(self, program_id: str, partner_id: str, platform: str, entry_id: str, *, code: str, message: str,
+                object_id: str | None, at: datetime) -> None:
+        """Append an entry to the connection's log (``message`` cut to 500 characters; kept ``LOG_TTL_DAYS``)."""
+        ...
+
+    def acknowledge(self, program_id: str, partner_id: str, platform: str, event_id: str, at: datetime) -> bool:
+        """Remember a platform's event id for ``ACK_TTL_HOURS`` (one conditional write): False when it was
+        acknowledged before and has not expired (a redelivery); an expired marker does not count."""
+        ...
+
+    def forget_ack(self, program_id: str, partner_id: str, platform: str, event_id: str) -> None:
+        """Undo :meth:`acknowledge` (the event could not be queued: the platform's retry must get through)."""
+        ...
+
+
+class FetchQueue(Protocol):
+    """The CRM fetch queue (SQS in AWS): ids-only CRM events wait here for ``services.crm_fetch.handle``."""
+
+    def enabled(self) -> bool:
+        """Whether a queue is configured (``SARAFAN_CRM_FETCH_QUEUE_URL``); without one nothing is fetched."""
+        ...
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        """Queue one message (JSON). Raises when the queue refuses it."""
         ...
 
 
@@ -420,6 +451,7 @@ class Ports:
     programs: ProgramStore
     offers: OfferStore
     integrations: IntegrationStore
+    crm_queue: FetchQueue
     members: MemberStore
     ledger: LedgerStore
     tiers: TierStore
@@ -434,7 +466,7 @@ _factory: Callable[[], Ports] | None = None
 def production() -> Ports:
     """DynamoDB, the master key and the system clock; nothing is connected until first use."""
     from chalicelib.services.secrets import MasterKeySecrets
-    from chalicelib.store import dynamo_ports
+    from chalicelib.store import dynamo_ports, sqs_ports
 
     return Ports(
         clock=dynamo_ports.SystemClock(),
@@ -443,6 +475,7 @@ def production() -> Ports:
         programs=dynamo_ports.DynamoProgramStore(),
         offers=dynamo_ports.DynamoOfferStore(),
         integrations=dynamo_ports.DynamoIntegrationStore(),
+        crm_queue=sqs_ports.SqsFetchQueue(),
         members=dynamo_ports.DynamoMemberStore(),
         ledger=dynamo_ports.DynamoLedgerStore(),
         tiers=dynamo_ports.DynamoTierStore(),
@@ -458,7 +491,7 @@ def fakes(now: datetime) -> Ports:
     table = f.FakeTable()
     return Ports(clock=f.ManualClock(now), rate_limiter=f.FakeRateLimiter(), secrets=f.FakeSecrets(),
                  programs=f.FakeProgramStore(table), offers=f.FakeOfferStore(table),
-                 integrations=f.FakeIntegrationStore(table), members=f.FakeMemberStore(table),
+                 integrations=f.FakeIntegrationStore(table), crm_queue=f.FakeFetchQueue(), members=f.FakeMemberStore(table),
                  ledger=f.FakeLedgerStore(table), tiers=f.FakeTierStore(table), events=f.FakeEventStore(table),
                  outbox=f.FakeOutbox())
 

@@ -287,6 +287,9 @@ class DynamoProgramStore:
     def api_key(self, key_hash: str) -> ApiKeyItem | None:
         return tenancy_repo.find_api_key(key_hash)
 
+    def partner_program(self, partner_id: str) -> str:
+        return tenancy_repo.locate_partner(partner_id)
+
     def programs(self, limit: int, cursor: Cursor | None) -> Page[ProgramItem]:
         items, next_cursor = tenancy_repo.list_programs(limit, cursor)
         return Page(items, next_cursor)
@@ -858,3 +861,30 @@ class DynamoIntegrationStore:
 
         items, last = integrations.log_page(program_id, partner_id, platform, limit, cursor)
         return Page(items, last)
+
+    def add_log(self, program_id: str, partner_id: str, platform: str, entry_id: str, *, code: str, message: str,
+                object_id: str | None, at: datetime) -> None:
+        from chalicelib.store import integrations
+
+        integrations.add_log_entry(integration_log_entry(program_id, partner_id, platform, entry_id, code=code,
+                                                         message=message, object_id=object_id, at=at), at)
+
+    def acknowledge(self, program_id: str, partner_id: str, platform: str, event_id: str, at: datetime) -> bool:
+        from chalicelib.store import integrations
+
+        return integrations.acknowledge(program_id, partner_id, platform, event_id, at)
+
+    def forget_ack(self, program_id: str, partner_id: str, platform: str, event_id: str) -> None:
+        from chalicelib.store import integrations
+
+        integrations.forget_ack(program_id, partner_id, platform, event_id)
+
+
+def integration_log_entry(program_id: str, partner_id: str, platform: str, entry_id: str, *, code: str, message: str,
+                          object_id: str | None, at: datetime) -> Any:
+    from chalicelib.domain.clock import iso
+    from chalicelib.store.integrations import IntegrationLogItem
+
+    pk, sk = keys.integration_log(program_id, partner_id, platform, iso(at), entry_id)
+    return IntegrationLogItem(PK=pk, SK=sk, program_id=program_id, partner_id=partner_id, platform=platform,
+                              code=code, message=message[:500], object_id=object_id, at=at)

@@ -43,6 +43,7 @@ from chalicelib.store.dynamo_ports import (
     event_key_hash,
     insufficient_points,
     integration_changed,
+    integration_log_entry,
     key_collision,
     key_items,
     new_adjustment,
@@ -63,7 +64,14 @@ from chalicelib.store.dynamo_ports import (
     spend_entry,
 )
 from chalicelib.store.events import AttributionRecordItem, EventItem
-from chalicelib.store.integrations import IntegrationItem, IntegrationLogItem
+from chalicelib.store.integrations import (
+    ACK_TTL_HOURS,
+    LOG_TTL_DAYS,
+    CrmAckItem,
+    IntegrationItem,
+    IntegrationLogItem,
+    ack_key,
+)
 from chalicelib.store.ledger import (
     AdjustmentItem,
     BalanceItem,
@@ -234,6 +242,12 @@ class FakeProgramStore:
 
     def api_key(self, key_hash: str) -> ApiKeyItem | None:
         return self.table.get(ApiKeyItem, keys.api_key(key_hash))
+
+    def partner_program(self, partner_id: str) -> str:
+        locator = self.table.get(PartnerLocatorItem, keys.partner_locator(partner_id))
+        if locator is None:
+            raise NotFound("Unknown partner", details={"partner_id": partner_id})
+        return str(locator.program_id)
 
     def programs(self, limit: int, cursor: Cursor | None) -> Page[ProgramItem]:
         return self.table.query(ProgramItem, "PROGRAMS", "CREATED#", index="gsi1", forward=False, limit=limit,
@@ -821,3 +835,42 @@ class FakeIntegrationStore:
             cursor: Cursor | None) -> Page[IntegrationLogItem]:
         return self.table.query(IntegrationLogItem, keys.integration_log_partition(program_id, partner_id, platform),
                                 forward=False, limit=limit, cursor=cursor)
+
+    def add_log(self, program_id: str, partner_id: str, platform: str, entry_id: str, *, code: str, message: str,
+                object_id: str | None, at: datetime) -> None:
+        item = integration_log_entry(program_id, partner_id, platform, entry_id, code=code, message=message,
+                                     object_id=object_id, at=at)
+        item.expires_at_epoch = int((at + timedelta(days=LOG_TTL_DAYS)).timestamp())
+        self.table.put(item)
+
+    def acknowledge(self, program_id: str, partner_id: str, platform: str, event_id: str, at: datetime) -> bool:
+        key = ack_key(program_id, partner_id, platform, event_id)
+        with self.table.lock:
+            stored = self.table.get(CrmAckItem, key)
+            if stored is not None and int(stored.expires_at_epoch) >= int(at.timestamp()):
+                return False
+            self.table.put(CrmAckItem(*key, expires_at_epoch=int((at + timedelta(hours=ACK_TTL_HOURS)).timestamp())))
+        return True
+
+    def forget_ack(self, program_id: str, partner_id: str, platform: str, event_id: str) -> None:
+        self.table.delete(ack_key(program_id, partner_id, platform, event_id))
+
+
+class FakeFetchQueue:
+    """Messages kept in order (``messages``); ``enabled`` as if ``SARAFAN_CRM_FETCH_QUEUE_URL`` were set.
+    ``refuse`` makes :meth:`send` fail, as an unavailable queue does."""
+
+    def __init__(self, enabled: bool = False) -> None:
+        self._lock = threading.Lock()
+        self.configured = enabled
+        self.refuse = False
+        self.messages: list[dict[str, Any]] = []
+
+    def enabled(self) -> bool:
+        return self.configured
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        if not self.configured or self.refuse:
+            raise RuntimeError("the CRM fetch queue is unavailable")
+        with self._lock:
+            self.messages.append(dict(message))
