@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     )
     from chalicelib.store.members import CodeItem, IdentityRef, LinkItem, MemberItem
     from chalicelib.store.offers import OfferItem, PoolHeadItem
+    from chalicelib.store.partner_hooks import WebhookDeliveryItem, WebhookEndpointItem
     from chalicelib.store.settlement import SettlementRowItem
     from chalicelib.store.signals import SignalItem, SignalRef
     from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, ProgramItem
@@ -486,6 +487,59 @@ class Outbox(Protocol):
         ...
 
 
+class Sealer(Protocol):
+    """Envelope encryption of the secrets we must use or show again (production: KMS, ``services.envelope``)."""
+
+    def seal(self, plaintext: str, context: Mapping[str, str]) -> dict[str, str]:
+        """``plaintext`` sealed for ``context`` (JSON-ready: safe to store)."""
+        ...
+
+    def open(self, sealed: Mapping[str, str], context: Mapping[str, str]) -> bytes:
+        """The plaintext of a sealed value; raises ``ValueError`` when tampered or sealed for another context."""
+        ...
+
+
+class WebhookStore(Protocol):
+    """Partners' outgoing webhook endpoints and their delivery log (``services.partner_webhooks``); sending is the
+    job's (``jobs.partner_webhooks``)."""
+
+    def endpoint(self, program_id: str, partner_id: str, endpoint_id: str) -> WebhookEndpointItem | None:
+        """The partner's endpoint (consistent read), or None."""
+        ...
+
+    def endpoints(self, program_id: str, partner_id: str) -> list[WebhookEndpointItem]:
+        """The partner's endpoints (one bounded ``Query``: at most ``MAX_ENDPOINTS`` + 1)."""
+        ...
+
+    def create_endpoint(self, fields: Mapping[str, Any]) -> WebhookEndpointItem:
+        """One transaction: the endpoint (``fields``: its attributes, ids, secrets and times included), the partner's
+        endpoint count + 1 conditioned on staying within ``MAX_ENDPOINTS``, and the partner existing. Raises
+        ``NotFound`` (partner), ``Conflict`` (an id collision) or ``ValidationFailed`` ``too_many_endpoints``."""
+        ...
+
+    def update_endpoint(self, endpoint: WebhookEndpointItem, changes: Mapping[str, Any], at: datetime) -> None:
+        """Set the ``changes`` (``None`` removes), ``updated_at`` and the next revision (also on ``endpoint``),
+        conditioned on the revision read. Raises ``Conflict`` ``concurrent_update`` otherwise (or when it is gone)."""
+        ...
+
+    def delete_endpoint(self, endpoint: WebhookEndpointItem) -> None:
+        """Delete it conditioned on the revision read, the partner's count - 1 in the same transaction.
+        Raises ``Conflict`` ``concurrent_update`` otherwise."""
+        ...
+
+    def deliveries(self, program_id: str, endpoint_id: str, limit: int,
+                   cursor: Cursor | None) -> Page[WebhookDeliveryItem]:
+        """One page of the endpoint's delivery log, newest first (one ``Query``, at most ``limit``)."""
+        ...
+
+    def delivery(self, program_id: str, endpoint_id: str, delivery_id: str) -> WebhookDeliveryItem | None: ...
+
+    def retry_delivery(self, delivery: WebhookDeliveryItem, at: datetime) -> bool:
+        """``pending`` again, due at ``at``, allowed one more attempt than were made (also on ``delivery``),
+        conditioned on the status read; False when it changed meanwhile (nothing written)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Ports:
     clock: Clock
@@ -501,6 +555,8 @@ class Ports:
     events: EventStore
     signals: SignalStore
     outbox: Outbox
+    sealer: Sealer
+    webhooks: WebhookStore
 
 
 _current: Ports | None = None
@@ -509,6 +565,7 @@ _factory: Callable[[], Ports] | None = None
 
 def production() -> Ports:
     """DynamoDB, the master key and the system clock; nothing is connected until first use."""
+    from chalicelib.services.envelope import KmsSealer
     from chalicelib.services.secrets import MasterKeySecrets
     from chalicelib.store import dynamo_ports, sqs_ports
 
@@ -526,6 +583,8 @@ def production() -> Ports:
         events=dynamo_ports.DynamoEventStore(),
         signals=dynamo_ports.DynamoSignalStore(),
         outbox=dynamo_ports.DynamoOutbox(),
+        sealer=KmsSealer(),
+        webhooks=dynamo_ports.DynamoWebhookStore(),
     )
 
 
@@ -539,7 +598,7 @@ def fakes(now: datetime) -> Ports:
                  integrations=f.FakeIntegrationStore(table), crm_queue=f.FakeFetchQueue(), members=f.FakeMemberStore(table),
                  ledger=f.FakeLedgerStore(table), tiers=f.FakeTierStore(table), events=f.FakeEventStore(table),
                  signals=f.FakeSignalStore(table),
-                 outbox=f.FakeOutbox())
+                 outbox=f.FakeOutbox(), sealer=f.FakeSealer(), webhooks=f.FakeWebhookStore(table))
 
 
 def wire(factory: Callable[[], Ports]) -> None:

@@ -32,6 +32,7 @@ CONVERTED = (
     "integrations.py",
     "members_query.py",
     "offers.py",
+    "partner_webhooks.py",
     "platform_intake.py",
     "programs.py",
     "rules.py",
