@@ -33,7 +33,7 @@ def _schema_errors(exc: Any) -> list[dict[str, str]]:
     return errors
 
 
-def _parse_timestamp(value: str, path: str, now: datetime | None) -> datetime:
+def _parse_timestamp(value: str, path: str, now: datetime) -> datetime:
     # Not before 2000-01-01, at most safe_json.MAX_AHEAD after the server clock (documented limits).
     return safe_json.timestamp(value, path, now=now)
 
@@ -45,7 +45,7 @@ def _optional_str(value: Any) -> str | None:
     return text or None
 
 
-def _parse_customer(raw: Mapping[str, Any], default_region: str) -> Customer:
+def _parse_customer(raw: Mapping[str, Any], default_region: str, now: datetime) -> Customer:
     email = _optional_str(raw.get("email"))
     if email is not None:
         email = normalize_email(email, path="$.customer.email")
@@ -59,7 +59,7 @@ def _parse_customer(raw: Mapping[str, Any], default_region: str) -> Customer:
             birthday = date.fromisoformat(birthday_raw)
         except ValueError:
             raise _fail([field_error("$.customer.birthday", "is not a valid date")]) from None
-        if not EARLIEST_BIRTHDAY <= birthday <= clock.utcnow().date() + timedelta(days=1):
+        if not EARLIEST_BIRTHDAY <= birthday <= now.date() + timedelta(days=1):
             raise _fail([field_error("$.customer.birthday",
                                      f"must be between {EARLIEST_BIRTHDAY.isoformat()} and today")])
     return Customer(
@@ -151,11 +151,13 @@ def parse_event(body: Any, *, default_region: str = "RU", now: datetime | None =
     except fastjsonschema.JsonSchemaValueException as exc:
         raise _fail(_schema_errors(exc)) from None
 
+    if now is None:  # callers not yet passing the service's clock (services.crm_fetch, services.platform_intake)
+        now = clock.utcnow()
     occurred_at = _parse_timestamp(body["occurred_at"], "$.occurred_at", now)
 
     customer = None
     if body.get("customer") is not None:
-        customer = _parse_customer(body["customer"], default_region)
+        customer = _parse_customer(body["customer"], default_region, now)
     if event_type in _NEEDS_IDENTIFIER and (customer is None or not (customer.id or customer.email or customer.phone)):
         raise _fail([field_error("$.customer", "must contain at least one of id, email, phone")])
 
