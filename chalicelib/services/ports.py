@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     )
     from chalicelib.store.members import CodeItem, LinkItem, MemberItem
     from chalicelib.store.offers import OfferItem, PoolHeadItem
+    from chalicelib.store.partner_hooks import WebhookDeliveryItem, WebhookEndpointItem
     from chalicelib.store.settlement import SettlementRowItem
     from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, ProgramItem
     from chalicelib.store.tiers import TierChangeItem, TierStateItem
@@ -159,6 +160,11 @@ class ProgramStore(Protocol):
         """The partner or publishable key stored under the SHA-256 of the presented key (cached)."""
         ...
 
+    def partner_program(self, partner_id: str) -> str:
+        """The program a partner belongs to, by the partner id alone (the locator; the mapping never changes, so
+        it is cached for an hour). Raises ``NotFound`` for an unknown partner."""
+        ...
+
     # -- administration (services.programs)
 
     def programs(self, limit: int, cursor: Cursor | None) -> Page[ProgramItem]:
@@ -253,6 +259,32 @@ class IntegrationStore(Protocol):
     def log(self, program_id: str, partner_id: str, platform: str, limit: int,
             cursor: Cursor | None) -> Page[IntegrationLogItem]:
         """One page of the connection's log, newest first (one ``Query``, at most ``limit``)."""
+        ...
+
+    def add_log(self, program_id: str, partner_id: str, platform: str, entry_id: str, *, code: str, message: str,
+                object_id: str | None, at: datetime) -> None:
+        """Append an entry to the connection's log (``message`` cut to 500 characters; kept ``LOG_TTL_DAYS``)."""
+        ...
+
+    def acknowledge(self, program_id: str, partner_id: str, platform: str, event_id: str, at: datetime) -> bool:
+        """Remember a platform's event id for ``ACK_TTL_HOURS`` (one conditional write): False when it was
+        acknowledged before and has not expired (a redelivery); an expired marker does not count."""
+        ...
+
+    def forget_ack(self, program_id: str, partner_id: str, platform: str, event_id: str) -> None:
+        """Undo :meth:`acknowledge` (the event could not be queued: the platform's retry must get through)."""
+        ...
+
+
+class FetchQueue(Protocol):
+    """The CRM fetch queue (SQS in AWS): ids-only CRM events wait here for ``services.crm_fetch.handle``."""
+
+    def enabled(self) -> bool:
+        """Whether a queue is configured (``SARAFAN_CRM_FETCH_QUEUE_URL``); without one nothing is fetched."""
+        ...
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        """Queue one message (JSON). Raises when the queue refuses it."""
         ...
 
 
@@ -412,6 +444,59 @@ class Outbox(Protocol):
         ...
 
 
+class Sealer(Protocol):
+    """Envelope encryption of the secrets we must use or show again (production: KMS, ``services.envelope``)."""
+
+    def seal(self, plaintext: str, context: Mapping[str, str]) -> dict[str, str]:
+        """``plaintext`` sealed for ``context`` (JSON-ready: safe to store)."""
+        ...
+
+    def open(self, sealed: Mapping[str, str], context: Mapping[str, str]) -> bytes:
+        """The plaintext of a sealed value; raises ``ValueError`` when tampered or sealed for another context."""
+        ...
+
+
+class WebhookStore(Protocol):
+    """Partners' outgoing webhook endpoints and their delivery log (``services.partner_webhooks``); sending is the
+    job's (``jobs.partner_webhooks``)."""
+
+    def endpoint(self, program_id: str, partner_id: str, endpoint_id: str) -> WebhookEndpointItem | None:
+        """The partner's endpoint (consistent read), or None."""
+        ...
+
+    def endpoints(self, program_id: str, partner_id: str) -> list[WebhookEndpointItem]:
+        """The partner's endpoints (one bounded ``Query``: at most ``MAX_ENDPOINTS`` + 1)."""
+        ...
+
+    def create_endpoint(self, fields: Mapping[str, Any]) -> WebhookEndpointItem:
+        """One transaction: the endpoint (``fields``: its attributes, ids, secrets and times included), the partner's
+        endpoint count + 1 conditioned on staying within ``MAX_ENDPOINTS``, and the partner existing. Raises
+        ``NotFound`` (partner), ``Conflict`` (an id collision) or ``ValidationFailed`` ``too_many_endpoints``."""
+        ...
+
+    def update_endpoint(self, endpoint: WebhookEndpointItem, changes: Mapping[str, Any], at: datetime) -> None:
+        """Set the ``changes`` (``None`` removes), ``updated_at`` and the next revision (also on ``endpoint``),
+        conditioned on the revision read. Raises ``Conflict`` ``concurrent_update`` otherwise (or when it is gone)."""
+        ...
+
+    def delete_endpoint(self, endpoint: WebhookEndpointItem) -> None:
+        """Delete it conditioned on the revision read, the partner's count - 1 in the same transaction.
+        Raises ``Conflict`` ``concurrent_update`` otherwise."""
+        ...
+
+    def deliveries(self, program_id: str, endpoint_id: str, limit: int,
+                   cursor: Cursor | None) -> Page[WebhookDeliveryItem]:
+        """One page of the endpoint's delivery log, newest first (one ``Query``, at most ``limit``)."""
+        ...
+
+    def delivery(self, program_id: str, endpoint_id: str, delivery_id: str) -> WebhookDeliveryItem | None: ...
+
+    def retry_delivery(self, delivery: WebhookDeliveryItem, at: datetime) -> bool:
+        """``pending`` again, due at ``at``, allowed one more attempt than were made (also on ``delivery``),
+        conditioned on the status read; False when it changed meanwhile (nothing written)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Ports:
     clock: Clock
@@ -420,11 +505,14 @@ class Ports:
     programs: ProgramStore
     offers: OfferStore
     integrations: IntegrationStore
+    crm_queue: FetchQueue
     members: MemberStore
     ledger: LedgerStore
     tiers: TierStore
     events: EventStore
     outbox: Outbox
+    sealer: Sealer
+    webhooks: WebhookStore
 
 
 _current: Ports | None = None
@@ -433,8 +521,9 @@ _factory: Callable[[], Ports] | None = None
 
 def production() -> Ports:
     """DynamoDB, the master key and the system clock; nothing is connected until first use."""
+    from chalicelib.services.envelope import KmsSealer
     from chalicelib.services.secrets import MasterKeySecrets
-    from chalicelib.store import dynamo_ports
+    from chalicelib.store import dynamo_ports, sqs_ports
 
     return Ports(
         clock=dynamo_ports.SystemClock(),
@@ -443,11 +532,14 @@ def production() -> Ports:
         programs=dynamo_ports.DynamoProgramStore(),
         offers=dynamo_ports.DynamoOfferStore(),
         integrations=dynamo_ports.DynamoIntegrationStore(),
+        crm_queue=sqs_ports.SqsFetchQueue(),
         members=dynamo_ports.DynamoMemberStore(),
         ledger=dynamo_ports.DynamoLedgerStore(),
         tiers=dynamo_ports.DynamoTierStore(),
         events=dynamo_ports.DynamoEventStore(),
         outbox=dynamo_ports.DynamoOutbox(),
+        sealer=KmsSealer(),
+        webhooks=dynamo_ports.DynamoWebhookStore(),
     )
 
 
@@ -458,9 +550,9 @@ def fakes(now: datetime) -> Ports:
     table = f.FakeTable()
     return Ports(clock=f.ManualClock(now), rate_limiter=f.FakeRateLimiter(), secrets=f.FakeSecrets(),
                  programs=f.FakeProgramStore(table), offers=f.FakeOfferStore(table),
-                 integrations=f.FakeIntegrationStore(table), members=f.FakeMemberStore(table),
+                 integrations=f.FakeIntegrationStore(table), crm_queue=f.FakeFetchQueue(), members=f.FakeMemberStore(table),
                  ledger=f.FakeLedgerStore(table), tiers=f.FakeTierStore(table), events=f.FakeEventStore(table),
-                 outbox=f.FakeOutbox())
+                 outbox=f.FakeOutbox(), sealer=f.FakeSealer(), webhooks=f.FakeWebhookStore(table))
 
 
 def wire(factory: Callable[[], Ports]) -> None:

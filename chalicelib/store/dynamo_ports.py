@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from chalicelib.config import get_settings
 from chalicelib.domain import clock
-from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed
 from chalicelib.domain.records import (
     REDEMPTION_CANCELLED,
     REDEMPTION_CONFIRMED,
@@ -286,6 +286,9 @@ class DynamoProgramStore:
 
     def api_key(self, key_hash: str) -> ApiKeyItem | None:
         return tenancy_repo.find_api_key(key_hash)
+
+    def partner_program(self, partner_id: str) -> str:
+        return tenancy_repo.locate_partner(partner_id)
 
     def programs(self, limit: int, cursor: Cursor | None) -> Page[ProgramItem]:
         items, next_cursor = tenancy_repo.list_programs(limit, cursor)
@@ -858,3 +861,136 @@ class DynamoIntegrationStore:
 
         items, last = integrations.log_page(program_id, partner_id, platform, limit, cursor)
         return Page(items, last)
+
+    def add_log(self, program_id: str, partner_id: str, platform: str, entry_id: str, *, code: str, message: str,
+                object_id: str | None, at: datetime) -> None:
+        from chalicelib.store import integrations
+
+        integrations.add_log_entry(integration_log_entry(program_id, partner_id, platform, entry_id, code=code,
+                                                         message=message, object_id=object_id, at=at), at)
+
+    def acknowledge(self, program_id: str, partner_id: str, platform: str, event_id: str, at: datetime) -> bool:
+        from chalicelib.store import integrations
+
+        return integrations.acknowledge(program_id, partner_id, platform, event_id, at)
+
+    def forget_ack(self, program_id: str, partner_id: str, platform: str, event_id: str) -> None:
+        from chalicelib.store import integrations
+
+        integrations.forget_ack(program_id, partner_id, platform, event_id)
+
+
+def integration_log_entry(program_id: str, partner_id: str, platform: str, entry_id: str, *, code: str, message: str,
+                          object_id: str | None, at: datetime) -> Any:
+    from chalicelib.domain.clock import iso
+    from chalicelib.store.integrations import IntegrationLogItem
+
+    pk, sk = keys.integration_log(program_id, partner_id, platform, iso(at), entry_id)
+    return IntegrationLogItem(PK=pk, SK=sk, program_id=program_id, partner_id=partner_id, platform=platform,
+                              code=code, message=message[:500], object_id=object_id, at=at)
+
+# --------------------------------------------------------------------------- partner webhooks (services.partner_webhooks)
+
+
+def too_many_endpoints() -> ValidationFailed:
+    from chalicelib.store.partner_hooks import MAX_ENDPOINTS
+
+    return ValidationFailed(f"A partner has at most {MAX_ENDPOINTS} webhook endpoints", code="too_many_endpoints",
+                            details={"limit": MAX_ENDPOINTS})
+
+
+def endpoint_changed() -> Conflict:
+    return Conflict("The webhook endpoint changed concurrently; read it again and retry", code="concurrent_update")
+
+
+def new_endpoint(fields: Mapping[str, Any]) -> Any:
+    from chalicelib.store.partner_hooks import WebhookEndpointItem
+
+    pk, sk = keys.webhook_endpoint(fields["program_id"], fields["partner_id"], fields["endpoint_id"])
+    return WebhookEndpointItem(PK=pk, SK=sk, **fields)
+
+
+def update_actions(model: type[Entity], changes: Mapping[str, Any]) -> list[Any]:
+    """``changes`` as update actions (``None`` removes the attribute)."""
+    return [getattr(model, name).remove() if value is None else getattr(model, name).set(value)
+            for name, value in changes.items()]
+
+
+def set_fields(item: Entity, changes: Mapping[str, Any]) -> None:
+    """``changes`` applied to ``item`` in place (once written: a refused write leaves the caller's copy as read)."""
+    for name, value in changes.items():
+        setattr(item, name, value)
+
+
+class DynamoWebhookStore:
+    def endpoint(self, program_id: str, partner_id: str, endpoint_id: str) -> Any:
+        from chalicelib.store import partner_hooks
+
+        return partner_hooks.get_endpoint(program_id, partner_id, endpoint_id)
+
+    def endpoints(self, program_id: str, partner_id: str) -> list[Any]:
+        from chalicelib.store import partner_hooks
+
+        return partner_hooks.endpoints_of(program_id, partner_id)
+
+    def create_endpoint(self, fields: Mapping[str, Any]) -> Any:
+        from chalicelib.store.partner_hooks import MAX_ENDPOINTS, WebhookEndpointCountItem, count_ref
+
+        item = new_endpoint(fields)
+        pid, partner_id = item.program_id, item.partner_id
+        C = WebhookEndpointCountItem
+        tx = Transaction()
+        tx.create(item, on_fail=Conflict("Endpoint id collision; retry", code="conflict"))
+        tx.update(count_ref(pid, partner_id), [C.endpoints.add(1)],
+                  C.endpoints.does_not_exist() | (C.endpoints < MAX_ENDPOINTS), on_fail=too_many_endpoints())
+        tx.check(PartnerItem, keys.partner(pid, partner_id), PartnerItem.PK.exists(),
+                 on_fail=NotFound("Partner not found", details={"partner_id": partner_id}))
+        tx.commit()
+        return item
+
+    def update_endpoint(self, endpoint: Any, changes: Mapping[str, Any], at: datetime) -> None:
+        from chalicelib.store.partner_hooks import WebhookEndpointItem as E
+
+        revision = int(endpoint.revision or 0)
+        changes = {**changes, "updated_at": at, "revision": revision + 1}
+        tx = Transaction()
+        tx.update(type(endpoint)(PK=endpoint.PK, SK=endpoint.SK), update_actions(E, changes), E.revision == revision,
+                  on_fail=endpoint_changed())
+        tx.commit()
+        set_fields(endpoint, changes)
+
+    def delete_endpoint(self, endpoint: Any) -> None:
+        from chalicelib.store.partner_hooks import WebhookEndpointCountItem as C
+        from chalicelib.store.partner_hooks import WebhookEndpointItem as E
+        from chalicelib.store.partner_hooks import count_ref
+
+        tx = Transaction()
+        tx.delete(endpoint, E.revision == int(endpoint.revision or 0), on_fail=endpoint_changed())
+        tx.update(count_ref(endpoint.program_id, endpoint.partner_id), [C.endpoints.add(-1)], C.endpoints > 0)
+        tx.commit()
+
+    def deliveries(self, program_id: str, endpoint_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        from chalicelib.store import partner_hooks
+
+        items, last = partner_hooks.log_page(program_id, endpoint_id, limit, cursor)
+        return Page(list(items), last)
+
+    def delivery(self, program_id: str, endpoint_id: str, delivery_id: str) -> Any:
+        from chalicelib.store import partner_hooks
+
+        return partner_hooks.get_delivery(program_id, endpoint_id, delivery_id)
+
+    def retry_delivery(self, delivery: Any, at: datetime) -> bool:
+        from chalicelib.store import partner_hooks
+        from chalicelib.store.partner_hooks import PENDING
+        from chalicelib.store.partner_hooks import WebhookDeliveryItem as D
+
+        status = delivery.status
+        gsi1pk, gsi1sk = partner_hooks.due_key(delivery, at)
+        changes = {"status": PENDING, "next_attempt_at": at, "max_attempts": int(delivery.attempts or 0) + 1,
+                   "GSI1PK": gsi1pk, "GSI1SK": gsi1sk}
+        if not partner_hooks.conditional_update(type(delivery)(PK=delivery.PK, SK=delivery.SK),
+                                                update_actions(D, changes), D.status == status):
+            return False
+        set_fields(delivery, changes)
+        return True
