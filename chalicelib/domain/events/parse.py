@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
-from chalicelib.domain import clock, safe_json, urls
+from chalicelib.domain import safe_json, urls
 from chalicelib.domain.codes import normalize_code, normalize_coupon_code
 from chalicelib.domain.errors import ValidationFailed, field_error
 from chalicelib.domain.events.model import CanonicalEvent, Context, Customer, OrderAmounts, Referral, Refund, Utm
@@ -125,13 +125,13 @@ def parse_context(raw: Mapping[str, Any]) -> Context | None:
     return _parse_context(raw)
 
 
-def parse_event(body: Any, *, default_region: str = "RU", now: datetime | None = None) -> CanonicalEvent:
+def parse_event(body: Any, *, default_region: str = "RU", now: datetime) -> CanonicalEvent:
     """Validate and normalise one canonical event.
 
     Raises ``ValidationFailed`` with ``details.errors[*].path`` in JSONPath
     (``$.order.total``); unknown types fail on ``$.type``. ``default_region`` resolves
     national phone formats. ``occurred_at`` must lie in ``safe_json.timestamp``'s window
-    (2000-01-01 to ``now`` + 5 minutes; ``now`` defaults to ``clock.utcnow()``). ``body``
+    (2000-01-01 to ``now`` + 5 minutes; ``now`` is the caller's clock, which also bounds birthdays). ``body``
     should come from ``safe_json.loads`` (nesting, numbers, strings, duplicate keys).
     """
     if not isinstance(body, dict):
@@ -151,8 +151,6 @@ def parse_event(body: Any, *, default_region: str = "RU", now: datetime | None =
     except fastjsonschema.JsonSchemaValueException as exc:
         raise _fail(_schema_errors(exc)) from None
 
-    if now is None:  # callers not yet passing the service's clock (services.crm_fetch, services.platform_intake)
-        now = clock.utcnow()
     occurred_at = _parse_timestamp(body["occurred_at"], "$.occurred_at", now)
 
     customer = None
