@@ -152,13 +152,14 @@ def request_erasure(token: str) -> dict[str, Any]:
 
     program_id, member_id = verify(token)
     bad = InvalidWallet("This wallet link is invalid or has expired; ask the shop for a new one", code="invalid_token")
+    deps = ports.current()
     try:
-        member = members_query._member(ports.current(), program_id, member_id)
+        member = members_query._member(deps, program_id, member_id)
     except NotFound:
         raise bad from None
     if member.erased_at is not None:
         raise bad
-    view = erasure.request_by_member(program_id, member_id)
+    view = erasure.request_by_member(deps, program_id, member_id)
     locale = member.locale if member.locale in ("ru", "en") else "en"
     return {"status": view["status"], "requested_at": view["requested_at"], "locale": locale}
 
