@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib.domain.records import Cursor, NewKey, Page, StaleMember
+from chalicelib.domain.records import Cursor, NewKey, NewMember, Page, PendingInvite, StaleMember
 
 if TYPE_CHECKING:
     from chalicelib.store.counters import ClickTotalItem
@@ -32,14 +32,15 @@ if TYPE_CHECKING:
         RedemptionItem,
         RulesVersionItem,
     )
-    from chalicelib.store.members import CodeItem, LinkItem, MemberItem
+    from chalicelib.store.members import CodeItem, IdentityRef, LinkItem, MemberItem
     from chalicelib.store.offers import OfferItem, PoolHeadItem
     from chalicelib.store.partner_hooks import WebhookDeliveryItem, WebhookEndpointItem
     from chalicelib.store.settlement import SettlementRowItem
+    from chalicelib.store.signals import SignalItem, SignalRef
     from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, ProgramItem
     from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
-__all__ = ["Cursor", "NewKey", "Page", "Ports", "StaleMember"]
+__all__ = ["Cursor", "NewKey", "NewMember", "Page", "PendingInvite", "Ports", "StaleMember"]
 
 
 class Clock(Protocol):
@@ -71,8 +72,29 @@ class MemberStore(Protocol):
         """The member's current referral code, then earlier ones (they keep working after a vanity change)."""
         ...
 
-    def code_pointer(self, program_id: str, code: str) -> CodeItem | None:
+    def code_pointer(self, program_id: str, code: str, *, consistent: bool = False) -> CodeItem | None:
         """Who holds a referral code (normalised), current or earlier, with the first name landing pages show."""
+        ...
+
+    def identity_refs(self, program_id: str, *, email: str | None = None,
+                      phone: str | None = None) -> list[IdentityRef]:
+        """The keyed hashes of a person's canonical identifiers (e-mail by its match key), as pointers are stored."""
+        ...
+
+    def identity_owner(self, program_id: str, refs: Sequence[IdentityRef]) -> str | None:
+        """The member holding the first of ``refs`` that has a pointer (one consistent ``BatchGetItem``), or None."""
+        ...
+
+    def create_member(self, member: NewMember, refs: Sequence[IdentityRef]) -> MemberItem | None:
+        """One transaction: the profile, a pointer per identifier in ``refs``, the code pointer and the short link, each
+        created only if absent. The profile as stored, or None (nothing written) when any of them exists: the person
+        was created concurrently (read again) or the code is taken (draw another)."""
+        ...
+
+    def put_pending_invite(self, program_id: str, ref: IdentityRef, invite: PendingInvite, *,
+                           first_touch_since: datetime | None = None) -> bool:
+        """Write the pending invite of one identifier (one conditional ``PutItem``). With ``first_touch_since``
+        an earlier invite by another referrer made at or after it is kept: False, nothing written."""
         ...
 
     def find_by_identity(self, program_id: str, *, email: str | None = None, phone: str | None = None,
@@ -434,6 +456,27 @@ class EventStore(Protocol):
         ...
 
 
+class SignalStore(Protocol):
+    """Fraud signals' pointers (a signal's keyed hash → the members recently seen with it) and the velocity counters
+    of the landing's invite checks (``services.landing``; the pipeline's stages write theirs in the event's transaction)."""
+
+    def pointers(self, program_id: str, refs: Sequence[SignalRef]) -> dict[str, SignalItem]:
+        """kind → the signal's pointer (one consistent ``BatchGetItem``; absent when never seen)."""
+        ...
+
+    def see(self, program_id: str, refs: Sequence[SignalRef], read: Mapping[str, SignalItem], member_id: str,
+            at: datetime) -> bool:
+        """Add ``member_id`` to each signal's pointer (bounded, rewritten at most hourly per member: ``store.signals``)
+        in one transaction: created where ``read`` has none, else conditioned on the revision read. False, nothing
+        written, when one changed since it was read (read again)."""
+        ...
+
+    def take_velocity_slot(self, program_id: str, scope: str, window: str, limit: int, expires_at_epoch: int) -> bool:
+        """Count one hit on the bounded counter ``(scope, window)`` (one conditional ADD; DynamoDB's TTL removes it at
+        ``expires_at_epoch``); False, nothing written, when ``limit`` hits came before."""
+        ...
+
+
 class Outbox(Protocol):
     def pending(self, day: str, limit: int) -> Sequence[OutboxItem]:
         """Messages queued on ``day`` (UTC ``YYYY-MM-DD``) not yet delivered, oldest first."""
@@ -579,6 +622,7 @@ class Ports:
     ledger: LedgerStore
     tiers: TierStore
     events: EventStore
+    signals: SignalStore
     outbox: Outbox
     sealer: Sealer
     webhooks: WebhookStore
@@ -611,6 +655,7 @@ def production() -> Ports:
         ledger=dynamo_ports.DynamoLedgerStore(),
         tiers=dynamo_ports.DynamoTierStore(),
         events=dynamo_ports.DynamoEventStore(),
+        signals=dynamo_ports.DynamoSignalStore(),
         outbox=dynamo_ports.DynamoOutbox(),
         sealer=KmsSealer(),
         webhooks=dynamo_ports.DynamoWebhookStore(),
@@ -627,6 +672,7 @@ def fakes(now: datetime) -> Ports:
                  programs=f.FakeProgramStore(table), offers=f.FakeOfferStore(table),
                  integrations=f.FakeIntegrationStore(table), crm_queue=f.FakeFetchQueue(), members=f.FakeMemberStore(table),
                  ledger=f.FakeLedgerStore(table), tiers=f.FakeTierStore(table), events=f.FakeEventStore(table),
+                 signals=f.FakeSignalStore(table),
                  outbox=f.FakeOutbox(), sealer=f.FakeSealer(), webhooks=f.FakeWebhookStore(table),
                  data_rights=f.FakeDataRightsStore(table))
 

@@ -21,7 +21,9 @@ from chalicelib.domain.records import (
     REDEMPTION_HELD,
     Cursor,
     NewKey,
+    NewMember,
     Page,
+    PendingInvite,
     StaleMember,
 )
 from chalicelib.store import cache, counters, keys, settlement, tenancy_repo
@@ -51,12 +53,15 @@ from chalicelib.store.members import (
     CodeItem,
     CouponItem,
     IdentityItem,
+    IdentityRef,
     LinkItem,
     MemberItem,
+    PendingInviteItem,
     batch_get,
     identity_refs,
     key_from_str,
     key_str,
+    new_member,
 )
 from chalicelib.store.settlement import SettlementRowItem
 from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
@@ -137,6 +142,29 @@ def code_taken(code: str) -> Conflict:
     return Conflict("This code is already taken", code="code_taken", details={"code": code})
 
 
+def identity_owner_of(program_id: str, refs: Sequence[IdentityRef], found: Mapping[tuple[str, str], Any]) -> str | None:
+    """The member of the first of ``refs`` with a pointer among the ``found`` items."""
+    for ref in refs:
+        pointer = found.get(ref.pointer_key(program_id))
+        if isinstance(pointer, IdentityItem):
+            return str(pointer.member_id)
+    return None
+
+
+def member_profile(member: NewMember, refs: Sequence[IdentityRef]) -> MemberItem:
+    return new_member(member.program_id, member.member_id, member.code, joined_at=member.joined_at,
+                      joined_via=member.joined_via, name=member.name, locale=member.locale, email=member.email,
+                      phone=member.phone, acquisition=dict(member.acquisition), refs=refs)
+
+
+def pending_invite_item(program_id: str, ref: IdentityRef, invite: PendingInvite) -> PendingInviteItem:
+    pk, sk = ref.invite_key(program_id)
+    return PendingInviteItem(PK=pk, SK=sk, program_id=program_id, kind=ref.kind, referrer_id=invite.referrer_id,
+                             code=invite.code, invited_at=invite.invited_at, ancestors=list(invite.ancestors),
+                             expires_at_epoch=invite.expires_at_epoch, risk_reject=invite.risk_reject,
+                             risk_holds=list(invite.risk_holds), risk_matched=list(invite.risk_matched))
+
+
 class DynamoMemberStore:
     def get(self, program_id: str, member_id: str, *, consistent: bool = True) -> MemberItem | None:
         return get_or_none(MemberItem, keys.member(program_id, member_id), consistent=consistent)
@@ -144,8 +172,46 @@ class DynamoMemberStore:
     def codes_of(self, member: MemberItem) -> list[str]:
         return codes_from_pointer_keys(member)
 
-    def code_pointer(self, program_id: str, code: str) -> CodeItem | None:
-        return get_or_none(CodeItem, keys.referral_code(program_id, code))
+    def code_pointer(self, program_id: str, code: str, *, consistent: bool = False) -> CodeItem | None:
+        return get_or_none(CodeItem, keys.referral_code(program_id, code), consistent=consistent)
+
+    def identity_refs(self, program_id: str, *, email: str | None = None,
+                      phone: str | None = None) -> list[IdentityRef]:
+        return identity_refs(program_id, email=email, phone=phone)
+
+    def identity_owner(self, program_id: str, refs: Sequence[IdentityRef]) -> str | None:
+        wanted = list(dict.fromkeys(r.pointer_key(program_id) for r in refs))
+        found = {(i.PK, i.SK): i for i in Entity.batch_get(wanted, consistent_read=True)} if wanted else {}
+        return identity_owner_of(program_id, refs, found)
+
+    def create_member(self, member: NewMember, refs: Sequence[IdentityRef]) -> MemberItem | None:
+        from chalicelib.store.members import stage_member_creation
+
+        profile = member_profile(member, refs)
+        tx = Transaction()
+        stage_member_creation(tx, profile, refs, _Taken())
+        try:
+            tx.commit()
+        except _Taken:
+            return None
+        return profile
+
+    def put_pending_invite(self, program_id: str, ref: IdentityRef, invite: PendingInvite, *,
+                           first_touch_since: datetime | None = None) -> bool:
+        from pynamodb.exceptions import PutError
+
+        item = pending_invite_item(program_id, ref, invite)
+        condition = None
+        if first_touch_since is not None:
+            condition = (Entity.PK.does_not_exist() | (PendingInviteItem.referrer_id == invite.referrer_id)
+                         | (PendingInviteItem.invited_at < first_touch_since))
+        try:
+            item.save(condition=condition)
+        except PutError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def find_by_identity(self, program_id: str, *, email: str | None = None, phone: str | None = None,
                          customer_id: tuple[str, str] | None = None) -> str | None:
@@ -667,6 +733,57 @@ class DynamoEventStore:
         result = AttributionRecordItem.gsi1.query(keys.gsi1_attribution_code_partition(program_id, code),
                                                   limit=limit, last_evaluated_key=cursor, scan_index_forward=False)
         return Page([r for r in result if isinstance(r, AttributionRecordItem)], result.last_evaluated_key)
+
+
+class _SignalChanged(Exception):
+    pass
+
+
+def signal_writes(program_id: str, refs: Sequence[Any], read: Mapping[str, Any], member_id: str,
+                  at: datetime) -> list[tuple[Any, Any]]:
+    """``(next pointer, the one read or None)`` for each signal whose pointer needs writing (``store.signals``)."""
+    from chalicelib.store.signals import next_pointer, updated_members
+
+    writes = []
+    for ref in refs:
+        before = read.get(ref.kind)
+        members = updated_members(before, member_id, at)
+        if members is not None:
+            writes.append((next_pointer(ref.pointer_key(program_id), program_id, ref.kind, members, before, at),
+                           before))
+    return writes
+
+
+class DynamoSignalStore:
+    def pointers(self, program_id: str, refs: Sequence[Any]) -> dict[str, Any]:
+        from chalicelib.store.signals import SignalItem
+
+        wanted = {ref.pointer_key(program_id): ref.kind for ref in refs}
+        if not wanted:
+            return {}
+        return {wanted[(i.PK, i.SK)]: i for i in Entity.batch_get(list(wanted), consistent_read=True)
+                if isinstance(i, SignalItem) and (i.PK, i.SK) in wanted}
+
+    def see(self, program_id: str, refs: Sequence[Any], read: Mapping[str, Any], member_id: str,
+            at: datetime) -> bool:
+        from chalicelib.store.signals import SignalItem
+
+        tx = Transaction()
+        for item, before in signal_writes(program_id, refs, read, member_id, at):
+            if before is None:
+                tx.create(item, on_fail=_SignalChanged())
+            else:
+                tx.put(item, SignalItem.revision == int(before.revision or 0), on_fail=_SignalChanged())
+        try:
+            tx.commit()
+        except _SignalChanged:
+            return False
+        return True
+
+    def take_velocity_slot(self, program_id: str, scope: str, window: str, limit: int, expires_at_epoch: int) -> bool:
+        from chalicelib.store.review import take_velocity_slot
+
+        return take_velocity_slot(*keys.velocity(program_id, scope, window), limit, expires_at_epoch)
 
 
 class DynamoOutbox:

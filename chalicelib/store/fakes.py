@@ -22,7 +22,9 @@ from chalicelib.domain.records import (
     REDEMPTION_HELD,
     Cursor,
     NewKey,
+    NewMember,
     Page,
+    PendingInvite,
     StaleErasure,
     StaleMember,
 )
@@ -50,6 +52,7 @@ from chalicelib.store.dynamo_ports import (
     erasure_started,
     event_key_hash,
     identifier_kinds,
+    identity_owner_of,
     identity_pointer_parts,
     insufficient_points,
     integration_changed,
@@ -58,6 +61,7 @@ from chalicelib.store.dynamo_ports import (
     item_data,
     key_collision,
     key_items,
+    member_profile,
     new_adjustment,
     new_endpoint,
     new_integration,
@@ -68,6 +72,7 @@ from chalicelib.store.dynamo_ports import (
     partner_changed,
     partner_locator,
     partner_not_found,
+    pending_invite_item,
     program_changed,
     referral_position,
     referral_start,
@@ -75,6 +80,7 @@ from chalicelib.store.dynamo_ports import (
     return_entry,
     rules_changed,
     set_fields,
+    signal_writes,
     spend_entry,
     too_many_endpoints,
 )
@@ -98,11 +104,17 @@ from chalicelib.store.ledger import (
 from chalicelib.store.members import (
     CodeItem,
     IdentityItem,
+    IdentityRef,
     LinkItem,
     MemberItem,
+    PendingInviteItem,
+    code_item,
     identity_refs,
     key_from_str,
     key_str,
+    link_item,
+    pointer_items,
+    referrals_index,
 )
 from chalicelib.store.offers import OfferItem, PoolCodeItem, PoolHeadItem
 from chalicelib.store.partner_hooks import (
@@ -113,7 +125,9 @@ from chalicelib.store.partner_hooks import (
     WebhookEndpointItem,
     due_key,
 )
+from chalicelib.store.review import VelocityItem
 from chalicelib.store.settlement import SettlementRowItem
+from chalicelib.store.signals import SignalItem, SignalRef
 from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
@@ -428,8 +442,37 @@ class FakeMemberStore:
     def codes_of(self, member: MemberItem) -> list[str]:
         return codes_from_pointer_keys(member)
 
-    def code_pointer(self, program_id: str, code: str) -> CodeItem | None:
+    def code_pointer(self, program_id: str, code: str, *, consistent: bool = False) -> CodeItem | None:
         return self.table.get(CodeItem, keys.referral_code(program_id, code))
+
+    def identity_refs(self, program_id: str, *, email: str | None = None,
+                      phone: str | None = None) -> list[IdentityRef]:
+        return identity_refs(program_id, email=email, phone=phone)
+
+    def identity_owner(self, program_id: str, refs: Sequence[IdentityRef]) -> str | None:
+        return identity_owner_of(program_id, refs, self.table.batch_get(r.pointer_key(program_id) for r in refs))
+
+    def create_member(self, member: NewMember, refs: Sequence[IdentityRef]) -> MemberItem | None:
+        profile = member_profile(member, refs)
+        referrals_index(profile)
+        items = [profile, *pointer_items(profile, refs), code_item(profile), link_item(profile)]
+        with self._lock:
+            if any((i.PK, i.SK) in self.table.items for i in items):
+                return None
+            for item in items:
+                self.table.put(item)
+        return profile
+
+    def put_pending_invite(self, program_id: str, ref: IdentityRef, invite: PendingInvite, *,
+                           first_touch_since: datetime | None = None) -> bool:
+        item = pending_invite_item(program_id, ref, invite)
+        with self._lock:
+            stored = self.table.get(PendingInviteItem, (item.PK, item.SK))
+            if (first_touch_since is not None and stored is not None and stored.referrer_id != invite.referrer_id
+                    and not stored.invited_at < first_touch_since):
+                return False
+            self.table.put(item)
+        return True
 
     def find_by_identity(self, program_id: str, *, email: str | None = None, phone: str | None = None,
                          customer_id: tuple[str, str] | None = None) -> str | None:
@@ -716,6 +759,38 @@ class FakeEventStore:
                           cursor: Cursor | None) -> Page[AttributionRecordItem]:
         return self.table.query(AttributionRecordItem, keys.gsi1_attribution_code_partition(program_id, code),
                                 index="gsi1", forward=False, limit=limit, cursor=cursor)
+
+
+class FakeSignalStore:
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+
+    def pointers(self, program_id: str, refs: Sequence[SignalRef]) -> dict[str, SignalItem]:
+        kinds = {ref.pointer_key(program_id): ref.kind for ref in refs}
+        return {kinds[k]: i for k, i in self.table.batch_get(kinds).items() if isinstance(i, SignalItem)}
+
+    def see(self, program_id: str, refs: Sequence[SignalRef], read: Mapping[str, SignalItem], member_id: str,
+            at: datetime) -> bool:
+        writes = signal_writes(program_id, refs, read, member_id, at)
+        with self.table.lock:
+            for item, before in writes:
+                stored = self.table.get(SignalItem, (item.PK, item.SK))
+                if (stored is not None) if before is None else (
+                        stored is None or int(stored.revision or 0) != int(before.revision or 0)):
+                    return False
+            for item, _ in writes:
+                self.table.put(item)
+        return True
+
+    def take_velocity_slot(self, program_id: str, scope: str, window: str, limit: int, expires_at_epoch: int) -> bool:
+        pk, sk = keys.velocity(program_id, scope, window)
+        with self.table.lock:
+            counter = self.table.get(VelocityItem, (pk, sk)) or VelocityItem(PK=pk, SK=sk)
+            if counter.hits is not None and int(counter.hits) >= limit:
+                return False
+            counter.hits, counter.expires_at_epoch = int(counter.hits or 0) + 1, expires_at_epoch
+            self.table.put(counter)
+        return True
 
 
 class FakeOutbox:
