@@ -445,8 +445,10 @@ class LocalState:
 
     def restore(self) -> dict[str, int] | None:
         """Load the last snapshot and its journal into moto (before anything else talks to it)."""
+        if not self.persistent:
+            return None  # nothing to note: without --data, noting every changed key would only grow
         CHANGES.install()
-        if not self.persistent or not self._path(AWS_FILE).exists():
+        if not self._path(AWS_FILE).exists():
             return None
         started = time.monotonic()
         data = _read(self._path(AWS_FILE))
