@@ -27,7 +27,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.domain import clock
+from chalicelib.services import ports
 from chalicelib.services.erasure import (
     ConcurrentChange,
     ErasableKind,
@@ -88,12 +88,13 @@ def _scrub_state(tx: Transaction, item: Entity) -> None:
     if not suppressed:
         tx.delete(item, unchanged, on_fail=ConcurrentChange())
         return
+    now = ports.current().clock.now()
     tx.put(NotifyStateItem(PK=item.PK, SK=item.SK, program_id=item.program_id, member_id=item.member_id,
-                           devices=[], suppressed=suppressed, updated_at=clock.utcnow()),
+                           devices=[], suppressed=suppressed, updated_at=now),
            S.PK.exists() & unchanged, on_fail=ConcurrentChange())
     for value_hash in suppressed[:MAX_SUPPRESSED]:
         pk, sk = keys.erased_identity(item.program_id, "email", value_hash)
-        tx.put(ErasedIdentityItem(PK=pk, SK=sk, program_id=item.program_id, kind="email", erased_at=clock.utcnow(),
+        tx.put(ErasedIdentityItem(PK=pk, SK=sk, program_id=item.program_id, kind="email", erased_at=now,
                                   suppressed=True))
 
 

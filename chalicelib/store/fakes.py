@@ -21,7 +21,9 @@ from chalicelib.domain.records import (
     REDEMPTION_HELD,
     Cursor,
     NewKey,
+    NewMember,
     Page,
+    PendingInvite,
     StaleMember,
 )
 from chalicelib.store import keys
@@ -40,12 +42,17 @@ from chalicelib.store.dynamo_ports import (
     concurrent_update,
     concurrent_upload,
     coupons_from_pointer_keys,
+    endpoint_changed,
     event_key_hash,
+    identity_owner_of,
     insufficient_points,
     integration_changed,
+    integration_log_entry,
     key_collision,
     key_items,
+    member_profile,
     new_adjustment,
+    new_endpoint,
     new_integration,
     new_offer,
     new_redemption,
@@ -54,16 +61,27 @@ from chalicelib.store.dynamo_ports import (
     partner_changed,
     partner_locator,
     partner_not_found,
+    pending_invite_item,
     program_changed,
     referral_position,
     referral_start,
     replayed,
     return_entry,
     rules_changed,
+    set_fields,
+    signal_writes,
     spend_entry,
+    too_many_endpoints,
 )
 from chalicelib.store.events import AttributionRecordItem, EventItem
-from chalicelib.store.integrations import IntegrationItem, IntegrationLogItem
+from chalicelib.store.integrations import (
+    ACK_TTL_HOURS,
+    LOG_TTL_DAYS,
+    CrmAckItem,
+    IntegrationItem,
+    IntegrationLogItem,
+    ack_key,
+)
 from chalicelib.store.ledger import (
     AdjustmentItem,
     BalanceItem,
@@ -72,9 +90,32 @@ from chalicelib.store.ledger import (
     RedemptionItem,
     RulesVersionItem,
 )
-from chalicelib.store.members import CodeItem, IdentityItem, LinkItem, MemberItem, identity_refs, key_str
+from chalicelib.store.members import (
+    CodeItem,
+    IdentityItem,
+    IdentityRef,
+    LinkItem,
+    MemberItem,
+    PendingInviteItem,
+    code_item,
+    identity_refs,
+    key_str,
+    link_item,
+    pointer_items,
+    referrals_index,
+)
 from chalicelib.store.offers import OfferItem, PoolCodeItem, PoolHeadItem
+from chalicelib.store.partner_hooks import (
+    MAX_ENDPOINTS,
+    PENDING,
+    WebhookDeliveryItem,
+    WebhookEndpointCountItem,
+    WebhookEndpointItem,
+    due_key,
+)
+from chalicelib.store.review import VelocityItem
 from chalicelib.store.settlement import SettlementRowItem
+from chalicelib.store.signals import SignalItem, SignalRef
 from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
@@ -235,6 +276,12 @@ class FakeProgramStore:
     def api_key(self, key_hash: str) -> ApiKeyItem | None:
         return self.table.get(ApiKeyItem, keys.api_key(key_hash))
 
+    def partner_program(self, partner_id: str) -> str:
+        locator = self.table.get(PartnerLocatorItem, keys.partner_locator(partner_id))
+        if locator is None:
+            raise NotFound("Unknown partner", details={"partner_id": partner_id})
+        return str(locator.program_id)
+
     def programs(self, limit: int, cursor: Cursor | None) -> Page[ProgramItem]:
         return self.table.query(ProgramItem, "PROGRAMS", "CREATED#", index="gsi1", forward=False, limit=limit,
                                 cursor=cursor)
@@ -383,8 +430,37 @@ class FakeMemberStore:
     def codes_of(self, member: MemberItem) -> list[str]:
         return codes_from_pointer_keys(member)
 
-    def code_pointer(self, program_id: str, code: str) -> CodeItem | None:
+    def code_pointer(self, program_id: str, code: str, *, consistent: bool = False) -> CodeItem | None:
         return self.table.get(CodeItem, keys.referral_code(program_id, code))
+
+    def identity_refs(self, program_id: str, *, email: str | None = None,
+                      phone: str | None = None) -> list[IdentityRef]:
+        return identity_refs(program_id, email=email, phone=phone)
+
+    def identity_owner(self, program_id: str, refs: Sequence[IdentityRef]) -> str | None:
+        return identity_owner_of(program_id, refs, self.table.batch_get(r.pointer_key(program_id) for r in refs))
+
+    def create_member(self, member: NewMember, refs: Sequence[IdentityRef]) -> MemberItem | None:
+        profile = member_profile(member, refs)
+        referrals_index(profile)
+        items = [profile, *pointer_items(profile, refs), code_item(profile), link_item(profile)]
+        with self._lock:
+            if any((i.PK, i.SK) in self.table.items for i in items):
+                return None
+            for item in items:
+                self.table.put(item)
+        return profile
+
+    def put_pending_invite(self, program_id: str, ref: IdentityRef, invite: PendingInvite, *,
+                           first_touch_since: datetime | None = None) -> bool:
+        item = pending_invite_item(program_id, ref, invite)
+        with self._lock:
+            stored = self.table.get(PendingInviteItem, (item.PK, item.SK))
+            if (first_touch_since is not None and stored is not None and stored.referrer_id != invite.referrer_id
+                    and not stored.invited_at < first_touch_since):
+                return False
+            self.table.put(item)
+        return True
 
     def find_by_identity(self, program_id: str, *, email: str | None = None, phone: str | None = None,
                          customer_id: tuple[str, str] | None = None) -> str | None:
@@ -673,6 +749,38 @@ class FakeEventStore:
                                 index="gsi1", forward=False, limit=limit, cursor=cursor)
 
 
+class FakeSignalStore:
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+
+    def pointers(self, program_id: str, refs: Sequence[SignalRef]) -> dict[str, SignalItem]:
+        kinds = {ref.pointer_key(program_id): ref.kind for ref in refs}
+        return {kinds[k]: i for k, i in self.table.batch_get(kinds).items() if isinstance(i, SignalItem)}
+
+    def see(self, program_id: str, refs: Sequence[SignalRef], read: Mapping[str, SignalItem], member_id: str,
+            at: datetime) -> bool:
+        writes = signal_writes(program_id, refs, read, member_id, at)
+        with self.table.lock:
+            for item, before in writes:
+                stored = self.table.get(SignalItem, (item.PK, item.SK))
+                if (stored is not None) if before is None else (
+                        stored is None or int(stored.revision or 0) != int(before.revision or 0)):
+                    return False
+            for item, _ in writes:
+                self.table.put(item)
+        return True
+
+    def take_velocity_slot(self, program_id: str, scope: str, window: str, limit: int, expires_at_epoch: int) -> bool:
+        pk, sk = keys.velocity(program_id, scope, window)
+        with self.table.lock:
+            counter = self.table.get(VelocityItem, (pk, sk)) or VelocityItem(PK=pk, SK=sk)
+            if counter.hits is not None and int(counter.hits) >= limit:
+                return False
+            counter.hits, counter.expires_at_epoch = int(counter.hits or 0) + 1, expires_at_epoch
+            self.table.put(counter)
+        return True
+
+
 class FakeOutbox:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -821,3 +929,163 @@ class FakeIntegrationStore:
             cursor: Cursor | None) -> Page[IntegrationLogItem]:
         return self.table.query(IntegrationLogItem, keys.integration_log_partition(program_id, partner_id, platform),
                                 forward=False, limit=limit, cursor=cursor)
+
+    def add_log(self, program_id: str, partner_id: str, platform: str, entry_id: str, *, code: str, message: str,
+                object_id: str | None, at: datetime) -> None:
+        item = integration_log_entry(program_id, partner_id, platform, entry_id, code=code, message=message,
+                                     object_id=object_id, at=at)
+        item.expires_at_epoch = int((at + timedelta(days=LOG_TTL_DAYS)).timestamp())
+        self.table.put(item)
+
+    def acknowledge(self, program_id: str, partner_id: str, platform: str, event_id: str, at: datetime) -> bool:
+        key = ack_key(program_id, partner_id, platform, event_id)
+        with self.table.lock:
+            stored = self.table.get(CrmAckItem, key)
+            if stored is not None and int(stored.expires_at_epoch) >= int(at.timestamp()):
+                return False
+            self.table.put(CrmAckItem(*key, expires_at_epoch=int((at + timedelta(hours=ACK_TTL_HOURS)).timestamp())))
+        return True
+
+    def forget_ack(self, program_id: str, partner_id: str, platform: str, event_id: str) -> None:
+        self.table.delete(ack_key(program_id, partner_id, platform, event_id))
+
+
+class FakeFetchQueue:
+    """Messages kept in order (``messages``); ``enabled`` as if ``SARAFAN_CRM_FETCH_QUEUE_URL`` were set.
+    ``refuse`` makes :meth:`send` fail, as an unavailable queue does."""
+
+    def __init__(self, enabled: bool = False) -> None:
+        self._lock = threading.Lock()
+        self.configured = enabled
+        self.refuse = False
+        self.messages: list[dict[str, Any]] = []
+
+    def enabled(self) -> bool:
+        return self.configured
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        if not self.configured or self.refuse:
+            raise RuntimeError("the CRM fetch queue is unavailable")
+        with self._lock:
+            self.messages.append(dict(message))
+
+class FakeSealer:
+    """Sealed values without KMS: the plaintext under a keystream and a tag bound to the context (a value
+    sealed for one context opens for no other; a changed byte is refused), like ``services.envelope``."""
+
+    def __init__(self, master: bytes = b"fake-sealing-key") -> None:
+        self.master = master
+
+    def _key(self, context: Mapping[str, str], nonce: bytes) -> bytes:
+        import hashlib
+        import hmac
+
+        aad = "|".join(f"{k}={context[k]}" for k in sorted(context)).encode()
+        return hmac.new(self.master, aad + nonce, hashlib.sha256).digest()
+
+    def seal(self, plaintext: str, context: Mapping[str, str]) -> dict[str, str]:
+        import base64
+        import hashlib
+        import hmac
+        import os
+
+        nonce = os.urandom(16)
+        key = self._key(context, nonce)
+        data = plaintext.encode("utf-8")
+        stream = b"".join(hashlib.sha256(key + i.to_bytes(4, "big")).digest() for i in range(len(data) // 32 + 1))
+        ciphertext = bytes(a ^ b for a, b in zip(data, stream, strict=False))
+        tag = hmac.new(key, ciphertext, hashlib.sha256).digest()
+        b64 = base64.b64encode
+        return {"alg": "fake", "nonce": b64(nonce).decode(), "ciphertext": b64(ciphertext).decode(),
+                "tag": b64(tag).decode()}
+
+    def open(self, sealed: Mapping[str, str], context: Mapping[str, str]) -> bytes:
+        import base64
+        import hashlib
+        import hmac
+
+        if sealed.get("alg") != "fake":
+            raise ValueError("unknown sealing algorithm")
+        nonce, ciphertext, tag = (base64.b64decode(sealed[k]) for k in ("nonce", "ciphertext", "tag"))
+        key = self._key(context, nonce)
+        if not hmac.compare_digest(hmac.new(key, ciphertext, hashlib.sha256).digest(), tag):
+            raise ValueError("sealed value was tampered with, or belongs to another context")
+        stream = b"".join(hashlib.sha256(key + i.to_bytes(4, "big")).digest()
+                          for i in range(len(ciphertext) // 32 + 1))
+        return bytes(a ^ b for a, b in zip(ciphertext, stream, strict=False))
+
+
+class FakeWebhookStore:
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+
+    def endpoint(self, program_id: str, partner_id: str, endpoint_id: str) -> WebhookEndpointItem | None:
+        return self.table.get(WebhookEndpointItem, keys.webhook_endpoint(program_id, partner_id, endpoint_id))
+
+    def endpoints(self, program_id: str, partner_id: str) -> list[WebhookEndpointItem]:
+        pk, prefix = keys.webhook_endpoints_prefix(program_id, partner_id)
+        return self.table.query(WebhookEndpointItem, pk, prefix, limit=MAX_ENDPOINTS + 1).items
+
+    def _count(self, program_id: str, partner_id: str) -> WebhookEndpointCountItem:
+        key = keys.webhook_endpoint_count(program_id, partner_id)
+        return self.table.get(WebhookEndpointCountItem, key) or WebhookEndpointCountItem(PK=key[0], SK=key[1],
+                                                                                         endpoints=0)
+
+    def create_endpoint(self, fields: Mapping[str, Any]) -> WebhookEndpointItem:
+        item = new_endpoint(fields)
+        with self.table.lock:
+            if self.table.get(PartnerItem, keys.partner(item.program_id, item.partner_id)) is None:
+                raise NotFound("Partner not found", details={"partner_id": item.partner_id})
+            if (item.PK, item.SK) in self.table.items:
+                raise Conflict("Endpoint id collision; retry", code="conflict")
+            count = self._count(item.program_id, item.partner_id)
+            if int(count.endpoints or 0) >= MAX_ENDPOINTS:
+                raise too_many_endpoints()
+            count.endpoints = int(count.endpoints or 0) + 1
+            self.table.put(count)
+            self.table.put(item)
+        return item
+
+    def update_endpoint(self, endpoint: WebhookEndpointItem, changes: Mapping[str, Any], at: datetime) -> None:
+        with self.table.lock:
+            stored = self.table.get(WebhookEndpointItem, (endpoint.PK, endpoint.SK))
+            revision = int(endpoint.revision or 0)
+            if stored is None or int(stored.revision or 0) != revision:
+                raise endpoint_changed()
+            changes = {**changes, "updated_at": at, "revision": revision + 1}
+            set_fields(stored, changes)
+            self.table.put(stored)
+            set_fields(endpoint, changes)
+
+    def delete_endpoint(self, endpoint: WebhookEndpointItem) -> None:
+        with self.table.lock:
+            stored = self.table.get(WebhookEndpointItem, (endpoint.PK, endpoint.SK))
+            if stored is None or int(stored.revision or 0) != int(endpoint.revision or 0):
+                raise endpoint_changed()
+            count = self._count(endpoint.program_id, endpoint.partner_id)
+            if int(count.endpoints or 0) <= 0:
+                raise Conflict("The request conflicts with the current state", code="conflict")
+            count.endpoints = int(count.endpoints) - 1
+            self.table.put(count)
+            self.table.delete((endpoint.PK, endpoint.SK))
+
+    def deliveries(self, program_id: str, endpoint_id: str, limit: int,
+                   cursor: Cursor | None) -> Page[WebhookDeliveryItem]:
+        return self.table.query(WebhookDeliveryItem, keys.webhook_delivery_partition(program_id, endpoint_id),
+                                "DELIVERY#", forward=False, limit=limit, cursor=cursor)
+
+    def delivery(self, program_id: str, endpoint_id: str, delivery_id: str) -> WebhookDeliveryItem | None:
+        return self.table.get(WebhookDeliveryItem, keys.webhook_delivery(program_id, endpoint_id, delivery_id))
+
+    def retry_delivery(self, delivery: WebhookDeliveryItem, at: datetime) -> bool:
+        with self.table.lock:
+            stored = self.table.get(WebhookDeliveryItem, (delivery.PK, delivery.SK))
+            if stored is None or stored.status != delivery.status:
+                return False
+            gsi1pk, gsi1sk = due_key(delivery, at)
+            changes = {"status": PENDING, "next_attempt_at": at, "max_attempts": int(delivery.attempts or 0) + 1,
+                       "GSI1PK": gsi1pk, "GSI1SK": gsi1sk}
+            set_fields(stored, changes)
+            self.table.put(stored)
+            set_fields(delivery, changes)
+        return True
