@@ -167,7 +167,7 @@ def handle(message: Mapping[str, Any], deps: ports.Ports | None = None,
 
     body, _ = clean_identifiers(result.body, "RU" if program.default_locale == "ru" else "US")
     try:
-        event = parse_event(body, default_region="RU" if program.default_locale == "ru" else "US")
+        event = parse_event(body, default_region="RU" if program.default_locale == "ru" else "US", now=deps.clock.now())
     except ValidationFailed as exc:
         _log_failure(item, fetch, "invalid_event", exc.message, deps)
         return {"status": "failed", "code": "invalid_event"}

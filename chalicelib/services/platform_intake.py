@@ -133,7 +133,7 @@ def receive(partner_id: str, platform: str, inbound: Inbound, token: str | None,
             continue
         body, warnings = clean_identifiers(item_.body, region)
         try:
-            event = parse_event(body, default_region=region)
+            event = parse_event(body, default_region=region, now=ctx.now)
         except ValidationFailed as exc:
             if len(mapped) == 1:
                 raise base.malformed("the payload does not make a valid event",
