@@ -344,10 +344,8 @@ class StreamCost:
 
     def __init__(self, bench: Bench) -> None:
         from app import app
-        from chalicelib.notify import dispatcher
+        from chalicelib.notify import dispatcher, sources
         from infra.local_stream import StreamPoller
-
-        from chalicelib.notify import sources
 
         # One member's deliveries at a time: the meter follows one call at a time, and in parallel the rows
         # varied between runs (97 vs 106 WRU after a first order, 65 vs 76 after a refund).
