@@ -23,7 +23,7 @@ from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.events import CanonicalEvent, parse_event
 from chalicelib.domain.ids import new_id
 from chalicelib.logs import get_logger
-from chalicelib.services import envelope, integrations, pipeline, ports
+from chalicelib.services import integrations, pipeline, ports
 from chalicelib.services.crm_http import PermanentFailure, Target, get_json
 
 if TYPE_CHECKING:
@@ -73,10 +73,10 @@ def acknowledge(item: IntegrationItem, fetch: Fetch, now: datetime, deps: ports.
     return True
 
 
-def _token(item: IntegrationItem) -> str:
+def _token(item: IntegrationItem, deps: ports.Ports) -> str:
     assert item.api_token is not None
     context = integrations.seal_context(item.program_id, item.partner_id, item.platform, "api_token")
-    return envelope.open_sealed(item.api_token, context).decode("utf-8")
+    return deps.sealer.open(item.api_token, context).decode("utf-8")
 
 
 def _hubspot(fetch: Fetch, token: str, ctx: Context) -> Mapped | Any:
@@ -148,7 +148,7 @@ def handle(message: Mapping[str, Any], deps: ports.Ports | None = None,
     program = deps.programs.get(item.program_id)
     ctx = Context(settings=dict(item.settings or {}), currency=program.currency, now=deps.clock.now(), can_fetch=True)
     try:
-        token = _token(item)
+        token = _token(item, deps)
         result = _FETCHERS[platform](fetch, token, ctx)
     except PermanentFailure as exc:
         _log_failure(item, fetch, exc.code, exc.message, deps)
@@ -167,7 +167,7 @@ def handle(message: Mapping[str, Any], deps: ports.Ports | None = None,
 
     body, _ = clean_identifiers(result.body, "RU" if program.default_locale == "ru" else "US")
     try:
-        event = parse_event(body, default_region="RU" if program.default_locale == "ru" else "US")
+        event = parse_event(body, default_region="RU" if program.default_locale == "ru" else "US", now=deps.clock.now())
     except ValidationFailed as exc:
         _log_failure(item, fetch, "invalid_event", exc.message, deps)
         return {"status": "failed", "code": "invalid_event"}

@@ -21,7 +21,7 @@ from chalicelib.domain.errors import DomainError, NotFound, ValidationFailed
 from chalicelib.domain.events import parse_event
 from chalicelib.domain.identity import normalize_email, normalize_phone
 from chalicelib.logs import get_logger
-from chalicelib.services import envelope, integrations, pipeline, ports
+from chalicelib.services import integrations, pipeline, ports
 
 if TYPE_CHECKING:
     from chalicelib.services.crm_fetch import Process
@@ -51,7 +51,7 @@ def _integration(partner_id: str, platform: str, deps: ports.Ports) -> tuple[Ada
 
 
 def _authenticate(adapter: Adapter, item: IntegrationItem, inbound: Inbound, token: str | None,
-                  ctx: Context) -> None:
+                  ctx: Context, deps: ports.Ports) -> None:
     now = ctx.now
     if adapter.auth == "token":
         presented = hashlib.sha256((token or "").encode("utf-8")).hexdigest()
@@ -65,7 +65,7 @@ def _authenticate(adapter: Adapter, item: IntegrationItem, inbound: Inbound, tok
     secrets: list[bytes] = []
     for entry in integrations._valid(list(item.secrets or []), now):
         try:
-            secrets.append(envelope.open_sealed(entry["sealed"], context))
+            secrets.append(deps.sealer.open(entry["sealed"], context))
         except ValueError:
             log.error("integration secret cannot be unsealed", extra={"platform": item.platform,
                                                                       "program_id": item.program_id})
@@ -106,7 +106,7 @@ def receive(partner_id: str, platform: str, inbound: Inbound, token: str | None,
                  and deps.crm_queue.enabled())
     ctx = Context(settings=dict(item.settings or {}), currency=program.currency, now=deps.clock.now(),
                   can_fetch=can_fetch)
-    _authenticate(adapter, item, inbound, token, ctx)
+    _authenticate(adapter, item, inbound, token, ctx, deps)
 
     translation = adapter.translate(inbound, ctx)
     reply: dict[str, Any] = {"platform": platform, "delivery_id": translation.delivery_id}
@@ -133,7 +133,7 @@ def receive(partner_id: str, platform: str, inbound: Inbound, token: str | None,
             continue
         body, warnings = clean_identifiers(item_.body, region)
         try:
-            event = parse_event(body, default_region=region)
+            event = parse_event(body, default_region=region, now=ctx.now)
         except ValidationFailed as exc:
             if len(mapped) == 1:
                 raise base.malformed("the payload does not make a valid event",

@@ -1,9 +1,9 @@
 """A shop's or CRM's webhook (``services.platform_intake``) and the CRM fetch (``services.crm_fetch``) on the
 in-memory ports: no moto, no SQS, no pipeline (a recorder stands for ``pipeline.process``).
 
-Token platforms only (Tilda, amoCRM: a signing secret or a CRM token is sealed with KMS, so the fetch's token is
-opened by a stub here); through the real route, KMS and SQS under moto: tests/functional/test_platform_*.py. The
-fakes are held to DynamoDB's and SQS's behaviour by tests/contract/test_platform_ports.py.
+Signing secrets and CRM tokens are sealed by the fake ``Sealer`` (no KMS); the CRM's answers are the documented
+examples (``get_json`` stubbed). Through the real route, KMS and SQS under moto: tests/functional/test_platform_*.py.
+The fakes are held to DynamoDB's and SQS's behaviour by tests/contract/test_platform_ports.py and test_webhook_ports.py.
 """
 
 from __future__ import annotations
@@ -16,18 +16,19 @@ import pytest
 
 from chalicelib.adapters.base import Inbound
 from chalicelib.domain.errors import NotFound, Unauthorized
-from chalicelib.services import crm_fetch, envelope, platform_intake, ports
+from chalicelib.services import crm_fetch, platform_intake, ports
 from chalicelib.services.crm_http import PermanentFailure
-from chalicelib.services.integrations import hash_token
+from chalicelib.services.integrations import hash_token, seal_context
 from chalicelib.store import fakes, keys
 from chalicelib.store.dynamo_ports import new_integration
 from chalicelib.store.integrations import ACK_TTL_HOURS
 from chalicelib.store.tenancy import PartnerLocatorItem
 from tests import ports_support as support
-from tests.platform_support import fixture
+from tests.platform_support import b64_hmac, fixture
 
 PID, SHOP = "prg_1", "ptn_1"
 TOKEN = "t" * 43
+SECRET = "shpss_signing_secret_0123456789"
 
 
 class Recorder:
@@ -48,13 +49,20 @@ def deps() -> ports.Ports:
     fakes.seed(deps, support.program(PID, currency="RUB", default_locale="ru"), support.partner(PID, SHOP),
                PartnerLocatorItem(PK=pk, SK=sk, program_id=PID, partner_id=SHOP))
     tokens = [{"sha256": hash_token(TOKEN), "created_at": "2026-11-01T00:00:00Z", "expires_at": None}]
-    for platform, settings, api_token in (("tilda", {}, None),
-                                          ("amocrm", {"subdomain": "zerno"}, {"sealed": "by KMS"})):
+    secrets = [{"sealed": deps.sealer.seal(SECRET, seal_context(PID, SHOP, "shopify", "secret")),
+                "created_at": "2026-11-01T00:00:00Z", "expires_at": None}]
+    for platform, settings in (("tilda", {}), ("amocrm", {"subdomain": "zerno"}),
+                               ("shopify", {"shop_domain": "zerno.myshopify.com"})):
         fakes.seed(deps, new_integration({"program_id": PID, "partner_id": SHOP, "platform": platform,
-                                          "settings": settings, "secrets": [], "tokens": tokens,
-                                          "api_token": api_token, "revision": 1, "created_at": support.NOW,
-                                          "updated_at": support.NOW}))
+                                          "settings": settings, "secrets": secrets if platform == "shopify" else [],
+                                          "tokens": tokens if platform != "shopify" else [],
+                                          "api_token": _api_token(deps, "amo-token") if platform == "amocrm" else None,
+                                          "revision": 1, "created_at": support.NOW, "updated_at": support.NOW}))
     return deps
+
+
+def _api_token(deps: ports.Ports, token: str) -> dict[str, str]:
+    return deps.sealer.seal(token, seal_context(PID, SHOP, "amocrm", "api_token"))
 
 
 def _inbound(platform: str, name: str) -> Inbound:
@@ -104,6 +112,24 @@ def test_an_expired_token_is_refused_at_the_one_clock(deps: ports.Ports) -> None
         platform_intake.receive(SHOP, "tilda", _inbound("tilda", "test.json"), TOKEN, deps)
 
 
+def _signed(name: str, secret: str = SECRET) -> Inbound:
+    data = fixture("shopify", name)
+    raw = json.dumps(data["body"]).encode()
+    headers = {**{k.lower(): v for k, v in data["headers"].items()}, "x-shopify-hmac-sha256": b64_hmac(secret, raw)}
+    return Inbound(method="POST", url=f"https://sarafan.example/v1/webhooks/{SHOP}/shopify", headers=headers,
+                   raw_body=raw)
+
+
+def test_a_signed_platforms_delivery_is_verified_with_the_sealed_secret(deps: ports.Ports) -> None:
+    process = Recorder()
+    reply = platform_intake.receive(SHOP, "shopify", _signed("orders_paid.json"), None, deps, process)
+    assert [e["type"] for e in reply["events"]] == ["order.paid"] and len(process.events) == 1
+    assert process.events[0][2] == "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"  # the platform's delivery id
+    with pytest.raises(Unauthorized):
+        platform_intake.receive(SHOP, "shopify", _signed("orders_paid.json", "another-secret"), None, deps, process)
+    assert len(process.events) == 1
+
+
 def test_an_ids_only_crm_event_is_queued_once_and_a_redelivery_is_a_duplicate(deps: ports.Ports) -> None:
     deps.crm_queue.configured = True  # type: ignore[attr-defined]
     process = Recorder()
@@ -146,7 +172,7 @@ def _queued(deps: ports.Ports) -> dict[str, Any]:
 
 @pytest.fixture
 def amo_api(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The CRM's answers (the documented examples) and the token opened without KMS; returns the URLs asked."""
+    """The CRM's answers (the documented examples; 401 for another token); returns the URLs asked."""
     answers = fixture("amocrm", "api_v4_responses.json")["body"]
     asked: list[str] = []
 
@@ -157,7 +183,6 @@ def amo_api(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return answers["lead"] if "/leads/" in target.url else answers["contact"]
 
     monkeypatch.setattr(crm_fetch, "get_json", get_json)
-    monkeypatch.setattr(envelope, "open_sealed", lambda sealed, context: b"amo-token")
     return asked
 
 
@@ -171,10 +196,12 @@ def test_the_consumer_completes_the_event_from_the_crm_and_runs_it(deps: ports.P
     assert [u.split("/api/v4/")[1].split("?")[0] for u in amo_api] == ["leads/25399013", "contacts/3"]
 
 
-def test_a_refused_token_is_logged_for_the_partner_and_dropped(deps: ports.Ports, amo_api: list[str],
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refused_token_is_logged_for_the_partner_and_dropped(deps: ports.Ports, amo_api: list[str]) -> None:
     message = _queued(deps)
-    monkeypatch.setattr(envelope, "open_sealed", lambda sealed, context: b"revoked")
+    item = deps.integrations.get(PID, SHOP, "amocrm")
+    assert item is not None
+    item.api_token = _api_token(deps, "revoked")
+    fakes.seed(deps, item)
     deps.clock.advance(minutes=5)  # type: ignore[attr-defined]
     assert crm_fetch.handle(message, deps, Recorder()) == {"status": "failed", "code": "crm_auth_failed"}
     (entry,) = deps.integrations.log(PID, SHOP, "amocrm", 10, None).items
