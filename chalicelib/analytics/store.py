@@ -31,7 +31,7 @@ from typing import Any
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 
 from chalicelib.domain import analytics as fig
-from chalicelib.domain import clock
+from chalicelib.services import ports
 from chalicelib.store import count_once
 from chalicelib.store.count_once import Source
 from chalicelib.store.db import Entity, shared_connection
@@ -207,7 +207,7 @@ def count(sources: list[Source[Figures]], now: float | None = None) -> int:
     wanted = [s for s in sources if s.payload]
     if not wanted:
         return 0
-    expires = int((now if now is not None else clock.utcnow().timestamp()) + SEEN_TTL_SECONDS)
+    expires = int((now if now is not None else ports.current().clock.now().timestamp()) + SEEN_TTL_SECONDS)
     return count_once.count(wanted, _build, _touches, marker_entity="agg_seen", expires_at=expires)
 
 

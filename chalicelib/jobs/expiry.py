@@ -26,6 +26,7 @@ from chalicelib.domain import clock
 from chalicelib.domain import expiry as fifo
 from chalicelib.domain.errors import Conflict
 from chalicelib.logs import get_logger
+from chalicelib.services import ports
 from chalicelib.store import keys, tenancy_repo
 from chalicelib.store.db import Entity
 from chalicelib.store.ledger import (
@@ -161,7 +162,7 @@ def run_program(program: ProgramItem, now: datetime) -> dict[str, int]:
 
 
 def run(now: datetime | None = None) -> dict[str, Any]:
-    now = now or clock.utcnow()
+    now = now or ports.current().clock.now()
     totals = {"programs": 0, "members": 0, "points": 0, "warned": 0}
     cursor = None
     while True:

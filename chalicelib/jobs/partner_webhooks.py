@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 from chalicelib.domain import clock, partner_hooks
 from chalicelib.logs import get_logger
 from chalicelib.services import partner_webhooks as service
+from chalicelib.services import ports
 from chalicelib.store import partner_hooks as store
 from chalicelib.store.partner_hooks import (
     CANCELLED,
@@ -301,7 +302,7 @@ def _send_notice(endpoint: WebhookEndpointItem, item: WebhookDeliveryItem, answe
 
 def run(now: datetime | None = None, *, workers: int = WORKERS) -> dict[str, Any]:
     """Attempt every due delivery (rounds of at most ``BATCH`` per shard, within the run's budget); counts."""
-    now = now or clock.utcnow()
+    now = now or ports.current().clock.now()
     started = time.monotonic()
     counts: dict[str, int] = {"due": 0}
     endpoints: dict[tuple[str, str, str], WebhookEndpointItem | None] = {}

@@ -47,6 +47,7 @@ from chalicelib.notify import kinds, preview
 from chalicelib.notify import settings as program_settings
 from chalicelib.notify.port import Email, Notifier, PermanentSendError, SendError, TransientSendError
 from chalicelib.notify.render import Rendered, render
+from chalicelib.services import ports
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
 from chalicelib.store.ledger import OUTBOX_RETENTION_DAYS, OutboxItem
@@ -153,7 +154,7 @@ class Delivery:
         ``BatchGetItem`` (per 100 keys) instead of one per message."""
         from chalicelib.store import tenancy_repo
 
-        now = clock.utcnow()
+        now = ports.current().clock.now()
         wanted: set[tuple[str, str]] = set()
         for item in items:
             try:
@@ -183,7 +184,7 @@ class Delivery:
         ``claimed_by``: the messages were created already claimed under this lease token (derived messages,
         ``notify.sources.Derived``), so there is nothing to claim. ``batch``: reads and log writes shared with
         the other groups of the call (the caller writes the logs: :meth:`write_logs`)."""
-        now = clock.utcnow()
+        now = ports.current().clock.now()
         if claimed_by is not None:
             return self._deliver_safely(list(items), now, claimed_by, [], batch)
         token = secrets.token_hex(8)

@@ -29,6 +29,7 @@ from pynamodb.exceptions import PutError, UpdateError
 from chalicelib.domain import clock
 from chalicelib.notify import dispatcher
 from chalicelib.notify.delivery import PENDING, SENDING, Delivery, DeliveryBatch, Outcome
+from chalicelib.services import ports
 from chalicelib.store import keys
 from chalicelib.store.ledger import LedgerEntryItem, OutboxItem, RedemptionItem, day_of, stable_id
 from chalicelib.store.members import JOINED_VIA_IMPORT, MemberItem
@@ -135,7 +136,7 @@ def _create(program_id: str, member_id: str, template: str, params: dict[str, An
             business_key: str, message_id: str, lease: tuple[str, str] | None = None) -> OutboxItem | None:
     """Write an outbox message once (``None`` if it already exists); with ``lease`` (token, until) it is created
     claimed (``sending``), for its creator to deliver."""
-    now = clock.utcnow()
+    now = ports.current().clock.now()
     pk, sk = keys.outbox_message(program_id, message_id)
     gpk, gsk = keys.gsi1_outbox_pending(day_of(now), clock.iso(now), message_id)
     item = OutboxItem(PK=pk, SK=sk, GSI1PK=gpk, GSI1SK=gsk, program_id=program_id, message_id=message_id,
@@ -171,7 +172,7 @@ class Derived:
     def __init__(self, claimed: bool = True) -> None:
         from chalicelib.config import get_settings
 
-        now = clock.utcnow()
+        now = ports.current().clock.now()
         self.lease = (secrets.token_hex(8), clock.iso(now + timedelta(seconds=get_settings().notify_lease_seconds))
                       ) if claimed else None
         self.created: list[OutboxItem] = []

@@ -25,11 +25,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.domain import clock
 from chalicelib.domain.codes import generate_code
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.member_import import ImportRow, RowError, parse
 from chalicelib.logs import get_logger
+from chalicelib.services import ports
 from chalicelib.services.auth import Principal
 from chalicelib.store import keys, tenancy_repo
 from chalicelib.store.data_rights import ImportRowItem
@@ -141,7 +141,7 @@ class _Chunk:
         self.result = result
         self.max_depth = program.program_settings.max_depth
         self.items: dict[tuple[str, str], Entity] = {}
-        self.now = clock.utcnow()
+        self.now = ports.current().clock.now()
 
     # -- reads ---------------------------------------------------------------------
 
