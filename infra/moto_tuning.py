@@ -41,6 +41,9 @@ Memory per item: :func:`compact_items` keeps stored items' attributes as ``marsh
 ``DynamoType`` objects took about six times the item's DynamoDB JSON) and stream records pickled until
 they are read.
 
+Outside DynamoDB: :func:`bound_sent_email_history` keeps moto's SES history of sent e-mails to the
+newest 1,000 (it kept every message of a long run, about 4.5 KB each).
+
 :func:`apply` installs all of them once per process (idempotent).
 """
 
@@ -85,6 +88,7 @@ def apply() -> None:
         ("actions", cache_action_lookup),
         ("direct", direct_dynamodb_calls),
         ("compact", compact_items),
+        ("ses_history", bound_sent_email_history),
     ):
         if name not in _applied:
             install()
@@ -93,6 +97,30 @@ def apply() -> None:
 
 def applied() -> frozenset[str]:
     return frozenset(_applied)
+
+
+# --- SES's sent-mail history -------------------------------------------------------------------
+
+#: Sent e-mails moto's SES keeps (its ``sent_messages``, for ``GetSendStatistics`` and moto's dashboard):
+#: every message a process ever sent, about 4.5 KB each, one per rewarded order of a long local run. The
+#: newest ones are kept; the local run's rendered notifications are at ``GET /dev/outbox``.
+SENT_EMAIL_HISTORY = 1000
+
+
+def bound_sent_email_history(limit: int = SENT_EMAIL_HISTORY) -> None:
+    """moto's SES keeps every e-mail sent for the life of the process; keep the newest ``limit``."""
+    from moto.ses.models import SESBackend
+
+    if getattr(SESBackend.__init__, "_sarafan_bounded", False):
+        return
+    original = SESBackend.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.sent_messages = collections.deque(self.sent_messages, maxlen=limit)
+
+    __init__._sarafan_bounded = True  # type: ignore[attr-defined]
+    SESBackend.__init__ = __init__  # type: ignore[method-assign]  # before the process first uses SES
 
 
 # --- instance tracking -----------------------------------------------------------------------

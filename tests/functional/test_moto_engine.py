@@ -53,7 +53,24 @@ def _all(client: Any) -> list[dict[str, Any]]:
 def test_the_suite_and_the_local_run_use_the_adjusted_engine(ddb: Any) -> None:
     assert moto_tuning.applied() == {"tracking", "rollback", "query", "get_item", "lock", "responses", "streams",
                                      "expressions", "traversal", "simple_updates", "items", "actions", "direct", "index",
-                                     "compact"}
+                                     "compact", "ses_history"}
+
+
+def test_ses_keeps_only_the_newest_sent_emails(aws_env: None) -> None:
+    import boto3
+    from moto import mock_aws
+    from moto.ses.models import ses_backends
+
+    with mock_aws():
+        ses = boto3.client("ses", region_name="eu-central-1")
+        ses.verify_email_identity(EmailAddress="no-reply@sarafan.test")
+        for n in range(moto_tuning.SENT_EMAIL_HISTORY + 5):
+            ses.send_email(Source="no-reply@sarafan.test", Destination={"ToAddresses": [f"m{n}@example.com"]},
+                           Message={"Subject": {"Data": f"n{n}"}, "Body": {"Text": {"Data": "x"}}})
+        kept = list(ses_backends["123456789012"]["eu-central-1"].sent_messages)
+        assert len(kept) == moto_tuning.SENT_EMAIL_HISTORY
+        assert kept[0].destinations["ToAddresses"] == ["m5@example.com"]  # the oldest five went
+        assert kept[-1].destinations["ToAddresses"] == [f"m{moto_tuning.SENT_EMAIL_HISTORY + 4}@example.com"]
 
 
 def test_a_cancelled_transaction_leaves_every_item_as_it_was(ddb: Any) -> None:
