@@ -133,7 +133,6 @@ class EmbeddedMoto:
         self._mock = mock_aws()
         self._mock.start()
         moto_tuning.apply()
-        bound_sent_email_history()
         self._server.start()
         if self._error is not None:
             raise RuntimeError(f"moto server could not start on {self.host}:{self.port}: {self._error}")
@@ -145,28 +144,6 @@ class EmbeddedMoto:
         if server is not None:
             server.server_close()  # ThreadedMotoServer.stop() leaves the socket bound
         self._mock.stop()
-
-
-#: Sent emails moto's SES keeps (its ``sent_messages``, for ``GetSendStatistics`` and moto's dashboard):
-#: every message the run ever sent, about 4.5 KB each, one per rewarded order. The newest ones are kept;
-#: the rendered notifications are at ``GET /dev/outbox``.
-SENT_EMAIL_HISTORY = 1000
-
-
-def bound_sent_email_history(limit: int = SENT_EMAIL_HISTORY) -> None:
-    """moto's SES keeps every email sent for the life of the process; the local run keeps the newest ``limit``."""
-    from moto.ses.models import SESBackend
-
-    if getattr(SESBackend.__init__, "_sarafan_bounded", False):
-        return
-    original = SESBackend.__init__
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self.sent_messages = collections.deque(self.sent_messages, maxlen=limit)
-
-    __init__._sarafan_bounded = True  # type: ignore[attr-defined]
-    SESBackend.__init__ = __init__  # type: ignore[method-assign]  # before the run first uses SES
 
 
 #: Settings the run picks when unset; ``--data`` keeps them for the next start.
@@ -565,7 +542,7 @@ def wait_until_healthy(base_url: str, timeout: float = 10.0) -> None:
 # --- notifications ----------------------------------------------------------------------------
 
 
-def drive_notifications(log: Any) -> None:
+def drive_notifications(log: Any, positions: Any = None) -> None:
     """Read the table's stream as Lambda would (infra/local_stream.py) and print one line per message.
 
     The stream poller is registered for ``@on_dynamodb_record``, so the EventSourceRunner starts it
@@ -574,8 +551,31 @@ def drive_notifications(log: Any) -> None:
     from chalicelib.notify import sources
     from infra.local_stream import register
 
-    register()
+    register(positions=positions)
     sources.outcome_listeners.append(lambda outcome: log(outcome.line()))
+
+
+def drive_consumers(mode: str, one_process: bool, cleanup: contextlib.ExitStack,
+                    on_fatal: Any) -> list[Any]:
+    """The table-stream consumer: in a second process (``infra/local_consumers.py``) with the embedded moto,
+    unless ``--one-process``; in this one otherwise. Returns the consumer processes (none in-process)."""
+    if mode != "moto":
+        drive_notifications(say)
+        return []
+    from infra.local_stream import POSITIONS, install_holds
+
+    install_holds(POSITIONS)
+    drive_notifications(say, POSITIONS)
+    if one_process:
+        return []
+    from infra.local_consumers import EngineServer, register
+
+    server = EngineServer(POSITIONS, log=say).start()
+    cleanup.callback(server.close)
+    if os.environ.get("SARAFAN_LOCAL_PROFILE"):  # the consumer process's calls, by action, beside the profile
+        path = Path(os.environ["SARAFAN_LOCAL_PROFILE"] + ".engine.json")
+        cleanup.callback(lambda: path.write_text(json.dumps(server.stats(), indent=1), encoding="utf-8"))
+    return register(server, on_fatal=on_fatal)
 
 
 #: Schedules the local run fires more often than AWS does (real seconds): the partner webhook sender
@@ -769,6 +769,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="create the demo program without its three weeks of history (infra/demo_history.py)")
     parser.add_argument("--no-schedules", action="store_true", help="do not run @app.schedule handlers")
     parser.add_argument("--quiet", action="store_true", help="print no banner (use with --ready-file)")
+    parser.add_argument("--one-process", action="store_true",
+                        help="run the table-stream consumers in the run's own process, not in a second one "
+                             "(infra/local_consumers.py)")
     parser.add_argument("--fake-crm", action="store_true",
                         help="answer the CRM fetch (HubSpot, Bitrix24, amoCRM) from recorded API responses "
                              "(infra/fake_crm.py) instead of the real CRMs")
@@ -879,7 +882,13 @@ def main(argv: list[str]) -> int:
 
         register_consumer("SQSEventConfig", CrmFetchPoller)
 
-        drive_notifications(say)
+        fatal: list[str] = []
+
+        def on_fatal(message: str) -> None:
+            fatal.append(message)
+            stop.set()
+
+        consumer_processes = drive_consumers(mode, args.one_process, cleanup, on_fatal)
         speedup = float(os.environ.get("SARAFAN_LOCAL_SCHEDULE_SPEEDUP", "1") or 1)
         runner = EventSourceRunner(app, region=get_settings().region, speedup=speedup, log=say)
         faster_local_schedules(runner)
@@ -924,6 +933,7 @@ def main(argv: list[str]) -> int:
             "warnings": warnings,
             "history": history_note,
             "fake_crm_url": fake_crm.base_url if fake_crm else None,
+            "consumer_pids": [c.pid for c in consumer_processes],
         }
         if args.ready_file:
             write_ready_file(args.ready_file, info)
@@ -937,7 +947,7 @@ def main(argv: list[str]) -> int:
         stopped_at.append(time.monotonic())
         say("stopping…")
     say("stopped")
-    return 0
+    return 1 if fatal else 0
 
 
 def exit_now(code: int) -> None:

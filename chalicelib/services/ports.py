@@ -393,8 +393,9 @@ class LedgerStore(Protocol):
         """Where :meth:`booked` resumes just after ``booked`` (a page that stops inside a query page)."""
         ...
 
-    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
-        """Every settlement aggregate row of the booking days ``start``..``end`` (inclusive): one paged Query."""
+    def settlement_rows(self, program_id: str, start: date, end: date, limit: int) -> Iterator[SettlementRowItem]:
+        """The settlement aggregate rows of the booking days ``start``..``end`` (inclusive), in day order, at most
+        ``limit`` (one paged Query that reads no more)."""
         ...
 
     def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None: ...

@@ -555,8 +555,8 @@ class DynamoLedgerStore:
     def cursor_after(self, booked: LedgerEntryItem | EventItem) -> Cursor:
         return booked_cursor(booked)
 
-    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
-        return settlement.rows(program_id, start, end)
+    def settlement_rows(self, program_id: str, start: date, end: date, limit: int) -> Iterator[SettlementRowItem]:
+        return settlement.rows(program_id, start, end, limit)
 
     def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None:
         return get_or_none(RedemptionItem, keys.redemption(program_id, redemption_id))

@@ -636,10 +636,10 @@ class FakeLedgerStore:
     def cursor_after(self, booked: LedgerEntryItem | EventItem) -> Cursor:
         return booked_cursor(booked)
 
-    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
+    def settlement_rows(self, program_id: str, start: date, end: date, limit: int) -> Iterator[SettlementRowItem]:
         pk, low = keys.settlement_row(program_id, start.isoformat(), "")
         _, high = keys.settlement_row(program_id, (end + timedelta(days=1)).isoformat(), "")
-        return iter(self.table.between(SettlementRowItem, pk, low, high))
+        return iter(self.table.between(SettlementRowItem, pk, low, high)[:limit])
 
 
     def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None:
