@@ -11,8 +11,11 @@ settings on first use, never at import time.
 from __future__ import annotations
 
 import json
+import random
 import threading
+import time
 import zlib
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -264,3 +267,46 @@ def get_or_none(model: type[_E], key: tuple[str, str], *, consistent: bool = Fal
     except DoesNotExist:
         return None
     return item if isinstance(item, model) else None
+
+
+#: ``BatchGetItem`` rounds in a row that may leave keys unprocessed (throttling) before giving up.
+BATCH_GET_ATTEMPTS = 8
+#: Seconds before the first retry of unprocessed keys; doubled each further round, with full jitter.
+BATCH_GET_BACKOFF = 0.05
+
+
+class UnprocessedKeysError(Exception):
+    """DynamoDB kept leaving keys unprocessed (throttled) after every retry."""
+
+
+def batch_get_raw(item_keys: list[tuple[str, str]], *, consistent: bool = True, projection: str | None = None,
+                  client: Any = None, table: str | None = None,
+                  sleep: Callable[[float], None] = time.sleep) -> list[dict[str, Any]]:
+    """The stored items (DynamoDB JSON, no model) of ``item_keys``, 100 keys a ``BatchGetItem``.
+
+    Keys DynamoDB returns as ``UnprocessedKeys`` (a throttled partition) are asked again after an exponential,
+    jittered backoff, as AWS asks of every batch reader; after :data:`BATCH_GET_ATTEMPTS` rounds in a row that
+    left keys unprocessed, :class:`UnprocessedKeysError` (a stream handler then fails its batch, and the batch is
+    delivered again). Missing items are simply absent from the answer."""
+    if client is None or table is None:
+        conn = shared_connection()
+        client, table = client or conn.connection.client, table or conn.table_name
+    pending = [{"PK": {"S": pk}, "SK": {"S": sk}} for pk, sk in dict.fromkeys(item_keys)]
+    request: dict[str, Any] = {"ConsistentRead": consistent}
+    if projection:
+        request["ProjectionExpression"] = projection
+    out: list[dict[str, Any]] = []
+    throttled = 0
+    while pending:
+        reply = client.batch_get_item(RequestItems={table: {**request, "Keys": pending[:100]}})
+        out += reply.get("Responses", {}).get(table, [])
+        unprocessed = list(reply.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
+        pending = pending[100:] + unprocessed
+        if not unprocessed:
+            throttled = 0
+            continue
+        throttled += 1
+        if throttled >= BATCH_GET_ATTEMPTS:
+            raise UnprocessedKeysError(f"{len(unprocessed)} keys still unprocessed after {throttled} attempts")
+        sleep(random.uniform(0, BATCH_GET_BACKOFF * 2 ** (throttled - 1)))
+    return out
