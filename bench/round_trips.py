@@ -520,7 +520,7 @@ def report(rows: list[tuple[str, Usage]], largest_transaction: int) -> None:
           " WRU/RRU from the request and item bytes)")
     print(f"\nlargest transaction: {largest_transaction} items (DynamoDB limit 100)")
     for label, u in rows:
-        if label.startswith((FIRST_ORDER_ROW, REPEAT_ORDER_ROW, REFUND_ROW)):
+        if label.startswith((FIRST_ORDER_ROW, REPEAT_ORDER_ROW, REFUND_ROW, VOUCHER_ROW, TIER_ROW)):
             parts = ", ".join(f"{name} {units:g}" for name, units in u.wru_by_entity.most_common())
             sizes = ", ".join(f"{name} {size / 1024:.1f} KB" for name, size in u.bytes_by_entity.most_common())
             print(f"\n{label}: WRU by item: {parts}\n  bytes by item: {sizes}")

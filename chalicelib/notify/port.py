@@ -79,22 +79,9 @@ def classify(exc: Exception) -> SendError:
 
 
 def _mime(email: Email) -> bytes:
-    from email.message import EmailMessage
-    from email.policy import SMTP
-    from email.utils import formatdate, make_msgid
+    from chalicelib.notify import mime
 
-    # Long ASCII headers (List-Unsubscribe) stay readable instead of RFC 2047-encoded.
-    message = EmailMessage(policy=SMTP.clone(max_line_length=998))
-    message["From"] = email.sender
-    message["To"] = email.to
-    message["Subject"] = email.subject
-    message["Date"] = formatdate(usegmt=True)
-    message["Message-ID"] = make_msgid(domain=email.sender.rpartition("@")[2] or None)
-    for name, value in email.headers.items():
-        message[name] = value
-    message.set_content(email.text, cte="quoted-printable")
-    message.add_alternative(email.html, subtype="html", cte="quoted-printable")
-    return bytes(message)
+    return mime.message(email)
 
 
 class AwsNotifier:
