@@ -13,7 +13,6 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 
 from chalicelib.config import get_settings
-from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed
 from chalicelib.domain.records import (
     REDEMPTION_CANCELLED,
@@ -75,13 +74,6 @@ MAX_COUPONS_PER_MEMBER = 20
 #: Codes a member holds (the current one and the earlier ones, which keep working): a profile view reads one
 #: click total per code, and the profile lists them all (docs/members-api.md#vanity-codes).
 MAX_CODES_PER_MEMBER = 10
-
-
-class SystemClock:
-    """``domain.clock``: the wall clock, unless a test froze it (``clock.freeze``)."""
-
-    def now(self) -> datetime:
-        return clock.utcnow()
 
 
 class DynamoRateLimiter:
