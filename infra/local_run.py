@@ -565,7 +565,7 @@ def wait_until_healthy(base_url: str, timeout: float = 10.0) -> None:
 # --- notifications ----------------------------------------------------------------------------
 
 
-def drive_notifications(log: Any) -> None:
+def drive_notifications(log: Any, positions: Any = None) -> None:
     """Read the table's stream as Lambda would (infra/local_stream.py) and print one line per message.
 
     The stream poller is registered for ``@on_dynamodb_record``, so the EventSourceRunner starts it
@@ -574,8 +574,31 @@ def drive_notifications(log: Any) -> None:
     from chalicelib.notify import sources
     from infra.local_stream import register
 
-    register()
+    register(positions=positions)
     sources.outcome_listeners.append(lambda outcome: log(outcome.line()))
+
+
+def drive_consumers(mode: str, one_process: bool, cleanup: contextlib.ExitStack,
+                    on_fatal: Any) -> list[Any]:
+    """The table-stream consumer: in a second process (``infra/local_consumers.py``) with the embedded moto,
+    unless ``--one-process``; in this one otherwise. Returns the consumer processes (none in-process)."""
+    if mode != "moto":
+        drive_notifications(say)
+        return []
+    from infra.local_stream import POSITIONS, install_holds
+
+    install_holds(POSITIONS)
+    drive_notifications(say, POSITIONS)
+    if one_process:
+        return []
+    from infra.local_consumers import EngineServer, register
+
+    server = EngineServer(POSITIONS, log=say).start()
+    cleanup.callback(server.close)
+    if os.environ.get("SARAFAN_LOCAL_PROFILE"):  # the consumer process's calls, by action, beside the profile
+        path = Path(os.environ["SARAFAN_LOCAL_PROFILE"] + ".engine.json")
+        cleanup.callback(lambda: path.write_text(json.dumps(server.stats(), indent=1), encoding="utf-8"))
+    return register(server, on_fatal=on_fatal)
 
 
 #: Schedules the local run fires more often than AWS does (real seconds): the partner webhook sender
@@ -769,6 +792,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="create the demo program without its three weeks of history (infra/demo_history.py)")
     parser.add_argument("--no-schedules", action="store_true", help="do not run @app.schedule handlers")
     parser.add_argument("--quiet", action="store_true", help="print no banner (use with --ready-file)")
+    parser.add_argument("--one-process", action="store_true",
+                        help="run the table-stream consumers in the run's own process, not in a second one "
+                             "(infra/local_consumers.py)")
     parser.add_argument("--fake-crm", action="store_true",
                         help="answer the CRM fetch (HubSpot, Bitrix24, amoCRM) from recorded API responses "
                              "(infra/fake_crm.py) instead of the real CRMs")
@@ -879,7 +905,13 @@ def main(argv: list[str]) -> int:
 
         register_consumer("SQSEventConfig", CrmFetchPoller)
 
-        drive_notifications(say)
+        fatal: list[str] = []
+
+        def on_fatal(message: str) -> None:
+            fatal.append(message)
+            stop.set()
+
+        consumer_processes = drive_consumers(mode, args.one_process, cleanup, on_fatal)
         speedup = float(os.environ.get("SARAFAN_LOCAL_SCHEDULE_SPEEDUP", "1") or 1)
         runner = EventSourceRunner(app, region=get_settings().region, speedup=speedup, log=say)
         faster_local_schedules(runner)
@@ -924,6 +956,7 @@ def main(argv: list[str]) -> int:
             "warnings": warnings,
             "history": history_note,
             "fake_crm_url": fake_crm.base_url if fake_crm else None,
+            "consumer_pids": [c.pid for c in consumer_processes],
         }
         if args.ready_file:
             write_ready_file(args.ready_file, info)
@@ -937,7 +970,7 @@ def main(argv: list[str]) -> int:
         stopped_at.append(time.monotonic())
         say("stopping…")
     say("stopped")
-    return 0
+    return 1 if fatal else 0
 
 
 def exit_now(code: int) -> None:

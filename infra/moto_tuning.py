@@ -867,6 +867,11 @@ MAX_SHARD_ITERATORS = 32
 TRIM_STEP = 500
 
 
+#: ``hold(shard) -> first sequence number still needed, or None``: the local run's consumer positions
+#: (``infra/local_stream.install_holds``), so records read but not yet finished are not trimmed.
+STREAM_HOLDS: list[Callable[[Any], int | None]] = []
+
+
 def _trim_read_records(backend: Any, shard: Any) -> None:
     """Drop the stream records behind every iterator still usable (moto forgets iterators beyond
     :data:`MAX_SHARD_ITERATORS`, so an older one cannot read again), as DynamoDB trims a stream after
@@ -875,6 +880,10 @@ def _trim_read_records(backend: Any, shard: Any) -> None:
                  if it.stream_shard is shard and isinstance(it.sequence_number, int)]
     if not positions:
         return
+    for hold in STREAM_HOLDS:  # a consumer's unfinished batches stay, however far its iterators read
+        held = hold(shard)
+        if held is not None:
+            positions.append(held)
     with ENGINE_LOCK:  # no transaction is between its snapshot of the shard's length and its restore
         cut = min(positions) - shard.starting_sequence_number
         if cut >= TRIM_STEP:
@@ -1024,6 +1033,65 @@ def lean_request(request_class: Any, url: str, headers: dict[str, str], body: by
     return request_class(environ)
 
 
+#: The in-process hop's moto call, ``(service, url, headers, body) -> (status, headers, body)``, once
+#: :func:`direct_dynamodb_calls` is installed (the local run's consumer process reaches it over a socket).
+DIRECT_DISPATCH: list[Callable[[str, str, dict[str, str], bytes], tuple[int, Any, Any]]] = []
+
+
+def direct_request_parts(model: Any, params: dict[str, Any],
+                         request_signer: Any = None) -> tuple[str, str, dict[str, str], bytes] | None:
+    """``(service, url, headers, body)`` of a data-plane call the hop answers (``None``: the usual path)."""
+    service = model.service_model.service_name
+    actions = PLAIN_JSON_ACTIONS if service == "dynamodb" else STREAM_ACTIONS if service == "dynamodbstreams" else ()
+    if model.name not in actions:
+        return None
+    url = params["url"]
+    headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in params["headers"].items()}
+    credentials = getattr(request_signer, "_credentials", None)
+    access_key = getattr(credentials, "access_key", None)
+    if access_key:  # moto reads the caller's account from the access key in the signature
+        region = getattr(request_signer, "_region_name", "us-east-1")
+        headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/20000101/{region}/{service}/"
+                                    "aws4_request, SignedHeaders=host, Signature=0")
+    body = params["body"]
+    return service, url, headers, body if isinstance(body, bytes) else body.encode()
+
+
+_json_parser: list[Any] = []
+
+
+def parse_direct_answer(model: Any, url: str, status: int, headers: Any, body: Any) -> tuple[Any, dict[str, Any]]:
+    """``(http response, parsed)`` as botocore's endpoint would return them for moto's answer to a hop call:
+    a successful data-plane answer through ``json.loads``, anything else through botocore's own parser."""
+    from botocore.awsrequest import AWSResponse
+    from botocore.utils import parse_timestamp
+    from moto.core.botocore_stubber import MockRawResponse
+
+    service = model.service_model.service_name
+    http = AWSResponse(url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
+    if status == 200 and (service == "dynamodb" or model.name == "GetRecords"):
+        parsed_ok = parse_plain_success(dict(http.headers), http.content)
+        if service == "dynamodbstreams":  # the one timestamp member, as botocore's parser reads it
+            for record in parsed_ok.get("Records", ()):
+                data = record.get("dynamodb") or {}
+                if "ApproximateCreationDateTime" in data:
+                    data["ApproximateCreationDateTime"] = parse_timestamp(data["ApproximateCreationDateTime"])
+        return http, parsed_ok
+    if not _json_parser:
+        from botocore.parsers import create_parser
+
+        _json_parser.append(create_parser("json"))
+    parser = _json_parser[0]
+    response_dict = {"headers": http.headers, "status_code": status, "body": http.content}
+    parsed = parser.parse(response_dict, model.output_shape)
+    code = parsed.get("Error", {}).get("Code")
+    error_shape = model.service_model.shape_for_error_code(code) if code else None
+    if error_shape is not None:
+        parsed.update(parser.parse(response_dict, error_shape))
+    parsed.setdefault("ResponseMetadata", {})["RetryAttempts"] = 0
+    return http, parsed
+
+
 def direct_dynamodb_calls() -> None:
     """Hand the app's DynamoDB data-plane calls to moto's handler without the HTTP-shaped detour.
 
@@ -1041,69 +1109,43 @@ def direct_dynamodb_calls() -> None:
     timestamp parser. Only while moto's mock is active; every other service, and DynamoDB's control
     plane, keeps the usual path.
     """
-    from botocore.awsrequest import AWSResponse
     from botocore.handlers import BUILTIN_HANDLERS, REGISTER_LAST
-    from botocore.parsers import create_parser
-    from botocore.utils import parse_timestamp
-    from moto.core.botocore_stubber import MockRawResponse
     from moto.core.exceptions import HTTPException
     from moto.core.models import botocore_stubber
     from moto.core.request import Request
     from moto.dynamodb.responses import DynamoHandler
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
-    parser = create_parser("json")
     handlers: dict[str, tuple[Any, frozenset[str]]] = {
         "dynamodb": (DynamoHandler, PLAIN_JSON_ACTIONS),
         "dynamodbstreams": (DynamoDBStreamsHandler, STREAM_ACTIONS),
     }
 
-    def before_call(model: Any, params: dict[str, Any], request_signer: Any = None, **_: Any) -> Any:
-        if not DIRECT_CALLS[0] or not botocore_stubber.enabled:
-            return None
-        service = model.service_model.service_name
-        handler_class, actions = handlers.get(service, (None, frozenset()))
-        if model.name not in actions:
-            return None
-        url = params["url"]
-        headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in params["headers"].items()}
-        credentials = getattr(request_signer, "_credentials", None)
-        access_key = getattr(credentials, "access_key", None)
-        if access_key:  # moto reads the caller's account from the access key in the signature
-            region = getattr(request_signer, "_region_name", "us-east-1")
-            headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/20000101/{region}/{service}/"
-                                        "aws4_request, SignedHeaders=host, Signature=0")
-        body = params["body"]
-        body = body if isinstance(body, bytes) else body.encode()
+    def dispatch(service: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, Any]:
+        """moto's answer (status, headers, body) to one serialised data-plane request."""
+        handler_class = handlers[service][0]
         request = lean_request(Request, url, headers, body)
         if service == "dynamodb":
             # botocore validated and serialised these parameters from the service model: moto's own
             # parser would only turn them back into the same dict (blobs as bytes), at a third of the cost.
             _local.direct_params = _decode_blobs(json.loads(body)) if body else {}
         try:
-            status, response_headers, response_body = handler_class.dispatch(request, request.raw_url,
-                                                                              request.headers)
+            return handler_class.dispatch(request, request.raw_url, request.headers)  # type: ignore[no-any-return]
         except HTTPException as error:
-            status, response_headers, response_body = error.code, error.get_headers(), error.get_body()
+            return int(error.code or 500), error.get_headers(), error.get_body()
         finally:
             _local.direct_params = None
-        http = AWSResponse(url, status, response_headers, MockRawResponse(response_body))  # type: ignore[arg-type]
-        if status == 200 and (service == "dynamodb" or model.name == "GetRecords"):
-            parsed_ok = parse_plain_success(dict(http.headers), http.content)
-            if service == "dynamodbstreams":  # the one timestamp member, as botocore's parser reads it
-                for record in parsed_ok.get("Records", ()):
-                    data = record.get("dynamodb") or {}
-                    if "ApproximateCreationDateTime" in data:
-                        data["ApproximateCreationDateTime"] = parse_timestamp(data["ApproximateCreationDateTime"])
-            return http, parsed_ok
-        response_dict = {"headers": http.headers, "status_code": status, "body": http.content}
-        parsed = parser.parse(response_dict, model.output_shape)
-        code = parsed.get("Error", {}).get("Code")
-        error_shape = model.service_model.shape_for_error_code(code) if code else None
-        if error_shape is not None:
-            parsed.update(parser.parse(response_dict, error_shape))
-        parsed.setdefault("ResponseMetadata", {})["RetryAttempts"] = 0
-        return http, parsed
+
+    DIRECT_DISPATCH[:] = [dispatch]
+
+    def before_call(model: Any, params: dict[str, Any], request_signer: Any = None, **_: Any) -> Any:
+        if not DIRECT_CALLS[0] or not botocore_stubber.enabled:
+            return None
+        parts = direct_request_parts(model, params, request_signer)
+        if parts is None:
+            return None
+        service, url, headers, body = parts
+        return parse_direct_answer(model, url, *dispatch(service, url, headers, body))
 
     original_parse: Callable[..., Any] = DynamoHandler.parse_parameters
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from chalicelib.analytics.store import LeaderboardItem, leader_partition
 from chalicelib.services import ports
-from chalicelib.services.erasure import ErasableKind, ErasureTarget, Page, register
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
+from chalicelib.store.erasure_kinds import ErasableKind, ErasureTarget, Page, register
 from chalicelib.store.members import MemberItem, batch_get
 
 METRICS = ("converted", "revenue")

@@ -90,3 +90,13 @@ def stable_id(prefix: str, *parts: str) -> str:
 
 #: A redemption's statuses (``RedemptionItem.status``): held at checkout, then confirmed or cancelled.
 REDEMPTION_HELD, REDEMPTION_CONFIRMED, REDEMPTION_CANCELLED = "held", "confirmed", "cancelled"
+
+
+#: A member erasure's statuses (``ErasureItem.status``): the member's own request waiting for the operator,
+#: then in progress (resumable), then done.
+ERASURE_REQUESTED, ERASURE_IN_PROGRESS, ERASURE_DONE = "requested", "in_progress", "erased"
+
+
+class StaleErasure(Exception):
+    """The erasure record, the profile or an item being scrubbed changed since it was read: read again and redo the
+    step (nothing of the step was written)."""

@@ -28,7 +28,10 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.services import ports
-from chalicelib.services.erasure import (
+from chalicelib.store import keys
+from chalicelib.store.data_rights import ErasedIdentityItem
+from chalicelib.store.db import Entity
+from chalicelib.store.erasure_kinds import (
     ConcurrentChange,
     ErasableKind,
     ErasureTarget,
@@ -37,9 +40,6 @@ from chalicelib.services.erasure import (
     partition_prefix_finder,
     register,
 )
-from chalicelib.store import keys
-from chalicelib.store.data_rights import ErasedIdentityItem
-from chalicelib.store.db import Entity
 from chalicelib.store.ledger import OutboxItem
 from chalicelib.store.notify import NotifyStateItem
 from chalicelib.store.partner_hooks import WebhookDeliveryItem

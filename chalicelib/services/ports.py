@@ -541,6 +541,75 @@ class WebhookStore(Protocol):
         ...
 
 
+class DataRightsStore(Protocol):
+    """A member's erasure (``services.erasure``: bounded steps, each one transaction that also advances the audit
+    record conditioned on its revision) and export (``services.member_export``). Steps after ``pointers`` and
+    ``profile`` are the registered erasable kinds (``store.erasure_kinds``). Every write raises ``StaleErasure``
+    (``domain.records``) when the record, the profile or an item scrubbed changed since read: nothing was written."""
+
+    def requests(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[ErasureItem]:
+        """Members' own requests not confirmed yet, oldest first (one ``Query`` of a sparse index)."""
+        ...
+
+    def request(self, program_id: str, member_id: str, at: datetime) -> ErasureItem | None:
+        """Record the member's own request (``requested`` by ``member``, on the requests list) unless the member
+        has an erasure record already: then None (nothing written)."""
+        ...
+
+    def start(self, member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime) -> ErasureItem:
+        """The record in progress at step ``pointers``, with what the steps need once the profile is gone (codes,
+        identifier hashes, the pointers to delete); conditioned on the request read (``requested``) or on there
+        being no record."""
+        ...
+
+    def kinds(self) -> list[str]:
+        """The registered erasable kinds, in order: the steps after ``pointers`` and ``profile``."""
+        ...
+
+    def erase_pointers(self, record: ErasureItem, limit: int, then: str, at: datetime) -> tuple[ErasureItem, int]:
+        """One transaction: the next ``limit`` pointers of the record's list deleted (those still the member's),
+        each identifier tombstoned and invites waiting for it deleted; the record advanced (to step ``then`` when
+        the list is done). Returns the record as now stored and the pointers handled."""
+        ...
+
+    def erase_profile(self, record: ErasureItem, then: str, at: datetime) -> ErasureItem:
+        """One transaction: the profile's personal data removed (conditioned on its revision), its birthday index
+        entry deleted, the record advanced to step ``then``."""
+        ...
+
+    def scrub(self, record: ErasureItem, kind: str, limit: int, then: str, at: datetime) -> tuple[ErasureItem, int]:
+        """One transaction: the next page (at most ``limit``) of the kind's items scrubbed, the record advanced
+        (to step ``then`` when the kind is done; an unknown kind moves on at once). Returns it and the items."""
+        ...
+
+    def member_items(self, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        """One page (one ``Query`` of at most ``limit``) of everything in the member's partition but the profile,
+        the balance and the erasure record; a page may hold fewer items than ``limit``."""
+        ...
+
+    def exported_kinds(self) -> list[str]:
+        """The registered kinds whose items live outside the member's partition (listed by the export)."""
+        ...
+
+    def exported(self, kind: str, program_id: str, member_id: str, limit: int,
+                 cursor: Cursor | None) -> Page[Any]:
+        """One page of such a kind's items of the member (``next_cursor`` None: done)."""
+        ...
+
+    def pending_invites(self, member: MemberItem) -> list[Any]:
+        """Friends' invites waiting for one of the member's identifiers (one ``BatchGetItem``)."""
+        ...
+
+    def identifier_kinds(self, member: MemberItem) -> list[str]:
+        """Which kinds of identifier point at the member (``email``, ``phone``, ``customer``...; the values are on
+        the profile)."""
+        ...
+
+    def item_data(self, item: Any) -> dict[str, Any]:
+        """A stored item as plain JSON, without the table's keys, with its ``item_type`` (what the export shows)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Ports:
     clock: Clock
@@ -558,10 +627,15 @@ class Ports:
     outbox: Outbox
     sealer: Sealer
     webhooks: WebhookStore
+    data_rights: DataRightsStore
 
 
 _current: Ports | None = None
 _factory: Callable[[], Ports] | None = None
+
+
+#: Modules that register erasable kinds (``store.erasure_kinds``), imported before the first erasure or export.
+ERASABLE_MODULES: tuple[str, ...] = ("chalicelib.notify.erasure", "chalicelib.analytics.erasure")
 
 
 def production(clock: Clock | None = None) -> Ports:
@@ -588,6 +662,7 @@ def production(clock: Clock | None = None) -> Ports:
         outbox=dynamo_ports.DynamoOutbox(),
         sealer=KmsSealer(),
         webhooks=dynamo_ports.DynamoWebhookStore(),
+        data_rights=dynamo_ports.DynamoDataRightsStore(kind_modules=ERASABLE_MODULES),
     )
 
 
@@ -602,7 +677,8 @@ def fakes(now: datetime) -> Ports:
                  integrations=f.FakeIntegrationStore(table), crm_queue=f.FakeFetchQueue(), members=f.FakeMemberStore(table),
                  ledger=f.FakeLedgerStore(table), tiers=f.FakeTierStore(table), events=f.FakeEventStore(table),
                  signals=f.FakeSignalStore(table),
-                 outbox=f.FakeOutbox(), sealer=f.FakeSealer(), webhooks=f.FakeWebhookStore(table))
+                 outbox=f.FakeOutbox(), sealer=f.FakeSealer(), webhooks=f.FakeWebhookStore(table),
+                 data_rights=f.FakeDataRightsStore(table))
 
 
 def wire(factory: Callable[[], Ports]) -> None:

@@ -159,7 +159,7 @@ def request_erasure(token: str) -> dict[str, Any]:
         raise bad from None
     if member.erased_at is not None:
         raise bad
-    view = erasure.request_by_member(program_id, member_id)
+    view = erasure.request_by_member(deps, program_id, member_id)
     locale = member.locale if member.locale in ("ru", "en") else "en"
     return {"status": view["status"], "requested_at": view["requested_at"], "locale": locale}
 

@@ -1103,3 +1103,261 @@ class DynamoWebhookStore:
             return False
         set_fields(delivery, changes)
         return True
+
+
+# --------------------------------------------------------------------------- data rights (services.erasure, member_export)
+
+#: The code an erased profile keeps (it resolves nowhere).
+ERASED_CODE = "-"
+#: Items of the member's partition the export shows in its summary instead.
+IN_EXPORT_SUMMARY = frozenset({"PROFILE", "BALANCE", "ERASURE"})
+_KEY_ATTRIBUTES = frozenset({"PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "entity"})
+
+
+def erasure_request(program_id: str, member_id: str, at: datetime) -> ErasureItem:
+    from chalicelib.domain.records import ERASURE_REQUESTED
+
+    pk, sk = keys.erasure_record(program_id, member_id)
+    gpk, gsk = keys.gsi1_erasure_request(program_id, clock.iso(at), member_id)
+    return ErasureItem(PK=pk, SK=sk, GSI1PK=gpk, GSI1SK=gsk, program_id=program_id, member_id=member_id,
+                       status=ERASURE_REQUESTED, requested_by="member", requested_at=at, counts={}, revision=0)
+
+
+def erasure_started(member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime) -> ErasureItem:
+    """The record in progress: the member's codes and identifier hashes (what later steps need once the profile is
+    scrubbed) and the pointers to delete (every pointer of the profile, each code's pointer and short link)."""
+    from chalicelib.domain.records import ERASURE_IN_PROGRESS
+
+    program_id, member_id = member.program_id, member.member_id
+    pointer_keys = list(member.pointer_keys or [])
+    code_prefix = f"CODE#{program_id}#"
+    codes = [member.code, *(key_from_str(k)[0][len(code_prefix):] for k in pointer_keys if k.startswith(code_prefix))]
+    codes = list(dict.fromkeys(c for c in codes if c and c != ERASED_CODE))
+    ident_prefix = f"IDENT#{program_id}#"
+    identities = []
+    for text in pointer_keys:
+        pk = key_from_str(text)[0]
+        if pk.startswith(ident_prefix):
+            kind, _, value_hash = pk[len(ident_prefix):].rpartition("#")
+            identities.append(f"{kind}:{value_hash}")
+    wanted = list(pointer_keys)
+    for code in codes:
+        wanted += [key_str(keys.referral_code(program_id, code)), key_str(keys.short_link(code))]
+    pk, sk = keys.erasure_record(program_id, member_id)
+    return ErasureItem(
+        PK=pk, SK=sk, program_id=program_id, member_id=member_id, status=ERASURE_IN_PROGRESS,
+        requested_by=requested.requested_by if requested else actor,
+        requested_at=requested.requested_at if requested else at, confirmed_by=actor, started_at=at,
+        step="pointers", cursor={"pointers": list(dict.fromkeys(wanted))}, codes=codes, identities=identities,
+        counts={}, revision=(int(requested.revision or 0) + 1) if requested else 0)
+
+
+def erasure_progress(record: ErasureItem, step: str, cursor: dict[str, Any] | None, counted: Mapping[str, int],
+                     at: datetime) -> dict[str, Any]:
+    """The record's attributes after a step's transaction (``step`` "done": erased)."""
+    from chalicelib.domain.records import ERASURE_DONE
+
+    counts = dict(record.counts or {})
+    for name, n in counted.items():
+        if n:
+            counts[name] = int(counts.get(name, 0)) + n
+    changes: dict[str, Any] = {"step": step, "counts": counts, "revision": int(record.revision or 0) + 1,
+                               "cursor": cursor}
+    if step == "done":
+        changes.update(status=ERASURE_DONE, completed_at=at)
+    return changes
+
+
+def identity_pointer_parts(program_id: str, text: str) -> tuple[str, str] | None:
+    """``(kind, value hash)`` of an identity pointer key (``IDENT#<program>#<kind>#<hash>``), else None."""
+    pk = key_from_str(text)[0]
+    prefix = f"IDENT#{program_id}#"
+    if not pk.startswith(prefix):
+        return None
+    kind, _, value_hash = pk[len(prefix):].rpartition("#")
+    return kind, value_hash
+
+
+def identifier_kinds(member: MemberItem) -> list[str]:
+    kinds = []
+    for text in member.pointer_keys or []:
+        parts = key_from_str(text)[0].split("#")
+        if parts[0] == "IDENT" and len(parts) >= 4:
+            kinds.append(parts[2])
+    return kinds
+
+
+def invite_keys(member: MemberItem) -> list[tuple[str, str]]:
+    wanted = []
+    for text in member.pointer_keys or []:
+        parts = key_from_str(text)[0].split("#")
+        if parts[0] == "IDENT" and len(parts) >= 4:
+            wanted.append(keys.pending_invite(member.program_id, parts[2], parts[-1]))
+    return wanted
+
+
+def _plain(value: Any) -> Any:
+    from chalicelib.store.db import plain_binary
+
+    if isinstance(value, datetime):
+        return clock.iso(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return plain_binary(bytes(value))  # e.g. an event record's compressed reply
+    return value
+
+
+def item_data(item: Entity) -> dict[str, Any]:
+    """An item's attributes as plain JSON (no table keys), with its ``item_type``."""
+    raw = item.to_simple_dict()
+    data = {k: _plain(v) for k, v in raw.items() if k not in _KEY_ATTRIBUTES}
+    return {"item_type": raw.get("entity"), **data}
+
+
+class DynamoDataRightsStore:
+    def __init__(self, kind_modules: Sequence[str] = ()) -> None:
+        self.kind_modules = tuple(kind_modules)
+
+    def _kinds(self) -> dict[str, Any]:
+        from chalicelib.store import erasure_kinds
+
+        return {k.name: k for k in erasure_kinds.registered(self.kind_modules)}
+
+    def kinds(self) -> list[str]:
+        return list(self._kinds())
+
+    def exported_kinds(self) -> list[str]:
+        return [name for name, kind in self._kinds().items() if kind.export]
+
+    def requests(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[ErasureItem]:
+        from chalicelib.domain.records import ERASURE_REQUESTED
+
+        result = ErasureItem.gsi1.query(keys.gsi1_erasure_requests_partition(program_id), limit=limit,
+                                        last_evaluated_key=cursor)
+        items = [r for r in result if isinstance(r, ErasureItem) and r.status == ERASURE_REQUESTED]
+        return Page(items, result.last_evaluated_key)
+
+    def request(self, program_id: str, member_id: str, at: datetime) -> ErasureItem | None:
+        from chalicelib.domain.records import StaleErasure
+
+        record = erasure_request(program_id, member_id, at)
+        tx = Transaction()
+        tx.create(record, on_fail=StaleErasure())
+        try:
+            tx.commit()
+        except StaleErasure:  # a concurrent request or erasure got there first
+            return None
+        return record
+
+    def start(self, member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime) -> ErasureItem:
+        from chalicelib.domain.records import StaleErasure
+
+        record = erasure_started(member, requested, actor, at)
+        condition = (ErasureItem.revision == int(requested.revision or 0)) if requested else Entity.PK.does_not_exist()
+        tx = Transaction()
+        tx.put(record, condition, on_fail=StaleErasure())
+        tx.commit()
+        return record
+
+    @staticmethod
+    def _advance(tx: Transaction, record: ErasureItem, changes: Mapping[str, Any]) -> ErasureItem:
+        from chalicelib.domain.records import StaleErasure
+
+        R = ErasureItem
+        revision = int(record.revision or 0)
+        tx.update(R(PK=record.PK, SK=record.SK), update_actions(R, changes), R.revision == revision,
+                  on_fail=StaleErasure())
+        tx.commit()
+        set_fields(record, changes)
+        return record
+
+    def erase_pointers(self, record: ErasureItem, limit: int, then: str, at: datetime) -> tuple[ErasureItem, int]:
+        from chalicelib.domain.records import StaleErasure
+        from chalicelib.store.data_rights import ErasedIdentityItem
+        from chalicelib.store.members import PendingInviteItem
+
+        pid, mid = record.program_id, record.member_id
+        remaining = list((record.cursor or {}).get("pointers") or [])
+        batch, rest = remaining[:limit], remaining[limit:]
+        found = batch_get([key_from_str(k) for k in batch])
+        tx = Transaction()
+        removed = 0
+        for text in batch:
+            item = found.get(key_from_str(text))
+            if item is not None and getattr(item, "member_id", None) == mid:
+                tx.delete(item, type(item).member_id == mid, on_fail=StaleErasure())  # type: ignore[attr-defined]
+                removed += 1
+            parts = identity_pointer_parts(pid, text)
+            if parts is not None:
+                kind, value_hash = parts
+                tpk, tsk = keys.erased_identity(pid, kind, value_hash)
+                tx.put(ErasedIdentityItem(PK=tpk, SK=tsk, program_id=pid, kind=kind, erased_at=at))
+                # A friend's invite waiting for this identifier names the person: it goes too.
+                ipk, isk = keys.pending_invite(pid, kind, value_hash)
+                tx.delete(PendingInviteItem(PK=ipk, SK=isk))
+        changes = erasure_progress(record, "pointers" if rest else then, {"pointers": rest} if rest else None,
+                                   {"pointers": removed}, at)
+        return self._advance(tx, record, changes), len(batch)
+
+    def erase_profile(self, record: ErasureItem, then: str, at: datetime) -> ErasureItem:
+        from chalicelib.domain.records import StaleErasure
+        from chalicelib.store.birthdays import stage_birthday
+
+        member = get_or_none(MemberItem, keys.member(record.program_id, record.member_id), consistent=True)
+        tx = Transaction()
+        scrubbed = 0
+        if member is not None and member.erased_at is None:
+            revision = int(member.revision or 0)
+            M = MemberItem
+            tx.update(member, [
+                M.name.remove(), M.email.remove(), M.phone.remove(), M.birthday.remove(), M.birthday_set_at.remove(),
+                M.customer_ids.set({}), M.push_endpoints.set([]), M.pointer_keys.set([]), M.code.set(ERASED_CODE),
+                M.erased_at.set(at), M.revision.set(revision + 1),
+            ], M.revision == revision, on_fail=StaleErasure())
+            # The birthday's month-day index entry (its key holds the month and day) goes with the birthday.
+            stage_birthday(tx, record.program_id, record.member_id, member.birthday, None, at)
+            scrubbed = 1
+        return self._advance(tx, record, erasure_progress(record, then, None, {"profile": scrubbed}, at))
+
+    def scrub(self, record: ErasureItem, kind: str, limit: int, then: str, at: datetime) -> tuple[ErasureItem, int]:
+        from chalicelib.store.erasure_kinds import ErasureTarget
+
+        found = self._kinds().get(kind)
+        tx = Transaction()
+        if found is None:  # a kind no longer registered: skip it
+            return self._advance(tx, record, erasure_progress(record, then, None, {}, at)), 0
+        target = ErasureTarget(record.program_id, record.member_id, tuple(record.codes or []),
+                               tuple(record.identities or []))
+        page = found.find(target, (record.cursor or {}).get("page"), limit)
+        for item in page.items:
+            found.scrub(tx, item)
+        step, cursor = (then, None) if page.cursor is None else (kind, {"page": page.cursor})
+        return self._advance(tx, record, erasure_progress(record, step, cursor, {kind: len(page.items)}, at)), len(
+            page.items)
+
+    def member_items(self, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        result = Entity.query(keys.member_partition(program_id, member_id), limit=limit, last_evaluated_key=cursor)
+        items = [i for i in result if i.SK not in IN_EXPORT_SUMMARY]
+        return Page(items, result.last_evaluated_key)
+
+    def exported(self, kind: str, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        from chalicelib.store.erasure_kinds import ErasureTarget
+
+        page = self._kinds()[kind].find(ErasureTarget(program_id, member_id, (), ()), cursor, limit)
+        return Page(list(page.items), page.cursor)
+
+    def pending_invites(self, member: MemberItem) -> list[Any]:
+        from chalicelib.store.members import PendingInviteItem
+
+        return [i for i in batch_get(invite_keys(member)).values() if isinstance(i, PendingInviteItem)]
+
+    def identifier_kinds(self, member: MemberItem) -> list[str]:
+        return identifier_kinds(member)
+
+    def item_data(self, item: Any) -> dict[str, Any]:
+        return item_data(item)

@@ -9,7 +9,7 @@ Thread-safe, so the fakes also serve concurrency tests.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ from chalicelib.domain import clock as _clock
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.offers import SHARDS, code_hash
 from chalicelib.domain.records import (
+    ERASURE_REQUESTED,
     REDEMPTION_CANCELLED,
     REDEMPTION_CONFIRMED,
     REDEMPTION_HELD,
@@ -25,6 +26,7 @@ from chalicelib.domain.records import (
     NewMember,
     Page,
     PendingInvite,
+    StaleErasure,
     StaleMember,
 )
 from chalicelib.store import keys
@@ -32,6 +34,8 @@ from chalicelib.store.counters import MAX_SOURCES, OTHER_SOURCE, ClickCounterIte
 from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
 from chalicelib.store.dynamo_ports import (
+    ERASED_CODE,
+    IN_EXPORT_SUMMARY,
     MAX_COUPONS_PER_MEMBER,
     adjustment_insufficient,
     booked_cursor,
@@ -44,11 +48,18 @@ from chalicelib.store.dynamo_ports import (
     concurrent_upload,
     coupons_from_pointer_keys,
     endpoint_changed,
+    erasure_progress,
+    erasure_request,
+    erasure_started,
     event_key_hash,
+    identifier_kinds,
     identity_owner_of,
+    identity_pointer_parts,
     insufficient_points,
     integration_changed,
     integration_log_entry,
+    invite_keys,
+    item_data,
     key_collision,
     key_items,
     member_profile,
@@ -100,6 +111,7 @@ from chalicelib.store.members import (
     PendingInviteItem,
     code_item,
     identity_refs,
+    key_from_str,
     key_str,
     link_item,
     pointer_items,
@@ -1078,3 +1090,230 @@ class FakeWebhookStore:
             self.table.put(stored)
             set_fields(delivery, changes)
         return True
+
+
+class FakeWrite:
+    """One atomic write to the :class:`FakeTable`, like a DynamoDB transaction: under the table lock every
+    condition is checked first (the first that fails raises its error, nothing is written), then every change."""
+
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+        self.checks: list[tuple[Callable[[], bool], Exception]] = []
+        self.changes: list[Callable[[], None]] = []
+
+    def require(self, holds: Callable[[], bool], error: Exception) -> None:
+        self.checks.append((holds, error))
+
+    def put(self, item: Entity) -> None:
+        self.changes.append(lambda: self.table.put(item))
+
+    def delete(self, key: Key) -> None:
+        self.changes.append(lambda: self.table.delete(key))
+
+    def update(self, model: type[Entity], key: Key, changes: Mapping[str, Any]) -> None:
+        """Set ``changes`` on the stored item (``None`` removes), creating it when missing (as UpdateItem does)."""
+
+        def apply() -> None:
+            item = self.table.get(model, key) or model(PK=key[0], SK=key[1])
+            set_fields(item, changes)
+            self.table.put(item)
+
+        self.changes.append(apply)
+
+    def commit(self) -> None:
+        with self.table.lock:
+            for holds, error in self.checks:
+                if not holds():
+                    raise error
+            for change in self.changes:
+                change()
+
+
+#: A fake erasable kind: ``find(table, target, cursor, limit)`` and ``scrub(write, item)``.
+FakeKind = tuple[Callable[[FakeTable, Any, Cursor | None, int], Page[Entity]], Callable[[FakeWrite, Entity], None]]
+
+
+def _find_own_attributions(table: FakeTable, target: Any, cursor: Cursor | None, limit: int) -> Page[Entity]:
+    return table.query(Entity, target.partition, "ATTR#", limit=limit, cursor=cursor)
+
+
+def _scrub_own_attribution(write: FakeWrite, item: Entity) -> None:
+    from chalicelib.store.erasure_kinds import business_key_hash
+
+    if isinstance(item, AttributionRecordItem) and item.business_key and not item.business_key.startswith("sha256:"):
+        write.update(AttributionRecordItem, (item.PK, item.SK),
+                     {"business_key": "sha256:" + business_key_hash(item.business_key)})
+
+
+def _find_code_attributions(table: FakeTable, target: Any, cursor: Cursor | None, limit: int) -> Page[Entity]:
+    index, last = int((cursor or {}).get("code_index", 0)), (cursor or {}).get("last")
+    while index < len(target.codes):
+        partition = keys.gsi1_attribution_code_partition(target.program_id, target.codes[index])
+        page = table.query(Entity, partition, index="gsi1", limit=limit, cursor=last)
+        if page.next_cursor:
+            return Page(page.items, {"code_index": index, "last": page.next_cursor})
+        index, last = index + 1, None
+        if page.items:
+            return Page(page.items, {"code_index": index, "last": None} if index < len(target.codes) else None)
+    return Page([], None)
+
+
+def _scrub_code_attribution(write: FakeWrite, item: Entity) -> None:
+    if isinstance(item, AttributionRecordItem):
+        write.update(AttributionRecordItem, (item.PK, item.SK), {"code": None, "GSI1PK": None, "GSI1SK": None})
+
+
+def _find_webhook_deliveries(table: FakeTable, target: Any, cursor: Cursor | None, limit: int) -> Page[Entity]:
+    partition = keys.gsi2_member_webhook_deliveries_partition(target.program_id, target.member_id)
+    return table.query(Entity, partition, index="gsi2", limit=limit, cursor=cursor)
+
+
+def _delete_item(write: FakeWrite, item: Entity) -> None:
+    write.delete((item.PK, item.SK))
+
+
+#: The built-in kinds of ``store.erasure_kinds`` and the partner webhook deliveries of ``notify.erasure`` (an
+#: exported kind), in memory; the other notification and analytics kinds registered in production are covered by
+#: the functional tests under moto.
+FAKE_KINDS: dict[str, FakeKind] = {
+    "attribution_records": (_find_own_attributions, _scrub_own_attribution),
+    "code_attributions": (_find_code_attributions, _scrub_code_attribution),
+    "partner_webhook_deliveries": (_find_webhook_deliveries, _delete_item),
+}
+
+
+class FakeDataRightsStore:
+    def __init__(self, table: FakeTable, kinds: Mapping[str, FakeKind] | None = None,
+                 exported: Sequence[str] = ("partner_webhook_deliveries",)) -> None:
+        self.table = table
+        self.fake_kinds = dict(FAKE_KINDS if kinds is None else kinds)
+        self.exported_names = list(exported)
+
+    def kinds(self) -> list[str]:
+        return list(self.fake_kinds)
+
+    def exported_kinds(self) -> list[str]:
+        return [k for k in self.exported_names if k in self.fake_kinds]
+
+    def requests(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[ErasureItem]:
+        page = self.table.query(ErasureItem, keys.gsi1_erasure_requests_partition(program_id), index="gsi1",
+                                limit=limit, cursor=cursor)
+        return Page([r for r in page.items if r.status == ERASURE_REQUESTED], page.next_cursor)
+
+    def request(self, program_id: str, member_id: str, at: datetime) -> ErasureItem | None:
+        record = erasure_request(program_id, member_id, at)
+        with self.table.lock:
+            if (record.PK, record.SK) in self.table.items:
+                return None
+            self.table.put(record)
+        return record
+
+    def start(self, member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime) -> ErasureItem:
+        record = erasure_started(member, requested, actor, at)
+        with self.table.lock:
+            stored = self.table.get(ErasureItem, (record.PK, record.SK))
+            if (stored is not None if requested is None
+                    else stored is None or int(stored.revision or 0) != int(requested.revision or 0)):
+                raise StaleErasure()
+            self.table.put(record)
+        return record
+
+    def _advance(self, write: FakeWrite, record: ErasureItem, changes: Mapping[str, Any]) -> ErasureItem:
+        key, revision = (record.PK, record.SK), int(record.revision or 0)
+
+        def unchanged() -> bool:
+            stored = self.table.get(ErasureItem, key)
+            return stored is not None and int(stored.revision or 0) == revision
+
+        write.require(unchanged, StaleErasure())
+        write.update(ErasureItem, key, changes)
+        write.commit()
+        set_fields(record, changes)
+        return record
+
+    def erase_pointers(self, record: ErasureItem, limit: int, then: str, at: datetime) -> tuple[ErasureItem, int]:
+        from chalicelib.store.data_rights import ErasedIdentityItem
+
+        pid, mid = record.program_id, record.member_id
+        remaining = list((record.cursor or {}).get("pointers") or [])
+        batch, rest = remaining[:limit], remaining[limit:]
+        found = self.table.batch_get([key_from_str(k) for k in batch])
+        write = FakeWrite(self.table)
+        removed = 0
+        for text in batch:
+            key = key_from_str(text)
+            item = found.get(key)
+            if item is not None and getattr(item, "member_id", None) == mid:
+                write.require(self._owned_by(type(item), key, mid), StaleErasure())
+                write.delete(key)
+                removed += 1
+            parts = identity_pointer_parts(pid, text)
+            if parts is not None:
+                kind, value_hash = parts
+                tpk, tsk = keys.erased_identity(pid, kind, value_hash)
+                write.put(ErasedIdentityItem(PK=tpk, SK=tsk, program_id=pid, kind=kind, erased_at=at))
+                write.delete(keys.pending_invite(pid, kind, value_hash))
+        changes = erasure_progress(record, "pointers" if rest else then, {"pointers": rest} if rest else None,
+                                   {"pointers": removed}, at)
+        return self._advance(write, record, changes), len(batch)
+
+    def _owned_by(self, model: type[Entity], key: Key, member_id: str) -> Callable[[], bool]:
+        return lambda: getattr(self.table.get(model, key), "member_id", None) == member_id
+
+    def erase_profile(self, record: ErasureItem, then: str, at: datetime) -> ErasureItem:
+        from chalicelib.store.birthdays import pointer_key
+
+        key = keys.member(record.program_id, record.member_id)
+        member = self.table.get(MemberItem, key)
+        write = FakeWrite(self.table)
+        scrubbed = 0
+        if member is not None and member.erased_at is None:
+            revision = int(member.revision or 0)
+            write.require(lambda: int(getattr(self.table.get(MemberItem, key), "revision", -1) or 0) == revision,
+                          StaleErasure())
+            write.update(MemberItem, key, {
+                "name": None, "email": None, "phone": None, "birthday": None, "birthday_set_at": None,
+                "customer_ids": {}, "push_endpoints": [], "pointer_keys": [], "code": ERASED_CODE, "erased_at": at,
+                "revision": revision + 1})
+            birthday_key = pointer_key(record.program_id, record.member_id, member.birthday)
+            if birthday_key is not None:
+                write.delete(birthday_key)
+            scrubbed = 1
+        return self._advance(write, record, erasure_progress(record, then, None, {"profile": scrubbed}, at))
+
+    def scrub(self, record: ErasureItem, kind: str, limit: int, then: str, at: datetime) -> tuple[ErasureItem, int]:
+        from chalicelib.store.erasure_kinds import ErasureTarget
+
+        write = FakeWrite(self.table)
+        if kind not in self.fake_kinds:
+            return self._advance(write, record, erasure_progress(record, then, None, {}, at)), 0
+        find, scrub = self.fake_kinds[kind]
+        target = ErasureTarget(record.program_id, record.member_id, tuple(record.codes or []),
+                               tuple(record.identities or []))
+        page = find(self.table, target, (record.cursor or {}).get("page"), limit)
+        for item in page.items:
+            scrub(write, item)
+        step, cursor = (then, None) if page.next_cursor is None else (kind, {"page": page.next_cursor})
+        return self._advance(write, record, erasure_progress(record, step, cursor, {kind: len(page.items)}, at)), len(
+            page.items)
+
+    def member_items(self, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        page = self.table.query(Entity, keys.member_partition(program_id, member_id), limit=limit, cursor=cursor)
+        return Page([i for i in page.items if i.SK not in IN_EXPORT_SUMMARY], page.next_cursor)
+
+    def exported(self, kind: str, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        from chalicelib.store.erasure_kinds import ErasureTarget
+
+        find, _ = self.fake_kinds[kind]
+        return find(self.table, ErasureTarget(program_id, member_id, (), ()), cursor, limit)
+
+    def pending_invites(self, member: MemberItem) -> list[Any]:
+        from chalicelib.store.members import PendingInviteItem
+
+        return [i for i in self.table.batch_get(invite_keys(member)).values() if isinstance(i, PendingInviteItem)]
+
+    def identifier_kinds(self, member: MemberItem) -> list[str]:
+        return identifier_kinds(member)
+
+    def item_data(self, item: Any) -> dict[str, Any]:
+        return item_data(item)
