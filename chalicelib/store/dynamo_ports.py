@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 
 from chalicelib.config import get_settings
+from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed
 from chalicelib.domain.records import (
     REDEMPTION_CANCELLED,
