@@ -131,10 +131,13 @@ def one_order() -> None:
 
     from chalicelib.domain import clock
     from chalicelib.notify import sources
+    from tests.conftest import reset_process_state
+    from tests.support import CLOCK
 
     sources.MAX_PARALLEL = 1  # the meter follows one call at a time
 
-    clock.freeze(clock.parse_iso("2026-01-16T12:00:00Z"))
+    reset_process_state()  # the production ports on the tests' clock (tests.support.CLOCK)
+    CLOCK.set(clock.parse_iso("2026-01-16T12:00:00Z"))
     with mock_aws():
         provision()
         from chalicelib import aws
@@ -174,7 +177,7 @@ def one_order() -> None:
         _table(f"repeat order ({len(reply['rewards']['postings'])} postings), per order:", metered.by_module, 1,
                cpu=False, items=True)
         metered.restore()
-    clock.freeze(None)
+    CLOCK.set(None)
 
 
 def mix(webhooks: int, customers: int, every: int, meter: bool) -> tuple[dict[str, Slot], int, float, float]:

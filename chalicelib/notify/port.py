@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 #: SES/SNS error codes that mean "try again later".
@@ -45,6 +46,7 @@ class Email:
     subject: str
     text: str
     html: str
+    sent_at: datetime  # the Date header: the service's clock when the message goes out
     headers: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -88,7 +90,7 @@ def _mime(email: Email) -> bytes:
     message["From"] = email.sender
     message["To"] = email.to
     message["Subject"] = email.subject
-    message["Date"] = formatdate(usegmt=True)
+    message["Date"] = formatdate(email.sent_at.timestamp(), usegmt=True)
     message["Message-ID"] = make_msgid(domain=email.sender.rpartition("@")[2] or None)
     for name, value in email.headers.items():
         message[name] = value
