@@ -34,7 +34,7 @@ from chalicelib.domain import analytics as fig
 from chalicelib.services import ports
 from chalicelib.store import count_once
 from chalicelib.store.count_once import Source
-from chalicelib.store.db import Entity, shared_connection
+from chalicelib.store.db import Entity, batch_get_raw, shared_connection
 
 SEEN_TTL_SECONDS = 7 * 86400
 
@@ -146,19 +146,13 @@ def _merge_leaders(deltas: Iterable[LeaderDelta]) -> list[LeaderDelta]:
 
 
 def _scores(deltas: list[LeaderDelta]) -> dict[tuple[str, str], int]:
+    """The current scores of these leaderboard entries (strongly consistent; unprocessed keys retried)."""
     if not deltas:
         return {}
     client, table = _client()
-    wanted = [_leader_keys(d) for d in deltas]
-    out: dict[tuple[str, str], int] = {}
-    while wanted:
-        response = client.batch_get_item(RequestItems={table: {"Keys": wanted[:100], "ConsistentRead": True,
-                                                               "ProjectionExpression": "PK, SK, score"}})
-        for item in response.get("Responses", {}).get(table, []):
-            if "score" in item:
-                out[(item["PK"]["S"], item["SK"]["S"])] = int(item["score"]["N"])
-        wanted = wanted[100:] + list(response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
-    return out
+    wanted = [(leader_partition(d.program_id, d.metric, d.period), f"MEMBER#{d.member_id}") for d in deltas]
+    return {(item["PK"]["S"], item["SK"]["S"]): int(item["score"]["N"])
+            for item in batch_get_raw(wanted, projection="PK, SK, score", client=client, table=table) if "score" in item}
 
 
 @dataclass

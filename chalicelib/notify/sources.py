@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -42,6 +44,20 @@ outcome_listeners: list[Callable[[Outcome], None]] = []
 _delivery: Delivery | None = None
 #: Groups (members) delivered at once within one batch.
 MAX_PARALLEL = 8
+_executor: tuple[int, ThreadPoolExecutor] | None = None  # (its size, the pool)
+_executor_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One pool of :data:`MAX_PARALLEL` threads for the life of the process (a warm Lambda container, the local
+    run), instead of a new pool started and joined for every batch."""
+    global _executor
+    with _executor_lock:
+        if _executor is None or _executor[0] != MAX_PARALLEL:  # tests and benchmarks change MAX_PARALLEL
+            if _executor is not None:
+                _executor[1].shutdown(wait=False)
+            _executor = (MAX_PARALLEL, ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="notify"))
+        return _executor[1]
 
 
 def delivery() -> Delivery:
@@ -94,10 +110,7 @@ def deliver_items(items: list[OutboxItem], claimed_by: str | None = None) -> lis
         if len(per_member) <= 1 or MAX_PARALLEL <= 1:
             results = [run(member_groups) for member_groups in per_member.values()]
         else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(per_member))) as pool:
-                results = list(pool.map(run, per_member.values()))
+            results = list(_pool().map(run, per_member.values()))
     finally:
         delivery().write_logs(batch)
     outcomes: list[Outcome] = []

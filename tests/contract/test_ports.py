@@ -447,10 +447,13 @@ def test_settlement_rows_of_a_period_include_both_ends(impl: Impl) -> None:
               support.settlement_row(PID, "2026-11-03", "ptn_2", redeemed=4),
               support.settlement_row(PID, "2026-11-04", "ptn_2", expired=9),
               support.settlement_row("prg_other", "2026-11-02", "ptn_9", funded=1))
-    rows = list(impl.ports.ledger.settlement_rows(PID, date(2026, 11, 1), date(2026, 11, 3)))
+    rows = list(impl.ports.ledger.settlement_rows(PID, date(2026, 11, 1), date(2026, 11, 3), 10))
     assert [(r.day, r.partner_id, r.at_partner_id) for r in rows] == [
         ("2026-11-01", "ptn_1", None), ("2026-11-02", "ptn_1", "ptn_2"), ("2026-11-03", "ptn_2", None)]
-    assert list(impl.ports.ledger.settlement_rows(PID, date(2026, 12, 1), date(2026, 12, 31))) == []
+    assert list(impl.ports.ledger.settlement_rows(PID, date(2026, 12, 1), date(2026, 12, 31), 10)) == []
+    # At most ``limit`` rows, the first ones in day order.
+    assert [r.day for r in impl.ports.ledger.settlement_rows(PID, date(2026, 11, 1), date(2026, 11, 4), 2)] == [
+        "2026-11-01", "2026-11-02"]
 
 
 # --------------------------------------------------------------------------- keys, webhooks, short links, clicks

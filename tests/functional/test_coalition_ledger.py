@@ -240,7 +240,46 @@ def test_adjustments_are_operator_only_idempotent_audited_and_never_overdraw(api
     assert bal["available"] == 0 and bal["lifetime_earned"] == 0
 
 
-def test_points_expire_oldest_first_per_funder_and_leave_the_liability(api: ApiClient) -> None:
+@pytest.mark.parametrize("page", [500, 2])
+def test_points_expire_oldest_first_per_funder_and_leave_the_liability(
+        api: ApiClient, monkeypatch: pytest.MonkeyPatch, page: int) -> None:
+    """The job reads each member's ledger in pages (``expiry.LEDGER_PAGE`` entries per Query): the same outcome
+    with a page of 2 entries, where every member's ledger takes several Query requests."""
+    from chalicelib.jobs import expiry
+    from chalicelib.store.db import raw_client
+
+    monkeypatch.setattr(expiry, "LEDGER_PAGE", page)
+    ledger_queries: list[int] = []
+    resumed: list[bool] = []
+    in_job = []
+    job = expiry.run
+
+    def run(now: Any = None) -> Any:  # count the job's ledger reads only (not the API's ledger pages)
+        in_job.append(True)
+        try:
+            return job(now)
+        finally:
+            in_job.pop()
+
+    monkeypatch.setattr(expiry, "run", run)
+
+    def keep(params: Any = None, model: Any = None, **_: Any) -> None:
+        values = params.get("ExpressionAttributeValues") or {}
+        if in_job and model.name == "Query" and any(v.get("S", "").startswith("LEDGER#") for v in values.values()):
+            ledger_queries.append(params.get("Limit", 0))
+            resumed.append("ExclusiveStartKey" in params)
+
+    raw_client().meta.events.register("before-parameter-build.dynamodb", keep)
+    try:
+        _expire_oldest_first(api)
+    finally:
+        raw_client().meta.events.unregister("before-parameter-build.dynamodb", keep)
+    assert ledger_queries and set(ledger_queries) == {page}  # every ledger read is a page of at most ``page``
+    # With 2 entries a page, the members' ledgers (more than 2 entries) take several requests, each resumed.
+    assert any(resumed) == (page == 2)
+
+
+def _expire_oldest_first(api: ApiClient) -> None:
     from chalicelib.jobs import expiry
 
     c = Coalition(api)

@@ -56,11 +56,19 @@ EXPECTED: dict[str, set[str]] = {
 
 
 def subject_pattern(kind: str, locale: str) -> re.Pattern[str]:
-    """The template file's ``Subject:`` line with every ``$value`` as a wildcard."""
+    """The template file's ``Subject:`` line with every ``$value`` as a wildcard and every word that agrees
+    with the amount (``[[one|few|many]]``) as one of its forms."""
     first = (TEMPLATES / locale / f"{kind}.txt").read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith("Subject: ")
-    parts = re.split(r"\$\{?\w+\}?", first.removeprefix("Subject: "))
-    return re.compile(".+?".join(re.escape(p) for p in parts))
+    pattern = ""
+    for token in re.split(r"(\$\{?\w+\}?|\[\[[^\]]*\]\])", first.removeprefix("Subject: ")):
+        if token.startswith("$"):
+            pattern += ".+?"
+        elif token.startswith("[["):
+            pattern += "(?:" + "|".join(re.escape(form) for form in token[2:-2].split("|")) + ")"
+        else:
+            pattern += re.escape(token)
+    return re.compile(pattern)
 
 
 class World:

@@ -37,6 +37,7 @@ CONVERTED = (
     "partner_webhooks.py",
     "platform_intake.py",
     "programs.py",
+    "review.py",
     "rules.py",
     "redemption.py",
     "settlement.py",
