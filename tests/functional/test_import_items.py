@@ -18,7 +18,7 @@ from chalicelib.domain.member_import import ImportRow
 from chalicelib.services import importer
 from chalicelib.store import tenancy_repo
 from tests.functional.test_ledger_support import Shop
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
 
