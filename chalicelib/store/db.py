@@ -176,19 +176,24 @@ class Entity(Model):
             return _unreadable(cls, attribute_values, "entity")  # type: ignore[return-value]
         if stored_cls and not issubclass(stored_cls, cls):
             return _unreadable(cls, attribute_values, "entity")  # type: ignore[return-value]
+        # The constructor sets the discriminator and the defaults (PynamoDB's own ``deserialize`` then clears and
+        # sets them a second time: the same values, twice the work on every item read).
         instance = (stored_cls or cls)(_user_instantiated=False)
-        instance.attribute_values = {}
-        instance._set_discriminator()
-        instance._set_defaults(_user_instantiated=False)
+        values = instance.attribute_values
         broken: list[str] = []
-        for name, attr in instance.get_attributes().items():
-            raw = attribute_values.get(attr.attr_name)
+        for name, attr, dynamo_name, plain in _decoders(type(instance)):
+            raw = attribute_values.get(dynamo_name)
             if not raw or NULL in raw:
                 continue
             try:
-                setattr(instance, name, attr.deserialize(attr.get_value(raw)))
+                value = attr.deserialize(attr.get_value(raw))
             except Exception:  # any decoding failure of stored data
                 broken.append(name)
+                continue
+            if plain:  # what Attribute.__set__ does for a model's attribute
+                values[name] = value
+            else:
+                setattr(instance, name, value)
         if broken:
             required = [n for n in broken if not _tolerable(instance.get_attributes()[n])]
             log.warning("stored item has unreadable attributes",
@@ -196,6 +201,19 @@ class Entity(Model):
             if required:
                 return _unreadable(cls, attribute_values, ",".join(required))  # type: ignore[return-value]
         return instance  # type: ignore[return-value]
+
+
+_DECODERS: dict[type, list[tuple[str, Attribute[Any], str, bool]]] = {}
+
+
+def _decoders(model: type[Entity]) -> list[tuple[str, Attribute[Any], str, bool]]:
+    """(python name, attribute, stored name, plain) of each attribute of ``model``; plain: assigned the way
+    ``Attribute.__set__`` assigns it (no ``__set__`` of its own, as maps and discriminators have)."""
+    found = _DECODERS.get(model)
+    if found is None:
+        found = _DECODERS[model] = [(name, attr, attr.attr_name, type(attr).__set__ is Attribute.__set__)
+                                    for name, attr in model.get_attributes().items()]
+    return found
 
 
 class UnreadableItem(Entity, discriminator="unreadable"):
