@@ -140,10 +140,13 @@ def one_order() -> None:
 
     from chalicelib.domain import clock
     from chalicelib.notify import sources
+    from tests.conftest import reset_process_state
+    from tests.support import CLOCK
 
     sources.MAX_PARALLEL = 1  # the meter follows one call at a time
 
-    clock.freeze(clock.parse_iso("2026-01-16T12:00:00Z"))
+    reset_process_state()  # the production ports on the tests' clock (tests.support.CLOCK)
+    CLOCK.set(clock.parse_iso("2026-01-16T12:00:00Z"))
     with mock_aws():
         provision()
         from chalicelib import aws
@@ -183,7 +186,7 @@ def one_order() -> None:
         _table(f"repeat order ({len(reply['rewards']['postings'])} postings), per order:", metered.by_module, 1,
                cpu=False, items=True)
         metered.restore()
-    clock.freeze(None)
+    CLOCK.set(None)
 
 
 class AwsClock:
@@ -227,11 +230,12 @@ def order_cpu(orders: int) -> None:
     from chalicelib.notify import sources
     from infra import moto_tuning
     from tests.conftest import reset_process_state
+    from tests.support import CLOCK
 
     reset_process_state()
     sources.MAX_PARALLEL = 1  # as in the metered part (one member's deliveries at a time)
     moto_tuning.DIRECT_CALLS[0] = False  # every call the way botocore makes it to AWS: moto in the stubber only
-    clock.freeze(clock.parse_iso("2026-01-16T12:00:00Z"))
+    CLOCK.set(clock.parse_iso("2026-01-16T12:00:00Z"))
     with mock_aws():
         provision()
         from chalicelib import aws
@@ -287,7 +291,7 @@ def order_cpu(orders: int) -> None:
         metered.restore()
         inside.restore()
     moto_tuning.DIRECT_CALLS[0] = True
-    clock.freeze(None)
+    CLOCK.set(None)
     print(f"\nhandler CPU per order, unmetered, mean of {orders} orders each (stream drained after every order):")
     print(f"  {'order':<18} {'handlers':>8} {'in AWS calls':>12} {'own CPU':>8}  per module (handlers)  AWS calls per order")
     for kind, (cpu, aws_cpu, calls, modules) in results.items():

@@ -9,7 +9,7 @@ import pytest
 from chalicelib.domain import clock
 from tests.functional.test_ledger_support import Shop, check_invariants, parallel
 from tests.platform_support import RULES
-from tests.support import ApiClient, Reply
+from tests.support import CLOCK, ApiClient, Reply
 
 NET = {"ip": "198.51.100.20", "user_agent": "Mozilla/5.0 (Anna's phone)"}
 
@@ -120,9 +120,9 @@ def test_same_ip_and_browser_as_the_referrer_is_held_not_rejected(api: ApiClient
 
 def test_the_same_ip_and_browser_long_after_is_not_held(api: ApiClient) -> None:
     shop = fraud_shop(api, same_network_hours=1)
-    clock.freeze(clock.parse_iso("2026-01-10T10:00:00Z"))
+    CLOCK.set(clock.parse_iso("2026-01-10T10:00:00Z"))
     anna = shop.send(signup("anna", context=NET))["member"]
-    clock.freeze(clock.parse_iso("2026-01-10T12:00:00Z"))
+    CLOCK.set(clock.parse_iso("2026-01-10T12:00:00Z"))
     reply = shop.send({**order("boris", "o-1", code=anna["code"], context=NET),
                        "occurred_at": "2026-01-10T12:00:00Z"})
     assert reply.get("risk") is None
@@ -286,7 +286,7 @@ def voucher_messages(member_id: str) -> list[Any]:
 
 
 def test_a_held_events_voucher_is_issued_only_when_the_review_approves(api: ApiClient) -> None:
-    clock.freeze(clock.parse_iso("2026-01-15T12:00:00Z"))
+    CLOCK.set(clock.parse_iso("2026-01-15T12:00:00Z"))
     shop, cafe, offer_id = voucher_shop(api)
     anna, reply = held_event(shop)
     rewards = reply["rewards"]
@@ -314,7 +314,7 @@ def test_a_held_events_voucher_is_issued_only_when_the_review_approves(api: ApiC
 
 
 def test_a_held_events_voucher_is_never_issued_when_the_review_voids(api: ApiClient) -> None:
-    clock.freeze(clock.parse_iso("2026-01-15T12:00:00Z"))
+    CLOCK.set(clock.parse_iso("2026-01-15T12:00:00Z"))
     shop, cafe, offer_id = voucher_shop(api)
     anna, reply = held_event(shop)
     voided = decide(shop, reply["rewards"]["review_item_id"], "void", reason="farm", fraud=True)
@@ -328,7 +328,7 @@ def test_a_held_events_voucher_is_never_issued_when_the_review_voids(api: ApiCli
 
 
 def test_an_approved_voucher_whose_pool_ran_dry_meanwhile_is_recorded(api: ApiClient) -> None:
-    clock.freeze(clock.parse_iso("2026-01-15T12:00:00Z"))
+    CLOCK.set(clock.parse_iso("2026-01-15T12:00:00Z"))
     shop, cafe, offer_id = voucher_shop(api)
     anna, reply = held_event(shop)
     # Two honest referrals take both codes while the item waits.
