@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain.codes import generate_code
 from chalicelib.domain.ids import new_id
@@ -49,7 +49,10 @@ from chalicelib.store.members import (
     stage_member_creation,
 )
 from chalicelib.store.tenancy import ProgramItem
-from chalicelib.store.transact import Transaction
+from chalicelib.store.transact import MAX_TRANSACTION_ITEMS, Transaction
+
+if TYPE_CHECKING:
+    from chalicelib.analytics.store import Increment
 
 log = get_logger("sarafan.import")
 
@@ -102,6 +105,8 @@ class _Staged:
     marker: ImportRowItem
     created: NewMember | None
     refs: list[IdentityRef]
+    #: The new member's signup counters (analytics), written in the transaction that creates it.
+    signup: list[Increment] = field(default_factory=list)
 
 
 @dataclass
@@ -216,25 +221,42 @@ class _Chunk:
         different items; a group that fails is written again row by row, each row on its own."""
         self.read(rows)
         group: list[_Staged] = []
-        combined = Transaction()
-        touched: set[tuple[str, str]] = set()  # the keys ``combined`` writes (a set: no rescan per row)
+        operations = 0
+        touched: set[tuple[str, str]] = set()  # the keys the group's rows write (a set: no rescan per row)
+        counters: set[tuple[str, str]] = set()  # the signup counters the group adds to (one operation each)
         for row in rows:
             staged = self.try_stage(row)
             if staged is None:
                 continue
             keys_of_row = {Transaction._key(op) for op in staged.tx.ops}
-            if group and (len(combined) + len(staged.tx) > GROUP_ITEMS or not touched.isdisjoint(keys_of_row)):
-                self.flush(group, combined)
-                group, combined, touched = [], Transaction(), set()
+            counters_of_row = {(i.pk, i.sk) for i in staged.signup}
+            if group and (operations + len(staged.tx) > GROUP_ITEMS
+                          or operations + len(staged.tx) + len(counters | counters_of_row) > MAX_TRANSACTION_ITEMS
+                          or not touched.isdisjoint(keys_of_row)):
+                self.flush(group)
+                group, operations, touched, counters = [], 0, set(), set()
                 staged = self.try_stage(row)  # again: the flushed rows may be its referrer or its member
                 if staged is None:
                     continue
                 keys_of_row = {Transaction._key(op) for op in staged.tx.ops}
-            combined.ops.extend(staged.tx.ops)
+                counters_of_row = {(i.pk, i.sk) for i in staged.signup}
+            operations += len(staged.tx)
             touched |= keys_of_row
+            counters |= counters_of_row
             group.append(staged)
             self.remember(staged)
-        self.flush(group, combined)
+        self.flush(group)
+
+    @staticmethod
+    def transaction(rows: list[_Staged]) -> Transaction:
+        """The rows' operations and their new members' signup counters (merged per counter row) in one
+        transaction: a member is counted exactly when it is written."""
+        from chalicelib.analytics.store import counter_updates
+
+        tx = Transaction(ops=[op for staged in rows for op in staged.tx.ops])
+        for update, key in counter_updates(i for staged in rows for i in staged.signup):
+            tx.update_raw(update, key)
+        return tx
 
     def try_stage(self, row: ImportRow) -> _Staged | None:
         try:
@@ -245,7 +267,7 @@ class _Chunk:
             self.result.errors.append(RowError(row.line, [failed.problem]))
         return None
 
-    def flush(self, group: list[_Staged], combined: Transaction) -> None:
+    def flush(self, group: list[_Staged]) -> None:
         """Commit the group; when its transaction is cancelled, the cancellation reason names the
         operation that failed, whose ``on_fail`` carries its row's line: that row is taken out (and
         written on its own, or reported), the rest of the group committed again. So an offending
@@ -253,10 +275,8 @@ class _Chunk:
         transaction per offending row, not one per row."""
         pending = list(group)
         while pending:
-            tx = combined if len(pending) == len(group) else Transaction(
-                ops=[op for staged in pending for op in staged.tx.ops])
             try:
-                tx.commit()
+                self.transaction(pending).commit()
             except (_CodeOrPointerTaken, _Retry, _AlreadyImported) as failed:
                 offender = next((s for s in pending if s.row.line == failed.line), None)
                 if offender is None:  # pragma: no cover - every condition of a staged row names its line
@@ -287,7 +307,7 @@ class _Chunk:
             try:
                 staged = self.stage_row(row)
                 try:
-                    staged.tx.commit()
+                    self.transaction([staged]).commit()
                 except _CodeOrPointerTaken:
                     self.read([row])
                     if row.code and isinstance(self.items.get(keys.referral_code(self.pid, row.code)), CodeItem):
@@ -349,7 +369,7 @@ class _Chunk:
         marker = ImportRowItem(PK=marker_key[0], SK=marker_key[1], program_id=self.pid, member_id=member_id,
                                entry_id=entry_id, opening_balance=row.opening_balance, imported_at=self.now)
         tx.create(marker, on_fail=_AlreadyImported(row.line))
-        return _Staged(row, tx, marker, created, refs)
+        return _Staged(row, tx, marker, created, refs, self.signup(created))
 
     def stage_new_raw(self, row: ImportRow, refs: list[IdentityRef], referrer: _Referrer | None,
                       marker_key: tuple[str, str]) -> _Staged:
@@ -366,7 +386,7 @@ class _Chunk:
             member, locale=row.locale or self.program.default_locale, email=row.email, phone=row.phone,
             customer_ids=customer_ids, pointer_keys=[key_str(k) for k in pointer_keys], joined_via=JOINED_VIA_IMPORT,
             acquisition={"channel": KIND_IMPORT}, attributed_at=self.now if referrer is not None else None,
-            attribution_source=KIND_IMPORT if referrer is not None else None)
+            attribution_source=KIND_IMPORT if referrer is not None else None, signup_counted=True)
         items = [profile, *(import_items.pointer_item(member, k, r.kind) for k, r in zip(pointer_keys, refs, strict=True)),
                  import_items.code_item(member), import_items.link_item(member)]
         for item in items:
@@ -388,7 +408,15 @@ class _Chunk:
         tx.put_raw(import_items.create(marker), marker_key, on_fail=_AlreadyImported(row.line))
         remembered = ImportRowItem(PK=marker_key[0], SK=marker_key[1], program_id=self.pid,
                                    member_id=member.member_id)
-        return _Staged(row, tx, remembered, member, refs)
+        return _Staged(row, tx, remembered, member, refs, self.signup(member))
+
+    def signup(self, member: NewMember | None) -> list[Increment]:
+        """A new member's signup counters (the analytics consumer skips members with ``signup_counted``)."""
+        from chalicelib.analytics.consumer import signup_rows
+
+        if member is None:
+            return []
+        return signup_rows(self.pid, member.joined_at, bool(member.referrer_id), {"channel": KIND_IMPORT})
 
     def count(self, staged: _Staged) -> None:
         if staged.created is not None:
@@ -405,6 +433,7 @@ class _Chunk:
             email=row.email, phone=row.phone, birthday=row.birthday, customer_ids=customer_ids,
             acquisition={"channel": KIND_IMPORT}, refs=refs,
         )
+        member.signup_counted = True  # by the row's own transaction (``transaction``)
         if referrer is not None:
             member.referrer_id = referrer.member_id
             member.ancestors = [referrer.member_id, *referrer.ancestors][: self.max_depth]

@@ -69,7 +69,7 @@ class NewMember:
 def member_item(member: NewMember, *, locale: str | None, email: str | None, phone: str | None,
                 customer_ids: dict[str, str], pointer_keys: list[str], joined_via: str,
                 acquisition: dict[str, Any], attributed_at: datetime | None = None,
-                attribution_source: str | None = None) -> dict[str, Any]:
+                attribution_source: str | None = None, signup_counted: bool = False) -> dict[str, Any]:
     """``MemberItem`` of ``members.new_member`` (no birthday) with ``referrals_index``, as PynamoDB writes it."""
     pk, sk = keys.member(member.program_id, member.member_id)
     item: dict[str, Any] = {"PK": _s(pk), "SK": _s(sk)}
@@ -103,7 +103,10 @@ def member_item(member: NewMember, *, locale: str | None, email: str | None, pho
                  "push_endpoints": {"L": []}, "referral_signups": _n(0)})
     if member.referrer_id:
         item["referrer_id"] = _s(member.referrer_id)
-    item.update({"revision": _n(0), "tier": _s("base")})
+    item["revision"] = _n(0)
+    if signup_counted:
+        item["signup_counted"] = {"BOOL": True}
+    item["tier"] = _s("base")
     return item
 
 

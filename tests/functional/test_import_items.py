@@ -95,3 +95,43 @@ def test_an_import_writes_the_same_table_either_way(api: ApiClient, monkeypatch:
     ours, theirs = json.loads(tables[0]), json.loads(tables[1])
     assert len(ours) == len(theirs) >= 24
     assert sorted(sorted(i) for i in ours) == sorted(sorted(i) for i in theirs)
+
+
+def test_imported_members_are_counted_once_by_the_import_itself(api: ApiClient) -> None:
+    """The import's transactions add the signups (by the members' join day, channel ``import``, the members
+    total); the stream's analytics consumer skips those members (``signup_counted``), however often the stream
+    is read; a re-run of the file adds nothing; a member who joins otherwise is still counted by the stream."""
+    from chalicelib.analytics.store import get, partition
+    from tests.notify_support import stream_poller
+
+    shop = Shop(api, None)
+    pid, partner = shop.pid, shop.partner["partner_id"]
+    csv = ("email,customer_id,name,opening_balance,referrer_customer_id\n"
+           + "".join(f"m{i}@example.com,c-{i},M {i},{i},{'c-0' if i % 3 == 2 else ''}\n" for i in range(40)))
+    stream_poller().drain()
+
+    def figures() -> tuple[Any, ...]:
+        day = get(partition(pid, "DAY"), "2026-01-15") or {}
+        channel = get(partition(pid, "CHDAY"), "2026-01-15#ch#import") or {}
+        total = get(partition(pid, "TOTAL"), "TOTAL") or {}
+        return day.get("signups"), day.get("signups_referred"), channel.get("signups"), total.get("members")
+
+    from chalicelib.domain import clock
+    from tests.functional.test_ledger_support import utc
+
+    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    before = figures()
+    reply = api.post(f"/v1/programs/{pid}/imports/members", {"csv": csv, "partner_id": partner})
+    assert reply.status == 200 and reply.body["imported"] == 40, reply.body
+    counted = figures()
+    assert counted[:3] == (40, 13, 40) and counted[3] == (before[3] or 0) + 40  # before the stream is read
+    stream_poller().drain()
+    stream_poller().drain()  # a second consumer from the start of the stream: every record again
+    assert figures() == counted
+    again = api.post(f"/v1/programs/{pid}/imports/members", {"csv": csv, "partner_id": partner}).body
+    assert again["already_imported"] == 40
+    stream_poller().drain()
+    assert figures() == counted
+    shop.member("zoe", at="2026-01-15T13:00:00Z")  # a signup through the API: the stream counts it
+    stream_poller().drain()
+    assert figures()[0] == 41
