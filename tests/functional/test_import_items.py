@@ -18,7 +18,7 @@ from chalicelib.domain.member_import import ImportRow
 from chalicelib.services import importer
 from chalicelib.store import tenancy_repo
 from tests.functional.test_ledger_support import Shop
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
 
@@ -116,10 +116,9 @@ def test_imported_members_are_counted_once_by_the_import_itself(api: ApiClient) 
         total = get(partition(pid, "TOTAL"), "TOTAL") or {}
         return day.get("signups"), day.get("signups_referred"), channel.get("signups"), total.get("members")
 
-    from chalicelib.domain import clock
     from tests.functional.test_ledger_support import utc
 
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
     before = figures()
     reply = api.post(f"/v1/programs/{pid}/imports/members", {"csv": csv, "partner_id": partner})
     assert reply.status == 200 and reply.body["imported"] == 40, reply.body
