@@ -95,9 +95,9 @@ class Bench:
 
         raw = json.dumps(event)
         self._seq += 1
-        from chalicelib.domain import clock
+        from chalicelib.services import ports
 
-        msg_id, ts = f"bench_{self._seq}", int(clock.utcnow().timestamp())  # the service's (frozen) clock
+        msg_id, ts = f"bench_{self._seq}", int(ports.current().clock.now().timestamp())  # the service's clock
         reply = self.client.http.post(f"/v1/webhooks/{partner['partner_id']}/events", body=raw, headers={
             "Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
             "webhook-signature": sign(partner["webhook_secrets"]["events"], msg_id, ts, raw.encode())})
@@ -135,17 +135,17 @@ def add_referrals(program_id: str, referrer: dict[str, Any], n: int, prefix: str
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.dynamodb.models import dynamodb_backends
 
-    from chalicelib.domain import clock
+    from chalicelib.services import ports
     from chalicelib.store.db import Entity
     from chalicelib.store.members import new_member, referrals_index
 
     table = dynamodb_backends[DEFAULT_ACCOUNT_ID][os.environ["AWS_DEFAULT_REGION"]].get_table(Entity.Meta.table_name)
     # Old referrals: their stream records were consumed long ago (the stream consumer row must not see them).
     shard, table.stream_shard = table.stream_shard, None
+    now = ports.current().clock.now()
     try:
         for i in range(n):
-            m = new_member(program_id, f"mbr_{prefix}bulk{i:06d}", f"{prefix}BULK{i:06d}", joined_at=clock.utcnow(),
-                           joined_via="api")
+            m = new_member(program_id, f"mbr_{prefix}bulk{i:06d}", f"{prefix}BULK{i:06d}", joined_at=now, joined_via="api")
             m.referrer_id = referrer["member_id"]
             m.ancestors = [referrer["member_id"]]
             referrals_index(m)
@@ -209,7 +209,11 @@ def main(argv: list[str]) -> int:
     from chalicelib.domain import clock
 
     # Events happen on 2026-01-15; rewards stay pending (14 days) until the holding job runs.
-    clock.freeze(clock.parse_iso("2026-01-16T12:00:00Z"))
+    from tests.conftest import reset_process_state
+    from tests.support import CLOCK
+
+    reset_process_state()  # the production ports on the tests' clock (tests.support.CLOCK)
+    CLOCK.set(clock.parse_iso("2026-01-16T12:00:00Z"))
     started = time.perf_counter()
 
     with mock_aws():

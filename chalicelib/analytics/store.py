@@ -108,6 +108,13 @@ def _update(table: str, inc: Increment) -> dict[str, Any]:
                        "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
 
 
+def counter_updates(increments: Iterable[Increment]) -> list[tuple[dict[str, Any], tuple[str, str]]]:
+    """The counters' ``Update`` operations (merged per row) with their keys, for a transaction that counts
+    what it writes itself (``services.importer``: an imported member's signup, exactly once with the row)."""
+    _, table = _client()
+    return [(_update(table, inc)["Update"], (inc.pk, inc.sk)) for inc in _merge(increments)]
+
+
 def _leader_keys(d: LeaderDelta) -> dict[str, Any]:
     return {"PK": {"S": leader_partition(d.program_id, d.metric, d.period)}, "SK": {"S": f"MEMBER#{d.member_id}"}}
 

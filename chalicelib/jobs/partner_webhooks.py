@@ -289,7 +289,7 @@ def _send_notice(endpoint: WebhookEndpointItem, item: WebhookDeliveryItem, answe
         delivery().notifier.send_email(Email(
             sender=formataddr((program.name, get_settings().ses_sender)), to=partner.contact_email,
             subject=subject, text=text, html="<pre>" + html.escape(text) + "</pre>",
-            tags={"kind": "webhook_disabled"}))
+            sent_at=ports.current().clock.now(), tags={"kind": "webhook_disabled"}))
     except Exception as exc:
         log.warning("webhook disable notice not sent", extra={"endpoint_id": endpoint.endpoint_id,
                                                               "error_type": type(exc).__name__})

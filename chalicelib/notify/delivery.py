@@ -369,7 +369,7 @@ class Delivery:
                 url = unsubscribe_url(program.program_id, profile.member_id, "email")
                 return self.notifier.send_email(Email(
                     sender=formataddr((program.name, get_settings().ses_sender)), to=target,
-                    subject=rendered.subject, text=rendered.text, html=rendered.html,
+                    subject=rendered.subject, text=rendered.text, html=rendered.html, sent_at=now,
                     headers={"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
                     tags={"program_id": _tag(program.program_id), "member_id": _tag(profile.member_id),
                           "kind": rendered.kind},

@@ -26,7 +26,7 @@ import base64
 import binascii
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING
 
@@ -87,14 +87,14 @@ def _part(subtype: str, text: str, boundary: str) -> bytes:
             f"Content-Transfer-Encoding: {cte}{CRLF}{CRLF}").encode("ascii") + data + b"\r\n"
 
 
-def lean(email: Email, *, date: datetime | None = None, message_id: str | None = None) -> bytes | None:
+def lean(email: Email, *, message_id: str | None = None) -> bytes | None:
     """The message as bytes, or ``None`` if it needs the standard library's builder."""
     if not (email.sender.isascii() and email.to.isascii()):
         return None
     domain = email.sender.rpartition("@")[2].rstrip(">") or None
     lines = [
         header("From", email.sender), header("To", email.to), header("Subject", email.subject),
-        header("Date", format_datetime(date or datetime.now(UTC))),
+        header("Date", format_datetime(email.sent_at.astimezone(UTC))),
         header("Message-ID", message_id or make_msgid(domain=domain)),
         *(header(name, value) for name, value in email.headers.items()),
     ]
@@ -118,7 +118,7 @@ def stdlib(email: Email) -> bytes:
     built["From"] = email.sender
     built["To"] = email.to
     built["Subject"] = email.subject
-    built["Date"] = formatdate(usegmt=True)
+    built["Date"] = formatdate(email.sent_at.timestamp(), usegmt=True)
     built["Message-ID"] = make_msgid(domain=email.sender.rpartition("@")[2] or None)
     for name, value in email.headers.items():
         built[name] = value

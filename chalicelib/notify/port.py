@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 #: SES/SNS error codes that mean "try again later".
@@ -45,6 +46,7 @@ class Email:
     subject: str
     text: str
     html: str
+    sent_at: datetime  # the Date header: the service's clock when the message goes out
     headers: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
 

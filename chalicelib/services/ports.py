@@ -45,7 +45,8 @@ __all__ = ["Cursor", "NewKey", "NewMember", "Page", "PendingInvite", "Ports", "S
 
 
 class Clock(Protocol):
-    """The one clock: signatures, secrets, holding, windows and jobs all ask it."""
+    """The one clock: signatures, secrets, holding, windows, consumers and jobs all ask it (``domain.clock``:
+    ``SystemClock`` in production, ``ManualClock`` where tests move time). Nothing else reads the time."""
 
     def now(self) -> datetime: ...
 
@@ -705,14 +706,16 @@ _factory: Callable[[], Ports] | None = None
 ERASABLE_MODULES: tuple[str, ...] = ("chalicelib.notify.erasure", "chalicelib.analytics.erasure")
 
 
-def production() -> Ports:
-    """DynamoDB, the master key and the system clock; nothing is connected until first use."""
+def production(clock: Clock | None = None) -> Ports:
+    """DynamoDB, the master key and the system clock; nothing is connected until first use. ``clock``
+    replaces the system clock (``domain.clock.ManualClock``: the functional tests, demo and bench tools)."""
+    from chalicelib.domain.clock import SystemClock
     from chalicelib.services.envelope import KmsSealer
     from chalicelib.services.secrets import MasterKeySecrets
     from chalicelib.store import dynamo_ports, sqs_ports
 
     return Ports(
-        clock=dynamo_ports.SystemClock(),
+        clock=clock or SystemClock(),
         rate_limiter=dynamo_ports.DynamoRateLimiter(),
         secrets=MasterKeySecrets(),
         programs=dynamo_ports.DynamoProgramStore(),
@@ -742,10 +745,11 @@ def _issue_held_vouchers(tx: Any, program_id: str, grants: Sequence[Mapping[str,
 
 def fakes(now: datetime) -> Ports:
     """Every port in memory (``store.fakes``), the clock set to ``now``: for service tests."""
+    from chalicelib.domain.clock import ManualClock
     from chalicelib.store import fakes as f
 
     table = f.FakeTable()
-    return Ports(clock=f.ManualClock(now), rate_limiter=f.FakeRateLimiter(), secrets=f.FakeSecrets(),
+    return Ports(clock=ManualClock(now), rate_limiter=f.FakeRateLimiter(), secrets=f.FakeSecrets(),
                  programs=f.FakeProgramStore(table), offers=f.FakeOfferStore(table),
                  integrations=f.FakeIntegrationStore(table), crm_queue=f.FakeFetchQueue(), members=f.FakeMemberStore(table),
                  ledger=f.FakeLedgerStore(table), tiers=f.FakeTierStore(table), events=f.FakeEventStore(table),

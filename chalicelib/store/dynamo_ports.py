@@ -77,13 +77,6 @@ MAX_COUPONS_PER_MEMBER = 20
 MAX_CODES_PER_MEMBER = 10
 
 
-class SystemClock:
-    """``domain.clock``: the wall clock, unless a test froze it (``clock.freeze``)."""
-
-    def now(self) -> datetime:
-        return clock.utcnow()
-
-
 class DynamoRateLimiter:
     def take(self, scope: str, window: str, limit: int, expires_at_epoch: int) -> bool:
         return counters.take(scope, window, limit, expires_at_epoch)

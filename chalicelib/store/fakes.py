@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
+from chalicelib.domain import clock as _clock
 from chalicelib.domain.clock import iso as clock_iso
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.offers import SHARDS, code_hash
@@ -210,20 +211,8 @@ def seed(ports: Any, *items: Entity) -> None:
         table.put(item)
 
 
-class ManualClock:
-    """A clock tests move by hand (``set``/``advance``)."""
-
-    def __init__(self, at: datetime) -> None:
-        self._at = at
-
-    def now(self) -> datetime:
-        return self._at
-
-    def set(self, at: datetime) -> None:
-        self._at = at
-
-    def advance(self, **delta: float) -> None:
-        self._at += timedelta(**delta)
+#: The fakes' clock is the one the functional tests move too (``domain.clock``); importable from here as before.
+ManualClock = _clock.ManualClock
 
 
 class FakeRateLimiter:

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 
 from chalicelib.notify.port import AwsNotifier, Email, FakeNotifier, Notifier, PermanentSendError
 from tests import notify_support
 
+#: The service's clock when the message goes out (its Date header).
+SENT_AT = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 SENDER = "no-reply@sarafan.test"  # verified for moto's SES by the suite's provisioning
 LETTER = Email(sender=SENDER, to="vera@example.com", subject="+400 баллов: добро пожаловать",
                text="Здравствуйте, Вера!\n\nВам начислено 400 баллов.", html="<p>Здравствуйте, Вера!</p>",
                headers={"List-Unsubscribe": "<https://srf.test/u/tok>",
                         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
-               tags={"kind": "friend_welcome"})
+               tags={"kind": "friend_welcome"}, sent_at=SENT_AT)
 
 
 def _lines(wire: str) -> str:

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.services import erasure
 from chalicelib.store.db import Entity
 from tests.functional.test_ledger_support import Shop, check_invariants, utc
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 OLGA = {"id": "crm-olga", "email": "olga.petrova@example.com", "phone": "+79161234567", "name": "Ольга Петрова",
         "birthday": "1990-04-17"}
@@ -26,7 +25,7 @@ AMOUNTS = {"balance", "ledger_entry", "member_month", "recurring_counter", "prog
 
 @pytest.fixture(autouse=True)
 def frozen_clock(api: ApiClient) -> None:
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
 
 
 def scan_test_table() -> list[dict[str, Any]]:

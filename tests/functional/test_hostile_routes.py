@@ -24,11 +24,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.domain import clock
 from chalicelib.domain.rewards.examples import load_example_doc
 from tests.conftest import fresh_table, moto_aws, restore_table, table_snapshot
 from tests.functional.test_hostile_input import World
-from tests.support import ApiClient, Reply
+from tests.support import CLOCK, ApiClient, Reply
 
 EXAMPLES = int(os.environ.get("SARAFAN_HOSTILE_EXAMPLES", "30"))
 BODY_LIMIT = 256 * 1024
@@ -178,7 +177,7 @@ class Fuzz:
         elif auth == "signature":
             from chalicelib.domain.webhook_signature import sign
 
-            msg_id, ts = f"msg_fz{time.monotonic_ns()}", int(clock.utcnow().timestamp())
+            msg_id, ts = f"msg_fz{time.monotonic_ns()}", int(CLOCK.now().timestamp())
             headers.update({"webhook-id": msg_id, "webhook-timestamp": str(ts),
                             "webhook-signature": sign(self.world.partner["webhook_secrets"]["events"], msg_id, ts,
                                                       body)})

@@ -16,10 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.domain import clock
 from tests.conftest import fresh_table, moto_aws, restore_table, table_snapshot
 from tests.platform_support import PlatformShop, b64_hmac, fixture
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 SECRET = "fuzz-secret-0123456789abcdef"
 B24 = "qd6ifu4nxm1bl8ghzsp3gq2m8ec5rkdf"
@@ -59,7 +58,7 @@ def woo(shop: PlatformShop, raw: bytes) -> Any:
 
 
 def hubspot(shop: PlatformShop, raw: bytes) -> Any:
-    ts = str(int(clock.utcnow().timestamp() * 1000))  # the service's one clock
+    ts = str(int(CLOCK.now().timestamp() * 1000))  # the service's one clock
     path = f"/v1/webhooks/{shop.partner['partner_id']}/hubspot"
     signature = b64_hmac(SECRET, b"POST" + f"https://srf.test{path}".encode() + raw + ts.encode())
     return shop.deliver(path, raw, {"Content-Type": "application/json", "X-HubSpot-Signature-v3": signature,

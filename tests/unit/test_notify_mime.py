@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.utils import formataddr
 
@@ -15,6 +16,8 @@ from chalicelib.notify import mime
 from chalicelib.notify.port import Email
 from chalicelib.notify.render import KINDS, LOCALES, render
 
+#: The service's clock when the message goes out (its Date header).
+SENT_AT = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 UNSUBSCRIBE = "<https://srf.test/u/" + "t0K3n-" * 30 + ">"
 HEADERS = {"List-Unsubscribe": UNSUBSCRIBE, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 VALUES = {"program": "Кофейня «Зёрна»", "points_unit": "баллы", "points": 1490, "balance": 2500, "level": 2,
@@ -23,7 +26,7 @@ VALUES = {"program": "Кофейня «Зёрна»", "points_unit": "баллы
 
 def _email(subject: str, text: str, html: str, name: str = "Кофейня «Зёрна»", to: str = "olga@example.com") -> Email:
     return Email(sender=formataddr((name, "noreply@srf.test")), to=to, subject=subject, text=text, html=html,
-                 headers=dict(HEADERS), tags={"kind": "points_available"})
+                 headers=dict(HEADERS), tags={"kind": "points_available"}, sent_at=SENT_AT)
 
 
 def _parts(raw: bytes, policy: email.policy.Policy) -> dict[str, object]:
@@ -124,9 +127,9 @@ def test_a_boundary_never_appears_in_a_part() -> None:
 
 
 @pytest.mark.parametrize("mail", [
-    Email(sender="noreply@srf.test", to="олег@example.com", subject="s", text="t", html="h"),  # EAI address
-    Email(sender="noreply@srf.test", to="a@example.com", subject="s", text="t", html="h", headers={"X-Long": "a" * 1000}),
-    Email(sender="noreply@srf.test", to="a@example.com", subject="s", text="t", html="h", headers={"Bad Name": "v"}),
+    Email(sender="noreply@srf.test", to="олег@example.com", subject="s", text="t", html="h", sent_at=SENT_AT),  # EAI address
+    Email(sender="noreply@srf.test", to="a@example.com", subject="s", text="t", html="h", headers={"X-Long": "a" * 1000}, sent_at=SENT_AT),
+    Email(sender="noreply@srf.test", to="a@example.com", subject="s", text="t", html="h", headers={"Bad Name": "v"}, sent_at=SENT_AT),
 ], ids=["non-ascii-address", "long-ascii-header", "odd-header-name"])
 def test_what_the_lean_writer_does_not_take_goes_to_the_standard_library(mail: Email) -> None:
     assert mime.lean(mail) is None
