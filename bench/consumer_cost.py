@@ -22,7 +22,9 @@ as Lambda would (``infra/local_stream.py``, ``app.handler_map["table_stream"]``)
    many buyers (each a depth-3 first order, then a repeat order), the stream drained after each order. It
    prints the handlers' CPU per order (``time.process_time`` while a handler runs), the part of it spent
    inside the in-process AWS calls (moto's DynamoDB, SES and SNS: on AWS that is waiting on the network,
-   not the function's CPU) and the rest, the consumers' own CPU per order, with the round trips and
+   not the function's CPU) and the rest, the consumers' own CPU per order (botocore's serialising, signing
+   and parsing included: this part sends every call the usual way, without the local engine's in-process
+   hop, ``infra.moto_tuning.DIRECT_CALLS``), with the round trips and
    provider calls per order whose latency adds to the billed duration on AWS.
 
 Figures are printed (docs/cost.md, "Stream consumers"), never asserted.
@@ -190,7 +192,9 @@ def one_order() -> None:
 class AwsClock:
     """CPU spent by moto answering the app's AWS calls in process (``BotocoreStubber.__call__``, what botocore's
     ``before-send`` hands the request to): on AWS that is network time, not the function's CPU. The app's side of
-    a call (botocore building the request and parsing the answer, PynamoDB) stays in the consumers' own CPU."""
+    a call (botocore serialising, signing and parsing, PynamoDB) stays in the consumers' own CPU. Only with the
+    local engine's in-process hop off (``infra.moto_tuning.DIRECT_CALLS``): that hop answers DynamoDB calls in
+    a ``before-call`` handler, outside the stubber, and skips botocore's own work, which AWS would not."""
 
     def __init__(self, clients: list[Any]) -> None:
         from moto.core.botocore_stubber import BotocoreStubber
@@ -224,11 +228,13 @@ def order_cpu(orders: int) -> None:
 
     from chalicelib.domain import clock
     from chalicelib.notify import sources
+    from infra import moto_tuning
     from tests.conftest import reset_process_state
     from tests.support import CLOCK
 
     reset_process_state()
     sources.MAX_PARALLEL = 1  # as in the metered part (one member's deliveries at a time)
+    moto_tuning.DIRECT_CALLS[0] = False  # every call the way botocore makes it to AWS: moto in the stubber only
     CLOCK.set(clock.parse_iso("2026-01-16T12:00:00Z"))
     with mock_aws():
         provision()
@@ -284,6 +290,7 @@ def order_cpu(orders: int) -> None:
             results[kind] = (cpu, aws_cpu, calls, dict(modules))
         metered.restore()
         inside.restore()
+    moto_tuning.DIRECT_CALLS[0] = True
     CLOCK.set(None)
     print(f"\nhandler CPU per order, unmetered, mean of {orders} orders each (stream drained after every order):")
     print(f"  {'order':<18} {'handlers':>8} {'in AWS calls':>12} {'own CPU':>8}  per module (handlers)  AWS calls per order")
