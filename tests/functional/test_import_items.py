@@ -117,7 +117,6 @@ def test_imported_members_are_counted_once_by_the_import_itself(api: ApiClient) 
         return day.get("signups"), day.get("signups_referred"), channel.get("signups"), total.get("members")
 
     from tests.functional.test_ledger_support import utc
-
     CLOCK.set(utc("2026-01-15T12:00:00Z"))
     before = figures()
     reply = api.post(f"/v1/programs/{pid}/imports/members", {"csv": csv, "partner_id": partner})
