@@ -12,9 +12,9 @@ from datetime import timedelta
 
 import pytest
 
+from chalicelib.adapters.base import Inbound
 from chalicelib.domain.clock import iso
 from chalicelib.domain.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
-from chalicelib.adapters.base import Inbound
 from chalicelib.services import integrations, platform_intake, ports
 from chalicelib.services.auth import Principal
 from chalicelib.store import fakes, keys
