@@ -33,6 +33,7 @@ from chalicelib.notify import dispatcher
 from chalicelib.notify.delivery import PENDING, SENDING, Delivery, DeliveryBatch, Outcome
 from chalicelib.services import ports
 from chalicelib.store import keys
+from chalicelib.store.db import update_only
 from chalicelib.store.ledger import LedgerEntryItem, OutboxItem, RedemptionItem, day_of, stable_id
 from chalicelib.store.members import JOINED_VIA_IMPORT, MemberItem
 from chalicelib.store.notify import ActivityItem
@@ -340,10 +341,10 @@ def _touch_activity(pid: str, mid: str, day: str) -> None:
     gpk, gsk = keys.gsi1_activity_day(day, pid, mid)
     item = ActivityItem(*keys.activity(pid, mid))
     try:
-        item.update(actions=[ActivityItem.entity.set(ActivityItem),  # type: ignore[arg-type]
-                             ActivityItem.program_id.set(pid), ActivityItem.member_id.set(mid),
-                             ActivityItem.day.set(day), ActivityItem.GSI1PK.set(gpk), ActivityItem.GSI1SK.set(gsk)],
-                    condition=ActivityItem.day.does_not_exist() | (ActivityItem.day < day))
+        update_only(item, [ActivityItem.entity.set(ActivityItem),  # type: ignore[arg-type]
+                           ActivityItem.program_id.set(pid), ActivityItem.member_id.set(mid),
+                           ActivityItem.day.set(day), ActivityItem.GSI1PK.set(gpk), ActivityItem.GSI1SK.set(gsk)],
+                    ActivityItem.day.does_not_exist() | (ActivityItem.day < day))
     except UpdateError as exc:
         if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
             raise

@@ -328,3 +328,12 @@ def batch_get_raw(item_keys: list[tuple[str, str]], *, consistent: bool = True, 
             raise UnprocessedKeysError(f"{len(unprocessed)} keys still unprocessed after {throttled} attempts")
         sleep(random.uniform(0, BATCH_GET_BACKOFF * 2 ** (throttled - 1)))
     return out
+
+
+def update_only(item: Entity, actions: list[Any], condition: Any = None) -> None:
+    """``item.update(actions, condition=condition)`` without the item back (``ReturnValues=NONE``): PynamoDB asks
+    for ``ALL_NEW`` and decodes the whole item into ``item``, which a write whose result nobody reads (a
+    counter, a status) does not need. Same request otherwise, same ``UpdateError`` on a failed condition;
+    ``item`` keeps the values it had."""
+    item._get_connection().update_item(item.PK, range_key=item.SK, actions=actions, condition=condition,
+                                       return_values="NONE")

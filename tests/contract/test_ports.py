@@ -366,6 +366,17 @@ def _link(code: str, member_id: str, program_id: str = PID) -> Any:
     return LinkItem(PK=pk, SK=sk, program_id=program_id, member_id=member_id, code=code)
 
 
+def test_a_programs_stored_settings_read_back_typed_as_the_pipelines_context_uses_them(impl: Impl) -> None:
+    """``EventContext.settings`` is the program read through this port (tests/service/test_event_context.py)."""
+    impl.seed(support.program(PID, settings={"deals_count_as_orders": True, "max_depth": 5}),
+              support.program("prg_plain"), support.program("prg_odd", settings={"max_depth": 99}))
+    typed = impl.ports.programs.get(PID, fresh=True).program_settings
+    assert (typed.deals_count_as_orders, typed.max_depth) == (True, 5)
+    plain = impl.ports.programs.get("prg_plain", fresh=True).program_settings
+    assert (plain.deals_count_as_orders, plain.max_depth) == (False, 3)  # the defaults
+    assert impl.ports.programs.get("prg_odd", fresh=True).program_settings.max_depth == 3  # out of range: default
+
+
 def test_a_code_held_by_anyone_in_any_program_is_taken_and_a_stale_member_is_refused(impl: Impl) -> None:
     anna, boris = _with_code(impl, "anna"), _with_code(impl, "boris")
     impl.ports.members.change_code(anna, "SUNNY")

@@ -1,5 +1,8 @@
 """One clock: nothing in the service reads the time except ``chalicelib/domain/clock.py`` (static, by AST).
 
+The checker is here, with tests of it; ``tests/unit/test_layers.py`` runs it on every module of ``chalicelib/``
+and ``app.py`` (so the landing gate, which runs that file, enforces it).
+
 Services, jobs and consumers ask the injected ``Clock`` port (``deps.clock.now()``, ``ports.current().clock.now()``);
 pure domain functions take ``now`` from such a caller. Tests move that one clock (``tests.support.CLOCK``, or a
 service test's ``deps.clock``). A module that reads the wall clock itself escapes both, which is what this test
@@ -81,16 +84,14 @@ def _name(func: ast.expr) -> str | None:
     return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
 
 
-MODULES = sorted([*(ROOT / "chalicelib").rglob("*.py"), ROOT / "app.py"])
+def reads_outside_the_clock(path: Path) -> list[str]:
+    """What ``path`` (a module of the service) reads of the time, unless it is the clock module."""
+    if path.resolve().relative_to(ROOT) in ALLOWED:
+        return []
+    return time_reads(path.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_only_the_clock_module_reads_the_time(path: Path) -> None:
-    if path.relative_to(ROOT) in ALLOWED:
-        return
-    reads = time_reads(path.read_text(encoding="utf-8"))
-    assert not reads, (f"{path.relative_to(ROOT)} reads the time itself: {reads}; ask the Clock port instead "
-                       "(deps.clock.now() or ports.current().clock.now(); a domain function takes now as an argument)")
+# The per-module check runs in tests/unit/test_layers.py (part of every landing's gate), with the layering rules.
 
 
 def test_the_clock_module_is_where_the_time_is_read() -> None:
