@@ -934,6 +934,41 @@ def _keep_record_as_text(state: dict[str, Any]) -> None:
     state["_seq"] = int(record.get("dynamodb", {}).get("SequenceNumber", 0))
 
 
+def record_as_text(self: Any, table: Any, stream_type: str, event_name: str, old: Any, new: Any, seq: int) -> None:
+    """``StreamRecord.__init__`` writing the record's JSON once (:func:`_keep_record_as_text`'s text).
+
+    moto builds the record's dict, dumps its ``dynamodb`` part only to measure ``SizeBytes``, and the record
+    was then encoded again for ``GetRecords``: two encodings of every item's image per write. Here the
+    ``dynamodb`` part is encoded once (``SizeBytes``: the length of that compact text, moto's measure of the
+    same part without the blanks), and the record's text is put together around it. The record's fields are
+    moto's; a ``None`` anywhere (never in a DynamoDB image) takes moto's own way."""
+    from moto.core.utils import utcnow
+    from moto.moto_api._internal import mock_random
+
+    record_of = old if old is not None else new
+    keys = {table.hash_key_attr: record_of.hash_key.to_json()}
+    if table.range_key_attr is not None:
+        keys[table.range_key_attr] = record_of.range_key.to_json()
+    created = utcnow()
+    data: dict[str, Any] = {"StreamViewType": stream_type, "ApproximateCreationDateTime": created,
+                            "SequenceNumber": str(seq), "SizeBytes": 1, "Keys": keys}
+    if stream_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES") and new is not None:
+        data["NewImage"] = new.to_json()["Attributes"]
+    if stream_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES") and old is not None:
+        data["OldImage"] = old.to_json()["Attributes"]
+    head = {"eventID": mock_random.uuid4().hex, "eventName": event_name, "eventSource": "aws:dynamodb",
+            "eventVersion": "1.0", "awsRegion": "us-east-1"}
+    inner = json.dumps(data, separators=(",", ":"), default=_special)
+    if "null" in inner:
+        record_as_text.__wrapped__(self, table, stream_type, event_name, old, new, seq)  # type: ignore[attr-defined]
+        return
+    size = len(inner)
+    inner = inner.replace('"SizeBytes":1,', f'"SizeBytes":{size},', 1)
+    state = self.__dict__
+    state["_text"] = json.dumps(head, separators=(",", ":"))[:-1] + ',"dynamodb":' + inner + "}"
+    state["_created"], state["_seq"] = created, seq
+
+
 def _record_from_text(state: dict[str, Any]) -> dict[str, Any]:
     """The record as moto built it (for moto's own readers), from :func:`_keep_record_as_text`'s text."""
     record: dict[str, Any] = _decode_blobs(json.loads(state["_text"]))
@@ -1461,3 +1496,6 @@ def compact_items() -> None:
     add.__wrapped__ = original_add  # type: ignore[attr-defined]
     StreamShard.add = add  # type: ignore[method-assign]
     StreamRecord.to_json = to_json  # type: ignore[method-assign]
+    original_init: Callable[..., Any] = StreamRecord.__init__
+    record_as_text.__wrapped__ = original_init  # type: ignore[attr-defined]
+    StreamRecord.__init__ = record_as_text  # type: ignore[method-assign]
