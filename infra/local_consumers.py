@@ -10,9 +10,10 @@ it). The child has no moto: its botocore calls are carried to the main process o
 (``multiprocessing.connection``, an authentication key, one connection per thread):
 
 * DynamoDB's data plane and the stream reads (``moto_tuning.PLAIN_JSON_ACTIONS``,
-  ``STREAM_ACTIONS``): at botocore's ``before-call``, the already-serialised request body goes over and
-  moto's JSON answer comes back, the same hop as the in-process ``moto_tuning.direct_dynamodb_calls``
-  (the main process pays moto's engine only: no HTTP server, no URL routing, no botocore);
+  ``STREAM_ACTIONS``): at botocore's ``before-call``, the request (its parameters ``marshal``-ed, as
+  ``moto_tuning``'s in-process hop carries them, instead of botocore's JSON) goes over and moto's JSON answer
+  comes back, the same hop as the in-process ``moto_tuning.direct_dynamodb_calls`` (the main process pays
+  moto's engine only: no HTTP server, no URL routing, no botocore, no JSON parsing of the request);
 * every other call (SES, SNS, KMS, SQS, DynamoDB's control plane): at ``before-send``, the signed HTTP
   request goes over and moto's mock answers it as it answers the main process's own calls;
 * the consumer's positions (:data:`infra.local_stream.POSITIONS`), so a restarted child, or a run
@@ -385,7 +386,11 @@ def install_client_hooks(client: EngineClient) -> None:
     from botocore.handlers import BUILTIN_HANDLERS, REGISTER_LAST
     from moto.core.botocore_stubber import MockRawResponse
 
-    from infra.moto_tuning import direct_request_parts, parse_direct_answer
+    from infra.moto_tuning import _skip_serializer, direct_request_parts, parse_direct_answer
+
+    # The data-plane parameters go over marshal-ed, not serialised by botocore and parsed back by the main
+    # process (moto_tuning's own hop does the same in-process; pickle keeps the body's packed parameters).
+    _skip_serializer(lambda: True)
 
     def before_call(model: Any, params: dict[str, Any], request_signer: Any = None, **_: Any) -> Any:
         parts = direct_request_parts(model, params, request_signer)

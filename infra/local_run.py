@@ -133,7 +133,6 @@ class EmbeddedMoto:
         self._mock = mock_aws()
         self._mock.start()
         moto_tuning.apply()
-        bound_sent_email_history()
         self._server.start()
         if self._error is not None:
             raise RuntimeError(f"moto server could not start on {self.host}:{self.port}: {self._error}")
@@ -145,28 +144,6 @@ class EmbeddedMoto:
         if server is not None:
             server.server_close()  # ThreadedMotoServer.stop() leaves the socket bound
         self._mock.stop()
-
-
-#: Sent emails moto's SES keeps (its ``sent_messages``, for ``GetSendStatistics`` and moto's dashboard):
-#: every message the run ever sent, about 4.5 KB each, one per rewarded order. The newest ones are kept;
-#: the rendered notifications are at ``GET /dev/outbox``.
-SENT_EMAIL_HISTORY = 1000
-
-
-def bound_sent_email_history(limit: int = SENT_EMAIL_HISTORY) -> None:
-    """moto's SES keeps every email sent for the life of the process; the local run keeps the newest ``limit``."""
-    from moto.ses.models import SESBackend
-
-    if getattr(SESBackend.__init__, "_sarafan_bounded", False):
-        return
-    original = SESBackend.__init__
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self.sent_messages = collections.deque(self.sent_messages, maxlen=limit)
-
-    __init__._sarafan_bounded = True  # type: ignore[attr-defined]
-    SESBackend.__init__ = __init__  # type: ignore[method-assign]  # before the run first uses SES
 
 
 #: Settings the run picks when unset; ``--data`` keeps them for the next start.

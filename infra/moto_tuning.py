@@ -41,6 +41,9 @@ Memory per item: :func:`compact_items` keeps stored items' attributes as ``marsh
 ``DynamoType`` objects took about six times the item's DynamoDB JSON) and stream records pickled until
 they are read.
 
+Outside DynamoDB: :func:`bound_sent_email_history` keeps moto's SES history of sent e-mails to the
+newest 1,000 (it kept every message of a long run, about 4.5 KB each).
+
 :func:`apply` installs all of them once per process (idempotent).
 """
 
@@ -86,6 +89,7 @@ def apply() -> None:
         ("actions", cache_action_lookup),
         ("direct", direct_dynamodb_calls),
         ("compact", compact_items),
+        ("ses_history", bound_sent_email_history),
     ):
         if name not in _applied:
             install()
@@ -94,6 +98,30 @@ def apply() -> None:
 
 def applied() -> frozenset[str]:
     return frozenset(_applied)
+
+
+# --- SES's sent-mail history -------------------------------------------------------------------
+
+#: Sent e-mails moto's SES keeps (its ``sent_messages``, for ``GetSendStatistics`` and moto's dashboard):
+#: every message a process ever sent, about 4.5 KB each, one per rewarded order of a long local run. The
+#: newest ones are kept; the local run's rendered notifications are at ``GET /dev/outbox``.
+SENT_EMAIL_HISTORY = 1000
+
+
+def bound_sent_email_history(limit: int = SENT_EMAIL_HISTORY) -> None:
+    """moto's SES keeps every e-mail sent for the life of the process; keep the newest ``limit``."""
+    from moto.ses.models import SESBackend
+
+    if getattr(SESBackend.__init__, "_sarafan_bounded", False):
+        return
+    original = SESBackend.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.sent_messages = collections.deque(self.sent_messages, maxlen=limit)
+
+    __init__._sarafan_bounded = True  # type: ignore[attr-defined]
+    SESBackend.__init__ = __init__  # type: ignore[method-assign]  # before the process first uses SES
 
 
 # --- instance tracking -----------------------------------------------------------------------
@@ -919,6 +947,122 @@ def _trim_read_records(backend: Any, shard: Any) -> None:
             shard.starting_sequence_number += cut
 
 
+def _keep_record_as_text(state: dict[str, Any]) -> None:
+    """A stream record kept as the JSON text ``GetRecords`` answers with (:func:`plain_json_body`'s text for
+    it; the creation time also kept as the ``datetime`` moto built), so reading it costs no decoding and no
+    encoding in moto: :func:`stream_records_as_text` puts the texts into the answer as they are."""
+    record = state["record"]
+    text = json.dumps(record, separators=(",", ":"), default=_special)
+    if "null" in text:  # a None member somewhere: the careful way, as plain_json_body writes it
+        text = json.dumps(_plain(record), separators=(",", ":"))
+    state.pop("record")
+    state["_text"] = text
+    state["_created"] = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
+    state["_seq"] = int(record.get("dynamodb", {}).get("SequenceNumber", 0))
+
+
+def record_as_text(self: Any, table: Any, stream_type: str, event_name: str, old: Any, new: Any, seq: int) -> None:
+    """``StreamRecord.__init__`` writing the record's JSON once (:func:`_keep_record_as_text`'s text).
+
+    moto builds the record's dict, dumps its ``dynamodb`` part only to measure ``SizeBytes``, and the record
+    was then encoded again for ``GetRecords``: two encodings of every item's image per write. Here the
+    ``dynamodb`` part is encoded once (``SizeBytes``: the length of that compact text, moto's measure of the
+    same part without the blanks), and the record's text is put together around it. The record's fields are
+    moto's; a ``None`` anywhere (never in a DynamoDB image) takes moto's own way."""
+    from moto.core.utils import utcnow
+    from moto.moto_api._internal import mock_random
+
+    record_of = old if old is not None else new
+    keys = {table.hash_key_attr: record_of.hash_key.to_json()}
+    if table.range_key_attr is not None:
+        keys[table.range_key_attr] = record_of.range_key.to_json()
+    created = utcnow()
+    data: dict[str, Any] = {"StreamViewType": stream_type, "ApproximateCreationDateTime": created,
+                            "SequenceNumber": str(seq), "SizeBytes": 1, "Keys": keys}
+    if stream_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES") and new is not None:
+        data["NewImage"] = new.to_json()["Attributes"]
+    if stream_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES") and old is not None:
+        data["OldImage"] = old.to_json()["Attributes"]
+    head = {"eventID": mock_random.uuid4().hex, "eventName": event_name, "eventSource": "aws:dynamodb",
+            "eventVersion": "1.0", "awsRegion": "us-east-1"}
+    inner = json.dumps(data, separators=(",", ":"), default=_special)
+    if "null" in inner:
+        record_as_text.__wrapped__(self, table, stream_type, event_name, old, new, seq)  # type: ignore[attr-defined]
+        return
+    size = len(inner)
+    inner = inner.replace('"SizeBytes":1,', f'"SizeBytes":{size},', 1)
+    state = self.__dict__
+    state["_text"] = json.dumps(head, separators=(",", ":"))[:-1] + ',"dynamodb":' + inner + "}"
+    state["_created"], state["_seq"] = created, seq
+
+
+def _record_from_text(state: dict[str, Any]) -> dict[str, Any]:
+    """The record as moto built it (for moto's own readers), from :func:`_keep_record_as_text`'s text."""
+    record: dict[str, Any] = _decode_blobs(json.loads(state["_text"]))
+    data = record.get("dynamodb")
+    if isinstance(data, dict) and "ApproximateCreationDateTime" in data:
+        data["ApproximateCreationDateTime"] = state["_created"]
+    return record
+
+
+#: ``[False]``: ``GetRecords`` decodes every record for moto's serializer again (:func:`stream_records_as_text`).
+RECORDS_AS_TEXT = [True]
+
+
+class _RecordTexts(list[str]):
+    """``GetRecords``' records as their JSON texts (:func:`_keep_record_as_text`), for :func:`plain_json_body`;
+    :attr:`created`: their creation times as moto built them."""
+
+    created: list[Any]
+
+
+def _records_text(result: dict[str, Any]) -> str:
+    """The ``GetRecords`` answer's JSON with the records' texts put in as they are."""
+    records = result["Records"]
+    head = {k: v for k, v in result.items() if k != "Records" and k in _output_members("GetRecords", "dynamodbstreams")
+            and v is not None}
+    inner = json.dumps(head, separators=(",", ":"))[1:-1]
+    return "{" + inner + ("," if inner else "") + '"Records":[' + ",".join(records) + "]}"
+
+
+def _records_of(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with its records as dicts again (what moto's own serializer takes)."""
+    records = result.get("Records")
+    if not isinstance(records, _RecordTexts):
+        return result
+    decoded = []
+    for text, created in zip(records, records.created, strict=True):
+        record = _decode_blobs(json.loads(text))
+        record["dynamodb"]["ApproximateCreationDateTime"] = created
+        decoded.append(record)
+    return {**result, "Records": decoded}
+
+
+def stream_records_as_text(shard_iterator_class: Any) -> None:
+    """``ShardIterator.get`` (moto's ``GetRecords``) hands the kept texts on without decoding a record (moto
+    unpickled each record's dict for its serializer to walk again); the next iterator is what moto makes."""
+    original: Callable[..., Any] = shard_iterator_class.get
+
+    def get(self: Any, limit: int = 1000) -> dict[str, Any]:
+        shard = self.stream_shard
+        start = self.sequence_number - shard.starting_sequence_number
+        records = shard.items[start:start + limit] if start >= 0 else []
+        if start < 0 or not RECORDS_AS_TEXT[0] or any("_text" not in r.__dict__ for r in records):
+            return original(self, limit)  # type: ignore[no-any-return]
+        if records:
+            after = shard_iterator_class(self.streams_backend, shard, "AFTER_SEQUENCE_NUMBER",
+                                         max(r.__dict__["_seq"] for r in records))
+        else:
+            after = shard_iterator_class(self.streams_backend, shard, "AT_SEQUENCE_NUMBER", self.sequence_number)
+        self.streams_backend.shard_iterators[after.arn] = after
+        texts = _RecordTexts(r.__dict__["_text"] for r in records)
+        texts.created = [r.__dict__["_created"] for r in records]
+        return {"NextShardIterator": after.arn, "Records": texts}
+
+    get.__wrapped__ = original  # type: ignore[attr-defined]
+    shard_iterator_class.get = get
+
+
 def plain_json_stream_records() -> None:
     """``GetRecords`` of DynamoDB Streams through ``json.dumps`` too, and a bounded iterator registry.
 
@@ -927,7 +1071,7 @@ def plain_json_stream_records() -> None:
     (py-spy, ``bench/local_run.py``). ``tests/functional/test_moto_engine.py`` compares the output
     with moto's own serializer.
     """
-    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
     original: Callable[..., Any] = DynamoDBStreamsHandler.serialized
@@ -937,6 +1081,8 @@ def plain_json_stream_records() -> None:
         if isinstance(result, dict) and action == "GetRecords":
             headers = {"Content-Type": JSON_CONTENT_TYPE}
             headers.update(self.response_headers)
+            if isinstance(result.get("Records"), _RecordTexts):
+                return 200, headers, _records_text(result)
             return 200, headers, plain_json_body(action, result, "dynamodbstreams")
         return original(self, action_result)
 
@@ -956,6 +1102,7 @@ def plain_json_stream_records() -> None:
         return result
 
     DynamoDBStreamsBackend.get_records = bounded_get_records  # type: ignore[method-assign]
+    stream_records_as_text(ShardIterator)
 
 
 # --- concurrency -------------------------------------------------------------------------------
@@ -1028,6 +1175,9 @@ def parse_plain_success(headers: dict[str, str], body: bytes) -> dict[str, Any]:
 #: ``[False]`` sends every call the usual way again (the engine test compares both).
 DIRECT_CALLS = [True]
 
+#: ``[False]``: the direct calls go through botocore's serializer again (:func:`_skip_serializer`).
+SKIP_SERIALIZER = [True]
+
 #: DynamoDB Streams calls the local run's stream poller makes (``infra/local_stream.py``).
 STREAM_ACTIONS = frozenset({"DescribeStream", "GetShardIterator", "GetRecords", "ListStreams"})
 
@@ -1059,6 +1209,45 @@ def lean_request(request_class: Any, url: str, headers: dict[str, str], body: by
     environ["moto.preserved_header_names"] = {}  # S3 metadata headers only
     return request_class(environ)
 
+
+class _DirectBody(bytes):
+    """The body of a DynamoDB data-plane request that takes the in-process hop: ``{}`` on the wire (it never
+    goes there), the parameters ``marshal``-ed in :attr:`packed` (each attempt gets its own copy)."""
+
+    packed: bytes
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return marshal.loads(self.packed)  # type: ignore[no-any-return]
+
+
+def _skip_serializer(active: Callable[[], bool]) -> None:
+    """For a DynamoDB data-plane call that :func:`direct_dynamodb_calls` hands to moto, skip botocore's
+    serializer: it walks every attribute of every item through the service model (with PynamoDB's client,
+    which turns parameter validation off, it checks nothing) only for moto to parse the text back into the
+    same dict. The request keeps its method, URL and headers (the serializer runs on no parameters); its
+    body carries the parameters ``marshal``-ed (plain data; moto gets its own copy of every container, so it
+    keeps no reference to the caller's lists and dicts, and a retried attempt starts from the same values). Parameters ``marshal`` cannot copy take the usual path."""
+    from botocore.serialize import JSONSerializer
+
+    original: Callable[..., Any] = JSONSerializer.serialize_to_request
+
+    def serialize_to_request(self: Any, parameters: Any, operation_model: Any) -> Any:
+        if (operation_model.name in PLAIN_JSON_ACTIONS and active()
+                and operation_model.service_model.service_name == "dynamodb"):
+            try:
+                packed = marshal.dumps(parameters)
+            except (TypeError, ValueError):
+                return original(self, parameters, operation_model)
+            serialized = original(self, {}, operation_model)
+            body = _DirectBody(serialized["body"])
+            body.packed = packed
+            serialized["body"] = body
+            return serialized
+        return original(self, parameters, operation_model)
+
+    serialize_to_request.__wrapped__ = original  # type: ignore[attr-defined]
+    JSONSerializer.serialize_to_request = serialize_to_request  # type: ignore[method-assign]
 
 #: The in-process hop's moto call, ``(service, url, headers, body) -> (status, headers, body)``, once
 #: :func:`direct_dynamodb_calls` is installed (the local run's consumer process reaches it over a socket).
@@ -1151,11 +1340,13 @@ def direct_dynamodb_calls() -> None:
     def dispatch(service: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, Any]:
         """moto's answer (status, headers, body) to one serialised data-plane request."""
         handler_class = handlers[service][0]
+        direct = body.params if isinstance(body, _DirectBody) else None
         request = lean_request(Request, url, headers, body)
         if service == "dynamodb":
-            # botocore validated and serialised these parameters from the service model: moto's own
-            # parser would only turn them back into the same dict (blobs as bytes), at a third of the cost.
-            _local.direct_params = _decode_blobs(json.loads(body)) if body else {}
+            # What botocore's serializer would have written, parsed back by moto's own parser, is the same
+            # dict (blobs as bytes): a copy of the parameters (:func:`_skip_serializer`) or the body parsed.
+            _local.direct_params = direct if direct is not None else (
+                _decode_blobs(json.loads(body)) if body else {})
         try:
             return handler_class.dispatch(request, request.raw_url, request.headers)  # type: ignore[no-any-return]
         except HTTPException as error:
@@ -1186,6 +1377,7 @@ def direct_dynamodb_calls() -> None:
 
     parse_parameters.__wrapped__ = original_parse  # type: ignore[attr-defined]
     DynamoHandler.parse_parameters = parse_parameters  # type: ignore[method-assign]
+    _skip_serializer(lambda: DIRECT_CALLS[0] and SKIP_SERIALIZER[0] and botocore_stubber.enabled)
     # Last, so hooks a test or a benchmark registers (call counters, injected failures) still run first.
     BUILTIN_HANDLERS.append(("before-call.dynamodb", before_call, REGISTER_LAST))
     BUILTIN_HANDLERS.append(("before-call.dynamodbstreams", before_call, REGISTER_LAST))
@@ -1318,17 +1510,22 @@ def compact_items() -> None:
         for record in self.items[count:]:
             state = record.__dict__
             if "record" in state:
-                state["_packed"] = pickle.dumps(state.pop("record"), pickle.HIGHEST_PROTOCOL)
+                _keep_record_as_text(state)
 
     def to_json(self: Any) -> dict[str, Any]:
         state = self.__dict__
         if "record" in state:
             return state["record"]  # type: ignore[no-any-return]
+        if "_text" in state:
+            return _record_from_text(state)
         return pickle.loads(state["_packed"])  # type: ignore[no-any-return]
 
     add.__wrapped__ = original_add  # type: ignore[attr-defined]
     StreamShard.add = add  # type: ignore[method-assign]
     StreamRecord.to_json = to_json  # type: ignore[method-assign]
+    original_init: Callable[..., Any] = StreamRecord.__init__
+    record_as_text.__wrapped__ = original_init  # type: ignore[attr-defined]
+    StreamRecord.__init__ = record_as_text  # type: ignore[method-assign]
 
 
 # --- TTL -----------------------------------------------------------------------------------------
@@ -1413,8 +1610,16 @@ def _mark_ttl_removal(table: Any) -> None:
     if shard is None or not shard.items:
         return
     record = shard.items[-1]
-    state = record.__dict__
-    data = state["record"] if "record" in state else pickle.loads(state["_packed"])
+    data = dict(record.to_json())
     data["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
-    if "record" not in state:
-        state["_packed"] = pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
+    set_stream_record(record, data)
+
+
+def set_stream_record(record: Any, data: dict[str, Any]) -> None:
+    """Make a moto ``StreamRecord`` hold ``data`` (kept as its text, as :func:`compact_items` keeps records)."""
+    state = record.__dict__
+    for name in ("record", "_text", "_created", "_seq", "_packed"):
+        state.pop(name, None)
+    state["record"] = data
+    if "compact" in _applied:
+        _keep_record_as_text(state)

@@ -34,7 +34,7 @@ from chalicelib.domain import analytics as fig
 from chalicelib.services import ports
 from chalicelib.store import count_once
 from chalicelib.store.count_once import Source
-from chalicelib.store.db import Entity, shared_connection
+from chalicelib.store.db import Entity, batch_get_raw, shared_connection
 
 SEEN_TTL_SECONDS = 7 * 86400
 
@@ -108,6 +108,13 @@ def _update(table: str, inc: Increment) -> dict[str, Any]:
                        "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
 
 
+def counter_updates(increments: Iterable[Increment]) -> list[tuple[dict[str, Any], tuple[str, str]]]:
+    """The counters' ``Update`` operations (merged per row) with their keys, for a transaction that counts
+    what it writes itself (``services.importer``: an imported member's signup, exactly once with the row)."""
+    _, table = _client()
+    return [(_update(table, inc)["Update"], (inc.pk, inc.sk)) for inc in _merge(increments)]
+
+
 def _leader_keys(d: LeaderDelta) -> dict[str, Any]:
     return {"PK": {"S": leader_partition(d.program_id, d.metric, d.period)}, "SK": {"S": f"MEMBER#{d.member_id}"}}
 
@@ -146,19 +153,13 @@ def _merge_leaders(deltas: Iterable[LeaderDelta]) -> list[LeaderDelta]:
 
 
 def _scores(deltas: list[LeaderDelta]) -> dict[tuple[str, str], int]:
+    """The current scores of these leaderboard entries (strongly consistent; unprocessed keys retried)."""
     if not deltas:
         return {}
     client, table = _client()
-    wanted = [_leader_keys(d) for d in deltas]
-    out: dict[tuple[str, str], int] = {}
-    while wanted:
-        response = client.batch_get_item(RequestItems={table: {"Keys": wanted[:100], "ConsistentRead": True,
-                                                               "ProjectionExpression": "PK, SK, score"}})
-        for item in response.get("Responses", {}).get(table, []):
-            if "score" in item:
-                out[(item["PK"]["S"], item["SK"]["S"])] = int(item["score"]["N"])
-        wanted = wanted[100:] + list(response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
-    return out
+    wanted = [(leader_partition(d.program_id, d.metric, d.period), f"MEMBER#{d.member_id}") for d in deltas]
+    return {(item["PK"]["S"], item["SK"]["S"]): int(item["score"]["N"])
+            for item in batch_get_raw(wanted, projection="PK, SK, score", client=client, table=table) if "score" in item}
 
 
 @dataclass

@@ -100,3 +100,16 @@ ERASURE_REQUESTED, ERASURE_IN_PROGRESS, ERASURE_DONE = "requested", "in_progress
 class StaleErasure(Exception):
     """The erasure record, the profile or an item being scrubbed changed since it was read: read again and redo the
     step (nothing of the step was written)."""
+
+
+#: A fraud review item's statuses (``ReviewItem.status``).
+REVIEW_OPEN, REVIEW_APPROVED, REVIEW_VOIDED = "open", "approved", "voided"
+
+
+class StaleReview(Exception):
+    """The review item or one of its held entries changed since read (decided or refunded concurrently):
+    nothing of the decision was written; read the item again."""
+
+
+class ReadAgain(Exception):
+    """What a write was planned from (e.g. an offer's code pool) changed meanwhile: read again and plan again."""

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from chalicelib.store.members import CodeItem, IdentityRef, LinkItem, MemberItem
     from chalicelib.store.offers import OfferItem, PoolHeadItem
     from chalicelib.store.partner_hooks import WebhookDeliveryItem, WebhookEndpointItem
+    from chalicelib.store.review import ReviewItem
     from chalicelib.store.settlement import SettlementRowItem
     from chalicelib.store.signals import SignalItem, SignalRef
     from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, ProgramItem
@@ -44,7 +45,8 @@ __all__ = ["Cursor", "NewKey", "NewMember", "Page", "PendingInvite", "Ports", "S
 
 
 class Clock(Protocol):
-    """The one clock: signatures, secrets, holding, windows and jobs all ask it."""
+    """The one clock: signatures, secrets, holding, windows, consumers and jobs all ask it (``domain.clock``:
+    ``SystemClock`` in production, ``ManualClock`` where tests move time). Nothing else reads the time."""
 
     def now(self) -> datetime: ...
 
@@ -392,8 +394,9 @@ class LedgerStore(Protocol):
         """Where :meth:`booked` resumes just after ``booked`` (a page that stops inside a query page)."""
         ...
 
-    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
-        """Every settlement aggregate row of the booking days ``start``..``end`` (inclusive): one paged Query."""
+    def settlement_rows(self, program_id: str, start: date, end: date, limit: int) -> Iterator[SettlementRowItem]:
+        """The settlement aggregate rows of the booking days ``start``..``end`` (inclusive), in day order, at most
+        ``limit`` (one paged Query that reads no more)."""
         ...
 
     def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None: ...
@@ -610,6 +613,71 @@ class DataRightsStore(Protocol):
 
 
 @dataclass(frozen=True)
+class BalanceChange:
+    """A member's balance change in a decision (points; ``available`` repays ``owed`` first when positive)."""
+
+    pending: int = 0
+    available: int = 0
+    earned: int = 0
+    held: int = 0
+
+
+@dataclass(frozen=True)
+class HeldEntryDecision:
+    """A held entry (as read) and what the decision makes of it: approved, ``pending`` until its ``available_at``
+    or available now; voided, reversed by a reversal entry of ``-net_points``."""
+
+    entry: LedgerEntryItem
+    pending: bool = False
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """The whole decision on one open review item, planned by ``services.review`` from what it read; the port
+    writes it as one transaction conditioned on the item still being open and every entry still held as read."""
+
+    item: ReviewItem
+    approve: bool
+    by: str
+    reason: str | None
+    at: datetime
+    entries: tuple[HeldEntryDecision, ...]
+    #: member id → (their balance as read, the change)
+    balances: Mapping[str, tuple[BalanceItem | None, BalanceChange]]
+    #: void with ``fraud``: the event's signals (``kind#hash``) marked as fraud, and deny-list additions
+    fraud_signals: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    #: the item's voucher grants: approve, issued now from the pool as it is (``issued`` or ``pool_empty``);
+    #: void, kept as given (``voided``)
+    vouchers: tuple[Mapping[str, Any], ...] = ()
+
+
+class ReviewStore(Protocol):
+    """The fraud review queue (``services.review``); the ledger stage creates the items in the event's
+    transaction (``services.ledger``)."""
+
+    def open_items(self, program_id: str, partner_id: str | None, limit: int,
+                   cursor: Cursor | None) -> Page[ReviewItem]:
+        """Open items oldest first: the program's (``partner_id`` None, the operator) or of one partner's events
+        (one ``Query`` of a sparse index, at most ``limit``)."""
+        ...
+
+    def item(self, program_id: str, item_id: str) -> ReviewItem | None: ...
+
+    def held(self, item: ReviewItem) -> tuple[list[LedgerEntryItem], dict[str, BalanceItem | None]]:
+        """The item's entries still held (refunded ones are not), in the item's order, and its members' balances:
+        one ``BatchGetItem``."""
+        ...
+
+    def decide(self, decision: ReviewDecision) -> None:
+        """One transaction: each entry released (pending with its release index, or available with its expiry
+        month) or reversed (a reversal entry), each balance changed, signals marked and deny entries added,
+        vouchers issued (or kept voided), and the item decided (who, when, why; off the queue). Raises
+        ``StaleReview`` when the item or an entry changed since read, ``ReadAgain`` when an offer's pool did."""
+        ...
+
+
+@dataclass(frozen=True)
 class Ports:
     clock: Clock
     rate_limiter: RateLimiter
@@ -627,6 +695,7 @@ class Ports:
     sealer: Sealer
     webhooks: WebhookStore
     data_rights: DataRightsStore
+    review: ReviewStore
 
 
 _current: Ports | None = None
@@ -637,14 +706,16 @@ _factory: Callable[[], Ports] | None = None
 ERASABLE_MODULES: tuple[str, ...] = ("chalicelib.notify.erasure", "chalicelib.analytics.erasure")
 
 
-def production() -> Ports:
-    """DynamoDB, the master key and the system clock; nothing is connected until first use."""
+def production(clock: Clock | None = None) -> Ports:
+    """DynamoDB, the master key and the system clock; nothing is connected until first use. ``clock``
+    replaces the system clock (``domain.clock.ManualClock``: the functional tests, demo and bench tools)."""
+    from chalicelib.domain.clock import SystemClock
     from chalicelib.services.envelope import KmsSealer
     from chalicelib.services.secrets import MasterKeySecrets
     from chalicelib.store import dynamo_ports, sqs_ports
 
     return Ports(
-        clock=dynamo_ports.SystemClock(),
+        clock=clock or SystemClock(),
         rate_limiter=dynamo_ports.DynamoRateLimiter(),
         secrets=MasterKeySecrets(),
         programs=dynamo_ports.DynamoProgramStore(),
@@ -660,21 +731,31 @@ def production() -> Ports:
         sealer=KmsSealer(),
         webhooks=dynamo_ports.DynamoWebhookStore(),
         data_rights=dynamo_ports.DynamoDataRightsStore(kind_modules=ERASABLE_MODULES),
+        review=dynamo_ports.DynamoReviewStore(issue_vouchers=_issue_held_vouchers),
     )
+
+
+def _issue_held_vouchers(tx: Any, program_id: str, grants: Sequence[Mapping[str, Any]],
+                         at: datetime) -> list[dict[str, Any]]:
+    """The review store's voucher step in production: ``services.vouchers`` adds each grant's issue to ``tx``."""
+    from chalicelib.services import vouchers
+
+    return vouchers.stage_held_grants(tx, program_id, grants, at)
 
 
 def fakes(now: datetime) -> Ports:
     """Every port in memory (``store.fakes``), the clock set to ``now``: for service tests."""
+    from chalicelib.domain.clock import ManualClock
     from chalicelib.store import fakes as f
 
     table = f.FakeTable()
-    return Ports(clock=f.ManualClock(now), rate_limiter=f.FakeRateLimiter(), secrets=f.FakeSecrets(),
+    return Ports(clock=ManualClock(now), rate_limiter=f.FakeRateLimiter(), secrets=f.FakeSecrets(),
                  programs=f.FakeProgramStore(table), offers=f.FakeOfferStore(table),
                  integrations=f.FakeIntegrationStore(table), crm_queue=f.FakeFetchQueue(), members=f.FakeMemberStore(table),
                  ledger=f.FakeLedgerStore(table), tiers=f.FakeTierStore(table), events=f.FakeEventStore(table),
                  signals=f.FakeSignalStore(table),
                  outbox=f.FakeOutbox(), sealer=f.FakeSealer(), webhooks=f.FakeWebhookStore(table),
-                 data_rights=f.FakeDataRightsStore(table))
+                 data_rights=f.FakeDataRightsStore(table), review=f.FakeReviewStore(table))
 
 
 def wire(factory: Callable[[], Ports]) -> None:

@@ -8,7 +8,7 @@ fakes in ``store.fakes`` implement the same interfaces and pass the same contrac
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -75,13 +75,6 @@ MAX_COUPONS_PER_MEMBER = 20
 #: Codes a member holds (the current one and the earlier ones, which keep working): a profile view reads one
 #: click total per code, and the profile lists them all (docs/members-api.md#vanity-codes).
 MAX_CODES_PER_MEMBER = 10
-
-
-class SystemClock:
-    """``domain.clock``: the wall clock, unless a test froze it (``clock.freeze``)."""
-
-    def now(self) -> datetime:
-        return clock.utcnow()
 
 
 class DynamoRateLimiter:
@@ -555,8 +548,8 @@ class DynamoLedgerStore:
     def cursor_after(self, booked: LedgerEntryItem | EventItem) -> Cursor:
         return booked_cursor(booked)
 
-    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
-        return settlement.rows(program_id, start, end)
+    def settlement_rows(self, program_id: str, start: date, end: date, limit: int) -> Iterator[SettlementRowItem]:
+        return settlement.rows(program_id, start, end, limit)
 
     def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None:
         return get_or_none(RedemptionItem, keys.redemption(program_id, redemption_id))
@@ -1369,3 +1362,140 @@ class DynamoDataRightsStore:
 
     def item_data(self, item: Any) -> dict[str, Any]:
         return item_data(item)
+
+
+# --------------------------------------------------------------------------- fraud review (services.review)
+
+#: How the review store issues the vouchers an approval releases, inside the decision's transaction (production:
+#: ``services.vouchers.stage_held_grants``, wired in ``services.ports.production``): (tx, program, grants, now).
+VoucherIssuer = Callable[[Transaction, str, Sequence[Mapping[str, Any]], datetime], list[dict[str, Any]]]
+
+
+def review_entry_keys(item: Any) -> list[tuple[str, str]]:
+    return [(keys.member_partition(item.program_id, e["member_id"]), e["sk"]) for e in item.entries or []]
+
+
+def review_reversal(decision: Any, entry: LedgerEntryItem) -> LedgerEntryItem:
+    """The reversal entry a void writes for one held entry (its id derived from the item and the entry)."""
+    from chalicelib.store.ledger import KIND_REVERSAL, STATUS_HELD, STATUS_REVERSED
+
+    item, at = decision.item, decision.at
+    return new_entry(
+        item.program_id, entry.member_id, stable_id("le", "review-void", item.item_id, entry.entry_id), at,
+        kind=KIND_REVERSAL, status=STATUS_REVERSED, points=-entry.net_points,
+        reason=f"Voided in fraud review: {decision.reason}", reason_code="review_voided", created_at=at,
+        business_key=item.business_key, rule_id=entry.rule_id, rule_version=entry.rule_version, level=entry.level,
+        funding_partner_id=entry.funding_partner_id, partner_id=item.partner_id, reverses_entry_id=entry.entry_id,
+        from_status=STATUS_HELD)
+
+
+def review_entry_changes(decision: Any, held: Any) -> dict[str, Any]:
+    """A held entry's attributes after the decision (approved: pending with its release index, or available with
+    the expiry job's month bucket; voided: reversed)."""
+    from chalicelib.store.ledger import STATUS_AVAILABLE, STATUS_PENDING, STATUS_REVERSED
+
+    entry, at = held.entry, decision.at
+    if not decision.approve:
+        return {"status": STATUS_REVERSED, "reversed_points": int(entry.points)}
+    if held.pending:
+        assert entry.available_at is not None
+        gpk, gsk = keys.gsi1_pending_release(ledger_day(entry.available_at), clock.iso(entry.available_at),
+                                             entry.entry_id)
+        return {"status": STATUS_PENDING, "GSI1PK": gpk, "GSI1SK": gsk}
+    gpk, gsk = credit_index(entry, at)
+    return {"status": STATUS_AVAILABLE, "released_at": at, "GSI1PK": gpk, "GSI1SK": gsk}
+
+
+def review_item_changes(decision: Any, vouchers: list[dict[str, Any]]) -> dict[str, Any]:
+    from chalicelib.domain.records import REVIEW_APPROVED, REVIEW_VOIDED
+
+    changes: dict[str, Any] = {"status": REVIEW_APPROVED if decision.approve else REVIEW_VOIDED,
+                               "decided_at": decision.at, "decided_by": decision.by,
+                               "decision_reason": decision.reason or None,
+                               "GSI1PK": None, "GSI1SK": None, "GSI2PK": None, "GSI2SK": None}
+    if vouchers:
+        changes["vouchers"] = vouchers
+    return changes
+
+
+def ledger_day(at: datetime) -> str:
+    from chalicelib.store.ledger import day_of
+
+    return day_of(at)
+
+
+def credit_index(entry: LedgerEntryItem, at: datetime) -> tuple[str, str]:
+    from chalicelib.store.ledger import credit_index as index
+
+    return index(entry, at)
+
+
+class DynamoReviewStore:
+    def __init__(self, issue_vouchers: VoucherIssuer) -> None:
+        self.issue_vouchers = issue_vouchers
+
+    def open_items(self, program_id: str, partner_id: str | None, limit: int, cursor: Cursor | None) -> Page[Any]:
+        from chalicelib.store.review import ReviewItem
+
+        if partner_id is None:
+            result = ReviewItem.gsi1.query(keys.gsi1_review_open(program_id, "", "")[0], limit=limit,
+                                           last_evaluated_key=cursor)
+        else:
+            result = ReviewItem.gsi2.query(keys.gsi2_review_open_partner(program_id, partner_id, "", "")[0],
+                                           limit=limit, last_evaluated_key=cursor)
+        return Page([i for i in result if isinstance(i, ReviewItem)], result.last_evaluated_key)
+
+    def item(self, program_id: str, item_id: str) -> Any:
+        from chalicelib.store.review import ReviewItem
+
+        found = batch_get([keys.review_item(program_id, item_id)]).get(keys.review_item(program_id, item_id))
+        return found if isinstance(found, ReviewItem) else None
+
+    def held(self, item: Any) -> tuple[list[LedgerEntryItem], dict[str, BalanceItem | None]]:
+        from chalicelib.store.ledger import STATUS_HELD
+
+        entry_keys = review_entry_keys(item)
+        members = sorted({e["member_id"] for e in item.entries or []})
+        read = batch_get([*entry_keys, *(keys.balance(item.program_id, m) for m in members)])
+        entries = [e for e in (read.get(k) for k in entry_keys) if isinstance(e, LedgerEntryItem)
+                   and e.status == STATUS_HELD]
+        balances = {m: b if isinstance(b := read.get(keys.balance(item.program_id, m)), BalanceItem) else None
+                    for m in members}
+        return entries, balances
+
+    def decide(self, decision: Any) -> None:
+        from chalicelib.domain.records import REVIEW_OPEN, StaleReview
+        from chalicelib.store.ledger import STATUS_HELD, BalanceDelta
+        from chalicelib.store.review import DenyItem, ReviewItem
+        from chalicelib.store.signals import SignalItem
+
+        item, at, pid = decision.item, decision.at, decision.item.program_id
+        tx = Transaction()
+        E = LedgerEntryItem
+        for held in decision.entries:
+            entry = held.entry
+            if not decision.approve:
+                tx.create(review_reversal(decision, entry), on_fail=StaleReview())
+            condition = (E.status == STATUS_HELD) & (E.reversed_points == int(entry.reversed_points or 0))
+            tx.update(E(PK=entry.PK, SK=entry.SK), update_actions(E, review_entry_changes(decision, held)), condition,
+                      on_fail=StaleReview())
+        for member_id, (read, change) in decision.balances.items():
+            stage_balance(tx, pid, member_id, read, BalanceDelta(pending=change.pending, available=change.available,
+                                                                 earned=change.earned, held=change.held),
+                          on_fail=StaleReview())
+        for text in decision.fraud_signals:
+            kind, _, value_hash = text.partition("#")
+            spk, ssk = keys.signal(pid, kind, value_hash)
+            tx.update(SignalItem(PK=spk, SK=ssk), [SignalItem.fraud_at.set(at)], Entity.PK.exists(),
+                      on_fail=StaleReview())
+        for text in decision.deny:  # the program feeds the deployment's shared deny list
+            kind, _, value_hash = text.partition("#")
+            dpk, dsk = keys.deny_list(kind, value_hash)
+            tx.put(DenyItem(PK=dpk, SK=dsk, kind=kind, added_at=at))
+        vouchers = [dict(g) for g in decision.vouchers]
+        if decision.approve and vouchers:
+            vouchers = self.issue_vouchers(tx, pid, vouchers, at)
+        R = ReviewItem
+        tx.update(R(PK=item.PK, SK=item.SK), update_actions(R, review_item_changes(decision, vouchers)),
+                  R.status == REVIEW_OPEN, on_fail=StaleReview())
+        tx.commit()

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
+from chalicelib.domain import clock as _clock
+from chalicelib.domain.clock import iso as clock_iso
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.offers import SHARDS, code_hash
 from chalicelib.domain.records import (
@@ -20,6 +22,7 @@ from chalicelib.domain.records import (
     REDEMPTION_CANCELLED,
     REDEMPTION_CONFIRMED,
     REDEMPTION_HELD,
+    REVIEW_OPEN,
     Cursor,
     NewKey,
     NewMember,
@@ -27,6 +30,7 @@ from chalicelib.domain.records import (
     PendingInvite,
     StaleErasure,
     StaleMember,
+    StaleReview,
 )
 from chalicelib.store import keys
 from chalicelib.store.counters import MAX_SOURCES, OTHER_SOURCE, ClickCounterItem, ClickTotalItem
@@ -78,6 +82,10 @@ from chalicelib.store.dynamo_ports import (
     referral_start,
     replayed,
     return_entry,
+    review_entry_changes,
+    review_entry_keys,
+    review_item_changes,
+    review_reversal,
     rules_changed,
     set_fields,
     signal_writes,
@@ -125,7 +133,7 @@ from chalicelib.store.partner_hooks import (
     WebhookEndpointItem,
     due_key,
 )
-from chalicelib.store.review import VelocityItem
+from chalicelib.store.review import DenyItem, ReviewItem, VelocityItem
 from chalicelib.store.settlement import SettlementRowItem
 from chalicelib.store.signals import SignalItem, SignalRef
 from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
@@ -203,20 +211,8 @@ def seed(ports: Any, *items: Entity) -> None:
         table.put(item)
 
 
-class ManualClock:
-    """A clock tests move by hand (``set``/``advance``)."""
-
-    def __init__(self, at: datetime) -> None:
-        self._at = at
-
-    def now(self) -> datetime:
-        return self._at
-
-    def set(self, at: datetime) -> None:
-        self._at = at
-
-    def advance(self, **delta: float) -> None:
-        self._at += timedelta(**delta)
+#: The fakes' clock is the one the functional tests move too (``domain.clock``); importable from here as before.
+ManualClock = _clock.ManualClock
 
 
 class FakeRateLimiter:
@@ -629,10 +625,10 @@ class FakeLedgerStore:
     def cursor_after(self, booked: LedgerEntryItem | EventItem) -> Cursor:
         return booked_cursor(booked)
 
-    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
+    def settlement_rows(self, program_id: str, start: date, end: date, limit: int) -> Iterator[SettlementRowItem]:
         pk, low = keys.settlement_row(program_id, start.isoformat(), "")
         _, high = keys.settlement_row(program_id, (end + timedelta(days=1)).isoformat(), "")
-        return iter(self.table.between(SettlementRowItem, pk, low, high))
+        return iter(self.table.between(SettlementRowItem, pk, low, high)[:limit])
 
 
     def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None:
@@ -1328,3 +1324,143 @@ class FakeDataRightsStore:
 
     def item_data(self, item: Any) -> dict[str, Any]:
         return item_data(item)
+
+
+class FakeReviewStore:
+    """The review queue and its decision in memory; an approval issues the held vouchers from the pools in the
+    table (the offer, its shard heads and free slots) as ``services.vouchers`` does, without its outbox message
+    and low-pool alert (covered under moto: tests/functional/test_fraud_review.py)."""
+
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+
+    def open_items(self, program_id: str, partner_id: str | None, limit: int,
+                   cursor: Cursor | None) -> Page[ReviewItem]:
+        if partner_id is None:
+            return self.table.query(ReviewItem, keys.gsi1_review_open(program_id, "", "")[0], index="gsi1",
+                                    limit=limit, cursor=cursor)
+        return self.table.query(ReviewItem, keys.gsi2_review_open_partner(program_id, partner_id, "", "")[0],
+                                index="gsi2", limit=limit, cursor=cursor)
+
+    def item(self, program_id: str, item_id: str) -> ReviewItem | None:
+        return self.table.get(ReviewItem, keys.review_item(program_id, item_id))
+
+    def held(self, item: ReviewItem) -> tuple[list[LedgerEntryItem], dict[str, BalanceItem | None]]:
+        entries = [e for e in (self.table.get(LedgerEntryItem, k) for k in review_entry_keys(item))
+                   if e is not None and e.status == "held"]
+        members = sorted({e["member_id"] for e in item.entries or []})
+        return entries, {m: self.table.get(BalanceItem, keys.balance(item.program_id, m)) for m in members}
+
+    def _issue(self, write: FakeWrite, program_id: str, grant: Mapping[str, Any], taken: set[tuple[str, int]],
+               at: datetime) -> dict[str, Any]:
+        from chalicelib.domain.offers import SHARDS, pick_shard
+        from chalicelib.domain.records import ReadAgain, stable_id
+        from chalicelib.store.offers import PoolSlotItem, VoucherItem
+
+        offer = self.table.get(OfferItem, keys.offer(program_id, grant["partner_id"], grant["offer_id"]))
+        if offer is None or not offer.issuable:
+            return {**grant, "status": "pool_empty"}
+        member_id = grant["member_id"]
+        voucher_id = stable_id("vch", grant["business_key"], grant.get("rule_id") or "", str(grant.get("level") or 0),
+                               member_id, offer.offer_id)
+        shard: int | None = None
+        slot: PoolSlotItem | None = None
+        if offer.code_source == "pool":
+            slots: dict[int, PoolSlotItem] = {}
+            for s in range(SHARDS):
+                head = self.table.get(PoolHeadItem, keys.pool_head(program_id, offer.offer_id, s))
+                if head is None or head.remaining <= 0:
+                    continue
+                found = self.table.get(PoolSlotItem, keys.pool_slot(program_id, offer.offer_id, s, int(head.next or 0)))
+                if found is not None and found.voucher_id is None:
+                    slots[s] = found
+            mine = {s for (o, s) in taken if o == offer.offer_id}
+            shard = pick_shard(sorted(slots), grant.get("salt") or voucher_id, mine)
+            if shard is None:
+                return {**grant, "status": "pool_empty"}
+            slot = slots[shard]
+            taken.add((offer.offer_id, shard))
+            position, slot_key = int(slot.position), (slot.PK, slot.SK)
+            head_key = keys.pool_head(program_id, offer.offer_id, shard)
+            write.require(lambda: getattr(self.table.get(PoolSlotItem, slot_key), "voucher_id", 0) is None,
+                          ReadAgain())
+            write.require(lambda: int(getattr(self.table.get(PoolHeadItem, head_key), "next", -1)) == position,
+                          ReadAgain())
+            write.update(PoolSlotItem, slot_key, {"voucher_id": voucher_id, "member_id": member_id, "issued_at": at})
+            write.update(PoolHeadItem, head_key, {"next": position + 1})
+        pk, sk = keys.voucher(program_id, member_id, clock_iso(at), voucher_id)
+        write.put(VoucherItem(
+            PK=pk, SK=sk, program_id=program_id, member_id=member_id, voucher_id=voucher_id, offer_id=offer.offer_id,
+            partner_id=offer.partner_id, code=slot.code if slot is not None else str(offer.static_code),
+            code_source=offer.code_source, name=offer.name, kind=offer.kind, percent=offer.percent,
+            amount_minor=offer.amount_minor, currency=offer.currency, item=offer.item, subscription=offer.subscription,
+            status="issued", reason=grant["reason"], reason_code="offer_reward", business_key=grant["business_key"],
+            event_partner_id=grant.get("event_partner_id"), rule_id=grant.get("rule_id"),
+            rule_version=grant.get("rule_version"), level=grant.get("level"), shard=shard,
+            position=None if slot is None else int(slot.position), issued_at=at,
+            expires_at=at + timedelta(days=int(offer.valid_days)) if offer.valid_days else None))
+        return {**grant, "status": "issued", "voucher_id": voucher_id}
+
+    def decide(self, decision: Any) -> None:  # services.ports.ReviewDecision
+        item, at, pid = decision.item, decision.at, decision.item.program_id
+        write = FakeWrite(self.table)
+        for held in decision.entries:
+            entry = held.entry
+            key, reversed_read = (entry.PK, entry.SK), int(entry.reversed_points or 0)
+            write.require(self._still_held(key, reversed_read), StaleReview())
+            if not decision.approve:
+                reversal = review_reversal(decision, entry)
+                write.require(self._absent((reversal.PK, reversal.SK)), StaleReview())
+                write.put(reversal)
+            write.update(LedgerEntryItem, key, review_entry_changes(decision, held))
+        for member_id, (read, change) in decision.balances.items():
+            self._change_balance(write, pid, member_id, read, change)
+        for text in decision.fraud_signals:
+            kind, _, value_hash = text.partition("#")
+            signal_key = keys.signal(pid, kind, value_hash)
+            write.require(self._present(signal_key), StaleReview())
+            write.update(SignalItem, signal_key, {"fraud_at": at})
+        for text in decision.deny:
+            kind, _, value_hash = text.partition("#")
+            dpk, dsk = keys.deny_list(kind, value_hash)
+            write.put(DenyItem(PK=dpk, SK=dsk, kind=kind, added_at=at))
+        vouchers = [dict(g) for g in decision.vouchers]
+        if decision.approve and vouchers:
+            taken: set[tuple[str, int]] = set()
+            vouchers = [self._issue(write, pid, g, taken, at) for g in vouchers]
+        item_key = (item.PK, item.SK)
+        write.require(lambda: getattr(self.table.get(ReviewItem, item_key), "status", None) == REVIEW_OPEN,
+                      StaleReview())
+        write.update(ReviewItem, item_key, review_item_changes(decision, vouchers))
+        write.commit()
+
+    def _still_held(self, key: Key, reversed_read: int) -> Callable[[], bool]:
+        def holds() -> bool:
+            stored = self.table.get(LedgerEntryItem, key)
+            return stored is not None and stored.status == "held" and int(stored.reversed_points or 0) == reversed_read
+
+        return holds
+
+    def _absent(self, key: Key) -> Callable[[], bool]:
+        return lambda: key not in self.table.items
+
+    def _present(self, key: Key) -> Callable[[], bool]:
+        return lambda: key in self.table.items
+
+    def _change_balance(self, write: FakeWrite, program_id: str, member_id: str, read: BalanceItem | None,
+                        change: Any) -> None:
+        key = keys.balance(program_id, member_id)
+        repay = min(int(read.owed or 0) if read else 0, change.available) if change.available > 0 else 0
+        write.require(lambda: int(getattr(self.table.get(BalanceItem, key), "owed", 0) or 0) >= repay, StaleReview())
+
+        def apply() -> None:
+            balance = self.table.get(BalanceItem, key) or BalanceItem(PK=key[0], SK=key[1])
+            balance.program_id, balance.member_id = program_id, member_id
+            balance.owed = int(balance.owed or 0) - repay
+            balance.available = int(balance.available or 0) + change.available - repay
+            balance.pending = int(balance.pending or 0) + change.pending
+            balance.held = int(balance.held or 0) + change.held
+            balance.lifetime_earned = int(balance.lifetime_earned or 0) + change.earned
+            self.table.put(balance)
+
+        write.changes.append(apply)

@@ -121,3 +121,26 @@ def test_a_velocity_counter_counts_up_to_its_limit_per_window(impl: Impl) -> Non
     assert signals.take_velocity_slot(PID, "ref#boris", "INV#D#20261123", 2, expires) is True  # another referrer
     counter = _stored(impl, VelocityItem, keys.velocity(PID, "ref#anna", "INV#D#20261123"))
     assert (int(counter.hits), int(counter.expires_at_epoch)) == (2, expires)
+
+
+def test_concurrent_creations_of_one_person_make_one_member(impl: Impl) -> None:  # noqa: F811
+    from concurrent.futures import ThreadPoolExecutor
+
+    members = impl.ports.members
+    refs = members.identity_refs(PID, email="friend@example.com")
+    with ThreadPoolExecutor(6) as pool:
+        created = list(pool.map(lambda n: members.create_member(_plan(f"mbr_{n}", f"CODE{n}XYZ"), refs), range(6)))
+    winners = [m.member_id for m in created if m is not None]
+    assert len(winners) == 1 and members.identity_owner(PID, refs) == winners[0]
+    assert [n for n in range(6) if members.get(PID, f"mbr_{n}") is not None] == [int(winners[0][4:])]
+
+
+def test_concurrent_hits_never_pass_the_counters_limit(impl: Impl) -> None:  # noqa: F811
+    from concurrent.futures import ThreadPoolExecutor
+
+    signals = impl.ports.signals
+    expires = int((NOW + timedelta(days=90)).timestamp())
+    with ThreadPoolExecutor(6) as pool:
+        taken = list(pool.map(lambda _: signals.take_velocity_slot(PID, "ref#anna", "INVSIG#ip#x", 4, expires),
+                              range(10)))
+    assert sorted(taken) == [False] * 6 + [True] * 4

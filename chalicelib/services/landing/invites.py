@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -68,25 +67,6 @@ def display_code(code: str) -> str:
     return format_code(code) if len(code) == 11 and has_valid_check_symbol(code) else code
 
 
-#: A new member's profile (``NewMember``): the plan ``MemberStore.create_member`` writes in one transaction.
-new_member = NewMember
-
-
-@dataclass(frozen=True)
-class OwnerRead:
-    """Who holds one of the visitor's identifiers: a consistent read through ``members``."""
-
-    members: ports.MemberStore
-    program_id: str
-    refs: tuple[IdentityRef, ...]
-
-
-def _consistent_get(read: OwnerRead) -> dict[str, str]:
-    """``{"member_id": …}`` of the identifiers' holder, or ``{}`` when nobody holds them yet."""
-    owner = read.members.identity_owner(read.program_id, read.refs) if read.refs else None
-    return {"member_id": owner} if owner is not None else {}
-
-
 def create_invite(program: ProgramItem, data: Mapping[str, Any], source_ip: str,
                   deps: ports.Ports | None = None) -> dict[str, Any]:
     """``data``: valid ``INVITE_SCHEMA`` (the route validates it)."""
@@ -129,7 +109,7 @@ def _find_or_create(program: ProgramItem, refs: Sequence[IdentityRef], deps: por
                     phone: str | None, name: str | None, locale: str, utm: dict[str, str], ref: str | None) -> MemberItem:
     pid = program.program_id
     for attempt in range(MAX_ATTEMPTS):
-        owner = _consistent_get(OwnerRead(deps.members, pid, tuple(refs))).get("member_id")
+        owner = deps.members.identity_owner(pid, refs) if refs else None  # a consistent read
         if owner is not None:
             found = deps.members.get(pid, owner, consistent=True)
             if found is not None:
@@ -141,7 +121,7 @@ def _find_or_create(program: ProgramItem, refs: Sequence[IdentityRef], deps: por
             acquisition["utm"] = utm
         if ref and normalize_code(ref):
             acquisition["ref"] = normalize_code(ref)
-        plan = new_member(pid, new_id("mbr"), generate_code(), joined_at=deps.clock.now(), joined_via="invite",
+        plan = NewMember(pid, new_id("mbr"), generate_code(), joined_at=deps.clock.now(), joined_via="invite",
                           name=name, locale=locale, email=email, phone=phone, acquisition=acquisition)
         member = deps.members.create_member(plan, refs)
         if member is None:  # created concurrently (read again) or the code is taken (draw another)
