@@ -306,7 +306,7 @@ def main(argv: list[str]) -> int:
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
                 port = probe.getsockname()[1]
-        process, info = start_local_run(port, Path(tempfile.gettempdir()) / "sarafan-bench-run.log",
+        process, info = start_local_run(port, Path(tempfile.gettempdir()) / f"sarafan-bench-run-{os.getpid()}.log",
                                         args.run_args.split())
     if args.sigterm_after and process is not None:
         return stop_under_load(args, info, process)

@@ -10,9 +10,10 @@ it). The child has no moto: its botocore calls are carried to the main process o
 (``multiprocessing.connection``, an authentication key, one connection per thread):
 
 * DynamoDB's data plane and the stream reads (``moto_tuning.PLAIN_JSON_ACTIONS``,
-  ``STREAM_ACTIONS``): at botocore's ``before-call``, the already-serialised request body goes over and
-  moto's JSON answer comes back, the same hop as the in-process ``moto_tuning.direct_dynamodb_calls``
-  (the main process pays moto's engine only: no HTTP server, no URL routing, no botocore);
+  ``STREAM_ACTIONS``): at botocore's ``before-call``, the request (its parameters ``marshal``-ed, as
+  ``moto_tuning``'s in-process hop carries them, instead of botocore's JSON) goes over and moto's JSON answer
+  comes back, the same hop as the in-process ``moto_tuning.direct_dynamodb_calls`` (the main process pays
+  moto's engine only: no HTTP server, no URL routing, no botocore, no JSON parsing of the request);
 * every other call (SES, SNS, KMS, SQS, DynamoDB's control plane): at ``before-send``, the signed HTTP
   request goes over and moto's mock answers it as it answers the main process's own calls;
 * the consumer's positions (:data:`infra.local_stream.POSITIONS`), so a restarted child, or a run
@@ -191,16 +192,65 @@ class EngineServer:
         raise ValueError(f"unknown engine message {kind!r}")
 
 
+#: moto's handler per endpoint URL (without the query): what ``botocore_stubber.process_request`` finds by
+#: matching the URL against every mocked service's patterns, once per call (a third of an SES call's cost).
+_HANDLERS: dict[str, Any] = {}
+
+
+def _handler_for(clean_url: str) -> Any:
+    found = _HANDLERS.get(clean_url)
+    if found is None:
+        import re
+
+        import moto.backend_index as backend_index
+        import moto.backends as backends
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.core.base_backend import BackendDict
+
+        for service, pattern in backend_index.backend_url_patterns:
+            if not pattern.match(clean_url):
+                continue
+            backend_dict = backends.get_backend(service)  # type: ignore[call-overload]
+            if isinstance(backend_dict, BackendDict):
+                regions = backend_dict[DEFAULT_ACCOUNT_ID]
+                backend = regions["us-east-1"] if "us-east-1" in regions else regions["aws"]
+            else:
+                backend = backend_dict["global"]
+            found = next((method for url, method in backend.urls.items() if re.compile(url).match(clean_url)), None)
+            if found is not None:
+                break
+        if found is None:
+            return None
+        if len(_HANDLERS) < 256:
+            _HANDLERS[clean_url] = found
+    return found
+
+
 def _mock_answer(method: str, url: str, headers: dict[str, str], body: bytes | None) -> tuple[int, dict[str, str], bytes]:
+    """moto's answer to a signed AWS request, as ``mock_aws`` gives the main process's own calls
+    (``botocore_stubber.process_request``, with the handler lookup cached per endpoint)."""
     from botocore.awsrequest import AWSPreparedRequest
     from botocore.compat import HTTPHeaders
+    from moto.core.exceptions import HTTPException
     from moto.core.models import botocore_stubber
+    from moto.core.request import normalize_request
+    from moto.core.utils import get_equivalent_url_in_aws_domain
 
     http_headers = HTTPHeaders()
     for name, value in headers.items():
         http_headers[name] = value
     request = AWSPreparedRequest(method=method, url=url, headers=http_headers, body=body, stream_output=False)
-    answer = botocore_stubber.process_request(request)
+    parsed_url, _ = get_equivalent_url_in_aws_domain(url)
+    handler = _handler_for(f"{parsed_url.scheme}://{parsed_url.netloc}{parsed_url.path}")
+    answer: Any
+    if handler is None:
+        answer = botocore_stubber.process_request(request)  # moto's own way, and its own "not implemented"
+    else:
+        normalized = normalize_request(request)
+        try:
+            answer = handler(normalized, normalized.raw_url, normalized.headers)
+        except HTTPException as error:
+            answer = (error.code, error.get_headers(), error.get_body())
     if answer is None:
         raise EngineError(f"moto does not serve {method} {url}")
     status, response_headers, response_body = answer
@@ -336,7 +386,11 @@ def install_client_hooks(client: EngineClient) -> None:
     from botocore.handlers import BUILTIN_HANDLERS, REGISTER_LAST
     from moto.core.botocore_stubber import MockRawResponse
 
-    from infra.moto_tuning import direct_request_parts, parse_direct_answer
+    from infra.moto_tuning import _skip_serializer, direct_request_parts, parse_direct_answer
+
+    # The data-plane parameters go over marshal-ed, not serialised by botocore and parsed back by the main
+    # process (moto_tuning's own hop does the same in-process; pickle keeps the body's packed parameters).
+    _skip_serializer(lambda: True)
 
     def before_call(model: Any, params: dict[str, Any], request_signer: Any = None, **_: Any) -> Any:
         parts = direct_request_parts(model, params, request_signer)
@@ -389,6 +443,9 @@ def child_main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--region", default="eu-central-1")
     args = parser.parse_args(argv)
+    from infra.local_run import bound_malloc_arenas
+
+    bound_malloc_arenas()
     address, key = os.environ.pop(SOCKET_ENV), bytes.fromhex(os.environ.pop(KEY_ENV))
     _die_with_parent(int(os.environ.pop(PARENT_ENV, "0") or 0))
     client = EngineClient(address, key)

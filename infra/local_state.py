@@ -38,7 +38,6 @@ import base64
 import gzip
 import json
 import os
-import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -237,7 +236,7 @@ def _stream_record_json(record: Any) -> dict[str, Any]:
 
 
 def _stream_record(table: Any, saved: dict[str, Any]) -> Any:
-    """A moto ``StreamRecord`` holding a saved record (kept pickled, as ``moto_tuning.compact_items`` keeps them)."""
+    """A moto ``StreamRecord`` holding a saved record (kept as ``moto_tuning.compact_items`` keeps them)."""
     from moto.dynamodb.models.table import StreamRecord
 
     data = dict(saved)
@@ -246,13 +245,10 @@ def _stream_record(table: Any, saved: dict[str, Any]) -> Any:
     if isinstance(created, dict) and "datetime" in created:
         dynamodb["ApproximateCreationDateTime"] = datetime.fromisoformat(created["datetime"])
     data["dynamodb"] = dynamodb
-    record = object.__new__(StreamRecord)
     from infra import moto_tuning
 
-    if "compact" in moto_tuning.applied():
-        record.__dict__["_packed"] = pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
-    else:
-        record.record = data
+    record = object.__new__(StreamRecord)
+    moto_tuning.set_stream_record(record, data)
     return record
 
 
@@ -445,8 +441,10 @@ class LocalState:
 
     def restore(self) -> dict[str, int] | None:
         """Load the last snapshot and its journal into moto (before anything else talks to it)."""
+        if not self.persistent:
+            return None  # nothing to note: without --data, noting every changed key would only grow
         CHANGES.install()
-        if not self.persistent or not self._path(AWS_FILE).exists():
+        if not self._path(AWS_FILE).exists():
             return None
         started = time.monotonic()
         data = _read(self._path(AWS_FILE))

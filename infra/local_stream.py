@@ -56,8 +56,11 @@ def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[
         data["ApproximateCreationDateTime"] = created.timestamp()
     data.setdefault("SizeBytes", 0)
     data.setdefault("StreamViewType", "NEW_IMAGE")
-    return {"eventID": record.get("eventID"), "eventName": record.get("eventName"), "eventVersion": "1.1",
-            "eventSource": "aws:dynamodb", "awsRegion": region, "dynamodb": data, "eventSourceARN": stream_arn}
+    out = {"eventID": record.get("eventID"), "eventName": record.get("eventName"), "eventVersion": "1.1",
+           "eventSource": "aws:dynamodb", "awsRegion": region, "dynamodb": data, "eventSourceARN": stream_arn}
+    if record.get("userIdentity"):  # a TTL deletion (moto_tuning.sweep_expired), as Lambda passes it on
+        out["userIdentity"] = record["userIdentity"]
+    return out
 
 
 def position_key(function_name: str, stream_arn: str, shard_id: str) -> str:
@@ -151,6 +154,25 @@ class StreamPositions:
 
 #: The local run's positions (its main process; ``infra/local_consumers.py`` reaches them over its socket).
 POSITIONS = StreamPositions()
+
+
+def backlog(positions: StreamPositions = POSITIONS) -> int:
+    """Stream records the registered consumers have not finished yet, over every table (moto's state, read
+    without the engine lock: a close figure, for back-pressure)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    total = 0
+    for regions in list(dynamodb_backends.values()):
+        for backend in list(regions.values()):
+            for table in list(backend.tables.values()):
+                shard = getattr(table, "stream_shard", None)
+                if shard is None:
+                    continue
+                held = positions.hold(table.name, shard.id)
+                if held is not None:
+                    end = shard.starting_sequence_number + len(shard.items)
+                    total += max(0, end - max(held, shard.starting_sequence_number))
+    return total
 
 
 def install_holds(positions: StreamPositions = POSITIONS) -> None:

@@ -58,6 +58,7 @@ import pickle
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -168,9 +169,35 @@ class _NoTableCopy:
 
         if getattr(_local, "in_transaction", False) and isinstance(value, Table):
             return value
-        if getattr(_local, "update_without_stream", False) and isinstance(value, Item):
-            return value  # update_item copies the old item only for a stream record; there is no stream
+        if isinstance(value, Item):
+            if getattr(_local, "update_without_stream", False):
+                return value  # update_item copies the old item only for a stream record; there is no stream
+            return item_copy(value, memo)
         return copy.deepcopy(value, memo)
+
+
+def item_copy(item: Any, memo: dict[int, Any] | None = None) -> Any:
+    """A copy of a stored item that later changes to the original do not reach: with :func:`compact_items`,
+    a new ``Item`` holding the original's attributes packed (its bytes when it is packed already: nothing
+    to copy), unpacked when read; else (or for a value ``marshal`` cannot hold) ``copy.deepcopy``. For the
+    rollback snapshot of a transaction and the old image of an update's stream record, where moto deep-copied
+    every attribute (the largest part of a transaction's cost after the writes)."""
+    if item is None or "compact" not in _applied:
+        return copy.deepcopy(item, memo)
+    state = item.__dict__
+    blob = state.get("_packed")
+    attrs = state.get("_attrs")
+    if attrs is not None:
+        try:
+            blob = marshal.dumps({name: _pack_value(value) for name, value in attrs.items()})
+        except (AttributeError, TypeError, ValueError):
+            return copy.deepcopy(item, memo)
+    if blob is None:
+        return copy.deepcopy(item, memo)
+    clone = object.__new__(type(item))
+    clone.__dict__.update(state)
+    clone.__dict__["_attrs"], clone.__dict__["_packed"] = None, blob
+    return clone
 
 
 _Snapshot = tuple[dict[tuple[str, Any, Any], Any], dict[str, int]]
@@ -210,7 +237,7 @@ def _snapshot(backend: Any, transact_items: list[dict[str, Any]]) -> _Snapshot:
         partition = table.items.get(hash_value)
         current = partition if range_value is None else (partition or {}).get(range_value)
         # update_item changes the item in place; put and delete replace or drop the object.
-        items[key] = copy.deepcopy(current) if key in updated else current
+        items[key] = item_copy(current) if key in updated else current
         if table.stream_shard is not None:
             streams.setdefault(table_name, len(table.stream_shard.items))
     return items, streams
@@ -1499,3 +1526,100 @@ def compact_items() -> None:
     original_init: Callable[..., Any] = StreamRecord.__init__
     record_as_text.__wrapped__ = original_init  # type: ignore[attr-defined]
     StreamRecord.__init__ = record_as_text  # type: ignore[method-assign]
+
+
+# --- TTL -----------------------------------------------------------------------------------------
+
+#: Items one :func:`sweep_expired` step looks at while holding the engine lock (requests interleave between steps).
+SWEEP_STEP = 500
+_sweep_cursors: dict[int, list[Any]] = {}
+
+
+def _expiry(item: Any, attribute: str) -> float | None:
+    """The item's TTL (epoch seconds), read from its packed bytes without unpacking the item."""
+    state = item.__dict__
+    attrs = state.get("_attrs")
+    kind: Any
+    raw: Any
+    if attrs is not None:
+        value = attrs.get(attribute)
+        kind, raw = (value.type, value.value) if value is not None else (None, None)
+    else:
+        blob = state.get("_packed")
+        kind, raw = marshal.loads(blob).get(attribute, (None, None)) if blob is not None else (None, None)
+    if kind != "N":
+        return None
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def sweep_expired(now: float | None = None, budget: int = 5 * SWEEP_STEP) -> int:
+    """Delete items whose TTL attribute has passed, as DynamoDB's TTL does: from tables with TTL enabled, each
+    deletion a ``REMOVE`` stream record (``userIdentity`` the DynamoDB service, as AWS marks it). moto never
+    deletes them (it has no sweeper), so a long local run kept every expired rate counter and marker.
+
+    Looks at up to ``budget`` items per call, going round each table's partitions (a call continues where
+    the previous one stopped), so a pass over a big table is spread over calls, as DynamoDB deletes within
+    days rather than at the second; returns how many items it deleted."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    now = time.time() if now is None else now
+    removed = looked = 0
+    tables = [t for regions in list(dynamodb_backends.values()) for backend in list(regions.values())
+              for t in list(backend.tables.values())
+              if (t.ttl or {}).get("TimeToLiveStatus") == "ENABLED" and (t.ttl or {}).get("AttributeName")]
+    for table in tables:
+        attribute = table.ttl["AttributeName"]
+        cursor = _sweep_cursors.get(id(table))
+        if not cursor:
+            cursor = _sweep_cursors[id(table)] = list(table.items.keys())
+        while cursor and looked < budget:
+            with ENGINE_LOCK:
+                step = 0
+                while cursor and step < SWEEP_STEP:
+                    hash_key = cursor.pop()
+                    partition = table.items.get(hash_key)
+                    if partition is None:
+                        continue
+                    ranged = table.range_key_attr is not None
+                    members = list(partition.items()) if ranged else [(None, partition)]
+                    step += len(members)
+                    for range_key, item in members:
+                        expires = _expiry(item, attribute)
+                        if expires is None or expires > now:
+                            continue
+                        table.delete_item(hash_key, range_key)
+                        removed += 1
+                        _mark_ttl_removal(table)
+                    if ranged and not table.items.get(hash_key):
+                        table.items.pop(hash_key, None)
+                looked += step
+                pack_unpacked_items()
+        if looked >= budget:
+            break
+    for key in [k for k in _sweep_cursors if k not in {id(t) for t in tables}]:
+        del _sweep_cursors[key]
+    return removed
+
+
+def _mark_ttl_removal(table: Any) -> None:
+    """The REMOVE record just added for a TTL deletion names the service as AWS's do."""
+    shard = table.stream_shard
+    if shard is None or not shard.items:
+        return
+    record = shard.items[-1]
+    data = dict(record.to_json())
+    data["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    set_stream_record(record, data)
+
+
+def set_stream_record(record: Any, data: dict[str, Any]) -> None:
+    """Make a moto ``StreamRecord`` hold ``data`` (kept as its text, as :func:`compact_items` keeps records)."""
+    state = record.__dict__
+    for name in ("record", "_text", "_created", "_seq", "_packed"):
+        state.pop(name, None)
+    state["record"] = data
+    if "compact" in _applied:
+        _keep_record_as_text(state)

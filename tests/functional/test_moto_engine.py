@@ -705,3 +705,45 @@ def test_items_are_kept_packed_and_unpack_to_what_moto_built(ddb: Any, monkeypat
     assert all(item.__dict__["_packed"] is not None for item in stored)
     assert ddb.get_item(TableName=TABLE, Key=_item("p", "3"))["Item"] == {
         **_item("p", "3"), **{k: v for k, v in attrs.items()}}
+
+
+def test_expired_items_are_swept_as_dynamodbs_ttl_does(aws_env: None) -> None:
+    """Items whose TTL passed are deleted (packed or not), each with a service-marked REMOVE stream record;
+    items without the attribute, or with a later TTL, stay; tables without TTL are left alone."""
+    import time
+
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        moto_tuning.apply()
+        client = boto3.client("dynamodb", region_name="eu-central-1")
+        for name in (TABLE, "no-ttl"):
+            client.create_table(
+                TableName=name, BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+                AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK")],
+                StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+        client.update_time_to_live(TableName=TABLE, TimeToLiveSpecification={"Enabled": True,
+                                                                             "AttributeName": "expires_at_epoch"})
+        now = int(time.time())
+        for table in (TABLE, "no-ttl"):
+            for i in range(30):
+                ttl = now - 10 if i % 3 == 0 else now + 3600 if i % 3 == 1 else None
+                item = _item(f"p{i % 4}", f"{i:02d}", **({"expires_at_epoch": {"N": str(ttl)}} if ttl else {}))
+                client.put_item(TableName=table, Item=item)
+        moto_tuning.pack_unpacked_items(0)  # most items packed, as in a long run
+        client.get_item(TableName=TABLE, Key={"PK": {"S": "p0"}, "SK": {"S": "00"}})  # one unpacked
+        records_before = len(_backend_table().stream_shard.items)
+
+        removed = sum(moto_tuning.sweep_expired(budget=7) for _ in range(10))
+
+        assert removed == 10
+        left = {i["SK"]["S"] for i in client.scan(TableName=TABLE)["Items"]}
+        assert left == {f"{i:02d}" for i in range(30) if i % 3}
+        assert len(client.scan(TableName="no-ttl")["Items"]) == 30
+        new_records = _backend_table().stream_shard.items[records_before:]
+        assert len(new_records) == 10
+        assert all(r.to_json()["eventName"] == "REMOVE" and r.to_json()["userIdentity"] ==
+                   {"type": "Service", "principalId": "dynamodb.amazonaws.com"} for r in new_records)
+        assert moto_tuning.sweep_expired() == 0
