@@ -119,20 +119,24 @@ def _leader_keys(d: LeaderDelta) -> dict[str, Any]:
     return {"PK": {"S": leader_partition(d.program_id, d.metric, d.period)}, "SK": {"S": f"MEMBER#{d.member_id}"}}
 
 
+_LEADER_NAMES = {"#s": "score", "#e": "entity", "#m": "member_id", "#g": "GSI1PK", "#k": "GSI1SK", "#c": "code",
+                 "#n": "masked_name"}
+
+
 def _leader_update(table: str, d: LeaderDelta, old: int | None) -> dict[str, Any]:
     new = (old or 0) + d.delta
     values: dict[str, Any] = {":s": _n(new), ":e": {"S": "leaderboard"}, ":m": {"S": d.member_id},
                               ":g": {"S": gsi1_leaderboard(d.program_id, d.metric, d.period)},
                               ":k": {"S": fig.leaderboard_sort_key(new, d.at, d.member_id)},
                               ":code": {"S": d.label.get("code", "")}, ":name": {"S": d.label.get("name", "")}}
+    # Every attribute by a placeholder name, as the counters' updates do: one expression text for every entry.
     update = {"TableName": table, "Key": _leader_keys(d),
-              "UpdateExpression": "SET score = :s, entity = :e, member_id = :m, GSI1PK = :g, GSI1SK = :k, "
-                                  "code = :code, masked_name = :name",
-              "ExpressionAttributeValues": values}
+              "UpdateExpression": "SET #s = :s, #e = :e, #m = :m, #g = :g, #k = :k, #c = :code, #n = :name",
+              "ExpressionAttributeNames": dict(_LEADER_NAMES), "ExpressionAttributeValues": values}
     if old is None:
-        update["ConditionExpression"] = "attribute_not_exists(score)"
+        update["ConditionExpression"] = "attribute_not_exists(#s)"
     else:
-        update["ConditionExpression"] = "score = :old"
+        update["ConditionExpression"] = "#s = :old"
         values[":old"] = _n(old)
     return {"Update": update}
 
