@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """What the table's stream consumers cost per order, per handler module, counted (not a test).
 
-    .venv/bin/python bench/consumer_cost.py [--webhooks 200 --customers 40] [--skip-mix]
+    .venv/bin/python bench/consumer_cost.py [--webhooks 200 --customers 40] [--skip-mix] [--cpu-orders 20]
 
-Two parts, both in-process moto with the local run's engine (``infra/moto_tuning.py``), the stream read
+Three parts, all in-process moto with the local run's engine (``infra/moto_tuning.py``), the stream read
 as Lambda would (``infra/local_stream.py``, ``app.handler_map["table_stream"]``):
 
 1. **One order** (``bench/round_trips.py``'s headline case, members with an e-mail address so that their
@@ -17,6 +17,15 @@ as Lambda would (``infra/local_stream.py``, ``app.handler_map["table_stream"]``)
    milliseconds per webhook per module (a second, unmetered pass: the meter's own work is not the
    consumers'). CPU is the process's time (``time.process_time``), threads included. The metered passes
    deliver one member at a time (``notify.sources.MAX_PARALLEL = 1``: the meter follows one call at a time).
+
+3. **Handler CPU per order** (``--cpu-orders``, default 20): the headline case again, unmetered, for that
+   many buyers (each a depth-3 first order, then a repeat order), the stream drained after each order. It
+   prints the handlers' CPU per order (``time.process_time`` while a handler runs), the part of it spent
+   inside the in-process AWS calls (moto's DynamoDB, SES and SNS: on AWS that is waiting on the network,
+   not the function's CPU) and the rest, the consumers' own CPU per order (botocore's serialising, signing
+   and parsing included: this part sends every call the usual way, without the local engine's in-process
+   hop, ``infra.moto_tuning.DIRECT_CALLS``), with the round trips and
+   provider calls per order whose latency adds to the billed duration on AWS.
 
 Figures are printed (docs/cost.md, "Stream consumers"), never asserted.
 """
@@ -131,10 +140,13 @@ def one_order() -> None:
 
     from chalicelib.domain import clock
     from chalicelib.notify import sources
+    from tests.conftest import reset_process_state
+    from tests.support import CLOCK
 
     sources.MAX_PARALLEL = 1  # the meter follows one call at a time
 
-    clock.freeze(clock.parse_iso("2026-01-16T12:00:00Z"))
+    reset_process_state()  # the production ports on the tests' clock (tests.support.CLOCK)
+    CLOCK.set(clock.parse_iso("2026-01-16T12:00:00Z"))
     with mock_aws():
         provision()
         from chalicelib import aws
@@ -174,7 +186,122 @@ def one_order() -> None:
         _table(f"repeat order ({len(reply['rewards']['postings'])} postings), per order:", metered.by_module, 1,
                cpu=False, items=True)
         metered.restore()
-    clock.freeze(None)
+    CLOCK.set(None)
+
+
+class AwsClock:
+    """CPU spent by moto answering the app's AWS calls in process (``BotocoreStubber.__call__``, what botocore's
+    ``before-send`` hands the request to): on AWS that is network time, not the function's CPU. The app's side of
+    a call (botocore serialising, signing and parsing, PynamoDB) stays in the consumers' own CPU. Only with the
+    local engine's in-process hop off (``infra.moto_tuning.DIRECT_CALLS``): that hop answers DynamoDB calls in
+    a ``before-call`` handler, outside the stubber, and skips botocore's own work, which AWS would not."""
+
+    def __init__(self, clients: list[Any]) -> None:
+        from moto.core.botocore_stubber import BotocoreStubber
+
+        self.cpu = 0.0
+        self.calls: Counter[str] = Counter()
+        self._stubber, self._call = BotocoreStubber, BotocoreStubber.__call__
+        clock = self
+
+        def timed(stubber: Any, *args: Any, **kwargs: Any) -> Any:
+            started = time.process_time()
+            try:
+                return clock._call(stubber, *args, **kwargs)
+            finally:
+                clock.cpu += time.process_time() - started
+
+        BotocoreStubber.__call__ = timed  # type: ignore[method-assign]
+        for client in clients:
+            client.meta.events.register(f"before-call.{client.meta.service_model.endpoint_prefix}", self._count)
+
+    def _count(self, model: Any = None, **_: Any) -> None:
+        self.calls[f"{model.service_model.endpoint_prefix}.{model.name}"] += 1
+
+    def restore(self) -> None:
+        self._stubber.__call__ = self._call  # type: ignore[method-assign]
+
+
+def order_cpu(orders: int) -> None:
+    """Part 3: the handlers' CPU per depth-3 first order and per repeat order, unmetered."""
+    from moto import mock_aws
+
+    from chalicelib.domain import clock
+    from chalicelib.notify import sources
+    from infra import moto_tuning
+    from tests.conftest import reset_process_state
+    from tests.support import CLOCK
+
+    reset_process_state()
+    sources.MAX_PARALLEL = 1  # as in the metered part (one member's deliveries at a time)
+    moto_tuning.DIRECT_CALLS[0] = False  # every call the way botocore makes it to AWS: moto in the stubber only
+    CLOCK.set(clock.parse_iso("2026-01-16T12:00:00Z"))
+    with mock_aws():
+        provision()
+        from chalicelib import aws
+        from chalicelib.store.db import raw_client
+
+        aws.client("ses").verify_email_identity(EmailAddress=ENV["SARAFAN_SES_SENDER"])
+        bench = Bench()
+        events = bench.meter.client.meta.events  # the meter's hooks off: its work is not the consumers'
+        events.unregister("before-call.dynamodb", bench.meter._before)
+        events.unregister("after-call.dynamodb", bench.meter._after)
+        program = bench.call("POST", "/v1/programs", {"name": "Bench", "settings": {"max_depth": MAX_DEPTH}})
+        pid = program["program_id"]
+        partner = bench.call("POST", f"/v1/programs/{pid}/partners", {"name": "Shop"})
+        bench.call("PUT", f"/v1/programs/{pid}/rules", rules_doc(MAX_DEPTH))
+
+        def member(name: str, code: str | None = None) -> dict[str, Any]:
+            event = signup(name, code)
+            event["customer"]["email"] = f"{name}@example.com"
+            return bench.send(partner, event)["member"]  # type: ignore[no-any-return]
+
+        member("warmup")
+        from app import app
+        from infra.local_stream import StreamPoller
+
+        poller = StreamPoller(app.handler_map["table_stream"], log=lambda _m: None)
+        inside = AwsClock([raw_client(), aws.client("ses"), aws.client("sns")])
+        metered = Metered(None)
+        results: dict[str, tuple[float, float, Counter[str], dict[str, float]]] = {}
+        for kind in ("first", "repeat"):
+            cpu = aws_cpu = 0.0
+            calls: Counter[str] = Counter()
+            modules: Counter[str] = Counter()
+            for n in range(orders + 1):  # the first of each kind warms the consumers' code paths, not counted
+                buyer = f"cpu{n}"
+                if kind == "first":  # every buyer its own chain of 3: no member's daily message cap is reached
+                    code = None
+                    for level in range(3):
+                        code = member(f"{buyer}up{level}", code)["code"]
+                    member(buyer, code)
+                poller.drain()
+                bench.send(partner, order(buyer, f"{buyer}-{kind}"))
+                metered.clear()
+                inside.cpu, inside.calls = 0.0, Counter()
+                poller.drain()
+                if n == 0:
+                    continue
+                cpu += sum(slot.cpu for slot in metered.by_module.values())
+                aws_cpu += inside.cpu
+                calls.update(inside.calls)
+                for module, slot in metered.by_module.items():
+                    modules[SHORT.get(module, module)] += slot.cpu
+            results[kind] = (cpu, aws_cpu, calls, dict(modules))
+        metered.restore()
+        inside.restore()
+    moto_tuning.DIRECT_CALLS[0] = True
+    CLOCK.set(None)
+    print(f"\nhandler CPU per order, unmetered, mean of {orders} orders each (stream drained after every order):")
+    print(f"  {'order':<18} {'handlers':>8} {'in AWS calls':>12} {'own CPU':>8}  per module (handlers)  AWS calls per order")
+    for kind, (cpu, aws_cpu, calls, modules) in results.items():
+        label = "depth-3 first" if kind == "first" else "repeat"
+        per_module = ", ".join(f"{name} {ms / orders * 1000:.1f}" for name, ms in sorted(modules.items(), key=lambda kv: -kv[1]))
+        per_call = ", ".join(f"{name} {count / orders:g}" for name, count in sorted(calls.items()))
+        print(f"  {label:<18} {cpu / orders * 1000:>8.1f} {aws_cpu / orders * 1000:>12.1f} "
+              f"{(cpu - aws_cpu) / orders * 1000:>8.1f}  {per_module}  {per_call}")
+    print("  (ms of CPU; \"in AWS calls\": moto answering in process, which is network time on AWS; \"own CPU\": the rest,"
+          " botocore's and PynamoDB's side of the calls included)")
 
 
 def mix(webhooks: int, customers: int, every: int, meter: bool) -> tuple[dict[str, Slot], int, float, float]:
@@ -236,6 +363,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--customers", type=int, default=40)
     parser.add_argument("--every", type=int, default=20, help="read the stream after this many webhooks")
     parser.add_argument("--skip-mix", action="store_true")
+    parser.add_argument("--cpu-orders", type=int, default=20, help="orders of each kind for the CPU part (0: skip)")
     args = parser.parse_args(argv)
     os.environ.update(ENV)
     import logging
@@ -243,6 +371,8 @@ def main(argv: list[str]) -> int:
     logging.disable(logging.WARNING)  # the JSON log lines are not the figures
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     one_order()
+    if args.cpu_orders:
+        order_cpu(args.cpu_orders)
     if args.skip_mix:
         return 0
     by_module, n, _, _ = mix(args.webhooks, args.customers, args.every, meter=True)

@@ -102,8 +102,11 @@ def main(argv: list[str]) -> int:
     from moto import mock_aws
 
     from chalicelib.domain import clock
+    from tests.conftest import reset_process_state
+    from tests.support import CLOCK
 
-    clock.freeze(clock.parse_iso("2026-01-15T09:35:00Z"))
+    reset_process_state()  # the production ports on the tests' clock (tests.support.CLOCK)
+    CLOCK.set(clock.parse_iso("2026-01-15T09:35:00Z"))
     with mock_aws():
         from bench.round_trips import Bench, provision
 

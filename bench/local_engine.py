@@ -10,6 +10,10 @@ table's stream read after every 20 webhooks by the same poller the local run use
 (``infra/local_stream.py``: notifications, analytics, settlement). Prints the process's CPU time
 per webhook for the requests and for the stream, so a change to the engine can be compared on a
 shared machine (CPU time is what the load disturbs least; compare ratios of runs made together).
+The stream's CPU is also split into the part spent inside moto (``stream_moto_ms_cpu``: every
+``BaseResponse.dispatch``, DynamoDB, DynamoDB Streams and SES, counted per thread with
+``time.thread_time``) and the consumers' own (``stream_own_ms_cpu``: the handlers, PynamoDB, botocore,
+rendering; what a Lambda consumer is billed for, moto's share being the network wait there).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import argparse
 import cProfile
 import json
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,6 +45,8 @@ def main(argv: list[str]) -> int:
 
     with moto_aws():
         from app import app
+
+        engine = _meter_engine()
         from infra.local_stream import StreamPoller
         from tests.conftest import OPERATOR_KEY
         from tests.support import ApiClient
@@ -69,7 +77,9 @@ def main(argv: list[str]) -> int:
                 person.member_id, person.code = reply.body["member"]["member_id"], reply.body["member"]["code"]
             if count % args.every == 0 or count == len(sends):
                 started = time.process_time()
+                engine["on"] = True
                 poller.drain()
+                engine["on"] = False
                 stream_cpu += time.process_time() - started
         if profile:
             profile.disable()
@@ -83,10 +93,35 @@ def main(argv: list[str]) -> int:
     n = len(sends)
     print(json.dumps({
         "webhooks": n, "request_ms_cpu": round(request_cpu / n * 1000, 1), "stream_ms_cpu": round(stream_cpu / n * 1000, 1),
+        "stream_moto_ms_cpu": round(engine["cpu"] / n * 1000, 1),
+        "stream_own_ms_cpu": round((stream_cpu - engine["cpu"]) / n * 1000, 1),
         "total_ms_cpu": round((request_cpu + stream_cpu) / n * 1000, 1), "wall_s": round(wall, 1),
         "balances_wrong": wrong, "dead_letters": len(poller.dead_letters),
     }))
     return 0 if not wrong else 1
+
+
+def _meter_engine() -> dict[str, Any]:
+    """Count the CPU of every thread inside moto's ``BaseResponse.dispatch`` while ``meter["on"]`` (the stream)."""
+    from moto.core.responses import BaseResponse
+
+    meter: dict[str, Any] = {"on": False, "cpu": 0.0}
+    inside = threading.local()
+    original = BaseResponse.dispatch.__func__  # type: ignore[attr-defined]
+
+    def dispatch(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        if not meter["on"] or getattr(inside, "depth", 0):
+            return original(cls, *args, **kwargs)
+        inside.depth = 1
+        started = time.thread_time()
+        try:
+            return original(cls, *args, **kwargs)
+        finally:
+            meter["cpu"] += time.thread_time() - started
+            inside.depth = 0
+
+    BaseResponse.dispatch = classmethod(dispatch)  # type: ignore[method-assign,assignment]
+    return meter
 
 
 if __name__ == "__main__":

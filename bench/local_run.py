@@ -169,19 +169,55 @@ class Api:
         return reply
 
 
+def process_tree(pid: int) -> list[int]:
+    """The run's process and its descendants (the stream consumer process, ``infra/local_consumers.py``)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as children:
+                    todo += [int(child) for child in children.read().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _rss_one(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of the run: its process and the consumer process together."""
+    return sum(_rss_one(p) for p in process_tree(pid))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the run's process has used (``/proc/PID/stat``)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
+def rss_parts(pid: int) -> str:
+    tree = process_tree(pid)
+    return " + ".join(f"{_rss_one(p):.0f}" for p in tree) + (" MB (main + consumer process)" if len(tree) > 1 else " MB")
+
+
+def _cpu_one(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, tree: bool = True) -> float:
+    """User + system CPU time the run has used (``/proc/PID/stat``): its process, and with ``tree`` the
+    consumer process too (a restarted one's predecessor is not counted)."""
+    return sum(_cpu_one(p) for p in (process_tree(pid) if tree else [pid]))
 
 
 def settle(pid: int, idle_share: float = 0.25, quiet_seconds: int = 3, timeout: float = 1200.0) -> tuple[float, float]:
@@ -270,7 +306,7 @@ def main(argv: list[str]) -> int:
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
                 port = probe.getsockname()[1]
-        process, info = start_local_run(port, Path(tempfile.gettempdir()) / "sarafan-bench-run.log",
+        process, info = start_local_run(port, Path(tempfile.gettempdir()) / f"sarafan-bench-run-{os.getpid()}.log",
                                         args.run_args.split())
     if args.sigterm_after and process is not None:
         return stop_under_load(args, info, process)
@@ -370,7 +406,7 @@ def trial(args: argparse.Namespace, info: dict[str, Any]) -> int:
             person.member_id, person.code = reply["member"]["member_id"], reply["member"]["code"]
         progress.tick()
 
-    started, cpu_started = time.monotonic(), cpu_seconds(pid)
+    started, cpu_started, main_started = time.monotonic(), cpu_seconds(pid), cpu_seconds(pid, tree=False)
     for level in range(args.depth + 1):  # first orders, referrers before the friends they bring
         run_all([lambda p=p: send(p, 0) for p in people if p.level == level], args.concurrency)
     rest = [(p, n) for p in people for n in range(1, len(p.orders))]
@@ -378,7 +414,8 @@ def trial(args: argparse.Namespace, info: dict[str, Any]) -> int:
     run_all([lambda p=p, n=n: send(p, n) for p, n in rest], args.concurrency)
     elapsed, cpu = time.monotonic() - started, cpu_seconds(pid) - cpu_started
     settled, settle_cpu = settle(pid)
-    rss_settled = rss_mb(pid)
+    rss_settled, rss_split = rss_mb(pid), rss_parts(pid)
+    main_cpu = cpu_seconds(pid, tree=False) - main_started
 
     point_value = int(program.get("point_value_minor", 100))
     expected = expected_balances(people, point_value)
@@ -405,11 +442,15 @@ def trial(args: argparse.Namespace, info: dict[str, Any]) -> int:
     print(f"stream caught up     {settled:.1f} s after the last ack ({settle_cpu:.1f} CPU-s more): "
           f"{whole / total * 1000:.1f} ms of CPU per webhook in all, so about {total / whole:.0f} webhooks/s "
           f"sustained if the run had one CPU to itself; {total / (elapsed + settled):.1f} webhooks/s end to end here")
+    if len(process_tree(pid)) > 1:
+        print(f"per process          main {main_cpu / total * 1000:.1f} ms, consumer process "
+              f"{(whole - main_cpu) / total * 1000:.1f} ms of CPU per webhook: about {total / max(main_cpu, whole - main_cpu):.0f}"
+              " webhooks/s sustained with a CPU for each")
     print(f"ack latency          p50 {percentile(lat, .5) * 1000:.0f} ms, p95 {percentile(lat, .95) * 1000:.0f} ms, "
           f"p99 {percentile(lat, .99) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms")
     print(f"resident memory      {progress.rss[0][1]:.0f} MB at start, {progress.rss[-1][1]:.0f} MB at the last ack"
           + (f", {min(warm):.0f}-{max(warm):.0f} MB after warm-up" if warm else "")
-          + f", {rss_settled:.0f} MB once the stream caught up")
+          + f", {rss_settled:.0f} MB once the stream caught up ({rss_split})")
     print(f"dropped connections  {api.dropped}" + (f" (e.g. {api.errors[0]})" if api.errors else ""))
     print(f"503 answers retried  {api.rejected}")
     print(f"failed webhooks      {len(failures)}" + (f" (e.g. {failures[0]})" if failures else ""))

@@ -20,7 +20,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.round_trips import ENV, Bench, order, rules_doc, signup  # noqa: E402
+from bench.round_trips import ENV, Bench, logs_to_stderr, order, rules_doc, signup  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -28,6 +28,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--members", type=int, default=5)
     args = parser.parse_args(argv)
     os.environ.update(ENV)
+    logs_to_stderr()  # stdout is the figures
     from moto import mock_aws
 
     with mock_aws():
@@ -62,6 +63,7 @@ def main(argv: list[str]) -> int:
         bench.meter.take()
         from chalicelib.notify import sources
 
+        sources.MAX_PARALLEL = 1  # one member's deliveries at a time: the meter follows one call at a time
         delivered: list[Any] = []
         sources.outcome_listeners.append(delivered.append)
         # The table's one stream consumer also runs other features' handlers (analytics, settlement feed):

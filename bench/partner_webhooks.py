@@ -37,6 +37,7 @@ def main(argv: list[str]) -> int:
     from moto import mock_aws
 
     from chalicelib.domain import clock
+    from chalicelib.services import ports
 
     with mock_aws():
         from bench.round_trips import Bench, provision
@@ -62,7 +63,7 @@ def main(argv: list[str]) -> int:
             poller = stream_poller()
             poller.drain()
             for i in range(args.orders):
-                bench.send(partner, {"type": "order.paid", "occurred_at": clock.iso(clock.utcnow())[:19] + "Z",
+                bench.send(partner, {"type": "order.paid", "occurred_at": clock.iso(ports.current().clock.now())[:19] + "Z",
                                      "object": {"type": "order", "id": f"o-{i}"}, "customer": {"id": f"c{i}"},
                                      "order": {"total": 100_000, "currency": "RUB"}})
             calls.clear()

@@ -7,9 +7,17 @@ connection); a ``before-call.dynamodb`` hook counts them by operation. The confi
 sent through ``chalice.test.Client`` against moto in-process.
 
 The headline case: ``order.paid`` by a referred member's first order with cashback, a
-double-sided friend/referrer bonus, one commission per upline level (chain depth 1..5) and the
-outbox messages, with the level-1 referrer having 1 or 10,000 referrals. Target: at most 3 round
-trips (BatchGetItem, BatchGetItem, TransactWriteItems), independent of depth and referral count.
+double-sided friend/referrer bonus and one commission per upline level (chain depth 1..5), with
+the level-1 referrer having 1 or 10,000 referrals. Target: at most 3 round trips (BatchGetItem,
+BatchGetItem, TransactWriteItems), independent of depth and referral count. The transaction holds
+no outbox message: the members' messages (``points_earned`` ...) are derived from the ledger
+entries by the table's stream consumer, whose writes are the "stream consumer" rows: after a
+first order at every chain depth 1..5 (all handlers), per handler module at depth 3 and after
+that order's partial refund. The stream rows deliver one member at a time
+(``notify.sources.MAX_PARALLEL = 1``): the meter follows one call at a time, and in parallel the
+figures varied between runs.
+
+The table goes to stdout; the app's JSON log lines go to stderr.
 """
 
 from __future__ import annotations
@@ -87,9 +95,9 @@ class Bench:
 
         raw = json.dumps(event)
         self._seq += 1
-        from chalicelib.domain import clock
+        from chalicelib.services import ports
 
-        msg_id, ts = f"bench_{self._seq}", int(clock.utcnow().timestamp())  # the service's (frozen) clock
+        msg_id, ts = f"bench_{self._seq}", int(ports.current().clock.now().timestamp())  # the service's clock
         reply = self.client.http.post(f"/v1/webhooks/{partner['partner_id']}/events", body=raw, headers={
             "Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
             "webhook-signature": sign(partner["webhook_secrets"]["events"], msg_id, ts, raw.encode())})
@@ -127,17 +135,17 @@ def add_referrals(program_id: str, referrer: dict[str, Any], n: int, prefix: str
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.dynamodb.models import dynamodb_backends
 
-    from chalicelib.domain import clock
+    from chalicelib.services import ports
     from chalicelib.store.db import Entity
     from chalicelib.store.members import new_member, referrals_index
 
     table = dynamodb_backends[DEFAULT_ACCOUNT_ID][os.environ["AWS_DEFAULT_REGION"]].get_table(Entity.Meta.table_name)
     # Old referrals: their stream records were consumed long ago (the stream consumer row must not see them).
     shard, table.stream_shard = table.stream_shard, None
+    now = ports.current().clock.now()
     try:
         for i in range(n):
-            m = new_member(program_id, f"mbr_{prefix}bulk{i:06d}", f"{prefix}BULK{i:06d}", joined_at=clock.utcnow(),
-                           joined_via="api")
+            m = new_member(program_id, f"mbr_{prefix}bulk{i:06d}", f"{prefix}BULK{i:06d}", joined_at=now, joined_via="api")
             m.referrer_id = referrer["member_id"]
             m.ancestors = [referrer["member_id"]]
             referrals_index(m)
@@ -177,17 +185,35 @@ def provision() -> None:
     config.get_settings()
 
 
+def logs_to_stderr() -> None:
+    """The app's JSON log lines to stderr: stdout is the table."""
+    import logging
+
+    import app  # noqa: F401  (Chalice configures its app logger "sarafan" on import; ours replaces it)
+    from chalicelib.logs import get_logger
+
+    get_logger()  # the JSON handler, configured once (on stdout)
+    for handler in logging.getLogger("sarafan").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--referrals", type=int, default=10_000, help="referrals of the big referrer")
     args = parser.parse_args(argv)
     os.environ.update(ENV)
+    logs_to_stderr()
     from moto import mock_aws
 
     from chalicelib.domain import clock
 
     # Events happen on 2026-01-15; rewards stay pending (14 days) until the holding job runs.
-    clock.freeze(clock.parse_iso("2026-01-16T12:00:00Z"))
+    from tests.conftest import reset_process_state
+    from tests.support import CLOCK
+
+    reset_process_state()  # the production ports on the tests' clock (tests.support.CLOCK)
+    CLOCK.set(clock.parse_iso("2026-01-16T12:00:00Z"))
     started = time.perf_counter()
 
     with mock_aws():
@@ -226,14 +252,19 @@ def main(argv: list[str]) -> int:
                 reply, usage = bench.measured(lambda b=buyer, n=buyers: bench.send(partner, order(b, f"o-{n}-2")))
                 rows.append((f"{REPEAT_ORDER_ROW} ({len(reply['rewards']['postings'])} postings)", usage))
 
-        # What the table's stream consumer then does for a depth-3 first order (derived messages and their
-        # delivery, analytics, settlement), per handler module: not the webhook's cost, but the order's.
-        buyers += 1
-        bench.send(partner, signup(f"buyer{buyers}", chain[2]["code"]))
+        # What the table's stream consumer then does for a first order (derived messages and their delivery,
+        # analytics, settlement): not the webhook's cost, but the order's. Every depth in total, depth 3 per
+        # handler module.
         stream = StreamCost(bench)
-        stream.drain()  # everything before it (uncounted)
-        bench.send(partner, order(f"buyer{buyers}", f"o-{buyers}"))
-        rows += stream.rows(STREAM_ROW)
+        for depth in range(1, MAX_DEPTH + 1):
+            buyers += 1
+            bench.send(partner, signup(f"buyer{buyers}", chain[depth - 1]["code"]))
+            stream.drain()  # everything before it (uncounted)
+            bench.send(partner, order(f"buyer{buyers}", f"o-{buyers}"))
+            if depth == 3:
+                rows += stream.rows(STREAM_ROW)
+            else:
+                rows += stream.rows(stream_depth_row(depth))[:1]
 
         # The same first order carrying every fraud signal (issue #13): their pointers come in the first read.
         buyers += 1
@@ -306,6 +337,10 @@ def main(argv: list[str]) -> int:
 STREAM_ROW = "stream consumer after a depth-3 first order"
 
 
+def stream_depth_row(depth: int) -> str:
+    return STREAM_ROW.replace("depth-3", f"depth-{depth}")
+
+
 class StreamCost:
     """The table's one stream consumer run as Lambda would (``infra/local_stream.py``), metered per handler
     module (every handler's DynamoDB calls go through the app's client; the stream reads themselves are not
@@ -313,9 +348,12 @@ class StreamCost:
 
     def __init__(self, bench: Bench) -> None:
         from app import app
-        from chalicelib.notify import dispatcher
+        from chalicelib.notify import dispatcher, sources
         from infra.local_stream import StreamPoller
 
+        # One member's deliveries at a time: the meter follows one call at a time, and in parallel the rows
+        # varied between runs (97 vs 106 WRU after a first order, 65 vs 76 after a refund).
+        sources.MAX_PARALLEL = 1
         self.bench = bench
         self.poller = StreamPoller(app.handler_map["table_stream"], log=lambda _m: None)
         self.by_module: dict[str, Usage] = {}
@@ -486,7 +524,7 @@ def report(rows: list[tuple[str, Usage]], largest_transaction: int) -> None:
           " WRU/RRU from the request and item bytes)")
     print(f"\nlargest transaction: {largest_transaction} items (DynamoDB limit 100)")
     for label, u in rows:
-        if label.startswith((FIRST_ORDER_ROW, REPEAT_ORDER_ROW, REFUND_ROW)):
+        if label.startswith((FIRST_ORDER_ROW, REPEAT_ORDER_ROW, REFUND_ROW, VOUCHER_ROW, TIER_ROW)):
             parts = ", ".join(f"{name} {units:g}" for name, units in u.wru_by_entity.most_common())
             sizes = ", ".join(f"{name} {size / 1024:.1f} KB" for name, size in u.bytes_by_entity.most_common())
             print(f"\n{label}: WRU by item: {parts}\n  bytes by item: {sizes}")
@@ -525,11 +563,16 @@ def verdict(rows: list[tuple[str, Usage]], referrals: int, elapsed: float) -> in
                 ok &= u.wru <= target
                 print(f"{row}: {u.wru:g} WRU, {u.rru:g} RRU (target WRU <= {target}: "
                       f"{'ok' if u.wru <= target else 'MISSED'})")
+    depths = [by_label[f"{stream_depth_row(d)}, all handlers"] for d in range(1, MAX_DEPTH + 1)]
+    print("stream consumer after a first order by chain depth 1.." + str(MAX_DEPTH) + ": "
+          + ", ".join(f"{u.wru:g}" for u in depths) + " WRU; "
+          + ", ".join(f"{u.rru:g}" for u in depths) + " RRU")
     refund = by_label[REFUND_ROW]
     print(f"{REFUND_ROW}: {refund.round_trips} round trips, {refund.wru:g} WRU, {refund.rru:g} RRU "
           f"(+ {by_label[f'{REFUND_STREAM_ROW}, all handlers'].wru:g} WRU in the stream consumer)")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nrun: {elapsed:.0f} s, peak memory {peak_mb:,.0f} MB, {referrals:,} referrals seeded per big referrer")
+    print(f"\nrun: {elapsed:.0f} s, peak memory {peak_mb:,.0f} MB, {referrals:,} referrals seeded per big referrer; "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     return 0 if ok else 1
 
 

@@ -36,11 +36,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=60)
     args = parser.parse_args()
 
-    from chalicelib.domain import clock
     from chalicelib.store import transact
     from tests.conftest import fresh_api
     from tests.functional.test_ledger_support import Shop, utc
     from tests.notify_support import stream_poller
+    from tests.support import CLOCK
 
     written: list[list[tuple[str, str]]] = []
     original = transact.Transaction._commit_once
@@ -50,7 +50,7 @@ def main() -> None:
         original(self, token)
 
     with fresh_api() as api:
-        clock.freeze(utc("2026-03-10T12:00:00Z"))
+        CLOCK.set(utc("2026-03-10T12:00:00Z"))
         shop = Shop(api, None, partners=3)
         pids = [p["partner_id"] for p in shop.partners]
         doc = {"name": "bench", "currency": "RUB", "point_value_minor": 100, "hold_days": 0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,11 +28,16 @@ def seed_history(demo: dict[str, Any], days: int = 21, seed: int = 12) -> dict[s
     from app import app
     from chalicelib.domain import clock
     from chalicelib.domain.webhook_signature import sign
+    from chalicelib.services import ports
 
     rng = random.Random(seed)
     client = Client(app)
     partners = demo["partners"]
-    end = clock.utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    # The history's own clock, moved to each event's time: the wired ports with a ManualClock, for this run only.
+    wired = ports.current()
+    demo_clock = clock.ManualClock()
+    ports.use(replace(wired, clock=demo_clock))
+    end = wired.clock.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     start = end - timedelta(days=days)
     counts = {"events": 0, "clicks": 0, "refunds": 0, "redemptions": 0}
     seq = [0]
@@ -40,7 +46,7 @@ def seed_history(demo: dict[str, Any], days: int = 21, seed: int = 12) -> dict[s
         return start + timedelta(days=day, hours=hour, minutes=rng.randrange(60))
 
     def send(partner: dict[str, Any], event: dict[str, Any], when: datetime) -> dict[str, Any]:
-        clock.freeze(when)
+        demo_clock.set(when)
         event["occurred_at"] = clock.iso(when)
         raw = json.dumps(event)
         seq[0] += 1
@@ -52,7 +58,7 @@ def seed_history(demo: dict[str, Any], days: int = 21, seed: int = 12) -> dict[s
         return json.loads(reply.body) if reply.status_code == 200 else {}
 
     def click(code: str, source: str, when: datetime) -> None:
-        clock.freeze(when)
+        demo_clock.set(when)
         client.http.get(f"/r/{code}?utm_source={source}", headers={})
         counts["clicks"] += 1
 
@@ -97,7 +103,7 @@ def seed_history(demo: dict[str, Any], days: int = 21, seed: int = 12) -> dict[s
                         "refund": {"amount": total, "currency": "RUB", "order_id": order_id}}, end - timedelta(days=1))
             counts["refunds"] += 1
         for member in members[:4]:
-            clock.freeze(end - timedelta(hours=3))
+            demo_clock.set(end - timedelta(hours=3))
             partner = member["partner"]
             redeemed = client.http.post(
                 f"/v1/programs/{demo['program_id']}/members/{member['member_id']}/redemptions",
@@ -106,6 +112,6 @@ def seed_history(demo: dict[str, Any], days: int = 21, seed: int = 12) -> dict[s
                 body=json.dumps({"points": 50, "order_id": f"redeem-{member['customer']}"}))
             counts["redemptions"] += int(redeemed.status_code in (200, 201))
     finally:
-        clock.freeze(None)
+        ports.use(wired)
     counts["members"] = len(members)
     return counts

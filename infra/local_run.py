@@ -133,7 +133,6 @@ class EmbeddedMoto:
         self._mock = mock_aws()
         self._mock.start()
         moto_tuning.apply()
-        bound_sent_email_history()
         self._server.start()
         if self._error is not None:
             raise RuntimeError(f"moto server could not start on {self.host}:{self.port}: {self._error}")
@@ -145,28 +144,6 @@ class EmbeddedMoto:
         if server is not None:
             server.server_close()  # ThreadedMotoServer.stop() leaves the socket bound
         self._mock.stop()
-
-
-#: Sent emails moto's SES keeps (its ``sent_messages``, for ``GetSendStatistics`` and moto's dashboard):
-#: every message the run ever sent, about 4.5 KB each, one per rewarded order. The newest ones are kept;
-#: the rendered notifications are at ``GET /dev/outbox``.
-SENT_EMAIL_HISTORY = 1000
-
-
-def bound_sent_email_history(limit: int = SENT_EMAIL_HISTORY) -> None:
-    """moto's SES keeps every email sent for the life of the process; the local run keeps the newest ``limit``."""
-    from moto.ses.models import SESBackend
-
-    if getattr(SESBackend.__init__, "_sarafan_bounded", False):
-        return
-    original = SESBackend.__init__
-
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self.sent_messages = collections.deque(self.sent_messages, maxlen=limit)
-
-    __init__._sarafan_bounded = True  # type: ignore[attr-defined]
-    SESBackend.__init__ = __init__  # type: ignore[method-assign]  # before the run first uses SES
 
 
 #: Settings the run picks when unset; ``--data`` keeps them for the next start.
@@ -442,11 +419,15 @@ class Dispatcher:
         self.lock = FairLock()
         self.stopping = threading.Event()
         self.handled = 0
+        #: Called before each request, holding the dispatch lock (the stream back-pressure).
+        self.gate: Any = None
 
     def handle(self, original: Any, gateway: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.stopping.is_set():
             return self.unavailable()
         with self.lock:
+            if self.gate is not None:
+                self.gate(self.stopping)
             if self.stopping.is_set():
                 return self.unavailable()
             self.handled += 1
@@ -565,7 +546,7 @@ def wait_until_healthy(base_url: str, timeout: float = 10.0) -> None:
 # --- notifications ----------------------------------------------------------------------------
 
 
-def drive_notifications(log: Any) -> None:
+def drive_notifications(log: Any, positions: Any = None) -> None:
     """Read the table's stream as Lambda would (infra/local_stream.py) and print one line per message.
 
     The stream poller is registered for ``@on_dynamodb_record``, so the EventSourceRunner starts it
@@ -574,8 +555,70 @@ def drive_notifications(log: Any) -> None:
     from chalicelib.notify import sources
     from infra.local_stream import register
 
-    register()
+    register(positions=positions)
     sources.outcome_listeners.append(lambda outcome: log(outcome.line()))
+
+
+#: Stream records the consumers may be behind before a request waits for them (back-pressure), and how long
+#: one request waits at most. A backlog costs memory (about 1 KB a record, some twenty a webhook) and made the
+#: acknowledgement rate look better than what the run sustains.
+STREAM_BACKLOG_LIMIT = 3000
+STREAM_BACKLOG_WAIT = 0.25
+
+
+class StreamBackPressure:
+    """Before a request runs: while the table stream's consumers are more than :data:`STREAM_BACKLOG_LIMIT`
+    records behind, wait until they are not, at most :data:`STREAM_BACKLOG_WAIT` seconds (a short wait per
+    request rather than a long one for a few: the intake slows down to what the consumers keep up with,
+    without multi-second stalls, and a stuck consumer slows the API rather than stopping it). Requests
+    queue meanwhile, in order."""
+
+    def __init__(self, limit: int = STREAM_BACKLOG_LIMIT, wait: float = STREAM_BACKLOG_WAIT) -> None:
+        self.limit, self.wait = limit, wait
+        self.waited = 0.0
+        self._warned = 0.0
+
+    def __call__(self, stopping: threading.Event) -> None:
+        import time
+
+        from infra.local_stream import backlog
+
+        if backlog() <= self.limit:
+            return
+        started = time.monotonic()
+        while not stopping.is_set() and time.monotonic() - started < self.wait:  # a short wait, often: smooth
+            if stopping.wait(0.05) or backlog() <= self.limit:
+                break
+        waited = time.monotonic() - started
+        self.waited += waited
+        if started - self._warned > 60:
+            self._warned = started
+            say(f"the stream consumers are over {self.limit} records behind: requests wait for them "
+                f"({waited:.1f} s for this one)")
+
+
+def drive_consumers(mode: str, one_process: bool, cleanup: contextlib.ExitStack,
+                    on_fatal: Any) -> list[Any]:
+    """The table-stream consumer: in a second process (``infra/local_consumers.py``) with the embedded moto,
+    unless ``--one-process``; in this one otherwise. Returns the consumer processes (none in-process)."""
+    if mode != "moto":
+        drive_notifications(say)
+        return []
+    from infra.local_stream import POSITIONS, install_holds
+
+    install_holds(POSITIONS)
+    DISPATCHER.gate = StreamBackPressure()
+    drive_notifications(say, POSITIONS)
+    if one_process:
+        return []
+    from infra.local_consumers import EngineServer, register
+
+    server = EngineServer(POSITIONS, log=say).start()
+    cleanup.callback(server.close)
+    if os.environ.get("SARAFAN_LOCAL_PROFILE"):  # the consumer process's calls, by action, beside the profile
+        path = Path(os.environ["SARAFAN_LOCAL_PROFILE"] + ".engine.json")
+        cleanup.callback(lambda: path.write_text(json.dumps(server.stats(), indent=1), encoding="utf-8"))
+    return register(server, on_fatal=on_fatal)
 
 
 #: Schedules the local run fires more often than AWS does (real seconds): the partner webhook sender
@@ -590,6 +633,28 @@ def faster_local_schedules(runner: Any) -> None:
     for job in runner.jobs:
         if job.name in LOCAL_PERIODS:
             job.schedule = RateSchedule(max(1, round(LOCAL_PERIODS[job.name] * runner.speedup)))
+
+
+#: Seconds between two steps of the TTL sweep (``moto_tuning.sweep_expired``: a few thousand items a step).
+TTL_SWEEP_EVERY = 10.0
+
+
+def start_ttl_sweeper(stop: threading.Event, every: float = TTL_SWEEP_EVERY) -> threading.Thread:
+    """Delete expired items (the TTL attribute, ``expires_at_epoch``) as DynamoDB does (moto never does), and
+    give the heap's free pages back to the system (:func:`trim_heap`), every ``every`` seconds."""
+    from infra import moto_tuning
+
+    def loop() -> None:
+        while not stop.wait(every):
+            try:
+                moto_tuning.sweep_expired()
+            except Exception as exc:  # reported; the run goes on
+                say(f"TTL sweep failed: {type(exc).__name__}: {exc}")
+            trim_heap()
+
+    thread = threading.Thread(target=loop, name="sarafan-ttl", daemon=True)
+    thread.start()
+    return thread
 
 
 # --- profile ---------------------------------------------------------------------------------
@@ -684,6 +749,21 @@ class CpuProfile:
         self.path.write_text(json.dumps({"cpu_s": round(total / 1e9, 2), "rows": rows}, indent=1), encoding="utf-8")
 
 
+def write_object_census(path: Path) -> None:
+    """``SARAFAN_LOCAL_OBJECTS=FILE``: the live Python objects by type (count, shallow bytes) when the run stops,
+    to compare two runs of different lengths (what grows is what a webhook leaves behind)."""
+    import gc
+
+    counts: collections.Counter[str] = collections.Counter()
+    sizes: collections.Counter[str] = collections.Counter()
+    for obj in gc.get_objects():
+        name = f"{type(obj).__module__}.{type(obj).__qualname__}"
+        counts[name] += 1
+        sizes[name] += sys.getsizeof(obj, 0)
+    rows = [{"type": name, "count": n, "bytes": sizes[name]} for name, n in counts.most_common(60)]
+    path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+
+
 # --- output -------------------------------------------------------------------------------
 
 
@@ -769,6 +849,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="create the demo program without its three weeks of history (infra/demo_history.py)")
     parser.add_argument("--no-schedules", action="store_true", help="do not run @app.schedule handlers")
     parser.add_argument("--quiet", action="store_true", help="print no banner (use with --ready-file)")
+    parser.add_argument("--one-process", action="store_true",
+                        help="run the table-stream consumers in the run's own process, not in a second one "
+                             "(infra/local_consumers.py)")
     parser.add_argument("--fake-crm", action="store_true",
                         help="answer the CRM fetch (HubSpot, Bitrix24, amoCRM) from recorded API responses "
                              "(infra/fake_crm.py) instead of the real CRMs")
@@ -843,11 +926,37 @@ def stop_http(server: Any, thread: threading.Thread, deadline: float) -> None:
     thread.join(1)
 
 
+#: glibc malloc arenas the run may use (its default is eight per CPU: each of the API's threads per
+#: connection got one, and memory freed in one arena is not reused by the others, so the heap kept growing).
+MALLOC_ARENAS = 2
+
+
+def bound_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """``mallopt(M_ARENA_MAX, arenas)`` before the run starts its threads (glibc only; True if applied)."""
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL(None).mallopt(-8, arenas))  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
+
+
+def trim_heap() -> None:
+    """Give the heap's free pages back to the system (``malloc_trim``; glibc only)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str]) -> int:
     import time
 
     from infra.local_state import LocalState
 
+    bound_malloc_arenas()
     args = parse_args(argv)
     mode = choose_aws_mode(os.environ)
     base_url = f"http://{args.host}:{args.port}"
@@ -879,7 +988,13 @@ def main(argv: list[str]) -> int:
 
         register_consumer("SQSEventConfig", CrmFetchPoller)
 
-        drive_notifications(say)
+        fatal: list[str] = []
+
+        def on_fatal(message: str) -> None:
+            fatal.append(message)
+            stop.set()
+
+        consumer_processes = drive_consumers(mode, args.one_process, cleanup, on_fatal)
         speedup = float(os.environ.get("SARAFAN_LOCAL_SCHEDULE_SPEEDUP", "1") or 1)
         runner = EventSourceRunner(app, region=get_settings().region, speedup=speedup, log=say)
         faster_local_schedules(runner)
@@ -891,6 +1006,10 @@ def main(argv: list[str]) -> int:
         if not args.no_schedules:
             runner.start()
         state.start_autosave(args.save_every)
+        if mode == "moto":
+            start_ttl_sweeper(stop)
+        if os.environ.get("SARAFAN_LOCAL_OBJECTS"):
+            cleanup.callback(write_object_census, Path(os.environ["SARAFAN_LOCAL_OBJECTS"]))
         if os.environ.get("SARAFAN_LOCAL_PROFILE"):
             profile = CpuProfile(Path(os.environ["SARAFAN_LOCAL_PROFILE"]))
             profile.start()
@@ -924,6 +1043,7 @@ def main(argv: list[str]) -> int:
             "warnings": warnings,
             "history": history_note,
             "fake_crm_url": fake_crm.base_url if fake_crm else None,
+            "consumer_pids": [c.pid for c in consumer_processes],
         }
         if args.ready_file:
             write_ready_file(args.ready_file, info)
@@ -937,7 +1057,7 @@ def main(argv: list[str]) -> int:
         stopped_at.append(time.monotonic())
         say("stopping…")
     say("stopped")
-    return 0
+    return 1 if fatal else 0
 
 
 def exit_now(code: int) -> None:

@@ -23,8 +23,9 @@ before anything else starts; after :data:`MAX_JOURNAL` segments the next snapsho
 again and the journal is dropped.
 
 Limits: what happened after the last snapshot is lost if the process is killed (``kill -9``,
-out of memory, power cut); a DynamoDB stream starts empty after a restart (records not yet
-consumed are not kept); SNS, SES, SQS and the other services start empty (the run recreates
+out of memory, power cut); the table streams' records not consumed yet are kept with the consumers'
+positions (``infra/local_stream.POSITIONS``), so a restart delivers them once (a snapshot waits until
+no stream batch is half done); SNS, SES, SQS and the other services start empty (the run recreates
 what it needs); asymmetric KMS keys are not kept; the files hold plain secrets for this machine
 only; the format belongs to this version of the local run (a snapshot written by another is
 refused: move the directory away to start over). A full snapshot takes about 4 s of CPU per
@@ -40,6 +41,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,8 @@ SCHEMA_ACTIONS = frozenset({"CreateTable", "DeleteTable", "UpdateTable", "Update
 JOURNAL_GLOB = "aws-journal-*.json.gz"
 #: Journal segments before the next snapshot is a full one again (which drops them).
 MAX_JOURNAL = 200
+#: Seconds a snapshot waits for the stream batch in progress to finish (it holds new batches back meanwhile).
+QUIET_WAIT = 3.0
 
 
 def _write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -218,6 +222,86 @@ def load_dynamodb(tables: list[dict[str, Any]]) -> int:
     return count
 
 
+# --- the table streams -----------------------------------------------------------------------
+
+
+def _stream_record_json(record: Any) -> dict[str, Any]:
+    data = dict(record.to_json())
+    dynamodb = dict(data.get("dynamodb") or {})
+    created = dynamodb.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        dynamodb["ApproximateCreationDateTime"] = {"datetime": created.isoformat()}
+    data["dynamodb"] = dynamodb
+    return data
+
+
+def _stream_record(table: Any, saved: dict[str, Any]) -> Any:
+    """A moto ``StreamRecord`` holding a saved record (kept as ``moto_tuning.compact_items`` keeps them)."""
+    from moto.dynamodb.models.table import StreamRecord
+
+    data = dict(saved)
+    dynamodb = dict(data.get("dynamodb") or {})
+    created = dynamodb.get("ApproximateCreationDateTime")
+    if isinstance(created, dict) and "datetime" in created:
+        dynamodb["ApproximateCreationDateTime"] = datetime.fromisoformat(created["datetime"])
+    data["dynamodb"] = dynamodb
+    from infra import moto_tuning
+
+    record = object.__new__(StreamRecord)
+    moto_tuning.set_stream_record(record, data)
+    return record
+
+
+def dump_streams() -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Each table stream's records a consumer has not finished yet (from its position on; every record
+    when no consumer is registered) and the consumers' positions (call with moto paused)."""
+    from infra.local_stream import POSITIONS
+
+    streams = []
+    for account, region, table in _dynamodb_tables():
+        shard = getattr(table, "stream_shard", None)
+        if shard is None:
+            continue
+        start = shard.starting_sequence_number
+        held = POSITIONS.hold(table.name, shard.id)
+        skip = max(0, min(len(shard.items), (held - start) if held else 0))
+        streams.append({"account": account, "region": region, "table": table.name, "shard": shard.id,
+                        "starting_sequence_number": start + skip,
+                        "records": [_stream_record_json(r) for r in shard.items[skip:]]})
+    return streams, POSITIONS.dump()
+
+
+def _stream_mark() -> tuple[Any, ...]:
+    """Changes when a stream grew, was trimmed or a consumer finished a batch (a snapshot is due)."""
+    from infra.local_stream import POSITIONS
+
+    marks: list[Any] = [POSITIONS.version]
+    for _account, _region, table in _dynamodb_tables():
+        shard = getattr(table, "stream_shard", None)
+        if shard is not None:
+            marks.append((table.name, shard.starting_sequence_number, len(shard.items)))
+    return tuple(marks)
+
+
+def load_streams(streams: list[dict[str, Any]], positions: dict[str, int]) -> int:
+    """Put saved stream records back (after :func:`load_dynamodb`) and the consumers' positions; the count."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    from infra.local_stream import POSITIONS
+
+    count = 0
+    for saved in streams:
+        table = dynamodb_backends[saved["account"]][saved["region"]].tables.get(saved["table"])
+        shard = getattr(table, "stream_shard", None)
+        if shard is None:
+            continue
+        shard.starting_sequence_number = int(saved["starting_sequence_number"])
+        shard.items = [_stream_record(table, record) for record in saved["records"]]
+        count += len(shard.items)
+    POSITIONS.load(positions)
+    return count
+
+
 def _key_json(table: Any, hash_key: Any, range_key: Any) -> dict[str, Any]:
     key = {table.hash_key_attr: hash_key.to_json()}
     if range_key is not None:
@@ -322,6 +406,7 @@ class LocalState:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._save_lock = threading.Lock()
+        self._stream_mark: tuple[Any, ...] = ()
 
     @property
     def persistent(self) -> bool:
@@ -356,24 +441,31 @@ class LocalState:
 
     def restore(self) -> dict[str, int] | None:
         """Load the last snapshot and its journal into moto (before anything else talks to it)."""
+        if not self.persistent:
+            return None  # nothing to note: without --data, noting every changed key would only grow
         CHANGES.install()
-        if not self.persistent or not self._path(AWS_FILE).exists():
+        if not self._path(AWS_FILE).exists():
             return None
         started = time.monotonic()
         data = _read(self._path(AWS_FILE))
         loaded = {"items": load_dynamodb(data["dynamodb"]), "tables": len(data["dynamodb"])}
         kms = data.get("kms", [])
+        streams, positions = data.get("streams", []), data.get("positions", {})
         segments = self._journal()
         for segment in segments:
             changes = _read(segment)
             apply_changes(changes["items"])
             kms = changes.get("kms", kms)
+            if "streams" in changes:
+                streams, positions = changes["streams"], changes.get("positions", {})
         loaded["kms_keys"] = load_kms(kms)
+        loaded["stream_records"] = load_streams(streams, positions)
         loaded["journal"] = len(segments)
         CHANGES.take()  # what was just loaded is what is on disk
+        self._stream_mark = _stream_mark()
         self.log(f"restored {loaded['items']} items in {loaded['tables']} table(s), {len(segments)} journal "
-                 f"segment(s) and {loaded['kms_keys']} KMS key(s) from {self.directory} in "
-                 f"{time.monotonic() - started:.1f} s")
+                 f"segment(s), {loaded['stream_records']} stream record(s) not consumed yet and "
+                 f"{loaded['kms_keys']} KMS key(s) from {self.directory} in {time.monotonic() - started:.1f} s")
         self._saved_kms = kms
         self._sequence = int(segments[-1].name.split("-")[-1].split(".")[0]) if segments else 0
         return loaded
@@ -389,15 +481,24 @@ class LocalState:
         from infra import moto_tuning
 
         assert self.directory is not None
+        from infra.local_stream import POSITIONS
+
         with self._save_lock:
             started = time.monotonic()
-            with moto_tuning.engine_paused():  # one consistent state: no DynamoDB request runs meanwhile
+            # No stream batch half done (each is wholly delivered, its position committed, or not begun), and
+            # no DynamoDB request running: one consistent state, stream records and positions included.
+            with POSITIONS.quiet(QUIET_WAIT) as idle, moto_tuning.engine_paused():
+                if not idle:
+                    self.log(f"{reason}: a stream batch was still in progress after {QUIET_WAIT:g} s; "
+                             "after a crash it would be delivered again")
                 changed, schema = CHANGES.take()
                 kms = dump_kms()
+                mark = _stream_mark()
                 full = (full or schema or not self._path(AWS_FILE).exists()
                         or (bool(changed) and self._sequence >= MAX_JOURNAL))
-                if not full and not changed and kms == self._saved_kms:
+                if not full and not changed and kms == self._saved_kms and mark == self._stream_mark:
                     return False
+                streams, positions = dump_streams()
                 if full:
                     tables = dump_dynamodb()
                     data: dict[str, Any] = {"format": FORMAT, "dynamodb": tables, "kms": kms}
@@ -406,6 +507,9 @@ class LocalState:
                     items = dump_changes(changed)
                     data = {"format": FORMAT, "items": items, "kms": kms}
                     count = len(items)
+                data["streams"], data["positions"] = streams, positions
+                self._stream_mark = mark
+                unconsumed = sum(len(stream["records"]) for stream in streams)
             # Plain JSON values from here on: serialised outside the pause.
             data["saved_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             blob = gzip.compress(json.dumps(data, separators=(",", ":"), ensure_ascii=False,
@@ -423,8 +527,8 @@ class LocalState:
                 _write_atomically(where, blob)
             self._saved_kms = kms
             self.last_save_seconds = time.monotonic() - started
-            self.log(f"{reason}: saved {count} {'items' if full else 'changed items'} to {where.name} "
-                     f"in {self.last_save_seconds:.1f} s")
+            self.log(f"{reason}: saved {count} {'items' if full else 'changed items'} and {unconsumed} stream "
+                     f"record(s) not consumed yet to {where.name} in {self.last_save_seconds:.1f} s")
             return True
 
     def start_autosave(self, every: float) -> None:

@@ -41,6 +41,9 @@ Memory per item: :func:`compact_items` keeps stored items' attributes as ``marsh
 ``DynamoType`` objects took about six times the item's DynamoDB JSON) and stream records pickled until
 they are read.
 
+Outside DynamoDB: :func:`bound_sent_email_history` keeps moto's SES history of sent e-mails to the
+newest 1,000 (it kept every message of a long run, about 4.5 KB each).
+
 :func:`apply` installs all of them once per process (idempotent).
 """
 
@@ -55,6 +58,7 @@ import pickle
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -85,6 +89,7 @@ def apply() -> None:
         ("actions", cache_action_lookup),
         ("direct", direct_dynamodb_calls),
         ("compact", compact_items),
+        ("ses_history", bound_sent_email_history),
     ):
         if name not in _applied:
             install()
@@ -93,6 +98,30 @@ def apply() -> None:
 
 def applied() -> frozenset[str]:
     return frozenset(_applied)
+
+
+# --- SES's sent-mail history -------------------------------------------------------------------
+
+#: Sent e-mails moto's SES keeps (its ``sent_messages``, for ``GetSendStatistics`` and moto's dashboard):
+#: every message a process ever sent, about 4.5 KB each, one per rewarded order of a long local run. The
+#: newest ones are kept; the local run's rendered notifications are at ``GET /dev/outbox``.
+SENT_EMAIL_HISTORY = 1000
+
+
+def bound_sent_email_history(limit: int = SENT_EMAIL_HISTORY) -> None:
+    """moto's SES keeps every e-mail sent for the life of the process; keep the newest ``limit``."""
+    from moto.ses.models import SESBackend
+
+    if getattr(SESBackend.__init__, "_sarafan_bounded", False):
+        return
+    original = SESBackend.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.sent_messages = collections.deque(self.sent_messages, maxlen=limit)
+
+    __init__._sarafan_bounded = True  # type: ignore[attr-defined]
+    SESBackend.__init__ = __init__  # type: ignore[method-assign]  # before the process first uses SES
 
 
 # --- instance tracking -----------------------------------------------------------------------
@@ -140,9 +169,35 @@ class _NoTableCopy:
 
         if getattr(_local, "in_transaction", False) and isinstance(value, Table):
             return value
-        if getattr(_local, "update_without_stream", False) and isinstance(value, Item):
-            return value  # update_item copies the old item only for a stream record; there is no stream
+        if isinstance(value, Item):
+            if getattr(_local, "update_without_stream", False):
+                return value  # update_item copies the old item only for a stream record; there is no stream
+            return item_copy(value, memo)
         return copy.deepcopy(value, memo)
+
+
+def item_copy(item: Any, memo: dict[int, Any] | None = None) -> Any:
+    """A copy of a stored item that later changes to the original do not reach: with :func:`compact_items`,
+    a new ``Item`` holding the original's attributes packed (its bytes when it is packed already: nothing
+    to copy), unpacked when read; else (or for a value ``marshal`` cannot hold) ``copy.deepcopy``. For the
+    rollback snapshot of a transaction and the old image of an update's stream record, where moto deep-copied
+    every attribute (the largest part of a transaction's cost after the writes)."""
+    if item is None or "compact" not in _applied:
+        return copy.deepcopy(item, memo)
+    state = item.__dict__
+    blob = state.get("_packed")
+    attrs = state.get("_attrs")
+    if attrs is not None:
+        try:
+            blob = marshal.dumps({name: _pack_value(value) for name, value in attrs.items()})
+        except (AttributeError, TypeError, ValueError):
+            return copy.deepcopy(item, memo)
+    if blob is None:
+        return copy.deepcopy(item, memo)
+    clone = object.__new__(type(item))
+    clone.__dict__.update(state)
+    clone.__dict__["_attrs"], clone.__dict__["_packed"] = None, blob
+    return clone
 
 
 _Snapshot = tuple[dict[tuple[str, Any, Any], Any], dict[str, int]]
@@ -182,7 +237,7 @@ def _snapshot(backend: Any, transact_items: list[dict[str, Any]]) -> _Snapshot:
         partition = table.items.get(hash_value)
         current = partition if range_value is None else (partition or {}).get(range_value)
         # update_item changes the item in place; put and delete replace or drop the object.
-        items[key] = copy.deepcopy(current) if key in updated else current
+        items[key] = item_copy(current) if key in updated else current
         if table.stream_shard is not None:
             streams.setdefault(table_name, len(table.stream_shard.items))
     return items, streams
@@ -867,6 +922,11 @@ MAX_SHARD_ITERATORS = 32
 TRIM_STEP = 500
 
 
+#: ``hold(shard) -> first sequence number still needed, or None``: the local run's consumer positions
+#: (``infra/local_stream.install_holds``), so records read but not yet finished are not trimmed.
+STREAM_HOLDS: list[Callable[[Any], int | None]] = []
+
+
 def _trim_read_records(backend: Any, shard: Any) -> None:
     """Drop the stream records behind every iterator still usable (moto forgets iterators beyond
     :data:`MAX_SHARD_ITERATORS`, so an older one cannot read again), as DynamoDB trims a stream after
@@ -875,12 +935,132 @@ def _trim_read_records(backend: Any, shard: Any) -> None:
                  if it.stream_shard is shard and isinstance(it.sequence_number, int)]
     if not positions:
         return
+    for hold in STREAM_HOLDS:  # a consumer's unfinished batches stay, however far its iterators read
+        held = hold(shard)
+        if held is not None:
+            positions.append(held)
     with ENGINE_LOCK:  # no transaction is between its snapshot of the shard's length and its restore
         cut = min(positions) - shard.starting_sequence_number
         if cut >= TRIM_STEP:
             cut = min(cut, len(shard.items))
             del shard.items[:cut]
             shard.starting_sequence_number += cut
+
+
+def _keep_record_as_text(state: dict[str, Any]) -> None:
+    """A stream record kept as the JSON text ``GetRecords`` answers with (:func:`plain_json_body`'s text for
+    it; the creation time also kept as the ``datetime`` moto built), so reading it costs no decoding and no
+    encoding in moto: :func:`stream_records_as_text` puts the texts into the answer as they are."""
+    record = state["record"]
+    text = json.dumps(record, separators=(",", ":"), default=_special)
+    if "null" in text:  # a None member somewhere: the careful way, as plain_json_body writes it
+        text = json.dumps(_plain(record), separators=(",", ":"))
+    state.pop("record")
+    state["_text"] = text
+    state["_created"] = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
+    state["_seq"] = int(record.get("dynamodb", {}).get("SequenceNumber", 0))
+
+
+def record_as_text(self: Any, table: Any, stream_type: str, event_name: str, old: Any, new: Any, seq: int) -> None:
+    """``StreamRecord.__init__`` writing the record's JSON once (:func:`_keep_record_as_text`'s text).
+
+    moto builds the record's dict, dumps its ``dynamodb`` part only to measure ``SizeBytes``, and the record
+    was then encoded again for ``GetRecords``: two encodings of every item's image per write. Here the
+    ``dynamodb`` part is encoded once (``SizeBytes``: the length of that compact text, moto's measure of the
+    same part without the blanks), and the record's text is put together around it. The record's fields are
+    moto's; a ``None`` anywhere (never in a DynamoDB image) takes moto's own way."""
+    from moto.core.utils import utcnow
+    from moto.moto_api._internal import mock_random
+
+    record_of = old if old is not None else new
+    keys = {table.hash_key_attr: record_of.hash_key.to_json()}
+    if table.range_key_attr is not None:
+        keys[table.range_key_attr] = record_of.range_key.to_json()
+    created = utcnow()
+    data: dict[str, Any] = {"StreamViewType": stream_type, "ApproximateCreationDateTime": created,
+                            "SequenceNumber": str(seq), "SizeBytes": 1, "Keys": keys}
+    if stream_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES") and new is not None:
+        data["NewImage"] = new.to_json()["Attributes"]
+    if stream_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES") and old is not None:
+        data["OldImage"] = old.to_json()["Attributes"]
+    head = {"eventID": mock_random.uuid4().hex, "eventName": event_name, "eventSource": "aws:dynamodb",
+            "eventVersion": "1.0", "awsRegion": "us-east-1"}
+    inner = json.dumps(data, separators=(",", ":"), default=_special)
+    if "null" in inner:
+        record_as_text.__wrapped__(self, table, stream_type, event_name, old, new, seq)  # type: ignore[attr-defined]
+        return
+    size = len(inner)
+    inner = inner.replace('"SizeBytes":1,', f'"SizeBytes":{size},', 1)
+    state = self.__dict__
+    state["_text"] = json.dumps(head, separators=(",", ":"))[:-1] + ',"dynamodb":' + inner + "}"
+    state["_created"], state["_seq"] = created, seq
+
+
+def _record_from_text(state: dict[str, Any]) -> dict[str, Any]:
+    """The record as moto built it (for moto's own readers), from :func:`_keep_record_as_text`'s text."""
+    record: dict[str, Any] = _decode_blobs(json.loads(state["_text"]))
+    data = record.get("dynamodb")
+    if isinstance(data, dict) and "ApproximateCreationDateTime" in data:
+        data["ApproximateCreationDateTime"] = state["_created"]
+    return record
+
+
+#: ``[False]``: ``GetRecords`` decodes every record for moto's serializer again (:func:`stream_records_as_text`).
+RECORDS_AS_TEXT = [True]
+
+
+class _RecordTexts(list[str]):
+    """``GetRecords``' records as their JSON texts (:func:`_keep_record_as_text`), for :func:`plain_json_body`;
+    :attr:`created`: their creation times as moto built them."""
+
+    created: list[Any]
+
+
+def _records_text(result: dict[str, Any]) -> str:
+    """The ``GetRecords`` answer's JSON with the records' texts put in as they are."""
+    records = result["Records"]
+    head = {k: v for k, v in result.items() if k != "Records" and k in _output_members("GetRecords", "dynamodbstreams")
+            and v is not None}
+    inner = json.dumps(head, separators=(",", ":"))[1:-1]
+    return "{" + inner + ("," if inner else "") + '"Records":[' + ",".join(records) + "]}"
+
+
+def _records_of(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with its records as dicts again (what moto's own serializer takes)."""
+    records = result.get("Records")
+    if not isinstance(records, _RecordTexts):
+        return result
+    decoded = []
+    for text, created in zip(records, records.created, strict=True):
+        record = _decode_blobs(json.loads(text))
+        record["dynamodb"]["ApproximateCreationDateTime"] = created
+        decoded.append(record)
+    return {**result, "Records": decoded}
+
+
+def stream_records_as_text(shard_iterator_class: Any) -> None:
+    """``ShardIterator.get`` (moto's ``GetRecords``) hands the kept texts on without decoding a record (moto
+    unpickled each record's dict for its serializer to walk again); the next iterator is what moto makes."""
+    original: Callable[..., Any] = shard_iterator_class.get
+
+    def get(self: Any, limit: int = 1000) -> dict[str, Any]:
+        shard = self.stream_shard
+        start = self.sequence_number - shard.starting_sequence_number
+        records = shard.items[start:start + limit] if start >= 0 else []
+        if start < 0 or not RECORDS_AS_TEXT[0] or any("_text" not in r.__dict__ for r in records):
+            return original(self, limit)  # type: ignore[no-any-return]
+        if records:
+            after = shard_iterator_class(self.streams_backend, shard, "AFTER_SEQUENCE_NUMBER",
+                                         max(r.__dict__["_seq"] for r in records))
+        else:
+            after = shard_iterator_class(self.streams_backend, shard, "AT_SEQUENCE_NUMBER", self.sequence_number)
+        self.streams_backend.shard_iterators[after.arn] = after
+        texts = _RecordTexts(r.__dict__["_text"] for r in records)
+        texts.created = [r.__dict__["_created"] for r in records]
+        return {"NextShardIterator": after.arn, "Records": texts}
+
+    get.__wrapped__ = original  # type: ignore[attr-defined]
+    shard_iterator_class.get = get
 
 
 def plain_json_stream_records() -> None:
@@ -891,7 +1071,7 @@ def plain_json_stream_records() -> None:
     (py-spy, ``bench/local_run.py``). ``tests/functional/test_moto_engine.py`` compares the output
     with moto's own serializer.
     """
-    from moto.dynamodbstreams.models import DynamoDBStreamsBackend
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
     original: Callable[..., Any] = DynamoDBStreamsHandler.serialized
@@ -901,6 +1081,8 @@ def plain_json_stream_records() -> None:
         if isinstance(result, dict) and action == "GetRecords":
             headers = {"Content-Type": JSON_CONTENT_TYPE}
             headers.update(self.response_headers)
+            if isinstance(result.get("Records"), _RecordTexts):
+                return 200, headers, _records_text(result)
             return 200, headers, plain_json_body(action, result, "dynamodbstreams")
         return original(self, action_result)
 
@@ -920,6 +1102,7 @@ def plain_json_stream_records() -> None:
         return result
 
     DynamoDBStreamsBackend.get_records = bounded_get_records  # type: ignore[method-assign]
+    stream_records_as_text(ShardIterator)
 
 
 # --- concurrency -------------------------------------------------------------------------------
@@ -992,6 +1175,9 @@ def parse_plain_success(headers: dict[str, str], body: bytes) -> dict[str, Any]:
 #: ``[False]`` sends every call the usual way again (the engine test compares both).
 DIRECT_CALLS = [True]
 
+#: ``[False]``: the direct calls go through botocore's serializer again (:func:`_skip_serializer`).
+SKIP_SERIALIZER = [True]
+
 #: DynamoDB Streams calls the local run's stream poller makes (``infra/local_stream.py``).
 STREAM_ACTIONS = frozenset({"DescribeStream", "GetShardIterator", "GetRecords", "ListStreams"})
 
@@ -1024,6 +1210,104 @@ def lean_request(request_class: Any, url: str, headers: dict[str, str], body: by
     return request_class(environ)
 
 
+class _DirectBody(bytes):
+    """The body of a DynamoDB data-plane request that takes the in-process hop: ``{}`` on the wire (it never
+    goes there), the parameters ``marshal``-ed in :attr:`packed` (each attempt gets its own copy)."""
+
+    packed: bytes
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return marshal.loads(self.packed)  # type: ignore[no-any-return]
+
+
+def _skip_serializer(active: Callable[[], bool]) -> None:
+    """For a DynamoDB data-plane call that :func:`direct_dynamodb_calls` hands to moto, skip botocore's
+    serializer: it walks every attribute of every item through the service model (with PynamoDB's client,
+    which turns parameter validation off, it checks nothing) only for moto to parse the text back into the
+    same dict. The request keeps its method, URL and headers (the serializer runs on no parameters); its
+    body carries the parameters ``marshal``-ed (plain data; moto gets its own copy of every container, so it
+    keeps no reference to the caller's lists and dicts, and a retried attempt starts from the same values). Parameters ``marshal`` cannot copy take the usual path."""
+    from botocore.serialize import JSONSerializer
+
+    original: Callable[..., Any] = JSONSerializer.serialize_to_request
+
+    def serialize_to_request(self: Any, parameters: Any, operation_model: Any) -> Any:
+        if (operation_model.name in PLAIN_JSON_ACTIONS and active()
+                and operation_model.service_model.service_name == "dynamodb"):
+            try:
+                packed = marshal.dumps(parameters)
+            except (TypeError, ValueError):
+                return original(self, parameters, operation_model)
+            serialized = original(self, {}, operation_model)
+            body = _DirectBody(serialized["body"])
+            body.packed = packed
+            serialized["body"] = body
+            return serialized
+        return original(self, parameters, operation_model)
+
+    serialize_to_request.__wrapped__ = original  # type: ignore[attr-defined]
+    JSONSerializer.serialize_to_request = serialize_to_request  # type: ignore[method-assign]
+
+#: The in-process hop's moto call, ``(service, url, headers, body) -> (status, headers, body)``, once
+#: :func:`direct_dynamodb_calls` is installed (the local run's consumer process reaches it over a socket).
+DIRECT_DISPATCH: list[Callable[[str, str, dict[str, str], bytes], tuple[int, Any, Any]]] = []
+
+
+def direct_request_parts(model: Any, params: dict[str, Any],
+                         request_signer: Any = None) -> tuple[str, str, dict[str, str], bytes] | None:
+    """``(service, url, headers, body)`` of a data-plane call the hop answers (``None``: the usual path)."""
+    service = model.service_model.service_name
+    actions = PLAIN_JSON_ACTIONS if service == "dynamodb" else STREAM_ACTIONS if service == "dynamodbstreams" else ()
+    if model.name not in actions:
+        return None
+    url = params["url"]
+    headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in params["headers"].items()}
+    credentials = getattr(request_signer, "_credentials", None)
+    access_key = getattr(credentials, "access_key", None)
+    if access_key:  # moto reads the caller's account from the access key in the signature
+        region = getattr(request_signer, "_region_name", "us-east-1")
+        headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/20000101/{region}/{service}/"
+                                    "aws4_request, SignedHeaders=host, Signature=0")
+    body = params["body"]
+    return service, url, headers, body if isinstance(body, bytes) else body.encode()
+
+
+_json_parser: list[Any] = []
+
+
+def parse_direct_answer(model: Any, url: str, status: int, headers: Any, body: Any) -> tuple[Any, dict[str, Any]]:
+    """``(http response, parsed)`` as botocore's endpoint would return them for moto's answer to a hop call:
+    a successful data-plane answer through ``json.loads``, anything else through botocore's own parser."""
+    from botocore.awsrequest import AWSResponse
+    from botocore.utils import parse_timestamp
+    from moto.core.botocore_stubber import MockRawResponse
+
+    service = model.service_model.service_name
+    http = AWSResponse(url, status, headers, MockRawResponse(body))  # type: ignore[arg-type]
+    if status == 200 and (service == "dynamodb" or model.name == "GetRecords"):
+        parsed_ok = parse_plain_success(dict(http.headers), http.content)
+        if service == "dynamodbstreams":  # the one timestamp member, as botocore's parser reads it
+            for record in parsed_ok.get("Records", ()):
+                data = record.get("dynamodb") or {}
+                if "ApproximateCreationDateTime" in data:
+                    data["ApproximateCreationDateTime"] = parse_timestamp(data["ApproximateCreationDateTime"])
+        return http, parsed_ok
+    if not _json_parser:
+        from botocore.parsers import create_parser
+
+        _json_parser.append(create_parser("json"))
+    parser = _json_parser[0]
+    response_dict = {"headers": http.headers, "status_code": status, "body": http.content}
+    parsed = parser.parse(response_dict, model.output_shape)
+    code = parsed.get("Error", {}).get("Code")
+    error_shape = model.service_model.shape_for_error_code(code) if code else None
+    if error_shape is not None:
+        parsed.update(parser.parse(response_dict, error_shape))
+    parsed.setdefault("ResponseMetadata", {})["RetryAttempts"] = 0
+    return http, parsed
+
+
 def direct_dynamodb_calls() -> None:
     """Hand the app's DynamoDB data-plane calls to moto's handler without the HTTP-shaped detour.
 
@@ -1041,69 +1325,45 @@ def direct_dynamodb_calls() -> None:
     timestamp parser. Only while moto's mock is active; every other service, and DynamoDB's control
     plane, keeps the usual path.
     """
-    from botocore.awsrequest import AWSResponse
     from botocore.handlers import BUILTIN_HANDLERS, REGISTER_LAST
-    from botocore.parsers import create_parser
-    from botocore.utils import parse_timestamp
-    from moto.core.botocore_stubber import MockRawResponse
     from moto.core.exceptions import HTTPException
     from moto.core.models import botocore_stubber
     from moto.core.request import Request
     from moto.dynamodb.responses import DynamoHandler
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
-    parser = create_parser("json")
     handlers: dict[str, tuple[Any, frozenset[str]]] = {
         "dynamodb": (DynamoHandler, PLAIN_JSON_ACTIONS),
         "dynamodbstreams": (DynamoDBStreamsHandler, STREAM_ACTIONS),
     }
 
+    def dispatch(service: str, url: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, Any]:
+        """moto's answer (status, headers, body) to one serialised data-plane request."""
+        handler_class = handlers[service][0]
+        direct = body.params if isinstance(body, _DirectBody) else None
+        request = lean_request(Request, url, headers, body)
+        if service == "dynamodb":
+            # What botocore's serializer would have written, parsed back by moto's own parser, is the same
+            # dict (blobs as bytes): a copy of the parameters (:func:`_skip_serializer`) or the body parsed.
+            _local.direct_params = direct if direct is not None else (
+                _decode_blobs(json.loads(body)) if body else {})
+        try:
+            return handler_class.dispatch(request, request.raw_url, request.headers)  # type: ignore[no-any-return]
+        except HTTPException as error:
+            return int(error.code or 500), error.get_headers(), error.get_body()
+        finally:
+            _local.direct_params = None
+
+    DIRECT_DISPATCH[:] = [dispatch]
+
     def before_call(model: Any, params: dict[str, Any], request_signer: Any = None, **_: Any) -> Any:
         if not DIRECT_CALLS[0] or not botocore_stubber.enabled:
             return None
-        service = model.service_model.service_name
-        handler_class, actions = handlers.get(service, (None, frozenset()))
-        if model.name not in actions:
+        parts = direct_request_parts(model, params, request_signer)
+        if parts is None:
             return None
-        url = params["url"]
-        headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in params["headers"].items()}
-        credentials = getattr(request_signer, "_credentials", None)
-        access_key = getattr(credentials, "access_key", None)
-        if access_key:  # moto reads the caller's account from the access key in the signature
-            region = getattr(request_signer, "_region_name", "us-east-1")
-            headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={access_key}/20000101/{region}/{service}/"
-                                        "aws4_request, SignedHeaders=host, Signature=0")
-        body = params["body"]
-        body = body if isinstance(body, bytes) else body.encode()
-        request = lean_request(Request, url, headers, body)
-        if service == "dynamodb":
-            # botocore validated and serialised these parameters from the service model: moto's own
-            # parser would only turn them back into the same dict (blobs as bytes), at a third of the cost.
-            _local.direct_params = _decode_blobs(json.loads(body)) if body else {}
-        try:
-            status, response_headers, response_body = handler_class.dispatch(request, request.raw_url,
-                                                                              request.headers)
-        except HTTPException as error:
-            status, response_headers, response_body = error.code, error.get_headers(), error.get_body()
-        finally:
-            _local.direct_params = None
-        http = AWSResponse(url, status, response_headers, MockRawResponse(response_body))  # type: ignore[arg-type]
-        if status == 200 and (service == "dynamodb" or model.name == "GetRecords"):
-            parsed_ok = parse_plain_success(dict(http.headers), http.content)
-            if service == "dynamodbstreams":  # the one timestamp member, as botocore's parser reads it
-                for record in parsed_ok.get("Records", ()):
-                    data = record.get("dynamodb") or {}
-                    if "ApproximateCreationDateTime" in data:
-                        data["ApproximateCreationDateTime"] = parse_timestamp(data["ApproximateCreationDateTime"])
-            return http, parsed_ok
-        response_dict = {"headers": http.headers, "status_code": status, "body": http.content}
-        parsed = parser.parse(response_dict, model.output_shape)
-        code = parsed.get("Error", {}).get("Code")
-        error_shape = model.service_model.shape_for_error_code(code) if code else None
-        if error_shape is not None:
-            parsed.update(parser.parse(response_dict, error_shape))
-        parsed.setdefault("ResponseMetadata", {})["RetryAttempts"] = 0
-        return http, parsed
+        service, url, headers, body = parts
+        return parse_direct_answer(model, url, *dispatch(service, url, headers, body))
 
     original_parse: Callable[..., Any] = DynamoHandler.parse_parameters
 
@@ -1117,6 +1377,7 @@ def direct_dynamodb_calls() -> None:
 
     parse_parameters.__wrapped__ = original_parse  # type: ignore[attr-defined]
     DynamoHandler.parse_parameters = parse_parameters  # type: ignore[method-assign]
+    _skip_serializer(lambda: DIRECT_CALLS[0] and SKIP_SERIALIZER[0] and botocore_stubber.enabled)
     # Last, so hooks a test or a benchmark registers (call counters, injected failures) still run first.
     BUILTIN_HANDLERS.append(("before-call.dynamodb", before_call, REGISTER_LAST))
     BUILTIN_HANDLERS.append(("before-call.dynamodbstreams", before_call, REGISTER_LAST))
@@ -1249,14 +1510,116 @@ def compact_items() -> None:
         for record in self.items[count:]:
             state = record.__dict__
             if "record" in state:
-                state["_packed"] = pickle.dumps(state.pop("record"), pickle.HIGHEST_PROTOCOL)
+                _keep_record_as_text(state)
 
     def to_json(self: Any) -> dict[str, Any]:
         state = self.__dict__
         if "record" in state:
             return state["record"]  # type: ignore[no-any-return]
+        if "_text" in state:
+            return _record_from_text(state)
         return pickle.loads(state["_packed"])  # type: ignore[no-any-return]
 
     add.__wrapped__ = original_add  # type: ignore[attr-defined]
     StreamShard.add = add  # type: ignore[method-assign]
     StreamRecord.to_json = to_json  # type: ignore[method-assign]
+    original_init: Callable[..., Any] = StreamRecord.__init__
+    record_as_text.__wrapped__ = original_init  # type: ignore[attr-defined]
+    StreamRecord.__init__ = record_as_text  # type: ignore[method-assign]
+
+
+# --- TTL -----------------------------------------------------------------------------------------
+
+#: Items one :func:`sweep_expired` step looks at while holding the engine lock (requests interleave between steps).
+SWEEP_STEP = 500
+_sweep_cursors: dict[int, list[Any]] = {}
+
+
+def _expiry(item: Any, attribute: str) -> float | None:
+    """The item's TTL (epoch seconds), read from its packed bytes without unpacking the item."""
+    state = item.__dict__
+    attrs = state.get("_attrs")
+    kind: Any
+    raw: Any
+    if attrs is not None:
+        value = attrs.get(attribute)
+        kind, raw = (value.type, value.value) if value is not None else (None, None)
+    else:
+        blob = state.get("_packed")
+        kind, raw = marshal.loads(blob).get(attribute, (None, None)) if blob is not None else (None, None)
+    if kind != "N":
+        return None
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def sweep_expired(now: float | None = None, budget: int = 5 * SWEEP_STEP) -> int:
+    """Delete items whose TTL attribute has passed, as DynamoDB's TTL does: from tables with TTL enabled, each
+    deletion a ``REMOVE`` stream record (``userIdentity`` the DynamoDB service, as AWS marks it). moto never
+    deletes them (it has no sweeper), so a long local run kept every expired rate counter and marker.
+
+    Looks at up to ``budget`` items per call, going round each table's partitions (a call continues where
+    the previous one stopped), so a pass over a big table is spread over calls, as DynamoDB deletes within
+    days rather than at the second; returns how many items it deleted."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    now = time.time() if now is None else now
+    removed = looked = 0
+    tables = [t for regions in list(dynamodb_backends.values()) for backend in list(regions.values())
+              for t in list(backend.tables.values())
+              if (t.ttl or {}).get("TimeToLiveStatus") == "ENABLED" and (t.ttl or {}).get("AttributeName")]
+    for table in tables:
+        attribute = table.ttl["AttributeName"]
+        cursor = _sweep_cursors.get(id(table))
+        if not cursor:
+            cursor = _sweep_cursors[id(table)] = list(table.items.keys())
+        while cursor and looked < budget:
+            with ENGINE_LOCK:
+                step = 0
+                while cursor and step < SWEEP_STEP:
+                    hash_key = cursor.pop()
+                    partition = table.items.get(hash_key)
+                    if partition is None:
+                        continue
+                    ranged = table.range_key_attr is not None
+                    members = list(partition.items()) if ranged else [(None, partition)]
+                    step += len(members)
+                    for range_key, item in members:
+                        expires = _expiry(item, attribute)
+                        if expires is None or expires > now:
+                            continue
+                        table.delete_item(hash_key, range_key)
+                        removed += 1
+                        _mark_ttl_removal(table)
+                    if ranged and not table.items.get(hash_key):
+                        table.items.pop(hash_key, None)
+                looked += step
+                pack_unpacked_items()
+        if looked >= budget:
+            break
+    for key in [k for k in _sweep_cursors if k not in {id(t) for t in tables}]:
+        del _sweep_cursors[key]
+    return removed
+
+
+def _mark_ttl_removal(table: Any) -> None:
+    """The REMOVE record just added for a TTL deletion names the service as AWS's do."""
+    shard = table.stream_shard
+    if shard is None or not shard.items:
+        return
+    record = shard.items[-1]
+    data = dict(record.to_json())
+    data["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    set_stream_record(record, data)
+
+
+def set_stream_record(record: Any, data: dict[str, Any]) -> None:
+    """Make a moto ``StreamRecord`` hold ``data`` (kept as its text, as :func:`compact_items` keeps records)."""
+    state = record.__dict__
+    for name in ("record", "_text", "_created", "_seq", "_packed"):
+        state.pop(name, None)
+    state["record"] = data
+    if "compact" in _applied:
+        _keep_record_as_text(state)

@@ -159,11 +159,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def reset_process_state() -> None:
-    """Everything cached per process (settings, connections, clients, config cache, clock)."""
+    """Everything cached per process (settings, connections, clients, config cache), and the production ports
+    wired with the tests' clock (``tests.support.CLOCK``) following the wall clock again."""
+    import app  # noqa: F401  (importing the app wires its ports: done first, so the wiring below stays)
     from chalicelib import aws, config
-    from chalicelib.domain import clock
     from chalicelib.services import envelope, ports, rules, secrets
     from chalicelib.store import cache, db
+    from tests.support import CLOCK
 
     config.reset_settings()
     db.reset()
@@ -172,8 +174,15 @@ def reset_process_state() -> None:
     secrets.reset_master_key()
     rules.reset_cache()
     envelope.reset_cache()
-    clock.freeze(None)
-    ports.use(None)
+    CLOCK.set(None)
+    ports.wire(_ports_on_the_tests_clock)
+
+
+def _ports_on_the_tests_clock() -> Any:
+    from chalicelib.services import ports
+    from tests.support import CLOCK
+
+    return ports.production(clock=CLOCK)
 
 
 def _no_dns(host: str) -> list[str]:
@@ -371,6 +380,32 @@ def _new_table() -> None:
     reset_process_state()
     tables = dynamodb_backends[_PROVISIONED.account][_PROVISIONED.region].tables
     tables[_PROVISIONED.table.name] = copy.deepcopy(_PROVISIONED.table)
+    bind()
+
+
+def table_snapshot() -> Any:
+    """Inside :func:`moto_aws`, after :func:`fresh_table`: a copy of the table as it is now (a world a property
+    test builds once), for :func:`restore_table` before each example."""
+    import copy
+
+    from moto.dynamodb.models import dynamodb_backends
+
+    assert _copy_fits(), "table_snapshot needs the provisioned table (see _copy_fits)"
+    return copy.deepcopy(dynamodb_backends[_PROVISIONED.account][_PROVISIONED.region].tables[_PROVISIONED.table.name])
+
+
+def restore_table(snapshot: Any) -> None:
+    """The table put back as :func:`table_snapshot` copied it, every process cache emptied: an example
+    starts from the same world whatever the previous one stored (milliseconds for a small world)."""
+    import copy
+
+    from moto.dynamodb.models import dynamodb_backends
+
+    from chalicelib.store.db import bind
+
+    reset_process_state()
+    dynamodb_backends[_PROVISIONED.account][_PROVISIONED.region].tables[_PROVISIONED.table.name] = (
+        copy.deepcopy(snapshot))
     bind()
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from chalice.test import Client
 
+from chalicelib.domain.clock import ManualClock, parse_iso
+
 
 @dataclass
 class Reply:
@@ -27,15 +29,22 @@ class Reply:
 _message_ids = count(1)
 
 
-def _catch_up(clock: Any, event: Any) -> None:
-    if getattr(clock, "_frozen", None) is None or not isinstance(event, dict):
+#: The clock of the ports the functional tests run on (``tests/conftest.py`` wires it into the production ports
+#: and sets it back to the wall clock before each test): ``CLOCK.set(at)`` stops time at ``at``, ``CLOCK.advance``
+#: moves it, ``CLOCK.now()`` reads it. The service tests' ``ports.fakes(now)`` hold the same kind of clock
+#: (``deps.clock``). Nothing else moves the service's time (docs/architecture.md#one-clock).
+CLOCK = ManualClock()
+
+
+def _catch_up(event: Any) -> None:
+    if not CLOCK.stopped or not isinstance(event, dict):
         return
     try:
-        at = clock.parse_iso(event["occurred_at"])
+        at = parse_iso(event["occurred_at"])
     except (KeyError, TypeError, ValueError, OverflowError):
         return
-    if clock.utcnow() < at <= clock.utcnow() + timedelta(days=3660):
-        clock.freeze(at)
+    if CLOCK.now() < at <= CLOCK.now() + timedelta(days=3660):
+        CLOCK.set(at)
 
 
 class ApiClient:
@@ -94,14 +103,11 @@ class ApiClient:
         With a frozen clock, an event dated after it moves the clock to its time: an event is
         received after it happened (the service refuses ``occurred_at`` more than 5 minutes ahead).
         """
-        from chalicelib.domain import clock
         from chalicelib.domain.webhook_signature import sign
 
-        _catch_up(clock, event)
+        _catch_up(event)
         raw = json.dumps(event)
-        from chalicelib.domain import clock
-
-        msg_id, ts = f"msg_{next(_message_ids)}", int(clock.utcnow().timestamp())  # the service's one clock
+        msg_id, ts = f"msg_{next(_message_ids)}", int(CLOCK.now().timestamp())  # the service's one clock
         return self.post(f"/v1/webhooks/{partner['partner_id']}/events", raw=raw, key=None, headers={
             "webhook-id": msg_id, "webhook-timestamp": str(ts),
             "webhook-signature": sign(partner["webhook_secrets"]["events"], msg_id, ts, raw.encode())})

@@ -4,7 +4,8 @@ Sources, each counted once per source item, a batch's items together (``analytic
 counters merged per row and its groups' "counted" markers in one transaction):
 
 * ``click_counter`` INSERT/MODIFY: one link click (the record's new ``clicks`` value names the increment);
-* ``member`` INSERT: a signup (referred when it has a referrer at join), by channel/UTM and partner;
+* ``member`` INSERT: a signup (referred when it has a referrer at join), by channel/UTM and partner (not a
+  member whose creating transaction counted it, ``signup_counted``: the member import's);
 * ``event`` INSERT (the processed-fact record): ``lead.created`` → a lead; ``order.paid`` of a member → an
   order with its revenue, first or repeat purchase (``order_number``), referred or not, cohort by join month,
   viral cycle (referrer's join → this first purchase), leaderboard scores of the referrer;
@@ -84,12 +85,20 @@ def _click(item: ClickCounterItem) -> Source[Figures] | None:
     return store_source(item.program_id, group, str(clicks), Figures(rows))
 
 
+def signup_rows(program_id: str, joined_at: datetime, referred: bool, acquisition: Any) -> list[Increment]:
+    """What a member's signup adds (by day, partner, channel/UTM; the members total). The member import
+    counts its members with these in the rows' own transactions (``MemberItem.signup_counted``)."""
+    acq = dict(acquisition) if isinstance(acquisition, dict) else {}
+    utm = acq.get("utm") if isinstance(acq.get("utm"), dict) else None
+    channel, utm_label = fig.dimension_value(acq.get("channel")), (fig.utm_label(utm) if utm else None)
+    counters = {"signups": 1, "signups_referred": 1 if referred else 0}
+    rows = day_rows(program_id, _day(joined_at), acq.get("partner_id"), counters, channel, utm_label)
+    rows.append(Increment(partition(program_id, "TOTAL"), "TOTAL", {"members": 1}))
+    return rows
+
+
 def _joined(member: MemberItem) -> Source[Figures]:
-    channel, utm = _acquisition(member)
-    partner = (member.acquisition or {}).get("partner_id") if isinstance(member.acquisition, dict) else None
-    counters = {"signups": 1, "signups_referred": 1 if member.referrer_id else 0}
-    rows = day_rows(member.program_id, _day(member.joined_at), partner, counters, channel, utm)
-    rows.append(Increment(partition(member.program_id, "TOTAL"), "TOTAL", {"members": 1}))
+    rows = signup_rows(member.program_id, member.joined_at, bool(member.referrer_id), member.acquisition)
     return store_source(member.program_id, f"joined|{member.member_id}", "joined", Figures(rows))
 
 
@@ -111,7 +120,8 @@ def on_records(records: list[dispatcher.StreamRecord]) -> set[str]:
         if isinstance(item, ClickCounterItem) and record.event_name in ("INSERT", "MODIFY"):
             sources.append(_click(item))
         elif isinstance(item, MemberItem) and record.event_name == "INSERT":
-            sources.append(_joined(item))
+            if not item.signup_counted:  # else counted where it was created (the member import)
+                sources.append(_joined(item))
         elif isinstance(item, EventItem) and item.business_key and (
                 record.event_name == "INSERT" or (record.event_name == "MODIFY" and item.replaced_parked)):
             events.append(item)  # a MODIFY: the record replaced refunds parked at its key (services.ledger.refunds)

@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.analytics.store import LeaderboardItem, leader_partition
-from chalicelib.domain import clock
-from chalicelib.services.erasure import ErasableKind, ErasureTarget, Page, register
+from chalicelib.services import ports
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
+from chalicelib.store.erasure_kinds import ErasableKind, ErasureTarget, Page, register
 from chalicelib.store.members import MemberItem, batch_get
 
 METRICS = ("converted", "revenue")
@@ -38,7 +38,8 @@ def _periods(target: ErasureTarget) -> list[str]:
         joined = member.joined_at if isinstance(member, MemberItem) else None
     except MemberItem.DoesNotExist:
         joined = None
-    return ["all", *_months(joined or clock.utcnow(), clock.utcnow())]
+    now = ports.current().clock.now()
+    return ["all", *_months(joined or now, now)]
 
 
 def find_leaderboard(target: ErasureTarget, cursor: dict[str, Any] | None, limit: int) -> Page:

@@ -13,8 +13,8 @@ from typing import Any
 
 from chalicelib.analytics import store
 from chalicelib.domain import analytics as fig
-from chalicelib.domain import clock
 from chalicelib.domain.errors import BadRequest, NotFound
+from chalicelib.services import ports
 from chalicelib.services.auth import Principal
 
 
@@ -30,7 +30,7 @@ def _scope(principal: Principal, program_id: str, partner_id: str | None) -> str
 
 def _range(raw_from: str | None, raw_to: str | None) -> tuple[date, date]:
     try:
-        return fig.parse_range(raw_from, raw_to, clock.utcnow().date())
+        return fig.parse_range(raw_from, raw_to, ports.current().clock.now().date())
     except fig.RangeError as exc:
         raise BadRequest(str(exc), code="invalid_range", details=exc.details) from exc
 
@@ -183,7 +183,7 @@ def leaderboard(principal: Principal, program_id: str, q: dict[str, str | None])
     if metric not in fig.LEADERBOARD_METRICS:
         raise BadRequest("'metric' must be converted or revenue", code="invalid_query",
                          details={"parameter": "metric", "allowed": list(fig.LEADERBOARD_METRICS)})
-    period = q.get("period") or clock.utcnow().strftime("%Y-%m")
+    period = q.get("period") or ports.current().clock.now().strftime("%Y-%m")
     if period != "all" and not (len(period) == 7 and period[4] == "-" and period.replace("-", "").isdigit()):
         raise BadRequest("'period' must be YYYY-MM or all", code="invalid_query", details={"parameter": "period"})
     limit = int(q.get("limit") or 20)

@@ -31,10 +31,10 @@ from typing import Any
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 
 from chalicelib.domain import analytics as fig
-from chalicelib.domain import clock
+from chalicelib.services import ports
 from chalicelib.store import count_once
 from chalicelib.store.count_once import Source
-from chalicelib.store.db import Entity, shared_connection
+from chalicelib.store.db import Entity, batch_get_raw, shared_connection
 
 SEEN_TTL_SECONDS = 7 * 86400
 
@@ -108,8 +108,19 @@ def _update(table: str, inc: Increment) -> dict[str, Any]:
                        "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}}
 
 
+def counter_updates(increments: Iterable[Increment]) -> list[tuple[dict[str, Any], tuple[str, str]]]:
+    """The counters' ``Update`` operations (merged per row) with their keys, for a transaction that counts
+    what it writes itself (``services.importer``: an imported member's signup, exactly once with the row)."""
+    _, table = _client()
+    return [(_update(table, inc)["Update"], (inc.pk, inc.sk)) for inc in _merge(increments)]
+
+
 def _leader_keys(d: LeaderDelta) -> dict[str, Any]:
     return {"PK": {"S": leader_partition(d.program_id, d.metric, d.period)}, "SK": {"S": f"MEMBER#{d.member_id}"}}
+
+
+_LEADER_NAMES = {"#s": "score", "#e": "entity", "#m": "member_id", "#g": "GSI1PK", "#k": "GSI1SK", "#c": "code",
+                 "#n": "masked_name"}
 
 
 def _leader_update(table: str, d: LeaderDelta, old: int | None) -> dict[str, Any]:
@@ -118,14 +129,14 @@ def _leader_update(table: str, d: LeaderDelta, old: int | None) -> dict[str, Any
                               ":g": {"S": gsi1_leaderboard(d.program_id, d.metric, d.period)},
                               ":k": {"S": fig.leaderboard_sort_key(new, d.at, d.member_id)},
                               ":code": {"S": d.label.get("code", "")}, ":name": {"S": d.label.get("name", "")}}
+    # Every attribute by a placeholder name, as the counters' updates do: one expression text for every entry.
     update = {"TableName": table, "Key": _leader_keys(d),
-              "UpdateExpression": "SET score = :s, entity = :e, member_id = :m, GSI1PK = :g, GSI1SK = :k, "
-                                  "code = :code, masked_name = :name",
-              "ExpressionAttributeValues": values}
+              "UpdateExpression": "SET #s = :s, #e = :e, #m = :m, #g = :g, #k = :k, #c = :code, #n = :name",
+              "ExpressionAttributeNames": dict(_LEADER_NAMES), "ExpressionAttributeValues": values}
     if old is None:
-        update["ConditionExpression"] = "attribute_not_exists(score)"
+        update["ConditionExpression"] = "attribute_not_exists(#s)"
     else:
-        update["ConditionExpression"] = "score = :old"
+        update["ConditionExpression"] = "#s = :old"
         values[":old"] = _n(old)
     return {"Update": update}
 
@@ -146,19 +157,13 @@ def _merge_leaders(deltas: Iterable[LeaderDelta]) -> list[LeaderDelta]:
 
 
 def _scores(deltas: list[LeaderDelta]) -> dict[tuple[str, str], int]:
+    """The current scores of these leaderboard entries (strongly consistent; unprocessed keys retried)."""
     if not deltas:
         return {}
     client, table = _client()
-    wanted = [_leader_keys(d) for d in deltas]
-    out: dict[tuple[str, str], int] = {}
-    while wanted:
-        response = client.batch_get_item(RequestItems={table: {"Keys": wanted[:100], "ConsistentRead": True,
-                                                               "ProjectionExpression": "PK, SK, score"}})
-        for item in response.get("Responses", {}).get(table, []):
-            if "score" in item:
-                out[(item["PK"]["S"], item["SK"]["S"])] = int(item["score"]["N"])
-        wanted = wanted[100:] + list(response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
-    return out
+    wanted = [(leader_partition(d.program_id, d.metric, d.period), f"MEMBER#{d.member_id}") for d in deltas]
+    return {(item["PK"]["S"], item["SK"]["S"]): int(item["score"]["N"])
+            for item in batch_get_raw(wanted, projection="PK, SK, score", client=client, table=table) if "score" in item}
 
 
 @dataclass
@@ -207,7 +212,7 @@ def count(sources: list[Source[Figures]], now: float | None = None) -> int:
     wanted = [s for s in sources if s.payload]
     if not wanted:
         return 0
-    expires = int((now if now is not None else clock.utcnow().timestamp()) + SEEN_TTL_SECONDS)
+    expires = int((now if now is not None else ports.current().clock.now().timestamp()) + SEEN_TTL_SECONDS)
     return count_once.count(wanted, _build, _touches, marker_entity="agg_seen", expires_at=expires)
 
 

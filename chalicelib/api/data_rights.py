@@ -36,7 +36,7 @@ BASE = "/v1/programs/{program_id}"
                 "`status: in_progress` when the call's budget ran out (call again: it resumes). Idempotent.",
 )
 def erase_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
-    result = erasure.erase(req.principal, program_id, member_id)
+    result = erasure.erase(req.ports, req.principal, program_id, member_id)
     return respond(result, 200 if result["status"] == "erased" else 202)
 
 
@@ -52,7 +52,7 @@ def list_erasure_requests(req: ApiRequest, program_id: str) -> Any:
     from chalicelib.store import keys
 
     cursor = decode_cursor(req.query("cursor"), ("GSI1PK", keys.gsi1_erasure_requests_partition(program_id)))
-    result = erasure.pending_requests(program_id, req.int_query("limit", 50, 1, 100), cursor)
+    result = erasure.pending_requests(req.ports, program_id, req.int_query("limit", 50, 1, 100), cursor)
     return {**result, "next_cursor": encode_cursor(result["next_cursor"])}
 
 
@@ -65,7 +65,7 @@ def list_erasure_requests(req: ApiRequest, program_id: str) -> Any:
                 "`next_cursor` until it is null.",
 )
 def export_member(req: ApiRequest, program_id: str, member_id: str) -> Any:
-    return member_export.export(req.principal, program_id, member_id, req.int_query("limit", 100, 1, 500),
+    return member_export.export(req.ports, req.principal, program_id, member_id, req.int_query("limit", 100, 1, 500),
                                 req.query("cursor"))
 
 

@@ -224,11 +224,21 @@ def encode_cursor(last_key: dict[str, Any] | None) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(flat, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
+#: The key attributes of a page's last item, by the partition attribute its query reads: a table query's
+#: cursor carries the table keys, an index query's the table keys and the index's (store/db.py).
+_CURSOR_KEYS = {
+    "PK": frozenset({"PK", "SK"}),
+    "GSI1PK": frozenset({"PK", "SK", "GSI1PK", "GSI1SK"}),
+    "GSI2PK": frozenset({"PK", "SK", "GSI2PK", "GSI2SK"}),
+}
+
+
 def decode_cursor(raw: str | None, partition: tuple[str, str]) -> dict[str, Any] | None:
     """Decode a paging cursor, refusing one that points outside ``partition`` (``(attribute, value)``).
 
-    Without the check a crafted cursor could page through another tenant's
-    partition, or make DynamoDB reject the query (a 500 caused by client input).
+    ``attribute`` names the table (``PK``) or the index (``GSI1PK``, ``GSI2PK``) the query reads; the cursor
+    must carry exactly that query's key attributes. Without the check a crafted cursor could page through
+    another tenant's partition, or make DynamoDB reject the query (a 500 caused by client input).
     """
     if not raw:
         return None
@@ -241,7 +251,7 @@ def decode_cursor(raw: str | None, partition: tuple[str, str]) -> dict[str, Any]
         not isinstance(data, dict)
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items())
         or data.get(attribute) != value
-        or not set(data) <= {"PK", "SK", "GSI1PK", "GSI1SK"}
+        or set(data) != _CURSOR_KEYS[attribute]
     ):
         raise BadRequest("Invalid cursor", code="invalid_cursor")
     return {k: {"S": v} for k, v in data.items()}

@@ -89,4 +89,4 @@ def receive_platform_webhook(req: ApiRequest, partner_id: str, platform: str) ->
     path = f"/v1/webhooks/{partner_id}/{platform}"
     inbound = Inbound(method=req.request.method, url=get_settings().public_base_url + path,
                       headers=req.headers, raw_body=req.raw_body)
-    return platform_intake.receive(partner_id, platform, inbound, req.query("token"))
+    return platform_intake.receive(partner_id, platform, inbound, req.query("token"), req.ports)

@@ -76,7 +76,7 @@ def _preflight(methods: str) -> Response:
                 "(`settings.landing_rate_limits.invites_per_minute`, default 20).",
 )
 def create_invite(req: ApiRequest) -> Any:
-    return invites.create_invite(_program(req), req.body, req.source_ip)
+    return invites.create_invite(_program(req), req.body, req.source_ip, req.ports)
 
 
 @landing.route(INVITES, methods=["OPTIONS"])

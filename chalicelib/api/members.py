@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.api import response_schemas as rs
 from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, lazy_module
+from chalicelib.domain.settings import MAX_DEPTH_RANGE
 from chalicelib.store import keys
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def list_referrals(req: ApiRequest, program_id: str, member_id: str) -> Any:
 )
 def referral_tree(req: ApiRequest, program_id: str, member_id: str) -> Any:
     raw_depth = req.query("max_depth")
-    depth = None if raw_depth is None else req.int_query("max_depth", 1, 1, 5)
+    depth = None if raw_depth is None else req.int_query("max_depth", 1, *MAX_DEPTH_RANGE)
     return members_query.referral_tree(req.ports, req.principal, program_id, member_id, depth,
                                        req.int_query("limit", 50, 1, 100), req.query("cursor"))
 

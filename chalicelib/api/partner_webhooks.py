@@ -51,19 +51,19 @@ _CONFLICT = {409: "Changed concurrently (`concurrent_update`); read it again and
                 "10 endpoints per partner (422 `too_many_endpoints`). " + SCOPE,
     request_example={"url": "https://hooks.fitlab.example/sarafan", "event_types": ["reward.posted", "pool.low"]})
 def create_endpoint(req: ApiRequest, program_id: str, partner_id: str) -> Any:
-    return respond(service.create(req.principal, program_id, partner_id, req.body), 201)
+    return respond(service.create(req.ports, req.principal, program_id, partner_id, req.body), 201)
 
 
 @partner_webhooks_api.endpoint(BASE, "GET", tag=TAG, response_schema=ENDPOINTS,
                                summary="A partner's webhook endpoints (at most 10; no secrets)", description=SCOPE)
 def list_endpoints(req: ApiRequest, program_id: str, partner_id: str) -> Any:
-    return service.list_endpoints(req.principal, program_id, partner_id)
+    return service.list_endpoints(req.ports, req.principal, program_id, partner_id)
 
 
 @partner_webhooks_api.endpoint(ONE, "GET", tag=TAG, response_schema=ENDPOINT,
                                summary="A webhook endpoint (no secret)", description=SCOPE)
 def get_endpoint(req: ApiRequest, program_id: str, partner_id: str, endpoint_id: str) -> Any:
-    return service.get(req.principal, program_id, partner_id, endpoint_id)
+    return service.get(req.ports, req.principal, program_id, partner_id, endpoint_id)
 
 
 @partner_webhooks_api.endpoint(
@@ -72,14 +72,14 @@ def get_endpoint(req: ApiRequest, program_id: str, partner_id: str, endpoint_id:
     description="A new `url` is checked like at registration. `enabled: true` re-enables an endpoint the "
                 "sender disabled after failing deliveries (`disabled_reason: failing`). " + SCOPE)
 def update_endpoint(req: ApiRequest, program_id: str, partner_id: str, endpoint_id: str) -> Any:
-    return service.update(req.principal, program_id, partner_id, endpoint_id, req.body)
+    return service.update(req.ports, req.principal, program_id, partner_id, endpoint_id, req.body)
 
 
 @partner_webhooks_api.endpoint(ONE, "DELETE", tag=TAG, response_schema=DELETED, responses=_CONFLICT,
                                summary="Remove a webhook endpoint (its pending deliveries are cancelled)",
                                description=SCOPE)
 def delete_endpoint(req: ApiRequest, program_id: str, partner_id: str, endpoint_id: str) -> Any:
-    return service.delete(req.principal, program_id, partner_id, endpoint_id)
+    return service.delete(req.ports, req.principal, program_id, partner_id, endpoint_id)
 
 
 @partner_webhooks_api.endpoint(
@@ -89,7 +89,7 @@ def delete_endpoint(req: ApiRequest, program_id: str, partner_id: str, endpoint_
                 "old secret expires (`secret.previous_valid_until`, 24 h by default), so the receiver can switch "
                 "whenever it likes. " + SCOPE)
 def rotate_secret(req: ApiRequest, program_id: str, partner_id: str, endpoint_id: str) -> Any:
-    return service.rotate_secret(req.principal, program_id, partner_id, endpoint_id)
+    return service.rotate_secret(req.ports, req.principal, program_id, partner_id, endpoint_id)
 
 
 @partner_webhooks_api.endpoint(
@@ -100,7 +100,7 @@ def rotate_secret(req: ApiRequest, program_id: str, partner_id: str, endpoint_id
                 "attempt, last HTTP status and the start of the last answer (512 characters). " + SCOPE)
 def list_deliveries(req: ApiRequest, program_id: str, partner_id: str, endpoint_id: str) -> Any:
     cursor = decode_cursor(req.query("cursor"), ("PK", keys.webhook_delivery_partition(program_id, endpoint_id)))
-    result = service.deliveries(req.principal, program_id, partner_id, endpoint_id,
+    result = service.deliveries(req.ports, req.principal, program_id, partner_id, endpoint_id,
                                 req.int_query("limit", 50, 1, 100), cursor)
     return {**result, "next_cursor": encode_cursor(result["next_cursor"])}
 
@@ -112,4 +112,4 @@ def list_deliveries(req: ApiRequest, program_id: str, partner_id: str, endpoint_
     summary="Send a delivery once more, soon (one attempt; it does not restart the retry schedule)",
     description=SCOPE)
 def retry_delivery(req: ApiRequest, program_id: str, partner_id: str, endpoint_id: str, delivery_id: str) -> Any:
-    return respond(service.retry(req.principal, program_id, partner_id, endpoint_id, delivery_id), 202)
+    return respond(service.retry(req.ports, req.principal, program_id, partner_id, endpoint_id, delivery_id), 202)

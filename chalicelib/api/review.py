@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.api import response_schemas as rs
 from chalicelib.api.http import ApiBlueprint, ApiRequest, decode_cursor, encode_cursor, lazy_module
+from chalicelib.store import keys
 
 if TYPE_CHECKING:
     from chalicelib.services import review as service
@@ -39,8 +40,13 @@ CONFLICT = {409: "The item was already decided the other way, or concurrently (`
                              "events. Reasons are codes with a sentence; matched signals are described (\"same IP "
                              "address and browser as the referrer\"), never shown.")
 def list_review(req: ApiRequest, program_id: str) -> Any:
-    cursor = decode_cursor(req.query("cursor"), service.queue_partition(req.principal, program_id))
-    result = service.queue(req.principal, program_id, req.int_query("limit", 50, 1, 100), cursor)
+    principal = req.principal
+    if principal.is_operator:
+        partition = ("GSI1PK", keys.gsi1_review_open(program_id, "", "")[0])
+    else:
+        partition = ("GSI2PK", keys.gsi2_review_open_partner(program_id, principal.partner_id or "", "", "")[0])
+    cursor = decode_cursor(req.query("cursor"), partition)
+    result = service.queue(req.ports, principal, program_id, req.int_query("limit", 50, 1, 100), cursor)
     return {**result, "next_cursor": encode_cursor(result["next_cursor"])}
 
 
@@ -52,7 +58,7 @@ def list_review(req: ApiRequest, program_id: str) -> Any:
                              "the held event granted are issued now, in the same transaction (from the pool as it "
                              "is now: `pool_empty` when no code is left).")
 def approve(req: ApiRequest, program_id: str, item_id: str) -> Any:
-    return service.decide(req.principal, program_id, item_id, "approve", req.body or {})
+    return service.decide(req.ports, req.principal, program_id, item_id, "approve", req.body or {})
 
 
 @review.endpoint(f"{BASE}/{{item_id}}/void", "POST", tag=TAG, request_schema=lambda: service.VOID_SCHEMA,
@@ -63,4 +69,4 @@ def approve(req: ApiRequest, program_id: str, item_id: str) -> Any:
                              "at any partner of the program, are held. Offer vouchers the held event granted are never "
                              "issued (`voided`). Idempotent; 409 like approve.")
 def void(req: ApiRequest, program_id: str, item_id: str) -> Any:
-    return service.decide(req.principal, program_id, item_id, "void", req.body or {})
+    return service.decide(req.ports, req.principal, program_id, item_id, "void", req.body or {})

@@ -124,7 +124,9 @@ def _settlement_response() -> dict[str, Any]:
     description="Booking days `from`..`to` (UTC, inclusive, at most 366 days). Per partner: points funded, adjusted, "
                 "redeemed at it and expired, their value at the program's point value (integers, minor units), the "
                 "net; per (funding partner, partner where it happened) pair the points funded; the transfers "
-                "(who owes whom). The operator sees every partner and the change of the outstanding points "
+                "(who owes whom). At most 20,000 aggregate rows (a row per partner and per funding pair with "
+                "activity on a day): a period holding more is a 400 `invalid_query` (ask for shorter periods). "
+                "The operator sees every partner and the change of the outstanding points "
                 "liability (the sum of the nets); a partner key sees its own rows. Built from aggregates the "
                 "table's stream keeps (seconds behind the ledger). See docs/coalition.md#settlement-statements.",
 )

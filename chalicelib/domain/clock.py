@@ -1,20 +1,48 @@
-"""UTC time in one place, so tests can move it (holding periods, windows, rotation)."""
+"""The clocks, and UTC times as text: the one place that reads the time.
+
+The service reads "now" only through the ``Clock`` port (``services.ports.Clock``: ``deps.clock.now()``, or
+``ports.current().clock.now()`` where no ``deps`` is passed); pure domain functions take ``now`` as an
+argument from such a caller. The port is one of the two clocks here: :class:`SystemClock` in production,
+:class:`ManualClock` where time is moved by hand (service tests through ``ports.fakes(now)``, the functional
+tests through ``tests.support.CLOCK``, the demo-history and bench tools). Nothing else in ``chalicelib``
+reads the wall clock; ``tests/unit/test_one_clock.py`` fails when something does. (``time.monotonic`` and
+``time.perf_counter`` measure durations and are allowed anywhere: they tell no date.)
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-_frozen: datetime | None = None
+from datetime import UTC, datetime, timedelta
 
 
-def utcnow() -> datetime:
-    return _frozen if _frozen is not None else datetime.now(UTC)
+class SystemClock:
+    """Production: the wall clock, in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
 
 
-def freeze(at: datetime | None) -> None:
-    """Pin the clock (``None`` releases it). Tests only."""
-    global _frozen
-    _frozen = at
+class ManualClock:
+    """A clock moved by hand: it stands at the time it was given (:meth:`set`, :meth:`advance`); given
+    ``None`` it follows the wall clock (the functional tests' default, as in production)."""
+
+    def __init__(self, at: datetime | None = None) -> None:
+        self._at = at
+
+    def now(self) -> datetime:
+        return self._at if self._at is not None else datetime.now(UTC)
+
+    @property
+    def stopped(self) -> bool:
+        """True once set to a time (not following the wall clock)."""
+        return self._at is not None
+
+    def set(self, at: datetime | None) -> None:
+        """Stand at ``at`` (aware UTC); ``None`` follows the wall clock again."""
+        self._at = at
+
+    def advance(self, **delta: float) -> None:
+        """Move on by ``timedelta(**delta)`` from now (from the wall clock's now if not stopped)."""
+        self._at = self.now() + timedelta(**delta)
 
 
 def iso(at: datetime) -> str:

@@ -40,32 +40,36 @@ def split(entries: Iterable[Mapping[str, Any]]) -> tuple[list[Credit], int]:
     """(credits to available with their times, total debits from available incl. earlier expiries) of one member.
 
     ``entries``: ``kind``, ``status``, ``points``, ``created_at``, ``available_at``, ``released_at``,
-    ``entry_id``, ``reverses_entry_id``, ``from_status``, ``funding_partner_id``, ``partner_id``."""
-    rows = list(entries)
+    ``entry_id``, ``reverses_entry_id``, ``from_status``, ``funding_partner_id``, ``partner_id``. Read once,
+    in any order (the job hands it the ledger page by page): only the credits are kept."""
     pending_reversed: dict[str, int] = {}
-    for e in rows:
-        if e["kind"] == "reversal" and e.get("from_status") == "pending" and e.get("reverses_entry_id"):
-            pending_reversed[e["reverses_entry_id"]] = pending_reversed.get(e["reverses_entry_id"], 0) - int(e["points"])
-    credits: list[Credit] = []
+    # (position in the ledger, entry id, available since, points, funder): ties keep the ledger's order
+    rewards: list[tuple[int, str, datetime, int, str | None]] = []
+    credits: list[tuple[int, Credit]] = []
     debits = 0
-    for e in rows:
+    for position, e in enumerate(entries):
         kind, points = e["kind"], int(e["points"])
         funder = e.get("funding_partner_id") or e.get("partner_id")
         if kind == "reward":
             created, available_at, released = e["created_at"], e.get("available_at"), e.get("released_at")
             at = released or (created if available_at is None or available_at <= created else None)
-            amount = points - pending_reversed.get(str(e["entry_id"]), 0)
-            if at is not None and amount > 0:
-                credits.append(Credit(at, amount, funder))
+            if at is not None:
+                rewards.append((position, str(e["entry_id"]), at, points, funder))
         elif kind == "reversal":
             if e.get("from_status") != "pending":
                 debits -= points
+            elif e.get("reverses_entry_id"):  # a pending clawback comes off its reward's credit
+                pending_reversed[e["reverses_entry_id"]] = pending_reversed.get(e["reverses_entry_id"], 0) - points
         elif points > 0:  # redemption returns, manual credits
-            credits.append(Credit(e["created_at"], points, funder))
+            credits.append((position, Credit(e["created_at"], points, funder)))
         else:  # redemptions, manual debits, expiries
             debits -= points
-    credits.sort(key=lambda c: c.at)
-    return credits, debits
+    for position, entry_id, at, points, funder in rewards:
+        amount = points - pending_reversed.get(entry_id, 0)
+        if amount > 0:
+            credits.append((position, Credit(at, amount, funder)))
+    credits.sort(key=lambda pc: (pc[1].at, pc[0]))
+    return [c for _, c in credits], debits
 
 
 def expiring(credits: list[Credit], debits: int, cutoff: datetime) -> dict[str | None, int]:

@@ -25,6 +25,11 @@ from urllib.parse import urlsplit
 from chalicelib.domain import webhook_signature
 from chalicelib.domain.urls import InvalidUrl, normalize
 
+#: Endpoints per partner (counted in the create/delete transaction).
+MAX_ENDPOINTS: Final = 10
+#: A delivery's statuses: waiting for an attempt, then delivered, failed for good or cancelled.
+PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
+
 EVENT_TYPES: Final = (
     "reward.posted",
     "voucher.issued",

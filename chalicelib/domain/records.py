@@ -4,7 +4,8 @@ concurrency signal a read-modify-write service retries on. Pure: the store and t
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -36,6 +37,38 @@ class NewKey:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class NewMember:
+    """A member created outside the event pipeline (a landing invite): the profile's first fields. The store makes
+    the profile, its identity pointers, code pointer and short link in one transaction (``MemberStore.create_member``)."""
+
+    program_id: str
+    member_id: str
+    code: str
+    joined_at: datetime
+    joined_via: str
+    name: str | None = None
+    locale: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    acquisition: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PendingInvite:
+    """"This visitor was brought by that referrer", as a pending invite stores it (one per identifier), matched later
+    by the pipeline; ``risk_*``: what the invite-time fraud checks found (``services.landing.signals``)."""
+
+    referrer_id: str
+    code: str
+    invited_at: datetime
+    ancestors: tuple[str, ...]
+    expires_at_epoch: int
+    risk_reject: str | None = None
+    risk_holds: tuple[str, ...] = ()
+    risk_matched: tuple[str, ...] = ()
+
+
 class StaleMember(Exception):
     """The member changed since it was read: read it again and retry (the caller's loop)."""
 
@@ -57,3 +90,26 @@ def stable_id(prefix: str, *parts: str) -> str:
 
 #: A redemption's statuses (``RedemptionItem.status``): held at checkout, then confirmed or cancelled.
 REDEMPTION_HELD, REDEMPTION_CONFIRMED, REDEMPTION_CANCELLED = "held", "confirmed", "cancelled"
+
+
+#: A member erasure's statuses (``ErasureItem.status``): the member's own request waiting for the operator,
+#: then in progress (resumable), then done.
+ERASURE_REQUESTED, ERASURE_IN_PROGRESS, ERASURE_DONE = "requested", "in_progress", "erased"
+
+
+class StaleErasure(Exception):
+    """The erasure record, the profile or an item being scrubbed changed since it was read: read again and redo the
+    step (nothing of the step was written)."""
+
+
+#: A fraud review item's statuses (``ReviewItem.status``).
+REVIEW_OPEN, REVIEW_APPROVED, REVIEW_VOIDED = "open", "approved", "voided"
+
+
+class StaleReview(Exception):
+    """The review item or one of its held entries changed since read (decided or refunded concurrently):
+    nothing of the decision was written; read the item again."""
+
+
+class ReadAgain(Exception):
+    """What a write was planned from (e.g. an offer's code pool) changed meanwhile: read again and plan again."""

@@ -13,7 +13,7 @@ API (all pure Python, no I/O; errors are domain errors carrying the JSONPath)::
     body = safe_json.loads(raw_bytes)                 # JSON object -> dict
     form = safe_json.read_form(raw_bytes)             # x-www-form-urlencoded -> dict[str, str]
     form = safe_json.read_form(raw_bytes, multi=True) # ... -> dict[str, list[str]] (repeated keys kept)
-    when = safe_json.timestamp(body["created_at"], "$.created_at")   # aware UTC datetime in the window
+    when = safe_json.timestamp(body["created_at"], "$.created_at", now=now)   # aware UTC datetime in the window
     name = safe_json.single_line(body.get("name"), "$.name")         # str without control characters
 
 Limits (``Limits``; the defaults are the service's, an adapter may pass its own):
@@ -374,7 +374,7 @@ def timestamp(
     value: Any,
     path: str,
     *,
-    now: datetime | None = None,
+    now: datetime,
     not_before: datetime = EARLIEST,
     max_ahead: timedelta | None = MAX_AHEAD,
     naive_is_utc: bool = False,
@@ -382,7 +382,7 @@ def timestamp(
     """An ISO-8601 / RFC 3339 time as an aware UTC ``datetime`` within the sane window.
 
     Not before ``not_before`` (2000-01-01) and, unless ``max_ahead`` is ``None``, not more
-    than ``max_ahead`` (5 minutes) after ``now`` (default: ``clock.utcnow()``). A time
+    than ``max_ahead`` (5 minutes) after ``now`` (the caller's clock, ``services.ports.Clock``). A time
     without an offset is refused unless ``naive_is_utc`` (some platforms send local-less
     UTC). Raises ``ValidationFailed`` (422) naming ``path``.
     """
@@ -408,11 +408,6 @@ def timestamp(
     parsed = parsed.astimezone(UTC)
     if parsed < not_before:
         raise fail(f"must not be before {not_before.date().isoformat()}")
-    if max_ahead is not None:
-        if now is None:
-            from chalicelib.domain import clock
-
-            now = clock.utcnow()
-        if parsed > now + max_ahead:
-            raise fail(f"must not be more than {int(max_ahead.total_seconds() // 60)} minutes in the future")
+    if max_ahead is not None and parsed > now + max_ahead:
+        raise fail(f"must not be more than {int(max_ahead.total_seconds() // 60)} minutes in the future")
     return parsed

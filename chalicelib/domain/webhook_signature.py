@@ -29,7 +29,6 @@ import secrets as _secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from chalicelib.domain import clock
 from chalicelib.domain.errors import Unauthorized
 
 HEADER_ID = "webhook-id"
@@ -157,7 +156,7 @@ def _parse_signatures(header: str) -> list[bytes]:
     return found
 
 
-def _check_headers(headers: Mapping[str, str], now: float | None, tolerance_seconds: int) -> tuple[str, int, str]:
+def _check_headers(headers: Mapping[str, str], now: float, tolerance_seconds: int) -> tuple[str, int, str]:
     """(msg_id, timestamp, signature header) once presence, format and freshness pass."""
     msg_id = _header(headers, HEADER_ID)
     timestamp_raw = _header(headers, HEADER_TIMESTAMP)
@@ -188,14 +187,13 @@ def _check_headers(headers: Mapping[str, str], now: float | None, tolerance_seco
 
     # The timestamp is inside the signed content, so checking it bounds replays of a
     # captured request to the tolerance window (the id dedup covers the rest).
-    current = clock.utcnow().timestamp() if now is None else now
-    if timestamp < current - tolerance_seconds:
+    if timestamp < now - tolerance_seconds:
         raise Unauthorized(
             "webhook-timestamp is too old; check the sender's clock",
             code=CODE_STALE_TIMESTAMP,
             details={"tolerance_seconds": tolerance_seconds},
         )
-    if timestamp > current + tolerance_seconds:
+    if timestamp > now + tolerance_seconds:
         raise Unauthorized(
             "webhook-timestamp is in the future; check the sender's clock",
             code=CODE_STALE_TIMESTAMP,
@@ -205,7 +203,7 @@ def _check_headers(headers: Mapping[str, str], now: float | None, tolerance_seco
 
 
 def check_headers(
-    headers: Mapping[str, str], *, now: float | None = None, tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
+    headers: Mapping[str, str], *, now: float, tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
 ) -> None:
     """The checks that need no secret (headers present and well-formed, timestamp fresh).
 
@@ -220,13 +218,13 @@ def verify(
     headers: Mapping[str, str],
     body: bytes | str,
     *,
-    now: float | None = None,
+    now: float,
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
 ) -> VerifiedWebhook:
     """Check a Standard Webhooks signature over the raw ``body``.
 
     ``secrets``: every currently valid secret (rotation overlap), newest first.
-    ``now``: Unix seconds; defaults to the wall clock, tests pass a fixed value.
+    ``now``: Unix seconds from the caller's clock (the service's ``Clock`` port; tests pass a fixed value).
     Raises ``Unauthorized`` with code ``signature_missing_headers``,
     ``signature_stale_timestamp`` or ``signature_invalid``; ``ValueError`` if
     ``secrets`` is empty or malformed (our configuration, not the caller's fault).

@@ -40,7 +40,7 @@ from chalicelib.domain import birthdays as bday
 from chalicelib.domain import clock
 from chalicelib.domain.settings import BirthdayGift
 from chalicelib.logs import get_logger
-from chalicelib.services import vouchers
+from chalicelib.services import ports, vouchers
 from chalicelib.services.outcomes import AlreadyProcessed, RetryEvent
 from chalicelib.store import keys, tenancy_repo
 from chalicelib.store.birthdays import BirthdayGiftItem, BirthdayJobStateItem, BirthdayPointerItem
@@ -326,7 +326,7 @@ def run_program(run: _Run, program: ProgramItem) -> bool:
 
 def run(now: datetime | None = None, *, max_pages: int = MAX_PAGES_PER_RUN) -> dict[str, int]:
     """One run over every program with a birthday gift; the totals (counts only)."""
-    job = _Run(now=now or clock.utcnow(), budget=max_pages)
+    job = _Run(now=now or ports.current().clock.now(), budget=max_pages)
     cursor = None
     while True:
         programs, cursor = tenancy_repo.list_programs(PROGRAM_PAGE, cursor)

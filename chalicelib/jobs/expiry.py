@@ -5,7 +5,9 @@ is ``now - expiry_months``. Entries that credited available points carry a spars
 ``CREDITS#<program>#<month they became available>`` (``store.ledger.credit_index``), so the job
 queries the month buckets from its watermark up to the cutoff's month, bounded and paged, never a
 Scan, and collects the members with points due. For each member it reads the member's ledger (one
-partition) and computes with ``domain.expiry`` what is left of the points available by the cutoff
+partition) in pages of :data:`LEDGER_PAGE` entries (one Query request each, the next resumed from the
+last key), folding each page into the credits and debits ``domain.expiry`` needs, so no more than one
+page of items is held whatever the ledger's length, and computes what is left of the points available by the cutoff
 after every debit (FIFO), per funder; then one transaction writes an ``expiry`` entry per funder
 (ids derived from the member, the cutoff's day and the funder, created with ``attribute_not_exists``:
 a second run on the same day, or two instances at once, write nothing twice) and takes the points
@@ -17,6 +19,7 @@ settlement (``expired`` column) and in the member's statement.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +29,7 @@ from chalicelib.domain import clock
 from chalicelib.domain import expiry as fifo
 from chalicelib.domain.errors import Conflict
 from chalicelib.logs import get_logger
+from chalicelib.services import ports
 from chalicelib.store import keys, tenancy_repo
 from chalicelib.store.db import Entity
 from chalicelib.store.ledger import (
@@ -43,6 +47,8 @@ from chalicelib.store.transact import Transaction
 
 log = get_logger("sarafan.expiry")
 PROGRAM_PAGE = 100
+#: Ledger entries per Query request when the job reads a member's ledger.
+LEDGER_PAGE = 500
 
 
 class _Done(Exception):
@@ -65,14 +71,22 @@ def _entry_fields(e: LedgerEntryItem) -> dict[str, Any]:
             "funding_partner_id": e.funding_partner_id, "partner_id": e.partner_id}
 
 
-def member_ledger(program_id: str, member_id: str) -> list[LedgerEntryItem]:
+def member_ledger(program_id: str, member_id: str) -> Iterator[dict[str, Any]]:
+    """The member's entries, oldest first, as the fields ``domain.expiry`` reads: one Query request of at most
+    :data:`LEDGER_PAGE` items per page, the next one resumed from the page's last key."""
     pk, prefix = keys.ledger_prefix(program_id, member_id)
-    return [e for e in LedgerEntryItem.query(pk, LedgerEntryItem.SK.startswith(prefix), consistent_read=True)
-            if isinstance(e, LedgerEntryItem)]
+    cursor: dict[str, Any] | None = None
+    while True:
+        page = LedgerEntryItem.query(pk, LedgerEntryItem.SK.startswith(prefix), consistent_read=True,
+                                     limit=LEDGER_PAGE, page_size=LEDGER_PAGE, last_evaluated_key=cursor)
+        yield from (_entry_fields(e) for e in page if isinstance(e, LedgerEntryItem))
+        cursor = page.last_evaluated_key
+        if not cursor:
+            return
 
 
 def due(program_id: str, member_id: str, cutoff: datetime) -> dict[str | None, int]:
-    credits, debits = fifo.split(_entry_fields(e) for e in member_ledger(program_id, member_id))
+    credits, debits = fifo.split(member_ledger(program_id, member_id))  # one pass over the pages
     return fifo.expiring(credits, debits, cutoff)
 
 
@@ -161,7 +175,7 @@ def run_program(program: ProgramItem, now: datetime) -> dict[str, int]:
 
 
 def run(now: datetime | None = None) -> dict[str, Any]:
-    now = now or clock.utcnow()
+    now = now or ports.current().clock.now()
     totals = {"programs": 0, "members": 0, "points": 0, "warned": 0}
     cursor = None
     while True:

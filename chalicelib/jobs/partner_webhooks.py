@@ -20,7 +20,8 @@ Due deliveries are found by Query on the sparse GSI1 time index (``WHDUE#<shard>
    (conditional: once) and its partner gets an e-mail at ``contact_email`` (the SES path of the pool
    alerts), recorded on the endpoint (``notice``). A manual retry is one attempt and disables nothing.
 
-Times come from the one clock (``domain.clock``), so tests move it instead of sleeping.
+Times come from the one clock (``domain.clock``), so tests move it instead of sleeping. Like every job it reads
+and writes the store directly (``store.partner_hooks``), not through the ports: docs/architecture.md says why.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from urllib.parse import urlsplit
 from chalicelib.domain import clock, partner_hooks
 from chalicelib.logs import get_logger
 from chalicelib.services import partner_webhooks as service
+from chalicelib.services import ports
 from chalicelib.store import partner_hooks as store
 from chalicelib.store.partner_hooks import (
     CANCELLED,
@@ -288,7 +290,7 @@ def _send_notice(endpoint: WebhookEndpointItem, item: WebhookDeliveryItem, answe
         delivery().notifier.send_email(Email(
             sender=formataddr((program.name, get_settings().ses_sender)), to=partner.contact_email,
             subject=subject, text=text, html="<pre>" + html.escape(text) + "</pre>",
-            tags={"kind": "webhook_disabled"}))
+            sent_at=ports.current().clock.now(), tags={"kind": "webhook_disabled"}))
     except Exception as exc:
         log.warning("webhook disable notice not sent", extra={"endpoint_id": endpoint.endpoint_id,
                                                               "error_type": type(exc).__name__})
@@ -301,7 +303,7 @@ def _send_notice(endpoint: WebhookEndpointItem, item: WebhookDeliveryItem, answe
 
 def run(now: datetime | None = None, *, workers: int = WORKERS) -> dict[str, Any]:
     """Attempt every due delivery (rounds of at most ``BATCH`` per shard, within the run's budget); counts."""
-    now = now or clock.utcnow()
+    now = now or ports.current().clock.now()
     started = time.monotonic()
     counts: dict[str, int] = {"due": 0}
     endpoints: dict[tuple[str, str, str], WebhookEndpointItem | None] = {}

@@ -23,9 +23,9 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from chalicelib.domain import clock
 from chalicelib.domain import tiers as domain
 from chalicelib.logs import get_logger
+from chalicelib.services import ports
 from chalicelib.store import keys, tenancy_repo
 from chalicelib.store.ledger import ReleaseStateItem
 from chalicelib.store.tenancy import ProgramItem
@@ -141,7 +141,7 @@ def run_program(program: ProgramItem, now: datetime, budget: int = MAX_MEMBERS) 
 
 
 def run(now: datetime | None = None) -> dict[str, Any]:
-    now = now or clock.utcnow()
+    now = now or ports.current().clock.now()
     totals = {"programs": 0, "members": 0, "demoted": 0, "promoted": 0, "kept": 0, "concurrent": 0, "more": 0}
     budget = MAX_MEMBERS
     cursor = None

@@ -47,8 +47,9 @@ from chalicelib.notify import kinds, preview
 from chalicelib.notify import settings as program_settings
 from chalicelib.notify.port import Email, Notifier, PermanentSendError, SendError, TransientSendError
 from chalicelib.notify.render import Rendered, render
+from chalicelib.services import ports
 from chalicelib.store import keys
-from chalicelib.store.db import Entity
+from chalicelib.store.db import Entity, update_only
 from chalicelib.store.ledger import OUTBOX_RETENTION_DAYS, OutboxItem
 from chalicelib.store.members import MemberItem
 from chalicelib.store.notify import NotificationLogItem, NotifyDayItem, NotifyStateItem, SmsMonthItem
@@ -140,7 +141,7 @@ class Delivery:
             if deliveries.get(item.message_id):
                 actions.append(Ob.deliveries.set(deliveries[item.message_id]))
             try:
-                OutboxItem(item.PK, item.SK).update(actions=actions, condition=Ob.lease_token == token)
+                update_only(OutboxItem(item.PK, item.SK), actions, Ob.lease_token == token)
             except UpdateError as exc:
                 if not _conditional_failed(exc):
                     raise
@@ -153,7 +154,7 @@ class Delivery:
         ``BatchGetItem`` (per 100 keys) instead of one per message."""
         from chalicelib.store import tenancy_repo
 
-        now = clock.utcnow()
+        now = ports.current().clock.now()
         wanted: set[tuple[str, str]] = set()
         for item in items:
             try:
@@ -183,7 +184,7 @@ class Delivery:
         ``claimed_by``: the messages were created already claimed under this lease token (derived messages,
         ``notify.sources.Derived``), so there is nothing to claim. ``batch``: reads and log writes shared with
         the other groups of the call (the caller writes the logs: :meth:`write_logs`)."""
-        now = clock.utcnow()
+        now = ports.current().clock.now()
         if claimed_by is not None:
             return self._deliver_safely(list(items), now, claimed_by, [], batch)
         token = secrets.token_hex(8)
@@ -368,7 +369,7 @@ class Delivery:
                 url = unsubscribe_url(program.program_id, profile.member_id, "email")
                 return self.notifier.send_email(Email(
                     sender=formataddr((program.name, get_settings().ses_sender)), to=target,
-                    subject=rendered.subject, text=rendered.text, html=rendered.html,
+                    subject=rendered.subject, text=rendered.text, html=rendered.html, sent_at=now,
                     headers={"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
                     tags={"program_id": _tag(program.program_id), "member_id": _tag(profile.member_id),
                           "kind": rendered.kind},
@@ -400,9 +401,9 @@ class Delivery:
         consumers delivering to one member at once cannot both take the last slot (no check-then-write)."""
         day = NotifyDayItem(*keys.notify_day(pid, mid, config.local_day(now)))
         try:
-            day.update(actions=[NotifyDayItem.entity.set(NotifyDayItem), NotifyDayItem.total.add(1),  # type: ignore[arg-type]
-                                NotifyDayItem.expires_at_epoch.set(int(now.timestamp()) + 3 * 86400)],
-                       condition=NotifyDayItem.total.does_not_exist() | (NotifyDayItem.total < config.daily_cap))
+            update_only(day, [NotifyDayItem.entity.set(NotifyDayItem), NotifyDayItem.total.add(1),  # type: ignore[arg-type]
+                              NotifyDayItem.expires_at_epoch.set(int(now.timestamp()) + 3 * 86400)],
+                        NotifyDayItem.total.does_not_exist() | (NotifyDayItem.total < config.daily_cap))
         except UpdateError as exc:
             if _conditional_failed(exc):
                 return False
@@ -414,7 +415,7 @@ class Delivery:
         """Nothing went out (failed, retried later): give the slot back."""
         day = NotifyDayItem(*keys.notify_day(pid, mid, config.local_day(now)))
         try:
-            day.update(actions=[NotifyDayItem.total.add(-1)], condition=NotifyDayItem.total > 0)
+            update_only(day, [NotifyDayItem.total.add(-1)], NotifyDayItem.total > 0)
         except UpdateError as exc:
             if not _conditional_failed(exc):
                 raise
@@ -425,8 +426,8 @@ class Delivery:
             return True
         item = SmsMonthItem(*keys.sms_budget(pid, clock.iso(now)[:7]))
         try:
-            item.update(actions=[SmsMonthItem.entity.set(SmsMonthItem), SmsMonthItem.total.add(1)],  # type: ignore[arg-type]
-                        condition=SmsMonthItem.total.does_not_exist() | (SmsMonthItem.total < config.sms_monthly_budget))
+            update_only(item, [SmsMonthItem.entity.set(SmsMonthItem), SmsMonthItem.total.add(1)],  # type: ignore[arg-type]
+                        SmsMonthItem.total.does_not_exist() | (SmsMonthItem.total < config.sms_monthly_budget))
         except UpdateError as exc:
             if _conditional_failed(exc):
                 return False
@@ -472,7 +473,7 @@ class Delivery:
                 # log line missing (the message is not sent again); a lost lease writes no log line.
                 item, actions = finishing[0]
                 try:
-                    item.update(actions=actions, condition=Ob.lease_token == token)
+                    update_only(item, actions, Ob.lease_token == token)
                 except UpdateError as exc:
                     if _conditional_failed(exc):
                         raise LeaseLost() from None

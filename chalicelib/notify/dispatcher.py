@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("sarafan.stream")
@@ -45,6 +45,8 @@ class StreamRecord:
     sequence_number: str
     keys: dict[str, Any]
     new_image: dict[str, Any] | None
+    #: The parsed new image, once (see :meth:`item`).
+    _parsed: list[Any] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def entity(self) -> str | None:
@@ -53,10 +55,13 @@ class StreamRecord:
         return value.get("S") if isinstance(value, dict) else None
 
     def item(self) -> Any:
-        """The new image as its PynamoDB entity (``None`` for a removal)."""
-        from chalicelib.store.db import Entity
+        """The new image as its PynamoDB entity (``None`` for a removal), decoded once: every handler of the batch
+        that takes this kind gets the same object (handlers read it; a write goes through an item of its own)."""
+        if not self._parsed:
+            from chalicelib.store.db import Entity
 
-        return Entity.from_raw_data(self.new_image) if self.new_image else None
+            self._parsed.append(Entity.from_raw_data(self.new_image) if self.new_image else None)
+        return self._parsed[0]
 
 
 def handles(*entities: str) -> Callable[[Handler], Handler]:

@@ -27,8 +27,11 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib.domain import clock
-from chalicelib.services.erasure import (
+from chalicelib.services import ports
+from chalicelib.store import keys
+from chalicelib.store.data_rights import ErasedIdentityItem
+from chalicelib.store.db import Entity
+from chalicelib.store.erasure_kinds import (
     ConcurrentChange,
     ErasableKind,
     ErasureTarget,
@@ -37,9 +40,6 @@ from chalicelib.services.erasure import (
     partition_prefix_finder,
     register,
 )
-from chalicelib.store import keys
-from chalicelib.store.data_rights import ErasedIdentityItem
-from chalicelib.store.db import Entity
 from chalicelib.store.ledger import OutboxItem
 from chalicelib.store.notify import NotifyStateItem
 from chalicelib.store.partner_hooks import WebhookDeliveryItem
@@ -88,12 +88,13 @@ def _scrub_state(tx: Transaction, item: Entity) -> None:
     if not suppressed:
         tx.delete(item, unchanged, on_fail=ConcurrentChange())
         return
+    now = ports.current().clock.now()
     tx.put(NotifyStateItem(PK=item.PK, SK=item.SK, program_id=item.program_id, member_id=item.member_id,
-                           devices=[], suppressed=suppressed, updated_at=clock.utcnow()),
+                           devices=[], suppressed=suppressed, updated_at=now),
            S.PK.exists() & unchanged, on_fail=ConcurrentChange())
     for value_hash in suppressed[:MAX_SUPPRESSED]:
         pk, sk = keys.erased_identity(item.program_id, "email", value_hash)
-        tx.put(ErasedIdentityItem(PK=pk, SK=sk, program_id=item.program_id, kind="email", erased_at=clock.utcnow(),
+        tx.put(ErasedIdentityItem(PK=pk, SK=sk, program_id=item.program_id, kind="email", erased_at=now,
                                   suppressed=True))
 
 

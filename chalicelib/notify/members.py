@@ -12,6 +12,7 @@ from chalicelib.domain import clock
 from chalicelib.domain.errors import NotFound, ValidationFailed, field_error
 from chalicelib.notify import tokens
 from chalicelib.notify.port import Notifier, PermanentSendError, TransientSendError
+from chalicelib.services import ports
 from chalicelib.services.auth import Principal
 from chalicelib.store import keys, tenancy_repo
 from chalicelib.store.members import MemberItem
@@ -58,7 +59,7 @@ def _state_item(program_id: str, member_id: str) -> NotifyStateItem:
 def _ensure_ids(program_id: str, member_id: str) -> list[Any]:
     S = NotifyStateItem
     return [S.entity.set(S),  # type: ignore[arg-type]  # upserted: the discriminator too
-            S.program_id.set(program_id), S.member_id.set(member_id), S.updated_at.set(clock.utcnow())]
+            S.program_id.set(program_id), S.member_id.set(member_id), S.updated_at.set(ports.current().clock.now())]
 
 
 def _read_state(program_id: str, member_id: str) -> NotifyStateItem | None:
@@ -120,7 +121,7 @@ def register_device(principal: Principal, program_id: str, member_id: str, data:
 
         raise ServiceUnavailable("Push registration is unavailable; retry", details={"code": exc.code}) from exc
     entry = {"device_id": device_id, "platform": data["platform"], "endpoint_arn": arn, "token_hash": token_hash,
-             "enabled": True, "updated_at": clock.iso(clock.utcnow())}
+             "enabled": True, "updated_at": clock.iso(ports.current().clock.now())}
 
     def with_entry(read: list[dict[str, Any]]) -> list[dict[str, Any]]:
         kept = [d for d in read if d.get("device_id") != device_id and d.get("token_hash") != token_hash

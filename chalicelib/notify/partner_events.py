@@ -30,6 +30,7 @@ from typing import Any
 from chalicelib.domain import clock, partner_hooks
 from chalicelib.logs import get_logger
 from chalicelib.notify import dispatcher
+from chalicelib.services import ports
 from chalicelib.store import partner_hooks as store
 from chalicelib.store.ledger import LedgerEntryItem, RedemptionItem
 from chalicelib.store.offers import PoolAlertItem, VoucherItem
@@ -97,7 +98,7 @@ def fan_out(event: PartnerEvent, cache: dict[tuple[str, str], list[store.Webhook
     key = (event.program_id, event.partner_id)
     if key not in cache:
         cache[key] = store.endpoints_of(*key)
-    now = clock.utcnow()
+    now = ports.current().clock.now()
     written = 0
     for endpoint in cache[key]:
         if not endpoint.enabled or event.event_type not in (endpoint.event_types or []):

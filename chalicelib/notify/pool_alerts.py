@@ -15,6 +15,7 @@ import logging
 from pynamodb.exceptions import UpdateError
 
 from chalicelib.notify import dispatcher
+from chalicelib.services import ports
 from chalicelib.store.offers import PoolAlertItem
 
 log = logging.getLogger("sarafan.notify")
@@ -88,7 +89,7 @@ def send_alert(item: PoolAlertItem) -> bool:
         delivery().notifier.send_email(Email(
             sender=formataddr((program.name, get_settings().ses_sender)), to=partner.contact_email,
             subject=subject, text=body, html="<pre>" + _escape(body) + "</pre>",
-            tags={"kind": "pool_low"}))
+            sent_at=ports.current().clock.now(), tags={"kind": "pool_low"}))
     except PermanentSendError:
         _claim(item, "sending", "failed")
         return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 #: SES/SNS error codes that mean "try again later".
@@ -45,6 +46,7 @@ class Email:
     subject: str
     text: str
     html: str
+    sent_at: datetime  # the Date header: the service's clock when the message goes out
     headers: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -79,22 +81,9 @@ def classify(exc: Exception) -> SendError:
 
 
 def _mime(email: Email) -> bytes:
-    from email.message import EmailMessage
-    from email.policy import SMTP
-    from email.utils import formatdate, make_msgid
+    from chalicelib.notify import mime
 
-    # Long ASCII headers (List-Unsubscribe) stay readable instead of RFC 2047-encoded.
-    message = EmailMessage(policy=SMTP.clone(max_line_length=998))
-    message["From"] = email.sender
-    message["To"] = email.to
-    message["Subject"] = email.subject
-    message["Date"] = formatdate(usegmt=True)
-    message["Message-ID"] = make_msgid(domain=email.sender.rpartition("@")[2] or None)
-    for name, value in email.headers.items():
-        message[name] = value
-    message.set_content(email.text, cte="quoted-printable")
-    message.add_alternative(email.html, subtype="html", cte="quoted-printable")
-    return bytes(message)
+    return mime.message(email)
 
 
 class AwsNotifier:
@@ -208,13 +197,19 @@ def _existing_endpoint(exc: Exception) -> str | None:
 
 @dataclass
 class FakeNotifier:
-    """In-memory notifier for unit tests: records what was sent; ``fail_next`` queues errors."""
+    """In-memory notifier for service tests: records what was sent; ``fail_next`` queues errors.
+
+    It keeps the promises ``tests/contract/test_notifier.py`` checks on SES/SNS too: distinct message ids, a
+    known device refreshed under its endpoint, a deleted endpoint's push failing permanently, a platform
+    without an application refused."""
 
     emails: list[Email] = field(default_factory=list)
     sms: list[tuple[str, str]] = field(default_factory=list)
     pushes: list[tuple[str, str, str]] = field(default_factory=list)
     fail_next: list[Exception] = field(default_factory=list)
     devices: dict[str, str] = field(default_factory=dict)
+    platforms: set[str] = field(default_factory=lambda: {"fcm", "apns"})
+    _endpoints_made: int = 0
 
     def _maybe_fail(self) -> None:
         if self.fail_next:
@@ -232,12 +227,23 @@ class FakeNotifier:
 
     def send_push(self, endpoint_arn: str, title: str, body: str) -> str:
         self._maybe_fail()
+        if endpoint_arn not in self.devices:
+            raise PermanentSendError("NotFound", "Endpoint does not exist")
         self.pushes.append((endpoint_arn, title, body))
         return f"fake-push-{len(self.pushes)}"
 
     def register_device(self, platform: str, token: str, existing_arn: str | None) -> str:
         self._maybe_fail()
-        arn = existing_arn or f"arn:aws:sns:eu-central-1:000000000000:endpoint/{platform}/fake/{len(self.devices) + 1}"
+        if platform not in self.platforms:
+            raise PermanentSendError("PlatformNotConfigured", f"no SNS platform application for {platform}")
+        if existing_arn in self.devices:
+            self.devices[existing_arn] = token
+            return existing_arn
+        known = next((arn for arn, held in self.devices.items() if held == token), None)
+        if known is not None:
+            return known
+        self._endpoints_made += 1
+        arn = f"arn:aws:sns:eu-central-1:000000000000:endpoint/{platform}/fake/{self._endpoints_made}"
         self.devices[arn] = token
         return arn
 

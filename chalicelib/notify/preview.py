@@ -12,6 +12,7 @@ from typing import Any
 
 from chalicelib.domain import clock
 from chalicelib.notify.render import Rendered
+from chalicelib.services import ports
 
 _lock = threading.Lock()
 _messages: deque[dict[str, Any]] = deque(maxlen=200)
@@ -23,7 +24,7 @@ def record(program_id: str, member_id: str, rendered: Rendered, deliveries: list
         _messages.appendleft({
             "id": message_ids[0], "program_id": program_id, "member_id": member_id, "template": rendered.kind,
             "locale": rendered.locale, "subject": rendered.subject, "text": rendered.text, "html": rendered.html,
-            "short": rendered.short, "merged": message_ids[1:], "at": clock.iso(clock.utcnow()),
+            "short": rendered.short, "merged": message_ids[1:], "at": clock.iso(ports.current().clock.now()),
             "deliveries": [{k: v for k, v in d.items() if k != "target"} for d in deliveries],
         })
 

@@ -13,12 +13,17 @@ import at cold start; bench/cold_start.py prints what Jinja2 would cost). Every 
 escaped with ``html.escape`` before it goes into HTML, and the template text itself is
 escaped too, so a member called ``<script>`` is shown as text. A placeholder a template
 does not know stays as it is (``safe_substitute``) instead of failing a delivery.
+
+Words that must agree with the amount are written ``[[one|other]]`` (en) or ``[[one|few|many]]``
+(ru): ``$points $points_unit [[списан|списаны|списаны]]`` renders «1 балл списан», «2 балла
+списаны», «5 баллов списаны».
 """
 
 from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,8 +101,30 @@ def format_date(value: str | datetime | None, locale: str) -> str:
     return f"{moment.day} {_MONTHS_EN[moment.month - 1]} {moment.year}"
 
 
+#: ``[[one|other]]`` (en) or ``[[one|few|many]]`` (ru) in a template: the word that agrees with the
+#: message's amount (``$points``, else ``$balance``): «1 балл списан», «2 балла списаны», "1 point is".
+_AGREEING = re.compile(r"\[\[([^\[\]|]*(?:\|[^\[\]|]*){1,2})\]\]")
+#: The amount the agreeing words follow, kept beside the text values (not a placeholder any template uses).
+_COUNT = "_count"
+
+
+def _agree(forms: list[str], n: int | None) -> str:
+    from chalicelib.domain.l10n import plural_ru
+
+    if n is None:
+        return forms[-1]
+    if len(forms) == 3:
+        return plural_ru(n, *forms)
+    return forms[0] if abs(n) == 1 else forms[-1]
+
+
 def _fill(template: str, values: dict[str, str]) -> str:
-    return Template(template).safe_substitute(values)
+    text = Template(template).safe_substitute(values)
+    if "[[" not in text:
+        return text
+    raw = values.get(_COUNT)
+    n = int(raw) if raw is not None and raw.lstrip("-").isdigit() else None
+    return _AGREEING.sub(lambda match: _agree(match.group(1).split("|"), n), text)
 
 
 def _paragraphs_html(text: str) -> str:
@@ -186,6 +213,8 @@ def _text_values(values: dict[str, Any], locale: str) -> dict[str, str]:
     amount = values.get("points") if values.get("points") else values.get("balance")
     if isinstance(values.get("points_unit"), str) and isinstance(amount, int):
         values = {**values, "points_unit": _unit(values["points_unit"], amount, locale)}
+    if isinstance(amount, int):
+        out[_COUNT] = str(amount)
     for name, value in values.items():
         if value is None:
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 
+from chalicelib.domain.settings import NotificationSettings
 from chalicelib.store.tenancy import ProgramItem
 
 
@@ -67,9 +68,21 @@ class NotifySettings:
 
 
 def of(program: ProgramItem) -> NotifySettings:
+    """The program's notification settings (built once per loaded program item and settings version: a delivery
+    asks for them several times)."""
     from chalicelib.config import get_settings
 
     typed = program.program_settings.notifications
+    local = get_settings().stage == "local"
+    cached = program.__dict__.get("_notify_settings")
+    if cached is not None and cached[0] is typed and cached[1] == local:
+        return cached[2]  # type: ignore[no-any-return]
+    value = _build(typed, local)
+    program.__dict__["_notify_settings"] = (typed, local, value)
+    return value
+
+
+def _build(typed: NotificationSettings, local: bool) -> NotifySettings:
     return NotifySettings(
         zone=_zone(typed.time_zone),
         quiet_start=_clock(typed.quiet_start) if typed.quiet_start else None,
@@ -78,7 +91,7 @@ def of(program: ProgramItem) -> NotifySettings:
         sms_enabled=typed.sms_enabled,
         sms_monthly_budget=typed.sms_monthly_budget,
         sleeping_reminder_days=typed.sleeping_reminder_days,
-        local_preview=get_settings().stage == "local",
+        local_preview=local,
     )
 
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +31,9 @@ from pynamodb.exceptions import PutError, UpdateError
 from chalicelib.domain import clock
 from chalicelib.notify import dispatcher
 from chalicelib.notify.delivery import PENDING, SENDING, Delivery, DeliveryBatch, Outcome
+from chalicelib.services import ports
 from chalicelib.store import keys
+from chalicelib.store.db import update_only
 from chalicelib.store.ledger import LedgerEntryItem, OutboxItem, RedemptionItem, day_of, stable_id
 from chalicelib.store.members import JOINED_VIA_IMPORT, MemberItem
 from chalicelib.store.notify import ActivityItem
@@ -41,6 +45,20 @@ outcome_listeners: list[Callable[[Outcome], None]] = []
 _delivery: Delivery | None = None
 #: Groups (members) delivered at once within one batch.
 MAX_PARALLEL = 8
+_executor: tuple[int, ThreadPoolExecutor] | None = None  # (its size, the pool)
+_executor_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One pool of :data:`MAX_PARALLEL` threads for the life of the process (a warm Lambda container, the local
+    run), instead of a new pool started and joined for every batch."""
+    global _executor
+    with _executor_lock:
+        if _executor is None or _executor[0] != MAX_PARALLEL:  # tests and benchmarks change MAX_PARALLEL
+            if _executor is not None:
+                _executor[1].shutdown(wait=False)
+            _executor = (MAX_PARALLEL, ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="notify"))
+        return _executor[1]
 
 
 def delivery() -> Delivery:
@@ -93,10 +111,7 @@ def deliver_items(items: list[OutboxItem], claimed_by: str | None = None) -> lis
         if len(per_member) <= 1 or MAX_PARALLEL <= 1:
             results = [run(member_groups) for member_groups in per_member.values()]
         else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(per_member))) as pool:
-                results = list(pool.map(run, per_member.values()))
+            results = list(_pool().map(run, per_member.values()))
     finally:
         delivery().write_logs(batch)
     outcomes: list[Outcome] = []
@@ -135,7 +150,7 @@ def _create(program_id: str, member_id: str, template: str, params: dict[str, An
             business_key: str, message_id: str, lease: tuple[str, str] | None = None) -> OutboxItem | None:
     """Write an outbox message once (``None`` if it already exists); with ``lease`` (token, until) it is created
     claimed (``sending``), for its creator to deliver."""
-    now = clock.utcnow()
+    now = ports.current().clock.now()
     pk, sk = keys.outbox_message(program_id, message_id)
     gpk, gsk = keys.gsi1_outbox_pending(day_of(now), clock.iso(now), message_id)
     item = OutboxItem(PK=pk, SK=sk, GSI1PK=gpk, GSI1SK=gsk, program_id=program_id, message_id=message_id,
@@ -171,7 +186,7 @@ class Derived:
     def __init__(self, claimed: bool = True) -> None:
         from chalicelib.config import get_settings
 
-        now = clock.utcnow()
+        now = ports.current().clock.now()
         self.lease = (secrets.token_hex(8), clock.iso(now + timedelta(seconds=get_settings().notify_lease_seconds))
                       ) if claimed else None
         self.created: list[OutboxItem] = []
@@ -326,10 +341,10 @@ def _touch_activity(pid: str, mid: str, day: str) -> None:
     gpk, gsk = keys.gsi1_activity_day(day, pid, mid)
     item = ActivityItem(*keys.activity(pid, mid))
     try:
-        item.update(actions=[ActivityItem.entity.set(ActivityItem),  # type: ignore[arg-type]
-                             ActivityItem.program_id.set(pid), ActivityItem.member_id.set(mid),
-                             ActivityItem.day.set(day), ActivityItem.GSI1PK.set(gpk), ActivityItem.GSI1SK.set(gsk)],
-                    condition=ActivityItem.day.does_not_exist() | (ActivityItem.day < day))
+        update_only(item, [ActivityItem.entity.set(ActivityItem),  # type: ignore[arg-type]
+                           ActivityItem.program_id.set(pid), ActivityItem.member_id.set(mid),
+                           ActivityItem.day.set(day), ActivityItem.GSI1PK.set(gpk), ActivityItem.GSI1SK.set(gsk)],
+                    ActivityItem.day.does_not_exist() | (ActivityItem.day < day))
     except UpdateError as exc:
         if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
             raise

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.domain import clock
+from chalicelib.services import ports
 from chalicelib.store import keys
 from chalicelib.store.ledger import BalanceItem, OutboxItem, stable_id
 from chalicelib.store.notify import ActivityItem
@@ -40,7 +41,7 @@ def due_messages(now: datetime, limit: int = MAX_PER_RUN) -> list[OutboxItem]:
 def run_sweep(now: datetime | None = None) -> dict[str, Any]:
     from chalicelib.notify import sources
 
-    now = now or clock.utcnow()
+    now = now or ports.current().clock.now()
     items = due_messages(now)
     outcomes = sources.deliver_items(items)
     summary: dict[str, int] = {}
@@ -54,7 +55,7 @@ def run_reminders(now: datetime | None = None) -> dict[str, Any]:
     from chalicelib.notify import sources
     from chalicelib.store import tenancy_repo
 
-    now = now or clock.utcnow()
+    now = now or ports.current().clock.now()
     written = 0
     cursor = None
     while True:

@@ -60,8 +60,8 @@ def view(item: AdjustmentItem) -> dict[str, Any]:
 
 def adjust(deps: Ports, principal: Principal, program_id: str, member_id: str, idempotency_key: str | None,
            data: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """(the adjustment, created); ``data`` was validated against ``ADJUSTMENT_SCHEMA`` by the route."""
-    principal.require_operator()
+    """(the adjustment, created); the route declared ``auth="operator"`` and validated ``data`` against
+    ``ADJUSTMENT_SCHEMA`` before this runs (one contract per route: not checked again here)."""
     if not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
         raise BadRequest("Send an 'Idempotency-Key' header (1-255 characters) with every adjustment",
                          code="idempotency_key_required")

@@ -14,75 +14,58 @@ moves the message to the dead-letter queue.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.adapters.base import Context, Fetch, Mapped
-from chalicelib.domain import clock
-from chalicelib.domain.clock import iso
 from chalicelib.domain.errors import ValidationFailed
-from chalicelib.domain.events import parse_event
+from chalicelib.domain.events import CanonicalEvent, parse_event
 from chalicelib.domain.ids import new_id
 from chalicelib.logs import get_logger
-from chalicelib.services import envelope, integrations, pipeline
+from chalicelib.services import integrations, pipeline, ports
 from chalicelib.services.crm_http import PermanentFailure, Target, get_json
-from chalicelib.store import integrations as store
-from chalicelib.store import keys, tenancy_repo
-from chalicelib.store.integrations import IntegrationItem, IntegrationLogItem
+
+if TYPE_CHECKING:
+    from chalicelib.store.integrations import IntegrationItem
+    from chalicelib.store.tenancy import ProgramItem
 
 log = get_logger("sarafan.crm_fetch")
 FETCHING_PLATFORMS = ("hubspot", "bitrix24", "amocrm")
 
 
-def queue_url() -> str | None:
-    from chalicelib.config import get_settings
+class Process(Protocol):
+    """What runs a canonical event (``pipeline.process``); service tests pass a recorder instead."""
 
-    return get_settings().crm_fetch_queue_url
-
-
-_resolved: dict[str, str] = {}
+    def __call__(self, program: ProgramItem, partner_id: str, event: CanonicalEvent,
+                 delivery_id: str | None = None) -> dict[str, Any]: ...
 
 
-def _resolve_queue(name_or_url: str) -> str:
-    """``SARAFAN_CRM_FETCH_QUEUE_URL`` may be the queue's URL or its name (resolved once per container)."""
-    from chalicelib import aws
-
-    if name_or_url.startswith(("https://", "http://")):
-        return name_or_url
-    if name_or_url not in _resolved:
-        _resolved[name_or_url] = aws.client("sqs").get_queue_url(QueueName=name_or_url)["QueueUrl"]
-    return _resolved[name_or_url]
-
-
-def enqueue(item: IntegrationItem, fetch: Fetch) -> None:
-    from chalicelib import aws
-
-    configured = queue_url()
-    assert configured is not None
-    url = _resolve_queue(configured)
+def enqueue(item: IntegrationItem, fetch: Fetch, deps: ports.Ports | None = None) -> None:
     message = {"v": 1, "program_id": item.program_id, "partner_id": item.partner_id, "platform": item.platform,
                "label": fetch.label, "object_type": fetch.object_type, "object_id": fetch.object_id,
                "occurred_at": fetch.occurred_at, "event_id": fetch.event_id}
-    aws.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(message))
+    (deps or ports.current()).crm_queue.send(message)
 
 
-def acknowledge(item: IntegrationItem, fetch: Fetch, now: datetime) -> bool:
+def acknowledge(item: IntegrationItem, fetch: Fetch, now: datetime, deps: ports.Ports | None = None) -> bool:
     """Queue ``fetch`` unless the same platform event was acknowledged within the TTL.
 
     A conditional write keyed by (partner, platform, the platform's event id) comes first
-    (``store.integrations.acknowledge``, TTL ``ACK_TTL_HOURS``); ``False`` for a redelivery, which is
+    (``IntegrationStore.acknowledge``, TTL ``ACK_TTL_HOURS``); ``False`` for a redelivery, which is
     answered without queueing. If the queue refuses the message the marker is removed and the error
     raised, so the platform's retry gets through. Events without an id of their own (``ack_id`` is
     ``None``) are always queued; the pipeline still dedupes them on the business fact.
     """
+    deps = deps or ports.current()
+    store = deps.integrations
     if fetch.ack_id is not None and not store.acknowledge(item.program_id, item.partner_id, item.platform,
                                                           fetch.ack_id, now):
         log.info("crm event redelivered: not fetched again", extra={"platform": item.platform,
                                                                     "program_id": item.program_id})
         return False
     try:
-        enqueue(item, fetch)
+        enqueue(item, fetch, deps)
     except Exception:
         if fetch.ack_id is not None:
             store.forget_ack(item.program_id, item.partner_id, item.platform, fetch.ack_id)
@@ -90,10 +73,10 @@ def acknowledge(item: IntegrationItem, fetch: Fetch, now: datetime) -> bool:
     return True
 
 
-def _token(item: IntegrationItem) -> str:
+def _token(item: IntegrationItem, deps: ports.Ports) -> str:
     assert item.api_token is not None
     context = integrations.seal_context(item.program_id, item.partner_id, item.platform, "api_token")
-    return envelope.open_sealed(item.api_token, context).decode("utf-8")
+    return deps.sealer.open(item.api_token, context).decode("utf-8")
 
 
 def _hubspot(fetch: Fetch, token: str, ctx: Context) -> Mapped | Any:
@@ -143,40 +126,38 @@ def _amocrm(fetch: Fetch, token: str, ctx: Context) -> Any:
 _FETCHERS = {"hubspot": _hubspot, "bitrix24": _bitrix24, "amocrm": _amocrm}
 
 
-def _log_failure(item: IntegrationItem, fetch: Fetch, code: str, message: str) -> None:
-    now = clock.utcnow()
-    entry_id = new_id("ilog")
-    pk, sk = keys.integration_log(item.program_id, item.partner_id, item.platform, iso(now), entry_id)
-    store.add_log_entry(IntegrationLogItem(PK=pk, SK=sk, program_id=item.program_id, partner_id=item.partner_id,
-                                           platform=item.platform, code=code, message=message[:500],
-                                           object_id=fetch.object_id, at=now), now)
+def _log_failure(item: IntegrationItem, fetch: Fetch, code: str, message: str, deps: ports.Ports) -> None:
+    deps.integrations.add_log(item.program_id, item.partner_id, item.platform, new_id("ilog"), code=code,
+                              message=message, object_id=fetch.object_id, at=deps.clock.now())
     log.warning("crm fetch failed permanently", extra={"platform": item.platform, "program_id": item.program_id,
                                                        "code": code})
 
 
-def handle(message: dict[str, Any]) -> dict[str, Any]:
+def handle(message: Mapping[str, Any], deps: ports.Ports | None = None,
+           process: Process | None = None) -> dict[str, Any]:
     """Process one queued fetch. Raises ``TransientFailure`` (or a store error) for SQS to retry."""
+    deps = deps or ports.current()
     platform = str(message.get("platform"))
-    item = store.get(str(message.get("program_id")), str(message.get("partner_id")), platform)
+    item = deps.integrations.get(str(message.get("program_id")), str(message.get("partner_id")), platform)
     if item is None or item.api_token is None or platform not in FETCHING_PLATFORMS:
         log.info("crm fetch dropped: integration gone", extra={"platform": platform})
         return {"status": "dropped"}
     fetch = Fetch(label=str(message["label"]), object_type=str(message["object_type"]),
                   object_id=str(message["object_id"]), occurred_at=str(message["occurred_at"]),
                   event_id=str(message.get("event_id", "")))
-    program = tenancy_repo.get_program(item.program_id)
-    ctx = Context(settings=dict(item.settings or {}), currency=program.currency, now=clock.utcnow(), can_fetch=True)
+    program = deps.programs.get(item.program_id)
+    ctx = Context(settings=dict(item.settings or {}), currency=program.currency, now=deps.clock.now(), can_fetch=True)
     try:
-        token = _token(item)
+        token = _token(item, deps)
         result = _FETCHERS[platform](fetch, token, ctx)
     except PermanentFailure as exc:
-        _log_failure(item, fetch, exc.code, exc.message)
+        _log_failure(item, fetch, exc.code, exc.message, deps)
         return {"status": "failed", "code": exc.code}
     except Exception as exc:  # a malformed CRM answer is permanent too (not our input to retry)
         from chalicelib.domain.errors import BadRequest
 
         if isinstance(exc, BadRequest):
-            _log_failure(item, fetch, "crm_bad_response", exc.message)
+            _log_failure(item, fetch, "crm_bad_response", exc.message, deps)
             return {"status": "failed", "code": "crm_bad_response"}
         raise
     if not isinstance(result, Mapped):
@@ -186,9 +167,9 @@ def handle(message: dict[str, Any]) -> dict[str, Any]:
 
     body, _ = clean_identifiers(result.body, "RU" if program.default_locale == "ru" else "US")
     try:
-        event = parse_event(body, default_region="RU" if program.default_locale == "ru" else "US")
+        event = parse_event(body, default_region="RU" if program.default_locale == "ru" else "US", now=deps.clock.now())
     except ValidationFailed as exc:
-        _log_failure(item, fetch, "invalid_event", exc.message)
+        _log_failure(item, fetch, "invalid_event", exc.message, deps)
         return {"status": "failed", "code": "invalid_event"}
-    return pipeline.process(program, item.partner_id, event, delivery_id=f"crm-fetch:{fetch.event_id}")
+    return (process or pipeline.process)(program, item.partner_id, event, delivery_id=f"crm-fetch:{fetch.event_id}")
 

@@ -110,3 +110,13 @@ def open_sealed(sealed: Mapping[str, str], context: Mapping[str, str]) -> bytes:
 def reset_cache() -> None:
     with _lock:
         _opened.clear()
+
+
+class KmsSealer:
+    """The ``Sealer`` port (``services.ports``) in production: :func:`seal` and :func:`open_sealed` with KMS."""
+
+    def seal(self, plaintext: str, context: Mapping[str, str]) -> dict[str, str]:
+        return seal(plaintext, context)
+
+    def open(self, sealed: Mapping[str, str], context: Mapping[str, str]) -> bytes:
+        return open_sealed(sealed, context)

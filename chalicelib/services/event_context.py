@@ -1,4 +1,9 @@
-"""What every stage of the event pipeline sees (see ``services.pipeline``)."""
+"""What every stage of the event pipeline sees (see ``services.pipeline``).
+
+Values only: the pipeline reads the items and builds the context, the stages compose the transaction. This
+module reads and writes nothing, so it names the stored record types for type hints only and is on the ports
+(``tests/unit/test_ports_seam.py``; its service test: ``tests/service/test_event_context.py``).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain.events import CanonicalEvent
-from chalicelib.domain.settings import ProgramSettings
-from chalicelib.store.db import Entity
-from chalicelib.store.members import IdentityRef, MemberItem
-from chalicelib.store.signals import SignalRef
-from chalicelib.store.tenancy import ProgramItem
 
 if TYPE_CHECKING:
+    from chalicelib.domain.settings import ProgramSettings
     from chalicelib.services.stages import StageOutcome
+    from chalicelib.store.db import Entity
+    from chalicelib.store.members import IdentityRef, MemberItem
+    from chalicelib.store.signals import SignalRef
+    from chalicelib.store.tenancy import ProgramItem
 
 Key = tuple[str, str]
 #: Events that may link a friend to a referrer.

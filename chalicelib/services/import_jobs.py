@@ -28,7 +28,7 @@ from typing import Any
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from chalicelib.domain.ids import new_id
-from chalicelib.services import importer
+from chalicelib.services import importer, ports
 from chalicelib.services.auth import Principal
 from chalicelib.store import keys, tenancy_repo
 from chalicelib.store.data_rights import ImportChunkItem, ImportJobItem, get_import_chunk, get_import_job
@@ -80,7 +80,7 @@ def create(principal: Principal, program_id: str, data: Mapping[str, Any]) -> di
     partner_id = data.get("partner_id")
     if partner_id:
         tenancy_repo.get_partner(program_id, partner_id)
-    now = clock.utcnow()
+    now = ports.current().clock.now()
     import_id = new_id("imp")
     pk, sk = keys.import_job(program_id, import_id)
     job = ImportJobItem(PK=pk, SK=sk, program_id=program_id, import_id=import_id, partner_id=partner_id,
@@ -138,7 +138,7 @@ def chunk_number(text: str) -> int:
 
 
 def _record(job: ImportJobItem, number: int, digest: str, result: dict[str, Any]) -> None:
-    now = clock.utcnow()
+    now = ports.current().clock.now()
     totals = {name: int((job.totals or {}).get(name, 0)) + int(result.get(name, 0)) for name in TOTALS}
     errors = list(job.errors or [])
     if len(errors) < KEPT_ERRORS:

@@ -23,17 +23,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.domain import clock
 from chalicelib.domain.codes import generate_code
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.member_import import ImportRow, RowError, parse
 from chalicelib.logs import get_logger
+from chalicelib.services import ports
 from chalicelib.services.auth import Principal
-from chalicelib.store import keys, tenancy_repo
+from chalicelib.store import import_items, keys, tenancy_repo
 from chalicelib.store.data_rights import ImportRowItem
 from chalicelib.store.db import Entity
+from chalicelib.store.import_items import NewMember
 from chalicelib.store.ledger import BalanceDelta, BalanceItem, new_entry, stable_id, stage_balance
 from chalicelib.store.members import (
     JOINED_VIA_IMPORT,
@@ -43,11 +44,15 @@ from chalicelib.store.members import (
     MemberItem,
     batch_get,
     identity_refs,
+    key_str,
     new_member,
     stage_member_creation,
 )
 from chalicelib.store.tenancy import ProgramItem
-from chalicelib.store.transact import Transaction
+from chalicelib.store.transact import MAX_TRANSACTION_ITEMS, Transaction
+
+if TYPE_CHECKING:
+    from chalicelib.analytics.store import Increment
 
 log = get_logger("sarafan.import")
 
@@ -66,6 +71,9 @@ CHUNK_SCHEMA: dict[str, Any] = {
 _ATTEMPTS = 3
 #: Items per transaction when rows are written together (DynamoDB allows 100).
 GROUP_ITEMS = 90
+#: ``[False]``: every row through PynamoDB's models (tests compare both paths' writes).
+RAW_ROWS = [True]
+OPENING_REASON = "Opening balance imported from another program"
 
 
 class _RowConflict(Exception):
@@ -95,8 +103,10 @@ class _Staged:
     row: ImportRow
     tx: Transaction
     marker: ImportRowItem
-    created: MemberItem | None
+    created: NewMember | None
     refs: list[IdentityRef]
+    #: The new member's signup counters (analytics), written in the transaction that creates it.
+    signup: list[Increment] = field(default_factory=list)
 
 
 @dataclass
@@ -141,13 +151,19 @@ class _Chunk:
         self.result = result
         self.max_depth = program.program_settings.max_depth
         self.items: dict[tuple[str, str], Entity] = {}
-        self.now = clock.utcnow()
+        self.now = ports.current().clock.now()
+        self._refs: dict[int, list[IdentityRef]] = {}
 
     # -- reads ---------------------------------------------------------------------
 
     def refs(self, row: ImportRow) -> list[IdentityRef]:
-        customer = (self.partner_id, row.customer_id) if row.customer_id and self.partner_id else None
-        return identity_refs(self.pid, email=row.email, phone=row.phone, customer_id=customer)
+        """The row's hashed identifiers (computed once per row: a salted hash each)."""
+        refs = self._refs.get(id(row))
+        if refs is None:
+            customer = (self.partner_id, row.customer_id) if row.customer_id and self.partner_id else None
+            refs = self._refs[id(row)] = identity_refs(self.pid, email=row.email, phone=row.phone,
+                                                        customer_id=customer)
+        return refs
 
     def marker_key(self, refs: list[IdentityRef]) -> tuple[str, str]:
         return keys.import_row(self.pid, f"{refs[0].kind}#{refs[0].value_hash}")
@@ -205,25 +221,42 @@ class _Chunk:
         different items; a group that fails is written again row by row, each row on its own."""
         self.read(rows)
         group: list[_Staged] = []
-        combined = Transaction()
-        touched: set[tuple[str, str]] = set()  # the keys ``combined`` writes (a set: no rescan per row)
+        operations = 0
+        touched: set[tuple[str, str]] = set()  # the keys the group's rows write (a set: no rescan per row)
+        counters: set[tuple[str, str]] = set()  # the signup counters the group adds to (one operation each)
         for row in rows:
             staged = self.try_stage(row)
             if staged is None:
                 continue
             keys_of_row = {Transaction._key(op) for op in staged.tx.ops}
-            if group and (len(combined) + len(staged.tx) > GROUP_ITEMS or not touched.isdisjoint(keys_of_row)):
-                self.flush(group, combined)
-                group, combined, touched = [], Transaction(), set()
+            counters_of_row = {(i.pk, i.sk) for i in staged.signup}
+            if group and (operations + len(staged.tx) > GROUP_ITEMS
+                          or operations + len(staged.tx) + len(counters | counters_of_row) > MAX_TRANSACTION_ITEMS
+                          or not touched.isdisjoint(keys_of_row)):
+                self.flush(group)
+                group, operations, touched, counters = [], 0, set(), set()
                 staged = self.try_stage(row)  # again: the flushed rows may be its referrer or its member
                 if staged is None:
                     continue
                 keys_of_row = {Transaction._key(op) for op in staged.tx.ops}
-            combined.ops.extend(staged.tx.ops)
+                counters_of_row = {(i.pk, i.sk) for i in staged.signup}
+            operations += len(staged.tx)
             touched |= keys_of_row
+            counters |= counters_of_row
             group.append(staged)
             self.remember(staged)
-        self.flush(group, combined)
+        self.flush(group)
+
+    @staticmethod
+    def transaction(rows: list[_Staged]) -> Transaction:
+        """The rows' operations and their new members' signup counters (merged per counter row) in one
+        transaction: a member is counted exactly when it is written."""
+        from chalicelib.analytics.store import counter_updates
+
+        tx = Transaction(ops=[op for staged in rows for op in staged.tx.ops])
+        for update, key in counter_updates(i for staged in rows for i in staged.signup):
+            tx.update_raw(update, key)
+        return tx
 
     def try_stage(self, row: ImportRow) -> _Staged | None:
         try:
@@ -234,7 +267,7 @@ class _Chunk:
             self.result.errors.append(RowError(row.line, [failed.problem]))
         return None
 
-    def flush(self, group: list[_Staged], combined: Transaction) -> None:
+    def flush(self, group: list[_Staged]) -> None:
         """Commit the group; when its transaction is cancelled, the cancellation reason names the
         operation that failed, whose ``on_fail`` carries its row's line: that row is taken out (and
         written on its own, or reported), the rest of the group committed again. So an offending
@@ -242,10 +275,8 @@ class _Chunk:
         transaction per offending row, not one per row."""
         pending = list(group)
         while pending:
-            tx = combined if len(pending) == len(group) else Transaction(
-                ops=[op for staged in pending for op in staged.tx.ops])
             try:
-                tx.commit()
+                self.transaction(pending).commit()
             except (_CodeOrPointerTaken, _Retry, _AlreadyImported) as failed:
                 offender = next((s for s in pending if s.row.line == failed.line), None)
                 if offender is None:  # pragma: no cover - every condition of a staged row names its line
@@ -276,7 +307,7 @@ class _Chunk:
             try:
                 staged = self.stage_row(row)
                 try:
-                    staged.tx.commit()
+                    self.transaction([staged]).commit()
                 except _CodeOrPointerTaken:
                     self.read([row])
                     if row.code and isinstance(self.items.get(keys.referral_code(self.pid, row.code)), CodeItem):
@@ -308,16 +339,20 @@ class _Chunk:
         referrer = self.referrer(row) if wants_referrer else None
         tx = Transaction()
         member_id = self.existing_member(refs)
-        created: MemberItem | None = None
+        created: NewMember | None = None
         if member_id is None:
             if wants_referrer and referrer is None:
                 column = "referrer_code" if row.referrer_code else "referrer_customer_id"
                 raise _RowFailed(column, "no such member (import referrers before the members they referred)")
             if row.code and isinstance(self.items.get(keys.referral_code(self.pid, row.code)), CodeItem):
                 raise _RowFailed("code", "this code is already taken")
-            created = self.new_member(row, refs, referrer)
-            member_id = created.member_id
-            stage_member_creation(tx, created, refs, _CodeOrPointerTaken(row.line))
+            if RAW_ROWS[0] and not row.birthday and row.opening_balance >= 0:
+                return self.stage_new_raw(row, refs, referrer, marker_key)
+            member = self.new_member(row, refs, referrer)
+            created = NewMember(self.pid, member.member_id, member.code, member.name, list(member.ancestors or []),
+                                member.joined_at, member.referrer_id)
+            member_id = member.member_id
+            stage_member_creation(tx, member, refs, _CodeOrPointerTaken(row.line))
             if referrer is not None:
                 ref_member = MemberItem(*keys.member(self.pid, referrer.member_id))
                 tx.update(ref_member, [MemberItem.referral_signups.add(1)], Entity.PK.exists(), on_fail=_Retry(row.line))
@@ -325,7 +360,7 @@ class _Chunk:
         if row.opening_balance:
             entry_id = stable_id("le", KIND_IMPORT, *marker_key)
             tx.create(new_entry(self.pid, member_id, entry_id, self.now, kind=KIND_IMPORT, status="available",
-                                points=row.opening_balance, reason="Opening balance imported from another program",
+                                points=row.opening_balance, reason=OPENING_REASON,
                                 reason_code="import_opening_balance", created_at=self.now,
                                 partner_id=self.partner_id, reversed_points=0), on_fail=_AlreadyImported(row.line))
             balance = self.items.get(keys.balance(self.pid, member_id))
@@ -334,7 +369,54 @@ class _Chunk:
         marker = ImportRowItem(PK=marker_key[0], SK=marker_key[1], program_id=self.pid, member_id=member_id,
                                entry_id=entry_id, opening_balance=row.opening_balance, imported_at=self.now)
         tx.create(marker, on_fail=_AlreadyImported(row.line))
-        return _Staged(row, tx, marker, created, refs)
+        return _Staged(row, tx, marker, created, refs, self.signup(created))
+
+    def stage_new_raw(self, row: ImportRow, refs: list[IdentityRef], referrer: _Referrer | None,
+                      marker_key: tuple[str, str]) -> _Staged:
+        """A new member's row (no birthday) as ``store.import_items`` operations: the same items, conditions
+        and ``on_fail`` as the model path of :meth:`stage_row`, without a model object per item."""
+        tx = Transaction()
+        ancestors = [referrer.member_id, *referrer.ancestors][: self.max_depth] if referrer is not None else []
+        member = NewMember(self.pid, new_id("mbr"), row.code or generate_code(), row.name or None, ancestors,
+                           row.joined_at or self.now, referrer.member_id if referrer is not None else None)
+        taken = _CodeOrPointerTaken(row.line)
+        pointer_keys = [r.pointer_key(self.pid) for r in refs]
+        customer_ids = {self.partner_id: row.customer_id} if row.customer_id and self.partner_id else {}
+        profile = import_items.member_item(
+            member, locale=row.locale or self.program.default_locale, email=row.email, phone=row.phone,
+            customer_ids=customer_ids, pointer_keys=[key_str(k) for k in pointer_keys], joined_via=JOINED_VIA_IMPORT,
+            acquisition={"channel": KIND_IMPORT}, attributed_at=self.now if referrer is not None else None,
+            attribution_source=KIND_IMPORT if referrer is not None else None, signup_counted=True)
+        items = [profile, *(import_items.pointer_item(member, k, r.kind) for k, r in zip(pointer_keys, refs, strict=True)),
+                 import_items.code_item(member), import_items.link_item(member)]
+        for item in items:
+            tx.put_raw(import_items.create(item), import_items.key_of(item), on_fail=taken)
+        if referrer is not None:
+            update, key = import_items.referral_signup(self.pid, referrer.member_id)
+            tx.update_raw(update, key, on_fail=_Retry(row.line))
+        entry_id = None
+        if row.opening_balance:
+            entry_id = stable_id("le", KIND_IMPORT, *marker_key)
+            entry = import_items.opening_entry(self.pid, member.member_id, entry_id, self.now, kind=KIND_IMPORT,
+                                               points=row.opening_balance, reason=OPENING_REASON,
+                                               reason_code="import_opening_balance", partner_id=self.partner_id)
+            tx.put_raw(import_items.create(entry), import_items.key_of(entry), on_fail=_AlreadyImported(row.line))
+            update, key = import_items.new_balance(self.pid, member.member_id, row.opening_balance)
+            tx.update_raw(update, key, on_fail=_Retry(row.line))
+        marker = import_items.import_marker(marker_key, self.pid, member.member_id, entry_id, row.opening_balance,
+                                            self.now)
+        tx.put_raw(import_items.create(marker), marker_key, on_fail=_AlreadyImported(row.line))
+        remembered = ImportRowItem(PK=marker_key[0], SK=marker_key[1], program_id=self.pid,
+                                   member_id=member.member_id)
+        return _Staged(row, tx, remembered, member, refs, self.signup(member))
+
+    def signup(self, member: NewMember | None) -> list[Increment]:
+        """A new member's signup counters (the analytics consumer skips members with ``signup_counted``)."""
+        from chalicelib.analytics.consumer import signup_rows
+
+        if member is None:
+            return []
+        return signup_rows(self.pid, member.joined_at, bool(member.referrer_id), {"channel": KIND_IMPORT})
 
     def count(self, staged: _Staged) -> None:
         if staged.created is not None:
@@ -351,6 +433,7 @@ class _Chunk:
             email=row.email, phone=row.phone, birthday=row.birthday, customer_ids=customer_ids,
             acquisition={"channel": KIND_IMPORT}, refs=refs,
         )
+        member.signup_counted = True  # by the row's own transaction (``transaction``)
         if referrer is not None:
             member.referrer_id = referrer.member_id
             member.ancestors = [referrer.member_id, *referrer.ancestors][: self.max_depth]
@@ -365,7 +448,7 @@ class _Chunk:
         member = staged.created
         if member is None:
             return
-        ancestors = list(member.ancestors or [])
+        ancestors = list(member.ancestors)
         for ref in staged.refs:
             pk, sk = ref.pointer_key(self.pid)
             self.items[(pk, sk)] = IdentityItem(PK=pk, SK=sk, program_id=self.pid, member_id=member.member_id,

@@ -32,6 +32,6 @@ def receive(partner_id: str, headers: dict[str, str], raw_body: bytes, deps: por
         raise NotFound("This partner has no secret for canonical events", details={"source": SOURCE})
     verified = webhook_signature.verify(valid, headers, raw_body, now=now.timestamp())
     body = safe_json.loads(raw_body, require_object=False)
-    event = parse_event(body, default_region="RU" if program.default_locale == "ru" else "US")
+    event = parse_event(body, default_region="RU" if program.default_locale == "ru" else "US", now=now)
     return pipeline.process(program, partner_id, event, delivery_id=verified.msg_id)
 

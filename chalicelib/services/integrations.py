@@ -2,7 +2,8 @@
 
 ``PUT …/integrations/{platform}`` stores the settings and answers the ``webhook_url`` to
 register at the platform and the topics to subscribe. Secrets the platform issued
-(``settings.secret``) are sealed with KMS (``services.envelope``) and never shown again;
+(``settings.secret``) and CRM API tokens are sealed by the ``Sealer`` port (``deps.sealer``: KMS in
+production, ``services.envelope``) and never shown again;
 putting a new one keeps the old one verifying for the rotation overlap. Platforms that
 cannot sign get a random 256-bit token in their URL; only its SHA-256 is stored, and it is
 shown once (``rotate_token: true`` issues a new one, the old one verifies for the overlap).
@@ -21,7 +22,6 @@ from chalicelib.config import get_settings
 from chalicelib.domain.clock import iso, parse_iso
 from chalicelib.domain.errors import NotFound, ValidationFailed, field_error
 from chalicelib.domain.validation import validate
-from chalicelib.services import envelope
 from chalicelib.services.auth import Principal
 from chalicelib.services.ports import Ports
 
@@ -124,7 +124,7 @@ def connect(deps: Ports, principal: Principal, program_id: str, partner_id: str,
     api_token = existing.api_token if existing else None
     if adapter.auth == "secret":
         if data.get("secret"):
-            sealed = envelope.seal(data["secret"], seal_context(program_id, partner_id, platform, "secret"))
+            sealed = deps.sealer.seal(data["secret"], seal_context(program_id, partner_id, platform, "secret"))
             secrets_list = _rotated(secrets_list, {"sealed": sealed}, now)
         elif not _valid(secrets_list, now):
             raise ValidationFailed("Settings are invalid", details={"errors": [
@@ -137,7 +137,7 @@ def connect(deps: Ports, principal: Principal, program_id: str, partner_id: str,
         issued = token_source.token_urlsafe(32)  # 256 bits
         tokens = _rotated(tokens, {"sha256": hash_token(issued)}, now)
     if data.get("api_token"):
-        api_token = envelope.seal(data["api_token"], seal_context(program_id, partner_id, platform, "api_token"))
+        api_token = deps.sealer.seal(data["api_token"], seal_context(program_id, partner_id, platform, "api_token"))
 
     settings = {k: v for k, v in data.items() if k not in _WRITE_ONLY}
     item = deps.integrations.save(dict(

@@ -4,8 +4,10 @@ Stages attach these as ``on_fail`` to the operations they add to the event's
 transaction (see ``store.transact.Transaction``); ``services.pipeline`` catches them.
 """
 
+from chalicelib.domain.records import ReadAgain
 
-class RetryEvent(Exception):
+
+class RetryEvent(ReadAgain):
     """A concurrent writer changed what was read: read again and decide again."""
 
 

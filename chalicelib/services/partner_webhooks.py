@@ -12,6 +12,9 @@ tenant always comes from the key.
   rotation the old secret keeps signing next to the new one (two signatures in ``webhook-signature``)
   for ``secret_rotation_overlap_hours``.
 * At most ``MAX_ENDPOINTS`` per partner, counted in the create/delete transaction.
+
+Reads and writes go through the ports (``deps``: ``webhooks``, ``programs``, ``sealer``, ``clock``); the sender
+(``jobs.partner_webhooks``) uses :func:`signing_secrets` and the target checks here.
 """
 
 from __future__ import annotations
@@ -19,28 +22,22 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.config import get_settings
-from chalicelib.domain import clock, partner_hooks
+from chalicelib.domain import partner_hooks
 from chalicelib.domain.clock import iso, parse_iso
 from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed, field_error
 from chalicelib.domain.ids import new_id
+from chalicelib.domain.partner_hooks import MAX_ENDPOINTS, PENDING
 from chalicelib.domain.urls import MAX_URL_LENGTH
 from chalicelib.domain.webhook_signature import generate_secret
-from chalicelib.services import envelope
+from chalicelib.services import ports
 from chalicelib.services.auth import Principal
-from chalicelib.store import keys, tenancy_repo
-from chalicelib.store import partner_hooks as store
-from chalicelib.store.partner_hooks import (
-    MAX_ENDPOINTS,
-    PENDING,
-    WebhookDeliveryItem,
-    WebhookEndpointCountItem,
-    WebhookEndpointItem,
-)
-from chalicelib.store.tenancy import PartnerItem
-from chalicelib.store.transact import Transaction
+from chalicelib.services.ports import Ports
+
+if TYPE_CHECKING:
+    from chalicelib.store.partner_hooks import WebhookDeliveryItem, WebhookEndpointItem
 
 _URL = {"type": "string", "minLength": 1, "maxLength": MAX_URL_LENGTH,
         "description": "Where we POST the events (https; checked after DNS resolution)"}
@@ -97,22 +94,21 @@ def _valid(entries: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]
     return [e for e in entries if e.get("expires_at") is None or parse_iso(e["expires_at"]) > now]
 
 
-def _with_new_secret(item: WebhookEndpointItem, now: datetime) -> str:
-    """Generate a secret, seal it and put it on ``item`` (older valid ones expire after the overlap)."""
+def _with_new_secret(deps: Ports, program_id: str, partner_id: str, endpoint_id: str,
+                     secrets: list[dict[str, Any]], now: datetime) -> tuple[str, list[dict[str, Any]]]:
+    """A new secret, and the endpoint's secrets with it sealed last (older valid ones expire after the overlap)."""
     secret = generate_secret()
-    sealed = envelope.seal(secret, seal_context(item.program_id, item.partner_id, item.endpoint_id))
+    sealed = deps.sealer.seal(secret, seal_context(program_id, partner_id, endpoint_id))
     cutoff = iso(now + timedelta(hours=get_settings().secret_rotation_overlap_hours))
-    kept = [{**e, "expires_at": min(e.get("expires_at") or cutoff, cutoff)} for e in _valid(list(item.secrets or []),
-                                                                                             now)]
-    item.secrets = [*kept[-(MAX_SECRETS - 1):], {"sealed": sealed, "created_at": iso(now), "expires_at": None}]
-    return secret
+    kept = [{**e, "expires_at": min(e.get("expires_at") or cutoff, cutoff)} for e in _valid(secrets, now)]
+    return secret, [*kept[-(MAX_SECRETS - 1):], {"sealed": sealed, "created_at": iso(now), "expires_at": None}]
 
 
-def signing_secrets(item: WebhookEndpointItem, now: datetime) -> list[str]:
+def signing_secrets(item: WebhookEndpointItem, now: datetime, deps: Ports | None = None) -> list[str]:
     """Every secret that signs right now, newest first (one KMS Decrypt each, cached per process)."""
+    sealer = (deps or ports.current()).sealer
     context = seal_context(item.program_id, item.partner_id, item.endpoint_id)
-    return [envelope.open_sealed(e["sealed"], context).decode("utf-8")
-            for e in reversed(_valid(list(item.secrets or []), now))]
+    return [sealer.open(e["sealed"], context).decode("utf-8") for e in reversed(_valid(list(item.secrets or []), now))]
 
 
 # --------------------------------------------------------------------------- views
@@ -164,129 +160,94 @@ def _scope(principal: Principal, program_id: str, partner_id: str) -> None:
     principal.require_server_key()
 
 
-def _endpoint(program_id: str, partner_id: str, endpoint_id: str) -> WebhookEndpointItem:
-    item = store.get_endpoint(program_id, partner_id, endpoint_id)
+def _endpoint(deps: Ports, program_id: str, partner_id: str, endpoint_id: str) -> WebhookEndpointItem:
+    item = deps.webhooks.endpoint(program_id, partner_id, endpoint_id)
     if item is None:
         raise NotFound("Webhook endpoint not found", details={"endpoint_id": endpoint_id})
     return item
 
 
-def _concurrent() -> Conflict:
-    return Conflict("The webhook endpoint changed concurrently; read it again and retry", code="concurrent_update")
-
-
-def create(principal: Principal, program_id: str, partner_id: str, data: dict[str, Any]) -> dict[str, Any]:
+def create(deps: Ports, principal: Principal, program_id: str, partner_id: str,
+           data: dict[str, Any]) -> dict[str, Any]:
     _scope(principal, program_id, partner_id)
-    tenancy_repo.get_partner(program_id, partner_id)  # 404 for an unknown partner
+    deps.programs.partner(program_id, partner_id)  # 404 for an unknown partner
     url = checked_url(data["url"])
-    now = clock.utcnow()
+    now = deps.clock.now()
     endpoint_id = new_id("whe")
-    pk, sk = keys.webhook_endpoint(program_id, partner_id, endpoint_id)
-    item = WebhookEndpointItem(
-        PK=pk, SK=sk, program_id=program_id, partner_id=partner_id, endpoint_id=endpoint_id, url=url,
-        event_types=partner_hooks.validate_event_types(data["event_types"]), description=data.get("description"),
-        enabled=data.get("enabled", True), secrets=[], revision=1, created_at=now, updated_at=now)
-    secret = _with_new_secret(item, now)
-    count = store.count_ref(program_id, partner_id)
-    tx = Transaction()
-    tx.create(item, on_fail=Conflict("Endpoint id collision; retry", code="conflict"))
-    tx.update(count, [WebhookEndpointCountItem.endpoints.add(1)],
-              WebhookEndpointCountItem.endpoints.does_not_exist() | (WebhookEndpointCountItem.endpoints < MAX_ENDPOINTS),
-              on_fail=ValidationFailed(f"A partner has at most {MAX_ENDPOINTS} webhook endpoints",
-                                       code="too_many_endpoints", details={"limit": MAX_ENDPOINTS}))
-    tx.check(PartnerItem, keys.partner(program_id, partner_id), PartnerItem.PK.exists(),
-             on_fail=NotFound("Partner not found", details={"partner_id": partner_id}))
-    tx.commit()
+    secret, secrets = _with_new_secret(deps, program_id, partner_id, endpoint_id, [], now)
+    item = deps.webhooks.create_endpoint({
+        "program_id": program_id, "partner_id": partner_id, "endpoint_id": endpoint_id, "url": url,
+        "event_types": partner_hooks.validate_event_types(data["event_types"]), "description": data.get("description"),
+        "enabled": data.get("enabled", True), "secrets": secrets, "revision": 1, "created_at": now, "updated_at": now})
     return endpoint_view(item, now, secret)
 
 
-def list_endpoints(principal: Principal, program_id: str, partner_id: str) -> dict[str, Any]:
+def list_endpoints(deps: Ports, principal: Principal, program_id: str, partner_id: str) -> dict[str, Any]:
     _scope(principal, program_id, partner_id)
-    now = clock.utcnow()
-    items = sorted(store.endpoints_of(program_id, partner_id), key=lambda i: iso(i.created_at))
+    now = deps.clock.now()
+    items = sorted(deps.webhooks.endpoints(program_id, partner_id), key=lambda i: iso(i.created_at))
     return {"items": [endpoint_view(i, now) for i in items[:MAX_ENDPOINTS]]}
 
 
-def get(principal: Principal, program_id: str, partner_id: str, endpoint_id: str) -> dict[str, Any]:
+def get(deps: Ports, principal: Principal, program_id: str, partner_id: str, endpoint_id: str) -> dict[str, Any]:
     _scope(principal, program_id, partner_id)
-    return endpoint_view(_endpoint(program_id, partner_id, endpoint_id), clock.utcnow())
+    return endpoint_view(_endpoint(deps, program_id, partner_id, endpoint_id), deps.clock.now())
 
 
-def update(principal: Principal, program_id: str, partner_id: str, endpoint_id: str,
+def update(deps: Ports, principal: Principal, program_id: str, partner_id: str, endpoint_id: str,
            data: dict[str, Any]) -> dict[str, Any]:
     _scope(principal, program_id, partner_id)
-    item = _endpoint(program_id, partner_id, endpoint_id)
-    E = WebhookEndpointItem
-    actions: list[Any] = []
+    item = _endpoint(deps, program_id, partner_id, endpoint_id)
+    changes: dict[str, Any] = {}
     if "url" in data:
-        item.url = checked_url(data["url"])
-        actions.append(E.url.set(item.url))
+        changes["url"] = checked_url(data["url"])
     if "event_types" in data:
-        item.event_types = partner_hooks.validate_event_types(data["event_types"])
-        actions.append(E.event_types.set(item.event_types))
+        changes["event_types"] = partner_hooks.validate_event_types(data["event_types"])
     if "description" in data:
-        item.description = data["description"]
-        actions.append(E.description.remove() if data["description"] is None else E.description.set(data["description"]))
+        changes["description"] = data["description"]
     if "enabled" in data:
-        item.enabled = bool(data["enabled"])
-        actions.append(E.enabled.set(item.enabled))
-        if item.enabled:  # re-enabled by the partner: the failure is forgotten
-            item.disabled_reason, item.disabled_at, item.notice = None, None, None
-            actions += [E.disabled_reason.remove(), E.disabled_at.remove(), E.notice.remove()]
-    now = clock.utcnow()
-    revision = int(item.revision or 0)
-    item.updated_at, item.revision = now, revision + 1
-    actions += [E.updated_at.set(now), E.revision.set(revision + 1)]
-    tx = Transaction()
-    tx.update(item, actions, E.revision == revision, on_fail=_concurrent())
-    tx.commit()
+        changes["enabled"] = bool(data["enabled"])
+        if changes["enabled"]:  # re-enabled by the partner: the failure is forgotten
+            changes.update(disabled_reason=None, disabled_at=None, notice=None)
+    now = deps.clock.now()
+    deps.webhooks.update_endpoint(item, changes, now)
     return endpoint_view(item, now)
 
 
-def delete(principal: Principal, program_id: str, partner_id: str, endpoint_id: str) -> dict[str, Any]:
+def delete(deps: Ports, principal: Principal, program_id: str, partner_id: str, endpoint_id: str) -> dict[str, Any]:
     """Removes the endpoint; its pending deliveries are cancelled when the sender reaches them."""
     _scope(principal, program_id, partner_id)
-    item = _endpoint(program_id, partner_id, endpoint_id)
-    tx = Transaction()
-    tx.delete(item, WebhookEndpointItem.revision == int(item.revision or 0), on_fail=_concurrent())
-    tx.update(store.count_ref(program_id, partner_id), [WebhookEndpointCountItem.endpoints.add(-1)],
-              WebhookEndpointCountItem.endpoints > 0)
-    tx.commit()
+    deps.webhooks.delete_endpoint(_endpoint(deps, program_id, partner_id, endpoint_id))
     return {"endpoint_id": endpoint_id, "deleted": True}
 
 
-def rotate_secret(principal: Principal, program_id: str, partner_id: str, endpoint_id: str) -> dict[str, Any]:
+def rotate_secret(deps: Ports, principal: Principal, program_id: str, partner_id: str,
+                  endpoint_id: str) -> dict[str, Any]:
     _scope(principal, program_id, partner_id)
-    item = _endpoint(program_id, partner_id, endpoint_id)
-    now = clock.utcnow()
-    secret = _with_new_secret(item, now)
-    revision = int(item.revision or 0)
-    item.updated_at, item.revision = now, revision + 1
-    E = WebhookEndpointItem
-    tx = Transaction()
-    tx.update(item, [E.secrets.set(item.secrets), E.updated_at.set(now), E.revision.set(revision + 1)],
-              E.revision == revision, on_fail=_concurrent())
-    tx.commit()
+    item = _endpoint(deps, program_id, partner_id, endpoint_id)
+    now = deps.clock.now()
+    secret, secrets = _with_new_secret(deps, program_id, partner_id, endpoint_id, list(item.secrets or []), now)
+    deps.webhooks.update_endpoint(item, {"secrets": secrets}, now)
     return endpoint_view(item, now, secret)
 
 
 # --------------------------------------------------------------------------- delivery log
 
 
-def deliveries(principal: Principal, program_id: str, partner_id: str, endpoint_id: str, limit: int,
+def deliveries(deps: Ports, principal: Principal, program_id: str, partner_id: str, endpoint_id: str, limit: int,
                cursor: dict[str, Any] | None) -> dict[str, Any]:
     _scope(principal, program_id, partner_id)
-    _endpoint(program_id, partner_id, endpoint_id)  # the endpoint must be this partner's
-    items, last = store.log_page(program_id, endpoint_id, limit, cursor)
-    return {"items": [delivery_view(i) for i in items], "next_cursor": last}
+    _endpoint(deps, program_id, partner_id, endpoint_id)  # the endpoint must be this partner's
+    page = deps.webhooks.deliveries(program_id, endpoint_id, limit, cursor)
+    return {"items": [delivery_view(i) for i in page.items], "next_cursor": page.next_cursor}
 
 
-def retry(principal: Principal, program_id: str, partner_id: str, endpoint_id: str,
+def retry(deps: Ports, principal: Principal, program_id: str, partner_id: str, endpoint_id: str,
           delivery: str) -> dict[str, Any]:
     """One more attempt of a delivery, now (the sender's next run); it does not restart the schedule."""
     _scope(principal, program_id, partner_id)
-    endpoint = _endpoint(program_id, partner_id, endpoint_id)
-    item = store.get_delivery(program_id, endpoint_id, delivery)
+    endpoint = _endpoint(deps, program_id, partner_id, endpoint_id)
+    item = deps.webhooks.delivery(program_id, endpoint_id, delivery)
     if item is None:
         raise NotFound("Delivery not found", details={"delivery_id": delivery})
     if not endpoint.enabled:
@@ -294,14 +255,6 @@ def retry(principal: Principal, program_id: str, partner_id: str, endpoint_id: s
     if item.status == PENDING:
         raise Conflict("The delivery is already waiting for its next attempt", code="delivery_pending",
                        details={"next_attempt_at": iso(item.next_attempt_at) if item.next_attempt_at else None})
-    now = clock.utcnow()
-    D = WebhookDeliveryItem
-    status = item.status
-    item.status, item.next_attempt_at, item.max_attempts = PENDING, now, int(item.attempts or 0) + 1
-    item.GSI1PK, item.GSI1SK = store.due_key(item, now)
-    ok = store.conditional_update(item, [D.status.set(PENDING), D.next_attempt_at.set(now),
-                                         D.max_attempts.set(item.max_attempts), D.GSI1PK.set(item.GSI1PK),
-                                         D.GSI1SK.set(item.GSI1SK)], D.status == status)
-    if not ok:
+    if not deps.webhooks.retry_delivery(item, deps.clock.now()):
         raise Conflict("The delivery changed concurrently; read it again", code="concurrent_update")
     return delivery_view(item)

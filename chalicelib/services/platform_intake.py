@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.adapters import base
 from chalicelib.adapters.base import Adapter, Context, Fetch, Inbound, Mapped
-from chalicelib.domain import clock
 from chalicelib.domain.errors import DomainError, NotFound, ValidationFailed
 from chalicelib.domain.events import parse_event
 from chalicelib.domain.identity import normalize_email, normalize_phone
 from chalicelib.logs import get_logger
-from chalicelib.services import envelope, integrations, pipeline
-from chalicelib.store import integrations as store
-from chalicelib.store import tenancy_repo
-from chalicelib.store.integrations import IntegrationItem
+from chalicelib.services import integrations, pipeline, ports
+
+if TYPE_CHECKING:
+    from chalicelib.services.crm_fetch import Process
+    from chalicelib.store.integrations import IntegrationItem
 
 log = get_logger("sarafan.platforms")
 
@@ -34,24 +34,24 @@ def not_found() -> NotFound:
     return NotFound("Unknown webhook endpoint")
 
 
-def _integration(partner_id: str, platform: str) -> tuple[Adapter, IntegrationItem]:
+def _integration(partner_id: str, platform: str, deps: ports.Ports) -> tuple[Adapter, IntegrationItem]:
     from chalicelib import adapters
 
     adapter = adapters.get(platform)
     if adapter is None:
         raise not_found()
     try:
-        program_id = tenancy_repo.locate_partner(partner_id)
+        program_id = deps.programs.partner_program(partner_id)
     except NotFound:
         raise not_found() from None
-    item = store.get(program_id, partner_id, platform)
+    item = deps.integrations.get(program_id, partner_id, platform)
     if item is None:
         raise not_found()
     return adapter, item
 
 
 def _authenticate(adapter: Adapter, item: IntegrationItem, inbound: Inbound, token: str | None,
-                  ctx: Context) -> None:
+                  ctx: Context, deps: ports.Ports) -> None:
     now = ctx.now
     if adapter.auth == "token":
         presented = hashlib.sha256((token or "").encode("utf-8")).hexdigest()
@@ -65,7 +65,7 @@ def _authenticate(adapter: Adapter, item: IntegrationItem, inbound: Inbound, tok
     secrets: list[bytes] = []
     for entry in integrations._valid(list(item.secrets or []), now):
         try:
-            secrets.append(envelope.open_sealed(entry["sealed"], context))
+            secrets.append(deps.sealer.open(entry["sealed"], context))
         except ValueError:
             log.error("integration secret cannot be unsealed", extra={"platform": item.platform,
                                                                       "program_id": item.program_id})
@@ -94,15 +94,19 @@ def clean_identifiers(body: dict[str, Any], region: str) -> tuple[dict[str, Any]
     return {**body, "customer": cleaned}, warnings
 
 
-def receive(partner_id: str, platform: str, inbound: Inbound, token: str | None) -> dict[str, Any]:
-    adapter, item = _integration(partner_id, platform)
-    program = tenancy_repo.get_program(item.program_id)
+def receive(partner_id: str, platform: str, inbound: Inbound, token: str | None, deps: ports.Ports | None = None,
+            process: Process | None = None) -> dict[str, Any]:
+    """``process`` runs each canonical event (default ``pipeline.process``)."""
+    deps = deps or ports.current()
+    adapter, item = _integration(partner_id, platform, deps)
+    program = deps.programs.get(item.program_id)
     from chalicelib.services import crm_fetch
 
-    can_fetch = item.api_token is not None and platform in crm_fetch.FETCHING_PLATFORMS and bool(crm_fetch.queue_url())
-    ctx = Context(settings=dict(item.settings or {}), currency=program.currency, now=clock.utcnow(),
+    can_fetch = (item.api_token is not None and platform in crm_fetch.FETCHING_PLATFORMS
+                 and deps.crm_queue.enabled())
+    ctx = Context(settings=dict(item.settings or {}), currency=program.currency, now=deps.clock.now(),
                   can_fetch=can_fetch)
-    _authenticate(adapter, item, inbound, token, ctx)
+    _authenticate(adapter, item, inbound, token, ctx, deps)
 
     translation = adapter.translate(inbound, ctx)
     reply: dict[str, Any] = {"platform": platform, "delivery_id": translation.delivery_id}
@@ -117,7 +121,7 @@ def receive(partner_id: str, platform: str, inbound: Inbound, token: str | None)
             # Acknowledged now; the CRM is asked for what the event lacks by the queue's consumer.
             # A redelivery of the same platform event (its id within the acknowledgement TTL) is not
             # queued, so the CRM is not asked twice.
-            if not crm_fetch.acknowledge(item, item_, ctx.now):
+            if not crm_fetch.acknowledge(item, item_, ctx.now, deps):
                 events.append({"label": item_.label, "status": "duplicate",
                                "reason": "this event was already acknowledged and queued"})
                 continue
@@ -129,7 +133,7 @@ def receive(partner_id: str, platform: str, inbound: Inbound, token: str | None)
             continue
         body, warnings = clean_identifiers(item_.body, region)
         try:
-            event = parse_event(body, default_region=region)
+            event = parse_event(body, default_region=region, now=ctx.now)
         except ValidationFailed as exc:
             if len(mapped) == 1:
                 raise base.malformed("the payload does not make a valid event",
@@ -138,7 +142,7 @@ def receive(partner_id: str, platform: str, inbound: Inbound, token: str | None)
                            "error": {"code": exc.code, "message": exc.message, "details": exc.details}})
             continue
         try:
-            result = pipeline.process(program, partner_id, event, delivery_id=translation.delivery_id)
+            result = (process or pipeline.process)(program, partner_id, event, delivery_id=translation.delivery_id)
         except DomainError as exc:
             if len(mapped) == 1:
                 raise

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib.domain.records import Cursor, NewKey, Page, StaleMember
+from chalicelib.domain.records import Cursor, NewKey, NewMember, Page, PendingInvite, StaleMember
 
 if TYPE_CHECKING:
     from chalicelib.store.counters import ClickTotalItem
@@ -32,17 +32,21 @@ if TYPE_CHECKING:
         RedemptionItem,
         RulesVersionItem,
     )
-    from chalicelib.store.members import CodeItem, LinkItem, MemberItem
+    from chalicelib.store.members import CodeItem, IdentityRef, LinkItem, MemberItem
     from chalicelib.store.offers import OfferItem, PoolHeadItem
+    from chalicelib.store.partner_hooks import WebhookDeliveryItem, WebhookEndpointItem
+    from chalicelib.store.review import ReviewItem
     from chalicelib.store.settlement import SettlementRowItem
+    from chalicelib.store.signals import SignalItem, SignalRef
     from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, ProgramItem
     from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
-__all__ = ["Cursor", "NewKey", "Page", "Ports", "StaleMember"]
+__all__ = ["Cursor", "NewKey", "NewMember", "Page", "PendingInvite", "Ports", "StaleMember"]
 
 
 class Clock(Protocol):
-    """The one clock: signatures, secrets, holding, windows and jobs all ask it."""
+    """The one clock: signatures, secrets, holding, windows, consumers and jobs all ask it (``domain.clock``:
+    ``SystemClock`` in production, ``ManualClock`` where tests move time). Nothing else reads the time."""
 
     def now(self) -> datetime: ...
 
@@ -70,8 +74,29 @@ class MemberStore(Protocol):
         """The member's current referral code, then earlier ones (they keep working after a vanity change)."""
         ...
 
-    def code_pointer(self, program_id: str, code: str) -> CodeItem | None:
+    def code_pointer(self, program_id: str, code: str, *, consistent: bool = False) -> CodeItem | None:
         """Who holds a referral code (normalised), current or earlier, with the first name landing pages show."""
+        ...
+
+    def identity_refs(self, program_id: str, *, email: str | None = None,
+                      phone: str | None = None) -> list[IdentityRef]:
+        """The keyed hashes of a person's canonical identifiers (e-mail by its match key), as pointers are stored."""
+        ...
+
+    def identity_owner(self, program_id: str, refs: Sequence[IdentityRef]) -> str | None:
+        """The member holding the first of ``refs`` that has a pointer (one consistent ``BatchGetItem``), or None."""
+        ...
+
+    def create_member(self, member: NewMember, refs: Sequence[IdentityRef]) -> MemberItem | None:
+        """One transaction: the profile, a pointer per identifier in ``refs``, the code pointer and the short link, each
+        created only if absent. The profile as stored, or None (nothing written) when any of them exists: the person
+        was created concurrently (read again) or the code is taken (draw another)."""
+        ...
+
+    def put_pending_invite(self, program_id: str, ref: IdentityRef, invite: PendingInvite, *,
+                           first_touch_since: datetime | None = None) -> bool:
+        """Write the pending invite of one identifier (one conditional ``PutItem``). With ``first_touch_since``
+        an earlier invite by another referrer made at or after it is kept: False, nothing written."""
         ...
 
     def find_by_identity(self, program_id: str, *, email: str | None = None, phone: str | None = None,
@@ -157,6 +182,11 @@ class ProgramStore(Protocol):
 
     def api_key(self, key_hash: str) -> ApiKeyItem | None:
         """The partner or publishable key stored under the SHA-256 of the presented key (cached)."""
+        ...
+
+    def partner_program(self, partner_id: str) -> str:
+        """The program a partner belongs to, by the partner id alone (the locator; the mapping never changes, so
+        it is cached for an hour). Raises ``NotFound`` for an unknown partner."""
         ...
 
     # -- administration (services.programs)
@@ -255,6 +285,32 @@ class IntegrationStore(Protocol):
         """One page of the connection's log, newest first (one ``Query``, at most ``limit``)."""
         ...
 
+    def add_log(self, program_id: str, partner_id: str, platform: str, entry_id: str, *, code: str, message: str,
+                object_id: str | None, at: datetime) -> None:
+        """Append an entry to the connection's log (``message`` cut to 500 characters; kept ``LOG_TTL_DAYS``)."""
+        ...
+
+    def acknowledge(self, program_id: str, partner_id: str, platform: str, event_id: str, at: datetime) -> bool:
+        """Remember a platform's event id for ``ACK_TTL_HOURS`` (one conditional write): False when it was
+        acknowledged before and has not expired (a redelivery); an expired marker does not count."""
+        ...
+
+    def forget_ack(self, program_id: str, partner_id: str, platform: str, event_id: str) -> None:
+        """Undo :meth:`acknowledge` (the event could not be queued: the platform's retry must get through)."""
+        ...
+
+
+class FetchQueue(Protocol):
+    """The CRM fetch queue (SQS in AWS): ids-only CRM events wait here for ``services.crm_fetch.handle``."""
+
+    def enabled(self) -> bool:
+        """Whether a queue is configured (``SARAFAN_CRM_FETCH_QUEUE_URL``); without one nothing is fetched."""
+        ...
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        """Queue one message (JSON). Raises when the queue refuses it."""
+        ...
+
 
 class OfferStore(Protocol):
     """Partners' offers and their code pools (``services.offers``); issuing vouchers is the pipeline's."""
@@ -338,8 +394,9 @@ class LedgerStore(Protocol):
         """Where :meth:`booked` resumes just after ``booked`` (a page that stops inside a query page)."""
         ...
 
-    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
-        """Every settlement aggregate row of the booking days ``start``..``end`` (inclusive): one paged Query."""
+    def settlement_rows(self, program_id: str, start: date, end: date, limit: int) -> Iterator[SettlementRowItem]:
+        """The settlement aggregate rows of the booking days ``start``..``end`` (inclusive), in day order, at most
+        ``limit`` (one paged Query that reads no more)."""
         ...
 
     def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None: ...
@@ -402,6 +459,27 @@ class EventStore(Protocol):
         ...
 
 
+class SignalStore(Protocol):
+    """Fraud signals' pointers (a signal's keyed hash → the members recently seen with it) and the velocity counters
+    of the landing's invite checks (``services.landing``; the pipeline's stages write theirs in the event's transaction)."""
+
+    def pointers(self, program_id: str, refs: Sequence[SignalRef]) -> dict[str, SignalItem]:
+        """kind → the signal's pointer (one consistent ``BatchGetItem``; absent when never seen)."""
+        ...
+
+    def see(self, program_id: str, refs: Sequence[SignalRef], read: Mapping[str, SignalItem], member_id: str,
+            at: datetime) -> bool:
+        """Add ``member_id`` to each signal's pointer (bounded, rewritten at most hourly per member: ``store.signals``)
+        in one transaction: created where ``read`` has none, else conditioned on the revision read. False, nothing
+        written, when one changed since it was read (read again)."""
+        ...
+
+    def take_velocity_slot(self, program_id: str, scope: str, window: str, limit: int, expires_at_epoch: int) -> bool:
+        """Count one hit on the bounded counter ``(scope, window)`` (one conditional ADD; DynamoDB's TTL removes it at
+        ``expires_at_epoch``); False, nothing written, when ``limit`` hits came before."""
+        ...
+
+
 class Outbox(Protocol):
     def pending(self, day: str, limit: int) -> Sequence[OutboxItem]:
         """Messages queued on ``day`` (UTC ``YYYY-MM-DD``) not yet delivered, oldest first."""
@@ -409,6 +487,193 @@ class Outbox(Protocol):
 
     def mark_sent(self, message: OutboxItem, at: datetime) -> bool:
         """Take the message off the pending list; False if someone else already did."""
+        ...
+
+
+class Sealer(Protocol):
+    """Envelope encryption of the secrets we must use or show again (production: KMS, ``services.envelope``)."""
+
+    def seal(self, plaintext: str, context: Mapping[str, str]) -> dict[str, str]:
+        """``plaintext`` sealed for ``context`` (JSON-ready: safe to store)."""
+        ...
+
+    def open(self, sealed: Mapping[str, str], context: Mapping[str, str]) -> bytes:
+        """The plaintext of a sealed value; raises ``ValueError`` when tampered or sealed for another context."""
+        ...
+
+
+class WebhookStore(Protocol):
+    """Partners' outgoing webhook endpoints and their delivery log (``services.partner_webhooks``); sending is the
+    job's (``jobs.partner_webhooks``)."""
+
+    def endpoint(self, program_id: str, partner_id: str, endpoint_id: str) -> WebhookEndpointItem | None:
+        """The partner's endpoint (consistent read), or None."""
+        ...
+
+    def endpoints(self, program_id: str, partner_id: str) -> list[WebhookEndpointItem]:
+        """The partner's endpoints (one bounded ``Query``: at most ``MAX_ENDPOINTS`` + 1)."""
+        ...
+
+    def create_endpoint(self, fields: Mapping[str, Any]) -> WebhookEndpointItem:
+        """One transaction: the endpoint (``fields``: its attributes, ids, secrets and times included), the partner's
+        endpoint count + 1 conditioned on staying within ``MAX_ENDPOINTS``, and the partner existing. Raises
+        ``NotFound`` (partner), ``Conflict`` (an id collision) or ``ValidationFailed`` ``too_many_endpoints``."""
+        ...
+
+    def update_endpoint(self, endpoint: WebhookEndpointItem, changes: Mapping[str, Any], at: datetime) -> None:
+        """Set the ``changes`` (``None`` removes), ``updated_at`` and the next revision (also on ``endpoint``),
+        conditioned on the revision read. Raises ``Conflict`` ``concurrent_update`` otherwise (or when it is gone)."""
+        ...
+
+    def delete_endpoint(self, endpoint: WebhookEndpointItem) -> None:
+        """Delete it conditioned on the revision read, the partner's count - 1 in the same transaction.
+        Raises ``Conflict`` ``concurrent_update`` otherwise."""
+        ...
+
+    def deliveries(self, program_id: str, endpoint_id: str, limit: int,
+                   cursor: Cursor | None) -> Page[WebhookDeliveryItem]:
+        """One page of the endpoint's delivery log, newest first (one ``Query``, at most ``limit``)."""
+        ...
+
+    def delivery(self, program_id: str, endpoint_id: str, delivery_id: str) -> WebhookDeliveryItem | None: ...
+
+    def retry_delivery(self, delivery: WebhookDeliveryItem, at: datetime) -> bool:
+        """``pending`` again, due at ``at``, allowed one more attempt than were made (also on ``delivery``),
+        conditioned on the status read; False when it changed meanwhile (nothing written)."""
+        ...
+
+
+class DataRightsStore(Protocol):
+    """A member's erasure (``services.erasure``: bounded steps, each one transaction that also advances the audit
+    record conditioned on its revision) and export (``services.member_export``). Steps after ``pointers`` and
+    ``profile`` are the registered erasable kinds (``store.erasure_kinds``). Every write raises ``StaleErasure``
+    (``domain.records``) when the record, the profile or an item scrubbed changed since read: nothing was written."""
+
+    def requests(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[ErasureItem]:
+        """Members' own requests not confirmed yet, oldest first (one ``Query`` of a sparse index)."""
+        ...
+
+    def request(self, program_id: str, member_id: str, at: datetime) -> ErasureItem | None:
+        """Record the member's own request (``requested`` by ``member``, on the requests list) unless the member
+        has an erasure record already: then None (nothing written)."""
+        ...
+
+    def start(self, member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime) -> ErasureItem:
+        """The record in progress at step ``pointers``, with what the steps need once the profile is gone (codes,
+        identifier hashes, the pointers to delete); conditioned on the request read (``requested``) or on there
+        being no record."""
+        ...
+
+    def kinds(self) -> list[str]:
+        """The registered erasable kinds, in order: the steps after ``pointers`` and ``profile``."""
+        ...
+
+    def erase_pointers(self, record: ErasureItem, limit: int, then: str, at: datetime) -> tuple[ErasureItem, int]:
+        """One transaction: the next ``limit`` pointers of the record's list deleted (those still the member's),
+        each identifier tombstoned and invites waiting for it deleted; the record advanced (to step ``then`` when
+        the list is done). Returns the record as now stored and the pointers handled."""
+        ...
+
+    def erase_profile(self, record: ErasureItem, then: str, at: datetime) -> ErasureItem:
+        """One transaction: the profile's personal data removed (conditioned on its revision), its birthday index
+        entry deleted, the record advanced to step ``then``."""
+        ...
+
+    def scrub(self, record: ErasureItem, kind: str, limit: int, then: str, at: datetime) -> tuple[ErasureItem, int]:
+        """One transaction: the next page (at most ``limit``) of the kind's items scrubbed, the record advanced
+        (to step ``then`` when the kind is done; an unknown kind moves on at once). Returns it and the items."""
+        ...
+
+    def member_items(self, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        """One page (one ``Query`` of at most ``limit``) of everything in the member's partition but the profile,
+        the balance and the erasure record; a page may hold fewer items than ``limit``."""
+        ...
+
+    def exported_kinds(self) -> list[str]:
+        """The registered kinds whose items live outside the member's partition (listed by the export)."""
+        ...
+
+    def exported(self, kind: str, program_id: str, member_id: str, limit: int,
+                 cursor: Cursor | None) -> Page[Any]:
+        """One page of such a kind's items of the member (``next_cursor`` None: done)."""
+        ...
+
+    def pending_invites(self, member: MemberItem) -> list[Any]:
+        """Friends' invites waiting for one of the member's identifiers (one ``BatchGetItem``)."""
+        ...
+
+    def identifier_kinds(self, member: MemberItem) -> list[str]:
+        """Which kinds of identifier point at the member (``email``, ``phone``, ``customer``...; the values are on
+        the profile)."""
+        ...
+
+    def item_data(self, item: Any) -> dict[str, Any]:
+        """A stored item as plain JSON, without the table's keys, with its ``item_type`` (what the export shows)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BalanceChange:
+    """A member's balance change in a decision (points; ``available`` repays ``owed`` first when positive)."""
+
+    pending: int = 0
+    available: int = 0
+    earned: int = 0
+    held: int = 0
+
+
+@dataclass(frozen=True)
+class HeldEntryDecision:
+    """A held entry (as read) and what the decision makes of it: approved, ``pending`` until its ``available_at``
+    or available now; voided, reversed by a reversal entry of ``-net_points``."""
+
+    entry: LedgerEntryItem
+    pending: bool = False
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """The whole decision on one open review item, planned by ``services.review`` from what it read; the port
+    writes it as one transaction conditioned on the item still being open and every entry still held as read."""
+
+    item: ReviewItem
+    approve: bool
+    by: str
+    reason: str | None
+    at: datetime
+    entries: tuple[HeldEntryDecision, ...]
+    #: member id → (their balance as read, the change)
+    balances: Mapping[str, tuple[BalanceItem | None, BalanceChange]]
+    #: void with ``fraud``: the event's signals (``kind#hash``) marked as fraud, and deny-list additions
+    fraud_signals: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+    #: the item's voucher grants: approve, issued now from the pool as it is (``issued`` or ``pool_empty``);
+    #: void, kept as given (``voided``)
+    vouchers: tuple[Mapping[str, Any], ...] = ()
+
+
+class ReviewStore(Protocol):
+    """The fraud review queue (``services.review``); the ledger stage creates the items in the event's
+    transaction (``services.ledger``)."""
+
+    def open_items(self, program_id: str, partner_id: str | None, limit: int,
+                   cursor: Cursor | None) -> Page[ReviewItem]:
+        """Open items oldest first: the program's (``partner_id`` None, the operator) or of one partner's events
+        (one ``Query`` of a sparse index, at most ``limit``)."""
+        ...
+
+    def item(self, program_id: str, item_id: str) -> ReviewItem | None: ...
+
+    def held(self, item: ReviewItem) -> tuple[list[LedgerEntryItem], dict[str, BalanceItem | None]]:
+        """The item's entries still held (refunded ones are not), in the item's order, and its members' balances:
+        one ``BatchGetItem``."""
+        ...
+
+    def decide(self, decision: ReviewDecision) -> None:
+        """One transaction: each entry released (pending with its release index, or available with its expiry
+        month) or reversed (a reversal entry), each balance changed, signals marked and deny entries added,
+        vouchers issued (or kept voided), and the item decided (who, when, why; off the queue). Raises
+        ``StaleReview`` when the item or an entry changed since read, ``ReadAgain`` when an offer's pool did."""
         ...
 
 
@@ -420,47 +685,77 @@ class Ports:
     programs: ProgramStore
     offers: OfferStore
     integrations: IntegrationStore
+    crm_queue: FetchQueue
     members: MemberStore
     ledger: LedgerStore
     tiers: TierStore
     events: EventStore
+    signals: SignalStore
     outbox: Outbox
+    sealer: Sealer
+    webhooks: WebhookStore
+    data_rights: DataRightsStore
+    review: ReviewStore
 
 
 _current: Ports | None = None
 _factory: Callable[[], Ports] | None = None
 
 
-def production() -> Ports:
-    """DynamoDB, the master key and the system clock; nothing is connected until first use."""
+#: Modules that register erasable kinds (``store.erasure_kinds``), imported before the first erasure or export.
+ERASABLE_MODULES: tuple[str, ...] = ("chalicelib.notify.erasure", "chalicelib.analytics.erasure")
+
+
+def production(clock: Clock | None = None) -> Ports:
+    """DynamoDB, the master key and the system clock; nothing is connected until first use. ``clock``
+    replaces the system clock (``domain.clock.ManualClock``: the functional tests, demo and bench tools)."""
+    from chalicelib.domain.clock import SystemClock
+    from chalicelib.services.envelope import KmsSealer
     from chalicelib.services.secrets import MasterKeySecrets
-    from chalicelib.store import dynamo_ports
+    from chalicelib.store import dynamo_ports, sqs_ports
 
     return Ports(
-        clock=dynamo_ports.SystemClock(),
+        clock=clock or SystemClock(),
         rate_limiter=dynamo_ports.DynamoRateLimiter(),
         secrets=MasterKeySecrets(),
         programs=dynamo_ports.DynamoProgramStore(),
         offers=dynamo_ports.DynamoOfferStore(),
         integrations=dynamo_ports.DynamoIntegrationStore(),
+        crm_queue=sqs_ports.SqsFetchQueue(),
         members=dynamo_ports.DynamoMemberStore(),
         ledger=dynamo_ports.DynamoLedgerStore(),
         tiers=dynamo_ports.DynamoTierStore(),
         events=dynamo_ports.DynamoEventStore(),
+        signals=dynamo_ports.DynamoSignalStore(),
         outbox=dynamo_ports.DynamoOutbox(),
+        sealer=KmsSealer(),
+        webhooks=dynamo_ports.DynamoWebhookStore(),
+        data_rights=dynamo_ports.DynamoDataRightsStore(kind_modules=ERASABLE_MODULES),
+        review=dynamo_ports.DynamoReviewStore(issue_vouchers=_issue_held_vouchers),
     )
+
+
+def _issue_held_vouchers(tx: Any, program_id: str, grants: Sequence[Mapping[str, Any]],
+                         at: datetime) -> list[dict[str, Any]]:
+    """The review store's voucher step in production: ``services.vouchers`` adds each grant's issue to ``tx``."""
+    from chalicelib.services import vouchers
+
+    return vouchers.stage_held_grants(tx, program_id, grants, at)
 
 
 def fakes(now: datetime) -> Ports:
     """Every port in memory (``store.fakes``), the clock set to ``now``: for service tests."""
+    from chalicelib.domain.clock import ManualClock
     from chalicelib.store import fakes as f
 
     table = f.FakeTable()
-    return Ports(clock=f.ManualClock(now), rate_limiter=f.FakeRateLimiter(), secrets=f.FakeSecrets(),
+    return Ports(clock=ManualClock(now), rate_limiter=f.FakeRateLimiter(), secrets=f.FakeSecrets(),
                  programs=f.FakeProgramStore(table), offers=f.FakeOfferStore(table),
-                 integrations=f.FakeIntegrationStore(table), members=f.FakeMemberStore(table),
+                 integrations=f.FakeIntegrationStore(table), crm_queue=f.FakeFetchQueue(), members=f.FakeMemberStore(table),
                  ledger=f.FakeLedgerStore(table), tiers=f.FakeTierStore(table), events=f.FakeEventStore(table),
-                 outbox=f.FakeOutbox())
+                 signals=f.FakeSignalStore(table),
+                 outbox=f.FakeOutbox(), sealer=f.FakeSealer(), webhooks=f.FakeWebhookStore(table),
+                 data_rights=f.FakeDataRightsStore(table), review=f.FakeReviewStore(table))
 
 
 def wire(factory: Callable[[], Ports]) -> None:

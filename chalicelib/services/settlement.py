@@ -2,7 +2,9 @@
 
 ``GET /v1/programs/{program_id}/settlement?from=YYYY-MM-DD&to=YYYY-MM-DD`` (booking days, UTC,
 inclusive, at most 366): one paged Query over the day rows that ``services.settlement_feed`` keeps
-(never a read of every entry). The operator sees every partner; a partner key sees its own row,
+(never a read of every entry), bounded: a period with more than :data:`MAX_STATEMENT_ROWS` rows (a row
+per partner and per funding pair with activity on a day) is refused with 400 ``invalid_query`` after
+reading ``MAX_STATEMENT_ROWS + 1`` rows, and the caller asks for shorter periods. The operator sees every partner; a partner key sees its own row,
 the pairs it is part of and the transfers it pays or receives. See ``domain.settlement`` for the
 columns, the net and who owes whom, and docs/coalition.md#settlement-statements.
 """
@@ -14,9 +16,14 @@ import io
 from typing import Any
 
 from chalicelib.domain import settlement
+from chalicelib.domain.errors import BadRequest
 from chalicelib.services.auth import Principal
 from chalicelib.services.ledger_export import period
 from chalicelib.services.ports import Ports
+
+#: The most aggregate rows one statement reads: a year (366 days) of 10 partners and 44 funding pairs active every
+#: day is 19,764 rows (260-330 bytes each: about 6 MB, 1,500 read units strongly consistent). More is refused (400).
+MAX_STATEMENT_ROWS = 20_000
 
 CSV_COLUMNS = ("section", "partner_id", "counterparty_id", "funded", "adjusted", "redeemed", "expired", "net_points",
                "value_minor")
@@ -26,7 +33,11 @@ def totals(deps: Ports, program_id: str, raw_from: str | None,
            raw_to: str | None) -> tuple[settlement.Totals, str, str]:
     start, end = period(raw_from, raw_to)
     result = settlement.Totals()
-    for row in deps.ledger.settlement_rows(program_id, start, end):
+    for n, row in enumerate(deps.ledger.settlement_rows(program_id, start, end, MAX_STATEMENT_ROWS + 1), 1):
+        if n > MAX_STATEMENT_ROWS:
+            raise BadRequest(f"the period holds more than {MAX_STATEMENT_ROWS:,} settlement rows: ask for shorter "
+                             "periods and add them up", code="invalid_query",
+                             details={"parameter": "to", "limit": MAX_STATEMENT_ROWS})
         if row.at_partner_id is not None:
             result.add_pair(str(row.partner_id), str(row.at_partner_id), int(row.points or 0))
         elif row.partner_id is not None:

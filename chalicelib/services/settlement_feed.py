@@ -23,8 +23,9 @@ import hashlib
 import logging
 from typing import Any
 
-from chalicelib.domain import clock, settlement
+from chalicelib.domain import settlement
 from chalicelib.notify import dispatcher
+from chalicelib.services import ports
 from chalicelib.store import count_once, keys
 from chalicelib.store.count_once import Source
 from chalicelib.store.db import shared_connection
@@ -97,7 +98,7 @@ def _source(entry: LedgerEntryItem) -> Source[LedgerEntryItem]:
 
 def count(entries: list[LedgerEntryItem]) -> int:
     """Add ``entries`` to the aggregates, each at most once ever; the number newly counted."""
-    expires = int(clock.utcnow().timestamp()) + MARKER_TTL_DAYS * 86400
+    expires = int(ports.current().clock.now().timestamp()) + MARKER_TTL_DAYS * 86400
     wanted = [_source(e) for e in entries if _row_updates(e)]
     return count_once.count(wanted, _build, _touches, marker_entity="settled_marker", expires_at=expires)
 

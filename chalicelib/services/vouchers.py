@@ -33,6 +33,7 @@ A job (birthday gifts) calls it like this::
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -274,6 +275,26 @@ def issue_held_grant(tx: Transaction, pool: PoolView, program: ProgramItem, gran
         reason=grant["reason"], reason_code="offer_reward", rule_id=grant["rule_id"],
         rule_version=grant.get("rule_version"), level=grant.get("level"),
         event_partner_id=grant.get("event_partner_id"), salt=grant.get("salt"))
+
+
+def stage_held_grants(tx: Transaction, program_id: str, grants: Sequence[Mapping[str, Any]],
+                      now: datetime) -> list[dict[str, Any]]:
+    """A review approval's part (``store.dynamo_ports.DynamoReviewStore``): issue the grants a review item kept,
+    from each pool as it is now (``issued`` with the voucher id, or ``pool_empty``). Raises ``RetryEvent`` when a
+    pool was read in a way that shows no candidate code, or at commit when another issue took the code."""
+    from chalicelib.store import tenancy_repo
+
+    program = tenancy_repo.get_program(program_id)
+    pools: dict[tuple[str, str], PoolView] = {}
+    out = []
+    for grant in grants:
+        ref = (grant["partner_id"], grant["offer_id"])
+        if ref not in pools:
+            pools[ref] = read_pool(program_id, *ref)
+        voucher = issue_held_grant(tx, pools[ref], program, dict(grant), now)
+        out.append({**grant, "status": "issued", "voucher_id": voucher.voucher_id} if voucher is not None
+                   else {**grant, "status": "pool_empty"})
+    return out
 
 
 # --------------------------------------------------------------------------- statement

@@ -51,7 +51,7 @@ def make_token(program_id: str, member_id: str, expires_at: datetime) -> str:
     return f"{payload}.{_mac(payload)}"
 
 
-def verify(token: str, now: datetime | None = None) -> tuple[str, str]:
+def verify(token: str, now: datetime) -> tuple[str, str]:
     """``(program_id, member_id)``; anything not signed by us, changed or expired is an ``InvalidWallet``."""
     bad = InvalidWallet("This wallet link is invalid or has expired; ask the shop for a new one", code="invalid_token")
     if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
@@ -70,7 +70,7 @@ def verify(token: str, now: datetime | None = None) -> tuple[str, str]:
     if not (isinstance(data, list) and len(data) == 3 and isinstance(data[0], str) and isinstance(data[1], str)
             and isinstance(data[2], int)):
         raise bad
-    if (now or clock.utcnow()).timestamp() >= data[2]:
+    if now.timestamp() >= data[2]:
         raise bad
     return data[0], data[1]
 
@@ -78,7 +78,7 @@ def verify(token: str, now: datetime | None = None) -> tuple[str, str]:
 def wallet_url(program_id: str, member_id: str, ttl_hours: int = DEFAULT_TTL_HOURS) -> tuple[str, datetime]:
     from chalicelib.config import get_settings
 
-    expires = clock.utcnow().replace(microsecond=0) + timedelta(hours=ttl_hours)
+    expires = ports.current().clock.now().replace(microsecond=0) + timedelta(hours=ttl_hours)
     return f"{get_settings().public_base_url}/w/{make_token(program_id, member_id, expires)}", expires
 
 
@@ -103,7 +103,7 @@ def content(token: str, limit: int = 10, deps: Ports | None = None) -> dict[str,
     from chalicelib.services.landing.invites import display_code, public_link
 
     deps = deps or ports.current()
-    program_id, member_id = verify(token)
+    program_id, member_id = verify(token, deps.clock.now())
     scope = Principal(kind="operator")
     try:
         program = deps.programs.get(program_id)
@@ -150,15 +150,16 @@ def request_erasure(token: str) -> dict[str, Any]:
     credential (as for the page); the request waits for the operator's confirmation (``services.erasure``)."""
     from chalicelib.services import erasure, members_query
 
-    program_id, member_id = verify(token)
+    deps = ports.current()
+    program_id, member_id = verify(token, deps.clock.now())
     bad = InvalidWallet("This wallet link is invalid or has expired; ask the shop for a new one", code="invalid_token")
     try:
-        member = members_query._member(ports.current(), program_id, member_id)
+        member = members_query._member(deps, program_id, member_id)
     except NotFound:
         raise bad from None
     if member.erased_at is not None:
         raise bad
-    view = erasure.request_by_member(program_id, member_id)
+    view = erasure.request_by_member(deps, program_id, member_id)
     locale = member.locale if member.locale in ("ru", "en") else "en"
     return {"status": view["status"], "requested_at": view["requested_at"], "locale": locale}
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from chalicelib.store.db import shared_connection
+from chalicelib.store.db import batch_get_raw, shared_connection
 
 #: Items per transaction (DynamoDB allows 100).
 MAX_ITEMS = 100
@@ -79,15 +79,11 @@ def _by_marker(sources: Sequence[Source[P]]) -> dict[tuple[str, str], list[Sourc
 
 
 def _counted(client: Any, table: str, markers: list[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
-    """The ids each marker holds (strongly consistent)."""
+    """The ids each marker holds (strongly consistent; unprocessed keys retried with backoff)."""
     out: dict[tuple[str, str], set[str]] = {m: set() for m in markers}
-    keys = [{"PK": {"S": pk}, "SK": {"S": sk}} for pk, sk in markers]
-    while keys:
-        reply = client.batch_get_item(RequestItems={table: {"Keys": keys[:100], "ConsistentRead": True}})
-        for item in reply.get("Responses", {}).get(table, []):
-            out[(item["PK"]["S"], item["SK"]["S"])] = {
-                name[len(COUNTED_PREFIX):] for name in item if name.startswith(COUNTED_PREFIX)}
-        keys = keys[100:] + list(reply.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
+    for item in batch_get_raw(markers, client=client, table=table):
+        out[(item["PK"]["S"], item["SK"]["S"])] = {
+            name[len(COUNTED_PREFIX):] for name in item if name.startswith(COUNTED_PREFIX)}
     return out
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 from pynamodb.attributes import BooleanAttribute, JSONAttribute, ListAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DoesNotExist
 
+#: Erasure statuses (defined in ``domain.records``). ``requested`` is the member-initiated flow (wallet page):
+#: the member asks, the record waits there, and the operator's confirmation runs the erasure.
+from chalicelib.domain.records import ERASURE_DONE as ERASURE_DONE
+from chalicelib.domain.records import ERASURE_IN_PROGRESS as ERASURE_IN_PROGRESS
+from chalicelib.domain.records import ERASURE_REQUESTED as ERASURE_REQUESTED
 from chalicelib.store import keys
 from chalicelib.store.db import Entity, IsoDateTimeAttribute
-
-#: Erasure statuses. ``requested`` is reserved for the member-initiated flow (wallet page):
-#: the member asks, the record waits there, and the operator's confirmation runs the erasure.
-ERASURE_REQUESTED = "requested"
-ERASURE_IN_PROGRESS = "in_progress"
-ERASURE_DONE = "erased"
 
 
 class ErasureItem(Entity, discriminator="erasure"):

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import random
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from datetime import datetime
@@ -213,19 +215,24 @@ class Entity(Model):
             return _unreadable(cls, attribute_values, "entity")  # type: ignore[return-value]
         if stored_cls and not issubclass(stored_cls, cls):
             return _unreadable(cls, attribute_values, "entity")  # type: ignore[return-value]
+        # The constructor sets the discriminator and the defaults (PynamoDB's own ``deserialize`` then clears and
+        # sets them a second time: the same values, twice the work on every item read).
         instance = (stored_cls or cls)(_user_instantiated=False)
-        instance.attribute_values = {}
-        instance._set_discriminator()
-        instance._set_defaults(_user_instantiated=False)
+        values = instance.attribute_values
         broken: list[str] = []
-        for name, attr in instance.get_attributes().items():
-            raw = attribute_values.get(attr.attr_name)
+        for name, attr, dynamo_name, plain in _decoders(type(instance)):
+            raw = attribute_values.get(dynamo_name)
             if not raw or NULL in raw:
                 continue
             try:
-                setattr(instance, name, attr.deserialize(attr.get_value(raw)))
+                value = attr.deserialize(attr.get_value(raw))
             except Exception:  # any decoding failure of stored data
                 broken.append(name)
+                continue
+            if plain:  # what Attribute.__set__ does for a model's attribute
+                values[name] = value
+            else:
+                setattr(instance, name, value)
         if broken:
             required = [n for n in broken if not _tolerable(instance.get_attributes()[n])]
             log.warning("stored item has unreadable attributes",
@@ -233,6 +240,19 @@ class Entity(Model):
             if required:
                 return _unreadable(cls, attribute_values, ",".join(required))  # type: ignore[return-value]
         return instance  # type: ignore[return-value]
+
+
+_DECODERS: dict[type, list[tuple[str, Attribute[Any], str, bool]]] = {}
+
+
+def _decoders(model: type[Entity]) -> list[tuple[str, Attribute[Any], str, bool]]:
+    """(python name, attribute, stored name, plain) of each attribute of ``model``; plain: assigned the way
+    ``Attribute.__set__`` assigns it (no ``__set__`` of its own, as maps and discriminators have)."""
+    found = _DECODERS.get(model)
+    if found is None:
+        found = _DECODERS[model] = [(name, attr, attr.attr_name, type(attr).__set__ is Attribute.__set__)
+                                    for name, attr in model.get_attributes().items()]
+    return found
 
 
 class UnreadableItem(Entity, discriminator="unreadable"):
@@ -304,3 +324,55 @@ def get_or_none(model: type[_E], key: tuple[str, str], *, consistent: bool = Fal
     except DoesNotExist:
         return None
     return item if isinstance(item, model) else None
+
+
+#: ``BatchGetItem`` rounds in a row that may leave keys unprocessed (throttling) before giving up.
+BATCH_GET_ATTEMPTS = 8
+#: Seconds before the first retry of unprocessed keys; doubled each further round, with full jitter.
+BATCH_GET_BACKOFF = 0.05
+
+
+class UnprocessedKeysError(Exception):
+    """DynamoDB kept leaving keys unprocessed (throttled) after every retry."""
+
+
+def batch_get_raw(item_keys: list[tuple[str, str]], *, consistent: bool = True, projection: str | None = None,
+                  client: Any = None, table: str | None = None,
+                  sleep: Callable[[float], None] = time.sleep) -> list[dict[str, Any]]:
+    """The stored items (DynamoDB JSON, no model) of ``item_keys``, 100 keys a ``BatchGetItem``.
+
+    Keys DynamoDB returns as ``UnprocessedKeys`` (a throttled partition) are asked again after an exponential,
+    jittered backoff, as AWS asks of every batch reader; after :data:`BATCH_GET_ATTEMPTS` rounds in a row that
+    left keys unprocessed, :class:`UnprocessedKeysError` (a stream handler then fails its batch, and the batch is
+    delivered again). Missing items are simply absent from the answer."""
+    if client is None or table is None:
+        conn = shared_connection()
+        client, table = client or conn.connection.client, table or conn.table_name
+    pending = [{"PK": {"S": pk}, "SK": {"S": sk}} for pk, sk in dict.fromkeys(item_keys)]
+    request: dict[str, Any] = {"ConsistentRead": consistent}
+    if projection:
+        request["ProjectionExpression"] = projection
+    out: list[dict[str, Any]] = []
+    throttled = 0
+    while pending:
+        reply = client.batch_get_item(RequestItems={table: {**request, "Keys": pending[:100]}})
+        out += reply.get("Responses", {}).get(table, [])
+        unprocessed = list(reply.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
+        pending = pending[100:] + unprocessed
+        if not unprocessed:
+            throttled = 0
+            continue
+        throttled += 1
+        if throttled >= BATCH_GET_ATTEMPTS:
+            raise UnprocessedKeysError(f"{len(unprocessed)} keys still unprocessed after {throttled} attempts")
+        sleep(random.uniform(0, BATCH_GET_BACKOFF * 2 ** (throttled - 1)))
+    return out
+
+
+def update_only(item: Entity, actions: list[Any], condition: Any = None) -> None:
+    """``item.update(actions, condition=condition)`` without the item back (``ReturnValues=NONE``): PynamoDB asks
+    for ``ALL_NEW`` and decodes the whole item into ``item``, which a write whose result nobody reads (a
+    counter, a status) does not need. Same request otherwise, same ``UpdateError`` on a failed condition;
+    ``item`` keeps the values it had."""
+    item._get_connection().update_item(item.PK, range_key=item.SK, actions=actions, condition=condition,
+                                       return_values="NONE")

@@ -8,20 +8,22 @@ fakes in ``store.fakes`` implement the same interfaces and pass the same contrac
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
 
 from chalicelib.config import get_settings
 from chalicelib.domain import clock
-from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed
 from chalicelib.domain.records import (
     REDEMPTION_CANCELLED,
     REDEMPTION_CONFIRMED,
     REDEMPTION_HELD,
     Cursor,
     NewKey,
+    NewMember,
     Page,
+    PendingInvite,
     StaleMember,
 )
 from chalicelib.store import cache, counters, keys, settlement, tenancy_repo
@@ -51,12 +53,15 @@ from chalicelib.store.members import (
     CodeItem,
     CouponItem,
     IdentityItem,
+    IdentityRef,
     LinkItem,
     MemberItem,
+    PendingInviteItem,
     batch_get,
     identity_refs,
     key_from_str,
     key_str,
+    new_member,
 )
 from chalicelib.store.settlement import SettlementRowItem
 from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
@@ -70,13 +75,6 @@ MAX_COUPONS_PER_MEMBER = 20
 #: Codes a member holds (the current one and the earlier ones, which keep working): a profile view reads one
 #: click total per code, and the profile lists them all (docs/members-api.md#vanity-codes).
 MAX_CODES_PER_MEMBER = 10
-
-
-class SystemClock:
-    """``domain.clock``: the wall clock, unless a test froze it (``clock.freeze``)."""
-
-    def now(self) -> datetime:
-        return clock.utcnow()
 
 
 class DynamoRateLimiter:
@@ -137,6 +135,29 @@ def code_taken(code: str) -> Conflict:
     return Conflict("This code is already taken", code="code_taken", details={"code": code})
 
 
+def identity_owner_of(program_id: str, refs: Sequence[IdentityRef], found: Mapping[tuple[str, str], Any]) -> str | None:
+    """The member of the first of ``refs`` with a pointer among the ``found`` items."""
+    for ref in refs:
+        pointer = found.get(ref.pointer_key(program_id))
+        if isinstance(pointer, IdentityItem):
+            return str(pointer.member_id)
+    return None
+
+
+def member_profile(member: NewMember, refs: Sequence[IdentityRef]) -> MemberItem:
+    return new_member(member.program_id, member.member_id, member.code, joined_at=member.joined_at,
+                      joined_via=member.joined_via, name=member.name, locale=member.locale, email=member.email,
+                      phone=member.phone, acquisition=dict(member.acquisition), refs=refs)
+
+
+def pending_invite_item(program_id: str, ref: IdentityRef, invite: PendingInvite) -> PendingInviteItem:
+    pk, sk = ref.invite_key(program_id)
+    return PendingInviteItem(PK=pk, SK=sk, program_id=program_id, kind=ref.kind, referrer_id=invite.referrer_id,
+                             code=invite.code, invited_at=invite.invited_at, ancestors=list(invite.ancestors),
+                             expires_at_epoch=invite.expires_at_epoch, risk_reject=invite.risk_reject,
+                             risk_holds=list(invite.risk_holds), risk_matched=list(invite.risk_matched))
+
+
 class DynamoMemberStore:
     def get(self, program_id: str, member_id: str, *, consistent: bool = True) -> MemberItem | None:
         return get_or_none(MemberItem, keys.member(program_id, member_id), consistent=consistent)
@@ -144,8 +165,46 @@ class DynamoMemberStore:
     def codes_of(self, member: MemberItem) -> list[str]:
         return codes_from_pointer_keys(member)
 
-    def code_pointer(self, program_id: str, code: str) -> CodeItem | None:
-        return get_or_none(CodeItem, keys.referral_code(program_id, code))
+    def code_pointer(self, program_id: str, code: str, *, consistent: bool = False) -> CodeItem | None:
+        return get_or_none(CodeItem, keys.referral_code(program_id, code), consistent=consistent)
+
+    def identity_refs(self, program_id: str, *, email: str | None = None,
+                      phone: str | None = None) -> list[IdentityRef]:
+        return identity_refs(program_id, email=email, phone=phone)
+
+    def identity_owner(self, program_id: str, refs: Sequence[IdentityRef]) -> str | None:
+        wanted = list(dict.fromkeys(r.pointer_key(program_id) for r in refs))
+        found = {(i.PK, i.SK): i for i in Entity.batch_get(wanted, consistent_read=True)} if wanted else {}
+        return identity_owner_of(program_id, refs, found)
+
+    def create_member(self, member: NewMember, refs: Sequence[IdentityRef]) -> MemberItem | None:
+        from chalicelib.store.members import stage_member_creation
+
+        profile = member_profile(member, refs)
+        tx = Transaction()
+        stage_member_creation(tx, profile, refs, _Taken())
+        try:
+            tx.commit()
+        except _Taken:
+            return None
+        return profile
+
+    def put_pending_invite(self, program_id: str, ref: IdentityRef, invite: PendingInvite, *,
+                           first_touch_since: datetime | None = None) -> bool:
+        from pynamodb.exceptions import PutError
+
+        item = pending_invite_item(program_id, ref, invite)
+        condition = None
+        if first_touch_since is not None:
+            condition = (Entity.PK.does_not_exist() | (PendingInviteItem.referrer_id == invite.referrer_id)
+                         | (PendingInviteItem.invited_at < first_touch_since))
+        try:
+            item.save(condition=condition)
+        except PutError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def find_by_identity(self, program_id: str, *, email: str | None = None, phone: str | None = None,
                          customer_id: tuple[str, str] | None = None) -> str | None:
@@ -286,6 +345,9 @@ class DynamoProgramStore:
 
     def api_key(self, key_hash: str) -> ApiKeyItem | None:
         return tenancy_repo.find_api_key(key_hash)
+
+    def partner_program(self, partner_id: str) -> str:
+        return tenancy_repo.locate_partner(partner_id)
 
     def programs(self, limit: int, cursor: Cursor | None) -> Page[ProgramItem]:
         items, next_cursor = tenancy_repo.list_programs(limit, cursor)
@@ -486,8 +548,8 @@ class DynamoLedgerStore:
     def cursor_after(self, booked: LedgerEntryItem | EventItem) -> Cursor:
         return booked_cursor(booked)
 
-    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
-        return settlement.rows(program_id, start, end)
+    def settlement_rows(self, program_id: str, start: date, end: date, limit: int) -> Iterator[SettlementRowItem]:
+        return settlement.rows(program_id, start, end, limit)
 
     def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None:
         return get_or_none(RedemptionItem, keys.redemption(program_id, redemption_id))
@@ -664,6 +726,57 @@ class DynamoEventStore:
         result = AttributionRecordItem.gsi1.query(keys.gsi1_attribution_code_partition(program_id, code),
                                                   limit=limit, last_evaluated_key=cursor, scan_index_forward=False)
         return Page([r for r in result if isinstance(r, AttributionRecordItem)], result.last_evaluated_key)
+
+
+class _SignalChanged(Exception):
+    pass
+
+
+def signal_writes(program_id: str, refs: Sequence[Any], read: Mapping[str, Any], member_id: str,
+                  at: datetime) -> list[tuple[Any, Any]]:
+    """``(next pointer, the one read or None)`` for each signal whose pointer needs writing (``store.signals``)."""
+    from chalicelib.store.signals import next_pointer, updated_members
+
+    writes = []
+    for ref in refs:
+        before = read.get(ref.kind)
+        members = updated_members(before, member_id, at)
+        if members is not None:
+            writes.append((next_pointer(ref.pointer_key(program_id), program_id, ref.kind, members, before, at),
+                           before))
+    return writes
+
+
+class DynamoSignalStore:
+    def pointers(self, program_id: str, refs: Sequence[Any]) -> dict[str, Any]:
+        from chalicelib.store.signals import SignalItem
+
+        wanted = {ref.pointer_key(program_id): ref.kind for ref in refs}
+        if not wanted:
+            return {}
+        return {wanted[(i.PK, i.SK)]: i for i in Entity.batch_get(list(wanted), consistent_read=True)
+                if isinstance(i, SignalItem) and (i.PK, i.SK) in wanted}
+
+    def see(self, program_id: str, refs: Sequence[Any], read: Mapping[str, Any], member_id: str,
+            at: datetime) -> bool:
+        from chalicelib.store.signals import SignalItem
+
+        tx = Transaction()
+        for item, before in signal_writes(program_id, refs, read, member_id, at):
+            if before is None:
+                tx.create(item, on_fail=_SignalChanged())
+            else:
+                tx.put(item, SignalItem.revision == int(before.revision or 0), on_fail=_SignalChanged())
+        try:
+            tx.commit()
+        except _SignalChanged:
+            return False
+        return True
+
+    def take_velocity_slot(self, program_id: str, scope: str, window: str, limit: int, expires_at_epoch: int) -> bool:
+        from chalicelib.store.review import take_velocity_slot
+
+        return take_velocity_slot(*keys.velocity(program_id, scope, window), limit, expires_at_epoch)
 
 
 class DynamoOutbox:
@@ -858,3 +971,531 @@ class DynamoIntegrationStore:
 
         items, last = integrations.log_page(program_id, partner_id, platform, limit, cursor)
         return Page(items, last)
+
+    def add_log(self, program_id: str, partner_id: str, platform: str, entry_id: str, *, code: str, message: str,
+                object_id: str | None, at: datetime) -> None:
+        from chalicelib.store import integrations
+
+        integrations.add_log_entry(integration_log_entry(program_id, partner_id, platform, entry_id, code=code,
+                                                         message=message, object_id=object_id, at=at), at)
+
+    def acknowledge(self, program_id: str, partner_id: str, platform: str, event_id: str, at: datetime) -> bool:
+        from chalicelib.store import integrations
+
+        return integrations.acknowledge(program_id, partner_id, platform, event_id, at)
+
+    def forget_ack(self, program_id: str, partner_id: str, platform: str, event_id: str) -> None:
+        from chalicelib.store import integrations
+
+        integrations.forget_ack(program_id, partner_id, platform, event_id)
+
+
+def integration_log_entry(program_id: str, partner_id: str, platform: str, entry_id: str, *, code: str, message: str,
+                          object_id: str | None, at: datetime) -> Any:
+    from chalicelib.domain.clock import iso
+    from chalicelib.store.integrations import IntegrationLogItem
+
+    pk, sk = keys.integration_log(program_id, partner_id, platform, iso(at), entry_id)
+    return IntegrationLogItem(PK=pk, SK=sk, program_id=program_id, partner_id=partner_id, platform=platform,
+                              code=code, message=message[:500], object_id=object_id, at=at)
+
+# --------------------------------------------------------------------------- partner webhooks (services.partner_webhooks)
+
+
+def too_many_endpoints() -> ValidationFailed:
+    from chalicelib.store.partner_hooks import MAX_ENDPOINTS
+
+    return ValidationFailed(f"A partner has at most {MAX_ENDPOINTS} webhook endpoints", code="too_many_endpoints",
+                            details={"limit": MAX_ENDPOINTS})
+
+
+def endpoint_changed() -> Conflict:
+    return Conflict("The webhook endpoint changed concurrently; read it again and retry", code="concurrent_update")
+
+
+def new_endpoint(fields: Mapping[str, Any]) -> Any:
+    from chalicelib.store.partner_hooks import WebhookEndpointItem
+
+    pk, sk = keys.webhook_endpoint(fields["program_id"], fields["partner_id"], fields["endpoint_id"])
+    return WebhookEndpointItem(PK=pk, SK=sk, **fields)
+
+
+def update_actions(model: type[Entity], changes: Mapping[str, Any]) -> list[Any]:
+    """``changes`` as update actions (``None`` removes the attribute)."""
+    return [getattr(model, name).remove() if value is None else getattr(model, name).set(value)
+            for name, value in changes.items()]
+
+
+def set_fields(item: Entity, changes: Mapping[str, Any]) -> None:
+    """``changes`` applied to ``item`` in place (once written: a refused write leaves the caller's copy as read)."""
+    for name, value in changes.items():
+        setattr(item, name, value)
+
+
+class DynamoWebhookStore:
+    def endpoint(self, program_id: str, partner_id: str, endpoint_id: str) -> Any:
+        from chalicelib.store import partner_hooks
+
+        return partner_hooks.get_endpoint(program_id, partner_id, endpoint_id)
+
+    def endpoints(self, program_id: str, partner_id: str) -> list[Any]:
+        from chalicelib.store import partner_hooks
+
+        return partner_hooks.endpoints_of(program_id, partner_id)
+
+    def create_endpoint(self, fields: Mapping[str, Any]) -> Any:
+        from chalicelib.store.partner_hooks import MAX_ENDPOINTS, WebhookEndpointCountItem, count_ref
+
+        item = new_endpoint(fields)
+        pid, partner_id = item.program_id, item.partner_id
+        C = WebhookEndpointCountItem
+        tx = Transaction()
+        tx.create(item, on_fail=Conflict("Endpoint id collision; retry", code="conflict"))
+        tx.update(count_ref(pid, partner_id), [C.endpoints.add(1)],
+                  C.endpoints.does_not_exist() | (C.endpoints < MAX_ENDPOINTS), on_fail=too_many_endpoints())
+        tx.check(PartnerItem, keys.partner(pid, partner_id), PartnerItem.PK.exists(),
+                 on_fail=NotFound("Partner not found", details={"partner_id": partner_id}))
+        tx.commit()
+        return item
+
+    def update_endpoint(self, endpoint: Any, changes: Mapping[str, Any], at: datetime) -> None:
+        from chalicelib.store.partner_hooks import WebhookEndpointItem as E
+
+        revision = int(endpoint.revision or 0)
+        changes = {**changes, "updated_at": at, "revision": revision + 1}
+        tx = Transaction()
+        tx.update(type(endpoint)(PK=endpoint.PK, SK=endpoint.SK), update_actions(E, changes), E.revision == revision,
+                  on_fail=endpoint_changed())
+        tx.commit()
+        set_fields(endpoint, changes)
+
+    def delete_endpoint(self, endpoint: Any) -> None:
+        from chalicelib.store.partner_hooks import WebhookEndpointCountItem as C
+        from chalicelib.store.partner_hooks import WebhookEndpointItem as E
+        from chalicelib.store.partner_hooks import count_ref
+
+        tx = Transaction()
+        tx.delete(endpoint, E.revision == int(endpoint.revision or 0), on_fail=endpoint_changed())
+        tx.update(count_ref(endpoint.program_id, endpoint.partner_id), [C.endpoints.add(-1)], C.endpoints > 0)
+        tx.commit()
+
+    def deliveries(self, program_id: str, endpoint_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        from chalicelib.store import partner_hooks
+
+        items, last = partner_hooks.log_page(program_id, endpoint_id, limit, cursor)
+        return Page(list(items), last)
+
+    def delivery(self, program_id: str, endpoint_id: str, delivery_id: str) -> Any:
+        from chalicelib.store import partner_hooks
+
+        return partner_hooks.get_delivery(program_id, endpoint_id, delivery_id)
+
+    def retry_delivery(self, delivery: Any, at: datetime) -> bool:
+        from chalicelib.store import partner_hooks
+        from chalicelib.store.partner_hooks import PENDING
+        from chalicelib.store.partner_hooks import WebhookDeliveryItem as D
+
+        status = delivery.status
+        gsi1pk, gsi1sk = partner_hooks.due_key(delivery, at)
+        changes = {"status": PENDING, "next_attempt_at": at, "max_attempts": int(delivery.attempts or 0) + 1,
+                   "GSI1PK": gsi1pk, "GSI1SK": gsi1sk}
+        if not partner_hooks.conditional_update(type(delivery)(PK=delivery.PK, SK=delivery.SK),
+                                                update_actions(D, changes), D.status == status):
+            return False
+        set_fields(delivery, changes)
+        return True
+
+
+# --------------------------------------------------------------------------- data rights (services.erasure, member_export)
+
+#: The code an erased profile keeps (it resolves nowhere).
+ERASED_CODE = "-"
+#: Items of the member's partition the export shows in its summary instead.
+IN_EXPORT_SUMMARY = frozenset({"PROFILE", "BALANCE", "ERASURE"})
+_KEY_ATTRIBUTES = frozenset({"PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "entity"})
+
+
+def erasure_request(program_id: str, member_id: str, at: datetime) -> ErasureItem:
+    from chalicelib.domain.records import ERASURE_REQUESTED
+
+    pk, sk = keys.erasure_record(program_id, member_id)
+    gpk, gsk = keys.gsi1_erasure_request(program_id, clock.iso(at), member_id)
+    return ErasureItem(PK=pk, SK=sk, GSI1PK=gpk, GSI1SK=gsk, program_id=program_id, member_id=member_id,
+                       status=ERASURE_REQUESTED, requested_by="member", requested_at=at, counts={}, revision=0)
+
+
+def erasure_started(member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime) -> ErasureItem:
+    """The record in progress: the member's codes and identifier hashes (what later steps need once the profile is
+    scrubbed) and the pointers to delete (every pointer of the profile, each code's pointer and short link)."""
+    from chalicelib.domain.records import ERASURE_IN_PROGRESS
+
+    program_id, member_id = member.program_id, member.member_id
+    pointer_keys = list(member.pointer_keys or [])
+    code_prefix = f"CODE#{program_id}#"
+    codes = [member.code, *(key_from_str(k)[0][len(code_prefix):] for k in pointer_keys if k.startswith(code_prefix))]
+    codes = list(dict.fromkeys(c for c in codes if c and c != ERASED_CODE))
+    ident_prefix = f"IDENT#{program_id}#"
+    identities = []
+    for text in pointer_keys:
+        pk = key_from_str(text)[0]
+        if pk.startswith(ident_prefix):
+            kind, _, value_hash = pk[len(ident_prefix):].rpartition("#")
+            identities.append(f"{kind}:{value_hash}")
+    wanted = list(pointer_keys)
+    for code in codes:
+        wanted += [key_str(keys.referral_code(program_id, code)), key_str(keys.short_link(code))]
+    pk, sk = keys.erasure_record(program_id, member_id)
+    return ErasureItem(
+        PK=pk, SK=sk, program_id=program_id, member_id=member_id, status=ERASURE_IN_PROGRESS,
+        requested_by=requested.requested_by if requested else actor,
+        requested_at=requested.requested_at if requested else at, confirmed_by=actor, started_at=at,
+        step="pointers", cursor={"pointers": list(dict.fromkeys(wanted))}, codes=codes, identities=identities,
+        counts={}, revision=(int(requested.revision or 0) + 1) if requested else 0)
+
+
+def erasure_progress(record: ErasureItem, step: str, cursor: dict[str, Any] | None, counted: Mapping[str, int],
+                     at: datetime) -> dict[str, Any]:
+    """The record's attributes after a step's transaction (``step`` "done": erased)."""
+    from chalicelib.domain.records import ERASURE_DONE
+
+    counts = dict(record.counts or {})
+    for name, n in counted.items():
+        if n:
+            counts[name] = int(counts.get(name, 0)) + n
+    changes: dict[str, Any] = {"step": step, "counts": counts, "revision": int(record.revision or 0) + 1,
+                               "cursor": cursor}
+    if step == "done":
+        changes.update(status=ERASURE_DONE, completed_at=at)
+    return changes
+
+
+def identity_pointer_parts(program_id: str, text: str) -> tuple[str, str] | None:
+    """``(kind, value hash)`` of an identity pointer key (``IDENT#<program>#<kind>#<hash>``), else None."""
+    pk = key_from_str(text)[0]
+    prefix = f"IDENT#{program_id}#"
+    if not pk.startswith(prefix):
+        return None
+    kind, _, value_hash = pk[len(prefix):].rpartition("#")
+    return kind, value_hash
+
+
+def identifier_kinds(member: MemberItem) -> list[str]:
+    kinds = []
+    for text in member.pointer_keys or []:
+        parts = key_from_str(text)[0].split("#")
+        if parts[0] == "IDENT" and len(parts) >= 4:
+            kinds.append(parts[2])
+    return kinds
+
+
+def invite_keys(member: MemberItem) -> list[tuple[str, str]]:
+    wanted = []
+    for text in member.pointer_keys or []:
+        parts = key_from_str(text)[0].split("#")
+        if parts[0] == "IDENT" and len(parts) >= 4:
+            wanted.append(keys.pending_invite(member.program_id, parts[2], parts[-1]))
+    return wanted
+
+
+def _plain(value: Any) -> Any:
+    from chalicelib.store.db import plain_binary
+
+    if isinstance(value, datetime):
+        return clock.iso(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return plain_binary(bytes(value))  # e.g. an event record's compressed reply
+    return value
+
+
+def item_data(item: Entity) -> dict[str, Any]:
+    """An item's attributes as plain JSON (no table keys), with its ``item_type``."""
+    raw = item.to_simple_dict()
+    data = {k: _plain(v) for k, v in raw.items() if k not in _KEY_ATTRIBUTES}
+    return {"item_type": raw.get("entity"), **data}
+
+
+class DynamoDataRightsStore:
+    def __init__(self, kind_modules: Sequence[str] = ()) -> None:
+        self.kind_modules = tuple(kind_modules)
+
+    def _kinds(self) -> dict[str, Any]:
+        from chalicelib.store import erasure_kinds
+
+        return {k.name: k for k in erasure_kinds.registered(self.kind_modules)}
+
+    def kinds(self) -> list[str]:
+        return list(self._kinds())
+
+    def exported_kinds(self) -> list[str]:
+        return [name for name, kind in self._kinds().items() if kind.export]
+
+    def requests(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[ErasureItem]:
+        from chalicelib.domain.records import ERASURE_REQUESTED
+
+        result = ErasureItem.gsi1.query(keys.gsi1_erasure_requests_partition(program_id), limit=limit,
+                                        last_evaluated_key=cursor)
+        items = [r for r in result if isinstance(r, ErasureItem) and r.status == ERASURE_REQUESTED]
+        return Page(items, result.last_evaluated_key)
+
+    def request(self, program_id: str, member_id: str, at: datetime) -> ErasureItem | None:
+        from chalicelib.domain.records import StaleErasure
+
+        record = erasure_request(program_id, member_id, at)
+        tx = Transaction()
+        tx.create(record, on_fail=StaleErasure())
+        try:
+            tx.commit()
+        except StaleErasure:  # a concurrent request or erasure got there first
+            return None
+        return record
+
+    def start(self, member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime) -> ErasureItem:
+        from chalicelib.domain.records import StaleErasure
+
+        record = erasure_started(member, requested, actor, at)
+        condition = (ErasureItem.revision == int(requested.revision or 0)) if requested else Entity.PK.does_not_exist()
+        tx = Transaction()
+        tx.put(record, condition, on_fail=StaleErasure())
+        tx.commit()
+        return record
+
+    @staticmethod
+    def _advance(tx: Transaction, record: ErasureItem, changes: Mapping[str, Any]) -> ErasureItem:
+        from chalicelib.domain.records import StaleErasure
+
+        R = ErasureItem
+        revision = int(record.revision or 0)
+        tx.update(R(PK=record.PK, SK=record.SK), update_actions(R, changes), R.revision == revision,
+                  on_fail=StaleErasure())
+        tx.commit()
+        set_fields(record, changes)
+        return record
+
+    def erase_pointers(self, record: ErasureItem, limit: int, then: str, at: datetime) -> tuple[ErasureItem, int]:
+        from chalicelib.domain.records import StaleErasure
+        from chalicelib.store.data_rights import ErasedIdentityItem
+        from chalicelib.store.members import PendingInviteItem
+
+        pid, mid = record.program_id, record.member_id
+        remaining = list((record.cursor or {}).get("pointers") or [])
+        batch, rest = remaining[:limit], remaining[limit:]
+        found = batch_get([key_from_str(k) for k in batch])
+        tx = Transaction()
+        removed = 0
+        for text in batch:
+            item = found.get(key_from_str(text))
+            if item is not None and getattr(item, "member_id", None) == mid:
+                tx.delete(item, type(item).member_id == mid, on_fail=StaleErasure())  # type: ignore[attr-defined]
+                removed += 1
+            parts = identity_pointer_parts(pid, text)
+            if parts is not None:
+                kind, value_hash = parts
+                tpk, tsk = keys.erased_identity(pid, kind, value_hash)
+                tx.put(ErasedIdentityItem(PK=tpk, SK=tsk, program_id=pid, kind=kind, erased_at=at))
+                # A friend's invite waiting for this identifier names the person: it goes too.
+                ipk, isk = keys.pending_invite(pid, kind, value_hash)
+                tx.delete(PendingInviteItem(PK=ipk, SK=isk))
+        changes = erasure_progress(record, "pointers" if rest else then, {"pointers": rest} if rest else None,
+                                   {"pointers": removed}, at)
+        return self._advance(tx, record, changes), len(batch)
+
+    def erase_profile(self, record: ErasureItem, then: str, at: datetime) -> ErasureItem:
+        from chalicelib.domain.records import StaleErasure
+        from chalicelib.store.birthdays import stage_birthday
+
+        member = get_or_none(MemberItem, keys.member(record.program_id, record.member_id), consistent=True)
+        tx = Transaction()
+        scrubbed = 0
+        if member is not None and member.erased_at is None:
+            revision = int(member.revision or 0)
+            M = MemberItem
+            tx.update(member, [
+                M.name.remove(), M.email.remove(), M.phone.remove(), M.birthday.remove(), M.birthday_set_at.remove(),
+                M.customer_ids.set({}), M.push_endpoints.set([]), M.pointer_keys.set([]), M.code.set(ERASED_CODE),
+                M.erased_at.set(at), M.revision.set(revision + 1),
+            ], M.revision == revision, on_fail=StaleErasure())
+            # The birthday's month-day index entry (its key holds the month and day) goes with the birthday.
+            stage_birthday(tx, record.program_id, record.member_id, member.birthday, None, at)
+            scrubbed = 1
+        return self._advance(tx, record, erasure_progress(record, then, None, {"profile": scrubbed}, at))
+
+    def scrub(self, record: ErasureItem, kind: str, limit: int, then: str, at: datetime) -> tuple[ErasureItem, int]:
+        from chalicelib.store.erasure_kinds import ErasureTarget
+
+        found = self._kinds().get(kind)
+        tx = Transaction()
+        if found is None:  # a kind no longer registered: skip it
+            return self._advance(tx, record, erasure_progress(record, then, None, {}, at)), 0
+        target = ErasureTarget(record.program_id, record.member_id, tuple(record.codes or []),
+                               tuple(record.identities or []))
+        page = found.find(target, (record.cursor or {}).get("page"), limit)
+        for item in page.items:
+            found.scrub(tx, item)
+        step, cursor = (then, None) if page.cursor is None else (kind, {"page": page.cursor})
+        return self._advance(tx, record, erasure_progress(record, step, cursor, {kind: len(page.items)}, at)), len(
+            page.items)
+
+    def member_items(self, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        result = Entity.query(keys.member_partition(program_id, member_id), limit=limit, last_evaluated_key=cursor)
+        items = [i for i in result if i.SK not in IN_EXPORT_SUMMARY]
+        return Page(items, result.last_evaluated_key)
+
+    def exported(self, kind: str, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        from chalicelib.store.erasure_kinds import ErasureTarget
+
+        page = self._kinds()[kind].find(ErasureTarget(program_id, member_id, (), ()), cursor, limit)
+        return Page(list(page.items), page.cursor)
+
+    def pending_invites(self, member: MemberItem) -> list[Any]:
+        from chalicelib.store.members import PendingInviteItem
+
+        return [i for i in batch_get(invite_keys(member)).values() if isinstance(i, PendingInviteItem)]
+
+    def identifier_kinds(self, member: MemberItem) -> list[str]:
+        return identifier_kinds(member)
+
+    def item_data(self, item: Any) -> dict[str, Any]:
+        return item_data(item)
+
+
+# --------------------------------------------------------------------------- fraud review (services.review)
+
+#: How the review store issues the vouchers an approval releases, inside the decision's transaction (production:
+#: ``services.vouchers.stage_held_grants``, wired in ``services.ports.production``): (tx, program, grants, now).
+VoucherIssuer = Callable[[Transaction, str, Sequence[Mapping[str, Any]], datetime], list[dict[str, Any]]]
+
+
+def review_entry_keys(item: Any) -> list[tuple[str, str]]:
+    return [(keys.member_partition(item.program_id, e["member_id"]), e["sk"]) for e in item.entries or []]
+
+
+def review_reversal(decision: Any, entry: LedgerEntryItem) -> LedgerEntryItem:
+    """The reversal entry a void writes for one held entry (its id derived from the item and the entry)."""
+    from chalicelib.store.ledger import KIND_REVERSAL, STATUS_HELD, STATUS_REVERSED
+
+    item, at = decision.item, decision.at
+    return new_entry(
+        item.program_id, entry.member_id, stable_id("le", "review-void", item.item_id, entry.entry_id), at,
+        kind=KIND_REVERSAL, status=STATUS_REVERSED, points=-entry.net_points,
+        reason=f"Voided in fraud review: {decision.reason}", reason_code="review_voided", created_at=at,
+        business_key=item.business_key, rule_id=entry.rule_id, rule_version=entry.rule_version, level=entry.level,
+        funding_partner_id=entry.funding_partner_id, partner_id=item.partner_id, reverses_entry_id=entry.entry_id,
+        from_status=STATUS_HELD)
+
+
+def review_entry_changes(decision: Any, held: Any) -> dict[str, Any]:
+    """A held entry's attributes after the decision (approved: pending with its release index, or available with
+    the expiry job's month bucket; voided: reversed)."""
+    from chalicelib.store.ledger import STATUS_AVAILABLE, STATUS_PENDING, STATUS_REVERSED
+
+    entry, at = held.entry, decision.at
+    if not decision.approve:
+        return {"status": STATUS_REVERSED, "reversed_points": int(entry.points)}
+    if held.pending:
+        assert entry.available_at is not None
+        gpk, gsk = keys.gsi1_pending_release(ledger_day(entry.available_at), clock.iso(entry.available_at),
+                                             entry.entry_id)
+        return {"status": STATUS_PENDING, "GSI1PK": gpk, "GSI1SK": gsk}
+    gpk, gsk = credit_index(entry, at)
+    return {"status": STATUS_AVAILABLE, "released_at": at, "GSI1PK": gpk, "GSI1SK": gsk}
+
+
+def review_item_changes(decision: Any, vouchers: list[dict[str, Any]]) -> dict[str, Any]:
+    from chalicelib.domain.records import REVIEW_APPROVED, REVIEW_VOIDED
+
+    changes: dict[str, Any] = {"status": REVIEW_APPROVED if decision.approve else REVIEW_VOIDED,
+                               "decided_at": decision.at, "decided_by": decision.by,
+                               "decision_reason": decision.reason or None,
+                               "GSI1PK": None, "GSI1SK": None, "GSI2PK": None, "GSI2SK": None}
+    if vouchers:
+        changes["vouchers"] = vouchers
+    return changes
+
+
+def ledger_day(at: datetime) -> str:
+    from chalicelib.store.ledger import day_of
+
+    return day_of(at)
+
+
+def credit_index(entry: LedgerEntryItem, at: datetime) -> tuple[str, str]:
+    from chalicelib.store.ledger import credit_index as index
+
+    return index(entry, at)
+
+
+class DynamoReviewStore:
+    def __init__(self, issue_vouchers: VoucherIssuer) -> None:
+        self.issue_vouchers = issue_vouchers
+
+    def open_items(self, program_id: str, partner_id: str | None, limit: int, cursor: Cursor | None) -> Page[Any]:
+        from chalicelib.store.review import ReviewItem
+
+        if partner_id is None:
+            result = ReviewItem.gsi1.query(keys.gsi1_review_open(program_id, "", "")[0], limit=limit,
+                                           last_evaluated_key=cursor)
+        else:
+            result = ReviewItem.gsi2.query(keys.gsi2_review_open_partner(program_id, partner_id, "", "")[0],
+                                           limit=limit, last_evaluated_key=cursor)
+        return Page([i for i in result if isinstance(i, ReviewItem)], result.last_evaluated_key)
+
+    def item(self, program_id: str, item_id: str) -> Any:
+        from chalicelib.store.review import ReviewItem
+
+        found = batch_get([keys.review_item(program_id, item_id)]).get(keys.review_item(program_id, item_id))
+        return found if isinstance(found, ReviewItem) else None
+
+    def held(self, item: Any) -> tuple[list[LedgerEntryItem], dict[str, BalanceItem | None]]:
+        from chalicelib.store.ledger import STATUS_HELD
+
+        entry_keys = review_entry_keys(item)
+        members = sorted({e["member_id"] for e in item.entries or []})
+        read = batch_get([*entry_keys, *(keys.balance(item.program_id, m) for m in members)])
+        entries = [e for e in (read.get(k) for k in entry_keys) if isinstance(e, LedgerEntryItem)
+                   and e.status == STATUS_HELD]
+        balances = {m: b if isinstance(b := read.get(keys.balance(item.program_id, m)), BalanceItem) else None
+                    for m in members}
+        return entries, balances
+
+    def decide(self, decision: Any) -> None:
+        from chalicelib.domain.records import REVIEW_OPEN, StaleReview
+        from chalicelib.store.ledger import STATUS_HELD, BalanceDelta
+        from chalicelib.store.review import DenyItem, ReviewItem
+        from chalicelib.store.signals import SignalItem
+
+        item, at, pid = decision.item, decision.at, decision.item.program_id
+        tx = Transaction()
+        E = LedgerEntryItem
+        for held in decision.entries:
+            entry = held.entry
+            if not decision.approve:
+                tx.create(review_reversal(decision, entry), on_fail=StaleReview())
+            condition = (E.status == STATUS_HELD) & (E.reversed_points == int(entry.reversed_points or 0))
+            tx.update(E(PK=entry.PK, SK=entry.SK), update_actions(E, review_entry_changes(decision, held)), condition,
+                      on_fail=StaleReview())
+        for member_id, (read, change) in decision.balances.items():
+            stage_balance(tx, pid, member_id, read, BalanceDelta(pending=change.pending, available=change.available,
+                                                                 earned=change.earned, held=change.held),
+                          on_fail=StaleReview())
+        for text in decision.fraud_signals:
+            kind, _, value_hash = text.partition("#")
+            spk, ssk = keys.signal(pid, kind, value_hash)
+            tx.update(SignalItem(PK=spk, SK=ssk), [SignalItem.fraud_at.set(at)], Entity.PK.exists(),
+                      on_fail=StaleReview())
+        for text in decision.deny:  # the program feeds the deployment's shared deny list
+            kind, _, value_hash = text.partition("#")
+            dpk, dsk = keys.deny_list(kind, value_hash)
+            tx.put(DenyItem(PK=dpk, SK=dsk, kind=kind, added_at=at))
+        vouchers = [dict(g) for g in decision.vouchers]
+        if decision.approve and vouchers:
+            vouchers = self.issue_vouchers(tx, pid, vouchers, at)
+        R = ReviewItem
+        tx.update(R(PK=item.PK, SK=item.SK), update_actions(R, review_item_changes(decision, vouchers)),
+                  R.status == REVIEW_OPEN, on_fail=StaleReview())
+        tx.commit()

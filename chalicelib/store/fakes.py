@@ -9,26 +9,36 @@ Thread-safe, so the fakes also serve concurrency tests.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
+from chalicelib.domain import clock as _clock
+from chalicelib.domain.clock import iso as clock_iso
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.offers import SHARDS, code_hash
 from chalicelib.domain.records import (
+    ERASURE_REQUESTED,
     REDEMPTION_CANCELLED,
     REDEMPTION_CONFIRMED,
     REDEMPTION_HELD,
+    REVIEW_OPEN,
     Cursor,
     NewKey,
+    NewMember,
     Page,
+    PendingInvite,
+    StaleErasure,
     StaleMember,
+    StaleReview,
 )
 from chalicelib.store import keys
 from chalicelib.store.counters import MAX_SOURCES, OTHER_SOURCE, ClickCounterItem, ClickTotalItem
 from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
 from chalicelib.store.dynamo_ports import (
+    ERASED_CODE,
+    IN_EXPORT_SUMMARY,
     MAX_COUPONS_PER_MEMBER,
     adjustment_insufficient,
     booked_cursor,
@@ -40,12 +50,24 @@ from chalicelib.store.dynamo_ports import (
     concurrent_update,
     concurrent_upload,
     coupons_from_pointer_keys,
+    endpoint_changed,
+    erasure_progress,
+    erasure_request,
+    erasure_started,
     event_key_hash,
+    identifier_kinds,
+    identity_owner_of,
+    identity_pointer_parts,
     insufficient_points,
     integration_changed,
+    integration_log_entry,
+    invite_keys,
+    item_data,
     key_collision,
     key_items,
+    member_profile,
     new_adjustment,
+    new_endpoint,
     new_integration,
     new_offer,
     new_redemption,
@@ -54,16 +76,31 @@ from chalicelib.store.dynamo_ports import (
     partner_changed,
     partner_locator,
     partner_not_found,
+    pending_invite_item,
     program_changed,
     referral_position,
     referral_start,
     replayed,
     return_entry,
+    review_entry_changes,
+    review_entry_keys,
+    review_item_changes,
+    review_reversal,
     rules_changed,
+    set_fields,
+    signal_writes,
     spend_entry,
+    too_many_endpoints,
 )
 from chalicelib.store.events import AttributionRecordItem, EventItem
-from chalicelib.store.integrations import IntegrationItem, IntegrationLogItem
+from chalicelib.store.integrations import (
+    ACK_TTL_HOURS,
+    LOG_TTL_DAYS,
+    CrmAckItem,
+    IntegrationItem,
+    IntegrationLogItem,
+    ack_key,
+)
 from chalicelib.store.ledger import (
     AdjustmentItem,
     BalanceItem,
@@ -72,9 +109,33 @@ from chalicelib.store.ledger import (
     RedemptionItem,
     RulesVersionItem,
 )
-from chalicelib.store.members import CodeItem, IdentityItem, LinkItem, MemberItem, identity_refs, key_str
+from chalicelib.store.members import (
+    CodeItem,
+    IdentityItem,
+    IdentityRef,
+    LinkItem,
+    MemberItem,
+    PendingInviteItem,
+    code_item,
+    identity_refs,
+    key_from_str,
+    key_str,
+    link_item,
+    pointer_items,
+    referrals_index,
+)
 from chalicelib.store.offers import OfferItem, PoolCodeItem, PoolHeadItem
+from chalicelib.store.partner_hooks import (
+    MAX_ENDPOINTS,
+    PENDING,
+    WebhookDeliveryItem,
+    WebhookEndpointCountItem,
+    WebhookEndpointItem,
+    due_key,
+)
+from chalicelib.store.review import DenyItem, ReviewItem, VelocityItem
 from chalicelib.store.settlement import SettlementRowItem
+from chalicelib.store.signals import SignalItem, SignalRef
 from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 
@@ -150,20 +211,8 @@ def seed(ports: Any, *items: Entity) -> None:
         table.put(item)
 
 
-class ManualClock:
-    """A clock tests move by hand (``set``/``advance``)."""
-
-    def __init__(self, at: datetime) -> None:
-        self._at = at
-
-    def now(self) -> datetime:
-        return self._at
-
-    def set(self, at: datetime) -> None:
-        self._at = at
-
-    def advance(self, **delta: float) -> None:
-        self._at += timedelta(**delta)
+#: The fakes' clock is the one the functional tests move too (``domain.clock``); importable from here as before.
+ManualClock = _clock.ManualClock
 
 
 class FakeRateLimiter:
@@ -234,6 +283,12 @@ class FakeProgramStore:
 
     def api_key(self, key_hash: str) -> ApiKeyItem | None:
         return self.table.get(ApiKeyItem, keys.api_key(key_hash))
+
+    def partner_program(self, partner_id: str) -> str:
+        locator = self.table.get(PartnerLocatorItem, keys.partner_locator(partner_id))
+        if locator is None:
+            raise NotFound("Unknown partner", details={"partner_id": partner_id})
+        return str(locator.program_id)
 
     def programs(self, limit: int, cursor: Cursor | None) -> Page[ProgramItem]:
         return self.table.query(ProgramItem, "PROGRAMS", "CREATED#", index="gsi1", forward=False, limit=limit,
@@ -383,8 +438,37 @@ class FakeMemberStore:
     def codes_of(self, member: MemberItem) -> list[str]:
         return codes_from_pointer_keys(member)
 
-    def code_pointer(self, program_id: str, code: str) -> CodeItem | None:
+    def code_pointer(self, program_id: str, code: str, *, consistent: bool = False) -> CodeItem | None:
         return self.table.get(CodeItem, keys.referral_code(program_id, code))
+
+    def identity_refs(self, program_id: str, *, email: str | None = None,
+                      phone: str | None = None) -> list[IdentityRef]:
+        return identity_refs(program_id, email=email, phone=phone)
+
+    def identity_owner(self, program_id: str, refs: Sequence[IdentityRef]) -> str | None:
+        return identity_owner_of(program_id, refs, self.table.batch_get(r.pointer_key(program_id) for r in refs))
+
+    def create_member(self, member: NewMember, refs: Sequence[IdentityRef]) -> MemberItem | None:
+        profile = member_profile(member, refs)
+        referrals_index(profile)
+        items = [profile, *pointer_items(profile, refs), code_item(profile), link_item(profile)]
+        with self._lock:
+            if any((i.PK, i.SK) in self.table.items for i in items):
+                return None
+            for item in items:
+                self.table.put(item)
+        return profile
+
+    def put_pending_invite(self, program_id: str, ref: IdentityRef, invite: PendingInvite, *,
+                           first_touch_since: datetime | None = None) -> bool:
+        item = pending_invite_item(program_id, ref, invite)
+        with self._lock:
+            stored = self.table.get(PendingInviteItem, (item.PK, item.SK))
+            if (first_touch_since is not None and stored is not None and stored.referrer_id != invite.referrer_id
+                    and not stored.invited_at < first_touch_since):
+                return False
+            self.table.put(item)
+        return True
 
     def find_by_identity(self, program_id: str, *, email: str | None = None, phone: str | None = None,
                          customer_id: tuple[str, str] | None = None) -> str | None:
@@ -541,10 +625,10 @@ class FakeLedgerStore:
     def cursor_after(self, booked: LedgerEntryItem | EventItem) -> Cursor:
         return booked_cursor(booked)
 
-    def settlement_rows(self, program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
+    def settlement_rows(self, program_id: str, start: date, end: date, limit: int) -> Iterator[SettlementRowItem]:
         pk, low = keys.settlement_row(program_id, start.isoformat(), "")
         _, high = keys.settlement_row(program_id, (end + timedelta(days=1)).isoformat(), "")
-        return iter(self.table.between(SettlementRowItem, pk, low, high))
+        return iter(self.table.between(SettlementRowItem, pk, low, high)[:limit])
 
 
     def redemption(self, program_id: str, redemption_id: str) -> RedemptionItem | None:
@@ -671,6 +755,38 @@ class FakeEventStore:
                           cursor: Cursor | None) -> Page[AttributionRecordItem]:
         return self.table.query(AttributionRecordItem, keys.gsi1_attribution_code_partition(program_id, code),
                                 index="gsi1", forward=False, limit=limit, cursor=cursor)
+
+
+class FakeSignalStore:
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+
+    def pointers(self, program_id: str, refs: Sequence[SignalRef]) -> dict[str, SignalItem]:
+        kinds = {ref.pointer_key(program_id): ref.kind for ref in refs}
+        return {kinds[k]: i for k, i in self.table.batch_get(kinds).items() if isinstance(i, SignalItem)}
+
+    def see(self, program_id: str, refs: Sequence[SignalRef], read: Mapping[str, SignalItem], member_id: str,
+            at: datetime) -> bool:
+        writes = signal_writes(program_id, refs, read, member_id, at)
+        with self.table.lock:
+            for item, before in writes:
+                stored = self.table.get(SignalItem, (item.PK, item.SK))
+                if (stored is not None) if before is None else (
+                        stored is None or int(stored.revision or 0) != int(before.revision or 0)):
+                    return False
+            for item, _ in writes:
+                self.table.put(item)
+        return True
+
+    def take_velocity_slot(self, program_id: str, scope: str, window: str, limit: int, expires_at_epoch: int) -> bool:
+        pk, sk = keys.velocity(program_id, scope, window)
+        with self.table.lock:
+            counter = self.table.get(VelocityItem, (pk, sk)) or VelocityItem(PK=pk, SK=sk)
+            if counter.hits is not None and int(counter.hits) >= limit:
+                return False
+            counter.hits, counter.expires_at_epoch = int(counter.hits or 0) + 1, expires_at_epoch
+            self.table.put(counter)
+        return True
 
 
 class FakeOutbox:
@@ -821,3 +937,530 @@ class FakeIntegrationStore:
             cursor: Cursor | None) -> Page[IntegrationLogItem]:
         return self.table.query(IntegrationLogItem, keys.integration_log_partition(program_id, partner_id, platform),
                                 forward=False, limit=limit, cursor=cursor)
+
+    def add_log(self, program_id: str, partner_id: str, platform: str, entry_id: str, *, code: str, message: str,
+                object_id: str | None, at: datetime) -> None:
+        item = integration_log_entry(program_id, partner_id, platform, entry_id, code=code, message=message,
+                                     object_id=object_id, at=at)
+        item.expires_at_epoch = int((at + timedelta(days=LOG_TTL_DAYS)).timestamp())
+        self.table.put(item)
+
+    def acknowledge(self, program_id: str, partner_id: str, platform: str, event_id: str, at: datetime) -> bool:
+        key = ack_key(program_id, partner_id, platform, event_id)
+        with self.table.lock:
+            stored = self.table.get(CrmAckItem, key)
+            if stored is not None and int(stored.expires_at_epoch) >= int(at.timestamp()):
+                return False
+            self.table.put(CrmAckItem(*key, expires_at_epoch=int((at + timedelta(hours=ACK_TTL_HOURS)).timestamp())))
+        return True
+
+    def forget_ack(self, program_id: str, partner_id: str, platform: str, event_id: str) -> None:
+        self.table.delete(ack_key(program_id, partner_id, platform, event_id))
+
+
+class FakeFetchQueue:
+    """Messages kept in order (``messages``); ``enabled`` as if ``SARAFAN_CRM_FETCH_QUEUE_URL`` were set.
+    ``refuse`` makes :meth:`send` fail, as an unavailable queue does."""
+
+    def __init__(self, enabled: bool = False) -> None:
+        self._lock = threading.Lock()
+        self.configured = enabled
+        self.refuse = False
+        self.messages: list[dict[str, Any]] = []
+
+    def enabled(self) -> bool:
+        return self.configured
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        if not self.configured or self.refuse:
+            raise RuntimeError("the CRM fetch queue is unavailable")
+        with self._lock:
+            self.messages.append(dict(message))
+
+class FakeSealer:
+    """Sealed values without KMS: the plaintext under a keystream and a tag bound to the context (a value
+    sealed for one context opens for no other; a changed byte is refused), like ``services.envelope``."""
+
+    def __init__(self, master: bytes = b"fake-sealing-key") -> None:
+        self.master = master
+
+    def _key(self, context: Mapping[str, str], nonce: bytes) -> bytes:
+        import hashlib
+        import hmac
+
+        aad = "|".join(f"{k}={context[k]}" for k in sorted(context)).encode()
+        return hmac.new(self.master, aad + nonce, hashlib.sha256).digest()
+
+    def seal(self, plaintext: str, context: Mapping[str, str]) -> dict[str, str]:
+        import base64
+        import hashlib
+        import hmac
+        import os
+
+        nonce = os.urandom(16)
+        key = self._key(context, nonce)
+        data = plaintext.encode("utf-8")
+        stream = b"".join(hashlib.sha256(key + i.to_bytes(4, "big")).digest() for i in range(len(data) // 32 + 1))
+        ciphertext = bytes(a ^ b for a, b in zip(data, stream, strict=False))
+        tag = hmac.new(key, ciphertext, hashlib.sha256).digest()
+        b64 = base64.b64encode
+        return {"alg": "fake", "nonce": b64(nonce).decode(), "ciphertext": b64(ciphertext).decode(),
+                "tag": b64(tag).decode()}
+
+    def open(self, sealed: Mapping[str, str], context: Mapping[str, str]) -> bytes:
+        import base64
+        import hashlib
+        import hmac
+
+        if sealed.get("alg") != "fake":
+            raise ValueError("unknown sealing algorithm")
+        nonce, ciphertext, tag = (base64.b64decode(sealed[k]) for k in ("nonce", "ciphertext", "tag"))
+        key = self._key(context, nonce)
+        if not hmac.compare_digest(hmac.new(key, ciphertext, hashlib.sha256).digest(), tag):
+            raise ValueError("sealed value was tampered with, or belongs to another context")
+        stream = b"".join(hashlib.sha256(key + i.to_bytes(4, "big")).digest()
+                          for i in range(len(ciphertext) // 32 + 1))
+        return bytes(a ^ b for a, b in zip(ciphertext, stream, strict=False))
+
+
+class FakeWebhookStore:
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+
+    def endpoint(self, program_id: str, partner_id: str, endpoint_id: str) -> WebhookEndpointItem | None:
+        return self.table.get(WebhookEndpointItem, keys.webhook_endpoint(program_id, partner_id, endpoint_id))
+
+    def endpoints(self, program_id: str, partner_id: str) -> list[WebhookEndpointItem]:
+        pk, prefix = keys.webhook_endpoints_prefix(program_id, partner_id)
+        return self.table.query(WebhookEndpointItem, pk, prefix, limit=MAX_ENDPOINTS + 1).items
+
+    def _count(self, program_id: str, partner_id: str) -> WebhookEndpointCountItem:
+        key = keys.webhook_endpoint_count(program_id, partner_id)
+        return self.table.get(WebhookEndpointCountItem, key) or WebhookEndpointCountItem(PK=key[0], SK=key[1],
+                                                                                         endpoints=0)
+
+    def create_endpoint(self, fields: Mapping[str, Any]) -> WebhookEndpointItem:
+        item = new_endpoint(fields)
+        with self.table.lock:
+            if self.table.get(PartnerItem, keys.partner(item.program_id, item.partner_id)) is None:
+                raise NotFound("Partner not found", details={"partner_id": item.partner_id})
+            if (item.PK, item.SK) in self.table.items:
+                raise Conflict("Endpoint id collision; retry", code="conflict")
+            count = self._count(item.program_id, item.partner_id)
+            if int(count.endpoints or 0) >= MAX_ENDPOINTS:
+                raise too_many_endpoints()
+            count.endpoints = int(count.endpoints or 0) + 1
+            self.table.put(count)
+            self.table.put(item)
+        return item
+
+    def update_endpoint(self, endpoint: WebhookEndpointItem, changes: Mapping[str, Any], at: datetime) -> None:
+        with self.table.lock:
+            stored = self.table.get(WebhookEndpointItem, (endpoint.PK, endpoint.SK))
+            revision = int(endpoint.revision or 0)
+            if stored is None or int(stored.revision or 0) != revision:
+                raise endpoint_changed()
+            changes = {**changes, "updated_at": at, "revision": revision + 1}
+            set_fields(stored, changes)
+            self.table.put(stored)
+            set_fields(endpoint, changes)
+
+    def delete_endpoint(self, endpoint: WebhookEndpointItem) -> None:
+        with self.table.lock:
+            stored = self.table.get(WebhookEndpointItem, (endpoint.PK, endpoint.SK))
+            if stored is None or int(stored.revision or 0) != int(endpoint.revision or 0):
+                raise endpoint_changed()
+            count = self._count(endpoint.program_id, endpoint.partner_id)
+            if int(count.endpoints or 0) <= 0:
+                raise Conflict("The request conflicts with the current state", code="conflict")
+            count.endpoints = int(count.endpoints) - 1
+            self.table.put(count)
+            self.table.delete((endpoint.PK, endpoint.SK))
+
+    def deliveries(self, program_id: str, endpoint_id: str, limit: int,
+                   cursor: Cursor | None) -> Page[WebhookDeliveryItem]:
+        return self.table.query(WebhookDeliveryItem, keys.webhook_delivery_partition(program_id, endpoint_id),
+                                "DELIVERY#", forward=False, limit=limit, cursor=cursor)
+
+    def delivery(self, program_id: str, endpoint_id: str, delivery_id: str) -> WebhookDeliveryItem | None:
+        return self.table.get(WebhookDeliveryItem, keys.webhook_delivery(program_id, endpoint_id, delivery_id))
+
+    def retry_delivery(self, delivery: WebhookDeliveryItem, at: datetime) -> bool:
+        with self.table.lock:
+            stored = self.table.get(WebhookDeliveryItem, (delivery.PK, delivery.SK))
+            if stored is None or stored.status != delivery.status:
+                return False
+            gsi1pk, gsi1sk = due_key(delivery, at)
+            changes = {"status": PENDING, "next_attempt_at": at, "max_attempts": int(delivery.attempts or 0) + 1,
+                       "GSI1PK": gsi1pk, "GSI1SK": gsi1sk}
+            set_fields(stored, changes)
+            self.table.put(stored)
+            set_fields(delivery, changes)
+        return True
+
+
+class FakeWrite:
+    """One atomic write to the :class:`FakeTable`, like a DynamoDB transaction: under the table lock every
+    condition is checked first (the first that fails raises its error, nothing is written), then every change."""
+
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+        self.checks: list[tuple[Callable[[], bool], Exception]] = []
+        self.changes: list[Callable[[], None]] = []
+
+    def require(self, holds: Callable[[], bool], error: Exception) -> None:
+        self.checks.append((holds, error))
+
+    def put(self, item: Entity) -> None:
+        self.changes.append(lambda: self.table.put(item))
+
+    def delete(self, key: Key) -> None:
+        self.changes.append(lambda: self.table.delete(key))
+
+    def update(self, model: type[Entity], key: Key, changes: Mapping[str, Any]) -> None:
+        """Set ``changes`` on the stored item (``None`` removes), creating it when missing (as UpdateItem does)."""
+
+        def apply() -> None:
+            item = self.table.get(model, key) or model(PK=key[0], SK=key[1])
+            set_fields(item, changes)
+            self.table.put(item)
+
+        self.changes.append(apply)
+
+    def commit(self) -> None:
+        with self.table.lock:
+            for holds, error in self.checks:
+                if not holds():
+                    raise error
+            for change in self.changes:
+                change()
+
+
+#: A fake erasable kind: ``find(table, target, cursor, limit)`` and ``scrub(write, item)``.
+FakeKind = tuple[Callable[[FakeTable, Any, Cursor | None, int], Page[Entity]], Callable[[FakeWrite, Entity], None]]
+
+
+def _find_own_attributions(table: FakeTable, target: Any, cursor: Cursor | None, limit: int) -> Page[Entity]:
+    return table.query(Entity, target.partition, "ATTR#", limit=limit, cursor=cursor)
+
+
+def _scrub_own_attribution(write: FakeWrite, item: Entity) -> None:
+    from chalicelib.store.erasure_kinds import business_key_hash
+
+    if isinstance(item, AttributionRecordItem) and item.business_key and not item.business_key.startswith("sha256:"):
+        write.update(AttributionRecordItem, (item.PK, item.SK),
+                     {"business_key": "sha256:" + business_key_hash(item.business_key)})
+
+
+def _find_code_attributions(table: FakeTable, target: Any, cursor: Cursor | None, limit: int) -> Page[Entity]:
+    index, last = int((cursor or {}).get("code_index", 0)), (cursor or {}).get("last")
+    while index < len(target.codes):
+        partition = keys.gsi1_attribution_code_partition(target.program_id, target.codes[index])
+        page = table.query(Entity, partition, index="gsi1", limit=limit, cursor=last)
+        if page.next_cursor:
+            return Page(page.items, {"code_index": index, "last": page.next_cursor})
+        index, last = index + 1, None
+        if page.items:
+            return Page(page.items, {"code_index": index, "last": None} if index < len(target.codes) else None)
+    return Page([], None)
+
+
+def _scrub_code_attribution(write: FakeWrite, item: Entity) -> None:
+    if isinstance(item, AttributionRecordItem):
+        write.update(AttributionRecordItem, (item.PK, item.SK), {"code": None, "GSI1PK": None, "GSI1SK": None})
+
+
+def _find_webhook_deliveries(table: FakeTable, target: Any, cursor: Cursor | None, limit: int) -> Page[Entity]:
+    partition = keys.gsi2_member_webhook_deliveries_partition(target.program_id, target.member_id)
+    return table.query(Entity, partition, index="gsi2", limit=limit, cursor=cursor)
+
+
+def _delete_item(write: FakeWrite, item: Entity) -> None:
+    write.delete((item.PK, item.SK))
+
+
+#: The built-in kinds of ``store.erasure_kinds`` and the partner webhook deliveries of ``notify.erasure`` (an
+#: exported kind), in memory; the other notification and analytics kinds registered in production are covered by
+#: the functional tests under moto.
+FAKE_KINDS: dict[str, FakeKind] = {
+    "attribution_records": (_find_own_attributions, _scrub_own_attribution),
+    "code_attributions": (_find_code_attributions, _scrub_code_attribution),
+    "partner_webhook_deliveries": (_find_webhook_deliveries, _delete_item),
+}
+
+
+class FakeDataRightsStore:
+    def __init__(self, table: FakeTable, kinds: Mapping[str, FakeKind] | None = None,
+                 exported: Sequence[str] = ("partner_webhook_deliveries",)) -> None:
+        self.table = table
+        self.fake_kinds = dict(FAKE_KINDS if kinds is None else kinds)
+        self.exported_names = list(exported)
+
+    def kinds(self) -> list[str]:
+        return list(self.fake_kinds)
+
+    def exported_kinds(self) -> list[str]:
+        return [k for k in self.exported_names if k in self.fake_kinds]
+
+    def requests(self, program_id: str, limit: int, cursor: Cursor | None) -> Page[ErasureItem]:
+        page = self.table.query(ErasureItem, keys.gsi1_erasure_requests_partition(program_id), index="gsi1",
+                                limit=limit, cursor=cursor)
+        return Page([r for r in page.items if r.status == ERASURE_REQUESTED], page.next_cursor)
+
+    def request(self, program_id: str, member_id: str, at: datetime) -> ErasureItem | None:
+        record = erasure_request(program_id, member_id, at)
+        with self.table.lock:
+            if (record.PK, record.SK) in self.table.items:
+                return None
+            self.table.put(record)
+        return record
+
+    def start(self, member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime) -> ErasureItem:
+        record = erasure_started(member, requested, actor, at)
+        with self.table.lock:
+            stored = self.table.get(ErasureItem, (record.PK, record.SK))
+            if (stored is not None if requested is None
+                    else stored is None or int(stored.revision or 0) != int(requested.revision or 0)):
+                raise StaleErasure()
+            self.table.put(record)
+        return record
+
+    def _advance(self, write: FakeWrite, record: ErasureItem, changes: Mapping[str, Any]) -> ErasureItem:
+        key, revision = (record.PK, record.SK), int(record.revision or 0)
+
+        def unchanged() -> bool:
+            stored = self.table.get(ErasureItem, key)
+            return stored is not None and int(stored.revision or 0) == revision
+
+        write.require(unchanged, StaleErasure())
+        write.update(ErasureItem, key, changes)
+        write.commit()
+        set_fields(record, changes)
+        return record
+
+    def erase_pointers(self, record: ErasureItem, limit: int, then: str, at: datetime) -> tuple[ErasureItem, int]:
+        from chalicelib.store.data_rights import ErasedIdentityItem
+
+        pid, mid = record.program_id, record.member_id
+        remaining = list((record.cursor or {}).get("pointers") or [])
+        batch, rest = remaining[:limit], remaining[limit:]
+        found = self.table.batch_get([key_from_str(k) for k in batch])
+        write = FakeWrite(self.table)
+        removed = 0
+        for text in batch:
+            key = key_from_str(text)
+            item = found.get(key)
+            if item is not None and getattr(item, "member_id", None) == mid:
+                write.require(self._owned_by(type(item), key, mid), StaleErasure())
+                write.delete(key)
+                removed += 1
+            parts = identity_pointer_parts(pid, text)
+            if parts is not None:
+                kind, value_hash = parts
+                tpk, tsk = keys.erased_identity(pid, kind, value_hash)
+                write.put(ErasedIdentityItem(PK=tpk, SK=tsk, program_id=pid, kind=kind, erased_at=at))
+                write.delete(keys.pending_invite(pid, kind, value_hash))
+        changes = erasure_progress(record, "pointers" if rest else then, {"pointers": rest} if rest else None,
+                                   {"pointers": removed}, at)
+        return self._advance(write, record, changes), len(batch)
+
+    def _owned_by(self, model: type[Entity], key: Key, member_id: str) -> Callable[[], bool]:
+        return lambda: getattr(self.table.get(model, key), "member_id", None) == member_id
+
+    def erase_profile(self, record: ErasureItem, then: str, at: datetime) -> ErasureItem:
+        from chalicelib.store.birthdays import pointer_key
+
+        key = keys.member(record.program_id, record.member_id)
+        member = self.table.get(MemberItem, key)
+        write = FakeWrite(self.table)
+        scrubbed = 0
+        if member is not None and member.erased_at is None:
+            revision = int(member.revision or 0)
+            write.require(lambda: int(getattr(self.table.get(MemberItem, key), "revision", -1) or 0) == revision,
+                          StaleErasure())
+            write.update(MemberItem, key, {
+                "name": None, "email": None, "phone": None, "birthday": None, "birthday_set_at": None,
+                "customer_ids": {}, "push_endpoints": [], "pointer_keys": [], "code": ERASED_CODE, "erased_at": at,
+                "revision": revision + 1})
+            birthday_key = pointer_key(record.program_id, record.member_id, member.birthday)
+            if birthday_key is not None:
+                write.delete(birthday_key)
+            scrubbed = 1
+        return self._advance(write, record, erasure_progress(record, then, None, {"profile": scrubbed}, at))
+
+    def scrub(self, record: ErasureItem, kind: str, limit: int, then: str, at: datetime) -> tuple[ErasureItem, int]:
+        from chalicelib.store.erasure_kinds import ErasureTarget
+
+        write = FakeWrite(self.table)
+        if kind not in self.fake_kinds:
+            return self._advance(write, record, erasure_progress(record, then, None, {}, at)), 0
+        find, scrub = self.fake_kinds[kind]
+        target = ErasureTarget(record.program_id, record.member_id, tuple(record.codes or []),
+                               tuple(record.identities or []))
+        page = find(self.table, target, (record.cursor or {}).get("page"), limit)
+        for item in page.items:
+            scrub(write, item)
+        step, cursor = (then, None) if page.next_cursor is None else (kind, {"page": page.next_cursor})
+        return self._advance(write, record, erasure_progress(record, step, cursor, {kind: len(page.items)}, at)), len(
+            page.items)
+
+    def member_items(self, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        page = self.table.query(Entity, keys.member_partition(program_id, member_id), limit=limit, cursor=cursor)
+        return Page([i for i in page.items if i.SK not in IN_EXPORT_SUMMARY], page.next_cursor)
+
+    def exported(self, kind: str, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
+        from chalicelib.store.erasure_kinds import ErasureTarget
+
+        find, _ = self.fake_kinds[kind]
+        return find(self.table, ErasureTarget(program_id, member_id, (), ()), cursor, limit)
+
+    def pending_invites(self, member: MemberItem) -> list[Any]:
+        from chalicelib.store.members import PendingInviteItem
+
+        return [i for i in self.table.batch_get(invite_keys(member)).values() if isinstance(i, PendingInviteItem)]
+
+    def identifier_kinds(self, member: MemberItem) -> list[str]:
+        return identifier_kinds(member)
+
+    def item_data(self, item: Any) -> dict[str, Any]:
+        return item_data(item)
+
+
+class FakeReviewStore:
+    """The review queue and its decision in memory; an approval issues the held vouchers from the pools in the
+    table (the offer, its shard heads and free slots) as ``services.vouchers`` does, without its outbox message
+    and low-pool alert (covered under moto: tests/functional/test_fraud_review.py)."""
+
+    def __init__(self, table: FakeTable) -> None:
+        self.table = table
+
+    def open_items(self, program_id: str, partner_id: str | None, limit: int,
+                   cursor: Cursor | None) -> Page[ReviewItem]:
+        if partner_id is None:
+            return self.table.query(ReviewItem, keys.gsi1_review_open(program_id, "", "")[0], index="gsi1",
+                                    limit=limit, cursor=cursor)
+        return self.table.query(ReviewItem, keys.gsi2_review_open_partner(program_id, partner_id, "", "")[0],
+                                index="gsi2", limit=limit, cursor=cursor)
+
+    def item(self, program_id: str, item_id: str) -> ReviewItem | None:
+        return self.table.get(ReviewItem, keys.review_item(program_id, item_id))
+
+    def held(self, item: ReviewItem) -> tuple[list[LedgerEntryItem], dict[str, BalanceItem | None]]:
+        entries = [e for e in (self.table.get(LedgerEntryItem, k) for k in review_entry_keys(item))
+                   if e is not None and e.status == "held"]
+        members = sorted({e["member_id"] for e in item.entries or []})
+        return entries, {m: self.table.get(BalanceItem, keys.balance(item.program_id, m)) for m in members}
+
+    def _issue(self, write: FakeWrite, program_id: str, grant: Mapping[str, Any], taken: set[tuple[str, int]],
+               at: datetime) -> dict[str, Any]:
+        from chalicelib.domain.offers import SHARDS, pick_shard
+        from chalicelib.domain.records import ReadAgain, stable_id
+        from chalicelib.store.offers import PoolSlotItem, VoucherItem
+
+        offer = self.table.get(OfferItem, keys.offer(program_id, grant["partner_id"], grant["offer_id"]))
+        if offer is None or not offer.issuable:
+            return {**grant, "status": "pool_empty"}
+        member_id = grant["member_id"]
+        voucher_id = stable_id("vch", grant["business_key"], grant.get("rule_id") or "", str(grant.get("level") or 0),
+                               member_id, offer.offer_id)
+        shard: int | None = None
+        slot: PoolSlotItem | None = None
+        if offer.code_source == "pool":
+            slots: dict[int, PoolSlotItem] = {}
+            for s in range(SHARDS):
+                head = self.table.get(PoolHeadItem, keys.pool_head(program_id, offer.offer_id, s))
+                if head is None or head.remaining <= 0:
+                    continue
+                found = self.table.get(PoolSlotItem, keys.pool_slot(program_id, offer.offer_id, s, int(head.next or 0)))
+                if found is not None and found.voucher_id is None:
+                    slots[s] = found
+            mine = {s for (o, s) in taken if o == offer.offer_id}
+            shard = pick_shard(sorted(slots), grant.get("salt") or voucher_id, mine)
+            if shard is None:
+                return {**grant, "status": "pool_empty"}
+            slot = slots[shard]
+            taken.add((offer.offer_id, shard))
+            position, slot_key = int(slot.position), (slot.PK, slot.SK)
+            head_key = keys.pool_head(program_id, offer.offer_id, shard)
+            write.require(lambda: getattr(self.table.get(PoolSlotItem, slot_key), "voucher_id", 0) is None,
+                          ReadAgain())
+            write.require(lambda: int(getattr(self.table.get(PoolHeadItem, head_key), "next", -1)) == position,
+                          ReadAgain())
+            write.update(PoolSlotItem, slot_key, {"voucher_id": voucher_id, "member_id": member_id, "issued_at": at})
+            write.update(PoolHeadItem, head_key, {"next": position + 1})
+        pk, sk = keys.voucher(program_id, member_id, clock_iso(at), voucher_id)
+        write.put(VoucherItem(
+            PK=pk, SK=sk, program_id=program_id, member_id=member_id, voucher_id=voucher_id, offer_id=offer.offer_id,
+            partner_id=offer.partner_id, code=slot.code if slot is not None else str(offer.static_code),
+            code_source=offer.code_source, name=offer.name, kind=offer.kind, percent=offer.percent,
+            amount_minor=offer.amount_minor, currency=offer.currency, item=offer.item, subscription=offer.subscription,
+            status="issued", reason=grant["reason"], reason_code="offer_reward", business_key=grant["business_key"],
+            event_partner_id=grant.get("event_partner_id"), rule_id=grant.get("rule_id"),
+            rule_version=grant.get("rule_version"), level=grant.get("level"), shard=shard,
+            position=None if slot is None else int(slot.position), issued_at=at,
+            expires_at=at + timedelta(days=int(offer.valid_days)) if offer.valid_days else None))
+        return {**grant, "status": "issued", "voucher_id": voucher_id}
+
+    def decide(self, decision: Any) -> None:  # services.ports.ReviewDecision
+        item, at, pid = decision.item, decision.at, decision.item.program_id
+        write = FakeWrite(self.table)
+        for held in decision.entries:
+            entry = held.entry
+            key, reversed_read = (entry.PK, entry.SK), int(entry.reversed_points or 0)
+            write.require(self._still_held(key, reversed_read), StaleReview())
+            if not decision.approve:
+                reversal = review_reversal(decision, entry)
+                write.require(self._absent((reversal.PK, reversal.SK)), StaleReview())
+                write.put(reversal)
+            write.update(LedgerEntryItem, key, review_entry_changes(decision, held))
+        for member_id, (read, change) in decision.balances.items():
+            self._change_balance(write, pid, member_id, read, change)
+        for text in decision.fraud_signals:
+            kind, _, value_hash = text.partition("#")
+            signal_key = keys.signal(pid, kind, value_hash)
+            write.require(self._present(signal_key), StaleReview())
+            write.update(SignalItem, signal_key, {"fraud_at": at})
+        for text in decision.deny:
+            kind, _, value_hash = text.partition("#")
+            dpk, dsk = keys.deny_list(kind, value_hash)
+            write.put(DenyItem(PK=dpk, SK=dsk, kind=kind, added_at=at))
+        vouchers = [dict(g) for g in decision.vouchers]
+        if decision.approve and vouchers:
+            taken: set[tuple[str, int]] = set()
+            vouchers = [self._issue(write, pid, g, taken, at) for g in vouchers]
+        item_key = (item.PK, item.SK)
+        write.require(lambda: getattr(self.table.get(ReviewItem, item_key), "status", None) == REVIEW_OPEN,
+                      StaleReview())
+        write.update(ReviewItem, item_key, review_item_changes(decision, vouchers))
+        write.commit()
+
+    def _still_held(self, key: Key, reversed_read: int) -> Callable[[], bool]:
+        def holds() -> bool:
+            stored = self.table.get(LedgerEntryItem, key)
+            return stored is not None and stored.status == "held" and int(stored.reversed_points or 0) == reversed_read
+
+        return holds
+
+    def _absent(self, key: Key) -> Callable[[], bool]:
+        return lambda: key not in self.table.items
+
+    def _present(self, key: Key) -> Callable[[], bool]:
+        return lambda: key in self.table.items
+
+    def _change_balance(self, write: FakeWrite, program_id: str, member_id: str, read: BalanceItem | None,
+                        change: Any) -> None:
+        key = keys.balance(program_id, member_id)
+        repay = min(int(read.owed or 0) if read else 0, change.available) if change.available > 0 else 0
+        write.require(lambda: int(getattr(self.table.get(BalanceItem, key), "owed", 0) or 0) >= repay, StaleReview())
+
+        def apply() -> None:
+            balance = self.table.get(BalanceItem, key) or BalanceItem(PK=key[0], SK=key[1])
+            balance.program_id, balance.member_id = program_id, member_id
+            balance.owed = int(balance.owed or 0) - repay
+            balance.available = int(balance.available or 0) + change.available - repay
+            balance.pending = int(balance.pending or 0) + change.pending
+            balance.held = int(balance.held or 0) + change.held
+            balance.lifetime_earned = int(balance.lifetime_earned or 0) + change.earned
+            self.table.put(balance)
+
+        write.changes.append(apply)

@@ -120,7 +120,7 @@ def log_page(program_id: str, partner_id: str, platform: str, limit: int,
     return items, result.last_evaluated_key
 
 
-def _ack_key(program_id: str, partner_id: str, platform: str, event_id: str) -> tuple[str, str]:
+def ack_key(program_id: str, partner_id: str, platform: str, event_id: str) -> tuple[str, str]:
     digest = hashlib.sha256(event_id.encode("utf-8")).hexdigest()[:32]  # bounded key, whatever the platform sends
     return keys.crm_ack(program_id, partner_id, platform, digest)
 
@@ -131,7 +131,7 @@ def acknowledge(program_id: str, partner_id: str, platform: str, event_id: str, 
     ``False`` when it was acknowledged before and has not expired (a redelivery). An expired
     marker DynamoDB's TTL has not removed yet does not count.
     """
-    item = CrmAckItem(*_ack_key(program_id, partner_id, platform, event_id),
+    item = CrmAckItem(*ack_key(program_id, partner_id, platform, event_id),
                       expires_at_epoch=int((now + timedelta(hours=ACK_TTL_HOURS)).timestamp()))
     try:
         item.save(condition=CrmAckItem.PK.does_not_exist() | (CrmAckItem.expires_at_epoch < int(now.timestamp())))
@@ -144,4 +144,4 @@ def acknowledge(program_id: str, partner_id: str, platform: str, event_id: str, 
 
 def forget_ack(program_id: str, partner_id: str, platform: str, event_id: str) -> None:
     """Undo :func:`acknowledge` when the event could not be queued (the platform's retry must get through)."""
-    CrmAckItem(*_ack_key(program_id, partner_id, platform, event_id)).delete()
+    CrmAckItem(*ack_key(program_id, partner_id, platform, event_id)).delete()

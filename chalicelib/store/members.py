@@ -65,6 +65,9 @@ class MemberItem(Entity, discriminator="member"):
     revision = NumberAttribute(default=0)
     #: Set when the member's personal data was erased (``services.erasure``); the profile keeps ids and counts.
     erased_at = IsoDateTimeAttribute(null=True)
+    #: The signup was counted in analytics by the transaction that created the member (the member import's):
+    #: the stream's analytics consumer does not count it again.
+    signup_counted = BooleanAttribute(null=True)
 
     @property
     def has_referees(self) -> bool:

@@ -23,17 +23,18 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from chalicelib.domain.clock import iso
+from chalicelib.domain.partner_hooks import CANCELLED as CANCELLED  # the statuses and the bound: defined there
+from chalicelib.domain.partner_hooks import DELIVERED as DELIVERED
+from chalicelib.domain.partner_hooks import FAILED as FAILED
+from chalicelib.domain.partner_hooks import MAX_ENDPOINTS as MAX_ENDPOINTS
+from chalicelib.domain.partner_hooks import PENDING as PENDING
 from chalicelib.store import keys
 from chalicelib.store.db import Entity, IsoDateTimeAttribute
 
-#: Endpoints per partner.
-MAX_ENDPOINTS = 10
 #: Shards of the due index (writes spread over this many GSI1 partitions; the sender queries each).
 DUE_SHARDS = 4
 #: How long the delivery log keeps a delivery.
 DELIVERY_RETENTION = timedelta(days=30)
-
-PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
 
 
 class WebhookEndpointItem(Entity, discriminator="webhook_endpoint"):

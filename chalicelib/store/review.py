@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
 
+from chalicelib.domain.records import REVIEW_APPROVED as REVIEW_APPROVED
+from chalicelib.domain.records import REVIEW_OPEN as REVIEW_OPEN
+from chalicelib.domain.records import REVIEW_VOIDED as REVIEW_VOIDED
 from chalicelib.store.db import Entity, IsoDateTimeAttribute
-
-REVIEW_OPEN = "open"
-REVIEW_APPROVED = "approved"
-REVIEW_VOIDED = "voided"
 
 
 class VelocityItem(Entity, discriminator="velocity"):

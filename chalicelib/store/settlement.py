@@ -10,7 +10,8 @@
   redelivered record counts once: ``store.count_once``; expires by TTL after ``MARKER_TTL_DAYS``, long after
   DynamoDB Streams' 24 h retention).
 
-A period's statement is one paged Query on ``SETTLE#<program>`` between two day prefixes.
+A period's statement is one paged Query on ``SETTLE#<program>`` between two day prefixes, which stops
+after ``limit`` rows (``services.settlement.MAX_STATEMENT_ROWS`` + 1: the edge refuses a longer period).
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ class SettledMarkerItem(Entity, discriminator="settled_marker"):
     # + one attribute ``c#<entry id>`` per entry counted (written by ``store.count_once``)
 
 
-def rows(program_id: str, start: date, end: date) -> Iterator[SettlementRowItem]:
-    """Every aggregate row of the days ``start``..``end`` (inclusive): one paged Query."""
+def rows(program_id: str, start: date, end: date, limit: int) -> Iterator[SettlementRowItem]:
+    """The aggregate rows of the days ``start``..``end`` (inclusive), at most ``limit``: one paged Query."""
     pk, low = keys.settlement_row(program_id, start.isoformat(), "")
     _, high = keys.settlement_row(program_id, (end + timedelta(days=1)).isoformat(), "")
-    for item in SettlementRowItem.query(pk, SettlementRowItem.SK.between(low, high), consistent_read=True):
+    # ``high`` itself (the day after ``end``, no row suffix) is never a row's key: ``limit`` counts rows only.
+    for item in SettlementRowItem.query(pk, SettlementRowItem.SK.between(low, high), consistent_read=True,
+                                        limit=limit):
         if isinstance(item, SettlementRowItem) and high > item.SK:
             yield item

@@ -39,11 +39,12 @@ class ProgramItem(Entity, discriminator="program"):
 
     @property
     def program_settings(self) -> ProgramSettings:
-        """The typed settings (defaults applied), parsed once per loaded item."""
-        raw = self.settings or {}
+        """The typed settings (defaults applied), parsed once per loaded item (also when they are empty: the
+        cache is keyed on the stored dict itself, not on a fresh ``{}``)."""
+        raw = self.settings
         cached = self.__dict__.get("_program_settings")
         if cached is None or cached[0] is not raw:
-            cached = (raw, ProgramSettings.from_stored(raw))
+            cached = (raw, ProgramSettings.from_stored(raw or {}))
             self.__dict__["_program_settings"] = cached
         return cached[1]
 

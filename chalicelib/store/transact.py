@@ -34,7 +34,7 @@ _RETRYABLE = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputEx
 _INVALID = {"ValidationError", "ItemCollectionSizeLimitExceeded"}
 _THROTTLED = {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
 
-_SENT_ORDER = {"condition_check": 0, "delete": 1, "save": 2, "update": 3}
+_SENT_ORDER = {"condition_check": 0, "delete": 1, "save": 2, "raw_put": 2, "update": 3, "raw_update": 3}
 
 OnFail = Exception | Callable[[dict[str, Any] | None], Exception] | None
 
@@ -75,6 +75,14 @@ class Transaction:
                 return
         self.ops.append(_Op("update", (item, list(actions)), {"condition": condition}, on_fail))
 
+    def put_raw(self, operation: dict[str, Any], key: tuple[str, str], on_fail: OnFail = None) -> None:
+        """A ``Put`` already in DynamoDB JSON (``store.import_items``: the bulk path builds no model objects)."""
+        self.ops.append(_Op("raw_put", (operation, key), {}, on_fail))
+
+    def update_raw(self, operation: dict[str, Any], key: tuple[str, str], on_fail: OnFail = None) -> None:
+        """An ``Update`` already in DynamoDB JSON (not merged with other updates of the item: stage one per item)."""
+        self.ops.append(_Op("raw_update", (operation, key), {}, on_fail))
+
     def touches(self, key: tuple[str, str]) -> bool:
         return any(self._key(op) == key for op in self.ops)
 
@@ -82,6 +90,8 @@ class Transaction:
     def _key(op: _Op) -> tuple[str, str]:
         if op.kind == "condition_check":
             return op.args[1], op.args[2]
+        if op.kind in ("raw_put", "raw_update"):
+            return op.args[1]  # type: ignore[no-any-return]
         return op.args[0].PK, op.args[0].SK
 
     def delete(self, item: Entity, condition: Condition | None = None, on_fail: OnFail = None) -> None:
@@ -115,6 +125,9 @@ class Transaction:
 
     def _commit_once(self, token: str | None) -> None:
         connection: Connection = shared_connection().connection
+        if any(op.kind in ("raw_put", "raw_update") for op in self.ops):
+            self._commit_with_raw(connection, token)
+            return
         with TransactWrite(connection=connection, client_request_token=token) as tx:
             for op in self.ops:
                 if op.kind == "save":
@@ -126,6 +139,38 @@ class Transaction:
                 else:
                     model, hash_key, range_key = op.args
                     tx.condition_check(model, hash_key, range_key, condition=op.kwargs["condition"])
+
+    def _commit_with_raw(self, connection: Connection, token: str | None) -> None:
+        """Sent as ``TransactWrite`` sends the operations, the raw ones as they are; errors raised as it raises them."""
+        checks, deletes, puts, updates = self.wire_operations()
+        connection.transact_write_items(condition_check_items=checks, delete_items=deletes, put_items=puts,
+                                        update_items=updates, client_request_token=token)
+
+    def wire_operations(self) -> tuple[list[dict[str, Any]], ...]:
+        """``(condition checks, deletes, puts, updates)`` as PynamoDB's ``TransactWrite`` would send them (each
+        kind in the order staged, which :meth:`_failed_condition` relies on), raw operations as they are."""
+        checks: list[dict[str, Any]] = []
+        deletes: list[dict[str, Any]] = []
+        puts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for op in self.ops:
+            condition = op.kwargs.get("condition")
+            if op.kind == "raw_put":
+                puts.append(op.args[0])
+            elif op.kind == "raw_update":
+                updates.append(op.args[0])
+            elif op.kind == "save":
+                puts.append(op.args[0].get_save_kwargs_from_instance(
+                    condition=condition, return_values_on_condition_failure="ALL_OLD"))
+            elif op.kind == "update":
+                updates.append(op.args[0].get_update_kwargs_from_instance(
+                    actions=op.args[1], condition=condition, return_values_on_condition_failure="ALL_OLD"))
+            elif op.kind == "delete":
+                deletes.append(op.args[0].get_delete_kwargs_from_instance(condition=condition))
+            else:
+                model, hash_key, range_key = op.args
+                checks.append(model.get_operation_kwargs_from_class(hash_key, range_key=range_key, condition=condition))
+        return checks, deletes, puts, updates
 
     def _failed_condition(self, exc: TransactWriteError) -> Exception | None:
         if exc.cause_response_code != "TransactionCanceledException":

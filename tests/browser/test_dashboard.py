@@ -10,7 +10,7 @@ from chalicelib.notify import sources
 from tests.browser.support import chromium, console_errors, screenshot, serve_app, wait_for
 from tests.conftest import OPERATOR_KEY
 from tests.functional.test_analytics import history
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 PANELS = ("funnel", "rate", "kfactor", "cohorts", "roi", "leaderboard", "channels", "delivery", "review")
 SETTLED = ("return [...document.querySelectorAll('[data-panel]')].every("
@@ -19,11 +19,10 @@ SETTLED = ("return [...document.querySelectorAll('[data-panel]')].every("
 
 @pytest.fixture
 def seeded(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from chalicelib.domain import clock
     from tests.functional.test_ledger_support import utc
 
     monkeypatch.setattr(sources, "MAX_PARALLEL", 1)
-    clock.freeze(utc("2026-01-10T09:00:00Z"))
+    CLOCK.set(utc("2026-01-10T09:00:00Z"))
     return history(api)
 
 

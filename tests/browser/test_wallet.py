@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from chalicelib.domain import clock
 from chalicelib.services import wallet
 from tests.browser.support import chromium, console_errors, screenshot, serve_app
 from tests.functional.test_ledger_support import Shop
 from tests.functional.test_wallet import link, people, shop  # noqa: F401  (the fixture)
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 
 def test_the_wallet_renders_for_a_member_and_refuses_bad_links(api: ApiClient, shop: Shop) -> None:  # noqa: F811
@@ -34,7 +33,7 @@ def test_the_wallet_renders_for_a_member_and_refuses_bad_links(api: ApiClient, s
         driver.get(f"{base}/w/{payload}.{mac[::-1]}")
         assert "invalid or has expired" in driver.find_element("id", "invalid").text
         assert not driver.find_elements("css selector", "[data-field]")
-        expired = wallet.make_token(shop.pid, anna["member_id"], clock.utcnow() - timedelta(seconds=1))
+        expired = wallet.make_token(shop.pid, anna["member_id"], CLOCK.now() - timedelta(seconds=1))
         driver.get(f"{base}/w/{expired}")
         assert "invalid or has expired" in driver.find_element("id", "invalid").text
         screenshot(driver, "wallet-expired")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from chalicelib.domain import clock
 from tests.browser.support import chromium, console_errors, screenshot, serve_app
 from tests.functional.test_ledger_support import utc
 from tests.functional.test_tiers import tiered_shop
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 
 def test_the_wallet_shows_the_tier_and_the_progress_to_the_next(api: ApiClient) -> None:
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
     shop = tiered_shop(api)
     mid = shop.order("lena", "l-1", 1_200_000)["member"]["member_id"]  # 1200 points earned: silver
     url = api.post(f"/v1/programs/{shop.pid}/members/{mid}/wallet-links", {}).body["url"]

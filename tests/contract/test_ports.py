@@ -366,6 +366,17 @@ def _link(code: str, member_id: str, program_id: str = PID) -> Any:
     return LinkItem(PK=pk, SK=sk, program_id=program_id, member_id=member_id, code=code)
 
 
+def test_a_programs_stored_settings_read_back_typed_as_the_pipelines_context_uses_them(impl: Impl) -> None:
+    """``EventContext.settings`` is the program read through this port (tests/service/test_event_context.py)."""
+    impl.seed(support.program(PID, settings={"deals_count_as_orders": True, "max_depth": 5}),
+              support.program("prg_plain"), support.program("prg_odd", settings={"max_depth": 99}))
+    typed = impl.ports.programs.get(PID, fresh=True).program_settings
+    assert (typed.deals_count_as_orders, typed.max_depth) == (True, 5)
+    plain = impl.ports.programs.get("prg_plain", fresh=True).program_settings
+    assert (plain.deals_count_as_orders, plain.max_depth) == (False, 3)  # the defaults
+    assert impl.ports.programs.get("prg_odd", fresh=True).program_settings.max_depth == 3  # out of range: default
+
+
 def test_a_code_held_by_anyone_in_any_program_is_taken_and_a_stale_member_is_refused(impl: Impl) -> None:
     anna, boris = _with_code(impl, "anna"), _with_code(impl, "boris")
     impl.ports.members.change_code(anna, "SUNNY")
@@ -447,10 +458,13 @@ def test_settlement_rows_of_a_period_include_both_ends(impl: Impl) -> None:
               support.settlement_row(PID, "2026-11-03", "ptn_2", redeemed=4),
               support.settlement_row(PID, "2026-11-04", "ptn_2", expired=9),
               support.settlement_row("prg_other", "2026-11-02", "ptn_9", funded=1))
-    rows = list(impl.ports.ledger.settlement_rows(PID, date(2026, 11, 1), date(2026, 11, 3)))
+    rows = list(impl.ports.ledger.settlement_rows(PID, date(2026, 11, 1), date(2026, 11, 3), 10))
     assert [(r.day, r.partner_id, r.at_partner_id) for r in rows] == [
         ("2026-11-01", "ptn_1", None), ("2026-11-02", "ptn_1", "ptn_2"), ("2026-11-03", "ptn_2", None)]
-    assert list(impl.ports.ledger.settlement_rows(PID, date(2026, 12, 1), date(2026, 12, 31))) == []
+    assert list(impl.ports.ledger.settlement_rows(PID, date(2026, 12, 1), date(2026, 12, 31), 10)) == []
+    # At most ``limit`` rows, the first ones in day order.
+    assert [r.day for r in impl.ports.ledger.settlement_rows(PID, date(2026, 11, 1), date(2026, 11, 4), 2)] == [
+        "2026-11-01", "2026-11-02"]
 
 
 # --------------------------------------------------------------------------- keys, webhooks, short links, clicks

@@ -6,9 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.services import secrets
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 
 def test_create_program_applies_defaults_and_shows_publishable_key_once(api: ApiClient) -> None:
@@ -93,7 +92,7 @@ def test_rotated_secret_overlaps_then_expires(api: ApiClient) -> None:
     from chalicelib.store import tenancy_repo
 
     stored = tenancy_repo.get_partner(pid, ptn, fresh=True).webhook_secrets
-    now = clock.utcnow()
+    now = CLOCK.now()
     assert set(secrets.valid_secrets(pid, ptn, stored, "events", now)) == {old, new}
     later = now + timedelta(hours=25)
     assert secrets.valid_secrets(pid, ptn, stored, "events", later) == [new]

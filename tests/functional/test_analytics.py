@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.notify import sources
 from tests.functional.test_ledger_support import Shop, utc
 from tests.notify_support import stream_poller
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 RULES: dict[str, Any] = {
     "max_depth": 2, "hold_days": 0,
@@ -28,7 +27,7 @@ RANGE = "from=2026-01-01&to=2026-01-31"
 @pytest.fixture(autouse=True)
 def _quiet(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sources, "MAX_PARALLEL", 1)
-    clock.freeze(utc("2026-01-10T09:00:00Z"))
+    CLOCK.set(utc("2026-01-10T09:00:00Z"))
 
 
 def history(api: ApiClient) -> tuple[Shop, dict[str, Any]]:
@@ -54,7 +53,7 @@ def history(api: ApiClient) -> tuple[Shop, dict[str, Any]]:
     shop.order("boris", "o-3", 50_000, at="2026-01-20T10:00:00Z", partner=p1)
     shop.order("carl", "o-4", 30_000, at="2026-01-21T10:00:00Z", partner=p0)
     shop.refund("o-4", 30_000, at="2026-01-22T10:00:00Z", partner=p0)
-    clock.freeze(utc("2026-01-31T12:00:00Z"))
+    CLOCK.set(utc("2026-01-31T12:00:00Z"))
     stream_poller().drain()
     return shop, {"anna": anna, "boris": boris, "carl": carl}
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.jobs import birthdays
 from chalicelib.store import keys
 from chalicelib.store.birthdays import BirthdayGiftItem, BirthdayPointerItem
@@ -19,13 +18,13 @@ from chalicelib.store.db import Entity
 from chalicelib.store.ledger import OutboxItem
 from tests.functional.test_ledger_support import Shop, check_invariants, utc
 from tests.functional.test_vouchers import offer, upload
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 JOINED = "2026-01-10T10:00:00Z"
 
 
 def signup(shop: Shop, customer: str, birthday: str | None, at: str = JOINED, **fields: Any) -> str:
-    clock.freeze(utc(at))
+    CLOCK.set(utc(at))
     event: dict[str, Any] = {"type": "member.signup", "occurred_at": at, "object": {"type": "customer", "id": customer},
                              "customer": {"id": customer, "email": f"{customer}@example.com", "birthday": birthday,
                                           **fields}}
@@ -33,7 +32,7 @@ def signup(shop: Shop, customer: str, birthday: str | None, at: str = JOINED, **
 
 
 def order(shop: Shop, customer: str, order_id: str, at: str, birthday: str | None) -> None:
-    clock.freeze(utc(at))
+    CLOCK.set(utc(at))
     event = shop.order_event(customer, order_id, 10_000, at=at)
     event["customer"]["birthday"] = birthday
     shop.send(event)
@@ -46,7 +45,7 @@ def set_gift(api: ApiClient, shop: Shop, gift: Any, **settings: Any) -> None:
 
 def run_at(when: str, **kw: Any) -> dict[str, int]:
     now = utc(when)
-    clock.freeze(now)
+    CLOCK.set(now)
     return birthdays.run(now, **kw)
 
 
@@ -252,7 +251,7 @@ def test_the_local_scheduler_drives_the_job_as_eventbridge_would(api: ApiClient,
 
     olga = signup(shop, "olga", "1990-03-05")
     set_gift(api, shop, {"points": 10})
-    clock.freeze(utc("2026-03-05T06:00:00Z"))
+    CLOCK.set(utc("2026-03-05T06:00:00Z"))
     runner = EventSourceRunner(app, speedup=60, log=lambda _m: None)
     assert "birthday_gifts: rate(1 hour) → every 60 s" in runner.describe()
     result = runner.fire("birthday_gifts")

@@ -138,6 +138,36 @@ def test_click_detail_expires_and_totals_do_not(api: ApiClient) -> None:
     assert int(total.clicks) == 1 and getattr(total, "expires_at_epoch", None) is None
 
 
+def test_event_records_have_no_ttl_dedupe_is_permanent(api: ApiClient) -> None:
+    """Exactly-once dedupe is on the business key for good: no event record carries the TTL attribute."""
+    from chalicelib.store.db import Entity, raw_client
+    from chalicelib.store.tables import TTL_ATTRIBUTE
+
+    ttl = raw_client().describe_time_to_live(TableName=Entity.Meta.table_name)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == TTL_ATTRIBUTE  # the attribute DynamoDB deletes items by
+    program = api.create_program()
+    pid = program["program_id"]
+    partner = api.create_partner(pid)
+    assert api.put(f"/v1/programs/{pid}/rules", {"hold_days": 0, "rules": [
+        {"id": "cashback", "trigger": {"event": "order.paid"}, "recipient": {"type": "self"},
+         "amount": {"rate_bp": 500}}]}).status == 200
+    api.processed(partner, {"type": "member.signup", "occurred_at": "2026-01-10T10:00:00Z",
+                            "object": {"type": "customer", "id": "c1"}, "customer": {"id": "c1"}})
+    api.processed(partner, {"type": "order.paid", "occurred_at": "2026-01-15T10:00:00Z",
+                            "object": {"type": "order", "id": "o-1"}, "customer": {"id": "c1"},
+                            "order": {"total": 100_000, "currency": "RUB"}})
+    api.processed(partner, {"type": "order.refunded", "occurred_at": "2026-01-16T10:00:00Z",
+                            "object": {"type": "refund", "id": "r-1"},
+                            "refund": {"amount": 40_000, "currency": "RUB", "order_id": "o-1"}})
+    api.processed(partner, {"type": "order.refunded", "occurred_at": "2026-01-16T10:00:00Z",
+                            "object": {"type": "refund", "id": "r-2"},
+                            "refund": {"amount": 1_000, "currency": "RUB", "order_id": "late"}})  # parked
+    records = [i for i in raw_client().scan(TableName=Entity.Meta.table_name)["Items"]
+               if i.get("entity", {}).get("S") == "event" and i["PK"]["S"].startswith(f"EVENT#{pid}#")]
+    assert len(records) == 4, records
+    assert [r for r in records if TTL_ATTRIBUTE in r] == []
+
+
 def test_partner_and_key_lists_page(api: ApiClient) -> None:
     program = api.create_program()
     pid = program["program_id"]
@@ -174,3 +204,43 @@ def test_rules_naming_partners_read_only_those_partners(api: ApiClient, reads: I
     bad = {"rules": [{**doc["rules"][0], "trigger": {"event": "order.paid", "partners": ["ptn_nobody"]}}]}
     reply = api.put(f"/v1/programs/{pid}/rules", bad)
     assert reply.status == 422 and "ptn_nobody" in reply.body["error"]["details"]["errors"][0]["message"]
+
+
+def test_settlement_statement_reads_at_most_its_maximum_of_rows(api: ApiClient, reads: ItemsRead,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A statement reads the period's aggregate rows up to ``MAX_STATEMENT_ROWS``; a period holding more is a 400
+    after ``MAX_STATEMENT_ROWS + 1`` rows read, whatever the number of rows stored (items counted, not timed)."""
+    from datetime import date, timedelta
+
+    from chalicelib.services import settlement
+    from chalicelib.store.settlement import SettlementRowItem
+
+    monkeypatch.setattr(settlement, "MAX_STATEMENT_ROWS", 30)
+    program = api.create_program()
+    pid = program["program_id"]
+    with SettlementRowItem.batch_write() as batch:  # 40 days of 3 partners, 1 pair: 160 rows (setup, not the feed)
+        for i in range(40):
+            day = (date(2026, 1, 1) + timedelta(days=i)).isoformat()
+            for row, partner, at in (("PARTNER#ptn_a", "ptn_a", None), ("PARTNER#ptn_b", "ptn_b", None),
+                                     ("PARTNER#ptn_c", "ptn_c", None), ("PAIR#ptn_a#ptn_b", "ptn_a", "ptn_b")):
+                pk, sk = keys.settlement_row(pid, day, row)
+                batch.save(SettlementRowItem(PK=pk, SK=sk, program_id=pid, day=day, partner_id=partner,
+                                             at_partner_id=at, funded=0 if at else 10, points=5 if at else 0))
+    path = f"/v1/programs/{pid}/settlement"
+    api.get(f"{path}?from=2026-01-01&to=2026-01-01")  # warm the configuration cache
+
+    reads.items, reads.calls = 0, []
+    week = api.get(f"{path}?from=2026-01-01&to=2026-01-07")  # 28 rows: under the maximum
+    assert week.status == 200, week.body
+    assert [(p["partner_id"], p["funded"]) for p in week.body["partners"]] == [
+        ("ptn_a", 70), ("ptn_b", 70), ("ptn_c", 70)]
+    assert [p["points"] for p in week.body["pairs"]] == [35]
+    assert reads.calls.count("Query") == 1 and reads.items <= 28 + 1  # the rows, and the program (cached)
+
+    for period in ("from=2026-01-01&to=2026-01-08", "from=2026-01-01&to=2026-02-09"):  # 32 and 160 rows
+        reads.items, reads.calls = 0, []
+        refused = api.get(f"{path}?{period}")
+        assert refused.status == 400, refused.body
+        assert refused.body["error"]["code"] == "invalid_query"
+        assert refused.body["error"]["details"] == {"parameter": "to", "limit": 30}
+        assert reads.items <= 30 + 1 + 1, reads.calls  # the maximum + 1 rows (+ the program), never all 160

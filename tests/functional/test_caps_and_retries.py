@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.services import stages
 from chalicelib.services.outcomes import RetryEvent
 from chalicelib.services.stages import StageOutcome
 from tests.functional.test_ledger_support import Shop, check_invariants, parallel, utc
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 ORDER_1000 = {"id": "per-order", "trigger": {"event": "order.paid", "order": "every"}, "recipient": {"type": "self"},
               "amount": {"points": 1000}}
@@ -24,7 +23,7 @@ ORDER_1000 = {"id": "per-order", "trigger": {"event": "order.paid", "order": "ev
 
 @pytest.fixture(autouse=True)
 def frozen_clock(api: ApiClient) -> None:
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
 
 
 @pytest.mark.usefixtures("concurrent_requests")

@@ -12,19 +12,19 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock, settlement
+from chalicelib.domain import settlement
 from chalicelib.store import keys
 from chalicelib.store.ledger import BalanceItem, LedgerEntryItem, OutboxItem
 from tests.functional.test_ledger_support import Shop, check_invariants, utc
 from tests.notify_support import stream_poller
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 DAY = "2026-01-15"
 
 
 @pytest.fixture(autouse=True)
 def frozen_clock(api: ApiClient) -> None:
-    clock.freeze(utc(f"{DAY}T12:00:00Z"))
+    CLOCK.set(utc(f"{DAY}T12:00:00Z"))
 
 
 def coalition_rules(bank: str, fitness: str) -> dict[str, Any]:
@@ -240,7 +240,46 @@ def test_adjustments_are_operator_only_idempotent_audited_and_never_overdraw(api
     assert bal["available"] == 0 and bal["lifetime_earned"] == 0
 
 
-def test_points_expire_oldest_first_per_funder_and_leave_the_liability(api: ApiClient) -> None:
+@pytest.mark.parametrize("page", [500, 2])
+def test_points_expire_oldest_first_per_funder_and_leave_the_liability(
+        api: ApiClient, monkeypatch: pytest.MonkeyPatch, page: int) -> None:
+    """The job reads each member's ledger in pages (``expiry.LEDGER_PAGE`` entries per Query): the same outcome
+    with a page of 2 entries, where every member's ledger takes several Query requests."""
+    from chalicelib.jobs import expiry
+    from chalicelib.store.db import raw_client
+
+    monkeypatch.setattr(expiry, "LEDGER_PAGE", page)
+    ledger_queries: list[int] = []
+    resumed: list[bool] = []
+    in_job = []
+    job = expiry.run
+
+    def run(now: Any = None) -> Any:  # count the job's ledger reads only (not the API's ledger pages)
+        in_job.append(True)
+        try:
+            return job(now)
+        finally:
+            in_job.pop()
+
+    monkeypatch.setattr(expiry, "run", run)
+
+    def keep(params: Any = None, model: Any = None, **_: Any) -> None:
+        values = params.get("ExpressionAttributeValues") or {}
+        if in_job and model.name == "Query" and any(v.get("S", "").startswith("LEDGER#") for v in values.values()):
+            ledger_queries.append(params.get("Limit", 0))
+            resumed.append("ExclusiveStartKey" in params)
+
+    raw_client().meta.events.register("before-parameter-build.dynamodb", keep)
+    try:
+        _expire_oldest_first(api)
+    finally:
+        raw_client().meta.events.unregister("before-parameter-build.dynamodb", keep)
+    assert ledger_queries and set(ledger_queries) == {page}  # every ledger read is a page of at most ``page``
+    # With 2 entries a page, the members' ledgers (more than 2 entries) take several requests, each resumed.
+    assert any(resumed) == (page == 2)
+
+
+def _expire_oldest_first(api: ApiClient) -> None:
     from chalicelib.jobs import expiry
 
     c = Coalition(api)
@@ -251,12 +290,12 @@ def test_points_expire_oldest_first_per_funder_and_leave_the_liability(api: ApiC
     c.order("olga", "b-1", 100_000, partner=c.bank, at=f"{DAY}T10:00:00Z")  # 10 bank points
     masha = c.order("masha", "f-1", 200_000, code=joined["code"], partner=c.fitness,
                     at=f"{DAY}T11:00:00Z")["member"]["member_id"]  # Masha 100 + 300, Olga 500 (fitness)
-    clock.freeze(utc("2026-01-20T12:00:00Z"))
+    CLOCK.set(utc("2026-01-20T12:00:00Z"))
     assert c.redeem(masha, 150, "spend-1", partner_key=c.bank["api_key"]).status == 201  # takes the oldest first
     c.order("masha", "b-2", 100_000, partner=c.bank, at="2026-02-01T10:00:00Z")  # 10 bank points, newer
     # A month after the points became available (cutoff 2026-01-16 12:00): January's points that are left expire.
     now = utc("2026-02-16T12:00:00Z")
-    clock.freeze(now)
+    CLOCK.set(now)
     first = expiry.run(now)
     assert (first["programs"], first["members"], first["points"]) == (1, 2, 510 + 250)
     # Masha's February points expire within the warning window (14 days): one points_expiring message.
@@ -273,7 +312,7 @@ def test_points_expire_oldest_first_per_funder_and_leave_the_liability(api: ApiC
     for m in (olga, masha):
         check_invariants(c.pid, m)
     later = utc("2026-03-02T12:00:00Z")  # cutoff 2026-02-02: Masha's February points are now due too
-    clock.freeze(later)
+    CLOCK.set(later)
     assert expiry.run(later)["points"] == 10
     assert c.balance(masha)["available"] == 0
     # The member's statement shows them; the settlement counts them per funder and the liability falls to 0.
@@ -287,7 +326,7 @@ def test_points_expire_oldest_first_per_funder_and_leave_the_liability(api: ApiC
 
 
 def test_stream_markers_expire_by_the_one_injected_clock(api: ApiClient) -> None:
-    """The settlement feed's and analytics' "counted once" markers take their TTL from ``domain.clock``,
+    """The settlement feed's and analytics' "counted once" markers take their TTL from the service's clock (the Clock port),
     not the wall clock: with the clock frozen on 2026-01-15 their expiry is that day plus the TTL."""
     from chalicelib import aws
     from chalicelib.analytics.store import SEEN_TTL_SECONDS
@@ -297,7 +336,7 @@ def test_stream_markers_expire_by_the_one_injected_clock(api: ApiClient) -> None
     c = Coalition(api)
     c.order("olga", "b-1", 500_000, partner=c.bank)
     stream_poller().drain()
-    frozen = int(clock.utcnow().timestamp())
+    frozen = int(CLOCK.now().timestamp())
     items = aws.client("dynamodb").scan(TableName=get_settings().table_name)["Items"]  # a test's small table
 
     def expiries(prefix: str) -> set[int]:

@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.services import erasure
 from chalicelib.store.db import Entity
 from tests.functional.test_ledger_support import Shop, check_invariants, utc
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 OLGA = {"id": "crm-olga", "email": "olga.petrova@example.com", "phone": "+79161234567", "name": "Ольга Петрова",
         "birthday": "1990-04-17"}
@@ -26,7 +25,7 @@ AMOUNTS = {"balance", "ledger_entry", "member_month", "recurring_counter", "prog
 
 @pytest.fixture(autouse=True)
 def frozen_clock(api: ApiClient) -> None:
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
 
 
 def scan_test_table() -> list[dict[str, Any]]:
@@ -382,3 +381,24 @@ def test_export_lists_the_members_outbox_messages_and_partner_webhook_deliveries
     assert all(i["member_id"] == mid for i in items if i["item_type"] in ("outbox", "webhook_delivery"))
     _, one_page = export_all(api, pid, mid, limit=500)
     assert one_page == items
+
+
+def test_an_erased_members_personal_coupon_attributes_nobody_and_is_free_again(api: ApiClient) -> None:
+    shop, olga, _ = olga_with_friends(api)
+    pid, mid = shop.pid, olga["member_id"]
+    coupon = f"/v1/programs/{pid}/members/{mid}/coupons/OLGA-500"
+    assert api.put(coupon).status == 200
+    before = shop.send(shop.order_event("vera", "o-v1", 50_000) | {"referral": {"coupon_codes": ["OLGA-500"]}})
+    assert before["attribution"]["referrer_id"] == mid  # the coupon worked before the erasure
+    pointer = f"COUPON#{pid}#OLGA-500"
+    assert any(i["PK"]["S"] == pointer for i in scan_test_table())
+
+    assert api.post(f"/v1/programs/{pid}/members/{mid}/erase").status == 200
+    balance_before = shop.balance(mid)
+    later = shop.send(shop.order_event("nina", "o-n1", 50_000) | {"referral": {"coupon_codes": ["OLGA-500"]}})
+    assert later["attribution"]["referrer_id"] is None, later["attribution"]
+    assert shop.balance(mid) == balance_before
+    assert not any(i["PK"]["S"] == pointer for i in scan_test_table())
+    # The code is free again: another member may register it.
+    boris = shop.send(shop.order_event("boris", "o-b1", 10_000))["member"]
+    assert api.put(f"/v1/programs/{pid}/members/{boris['member_id']}/coupons/OLGA-500").status == 200

@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.domain.member_import import parse, parse_points
 from tests.functional.test_ledger_support import Shop, check_invariants, utc
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 CSV = """email,phone,customer_id,name,birthday,code,opening_balance,referrer_code,referrer_customer_id
 anna@example.com,+79161112233,c-1,Анна,1991-02-03,ANNA-2020,1490.00,,
@@ -23,7 +22,7 @@ dora@example.com,,c-5,,,,10,NOSUCHCODE,
 
 @pytest.fixture(autouse=True)
 def frozen_clock(api: ApiClient) -> None:
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
 
 
 def send(api: ApiClient, pid: str, text: str, **extra: Any) -> dict[str, Any]:

@@ -7,15 +7,14 @@ import io
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.services.ledger_export import COLUMNS
 from tests.functional.test_ledger_support import Shop, utc
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 
 @pytest.fixture(autouse=True)
 def frozen_clock(api: ApiClient) -> None:
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
 
 
 def export(api: ApiClient, pid: str, query: str, limit: int) -> tuple[list[dict[str, str]], int]:
@@ -37,11 +36,11 @@ def test_the_export_lists_every_entry_of_the_period_once(api: ApiClient) -> None
     shop = Shop(api, "uds_3_level")
     root = shop.member("a")
     friend = shop.member("b", root["code"])
-    clock.freeze(utc("2026-01-16T09:00:00Z"))
+    CLOCK.set(utc("2026-01-16T09:00:00Z"))
     shop.order("b", "o-1", 100_000)
-    clock.freeze(utc("2026-01-18T09:00:00Z"))
+    CLOCK.set(utc("2026-01-18T09:00:00Z"))
     shop.refund("o-1", 40_000, at="2026-01-17T20:00:00Z")  # its reversals are indexed by the refund's record
-    clock.freeze(utc("2026-01-20T09:00:00Z"))
+    CLOCK.set(utc("2026-01-20T09:00:00Z"))
     shop.order("a", "o-2", 50_000)
     other = Shop(api, "uds_3_level")
     other.member("z")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.functional.test_ledger_support import Shop
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "infra"))
 import data_tools
@@ -130,7 +130,7 @@ def test_export_ledger_writes_every_page(api: ApiClient, tmp_path: Path) -> None
                           dry_run=False, out=io.StringIO(), progress_stream=io.StringIO())
     from chalicelib.domain import clock
 
-    today = clock.iso(clock.utcnow())[:10]
+    today = clock.iso(CLOCK.now())[:10]
     out = io.StringIO()
     assert data_tools.run_export(InProcessApi(api), shop.pid, today, today, out, limit=3) == 0
     exported = list(csv.DictReader(io.StringIO(out.getvalue())))

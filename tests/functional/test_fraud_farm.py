@@ -15,7 +15,7 @@ from typing import Any
 
 from chalicelib.domain import clock
 from tests.functional.test_ledger_support import Shop, check_invariants
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 FARM_SIZE = int(os.environ.get("SARAFAN_FARM_SIZE", "100"))
 IPS = ("203.0.113.1", "203.0.113.2", "203.0.113.3")
@@ -53,7 +53,7 @@ def test_invites_per_referrer_per_day_are_capped(api: ApiClient) -> None:
 
 def test_a_farm_of_scripted_friends_on_three_ips_credits_nothing_available(api: ApiClient) -> None:
     shop = Shop(api, FARM_RULES)
-    clock.freeze(clock.parse_iso("2026-01-15T09:00:00Z"))
+    CLOCK.set(clock.parse_iso("2026-01-15T09:00:00Z"))
     anna = shop.member("anna", at="2026-01-15T09:00:00Z")
     before = shop.balance(anna["member_id"])
     at = "2026-01-15T09:30:00Z"

@@ -9,7 +9,7 @@ import pytest
 from chalicelib.domain import clock
 from tests.functional.test_ledger_support import Shop, check_invariants, parallel
 from tests.platform_support import RULES
-from tests.support import ApiClient, Reply
+from tests.support import CLOCK, ApiClient, Reply
 
 NET = {"ip": "198.51.100.20", "user_agent": "Mozilla/5.0 (Anna's phone)"}
 
@@ -120,9 +120,9 @@ def test_same_ip_and_browser_as_the_referrer_is_held_not_rejected(api: ApiClient
 
 def test_the_same_ip_and_browser_long_after_is_not_held(api: ApiClient) -> None:
     shop = fraud_shop(api, same_network_hours=1)
-    clock.freeze(clock.parse_iso("2026-01-10T10:00:00Z"))
+    CLOCK.set(clock.parse_iso("2026-01-10T10:00:00Z"))
     anna = shop.send(signup("anna", context=NET))["member"]
-    clock.freeze(clock.parse_iso("2026-01-10T12:00:00Z"))
+    CLOCK.set(clock.parse_iso("2026-01-10T12:00:00Z"))
     reply = shop.send({**order("boris", "o-1", code=anna["code"], context=NET),
                        "occurred_at": "2026-01-10T12:00:00Z"})
     assert reply.get("risk") is None
@@ -230,6 +230,66 @@ def test_partners_see_and_decide_only_their_own_events(api: ApiClient) -> None:
     assert decide(shop, item_id, "approve", key=mine).status == 200
 
 
+def held_for(shop: Shop, partner: dict[str, Any], referrer: str, count: int) -> list[str]:
+    """``count`` held items of ``partner``'s events (the program holds every signup after a referrer's first
+    in an hour: ``signups_per_referrer_hour=1``), oldest first."""
+    code = shop.member(referrer)["code"]
+    shop.send(order(f"{referrer}-f0", f"{referrer}-o0", code=code), partner=partner)  # the hour's first: not held
+    held = [shop.send(order(f"{referrer}-f{i}", f"{referrer}-o{i}", code=code), partner=partner)
+            for i in range(1, count + 1)]
+    return [r["rewards"]["review_item_id"] for r in held]
+
+
+def pages(shop: Shop, key: str, limit: int = 1) -> tuple[list[list[str]], list[str]]:
+    """Every page of the queue as ``key`` sees it (item ids per page) and the cursors it was given."""
+    seen: list[list[str]] = []
+    cursors: list[str] = []
+    cursor: str | None = None
+    while True:
+        reply = shop.api.get(f"/v1/programs/{shop.pid}/review?limit={limit}"
+                             + (f"&cursor={cursor}" if cursor else ""), key=key)
+        assert reply.status == 200, reply.body
+        seen.append([i["item_id"] for i in reply.body["items"]])
+        cursor = reply.body["next_cursor"]
+        if not cursor:
+            return seen, cursors
+        cursors.append(cursor)
+        assert len(seen) <= 10, "the queue does not end"
+
+
+def test_a_partner_pages_through_its_queue_to_the_end(api: ApiClient) -> None:
+    shop = fraud_shop(api, partners=2, signups_per_referrer_hour=1)
+    mine = held_for(shop, shop.partners[0], "anna", 4)
+    theirs = held_for(shop, shop.partners[1], "vera", 2)
+    seen, cursors = pages(shop, shop.partners[0]["api_key"])
+    assert [ids for ids in seen if ids] == [[i] for i in mine]  # one per page, oldest first, none of theirs
+    assert len(cursors) >= 3
+    wide, _ = pages(shop, shop.partners[0]["api_key"], limit=3)
+    assert [i for ids in wide for i in ids] == mine
+    operator, _ = pages(shop, "operator", limit=2)
+    assert sorted(i for ids in operator for i in ids) == sorted(mine + theirs)
+
+
+def test_a_queue_cursor_works_only_for_the_partner_it_was_given_to(api: ApiClient) -> None:
+    shop = fraud_shop(api, partners=2, signups_per_referrer_hour=1)
+    held_for(shop, shop.partners[0], "anna", 3)
+    held_for(shop, shop.partners[1], "vera", 3)
+    mine, theirs = shop.partners[0]["api_key"], shop.partners[1]["api_key"]
+    _, my_cursors = pages(shop, mine)
+    _, operator_cursors = pages(shop, "operator")
+    base = f"/v1/programs/{shop.pid}/review?limit=1&cursor="
+    for cursor in my_cursors:
+        assert shop.api.get(base + cursor, key=mine).status == 200
+        stolen = shop.api.get(base + cursor, key=theirs)
+        assert stolen.status == 400 and stolen.error_code == "invalid_cursor"
+        assert shop.api.get(base + cursor, key="operator").error_code == "invalid_cursor"
+    assert shop.api.get(base + operator_cursors[0], key=mine).error_code == "invalid_cursor"
+    other = fraud_shop(api, signups_per_referrer_hour=1)
+    held_for(other, other.partner, "olga", 2)
+    _, foreign = pages(other, other.partner["api_key"])
+    assert shop.api.get(base + foreign[0], key=mine).error_code == "invalid_cursor"
+
+
 def test_the_shared_deny_list_holds_a_fraud_device_in_other_opted_in_programs_only(api: ApiClient) -> None:
     a = fraud_shop(api, shared_deny_list=True)
     _, reply = held_event(a)
@@ -286,7 +346,7 @@ def voucher_messages(member_id: str) -> list[Any]:
 
 
 def test_a_held_events_voucher_is_issued_only_when_the_review_approves(api: ApiClient) -> None:
-    clock.freeze(clock.parse_iso("2026-01-15T12:00:00Z"))
+    CLOCK.set(clock.parse_iso("2026-01-15T12:00:00Z"))
     shop, cafe, offer_id = voucher_shop(api)
     anna, reply = held_event(shop)
     rewards = reply["rewards"]
@@ -314,7 +374,7 @@ def test_a_held_events_voucher_is_issued_only_when_the_review_approves(api: ApiC
 
 
 def test_a_held_events_voucher_is_never_issued_when_the_review_voids(api: ApiClient) -> None:
-    clock.freeze(clock.parse_iso("2026-01-15T12:00:00Z"))
+    CLOCK.set(clock.parse_iso("2026-01-15T12:00:00Z"))
     shop, cafe, offer_id = voucher_shop(api)
     anna, reply = held_event(shop)
     voided = decide(shop, reply["rewards"]["review_item_id"], "void", reason="farm", fraud=True)
@@ -328,7 +388,7 @@ def test_a_held_events_voucher_is_never_issued_when_the_review_voids(api: ApiCli
 
 
 def test_an_approved_voucher_whose_pool_ran_dry_meanwhile_is_recorded(api: ApiClient) -> None:
-    clock.freeze(clock.parse_iso("2026-01-15T12:00:00Z"))
+    CLOCK.set(clock.parse_iso("2026-01-15T12:00:00Z"))
     shop, cafe, offer_id = voucher_shop(api)
     anna, reply = held_event(shop)
     # Two honest referrals take both codes while the item waits.

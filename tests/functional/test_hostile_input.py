@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from chalicelib.domain import clock
-from tests.support import ApiClient, Reply
+from tests.support import CLOCK, ApiClient, Reply
 
 _ids = count(1)
 DEEP = '{"a":' + "[" * 1000 + "]" * 1000 + "}"
@@ -58,7 +58,7 @@ class World:
         from chalicelib.domain.webhook_signature import sign
 
         body = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-        msg_id, ts = f"msg_h{next(_ids)}", int(clock.utcnow().timestamp())
+        msg_id, ts = f"msg_h{next(_ids)}", int(CLOCK.now().timestamp())
         return self.api.post(f"/v1/webhooks/{self.partner['partner_id']}/events", raw=body, key=None, headers={
             "webhook-id": msg_id, "webhook-timestamp": str(ts),
             "webhook-signature": sign(self.partner["webhook_secrets"]["events"], msg_id, ts, body)})
@@ -177,7 +177,7 @@ def test_occurred_at_outside_the_window_is_422(world: World, when: str) -> None:
 
 
 def test_occurred_at_a_few_minutes_ahead_is_accepted(world: World) -> None:
-    soon = clock.utcnow().replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    soon = CLOCK.now().replace(microsecond=0).isoformat().replace("+00:00", "Z")
     assert world.signed(event_with(world, occurred_at=soon)).status == 200
 
 

@@ -17,15 +17,17 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.domain import clock
 from chalicelib.domain.rewards.examples import load_example_doc
+from tests.conftest import fresh_table, moto_aws, restore_table, table_snapshot
 from tests.functional.test_hostile_input import World
-from tests.support import ApiClient, Reply
+from tests.support import CLOCK, ApiClient, Reply
 
 EXAMPLES = int(os.environ.get("SARAFAN_HOSTILE_EXAMPLES", "30"))
 BODY_LIMIT = 256 * 1024
@@ -175,7 +177,7 @@ class Fuzz:
         elif auth == "signature":
             from chalicelib.domain.webhook_signature import sign
 
-            msg_id, ts = f"msg_fz{time.monotonic_ns()}", int(clock.utcnow().timestamp())
+            msg_id, ts = f"msg_fz{time.monotonic_ns()}", int(CLOCK.now().timestamp())
             headers.update({"webhook-id": msg_id, "webhook-timestamp": str(ts),
                             "webhook-signature": sign(self.world.partner["webhook_secrets"]["events"], msg_id, ts,
                                                       body)})
@@ -191,11 +193,28 @@ QUERIES = ["", "?limit=1", "?limit=" + "9" * 5000, "?limit=-1", "?cursor=" + "A"
            "?customer_id=a%0Ab", "?p=" + "p" * 300 + "&utm_source=%F0%9F%92%A9"]
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@pytest.fixture(scope="module")
+def world_for_the_module() -> Iterator[tuple[Fuzz, Any]]:
+    """One moto and one world for the module's examples (module scope: Hypothesis's health check is about
+    function-scoped fixtures, which every example would share), and a copy of the world's table that each
+    example starts from."""
+    with moto_aws(), fresh_table() as api:
+        fuzz = Fuzz(api)
+        yield fuzz, table_snapshot()
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(data=st.data())
-def test_hostile_input_on_every_route_never_a_5xx_and_members_stay_readable(api: ApiClient, data: st.DataObject) -> None:
-    fuzz: Fuzz = getattr(api, "fuzz", None) or Fuzz(api)
-    api.fuzz = fuzz  # type: ignore[attr-defined]
+def test_hostile_input_on_every_route_never_a_5xx_and_members_stay_readable(
+        world_for_the_module: tuple[Fuzz, Any], data: st.DataObject) -> None:
+    # Every example starts from the same world: what one example stored cannot decide another's answer,
+    # so a failure replays and shrinks on its own.
+    fuzz, snapshot = world_for_the_module
+    restore_table(snapshot)
+    _one_hostile_request(fuzz, data)
+
+
+def _one_hostile_request(fuzz: Fuzz, data: st.DataObject) -> None:
     method, path, auth = data.draw(st.sampled_from(fuzz.operations), label="operation")
     body = data.draw(hostile_bodies(method, path), label="body")
     hostile_id = data.draw(st.none() | st.none() | st.sampled_from(HOSTILE_IDS), label="path id")

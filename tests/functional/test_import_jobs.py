@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from tests.functional.test_ledger_support import Shop, check_invariants, utc
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 HEADER = "email,customer_id,opening_balance,referrer_customer_id\n"
 CHUNK_1 = HEADER + "anna@example.com,c-1,1000,\nboris@example.com,c-2,300,c-1\n"
@@ -17,7 +16,7 @@ CHUNK_2 = HEADER + "not-an-email,c-3,5,\ncarl@example.com,c-4,70,c-2\ndora@examp
 
 @pytest.fixture(autouse=True)
 def frozen_clock(api: ApiClient) -> None:
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
 
 
 def start(api: ApiClient, shop: Shop, **fields: Any) -> dict[str, Any]:

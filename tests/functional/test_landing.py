@@ -8,11 +8,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.store import keys
 from chalicelib.store.counters import click_counters
 from chalicelib.store.members import IdentityItem, LinkItem, MemberItem, PendingInviteItem, identity_refs
-from tests.support import ApiClient, Reply
+from tests.support import CLOCK, ApiClient, Reply
 
 ORIGIN = "https://shop.test"
 OFFER = {"friend_reward": {"ru": "скидку 500 ₽", "en": "500 RUB off"},
@@ -22,7 +21,7 @@ NOW = datetime(2026, 11, 23, 12, 0, 30, tzinfo=UTC)
 
 @pytest.fixture(autouse=True)
 def frozen(aws_env: None) -> None:
-    clock.freeze(NOW)  # rate-limit windows and click days depend on it
+    CLOCK.set(NOW)  # rate-limit windows and click days depend on it
 
 
 def program_with(api: ApiClient, **fields: Any) -> dict[str, Any]:
@@ -208,7 +207,7 @@ def test_first_touch_invite_is_replaced_once_outside_the_window(api: ApiClient) 
     pid = program["program_id"]
     codes = {who: invite(api, program, {"email": f"{who}@example.com"}).body["code"] for who in ("first", "second")}
     invite(api, program, {"email": "friend@example.com", "ref": codes["first"]})
-    clock.freeze(NOW + timedelta(days=11))
+    CLOCK.set(NOW + timedelta(days=11))
     assert invite(api, program, {"email": "friend@example.com", "ref": codes["second"]}).body["referral_recorded"]
     pending = PendingInviteItem.get(*identity_refs(pid, email="friend@example.com")[0].invite_key(pid))
     assert pending.code == codes["second"]
@@ -269,7 +268,7 @@ def test_invites_are_rate_limited_per_ip_per_program(api: ApiClient) -> None:
     assert limited.headers["access-control-allow-origin"] == ORIGIN
     assert limited.body["error"]["details"] == {"limit_per_minute": 3}
     assert invite(api, other, {"email": "v9@example.com"}).status == 200  # per program
-    clock.freeze(NOW + timedelta(seconds=30))  # next window
+    CLOCK.set(NOW + timedelta(seconds=30))  # next window
     assert invite(api, program, {"email": "v9@example.com"}).status == 200
     # Windows are keyed by a salted hash of the IP, expire by TTL, and store no IP.
     windows = entities("rate_window")
@@ -319,7 +318,7 @@ def test_redirect_passes_code_and_utm_and_counts_the_click(api: ApiClient) -> No
     assert redirect(api, f"/r/{display}?utm_source=telegram")[2]["ref"] == [code]
     counts = {(c.day, c.utm_source): int(c.clicks) for c in click_counters(pid, code)}
     assert counts == {("2026-11-23", "telegram"): 2, ("2026-11-23", "-"): 1}
-    clock.freeze(NOW + timedelta(days=1))
+    CLOCK.set(NOW + timedelta(days=1))
     redirect(api, f"/r/{code}")
     assert {(c.day, c.utm_source): int(c.clicks) for c in click_counters(pid, code)}[("2026-11-24", "-")] == 1
     assert "127.0.0.1" not in repr(table_items())

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.services.landing import invites
+from chalicelib.store.dynamo_ports import DynamoMemberStore
 from tests.support import ApiClient, Reply
 
 PARALLEL = 12
@@ -28,14 +28,15 @@ def test_parallel_invites_for_one_email_make_one_member_and_one_code(
     program = api.create_program(settings={"landing_rate_limits": {"invites_per_minute": 1000}})
     referrer = api.post("/v1/landing/invites", {"email": "olga@example.com"}, key=program["publishable_key"]).body
     attempts: list[str] = []
-    original = invites.new_member
+    original = DynamoMemberStore.create_member
 
-    def counting_new_member(*args: Any, **kwargs: Any) -> Any:
-        attempts.append(args[1])
-        time.sleep(0.3)  # widen the read → write gap so the other requests read "nobody" too
-        return original(*args, **kwargs)
+    def slow_create_member(self: DynamoMemberStore, plan: Any, refs: Any) -> Any:
+        # At the member store's port: widen the read → write gap so the other requests read "nobody" too.
+        attempts.append(plan.member_id)
+        time.sleep(0.3)
+        return original(self, plan, refs)
 
-    monkeypatch.setattr(invites, "new_member", counting_new_member)
+    monkeypatch.setattr(DynamoMemberStore, "create_member", slow_create_member)
     barrier = threading.Barrier(PARALLEL)
     # Identical requests: chalice's app.current_request is shared between threads in-process.
     body = {"email": "friend@example.com", "phone": "+79123456789", "ref": referrer["code"]}
@@ -61,14 +62,15 @@ def test_a_lost_race_returns_the_winners_member(api: ApiClient, monkeypatch: pyt
     this one's conditional create fails and it returns the winner's code instead of a second member."""
     program = api.create_program()
     winner = api.post("/v1/landing/invites", {"email": "anna@example.com"}, key=program["publishable_key"]).body
-    real_get = invites._consistent_get
+    real_owner = DynamoMemberStore.identity_owner
     calls = {"n": 0}
 
-    def stale_first_read(item_keys: list[tuple[str, str]]) -> Any:
+    def stale_first_read(self: DynamoMemberStore, program_id: str, refs: Any) -> str | None:
+        # At the member store's port: the first read answers "nobody" as if the winner had not written yet.
         calls["n"] += 1
-        return {} if calls["n"] == 1 else real_get(item_keys)
+        return None if calls["n"] == 1 else real_owner(self, program_id, refs)
 
-    monkeypatch.setattr(invites, "_consistent_get", stale_first_read)
+    monkeypatch.setattr(DynamoMemberStore, "identity_owner", stale_first_read)
     loser = api.post("/v1/landing/invites", {"email": "anna@example.com"}, key=program["publishable_key"])
     assert loser.status == 200, loser.body
     assert loser.body["code"] == winner["code"]

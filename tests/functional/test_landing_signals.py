@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from tests.functional.test_fraud_signals import signal_items, table_dump
 from tests.functional.test_ledger_support import Shop, utc
 from tests.platform_support import RULES
-from tests.support import ApiClient, Reply
+from tests.support import CLOCK, ApiClient, Reply
 
 ORIGIN = "https://shop.test"
 INVITED_AT = "2026-01-15T10:00:00Z"
@@ -23,7 +22,7 @@ UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.1
 
 @pytest.fixture(autouse=True)
 def invites_at(aws_env: None) -> None:
-    clock.freeze(utc(INVITED_AT))
+    CLOCK.set(utc(INVITED_AT))
 
 
 @pytest.fixture
@@ -57,7 +56,7 @@ def invited(shop: Shop, email: str, ref: str | None = None, context: dict[str, A
 
 def first_order(shop: Shop, customer: str) -> dict[str, Any]:
     """The friend's signed first order, a while after the invite; it carries no context of its own."""
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
     event = {"type": "order.paid", "occurred_at": "2026-01-15T11:30:00Z", "object": {"type": "order", "id": f"o-{customer}"},
              "customer": {"email": f"{customer}@example.com"}, "order": {"total": 100_000, "currency": "RUB"}}
     return shop.send(event)
@@ -113,10 +112,10 @@ def test_a_friend_invited_from_the_referrers_device_card_or_address_is_rejected(
 def test_a_device_of_the_referrers_upline_at_the_invite_is_rejected(shop: Shop) -> None:
     root = invited(shop, "root@example.com", context={"device_id": "dev-root"})
     anna = invited(shop, "anna@example.com", ref=root["code"])
-    clock.freeze(utc("2026-01-15T10:10:00Z"))
+    CLOCK.set(utc("2026-01-15T10:10:00Z"))
     shop.send({"type": "member.signup", "occurred_at": "2026-01-15T10:05:00Z",
                "object": {"type": "customer", "id": "anna"}, "customer": {"email": "anna@example.com"}})
-    clock.freeze(utc("2026-01-15T10:20:00Z"))
+    CLOCK.set(utc("2026-01-15T10:20:00Z"))
     invited(shop, "boris@example.com", ref=anna["code"], context={"device_id": "dev-root"})
     reply = first_order(shop, "boris")
     assert reply["attribution"]["reason_code"] == "self_referral_upline"

@@ -14,7 +14,6 @@ from collections import Counter
 
 import pytest
 
-from chalicelib.domain import clock
 from tests.functional.test_ledger_support import (
     Shop,
     all_member_ids,
@@ -22,7 +21,7 @@ from tests.functional.test_ledger_support import (
     parallel,
     utc,
 )
-from tests.support import ApiClient, _catch_up
+from tests.support import CLOCK, ApiClient, _catch_up
 
 pytestmark = pytest.mark.usefixtures("concurrent_requests")
 
@@ -34,7 +33,7 @@ SIGNUP_1000 = {"hold_days": 0, "rules": [
 
 @pytest.fixture(autouse=True)
 def frozen_clock(api: ApiClient) -> None:
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
 
 
 def test_the_same_order_paid_five_times_in_parallel_posts_once(api: ApiClient) -> None:
@@ -127,12 +126,12 @@ def test_jepsen_style_random_history_keeps_the_ledger_invariants(api: ApiClient)
         else:
             day = min(day + 1, 28)
             at = utc(f"2026-01-{day:02d}T00:00:00Z")
-            clock.freeze(at)  # time moves on for everything, not only for the job
+            CLOCK.set(at)  # time moves on for everything, not only for the job
             return lambda: shop.release(at)
         sent_events.append(event)
         # Move the frozen clock to the event's time now, while the batch is built: inside the parallel batch,
         # one send catching the clock up would make another's already signed timestamp stale (a test race).
-        _catch_up(clock, event)
+        _catch_up(event)
         return lambda: _ok(shop.send_raw(event))
 
     for _ in range(BATCHES):

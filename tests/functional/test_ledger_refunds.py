@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.store import keys
 from chalicelib.store.ledger import LedgerEntryItem, OrderLedgerItem
 from chalicelib.store.members import batch_get
 from tests.functional.test_ledger_support import Shop, check_invariants, utc
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 
 @pytest.fixture(autouse=True)
 def frozen_clock(api: ApiClient) -> None:
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
 
 
 def uds(api: ApiClient) -> tuple[Shop, list[str]]:
@@ -102,7 +101,7 @@ def test_clawback_of_spent_points_is_owed_and_repaid_from_new_points(api: ApiCli
     assert (bal["available"], bal["owed"], bal["lifetime_earned"]) == (0, 180, 100)
     assert shop.redeem(buyer, 1, "spend-2").status == 409
     # New points repay the debt first when they become available.
-    clock.freeze(utc("2026-01-25T12:00:00Z"))
+    CLOCK.set(utc("2026-01-25T12:00:00Z"))
     shop.order("b", "o-2", 600_000, at="2026-01-25T10:00:00Z")  # 300 pending
     assert shop.balance(buyer)["owed"] == 180
     shop.release(utc("2026-02-02T00:00:00Z"))

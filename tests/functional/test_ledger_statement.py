@@ -7,16 +7,15 @@ import json
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.store import keys
 from chalicelib.store.ledger import LedgerEntryItem, ReleaseStateItem
 from tests.functional.test_ledger_support import Shop, check_invariants, utc
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 
 @pytest.fixture(autouse=True)
 def frozen_clock(api: ApiClient) -> None:
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
 
 
 def test_ledger_pages_newest_first_with_a_cursor_bound_to_the_member(api: ApiClient) -> None:
@@ -76,7 +75,7 @@ def test_a_reward_delivered_after_its_holding_period_is_still_released(api: ApiC
     """The job never looks back before its watermark; a late webhook must not hide behind it."""
     shop = Shop(api, "uds_3_level")  # held 7 days
     member = shop.member("a")["member_id"]
-    clock.freeze(utc("2026-01-30T12:00:00Z"))
+    CLOCK.set(utc("2026-01-30T12:00:00Z"))
     shop.release(utc("2026-01-30T12:00:00Z"))  # watermark moves to 2026-01-30
     # The order happened on the 10th (due on the 17th) but its webhook arrives only now: its
     # holding period is over, so the reward is available at once instead of pending in a day

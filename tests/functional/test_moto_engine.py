@@ -53,7 +53,24 @@ def _all(client: Any) -> list[dict[str, Any]]:
 def test_the_suite_and_the_local_run_use_the_adjusted_engine(ddb: Any) -> None:
     assert moto_tuning.applied() == {"tracking", "rollback", "query", "get_item", "lock", "responses", "streams",
                                      "expressions", "traversal", "simple_updates", "items", "actions", "direct", "index",
-                                     "compact"}
+                                     "compact", "ses_history"}
+
+
+def test_ses_keeps_only_the_newest_sent_emails(aws_env: None) -> None:
+    import boto3
+    from moto import mock_aws
+    from moto.ses.models import ses_backends
+
+    with mock_aws():
+        ses = boto3.client("ses", region_name="eu-central-1")
+        ses.verify_email_identity(EmailAddress="no-reply@sarafan.test")
+        for n in range(moto_tuning.SENT_EMAIL_HISTORY + 5):
+            ses.send_email(Source="no-reply@sarafan.test", Destination={"ToAddresses": [f"m{n}@example.com"]},
+                           Message={"Subject": {"Data": f"n{n}"}, "Body": {"Text": {"Data": "x"}}})
+        kept = list(ses_backends["123456789012"]["eu-central-1"].sent_messages)
+        assert len(kept) == moto_tuning.SENT_EMAIL_HISTORY
+        assert kept[0].destinations["ToAddresses"] == ["m5@example.com"]  # the oldest five went
+        assert kept[-1].destinations["ToAddresses"] == [f"m{moto_tuning.SENT_EMAIL_HISTORY + 4}@example.com"]
 
 
 def test_a_cancelled_transaction_leaves_every_item_as_it_was(ddb: Any) -> None:
@@ -205,6 +222,7 @@ def test_stream_records_are_what_motos_own_serializer_writes(aws_env: None, monk
 
     import boto3
     from moto import mock_aws
+    from moto.core.responses import ActionResult
     from moto.dynamodbstreams.models import dynamodbstreams_backends
     from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
@@ -215,7 +233,9 @@ def test_stream_records_are_what_motos_own_serializer_writes(aws_env: None, monk
         compared: list[int] = []
 
         def both(self: Any, action_result: Any) -> Any:
-            ours, theirs = fast(self, action_result), moto_own(self, action_result)
+            ours = fast(self, action_result)
+            # moto's own serializer takes the records as moto built them (the fast path keeps their texts).
+            theirs = moto_own(self, ActionResult(moto_tuning._records_of(action_result.result)))
             assert (ours[0], json.loads(ours[2])) == (theirs[0], json.loads(theirs[2])), self._get_action()
             if self._get_action() == "GetRecords":
                 compared.append(len(json.loads(ours[2])["Records"]))
@@ -421,6 +441,28 @@ def test_the_in_process_hop_answers_what_the_http_shaped_path_answers(ddb: Any) 
         botocore_stubber.process_request = original  # type: ignore[method-assign]
     assert sum(isinstance(a[1], tuple) for a in direct) >= 6
     assert direct == usual
+    moto_tuning.SKIP_SERIALIZER[0] = False  # the hop with botocore's serializer and moto's parse of its text
+    try:
+        assert _data_plane_calls(ddb) == direct
+    finally:
+        moto_tuning.SKIP_SERIALIZER[0] = True
+
+
+def test_the_hop_without_the_serializer_keeps_no_reference_to_the_callers_values(ddb: Any) -> None:
+    """``_skip_serializer``: moto gets its own copy of the parameters (as it did parsing the JSON text), and
+    parameters botocore validates are still validated (boto3's client validates; PynamoDB's does not)."""
+    from botocore.exceptions import ParamValidationError
+
+    tags = ["a", "b"]
+    item = _item("c", "1", ss={"SS": tags}, m={"M": {"l": {"L": [{"S": "x"}]}}}, b={"B": b"\x00"})
+    ddb.put_item(TableName=TABLE, Item=item)
+    tags.append("c")
+    item["m"]["M"]["l"]["L"].append({"S": "y"})
+    stored = ddb.get_item(TableName=TABLE, Key=_item("c", "1"))["Item"]
+    assert stored["ss"] == {"SS": ["a", "b"]} and stored["m"] == {"M": {"l": {"L": [{"S": "x"}]}}}
+    assert stored["b"] == {"B": b"\x00"}
+    with pytest.raises(ParamValidationError):
+        ddb.put_item(TableName=TABLE, Item=_item("c", "2"), NoSuchParameter=1)
 
 
 def test_index_queries_answer_what_motos_own_walk_answers(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -663,3 +705,45 @@ def test_items_are_kept_packed_and_unpack_to_what_moto_built(ddb: Any, monkeypat
     assert all(item.__dict__["_packed"] is not None for item in stored)
     assert ddb.get_item(TableName=TABLE, Key=_item("p", "3"))["Item"] == {
         **_item("p", "3"), **{k: v for k, v in attrs.items()}}
+
+
+def test_expired_items_are_swept_as_dynamodbs_ttl_does(aws_env: None) -> None:
+    """Items whose TTL passed are deleted (packed or not), each with a service-marked REMOVE stream record;
+    items without the attribute, or with a later TTL, stay; tables without TTL are left alone."""
+    import time
+
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        moto_tuning.apply()
+        client = boto3.client("dynamodb", region_name="eu-central-1")
+        for name in (TABLE, "no-ttl"):
+            client.create_table(
+                TableName=name, BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+                AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK")],
+                StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+        client.update_time_to_live(TableName=TABLE, TimeToLiveSpecification={"Enabled": True,
+                                                                             "AttributeName": "expires_at_epoch"})
+        now = int(time.time())
+        for table in (TABLE, "no-ttl"):
+            for i in range(30):
+                ttl = now - 10 if i % 3 == 0 else now + 3600 if i % 3 == 1 else None
+                item = _item(f"p{i % 4}", f"{i:02d}", **({"expires_at_epoch": {"N": str(ttl)}} if ttl else {}))
+                client.put_item(TableName=table, Item=item)
+        moto_tuning.pack_unpacked_items(0)  # most items packed, as in a long run
+        client.get_item(TableName=TABLE, Key={"PK": {"S": "p0"}, "SK": {"S": "00"}})  # one unpacked
+        records_before = len(_backend_table().stream_shard.items)
+
+        removed = sum(moto_tuning.sweep_expired(budget=7) for _ in range(10))
+
+        assert removed == 10
+        left = {i["SK"]["S"] for i in client.scan(TableName=TABLE)["Items"]}
+        assert left == {f"{i:02d}" for i in range(30) if i % 3}
+        assert len(client.scan(TableName="no-ttl")["Items"]) == 30
+        new_records = _backend_table().stream_shard.items[records_before:]
+        assert len(new_records) == 10
+        assert all(r.to_json()["eventName"] == "REMOVE" and r.to_json()["userIdentity"] ==
+                   {"type": "Service", "principalId": "dynamodb.amazonaws.com"} for r in new_records)
+        assert moto_tuning.sweep_expired() == 0

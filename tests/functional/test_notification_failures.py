@@ -13,12 +13,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.store import keys
 from chalicelib.store.members import MemberItem
 from tests.functional.test_ledger_support import Shop, utc
 from tests.notify_support import ACCOUNT, REGION, instant_delivery, ses_sent, stream_poller
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 RULES: dict[str, Any] = {"max_depth": 1, "hold_days": 0, "rules": [
     {"id": "cashback", "name": "10%", "trigger": {"event": "order.paid"}, "recipient": {"type": "self"},
@@ -29,7 +28,7 @@ RULES: dict[str, Any] = {"max_depth": 1, "hold_days": 0, "rules": [
 @pytest.fixture(autouse=True)
 def setup(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
     instant_delivery(monkeypatch)
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
 
 
 @pytest.fixture

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.store import keys
 from chalicelib.store.members import MemberItem
 from tests.functional.test_ledger_support import Shop, utc
 from tests.notify_support import instant_delivery, ses_sent, stream_poller
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 HELD = {"max_depth": 1, "hold_days": 7, "rules": [
     {"id": "cashback", "name": "10%", "trigger": {"event": "order.paid"}, "recipient": {"type": "self"},
@@ -24,7 +23,7 @@ HELD = {"max_depth": 1, "hold_days": 7, "rules": [
 @pytest.fixture(autouse=True)
 def setup(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
     instant_delivery(monkeypatch)
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
 
 
 def subjects(since: int = 0) -> list[str]:
@@ -56,14 +55,14 @@ def test_quiet_hours_hold_a_message_until_the_window_opens(api: ApiClient) -> No
     shop = Shop(api, HELD, settings={"notifications": {"time_zone": "Europe/Moscow",
                                                        "quiet_hours": {"start": "22:00", "end": "08:00"}}})
     member = shop.member("night")
-    clock.freeze(utc("2026-01-15T20:30:00Z"))  # 23:30 in Moscow
+    CLOCK.set(utc("2026-01-15T20:30:00Z"))  # 23:30 in Moscow
     sources.new_outbox(shop.pid, member["member_id"], "points_available", {"points": 5}, None, "q", "msg_q")
     stream_poller().drain()
     held = OutboxItem.get(*keys.outbox_message(shop.pid, "msg_q"))
     assert held.status == "held" and held.not_before == "2026-01-16T05:00:00.000000Z"
     assert ses_sent() == []
     assert sweep.run_sweep(utc("2026-01-16T04:00:00Z")).get("sent", 0) == 0  # still quiet: found, not due
-    clock.freeze(utc("2026-01-16T05:02:00Z"))
+    CLOCK.set(utc("2026-01-16T05:02:00Z"))
     assert sweep.run_sweep(utc("2026-01-16T05:02:00Z"))["sent"] == 1
     assert [m.to[0] for m in ses_sent()] == ["night@example.com"]
 

@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from tests.functional.test_ledger_support import Shop, utc
 from tests.notify_support import SentEmail, ses_sent, stream_poller
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "chalicelib" / "notify" / "templates"
 KINDS = sorted(p.stem for p in (TEMPLATES / "en").glob("*.txt"))
@@ -57,11 +56,19 @@ EXPECTED: dict[str, set[str]] = {
 
 
 def subject_pattern(kind: str, locale: str) -> re.Pattern[str]:
-    """The template file's ``Subject:`` line with every ``$value`` as a wildcard."""
+    """The template file's ``Subject:`` line with every ``$value`` as a wildcard and every word that agrees
+    with the amount (``[[one|few|many]]``) as one of its forms."""
     first = (TEMPLATES / locale / f"{kind}.txt").read_text(encoding="utf-8").splitlines()[0]
     assert first.startswith("Subject: ")
-    parts = re.split(r"\$\{?\w+\}?", first.removeprefix("Subject: "))
-    return re.compile(".+?".join(re.escape(p) for p in parts))
+    pattern = ""
+    for token in re.split(r"(\$\{?\w+\}?|\[\[[^\]]*\]\])", first.removeprefix("Subject: ")):
+        if token.startswith("$"):
+            pattern += ".+?"
+        elif token.startswith("[["):
+            pattern += "(?:" + "|".join(re.escape(form) for form in token[2:-2].split("|")) + ")"
+        else:
+            pattern += re.escape(token)
+    return re.compile(pattern)
 
 
 class World:
@@ -73,7 +80,7 @@ class World:
         sources.MAX_PARALLEL = 1  # moto's in-process DynamoDB is not thread-safe
         sources.use_delivery(None)
         preview.clear()
-        clock.freeze(utc("2026-01-15T12:00:00Z"))
+        CLOCK.set(utc("2026-01-15T12:00:00Z"))
         shop = Shop(api, None, partners=2, default_locale=locale, settings={
             "tiers": TIERS, "expiry_months": 1, "notifications": {"sleeping_reminder_days": 30},
             "birthday_gift": {"points": 200}})
@@ -106,7 +113,7 @@ class World:
         shop.order("tim", "t-1", 1_500_000)
         poller.drain()
         released = utc("2026-01-23T12:00:00Z")
-        clock.freeze(released)
+        CLOCK.set(released)
         shop.release(released)  # points_available
         poller.drain()
         shop.refund("a-1", 50_000, at="2026-01-23T13:00:00Z")  # points_reversed
@@ -121,17 +128,17 @@ class World:
         from chalicelib.notify import sweep
 
         warn_at = utc("2026-02-16T12:00:00Z")  # Ann's points (available 01-23) expire within 14 days
-        clock.freeze(warn_at)
+        CLOCK.set(warn_at)
         assert expiry.run(warn_at)["warned"] >= 1
         poller.drain()
         from chalicelib.jobs import birthdays
 
         birthday = utc("2026-02-20T00:30:00Z")
-        clock.freeze(birthday)
+        CLOCK.set(birthday)
         assert birthdays.run(birthday)["granted"] == 1  # birthday_gift → Bea
         poller.drain()
         remind_at = utc("2026-02-22T09:00:00Z")  # 30 days after Ann's last activity
-        clock.freeze(remind_at)
+        CLOCK.set(remind_at)
         assert sweep.run_reminders(remind_at)["reminders"] >= 1
         poller.drain()
         self.sent = ses_sent()
@@ -155,7 +162,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[World]:
         try:
             yield World(api, request.param)
         finally:
-            clock.freeze(None)
+            CLOCK.set(None)
             from chalicelib.notify import sources
 
             sources.use_delivery(None)

@@ -6,12 +6,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.store import keys
 from chalicelib.store.members import MemberItem
 from tests.functional.test_ledger_support import Shop, utc
 from tests.notify_support import instant_delivery, ses_sent, sms_sent, stream_poller
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 NOW = "2026-01-15T12:00:00Z"
 RULES: dict[str, Any] = {
@@ -33,7 +32,7 @@ RULES: dict[str, Any] = {
 @pytest.fixture(autouse=True)
 def no_backoff(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
     instant_delivery(monkeypatch)
-    clock.freeze(utc(NOW))
+    CLOCK.set(utc(NOW))
 
 
 def set_locale(pid: str, member_id: str, locale: str, name: str | None = None) -> None:
@@ -314,7 +313,7 @@ def test_points_reversed_is_derived_once_per_member_and_refund_even_when_a_batch
     assert len(messages(olga["member_id"])) == 2
     void = LedgerEntryItem(PK="x", SK="y", program_id=shop.pid, member_id=olga["member_id"], entry_id="le_void",
                            kind="reversal", status="reversed", points=-5, reason="voided", reason_code="review_voided",
-                           created_at=clock.utcnow(), effective_at=clock.utcnow(), business_key="b|order.paid")
+                           created_at=CLOCK.now(), effective_at=CLOCK.now(), business_key="b|order.paid")
     assert sources.reversed_messages([void]) == 0  # a review void: the member never heard of those points
 
 
@@ -328,4 +327,4 @@ def test_a_finished_message_expires_by_ttl_after_the_retention(api: ApiClient) -
     [message] = [m for m in OutboxItem.scan() if isinstance(m, OutboxItem) and m.member_id == solo["member_id"]
                  and m.template == "points_earned"]
     assert message.status == "sent"
-    assert message.expires_at_epoch == int(clock.utcnow().timestamp()) + OUTBOX_RETENTION_DAYS * 86400
+    assert message.expires_at_epoch == int(CLOCK.now().timestamp()) + OUTBOX_RETENTION_DAYS * 86400

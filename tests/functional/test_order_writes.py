@@ -106,3 +106,56 @@ def test_a_refund_writes_reversals_entries_balances_its_record_and_the_order_ite
         assert all("GSI2PK" not in i and "GSI1PK" not in i for i in puts if i["entity"]["S"] == "ledger_entry")
         [record] = [i for i in puts if i["entity"]["S"] == "event"]
         assert record["GSI2PK"]["S"].startswith("LEDGERDAY#") and "GSI1PK" not in record
+
+
+def _recurring(cap: int | None) -> dict[str, Any]:
+    recurring: dict[str, int] = {"months": 12, "orders": 5}
+    if cap is not None:
+        recurring["max_points_per_friend"] = cap
+    return {"rules": [{"id": "share", "trigger": {"event": "order.paid"}, "recipient": {"type": "referrer"},
+                       "amount": {"rate_bp": 1000}, "recurring": recurring}], "hold_days": 0}
+
+
+def test_a_recurring_rule_counts_per_friend_only_when_it_has_a_cap(
+        api: ApiClient, written: list[dict[str, Any]]) -> None:
+    """No ``max_points_per_friend``: the per-friend counter is neither read nor written (nothing reads it).
+
+    A cap added by a later rules version counts from then on: the counter starts at that version's
+    first order, and the points paid before it are not counted.
+    """
+    from chalicelib.store.db import raw_client
+
+    read: list[str] = []
+
+    def keep_reads(params: Any = None, model: Any = None, **_: Any) -> None:
+        if model.name == "BatchGetItem":
+            read.extend(k["SK"]["S"] for table in params["RequestItems"].values() for k in table["Keys"])
+
+    raw_client().meta.events.register("before-parameter-build.dynamodb", keep_reads)
+    try:
+        program = api.create_program()
+        pid = program["program_id"]
+        partner = api.create_partner(pid)
+        assert api.put(f"/v1/programs/{pid}/rules", _recurring(None)).status == 200
+        referrer = api.processed(partner, signup("ann"))["member"]
+        api.processed(partner, signup("bob", referrer["code"]))
+        for order_id in ("o-1", "o-2"):
+            written.clear()
+            read.clear()
+            reply = api.processed(partner, order("bob", order_id))
+            assert [p["points"] for p in reply["rewards"]["postings"]] == [100]
+            assert "recurring_counter" not in _kinds(written), written
+            assert not [k for k in read if k.startswith("RECUR#")], read
+
+        assert api.put(f"/v1/programs/{pid}/rules", _recurring(150)).status == 200
+        paid = []
+        for order_id in ("o-3", "o-4"):  # counted from the capped version on: 100, then 50 of 100 (cap 150)
+            written.clear()
+            read.clear()
+            reply = api.processed(partner, order("bob", order_id))
+            paid.append([p["points"] for p in reply["rewards"]["postings"]])
+            assert _kinds(written)["recurring_counter"] == 1, written
+            assert [k for k in read if k.startswith("RECUR#")] == ["RECUR#share"], read
+        assert paid == [[100], [50]]
+    finally:
+        raw_client().meta.events.unregister("before-parameter-build.dynamodb", keep_reads)

@@ -1,7 +1,7 @@
 """Outgoing partner webhooks end to end: stream → deliveries → the sender → a real local HTTP receiver.
 
 The receiver (``http.server`` on 127.0.0.1 in a thread) checks every request with the official
-``standardwebhooks`` library. Retries move the one clock (``domain.clock``); nothing sleeps.
+``standardwebhooks`` library. Retries move the one clock (``tests.support.CLOCK``, the ports' clock); nothing sleeps.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from chalicelib.domain import clock, partner_hooks
+from chalicelib.domain import partner_hooks
 from chalicelib.jobs import partner_webhooks as sender
 from chalicelib.services import partner_webhooks as service
 from chalicelib.store import partner_hooks as store
 from tests.functional.test_ledger_support import Shop
 from tests.functional.test_vouchers import offer, upload
 from tests.notify_support import ses_sent, stream_poller
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 CONTACT = "fit-tech@example.com"
 
@@ -134,7 +134,7 @@ def coffee_rules(cafe: str, offer_id: str) -> dict[str, Any]:
 
 def test_events_reach_the_partners_signed_once_each(api: ApiClient, receiver: Receiver, local_targets: None) -> None:
     now = real_now()
-    clock.freeze(now - timedelta(minutes=2))
+    CLOCK.set(now - timedelta(minutes=2))
     shop = Shop(api, None, partners=2)
     fit, cafe = shop.partners
     coffee = offer(api, shop.pid, cafe, low_pool_threshold=2)
@@ -156,7 +156,7 @@ def test_events_reach_the_partners_signed_once_each(api: ApiClient, receiver: Re
     reply = shop.order("olga", "o-1001", 200_000, at=at(now - timedelta(minutes=2)), partner=fit)
     member_id = reply["member"]["member_id"]
     shop.order("olga", "o-1002", 100_000, at=at(now - timedelta(minutes=1)), partner=fit)
-    clock.freeze(now)
+    CLOCK.set(now)
     poller.drain()
     result = sender.run()
     assert result.get("delivered") == len(receiver.requests) and not result.get("retry"), result
@@ -212,7 +212,7 @@ def test_failures_retry_on_the_schedule_then_disable_the_endpoint_and_tell_the_p
 
     sources.use_delivery(None)
     start = real_now()
-    clock.freeze(start)
+    CLOCK.set(start)
     shop = Shop(api, RULES)
     fit = shop.partner
     assert api.patch(f"/v1/programs/{shop.pid}/partners/{fit['partner_id']}", {"contact_email": CONTACT}).status == 200
@@ -226,8 +226,8 @@ def test_failures_retry_on_the_schedule_then_disable_the_endpoint_and_tell_the_p
     for _ in range(partner_hooks.MAX_ATTEMPTS):
         [item] = store.log_page(shop.pid, hook["endpoint_id"], 10, None)[0]
         assert item.status == "pending" and item.next_attempt_at is not None
-        clock.freeze(max(item.next_attempt_at, clock.utcnow()))
-        times.append(clock.utcnow())
+        CLOCK.set(max(item.next_attempt_at, CLOCK.now()))
+        times.append(CLOCK.now())
         assert sender.run().get("due") == 1
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps == list(partner_hooks.RETRY_DELAYS)
@@ -248,7 +248,7 @@ def test_failures_retry_on_the_schedule_then_disable_the_endpoint_and_tell_the_p
     assert sender.run() == {"due": 0}  # nothing left to try
 
     # Disabled: new events make no deliveries. Enabled again and retried by hand: delivered.
-    shop.order("masha", "o-2", 100_000, at=at(clock.utcnow()))
+    shop.order("masha", "o-2", 100_000, at=at(CLOCK.now()))
     poller.drain()
     assert len(deliveries(api, shop.pid, fit, hook)) == 1
     base = f"/v1/programs/{shop.pid}/partners/{fit['partner_id']}/webhook-endpoints/{hook['endpoint_id']}"
@@ -267,11 +267,11 @@ def test_failures_retry_on_the_schedule_then_disable_the_endpoint_and_tell_the_p
 
 def test_a_failed_manual_retry_is_one_attempt_and_disables_nothing(api: ApiClient, receiver: Receiver,
                                                                    local_targets: None) -> None:
-    clock.freeze(real_now())
+    CLOCK.set(real_now())
     shop = Shop(api, RULES)
     fit = shop.partner
     hook = register(api, shop.pid, fit, receiver.url, ["reward.posted"])
-    shop.order("masha", "o-1", 100_000, at=at(clock.utcnow()))
+    shop.order("masha", "o-1", 100_000, at=at(CLOCK.now()))
     stream_poller().drain()
     sender.run()
     [logged] = deliveries(api, shop.pid, fit, hook)
@@ -285,13 +285,13 @@ def test_a_failed_manual_retry_is_one_attempt_and_disables_nothing(api: ApiClien
 
 
 def test_during_a_rotation_both_secrets_sign(api: ApiClient, receiver: Receiver, local_targets: None) -> None:
-    clock.freeze(real_now())
+    CLOCK.set(real_now())
     shop = Shop(api, RULES)
     fit = shop.partner
     hook = register(api, shop.pid, fit, receiver.url, ["reward.posted"])
     base = f"/v1/programs/{shop.pid}/partners/{fit['partner_id']}/webhook-endpoints/{hook['endpoint_id']}"
     new = api.post(f"{base}/rotate-secret", key=fit["api_key"]).body["signing_secret"]
-    shop.order("masha", "o-1", 100_000, at=at(clock.utcnow()))
+    shop.order("masha", "o-1", 100_000, at=at(CLOCK.now()))
     stream_poller().drain()
     sender.run()
     [request] = receiver.requests
@@ -310,29 +310,29 @@ def test_the_target_is_checked_again_at_send_time(api: ApiClient, monkeypatch: p
         return sender.Answer(200, None)
 
     monkeypatch.setattr(sender, "transport", transport)
-    clock.freeze(real_now())
+    CLOCK.set(real_now())
     shop = Shop(api, RULES)
     fit = shop.partner
     hook = register(api, shop.pid, fit, "https://hooks.fitlab.example/in", ["reward.posted"])
     dns["hooks.fitlab.example"] = ["10.0.0.7"]  # the name now points inside
-    shop.order("masha", "o-1", 100_000, at=at(clock.utcnow()))
+    shop.order("masha", "o-1", 100_000, at=at(CLOCK.now()))
     stream_poller().drain()
     assert sender.run().get("retry") == 1
     assert sent == []  # no request at all
     [logged] = deliveries(api, shop.pid, fit, hook)
     assert logged["last_error"] == "unsafe_target" and logged["last_status_code"] is None
     dns["hooks.fitlab.example"] = ["93.184.216.34"]  # fixed: the next attempt goes out, to the checked address
-    clock.freeze(clock.utcnow() + partner_hooks.RETRY_DELAYS[0])
+    CLOCK.set(CLOCK.now() + partner_hooks.RETRY_DELAYS[0])
     assert sender.run().get("delivered") == 1 and sent == ["https://hooks.fitlab.example/in"]
 
 
 def test_deleted_endpoints_and_unreachable_ones(api: ApiClient, receiver: Receiver, local_targets: None) -> None:
-    clock.freeze(real_now())
+    CLOCK.set(real_now())
     shop = Shop(api, RULES)
     fit = shop.partner
     gone = register(api, shop.pid, fit, receiver.url, ["reward.posted"])
     closed = register(api, shop.pid, fit, "http://127.0.0.1:9/nothing-listens", ["reward.posted"])
-    shop.order("masha", "o-1", 100_000, at=at(clock.utcnow()))
+    shop.order("masha", "o-1", 100_000, at=at(CLOCK.now()))
     stream_poller().drain()
     path = f"/v1/programs/{shop.pid}/partners/{fit['partner_id']}/webhook-endpoints/{gone['endpoint_id']}"
     assert api.call("DELETE", path).status == 200
@@ -355,13 +355,13 @@ def test_the_sender_only_makes_calls_its_policy_grants(api: ApiClient, receiver:
 
     sources.use_delivery(None)
     monkeypatch.setattr(partner_hooks, "MAX_ATTEMPTS", 1)  # give up at once
-    clock.freeze(real_now())
+    CLOCK.set(real_now())
     shop = Shop(api, RULES)
     fit = shop.partner
     assert api.patch(f"/v1/programs/{shop.pid}/partners/{fit['partner_id']}", {"contact_email": CONTACT}).status == 200
     register(api, shop.pid, fit, receiver.url, ["reward.posted"])
     receiver.status = 500
-    shop.order("masha", "o-1", 100_000, at=at(clock.utcnow()))
+    shop.order("masha", "o-1", 100_000, at=at(CLOCK.now()))
     stream_poller().drain()
     seen: set[str] = set()
     raw_client().meta.events.register("before-call.dynamodb", lambda model, **_: seen.add(f"dynamodb:{model.name}"))
@@ -404,11 +404,11 @@ def test_a_receiver_dripping_its_answer_is_cut_off(api: ApiClient, local_targets
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     monkeypatch.setattr(sender, "TOTAL_SECONDS", 0.3)
     try:
-        clock.freeze(real_now())
+        CLOCK.set(real_now())
         shop = Shop(api, RULES)
         hook = register(api, shop.pid, shop.partner, f"http://127.0.0.1:{server.server_address[1]}/drip",
                         ["reward.posted"])
-        shop.order("masha", "o-1", 100_000, at=at(clock.utcnow()))
+        shop.order("masha", "o-1", 100_000, at=at(CLOCK.now()))
         stream_poller().drain()
         assert sender.run().get("retry") == 1
         [logged] = deliveries(api, shop.pid, shop.partner, hook)

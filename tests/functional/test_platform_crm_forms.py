@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from tests.platform_support import FakeCrm, PlatformShop, crm_queue, drain, fixture
-from tests.support import ApiClient, Reply
+from tests.support import CLOCK, ApiClient, Reply
 
 RULES: dict[str, Any] = {"max_depth": 1, "hold_days": 0, "rules": [
     {"id": "lead-bonus", "trigger": {"event": "lead.created"}, "recipient": {"type": "referrer", "level": 1},
@@ -78,7 +77,7 @@ def test_tilda_token_rotation_keeps_the_old_url_for_the_overlap(api: ApiClient) 
     assert old != new
     assert post(shop, old, "tilda", "test.json").status == 200
     assert post(shop, new, "tilda", "test.json").status == 200
-    clock.freeze(clock.utcnow() + timedelta(hours=25))
+    CLOCK.set(CLOCK.now() + timedelta(hours=25))
     assert post(shop, old, "tilda", "test.json").status == 401
     assert post(shop, new, "tilda", "test.json").status == 200
 
@@ -322,9 +321,9 @@ def test_token_platforms_refuse_a_wrong_token_and_rotate_with_an_overlap(api: Ap
     first = post(shop, old, platform, name)
     assert first.status == 200 and first.body["status"] == "processed", first.body
     assert post(shop, new, platform, name).body["status"] == "duplicate"  # the same fact by either URL
-    clock.freeze(clock.utcnow() + timedelta(hours=23))
+    CLOCK.set(CLOCK.now() + timedelta(hours=23))
     assert post(shop, old, platform, name).status == 200
-    clock.freeze(clock.utcnow() + timedelta(hours=2))
+    CLOCK.set(CLOCK.now() + timedelta(hours=2))
     assert post(shop, old, platform, name).status == 401
     assert post(shop, new, platform, name).status == 200
     expected = {"lead-bonus": 200} if platform == "amocrm" else {"order-commission": 149}
@@ -397,7 +396,7 @@ def test_bitrix24_rotated_application_token_verifies_both_for_the_overlap(
     new_body = old_body.replace(B24_TOKEN, rotated)
     assert post(shop, url, "bitrix24", "lead_add.json", body=old_body).status == 200
     assert post(shop, url, "bitrix24", "lead_add.json", body=new_body).body["status"] == "duplicate"
-    clock.freeze(clock.utcnow() + timedelta(hours=25))
+    CLOCK.set(CLOCK.now() + timedelta(hours=25))
     reply = post(shop, url, "bitrix24", "lead_add.json", body=old_body)
     assert reply.status == 401 and reply.body["error"]["code"] == "invalid_signature"
     assert post(shop, url, "bitrix24", "lead_add.json", body=new_body).status == 200

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.domain import clock
+from tests.conftest import fresh_table, moto_aws, restore_table, table_snapshot
 from tests.platform_support import PlatformShop, b64_hmac, fixture
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 SECRET = "fuzz-secret-0123456789abcdef"
 B24 = "qd6ifu4nxm1bl8ghzsp3gq2m8ec5rkdf"
@@ -56,52 +58,68 @@ def woo(shop: PlatformShop, raw: bytes) -> Any:
 
 
 def hubspot(shop: PlatformShop, raw: bytes) -> Any:
-    ts = str(int(clock.utcnow().timestamp() * 1000))  # the service's one clock
+    ts = str(int(CLOCK.now().timestamp() * 1000))  # the service's one clock
     path = f"/v1/webhooks/{shop.partner['partner_id']}/hubspot"
     signature = b64_hmac(SECRET, b"POST" + f"https://srf.test{path}".encode() + raw + ts.encode())
     return shop.deliver(path, raw, {"Content-Type": "application/json", "X-HubSpot-Signature-v3": signature,
                                     "X-HubSpot-Request-Timestamp": ts})
 
 
-def test_signed_arbitrary_bodies_never_cause_a_5xx(api: ApiClient) -> None:
-    shop = PlatformShop(api, currency="USD")
-    shop.connected("shopify", secret=SECRET, shop_domain="zerno.myshopify.com")
-    shop.connected("woocommerce", secret=SECRET)
-    shop.connected("hubspot", secret=SECRET)
-    shop.connected("bitrix24", secret=B24, portal_domain="zerno.bitrix24.ru")
-    urls = {p: shop.connected(p)["webhook_url"] for p in ("tilda", "amocrm", "insales")}
-    bases = {
-        "shopify": fixture("shopify", "orders_paid.json")["body"],
-        "woocommerce": fixture("woocommerce", "order_updated_refunded.json")["body"],
-        "hubspot": fixture("hubspot", "deal_stage_events.json")["body"] + fixture("hubspot", "contact_events.json")["body"],
-        "insales": fixture("insales", "order_paid.json")["body"],
-    }
-    senders = {"shopify": shopify, "woocommerce": woo, "hubspot": hubspot}
+class Shop:
+    """The connected shop every example starts from, and the table it is stored in."""
 
-    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-    @given(st.data())
-    def run(data: st.DataObject) -> None:
-        platform = data.draw(st.sampled_from(["shopify", "woocommerce", "hubspot", "insales", "tilda", "amocrm",
-                                              "bitrix24"]))
-        if platform in bases:
-            body = data.draw(st.one_of(st.just(None), json_values)) if data.draw(st.booleans()) else None
-            doc = body if body is not None else mutate(bases[platform], data)
-            raw = json.dumps(doc).encode() if data.draw(st.booleans()) or body is None else data.draw(st.binary(max_size=200))
-            if platform in senders:
-                reply = senders[platform](shop, raw)
-            else:
-                reply = shop.deliver(urls[platform], raw, {"Content-Type": "application/json"})
+    def __init__(self, api: ApiClient) -> None:
+        self.shop = PlatformShop(api, currency="USD")
+        self.shop.connected("shopify", secret=SECRET, shop_domain="zerno.myshopify.com")
+        self.shop.connected("woocommerce", secret=SECRET)
+        self.shop.connected("hubspot", secret=SECRET)
+        self.shop.connected("bitrix24", secret=B24, portal_domain="zerno.bitrix24.ru")
+        self.urls = {p: self.shop.connected(p)["webhook_url"] for p in ("tilda", "amocrm", "insales")}
+        self.snapshot = table_snapshot()
+
+
+@pytest.fixture(scope="module")
+def connected_shop() -> Iterator[Shop]:
+    """One moto and one connected shop for the module's examples (module scope: Hypothesis's health check is
+    about function-scoped fixtures, which every example would share); each example restores its table."""
+    with moto_aws(), fresh_table() as api:
+        yield Shop(api)
+
+
+BASES = {
+    "shopify": fixture("shopify", "orders_paid.json")["body"],
+    "woocommerce": fixture("woocommerce", "order_updated_refunded.json")["body"],
+    "hubspot": fixture("hubspot", "deal_stage_events.json")["body"] + fixture("hubspot", "contact_events.json")["body"],
+    "insales": fixture("insales", "order_paid.json")["body"],
+}
+SENDERS = {"shopify": shopify, "woocommerce": woo, "hubspot": hubspot}
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_signed_arbitrary_bodies_never_cause_a_5xx(connected_shop: Shop, data: st.DataObject) -> None:
+    # Every example starts from the same connected shop: what one stored cannot decide another's answer.
+    restore_table(connected_shop.snapshot)
+    shop, urls = connected_shop.shop, connected_shop.urls
+    platform = data.draw(st.sampled_from(["shopify", "woocommerce", "hubspot", "insales", "tilda", "amocrm",
+                                          "bitrix24"]))
+    if platform in BASES:
+        body = data.draw(st.one_of(st.just(None), json_values)) if data.draw(st.booleans()) else None
+        doc = body if body is not None else mutate(BASES[platform], data)
+        raw = json.dumps(doc).encode() if data.draw(st.booleans()) or body is None else data.draw(st.binary(max_size=200))
+        if platform in SENDERS:
+            reply = SENDERS[platform](shop, raw)
         else:
-            pairs = data.draw(st.lists(st.tuples(st.text(max_size=25), st.text(max_size=25)), max_size=6))
-            raw_text = urlencode(pairs) if data.draw(st.booleans()) else data.draw(st.text(max_size=120))
-            if platform == "bitrix24":
-                raw_text += f"&auth[application_token]={B24}&auth[domain]=zerno.bitrix24.ru"
-                url = f"/v1/webhooks/{shop.partner['partner_id']}/bitrix24"
-            else:
-                url = urls[platform]
-            reply = shop.deliver(url, raw_text.encode(), {"Content-Type": "application/x-www-form-urlencoded"})
-        assert reply.status in (200, 400, 401, 413, 415, 422), (platform, reply.status, reply.body)
-        if platform != "bitrix24":
-            assert reply.status != 401, (platform, reply.body)
-
-    run()
+            reply = shop.deliver(urls[platform], raw, {"Content-Type": "application/json"})
+    else:
+        pairs = data.draw(st.lists(st.tuples(st.text(max_size=25), st.text(max_size=25)), max_size=6))
+        raw_text = urlencode(pairs) if data.draw(st.booleans()) else data.draw(st.text(max_size=120))
+        if platform == "bitrix24":
+            raw_text += f"&auth[application_token]={B24}&auth[domain]=zerno.bitrix24.ru"
+            url = f"/v1/webhooks/{shop.partner['partner_id']}/bitrix24"
+        else:
+            url = urls[platform]
+        reply = shop.deliver(url, raw_text.encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+    assert reply.status in (200, 400, 401, 413, 415, 422), (platform, reply.status, reply.body)
+    if platform != "bitrix24":
+        assert reply.status != 401, (platform, reply.body)

@@ -13,17 +13,16 @@ from typing import Any
 import pytest
 
 from tests.platform_support import FakeCrm, PlatformShop, b64_hmac, crm_queue, drain, fixture
-from tests.support import ApiClient, Reply
+from tests.support import CLOCK, ApiClient, Reply
 
 SECRET = "hubspot-client-secret-6b1c0f3e"
 TOKEN = "pat-eu1-0f0e0d0c-0b0a-0908-0706-050403020100"
 
 
 def _now_ms() -> int:
-    """HubSpot's timestamp is checked against the service's one clock, which tests move (``clock.freeze``)."""
-    from chalicelib.domain import clock
+    """HubSpot's timestamp is checked against the service's one clock, which tests move (``tests.support.CLOCK``)."""
 
-    return int(clock.utcnow().timestamp() * 1000)
+    return int(CLOCK.now().timestamp() * 1000)
 
 
 def send(shop: PlatformShop, body: Any, secret: str = SECRET, ts: int | None = None,
@@ -151,18 +150,17 @@ def test_acknowledgements_expire_after_the_documented_ttl(shop: PlatformShop, cr
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import timedelta
 
-    from chalicelib.domain import clock
     from chalicelib.store.integrations import ACK_TTL_HOURS
 
     queue = crm_queue(monkeypatch)
     shop.connected("hubspot", api_token=TOKEN)
-    start = clock.utcnow()
+    start = CLOCK.now()
     body = fixture("hubspot", "deal_stage_events.json")["body"]
     assert send(shop, body).body["status"] == "queued"
-    clock.freeze(start + timedelta(hours=ACK_TTL_HOURS - 1))
+    CLOCK.set(start + timedelta(hours=ACK_TTL_HOURS - 1))
     assert send(shop, body).body["status"] == "duplicate"
     # After the TTL the marker no longer counts (even before DynamoDB's TTL sweep removes it).
-    clock.freeze(start + timedelta(hours=ACK_TTL_HOURS + 1))
+    CLOCK.set(start + timedelta(hours=ACK_TTL_HOURS + 1))
     assert send(shop, body).body["status"] == "queued"
     assert len(drain(queue)) == 2
 

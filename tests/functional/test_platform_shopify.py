@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from tests.platform_support import PlatformShop, b64_hmac, fixture
-from tests.support import ApiClient, Reply
+from tests.support import CLOCK, ApiClient, Reply
 
 SECRET = "shpss_0123456789abcdef0123456789abcdef"
 SHOP = "zerno.myshopify.com"
@@ -125,7 +124,7 @@ def test_a_rotated_secret_keeps_the_old_one_valid_for_the_overlap(shop: Platform
     referrer(shop)
     assert send(shop, "orders_paid.json", secret=SECRET).status == 200  # old, in the overlap
     assert send(shop, "customers_create.json", secret=new).status == 200
-    clock.freeze(clock.utcnow() + timedelta(hours=25))
+    CLOCK.set(CLOCK.now() + timedelta(hours=25))
     assert send(shop, "refunds_create.json", secret=SECRET).status == 401  # old, overlap over
     assert send(shop, "refunds_create.json", secret=new).status == 200
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain import clock
 from tests.functional.test_ledger_support import Shop, check_invariants, utc
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 SIGNUP_ONLY = {"hold_days": 0, "rules": [
     {"id": "welcome", "trigger": {"event": "member.signup"}, "recipient": {"type": "self"}, "amount": {"points": 1000}},
@@ -15,7 +14,7 @@ SIGNUP_ONLY = {"hold_days": 0, "rules": [
 
 @pytest.fixture(autouse=True)
 def frozen_clock(api: ApiClient) -> None:
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from tests.functional.test_ledger_support import Shop, utc
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 #: customer -> referrer customer, in joining order (a new hour each).
 TREE = [("anna", None), ("boris", "anna"), ("clara", "anna"), ("dima", "boris"), ("eva", "boris"),
@@ -17,7 +16,7 @@ TREE = [("anna", None), ("boris", "anna"), ("clara", "anna"), ("dima", "boris"),
 
 @pytest.fixture
 def shop(api: ApiClient) -> tuple[Shop, dict[str, dict[str, Any]]]:
-    clock.freeze(utc("2026-01-10T00:00:00Z"))
+    CLOCK.set(utc("2026-01-10T00:00:00Z"))
     shop = Shop(api, None)
     people: dict[str, dict[str, Any]] = {}
     for hour, (name, referrer) in enumerate(TREE):

@@ -7,21 +7,20 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.domain.rewards.examples import load_example_doc
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
 from chalicelib.store.ledger import OutboxItem, ProgramCountersItem
 from chalicelib.store.members import MemberItem
 from tests.functional.test_ledger_support import Shop, check_invariants, utc
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 NOW = "2026-01-15T12:00:00Z"
 
 
 @pytest.fixture(autouse=True)
 def frozen_clock(api: ApiClient) -> None:
-    clock.freeze(utc(NOW))
+    CLOCK.set(utc(NOW))
 
 
 def outbox(pid: str) -> list[OutboxItem]:

@@ -18,7 +18,7 @@ from chalicelib.jobs import expiry
 from tests.conftest import fresh_table, moto_aws
 from tests.functional.test_coalition_ledger import all_entries, liability
 from tests.functional.test_ledger_support import Shop, utc
-from tests.support import ApiClient, Reply
+from tests.support import CLOCK, ApiClient, Reply
 
 DAY = "2026-03-10"
 CUSTOMERS = ("anna", "boris", "vera")
@@ -62,7 +62,7 @@ def run_history(api: ApiClient, steps: list[tuple[Any, ...]]) -> None:
         kind = s[0]
         if kind == "earn":
             _, p, who, amount = s
-            result = shop.order(who, f"o-{n}", amount * 10_000, at=clock.iso(clock.utcnow() - timedelta(hours=1)),
+            result = shop.order(who, f"o-{n}", amount * 10_000, at=clock.iso(CLOCK.now() - timedelta(hours=1)),
                                 partner=shop.partners[p])
             members[who] = result["member"]["member_id"]
             orders.append((p, f"o-{n}"))
@@ -75,7 +75,7 @@ def run_history(api: ApiClient, steps: list[tuple[Any, ...]]) -> None:
         elif kind == "refund" and orders:
             _, _, i, percent = s
             p, order_id = orders[i % len(orders)]
-            shop.send_raw(shop.refund_event(order_id, percent * 100, at=clock.iso(clock.utcnow())),
+            shop.send_raw(shop.refund_event(order_id, percent * 100, at=clock.iso(CLOCK.now())),
                           partner=shop.partners[p])
         elif kind == "adjust" and s[2] in members and s[3]:
             _, p, who, points = s
@@ -86,8 +86,8 @@ def run_history(api: ApiClient, steps: list[tuple[Any, ...]]) -> None:
                              headers={"Idempotency-Key": f"a-{n}"})
             assert reply.status in (201, 409), reply.body
         elif kind == "expire":
-            later = clock.utcnow() + timedelta(days=s[1])
-            clock.freeze(later)
+            later = CLOCK.now() + timedelta(days=s[1])
+            CLOCK.set(later)
             expiry.run(later)
         elif kind == "cancel_spend" and spends:
             member, rid, p = spends[s[1] % len(spends)]
@@ -102,7 +102,7 @@ def run_history(api: ApiClient, steps: list[tuple[Any, ...]]) -> None:
             break
         poller.invoke(records)
         poller.invoke(records)
-    end = clock.iso(clock.utcnow())[:10]
+    end = clock.iso(CLOCK.now())[:10]
     body = api.get(f"/v1/programs/{shop.pid}/settlement?from={DAY}&to={end}").body
     ids = list(members.values())
     entries: list[dict[str, Any]] = [{"kind": e.kind, "points": int(e.points), "partner_id": e.partner_id,
@@ -120,7 +120,7 @@ def run_history(api: ApiClient, steps: list[tuple[Any, ...]]) -> None:
 def test_random_histories_reconcile(moto: None, steps: list[tuple[Any, ...]]) -> None:
     try:
         with fresh_table() as api:
-            clock.freeze(utc(f"{DAY}T12:00:00Z"))  # after fresh_table, which resets the clock
+            CLOCK.set(utc(f"{DAY}T12:00:00Z"))  # after fresh_table, which resets the clock
             run_history(api, steps)
     finally:
-        clock.freeze(None)
+        CLOCK.set(None)

@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.notify import dispatcher, sources
 from tests.functional.test_ledger_support import Shop, utc
 from tests.notify_support import stream_poller
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 RULES: dict[str, Any] = {
     "max_depth": 3, "hold_days": 0,
@@ -35,7 +34,7 @@ MARKERS = ("AGG#SEEN#", "SETTLED#")
 @pytest.fixture(autouse=True)
 def _quiet(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sources, "MAX_PARALLEL", 1)
-    clock.freeze(utc("2026-01-12T09:00:00Z"))
+    CLOCK.set(utc("2026-01-12T09:00:00Z"))
 
 
 def _items() -> list[dict[str, Any]]:

@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.store import keys
 from chalicelib.store.ledger import OutboxItem
 from chalicelib.store.tiers import TierChangeItem, TierStateItem
 from tests.functional.test_ledger_support import Shop, parallel, utc
 from tests.functional.test_partner_webhooks_delivery import local_targets, receiver  # noqa: F401  (fixtures)
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 TIERS = {"metric": "points_earned", "period_months": 12, "levels": [
     {"id": "base", "threshold": 0, "names": {"ru": "Базовый", "en": "Base"}},
@@ -26,7 +25,7 @@ CASHBACK = {"hold_days": 0, "rules": [
 
 @pytest.fixture(autouse=True)
 def _clock(api: ApiClient) -> None:
-    clock.freeze(utc("2026-01-15T12:00:00Z"))  # after the api fixture, which resets the clock
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))  # after the api fixture, which resets the clock
 
 
 def tiered_shop(api: ApiClient, rules: dict[str, Any] | bool | None = None, tiers: dict[str, Any] | None = None,
@@ -240,7 +239,7 @@ def test_gold_members_get_the_partners_catalogue_offer_once_a_month(api: ApiClie
     again = order("g-3", 10_000)  # the same month: once is the limit
     assert "vouchers" not in again["rewards"]
     assert {s["rule_id"]: s["reason_code"] for s in again["rewards"]["skipped"]} == {"gold-catalogue": "offer_limit"}
-    clock.freeze(utc("2026-02-03T12:00:00Z"))  # next month, still gold: one more
+    CLOCK.set(utc("2026-02-03T12:00:00Z"))  # next month, still gold: one more
     february = order("g-4", 10_000, at="2026-02-03T10:00:00Z")
     assert len(february["rewards"]["vouchers"]) == 1
     listed = api.get(f"/v1/programs/{shop.pid}/members/{mid}/vouchers")
@@ -256,14 +255,14 @@ def test_the_review_job_demotes_after_the_clock_moves_and_is_idempotent(api: Api
     shop = tiered_shop(api)
     anna = shop.order("anna", "a-1", 3_100_000)["member"]["member_id"]  # 3100 points in Jan 2026: gold
     boris = shop.order("boris", "b-1", 1_100_000)["member"]["member_id"]  # 1100: silver
-    clock.freeze(utc("2026-06-10T12:00:00Z"))
+    CLOCK.set(utc("2026-06-10T12:00:00Z"))
     shop.order("boris", "b-2", 1_000_000, at="2026-06-10T10:00:00Z")  # 1000 more in June: keeps silver longer
     assert (state(shop.pid, anna).review_month, state(shop.pid, boris).review_month) == ("2027-01", "2027-06")
     assert job.run()["members"] == 0  # nobody is due before January 2027 (nothing read but the due months)
 
-    clock.freeze(utc("2026-12-20T12:00:00Z"))
+    CLOCK.set(utc("2026-12-20T12:00:00Z"))
     shop.order("anna", "a-2", 1_200_000, at="2026-12-20T10:00:00Z")  # Anna earns 1200 in December
-    clock.freeze(utc("2027-01-02T03:00:00Z"))  # January's window drops January 2026
+    CLOCK.set(utc("2027-01-02T03:00:00Z"))  # January's window drops January 2026
     result = job.run()
     assert (result["members"], result["demoted"]) == (1, 1), result
     demoted = state(shop.pid, anna)
@@ -279,10 +278,10 @@ def test_the_review_job_demotes_after_the_clock_moves_and_is_idempotent(api: Api
     version = int(state(shop.pid, anna).version)
     from chalicelib.store import tenancy_repo
 
-    assert job.review_member(tenancy_repo.get_program(shop.pid), anna, clock.utcnow()) == "not_due"
+    assert job.review_member(tenancy_repo.get_program(shop.pid), anna, CLOCK.now()) == "not_due"
     assert int(state(shop.pid, anna).version) == version
 
-    clock.freeze(utc("2027-06-01T00:00:00Z"))  # Boris's June 2026 leaves the window: base
+    CLOCK.set(utc("2027-06-01T00:00:00Z"))  # Boris's June 2026 leaves the window: base
     result = job.run()
     assert (result["demoted"], state(shop.pid, boris).tier, state(shop.pid, boris).review_month) == (1, "base", None)
     assert state(shop.pid, boris).GSI1PK is None  # the lowest tier is never due
@@ -332,7 +331,7 @@ def test_profile_and_wallet_show_the_tier_and_the_progress(api: ApiClient) -> No
 def test_a_refund_claws_back_from_the_month_the_points_were_earned(api: ApiClient) -> None:
     shop = tiered_shop(api)
     mid = shop.order("yana", "y-1", 1_200_000)["member"]["member_id"]  # 1200 in January
-    clock.freeze(utc("2026-02-10T12:00:00Z"))
+    CLOCK.set(utc("2026-02-10T12:00:00Z"))
     shop.order("yana", "y-2", 100_000, at="2026-02-10T10:00:00Z")  # 100 in February
     shop.refund("y-1", 600_000, at="2026-02-11T10:00:00Z")  # half of January's order: 600 points back
     assert state(shop.pid, mid).buckets == {"2026-01": 600, "2026-02": 100}
@@ -345,7 +344,7 @@ def test_the_review_is_resumable_and_two_runs_at_once_change_a_member_once(api: 
 
     shop = tiered_shop(api)
     members = [shop.order(f"r{i}", f"r-{i}", 1_100_000)["member"]["member_id"] for i in range(3)]  # all silver
-    clock.freeze(utc("2027-01-03T00:00:00Z"))
+    CLOCK.set(utc("2027-01-03T00:00:00Z"))
     monkeypatch.setattr(job, "MAX_MEMBERS", 2)  # a run cut short: the rest waits for the next run
     first = job.run()
     assert (first["demoted"], first["more"]) == (2, 1), first
@@ -355,16 +354,16 @@ def test_the_review_is_resumable_and_two_runs_at_once_change_a_member_once(api: 
     assert all(len(changes(shop.pid, m)) == 2 for m in members)
 
     # Two reviews of the same state at once: the second one's version condition fails; nothing is doubled.
-    clock.freeze(utc("2027-01-15T12:00:00Z"))
+    CLOCK.set(utc("2027-01-15T12:00:00Z"))
     mid = shop.order("late", "late-1", 1_100_000, at="2027-01-15T10:00:00Z")["member"]["member_id"]  # silver
-    clock.freeze(utc("2028-01-02T00:00:00Z"))
+    CLOCK.set(utc("2028-01-02T00:00:00Z"))
     stale = state(shop.pid, mid)
     program = tenancy_repo.get_program(shop.pid)
-    assert job.review_member(program, mid, clock.utcnow()) == "demoted"
+    assert job.review_member(program, mid, CLOCK.now()) == "demoted"
     from chalicelib.store.tiers import TierStateItem as Item
 
     monkeypatch.setattr(Item, "get", classmethod(lambda cls, *a, **k: stale))  # a run that read before the first wrote
-    assert job.review_member(program, mid, clock.utcnow()) == "concurrent"
+    assert job.review_member(program, mid, CLOCK.now()) == "concurrent"
     monkeypatch.undo()
     assert state(shop.pid, mid).tier == "base" and len(changes(shop.pid, mid)) == 2
     assert len(tier_messages(mid)) == 2
@@ -396,7 +395,7 @@ def test_tier_changed_reaches_the_partners_the_member_is_known_at(api: ApiClient
     from tests.functional.test_partner_webhooks_delivery import at, real_now, register, signed_with, verified
 
     now = real_now()
-    clock.freeze(now - timedelta(minutes=1))
+    CLOCK.set(now - timedelta(minutes=1))
     monthly = {**TIERS, "period_months": 1}
     shop = tiered_shop(api, tiers=monthly, partners=2)
     store, cafe = shop.partners
@@ -408,7 +407,7 @@ def test_tier_changed_reaches_the_partners_the_member_is_known_at(api: ApiClient
     reply = shop.order("kira", "k-1", 1_500_000, at=at(now - timedelta(minutes=1)), partner=store)
     mid = reply["member"]["member_id"]
     assert reply["tiers"]["changes"][0]["to"] == "silver"
-    clock.freeze(now)
+    CLOCK.set(now)
     poller.drain()
     sender.run()
     [up] = [verified(r, store_hook["signing_secret"]) for r in receiver.of_type("tier.changed")]
@@ -418,7 +417,7 @@ def test_tier_changed_reaches_the_partners_the_member_is_known_at(api: ApiClient
     assert all(r["path"] == "/hook/store" for r in receiver.requests)
 
     later = now + timedelta(days=40)  # the next month: a 1-month period no longer counts the order
-    clock.freeze(later)
+    CLOCK.set(later)
     assert job.run()["demoted"] == 1
     poller.drain()
     sender.run()

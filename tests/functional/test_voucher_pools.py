@@ -7,14 +7,13 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.domain.offers import SHARDS
 from chalicelib.store import keys
 from chalicelib.store.offers import PoolAlertItem, PoolSlotItem, VoucherItem
 from tests.functional.test_ledger_support import Shop, parallel, utc
 from tests.functional.test_vouchers import offer, upload
 from tests.notify_support import instant_delivery, ses_sent, stream_poller
-from tests.support import ApiClient, Reply
+from tests.support import CLOCK, ApiClient, Reply
 
 ALERTS = "cafe-ops@example.com"
 
@@ -22,7 +21,7 @@ ALERTS = "cafe-ops@example.com"
 @pytest.fixture
 def coalition(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     instant_delivery(monkeypatch)
-    clock.freeze(utc("2026-01-15T12:00:00Z"))
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
     shop = Shop(api, None, partners=2)
     clothes, cafe = shop.partners
     patched = api.patch(f"/v1/programs/{shop.pid}/partners/{cafe['partner_id']}", {"contact_email": ALERTS},

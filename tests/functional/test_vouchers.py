@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.store.ledger import OutboxItem
 from tests.functional.test_ledger_support import Shop, utc
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 NOW = "2026-01-15T12:00:00Z"
 
@@ -38,7 +37,7 @@ def rules(cafe: str, offer_id: str, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def coalition(api: ApiClient) -> dict[str, Any]:
-    clock.freeze(utc(NOW))
+    CLOCK.set(utc(NOW))
     shop = Shop(api, None, partners=2)
     clothes, cafe = shop.partners
     coffee = offer(api, shop.pid, cafe, valid_days=30)

@@ -10,16 +10,15 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.services import wallet
 from tests.functional.test_analytics import RULES
 from tests.functional.test_ledger_support import Shop, utc
-from tests.support import ApiClient
+from tests.support import CLOCK, ApiClient
 
 
 @pytest.fixture
 def shop(api: ApiClient) -> Shop:
-    clock.freeze(utc("2026-01-10T09:00:00Z"))
+    CLOCK.set(utc("2026-01-10T09:00:00Z"))
     return Shop(api, RULES, partners=1, landing_url="https://shop.test/")
 
 
@@ -75,9 +74,9 @@ def test_a_tampered_or_expired_link_is_refused(api: ApiClient, shop: Shop, chang
         data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         data[1] = boris["member_id"]
         token = base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=") + "." + mac
-        assert token != wallet.make_token(shop.pid, boris["member_id"], clock.utcnow() + timedelta(hours=24))
+        assert token != wallet.make_token(shop.pid, boris["member_id"], CLOCK.now() + timedelta(hours=24))
     elif change == "expired":
-        clock.freeze(clock.utcnow() + timedelta(hours=24, seconds=1))
+        CLOCK.set(CLOCK.now() + timedelta(hours=24, seconds=1))
     else:
         token = "not-a-token"
     reply = api.get(f"/w/{token}", key=None)

@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain import clock
 from chalicelib.domain.webhook_signature import sign
-from tests.support import ApiClient, Reply
+from tests.support import CLOCK, ApiClient, Reply
 
 _ids = count(1)
 
@@ -30,7 +29,7 @@ _ids = count(1)
 def headers_for(secrets: list[str], raw: str | bytes, msg_id: str | None = None, ts: int | None = None) -> dict[str, str]:
     body = raw.encode() if isinstance(raw, str) else raw
     msg_id = msg_id or f"msg_w{next(_ids)}"
-    ts = int(clock.utcnow().timestamp()) if ts is None else ts
+    ts = int(CLOCK.now().timestamp()) if ts is None else ts
     return {"webhook-id": msg_id, "webhook-timestamp": str(ts),
             "webhook-signature": " ".join(sign(s, msg_id, ts, body) for s in secrets)}
 
@@ -114,7 +113,7 @@ def test_wrong_secret_is_refused(api: ApiClient, shop: tuple) -> None:
 def test_stale_timestamp_is_refused(api: ApiClient, shop: tuple, offset: int) -> None:
     _, partner = shop
     raw = json.dumps(signup({"email": "anna@example.com"}))
-    headers = headers_for([partner["webhook_secrets"]["events"]], raw, ts=int(clock.utcnow().timestamp()) + offset)
+    headers = headers_for([partner["webhook_secrets"]["events"]], raw, ts=int(CLOCK.now().timestamp()) + offset)
     reply = post(api, partner["partner_id"], raw, headers)
     assert (reply.status, reply.error_code) == (401, "signature_stale_timestamp")
 
@@ -140,7 +139,7 @@ def test_rotated_secret_during_and_after_the_overlap(api: ApiClient, shop: tuple
     assert send(api, partner, signup({"email": "a1@example.com"}), secret=old).status == 200
     assert send(api, partner, signup({"email": "a2@example.com"}), secret=new).status == 200
     # After it only the new one (the overlap is 24 h; the signed timestamp stays fresh).
-    clock.freeze(clock.utcnow() + timedelta(hours=25))
+    CLOCK.set(CLOCK.now() + timedelta(hours=25))
     refused = send(api, partner, signup({"email": "a3@example.com"}), secret=old)
     assert (refused.status, refused.error_code) == (401, "signature_invalid")
     assert send(api, partner, signup({"email": "a4@example.com"}), secret=new).status == 200
@@ -301,11 +300,11 @@ def test_loop_in_chain(reasons: Reasons) -> None:
 
 
 def test_outside_window_for_an_old_pending_invite(reasons: Reasons) -> None:
-    clock.freeze(datetime(2026, 10, 1, 12, 0, tzinfo=UTC))
+    CLOCK.set(datetime(2026, 10, 1, 12, 0, tzinfo=UTC))
     invite = reasons.api.post("/v1/landing/invites", {"email": "late@example.com", "ref": reasons.olga}, key=None,
                               headers={"X-Publishable-Key": reasons.program["publishable_key"]})
     assert invite.body["referral_recorded"] is True
-    clock.freeze(None)
+    CLOCK.set(None)
     reply = reasons.event(signup({"email": "late@example.com"}, at="2026-11-20T10:00:00Z"))
     assert reply["attribution"]["reason_code"] == "outside_window"
     assert reasons.records(reply["member"]["member_id"]) == [("rejected", "outside_window", "invite_match")]
@@ -315,7 +314,7 @@ def test_pending_invite_inside_the_window_is_credited(reasons: Reasons) -> None:
     invite = reasons.api.post("/v1/landing/invites", {"email": "soon@example.com", "ref": reasons.olga}, key=None,
                               headers={"X-Publishable-Key": reasons.program["publishable_key"]})
     assert invite.body["referral_recorded"] is True
-    now = (clock.utcnow() + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = (CLOCK.now() + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     reply = reasons.event(signup({"email": "soon@example.com"}, at=now))
     assert (reply["attribution"]["outcome"], reply["attribution"]["source"]) == ("credited", "invite_match")
     assert reasons.records(reply["member"]["member_id"]) == [("credited", "credited", "invite_match")]
@@ -365,4 +364,4 @@ def test_last_touch_without_referees_moves_the_friend(api: ApiClient) -> None:
 @pytest.fixture(autouse=True)
 def _release_clock() -> Iterator[None]:
     yield
-    clock.freeze(None)
+    CLOCK.set(None)

@@ -15,6 +15,9 @@ from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.events import parse_event
 from chalicelib.domain.fingerprint import fingerprint, fingerprint_conflict
 
+#: The service's clock reading these events (parse_event bounds occurred_at and birthdays by it).
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
 
 @pytest.mark.parametrize(("amount", "currency", "expected"), [
     ("1490.00", "RUB", 149000), ("1490", "JPY", 1490), ("12.345", "KWD", 12345), ("0.1", "USD", 10),
@@ -93,7 +96,7 @@ def test_referral_from_a_landing_url() -> None:
 def _paid(total: int, email: str = "a@example.com") -> object:
     return parse_event({"type": "order.paid", "occurred_at": "2026-01-01T00:00:00Z",
                         "object": {"type": "order", "id": "1"}, "customer": {"id": "c", "email": email},
-                        "order": {"total": total, "currency": "RUB"}})
+                        "order": {"total": total, "currency": "RUB"}}, now=NOW)
 
 
 def test_fingerprint_conflicts_name_fields_and_hide_personal_values() -> None:

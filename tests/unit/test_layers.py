@@ -3,7 +3,8 @@
     domain (pure)  <  config, logs, aws  <  store  <  services, notify, adapters  <  jobs, api, web  <  app.py
 
 ``domain`` imports nothing outside ``domain`` (and no boto3, pynamodb or chalice). A new top-level
-folder under chalicelib/ must be given a layer here, or this test fails.
+folder under chalicelib/ must be given a layer here, or this test fails. And one clock: no module but
+``chalicelib/domain/clock.py`` reads the time (the checker: ``tests/unit/test_one_clock.py``).
 """
 
 from __future__ import annotations
@@ -68,3 +69,12 @@ def test_no_module_imports_a_higher_layer(path: Path) -> None:
         assert LAYERS.get(top, 99) <= rank, f"{path.relative_to(ROOT)} ({own}) imports {name} (a higher layer)"
         if own == "domain":
             assert top == "domain", f"{path.relative_to(ROOT)}: the domain imports only the domain, not {name}"
+
+
+@pytest.mark.parametrize("path", [*MODULES, ROOT / "app.py"], ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_the_clock_module_reads_the_time(path: Path) -> None:
+    from tests.unit.test_one_clock import reads_outside_the_clock
+
+    reads = reads_outside_the_clock(path)
+    assert not reads, (f"{path.relative_to(ROOT)} reads the time itself: {reads}; ask the Clock port instead "
+                       "(deps.clock.now() or ports.current().clock.now(); a domain function takes now as an argument)")

@@ -67,3 +67,31 @@ def test_a_custom_unit_is_shown_as_the_program_wrote_it() -> None:
     assert "50 звёзды" in render("points_available", "ru", {**VALUES, "points_unit": "звёзды", "points": 50}).subject
     assert "1 point " in render("points_available", "en", {**VALUES, "points_unit": "points", "points": 1}).subject + " "
     assert "5 points" in render("points_available", "en", {**VALUES, "points_unit": "points", "points": 5}).subject
+
+
+@pytest.mark.parametrize(("points", "counted", "verb"), [
+    (1, "1 балл", "списан"), (21, "21 балл", "списан"), (2, "2 балла", "списаны"),
+    (11, "11 баллов", "списаны"), (45, "45 баллов", "списаны"),
+])
+def test_russian_words_around_the_number_agree_with_it(points: int, counted: str, verb: str) -> None:
+    out = render("points_reversed", "ru", {"points": points, "points_unit": "points", "program": "Кофе"})
+    assert out.subject == f"{counted} {verb} после возврата"
+    assert f"поэтому {counted} в программе «Кофе» {verb}." in out.text
+
+
+@pytest.mark.parametrize(("points", "subject", "body"), [
+    (1, "1 point is ready to spend", "1 point at Coffee is now available: you can pay with it."),
+    (3, "3 points are ready to spend", "3 points at Coffee are now available: you can pay with them."),
+])
+def test_english_words_around_the_number_agree_with_it(points: int, subject: str, body: str) -> None:
+    out = render("points_available", "en", {"points": points, "points_unit": "points", "program": "Coffee"})
+    assert out.subject == subject
+    assert body in out.text
+
+
+@pytest.mark.parametrize(("kind", "locale"), [(k, loc) for k in KINDS for loc in LOCALES])
+@pytest.mark.parametrize("points", [1, 2, 5])
+def test_no_agreement_marker_is_left_in_any_message(kind: str, locale: str, points: int) -> None:
+    out = render(kind, locale, {"points": points, "balance": points, "points_unit": "points", "program": "P"})
+    for part in (out.subject, out.short, out.text, out.html):
+        assert "[[" not in part and "]]" not in part

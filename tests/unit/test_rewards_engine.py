@@ -320,6 +320,23 @@ def test_recurring_by_number_of_orders() -> None:
     assert paid == [True, True, True, False, False]
 
 
+@pytest.mark.parametrize("recurring", [{"orders": 3}, {"months": 12}, {"months": 12, "orders": 3}])
+def test_uncapped_recurring_rule_writes_no_counter(recurring: dict[str, int]) -> None:
+    """Without ``max_points_per_friend`` nothing reads the per-friend counter, so no delta is returned."""
+    doc = {"rules": [{"id": "share", "trigger": {"event": "order.paid"}, "recipient": {"type": "referrer"},
+                      "amount": {"rate_bp": 1000}, "recurring": recurring}]}
+    result = evaluate(parse_rules(doc), order(), referred(), upline(1))
+    assert summary(result) == [("share", REF1, 1, 300)]
+    assert [d for d in result.counter_deltas if d.kind == "recurring"] == []
+
+    capped = dict(recurring, max_points_per_friend=1_000)
+    doc["rules"][0]["recurring"] = capped
+    with_cap = evaluate(parse_rules(doc), order(), referred(recurring_paid={"share": 800}), upline(1))
+    assert summary(with_cap) == [("share", REF1, 1, 200)]  # the cap still bites, as before
+    assert [d for d in with_cap.counter_deltas if d.kind == "recurring"] == [
+        CounterDelta("recurring", 200, member_id=FRIEND, rule_id="share", max_before=1_000 - 200)]
+
+
 # --------------------------------------------------------------------------- coalition
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from chalicelib.adapters.base import context_block
 from chalicelib.domain import signals
 from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.events import parse_event
+
+#: The service's clock reading these events (parse_event bounds occurred_at and birthdays by it).
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 ORDER = {"type": "order.paid", "occurred_at": "2026-01-15T10:00:00Z", "object": {"type": "order", "id": "1"},
          "customer": {"id": "c1"}, "order": {"total": 100, "currency": "RUB"}}
@@ -32,7 +37,7 @@ def test_addresses_compare_equal_whatever_the_spelling() -> None:
 
 def test_signal_values_and_hashes() -> None:
     event = parse_event({**ORDER, "context": {"ip": "203.0.113.7", "user_agent": "UA  1", "device_id": "d1",
-                                              "payment_fingerprint": "pm_1", "shipping_address": "Lenina 1"}})
+                                              "payment_fingerprint": "pm_1", "shipping_address": "Lenina 1"}}, now=NOW)
     kinds = [k for k, _ in signals.signal_values(event.context)]
     assert kinds == ["device", "payment", "shipping", "ip_ua", "ip"]
     a = signals.signal_hash(b"k", "prg_1", "device", "d1")
@@ -42,8 +47,8 @@ def test_signal_values_and_hashes() -> None:
 
 
 def test_context_is_optional_and_empty_context_is_none() -> None:
-    assert parse_event(ORDER).context is None
-    assert parse_event({**ORDER, "context": {"ip": None, "device_id": " "}}).context is None
+    assert parse_event(ORDER, now=NOW).context is None
+    assert parse_event({**ORDER, "context": {"ip": None, "device_id": " "}}, now=NOW).context is None
 
 
 @pytest.mark.parametrize("context, path", [
@@ -55,7 +60,7 @@ def test_context_is_optional_and_empty_context_is_none() -> None:
 ])
 def test_context_limits_at_the_edge(context: dict[str, object], path: str) -> None:
     with pytest.raises(ValidationFailed) as info:
-        parse_event({**ORDER, "context": context})
+        parse_event({**ORDER, "context": context}, now=NOW)
     assert info.value.details["errors"][0]["path"].startswith(path)
 
 
@@ -63,7 +68,7 @@ def test_adapter_context_block_is_tolerant() -> None:
     assert context_block(ip="garbage", user_agent="", shipping_address={"city": ""}) is None
     block = context_block(ip="203.0.113.7", user_agent="Mozilla/5.0", shipping_address={"city": "Moscow"})
     assert block == {"ip": "203.0.113.7", "user_agent": "Mozilla/5.0", "shipping_address": {"city": "Moscow"}}
-    parse_event({**ORDER, "context": block})
+    parse_event({**ORDER, "context": block}, now=NOW)
 
 
 def test_platform_fields_map_to_context() -> None:

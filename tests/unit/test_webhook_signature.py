@@ -236,7 +236,7 @@ def test_missing_header_rejected(missing: str) -> None:
 
 def test_empty_headers_rejected() -> None:
     with pytest.raises(Unauthorized) as excinfo:
-        verify([generate_secret()], {"webhook-id": "", "webhook-timestamp": "", "webhook-signature": ""}, BODY)
+        verify([generate_secret()], {"webhook-id": "", "webhook-timestamp": "", "webhook-signature": ""}, BODY, now=NOW)
     assert code_of(excinfo) == CODE_MISSING_HEADERS
     assert len(excinfo.value.details["missing"]) == 3
 

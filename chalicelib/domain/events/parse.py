@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Final
 
-from chalicelib.domain import clock, safe_json, urls
+from chalicelib.domain import safe_json, urls
 from chalicelib.domain.codes import normalize_code, normalize_coupon_code
 from chalicelib.domain.errors import ValidationFailed, field_error
 from chalicelib.domain.events.model import CanonicalEvent, Context, Customer, OrderAmounts, Referral, Refund, Utm
@@ -33,7 +33,7 @@ def _schema_errors(exc: Any) -> list[dict[str, str]]:
     return errors
 
 
-def _parse_timestamp(value: str, path: str, now: datetime | None) -> datetime:
+def _parse_timestamp(value: str, path: str, now: datetime) -> datetime:
     # Not before 2000-01-01, at most safe_json.MAX_AHEAD after the server clock (documented limits).
     return safe_json.timestamp(value, path, now=now)
 
@@ -45,7 +45,7 @@ def _optional_str(value: Any) -> str | None:
     return text or None
 
 
-def _parse_customer(raw: Mapping[str, Any], default_region: str) -> Customer:
+def _parse_customer(raw: Mapping[str, Any], default_region: str, now: datetime) -> Customer:
     email = _optional_str(raw.get("email"))
     if email is not None:
         email = normalize_email(email, path="$.customer.email")
@@ -59,7 +59,7 @@ def _parse_customer(raw: Mapping[str, Any], default_region: str) -> Customer:
             birthday = date.fromisoformat(birthday_raw)
         except ValueError:
             raise _fail([field_error("$.customer.birthday", "is not a valid date")]) from None
-        if not EARLIEST_BIRTHDAY <= birthday <= clock.utcnow().date() + timedelta(days=1):
+        if not EARLIEST_BIRTHDAY <= birthday <= now.date() + timedelta(days=1):
             raise _fail([field_error("$.customer.birthday",
                                      f"must be between {EARLIEST_BIRTHDAY.isoformat()} and today")])
     return Customer(
@@ -125,13 +125,13 @@ def parse_context(raw: Mapping[str, Any]) -> Context | None:
     return _parse_context(raw)
 
 
-def parse_event(body: Any, *, default_region: str = "RU", now: datetime | None = None) -> CanonicalEvent:
+def parse_event(body: Any, *, default_region: str = "RU", now: datetime) -> CanonicalEvent:
     """Validate and normalise one canonical event.
 
     Raises ``ValidationFailed`` with ``details.errors[*].path`` in JSONPath
     (``$.order.total``); unknown types fail on ``$.type``. ``default_region`` resolves
     national phone formats. ``occurred_at`` must lie in ``safe_json.timestamp``'s window
-    (2000-01-01 to ``now`` + 5 minutes; ``now`` defaults to ``clock.utcnow()``). ``body``
+    (2000-01-01 to ``now`` + 5 minutes; ``now`` is the caller's clock, which also bounds birthdays). ``body``
     should come from ``safe_json.loads`` (nesting, numbers, strings, duplicate keys).
     """
     if not isinstance(body, dict):
@@ -155,7 +155,7 @@ def parse_event(body: Any, *, default_region: str = "RU", now: datetime | None =
 
     customer = None
     if body.get("customer") is not None:
-        customer = _parse_customer(body["customer"], default_region)
+        customer = _parse_customer(body["customer"], default_region, now)
     if event_type in _NEEDS_IDENTIFIER and (customer is None or not (customer.id or customer.email or customer.phone)):
         raise _fail([field_error("$.customer", "must contain at least one of id, email, phone")])
 

@@ -430,7 +430,7 @@ def _headroom(ctx: _RuleContext, mid: str, run: _Running) -> tuple[tuple[SkipCod
     """What each cap still allows (None: no such cap), in the order caps are applied."""
     rule, rules, amount = ctx.rule, ctx.rules, ctx.amount
     month_cap = _month_cap(ctx)
-    recurring_max = rule.recurring.max_points_per_friend if rule.recurring is not None else None
+    recurring_max = rule.recurring_cap
     return (
         ("cap_reward", amount.max_points),
         ("cap_recurring", None if recurring_max is None else recurring_max - run.recurring_paid.get(rule.id, 0)),
@@ -456,11 +456,13 @@ def _consume(ctx: _RuleContext, mid: str, points: int, run: _Running) -> None:
     if rules.budget_points is not None:
         run.budget_used += points
         run.budget_delta += points
-    if rule.recurring is not None:
+    recurring_max = rule.recurring_cap
+    if recurring_max is not None:
+        # Only a capped recurring rule counts what it paid per friend: without the cap nothing reads
+        # the counter (cap_recurring is None), so it is neither read nor written.
         run.recurring_paid[rule.id] = run.recurring_paid.get(rule.id, 0) + points
         run.recurring_delta[rule.id] = run.recurring_delta.get(rule.id, 0) + points
-        if rule.recurring.max_points_per_friend is not None:
-            run.recurring_max_before[rule.id] = rule.recurring.max_points_per_friend - run.recurring_delta[rule.id]
+        run.recurring_max_before[rule.id] = recurring_max - run.recurring_delta[rule.id]
 
 
 _REASON_CODES: dict[str, str] = {"self": "self_reward", "friend": "friend_reward", "referrer": "referral_reward"}

@@ -119,6 +119,15 @@ class Rule:
     #: (15000 = x1.5; floored). Tiers not named: x1.
     tier_multipliers: Mapping[str, int] = field(default_factory=dict)
 
+    @property
+    def recurring_cap(self) -> int | None:
+        """``recurring.max_points_per_friend``, or None: only a capped recurring rule keeps a per-friend counter.
+
+        Without the cap nothing reads the counter, so it is neither read nor written (2 write units
+        plus a read key per event). A cap added by a later rules version counts from then on.
+        """
+        return self.recurring.max_points_per_friend if self.recurring is not None else None
+
 
 @dataclass(frozen=True)
 class RulesDoc:

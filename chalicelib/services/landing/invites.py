@@ -7,39 +7,27 @@ visitor) becomes a pending invite per identifier, matched later by the event pip
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
-
-from pynamodb.exceptions import PutError
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.config import get_settings
-from chalicelib.domain import clock
 from chalicelib.domain.codes import format_code, generate_code, has_valid_check_symbol, normalize_code
 from chalicelib.domain.errors import ServiceUnavailable, ValidationFailed, field_error
 from chalicelib.domain.events.schemas import CONTEXT_SCHEMA
 from chalicelib.domain.identity import normalize_email, normalize_phone
 from chalicelib.domain.ids import new_id
+from chalicelib.domain.records import NewMember, PendingInvite
 from chalicelib.domain.safe_json import SINGLE_LINE
 from chalicelib.domain.share import qr_svg, resolve_locale, share_links, share_texts
 from chalicelib.logs import get_logger
+from chalicelib.services import ports
 from chalicelib.services.landing import signals as invite_signals
 from chalicelib.services.landing.rate_limits import rate_limit
-from chalicelib.services.outcomes import RetryEvent
-from chalicelib.store import keys
-from chalicelib.store.db import Entity
-from chalicelib.store.members import (
-    CodeItem,
-    IdentityItem,
-    IdentityRef,
-    MemberItem,
-    PendingInviteItem,
-    identity_refs,
-    new_member,
-    stage_member_creation,
-)
-from chalicelib.store.tenancy import ProgramItem
-from chalicelib.store.transact import Transaction
+
+if TYPE_CHECKING:
+    from chalicelib.store.members import IdentityRef, MemberItem
+    from chalicelib.store.tenancy import ProgramItem
 
 log = get_logger("sarafan.landing")
 
@@ -79,17 +67,12 @@ def display_code(code: str) -> str:
     return format_code(code) if len(code) == 11 and has_valid_check_symbol(code) else code
 
 
-def _consistent_get(item_keys: list[tuple[str, str]]) -> dict[tuple[str, str], Entity]:
-    unique = list(dict.fromkeys(item_keys))
-    if not unique:
-        return {}
-    return {(i.PK, i.SK): i for i in Entity.batch_get(unique, consistent_read=True)}
-
-
-def create_invite(program: ProgramItem, data: Mapping[str, Any], source_ip: str) -> dict[str, Any]:
+def create_invite(program: ProgramItem, data: Mapping[str, Any], source_ip: str,
+                  deps: ports.Ports | None = None) -> dict[str, Any]:
     """``data``: valid ``INVITE_SCHEMA`` (the route validates it)."""
+    deps = deps or ports.current()
     rate_limit(f"invite#{program.program_id}", source_ip,
-               program.program_settings.landing_rate_limits.invites_per_minute)
+               program.program_settings.landing_rate_limits.invites_per_minute, deps)
     if not data.get("email") and not data.get("phone"):
         message = "an e-mail or a phone is required"
         raise ValidationFailed("Request body is invalid", details={"errors": [
@@ -99,16 +82,17 @@ def create_invite(program: ProgramItem, data: Mapping[str, Any], source_ip: str)
     phone = normalize_phone(data["phone"], region, path="$.phone") if data.get("phone") else None
     name = " ".join((data.get("name") or "").split()) or None
     locale = resolve_locale(data.get("locale") or program.default_locale)
-    refs = identity_refs(program.program_id, email=email, phone=phone)
+    refs = deps.members.identity_refs(program.program_id, email=email, phone=phone)
     utm = {k: v for k, v in (data.get("utm") or {}).items() if v}
-    signal_refs = invite_signals.refs_of(program.program_id, invite_signals.context_of(data.get("context"), source_ip))
+    signal_refs = invite_signals.refs_of(program.program_id, invite_signals.context_of(data.get("context"), source_ip),
+                                         deps)
 
-    member = _find_or_create(program, refs, email=email, phone=phone, name=name, locale=locale, utm=utm,
+    member = _find_or_create(program, refs, deps, email=email, phone=phone, name=name, locale=locale, utm=utm,
                              ref=data.get("ref"))
-    pointers = invite_signals.read_pointers(program.program_id, signal_refs)
-    recorded = _record_invite(program, member, refs, data.get("ref"), signal_refs, pointers)
+    pointers = invite_signals.read_pointers(program.program_id, signal_refs, deps)
+    recorded = _record_invite(program, member, refs, data.get("ref"), deps, signal_refs, pointers)
     if signal_refs:
-        invite_signals.record(program.program_id, signal_refs, pointers, member.member_id, clock.utcnow())
+        invite_signals.record(program.program_id, signal_refs, pointers, member.member_id, deps.clock.now(), deps)
     link = public_link(member.code)
     texts = share_texts(program.program_settings.offer, link)
     return {
@@ -121,16 +105,14 @@ def create_invite(program: ProgramItem, data: Mapping[str, Any], source_ip: str)
         "qr_svg": qr_svg(link),
         "referral_recorded": recorded,
     }
-def _find_or_create(program: ProgramItem, refs: list[IdentityRef], *, email: str | None, phone: str | None,
-                    name: str | None, locale: str, utm: dict[str, str], ref: str | None) -> MemberItem:
+def _find_or_create(program: ProgramItem, refs: Sequence[IdentityRef], deps: ports.Ports, *, email: str | None,
+                    phone: str | None, name: str | None, locale: str, utm: dict[str, str], ref: str | None) -> MemberItem:
     pid = program.program_id
     for attempt in range(MAX_ATTEMPTS):
-        pointers = _consistent_get([r.pointer_key(pid) for r in refs])
-        owner = next((p.member_id for r in refs
-                      if isinstance(p := pointers.get(r.pointer_key(pid)), IdentityItem)), None)
+        owner = deps.members.identity_owner(pid, refs) if refs else None  # a consistent read
         if owner is not None:
-            found = _consistent_get([keys.member(pid, owner)]).get(keys.member(pid, owner))
-            if isinstance(found, MemberItem):
+            found = deps.members.get(pid, owner, consistent=True)
+            if found is not None:
                 return found
             time.sleep(0.01 * (attempt + 1))  # pointer without member: should not happen, read again
             continue
@@ -139,31 +121,27 @@ def _find_or_create(program: ProgramItem, refs: list[IdentityRef], *, email: str
             acquisition["utm"] = utm
         if ref and normalize_code(ref):
             acquisition["ref"] = normalize_code(ref)
-        member = new_member(pid, new_id("mbr"), generate_code(), joined_at=clock.utcnow(), joined_via="invite",
-                            name=name, locale=locale, email=email, phone=phone, acquisition=acquisition, refs=refs)
-        tx = Transaction()
-        stage_member_creation(tx, member, refs, RetryEvent())
-        try:
-            tx.commit()
-        except RetryEvent:
+        plan = NewMember(pid, new_id("mbr"), generate_code(), joined_at=deps.clock.now(), joined_via="invite",
+                          name=name, locale=locale, email=email, phone=phone, acquisition=acquisition)
+        member = deps.members.create_member(plan, refs)
+        if member is None:  # created concurrently (read again) or the code is taken (draw another)
             continue
         log.info("member created from landing", extra={"program_id": pid, "member_id": member.member_id})
         return member
     raise ServiceUnavailable("The invite could not be created because of concurrent updates; retry")
 
 
-def _take_invite_slot(program_id: str, referrer_id: str, now: datetime, limit: int) -> bool:
+def _take_invite_slot(program_id: str, referrer_id: str, now: datetime, limit: int, deps: ports.Ports) -> bool:
     """One of the referrer's invites today (docs/fraud.md): a conditional ADD on a per-day counter
     (DynamoDB's TTL removes it); False when the cap is reached, so scripted signups through one link
     record no more pending invites that day."""
-    from chalicelib.store.review import take_velocity_slot
-
-    pk, sk = keys.velocity(program_id, f"ref#{referrer_id}", f"INV#D#{now.strftime('%Y%m%d')}")
-    return take_velocity_slot(pk, sk, limit, int((now + timedelta(days=2)).timestamp()))
+    return deps.signals.take_velocity_slot(program_id, f"ref#{referrer_id}", f"INV#D#{now.strftime('%Y%m%d')}",
+                                           limit, int((now + timedelta(days=2)).timestamp()))
 
 
-def _record_invite(program: ProgramItem, member: MemberItem, refs: list[IdentityRef], ref: str | None,
-                   signal_refs: list[Any] | None = None, pointers: dict[str, Any] | None = None) -> bool:
+def _record_invite(program: ProgramItem, member: MemberItem, refs: Sequence[IdentityRef], ref: str | None,
+                   deps: ports.Ports, signal_refs: list[Any] | None = None,
+                   pointers: dict[str, Any] | None = None) -> bool:
     """"The visitor was brought by this referrer": a pending invite per identifier, matched by the pipeline.
 
     ``first_touch`` keeps an earlier invite by someone else while it is inside the window;
@@ -173,38 +151,27 @@ def _record_invite(program: ProgramItem, member: MemberItem, refs: list[Identity
     if not code:
         return False
     pid = program.program_id
-    pointer = _consistent_get([keys.referral_code(pid, code)]).get(keys.referral_code(pid, code))
-    if not isinstance(pointer, CodeItem) or pointer.member_id == member.member_id:
+    pointer = deps.members.code_pointer(pid, code, consistent=True)
+    if pointer is None or pointer.member_id == member.member_id:
         return False
     settings = program.program_settings
     window = timedelta(days=settings.attribution_window_days)
-    now = clock.utcnow()
-    if not _take_invite_slot(pid, pointer.member_id, now, settings.fraud.invites_per_referrer_day):
+    now = deps.clock.now()
+    if not _take_invite_slot(pid, pointer.member_id, now, settings.fraud.invites_per_referrer_day, deps):
         log.info("invite cap reached", extra={"program_id": pid, "referrer_id": pointer.member_id})
         return False  # the visitor still gets their own link; the referrer is not credited for it
     risk = invite_signals.assess(program, signal_refs or [], pointers or {}, pointer.member_id,
-                                 list(pointer.ancestors or []), member.member_id, now)
+                                 list(pointer.ancestors or []), member.member_id, now, deps)
     if risk.reject or risk.holds:
         log.info("invite signals matched", extra={"program_id": pid, "referrer_id": pointer.member_id,
                                                   "reject": risk.reject, "holds": risk.holds})
+    invite = PendingInvite(referrer_id=pointer.member_id, code=pointer.code, invited_at=now,
+                           ancestors=tuple(pointer.ancestors or []),
+                           expires_at_epoch=int((now + window + INVITE_TTL_MARGIN).timestamp()),
+                           risk_reject=risk.reject, risk_holds=tuple(risk.holds), risk_matched=tuple(risk.matched))
+    first_touch_since = now - window if settings.attribution_model == "first_touch" else None
     recorded = False
     for ref_id in refs:
-        pk, sk = ref_id.invite_key(pid)
-        invite = PendingInviteItem(
-            PK=pk, SK=sk, program_id=pid, kind=ref_id.kind, referrer_id=pointer.member_id, code=pointer.code,
-            invited_at=now, ancestors=list(pointer.ancestors or []),
-            expires_at_epoch=int((now + window + INVITE_TTL_MARGIN).timestamp()),
-            risk_reject=risk.reject, risk_holds=risk.holds, risk_matched=risk.matched,
-        )
-        condition = None
-        if settings.attribution_model == "first_touch":
-            condition = (Entity.PK.does_not_exist() | (PendingInviteItem.referrer_id == pointer.member_id)
-                         | (PendingInviteItem.invited_at < now - window))
-        try:
-            invite.save(condition=condition)
-            recorded = True
-        except PutError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+        recorded |= deps.members.put_pending_invite(pid, ref_id, invite, first_touch_since=first_touch_since)
     # A rejected invite is kept (the pipeline records the rejection with its reason) but credits nobody.
     return recorded and risk.reject is None

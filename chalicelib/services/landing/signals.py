@@ -7,7 +7,7 @@ signal, unless it is a loopback, unspecified or link-local address (the local ru
 are hashed at once with the pipeline's keyed hash (``risk_stage.context_refs``) and never stored or
 logged; only the hashes are used:
 
-* **recorded**: the visitor's member is added to each signal's pointer (``store.signals``), like an
+* **recorded**: the visitor's member is added to each signal's pointer (``SignalStore.see``), like an
   event's subject, so a later event or invite from the same device, card, address or network finds
   them (one transaction, conditioned on the revisions read; a lost race reads again);
 * **checked** when the invite records a referral (``ref``), against the referrer and the referrer's
@@ -29,7 +29,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain import attribution
 from chalicelib.domain import signals as domain_signals
@@ -37,14 +37,11 @@ from chalicelib.domain.errors import ValidationFailed
 from chalicelib.domain.events import Context
 from chalicelib.logs import get_logger
 from chalicelib.services import ports
-from chalicelib.services.outcomes import RetryEvent
-from chalicelib.store import keys
-from chalicelib.store.db import Entity
-from chalicelib.store.signals import SignalItem, SignalRef, next_pointer, updated_members
-from chalicelib.store.transact import Transaction
+
+if TYPE_CHECKING:
+    from chalicelib.store.signals import SignalItem, SignalRef
 
 log = get_logger("sarafan.landing")
-Key = tuple[str, str]
 #: Invite-time signals counted per referrer (as the risk stage counts friends): an IP or a device.
 COUNTED = ("ip", "device")
 FRIENDS_TTL = timedelta(days=90)
@@ -89,31 +86,26 @@ def context_of(raw: Mapping[str, Any] | None, source_ip: str) -> Context | None:
     return replace(context, ip=request_ip) if context is not None else Context(ip=request_ip)
 
 
-def refs_of(program_id: str, context: Context | None) -> list[SignalRef]:
+def refs_of(program_id: str, context: Context | None, deps: ports.Ports) -> list[SignalRef]:
     from chalicelib.services.risk_stage import context_refs
 
-    return context_refs(program_id, context, ports.current())
+    return context_refs(program_id, context, deps)
 
 
-def read_pointers(program_id: str, refs: list[SignalRef]) -> dict[str, SignalItem]:
+def read_pointers(program_id: str, refs: list[SignalRef], deps: ports.Ports) -> dict[str, SignalItem]:
     """kind → the signal's pointer (consistent read; absent when never seen)."""
-    if not refs:
-        return {}
-    wanted = {ref.pointer_key(program_id): ref.kind for ref in refs}
-    return {wanted[(i.PK, i.SK)]: i for i in Entity.batch_get(list(wanted), consistent_read=True)
-            if isinstance(i, SignalItem) and (i.PK, i.SK) in wanted}
+    return deps.signals.pointers(program_id, refs) if refs else {}
 
 
-def _take_friend_slot(program_id: str, referrer_id: str, ref: SignalRef, now: datetime, limit: int) -> bool:
+def _take_friend_slot(program_id: str, referrer_id: str, ref: SignalRef, now: datetime, limit: int,
+                      deps: ports.Ports) -> bool:
     """Count this invite of the referrer from this IP/device; False when ``limit`` invites came before it."""
-    from chalicelib.store.review import take_velocity_slot
-
-    pk, sk = keys.velocity(program_id, f"ref#{referrer_id}", f"INVSIG#{ref.kind}#{ref.value_hash}")
-    return take_velocity_slot(pk, sk, limit, int((now + FRIENDS_TTL).timestamp()))
+    return deps.signals.take_velocity_slot(program_id, f"ref#{referrer_id}", f"INVSIG#{ref.kind}#{ref.value_hash}",
+                                           limit, int((now + FRIENDS_TTL).timestamp()))
 
 
 def assess(program: Any, refs: list[SignalRef], pointers: dict[str, SignalItem], referrer_id: str,
-           ancestors: list[str], visitor_id: str, now: datetime) -> InviteRisk:
+           ancestors: list[str], visitor_id: str, now: datetime, deps: ports.Ports) -> InviteRisk:
     """The invite-time checks of a referral by ``referrer_id`` (see the module docstring)."""
     limits = program.program_settings.fraud
     risk = InviteRisk()
@@ -141,7 +133,7 @@ def assess(program: Any, refs: list[SignalRef], pointers: dict[str, SignalItem],
             risk.matched.append(f"at the invite: {domain_signals.SIGNAL_LABELS[kind]} voided as fraud before")
     for ref in refs:
         if ref.kind in COUNTED and not _take_friend_slot(program.program_id, referrer_id, ref, now,
-                                                          limits.friends_per_signal):
+                                                          limits.friends_per_signal, deps):
             risk.holds.append("many_friends_same_signal")
             risk.matched.append(f"at the invite: many friends of the referrer from the same "
                                 f"{domain_signals.SIGNAL_LABELS[ref.kind]}")
@@ -151,26 +143,12 @@ def assess(program: Any, refs: list[SignalRef], pointers: dict[str, SignalItem],
 
 
 def record(program_id: str, refs: list[SignalRef], pointers: dict[str, SignalItem], member_id: str,
-           now: datetime) -> None:
+           now: datetime, deps: ports.Ports) -> None:
     """Add the visitor to each signal's pointer (conditioned on the revision read; a lost race reads again)."""
     for attempt in range(RECORD_ATTEMPTS):
-        tx = Transaction()
-        for ref in refs:
-            key = ref.pointer_key(program_id)
-            read = pointers.get(ref.kind)
-            members = updated_members(read, member_id, now)
-            if members is None:
-                continue
-            item = next_pointer(key, program_id, ref.kind, members, read, now)
-            if read is None:
-                tx.create(item, on_fail=RetryEvent())
-            else:
-                tx.put(item, SignalItem.revision == int(read.revision or 0), on_fail=RetryEvent())
-        try:
-            tx.commit()
+        if deps.signals.see(program_id, refs, pointers, member_id, now):
             return
-        except RetryEvent:
-            if attempt == RECORD_ATTEMPTS - 1:
-                log.warning("invite signals not recorded: concurrent updates", extra={"program_id": program_id})
-                return
-            pointers = read_pointers(program_id, refs)
+        if attempt == RECORD_ATTEMPTS - 1:
+            log.warning("invite signals not recorded: concurrent updates", extra={"program_id": program_id})
+            return
+        pointers = read_pointers(program_id, refs, deps)

@@ -7,7 +7,7 @@
 2. second read: for every member of every candidate chain up to the rules' deepest level,
    their balance, profile (tier counts, locale), member tier (when a rule looks at it) and, when a
    monthly cap exists, this month's counter; the subject's
-   recurring counters; the program's budget counter. For refunds: the order's entries and the
+   recurring counters of the rules with ``max_points_per_friend``; the program's budget counter. For refunds: the order's entries and the
    balances of the members they paid.
 """
 
@@ -168,7 +168,7 @@ def second_read_keys(ctx: EventContext, first: dict[Key, Any], chains: list[list
         wanted += [keys.voucher_month(pid, member_id, rule_id, month) for rule_id in limited]
     subjects = {chain[0] for chain in chains if chain}
     for rule in rules.rules:
-        if rule.recurring is not None:
+        if rule.recurring_cap is not None:  # an uncapped recurring rule keeps no counter
             wanted += [keys.recurring_counter(pid, s, rule.id) for s in subjects]
     if rules.budget_points is not None:
         wanted.append(keys.program_counters(pid))

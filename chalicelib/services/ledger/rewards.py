@@ -143,7 +143,7 @@ def subject_of(ctx: EventContext, view: StageView, rules: RulesDoc) -> Subject:
     assert subject is not None
     recurring: dict[str, int] = {}
     for rule in rules.rules:
-        if rule.recurring is not None:
+        if rule.recurring_cap is not None:
             item = view.items.get(keys.recurring_counter(ctx.program_id, subject.member_id, rule.id))
             if isinstance(item, RecurringCounterItem):
                 recurring[rule.id] = int(item.points or 0)

@@ -64,8 +64,9 @@ class LedgerStage:
         held_vouchers = reply.get("held_vouchers") or []
         if plan.hold and (postings or held_vouchers) and risk is not None:
             from chalicelib.services import review
+            from chalicelib.services.ledger.review_items import stage_review_item
 
-            reply["review_item_id"] = review.stage_review_item(ctx, tx, view, postings, risk.audit, held_vouchers)
+            reply["review_item_id"] = stage_review_item(ctx, tx, view, postings, risk.audit, held_vouchers)
             reply["held_vouchers"] = [review.public_voucher(g) for g in held_vouchers]
         indexed = [p["_entry"] for p in postings if p.get("_entry") is not None]
         pending = [e.available_at for e in indexed if e.status == STATUS_PENDING and e.available_at is not None]
