@@ -127,13 +127,15 @@ from chalicelib.domain.events.parse import parse_event
 from chalicelib.domain.events.schemas import _validator
 body = {{"type": "order.paid", "occurred_at": "2026-01-15T10:00:00Z", "object": {{"type": "order", "id": "o-1"}},
         "customer": {{"id": "c-1"}}, "order": {{"total": 100, "currency": "RUB"}}}}
-print(parse_event(body, now=None).type)
+from datetime import datetime, timezone
+now = datetime(2026, 1, 16, tzinfo=timezone.utc)
+print(parse_event(body, now=now).type)
 try:
     _validator("order.paid")({{**body, "order": {{"total": -1, "currency": "RUB"}}}})
 except codecache.SchemaValueError as exc:
     print(type(exc).__name__, exc.rule, exc.path, exc.rule_definition)
 try:
-    parse_event({{**body, "order": {{"total": 100}}}})
+    parse_event({{**body, "order": {{"total": 100}}}}, now=now)
 except ValidationFailed as exc:
     print(exc.details["errors"])
 print("fastjsonschema" in sys.modules, codecache.schema_exceptions())
