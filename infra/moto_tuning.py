@@ -1163,7 +1163,10 @@ def plain_json_stream_records() -> None:
 
 
 def serialize_requests() -> None:
+    """Every DynamoDB request, and every DynamoDB Streams read, under :data:`ENGINE_LOCK`: a ``GetRecords`` can
+    then never see the stream records of a transaction that is being cancelled (its rollback removes them)."""
     from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
     original: Callable[..., Any] = DynamoHandler.call_action
 
@@ -1175,6 +1178,13 @@ def serialize_requests() -> None:
                 pack_unpacked_items()
 
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    streams_original: Callable[..., Any] = DynamoDBStreamsHandler.call_action
+
+    def streams_call_action(self: Any) -> Any:
+        with ENGINE_LOCK:
+            return streams_original(self)
+
+    DynamoDBStreamsHandler.call_action = streams_call_action  # type: ignore[method-assign]
 
 
 @contextmanager
