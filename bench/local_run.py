@@ -202,7 +202,8 @@ def rss_mb(pid: int) -> float:
 
 def rss_parts(pid: int) -> str:
     tree = process_tree(pid)
-    return " + ".join(f"{_rss_one(p):.0f}" for p in tree) + (" MB (main + consumer process)" if len(tree) > 1 else " MB")
+    return (" + ".join(f"{_rss_one(p):.0f}" for p in tree)
+            + (f" MB ({' + '.join(role(p) for p in tree)} process)" if len(tree) > 1 else " MB"))
 
 
 def _cpu_one(pid: int) -> float:
@@ -212,6 +213,23 @@ def _cpu_one(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def role(pid: int) -> str:
+    """Which of the run's processes: ``main``, ``HTTP`` (``infra/local_http.py``) or ``consumer``."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            command = cmdline.read()
+    except OSError:
+        return "gone"
+    return "HTTP" if b"local_http.py" in command else "consumer" if b"local_consumers.py" in command else "main"
+
+
+def cpu_by_role(pid: int) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for each in process_tree(pid):
+        found[role(each)] = found.get(role(each), 0.0) + _cpu_one(each)
+    return found
 
 
 def cpu_seconds(pid: int, tree: bool = True) -> float:
@@ -406,7 +424,8 @@ def trial(args: argparse.Namespace, info: dict[str, Any]) -> int:
             person.member_id, person.code = reply["member"]["member_id"], reply["member"]["code"]
         progress.tick()
 
-    started, cpu_started, main_started = time.monotonic(), cpu_seconds(pid), cpu_seconds(pid, tree=False)
+    started, cpu_started = time.monotonic(), cpu_seconds(pid)
+    roles_started = cpu_by_role(pid)
     for level in range(args.depth + 1):  # first orders, referrers before the friends they bring
         run_all([lambda p=p: send(p, 0) for p in people if p.level == level], args.concurrency)
     rest = [(p, n) for p in people for n in range(1, len(p.orders))]
@@ -415,7 +434,7 @@ def trial(args: argparse.Namespace, info: dict[str, Any]) -> int:
     elapsed, cpu = time.monotonic() - started, cpu_seconds(pid) - cpu_started
     settled, settle_cpu = settle(pid)
     rss_settled, rss_split = rss_mb(pid), rss_parts(pid)
-    main_cpu = cpu_seconds(pid, tree=False) - main_started
+    roles = {name: used - roles_started.get(name, 0.0) for name, used in cpu_by_role(pid).items()}
 
     point_value = int(program.get("point_value_minor", 100))
     expected = expected_balances(people, point_value)
@@ -442,10 +461,9 @@ def trial(args: argparse.Namespace, info: dict[str, Any]) -> int:
     print(f"stream caught up     {settled:.1f} s after the last ack ({settle_cpu:.1f} CPU-s more): "
           f"{whole / total * 1000:.1f} ms of CPU per webhook in all, so about {total / whole:.0f} webhooks/s "
           f"sustained if the run had one CPU to itself; {total / (elapsed + settled):.1f} webhooks/s end to end here")
-    if len(process_tree(pid)) > 1:
-        print(f"per process          main {main_cpu / total * 1000:.1f} ms, consumer process "
-              f"{(whole - main_cpu) / total * 1000:.1f} ms of CPU per webhook: about {total / max(main_cpu, whole - main_cpu):.0f}"
-              " webhooks/s sustained with a CPU for each")
+    if len(roles) > 1:  # a restarted child's predecessor is not counted
+        print("per process          " + ", ".join(f"{name} {used / total * 1000:.1f} ms" for name, used in roles.items())
+              + f" of CPU per webhook: about {total / max(roles.values()):.0f} webhooks/s sustained with a CPU for each")
     print(f"ack latency          p50 {percentile(lat, .5) * 1000:.0f} ms, p95 {percentile(lat, .95) * 1000:.0f} ms, "
           f"p99 {percentile(lat, .99) * 1000:.0f} ms, max {max(lat) * 1000:.0f} ms")
     print(f"resident memory      {progress.rss[0][1]:.0f} MB at start, {progress.rss[-1][1]:.0f} MB at the last ack"

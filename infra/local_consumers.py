@@ -189,6 +189,19 @@ class EngineServer:
             with preview._lock:
                 preview._messages.appendleft(message[1])
             return None
+        if kind == "outbox":  # the HTTP process's GET /dev/outbox
+            from chalicelib.notify import preview
+
+            return preview.messages()
+        if kind == "outbox-clear":
+            from chalicelib.notify import preview
+
+            preview.clear()
+            return None
+        if kind == "backlog":  # the HTTP process's stream back-pressure
+            from infra.local_stream import backlog
+
+            return backlog(self.positions)
         raise ValueError(f"unknown engine message {kind!r}")
 
 
@@ -272,6 +285,7 @@ class ConsumerProcess:
         self._stopping = threading.Event()
         self._spawning = threading.Lock()  # stop() and a restart never interleave (see _watch)
         self._monitor: threading.Thread | None = None
+        self.what = "stream consumer process"
 
     @property
     def pid(self) -> int | None:
@@ -302,14 +316,15 @@ class ConsumerProcess:
             while self.restarts and now - self.restarts[0] > RESTART_WINDOW:
                 self.restarts.popleft()
             if len(self.restarts) > MAX_RESTARTS:
-                message = (f"the stream consumer process died {len(self.restarts)} times within "
+                message = (f"the {self.what} died {len(self.restarts)} times within "
                            f"{RESTART_WINDOW:g} s (last exit {code}); stopping the run")
                 self.log(message)
                 if self.on_fatal:
                     self.on_fatal(message)
                 return
-            self.log(f"the stream consumer process exited unexpectedly (exit {code}); restarting it "
-                     "(its batch in progress is delivered again)")
+            self.log(f"the {self.what} exited unexpectedly (exit {code}); restarting it "
+                     + ("(its batch in progress is delivered again)" if self.what.startswith("stream")
+                        else "(a request in progress is answered by a closed socket; its sender retries)"))
             time.sleep(0.2)
             # Under the lock stop() takes: either stop() sees (and signals) this new child, or none is started.
             with self._spawning:
@@ -328,8 +343,7 @@ class ConsumerProcess:
         try:
             process.wait(max(0.1, timeout))
         except subprocess.TimeoutExpired:
-            self.log(f"the stream consumer process did not stop within {timeout:.1f} s; killed "
-                     "(its batch in progress is delivered again on the next start)")
+            self.log(f"the {self.what} did not stop within {timeout:.1f} s; killed")
             process.kill()
             process.wait(2)
 

@@ -13,7 +13,8 @@ Runs inside ``.venv`` (``infra/dev.py`` creates it and execs this file):
    so credentials lying around in a shell never create tables by accident).
 2. The table (``chalicelib.store.tables.create_table``), the SES sender identity,
    and a demo program with two partners, created through the service layer.
-3. The Chalice app on http://127.0.0.1:8000 (Chalice's threaded local server),
+3. The Chalice app on http://127.0.0.1:8000 (Chalice's threaded local server; with the
+   embedded moto in a child process, ``infra/local_http.py``, unless ``--http-in-main``),
    plus a thread driving the app's event sources (``@app.schedule``...; see
    ``infra/local_events.py``), as EventBridge would in AWS.
 
@@ -497,7 +498,7 @@ def _handler_class() -> type:
     return LocalRequestHandler
 
 
-def _server_class() -> type:
+def _server_class(listen_fd: int | None = None) -> type:
     from chalice.local import ThreadedHTTPServer
 
     class LocalHTTPServer(ThreadedHTTPServer):  # type: ignore[misc]
@@ -506,10 +507,38 @@ def _server_class() -> type:
         allow_reuse_address = True
         daemon_threads = True
 
+        def server_bind(self) -> None:
+            if listen_fd is None:
+                super().server_bind()
+                return
+            # The listening socket the main process bound (infra/local_http.py): connections wait in its
+            # backlog while this process starts or restarts.
+            import socket as sockets
+
+            inherited = sockets.socket(fileno=listen_fd)
+            self.socket.close()  # type: ignore[has-type]
+            self.socket = inherited
+            self.server_address = inherited.getsockname()
+            host, port = self.server_address[:2]
+            self.server_name, self.server_port = host, port
+
     return LocalHTTPServer
 
 
-def start_http(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The API's listening socket, bound and listening (what the HTTP process serves)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def start_http(app: Any, host: str, port: int, listen_fd: int | None = None) -> tuple[Any, threading.Thread]:
     """Chalice's local server (``chalice local``) with a deep listen backlog and serial dispatch."""
     from chalice.deploy.validate import validate_routes
     from chalice.local import CustomLocalChalice, LocalChalice, LocalDevServer
@@ -520,7 +549,7 @@ def start_http(app: Any, host: str, port: int) -> tuple[Any, threading.Thread]:
         CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
         app.__class__ = CustomLocalChalice
     server = LocalDevServer(app, chalice_config(app), host, port, handler_cls=_handler_class(),
-                            server_cls=_server_class())
+                            server_cls=_server_class(listen_fd))
     thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.2},
                               name="sarafan-http", daemon=True)
     thread.start()
@@ -573,16 +602,20 @@ class StreamBackPressure:
     without multi-second stalls, and a stuck consumer slows the API rather than stopping it). Requests
     queue meanwhile, in order."""
 
-    def __init__(self, limit: int = STREAM_BACKLOG_LIMIT, wait: float = STREAM_BACKLOG_WAIT) -> None:
+    def __init__(self, limit: int = STREAM_BACKLOG_LIMIT, wait: float = STREAM_BACKLOG_WAIT,
+                 backlog: Any = None) -> None:
         self.limit, self.wait = limit, wait
+        self.backlog = backlog  # records behind (the HTTP process asks the main one); None: infra.local_stream's
         self.waited = 0.0
         self._warned = 0.0
 
     def __call__(self, stopping: threading.Event) -> None:
         import time
 
-        from infra.local_stream import backlog
-
+        if self.backlog is not None:
+            backlog = self.backlog
+        else:
+            from infra.local_stream import backlog
         if backlog() <= self.limit:
             return
         started = time.monotonic()
@@ -611,14 +644,40 @@ def drive_consumers(mode: str, one_process: bool, cleanup: contextlib.ExitStack,
     drive_notifications(say, POSITIONS)
     if one_process:
         return []
-    from infra.local_consumers import EngineServer, register
+    from infra.local_consumers import register
+
+    return register(engine_server(cleanup), on_fatal=on_fatal)
+
+
+_ENGINE: list[Any] = []
+
+
+def engine_server(cleanup: contextlib.ExitStack) -> Any:
+    """The main process's answer to the child processes' AWS calls (``infra/local_consumers.py``), one per run."""
+    if _ENGINE:
+        return _ENGINE[0]
+    from infra.local_consumers import EngineServer
+    from infra.local_stream import POSITIONS
 
     server = EngineServer(POSITIONS, log=say).start()
+    _ENGINE.append(server)
+    cleanup.callback(_ENGINE.clear)
     cleanup.callback(server.close)
-    if os.environ.get("SARAFAN_LOCAL_PROFILE"):  # the consumer process's calls, by action, beside the profile
+    if os.environ.get("SARAFAN_LOCAL_PROFILE"):  # the child processes' calls, by action, beside the profile
         path = Path(os.environ["SARAFAN_LOCAL_PROFILE"] + ".engine.json")
         cleanup.callback(lambda: path.write_text(json.dumps(server.stats(), indent=1), encoding="utf-8"))
-    return register(server, on_fatal=on_fatal)
+    return server
+
+
+def start_http_process(host: str, port: int, cleanup: contextlib.ExitStack, on_fatal: Any) -> Any:
+    """The API in its own process (``infra/local_http.py``) on a socket this process binds and keeps."""
+    from infra.local_http import HttpProcess
+
+    sock = listening_socket(host, port)
+    cleanup.callback(sock.close)
+    process = HttpProcess(engine_server(cleanup), sock, host, port, log=say, on_fatal=on_fatal)
+    process.start()
+    return process
 
 
 #: Schedules the local run fires more often than AWS does (real seconds): the partner webhook sender
@@ -852,6 +911,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--one-process", action="store_true",
                         help="run the table-stream consumers in the run's own process, not in a second one "
                              "(infra/local_consumers.py)")
+    parser.add_argument("--http-in-main", action="store_true",
+                        help="serve the API from the run's own process, not from a process of its own "
+                             "(infra/local_http.py; the earlier layout)")
     parser.add_argument("--fake-crm", action="store_true",
                         help="answer the CRM fetch (HubSpot, Bitrix24, amoCRM) from recorded API responses "
                              "(infra/fake_crm.py) instead of the real CRMs")
@@ -1004,8 +1066,14 @@ def main(argv: list[str]) -> int:
         speedup = float(os.environ.get("SARAFAN_LOCAL_SCHEDULE_SPEEDUP", "1") or 1)
         runner = EventSourceRunner(app, region=get_settings().region, speedup=speedup, log=say)
         faster_local_schedules(runner)
+        http_process: Any = None
+        server: Any = None
+        thread: threading.Thread | None = None
         try:
-            server, thread = start_http(app, args.host, args.port)
+            if mode == "moto" and not args.http_in_main:
+                http_process = start_http_process(args.host, args.port, cleanup, on_fatal)
+            else:
+                server, thread = start_http(app, args.host, args.port)
         except OSError as exc:
             say(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another with --port")
             return 1
@@ -1026,12 +1094,17 @@ def main(argv: list[str]) -> int:
             """In order: the API (nothing new gets in), the event sources, autosave; then the
             snapshot and moto (registered before, so they run after this)."""
             deadline = (stopped_at[0] if stopped_at else time.monotonic()) + STOP_DEADLINE
-            stop_http(server, thread, deadline - 4)
+            if http_process is not None:
+                http_process.sock.close()  # the child's copy stays open until it stops accepting
+                http_process.stop(max(0.1, deadline - 4 - time.monotonic()))
+            else:
+                assert thread is not None
+                stop_http(server, thread, deadline - 4)
             runner.stop(max(0.1, min(3.0, deadline - 4 - time.monotonic())))
             state.stop_autosave()
 
         cleanup.callback(shutdown)
-        wait_until_healthy(base_url)
+        wait_until_healthy(base_url, 10.0 if http_process is None else 30.0)  # a child imports the app first
 
         info = {
             "pid": os.getpid(),
@@ -1050,6 +1123,7 @@ def main(argv: list[str]) -> int:
             "history": history_note,
             "fake_crm_url": fake_crm.base_url if fake_crm else None,
             "consumer_pids": [c.pid for c in consumer_processes],
+            "http_pid": http_process.pid if http_process is not None else None,
         }
         if args.ready_file:
             write_ready_file(args.ready_file, info)
@@ -1057,7 +1131,7 @@ def main(argv: list[str]) -> int:
         if not args.quiet:
             say(banner(info) if demo else f"Sarafan is running on {base_url}; operator key {operator_key}")
         while not stop.wait(0.5):
-            if not thread.is_alive():
+            if thread is not None and not thread.is_alive():
                 say("HTTP server stopped unexpectedly")
                 return 1
         stopped_at.append(time.monotonic())

@@ -25,8 +25,11 @@ DEADLINE = 90.0
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as children:
-            found += [int(child) for child in children.read().split()]
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as children:
+                found += [int(child) for child in children.read().split()]
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
     return found
 
 
@@ -58,8 +61,9 @@ def test_the_consumers_run_in_a_second_process_that_is_restarted_when_it_dies(st
     assert child != run_pid and child in _children(run_pid)
     shop = run.info["demo"]["partners"][0]
 
+    before = set(_children(run_pid))  # the consumer process and the HTTP one (infra/local_http.py)
     os.kill(child, signal.SIGKILL)
-    _wait_for(lambda: any(p != child and _alive(p) for p in _children(run_pid)), run, "a new consumer process")
+    _wait_for(lambda: any(p not in before and _alive(p) for p in _children(run_pid)), run, "a new consumer process")
     assert "the stream consumer process exited unexpectedly" in run.output.read_text(encoding="utf-8")
 
     # The new process consumes: the order's notification is delivered, and /dev/outbox (served by the
@@ -74,6 +78,53 @@ def test_the_consumers_run_in_a_second_process_that_is_restarted_when_it_dies(st
     log = run.stop()
     assert "Traceback" not in log
     assert not [p for p in children if _alive(p)]  # the consumer process stopped with the run
+
+
+def test_the_api_runs_in_its_own_process_that_is_restarted_when_it_dies(start: Any) -> None:  # noqa: F811
+    run = start("http", "--no-history")
+    run_pid, http = run.process.pid, run.info["http_pid"]
+    assert http not in (None, run_pid) and http in _children(run_pid)
+    shop = run.info["demo"]["partners"][0]
+    status, paid = run.webhook(shop["partner_id"], shop["webhook_secrets"]["events"], _order("h-1", "h-o1", 99_000))
+    assert status == 200 and paid["status"] == "processed", paid
+
+    before = set(_children(run_pid))
+    os.kill(http, signal.SIGKILL)
+    _wait_for(lambda: any(p not in before and _alive(p) for p in _children(run_pid)), run, "a new HTTP process")
+    assert "the HTTP process exited unexpectedly" in run.output.read_text(encoding="utf-8")
+
+    # The listening socket stayed with the run: requests wait in its backlog for the new process (a request
+    # times out at 10 s here, so a loaded machine's slow start is retried rather than failed).
+    def healthy() -> bool:
+        try:
+            return run.call("GET", "/health")[0] == 200
+        except OSError:
+            return False
+
+    _wait_for(healthy, run, "the new HTTP process answering")
+    # The next order is processed once, and the rendered notification of the first one is at /dev/outbox.
+    status, again = run.webhook(shop["partner_id"], shop["webhook_secrets"]["events"], _order("h-1", "h-o2", 50_000))
+    assert status == 200 and again["status"] == "processed", again
+    status, repeat = run.webhook(shop["partner_id"], shop["webhook_secrets"]["events"], _order("h-1", "h-o1", 99_000))
+    assert status == 200 and repeat["status"] == "duplicate", repeat
+    _wait_for(lambda: _sent_lines(run, "h-1"), run, "the order's notification")
+    status, outbox = run.call("GET", "/dev/outbox")
+    assert status == 200 and any(m["member_id"] == paid["member"]["member_id"] for m in outbox["items"]), outbox
+
+    children = [p for p in _children(run_pid) if _alive(p)]
+    log = run.stop()
+    assert "Traceback" not in log
+    assert not [p for p in children if _alive(p)]
+
+
+def test_the_http_in_main_layout_still_serves(start: Any) -> None:  # noqa: F811
+    run = start("inmain", "--no-history", "--http-in-main")
+    assert run.info["http_pid"] is None
+    shop = run.info["demo"]["partners"][0]
+    status, paid = run.webhook(shop["partner_id"], shop["webhook_secrets"]["events"], _order("m-1", "m-o1", 99_000))
+    assert status == 200 and paid["status"] == "processed", paid
+    log = run.stop()
+    assert "Traceback" not in log
 
 
 def test_stream_records_not_consumed_at_a_stop_are_delivered_once_after_the_restart(start: Any,  # noqa: F811
