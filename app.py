@@ -6,7 +6,7 @@ not read required settings or create AWS clients at import time.
 The cyclic garbage collector is paused while the imports below run, and what they built is then
 frozen (``gc.freeze``: never scanned again) before it resumes: a cold start's imports build what the
 container keeps, and collecting while they run (and re-scanning their ~70,000 objects in every later
-full collection) was the largest single cost of a cold start left (docs/benchmarks.md, "Garbage
+full collection) was the largest single cost of a cold start left (the cold-start figures in docs/, "Garbage
 collection"; the ~340 KB of cyclic garbage the imports leave stays frozen). The first HTTP request
 does the same (``chalicelib.api.http.http_middleware``).
 """

@@ -97,7 +97,9 @@ def census() -> dict[str, Any]:
                     shard = table.stream_shard
                     if shard is not None:
                         records += len(shard.items)
-                        record_bytes += sum(len(r.__dict__.get("_packed", b"")) for r in shard.items)
+                        # a record is kept as its JSON text (moto_tuning.record_as_text) or, older, pickled
+                        record_bytes += sum(len(r.__dict__.get("_text") or r.__dict__.get("_packed") or b"")
+                                            for r in shard.items)
                     for by_value, _of_key in (table.__dict__.get("_sarafan_index") or {}).values():
                         index_keys += sum(len(keys) for keys in by_value.values())
         for stream_regions in dynamodbstreams_backends.values():

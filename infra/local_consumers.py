@@ -21,7 +21,7 @@ it). The child has no moto: its botocore calls are carried to the main process o
   ``GET /dev/outbox`` (``chalicelib.notify.preview``), which the API serves from the main process.
 
 A child that dies is restarted (its batch in progress is delivered again: handlers are idempotent);
-:data:`MAX_RESTARTS` deaths within :data:`RESTART_WINDOW` seconds stop the run with an error. The child
+:data:`MAX_RESTARTS` restarts within :data:`RESTART_WINDOW` seconds are allowed; the next death stops the run with an error. The child
 dies with the main process (``PR_SET_PDEATHSIG``, and it exits when its socket closes). On stop it
 finishes its batch in progress and exits; whatever is still running past the run's stop budget is
 killed.
@@ -270,6 +270,7 @@ class ConsumerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.restarts: collections.deque[float] = collections.deque()
         self._stopping = threading.Event()
+        self._spawning = threading.Lock()  # stop() and a restart never interleave (see _watch)
         self._monitor: threading.Thread | None = None
 
     @property
@@ -290,7 +291,8 @@ class ConsumerProcess:
 
     def _watch(self) -> None:
         while not self._stopping.is_set():
-            process = self.process
+            with self._spawning:
+                process = self.process
             assert process is not None
             code = process.wait()
             if self._stopping.is_set():
@@ -309,13 +311,17 @@ class ConsumerProcess:
             self.log(f"the stream consumer process exited unexpectedly (exit {code}); restarting it "
                      "(its batch in progress is delivered again)")
             time.sleep(0.2)
-            if not self._stopping.is_set():
+            # Under the lock stop() takes: either stop() sees (and signals) this new child, or none is started.
+            with self._spawning:
+                if self._stopping.is_set():
+                    return
                 self._spawn()
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM: the child finishes its batch in progress and exits; killed if it has not within ``timeout``."""
-        self._stopping.set()
-        process = self.process
+        with self._spawning:
+            self._stopping.set()
+            process = self.process
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGTERM)

@@ -872,9 +872,7 @@ def stop_signals() -> Iterator[threading.Event]:
         if stop.is_set():
             os._exit(128 + signum)
         stop.set()
-        watchdog = threading.Timer(STOP_DEADLINE, _stop_took_too_long)
-        watchdog.daemon = True
-        watchdog.start()
+        arm_stop_watchdog()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, on_signal)
@@ -883,6 +881,13 @@ def stop_signals() -> Iterator[threading.Event]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def arm_stop_watchdog() -> None:
+    """Exit the process if the stop that starts now has not finished within :data:`STOP_DEADLINE` seconds."""
+    watchdog = threading.Timer(STOP_DEADLINE, _stop_took_too_long)
+    watchdog.daemon = True
+    watchdog.start()
 
 
 def _stop_took_too_long() -> None:
@@ -993,6 +998,7 @@ def main(argv: list[str]) -> int:
         def on_fatal(message: str) -> None:
             fatal.append(message)
             stop.set()
+            arm_stop_watchdog()  # the same stop budget as a signal's
 
         consumer_processes = drive_consumers(mode, args.one_process, cleanup, on_fatal)
         speedup = float(os.environ.get("SARAFAN_LOCAL_SCHEDULE_SPEEDUP", "1") or 1)

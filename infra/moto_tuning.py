@@ -706,6 +706,7 @@ def _simple_update(plan: list[tuple[str, str, str | None]], names: dict[str, str
     names, values = names or {}, values or {}
     resolved: list[tuple[str, str, Any]] = []
     touched: set[str] = set()
+    index_keys: list[str] | None = None  # ``table.attribute_keys``, a property building its list on each read
     for kind, token, value_token in plan:
         if token.startswith("#"):
             if token not in names:
@@ -723,7 +724,9 @@ def _simple_update(plan: list[tuple[str, str, str | None]], names: dict[str, str
                 return None
             value = DynamoType(raw)
         if kind == "SET":
-            if token in table.attribute_keys or any(d.get("AttributeName") == token for d in table.attr):
+            if index_keys is None:
+                index_keys = table.attribute_keys
+            if token in index_keys or any(d.get("AttributeName") == token for d in table.attr):
                 return None  # moto's empty-string and type checks for index keys (by the expression's token)
         elif kind == "ADD":
             current = item.attrs.get(name) if item is not None else None
@@ -810,19 +813,65 @@ def size_items_once() -> None:
     (``ItemSizeTooLarge``) stay; later ``__setitem__`` calls (updates) keep moto's check.
     """
     from moto.dynamodb.exceptions import ItemSizeTooLarge
-    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+    from moto.dynamodb.models.dynamo_type import Item, LimitedSizeDict
     from moto.dynamodb.models.utilities import bytesize
 
     def __init__(self: Any, hash_key: Any, range_key: Any, attrs: dict[str, Any]) -> None:
         self.hash_key = hash_key
         self.range_key = range_key
-        converted = {key: DynamoType(value) for key, value in attrs.items()}
-        if sum(bytesize(key) + value.size() for key, value in converted.items()) > 405000:
+        converted = {}
+        total = 0
+        for key, value in attrs.items():
+            converted[key], size = sized_dynamo_type(value)
+            total += bytesize(key) + size
+        if total > 405000:
             raise ItemSizeTooLarge
         self.attrs = LimitedSizeDict()
         dict.update(self.attrs, converted)
 
+    __init__.__wrapped__ = Item.__init__  # type: ignore[attr-defined]
     Item.__init__ = __init__  # type: ignore[method-assign]
+
+
+def sized_dynamo_type(raw: Any) -> tuple[Any, int]:
+    """``DynamoType(raw)`` and its ``size()`` in one walk (the item build's two walks of every value).
+
+    Strings, numbers, booleans, lists and maps are built here as moto builds them (the same ``type`` and
+    ``value``, nested values as ``DynamoType``) and sized as ``DynamoType.size`` sizes them; any other
+    value (binary, sets, NULL, anything unexpected) takes moto's own constructor and ``size``.
+    ``tests/functional/test_moto_engine.py`` compares both on every kind of value."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if type(raw) is dict and len(raw) == 1:
+        for kind, value in raw.items():
+            if kind == "S" and type(value) is str:
+                size = len(value) if value.isascii() else len(value.encode("utf-8"))
+            elif kind == "N" and type(value) is str:
+                size = len(value)
+            elif kind == "BOOL" and type(value) is bool:
+                size = 1
+            elif kind == "L" and type(value) is list:
+                items, size = [], 0
+                for member in value:
+                    built, member_size = sized_dynamo_type(member)
+                    items.append(built)
+                    size += member_size
+                value = items
+            elif kind == "M" and type(value) is dict:
+                members, size = {}, 0
+                for name, member in value.items():
+                    built, member_size = sized_dynamo_type(member)
+                    members[name] = built
+                    size += (len(name) if name.isascii() else len(name.encode("utf-8"))) + member_size
+                value = members
+            else:
+                break
+            result = object.__new__(DynamoType)
+            result.type = kind
+            result.value = value
+            return result, size
+    result = DynamoType(raw)
+    return result, result.size()
 
 
 # --- responses ---------------------------------------------------------------------------------
@@ -871,6 +920,11 @@ def _special(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
+#: ``json.dumps(value, separators=(",", ":"), default=_special)``'s encoder, built once, without the cycle check
+#: (a DynamoDB value is a tree: it never contains itself). The same text, in about half the time.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), default=_special, check_circular=False)
+
+
 def plain_json_body(action: str, result: dict[str, Any], service: str = "dynamodb") -> str:
     """The response body moto's serializer would produce (top-level members of the output shape only).
 
@@ -880,7 +934,7 @@ def plain_json_body(action: str, result: dict[str, Any], service: str = "dynamod
     members = _output_members(action, service)
     top = {k: v for k, v in result.items() if k in members and v is not None}
     try:
-        text = json.dumps(top, separators=(",", ":"), default=_special)
+        text = _COMPACT_JSON.encode(top)
     except (TypeError, ValueError):
         text = "null"
     if "null" in text:
@@ -952,7 +1006,7 @@ def _keep_record_as_text(state: dict[str, Any]) -> None:
     it; the creation time also kept as the ``datetime`` moto built), so reading it costs no decoding and no
     encoding in moto: :func:`stream_records_as_text` puts the texts into the answer as they are."""
     record = state["record"]
-    text = json.dumps(record, separators=(",", ":"), default=_special)
+    text = _COMPACT_JSON.encode(record)
     if "null" in text:  # a None member somewhere: the careful way, as plain_json_body writes it
         text = json.dumps(_plain(record), separators=(",", ":"))
     state.pop("record")
@@ -985,7 +1039,7 @@ def record_as_text(self: Any, table: Any, stream_type: str, event_name: str, old
         data["OldImage"] = old.to_json()["Attributes"]
     head = {"eventID": mock_random.uuid4().hex, "eventName": event_name, "eventSource": "aws:dynamodb",
             "eventVersion": "1.0", "awsRegion": "us-east-1"}
-    inner = json.dumps(data, separators=(",", ":"), default=_special)
+    inner = _COMPACT_JSON.encode(data)
     if "null" in inner:
         record_as_text.__wrapped__(self, table, stream_type, event_name, old, new, seq)  # type: ignore[attr-defined]
         return
@@ -1109,7 +1163,10 @@ def plain_json_stream_records() -> None:
 
 
 def serialize_requests() -> None:
+    """Every DynamoDB request, and every DynamoDB Streams read, under :data:`ENGINE_LOCK`: a ``GetRecords`` can
+    then never see the stream records of a transaction that is being cancelled (its rollback removes them)."""
     from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
     original: Callable[..., Any] = DynamoHandler.call_action
 
@@ -1121,6 +1178,13 @@ def serialize_requests() -> None:
                 pack_unpacked_items()
 
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    streams_original: Callable[..., Any] = DynamoDBStreamsHandler.call_action
+
+    def streams_call_action(self: Any) -> Any:
+        with ENGINE_LOCK:
+            return streams_original(self)
+
+    DynamoDBStreamsHandler.call_action = streams_call_action  # type: ignore[method-assign]
 
 
 @contextmanager

@@ -151,6 +151,16 @@ LONG_FIRST = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The local run's engine adjustments before any test makes a botocore session: the in-process hop is a
+    handler botocore copies into each session when it is made, and the suite keeps one session per thread,
+    so a session made before ``apply`` (a test using ``mock_aws`` without the ``aws`` fixture) would lack the
+    hop while the serializer skip (a class patch) applied to it: requests with empty bodies."""
+    from infra import moto_tuning
+
+    moto_tuning.apply()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         return next((i for i, prefix in enumerate(LONG_FIRST) if item.nodeid.startswith(prefix)), len(LONG_FIRST))

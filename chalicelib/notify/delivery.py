@@ -373,6 +373,7 @@ class Delivery:
                     headers={"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
                     tags={"program_id": _tag(program.program_id), "member_id": _tag(profile.member_id),
                           "kind": rendered.kind},
+                    message_id=f"{program.program_id}/{lead.message_id}",
                 ))
             if channel == "sms":
                 return self.notifier.send_sms(target, rendered.short)

@@ -10,8 +10,11 @@ token tree and folded back, each part's parameters parsed again): half of a deli
   encoded words (``=?utf-8?b?…?=``, UTF-8 characters never split, each word at most 75 characters, folded one
   word per line so no line passes 78);
 * each body part in quoted-printable (lines of at most 76 characters, soft breaks) or base64, whichever is
-  shorter (the choice ``email.contentmanager`` makes by itself): English stays readable, Russian is a third the
-  size of its quoted-printable;
+  shorter: English stays readable, Russian is a third the size of its quoted-printable (the fallback below
+  always writes quoted-printable);
+* a non-ASCII display name in ``From`` (``formataddr`` writes it as one encoded word, however long) as
+  folded encoded words of at most 75 characters, then the address;
+* the ``Message-ID`` derived from the outbox message, so a retried send keeps it;
 * a boundary starting with ``=_``, which neither encoding can produce; the CRLF before a boundary line belongs
   to the boundary (RFC 2046), so each part's own last line end is kept.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 import secrets
 from datetime import UTC
@@ -87,15 +91,38 @@ def _part(subtype: str, text: str, boundary: str) -> bytes:
             f"Content-Transfer-Encoding: {cte}{CRLF}{CRLF}").encode("ascii") + data + b"\r\n"
 
 
-def lean(email: Email, *, message_id: str | None = None) -> bytes | None:
+def message_id(email: Email) -> str:
+    """The ``Message-ID``: derived from the outbox message (``email.message_id``) when there is one, so a send
+    retried after a timeout carries the same id and the receiving side can drop the duplicate; else a fresh one."""
+    domain = email.sender.rpartition("@")[2].rstrip(">") or "sarafan.invalid"
+    if email.message_id:
+        return f"<{hashlib.sha256(email.message_id.encode()).hexdigest()[:32]}@{domain}>"
+    return make_msgid(domain=domain)
+
+
+def address_header(name: str, value: str) -> str | None:
+    """An address header: a display name that is (or was encoded by ``formataddr`` as) non-ASCII goes as
+    encoded words of at most 75 characters, folded, then the address; an ASCII one as it is."""
+    from email.header import decode_header, make_header
+    from email.utils import parseaddr
+
+    display, address = parseaddr(value)
+    if "=?" not in value or not display or not address.isascii():
+        return header(name, value)
+    decoded = str(make_header(decode_header(display)))
+    if decoded.isascii():
+        return header(name, value)
+    return f"{name}: " + (CRLF + " ").join(_encoded_words(decoded)) + f"{CRLF} <{address}>{CRLF}"
+
+
+def lean(email: Email) -> bytes | None:
     """The message as bytes, or ``None`` if it needs the standard library's builder."""
     if not (email.sender.isascii() and email.to.isascii()):
         return None
-    domain = email.sender.rpartition("@")[2].rstrip(">") or None
     lines = [
-        header("From", email.sender), header("To", email.to), header("Subject", email.subject),
+        address_header("From", email.sender), header("To", email.to), header("Subject", email.subject),
         header("Date", format_datetime(email.sent_at.astimezone(UTC))),
-        header("Message-ID", message_id or make_msgid(domain=domain)),
+        header("Message-ID", message_id(email)),
         *(header(name, value) for name, value in email.headers.items()),
     ]
     if any(line is None for line in lines):
@@ -119,7 +146,7 @@ def stdlib(email: Email) -> bytes:
     built["To"] = email.to
     built["Subject"] = email.subject
     built["Date"] = formatdate(email.sent_at.timestamp(), usegmt=True)
-    built["Message-ID"] = make_msgid(domain=email.sender.rpartition("@")[2] or None)
+    built["Message-ID"] = message_id(email)
     for name, value in email.headers.items():
         built[name] = value
     built.set_content(email.text, cte="quoted-printable")

@@ -49,6 +49,9 @@ class Email:
     sent_at: datetime  # the Date header: the service's clock when the message goes out
     headers: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    #: What the Message-ID is derived from (the outbox message: program and message id), so a retried send
+    #: keeps its Message-ID; None: a fresh one.
+    message_id: str | None = None
 
 
 class Notifier(Protocol):

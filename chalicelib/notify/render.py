@@ -119,12 +119,12 @@ def _agree(forms: list[str], n: int | None) -> str:
 
 
 def _fill(template: str, values: dict[str, str]) -> str:
-    text = Template(template).safe_substitute(values)
-    if "[[" not in text:
-        return text
-    raw = values.get(_COUNT)
-    n = int(raw) if raw is not None and raw.lstrip("-").isdigit() else None
-    return _AGREEING.sub(lambda match: _agree(match.group(1).split("|"), n), text)
+    if "[[" in template:
+        # In the template's own text, before the values go in: a member or program named "[[a|b]]" stays as written.
+        raw = values.get(_COUNT)
+        n = int(raw) if raw is not None and raw.lstrip("-").isdigit() else None
+        template = _AGREEING.sub(lambda match: _agree(match.group(1).split("|"), n), template)
+    return Template(template).safe_substitute(values)
 
 
 def _paragraphs_html(text: str) -> str:

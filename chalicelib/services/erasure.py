@@ -4,7 +4,7 @@ What goes: the profile's name, e-mail, phone, birthday (and its month-day index 
 push endpoints; every
 identity pointer, referral code and short link of the member (the code stops resolving); pending
 invites waiting for the member's identifiers; the personal fields of attribution records; and
-whatever each registered :class:`ErasableKind` scrubs (notifications, device endpoints,
+whatever each registered :class:`chalicelib.store.erasure_kinds.ErasableKind` scrubs (notifications, device endpoints,
 suppression lists... register yours, see below and docs/data-rights.md).
 
 What stays, unchanged: ledger entries, balances, monthly/recurring/program counters, referral
@@ -34,7 +34,6 @@ from chalicelib.domain import clock
 from chalicelib.domain.errors import NotFound, ServiceUnavailable
 from chalicelib.domain.records import ERASURE_DONE, ERASURE_REQUESTED, StaleErasure
 from chalicelib.logs import get_logger
-from chalicelib.services import ports
 from chalicelib.services.auth import Principal
 from chalicelib.services.ports import Ports
 
@@ -47,8 +46,6 @@ log = get_logger("sarafan.erasure")
 TX_ITEMS = 25
 #: Items scrubbed per API call; the rest is resumed by the next call.
 DEFAULT_BUDGET = 1000
-#: Modules that register erasable kinds (imported by the store before the first erasure).
-ERASABLE_MODULES = ports.ERASABLE_MODULES
 _MAX_STALE = 8
 
 

@@ -662,7 +662,9 @@ class ReviewStore(Protocol):
         (one ``Query`` of a sparse index, at most ``limit``)."""
         ...
 
-    def item(self, program_id: str, item_id: str) -> ReviewItem | None: ...
+    def item(self, program_id: str, item_id: str) -> ReviewItem | None:
+        """The review item, read consistently (after a decision, the decided status)."""
+        ...
 
     def held(self, item: ReviewItem) -> tuple[list[LedgerEntryItem], dict[str, BalanceItem | None]]:
         """The item's entries still held (refunded ones are not), in the item's order, and its members' balances:

@@ -1448,8 +1448,8 @@ class DynamoReviewStore:
     def item(self, program_id: str, item_id: str) -> Any:
         from chalicelib.store.review import ReviewItem
 
-        found = batch_get([keys.review_item(program_id, item_id)]).get(keys.review_item(program_id, item_id))
-        return found if isinstance(found, ReviewItem) else None
+        # Consistent: read right after a decision (the answer, or the re-read after a lost race) it must show it.
+        return get_or_none(ReviewItem, keys.review_item(program_id, item_id), consistent=True)
 
     def held(self, item: Any) -> tuple[list[LedgerEntryItem], dict[str, BalanceItem | None]]:
         from chalicelib.store.ledger import STATUS_HELD

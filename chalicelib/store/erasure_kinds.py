@@ -13,7 +13,7 @@ into the step's transaction. Registering a kind (e.g. in ``chalicelib/notify/era
         scrub=lambda tx, item: tx.delete(item),
     ))
 
-and add the module to ``services.erasure.ERASABLE_MODULES`` so it is imported before an erasure runs (the
+and add the module to ``services.ports.ERASABLE_MODULES`` so it is imported before an erasure runs (the
 wiring, ``services.ports.production``, hands the list to the store).
 """
 

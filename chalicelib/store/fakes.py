@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
-from chalicelib.domain import clock as _clock
 from chalicelib.domain.clock import iso as clock_iso
 from chalicelib.domain.errors import Conflict, NotFound
 from chalicelib.domain.offers import SHARDS, code_hash
@@ -209,10 +208,6 @@ def seed(ports: Any, *items: Entity) -> None:
     table: FakeTable = ports.members.table
     for item in items:
         table.put(item)
-
-
-#: The fakes' clock is the one the functional tests move too (``domain.clock``); importable from here as before.
-ManualClock = _clock.ManualClock
 
 
 class FakeRateLimiter:

@@ -200,7 +200,9 @@ def ledger_prefix(program_id: str, member_id: str) -> Key:
 
 
 def recurring_counter(program_id: str, friend_id: str, rule_id: str) -> Key:
-    """Points a recurring rule has paid for one referred member (per-friend lifetime cap)."""
+    """Points a recurring rule has paid for one referred member, kept only while the rule has a
+    ``max_points_per_friend`` cap (counting starts with the first event under a rules version that sets it:
+    docs/rules.md)."""
     return member_partition(program_id, friend_id), f"RECUR#{rule_id}"
 
 

@@ -747,3 +747,43 @@ def test_expired_items_are_swept_as_dynamodbs_ttl_does(aws_env: None) -> None:
         assert all(r.to_json()["eventName"] == "REMOVE" and r.to_json()["userIdentity"] ==
                    {"type": "Service", "principalId": "dynamodb.amazonaws.com"} for r in new_records)
         assert moto_tuning.sweep_expired() == 0
+
+
+def _tree(value: Any) -> Any:
+    """A ``DynamoType`` as plain data (type, value, nested values likewise), to compare two builds."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    assert type(value) is DynamoType
+    raw = value.value
+    if isinstance(raw, list):
+        raw = [_tree(v) if isinstance(v, DynamoType) else ("raw", v) for v in raw]
+    elif isinstance(raw, dict):
+        raw = {k: _tree(v) if isinstance(v, DynamoType) else ("raw", v) for k, v in raw.items()}
+    return value.type, raw
+
+
+@pytest.mark.parametrize("raw", [
+    {"S": "plain"}, {"S": ""}, {"S": "Ünïcödé ✓ 名前"}, {"N": "0"}, {"N": "-12.50"}, {"BOOL": True}, {"BOOL": False},
+    {"NULL": True}, {"B": b"\x00\xffbytes"}, {"SS": ["a", "bé"]}, {"NS": ["1", "2.5"]}, {"BS": [b"x", b"yz"]},
+    {"L": []}, {"M": {}}, {"L": [{"S": "a"}, {"N": "1"}, {"L": [{"BOOL": True}]}, {"M": {"k": {"SS": ["x"]}}}]},
+    {"M": {"ключ": {"S": "значение"}, "n": {"N": "7"}, "deep": {"M": {"l": {"L": [{"NULL": True}, {"B": b"q"}]}}}}},
+])
+def test_an_items_values_are_built_and_sized_as_moto_builds_and_sizes_them(aws_env: None, raw: dict[str, Any]) -> None:
+    import copy
+
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    built, size = moto_tuning.sized_dynamo_type(copy.deepcopy(raw))
+    theirs = DynamoType(copy.deepcopy(raw))
+    assert _tree(built) == _tree(theirs)
+    assert size == theirs.size() == built.size()
+    assert built == theirs
+
+
+def test_an_item_over_400_kb_is_still_refused(ddb: Any) -> None:
+    big = "x" * 210_000  # two of them: over moto's 405,000 bytes
+    with pytest.raises(ClientError) as raised:
+        ddb.put_item(TableName=TABLE, Item=_item("big", "1", a={"S": big}, b={"L": [{"S": big}]}, c={"M": {"k": {"S": "y"}}}))
+    assert "Item size has exceeded the maximum allowed size" in str(raised.value)
+    ddb.put_item(TableName=TABLE, Item=_item("big", "2", a={"S": big}))
+    assert ddb.get_item(TableName=TABLE, Key={"PK": {"S": "big"}, "SK": {"S": "2"}})["Item"]["a"]["S"] == big

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.domain.clock import ManualClock
 from chalicelib.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from chalicelib.domain.partner_hooks import MAX_ENDPOINTS
 from chalicelib.services import partner_webhooks as service
@@ -45,8 +46,8 @@ def _create(deps: ports.Ports, principal: Principal = FIT, **fields: Any) -> dic
     return service.create(deps, principal, PID, "ptn_fit", {"url": URL, "event_types": ["reward.posted"], **fields})
 
 
-def _clock(deps: ports.Ports) -> fakes.ManualClock:
-    assert isinstance(deps.clock, fakes.ManualClock)
+def _clock(deps: ports.Ports) -> ManualClock:
+    assert isinstance(deps.clock, ManualClock)
     return deps.clock
 
 

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from chalicelib.domain.clock import ManualClock
 from chalicelib.domain.errors import RateLimited
 from chalicelib.services import ports
 from chalicelib.services.landing.rate_limits import client_fingerprint, rate_limit
-from chalicelib.store.fakes import FakeRateLimiter, ManualClock
+from chalicelib.store.fakes import FakeRateLimiter
 
 NOW = datetime(2026, 11, 23, 10, 0, 15, tzinfo=UTC)
 

@@ -95,3 +95,9 @@ def test_no_agreement_marker_is_left_in_any_message(kind: str, locale: str, poin
     out = render(kind, locale, {"points": points, "balance": points, "points_unit": "points", "program": "P"})
     for part in (out.subject, out.short, out.text, out.html):
         assert "[[" not in part and "]]" not in part
+
+
+def test_agreement_markers_in_a_value_are_shown_as_written() -> None:
+    out = render("points_reversed", "ru", {"points": 1, "points_unit": "points", "program": "[[a|b|c]]",
+                                           "name": "[[x|y]]"})
+    assert "«[[a|b|c]]» списан." in out.text and "[[x|y]]" in out.text
