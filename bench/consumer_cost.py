@@ -18,14 +18,18 @@ as Lambda would (``infra/local_stream.py``, ``app.handler_map["table_stream"]``)
    consumers'). CPU is the process's time (``time.process_time``), threads included. The metered passes
    deliver one member at a time (``notify.sources.MAX_PARALLEL = 1``: the meter follows one call at a time).
 
-3. **Handler CPU per order** (``--cpu-orders``, default 20): the headline case again, unmetered, for that
-   many buyers (each a depth-3 first order, then a repeat order), the stream drained after each order. It
-   prints the handlers' CPU per order (``time.process_time`` while a handler runs), the part of it spent
-   inside the in-process AWS calls (moto's DynamoDB, SES and SNS: on AWS that is waiting on the network,
-   not the function's CPU) and the rest, the consumers' own CPU per order (botocore's serialising, signing
-   and parsing included: this part sends every call the usual way, without the local engine's in-process
-   hop, ``infra.moto_tuning.DIRECT_CALLS``), with the round trips and
-   provider calls per order whose latency adds to the billed duration on AWS.
+3. **Stream CPU per order** (``--cpu-orders``, default 20): the headline case again, unmetered, for that
+   many buyers (each a depth-3 first order on a chain of its own, then a repeat order), the stream drained
+   after each order. ``time.process_time`` is split three ways: "handlers" (while a handler module runs: a
+   flag the metering wrapper sets), "function" (the whole stream Lambda invocation,
+   ``app.handler_map["table_stream"]``: decoding, dispatch and the handlers) and "poller" (the rest of
+   ``poller.drain()``: DescribeStream/GetShardIterator/GetRecords and the record conversion, Lambda's event
+   source mapping on AWS, not billed to the function). In each, "moto" is the time moto spent answering the
+   AWS calls made there (``AwsClock``: ``BotocoreStubber.__call__``, network time on AWS) and "own" the rest:
+   the function's own CPU is what Lambda bills (botocore's serialising, signing and parsing included: this
+   part sends every call the usual way, without the local engine's in-process hop,
+   ``infra.moto_tuning.DIRECT_CALLS``). The AWS calls per order are printed for each of the three, the
+   round trips and provider calls whose latency adds to the billed duration on AWS in the first.
 
 Figures are printed (docs/cost.md, "Stream consumers"), never asserted.
 """
@@ -69,6 +73,7 @@ class Metered:
 
         self.meter = meter
         self.by_module: dict[str, Slot] = {}
+        self.running = 0  # handlers running now (the dispatcher calls them one at a time)
         if hasattr(dispatcher, "wrap_handlers"):
             self.restore = dispatcher.wrap_handlers(self._wrap)
         else:  # a tree from before handlers of several item kinds (to measure "before")
@@ -86,11 +91,13 @@ class Metered:
     def _wrap(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
             outer = self.meter.take() if self.meter else None
+            self.running += 1  # AwsClock counts moto's time only while a handler runs
             started = time.process_time()
             try:
                 return handler(*args, **kwargs)
             finally:
                 cpu = time.process_time() - started
+                self.running -= 1
                 slot = self.by_module.setdefault(handler.__module__, Slot())
                 slot.cpu += cpu
                 slot.invocations += 1
@@ -190,33 +197,40 @@ def one_order() -> None:
 
 
 class AwsClock:
-    """CPU spent by moto answering the app's AWS calls in process (``BotocoreStubber.__call__``, what botocore's
-    ``before-send`` hands the request to): on AWS that is network time, not the function's CPU. The app's side of
-    a call (botocore serialising, signing and parsing, PynamoDB) stays in the consumers' own CPU. Only with the
-    local engine's in-process hop off (``infra.moto_tuning.DIRECT_CALLS``): that hop answers DynamoDB calls in
-    a ``before-call`` handler, outside the stubber, and skips botocore's own work, which AWS would not."""
+    """CPU spent by moto answering AWS calls in process (``BotocoreStubber.__call__``, what botocore's
+    ``before-send`` hands the request to), by where the call was made (``where()``: "handler" while a stream
+    handler runs, the metering wrapper's flag; "dispatch" in the stream function outside the handlers; "poller"
+    outside the function). In the handlers that is their DynamoDB, SES and SNS calls: network time on AWS, not
+    the function's CPU. In the poller, its own DescribeStream/GetShardIterator/GetRecords (Lambda's event
+    source mapping on AWS, not the function's). Calls are counted here too, by the ``before-send`` event name, so
+    every client in the process is seen (the poller's stream client included). The app's side of a call
+    (botocore serialising, signing and parsing, PynamoDB) stays in the handlers' own CPU. Only with the local
+    engine's in-process hop off (``infra.moto_tuning.DIRECT_CALLS``): that hop answers DynamoDB calls in a
+    ``before-call`` handler, outside the stubber, and skips botocore's own work, which AWS would not."""
 
-    def __init__(self, clients: list[Any]) -> None:
+    def __init__(self, where: Callable[[], str]) -> None:
         from moto.core.botocore_stubber import BotocoreStubber
 
-        self.cpu = 0.0
-        self.calls: Counter[str] = Counter()
+        self.where = where
+        self.clear()
         self._stubber, self._call = BotocoreStubber, BotocoreStubber.__call__
         clock = self
 
-        def timed(stubber: Any, *args: Any, **kwargs: Any) -> Any:
+        def timed(stubber: Any, event_name: str, *args: Any, **kwargs: Any) -> Any:
+            bucket = clock.where()
+            name = ".".join(event_name.split(".")[1:3])  # before-send.<service>.<Operation>
             started = time.process_time()
             try:
-                return clock._call(stubber, *args, **kwargs)
+                return clock._call(stubber, event_name, *args, **kwargs)
             finally:
-                clock.cpu += time.process_time() - started
+                clock.cpu[bucket] += time.process_time() - started
+                clock.calls[bucket][name] += 1
 
-        BotocoreStubber.__call__ = timed  # type: ignore[method-assign]
-        for client in clients:
-            client.meta.events.register(f"before-call.{client.meta.service_model.endpoint_prefix}", self._count)
+        BotocoreStubber.__call__ = timed  # type: ignore[method-assign,assignment]
 
-    def _count(self, model: Any = None, **_: Any) -> None:
-        self.calls[f"{model.service_model.endpoint_prefix}.{model.name}"] += 1
+    def clear(self) -> None:
+        self.cpu: dict[str, float] = dict.fromkeys(("handler", "dispatch", "poller"), 0.0)
+        self.calls: dict[str, Counter[str]] = {bucket: Counter() for bucket in ("handler", "dispatch", "poller")}
 
     def restore(self) -> None:
         self._stubber.__call__ = self._call  # type: ignore[method-assign]
@@ -239,7 +253,6 @@ def order_cpu(orders: int) -> None:
     with mock_aws():
         provision()
         from chalicelib import aws
-        from chalicelib.store.db import raw_client
 
         aws.client("ses").verify_email_identity(EmailAddress=ENV["SARAFAN_SES_SENDER"])
         bench = Bench()
@@ -260,14 +273,25 @@ def order_cpu(orders: int) -> None:
         from app import app
         from infra.local_stream import StreamPoller
 
-        poller = StreamPoller(app.handler_map["table_stream"], log=lambda _m: None)
-        inside = AwsClock([raw_client(), aws.client("ses"), aws.client("sns")])
+        function_running = [0]
+
+        def function(event: Any, context: Any) -> Any:  # the stream Lambda's entry: dispatch + handlers
+            function_running[0] += 1
+            started = time.process_time()
+            try:
+                return app.handler_map["table_stream"](event, context)
+            finally:
+                function_cpu[0] += time.process_time() - started
+                function_running[0] -= 1
+
+        function_cpu = [0.0]
+        poller = StreamPoller(function, log=lambda _m: None)
         metered = Metered(None)
-        results: dict[str, tuple[float, float, Counter[str], dict[str, float]]] = {}
+        aws_clock = AwsClock(lambda: "handler" if metered.running else "dispatch" if function_running[0] else "poller")
+        results: dict[str, dict[str, Any]] = {}
         for kind in ("first", "repeat"):
-            cpu = aws_cpu = 0.0
-            calls: Counter[str] = Counter()
-            modules: Counter[str] = Counter()
+            total: dict[str, Any] = {"drain": 0.0, "function": 0.0, "handlers": 0.0, "moto": dict.fromkeys(aws_clock.cpu, 0.0),
+                                     "calls": {b: Counter() for b in aws_clock.calls}, "modules": Counter()}
             for n in range(orders + 1):  # the first of each kind warms the consumers' code paths, not counted
                 buyer = f"cpu{n}"
                 if kind == "first":  # every buyer its own chain of 3: no member's daily message cap is reached
@@ -278,30 +302,54 @@ def order_cpu(orders: int) -> None:
                 poller.drain()
                 bench.send(partner, order(buyer, f"{buyer}-{kind}"))
                 metered.clear()
-                inside.cpu, inside.calls = 0.0, Counter()
+                aws_clock.clear()
+                function_cpu[0] = 0.0
+                started = time.process_time()
                 poller.drain()
+                drain = time.process_time() - started
                 if n == 0:
                     continue
-                cpu += sum(slot.cpu for slot in metered.by_module.values())
-                aws_cpu += inside.cpu
-                calls.update(inside.calls)
+                total["drain"] += drain
+                total["function"] += function_cpu[0]
+                total["handlers"] += sum(slot.cpu for slot in metered.by_module.values())
+                for bucket, cpu in aws_clock.cpu.items():
+                    total["moto"][bucket] += cpu
+                for bucket, calls in aws_clock.calls.items():
+                    total["calls"][bucket].update(calls)
                 for module, slot in metered.by_module.items():
-                    modules[SHORT.get(module, module)] += slot.cpu
-            results[kind] = (cpu, aws_cpu, calls, dict(modules))
+                    total["modules"][SHORT.get(module, module)] += slot.cpu
+            results[kind] = total
         metered.restore()
-        inside.restore()
+        aws_clock.restore()
     moto_tuning.DIRECT_CALLS[0] = True
     CLOCK.set(None)
-    print(f"\nhandler CPU per order, unmetered, mean of {orders} orders each (stream drained after every order):")
-    print(f"  {'order':<18} {'handlers':>8} {'in AWS calls':>12} {'own CPU':>8}  per module (handlers)  AWS calls per order")
-    for kind, (cpu, aws_cpu, calls, modules) in results.items():
+
+    def ms(seconds: float) -> str:
+        return f"{seconds / orders * 1000:.1f}"
+
+    print(f"\nstream CPU per order, unmetered, mean of {orders} orders each (stream drained after every order),"
+          " ms of CPU (time.process_time):")
+    print(f"  {'order':<14} {'handlers':>8} {'moto':>6} {'own':>6} | {'function':>8} {'moto':>6} {'own':>6} | "
+          f"{'poller':>6} {'moto':>6}  per module (handlers)")
+    for kind, t in results.items():
         label = "depth-3 first" if kind == "first" else "repeat"
-        per_module = ", ".join(f"{name} {ms / orders * 1000:.1f}" for name, ms in sorted(modules.items(), key=lambda kv: -kv[1]))
-        per_call = ", ".join(f"{name} {count / orders:g}" for name, count in sorted(calls.items()))
-        print(f"  {label:<18} {cpu / orders * 1000:>8.1f} {aws_cpu / orders * 1000:>12.1f} "
-              f"{(cpu - aws_cpu) / orders * 1000:>8.1f}  {per_module}  {per_call}")
-    print("  (ms of CPU; \"in AWS calls\": moto answering in process, which is network time on AWS; \"own CPU\": the rest,"
-          " botocore's and PynamoDB's side of the calls included)")
+        moto = t["moto"]
+        function_aws = moto["handler"] + moto["dispatch"]
+        per_module = ", ".join(f"{name} {ms(cpu)}" for name, cpu in sorted(t["modules"].items(), key=lambda kv: -kv[1]))
+        print(f"  {label:<14} {ms(t['handlers']):>8} {ms(moto['handler']):>6} {ms(t['handlers'] - moto['handler']):>6} | "
+              f"{ms(t['function']):>8} {ms(function_aws):>6} {ms(t['function'] - function_aws):>6} | "
+              f"{ms(t['drain'] - t['function']):>6} {ms(moto['poller']):>6}  {per_module}")
+        for bucket, where in (("handler", "in the handlers"), ("dispatch", "in the function outside the handlers"),
+                              ("poller", "in the poller (stream reads)")):
+            calls = t["calls"][bucket]
+            print(f"    AWS calls per order {where}: "
+                  + (", ".join(f"{name} {count / orders:g}" for name, count in sorted(calls.items())) or "-"))
+    print("  handlers: while a stream handler module runs (the metering wrapper's flag); function: the whole stream\n"
+          "  Lambda invocation (app.handler_map['table_stream']: decoding, dispatch and the handlers); poller: the rest of\n"
+          "  poller.drain() (DescribeStream/GetShardIterator/GetRecords and the record conversion: Lambda's event source\n"
+          "  mapping on AWS, not billed to the function). moto: moto answering the AWS calls made there in process\n"
+          "  (BotocoreStubber.__call__), network time on AWS; own: the column before minus moto, the CPU itself\n"
+          "  (botocore's and PynamoDB's side of the calls included); function own is what Lambda bills as CPU.")
 
 
 def mix(webhooks: int, customers: int, every: int, meter: bool) -> tuple[dict[str, Slot], int, float, float]:

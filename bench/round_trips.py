@@ -254,11 +254,16 @@ def main(argv: list[str]) -> int:
 
         # What the table's stream consumer then does for a first order (derived messages and their delivery,
         # analytics, settlement): not the webhook's cost, but the order's. Every depth in total, depth 3 per
-        # handler module.
+        # handler module. Each depth's buyer hangs off a chain of its own (as bench/consumer_cost.py gives each
+        # buyer): its uplines have had no order paid to them yet, so every row is a normal first order and no
+        # upline's daily message count carries over from the rows before (delivery_report prints the outcomes).
         stream = StreamCost(bench)
         for depth in range(1, MAX_DEPTH + 1):
+            code = None
+            for level in range(depth):
+                code = bench.send(partner, signup(f"d{depth}up{level}", code))["member"]["code"]
             buyers += 1
-            bench.send(partner, signup(f"buyer{buyers}", chain[depth - 1]["code"]))
+            bench.send(partner, signup(f"buyer{buyers}", code))
             stream.drain()  # everything before it (uncounted)
             bench.send(partner, order(f"buyer{buyers}", f"o-{buyers}"))
             if depth == 3:
@@ -331,6 +336,7 @@ def main(argv: list[str]) -> int:
 
     elapsed = time.perf_counter() - started
     report(rows, bench.meter.largest_transaction)
+    delivery_report(stream)
     return verdict(rows, args.referrals, elapsed)
 
 
@@ -339,6 +345,20 @@ STREAM_ROW = "stream consumer after a depth-3 first order"
 
 def stream_depth_row(depth: int) -> str:
     return STREAM_ROW.replace("depth-3", f"depth-{depth}")
+
+
+def delivery_report(stream: StreamCost) -> None:
+    """What became of the messages each "stream consumer" row delivered, by status and error: a message held
+    (the member's daily cap reached, quiet hours) would make the row something other than a normal order's cost."""
+    print("\nmessages delivered in the stream consumer rows (status, error: count; members):")
+    for label, outcomes in stream.deliveries.items():
+        statuses: dict[str, int] = {}
+        for outcome in outcomes:
+            key = f"{outcome.status}{f' {outcome.error}' if outcome.error else ''}"
+            statuses[key] = statuses.get(key, 0) + 1
+        members = len({outcome.member_id for outcome in outcomes})
+        print(f"  {label}: {len(outcomes)} messages to {members} members; "
+              + (", ".join(f"{key}: {count}" for key, count in sorted(statuses.items())) or "none"))
 
 
 class StreamCost:
@@ -358,6 +378,11 @@ class StreamCost:
         self.poller = StreamPoller(app.handler_map["table_stream"], log=lambda _m: None)
         self.by_module: dict[str, Usage] = {}
         dispatcher.wrap_handlers(self._metered)
+        # What became of every message the counted drains delivered (sent, failed no_channel, held by the
+        # daily cap ...), by row: a row that measured held deliveries would not be a normal order's cost.
+        self.outcomes: list[Any] = []
+        self.deliveries: dict[str, list[Any]] = {}
+        sources.outcome_listeners.append(self.outcomes.append)
 
     def _metered(self, handler: Any) -> Any:
         from bench.capacity import Usage
@@ -388,8 +413,10 @@ class StreamCost:
         from bench.capacity import Usage
 
         self.by_module = {}
+        self.outcomes.clear()
         self.poller.drain()
         self.bench.meter.take()
+        self.deliveries[label] = list(self.outcomes)
         total = Usage()
         out = []
         for module, used in sorted(self.by_module.items()):

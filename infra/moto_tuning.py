@@ -833,6 +833,17 @@ def size_items_once() -> None:
     Item.__init__ = __init__  # type: ignore[method-assign]
 
 
+_DYNAMO_TYPE: Any = None  # moto's ``DynamoType`` (imported once: an import statement per value cost more than the walk)
+
+
+def _dynamo_type() -> Any:
+    global _DYNAMO_TYPE
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    _DYNAMO_TYPE = DynamoType
+    return DynamoType
+
+
 def sized_dynamo_type(raw: Any) -> tuple[Any, int]:
     """``DynamoType(raw)`` and its ``size()`` in one walk (the item build's two walks of every value).
 
@@ -840,8 +851,7 @@ def sized_dynamo_type(raw: Any) -> tuple[Any, int]:
     ``value``, nested values as ``DynamoType``) and sized as ``DynamoType.size`` sizes them; any other
     value (binary, sets, NULL, anything unexpected) takes moto's own constructor and ``size``.
     ``tests/functional/test_moto_engine.py`` compares both on every kind of value."""
-    from moto.dynamodb.models.dynamo_type import DynamoType
-
+    DynamoType = _DYNAMO_TYPE or _dynamo_type()
     if type(raw) is dict and len(raw) == 1:
         for kind, value in raw.items():
             if kind == "S" and type(value) is str:
@@ -1015,6 +1025,17 @@ def _keep_record_as_text(state: dict[str, Any]) -> None:
     state["_seq"] = int(record.get("dynamodb", {}).get("SequenceNumber", 0))
 
 
+def _module(name: str) -> Any:
+    """An imported module (``sys.modules``; imported on first use): cheaper than an import statement in a
+    function called per record, and attribute reads on it still see a test's monkeypatching."""
+    module = sys.modules.get(name)
+    if module is None:
+        import importlib
+
+        module = importlib.import_module(name)
+    return module
+
+
 def record_as_text(self: Any, table: Any, stream_type: str, event_name: str, old: Any, new: Any, seq: int) -> None:
     """``StreamRecord.__init__`` writing the record's JSON once (:func:`_keep_record_as_text`'s text).
 
@@ -1023,8 +1044,8 @@ def record_as_text(self: Any, table: Any, stream_type: str, event_name: str, old
     ``dynamodb`` part is encoded once (``SizeBytes``: the length of that compact text, moto's measure of the
     same part without the blanks), and the record's text is put together around it. The record's fields are
     moto's; a ``None`` anywhere (never in a DynamoDB image) takes moto's own way."""
-    from moto.core.utils import utcnow
-    from moto.moto_api._internal import mock_random
+    utcnow = _module("moto.core.utils").utcnow  # (an import statement per record cost ~1 µs each)
+    mock_random = _module("moto.moto_api._internal").mock_random
 
     record_of = old if old is not None else new
     keys = {table.hash_key_attr: record_of.hash_key.to_json()}

@@ -61,10 +61,12 @@ def list_coupons(deps: Ports, principal: Principal, program_id: str, member_id: 
 
 
 def get_coupon(deps: Ports, principal: Principal, program_id: str, member_id: str, raw_code: str) -> dict[str, Any]:
-    code = _code(raw_code)
+    # A read: a code that could never be registered is simply not the member's (404, as the API's GETs answer).
+    code = normalize_coupon_code(raw_code)
     member = _member(deps, principal, program_id, member_id)
-    if code not in deps.members.coupons_of(member):
-        raise NotFound("The member has no such coupon code", code="coupon_not_found", details={"code": code})
+    if code is None or code not in deps.members.coupons_of(member):
+        raise NotFound("The member has no such coupon code", code="coupon_not_found",
+                       details={"code": code if code is not None else raw_code[:MAX_COUPON_LENGTH]})
     return {"code": code, "member_id": member.member_id}
 
 

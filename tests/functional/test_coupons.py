@@ -106,6 +106,9 @@ def test_who_may_manage_coupons(api: ApiClient) -> None:
     assert api.put(coupon_path(pid, "mbr_nobody", "X2")).status == 404
     bad = api.put(coupon_path(pid, anna["member_id"], "x" * 65))
     assert bad.status == 422
+    # Reading a code that could never be registered: not the member's (a read answers 404, as every GET does).
+    never = api.get(coupon_path(pid, anna["member_id"], "x" * 65))
+    assert never.status == 404 and never.error_code == "coupon_not_found"
 
 
 def test_how_several_coupons_and_a_referral_code_are_matched(api: ApiClient) -> None:
