@@ -141,6 +141,23 @@ def _table(title: str, by_module: dict[str, Slot], per: float, cpu: bool, items:
               f"{sum(total.calls.values()) / per:>11.1f}")
 
 
+
+def _bench_program(bench: Any) -> tuple[dict[str, Any], Callable[..., dict[str, Any]]]:
+    """A program with the bench's rules and one partner: (the partner, how to sign up a member with an e-mail,
+    so the messages are sent, optionally referred by a code)."""
+    program = bench.call("POST", "/v1/programs", {"name": "Bench", "settings": {"max_depth": MAX_DEPTH}})
+    pid = program["program_id"]
+    partner = bench.call("POST", f"/v1/programs/{pid}/partners", {"name": "Shop"})
+    bench.call("PUT", f"/v1/programs/{pid}/rules", rules_doc(MAX_DEPTH))
+
+    def member(name: str, code: str | None = None) -> dict[str, Any]:
+        event = signup(name, code)
+        event["customer"]["email"] = f"{name}@example.com"
+        return bench.send(partner, event)["member"]  # type: ignore[no-any-return]
+
+    return partner, member
+
+
 def one_order() -> None:
     """Part 1: a depth-3 first order and a repeat order, metered per consumer."""
     from moto import mock_aws
@@ -160,14 +177,7 @@ def one_order() -> None:
 
         aws.client("ses").verify_email_identity(EmailAddress=ENV["SARAFAN_SES_SENDER"])
         bench = Bench()
-        program = bench.call("POST", "/v1/programs", {"name": "Bench", "settings": {"max_depth": MAX_DEPTH}})
-        pid = program["program_id"]
-        partner = bench.call("POST", f"/v1/programs/{pid}/partners", {"name": "Shop"})
-        bench.call("PUT", f"/v1/programs/{pid}/rules", rules_doc(MAX_DEPTH))
-        def member(name: str, code: str | None = None) -> dict[str, Any]:
-            event = signup(name, code)
-            event["customer"]["email"] = f"{name}@example.com"  # reachable: the messages are sent
-            return bench.send(partner, event)["member"]  # type: ignore[no-any-return]
+        partner, member = _bench_program(bench)
 
         member("warmup")
         chain = [member("chain0")]
@@ -259,15 +269,7 @@ def order_cpu(orders: int) -> None:
         events = bench.meter.client.meta.events  # the meter's hooks off: its work is not the consumers'
         events.unregister("before-call.dynamodb", bench.meter._before)
         events.unregister("after-call.dynamodb", bench.meter._after)
-        program = bench.call("POST", "/v1/programs", {"name": "Bench", "settings": {"max_depth": MAX_DEPTH}})
-        pid = program["program_id"]
-        partner = bench.call("POST", f"/v1/programs/{pid}/partners", {"name": "Shop"})
-        bench.call("PUT", f"/v1/programs/{pid}/rules", rules_doc(MAX_DEPTH))
-
-        def member(name: str, code: str | None = None) -> dict[str, Any]:
-            event = signup(name, code)
-            event["customer"]["email"] = f"{name}@example.com"
-            return bench.send(partner, event)["member"]  # type: ignore[no-any-return]
+        partner, member = _bench_program(bench)
 
         member("warmup")
         from app import app

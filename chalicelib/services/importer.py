@@ -71,8 +71,8 @@ CHUNK_SCHEMA: dict[str, Any] = {
 _ATTEMPTS = 3
 #: Items per transaction when rows are written together (DynamoDB allows 100).
 GROUP_ITEMS = 90
-#: ``[False]``: every row through PynamoDB's models (tests compare both paths' writes).
-RAW_ROWS = [True]
+#: False: every row through PynamoDB's models (tests compare both paths' writes).
+RAW_ROWS = True
 OPENING_REASON = "Opening balance imported from another program"
 
 
@@ -346,7 +346,7 @@ class _Chunk:
                 raise _RowFailed(column, "no such member (import referrers before the members they referred)")
             if row.code and isinstance(self.items.get(keys.referral_code(self.pid, row.code)), CodeItem):
                 raise _RowFailed("code", "this code is already taken")
-            if RAW_ROWS[0] and not row.birthday and row.opening_balance >= 0:
+            if RAW_ROWS and not row.birthday and row.opening_balance >= 0:
                 return self.stage_new_raw(row, refs, referrer, marker_key)
             member = self.new_member(row, refs, referrer)
             created = NewMember(self.pid, member.member_id, member.code, member.name, list(member.ancestors or []),

@@ -14,27 +14,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_local_run import Running, _start
+from tests.e2e.test_local_run import Running, start  # noqa: F401 -- the fixture that starts a local run
 
 pytestmark = pytest.mark.e2e
 
 SENDERS = 50
 CLIENT_TIMEOUT = 300.0  # a client that waits as long as a loaded CI machine needs: no speed is tested
-
-
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[Running]:
-    run = _start(tmp_path, "load", "--no-history")
-    yield run
-    if run.process.poll() is None:
-        run.process.kill()
-        run.process.wait(10)
 
 
 def _order(n: int) -> dict[str, Any]:
@@ -66,7 +55,8 @@ def _send(running: Running, n: int) -> int | str:
         return type(reason).__name__
 
 
-def test_fifty_senders_at_once_are_all_answered_and_none_is_reset(running: Running) -> None:
+def test_fifty_senders_at_once_are_all_answered_and_none_is_reset(start: Any) -> None:  # noqa: F811
+    running = start("load", "--no-history")
     start = threading.Barrier(SENDERS)
     results: dict[int, int | str] = {}
 
@@ -93,7 +83,8 @@ def test_fifty_senders_at_once_are_all_answered_and_none_is_reset(running: Runni
     running.stop()
 
 
-def test_sigterm_while_senders_send_ends_in_an_orderly_stop(running: Running) -> None:
+def test_sigterm_while_senders_send_ends_in_an_orderly_stop(start: Any) -> None:  # noqa: F811
+    running = start("load", "--no-history")
     results: list[int | str] = []
     lock = threading.Lock()
     stop_sending = threading.Event()

@@ -16,13 +16,11 @@ import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_local_run import ROOT, Running, _start
+from tests.e2e.test_local_run import ROOT, start  # noqa: F401 -- the fixture that starts a local run
 
 pytestmark = pytest.mark.e2e
 
@@ -73,20 +71,11 @@ def bash(script: str) -> list[str]:
     return [line for line in done.stdout.splitlines() if line.strip()]
 
 
-@pytest.fixture
-def walk_run(tmp_path: Path) -> Iterator[Running]:
-    """A local run with the demo program (without its seeded history: the walk's messages are then the only ones)."""
-    running = _start(tmp_path, "walk", "--no-history")
-    yield running
-    if running.process.poll() is None:
-        running.process.kill()
-        running.process.wait(10)
-
-
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("openssl")),
                     reason="SKIPPED LOUDLY: the README walk needs curl and openssl, which this machine lacks")
-def test_the_readme_walk_answers_what_the_readme_shows(walk_run: Running) -> None:
-    running = walk_run
+def test_the_readme_walk_answers_what_the_readme_shows(start: Any) -> None:  # noqa: F811
+    # Without the demo's seeded history: the walk's messages are then the only ones.
+    running = start("walk", "--no-history")
     info, demo = running.info, running.info["demo"]
     shop = demo["partners"][0]
     base = info["base_url"]

@@ -42,7 +42,7 @@ def _staged(program_id: str, partner_id: str | None, raw: bool, monkeypatch: pyt
     ids, codes = itertools.count(1), itertools.count(1)
     monkeypatch.setattr(importer, "new_id", lambda prefix: f"{prefix}_{next(ids):016d}")
     monkeypatch.setattr(importer, "generate_code", lambda: f"GEN{next(codes):08d}")
-    monkeypatch.setattr(importer, "RAW_ROWS", [raw])
+    monkeypatch.setattr(importer, "RAW_ROWS", raw)
     program = tenancy_repo.get_program(program_id)
     chunk = importer._Chunk(program, partner_id, importer.ChunkResult())
     chunk.now = NOW
@@ -80,7 +80,7 @@ def test_an_import_writes_the_same_table_either_way(api: ApiClient, monkeypatch:
         ids, codes = itertools.count(start), itertools.count(start)
         monkeypatch.setattr(importer, "new_id", lambda prefix, ids=ids: f"{prefix}_{next(ids):016d}")
         monkeypatch.setattr(importer, "generate_code", lambda codes=codes: f"GEN{next(codes):08d}")
-        monkeypatch.setattr(importer, "RAW_ROWS", [raw])
+        monkeypatch.setattr(importer, "RAW_ROWS", raw)
         shop = Shop(api, None)
         before = {json.dumps(i, sort_keys=True) for i in scan_test_table()}
         reply = api.post(f"/v1/programs/{shop.pid}/imports/members",
