@@ -463,9 +463,10 @@ def child_main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--region", default="eu-central-1")
     args = parser.parse_args(argv)
-    from infra.local_run import bound_malloc_arenas
+    from infra.local_run import bound_malloc_arenas, raise_gc_threshold
 
     bound_malloc_arenas()
+    raise_gc_threshold()
     address, key = os.environ.pop(SOCKET_ENV), bytes.fromhex(os.environ.pop(KEY_ENV))
     _die_with_parent(int(os.environ.pop(PARENT_ENV, "0") or 0))
     client = EngineClient(address, key)

@@ -83,9 +83,10 @@ def child_main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    from infra.local_run import DISPATCHER, StreamBackPressure, bound_malloc_arenas, start_http
+    from infra.local_run import DISPATCHER, StreamBackPressure, bound_malloc_arenas, raise_gc_threshold, start_http
 
     bound_malloc_arenas()
+    raise_gc_threshold()
     address, key = os.environ.pop(SOCKET_ENV), bytes.fromhex(os.environ.pop(KEY_ENV))
     fd = int(os.environ.pop(LISTEN_FD_ENV))
     _die_with_parent(int(os.environ.pop(PARENT_ENV, "0") or 0))

@@ -76,7 +76,8 @@ TableId = tuple[str, str, str]  # account, region, table name
 class _Changes:
     """Which DynamoDB items changed since the last snapshot, whoever changed them.
 
-    Hooks moto's item writes (``Table.put_item``/``delete_item``, ``update_item``), so a
+    Hooks moto's item writes (``Table.put_item``/``delete_item``, ``update_item``, and the puts
+    ``moto_tuning``'s transactions write themselves: ``PUT_HOOKS``), so a
     snapshot writes only those items (a journal segment) instead of the whole table. Every
     hook runs inside a DynamoDB request, i.e. under ``moto_tuning.ENGINE_LOCK``, as does
     :meth:`take`.
@@ -100,6 +101,8 @@ class _Changes:
         from moto.dynamodb.models.table import Table
         from moto.dynamodb.responses import DynamoHandler
 
+        from infra import moto_tuning
+
         changes = self
         call_action, put_item, delete_item = DynamoHandler.call_action, Table.put_item, Table.delete_item
         update_item = DynamoDBBackend.update_item
@@ -117,6 +120,9 @@ class _Changes:
             changes.items.add((table_id(table), item.hash_key, item.range_key))
             return item
 
+        def put_written(table: Any, item: Any) -> None:  # a transaction's put moto_tuning wrote itself
+            changes.items.add((table_id(table), item.hash_key, item.range_key))
+
         def table_delete_item(table: Any, hash_key: Any, range_key: Any) -> Any:
             changes.items.add((table_id(table), hash_key, range_key))
             return delete_item(table, hash_key, range_key)
@@ -133,6 +139,7 @@ class _Changes:
 
         DynamoHandler.call_action = handler_call_action  # type: ignore[method-assign]
         Table.put_item = table_put_item  # type: ignore[method-assign, assignment]
+        moto_tuning.PUT_HOOKS.append(put_written)
         Table.delete_item = table_delete_item  # type: ignore[method-assign, assignment]
         DynamoDBBackend.update_item = backend_update_item  # type: ignore[method-assign, assignment]
         self._installed = True

@@ -83,6 +83,7 @@ def apply() -> None:
         ("disk", _disk_items),  # before "query": its all_items wraps the disk store's
         ("tracking", stop_instance_tracking),
         ("rollback", rollback_touched_items_only),
+        ("transactions", fast_conditional_puts),
         ("query", query_one_partition),
         ("get_item", no_partition_on_miss),
         ("index", index_follows_writes),
@@ -336,6 +337,251 @@ def rollback_touched_items_only() -> None:
                              DynamoType(key[range_attr]) if range_attr and range_attr in key else None)
 
     backend_class.update_item = update_item  # type: ignore[method-assign]
+
+
+# --- a transaction's conditional puts ---------------------------------------------------------
+
+#: ``[False]``: every transaction through moto's own loop again (the engine tests compare both).
+FAST_TRANSACTIONS = [True]
+#: ``hook(table, item)`` after each put :func:`_plain_put` writes without ``Table.put_item`` (whose wrappers
+#: it skips): ``infra/local_state.py``'s change tracking registers here too.
+PUT_HOOKS: list[Callable[[Any, Any], None]] = []
+#: Attribute and map member names moto's item validation treats specially (``N``, ``S``, ``NULL`` keys):
+#: an item holding one anywhere takes moto's own put.
+_TYPE_NAMES = frozenset({"N", "S", "NULL"})
+
+
+def _plain_put_value(raw: Any, numbers: list[str] | None, dynamo_type: Any) -> tuple[Any, int] | None:
+    """``(DynamoType(raw), its size)`` for a string, number, boolean, list or map of them (built and sized
+    as :func:`sized_dynamo_type` builds and sizes them), ``None`` for anything else (binary, sets, NULL, a
+    member named like a type, anything malformed). The numbers moto's ``_validate_item_types`` checks
+    (outside lists: it does not look into them) are added to ``numbers`` in its order."""
+    if type(raw) is not dict or len(raw) != 1:
+        return None
+    for kind, value in raw.items():
+        if kind == "S":
+            if type(value) is not str:
+                return None
+            size = len(value) if value.isascii() else len(value.encode("utf-8"))
+        elif kind == "N":
+            if type(value) is not str:
+                return None
+            if numbers is not None:
+                numbers.append(value)
+            size = len(value)
+        elif kind == "BOOL":
+            if type(value) is not bool:
+                return None
+            size = 1
+        elif kind == "M":
+            if type(value) is not dict:
+                return None
+            members, size = {}, 0
+            for name, member in value.items():
+                if type(name) is not str or name in _TYPE_NAMES:
+                    return None
+                built = _plain_put_value(member, numbers, dynamo_type)
+                if built is None:
+                    return None
+                members[name] = built[0]
+                size += (len(name) if name.isascii() else len(name.encode("utf-8"))) + built[1]
+            value = members
+        elif kind == "L":
+            if type(value) is not list:
+                return None
+            items, size = [], 0
+            for member in value:
+                built = _plain_put_value(member, None, dynamo_type)
+                if built is None:
+                    return None
+                items.append(built[0])
+                size += built[1]
+            value = items
+        else:
+            return None
+        result = object.__new__(dynamo_type)
+        result.type = kind
+        result.value = value
+        return result, size
+    return None  # pragma: no cover - a one-member dict has one member
+
+
+def _plain_put(table: Any, attrs: Any, hash_value: Any, range_value: Any, current: Any) -> Any:
+    """What ``Table.put_item`` does for a put whose condition already held for ``current`` (moto checks it
+    again against the same item), when every value is plain (:func:`_plain_put_value`): the same checks in
+    the same order (key types, numbers, key sizes, the 400 KB limit), the ``Item``, the write, the stream
+    record (its new image the put's own attributes: the same JSON moto would make of the ``Item``).
+    Returns ``None`` (nothing done) for an item moto's own put must handle."""
+    from moto.dynamodb.exceptions import HashKeyTooLong, InvalidAttributeTypeError, ItemSizeTooLarge, RangeKeyTooLong
+    from moto.dynamodb.limits import HASH_KEY_MAX_LENGTH, RANGE_KEY_MAX_LENGTH
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
+
+    if type(attrs) is not dict:
+        return None
+    numbers: list[str] = []
+    converted: dict[str, Any] = {}
+    sizes: dict[str, int] = {}
+    total = 0
+    for name, raw in attrs.items():
+        if type(name) is not str or name in _TYPE_NAMES:
+            return None
+        built = _plain_put_value(raw, numbers, DynamoType)
+        if built is None:
+            return None
+        converted[name] = built[0]
+        sizes[name] = built[1]
+        total += (len(name) if name.isascii() else len(name.encode("utf-8"))) + built[1]
+    if hash_value.type != table.hash_key_type:
+        raise InvalidAttributeTypeError(table.hash_key_attr, expected_type=table.hash_key_type,
+                                        actual_type=hash_value.type)
+    if range_value and range_value.type != table.range_key_type:
+        raise InvalidAttributeTypeError(table.range_key_attr, expected_type=table.range_key_type,
+                                        actual_type=range_value.type)
+    for number in numbers:
+        table._validate_number_type(number)
+    for name in table.hash_key_names:
+        if name in sizes and sizes[name] > HASH_KEY_MAX_LENGTH:
+            raise HashKeyTooLong
+    for name in table.range_key_names:
+        if name in sizes and sizes[name] > RANGE_KEY_MAX_LENGTH:
+            raise RangeKeyTooLong
+    if total > 405000:  # Item.__init__'s limit (size_items_once)
+        raise ItemSizeTooLarge
+    item = object.__new__(Item)
+    item.hash_key = DynamoType(hash_value)
+    item.range_key = DynamoType(range_value) if range_value is not None else None
+    item_attrs = LimitedSizeDict()
+    dict.update(item_attrs, converted)
+    item.attrs = item_attrs
+    if range_value:
+        table.items[hash_value][range_value] = item
+    else:
+        table.items[hash_value] = item
+    for hook in PUT_HOOKS:
+        hook(table, item)
+    if table.stream_shard is not None:
+        _local.put_image = (item, attrs)
+        try:
+            table.stream_shard.add(current, item)
+        finally:
+            _local.put_image = None
+    return item
+
+
+def _fast_eligible(backend: Any, transact_items: Any) -> list[tuple[str, dict[str, Any], Any]] | None:
+    """``(op type, op, table)`` per entry when every entry is one ``Put`` or ``Update`` on an existing table
+    (the transactions :func:`fast_conditional_puts` writes itself); ``None`` for anything else."""
+    if type(transact_items) is not list or len(transact_items) > 100:
+        return None
+    plan = []
+    for entry in transact_items:
+        if type(entry) is not dict or len(entry) != 1:
+            return None
+        for op_type, op in entry.items():
+            if op_type not in ("Put", "Update") or type(op) is not dict:
+                return None
+            try:
+                table = backend.get_table(op["TableName"])
+            except Exception:
+                return None
+            plan.append((op_type, op, table))
+    return plan
+
+
+def fast_conditional_puts() -> None:
+    """A transaction of puts and updates written without moto's generic loop's repeated work.
+
+    moto's ``transact_write_items`` (under :func:`rollback_touched_items_only`) walks the transaction's keys
+    twice for the rollback snapshot, looks each item up twice, and for a put checks its condition twice,
+    walks its attributes three times (type validation, key sizes, the ``Item`` build) and once more for its
+    stream record's new image. Here each operation is checked in moto's order with moto's own exceptions
+    (the same cancellation reasons, the same ``ValidationException`` for an invalid or oversized item, the
+    same ``MultipleTransactionsException``), the snapshot is taken as each key is first touched, a put of
+    plain values (:func:`_plain_put`) is validated and built in one walk and its stream record's image is
+    its own attributes; updates go through moto's ``update_item`` as before. Anything else (a
+    ``ConditionCheck`` or ``Delete``, an unknown table, a malformed entry, a put holding binary values,
+    sets or NULLs) takes moto's own path. ``tests/functional/test_moto_engine.py`` compares the two."""
+    import moto.dynamodb.models as models
+    from moto.dynamodb.exceptions import (
+        ConditionalCheckFailed,
+        MockValidationException,
+        MultipleTransactionsException,
+        TransactionCanceledException,
+    )
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    backend_class = models.DynamoDBBackend
+    original: Callable[..., Any] = backend_class.transact_write_items
+    get_filter_expression = models.get_filter_expression  # type: ignore[attr-defined]
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
+        plan = _fast_eligible(self, transact_items) if FAST_TRANSACTIONS[0] else None
+        if plan is None:
+            return original(self, transact_items)
+        snapshot: dict[tuple[str, Any, Any], Any] = {}
+        streams: dict[str, int] = {}
+        target_items: set[tuple[str, str]] = set()
+        errors: list[tuple[Any, Any, Any]] = []
+        try:
+            for op_type, op, table in plan:
+                original_item = None
+                try:
+                    table_name = op["TableName"]
+                    condition_expression = op.get("ConditionExpression")
+                    names = op.get("ExpressionAttributeNames")
+                    values = op.get("ExpressionAttributeValues")
+                    if op_type == "Put":
+                        attrs = op["Item"]
+                        key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                        if table.range_key_attr is not None:
+                            key[table.range_key_attr] = attrs[table.range_key_attr]
+                    else:
+                        key = op["Key"]
+                    unique = (str(table_name), str(dict(sorted(key.items()))))
+                    if unique in target_items:
+                        raise MultipleTransactionsException()
+                    target_items.add(unique)
+                    # backend.get_item: get_keys_value's check and keys, then the table's get_item
+                    if table.hash_key_attr not in key or (table.has_range_key and table.range_key_attr not in key):
+                        raise MockValidationException("Validation Exception")
+                    hash_value = DynamoType(key[table.hash_key_attr])
+                    range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+                    current = table.get_item(hash_value, range_value)
+                    if condition_expression is not None:
+                        condition_op = get_filter_expression(condition_expression, names, values)
+                        if not condition_op.expr(current):
+                            if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                                original_item = current.to_json()["Attributes"]
+                            raise ConditionalCheckFailed(item=original_item)
+                    snapshot_key = (table.name, hash_value, range_value)
+                    if snapshot_key not in snapshot:
+                        # update_item changes the item in place; a put replaces the object.
+                        snapshot[snapshot_key] = current if op_type == "Put" else item_copy(current)
+                    if table.stream_shard is not None:
+                        streams.setdefault(table.name, len(table.stream_shard.items))
+                    if op_type == "Put":
+                        if _plain_put(table, attrs, hash_value, range_value, current) is None:
+                            self.put_item(table_name, attrs, condition_expression=condition_expression,
+                                          expression_attribute_names=names, expression_attribute_values=values)
+                    else:
+                        self.update_item(table_name, key, update_expression=op["UpdateExpression"],
+                                         condition_expression=condition_expression,
+                                         expression_attribute_names=names, expression_attribute_values=values)
+                    errors.append((None, None, None))
+                except (MultipleTransactionsException, MockValidationException):
+                    raise
+                except ConditionalCheckFailed as e:
+                    errors.append(("ConditionalCheckFailed", str(e.message), original_item))
+                except Exception as e:  # moto's loop records any other error as its reason
+                    errors.append((type(e).__name__, str(e), original_item))
+            if any(code is not None for code, _, _ in errors):
+                raise TransactionCanceledException(errors)
+        except BaseException:
+            _restore(self, (snapshot, streams))
+            raise
+
+    transact_write_items.__wrapped__ = original  # type: ignore[attr-defined]
+    backend_class.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
 # --- reads -------------------------------------------------------------------------------------
@@ -1080,7 +1326,9 @@ def record_as_text(self: Any, table: Any, stream_type: str, event_name: str, old
     data: dict[str, Any] = {"StreamViewType": stream_type, "ApproximateCreationDateTime": created,
                             "SequenceNumber": str(seq), "SizeBytes": 1, "Keys": keys}
     if stream_type in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES") and new is not None:
-        data["NewImage"] = new.to_json()["Attributes"]
+        image = getattr(_local, "put_image", None)
+        # A plain put's attributes are the JSON moto makes of its Item (_plain_put): no walk of the Item.
+        data["NewImage"] = image[1] if image is not None and image[0] is new else new.to_json()["Attributes"]
     if stream_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES") and old is not None:
         data["OldImage"] = old.to_json()["Attributes"]
     head = {"eventID": mock_random.uuid4().hex, "eventName": event_name, "eventSource": "aws:dynamodb",

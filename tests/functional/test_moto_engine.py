@@ -52,8 +52,8 @@ def _all(client: Any) -> list[dict[str, Any]]:
 
 def test_the_suite_and_the_local_run_use_the_adjusted_engine(ddb: Any) -> None:
     assert moto_tuning.applied() == {"tracking", "rollback", "query", "get_item", "lock", "responses", "streams",
-                                     "expressions", "traversal", "simple_updates", "items", "actions", "direct", "index", "disk",
-                                     "compact", "ses_history"}
+                                     "expressions", "traversal", "simple_updates", "items", "actions", "direct", "index",
+                                     "transactions", "disk", "compact", "ses_history"}
 
 
 def test_ses_keeps_only_the_newest_sent_emails(aws_env: None) -> None:
@@ -788,3 +788,117 @@ def test_an_item_over_400_kb_is_still_refused(ddb: Any) -> None:
     assert "Item size has exceeded the maximum allowed size" in str(raised.value)
     ddb.put_item(TableName=TABLE, Item=_item("big", "2", a={"S": big}))
     assert ddb.get_item(TableName=TABLE, Key={"PK": {"S": "big"}, "SK": {"S": "2"}})["Item"]["a"]["S"] == big
+
+
+def _conditional_put(pk: str, sk: str, **attrs: Any) -> dict[str, Any]:
+    """A put that creates an item (the import's shape: ``attribute_not_exists`` on the hash key, ``ALL_OLD``)."""
+    return {"Put": {"TableName": TABLE, "Item": _item(pk, sk, **attrs), "ConditionExpression": "attribute_not_exists (#0)",
+                    "ExpressionAttributeNames": {"#0": "PK"}, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}
+
+
+_MEMBER = {"name": {"S": "Ünïcödé ✓ 名前"}, "n": {"N": "-12.50"}, "flag": {"BOOL": False}, "empty": {"L": []},
+           "l": {"L": [{"S": "a"}, {"N": "not a number in a list"}, {"L": [{"BOOL": True}]}, {"M": {"k": {"S": "x"}}}]},
+           "m": {"M": {"ключ": {"S": "значение"}, "deep": {"M": {"z": {"N": "7"}}}}}, "G": {"S": "g1"}}
+_BALANCE = {"Update": {"TableName": TABLE, "Key": _item("bal", "1"), "UpdateExpression": "SET #0 = :0 ADD #1 :1",
+                       "ExpressionAttributeNames": {"#0": "entity", "#1": "available"},
+                       "ExpressionAttributeValues": {":0": {"S": "balance"}, ":1": {"N": "5"}},
+                       "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}
+
+#: Transactions run in order on one table, each answered (or refused) the same with and without the fast path.
+TRANSACTIONS: list[list[dict[str, Any]]] = [
+    [_conditional_put("a", "1", **_MEMBER), _conditional_put("a", "2"), _BALANCE],  # the import's shape
+    [_conditional_put("b", "1", G={"S": "g1"}), _conditional_put("a", "1"),  # exists: ALL_OLD in the reason
+     _BALANCE, _conditional_put("c", "1", n={"N": "1e500"}),  # a number DynamoDB refuses: a reason too
+     {"Update": {"TableName": TABLE, "Key": _item("nobody", "1"), "UpdateExpression": "ADD #1 :1",
+                 "ConditionExpression": "attribute_exists (#0)", "ExpressionAttributeNames": {"#0": "PK", "#1": "n"},
+                 "ExpressionAttributeValues": {":1": {"N": "1"}}, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}],
+    [_conditional_put("d", "1"), {"Put": {"TableName": TABLE, "Item": _item("a", "2", v={"S": "replaced"})}}],
+    [_conditional_put("e", "1"), _BALANCE, _conditional_put("e", "1")],  # one item twice: ValidationException
+    [_conditional_put("f", "1"), _BALANCE, _conditional_put("f", "2", big={"S": "x" * 410_000})],  # over 400 KB
+    [_conditional_put("g", "1"), {"Put": {"TableName": TABLE, "Item": {"PK": {"N": "1"}, "SK": {"S": "1"}}}}],
+    [_conditional_put("h", "1"), _conditional_put("x" * 2049, "1")],  # hash key over 2,048 bytes
+    [_conditional_put("i", "1"), _conditional_put("i", "y" * 1025)],  # range key over 1,024 bytes
+    [_conditional_put("j", "1", b={"B": b"\x00\xff"}, s={"SS": ["a"]}, z={"NULL": True}),  # moto's own put
+     _conditional_put("j", "2", m={"M": {"S": {"S": "a member named like a type"}}}), _BALANCE],
+    [_conditional_put("k", "1"), {"ConditionCheck": {"TableName": TABLE, "Key": _item("a", "1"),
+                                                     "ConditionExpression": "attribute_exists (PK)"}}],
+    [_conditional_put("l", "1"), {"Put": {"TableName": "no-such-table", "Item": _item("l", "2")}}],
+    [_conditional_put("m", "1", n={"N": " 1"}), _conditional_put("m", "2")],  # whitespace: not a number
+]
+
+
+def _transaction_outcomes(client: Any) -> list[Any]:
+    """Each transaction's answer, the table and its stream records after it (volatile fields left out)."""
+    outcomes: list[Any] = []
+    shard = _backend_table().stream_shard
+    for items in TRANSACTIONS:
+        seen = len(shard.items)
+        try:
+            answer: Any = client.transact_write_items(TransactItems=items)
+            answer = {k: v for k, v in answer.items() if k != "ResponseMetadata"}
+        except ClientError as error:
+            answer = (error.response["Error"], error.response.get("CancellationReasons"))
+        records = []
+        for record in shard.items[seen:]:
+            data = record.to_json()
+            # (SizeBytes counts the creation time's digits: it varies by a byte with the clock in either path)
+            records.append((data["eventName"], {k: v for k, v in data["dynamodb"].items()
+                                                if k not in ("ApproximateCreationDateTime", "SizeBytes")}))
+        outcomes.append((answer, _all(client), records, len(shard.items)))
+    return outcomes
+
+
+def test_a_transactions_conditional_puts_answer_what_motos_own_loop_answers(aws_env: None) -> None:
+    """The fast path of a transaction (``fast_conditional_puts``) against moto's own loop: the same answers,
+    cancellation reasons (``ALL_OLD`` items included), refusals, items, stream records and rollbacks."""
+    import boto3
+    from moto import mock_aws
+
+    def run(fast: bool) -> tuple[list[Any], int]:
+        with mock_aws():
+            moto_tuning.apply()
+            client = boto3.client("dynamodb", region_name="eu-central-1")
+            client.create_table(
+                TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+                AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK", "G")],
+                GlobalSecondaryIndexes=[{"IndexName": "ByG", "KeySchema": [{"AttributeName": "G", "KeyType": "HASH"}],
+                                         "Projection": {"ProjectionType": "ALL"}}],
+                StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+            )
+            client.query(TableName=TABLE, IndexName="ByG", KeyConditionExpression="G = :g",
+                         ExpressionAttributeValues={":g": {"S": "g1"}})  # the attribute index follows writes
+            built = [0]
+            plain_put = moto_tuning._plain_put
+
+            def counted(*args: Any) -> Any:
+                item = plain_put(*args)
+                built[0] += item is not None
+                return item
+
+            saved = moto_tuning.FAST_TRANSACTIONS[0]
+            moto_tuning.FAST_TRANSACTIONS[0] = fast
+            moto_tuning._plain_put = counted  # type: ignore[assignment]
+            try:
+                outcomes = _transaction_outcomes(client)
+                by_g = client.query(TableName=TABLE, IndexName="ByG", KeyConditionExpression="G = :g",
+                                    ExpressionAttributeValues={":g": {"S": "g1"}})["Items"]
+                return [*outcomes, sorted(by_g, key=lambda i: (i["PK"]["S"], i["SK"]["S"]))], built[0]
+            finally:
+                moto_tuning.FAST_TRANSACTIONS[0] = saved
+                moto_tuning._plain_put = plain_put  # type: ignore[assignment]
+
+    fast, built = run(True)
+    own, not_built = run(False)
+    assert not_built == 0 and built == 11  # the fast path wrote the plain puts itself
+    for number, (ours, theirs) in enumerate(zip(fast, own, strict=True)):
+        assert ours == theirs, f"transaction {number}"
+    answers = [outcome[0] for outcome in fast[:-1]]
+    assert answers[0] == answers[2] == {"ConsumedCapacity": [], "ItemCollectionMetrics": {}}
+    assert [r["Code"] for r in answers[1][1]] == ["None", "ConditionalCheckFailed", "None", "ValidationException",
+                                                  "ConditionalCheckFailed"]
+    assert answers[1][1][1]["Item"]["name"] == _MEMBER["name"]  # ALL_OLD: the existing item
+    assert [a[0]["Code"] for a in answers[3:8]] == ["ValidationException"] * 5
+    assert fast[1][1] == fast[0][1] and fast[1][3] == fast[0][3]  # cancelled: items and stream as they were
+    assert fast[0][2][0][1]["NewImage"] == _item("a", "1", **_MEMBER)
+    assert fast[2][2][1][0] == "MODIFY" and fast[2][2][1][1]["OldImage"] == _item("a", "2")
