@@ -84,6 +84,7 @@ def apply() -> None:
         ("tracking", stop_instance_tracking),
         ("rollback", rollback_touched_items_only),
         ("transactions", fast_conditional_puts),
+        ("overheads", trim_request_overheads),
         ("query", query_one_partition),
         ("get_item", no_partition_on_miss),
         ("index", index_follows_writes),
@@ -351,67 +352,103 @@ PUT_HOOKS: list[Callable[[Any, Any], None]] = []
 _TYPE_NAMES = frozenset({"N", "S", "NULL"})
 
 
-def _plain_put_value(raw: Any, numbers: list[str] | None, dynamo_type: Any) -> tuple[Any, int] | None:
-    """``(DynamoType(raw), its size)`` for a string, number, boolean, list or map of them (built and sized
-    as :func:`sized_dynamo_type` builds and sizes them), ``None`` for anything else (binary, sets, NULL, a
-    member named like a type, anything malformed). The numbers moto's ``_validate_item_types`` checks
-    (outside lists: it does not look into them) are added to ``numbers`` in its order."""
+def _plain_put_value(raw: Any, numbers: list[str] | None) -> tuple[tuple[str, Any], int] | None:
+    """A string, number, boolean, list or map of them in :func:`compact_items`' packed form (``(type, value)``,
+    nested values likewise: what ``_pack_value`` makes of ``DynamoType(raw)``) and its size (as
+    :func:`sized_dynamo_type` sizes it); ``None`` for anything else (binary, sets, NULL, a member named like a
+    type, anything malformed). The numbers moto's ``_validate_item_types`` checks (outside lists: it does not
+    look into them) are added to ``numbers`` in its order."""
     if type(raw) is not dict or len(raw) != 1:
         return None
     for kind, value in raw.items():
         if kind == "S":
             if type(value) is not str:
                 return None
-            size = len(value) if value.isascii() else len(value.encode("utf-8"))
-        elif kind == "N":
+            return (kind, value), len(value) if value.isascii() else len(value.encode("utf-8"))
+        if kind == "N":
             if type(value) is not str:
                 return None
             if numbers is not None:
                 numbers.append(value)
-            size = len(value)
-        elif kind == "BOOL":
+            return (kind, value), len(value)
+        if kind == "BOOL":
             if type(value) is not bool:
                 return None
-            size = 1
-        elif kind == "M":
+            return (kind, value), 1
+        if kind == "M":
             if type(value) is not dict:
                 return None
             members, size = {}, 0
             for name, member in value.items():
                 if type(name) is not str or name in _TYPE_NAMES:
                     return None
-                built = _plain_put_value(member, numbers, dynamo_type)
+                built = _plain_put_value(member, numbers)
                 if built is None:
                     return None
                 members[name] = built[0]
                 size += (len(name) if name.isascii() else len(name.encode("utf-8"))) + built[1]
-            value = members
-        elif kind == "L":
+            return (kind, members), size
+        if kind == "L":
             if type(value) is not list:
                 return None
             items, size = [], 0
             for member in value:
-                built = _plain_put_value(member, None, dynamo_type)
+                built = _plain_put_value(member, None)
                 if built is None:
                     return None
                 items.append(built[0])
                 size += built[1]
-            value = items
-        else:
-            return None
-        result = object.__new__(dynamo_type)
-        result.type = kind
-        result.value = value
-        return result, size
-    return None  # pragma: no cover - a one-member dict has one member
+            return (kind, items), size
+    return None
+
+
+def _raw_value_key(raw: Any) -> Any:
+    """:func:`_value_key` of ``DynamoType(raw)``, read from the request's value."""
+    if type(raw) is dict and len(raw) == 1:
+        for kind, value in raw.items():
+            return (kind, value) if isinstance(value, str | bytes) else None
+    return None
+
+
+#: ``StreamShard.add`` as :func:`compact_items` installs it (over :func:`index_follows_writes`'): while it is
+#: still the one in place, :func:`_plain_put` does what it does without the generic steps.
+_STREAM_ADD: list[Any] = []
+
+
+def _add_put_record(table: Any, current: Any, item: Any, attrs: dict[str, Any]) -> None:
+    """The stream record of a plain put (``StreamShard.add(current, item)``), its new image ``attrs``."""
+    shard = table.stream_shard
+    if not _STREAM_ADD or type(shard).add is not _STREAM_ADD[0] or shard.table.lambda_event_source_mappings:
+        _local.put_image = (item, attrs)
+        try:
+            shard.add(current, item)
+        finally:
+            _local.put_image = None
+        return
+    record_class = _module("moto.dynamodb.models.table").StreamRecord
+    record = record_class.__new__(record_class)
+    seq = len(shard.items) + shard.starting_sequence_number
+    _local.put_image = (item, attrs)
+    try:
+        record.__init__(table, table.stream_specification["StreamViewType"], "INSERT" if current is None else "MODIFY",
+                        current, item, seq)
+    finally:
+        _local.put_image = None
+    state = record.__dict__
+    if "record" in state:
+        _keep_record_as_text(state)
+    shard.items.append(record)
+    if table.__dict__.get("_sarafan_index"):
+        _reindex(table, item.hash_key, item.range_key, attrs)
 
 
 def _plain_put(table: Any, attrs: Any, hash_value: Any, range_value: Any, current: Any) -> Any:
     """What ``Table.put_item`` does for a put whose condition already held for ``current`` (moto checks it
     again against the same item), when every value is plain (:func:`_plain_put_value`): the same checks in
-    the same order (key types, numbers, key sizes, the 400 KB limit), the ``Item``, the write, the stream
-    record (its new image the put's own attributes: the same JSON moto would make of the ``Item``).
-    Returns ``None`` (nothing done) for an item moto's own put must handle."""
+    the same order (key types, numbers, key sizes, the 400 KB limit), the ``Item`` (kept packed, as
+    :func:`compact_items` keeps stored items: no ``DynamoType`` is built), the write, the stream record
+    (its new image the put's own attributes: the JSON moto makes of the ``Item``). Returns ``None``
+    (nothing done) for an item moto's own put must handle."""
     from moto.dynamodb.exceptions import HashKeyTooLong, InvalidAttributeTypeError, ItemSizeTooLarge, RangeKeyTooLong
     from moto.dynamodb.limits import HASH_KEY_MAX_LENGTH, RANGE_KEY_MAX_LENGTH
     from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
@@ -419,16 +456,16 @@ def _plain_put(table: Any, attrs: Any, hash_value: Any, range_value: Any, curren
     if type(attrs) is not dict:
         return None
     numbers: list[str] = []
-    converted: dict[str, Any] = {}
+    packed: dict[str, Any] = {}
     sizes: dict[str, int] = {}
     total = 0
     for name, raw in attrs.items():
         if type(name) is not str or name in _TYPE_NAMES:
             return None
-        built = _plain_put_value(raw, numbers, DynamoType)
+        built = _plain_put_value(raw, numbers)
         if built is None:
             return None
-        converted[name] = built[0]
+        packed[name] = built[0]
         sizes[name] = built[1]
         total += (len(name) if name.isascii() else len(name.encode("utf-8"))) + built[1]
     if hash_value.type != table.hash_key_type:
@@ -450,9 +487,12 @@ def _plain_put(table: Any, attrs: Any, hash_value: Any, range_value: Any, curren
     item = object.__new__(Item)
     item.hash_key = DynamoType(hash_value)
     item.range_key = DynamoType(range_value) if range_value is not None else None
-    item_attrs = LimitedSizeDict()
-    dict.update(item_attrs, converted)
-    item.attrs = item_attrs
+    if "compact" in _applied:
+        item.__dict__["_attrs"], item.__dict__["_packed"] = None, marshal.dumps(packed)
+    else:
+        item_attrs = LimitedSizeDict()
+        dict.update(item_attrs, {name: _unpack_value(value, DynamoType) for name, value in packed.items()})
+        item.attrs = item_attrs
     if range_value:
         table.items[hash_value][range_value] = item
     else:
@@ -460,11 +500,7 @@ def _plain_put(table: Any, attrs: Any, hash_value: Any, range_value: Any, curren
     for hook in PUT_HOOKS:
         hook(table, item)
     if table.stream_shard is not None:
-        _local.put_image = (item, attrs)
-        try:
-            table.stream_shard.add(current, item)
-        finally:
-            _local.put_image = None
+        _add_put_record(table, current, item, attrs)
     return item
 
 
@@ -584,6 +620,54 @@ def fast_conditional_puts() -> None:
     backend_class.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+
+class _RememberedSubstitutions:
+    """Stands in for the ``re`` module inside moto's DynamoDB backend module, whose ``update_item`` rewrites
+    every update expression with ``re.sub``: the app sends a handful of distinct expressions, so each
+    rewrite is remembered (the same text ``re.sub`` returns); everything else is the real module."""
+
+    def __init__(self) -> None:
+        self.subs: dict[tuple[str, str, str], str] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(re, name)
+
+    def sub(self, pattern: Any, repl: Any, string: Any, count: int = 0, flags: int = 0) -> Any:
+        if type(pattern) is not str or type(repl) is not str or type(string) is not str or count or flags:
+            return re.sub(pattern, repl, string, count=count, flags=flags)
+        key = (pattern, repl, string)
+        text = self.subs.get(key)
+        if text is None:
+            if len(self.subs) >= _EXPRESSION_CACHE_SIZE:
+                self.subs.clear()
+            text = self.subs[key] = re.sub(pattern, repl, string)
+        return text
+
+
+def trim_request_overheads() -> None:
+    """Two steps of every moto request that scan text for nothing.
+
+    ``BaseResponse._enrich_response`` runs ``re.sub`` with a look-behind for ``<RequestId>`` over every
+    response body (for the stream poller's ``GetRecords``, every record's text): a body without that text
+    cannot match, so only the request id header is set for it (the rest is moto's own function). And
+    ``update_item``'s rewrite of its expression is remembered (:class:`_RememberedSubstitutions`)."""
+    import moto.core.responses as responses
+    import moto.dynamodb.models as models
+
+    original: Callable[..., Any] = responses.BaseResponse._enrich_response
+
+    def _enrich_response(headers: dict[str, str], body: Any) -> tuple[dict[str, str], Any]:
+        if not isinstance(body, str) or "<RequestId>" in body:
+            return original(headers, body)  # type: ignore[no-any-return]
+        if "status" in headers:
+            headers["status"] = str(headers["status"])
+        responses.gen_amzn_requestid_long(headers)
+        return headers, body
+
+    _enrich_response.__wrapped__ = original  # type: ignore[attr-defined]
+    responses.BaseResponse._enrich_response = staticmethod(_enrich_response)  # type: ignore[method-assign, assignment]
+    models.re = _RememberedSubstitutions()  # type: ignore[attr-defined, assignment]
+
 # --- reads -------------------------------------------------------------------------------------
 
 
@@ -683,12 +767,27 @@ def _index_candidates(table: Any, condition: tuple[str, Any]) -> list[Any] | Non
     return out
 
 
-def _reindex(table: Any, hash_value: Any, range_value: Any) -> None:
-    """Bring the table's attribute index up to date for one item key (after any write to it)."""
+def _reindex(table: Any, hash_value: Any, range_value: Any, raw: dict[str, Any] | None = None) -> None:
+    """Bring the table's attribute index up to date for one item key (after any write to it); ``raw``: the
+    item's attributes as the put that just wrote it sent them (read instead of unpacking the item)."""
     index = table.__dict__.get("_sarafan_index")
     if not index:
         return  # (a disk store's index follows its writes in the file)
     key = (hash_value, range_value if table.range_key_attr else None)
+    if raw is not None:
+        for name, (by_value, of_key) in index.items():
+            old = of_key.pop(key, None)
+            if old is not None:
+                bucket = by_value.get(old)
+                if bucket is not None:
+                    bucket.discard(key)
+                    if not bucket:
+                        del by_value[old]
+            vk = _raw_value_key(raw.get(name))
+            if vk is not None:
+                by_value.setdefault(vk, set()).add(key)
+                of_key[key] = vk
+        return
     partition = table.items.get(hash_value)
     item = partition if not table.range_key_attr else (partition or {}).get(range_value)
     for name, (by_value, of_key) in index.items():
@@ -1331,8 +1430,7 @@ def record_as_text(self: Any, table: Any, stream_type: str, event_name: str, old
         data["NewImage"] = image[1] if image is not None and image[0] is new else new.to_json()["Attributes"]
     if stream_type in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES") and old is not None:
         data["OldImage"] = old.to_json()["Attributes"]
-    head = {"eventID": mock_random.uuid4().hex, "eventName": event_name, "eventSource": "aws:dynamodb",
-            "eventVersion": "1.0", "awsRegion": "us-east-1"}
+    event_id = mock_random.uuid4().hex
     inner = _COMPACT_JSON.encode(data)
     if "null" in inner:
         record_as_text.__wrapped__(self, table, stream_type, event_name, old, new, seq)  # type: ignore[attr-defined]
@@ -1340,7 +1438,11 @@ def record_as_text(self: Any, table: Any, stream_type: str, event_name: str, old
     size = len(inner)
     inner = inner.replace('"SizeBytes":1,', f'"SizeBytes":{size},', 1)
     state = self.__dict__
-    state["_text"] = json.dumps(head, separators=(",", ":"))[:-1] + ',"dynamodb":' + inner + "}"
+    # json.dumps of the record's head (an id of hex digits, an event name of capitals), written out
+    head = (f'{{"eventID":"{event_id}","eventName":"{event_name}"' if event_id.isalnum() and event_name.isalpha()
+            else json.dumps({"eventID": event_id, "eventName": event_name}, separators=(",", ":"))[:-1])
+    state["_text"] = head + ',"eventSource":"aws:dynamodb","eventVersion":"1.0","awsRegion":"us-east-1","dynamodb":' \
+        + inner + "}"
     state["_created"], state["_seq"] = created, seq
 
 
@@ -1894,6 +1996,7 @@ def compact_items() -> None:
 
     add.__wrapped__ = original_add  # type: ignore[attr-defined]
     StreamShard.add = add  # type: ignore[method-assign]
+    _STREAM_ADD[:] = [add]
     StreamRecord.to_json = to_json  # type: ignore[method-assign]
     original_init: Callable[..., Any] = StreamRecord.__init__
     record_as_text.__wrapped__ = original_init  # type: ignore[attr-defined]

@@ -52,8 +52,9 @@ def _all(client: Any) -> list[dict[str, Any]]:
 
 def test_the_suite_and_the_local_run_use_the_adjusted_engine(ddb: Any) -> None:
     assert moto_tuning.applied() == {"tracking", "rollback", "query", "get_item", "lock", "responses", "streams",
-                                     "expressions", "traversal", "simple_updates", "items", "actions", "direct", "index",
-                                     "transactions", "disk", "compact", "ses_history"}
+                                     "expressions", "traversal", "simple_updates", "items", "actions", "direct", "index", "transactions", "overheads",
+                                     "compact", "ses_history",
+                                     "disk"}  # infra/moto_disk.py
 
 
 def test_ses_keeps_only_the_newest_sent_emails(aws_env: None) -> None:
@@ -902,3 +903,26 @@ def test_a_transactions_conditional_puts_answer_what_motos_own_loop_answers(aws_
     assert fast[1][1] == fast[0][1] and fast[1][3] == fast[0][3]  # cancelled: items and stream as they were
     assert fast[0][2][0][1]["NewImage"] == _item("a", "1", **_MEMBER)
     assert fast[2][2][1][0] == "MODIFY" and fast[2][2][1][1]["OldImage"] == _item("a", "2")
+
+
+def test_the_trimmed_request_steps_give_what_moto_gives(aws_env: None) -> None:
+    """``trim_request_overheads``: the response enrichment and the remembered expression rewrite."""
+    import re
+
+    import moto.dynamodb.models as models
+    from moto.core.responses import BaseResponse
+
+    moto_tuning.apply()
+    ours = BaseResponse._enrich_response
+    theirs = ours.__wrapped__  # type: ignore[attr-defined]
+    for body in ('{"Records":[{"a":"<Request>"}]}', "<x><RequestId>old</RequestId></x>", b"bytes", "", None):
+        mine, moto_own = ours({"status": 200}, body), theirs({"status": 200}, body)
+        # (the request id is random: the body holds it where it names one)
+        assert [str(mine[1]).replace(mine[0]["x-amzn-requestid"], "ID"), mine[0].keys(), mine[0]["status"]] == \
+            [str(moto_own[1]).replace(moto_own[0]["x-amzn-requestid"], "ID"), moto_own[0].keys(), "200"]
+        assert len(mine[0]["x-amzn-requestid"]) == 52
+    assert "old" not in ours({}, "<x><RequestId>old</RequestId></x>")[1]
+    for text in ("SET #0 = :0, #1 = :1 ADD #2 :2", "SET a=b + c - d", "ADD n :n"):
+        for _ in range(2):
+            assert models.re.sub(r"\s*([=\+-])\s*", "\\1", text) == re.sub(r"\s*([=\+-])\s*", "\\1", text)
+    assert models.re.compile is re.compile
