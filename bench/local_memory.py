@@ -22,6 +22,7 @@ import json
 import sys
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,13 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def _stored_items(table: Any) -> list[Any]:
+def _stored_items(table: Any) -> Iterator[Any]:
+    """Every stored item (from the disk store's file a chunk at a time: nothing is kept for the count)."""
     if table.range_key_attr is None:
-        return list(table.items.values())
-    return [item for partition in table.items.values() for item in partition.values()]
+        yield from table.items.values()
+        return
+    for partition in table.items.values():
+        yield from partition.values()
 
 
 def _unmarshal(packed: tuple[str, Any]) -> dict[str, Any]:
@@ -75,7 +79,7 @@ def census() -> dict[str, Any]:
     packed_bytes: collections.Counter[str] = collections.Counter()
     expired = expired_bytes = ttl_items = 0
     now = time.time()
-    records = record_bytes = iterators = index_keys = sent = 0
+    records = record_bytes = iterators = index_keys = sent = hot_items = file_bytes = 0
     with moto_tuning.engine_paused():
         for regions in dynamodb_backends.values():
             for backend in regions.values():
@@ -102,6 +106,11 @@ def census() -> dict[str, Any]:
                                             for r in shard.items)
                     for by_value, _of_key in (table.__dict__.get("_sarafan_index") or {}).values():
                         index_keys += sum(len(keys) for keys in by_value.values())
+                    store = table.items
+                    if getattr(store, "on_disk", False):  # infra/moto_disk.py: rows in its file, objects in memory
+                        hot_items += len(store.hot)
+                        file_bytes += store.stored_bytes()
+                        index_keys += int(store._sql("SELECT COUNT(*) FROM x{t}")[0][0])
         for stream_regions in dynamodbstreams_backends.values():
             for streams in stream_regions.values():
                 iterators += len(streams.shard_iterators)
@@ -112,6 +121,7 @@ def census() -> dict[str, Any]:
             "ttl_items": ttl_items, "expired_items": expired, "expired_bytes": expired_bytes,
             "stream_records": records, "stream_record_bytes": record_bytes, "shard_iterators": iterators,
             "index_keys": index_keys, "ses_sent": sent, "unpacked_items": len(moto_tuning._unpacked),
+            "hot_items": hot_items, "disk_item_bytes": file_bytes,
             "rss_mb": round(rss_mb(), 1)}
 
 
@@ -179,7 +189,8 @@ def main(argv: list[str]) -> int:
             print(f"  {kind:<24} {grown / span:5.2f} items, "
                   f"{(last['json_bytes'][kind] - first['json_bytes'].get(kind, 0)) / span / 1024:5.2f} KB as DynamoDB JSON, "
                   f"{(last['packed_bytes'][kind] - first['packed_bytes'].get(kind, 0)) / span / 1024:5.2f} KB packed")
-    for name in ("stream_records", "shard_iterators", "index_keys", "ses_sent", "expired_items", "ttl_items"):
+    for name in ("stream_records", "shard_iterators", "index_keys", "ses_sent", "expired_items", "ttl_items",
+                 "unpacked_items", "hot_items", "disk_item_bytes"):
         print(f"  {name:<24} {first[name]} -> {last[name]}")
     if snapshot is not None and later is not None:
         print("\nwhere the memory kept since warm-up was allocated (tracemalloc, top 25 lines):")

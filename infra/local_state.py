@@ -45,6 +45,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from infra import moto_disk
+
 FORMAT = 1
 AWS_FILE = "aws-state.json.gz"
 KEYS_FILE = "keys.json"
@@ -226,7 +228,15 @@ def load_dynamodb(tables: list[dict[str, Any]]) -> int:
             else:
                 table.items[hash_key][range_key] = item
             count += 1
+            if count % LOAD_SETTLE_EVERY == 0:
+                moto_disk.settle_all()  # written to the disk store's file, the working set cut back
+    moto_disk.settle_all()
     return count
+
+
+#: Items loaded between two write-throughs of the disk store (``infra/moto_disk.py``), so a big snapshot is
+#: not held as moto objects while it loads.
+LOAD_SETTLE_EVERY = 1000
 
 
 # --- the table streams -----------------------------------------------------------------------
@@ -336,7 +346,7 @@ def apply_changes(changes: list[dict[str, Any]]) -> None:
     from moto.dynamodb.models import dynamodb_backends
     from moto.dynamodb.models.dynamo_type import DynamoType, Item
 
-    for change in changes:
+    for applied, change in enumerate(changes, 1):
         account, region, name = change["table"]
         table = dynamodb_backends[account][region].tables[name]
         hash_key = DynamoType(change["key"][table.hash_key_attr])
@@ -350,6 +360,9 @@ def apply_changes(changes: list[dict[str, Any]]) -> None:
             table.items[hash_key] = Item(hash_key, None, change["item"])  # type: ignore[assignment]
         else:
             table.items[hash_key][range_key] = Item(hash_key, range_key, change["item"])
+        if applied % LOAD_SETTLE_EVERY == 0:
+            moto_disk.settle_all()
+    moto_disk.settle_all()
 
 
 def _read(path: Path) -> dict[str, Any]:

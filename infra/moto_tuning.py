@@ -41,6 +41,12 @@ Memory per item: :func:`compact_items` keeps stored items' attributes as ``marsh
 ``DynamoType`` objects took about six times the item's DynamoDB JSON) and stream records pickled until
 they are read.
 
+Items on disk: ``infra/moto_disk.py`` (installed first by :func:`apply`) backs each table's ``items`` with a
+``sqlite3`` file and keeps a bounded working set of ``Item`` objects in memory, so the engine's memory stays
+flat whatever the tables hold; the hooks here that walk items (the partition and index queries, the TTL
+sweep, the rollback snapshot) use its walks, and :func:`end_of_request` writes it through at the end of each
+request.
+
 Outside DynamoDB: :func:`bound_sent_email_history` keeps moto's SES history of sent e-mails to the
 newest 1,000 (it kept every message of a long run, about 4.5 KB each).
 
@@ -74,6 +80,7 @@ _local = threading.local()
 def apply() -> None:
     """Install every adjustment (safe to call more than once)."""
     for name, install in (
+        ("disk", _disk_items),  # before "query": its all_items wraps the disk store's
         ("tracking", stop_instance_tracking),
         ("rollback", rollback_touched_items_only),
         ("transactions", fast_conditional_puts),
@@ -101,6 +108,17 @@ def apply() -> None:
 
 def applied() -> frozenset[str]:
     return frozenset(_applied)
+
+
+def _disk_items() -> None:
+    from infra import moto_disk
+
+    moto_disk.install()
+
+
+def _disk(items: Any) -> bool:
+    """``table.items`` is ``infra.moto_disk``'s store (items in its file, a bounded working set in memory)."""
+    return getattr(items, "on_disk", False) is True
 
 
 # --- SES's sent-mail history -------------------------------------------------------------------
@@ -237,8 +255,11 @@ def _snapshot(backend: Any, transact_items: list[dict[str, Any]]) -> _Snapshot:
             continue
         table_name, hash_value, range_value = key
         table = backend.tables[table_name]
-        partition = table.items.get(hash_value)
-        current = partition if range_value is None else (partition or {}).get(range_value)
+        if range_value is not None and _disk(table.items):
+            current = table.items[hash_value].get(range_value)  # (no walk of the partition for its truth value)
+        else:
+            partition = table.items.get(hash_value)
+            current = partition if range_value is None else (partition or {}).get(range_value)
         # update_item changes the item in place; put and delete replace or drop the object.
         items[key] = item_copy(current) if key in updated else current
         if table.stream_shard is not None:
@@ -856,6 +877,8 @@ def query_one_partition() -> None:
         hint = getattr(_local, "partition", None)
         if hint is None or hint[0] is not self:
             return original_all_items(self)
+        if _disk(self.items) and self.range_key_attr:
+            return self.items[hint[1]].values()
         partition = self.items.get(hint[1])
         if partition is None:
             return []
@@ -879,6 +902,8 @@ def _index_candidates(table: Any, condition: tuple[str, Any]) -> list[Any] | Non
     unindexable value."""
     name, value = condition
     wanted = _value_key(value)
+    if wanted is not None and _disk(table.items):
+        return table.items.index_candidates(name, wanted)  # type: ignore[no-any-return]  # kept in its file
     if table.stream_shard is None or wanted is None:
         return None
     index = table.__dict__.setdefault("_sarafan_index", {})
@@ -909,7 +934,7 @@ def _reindex(table: Any, hash_value: Any, range_value: Any, raw: dict[str, Any] 
     item's attributes as the put that just wrote it sent them (read instead of unpacking the item)."""
     index = table.__dict__.get("_sarafan_index")
     if not index:
-        return
+        return  # (a disk store's index follows its writes in the file)
     key = (hash_value, range_value if table.range_key_attr else None)
     if raw is not None:
         for name, (by_value, of_key) in index.items():
@@ -964,7 +989,7 @@ def no_partition_on_miss() -> None:
     original: Callable[..., Any] = Table.get_item
 
     def get_item(self: Any, hash_key: Any, range_key: Any = None, projection_expression: Any = None) -> Any:
-        if range_key and self.has_range_key and hash_key not in self.items:
+        if range_key and self.has_range_key and not _disk(self.items) and hash_key not in self.items:
             return None
         return original(self, hash_key, range_key, projection_expression)
 
@@ -1708,7 +1733,7 @@ def serialize_requests() -> None:
             try:
                 return original(self)
             finally:
-                pack_unpacked_items()
+                end_of_request()
 
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
     streams_original: Callable[..., Any] = DynamoDBStreamsHandler.call_action
@@ -2008,6 +2033,16 @@ def _unpack_value(packed: tuple[str, Any], dynamo_type: Any) -> Any:
     return value
 
 
+def end_of_request() -> None:
+    """Under :data:`ENGINE_LOCK`, once a DynamoDB request is answered: the disk store writes through and cuts its
+    working set (``infra/moto_disk.py``), then the items unpacked longest ago are packed again."""
+    if "disk" in _applied:
+        from infra import moto_disk
+
+        moto_disk.settle_all()
+    pack_unpacked_items()
+
+
 def pack_unpacked_items(limit: int | None = None) -> int:
     """Pack the attributes of the items unpacked longest ago, down to ``limit`` (:data:`UNPACKED_ITEMS`)
     unpacked items. Called at the end of every DynamoDB request, under :data:`ENGINE_LOCK`."""
@@ -2023,6 +2058,10 @@ def pack_unpacked_items(limit: int | None = None) -> int:
             blob = marshal.dumps({name: _pack_value(value) for name, value in attrs.items()})
         except (AttributeError, TypeError, ValueError):
             continue  # a value marshal cannot hold: the item stays as moto built it
+        written = state.get("_sarafan_disk")  # the same bytes in the disk store's working set (infra/moto_disk.py)
+        if written is not None:
+            blob = written if written == blob else blob
+            state["_sarafan_disk"] = None
         state["_packed"], state["_attrs"] = blob, None
         packed += 1
     return packed
@@ -2172,12 +2211,17 @@ def sweep_expired(now: float | None = None, budget: int = 5 * SWEEP_STEP) -> int
         attribute = table.ttl["AttributeName"]
         cursor = _sweep_cursors.get(id(table))
         if not cursor:
-            cursor = _sweep_cursors[id(table)] = list(table.items.keys())
+            if _disk(table.items):  # a disk store is walked in key order from a position, not from a list of keys
+                cursor = _sweep_cursors[id(table)] = _DiskCursor(table.items)
+            else:
+                cursor = _sweep_cursors[id(table)] = list(table.items.keys())
         while cursor and looked < budget:
             with ENGINE_LOCK:
                 step = 0
                 while cursor and step < SWEEP_STEP:
                     hash_key = cursor.pop()
+                    if hash_key is None:
+                        break
                     partition = table.items.get(hash_key)
                     if partition is None:
                         continue
@@ -2194,12 +2238,34 @@ def sweep_expired(now: float | None = None, budget: int = 5 * SWEEP_STEP) -> int
                     if ranged and not table.items.get(hash_key):
                         table.items.pop(hash_key, None)
                 looked += step
-                pack_unpacked_items()
+                end_of_request()
         if looked >= budget:
             break
     for key in [k for k in _sweep_cursors if k not in {id(t) for t in tables}]:
         del _sweep_cursors[key]
     return removed
+
+
+class _DiskCursor:
+    """:func:`sweep_expired`'s position in a disk store's partitions (``infra/moto_disk.py``): the last hash key
+    handed out, the next ones read from the file a chunk at a time (no list of every key in memory). False
+    once the walk reached the end."""
+
+    def __init__(self, items: Any) -> None:
+        self.items, self.after, self.chunk, self.done = items, None, [], False
+
+    def __bool__(self) -> bool:
+        if not self.chunk and not self.done:
+            self.chunk = self.items.partition_keys_after(self.after, SWEEP_STEP)
+            self.chunk.reverse()
+            self.done = not self.chunk
+        return bool(self.chunk)
+
+    def pop(self) -> Any:
+        if not self:
+            return None
+        self.after = self.chunk.pop()
+        return self.after
 
 
 def _mark_ttl_removal(table: Any) -> None:

@@ -1,0 +1,306 @@
+"""moto's DynamoDB with its items on disk (``infra/moto_disk.py``) answers what moto's own dict answers.
+
+Each test drives two tables in the same moto through the same random sequence of every DynamoDB
+operation the app uses: one table keeps its items in the disk store with a working set of 3 items (so
+nearly everything is read back from the file), the other in moto's plain ``defaultdict``. Every answer,
+every stream record, the TTL sweep, ``DescribeTable``'s count and a deep copy must be the same.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from infra import moto_disk, moto_tuning
+
+DISK, PLAIN = "disk-table", "plain-table"
+ACCOUNT, REGION = "123456789012", "eu-central-1"
+
+
+def _backend() -> Any:
+    from moto.dynamodb.models import dynamodb_backends
+
+    return dynamodb_backends[ACCOUNT][REGION]
+
+
+@pytest.fixture
+def ddb(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setattr(moto_disk, "HOT_ITEMS", 3)
+    monkeypatch.setattr(moto_disk, "CHUNK", 2)  # walks of the file cross chunk boundaries
+    with mock_aws():
+        moto_tuning.apply()
+        client = boto3.client("dynamodb", region_name=REGION)
+        for name in (DISK, PLAIN):
+            client.create_table(
+                TableName=name, BillingMode="PAY_PER_REQUEST",
+                KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+                AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK", "G", "GR")],
+                GlobalSecondaryIndexes=[
+                    {"IndexName": "ByG", "KeySchema": [{"AttributeName": "G", "KeyType": "HASH"},
+                                                       {"AttributeName": "GR", "KeyType": "RANGE"}],
+                     "Projection": {"ProjectionType": "ALL"}}],
+                StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+            )
+            client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "exp"})
+        tables = _backend().tables
+        assert moto_disk.is_disk(tables[DISK].items)
+        tables[PLAIN].items = defaultdict(dict)  # moto's own store
+        assert not moto_disk.is_disk(tables[PLAIN].items)
+        yield client
+
+
+def _call(client: Any, operation: str, **kwargs: Any) -> Any:
+    """The answer (or the error's code and cancellation reasons), without what differs by table name."""
+    try:
+        answer = getattr(client, operation)(**kwargs)
+    except ClientError as error:
+        return {"error": error.response["Error"]["Code"],
+                "reasons": [r.get("Code") for r in error.response.get("CancellationReasons", [])]}
+    answer.pop("ResponseMetadata", None)
+    answer.pop("ConsumedCapacity", None)
+    if "Responses" in answer:  # BatchGetItem: keyed by table name, in no particular order
+        answer["Responses"] = {"t": sorted(map(repr, next(iter(answer["Responses"].values()), [])))}
+    if "UnprocessedItems" in answer:
+        answer["UnprocessedItems"] = list(answer["UnprocessedItems"].values())
+    if "UnprocessedKeys" in answer:
+        answer["UnprocessedKeys"] = list(answer["UnprocessedKeys"].values())
+    table = answer.get("Table") or answer.get("TableDescription")
+    if table:
+        answer = {"ItemCount": table["ItemCount"]}
+    return answer
+
+
+def _key(rng: random.Random) -> dict[str, Any]:
+    return {"PK": {"S": f"p{rng.randrange(5)}"}, "SK": {"S": f"s{rng.randrange(8):02d}"}}
+
+
+def _attrs(rng: random.Random) -> dict[str, Any]:
+    attrs: dict[str, Any] = {"n": {"N": str(rng.randrange(100))}, "doc": {"M": {"a": {"L": [{"S": "x"}, {"N": "1"}]},
+                                                                              "b": {"BOOL": rng.random() < 0.5}}}}
+    if rng.random() < 0.7:
+        attrs["G"] = {"S": f"g{rng.randrange(3)}"}
+        attrs["GR"] = {"S": f"r{rng.randrange(6)}"}
+    if rng.random() < 0.3:
+        attrs["exp"] = {"N": str(1000 + rng.randrange(1000))}
+    if rng.random() < 0.2:
+        attrs["blob"] = {"B": bytes([rng.randrange(256) for _ in range(4)])}
+    return attrs
+
+
+def _pages(client: Any, operation: str, **kwargs: Any) -> list[Any]:
+    pages = []
+    while True:
+        answer = _call(client, operation, **kwargs)
+        pages.append(answer)
+        start = answer.get("LastEvaluatedKey")
+        if not start or len(pages) > 50:
+            return pages
+        kwargs["ExclusiveStartKey"] = start
+
+
+def _operation(rng: random.Random) -> tuple[str, Any]:
+    """One random operation as ``(kind, arguments)``, the table name left out."""
+    roll = rng.randrange(13)
+    key = _key(rng)
+    if roll == 0:
+        item = {**key, **_attrs(rng)}
+        extra = {"ConditionExpression": "attribute_not_exists(PK)"} if rng.random() < 0.4 else {}
+        return "put_item", {"Item": item, "ReturnValues": rng.choice(["NONE", "ALL_OLD"]), **extra}
+    if roll == 1:
+        return "get_item", {"Key": key, **({"ProjectionExpression": "PK, n"} if rng.random() < 0.3 else {})}
+    if roll == 2:
+        expression = rng.choice(["SET #n = :n", "ADD #n :n", "REMOVE #n", "SET #n = :n, G = :g, GR = :g",
+                                 "SET doc.b = :b"])
+        values: dict[str, Any] = {}
+        if ":n" in expression:
+            values[":n"] = {"N": str(rng.randrange(10))}
+        if ":g" in expression:
+            values[":g"] = {"S": f"g{rng.randrange(3)}"}
+        if ":b" in expression:
+            values[":b"] = {"BOOL": True}
+        names = {"#n": "n"} if "#n" in expression else {}
+        kwargs: dict[str, Any] = {"Key": key, "UpdateExpression": expression,
+                                  "ReturnValues": rng.choice(["NONE", "ALL_NEW", "ALL_OLD", "UPDATED_NEW"])}
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if rng.random() < 0.4:
+            kwargs["ConditionExpression"] = "attribute_exists(PK)"
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        return "update_item", kwargs
+    if roll == 3:
+        extra = {"ConditionExpression": "n < :x", "ExpressionAttributeValues": {":x": {"N": "50"}}} \
+            if rng.random() < 0.4 else {}
+        return "delete_item", {"Key": key, "ReturnValues": rng.choice(["NONE", "ALL_OLD"]), **extra}
+    if roll == 4:
+        writes: list[dict[str, Any]] = []
+        keys = {repr(key): key}
+        while len(keys) < rng.randrange(2, 5):
+            other = _key(rng)
+            keys[repr(other)] = other
+        for one in keys.values():
+            kind = rng.randrange(4)
+            if kind == 0:
+                writes.append({"Put": {"Item": {**one, **_attrs(rng)}}})
+            elif kind == 1:
+                writes.append({"Update": {"Key": one, "UpdateExpression": "ADD n :one",
+                                          "ExpressionAttributeValues": {":one": {"N": "1"}}}})
+            elif kind == 2:
+                writes.append({"Delete": {"Key": one}})
+            else:  # fails when the item is missing: the whole transaction is cancelled
+                writes.append({"ConditionCheck": {"Key": one, "ConditionExpression": "attribute_exists(PK)"}})
+        return "transact_write_items", writes
+    if roll in (5, 6):
+        kwargs = {"KeyConditionExpression": "PK = :p", "ExpressionAttributeValues": {":p": key["PK"]},
+                  "Limit": rng.randrange(1, 5), "ScanIndexForward": rng.random() < 0.5}
+        shape = rng.randrange(3)
+        if shape == 1:
+            kwargs["KeyConditionExpression"] += " AND SK BETWEEN :a AND :b"
+            kwargs["ExpressionAttributeValues"].update({":a": {"S": "s02"}, ":b": {"S": "s06"}})
+        elif shape == 2:
+            kwargs["FilterExpression"] = "n > :m"
+            kwargs["ExpressionAttributeValues"][":m"] = {"N": "30"}
+        return "query", kwargs
+    if roll == 7:
+        kwargs = {"IndexName": "ByG", "KeyConditionExpression": "G = :g",
+                  "ExpressionAttributeValues": {":g": {"S": f"g{rng.randrange(3)}"}}, "Limit": rng.randrange(1, 6),
+                  "ScanIndexForward": rng.random() < 0.5}
+        if rng.random() < 0.5:
+            kwargs["KeyConditionExpression"] += " AND GR > :r"
+            kwargs["ExpressionAttributeValues"][":r"] = {"S": "r2"}
+        return "query", kwargs
+    if roll == 8:
+        kwargs = {"Limit": rng.randrange(1, 9)}
+        if rng.random() < 0.4:
+            kwargs.update(FilterExpression="attribute_exists(G)")
+        return "scan", kwargs
+    if roll == 9:
+        wanted = {repr(k): k for k in (_key(rng) for _ in range(rng.randrange(1, 8)))}
+        return "batch_get_item", list(wanted.values())
+    if roll == 10:
+        requests: dict[str, Any] = {}
+        for _ in range(rng.randrange(1, 6)):
+            one = _key(rng)
+            requests[repr(one)] = ({"PutRequest": {"Item": {**one, **_attrs(rng)}}} if rng.random() < 0.6
+                                   else {"DeleteRequest": {"Key": one}})
+        return "batch_write_item", list(requests.values())
+    if roll == 11:
+        return "describe_table", {}
+    return "sweep", {"now": 1000 + rng.randrange(1200)}
+
+
+def _run(client: Any, table: str, kind: str, arguments: Any) -> Any:
+    if kind == "transact_write_items":
+        items = [{op: {**body, "TableName": table}} for entry in arguments for op, body in entry.items()]
+        return _call(client, kind, TransactItems=items)
+    if kind == "batch_get_item":
+        return _call(client, kind, RequestItems={table: {"Keys": arguments}})
+    if kind == "batch_write_item":
+        return _call(client, kind, RequestItems={table: arguments})
+    if kind == "describe_table":
+        return _call(client, kind, TableName=table)
+    if kind in ("query", "scan"):
+        return _pages(client, kind, TableName=table, **copy.deepcopy(arguments))
+    return _call(client, kind, TableName=table, **copy.deepcopy(arguments))
+
+
+def _records(table: Any, start: int = 0) -> list[Any]:
+    out = []
+    for record in table.stream_shard.items[start:]:
+        data = record.to_json()
+        inner = data["dynamodb"]
+        out.append((data["eventName"], repr(inner["Keys"]), repr(inner.get("NewImage")), repr(inner.get("OldImage")),
+                    repr(data.get("userIdentity"))))
+    return out
+
+
+def _sweep(now: int) -> dict[str, list[Any]]:
+    """Both tables swept to the end; the REMOVE records each got (the two stores walk in different orders)."""
+    tables = _backend().tables
+    before = {name: len(tables[name].stream_shard.items) for name in (DISK, PLAIN)}
+    moto_tuning._sweep_cursors.clear()
+    moto_tuning.sweep_expired(now=now, budget=10**6)
+    return {name: sorted(_records(tables[name], before[name])) for name in (DISK, PLAIN)}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_operation_answers_as_motos_own_store(ddb: Any, seed: int) -> None:
+    rng = random.Random(seed)
+    tables = _backend().tables
+    for step in range(160):
+        kind, arguments = _operation(rng)
+        if kind == "sweep":
+            swept = _sweep(arguments["now"])
+            assert swept[DISK] == swept[PLAIN], (step, kind)
+            continue
+        disk, plain = _run(ddb, DISK, kind, arguments), _run(ddb, PLAIN, kind, arguments)
+        assert disk == plain, (step, kind, arguments)
+        assert len(tables[DISK].items.hot) <= 3 + 10  # the request's own items, then cut back to 3
+    # the stream: every record of the operations (the sweeps' compared above)
+    assert [r for r in _records(tables[DISK]) if "Service" not in r[4]] == \
+        [r for r in _records(tables[PLAIN]) if "Service" not in r[4]]
+    whole = _pages(ddb, "scan", TableName=DISK)
+    assert whole == _pages(ddb, "scan", TableName=PLAIN)
+    assert _call(ddb, "describe_table", TableName=DISK) == _call(ddb, "describe_table", TableName=PLAIN)
+    # a deep copy (the test fixtures' table_snapshot/restore_table) is a separate store with the same items
+    clone = copy.deepcopy(tables[DISK])
+    copied = [i.to_json() for i in clone.all_items()]
+    assert copied == [i.to_json() for i in tables[DISK].all_items()]
+    assert len(copied) == sum(len(page["Items"]) for page in whole)
+    ddb.put_item(TableName=DISK, Item={"PK": {"S": "new"}, "SK": {"S": "new"}})
+    assert [i.to_json() for i in clone.all_items()] == copied
+
+
+def test_the_store_keeps_only_the_working_set_as_objects(ddb: Any) -> None:
+    """After each request at most the working set's items are objects; the rest are rows in the file."""
+    for i in range(40):
+        ddb.put_item(TableName=DISK, Item={"PK": {"S": "p"}, "SK": {"S": f"{i:03d}"}, "n": {"N": str(i)}})
+    store = _backend().tables[DISK].items
+    assert len(store.hot) == 3 and store.count_items() == 40
+    # an item updated in place and then evicted is read back as updated
+    ddb.update_item(TableName=DISK, Key={"PK": {"S": "p"}, "SK": {"S": "000"}}, UpdateExpression="ADD n :one",
+                    ExpressionAttributeValues={":one": {"N": "5"}})
+    for i in range(1, 10):
+        ddb.get_item(TableName=DISK, Key={"PK": {"S": "p"}, "SK": {"S": f"{i:03d}"}})
+    answer = ddb.get_item(TableName=DISK, Key={"PK": {"S": "p"}, "SK": {"S": "000"}})
+    assert answer["Item"]["n"] == {"N": "5"}
+    assert ddb.describe_table(TableName=DISK)["Table"]["ItemCount"] == 40
+
+
+def test_a_table_without_a_range_key(ddb: Any) -> None:
+    from moto.dynamodb.models.table import Table
+
+    for name in ("kv-disk", "kv-plain"):
+        ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}])
+    _backend().tables["kv-plain"].items = defaultdict(dict)
+    rng = random.Random(3)
+    for _ in range(120):
+        key = {"id": {"N": rng.choice(["1", "2", "3", "10", "-4", "2.5", "100"])}}
+        roll = rng.randrange(5)
+        if roll == 0:
+            answers = [_call(ddb, "put_item", TableName=n, Item={**key, "v": {"S": "x"}}, ReturnValues="ALL_OLD")
+                       for n in ("kv-disk", "kv-plain")]
+        elif roll == 1:
+            answers = [_call(ddb, "update_item", TableName=n, Key=key, UpdateExpression="ADD v2 :o",
+                             ExpressionAttributeValues={":o": {"N": "1"}}, ReturnValues="ALL_NEW")
+                       for n in ("kv-disk", "kv-plain")]
+        elif roll == 2:
+            answers = [_call(ddb, "delete_item", TableName=n, Key=key, ReturnValues="ALL_OLD")
+                       for n in ("kv-disk", "kv-plain")]
+        elif roll == 3:
+            answers = [_pages(ddb, "scan", TableName=n, Limit=2) for n in ("kv-disk", "kv-plain")]
+        else:
+            answers = [_call(ddb, "get_item", TableName=n, Key=key) for n in ("kv-disk", "kv-plain")]
+        assert answers[0] == answers[1]
+    assert isinstance(_backend().tables["kv-disk"], Table) and moto_disk.is_disk(_backend().tables["kv-disk"].items)
