@@ -287,6 +287,7 @@ class DiskItems:
             if order != ["h", "r"]:
                 conn.execute(f"CREATE INDEX i{self.name}_o ON i{self.name} ({', '.join(order)})")
             self.order = order
+            self._get_sql = f"SELECT data, kind, hk, rk FROM i{self.name} WHERE h = ? AND r = ?"
             self.partition_order = [c for c in order if c in ("rs", "r")]
         import weakref
 
@@ -335,7 +336,8 @@ class DiskItems:
             return entry[0]
         if ids in self.absent:
             return None
-        rows = self._sql("SELECT data, kind, hk, rk FROM i{t} WHERE h = ? AND r = ?", ids)
+        with _lock:
+            rows = _connection().execute(self._get_sql, ids).fetchall()
         if not rows:
             absent = self.absent
             absent[ids] = None
