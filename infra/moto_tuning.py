@@ -2169,7 +2169,8 @@ def compact_items() -> None:
 
 #: Items one :func:`sweep_expired` step looks at while holding the engine lock (requests interleave between steps).
 SWEEP_STEP = 500
-_sweep_cursors: dict[int, list[Any]] = {}
+_sweep_cursors: dict[int, Any] = {}
+_sweep_turn = [0]  # which table a call starts with (in turn: a budget spent on one table does not starve the next)
 
 
 def _expiry(item: Any, attribute: str) -> float | None:
@@ -2207,7 +2208,9 @@ def sweep_expired(now: float | None = None, budget: int = 5 * SWEEP_STEP) -> int
     tables = [t for regions in list(dynamodb_backends.values()) for backend in list(regions.values())
               for t in list(backend.tables.values())
               if (t.ttl or {}).get("TimeToLiveStatus") == "ENABLED" and (t.ttl or {}).get("AttributeName")]
-    for table in tables:
+    turn = _sweep_turn[0] % len(tables) if tables else 0
+    for position, table in enumerate(tables[turn:] + tables[:turn]):
+        _sweep_turn[0] = turn + position + 1  # the next call starts after the table this one stops at
         attribute = table.ttl["AttributeName"]
         cursor = _sweep_cursors.get(id(table))
         if not cursor:

@@ -147,13 +147,20 @@ def _operation(rng: random.Random) -> tuple[str, Any]:
         while len(keys) < rng.randrange(2, 5):
             other = _key(rng)
             keys[repr(other)] = other
+        writes_only = rng.random() < 0.4  # puts and updates only: moto_tuning's fast transaction path
         for one in keys.values():
-            kind = rng.randrange(4)
-            if kind == 0:
-                writes.append({"Put": {"Item": {**one, **_attrs(rng)}}})
+            kind = rng.randrange(2 if writes_only else 4)
+            if kind == 0:  # with a condition half the time (moto_tuning's own path for a transaction's puts)
+                put: dict[str, Any] = {"Item": {**one, **_attrs(rng)}}
+                if rng.random() < 0.5:
+                    put["ConditionExpression"] = "attribute_not_exists(PK)"
+                writes.append({"Put": put})
             elif kind == 1:
-                writes.append({"Update": {"Key": one, "UpdateExpression": "ADD n :one",
-                                          "ExpressionAttributeValues": {":one": {"N": "1"}}}})
+                update: dict[str, Any] = {"Key": one, "UpdateExpression": "ADD n :one",
+                                          "ExpressionAttributeValues": {":one": {"N": "1"}}}
+                if rng.random() < 0.3:
+                    update["ConditionExpression"] = "attribute_exists(PK)"
+                writes.append({"Update": update})
             elif kind == 2:
                 writes.append({"Delete": {"Key": one}})
             else:  # fails when the item is missing: the whole transaction is cancelled
@@ -304,3 +311,38 @@ def test_a_table_without_a_range_key(ddb: Any) -> None:
             answers = [_call(ddb, "get_item", TableName=n, Key=key) for n in ("kv-disk", "kv-plain")]
         assert answers[0] == answers[1]
     assert isinstance(_backend().tables["kv-disk"], Table) and moto_disk.is_disk(_backend().tables["kv-disk"].items)
+
+
+def test_the_ttl_sweep_goes_round_a_disk_table_in_steps(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small steps and budgets: the sweep's position in the file carries over between calls, and it deletes
+    what the sweep of moto's own dict deletes."""
+    monkeypatch.setattr(moto_tuning, "SWEEP_STEP", 3)
+    rng = random.Random(11)
+    for i in range(60):
+        item = {"PK": {"S": f"p{i % 13}"}, "SK": {"S": f"s{i:02d}"}, "exp": {"N": str(rng.choice([100, 5000]))}}
+        for name in (DISK, PLAIN):
+            ddb.put_item(TableName=name, Item=item)
+    moto_tuning._sweep_cursors.clear()
+    # (one budget for both tables, the first one's pass first: moto_tuning's order, so many calls)
+    removed = sum(moto_tuning.sweep_expired(now=1000, budget=5) for _ in range(400))
+    assert _pages(ddb, "scan", TableName=DISK) == _pages(ddb, "scan", TableName=PLAIN)
+    left = [i for page in _pages(ddb, "scan", TableName=DISK) for i in page["Items"]]
+    assert left and all(i["exp"]["N"] == "5000" for i in left)
+    assert removed == 2 * (60 - len(left))  # every expired item of both tables, each once
+    assert sorted(_records(_backend().tables[DISK])) == sorted(_records(_backend().tables[PLAIN]))
+
+
+def test_a_deleted_tables_rows_leave_the_file(ddb: Any) -> None:
+    import gc
+
+    ddb.put_item(TableName=DISK, Item={"PK": {"S": "p"}, "SK": {"S": "s"}})
+    name = _backend().tables[DISK].items.name
+    ddb.delete_table(TableName=DISK)
+    gc.collect()
+    ddb.create_table(TableName="another", BillingMode="PAY_PER_REQUEST",  # a new store drops the old ones' tables
+                     KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+    with moto_tuning.ENGINE_LOCK:
+        names = {row[0] for row in moto_disk._connection().execute("SELECT name FROM sqlite_master")}
+    assert f"i{name}" not in names and f"x{name}" not in names
+    assert f"i{_backend().tables['another'].items.name}" in names
