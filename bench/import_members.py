@@ -48,7 +48,9 @@ import dev  # noqa: E402
 
 def start_local_run(workdir: Path) -> tuple[subprocess.Popen[bytes], dict[str, str], str]:
     ready = workdir / "ready.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SARAFAN_"))}
+    # (the engine's own settings, SARAFAN_MOTO_DISK / SARAFAN_MOTO_HOT_ITEMS, reach it; the app's do not)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "SARAFAN_")) or k.startswith("SARAFAN_MOTO_")}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -406,11 +406,17 @@ def install_client_hooks(client: EngineClient) -> None:
     from botocore.handlers import BUILTIN_HANDLERS, REGISTER_LAST
     from moto.core.botocore_stubber import MockRawResponse
 
-    from infra.moto_tuning import _skip_serializer, direct_request_parts, parse_direct_answer
+    from infra.moto_tuning import (
+        _skip_serializer,
+        direct_request_parts,
+        parse_direct_answer,
+        remember_resource_arn_lists,
+    )
 
     # The data-plane parameters go over marshal-ed, not serialised by botocore and parsed back by the main
     # process (moto_tuning's own hop does the same in-process; pickle keeps the body's packed parameters).
     _skip_serializer(lambda: True)
+    remember_resource_arn_lists()
 
     def before_call(model: Any, params: dict[str, Any], request_signer: Any = None, **_: Any) -> Any:
         parts = direct_request_parts(model, params, request_signer)

@@ -89,6 +89,9 @@ def _connection() -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=OFF")
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("PRAGMA temp_store=MEMORY")
+    # The file is this process's own: hold its lock instead of taking and dropping it around every statement
+    # (two fcntl calls per lookup and per write-through; a third of the disk store's cost in the member import).
+    conn.execute("PRAGMA locking_mode=EXCLUSIVE")
     conn.execute("PRAGMA cache_size=-8000")  # 8 MB of pages (the OS keeps the rest of the file cached)
     _db.update(conn=conn, pid=_pid[0], dir=directory)
     atexit.register(_remove, directory, os.getpid())

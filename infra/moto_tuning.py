@@ -85,6 +85,7 @@ def apply() -> None:
         ("rollback", rollback_touched_items_only),
         ("transactions", fast_conditional_puts),
         ("overheads", trim_request_overheads),
+        ("arn_lists", remember_resource_arn_lists),
         ("query", query_one_partition),
         ("get_item", no_partition_on_miss),
         ("index", index_follows_writes),
@@ -524,6 +525,91 @@ def _fast_eligible(backend: Any, transact_items: Any) -> list[tuple[str, dict[st
     return plan
 
 
+_CONDITION_NAMES: dict[tuple[Any, ...], list[str]] = {}
+_UPDATE_NAMES: dict[str, list[str]] = {}
+
+
+def _names_in_condition(condition: Any, names: Any, values: Any) -> list[str]:
+    """The names moto's ``ConditionExpressionParser`` reports found (its ``parse`` raises what it raises);
+    remembered for a condition without values (an import's ``attribute_not_exists (#0)``)."""
+    from moto.dynamodb.comparisons import create_condition_expression_parser
+
+    key = None
+    if not values and type(names) is dict and all(type(k) is str and type(v) is str for k, v in names.items()):
+        key = (condition, type(values).__name__, *names.items())
+        found = _CONDITION_NAMES.get(key)
+        if found is not None:
+            return found
+    parser = create_condition_expression_parser(condition, names, values)
+    parser.parse()
+    found = list(parser.expr_attr_names_found)
+    if key is not None:
+        if len(_CONDITION_NAMES) >= _EXPRESSION_CACHE_SIZE:
+            _CONDITION_NAMES.clear()
+        _CONDITION_NAMES[key] = found
+    return found
+
+
+def _names_in_update(expression: str) -> list[str]:
+    """The name placeholders of an update expression, as ``DynamoHandler.transact_write_items`` lists them."""
+    found = _UPDATE_NAMES.get(expression)
+    if found is None:
+        from moto.dynamodb.parsing.ast_nodes import ExpressionAttributeName  # type: ignore[attr-defined]
+        from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+        tree = UpdateExpressionParser.make(expression)
+        found = [attr.get_attribute_name_placeholder() for attr in tree.find_clauses([ExpressionAttributeName])]
+        if len(_UPDATE_NAMES) >= _EXPRESSION_CACHE_SIZE:
+            _UPDATE_NAMES.clear()
+        _UPDATE_NAMES[expression] = found
+    return found
+
+
+def _no_empty_keys(attrs: Any, table: Any) -> bool:
+    """True when ``validate_put_has_empty_keys(attrs, table)`` passes: no key of the table or of an index is an
+    empty string or binary (False also when it would fail some other way: a value that is not a dict...)."""
+    if type(attrs) is not dict:
+        return False
+    for value in attrs.values():
+        if type(value) is not dict or not value:
+            return False
+    for name in (*table.attribute_keys, *(n for index in table.global_indexes for n in index.schema_key_attrs)):
+        value = attrs.get(name)
+        if value is not None:
+            for kind, raw in value.items():
+                if kind in ("S", "B") and raw == "":
+                    return False
+                break
+    return True
+
+
+def _passes_moto_checks(backend: Any, transact_items: Any) -> bool:
+    """True when ``DynamoHandler.transact_write_items``' checks (before it calls the backend) pass for a
+    transaction of puts and updates: each condition parses, no ``ExpressionAttributeValues`` is empty, no key
+    is empty, every name given is used. False (moto's handler then checks, and refuses, itself) otherwise."""
+    if type(transact_items) is not list:
+        return False
+    for entry in transact_items:
+        if type(entry) is not dict or len(entry) != 1:
+            return False
+        for kind, op in entry.items():
+            if kind not in ("Put", "Update") or type(op) is not dict:
+                return False
+            names = op.get("ExpressionAttributeNames", {})
+            values = op.get("ExpressionAttributeValues", {})
+            if op.get("ExpressionAttributeValues") == {}:
+                return False
+            used = list(_names_in_condition(op.get("ConditionExpression"), names, values))
+            table = backend.get_table(op["TableName"])
+            if not _no_empty_keys(op["Item"] if kind == "Put" else op["Key"], table):
+                return False
+            if kind == "Update":
+                used += _names_in_update(op["UpdateExpression"])
+            if any(name not in used for name in names or []):
+                return False
+    return True
+
+
 def fast_conditional_puts() -> None:
     """A transaction of puts and updates written without moto's generic loop's repeated work.
 
@@ -619,6 +705,25 @@ def fast_conditional_puts() -> None:
     transact_write_items.__wrapped__ = original  # type: ignore[attr-defined]
     backend_class.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
+    from moto.core.responses import ActionResult
+    from moto.dynamodb.responses import DynamoHandler
+
+    handler_original: Callable[..., Any] = DynamoHandler.transact_write_items
+
+    def handler_transact_write_items(self: Any) -> Any:
+        try:
+            transact_items = self.body["TransactItems"]
+            checked = FAST_TRANSACTIONS[0] and _passes_moto_checks(self.dynamodb_backend, transact_items)
+        except Exception:
+            checked = False
+        if not checked:
+            return handler_original(self)
+        self.dynamodb_backend.transact_write_items(transact_items)
+        return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
+
+    handler_transact_write_items.__wrapped__ = handler_original  # type: ignore[attr-defined]
+    DynamoHandler.transact_write_items = handler_transact_write_items  # type: ignore[method-assign]
+
 
 
 class _RememberedSubstitutions:
@@ -667,6 +772,63 @@ def trim_request_overheads() -> None:
     _enrich_response.__wrapped__ = original  # type: ignore[attr-defined]
     responses.BaseResponse._enrich_response = staticmethod(_enrich_response)  # type: ignore[method-assign, assignment]
     models.re = _RememberedSubstitutions()  # type: ignore[attr-defined, assignment]
+
+
+#: The one ``operationContextParams`` path :func:`remember_resource_arn_lists` remembers: which tables a
+#: transaction names, for botocore's endpoint rules (``ResourceArnList``).
+_TRANSACT_TABLES_PATH = "TransactItems[*].[ConditionCheck.TableName, Put.TableName, Delete.TableName, Update.TableName][]"
+_ARN_LISTS: dict[tuple[Any, ...], Any] = {}
+
+
+def _transact_tables_key(call_args: Any) -> tuple[Any, ...] | None:
+    """Everything the path reads of a call's parameters (each entry's four operations' ``TableName``), or
+    ``None`` when an entry is not the plain shape (a non-dict, a name that is not a string)."""
+    entries = call_args.get("TransactItems") if isinstance(call_args, dict) else None
+    if type(entries) is not list:
+        return None
+    key: list[Any] = []
+    for entry in entries:
+        if type(entry) is not dict:
+            return None
+        for kind in ("ConditionCheck", "Put", "Delete", "Update"):
+            op = entry.get(kind)
+            if op is None:
+                key.append(None)
+            elif type(op) is dict and (op.get("TableName") is None or type(op.get("TableName")) is str):
+                key.append(("op", op.get("TableName")))
+            else:
+                return None
+    return tuple(key)
+
+
+def remember_resource_arn_lists() -> None:
+    """botocore resolves a ``TransactWriteItems`` call's endpoint parameters with a JMESPath search over
+    every entry of the transaction (the ``ResourceArnList`` of DynamoDB's account-based endpoints): a tenth
+    of the member import's CPU in the process that sends it. The search reads only each entry's four
+    ``TableName`` members, so its result is remembered by those (the same list JMESPath returns)."""
+    from botocore.regions import EndpointRulesetResolver
+
+    original: Callable[..., Any] = EndpointRulesetResolver._resolve_param_as_operation_context_param
+    if getattr(original, "_sarafan_remembered", False):
+        return
+
+    def resolve(self: Any, param_name: str, operation_model: Any, call_args: Any) -> Any:
+        params = operation_model.operation_context_parameters
+        if param_name not in params or params[param_name]["path"] != _TRANSACT_TABLES_PATH:
+            return original(self, param_name, operation_model, call_args)
+        key = _transact_tables_key(call_args)
+        if key is None:
+            return original(self, param_name, operation_model, call_args)
+        found = _ARN_LISTS.get(key)
+        if found is None:
+            if len(_ARN_LISTS) >= _EXPRESSION_CACHE_SIZE:
+                _ARN_LISTS.clear()
+            found = _ARN_LISTS[key] = original(self, param_name, operation_model, call_args)
+        return list(found) if isinstance(found, list) else found
+
+    resolve._sarafan_remembered = True  # type: ignore[attr-defined]
+    resolve.__wrapped__ = original  # type: ignore[attr-defined]
+    EndpointRulesetResolver._resolve_param_as_operation_context_param = resolve  # type: ignore[method-assign]
 
 # --- reads -------------------------------------------------------------------------------------
 

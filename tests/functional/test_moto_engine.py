@@ -52,7 +52,7 @@ def _all(client: Any) -> list[dict[str, Any]]:
 
 def test_the_suite_and_the_local_run_use_the_adjusted_engine(ddb: Any) -> None:
     assert moto_tuning.applied() == {"tracking", "rollback", "query", "get_item", "lock", "responses", "streams",
-                                     "expressions", "traversal", "simple_updates", "items", "actions", "direct", "index", "transactions", "overheads",
+                                     "expressions", "traversal", "simple_updates", "items", "actions", "direct", "index", "transactions", "overheads", "arn_lists",
                                      "compact", "ses_history",
                                      "disk"}  # infra/moto_disk.py
 
@@ -825,6 +825,16 @@ TRANSACTIONS: list[list[dict[str, Any]]] = [
                                                      "ConditionExpression": "attribute_exists (PK)"}}],
     [_conditional_put("l", "1"), {"Put": {"TableName": "no-such-table", "Item": _item("l", "2")}}],
     [_conditional_put("m", "1", n={"N": " 1"}), _conditional_put("m", "2")],  # whitespace: not a number
+    # refused before the backend: an unused name, empty keys (an index's too), empty values
+    [_conditional_put("n", "1"), {"Put": {**_conditional_put("n", "2")["Put"],
+                                          "ExpressionAttributeNames": {"#0": "PK", "#x": "unused"}}}],
+    [_conditional_put("o", "1"), _conditional_put("o", "2", G={"S": ""})],
+    [_conditional_put("p", "1"), _conditional_put("", "2")],
+    [_conditional_put("q", "1"), {"Update": {**_BALANCE["Update"], "ExpressionAttributeValues": {}}}],
+    [_conditional_put("r", "1"), {"Update": {**_BALANCE["Update"], "ExpressionAttributeNames": {
+        "#0": "entity", "#1": "available", "#2": "unused"}}}],
+    [{"Update": {**_BALANCE["Update"], "Key": _item("s", "")}}],
+    [_conditional_put("t", "1")],  # and the table still takes a plain put after all of them
 ]
 
 
@@ -884,14 +894,25 @@ def test_a_transactions_conditional_puts_answer_what_motos_own_loop_answers(aws_
                 outcomes = _transaction_outcomes(client)
                 by_g = client.query(TableName=TABLE, IndexName="ByG", KeyConditionExpression="G = :g",
                                     ExpressionAttributeValues={":g": {"S": "g1"}})["Items"]
+                from moto.dynamodb.models import dynamodb_backends
+
+                backend = dynamodb_backends["123456789012"]["eu-central-1"]
+                for items in TRANSACTIONS:
+                    try:
+                        checked.append(moto_tuning._passes_moto_checks(backend, items))
+                    except Exception:  # the handler takes moto's own path then
+                        checked.append(False)
                 return [*outcomes, sorted(by_g, key=lambda i: (i["PK"]["S"], i["SK"]["S"]))], built[0]
             finally:
                 moto_tuning.FAST_TRANSACTIONS[0] = saved
                 moto_tuning._plain_put = plain_put  # type: ignore[assignment]
 
+    checked: list[bool] = []
     fast, built = run(True)
     own, not_built = run(False)
-    assert not_built == 0 and built == 11  # the fast path wrote the plain puts itself
+    assert not_built == 0 and built == 12  # the fast path wrote the plain puts itself
+    # the handler's checks were proven to pass without moto's loop except where moto refuses (or the shape differs)
+    assert [n for n, passed in enumerate(checked[: len(TRANSACTIONS)]) if not passed] == [9, 10, 12, 13, 14, 15, 16, 17]
     for number, (ours, theirs) in enumerate(zip(fast, own, strict=True)):
         assert ours == theirs, f"transaction {number}"
     answers = [outcome[0] for outcome in fast[:-1]]
@@ -900,6 +921,7 @@ def test_a_transactions_conditional_puts_answer_what_motos_own_loop_answers(aws_
                                                   "ConditionalCheckFailed"]
     assert answers[1][1][1]["Item"]["name"] == _MEMBER["name"]  # ALL_OLD: the existing item
     assert [a[0]["Code"] for a in answers[3:8]] == ["ValidationException"] * 5
+    assert [a[0]["Code"] for a in answers[12:18]] == ["ValidationException"] * 6
     assert fast[1][1] == fast[0][1] and fast[1][3] == fast[0][3]  # cancelled: items and stream as they were
     assert fast[0][2][0][1]["NewImage"] == _item("a", "1", **_MEMBER)
     assert fast[2][2][1][0] == "MODIFY" and fast[2][2][1][1]["OldImage"] == _item("a", "2")
@@ -926,3 +948,26 @@ def test_the_trimmed_request_steps_give_what_moto_gives(aws_env: None) -> None:
         for _ in range(2):
             assert models.re.sub(r"\s*([=\+-])\s*", "\\1", text) == re.sub(r"\s*([=\+-])\s*", "\\1", text)
     assert models.re.compile is re.compile
+
+
+def test_a_transactions_resource_arn_list_is_what_jmespath_finds(aws_env: None) -> None:
+    """``remember_resource_arn_lists``: botocore's endpoint parameter for a transaction, remembered by the
+    tables it names, against JMESPath's own search of the same parameters."""
+    import jmespath
+    from botocore.regions import EndpointRulesetResolver
+
+    moto_tuning.apply()
+    resolve = EndpointRulesetResolver._resolve_param_as_operation_context_param
+    model = type("Model", (), {"operation_context_parameters": {
+        "ResourceArnList": {"path": moto_tuning._TRANSACT_TABLES_PATH}}})()
+    cases: list[Any] = [
+        {"TransactItems": [{"Put": {"TableName": "a", "Item": {}}}, {"Update": {"TableName": "b"}}]},
+        {"TransactItems": [{"Put": {"TableName": "a"}, "Delete": {"TableName": "c"}}, {"ConditionCheck": {}}]},
+        {"TransactItems": []}, {"TransactItems": [{"Put": "odd"}, 5]}, {"TransactItems": [{"Put": {"TableName": 3}}]},
+        {"Other": 1},
+    ]
+    for _ in range(2):  # the second time from what was remembered
+        for call_args in cases:
+            expected = jmespath.search(moto_tuning._TRANSACT_TABLES_PATH, call_args)
+            assert resolve(None, "ResourceArnList", model, call_args) == expected
+    assert resolve(None, "Elsewhere", model, cases[0]) is None
