@@ -34,8 +34,9 @@ The rules that keep it what moto would answer:
   its key up first, does not ask the file twice.
 
 Not bounded: a single query/scan page still materialises its candidates (moto sorts them), a GSI query
-the partition of that index value, and a whole-table deep copy (the tests' fixtures) copies the file's
-rows (in SQL, not in Python). Backups/restores of moto's ``RestoreTableFromBackup`` get a plain dict.
+the partition of that index value. A whole-table deep copy (the tests' fixtures; ``--data``'s full snapshot,
+``infra/local_state.freeze_dynamodb``) copies the rows in SQL into a new store in the same file, no Python
+object per item. Backups/restores of moto's ``RestoreTableFromBackup`` copy the store likewise.
 """
 
 from __future__ import annotations
@@ -701,7 +702,10 @@ class Partition:
 
 def settle_all() -> None:
     """The end of a DynamoDB request (under ``ENGINE_LOCK``): every store touched writes through and is cut
-    back to :data:`HOT_ITEMS` (per table)."""
+    back to :data:`HOT_ITEMS` (per table); the tables of stores gone since are dropped from the file."""
+    if _to_drop:
+        with _lock:
+            _drop_pending(_connection())
     if not _touched_stores:
         return
     stores = list(_touched_stores.values())
