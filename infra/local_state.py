@@ -48,6 +48,10 @@ from typing import Any
 from infra import moto_disk
 
 FORMAT = 1
+#: ``aws-state.json.gz``'s format since the items are on disk: JSON lines, a head (the tables' settings, KMS keys,
+#: stream records) and then one item a line, written and read a line at a time (format 1, one JSON document with
+#: every item in it, held the whole table in memory twice over; it is still read).
+FULL_FORMAT = 2
 AWS_FILE = "aws-state.json.gz"
 KEYS_FILE = "keys.json"
 
@@ -173,10 +177,53 @@ def _item_rows(table: Any) -> list[dict[str, Any]]:
 
 def dump_dynamodb() -> list[dict[str, Any]]:
     """Every table's settings and items (call with moto paused: ``moto_tuning.engine_paused()``)."""
-    tables = []
+    return [{**meta, "items": [_item_json(item) for item in _source_items(source)]} for meta, source in freeze_dynamodb()]
+
+
+def freeze_dynamodb() -> list[tuple[dict[str, Any], Any]]:
+    """Every table's settings and a frozen copy of its items, to read after moto runs again (call with moto
+    paused): a disk store's copy made in SQL (``infra/moto_disk.py``: milliseconds per thousand rows, no
+    Python object per item), moto's own dict's items as their JSON."""
+    import copy
+
+    return [(meta, copy.deepcopy(table.items) if moto_disk.is_disk(table.items) else _item_rows(table))
+            for meta, table in _table_metas()]
+
+
+def _source_items(source: Any) -> Iterator[Any]:
+    """The items of :func:`freeze_dynamodb`'s copy, one at a time (the store's file is read in chunks)."""
+    if moto_disk.is_disk(source):
+        yield from source.sorted_items()
+    else:
+        yield from source
+
+
+def _item_json(item: Any) -> dict[str, Any]:
+    """An item's attributes as DynamoDB JSON (already that for moto's own dict's copy); a packed item from its
+    bytes, without unpacking it into moto's objects."""
+    if isinstance(item, dict):
+        return item
+    import marshal
+
+    blob = item.__dict__.get("_packed")
+    if blob is not None:
+        return {name: _packed_json(value) for name, value in marshal.loads(blob).items()}
+    return item.to_json()["Attributes"]  # type: ignore[no-any-return]
+
+
+def _packed_json(packed: tuple[str, Any]) -> dict[str, Any]:
+    kind, raw = packed
+    if kind == "L":
+        return {kind: [_packed_json(member) for member in raw]}
+    if kind == "M":
+        return {kind: {name: _packed_json(member) for name, member in raw.items()}}
+    return {kind: raw}
+
+
+def _table_metas() -> Iterator[tuple[dict[str, Any], Any]]:
     for account, region, table in _dynamodb_tables():
         description = table.describe()["TableDescription"]
-        tables.append({
+        yield {
             "account": account,
             "region": region,
             "name": table.name,
@@ -188,17 +235,51 @@ def dump_dynamodb() -> list[dict[str, Any]]:
                               for i in description.get("LocalSecondaryIndexes", [])],
             "stream": description.get("StreamSpecification"),
             "ttl": dict(table.ttl),
-            "items": _item_rows(table),
-        })
-    return tables
+        }, table
 
 
 def load_dynamodb(tables: list[dict[str, Any]]) -> int:
     """Recreate the tables in moto and put their items back (no stream records); return the item count."""
-    from moto.dynamodb.models import dynamodb_backends
+    count = 0
+    for saved, table in zip(tables, create_tables(tables), strict=True):
+        for attrs in saved["items"]:
+            put_loaded(table, attrs)
+            count += 1
+            if count % LOAD_SETTLE_EVERY == 0:
+                _settle()  # written to the disk store's file, the working set cut back
+    _settle()
+    return count
+
+
+def _settle() -> None:
+    """What the end of a DynamoDB request does, for items put straight into moto: the disk store writes them
+    through and cuts its working set back, and the items unpacked longest ago are packed again (a load holds
+    no more of them as objects than a run does)."""
+    from infra import moto_tuning
+
+    with moto_tuning.ENGINE_LOCK:
+        moto_tuning.end_of_request()
+
+
+def put_loaded(table: Any, attrs: dict[str, Any]) -> None:
+    """A saved item straight into the table: it was valid when moto stored it, and loading is not a change
+    to stream."""
     from moto.dynamodb.models.dynamo_type import DynamoType, Item
 
-    count = 0
+    hash_key = DynamoType(attrs[table.hash_key_attr])
+    range_key = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
+    item = Item(hash_key, range_key, attrs)
+    if range_key is None:
+        table.items[hash_key] = item
+    else:
+        table.items[hash_key][range_key] = item
+
+
+def create_tables(tables: list[dict[str, Any]]) -> list[Any]:
+    """The saved tables created again in moto, empty, with their TTL settings."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    created = []
     for saved in tables:
         backend = dynamodb_backends[saved["account"]][saved["region"]]
         params: dict[str, Any] = {
@@ -216,26 +297,12 @@ def load_dynamodb(tables: list[dict[str, Any]]) -> int:
         }
         table = backend.create_table(saved["name"], **params)
         table.ttl.update(saved.get("ttl") or {})
-        # Straight into the table: these items were valid when moto stored them, and loading
-        # is not a change to stream.
-        hash_attr, range_attr = table.hash_key_attr, table.range_key_attr
-        for attrs in saved["items"]:
-            hash_key = DynamoType(attrs[hash_attr])
-            range_key = DynamoType(attrs[range_attr]) if range_attr else None
-            item = Item(hash_key, range_key, attrs)
-            if range_key is None:
-                table.items[hash_key] = item  # type: ignore[assignment]
-            else:
-                table.items[hash_key][range_key] = item
-            count += 1
-            if count % LOAD_SETTLE_EVERY == 0:
-                moto_disk.settle_all()  # written to the disk store's file, the working set cut back
-    moto_disk.settle_all()
-    return count
+        created.append(table)
+    return created
 
 
 #: Items loaded between two write-throughs of the disk store (``infra/moto_disk.py``), so a big snapshot is
-#: not held as moto objects while it loads.
+#: not held as moto objects while it loads (:func:`_settle`).
 LOAD_SETTLE_EVERY = 1000
 
 
@@ -361,8 +428,55 @@ def apply_changes(changes: list[dict[str, Any]]) -> None:
         else:
             table.items[hash_key][range_key] = Item(hash_key, range_key, change["item"])
         if applied % LOAD_SETTLE_EVERY == 0:
-            moto_disk.settle_all()
-    moto_disk.settle_all()
+            _settle()
+    _settle()
+
+
+def _write_full(path: Path, head: dict[str, Any], frozen: list[tuple[dict[str, Any], Any]]) -> int:
+    """A full snapshot in :data:`FULL_FORMAT`, written under a temporary name and renamed; the item count."""
+    def line(value: Any) -> bytes:
+        return (json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_binary_as_base64) + "\n").encode()
+
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    count = 0
+    with os.fdopen(fd, "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as out:
+            out.write(line(head))
+            for number, (_meta, source) in enumerate(frozen):
+                lines = []
+                for item in _source_items(source):
+                    lines.append(line({"t": number, "item": _item_json(item)}))
+                    count += 1
+                    if len(lines) >= LOAD_SETTLE_EVERY:
+                        out.write(b"".join(lines))
+                        lines = []
+                out.write(b"".join(lines))
+        raw.flush()
+        os.fsync(raw.fileno())
+    os.replace(tmp, path)
+    return count
+
+
+def _load_full(path: Path) -> tuple[dict[str, Any], int]:
+    """Load a full snapshot (either format) into moto: its head, and how many items it held."""
+    with gzip.open(path, "rt", encoding="utf-8") as src:
+        data = json.loads(src.readline())  # format 1 is one line: the whole document
+        if data.get("format") == FORMAT:
+            return data, load_dynamodb(data["dynamodb"])
+        if data.get("format") != FULL_FORMAT:
+            raise SystemExit(f"{path} was written by another version of the local run; "
+                             f"move {path.parent} away to start over")
+        tables = create_tables(data["dynamodb"])
+        count = 0
+        for text in src:
+            saved = json.loads(text)
+            put_loaded(tables[saved["t"]], saved["item"])
+            count += 1
+            if count % LOAD_SETTLE_EVERY == 0:
+                _settle()
+    _settle()
+    return data, count
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -467,8 +581,8 @@ class LocalState:
         if not self._path(AWS_FILE).exists():
             return None
         started = time.monotonic()
-        data = _read(self._path(AWS_FILE))
-        loaded = {"items": load_dynamodb(data["dynamodb"]), "tables": len(data["dynamodb"])}
+        data, count = _load_full(self._path(AWS_FILE))
+        loaded = {"items": count, "tables": len(data["dynamodb"])}
         kms = data.get("kms", [])
         streams, positions = data.get("streams", []), data.get("positions", {})
         segments = self._journal()
@@ -519,10 +633,11 @@ class LocalState:
                 if not full and not changed and kms == self._saved_kms and mark == self._stream_mark:
                     return False
                 streams, positions = dump_streams()
+                frozen: list[tuple[dict[str, Any], Any]] = []
                 if full:
-                    tables = dump_dynamodb()
-                    data: dict[str, Any] = {"format": FORMAT, "dynamodb": tables, "kms": kms}
-                    count = sum(len(t["items"]) for t in tables)
+                    frozen = freeze_dynamodb()  # read after the pause, a row at a time (_write_full)
+                    data: dict[str, Any] = {"format": FULL_FORMAT, "dynamodb": [meta for meta, _ in frozen], "kms": kms}
+                    count = 0
                 else:
                     items = dump_changes(changed)
                     data = {"format": FORMAT, "items": items, "kms": kms}
@@ -532,16 +647,17 @@ class LocalState:
                 unconsumed = sum(len(stream["records"]) for stream in streams)
             # Plain JSON values from here on: serialised outside the pause.
             data["saved_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            blob = gzip.compress(json.dumps(data, separators=(",", ":"), ensure_ascii=False,
-                                            default=_binary_as_base64).encode(), compresslevel=1)
             self.directory.mkdir(parents=True, exist_ok=True)
             if full:
-                _write_atomically(self._path(AWS_FILE), blob)
+                count = _write_full(self._path(AWS_FILE), data, frozen)
+                del frozen  # (a disk store's copy: its rows leave the file)
                 for segment in self._journal():
                     segment.unlink()
                 self._sequence = 0
                 where = self._path(AWS_FILE)
             else:
+                blob = gzip.compress(json.dumps(data, separators=(",", ":"), ensure_ascii=False,
+                                                default=_binary_as_base64).encode(), compresslevel=1)
                 self._sequence += 1
                 where = self._path(JOURNAL_GLOB.replace("*", f"{self._sequence:06d}"))
                 _write_atomically(where, blob)

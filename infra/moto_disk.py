@@ -28,11 +28,15 @@ The rules that keep it what moto would answer:
   in chunks, with the working set's objects in place of rows where they exist; a walk inside a request
   writes the request's changes first;
 * the attribute index GSI queries use (``moto_tuning._index_candidates``) is a table in the same file,
-  kept at the write-through, so it holds no Python object per item.
+  built by one walk of the file on the first query of an attribute and kept at the write-through, so it
+  holds no Python object per item;
+* a key found missing is remembered (the last :data:`ABSENT_KEYS`), so a put of a new item, which looks
+  its key up first, does not ask the file twice.
 
 Not bounded: a single query/scan page still materialises its candidates (moto sorts them), a GSI query
-the partition of that index value, and a whole-table deep copy (the tests' fixtures) copies the file's
-rows (in SQL, not in Python). Backups/restores of moto's ``RestoreTableFromBackup`` get a plain dict.
+the partition of that index value. A whole-table deep copy (the tests' fixtures; ``--data``'s full snapshot,
+``infra/local_state.freeze_dynamodb``) copies the rows in SQL into a new store in the same file, no Python
+object per item. Backups/restores of moto's ``RestoreTableFromBackup`` copy the store likewise.
 """
 
 from __future__ import annotations
@@ -497,14 +501,20 @@ class DiskItems:
         return [self._build(row)[1] for row in rows]
 
     def _build_index(self, name: str) -> None:
+        """The index rows of ``name`` for every stored item (one walk of the file, written a chunk at a time)."""
+        insert = f"INSERT INTO x{self.name} (name, vt, v, h, r) VALUES (?, ?, ?, ?, ?)"
         batch: list[tuple[Any, ...]] = []
         for key, item in self.rows():
             value = _index_value(_attribute(item, item.__dict__.get("_packed"), 0, name))
             if value is not None:
                 ids = self._ids(key)
                 batch.append((name, value[0], value[1], ids[0], ids[1]))
+            if len(batch) >= CHUNK * 16:
+                with _lock:
+                    _connection().executemany(insert, batch)
+                batch = []
         with _lock:
-            _connection().executemany(f"INSERT INTO x{self.name} (name, vt, v, h, r) VALUES (?, ?, ?, ?, ?)", batch)
+            _connection().executemany(insert, batch)
         self.indexed.add(name)
 
     # -- the mapping protocol
@@ -692,7 +702,10 @@ class Partition:
 
 def settle_all() -> None:
     """The end of a DynamoDB request (under ``ENGINE_LOCK``): every store touched writes through and is cut
-    back to :data:`HOT_ITEMS` (per table)."""
+    back to :data:`HOT_ITEMS` (per table); the tables of stores gone since are dropped from the file."""
+    if _to_drop:
+        with _lock:
+            _drop_pending(_connection())
     if not _touched_stores:
         return
     stores = list(_touched_stores.values())

@@ -18,7 +18,8 @@ def _items() -> list[str]:
     from moto.dynamodb.models import dynamodb_backends
 
     table = dynamodb_backends["123456789012"]["eu-central-1"].tables[TABLE]
-    return sorted(json.dumps(item.to_json(), sort_keys=True) for item in table.all_items())
+    return sorted(json.dumps(item.to_json(), sort_keys=True, default=local_state._binary_as_base64)
+                  for item in table.all_items())
 
 
 def _reset_moto() -> None:
@@ -78,6 +79,42 @@ def test_full_snapshot_then_journal_restore_every_item_and_kms_key(aws_env: None
         assert kms.decrypt(CiphertextBlob=sealed)["Plaintext"] == b"platform secret"
         assert [a["TargetKeyId"] for a in kms.list_aliases()["Aliases"]
                 if a["AliasName"] == "alias/sarafan-local"] == [key_id]
+
+
+def test_a_full_snapshot_is_written_and_read_one_item_a_line_and_the_earlier_format_still_loads(
+        aws_env: None, tmp_path: Path) -> None:
+    """With the items on disk (``infra/moto_disk.py``) a full snapshot is a head line and then one line per
+    item, from a copy of the store taken while moto is paused; a snapshot of the earlier one-document
+    format is still read."""
+    import gzip
+
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        moto_tuning.apply()
+        ddb = boto3.client("dynamodb", region_name="eu-central-1")
+        ddb.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
+                                    {"AttributeName": "SK", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
+                                               {"AttributeName": "SK", "AttributeType": "S"}])
+        for i in range(30):
+            ddb.put_item(TableName=TABLE, Item={"PK": {"S": f"p{i % 4}"}, "SK": {"S": str(i)}, "b": {"B": b"\x00\xff"},
+                                                "s": {"SS": ["a", "b"]}, "m": {"M": {"l": {"L": [{"NULL": True}]}}}})
+        before = _items()
+        state = local_state.LocalState(tmp_path / "data", log=lambda _: None)
+        assert state.save("first")
+        with gzip.open(tmp_path / "data" / local_state.AWS_FILE, "rt", encoding="utf-8") as src:
+            lines = src.read().splitlines()
+        assert json.loads(lines[0])["format"] == local_state.FULL_FORMAT and len(lines) == 1 + 30
+        old = tmp_path / "old.json.gz"
+        old.write_bytes(gzip.compress(json.dumps({"format": 1, "dynamodb": local_state.dump_dynamodb(), "kms": []},
+                                                 default=local_state._binary_as_base64).encode()))
+        for path in (tmp_path / "data" / local_state.AWS_FILE, old):
+            _reset_moto()
+            _head, count = local_state._load_full(path)
+            assert count == 30 and _items() == before
 
 
 def test_keys_file_is_private_and_without_data_nothing_is_written(tmp_path: Path) -> None:
