@@ -15,9 +15,10 @@ through the chunked import API, then (after the local run's stream consumer has 
 same import again, which changes nothing.
 
 Prints per pass the wall time, rows/s, and the CPU per row of the local run's main process (moto; read
-from ``/proc``: the figure the machine's load disturbs least) and of the CLI, for the import also of the
-run's API and stream consumer processes, and how long the stream consumer (notifications, analytics, settlement feed, reading every written
-item) took to catch up afterwards and its CPU per row, and the local run's peak memory.
+from ``/proc``: the figure the machine's load disturbs least) and of the CLI; for the import also of the
+run's API and stream consumer processes, how long the stream consumer (notifications, analytics,
+settlement feed, reading every written item) took to catch up afterwards and its CPU per row, and the
+local run's peak memory.
 
 ``--in-process`` measures the same rows without HTTP, threads or the machine's load in the way (as
 ``bench/local_engine.py`` does): moto with the local run's adjustments, the chunk route through
