@@ -565,15 +565,21 @@ def _names_in_update(expression: str) -> list[str]:
     return found
 
 
-def _no_empty_keys(attrs: Any, table: Any) -> bool:
+def _key_names(table: Any) -> tuple[str, ...]:
+    """The names ``validate_put_has_empty_keys`` checks: the table's and its indexes' keys."""
+    return (*table.attribute_keys, *(n for index in table.global_indexes for n in index.schema_key_attrs))
+
+
+def _no_empty_keys(attrs: Any, table: Any, names: tuple[str, ...] | None = None) -> bool:
     """True when ``validate_put_has_empty_keys(attrs, table)`` passes: no key of the table or of an index is an
-    empty string or binary (False also when it would fail some other way: a value that is not a dict...)."""
+    empty string or binary (False also when it would fail some other way: a value that is not a dict...);
+    ``names``: :func:`_key_names` of the table, if known."""
     if type(attrs) is not dict:
         return False
     for value in attrs.values():
         if type(value) is not dict or not value:
             return False
-    for name in (*table.attribute_keys, *(n for index in table.global_indexes for n in index.schema_key_attrs)):
+    for name in names if names is not None else _key_names(table):
         value = attrs.get(name)
         if value is not None:
             for kind, raw in value.items():
@@ -589,6 +595,7 @@ def _passes_moto_checks(backend: Any, transact_items: Any) -> bool:
     is empty, every name given is used. False (moto's handler then checks, and refuses, itself) otherwise."""
     if type(transact_items) is not list:
         return False
+    key_names: dict[int, tuple[Any, tuple[str, ...]]] = {}  # per table, once per transaction
     for entry in transact_items:
         if type(entry) is not dict or len(entry) != 1:
             return False
@@ -601,7 +608,10 @@ def _passes_moto_checks(backend: Any, transact_items: Any) -> bool:
                 return False
             used = list(_names_in_condition(op.get("ConditionExpression"), names, values))
             table = backend.get_table(op["TableName"])
-            if not _no_empty_keys(op["Item"] if kind == "Put" else op["Key"], table):
+            known = key_names.get(id(table))
+            if known is None or known[0] is not table:
+                known = key_names[id(table)] = (table, _key_names(table))
+            if not _no_empty_keys(op["Item"] if kind == "Put" else op["Key"], table, known[1]):
                 return False
             if kind == "Update":
                 used += _names_in_update(op["UpdateExpression"])
