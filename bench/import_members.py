@@ -14,10 +14,11 @@ name, opening balance; every fifth row names an earlier row as its referrer) and
 through the chunked import API, then (after the local run's stream consumer has caught up) the
 same import again, which changes nothing.
 
-Prints per pass the wall time, rows/s, and the CPU per row of the local run's process (read from
-``/proc``: the figure the machine's load disturbs least) and of the CLI; for the import also
-how long the stream consumer (notifications, analytics, settlement feed, reading every written
-item) took to catch up afterwards and its CPU per row, and the local run's peak memory.
+Prints per pass the wall time, rows/s, and the CPU per row of the local run's main process (moto; read
+from ``/proc``: the figure the machine's load disturbs least) and of the CLI; for the import also of the
+run's API and stream consumer processes, how long the stream consumer (notifications, analytics,
+settlement feed, reading every written item) took to catch up afterwards and its CPU per row, and the
+local run's peak memory.
 
 ``--in-process`` measures the same rows without HTTP, threads or the machine's load in the way (as
 ``bench/local_engine.py`` does): moto with the local run's adjustments, the chunk route through
@@ -112,24 +113,40 @@ def write_rows(path: Path, rows: int) -> None:
                              referrer])
 
 
+def _cpu_or_zero(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except OSError:  # (a restarted child's predecessor)
+        return 0.0
+
+
 class Pass:
-    def __init__(self, label: str, rows: int, pid: int) -> None:
-        self.label, self.rows, self.pid = label, rows, pid
+    """A pass's wall time and CPU: the local run's main process (moto; "local run"), its API process and its
+    stream consumer process (``others``: role -> pids, from the ready file), and this CLI."""
+
+    def __init__(self, label: str, rows: int, pid: int, others: dict[str, list[int]] | None = None) -> None:
+        self.label, self.rows, self.pid, self.others = label, rows, pid, others or {}
+
+    def _others(self) -> dict[str, float]:
+        return {role: sum(_cpu_or_zero(p) for p in pids) for role, pids in self.others.items()}
 
     def __enter__(self) -> Pass:
         self.wall, self.server, self.client = time.perf_counter(), cpu_seconds(self.pid), time.process_time()
+        self.other_cpu = self._others()
         return self
 
     def __exit__(self, *_: object) -> None:
         self.wall = time.perf_counter() - self.wall
         self.server = cpu_seconds(self.pid) - self.server
         self.client = time.process_time() - self.client
+        self.other_cpu = {role: used - self.other_cpu.get(role, 0.0) for role, used in self._others().items()}
 
     def line(self) -> str:
         rate = self.rows / self.wall
+        others = "".join(f", {role} {used / self.rows * 1000:4.2f}" for role, used in self.other_cpu.items())
         return (f"{self.label:26s} {self.wall:8.1f} s {rate:7.0f} rows/s  100,000 rows in "
-                f"{100_000 / rate / 60:5.1f} min  local run {self.server / self.rows * 1000:5.2f} ms CPU/row, "
-                f"CLI {self.client / self.rows * 1000:4.2f} ms CPU/row")
+                f"{100_000 / rate / 60:5.1f} min  local run {self.server / self.rows * 1000:5.2f} ms CPU/row"
+                f"{others}, CLI {self.client / self.rows * 1000:4.2f} ms CPU/row")
 
 
 def run(api: data_tools.Api, path: Path, pid: str, partner: str, out: io.StringIO, chunk_rows: int,
@@ -228,7 +245,9 @@ def main() -> int:
                 run(api, path, pid, partner, io.StringIO(), args.chunk_rows, dry_run=True)
             say(check.line())
             summary = io.StringIO()
-            with Pass("import", rows, process.pid) as imported:
+            others = {"API": [info["http_pid"]] if info.get("http_pid") else [],
+                      "consumers": list(info.get("consumer_pids") or [])}
+            with Pass("import", rows, process.pid, {k: v for k, v in others.items() if v}) as imported:
                 run(api, path, pid, partner, summary, args.chunk_rows)
             say(imported.line())
             say(f"import:  {summary.getvalue().strip().splitlines()[-1]}")
