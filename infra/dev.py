@@ -157,8 +157,8 @@ def cmd_test(args: list[str]) -> int:
     python = str(ensure_venv())
     say("ruff check .")
     lint = subprocess.call([python, "-m", "ruff", "check", "."], cwd=ROOT)
-    say("mypy chalicelib app.py")
-    types = subprocess.call([python, "-m", "mypy", "chalicelib", "app.py"], cwd=ROOT)
+    say("mypy chalicelib app.py infra")
+    types = subprocess.call([python, "-m", "mypy", "chalicelib", "app.py", "infra"], cwd=ROOT)
     pytest_args = list(args)
     if use_xdist(pytest_args):
         workers = os.environ.get("SARAFAN_TEST_WORKERS") or str(DEFAULT_WORKERS)

@@ -784,7 +784,7 @@ def install(hot: int | None = None) -> None:
 
     for name, patched, original in (("__init__", __init__, original_init), ("__len__", __len__, original_len),
                                     ("all_items", all_items, original_all_items), ("scan", scan, original_scan)):
-        patched.__wrapped__ = original  # type: ignore[attr-defined]
+        patched.__wrapped__ = original  # type: ignore[attr-defined, union-attr]
         setattr(Table, name, patched)
     _installed.append(True)
 

@@ -2265,7 +2265,8 @@ class _DiskCursor:
     once the walk reached the end."""
 
     def __init__(self, items: Any) -> None:
-        self.items, self.after, self.chunk, self.done = items, None, [], False
+        self.items, self.after, self.done = items, None, False
+        self.chunk: list[Any] = []
 
     def __bool__(self) -> bool:
         if not self.chunk and not self.done:
