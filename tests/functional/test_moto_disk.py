@@ -353,7 +353,7 @@ def test_a_deleted_tables_rows_leave_the_file(ddb: Any) -> None:
 def _kv_pair(client: Any, base: str, key_type: str = "S", **extra: Any) -> tuple[str, str]:
     """Two tables keyed by ``id`` (of ``key_type``): ``<base>-disk`` on the disk store, ``<base>-plain`` moto's dict."""
     names = (f"{base}-disk", f"{base}-plain")
-    definitions = [{"AttributeName": "id", "AttributeType": key_type}] + extra.pop("definitions", [])
+    definitions = [{"AttributeName": "id", "AttributeType": key_type}, *extra.pop("definitions", [])]
     for name in names:
         client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
                             KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
@@ -392,12 +392,16 @@ def _fill_disk() -> Any:
     """The file system is full from here on (sqlite's page limit at the file's size); call the result to undo."""
     with moto_tuning.ENGINE_LOCK:
         conn = moto_disk._connection()
+        conn.execute("CREATE TABLE filler (data BLOB)")  # the free pages earlier tests' dropped tables left
+        while conn.execute("PRAGMA freelist_count").fetchone()[0]:
+            conn.execute("INSERT INTO filler VALUES (zeroblob(4000))")
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count={pages}")
 
     def undo() -> None:
         with moto_tuning.ENGINE_LOCK:
             conn.execute("PRAGMA max_page_count=1073741823")
+            conn.execute("DROP TABLE filler")
 
     return undo
 
