@@ -53,7 +53,7 @@ import sqlite3
 import tempfile
 import threading
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 #: Items of a table kept as Python objects at the end of a request (the rest are only in the file).
@@ -128,6 +128,11 @@ def _forget(name: str) -> None:
 # --- keys ------------------------------------------------------------------------------------------
 
 
+#: ``normalize`` rounds to its context's precision (28 digits by default); a DynamoDB number has up to 38
+#: and moto compares them exactly, so two keys differing in the 29th digit must stay two.
+_EXACT = Context(prec=400)
+
+
 def _canonical_number(value: str) -> str:
     try:
         number = Decimal(value)
@@ -135,13 +140,35 @@ def _canonical_number(value: str) -> str:
         return str(value)
     if number == 0:
         return "0"
-    return format(number.normalize(), "f")
+    return format(number.normalize(_EXACT), "f")
+
+
+def _number_order(value: str) -> str:
+    """A text whose byte order is the exact order of the decimal values (``Decimal``, as moto compares
+    them; a float collides beyond 17 digits): ``"1"`` zero; ``"2"`` + the exponent (offset, fixed width) +
+    the digits for a positive number; ``"0"`` + the exponent and the digits complemented + ``"~"`` for a
+    negative one (so a longer magnitude with the same start sorts first)."""
+    try:
+        number = Decimal(value).normalize(_EXACT)
+    except (InvalidOperation, TypeError, ValueError):
+        return "1"
+    if not number.is_finite() or number == 0:
+        return "1"
+    sign, digits, _exponent = number.as_tuple()
+    adjusted = min(max(number.adjusted(), -49999), 49999) + 50000  # DynamoDB's numbers: -130 to +125
+    text = "".join(map(str, digits))
+    if not sign:
+        return f"2{adjusted:05d}{text}"
+    return f"0{99999 - adjusted:05d}{text.translate(_COMPLEMENT)}~"
+
+
+_COMPLEMENT = str.maketrans("0123456789", "9876543210")
 
 
 class _KeyCodec:
     """A key attribute's value as sqlite columns: identity (equal iff moto's ``DynamoType`` keys are
     equal: numbers by their decimal value), moto's order (strings by code point = UTF-8 bytes, binary by
-    bytes, numbers by value: a ``REAL`` sort column) and the value as moto holds it."""
+    bytes, numbers by value: a sort column of :func:`_number_order` text) and the value as moto holds it."""
 
     def __init__(self, kind: str | None) -> None:
         self.kind = kind
@@ -157,10 +184,7 @@ class _KeyCodec:
     def sort(self, key: Any) -> Any:
         if key is None or not self.numeric:
             return None
-        try:
-            return float(Decimal(key.value))
-        except (InvalidOperation, TypeError, ValueError, OverflowError):
-            return 0.0
+        return _number_order(key.value)
 
     def original(self, key: Any) -> Any:
         """What to keep besides the identity to rebuild moto's key (``None``: the identity is the value)."""
@@ -252,10 +276,14 @@ def _attributes(item: Any, blob: bytes, kind: int) -> dict[str, Any]:
 
 
 def _index_value(found: Any) -> tuple[str, Any] | None:
+    """``(type, raw)`` as the attribute index holds it (a number canonical: ``1``, ``1.0`` and ``1E0`` are
+    one value to moto), or None (not indexable)."""
     if found is None:
         return None
     kind, raw = found
-    return (kind, raw) if isinstance(raw, str | bytes) else None
+    if not isinstance(raw, str | bytes):
+        return None
+    return (kind, _canonical_number(raw)) if kind == "N" and isinstance(raw, str) else (kind, raw)
 
 
 # --- the mapping -----------------------------------------------------------------------------------------
@@ -329,8 +357,18 @@ class DiskItems:
         key = self._keys_of(h, r, hk, rk)
         return key, _item(key[0], key[1], blob, kind)
 
+    def _mistyped(self, hash_key: Any, range_key: Any = None) -> bool:
+        """A key of another type than the table's (moto's dict finds nothing under it: ``DynamoType``s of
+        different types are unequal, though the identity columns hold only the value)."""
+        hash_type, range_type = self.hash_type, self.range_type
+        return ((hash_type is not None and getattr(hash_key, "type", hash_type) != hash_type)
+                or (range_key is not None and range_type is not None
+                    and getattr(range_key, "type", range_type) != range_type))
+
     def lookup(self, key: tuple[Any, Any], touch: bool = True) -> Any:
         """The item under ``key`` (None: none), kept in the working set and marked touched."""
+        if self._mistyped(key[0], key[1]):
+            return None
         ids = self._ids(key)
         touched = self.touched
         if ids in touched:
@@ -487,6 +525,8 @@ class DiskItems:
             yield item
 
     def partition_rows(self, hash_key: Any) -> list[tuple[tuple[Any, Any], Any]]:
+        if self._mistyped(hash_key):
+            return []
         return list(self.rows("h = ?", (self.hash_codec.identity(hash_key),), self.partition_order))
 
     def partition_keys_after(self, after: Any, limit: int) -> list[Any]:
@@ -511,11 +551,14 @@ class DiskItems:
         """Items whose ``name`` attribute is ``value`` (``(type, raw)``), from the index in the file (built
         on the first query of ``name``)."""
         self.flush()
+        wanted = _index_value(value)
+        if wanted is None:
+            return []
         if name not in self.indexed:
             self._build_index(name)
         rows = self._sql("SELECT i.h, i.r, i.hk, i.rk, i.data, i.kind FROM x{t} AS x JOIN i{t} AS i "
                          "ON i.h = x.h AND i.r = x.r WHERE x.name = ? AND x.vt = ? AND x.v = ?",
-                         (name, value[0], value[1]))
+                         (name, wanted[0], wanted[1]))
         return [self._build(row)[1] for row in rows]
 
     def _build_index(self, name: str) -> None:
@@ -582,6 +625,8 @@ class DiskItems:
     def __contains__(self, hash_key: Any) -> bool:
         if not self.ranged:
             return self.lookup((hash_key, None), touch=False) is not None
+        if self._mistyped(hash_key):
+            return False
         self.flush()
         return bool(self._sql("SELECT 1 FROM i{t} WHERE h = ? LIMIT 1", (self.hash_codec.identity(hash_key),)))
 
@@ -702,6 +747,8 @@ class Partition:
         return iter(self.keys())
 
     def __len__(self) -> int:
+        if self.store._mistyped(self.hash_key):
+            return 0
         self.store.flush()
         return int(self.store._sql("SELECT COUNT(*) FROM i{t} WHERE h = ?",
                                    (self.store.hash_codec.identity(self.hash_key),))[0][0])

@@ -14,6 +14,7 @@ import random
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -455,3 +456,88 @@ def test_one_stores_failed_write_through_does_not_stop_the_others(ddb: Any, monk
     assert stores[0].count_items() == 1 and not stores[0].touched
     for name in (first, second):
         assert ddb.get_item(TableName=name, Key={"id": {"S": "k"}})["Item"] == {"id": {"S": "k"}}
+
+
+NUMBERS = ["-12345678901234567891", "-12345678901234567890", "10000000000000000.5", "9999999999999999.9", "1", "2",
+           "0", "-0.1", "-0.11", "0.1", "0.11", "1E-130", "-1E-130", "9.99E+125", "-9.99E+125", "12345678901234567890123456789012345678",
+           "12345678901234567890123456789012345677", "-7.5", "100"]
+
+
+def test_number_keys_keep_motos_exact_order(ddb: Any) -> None:
+    """Numbers that collide as floats (beyond 17 digits) are in moto's ``Decimal`` order: paged scans of a
+    numeric hash key, and queries of a numeric range key, return every item in the same order."""
+    rng = random.Random(5)
+    numbers = NUMBERS + [str(rng.randrange(-10**30, 10**30)) + rng.choice(["", ".5", "E-3", "E7"]) for _ in range(20)]
+    names = _kv_pair(ddb, "num", "N")
+    for name in names:
+        for number in numbers:
+            ddb.put_item(TableName=name, Item={"id": {"N": number}})
+    for limit in (1, 2, 7):
+        disk, plain = (_pages(ddb, "scan", TableName=n, Limit=limit) for n in names)
+        assert disk == plain
+        assert sum(len(page["Items"]) for page in disk) == len(set(map(Decimal, numbers)))
+    ranged = ("rng-disk", "rng-plain")
+    for name in ranged:
+        ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
+                                               {"AttributeName": "SK", "AttributeType": "N"}])
+        for number in numbers:
+            ddb.put_item(TableName=name, Item={"PK": {"S": "p"}, "SK": {"N": number}})
+    _backend().tables[ranged[1]].items = defaultdict(dict)
+    for name in ranged:
+        for number in numbers:
+            ddb.put_item(TableName=name, Item={"PK": {"S": "p"}, "SK": {"N": number}})
+    for forward in (True, False):
+        disk, plain = (_pages(ddb, "query", TableName=n, KeyConditionExpression="PK = :p", Limit=3,
+                              ExpressionAttributeValues={":p": {"S": "p"}}, ScanIndexForward=forward) for n in ranged)
+        assert disk == plain
+        assert [i["SK"]["N"] for page in disk for i in page["Items"]] == \
+            sorted({Decimal(n): n for n in reversed(numbers)}.values(), key=Decimal, reverse=not forward)
+
+
+def test_a_gsi_on_a_number_finds_every_spelling_of_it(ddb: Any) -> None:
+    """``1``, ``1.0`` and ``1E0`` are one number to moto: the attribute index finds all three, whichever
+    the query says (and the ones written after the index was built)."""
+    names = _kv_pair(ddb, "gsi", definitions=[{"AttributeName": "g", "AttributeType": "N"}],
+                     GlobalSecondaryIndexes=[{"IndexName": "ByG", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                              "Projection": {"ProjectionType": "ALL"}}])
+
+    def query(name: str, value: str) -> list[str]:
+        answer = ddb.query(TableName=name, IndexName="ByG", KeyConditionExpression="g = :g",
+                           ExpressionAttributeValues={":g": {"N": value}})
+        return sorted(i["id"]["S"] for i in answer["Items"])
+
+    for name in names:
+        for key, value in (("a", "1.0"), ("b", "1"), ("c", "1E0"), ("d", "2"), ("e", "10")):
+            ddb.put_item(TableName=name, Item={"id": {"S": key}, "g": {"N": value}})
+    for value in ("1", "1.0", "1E0", "0.1E1", "2", "10", "1E1"):
+        assert query(names[0], value) == query(names[1], value), value
+    assert query(names[0], "1") == ["a", "b", "c"]
+    for name in names:  # kept at the write-through once the index exists
+        ddb.put_item(TableName=name, Item={"id": {"S": "f"}, "g": {"N": "100E-2"}})
+        ddb.put_item(TableName=name, Item={"id": {"S": "a"}, "g": {"N": "2.00"}})
+    for value in ("1", "2"):
+        assert query(names[0], value) == query(names[1], value), value
+    assert query(names[0], "1") == ["b", "c", "f"]
+
+
+def test_a_key_of_another_type_finds_nothing(ddb: Any) -> None:
+    """``{"S": "1"}`` is not the number 1: moto's dict finds no item under it, so neither does the store
+    (a get answers nothing, a delete deletes nothing), in a table with or without a range key."""
+    names = _kv_pair(ddb, "tm", "N")
+    for name in names:
+        ddb.put_item(TableName=name, Item={"id": {"N": "1"}, "v": {"S": "x"}})
+    for operation, kwargs in (("get_item", {}), ("delete_item", {"ReturnValues": "ALL_OLD"}), ("get_item", {})):
+        disk, plain = (_call(ddb, operation, TableName=n, Key={"id": {"S": "1"}}, **kwargs) for n in names)
+        assert disk == plain == {}, operation
+    assert _pages(ddb, "scan", TableName=names[0]) == _pages(ddb, "scan", TableName=names[1])
+    assert _call(ddb, "get_item", TableName=names[0], Key={"id": {"N": "1.0"}})["Item"]["v"] == {"S": "x"}
+    key = {"PK": {"S": "p"}, "SK": {"S": "s"}}
+    for name in (DISK, PLAIN):
+        ddb.put_item(TableName=name, Item={**key, "v": {"S": "x"}})
+    for wrong in ({"PK": {"B": b"p"}, "SK": {"S": "s"}}, {"PK": {"S": "p"}, "SK": {"B": b"s"}}):
+        for operation, kwargs in (("get_item", {}), ("delete_item", {"ReturnValues": "ALL_OLD"})):
+            disk, plain = (_call(ddb, operation, TableName=n, Key=wrong, **kwargs) for n in (DISK, PLAIN))
+            assert disk == plain, (operation, wrong)
+    assert _pages(ddb, "scan", TableName=DISK) == _pages(ddb, "scan", TableName=PLAIN)
