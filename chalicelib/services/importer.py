@@ -16,12 +16,16 @@ imported earlier in the same file is found, and several rows share one transacti
 conditions, whose failure names the row (``_RowConflict.line``): a group whose transaction is
 cancelled loses only the row its cancellation reason points at (written again on its own after a
 fresh read, reported as a bad row, or counted as already imported) and the rest of the group is
-committed again, so an offending row neither half-writes nor holds back its neighbours.
+committed again, so an offending row neither half-writes nor holds back its neighbours. While a
+group's transaction is in flight the next group is staged (``PIPELINED``; undone and staged again
+if the one in flight is cancelled), so the chunk's own work overlaps DynamoDB's.
 """
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +75,8 @@ CHUNK_SCHEMA: dict[str, Any] = {
 _ATTEMPTS = 3
 #: Items per transaction when rows are written together (DynamoDB allows 100).
 GROUP_ITEMS = 90
+#: False: each group is staged only once the one before it is committed (tests compare both ways).
+PIPELINED = True
 #: False: every row through PynamoDB's models (tests compare both paths' writes).
 RAW_ROWS = True
 OPENING_REASON = "Opening balance imported from another program"
@@ -218,34 +224,98 @@ class _Chunk:
 
     def write(self, rows: list[ImportRow]) -> None:
         """Write rows in file order, several rows per transaction (``GROUP_ITEMS``) when they touch
-        different items; a group that fails is written again row by row, each row on its own."""
+        different items; a group that fails is written again row by row, each row on its own.
+
+        While one group's transaction is committed (on a thread of this call's own, so a chunk never waits
+        for another request's commits and no commit outlives the request: the thread is joined before
+        ``write`` returns or raises), the next group is
+        staged (``PIPELINED``): only from what the chunk read and the rows before it staged, as when the
+        groups take turns, and it is committed only once the one before is in. When that one is
+        cancelled, the next group's staging is undone (it may rest on the row taken out: its referrer, its
+        member) and done again after the cancelled group is settled as :meth:`flush` settles it, so the
+        rows land, or are reported, exactly as one group after the other would have them."""
         self.read(rows)
+        if not PIPELINED:
+            start = 0
+            while start < len(rows):
+                group, start = self.stage_group(rows, start)
+                self.flush(group)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-commit") as committer:
+            in_flight: list[Future[None]] = []
+            try:
+                self._pipeline(rows, committer, in_flight)
+            except BaseException:
+                # Staging failed while a group was committing: wait for it (the pool's exit would too) and
+                # say how it ended, since the exception on its way up is not that commit's.
+                for commit in in_flight:
+                    wait([commit])
+                    if commit.exception() is not None:
+                        log.warning("import group commit ended with %s while the chunk failed",
+                                    type(commit.exception()).__name__)
+                raise
+
+    def _pipeline(self, rows: list[ImportRow], committer: ThreadPoolExecutor, in_flight: list[Future[None]]) -> None:
+        start = 0
+        committing: tuple[list[_Staged], Future[None]] | None = None
+        while True:
+            mark = (self.result.skipped, len(self.result.errors))
+            group, end = self.stage_group(rows, start)
+            if committing is not None:
+                previous, commit = committing
+                committing = None
+                in_flight.clear()
+                try:
+                    commit.result()
+                except (_CodeOrPointerTaken, _Retry, _AlreadyImported) as failed:
+                    self.unstage(group, mark)
+                    self.flush(previous, failed)
+                    continue  # the same rows again, after the settled group
+                for staged in previous:
+                    self.count(staged)
+            if not group:
+                return
+            commit = committer.submit(contextvars.copy_context().run, self.transaction(group).commit)
+            committing = (group, commit)
+            in_flight.append(commit)
+            start = end
+
+    def stage_group(self, rows: list[ImportRow], start: int) -> tuple[list[_Staged], int]:
+        """Stage rows from ``start`` into one group (remembered as they are staged) until a row would not fit:
+        too many operations, or an item another row of the group writes. Returns the group and the index of
+        the first row not in it (a row that would not fit is staged again at the start of the next group:
+        the rows before it may be its referrer or its member)."""
         group: list[_Staged] = []
         operations = 0
         touched: set[tuple[str, str]] = set()  # the keys the group's rows write (a set: no rescan per row)
         counters: set[tuple[str, str]] = set()  # the signup counters the group adds to (one operation each)
-        for row in rows:
-            staged = self.try_stage(row)
+        index = start
+        while index < len(rows):
+            staged = self.try_stage(rows[index])
             if staged is None:
+                index += 1
                 continue
             keys_of_row = {Transaction._key(op) for op in staged.tx.ops}
             counters_of_row = {(i.pk, i.sk) for i in staged.signup}
             if group and (operations + len(staged.tx) > GROUP_ITEMS
                           or operations + len(staged.tx) + len(counters | counters_of_row) > MAX_TRANSACTION_ITEMS
                           or not touched.isdisjoint(keys_of_row)):
-                self.flush(group)
-                group, operations, touched, counters = [], 0, set(), set()
-                staged = self.try_stage(row)  # again: the flushed rows may be its referrer or its member
-                if staged is None:
-                    continue
-                keys_of_row = {Transaction._key(op) for op in staged.tx.ops}
-                counters_of_row = {(i.pk, i.sk) for i in staged.signup}
+                break
             operations += len(staged.tx)
             touched |= keys_of_row
             counters |= counters_of_row
             group.append(staged)
             self.remember(staged)
-        self.flush(group)
+            index += 1
+        return group, index
+
+    def unstage(self, group: list[_Staged], mark: tuple[int, int]) -> None:
+        """Undo :meth:`stage_group`: forget what its rows would write, drop what staging counted (rows
+        already imported, bad rows) since ``mark``."""
+        for staged in group:
+            self.forget(staged)
+        self.result.skipped = mark[0]
+        del self.result.errors[mark[1]:]
 
     @staticmethod
     def transaction(rows: list[_Staged]) -> Transaction:
@@ -267,17 +337,21 @@ class _Chunk:
             self.result.errors.append(RowError(row.line, [failed.problem]))
         return None
 
-    def flush(self, group: list[_Staged]) -> None:
+    def flush(self, group: list[_Staged], failure: _RowConflict | None = None) -> None:
         """Commit the group; when its transaction is cancelled, the cancellation reason names the
         operation that failed, whose ``on_fail`` carries its row's line: that row is taken out (and
         written on its own, or reported), the rest of the group committed again. So an offending
         row never half-writes and never holds back its neighbours, and a group costs one more
-        transaction per offending row, not one per row."""
+        transaction per offending row, not one per row. ``failure``: the group's transaction was
+        already tried, and cancelled so."""
         pending = list(group)
         while pending:
             try:
+                if failure is not None:
+                    raise failure
                 self.transaction(pending).commit()
             except (_CodeOrPointerTaken, _Retry, _AlreadyImported) as failed:
+                failure = None
                 offender = next((s for s in pending if s.row.line == failed.line), None)
                 if offender is None:  # pragma: no cover - every condition of a staged row names its line
                     self._write_each_alone(pending)
