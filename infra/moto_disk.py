@@ -7,11 +7,12 @@ packed bytes, moto's key objects, the dict entries and the attribute index aroun
 :func:`install` (from ``moto_tuning.apply()``, so the test suite runs the same engine as the local run)
 each table's ``items`` is a :class:`DiskItems`: the same mapping to moto's code, backed by
 
-* a table in one ``sqlite3`` database per process (the standard library: no new dependency), in a
-  temporary directory removed at exit; ``journal_mode=OFF`` and ``synchronous=OFF``, since nothing is
-  meant to survive the process (keeping data is ``--data``'s job, ``infra/local_state.py``). Every item
-  is a row: its key, and its attributes as the ``marshal`` bytes :func:`~infra.moto_tuning.compact_items`
-  keeps in memory;
+* a table in one ``sqlite3`` database per process (the standard library: no new dependency), a file
+  created in the temporary directory and unlinked as soon as it is open (the open connection keeps it), so
+  nothing is left on disk however the process ends (``os._exit``, a signal, a kill); ``journal_mode=OFF``
+  and ``synchronous=OFF``, since nothing is meant to survive the process (keeping data is ``--data``'s
+  job, ``infra/local_state.py``). Every item is a row: its key, and its attributes as the ``marshal``
+  bytes :func:`~infra.moto_tuning.compact_items` keeps in memory;
 * a working set of at most :data:`HOT_ITEMS` ``Item`` objects (``SARAFAN_MOTO_HOT_ITEMS``), the most
   recently used, so the items a request reads and writes again (a program, its counters, a member being
   rewarded) are not decoded from disk each time.
@@ -23,7 +24,9 @@ The rules that keep it what moto would answer:
   evicted during a request;
 * at the end of each DynamoDB request (the hook ``moto_tuning`` already runs there, under
   ``ENGINE_LOCK``) every item touched is written through if its bytes changed, deletions are applied, and
-  the working set is cut back to :data:`HOT_ITEMS`. The file is then the whole truth, so walks (Scan,
+  the working set is cut back to :data:`HOT_ITEMS` (a write-through that fails, the disk full, raises
+  and keeps every change touched and in the working set, to be written at the next request's end). The
+  file is then the whole truth, so walks (Scan,
   ``all_items``, ``DescribeTable``'s count, the TTL sweep, ``--data`` snapshots) read it, in key order,
   in chunks, with the working set's objects in place of rows where they exist; a walk inside a request
   writes the request's changes first;
@@ -41,13 +44,11 @@ object per item. Backups/restores of moto's ``RestoreTableFromBackup`` copy the 
 
 from __future__ import annotations
 
-import atexit
 import collections
 import contextlib
 import marshal
 import os
 import pickle
-import shutil
 import sqlite3
 import tempfile
 import threading
@@ -86,29 +87,29 @@ def _connection() -> sqlite3.Connection:
         return conn  # type: ignore[no-any-return]
     _pid[0] = os.getpid()
     directory = tempfile.mkdtemp(prefix="sarafan-moto-")
-    conn = sqlite3.connect(os.path.join(directory, "items.sqlite"), check_same_thread=False,
-                           isolation_level=None, cached_statements=256)
-    conn.execute("PRAGMA page_size=8192")
-    conn.execute("PRAGMA journal_mode=OFF")
-    conn.execute("PRAGMA synchronous=OFF")
-    conn.execute("PRAGMA temp_store=MEMORY")
-    # The file is this process's own: hold its lock instead of taking and dropping it around every statement
-    # (two fcntl calls per lookup and per write-through; a third of the disk store's cost in the member import).
-    conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-    conn.execute("PRAGMA cache_size=-8000")  # 8 MB of pages (the OS keeps the rest of the file cached)
-    _db.update(conn=conn, pid=_pid[0], dir=directory)
-    atexit.register(_remove, directory, os.getpid())
+    path = os.path.join(directory, "items.sqlite")
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, cached_statements=256)
+        conn.execute("PRAGMA page_size=8192")
+        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        # The file is this process's own: hold its lock instead of taking and dropping it around every statement
+        # (two fcntl calls per lookup and per write-through; a third of the disk store's cost in the member import).
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        conn.execute("PRAGMA cache_size=-8000")  # 8 MB of pages (the OS keeps the rest of the file cached)
+    finally:
+        # Unlinked at once (the connection keeps its open file): nothing is left on disk however the process ends
+        # (the local run ends with ``os._exit``, which runs no ``atexit`` hook; a killed process runs nothing).
+        # journal_mode=OFF and the exclusive lock need no other file, and sqlite checks whether the file moved only
+        # when it opens a journal. (Not ``sqlite3.connect("")``, sqlite's own self-unlinking temporary database: it
+        # keeps committed pages in its cache, so a failed statement's rollback without a journal corrupted it.)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
+    _db.update(conn=conn, pid=_pid[0])
     return conn
-
-
-def _remove(directory: str, pid: int) -> None:
-    if os.getpid() != pid:
-        return
-    conn = _db.get("conn")
-    if conn is not None and _db.get("dir") == directory:
-        with contextlib.suppress(sqlite3.Error):
-            conn.close()
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _drop_pending(conn: sqlite3.Connection) -> None:
@@ -379,7 +380,12 @@ class DiskItems:
         return item
 
     def flush(self) -> int:
-        """Write the touched items whose bytes changed, and the deletions; return how many rows changed."""
+        """Write the touched items whose bytes changed, and the deletions; return how many rows changed.
+
+        The working set learns the bytes now in the file, and the touched set is cleared, only once the SQL
+        has succeeded: if it fails (the disk full, say) every touched item stays touched and in the working
+        set, the store stays registered for the next request's end, and the error is raised; the next flush
+        writes them again (every statement is idempotent)."""
         if not self.touched:
             return 0
         with _lock:
@@ -398,34 +404,44 @@ class DiskItems:
                 blob, kind = _pack(item)
                 if known is not None and blob == known:
                     continue
+                writes.append((ids, item, blob, kind))
+            try:
+                self._write(conn, table, writes, deletes)
+            except BaseException:
+                _touched_stores[id(self)] = self  # (settle_all took it off the list before settling it)
+                raise
+            for ids, item, blob, kind in writes:
+                entry = self.hot.get(ids)
                 if entry is not None:
                     entry[1] = blob
                 if kind == 0:
-                    state["_sarafan_disk"] = blob  # moto_tuning.pack_unpacked_items packs it again into these bytes
-                writes.append((ids, item, blob, kind))
+                    item.__dict__["_sarafan_disk"] = blob  # moto_tuning.pack_unpacked_items packs it into these bytes
             self.touched.clear()
-            if deletes:
-                conn.executemany(f"DELETE FROM i{table} WHERE h = ? AND r = ?", deletes)
-                if self.indexed:
-                    conn.executemany(f"DELETE FROM x{table} WHERE h = ? AND r = ?", deletes)
-            if writes:
-                conn.executemany(
-                    f"INSERT OR REPLACE INTO i{table} (h, r, hs, rs, hk, rk, data, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(ids[0], ids[1], self.hash_codec.sort(item.hash_key), self.range_codec.sort(item.range_key),
-                      self.hash_codec.original(item.hash_key), self.range_codec.original(item.range_key), blob, kind)
-                     for ids, item, blob, kind in writes])
-                if self.indexed:
-                    conn.executemany(f"DELETE FROM x{table} WHERE h = ? AND r = ?", [w[0] for w in writes])
-                    rows = []
-                    for ids, item, blob, kind in writes:
-                        attrs = _attributes(item, blob, kind)
-                        for name in self.indexed:
-                            value = _index_value(attrs.get(name))
-                            if value is not None:
-                                rows.append((name, value[0], value[1], ids[0], ids[1]))
-                    if rows:
-                        conn.executemany(f"INSERT INTO x{table} (name, vt, v, h, r) VALUES (?, ?, ?, ?, ?)", rows)
             return len(writes) + len(deletes)
+
+    def _write(self, conn: sqlite3.Connection, table: str, writes: list[tuple[Any, Any, bytes, int]],
+               deletes: list[tuple[Any, Any]]) -> None:
+        if deletes:
+            conn.executemany(f"DELETE FROM i{table} WHERE h = ? AND r = ?", deletes)
+            if self.indexed:
+                conn.executemany(f"DELETE FROM x{table} WHERE h = ? AND r = ?", deletes)
+        if writes:
+            conn.executemany(
+                f"INSERT OR REPLACE INTO i{table} (h, r, hs, rs, hk, rk, data, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(ids[0], ids[1], self.hash_codec.sort(item.hash_key), self.range_codec.sort(item.range_key),
+                  self.hash_codec.original(item.hash_key), self.range_codec.original(item.range_key), blob, kind)
+                 for ids, item, blob, kind in writes])
+            if self.indexed:
+                conn.executemany(f"DELETE FROM x{table} WHERE h = ? AND r = ?", [w[0] for w in writes])
+                rows = []
+                for ids, item, blob, kind in writes:
+                    attrs = _attributes(item, blob, kind)
+                    for name in self.indexed:
+                        value = _index_value(attrs.get(name))
+                        if value is not None:
+                            rows.append((name, value[0], value[1], ids[0], ids[1]))
+                if rows:
+                    conn.executemany(f"INSERT INTO x{table} (name, vt, v, h, r) VALUES (?, ?, ?, ?, ?)", rows)
 
     def settle(self, limit: int | None = None) -> None:
         """End of a request: write through, then cut the working set to ``limit`` items."""
@@ -712,8 +728,14 @@ def settle_all() -> None:
         return
     stores = list(_touched_stores.values())
     _touched_stores.clear()
-    for store in stores:
-        store.settle()
+    failed: BaseException | None = None
+    for store in stores:  # every store is settled even if one fails (a failed one stays registered)
+        try:
+            store.settle()
+        except Exception as error:
+            failed = failed or error
+    if failed is not None:
+        raise failed
 
 
 def hot_items() -> int:

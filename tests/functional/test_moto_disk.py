@@ -8,8 +8,10 @@ every stream record, the TTL sweep, ``DescribeTable``'s count and a deep copy mu
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
+import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -346,3 +348,110 @@ def test_a_deleted_tables_rows_leave_the_file(ddb: Any) -> None:
         names = {row[0] for row in moto_disk._connection().execute("SELECT name FROM sqlite_master")}
     assert f"i{name}" not in names and f"x{name}" not in names
     assert f"i{_backend().tables['another'].items.name}" in names
+
+
+def _kv_pair(client: Any, base: str, key_type: str = "S", **extra: Any) -> tuple[str, str]:
+    """Two tables keyed by ``id`` (of ``key_type``): ``<base>-disk`` on the disk store, ``<base>-plain`` moto's dict."""
+    names = (f"{base}-disk", f"{base}-plain")
+    definitions = [{"AttributeName": "id", "AttributeType": key_type}, *extra.pop("definitions", [])]
+    for name in names:
+        client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                            AttributeDefinitions=definitions, **extra)
+    _backend().tables[names[1]].items = defaultdict(dict)
+    assert moto_disk.is_disk(_backend().tables[names[0]].items)
+    return names
+
+
+def test_the_file_is_gone_from_disk_once_opened(ddb: Any) -> None:
+    """The store's file is unlinked as soon as it is open (the local run ends with ``os._exit``, a killed process
+    runs no cleanup): no ``sarafan-moto-*`` path of this process is left, and the store still works."""
+    import os
+    import tempfile
+
+    fds = "/proc/self/fd"
+    if not os.path.isdir(fds):
+        pytest.skip("needs /proc/self/fd")
+    for i in range(30):  # past the working set of 3: most reads come back from the file
+        ddb.put_item(TableName=DISK, Item={"PK": {"S": "p"}, "SK": {"S": f"{i:03d}"}, "v": {"S": "x" * 3000}})
+    answers = [ddb.get_item(TableName=DISK, Key={"PK": {"S": "p"}, "SK": {"S": f"{i:03d}"}})["Item"]["SK"]["S"]
+               for i in range(30)]
+    assert answers == [f"{i:03d}" for i in range(30)]
+    targets = []
+    for fd in os.listdir(fds):
+        with contextlib.suppress(OSError):
+            targets.append(os.readlink(os.path.join(fds, fd)))
+    ours = [t for t in targets if "sarafan-moto-" in t]
+    assert ours and all(t.endswith("(deleted)") for t in ours), ours  # open, but no longer on disk
+    for target in ours:
+        directory = os.path.dirname(target)
+        assert directory.startswith(tempfile.gettempdir()) and not os.path.exists(directory)
+
+
+def _fill_disk() -> Any:
+    """The file system is full from here on (sqlite's page limit at the file's size); call the result to undo."""
+    with moto_tuning.ENGINE_LOCK:
+        conn = moto_disk._connection()
+        conn.execute("CREATE TABLE filler (data BLOB)")  # the free pages earlier tests' dropped tables left
+        while conn.execute("PRAGMA freelist_count").fetchone()[0]:
+            conn.execute("INSERT INTO filler VALUES (zeroblob(4000))")
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count={pages}")
+
+    def undo() -> None:
+        with moto_tuning.ENGINE_LOCK:
+            conn.execute("PRAGMA max_page_count=1073741823")
+            conn.execute("DROP TABLE filler")
+
+    return undo
+
+
+def test_a_failed_write_through_is_not_lost(ddb: Any) -> None:
+    """The disk full at a request's end: the request fails, and the write is kept (touched, in the working set)
+    until the file takes it: read back after eviction it is the new value, as moto's own dict answers."""
+    names = _kv_pair(ddb, "full")
+    for name in names:
+        for key in ("a", "b"):
+            ddb.put_item(TableName=name, Item={"id": {"S": key}, "v": {"S": "old"}})
+    update = {"Key": {"id": {"S": "a"}}, "UpdateExpression": "SET v = :v",
+              "ExpressionAttributeValues": {":v": {"S": "new" + "x" * 60000}}}
+    undo = _fill_disk()
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            ddb.update_item(TableName=names[0], **update)
+        with pytest.raises(sqlite3.OperationalError):  # still full: the write is tried again, and fails again
+            ddb.get_item(TableName=names[0], Key={"id": {"S": "b"}})
+    finally:
+        undo()
+    ddb.update_item(TableName=names[1], **update)
+    for name in names:  # later requests: "a" is evicted from the working set of 3
+        for key in "cdef":
+            ddb.put_item(TableName=name, Item={"id": {"S": key}, "v": {"S": "y"}})
+            ddb.get_item(TableName=name, Key={"id": {"S": key}})
+    store = _backend().tables[names[0]].items
+    assert ("a", "") not in store.hot and not store.touched
+    disk, plain = (ddb.get_item(TableName=n, Key={"id": {"S": "a"}})["Item"] for n in names)
+    assert disk == plain and disk["v"]["S"].startswith("newx")
+    assert _pages(ddb, "scan", TableName=names[0]) == _pages(ddb, "scan", TableName=names[1])
+
+
+def test_one_stores_failed_write_through_does_not_stop_the_others(ddb: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = _kv_pair(ddb, "one")[0], _kv_pair(ddb, "two")[0]
+    stores = [_backend().tables[name].items for name in (first, second)]
+    real = moto_disk.DiskItems._write
+
+    def failing(self: Any, *args: Any) -> None:
+        if self is stores[0]:
+            raise sqlite3.OperationalError("database or disk is full")
+        real(self, *args)
+
+    monkeypatch.setattr(moto_disk.DiskItems, "_write", failing)
+    with pytest.raises(sqlite3.OperationalError):
+        ddb.transact_write_items(TransactItems=[{"Put": {"TableName": name, "Item": {"id": {"S": "k"}}}}
+                                                for name in (first, second)])
+    assert list(moto_disk._touched_stores.values()) == [stores[0]] and stores[0].touched
+    assert not stores[1].touched and stores[1].count_items() == 1
+    monkeypatch.setattr(moto_disk.DiskItems, "_write", real)
+    assert stores[0].count_items() == 1 and not stores[0].touched
+    for name in (first, second):
+        assert ddb.get_item(TableName=name, Key={"id": {"S": "k"}})["Item"] == {"id": {"S": "k"}}
