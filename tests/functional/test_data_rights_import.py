@@ -323,12 +323,12 @@ def test_no_commit_outlives_the_chunk_when_staging_fails_meanwhile(
     from chalicelib.store.transact import Transaction
 
     monkeypatch.setattr(importer, "GROUP_ITEMS", 20)  # two new members per group
-    landed: dict[bool, int] = {}
-    for pipelined in (True, False):
+    real_commit, real_stage = Transaction.commit, importer._Chunk.stage_row
+
+    def run(pipelined: bool) -> int:
         monkeypatch.setattr(importer, "PIPELINED", pipelined)
         shop = Shop(api, None)
         staging_failed, commits_over = threading.Event(), []
-        real_commit, real_stage = Transaction.commit, importer._Chunk.stage_row
         calls = {"n": 0}
 
         def commit(self: Transaction, **kwargs: Any) -> None:
@@ -340,12 +340,12 @@ def test_no_commit_outlives_the_chunk_when_staging_fails_meanwhile(
             finally:
                 commits_over.append(True)
 
-        def stage_row(self: Any, row: Any, stage: Any = real_stage) -> Any:
+        def stage_row(self: Any, row: Any) -> Any:
             calls["n"] += 1
             if calls["n"] == 6:  # a row of the second group (the first is committing)
                 staging_failed.set()
                 raise RuntimeError("a bug while staging")
-            return stage(self, row)
+            return real_stage(self, row)
 
         monkeypatch.setattr(Transaction, "commit", commit)
         monkeypatch.setattr(importer._Chunk, "stage_row", stage_row)
@@ -356,6 +356,7 @@ def test_no_commit_outlives_the_chunk_when_staging_fails_meanwhile(
         monkeypatch.setattr(Transaction, "commit", real_commit)
         monkeypatch.setattr(importer._Chunk, "stage_row", real_stage)
         assert commits_when_answered == len(commits_over) == 1  # nothing still committing after the answer
-        landed[pipelined] = sum(api.get(f"/v1/programs/{shop.pid}/members/lookup?email=p{i}@example.com").status == 200
-                                for i in range(8))
-    assert landed[True] == landed[False] == 2
+        return sum(api.get(f"/v1/programs/{shop.pid}/members/lookup?email=p{i}@example.com").status == 200
+                   for i in range(8))
+
+    assert run(True) == run(False) == 2
