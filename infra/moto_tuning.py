@@ -365,7 +365,12 @@ def _plain_put_value(raw: Any, numbers: list[str] | None) -> tuple[tuple[str, An
         if kind == "S":
             if type(value) is not str:
                 return None
-            return (kind, value), len(value) if value.isascii() else len(value.encode("utf-8"))
+            if value.isascii():
+                return (kind, value), len(value)
+            try:
+                return (kind, value), len(value.encode("utf-8"))
+            except UnicodeEncodeError:
+                return None  # a lone surrogate: moto's own put, so its errors come in moto's order
         if kind == "N":
             if type(value) is not str:
                 return None

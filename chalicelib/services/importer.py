@@ -24,9 +24,8 @@ if the one in flight is cancelled), so the chunk's own work overlaps DynamoDB's.
 from __future__ import annotations
 
 import contextvars
-import threading
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -81,20 +80,6 @@ PIPELINED = True
 #: False: every row through PynamoDB's models (tests compare both paths' writes).
 RAW_ROWS = True
 OPENING_REASON = "Opening balance imported from another program"
-
-
-_commits: ThreadPoolExecutor | None = None
-_commits_lock = threading.Lock()
-
-
-def _committer() -> ThreadPoolExecutor:
-    """The thread that commits a chunk's groups while the next one is staged: one for the life of the
-    process (a warm Lambda container, the local run's API process), not one per chunk."""
-    global _commits
-    with _commits_lock:
-        if _commits is None:
-            _commits = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-commit")
-        return _commits
 
 
 class _RowConflict(Exception):
@@ -241,7 +226,9 @@ class _Chunk:
         """Write rows in file order, several rows per transaction (``GROUP_ITEMS``) when they touch
         different items; a group that fails is written again row by row, each row on its own.
 
-        While one group's transaction is committed (by :func:`_committer`'s thread), the next group is
+        While one group's transaction is committed (on a thread of this call's own, so a chunk never waits
+        for another request's commits and no commit outlives the request: the thread is joined before
+        ``write`` returns or raises), the next group is
         staged (``PIPELINED``): only from what the chunk read and the rows before it staged, as when the
         groups take turns, and it is committed only once the one before is in. When that one is
         cancelled, the next group's staging is undone (it may rest on the row taken out: its referrer, its
@@ -254,6 +241,21 @@ class _Chunk:
                 group, start = self.stage_group(rows, start)
                 self.flush(group)
             return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-commit") as committer:
+            in_flight: list[Future[None]] = []
+            try:
+                self._pipeline(rows, committer, in_flight)
+            except BaseException:
+                # Staging failed while a group was committing: wait for it (the pool's exit would too) and
+                # say how it ended, since the exception on its way up is not that commit's.
+                for commit in in_flight:
+                    wait([commit])
+                    if commit.exception() is not None:
+                        log.warning("import group commit ended with %s while the chunk failed",
+                                    type(commit.exception()).__name__)
+                raise
+
+    def _pipeline(self, rows: list[ImportRow], committer: ThreadPoolExecutor, in_flight: list[Future[None]]) -> None:
         start = 0
         committing: tuple[list[_Staged], Future[None]] | None = None
         while True:
@@ -262,6 +264,7 @@ class _Chunk:
             if committing is not None:
                 previous, commit = committing
                 committing = None
+                in_flight.clear()
                 try:
                     commit.result()
                 except (_CodeOrPointerTaken, _Retry, _AlreadyImported) as failed:
@@ -272,7 +275,9 @@ class _Chunk:
                     self.count(staged)
             if not group:
                 return
-            committing = (group, _committer().submit(contextvars.copy_context().run, self.transaction(group).commit))
+            commit = committer.submit(contextvars.copy_context().run, self.transaction(group).commit)
+            committing = (group, commit)
+            in_flight.append(commit)
             start = end
 
     def stage_group(self, rows: list[ImportRow], start: int) -> tuple[list[_Staged], int]:

@@ -309,3 +309,54 @@ def test_groups_staged_while_the_one_before_commits_land_as_one_after_the_other(
     assert [(e["line"], e["errors"][0]["column"]) for e in answer["errors"]] == [(7, "code")]
     assert (answer["imported"], answer["existing_members"], answer["already_imported"]) == (9, 1, 1)
     assert "taker" not in members and members["named"] == ("holder", 8) and members["b2"] == ("a4", 12)
+
+
+def test_no_commit_outlives_the_chunk_when_staging_fails_meanwhile(
+        api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PIPELINED``: staging the next group raises (a bug) while a group is committing. The request answers only
+    once that commit is over (the commit thread is the call's own and is joined), and what landed is what the
+    groups taking turns leave: the groups before the failure, nothing of the rest."""
+    import threading
+    import time
+
+    from chalicelib.services import importer
+    from chalicelib.store.transact import Transaction
+
+    monkeypatch.setattr(importer, "GROUP_ITEMS", 20)  # two new members per group
+    real_commit, real_stage = Transaction.commit, importer._Chunk.stage_row
+
+    def run(pipelined: bool) -> int:
+        monkeypatch.setattr(importer, "PIPELINED", pipelined)
+        shop = Shop(api, None)
+        staging_failed, commits_over = threading.Event(), []
+        calls = {"n": 0}
+
+        def commit(self: Transaction, **kwargs: Any) -> None:
+            if pipelined and calls["n"] >= 3:
+                staging_failed.wait(10)  # the failure happens while this commit is in flight
+                time.sleep(0.3)  # and the commit is still busy while the failure travels up (a wider window)
+            try:
+                real_commit(self, **kwargs)
+            finally:
+                commits_over.append(True)
+
+        def stage_row(self: Any, row: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] == 6:  # a row of the second group (the first is committing)
+                staging_failed.set()
+                raise RuntimeError("a bug while staging")
+            return real_stage(self, row)
+
+        monkeypatch.setattr(Transaction, "commit", commit)
+        monkeypatch.setattr(importer._Chunk, "stage_row", stage_row)
+        csv = "email,code,opening_balance\n" + "".join(f"p{i}@example.com,,{i + 1}\n" for i in range(8))
+        with pytest.raises(AssertionError, match="500"):  # the route contract refuses the undeclared 500
+            api.post(f"/v1/programs/{shop.pid}/imports/members", {"csv": csv})
+        commits_when_answered = len(commits_over)
+        monkeypatch.setattr(Transaction, "commit", real_commit)
+        monkeypatch.setattr(importer._Chunk, "stage_row", real_stage)
+        assert commits_when_answered == len(commits_over) == 1  # nothing still committing after the answer
+        return sum(api.get(f"/v1/programs/{shop.pid}/members/lookup?email=p{i}@example.com").status == 200
+                   for i in range(8))
+
+    assert run(True) == run(False) == 2

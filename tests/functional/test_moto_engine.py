@@ -927,6 +927,14 @@ def test_a_transactions_conditional_puts_answer_what_motos_own_loop_answers(aws_
     assert fast[2][2][1][0] == "MODIFY" and fast[2][2][1][1]["OldImage"] == _item("a", "2")
 
 
+def test_a_string_utf8_cannot_encode_goes_to_motos_own_put() -> None:
+    """A lone surrogate (the API refuses it at the edge; an engine client may still send one): the fast path
+    hands the item to moto's put, so moto's checks report its errors in moto's order."""
+    assert moto_tuning._plain_put_value({"S": "\ud800"}, []) is None
+    assert moto_tuning._plain_put_value({"M": {"k": {"S": "ok \udfff"}}}, []) is None
+    assert moto_tuning._plain_put_value({"S": "ключ"}, []) == (("S", "ключ"), 8)
+
+
 def test_the_trimmed_request_steps_give_what_moto_gives(aws_env: None) -> None:
     """``trim_request_overheads``: the response enrichment and the remembered expression rewrite."""
     import re
