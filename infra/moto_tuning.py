@@ -70,6 +70,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from infra.moto_disk import _canonical_number
+
 #: One DynamoDB request at a time across every thread (also taken by the local run's snapshot).
 ENGINE_LOCK = threading.RLock()
 
@@ -412,8 +414,18 @@ def _raw_value_key(raw: Any) -> Any:
     """:func:`_value_key` of ``DynamoType(raw)``, read from the request's value."""
     if type(raw) is dict and len(raw) == 1:
         for kind, value in raw.items():
-            return (kind, value) if isinstance(value, str | bytes) else None
+            return _typed_key(kind, value)
     return None
+
+
+def _typed_key(kind: str, value: Any) -> Any:
+    """``(type, value)`` as the attribute indexes hold it: a number canonical (``1``, ``1.0`` and ``1E0`` are
+    one value to moto, which compares ``Decimal``s); None for a value no index holds."""
+    if not isinstance(value, str | bytes):
+        return None
+    if kind == "N" and isinstance(value, str):
+        return kind, _canonical_number(value)
+    return kind, value
 
 
 #: ``StreamShard.add`` as :func:`compact_items` installs it (over :func:`index_follows_writes`'): while it is
@@ -906,8 +918,7 @@ def query_one_partition() -> None:
 
 
 def _value_key(value: Any) -> Any:
-    raw = getattr(value, "value", None)
-    return (value.type, raw) if isinstance(raw, str | bytes) else None
+    return _typed_key(value.type, getattr(value, "value", None))
 
 
 def _index_candidates(table: Any, condition: tuple[str, Any]) -> list[Any] | None:
