@@ -962,22 +962,9 @@ def _reindex(table: Any, hash_value: Any, range_value: Any, raw: dict[str, Any] 
     if not index:
         return  # (a disk store's index follows its writes in the file)
     key = (hash_value, range_value if table.range_key_attr else None)
-    if raw is not None:
-        for name, (by_value, of_key) in index.items():
-            old = of_key.pop(key, None)
-            if old is not None:
-                bucket = by_value.get(old)
-                if bucket is not None:
-                    bucket.discard(key)
-                    if not bucket:
-                        del by_value[old]
-            vk = _raw_value_key(raw.get(name))
-            if vk is not None:
-                by_value.setdefault(vk, set()).add(key)
-                of_key[key] = vk
-        return
-    partition = table.items.get(hash_value)
-    item = partition if not table.range_key_attr else (partition or {}).get(range_value)
+    if raw is None:
+        partition = table.items.get(hash_value)
+        item = partition if not table.range_key_attr else (partition or {}).get(range_value)
     for name, (by_value, of_key) in index.items():
         old = of_key.pop(key, None)
         if old is not None:
@@ -986,8 +973,11 @@ def _reindex(table: Any, hash_value: Any, range_value: Any, raw: dict[str, Any] 
                 bucket.discard(key)
                 if not bucket:
                     del by_value[old]
-        found = item.attrs.get(name) if item is not None else None
-        vk = _value_key(found) if found is not None else None
+        if raw is not None:
+            vk = _raw_value_key(raw.get(name))
+        else:
+            found = item.attrs.get(name) if item is not None else None
+            vk = _value_key(found) if found is not None else None
         if vk is not None:
             by_value.setdefault(vk, set()).add(key)
             of_key[key] = vk

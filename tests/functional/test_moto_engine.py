@@ -498,6 +498,18 @@ def test_index_queries_answer_what_motos_own_walk_answers(ddb: Any, monkeypatch:
     assert tuned == [pages(**case) for case in cases]
 
 
+def _create_streamed_table_with_index(client: Any, view_type: str) -> None:
+    """The app's table shape in small: string keys, a GSI ``ByG`` on ``G``, a stream of ``view_type``."""
+    client.create_table(
+        TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK", "G")],
+        GlobalSecondaryIndexes=[{"IndexName": "ByG", "KeySchema": [{"AttributeName": "G", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "ALL"}}],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": view_type},
+    )
+
+
 def test_index_queries_follow_every_kind_of_write(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """A streamed table answers GSI queries from an attribute index kept by its writes (puts, updates,
     deletes, transactions, cancelled ones too); the answers are moto's own walk's."""
@@ -510,14 +522,7 @@ def test_index_queries_follow_every_kind_of_write(aws_env: None, monkeypatch: py
     with mock_aws():
         moto_tuning.apply()
         ddb = boto3.client("dynamodb", region_name="eu-central-1")
-        ddb.create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK", "G")],
-            GlobalSecondaryIndexes=[{"IndexName": "ByG", "KeySchema": [{"AttributeName": "G", "KeyType": "HASH"}],
-                                     "Projection": {"ProjectionType": "ALL"}}],
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
-        )
+        _create_streamed_table_with_index(ddb, "NEW_IMAGE")
 
         def answers() -> list[Any]:
             return [sorted((i["PK"]["S"], i["SK"]["S"], i.get("n", {}).get("N")) for i in ddb.query(
@@ -869,14 +874,7 @@ def test_a_transactions_conditional_puts_answer_what_motos_own_loop_answers(aws_
         with mock_aws():
             moto_tuning.apply()
             client = boto3.client("dynamodb", region_name="eu-central-1")
-            client.create_table(
-                TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-                KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-                AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("PK", "SK", "G")],
-                GlobalSecondaryIndexes=[{"IndexName": "ByG", "KeySchema": [{"AttributeName": "G", "KeyType": "HASH"}],
-                                         "Projection": {"ProjectionType": "ALL"}}],
-                StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-            )
+            _create_streamed_table_with_index(client, "NEW_AND_OLD_IMAGES")
             client.query(TableName=TABLE, IndexName="ByG", KeyConditionExpression="G = :g",
                          ExpressionAttributeValues={":g": {"S": "g1"}})  # the attribute index follows writes
             built = [0]
