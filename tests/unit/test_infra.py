@@ -550,3 +550,31 @@ def test_every_queue_is_encrypted_at_rest() -> None:
                    if r.get("Properties", {}).get("SqsManagedSseEnabled") is not True
                    and not r.get("Properties", {}).get("KmsMasterKeyId")]
     assert unencrypted == []
+
+
+def test_every_topic_is_encrypted_and_its_service_publisher_may_use_the_key() -> None:
+    """SES's bounce notices carry e-mail addresses: no topic is left unencrypted (checkov's CKV_AWS_26
+    is not skipped). The AWS-managed SNS key cannot be granted to a service, so a topic that SES or
+    CloudWatch publishes to is on the stack's own key, whose policy lets that service use it for
+    exactly that topic; without the grant SES and the alarms would fail to publish, silently."""
+    from chalice.package import YAMLTemplateSerializer
+
+    resources: dict[str, Any] = {}
+    for path in sorted((ROOT / "infra").glob("*.yaml")):
+        if path.name != "checkov.yaml":
+            resources.update(YAMLTemplateSerializer().load_template(path.read_text(encoding="utf-8"))
+                             .get("Resources") or {})
+    topics = {name: r["Properties"] for name, r in resources.items() if r.get("Type") == "AWS::SNS::Topic"}
+    assert {"NotificationsTopic", "SesFeedbackTopic", "AlarmsTopic"} <= set(topics)
+    assert [name for name, props in topics.items() if not props.get("KmsMasterKeyId")] == []
+
+    key_policy = resources["IntegrationSecretsKey"]["Properties"]["KeyPolicy"]["Statement"]
+    publishers = {"SesFeedbackTopic": "ses.amazonaws.com", "AlarmsTopic": "cloudwatch.amazonaws.com"}
+    for topic, service in publishers.items():
+        assert topics[topic]["KmsMasterKeyId"] == {"Ref": "IntegrationSecretsKey"}
+        name = topics[topic]["TopicName"]["Fn::Sub"]
+        grants = [s for s in key_policy if s.get("Principal") == {"Service": service}]
+        assert len(grants) == 1, service
+        assert set(grants[0]["Action"]) == {"kms:GenerateDataKey*", "kms:Decrypt"}
+        context = grants[0]["Condition"]["StringEquals"]["kms:EncryptionContext:aws:sns:topicArn"]["Fn::Sub"]
+        assert context.endswith(":" + name), (context, name)
