@@ -184,7 +184,7 @@ _ROW_ERRORS = {"type": "array", "items": obj({"line": INT, "errors": {"type": "a
     {"column": STR, "message": STR})}})}
 IMPORT_RESULT = obj({"rows": INT, "imported": INT, "existing_members": INT, "already_imported": INT,
                      "opening_points": INT, "dry_run": BOOL, "errors": _ROW_ERRORS})
-IMPORT_JOB = obj({"import_id": STR, "program_id": STR, "partner_id": nullable(STR),
+IMPORT_JOB = obj({"import_id": STR, "program_id": STR, "partner_id": nullable(STR), "include_erased": BOOL,
                   "status": {"enum": ["receiving", "completed"]}, "expected_chunks": nullable(INT), "chunks": INT,
                   **_IMPORT_COUNTS, "errors": _ROW_ERRORS, "errors_truncated": BOOL, "created_at": TIME,
                   "updated_at": TIME})
