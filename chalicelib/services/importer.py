@@ -1,16 +1,21 @@
 """Member import from another loyalty system: a CSV chunk → members, opening balances, referrers.
 
 Operator only. Each row is written in one transaction (which it may share with other rows, below):
-the import marker (keyed by the salted hash of the row's strongest identifier, created with
+the import marker of the row's member (``IMPORT#<program>#member#<member>``, created with
 ``attribute_not_exists``), the member with its pointers, code and link
-(``store.members.stage_member_creation``), the referrer's signup counter, and the opening balance
-as an ``import`` ledger entry with the balance update. So a row is written whole or not at all,
-and re-running an import (or a chunk) changes nothing: imported people are skipped. A person who
-is already a member (a pointer for one of their identifiers exists) gets only the opening
-balance; their profile and referrer stay as they are.
+(``store.members.stage_member_creation``) or the pointers of the identifiers an existing member did
+not have yet, the referrer's signup counter, and the opening balance as an ``import`` ledger entry
+with the balance update. So a row is written whole or not at all, and re-running an import (or a
+chunk, or a corrected file naming the people by other identifiers) changes nothing: a person
+imported before is skipped (a bad row when it asks for another opening balance). Markers of the
+earlier code (keyed by the row's strongest identifier) are still read. A person who is already a
+member gets the opening balance and their new identifiers; their profile and referrer stay as they
+are. Rows naming one person twice in a chunk, or two members in one row, are bad rows; so is a row
+naming an erased person (their identifier's tombstone), unless the import includes them.
 
-Reads are batched: one ``BatchGetItem`` round for every marker, pointer, code and referrer of the
-chunk, one for the balances of existing members. Rows are written in file order, so a referrer
+Reads are batched: one ``BatchGetItem`` round for every pointer, tombstone, earlier-style marker,
+code and referrer of the chunk, one for the balances, markers and profiles of existing members (and
+one for earlier-style markers of existing members found without a marker). Rows are written in file order, so a referrer
 imported earlier in the same file is found, and several rows share one transaction (up to
 ``GROUP_ITEMS`` items) while they touch different items. Each row's operations keep their own
 conditions, whose failure names the row (``_RowConflict.line``): a group whose transaction is
