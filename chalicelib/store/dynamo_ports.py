@@ -643,7 +643,7 @@ def new_adjustment(program_id: str, member_id: str, adjustment_id: str, *, point
     entry = new_entry(program_id, member_id, stable_id("le", adjustment_id), at, kind=KIND_ADJUSTMENT,
                       status=STATUS_AVAILABLE, points=points, reason=reason, reason_code="manual_adjustment",
                       created_at=at, funding_partner_id=partner_id, partner_id=partner_id, created_by=created_by,
-                      reversed_points=0)
+                      reversed_points=0, adjustment_id=adjustment_id)
     pk, sk = keys.adjustment(program_id, adjustment_id)
     record = AdjustmentItem(PK=pk, SK=sk, program_id=program_id, adjustment_id=adjustment_id, member_id=member_id,
                             points=points, reason=reason, partner_id=partner_id, created_by=created_by,
@@ -1226,8 +1226,14 @@ def _plain(value: Any) -> Any:
 
 
 def item_data(item: Entity) -> dict[str, Any]:
-    """An item's attributes as plain JSON (no table keys), with its ``item_type``."""
-    raw = item.to_simple_dict()
+    """An item's attributes as plain JSON (no table keys), with its ``item_type``; a compressed binary (an event
+    record's reply, an order ledger's postings) as its decoded text."""
+    from pynamodb._util import attr_value_to_simple_dict
+
+    from chalicelib.store.db import plain_binary
+
+    raw = {k: plain_binary(bytes(v["B"])) if "B" in v else attr_value_to_simple_dict(v, force=True)
+           for k, v in item.serialize(null_check=False).items()}
     data = {k: _plain(v) for k, v in raw.items() if k not in _KEY_ATTRIBUTES}
     return {"item_type": raw.get("entity"), **data}
 
@@ -1242,7 +1248,7 @@ class DynamoDataRightsStore:
         return {k.name: k for k in erasure_kinds.registered(self.kind_modules)}
 
     def kinds(self) -> list[str]:
-        return list(self._kinds())
+        return [name for name, kind in self._kinds().items() if kind.erase]
 
     def exported_kinds(self) -> list[str]:
         return [name for name, kind in self._kinds().items() if kind.export]

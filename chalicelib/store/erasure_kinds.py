@@ -82,6 +82,7 @@ class ErasableKind:
     ``scrub_member(tx, item, target)``, when set, is used instead of ``scrub`` (same rules), for an item that names
     several members and must lose only this one. ``export_view(item, target)``, when set, says what the export
     shows of a found item: only this member's part of an item shared with others, or ``None`` for nothing.
+    ``erase=False`` (with ``export=True``): a kind only the export lists.
     """
 
     name: str
@@ -90,6 +91,8 @@ class ErasableKind:
     export: bool = False
     scrub_member: MemberScrubber | None = None
     export_view: ExportView | None = None
+    #: False: exported only (items the erasure keeps as they are: accounting, dedupe; it runs no step for them).
+    erase: bool = True
 
 
 _REGISTRY: dict[str, ErasableKind] = {}

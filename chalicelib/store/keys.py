@@ -107,6 +107,12 @@ def event(program_id: str, business_key_hash: str) -> Key:
     return f"EVENT#{program_id}#{business_key_hash}", "EVENT"
 
 
+def event_ref(program_id: str, member_id: str, business_key_hash: str) -> Key:
+    """Back-reference in the subject's partition to an event's record (``event``) that posted nothing to her (a
+    ledger entry of hers names the others by its business key): the export finds all her events without a Scan."""
+    return member_partition(program_id, member_id), f"EVENT#{business_key_hash}"
+
+
 def attribution_record(program_id: str, member_id: str, at: str, record_id: str) -> Key:
     return member_partition(program_id, member_id), f"ATTR#{at}#{record_id}"
 

@@ -389,8 +389,11 @@ def test_export_holds_everything_stored_about_the_member(api: ApiClient) -> None
     text = json.dumps([summary, items], ensure_ascii=False)
     for trace in OLGA_TRACES[:-1]:
         assert trace not in text
-    # The customer id stays only in the business keys of the ledger entries its signup posted (accounting).
-    assert OLGA["id"] not in json.dumps([summary, [{k: v for k, v in i.items() if k != "business_key"}
+    # The customer id stays only in the business keys of the ledger entries its signup posted (accounting) and on
+    # her events' records (business key and conflict fingerprint: docs/data-rights.md#what-stays), which the
+    # export lists too.
+    assert "event" in {i["item_type"] for i in items}
+    assert OLGA["id"] not in json.dumps([summary, [{k: v for k, v in i.items() if k not in ("business_key", "fingerprint")}
                                                    for i in items]], ensure_ascii=False)
 
 

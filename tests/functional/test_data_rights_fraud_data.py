@@ -162,7 +162,6 @@ def test_a_resumed_erasure_scrubs_signals_in_bounded_steps(api: ApiClient, monke
 # --------------------------------------------------------------------------- the export lists every kind
 
 
-@pytest.mark.xfail(strict=True, reason="the export of the kinds outside her partition: the next commit")
 def test_the_export_lists_every_kind_stored_about_the_member(api: ApiClient) -> None:
     shop = fraud_shop(api)
     pid = shop.pid
@@ -187,8 +186,16 @@ def test_the_export_lists_every_kind_stored_about_the_member(api: ApiClient) -> 
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         by_kind.setdefault(item["item_type"], []).append(item)
-    assert {e["business_key"] for e in by_kind["event"]} >= {
-        f"{pid}|{shop.partner['partner_id']}|order|o-1|order.paid"}  # Boris's order, which held her reward
+    ptn = shop.partner["partner_id"]
+    events = {e["business_key"]: e for e in by_kind["event"]}
+    # Her signup (which paid her nothing: found by its back-reference), her order (by her entry's business key),
+    # Boris's order, which held her reward (when and which fact only: his reply and fingerprint are his).
+    assert set(events) >= {f"{pid}|{ptn}|customer|anna|member.signup", f"{pid}|{ptn}|order|o-a|order.paid",
+                           f"{pid}|{ptn}|order|o-1|order.paid"}, sorted(events)
+    assert "reply" in events[f"{pid}|{ptn}|customer|anna|member.signup"]
+    assert "reply" not in events[f"{pid}|{ptn}|order|o-1|order.paid"]
+    [own_order] = by_kind["order_ledger"]
+    assert own_order["order_id"] == "o-a" and own_order["buyer_id"] == anna_id
     assert [c["coupon"] for c in by_kind["coupon"]] == ["ANNA-500"]
     assert {s["kind"] for s in by_kind["signal"]} == {"ip", "ip_ua"}
     # Other members' data is not hers: no other member on a signal, no friend's signals on the review item.
