@@ -8,22 +8,33 @@ one finished) and every ``--save-every`` seconds while something changed, it wri
   DynamoDB table of the embedded moto (its key schema, indexes, stream and TTL settings, and
   every item as DynamoDB JSON) and every symmetric KMS key with its key material and aliases
   (so what was encrypted before a restart still decrypts);
-* after that: a **journal segment** ``DIR/aws-journal-NNNNNN.json.gz`` with only the items
+* after that: a **journal segment** ``DIR/aws-journal-GGGGGGGGGGGG-NNNNNN.json.gz`` with only the items
   written since the previous snapshot (their state now, or their deletion) and the KMS keys,
   so a snapshot costs what changed, not the size of the tables (moto's item writes are
-  hooked to note which items changed, whoever wrote them);
+  hooked to note which items changed, whoever wrote them). ``G…`` is the **generation** of the full
+  snapshot it follows (a random id in the snapshot's head, new with each full snapshot), ``N…`` its
+  number from 1; each segment's content names both too;
 * ``DIR/keys.json`` (mode 0600): the master secret the webhook secrets derive from, the operator
   key, the demo program's keys and the ``SARAFAN_*`` settings the run chose, so the next start
   prints and accepts the same keys and secrets.
 
-Each file is written to a temporary name and renamed, so a snapshot is whole or absent, and
-each is taken with moto paused (no DynamoDB request runs meanwhile): one consistent state. The
-next ``run --data DIR`` loads the full snapshot and then the journal, in order, into moto
-before anything else starts; after :data:`MAX_JOURNAL` segments the next snapshot is a full one
-again and the journal is dropped.
+Each file is written to a temporary name, fsynced, renamed and the directory fsynced, so a file is
+whole or absent, and each snapshot is taken with moto paused (no DynamoDB request runs meanwhile): one
+consistent state. The next ``run --data DIR`` loads the full snapshot and then its generation's journal,
+in order (a missing number stops the start), into moto before anything else starts; after
+:data:`MAX_JOURNAL` segments the next snapshot is a full one again, and once it is in place the journal
+is dropped. A crash between the two leaves segments of the generation before: the next start ignores
+them and deletes them (and any ``*.tmp`` a crash left), so the set loaded is always one snapshot and
+its own journal. A save that fails (the disk full, the directory not writable) raises, and everything it
+was to write is noted again for the next save: nothing is dropped while the run goes on.
 
-Limits: what happened after the last snapshot is lost if the process is killed (``kill -9``,
-out of memory, power cut); the table streams' records not consumed yet are kept with the consumers'
+The run holds ``flock`` on ``DIR/.lock`` (which holds its pid) for its life: a second run on the same
+directory stops at once, naming the first's pid. A file that cannot be read (not gzip, cut short, not
+JSON, another version's) stops the start with a message naming it (:class:`Damaged`, exit code 1) before
+anything in the directory is written.
+
+Limits: what happened after the last snapshot that was written is lost if the process is killed
+(``kill -9``, out of memory, power cut); the table streams' records not consumed yet are kept with the consumers'
 positions (``infra/local_stream.POSITIONS``), so a restart delivers them once (a snapshot waits until
 no stream batch is half done); SNS, SES, SQS and the other services start empty (the run recreates
 what it needs); asymmetric KMS keys are not kept; the files hold plain secrets for this machine
