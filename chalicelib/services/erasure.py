@@ -13,6 +13,10 @@ accounting needs them. Every identity pointer is replaced by a tombstone keeping
 hash (``store.data_rights.ErasedIdentityItem``), so later events about the erased person enrol
 nobody (a new ``member.signup`` does).
 
+The transaction that starts an erasure also sets ``erased_at`` on the profile (conditioned on its revision): from
+then on every write that would attach personal data or a code to the member is refused in its own transaction
+(conditioned on ``erased_at`` not existing: events, codes, coupons, devices, outbox messages; docs/data-rights.md).
+
 The work is split into steps, each a series of bounded transactions (≤ ``TX_ITEMS`` items) that
 also advance the audit record (``ErasureItem``: status, who, when, step, cursor, counts),
 conditioned on its revision. An interrupted erasure (timeout, crash) resumes where it stopped on

@@ -18,6 +18,7 @@ from tests.functional.test_data_rights_erasure import (  # noqa: F401  (fcm: a f
     OLGA,
     fcm,
     items_of,
+    leaderboard_items,
     olga_with_friends,
     scan_test_table,
     sns_endpoints,
@@ -182,6 +183,7 @@ def test_stream_records_in_flight_or_redelivered_after_the_erasure_queue_no_mess
     stream_poller().drain()
     assert about_her() == []
     assert shop.balance(mid)["lifetime_earned"] > balance_before["lifetime_earned"]
+    assert leaderboard_items(mid) == []  # nor is she back on a leaderboard
 
 
 def test_the_erasure_record_names_the_key_that_requested_and_confirmed_it_never_the_secret(api: ApiClient) -> None:
