@@ -140,7 +140,7 @@ class ProfileChanges:
         """The transaction commits only if ``member``'s erasure has not started meanwhile (``erased_at`` is set by
         the transaction that starts it): on the member's update if there is one, else a ``ConditionCheck``. For
         an event that writes something about the member that the erasure removes (an attribution record, a new
-        friend); every rewrite of a profile carries the condition anyway. A failed guard retries the event, which
+        friend, fraud signals naming her); every rewrite of a profile carries the condition anyway. A failed guard retries the event, which
         then finds the member erased (``services.pipeline``). An event that only posts to her balance needs no
         guard: committed after the start it is as if committed just before (the balance stays either way)."""
         self._guarded.add(self._slot(member))

@@ -220,6 +220,8 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
 
     if created and subject is not None:
         membership_stage.stage_new_member(ctx, tx, subject)
+    elif subject is not None and ctx.signals:
+        changes.guard(subject)  # the fraud signals record her (risk_stage): not once her erasure has started
     changes.stage(tx)
     reply = {
         "status": "processed",

@@ -203,3 +203,18 @@ def test_the_erasure_record_names_the_key_that_requested_and_confirmed_it_never_
     assert api.operator_key not in raw and hashlib.sha256(api.operator_key.encode()).hexdigest() not in raw
     # Asked again (idempotent): the same record, the same names.
     assert api.post(f"/v1/programs/{pid}/members/{mid}/erase").body == body
+
+
+def test_a_friend_naming_her_code_while_the_erasure_runs_is_not_her_friend(api: ApiClient,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    shop, olga, _ = olga_with_friends(api)
+    pid, mid = shop.pid, olga["member_id"]
+    signups_before = api.get(f"/v1/programs/{pid}/members/{mid}").body["counts"]
+    _start_erasure_only(api, monkeypatch, pid, mid)
+    reply = shop.signup("friend-9", "OLGA-2026")  # her code still resolves until the pointers step
+    assert reply["member"]["created"] is True
+    assert (reply["attribution"] or {}).get("referrer_id") is None
+    friend = api.get(f"/v1/programs/{pid}/members/{reply['member']['member_id']}").body
+    assert friend["referrer_id"] is None
+    assert api.post(f"/v1/programs/{pid}/members/{mid}/erase").body["status"] == "erased"
+    assert api.get(f"/v1/programs/{pid}/members/{mid}").body["counts"] == signups_before
