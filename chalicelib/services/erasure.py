@@ -5,7 +5,8 @@ push endpoints; every
 identity pointer, referral code and short link of the member (the code stops resolving); pending
 invites waiting for the member's identifiers; the personal fields of attribution records; and
 whatever each registered :class:`chalicelib.store.erasure_kinds.ErasableKind` scrubs (notifications, device endpoints,
-suppression lists... register yours, see below and docs/data-rights.md).
+suppression lists, her place on fraud-signal pointers and review items... register yours, see below and
+docs/data-rights.md).
 
 What stays, unchanged: ledger entries, balances, monthly/recurring/program counters, referral
 counts, event dedupe records, click counters. They hold ids and amounts, no personal data, and
@@ -46,7 +47,9 @@ if TYPE_CHECKING:
 
 log = get_logger("sarafan.erasure")
 
-#: Items per transaction (DynamoDB allows 100; smaller keeps each step short and cheap to retry).
+#: Items a kind's step finds per transaction, the record included (DynamoDB allows 100; smaller keeps each step short
+#: and cheap to retry). The pointers step takes ``TX_ITEMS // 2`` pointers, each with a tombstone and an invite
+#: deletion (37 items with the record); ``notify_state`` marks up to 60 suppressed hashes (62): docs/data-rights.md.
 TX_ITEMS = 25
 #: Items scrubbed per API call; the rest is resumed by the next call.
 DEFAULT_BUDGET = 1000

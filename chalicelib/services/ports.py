@@ -712,7 +712,8 @@ _factory: Callable[[], Ports] | None = None
 
 
 #: Modules that register erasable kinds (``store.erasure_kinds``), imported before the first erasure or export.
-ERASABLE_MODULES: tuple[str, ...] = ("chalicelib.notify.erasure", "chalicelib.analytics.erasure")
+ERASABLE_MODULES: tuple[str, ...] = ("chalicelib.notify.erasure", "chalicelib.analytics.erasure",
+                                     "chalicelib.store.fraud_erasure")
 
 
 def production(clock: Clock | None = None) -> Ports:

@@ -757,6 +757,16 @@ def signal_writes(program_id: str, refs: Sequence[Any], read: Mapping[str, Any],
     return writes
 
 
+def signal_ref_writes(program_id: str, refs: Sequence[Any], read: Mapping[str, Any], member_id: str,
+                      at: datetime) -> list[Any]:
+    """The member's back-references (``store.signals.SignalRefItem``) to the pointers she is new on."""
+    from chalicelib.store.signals import new_on_pointer, signal_ref, updated_members
+
+    return [signal_ref(program_id, member_id, ref.kind, ref.value_hash, at) for ref in refs
+            if updated_members(read.get(ref.kind), member_id, at) is not None
+            and new_on_pointer(read.get(ref.kind), member_id)]
+
+
 class DynamoSignalStore:
     def pointers(self, program_id: str, refs: Sequence[Any]) -> dict[str, Any]:
         from chalicelib.store.signals import SignalItem
@@ -777,6 +787,8 @@ class DynamoSignalStore:
                 tx.create(item, on_fail=_SignalChanged())
             else:
                 tx.put(item, SignalItem.revision == int(before.revision or 0), on_fail=_SignalChanged())
+        for ref_item in signal_ref_writes(program_id, refs, read, member_id, at):
+            tx.put(ref_item)
         try:
             tx.commit()
         except _SignalChanged:
@@ -1364,7 +1376,10 @@ class DynamoDataRightsStore:
                                tuple(record.identities or []))
         page = found.find(target, (record.cursor or {}).get("page"), limit)
         for item in page.items:
-            found.scrub(tx, item)
+            if found.scrub_member is not None:
+                found.scrub_member(tx, item, target)
+            else:
+                found.scrub(tx, item)
         step, cursor = (then, None) if page.cursor is None else (kind, {"page": page.cursor})
         return self._advance(tx, record, erasure_progress(record, step, cursor, {kind: len(page.items)}, at)), len(
             page.items)
@@ -1377,8 +1392,13 @@ class DynamoDataRightsStore:
     def exported(self, kind: str, program_id: str, member_id: str, limit: int, cursor: Cursor | None) -> Page[Any]:
         from chalicelib.store.erasure_kinds import ErasureTarget
 
-        page = self._kinds()[kind].find(ErasureTarget(program_id, member_id, (), ()), cursor, limit)
-        return Page(list(page.items), page.cursor)
+        found = self._kinds()[kind]
+        target = ErasureTarget(program_id, member_id, (), ())
+        page = found.find(target, cursor, limit)
+        if found.export_view is None:
+            return Page(list(page.items), page.cursor)
+        views = [found.export_view(item, target) for item in page.items]
+        return Page([v for v in views if v is not None], page.cursor)
 
     def pending_invites(self, member: MemberItem) -> list[Any]:
         from chalicelib.store.members import PendingInviteItem
@@ -1389,7 +1409,7 @@ class DynamoDataRightsStore:
         return identifier_kinds(member)
 
     def item_data(self, item: Any) -> dict[str, Any]:
-        return item_data(item)
+        return dict(item) if isinstance(item, dict) else item_data(item)  # a dict: a kind's export view
 
 
 # --------------------------------------------------------------------------- fraud review (services.review)

@@ -89,6 +89,7 @@ from chalicelib.store.dynamo_ports import (
     review_reversal,
     rules_changed,
     set_fields,
+    signal_ref_writes,
     signal_writes,
     spend_entry,
     too_many_endpoints,
@@ -776,6 +777,8 @@ class FakeSignalStore:
                     return False
             for item, _ in writes:
                 self.table.put(item)
+            for ref_item in signal_ref_writes(program_id, refs, read, member_id, at):
+                self.table.put(ref_item)
         return True
 
     def take_velocity_slot(self, program_id: str, scope: str, window: str, limit: int, expires_at_epoch: int) -> bool:
