@@ -176,9 +176,14 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
     if subject_id and not isinstance(subject_item, MemberItem):
         raise RetryEvent()  # pointer seen before its member: a concurrent creation is in flight
     subject = subject_item if isinstance(subject_item, MemberItem) else None
+    # A member whose erasure has started is nobody: the event enrols no one (her identifiers' pointers are still
+    # there until the erasure's first step deletes them) and writes nothing about her, as once she is erased.
+    erased = subject is not None and subject.erased_at is not None
+    if erased:
+        subject = None
     changes = membership_stage.ProfileChanges()
     created = False
-    if subject is None and membership_stage.should_enrol(ctx, first):
+    if subject is None and not erased and membership_stage.should_enrol(ctx, first):
         subject = membership_stage.enrol(ctx)
         created = True
     elif subject is not None:
@@ -215,6 +220,8 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
 
     if created and subject is not None:
         membership_stage.stage_new_member(ctx, tx, subject)
+    elif subject is not None and ctx.signals:
+        changes.guard(subject)  # the fraud signals record her (risk_stage): not once her erasure has started
     changes.stage(tx)
     reply = {
         "status": "processed",

@@ -20,7 +20,7 @@ OLGA_TRACES = ["olga.petrova@example.com", "+79161234567", "9161234567", "Оль
 PHONE_TOKEN = "fcm-token-olga-phone"
 #: Item kinds whose every attribute must be exactly the same after the erasure.
 AMOUNTS = {"balance", "ledger_entry", "member_month", "recurring_counter", "program_counters", "click_counter", "click_total",
-           "order_ledger", "redemption"}
+           "order_ledger", "redemption", "settlement_row", "settled_marker"}
 
 
 @pytest.fixture(autouse=True)
@@ -188,6 +188,8 @@ def test_after_erasure_no_item_holds_the_members_personal_data_and_every_amount_
     assert all(trace in raw_before for trace in ["olga.petrova@example.com", "+79161234567", "Ольга", "1990-04-17"])
     assert any(i.get("entity", {}).get("S") == "birthday_pointer" for i in scan_test_table())
     amounts_before = amounts_snapshot()
+    # The partners' settlement rows (SETTLE#) and their counted-entry markers (SETTLED#) are among the amounts.
+    assert {k[0].split("#")[0] for k in amounts_before} >= {"SETTLE", "SETTLED"}
     counts_before = profile_counts(api, pid, mid)
     friend_counts_before = profile_counts(api, pid, friend["member_id"])
     invariants_before = check_invariants(pid, mid)
