@@ -31,6 +31,8 @@ from chalicelib.store.ledger import AdjustmentItem, LedgerEntryItem, OrderLedger
 from chalicelib.store.members import MemberItem, key_from_str, key_str
 
 Key = tuple[str, str]
+#: The profile's code once the erasure scrubbed it (``store.dynamo_ports.ERASED_CODE``).
+ERASED_CODE = "-"
 
 
 def _batch(wanted: list[Key]) -> dict[Key, Entity]:
@@ -51,7 +53,7 @@ def _pointer_keys(target: ErasureTarget) -> list[Key]:
     member = read.get(keys.member(target.program_id, target.member_id))
     record = read.get(keys.erasure_record(target.program_id, target.member_id))
     texts = list(member.pointer_keys or []) if isinstance(member, MemberItem) else []
-    if isinstance(member, MemberItem) and member.code and member.erased_at is None:  # her current code
+    if isinstance(member, MemberItem) and member.code and member.code != ERASED_CODE:  # her current code
         texts.insert(0, key_str(keys.referral_code(target.program_id, member.code)))
     out: list[Key] = []
     identities = list(record.identities or []) if isinstance(record, ErasureItem) else []
