@@ -474,7 +474,8 @@ class SignalStore(Protocol):
             at: datetime) -> bool:
         """Add ``member_id`` to each signal's pointer (bounded, rewritten at most hourly per member: ``store.signals``)
         in one transaction: created where ``read`` has none, else conditioned on the revision read. False, nothing
-        written, when one changed since it was read (read again)."""
+        written, when one changed since it was read (read again); ``MemberErased``, nothing written, when the member's
+        erasure has started (checked in the same transaction)."""
         ...
 
     def take_velocity_slot(self, program_id: str, scope: str, window: str, limit: int, expires_at_epoch: int) -> bool:

@@ -789,6 +789,9 @@ class DynamoSignalStore:
                 tx.put(item, SignalItem.revision == int(before.revision or 0), on_fail=_SignalChanged())
         for ref_item in signal_ref_writes(program_id, refs, read, member_id, at):
             tx.put(ref_item)
+        if len(tx):  # never a member whose erasure has started (docs/data-rights.md#while-erasing)
+            tx.check(MemberItem, keys.member(program_id, member_id), MemberItem.erased_at.does_not_exist(),
+                     on_fail=MemberErased(member_id))
         try:
             tx.commit()
         except _SignalChanged:

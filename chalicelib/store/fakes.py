@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from chalicelib.domain.clock import iso as clock_iso
-from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.domain.errors import Conflict, MemberErased, NotFound
 from chalicelib.domain.offers import SHARDS, code_hash
 from chalicelib.domain.records import (
     ERASURE_REQUESTED,
@@ -770,6 +770,9 @@ class FakeSignalStore:
             at: datetime) -> bool:
         writes = signal_writes(program_id, refs, read, member_id, at)
         with self.table.lock:
+            profile = self.table.get(MemberItem, keys.member(program_id, member_id))
+            if writes and profile is not None and profile.erased_at is not None:
+                raise MemberErased(member_id)
             for item, before in writes:
                 stored = self.table.get(SignalItem, (item.PK, item.SK))
                 if (stored is not None) if before is None else (

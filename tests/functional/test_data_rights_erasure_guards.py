@@ -218,3 +218,22 @@ def test_a_friend_naming_her_code_while_the_erasure_runs_is_not_her_friend(api: 
     assert friend["referrer_id"] is None
     assert api.post(f"/v1/programs/{pid}/members/{mid}/erase").body["status"] == "erased"
     assert api.get(f"/v1/programs/{pid}/members/{mid}").body["counts"] == signups_before
+
+
+def test_a_landing_invite_by_her_while_the_erasure_runs_waits_and_then_makes_a_new_member(
+        api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    shop, olga, _ = olga_with_friends(api)
+    pid, mid = shop.pid, olga["member_id"]
+    headers = {"X-Publishable-Key": shop.program["publishable_key"]}
+    body = {"email": OLGA["email"], "name": "Olga", "context": {"device_id": "dev-olga-2"}}
+    _start_erasure_only(api, monkeypatch, pid, mid)
+    waiting = api.post("/v1/landing/invites", body, key=None, headers=headers)
+    assert waiting.status == 503 and waiting.body["error"]["code"] == "member_being_erased"
+    assert api.post(f"/v1/programs/{pid}/members/{mid}/erase").body["status"] == "erased"
+    assert [i for i in scan_test_table() if i.get("entity", {}).get("S") in ("signal", "signal_ref")
+            and mid in json.dumps(i)] == []
+    fresh = api.post("/v1/landing/invites", body, key=None, headers=headers)
+    assert fresh.status == 200, fresh.body
+    assert fresh.body["code"] not in (olga["code"], "OLGA2026", "-")
+    found = api.get(f"/v1/programs/{pid}/members/lookup?email={OLGA['email']}")
+    assert found.status == 200 and found.body["member_id"] != mid
