@@ -1045,11 +1045,13 @@ def main(argv: list[str]) -> int:
     mode = choose_aws_mode(os.environ)
     base_url = f"http://{args.host}:{args.port}"
     state = LocalState(args.data if mode == "moto" else None, log=say)
+    fatal: list[str] = []
     with stop_signals() as stop, contextlib.ExitStack() as cleanup:
-        kept = state.load_keys()
+        state.lock()  # one run per --data directory, for this process's life (a second one stops here)
+        kept = state.load_keys()  # a damaged directory stops the start here or in restore, before any write
         moto = start_aws(mode, args.moto_port, state, cleanup)
         # Registered after moto's stop, so it runs before it: the last snapshot on the way out.
-        cleanup.callback(state.save, "stopped")
+        cleanup.callback(last_snapshot, state, fatal)
         operator_key = configure_environment(mode, base_url, kept)
         fake_crm = start_fake_crm(args.host, cleanup) if args.fake_crm else None
         warnings = prepare_store() + prepare_integrations()
@@ -1071,8 +1073,6 @@ def main(argv: list[str]) -> int:
         from infra.local_events import EventSourceRunner, register_consumer
 
         register_consumer("SQSEventConfig", CrmFetchPoller)
-
-        fatal: list[str] = []
 
         def on_fatal(message: str) -> None:
             fatal.append(message)
@@ -1155,6 +1155,16 @@ def main(argv: list[str]) -> int:
         say("stopping…")
     say("stopped")
     return 1 if fatal else 0
+
+
+def last_snapshot(state: Any, fatal: list[str]) -> None:
+    """The snapshot on the way out; if it cannot be written (the disk full), say what is lost and exit non-zero."""
+    try:
+        state.save("stopped")
+    except Exception as exc:
+        fatal.append(f"the last snapshot failed: {exc}")
+        say(f"the last snapshot could not be written ({type(exc).__name__}: {exc}): {state.directory} keeps the "
+            "state of the last snapshot that was written, and what changed after it is lost")
 
 
 def exit_now(code: int) -> None:

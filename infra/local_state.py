@@ -8,22 +8,33 @@ one finished) and every ``--save-every`` seconds while something changed, it wri
   DynamoDB table of the embedded moto (its key schema, indexes, stream and TTL settings, and
   every item as DynamoDB JSON) and every symmetric KMS key with its key material and aliases
   (so what was encrypted before a restart still decrypts);
-* after that: a **journal segment** ``DIR/aws-journal-NNNNNN.json.gz`` with only the items
+* after that: a **journal segment** ``DIR/aws-journal-GGGGGGGGGGGG-NNNNNN.json.gz`` with only the items
   written since the previous snapshot (their state now, or their deletion) and the KMS keys,
   so a snapshot costs what changed, not the size of the tables (moto's item writes are
-  hooked to note which items changed, whoever wrote them);
+  hooked to note which items changed, whoever wrote them). ``G…`` is the **generation** of the full
+  snapshot it follows (a random id in the snapshot's head, new with each full snapshot), ``N…`` its
+  number from 1; each segment's content names both too;
 * ``DIR/keys.json`` (mode 0600): the master secret the webhook secrets derive from, the operator
   key, the demo program's keys and the ``SARAFAN_*`` settings the run chose, so the next start
   prints and accepts the same keys and secrets.
 
-Each file is written to a temporary name and renamed, so a snapshot is whole or absent, and
-each is taken with moto paused (no DynamoDB request runs meanwhile): one consistent state. The
-next ``run --data DIR`` loads the full snapshot and then the journal, in order, into moto
-before anything else starts; after :data:`MAX_JOURNAL` segments the next snapshot is a full one
-again and the journal is dropped.
+Each file is written to a temporary name, fsynced, renamed and the directory fsynced, so a file is
+whole or absent, and each snapshot is taken with moto paused (no DynamoDB request runs meanwhile): one
+consistent state. The next ``run --data DIR`` loads the full snapshot and then its generation's journal,
+in order (a missing number stops the start), into moto before anything else starts; after
+:data:`MAX_JOURNAL` segments the next snapshot is a full one again, and once it is in place the journal
+is dropped. A crash between the two leaves segments of the generation before: the next start ignores
+them and deletes them (and any ``*.tmp`` a crash left), so the set loaded is always one snapshot and
+its own journal. A save that fails (the disk full, the directory not writable) raises, and everything it
+was to write is noted again for the next save: nothing is dropped while the run goes on.
 
-Limits: what happened after the last snapshot is lost if the process is killed (``kill -9``,
-out of memory, power cut); the table streams' records not consumed yet are kept with the consumers'
+The run holds ``flock`` on ``DIR/.lock`` (which holds its pid) for its life: a second run on the same
+directory stops at once, naming the first's pid. A file that cannot be read (not gzip, cut short, not
+JSON, another version's) stops the start with a message naming it (:class:`Damaged`, exit code 1) before
+anything in the directory is written.
+
+Limits: what happened after the last snapshot that was written is lost if the process is killed
+(``kill -9``, out of memory, power cut); the table streams' records not consumed yet are kept with the consumers'
 positions (``infra/local_stream.POSITIONS``), so a restart delivers them once (a snapshot waits until
 no stream batch is half done); SNS, SES, SQS and the other services start empty (the run recreates
 what it needs); asymmetric KMS keys are not kept; the files hold plain secrets for this machine
@@ -35,9 +46,13 @@ refused: move the directory away to start over). A full snapshot takes about 4 s
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import gzip
 import json
 import os
+import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -58,6 +73,11 @@ KEYS_FILE = "keys.json"
 #: DynamoDB actions that change tables rather than items (a full snapshot follows).
 SCHEMA_ACTIONS = frozenset({"CreateTable", "DeleteTable", "UpdateTable", "UpdateTimeToLive"})
 JOURNAL_GLOB = "aws-journal-*.json.gz"
+#: A journal segment's name: the generation of the full snapshot it follows, and its number from 1 (a name without
+#: the generation is one an earlier version wrote; it follows a full snapshot without one).
+SEGMENT_NAME = re.compile(r"aws-journal-(?:(?P<generation>[0-9a-f]{12})-)?(?P<sequence>[0-9]{6})\.json\.gz")
+#: Held (``flock``) by the run using the directory, for its whole life; it holds that run's pid.
+LOCK_FILE = ".lock"
 #: Journal segments before the next snapshot is a full one again (which drops them).
 MAX_JOURNAL = 200
 #: Seconds a snapshot waits for the stream batch in progress to finish (it holds new batches back meanwhile).
@@ -66,12 +86,27 @@ QUIET_WAIT = 3.0
 
 def _write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # (the disk full: what was written of it is given back)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the renames and unlinks in ``directory`` durable (a power cut would otherwise undo them)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 TableId = tuple[str, str, str]  # account, region, table name
@@ -96,6 +131,12 @@ class _Changes:
         items, schema = self.items, self.schema
         self.items, self.schema = set(), False
         return items, schema
+
+    def give_back(self, items: set[tuple[TableId, Any, Any]], schema: bool) -> None:
+        """What :meth:`take` returned, noted again (the snapshot it was for was not written; call with moto
+        paused)."""
+        self.items |= items
+        self.schema = self.schema or schema
 
     def install(self) -> None:
         if self._installed:
@@ -438,23 +479,29 @@ def _write_full(path: Path, head: dict[str, Any], frozen: list[tuple[dict[str, A
         return (json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_binary_as_base64) + "\n").encode()
 
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     count = 0
-    with os.fdopen(fd, "wb") as raw:
-        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as out:
-            out.write(line(head))
-            for number, (_meta, source) in enumerate(frozen):
-                lines = []
-                for item in _source_items(source):
-                    lines.append(line({"t": number, "item": _item_json(item)}))
-                    count += 1
-                    if len(lines) >= LOAD_SETTLE_EVERY:
-                        out.write(b"".join(lines))
-                        lines = []
-                out.write(b"".join(lines))
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as raw:
+            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as out:
+                out.write(line(head))
+                for number, (_meta, source) in enumerate(frozen):
+                    lines = []
+                    for item in _source_items(source):
+                        lines.append(line({"t": number, "item": _item_json(item)}))
+                        count += 1
+                        if len(lines) >= LOAD_SETTLE_EVERY:
+                            out.write(b"".join(lines))
+                            lines = []
+                    out.write(b"".join(lines))
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(path.parent)
     return count
 
 
@@ -462,11 +509,12 @@ def _load_full(path: Path) -> tuple[dict[str, Any], int]:
     """Load a full snapshot (either format) into moto: its head, and how many items it held."""
     with gzip.open(path, "rt", encoding="utf-8") as src:
         data = json.loads(src.readline())  # format 1 is one line: the whole document
+        if not isinstance(data, dict):
+            raise ValueError("its first line is not a snapshot's head")
         if data.get("format") == FORMAT:
             return data, load_dynamodb(data["dynamodb"])
         if data.get("format") != FULL_FORMAT:
-            raise SystemExit(f"{path} was written by another version of the local run; "
-                             f"move {path.parent} away to start over")
+            raise OtherVersion(path)
         tables = create_tables(data["dynamodb"])
         count = 0
         for text in src:
@@ -482,10 +530,42 @@ def _load_full(path: Path) -> tuple[dict[str, Any], int]:
 def _read(path: Path) -> dict[str, Any]:
     with gzip.open(path, "rt", encoding="utf-8") as src:
         data = json.load(src)
+    if not isinstance(data, dict):
+        raise ValueError("not a journal segment")
     if data.get("format") != FORMAT:
-        raise SystemExit(f"{path} was written by another version of the local run; "
-                         f"move {path.parent} away to start over")
-    return data  # type: ignore[no-any-return]
+        raise OtherVersion(path)
+    return data
+
+
+def _what_to_do(directory: Path) -> str:
+    return (f"Nothing in {directory} was changed. Put back a copy of the directory, or move it away "
+            f"(mv {directory} {directory}.old) to start over with an empty one.")
+
+
+class OtherVersion(SystemExit):
+    """A file of the data directory in a format this version does not read."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} was written by another version of the local run. {_what_to_do(path.parent)}")
+
+
+class Damaged(SystemExit):
+    """A file of the data directory that cannot be read: the run stops before it writes anything (exit code 1)."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"the local run's data directory is damaged: {path} {problem}. {_what_to_do(path.parent)}")
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Whatever goes wrong reading ``path`` (not gzip, cut short, not JSON, not what a snapshot holds) as
+    :class:`Damaged`, naming the file."""
+    try:
+        yield
+    except SystemExit:
+        raise
+    except Exception as error:  # every way a file can be damaged, named in the message
+        raise Damaged(path, f"cannot be read ({type(error).__name__}: {error})") from error
 
 
 # --- KMS ------------------------------------------------------------------------------------
@@ -536,11 +616,15 @@ class LocalState:
         self.log = log
         self.last_save_seconds: float | None = None
         self._saved_kms: list[dict[str, Any]] | None = None
+        #: The generation of the full snapshot on disk that this run restored or wrote (None: none yet, or one
+        #: without a generation: the next snapshot is a full one), and the number of its last journal segment.
+        self._generation: str | None = None
         self._sequence = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._save_lock = threading.Lock()
         self._stream_mark: tuple[Any, ...] = ()
+        self._lock_fd: int | None = None
 
     @property
     def persistent(self) -> bool:
@@ -550,15 +634,54 @@ class LocalState:
         assert self.directory is not None
         return self.directory / name
 
+    # the directory: one run at a time
+    def lock(self) -> None:
+        """Create the directory if missing and lock it for this run's life (``flock`` on ``DIR/.lock``, released
+        when the process ends however it ends); another run holding it stops this one, naming its pid."""
+        if not self.persistent or self._lock_fd is not None:
+            return
+        directory = self.directory
+        assert directory is not None
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise SystemExit(f"--data {directory}: not a directory (it, or a path above it, is a file); "
+                             "pass a directory (created if missing)") from None
+        except OSError as error:
+            raise SystemExit(f"--data {directory}: cannot create it ({error.strerror})") from None
+        try:
+            fd = os.open(self._path(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            raise SystemExit(f"--data {directory}: cannot use it ({error.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise SystemExit(f"--data {directory} is in use by another local run (pid {holder}); two runs on one "
+                             "directory would overwrite each other's snapshots. Stop that run first, or pass "
+                             "another --data directory.") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     # keys and settings
     def load_keys(self) -> dict[str, Any]:
         if not self.persistent or not self._path(KEYS_FILE).exists():
             return {}
-        data = json.loads(self._path(KEYS_FILE).read_text(encoding="utf-8"))
+        path = self._path(KEYS_FILE)
+        with _reading(path):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
         if data.get("format") != FORMAT:
-            raise SystemExit(f"{self._path(KEYS_FILE)} was written by another version of the local run; "
-                             "move the directory away to start over")
-        return data  # type: ignore[no-any-return]
+            raise OtherVersion(path)
+        return data
 
     def save_keys(self, keys: dict[str, Any]) -> None:
         if not self.persistent:
@@ -569,46 +692,88 @@ class LocalState:
         _write_atomically(self._path(KEYS_FILE), json.dumps(payload, ensure_ascii=False, indent=2).encode())
 
     # AWS state
-    def _journal(self) -> list[Path]:
+    def _journal(self, generation: str | None) -> tuple[list[Path], list[Path]]:
+        """The journal segments that follow the full snapshot of ``generation``, in order, and the others
+        (an earlier snapshot's, left by a crash between writing a full snapshot and dropping them)."""
         assert self.directory is not None
-        return sorted(self.directory.glob(JOURNAL_GLOB))
+        ours: list[tuple[int, Path]] = []
+        others: list[Path] = []
+        for path in self.directory.glob(JOURNAL_GLOB):
+            named = SEGMENT_NAME.fullmatch(path.name)
+            if named is None:
+                continue  # not a name this run writes: left alone
+            if named["generation"] == generation:
+                ours.append((int(named["sequence"]), path))
+            else:
+                others.append(path)
+        ours.sort()
+        if generation is not None:  # each segment holds what changed since the one before: none may be missing
+            for expected, (sequence, path) in enumerate(ours, 1):
+                if sequence != expected:
+                    missing = self._path(_segment_name(generation, expected))
+                    raise Damaged(missing, f"is missing (the journal goes on with {path.name})")
+        return [path for _sequence, path in ours], others
 
     def restore(self) -> dict[str, int] | None:
-        """Load the last snapshot and its journal into moto (before anything else talks to it)."""
+        """Load the last snapshot and its journal into moto (before anything else talks to it).
+
+        A file that cannot be read stops the start (:class:`Damaged`) before anything is written. Once
+        everything is loaded, what the snapshot does not need goes: another snapshot's journal segments and
+        the temporary files of a write a crash cut short.
+        """
         if not self.persistent:
             return None  # nothing to note: without --data, noting every changed key would only grow
         CHANGES.install()
-        if not self._path(AWS_FILE).exists():
+        full_path = self._path(AWS_FILE)
+        if not full_path.exists():
             return None
         started = time.monotonic()
-        data, count = _load_full(self._path(AWS_FILE))
-        loaded = {"items": count, "tables": len(data["dynamodb"])}
-        kms = data.get("kms", [])
-        streams, positions = data.get("streams", []), data.get("positions", {})
-        segments = self._journal()
+        with _reading(full_path):
+            data, count = _load_full(full_path)
+            generation = data.get("generation")
+            loaded = {"items": count, "tables": len(data["dynamodb"])}
+            kms = data.get("kms", [])
+            streams, positions = data.get("streams", []), data.get("positions", {})
+        kms_from = streams_from = full_path
+        segments, stale = self._journal(generation)
         for segment in segments:
-            changes = _read(segment)
-            apply_changes(changes["items"])
-            kms = changes.get("kms", kms)
-            if "streams" in changes:
-                streams, positions = changes["streams"], changes.get("positions", {})
-        loaded["kms_keys"] = load_kms(kms)
-        loaded["stream_records"] = load_streams(streams, positions)
+            with _reading(segment):
+                changes = _read(segment)
+                if changes.get("generation") != generation:
+                    raise ValueError(f"it belongs to snapshot {changes.get('generation')}, not {generation}")
+                apply_changes(changes["items"])
+                if "kms" in changes:
+                    kms, kms_from = changes["kms"], segment
+                if "streams" in changes:
+                    streams, positions, streams_from = changes["streams"], changes.get("positions", {}), segment
+        with _reading(kms_from):
+            loaded["kms_keys"] = load_kms(kms)
+        with _reading(streams_from):
+            loaded["stream_records"] = load_streams(streams, positions)
         loaded["journal"] = len(segments)
         CHANGES.take()  # what was just loaded is what is on disk
         self._stream_mark = _stream_mark()
+        leftovers = [*stale, *self.directory.glob("*.tmp")]  # type: ignore[union-attr]
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        if leftovers:
+            _fsync_directory(self.directory)  # type: ignore[arg-type]
         self.log(f"restored {loaded['items']} items in {loaded['tables']} table(s), {len(segments)} journal "
                  f"segment(s), {loaded['stream_records']} stream record(s) not consumed yet and "
-                 f"{loaded['kms_keys']} KMS key(s) from {self.directory} in {time.monotonic() - started:.1f} s")
+                 f"{loaded['kms_keys']} KMS key(s) from {self.directory} in {time.monotonic() - started:.1f} s"
+                 + (f"; dropped {len(stale)} journal segment(s) of an earlier snapshot" if stale else ""))
         self._saved_kms = kms
-        self._sequence = int(segments[-1].name.split("-")[-1].split(".")[0]) if segments else 0
+        self._generation = generation
+        self._sequence = len(segments) if generation is not None else 0
         return loaded
 
     def save(self, reason: str = "snapshot", full: bool = False) -> bool:
         """Write what changed since the last snapshot (a journal segment), or everything; True if written.
 
-        A full snapshot replaces ``aws-state.json.gz`` and drops the journal; it is taken when
-        there is none yet, when a table was created or changed, or with ``full``.
+        A full snapshot replaces ``aws-state.json.gz`` (with a new generation) and drops the journal; it is
+        taken when there is none yet, when a table was created or changed, or with ``full``. A save that
+        fails (the disk full, the directory not writable) raises, and what it was to write is kept for the
+        next one.
         """
         if not self.persistent:
             return False
@@ -628,7 +793,7 @@ class LocalState:
                 changed, schema = CHANGES.take()
                 kms = dump_kms()
                 mark = _stream_mark()
-                full = (full or schema or not self._path(AWS_FILE).exists()
+                full = (full or schema or self._generation is None or not self._path(AWS_FILE).exists()
                         or (bool(changed) and self._sequence >= MAX_JOURNAL))
                 if not full and not changed and kms == self._saved_kms and mark == self._stream_mark:
                     return False
@@ -643,29 +808,54 @@ class LocalState:
                     data = {"format": FORMAT, "items": items, "kms": kms}
                     count = len(items)
                 data["streams"], data["positions"] = streams, positions
-                self._stream_mark = mark
                 unconsumed = sum(len(stream["records"]) for stream in streams)
             # Plain JSON values from here on: serialised outside the pause.
             data["saved_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            self.directory.mkdir(parents=True, exist_ok=True)
-            if full:
-                count = _write_full(self._path(AWS_FILE), data, frozen)
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                if full:
+                    where, count = self._write_full_snapshot(data, frozen)
+                else:
+                    where = self._write_segment(data)
+            except BaseException:
+                with moto_tuning.engine_paused():
+                    CHANGES.give_back(changed, schema)  # for the next save: nothing is dropped
+                raise
+            finally:
                 del frozen  # (a disk store's copy: its rows leave the file)
-                for segment in self._journal():
-                    segment.unlink()
-                self._sequence = 0
-                where = self._path(AWS_FILE)
-            else:
-                blob = gzip.compress(json.dumps(data, separators=(",", ":"), ensure_ascii=False,
-                                                default=_binary_as_base64).encode(), compresslevel=1)
-                self._sequence += 1
-                where = self._path(JOURNAL_GLOB.replace("*", f"{self._sequence:06d}"))
-                _write_atomically(where, blob)
+            self._stream_mark = mark
             self._saved_kms = kms
             self.last_save_seconds = time.monotonic() - started
             self.log(f"{reason}: saved {count} {'items' if full else 'changed items'} and {unconsumed} stream "
                      f"record(s) not consumed yet to {where.name} in {self.last_save_seconds:.1f} s")
             return True
+
+    def _write_full_snapshot(self, data: dict[str, Any], frozen: list[tuple[dict[str, Any], Any]]) -> tuple[Path, int]:
+        """``aws-state.json.gz`` with a new generation, renamed into place; then the journal segments of the
+        one before are dropped. A crash between the two leaves them, but they name the other generation: the
+        next start ignores and deletes them."""
+        generation = secrets.token_hex(6)
+        where = self._path(AWS_FILE)
+        self._generation = None  # until the new one is in place, whatever fails: the next snapshot is full
+        count = _write_full(where, {**data, "generation": generation}, frozen)
+        self._generation, self._sequence = generation, 0
+        _ours, others = self._journal(generation)
+        for segment in others:
+            segment.unlink(missing_ok=True)
+        _fsync_directory(where.parent)
+        return where, count
+
+    def _write_segment(self, data: dict[str, Any]) -> Path:
+        """The next journal segment of this generation (its number taken only once it is in place)."""
+        assert self._generation is not None
+        sequence = self._sequence + 1
+        blob = gzip.compress(json.dumps({**data, "generation": self._generation, "sequence": sequence},
+                                        separators=(",", ":"), ensure_ascii=False,
+                                        default=_binary_as_base64).encode(), compresslevel=1)
+        where = self._path(_segment_name(self._generation, sequence))
+        _write_atomically(where, blob)
+        self._sequence = sequence
+        return where
 
     def start_autosave(self, every: float) -> None:
         if not self.persistent or every <= 0:
@@ -676,7 +866,8 @@ class LocalState:
                 try:
                     self.save("autosave")
                 except Exception as exc:  # a failed autosave is reported; the run goes on
-                    self.log(f"autosave failed: {type(exc).__name__}: {exc}")
+                    self.log(f"autosave failed: {type(exc).__name__}: {exc}; what changed is kept for the next "
+                             "snapshot")
 
         self._thread = threading.Thread(target=loop, name="sarafan-autosave", daemon=True)
         self._thread.start()
@@ -685,3 +876,7 @@ class LocalState:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+
+
+def _segment_name(generation: str, sequence: int) -> str:
+    return f"aws-journal-{generation}-{sequence:06d}.json.gz"

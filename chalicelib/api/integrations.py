@@ -76,8 +76,11 @@ def integration_log(req: ApiRequest, program_id: str, partner_id: str, platform:
     response_schema=rs.PLATFORM_RESULT,
     body="raw",  # read only after the platform's authentication, then parsed by its adapter (adapters.body)
     summary="Receive a shop's or CRM's own webhook (Shopify, WooCommerce, HubSpot, Tilda, amoCRM, Bitrix24, InSales)",
-    description="Authenticated the platform's way (its HMAC signature, or the token in the URL) before anything "
-                "is read; translated into canonical events processed like `/events`. Irrelevant topics answer 200 "
+    description="Authenticated the platform's way before anything else is read: Shopify, WooCommerce and HubSpot "
+                "by their HMAC signature headers; Tilda, amoCRM and InSales by the integration's token in the URL "
+                "(`?token=`); Bitrix24 by the form field `auth[application_token]` (with `auth[domain]` the "
+                "connected portal), compared in constant time. Each fails with 401 when it does not match; "
+                "translated into canonical events processed like `/events`. Irrelevant topics answer 200 "
                 '`"status": "ignored"`; repeats of a fact answer `"status": "duplicate"` (with `conflict` when '
                 "the content differs). Unknown partner, platform or a platform not connected: 404.",
 )

@@ -169,7 +169,8 @@ PLATFORM_RESULT = obj({
     {"reason": nullable(STR), "conflict": OBJ})
 
 ERASURE = obj({"member_id": STR, "program_id": STR, "status": STR, "requested_by": nullable(STR),
-               "requested_at": nullable(TIME), "confirmed_by": nullable(STR), "started_at": nullable(TIME),
+               "requested_by_key": nullable(STR), "requested_at": nullable(TIME), "confirmed_by": nullable(STR),
+               "confirmed_by_key": nullable(STR), "started_at": nullable(TIME),
                "completed_at": nullable(TIME), "step": nullable(STR), "counts": OBJ})
 ERASURE_REQUESTS = obj({"items": {"type": "array", "items": ERASURE}, "next_cursor": nullable(STR)})
 MEMBER_EXPORT = obj({"format_version": INT, "program_id": STR, "member_id": STR, "exported_at": TIME,
@@ -279,10 +280,12 @@ EXTRA_STATUSES: dict[tuple[str, str], dict[int, str]] = {
         409: "The integration changed concurrently (`concurrent_update`); retry"},
     ("POST", _P + "/partners/{partner_id}/webhook-secrets/{source}/rotate"): {
         409: "Rotated concurrently; retry"},
-    ("PUT", _M + "/code"): {409: "The code belongs to someone else (`code_taken`), or the member holds the "
-                                 "maximum of codes (`too_many_codes`)"},
-    ("PUT", _M + "/coupons/{code}"): {409: "Another member holds the code (`coupon_taken`) or the member has "
-                                           "the maximum (`too_many_coupons`)"},
+    ("PUT", _M + "/code"): {409: "The code belongs to someone else (`code_taken`), the member holds the "
+                                 "maximum of codes (`too_many_codes`), or the member is erased (`member_erased`)"},
+    ("PUT", _M + "/coupons/{code}"): {409: "Another member holds the code (`coupon_taken`), the member has "
+                                           "the maximum (`too_many_coupons`), or the member is erased "
+                                           "(`member_erased`)"},
+    ("POST", _M + "/devices"): {409: "The member is erased (`member_erased`): no device is registered"},
     ("POST", _M + "/redemptions"): {
         200: "The same redemption again (a retried `Idempotency-Key`)",
         409: "Not enough available points (`insufficient_points`, `details.available`) or the "

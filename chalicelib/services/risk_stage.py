@@ -4,7 +4,9 @@ The signals (``domain.signals``: device, payment, shipping, ip_ua, ip) are hashe
 before the first read (``signal_refs``); their pointers (``store.signals.SignalItem``) come in the
 pipeline's first batched read, so attribution's checks see who else used them without another
 round trip. This stage records the subject on every signal pointer of the event in the event's
-transaction (conditioned on the revision read). Listed before the ledger in ``builtin_stages``.
+transaction (conditioned on the revision read), and, when the subject is new on a pointer, her back-reference
+``store.signals.SignalRefItem`` in her partition (erasure and export find her pointers by it). Listed before the
+ledger in ``builtin_stages``.
 Signal values are never logged or stored.
 
 Holds (docs/fraud.md): velocity counters (``store.review.VelocityItem``; the signal ones in the
@@ -25,7 +27,7 @@ from chalicelib.services.stages import StageOutcome
 from chalicelib.store import keys
 from chalicelib.store.ledger import identity_actions
 from chalicelib.store.review import DenyItem, VelocityItem
-from chalicelib.store.signals import SignalItem, SignalRef, next_pointer, updated_members
+from chalicelib.store.signals import SignalItem, SignalRef, new_on_pointer, next_pointer, signal_ref, updated_members
 
 if TYPE_CHECKING:
     from chalicelib.services import ports
@@ -264,3 +266,5 @@ class RiskStage:
                 tx.create(item, on_fail=RetryEvent())
             else:
                 tx.put(item, SignalItem.revision == int(read.revision or 0), on_fail=RetryEvent())
+            if new_on_pointer(read, member_id):  # her back-reference (erasure, export): one more put, first time only
+                tx.put(signal_ref(ctx.program_id, member_id, ref.kind, ref.value_hash, ctx.now))

@@ -30,8 +30,12 @@ class ErasureItem(Entity, discriminator="erasure"):
     member_id = UnicodeAttribute()
     status = UnicodeAttribute()
     requested_by = UnicodeAttribute()  # "operator" or "member" (a key kind, never a person's identifier)
+    #: The id of the key that asked (``op_<first 12 hex digits of its SHA-256>`` for an operator key, a partner
+    #: key's ``key_id``); None when the member asked on the wallet page (the signed link was the credential).
+    requested_by_key = UnicodeAttribute(null=True)
     requested_at = IsoDateTimeAttribute()
     confirmed_by = UnicodeAttribute(null=True)
+    confirmed_by_key = UnicodeAttribute(null=True)  # the id of the key that confirmed (ran) the erasure
     started_at = IsoDateTimeAttribute(null=True)
     completed_at = IsoDateTimeAttribute(null=True)
     step = UnicodeAttribute(default="pointers")

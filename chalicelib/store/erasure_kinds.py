@@ -57,6 +57,15 @@ class Page:
 
 Finder = Callable[[ErasureTarget, dict[str, Any] | None, int], Page]
 Scrubber = Callable[[Transaction, Entity], None]
+#: A scrubber that needs to know whose erasure it is (e.g. to take the member off an item listing several).
+MemberScrubber = Callable[[Transaction, Entity, ErasureTarget], None]
+#: What the export shows of a found item (``None``: nothing, e.g. a back-reference already in the partition);
+#: a dict is exported as it is (it must carry ``item_type``).
+ExportView = Callable[[Entity, ErasureTarget], "Entity | dict[str, Any] | None"]
+
+
+def _no_scrub(tx: Transaction, item: Entity) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -69,12 +78,21 @@ class ErasableKind:
     idempotent: a resumed erasure may scrub an item twice. The member export lists everything in
     the member's partition; a kind whose items live elsewhere sets ``export=True`` so the export
     lists them through ``find`` too.
+
+    ``scrub_member(tx, item, target)``, when set, is used instead of ``scrub`` (same rules), for an item that names
+    several members and must lose only this one. ``export_view(item, target)``, when set, says what the export
+    shows of a found item: only this member's part of an item shared with others, or ``None`` for nothing.
+    ``erase=False`` (with ``export=True``): a kind only the export lists.
     """
 
     name: str
     find: Finder
-    scrub: Scrubber
+    scrub: Scrubber = _no_scrub
     export: bool = False
+    scrub_member: MemberScrubber | None = None
+    export_view: ExportView | None = None
+    #: False: exported only (items the erasure keeps as they are: accounting, dedupe; it runs no step for them).
+    erase: bool = True
 
 
 _REGISTRY: dict[str, ErasableKind] = {}

@@ -107,6 +107,12 @@ def event(program_id: str, business_key_hash: str) -> Key:
     return f"EVENT#{program_id}#{business_key_hash}", "EVENT"
 
 
+def event_ref(program_id: str, member_id: str, business_key_hash: str) -> Key:
+    """Back-reference in the subject's partition to an event's record (``event``) that posted nothing to her (a
+    ledger entry of hers names the others by its business key): the export finds all her events without a Scan."""
+    return member_partition(program_id, member_id), f"EVENT#{business_key_hash}"
+
+
 def attribution_record(program_id: str, member_id: str, at: str, record_id: str) -> Key:
     return member_partition(program_id, member_id), f"ATTR#{at}#{record_id}"
 
@@ -392,13 +398,29 @@ def signal(program_id: str, kind: str, value_hash: str) -> Key:
     return f"SIGNAL#{program_id}#{kind}#{value_hash}", "SIGNAL"
 
 
+def signal_ref(program_id: str, member_id: str, kind: str, value_hash: str) -> Key:
+    """Back-reference in the member's partition: she is (or was) listed on that signal's pointer (erasure and
+    export find her pointers by it, without a Scan)."""
+    return member_partition(program_id, member_id), f"SIGNAL#{kind}#{value_hash}"
+
+
+def velocity_partition(program_id: str, scope: str) -> str:
+    return f"VEL#{program_id}#{scope}"
+
+
 def velocity(program_id: str, scope: str, window: str) -> Key:
     """A bounded velocity counter (``scope``: ``ref#<member>`` or ``sig#<kind>#<hash>``; one item per window, TTL)."""
-    return f"VEL#{program_id}#{scope}", f"W#{window}"
+    return velocity_partition(program_id, scope), f"W#{window}"
 
 
 def review_item(program_id: str, item_id: str) -> Key:
     return f"REVIEW#{program_id}#{item_id}", "REVIEW"
+
+
+def review_ref(program_id: str, member_id: str, item_id: str) -> Key:
+    """Back-reference in the partition of each member a review item names (the event's subject, the referrer, the
+    members of its held entries): erasure and export find the item by it."""
+    return member_partition(program_id, member_id), f"REVIEW#{item_id}"
 
 
 def gsi1_review_open(program_id: str, created_at: str, item_id: str) -> Key:

@@ -7,7 +7,8 @@ cannot both take the last slot); DynamoDB's TTL removes old windows, so counters
 ``ReviewItem``: the held rewards of one event, their reasons and matched signals (described,
 never raw), and the decision (who, when, why). Open items carry the sparse queue keys (GSI1 per
 program, GSI2 per partner); a decision removes them in the same transaction that releases or
-reverses the held entries, conditioned on the item still being open.
+reverses the held entries, conditioned on the item still being open. ``ReviewRefItem``: the item's
+back-reference in the partition of each member it names (erasure, export).
 """
 
 from __future__ import annotations
@@ -71,6 +72,22 @@ class ReviewItem(Entity, discriminator="review"):
     decided_at = IsoDateTimeAttribute(null=True)
     decided_by = UnicodeAttribute(null=True)
     decision_reason = UnicodeAttribute(null=True)
+
+
+class ReviewRefItem(Entity, discriminator="review_ref"):
+    """In the partition of each member a review item names (``keys.review_ref``): created with the item, so an
+    erasure or an export finds the member's review items by a Query of her partition."""
+
+    program_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    item_id = UnicodeAttribute()
+    created_at = IsoDateTimeAttribute()
+
+
+def review_members(item: ReviewItem) -> list[str]:
+    """Every member the item names: the subject, the referrer, the members of its held entries."""
+    named = [item.member_id, item.referrer_id, *(str(e.get("member_id")) for e in item.entries or [])]
+    return list(dict.fromkeys(m for m in named if m))
 
 
 class DenyItem(Entity, discriminator="deny"):

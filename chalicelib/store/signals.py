@@ -56,6 +56,34 @@ class SignalItem(Entity, discriminator="signal"):
         return out
 
 
+class SignalRefItem(Entity, discriminator="signal_ref"):
+    """In the member's partition (``keys.signal_ref``): the member was added to that signal's pointer at ``seen_at``.
+    Written with the pointer whenever she is new on it, so an erasure or an export finds her pointers by a Query of
+    her partition. Holds the keyed hash only, like the pointer."""
+
+    program_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    value_hash = UnicodeAttribute()
+    seen_at = IsoDateTimeAttribute()
+
+
+def signal_ref(program_id: str, member_id: str, kind: str, value_hash: str, at: datetime) -> SignalRefItem:
+    pk, sk = keys.signal_ref(program_id, member_id, kind, value_hash)
+    return SignalRefItem(PK=pk, SK=sk, program_id=program_id, member_id=member_id, kind=kind, value_hash=value_hash,
+                         seen_at=at)
+
+
+def new_on_pointer(read: SignalItem | None, member_id: str) -> bool:
+    """Whether writing the pointer adds ``member_id`` to it (then her back-reference is written too)."""
+    return read is None or member_id not in read.seen()
+
+
+def without_member(item: SignalItem, member_id: str) -> list[list[str]]:
+    """The pointer's ``members`` with ``member_id`` taken off."""
+    return [list(pair) for pair in item.members or [] if not (isinstance(pair, list) and pair and pair[0] == member_id)]
+
+
 def updated_members(read: SignalItem | None, member_id: str, now: datetime) -> list[list[str]] | None:
     """The new ``members`` list after seeing ``member_id`` now, or ``None`` when nothing needs writing."""
     seen = read.seen() if read is not None else {}

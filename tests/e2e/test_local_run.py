@@ -191,6 +191,10 @@ def test_data_dir_keeps_programs_members_balances_and_keys_across_a_restart(star
     first = start("first", "--data", str(data), "--no-history")
     info, demo = first.info, first.info["demo"]
     assert info["data_dir"] == str(data.resolve())
+    # A second run on the same directory is refused at once, naming the first; the first goes on.
+    code, output = _start_refused(tmp_path, "--data", str(data))
+    assert code != 0 and f"is in use by another local run (pid {info['pid']})" in output, output
+    assert "Traceback" not in output
     op = info["operator_key"]
     shop = demo["partners"][0]
     status, paid = first.webhook(shop["partner_id"], shop["webhook_secrets"]["events"], _order("c-1", "o-1", 149_000))
@@ -232,6 +236,73 @@ def test_data_dir_keeps_programs_members_balances_and_keys_across_a_restart(star
                                    _order("c-9", "o-9", 20_000))
     assert status == 200 and fresh["status"] == "processed", fresh
     assert "restored" in second.stop()
+
+
+def _start_refused(tmp_path: Path, *extra: str) -> tuple[int, str]:
+    """A run that must stop before it serves anything: its exit code and output."""
+    command = [sys.executable, str(ROOT / "infra" / "local_run.py"), "--port", str(_free_port()),
+               "--moto-port", "0", "--ready-file", str(tmp_path / "refused-ready.json"), "--quiet", *extra]
+    done = subprocess.run(command, cwd=ROOT, env=_clean_env(), capture_output=True, text=True, timeout=STARTUP_TIMEOUT)
+    assert not (tmp_path / "refused-ready.json").exists()
+    return done.returncode, done.stdout + done.stderr
+
+
+def _damage_truncated_snapshot(data: Path) -> Path:
+    path = data / "aws-state.json.gz"
+    path.write_bytes(path.read_bytes()[:200])
+    return path
+
+
+def _damage_journal(data: Path) -> Path:
+    path = sorted(data.glob("aws-journal-*.json.gz"))[0]
+    path.write_bytes(b"\x1f\x8b garbage")
+    return path
+
+
+def _damage_keys(data: Path) -> Path:
+    (data / "keys.json").write_text("{not json")
+    return data / "keys.json"
+
+
+@pytest.mark.parametrize("damage", [_damage_truncated_snapshot, _damage_journal, _damage_keys],
+                         ids=["snapshot cut short", "journal segment garbage", "keys not json"])
+def test_a_damaged_data_dir_stops_the_run_with_a_message_and_keeps_every_file(
+        aws_env: None, tmp_path: Path, damage: Any) -> None:
+    """The damaged file named, what to do said, exit code 1, no traceback, nothing in the directory written."""
+    import boto3
+    from moto import mock_aws
+
+    from infra import local_state, moto_tuning
+
+    data = tmp_path / "data"
+    with mock_aws():  # a directory as a run leaves it: a full snapshot, a journal segment, the keys
+        moto_tuning.apply()
+        state = local_state.LocalState(data, log=lambda _: None)
+        state.restore()
+        ddb = boto3.client("dynamodb", region_name="eu-central-1")
+        ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}])
+        for value in range(2):
+            ddb.put_item(TableName="t", Item={"PK": {"S": "k"}, "n": {"N": str(value)}, "pad": {"S": "x" * 2000}})
+            assert state.save("snapshot")
+        state.save_keys({"operator_key": "srf_op_kept"})
+    damaged = damage(data)
+    before = {path.name: path.read_bytes() for path in data.iterdir()}
+    code, output = _start_refused(tmp_path, "--data", str(data))
+    assert code == 1, output
+    assert f"{damaged.resolve()} " in output and "damaged" in output and f"move it away (mv {data.resolve()} " in output
+    assert "Traceback" not in output
+    after = {path.name: path.read_bytes() for path in data.iterdir() if path.name != ".lock"}
+    assert after == before
+
+
+def test_a_data_path_that_is_a_file_stops_the_run_with_a_message(tmp_path: Path) -> None:
+    target = tmp_path / "a-file"
+    target.write_text("mine")
+    code, output = _start_refused(tmp_path, "--data", str(target))
+    assert code == 1 and f"--data {target.resolve()}: not a directory" in output and "Traceback" not in output, output
+    assert target.read_text() == "mine"
 
 
 def test_without_data_every_run_starts_empty(start: Any) -> None:

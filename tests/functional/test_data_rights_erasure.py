@@ -20,7 +20,7 @@ OLGA_TRACES = ["olga.petrova@example.com", "+79161234567", "9161234567", "Оль
 PHONE_TOKEN = "fcm-token-olga-phone"
 #: Item kinds whose every attribute must be exactly the same after the erasure.
 AMOUNTS = {"balance", "ledger_entry", "member_month", "recurring_counter", "program_counters", "click_counter", "click_total",
-           "order_ledger", "redemption"}
+           "order_ledger", "redemption", "settlement_row", "settled_marker"}
 
 
 @pytest.fixture(autouse=True)
@@ -172,6 +172,11 @@ def test_after_erasure_no_item_holds_the_members_personal_data_and_every_amount_
 
     shop, olga, friend, endpoint_arn = olga_everywhere(api)
     pid, mid = shop.pid, olga["member_id"]
+    # Her device, network, card and address (fraud signals), one IP shared with a friend.
+    shop.send(shop.order_event(OLGA["id"], "o-ctx", 30_000) | {"context": OLGA_CONTEXT})
+    shop.send(shop.order_event("friend-2", "o-f2", 10_000) | {"context": {"ip": OLGA_CONTEXT["ip"]}})
+    signals_before = signal_pointers_listing(mid)
+    assert {p.split("#")[2] for p in signals_before} == {"device", "ip", "ip_ua", "payment", "shipping"}
     outbox = items_of("outbox", mid)
     assert {i["status"]["S"] for i in outbox} >= {"sent", "pending"}, [i["status"] for i in outbox]
     assert items_of("webhook_delivery", mid)  # reward.posted about her, waiting for the sender
@@ -183,6 +188,8 @@ def test_after_erasure_no_item_holds_the_members_personal_data_and_every_amount_
     assert all(trace in raw_before for trace in ["olga.petrova@example.com", "+79161234567", "Ольга", "1990-04-17"])
     assert any(i.get("entity", {}).get("S") == "birthday_pointer" for i in scan_test_table())
     amounts_before = amounts_snapshot()
+    # The partners' settlement rows (SETTLE#) and their counted-entry markers (SETTLED#) are among the amounts.
+    assert {k[0].split("#")[0] for k in amounts_before} >= {"SETTLE", "SETTLED"}
     counts_before = profile_counts(api, pid, mid)
     friend_counts_before = profile_counts(api, pid, friend["member_id"])
     invariants_before = check_invariants(pid, mid)
@@ -196,6 +203,11 @@ def test_after_erasure_no_item_holds_the_members_personal_data_and_every_amount_
     for trace in OLGA_TRACES[:-1]:
         assert trace not in raw_after, trace
     assert OLGA["id"] not in json.dumps(without_customer_business_keys(scan_test_table()), ensure_ascii=False)
+    assert_nothing_links_her_signals(mid, signals_before)
+    # The IP pointer she shared keeps the friend; the pointers that listed only her are gone.
+    assert [k.split("#")[2] for k in signal_pointers_listing(friend_2_id(api, pid))] == ["ip"]
+    assert set(signal_pointers()) & set(signals_before) == {k for k in signals_before if k.split("#")[2] == "ip"}
+    assert_only_ids_name_her_outside_her_partition(pid, mid)
     assert amounts_snapshot() == amounts_before
     # Her leaderboard entries (code, masked name) and her birthday's index entry are gone; the totals stay.
     assert leaderboard_items(mid) == []
@@ -223,6 +235,49 @@ def test_after_erasure_no_item_holds_the_members_personal_data_and_every_amount_
     # The audit record says who and when, and nothing personal (checked by the scan above).
     again = api.post(f"/v1/programs/{pid}/members/{mid}/erase")
     assert again.status == 200 and again.body == reply.body
+
+
+OLGA_CONTEXT = {"device_id": "olga-phone-1", "ip": "203.0.113.7", "user_agent": "Olga's browser",
+                "payment_fingerprint": "pm_olga", "shipping_address": "Moscow, Tverskaya 1"}
+#: Kinds outside her partition that may still name an erased member's id (ids and amounts, no personal data):
+#: accounting and dedupe records, other members' profiles and pointers (her id in their ancestry), other members'
+#: attribution records (she was their referrer), the fraud review items of her friends' events.
+MAY_NAME_HER_ID = {"event", "order_ledger", "redemption", "adjustment", "import_row", "member", "identity", "code",
+                   "link", "coupon", "attribution", "review", "pool_slot"}
+
+
+def signal_pointers() -> dict[str, dict[str, Any]]:
+    """PK → fraud-signal pointer (``SIGNAL#<program>#<kind>#<keyed hash>``), scanning the test table."""
+    return {i["PK"]["S"]: i for i in scan_test_table() if i.get("entity", {}).get("S") == "signal"}
+
+
+def signal_pointers_listing(member_id: str) -> set[str]:
+    return {pk for pk, i in signal_pointers().items() if member_id in {m for m, _ in json.loads(i["members"]["S"])}}
+
+
+def friend_2_id(api: ApiClient, pid: str) -> str:
+    return str(api.get(f"/v1/programs/{pid}/members/lookup?email=friend-2@example.com").body["member_id"])
+
+
+def assert_nothing_links_her_signals(member_id: str, pointer_keys: set[str]) -> None:
+    """Device ids, IPs, cards and addresses are personal data even as keyed hashes when linked to the member: no
+    item names her together with one of her signals' hashes, no pointer lists her, no velocity counter of hers
+    (``VEL#<program>#ref#<member>``) is left."""
+    hashes = {pk.rsplit("#", 1)[1] for pk in pointer_keys}
+    assert hashes
+    for item in scan_test_table():
+        text = json.dumps(item, ensure_ascii=False)
+        if member_id in text:
+            assert not [h for h in hashes if h in text], (item.get("entity"), item["PK"]["S"])
+        assert f"#ref#{member_id}" not in item["PK"]["S"], item["PK"]["S"]
+    assert signal_pointers_listing(member_id) == set()
+
+
+def assert_only_ids_name_her_outside_her_partition(pid: str, member_id: str) -> None:
+    own = f"MEMBER#{pid}#{member_id}"
+    naming = {i.get("entity", {}).get("S") for i in scan_test_table()
+              if i["PK"]["S"] != own and member_id in json.dumps(i, ensure_ascii=False)}
+    assert naming <= MAY_NAME_HER_ID, naming - MAY_NAME_HER_ID
 
 
 def test_events_about_an_erased_member_enrol_nobody_until_a_new_signup(api: ApiClient) -> None:
@@ -336,8 +391,11 @@ def test_export_holds_everything_stored_about_the_member(api: ApiClient) -> None
     text = json.dumps([summary, items], ensure_ascii=False)
     for trace in OLGA_TRACES[:-1]:
         assert trace not in text
-    # The customer id stays only in the business keys of the ledger entries its signup posted (accounting).
-    assert OLGA["id"] not in json.dumps([summary, [{k: v for k, v in i.items() if k != "business_key"}
+    # The customer id stays only in the business keys of the ledger entries its signup posted (accounting) and on
+    # her events' records (business key and conflict fingerprint: docs/data-rights.md#what-stays), which the
+    # export lists too.
+    assert "event" in {i["item_type"] for i in items}
+    assert OLGA["id"] not in json.dumps([summary, [{k: v for k, v in i.items() if k not in ("business_key", "fingerprint")}
                                                    for i in items]], ensure_ascii=False)
 
 

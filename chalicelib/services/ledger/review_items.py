@@ -1,6 +1,7 @@
 """The review item of a held event, written by the ledger stage in the event's transaction (docs/fraud.md).
 
-One item per held event: its id is derived from the business key, so a replay cannot queue it twice. The queue
+One item per held event: its id is derived from the business key, so a replay cannot queue it twice. Each member
+it names gets a back-reference (``ReviewRefItem``) in her partition, in the same transaction. The queue
 and the decision are ``services.review`` (on the ports).
 """
 
@@ -12,7 +13,7 @@ from chalicelib.domain import clock
 from chalicelib.domain.records import REVIEW_OPEN, stable_id
 from chalicelib.services.risk_stage import HOLD_REASONS
 from chalicelib.store import keys
-from chalicelib.store.review import ReviewItem
+from chalicelib.store.review import ReviewItem, ReviewRefItem, review_members
 
 if TYPE_CHECKING:
     from chalicelib.services.event_context import EventContext, StageView
@@ -32,7 +33,7 @@ def stage_review_item(ctx: EventContext, tx: Transaction, view: StageView, posti
                 "available_at": clock.iso(p["available_at"]) if p.get("available_at") else None,
                 "rule_id": p.get("rule_id")} for p in postings]
     signals = [ref.kind + "#" + ref.value_hash for ref in ctx.signals if ref.kind in ("device", "payment")]
-    tx.create(ReviewItem(
+    item = ReviewItem(
         PK=pk, SK=sk, GSI1PK=g1pk, GSI1SK=g1sk, GSI2PK=g2pk, GSI2SK=g2sk, program_id=ctx.program_id,
         item_id=item_id, partner_id=ctx.partner_id, business_key=ctx.business_key, event_type=ctx.event.type,
         member_id=subject.member_id, referrer_id=subject.referrer_id,
@@ -40,5 +41,10 @@ def stage_review_item(ctx: EventContext, tx: Transaction, view: StageView, posti
         matched=list(risk.get("matched") or []), entries=entries, signals=signals,
         deny=[ref.kind + "#" + ref.value_hash for ref in ctx.deny], vouchers=list(vouchers or []),
         points=sum(e["points"] for e in entries), status=REVIEW_OPEN, created_at=ctx.now,
-    ))
+    )
+    tx.create(item)
+    for member_id in review_members(item):  # the back-references (erasure, export): 1 + levels more items
+        rpk, rsk = keys.review_ref(ctx.program_id, member_id, item_id)
+        tx.put(ReviewRefItem(PK=rpk, SK=rsk, program_id=ctx.program_id, member_id=member_id, item_id=item_id,
+                             created_at=ctx.now))
     return item_id

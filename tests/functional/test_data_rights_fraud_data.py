@@ -1,0 +1,215 @@
+"""Erasure and export of the fraud data linked to a member: signal pointers, review items, velocity counters,
+and the export of every kind stored about a member outside her partition (docs/data-rights.md)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.functional.test_data_rights_erasure import export_all, scan_test_table
+from tests.functional.test_fraud_review import NET, decide, fraud_shop, held_event, order
+from tests.functional.test_ledger_support import check_invariants, utc
+from tests.support import CLOCK, ApiClient
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(api: ApiClient) -> None:
+    CLOCK.set(utc("2026-01-15T12:00:00Z"))
+
+
+def entity(item: dict[str, Any]) -> str:
+    return str(item.get("entity", {}).get("S"))
+
+
+def signal_pointers() -> dict[str, dict[str, Any]]:
+    """``kind#hash`` → the pointer item, from a Scan of the test table."""
+    out = {}
+    for item in scan_test_table():
+        if entity(item) == "signal":
+            _, _, kind, value_hash = item["PK"]["S"].split("#")
+            out[f"{kind}#{value_hash}"] = item
+    return out
+
+
+def listed(pointer: dict[str, Any]) -> set[str]:
+    return {m for m, _ in json.loads(pointer["members"]["S"])}
+
+
+def signals_of(member_id: str) -> set[str]:
+    """The ``kind#hash`` of every signal pointer listing the member."""
+    return {k for k, p in signal_pointers().items() if member_id in listed(p)}
+
+
+def assert_no_item_links(member_id: str, hashes: set[str]) -> None:
+    """No item of the table names the member together with one of the signal hashes (kind-prefixed or not),
+    no signal pointer lists her and none of her velocity counters is left."""
+    assert hashes
+    bare = {h.split("#", 1)[1] for h in hashes}
+    for item in scan_test_table():
+        text = json.dumps(item, ensure_ascii=False)
+        if member_id in text:
+            assert not [h for h in bare if h in text], (entity(item), item["PK"]["S"])
+        assert not item["PK"]["S"].startswith("VEL#") or f"#ref#{member_id}" not in item["PK"]["S"], item["PK"]
+    assert not [k for k, p in signal_pointers().items() if member_id in listed(p)]
+
+
+def review_item(pid: str, item_id: str) -> dict[str, Any]:
+    [item] = [i for i in scan_test_table() if i["PK"]["S"] == f"REVIEW#{pid}#{item_id}"]
+    return item
+
+
+def test_erasing_the_friend_of_an_open_review_item_unlinks_his_signals_and_the_review_still_decides(
+        api: ApiClient) -> None:
+    shop = fraud_shop(api)
+    anna, reply = held_event(shop)  # Boris orders from Anna's IP and browser, with his own device
+    pid, boris, anna_id = shop.pid, reply["member"]["member_id"], anna["member_id"]
+    item_id = reply["rewards"]["review_item_id"]
+    mine = signals_of(boris)
+    assert {k.split("#")[0] for k in mine} == {"device", "ip", "ip_ua"}
+    assert json.loads(review_item(pid, item_id)["signals"]["S"])  # his device, for a void as fraud
+
+    erased = api.post(f"/v1/programs/{pid}/members/{boris}/erase")
+    assert erased.status == 200 and erased.body["status"] == "erased", erased.body
+    # Counts are items touched: each back-reference and the item it points to.
+    assert erased.body["counts"]["fraud_signals"] == 6 and erased.body["counts"]["review_items"] == 2
+
+    assert_no_item_links(boris, mine)
+    pointers = signal_pointers()
+    # The IP and IP+browser pointers he shared with Anna keep Anna; his device's pointer (his alone) is gone.
+    assert {k.split("#")[0] for k in pointers if anna_id in listed(pointers[k])} == {"ip", "ip_ua"}
+    assert not [k for k in mine if k.startswith("device#") and k in pointers]
+    item = review_item(pid, item_id)
+    assert json.loads(item["signals"]["S"]) == [] and json.loads(item["deny"]["S"]) == []
+    assert item["business_key"]["S"].startswith("sha256:")
+    assert item["status"]["S"] == "open"  # the decision is still the operator's
+    # The queue still shows it, and approving pays Anna as before.
+    assert [i["item_id"] for i in api.get(f"/v1/programs/{pid}/review").body["items"]] == [item_id]
+    assert decide(shop, item_id, "approve", reason="checked").status == 200
+    assert shop.balance(anna_id)["available"] == 500
+    check_invariants(pid, anna_id)
+    # A later event from Anna's network still finds her on it.
+    later = shop.send(order("carl", "o-3", code=anna["code"], context=NET))
+    assert later["risk"]["reasons"] == ["same_network_as_referrer"]
+
+
+def test_a_device_voided_as_fraud_stays_marked_anonymously_after_the_erasure(api: ApiClient) -> None:
+    shop = fraud_shop(api)
+    _, reply = held_event(shop)
+    pid, boris = shop.pid, reply["member"]["member_id"]
+    item_id = reply["rewards"]["review_item_id"]
+    assert decide(shop, item_id, "void", reason="farm", fraud=True).status == 200
+    mine = signals_of(boris)
+    [device] = [k for k in mine if k.startswith("device#")]
+
+    assert api.post(f"/v1/programs/{pid}/members/{boris}/erase").body["status"] == "erased"
+
+    assert_no_item_links(boris, mine)
+    pointer = signal_pointers()[device]  # kept: the fraud mark, with no member and no sighting of his
+    assert listed(pointer) == set() and "fraud_at" in pointer
+    assert pointer["first_seen_at"] == pointer["last_seen_at"] == pointer["fraud_at"]
+    item = review_item(pid, item_id)
+    assert item["status"]["S"] == "voided" and json.loads(item["signals"]["S"]) == []
+    # Another customer on that device is still held for review.
+    other = shop.send(order("carl", "o-9", context={"device_id": "dev-boris"}))
+    assert other["risk"]["reasons"] == ["signal_voided_as_fraud"]
+
+
+def test_erasing_the_referrer_removes_her_velocity_counters_and_keeps_the_friends_review_item(
+        api: ApiClient) -> None:
+    shop = fraud_shop(api)
+    anna, reply = held_event(shop)
+    pid, anna_id, boris = shop.pid, anna["member_id"], reply["member"]["member_id"]
+    item_id = reply["rewards"]["review_item_id"]
+    assert [i for i in scan_test_table() if i["PK"]["S"].startswith(f"VEL#{pid}#ref#{anna_id}")]
+    boris_signals = json.loads(review_item(pid, item_id)["signals"]["S"])
+    mine = signals_of(anna_id)
+    assert {k.split("#")[0] for k in mine} == {"ip", "ip_ua"}
+
+    erased = api.post(f"/v1/programs/{pid}/members/{anna_id}/erase")
+    assert erased.status == 200 and erased.body["status"] == "erased"
+    assert erased.body["counts"]["referrer_velocity"] >= 1
+
+    assert_no_item_links(anna_id, mine)
+    # Boris's own signals stay on his item (his event), so a void as fraud still marks his device.
+    assert json.loads(review_item(pid, item_id)["signals"]["S"]) == boris_signals
+    assert {k.split("#")[0] for k in signals_of(boris)} == {"device", "ip", "ip_ua"}
+
+
+def test_a_resumed_erasure_scrubs_signals_in_bounded_steps(api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.services import erasure
+
+    shop = fraud_shop(api)
+    olga = shop.member("olga")["member_id"]
+    for i in range(30):  # 30 devices, 30 IPs: 60 signal pointers listing her (and 60 back-references)
+        shop.send(order("olga", f"o-{i}", context={"device_id": f"dev-{i}", "ip": f"203.0.113.{i + 1}"}))
+    mine = signals_of(olga)
+    assert len(mine) == 60
+    monkeypatch.setattr(erasure, "DEFAULT_BUDGET", 20)
+    calls, status = 0, "in_progress"
+    while status != "erased":
+        calls += 1
+        reply = api.post(f"/v1/programs/{shop.pid}/members/{olga}/erase")
+        assert reply.status in (200, 202), reply.body
+        status = reply.body["status"]
+        assert calls < 50
+    assert calls >= 3
+    assert reply.body["counts"]["fraud_signals"] == 120  # 60 back-references and their 60 pointers
+    assert_no_item_links(olga, mine)
+
+
+# --------------------------------------------------------------------------- the export lists every kind
+
+
+def test_the_export_lists_every_kind_stored_about_the_member(api: ApiClient) -> None:
+    shop = fraud_shop(api)
+    pid = shop.pid
+    imported = api.post(f"/v1/programs/{pid}/imports/members",
+                        {"csv": "email,name,opening_balance\nanna@example.com,Anna,1000\n"})
+    assert imported.status == 200 and imported.body["imported"] == 1, imported.body
+    anna, reply = held_event(shop)  # her signup (with signals) matches the imported member
+    anna_id, boris = anna["member_id"], reply["member"]["member_id"]
+    assert api.put(f"/v1/programs/{pid}/members/{anna_id}/coupons/ANNA-500").status == 200
+    adjusted = api.post(f"/v1/programs/{pid}/members/{anna_id}/adjustments", {"points": 100, "reason": "gift"},
+                        headers={"Idempotency-Key": "adj-1"})
+    assert adjusted.status in (200, 201), adjusted.body
+    redeemed = shop.redeem(anna_id, 100, "checkout-1", order_id="A-1", order_amount=2_000_000)
+    assert redeemed.status in (200, 201), redeemed.body
+    shop.send(order("anna", "o-a", context=NET))
+    shop.refund("o-a", 10_000)  # the order's ledger record (ORDER#…) is created by its first refund
+
+    _, items = export_all(api, pid, anna_id, limit=500)
+    kinds = {i["item_type"] for i in items}
+    assert kinds >= {"ledger_entry", "event", "redemption", "adjustment", "order_ledger", "import_row", "signal",
+                     "review", "coupon", "identity", "code", "link", "velocity"}, sorted(kinds)
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        by_kind.setdefault(item["item_type"], []).append(item)
+    ptn = shop.partner["partner_id"]
+    events = {e["business_key"]: e for e in by_kind["event"]}
+    # Her signup (which paid her nothing: found by its back-reference), her order (by her entry's business key),
+    # Boris's order, which held her reward (when and which fact only: his reply and fingerprint are his).
+    assert set(events) >= {f"{pid}|{ptn}|customer|anna|member.signup", f"{pid}|{ptn}|order|o-a|order.paid",
+                           f"{pid}|{ptn}|order|o-1|order.paid"}, sorted(events)
+    assert "reply" in events[f"{pid}|{ptn}|customer|anna|member.signup"]
+    assert "reply" not in events[f"{pid}|{ptn}|order|o-1|order.paid"]
+    [own_order] = by_kind["order_ledger"]
+    assert own_order["order_id"] == "o-a" and own_order["buyer_id"] == anna_id
+    assert [c["coupon"] for c in by_kind["coupon"]] == ["ANNA-500"]
+    assert {s["kind"] for s in by_kind["signal"]} == {"ip", "ip_ua"}
+    # Other members' data is not hers: no other member on a signal, no friend's signals on the review item.
+    for s in by_kind["signal"]:
+        assert [m for m, _ in s["members"]] == [anna_id] and s["value_hash"]
+    [review] = by_kind["review"]
+    assert review["referrer_id"] == anna_id and review["signals"] == [] and review["deny"] == []
+    assert boris not in json.dumps(by_kind["signal"])
+    # The same content whatever the page size.
+    _, paged = export_all(api, pid, anna_id, limit=1)
+    assert paged == items
+    # Boris's export: his device, his review item with its signals, his event.
+    _, his = export_all(api, pid, boris, limit=7)
+    his_kinds = {i["item_type"] for i in his}
+    assert his_kinds >= {"event", "signal", "review"}, sorted(his_kinds)
+    [his_review] = [i for i in his if i["item_type"] == "review"]
+    assert his_review["signals"]
