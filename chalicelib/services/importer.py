@@ -576,7 +576,7 @@ class _Chunk:
         for pointer in pointers:
             tx.create(pointer, on_fail=_CodeOrPointerTaken(row.line))
         revision = int(profile.revision or 0)
-        condition = Entity.PK.exists()
+        condition = Entity.PK.exists() & MemberItem.erased_at.does_not_exist()  # her erasure has not started
         if profile.revision is not None:
             condition = condition & (MemberItem.revision == revision)
         tx.update(profile, [*actions, MemberItem.revision.set(revision + 1)], condition, on_fail=_Retry(row.line))

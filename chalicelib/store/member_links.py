@@ -3,8 +3,9 @@ erasure keeps (accounting, dedupe) or scrubs in its pointers step, found from ke
 bounded reads and no Scan (docs/data-rights.md#export):
 
 * ``pointers``: her referral code and the items her profile's ``pointer_keys`` name (identity pointers, earlier
-  codes, personal promo codes) with each code's short link, and her import marker (``IMPORT#…``, keyed by the hash of one of her
-  identifiers; after an erasure, the hashes kept on the erasure record). One ``BatchGetItem`` of the profile and
+  codes, personal promo codes) with each code's short link, and her import marker (``IMPORT#<program>#member#<member>``,
+  or one written before 2026-12-06, keyed by the hash of one of her identifiers; after an erasure, the hashes kept on
+  the erasure record). One ``BatchGetItem`` of the profile and
   the record, then the page's keys.
 * ``linked_records``: the records of her events (``EVENT#…``: business key, reply, fingerprint), found by her
   back-references (``store.events.EventRefItem``) and by the business keys of her ledger entries; the redemptions
@@ -66,6 +67,7 @@ def _pointer_keys(target: ErasureTarget) -> list[Key]:
         elif key[0].startswith(ident_prefix):
             kind, _, value_hash = key[0][len(ident_prefix):].rpartition("#")
             identities.append(f"{kind}:{value_hash}")
+    out.append(keys.import_row(target.program_id, f"member#{target.member_id}"))
     for text in dict.fromkeys(identities):
         kind, _, value_hash = text.partition(":")
         out.append(keys.import_row(target.program_id, f"{kind}#{value_hash}"))
