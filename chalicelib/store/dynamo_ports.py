@@ -158,6 +158,13 @@ def member_profile(member: NewMember, refs: Sequence[IdentityRef]) -> MemberItem
                       phone=member.phone, acquisition=dict(member.acquisition), refs=refs)
 
 
+def invite_ref_item(program_id: str, ref: IdentityRef, invite: PendingInvite) -> Any:
+    from chalicelib.store.members import InviteRefItem
+
+    pk, sk = keys.invite_ref(program_id, invite.referrer_id, ref.kind, ref.value_hash)
+    return InviteRefItem(PK=pk, SK=sk, program_id=program_id, member_id=invite.referrer_id, kind=ref.kind)
+
+
 def pending_invite_item(program_id: str, ref: IdentityRef, invite: PendingInvite) -> PendingInviteItem:
     pk, sk = ref.invite_key(program_id)
     return PendingInviteItem(PK=pk, SK=sk, program_id=program_id, kind=ref.kind, referrer_id=invite.referrer_id,
@@ -206,6 +213,8 @@ class DynamoMemberStore:
         if first_touch_since is not None:
             condition = (Entity.PK.does_not_exist() | (PendingInviteItem.referrer_id == invite.referrer_id)
                          | (PendingInviteItem.invited_at < first_touch_since))
+        # The referrer's back-reference first (an idempotent put): no invite naming her is ever without one.
+        invite_ref_item(program_id, ref, invite).save()
         try:
             item.save(condition=condition)
         except PutError as exc:

@@ -61,6 +61,7 @@ from chalicelib.store.dynamo_ports import (
     integration_changed,
     integration_log_entry,
     invite_keys,
+    invite_ref_item,
     item_data,
     key_collision,
     key_items,
@@ -465,6 +466,7 @@ class FakeMemberStore:
             if (first_touch_since is not None and stored is not None and stored.referrer_id != invite.referrer_id
                     and not stored.invited_at < first_touch_since):
                 return False
+            self.table.put(invite_ref_item(program_id, ref, invite))
             self.table.put(item)
         return True
 

@@ -94,6 +94,11 @@ def pending_invite(program_id: str, kind: str, value_hash: str) -> Key:
     return f"INVITE#{program_id}#{kind}#{value_hash}", "INVITE"
 
 
+def invite_ref(program_id: str, referrer_id: str, kind: str, value_hash: str) -> Key:
+    """Back-reference in the referrer's partition to a pending invite through her link (erasure, export)."""
+    return member_partition(program_id, referrer_id), f"INVITE#{kind}#{value_hash}"
+
+
 def referral_code(program_id: str, code: str) -> Key:
     return f"CODE#{program_id}#{code}", "CODE"
 

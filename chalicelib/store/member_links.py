@@ -1,6 +1,15 @@
-"""Export-only kinds (``ErasableKind(erase=False)``): the items about a member stored outside her partition that the
-erasure keeps (accounting, dedupe) or scrubs in its pointers step, found from keys her partition already holds, with
-bounded reads and no Scan (docs/data-rights.md#export):
+"""Kinds of the items about a member stored outside her partition, found from keys her partition already holds, with
+bounded reads and no Scan (docs/data-rights.md#export).
+
+Erased and exported:
+
+* ``referred_invites``: pending invites through her link (``INVITE#…``, keyed by the friend's identifier: they hold
+  her id and her code), found by her back-references ``INVITE#<kind>#<hash>`` (written before each invite); the
+  erasure deletes both, so the friend's later signup is referred by nobody, and takes her code off the visitor's
+  profile (``acquisition.ref``: the landing call names the link it came through).
+
+Export only (``ErasableKind(erase=False)``: the erasure keeps them, accounting and dedupe, or deletes them in its
+pointers step):
 
 * ``pointers``: her referral code and the items her profile's ``pointer_keys`` name (identity pointers, earlier
   codes, personal promo codes) with each code's short link, and her import marker (``IMPORT#<program>#member#<member>``,
@@ -26,10 +35,18 @@ from chalicelib.domain.events.keys import paid_order_of
 from chalicelib.store import keys
 from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
-from chalicelib.store.erasure_kinds import ErasableKind, ErasureTarget, Page, business_key_hash, register
+from chalicelib.store.erasure_kinds import (
+    ConcurrentChange,
+    ErasableKind,
+    ErasureTarget,
+    Page,
+    business_key_hash,
+    register,
+)
 from chalicelib.store.events import EventItem
 from chalicelib.store.ledger import AdjustmentItem, LedgerEntryItem, OrderLedgerItem, RedemptionItem, order_hash
-from chalicelib.store.members import MemberItem, key_from_str, key_str
+from chalicelib.store.members import InviteRefItem, MemberItem, PendingInviteItem, key_from_str, key_str
+from chalicelib.store.transact import Transaction
 
 Key = tuple[str, str]
 #: The profile's code once the erasure scrubbed it (``store.dynamo_ports.ERASED_CODE``).
@@ -150,5 +167,66 @@ def _export_linked(item: Entity, target: ErasureTarget) -> Entity | dict[str, An
     return item
 
 
+# --------------------------------------------------------------------------- invites through her link (erased too)
+
+
+def _invite_parts(ref: Entity) -> tuple[str, str]:
+    kind, _, value_hash = ref.SK[len("INVITE#"):].rpartition("#")
+    return kind, value_hash
+
+
+def _find_invites(target: ErasureTarget, cursor: dict[str, Any] | None, limit: int) -> Page:
+    """A third of ``limit`` back-references, each followed by its invite and the visitor's profile (her identity
+    pointer gives the member; two BatchGetItems)."""
+    result = Entity.query(target.partition, Entity.SK.startswith("INVITE#"), limit=max(1, limit // 3),
+                          last_evaluated_key=cursor, consistent_read=True)
+    refs = list(result)
+    parts = [_invite_parts(ref) for ref in refs]
+    first = _batch([k for kind, h in parts for k in (keys.pending_invite(target.program_id, kind, h),
+                                                     keys.identity(target.program_id, kind, h))])
+    owners = {i: getattr(first.get(keys.identity(target.program_id, kind, h)), "member_id", None)
+              for i, (kind, h) in enumerate(parts)}
+    profiles = _batch([keys.member(target.program_id, m) for m in owners.values() if m and m != target.member_id])
+    items: list[Entity] = []
+    listed: set[Key] = set()  # one visitor may have left two identifiers: her profile once per transaction
+    for i, (ref, (kind, h)) in enumerate(zip(refs, parts, strict=True)):
+        items.append(ref)
+        invite = first.get(keys.pending_invite(target.program_id, kind, h))
+        if invite is not None:
+            items.append(invite)
+        owner = owners[i]
+        profile = profiles.get(keys.member(target.program_id, owner)) if owner else None
+        if profile is not None and (profile.PK, profile.SK) not in listed:
+            listed.add((profile.PK, profile.SK))
+            items.append(profile)
+    return Page(items, result.last_evaluated_key)
+
+
+def _scrub_invite(tx: Transaction, item: Entity, target: ErasureTarget) -> None:
+    """The back-reference goes; the invite goes while it still names her (a later one through another referrer's
+    link stays: the step is redone if it changed since it was read); the visitor's profile loses her code from its
+    ``acquisition`` (the ``ref`` the landing call was made with), conditioned on its revision."""
+    if isinstance(item, InviteRefItem):
+        tx.delete(item)
+    elif isinstance(item, PendingInviteItem) and item.referrer_id == target.member_id:
+        tx.delete(item, PendingInviteItem.referrer_id == target.member_id, on_fail=ConcurrentChange())
+    elif isinstance(item, MemberItem) and (item.acquisition or {}).get("ref") in target.codes:
+        M, revision = MemberItem, int(item.revision or 0)
+        acquisition = {k: v for k, v in dict(item.acquisition or {}).items() if k != "ref"}
+        tx.update(item, [M.acquisition.set(acquisition), M.revision.set(revision + 1)], M.revision == revision,
+                  on_fail=ConcurrentChange())
+
+
+def _export_invite(item: Entity, target: ErasureTarget) -> dict[str, Any] | None:
+    """What is hers of an invite through her link: which code, when, until when (the key is the friend's
+    identifier's hash, the checks the friend's signals)."""
+    if not isinstance(item, PendingInviteItem) or item.referrer_id != target.member_id:
+        return None
+    return {"item_type": "invite_by_member", "program_id": item.program_id, "kind": item.kind, "code": item.code,
+            "invited_at": clock.iso(item.invited_at), "expires_at_epoch": item.expires_at_epoch}
+
+
+register(ErasableKind("referred_invites", _find_invites, scrub_member=_scrub_invite, export=True,
+                      export_view=_export_invite))
 register(ErasableKind("pointers", _find_pointers, export=True, erase=False))
 register(ErasableKind("linked_records", _find_linked, export=True, erase=False, export_view=_export_linked))

@@ -112,6 +112,16 @@ class PendingInviteItem(Entity, discriminator="pending_invite"):
     risk_matched: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
 
 
+class InviteRefItem(Entity, discriminator="invite_ref"):
+    """In the referrer's partition (``keys.invite_ref``): a pending invite through her link was written (the invite
+    holds her id and code; her erasure deletes it, her export lists it). Kept after the invite expires: its key
+    still leads to the visitor, whose profile names the code she came through (``acquisition.ref``)."""
+
+    program_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+
+
 class LinkItem(Entity, discriminator="link"):
     """Short-link code → program and member, for ``/r/{code}`` (see ``keys.short_link``)."""
 

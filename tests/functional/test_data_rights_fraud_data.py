@@ -10,7 +10,7 @@ import pytest
 
 from tests.functional.test_data_rights_erasure import export_all, scan_test_table
 from tests.functional.test_fraud_review import NET, decide, fraud_shop, held_event, order
-from tests.functional.test_ledger_support import check_invariants, utc
+from tests.functional.test_ledger_support import Shop, check_invariants, utc
 from tests.support import CLOCK, ApiClient
 
 
@@ -157,6 +157,42 @@ def test_a_resumed_erasure_scrubs_signals_in_bounded_steps(api: ApiClient, monke
     assert calls >= 3
     assert reply.body["counts"]["fraud_signals"] == 120  # 60 back-references and their 60 pointers
     assert_no_item_links(olga, mine)
+
+
+def test_erasing_a_referrer_deletes_the_invites_through_her_link(api: ApiClient) -> None:
+    shop = Shop(api, "uds_3_level", landing_url="https://shop.test/welcome",
+                settings={"landing_rate_limits": {"invites_per_minute": 1000, "offer_per_minute": 1000}})
+    pid = shop.pid
+    olga = shop.member("olga")
+    vanity = api.put(f"/v1/programs/{pid}/members/{olga['member_id']}/code", {"code": "OLGA-PETROVA"})
+    assert vanity.status == 200, vanity.body
+    landing = api.post("/v1/landing/invites", {"email": "zoe@example.com", "phone": "+79990001122",
+                                               "ref": "OLGA-PETROVA"},
+                       key=None, headers={"X-Publishable-Key": shop.program["publishable_key"],
+                                          "Origin": "https://shop.test"})
+    assert landing.status in (200, 201) and landing.body["referral_recorded"], landing.body
+
+    def invites_naming_her() -> list[dict[str, Any]]:
+        return [i for i in scan_test_table() if entity(i) == "pending_invite"
+                and i["referrer_id"]["S"] == olga["member_id"]]
+
+    assert len(invites_naming_her()) == 2  # one per identifier the friend left (the code holds her name)
+    _, items = export_all(api, pid, olga["member_id"], limit=500)
+    assert [i["code"] for i in items if i["item_type"] == "invite_by_member"] == ["OLGAPETROVA"] * 2  # canonical
+
+    erased = api.post(f"/v1/programs/{pid}/members/{olga['member_id']}/erase")
+    # 2 back-references, 2 invites and the visitor's profile, which named her code (the link she came through)
+    assert erased.status == 200 and erased.body["counts"]["referred_invites"] == 5
+    assert invites_naming_her() == []
+    # Her vanity code (her name) is left only where the docs say: click counters (by code, amounts) and the
+    # erasure record (the codes a resumed erasure needs).
+    assert not [i for i in scan_test_table() if "OLGAPETROVA" in json.dumps(i)
+                and not i["PK"]["S"].startswith(f"CLICKS#{pid}#") and i["SK"]["S"] != "ERASURE"]
+    # The friend signs up: referred by nobody (her referrer was erased).
+    zoe = shop.send({"type": "member.signup", "occurred_at": "2026-01-12T10:00:00Z",
+                     "object": {"type": "customer", "id": "zoe"}, "customer": {"id": "zoe", "email": "zoe@example.com"}})
+    profile = api.get(f"/v1/programs/{pid}/members/{zoe['member']['member_id']}").body
+    assert profile.get("referrer_id") is None, profile
 
 
 # --------------------------------------------------------------------------- the export lists every kind
