@@ -12,14 +12,14 @@ Export only (``ErasableKind(erase=False)``: the erasure keeps them, accounting a
 pointers step):
 
 * ``pointers``: her referral code and the items her profile's ``pointer_keys`` name (identity pointers, earlier
-  codes, personal promo codes) with each code's short link, and her import marker (``IMPORT#<program>#member#<member>``,
-  or one written before 2026-12-06, keyed by the hash of one of her identifiers; after an erasure, the hashes kept on
-  the erasure record). One ``BatchGetItem`` of the profile and
+  codes, personal promo codes) with each code's short link, her birthday's index entry, and her import marker
+  (``IMPORT#<program>#member#<member>``, or one written before 2026-12-06, keyed by the hash of one of her
+  identifiers; after an erasure, the hashes kept on the erasure record). One ``BatchGetItem`` of the profile and
   the record, then the page's keys.
 * ``linked_records``: the records of her events (``EVENT#…``: business key, reply, fingerprint), found by her
   back-references (``store.events.EventRefItem``) and by the business keys of her ledger entries; the redemptions
   and manual adjustments her entries name (``redemption_id``, ``adjustment_id``); the order ledger (``ORDER#…``)
-  of each paid order of hers. A Query of her partition (half a page of sources), one ``BatchGetItem`` of what they
+  of each paid order of hers; the pool slot (``POOL#…``) of each pool code issued to her (her vouchers name it). A Query of her partition (half a page of sources), one ``BatchGetItem`` of what they
   name and one of the orders. An event about another member that paid her (a friend's order) is listed as its
   business key and time only, not the friend's reply.
 
@@ -33,6 +33,7 @@ from typing import Any
 from chalicelib.domain import clock
 from chalicelib.domain.events.keys import paid_order_of
 from chalicelib.store import keys
+from chalicelib.store.birthdays import pointer_key as birthday_pointer_key
 from chalicelib.store.data_rights import ErasureItem
 from chalicelib.store.db import Entity
 from chalicelib.store.erasure_kinds import (
@@ -46,6 +47,7 @@ from chalicelib.store.erasure_kinds import (
 from chalicelib.store.events import EventItem
 from chalicelib.store.ledger import AdjustmentItem, LedgerEntryItem, OrderLedgerItem, RedemptionItem, order_hash
 from chalicelib.store.members import InviteRefItem, MemberItem, PendingInviteItem, key_from_str, key_str
+from chalicelib.store.offers import PoolSlotItem, VoucherItem
 from chalicelib.store.transact import Transaction
 
 Key = tuple[str, str]
@@ -88,6 +90,10 @@ def _pointer_keys(target: ErasureTarget) -> list[Key]:
     for text in dict.fromkeys(identities):
         kind, _, value_hash = text.partition(":")
         out.append(keys.import_row(target.program_id, f"{kind}#{value_hash}"))
+    birthday = birthday_pointer_key(target.program_id, target.member_id, member.birthday) if isinstance(
+        member, MemberItem) else None
+    if birthday is not None:  # her birthday's index entry (the day's partition the gift job reads)
+        out.append(birthday)
     return list(dict.fromkeys(out))
 
 
@@ -103,13 +109,17 @@ def _find_pointers(target: ErasureTarget, cursor: dict[str, Any] | None, limit: 
 
 # --------------------------------------------------------------------------- events, redemptions, adjustments, orders
 
-_SOURCES = ("EVENT#", "LEDGER#")  # her back-references to event records, then her ledger entries
+_SOURCES = ("EVENT#", "LEDGER#", "VOUCHER#")  # her back-references to event records, her entries, her vouchers
 
 
 def _named_by(target: ErasureTarget, source: Entity) -> list[Key]:
     pid = target.program_id
     if source.SK.startswith("EVENT#"):
         return [keys.event(pid, source.SK[len("EVENT#"):])]
+    if isinstance(source, VoucherItem):  # a pool code issued to her: its slot names her
+        if source.shard is None or source.position is None:
+            return []
+        return [keys.pool_slot(pid, source.offer_id, int(source.shard), int(source.position))]
     if not isinstance(source, LedgerEntryItem):
         return []
     out = []
@@ -141,7 +151,8 @@ def _find_linked(target: ErasureTarget, cursor: dict[str, Any] | None, limit: in
     sources = list(result)
     wanted = [k for k in dict.fromkeys(k for s in sources for k in _named_by(target, s)) if "|".join(k) not in seen]
     found = _batch(wanted)
-    named = [found[k] for k in wanted if isinstance(found.get(k), EventItem | RedemptionItem | AdjustmentItem)]
+    named = [found[k] for k in wanted if isinstance(found.get(k), EventItem | RedemptionItem | AdjustmentItem)
+             or (isinstance(found.get(k), PoolSlotItem) and getattr(found[k], "member_id", None) == target.member_id)]
     found_orders = _batch([k for k in (_order_key(target, i) for i in named) if k is not None])
     items: list[Entity] = []
     for item in named:  # each paid order's ledger right after its event: the same order whatever the page size

@@ -375,6 +375,8 @@ def test_export_holds_everything_stored_about_the_member(api: ApiClient) -> None
     assert sum(code["clicks"]["clicks"] for code in summary["codes"] if code["clicks"]) == 1
     kinds = {i["item_type"] for i in items}
     assert "ledger_entry" in kinds  # (month counters exist only when the rules set a monthly cap)
+    # Outside her partition too: her pointers, codes and links, her birthday's index entry, her events' records.
+    assert kinds >= {"identity", "code", "link", "birthday_pointer", "event"}, sorted(kinds)
     ledger = [i for i in items if i["item_type"] == "ledger_entry"]
     assert sorted(e["entry_id"] for e in ledger) == sorted(e["entry_id"] for e in shop.ledger(mid))
     # Same content whatever the page size; a tampered cursor is a 400.

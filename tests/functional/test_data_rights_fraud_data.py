@@ -249,3 +249,19 @@ def test_the_export_lists_every_kind_stored_about_the_member(api: ApiClient) -> 
     assert his_kinds >= {"event", "signal", "review"}, sorted(his_kinds)
     [his_review] = [i for i in his if i["item_type"] == "review"]
     assert his_review["signals"]
+
+
+def test_the_export_lists_the_pool_slot_of_a_code_issued_to_her(api: ApiClient) -> None:
+    from tests.functional.test_vouchers import offer, put_rules, rules, upload
+
+    shop = Shop(api, None, partners=2)
+    clothes, cafe = shop.partners
+    coffee = offer(api, shop.pid, cafe, valid_days=30)
+    upload(api, shop.pid, cafe, coffee["offer_id"], ["CAFE-1"])
+    put_rules(api, shop, rules(cafe["partner_id"], coffee["offer_id"]))
+    member_id = shop.order("anna", "o-1", 600_000, partner=clothes)["member"]["member_id"]
+    _, items = export_all(api, shop.pid, member_id, limit=3)
+    [slot] = [i for i in items if i["item_type"] == "pool_slot"]
+    assert (slot["code"], slot["member_id"]) == ("CAFE-1", member_id)
+    [voucher] = [i for i in items if i["item_type"] == "voucher"]
+    assert voucher["code"] == "CAFE-1"
