@@ -17,7 +17,8 @@ answered chunks until every chunk is in, so running the same command again after
 continues the same import and skips the chunks already answered (a chunk whose answer was lost is
 sent again: the server answers its first result). A progress bar with rate and ETA shows on a
 terminal, plain progress lines otherwise; bad rows are printed with their line numbers and the exit
-code is 1 when any row failed.
+code is 1 when any row failed. A row naming a person whose data was erased here is a bad row unless
+``--include-erased`` is given (then they are enrolled again, starting suppressed if they had complained).
 """
 
 from __future__ import annotations
@@ -252,7 +253,7 @@ def check_file(api: Api, path: Path, program: str, partner: str | None, rows_per
 
 def run_import(api: Api, path: Path, program: str, partner: str | None, *, check: bool, dry_run: bool,
                rows_per_chunk: int = CHUNK_ROWS, out: TextIO = sys.stdout, progress_stream: TextIO = sys.stderr,
-               state_file: Path | None = None) -> int:
+               state_file: Path | None = None, include_erased: bool = False) -> int:
     """Check (unless ``check`` is false), then import ``path`` through the chunked import API; 0 when
     every row was imported or already there, 1 when any row was bad."""
     digest, total, expected = _file_facts(path, rows_per_chunk)
@@ -271,7 +272,8 @@ def run_import(api: Api, path: Path, program: str, partner: str | None, *, check
     base = f"/v1/programs/{urllib.parse.quote(program)}/imports"
     state = _State(state_file or state_path(path), {"version": STATE_VERSION, "url": api.url, "program": program,
                                                    "partner": partner, "sha256": digest,
-                                                   "rows_per_chunk": rows_per_chunk})
+                                                   "rows_per_chunk": rows_per_chunk,
+                                                   **({"include_erased": True} if include_erased else {})})
     if state.import_id is not None:
         try:
             api.json("GET", f"{base}/{urllib.parse.quote(state.import_id)}")
@@ -281,6 +283,8 @@ def run_import(api: Api, path: Path, program: str, partner: str | None, *, check
             state.import_id, state.answers = None, {}
     if state.import_id is None:
         body: dict[str, Any] = {"expected_chunks": expected}
+        if include_erased:
+            body["include_erased"] = True
         if partner:
             body["partner_id"] = partner
         state.import_id = str(api.json("POST", base, body)["import_id"])
@@ -352,13 +356,15 @@ def main(argv: list[str]) -> int:
             parser.add_argument("--partner", help="the partner whose customer ids the file holds")
             parser.add_argument("--skip-bad-rows", action="store_true", help="import the good rows of a file with bad ones")
             parser.add_argument("--dry-run", action="store_true", help="check every row, write nothing")
+            parser.add_argument("--include-erased", action="store_true",
+                                help="enrol again people whose data was erased here (default: such rows are bad rows)")
             parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help="rows per chunk (1-1000)")
             parser.add_argument("--state", type=Path, help="where to keep the state that resumes an interrupted "
                                                            "import (default: <file>.import-state.json)")
             args = parser.parse_args(rest)
             return run_import(_api(args), args.file, args.program, args.partner, check=not args.skip_bad_rows,
                               dry_run=args.dry_run, rows_per_chunk=max(1, min(args.chunk_rows, 1000)),
-                              state_file=args.state)
+                              state_file=args.state, include_erased=args.include_erased)
         parser.add_argument("--from", dest="start", required=True)
         parser.add_argument("--to", dest="end", required=True)
         parser.add_argument("--out", type=Path, help="write here instead of stdout")

@@ -178,7 +178,9 @@ def _count_event(event: EventItem, profiles: dict[Any, Any]) -> Figures:
         cohort = f"{_day(member.joined_at)[:7]}#{'referred' if referred else 'other'}"
         rows.append(Increment(partition(program_id, "COHORT"), cohort, {
             "customers": int(number == 1), "repeaters": int(number == 2), "orders": 1, "revenue": total}))
-        if isinstance(referrer, MemberItem):
+        # An erased referrer (erasure started) is on no leaderboard again: her entries are erased. Checked on the
+        # profile read here, not in the transaction: see docs/data-rights.md#while-erasing.
+        if isinstance(referrer, MemberItem) and referrer.erased_at is None:
             label = {"code": referrer.code, "name": fig.mask_name(referrer.name)}
             for period in fig.periods_of(at):
                 leaders.append(LeaderDelta(program_id, "revenue", period, referrer.member_id, total, at, label))

@@ -44,7 +44,8 @@ def patch_preferences(req: ApiRequest, program_id: str, member_id: str) -> Any:
     response_schema=rs.DEVICE,
     summary="Register a push token (`fcm` or `apns`): creates or refreshes and re-enables the SNS endpoint",
     description="The raw token is not stored (only the SNS endpoint and a hash). A token the provider refuses "
-                "is a 422; push not configured for the platform is a 422 `push_token_refused` too.",
+                "is a 422; push not configured for the platform is a 422 `push_token_refused` too. An erased member: "
+                "409 `member_erased`.",
 )
 def register_device(req: ApiRequest, program_id: str, member_id: str) -> Any:
     from chalicelib.notify.sources import delivery

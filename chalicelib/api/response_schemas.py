@@ -169,7 +169,8 @@ PLATFORM_RESULT = obj({
     {"reason": nullable(STR), "conflict": OBJ})
 
 ERASURE = obj({"member_id": STR, "program_id": STR, "status": STR, "requested_by": nullable(STR),
-               "requested_at": nullable(TIME), "confirmed_by": nullable(STR), "started_at": nullable(TIME),
+               "requested_by_key": nullable(STR), "requested_at": nullable(TIME), "confirmed_by": nullable(STR),
+               "confirmed_by_key": nullable(STR), "started_at": nullable(TIME),
                "completed_at": nullable(TIME), "step": nullable(STR), "counts": OBJ})
 ERASURE_REQUESTS = obj({"items": {"type": "array", "items": ERASURE}, "next_cursor": nullable(STR)})
 MEMBER_EXPORT = obj({"format_version": INT, "program_id": STR, "member_id": STR, "exported_at": TIME,
@@ -184,7 +185,7 @@ _ROW_ERRORS = {"type": "array", "items": obj({"line": INT, "errors": {"type": "a
     {"column": STR, "message": STR})}})}
 IMPORT_RESULT = obj({"rows": INT, "imported": INT, "existing_members": INT, "already_imported": INT,
                      "opening_points": INT, "dry_run": BOOL, "errors": _ROW_ERRORS})
-IMPORT_JOB = obj({"import_id": STR, "program_id": STR, "partner_id": nullable(STR),
+IMPORT_JOB = obj({"import_id": STR, "program_id": STR, "partner_id": nullable(STR), "include_erased": BOOL,
                   "status": {"enum": ["receiving", "completed"]}, "expected_chunks": nullable(INT), "chunks": INT,
                   **_IMPORT_COUNTS, "errors": _ROW_ERRORS, "errors_truncated": BOOL, "created_at": TIME,
                   "updated_at": TIME})
@@ -279,10 +280,12 @@ EXTRA_STATUSES: dict[tuple[str, str], dict[int, str]] = {
         409: "The integration changed concurrently (`concurrent_update`); retry"},
     ("POST", _P + "/partners/{partner_id}/webhook-secrets/{source}/rotate"): {
         409: "Rotated concurrently; retry"},
-    ("PUT", _M + "/code"): {409: "The code belongs to someone else (`code_taken`), or the member holds the "
-                                 "maximum of codes (`too_many_codes`)"},
-    ("PUT", _M + "/coupons/{code}"): {409: "Another member holds the code (`coupon_taken`) or the member has "
-                                           "the maximum (`too_many_coupons`)"},
+    ("PUT", _M + "/code"): {409: "The code belongs to someone else (`code_taken`), the member holds the "
+                                 "maximum of codes (`too_many_codes`), or the member is erased (`member_erased`)"},
+    ("PUT", _M + "/coupons/{code}"): {409: "Another member holds the code (`coupon_taken`), the member has "
+                                           "the maximum (`too_many_coupons`), or the member is erased "
+                                           "(`member_erased`)"},
+    ("POST", _M + "/devices"): {409: "The member is erased (`member_erased`): no device is registered"},
     ("POST", _M + "/redemptions"): {
         200: "The same redemption again (a retried `Idempotency-Key`)",
         409: "Not enough available points (`insufficient_points`, `details.available`) or the "

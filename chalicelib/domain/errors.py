@@ -91,3 +91,14 @@ class ServiceUnavailable(DomainError):
 def field_error(path: str, message: str) -> dict[str, str]:
     """One entry of ``details.errors``; ``path`` is a JSONPath like ``$.customer.email``."""
     return {"path": path, "message": message}
+
+
+class MemberErased(Conflict):
+    """A write that would attach personal data or a resolvable code to a member whose erasure has started
+    (``erased_at`` on the profile, set by the transaction that starts the erasure: ``services.erasure``)."""
+
+    code = "member_erased"
+
+    def __init__(self, member_id: str) -> None:
+        super().__init__("The member's personal data was erased; nothing can be attached to them again",
+                         details={"member_id": member_id})

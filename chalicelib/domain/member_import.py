@@ -9,7 +9,9 @@ from the old system, kept working), ``opening_balance`` (integer points, ``1490`
 ``referrer_code`` or ``referrer_customer_id`` (the referrer, imported earlier or already a
 member), ``joined_at`` (ISO-8601 UTC).
 
-Every problem is reported with the file's line number; a row with any problem is not written.
+Every problem is reported with the file's line number; a row with any problem is not written. A row
+naming a person an earlier row of the chunk names (the same e-mail, as mailboxes compare, phone or
+customer id) is a bad row too (``duplicates``): one person, one row.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from chalicelib.domain.clock import parse_iso
 from chalicelib.domain.codes import normalize_code, validate_vanity_code
 from chalicelib.domain.errors import DomainError, ValidationFailed
-from chalicelib.domain.identity import normalize_email, normalize_phone
+from chalicelib.domain.identity import email_match_key, normalize_email, normalize_phone
 
 COLUMNS = ("email", "phone", "customer_id", "name", "locale", "birthday", "code", "opening_balance",
            "referrer_code", "referrer_customer_id", "joined_at")
@@ -126,6 +128,28 @@ def parse(text: str, *, first_line: int = 2, phone_region: str = "RU",
         else:
             rows.append(row)
     return rows, errors
+
+
+def duplicates(rows: list[ImportRow]) -> tuple[list[ImportRow], list[RowError]]:
+    """The rows, less those naming a person an earlier row names (by e-mail, as mailboxes compare, phone or
+    customer id), which come back as bad rows naming that earlier row's line."""
+    first: dict[tuple[str, str], int] = {}
+    kept: list[ImportRow] = []
+    errors: list[RowError] = []
+    for row in rows:
+        names = [(column, value) for column, value in (
+            ("customer_id", row.customer_id), ("email", email_match_key(row.email) if row.email else None),
+            ("phone", row.phone)) if value]
+        seen = next(((column, first[(column, value)]) for column, value in names if (column, value) in first), None)
+        if seen is not None:
+            column, line = seen
+            errors.append(RowError(row.line, [{"column": column, "message": f"duplicate of line {line} (the same "
+                                                                              f"{column}): one row per person"}]))
+            continue
+        for name in names:
+            first.setdefault(name, row.line)
+        kept.append(row)
+    return kept, errors
 
 
 def _row(line: int, header: list[str], values: list[str], region: str,

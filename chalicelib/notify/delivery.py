@@ -124,6 +124,18 @@ class Delivery:
             raise
         return target
 
+    @staticmethod
+    def _drop(items: list[OutboxItem], token: str) -> None:
+        """Delete claimed messages (each conditioned on our lease: one another consumer took over is its own)."""
+        from pynamodb.exceptions import DeleteError
+
+        for item in items:
+            try:
+                OutboxItem(item.PK, item.SK).delete(condition=OutboxItem.lease_token == token)
+            except DeleteError as exc:
+                if not _conditional_failed(exc):
+                    raise
+
     def _release(self, items: list[OutboxItem], token: str, error: str, deliveries: dict[str, list[dict[str, Any]]],
                  *, held_until: datetime | None = None) -> None:
         """Give claimed messages back (pending again, or held until a time)."""
@@ -228,6 +240,11 @@ class Delivery:
         lead_kind = kinds.kind_of(lead.template, lead.params or {})
         if profile is None:
             return self._finish(claimed, token, now, None, FAILED, [], "member_not_found", lead_kind, batch)
+        if profile.erased_at is not None:
+            # Her erasure started after the message was queued: nothing is sent, logged or counted, and the
+            # message goes (the erasure deletes the ones it finds; this one was claimed meanwhile).
+            self._drop(claimed, token)
+            return Outcome(lead.message_id, mid, "skipped", kind=lead_kind, error="member_erased")
         if int(lead.attempts or 0) > MAX_ATTEMPTS:
             return self._finish(claimed, token, now, None, FAILED, [], f"too_many_attempts: {lead.last_error}",
                                 lead_kind, batch)

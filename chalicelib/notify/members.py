@@ -9,7 +9,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.domain import clock
-from chalicelib.domain.errors import NotFound, ValidationFailed, field_error
+from chalicelib.domain.errors import MemberErased, NotFound, ValidationFailed, field_error
 from chalicelib.notify import tokens
 from chalicelib.notify.port import Notifier, PermanentSendError, TransientSendError
 from chalicelib.services import ports
@@ -104,8 +104,10 @@ def _token_hash(token: str) -> str:
 def register_device(principal: Principal, program_id: str, member_id: str, data: Mapping[str, Any],
                     notifier: Notifier) -> dict[str, Any]:
     """Create or refresh the member's SNS endpoint for a push token (re-enabled if it was disabled).
-    ``data``: valid ``DEVICE_SCHEMA`` (the route validates it)."""
-    _member(principal, program_id, member_id)
+    ``data``: valid ``DEVICE_SCHEMA`` (the route validates it). An erased member's (erasure started) is a 409
+    ``member_erased``, checked before SNS is called and again in the write (an endpoint made meanwhile is deleted)."""
+    if _member(principal, program_id, member_id).erased_at is not None:
+        raise MemberErased(member_id)
     token_hash = _token_hash(data["token"])
     device_id = data.get("device_id") or token_hash[:16]
     state = _read_state(program_id, member_id)
@@ -128,7 +130,11 @@ def register_device(principal: Principal, program_id: str, member_id: str, data:
                 and d.get("endpoint_arn") != arn]
         return [*kept[-(MAX_DEVICES - 1):], entry]
 
-    _change_devices(program_id, member_id, devices, with_entry, upsert=True)
+    try:
+        _change_devices(program_id, member_id, devices, with_entry, upsert=True, unerased=True)
+    except MemberErased:
+        notifier.delete_device(arn)  # the endpoint holds the token: it goes with her
+        raise
     return {"device": {k: entry[k] for k in ("device_id", "platform", "enabled", "updated_at")}}
 
 
@@ -136,11 +142,18 @@ def register_device(principal: Principal, program_id: str, member_id: str, data:
 DEVICE_ATTEMPTS = 4
 
 
+class _DevicesChanged(Exception):
+    pass
+
+
 def _change_devices(program_id: str, member_id: str, read: list[dict[str, Any]] | None,
-                    change: Any, *, upsert: bool) -> None:
+                    change: Any, *, upsert: bool, unerased: bool = False) -> None:
     """Write ``change(devices)`` conditioned on the list still being what was read (a registration and a
-    delivery dropping a dead endpoint at the same time must not lose either change)."""
+    delivery dropping a dead endpoint at the same time must not lose either change); with ``unerased``, and on the
+    member's erasure not having started (one transaction; ``MemberErased`` if it has)."""
     from pynamodb.exceptions import UpdateError
+
+    from chalicelib.store.transact import Transaction
 
     S = NotifyStateItem
     devices = read
@@ -155,9 +168,20 @@ def _change_devices(program_id: str, member_id: str, read: list[dict[str, Any]] 
             return
         unchanged = (S.devices == devices) if devices else (S.devices.does_not_exist() | (S.devices == []))
         actions = [*(_ensure_ids(program_id, member_id) if upsert else []), S.devices.set(new)]
+        condition = unchanged if upsert else (S.PK.exists() & unchanged)
+        if unerased:
+            tx = Transaction()
+            tx.update(_state_item(program_id, member_id), actions, condition, on_fail=_DevicesChanged())
+            tx.check(MemberItem, keys.member(program_id, member_id),
+                     MemberItem.PK.exists() & MemberItem.erased_at.does_not_exist(), on_fail=MemberErased(member_id))
+            try:
+                tx.commit()
+                return
+            except _DevicesChanged:
+                devices = None  # changed meanwhile: read again
+                continue
         try:
-            _state_item(program_id, member_id).update(
-                actions=actions, condition=unchanged if upsert else (S.PK.exists() & unchanged))
+            _state_item(program_id, member_id).update(actions=actions, condition=condition)
             return
         except UpdateError as exc:
             if exc.cause_response_code != "ConditionalCheckFailedException":

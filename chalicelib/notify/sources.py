@@ -18,6 +18,7 @@ delivery path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -26,16 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from pynamodb.exceptions import PutError, UpdateError
-
 from chalicelib.domain import clock
 from chalicelib.notify import dispatcher
 from chalicelib.notify.delivery import PENDING, SENDING, Delivery, DeliveryBatch, Outcome
 from chalicelib.services import ports
 from chalicelib.store import keys
-from chalicelib.store.db import update_only
+from chalicelib.store.db import get_or_none
 from chalicelib.store.ledger import LedgerEntryItem, OutboxItem, RedemptionItem, day_of, stable_id
-from chalicelib.store.members import JOINED_VIA_IMPORT, MemberItem
+from chalicelib.store.members import JOINED_VIA_IMPORT, MemberItem, create_unless_erased
 from chalicelib.store.notify import ActivityItem
 
 log = logging.getLogger("sarafan.notify")
@@ -148,8 +147,9 @@ def on_outbox(records: list[dispatcher.StreamRecord]) -> set[str]:
 
 def _create(program_id: str, member_id: str, template: str, params: dict[str, Any], locale: str | None,
             business_key: str, message_id: str, lease: tuple[str, str] | None = None) -> OutboxItem | None:
-    """Write an outbox message once (``None`` if it already exists); with ``lease`` (token, until) it is created
-    claimed (``sending``), for its creator to deliver."""
+    """Write an outbox message once (``None`` if it already exists, or if the member's erasure has started: checked
+    in the same transaction, so a record consumed late or replayed never queues a message about an erased member);
+    with ``lease`` (token, until) it is created claimed (``sending``), for its creator to deliver."""
     now = ports.current().clock.now()
     pk, sk = keys.outbox_message(program_id, message_id)
     gpk, gsk = keys.gsi1_outbox_pending(day_of(now), clock.iso(now), message_id)
@@ -158,13 +158,7 @@ def _create(program_id: str, member_id: str, template: str, params: dict[str, An
                       business_key=business_key, status="pending", created_at=now)
     if lease is not None:
         item.status, item.lease_token, item.lease_until, item.attempts = SENDING, lease[0], lease[1], 1
-    try:
-        item.save(condition=OutboxItem.PK.does_not_exist())
-    except PutError as exc:
-        if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
-            return None
-        raise
-    return item
+    return item if create_unless_erased(item, program_id, member_id) == "created" else None
 
 
 def new_outbox(program_id: str, member_id: str, template: str, params: dict[str, Any], locale: str | None,
@@ -203,7 +197,9 @@ class Derived:
                 self.records.setdefault(message_id, set()).update(records)
                 self.created.append(item)
             return True, None
-        existing = OutboxItem.get(*keys.outbox_message(program_id, message_id), consistent_read=True)
+        existing = get_or_none(OutboxItem, keys.outbox_message(program_id, message_id), consistent=True)
+        if existing is None:  # the member is erased: nothing to tell, nothing to retry
+            return False, None
         if self.lease is not None and existing.status == PENDING:
             self.records.setdefault(message_id, set()).update(records)
             self.pending.append(existing)
@@ -338,16 +334,23 @@ def _touch_activity(pid: str, mid: str, day: str) -> None:
         return
     if program_settings.of(program).sleeping_reminder_days is None:
         return
+    from chalicelib.store.transact import Transaction
+
     gpk, gsk = keys.gsi1_activity_day(day, pid, mid)
     item = ActivityItem(*keys.activity(pid, mid))
-    try:
-        update_only(item, [ActivityItem.entity.set(ActivityItem),  # type: ignore[arg-type]
-                           ActivityItem.program_id.set(pid), ActivityItem.member_id.set(mid),
-                           ActivityItem.day.set(day), ActivityItem.GSI1PK.set(gpk), ActivityItem.GSI1SK.set(gsk)],
-                    ActivityItem.day.does_not_exist() | (ActivityItem.day < day))
-    except UpdateError as exc:
-        if getattr(exc, "cause_response_code", None) != "ConditionalCheckFailedException":
-            raise
+    A = ActivityItem
+    tx = Transaction()
+    # Later days only; and never for a member whose erasure has started (her ACTIVITY item is erased).
+    tx.update(item, [A.entity.set(ActivityItem),  # type: ignore[arg-type]
+                     A.program_id.set(pid), A.member_id.set(mid), A.day.set(day), A.GSI1PK.set(gpk),
+                     A.GSI1SK.set(gsk)], A.day.does_not_exist() | (A.day < day), on_fail=_NotNewer())
+    tx.check(MemberItem, keys.member(pid, mid), MemberItem.erased_at.does_not_exist(), on_fail=_NotNewer())
+    with contextlib.suppress(_NotNewer):
+        tx.commit()
+
+
+class _NotNewer(Exception):
+    """The activity item has this day or a later one already, or the member is erased: nothing to record."""
 
 
 @dispatcher.handles("redemption")

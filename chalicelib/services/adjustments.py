@@ -74,7 +74,7 @@ def adjust(deps: Ports, principal: Principal, program_id: str, member_id: str, i
     request_hash = hashlib.sha256(json.dumps({"member_id": member_id, "points": points, "reason": reason,
                                               "partner_id": partner_id}, sort_keys=True).encode()).hexdigest()
     adjustment_id = stable_id("adj", program_id, member_id, idempotency_key)
-    actor = principal.key_id or principal.kind
+    actor = principal.kind if principal.is_operator else (principal.key_id or principal.kind)
     record, created = deps.ledger.adjust(program_id, member_id, adjustment_id, points=points, reason=reason,
                                          partner_id=partner_id, created_by=actor, request_hash=request_hash,
                                          at=deps.clock.now())

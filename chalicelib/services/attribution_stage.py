@@ -106,7 +106,8 @@ def attribute(ctx: EventContext, tx: Transaction, items: dict[Key, Entity], subj
     candidates = []
     for p in pointers:
         profile = items.get(keys.member(ctx.program_id, p.member_id)) if p.member_id else None
-        referrer = profile if isinstance(profile, MemberItem) else None
+        # An erased referrer (whose code still resolves until the erasure's first step) gains no friend.
+        referrer = profile if isinstance(profile, MemberItem) and profile.erased_at is None else None
         ancestors = tuple(referrer.ancestors or ()) if referrer else p.ancestors
         upline = [items.get(keys.member(ctx.program_id, a)) for a in ancestors if a != subject.member_id]
         candidates.append(attribution.Candidate(
@@ -129,7 +130,9 @@ def attribute(ctx: EventContext, tx: Transaction, items: dict[Key, Entity], subj
         subject.attributed_at = decision.attributed_at
         subject.attribution_source = decision.source
         assert decision.referrer_id is not None
-        changes.add(_profile_ref(ctx, decision.referrer_id, items), MemberItem.referral_signups, 1)
+        referrer_ref = _profile_ref(ctx, decision.referrer_id, items)
+        changes.add(referrer_ref, MemberItem.referral_signups, 1)
+        changes.guard(referrer_ref)  # her erasure starting meanwhile: retried, then she is no candidate
         if previous_referrer and previous_referrer != decision.referrer_id:
             changes.add(_profile_ref(ctx, previous_referrer, items), MemberItem.referral_signups, -1)
         if not created:
@@ -153,6 +156,8 @@ def attribute(ctx: EventContext, tx: Transaction, items: dict[Key, Entity], subj
         assert subject.referrer_id is not None
         changes.count(ctx.program_id, subject.referrer_id, "converted_referrals", 1)  # on the referrer's balance
 
+    if decision.candidates and not created:
+        changes.guard(subject)  # her attribution records are erased: none written once her erasure started
     for result in decision.candidates:
         _stage_attribution_record(ctx, tx, subject, result)
     reply = {

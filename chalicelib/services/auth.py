@@ -29,7 +29,7 @@ class Principal:
     kind: str  # "operator" | "partner" | "publishable"
     program_id: str | None = None
     partner_id: str | None = None
-    key_id: str | None = None
+    key_id: str | None = None  # a partner key's ``key_id``; an operator key's :func:`operator_key_id`
 
     @property
     def is_operator(self) -> bool:
@@ -64,6 +64,12 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def operator_key_id(digest: str) -> str:
+    """An operator key's id for audit records: ``op_`` and the first 12 hex digits of its SHA-256, the start of
+    its entry in ``SARAFAN_OPERATOR_KEY_SHA256`` (names which configured key; the key cannot be derived from it)."""
+    return "op_" + digest[:12]
+
+
 def key_from_headers(headers: dict[str, str]) -> str | None:
     auth = headers.get("authorization") or ""
     if auth[:7].lower() == "bearer ":
@@ -81,7 +87,7 @@ def authenticate(headers: dict[str, str], deps: Ports | None = None) -> Principa
         from chalicelib.config import get_settings
 
         if any(hmac.compare_digest(digest, h) for h in get_settings().operator_key_hashes):
-            return Principal(kind="operator")
+            return Principal(kind="operator", key_id=operator_key_id(digest))
         raise Unauthorized("Invalid API key", code="invalid_api_key")
     if not key.startswith((PARTNER_PREFIX, PUBLISHABLE_PREFIX)):
         raise Unauthorized("Invalid API key", code="invalid_api_key")

@@ -14,6 +14,10 @@ accounting needs them. Every identity pointer is replaced by a tombstone keeping
 hash (``store.data_rights.ErasedIdentityItem``), so later events about the erased person enrol
 nobody (a new ``member.signup`` does).
 
+The transaction that starts an erasure also sets ``erased_at`` on the profile (conditioned on its revision): from
+then on every write that would attach personal data or a code to the member is refused in its own transaction
+(conditioned on ``erased_at`` not existing: events, codes, coupons, devices, outbox messages; docs/data-rights.md).
+
 The work is split into steps, each a series of bounded transactions (≤ ``TX_ITEMS`` items) that
 also advance the audit record (``ErasureItem``: status, who, when, step, cursor, counts),
 conditioned on its revision. An interrupted erasure (timeout, crash) resumes where it stopped on
@@ -71,8 +75,10 @@ def erasure_view(record: ErasureItem) -> dict[str, Any]:
         "program_id": record.program_id,
         "status": record.status,
         "requested_by": record.requested_by,
+        "requested_by_key": record.requested_by_key,
         "requested_at": clock.iso(record.requested_at),
         "confirmed_by": record.confirmed_by,
+        "confirmed_by_key": record.confirmed_by_key,
         "started_at": clock.iso(record.started_at) if record.started_at else None,
         "completed_at": clock.iso(record.completed_at) if record.completed_at else None,
         "step": None if record.status == ERASURE_DONE else record.step,
@@ -90,14 +96,14 @@ def erase(deps: Ports, principal: Principal, program_id: str, member_id: str, *,
     budget = DEFAULT_BUDGET if budget is None else budget
     # The route's contract (auth="operator", api.http) has checked the key, the program and the operator.
     deps.programs.get(program_id)
-    actor = principal.kind
+    actor, actor_key = principal.kind, principal.key_id
     for _ in range(_MAX_STALE):
         record = get_record(deps, program_id, member_id)
         if record is not None and record.status == ERASURE_DONE:
             return erasure_view(record)
         try:
             if record is None or record.status == ERASURE_REQUESTED:
-                record = _start(deps, program_id, member_id, actor, record)
+                record = _start(deps, program_id, member_id, (actor, actor_key), record)
             remaining = budget
             while record.status != ERASURE_DONE and remaining > 0:
                 record, used = _advance(_Step(deps, record, remaining))
@@ -140,11 +146,14 @@ def pending_requests(deps: Ports, program_id: str, limit: int, cursor: dict[str,
     return {"items": [erasure_view(r) for r in page.items], "next_cursor": page.next_cursor}
 
 
-def _start(deps: Ports, program_id: str, member_id: str, actor: str, requested: ErasureItem | None) -> ErasureItem:
+def _start(deps: Ports, program_id: str, member_id: str, actor: tuple[str, str | None],
+           requested: ErasureItem | None) -> ErasureItem:
+    """The record in progress and ``erased_at`` on the profile, in one transaction (``DataRightsStore.start``):
+    from then on nothing attaches personal data or a code to the member (see the module's docstring)."""
     member = deps.members.get(program_id, member_id, consistent=True)
     if member is None:
         raise NotFound("Member not found", details={"member_id": member_id})
-    return deps.data_rights.start(member, requested, actor, deps.clock.now())
+    return deps.data_rights.start(member, requested, actor[0], deps.clock.now(), actor[1])
 
 
 def _next_step(deps: Ports, step: str) -> str:

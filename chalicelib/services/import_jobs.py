@@ -6,16 +6,19 @@
 
 Each chunk is the header row and up to 1000 rows (at most ``MAX_CSV_CHARS``), written by
 :func:`chalicelib.services.importer.import_chunk`: each row whole or not at all, a row already
-imported skipped, so sending a chunk again changes no member, balance or ledger entry. The chunk's
-record (its content digest and result) and the import's totals change in one transaction,
-conditioned on the import's ``revision``: totals count each chunk number once, concurrent chunks
-never lose a count, and a chunk sent again with the same content answers its first result
-(``replayed: true``), with different content ``409``. Bad rows come back with their file line
-numbers (``first_line`` says where the chunk starts in the file) in the chunk's answer; the import
-keeps the first :data:`KEPT_ERRORS` of them for the status route.
+imported skipped, so sending a chunk again changes no member, balance or ledger entry. A chunk number
+is **claimed** first: its record is created with the digest of its content (``attribute_not_exists``)
+before any of its rows is written, so the same number with other content is refused (``409``) with
+nothing written, whether the first one finished or not. Then the rows are written, and the chunk's
+result and the import's totals change in one transaction, conditioned on the chunk having no result
+yet and on the import's ``revision``: totals count each chunk number once, concurrent chunks never
+lose a count, and a chunk sent again with the same content answers its first result
+(``replayed: true``). Bad rows come back with their file line numbers (``first_line`` says where the
+chunk starts in the file) in the chunk's answer; the import keeps the first :data:`KEPT_ERRORS` of
+them for the status route.
 
-Limit: the rows are written before the chunk's record; if the process stops in between, sending the
-chunk again records it with those rows counted as ``already_imported``.
+Limit: if the process stops after the claim, sending the same chunk again writes its rows (the ones
+already in count as ``already_imported``) and records it.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ CREATE_SCHEMA: dict[str, Any] = {
                        "description": "Whose customer ids the file holds (customer_id, referrer_customer_id columns)"},
         "expected_chunks": {"type": "integer", "minimum": 1, "maximum": MAX_CHUNKS,
                             "description": "How many chunks the file has: the import reads `completed` once all arrived"},
+        "include_erased": {"type": "boolean", "description": "Enrol again people whose data was erased here "
+                                                             "(default false: such a row is a bad row)"},
     },
 }
 CHUNK_SCHEMA: dict[str, Any] = {
@@ -71,7 +76,7 @@ class _Changed(Exception):
 
 
 class _ChunkTaken(Exception):
-    """This chunk number was recorded meanwhile."""
+    """This chunk number was claimed (or recorded) meanwhile."""
 
 
 def create(principal: Principal, program_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,7 +89,8 @@ def create(principal: Principal, program_id: str, data: Mapping[str, Any]) -> di
     import_id = new_id("imp")
     pk, sk = keys.import_job(program_id, import_id)
     job = ImportJobItem(PK=pk, SK=sk, program_id=program_id, import_id=import_id, partner_id=partner_id,
-                        expected_chunks=data.get("expected_chunks"), created_at=now, updated_at=now,
+                        expected_chunks=data.get("expected_chunks"), include_erased=bool(data.get("include_erased")),
+                        created_at=now, updated_at=now,
                         revision=0, totals=dict.fromkeys(TOTALS, 0), errors=[])
     tx = Transaction()
     tx.create(job, on_fail=Conflict("Import id collision; try again", code="conflict"))
@@ -104,9 +110,21 @@ def put_chunk(principal: Principal, program_id: str, import_id: str, number_text
     first_line = int(data.get("first_line", 2))
     digest = hashlib.sha256(json.dumps([data["csv"], first_line]).encode()).hexdigest()
     recorded = _chunk(program_id, import_id, number)
+    if recorded is None:
+        try:
+            _claim(job, number, digest)
+        except _ChunkTaken:
+            recorded = _chunk(program_id, import_id, number)
     if recorded is not None:
-        return _replay(recorded, digest, import_id, number)
-    payload: dict[str, Any] = {"csv": data["csv"], "first_line": first_line, "dry_run": False}
+        if recorded.digest != digest:
+            raise Conflict(f"Chunk {number} of this import was already received with other content",
+                           code="chunk_conflict", details={"chunk": number})
+        if recorded.result is not None:
+            return _replay(recorded, import_id, number)
+        # Claimed with this content but not finished (the process stopped, or it is in flight): write its rows
+        # (idempotent) and record it; of two at once, one records and the other answers its result.
+    payload: dict[str, Any] = {"csv": data["csv"], "first_line": first_line, "dry_run": False,
+                               "include_erased": bool(job.include_erased)}
     if job.partner_id:
         payload["partner_id"] = job.partner_id
     result = importer.import_chunk(principal, program_id, payload)
@@ -118,10 +136,10 @@ def put_chunk(principal: Principal, program_id: str, import_id: str, number_text
             break
         except _ChunkTaken:
             recorded = _chunk(program_id, import_id, number)
-            if recorded is None:  # pragma: no cover - a recorded chunk is never deleted
+            if recorded is None or recorded.result is None:  # pragma: no cover - a claim is never deleted
                 raise ServiceUnavailable("The chunk could not be recorded; send it again",
                                          code="import_busy") from None
-            return _replay(recorded, digest, import_id, number)
+            return _replay(recorded, import_id, number)
         except _Changed:
             job = _job(program_id, import_id)
     else:
@@ -137,6 +155,15 @@ def chunk_number(text: str) -> int:
     return int(text)
 
 
+def _claim(job: ImportJobItem, number: int, digest: str) -> None:
+    """The chunk number's record with the content's digest and no result, before any row is written."""
+    pk, sk = keys.import_chunk(job.program_id, job.import_id, number)
+    tx = Transaction()
+    tx.create(ImportChunkItem(PK=pk, SK=sk, program_id=job.program_id, import_id=job.import_id, number=number,
+                              digest=digest, received_at=ports.current().clock.now()), on_fail=_ChunkTaken())
+    tx.commit()
+
+
 def _record(job: ImportJobItem, number: int, digest: str, result: dict[str, Any]) -> None:
     now = ports.current().clock.now()
     totals = {name: int((job.totals or {}).get(name, 0)) + int(result.get(name, 0)) for name in TOTALS}
@@ -145,8 +172,9 @@ def _record(job: ImportJobItem, number: int, digest: str, result: dict[str, Any]
         errors += result["errors"][: KEPT_ERRORS - len(errors)]
     pk, sk = keys.import_chunk(job.program_id, job.import_id, number)
     tx = Transaction()
-    tx.create(ImportChunkItem(PK=pk, SK=sk, program_id=job.program_id, import_id=job.import_id, number=number,
-                              digest=digest, result=result, received_at=now), on_fail=_ChunkTaken())
+    tx.update(ImportChunkItem(PK=pk, SK=sk), [ImportChunkItem.result.set(result), ImportChunkItem.received_at.set(now)],
+              ImportChunkItem.PK.exists() & (ImportChunkItem.digest == digest) & ImportChunkItem.result.does_not_exist(),
+              on_fail=_ChunkTaken())
     revision = int(job.revision or 0)
     tx.update(ImportJobItem(PK=job.PK, SK=job.SK),
               [ImportJobItem.revision.set(revision + 1), ImportJobItem.totals.set(totals),
@@ -155,10 +183,7 @@ def _record(job: ImportJobItem, number: int, digest: str, result: dict[str, Any]
     tx.commit()
 
 
-def _replay(recorded: ImportChunkItem, digest: str, import_id: str, number: int) -> dict[str, Any]:
-    if recorded.digest != digest:
-        raise Conflict(f"Chunk {number} of this import was already received with other content",
-                       code="chunk_conflict", details={"chunk": number})
+def _replay(recorded: ImportChunkItem, import_id: str, number: int) -> dict[str, Any]:
     return {"import_id": import_id, "chunk": number, "replayed": True, **dict(recorded.result or {})}
 
 
@@ -179,6 +204,7 @@ def view(job: ImportJobItem) -> dict[str, Any]:
     expected = int(job.expected_chunks) if job.expected_chunks is not None else None
     return {
         "import_id": job.import_id, "program_id": job.program_id, "partner_id": job.partner_id,
+        "include_erased": bool(job.include_erased),
         "status": "completed" if expected is not None and chunks >= expected else "receiving",
         "expected_chunks": expected, "chunks": chunks,
         **{name: int((job.totals or {}).get(name, 0)) for name in TOTALS},

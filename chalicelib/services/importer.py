@@ -1,16 +1,21 @@
 """Member import from another loyalty system: a CSV chunk → members, opening balances, referrers.
 
 Operator only. Each row is written in one transaction (which it may share with other rows, below):
-the import marker (keyed by the salted hash of the row's strongest identifier, created with
+the import marker of the row's member (``IMPORT#<program>#member#<member>``, created with
 ``attribute_not_exists``), the member with its pointers, code and link
-(``store.members.stage_member_creation``), the referrer's signup counter, and the opening balance
-as an ``import`` ledger entry with the balance update. So a row is written whole or not at all,
-and re-running an import (or a chunk) changes nothing: imported people are skipped. A person who
-is already a member (a pointer for one of their identifiers exists) gets only the opening
-balance; their profile and referrer stay as they are.
+(``store.members.stage_member_creation``) or the pointers of the identifiers an existing member did
+not have yet, the referrer's signup counter, and the opening balance as an ``import`` ledger entry
+with the balance update. So a row is written whole or not at all, and re-running an import (or a
+chunk, or a corrected file naming the people by other identifiers) changes nothing: a person
+imported before is skipped (a bad row when it asks for another opening balance). Markers of the
+earlier code (keyed by the row's strongest identifier) are still read. A person who is already a
+member gets the opening balance and their new identifiers; their profile and referrer stay as they
+are. Rows naming one person twice in a chunk, or two members in one row, are bad rows; so is a row
+naming an erased person (their identifier's tombstone), unless the import includes them.
 
-Reads are batched: one ``BatchGetItem`` round for every marker, pointer, code and referrer of the
-chunk, one for the balances of existing members. Rows are written in file order, so a referrer
+Reads are batched: one ``BatchGetItem`` round for every pointer, tombstone, earlier-style marker,
+code and referrer of the chunk, one for the balances, markers and profiles of existing members (and
+one for earlier-style markers of existing members found without a marker). Rows are written in file order, so a referrer
 imported earlier in the same file is found, and several rows share one transaction (up to
 ``GROUP_ITEMS`` items) while they touch different items. Each row's operations keep their own
 conditions, whose failure names the row (``_RowConflict.line``): a group whose transaction is
@@ -31,12 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain.codes import generate_code
 from chalicelib.domain.ids import new_id
-from chalicelib.domain.member_import import ImportRow, RowError, parse
+from chalicelib.domain.member_import import ImportRow, RowError, duplicates, parse
 from chalicelib.logs import get_logger
 from chalicelib.services import ports
 from chalicelib.services.auth import Principal
 from chalicelib.store import import_items, keys, tenancy_repo
-from chalicelib.store.data_rights import ImportRowItem
+from chalicelib.store.data_rights import ErasedIdentityItem, ImportRowItem
 from chalicelib.store.db import Entity
 from chalicelib.store.import_items import NewMember
 from chalicelib.store.ledger import BalanceDelta, BalanceItem, new_entry, stable_id, stage_balance
@@ -48,10 +53,13 @@ from chalicelib.store.members import (
     MemberItem,
     batch_get,
     identity_refs,
+    key_from_str,
     key_str,
     new_member,
+    pointer_items,
     stage_member_creation,
 )
+from chalicelib.store.notify import NotifyStateItem
 from chalicelib.store.tenancy import ProgramItem
 from chalicelib.store.transact import MAX_TRANSACTION_ITEMS, Transaction
 
@@ -70,6 +78,8 @@ CHUNK_SCHEMA: dict[str, Any] = {
         "first_line": {"type": "integer", "minimum": 2, "description": "File line number of the first data row"},
         "partner_id": {"type": "string", "maxLength": 64, "description": "Whose customer ids the file holds"},
         "dry_run": {"type": "boolean", "description": "Check the rows, write nothing"},
+        "include_erased": {"type": "boolean", "description": "Enrol again people whose data was erased (default: "
+                                                             "such a row is a bad row)"},
     },
 }
 _ATTEMPTS = 3
@@ -113,6 +123,8 @@ class _Staged:
     refs: list[IdentityRef]
     #: The new member's signup counters (analytics), written in the transaction that creates it.
     signup: list[Increment] = field(default_factory=list)
+    #: Pointers the row adds to an existing member (identifiers they did not have yet).
+    linked: list[IdentityItem] = field(default_factory=list)
 
 
 @dataclass
@@ -140,18 +152,22 @@ def import_chunk(principal: Principal, program_id: str, data: Mapping[str, Any])
         tenancy_repo.get_partner(program_id, partner_id)
     rows, errors = parse(data["csv"], first_line=int(data.get("first_line", 2)),
                          phone_region="RU" if program.default_locale == "ru" else "US", has_partner=bool(partner_id))
-    result = ChunkResult(rows=len(rows) + len(errors), errors=list(errors))
+    result = ChunkResult(rows=len(rows) + len(errors))
+    rows, repeated = duplicates(rows)
+    result.errors = [*errors, *repeated]
     if data.get("dry_run"):
         return {**result.view(), "dry_run": True}
-    _Chunk(program, partner_id, result).write(rows)
+    _Chunk(program, partner_id, result, include_erased=bool(data.get("include_erased"))).write(rows)
     log.info("import chunk", extra={"program_id": program_id, "rows": result.rows, "imported": result.imported,
                                     "errors": len(result.errors)})
     return {**result.view(), "dry_run": False}
 
 
 class _Chunk:
-    def __init__(self, program: ProgramItem, partner_id: str | None, result: ChunkResult) -> None:
+    def __init__(self, program: ProgramItem, partner_id: str | None, result: ChunkResult, *,
+                 include_erased: bool = False) -> None:
         self.program = program
+        self.include_erased = include_erased
         self.pid = program.program_id
         self.partner_id = partner_id
         self.result = result
@@ -171,8 +187,22 @@ class _Chunk:
                                                         customer_id=customer)
         return refs
 
-    def marker_key(self, refs: list[IdentityRef]) -> tuple[str, str]:
+    def marker_key(self, member_id: str) -> tuple[str, str]:
+        """The import marker of a member: one opening balance per member, whichever identifiers name them."""
+        return keys.import_row(self.pid, f"member#{member_id}")
+
+    def legacy_marker_key(self, refs: list[IdentityRef]) -> tuple[str, str]:
+        """The marker the importer wrote before markers were per member: keyed by the row's strongest identifier."""
         return keys.import_row(self.pid, f"{refs[0].kind}#{refs[0].value_hash}")
+
+    def legacy_marker_of_pointer(self, pointer: str) -> tuple[str, str]:
+        """The earlier marker for a member's identifier, from the pointer key on their profile (``pointer_keys``)."""
+        pk, _ = key_from_str(pointer)
+        _, _, kind, value_hash = pk.split("#", 3)
+        return keys.import_row(self.pid, f"{kind}#{value_hash}")
+
+    def tombstone_key(self, ref: IdentityRef) -> tuple[str, str]:
+        return keys.erased_identity(self.pid, ref.kind, ref.value_hash)
 
     def referrer_key(self, row: ImportRow) -> tuple[str, str] | None:
         if row.referrer_code:
@@ -183,34 +213,64 @@ class _Chunk:
         return None
 
     def read(self, rows: list[ImportRow]) -> None:
-        """Read (again) what ``rows`` depend on, in two ``BatchGetItem`` rounds: markers, pointers,
-        codes and referrers, then the balances of the members found. What earlier rows of the
+        """Read (again) what ``rows`` depend on, in batched ``BatchGetItem`` rounds: their identifiers' pointers
+        and tombstones, the earlier-style marker of their strongest identifier, codes and referrers; then, of the
+        members found, the balance, the import marker and the profile; then, only for members found without a
+        marker, the earlier-style markers of all their identifiers (``pointer_keys``). What earlier rows of the
         chunk wrote stays remembered."""
         wanted: list[tuple[str, str]] = []
         for row in rows:
             refs = self.refs(row)
-            wanted.append(self.marker_key(refs))
-            wanted += [r.pointer_key(self.pid) for r in refs]
+            wanted.append(self.legacy_marker_key(refs))
+            for ref in refs:
+                wanted += [ref.pointer_key(self.pid), self.tombstone_key(ref)]
             if row.code:
                 wanted.append(keys.referral_code(self.pid, row.code))
             referrer = self.referrer_key(row)
             if referrer:
                 wanted.append(referrer)
+        self._refresh(wanted)
+        members = list(dict.fromkeys(m for row in rows for _, m in self.owners(self.refs(row))))
+        self._refresh([key for m in members
+                       for key in (keys.balance(self.pid, m), self.marker_key(m), keys.member(self.pid, m))])
+        legacy = []
+        for member_id in members:
+            profile = self.items.get(keys.member(self.pid, member_id))
+            if isinstance(profile, MemberItem) and not isinstance(self.items.get(self.marker_key(member_id)),
+                                                                  ImportRowItem):
+                legacy += [self.legacy_marker_of_pointer(k) for k in profile.pointer_keys or []]
+        if legacy:
+            self._refresh(legacy)
+
+    def _refresh(self, wanted: list[tuple[str, str]]) -> None:
+        if not wanted:
+            return
         found = batch_get(wanted)
         for key in wanted:
             self.items.pop(key, None)
         self.items.update(found)
-        existing = {p.member_id for p in found.values() if isinstance(p, IdentityItem)}
-        balances = [keys.balance(self.pid, m) for m in existing]
-        for key in balances:
-            self.items.pop(key, None)
-        self.items.update(batch_get(balances))
 
-    def existing_member(self, refs: list[IdentityRef]) -> str | None:
+    def owners(self, refs: list[IdentityRef]) -> list[tuple[IdentityRef, str]]:
+        """The row's identifiers that point at a member, with that member."""
+        out = []
         for ref in refs:
             pointer = self.items.get(ref.pointer_key(self.pid))
             if isinstance(pointer, IdentityItem):
-                return pointer.member_id
+                out.append((ref, pointer.member_id))
+        return out
+
+    def imported(self, member_id: str | None, refs: list[IdentityRef]) -> ImportRowItem | None:
+        """The marker of an import that credited this person already: the member's, or one the earlier code wrote
+        (keyed by the strongest identifier of its row: this row's, or any of the member's identifiers)."""
+        candidates = [self.marker_key(member_id)] if member_id is not None else []
+        candidates.append(self.legacy_marker_key(refs))
+        profile = self.items.get(keys.member(self.pid, member_id)) if member_id is not None else None
+        if isinstance(profile, MemberItem):
+            candidates += [self.legacy_marker_of_pointer(k) for k in profile.pointer_keys or []]
+        for key in candidates:
+            marker = self.items.get(key)
+            if isinstance(marker, ImportRowItem):
+                return marker
         return None
 
     def referrer(self, row: ImportRow) -> _Referrer | None:
@@ -359,11 +419,8 @@ class _Chunk:
                 pending.remove(offender)
                 self.forget(offender)
                 self.result.group_retries += 1
-                if isinstance(failed, _AlreadyImported):
-                    self.result.skipped += 1  # imported meanwhile by another upload of the same row
-                else:
-                    self.read([offender.row])
-                    self.write_alone(offender.row)
+                self.read([offender.row])  # imported meanwhile by another upload: with the same balance or not?
+                self.write_alone(offender.row)
                 continue
             for staged in pending:
                 self.count(staged)
@@ -387,6 +444,10 @@ class _Chunk:
                     if row.code and isinstance(self.items.get(keys.referral_code(self.pid, row.code)), CodeItem):
                         raise _RowFailed("code", "this code is already taken") from None
                     raise _Retry() from None
+                except _AlreadyImported:
+                    self.read([row])  # imported meanwhile: with the same opening balance (skipped) or another
+                    self.stage_row(row)
+                    raise
                 self.remember(staged)
                 self.count(staged)
                 return
@@ -404,32 +465,65 @@ class _Chunk:
                     self.read([row])
 
     def stage_row(self, row: ImportRow) -> _Staged:
-        """The row's transaction (not committed). Raises ``_AlreadyImported`` or ``_RowFailed``."""
+        """The row's transaction (not committed). Raises ``_AlreadyImported`` or ``_RowFailed``.
+
+        The row's identifiers must not name two members; an identifier nobody has but whose member was erased
+        (a tombstone) makes the row a bad row unless the import includes erased people. A person imported before
+        (the member's marker, or an earlier-style one) is already imported when the row asks for the same opening
+        balance, a bad row when it asks for another. A new person becomes a member; an existing member gets the
+        opening balance and the row's identifiers they did not have yet."""
         refs = self.refs(row)
-        marker_key = self.marker_key(refs)
-        if isinstance(self.items.get(marker_key), ImportRowItem):
+        owners = self.owners(refs)
+        member_id = owners[0][1] if owners else None
+        other = next((ref for ref, owner in owners if owner != member_id), None)
+        if other is not None:
+            raise _RowFailed(other.kind, f"belongs to another member than the row's {owners[0][0].kind}")
+        unlinked = [ref for ref in refs if all(ref is not linked for linked, _ in owners)]
+        erased = [(ref, tomb) for ref in unlinked
+                  if isinstance(tomb := self.items.get(self.tombstone_key(ref)), ErasedIdentityItem)]
+        if erased and not self.include_erased:
+            raise _RowFailed(erased[0][0].kind, "belongs to a person whose data was erased: an import does not enrol "
+                                                "them again (unless the import includes erased people)")
+        if member_id is not None and unlinked:
+            self.check_links(row, member_id, owners[0][0], unlinked)
+        marker = self.imported(member_id, refs)
+        if marker is not None:
+            if member_id is not None and marker.member_id != member_id:
+                raise _RowFailed(refs[0].kind, "was imported before into another member")
+            if int(marker.opening_balance or 0) != row.opening_balance:
+                source = f" from line {int(marker.line)}" if marker.line is not None else ""
+                raise _RowFailed("opening_balance", f"this person was imported already{source} with an opening "
+                                                    f"balance of {int(marker.opening_balance or 0)}; an import does "
+                                                    "not change it")
             raise _AlreadyImported()
         wants_referrer = bool(row.referrer_code or row.referrer_customer_id)
         referrer = self.referrer(row) if wants_referrer else None
         tx = Transaction()
-        member_id = self.existing_member(refs)
         created: NewMember | None = None
+        linked: list[IdentityItem] = []
         if member_id is None:
             if wants_referrer and referrer is None:
                 column = "referrer_code" if row.referrer_code else "referrer_customer_id"
                 raise _RowFailed(column, "no such member (import referrers before the members they referred)")
             if row.code and isinstance(self.items.get(keys.referral_code(self.pid, row.code)), CodeItem):
                 raise _RowFailed("code", "this code is already taken")
+            member_id = new_id("mbr")
+            suppressed = [ref.value_hash for ref, tomb in erased if ref.kind == "email" and tomb.suppressed]
             if RAW_ROWS and not row.birthday and row.opening_balance >= 0:
-                return self.stage_new_raw(row, refs, referrer, marker_key)
-            member = self.new_member(row, refs, referrer)
+                staged = self.stage_new_raw(row, refs, referrer, member_id)
+                self.stage_suppression(staged.tx, row, member_id, suppressed)
+                return staged
+            member = self.new_member(row, refs, referrer, member_id)
             created = NewMember(self.pid, member.member_id, member.code, member.name, list(member.ancestors or []),
                                 member.joined_at, member.referrer_id)
-            member_id = member.member_id
             stage_member_creation(tx, member, refs, _CodeOrPointerTaken(row.line))
+            self.stage_suppression(tx, row, member_id, suppressed)
             if referrer is not None:
                 ref_member = MemberItem(*keys.member(self.pid, referrer.member_id))
                 tx.update(ref_member, [MemberItem.referral_signups.add(1)], Entity.PK.exists(), on_fail=_Retry(row.line))
+        elif unlinked:
+            linked = self.stage_links(tx, row, member_id, unlinked)
+        marker_key = self.marker_key(member_id)
         entry_id = None
         if row.opening_balance:
             entry_id = stable_id("le", KIND_IMPORT, *marker_key)
@@ -441,18 +535,70 @@ class _Chunk:
             stage_balance(tx, self.pid, member_id, balance if isinstance(balance, BalanceItem) else None,
                           BalanceDelta(available=row.opening_balance, earned=row.opening_balance), on_fail=_Retry(row.line))
         marker = ImportRowItem(PK=marker_key[0], SK=marker_key[1], program_id=self.pid, member_id=member_id,
-                               entry_id=entry_id, opening_balance=row.opening_balance, imported_at=self.now)
+                               entry_id=entry_id, opening_balance=row.opening_balance, imported_at=self.now,
+                               line=row.line)
         tx.create(marker, on_fail=_AlreadyImported(row.line))
-        return _Staged(row, tx, marker, created, refs, self.signup(created))
+        return _Staged(row, tx, marker, created, refs, self.signup(created), linked)
+
+    def profile(self, member_id: str) -> MemberItem:
+        profile = self.items.get(keys.member(self.pid, member_id))
+        if not isinstance(profile, MemberItem) or profile.erased_at is not None:
+            raise _RowFailed("", "changed concurrently while importing; run the import again")
+        return profile
+
+    def check_links(self, row: ImportRow, member_id: str, found_by: IdentityRef, unlinked: list[IdentityRef]) -> None:
+        """A customer id the member does not have, while they have another at this partner: a bad row."""
+        profile = self.profile(member_id)
+        held = (profile.customer_ids.as_dict() if profile.customer_ids else {}).get(self.partner_id or "")
+        if any(ref.kind == "customer_id" for ref in unlinked) and held is not None and held != row.customer_id:
+            raise _RowFailed("customer_id", f"the member the row's {found_by.kind} names has another customer id at "
+                                            "this partner")
+
+    def stage_links(self, tx: Transaction, row: ImportRow, member_id: str, unlinked: list[IdentityRef]) -> list[
+            IdentityItem]:
+        """An existing member named with identifiers they do not have yet gains them, as an event naming them would
+        (``membership_stage.add_missing_identifiers``): a pointer each (``attribute_not_exists``) and the profile's
+        ``pointer_keys`` (what an erasure deletes), customer id, e-mail or phone where it had none, conditioned on
+        its revision (:meth:`check_links` has refused another customer id at the same partner)."""
+        profile = self.profile(member_id)
+        customer_ids = profile.customer_ids.as_dict() if profile.customer_ids else {}
+        actions: list[Any] = [MemberItem.pointer_keys.set(
+            list(profile.pointer_keys or []) + [key_str(r.pointer_key(self.pid)) for r in unlinked])]
+        for ref in unlinked:
+            if ref.kind == "customer_id" and self.partner_id and row.customer_id:
+                if self.partner_id not in customer_ids:
+                    actions.append(MemberItem.customer_ids.set({**customer_ids, self.partner_id: row.customer_id}))
+            elif ref.kind == "email" and row.email and not profile.email:
+                actions.append(MemberItem.email.set(row.email))
+            elif ref.kind == "phone" and row.phone and not profile.phone:
+                actions.append(MemberItem.phone.set(row.phone))
+        pointers = pointer_items(profile, unlinked)
+        for pointer in pointers:
+            tx.create(pointer, on_fail=_CodeOrPointerTaken(row.line))
+        revision = int(profile.revision or 0)
+        condition = Entity.PK.exists() & MemberItem.erased_at.does_not_exist()  # her erasure has not started
+        if profile.revision is not None:
+            condition = condition & (MemberItem.revision == revision)
+        tx.update(profile, [*actions, MemberItem.revision.set(revision + 1)], condition, on_fail=_Retry(row.line))
+        return pointers
+
+    def stage_suppression(self, tx: Transaction, row: ImportRow, member_id: str, suppressed: list[str]) -> None:
+        """A new member whose e-mail an erased member's complaint or bounce suppressed starts suppressed, as a new
+        signup does (``services.suppression_stage``)."""
+        if suppressed:
+            pk, sk = keys.notify_state(self.pid, member_id)
+            tx.create(NotifyStateItem(PK=pk, SK=sk, program_id=self.pid, member_id=member_id, suppressed=suppressed,
+                                      updated_at=self.now), on_fail=_CodeOrPointerTaken(row.line))
 
     def stage_new_raw(self, row: ImportRow, refs: list[IdentityRef], referrer: _Referrer | None,
-                      marker_key: tuple[str, str]) -> _Staged:
+                      member_id: str) -> _Staged:
         """A new member's row (no birthday) as ``store.import_items`` operations: the same items, conditions
         and ``on_fail`` as the model path of :meth:`stage_row`, without a model object per item."""
         tx = Transaction()
         ancestors = [referrer.member_id, *referrer.ancestors][: self.max_depth] if referrer is not None else []
-        member = NewMember(self.pid, new_id("mbr"), row.code or generate_code(), row.name or None, ancestors,
+        member = NewMember(self.pid, member_id, row.code or generate_code(), row.name or None, ancestors,
                            row.joined_at or self.now, referrer.member_id if referrer is not None else None)
+        marker_key = self.marker_key(member_id)
         taken = _CodeOrPointerTaken(row.line)
         pointer_keys = [r.pointer_key(self.pid) for r in refs]
         customer_ids = {self.partner_id: row.customer_id} if row.customer_id and self.partner_id else {}
@@ -478,10 +624,10 @@ class _Chunk:
             update, key = import_items.new_balance(self.pid, member.member_id, row.opening_balance)
             tx.update_raw(update, key, on_fail=_Retry(row.line))
         marker = import_items.import_marker(marker_key, self.pid, member.member_id, entry_id, row.opening_balance,
-                                            self.now)
+                                            self.now, row.line)
         tx.put_raw(import_items.create(marker), marker_key, on_fail=_AlreadyImported(row.line))
         remembered = ImportRowItem(PK=marker_key[0], SK=marker_key[1], program_id=self.pid,
-                                   member_id=member.member_id)
+                                   member_id=member.member_id, opening_balance=row.opening_balance, line=row.line)
         return _Staged(row, tx, remembered, member, refs, self.signup(member))
 
     def signup(self, member: NewMember | None) -> list[Increment]:
@@ -499,10 +645,11 @@ class _Chunk:
             self.result.existing += 1
         self.result.points += staged.row.opening_balance
 
-    def new_member(self, row: ImportRow, refs: list[IdentityRef], referrer: _Referrer | None) -> MemberItem:
+    def new_member(self, row: ImportRow, refs: list[IdentityRef], referrer: _Referrer | None,
+                   member_id: str) -> MemberItem:
         customer_ids = {self.partner_id: row.customer_id} if row.customer_id and self.partner_id else {}
         member = new_member(
-            self.pid, new_id("mbr"), row.code or generate_code(), joined_at=row.joined_at or self.now,
+            self.pid, member_id, row.code or generate_code(), joined_at=row.joined_at or self.now,
             joined_via=JOINED_VIA_IMPORT, name=row.name or None, locale=row.locale or self.program.default_locale,
             email=row.email, phone=row.phone, birthday=row.birthday, customer_ids=customer_ids,
             acquisition={"channel": KIND_IMPORT}, refs=refs,
@@ -519,6 +666,8 @@ class _Chunk:
     def remember(self, staged: _Staged) -> None:
         """What the row writes, so later rows of the chunk find it (as their referrer, member or duplicate)."""
         self.items[(staged.marker.PK, staged.marker.SK)] = staged.marker
+        for pointer in staged.linked:
+            self.items[(pointer.PK, pointer.SK)] = pointer
         member = staged.created
         if member is None:
             return
@@ -533,6 +682,8 @@ class _Chunk:
 
     def forget(self, staged: _Staged) -> None:
         self.items.pop((staged.marker.PK, staged.marker.SK), None)
+        for pointer in staged.linked:
+            self.items.pop((pointer.PK, pointer.SK), None)
         if staged.created is not None:
             for ref in staged.refs:
                 self.items.pop(ref.pointer_key(self.pid), None)

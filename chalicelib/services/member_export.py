@@ -7,7 +7,9 @@ Bounded, paged reads: the first page starts with the *summary* (profile, balance
 record, codes with their click counters, identity kinds, pending invites waiting for the
 member); then every item in the member's partition (ledger entries, attribution records,
 counters...), then items of registered erasable kinds that live outside it
-(``store.erasure_kinds``). Each page holds at most ``limit`` items and a signed ``next_cursor``.
+(``store.erasure_kinds``: her pointers and import marker, her events' records, redemptions, adjustments and
+order ledgers, outbox messages, webhook deliveries, her part of signal pointers and review items, her velocity
+counters). Each page holds at most ``limit`` items and a signed ``next_cursor``.
 
 Reads go through the ports (``deps.members`` for the profile, codes, clicks and balance, the erasure record;
 ``deps.data_rights`` for the partition's pages, the registered kinds and the items' JSON form).

@@ -81,7 +81,11 @@ def stage_new_member(ctx: EventContext, tx: Transaction, member: MemberItem) -> 
 
 def add_missing_identifiers(ctx: EventContext, tx: Transaction, first: dict[Key, Entity],
                              member: MemberItem, changes: ProfileChanges) -> None:
-    """An existing member seen with a new identifier (a phone, another shop's customer id) gains a pointer."""
+    """An existing member seen with a new identifier (a phone, another shop's customer id) gains a pointer.
+    Never an erased member's (the pipeline takes an event about one as about nobody, and guards the member it
+    writes for: :meth:`ProfileChanges.guard`)."""
+    if member.erased_at is not None:
+        return
     customer = ctx.event.customer
     missing = [r for r in ctx.refs if r.pointer_key(ctx.program_id) not in first]
     if not missing or customer is None:
@@ -129,7 +133,17 @@ class ProfileChanges:
         self._members: dict[Key, MemberItem] = {}
         self._actions: dict[Key, list[Any]] = {}
         self._rewrites: set[Key] = set()
+        self._guarded: set[Key] = set()
         self._counts: dict[tuple[str, str], dict[str, int]] = {}
+
+    def guard(self, member: MemberItem) -> None:
+        """The transaction commits only if ``member``'s erasure has not started meanwhile (``erased_at`` is set by
+        the transaction that starts it): on the member's update if there is one, else a ``ConditionCheck``. For
+        an event that writes something about the member that the erasure removes (an attribution record, a new
+        friend, fraud signals naming her); every rewrite of a profile carries the condition anyway. A failed guard retries the event, which
+        then finds the member erased (``services.pipeline``). An event that only posts to her balance needs no
+        guard: committed after the start it is as if committed just before (the balance stays either way)."""
+        self._guarded.add(self._slot(member))
 
     def count(self, program_id: str, member_id: str, name: str, amount: int) -> None:
         """A purchase / converted-referral count of a member, kept on the member's balance item (staged last,
@@ -161,13 +175,17 @@ class ProfileChanges:
             if not tx.touches((balance.PK, balance.SK)):  # else merged into that update, which sets these
                 count_actions += identity_actions(BalanceItem, program_id=program_id, member_id=member_id)
             tx.update(balance, count_actions)
+        unerased = MemberItem.erased_at.does_not_exist()
         for key, actions in self._actions.items():
-            if not actions:
-                continue
             member = self._members[key]
             if tx.touches(key):  # created in this transaction: its fields were set before creation
                 continue
-            condition = Entity.PK.exists()
+            if not actions:
+                if key in self._guarded:
+                    tx.check(MemberItem, key, Entity.PK.exists() & unerased, on_fail=RetryEvent())
+                continue
+            guarded = key in self._guarded or key in self._rewrites  # a rewrite may set personal data or pointers
+            condition = Entity.PK.exists() & unerased if guarded else Entity.PK.exists()
             if key in self._rewrites:
                 revision = int(member.revision or 0)
                 actions = [*actions, MemberItem.revision.set(revision + 1)]

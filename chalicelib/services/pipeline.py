@@ -42,8 +42,8 @@ from chalicelib.services.outcomes import AlreadyProcessed, RetryEvent
 from chalicelib.store import keys
 from chalicelib.store.db import Entity
 from chalicelib.store.dynamo_ports import event_key_hash
-from chalicelib.store.events import EventItem, lean_reply
-from chalicelib.store.ledger import member_counts
+from chalicelib.store.events import EventItem, EventRefItem, lean_reply
+from chalicelib.store.ledger import LedgerEntryItem, member_counts
 from chalicelib.store.members import IdentityItem, MemberItem, batch_get, identity_refs
 from chalicelib.store.tenancy import ProgramItem
 from chalicelib.store.transact import Transaction
@@ -176,9 +176,14 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
     if subject_id and not isinstance(subject_item, MemberItem):
         raise RetryEvent()  # pointer seen before its member: a concurrent creation is in flight
     subject = subject_item if isinstance(subject_item, MemberItem) else None
+    # A member whose erasure has started is nobody: the event enrols no one (her identifiers' pointers are still
+    # there until the erasure's first step deletes them) and writes nothing about her, as once she is erased.
+    erased = subject is not None and subject.erased_at is not None
+    if erased:
+        subject = None
     changes = membership_stage.ProfileChanges()
     created = False
-    if subject is None and membership_stage.should_enrol(ctx, first):
+    if subject is None and not erased and membership_stage.should_enrol(ctx, first):
         subject = membership_stage.enrol(ctx)
         created = True
     elif subject is not None:
@@ -215,6 +220,8 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
 
     if created and subject is not None:
         membership_stage.stage_new_member(ctx, tx, subject)
+    elif subject is not None and ctx.signals:
+        changes.guard(subject)  # the fraud signals record her (risk_stage): not once her erasure has started
     changes.stage(tx)
     reply = {
         "status": "processed",
@@ -239,10 +246,25 @@ def _attempt(ctx: EventContext) -> dict[str, Any]:
     else:
         record.replaced_parked = 1  # the stream sees a MODIFY: analytics counts the fact on it once
         tx.put(record, replaces, on_fail=AlreadyProcessed())
+    _stage_event_ref(ctx, tx, subject)
     tx.commit()  # round trip 3
     log.info("event processed", extra={"event_type": ctx.event.type, "program_id": ctx.program_id,
                                        "created_member": created, "attribution": decision_reply.get("outcome")})
     return reply
+
+
+def _stage_event_ref(ctx: EventContext, tx: Transaction, subject: MemberItem | None) -> None:
+    """The subject's back-reference to the record (``store.events.EventRefItem``, for the member export), unless
+    the transaction writes a ledger entry of hers, which names the record by its business key (one small item
+    more, only for an event that pays her nothing)."""
+    if subject is None:
+        return
+    partition = keys.member_partition(ctx.program_id, subject.member_id)
+    if any(isinstance(i, LedgerEntryItem) and (i.PK, i.business_key) == (partition, ctx.business_key)
+           for i in tx.saved()):
+        return
+    pk, sk = keys.event_ref(ctx.program_id, subject.member_id, ctx.event_key[0].rsplit("#", 1)[1])
+    tx.put(EventRefItem(PK=pk, SK=sk, program_id=ctx.program_id, member_id=subject.member_id, received_at=ctx.now))
 
 
 def _event_record(ctx: EventContext, subject: MemberItem | None, reply: dict[str, Any],

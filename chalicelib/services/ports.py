@@ -137,7 +137,9 @@ class MemberStore(Protocol):
         """Give ``member`` the (valid, normalised) ``code``; the old one keeps working. One transaction.
 
         Raises ``Conflict`` (``code_taken``) when another member holds the code in any program (short links
-        are deployment-wide), ``StaleMember`` when the member changed since it was read."""
+        are deployment-wide), ``MemberErased`` (409) when the member read is erased, ``StaleMember`` when the
+        member changed since it was read (its erasure started, say: the update is conditioned on ``erased_at``
+        not existing)."""
         ...
 
     def coupon_owner(self, program_id: str, code: str) -> str | None: ...
@@ -148,7 +150,8 @@ class MemberStore(Protocol):
         """Register ``code`` for ``member`` (unique per program); False if it already was theirs.
 
         Raises ``Conflict`` (``coupon_taken``, ``too_many_coupons``) when another member holds it or the
-        member has the maximum, ``StaleMember`` when the member changed since it was read."""
+        member has the maximum, ``MemberErased`` when the member read is erased, ``StaleMember`` when the
+        member changed since it was read (or its erasure started)."""
         ...
 
     def remove_coupon(self, member: MemberItem, code: str) -> None:
@@ -471,7 +474,8 @@ class SignalStore(Protocol):
             at: datetime) -> bool:
         """Add ``member_id`` to each signal's pointer (bounded, rewritten at most hourly per member: ``store.signals``)
         in one transaction: created where ``read`` has none, else conditioned on the revision read. False, nothing
-        written, when one changed since it was read (read again)."""
+        written, when one changed since it was read (read again); ``MemberErased``, nothing written, when the member's
+        erasure has started (checked in the same transaction)."""
         ...
 
     def take_velocity_slot(self, program_id: str, scope: str, window: str, limit: int, expires_at_epoch: int) -> bool:
@@ -558,10 +562,14 @@ class DataRightsStore(Protocol):
         has an erasure record already: then None (nothing written)."""
         ...
 
-    def start(self, member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime) -> ErasureItem:
+    def start(self, member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime,
+              actor_key: str | None = None) -> ErasureItem:
         """The record in progress at step ``pointers``, with what the steps need once the profile is gone (codes,
-        identifier hashes, the pointers to delete); conditioned on the request read (``requested``) or on there
-        being no record."""
+        identifier hashes, the pointers to delete) and who confirmed it (``actor``: the key kind, ``actor_key``:
+        its id); conditioned on the request read (``requested``) or on there being no record. In the same
+        transaction the profile gets ``erased_at`` (conditioned on the revision read, which it advances): the
+        pointer list is the profile's exactly, and every later write conditioned on ``erased_at`` not existing
+        (``MemberStore.change_code``, ``add_coupon``, events, devices, notifications) fails."""
         ...
 
     def kinds(self) -> list[str]:
@@ -706,7 +714,7 @@ _factory: Callable[[], Ports] | None = None
 
 #: Modules that register erasable kinds (``store.erasure_kinds``), imported before the first erasure or export.
 ERASABLE_MODULES: tuple[str, ...] = ("chalicelib.notify.erasure", "chalicelib.analytics.erasure",
-                                     "chalicelib.store.fraud_erasure")
+                                     "chalicelib.store.fraud_erasure", "chalicelib.store.member_links")
 
 
 def production(clock: Clock | None = None) -> Ports:

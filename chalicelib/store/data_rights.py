@@ -30,8 +30,12 @@ class ErasureItem(Entity, discriminator="erasure"):
     member_id = UnicodeAttribute()
     status = UnicodeAttribute()
     requested_by = UnicodeAttribute()  # "operator" or "member" (a key kind, never a person's identifier)
+    #: The id of the key that asked (``op_<first 12 hex digits of its SHA-256>`` for an operator key, a partner
+    #: key's ``key_id``); None when the member asked on the wallet page (the signed link was the credential).
+    requested_by_key = UnicodeAttribute(null=True)
     requested_at = IsoDateTimeAttribute()
     confirmed_by = UnicodeAttribute(null=True)
+    confirmed_by_key = UnicodeAttribute(null=True)  # the id of the key that confirmed (ran) the erasure
     started_at = IsoDateTimeAttribute(null=True)
     completed_at = IsoDateTimeAttribute(null=True)
     step = UnicodeAttribute(default="pointers")
@@ -55,13 +59,17 @@ class ErasedIdentityItem(Entity, discriminator="erased_identity"):
 
 
 class ImportRowItem(Entity, discriminator="import_row"):
-    """One person imported (keyed by the hash of their strongest identifier): a re-run skips them."""
+    """One person imported: keyed by their member (``IMPORT#<program>#member#<member>``), so a row naming them by
+    any of their identifiers finds it; markers written before 2026-12-06 are keyed by the hash of their row's
+    strongest identifier (``IMPORT#<program>#<kind>#<hash>``) and are still read. A re-run skips the person."""
 
     program_id = UnicodeAttribute()
     member_id = UnicodeAttribute()
     entry_id = UnicodeAttribute(null=True)
     opening_balance = NumberAttribute(default=0)
     imported_at = IsoDateTimeAttribute()
+    #: The file line of the row (for a later row naming the same person with another balance).
+    line = NumberAttribute(null=True)
 
 
 class ImportJobItem(Entity, discriminator="import_job"):
@@ -74,6 +82,8 @@ class ImportJobItem(Entity, discriminator="import_job"):
     import_id = UnicodeAttribute()
     partner_id = UnicodeAttribute(null=True)
     expected_chunks = NumberAttribute(null=True)
+    #: Rows naming people whose data was erased enrol them again (else they are bad rows).
+    include_erased = BooleanAttribute(null=True)
     created_at = IsoDateTimeAttribute()
     updated_at = IsoDateTimeAttribute()
     revision = NumberAttribute(default=0)
@@ -82,13 +92,14 @@ class ImportJobItem(Entity, discriminator="import_job"):
 
 
 class ImportChunkItem(Entity, discriminator="import_chunk"):
-    """One chunk of an import as received: ``digest`` of its content and its result."""
+    """One chunk of an import: claimed with the ``digest`` of its content before any of its rows is written, then
+    its ``result`` (with the import's totals, in one transaction). No result yet: claimed, not finished."""
 
     program_id = UnicodeAttribute()
     import_id = UnicodeAttribute()
     number = NumberAttribute()
     digest = UnicodeAttribute()
-    result = JSONAttribute()
+    result = JSONAttribute(null=True)
     received_at = IsoDateTimeAttribute()
 
 

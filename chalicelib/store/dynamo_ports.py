@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from chalicelib.config import get_settings
 from chalicelib.domain import clock
-from chalicelib.domain.errors import Conflict, NotFound, ValidationFailed
+from chalicelib.domain.errors import Conflict, MemberErased, NotFound, ValidationFailed
 from chalicelib.domain.records import (
     REDEMPTION_CANCELLED,
     REDEMPTION_CONFIRMED,
@@ -131,6 +131,14 @@ def code_change_plan(member: MemberItem, code: str) -> tuple[list[str], bool]:
     return pointer_keys, own_earlier
 
 
+def not_erased(member: MemberItem) -> Any:
+    """The condition every write attaching personal data or a code to a profile carries: its erasure has not
+    started (the erasure's start transaction sets ``erased_at``). Raises at once for a profile read erased."""
+    if member.erased_at is not None:
+        raise MemberErased(member.member_id)
+    return Entity.PK.exists() & MemberItem.erased_at.does_not_exist()
+
+
 def code_taken(code: str) -> Conflict:
     return Conflict("This code is already taken", code="code_taken", details={"code": code})
 
@@ -148,6 +156,13 @@ def member_profile(member: NewMember, refs: Sequence[IdentityRef]) -> MemberItem
     return new_member(member.program_id, member.member_id, member.code, joined_at=member.joined_at,
                       joined_via=member.joined_via, name=member.name, locale=member.locale, email=member.email,
                       phone=member.phone, acquisition=dict(member.acquisition), refs=refs)
+
+
+def invite_ref_item(program_id: str, ref: IdentityRef, invite: PendingInvite) -> Any:
+    from chalicelib.store.members import InviteRefItem
+
+    pk, sk = keys.invite_ref(program_id, invite.referrer_id, ref.kind, ref.value_hash)
+    return InviteRefItem(PK=pk, SK=sk, program_id=program_id, member_id=invite.referrer_id, kind=ref.kind)
 
 
 def pending_invite_item(program_id: str, ref: IdentityRef, invite: PendingInvite) -> PendingInviteItem:
@@ -198,6 +213,8 @@ class DynamoMemberStore:
         if first_touch_since is not None:
             condition = (Entity.PK.does_not_exist() | (PendingInviteItem.referrer_id == invite.referrer_id)
                          | (PendingInviteItem.invited_at < first_touch_since))
+        # The referrer's back-reference first (an idempotent put): no invite naming her is ever without one.
+        invite_ref_item(program_id, ref, invite).save()
         try:
             item.save(condition=condition)
         except PutError as exc:
@@ -244,6 +261,7 @@ class DynamoMemberStore:
 
     def change_code(self, member: MemberItem, code: str) -> None:
         pid = member.program_id
+        unerased = not_erased(member)
         taken = code_taken(code)
         pointer_keys, own_earlier = code_change_plan(member, code)
         new_code_key = keys.referral_code(pid, code)
@@ -251,7 +269,7 @@ class DynamoMemberStore:
         tx = Transaction()
         tx.update(member, [MemberItem.code.set(code), MemberItem.pointer_keys.set(pointer_keys),
                            MemberItem.revision.set(revision + 1)],
-                  Entity.PK.exists() & (MemberItem.revision == revision), on_fail=StaleMember())
+                  unerased & (MemberItem.revision == revision), on_fail=StaleMember())
         if own_earlier:
             # Switching back to one of the member's own earlier codes: its pointers still name the member.
             tx.check(CodeItem, new_code_key, CodeItem.member_id == member.member_id, on_fail=taken)
@@ -274,6 +292,7 @@ class DynamoMemberStore:
 
     def add_coupon(self, member: MemberItem, code: str) -> bool:
         pid = member.program_id
+        unerased = not_erased(member)
         taken = Conflict("This coupon code belongs to another member", code="coupon_taken", details={"code": code})
         owner = self.coupon_owner(pid, code)
         if owner == member.member_id:
@@ -289,7 +308,7 @@ class DynamoMemberStore:
         # The pointer key goes on the profile: ancestry changes then reach the coupon's pointer too.
         tx.update(member, [MemberItem.pointer_keys.set([*(member.pointer_keys or []), key_str((pk, sk))]),
                            MemberItem.revision.set(revision + 1)],
-                  Entity.PK.exists() & (MemberItem.revision == revision), on_fail=StaleMember())
+                  unerased & (MemberItem.revision == revision), on_fail=StaleMember())
         tx.create(CouponItem(PK=pk, SK=sk, program_id=pid, member_id=member.member_id, coupon=code,
                              ancestors=list(member.ancestors or [])), on_fail=_Taken())
         try:
@@ -643,7 +662,7 @@ def new_adjustment(program_id: str, member_id: str, adjustment_id: str, *, point
     entry = new_entry(program_id, member_id, stable_id("le", adjustment_id), at, kind=KIND_ADJUSTMENT,
                       status=STATUS_AVAILABLE, points=points, reason=reason, reason_code="manual_adjustment",
                       created_at=at, funding_partner_id=partner_id, partner_id=partner_id, created_by=created_by,
-                      reversed_points=0)
+                      reversed_points=0, adjustment_id=adjustment_id)
     pk, sk = keys.adjustment(program_id, adjustment_id)
     record = AdjustmentItem(PK=pk, SK=sk, program_id=program_id, adjustment_id=adjustment_id, member_id=member_id,
                             points=points, reason=reason, partner_id=partner_id, created_by=created_by,
@@ -779,6 +798,9 @@ class DynamoSignalStore:
                 tx.put(item, SignalItem.revision == int(before.revision or 0), on_fail=_SignalChanged())
         for ref_item in signal_ref_writes(program_id, refs, read, member_id, at):
             tx.put(ref_item)
+        if len(tx):  # never a member whose erasure has started (docs/data-rights.md#while-erasing)
+            tx.check(MemberItem, keys.member(program_id, member_id), MemberItem.erased_at.does_not_exist(),
+                     on_fail=MemberErased(member_id))
         try:
             tx.commit()
         except _SignalChanged:
@@ -1136,9 +1158,11 @@ def erasure_request(program_id: str, member_id: str, at: datetime) -> ErasureIte
                        status=ERASURE_REQUESTED, requested_by="member", requested_at=at, counts={}, revision=0)
 
 
-def erasure_started(member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime) -> ErasureItem:
+def erasure_started(member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime,
+                    actor_key: str | None = None) -> ErasureItem:
     """The record in progress: the member's codes and identifier hashes (what later steps need once the profile is
-    scrubbed) and the pointers to delete (every pointer of the profile, each code's pointer and short link)."""
+    scrubbed) and the pointers to delete (every pointer of the profile, each code's pointer and short link), and
+    who asked and confirmed (the key kind and the key's id, never the key)."""
     from chalicelib.domain.records import ERASURE_IN_PROGRESS
 
     program_id, member_id = member.program_id, member.member_id
@@ -1160,9 +1184,16 @@ def erasure_started(member: MemberItem, requested: ErasureItem | None, actor: st
     return ErasureItem(
         PK=pk, SK=sk, program_id=program_id, member_id=member_id, status=ERASURE_IN_PROGRESS,
         requested_by=requested.requested_by if requested else actor,
-        requested_at=requested.requested_at if requested else at, confirmed_by=actor, started_at=at,
+        requested_by_key=requested.requested_by_key if requested else actor_key,
+        requested_at=requested.requested_at if requested else at, confirmed_by=actor, confirmed_by_key=actor_key,
+        started_at=at,
         step="pointers", cursor={"pointers": list(dict.fromkeys(wanted))}, codes=codes, identities=identities,
         counts={}, revision=(int(requested.revision or 0) + 1) if requested else 0)
+
+
+def profile_not_scrubbed(member: MemberItem) -> bool:
+    """The profile step has not run on ``member`` yet (``erased_at`` alone is set when the erasure starts)."""
+    return member.erased_at is None or member.code != ERASED_CODE
 
 
 def erasure_progress(record: ErasureItem, step: str, cursor: dict[str, Any] | None, counted: Mapping[str, int],
@@ -1226,8 +1257,14 @@ def _plain(value: Any) -> Any:
 
 
 def item_data(item: Entity) -> dict[str, Any]:
-    """An item's attributes as plain JSON (no table keys), with its ``item_type``."""
-    raw = item.to_simple_dict()
+    """An item's attributes as plain JSON (no table keys), with its ``item_type``; a compressed binary (an event
+    record's reply, an order ledger's postings) as its decoded text."""
+    from pynamodb._util import attr_value_to_simple_dict
+
+    from chalicelib.store.db import plain_binary
+
+    raw = {k: plain_binary(bytes(v["B"])) if "B" in v else attr_value_to_simple_dict(v, force=True)
+           for k, v in item.serialize(null_check=False).items()}
     data = {k: _plain(v) for k, v in raw.items() if k not in _KEY_ATTRIBUTES}
     return {"item_type": raw.get("entity"), **data}
 
@@ -1242,7 +1279,7 @@ class DynamoDataRightsStore:
         return {k.name: k for k in erasure_kinds.registered(self.kind_modules)}
 
     def kinds(self) -> list[str]:
-        return list(self._kinds())
+        return [name for name, kind in self._kinds().items() if kind.erase]
 
     def exported_kinds(self) -> list[str]:
         return [name for name, kind in self._kinds().items() if kind.export]
@@ -1267,14 +1304,23 @@ class DynamoDataRightsStore:
             return None
         return record
 
-    def start(self, member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime) -> ErasureItem:
+    def start(self, member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime,
+              actor_key: str | None = None) -> ErasureItem:
         from chalicelib.domain.records import StaleErasure
 
-        record = erasure_started(member, requested, actor, at)
+        record = erasure_started(member, requested, actor, at, actor_key)
         condition = (ErasureItem.revision == int(requested.revision or 0)) if requested else Entity.PK.does_not_exist()
         tx = Transaction()
         tx.put(record, condition, on_fail=StaleErasure())
+        # The profile is marked in the same transaction, conditioned on the revision read: the record's pointer
+        # list is exactly the profile's, and from now on every write that would attach personal data or a code
+        # to the member (conditioned on ``erased_at`` not existing) fails, events included.
+        revision = int(member.revision or 0)
+        M = MemberItem
+        tx.update(member, [M.erased_at.set(member.erased_at or at), M.revision.set(revision + 1)],
+                  Entity.PK.exists() & (M.revision == revision), on_fail=StaleErasure())
         tx.commit()
+        member.erased_at, member.revision = member.erased_at or at, revision + 1
         return record
 
     @staticmethod
@@ -1324,13 +1370,13 @@ class DynamoDataRightsStore:
         member = get_or_none(MemberItem, keys.member(record.program_id, record.member_id), consistent=True)
         tx = Transaction()
         scrubbed = 0
-        if member is not None and member.erased_at is None:
+        if member is not None and profile_not_scrubbed(member):
             revision = int(member.revision or 0)
             M = MemberItem
             tx.update(member, [
                 M.name.remove(), M.email.remove(), M.phone.remove(), M.birthday.remove(), M.birthday_set_at.remove(),
                 M.customer_ids.set({}), M.push_endpoints.set([]), M.pointer_keys.set([]), M.code.set(ERASED_CODE),
-                M.erased_at.set(at), M.revision.set(revision + 1),
+                M.erased_at.set(member.erased_at or at), M.revision.set(revision + 1),
             ], M.revision == revision, on_fail=StaleErasure())
             # The birthday's month-day index entry (its key holds the month and day) goes with the birthday.
             stage_birthday(tx, record.program_id, record.member_id, member.birthday, None, at)

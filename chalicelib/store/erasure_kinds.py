@@ -82,6 +82,7 @@ class ErasableKind:
     ``scrub_member(tx, item, target)``, when set, is used instead of ``scrub`` (same rules), for an item that names
     several members and must lose only this one. ``export_view(item, target)``, when set, says what the export
     shows of a found item: only this member's part of an item shared with others, or ``None`` for nothing.
+    ``erase=False`` (with ``export=True``): a kind only the export lists.
     """
 
     name: str
@@ -90,6 +91,8 @@ class ErasableKind:
     export: bool = False
     scrub_member: MemberScrubber | None = None
     export_view: ExportView | None = None
+    #: False: exported only (items the erasure keeps as they are: accounting, dedupe; it runs no step for them).
+    erase: bool = True
 
 
 _REGISTRY: dict[str, ErasableKind] = {}
@@ -118,6 +121,28 @@ def partition_prefix_finder(sk_prefix: str, model: type[Entity] = Entity) -> Fin
         result = model.query(target.partition, Entity.SK.startswith(sk_prefix), limit=limit,
                              last_evaluated_key=cursor, consistent_read=True)
         items = list(result)
+        return Page(items, result.last_evaluated_key)
+
+    return find
+
+
+def back_reference_finder(sk_prefix: str, item_key: Callable[[ErasureTarget, Entity], tuple[str, str]]) -> Finder:
+    """A finder for items outside the member's partition that she shares with others (a signal pointer, a review
+    item, an invite through her link): her back-references under ``sk_prefix`` in her partition, each followed by
+    the item it points to (``item_key``), read in one BatchGetItem. Half of ``limit`` back-references per page, so
+    a page is at most ``limit`` items."""
+
+    def find(target: ErasureTarget, cursor: dict[str, Any] | None, limit: int) -> Page:
+        result = Entity.query(target.partition, Entity.SK.startswith(sk_prefix), limit=max(1, limit // 2),
+                              last_evaluated_key=cursor, consistent_read=True)
+        refs = list(result)
+        wanted = [item_key(target, ref) for ref in refs]
+        found = {(i.PK, i.SK): i for i in Entity.batch_get(wanted, consistent_read=True)} if wanted else {}
+        items: list[Entity] = []
+        for ref, key in zip(refs, wanted, strict=True):
+            items.append(ref)
+            if key in found:
+                items.append(found[key])
         return Page(items, result.last_evaluated_key)
 
     return find

@@ -154,6 +154,15 @@ def full_reply(business_key: str, stored: dict[str, Any]) -> dict[str, Any]:
     return {**stored, "rewards": {**rewards, "postings": postings}}
 
 
+class EventRefItem(Entity, discriminator="event_ref"):
+    """In the subject's partition (``keys.event_ref``): the record of an event about her that wrote no ledger entry
+    of hers (those carry its business key already). The member export lists her events by these and her entries."""
+
+    program_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    received_at = IsoDateTimeAttribute()
+
+
 class AttributionRecordItem(Entity, discriminator="attribution"):
     """Why a conversion was credited or rejected: readable per member and per code."""
 

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from chalicelib.domain.clock import iso as clock_iso
-from chalicelib.domain.errors import Conflict, NotFound
+from chalicelib.domain.errors import Conflict, MemberErased, NotFound
 from chalicelib.domain.offers import SHARDS, code_hash
 from chalicelib.domain.records import (
     ERASURE_REQUESTED,
@@ -61,6 +61,7 @@ from chalicelib.store.dynamo_ports import (
     integration_changed,
     integration_log_entry,
     invite_keys,
+    invite_ref_item,
     item_data,
     key_collision,
     key_items,
@@ -71,11 +72,13 @@ from chalicelib.store.dynamo_ports import (
     new_offer,
     new_redemption,
     next_rules_version,
+    not_erased,
     offer_changed,
     partner_changed,
     partner_locator,
     partner_not_found,
     pending_invite_item,
+    profile_not_scrubbed,
     program_changed,
     referral_position,
     referral_start,
@@ -463,6 +466,7 @@ class FakeMemberStore:
             if (first_touch_since is not None and stored is not None and stored.referrer_id != invite.referrer_id
                     and not stored.invited_at < first_touch_since):
                 return False
+            self.table.put(invite_ref_item(program_id, ref, invite))
             self.table.put(item)
         return True
 
@@ -514,6 +518,7 @@ class FakeMemberStore:
 
     def change_code(self, member: MemberItem, code: str) -> None:
         pid = member.program_id
+        not_erased(member)
         pointer_keys, own_earlier = code_change_plan(member, code)
         code_key, link_key = keys.referral_code(pid, code), keys.short_link(code)
         with self._lock:
@@ -542,14 +547,16 @@ class FakeMemberStore:
     def coupons_of(self, member: MemberItem) -> list[str]:
         return coupons_from_pointer_keys(member)
 
-    def _stored(self, member: MemberItem) -> MemberItem:
+    def _stored(self, member: MemberItem, *, unerased: bool = True) -> MemberItem:
         stored = self.get(member.program_id, member.member_id)
-        if stored is None or int(stored.revision or 0) != int(member.revision or 0):
+        if (stored is None or int(stored.revision or 0) != int(member.revision or 0)
+                or (unerased and stored.erased_at is not None)):
             raise StaleMember()
         return stored
 
     def add_coupon(self, member: MemberItem, code: str) -> bool:
         pid = member.program_id
+        not_erased(member)
         with self._lock:
             owner = self.coupons.get((pid, code))
             if owner == member.member_id:
@@ -573,7 +580,7 @@ class FakeMemberStore:
         with self._lock:
             if key not in (member.pointer_keys or []):
                 raise NotFound("The member has no such coupon code", code="coupon_not_found", details={"code": code})
-            stored = self._stored(member)
+            stored = self._stored(member, unerased=False)
             if self.coupons.get((pid, code)) != member.member_id:
                 raise StaleMember()
             stored.pointer_keys = [k for k in stored.pointer_keys or [] if k != key]
@@ -765,6 +772,9 @@ class FakeSignalStore:
             at: datetime) -> bool:
         writes = signal_writes(program_id, refs, read, member_id, at)
         with self.table.lock:
+            profile = self.table.get(MemberItem, keys.member(program_id, member_id))
+            if writes and profile is not None and profile.erased_at is not None:
+                raise MemberErased(member_id)
             for item, before in writes:
                 stored = self.table.get(SignalItem, (item.PK, item.SK))
                 if (stored is not None) if before is None else (
@@ -1213,14 +1223,22 @@ class FakeDataRightsStore:
             self.table.put(record)
         return record
 
-    def start(self, member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime) -> ErasureItem:
-        record = erasure_started(member, requested, actor, at)
+    def start(self, member: MemberItem, requested: ErasureItem | None, actor: str, at: datetime,
+              actor_key: str | None = None) -> ErasureItem:
+        record = erasure_started(member, requested, actor, at, actor_key)
         with self.table.lock:
             stored = self.table.get(ErasureItem, (record.PK, record.SK))
             if (stored is not None if requested is None
                     else stored is None or int(stored.revision or 0) != int(requested.revision or 0)):
                 raise StaleErasure()
+            profile = self.table.get(MemberItem, (member.PK, member.SK))
+            revision = int(member.revision or 0)
+            if profile is None or int(profile.revision or 0) != revision:
+                raise StaleErasure()
             self.table.put(record)
+            profile.erased_at, profile.revision = profile.erased_at or at, revision + 1
+            self.table.put(profile)
+        member.erased_at, member.revision = member.erased_at or at, revision + 1
         return record
 
     def _advance(self, write: FakeWrite, record: ErasureItem, changes: Mapping[str, Any]) -> ErasureItem:
@@ -1272,13 +1290,14 @@ class FakeDataRightsStore:
         member = self.table.get(MemberItem, key)
         write = FakeWrite(self.table)
         scrubbed = 0
-        if member is not None and member.erased_at is None:
+        if member is not None and profile_not_scrubbed(member):
             revision = int(member.revision or 0)
             write.require(lambda: int(getattr(self.table.get(MemberItem, key), "revision", -1) or 0) == revision,
                           StaleErasure())
             write.update(MemberItem, key, {
                 "name": None, "email": None, "phone": None, "birthday": None, "birthday_set_at": None,
-                "customer_ids": {}, "push_endpoints": [], "pointer_keys": [], "code": ERASED_CODE, "erased_at": at,
+                "customer_ids": {}, "push_endpoints": [], "pointer_keys": [], "code": ERASED_CODE,
+                "erased_at": member.erased_at or at,
                 "revision": revision + 1})
             birthday_key = pointer_key(record.program_id, record.member_id, member.birthday)
             if birthday_key is not None:

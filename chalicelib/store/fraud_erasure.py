@@ -37,33 +37,13 @@ from chalicelib.store.erasure_kinds import (
     ErasableKind,
     ErasureTarget,
     Page,
+    back_reference_finder,
     business_key_hash,
     register,
 )
 from chalicelib.store.review import ReviewItem, ReviewRefItem
 from chalicelib.store.signals import SignalItem, SignalRefItem, without_member
 from chalicelib.store.transact import Transaction
-
-
-def _refs_with_items(sk_prefix: str, item_key: Any) -> Any:
-    """A finder of the member's back-references under ``sk_prefix`` and, right after each, the item it points to
-    (half of ``limit`` back-references, so a page is at most ``limit`` items)."""
-
-    def find(target: ErasureTarget, cursor: dict[str, Any] | None, limit: int) -> Page:
-        result = Entity.query(target.partition, Entity.SK.startswith(sk_prefix), limit=max(1, limit // 2),
-                              last_evaluated_key=cursor, consistent_read=True)
-        refs = list(result)
-        wanted = [item_key(target, ref) for ref in refs]
-        found = {(i.PK, i.SK): i for i in Entity.batch_get(wanted, consistent_read=True)} if wanted else {}
-        items: list[Entity] = []
-        for ref, key in zip(refs, wanted, strict=True):
-            items.append(ref)
-            if key in found:
-                items.append(found[key])
-        return Page(items, result.last_evaluated_key)
-
-    return find
-
 
 # --------------------------------------------------------------------------- signal pointers
 
@@ -149,9 +129,9 @@ def _find_referrer_velocity(target: ErasureTarget, cursor: dict[str, Any] | None
     return Page(list(result), result.last_evaluated_key)
 
 
-register(ErasableKind("fraud_signals", _refs_with_items("SIGNAL#", _signal_key), scrub_member=_scrub_signal,
+register(ErasableKind("fraud_signals", back_reference_finder("SIGNAL#", _signal_key), scrub_member=_scrub_signal,
                       export=True, export_view=_export_signal))
-register(ErasableKind("review_items", _refs_with_items("REVIEW#", _review_key), scrub_member=_scrub_review,
+register(ErasableKind("review_items", back_reference_finder("REVIEW#", _review_key), scrub_member=_scrub_review,
                       export=True, export_view=_export_review))
 register(ErasableKind("referrer_velocity", _find_referrer_velocity, scrub=lambda tx, item: tx.delete(item),
                       export=True))

@@ -156,12 +156,12 @@ def opening_entry(program_id: str, member_id: str, entry_id: str, at: datetime, 
 
 
 def import_marker(key: Key, program_id: str, member_id: str, entry_id: str | None, opening_balance: int,
-                  imported_at: datetime) -> dict[str, Any]:
+                  imported_at: datetime, line: int) -> dict[str, Any]:
     """``data_rights.ImportRowItem``."""
     item: dict[str, Any] = {"PK": _s(key[0]), "SK": _s(key[1]), "entity": _s("import_row")}
     if entry_id is not None:
         item["entry_id"] = _s(entry_id)
-    item.update({"imported_at": _s(iso(imported_at)), "member_id": _s(member_id),
+    item.update({"imported_at": _s(iso(imported_at)), "line": _n(line), "member_id": _s(member_id),
                  "opening_balance": _n(opening_balance), "program_id": _s(program_id)})
     return item
 

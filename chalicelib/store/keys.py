@@ -94,6 +94,11 @@ def pending_invite(program_id: str, kind: str, value_hash: str) -> Key:
     return f"INVITE#{program_id}#{kind}#{value_hash}", "INVITE"
 
 
+def invite_ref(program_id: str, referrer_id: str, kind: str, value_hash: str) -> Key:
+    """Back-reference in the referrer's partition to a pending invite through her link (erasure, export)."""
+    return member_partition(program_id, referrer_id), f"INVITE#{kind}#{value_hash}"
+
+
 def referral_code(program_id: str, code: str) -> Key:
     return f"CODE#{program_id}#{code}", "CODE"
 
@@ -105,6 +110,12 @@ def coupon(program_id: str, coupon_code: str) -> Key:
 def event(program_id: str, business_key_hash: str) -> Key:
     """Permanent dedupe record of one business fact (see ``domain.events.business_key``)."""
     return f"EVENT#{program_id}#{business_key_hash}", "EVENT"
+
+
+def event_ref(program_id: str, member_id: str, business_key_hash: str) -> Key:
+    """Back-reference in the subject's partition to an event's record (``event``) that posted nothing to her (a
+    ledger entry of hers names the others by its business key): the export finds all her events without a Scan."""
+    return member_partition(program_id, member_id), f"EVENT#{business_key_hash}"
 
 
 def attribution_record(program_id: str, member_id: str, at: str, record_id: str) -> Key:

@@ -25,6 +25,7 @@ item and its ``attribute_not_exists`` condition refuses it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -93,6 +94,8 @@ class LedgerEntryItem(Entity, discriminator="ledger_entry"):
     reverses_entry_id = UnicodeAttribute(null=True)
     from_status = UnicodeAttribute(null=True)
     redemption_id = UnicodeAttribute(null=True)
+    #: A manual adjustment's entry: its record (``ADJUSTMENT#…``; the member export finds it by this).
+    adjustment_id = UnicodeAttribute(null=True)
     released_at = IsoDateTimeAttribute(null=True)
     #: Who wrote the entry when a person did (manual adjustments: ``operator`` or the key id).
     created_by = UnicodeAttribute(null=True)
@@ -371,3 +374,8 @@ def stage_counter(tx: Transaction, model: type[Entity], key: tuple[str, str], po
     attr = model.points  # type: ignore[attr-defined]
     condition = None if max_before is None else (attr.does_not_exist() | (attr <= max_before))
     tx.update(model(PK=key[0], SK=key[1]), [attr.add(points), *identity_actions(model)], condition, on_fail=on_fail)
+
+
+def order_hash(partner_id: str, order_id: str) -> str:
+    """The order ledger's key hash (``keys.order_ledger``) of a partner's order."""
+    return hashlib.sha256(f"{partner_id}|{order_id}".encode()).hexdigest()[:40]

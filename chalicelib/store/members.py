@@ -112,6 +112,16 @@ class PendingInviteItem(Entity, discriminator="pending_invite"):
     risk_matched: ListAttribute[str] = ListAttribute(of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
 
 
+class InviteRefItem(Entity, discriminator="invite_ref"):
+    """In the referrer's partition (``keys.invite_ref``): a pending invite through her link was written (the invite
+    holds her id and code; her erasure deletes it, her export lists it). Kept after the invite expires: its key
+    still leads to the visitor, whose profile names the code she came through (``acquisition.ref``)."""
+
+    program_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    kind = UnicodeAttribute()
+
+
 class LinkItem(Entity, discriminator="link"):
     """Short-link code → program and member, for ``/r/{code}`` (see ``keys.short_link``)."""
 
@@ -256,3 +266,31 @@ def stage_member_creation(tx: Any, member: MemberItem, refs: Sequence[IdentityRe
     tx.create(link_item(member), on_fail=on_conflict)  # /r/{code}; also makes the code unique deployment-wide
     if member.birthday and member.birthday_set_at is not None:
         stage_birthday(tx, member.program_id, member.member_id, None, member.birthday, member.birthday_set_at)
+
+
+class _Exists(Exception):
+    pass
+
+
+class _Erased(Exception):
+    pass
+
+
+def create_unless_erased(item: Entity, program_id: str, member_id: str) -> str:
+    """Create ``item`` about a member (an outbox message, a partner webhook delivery, ...) in one transaction with a
+    ``ConditionCheck`` that the member's erasure has not started (``erased_at`` not on the profile; a profile that
+    does not exist passes). ``"created"``, ``"exists"`` (an item at that key: a replayed record) or ``"erased"``
+    (nothing written)."""
+    from chalicelib.store.transact import Transaction
+
+    tx = Transaction()
+    tx.create(item, on_fail=_Exists())
+    tx.check(MemberItem, keys.member(program_id, member_id), MemberItem.erased_at.does_not_exist(),
+             on_fail=_Erased())
+    try:
+        tx.commit()
+    except _Exists:
+        return "exists"
+    except _Erased:
+        return "erased"
+    return "created"

@@ -158,7 +158,12 @@ def new_delivery(*, program_id: str, partner_id: str, endpoint_id: str, event_ty
 
 
 def create_delivery(item: WebhookDeliveryItem) -> bool:
-    """Conditional put: ``False`` when this delivery already exists (a redelivered source record)."""
+    """Conditional put: ``False`` when this delivery already exists (a redelivered source record), or when it names
+    a member whose erasure has started (checked in the same transaction: ``members.create_unless_erased``)."""
+    if item.member_id:
+        from chalicelib.store.members import create_unless_erased
+
+        return create_unless_erased(item, item.program_id, item.member_id) == "created"
     try:
         item.save(condition=Entity.PK.does_not_exist())
     except PutError as exc:

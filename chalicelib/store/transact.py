@@ -83,6 +83,10 @@ class Transaction:
         """An ``Update`` already in DynamoDB JSON (not merged with other updates of the item: stage one per item)."""
         self.ops.append(_Op("raw_update", (operation, key), {}, on_fail))
 
+    def saved(self) -> list[Entity]:
+        """The items this transaction puts (model puts only)."""
+        return [op.args[0] for op in self.ops if op.kind == "save"]
+
     def touches(self, key: tuple[str, str]) -> bool:
         return any(self._key(op) == key for op in self.ops)
 

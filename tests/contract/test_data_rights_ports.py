@@ -97,6 +97,39 @@ def test_a_start_knows_what_to_erase_and_happens_once(impl: Impl) -> None:
         impl.ports.data_rights.start(olga, None, "operator", NOW)
 
 
+def test_the_start_marks_the_profile_erased_in_its_transaction_conditioned_on_the_profile_read(impl: Impl) -> None:
+    from chalicelib.domain.errors import MemberErased
+    from chalicelib.domain.records import StaleMember
+
+    olga = _olga(impl)
+    before = impl.ports.members.get(PID, "olga")
+    assert before is not None and before.erased_at is None
+    # A profile changed since it was read (a new pointer, say): the start writes nothing, not even the record.
+    impl.ports.members.add_coupon(before, "OLGA-500")
+    with pytest.raises(StaleErasure):
+        impl.ports.data_rights.start(olga, None, "operator", NOW, "op_0123456789ab")
+    assert impl.ports.members.erasure_record(PID, "olga") is None
+    fresh, stale = impl.ports.members.get(PID, "olga"), impl.ports.members.get(PID, "olga")
+    assert fresh is not None and stale is not None
+    record = impl.ports.data_rights.start(fresh, None, "operator", NOW, "op_0123456789ab")
+    assert key_str(keys.coupon(PID, "OLGA-500")) in record.cursor["pointers"]  # the pointer list is the profile's
+    assert (record.requested_by_key, record.confirmed_by_key) == ("op_0123456789ab", "op_0123456789ab")
+    marked = impl.ports.members.get(PID, "olga")
+    assert marked is not None and marked.erased_at == NOW and marked.revision == int(before.revision or 0) + 2
+    assert marked.name == "Olga Petrova"  # scrubbed by the profile step, later
+    # From now on no code or coupon is attached to her: read before the start (stale) or after (erased).
+    with pytest.raises(StaleMember):
+        impl.ports.members.add_coupon(stale, "OLGA-700")
+    with pytest.raises(StaleMember):
+        impl.ports.members.change_code(stale, "OLGA-AGAIN")
+    with pytest.raises(MemberErased):
+        impl.ports.members.add_coupon(marked, "OLGA-700")
+    with pytest.raises(MemberErased):
+        impl.ports.members.change_code(marked, "OLGA-AGAIN")
+    assert impl.ports.members.coupon_owner(PID, "OLGA-700") is None
+    assert impl.ports.members.code_pointer(PID, "OLGAAGAIN") is None
+
+
 def test_pointers_go_in_batches_with_tombstones_and_invites_and_the_record_advances(impl: Impl) -> None:
     olga = _olga(impl)
     record = impl.ports.data_rights.start(olga, None, "operator", NOW)
@@ -135,7 +168,7 @@ def test_the_profile_is_scrubbed_once_with_its_birthday_entry(impl: Impl) -> Non
     member = impl.ports.members.get(PID, "olga")
     assert member is not None
     assert (member.name, member.email, member.birthday, member.code, member.pointer_keys, member.erased_at) == (
-        None, None, None, "-", [], LATER)
+        None, None, None, "-", [], NOW)  # erased since the erasure started
     birthday = pointer(PID, "olga", "1990-05-17", NOW)
     assert birthday is not None and _stored(impl, Entity, (birthday.PK, birthday.SK)) is None
     again = impl.ports.data_rights.erase_profile(record, "attribution_records", LATER)  # already erased: a no-op

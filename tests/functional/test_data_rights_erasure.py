@@ -20,7 +20,7 @@ OLGA_TRACES = ["olga.petrova@example.com", "+79161234567", "9161234567", "Оль
 PHONE_TOKEN = "fcm-token-olga-phone"
 #: Item kinds whose every attribute must be exactly the same after the erasure.
 AMOUNTS = {"balance", "ledger_entry", "member_month", "recurring_counter", "program_counters", "click_counter", "click_total",
-           "order_ledger", "redemption"}
+           "order_ledger", "redemption", "settlement_row", "settled_marker"}
 
 
 @pytest.fixture(autouse=True)
@@ -188,6 +188,8 @@ def test_after_erasure_no_item_holds_the_members_personal_data_and_every_amount_
     assert all(trace in raw_before for trace in ["olga.petrova@example.com", "+79161234567", "Ольга", "1990-04-17"])
     assert any(i.get("entity", {}).get("S") == "birthday_pointer" for i in scan_test_table())
     amounts_before = amounts_snapshot()
+    # The partners' settlement rows (SETTLE#) and their counted-entry markers (SETTLED#) are among the amounts.
+    assert {k[0].split("#")[0] for k in amounts_before} >= {"SETTLE", "SETTLED"}
     counts_before = profile_counts(api, pid, mid)
     friend_counts_before = profile_counts(api, pid, friend["member_id"])
     invariants_before = check_invariants(pid, mid)
@@ -373,6 +375,8 @@ def test_export_holds_everything_stored_about_the_member(api: ApiClient) -> None
     assert sum(code["clicks"]["clicks"] for code in summary["codes"] if code["clicks"]) == 1
     kinds = {i["item_type"] for i in items}
     assert "ledger_entry" in kinds  # (month counters exist only when the rules set a monthly cap)
+    # Outside her partition too: her pointers, codes and links, her birthday's index entry, her events' records.
+    assert kinds >= {"identity", "code", "link", "birthday_pointer", "event"}, sorted(kinds)
     ledger = [i for i in items if i["item_type"] == "ledger_entry"]
     assert sorted(e["entry_id"] for e in ledger) == sorted(e["entry_id"] for e in shop.ledger(mid))
     # Same content whatever the page size; a tampered cursor is a 400.
@@ -389,8 +393,11 @@ def test_export_holds_everything_stored_about_the_member(api: ApiClient) -> None
     text = json.dumps([summary, items], ensure_ascii=False)
     for trace in OLGA_TRACES[:-1]:
         assert trace not in text
-    # The customer id stays only in the business keys of the ledger entries its signup posted (accounting).
-    assert OLGA["id"] not in json.dumps([summary, [{k: v for k, v in i.items() if k != "business_key"}
+    # The customer id stays only in the business keys of the ledger entries its signup posted (accounting) and on
+    # her events' records (business key and conflict fingerprint: docs/data-rights.md#what-stays), which the
+    # export lists too.
+    assert "event" in {i["item_type"] for i in items}
+    assert OLGA["id"] not in json.dumps([summary, [{k: v for k, v in i.items() if k not in ("business_key", "fingerprint")}
                                                    for i in items]], ensure_ascii=False)
 
 

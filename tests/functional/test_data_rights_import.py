@@ -158,7 +158,7 @@ def test_a_group_whose_transaction_fails_takes_out_the_offending_row(api: ApiCli
         assert shop.balance(member["member_id"])["available"] == i + 1
 
 
-def _first_read_misses(monkeypatch: pytest.MonkeyPatch, hidden: type) -> None:
+def _first_read_misses(monkeypatch: pytest.MonkeyPatch, hidden: type | tuple[type, ...]) -> None:
     """The chunk's first batched read does not see items of type ``hidden``: as if another writer
     wrote them between the read and the chunk's transactions."""
     from chalicelib.services import importer
@@ -224,16 +224,18 @@ def test_a_code_someone_holds_is_a_bad_row(api: ApiClient) -> None:
 
 def test_rows_imported_meanwhile_are_skipped_and_change_nothing(api: ApiClient,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """A re-run whose read misses the import markers (another upload of the same rows raced it):
-    every row's transaction is cancelled by its marker or ledger entry, and nothing changes."""
+    """A re-run whose read misses the members and their markers (another upload of the same rows raced it): every
+    row's transaction is cancelled by its pointers, the row read again finds the member and its marker, and
+    nothing changes."""
     from chalicelib.store.data_rights import ImportRowItem
+    from chalicelib.store.members import IdentityItem
     from tests.functional.test_data_rights_erasure import scan_test_table
 
     shop = Shop(api, None)
     rows = "email,opening_balance\n" + "".join(f"r{i}@example.com,{i + 1}\n" for i in range(6))
     assert send(api, shop.pid, rows)["imported"] == 6
     before = sorted(json.dumps(i, sort_keys=True) for i in scan_test_table())
-    _first_read_misses(monkeypatch, ImportRowItem)
+    _first_read_misses(monkeypatch, (IdentityItem, ImportRowItem))
     again = send(api, shop.pid, rows)
     assert (again["imported"], again["existing_members"], again["already_imported"], again["errors"]) == (
         0, 0, 6, [])
@@ -306,8 +308,9 @@ def test_groups_staged_while_the_one_before_commits_land_as_one_after_the_other(
     assert outcomes[0] == outcomes[1]
     assert len(undone) == 1 and undone[0] > 0  # pipelined: the group after the cancelled one, staged again
     answer, members, _ = outcomes[0]
-    assert [(e["line"], e["errors"][0]["column"]) for e in answer["errors"]] == [(7, "code")]
-    assert (answer["imported"], answer["existing_members"], answer["already_imported"]) == (9, 1, 1)
+    # Line 10 names a2 again: a bad row (one row per person), nothing of it written.
+    assert [(e["line"], e["errors"][0]["column"]) for e in answer["errors"]] == [(7, "code"), (10, "email")]
+    assert (answer["imported"], answer["existing_members"], answer["already_imported"]) == (9, 1, 0)
     assert "taker" not in members and members["named"] == ("holder", 8) and members["b2"] == ("a4", 12)
 
 
@@ -360,3 +363,171 @@ def test_no_commit_outlives_the_chunk_when_staging_fails_meanwhile(
                    for i in range(8))
 
     assert run(True) == run(False) == 2
+
+
+# -- one person, one opening balance -------------------------------------------------------------------
+
+
+def _balance_by(api: ApiClient, shop: Shop, **query: str) -> int:
+    return int(shop.balance(lookup(api, shop.pid, **query)["member_id"])["available"])
+
+
+def test_a_rerun_that_names_the_person_by_other_identifiers_credits_nobody_twice(api: ApiClient) -> None:
+    """A corrected file (a column added, the columns reordered) names the same people: they are already imported."""
+    shop = Shop(api, None)
+    pid, partner = shop.pid, shop.partner["partner_id"]
+    assert send(api, pid, "email,opening_balance\nq@example.com,100\n")["imported"] == 1
+    again = send(api, pid, "email,customer_id,opening_balance\nq@example.com,cq,100\n", partner_id=partner)
+    third = send(api, pid, "phone,email,opening_balance\n+79161110000,q@example.com,100\n")
+    for reply in (again, third):
+        assert (reply["imported"], reply["existing_members"], reply["already_imported"], reply["errors"]) == (
+            0, 0, 1, [])
+    assert _balance_by(api, shop, email="q@example.com") == 100
+
+
+def test_an_existing_member_gets_one_opening_balance_whichever_identifier_names_them(api: ApiClient) -> None:
+    shop = Shop(api, None)
+    pid, partner = shop.pid, shop.partner["partner_id"]
+    member = shop.member("m-1")  # m-1@example.com, the partner's customer m-1
+    assert send(api, pid, "email,opening_balance\nm-1@example.com,100\n")["existing_members"] == 1
+    by_customer = send(api, pid, "customer_id,opening_balance\nm-1,100\n", partner_id=partner)
+    assert (by_customer["existing_members"], by_customer["already_imported"]) == (0, 1)
+    assert shop.balance(member["member_id"])["available"] == 100
+
+
+def _as_imported_by_the_earlier_code(pid: str, member_id: str, kind: str, value: str) -> None:
+    """Replace the member's import marker by the one the code before per-member markers wrote: keyed by the row's
+    strongest identifier (``kind``/``value``), its ledger entry left as it is."""
+    from chalicelib.domain import identity
+    from chalicelib.store import keys
+    from chalicelib.store.data_rights import ImportRowItem
+
+    [marker] = [m for m in ImportRowItem.scan() if m.member_id == member_id]
+    matched = identity.email_match_key(value) if kind == "email" else value
+    old_pk, old_sk = keys.import_row(pid, f"{kind}#{identity.identity_hash(pid, kind, matched)}")
+    ImportRowItem(PK=old_pk, SK=old_sk, program_id=pid, member_id=member_id, entry_id=marker.entry_id,
+                  opening_balance=marker.opening_balance, imported_at=marker.imported_at).save()
+    marker.delete()
+
+
+def test_people_imported_by_the_earlier_code_are_still_recognised(api: ApiClient) -> None:
+    shop = Shop(api, None)
+    pid = shop.pid
+    send(api, pid, "email,phone,opening_balance\nold@example.com,+79161110001,100\n")
+    member_id = lookup(api, pid, email="old@example.com")["member_id"]
+    _as_imported_by_the_earlier_code(pid, member_id, "email", "old@example.com")
+    same = send(api, pid, "email,phone,opening_balance\nold@example.com,+79161110001,100\n")
+    by_phone = send(api, pid, "phone,opening_balance\n+79161110001,100\n")  # the old marker is the e-mail's
+    for reply in (same, by_phone):
+        assert (reply["existing_members"], reply["already_imported"], reply["errors"]) == (0, 1, [])
+    assert shop.balance(member_id)["available"] == 100
+
+
+# -- conflicting rows are bad rows ---------------------------------------------------------------------
+
+
+def test_rows_of_a_file_that_name_the_same_person_twice_are_bad_rows(api: ApiClient) -> None:
+    shop = Shop(api, None)
+    pid, partner = shop.pid, shop.partner["partner_id"]
+    two_ids = "email,customer_id,opening_balance\nx@example.com,c1,100\nX@Example.com,c2,200\n"
+    for dry_run in (True, False):  # the check pass finds them too
+        result = send(api, pid, two_ids, partner_id=partner, dry_run=dry_run)
+        assert [(e["line"], e["errors"][0]["column"]) for e in result["errors"]] == [(3, "email")]
+        assert "duplicate of line 2" in result["errors"][0]["errors"][0]["message"]
+    assert api.get(f"/v1/programs/{pid}/members/lookup?customer_id=c2&partner_id={partner}").status == 404
+    assert _balance_by(api, shop, email="x@example.com") == 100
+    balances = send(api, pid, "email,opening_balance\ny@example.com,100\ny@example.com,999\n")
+    assert (balances["imported"], balances["already_imported"], [e["line"] for e in balances["errors"]]) == (1, 0, [3])
+    assert _balance_by(api, shop, email="y@example.com") == 100
+
+
+def test_a_person_imported_before_with_another_balance_is_a_bad_row(api: ApiClient) -> None:
+    """The same person in a later chunk (or a corrected file) with another opening balance: reported, not dropped."""
+    shop = Shop(api, None)
+    send(api, shop.pid, "email,opening_balance\nz@example.com,100\n", first_line=2)
+    later = send(api, shop.pid, "email,opening_balance\nz@example.com,999\n", first_line=1002)
+    assert (later["already_imported"], [e["line"] for e in later["errors"]]) == (0, [1002])
+    problem = later["errors"][0]["errors"][0]
+    assert problem["column"] == "opening_balance" and "line 2" in problem["message"] and "100" in problem["message"]
+    assert _balance_by(api, shop, email="z@example.com") == 100
+
+
+def test_a_row_whose_identifiers_belong_to_two_members_is_a_bad_row(api: ApiClient) -> None:
+    from tests.functional.test_data_rights_erasure import scan_test_table
+
+    shop = Shop(api, None)
+    pid, partner = shop.pid, shop.partner["partner_id"]
+    a, b = shop.member("ca"), shop.member("cb")  # ca@example.com / customer ca, cb@example.com / customer cb
+    before = sorted(json.dumps(i, sort_keys=True) for i in scan_test_table())
+    result = send(api, pid, "email,customer_id,opening_balance\nca@example.com,cb,500\n", partner_id=partner)
+    assert (result["existing_members"], [e["line"] for e in result["errors"]]) == (0, [2])
+    assert "another member" in result["errors"][0]["errors"][0]["message"]
+    assert sorted(json.dumps(i, sort_keys=True) for i in scan_test_table()) == before
+    assert shop.balance(a["member_id"])["available"] == shop.balance(b["member_id"])["available"] == 0
+
+
+def test_an_existing_member_gains_the_identifiers_the_row_adds(api: ApiClient) -> None:
+    """As an event naming a known member with a new phone would: the phone points at them from then on (and a
+    later row naming only the phone is that member, already imported). A customer id other than the one they
+    have at that partner is a bad row."""
+    shop = Shop(api, None)
+    pid, partner = shop.pid, shop.partner["partner_id"]
+    member = shop.member("k-1")
+    result = send(api, pid, "email,phone,opening_balance\nk-1@example.com,+79161110002,40\n")
+    assert (result["existing_members"], result["errors"]) == (1, [])
+    assert lookup(api, pid, phone="+79161110002")["member_id"] == member["member_id"]
+    assert send(api, pid, "phone,opening_balance\n+79161110002,40\n")["already_imported"] == 1
+    assert shop.balance(member["member_id"])["available"] == 40
+    second = shop.member("k-2")
+    other_id = send(api, pid, "email,customer_id,opening_balance\nk-2@example.com,k-9,5\n", partner_id=partner)
+    assert [(e["line"], e["errors"][0]["column"]) for e in other_id["errors"]] == [(2, "customer_id")]
+    assert api.get(f"/v1/programs/{pid}/members/lookup?customer_id=k-9&partner_id={partner}").status == 404
+    assert shop.balance(second["member_id"])["available"] == 0
+
+
+# -- erased people -------------------------------------------------------------------------------------
+
+
+def test_an_import_does_not_enrol_an_erased_person_again(api: ApiClient) -> None:
+    """Their erasure left tombstones of their identifiers: a row naming one is a bad row, nothing written; also
+    when the erased member was imported (a re-run of the file after the erasure)."""
+    from tests.functional.test_data_rights_erasure import scan_test_table
+
+    shop = Shop(api, None)
+    pid = shop.pid
+    signed_up = shop.member("gone")  # gone@example.com
+    send(api, pid, "email,phone,opening_balance\nimported@example.com,+79161110003,70\n")
+    imported = lookup(api, pid, email="imported@example.com")
+    for member_id in (signed_up["member_id"], imported["member_id"]):
+        assert api.post(f"/v1/programs/{pid}/members/{member_id}/erase").status == 200
+    before = sorted(json.dumps(i, sort_keys=True) for i in scan_test_table())
+    rows = "email,phone,opening_balance\ngone@example.com,,10\n,+79161110003,70\nfresh@example.com,,5\n"
+    result = send(api, pid, rows)
+    assert (result["imported"], [e["line"] for e in result["errors"]]) == (1, [2, 3])
+    assert all("erased" in e["errors"][0]["message"] for e in result["errors"])
+    assert api.get(f"/v1/programs/{pid}/members/lookup?email=gone@example.com").status == 404
+    assert api.get(f"/v1/programs/{pid}/members/lookup?phone=%2B79161110003").status == 404
+    after = sorted(json.dumps(i, sort_keys=True) for i in scan_test_table())
+    assert len(after) > len(before)  # fresh@ only
+    assert not any("gone@example.com" in i or "+79161110003" in i for i in after)
+
+
+def test_an_erased_complainer_enrolled_again_by_an_import_that_allows_it_starts_suppressed(api: ApiClient) -> None:
+    from chalicelib.domain.identity import email_match_key, identity_hash
+    from chalicelib.notify import feedback
+    from chalicelib.store import keys
+    from chalicelib.store.notify import NotifyStateItem
+
+    shop = Shop(api, None)
+    pid = shop.pid
+    old = shop.member("olga")
+    assert feedback.handle(json.dumps({
+        "notificationType": "Complaint", "complaint": {"complainedRecipients": [{"emailAddress": "olga@example.com"}]},
+        "mail": {"tags": {"program_id": [pid], "member_id": [old["member_id"]]}}})) == {"suppressed": 1}
+    assert api.post(f"/v1/programs/{pid}/members/{old['member_id']}/erase").status == 200
+    result = send(api, pid, "email,opening_balance\nolga@example.com,30\n", include_erased=True)
+    assert (result["imported"], result["errors"]) == (1, [])
+    new = lookup(api, pid, email="olga@example.com")
+    assert new["member_id"] != old["member_id"] and shop.balance(new["member_id"])["available"] == 30
+    state = NotifyStateItem.get(*keys.notify_state(pid, new["member_id"]))
+    assert state.suppressed == [identity_hash(pid, "email", email_match_key("olga@example.com"))]

@@ -180,3 +180,20 @@ def test_chunks_cover_the_file_with_line_numbers(tmp_path: Path, rows: int) -> N
         assert first_line == 2 + seen + (1 if seen > 3 else 0)  # row 3 spans two lines
         seen += n
     assert seen == rows
+
+
+def test_an_erased_person_in_the_file_is_a_bad_row_unless_the_import_includes_erased_people(
+        api: ApiClient, tmp_path: Path) -> None:
+    shop = Shop(api, None)
+    gone = shop.member("gone")  # gone@example.com
+    assert api.post(f"/v1/programs/{shop.pid}/members/{gone['member_id']}/erase").status == 200
+    path = write_csv(tmp_path / "members.csv", [["gone@example.com", "", "5", ""], ["new@example.com", "", "5", ""]])
+    out = io.StringIO()
+    assert data_tools.run_import(InProcessApi(api), path, shop.pid, None, check=True, dry_run=False,
+                                 out=out, progress_stream=io.StringIO()) == 1
+    assert out.getvalue().startswith("line 2: email: belongs to a person whose data was erased")
+    back = io.StringIO()
+    assert data_tools.run_import(InProcessApi(api), path, shop.pid, None, check=True, dry_run=False, out=back,
+                                 progress_stream=io.StringIO(), include_erased=True) == 0
+    assert "1 members imported" in back.getvalue() and "1 already imported" in back.getvalue()
+    assert api.get(f"/v1/programs/{shop.pid}/members/lookup?email=gone@example.com").status == 200

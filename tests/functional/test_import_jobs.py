@@ -105,3 +105,50 @@ def test_chunk_bodies_are_bounded(api: ApiClient) -> None:
     assert (reply.status, reply.error_code) == (422, "chunk_too_large")
     assert api.put(f"/v1/programs/{shop.pid}/imports/{job['import_id']}/chunks/1",
                    {"csv": CHUNK_1, "partner_id": "ptn_x"}).status == 422  # no other fields
+
+
+def test_a_chunk_number_sent_again_with_other_content_writes_nothing(api: ApiClient) -> None:
+    shop = Shop(api, "uds_3_level")
+    job = start(api, shop)
+    assert put(api, shop, job, 1, CHUNK_1).status == 200
+    conflict = put(api, shop, job, 1, HEADER + "carl@example.com,c-4,70,\n")
+    assert (conflict.status, conflict.error_code) == (409, "chunk_conflict")
+    assert api.get(f"/v1/programs/{shop.pid}/members/lookup?email=carl@example.com").status == 404
+    status = api.get(f"/v1/programs/{shop.pid}/imports/{job['import_id']}").body
+    assert (status["chunks"], status["rows"], status["imported"]) == (1, 2, 2)
+
+
+def test_a_chunk_that_stopped_after_its_claim_is_imported_when_sent_again_and_keeps_its_content(
+        api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process stops between claiming chunk 1 and writing its rows: the same content sent again imports it,
+    other content for that number is refused before any row is written."""
+    from chalicelib.services import import_jobs
+
+    shop = Shop(api, "uds_3_level")
+    job = start(api, shop)
+    real = import_jobs.importer.import_chunk
+
+    def stops(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the process stopped")
+
+    monkeypatch.setattr(import_jobs.importer, "import_chunk", stops)
+    with pytest.raises(AssertionError, match="500"):  # the route contract refuses the undeclared 500
+        put(api, shop, job, 1, CHUNK_1)
+    monkeypatch.setattr(import_jobs.importer, "import_chunk", real)
+    conflict = put(api, shop, job, 1, CHUNK_2)
+    assert (conflict.status, conflict.error_code) == (409, "chunk_conflict")
+    assert api.get(f"/v1/programs/{shop.pid}/members/lookup?email=carl@example.com").status == 404
+    again = put(api, shop, job, 1, CHUNK_1)
+    assert again.status == 200 and (again.body["replayed"], again.body["imported"]) == (False, 2)
+    assert api.get(f"/v1/programs/{shop.pid}/imports/{job['import_id']}").body["imported"] == 2
+
+
+def test_an_import_may_allow_erased_people_back(api: ApiClient) -> None:
+    shop = Shop(api, "uds_3_level")
+    gone = shop.member("gone")
+    assert api.post(f"/v1/programs/{shop.pid}/members/{gone['member_id']}/erase").status == 200
+    refused, allowed = start(api, shop), start(api, shop, include_erased=True)
+    assert (refused["include_erased"], allowed["include_erased"]) == (False, True)
+    text = HEADER + "gone@example.com,gone-2,10,\n"
+    assert put(api, shop, refused, 1, text).body["bad_rows"] == 1
+    assert put(api, shop, allowed, 1, text).body["imported"] == 1

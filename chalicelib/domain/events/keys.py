@@ -32,3 +32,15 @@ def order_paid_business_key(program_id: str, partner_id: str, order_id: str) -> 
 def _join(program_id: str, partner_id: str, object_type: str, object_id: str, event_type: str) -> str:
     """The one format of a business key (each part escaped, so no id can forge another key)."""
     return "|".join(_key_part(part) for part in (program_id, partner_id, object_type, object_id, event_type))
+
+
+def _unescape(part: str) -> str:
+    return part.replace("%7C", "|").replace("%25", "%")
+
+
+def paid_order_of(key: str) -> tuple[str, str] | None:
+    """``(partner, order id)`` of an ``order.paid`` business key, else None (the inverse of :func:`_join`)."""
+    parts = key.split("|")
+    if len(parts) != 5 or parts[4] != ORDER_PAID:
+        return None
+    return _unescape(parts[1]), _unescape(parts[3])

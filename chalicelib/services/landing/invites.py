@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.config import get_settings
 from chalicelib.domain.codes import format_code, generate_code, has_valid_check_symbol, normalize_code
-from chalicelib.domain.errors import ServiceUnavailable, ValidationFailed, field_error
+from chalicelib.domain.errors import MemberErased, ServiceUnavailable, ValidationFailed, field_error
 from chalicelib.domain.events.schemas import CONTEXT_SCHEMA
 from chalicelib.domain.identity import normalize_email, normalize_phone
 from chalicelib.domain.ids import new_id
@@ -92,7 +92,10 @@ def create_invite(program: ProgramItem, data: Mapping[str, Any], source_ip: str,
     pointers = invite_signals.read_pointers(program.program_id, signal_refs, deps)
     recorded = _record_invite(program, member, refs, data.get("ref"), deps, signal_refs, pointers)
     if signal_refs:
-        invite_signals.record(program.program_id, signal_refs, pointers, member.member_id, deps.clock.now(), deps)
+        try:
+            invite_signals.record(program.program_id, signal_refs, pointers, member.member_id, deps.clock.now(), deps)
+        except MemberErased:
+            raise _being_erased() from None
     link = public_link(member.code)
     texts = share_texts(program.program_settings.offer, link)
     return {
@@ -105,6 +108,11 @@ def create_invite(program: ProgramItem, data: Mapping[str, Any], source_ip: str,
         "qr_svg": qr_svg(link),
         "referral_recorded": recorded,
     }
+def _being_erased() -> ServiceUnavailable:
+    return ServiceUnavailable("The data behind these identifiers is being erased; retry in a moment",
+                              code="member_being_erased")
+
+
 def _find_or_create(program: ProgramItem, refs: Sequence[IdentityRef], deps: ports.Ports, *, email: str | None,
                     phone: str | None, name: str | None, locale: str, utm: dict[str, str], ref: str | None) -> MemberItem:
     pid = program.program_id
@@ -112,6 +120,10 @@ def _find_or_create(program: ProgramItem, refs: Sequence[IdentityRef], deps: por
         owner = deps.members.identity_owner(pid, refs) if refs else None  # a consistent read
         if owner is not None:
             found = deps.members.get(pid, owner, consistent=True)
+            if found is not None and found.erased_at is not None:
+                # Her erasure is running (its first step deletes these pointers): once it is done, the same
+                # request makes a new member, as a new signup does.
+                raise _being_erased()
             if found is not None:
                 return found
             time.sleep(0.01 * (attempt + 1))  # pointer without member: should not happen, read again

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain.events import ORDER_CANCELLED, ORDER_PAID, ORDER_REFUNDED, order_paid_business_key
@@ -22,17 +21,13 @@ from chalicelib.services import rules as rules_service
 from chalicelib.store import keys
 from chalicelib.store.dynamo_ports import event_key_hash
 from chalicelib.store.events import EventItem
-from chalicelib.store.ledger import OrderLedgerItem
+from chalicelib.store.ledger import OrderLedgerItem, order_hash
 
 if TYPE_CHECKING:
     from chalicelib.services.event_context import EventContext
 
 Key = tuple[str, str]
 REFUND_EVENTS = (ORDER_REFUNDED, ORDER_CANCELLED)
-
-
-def order_hash(partner_id: str, order_id: str) -> str:
-    return hashlib.sha256(f"{partner_id}|{order_id}".encode()).hexdigest()[:40]
 
 
 def order_id_of(ctx: EventContext) -> str | None:
