@@ -9,9 +9,9 @@ each table's ``items`` is a :class:`DiskItems`: the same mapping to moto's code,
 
 * a table in one ``sqlite3`` database per process (the standard library: no new dependency), a file
   created in the temporary directory and unlinked as soon as it is open (the open connection keeps it), so
-  nothing is left on disk however the process ends (``os._exit``, a signal, a kill); ``journal_mode=OFF``
-  and ``synchronous=OFF``, since nothing is meant to survive the process (keeping data is ``--data``'s
-  job, ``infra/local_state.py``). Every item is a row: its key, and its attributes as the ``marshal``
+  nothing is left on disk however the process ends (``os._exit``, a signal, a kill); ``journal_mode=MEMORY``
+  (a write the full disk cuts short is rolled back from it) and ``synchronous=OFF``, since nothing is meant
+  to survive the process (keeping data is ``--data``'s job, ``infra/local_state.py``). Every item is a row: its key, and its attributes as the ``marshal``
   bytes :func:`~infra.moto_tuning.compact_items` keeps in memory;
 * a working set of at most :data:`HOT_ITEMS` ``Item`` objects (``SARAFAN_MOTO_HOT_ITEMS``), the most
   recently used, so the items a request reads and writes again (a program, its counters, a member being
@@ -24,8 +24,9 @@ The rules that keep it what moto would answer:
   evicted during a request;
 * at the end of each DynamoDB request (the hook ``moto_tuning`` already runs there, under
   ``ENGINE_LOCK``) every item touched is written through if its bytes changed, deletions are applied, and
-  the working set is cut back to :data:`HOT_ITEMS` (a write-through that fails, the disk full, raises
-  and keeps every change touched and in the working set, to be written at the next request's end). The
+  the working set is cut back to :data:`HOT_ITEMS`. Each store's write-through is one sqlite transaction:
+  one that fails (the disk full) is rolled back whole, raises, and keeps every change touched and in the
+  working set, to be written at the next request's end. The
   file is then the whole truth, so walks (Scan,
   ``all_items``, ``DescribeTable``'s count, the TTL sweep, ``--data`` snapshots) read it, in key order,
   in chunks, with the working set's objects in place of rows where they exist; a walk inside a request
@@ -91,7 +92,12 @@ def _connection() -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, cached_statements=256)
         conn.execute("PRAGMA page_size=8192")
-        conn.execute("PRAGMA journal_mode=OFF")
+        # The rollback journal in memory: a write the disk cannot take (ENOSPC, a file size limit) fails and sqlite puts
+        # the pages it had changed back, so the file stays sound and the next write-through can succeed. (With
+        # journal_mode=OFF there was nothing to put back: a statement cut short left a half-changed b-tree, and every
+        # request after the disk had filled failed with "database disk image is malformed".) The journal is lost only
+        # with the process, and the file (unlinked) goes with it.
+        conn.execute("PRAGMA journal_mode=MEMORY")
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute("PRAGMA temp_store=MEMORY")
         # The file is this process's own: hold its lock instead of taking and dropping it around every statement
@@ -101,8 +107,8 @@ def _connection() -> sqlite3.Connection:
     finally:
         # Unlinked at once (the connection keeps its open file): nothing is left on disk however the process ends
         # (the local run ends with ``os._exit``, which runs no ``atexit`` hook; a killed process runs nothing).
-        # journal_mode=OFF and the exclusive lock need no other file, and sqlite checks whether the file moved only
-        # when it opens a journal. (Not ``sqlite3.connect("")``, sqlite's own self-unlinking temporary database: it
+        # A journal in memory and the exclusive lock need no other file, and sqlite checks whether the file moved only
+        # when it opens a journal file. (Not ``sqlite3.connect("")``, sqlite's own self-unlinking temporary database: it
         # keeps committed pages in its cache, so a failed statement's rollback without a journal corrupted it.)
         with contextlib.suppress(OSError):
             os.unlink(path)
@@ -444,8 +450,13 @@ class DiskItems:
                     continue
                 writes.append((ids, item, blob, kind))
             try:
+                conn.execute("BEGIN")
                 self._write(conn, table, writes, deletes)
+                conn.execute("COMMIT")
             except BaseException:
+                if conn.in_transaction:  # (sqlite may have rolled it back itself: SQLITE_FULL, SQLITE_IOERR)
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 _touched_stores[id(self)] = self  # (settle_all took it off the list before settling it)
                 raise
             for ids, item, blob, kind in writes:
@@ -565,17 +576,22 @@ class DiskItems:
         """The index rows of ``name`` for every stored item (one walk of the file, written a chunk at a time)."""
         insert = f"INSERT INTO x{self.name} (name, vt, v, h, r) VALUES (?, ?, ?, ?, ?)"
         batch: list[tuple[Any, ...]] = []
-        for key, item in self.rows():
-            value = _index_value(_attribute(item, item.__dict__.get("_packed"), 0, name))
-            if value is not None:
-                ids = self._ids(key)
-                batch.append((name, value[0], value[1], ids[0], ids[1]))
-            if len(batch) >= CHUNK * 16:
-                with _lock:
-                    _connection().executemany(insert, batch)
-                batch = []
-        with _lock:
-            _connection().executemany(insert, batch)
+        try:
+            for key, item in self.rows():
+                value = _index_value(_attribute(item, item.__dict__.get("_packed"), 0, name))
+                if value is not None:
+                    ids = self._ids(key)
+                    batch.append((name, value[0], value[1], ids[0], ids[1]))
+                if len(batch) >= CHUNK * 16:
+                    with _lock:
+                        _connection().executemany(insert, batch)
+                    batch = []
+            with _lock:
+                _connection().executemany(insert, batch)
+        except BaseException:  # (the disk full half way) the chunks written go: the next query builds it again
+            with _lock, contextlib.suppress(sqlite3.Error):
+                _connection().execute(f"DELETE FROM x{self.name} WHERE name = ?", (name,))
+            raise
         self.indexed.add(name)
 
     # -- the mapping protocol

@@ -544,3 +544,160 @@ def test_a_key_of_another_type_finds_nothing(ddb: Any) -> None:
             disk, plain = (_call(ddb, operation, TableName=n, Key=wrong, **kwargs) for n in (DISK, PLAIN))
             assert disk == plain, (operation, wrong)
     assert _pages(ddb, "scan", TableName=DISK) == _pages(ddb, "scan", TableName=PLAIN)
+
+
+# --- a real file-system limit: the disk full, then room again ----------------------------------------------
+
+
+@contextlib.contextmanager
+def _own_store_file(directory: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The stores created in this block keep their rows in a new file in ``directory`` (closed at the end)."""
+    import tempfile
+
+    fresh: dict[str, Any] = {}
+    with monkeypatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", directory)
+        patch.setattr(moto_disk, "_db", fresh)
+        patch.setattr(moto_disk, "_touched_stores", {})  # (a store left failing stays there: not for later tests)
+        try:
+            yield
+        finally:
+            if "conn" in fresh:
+                fresh["conn"].close()
+
+
+def _file_size_limit(tmp_path: Any) -> Iterator[tuple[Any, Any]]:
+    """``RLIMIT_FSIZE`` (no root needed): a write past the limit fails (``EFBIG``) as a write to a full disk does
+    (``ENOSPC``), after whatever part of it fitted."""
+    import resource
+    import signal
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the error instead of the signal's kill
+
+    def fill() -> None:
+        conn = moto_disk._connection()
+        size = conn.execute("PRAGMA page_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 600_000, hard))
+
+    def free() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+    try:
+        yield fill, free
+    finally:
+        free()
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def _small_tmpfs(tmp_path: Any) -> Iterator[tuple[Any, Any]]:
+    """A tmpfs of 8 MB (root only), filled by a file up to the last 600 KB: a real ``ENOSPC``."""
+    import os
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root on Linux (the file size limit covers the same case)")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    filler = mount / "filler"
+
+    def fill() -> None:
+        room = os.statvfs(mount)
+        filler.write_bytes(b"\0" * (room.f_bavail * room.f_frsize - 600_000))
+
+    def free() -> None:
+        filler.unlink(missing_ok=True)
+
+    try:
+        yield fill, free
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.fixture(params=["file size limit", "small tmpfs"])
+def full_disk(request: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
+    """(fill, free): the store's file system without room from ``fill()`` until ``free()``."""
+    limits = {"file size limit": _file_size_limit, "small tmpfs": _small_tmpfs}
+    generator = limits[request.param](tmp_path)
+    fill, free = next(generator)
+    directory = str(tmp_path / "small") if request.param == "small tmpfs" else str(tmp_path)
+    with _own_store_file(directory, monkeypatch):
+        yield fill, free
+    with contextlib.suppress(StopIteration):
+        next(generator)
+
+
+def test_a_real_disk_full_and_room_again_loses_no_write_and_leaves_the_file_sound(
+        aws_env: None, full_disk: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes while the file system is full fail (sqlite's error) and are kept in memory; once there is room the
+    next requests write them through: every item reads back as last written, Scan finds each once, and sqlite's
+    integrity check passes. (With ``journal_mode=OFF`` a statement cut short by the full disk could not be
+    rolled back: from then on every request failed with ``database disk image is malformed``.)"""
+    import boto3
+    from moto import mock_aws
+
+    fill, free = full_disk
+    monkeypatch.setattr(moto_disk, "HOT_ITEMS", 10)  # most items are read back from the file
+    rng = random.Random(7)
+    with mock_aws():
+        moto_tuning.apply()
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb.create_table(TableName="full", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
+                                               {"AttributeName": "SK", "AttributeType": "S"}])
+        expected: dict[tuple[str, str], str] = {}
+        failed = {"full": 0, "room again": 0}
+        phase = "full"
+        fill()
+        try:
+            for i in range(1000):
+                if i == 500:
+                    assert failed["full"], "the file system never filled up"
+                    free()
+                    phase = "room again"
+                key = (f"p{rng.randrange(40)}", f"s{rng.randrange(30)}")
+                value = rng.randbytes(rng.randrange(200, 1500)).hex()
+                try:
+                    ddb.put_item(TableName="full", Item={"PK": {"S": key[0]}, "SK": {"S": key[1]}, "v": {"S": value}})
+                except sqlite3.Error:
+                    failed[phase] += 1
+                expected[key] = value  # applied in moto either way: the file takes it at a later request's end
+        finally:
+            free()
+        assert failed["room again"] == 0, failed
+        for (pk, sk), value in expected.items():
+            item = ddb.get_item(TableName="full", Key={"PK": {"S": pk}, "SK": {"S": sk}})["Item"]
+            assert item["v"]["S"] == value
+        scanned: list[tuple[str, str]] = []
+        page: dict[str, Any] = {"LastEvaluatedKey": None}
+        while "LastEvaluatedKey" in page:
+            start = {"ExclusiveStartKey": page["LastEvaluatedKey"]} if page["LastEvaluatedKey"] else {}
+            page = ddb.scan(TableName="full", **start)
+            scanned += [(i["PK"]["S"], i["SK"]["S"]) for i in page["Items"]]
+        assert sorted(scanned) == sorted(expected)
+        with moto_tuning.ENGINE_LOCK:
+            assert moto_disk._connection().execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_an_attribute_index_the_full_disk_cut_short_is_built_again_whole(ddb: Any) -> None:
+    """The first GSI query of an attribute builds its index in the file a chunk at a time; if the disk fills up
+    half way the query fails, and the next one builds it again from nothing: no item found twice."""
+    for name in (DISK, PLAIN):
+        for i in range(400):
+            ddb.put_item(TableName=name, Item={"PK": {"S": f"p{i % 7}"}, "SK": {"S": f"{i:04d}"},
+                                                "G": {"S": f"g{i % 2}"}, "GR": {"S": f"{i:04d}"}})
+    query = {"IndexName": "ByG", "KeyConditionExpression": "G = :g", "ExpressionAttributeValues": {":g": {"S": "g1"}}}
+    undo = _fill_disk()
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            ddb.query(TableName=DISK, **query)
+    finally:
+        undo()
+    disk, plain = (_pages(ddb, "query", TableName=name, **query) for name in (DISK, PLAIN))
+    assert [p["Items"] for p in disk] == [p["Items"] for p in plain]
+    assert sum(p["Count"] for p in disk) == 200
