@@ -17,7 +17,9 @@ lose a count, and a chunk sent again with the same content answers its first res
 chunk starts in the file) in the chunk's answer; the import keeps the first :data:`KEPT_ERRORS` of
 them for the status route.
 
-Limit: if the process stops after the claim, sending the same chunk again writes its rows (the ones
+While a claim has no result for less than :data:`CLAIM_LEASE_SECONDS`, the same chunk sent again is
+``503 import_busy`` (its first request is still writing it). Limit: if the process stops after the
+claim, the same chunk sent again after the lease takes the claim over, writes its rows (the ones
 already in count as ``already_imported``) and records it.
 """
 
@@ -43,6 +45,9 @@ MAX_CHUNKS = 10_000
 MAX_CSV_CHARS = 200_000
 #: Bad rows an import keeps for its status (every chunk's answer lists all of its own).
 KEPT_ERRORS = 100
+#: A claimed chunk with no result is someone's work in progress for this long (the API's Lambda stops after 15 s,
+#: API Gateway answers after 29 s); after it, the claim's request is gone and the chunk sent again takes it over.
+CLAIM_LEASE_SECONDS = 60
 TOTALS = ("rows", "imported", "existing_members", "already_imported", "opening_points", "bad_rows")
 _ATTEMPTS = 8
 
@@ -121,8 +126,9 @@ def put_chunk(principal: Principal, program_id: str, import_id: str, number_text
                            code="chunk_conflict", details={"chunk": number})
         if recorded.result is not None:
             return _replay(recorded, import_id, number)
-        # Claimed with this content but not finished (the process stopped, or it is in flight): write its rows
-        # (idempotent) and record it; of two at once, one records and the other answers its result.
+        # Claimed with this content, not finished: in flight (busy: send it again), or its request stopped (past
+        # the lease): take the claim over (one taker wins), write the rows (idempotent) and record it.
+        _take_over(recorded, number)
     payload: dict[str, Any] = {"csv": data["csv"], "first_line": first_line, "dry_run": False,
                                "include_erased": bool(job.include_erased)}
     if job.partner_id:
@@ -161,6 +167,18 @@ def _claim(job: ImportJobItem, number: int, digest: str) -> None:
     tx = Transaction()
     tx.create(ImportChunkItem(PK=pk, SK=sk, program_id=job.program_id, import_id=job.import_id, number=number,
                               digest=digest, received_at=ports.current().clock.now()), on_fail=_ChunkTaken())
+    tx.commit()
+
+
+def _take_over(recorded: ImportChunkItem, number: int) -> None:
+    now = ports.current().clock.now()
+    busy = ServiceUnavailable(f"Chunk {number} of this import is being imported; send it again in a minute",
+                              code="import_busy", details={"chunk": number})
+    if (now - recorded.received_at).total_seconds() < CLAIM_LEASE_SECONDS:
+        raise busy
+    tx = Transaction()
+    tx.update(ImportChunkItem(PK=recorded.PK, SK=recorded.SK), [ImportChunkItem.received_at.set(now)],
+              ImportChunkItem.received_at == recorded.received_at, on_fail=busy)
     tx.commit()
 
 

@@ -296,7 +296,8 @@ def erased_identity(program_id: str, kind: str, value_hash: str) -> Key:
 
 
 def import_row(program_id: str, person_hash: str) -> Key:
-    """One imported person (by the salted hash of their strongest identifier): makes an import idempotent."""
+    """One imported person: ``member#<member_id>`` (before 2026-12-06 the salted hash of the row's strongest
+    identifier, ``<kind>#<hash>``): makes an import idempotent."""
     return f"IMPORT#{program_id}#{person_hash}", "IMPORT"
 
 

@@ -138,6 +138,9 @@ def test_a_chunk_that_stopped_after_its_claim_is_imported_when_sent_again_and_ke
     conflict = put(api, shop, job, 1, CHUNK_2)
     assert (conflict.status, conflict.error_code) == (409, "chunk_conflict")
     assert api.get(f"/v1/programs/{shop.pid}/members/lookup?email=carl@example.com").status == 404
+    busy = put(api, shop, job, 1, CHUNK_1)  # within the claim's lease: maybe its first request is still at it
+    assert (busy.status, busy.error_code) == (503, "import_busy")
+    CLOCK.advance(seconds=import_jobs.CLAIM_LEASE_SECONDS)
     again = put(api, shop, job, 1, CHUNK_1)
     assert again.status == 200 and (again.body["replayed"], again.body["imported"]) == (False, 2)
     assert api.get(f"/v1/programs/{shop.pid}/imports/{job['import_id']}").body["imported"] == 2
@@ -152,3 +155,19 @@ def test_an_import_may_allow_erased_people_back(api: ApiClient) -> None:
     text = HEADER + "gone@example.com,gone-2,10,\n"
     assert put(api, shop, refused, 1, text).body["bad_rows"] == 1
     assert put(api, shop, allowed, 1, text).body["imported"] == 1
+
+
+def test_the_same_chunk_sent_twice_at_once_counts_once(api: ApiClient) -> None:
+    from tests.functional.test_ledger_support import parallel
+
+    shop = Shop(api, "uds_3_level")
+    job = start(api, shop)
+    replies = parallel([lambda: put(api, shop, job, 1, CHUNK_1), lambda: put(api, shop, job, 1, CHUNK_1)])
+    # One writes it; the other finds it recorded (its answer again) or still being written (busy: send it again).
+    assert sorted(r.status for r in replies) in ([200, 200], [200, 503])
+    assert {(r.body["rows"], r.body["imported"], r.body["already_imported"]) for r in replies if r.status == 200} == {
+        (2, 2, 0)}
+    status = api.get(f"/v1/programs/{shop.pid}/imports/{job['import_id']}").body
+    assert (status["chunks"], status["rows"], status["imported"]) == (1, 2, 2)
+    anna = api.get(f"/v1/programs/{shop.pid}/members/lookup?email=anna@example.com").body
+    assert shop.balance(anna["member_id"])["available"] == 1000
