@@ -562,7 +562,7 @@ def _reading(path: Path) -> Iterator[None]:
     :class:`Damaged`, naming the file."""
     try:
         yield
-    except SystemExit:
+    except (SystemExit, MemoryError):
         raise
     except Exception as error:  # every way a file can be damaged, named in the message
         raise Damaged(path, f"cannot be read ({type(error).__name__}: {error})") from error

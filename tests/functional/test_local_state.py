@@ -509,3 +509,24 @@ def test_a_data_path_that_is_not_a_directory_is_refused_clearly(tmp_path: Path, 
         local_state.LocalState(data, log=lambda _: None).lock()
     assert str(data) in str(stopped.value)
     assert target.read_text() == "x"
+
+
+def test_a_last_snapshot_that_fails_is_said_and_the_run_exits_non_zero(
+        table: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    from infra.local_run import last_snapshot
+
+    state = local_state.LocalState(tmp_path / "data", log=lambda _: None)
+    _put(table, "a", 0)
+    fatal: list[str] = []
+
+    def disk_full(source: Any, target: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", disk_full)
+        last_snapshot(state, fatal)
+    assert fatal and "No space left on device" in fatal[0]
+    said = capsys.readouterr().out
+    assert "the last snapshot could not be written" in said and "is lost" in said, said
