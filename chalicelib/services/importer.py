@@ -10,7 +10,8 @@ chunk, or a corrected file naming the people by other identifiers) changes nothi
 imported before is skipped (a bad row when it asks for another opening balance). Markers of the
 earlier code (keyed by the row's strongest identifier) are still read. A person who is already a
 member gets the opening balance and their new identifiers; their profile and referrer stay as they
-are. Rows naming one person twice in a chunk, or two members in one row, are bad rows; so is a row
+are. Rows naming one person twice in a chunk (an identifier repeated, or one existing member named by
+different identifiers), or two members in one row, are bad rows; so is a row
 naming an erased person (their identifier's tombstone), unless the import includes them.
 
 Reads are batched: one ``BatchGetItem`` round for every pointer, tombstone, earlier-style marker,
@@ -175,6 +176,8 @@ class _Chunk:
         self.items: dict[tuple[str, str], Entity] = {}
         self.now = ports.current().clock.now()
         self._refs: dict[int, list[IdentityRef]] = {}
+        self._named_by: dict[int, str] = {}  # line -> the existing member the row names (``name``)
+        self._lines_of: dict[str, set[int]] = {}  # member -> the lines naming them
 
     # -- reads ---------------------------------------------------------------------
 
@@ -482,6 +485,8 @@ class _Chunk:
         other = next((ref for ref, owner in owners if owner != member_id), None)
         if other is not None:
             raise _RowFailed(other.kind, f"belongs to another member than the row's {owners[0][0].kind}")
+        if member_id is not None:
+            self.name(row, member_id, owners[0][0])
         unlinked = [ref for ref in refs if all(ref is not linked for linked, _ in owners)]
         erased = [(ref, tomb) for ref in unlinked
                   if isinstance(tomb := self.items.get(self.tombstone_key(ref)), ErasedIdentityItem)]
@@ -543,6 +548,22 @@ class _Chunk:
                                line=row.line)
         tx.create(marker, on_fail=_AlreadyImported(row.line))
         return _Staged(row, tx, marker, created, refs, self.signup(created), linked)
+
+    def name(self, row: ImportRow, member_id: str, found_by: IdentityRef) -> None:
+        """Rows naming one member by different identifiers (an e-mail on one, a customer id on the other), which
+        ``duplicates`` cannot see: the later row is a bad row naming the earlier one's line, as a repeated
+        identifier is, whether or not the earlier row lands (so it never counts as imported on a group-mate's
+        uncommitted marker). Recorded per line, so staging a row again (a cancelled group, a fresh read) moves it."""
+        previous = self._named_by.get(row.line)
+        if previous is not None and previous != member_id:
+            self._lines_of[previous].discard(row.line)
+        self._named_by[row.line] = member_id
+        lines = self._lines_of.setdefault(member_id, set())
+        lines.add(row.line)
+        earlier = min((line for line in lines if line < row.line), default=None)
+        if earlier is not None:
+            raise _RowFailed(found_by.kind, f"duplicate of line {earlier} (the same member, named by another "
+                                            "identifier): one row per person")
 
     def profile(self, member_id: str) -> MemberItem:
         profile = self.items.get(keys.member(self.pid, member_id))
