@@ -7,8 +7,8 @@ Both talk to a running Sarafan (``--url``, default http://127.0.0.1:8000, the lo
 operator key (``--key`` or ``SARAFAN_OPERATOR_KEY``; ``--ready-file`` reads both from the file
 ``python3 infra/dev.py run --ready-file PATH`` writes). Standard library only.
 
-``import`` first checks the whole file (a dry run of every chunk, nothing written) and stops if
-any row is bad, listing every bad row with its line number; ``--skip-bad-rows`` imports the good
+``import`` first checks the whole file (a dry run of every chunk, nothing written, and rows naming a
+person an earlier row names) and stops if any row is bad, listing every bad row with its line number; ``--skip-bad-rows`` imports the good
 rows anyway. It then writes through the chunked import API: ``POST …/imports`` once, then
 ``PUT …/imports/{id}/chunks/{n}`` for each chunk of up to 1,000 rows, in file order (a row may name
 a referrer from an earlier chunk). Each row is written whole or not at all and re-running changes
@@ -232,12 +232,40 @@ def _print_errors(errors: list[dict[str, Any]], out: TextIO) -> None:
         print(f"line {error['line']}: {problems}", file=out)
 
 
+#: The columns naming a person, as the server compares them where a plain normalisation can (e-mail lower-cased,
+#: phone digits); the server finds the rest (a gmail address's dots, a national phone format) when writing.
+_PERSON_COLUMNS = ("customer_id", "email", "phone")
+
+
+def _person_keys(text: str, first_line: int) -> Iterator[tuple[int, list[tuple[str, str]]]]:
+    """``(file line, [(column, plain value)])`` of each row of a chunk's CSV (the server's line numbering)."""
+    reader = csv.reader(io.StringIO(text))
+    header = [n.strip().lower().lstrip("\ufeff") for n in next(reader, [])]
+    start = reader.line_num + 1
+    for record in reader:
+        line, start = first_line + start - 2, reader.line_num + 1
+        cells = dict(zip(header, (v.strip() for v in record), strict=False))
+        names = []
+        for column in _PERSON_COLUMNS:
+            value = cells.get(column) or ""
+            if column == "email":
+                value = value.lower()
+            elif column == "phone":
+                value = ("+" if value.startswith("+") else "") + "".join(ch for ch in value if ch.isdigit())
+            if value.strip("+"):
+                names.append((column, value))
+        yield line, names
+
+
 def check_file(api: Api, path: Path, program: str, partner: str | None, rows_per_chunk: int, total: int,
                progress_stream: TextIO) -> tuple[int, list[dict[str, Any]]]:
-    """Every chunk as a dry run (nothing written): the rows read and the bad rows."""
+    """Every chunk as a dry run (nothing written): the rows read and the bad rows. The server finds rows naming a
+    person twice within a chunk; this finds them across chunks too (a row naming someone an earlier row of the
+    file names), where a plain comparison can."""
     route = f"/v1/programs/{urllib.parse.quote(program)}/imports/members"
     errors: list[dict[str, Any]] = []
     rows = 0
+    first: dict[tuple[str, str], int] = {}
     progress = Progress(total, progress_stream, label="rows checked")
     for text, first_line, n in chunks(path, rows_per_chunk):
         body: dict[str, Any] = {"csv": text, "first_line": first_line, "dry_run": True}
@@ -245,6 +273,21 @@ def check_file(api: Api, path: Path, program: str, partner: str | None, rows_per
             body["partner_id"] = partner
         reply = api.json("POST", route, body)
         errors += reply["errors"]
+        bad = {int(e["line"]) for e in reply["errors"]}
+        chunk_first: dict[tuple[str, str], int] = {}
+        for line, names in _person_keys(text, first_line):
+            if line in bad:
+                continue
+            earlier = next(((name, first[name]) for name in names if name in first), None)
+            if earlier is not None:
+                (column, _), at = earlier
+                errors.append({"line": line, "errors": [{"column": column, "message": (
+                    f"duplicate of line {at} (the same {column}): one row per person")}]})
+                continue
+            for name in names:
+                chunk_first.setdefault(name, line)
+        for name, line in chunk_first.items():
+            first.setdefault(name, line)
         rows += int(reply.get("rows", 0))
         progress.advance(n)
     progress.close()

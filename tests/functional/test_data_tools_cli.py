@@ -197,3 +197,19 @@ def test_an_erased_person_in_the_file_is_a_bad_row_unless_the_import_includes_er
                                  progress_stream=io.StringIO(), include_erased=True) == 0
     assert "1 members imported" in back.getvalue() and "1 already imported" in back.getvalue()
     assert api.get(f"/v1/programs/{shop.pid}/members/lookup?email=gone@example.com").status == 200
+
+
+def test_the_check_pass_finds_a_person_named_twice_across_chunks(api: ApiClient, tmp_path: Path) -> None:
+    shop = Shop(api, None)
+    rows = [[f"m{i}@example.com", "", "5", ""] for i in range(1, 9)]
+    rows[6][0] = "M2@Example.com"  # file line 8 names line 3's member again, in another chunk
+    rows[7][0] = "m6@example.com"  # line 9 names line 7's, in the same chunk (the server finds it)
+    path = write_csv(tmp_path / "members.csv", rows)
+    out = io.StringIO()
+    assert data_tools.run_import(InProcessApi(api), path, shop.pid, None, check=True, dry_run=False,
+                                 rows_per_chunk=4, out=out, progress_stream=io.StringIO()) == 1
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["line 8: email: duplicate of line 3 (the same email): one row per person",
+                         "line 9: email: duplicate of line 7 (the same email): one row per person"]
+    assert "nothing was imported" in lines[-1]
+    assert api.get(f"/v1/programs/{shop.pid}/members/lookup?email=m1@example.com").status == 404
