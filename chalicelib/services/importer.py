@@ -52,8 +52,8 @@ from chalicelib.store.members import (
     IdentityRef,
     MemberItem,
     batch_get,
+    identity_pointer_parts,
     identity_refs,
-    key_from_str,
     key_str,
     new_member,
     pointer_items,
@@ -195,11 +195,15 @@ class _Chunk:
         """The marker the importer wrote before markers were per member: keyed by the row's strongest identifier."""
         return keys.import_row(self.pid, f"{refs[0].kind}#{refs[0].value_hash}")
 
-    def legacy_marker_of_pointer(self, pointer: str) -> tuple[str, str]:
-        """The earlier marker for a member's identifier, from the pointer key on their profile (``pointer_keys``)."""
-        pk, _ = key_from_str(pointer)
-        _, _, kind, value_hash = pk.split("#", 3)
-        return keys.import_row(self.pid, f"{kind}#{value_hash}")
+    def legacy_markers_of(self, profile: MemberItem) -> list[tuple[str, str]]:
+        """The earlier markers for a member's identifiers, from the identity pointer keys on their profile
+        (``pointer_keys``, which also hold their code and coupon keys: those name no marker)."""
+        out = []
+        for text in profile.pointer_keys or []:
+            parts = identity_pointer_parts(self.pid, text)
+            if parts is not None:
+                out.append(keys.import_row(self.pid, f"{parts[0]}#{parts[1]}"))
+        return out
 
     def tombstone_key(self, ref: IdentityRef) -> tuple[str, str]:
         return keys.erased_identity(self.pid, ref.kind, ref.value_hash)
@@ -238,7 +242,7 @@ class _Chunk:
             profile = self.items.get(keys.member(self.pid, member_id))
             if isinstance(profile, MemberItem) and not isinstance(self.items.get(self.marker_key(member_id)),
                                                                   ImportRowItem):
-                legacy += [self.legacy_marker_of_pointer(k) for k in profile.pointer_keys or []]
+                legacy += self.legacy_markers_of(profile)
         if legacy:
             self._refresh(legacy)
 
@@ -266,7 +270,7 @@ class _Chunk:
         candidates.append(self.legacy_marker_key(refs))
         profile = self.items.get(keys.member(self.pid, member_id)) if member_id is not None else None
         if isinstance(profile, MemberItem):
-            candidates += [self.legacy_marker_of_pointer(k) for k in profile.pointer_keys or []]
+            candidates += self.legacy_markers_of(profile)
         for key in candidates:
             marker = self.items.get(key)
             if isinstance(marker, ImportRowItem):

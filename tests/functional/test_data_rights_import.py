@@ -423,6 +423,25 @@ def test_people_imported_by_the_earlier_code_are_still_recognised(api: ApiClient
     assert shop.balance(member_id)["available"] == 100
 
 
+@pytest.mark.parametrize("holds", ["vanity code", "coupon"])
+def test_a_member_with_a_changed_code_or_a_coupon_gets_the_opening_balance(api: ApiClient, holds: str) -> None:
+    """Her profile's ``pointer_keys`` then also hold ``CODE#…`` or ``COUPON#…`` keys, which name no earlier-style
+    marker: the row credits her once, a re-run skips her."""
+    shop = Shop(api, None)
+    member = shop.member("c-9")  # c-9@example.com
+    path = f"/v1/programs/{shop.pid}/members/{member['member_id']}"
+    if holds == "coupon":
+        put = api.put(f"{path}/coupons/anna-500", key=shop.partner["api_key"])
+    else:
+        put = api.put(f"{path}/code", {"code": "VANITY-01"})
+    assert put.status == 200, put.body
+    first = send(api, shop.pid, "email,opening_balance\nc-9@example.com,250\n")
+    assert (first["existing_members"], first["errors"]) == (1, [])
+    again = send(api, shop.pid, "email,phone,opening_balance\nc-9@example.com,+79161110009,250\n")
+    assert (again["existing_members"], again["already_imported"], again["errors"]) == (0, 1, [])
+    assert shop.balance(member["member_id"])["available"] == 250
+
+
 # -- conflicting rows are bad rows ---------------------------------------------------------------------
 
 
