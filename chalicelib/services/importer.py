@@ -12,9 +12,12 @@ earlier code (keyed by the row's strongest identifier) are still read. A person 
 member gets the opening balance and their new identifiers; their profile and referrer stay as they
 are. Rows naming one person twice in a chunk (an identifier repeated, or one existing member named by
 different identifiers), or two members in one row, are bad rows; so is a row
-naming an erased person (their identifier's tombstone), unless the import includes them.
+naming an erased person (their identifier's tombstone), unless the import includes them, and so is a row
+naming a member whose erasure has started (her profile's ``erased_at``: as read, or a condition in the row's
+transaction).
 
-Reads are batched: one ``BatchGetItem`` round for every pointer, tombstone, earlier-style marker,
+Reads are batched and strongly consistent (an erasure swaps a pointer for its tombstone in one transaction:
+a consistent read sees one of them): one ``BatchGetItem`` round for every pointer, tombstone, earlier-style marker,
 code and referrer of the chunk, one for the balances, markers and profiles of existing members (and
 one for earlier-style markers of existing members found without a marker). Rows are written in file order, so a referrer
 imported earlier in the same file is found, and several rows share one transaction (up to
@@ -252,7 +255,9 @@ class _Chunk:
     def _refresh(self, wanted: list[tuple[str, str]]) -> None:
         if not wanted:
             return
-        found = batch_get(wanted)
+        # Consistent: an erasure deletes a pointer and writes its tombstone in one transaction, so a consistent
+        # read sees one of the two (an eventually consistent one could see neither and enrol her again).
+        found = batch_get(wanted, consistent=True)
         for key in wanted:
             self.items.pop(key, None)
         self.items.update(found)
@@ -487,14 +492,8 @@ class _Chunk:
             raise _RowFailed(other.kind, f"belongs to another member than the row's {owners[0][0].kind}")
         if member_id is not None:
             self.name(row, member_id, owners[0][0])
-        unlinked = [ref for ref in refs if all(ref is not linked for linked, _ in owners)]
-        erased = [(ref, tomb) for ref in unlinked
-                  if isinstance(tomb := self.items.get(self.tombstone_key(ref)), ErasedIdentityItem)]
-        if erased and not self.include_erased:
-            raise _RowFailed(erased[0][0].kind, "belongs to a person whose data was erased: an import does not enrol "
-                                                "them again (unless the import includes erased people)")
-        if member_id is not None and unlinked:
-            self.check_links(row, member_id, owners[0][0], unlinked)
+        # A person imported before first: a re-run of an import (also one the earlier code made) writes nothing,
+        # so it reports nothing the rows it skips would have written (links, tombstones).
         marker = self.imported(member_id, refs)
         if marker is not None:
             if member_id is not None and marker.member_id != member_id:
@@ -505,6 +504,16 @@ class _Chunk:
                                                     f"balance of {int(marker.opening_balance or 0)}; an import does "
                                                     "not change it")
             raise _AlreadyImported()
+        unlinked = [ref for ref in refs if all(ref is not linked for linked, _ in owners)]
+        erased = [(ref, tomb) for ref in unlinked
+                  if isinstance(tomb := self.items.get(self.tombstone_key(ref)), ErasedIdentityItem)]
+        if erased and not self.include_erased:
+            raise _RowFailed(erased[0][0].kind, "belongs to a person whose data was erased: an import does not enrol "
+                                                "them again (unless the import includes erased people)")
+        if member_id is not None:
+            self.profile(member_id, owners[0][0].kind)  # her erasure has not started (as read)
+            if unlinked:
+                self.check_links(row, member_id, owners[0][0], unlinked)
         wants_referrer = bool(row.referrer_code or row.referrer_customer_id)
         referrer = self.referrer(row) if wants_referrer else None
         tx = Transaction()
@@ -531,7 +540,12 @@ class _Chunk:
                 ref_member = MemberItem(*keys.member(self.pid, referrer.member_id))
                 tx.update(ref_member, [MemberItem.referral_signups.add(1)], Entity.PK.exists(), on_fail=_Retry(row.line))
         elif unlinked:
-            linked = self.stage_links(tx, row, member_id, unlinked)
+            linked = self.stage_links(tx, row, member_id, unlinked)  # its profile update: erased_at not exists
+        else:
+            # Nothing else of the row touches her profile (DynamoDB refuses two operations on one item in a
+            # transaction): her erasure starting since the read cancels the row, read again it is a bad row.
+            tx.check(MemberItem, keys.member(self.pid, member_id),
+                     Entity.PK.exists() & MemberItem.erased_at.does_not_exist(), on_fail=_Retry(row.line))
         marker_key = self.marker_key(member_id)
         entry_id = None
         if row.opening_balance:
@@ -565,10 +579,15 @@ class _Chunk:
             raise _RowFailed(found_by.kind, f"duplicate of line {earlier} (the same member, named by another "
                                             "identifier): one row per person")
 
-    def profile(self, member_id: str) -> MemberItem:
+    def profile(self, member_id: str, column: str = "") -> MemberItem:
+        """The existing member's profile as read; a member whose erasure has started is a bad row (an import
+        credits nobody who asked to be forgotten, as it enrols no erased person)."""
         profile = self.items.get(keys.member(self.pid, member_id))
-        if not isinstance(profile, MemberItem) or profile.erased_at is not None:
+        if not isinstance(profile, MemberItem):
             raise _RowFailed("", "changed concurrently while importing; run the import again")
+        if profile.erased_at is not None:
+            raise _RowFailed(column, "belongs to a member whose data is being erased: an import does not credit "
+                                     "them")
         return profile
 
     def check_links(self, row: ImportRow, member_id: str, found_by: IdentityRef, unlinked: list[IdentityRef]) -> None:

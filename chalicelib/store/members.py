@@ -188,12 +188,13 @@ def identity_pointer_parts(program_id: str, text: str) -> tuple[str, str] | None
     return kind, value_hash
 
 
-def batch_get(item_keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Entity]:
-    """Read any mix of entities in one ``BatchGetItem`` per 100 keys (PynamoDB retries unprocessed keys)."""
+def batch_get(item_keys: Iterable[tuple[str, str]], *, consistent: bool = False) -> dict[tuple[str, str], Entity]:
+    """Read any mix of entities in one ``BatchGetItem`` per 100 keys (PynamoDB retries unprocessed keys);
+    ``consistent``: strongly consistent reads (twice the read units), else eventually consistent."""
     unique = list(dict.fromkeys(item_keys))
     if not unique:
         return {}
-    return {(item.PK, item.SK): item for item in Entity.batch_get(unique)}
+    return {(item.PK, item.SK): item for item in Entity.batch_get(unique, consistent_read=consistent or None)}
 
 
 def new_member(
