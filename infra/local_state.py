@@ -135,8 +135,10 @@ class _Changes:
     def take(self) -> tuple[set[tuple[TableId, Any, Any]], bool]:
         """What changed (and whether a table did) for a snapshot, held here too until the snapshot is written:
         a save that fails anywhere from here on gives it back (:meth:`give_back`). Call with moto paused."""
-        held_items, held_schema = self._taken or (set(), False)
-        self._taken = (held_items | self.items, held_schema or self.schema)  # (before the notes are cleared)
+        if self._taken is None:
+            self._taken = (self.items, self.schema)  # (held before the notes are cleared)
+        else:  # (a save before that neither wrote nor gave back)
+            self._taken = (self._taken[0] | self.items, self._taken[1] or self.schema)
         self.items, self.schema = set(), False
         return self._taken
 
