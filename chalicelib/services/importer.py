@@ -10,7 +10,8 @@ chunk, or a corrected file naming the people by other identifiers) changes nothi
 imported before is skipped (a bad row when it asks for another opening balance). Markers of the
 earlier code (keyed by the row's strongest identifier) are still read. A person who is already a
 member gets the opening balance and their new identifiers; their profile and referrer stay as they
-are. Rows naming one person twice in a chunk, or two members in one row, are bad rows; so is a row
+are. Rows naming one person twice in a chunk (an identifier repeated, or one existing member named by
+different identifiers), or two members in one row, are bad rows; so is a row
 naming an erased person (their identifier's tombstone), unless the import includes them.
 
 Reads are batched: one ``BatchGetItem`` round for every pointer, tombstone, earlier-style marker,
@@ -52,8 +53,8 @@ from chalicelib.store.members import (
     IdentityRef,
     MemberItem,
     batch_get,
+    identity_pointer_parts,
     identity_refs,
-    key_from_str,
     key_str,
     new_member,
     pointer_items,
@@ -175,6 +176,8 @@ class _Chunk:
         self.items: dict[tuple[str, str], Entity] = {}
         self.now = ports.current().clock.now()
         self._refs: dict[int, list[IdentityRef]] = {}
+        self._named_by: dict[int, str] = {}  # line -> the existing member the row names (``name``)
+        self._lines_of: dict[str, set[int]] = {}  # member -> the lines naming them
 
     # -- reads ---------------------------------------------------------------------
 
@@ -195,11 +198,15 @@ class _Chunk:
         """The marker the importer wrote before markers were per member: keyed by the row's strongest identifier."""
         return keys.import_row(self.pid, f"{refs[0].kind}#{refs[0].value_hash}")
 
-    def legacy_marker_of_pointer(self, pointer: str) -> tuple[str, str]:
-        """The earlier marker for a member's identifier, from the pointer key on their profile (``pointer_keys``)."""
-        pk, _ = key_from_str(pointer)
-        _, _, kind, value_hash = pk.split("#", 3)
-        return keys.import_row(self.pid, f"{kind}#{value_hash}")
+    def legacy_markers_of(self, profile: MemberItem) -> list[tuple[str, str]]:
+        """The earlier markers for a member's identifiers, from the identity pointer keys on their profile
+        (``pointer_keys``, which also hold their code and coupon keys: those name no marker)."""
+        out = []
+        for text in profile.pointer_keys or []:
+            parts = identity_pointer_parts(self.pid, text)
+            if parts is not None:
+                out.append(keys.import_row(self.pid, f"{parts[0]}#{parts[1]}"))
+        return out
 
     def tombstone_key(self, ref: IdentityRef) -> tuple[str, str]:
         return keys.erased_identity(self.pid, ref.kind, ref.value_hash)
@@ -238,7 +245,7 @@ class _Chunk:
             profile = self.items.get(keys.member(self.pid, member_id))
             if isinstance(profile, MemberItem) and not isinstance(self.items.get(self.marker_key(member_id)),
                                                                   ImportRowItem):
-                legacy += [self.legacy_marker_of_pointer(k) for k in profile.pointer_keys or []]
+                legacy += self.legacy_markers_of(profile)
         if legacy:
             self._refresh(legacy)
 
@@ -266,7 +273,7 @@ class _Chunk:
         candidates.append(self.legacy_marker_key(refs))
         profile = self.items.get(keys.member(self.pid, member_id)) if member_id is not None else None
         if isinstance(profile, MemberItem):
-            candidates += [self.legacy_marker_of_pointer(k) for k in profile.pointer_keys or []]
+            candidates += self.legacy_markers_of(profile)
         for key in candidates:
             marker = self.items.get(key)
             if isinstance(marker, ImportRowItem):
@@ -478,6 +485,8 @@ class _Chunk:
         other = next((ref for ref, owner in owners if owner != member_id), None)
         if other is not None:
             raise _RowFailed(other.kind, f"belongs to another member than the row's {owners[0][0].kind}")
+        if member_id is not None:
+            self.name(row, member_id, owners[0][0])
         unlinked = [ref for ref in refs if all(ref is not linked for linked, _ in owners)]
         erased = [(ref, tomb) for ref in unlinked
                   if isinstance(tomb := self.items.get(self.tombstone_key(ref)), ErasedIdentityItem)]
@@ -539,6 +548,22 @@ class _Chunk:
                                line=row.line)
         tx.create(marker, on_fail=_AlreadyImported(row.line))
         return _Staged(row, tx, marker, created, refs, self.signup(created), linked)
+
+    def name(self, row: ImportRow, member_id: str, found_by: IdentityRef) -> None:
+        """Rows naming one member by different identifiers (an e-mail on one, a customer id on the other), which
+        ``duplicates`` cannot see: the later row is a bad row naming the earlier one's line, as a repeated
+        identifier is, whether or not the earlier row lands (so it never counts as imported on a group-mate's
+        uncommitted marker). Recorded per line, so staging a row again (a cancelled group, a fresh read) moves it."""
+        previous = self._named_by.get(row.line)
+        if previous is not None and previous != member_id:
+            self._lines_of[previous].discard(row.line)
+        self._named_by[row.line] = member_id
+        lines = self._lines_of.setdefault(member_id, set())
+        lines.add(row.line)
+        earlier = min((line for line in lines if line < row.line), default=None)
+        if earlier is not None:
+            raise _RowFailed(found_by.kind, f"duplicate of line {earlier} (the same member, named by another "
+                                            "identifier): one row per person")
 
     def profile(self, member_id: str) -> MemberItem:
         profile = self.items.get(keys.member(self.pid, member_id))
