@@ -91,6 +91,8 @@ class Usage:
     bytes_by_entity: Counter[str] = field(default_factory=Counter)
     #: Every item written: (entity, item bytes after the write, WRU of the item, WRU of its index copies).
     writes: list[tuple[str, int, int, int]] = field(default_factory=list)
+    #: Every ``ConditionCheck`` of a transaction: (entity of the item checked, its bytes, WRU: 2 per started KB).
+    checks: list[tuple[str, int, int]] = field(default_factory=list)
     #: Wall time of the request, moto in-process included (an upper bound of the app's own time).
     seconds: float = 0.0
     #: Time inside DynamoDB calls (moto's work, in process) and inside the meter's own hooks.
@@ -105,6 +107,19 @@ class Usage:
     @property
     def round_trips(self) -> int:
         return sum(self.calls.values())
+
+    def add(self, other: Usage) -> None:
+        """Count ``other``'s calls, units and items here too (times are not added)."""
+        self.calls.update(other.calls)
+        self.wru += other.wru
+        self.rru += other.rru
+        self.items_written += other.items_written
+        self.bytes_written += other.bytes_written
+        self.items_read += other.items_read
+        self.wru_by_entity.update(other.wru_by_entity)
+        self.bytes_by_entity.update(other.bytes_by_entity)
+        self.writes += other.writes
+        self.checks += other.checks
 
 
 def _key_of(table_keys: tuple[str, str], item: dict[str, Any]) -> dict[str, Any]:
@@ -219,9 +234,11 @@ class Meter:
         size = max(item_size(before), item_size(after))
         units = factor * write_units(size)
         self.usage.wru += units
-        self.usage.wru_by_entity[entity] += units
-        if kind == "ConditionCheck":
+        if kind == "ConditionCheck":  # read, not written: its own line in the breakdown ("member check")
+            self.usage.wru_by_entity[f"{entity} check"] += units
+            self.usage.checks.append((entity, size, units))
             return
+        self.usage.wru_by_entity[entity] += units
         self.usage.items_written += 1
         self.usage.bytes_written += item_size(after)
         self.usage.bytes_by_entity[entity] += item_size(after)

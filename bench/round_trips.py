@@ -393,12 +393,7 @@ class StreamCost:
                 return handler(records)
             finally:
                 used = self.bench.meter.take()
-                slot = self.by_module.setdefault(handler.__module__, Usage())
-                slot.calls.update(used.calls)
-                slot.wru += used.wru
-                slot.rru += used.rru
-                slot.items_written += used.items_written
-                slot.bytes_written += used.bytes_written
+                self.by_module.setdefault(handler.__module__, Usage()).add(used)
                 self.bench.meter.usage = outer
         run.__module__ = handler.__module__
         return run
@@ -421,11 +416,7 @@ class StreamCost:
         out = []
         for module, used in sorted(self.by_module.items()):
             out.append((f"{label}: {module.rsplit('.', 1)[-1]} handlers", used))
-            total.calls.update(used.calls)
-            total.wru += used.wru
-            total.rru += used.rru
-            total.items_written += used.items_written
-            total.bytes_written += used.bytes_written
+            total.add(used)
         return [(f"{label}, all handlers", total), *out]
 
 
@@ -551,12 +542,15 @@ def report(rows: list[tuple[str, Usage]], largest_transaction: int) -> None:
           " WRU/RRU from the request and item bytes)")
     print(f"\nlargest transaction: {largest_transaction} items (DynamoDB limit 100)")
     for label, u in rows:
-        if label.startswith((FIRST_ORDER_ROW, REPEAT_ORDER_ROW, REFUND_ROW, VOUCHER_ROW, TIER_ROW)):
+        if label.startswith((FIRST_ORDER_ROW, REPEAT_ORDER_ROW, REFUND_ROW, VOUCHER_ROW, TIER_ROW, SIGNALS_ROW)) \
+                or label in (f"{stream_depth_row(3)}, all handlers", f"{REFUND_STREAM_ROW}, all handlers"):
             parts = ", ".join(f"{name} {units:g}" for name, units in u.wru_by_entity.most_common())
             sizes = ", ".join(f"{name} {size / 1024:.1f} KB" for name, size in u.bytes_by_entity.most_common())
             print(f"\n{label}: WRU by item: {parts}\n  bytes by item: {sizes}")
             for entity, size, units, index_units in sorted(u.writes, key=lambda w: (-w[2] - w[3], w[0])):
                 print(f"    {entity:<16} {size:>6,} bytes  {units:>2} WRU  + {index_units} WRU index copies")
+            for entity, size, units in sorted(u.checks, key=lambda c: (-c[2], c[0])):
+                print(f"    {entity + ' check':<16} {size:>6,} bytes  {units:>2} WRU  (a transaction's ConditionCheck)")
 
 
 def verdict(rows: list[tuple[str, Usage]], referrals: int, elapsed: float) -> int:

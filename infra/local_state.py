@@ -9,7 +9,8 @@ one finished) and every ``--save-every`` seconds while something changed, it wri
   every item as DynamoDB JSON) and every symmetric KMS key with its key material and aliases
   (so what was encrypted before a restart still decrypts);
 * after that: a **journal segment** ``DIR/aws-journal-GGGGGGGGGGGG-NNNNNN.json.gz`` with only the items
-  written since the previous snapshot (their state now, or their deletion) and the KMS keys,
+  written since the previous snapshot (their state now, or their deletion), the settings of their tables
+  (a table the full snapshot lacks is created from them at the next start) and the KMS keys,
   so a snapshot costs what changed, not the size of the tables (moto's item writes are
   hooked to note which items changed, whoever wrote them). ``G…`` is the **generation** of the full
   snapshot it follows (a random id in the snapshot's head, new with each full snapshot), ``N…`` its
@@ -26,7 +27,9 @@ in order (a missing number stops the start), into moto before anything else star
 is dropped. A crash between the two leaves segments of the generation before: the next start ignores
 them and deletes them (and any ``*.tmp`` a crash left), so the set loaded is always one snapshot and
 its own journal. A save that fails (the disk full, the directory not writable) raises, and everything it
-was to write is noted again for the next save: nothing is dropped while the run goes on.
+was to write is noted again for the next save, wherever it failed from taking the changes on (copying the
+tables, serialising, writing, fsyncing, renaming, dropping the journal), and a full snapshot that was due
+stays due: nothing is dropped while the run goes on.
 
 The run holds ``flock`` on ``DIR/.lock`` (which holds its pid) for its life: a second run on the same
 directory stops at once, naming the first's pid. A file that cannot be read (not gzip, cut short, not
@@ -125,18 +128,36 @@ class _Changes:
     def __init__(self) -> None:
         self.items: set[tuple[TableId, Any, Any]] = set()
         self.schema = False
+        #: What the save in progress took, held until it is written (:meth:`written`) or given back.
+        self._taken: tuple[set[tuple[TableId, Any, Any]], bool] | None = None
         self._installed = False
 
     def take(self) -> tuple[set[tuple[TableId, Any, Any]], bool]:
-        items, schema = self.items, self.schema
+        """What changed (and whether a table did) for a snapshot, held here too until the snapshot is written:
+        a save that fails anywhere from here on gives it back (:meth:`give_back`). Call with moto paused."""
+        if self._taken is None:
+            self._taken = (self.items, self.schema)  # (held before the notes are cleared)
+        else:  # (a save before that neither wrote nor gave back)
+            self._taken = (self._taken[0] | self.items, self._taken[1] or self.schema)
         self.items, self.schema = set(), False
-        return items, schema
+        return self._taken
 
-    def give_back(self, items: set[tuple[TableId, Any, Any]], schema: bool) -> None:
-        """What :meth:`take` returned, noted again (the snapshot it was for was not written; call with moto
+    def written(self) -> None:
+        """The snapshot :meth:`take` was for is in place: what it took is no longer held."""
+        self._taken = None
+
+    def give_back(self) -> None:
+        """What :meth:`take` took, noted again (the snapshot it was for was not written; call with moto
         paused)."""
-        self.items |= items
-        self.schema = self.schema or schema
+        if self._taken is not None:
+            items, schema = self._taken
+            self.items |= items
+            self.schema = self.schema or schema
+            self._taken = None
+
+    def discard(self) -> None:
+        """Nothing to write (what moto holds is what is on disk: just loaded)."""
+        self.items, self.schema, self._taken = set(), False, None
 
     def install(self) -> None:
         if self._installed:
@@ -227,8 +248,14 @@ def freeze_dynamodb() -> list[tuple[dict[str, Any], Any]]:
     Python object per item), moto's own dict's items as their JSON."""
     import copy
 
-    return [(meta, copy.deepcopy(table.items) if moto_disk.is_disk(table.items) else _item_rows(table))
-            for meta, table in _table_metas()]
+    frozen: list[tuple[dict[str, Any], Any]] = []
+    try:
+        for meta, table in _table_metas():
+            frozen.append((meta, copy.deepcopy(table.items) if moto_disk.is_disk(table.items) else _item_rows(table)))
+    except BaseException:
+        frozen.clear()  # the copies made so far leave the store's file now (the disk is likely full)
+        raise
+    return frozen
 
 
 def _source_items(source: Any) -> Iterator[Any]:
@@ -263,20 +290,25 @@ def _packed_json(packed: tuple[str, Any]) -> dict[str, Any]:
 
 def _table_metas() -> Iterator[tuple[dict[str, Any], Any]]:
     for account, region, table in _dynamodb_tables():
-        description = table.describe()["TableDescription"]
-        yield {
-            "account": account,
-            "region": region,
-            "name": table.name,
-            "key_schema": description["KeySchema"],
-            "attribute_definitions": description["AttributeDefinitions"],
-            "global_indexes": [{"IndexName": i["IndexName"], "KeySchema": i["KeySchema"], "Projection": i["Projection"]}
-                               for i in description.get("GlobalSecondaryIndexes", [])],
-            "local_indexes": [{"IndexName": i["IndexName"], "KeySchema": i["KeySchema"], "Projection": i["Projection"]}
-                              for i in description.get("LocalSecondaryIndexes", [])],
-            "stream": description.get("StreamSpecification"),
-            "ttl": dict(table.ttl),
-        }, table
+        yield _table_meta(account, region, table), table
+
+
+def _table_meta(account: str, region: str, table: Any) -> dict[str, Any]:
+    """A table's settings as a snapshot keeps them (what ``DescribeTable`` says, without its item count)."""
+    stream = table.stream_specification
+    return {
+        "account": account,
+        "region": region,
+        "name": table.name,
+        "key_schema": table.schema,
+        "attribute_definitions": table.attr,
+        "global_indexes": [{"IndexName": i.name, "KeySchema": i.schema, "Projection": i.projection}
+                           for i in table.global_indexes],
+        "local_indexes": [{"IndexName": i.name, "KeySchema": i.schema, "Projection": i.projection}
+                          for i in table.indexes],
+        "stream": stream if stream and stream.get("StreamEnabled") else None,
+        "ttl": dict(table.ttl),
+    }
 
 
 def load_dynamodb(tables: list[dict[str, Any]]) -> int:
@@ -450,10 +482,37 @@ def dump_changes(changed: set[tuple[TableId, Any, Any]]) -> list[dict[str, Any]]
     return out
 
 
-def apply_changes(changes: list[dict[str, Any]]) -> None:
+def changed_tables(changed: set[tuple[TableId, Any, Any]]) -> list[dict[str, Any]]:
+    """The settings of the tables the changed items are in (a journal segment carries them, so its items
+    can be loaded even where the full snapshot before it lacks their table)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    metas = []
+    for account, region, name in sorted({table for table, _hash, _range in changed}):
+        table = dynamodb_backends[account][region].tables.get(name)
+        if table is not None:
+            metas.append(_table_meta(account, region, table))
+    return metas
+
+
+class UnknownTable(Exception):
+    """A journal segment's item in a table that neither the full snapshot nor the segment describes."""
+
+
+def apply_changes(changes: list[dict[str, Any]], tables: list[dict[str, Any]] | None = None) -> list[str]:
+    """A journal segment's items into moto; a table they are in that moto does not have (the full snapshot
+    before lacks it) is created from the segment's ``tables`` first, or :class:`UnknownTable` is raised
+    before anything is applied. Returns the names of the tables created."""
     from moto.dynamodb.models import dynamodb_backends
     from moto.dynamodb.models.dynamo_type import DynamoType, Item
 
+    described = {(meta["account"], meta["region"], meta["name"]): meta for meta in tables or []}
+    missing = sorted({tuple(change["table"]) for change in changes}
+                     - {(account, region, table.name) for account, region, table in _dynamodb_tables()})
+    unknown = [table_id for table_id in missing if table_id not in described]
+    if unknown:
+        raise UnknownTable(", ".join(f"{name!r} ({account}, {region})" for account, region, name in unknown))
+    create_tables([described[table_id] for table_id in missing])
     for applied, change in enumerate(changes, 1):
         account, region, name = change["table"]
         table = dynamodb_backends[account][region].tables[name]
@@ -471,6 +530,7 @@ def apply_changes(changes: list[dict[str, Any]]) -> None:
         if applied % LOAD_SETTLE_EVERY == 0:
             _settle()
     _settle()
+    return [name for _account, _region, name in missing]
 
 
 def _write_full(path: Path, head: dict[str, Any], frozen: list[tuple[dict[str, Any], Any]]) -> int:
@@ -620,6 +680,8 @@ class LocalState:
         #: without a generation: the next snapshot is a full one), and the number of its last journal segment.
         self._generation: str | None = None
         self._sequence = 0
+        #: A full snapshot was due at a save that failed: the next one is full too.
+        self._full_due = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._save_lock = threading.Lock()
@@ -741,7 +803,14 @@ class LocalState:
                 changes = _read(segment)
                 if changes.get("generation") != generation:
                     raise ValueError(f"it belongs to snapshot {changes.get('generation')}, not {generation}")
-                apply_changes(changes["items"])
+                try:
+                    created = apply_changes(changes["items"], changes.get("tables"))
+                except UnknownTable as unknown:
+                    raise Damaged(segment, f"holds items of table {unknown}, which {AWS_FILE} does not have and "
+                                           "the segment does not describe, so they cannot be loaded") from None
+                if created:
+                    self.log(f"{segment.name}: created table(s) {', '.join(created)} from the segment (the "
+                             f"full snapshot before it does not have them)")
                 if "kms" in changes:
                     kms, kms_from = changes["kms"], segment
                 if "streams" in changes:
@@ -751,7 +820,7 @@ class LocalState:
         with _reading(streams_from):
             loaded["stream_records"] = load_streams(streams, positions)
         loaded["journal"] = len(segments)
-        CHANGES.take()  # what was just loaded is what is on disk
+        CHANGES.discard()  # what was just loaded is what is on disk
         self._stream_mark = _stream_mark()
         leftovers = [*stale, *self.directory.glob("*.tmp")]  # type: ignore[union-attr]
         for path in leftovers:
@@ -772,8 +841,8 @@ class LocalState:
 
         A full snapshot replaces ``aws-state.json.gz`` (with a new generation) and drops the journal; it is
         taken when there is none yet, when a table was created or changed, or with ``full``. A save that
-        fails (the disk full, the directory not writable) raises, and what it was to write is kept for the
-        next one.
+        fails at any step from :meth:`_Changes.take` on (the disk full, the directory not writable) raises,
+        and what it was to write is kept for the next one (a full snapshot that was due stays due).
         """
         if not self.persistent:
             return False
@@ -784,34 +853,40 @@ class LocalState:
 
         with self._save_lock:
             started = time.monotonic()
-            # No stream batch half done (each is wholly delivered, its position committed, or not begun), and
-            # no DynamoDB request running: one consistent state, stream records and positions included.
-            with POSITIONS.quiet(QUIET_WAIT) as idle, moto_tuning.engine_paused():
-                if not idle:
-                    self.log(f"{reason}: a stream batch was still in progress after {QUIET_WAIT:g} s; "
-                             "after a crash it would be delivered again")
-                changed, schema = CHANGES.take()
-                kms = dump_kms()
-                mark = _stream_mark()
-                full = (full or schema or self._generation is None or not self._path(AWS_FILE).exists()
-                        or (bool(changed) and self._sequence >= MAX_JOURNAL))
-                if not full and not changed and kms == self._saved_kms and mark == self._stream_mark:
-                    return False
-                streams, positions = dump_streams()
-                frozen: list[tuple[dict[str, Any], Any]] = []
-                if full:
-                    frozen = freeze_dynamodb()  # read after the pause, a row at a time (_write_full)
-                    data: dict[str, Any] = {"format": FULL_FORMAT, "dynamodb": [meta for meta, _ in frozen], "kms": kms}
-                    count = 0
-                else:
-                    items = dump_changes(changed)
-                    data = {"format": FORMAT, "items": items, "kms": kms}
-                    count = len(items)
-                data["streams"], data["positions"] = streams, positions
-                unconsumed = sum(len(stream["records"]) for stream in streams)
-            # Plain JSON values from here on: serialised outside the pause.
-            data["saved_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            frozen: list[tuple[dict[str, Any], Any]] = []
+            full = full or self._full_due
+            # Everything from CHANGES.take() on, in the pause or after it, gives what it took back if it fails
+            # (whatever the failure: the disk full while the tables are copied, an error serialising, a rename
+            # refused, a process told to stop), and a full snapshot that was due stays due: nothing is dropped.
             try:
+                # No stream batch half done (each is wholly delivered, its position committed, or not begun),
+                # and no DynamoDB request running: one consistent state, stream records and positions included.
+                with POSITIONS.quiet(QUIET_WAIT) as idle, moto_tuning.engine_paused():
+                    if not idle:
+                        self.log(f"{reason}: a stream batch was still in progress after {QUIET_WAIT:g} s; "
+                                 "after a crash it would be delivered again")
+                    changed, schema = CHANGES.take()
+                    full = (full or schema or self._generation is None or not self._path(AWS_FILE).exists()
+                            or (bool(changed) and self._sequence >= MAX_JOURNAL))
+                    kms = dump_kms()
+                    mark = _stream_mark()
+                    if not full and not changed and kms == self._saved_kms and mark == self._stream_mark:
+                        CHANGES.written()  # (nothing was taken)
+                        return False
+                    streams, positions = dump_streams()
+                    if full:
+                        frozen = freeze_dynamodb()  # read after the pause, a row at a time (_write_full)
+                        data: dict[str, Any] = {"format": FULL_FORMAT, "dynamodb": [meta for meta, _ in frozen],
+                                                "kms": kms}
+                        count = 0
+                    else:
+                        items = dump_changes(changed)
+                        data = {"format": FORMAT, "items": items, "tables": changed_tables(changed), "kms": kms}
+                        count = len(items)
+                    data["streams"], data["positions"] = streams, positions
+                    unconsumed = sum(len(stream["records"]) for stream in streams)
+                # Plain JSON values from here on: serialised outside the pause.
+                data["saved_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                 self.directory.mkdir(parents=True, exist_ok=True)
                 if full:
                     where, count = self._write_full_snapshot(data, frozen)
@@ -819,10 +894,13 @@ class LocalState:
                     where = self._write_segment(data)
             except BaseException:
                 with moto_tuning.engine_paused():
-                    CHANGES.give_back(changed, schema)  # for the next save: nothing is dropped
+                    CHANGES.give_back()  # for the next save: nothing is dropped
+                self._full_due = full
                 raise
             finally:
                 del frozen  # (a disk store's copy: its rows leave the file)
+            CHANGES.written()
+            self._full_due = False
             self._stream_mark = mark
             self._saved_kms = kms
             self.last_save_seconds = time.monotonic() - started

@@ -10,10 +10,14 @@ chunk, or a corrected file naming the people by other identifiers) changes nothi
 imported before is skipped (a bad row when it asks for another opening balance). Markers of the
 earlier code (keyed by the row's strongest identifier) are still read. A person who is already a
 member gets the opening balance and their new identifiers; their profile and referrer stay as they
-are. Rows naming one person twice in a chunk, or two members in one row, are bad rows; so is a row
-naming an erased person (their identifier's tombstone), unless the import includes them.
+are. Rows naming one person twice in a chunk (an identifier repeated, or one existing member named by
+different identifiers), or two members in one row, are bad rows; so is a row
+naming an erased person (their identifier's tombstone), unless the import includes them, and so is a row
+naming a member whose erasure has started (her profile's ``erased_at``: as read, or a condition in the row's
+transaction).
 
-Reads are batched: one ``BatchGetItem`` round for every pointer, tombstone, earlier-style marker,
+Reads are batched and strongly consistent (an erasure swaps a pointer for its tombstone in one transaction:
+a consistent read sees one of them): one ``BatchGetItem`` round for every pointer, tombstone, earlier-style marker,
 code and referrer of the chunk, one for the balances, markers and profiles of existing members (and
 one for earlier-style markers of existing members found without a marker). Rows are written in file order, so a referrer
 imported earlier in the same file is found, and several rows share one transaction (up to
@@ -52,8 +56,8 @@ from chalicelib.store.members import (
     IdentityRef,
     MemberItem,
     batch_get,
+    identity_pointer_parts,
     identity_refs,
-    key_from_str,
     key_str,
     new_member,
     pointer_items,
@@ -175,6 +179,8 @@ class _Chunk:
         self.items: dict[tuple[str, str], Entity] = {}
         self.now = ports.current().clock.now()
         self._refs: dict[int, list[IdentityRef]] = {}
+        self._named_by: dict[int, str] = {}  # line -> the existing member the row names (``name``)
+        self._lines_of: dict[str, set[int]] = {}  # member -> the lines naming them
 
     # -- reads ---------------------------------------------------------------------
 
@@ -195,11 +201,15 @@ class _Chunk:
         """The marker the importer wrote before markers were per member: keyed by the row's strongest identifier."""
         return keys.import_row(self.pid, f"{refs[0].kind}#{refs[0].value_hash}")
 
-    def legacy_marker_of_pointer(self, pointer: str) -> tuple[str, str]:
-        """The earlier marker for a member's identifier, from the pointer key on their profile (``pointer_keys``)."""
-        pk, _ = key_from_str(pointer)
-        _, _, kind, value_hash = pk.split("#", 3)
-        return keys.import_row(self.pid, f"{kind}#{value_hash}")
+    def legacy_markers_of(self, profile: MemberItem) -> list[tuple[str, str]]:
+        """The earlier markers for a member's identifiers, from the identity pointer keys on their profile
+        (``pointer_keys``, which also hold their code and coupon keys: those name no marker)."""
+        out = []
+        for text in profile.pointer_keys or []:
+            parts = identity_pointer_parts(self.pid, text)
+            if parts is not None:
+                out.append(keys.import_row(self.pid, f"{parts[0]}#{parts[1]}"))
+        return out
 
     def tombstone_key(self, ref: IdentityRef) -> tuple[str, str]:
         return keys.erased_identity(self.pid, ref.kind, ref.value_hash)
@@ -238,14 +248,16 @@ class _Chunk:
             profile = self.items.get(keys.member(self.pid, member_id))
             if isinstance(profile, MemberItem) and not isinstance(self.items.get(self.marker_key(member_id)),
                                                                   ImportRowItem):
-                legacy += [self.legacy_marker_of_pointer(k) for k in profile.pointer_keys or []]
+                legacy += self.legacy_markers_of(profile)
         if legacy:
             self._refresh(legacy)
 
     def _refresh(self, wanted: list[tuple[str, str]]) -> None:
         if not wanted:
             return
-        found = batch_get(wanted)
+        # Consistent: an erasure deletes a pointer and writes its tombstone in one transaction, so a consistent
+        # read sees one of the two (an eventually consistent one could see neither and enrol her again).
+        found = batch_get(wanted, consistent=True)
         for key in wanted:
             self.items.pop(key, None)
         self.items.update(found)
@@ -266,7 +278,7 @@ class _Chunk:
         candidates.append(self.legacy_marker_key(refs))
         profile = self.items.get(keys.member(self.pid, member_id)) if member_id is not None else None
         if isinstance(profile, MemberItem):
-            candidates += [self.legacy_marker_of_pointer(k) for k in profile.pointer_keys or []]
+            candidates += self.legacy_markers_of(profile)
         for key in candidates:
             marker = self.items.get(key)
             if isinstance(marker, ImportRowItem):
@@ -478,14 +490,10 @@ class _Chunk:
         other = next((ref for ref, owner in owners if owner != member_id), None)
         if other is not None:
             raise _RowFailed(other.kind, f"belongs to another member than the row's {owners[0][0].kind}")
-        unlinked = [ref for ref in refs if all(ref is not linked for linked, _ in owners)]
-        erased = [(ref, tomb) for ref in unlinked
-                  if isinstance(tomb := self.items.get(self.tombstone_key(ref)), ErasedIdentityItem)]
-        if erased and not self.include_erased:
-            raise _RowFailed(erased[0][0].kind, "belongs to a person whose data was erased: an import does not enrol "
-                                                "them again (unless the import includes erased people)")
-        if member_id is not None and unlinked:
-            self.check_links(row, member_id, owners[0][0], unlinked)
+        if member_id is not None:
+            self.name(row, member_id, owners[0][0])
+        # A person imported before first: a re-run of an import (also one the earlier code made) writes nothing,
+        # so it reports nothing the rows it skips would have written (links, tombstones).
         marker = self.imported(member_id, refs)
         if marker is not None:
             if member_id is not None and marker.member_id != member_id:
@@ -496,6 +504,16 @@ class _Chunk:
                                                     f"balance of {int(marker.opening_balance or 0)}; an import does "
                                                     "not change it")
             raise _AlreadyImported()
+        unlinked = [ref for ref in refs if all(ref is not linked for linked, _ in owners)]
+        erased = [(ref, tomb) for ref in unlinked
+                  if isinstance(tomb := self.items.get(self.tombstone_key(ref)), ErasedIdentityItem)]
+        if erased and not self.include_erased:
+            raise _RowFailed(erased[0][0].kind, "belongs to a person whose data was erased: an import does not enrol "
+                                                "them again (unless the import includes erased people)")
+        if member_id is not None:
+            self.profile(member_id, owners[0][0].kind)  # her erasure has not started (as read)
+            if unlinked:
+                self.check_links(row, member_id, owners[0][0], unlinked)
         wants_referrer = bool(row.referrer_code or row.referrer_customer_id)
         referrer = self.referrer(row) if wants_referrer else None
         tx = Transaction()
@@ -522,7 +540,12 @@ class _Chunk:
                 ref_member = MemberItem(*keys.member(self.pid, referrer.member_id))
                 tx.update(ref_member, [MemberItem.referral_signups.add(1)], Entity.PK.exists(), on_fail=_Retry(row.line))
         elif unlinked:
-            linked = self.stage_links(tx, row, member_id, unlinked)
+            linked = self.stage_links(tx, row, member_id, unlinked)  # its profile update: erased_at not exists
+        else:
+            # Nothing else of the row touches her profile (DynamoDB refuses two operations on one item in a
+            # transaction): her erasure starting since the read cancels the row, read again it is a bad row.
+            tx.check(MemberItem, keys.member(self.pid, member_id),
+                     Entity.PK.exists() & MemberItem.erased_at.does_not_exist(), on_fail=_Retry(row.line))
         marker_key = self.marker_key(member_id)
         entry_id = None
         if row.opening_balance:
@@ -540,10 +563,31 @@ class _Chunk:
         tx.create(marker, on_fail=_AlreadyImported(row.line))
         return _Staged(row, tx, marker, created, refs, self.signup(created), linked)
 
-    def profile(self, member_id: str) -> MemberItem:
+    def name(self, row: ImportRow, member_id: str, found_by: IdentityRef) -> None:
+        """Rows naming one member by different identifiers (an e-mail on one, a customer id on the other), which
+        ``duplicates`` cannot see: the later row is a bad row naming the earlier one's line, as a repeated
+        identifier is, whether or not the earlier row lands (so it never counts as imported on a group-mate's
+        uncommitted marker). Recorded per line, so staging a row again (a cancelled group, a fresh read) moves it."""
+        previous = self._named_by.get(row.line)
+        if previous is not None and previous != member_id:
+            self._lines_of[previous].discard(row.line)
+        self._named_by[row.line] = member_id
+        lines = self._lines_of.setdefault(member_id, set())
+        lines.add(row.line)
+        earlier = min((line for line in lines if line < row.line), default=None)
+        if earlier is not None:
+            raise _RowFailed(found_by.kind, f"duplicate of line {earlier} (the same member, named by another "
+                                            "identifier): one row per person")
+
+    def profile(self, member_id: str, column: str = "") -> MemberItem:
+        """The existing member's profile as read; a member whose erasure has started is a bad row (an import
+        credits nobody who asked to be forgotten, as it enrols no erased person)."""
         profile = self.items.get(keys.member(self.pid, member_id))
-        if not isinstance(profile, MemberItem) or profile.erased_at is not None:
+        if not isinstance(profile, MemberItem):
             raise _RowFailed("", "changed concurrently while importing; run the import again")
+        if profile.erased_at is not None:
+            raise _RowFailed(column, "belongs to a member whose data is being erased: an import does not credit "
+                                     "them")
         return profile
 
     def check_links(self, row: ImportRow, member_id: str, found_by: IdentityRef, unlinked: list[IdentityRef]) -> None:

@@ -58,6 +58,7 @@ from chalicelib.store.members import (
     MemberItem,
     PendingInviteItem,
     batch_get,
+    identity_pointer_parts,
     identity_refs,
     key_from_str,
     key_str,
@@ -1210,16 +1211,6 @@ def erasure_progress(record: ErasureItem, step: str, cursor: dict[str, Any] | No
     if step == "done":
         changes.update(status=ERASURE_DONE, completed_at=at)
     return changes
-
-
-def identity_pointer_parts(program_id: str, text: str) -> tuple[str, str] | None:
-    """``(kind, value hash)`` of an identity pointer key (``IDENT#<program>#<kind>#<hash>``), else None."""
-    pk = key_from_str(text)[0]
-    prefix = f"IDENT#{program_id}#"
-    if not pk.startswith(prefix):
-        return None
-    kind, _, value_hash = pk[len(prefix):].rpartition("#")
-    return kind, value_hash
 
 
 def identifier_kinds(member: MemberItem) -> list[str]:

@@ -175,12 +175,26 @@ def key_from_str(text: str) -> tuple[str, str]:
     return pk, sk
 
 
-def batch_get(item_keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Entity]:
-    """Read any mix of entities in one ``BatchGetItem`` per 100 keys (PynamoDB retries unprocessed keys)."""
+def identity_pointer_parts(program_id: str, text: str) -> tuple[str, str] | None:
+    """``(kind, value hash)`` of an identity pointer key (``IDENT#<program>#<kind>#<hash>``), else None: a
+    profile's ``pointer_keys`` also hold its code (``CODE#…``) and coupon (``COUPON#…``) keys."""
+    pk = key_from_str(text)[0]
+    prefix = f"IDENT#{program_id}#"
+    if not pk.startswith(prefix):
+        return None
+    kind, sep, value_hash = pk[len(prefix):].rpartition("#")
+    if not sep or not kind or not value_hash:
+        return None
+    return kind, value_hash
+
+
+def batch_get(item_keys: Iterable[tuple[str, str]], *, consistent: bool = False) -> dict[tuple[str, str], Entity]:
+    """Read any mix of entities in one ``BatchGetItem`` per 100 keys (PynamoDB retries unprocessed keys);
+    ``consistent``: strongly consistent reads (twice the read units), else eventually consistent."""
     unique = list(dict.fromkeys(item_keys))
     if not unique:
         return {}
-    return {(item.PK, item.SK): item for item in Entity.batch_get(unique)}
+    return {(item.PK, item.SK): item for item in Entity.batch_get(unique, consistent_read=consistent or None)}
 
 
 def new_member(

@@ -165,9 +165,9 @@ def _first_read_misses(monkeypatch: pytest.MonkeyPatch, hidden: type | tuple[typ
 
     real, calls = importer.batch_get, {"n": 0}
 
-    def racing(wanted: Any) -> Any:
+    def racing(wanted: Any, **kw: Any) -> Any:
         calls["n"] += 1
-        found = real(wanted)
+        found = real(wanted, **kw)
         return {k: v for k, v in found.items() if not isinstance(v, hidden)} if calls["n"] == 1 else found
 
     monkeypatch.setattr(importer, "batch_get", racing)
@@ -423,6 +423,44 @@ def test_people_imported_by_the_earlier_code_are_still_recognised(api: ApiClient
     assert shop.balance(member_id)["available"] == 100
 
 
+@pytest.mark.parametrize("holds", ["vanity code", "coupon"])
+def test_a_member_with_a_changed_code_or_a_coupon_gets_the_opening_balance(api: ApiClient, holds: str) -> None:
+    """Her profile's ``pointer_keys`` then also hold ``CODE#…`` or ``COUPON#…`` keys, which name no earlier-style
+    marker: the row credits her once, a re-run skips her."""
+    shop = Shop(api, None)
+    member = shop.member("c-9")  # c-9@example.com
+    path = f"/v1/programs/{shop.pid}/members/{member['member_id']}"
+    if holds == "coupon":
+        put = api.put(f"{path}/coupons/anna-500", key=shop.partner["api_key"])
+    else:
+        put = api.put(f"{path}/code", {"code": "VANITY-01"})
+    assert put.status == 200, put.body
+    first = send(api, shop.pid, "email,opening_balance\nc-9@example.com,250\n")
+    assert (first["existing_members"], first["errors"]) == (1, [])
+    again = send(api, shop.pid, "email,phone,opening_balance\nc-9@example.com,+79161110009,250\n")
+    assert (again["existing_members"], again["already_imported"], again["errors"]) == (0, 1, [])
+    assert shop.balance(member["member_id"])["available"] == 250
+
+
+def test_rerunning_an_earlier_code_import_whose_customer_id_the_member_lacks_reports_nothing(api: ApiClient) -> None:
+    """The earlier code credited an existing member found by e-mail and keyed its marker by the row's customer id
+    (its strongest identifier), which it did not link: she has another customer id at the partner. A re-run of
+    that file is already imported, not a bad row about the customer id, and writes nothing."""
+    from chalicelib.domain.identity import customer_id_value
+    from tests.functional.test_data_rights_erasure import scan_test_table
+
+    shop = Shop(api, None)
+    pid, partner = shop.pid, shop.partner["partner_id"]
+    member = shop.member("k-5")  # k-5@example.com, the partner's customer k-5
+    send(api, pid, "email,opening_balance\nk-5@example.com,40\n")
+    _as_imported_by_the_earlier_code(pid, member["member_id"], "customer_id", customer_id_value(partner, "legacy-77"))
+    before = sorted(json.dumps(i, sort_keys=True) for i in scan_test_table())
+    rerun = send(api, pid, "email,customer_id,opening_balance\nk-5@example.com,legacy-77,40\n", partner_id=partner)
+    assert (rerun["existing_members"], rerun["already_imported"], rerun["errors"]) == (0, 1, [])
+    assert sorted(json.dumps(i, sort_keys=True) for i in scan_test_table()) == before
+    assert shop.balance(member["member_id"])["available"] == 40
+
+
 # -- conflicting rows are bad rows ---------------------------------------------------------------------
 
 
@@ -439,6 +477,55 @@ def test_rows_of_a_file_that_name_the_same_person_twice_are_bad_rows(api: ApiCli
     balances = send(api, pid, "email,opening_balance\ny@example.com,100\ny@example.com,999\n")
     assert (balances["imported"], balances["already_imported"], [e["line"] for e in balances["errors"]]) == (1, 0, [3])
     assert _balance_by(api, shop, email="y@example.com") == 100
+
+
+def test_rows_naming_one_member_by_different_identifiers_are_a_duplicate(api: ApiClient) -> None:
+    """An existing member named by her e-mail on one row and her customer id on the next: the same person twice,
+    so the later row is a bad row naming the earlier line (as a repeated identifier is), also on a re-run."""
+    shop = Shop(api, None)
+    pid, partner = shop.pid, shop.partner["partner_id"]
+    member = shop.member("c-8")  # c-8@example.com, the partner's customer c-8
+    rows = "email,customer_id,opening_balance\nc-8@example.com,,100\n,c-8,100\n"
+    first = send(api, pid, rows, partner_id=partner)
+    again = send(api, pid, rows, partner_id=partner)
+    assert (first["existing_members"], first["already_imported"]) == (1, 0)
+    assert (again["existing_members"], again["already_imported"]) == (0, 1)
+    for reply in (first, again):
+        assert [(e["line"], e["errors"][0]["column"]) for e in reply["errors"]] == [(3, "customer_id")]
+        assert "duplicate of line 2" in reply["errors"][0]["errors"][0]["message"]
+    assert shop.balance(member["member_id"])["available"] == 100
+
+
+def test_a_row_is_not_counted_imported_on_a_group_mate_that_never_commits(api: ApiClient,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Line 2 names the member by e-mail (and another member's phone, which the first read misses, so its
+    transaction is cancelled and it becomes a bad row); line 3 names her by customer id. Line 3 must not be
+    counted already imported on line 2's staged marker: it is reported, and nothing credits her unseen."""
+    from chalicelib.services import importer
+    from chalicelib.store.members import IdentityItem
+
+    shop = Shop(api, None)
+    pid, partner = shop.pid, shop.partner["partner_id"]
+    member = shop.member("c-9")  # c-9@example.com, the partner's customer c-9
+    send(api, pid, "phone,opening_balance\n+79160000001,0\n")
+    other = lookup(api, pid, phone="+79160000001")["member_id"]
+    real, calls = importer.batch_get, {"n": 0}
+
+    def first_read_misses_the_phone(wanted: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        found = real(wanted, **kw)
+        if calls["n"] == 1:
+            return {k: v for k, v in found.items() if not (isinstance(v, IdentityItem) and v.member_id == other)}
+        return found
+
+    monkeypatch.setattr(importer, "batch_get", first_read_misses_the_phone)
+    result = send(api, pid, "email,phone,customer_id,opening_balance\nc-9@example.com,+79160000001,,100\n,,c-9,100\n",
+                  partner_id=partner)
+    assert (result["existing_members"], result["already_imported"]) == (0, 0)
+    assert [e["line"] for e in result["errors"]] == [2, 3]
+    assert "another member" in result["errors"][0]["errors"][0]["message"]
+    assert "duplicate of line 2" in result["errors"][1]["errors"][0]["message"]
+    assert shop.balance(member["member_id"])["available"] == 0
 
 
 def test_a_person_imported_before_with_another_balance_is_a_bad_row(api: ApiClient) -> None:
@@ -510,6 +597,53 @@ def test_an_import_does_not_enrol_an_erased_person_again(api: ApiClient) -> None
     after = sorted(json.dumps(i, sort_keys=True) for i in scan_test_table())
     assert len(after) > len(before)  # fresh@ only
     assert not any("gone@example.com" in i or "+79161110003" in i for i in after)
+
+
+def _erasure_starts(pid: str, member_id: str) -> None:
+    """The first step of an erasure: the profile's ``erased_at`` (pointers and the rest go in later steps)."""
+    from chalicelib.store import keys
+    from chalicelib.store.members import MemberItem
+
+    MemberItem.get(*keys.member(pid, member_id)).update(actions=[MemberItem.erased_at.set(CLOCK.now())])
+
+
+@pytest.mark.parametrize("when", ["before the import", "between its read and its write"])
+def test_a_member_whose_erasure_has_started_gets_no_opening_balance(api: ApiClient, monkeypatch: pytest.MonkeyPatch,
+                                                                     when: str) -> None:
+    """Named by the identifiers she has (her profile's condition in the row's transaction) or with a new one (the
+    profile update's): a bad row, nothing written, as an erased person is not enrolled again."""
+    from chalicelib.services import importer
+    from tests.functional.test_data_rights_erasure import scan_test_table
+
+    shop = Shop(api, None)
+    pid = shop.pid
+    members = [shop.member("e-1"), shop.member("e-2")]  # e-1@example.com, e-2@example.com
+    if when == "before the import":
+        for m in members:
+            _erasure_starts(pid, m["member_id"])
+    else:
+        real, calls = importer.batch_get, {"n": 0}
+
+        def erasure_starts_after_the_reads(wanted: Any, **kw: Any) -> Any:
+            found = real(wanted, **kw)
+            calls["n"] += 1
+            if calls["n"] == 2:  # the members' profiles read: her erasure starts now
+                for m in members:
+                    _erasure_starts(pid, m["member_id"])
+            return found
+
+        monkeypatch.setattr(importer, "batch_get", erasure_starts_after_the_reads)
+
+    def stored() -> list[str]:  # the table, less the erasure's own mark
+        return sorted(json.dumps({k: v for k, v in i.items() if k != "erased_at"}, sort_keys=True)
+                      for i in scan_test_table())
+
+    before = stored()
+    result = send(api, pid, "email,phone,opening_balance\ne-1@example.com,,250\ne-2@example.com,+79161110077,30\n")
+    assert (result["existing_members"], [e["line"] for e in result["errors"]]) == (0, [2, 3])
+    assert all("erased" in e["errors"][0]["message"] for e in result["errors"])
+    assert stored() == before
+    assert [shop.balance(m["member_id"])["available"] for m in members] == [0, 0]
 
 
 def test_an_erased_complainer_enrolled_again_by_an_import_that_allows_it_starts_suppressed(api: ApiClient) -> None:

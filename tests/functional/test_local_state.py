@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from infra import local_state, moto_tuning
+from infra import local_state, moto_disk, moto_tuning
 
 TABLE = "state-test"
 
@@ -227,7 +227,8 @@ def table(aws_env: None) -> Iterator[Any]:
 
     with mock_aws():
         moto_tuning.apply()
-        local_state.CHANGES.take()
+        local_state.CHANGES.install()  # (restore() does it; a test that does not restore still notes changes)
+        local_state.CHANGES.discard()
         ddb = boto3.client("dynamodb", region_name="eu-central-1")
         _create(ddb, TABLE)
         yield ddb
@@ -363,6 +364,233 @@ def test_a_failed_save_keeps_its_changes_for_the_next_one(
         assert _values(table, "second") == {"x": 7}
 
 
+def test_a_new_table_and_its_items_survive_a_save_that_fails_copying_the_tables(
+        table: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk full while a full snapshot copies the tables (the disk store's copy doubles its file in the
+    temporary directory): the table created since the last snapshot, and every item changed, are still written
+    by the next save, as a full snapshot, and the directory loads (before the fix the next save wrote a journal
+    segment naming a table the snapshot did not have: the start failed with ``KeyError: 'second'``)."""
+    import errno
+
+    data = tmp_path / "data"
+    state = local_state.LocalState(data, log=lambda _: None)
+    state.restore()
+    _put(table, "a", 0)
+    assert state.save("full")
+    _put(table, "a", 1)
+    _create(table, "second")
+    _put(table, "x", 7, name="second")
+
+    def disk_full() -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(local_state, "freeze_dynamodb", disk_full)
+        with pytest.raises(OSError):
+            state.save("the disk full while copying")
+    _put(table, "x", 8, name="second")
+    assert state.save("room again")
+    assert _segments(data) == []  # a full snapshot: the new table is in it
+    _state, restored = _restart(data)
+    assert restored is not None and restored["tables"] == 2
+    assert _values(table) == {"a": 1} and _values(table, "second") == {"x": 8}
+
+
+class _NoSpaceLeft:
+    """A file whose writes fail as on a full disk (everything else is the real file's)."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __enter__(self) -> _NoSpaceLeft:
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self._real.close()
+
+    def write(self, _data: bytes) -> int:
+        import errno
+
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def _fail_once(patch: pytest.MonkeyPatch, target: Any, name: str, error: BaseException,
+               when: Callable[..., bool] = lambda *_args, **_kwargs: True, after: bool = False) -> list[int]:
+    """``target.name`` raising ``error`` at its first call that ``when`` accepts (``after``: once the real one
+    has run), the real one otherwise; returns a list that counts the failures."""
+    real = getattr(target, name)
+    failed: list[int] = []
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        if failed or not when(*args, **kwargs):
+            return real(*args, **kwargs)
+        failed.append(1)
+        if after:
+            real(*args, **kwargs)
+        raise error
+
+    patch.setattr(target, name, failing)
+    return failed
+
+
+def _eio() -> OSError:
+    import errno
+
+    return OSError(errno.EIO, "Input/output error")
+
+
+def _nospc() -> OSError:
+    import errno
+
+    return OSError(errno.ENOSPC, "No space left on device")
+
+
+def _segment_file(*args: Any, **_kwargs: Any) -> bool:
+    name = Path(args[0]).name
+    return name.startswith("aws-journal-") and not name.endswith(".tmp")
+
+
+def _write_fails(patch: pytest.MonkeyPatch) -> list[int]:
+    """The first file the save opens to write takes no data (the disk full)."""
+    real = os.fdopen
+    failed: list[int] = []
+
+    def fdopen(*args: Any, **kwargs: Any) -> Any:
+        opened = real(*args, **kwargs)
+        if failed:
+            return opened
+        failed.append(1)
+        return _NoSpaceLeft(opened)
+
+    patch.setattr(os, "fdopen", fdopen)
+    return failed
+
+
+def _fail_copying(patch: pytest.MonkeyPatch, kind: str) -> list[int]:
+    """The copy of the items in the pause: a journal's changed items, or a full snapshot's copy of the tables
+    (the disk store's copy in SQL: the disk full, as sqlite says it, at the second table)."""
+    import sqlite3
+
+    if kind == "journal":
+        return _fail_once(patch, local_state, "dump_changes", MemoryError())
+    failed: list[int] = []
+    for target, name in ((moto_disk.DiskItems, "__deepcopy__"), (local_state, "_item_rows")):
+        real = getattr(target, name)
+        calls: list[int] = []
+
+        def failing(*args: Any, _real: Any = real, _calls: list[int] = calls) -> Any:
+            _calls.append(1)
+            if len(_calls) == 2 and not failed:  # the second table, the first one's copy made
+                failed.append(1)
+                raise sqlite3.OperationalError("database or disk is full")
+            return _real(*args)
+
+        patch.setattr(target, name, failing)
+    return failed
+
+
+#: Each step of a save, from taking the changes to dropping the journal: (make it fail once, the kinds of save
+#: that have it).
+SAVE_STEPS: dict[str, tuple[Callable[[pytest.MonkeyPatch, str], list[int]], tuple[str, ...]]] = {
+    "take": (lambda patch, _kind: _fail_once(patch, local_state._Changes, "take", KeyboardInterrupt(), after=True),
+             ("journal", "new table", "full")),
+    "kms keys": (lambda patch, _kind: _fail_once(patch, local_state, "dump_kms", RuntimeError("kms")),
+                 ("journal", "new table", "full")),
+    "stream records": (lambda patch, _kind: _fail_once(patch, local_state, "dump_streams", MemoryError()),
+                       ("journal", "new table", "full")),
+    "copy": (_fail_copying, ("journal", "new table", "full")),
+    "serialise": (lambda patch, _kind: _fail_once(patch, json, "dumps", ValueError("Out of range float values")),
+                  ("journal", "new table", "full")),
+    "write": (lambda patch, _kind: _write_fails(patch), ("journal", "new table", "full")),
+    "fsync": (lambda patch, _kind: _fail_once(patch, os, "fsync", _eio()), ("journal", "new table", "full")),
+    "rename": (lambda patch, _kind: _fail_once(patch, os, "replace", _nospc()), ("journal", "new table", "full")),
+    "directory fsync": (lambda patch, _kind: _fail_once(patch, local_state, "_fsync_directory", _eio()),
+                        ("journal", "new table", "full")),
+    "journal cleanup": (lambda patch, _kind: _fail_once(patch, os, "unlink", PermissionError(13, "Permission denied"),
+                                                        when=_segment_file), ("new table", "full")),
+}
+
+
+def _generation(directory: Path) -> str:
+    import gzip
+
+    with gzip.open(directory / local_state.AWS_FILE, "rt", encoding="utf-8") as src:
+        return str(json.loads(src.readline())["generation"])
+
+
+@pytest.mark.parametrize(("step", "kind"), [(step, kind) for step, (_fail, kinds) in SAVE_STEPS.items()
+                                            for kind in kinds])
+def test_a_save_that_fails_at_any_step_loses_no_change(
+        table: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str, kind: str) -> None:
+    """A save that fails at any of its steps (taking the changes, reading the KMS keys and stream records,
+    copying the items, serialising, writing, fsyncing, renaming, fsyncing the directory, dropping the journal)
+    raises; the next save, with nothing changed in between, writes all it was to write (the full snapshot that
+    was due is still due), and a restart has every change, twice over."""
+    data = tmp_path / "data"
+    state = local_state.LocalState(data, log=lambda _: None)
+    state.restore()
+    _create(table, "other")
+    _put(table, "o", 0, name="other")
+    for key in "abc":
+        _put(table, key, 0)
+    assert state.save("full")
+    _put(table, "a", 1)
+    assert state.save("journal")  # a segment, for the next full snapshot to drop
+    generation = _generation(data)
+    _put(table, "a", 2)
+    table.delete_item(TableName=TABLE, Key={"PK": {"S": "b"}})
+    _put(table, "o", 1, name="other")
+    if kind == "new table":  # a full snapshot is due
+        _create(table, "second")
+        _put(table, "x", 7, name="second")
+    expected = {TABLE: {"a": 2, "c": 0}, "other": {"o": 1}, **({"second": {"x": 7}} if kind == "new table" else {})}
+    fail, _kinds = SAVE_STEPS[step]
+    with monkeypatch.context() as patch:
+        failed = fail(patch, kind)
+        with pytest.raises(BaseException):  # noqa: B017 (each step fails its own way, KeyboardInterrupt too)
+            state.save("failing", full=kind == "full")
+    assert failed, f"the save did not reach {step}"
+    assert not list(data.glob("*.tmp"))
+    assert state.save("the next one")  # nothing changed since the failure: written all the same
+    if kind == "journal":
+        assert _generation(data) == generation and len(_segments(data)) == 2
+    else:
+        assert _generation(data) != generation and _segments(data) == []  # the full snapshot that was due
+    state, restored = _restart(data)
+    assert restored is not None and {name: _values(table, name) for name in expected} == expected
+    _put(table, "c", 3)  # the run goes on from what was restored
+    assert state.save("after the restart")
+    _state, restored = _restart(data)
+    assert restored is not None and _values(table) == {"a": 2, "c": 3}
+    assert restored["tables"] == len(expected)
+
+
+def test_a_journal_segment_with_a_table_the_snapshot_lacks_creates_it_from_the_segment(
+        table: Any, tmp_path: Path) -> None:
+    """A segment carries the settings of the tables its items are in: should one hold items of a table the full
+    snapshot before it does not have (a full snapshot is due when a table is created, so a run does not write
+    this), the start creates the table from them and loads its items, and says so."""
+    data = tmp_path / "data"
+    state = local_state.LocalState(data, log=lambda _: None)
+    _put(table, "a", 0)
+    assert state.save("full")
+    _create(table, "second")
+    _put(table, "x", 7, name="second")
+    _put(table, "a", 1)
+    local_state.CHANGES.schema = False  # as if the table's creation had not been noted
+    assert state.save("journal")
+    assert len(_segments(data)) == 1
+    _reset_moto()
+    said: list[str] = []
+    restored = local_state.LocalState(data, log=said.append).restore()
+    assert restored is not None and restored["journal"] == 1
+    assert _values(table) == {"a": 1} and _values(table, "second") == {"x": 7}
+    assert any("created table(s) second" in line for line in said), said
+
+
 def test_every_rename_in_the_data_directory_is_made_durable(table: Any, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """After a file is renamed into place (or the journal dropped), the directory itself is fsynced, so a
@@ -450,6 +678,19 @@ def _gzip_lines(path: Path, change: Callable[[list[str]], list[str]]) -> None:
     path.write_bytes(gzip.compress(("\n".join(change(lines)) + "\n").encode()))
 
 
+def _unknown_table(segment: Path) -> Path:
+    """A segment whose items are in a table neither the snapshot nor the segment describes (what a save that
+    failed copying the tables could leave before the fix of 2026-12-06)."""
+    import gzip
+
+    content = json.loads(gzip.decompress(segment.read_bytes()))
+    for item in content["items"]:
+        item["table"][2] = "gone"
+    del content["tables"]
+    segment.write_bytes(gzip.compress(json.dumps(content).encode()))
+    return segment
+
+
 def _segment(data: Path, number: int) -> Path:
     return data / _segments(data)[number]
 
@@ -465,6 +706,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], Path], str]] = {
     "journal segment garbage": (lambda d: _segment(d, 0).write_bytes(os.urandom(300)) and _segment(d, 0), "damaged"),
     "journal segment truncated": (lambda d: _rewrite(_segment(d, 1), lambda b: b[: len(b) // 2]) or _segment(d, 1), "damaged"),
     "journal segment missing": (lambda d: _segment(d, 0).unlink() or d / _segments(d)[0].replace("000002", "000001"), "missing"),
+    "journal segment names a table the snapshot lacks": (lambda d: _unknown_table(_segment(d, 0)), "does not have"),
     "keys garbage": (lambda d: (d / local_state.KEYS_FILE).write_text("{not json") and d / local_state.KEYS_FILE, "damaged"),
     "keys not an object": (lambda d: (d / local_state.KEYS_FILE).write_text("[1, 2]") and d / local_state.KEYS_FILE, "damaged"),
     "keys another version": (lambda d: (d / local_state.KEYS_FILE).write_text('{"format": 7}') and d / local_state.KEYS_FILE, "another version"),

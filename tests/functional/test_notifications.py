@@ -328,3 +328,47 @@ def test_a_finished_message_expires_by_ttl_after_the_retention(api: ApiClient) -
                  and m.template == "points_earned"]
     assert message.status == "sent"
     assert message.expires_at_epoch == int(CLOCK.now().timestamp()) + OUTBOX_RETENTION_DAYS * 86400
+
+
+def test_a_message_keeps_its_values_compressed_under_1_kb_and_one_stored_before_is_delivered_with_its_own(
+        api: ApiClient) -> None:
+    """A message's values are stored compressed (``params_z``): a ``points_earned`` stays under 1 KB, its write
+    units (docs/cost.md). A message written before that (``params``, plain JSON), still pending at the deploy, is
+    read and delivered with its values."""
+    import json
+
+    from chalicelib.store.db import Entity, raw_client
+    from chalicelib.store.ledger import OutboxItem
+
+    shop = Shop(api, RULES)
+    masha, olga, vera = chain(shop)
+    poller = stream_poller()
+    poller.drain()
+    shop.order("vera", "o-1", 300_000)
+    poller.drain()
+    client = raw_client()
+    stored = [i for i in client.scan(TableName=Entity.Meta.table_name)["Items"] if i.get("entity", {}).get("S") == "outbox"]
+    earned = [i for i in stored if i["template"]["S"] == "points_earned"]
+    assert earned and all("params" not in i and "params_z" in i for i in earned)
+    from bench.capacity import item_size
+
+    assert all(item_size(i) < 1024 for i in earned), [item_size(i) for i in earned]
+    [vera_message] = [m for m in OutboxItem.scan() if isinstance(m, OutboxItem) and m.template == "points_earned"
+                      and m.member_id == vera["member_id"]]
+    assert vera_message.params["points"] == 450 and vera_message.legacy_params is None
+
+    # A message of the earlier layout: its values as plain JSON under "params", no "params_z".
+    values = {"points": 70, "entries": ["le_old"]}
+    old = OutboxItem(PK=f"OUTBOX#{shop.pid}#msg_old", SK="OUTBOX", program_id=shop.pid, message_id="msg_old",
+                     member_id=masha["member_id"], template="points_available", locale="", params=values,
+                     business_key="released|le_old", status="pending", created_at=CLOCK.now()).serialize()
+    del old["params_z"]
+    old["params"] = {"S": json.dumps(values)}
+    before = len(ses_sent())
+    client.put_item(TableName=Entity.Meta.table_name, Item=old)
+    poller.drain()
+    [sent] = ses_sent()[before:]
+    assert sent.to == ["masha@example.com"] and "70" in sent.subject, sent.subject
+    read = OutboxItem.get(f"OUTBOX#{shop.pid}#msg_old", "OUTBOX")
+    assert read.params == values and read.status == "sent"
+    assert olga  # the chain's middle member: paid by the order above
