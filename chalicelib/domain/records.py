@@ -52,6 +52,10 @@ class NewMember:
     email: str | None = None
     phone: str | None = None
     acquisition: Mapping[str, Any] = field(default_factory=dict)
+    #: The member whose code ``acquisition["ref"]`` is: her back-reference per identifier (``keys.invite_ref``, no
+    #: TTL: it leads her erasure to this profile) is written with the member, conditioned on her erasure not having
+    #: started (``MemberErased`` naming her when it has: nothing written).
+    ref_member_id: str | None = None
 
 
 @dataclass(frozen=True)

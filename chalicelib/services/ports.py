@@ -90,13 +90,18 @@ class MemberStore(Protocol):
     def create_member(self, member: NewMember, refs: Sequence[IdentityRef]) -> MemberItem | None:
         """One transaction: the profile, a pointer per identifier in ``refs``, the code pointer and the short link, each
         created only if absent. The profile as stored, or None (nothing written) when any of them exists: the person
-        was created concurrently (read again) or the code is taken (draw another)."""
+        was created concurrently (read again) or the code is taken (draw another). With ``member.ref_member_id``
+        also her back-reference per identifier (no TTL), and a ``ConditionCheck`` that her erasure has not started:
+        ``MemberErased`` (naming her) when it has, nothing written."""
         ...
 
     def put_pending_invite(self, program_id: str, ref: IdentityRef, invite: PendingInvite, *,
-                           first_touch_since: datetime | None = None) -> bool:
-        """Write the pending invite of one identifier (one conditional ``PutItem``). With ``first_touch_since``
-        an earlier invite by another referrer made at or after it is kept: False, nothing written."""
+                           first_touch_since: datetime | None = None, keep_ref: bool = False) -> bool:
+        """Write the pending invite of one identifier and the referrer's back-reference (``keys.invite_ref``) in one
+        transaction, with a ``ConditionCheck`` that the referrer's erasure has not started. With
+        ``first_touch_since`` an earlier invite by another referrer made at or after it is kept. False (nothing
+        written) when either condition fails. The back-reference expires with the invite unless ``keep_ref`` (the
+        visitor's profile names the referrer's code: ``acquisition.ref``)."""
         ...
 
     def find_by_identity(self, program_id: str, *, email: str | None = None, phone: str | None = None,

@@ -96,6 +96,10 @@ class _Taken(Exception):
     pass
 
 
+class _Refused(Exception):
+    """A pending invite's condition failed (an earlier referrer's kept, or the referrer's erasure started)."""
+
+
 def codes_from_pointer_keys(member: MemberItem) -> list[str]:
     prefix = f"CODE#{member.program_id}#"
     old = [key_from_str(k)[0][len(prefix):] for k in member.pointer_keys or [] if k.startswith(prefix)]
@@ -159,11 +163,24 @@ def member_profile(member: NewMember, refs: Sequence[IdentityRef]) -> MemberItem
                       phone=member.phone, acquisition=dict(member.acquisition), refs=refs)
 
 
-def invite_ref_item(program_id: str, ref: IdentityRef, invite: PendingInvite) -> Any:
+def invite_ref_item(program_id: str, referrer_id: str, ref: IdentityRef, expires_at_epoch: int | None) -> Any:
+    """The referrer's back-reference to a visitor's identifier (``members.InviteRefItem``)."""
     from chalicelib.store.members import InviteRefItem
 
-    pk, sk = keys.invite_ref(program_id, invite.referrer_id, ref.kind, ref.value_hash)
-    return InviteRefItem(PK=pk, SK=sk, program_id=program_id, member_id=invite.referrer_id, kind=ref.kind)
+    pk, sk = keys.invite_ref(program_id, referrer_id, ref.kind, ref.value_hash)
+    return InviteRefItem(PK=pk, SK=sk, program_id=program_id, member_id=referrer_id, kind=ref.kind,
+                         expires_at_epoch=expires_at_epoch)
+
+
+def without_ref(acquisition: Any) -> dict[str, Any]:
+    """A profile's ``acquisition`` without the referrer's code (``ref``): what the erasure of either leaves."""
+    return {k: v for k, v in dict(acquisition or {}).items() if k != "ref"}
+
+
+def referrer_not_erased() -> Any:
+    """A referrer's profile, checked in the transaction writing an invite or back-reference naming her: her erasure
+    has not started (a profile that does not exist passes, as in ``members.create_unless_erased``)."""
+    return MemberItem.erased_at.does_not_exist()
 
 
 def pending_invite_item(program_id: str, ref: IdentityRef, invite: PendingInvite) -> PendingInviteItem:
@@ -199,6 +216,12 @@ class DynamoMemberStore:
         profile = member_profile(member, refs)
         tx = Transaction()
         stage_member_creation(tx, profile, refs, _Taken())
+        referrer = member.ref_member_id
+        if referrer is not None:  # her code on the profile (acquisition.ref): her back-references, same transaction
+            for ref in refs:
+                tx.put(invite_ref_item(member.program_id, referrer, ref, None))
+            tx.check(MemberItem, keys.member(member.program_id, referrer), referrer_not_erased(),
+                     on_fail=MemberErased(referrer))
         try:
             tx.commit()
         except _Taken:
@@ -206,21 +229,21 @@ class DynamoMemberStore:
         return profile
 
     def put_pending_invite(self, program_id: str, ref: IdentityRef, invite: PendingInvite, *,
-                           first_touch_since: datetime | None = None) -> bool:
-        from pynamodb.exceptions import PutError
-
+                           first_touch_since: datetime | None = None, keep_ref: bool = False) -> bool:
         item = pending_invite_item(program_id, ref, invite)
         condition = None
         if first_touch_since is not None:
             condition = (Entity.PK.does_not_exist() | (PendingInviteItem.referrer_id == invite.referrer_id)
                          | (PendingInviteItem.invited_at < first_touch_since))
-        # The referrer's back-reference first (an idempotent put): no invite naming her is ever without one.
-        invite_ref_item(program_id, ref, invite).save()
+        # One transaction: the invite, the referrer's back-reference (no invite naming her is ever without one, and
+        # none without its invite or a profile naming her code) and her erasure not started.
+        tx = Transaction()
+        tx.put(item, condition, on_fail=_Refused())
+        tx.put(invite_ref_item(program_id, invite.referrer_id, ref, None if keep_ref else invite.expires_at_epoch))
+        tx.check(MemberItem, keys.member(program_id, invite.referrer_id), referrer_not_erased(), on_fail=_Refused())
         try:
-            item.save(condition=condition)
-        except PutError as exc:
-            if exc.cause_response_code != "ConditionalCheckFailedException":
-                raise
+            tx.commit()
+        except _Refused:
             return False
         return True
 
@@ -1329,12 +1352,15 @@ class DynamoDataRightsStore:
     def erase_pointers(self, record: ErasureItem, limit: int, then: str, at: datetime) -> tuple[ErasureItem, int]:
         from chalicelib.domain.records import StaleErasure
         from chalicelib.store.data_rights import ErasedIdentityItem
-        from chalicelib.store.members import PendingInviteItem
+        from chalicelib.store.members import InviteRefItem, PendingInviteItem
 
         pid, mid = record.program_id, record.member_id
         remaining = list((record.cursor or {}).get("pointers") or [])
         batch, rest = remaining[:limit], remaining[limit:]
-        found = batch_get([key_from_str(k) for k in batch])
+        identities = [p for p in (identity_pointer_parts(pid, text) for text in batch) if p is not None]
+        found = batch_get([*(key_from_str(k) for k in batch), *(keys.pending_invite(pid, *p) for p in identities),
+                           keys.member(pid, mid)])
+        ref_owner = self._ref_owner(pid, found.get(keys.member(pid, mid))) if identities else None
         tx = Transaction()
         removed = 0
         for text in batch:
@@ -1347,12 +1373,30 @@ class DynamoDataRightsStore:
                 kind, value_hash = parts
                 tpk, tsk = keys.erased_identity(pid, kind, value_hash)
                 tx.put(ErasedIdentityItem(PK=tpk, SK=tsk, program_id=pid, kind=kind, erased_at=at))
-                # A friend's invite waiting for this identifier names the person: it goes too.
+                # A friend's invite waiting for this identifier names the person: it goes too, with the referrer's
+                # back-reference (keyed by this identifier's hash), and the one of the referrer whose code the
+                # profile names (acquisition.ref; the profile step takes the code off).
                 ipk, isk = keys.pending_invite(pid, kind, value_hash)
-                tx.delete(PendingInviteItem(PK=ipk, SK=isk))
+                invite = found.get((ipk, isk))
+                referrers = {ref_owner} - {None}
+                if isinstance(invite, PendingInviteItem):
+                    referrers.add(invite.referrer_id)
+                    tx.delete(invite, PendingInviteItem.referrer_id == invite.referrer_id, on_fail=StaleErasure())
+                else:
+                    tx.delete(PendingInviteItem(PK=ipk, SK=isk), Entity.PK.does_not_exist(), on_fail=StaleErasure())
+                for referrer in sorted(r for r in referrers if r is not None):
+                    rpk, rsk = keys.invite_ref(pid, referrer, kind, value_hash)
+                    tx.delete(InviteRefItem(PK=rpk, SK=rsk))
         changes = erasure_progress(record, "pointers" if rest else then, {"pointers": rest} if rest else None,
                                    {"pointers": removed}, at)
         return self._advance(tx, record, changes), len(batch)
+
+    @staticmethod
+    def _ref_owner(program_id: str, profile: Entity | None) -> str | None:
+        """The member whose code the profile names as the link it came through (``acquisition.ref``), if any."""
+        code = (profile.acquisition or {}).get("ref") if isinstance(profile, MemberItem) else None
+        pointer = get_or_none(CodeItem, keys.referral_code(program_id, code), consistent=True) if code else None
+        return pointer.member_id if pointer is not None else None
 
     def erase_profile(self, record: ErasureItem, then: str, at: datetime) -> ErasureItem:
         from chalicelib.domain.records import StaleErasure
@@ -1368,6 +1412,7 @@ class DynamoDataRightsStore:
                 M.name.remove(), M.email.remove(), M.phone.remove(), M.birthday.remove(), M.birthday_set_at.remove(),
                 M.customer_ids.set({}), M.push_endpoints.set([]), M.pointer_keys.set([]), M.code.set(ERASED_CODE),
                 M.erased_at.set(member.erased_at or at), M.revision.set(revision + 1),
+                M.acquisition.set(without_ref(member.acquisition)),
             ], M.revision == revision, on_fail=StaleErasure())
             # The birthday's month-day index entry (its key holds the month and day) goes with the birthday.
             stage_birthday(tx, record.program_id, record.member_id, member.birthday, None, at)

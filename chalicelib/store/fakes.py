@@ -94,6 +94,7 @@ from chalicelib.store.dynamo_ports import (
     signal_writes,
     spend_entry,
     too_many_endpoints,
+    without_ref,
 )
 from chalicelib.store.events import AttributionRecordItem, EventItem
 from chalicelib.store.integrations import (
@@ -447,26 +448,38 @@ class FakeMemberStore:
     def identity_owner(self, program_id: str, refs: Sequence[IdentityRef]) -> str | None:
         return identity_owner_of(program_id, refs, self.table.batch_get(r.pointer_key(program_id) for r in refs))
 
+    def _referrer_not_erased(self, program_id: str, member_id: str) -> bool:
+        referrer = self.table.get(MemberItem, keys.member(program_id, member_id))
+        return referrer is None or referrer.erased_at is None
+
     def create_member(self, member: NewMember, refs: Sequence[IdentityRef]) -> MemberItem | None:
         profile = member_profile(member, refs)
         referrals_index(profile)
         items = [profile, *pointer_items(profile, refs), code_item(profile), link_item(profile)]
+        referrer = member.ref_member_id
         with self._lock:
             if any((i.PK, i.SK) in self.table.items for i in items):
                 return None
+            if referrer is not None:
+                if not self._referrer_not_erased(member.program_id, referrer):
+                    raise MemberErased(referrer)
+                items += [invite_ref_item(member.program_id, referrer, ref, None) for ref in refs]
             for item in items:
                 self.table.put(item)
         return profile
 
     def put_pending_invite(self, program_id: str, ref: IdentityRef, invite: PendingInvite, *,
-                           first_touch_since: datetime | None = None) -> bool:
+                           first_touch_since: datetime | None = None, keep_ref: bool = False) -> bool:
         item = pending_invite_item(program_id, ref, invite)
         with self._lock:
             stored = self.table.get(PendingInviteItem, (item.PK, item.SK))
             if (first_touch_since is not None and stored is not None and stored.referrer_id != invite.referrer_id
                     and not stored.invited_at < first_touch_since):
                 return False
-            self.table.put(invite_ref_item(program_id, ref, invite))
+            if not self._referrer_not_erased(program_id, invite.referrer_id):
+                return False
+            self.table.put(invite_ref_item(program_id, invite.referrer_id, ref,
+                                           None if keep_ref else invite.expires_at_epoch))
             self.table.put(item)
         return True
 
@@ -1260,7 +1273,13 @@ class FakeDataRightsStore:
         pid, mid = record.program_id, record.member_id
         remaining = list((record.cursor or {}).get("pointers") or [])
         batch, rest = remaining[:limit], remaining[limit:]
-        found = self.table.batch_get([key_from_str(k) for k in batch])
+        identities = [p for p in (identity_pointer_parts(pid, text) for text in batch) if p is not None]
+        found = self.table.batch_get([*(key_from_str(k) for k in batch),
+                                      *(keys.pending_invite(pid, *p) for p in identities), keys.member(pid, mid)])
+        profile = found.get(keys.member(pid, mid))
+        code = (profile.acquisition or {}).get("ref") if isinstance(profile, MemberItem) and identities else None
+        pointer = self.table.get(CodeItem, keys.referral_code(pid, code)) if code else None
+        ref_owner = pointer.member_id if pointer is not None else None
         write = FakeWrite(self.table)
         removed = 0
         for text in batch:
@@ -1275,10 +1294,19 @@ class FakeDataRightsStore:
                 kind, value_hash = parts
                 tpk, tsk = keys.erased_identity(pid, kind, value_hash)
                 write.put(ErasedIdentityItem(PK=tpk, SK=tsk, program_id=pid, kind=kind, erased_at=at))
-                write.delete(keys.pending_invite(pid, kind, value_hash))
+                invite_key = keys.pending_invite(pid, kind, value_hash)
+                invite = found.get(invite_key)
+                read_referrer = invite.referrer_id if isinstance(invite, PendingInviteItem) else None
+                write.require(self._invite_as_read(invite_key, read_referrer), StaleErasure())
+                write.delete(invite_key)
+                for referrer in sorted({r for r in (read_referrer, ref_owner) if r is not None}):
+                    write.delete(keys.invite_ref(pid, referrer, kind, value_hash))
         changes = erasure_progress(record, "pointers" if rest else then, {"pointers": rest} if rest else None,
                                    {"pointers": removed}, at)
         return self._advance(write, record, changes), len(batch)
+
+    def _invite_as_read(self, key: Key, referrer_id: str | None) -> Callable[[], bool]:
+        return lambda: getattr(self.table.get(PendingInviteItem, key), "referrer_id", None) == referrer_id
 
     def _owned_by(self, model: type[Entity], key: Key, member_id: str) -> Callable[[], bool]:
         return lambda: getattr(self.table.get(model, key), "member_id", None) == member_id
@@ -1297,7 +1325,7 @@ class FakeDataRightsStore:
             write.update(MemberItem, key, {
                 "name": None, "email": None, "phone": None, "birthday": None, "birthday_set_at": None,
                 "customer_ids": {}, "push_endpoints": [], "pointer_keys": [], "code": ERASED_CODE,
-                "erased_at": member.erased_at or at,
+                "erased_at": member.erased_at or at, "acquisition": without_ref(member.acquisition),
                 "revision": revision + 1})
             birthday_key = pointer_key(record.program_id, record.member_id, member.birthday)
             if birthday_key is not None:

@@ -113,13 +113,17 @@ class PendingInviteItem(Entity, discriminator="pending_invite"):
 
 
 class InviteRefItem(Entity, discriminator="invite_ref"):
-    """In the referrer's partition (``keys.invite_ref``): a pending invite through her link was written (the invite
-    holds her id and code; her erasure deletes it, her export lists it). Kept after the invite expires: its key
-    still leads to the visitor, whose profile names the code she came through (``acquisition.ref``)."""
+    """In the referrer's partition (``keys.invite_ref``): a pending invite through her link, or a visitor's profile
+    naming her code (``acquisition.ref``), keyed by the visitor's identifier (her erasure deletes the invite and takes
+    the code off the profile, her export lists it; the visitor's erasure deletes it).
+
+    Written with the visitor's profile when it names her code (no TTL: the profile names it as long as it exists),
+    else with the invite, expiring with it (``expires_at_epoch``: DynamoDB's TTL; nothing needs it after)."""
 
     program_id = UnicodeAttribute()
     member_id = UnicodeAttribute()
     kind = UnicodeAttribute()
+    expires_at_epoch = NumberAttribute(null=True)
 
 
 class LinkItem(Entity, discriminator="link"):

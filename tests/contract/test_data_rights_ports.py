@@ -150,6 +150,28 @@ def test_pointers_go_in_batches_with_tombstones_and_invites_and_the_record_advan
         impl.ports.data_rights.erase_pointers(stale, 2, "profile", LATER)
 
 
+def test_the_invitees_pointers_step_deletes_the_referrers_back_references_to_her_identifier(impl: Impl) -> None:
+    """Anna's invite waits for Olga's e-mail (Anna's back-reference to it in her partition), and Olga's profile names
+    Vera's code as the link she came through (Vera's back-references, one per identifier): Olga's erasure deletes all
+    of them, keyed by her identifiers' hashes, and the profile step takes Vera's code off her profile."""
+    from chalicelib.store.members import InviteRefItem
+
+    olga = _olga(impl, acquisition={"channel": "landing", "ref": "VERA"})
+    impl.seed(support.code_pointer(PID, "VERA", "vera"))
+    hashes = {r.kind: r.value_hash for r in identity_refs(PID, email="olga@example.com",
+                                                          customer_id=("ptn_1", "c-1"))}
+    refs = [keys.invite_ref(PID, "anna", "email", hashes["email"]),
+            *(keys.invite_ref(PID, "vera", kind, h) for kind, h in hashes.items())]
+    impl.seed(*(InviteRefItem(PK=pk, SK=sk, program_id=PID, member_id=pk.rsplit("#", 1)[1], kind=sk.split("#")[1])
+                for pk, sk in refs))
+    record, _ = _until(impl, impl.ports.data_rights.start(olga, None, "operator", NOW), "profile", limit=10)
+    assert [_stored(impl, InviteRefItem, key) for key in refs] == [None, None, None]
+    assert _stored(impl, PendingInviteItem, keys.pending_invite(PID, "email", hashes["email"])) is None
+    impl.ports.data_rights.erase_profile(record, "attribution_records", LATER)
+    member = impl.ports.members.get(PID, "olga")
+    assert member is not None and member.acquisition == {"channel": "landing"}
+
+
 def test_a_pointer_that_is_someone_elses_now_stays(impl: Impl) -> None:
     olga = _olga(impl)
     record = impl.ports.data_rights.start(olga, None, "operator", NOW)

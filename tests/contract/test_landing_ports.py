@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from chalicelib.domain.records import NewMember, PendingInvite
 from chalicelib.store import keys
 from chalicelib.store.db import get_or_none
@@ -89,6 +91,62 @@ def test_pending_invites_first_touch_keeps_anothers_within_the_window(impl: Impl
     stored = _stored(impl, PendingInviteItem, ref.invite_key(PID))
     assert (stored.referrer_id, stored.code, list(stored.ancestors), stored.kind) == ("vera", "VERACODE",
                                                                                      ["mbr_top"], "email")
+
+
+def _back_ref(target: Impl, referrer_id: str, ref: Any) -> Any:
+    from chalicelib.store.members import InviteRefItem
+
+    return _stored(target, InviteRefItem, keys.invite_ref(PID, referrer_id, ref.kind, ref.value_hash))
+
+
+def test_an_invite_and_its_back_reference_are_written_together_or_not_at_all(impl: Impl) -> None:  # noqa: F811
+    members = impl.ports.members
+    (ref,) = members.identity_refs(PID, email="friend@example.com")
+    since = NOW - timedelta(days=30)
+    invite = _invite("anna", NOW)
+    assert members.put_pending_invite(PID, ref, invite, first_touch_since=since)
+    stored = _back_ref(impl, "anna", ref)
+    assert stored is not None and stored.expires_at_epoch == invite.expires_at_epoch  # expires with the invite
+    # Boris's invite is refused (anna's first touch is kept): no back-reference of his either.
+    assert not members.put_pending_invite(PID, ref, _invite("boris", NOW), first_touch_since=since)
+    assert _back_ref(impl, "boris", ref) is None
+    # Vera's erasure has started: nothing naming her is written.
+    impl.seed(new_member_item("vera", erased_at=NOW))
+    assert not members.put_pending_invite(PID, ref, _invite("vera", NOW))
+    assert _back_ref(impl, "vera", ref) is None
+    assert _stored(impl, PendingInviteItem, ref.invite_key(PID)).referrer_id == "anna"
+    # The visitor's profile names Anna's code: her back-reference is kept after the invite expires (no TTL).
+    assert members.put_pending_invite(PID, ref, _invite("anna", NOW), keep_ref=True)
+    assert _back_ref(impl, "anna", ref).expires_at_epoch is None
+
+
+def new_member_item(member_id: str, **fields: Any) -> MemberItem:
+    from chalicelib.store.members import new_member
+
+    member = new_member(PID, member_id, f"{member_id.upper()}CODE", joined_at=NOW, joined_via="api", refs=[])
+    for name, value in fields.items():
+        setattr(member, name, value)
+    return member
+
+
+def test_a_visitor_naming_a_code_is_created_with_the_referrers_back_references(impl: Impl) -> None:  # noqa: F811
+    from chalicelib.domain.errors import MemberErased
+
+    members = impl.ports.members
+    impl.seed(new_member_item("anna"), new_member_item("vera", erased_at=NOW))
+    refs = members.identity_refs(PID, email="zoe@example.com", phone="+79123456780")
+    created = members.create_member(_plan("mbr_zoe", "ZOECODE01", acquisition={"channel": "landing", "ref": "ANNA"},
+                                          ref_member_id="anna"), refs)
+    assert created is not None
+    assert [getattr(_back_ref(impl, "anna", r), "expires_at_epoch", "missing") for r in refs] == [None, None]
+    # The referrer's erasure has started: MemberErased naming her, nothing written.
+    others = members.identity_refs(PID, email="yan@example.com")
+    with pytest.raises(MemberErased) as erased:
+        members.create_member(_plan("mbr_yan", "YANCODE01", acquisition={"channel": "landing", "ref": "VERA"},
+                                    ref_member_id="vera"), others)
+    assert erased.value.details == {"member_id": "vera"}
+    assert members.get(PID, "mbr_yan") is None and members.identity_owner(PID, others) is None
+    assert _back_ref(impl, "vera", others[0]) is None
 
 
 def test_signal_pointers_gain_members_conditioned_on_the_revision_read(impl: Impl) -> None:  # noqa: F811

@@ -195,6 +195,74 @@ def test_erasing_a_referrer_deletes_the_invites_through_her_link(api: ApiClient)
     assert profile.get("referrer_id") is None, profile
 
 
+def _landing(api: ApiClient, shop: Shop, email: str, ref: str) -> Any:
+    reply = api.post("/v1/landing/invites", {"email": email, "ref": ref}, key=None,
+                     headers={"X-Publishable-Key": shop.program["publishable_key"], "Origin": "https://shop.test"})
+    assert reply.status in (200, 201), reply.body
+    return reply
+
+
+def test_erasing_a_referrer_takes_her_code_off_a_visitor_whose_invite_the_daily_cap_refused(api: ApiClient) -> None:
+    shop = Shop(api, "uds_3_level", landing_url="https://shop.test/welcome",
+                settings={"landing_rate_limits": {"invites_per_minute": 1000, "offer_per_minute": 1000},
+                          "fraud": {"invites_per_referrer_day": 1}})
+    pid = shop.pid
+    olga = shop.member("olga")
+    assert api.put(f"/v1/programs/{pid}/members/{olga['member_id']}/code", {"code": "OLGA-PETROVA"}).status == 200
+    assert _landing(api, shop, "zoe@example.com", "OLGA-PETROVA").body["referral_recorded"] is True
+    # The cap is reached: no invite for Yan, but his new profile names the link he came through.
+    assert _landing(api, shop, "yan@example.com", "OLGA-PETROVA").body["referral_recorded"] is False
+    visitors = [i for i in scan_test_table() if entity(i) == "member" and i["member_id"]["S"] != olga["member_id"]]
+    assert [json.loads(v["acquisition"]["S"]).get("ref") for v in visitors] == ["OLGAPETROVA"] * 2
+    erased = api.post(f"/v1/programs/{pid}/members/{olga['member_id']}/erase")
+    assert erased.status == 200, erased.body
+    assert not [(i["PK"]["S"], i["SK"]["S"]) for i in scan_test_table() if "OLGAPETROVA" in json.dumps(i)
+                and not i["PK"]["S"].startswith(f"CLICKS#{pid}#") and i["SK"]["S"] != "ERASURE"]
+
+
+def test_a_visitor_through_the_link_of_a_referrer_being_erased_joins_without_her_code(
+        api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.functional.test_data_rights_erasure_guards import _start_erasure_only
+
+    shop = Shop(api, "uds_3_level", landing_url="https://shop.test/welcome",
+                settings={"landing_rate_limits": {"invites_per_minute": 1000, "offer_per_minute": 1000}})
+    olga = shop.member("olga")
+    _start_erasure_only(api, monkeypatch, shop.pid, olga["member_id"])  # her code pointer is still there
+    assert _landing(api, shop, "zoe@example.com", olga["code"]).body["referral_recorded"] is False
+    [zoe] = [i for i in scan_test_table() if entity(i) == "member" and i["member_id"]["S"] != olga["member_id"]]
+    assert json.loads(zoe["acquisition"]["S"]) == {"channel": "landing"}
+    assert not [i for i in scan_test_table() if entity(i) in ("invite_ref", "pending_invite")]
+
+
+def test_erasing_an_invitee_deletes_the_referrers_back_references_to_her_identifier(api: ApiClient) -> None:
+    shop = Shop(api, "uds_3_level", landing_url="https://shop.test/welcome",
+                settings={"landing_rate_limits": {"invites_per_minute": 1000, "offer_per_minute": 1000}})
+    pid = shop.pid
+    olga = shop.member("olga")
+    assert _landing(api, shop, "zoe@example.com", olga["code"]).body["referral_recorded"] is True
+    [ref] = [i for i in scan_test_table() if entity(i) == "invite_ref"]
+    assert "expires_at_epoch" not in ref  # Zoe's profile names Olga's code: kept after the invite expires
+    [zoe] = [i["member_id"]["S"] for i in scan_test_table() if entity(i) == "member"
+             and i["member_id"]["S"] != olga["member_id"]]
+    assert api.post(f"/v1/programs/{pid}/members/{zoe}/erase").status == 200
+    assert [i for i in scan_test_table() if entity(i) in ("invite_ref", "pending_invite")] == []
+    [profile] = [i for i in scan_test_table() if entity(i) == "member" and i["member_id"]["S"] == zoe]
+    assert json.loads(profile["acquisition"]["S"]) == {"channel": "landing"}  # Olga's code is hers, not Zoe's
+
+
+def test_an_invite_to_an_existing_member_expires_with_its_back_reference(api: ApiClient) -> None:
+    shop = Shop(api, "uds_3_level", landing_url="https://shop.test/welcome",
+                settings={"landing_rate_limits": {"invites_per_minute": 1000, "offer_per_minute": 1000},
+                          "attribution_model": "last_touch"})
+    olga, anna = shop.member("olga"), shop.member("anna")
+    _landing(api, shop, "zoe@example.com", olga["code"])  # Zoe joins through Olga's link
+    assert _landing(api, shop, "zoe@example.com", anna["code"]).body["referral_recorded"] is True  # then Anna's
+    refs = {i["PK"]["S"].rsplit("#", 1)[1]: i for i in scan_test_table() if entity(i) == "invite_ref"}
+    [invite] = [i for i in scan_test_table() if entity(i) == "pending_invite"]
+    assert "expires_at_epoch" not in refs[olga["member_id"]]  # her profile names Olga's code
+    assert refs[anna["member_id"]]["expires_at_epoch"] == invite["expires_at_epoch"]  # DynamoDB's TTL, as the invite
+
+
 # --------------------------------------------------------------------------- the export lists every kind
 
 

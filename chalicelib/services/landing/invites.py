@@ -26,7 +26,7 @@ from chalicelib.services.landing import signals as invite_signals
 from chalicelib.services.landing.rate_limits import rate_limit
 
 if TYPE_CHECKING:
-    from chalicelib.store.members import IdentityRef, MemberItem
+    from chalicelib.store.members import CodeItem, IdentityRef, MemberItem
     from chalicelib.store.tenancy import ProgramItem
 
 log = get_logger("sarafan.landing")
@@ -116,6 +116,7 @@ def _being_erased() -> ServiceUnavailable:
 def _find_or_create(program: ProgramItem, refs: Sequence[IdentityRef], deps: ports.Ports, *, email: str | None,
                     phone: str | None, name: str | None, locale: str, utm: dict[str, str], ref: str | None) -> MemberItem:
     pid = program.program_id
+    ref_allowed = True
     for attempt in range(MAX_ATTEMPTS):
         owner = deps.members.identity_owner(pid, refs) if refs else None  # a consistent read
         if owner is not None:
@@ -131,16 +132,30 @@ def _find_or_create(program: ProgramItem, refs: Sequence[IdentityRef], deps: por
         acquisition: dict[str, Any] = {"channel": "landing"}
         if utm:
             acquisition["utm"] = utm
-        if ref and normalize_code(ref):
-            acquisition["ref"] = normalize_code(ref)
+        # The link she came through: only a code that is someone's, with that referrer's back-reference written in
+        # the same transaction (her erasure finds the profile by it and takes the code off, whether or not an invite
+        # is recorded after: the daily cap, a refused first touch).
+        referrer = _code_owner(pid, ref, deps) if ref_allowed else None
+        if referrer is not None:
+            acquisition["ref"] = referrer.code
         plan = NewMember(pid, new_id("mbr"), generate_code(), joined_at=deps.clock.now(), joined_via="invite",
-                          name=name, locale=locale, email=email, phone=phone, acquisition=acquisition)
-        member = deps.members.create_member(plan, refs)
+                          name=name, locale=locale, email=email, phone=phone, acquisition=acquisition,
+                          ref_member_id=referrer.member_id if referrer is not None else None)
+        try:
+            member = deps.members.create_member(plan, refs)
+        except MemberErased:  # the referrer's erasure started: her code is nobody's, the visitor is made without it
+            ref_allowed = False
+            continue
         if member is None:  # created concurrently (read again) or the code is taken (draw another)
             continue
         log.info("member created from landing", extra={"program_id": pid, "member_id": member.member_id})
         return member
     raise ServiceUnavailable("The invite could not be created because of concurrent updates; retry")
+
+
+def _code_owner(program_id: str, ref: str | None, deps: ports.Ports) -> CodeItem | None:
+    code = normalize_code(ref) if ref else None
+    return deps.members.code_pointer(program_id, code, consistent=True) if code else None
 
 
 def _take_invite_slot(program_id: str, referrer_id: str, now: datetime, limit: int, deps: ports.Ports) -> bool:
@@ -182,8 +197,12 @@ def _record_invite(program: ProgramItem, member: MemberItem, refs: Sequence[Iden
                            expires_at_epoch=int((now + window + INVITE_TTL_MARGIN).timestamp()),
                            risk_reject=risk.reject, risk_holds=tuple(risk.holds), risk_matched=tuple(risk.matched))
     first_touch_since = now - window if settings.attribution_model == "first_touch" else None
+    # The visitor's profile names this code (she came through the link when it was made): the back-reference stays
+    # after the invite expires, as the one written with the profile.
+    keep_ref = (member.acquisition or {}).get("ref") == pointer.code
     recorded = False
     for ref_id in refs:
-        recorded |= deps.members.put_pending_invite(pid, ref_id, invite, first_touch_since=first_touch_since)
+        recorded |= deps.members.put_pending_invite(pid, ref_id, invite, first_touch_since=first_touch_since,
+                                                    keep_ref=keep_ref)
     # A rejected invite is kept (the pipeline records the rejection with its reason) but credits nobody.
     return recorded and risk.reject is None
