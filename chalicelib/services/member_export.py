@@ -9,7 +9,10 @@ member); then every item in the member's partition (ledger entries, attribution 
 counters...), then items of registered erasable kinds that live outside it
 (``store.erasure_kinds``: her pointers and import marker, her events' records, redemptions, adjustments and
 order ledgers, outbox messages, webhook deliveries, her part of signal pointers and review items, her velocity
-counters). Each page holds at most ``limit`` items and a signed ``next_cursor``.
+counters). Each page holds at most ``limit`` items and a signed ``next_cursor``, and makes at most
+``READS_PER_PAGE`` section reads (one Query or batch of keys each, with at most two ``BatchGetItem`` of what it
+names): a section whose reads find nothing to list (her ledger entries that name no
+record, back-references to invites that expired) ends the page early, with fewer items or none, and the cursor.
 
 Reads go through the ports (``deps.members`` for the profile, codes, clicks and balance, the erasure record;
 ``deps.data_rights`` for the partition's pages, the registered kinds and the items' JSON form).
@@ -29,6 +32,10 @@ if TYPE_CHECKING:
     from chalicelib.store.members import MemberItem
 
 FORMAT_VERSION = 1
+#: Section reads per page (``DataRightsStore.member_items`` / ``exported`` calls), whatever the member's data: each
+#: is one Query (or one batch of keys) of at most ``limit`` and at most two BatchGetItems of what it names. Enough
+#: for every section of a member with little data in one page (a section with nothing costs one read).
+READS_PER_PAGE = 16
 
 
 def export(deps: Ports, principal: Principal, program_id: str, member_id: str, limit: int,
@@ -52,7 +59,9 @@ def export(deps: Ports, principal: Principal, program_id: str, member_id: str, l
     last = cursor.get("last")
     if section not in sections:
         section, last = "done", None
-    while section != "done" and len(items) < limit:
+    reads = 0
+    while section != "done" and len(items) < limit and reads < READS_PER_PAGE:
+        reads += 1
         if section == "partition":
             found = rights.member_items(program_id, member_id, limit - len(items), last)
         else:

@@ -401,6 +401,61 @@ def test_export_holds_everything_stored_about_the_member(api: ApiClient) -> None
                                                    for i in items]], ensure_ascii=False)
 
 
+def test_an_export_page_makes_a_bounded_number_of_reads_when_her_entries_and_back_references_name_nothing(
+        api: ApiClient) -> None:
+    """Ledger entries that name no linked record (expiry here; import, birthday, tier entries alike) and
+    back-references to invites that expired (kept: they lead to the visitor's ``acquisition.ref``) give the export
+    sections nothing to list: a page still stops after ``READS_PER_PAGE`` section reads, with its cursor."""
+    from datetime import timedelta
+
+    from chalicelib.services import member_export
+    from chalicelib.store import keys
+    from chalicelib.store.db import raw_client
+    from chalicelib.store.ledger import new_entry
+    from chalicelib.store.members import InviteRefItem
+    from tests.functional.test_bounded_reads import ItemsRead
+
+    shop = Shop(api, "uds_3_level")
+    mid = shop.member("olga")["member_id"]
+    base = utc("2026-01-01T00:00:00Z")
+    with Entity.batch_write() as batch:
+        for n in range(240):
+            batch.save(new_entry(shop.pid, mid, f"le_x{n:04d}", base + timedelta(minutes=n), kind="expiry",
+                                 status="expired", points=-1, reason="expired", reason_code="expiry",
+                                 created_at=base + timedelta(minutes=n)))
+        for n in range(60):  # the invites expired (DynamoDB's TTL removed them), the back-references stay
+            pk, sk = keys.invite_ref(shop.pid, mid, "email", f"{n:064x}")
+            batch.save(InviteRefItem(PK=pk, SK=sk, program_id=shop.pid, member_id=mid, kind="email"))
+    counter = ItemsRead()
+    raw_client().meta.events.register("after-call.dynamodb", counter)
+    per_page: list[tuple[int, int, int]] = []  # (DynamoDB calls, items read, items listed) of each request
+    listed: list[dict[str, Any]] = []
+    cursor = None
+    try:
+        while True:
+            counter.items, counter.calls = 0, []
+            page = api.get(f"/v1/programs/{shop.pid}/members/{mid}/export?limit=2" + (f"&cursor={cursor}" if cursor
+                                                                                        else ""))
+            assert page.status == 200, page.body
+            per_page.append((len(counter.calls), counter.items, len(page.body["items"])))
+            listed += page.body["items"]
+            cursor = page.body["next_cursor"]
+            assert len(per_page) < 400
+            if not cursor:
+                break
+    finally:
+        raw_client().meta.events.unregister("after-call.dynamodb", counter)
+    # Each request: the summary's reads (first page) and at most three round trips per section read.
+    budget = member_export.READS_PER_PAGE
+    assert max(calls for calls, _, _ in per_page) <= 3 * budget + 8, per_page
+    assert max(read for _, read, _ in per_page) <= 3 * 2 * budget + 20, per_page
+    assert [p for p in per_page if p[2] < 2][:-1], per_page  # pages ended early by the budget, cursor given
+    # and still everything, once.
+    entries = [i["entry_id"] for i in listed if i["item_type"] == "ledger_entry" and i["entry_id"].startswith("le_x")]
+    assert sorted(entries) == [f"le_x{n:04d}" for n in range(240)]
+    assert len([i for i in listed if i["item_type"] == "invite_ref"]) == 60
+
+
 def test_a_complainer_who_signs_up_again_after_the_erasure_gets_no_mail(api: ApiClient, fcm: str) -> None:
     from chalicelib.store import keys
     from chalicelib.store.notify import NotifyStateItem
