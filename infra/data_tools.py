@@ -15,7 +15,9 @@ a referrer from an earlier chunk). Each row is written whole or not at all and r
 nothing. The run is **resumable**: ``<file>.import-state.json`` keeps the import id and the
 answered chunks until every chunk is in, so running the same command again after an interruption
 continues the same import and skips the chunks already answered (a chunk whose answer was lost is
-sent again: the server answers its first result). A progress bar with rate and ETA shows on a
+sent again: the server answers its first result; a chunk another request claimed and did not finish,
+``503 import_busy``, is sent again as the server's ``Retry-After`` says, up to :data:`BUSY_WAIT_SECONDS`,
+past the claim's lease). A progress bar with rate and ETA shows on a
 terminal, plain progress lines otherwise; bad rows are printed with their line numbers and the exit
 code is 1 when any row failed. A row naming a person whose data was erased here is a bad row unless
 ``--include-erased`` is given (then they are enrolled again, starting suppressed if they had complained).
@@ -29,6 +31,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -48,8 +51,36 @@ COUNTS = ("rows", "imported", "existing_members", "already_imported", "opening_p
 STATE_VERSION = 1
 
 
+#: How long in all a chunk may be busy (``import_busy``: claimed by an earlier request) before the run gives up:
+#: more than the server's claim lease (``import_jobs.CLAIM_LEASE_SECONDS``, 60 s), so a claim whose request
+#: stopped is taken over by the wait, not reported.
+BUSY_WAIT_SECONDS = 90.0
+
+
 class ApiError(Exception):
     pass
+
+
+def _busy_pause(status: int, headers: Any, text: str) -> float | None:
+    """Seconds to wait before sending a chunk the server says is busy (``503 import_busy``): its ``Retry-After``
+    or ``details.retry_after_seconds`` (1 to 30 s; 5 s when it says neither); None for any other answer."""
+    if status != 503:
+        return None
+    try:
+        error = json.loads(text).get("error") or {}
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(error, dict) or error.get("code") != "import_busy":
+        return None
+    details = error.get("details")
+    if not isinstance(details, dict):
+        details = {}
+    said = (headers.get("Retry-After") if headers is not None else None) or details.get("retry_after_seconds")
+    try:
+        seconds = float(said) if said is not None else 5.0
+    except (TypeError, ValueError):
+        seconds = 5.0
+    return min(max(seconds, 1.0), 30.0) if math.isfinite(seconds) else 5.0
 
 
 class Api:
@@ -61,19 +92,27 @@ class Api:
         data = json.dumps(body, ensure_ascii=False).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method, headers={
             "Authorization": f"Bearer {self.key}", "Content-Type": "application/json; charset=utf-8"})
-        for attempt in range(6):
+        attempt, waited = 0, 0.0
+        while True:
             try:
                 with urllib.request.urlopen(request, timeout=300) as reply:
                     return reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.read()
             except urllib.error.HTTPError as exc:
                 text = exc.read().decode("utf-8", "replace")
-                if exc.code in (429, 503) and attempt < 5:
+                pause = _busy_pause(exc.code, exc.headers, text)
+                if pause is not None and waited + pause <= BUSY_WAIT_SECONDS:
+                    # A chunk an earlier request claimed (one that stopped, or is still writing it): wait out
+                    # the claim's lease as the server says, up to BUSY_WAIT_SECONDS in all.
+                    time.sleep(pause)
+                    waited += pause
+                    continue
+                if pause is None and exc.code in (429, 503) and attempt < 5:
                     time.sleep(0.5 * 2**attempt)
+                    attempt += 1
                     continue
                 raise ApiError(f"{method} {path}: HTTP {exc.code} {text}") from None
             except urllib.error.URLError as exc:
                 raise ApiError(f"cannot reach {self.url}: {exc.reason}") from None
-        raise ApiError(f"{method} {path}: still busy after retries")
 
     def json(self, method: str, path: str, body: Any = None) -> Any:
         return json.loads(self.call(method, path, body)[2])

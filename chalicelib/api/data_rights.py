@@ -101,7 +101,8 @@ def create_import(req: ApiRequest, program_id: str) -> Any:
     request_schema=lambda: import_jobs.CHUNK_SCHEMA, response_schema=rs.IMPORT_CHUNK,
     responses={409: "This chunk number was already received with other content (`chunk_conflict`)",
                503: "Too many chunks of this import at once, or this chunk is still being written by an "
-                    "earlier request (`import_busy`): send it again"},
+                    "earlier request (`import_busy`): send it again (for a chunk being written: after "
+                    "`Retry-After` seconds, also in `details.retry_after_seconds`)"},
     request_example={"csv": "email,phone,customer_id,opening_balance,referrer_code\nanna@example.com,,c-1,500,\n",
                      "first_line": 2},
     summary="Upload chunk n of an import (operator): the header row and up to 1000 rows",

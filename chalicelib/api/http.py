@@ -32,7 +32,14 @@ from chalice.app import Request
 
 from chalicelib.api.openapi_registry import Operation, register
 from chalicelib.domain import safe_json
-from chalicelib.domain.errors import BadRequest, DomainError, PayloadTooLarge, RateLimited, UnsupportedMediaType
+from chalicelib.domain.errors import (
+    BadRequest,
+    DomainError,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
 from chalicelib.domain.validation import validate
 from chalicelib.logs import get_logger, request_id_var
 from chalicelib.services import ports
@@ -66,7 +73,7 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 def error_response(err: DomainError) -> Response:
     headers = {}
-    if isinstance(err, RateLimited):
+    if isinstance(err, RateLimited | ServiceUnavailable) and err.retry_after_seconds is not None:
         headers["Retry-After"] = str(err.retry_after_seconds)
     return respond(error_body(err.code, err.message, err.details), err.status, headers)
 

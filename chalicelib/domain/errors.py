@@ -82,10 +82,16 @@ class RateLimited(DomainError):
 
 
 class ServiceUnavailable(DomainError):
-    """A dependency (DynamoDB throttling, transaction contention) failed transiently."""
+    """A dependency (DynamoDB throttling, transaction contention) failed transiently; ``retry_after_seconds``:
+    when to try again, if known (the ``Retry-After`` header)."""
 
     status = 503
     code = "service_unavailable"
+
+    def __init__(self, message: str, *, details: Any = None, code: str | None = None,
+                 retry_after_seconds: int | None = None) -> None:
+        super().__init__(message, details=details, code=code)
+        self.retry_after_seconds = retry_after_seconds
 
 
 def field_error(path: str, message: str) -> dict[str, str]:

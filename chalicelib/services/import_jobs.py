@@ -18,7 +18,9 @@ chunk starts in the file) in the chunk's answer; the import keeps the first :dat
 them for the status route.
 
 While a claim has no result for less than :data:`CLAIM_LEASE_SECONDS`, the same chunk sent again is
-``503 import_busy`` (its first request is still writing it). Limit: if the process stops after the
+``503 import_busy`` with the seconds left (``Retry-After``; its first request may still be writing it).
+A request that fails after its claim releases it (``released_at``, conditioned on the claim still being
+its own), so the same chunk sent again takes it over at once. Limit: if the process stops after the
 claim, the same chunk sent again after the lease takes the claim over, writes its rows (the ones
 already in count as ``already_imported``) and records it.
 """
@@ -27,17 +29,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from chalicelib.domain import clock
 from chalicelib.domain.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from chalicelib.domain.ids import new_id
+from chalicelib.logs import get_logger
 from chalicelib.services import importer, ports
 from chalicelib.services.auth import Principal
 from chalicelib.store import keys, tenancy_repo
 from chalicelib.store.data_rights import ImportChunkItem, ImportJobItem, get_import_chunk, get_import_job
 from chalicelib.store.transact import Transaction
+
+log = get_logger("sarafan.import")
 
 #: Chunk numbers run from 1 to this (1000 rows each: ten million rows per import).
 MAX_CHUNKS = 10_000
@@ -115,9 +122,10 @@ def put_chunk(principal: Principal, program_id: str, import_id: str, number_text
     first_line = int(data.get("first_line", 2))
     digest = hashlib.sha256(json.dumps([data["csv"], first_line]).encode()).hexdigest()
     recorded = _chunk(program_id, import_id, number)
+    claimed_at = None
     if recorded is None:
         try:
-            _claim(job, number, digest)
+            claimed_at = _claim(job, number, digest)
         except _ChunkTaken:
             recorded = _chunk(program_id, import_id, number)
     if recorded is not None:
@@ -127,9 +135,21 @@ def put_chunk(principal: Principal, program_id: str, import_id: str, number_text
         if recorded.result is not None:
             return _replay(recorded, import_id, number)
         # Claimed with this content, not finished: in flight (busy: send it again), or its request stopped (past
-        # the lease): take the claim over (one taker wins), write the rows (idempotent) and record it.
-        _take_over(recorded, number)
-    payload: dict[str, Any] = {"csv": data["csv"], "first_line": first_line, "dry_run": False,
+        # the lease) or failed (released): take the claim over (one taker wins), write the rows (idempotent), record.
+        claimed_at = _take_over(recorded, number)
+    try:
+        return _import_and_record(principal, job, number, digest, first_line, data["csv"])
+    except BaseException:
+        # This request fails: its claim is let go, so the same chunk sent again is imported at once rather than
+        # busy for the rest of the lease (only a stopped process leaves a claim to the lease).
+        _release(job, number, digest, claimed_at)
+        raise
+
+
+def _import_and_record(principal: Principal, job: ImportJobItem, number: int, digest: str, first_line: int,
+                       text: str) -> dict[str, Any]:
+    program_id, import_id = job.program_id, job.import_id
+    payload: dict[str, Any] = {"csv": text, "first_line": first_line, "dry_run": False,
                                "include_erased": bool(job.include_erased)}
     if job.partner_id:
         payload["partner_id"] = job.partner_id
@@ -142,7 +162,7 @@ def put_chunk(principal: Principal, program_id: str, import_id: str, number_text
             break
         except _ChunkTaken:
             recorded = _chunk(program_id, import_id, number)
-            if recorded is None or recorded.result is None:  # pragma: no cover - a claim is never deleted
+            if recorded is None or recorded.result is None:  # pragma: no cover - only its own request lets it go
                 raise ServiceUnavailable("The chunk could not be recorded; send it again",
                                          code="import_busy") from None
             return _replay(recorded, import_id, number)
@@ -161,25 +181,56 @@ def chunk_number(text: str) -> int:
     return int(text)
 
 
-def _claim(job: ImportJobItem, number: int, digest: str) -> None:
-    """The chunk number's record with the content's digest and no result, before any row is written."""
+def _claim(job: ImportJobItem, number: int, digest: str) -> datetime:
+    """The chunk number's record with the content's digest and no result, before any row is written. Returns
+    the claim's ``received_at`` (which names this request's claim)."""
     pk, sk = keys.import_chunk(job.program_id, job.import_id, number)
+    now = ports.current().clock.now()
     tx = Transaction()
     tx.create(ImportChunkItem(PK=pk, SK=sk, program_id=job.program_id, import_id=job.import_id, number=number,
-                              digest=digest, received_at=ports.current().clock.now()), on_fail=_ChunkTaken())
+                              digest=digest, received_at=now), on_fail=_ChunkTaken())
     tx.commit()
+    return now
 
 
-def _take_over(recorded: ImportChunkItem, number: int) -> None:
+def _take_over(recorded: ImportChunkItem, number: int) -> datetime:
+    """The claim, once its request is gone: released by it, or its lease over. Returns the new ``received_at``.
+    Busy otherwise: ``503 import_busy`` with the seconds left of the lease (``Retry-After``,
+    ``details.retry_after_seconds``)."""
     now = ports.current().clock.now()
-    busy = ServiceUnavailable(f"Chunk {number} of this import is being imported; send it again in a minute",
-                              code="import_busy", details={"chunk": number})
-    if (now - recorded.received_at).total_seconds() < CLAIM_LEASE_SECONDS:
+    held = (now - recorded.received_at).total_seconds()
+    left = max(1, math.ceil(CLAIM_LEASE_SECONDS - held))
+    busy = ServiceUnavailable(f"Chunk {number} of this import is being imported; send it again in {left} s",
+                              code="import_busy", details={"chunk": number, "retry_after_seconds": left},
+                              retry_after_seconds=left)
+    if recorded.released_at is None and held < CLAIM_LEASE_SECONDS:
         raise busy
     tx = Transaction()
-    tx.update(ImportChunkItem(PK=recorded.PK, SK=recorded.SK), [ImportChunkItem.received_at.set(now)],
+    tx.update(ImportChunkItem(PK=recorded.PK, SK=recorded.SK),
+              [ImportChunkItem.received_at.set(now), ImportChunkItem.released_at.remove()],
               ImportChunkItem.received_at == recorded.received_at, on_fail=busy)
     tx.commit()
+    return now
+
+
+def _release(job: ImportJobItem, number: int, digest: str, claimed_at: datetime | None) -> None:
+    """Let this request's claim go (its ``released_at``): conditioned on it still being this request's (no result,
+    the ``received_at`` it set: not taken over meanwhile). The digest stays, so other content for the number is
+    still refused. Best effort: the request's own exception is what the caller sees."""
+    if claimed_at is None:  # pragma: no cover - every path that writes rows holds a claim
+        return
+    pk, sk = keys.import_chunk(job.program_id, job.import_id, number)
+    tx = Transaction()
+    tx.update(ImportChunkItem(PK=pk, SK=sk), [ImportChunkItem.released_at.set(ports.current().clock.now())],
+              ImportChunkItem.PK.exists() & (ImportChunkItem.digest == digest)
+              & ImportChunkItem.result.does_not_exist() & (ImportChunkItem.received_at == claimed_at),
+              on_fail=_ChunkTaken())
+    try:
+        tx.commit()
+    except _ChunkTaken:
+        pass  # taken over (its lease was over) or recorded meanwhile: not this request's claim any more
+    except Exception as exc:  # the failure on its way up is the one to report
+        log.warning("import chunk claim not released", extra={"error": type(exc).__name__})
 
 
 def _record(job: ImportJobItem, number: int, digest: str, result: dict[str, Any]) -> None:

@@ -101,6 +101,8 @@ class ImportChunkItem(Entity, discriminator="import_chunk"):
     digest = UnicodeAttribute()
     result = JSONAttribute(null=True)
     received_at = IsoDateTimeAttribute()
+    #: The claim's request failed (an exception, not a stopped process): the same content takes it over at once.
+    released_at = IsoDateTimeAttribute(null=True)
 
 
 def get_import_job(program_id: str, import_id: str) -> ImportJobItem | None:

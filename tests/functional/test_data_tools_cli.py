@@ -213,3 +213,115 @@ def test_the_check_pass_finds_a_person_named_twice_across_chunks(api: ApiClient,
                          "line 9: email: duplicate of line 7 (the same email): one row per person"]
     assert "nothing was imported" in lines[-1]
     assert api.get(f"/v1/programs/{shop.pid}/members/lookup?email=m1@example.com").status == 404
+
+
+class OverHttp:
+    """``urllib.request.urlopen`` for the CLI's own :class:`data_tools.Api`, answered by the app in-process: its
+    retries see the API's real statuses, headers and bodies."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self.api = api
+        self.sent: list[tuple[str, str]] = []
+
+    def __call__(self, request: Any, timeout: float = 0) -> Any:
+        import contextlib
+        import email.message
+        import urllib.error
+
+        path = request.full_url.removeprefix("http://in-process")
+        self.sent.append((request.get_method(), path))
+        reply = self.api.call(request.get_method(), path, json_body=json.loads(request.data) if request.data else None)
+        text = (reply.body if isinstance(reply.body, str) else json.dumps(reply.body)).encode()
+        headers = email.message.Message()
+        for name, value in reply.headers.items():
+            headers[name] = value
+        if reply.status >= 400:
+            raise urllib.error.HTTPError(request.full_url, reply.status, "error", headers, io.BytesIO(text))
+
+        class Answer(contextlib.nullcontext):  # type: ignore[type-arg]
+            status = reply.status
+
+            def __enter__(self) -> Any:
+                return self
+
+            def read(self) -> bytes:
+                return text
+
+        answer = Answer()
+        answer.headers = headers  # type: ignore[attr-defined]
+        return answer
+
+
+def _chunk_1_claimed_by_a_stopped_request(api: ApiClient, monkeypatch: pytest.MonkeyPatch, shop: Shop, path: Path,
+                                          rows_per_chunk: int) -> None:
+    """The CLI created the import and was stopped before chunk 1; another run's request claimed chunk 1 (the
+    same content) and its process stopped: the claim is left with no result."""
+    from chalicelib.services import import_jobs
+
+    with pytest.raises(Interrupted):
+        data_tools.run_import(DiesOnChunk(api, 1, after_answer=False), path, shop.pid, None, check=False,
+                              dry_run=False, rows_per_chunk=rows_per_chunk, out=io.StringIO(),
+                              progress_stream=io.StringIO())
+    import_id = json.loads(data_tools.state_path(path).read_text())["import_id"]
+    text, first_line, _ = next(data_tools.chunks(path, rows_per_chunk))
+    real = import_jobs.importer.import_chunk
+
+    def stops(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the process stopped")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(import_jobs.importer, "import_chunk", stops)
+        patched.setattr(import_jobs, "_release", lambda *args: None)
+        with pytest.raises(AssertionError, match="500"):
+            api.put(f"/v1/programs/{shop.pid}/imports/{import_id}/chunks/1", {"csv": text, "first_line": first_line})
+    assert import_jobs.importer.import_chunk is real
+
+
+def _recorded_sleeps(monkeypatch: pytest.MonkeyPatch, advance_clock: bool) -> list[float]:
+    import time
+    import types
+
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if advance_clock:
+            CLOCK.advance(seconds=seconds)
+
+    monkeypatch.setattr(data_tools, "time", types.SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    return slept
+
+
+def test_the_import_waits_out_the_claim_of_a_request_that_stopped(api: ApiClient, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunk 1 is busy (claimed, no result) for the rest of the claim's lease: the run waits as the API's
+    Retry-After says, longer than its retries of other 503s (15.5 s), then the chunk is taken over and imported."""
+    from chalicelib.services import import_jobs
+
+    shop = Shop(api, None)
+    path = write_csv(tmp_path / "members.csv", [[f"m{i}@example.com", "", str(i), ""] for i in range(1, 9)])
+    _chunk_1_claimed_by_a_stopped_request(api, monkeypatch, shop, path, rows_per_chunk=4)
+    slept = _recorded_sleeps(monkeypatch, advance_clock=True)
+    http = OverHttp(api)
+    monkeypatch.setattr(data_tools.urllib.request, "urlopen", http)
+    out = io.StringIO()
+    assert data_tools.run_import(data_tools.Api("http://in-process", api.operator_key), path, shop.pid, None,
+                                 check=False, dry_run=False, rows_per_chunk=4, out=out,
+                                 progress_stream=io.StringIO()) == 0
+    assert sum(slept) >= import_jobs.CLAIM_LEASE_SECONDS > 15.5 and all(s <= 30 for s in slept)
+    assert [p.rsplit("/", 1)[1] for m, p in http.sent if m == "PUT"].count("1") == len(slept) + 1
+    assert "8 members imported" in out.getvalue()
+
+
+def test_the_import_gives_up_on_a_chunk_busy_for_longer_than_its_bound(api: ApiClient, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    shop = Shop(api, None)
+    path = write_csv(tmp_path / "members.csv", [[f"m{i}@example.com", "", str(i), ""] for i in range(1, 5)])
+    _chunk_1_claimed_by_a_stopped_request(api, monkeypatch, shop, path, rows_per_chunk=4)
+    slept = _recorded_sleeps(monkeypatch, advance_clock=False)  # the lease never runs out
+    monkeypatch.setattr(data_tools.urllib.request, "urlopen", OverHttp(api))
+    with pytest.raises(data_tools.ApiError, match="import_busy"):
+        data_tools.run_import(data_tools.Api("http://in-process", api.operator_key), path, shop.pid, None,
+                              check=False, dry_run=False, rows_per_chunk=4, out=io.StringIO(),
+                              progress_stream=io.StringIO())
+    assert 15.5 < sum(slept) <= data_tools.BUSY_WAIT_SECONDS

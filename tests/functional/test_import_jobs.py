@@ -120,8 +120,9 @@ def test_a_chunk_number_sent_again_with_other_content_writes_nothing(api: ApiCli
 
 def test_a_chunk_that_stopped_after_its_claim_is_imported_when_sent_again_and_keeps_its_content(
         api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The process stops between claiming chunk 1 and writing its rows: the same content sent again imports it,
-    other content for that number is refused before any row is written."""
+    """The process stops between claiming chunk 1 and writing its rows (nothing of the request runs after: its
+    claim is not released): the same content sent again imports it once the lease is over, other content for
+    that number is refused before any row is written."""
     from chalicelib.services import import_jobs
 
     shop = Shop(api, "uds_3_level")
@@ -132,18 +133,78 @@ def test_a_chunk_that_stopped_after_its_claim_is_imported_when_sent_again_and_ke
         raise RuntimeError("the process stopped")
 
     monkeypatch.setattr(import_jobs.importer, "import_chunk", stops)
+    monkeypatch.setattr(import_jobs, "_release", lambda *args: None)  # a stopped process lets nothing go
     with pytest.raises(AssertionError, match="500"):  # the route contract refuses the undeclared 500
         put(api, shop, job, 1, CHUNK_1)
     monkeypatch.setattr(import_jobs.importer, "import_chunk", real)
     conflict = put(api, shop, job, 1, CHUNK_2)
     assert (conflict.status, conflict.error_code) == (409, "chunk_conflict")
     assert api.get(f"/v1/programs/{shop.pid}/members/lookup?email=carl@example.com").status == 404
+    CLOCK.advance(seconds=20)
     busy = put(api, shop, job, 1, CHUNK_1)  # within the claim's lease: maybe its first request is still at it
     assert (busy.status, busy.error_code) == (503, "import_busy")
-    CLOCK.advance(seconds=import_jobs.CLAIM_LEASE_SECONDS)
+    left = import_jobs.CLAIM_LEASE_SECONDS - 20  # when to send it again: the lease's rest
+    assert (busy.headers["retry-after"], busy.body["error"]["details"]["retry_after_seconds"]) == (str(left), left)
+    CLOCK.advance(seconds=left)
     again = put(api, shop, job, 1, CHUNK_1)
     assert again.status == 200 and (again.body["replayed"], again.body["imported"]) == (False, 2)
     assert api.get(f"/v1/programs/{shop.pid}/imports/{job['import_id']}").body["imported"] == 2
+
+
+def test_a_chunk_whose_request_failed_is_imported_at_once_when_sent_again(
+        api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request that fails after its claim (an exception) lets the claim go: the same content sent again right
+    away is imported, not busy for the rest of the lease; other content for the number is still refused."""
+    from chalicelib.services import import_jobs
+
+    shop = Shop(api, "uds_3_level")
+    job = start(api, shop)
+    real = import_jobs.importer.import_chunk
+
+    def fails(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("DynamoDB went away")
+
+    monkeypatch.setattr(import_jobs.importer, "import_chunk", fails)
+    with pytest.raises(AssertionError, match="500"):  # the route contract refuses the undeclared 500
+        put(api, shop, job, 1, CHUNK_1)
+    monkeypatch.setattr(import_jobs.importer, "import_chunk", real)
+    conflict = put(api, shop, job, 1, CHUNK_2)
+    assert (conflict.status, conflict.error_code) == (409, "chunk_conflict")
+    again = put(api, shop, job, 1, CHUNK_1)  # no clock moved: the lease is not what frees it
+    assert again.status == 200 and (again.body["replayed"], again.body["imported"]) == (False, 2)
+    replay = put(api, shop, job, 1, CHUNK_1)
+    assert replay.status == 200 and (replay.body["replayed"], replay.body["imported"]) == (True, 2)
+    status = api.get(f"/v1/programs/{shop.pid}/imports/{job['import_id']}").body
+    assert (status["chunks"], status["imported"]) == (1, 2)
+
+
+def test_a_failed_request_does_not_release_a_claim_taken_over_meanwhile(
+        api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first request is slow past the lease; the chunk sent again takes the claim over and records it; then
+    the first one fails: the claim is no longer its own, so its failure changes nothing."""
+    from chalicelib.services import import_jobs
+    from chalicelib.store.data_rights import get_import_chunk
+
+    shop = Shop(api, "uds_3_level")
+    job = start(api, shop)
+    real = import_jobs.importer.import_chunk
+    taken_over: list[Any] = []
+
+    def slow_then_fails(*args: Any, **kwargs: Any) -> Any:
+        if not taken_over:
+            CLOCK.advance(seconds=import_jobs.CLAIM_LEASE_SECONDS)
+            monkeypatch.setattr(import_jobs.importer, "import_chunk", real)
+            taken_over.append(put(api, shop, job, 1, CHUNK_1))
+        raise RuntimeError("the first request's DynamoDB call failed")
+
+    monkeypatch.setattr(import_jobs.importer, "import_chunk", slow_then_fails)
+    with pytest.raises(AssertionError, match="500"):
+        put(api, shop, job, 1, CHUNK_1)
+    assert taken_over[0].status == 200 and taken_over[0].body["imported"] == 2
+    chunk = get_import_chunk(shop.pid, job["import_id"], 1)
+    assert chunk is not None and chunk.released_at is None and chunk.result is not None
+    replay = put(api, shop, job, 1, CHUNK_1)
+    assert replay.status == 200 and (replay.body["replayed"], replay.body["imported"]) == (True, 2)
 
 
 def test_an_import_may_allow_erased_people_back(api: ApiClient) -> None:
