@@ -45,7 +45,14 @@ from chalicelib.store.erasure_kinds import (
     register,
 )
 from chalicelib.store.events import EventItem
-from chalicelib.store.ledger import AdjustmentItem, LedgerEntryItem, OrderLedgerItem, RedemptionItem, order_hash
+from chalicelib.store.ledger import (
+    KIND_REDEMPTION,
+    AdjustmentItem,
+    LedgerEntryItem,
+    OrderLedgerItem,
+    RedemptionItem,
+    order_hash,
+)
 from chalicelib.store.members import InviteRefItem, MemberItem, PendingInviteItem, key_from_str, key_str
 from chalicelib.store.offers import PoolSlotItem, VoucherItem
 from chalicelib.store.transact import Transaction
@@ -125,7 +132,7 @@ def _named_by(target: ErasureTarget, source: Entity) -> list[Key]:
     out = []
     if source.business_key and source.reason_code != "review_voided":  # a void's reversal: the reward's event
         out.append(keys.event(pid, business_key_hash(source.business_key)))
-    if source.redemption_id:
+    if source.redemption_id and source.kind == KIND_REDEMPTION:  # from its spend entry only, not a cancel's return
         out.append(keys.redemption(pid, source.redemption_id))
     if source.adjustment_id:
         out.append(keys.adjustment(pid, source.adjustment_id))
@@ -139,17 +146,27 @@ def _order_key(target: ErasureTarget, item: Entity) -> Key | None:
     return keys.order_ledger(target.program_id, order_hash(*paid)) if paid else None
 
 
+def _group(source: Entity) -> str:
+    """A ledger entry's time in its key (``LEDGER#<effective_at>#<entry>``): every entry of one event has the
+    event's time, so entries naming one record are all in one group (with other events' at the same time)."""
+    return str(source.SK).rsplit("#", 1)[0]
+
+
 def _find_linked(target: ErasureTarget, cursor: dict[str, Any] | None, limit: int) -> Page:
+    """Each record is listed from one source only: an event from the first of its entries (several rules' rewards
+    share its business key; a refund's reversals name the refund's), a redemption from its spend entry, an
+    adjustment from its entry, a pool slot from its voucher. The cursor carries what the entries of the group a page
+    ended in named (``seen``), so a page boundary inside a group repeats nothing."""
     source = int((cursor or {}).get("source", 0))
     if source >= len(_SOURCES):
         return Page([], None)
-    # What the previous page's last source named: an event's entries (a reward and its refund's reversal keep their
-    # own keys; several rules' rewards share one) sit side by side, so a page boundary may split them.
-    seen = set((cursor or {}).get("seen") or [])
+    seen_group = (cursor or {}).get("group")
+    seen = list((cursor or {}).get("seen") or [])
     result = Entity.query(target.partition, Entity.SK.startswith(_SOURCES[source]), limit=max(1, limit // 2),
                           last_evaluated_key=(cursor or {}).get("last"), consistent_read=True)
     sources = list(result)
-    wanted = [k for k in dict.fromkeys(k for s in sources for k in _named_by(target, s)) if "|".join(k) not in seen]
+    wanted = [k for k in dict.fromkeys(k for s in sources for k in _named_by(target, s))
+              if "|".join(k) not in set(seen)]
     found = _batch(wanted)
     named = [found[k] for k in wanted if isinstance(found.get(k), EventItem | RedemptionItem | AdjustmentItem)
              or (isinstance(found.get(k), PoolSlotItem) and getattr(found[k], "member_id", None) == target.member_id)]
@@ -161,11 +178,16 @@ def _find_linked(target: ErasureTarget, cursor: dict[str, Any] | None, limit: in
         if isinstance(order, OrderLedgerItem) and order.buyer_id == target.member_id:
             items.append(order)
     following: dict[str, Any] | None
-    if result.last_evaluated_key:
-        last = ["|".join(k) for k in _named_by(target, sources[-1])] if sources else []
-        following = {"source": source, "last": result.last_evaluated_key, "seen": last}
+    if result.last_evaluated_key and sources:
+        group = _group(sources[-1])
+        names = ["|".join(k) for s in sources if _group(s) == group for k in _named_by(target, s)]
+        carried = seen if seen_group == group else []  # the group began on an earlier page
+        following = {"source": source, "last": result.last_evaluated_key, "group": group,
+                     "seen": list(dict.fromkeys([*carried, *names]))}
+    elif result.last_evaluated_key:
+        following = {"source": source, "last": result.last_evaluated_key, "group": seen_group, "seen": seen}
     else:
-        following = {"source": source + 1, "last": None, "seen": []} if source + 1 < len(_SOURCES) else None
+        following = {"source": source + 1, "last": None} if source + 1 < len(_SOURCES) else None
     return Page(items, following)
 
 

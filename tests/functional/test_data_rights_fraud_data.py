@@ -282,6 +282,18 @@ def test_the_export_lists_every_kind_stored_about_the_member(api: ApiClient) -> 
     assert redeemed.status in (200, 201), redeemed.body
     shop.send(order("anna", "o-a", context=NET))
     shop.refund("o-a", 10_000)  # the order's ledger record (ORDER#…) is created by its first refund
+    # A cancelled redemption: its spend and return entries both name it, an hour apart, another entry between.
+    CLOCK.set(utc("2026-01-15T13:00:00Z"))
+    cancelled = shop.redeem(anna_id, 50, "checkout-2")
+    assert cancelled.status in (200, 201), cancelled.body
+    CLOCK.set(utc("2026-01-15T13:30:00Z"))
+    between = api.post(f"/v1/programs/{pid}/members/{anna_id}/adjustments", {"points": 10, "reason": "sorry"},
+                       headers={"Idempotency-Key": "adj-2"})
+    assert between.status in (200, 201), between.body
+    CLOCK.set(utc("2026-01-15T14:00:00Z"))
+    cancel = api.post(f"/v1/programs/{pid}/members/{anna_id}/redemptions/{cancelled.body['redemption_id']}/cancel",
+                      key=shop.partner["api_key"])
+    assert cancel.status == 200, cancel.body
 
     _, items = export_all(api, pid, anna_id, limit=500)
     kinds = {i["item_type"] for i in items}
@@ -308,9 +320,13 @@ def test_the_export_lists_every_kind_stored_about_the_member(api: ApiClient) -> 
     [review] = by_kind["review"]
     assert review["referrer_id"] == anna_id and review["signals"] == [] and review["deny"] == []
     assert boris not in json.dumps(by_kind["signal"])
-    # The same content whatever the page size.
-    _, paged = export_all(api, pid, anna_id, limit=1)
-    assert paged == items
+    # The same content whatever the page size: every record once (the cancelled redemption too).
+    assert sorted(r["redemption_id"] for r in by_kind["redemption"]) == sorted(
+        [redeemed.body["redemption_id"], cancelled.body["redemption_id"]])
+    assert len({e["business_key"] for e in by_kind["event"]}) == len(by_kind["event"])
+    for limit in (1, 2, 3, 5):
+        _, paged = export_all(api, pid, anna_id, limit=limit)
+        assert paged == items, limit
     # Boris's export: his device, his review item with its signals, his event.
     _, his = export_all(api, pid, boris, limit=7)
     his_kinds = {i["item_type"] for i in his}
