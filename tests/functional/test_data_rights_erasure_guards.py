@@ -141,7 +141,7 @@ def test_an_erased_member_can_be_given_no_code_coupon_or_device(api: ApiClient, 
 
 def test_a_code_or_coupon_write_read_before_the_erasure_started_commits_nothing(
         api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.domain.errors import Conflict
+    from chalicelib.domain.errors import MemberErased
     from chalicelib.services import ports
 
     shop, olga, _ = olga_with_friends(api)
@@ -150,10 +150,21 @@ def test_a_code_or_coupon_write_read_before_the_erasure_started_commits_nothing(
     read_before = deps.members.get(pid, mid, consistent=True)
     assert read_before is not None
     _start_erasure_only(api, monkeypatch, pid, mid)
-    with pytest.raises((ports.StaleMember, Conflict)):
+    # Read before the start: the profile's condition (revision and erased_at) fails: StaleMember, the caller reads
+    # again, and then the write is refused as member_erased before anything is sent.
+    with pytest.raises(ports.StaleMember) as stale:
         deps.members.add_coupon(read_before, "OLGA-700")
-    with pytest.raises((ports.StaleMember, Conflict)):
+    assert type(stale.value) is ports.StaleMember
+    with pytest.raises(ports.StaleMember) as stale:
         deps.members.change_code(read_before, "OLGA-AGAIN")
+    assert type(stale.value) is ports.StaleMember
+    read_after = deps.members.get(pid, mid, consistent=True)
+    assert read_after is not None and read_after.erased_at is not None
+    for write in (lambda: deps.members.add_coupon(read_after, "OLGA-700"),
+                  lambda: deps.members.change_code(read_after, "OLGA-AGAIN")):
+        with pytest.raises(MemberErased) as erased:
+            write()
+        assert (erased.value.code, erased.value.details) == ("member_erased", {"member_id": mid})
     assert api.post(f"/v1/programs/{pid}/members/{mid}/erase").body["status"] == "erased"
     assert _naming(mid, ("CODE#", "COUPON#", "LINK#")) == []
 
