@@ -112,6 +112,16 @@ class _Retry(_RowConflict):
     """A pointer, code or balance changed since read (or a generated code collided): read the row again."""
 
 
+class _ReferrerErased(_RowConflict):
+    """The row's referrer's erasure has started (``erased_at`` on her profile, conditioned on in the transaction
+    adding her signup): the row is a bad row, nothing of it written."""
+
+
+def referrer_being_erased(row: ImportRow) -> _RowFailed:
+    column = "referrer_code" if row.referrer_code else "referrer_customer_id"
+    return _RowFailed(column, "the referrer's data is being erased: an import attaches no friend to her")
+
+
 @dataclass
 class _Referrer:
     member_id: str
@@ -339,7 +349,7 @@ class _Chunk:
                 in_flight.clear()
                 try:
                     commit.result()
-                except (_CodeOrPointerTaken, _Retry, _AlreadyImported) as failed:
+                except (_CodeOrPointerTaken, _Retry, _AlreadyImported, _ReferrerErased) as failed:
                     self.unstage(group, mark)
                     self.flush(previous, failed)
                     continue  # the same rows again, after the settled group
@@ -422,7 +432,7 @@ class _Chunk:
                 if failure is not None:
                     raise failure
                 self.transaction(pending).commit()
-            except (_CodeOrPointerTaken, _Retry, _AlreadyImported) as failed:
+            except (_CodeOrPointerTaken, _Retry, _AlreadyImported, _ReferrerErased) as failed:
                 failure = None
                 offender = next((s for s in pending if s.row.line == failed.line), None)
                 if offender is None:  # pragma: no cover - every condition of a staged row names its line
@@ -460,6 +470,8 @@ class _Chunk:
                     self.read([row])  # imported meanwhile: with the same opening balance (skipped) or another
                     self.stage_row(row)
                     raise
+                except _ReferrerErased:
+                    raise referrer_being_erased(row) from None
                 self.remember(staged)
                 self.count(staged)
                 return
@@ -538,7 +550,9 @@ class _Chunk:
             self.stage_suppression(tx, row, member_id, suppressed)
             if referrer is not None:
                 ref_member = MemberItem(*keys.member(self.pid, referrer.member_id))
-                tx.update(ref_member, [MemberItem.referral_signups.add(1)], Entity.PK.exists(), on_fail=_Retry(row.line))
+                tx.update(ref_member, [MemberItem.referral_signups.add(1)],
+                          Entity.PK.exists() & MemberItem.erased_at.does_not_exist(),
+                          on_fail=_ReferrerErased(row.line))
         elif unlinked:
             linked = self.stage_links(tx, row, member_id, unlinked)  # its profile update: erased_at not exists
         else:
@@ -657,7 +671,7 @@ class _Chunk:
             tx.put_raw(import_items.create(item), import_items.key_of(item), on_fail=taken)
         if referrer is not None:
             update, key = import_items.referral_signup(self.pid, referrer.member_id)
-            tx.update_raw(update, key, on_fail=_Retry(row.line))
+            tx.update_raw(update, key, on_fail=_ReferrerErased(row.line))
         entry_id = None
         if row.opening_balance:
             entry_id = stable_id("le", KIND_IMPORT, *marker_key)

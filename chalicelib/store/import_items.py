@@ -179,9 +179,12 @@ def new_balance(program_id: str, member_id: str, points: int) -> tuple[dict[str,
 
 
 def referral_signup(program_id: str, referrer_id: str) -> tuple[dict[str, Any], Key]:
-    """``ADD referral_signups 1`` on an existing member's profile (conditioned on it existing)."""
+    """``ADD referral_signups 1`` on an existing member's profile (conditioned on it existing and on her erasure not
+    having started: ``erased_at``)."""
     key = keys.member(program_id, referrer_id)
     return {"TableName": _table(), "Key": {"PK": _s(key[0]), "SK": _s(key[1])},
-            "ConditionExpression": "attribute_exists (#0)", "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            "UpdateExpression": "ADD #1 :0", "ExpressionAttributeNames": {"#0": "PK", "#1": "referral_signups"},
+            "ConditionExpression": "(attribute_exists (#0) AND attribute_not_exists (#1))",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            "UpdateExpression": "ADD #2 :0",
+            "ExpressionAttributeNames": {"#0": "PK", "#1": "erased_at", "#2": "referral_signups"},
             "ExpressionAttributeValues": {":0": _n(1)}}, key

@@ -646,6 +646,36 @@ def test_a_member_whose_erasure_has_started_gets_no_opening_balance(api: ApiClie
     assert [shop.balance(m["member_id"])["available"] for m in members] == [0, 0]
 
 
+def test_a_row_naming_a_referrer_whose_erasure_started_is_a_bad_row(api: ApiClient) -> None:
+    """Her code still resolves until the erasure's pointers step: the row's signup counted on her profile is
+    conditioned on her erasure not having started, so the row (raw path, and the model path for a row with a
+    birthday) is a bad row and writes nothing; its group-mate lands."""
+    from tests.functional.test_data_rights_erasure import scan_test_table
+
+    shop = Shop(api, None)
+    pid = shop.pid
+    olga = shop.member("olga")
+    _erasure_starts(pid, olga["member_id"])
+
+    def stored() -> list[str]:
+        return sorted(json.dumps(i, sort_keys=True) for i in scan_test_table())
+
+    before = stored()
+    result = send(api, pid, "email,birthday,opening_balance,referrer_code\n"
+                            f"kim@example.com,,10,{olga['code']}\nlev@example.com,1990-01-02,20,{olga['code']}\n")
+    assert (result["imported"], [e["line"] for e in result["errors"]]) == (0, [2, 3]), result
+    assert {(p["column"], p["message"]) for e in result["errors"] for p in e["errors"]} == {
+        ("referrer_code", "the referrer's data is being erased: an import attaches no friend to her")}
+    assert stored() == before
+    [her] = [i for i in scan_test_table() if i.get("member_id", {}).get("S") == olga["member_id"]
+             and i["SK"]["S"] == "PROFILE"]
+    assert int(her.get("referral_signups", {}).get("N", "0")) == 0
+    # With a row that names nobody: it is imported, the bad row is taken out of the group.
+    mixed = send(api, pid, f"email,opening_balance,referrer_code\nmia@example.com,5,\nkim@example.com,10,{olga['code']}\n")
+    assert (mixed["imported"], [e["line"] for e in mixed["errors"]]) == (1, [3]), mixed
+    assert not [i for i in scan_test_table() if i.get("referrer_id", {}).get("S") == olga["member_id"]]
+
+
 def test_an_erased_complainer_enrolled_again_by_an_import_that_allows_it_starts_suppressed(api: ApiClient) -> None:
     from chalicelib.domain.identity import email_match_key, identity_hash
     from chalicelib.notify import feedback
