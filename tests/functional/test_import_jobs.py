@@ -118,6 +118,23 @@ def test_a_chunk_number_sent_again_with_other_content_writes_nothing(api: ApiCli
     assert (status["chunks"], status["rows"], status["imported"]) == (1, 2, 2)
 
 
+def first_attempt_raises(api: ApiClient, shop: Shop, job: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                         failure: str) -> None:
+    """Chunk 1 (``CHUNK_1``) sent once while the import itself raises ``failure`` after the claim: the request
+    ends in a 500 (which the route contract refuses as undeclared); the import works again afterwards."""
+    from chalicelib.services import import_jobs
+
+    real = import_jobs.importer.import_chunk
+
+    def raises(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(failure)
+
+    monkeypatch.setattr(import_jobs.importer, "import_chunk", raises)
+    with pytest.raises(AssertionError, match="500"):
+        put(api, shop, job, 1, CHUNK_1)
+    monkeypatch.setattr(import_jobs.importer, "import_chunk", real)
+
+
 def test_a_chunk_that_stopped_after_its_claim_is_imported_when_sent_again_and_keeps_its_content(
         api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """The process stops between claiming chunk 1 and writing its rows (nothing of the request runs after: its
@@ -127,16 +144,8 @@ def test_a_chunk_that_stopped_after_its_claim_is_imported_when_sent_again_and_ke
 
     shop = Shop(api, "uds_3_level")
     job = start(api, shop)
-    real = import_jobs.importer.import_chunk
-
-    def stops(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("the process stopped")
-
-    monkeypatch.setattr(import_jobs.importer, "import_chunk", stops)
     monkeypatch.setattr(import_jobs, "_release", lambda *args: None)  # a stopped process lets nothing go
-    with pytest.raises(AssertionError, match="500"):  # the route contract refuses the undeclared 500
-        put(api, shop, job, 1, CHUNK_1)
-    monkeypatch.setattr(import_jobs.importer, "import_chunk", real)
+    first_attempt_raises(api, shop, job, monkeypatch, "the process stopped")
     conflict = put(api, shop, job, 1, CHUNK_2)
     assert (conflict.status, conflict.error_code) == (409, "chunk_conflict")
     assert api.get(f"/v1/programs/{shop.pid}/members/lookup?email=carl@example.com").status == 404
@@ -155,19 +164,9 @@ def test_a_chunk_whose_request_failed_is_imported_at_once_when_sent_again(
         api: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """A request that fails after its claim (an exception) lets the claim go: the same content sent again right
     away is imported, not busy for the rest of the lease; other content for the number is still refused."""
-    from chalicelib.services import import_jobs
-
     shop = Shop(api, "uds_3_level")
     job = start(api, shop)
-    real = import_jobs.importer.import_chunk
-
-    def fails(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("DynamoDB went away")
-
-    monkeypatch.setattr(import_jobs.importer, "import_chunk", fails)
-    with pytest.raises(AssertionError, match="500"):  # the route contract refuses the undeclared 500
-        put(api, shop, job, 1, CHUNK_1)
-    monkeypatch.setattr(import_jobs.importer, "import_chunk", real)
+    first_attempt_raises(api, shop, job, monkeypatch, "DynamoDB went away")
     conflict = put(api, shop, job, 1, CHUNK_2)
     assert (conflict.status, conflict.error_code) == (409, "chunk_conflict")
     again = put(api, shop, job, 1, CHUNK_1)  # no clock moved: the lease is not what frees it
