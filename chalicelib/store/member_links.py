@@ -19,8 +19,8 @@ pointers step):
 * ``linked_records``: the records of her events (``EVENT#…``: business key, reply, fingerprint), found by her
   back-references (``store.events.EventRefItem``) and by the business keys of her ledger entries; the redemptions
   and manual adjustments her entries name (``redemption_id``, ``adjustment_id``); the order ledger (``ORDER#…``)
-  of each paid order of hers; the pool slot (``POOL#…``) of each pool code issued to her (her vouchers name it). A Query of her partition (half a page of sources), one ``BatchGetItem`` of what they
-  name and one of the orders. An event about another member that paid her (a friend's order) is listed as its
+  of each paid order of hers; the pool slot (``POOL#…``) of each pool code issued to her (her vouchers name it). A Query of her partition (half a page of sources, and one to the end of the last entry's ledger time), one
+  ``BatchGetItem`` of what they name and one of the orders. An event about another member that paid her (a friend's order) is listed as its
   business key and time only, not the friend's reply.
 
 Pointers and order ledgers are listed only when they name her (``member_id``, ``buyer_id``).
@@ -146,30 +146,79 @@ def _order_key(target: ErasureTarget, item: Entity) -> Key | None:
     return keys.order_ledger(target.program_id, order_hash(*paid)) if paid else None
 
 
+#: Entries read past a page's last ledger entry to end the page with its ledger time (one Query): a page ends inside a
+#: ledger time only when more of its entries follow than this.
+GROUP_READ = 50
+
+
 def _group(source: Entity) -> str:
     """A ledger entry's time in its key (``LEDGER#<effective_at>#<entry>``): every entry of one event has the
     event's time, so entries naming one record are all in one group (with other events' at the same time)."""
-    return str(source.SK).rsplit("#", 1)[0]
+    return _group_of_key(str(source.SK))
+
+
+def _group_of_key(sk: str) -> str:
+    return sk.rsplit("#", 1)[0]
+
+
+def _key_of(source: Entity) -> dict[str, Any]:
+    """The item's key as a Query's ``last_evaluated_key`` (the next Query starts after it)."""
+    return {"PK": {"S": source.PK}, "SK": {"S": source.SK}}
+
+
+def _her_entries(item: EventItem, member_id: str) -> list[str]:
+    """The sort keys of her entries an event's record names: the reward postings of its reply (ids derived,
+    ``events.full_reply``) and a refund's reversals, all at the event's ``occurred_at``."""
+    if item.occurred_at is None:
+        return []
+    rewards = item.full_reply().get("rewards")
+    if not isinstance(rewards, dict):
+        return []
+    out = []
+    for entry in [*(rewards.get("postings") or []), *(rewards.get("reversals") or [])]:
+        if isinstance(entry, dict) and entry.get("member_id") == member_id and entry.get("entry_id"):
+            out.append(keys.ledger_entry(item.program_of, member_id, clock.iso(item.occurred_at),
+                                         str(entry["entry_id"]))[1])
+    return out
 
 
 def _find_linked(target: ErasureTarget, cursor: dict[str, Any] | None, limit: int) -> Page:
-    """Each record is listed from one source only: an event from the first of its entries (several rules' rewards
-    share its business key; a refund's reversals name the refund's), a redemption from its spend entry, an
-    adjustment from its entry, a pool slot from its voucher. The cursor carries what the entries of the group a page
-    ended in named (``seen``), so a page boundary inside a group repeats nothing."""
+    """Each record is listed from one source only: an event from the first of her entries naming it (several
+    rules' rewards share its business key; a refund's reversals name the refund's), a redemption from its spend
+    entry, an adjustment from its entry, a pool slot from its voucher. The cursor is the last source read, nothing
+    else (bounded whatever the data): a page of ledger entries reads on to the end of the last entry's ledger time
+    (``GROUP_READ`` more entries at most), so the next page starts with a new time; when more entries share that
+    time, an event named again on a later page is left out when its record names an entry of hers the earlier
+    pages read (sort key up to the cursor's)."""
     source = int((cursor or {}).get("source", 0))
     if source >= len(_SOURCES):
         return Page([], None)
-    seen_group = (cursor or {}).get("group")
-    seen = list((cursor or {}).get("seen") or [])
+    start = (cursor or {}).get("last")
     result = Entity.query(target.partition, Entity.SK.startswith(_SOURCES[source]), limit=max(1, limit // 2),
-                          last_evaluated_key=(cursor or {}).get("last"), consistent_read=True)
+                          last_evaluated_key=start, consistent_read=True)
     sources = list(result)
-    wanted = [k for k in dict.fromkeys(k for s in sources for k in _named_by(target, s))
-              if "|".join(k) not in set(seen)]
+    after = result.last_evaluated_key
+    if after and sources and _SOURCES[source] == "LEDGER#":  # read on to the end of the last entry's ledger time
+        rest = Entity.query(target.partition, Entity.SK.startswith(_group(sources[-1]) + "#"), limit=GROUP_READ,
+                            last_evaluated_key=after, consistent_read=True)
+        more = list(rest)
+        sources += more
+        after = rest.last_evaluated_key or (_key_of(more[-1]) if more else after)
+    wanted = list(dict.fromkeys(k for s in sources for k in _named_by(target, s)))
     found = _batch(wanted)
-    named = [found[k] for k in wanted if isinstance(found.get(k), EventItem | RedemptionItem | AdjustmentItem)
-             or (isinstance(found.get(k), PoolSlotItem) and getattr(found[k], "member_id", None) == target.member_id)]
+    # The page began inside a ledger time an earlier page read part of: the events its entries here name.
+    read_up_to = str(start["SK"]["S"]) if _SOURCES[source] == "LEDGER#" and isinstance(start, dict) else None
+    begun = _group_of_key(read_up_to) if read_up_to else None
+    continued = {k for s in sources if begun and _group(s) == begun for k in _named_by(target, s)}
+
+    def listed_before(key: Key) -> bool:  # one of her entries of that time up to the cursor's named it
+        item = found[key]
+        return key in continued and isinstance(item, EventItem) and any(
+            _group_of_key(sk) == begun and sk <= str(read_up_to) for sk in _her_entries(item, target.member_id))
+
+    named = [found[k] for k in wanted if (isinstance(found.get(k), EventItem | RedemptionItem | AdjustmentItem)
+             or (isinstance(found.get(k), PoolSlotItem) and getattr(found[k], "member_id", None) == target.member_id))
+             and not listed_before(k)]
     found_orders = _batch([k for k in (_order_key(target, i) for i in named) if k is not None])
     items: list[Entity] = []
     for item in named:  # each paid order's ledger right after its event: the same order whatever the page size
@@ -178,14 +227,8 @@ def _find_linked(target: ErasureTarget, cursor: dict[str, Any] | None, limit: in
         if isinstance(order, OrderLedgerItem) and order.buyer_id == target.member_id:
             items.append(order)
     following: dict[str, Any] | None
-    if result.last_evaluated_key and sources:
-        group = _group(sources[-1])
-        names = ["|".join(k) for s in sources if _group(s) == group for k in _named_by(target, s)]
-        carried = seen if seen_group == group else []  # the group began on an earlier page
-        following = {"source": source, "last": result.last_evaluated_key, "group": group,
-                     "seen": list(dict.fromkeys([*carried, *names]))}
-    elif result.last_evaluated_key:
-        following = {"source": source, "last": result.last_evaluated_key, "group": seen_group, "seen": seen}
+    if after:
+        following = {"source": source, "last": after}
     else:
         following = {"source": source + 1, "last": None} if source + 1 < len(_SOURCES) else None
     return Page(items, following)

@@ -335,6 +335,58 @@ def test_the_export_lists_every_kind_stored_about_the_member(api: ApiClient) -> 
     assert his_review["signals"]
 
 
+def walk_export(api: ApiClient, pid: str, mid: str, limit: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every item of the member's export at ``limit`` and every cursor its pages gave."""
+    items: list[dict[str, Any]] = []
+    cursors: list[str] = []
+    query = f"limit={limit}"
+    for _ in range(2_000):
+        page = api.get(f"/v1/programs/{pid}/members/{mid}/export?{query}")
+        assert page.status == 200, page.body
+        items += page.body["items"]
+        if not page.body["next_cursor"]:
+            return items, cursors
+        cursors.append(page.body["next_cursor"])
+        query = f"limit={limit}&cursor={page.body['next_cursor']}"
+    raise AssertionError("the export did not end")
+
+
+def test_the_export_cursor_stays_short_when_many_orders_share_one_time(api: ApiClient,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backfill with date-only times: 30 orders of hers at one ``occurred_at`` (her reward entries all at that
+    ledger time, two rewards each) and 6 of them refunded at one other time. The cursor does not grow with them (it once carried
+    every record the entries of the page's last ledger time named, and outgrew the query string), and the export
+    lists every event once, the same at every page size, also when the page ends inside that time
+    (``GROUP_READ`` 1: the next page leaves out the events her entries on earlier pages named)."""
+    from chalicelib.api.http import MAX_QUERY_CHARS
+    from chalicelib.store import member_links
+
+    rules = {"max_depth": 3, "hold_days": 0, "rules": [  # two rewards of hers per order: two entries name its event
+        {"id": "cashback", "trigger": {"event": "order.paid"}, "recipient": {"type": "self"}, "amount": {"rate_bp": 500}},
+        {"id": "extra", "trigger": {"event": "order.paid"}, "recipient": {"type": "self"}, "amount": {"rate_bp": 100}},
+    ]}
+    shop = Shop(api, rules)
+    anna = shop.member("anna")
+    for i in range(30):
+        shop.send(order("anna", f"bf-{i}"))
+    for i in range(6):
+        shop.refund(f"bf-{i}", 10_000, refund_id=f"bf-r-{i}")
+    reference, _ = walk_export(api, shop.pid, anna["member_id"], limit=500)
+    events = [i["business_key"] for i in reference if i["item_type"] == "event"]
+    ptn = shop.partner["partner_id"]
+    assert {f"{shop.pid}|{ptn}|order|bf-{i}|order.paid" for i in range(30)} <= set(events)
+    assert {f"{shop.pid}|{ptn}|refund|bf-r-{i}|order.refunded" for i in range(6)} <= set(events), events
+    assert len(events) == len(set(events))
+    assert len([i for i in reference if i["item_type"] == "order_ledger"]) == 6
+    for group_read in (member_links.GROUP_READ, 1):
+        monkeypatch.setattr(member_links, "GROUP_READ", group_read)
+        for limit in (1, 2, 3):
+            items, cursors = walk_export(api, shop.pid, anna["member_id"], limit=limit)
+            assert items == reference, (group_read, limit)
+            longest = max(len(c) for c in cursors)
+            assert longest <= 400 < MAX_QUERY_CHARS, (group_read, limit, longest)
+
+
 def test_the_export_lists_the_pool_slot_of_a_code_issued_to_her(api: ApiClient) -> None:
     from tests.functional.test_vouchers import offer, put_rules, rules, upload
 
