@@ -250,6 +250,31 @@ def test_erasing_an_invitee_deletes_the_referrers_back_references_to_her_identif
     assert json.loads(profile["acquisition"]["S"]) == {"channel": "landing"}  # Olga's code is hers, not Zoe's
 
 
+def test_a_visitor_back_through_the_referrers_new_code_keeps_her_permanent_back_reference(api: ApiClient) -> None:
+    """Zoe joined through Olga's first code; Olga changed her code and Zoe came back through the new one: the
+    back-reference stays without a TTL (her profile still names the first code), so Olga's erasure, after the
+    invite expired (DynamoDB's TTL), still finds Zoe's profile and takes the code off it."""
+    from chalicelib.store.db import Entity
+
+    shop = Shop(api, "uds_3_level", landing_url="https://shop.test/welcome",
+                settings={"landing_rate_limits": {"invites_per_minute": 1000, "offer_per_minute": 1000},
+                          "attribution_model": "last_touch"})
+    pid = shop.pid
+    olga = shop.member("olga")
+    first = olga["code"]
+    assert _landing(api, shop, "zoe@example.com", first).body["referral_recorded"] is True
+    assert api.put(f"/v1/programs/{pid}/members/{olga['member_id']}/code", {"code": "OLGA-NEW"}).status == 200
+    assert _landing(api, shop, "zoe@example.com", "OLGA-NEW").body["referral_recorded"] is True
+    [ref] = [i for i in scan_test_table() if entity(i) == "invite_ref"]
+    assert "expires_at_epoch" not in ref, ref
+    for invite in [i for i in scan_test_table() if entity(i) == "pending_invite"]:  # the invite expired
+        Entity._get_connection().connection.client.delete_item(TableName=Entity.Meta.table_name,
+                                                               Key={"PK": invite["PK"], "SK": invite["SK"]})
+    assert api.post(f"/v1/programs/{pid}/members/{olga['member_id']}/erase").status == 200
+    [zoe] = [i for i in scan_test_table() if entity(i) == "member" and i["member_id"]["S"] != olga["member_id"]]
+    assert json.loads(zoe["acquisition"]["S"]) == {"channel": "landing"}, zoe["acquisition"]
+
+
 def test_an_invite_to_an_existing_member_expires_with_its_back_reference(api: ApiClient) -> None:
     shop = Shop(api, "uds_3_level", landing_url="https://shop.test/welcome",
                 settings={"landing_rate_limits": {"invites_per_minute": 1000, "offer_per_minute": 1000},

@@ -197,9 +197,13 @@ def _record_invite(program: ProgramItem, member: MemberItem, refs: Sequence[Iden
                            expires_at_epoch=int((now + window + INVITE_TTL_MARGIN).timestamp()),
                            risk_reject=risk.reject, risk_holds=tuple(risk.holds), risk_matched=tuple(risk.matched))
     first_touch_since = now - window if settings.attribution_model == "first_touch" else None
-    # The visitor's profile names this code (she came through the link when it was made): the back-reference stays
-    # after the invite expires, as the one written with the profile.
-    keep_ref = (member.acquisition or {}).get("ref") == pointer.code
+    # The visitor's profile names one of this referrer's codes (she came through her link when it was made, maybe
+    # before the referrer changed her code: earlier codes' pointers still name her): the back-reference stays after
+    # the invite expires, as the one written with the profile (an expiring one in its place would leave her erasure
+    # without the way to the profile's ``acquisition.ref``).
+    came_through = (member.acquisition or {}).get("ref")
+    owner = _code_owner(pid, came_through, deps) if came_through and came_through != pointer.code else None
+    keep_ref = came_through == pointer.code or (owner is not None and owner.member_id == pointer.member_id)
     recorded = False
     for ref_id in refs:
         recorded |= deps.members.put_pending_invite(pid, ref_id, invite, first_touch_since=first_touch_since,
