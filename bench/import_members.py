@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Member import throughput against the local run (not a test).
 
-    .venv/bin/python bench/import_members.py                 # 100,000 rows (5.5 min on the 2-CPU machine, 2026-12-06)
+    .venv/bin/python bench/import_members.py                 # 100,000 rows (4.3-4.9 min on the 2-CPU machine, 2026-12-06)
     .venv/bin/python bench/import_members.py --rows 2000     # a quick look
     .venv/bin/python bench/import_members.py --in-process --rows 2000   # CPU per row, by part
 
