@@ -15,7 +15,7 @@ from chalicelib.notify.port import Notifier, PermanentSendError, TransientSendEr
 from chalicelib.services import ports
 from chalicelib.services.auth import Principal
 from chalicelib.store import keys, tenancy_repo
-from chalicelib.store.members import MemberItem
+from chalicelib.store.members import MemberItem, check_unerased
 from chalicelib.store.notify import NotificationLogItem, NotifyStateItem
 
 CHANNELS = ("email", "sms", "push")
@@ -172,8 +172,7 @@ def _change_devices(program_id: str, member_id: str, read: list[dict[str, Any]] 
         if unerased:
             tx = Transaction()
             tx.update(_state_item(program_id, member_id), actions, condition, on_fail=_DevicesChanged())
-            tx.check(MemberItem, keys.member(program_id, member_id),
-                     MemberItem.PK.exists() & MemberItem.erased_at.does_not_exist(), on_fail=MemberErased(member_id))
+            check_unerased(tx, program_id, member_id, MemberErased(member_id), must_exist=True)
             try:
                 tx.commit()
                 return

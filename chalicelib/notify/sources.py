@@ -34,7 +34,7 @@ from chalicelib.services import ports
 from chalicelib.store import keys
 from chalicelib.store.db import get_or_none
 from chalicelib.store.ledger import LedgerEntryItem, OutboxItem, RedemptionItem, day_of, stable_id
-from chalicelib.store.members import JOINED_VIA_IMPORT, MemberItem, create_unless_erased
+from chalicelib.store.members import JOINED_VIA_IMPORT, MemberItem, check_unerased, create_unless_erased
 from chalicelib.store.notify import ActivityItem
 
 log = logging.getLogger("sarafan.notify")
@@ -344,7 +344,7 @@ def _touch_activity(pid: str, mid: str, day: str) -> None:
     tx.update(item, [A.entity.set(ActivityItem),  # type: ignore[arg-type]
                      A.program_id.set(pid), A.member_id.set(mid), A.day.set(day), A.GSI1PK.set(gpk),
                      A.GSI1SK.set(gsk)], A.day.does_not_exist() | (A.day < day), on_fail=_NotNewer())
-    tx.check(MemberItem, keys.member(pid, mid), MemberItem.erased_at.does_not_exist(), on_fail=_NotNewer())
+    check_unerased(tx, pid, mid, _NotNewer())
     with contextlib.suppress(_NotNewer):
         tx.commit()
 

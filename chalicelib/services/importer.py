@@ -56,12 +56,14 @@ from chalicelib.store.members import (
     IdentityRef,
     MemberItem,
     batch_get,
+    check_unerased,
     identity_pointer_parts,
     identity_refs,
     key_str,
     new_member,
     pointer_items,
     stage_member_creation,
+    unerased,
 )
 from chalicelib.store.notify import NotifyStateItem
 from chalicelib.store.tenancy import ProgramItem
@@ -550,16 +552,14 @@ class _Chunk:
             self.stage_suppression(tx, row, member_id, suppressed)
             if referrer is not None:
                 ref_member = MemberItem(*keys.member(self.pid, referrer.member_id))
-                tx.update(ref_member, [MemberItem.referral_signups.add(1)],
-                          Entity.PK.exists() & MemberItem.erased_at.does_not_exist(),
+                tx.update(ref_member, [MemberItem.referral_signups.add(1)], unerased(must_exist=True),
                           on_fail=_ReferrerErased(row.line))
         elif unlinked:
             linked = self.stage_links(tx, row, member_id, unlinked)  # its profile update: erased_at not exists
         else:
             # Nothing else of the row touches her profile (DynamoDB refuses two operations on one item in a
             # transaction): her erasure starting since the read cancels the row, read again it is a bad row.
-            tx.check(MemberItem, keys.member(self.pid, member_id),
-                     Entity.PK.exists() & MemberItem.erased_at.does_not_exist(), on_fail=_Retry(row.line))
+            check_unerased(tx, self.pid, member_id, _Retry(row.line), must_exist=True)
         marker_key = self.marker_key(member_id)
         entry_id = None
         if row.opening_balance:
@@ -634,7 +634,7 @@ class _Chunk:
         for pointer in pointers:
             tx.create(pointer, on_fail=_CodeOrPointerTaken(row.line))
         revision = int(profile.revision or 0)
-        condition = Entity.PK.exists() & MemberItem.erased_at.does_not_exist()  # her erasure has not started
+        condition = unerased(must_exist=True)  # her erasure has not started
         if profile.revision is not None:
             condition = condition & (MemberItem.revision == revision)
         tx.update(profile, [*actions, MemberItem.revision.set(revision + 1)], condition, on_fail=_Retry(row.line))

@@ -25,6 +25,7 @@ from chalicelib.store.members import (
     new_member,
     pointer_items,
     stage_member_creation,
+    unerased,
 )
 from chalicelib.store.transact import Transaction
 
@@ -175,17 +176,16 @@ class ProfileChanges:
             if not tx.touches((balance.PK, balance.SK)):  # else merged into that update, which sets these
                 count_actions += identity_actions(BalanceItem, program_id=program_id, member_id=member_id)
             tx.update(balance, count_actions)
-        unerased = MemberItem.erased_at.does_not_exist()
         for key, actions in self._actions.items():
             member = self._members[key]
             if tx.touches(key):  # created in this transaction: its fields were set before creation
                 continue
             if not actions:
                 if key in self._guarded:
-                    tx.check(MemberItem, key, Entity.PK.exists() & unerased, on_fail=RetryEvent())
+                    tx.check(MemberItem, key, unerased(must_exist=True), on_fail=RetryEvent())
                 continue
             guarded = key in self._guarded or key in self._rewrites  # a rewrite may set personal data or pointers
-            condition = Entity.PK.exists() & unerased if guarded else Entity.PK.exists()
+            condition = unerased(must_exist=True) if guarded else Entity.PK.exists()
             if key in self._rewrites:
                 revision = int(member.revision or 0)
                 actions = [*actions, MemberItem.revision.set(revision + 1)]

@@ -50,6 +50,7 @@ from chalicelib.store.ledger import (
     stage_balance,
 )
 from chalicelib.store.members import (
+    ERASED_CODE,
     CodeItem,
     CouponItem,
     IdentityItem,
@@ -58,11 +59,13 @@ from chalicelib.store.members import (
     MemberItem,
     PendingInviteItem,
     batch_get,
+    check_unerased,
     identity_pointer_parts,
     identity_refs,
     key_from_str,
     key_str,
     new_member,
+    unerased,
 )
 from chalicelib.store.settlement import SettlementRowItem
 from chalicelib.store.tenancy import ApiKeyItem, ApiKeyRefItem, PartnerItem, PartnerLocatorItem, ProgramItem
@@ -141,7 +144,7 @@ def not_erased(member: MemberItem) -> Any:
     started (the erasure's start transaction sets ``erased_at``). Raises at once for a profile read erased."""
     if member.erased_at is not None:
         raise MemberErased(member.member_id)
-    return Entity.PK.exists() & MemberItem.erased_at.does_not_exist()
+    return unerased(must_exist=True)
 
 
 def code_taken(code: str) -> Conflict:
@@ -175,12 +178,6 @@ def invite_ref_item(program_id: str, referrer_id: str, ref: IdentityRef, expires
 def without_ref(acquisition: Any) -> dict[str, Any]:
     """A profile's ``acquisition`` without the referrer's code (``ref``): what the erasure of either leaves."""
     return {k: v for k, v in dict(acquisition or {}).items() if k != "ref"}
-
-
-def referrer_not_erased() -> Any:
-    """A referrer's profile, checked in the transaction writing an invite or back-reference naming her: her erasure
-    has not started (a profile that does not exist passes, as in ``members.create_unless_erased``)."""
-    return MemberItem.erased_at.does_not_exist()
 
 
 def pending_invite_item(program_id: str, ref: IdentityRef, invite: PendingInvite) -> PendingInviteItem:
@@ -220,8 +217,7 @@ class DynamoMemberStore:
         if referrer is not None:  # her code on the profile (acquisition.ref): her back-references, same transaction
             for ref in refs:
                 tx.put(invite_ref_item(member.program_id, referrer, ref, None))
-            tx.check(MemberItem, keys.member(member.program_id, referrer), referrer_not_erased(),
-                     on_fail=MemberErased(referrer))
+            check_unerased(tx, member.program_id, referrer, MemberErased(referrer))
         try:
             tx.commit()
         except _Taken:
@@ -240,7 +236,7 @@ class DynamoMemberStore:
         tx = Transaction()
         tx.put(item, condition, on_fail=_Refused())
         tx.put(invite_ref_item(program_id, invite.referrer_id, ref, None if keep_ref else invite.expires_at_epoch))
-        tx.check(MemberItem, keys.member(program_id, invite.referrer_id), referrer_not_erased(), on_fail=_Refused())
+        check_unerased(tx, program_id, invite.referrer_id, _Refused())
         try:
             tx.commit()
         except _Refused:
@@ -823,8 +819,7 @@ class DynamoSignalStore:
         for ref_item in signal_ref_writes(program_id, refs, read, member_id, at):
             tx.put(ref_item)
         if len(tx):  # never a member whose erasure has started (docs/data-rights.md#while-erasing)
-            tx.check(MemberItem, keys.member(program_id, member_id), MemberItem.erased_at.does_not_exist(),
-                     on_fail=MemberErased(member_id))
+            check_unerased(tx, program_id, member_id, MemberErased(member_id))
         try:
             tx.commit()
         except _SignalChanged:
@@ -1166,8 +1161,6 @@ class DynamoWebhookStore:
 
 # --------------------------------------------------------------------------- data rights (services.erasure, member_export)
 
-#: The code an erased profile keeps (it resolves nowhere).
-ERASED_CODE = "-"
 #: Items of the member's partition the export shows in its summary instead.
 IN_EXPORT_SUMMARY = frozenset({"PROFILE", "BALANCE", "ERASURE"})
 _KEY_ATTRIBUTES = frozenset({"PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK", "entity"})

@@ -42,7 +42,7 @@ from chalicelib.store.erasure_kinds import (
     register,
 )
 from chalicelib.store.review import ReviewItem, ReviewRefItem
-from chalicelib.store.signals import SignalItem, SignalRefItem, without_member
+from chalicelib.store.signals import SignalItem, SignalRefItem, sightings_of, without_member
 from chalicelib.store.transact import Transaction
 
 # --------------------------------------------------------------------------- signal pointers
@@ -81,8 +81,7 @@ def _scrub_signal(tx: Transaction, item: Entity, target: ErasureTarget) -> None:
 def _export_signal(item: Entity, target: ErasureTarget) -> dict[str, Any] | None:
     if not isinstance(item, SignalItem):
         return None  # the back-reference is in her partition's pages already
-    mine = [list(pair) for pair in item.members or [] if isinstance(pair, list) and pair
-            and pair[0] == target.member_id]
+    mine = sightings_of(item, target.member_id)
     return {"item_type": "signal", "program_id": item.program_id, "kind": item.kind,
             "value_hash": item.PK.rsplit("#", 1)[-1], "members": mine,
             "fraud_at": clock.iso(item.fraud_at) if item.fraud_at else None}

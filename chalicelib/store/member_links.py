@@ -53,18 +53,20 @@ from chalicelib.store.ledger import (
     RedemptionItem,
     order_hash,
 )
-from chalicelib.store.members import InviteRefItem, MemberItem, PendingInviteItem, key_from_str, key_str
+from chalicelib.store.members import (
+    ERASED_CODE,
+    InviteRefItem,
+    MemberItem,
+    PendingInviteItem,
+    batch_get,
+    identity_pointer_parts,
+    key_from_str,
+    key_str,
+)
 from chalicelib.store.offers import PoolSlotItem, VoucherItem
 from chalicelib.store.transact import Transaction
 
 Key = tuple[str, str]
-#: The profile's code once the erasure scrubbed it (``store.dynamo_ports.ERASED_CODE``).
-ERASED_CODE = "-"
-
-
-def _batch(wanted: list[Key]) -> dict[Key, Entity]:
-    unique = list(dict.fromkeys(wanted))
-    return {(i.PK, i.SK): i for i in Entity.batch_get(unique, consistent_read=True)} if unique else {}
 
 
 def _names(item: Entity, member_id: str) -> bool:
@@ -75,8 +77,8 @@ def _names(item: Entity, member_id: str) -> bool:
 
 
 def _pointer_keys(target: ErasureTarget) -> list[Key]:
-    read = _batch([keys.member(target.program_id, target.member_id),
-                   keys.erasure_record(target.program_id, target.member_id)])
+    read = batch_get([keys.member(target.program_id, target.member_id),
+                      keys.erasure_record(target.program_id, target.member_id)], consistent=True)
     member = read.get(keys.member(target.program_id, target.member_id))
     record = read.get(keys.erasure_record(target.program_id, target.member_id))
     texts = list(member.pointer_keys or []) if isinstance(member, MemberItem) else []
@@ -84,15 +86,14 @@ def _pointer_keys(target: ErasureTarget) -> list[Key]:
         texts.insert(0, key_str(keys.referral_code(target.program_id, member.code)))
     out: list[Key] = []
     identities = list(record.identities or []) if isinstance(record, ErasureItem) else []
-    code_prefix, ident_prefix = f"CODE#{target.program_id}#", f"IDENT#{target.program_id}#"
+    code_prefix = f"CODE#{target.program_id}#"
     for text in texts:
         key = key_from_str(text)
         out.append(key)
         if key[0].startswith(code_prefix):
             out.append(keys.short_link(key[0][len(code_prefix):]))
-        elif key[0].startswith(ident_prefix):
-            kind, _, value_hash = key[0][len(ident_prefix):].rpartition("#")
-            identities.append(f"{kind}:{value_hash}")
+        elif (parts := identity_pointer_parts(target.program_id, text)) is not None:
+            identities.append(f"{parts[0]}:{parts[1]}")
     out.append(keys.import_row(target.program_id, f"member#{target.member_id}"))
     for text in dict.fromkeys(identities):
         kind, _, value_hash = text.partition(":")
@@ -108,7 +109,7 @@ def _find_pointers(target: ErasureTarget, cursor: dict[str, Any] | None, limit: 
     start = int((cursor or {}).get("i", 0))
     wanted = _pointer_keys(target)
     batch = wanted[start:start + max(1, limit)]
-    found = _batch(batch)
+    found = batch_get(batch, consistent=True)
     items = [found[k] for k in batch if k in found and _names(found[k], target.member_id)]
     end = start + len(batch)
     return Page(items, {"i": end} if end < len(wanted) else None)
@@ -205,7 +206,7 @@ def _find_linked(target: ErasureTarget, cursor: dict[str, Any] | None, limit: in
         sources += more
         after = rest.last_evaluated_key or (_key_of(more[-1]) if more else after)
     wanted = list(dict.fromkeys(k for s in sources for k in _named_by(target, s)))
-    found = _batch(wanted)
+    found = batch_get(wanted, consistent=True)
     # The page began inside a ledger time an earlier page read part of: the events its entries here name.
     read_up_to = str(start["SK"]["S"]) if _SOURCES[source] == "LEDGER#" and isinstance(start, dict) else None
     begun = _group_of_key(read_up_to) if read_up_to else None
@@ -219,7 +220,7 @@ def _find_linked(target: ErasureTarget, cursor: dict[str, Any] | None, limit: in
     named = [found[k] for k in wanted if (isinstance(found.get(k), EventItem | RedemptionItem | AdjustmentItem)
              or (isinstance(found.get(k), PoolSlotItem) and getattr(found[k], "member_id", None) == target.member_id))
              and not listed_before(k)]
-    found_orders = _batch([k for k in (_order_key(target, i) for i in named) if k is not None])
+    found_orders = batch_get([k for k in (_order_key(target, i) for i in named) if k is not None], consistent=True)
     items: list[Entity] = []
     for item in named:  # each paid order's ledger right after its event: the same order whatever the page size
         items.append(item)
@@ -258,11 +259,12 @@ def _find_invites(target: ErasureTarget, cursor: dict[str, Any] | None, limit: i
                           last_evaluated_key=cursor, consistent_read=True)
     refs = list(result)
     parts = [_invite_parts(ref) for ref in refs]
-    first = _batch([k for kind, h in parts for k in (keys.pending_invite(target.program_id, kind, h),
-                                                     keys.identity(target.program_id, kind, h))])
+    first = batch_get([k for kind, h in parts for k in (keys.pending_invite(target.program_id, kind, h),
+                                                         keys.identity(target.program_id, kind, h))], consistent=True)
     owners = {i: getattr(first.get(keys.identity(target.program_id, kind, h)), "member_id", None)
               for i, (kind, h) in enumerate(parts)}
-    profiles = _batch([keys.member(target.program_id, m) for m in owners.values() if m and m != target.member_id])
+    profiles = batch_get([keys.member(target.program_id, m) for m in owners.values() if m and m != target.member_id],
+                         consistent=True)
     items: list[Entity] = []
     listed: set[Key] = set()  # one visitor may have left two identifiers: her profile once per transaction
     for i, (ref, (kind, h)) in enumerate(zip(refs, parts, strict=True)):

@@ -33,6 +33,10 @@ from chalicelib.store.db import Entity, IsoDateTimeAttribute
 JOINED_VIA_IMPORT = "import"
 
 
+#: The code an erased profile keeps (it resolves nowhere).
+ERASED_CODE = "-"
+
+
 class MemberItem(Entity, discriminator="member"):
     program_id = UnicodeAttribute()
     member_id = UnicodeAttribute()
@@ -294,6 +298,19 @@ class _Erased(Exception):
     pass
 
 
+def unerased(*, must_exist: bool = False) -> Any:
+    """The condition on a member's profile that her erasure has not started (the erasure's start transaction sets
+    ``erased_at``): carried by every write that attaches personal data or a code to her. A profile that does not
+    exist passes, unless ``must_exist``."""
+    condition = MemberItem.erased_at.does_not_exist()
+    return (Entity.PK.exists() & condition) if must_exist else condition
+
+
+def check_unerased(tx: Any, program_id: str, member_id: str, on_fail: Exception, *, must_exist: bool = False) -> None:
+    """A ``ConditionCheck`` in ``tx`` that the member's erasure has not started (``unerased``)."""
+    tx.check(MemberItem, keys.member(program_id, member_id), unerased(must_exist=must_exist), on_fail=on_fail)
+
+
 def create_unless_erased(item: Entity, program_id: str, member_id: str) -> str:
     """Create ``item`` about a member (an outbox message, a partner webhook delivery, ...) in one transaction with a
     ``ConditionCheck`` that the member's erasure has not started (``erased_at`` not on the profile; a profile that
@@ -303,8 +320,7 @@ def create_unless_erased(item: Entity, program_id: str, member_id: str) -> str:
 
     tx = Transaction()
     tx.create(item, on_fail=_Exists())
-    tx.check(MemberItem, keys.member(program_id, member_id), MemberItem.erased_at.does_not_exist(),
-             on_fail=_Erased())
+    check_unerased(tx, program_id, member_id, _Erased())
     try:
         tx.commit()
     except _Exists:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
 
@@ -79,9 +79,19 @@ def new_on_pointer(read: SignalItem | None, member_id: str) -> bool:
     return read is None or member_id not in read.seen()
 
 
+def _names(pair: Any, member_id: str) -> bool:
+    """Whether one ``[member_id, seen_at]`` pair of a pointer's ``members`` is ``member_id``'s sighting."""
+    return isinstance(pair, list) and bool(pair) and pair[0] == member_id
+
+
 def without_member(item: SignalItem, member_id: str) -> list[list[str]]:
     """The pointer's ``members`` with ``member_id`` taken off."""
-    return [list(pair) for pair in item.members or [] if not (isinstance(pair, list) and pair and pair[0] == member_id)]
+    return [list(pair) for pair in item.members or [] if not _names(pair, member_id)]
+
+
+def sightings_of(item: SignalItem, member_id: str) -> list[list[str]]:
+    """``member_id``'s own pairs of the pointer's ``members`` (what her export shows of a shared pointer)."""
+    return [list(pair) for pair in item.members or [] if _names(pair, member_id)]
 
 
 def updated_members(read: SignalItem | None, member_id: str, now: datetime) -> list[list[str]] | None:
